@@ -1,0 +1,121 @@
+"""Who is calling: one authentication middleware for every face, and the user-token verifier.
+
+A bearer credential is either an API key (`cgw_<id>_<secret>`: services, auditors, admins,
+told apart by scopes) or a user JWT from the wallet's identity service. A user's `sub` is
+turned into a `subject_ref` right here and dropped: nothing past this module sees a user_id.
+Routes that need no credential say so with `opt={"public": True}`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import jwt
+import msgspec
+from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, EllipticCurvePublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from litestar.connection import ASGIConnection
+from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult, DefineMiddleware
+
+from gateway.errors import NotAuthenticated
+
+__all__ = ["SCOPES", "AuthMiddleware", "Principal", "UserTokens", "auth_middleware"]
+
+SCOPES = ("pushes:write", "campaigns:write", "campaigns:read", "complaints:write", "audit:read", "admin")
+LEEWAY_SECONDS = 30
+USER_ID_MAX = 128
+
+
+class Principal(msgspec.Struct, frozen=True, kw_only=True):
+    kind: Literal["user", "key"]
+    subject_ref: str | None = None
+    key_id: str | None = None
+    scopes: frozenset[str] = frozenset()
+
+    @property
+    def actor(self) -> str:
+        """How the ledger and the access log name this caller."""
+        return "user" if self.kind == "user" else f"key:{self.key_id}"
+
+
+class UserTokens:
+    """Verifies user JWTs: HS256 with a secret, or EdDSA/ES256 with a public key — never both,
+    never `none`, and the algorithm comes from our configuration, not from the token."""
+
+    def __init__(
+        self, *, audience: str, secret: str | None = None, public_key_file: Path | None = None
+    ) -> None:
+        self.audience = audience
+        self._secret = secret
+        self._key: Any
+        if public_key_file is not None:
+            key = load_pem_public_key(public_key_file.read_bytes())
+            if isinstance(key, Ed25519PublicKey):
+                self._algorithms = ["EdDSA"]
+            elif isinstance(key, EllipticCurvePublicKey) and isinstance(key.curve, SECP256R1):
+                self._algorithms = ["ES256"]
+            else:
+                raise ValueError("CGW_JWT_PUBLIC_KEY_FILE: expected an Ed25519 or P-256 public key")
+            self._key = key
+        elif secret is not None:
+            self._algorithms = ["HS256"]
+            self._key = secret
+        else:
+            raise ValueError("a JWT secret or public key is required")
+
+    def verify(self, token: str) -> str:
+        """The user_id (`sub`) of a valid token; raises NotAuthenticated otherwise."""
+        try:
+            claims = jwt.decode(
+                token,
+                self._key,
+                algorithms=self._algorithms,
+                audience=self.audience,
+                leeway=LEEWAY_SECONDS,
+                options={"require": ["exp", "sub", "aud"]},
+            )
+        except jwt.PyJWTError:
+            raise NotAuthenticated("invalid or expired user token", "Authorization") from None
+        sub = claims.get("sub")
+        if not isinstance(sub, str) or not 1 <= len(sub) <= USER_ID_MAX:
+            raise NotAuthenticated("user token `sub` must be a user id of 1-128 characters", "Authorization")
+        return sub
+
+    def mint(self, user_id: str, now: datetime, ttl: timedelta = timedelta(hours=12)) -> str:
+        """A dev token; only possible when we hold the HS256 secret."""
+        if self._secret is None:
+            raise ValueError("tokens can only be minted with an HS256 secret")
+        claims = {
+            "sub": user_id,
+            "aud": self.audience,
+            "iat": int(now.timestamp()),
+            "exp": int((now + ttl).timestamp()),
+        }
+        return jwt.encode(claims, self._secret, algorithm="HS256")
+
+
+class AuthMiddleware(AbstractAuthenticationMiddleware):
+    async def authenticate_request(
+        self, connection: ASGIConnection[Any, Any, Any, Any]
+    ) -> AuthenticationResult:
+        header = connection.headers.get("authorization", "")
+        scheme, _, credential = header.partition(" ")
+        credential = credential.strip()
+        if scheme.lower() != "bearer" or not credential:
+            raise NotAuthenticated("a bearer credential is required", "Authorization")
+        runtime = connection.app.state.runtime
+        if credential.startswith("cgw_"):
+            key = runtime.api_keys.verify(credential)
+            if key is None:
+                raise NotAuthenticated("unknown or revoked API key", "Authorization")
+            principal = Principal(kind="key", key_id=key.key_id, scopes=frozenset(key.scopes))
+        else:
+            user_id = runtime.user_tokens.verify(credential)
+            principal = Principal(kind="user", subject_ref=runtime.store.pseudonyms.subject_ref(user_id))
+        return AuthenticationResult(user=principal, auth=None)
+
+
+auth_middleware = DefineMiddleware(AuthMiddleware, exclude_from_auth_key="public", exclude=["^/schema"])

@@ -1,0 +1,161 @@
+"""`consent-gateway` — serve, make API keys and dev tokens, verify the ledger offline.
+
+Every command reads the same `CGW_` variables; flags given on the command line win. A bad
+setting ends the process with one line naming the variable and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import msgspec
+
+from gateway.auth import SCOPES
+from gateway.clock import system_clock
+from gateway.logs import configure_logging
+from gateway.runtime import load_keys, user_tokens
+from gateway.settings import Settings, SettingsError
+from storage import ledger
+from storage.keys import KeyStoreError
+
+__all__ = ["main"]
+
+EXIT_USAGE = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="consent-gateway", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the HTTP server")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--data-dir", type=Path)
+
+    keys = commands.add_parser("keys", help="API keys").add_subparsers(dest="keys_command", required=True)
+    create = keys.add_parser("create", help="create an API key and print it once")
+    create.add_argument("--name", required=True)
+    create.add_argument("--scope", nargs="+", required=True, choices=SCOPES, dest="scopes")
+    create.add_argument("--data-dir", type=Path)
+
+    token = commands.add_parser("token", help="print a dev user token (HS256 dev secret)")
+    token.add_argument("user_id")
+    token.add_argument("--data-dir", type=Path)
+
+    audit = commands.add_parser("audit", help="audit tools").add_subparsers(
+        dest="audit_command", required=True
+    )
+    verify = audit.add_parser("verify", help="verify the ledger's hash chain offline")
+    verify.add_argument("--data-dir", type=Path)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings.from_env(
+            os.environ, data_dir=getattr(args, "data_dir", None), host=getattr(args, "host", None),
+            port=getattr(args, "port", None),
+        )  # fmt: skip
+    except SettingsError as exc:
+        print(f"consent-gateway: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    configure_logging(settings.log_level)
+    try:
+        if args.command == "serve":
+            return _serve(settings)
+        if args.command == "keys":
+            return _create_key(settings, args.name, tuple(dict.fromkeys(args.scopes)))
+        if args.command == "token":
+            return _token(settings, args.user_id)
+        return _verify(settings)
+    except KeyStoreError as exc:
+        print(f"consent-gateway: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _serve(settings: Settings) -> int:
+    import uvicorn
+
+    from gateway.app import create_app
+
+    first_run = not settings.keystore_path.exists()
+    keys = load_keys(settings)
+    base = f"http://{settings.host}:{settings.port}"
+    lines = [
+        *(
+            [
+                "!" * 78,
+                f"!! DEVELOPMENT KEYS were just created in {keys.path} (mode 0600).",
+                "!! Never use them in production: set CGW_KEYSTORE_FILE to a key store you control.",
+                "!" * 78,
+            ]
+            if first_run
+            else []
+        ),
+        f"Consent Gateway on {base}",
+        f"  API docs:   {base}/schema",
+        f"  health:     {base}/healthz",
+        f"  data:       {settings.data_dir.resolve()} (keys: {keys.path})",
+    ]
+    if settings.jwt_public_key_file is None:
+        tokens = user_tokens(settings, keys)
+        lines.append(f"  dev token for user 'demo-user':\n    {tokens.mint('demo-user', system_clock())}")
+    lines.append(
+        "  an API key: consent-gateway keys create --name marketing --scope pushes:write campaigns:write"
+    )
+    print("\n".join(lines), file=sys.stderr, flush=True)
+    uvicorn.run(
+        create_app(settings), host=settings.host, port=settings.port, log_config=None, access_log=False
+    )
+    return 0
+
+
+def _create_key(settings: Settings, name: str, scopes: tuple[str, ...]) -> int:
+    from gateway.runtime import Runtime
+
+    runtime = Runtime(settings)
+    try:
+        key, secret = runtime.api_keys.create_sync(name, scopes)
+    finally:
+        runtime.close()
+    print(secret)
+    print(
+        f"key id {key.key_id}, scopes {' '.join(key.scopes)}: store it now, it is not shown again",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _token(settings: Settings, user_id: str) -> int:
+    if settings.jwt_public_key_file is not None:
+        print(
+            "consent-gateway: tokens are issued by your identity service (a public key is set)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    if not 1 <= len(user_id) <= 128:
+        print("consent-gateway: USER_ID must be 1-128 characters", file=sys.stderr)
+        return EXIT_USAGE
+    print(user_tokens(settings, load_keys(settings)).mint(user_id, system_clock()))
+    return 0
+
+
+def _verify(settings: Settings) -> int:
+    from storage.store import Store
+
+    store = Store(settings.data_dir, load_keys(settings))
+    try:
+        result = ledger.verify(store.data.reader())
+    finally:
+        store.close()
+    print(msgspec.json.encode(result).decode())
+    return 0 if result.ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

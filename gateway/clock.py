@@ -1,0 +1,24 @@
+"""The one clock. Services take a `Clock`; tests pass a fixed one; policies take `now`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+__all__ = ["Clock", "rfc3339", "rfc3339_text", "system_clock"]
+
+Clock = Callable[[], datetime]
+
+
+def system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+def rfc3339(moment: datetime) -> str:
+    """UTC, seconds precision with microseconds when present, `Z` suffix."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def rfc3339_text(stored: str) -> str:
+    """A stored `isoformat()` UTC timestamp in the same `Z` form `rfc3339` gives."""
+    return stored.replace("+00:00", "Z")

@@ -1,0 +1,79 @@
+"""Domain errors and their one mapping to HTTP.
+
+    GatewayError                 base; carries the field it is about (or None)
+    ├── InvalidInput     400     a value is well-formed JSON but not acceptable
+    ├── NotAuthenticated 401     no or bad credentials
+    ├── Forbidden        403     authenticated, but not allowed
+    ├── NotFound         404     no such thing for this caller
+    ├── Conflict         409     the request clashes with current state
+    └── Unprocessable    422     e.g. an idempotency key reused with another body
+
+Every 4xx the gateway sends has Litestar's shape `{"status_code", "detail", "extra"?}`;
+`extra` is a list of `{"key", "message"}` naming the field, as Litestar's own validation
+errors do, so clients parse one shape.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException
+
+__all__ = [
+    "Conflict",
+    "Forbidden",
+    "GatewayError",
+    "InvalidInput",
+    "NotAuthenticated",
+    "NotFound",
+    "Unprocessable",
+    "problem",
+]
+
+
+class GatewayError(Exception):
+    status_code: ClassVar[int] = 400
+
+    def __init__(self, detail: str, field: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.field = field
+
+
+class InvalidInput(GatewayError):
+    status_code = 400
+
+
+class NotAuthenticated(GatewayError):
+    status_code = 401
+
+
+class Forbidden(GatewayError):
+    status_code = 403
+
+
+class NotFound(GatewayError):
+    status_code = 404
+
+
+class Conflict(GatewayError):
+    status_code = 409
+
+
+class Unprocessable(GatewayError):
+    status_code = 422
+
+
+def problem(status_code: int, detail: str, field: str | None = None) -> HTTPException:
+    """An HTTPException in our shape, for code paths that must raise Litestar's own type."""
+    extra = [{"key": field, "message": detail}] if field else None
+    return HTTPException(status_code=status_code, detail=detail, extra=extra)
+
+
+def handle_gateway_error(_: Request[Any, Any, Any], exc: GatewayError) -> Response[dict[str, object]]:
+    body: dict[str, object] = {"status_code": exc.status_code, "detail": exc.detail}
+    if exc.field:
+        body["extra"] = [{"key": exc.field, "message": exc.detail}]
+    headers = {"WWW-Authenticate": 'Bearer realm="consent-gateway"'} if exc.status_code == 401 else None
+    return Response(body, status_code=exc.status_code, headers=headers)

@@ -1,0 +1,37 @@
+"""Guards: one per role or scope, composed on controllers. Authentication already happened."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
+from litestar.types import Guard
+
+from gateway.auth import Principal
+from gateway.errors import Forbidden
+
+__all__ = ["requires_scope", "requires_user"]
+
+
+def _principal(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
+    user = connection.scope.get("user")
+    if not isinstance(user, Principal):
+        raise Forbidden("not authenticated for this route")
+    return user
+
+
+def requires_user(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """Preference-center routes act for the person in the user token, and only for them."""
+    if _principal(connection).kind != "user":
+        raise Forbidden("this route needs a user token")
+
+
+def requires_scope(scope: str) -> Guard:
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        principal = _principal(connection)
+        if principal.kind != "key" or scope not in principal.scopes:
+            raise Forbidden(f"this route needs an API key with scope `{scope}`")
+
+    guard.__name__ = f"requires_scope_{scope.replace(':', '_')}"
+    return guard

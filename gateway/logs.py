@@ -1,0 +1,91 @@
+"""Structured JSON logs, one object per line, with the request id; never personal data.
+
+Request logging names the route template (`/v1/me/devices/{device_id}`), not the raw path,
+and never the query string, so ids and lookups stay out of the logs.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+import uuid
+from typing import Any
+
+import msgspec
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.metrics import Metrics
+
+__all__ = ["JsonFormatter", "configure_logging", "request_log_middleware"]
+
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+    "color_message",
+}
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
+        if record.exc_info and record.exc_info[0] is not None:
+            entry["exc_type"] = record.exc_info[0].__name__
+        return msgspec.json.encode(entry, enc_hook=str).decode()
+
+
+def configure_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for noisy in ("httpx", "uvicorn.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def request_log_middleware(metrics: Metrics) -> Any:
+    log = logging.getLogger("gateway.http")
+
+    def factory(app: ASGIApp) -> ASGIApp:
+        async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != ScopeType.HTTP:
+                await app(scope, receive, send)
+                return
+            method = scope["method"]
+            request_id = uuid.uuid4().hex
+            status = 500
+            started = time.perf_counter()
+
+            async def send_with_id(message: Message) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                    message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+                await send(message)
+
+            try:
+                await app(scope, receive, send_with_id)
+            finally:
+                elapsed = time.perf_counter() - started
+                route = str(scope.get("path_template") or "unmatched")
+                metrics.requests.labels(method, route, str(status)).inc()
+                metrics.request_seconds.labels(route).observe(elapsed)
+                log.info(
+                    "request",
+                    extra={
+                        "request_id": request_id, "method": method, "route": route,
+                        "status": status, "ms": round(elapsed * 1000, 2),
+                    },
+                )  # fmt: skip
+
+        return middleware
+
+    return factory

@@ -1,0 +1,101 @@
+"""Preference center: `/v1/me/...`, acting for the person in the user token and only for them."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Controller, Request, Response, delete, get, patch, post, put
+from litestar.params import FromPath, JSONBody, PathParameter
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
+
+from gateway.auth import Principal
+from gateway.body import Strict
+from gateway.deps import RuntimeDep
+from gateway.guards import requires_user
+from gateway.schemas.me import (
+    ConsentAnswer,
+    ConsentEvent,
+    ConsentUpdate,
+    DeviceCreate,
+    DeviceCreated,
+    DeviceRead,
+    ExportRead,
+    LocationRead,
+    LocationUpdate,
+    PreferencesRead,
+    PreferencesUpdate,
+)
+from policies.catalog import Purpose
+
+__all__ = ["MeController"]
+
+UserRequest = Request[Principal, Any, Any]
+DeviceId = Annotated[str, PathParameter(pattern=r"^dev_[0-9a-f]{24}$", max_length=28)]
+
+
+def _ref(request: UserRequest) -> str:
+    assert request.user.subject_ref is not None  # requires_user guarantees it
+    return request.user.subject_ref
+
+
+class MeController(Controller):
+    path = "/v1/me"
+    guards = [requires_user]  # noqa: RUF012
+    tags = ["preference center"]  # noqa: RUF012
+
+    @get("/preferences", operation_id="getPreferences")
+    async def get_preferences(self, request: UserRequest, runtime: RuntimeDep) -> PreferencesRead:
+        return runtime.preferences.read(_ref(request))
+
+    @patch("/preferences", operation_id="updatePreferences", dto=Strict[PreferencesUpdate], return_dto=None)
+    async def update_preferences(
+        self, request: UserRequest, runtime: RuntimeDep, data: JSONBody[PreferencesUpdate]
+    ) -> PreferencesRead:
+        return await runtime.preferences.update(_ref(request), data, request.user.actor)
+
+    @put("/consents/{purpose:str}", operation_id="setConsent", dto=Strict[ConsentUpdate], return_dto=None)
+    async def set_consent(
+        self,
+        request: UserRequest,
+        runtime: RuntimeDep,
+        purpose: FromPath[Purpose],
+        data: JSONBody[ConsentUpdate],
+    ) -> ConsentAnswer:
+        return await runtime.preferences.set_consent(
+            _ref(request), purpose, data, actor=request.user.actor, source="preference_center"
+        )
+
+    @get("/consents/history", operation_id="getConsentHistory")
+    async def consent_history(self, request: UserRequest, runtime: RuntimeDep) -> list[ConsentEvent]:
+        return runtime.preferences.history(_ref(request))
+
+    @post(
+        "/devices", operation_id="registerDevice", dto=Strict[DeviceCreate], return_dto=None, status_code=201
+    )
+    async def register_device(
+        self, request: UserRequest, runtime: RuntimeDep, data: JSONBody[DeviceCreate]
+    ) -> Response[DeviceCreated]:
+        device_id, created = await runtime.devices.register(_ref(request), data)
+        return Response(DeviceCreated(device_id), status_code=HTTP_201_CREATED if created else HTTP_200_OK)
+
+    @get("/devices", operation_id="listDevices")
+    async def list_devices(self, request: UserRequest, runtime: RuntimeDep) -> list[DeviceRead]:
+        return runtime.devices.list(_ref(request))
+
+    @delete("/devices/{device_id:str}", operation_id="deleteDevice", status_code=HTTP_204_NO_CONTENT)
+    async def delete_device(self, request: UserRequest, runtime: RuntimeDep, device_id: DeviceId) -> None:
+        await runtime.devices.remove(_ref(request), device_id)
+
+    @put("/location", operation_id="setLocation", dto=Strict[LocationUpdate], return_dto=None)
+    async def set_location(
+        self, request: UserRequest, runtime: RuntimeDep, data: JSONBody[LocationUpdate]
+    ) -> LocationRead:
+        return await runtime.devices.set_location(_ref(request), data)
+
+    @get("/export", operation_id="exportMyData")
+    async def export(self, request: UserRequest, runtime: RuntimeDep) -> ExportRead:
+        return runtime.rights.export(_ref(request))
+
+    @delete("/", operation_id="eraseMe", status_code=HTTP_204_NO_CONTENT)
+    async def erase(self, request: UserRequest, runtime: RuntimeDep) -> None:
+        await runtime.rights.erase(_ref(request), request.user.actor)

@@ -1,0 +1,60 @@
+"""Operations: health, readiness, metrics and the public signing keys. No credentials needed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Response, get
+from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
+
+from gateway.deps import MetricsDep, RuntimeDep
+
+__all__ = ["OPS_ROUTES"]
+
+PUBLIC = {"public": True}
+
+
+class Health(msgspec.Struct):
+    status: str
+    checks: dict[str, str] = {}
+
+
+@get("/healthz", opt=PUBLIC, operation_id="health", tags=["operations"])
+async def healthz() -> Health:
+    return Health("ok")
+
+
+@get("/readyz", opt=PUBLIC, operation_id="ready", tags=["operations"])
+async def readyz(runtime: RuntimeDep) -> Response[Health]:
+    """Ready when the data database takes a write transaction and the keys are loaded."""
+    checks: dict[str, str] = {"keys": "ok" if runtime.keys.keyring.key_ids else "missing"}
+    try:
+        await runtime.store.data.writer.run(lambda conn: conn.execute("SELECT 1").fetchone())
+        checks["database"] = "ok"
+    except Exception:  # any failure means not ready; the probe must answer, not crash
+        checks["database"] = "unwritable"
+    ready = all(v == "ok" for v in checks.values())
+    return Response(
+        Health("ready" if ready else "not ready", checks),
+        status_code=200 if ready else HTTP_503_SERVICE_UNAVAILABLE,
+    )
+
+
+@get(
+    "/metrics",
+    opt=PUBLIC,
+    operation_id="metrics",
+    tags=["operations"],
+    media_type="text/plain; version=0.0.4",
+)
+async def metrics(metrics: MetricsDep) -> bytes:
+    return metrics.render()
+
+
+@get("/.well-known/jwks.json", opt=PUBLIC, operation_id="jwks", tags=["operations"])
+async def jwks(runtime: RuntimeDep) -> dict[str, Any]:
+    return runtime.signer.jwks()
+
+
+OPS_ROUTES = [healthz, readyz, metrics, jwks]

@@ -1,0 +1,67 @@
+"""Everything a running gateway holds, built once from the settings and closed on shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from gateway.auth import UserTokens
+from gateway.clock import Clock, system_clock
+from gateway.services.api_keys import ApiKeyRegistry
+from gateway.services.devices import DeviceService
+from gateway.services.policy import PolicySource
+from gateway.services.preferences import PreferenceCenter
+from gateway.services.rights import RightsService
+from gateway.settings import Settings
+from gateway.signing import Signer
+from storage.keys import KeyStore
+from storage.store import Store, open_keystore
+
+__all__ = ["Runtime", "load_keys"]
+
+log = logging.getLogger("gateway")
+
+
+def load_keys(settings: Settings) -> KeyStore:
+    """The key store; dev keys are created only at the default location, never at a configured one."""
+    keys, created = open_keystore(settings.keystore_path, create=settings.keystore_file is None)
+    if created:
+        log.warning(
+            "created DEVELOPMENT keys",
+            extra={
+                "path": str(keys.path),
+                "advice": "set CGW_KEYSTORE_FILE to production keys before real use",
+            },
+        )
+    return keys
+
+
+def user_tokens(settings: Settings, keys: KeyStore) -> UserTokens:
+    if settings.jwt_public_key_file is not None:
+        return UserTokens(audience=settings.jwt_audience, public_key_file=settings.jwt_public_key_file)
+    secret = settings.jwt_secret.reveal() if settings.jwt_secret else keys.jwt_dev_secret
+    return UserTokens(audience=settings.jwt_audience, secret=secret)
+
+
+class Runtime:
+    def __init__(self, settings: Settings, clock: Clock = system_clock) -> None:
+        self.settings = settings
+        self.clock = clock
+        keys = load_keys(settings)
+        self.keys = keys
+        self.store = Store(settings.data_dir, keys)
+        self.signer = Signer(keys.signing)
+        self.user_tokens = user_tokens(settings, keys)
+        self.api_keys = ApiKeyRegistry(self.store, clock)
+        self.policy = PolicySource(self.store, clock)
+        self.preferences = PreferenceCenter(self.store, clock, self.signer, settings, self.policy)
+        self.devices = DeviceService(self.store, clock)
+        self.rights = RightsService(self.store, clock, self.preferences)
+
+    async def rotate_encryption_key(self) -> tuple[str, int]:
+        """A new key-encryption key, then every data key re-wrapped under it while serving."""
+        kid = await asyncio.to_thread(self.keys.add_kek)
+        return kid, await asyncio.to_thread(self.store.directory.rewrap_all)
+
+    def close(self) -> None:
+        self.store.close()

@@ -1,0 +1,41 @@
+"""Wire models of the admin face."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+from policies.settings import PolicySettings
+
+__all__ = ["ApiKeyCreate", "ApiKeyCreated", "PolicyRead", "RotationRead"]
+
+Scope = Literal[
+    "pushes:write", "campaigns:write", "campaigns:read", "complaints:write", "audit:read", "admin"
+]
+
+
+class ApiKeyCreate(msgspec.Struct, forbid_unknown_fields=True):
+    name: Annotated[str, Meta(min_length=1, max_length=100, pattern=r"^[\w .:-]+$")]
+    scopes: Annotated[list[Scope], Meta(min_length=1, max_length=6)]
+
+
+class ApiKeyCreated(msgspec.Struct):
+    key_id: str
+    name: str
+    scopes: list[str]
+    api_key: str
+    created_at: str
+
+
+class PolicyRead(msgspec.Struct):
+    version: int
+    settings: PolicySettings
+    changed_by: str
+    changed_at: str | None
+
+
+class RotationRead(msgspec.Struct):
+    active_kek_id: str
+    rewrapped: int

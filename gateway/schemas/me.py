@@ -1,0 +1,201 @@
+"""Wire models of the preference center (`/v1/me/...`)."""
+
+from __future__ import annotations
+
+import json
+import zoneinfo
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import UNSET, Meta, UnsetType
+
+from policies.catalog import Purpose, Topic
+from policies.settings import Hhmm
+
+__all__ = [
+    "ConsentAnswer",
+    "ConsentEvent",
+    "ConsentReceipt",
+    "ConsentState",
+    "ConsentUpdate",
+    "DeviceCreate",
+    "DeviceCreated",
+    "DeviceRead",
+    "ExportRead",
+    "Frequency",
+    "LocationRead",
+    "LocationUpdate",
+    "PreferencesRead",
+    "PreferencesUpdate",
+    "QuietHours",
+]
+
+Locale = Literal["zh-CN", "en"]
+Platform = Literal["fcm", "apns", "webpush", "webhook"]
+NoticeVersion = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:+-]+$")]
+TimezoneName = Annotated[str, Meta(min_length=1, max_length=64, description="IANA time zone name")]
+TOKEN_MAX = 4096
+
+
+class QuietHours(msgspec.Struct, forbid_unknown_fields=True):
+    start: Hhmm
+    end: Hhmm
+
+
+class Frequency(msgspec.Struct, forbid_unknown_fields=True):
+    max_per_week: Annotated[int, Meta(ge=0, le=3)]
+
+
+def check_timezone(name: str) -> None:
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"timezone: {name!r} is not an IANA time zone name") from None
+
+
+class PreferencesUpdate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    timezone: TimezoneName | UnsetType = UNSET
+    locale: Locale | UnsetType = UNSET
+    topics: dict[Topic, bool] | UnsetType = UNSET
+    quiet_hours: QuietHours | UnsetType = UNSET
+    frequency: Frequency | UnsetType = UNSET
+
+    def __post_init__(self) -> None:
+        if isinstance(self.timezone, str):
+            check_timezone(self.timezone)
+        if isinstance(self.topics, dict) and self.topics.get("transactional") is False:
+            raise ValueError("topics.transactional: transactional messages cannot be turned off")
+
+
+class ConsentState(msgspec.Struct):
+    granted: bool
+    updated_at: str | None
+    notice_version: str | None
+
+
+class PreferencesRead(msgspec.Struct):
+    subject_ref: str
+    timezone: str
+    locale: Locale
+    consents: dict[Purpose, ConsentState]
+    topics: dict[Topic, bool]
+    quiet_hours: QuietHours
+    frequency: Frequency
+
+
+class ConsentUpdate(msgspec.Struct, forbid_unknown_fields=True):
+    granted: bool
+    notice_version: NoticeVersion
+
+
+class PurposeRef(msgspec.Struct):
+    id: Purpose
+    dpv_category: str
+    description: str
+
+
+class Controller(msgspec.Struct):
+    name: str
+
+
+class ConsentReceipt(msgspec.Struct, kw_only=True):
+    """After Kantara Consent Receipt v1.1 and ISO/IEC TS 27560 (field names in our snake_case)."""
+
+    version: str = "KI-CR-v1.1.0+ISO-27560"
+    receipt_id: str
+    timestamp: str
+    jurisdiction: str
+    collection_method: str
+    subject_ref: str
+    controller: Controller
+    purpose: PurposeRef
+    consent_type: Literal["explicit"] = "explicit"
+    notice_version: str
+    state: Literal["given", "withdrawn"]
+    ledger_seq: int
+
+
+class ConsentAnswer(msgspec.Struct):
+    receipt: ConsentReceipt
+    jws: str
+
+
+class ConsentEvent(msgspec.Struct, kw_only=True):
+    seq: int
+    at: str
+    kind: str
+    purpose: str | None
+    granted: bool | None = None
+    notice_version: str | None = None
+    source: str
+    receipt_id: str | None = None
+
+
+def _check_webpush(token: str) -> None:
+    try:
+        sub = json.loads(token)
+    except ValueError:
+        raise ValueError("token: a webpush token is the subscription JSON") from None
+    keys = sub.get("keys") if isinstance(sub, dict) else None
+    if (
+        not isinstance(sub, dict)
+        or not isinstance(sub.get("endpoint"), str)
+        or not sub["endpoint"].startswith("https://")
+        or not isinstance(keys, dict)
+        or not isinstance(keys.get("p256dh"), str)
+        or not isinstance(keys.get("auth"), str)
+    ):
+        raise ValueError("token: webpush subscription needs an https endpoint and keys.p256dh, keys.auth")
+
+
+class DeviceCreate(msgspec.Struct, forbid_unknown_fields=True):
+    platform: Platform
+    token: Annotated[str, Meta(min_length=8, max_length=TOKEN_MAX)]
+
+    def __post_init__(self) -> None:
+        if self.platform == "webpush":
+            _check_webpush(self.token)
+        elif any(ch.isspace() for ch in self.token):
+            raise ValueError("token: device tokens contain no white space")
+
+
+class DeviceCreated(msgspec.Struct):
+    device_id: str
+
+
+class DeviceRead(msgspec.Struct):
+    device_id: str
+    platform: Platform
+    token_hint: str
+    status: Literal["active", "disabled"]
+    created_at: str
+
+
+class LocationUpdate(msgspec.Struct, forbid_unknown_fields=True):
+    lat: Annotated[float, Meta(ge=-90.0, le=90.0)]
+    lon: Annotated[float, Meta(ge=-180.0, le=180.0)]
+
+
+class LocationRead(msgspec.Struct):
+    geohash: str
+    precision: int
+    updated_at: str
+
+
+class ExportDevice(msgspec.Struct):
+    device_id: str
+    platform: str
+    token: str
+    status: str
+    created_at: str
+
+
+class ExportRead(msgspec.Struct, kw_only=True):
+    subject_ref: str
+    exported_at: str
+    held: bool
+    preferences: PreferencesRead
+    consent_history: list[ConsentEvent]
+    receipts: list[ConsentAnswer]
+    devices: list[ExportDevice]
+    location: LocationRead | None

@@ -1,0 +1,82 @@
+"""Devices and location: the two things a push is aimed at."""
+
+from __future__ import annotations
+
+from gateway.clock import Clock, rfc3339, rfc3339_text
+from gateway.errors import Conflict, NotFound
+from gateway.schemas.me import DeviceCreate, DeviceRead, LocationRead, LocationUpdate
+from policies import geohash
+from storage.db import Connection
+from storage.repositories import consents, devices, locations
+from storage.store import Store
+
+__all__ = ["MAX_ACTIVE_DEVICES", "DeviceService", "token_hint"]
+
+MAX_ACTIVE_DEVICES = 10
+LOCATION_PRECISION = 6
+
+
+def token_hint(platform: str, token: str) -> str:
+    """What a person may see of a token: enough to tell devices apart, not enough to use one."""
+    if platform == "webpush":
+        return "webpush subscription"
+    return "…" + token[-4:]
+
+
+class DeviceService:
+    def __init__(self, store: Store, clock: Clock) -> None:
+        self._store = store
+        self._clock = clock
+
+    async def register(self, subject_ref: str, body: DeviceCreate) -> tuple[str, bool]:
+        """(device id, created): the same token registered again is the same device."""
+        now = self._clock()
+        key = self._store.directory.ensure(subject_ref, now)
+
+        def unit(conn: Connection) -> tuple[str, bool]:
+            existing = devices.find(conn, key, body.token)
+            if existing is not None:
+                return existing, False
+            if devices.count_active(conn, key.subject_id) >= MAX_ACTIVE_DEVICES:
+                raise Conflict(f"at most {MAX_ACTIVE_DEVICES} active devices per user", "token")
+            return devices.insert(conn, key, body.platform, body.token, now), True
+
+        return await self._store.data.writer.run(unit)
+
+    def list(self, subject_ref: str) -> list[DeviceRead]:
+        key = self._store.directory.resolve(subject_ref)
+        if key is None:
+            return []
+        return [
+            DeviceRead(
+                d.device_id,
+                d.platform,  # type: ignore[arg-type]
+                token_hint(d.platform, d.token),
+                d.status,  # type: ignore[arg-type]
+                rfc3339_text(d.created_at),
+            )
+            for d in devices.list_for(self._store.data.reader(), key)
+        ]
+
+    async def remove(self, subject_ref: str, device_id: str) -> None:
+        key = self._store.directory.resolve(subject_ref)
+        removed = key is not None and await self._store.data.writer.run(
+            lambda conn: devices.delete(conn, key.subject_id, device_id)
+        )
+        if not removed:
+            raise NotFound("no such device", "device_id")
+
+    async def set_location(self, subject_ref: str, body: LocationUpdate) -> LocationRead:
+        now = self._clock()
+        key = self._store.directory.resolve(subject_ref)
+        cell = geohash.encode(body.lat, body.lon, LOCATION_PRECISION)
+
+        def unit(conn: Connection) -> None:
+            # Checked inside the write so a concurrent withdrawal cannot slip between check and write.
+            row = consents.current(conn, key.subject_id).get("location") if key else None
+            if key is None or row is None or not row.granted:
+                raise Conflict("location consent is not granted", "location")
+            locations.put(conn, key, cell, now)
+
+        await self._store.data.writer.run(unit)
+        return LocationRead(cell, LOCATION_PRECISION, rfc3339(now))

@@ -1,0 +1,201 @@
+"""Preferences and consent: what a user chose, with a signed receipt for every consent change.
+
+Reads never create anything: a user seen for the first time gets the spec's defaults without
+a row being written. Every change runs as one unit in the data writer — read, apply, write,
+append the ledger event — so concurrent changes serialize and each leaves exactly one event.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import msgspec
+
+from gateway.clock import Clock, rfc3339, rfc3339_text
+from gateway.errors import InvalidInput
+from gateway.schemas.me import (
+    ConsentAnswer,
+    ConsentEvent,
+    ConsentReceipt,
+    ConsentState,
+    ConsentUpdate,
+    Frequency,
+    PreferencesRead,
+    PreferencesUpdate,
+    QuietHours,
+)
+from gateway.schemas.me import Controller as ReceiptController
+from gateway.schemas.me import PurposeRef as ReceiptPurpose
+from gateway.services.policy import PolicySource
+from gateway.settings import Settings
+from gateway.signing import Signer
+from policies.catalog import PURPOSES, TOPIC_PURPOSES, TOPICS
+from policies.settings import quiet_window_minutes
+from storage import ledger
+from storage.db import Connection
+from storage.directory import SubjectKey
+from storage.repositories import consents, locations, preferences
+from storage.repositories.consents import ConsentRow
+from storage.repositories.preferences import PreferenceDoc
+from storage.store import Store
+
+__all__ = ["PURPOSE_DPV", "PreferenceCenter"]
+
+PURPOSE_DPV: dict[str, tuple[str, str]] = {
+    "marketing": ("dpv:DirectMarketing", "promotional pushes: offers, sales, tips, surveys"),
+    "personalization": (
+        "dpv:PersonalisedAdvertising",
+        "using behaviour or purchase history to tailor pushes",
+    ),
+    "location": ("dpv:ServicePersonalisation", "using the device's coarse location for nearby offers"),
+}
+
+
+class PreferenceCenter:
+    def __init__(
+        self, store: Store, clock: Clock, signer: Signer, settings: Settings, policy: PolicySource
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._signer = signer
+        self._settings = settings
+        self._policy = policy
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def read(self, subject_ref: str) -> PreferencesRead:
+        key = self._store.directory.resolve(subject_ref)
+        if key is None:
+            return self.view(subject_ref, PreferenceDoc(), {})
+        conn = self._store.data.reader()
+        return self.view(subject_ref, preferences.load(conn, key), consents.current(conn, key.subject_id))
+
+    def view(self, subject_ref: str, doc: PreferenceDoc, granted: dict[str, ConsentRow]) -> PreferencesRead:
+        policy = self._policy.settings
+        on = {p for p, row in granted.items() if row.granted}
+        return PreferencesRead(
+            subject_ref=subject_ref,
+            timezone=doc.timezone or self._settings.timezone,
+            locale=doc.locale or "en",  # type: ignore[arg-type]
+            consents={
+                p: ConsentState(row.granted, rfc3339_text(row.updated_at), row.notice_version)
+                if (row := granted.get(p))
+                else ConsentState(False, None, None)
+                for p in PURPOSES
+            },
+            topics={t: TOPIC_PURPOSES[t] <= on and doc.topics.get(t, True) for t in TOPICS},
+            quiet_hours=QuietHours(doc.quiet_start or policy.quiet_start, doc.quiet_end or policy.quiet_end),
+            frequency=Frequency(
+                min(doc.max_per_week if doc.max_per_week is not None else 3, policy.max_per_week)
+            ),
+        )
+
+    def history(self, subject_ref: str) -> list[ConsentEvent]:
+        key = self._store.directory.resolve(subject_ref)
+        if key is None:
+            return []
+        return [
+            consent_event(event, key)
+            for event in ledger.events(
+                self._store.data.reader(), "WHERE subject_id = ? AND kind LIKE 'consent.%'", (key.subject_id,)
+            )
+        ]
+
+    # -- changing ----------------------------------------------------------------------------
+
+    async def update(self, subject_ref: str, patch: PreferencesUpdate, actor: str) -> PreferencesRead:
+        self._check_against_policy(patch)
+        now = self._clock()
+        key = self._store.directory.ensure(subject_ref, now)
+        changes = msgspec.json.encode(patch)
+
+        def unit(conn: Connection) -> tuple[PreferenceDoc, dict[str, ConsentRow]]:
+            doc = apply_patch(preferences.load(conn, key), patch)
+            preferences.save(conn, key, doc, now)
+            ledger.append(
+                conn, at=now, subject=key, kind="preferences.changed", actor=actor,
+                source="preference_center", content=changes,
+            )  # fmt: skip
+            return doc, consents.current(conn, key.subject_id)
+
+        doc, granted = await self._store.data.writer.run(unit)
+        return self.view(subject_ref, doc, granted)
+
+    async def set_consent(
+        self, subject_ref: str, purpose: str, body: ConsentUpdate, *, actor: str, source: str
+    ) -> ConsentAnswer:
+        now = self._clock()
+        key = self._store.directory.ensure(subject_ref, now)
+        dpv, description = PURPOSE_DPV[purpose]
+
+        def unit(conn: Connection) -> ConsentAnswer:
+            receipt = ConsentReceipt(
+                receipt_id=str(uuid.uuid4()),
+                timestamp=rfc3339(now),
+                jurisdiction=self._settings.jurisdiction,
+                collection_method=source,
+                subject_ref=subject_ref,
+                controller=ReceiptController(self._settings.controller),
+                purpose=ReceiptPurpose(purpose, dpv, description),  # type: ignore[arg-type]
+                notice_version=body.notice_version,
+                state="given" if body.granted else "withdrawn",
+                ledger_seq=ledger.next_seq(conn),
+            )
+            answer = ConsentAnswer(receipt, self._signer.sign(receipt))
+            consents.put(conn, key.subject_id, purpose, body.granted, body.notice_version, now)
+            if purpose == "location" and not body.granted:
+                locations.delete(conn, key.subject_id)
+            ledger.append(
+                conn, at=now, subject=key, kind=f"consent.{receipt.state}", actor=actor, source=source,
+                purpose=purpose, notice_version=body.notice_version, content=msgspec.json.encode(answer),
+            )  # fmt: skip
+            return answer
+
+        return await self._store.data.writer.run(unit)
+
+    def _check_against_policy(self, patch: PreferencesUpdate) -> None:
+        policy = self._policy.settings
+        if isinstance(patch.frequency, Frequency) and patch.frequency.max_per_week > policy.max_per_week:
+            raise InvalidInput(
+                f"max_per_week may not exceed the system cap of {policy.max_per_week}",
+                "frequency.max_per_week",
+            )
+        if isinstance(patch.quiet_hours, QuietHours) and policy.min_quiet_minutes:
+            length = quiet_window_minutes(patch.quiet_hours.start, patch.quiet_hours.end)
+            if length < policy.min_quiet_minutes:
+                raise InvalidInput(
+                    f"quiet hours must last at least {policy.min_quiet_minutes} minutes", "quiet_hours"
+                )
+
+
+def apply_patch(doc: PreferenceDoc, patch: PreferencesUpdate) -> PreferenceDoc:
+    changes: dict[str, object] = {}
+    if isinstance(patch.timezone, str):
+        changes["timezone"] = patch.timezone
+    if isinstance(patch.locale, str):
+        changes["locale"] = patch.locale
+    if isinstance(patch.topics, dict):
+        topics: dict[str, bool] = dict(doc.topics)
+        topics.update(patch.topics.items())
+        changes["topics"] = topics
+    if isinstance(patch.quiet_hours, QuietHours):
+        changes["quiet_start"] = patch.quiet_hours.start
+        changes["quiet_end"] = patch.quiet_hours.end
+    if isinstance(patch.frequency, Frequency):
+        changes["max_per_week"] = patch.frequency.max_per_week
+    return msgspec.structs.replace(doc, **changes)
+
+
+def consent_event(event: ledger.LedgerEvent, key: SubjectKey) -> ConsentEvent:
+    content = event.open_body(key)
+    answer = msgspec.json.decode(content, type=ConsentAnswer) if content else None
+    return ConsentEvent(
+        seq=event.seq,
+        at=rfc3339_text(event.at),
+        kind=event.kind,
+        purpose=event.purpose,
+        granted=None if answer is None else answer.receipt.state == "given",
+        notice_version=event.notice_version,
+        source=event.source,
+        receipt_id=None if answer is None else answer.receipt.receipt_id,
+    )

@@ -1,0 +1,85 @@
+"""The data subject's rights: access and portability (export) and erasure.
+
+Erasure is crypto-shredding: the subject directory row — internal id mapping and wrapped
+data key — is deleted in one transaction and a tombstone left, then the subject's rows are
+deleted from the data file and both WALs are truncated. The ledger keeps its events (sealed
+under the destroyed key, hence unreadable, and keyed by an internal id nothing links to any
+more) and still verifies, because its chain covers ciphertexts.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from gateway.clock import Clock, rfc3339, rfc3339_text
+from gateway.schemas.me import ConsentAnswer, ExportDevice, ExportRead, LocationRead
+from gateway.services.preferences import PreferenceCenter, consent_event
+from storage import ledger
+from storage.db import Connection
+from storage.directory import SubjectKey
+from storage.repositories import consents, devices, locations, preferences
+from storage.store import Store
+
+__all__ = ["RightsService"]
+
+SUBJECT_TABLES = ("preferences", "consents", "devices", "locations")
+
+
+class RightsService:
+    def __init__(self, store: Store, clock: Clock, preferences_center: PreferenceCenter) -> None:
+        self._store = store
+        self._clock = clock
+        self._center = preferences_center
+
+    def export(self, subject_ref: str) -> ExportRead:
+        now = self._clock()
+        key = self._store.directory.resolve(subject_ref)
+        if key is None:
+            return ExportRead(
+                subject_ref=subject_ref, exported_at=rfc3339(now), held=False,
+                preferences=self._center.read(subject_ref), consent_history=[], receipts=[],
+                devices=[], location=None,
+            )  # fmt: skip
+        conn = self._store.data.reader()
+        history = list(ledger.events(conn, "WHERE subject_id = ?", (key.subject_id,)))
+        place = locations.get(conn, key)
+        return ExportRead(
+            subject_ref=subject_ref,
+            exported_at=rfc3339(now),
+            held=True,
+            preferences=self._center.view(
+                subject_ref, preferences.load(conn, key), consents.current(conn, key.subject_id)
+            ),
+            consent_history=[consent_event(e, key) for e in history if e.kind.startswith("consent.")],
+            receipts=_receipts(history, key),
+            devices=[
+                ExportDevice(d.device_id, d.platform, d.token, d.status, rfc3339_text(d.created_at))
+                for d in devices.list_for(conn, key)
+            ],
+            location=None if place is None else LocationRead(place[0], len(place[0]), rfc3339_text(place[1])),
+        )
+
+    async def erase(self, subject_ref: str, actor: str) -> None:
+        now = self._clock()
+        key = self._store.directory.resolve(subject_ref)
+        if key is None:
+            return
+        self._store.directory.erase(subject_ref, now)
+
+        def unit(conn: Connection) -> None:
+            for table in SUBJECT_TABLES:
+                conn.execute(f"DELETE FROM {table} WHERE subject_id = ?", (key.subject_id,))  # noqa: S608
+            ledger.append(
+                conn, at=now, subject=key, kind="subject.erased", actor=actor, source="preference_center"
+            )
+
+        await self._store.data.writer.run(unit)
+        self._store.data.checkpoint()
+
+
+def _receipts(history: list[ledger.LedgerEvent], key: SubjectKey) -> list[ConsentAnswer]:
+    return [
+        msgspec.json.decode(content, type=ConsentAnswer)
+        for e in history
+        if e.kind.startswith("consent.") and (content := e.open_body(key))
+    ]

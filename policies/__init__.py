@@ -1,0 +1,56 @@
+"""The pure decision pipeline: may this push reach this person, and when?
+
+Pure: no I/O, no clock (time is the `now` argument), no globals, no database. The
+callers gather the state, call `decide`, and record the `Decision`. Any exception from
+`decide` is a deny.
+
+Evaluation order (each rule in its own module; every reason that applies is kept;
+any reject beats a deferral, a deferral beats a pass):
+
+ 1. subject        - unknown or erased: stop here; no active device.      (subject.py)
+ 2. minimization   - sizes, allowed data keys, personal data in text.     (minimization.py)
+ 3. ttl            - `expires_at = now + ttl_seconds` (computed first: every decision carries it). (ttl.py)
+    `transactional` is exempt from 4, 5, 8, 9 and 10 but not from 6 and 7.
+ 4. consent        - every purpose the topic needs is granted.            (consent.py)
+ 5. topic          - the user has not turned the topic off.               (topics.py)
+ 6. personalization- a personalized push needs `personalization`.         (personalization.py)
+ 7. location       - a `near` push needs consent and a fresh, inside fix. (location.py)
+ 8. complaints     - topic muted after a complaint; campaign paused.      (complaints.py)
+ 9. quiet hours    - defer to the window's end, or reject past expiry.    (quiet_hours.py)
+10. frequency      - weekly, daily and per-topic limits at delivery time. (frequency.py)
+
+At dispatch, `check_expiry` gives `expired` for a deferred push released too late.
+"""
+
+from policies.catalog import PURPOSES, TOPIC_PURPOSES, TOPICS, Purpose, Topic, is_marketing
+from policies.context import CampaignState, PushRequest, RuleContext, Scheduled, SubjectState
+from policies.decision import Decision, Outcome, Reason, RuleResult
+from policies.engine import decide
+from policies.pii import find_pii
+from policies.reasons import ALL_REASON_CODES, DISPATCH_ONLY_REASON_CODES
+from policies.settings import PolicySettings
+from policies.ttl import check_expiry
+
+__all__ = [
+    "ALL_REASON_CODES",
+    "DISPATCH_ONLY_REASON_CODES",
+    "PURPOSES",
+    "TOPICS",
+    "TOPIC_PURPOSES",
+    "CampaignState",
+    "Decision",
+    "Outcome",
+    "PolicySettings",
+    "Purpose",
+    "PushRequest",
+    "Reason",
+    "RuleContext",
+    "RuleResult",
+    "Scheduled",
+    "SubjectState",
+    "Topic",
+    "check_expiry",
+    "decide",
+    "find_pii",
+    "is_marketing",
+]

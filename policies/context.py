@@ -1,0 +1,57 @@
+"""What a decision is made from: the push, the subject's current state, the campaign.
+
+The storage layer assembles these from its rows; the rules only read them, which is what
+keeps the pipeline pure and lets tests build any situation in one line.
+"""
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Literal
+
+import msgspec
+
+
+class PushRequest(msgspec.Struct, frozen=True, kw_only=True):
+    topic: str
+    title: str
+    body: str
+    data: dict[str, str]
+    campaign_id: str | None = None
+    personalized: bool = False
+    near_geohash: str | None = None
+    ttl_seconds: int = 86400
+
+
+class Scheduled(msgspec.Struct, frozen=True):
+    """A marketing push already accepted for this subject (queued, deferred, sending or delivered)."""
+
+    at: datetime
+    topic: str
+
+
+class SubjectState(msgspec.Struct, frozen=True, kw_only=True):
+    status: Literal["active", "unknown", "erased"]
+    consents: frozenset[str] = frozenset()
+    topics_off: frozenset[str] = frozenset()
+    timezone: str = "UTC"
+    quiet_start: str = "21:00"
+    quiet_end: str = "08:00"
+    max_per_week: int = 3
+    active_devices: int = 0
+    location_geohash: str | None = None
+    location_at: datetime | None = None
+    muted_until: Mapping[str, datetime] = {}
+    scheduled: tuple[Scheduled, ...] = ()
+
+
+class CampaignState(msgspec.Struct, frozen=True):
+    paused: bool = False
+
+
+class RuleContext(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything a rule may look at, bundled so every rule has the same signature."""
+
+    push: PushRequest
+    subject: SubjectState
+    campaign: CampaignState | None = None
+    expires_at: datetime

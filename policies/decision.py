@@ -1,0 +1,84 @@
+"""Verdicts: what one rule says (`RuleResult`) and what the pipeline answers (`Decision`).
+
+`combine` is the only place that turns rule results into an outcome, so "default deny,
+reject beats defer beats pass, keep every reason" is written exactly once.
+"""
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Literal
+
+import msgspec
+
+Outcome = Literal["queued", "deferred", "rejected"]
+
+
+class Reason(msgspec.Struct, frozen=True):
+    code: str
+    detail: dict[str, str | int] = {}
+
+
+class Decision(msgspec.Struct, frozen=True):
+    outcome: Outcome
+    reasons: tuple[Reason, ...]
+    deliver_after: datetime | None
+    expires_at: datetime
+    allowed_by: tuple[str, ...] = ()
+
+
+class RuleResult(msgspec.Struct, frozen=True, kw_only=True):
+    """One rule's verdict; `allowed_by` carries facts a passing rule wants the user to see."""
+
+    verdict: Literal["pass", "defer", "reject"]
+    reasons: tuple[Reason, ...] = ()
+    until: datetime | None = None
+    allowed_by: tuple[str, ...] = ()
+
+
+def passed(*facts: str) -> RuleResult:
+    return RuleResult(verdict="pass", allowed_by=facts)
+
+
+def reject(*reasons: Reason) -> RuleResult:
+    if not reasons:
+        raise ValueError("a rejection needs at least one reason")
+    return RuleResult(verdict="reject", reasons=reasons)
+
+
+def defer(until: datetime, *reasons: Reason) -> RuleResult:
+    if not reasons:
+        raise ValueError("a deferral needs at least one reason")
+    return RuleResult(verdict="defer", reasons=reasons, until=until)
+
+
+def rfc3339(moment: datetime) -> str:
+    """Reason details are strings on the wire; the spec wants RFC 3339 in UTC."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def combine(results: Iterable[RuleResult], expires_at: datetime) -> Decision:
+    """Fold rule results into a decision.
+
+    Default deny: with no results at all there is nothing that allowed the push, and as
+    there is no reason code for "nothing was checked" this raises instead of queueing.
+    """
+    collected = list(results)
+    if not collected:
+        raise ValueError("no rule was evaluated; refusing to allow by default")
+    reasons = tuple(reason for result in collected for reason in result.reasons)
+    verdicts = {result.verdict for result in collected}
+    if "reject" in verdicts:
+        return Decision(outcome="rejected", reasons=reasons, deliver_after=None, expires_at=expires_at)
+    allowed_by = tuple(fact for result in collected for fact in result.allowed_by)
+    if "defer" in verdicts:
+        until = max(result.until for result in collected if result.until is not None)
+        return Decision(
+            outcome="deferred",
+            reasons=reasons,
+            deliver_after=until,
+            expires_at=expires_at,
+            allowed_by=allowed_by,
+        )
+    return Decision(
+        outcome="queued", reasons=reasons, deliver_after=None, expires_at=expires_at, allowed_by=allowed_by
+    )

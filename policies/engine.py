@@ -1,0 +1,53 @@
+"""The pipeline: runs the rules in the order `policies/__init__.py` states and combines them.
+
+`decide` raises on input it cannot judge (naive `now`, TTL out of range, unknown topic,
+unknown time zone, malformed quiet window). There is no reason code for "could not
+decide", and a rule that fails must never let a push through, so the caller treats any
+exception from `decide` as a deny (and logs it, which this pure code cannot do).
+"""
+
+from datetime import datetime
+
+from policies.catalog import is_marketing
+from policies.complaints import check_complaints
+from policies.consent import check_consent
+from policies.context import CampaignState, PushRequest, RuleContext, SubjectState
+from policies.decision import Decision, combine, passed
+from policies.frequency import check_frequency
+from policies.location import check_location
+from policies.minimization import check_minimization
+from policies.personalization import check_personalization
+from policies.quiet_hours import check_quiet_hours
+from policies.settings import PolicySettings
+from policies.subject import check_subject, is_terminal
+from policies.topics import check_topic
+from policies.ttl import expires_at
+
+_PURPOSE_RULES = (check_personalization, check_location)
+_MARKETING_RULES = (check_consent, check_topic, check_personalization, check_location, check_complaints)
+
+
+def decide(
+    push: PushRequest,
+    subject: SubjectState,
+    campaign: CampaignState | None,
+    now: datetime,
+    settings: PolicySettings,
+) -> Decision:
+    if now.utcoffset() is None:
+        raise ValueError("now must be timezone-aware")
+    expires = expires_at(push, now, settings)
+    ctx = RuleContext(push=push, subject=subject, campaign=campaign, expires_at=expires)
+    first = check_subject(ctx, now, settings)
+    if is_terminal(first):
+        return combine([first], expires)
+    results = [first, check_minimization(ctx, now, settings)]
+    if not is_marketing(push.topic):
+        results.append(passed("topic:transactional (contract)"))
+        results += [rule(ctx, now, settings) for rule in _PURPOSE_RULES]
+        return combine(results, expires)
+    results += [rule(ctx, now, settings) for rule in _MARKETING_RULES]
+    quiet = check_quiet_hours(ctx, now, settings)
+    results.append(quiet)
+    results.append(check_frequency(ctx, quiet.until or now, settings))
+    return combine(results, expires)

@@ -1,0 +1,55 @@
+"""Rule 10, frequency: marketing pushes per user stay within the weekly, daily and per-topic limits.
+
+Judged at the planned delivery time `at` (now, or the end of quiet hours), because that
+is when the push counts against the user's week. Windows are half-open: two pushes
+exactly seven days (or `topic_interval_hours`) apart do not share a window. The weekly
+cap is the lower of the user's and the system's. `scheduled` must hold every accepted
+marketing push within eight days either side, so every window through `at` is complete.
+Reason codes: `frequency_capped` (detail `window`: week or day, and `limit`),
+`topic_interval` (detail `topic`, `hours`).
+"""
+
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from policies import reasons
+from policies.context import RuleContext
+from policies.decision import Reason, RuleResult, passed, reject
+from policies.settings import PolicySettings
+
+WEEK = timedelta(days=7)
+
+
+def busiest_week(times: list[datetime], at: datetime) -> int:
+    """Most pushes, `at` included, in any 7-day window containing `at`.
+
+    The busiest window can always be slid forward until it starts at a push, so only
+    windows starting at pushes in (at - 7 days, at] need counting.
+    """
+    points = sorted([*times, at])
+    starts = [point for point in points if at - WEEK < point <= at]
+    return max(sum(1 for point in points if start <= point < start + WEEK) for start in starts)
+
+
+def check_frequency(ctx: RuleContext, at: datetime, settings: PolicySettings) -> RuleResult:
+    subject = ctx.subject
+    zone = ZoneInfo(subject.timezone)
+    times = [item.at for item in subject.scheduled]
+    found = []
+    cap = min(subject.max_per_week, settings.max_per_week)
+    if busiest_week(times, at) > cap:
+        found.append(Reason(reasons.FREQUENCY_CAPPED, {"window": "week", "limit": cap}))
+    day = at.astimezone(zone).date()
+    same_day = 1 + sum(1 for moment in times if moment.astimezone(zone).date() == day)
+    if same_day > settings.max_per_day:
+        found.append(Reason(reasons.FREQUENCY_CAPPED, {"window": "day", "limit": settings.max_per_day}))
+    interval = timedelta(hours=settings.topic_interval_hours)
+    topic = ctx.push.topic
+    if any(item.topic == topic and abs(item.at - at) < interval for item in subject.scheduled):
+        found.append(Reason(reasons.TOPIC_INTERVAL, {"topic": topic, "hours": settings.topic_interval_hours}))
+    if found:
+        return reject(*found)
+    this_week = 1 + sum(1 for moment in times if at - WEEK < moment <= at)
+    return passed(
+        f"frequency: {this_week} of {cap} this week", f"frequency: {same_day} of {settings.max_per_day} today"
+    )

@@ -1,0 +1,32 @@
+"""Rule 7, location: a push aimed `near` an area needs `location` consent and a fresh location inside it.
+
+Without consent the stored location is not looked at at all, so the only reason is
+`no_location_consent`. A stale location says nothing about where the user is now, so
+`not_nearby` is only judged on a fresh one. An invalid or empty area (an empty prefix
+would match everyone) counts as not nearby.
+Reason codes: `no_location_consent`, `location_stale`, `not_nearby`.
+"""
+
+from datetime import datetime, timedelta
+
+from policies import reasons
+from policies.context import RuleContext
+from policies.decision import Reason, RuleResult, passed, reject
+from policies.geohash import is_valid
+from policies.settings import PolicySettings
+
+
+def check_location(ctx: RuleContext, now: datetime, settings: PolicySettings) -> RuleResult:
+    near = ctx.push.near_geohash
+    if near is None:
+        return passed()
+    subject = ctx.subject
+    if "location" not in subject.consents:
+        return reject(Reason(reasons.NO_LOCATION_CONSENT))
+    max_age = timedelta(minutes=settings.location_max_age_minutes)
+    # A timestamp slightly ahead of `now` is clock skew between writer and decider, not staleness.
+    if subject.location_geohash is None or subject.location_at is None or now - subject.location_at > max_age:
+        return reject(Reason(reasons.LOCATION_STALE, {"max_age_minutes": settings.location_max_age_minutes}))
+    if not is_valid(near) or not subject.location_geohash.startswith(near):
+        return reject(Reason(reasons.NOT_NEARBY))
+    return passed("consent:location", "location: inside the target area")

@@ -1,0 +1,77 @@
+"""Detection of personal data in push text (the spec's minimization rule).
+
+Each detector errs towards what the spec names and no further: a price, a date or an
+order number must not block a campaign, so numbers are only flagged when they pass the
+same checks the real identifiers carry (Luhn, ISO 7064 check digit, a real birth date).
+Results name the kind only; the matched text is never returned, so it cannot leak into
+reasons, logs or the ledger.
+"""
+
+import re
+from datetime import date
+from typing import Literal
+
+PiiKind = Literal["email", "phone", "card", "cn_resident_id"]
+PII_KINDS: tuple[PiiKind, ...] = ("email", "phone", "card", "cn_resident_id")
+
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+# E.164: "+", a country code not starting with 0, 8 to 15 digits in all; spaces or dashes may group them.
+_E164 = re.compile(r"(?<![\w+])\+[1-9](?:[ -]?\d){7,14}(?![\d])")
+# Mainland China mobile: 11 digits 1[3-9]…, plain or grouped 3-4-4, not part of a longer number.
+_CN_MOBILE = re.compile(r"(?<![\d+])1[3-9]\d([ -]?)\d{4}\1\d{4}(?!\d)")
+# Digit groups joined by one consistent separator, so "2024-06-15 2024-06-22" stays two runs.
+_DIGIT_RUN = re.compile(r"(?<![\d+])\d+(?:([ -])\d+(?:\1\d+)*)?(?!\d)")
+_RESIDENT_ID = re.compile(r"(?<![0-9A-Za-z])\d{17}[0-9Xx](?![0-9A-Za-z])")
+_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+_ID_CHECK = "10X98765432"
+
+
+def luhn_valid(digits: str) -> bool:
+    total = 0
+    for index, char in enumerate(reversed(digits)):
+        value = int(char)
+        if index % 2 == 1:
+            value = value * 2 - 9 if value > 4 else value * 2
+        total += value
+    return total % 10 == 0
+
+
+def _contains_card(text: str) -> bool:
+    """Check each run and, for runs too long to be one card, each span of whole groups in it."""
+    for match in _DIGIT_RUN.finditer(text):
+        groups = re.split(r"[ -]", match.group(0))
+        for start in range(len(groups)):
+            for stop in range(start + 1, len(groups) + 1):
+                digits = "".join(groups[start:stop])
+                if len(digits) > 19:
+                    break
+                if len(digits) >= 13 and luhn_valid(digits):
+                    return True
+    return False
+
+
+def resident_id_valid(candidate: str) -> bool:
+    """GB 11643: birth date in digits 7-14 and an ISO 7064 MOD 11-2 check character."""
+    body, check = candidate[:17], candidate[17].upper()
+    try:
+        birth = date(int(body[6:10]), int(body[10:12]), int(body[12:14]))
+    except ValueError:
+        return False
+    if birth.year < 1900:
+        return False
+    total = sum(int(digit) * weight for digit, weight in zip(body, _ID_WEIGHTS, strict=True))
+    return _ID_CHECK[total % 11] == check
+
+
+def find_pii(text: str) -> list[PiiKind]:
+    """The kinds of personal data in `text`, each at most once, in `PII_KINDS` order."""
+    found: list[PiiKind] = []
+    if _EMAIL.search(text):
+        found.append("email")
+    if _E164.search(text) or _CN_MOBILE.search(text):
+        found.append("phone")
+    if _contains_card(text):
+        found.append("card")
+    if any(resident_id_valid(m.group(0)) for m in _RESIDENT_ID.finditer(text)):
+        found.append("cn_resident_id")
+    return found

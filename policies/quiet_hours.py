@@ -1,0 +1,84 @@
+"""Rule 9, quiet hours: a marketing push never arrives inside the user's quiet window.
+
+The window is local wall time in the user's zone, may cross midnight, and `start == end`
+means none. A push that falls inside is deferred to the window's end if it can still be
+delivered before it expires, else rejected: accepting a push already known to expire
+would only move the refusal to dispatch time.
+Wall time to UTC across DST: an end that does not exist (spring forward) becomes the
+first instant after the gap; an ambiguous end (fall back) is its first occurrence
+(fold=0) unless that lies before `now`, in which case the second one is the next end.
+Reason codes: `quiet_hours` (detail `until`; deferred, or rejected when `until` is not
+before `expires_at`).
+"""
+
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from policies import reasons
+from policies.context import RuleContext
+from policies.decision import Reason, RuleResult, defer, passed, reject, rfc3339
+from policies.settings import PolicySettings, hhmm_minutes
+
+
+class QuietWindow:
+    """A local quiet window; kept as minutes after midnight because that is what the rule compares."""
+
+    def __init__(self, start: str, end: str, zone: ZoneInfo) -> None:
+        self.start = hhmm_minutes(start)
+        self.end = hhmm_minutes(end)
+        self.zone = zone
+
+    def contains(self, moment: datetime) -> bool:
+        local = moment.astimezone(self.zone)
+        minute = local.hour * 60 + local.minute
+        if self.start < self.end:
+            return self.start <= minute < self.end
+        return self.start != self.end and (minute >= self.start or minute < self.end)
+
+    def end_after(self, moment: datetime) -> datetime:
+        """The end of the window `moment` is inside, as a UTC instant."""
+        local = moment.astimezone(self.zone)
+        day = local.date()
+        if self.start > self.end and local.hour * 60 + local.minute >= self.start:
+            day += timedelta(days=1)
+        wall = time(self.end // 60, self.end % 60)
+        first = local_to_utc(day, wall, self.zone, fold=0)
+        return first if first > moment else local_to_utc(day, wall, self.zone, fold=1)
+
+    def next_allowed(self, moment: datetime) -> datetime:
+        """Loops because a gap can move an end into the next window (a window of nearly 24 h)."""
+        while self.contains(moment):
+            moment = self.end_after(moment)
+        return moment
+
+
+def local_to_utc(day: date, wall: time, zone: ZoneInfo, fold: int) -> datetime:
+    """UTC instant of a local wall time; inside a spring-forward gap, the first instant after the gap."""
+    local = datetime.combine(day, wall, tzinfo=zone).replace(fold=fold)
+    instant = local.astimezone(UTC)
+    if instant.astimezone(zone).replace(tzinfo=None) == local.replace(tzinfo=None):
+        return instant
+    # In a gap fold=0 reads the wall time with the offset before the transition (an instant after
+    # it) and fold=1 with the offset after (an instant before it): search between them.
+    before = int(local.replace(fold=1).astimezone(UTC).timestamp())
+    after = int(local.replace(fold=0).astimezone(UTC).timestamp())
+    offset_after = datetime.fromtimestamp(after, zone).utcoffset()
+    while after - before > 1:
+        middle = (before + after) // 2
+        if datetime.fromtimestamp(middle, zone).utcoffset() == offset_after:
+            after = middle
+        else:
+            before = middle
+    return datetime.fromtimestamp(after, UTC)
+
+
+def check_quiet_hours(ctx: RuleContext, now: datetime, settings: PolicySettings) -> RuleResult:
+    subject = ctx.subject
+    window = QuietWindow(subject.quiet_start, subject.quiet_end, ZoneInfo(subject.timezone))
+    if not window.contains(now):
+        return passed(f"quiet hours: outside {subject.quiet_start}-{subject.quiet_end} {subject.timezone}")
+    until = window.next_allowed(now)
+    reason = Reason(reasons.QUIET_HOURS, {"until": rfc3339(until)})
+    if until >= ctx.expires_at:
+        return reject(reason)
+    return defer(until, reason)

@@ -1,0 +1,131 @@
+"""Field encryption: a safe layer of `seal`/`open` over AES-256-GCM.
+
+Callers never see nonces, versions or key ids. Two kinds of key live here:
+
+* `FieldCipher` — one subject's data key. Every personal field is sealed with it and with
+  associated data naming table, column, row and subject (`field_aad`), so a ciphertext copied
+  to another row, column or subject fails to open.
+* `Keyring` — the key-encryption keys (KEKs) that wrap data keys. A wrapped key names the
+  KEK id that wrapped it, so KEKs can rotate while old wraps still open.
+
+Every failure to open raises the same detail-free `DecryptionError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from collections.abc import Mapping
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+__all__ = ["DecryptionError", "FieldCipher", "Keyring", "field_aad", "new_data_key"]
+
+_FIELD_VERSION = b"\x01"
+_WRAP_VERSION = b"\x01"
+_NONCE = 12
+KEY_BYTES = 32
+
+
+class DecryptionError(Exception):
+    """A ciphertext did not open: wrong key, wrong associated data, or tampered bytes."""
+
+    def __init__(self) -> None:
+        super().__init__("ciphertext could not be opened")
+
+
+def new_data_key() -> bytes:
+    return os.urandom(KEY_BYTES)
+
+
+def field_aad(table: str, column: str, row_id: str, subject_id: str) -> bytes:
+    """Associated data binding a field to its place; `|` cannot occur in our ids or names."""
+    return f"cgw1|{table}|{column}|{row_id}|{subject_id}".encode()
+
+
+class FieldCipher:
+    """One subject's data key: seal and open that subject's fields, and fingerprint values.
+
+    The fingerprint key is derived from the data key, so fingerprints (used to find a device
+    token registered twice) die with the data key on erasure.
+    """
+
+    __slots__ = ("_aead", "_mac_key")
+
+    def __init__(self, data_key: bytes) -> None:
+        if len(data_key) != KEY_BYTES:
+            raise ValueError("data key must be 32 bytes")
+        self._aead = AESGCM(data_key)
+        self._mac_key = HKDF(SHA256(), 32, salt=None, info=b"cgw fingerprint v1").derive(data_key)
+
+    def seal(self, plaintext: bytes, aad: bytes) -> bytes:
+        nonce = os.urandom(_NONCE)
+        return _FIELD_VERSION + nonce + self._aead.encrypt(nonce, plaintext, aad)
+
+    def open(self, ciphertext: bytes, aad: bytes) -> bytes:
+        if len(ciphertext) < 1 + _NONCE + 16 or ciphertext[:1] != _FIELD_VERSION:
+            raise DecryptionError
+        nonce, body = ciphertext[1 : 1 + _NONCE], ciphertext[1 + _NONCE :]
+        try:
+            return self._aead.decrypt(nonce, body, aad)
+        except InvalidTag:
+            raise DecryptionError from None
+
+    def fingerprint(self, value: bytes) -> bytes:
+        return hmac.new(self._mac_key, value, hashlib.sha256).digest()
+
+
+class Keyring:
+    """Key-encryption keys by id; `wrap` always uses the active one."""
+
+    def __init__(self, keys: Mapping[str, bytes], active: str) -> None:
+        if active not in keys:
+            raise ValueError("active key id is not in the keyring")
+        if any(len(k) != KEY_BYTES for k in keys.values()):
+            raise ValueError("key-encryption keys must be 32 bytes")
+        self._keys = {kid: AESGCM(key) for kid, key in keys.items()}
+        self.active = active
+
+    def add(self, kid: str, key: bytes) -> None:
+        """Add a key and make it active; earlier keys stay to unwrap what they wrapped."""
+        if len(key) != KEY_BYTES or kid in self._keys:
+            raise ValueError("a new 32-byte key with an unused id is required")
+        self._keys[kid] = AESGCM(key)
+        self.active = kid
+
+    @property
+    def key_ids(self) -> tuple[str, ...]:
+        return tuple(self._keys)
+
+    def wrap(self, data_key: bytes, aad: bytes) -> bytes:
+        kid = self.active.encode()
+        nonce = os.urandom(_NONCE)
+        sealed = self._keys[self.active].encrypt(nonce, data_key, aad + b"|" + kid)
+        return _WRAP_VERSION + bytes([len(kid)]) + kid + nonce + sealed
+
+    def unwrap(self, wrapped: bytes, aad: bytes) -> bytes:
+        aead = self._keys[self.key_id_of(wrapped)]
+        try:
+            return aead.decrypt(*self._split(wrapped, aad))
+        except InvalidTag:
+            raise DecryptionError from None
+
+    def key_id_of(self, wrapped: bytes) -> str:
+        if len(wrapped) < 2 or wrapped[:1] != _WRAP_VERSION:
+            raise DecryptionError
+        kid = wrapped[2 : 2 + wrapped[1]].decode(errors="replace")
+        if kid not in self._keys:
+            raise DecryptionError
+        return kid
+
+    def _split(self, wrapped: bytes, aad: bytes) -> tuple[bytes, bytes, bytes]:
+        kid_len = wrapped[1]
+        kid = wrapped[2 : 2 + kid_len]
+        rest = wrapped[2 + kid_len :]
+        if len(rest) < _NONCE + 16:
+            raise DecryptionError
+        return rest[:_NONCE], rest[_NONCE:], aad + b"|" + kid

@@ -1,0 +1,184 @@
+"""The subject directory: subject_ref → random subject id and wrapped data key.
+
+It is its own SQLCipher file, apart from the data database, because erasure is the
+destruction of what it holds: once a subject's row is gone, every field sealed with that
+subject's data key is unreadable — in the data file and in any copy of it — and nothing left
+in the data file (which only knows the random subject id) links back to the user_id, even for
+someone holding the pseudonymization key. A tombstone keeps the erased subject_ref so later
+pushes answer `subject_erased`.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Literal
+
+from storage.crypto import FieldCipher, Keyring, new_data_key
+from storage.db import Connection, Database
+
+__all__ = ["SubjectDirectory", "SubjectKey", "SubjectStatus"]
+
+SubjectStatus = Literal["active", "erased", "unknown"]
+_CACHE_SIZE = 50_000
+
+
+class SubjectKey:
+    """A live subject: its random internal id and its data key, ready to seal and open."""
+
+    __slots__ = ("cipher", "subject_id", "subject_ref")
+
+    def __init__(self, subject_ref: str, subject_id: str, cipher: FieldCipher) -> None:
+        self.subject_ref = subject_ref
+        self.subject_id = subject_id
+        self.cipher = cipher
+
+
+def _wrap_aad(subject_id: str) -> bytes:
+    return f"cgw1|subjects|wrapped_key|{subject_id}".encode()
+
+
+class SubjectDirectory:
+    def __init__(self, db: Database, keyring: Keyring) -> None:
+        self._db = db
+        self._keyring = keyring
+        self._cache: OrderedDict[str, SubjectKey] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def resolve(self, subject_ref: str) -> SubjectKey | None:
+        """The live subject for a ref, or None (unknown or erased)."""
+        with self._lock:
+            hit = self._cache.get(subject_ref)
+            if hit is not None:
+                self._cache.move_to_end(subject_ref)
+                return hit
+        row = (
+            self._db.reader()
+            .execute("SELECT subject_id, wrapped_key FROM subjects WHERE subject_ref = ?", (subject_ref,))
+            .fetchone()
+        )
+        if row is None:
+            return None
+        return self._remember(subject_ref, row[0], row[1])
+
+    def status(self, subject_ref: str) -> SubjectStatus:
+        if self.resolve(subject_ref) is not None:
+            return "active"
+        erased = (
+            self._db.reader()
+            .execute("SELECT 1 FROM tombstones WHERE subject_ref = ?", (subject_ref,))
+            .fetchone()
+        )
+        return "erased" if erased else "unknown"
+
+    def ensure(self, subject_ref: str, now: datetime) -> SubjectKey:
+        """The live subject for a ref, created fresh (new id, new key) if there is none.
+
+        A subject that was erased and comes back starts anew: its tombstone is lifted.
+        """
+        found = self.resolve(subject_ref)
+        if found is not None:
+            return found
+        subject_id = "s_" + secrets.token_hex(16)
+        wrapped = self._keyring.wrap(new_data_key(), _wrap_aad(subject_id))
+
+        def insert(conn: Connection) -> tuple[str, bytes]:
+            conn.execute(
+                "INSERT OR IGNORE INTO subjects (subject_ref, subject_id, wrapped_key, created_at) "
+                "VALUES (?, ?, ?, ?)",
+                (subject_ref, subject_id, wrapped, now.isoformat()),
+            )
+            conn.execute("DELETE FROM tombstones WHERE subject_ref = ?", (subject_ref,))
+            row = conn.execute(
+                "SELECT subject_id, wrapped_key FROM subjects WHERE subject_ref = ?", (subject_ref,)
+            ).fetchone()
+            return row[0], row[1]
+
+        winner_id, winner_key = self._db.writer.run_sync(insert)
+        return self._remember(subject_ref, winner_id, winner_key)
+
+    def erase(self, subject_ref: str, now: datetime) -> str | None:
+        """Destroy the mapping and the data key, leave a tombstone; returns the old subject id.
+
+        The WAL is checkpointed and truncated afterwards so the deleted key bytes do not
+        linger in it (secure_delete already zeroes them in the main file).
+        """
+
+        def delete(conn: Connection) -> str | None:
+            row = conn.execute(
+                "SELECT subject_id FROM subjects WHERE subject_ref = ?", (subject_ref,)
+            ).fetchone()
+            conn.execute("DELETE FROM subjects WHERE subject_ref = ?", (subject_ref,))
+            conn.execute(
+                "INSERT OR REPLACE INTO tombstones (subject_ref, erased_at) VALUES (?, ?)",
+                (subject_ref, now.isoformat()),
+            )
+            return None if row is None else str(row[0])
+
+        subject_id = self._db.writer.run_sync(delete)
+        with self._lock:
+            self._cache.pop(subject_ref, None)
+        self._db.checkpoint()
+        return subject_id
+
+    def refs_for(self, subject_ids: Iterable[str]) -> dict[str, str]:
+        """subject id → subject_ref for the live subjects among `subject_ids` (erased ones are absent)."""
+        wanted = list(dict.fromkeys(subject_ids))
+        found: dict[str, str] = {}
+        reader = self._db.reader()
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for ref, sid in reader.execute(
+                f"SELECT subject_ref, subject_id FROM subjects WHERE subject_id IN ({marks})",  # noqa: S608
+                chunk,
+            ):
+                found[sid] = ref
+        return found
+
+    def rewrap_all(self, batch: int = 500) -> int:
+        """Re-wrap every data key under the keyring's active key, in batches, while serving."""
+        active = self._keyring.active
+        done, last = 0, ""
+        while True:
+            rows = (
+                self._db.reader()
+                .execute(
+                    "SELECT subject_ref, subject_id, wrapped_key FROM subjects "
+                    "WHERE subject_ref > ? ORDER BY subject_ref LIMIT ?",
+                    (last, batch),
+                )
+                .fetchall()
+            )
+            if not rows:
+                return done
+            last = rows[-1][0]
+            updates = [
+                (self._keyring.wrap(self._keyring.unwrap(w, _wrap_aad(sid)), _wrap_aad(sid)), ref, w)
+                for ref, sid, w in rows
+                if self._keyring.key_id_of(w) != active
+            ]
+
+            def write(conn: Connection, updates: list[tuple[bytes, str, bytes]] = updates) -> int:
+                # The old wrap in the WHERE clause makes a concurrent erase or re-wrap win.
+                cur = conn.executemany(
+                    "UPDATE subjects SET wrapped_key = ? WHERE subject_ref = ? AND wrapped_key = ?", updates
+                )
+                return cur.rowcount
+
+            if updates:
+                done += self._db.writer.run_sync(write)
+
+    def _remember(self, subject_ref: str, subject_id: str, wrapped: bytes) -> SubjectKey:
+        key = SubjectKey(
+            subject_ref, subject_id, FieldCipher(self._keyring.unwrap(wrapped, _wrap_aad(subject_id)))
+        )
+        with self._lock:
+            self._cache[subject_ref] = key
+            self._cache.move_to_end(subject_ref)
+            while len(self._cache) > _CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return key

@@ -1,0 +1,138 @@
+"""The key store: one JSON file, mode 0600, kept apart from the data files.
+
+It holds the root secrets — the key-encryption keyring, the pseudonymization key, the keys
+of the two SQLCipher databases, the Ed25519 signing key and (dev only) the HS256 secret that
+`consent-gateway token` signs user tokens with. Per-subject data keys are not here: they are
+wrapped by the keyring and stored in the subject directory database.
+
+In production point `CGW_KEYSTORE_FILE` at a secret mount; on a first run without one the
+gateway creates dev keys next to the data and says so loudly.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import secrets
+from datetime import UTC, datetime
+from pathlib import Path
+
+import msgspec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from storage.crypto import KEY_BYTES, Keyring
+
+__all__ = ["KeyStore", "KeyStoreError", "SigningKey"]
+
+DEV_WARNING = "DEVELOPMENT KEYS created by consent-gateway: never use them in production"
+
+
+class KeyStoreError(Exception):
+    """The key store is missing, unreadable or malformed."""
+
+
+class _File(msgspec.Struct, forbid_unknown_fields=True):
+    version: int
+    warning: str
+    kek_active: str
+    kek: dict[str, str]
+    pseudonym_key: str
+    database_key: str
+    directory_key: str
+    signing_key: str
+    jwt_dev_secret: str
+    created_at: str
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class SigningKey:
+    """The gateway's Ed25519 key; `kid` is the RFC 7638 JWK thumbprint of its public half."""
+
+    def __init__(self, private: Ed25519PrivateKey) -> None:
+        self.private = private
+        self.public: Ed25519PublicKey = private.public_key()
+        self.x = _b64(self.public.public_bytes(Encoding.Raw, PublicFormat.Raw))
+        canonical = f'{{"crv":"Ed25519","kty":"OKP","x":"{self.x}"}}'.encode()
+        self.kid = _b64(hashlib.sha256(canonical).digest())
+
+    def jwk(self) -> dict[str, str]:
+        return {"kty": "OKP", "crv": "Ed25519", "x": self.x, "kid": self.kid, "alg": "EdDSA", "use": "sig"}
+
+
+class KeyStore:
+    def __init__(self, path: Path, data: _File) -> None:
+        self.path = path
+        self._data = data
+        self.keyring = Keyring({kid: _unb64(k) for kid, k in data.kek.items()}, data.kek_active)
+        self.pseudonym_key = _unb64(data.pseudonym_key)
+        self.database_key = _unb64(data.database_key)
+        self.directory_key = _unb64(data.directory_key)
+        self.signing = SigningKey(Ed25519PrivateKey.from_private_bytes(_unb64(data.signing_key)))
+        self.jwt_dev_secret = data.jwt_dev_secret
+
+    @classmethod
+    def load(cls, path: Path) -> KeyStore:
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            raise KeyStoreError(f"no key store at {path}") from None
+        try:
+            data = msgspec.json.decode(raw, type=_File)
+            return cls(path, data)
+        except (msgspec.ValidationError, msgspec.DecodeError, ValueError) as exc:
+            raise KeyStoreError(f"key store {path} is malformed: {exc}") from None
+
+    @classmethod
+    def create(cls, path: Path) -> KeyStore:
+        """Create fresh dev keys; refuses to overwrite an existing store."""
+        data = _File(
+            version=1,
+            warning=DEV_WARNING,
+            kek_active="kek-1",
+            kek={"kek-1": _b64(os.urandom(KEY_BYTES))},
+            pseudonym_key=_b64(os.urandom(KEY_BYTES)),
+            database_key=_b64(os.urandom(KEY_BYTES)),
+            directory_key=_b64(os.urandom(KEY_BYTES)),
+            signing_key=_b64(Ed25519PrivateKey.generate().private_bytes_raw()),
+            jwt_dev_secret=secrets.token_urlsafe(48),
+            created_at=datetime.now(UTC).isoformat(),
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_private(path, msgspec.json.format(msgspec.json.encode(data)), exclusive=True)
+        return cls(path, data)
+
+    def add_kek(self) -> str:
+        """Add a new key-encryption key, make it active and persist atomically; returns its id."""
+        number = 1 + max(int(kid.rsplit("-", 1)[1]) for kid in self._data.kek)
+        kid = f"kek-{number}"
+        key = os.urandom(KEY_BYTES)
+        data = msgspec.structs.replace(self._data, kek={**self._data.kek, kid: _b64(key)}, kek_active=kid)
+        _write_private(self.path, msgspec.json.format(msgspec.json.encode(data)), exclusive=False)
+        self._data = data
+        self.keyring.add(kid, key)  # the same keyring object everyone holds
+        return kid
+
+
+def _write_private(path: Path, content: bytes, *, exclusive: bool) -> None:
+    """Write with mode 0600 from the first byte; replace atomically unless `exclusive`."""
+    if exclusive:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        target = path
+    else:
+        target = path.with_name(path.name + ".tmp")
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(content)
+        handle.flush()
+        os.fsync(handle.fileno())
+    if target != path:
+        os.replace(target, path)

@@ -1,0 +1,131 @@
+"""Versioned schema migrations, applied once each at start and recorded in `_migrations`.
+
+Each migration is a small function over a `sqlite_utils.Database`; re-running is a no-op.
+The data database and the subject directory have separate lists because they are separate
+files with separate keys. SQL stays portable (no SQLite-only types in columns the
+repositories read), so a PostgreSQL backend can follow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+import sqlite_utils
+
+from storage.db import Connection
+
+__all__ = ["DATA_MIGRATIONS", "DIRECTORY_MIGRATIONS", "migrate"]
+
+Migration = tuple[str, Callable[[sqlite_utils.Database], None]]
+
+
+def migrate(conn: Connection, migrations: Sequence[Migration]) -> list[str]:
+    """Apply the migrations not yet recorded, each in its own transaction; returns their names."""
+    db = sqlite_utils.Database(conn)
+    conn.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+    done = {row[0] for row in conn.execute("SELECT name FROM _migrations")}
+    applied = []
+    for name, step in migrations:
+        if name in done:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            step(db)
+            conn.execute(
+                "INSERT INTO _migrations (name, applied_at) VALUES (?, ?)",
+                (name, datetime.now(UTC).isoformat()),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        applied.append(name)
+    return applied
+
+
+def _core(db: sqlite_utils.Database) -> None:
+    db.table("api_keys").create(
+        {
+            "key_id": str,
+            "name": str,
+            "scopes": str,
+            "secret_hash": bytes,
+            "created_at": str,
+            "revoked_at": str,
+        },
+        pk="key_id",
+        not_null={"name", "scopes", "secret_hash", "created_at"},
+    )
+    db.table("consents").create(
+        {"subject_id": str, "purpose": str, "granted": int, "notice_version": str, "updated_at": str},
+        pk=("subject_id", "purpose"),
+        not_null={"granted", "notice_version", "updated_at"},
+    )
+    db.table("preferences").create(
+        {"subject_id": str, "doc": bytes, "updated_at": str}, pk="subject_id", not_null={"doc", "updated_at"}
+    )
+    db.table("devices").create(
+        {
+            "device_id": str,
+            "subject_id": str,
+            "platform": str,
+            "token": bytes,
+            "fingerprint": bytes,
+            "status": str,
+            "created_at": str,
+            "disabled_at": str,
+        },
+        pk="device_id",
+        not_null={"subject_id", "platform", "token", "fingerprint", "status", "created_at"},
+    )
+    db.table("devices").create_index(["subject_id", "status"])
+    db.table("locations").create(
+        {"subject_id": str, "geohash": bytes, "at": str}, pk="subject_id", not_null={"geohash", "at"}
+    )
+    db.execute(
+        """CREATE TABLE ledger (
+            seq INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            subject_id TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            purpose TEXT,
+            notice_version TEXT,
+            actor TEXT NOT NULL,
+            source TEXT NOT NULL,
+            body BLOB,
+            prev_hash BLOB NOT NULL,
+            hash BLOB NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX ledger_subject ON ledger (subject_id, seq)")
+    db.execute("CREATE INDEX ledger_at ON ledger (at)")
+    for verb in ("UPDATE", "DELETE"):
+        db.execute(
+            f"CREATE TRIGGER ledger_no_{verb.lower()} BEFORE {verb} ON ledger "
+            "BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END"
+        )
+
+
+def _directory(db: sqlite_utils.Database) -> None:
+    db.table("subjects").create(
+        {"subject_ref": str, "subject_id": str, "wrapped_key": bytes, "created_at": str},
+        pk="subject_ref",
+        not_null={"subject_id", "wrapped_key", "created_at"},
+    )
+    db.table("subjects").create_index(["subject_id"], unique=True)
+    db.table("tombstones").create(
+        {"subject_ref": str, "erased_at": str}, pk="subject_ref", not_null={"erased_at"}
+    )
+
+
+def _policy(db: sqlite_utils.Database) -> None:
+    db.table("policy_versions").create(
+        {"version": int, "settings": str, "changed_by": str, "changed_at": str},
+        pk="version",
+        not_null={"settings", "changed_by", "changed_at"},
+    )
+
+
+DATA_MIGRATIONS: list[Migration] = [("0001_core", _core), ("0002_policy", _policy)]
+DIRECTORY_MIGRATIONS: list[Migration] = [("0001_directory", _directory)]

@@ -1,0 +1,81 @@
+"""Devices: tokens sealed under the subject's key, found again by a keyed fingerprint
+(derived from the same key, so it dies with it on erasure)."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+
+import msgspec
+
+from storage.crypto import field_aad
+from storage.db import Connection
+from storage.directory import SubjectKey
+
+__all__ = ["DeviceRow", "count_active", "delete", "find", "insert", "list_for", "set_status"]
+
+
+class DeviceRow(msgspec.Struct, frozen=True):
+    device_id: str
+    platform: str
+    token: str
+    status: str
+    created_at: str
+
+
+def _aad(key: SubjectKey, device_id: str) -> bytes:
+    return field_aad("devices", "token", device_id, key.subject_id)
+
+
+def find(conn: Connection, key: SubjectKey, token: str) -> str | None:
+    row = conn.execute(
+        "SELECT device_id FROM devices WHERE subject_id = ? AND fingerprint = ?",
+        (key.subject_id, key.cipher.fingerprint(token.encode())),
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def count_active(conn: Connection, subject_id: str) -> int:
+    row = conn.execute(
+        "SELECT count(*) FROM devices WHERE subject_id = ? AND status = 'active'", (subject_id,)
+    ).fetchone()
+    return int(row[0])
+
+
+def insert(conn: Connection, key: SubjectKey, platform: str, token: str, now: datetime) -> str:
+    device_id = "dev_" + secrets.token_hex(12)
+    conn.execute(
+        "INSERT INTO devices (device_id, subject_id, platform, token, fingerprint, status, created_at) "
+        "VALUES (?, ?, ?, ?, ?, 'active', ?)",
+        (
+            device_id,
+            key.subject_id,
+            platform,
+            key.cipher.seal(token.encode(), _aad(key, device_id)),
+            key.cipher.fingerprint(token.encode()),
+            now.isoformat(),
+        ),
+    )
+    return device_id
+
+
+def list_for(conn: Connection, key: SubjectKey, *, active_only: bool = False) -> list[DeviceRow]:
+    sql = "SELECT device_id, platform, token, status, created_at FROM devices WHERE subject_id = ?"
+    if active_only:
+        sql += " AND status = 'active'"
+    return [
+        DeviceRow(r[0], r[1], key.cipher.open(bytes(r[2]), _aad(key, r[0])).decode(), r[3], r[4])
+        for r in conn.execute(sql + " ORDER BY created_at, device_id", (key.subject_id,))
+    ]
+
+
+def set_status(conn: Connection, device_id: str, status: str, now: datetime) -> None:
+    conn.execute(
+        "UPDATE devices SET status = ?, disabled_at = ? WHERE device_id = ?",
+        (status, now.isoformat(), device_id),
+    )
+
+
+def delete(conn: Connection, subject_id: str, device_id: str) -> bool:
+    cur = conn.execute("DELETE FROM devices WHERE subject_id = ? AND device_id = ?", (subject_id, device_id))
+    return cur.rowcount == 1

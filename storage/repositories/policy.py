@@ -1,0 +1,39 @@
+"""Policy settings by version. Every change is a new row naming who made it; decisions record
+the version they were made under, so an auditor can see the rules in force for any push."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import msgspec
+
+from policies.settings import PolicySettings
+from storage.db import Connection
+
+__all__ = ["PolicyVersion", "current", "put"]
+
+
+class PolicyVersion(msgspec.Struct, frozen=True):
+    version: int
+    settings: PolicySettings
+    changed_by: str
+    changed_at: str | None
+
+
+def current(conn: Connection) -> PolicyVersion:
+    """The newest version; version 0 is the spec's defaults, before any admin change."""
+    row = conn.execute(
+        "SELECT version, settings, changed_by, changed_at FROM policy_versions ORDER BY version DESC LIMIT 1"
+    ).fetchone()
+    if row is None:
+        return PolicyVersion(0, PolicySettings(), "defaults", None)
+    return PolicyVersion(int(row[0]), msgspec.json.decode(row[1], type=PolicySettings), row[2], row[3])
+
+
+def put(conn: Connection, settings: PolicySettings, changed_by: str, now: datetime) -> PolicyVersion:
+    version = current(conn).version + 1
+    conn.execute(
+        "INSERT INTO policy_versions (version, settings, changed_by, changed_at) VALUES (?, ?, ?, ?)",
+        (version, msgspec.json.encode(settings).decode(), changed_by, now.isoformat()),
+    )
+    return PolicyVersion(version, settings, changed_by, now.isoformat())

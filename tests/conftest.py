@@ -1,0 +1,83 @@
+"""Shared fixtures: a real app on a real SQLCipher data dir in tmp, a settable clock, and
+credentials for each role. Tokens are minted with the real clock because PyJWT checks
+`exp` against real time; the gateway's own clock is the fake one."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from litestar import Litestar
+from litestar.testing import TestClient
+
+from gateway.app import create_app
+from gateway.clock import system_clock
+from gateway.runtime import Runtime
+from gateway.settings import Settings
+
+FIXED_NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+
+Headers = dict[str, str]
+
+
+class FakeClock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> datetime:
+        self.now += timedelta(**delta)
+        return self.now
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(FIXED_NOW)
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def settings(data_dir: Path) -> Settings:
+    return Settings(data_dir=data_dir, worker_enabled=False)
+
+
+@pytest.fixture
+def app(settings: Settings, clock: FakeClock) -> Litestar:
+    return create_app(settings, clock)
+
+
+@pytest.fixture
+def client(app: Litestar) -> Iterator[TestClient[Litestar]]:
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def runtime(client: TestClient[Litestar], app: Litestar) -> Runtime:
+    live: Runtime = app.state.runtime
+    return live
+
+
+@pytest.fixture
+def as_user(runtime: Runtime) -> Callable[[str], Headers]:
+    def headers(user_id: str) -> Headers:
+        return {"Authorization": f"Bearer {runtime.user_tokens.mint(user_id, system_clock())}"}
+
+    return headers
+
+
+@pytest.fixture
+def as_key(runtime: Runtime) -> Callable[..., Headers]:
+    def headers(*scopes: str) -> Headers:
+        _, secret = runtime.api_keys.create_sync("test key", scopes)
+        return {"Authorization": f"Bearer {secret}"}
+
+    return headers

@@ -1,0 +1,32 @@
+"""Assertions shared by the API tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def assert_problem(response: Any, status: int, field: str | None = None) -> dict[str, Any]:
+    """Every refusal has one shape: {status_code, detail, extra?}, naming the field when there is one."""
+    assert response.status_code == status, response.text
+    body: dict[str, Any] = response.json()
+    assert body["status_code"] == status
+    assert isinstance(body["detail"], str)
+    assert body["detail"]
+    assert set(body) <= {"status_code", "detail", "extra"}
+    if field is not None:
+        keys = [item.get("key") for item in body.get("extra") or [] if isinstance(item, dict)]
+        assert field in keys or field in body["detail"], f"{field!r} not named in {body}"
+    return body
+
+
+def scan_bytes(root: Path, needles: list[str]) -> dict[str, list[str]]:
+    """Which needles occur, as UTF-8 or UTF-16, in which files under root (for privacy tests)."""
+    found: dict[str, list[str]] = {}
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        blob = path.read_bytes()
+        for needle in needles:
+            for encoded in (needle.encode(), needle.encode("utf-16-le")):
+                if encoded in blob:
+                    found.setdefault(needle, []).append(path.name)
+    return found

@@ -1,0 +1,363 @@
+"""Table-driven tests of `decide` at a fixed `now`; the cases together give every submission reason code."""
+
+from datetime import UTC, datetime, timedelta
+from typing import Any, NamedTuple
+
+import msgspec
+import pytest
+
+from policies import (
+    ALL_REASON_CODES,
+    DISPATCH_ONLY_REASON_CODES,
+    PURPOSES,
+    CampaignState,
+    Decision,
+    PolicySettings,
+    PushRequest,
+    Reason,
+    Scheduled,
+    SubjectState,
+    decide,
+)
+
+NOW = datetime(2024, 6, 12, 12, 0, tzinfo=UTC)  # 12:00 in UTC, 21:00 in Tokyo, 20:00 in Shanghai
+SETTINGS = PolicySettings()
+
+
+def subject(**changes: Any) -> SubjectState:
+    base = SubjectState(
+        status="active",
+        consents=frozenset(PURPOSES),
+        active_devices=1,
+        location_geohash="wx4g0b",
+        location_at=NOW - timedelta(minutes=5),
+    )
+    return msgspec.structs.replace(base, **changes)
+
+
+def push(**changes: Any) -> PushRequest:
+    base = PushRequest(
+        topic="promotions", title="Summer sale", body="20% off today", data={"deeplink": "w://s"}
+    )
+    return msgspec.structs.replace(base, **changes)
+
+
+def ago(**delta: float) -> datetime:
+    return NOW - timedelta(**delta)
+
+
+class Case(NamedTuple):
+    name: str
+    push: PushRequest
+    subject: SubjectState
+    outcome: str
+    reasons: tuple[Reason, ...] = ()
+    campaign: CampaignState | None = None
+    deliver_after: datetime | None = None
+
+
+def r(code: str, **detail: str | int) -> Reason:
+    return Reason(code, detail)
+
+
+TOKYO_UNTIL = datetime(2024, 6, 12, 23, 0, tzinfo=UTC)  # 08:00 next morning in Tokyo
+
+CASES = [
+    Case("marketing push with everything granted", push(), subject(), "queued"),
+    Case(
+        "unknown subject stops the pipeline",
+        push(title="x" * 500),
+        subject(status="unknown"),
+        "rejected",
+        (r("subject_unknown"),),
+    ),
+    Case(
+        "erased subject stops the pipeline",
+        push(),
+        subject(status="erased", consents=frozenset()),
+        "rejected",
+        (r("subject_erased"),),
+    ),
+    Case(
+        "no device, and other reasons are kept",
+        push(),
+        subject(active_devices=0, topics_off=frozenset({"promotions"})),
+        "rejected",
+        (r("no_device"), r("topic_opted_out", topic="promotions")),
+    ),
+    Case(
+        "title too long",
+        push(title="x" * 101),
+        subject(),
+        "rejected",
+        (r("payload_too_large", field="title", limit=100),),
+    ),
+    Case(
+        "body too long",
+        push(body="y" * 501),
+        subject(),
+        "rejected",
+        (r("payload_too_large", field="body", limit=500),),
+    ),
+    Case(
+        "whole payload too large",
+        push(data={"deeplink": "w://" + "a" * 4100}),
+        subject(),
+        "rejected",
+        (r("payload_too_large", field="payload", limit=4096),),
+    ),
+    Case(
+        "data key not allowed",
+        push(data={"user_email": "none", "deeplink": "w://s"}),
+        subject(),
+        "rejected",
+        (r("payload_field_not_allowed", field="user_email"),),
+    ),
+    Case(
+        "pii in body and data, kind named but not the text",
+        push(body="Reply to li@example.com", data={"coupon_code": "13800138000"}),
+        subject(),
+        "rejected",
+        (
+            r("payload_pii", field="body", kind="email"),
+            r("payload_pii", field="data.coupon_code", kind="phone"),
+        ),
+    ),
+    Case(
+        "transactional minimization still applies",
+        push(topic="transactional", title="Paid by 4111111111111111"),
+        subject(consents=frozenset()),
+        "rejected",
+        (r("payload_pii", field="title", kind="card"),),
+    ),
+    Case(
+        "transactional needs no consent and ignores quiet hours and caps",
+        push(topic="transactional"),
+        subject(
+            consents=frozenset(),
+            timezone="Asia/Tokyo",
+            max_per_week=0,
+            topics_off=frozenset({"transactional"}),
+            scheduled=(Scheduled(ago(hours=1), "transactional"),),
+        ),
+        "queued",
+    ),
+    Case(
+        "transactional but personalized",
+        push(topic="transactional", personalized=True),
+        subject(consents=frozenset()),
+        "rejected",
+        (r("no_personalization_consent"),),
+    ),
+    Case(
+        "missing purposes each named",
+        push(topic="cart_reminders"),
+        subject(consents=frozenset()),
+        "rejected",
+        (r("no_consent", purpose="marketing"), r("no_consent", purpose="personalization")),
+    ),
+    Case(
+        "topic turned off",
+        push(),
+        subject(topics_off=frozenset({"promotions"})),
+        "rejected",
+        (r("topic_opted_out", topic="promotions"),),
+    ),
+    Case(
+        "personalized promotion without personalization",
+        push(personalized=True),
+        subject(consents=frozenset({"marketing"})),
+        "rejected",
+        (r("no_personalization_consent"),),
+    ),
+    Case(
+        "near without location consent",
+        push(topic="nearby_offers", near_geohash="wx4g"),
+        subject(consents=frozenset({"marketing"})),
+        "rejected",
+        (r("no_consent", purpose="location"), r("no_location_consent")),
+    ),
+    Case(
+        "near with stale location",
+        push(topic="nearby_offers", near_geohash="wx4g"),
+        subject(location_at=ago(minutes=31)),
+        "rejected",
+        (r("location_stale", max_age_minutes=30),),
+    ),
+    Case(
+        "near without any stored location",
+        push(topic="nearby_offers", near_geohash="wx4g"),
+        subject(location_geohash=None, location_at=None),
+        "rejected",
+        (r("location_stale", max_age_minutes=30),),
+    ),
+    Case(
+        "near elsewhere",
+        push(topic="nearby_offers", near_geohash="wtw3"),
+        subject(),
+        "rejected",
+        (r("not_nearby"),),
+    ),
+    Case(
+        "empty area would match everyone",
+        push(topic="nearby_offers", near_geohash=""),
+        subject(),
+        "rejected",
+        (r("not_nearby"),),
+    ),
+    Case(
+        "near and fresh inside",
+        push(topic="nearby_offers", near_geohash="wx4g"),
+        subject(location_at=ago(minutes=30)),
+        "queued",
+    ),
+    Case(
+        "topic muted after a complaint",
+        push(),
+        subject(muted_until={"promotions": NOW + timedelta(days=3)}),
+        "rejected",
+        (r("recent_complaint", topic="promotions", until="2024-06-15T12:00:00Z"),),
+    ),
+    Case("mute over", push(), subject(muted_until={"promotions": NOW}), "queued"),
+    Case(
+        "campaign paused",
+        push(campaign_id="c1"),
+        subject(),
+        "rejected",
+        (r("campaign_paused"),),
+        CampaignState(paused=True),
+    ),
+    Case(
+        "quiet hours defer to the window's end",
+        push(),
+        subject(timezone="Asia/Tokyo"),
+        "deferred",
+        (r("quiet_hours", until="2024-06-12T23:00:00Z"),),
+        deliver_after=TOKYO_UNTIL,
+    ),
+    Case(
+        "quiet hours past expiry reject",
+        push(ttl_seconds=11 * 3600),
+        subject(timezone="Asia/Tokyo"),
+        "rejected",
+        (r("quiet_hours", until="2024-06-12T23:00:00Z"),),
+    ),
+    Case(
+        "weekly cap reached",
+        push(),
+        subject(
+            scheduled=(
+                Scheduled(ago(days=6), "flash_sales"),
+                Scheduled(ago(days=4), "product_tips"),
+                Scheduled(ago(days=2), "flash_sales"),
+            )
+        ),
+        "rejected",
+        (r("frequency_capped", window="week", limit=3),),
+    ),
+    Case(
+        "user's own lower cap",
+        push(),
+        subject(max_per_week=1, scheduled=(Scheduled(ago(days=3), "flash_sales"),)),
+        "rejected",
+        (r("frequency_capped", window="week", limit=1),),
+    ),
+    Case(
+        "a week later the window has moved on",
+        push(),
+        subject(max_per_week=1, scheduled=(Scheduled(ago(days=7), "flash_sales"),)),
+        "queued",
+    ),
+    Case(
+        "future pushes count too",
+        push(),
+        subject(
+            scheduled=(
+                Scheduled(ago(days=-1), "flash_sales"),
+                Scheduled(ago(days=-3), "product_tips"),
+                Scheduled(ago(days=2), "flash_sales"),
+            )
+        ),
+        "rejected",
+        (r("frequency_capped", window="week", limit=3),),
+    ),
+    Case(
+        "daily cap in the local day",
+        push(),
+        subject(scheduled=(Scheduled(ago(hours=11), "flash_sales"),)),
+        "rejected",
+        (r("frequency_capped", window="day", limit=1),),
+    ),
+    Case(
+        "same topic within 24 hours",
+        push(),
+        subject(scheduled=(Scheduled(ago(hours=20), "promotions"),)),
+        "rejected",
+        (r("topic_interval", topic="promotions", hours=24),),
+    ),
+    Case(
+        "same topic exactly 24 hours ago",
+        push(),
+        subject(scheduled=(Scheduled(ago(hours=24), "promotions"),)),
+        "queued",
+    ),
+    Case(
+        "frequency judged at the deferred time",
+        push(),
+        subject(
+            timezone="Asia/Tokyo", scheduled=(Scheduled(TOKYO_UNTIL + timedelta(hours=2), "flash_sales"),)
+        ),
+        "rejected",
+        (r("quiet_hours", until="2024-06-12T23:00:00Z"), r("frequency_capped", window="day", limit=1)),
+    ),
+]
+
+
+def run(case: Case) -> Decision:
+    return decide(case.push, case.subject, case.campaign, NOW, SETTINGS)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
+def test_decide(case: Case) -> None:
+    decision = run(case)
+    assert (decision.outcome, decision.reasons) == (case.outcome, case.reasons)
+    assert decision.deliver_after == case.deliver_after
+    assert decision.expires_at == NOW + timedelta(seconds=case.push.ttl_seconds)
+    assert bool(decision.allowed_by) is (case.outcome != "rejected")
+
+
+def test_every_submission_reason_code_is_produced() -> None:
+    produced = {reason.code for case in CASES for reason in run(case).reasons}
+    assert produced == ALL_REASON_CODES - DISPATCH_ONLY_REASON_CODES
+
+
+def test_allowed_by_explains_a_queued_push() -> None:
+    decision = decide(
+        push(), subject(scheduled=(Scheduled(ago(days=3), "flash_sales"),)), None, NOW, SETTINGS
+    )
+    assert decision.allowed_by == (
+        "consent:marketing",
+        "topic:promotions on",
+        "quiet hours: outside 21:00-08:00 UTC",
+        "frequency: 2 of 3 this week",
+        "frequency: 1 of 1 today",
+    )
+
+
+@pytest.mark.parametrize(
+    ("bad_push", "bad_subject", "now", "error"),
+    [
+        (push(topic="lottery"), subject(), NOW, KeyError),
+        (push(ttl_seconds=0), subject(), NOW, ValueError),
+        (push(ttl_seconds=604801), subject(), NOW, ValueError),
+        (push(), subject(timezone="Mars/Olympus_Mons"), NOW, LookupError),
+        (push(), subject(quiet_start="24:00"), NOW, ValueError),
+        (push(), subject(), NOW.replace(tzinfo=None), ValueError),
+    ],
+)
+def test_decide_raises_instead_of_allowing(
+    bad_push: PushRequest, bad_subject: SubjectState, now: datetime, error: type[Exception]
+) -> None:
+    """No reason code means "could not decide", so decide raises and the caller denies."""
+    with pytest.raises(error):
+        decide(bad_push, bad_subject, None, now, SETTINGS)

@@ -1,0 +1,62 @@
+"""PII detection and geohash encoding, driven by vectors so near-misses are written down once."""
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from policies import geohash
+from policies.pii import PII_KINDS, find_pii
+
+VECTORS: list[dict[str, Any]] = json.loads(
+    (Path(__file__).parents[2] / "data" / "pii_vectors.json").read_text(encoding="utf-8")
+)["vectors"]
+
+
+@pytest.mark.parametrize("vector", VECTORS, ids=[v["name"] for v in VECTORS])
+def test_pii_vector(vector: dict[str, Any]) -> None:
+    assert find_pii(vector["text"]) == vector["kinds"]
+
+
+def test_vectors_cover_every_kind_and_negatives() -> None:
+    kinds = {kind for vector in VECTORS for kind in vector["kinds"]}
+    assert kinds == set(PII_KINDS)
+    assert sum(1 for vector in VECTORS if not vector["kinds"]) >= 10
+
+
+@pytest.mark.parametrize(
+    ("lat", "lon", "precision", "expected"),
+    [
+        (57.64911, 10.40744, 11, "u4pruydqqvj"),
+        (42.6, -5.6, 5, "ezs42"),
+        (39.9042, 116.4074, 6, "wx4g0b"),
+        (-25.382708, -49.265506, 7, "6gkzwgj"),
+        (0.0, 0.0, 1, "s"),
+    ],
+)
+def test_geohash_known_values(lat: float, lon: float, precision: int, expected: str) -> None:
+    assert geohash.encode(lat, lon, precision) == expected
+
+
+@pytest.mark.parametrize(
+    ("lat", "lon", "precision"), [(91.0, 0.0, 6), (0.0, 181.0, 6), (0.0, 0.0, 0), (0.0, 0.0, 13)]
+)
+def test_geohash_rejects_out_of_range(lat: float, lon: float, precision: int) -> None:
+    with pytest.raises(ValueError, match="must be within"):
+        geohash.encode(lat, lon, precision)
+
+
+@pytest.mark.parametrize(
+    ("value", "valid"),
+    [
+        ("wx4g0b", True),
+        ("u4pruydqqvj", True),
+        ("", False),
+        ("wx4a0b", False),
+        ("WX4G0B", False),
+        ("s" * 13, False),
+    ],
+)
+def test_geohash_is_valid(value: str, valid: bool) -> None:
+    assert geohash.is_valid(value) is valid

@@ -1,0 +1,85 @@
+"""Quiet hours across midnight and DST, and the rolling frequency windows, at exact instants."""
+
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from policies.frequency import busiest_week
+from policies.quiet_hours import QuietWindow, local_to_utc
+
+NEW_YORK = ZoneInfo("America/New_York")
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+def utc(year: int, month: int, day: int, hour: int, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("day", "wall", "zone", "expected"),
+    [
+        (date(2024, 6, 12), time(8, 0), BERLIN, utc(2024, 6, 12, 6, 0)),
+        # spring forward: 02:00-03:00 does not exist, so the first instant after it (03:00 local)
+        (date(2024, 3, 10), time(2, 30), NEW_YORK, utc(2024, 3, 10, 7, 0)),
+        (date(2024, 3, 31), time(2, 15), BERLIN, utc(2024, 3, 31, 1, 0)),
+        # fall back: 01:30 New York and 02:30 Berlin happen twice; fold=0 is the first
+        (date(2024, 11, 3), time(1, 30), NEW_YORK, utc(2024, 11, 3, 5, 30)),
+        (date(2024, 10, 27), time(2, 30), BERLIN, utc(2024, 10, 27, 0, 30)),
+    ],
+)
+def test_local_to_utc(day: date, wall: time, zone: ZoneInfo, expected: datetime) -> None:
+    assert local_to_utc(day, wall, zone, fold=0) == expected
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "zone", "now", "expected"),
+    [
+        (
+            "21:00",
+            "08:00",
+            BERLIN,
+            utc(2024, 6, 12, 20, 0),
+            utc(2024, 6, 13, 6, 0),
+        ),  # 22:00, crosses midnight
+        ("21:00", "08:00", BERLIN, utc(2024, 6, 12, 3, 0), utc(2024, 6, 12, 6, 0)),  # 05:00, after midnight
+        ("21:00", "08:00", BERLIN, utc(2024, 6, 12, 6, 0), utc(2024, 6, 12, 6, 0)),  # 08:00 is outside
+        ("21:00", "08:00", BERLIN, utc(2024, 6, 12, 18, 59), utc(2024, 6, 12, 18, 59)),  # 20:59
+        ("12:00", "14:00", BERLIN, utc(2024, 6, 12, 10, 30), utc(2024, 6, 12, 12, 0)),  # same-day window
+        ("08:00", "08:00", BERLIN, utc(2024, 6, 12, 3, 0), utc(2024, 6, 12, 3, 0)),  # equal ends: none
+        # the night DST starts: 21:00 EST until 08:00 EDT is only ten hours
+        ("21:00", "08:00", NEW_YORK, utc(2024, 3, 10, 2, 0), utc(2024, 3, 10, 12, 0)),
+        ("22:00", "02:30", NEW_YORK, utc(2024, 3, 10, 4, 0), utc(2024, 3, 10, 7, 0)),  # end in the gap
+        ("23:00", "02:15", BERLIN, utc(2024, 3, 30, 23, 0), utc(2024, 3, 31, 1, 0)),
+        # the night DST ends: an ambiguous end is its first occurrence...
+        ("23:00", "01:30", NEW_YORK, utc(2024, 11, 3, 4, 0), utc(2024, 11, 3, 5, 30)),
+        # ...unless that is already past: inside the repeated hour the second one is next
+        ("01:00", "01:45", NEW_YORK, utc(2024, 11, 3, 6, 10), utc(2024, 11, 3, 6, 45)),
+        ("21:00", "08:00", BERLIN, utc(2024, 10, 26, 20, 0), utc(2024, 10, 27, 7, 0)),
+        # a window of nearly a day whose end falls in the gap: the next allowed minute is a day later
+        ("02:45", "02:30", NEW_YORK, utc(2024, 3, 10, 6, 0), utc(2024, 3, 11, 6, 30)),
+    ],
+)
+def test_next_allowed(start: str, end: str, zone: ZoneInfo, now: datetime, expected: datetime) -> None:
+    window = QuietWindow(start, end, zone)
+    assert window.next_allowed(now) == expected
+    assert not window.contains(expected)
+
+
+T = utc(2024, 6, 12, 12, 0)
+DAY = timedelta(days=1)
+
+
+@pytest.mark.parametrize(
+    ("offsets_in_days", "expected"),
+    [
+        ([], 1),
+        ([-6, -3], 3),
+        ([-7, -3], 2),  # exactly seven days apart: not the same window
+        ([-6.9, 6.9], 2),  # windows are counted around `at`, never across both sides at once
+        ([-3, 3, 6], 3),
+        ([-8, 8], 1),
+    ],
+)
+def test_busiest_week(offsets_in_days: list[float], expected: int) -> None:
+    assert busiest_week([T + offset * DAY for offset in offsets_in_days], T) == expected
