@@ -24,14 +24,18 @@ from gateway.errors import GatewayError, handle_gateway_error
 from gateway.logs import request_log_middleware
 from gateway.metrics import Metrics
 from gateway.routes.admin import AdminController
+from gateway.routes.campaigns import CampaignController
 from gateway.routes.me import MeController
 from gateway.routes.ops import OPS_ROUTES
+from gateway.routes.pushes import PushController
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 
 __all__ = ["create_app"]
 
-ROUTES: list[ControllerRouterHandler] = [*OPS_ROUTES, MeController, AdminController]
+ROUTES: list[ControllerRouterHandler] = [
+    *OPS_ROUTES, MeController, PushController, CampaignController, AdminController,
+]  # fmt: skip
 VERSION = "0.1.0"
 
 
@@ -46,7 +50,7 @@ def create_app(settings: Settings | None = None, clock: Clock = system_clock) ->
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        runtime = Runtime(settings, clock)
+        runtime = Runtime(settings, clock, metrics)
         app.state.runtime = runtime
         try:
             yield

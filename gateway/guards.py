@@ -27,11 +27,15 @@ def requires_user(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHa
         raise Forbidden("this route needs a user token")
 
 
-def requires_scope(scope: str) -> Guard:
+def requires_scope(*scopes: str) -> Guard:
+    """An API key holding any one of `scopes`."""
+    wanted = frozenset(scopes)
+    names = " or ".join(f"`{s}`" for s in scopes)
+
     def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         principal = _principal(connection)
-        if principal.kind != "key" or scope not in principal.scopes:
-            raise Forbidden(f"this route needs an API key with scope `{scope}`")
+        if principal.kind != "key" or not wanted & principal.scopes:
+            raise Forbidden(f"this route needs an API key with scope {names}")
 
-    guard.__name__ = f"requires_scope_{scope.replace(':', '_')}"
+    guard.__name__ = "requires_scope_" + "_or_".join(s.replace(":", "_") for s in scopes)
     return guard

@@ -23,5 +23,18 @@ class Metrics:
             registry=self.registry,
         )  # fmt: skip
 
+        self.decisions = Counter(
+            "cgw_decisions", "Push decisions by outcome", ["outcome"], registry=self.registry
+        )
+        self.decision_reasons = Counter(
+            "cgw_decision_reasons", "Reasons given in push decisions, by reason code", ["code"],
+            registry=self.registry,
+        )  # fmt: skip
+        self.decision_seconds = Histogram(
+            "cgw_decision_seconds", "Time to decide and record one push (batches: per push)",
+            registry=self.registry,
+            buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
+        )  # fmt: skip
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

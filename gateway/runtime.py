@@ -7,10 +7,13 @@ import logging
 
 from gateway.auth import UserTokens
 from gateway.clock import Clock, system_clock
+from gateway.metrics import Metrics
 from gateway.services.api_keys import ApiKeyRegistry
+from gateway.services.campaigns import CampaignService
 from gateway.services.devices import DeviceService
 from gateway.services.policy import PolicySource
 from gateway.services.preferences import PreferenceCenter
+from gateway.services.pushes import PushService
 from gateway.services.rights import RightsService
 from gateway.settings import Settings
 from gateway.signing import Signer
@@ -44,7 +47,9 @@ def user_tokens(settings: Settings, keys: KeyStore) -> UserTokens:
 
 
 class Runtime:
-    def __init__(self, settings: Settings, clock: Clock = system_clock) -> None:
+    def __init__(
+        self, settings: Settings, clock: Clock = system_clock, metrics: Metrics | None = None
+    ) -> None:
         self.settings = settings
         self.clock = clock
         keys = load_keys(settings)
@@ -57,6 +62,9 @@ class Runtime:
         self.preferences = PreferenceCenter(self.store, clock, self.signer, settings, self.policy)
         self.devices = DeviceService(self.store, clock)
         self.rights = RightsService(self.store, clock, self.preferences)
+        self.metrics = metrics or Metrics()
+        self.pushes = PushService(self.store, clock, settings, self.policy, self.metrics)
+        self.campaigns = CampaignService(self.store, clock)
 
     async def rotate_encryption_key(self) -> tuple[str, int]:
         """A new key-encryption key, then every data key re-wrapped under it while serving."""

@@ -127,5 +127,44 @@ def _policy(db: sqlite_utils.Database) -> None:
     )
 
 
-DATA_MIGRATIONS: list[Migration] = [("0001_core", _core), ("0002_policy", _policy)]
+def _pushes(db: sqlite_utils.Database) -> None:
+    db.table("campaigns").create(
+        {
+            "campaign_id": str, "name": str, "topic": str, "status": str, "created_by": str,
+            "created_at": str, "paused_at": str, "pause_reason": str,
+        },
+        pk="campaign_id",
+        not_null={"name", "topic", "status", "created_by", "created_at"},
+    )  # fmt: skip
+    db.table("pushes").create(
+        {
+            "push_id": str, "key_id": str, "idempotency_key": str, "fingerprint": bytes,
+            "subject_id": str, "topic": str, "campaign_id": str, "variant": str,
+            "outcome": str, "status": str, "reasons": str, "allowed_by": str,
+            "planned_at": str, "deliver_after": str, "expires_at": str, "created_at": str,
+            "updated_at": str, "policy_version": int, "content": bytes, "attempts": int,
+        },
+        pk="push_id",
+        not_null={"key_id", "idempotency_key", "fingerprint", "topic", "outcome", "status", "reasons",
+                  "expires_at", "created_at", "updated_at", "policy_version", "attempts"},
+        defaults={"attempts": 0},
+    )  # fmt: skip
+    db.table("pushes").create_index(["key_id", "idempotency_key"], unique=True)
+    db.table("pushes").create_index(["subject_id", "planned_at"])
+    db.table("pushes").create_index(["campaign_id", "variant"])
+    db.table("pushes").create_index(["created_at"])
+    db.table("outbox").create(
+        {"push_id": str, "due_at": str, "lease_owner": str, "lease_until": str},
+        pk="push_id",
+        not_null={"due_at"},
+    )
+    db.table("outbox").create_index(["due_at"])
+    db.table("mutes").create(
+        {"subject_id": str, "topic": str, "until": str, "source": str},
+        pk=("subject_id", "topic"),
+        not_null={"until", "source"},
+    )
+
+
+DATA_MIGRATIONS: list[Migration] = [("0001_core", _core), ("0002_policy", _policy), ("0003_pushes", _pushes)]
 DIRECTORY_MIGRATIONS: list[Migration] = [("0001_directory", _directory)]

@@ -25,6 +25,7 @@ from gateway.schemas.me import (
     PreferencesRead,
     PreferencesUpdate,
 )
+from gateway.schemas.pushes import NotificationRead
 from policies.catalog import Purpose
 
 __all__ = ["MeController"]
@@ -91,6 +92,10 @@ class MeController(Controller):
         self, request: UserRequest, runtime: RuntimeDep, data: JSONBody[LocationUpdate]
     ) -> LocationRead:
         return await runtime.devices.set_location(_ref(request), data)
+
+    @get("/notifications", operation_id="listMyNotifications")
+    async def notifications(self, request: UserRequest, runtime: RuntimeDep) -> list[NotificationRead]:
+        return runtime.pushes.notifications(_ref(request))
 
     @get("/export", operation_id="exportMyData")
     async def export(self, request: UserRequest, runtime: RuntimeDep) -> ExportRead:

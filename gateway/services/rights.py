@@ -22,7 +22,7 @@ from storage.store import Store
 
 __all__ = ["RightsService"]
 
-SUBJECT_TABLES = ("preferences", "consents", "devices", "locations")
+SUBJECT_TABLES = ("preferences", "consents", "devices", "locations", "mutes")
 
 
 class RightsService:

@@ -1,0 +1,51 @@
+"""Campaigns: create, read, pause and resume."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, Request, get, post
+from litestar.params import FromPath, JSONBody
+
+from gateway.auth import Principal
+from gateway.body import Strict
+from gateway.deps import RuntimeDep
+from gateway.guards import requires_scope
+from gateway.schemas.pushes import CampaignCreate, CampaignCreated, CampaignRead
+
+__all__ = ["CampaignController"]
+
+
+class CampaignController(Controller):
+    path = "/v1/campaigns"
+    tags = ["campaigns"]  # noqa: RUF012
+
+    @post(
+        "/", operation_id="createCampaign", dto=Strict[CampaignCreate], return_dto=None, status_code=201,
+        guards=[requires_scope("campaigns:write")],
+    )  # fmt: skip
+    async def create(
+        self, request: Request[Principal, Any, Any], runtime: RuntimeDep, data: JSONBody[CampaignCreate]
+    ) -> CampaignCreated:
+        campaign = await runtime.campaigns.create(data.name, data.topic, request.user.actor)
+        return CampaignCreated(campaign.campaign_id)
+
+    @get("/{campaign_id:str}", operation_id="getCampaign", guards=[requires_scope("campaigns:read")])
+    async def read(self, runtime: RuntimeDep, campaign_id: FromPath[str]) -> CampaignRead:
+        return runtime.campaigns.read(campaign_id)
+
+    @post(
+        "/{campaign_id:str}/pause", operation_id="pauseCampaign", status_code=200,
+        guards=[requires_scope("campaigns:write")],
+    )  # fmt: skip
+    async def pause(
+        self, request: Request[Principal, Any, Any], runtime: RuntimeDep, campaign_id: FromPath[str]
+    ) -> CampaignRead:
+        return await runtime.campaigns.set_status(campaign_id, "paused", f"paused by {request.user.actor}")
+
+    @post(
+        "/{campaign_id:str}/resume", operation_id="resumeCampaign", status_code=200,
+        guards=[requires_scope("campaigns:write")],
+    )  # fmt: skip
+    async def resume(self, runtime: RuntimeDep, campaign_id: FromPath[str]) -> CampaignRead:
+        return await runtime.campaigns.set_status(campaign_id, "active", None)

@@ -1,0 +1,54 @@
+"""Push API: submit pushes one at a time or in batches, and read their status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, Request, get, post
+from litestar.params import FromPath, JSONBody
+
+from gateway.auth import Principal
+from gateway.body import Strict
+from gateway.deps import RuntimeDep
+from gateway.guards import requires_scope
+from gateway.schemas.pushes import BatchAnswer, BatchCreate, PushAnswer, PushCreate, PushRead
+
+__all__ = ["PushController"]
+
+KeyRequest = Request[Principal, Any, Any]
+BATCH_BODY_LIMIT = 32 * 1024 * 1024
+
+
+def _key_id(request: KeyRequest) -> str:
+    assert request.user.key_id is not None  # the scope guard admits API keys only
+    return request.user.key_id
+
+
+class PushController(Controller):
+    path = "/v1/pushes"
+    tags = ["push API"]  # noqa: RUF012
+
+    @post(
+        "/", operation_id="submitPush", dto=Strict[PushCreate], return_dto=None, status_code=200,
+        guards=[requires_scope("pushes:write")],
+    )  # fmt: skip
+    async def submit(
+        self, request: KeyRequest, runtime: RuntimeDep, data: JSONBody[PushCreate]
+    ) -> PushAnswer:
+        return await runtime.pushes.submit(_key_id(request), data)
+
+    @post(
+        "/batch", operation_id="submitPushBatch", dto=Strict[BatchCreate], return_dto=None, status_code=200,
+        guards=[requires_scope("pushes:write")], request_max_body_size=BATCH_BODY_LIMIT,
+    )  # fmt: skip
+    async def submit_batch(
+        self, request: KeyRequest, runtime: RuntimeDep, data: JSONBody[BatchCreate]
+    ) -> BatchAnswer:
+        return await runtime.pushes.submit_batch(_key_id(request), data.pushes)
+
+    @get(
+        "/{push_id:str}", operation_id="getPush",
+        guards=[requires_scope("pushes:write", "campaigns:read")],
+    )  # fmt: skip
+    async def read(self, runtime: RuntimeDep, push_id: FromPath[str]) -> PushRead:
+        return runtime.pushes.read(push_id)

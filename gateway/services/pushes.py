@@ -1,0 +1,285 @@
+"""Submitting pushes: pseudonymize at the edge, decide, and record — in one transaction.
+
+Everything that can be done before the transaction is (pseudonym, subject key, sealing the
+content, the idempotency fingerprint). What the decision depends on — consents, pushes
+already planned for the subject, the campaign's state — is read inside the writer's
+`BEGIN IMMEDIATE` unit that also writes the push and its outbox row, so caps hold however
+many submissions race. A batch is one unit: all of it is recorded, or none.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from functools import partial
+
+import msgspec
+
+from gateway.clock import Clock, rfc3339, rfc3339_text
+from gateway.errors import GatewayError, InvalidInput, NotFound, Unprocessable
+from gateway.metrics import Metrics
+from gateway.schemas.pushes import BatchAnswer, NotificationRead, PushAnswer, PushCreate, PushRead, WireReason
+from gateway.services.policy import PolicySource
+from gateway.settings import Settings
+from policies import CampaignState, Decision, PushRequest, Reason, SubjectState, decide
+from storage import outbox
+from storage.db import Connection
+from storage.directory import SubjectKey, SubjectStatus
+from storage.repositories import campaigns, pushes, subject_state
+from storage.repositories.pushes import ACCEPTED, PushContent, PushRow, content_aad
+from storage.store import Store
+
+__all__ = ["PushService", "wire_reasons"]
+
+log = logging.getLogger("gateway.pushes")
+
+
+class _Prepared(msgspec.Struct, frozen=True, kw_only=True):
+    """A validated submission with its subject resolved and its content sealed."""
+
+    key_id: str
+    request: PushCreate
+    push: PushRequest
+    key: SubjectKey | None
+    status: SubjectStatus
+    push_id: str
+    fingerprint: bytes
+    sealed: bytes | None
+
+
+def wire_reasons(reasons: Sequence[Reason]) -> list[WireReason]:
+    return [{"code": r.code, **r.detail} for r in reasons]
+
+
+class PushService:
+    def __init__(
+        self, store: Store, clock: Clock, settings: Settings, policy: PolicySource, metrics: Metrics
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._settings = settings
+        self._policy = policy
+        self._metrics = metrics
+
+    async def submit(self, key_id: str, request: PushCreate) -> PushAnswer:
+        return (await self.submit_many(key_id, [request]))[0]
+
+    async def submit_batch(self, key_id: str, requests: Sequence[PushCreate]) -> BatchAnswer:
+        results = await self.submit_many(key_id, requests, field_prefix="pushes")
+        counts: Counter[str] = Counter()
+        for answer in results:
+            counts[answer.outcome] += 1
+            counts.update(str(reason["code"]) for reason in answer.reasons)
+        return BatchAnswer(results, dict(counts))
+
+    async def submit_many(
+        self, key_id: str, requests: Sequence[PushCreate], field_prefix: str | None = None
+    ) -> list[PushAnswer]:
+        started = time.perf_counter()
+        now = self._clock()
+        prepared = [
+            self._prepare(key_id, request, now, i, field_prefix) for i, request in enumerate(requests)
+        ]
+
+        def unit(conn: Connection) -> list[PushAnswer]:
+            return [
+                self._with_field(i, field_prefix, partial(self._record, conn, p, now))
+                for i, p in enumerate(prepared)
+            ]
+
+        if all(p.request.dry_run for p in prepared):
+            answers = unit(self._store.data.reader())
+        else:
+            answers = await self._store.data.writer.run(unit)
+        self._count(answers, started)
+        return answers
+
+    def read(self, push_id: str) -> PushRead:
+        row = pushes.get(self._store.data.reader(), push_id)
+        if row is None:
+            raise NotFound("no such push", "push_id")
+        return PushRead(
+            push_id=row.push_id,
+            status=row.status,  # type: ignore[arg-type]
+            outcome=row.outcome,  # type: ignore[arg-type]
+            reasons=msgspec.json.decode(row.reasons),
+            attempts=row.attempts,
+            topic=row.topic,
+            campaign_id=row.campaign_id,
+            variant=row.variant,
+            created_at=rfc3339_text(row.created_at),
+            deliver_after=None if row.deliver_after is None else rfc3339_text(row.deliver_after),
+            expires_at=rfc3339_text(row.expires_at),
+            updated_at=rfc3339_text(row.updated_at),
+        )
+
+    def notifications(self, subject_ref: str) -> list[NotificationRead]:
+        key = self._store.directory.resolve(subject_ref)
+        if key is None:
+            return []
+        out = []
+        for row in pushes.list_for_subject(self._store.data.reader(), key.subject_id, ACCEPTED):
+            content = row.open_content(key)
+            out.append(
+                NotificationRead(
+                    push_id=row.push_id,
+                    status=row.status,  # type: ignore[arg-type]
+                    topic=row.topic,
+                    campaign_id=row.campaign_id,
+                    title=None if content is None else content.title,
+                    body=None if content is None else content.body,
+                    at=rfc3339_text(row.planned_at or row.created_at),
+                    why=msgspec.json.decode(row.allowed_by, type=list[str]),
+                )
+            )
+        return out
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _prepare(
+        self, key_id: str, request: PushCreate, now: datetime, index: int, field_prefix: str | None
+    ) -> _Prepared:
+        policy = self._policy.settings
+        ttl = request.ttl_seconds if request.ttl_seconds is not None else policy.default_ttl_seconds
+        if ttl > policy.max_ttl_seconds:
+            field = f"{field_prefix}[{index}].ttl_seconds" if field_prefix else "ttl_seconds"
+            raise InvalidInput(f"ttl_seconds may not exceed {policy.max_ttl_seconds}", field)
+        subject_ref = request.subject_ref or self._store.pseudonyms.subject_ref(request.user_id or "")
+        key = self._store.directory.resolve(subject_ref)
+        status: SubjectStatus = "active" if key is not None else self._store.directory.status(subject_ref)
+        push_id = "psh_" + secrets.token_hex(12)
+        near = request.near.geohash if request.near else None
+        content = PushContent(
+            title=request.title, body=request.body, data=request.data,
+            personalized=request.personalized, near_geohash=near,
+        )  # fmt: skip
+        canonical = msgspec.json.encode(
+            msgspec.structs.replace(request, user_id=None, subject_ref=subject_ref, dry_run=False),
+            order="sorted",
+        )
+        return _Prepared(
+            key_id=key_id,
+            request=request,
+            push=PushRequest(
+                topic=request.topic,
+                title=request.title,
+                body=request.body,
+                data=request.data,
+                campaign_id=request.campaign_id,
+                personalized=request.personalized,
+                near_geohash=near,
+                ttl_seconds=ttl,
+            ),
+            key=key,
+            status=status,
+            push_id=push_id,
+            fingerprint=hmac.new(
+                self._store.keys.pseudonym_key, b"push|" + canonical, hashlib.sha256
+            ).digest(),
+            sealed=None
+            if key is None or request.dry_run
+            else key.cipher.seal(msgspec.json.encode(content), content_aad(push_id, key)),
+        )
+
+    def _record(self, conn: Connection, p: _Prepared, now: datetime) -> PushAnswer:
+        if p.request.dry_run:
+            return _answer(None, self._decide(conn, p, now))
+        existing = pushes.find_idempotent(conn, p.key_id, p.request.idempotency_key)
+        if existing is not None:
+            if not hmac.compare_digest(existing.fingerprint, p.fingerprint):
+                raise Unprocessable(
+                    "idempotency_key was already used with a different body", "idempotency_key"
+                )
+            return _stored_answer(existing)
+        decision = self._decide(conn, p, now)
+        planned = decision.deliver_after or now
+        pushes.insert(
+            conn,
+            PushRow(
+                push_id=p.push_id,
+                key_id=p.key_id,
+                idempotency_key=p.request.idempotency_key,
+                fingerprint=p.fingerprint,
+                subject_id=None if p.key is None else p.key.subject_id,
+                topic=p.request.topic,
+                campaign_id=p.request.campaign_id,
+                variant=p.request.variant,
+                outcome=decision.outcome,
+                status=decision.outcome,
+                reasons=msgspec.json.encode(wire_reasons(decision.reasons)).decode(),
+                allowed_by=msgspec.json.encode(list(decision.allowed_by)).decode(),
+                planned_at=None if decision.outcome == "rejected" else planned.isoformat(),
+                deliver_after=None if decision.deliver_after is None else decision.deliver_after.isoformat(),
+                expires_at=decision.expires_at.isoformat(),
+                created_at=now.isoformat(),
+                updated_at=now.isoformat(),
+                policy_version=self._policy.version.version,
+                content=p.sealed,
+            ),
+        )
+        if decision.outcome != "rejected":
+            outbox.enqueue(conn, p.push_id, planned)
+        return _answer(p.push_id, decision)
+
+    def _decide(self, conn: Connection, p: _Prepared, now: datetime) -> Decision:
+        policy = self._policy.settings
+        campaign = None
+        if p.request.campaign_id is not None:
+            row = campaigns.get(conn, p.request.campaign_id)
+            if row is None:
+                raise NotFound("no such campaign", "campaign_id")
+            if row.topic != p.request.topic:
+                raise InvalidInput(f"campaign {row.campaign_id} sends topic {row.topic}", "topic")
+            campaign = CampaignState(paused=row.status == "paused")
+        if p.key is None:
+            state = SubjectState(status=p.status)
+        else:
+            state = subject_state.load(conn, p.key, now, policy, self._settings.timezone)
+        try:
+            return decide(p.push, state, campaign, now, policy)
+        except Exception:
+            # A rule that cannot judge must not let the push through: log (no content) and refuse.
+            log.exception("policy pipeline failed", extra={"push_id": p.push_id, "topic": p.request.topic})
+            raise
+
+    def _with_field(self, index: int, prefix: str | None, step: Callable[[], PushAnswer]) -> PushAnswer:
+        try:
+            return step()
+        except GatewayError as exc:
+            if prefix is not None and exc.field is not None:
+                exc.field = f"{prefix}[{index}].{exc.field}"
+            raise
+
+    def _count(self, answers: Sequence[PushAnswer], started: float) -> None:
+        elapsed = (time.perf_counter() - started) / max(len(answers), 1)
+        for answer in answers:
+            self._metrics.decisions.labels(answer.outcome).inc()
+            for reason in answer.reasons:
+                self._metrics.decision_reasons.labels(str(reason["code"])).inc()
+            self._metrics.decision_seconds.observe(elapsed)
+
+
+def _answer(push_id: str | None, decision: Decision) -> PushAnswer:
+    return PushAnswer(
+        push_id=push_id,
+        outcome=decision.outcome,
+        reasons=wire_reasons(decision.reasons),
+        deliver_after=None if decision.deliver_after is None else rfc3339(decision.deliver_after),
+        expires_at=rfc3339(decision.expires_at),
+    )
+
+
+def _stored_answer(row: PushRow) -> PushAnswer:
+    return PushAnswer(
+        push_id=row.push_id,
+        outcome=row.outcome,  # type: ignore[arg-type]
+        reasons=msgspec.json.decode(row.reasons),
+        deliver_after=None if row.deliver_after is None else rfc3339_text(row.deliver_after),
+        expires_at=rfc3339_text(row.expires_at),
+    )
