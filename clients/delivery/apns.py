@@ -1,0 +1,141 @@
+"""Apple Push Notification service over HTTP/2, with token-based (ES256 JWT) authentication.
+
+APNs speaks only HTTP/2, so the default transport disables HTTP/1.1: the connection is HTTP/2
+on https, and on an http:// base URL (local tests) it is h2c with prior knowledge. Apple
+rejects a provider token refreshed more than once per 20 minutes or older than an hour, so
+one JWT is reused for 50 minutes.
+
+Priority: 10 (immediate) only for `transactional`; every marketing topic goes at 5, which
+lets iOS batch it for battery and never wakes a device for an offer. `apns-id` is a UUIDv5 of
+the idempotency key and `apns-collapse-id` the push id, so a retried push is shown once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+import uuid
+
+import httpx
+import jwt
+import msgspec
+from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+from clients.delivery._http import classify_status, invalid_token, transport_failure
+from clients.delivery.base import Clock, DeliveryMessage, DeliveryResult, SecretText
+
+__all__ = ["APNS_ID_NAMESPACE", "ApnsAdapter", "ApnsConfig", "apns_id"]
+
+APNS_ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:consent-gateway:apns-id")
+_JWT_REUSE = 50 * 60
+_DEVICE_TOKEN = re.compile(r"[0-9A-Fa-f]{16,200}")
+_INVALID_REASONS = frozenset({"Unregistered", "BadDeviceToken"})
+_STALE_JWT_REASONS = frozenset({"ExpiredProviderToken", "InvalidProviderToken"})
+
+
+class ApnsConfig(msgspec.Struct, frozen=True, kw_only=True):
+    team_id: str
+    key_id: str
+    private_key: SecretText
+    """The .p8 signing key (PKCS#8 PEM, P-256) downloaded from the Apple developer account."""
+    bundle_id: str
+    base_url: str = "https://api.push.apple.com"
+    timeout: float = 10.0
+
+
+class _ErrorBody(msgspec.Struct):
+    reason: str | None = None
+
+
+def apns_id(idempotency_key: str) -> str:
+    """The same push to the same device always carries the same apns-id."""
+    return str(uuid.uuid5(APNS_ID_NAMESPACE, idempotency_key))
+
+
+class ApnsAdapter:
+    """Sends to `{base_url}/3/device/{token}`."""
+
+    name = "apns"
+
+    def __init__(
+        self,
+        config: ApnsConfig,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Clock = time.time,
+    ) -> None:
+        key = load_pem_private_key(config.private_key.reveal().encode(), password=None)
+        if not isinstance(key, EllipticCurvePrivateKey):
+            raise ValueError("the APNs signing key must be an EC P-256 key")
+        self._key = key
+        self._config = config
+        self._base = config.base_url.rstrip("/")
+        self._clock = clock
+        self._client = httpx.AsyncClient(
+            transport=transport or httpx.AsyncHTTPTransport(http1=False, http2=True),
+            timeout=config.timeout,
+        )
+        self._jwt: str | None = None
+        self._jwt_iat = 0.0
+
+    async def send(self, message: DeliveryMessage) -> DeliveryResult:
+        if not _DEVICE_TOKEN.fullmatch(message.token):
+            # It goes into the URL path: anything but hex is not an APNs token.
+            return DeliveryResult(status="invalid_token", provider_code="MalformedToken")
+        url = f"{self._base}/3/device/{message.token}"
+        body = msgspec.json.encode(
+            {
+                **message.data,
+                "cgw_idempotency_key": message.idempotency_key,
+                "aps": {"alert": {"title": message.title, "body": message.body}},
+            }
+        )
+        for _ in range(2):
+            token = self._provider_token()
+            try:
+                response = await self._client.post(url, content=body, headers=self._headers(message, token))
+            except httpx.TransportError as exc:
+                return transport_failure(exc)
+            reason = _reason(response)
+            if response.status_code != 403 or reason not in _STALE_JWT_REASONS:
+                break
+            self._jwt = None
+        if response.status_code == 410 or reason in _INVALID_REASONS:
+            return invalid_token(response, reason)
+        return classify_status(response, self._clock, code=reason)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    def _headers(self, message: DeliveryMessage, token: str) -> dict[str, str]:
+        collapse = message.push_id
+        if len(collapse.encode()) > 64:  # Apple's limit
+            collapse = hashlib.sha256(collapse.encode()).hexdigest()
+        return {
+            "authorization": f"bearer {token}",
+            "apns-topic": self._config.bundle_id,
+            "apns-push-type": "alert",
+            "apns-priority": "10" if message.urgent else "5",
+            "apns-expiration": str(int(message.expires_at.timestamp())),
+            "apns-collapse-id": collapse,
+            "apns-id": apns_id(message.idempotency_key),
+            "content-type": "application/json",
+        }
+
+    def _provider_token(self) -> str:
+        now = self._clock()
+        if self._jwt is None or now - self._jwt_iat >= _JWT_REUSE:
+            self._jwt_iat = now
+            claims = {"iss": self._config.team_id, "iat": int(now)}
+            self._jwt = jwt.encode(claims, self._key, algorithm="ES256", headers={"kid": self._config.key_id})
+        return self._jwt
+
+
+def _reason(response: httpx.Response) -> str | None:
+    if response.status_code == 200:
+        return None
+    try:
+        return msgspec.json.decode(response.content, type=_ErrorBody).reason
+    except msgspec.DecodeError:
+        return None

@@ -1,0 +1,79 @@
+"""The one interface between the outbox worker and every delivery provider.
+
+The worker only ever sees `DeliveryMessage` in and `DeliveryResult` out, so retry, dead-letter,
+token disabling and the circuit breaker are decided in one place whatever the provider. Adapters
+never raise for a provider's answer or a network failure: those are results, not exceptions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Literal, Protocol
+
+import msgspec
+
+__all__ = ["Clock", "DeliveryAdapter", "DeliveryMessage", "DeliveryResult", "SecretText"]
+
+Platform = Literal["fcm", "apns", "webpush", "webhook"]
+Status = Literal["delivered", "retry", "invalid_token", "failed"]
+
+Clock = Callable[[], float]
+"""Unix seconds; `time.time` in production, a fixed or stepping function in tests."""
+
+
+class SecretText(Protocol):
+    """Key material whose repr is masked (the gateway's `Secret`), so configs can be logged."""
+
+    def reveal(self) -> str: ...
+
+
+class DeliveryMessage(msgspec.Struct, frozen=True, kw_only=True):
+    """One push for one device, with the device token already decrypted by the worker."""
+
+    push_id: str
+    device_id: str
+    platform: Platform
+    token: str
+    """Plaintext device token; for webpush the subscription JSON {"endpoint", "keys": {"p256dh", "auth"}}."""
+    topic: str
+    title: str
+    body: str
+    data: dict[str, str]
+    campaign_id: str | None = None
+    variant: str | None = None
+    expires_at: datetime
+    """UTC; adapters turn it into the provider's TTL so a late push is dropped, not shown."""
+
+    @property
+    def idempotency_key(self) -> str:
+        """Stable across retries, so providers and receivers can drop a second copy."""
+        return f"{self.push_id}:{self.device_id}"
+
+    @property
+    def urgent(self) -> bool:
+        """Only transactional pushes (payments, security) may wake a device at high priority."""
+        return self.topic == "transactional"
+
+
+class DeliveryResult(msgspec.Struct, frozen=True, kw_only=True):
+    """What the worker needs to decide next; never carries the token or the content.
+
+    `retry` is transient (5xx, 429, timeouts, connection errors); `failed` is permanent (a 4xx
+    other than an invalid token); `invalid_token` tells the worker to disable the device.
+    """
+
+    status: Status
+    retry_after: float | None = None
+    provider_status: int | None = None
+    provider_code: str | None = None
+
+
+class DeliveryAdapter(Protocol):
+    """An outward sender; `name` is the metrics label and the circuit-breaker key."""
+
+    name: str
+
+    async def send(self, message: DeliveryMessage) -> DeliveryResult: ...
+
+    async def aclose(self) -> None: ...

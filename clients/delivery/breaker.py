@@ -1,0 +1,77 @@
+"""A circuit breaker per provider, so an outage costs one probe per cool-down, not every push.
+
+closed --(threshold consecutive failures)--> open --(cool-down elapsed, next allow)--> half_open
+half_open --(probe succeeds)--> closed;  half_open --(probe fails)--> open (cool-down restarts)
+
+Only failures of the provider count (retry results: 5xx, 429, timeouts, connection errors). An
+invalid token or a rejected payload is the provider working correctly, so it counts as success.
+A pure state machine: the caller passes `now`, so the worker and the tests own the clock.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from clients.delivery.base import DeliveryResult
+
+__all__ = ["BreakerState", "CircuitBreaker", "is_provider_failure"]
+
+BreakerState = Literal["closed", "open", "half_open"]
+
+
+def is_provider_failure(result: DeliveryResult) -> bool:
+    """The outcome the breaker should record as a failure."""
+    return result.status == "retry"
+
+
+class CircuitBreaker:
+    """Opens after `failure_threshold` consecutive failures; one probe after `cooldown` seconds."""
+
+    def __init__(self, failure_threshold: int = 5, cooldown: float = 30.0) -> None:
+        if failure_threshold < 1 or cooldown < 0:
+            raise ValueError("failure_threshold must be >= 1 and cooldown >= 0")
+        self._threshold = failure_threshold
+        self._cooldown = cooldown
+        self._state: BreakerState = "closed"
+        self._failures = 0
+        self._opened_at = 0.0
+        self._probe_out = False
+
+    @property
+    def state(self) -> BreakerState:
+        """The state as of the last `allow` or `record`; open turns half_open only in `allow`."""
+        return self._state
+
+    def allow(self, now: float) -> bool:
+        """May a send start now? In half_open exactly one caller gets True until it records."""
+        if self._state == "closed":
+            return True
+        if self._state == "open":
+            if now < self._opened_at + self._cooldown:
+                return False
+            self._state = "half_open"
+            self._probe_out = False
+        if self._probe_out:
+            return False
+        self._probe_out = True
+        return True
+
+    def record(self, success: bool, now: float) -> None:
+        """Feed back a finished send. Results arriving while open are late and ignored."""
+        if self._state == "open":
+            return
+        if success:
+            self._state = "closed"
+            self._failures = 0
+        elif self._state == "half_open":
+            self._trip(now)
+        else:
+            self._failures += 1
+            if self._failures >= self._threshold:
+                self._trip(now)
+        self._probe_out = False
+
+    def _trip(self, now: float) -> None:
+        self._state = "open"
+        self._opened_at = now
+        self._failures = 0

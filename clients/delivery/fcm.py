@@ -1,0 +1,186 @@
+"""Firebase Cloud Messaging, HTTP v1 API, authenticated as a Google service account.
+
+An OAuth2 access token is obtained with the JWT bearer grant (RFC 7523: an RS256 assertion
+signed with the service account's key) and cached until five minutes before it expires, so a
+busy worker asks Google for one token an hour, not one per push. A 401 means the token died
+early (revoked, clock skew): it is dropped and the send is tried once more with a fresh one.
+
+FCM v1 has no client-supplied message id, so the idempotency key travels in `data` as
+`cgw_idempotency_key` for the app to drop duplicates. No Android `collapse_key` is set: FCM
+keeps only four distinct collapse keys per offline device, so per-push keys would lose pushes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+import jwt
+import msgspec
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+from clients.delivery._http import classify_status, invalid_token, transport_failure, ttl_seconds
+from clients.delivery.base import Clock, DeliveryMessage, DeliveryResult, SecretText
+
+__all__ = ["FCM_SCOPE", "FcmAdapter", "FcmConfig"]
+
+FCM_SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
+_ASSERTION_LIFETIME = 3600  # Google's maximum
+_REFRESH_MARGIN = 300.0
+
+
+class FcmConfig(msgspec.Struct, frozen=True, kw_only=True):
+    service_account: SecretText
+    """The service-account key file's JSON text (client_email, private_key, token_uri, project_id)."""
+    base_url: str = "https://fcm.googleapis.com"
+    timeout: float = 10.0
+
+
+class _ServiceAccount(msgspec.Struct, kw_only=True):
+    client_email: str
+    private_key: str
+    token_uri: str
+    project_id: str
+    private_key_id: str | None = None
+
+
+class _TokenAnswer(msgspec.Struct):
+    access_token: str
+    expires_in: float = 3600.0
+
+
+class _ErrorDetail(msgspec.Struct):
+    error_code: str | None = msgspec.field(default=None, name="errorCode")
+
+
+class _Error(msgspec.Struct):
+    status: str = ""
+    message: str = ""
+    details: list[_ErrorDetail] = msgspec.field(default_factory=list)
+
+
+class _ErrorBody(msgspec.Struct):
+    error: _Error
+
+
+class FcmAdapter:
+    """Sends to `{base_url}/v1/projects/{project_id}/messages:send`."""
+
+    name = "fcm"
+
+    def __init__(
+        self,
+        config: FcmConfig,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Clock = time.time,
+    ) -> None:
+        account = msgspec.json.decode(config.service_account.reveal(), type=_ServiceAccount)
+        key = load_pem_private_key(account.private_key.encode(), password=None)
+        if not isinstance(key, RSAPrivateKey):
+            raise ValueError("the service account's private_key must be an RSA key")
+        self._account = account
+        self._key = key
+        self._send_url = f"{config.base_url.rstrip('/')}/v1/projects/{account.project_id}/messages:send"
+        self._clock = clock
+        self._client = httpx.AsyncClient(transport=transport, timeout=config.timeout)
+        self._token: str | None = None
+        self._token_expires = 0.0
+        self._token_lock = asyncio.Lock()
+
+    async def send(self, message: DeliveryMessage) -> DeliveryResult:
+        body = msgspec.json.encode(self._message_json(message))
+        for _ in range(2):
+            token = await self._access_token()
+            if isinstance(token, DeliveryResult):
+                return token
+            headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
+            try:
+                response = await self._client.post(self._send_url, content=body, headers=headers)
+            except httpx.TransportError as exc:
+                return transport_failure(exc)
+            if response.status_code != 401:
+                break
+            if self._token == token:
+                self._token = None
+        return self._classify(response)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    def _message_json(self, message: DeliveryMessage) -> dict[str, object]:
+        expires = message.expires_at.timestamp()
+        return {
+            "message": {
+                "token": message.token,
+                "notification": {"title": message.title, "body": message.body},
+                "data": {**message.data, "cgw_idempotency_key": message.idempotency_key},
+                "android": {
+                    "ttl": f"{ttl_seconds(expires, self._clock())}s",
+                    "priority": "HIGH" if message.urgent else "NORMAL",
+                },
+                "apns": {
+                    "headers": {
+                        "apns-expiration": str(int(expires)),
+                        "apns-priority": "10" if message.urgent else "5",
+                    }
+                },
+            }
+        }
+
+    async def _access_token(self) -> str | DeliveryResult:
+        """The cached token, or a new one; a failed token request is the send's result."""
+        async with self._token_lock:
+            now = self._clock()
+            if self._token is not None and now < self._token_expires - _REFRESH_MARGIN:
+                return self._token
+            form = {
+                "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
+                "assertion": self._assertion(now),
+            }
+            try:
+                response = await self._client.post(self._account.token_uri, data=form)
+            except httpx.TransportError as exc:
+                return transport_failure(exc)
+            if not response.is_success:  # 4xx (bad key, revoked account) failed; 5xx/429 retry
+                return classify_status(response, self._clock, code="oauth_token")
+            try:
+                answer = msgspec.json.decode(response.content, type=_TokenAnswer)
+            except msgspec.DecodeError:
+                return DeliveryResult(status="retry", provider_status=200, provider_code="oauth_token")
+            self._token = answer.access_token
+            self._token_expires = now + answer.expires_in
+            return self._token
+
+    def _assertion(self, now: float) -> str:
+        iat = int(now)
+        claims = {
+            "iss": self._account.client_email,
+            "scope": FCM_SCOPE,
+            "aud": self._account.token_uri,
+            "iat": iat,
+            "exp": iat + _ASSERTION_LIFETIME,
+        }
+        headers = {"kid": self._account.private_key_id} if self._account.private_key_id else None
+        return jwt.encode(claims, self._key, algorithm="RS256", headers=headers)
+
+    def _classify(self, response: httpx.Response) -> DeliveryResult:
+        """UNREGISTERED, or a Google 404 / INVALID_ARGUMENT about the token, disables the device.
+
+        A 404 without Google's error body (a wrong base URL, a proxy) is not trusted to mean the
+        token is gone: disabling every device on a misconfiguration would be unrecoverable.
+        """
+        error: _Error | None = None
+        if response.status_code >= 400:
+            try:
+                error = msgspec.json.decode(response.content, type=_ErrorBody).error
+            except msgspec.DecodeError:
+                error = None
+        if error is None:
+            return classify_status(response, self._clock)
+        code = next((d.error_code for d in error.details if d.error_code), None) or error.status or None
+        about_token = code == "INVALID_ARGUMENT" and "registration token" in error.message.lower()
+        if code == "UNREGISTERED" or response.status_code == 404 or about_token:
+            return invalid_token(response, code)
+        return classify_status(response, self._clock, code=code)

@@ -1,0 +1,104 @@
+"""The default sink: one JSON line per delivery in a local file, for development and audits.
+
+It lets the whole pipeline run without provider credentials. The file may be read by people
+who must not learn device tokens, so tokens are masked before they are written: the last four
+characters only, or for Web Push only the push service's origin. Each line is fsynced before
+`send` returns, so a delivery reported to the worker survives a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import msgspec
+
+from clients.delivery.base import DeliveryMessage, DeliveryResult
+
+__all__ = ["FileSink", "FileSinkConfig", "mask_token"]
+
+
+class FileSinkConfig(msgspec.Struct, frozen=True, kw_only=True):
+    path: Path
+
+
+class _Line(msgspec.Struct, kw_only=True):
+    idempotency_key: str
+    push_id: str
+    device_id: str
+    platform: str
+    token: str
+    topic: str
+    title: str
+    body: str
+    data: dict[str, str]
+    campaign_id: str | None
+    variant: str | None
+    expires_at: str
+
+
+def mask_token(platform: str, token: str) -> str:
+    """Enough to tell devices apart when debugging, not enough to push to one."""
+    if platform == "webpush":
+        try:
+            endpoint = msgspec.json.decode(token, type=dict[str, object]).get("endpoint")
+        except msgspec.DecodeError:
+            endpoint = None
+        try:
+            parts = urlsplit(endpoint) if isinstance(endpoint, str) else None
+        except ValueError:
+            parts = None
+        return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}" if parts else "****"
+    return "****" + token[-4:] if len(token) > 8 else "****"
+
+
+class FileSink:
+    """Appends to `config.path` (created with mode 0600); writes run in a thread, one at a time."""
+
+    name = "file"
+
+    def __init__(self, config: FileSinkConfig) -> None:
+        self._path = config.path
+        self._fd: int | None = None
+        self._lock = asyncio.Lock()
+
+    async def send(self, message: DeliveryMessage) -> DeliveryResult:
+        line = _Line(
+            idempotency_key=message.idempotency_key,
+            push_id=message.push_id,
+            device_id=message.device_id,
+            platform=message.platform,
+            token=mask_token(message.platform, message.token),
+            topic=message.topic,
+            title=message.title,
+            body=message.body,
+            data=message.data,
+            campaign_id=message.campaign_id,
+            variant=message.variant,
+            expires_at=message.expires_at.isoformat(),
+        )
+        payload = msgspec.json.encode(line) + b"\n"
+        async with self._lock:
+            try:
+                await asyncio.to_thread(self._append, payload)
+            except OSError as exc:
+                return DeliveryResult(status="retry", provider_code=type(exc).__name__)
+        return DeliveryResult(status="delivered")
+
+    async def aclose(self) -> None:
+        async with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+    def _append(self, payload: bytes) -> None:
+        if self._fd is None:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        view = memoryview(payload)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+        os.fsync(self._fd)

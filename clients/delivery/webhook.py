@@ -1,0 +1,115 @@
+"""The wallet's own push relay, reached by a signed JSON POST (PRODUCT.md, "Delivery").
+
+The signature covers "<timestamp>.<raw body>" so a receiver can refuse both forged and replayed
+requests; `verify_webhook_signature` is the receiver's side of that contract. The
+Idempotency-Key header lets the relay drop the second copy when a retry follows a lost answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+
+import httpx
+import msgspec
+
+from clients.delivery._http import classify_status, invalid_token, transport_failure
+from clients.delivery.base import Clock, DeliveryMessage, DeliveryResult, SecretText
+
+__all__ = ["WebhookAdapter", "WebhookConfig", "sign_webhook", "verify_webhook_signature"]
+
+
+class WebhookConfig(msgspec.Struct, frozen=True, kw_only=True):
+    url: str
+    secret: SecretText
+    timeout: float = 10.0
+
+
+class _Body(msgspec.Struct, kw_only=True):
+    push_id: str
+    device_id: str
+    device_token: str
+    topic: str
+    title: str
+    body: str
+    data: dict[str, str]
+    campaign_id: str | None
+    variant: str | None
+
+
+def sign_webhook(secret: str | bytes, timestamp: int, body: bytes) -> str:
+    """The X-CGW-Signature value: "sha256=" + hex HMAC-SHA256 of "<timestamp>.<raw body>"."""
+    key = secret.encode() if isinstance(secret, str) else secret
+    mac = hmac.new(key, str(timestamp).encode() + b"." + body, hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
+
+
+def verify_webhook_signature(
+    secret: str | bytes,
+    timestamp: str | int,
+    body: bytes,
+    signature: str,
+    now: float,
+    tolerance: float = 300,
+) -> bool:
+    """For receivers: True only if the signature matches and the timestamp is within tolerance.
+
+    Pass the raw request body as received (not re-serialized JSON) and the two headers as strings.
+    """
+    try:
+        ts = int(timestamp)
+    except ValueError:
+        return False
+    if abs(now - ts) > tolerance:
+        return False
+    return hmac.compare_digest(sign_webhook(secret, ts, body), signature)
+
+
+class WebhookAdapter:
+    """Any 2xx is delivered; 404/410 invalid token; 408/429/5xx and network errors retry."""
+
+    name = "webhook"
+
+    def __init__(
+        self,
+        config: WebhookConfig,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Clock = time.time,
+    ) -> None:
+        self._url = config.url
+        self._secret = config.secret
+        self._clock = clock
+        self._client = httpx.AsyncClient(transport=transport, timeout=config.timeout)
+
+    async def send(self, message: DeliveryMessage) -> DeliveryResult:
+        body = msgspec.json.encode(
+            _Body(
+                push_id=message.push_id,
+                device_id=message.device_id,
+                device_token=message.token,
+                topic=message.topic,
+                title=message.title,
+                body=message.body,
+                data=message.data,
+                campaign_id=message.campaign_id,
+                variant=message.variant,
+            )
+        )
+        timestamp = int(self._clock())
+        headers = {
+            "content-type": "application/json",
+            "idempotency-key": message.idempotency_key,
+            "x-cgw-timestamp": str(timestamp),
+            "x-cgw-signature": sign_webhook(self._secret.reveal(), timestamp, body),
+        }
+        try:
+            response = await self._client.post(self._url, content=body, headers=headers)
+        except httpx.TransportError as exc:
+            return transport_failure(exc)
+        if response.status_code in (404, 410):
+            return invalid_token(response, None)
+        return classify_status(response, self._clock)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()

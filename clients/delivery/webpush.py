@@ -1,0 +1,164 @@
+"""Web Push: RFC 8291 (aes128gcm) encrypted payloads, RFC 8292 VAPID, RFC 8030 headers.
+
+pywebpush does the encryption (`WebPusher.encode`) and py_vapid the VAPID signature; the POST
+is ours, over httpx, because pywebpush only sends through requests or aiohttp.
+
+The endpoint comes from the browser, i.e. from the user: without a check the gateway would POST
+wherever a user asked (SSRF). Only https endpoints on known push services are used; a test can
+allow plain http and 127.0.0.1. `Topic` (from the idempotency key) makes the push service
+replace, not duplicate, a retried push still waiting for an offline browser; `Urgency` is
+`high` only for `transactional`, so marketing never wakes a device on battery.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import time
+from urllib.parse import urlsplit
+
+import httpx
+import msgspec
+from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from py_vapid import Vapid02, VapidException
+from pywebpush import WebPusher, WebPushException
+
+from clients.delivery._http import classify_status, invalid_token, transport_failure, ttl_seconds
+from clients.delivery.base import Clock, DeliveryMessage, DeliveryResult, SecretText
+
+__all__ = ["PUSH_SERVICE_HOSTS", "WebPushAdapter", "WebPushConfig", "webpush_topic"]
+
+PUSH_SERVICE_HOSTS = (
+    "fcm.googleapis.com",  # Chrome, Edge on Android
+    "push.services.mozilla.com",  # Firefox
+    "notify.windows.com",  # Edge on Windows
+    "push.apple.com",  # Safari
+)
+_VAPID_LIFETIME = 12 * 3600  # RFC 8292 allows at most 24 h
+_VAPID_AUDIENCE = re.compile(r"https?://[^/:@\[\]]+(:\d+)?")  # the shape py_vapid accepts
+
+
+class WebPushConfig(msgspec.Struct, frozen=True, kw_only=True):
+    vapid_private_key: SecretText
+    """P-256 key: PEM, or the raw 32-byte key in base64url as `web-push generate-vapid-keys` prints."""
+    vapid_subject: str
+    """Contact for the push service operator: "mailto:..." or an https URL."""
+    allowed_hosts: tuple[str, ...] = PUSH_SERVICE_HOSTS
+    """Endpoint hosts allowed, each matching itself and its subdomains."""
+    allow_http: bool = False
+    timeout: float = 10.0
+
+
+class _Keys(msgspec.Struct):
+    p256dh: str
+    auth: str
+
+
+class _Subscription(msgspec.Struct):
+    endpoint: str
+    keys: _Keys
+
+
+class _Payload(msgspec.Struct, kw_only=True):
+    title: str
+    body: str
+    topic: str
+    data: dict[str, str]
+    cgw_idempotency_key: str
+
+
+def webpush_topic(idempotency_key: str) -> str:
+    """RFC 8030 Topic: at most 32 characters of the URL-safe base64 alphabet."""
+    digest = hashlib.sha256(idempotency_key.encode()).digest()
+    return base64.urlsafe_b64encode(digest).decode()[:32]
+
+
+def _load_vapid(text: str) -> Vapid02:
+    if "-----BEGIN" in text:
+        key = load_pem_private_key(text.encode(), password=None)
+        if not isinstance(key, EllipticCurvePrivateKey):
+            raise ValueError("the VAPID key must be an EC P-256 key")
+        return Vapid02(private_key=key)
+    return Vapid02.from_string(text)
+
+
+class WebPushAdapter:
+    """Sends to the subscription's endpoint; 404/410 mean the subscription is gone."""
+
+    name = "webpush"
+
+    def __init__(
+        self,
+        config: WebPushConfig,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Clock = time.time,
+    ) -> None:
+        self._vapid = _load_vapid(config.vapid_private_key.reveal())
+        try:  # py_vapid checks the subject only when signing: fail at startup, not on every push
+            self._vapid.sign({"aud": "https://push.invalid", "sub": config.vapid_subject, "exp": 1})
+        except VapidException:
+            raise ValueError("vapid_subject must be a mailto: address or an https: URL (RFC 8292)") from None
+        self._config = config
+        self._clock = clock
+        self._client = httpx.AsyncClient(transport=transport, timeout=config.timeout)
+
+    async def send(self, message: DeliveryMessage) -> DeliveryResult:
+        try:
+            subscription = msgspec.json.decode(message.token, type=_Subscription)
+        except msgspec.DecodeError:
+            return DeliveryResult(status="invalid_token", provider_code="MalformedSubscription")
+        origin = self._allowed_origin(subscription.endpoint)
+        if origin is None:
+            # A configuration question, not a dead token: keep the device, drop this push.
+            return DeliveryResult(status="failed", provider_code="EndpointNotAllowed")
+        payload = msgspec.json.encode(
+            _Payload(
+                title=message.title,
+                body=message.body,
+                topic=message.topic,
+                data=message.data,
+                cgw_idempotency_key=message.idempotency_key,
+            )
+        )
+        try:
+            pusher = WebPusher(msgspec.to_builtins(subscription))
+            encrypted = pusher.encode(payload, content_encoding="aes128gcm")["body"]
+        except (WebPushException, ValueError):  # bad p256dh/auth: the subscription is unusable
+            return DeliveryResult(status="invalid_token", provider_code="MalformedSubscription")
+        now = self._clock()
+        claims = {"aud": origin, "sub": self._config.vapid_subject, "exp": int(now) + _VAPID_LIFETIME}
+        headers = {
+            **self._vapid.sign(claims),
+            "ttl": str(ttl_seconds(message.expires_at.timestamp(), now)),
+            "urgency": "high" if message.urgent else "normal",
+            "topic": webpush_topic(message.idempotency_key),
+            "content-encoding": "aes128gcm",
+            "content-type": "application/octet-stream",
+        }
+        try:
+            response = await self._client.post(subscription.endpoint, content=encrypted, headers=headers)
+        except httpx.TransportError as exc:
+            return transport_failure(exc)
+        if response.status_code in (404, 410):
+            return invalid_token(response, None)
+        return classify_status(response, self._clock)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    def _allowed_origin(self, endpoint: str) -> str | None:
+        """The endpoint's origin (the VAPID audience), or None when we must not POST there."""
+        try:
+            parts = urlsplit(endpoint)
+        except ValueError:  # e.g. an unbalanced IPv6 bracket
+            return None
+        schemes = ("https", "http") if self._config.allow_http else ("https",)
+        host = parts.hostname or ""
+        if parts.scheme not in schemes or parts.username or parts.password:
+            return None
+        if not any(host == h or host.endswith("." + h) for h in self._config.allowed_hosts):
+            return None
+        origin = f"{parts.scheme}://{parts.netloc}"
+        return origin if _VAPID_AUDIENCE.fullmatch(origin) else None

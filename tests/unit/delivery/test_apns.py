@@ -1,0 +1,275 @@
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from clients.delivery import ApnsAdapter, ApnsConfig, DeliveryResult
+from clients.delivery.apns import apns_id
+
+from .doubles import FakeClock, PlainSecret, make_message
+from .servers import Answer, H2cServer, Received
+
+TEAM = "TEAM123456"
+KEY_ID = "KEY7654321"
+BUNDLE = "com.example.wallet"
+KEY = ec.generate_private_key(ec.SECP256R1())
+PEM = KEY.private_bytes(
+    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+).decode()
+TOKEN = "a1" * 32
+GONE = "b2" * 32
+
+
+def reason(status: int, why: str) -> Answer:
+    return status, {"content-type": "application/json"}, json.dumps({"reason": why}).encode()
+
+
+class Apple:
+    """APNs as documented: provider JWT, headers, token state; its clock is the test's."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.not_before = 0.0  # JWTs issued before this are "expired" in Apple's eyes
+
+    def __call__(self, got: Received) -> Answer:
+        assert got.method == "POST"
+        assert got.headers[":scheme"] == "http"
+        scheme, _, provider_token = got.headers["authorization"].partition(" ")
+        assert scheme == "bearer"
+        assert jwt.get_unverified_header(provider_token) == {"alg": "ES256", "kid": KEY_ID, "typ": "JWT"}
+        try:
+            claims = jwt.decode(
+                provider_token,
+                KEY.public_key(),
+                algorithms=["ES256"],
+                options={"require": ["iss", "iat"], "verify_iat": False},
+            )
+        except jwt.InvalidTokenError:
+            return reason(403, "InvalidProviderToken")
+        assert claims["iss"] == TEAM
+        if not self.not_before <= claims["iat"] <= self.clock.now < claims["iat"] + 3600:
+            return reason(403, "ExpiredProviderToken")
+        if got.headers["apns-topic"] != BUNDLE:
+            return reason(400, "DeviceTokenNotForTopic")
+        assert got.headers["apns-push-type"] == "alert"
+        assert got.headers["apns-priority"] in {"5", "10"}
+        assert int(got.headers["apns-expiration"]) > self.clock.now
+        assert 0 < len(got.headers["apns-collapse-id"].encode()) <= 64
+        uuid.UUID(got.headers["apns-id"])
+        assert json.loads(got.body)["aps"]["alert"].keys() == {"title", "body"}
+        if got.path == f"/3/device/{GONE}":
+            return 410, {}, json.dumps({"reason": "Unregistered", "timestamp": 1700000000000}).encode()
+        assert got.path == f"/3/device/{TOKEN}"
+        return 200, {"apns-id": got.headers["apns-id"]}, b""
+
+
+def config(url: str) -> ApnsConfig:
+    return ApnsConfig(
+        team_id=TEAM, key_id=KEY_ID, private_key=PlainSecret(PEM), bundle_id=BUNDLE, base_url=url
+    )
+
+
+def run(apple: Apple, *steps: tuple[float, dict[str, object]]) -> tuple[list[DeliveryResult], list[Received]]:
+    """Each step advances the clock then sends; the adapter uses its default (HTTP/2-only) transport."""
+
+    async def scenario() -> tuple[list[DeliveryResult], list[Received]]:
+        async with H2cServer(apple) as server:
+            adapter = ApnsAdapter(config(server.url), clock=apple.clock)
+            results = []
+            try:
+                for advance, changes in steps:
+                    apple.clock.advance(advance)
+                    message = make_message(apple.clock, **{"platform": "apns", "token": TOKEN, **changes})
+                    results.append(await adapter.send(message))
+            finally:
+                await adapter.aclose()
+        return results, server.received
+
+    return asyncio.run(scenario())
+
+
+def test_sends_over_http2_with_a_verifiable_provider_token_and_apple_headers() -> None:
+    apple = Apple(FakeClock())
+    message = make_message(apple.clock)
+    results, received = run(apple, (0, {}), (0, {"topic": "transactional"}), (5, {}))
+    assert [r.status for r in results] == ["delivered"] * 3
+    first, urgent, again = received
+    assert first.headers["apns-priority"] == "5"
+    assert urgent.headers["apns-priority"] == "10"
+    assert first.headers["apns-expiration"] == str(int(message.expires_at.timestamp()))
+    assert first.headers["apns-collapse-id"] == "psh_01HZX"
+    assert first.headers["apns-id"] == str(
+        uuid.uuid5(uuid.uuid5(uuid.NAMESPACE_URL, "urn:consent-gateway:apns-id"), "psh_01HZX:dev_42")
+    )
+    assert again.headers["apns-id"] == first.headers["apns-id"]
+    assert json.loads(first.body) == {
+        "aps": {"alert": {"title": "Weekend offer", "body": "10% off at partner stores"}},
+        "deeplink": "wallet://offers/7",
+        "cgw_idempotency_key": "psh_01HZX:dev_42",
+    }
+
+
+def test_provider_token_is_reused_for_50_minutes_then_replaced() -> None:
+    apple = Apple(FakeClock())
+    _, received = run(apple, (0, {}), (49 * 60, {}), (60, {}), (60, {}))
+    tokens = [r.headers["authorization"] for r in received]
+    assert tokens[0] == tokens[1] != tokens[2] == tokens[3]
+
+
+def test_expired_provider_token_is_replaced_once_and_the_push_resent() -> None:
+    apple = Apple(FakeClock())
+
+    async def scenario() -> tuple[list[DeliveryResult], list[Received]]:
+        async with H2cServer(apple) as server:
+            adapter = ApnsAdapter(config(server.url), clock=apple.clock)
+            try:
+                first = await adapter.send(make_message(apple.clock, platform="apns", token=TOKEN))
+                apple.clock.advance(60)
+                apple.not_before = apple.clock.now  # Apple no longer honours the cached JWT
+                second = await adapter.send(make_message(apple.clock, platform="apns", token=TOKEN))
+            finally:
+                await adapter.aclose()
+        return [first, second], server.received
+
+    results, received = asyncio.run(scenario())
+    assert [r.status for r in results] == ["delivered", "delivered"]
+    assert len(received) == 3
+    assert received[0].headers["authorization"] == received[1].headers["authorization"]
+    assert received[2].headers["authorization"] != received[1].headers["authorization"]
+
+
+def test_unregistered_device_is_an_invalid_token() -> None:
+    apple = Apple(FakeClock())
+    results, _ = run(apple, (0, {"token": GONE}))
+    assert results == [
+        DeliveryResult(status="invalid_token", provider_status=410, provider_code="Unregistered")
+    ]
+
+
+@pytest.mark.parametrize("token", ["../../3/device/x", "abc", "zz" * 32, TOKEN + "/extra"])
+def test_a_token_that_is_not_hex_never_reaches_the_url(token: str) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise AssertionError("no request expected")
+
+    assert send_with(httpx.MockTransport(handler), token=token) == DeliveryResult(
+        status="invalid_token", provider_code="MalformedToken"
+    )
+
+
+def send_with(transport: httpx.MockTransport, token: str = TOKEN) -> DeliveryResult:
+    async def scenario() -> DeliveryResult:
+        adapter = ApnsAdapter(config("http://127.0.0.1:9"), transport=transport, clock=FakeClock())
+        try:
+            return await adapter.send(make_message(FakeClock(), platform="apns", token=token))
+        finally:
+            await adapter.aclose()
+
+    return asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("status", "why", "headers", "expected"),
+    [
+        (200, None, {}, DeliveryResult(status="delivered", provider_status=200)),
+        (
+            400,
+            "BadDeviceToken",
+            {},
+            DeliveryResult(status="invalid_token", provider_status=400, provider_code="BadDeviceToken"),
+        ),
+        (
+            410,
+            "Unregistered",
+            {},
+            DeliveryResult(status="invalid_token", provider_status=410, provider_code="Unregistered"),
+        ),
+        (
+            410,
+            "ExpiredToken",
+            {},
+            DeliveryResult(status="invalid_token", provider_status=410, provider_code="ExpiredToken"),
+        ),
+        (
+            400,
+            "BadCollapseId",
+            {},
+            DeliveryResult(status="failed", provider_status=400, provider_code="BadCollapseId"),
+        ),
+        (
+            400,
+            "DeviceTokenNotForTopic",
+            {},
+            DeliveryResult(status="failed", provider_status=400, provider_code="DeviceTokenNotForTopic"),
+        ),
+        (
+            403,
+            "InvalidProviderToken",
+            {},
+            DeliveryResult(status="failed", provider_status=403, provider_code="InvalidProviderToken"),
+        ),
+        (
+            413,
+            "PayloadTooLarge",
+            {},
+            DeliveryResult(status="failed", provider_status=413, provider_code="PayloadTooLarge"),
+        ),
+        (
+            429,
+            "TooManyRequests",
+            {"retry-after": "12"},
+            DeliveryResult(
+                status="retry", retry_after=12.0, provider_status=429, provider_code="TooManyRequests"
+            ),
+        ),
+        (
+            500,
+            "InternalServerError",
+            {},
+            DeliveryResult(status="retry", provider_status=500, provider_code="InternalServerError"),
+        ),
+        (
+            503,
+            "ServiceUnavailable",
+            {},
+            DeliveryResult(status="retry", provider_status=503, provider_code="ServiceUnavailable"),
+        ),
+        (502, None, {}, DeliveryResult(status="retry", provider_status=502)),
+    ],
+)
+def test_status_classification(
+    status: int, why: str | None, headers: dict[str, str], expected: DeliveryResult
+) -> None:
+    calls: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request.headers["authorization"])
+        content = json.dumps({"reason": why}).encode() if why else b""
+        return httpx.Response(status, content=content, headers=headers)
+
+    assert send_with(httpx.MockTransport(handler)) == expected
+    assert len(calls) == (2 if why == "InvalidProviderToken" else 1)
+
+
+def test_connection_refused_is_a_retry() -> None:
+    async def scenario() -> DeliveryResult:
+        async with H2cServer(Apple(FakeClock())) as server:
+            url = server.url
+        adapter = ApnsAdapter(config(url), clock=FakeClock())
+        try:
+            return await adapter.send(make_message(FakeClock(), platform="apns", token=TOKEN))
+        finally:
+            await adapter.aclose()
+
+    assert asyncio.run(scenario()) == DeliveryResult(status="retry", provider_code="ConnectError")
+
+
+def test_apns_id_is_a_stable_uuid5() -> None:
+    assert apns_id("p:d") == apns_id("p:d") != apns_id("p:e")
+    assert uuid.UUID(apns_id("p:d")).version == 5

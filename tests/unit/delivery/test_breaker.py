@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import pytest
+
+from clients.delivery import CircuitBreaker, DeliveryResult, is_provider_failure
+
+
+def test_opens_after_threshold_consecutive_failures_only() -> None:
+    breaker = CircuitBreaker(failure_threshold=3, cooldown=10.0)
+    for _ in range(2):
+        breaker.record(False, now=0.0)
+    breaker.record(True, now=0.0)  # a success resets the count
+    for _ in range(2):
+        breaker.record(False, now=0.0)
+    assert breaker.state == "closed"
+    assert breaker.allow(0.0)
+    breaker.record(False, now=1.0)
+    assert breaker.state == "open"
+    assert not breaker.allow(10.9)
+
+
+def test_half_open_lets_exactly_one_probe_and_success_closes() -> None:
+    breaker = CircuitBreaker(failure_threshold=1, cooldown=10.0)
+    breaker.record(False, now=100.0)
+    assert breaker.allow(110.0)
+    assert breaker.state == "half_open"
+    assert not breaker.allow(110.0)
+    assert not breaker.allow(200.0)
+    breaker.record(True, now=111.0)
+    assert breaker.state == "closed"
+    assert breaker.allow(111.0)
+    assert breaker.allow(111.0)
+
+
+def test_failed_probe_reopens_for_a_full_cooldown() -> None:
+    breaker = CircuitBreaker(failure_threshold=2, cooldown=10.0)
+    breaker.record(False, now=0.0)
+    breaker.record(False, now=0.0)
+    assert breaker.allow(10.0)
+    breaker.record(False, now=12.0)
+    assert breaker.state == "open"
+    assert not breaker.allow(21.9)
+    assert breaker.allow(22.0)
+    assert breaker.state == "half_open"
+
+
+def test_late_results_while_open_are_ignored() -> None:
+    breaker = CircuitBreaker(failure_threshold=1, cooldown=10.0)
+    breaker.record(False, now=0.0)
+    breaker.record(True, now=1.0)
+    assert breaker.state == "open"
+    assert not breaker.allow(5.0)
+
+
+def test_reopened_breaker_needs_threshold_failures_again_after_closing() -> None:
+    breaker = CircuitBreaker(failure_threshold=2, cooldown=1.0)
+    breaker.record(False, now=0.0)
+    breaker.record(False, now=0.0)
+    assert breaker.allow(1.0)
+    breaker.record(True, now=1.0)
+    breaker.record(False, now=2.0)
+    assert breaker.state == "closed"
+
+
+@pytest.mark.parametrize(
+    ("status", "counts"),
+    [("retry", True), ("delivered", False), ("invalid_token", False), ("failed", False)],
+)
+def test_only_transient_results_count_against_the_provider(status: str, counts: bool) -> None:
+    assert is_provider_failure(DeliveryResult(status=status)) is counts  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("threshold", "cooldown"), [(0, 1.0), (1, -1.0)])
+def test_rejects_nonsense_settings(threshold: int, cooldown: float) -> None:
+    with pytest.raises(ValueError, match="failure_threshold"):
+        CircuitBreaker(failure_threshold=threshold, cooldown=cooldown)

@@ -1,0 +1,340 @@
+from __future__ import annotations
+
+import asyncio
+import json
+from urllib.parse import parse_qs
+
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from clients.delivery import DeliveryResult, FcmAdapter, FcmConfig
+from clients.delivery.fcm import FCM_SCOPE
+
+from .doubles import FakeClock, PlainSecret, make_message
+from .servers import Answer, Http1Server, Received
+
+PROJECT = "wallet-prod"
+EMAIL = "cgw-push@wallet-prod.iam.gserviceaccount.com"
+KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+PEM = KEY.private_bytes(
+    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+).decode()
+
+
+def service_account(token_uri: str) -> PlainSecret:
+    return PlainSecret(
+        json.dumps(
+            {
+                "type": "service_account",
+                "project_id": PROJECT,
+                "private_key_id": "kid-1",
+                "private_key": PEM,
+                "client_email": EMAIL,
+                "token_uri": token_uri,
+            }
+        )
+    )
+
+
+def google_error(status: int, code: str, message: str = "", error_code: str | None = None) -> bytes:
+    details = [{"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": error_code}]
+    error = {"code": status, "message": message, "status": code, "details": details if error_code else []}
+    return json.dumps({"error": error}).encode()
+
+
+class Google:
+    """OAuth token endpoint plus FCM v1, checking requests as Google does (with the test's clock)."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.issued: list[str] = []
+        self.valid: set[str] = set()
+        self.refuse_all = False
+        self.url = ""
+
+    def __call__(self, got: Received) -> Answer:
+        if got.path == "/token":
+            return self.token(got)
+        assert got.path == f"/v1/projects/{PROJECT}/messages:send"
+        token = got.headers.get("authorization", "").removeprefix("Bearer ")
+        if self.refuse_all or token not in self.valid:
+            return (
+                401,
+                {},
+                google_error(401, "UNAUTHENTICATED", "Request had invalid authentication credentials."),
+            )
+        message = json.loads(got.body)["message"]
+        return (
+            200,
+            {"content-type": "application/json"},
+            json.dumps({"name": f"projects/{PROJECT}/messages/{len(message)}"}).encode(),
+        )
+
+    def token(self, got: Received) -> Answer:
+        assert got.headers["content-type"] == "application/x-www-form-urlencoded"
+        form = {k: v for k, [v] in parse_qs(got.body.decode(), strict_parsing=True).items()}
+        assert form.keys() == {"grant_type", "assertion"}
+        assert form["grant_type"] == "urn:ietf:params:oauth:grant-type:jwt-bearer"
+        try:
+            claims = jwt.decode(
+                form["assertion"],
+                KEY.public_key(),
+                algorithms=["RS256"],
+                audience=f"{self.url}/token",
+                issuer=EMAIL,
+                options={
+                    "require": ["iss", "aud", "iat", "exp", "scope"],
+                    "verify_exp": False,
+                    "verify_iat": False,
+                },
+            )
+        except jwt.InvalidTokenError:
+            return 400, {}, b'{"error": "invalid_grant"}'
+        assert jwt.get_unverified_header(form["assertion"])["kid"] == "kid-1"
+        assert claims["scope"] == FCM_SCOPE
+        assert claims["iat"] <= self.clock.now < claims["exp"] <= claims["iat"] + 3600
+        token = f"ya29.test-{len(self.issued)}"
+        self.issued.append(token)
+        self.valid.add(token)
+        answer = {"access_token": token, "expires_in": 3599, "token_type": "Bearer"}
+        return 200, {"content-type": "application/json"}, json.dumps(answer).encode()
+
+
+def run(
+    google: Google, *steps: tuple[float, dict[str, object]]
+) -> tuple[list[DeliveryResult], list[Received]]:
+    """Send one message per step after advancing the clock; return results and what Google saw."""
+
+    async def scenario(url: str) -> list[DeliveryResult]:
+        adapter = FcmAdapter(
+            FcmConfig(service_account=service_account(url + "/token"), base_url=url), clock=google.clock
+        )
+        results = []
+        try:
+            for advance, changes in steps:
+                google.clock.advance(advance)
+                results.append(await adapter.send(make_message(google.clock, **changes)))
+        finally:
+            await adapter.aclose()
+        return results
+
+    with Http1Server(google) as server:
+        google.url = server.url
+        return asyncio.run(scenario(server.url)), server.received
+
+
+def test_sends_the_documented_v1_message_with_a_bearer_token_from_the_jwt_grant() -> None:
+    google = Google(FakeClock())
+    results, received = run(google, (0, {}), (0, {"topic": "transactional", "device_id": "dev_7"}))
+    assert [r.status for r in results] == ["delivered", "delivered"]
+    assert [r.path for r in received] == ["/token", f"/v1/projects/{PROJECT}/messages:send", received[1].path]
+    sent = json.loads(received[1].body)
+    expires = int(make_message(google.clock).expires_at.timestamp())
+    assert sent == {
+        "message": {
+            "token": make_message(google.clock).token,
+            "notification": {"title": "Weekend offer", "body": "10% off at partner stores"},
+            "data": {"deeplink": "wallet://offers/7", "cgw_idempotency_key": "psh_01HZX:dev_42"},
+            "android": {"ttl": "3600s", "priority": "NORMAL"},
+            "apns": {"headers": {"apns-expiration": str(expires), "apns-priority": "5"}},
+        }
+    }
+    urgent = json.loads(received[2].body)["message"]
+    assert urgent["android"]["priority"] == "HIGH"
+    assert urgent["apns"]["headers"]["apns-priority"] == "10"
+    assert urgent["data"]["cgw_idempotency_key"] == "psh_01HZX:dev_7"
+
+
+def test_access_token_is_cached_until_five_minutes_before_expiry() -> None:
+    google = Google(FakeClock())
+    results, _ = run(google, (0, {}), (3599 - 300 - 1, {}), (1, {}), (60, {}))
+    assert all(r.status == "delivered" for r in results)
+    assert len(google.issued) == 2
+
+
+def test_a_401_drops_the_token_and_retries_once_with_a_fresh_one() -> None:
+    google = Google(FakeClock())
+
+    async def revoke_then_send(url: str) -> list[DeliveryResult]:
+        adapter = FcmAdapter(
+            FcmConfig(service_account=service_account(url + "/token"), base_url=url), clock=google.clock
+        )
+        try:
+            first = await adapter.send(make_message(google.clock))
+            google.valid.clear()
+            return [first, await adapter.send(make_message(google.clock))]
+        finally:
+            await adapter.aclose()
+
+    with Http1Server(google) as server:
+        google.url = server.url
+        results = asyncio.run(revoke_then_send(server.url))
+    assert [r.status for r in results] == ["delivered", "delivered"]
+    assert [r.path.rsplit("/", 1)[-1] for r in server.received] == [
+        "token",
+        "messages:send",
+        "messages:send",
+        "token",
+        "messages:send",
+    ]
+
+
+def test_a_persistent_401_fails_after_one_refresh() -> None:
+    google = Google(FakeClock())
+    google.refuse_all = True
+    results, received = run(google, (0, {}))
+    assert results == [DeliveryResult(status="failed", provider_status=401, provider_code="UNAUTHENTICATED")]
+    assert [r.path.rsplit("/", 1)[-1] for r in received] == [
+        "token",
+        "messages:send",
+        "token",
+        "messages:send",
+    ]
+
+
+def send_with(handler: httpx.MockTransport) -> DeliveryResult:
+    async def scenario() -> DeliveryResult:
+        config = FcmConfig(
+            service_account=service_account("http://127.0.0.1:9/token"), base_url="http://127.0.0.1:9"
+        )
+        adapter = FcmAdapter(config, transport=handler, clock=FakeClock())
+        try:
+            return await adapter.send(make_message(FakeClock()))
+        finally:
+            await adapter.aclose()
+
+    return asyncio.run(scenario())
+
+
+TOKEN_OK = httpx.Response(200, json={"access_token": "ya29.x", "expires_in": 3600})
+NOT_A_TOKEN = "The registration token is not a valid FCM registration token"
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "headers", "expected"),
+    [
+        (
+            200,
+            b'{"name": "projects/p/messages/1"}',
+            {},
+            DeliveryResult(status="delivered", provider_status=200),
+        ),
+        (
+            404,
+            google_error(404, "NOT_FOUND", "Requested entity was not found.", "UNREGISTERED"),
+            {},
+            DeliveryResult(status="invalid_token", provider_status=404, provider_code="UNREGISTERED"),
+        ),
+        (
+            400,
+            google_error(400, "INVALID_ARGUMENT", NOT_A_TOKEN, "INVALID_ARGUMENT"),
+            {},
+            DeliveryResult(status="invalid_token", provider_status=400, provider_code="INVALID_ARGUMENT"),
+        ),
+        (
+            404,
+            google_error(404, "NOT_FOUND", "Requested entity was not found."),
+            {},
+            DeliveryResult(status="invalid_token", provider_status=404, provider_code="NOT_FOUND"),
+        ),
+        (
+            400,
+            google_error(
+                400, "INVALID_ARGUMENT", "Invalid value at 'message.data[0].value'", "INVALID_ARGUMENT"
+            ),
+            {},
+            DeliveryResult(status="failed", provider_status=400, provider_code="INVALID_ARGUMENT"),
+        ),
+        (
+            403,
+            google_error(403, "PERMISSION_DENIED", "SenderId mismatch", "SENDER_ID_MISMATCH"),
+            {},
+            DeliveryResult(status="failed", provider_status=403, provider_code="SENDER_ID_MISMATCH"),
+        ),
+        (404, b"<html>not here</html>", {}, DeliveryResult(status="failed", provider_status=404)),
+        (
+            429,
+            google_error(429, "RESOURCE_EXHAUSTED", "quota", "QUOTA_EXCEEDED"),
+            {"retry-after": "30"},
+            DeliveryResult(
+                status="retry", retry_after=30.0, provider_status=429, provider_code="QUOTA_EXCEEDED"
+            ),
+        ),
+        (
+            500,
+            google_error(500, "INTERNAL", "", "INTERNAL"),
+            {},
+            DeliveryResult(status="retry", provider_status=500, provider_code="INTERNAL"),
+        ),
+        (
+            503,
+            google_error(503, "UNAVAILABLE", "", "UNAVAILABLE"),
+            {},
+            DeliveryResult(status="retry", provider_status=503, provider_code="UNAVAILABLE"),
+        ),
+        (502, b"bad gateway", {}, DeliveryResult(status="retry", provider_status=502)),
+    ],
+)
+def test_send_status_classification(
+    status: int, body: bytes, headers: dict[str, str], expected: DeliveryResult
+) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/token":
+            return TOKEN_OK
+        return httpx.Response(status, content=body, headers=headers)
+
+    assert send_with(httpx.MockTransport(handler)) == expected
+
+
+@pytest.mark.parametrize(
+    ("token_answer", "expected"),
+    [
+        (
+            httpx.Response(400, json={"error": "invalid_grant"}),
+            DeliveryResult(status="failed", provider_status=400, provider_code="oauth_token"),
+        ),
+        (
+            httpx.Response(503),
+            DeliveryResult(status="retry", provider_status=503, provider_code="oauth_token"),
+        ),
+        (
+            httpx.Response(200, content=b"{}"),
+            DeliveryResult(status="retry", provider_status=200, provider_code="oauth_token"),
+        ),
+    ],
+)
+def test_token_endpoint_failures_end_the_send(token_answer: httpx.Response, expected: DeliveryResult) -> None:
+    sent: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request.url.path)
+        return token_answer
+
+    assert send_with(httpx.MockTransport(handler)) == expected
+    assert sent == ["/token"]
+
+
+def test_network_failure_is_a_retry() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/token":
+            return TOKEN_OK
+        raise httpx.ReadTimeout("slow", request=request)
+
+    assert send_with(httpx.MockTransport(handler)) == DeliveryResult(
+        status="retry", provider_code="ReadTimeout"
+    )
+
+
+def test_rejects_a_non_rsa_service_account_key() -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    ec_pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    account = json.loads(service_account("http://127.0.0.1:9/token").reveal())
+    account["private_key"] = ec_pem.decode()
+    with pytest.raises(ValueError, match="RSA"):
+        FcmAdapter(FcmConfig(service_account=PlainSecret(json.dumps(account))))

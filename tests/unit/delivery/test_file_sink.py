@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from clients.delivery import FileSink, FileSinkConfig
+from clients.delivery.file import mask_token
+
+from .doubles import FakeClock, make_message
+
+SUBSCRIPTION = json.dumps(
+    {
+        "endpoint": "https://user:pw@fcm.googleapis.com:443/fcm/send/secret-registration",
+        "keys": {"p256dh": "BPublicKey", "auth": "authsecret"},
+    }
+)
+
+
+def test_appends_one_fsynced_private_json_line_per_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[int] = []
+    real_fsync = os.fsync
+
+    def counting_fsync(fd: int) -> None:
+        synced.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", counting_fsync)
+    path = tmp_path / "deliveries" / "out.jsonl"
+    clock = FakeClock()
+    first = make_message(clock)
+    second = make_message(clock, device_id="dev_43", platform="webpush", token=SUBSCRIPTION)
+
+    async def scenario() -> list[str]:
+        sink = FileSink(FileSinkConfig(path=path))
+        try:
+            results = [await sink.send(first), await sink.send(second)]
+        finally:
+            await sink.aclose()
+        return [r.status for r in results]
+
+    assert asyncio.run(scenario()) == ["delivered", "delivered"]
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert len(lines) == 2
+    assert len(synced) == 2
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert lines[0] == {
+        "idempotency_key": "psh_01HZX:dev_42",
+        "push_id": "psh_01HZX",
+        "device_id": "dev_42",
+        "platform": "fcm",
+        "token": "****wxyz",
+        "topic": "promotions",
+        "title": "Weekend offer",
+        "body": "10% off at partner stores",
+        "data": {"deeplink": "wallet://offers/7"},
+        "campaign_id": "cmp_1",
+        "variant": "A",
+        "expires_at": first.expires_at.isoformat(),
+    }
+    assert lines[1]["token"] == "https://fcm.googleapis.com:443"
+    assert first.token not in path.read_text()
+    assert "secret-registration" not in path.read_text()
+
+
+@pytest.mark.parametrize(
+    ("platform", "token", "masked"),
+    [
+        ("apns", "0123456789abcdef", "****cdef"),
+        ("fcm", "short", "****"),
+        ("webhook", "12345678", "****"),
+        ("webpush", "not json", "****"),
+        ("webpush", '{"endpoint": 7}', "****"),
+        ("webpush", '{"endpoint": "https://[::1/x"}', "****"),
+        ("webpush", '{"endpoint": "https://push.example/x"}', "https://push.example"),
+    ],
+)
+def test_mask_token(platform: str, token: str, masked: str) -> None:
+    assert mask_token(platform, token) == masked
+
+
+def test_unwritable_path_is_a_retry_not_an_exception(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+
+    async def scenario() -> str:
+        sink = FileSink(FileSinkConfig(path=blocker / "out.jsonl"))
+        try:
+            return (await sink.send(make_message(FakeClock()))).status
+        finally:
+            await sink.aclose()
+
+    assert asyncio.run(scenario()) == "retry"

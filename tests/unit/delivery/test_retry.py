@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import pytest
+
+from clients.delivery import backoff_delay, parse_retry_after
+
+NOW = 1_700_000_000.0  # 2023-11-14T22:13:20Z
+
+
+@pytest.mark.parametrize(
+    ("attempt", "window"),
+    [(1, 1.0), (2, 2.0), (3, 4.0), (6, 32.0), (7, 60.0), (50, 60.0), (10_000, 60.0)],
+)
+def test_full_jitter_spans_zero_to_the_capped_exponential_window(attempt: int, window: float) -> None:
+    assert backoff_delay(attempt, base=1.0, cap=60.0, rand=lambda: 0.0) == 0.0
+    assert backoff_delay(attempt, base=1.0, cap=60.0, rand=lambda: 0.5) == pytest.approx(window / 2)
+    assert backoff_delay(attempt, base=1.0, cap=60.0, rand=lambda: 0.999999) <= window
+
+
+def test_retry_after_is_a_floor_not_a_replacement() -> None:
+    assert backoff_delay(1, base=1.0, cap=60.0, rand=lambda: 0.0, retry_after=30.0) == 30.0
+    assert backoff_delay(7, base=1.0, cap=60.0, rand=lambda: 0.9, retry_after=5.0) == pytest.approx(54.0)
+    assert backoff_delay(1, base=1.0, cap=60.0, rand=lambda: 0.5, retry_after=120.0) == 120.0
+
+
+def test_attempt_counts_from_one() -> None:
+    with pytest.raises(ValueError, match="starts at 1"):
+        backoff_delay(0, base=1.0, cap=60.0, rand=lambda: 0.5)
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        (None, None),
+        ("120", 120.0),
+        (" 0 ", 0.0),
+        ("Tue, 14 Nov 2023 22:15:20 GMT", 120.0),
+        ("Tue, 14 Nov 2023 22:15:20 -0000", 120.0),
+        ("Tue, 14 Nov 2023 22:00:00 GMT", 0.0),  # already past
+        ("-5", None),
+        ("1.5", None),
+        ("soon", None),
+        ("", None),
+    ],
+)
+def test_parse_retry_after(header: str | None, expected: float | None) -> None:
+    assert parse_retry_after(header, NOW) == expected

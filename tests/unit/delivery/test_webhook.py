@@ -1,0 +1,138 @@
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import time
+
+import httpx
+import pytest
+
+from clients.delivery import DeliveryResult, WebhookAdapter, WebhookConfig, verify_webhook_signature
+
+from .doubles import FakeClock, PlainSecret, make_message
+from .servers import Answer, Http1Server, Received
+
+SECRET = "whsec-test-0123456789abcdef0123456789"
+
+
+def relay(got: Received) -> Answer:
+    """The wallet's relay: refuses anything not signed with the shared secret within 5 minutes."""
+    ok = verify_webhook_signature(
+        SECRET, got.headers["x-cgw-timestamp"], got.body, got.headers["x-cgw-signature"], now=time.time()
+    )
+    return (204, {}, b"") if ok else (401, {}, b"bad signature")
+
+
+def test_posts_the_specified_signed_json_to_a_real_server() -> None:
+    clock = FakeClock()
+    message = make_message(clock, platform="webhook")
+
+    async def scenario(url: str) -> DeliveryResult:
+        adapter = WebhookAdapter(WebhookConfig(url=url + "/relay", secret=PlainSecret(SECRET)), clock=clock)
+        try:
+            return await adapter.send(message)
+        finally:
+            await adapter.aclose()
+
+    with Http1Server(relay) as server:
+        result = asyncio.run(scenario(server.url))
+    assert result == DeliveryResult(status="delivered", provider_status=204)
+    [got] = server.received
+    assert got.path == "/relay"
+    assert got.headers["content-type"] == "application/json"
+    assert got.headers["idempotency-key"] == "psh_01HZX:dev_42"
+    assert got.headers["x-cgw-timestamp"] == str(int(clock.now))
+    mac = hmac.new(SECRET.encode(), f"{int(clock.now)}.".encode() + got.body, hashlib.sha256)
+    assert got.headers["x-cgw-signature"] == "sha256=" + mac.hexdigest()
+    assert json.loads(got.body) == {
+        "push_id": "psh_01HZX",
+        "device_id": "dev_42",
+        "device_token": message.token,
+        "topic": "promotions",
+        "title": "Weekend offer",
+        "body": "10% off at partner stores",
+        "data": {"deeplink": "wallet://offers/7"},
+        "campaign_id": "cmp_1",
+        "variant": "A",
+    }
+
+
+def test_a_stale_timestamp_is_refused_by_the_receiver() -> None:
+    clock = FakeClock()
+    clock.advance(-301)
+
+    async def scenario(url: str) -> DeliveryResult:
+        adapter = WebhookAdapter(WebhookConfig(url=url, secret=PlainSecret(SECRET)), clock=clock)
+        try:
+            return await adapter.send(make_message(clock, platform="webhook"))
+        finally:
+            await adapter.aclose()
+
+    with Http1Server(relay) as server:
+        assert asyncio.run(scenario(server.url)).status == "failed"
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "expected"),
+    [
+        (200, {}, DeliveryResult(status="delivered", provider_status=200)),
+        (202, {}, DeliveryResult(status="delivered", provider_status=202)),
+        (404, {}, DeliveryResult(status="invalid_token", provider_status=404)),
+        (410, {}, DeliveryResult(status="invalid_token", provider_status=410)),
+        (400, {}, DeliveryResult(status="failed", provider_status=400)),
+        (401, {}, DeliveryResult(status="failed", provider_status=401)),
+        (422, {}, DeliveryResult(status="failed", provider_status=422)),
+        (429, {"retry-after": "7"}, DeliveryResult(status="retry", retry_after=7.0, provider_status=429)),
+        (500, {}, DeliveryResult(status="retry", provider_status=500)),
+        (503, {"retry-after": "x"}, DeliveryResult(status="retry", provider_status=503)),
+    ],
+)
+def test_status_classification(status: int, headers: dict[str, str], expected: DeliveryResult) -> None:
+    transport = httpx.MockTransport(lambda request: httpx.Response(status, headers=headers))
+
+    async def scenario() -> DeliveryResult:
+        config = WebhookConfig(url="http://127.0.0.1:9/relay", secret=PlainSecret(SECRET))
+        adapter = WebhookAdapter(config, transport=transport, clock=FakeClock())
+        try:
+            return await adapter.send(make_message(FakeClock(), platform="webhook"))
+        finally:
+            await adapter.aclose()
+
+    assert asyncio.run(scenario()) == expected
+
+
+def test_connection_refused_is_a_retry() -> None:
+    with Http1Server(relay) as server:
+        url = server.url  # the port is free again once the server is gone
+
+    async def scenario() -> DeliveryResult:
+        adapter = WebhookAdapter(WebhookConfig(url=url, secret=PlainSecret(SECRET)))
+        try:
+            return await adapter.send(make_message(FakeClock(), platform="webhook"))
+        finally:
+            await adapter.aclose()
+
+    assert asyncio.run(scenario()) == DeliveryResult(status="retry", provider_code="ConnectError")
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "body", "signature", "now", "valid"),
+    [
+        ("1700000000", b"{}", None, 1_700_000_000.0, True),
+        (1_700_000_000, b"{}", None, 1_700_000_300.0, True),
+        ("1700000000", b"{}", None, 1_700_000_301.0, False),
+        ("1700000000", b"{}", None, 1_699_999_699.0, False),
+        ("1700000000", b"{ }", None, 1_700_000_000.0, False),
+        ("1700000001", b"{}", None, 1_700_000_000.0, False),
+        ("1700000000", b"{}", "sha256=00", 1_700_000_000.0, False),
+        ("soon", b"{}", None, 1_700_000_000.0, False),
+    ],
+)
+def test_verify_webhook_signature(
+    timestamp: str | int, body: bytes, signature: str | None, now: float, valid: bool
+) -> None:
+    good = hmac.new(SECRET.encode(), b"1700000000.{}", hashlib.sha256).hexdigest()
+    signature = signature or "sha256=" + good
+    assert verify_webhook_signature(SECRET, timestamp, body, signature, now) is valid

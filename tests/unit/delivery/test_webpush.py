@@ -1,0 +1,258 @@
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import re
+
+import http_ece
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from clients.delivery import DeliveryResult, WebPushAdapter, WebPushConfig
+from clients.delivery.webpush import webpush_topic
+
+from .doubles import FakeClock, PlainSecret, make_message
+from .servers import Answer, Http1Server, Received
+
+SUBJECT = "mailto:push-ops@example.com"
+VAPID_KEY = ec.generate_private_key(ec.SECP256R1())
+VAPID_PEM = VAPID_KEY.private_bytes(
+    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+).decode()
+VAPID_RAW = (
+    base64.urlsafe_b64encode(VAPID_KEY.private_numbers().private_value.to_bytes(32, "big"))
+    .decode()
+    .rstrip("=")
+)
+RECEIVER = ec.generate_private_key(ec.SECP256R1())
+AUTH = os.urandom(16)
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def point(key: ec.EllipticCurvePublicKey) -> bytes:
+    return key.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+
+
+def subscription(endpoint: str, p256dh: str | None = None) -> str:
+    keys = {"p256dh": p256dh or b64(point(RECEIVER.public_key())), "auth": b64(AUTH)}
+    return json.dumps({"endpoint": endpoint, "keys": keys})
+
+
+class PushService:
+    """Checks VAPID (RFC 8292) and the RFC 8030 headers, and decrypts like the browser (RFC 8291)."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.origin = ""
+        self.payloads: list[dict[str, object]] = []
+
+    def __call__(self, got: Received) -> Answer:
+        match = re.fullmatch(r"vapid t=([^,\s]+),\s*k=([A-Za-z0-9_-]+)", got.headers["authorization"])
+        assert match, got.headers["authorization"]
+        token, key = match.groups()
+        assert key == b64(point(VAPID_KEY.public_key()))
+        public = ec.EllipticCurvePublicKey.from_encoded_point(
+            ec.SECP256R1(), base64.urlsafe_b64decode(key + "==")
+        )
+        try:
+            claims = jwt.decode(
+                token, public, algorithms=["ES256"], audience=self.origin, options={"verify_exp": False}
+            )
+        except jwt.InvalidTokenError:
+            return 403, {}, b""
+        assert self.clock.now < claims["exp"] <= self.clock.now + 24 * 3600
+        assert claims["sub"] == SUBJECT
+        assert got.headers["content-encoding"] == "aes128gcm"
+        assert re.fullmatch(r"[A-Za-z0-9_-]{1,32}", got.headers["topic"])
+        assert got.headers["urgency"] in {"very-low", "low", "normal", "high"}
+        assert got.headers["ttl"].isdigit()
+        if got.path == "/push/gone":
+            return 410, {}, b""
+        assert got.path == "/push/sub-1"
+        plaintext = http_ece.decrypt(got.body, private_key=RECEIVER, auth_secret=AUTH, version="aes128gcm")
+        self.payloads.append(json.loads(plaintext))
+        return 201, {"location": "/message/1"}, b""
+
+
+def local_config(key: str = VAPID_PEM) -> WebPushConfig:
+    return WebPushConfig(
+        vapid_private_key=PlainSecret(key),
+        vapid_subject=SUBJECT,
+        allowed_hosts=("127.0.0.1",),
+        allow_http=True,
+    )
+
+
+def run(
+    service: PushService, key: str, *steps: dict[str, object]
+) -> tuple[list[DeliveryResult], list[Received]]:
+    """Send one message per step to a subscription on the local push service."""
+    with Http1Server(service) as server:
+        service.origin = server.url
+
+        async def scenario(path: str) -> list[DeliveryResult]:
+            adapter = WebPushAdapter(local_config(key), clock=service.clock)
+            try:
+                results = []
+                for changes in steps:
+                    fields = {"platform": "webpush", "token": subscription(server.url + path), **changes}
+                    results.append(await adapter.send(make_message(service.clock, **fields)))
+                return results
+            finally:
+                await adapter.aclose()
+
+        results = asyncio.run(scenario("/push/sub-1"))
+    return results, server.received
+
+
+@pytest.mark.parametrize("key", [VAPID_PEM, VAPID_RAW], ids=["pem", "raw"])
+def test_encrypts_for_the_subscription_and_signs_vapid_for_its_origin(key: str) -> None:
+    service = PushService(FakeClock())
+    results, received = run(service, key, {}, {"topic": "transactional"})
+    assert [r.status for r in results] == ["delivered", "delivered"]
+    assert [r.provider_status for r in results] == [201, 201]
+    assert service.payloads[0] == {
+        "title": "Weekend offer",
+        "body": "10% off at partner stores",
+        "topic": "promotions",
+        "data": {"deeplink": "wallet://offers/7"},
+        "cgw_idempotency_key": "psh_01HZX:dev_42",
+    }
+    first, urgent = received
+    assert first.headers["ttl"] == "3600"
+    assert first.headers["urgency"] == "normal"
+    assert urgent.headers["urgency"] == "high"
+    assert first.headers["topic"] == urgent.headers["topic"] == webpush_topic("psh_01HZX:dev_42")
+    assert first.headers["content-type"] == "application/octet-stream"
+    assert b"Weekend offer" not in first.body
+
+
+def test_gone_subscription_is_an_invalid_token() -> None:
+    service = PushService(FakeClock())
+    with Http1Server(service) as server:
+        service.origin = server.url
+
+        async def scenario() -> DeliveryResult:
+            adapter = WebPushAdapter(local_config(), clock=service.clock)
+            try:
+                token = subscription(server.url + "/push/gone")
+                return await adapter.send(make_message(service.clock, platform="webpush", token=token))
+            finally:
+                await adapter.aclose()
+
+        assert asyncio.run(scenario()) == DeliveryResult(status="invalid_token", provider_status=410)
+
+
+def send_with(
+    transport: httpx.MockTransport, token: str, config: WebPushConfig | None = None
+) -> DeliveryResult:
+    async def scenario() -> DeliveryResult:
+        adapter = WebPushAdapter(config or local_config(), transport=transport, clock=FakeClock())
+        try:
+            return await adapter.send(make_message(FakeClock(), platform="webpush", token=token))
+        finally:
+            await adapter.aclose()
+
+    return asyncio.run(scenario())
+
+
+def refuse(request: httpx.Request) -> httpx.Response:
+    raise AssertionError(f"no request expected, got {request.url}")
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "http://fcm.googleapis.com/fcm/send/x",  # plain http
+        "https://metadata.google.internal/computeMetadata/v1/",
+        "https://fcm.googleapis.com.evil.example/x",
+        "https://evilfcm.googleapis.com.example/x",
+        "https://user@fcm.googleapis.com/x",
+        "https://[::1]/x",
+        "https://[::1/x",
+        "https://fcm.googleapis.com:bad/x",
+        "file:///etc/passwd",
+    ],
+)
+def test_endpoints_outside_the_push_services_are_never_contacted(endpoint: str) -> None:
+    config = WebPushConfig(vapid_private_key=PlainSecret(VAPID_PEM), vapid_subject=SUBJECT)
+    result = send_with(httpx.MockTransport(refuse), subscription(endpoint), config)
+    assert result == DeliveryResult(status="failed", provider_code="EndpointNotAllowed")
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "audience"),
+    [
+        ("https://fcm.googleapis.com/fcm/send/abc", "https://fcm.googleapis.com"),
+        (
+            "https://updates.push.services.mozilla.com/wpush/v2/abc",
+            "https://updates.push.services.mozilla.com",
+        ),
+        ("https://web.push.apple.com:443/QGx", "https://web.push.apple.com:443"),
+    ],
+)
+def test_known_push_services_are_allowed_with_their_origin_as_audience(endpoint: str, audience: str) -> None:
+    seen: list[httpx.Request] = []
+
+    def accept(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(201)
+
+    config = WebPushConfig(vapid_private_key=PlainSecret(VAPID_PEM), vapid_subject=SUBJECT)
+    assert send_with(httpx.MockTransport(accept), subscription(endpoint), config).status == "delivered"
+    token = seen[0].headers["authorization"].split("t=", 1)[1].split(",", 1)[0]
+    assert (
+        jwt.decode(token, VAPID_KEY.public_key(), algorithms=["ES256"], audience=audience)["sub"] == SUBJECT
+    )
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "not json",
+        '{"endpoint": "http://127.0.0.1:9/push/sub-1"}',
+        subscription("http://127.0.0.1:9/push/sub-1", p256dh="!!not-base64!!"),
+        subscription("http://127.0.0.1:9/push/sub-1", p256dh=b64(b"\x04" + b"\x00" * 64)),
+    ],
+)
+def test_malformed_subscription_is_an_invalid_token(token: str) -> None:
+    result = send_with(httpx.MockTransport(refuse), token)
+    assert result == DeliveryResult(status="invalid_token", provider_code="MalformedSubscription")
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "expected"),
+    [
+        (201, {}, DeliveryResult(status="delivered", provider_status=201)),
+        (404, {}, DeliveryResult(status="invalid_token", provider_status=404)),
+        (410, {}, DeliveryResult(status="invalid_token", provider_status=410)),
+        (400, {}, DeliveryResult(status="failed", provider_status=400)),
+        (403, {}, DeliveryResult(status="failed", provider_status=403)),
+        (413, {}, DeliveryResult(status="failed", provider_status=413)),
+        (429, {"retry-after": "90"}, DeliveryResult(status="retry", retry_after=90.0, provider_status=429)),
+        (500, {}, DeliveryResult(status="retry", provider_status=500)),
+        (503, {}, DeliveryResult(status="retry", provider_status=503)),
+    ],
+)
+def test_status_classification(status: int, headers: dict[str, str], expected: DeliveryResult) -> None:
+    transport = httpx.MockTransport(lambda request: httpx.Response(status, headers=headers))
+    assert send_with(transport, subscription("http://127.0.0.1:9/push/sub-1")) == expected
+
+
+def test_topic_header_is_short_and_url_safe() -> None:
+    topic = webpush_topic("psh_" + "x" * 200 + ":dev_1")
+    assert re.fullmatch(r"[A-Za-z0-9_-]{32}", topic)
+
+
+@pytest.mark.parametrize("subject", ["ops team", "mailto:ops", "http://example.com"])
+def test_rejects_a_subject_that_is_not_a_contact_uri(subject: str) -> None:
+    with pytest.raises(ValueError, match="vapid_subject"):
+        WebPushAdapter(WebPushConfig(vapid_private_key=PlainSecret(VAPID_PEM), vapid_subject=subject))
