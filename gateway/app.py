@@ -6,6 +6,7 @@ so importing the app (for the OpenAPI document, or the spec-coverage tool) touch
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -30,6 +31,7 @@ from gateway.routes.ops import OPS_ROUTES
 from gateway.routes.pushes import PushController
 from gateway.runtime import Runtime
 from gateway.settings import Settings
+from gateway.worker import Worker
 
 __all__ = ["create_app"]
 
@@ -52,10 +54,15 @@ def create_app(settings: Settings | None = None, clock: Clock = system_clock) ->
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         runtime = Runtime(settings, clock, metrics)
         app.state.runtime = runtime
+        worker = Worker(runtime.dispatcher, settings.worker_concurrency) if settings.worker_enabled else None
+        task = asyncio.create_task(worker.run()) if worker else None
         try:
             yield
         finally:
-            runtime.close()
+            if worker and task:
+                worker.stop()
+                await task
+            await runtime.aclose()
 
     return Litestar(
         route_handlers=ROUTES,

@@ -7,7 +7,9 @@ setting ends the process with one line naming the variable and exit status 2.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -42,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--scope", nargs="+", required=True, choices=SCOPES, dest="scopes")
     create.add_argument("--data-dir", type=Path)
 
+    worker = commands.add_parser("worker", help="run only the delivery worker (no HTTP server)")
+    worker.add_argument("--data-dir", type=Path)
+
     token = commands.add_parser("token", help="print a dev user token (HS256 dev secret)")
     token.add_argument("user_id")
     token.add_argument("--data-dir", type=Path)
@@ -70,6 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(settings)
         if args.command == "keys":
             return _create_key(settings, args.name, tuple(dict.fromkeys(args.scopes)))
+        if args.command == "worker":
+            return asyncio.run(_worker(settings))
         if args.command == "token":
             return _token(settings, args.user_id)
         return _verify(settings)
@@ -112,6 +119,22 @@ def _serve(settings: Settings) -> int:
     uvicorn.run(
         create_app(settings), host=settings.host, port=settings.port, log_config=None, access_log=False
     )
+    return 0
+
+
+async def _worker(settings: Settings) -> int:
+    from gateway.runtime import Runtime
+    from gateway.worker import Worker
+
+    runtime = Runtime(settings)
+    worker = Worker(runtime.dispatcher, settings.worker_concurrency)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, worker.stop)
+    try:
+        await worker.run()
+    finally:
+        await runtime.aclose()
     return 0
 
 

@@ -6,7 +6,7 @@ id, subject_ref, device, or any free text.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 __all__ = ["Metrics"]
 
@@ -35,6 +35,25 @@ class Metrics:
             registry=self.registry,
             buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
         )  # fmt: skip
+
+        self.deliveries = Counter(
+            "cgw_deliveries", "Delivery attempts by provider and result", ["provider", "result"],
+            registry=self.registry,
+        )  # fmt: skip
+        self.delivery_seconds = Histogram(
+            "cgw_delivery_seconds", "Time for one provider call", ["provider"], registry=self.registry
+        )
+        self.dispatch_ends = Counter(
+            "cgw_push_end_states",
+            "Pushes reaching an end state at dispatch",
+            ["status"],
+            registry=self.registry,
+        )
+        self.open_breakers = Gauge(
+            "cgw_open_circuit_breakers",
+            "Providers whose circuit is open or half-open",
+            registry=self.registry,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

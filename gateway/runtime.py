@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from gateway.adapters import build_adapters
 from gateway.auth import UserTokens
 from gateway.clock import Clock, system_clock
 from gateway.metrics import Metrics
 from gateway.services.api_keys import ApiKeyRegistry
 from gateway.services.campaigns import CampaignService
 from gateway.services.devices import DeviceService
+from gateway.services.dispatch import Dispatcher
 from gateway.services.policy import PolicySource
 from gateway.services.preferences import PreferenceCenter
 from gateway.services.pushes import PushService
@@ -65,11 +67,18 @@ class Runtime:
         self.metrics = metrics or Metrics()
         self.pushes = PushService(self.store, clock, settings, self.policy, self.metrics)
         self.campaigns = CampaignService(self.store, clock)
+        self.adapters = build_adapters(settings)
+        self.dispatcher = Dispatcher(self.store, clock, settings, self.policy, self.metrics, self.adapters)
 
     async def rotate_encryption_key(self) -> tuple[str, int]:
         """A new key-encryption key, then every data key re-wrapped under it while serving."""
         kid = await asyncio.to_thread(self.keys.add_kek)
         return kid, await asyncio.to_thread(self.store.directory.rewrap_all)
+
+    async def aclose(self) -> None:
+        for adapter in {id(a): a for a in self.adapters.values()}.values():
+            await adapter.aclose()
+        self.close()
 
     def close(self) -> None:
         self.store.close()

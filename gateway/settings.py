@@ -57,8 +57,21 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     jurisdiction: str = "CN"
     delivery_webhook_url: str | None = None
     delivery_webhook_secret: Secret | None = None
+    fcm_service_account_file: Path | None = None
+    fcm_base_url: str = "https://fcm.googleapis.com"
+    apns_key_file: Path | None = None
+    apns_key_id: str | None = None
+    apns_team_id: str | None = None
+    apns_bundle_id: str | None = None
+    apns_base_url: str = "https://api.push.apple.com"
+    webpush_vapid_key_file: Path | None = None
+    webpush_vapid_subject: str | None = None
     max_body_bytes: int = 64 * 1024
     worker_enabled: bool = True
+    worker_concurrency: int = 64
+    worker_lease_seconds: int = 60
+    delivery_max_attempts: int = 8
+    delivery_backoff_seconds: float = 1.0
     log_level: LogLevel = "info"
 
     @property
@@ -134,6 +147,13 @@ def _positive_int(raw: str) -> int:
     return value
 
 
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if not value > 0:
+        raise ValueError("must be a positive number")
+    return value
+
+
 def _log_level(raw: str) -> str:
     if raw not in {"debug", "info", "warning", "error"}:
         raise ValueError("expected one of debug, info, warning, error")
@@ -159,7 +179,20 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "jurisdiction": str,
     "delivery_webhook_url": _url,
     "delivery_webhook_secret": Secret,
+    "fcm_service_account_file": Path,
+    "fcm_base_url": _url,
+    "apns_key_file": Path,
+    "apns_key_id": str,
+    "apns_team_id": str,
+    "apns_bundle_id": str,
+    "apns_base_url": _url,
+    "webpush_vapid_key_file": Path,
+    "webpush_vapid_subject": str,
     "max_body_bytes": _positive_int,
     "worker_enabled": _bool,
+    "worker_concurrency": _positive_int,
+    "worker_lease_seconds": _positive_int,
+    "delivery_max_attempts": _positive_int,
+    "delivery_backoff_seconds": _positive_float,
     "log_level": _log_level,
 }

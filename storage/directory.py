@@ -64,6 +64,15 @@ class SubjectDirectory:
             return None
         return self._remember(subject_ref, row[0], row[1])
 
+    def by_subject_id(self, subject_id: str) -> SubjectKey | None:
+        """The live subject behind an internal id (workers and auditors hold ids, not refs)."""
+        row = (
+            self._db.reader()
+            .execute("SELECT subject_ref FROM subjects WHERE subject_id = ?", (subject_id,))
+            .fetchone()
+        )
+        return None if row is None else self.resolve(str(row[0]))
+
     def status(self, subject_ref: str) -> SubjectStatus:
         if self.resolve(subject_ref) is not None:
             return "active"

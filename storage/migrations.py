@@ -166,5 +166,22 @@ def _pushes(db: sqlite_utils.Database) -> None:
     )
 
 
-DATA_MIGRATIONS: list[Migration] = [("0001_core", _core), ("0002_policy", _policy), ("0003_pushes", _pushes)]
+def _deliveries(db: sqlite_utils.Database) -> None:
+    db.table("deliveries").create(
+        {
+            "push_id": str, "device_id": str, "adapter": str, "status": str, "attempts": int,
+            "last_code": str, "updated_at": str,
+        },
+        pk=("push_id", "device_id"),
+        not_null={"adapter", "status", "attempts", "updated_at"},
+    )  # fmt: skip
+    db.table("outbox").add_column("attempts", int, not_null_default=0)
+
+
+DATA_MIGRATIONS: list[Migration] = [
+    ("0001_core", _core),
+    ("0002_policy", _policy),
+    ("0003_pushes", _pushes),
+    ("0004_deliveries", _deliveries),
+]
 DIRECTORY_MIGRATIONS: list[Migration] = [("0001_directory", _directory)]

@@ -1,14 +1,57 @@
-"""The outbox: one row per accepted push, written in the decision's transaction, removed
-when the push reaches an end state. Workers claim due rows with a lease."""
+"""The outbox: one row per accepted push, written in the decision's transaction and removed
+when the push reaches an end state.
+
+Workers claim due rows with a lease. A worker that dies leaves its lease to expire; the rows
+are then claimed again and their unfinished devices sent again — with the same idempotency
+key, so the provider (or the wallet's relay) can recognize the repeat.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
+
+import msgspec
 
 from storage.db import Connection
 
-__all__ = ["enqueue"]
+__all__ = ["Claim", "claim", "enqueue", "finish", "reschedule"]
+
+
+class Claim(msgspec.Struct, frozen=True):
+    push_id: str
+    attempts: int
 
 
 def enqueue(conn: Connection, push_id: str, due_at: datetime) -> None:
     conn.execute("INSERT INTO outbox (push_id, due_at) VALUES (?, ?)", (push_id, due_at.isoformat()))
+
+
+def claim(conn: Connection, owner: str, now: datetime, lease: timedelta, limit: int) -> list[Claim]:
+    """Lease up to `limit` due rows whose lease is free or expired; runs in the writer."""
+    stamp = now.isoformat()
+    rows = conn.execute(
+        "SELECT push_id, attempts FROM outbox WHERE due_at <= ? AND (lease_until IS NULL OR lease_until < ?) "
+        "ORDER BY due_at LIMIT ?",
+        (stamp, stamp, limit),
+    ).fetchall()
+    until = (now + lease).isoformat()
+    conn.executemany(
+        "UPDATE outbox SET lease_owner = ?, lease_until = ? WHERE push_id = ?",
+        [(owner, until, r[0]) for r in rows],
+    )
+    return [Claim(str(r[0]), int(r[1])) for r in rows]
+
+
+def reschedule(conn: Connection, push_id: str, owner: str, due_at: datetime, attempts: int) -> bool:
+    """Release our lease and set the next try; False if the lease was lost to another worker."""
+    cur = conn.execute(
+        "UPDATE outbox SET due_at = ?, attempts = ?, lease_owner = NULL, lease_until = NULL "
+        "WHERE push_id = ? AND lease_owner = ?",
+        (due_at.isoformat(), attempts, push_id, owner),
+    )
+    return cur.rowcount == 1
+
+
+def finish(conn: Connection, push_id: str, owner: str) -> bool:
+    cur = conn.execute("DELETE FROM outbox WHERE push_id = ? AND lease_owner = ?", (push_id, owner))
+    return cur.rowcount == 1

@@ -102,13 +102,14 @@ def get(conn: Connection, push_id: str) -> PushRow | None:
 
 
 def scheduled_around(
-    conn: Connection, subject_id: str, start: datetime, end: datetime
+    conn: Connection, subject_id: str, start: datetime, end: datetime, exclude_push: str | None = None
 ) -> list[tuple[str, str]]:
     """(planned_at, topic) of accepted marketing pushes planned within [start, end]."""
     rows = conn.execute(
         "SELECT planned_at, topic FROM pushes WHERE subject_id = ? AND planned_at >= ? AND planned_at <= ? "
-        "AND topic != 'transactional' AND status IN ('queued', 'deferred', 'sending', 'delivered')",
-        (subject_id, start.isoformat(), end.isoformat()),
+        "AND topic != 'transactional' AND status IN ('queued', 'deferred', 'sending', 'delivered') "
+        "AND push_id IS NOT ?",
+        (subject_id, start.isoformat(), end.isoformat(), exclude_push),
     )
     return [(str(r[0]), str(r[1])) for r in rows]
 
@@ -132,9 +133,17 @@ def set_status(
     *,
     reasons: str | None = None,
     attempts: int | None = None,
+    planned_at: datetime | None = None,
 ) -> None:
     conn.execute(
         "UPDATE pushes SET status = ?, updated_at = ?, reasons = coalesce(?, reasons), "
-        "attempts = coalesce(?, attempts) WHERE push_id = ?",
-        (status, now.isoformat(), reasons, attempts, push_id),
+        "attempts = coalesce(?, attempts), planned_at = coalesce(?, planned_at) WHERE push_id = ?",
+        (
+            status,
+            now.isoformat(),
+            reasons,
+            attempts,
+            None if planned_at is None else planned_at.isoformat(),
+            push_id,
+        ),
     )

@@ -20,13 +20,22 @@ SCHEDULE_HORIZON = timedelta(days=8)
 
 
 def load(
-    conn: Connection, key: SubjectKey, now: datetime, policy: PolicySettings, default_tz: str
+    conn: Connection,
+    key: SubjectKey,
+    now: datetime,
+    policy: PolicySettings,
+    default_tz: str,
+    exclude_push: str | None = None,
 ) -> SubjectState:
+    """`exclude_push` leaves a push out of `scheduled`: re-deciding a push at dispatch must not
+    count the push itself against the caps."""
     doc = preferences.load(conn, key)
     granted = frozenset(p for p, row in consents.current(conn, key.subject_id).items() if row.granted)
     place = locations.get(conn, key)
     mutes = conn.execute("SELECT topic, until FROM mutes WHERE subject_id = ?", (key.subject_id,))
-    planned = pushes.scheduled_around(conn, key.subject_id, now - SCHEDULE_HORIZON, now + SCHEDULE_HORIZON)
+    planned = pushes.scheduled_around(
+        conn, key.subject_id, now - SCHEDULE_HORIZON, now + SCHEDULE_HORIZON, exclude_push
+    )
     return SubjectState(
         status="active",
         consents=granted,

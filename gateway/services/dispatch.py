@@ -1,0 +1,228 @@
+"""Dispatch: from a claimed outbox row to the user's devices, deciding again on the way.
+
+For each claimed push:
+1. In one writer unit — serialized with consent changes, erasure and complaints — decide the
+   push again with the subject's current state (the push itself left out of the caps and the
+   remaining TTL as its TTL). Rejected: the push ends `rejected` with the new reasons. Deferred
+   (its time has not come): back to the outbox for then. Past expiry: `expired`. Otherwise it
+   is marked `sending` and its not-yet-delivered devices are read. A withdrawal committed before
+   this unit therefore stops the push; one committed after it finds the push already in flight.
+2. Send to each device through its platform's adapter, unless that provider's circuit is open.
+3. In a second unit, record each device's result (invalid tokens disable the device) and either
+   end the push (`delivered`, or `failed` after the last attempt) or reschedule it with backoff.
+
+A crash between 2 and 3 leaves the lease to expire; the push is claimed again and devices not
+recorded as delivered are sent again with the same idempotency key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+
+import msgspec
+
+from clients.delivery import CircuitBreaker, DeliveryAdapter, DeliveryMessage, DeliveryResult, backoff_delay
+from gateway.clock import Clock
+from gateway.metrics import Metrics
+from gateway.services.policy import PolicySource
+from gateway.services.pushes import wire_reasons
+from gateway.settings import Settings
+from policies import CampaignState, PushRequest, Reason, decide
+from storage import outbox
+from storage.db import Connection
+from storage.outbox import Claim
+from storage.repositories import campaigns, deliveries, devices, pushes, subject_state
+from storage.repositories.pushes import PushRow
+from storage.store import Store
+
+__all__ = ["Dispatcher"]
+
+END_STATES = frozenset({"rejected", "delivered", "failed", "expired"})
+BACKOFF_CAP_SECONDS = 15 * 60.0
+
+
+class _Send(msgspec.Struct, frozen=True):
+    """What step 1 hands to step 2: the messages still to be delivered."""
+
+    messages: tuple[DeliveryMessage, ...]
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        settings: Settings,
+        policy: PolicySource,
+        metrics: Metrics,
+        adapters: Mapping[str, DeliveryAdapter],
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._settings = settings
+        self._policy = policy
+        self._metrics = metrics
+        self._adapters = adapters
+        self._breakers = {a.name: CircuitBreaker() for a in adapters.values()}
+        self._rand = rand
+
+    async def run_once(self, owner: str, limit: int) -> int:
+        """Claim up to `limit` due pushes and dispatch them concurrently; returns how many."""
+        now = self._clock()
+        lease = timedelta(seconds=self._settings.worker_lease_seconds)
+        claims = await self._store.data.writer.run(lambda conn: outbox.claim(conn, owner, now, lease, limit))
+        await asyncio.gather(*(self.dispatch(owner, c) for c in claims))
+        self._metrics.open_breakers.set(sum(b.state != "closed" for b in self._breakers.values()))
+        return len(claims)
+
+    async def dispatch(self, owner: str, claim: Claim) -> None:
+        now = self._clock()
+        send = await self._store.data.writer.run(lambda conn: self._prepare(conn, owner, claim, now))
+        if send is None:
+            return
+        results = await asyncio.gather(*(self._send(m) for m in send.messages))
+        done = self._clock()
+        await self._store.data.writer.run(
+            lambda conn: self._settle(conn, owner, claim, send.messages, results, done)
+        )
+
+    # -- step 1: decide again, inside the writer ---------------------------------------------
+
+    def _prepare(self, conn: Connection, owner: str, claim: Claim, now: datetime) -> _Send | None:
+        row = pushes.get(conn, claim.push_id)
+        if row is None or row.status in END_STATES:
+            outbox.finish(conn, claim.push_id, owner)
+            return None
+        key = None if row.subject_id is None else self._store.directory.by_subject_id(row.subject_id)
+        expires = datetime.fromisoformat(row.expires_at)
+        remaining = math.ceil((expires - now).total_seconds())
+        if remaining <= 0:
+            self._end(conn, owner, row, "expired", [Reason("expired")], now)
+            return None
+        content = None if key is None else row.open_content(key)
+        if key is None or content is None:
+            self._end(conn, owner, row, "rejected", [Reason("subject_erased")], now)
+            return None
+        policy = self._policy.settings
+        state = subject_state.load(conn, key, now, policy, self._settings.timezone, exclude_push=row.push_id)
+        decision = decide(
+            PushRequest(
+                topic=row.topic,
+                title=content.title,
+                body=content.body,
+                data=content.data,
+                campaign_id=row.campaign_id,
+                personalized=content.personalized,
+                near_geohash=content.near_geohash,
+                ttl_seconds=remaining,
+            ),
+            state,
+            self._campaign(conn, row),
+            now,
+            policy,
+        )
+        if decision.outcome == "rejected":
+            self._end(conn, owner, row, "rejected", list(decision.reasons), now)
+            return None
+        if decision.outcome == "deferred" and decision.deliver_after is not None:
+            pushes.set_status(conn, row.push_id, "deferred", now, planned_at=decision.deliver_after)
+            outbox.reschedule(conn, row.push_id, owner, decision.deliver_after, claim.attempts)
+            return None
+        done = deliveries.states(conn, row.push_id)
+        pending = [
+            d for d in devices.list_for(conn, key, active_only=True) if done.get(d.device_id) != "delivered"
+        ]
+        pushes.set_status(conn, row.push_id, "sending", now)
+        return _Send(
+            tuple(
+                DeliveryMessage(
+                    push_id=row.push_id,
+                    device_id=d.device_id,
+                    platform=d.platform,  # type: ignore[arg-type]
+                    token=d.token,
+                    topic=row.topic,
+                    title=content.title,
+                    body=content.body,
+                    data=content.data,
+                    campaign_id=row.campaign_id,
+                    variant=row.variant,
+                    expires_at=expires,
+                )
+                for d in pending
+            )
+        )
+
+    def _campaign(self, conn: Connection, row: PushRow) -> CampaignState | None:
+        if row.campaign_id is None:
+            return None
+        campaign = campaigns.get(conn, row.campaign_id)
+        return CampaignState(paused=campaign is not None and campaign.status == "paused")
+
+    def _end(
+        self, conn: Connection, owner: str, row: PushRow, status: str, reasons: list[Reason], now: datetime
+    ) -> None:
+        pushes.set_status(
+            conn, row.push_id, status, now, reasons=msgspec.json.encode(wire_reasons(reasons)).decode()
+        )
+        outbox.finish(conn, row.push_id, owner)
+        self._metrics.dispatch_ends.labels(status).inc()
+
+    # -- step 2: send ------------------------------------------------------------------------
+
+    async def _send(self, message: DeliveryMessage) -> DeliveryResult:
+        adapter = self._adapters[message.platform]
+        breaker = self._breakers[adapter.name]
+        if not breaker.allow(self._clock().timestamp()):
+            return DeliveryResult(status="retry", provider_code="CircuitOpen")
+        started = self._clock()
+        result = await adapter.send(message)
+        breaker.record(result.status != "retry", self._clock().timestamp())
+        self._metrics.deliveries.labels(adapter.name, result.status).inc()
+        self._metrics.delivery_seconds.labels(adapter.name).observe((self._clock() - started).total_seconds())
+        return result
+
+    # -- step 3: record ----------------------------------------------------------------------
+
+    def _settle(
+        self,
+        conn: Connection,
+        owner: str,
+        claim: Claim,
+        messages: tuple[DeliveryMessage, ...],
+        results: list[DeliveryResult],
+        now: datetime,
+    ) -> None:
+        retry_after = 0.0
+        for message, result in zip(messages, results, strict=True):
+            adapter = self._adapters[message.platform].name
+            deliveries.record(
+                conn, message.push_id, message.device_id, adapter, result.status, result.provider_code, now
+            )
+            if result.status == "invalid_token":
+                devices.set_status(conn, message.device_id, "disabled", now)
+            retry_after = max(retry_after, result.retry_after or 0.0)
+        states = deliveries.states(conn, claim.push_id)
+        attempts = claim.attempts + 1
+        waiting = any(s == "retry" for s in states.values())
+        if waiting and attempts < self._settings.delivery_max_attempts:
+            delay = backoff_delay(
+                attempts,
+                self._settings.delivery_backoff_seconds,
+                BACKOFF_CAP_SECONDS,
+                self._rand,
+                retry_after or None,
+            )
+            pushes.set_status(conn, claim.push_id, "sending", now, attempts=attempts)
+            outbox.reschedule(conn, claim.push_id, owner, now + timedelta(seconds=delay), attempts)
+            return
+        delivered = any(s == "delivered" for s in states.values())
+        status = "delivered" if delivered else "failed"
+        reasons = None if delivered or states else msgspec.json.encode([{"code": "no_device"}]).decode()
+        pushes.set_status(conn, claim.push_id, status, now, attempts=attempts, reasons=reasons)
+        outbox.finish(conn, claim.push_id, owner)
+        self._metrics.dispatch_ends.labels(status).inc()

@@ -1,0 +1,42 @@
+"""The delivery worker loop: claim, dispatch, sleep briefly when idle. Runs inside
+`consent-gateway serve` by default, or alone as `consent-gateway worker`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+
+from gateway.services.dispatch import Dispatcher
+
+__all__ = ["Worker"]
+
+log = logging.getLogger("gateway.worker")
+IDLE_SECONDS = 0.2
+
+
+class Worker:
+    def __init__(self, dispatcher: Dispatcher, batch: int) -> None:
+        self._dispatcher = dispatcher
+        self._batch = batch
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._stop = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        log.info("delivery worker started", extra={"owner": self.owner})
+        while not self._stop.is_set():
+            try:
+                claimed = await self._dispatcher.run_once(self.owner, self._batch)
+            except Exception:  # keep delivering: a failed round is retried after its lease expires
+                log.exception("delivery round failed")
+                claimed = 0
+            if claimed == 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), IDLE_SECONDS)
+        log.info("delivery worker stopped", extra={"owner": self.owner})
