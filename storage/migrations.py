@@ -178,10 +178,57 @@ def _deliveries(db: sqlite_utils.Database) -> None:
     db.table("outbox").add_column("attempts", int, not_null_default=0)
 
 
+def _complaints(db: sqlite_utils.Database) -> None:
+    db.table("complaints").create(
+        {
+            "complaint_id": str, "subject_id": str, "push_id": str, "topic": str, "campaign_id": str,
+            "variant": str, "reason": str, "comment": bytes, "status": str, "flagged": int, "actions": str,
+            "created_at": str, "acknowledged_at": str, "resolved_at": str, "resolution": bytes,
+        },
+        pk="complaint_id",
+        not_null={"subject_id", "reason", "status", "flagged", "actions", "created_at"},
+    )  # fmt: skip
+    db.table("complaints").create_index(["subject_id"])
+    db.table("complaints").create_index(["campaign_id"])
+    db.table("complaints").create_index(["created_at"])
+    db.table("push_events").create(
+        {"push_id": str, "type": str, "at": str}, pk=("push_id", "type"), not_null={"at"}
+    )
+
+
+def _audit(db: sqlite_utils.Database) -> None:
+    db.execute(
+        """CREATE TABLE access_log (
+            id INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            key_id TEXT NOT NULL,
+            route TEXT NOT NULL,
+            filters TEXT NOT NULL,
+            result_count INTEGER NOT NULL
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE checkpoints (
+            tree_size INTEGER PRIMARY KEY,
+            root_hash BLOB NOT NULL,
+            at TEXT NOT NULL,
+            jws TEXT NOT NULL
+        )"""
+    )
+    for table in ("access_log", "checkpoints"):
+        for verb in ("UPDATE", "DELETE"):
+            db.execute(
+                f"CREATE TRIGGER {table}_no_{verb.lower()} BEFORE {verb} ON {table} "
+                f"BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END"
+            )
+
+
 DATA_MIGRATIONS: list[Migration] = [
     ("0001_core", _core),
     ("0002_policy", _policy),
     ("0003_pushes", _pushes),
     ("0004_deliveries", _deliveries),
+    ("0005_complaints", _complaints),
+    ("0006_audit", _audit),
 ]
 DIRECTORY_MIGRATIONS: list[Migration] = [("0001_directory", _directory)]
