@@ -26,6 +26,7 @@ from gateway.logs import request_log_middleware
 from gateway.metrics import Metrics
 from gateway.routes.admin import AdminController
 from gateway.routes.campaigns import CampaignController
+from gateway.routes.complaints import ComplaintController
 from gateway.routes.me import MeController
 from gateway.routes.ops import OPS_ROUTES
 from gateway.routes.pushes import PushController
@@ -36,7 +37,7 @@ from gateway.worker import Worker
 __all__ = ["create_app"]
 
 ROUTES: list[ControllerRouterHandler] = [
-    *OPS_ROUTES, MeController, PushController, CampaignController, AdminController,
+    *OPS_ROUTES, MeController, PushController, CampaignController, ComplaintController, AdminController,
 ]  # fmt: skip
 VERSION = "0.1.0"
 

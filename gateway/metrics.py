@@ -55,5 +55,9 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.complaints = Counter(
+            "cgw_complaints", "Complaints filed, by reason", ["reason"], registry=self.registry
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

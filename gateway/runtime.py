@@ -11,12 +11,14 @@ from gateway.clock import Clock, system_clock
 from gateway.metrics import Metrics
 from gateway.services.api_keys import ApiKeyRegistry
 from gateway.services.campaigns import CampaignService
+from gateway.services.complaints import ComplaintService
 from gateway.services.devices import DeviceService
 from gateway.services.dispatch import Dispatcher
 from gateway.services.policy import PolicySource
 from gateway.services.preferences import PreferenceCenter
 from gateway.services.pushes import PushService
 from gateway.services.rights import RightsService
+from gateway.services.stats import StatsService
 from gateway.settings import Settings
 from gateway.signing import Signer
 from storage.keys import KeyStore
@@ -67,6 +69,8 @@ class Runtime:
         self.metrics = metrics or Metrics()
         self.pushes = PushService(self.store, clock, settings, self.policy, self.metrics)
         self.campaigns = CampaignService(self.store, clock)
+        self.complaints = ComplaintService(self.store, clock, self.policy, self.preferences, self.metrics)
+        self.stats = StatsService(self.store)
         self.adapters = build_adapters(settings)
         self.dispatcher = Dispatcher(self.store, clock, settings, self.policy, self.metrics, self.adapters)
 

@@ -22,3 +22,11 @@ def check_complaints(ctx: RuleContext, now: datetime, settings: PolicySettings) 
     if ctx.campaign is not None and ctx.campaign.paused:
         found.append(Reason(reasons.CAMPAIGN_PAUSED))
     return reject(*found) if found else passed()
+
+
+def should_pause_campaign(complaints: int, deliveries: int, settings: PolicySettings) -> bool:
+    """A campaign is paused once its complaints reach `complaint_pause_rate` of its deliveries,
+    judged only after `complaint_pause_min_deliveries` so a first complaint cannot stop it."""
+    if deliveries < settings.complaint_pause_min_deliveries:
+        return False
+    return complaints >= settings.complaint_pause_rate * deliveries

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Controller, Request, get, post
-from litestar.params import FromPath, JSONBody
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from gateway.auth import Principal
 from gateway.body import Strict
 from gateway.deps import RuntimeDep
 from gateway.guards import requires_scope
 from gateway.schemas.pushes import CampaignCreate, CampaignCreated, CampaignRead
+from gateway.schemas.stats import CampaignStats, Metric
 
 __all__ = ["CampaignController"]
 
@@ -33,6 +34,19 @@ class CampaignController(Controller):
     @get("/{campaign_id:str}", operation_id="getCampaign", guards=[requires_scope("campaigns:read")])
     async def read(self, runtime: RuntimeDep, campaign_id: FromPath[str]) -> CampaignRead:
         return runtime.campaigns.read(campaign_id)
+
+    @get(
+        "/{campaign_id:str}/stats", operation_id="getCampaignStats", guards=[requires_scope("campaigns:read")]
+    )
+    async def stats(
+        self,
+        runtime: RuntimeDep,
+        campaign_id: FromPath[str],
+        metric: FromQuery[Metric] = "click_through_rate",
+        control: Annotated[str | None, QueryParameter(max_length=32)] = None,
+    ) -> CampaignStats:
+        """Per variant counts and rates; each variant compared with `control` (default: the first by name)."""
+        return runtime.stats.campaign(campaign_id, metric, control)
 
     @post(
         "/{campaign_id:str}/pause", operation_id="pauseCampaign", status_code=200,

@@ -12,6 +12,13 @@ from gateway.auth import Principal
 from gateway.body import Strict
 from gateway.deps import RuntimeDep
 from gateway.guards import requires_user
+from gateway.schemas.complaints import (
+    ComplaintCreate,
+    ComplaintCreated,
+    ComplaintRead,
+    EventCreate,
+    EventRecorded,
+)
 from gateway.schemas.me import (
     ConsentAnswer,
     ConsentEvent,
@@ -32,6 +39,7 @@ __all__ = ["MeController"]
 
 UserRequest = Request[Principal, Any, Any]
 DeviceId = Annotated[str, PathParameter(pattern=r"^dev_[0-9a-f]{24}$", max_length=28)]
+PushId = Annotated[str, PathParameter(pattern=r"^psh_[0-9a-f]{24}$", max_length=28)]
 
 
 def _ref(request: UserRequest) -> str:
@@ -96,6 +104,32 @@ class MeController(Controller):
     @get("/notifications", operation_id="listMyNotifications")
     async def notifications(self, request: UserRequest, runtime: RuntimeDep) -> list[NotificationRead]:
         return runtime.pushes.notifications(_ref(request))
+
+    @post(
+        "/complaints",
+        operation_id="fileComplaint",
+        dto=Strict[ComplaintCreate],
+        return_dto=None,
+        status_code=201,
+    )
+    async def file_complaint(
+        self, request: UserRequest, runtime: RuntimeDep, data: JSONBody[ComplaintCreate]
+    ) -> ComplaintCreated:
+        return await runtime.complaints.file(_ref(request), data, request.user.actor)
+
+    @get("/complaints", operation_id="listMyComplaints")
+    async def list_complaints(self, request: UserRequest, runtime: RuntimeDep) -> list[ComplaintRead]:
+        return runtime.complaints.list_own(_ref(request))
+
+    @post(
+        "/pushes/{push_id:str}/events", operation_id="recordPushEvent", status_code=201,
+        dto=Strict[EventCreate], return_dto=None,
+    )  # fmt: skip
+    async def record_event(
+        self, request: UserRequest, runtime: RuntimeDep, push_id: PushId, data: JSONBody[EventCreate]
+    ) -> Response[EventRecorded]:
+        recorded = await runtime.complaints.record_event(_ref(request), push_id, data.type)
+        return Response(recorded, status_code=HTTP_201_CREATED if recorded.recorded else HTTP_200_OK)
 
     @get("/export", operation_id="exportMyData")
     async def export(self, request: UserRequest, runtime: RuntimeDep) -> ExportRead:

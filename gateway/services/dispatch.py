@@ -28,6 +28,7 @@ import msgspec
 from clients.delivery import CircuitBreaker, DeliveryAdapter, DeliveryMessage, DeliveryResult, backoff_delay
 from gateway.clock import Clock
 from gateway.metrics import Metrics
+from gateway.services.complaints import maybe_pause_campaign
 from gateway.services.policy import PolicySource
 from gateway.services.pushes import wire_reasons
 from gateway.settings import Settings
@@ -225,4 +226,8 @@ class Dispatcher:
         reasons = None if delivered or states else msgspec.json.encode([{"code": "no_device"}]).decode()
         pushes.set_status(conn, claim.push_id, status, now, attempts=attempts, reasons=reasons)
         outbox.finish(conn, claim.push_id, owner)
+        campaign_id = messages[0].campaign_id if messages else None
+        if delivered and campaign_id is not None:
+            # More deliveries can bring a campaign that already has complaints past the minimum.
+            maybe_pause_campaign(conn, campaign_id, self._policy, now)
         self._metrics.dispatch_ends.labels(status).inc()

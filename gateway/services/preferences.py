@@ -8,6 +8,7 @@ append the ledger event — so concurrent changes serialize and each leaves exac
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 import msgspec
 
@@ -126,32 +127,45 @@ class PreferenceCenter:
     ) -> ConsentAnswer:
         now = self._clock()
         key = self._store.directory.ensure(subject_ref, now)
+        return await self._store.data.writer.run(
+            lambda conn: self.record_consent(conn, key, purpose, body, actor=actor, source=source, now=now)
+        )
+
+    def record_consent(
+        self,
+        conn: Connection,
+        key: SubjectKey,
+        purpose: str,
+        body: ConsentUpdate,
+        *,
+        actor: str,
+        source: str,
+        now: datetime,
+    ) -> ConsentAnswer:
+        """Change one consent inside the caller's writer unit: state, receipt and ledger event
+        together. Also used when a complaint withdraws consent, with the complaint as source."""
         dpv, description = PURPOSE_DPV[purpose]
-
-        def unit(conn: Connection) -> ConsentAnswer:
-            receipt = ConsentReceipt(
-                receipt_id=str(uuid.uuid4()),
-                timestamp=rfc3339(now),
-                jurisdiction=self._settings.jurisdiction,
-                collection_method=source,
-                subject_ref=subject_ref,
-                controller=ReceiptController(self._settings.controller),
-                purpose=ReceiptPurpose(purpose, dpv, description),  # type: ignore[arg-type]
-                notice_version=body.notice_version,
-                state="given" if body.granted else "withdrawn",
-                ledger_seq=ledger.next_seq(conn),
-            )
-            answer = ConsentAnswer(receipt, self._signer.sign(receipt))
-            consents.put(conn, key.subject_id, purpose, body.granted, body.notice_version, now)
-            if purpose == "location" and not body.granted:
-                locations.delete(conn, key.subject_id)
-            ledger.append(
-                conn, at=now, subject=key, kind=f"consent.{receipt.state}", actor=actor, source=source,
-                purpose=purpose, notice_version=body.notice_version, content=msgspec.json.encode(answer),
-            )  # fmt: skip
-            return answer
-
-        return await self._store.data.writer.run(unit)
+        receipt = ConsentReceipt(
+            receipt_id=str(uuid.uuid4()),
+            timestamp=rfc3339(now),
+            jurisdiction=self._settings.jurisdiction,
+            collection_method=source,
+            subject_ref=key.subject_ref,
+            controller=ReceiptController(self._settings.controller),
+            purpose=ReceiptPurpose(purpose, dpv, description),  # type: ignore[arg-type]
+            notice_version=body.notice_version,
+            state="given" if body.granted else "withdrawn",
+            ledger_seq=ledger.next_seq(conn),
+        )
+        answer = ConsentAnswer(receipt, self._signer.sign(receipt))
+        consents.put(conn, key.subject_id, purpose, body.granted, body.notice_version, now)
+        if purpose == "location" and not body.granted:
+            locations.delete(conn, key.subject_id)
+        ledger.append(
+            conn, at=now, subject=key, kind=f"consent.{receipt.state}", actor=actor, source=source,
+            purpose=purpose, notice_version=body.notice_version, content=msgspec.json.encode(answer),
+        )  # fmt: skip
+        return answer
 
     def _check_against_policy(self, patch: PreferencesUpdate) -> None:
         policy = self._policy.settings

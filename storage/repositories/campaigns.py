@@ -10,7 +10,7 @@ import msgspec
 
 from storage.db import Connection
 
-__all__ = ["CampaignRow", "create", "get", "set_status"]
+__all__ = ["CampaignRow", "create", "delivered_count", "get", "set_status"]
 
 
 class CampaignRow(msgspec.Struct, frozen=True):
@@ -51,3 +51,10 @@ def set_status(conn: Connection, campaign_id: str, status: str, now: datetime, r
         (status, now.isoformat() if status == "paused" else None, reason, campaign_id),
     )
     return cur.rowcount == 1
+
+
+def delivered_count(conn: Connection, campaign_id: str) -> int:
+    row = conn.execute(
+        "SELECT count(*) FROM pushes WHERE campaign_id = ? AND status = 'delivered'", (campaign_id,)
+    ).fetchone()
+    return int(row[0])

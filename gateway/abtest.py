@@ -1,0 +1,53 @@
+"""Two-proportion z-test for A/B comparisons of campaign variants (pure arithmetic).
+
+The test statistic uses the pooled proportion (the null hypothesis says the rates are equal);
+the confidence interval of the difference uses the unpooled standard error, as textbooks do.
+"""
+
+from __future__ import annotations
+
+import math
+from statistics import NormalDist
+
+import msgspec
+
+__all__ = ["MIN_FAILURES_SUCCESSES", "MIN_SAMPLE", "TwoProportion", "two_proportion"]
+
+MIN_SAMPLE = 30
+MIN_FAILURES_SUCCESSES = 5
+_NORMAL = NormalDist()
+
+
+class TwoProportion(msgspec.Struct, frozen=True):
+    rate_a: float
+    rate_b: float
+    difference: float
+    ci_low: float
+    ci_high: float
+    z: float | None
+    p_value: float | None
+    enough_data: bool
+
+
+def two_proportion(x_a: int, n_a: int, x_b: int, n_b: int, confidence: float = 0.95) -> TwoProportion:
+    """Compare successes `x` out of trials `n` for A and B; the difference is B − A."""
+    rate_a = x_a / n_a if n_a else 0.0
+    rate_b = x_b / n_b if n_b else 0.0
+    difference = rate_b - rate_a
+    enough = min(n_a, n_b) >= MIN_SAMPLE and min(x_a, n_a - x_a, x_b, n_b - x_b) >= MIN_FAILURES_SUCCESSES
+    if not n_a or not n_b:
+        return TwoProportion(rate_a, rate_b, difference, -1.0, 1.0, None, None, False)
+    margin = _NORMAL.inv_cdf(0.5 + confidence / 2) * math.sqrt(
+        rate_a * (1 - rate_a) / n_a + rate_b * (1 - rate_b) / n_b
+    )
+    pooled = (x_a + x_b) / (n_a + n_b)
+    se = math.sqrt(pooled * (1 - pooled) * (1 / n_a + 1 / n_b))
+    if se == 0:
+        return TwoProportion(
+            rate_a, rate_b, difference, difference - margin, difference + margin, None, None, enough
+        )
+    z = difference / se
+    p_value = 2 * (1 - _NORMAL.cdf(abs(z)))
+    return TwoProportion(
+        rate_a, rate_b, difference, difference - margin, difference + margin, z, p_value, enough
+    )

@@ -1,0 +1,32 @@
+"""Complaint handling by operators: acknowledge, then resolve. Scope `complaints:write`."""
+
+from __future__ import annotations
+
+from litestar import Controller, post
+from litestar.params import FromPath, JSONBody
+
+from gateway.body import Strict
+from gateway.deps import RuntimeDep
+from gateway.guards import requires_scope
+from gateway.schemas.complaints import ComplaintRead, Resolution
+
+__all__ = ["ComplaintController"]
+
+
+class ComplaintController(Controller):
+    path = "/v1/complaints"
+    guards = [requires_scope("complaints:write")]  # noqa: RUF012
+    tags = ["complaints"]  # noqa: RUF012
+
+    @post("/{complaint_id:str}/acknowledge", operation_id="acknowledgeComplaint", status_code=200)
+    async def acknowledge(self, runtime: RuntimeDep, complaint_id: FromPath[str]) -> ComplaintRead:
+        return await runtime.complaints.acknowledge(complaint_id)
+
+    @post(
+        "/{complaint_id:str}/resolve", operation_id="resolveComplaint", status_code=200,
+        dto=Strict[Resolution], return_dto=None,
+    )  # fmt: skip
+    async def resolve(
+        self, runtime: RuntimeDep, complaint_id: FromPath[str], data: JSONBody[Resolution]
+    ) -> ComplaintRead:
+        return await runtime.complaints.resolve(complaint_id, data.resolution)

@@ -1,0 +1,52 @@
+"""Wire models of campaign statistics."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+__all__ = ["CampaignStats", "Comparison", "Metric", "VariantStats"]
+
+Metric = Literal["open_rate", "click_through_rate", "conversion_rate", "complaint_rate", "opt_out_rate"]
+
+
+class VariantStats(msgspec.Struct, kw_only=True):
+    submitted: int = 0
+    queued: int = 0
+    deferred: int = 0
+    rejected: int = 0
+    rejected_by_reason: dict[str, int] = {}
+    stopped_at_dispatch: int = 0
+    expired: int = 0
+    delivered: int = 0
+    failed: int = 0
+    opened: int = 0
+    clicked: int = 0
+    converted: int = 0
+    dismissed: int = 0
+    complaints: int = 0
+    opted_out_after_receipt: int = 0
+    rates: dict[str, float] = {}
+
+
+class Comparison(msgspec.Struct, kw_only=True):
+    metric: Metric
+    control: str
+    variant: str
+    control_rate: float
+    variant_rate: float
+    difference: float
+    ci95: tuple[float, float]
+    z: float | None
+    p_value: float | None
+    significant: bool
+    verdict: str
+
+
+class CampaignStats(msgspec.Struct, kw_only=True):
+    campaign_id: str
+    status: str
+    metric: Metric
+    variants: dict[str, VariantStats]
+    comparisons: list[Comparison]

@@ -1,0 +1,239 @@
+"""Complaints close the loop from a user's "stop this" to the marketer's numbers.
+
+Filing a complaint acts at once, inside the same writer unit, each action recorded in the
+ledger with the complaint as its source: the push's topic is muted for the user, `too_frequent`
+lowers the weekly cap to 1, `no_consent` withdraws marketing consent (with a receipt) and flags
+the complaint for review. Queued pushes the actions affect are stopped by the re-decision at
+dispatch. A campaign whose complaint rate crosses the policy's threshold is paused, with the
+numbers that paused it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import msgspec
+
+from gateway.clock import Clock, rfc3339, rfc3339_text
+from gateway.errors import Conflict, NotFound
+from gateway.metrics import Metrics
+from gateway.schemas.complaints import ComplaintCreate, ComplaintCreated, ComplaintRead, EventRecorded
+from gateway.schemas.me import ConsentUpdate
+from gateway.services.policy import PolicySource
+from gateway.services.preferences import PreferenceCenter
+from policies.catalog import is_marketing
+from policies.complaints import should_pause_campaign
+from storage import ledger
+from storage.db import Connection
+from storage.directory import SubjectKey
+from storage.repositories import campaigns, consents, preferences, pushes
+from storage.repositories import complaints as repo
+from storage.repositories.complaints import ComplaintRow, text_aad
+from storage.store import Store
+
+__all__ = ["ComplaintService", "maybe_pause_campaign"]
+
+
+def maybe_pause_campaign(conn: Connection, campaign_id: str, source: PolicySource, now: datetime) -> bool:
+    campaign = campaigns.get(conn, campaign_id)
+    if campaign is None or campaign.status == "paused":
+        return False
+    complained = repo.count_for_campaign(conn, campaign_id)
+    if complained == 0:
+        return False
+    delivered = campaigns.delivered_count(conn, campaign_id)
+    policy = source.settings
+    if not should_pause_campaign(complained, delivered, policy):
+        return False
+    numbers = {
+        "rule": "complaint_rate", "complaints": complained, "deliveries": delivered,
+        "rate": round(complained / delivered, 6), "threshold": policy.complaint_pause_rate,
+        "min_deliveries": policy.complaint_pause_min_deliveries,
+    }  # fmt: skip
+    return campaigns.set_status(conn, campaign_id, "paused", now, msgspec.json.encode(numbers).decode())
+
+
+class ComplaintService:
+    def __init__(
+        self, store: Store, clock: Clock, policy: PolicySource, center: PreferenceCenter, metrics: Metrics
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._policy = policy
+        self._center = center
+        self._metrics = metrics
+
+    async def file(self, subject_ref: str, body: ComplaintCreate, actor: str) -> ComplaintCreated:
+        now = self._clock()
+        key = self._store.directory.resolve(subject_ref)
+        if key is None and body.push_id is not None:
+            raise NotFound("no such push of yours", "push_id")
+        key = key or self._store.directory.ensure(subject_ref, now)
+        complaint_id = repo.new_id()
+        comment = (
+            None
+            if body.comment is None
+            else key.cipher.seal(body.comment.encode(), text_aad(complaint_id, "comment", key))
+        )
+        created = await self._store.data.writer.run(
+            lambda conn: self._file(conn, key, complaint_id, body, comment, actor, now)
+        )
+        self._metrics.complaints.labels(body.reason).inc()
+        return created
+
+    def _file(
+        self,
+        conn: Connection,
+        key: SubjectKey,
+        complaint_id: str,
+        body: ComplaintCreate,
+        comment: bytes | None,
+        actor: str,
+        now: datetime,
+    ) -> ComplaintCreated:
+        push = None if body.push_id is None else pushes.get(conn, body.push_id)
+        if body.push_id is not None and (push is None or push.subject_id != key.subject_id):
+            raise NotFound("no such push of yours", "push_id")
+        source = f"complaint:{complaint_id}"
+        actions: list[str] = []
+        if push is not None and is_marketing(push.topic):
+            until = now + timedelta(days=self._policy.settings.complaint_mute_days)
+            conn.execute(
+                "INSERT OR REPLACE INTO mutes (subject_id, topic, until, source) VALUES (?, ?, ?, ?)",
+                (key.subject_id, push.topic, until.isoformat(), source),
+            )
+            self._log(
+                conn,
+                key,
+                "complaint.topic_muted",
+                actor,
+                source,
+                now,
+                {"topic": push.topic, "until": rfc3339(until)},
+            )
+            actions.append("topic_muted")
+        if body.reason == "too_frequent":
+            doc = preferences.load(conn, key)
+            if doc.max_per_week is None or doc.max_per_week > 1:
+                preferences.save(conn, key, msgspec.structs.replace(doc, max_per_week=1), now)
+                self._log(
+                    conn, key, "preferences.changed", actor, source, now, {"frequency": {"max_per_week": 1}}
+                )
+                actions.append("weekly_cap_lowered")
+        flagged = body.reason == "no_consent"
+        if flagged:
+            marketing = consents.current(conn, key.subject_id).get("marketing")
+            if marketing is not None and marketing.granted:
+                withdrawal = ConsentUpdate(granted=False, notice_version=marketing.notice_version)
+                self._center.record_consent(
+                    conn, key, "marketing", withdrawal, actor=actor, source=source, now=now
+                )
+                actions.append("marketing_consent_withdrawn")
+            actions.append("flagged_for_review")
+        repo.insert(
+            conn,
+            ComplaintRow(
+                complaint_id=complaint_id, subject_id=key.subject_id, push_id=body.push_id,
+                topic=None if push is None else push.topic,
+                campaign_id=None if push is None else push.campaign_id,
+                variant=None if push is None else push.variant, reason=body.reason, comment=comment,
+                status="open", flagged=int(flagged), actions=msgspec.json.encode(actions).decode(),
+                created_at=now.isoformat(), acknowledged_at=None, resolved_at=None, resolution=None,
+            ),
+        )  # fmt: skip
+        self._log(
+            conn, key, "complaint.filed", actor, source, now, {"reason": body.reason, "actions": actions}
+        )
+        if push is not None and push.campaign_id is not None:
+            maybe_pause_campaign(conn, push.campaign_id, self._policy, now)
+        return ComplaintCreated(complaint_id, actions)
+
+    def _log(
+        self,
+        conn: Connection,
+        key: SubjectKey,
+        kind: str,
+        actor: str,
+        source: str,
+        now: datetime,
+        detail: object,
+    ) -> None:
+        ledger.append(
+            conn,
+            at=now,
+            subject=key,
+            kind=kind,
+            actor=actor,
+            source=source,
+            content=msgspec.json.encode(detail),
+        )
+
+    def list_own(self, subject_ref: str) -> list[ComplaintRead]:
+        key = self._store.directory.resolve(subject_ref)
+        if key is None:
+            return []
+        return [_read(row, key) for row in repo.list_for_subject(self._store.data.reader(), key.subject_id)]
+
+    async def acknowledge(self, complaint_id: str) -> ComplaintRead:
+        return await self._step(complaint_id, "acknowledged", None)
+
+    async def resolve(self, complaint_id: str, resolution: str) -> ComplaintRead:
+        return await self._step(complaint_id, "resolved", resolution)
+
+    async def _step(self, complaint_id: str, status: str, resolution: str | None) -> ComplaintRead:
+        now = self._clock()
+        before = {"acknowledged": "open", "resolved": "acknowledged"}[status]
+
+        def unit(conn: Connection) -> ComplaintRead:
+            row = repo.get(conn, complaint_id)
+            if row is None:
+                raise NotFound("no such complaint", "complaint_id")
+            if row.status != before:
+                raise Conflict(
+                    f"the complaint is {row.status}; only an {before} one can become {status}", "status"
+                )
+            key = self._store.directory.by_subject_id(row.subject_id)
+            sealed = None
+            if resolution is not None and key is not None:
+                sealed = key.cipher.seal(resolution.encode(), text_aad(complaint_id, "resolution", key))
+            repo.set_status(conn, complaint_id, status, now, sealed)
+            updated = repo.get(conn, complaint_id)
+            assert updated is not None
+            return _read(updated, key)
+
+        return await self._store.data.writer.run(unit)
+
+    async def record_event(self, subject_ref: str, push_id: str, event: str) -> EventRecorded:
+        now = self._clock()
+        key = self._store.directory.resolve(subject_ref)
+
+        def unit(conn: Connection) -> EventRecorded:
+            push = pushes.get(conn, push_id)
+            if key is None or push is None or push.subject_id != key.subject_id or push.status != "delivered":
+                raise NotFound("no push delivered to you with this id", "push_id")
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO push_events (push_id, type, at) VALUES (?, ?, ?)",
+                (push_id, event, now.isoformat()),
+            )
+            return EventRecorded(push_id, event, cur.rowcount == 1)
+
+        return await self._store.data.writer.run(unit)
+
+
+def _read(row: ComplaintRow, key: SubjectKey | None) -> ComplaintRead:
+    """`key` None (the subject was erased) leaves the sealed texts out."""
+    return ComplaintRead(
+        complaint_id=row.complaint_id,
+        push_id=row.push_id,
+        topic=row.topic,
+        campaign_id=row.campaign_id,
+        reason=row.reason,  # type: ignore[arg-type]
+        comment=None if key is None else row.open_text(key, "comment"),
+        status=row.status,  # type: ignore[arg-type]
+        flagged_for_review=bool(row.flagged),
+        actions_taken=msgspec.json.decode(row.actions, type=list[str]),
+        created_at=rfc3339_text(row.created_at),
+        acknowledged_at=None if row.acknowledged_at is None else rfc3339_text(row.acknowledged_at),
+        resolved_at=None if row.resolved_at is None else rfc3339_text(row.resolved_at),
+        resolution=None if key is None else row.open_text(key, "resolution"),
+    )

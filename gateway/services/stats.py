@@ -1,0 +1,128 @@
+"""Campaign statistics per variant, and the A/B verdict on a chosen rate.
+
+Rates are over deliveries. "Opted out after receipt" counts recipients whose marketing
+consent was withdrawn after the push was delivered to them (topic switches live in the
+sealed preference document and are not counted).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import msgspec
+
+from gateway.abtest import two_proportion
+from gateway.errors import InvalidInput, NotFound
+from gateway.schemas.stats import CampaignStats, Comparison, Metric, VariantStats
+from storage.db import Connection
+from storage.repositories import campaigns
+from storage.store import Store
+
+__all__ = ["DEFAULT_VARIANT", "StatsService"]
+
+DEFAULT_VARIANT = "default"
+_RATE_OF: dict[str, str] = {
+    "open_rate": "opened",
+    "click_through_rate": "clicked",
+    "conversion_rate": "converted",
+    "complaint_rate": "complaints",
+    "opt_out_rate": "opted_out_after_receipt",
+}
+_SIGNIFICANCE = 0.05
+
+
+class StatsService:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def campaign(self, campaign_id: str, metric: Metric, control: str | None) -> CampaignStats:
+        conn = self._store.data.reader()
+        row = campaigns.get(conn, campaign_id)
+        if row is None:
+            raise NotFound("no such campaign", "campaign_id")
+        variants = _count(conn, campaign_id)
+        for stats in variants.values():
+            stats.rates = {
+                name: (getattr(stats, field) / stats.delivered if stats.delivered else 0.0)
+                for name, field in _RATE_OF.items()
+            }
+        names = sorted(variants)
+        if control is not None and control not in variants:
+            raise InvalidInput(f"no variant {control!r} in this campaign", "control")
+        base = control or (names[0] if names else DEFAULT_VARIANT)
+        comparisons = [
+            _compare(metric, base, variants[base], name, variants[name]) for name in names if name != base
+        ]
+        return CampaignStats(
+            campaign_id=campaign_id,
+            status=row.status,
+            metric=metric,
+            variants=variants,
+            comparisons=comparisons,
+        )
+
+
+def _count(conn: Connection, campaign_id: str) -> dict[str, VariantStats]:
+    stats: dict[str, VariantStats] = defaultdict(VariantStats)
+    for variant, outcome, status, reasons, n in conn.execute(
+        "SELECT coalesce(variant, ?), outcome, status, reasons, count(*) FROM pushes WHERE campaign_id = ? "
+        "GROUP BY 1, 2, 3, 4",
+        (DEFAULT_VARIANT, campaign_id),
+    ):
+        s = stats[variant]
+        s.submitted += n
+        setattr(s, outcome, getattr(s, outcome) + n)
+        if outcome == "rejected":
+            for reason in msgspec.json.decode(reasons):
+                s.rejected_by_reason[reason["code"]] = s.rejected_by_reason.get(reason["code"], 0) + n
+        elif status == "rejected":
+            s.stopped_at_dispatch += n
+        elif status in ("delivered", "failed", "expired"):
+            setattr(s, status, getattr(s, status) + n)
+    for variant, kind, n in conn.execute(
+        "SELECT coalesce(p.variant, ?), e.type, count(*) FROM push_events e "
+        "JOIN pushes p ON p.push_id = e.push_id WHERE p.campaign_id = ? GROUP BY 1, 2",
+        (DEFAULT_VARIANT, campaign_id),
+    ):
+        setattr(stats[variant], kind, n)
+    for variant, n in conn.execute(
+        "SELECT coalesce(variant, ?), count(*) FROM complaints WHERE campaign_id = ? GROUP BY 1",
+        (DEFAULT_VARIANT, campaign_id),
+    ):
+        stats[variant].complaints = n
+    for variant, n in conn.execute(
+        "SELECT coalesce(p.variant, ?), count(DISTINCT p.subject_id) FROM pushes p JOIN consents c "
+        "ON c.subject_id = p.subject_id AND c.purpose = 'marketing' "
+        "WHERE p.campaign_id = ? AND p.status = 'delivered' AND c.granted = 0 "
+        "AND c.updated_at > p.updated_at GROUP BY 1",
+        (DEFAULT_VARIANT, campaign_id),
+    ):
+        stats[variant].opted_out_after_receipt = n
+    return dict(stats)
+
+
+def _compare(metric: Metric, control: str, a: VariantStats, variant: str, b: VariantStats) -> Comparison:
+    field = _RATE_OF[metric]
+    test = two_proportion(getattr(a, field), a.delivered, getattr(b, field), b.delivered)
+    significant = test.enough_data and test.p_value is not None and test.p_value < _SIGNIFICANCE
+    if not test.enough_data:
+        verdict = (
+            f"sample too small to tell: each variant needs at least 30 deliveries and 5 with and 5 without "
+            f"{field} (control {a.delivered} deliveries, {variant} {b.delivered})"
+        )
+    elif significant:
+        direction = "higher" if test.difference > 0 else "lower"
+        verdict = (
+            f"{variant} has a {direction} {metric} than {control}: {test.difference:+.2%} "
+            f"(95% CI {test.ci_low:+.2%} to {test.ci_high:+.2%}, p = {test.p_value:.3g})"
+        )
+    else:
+        verdict = (
+            f"no significant difference in {metric} between {variant} and {control}: {test.difference:+.2%} "
+            f"(95% CI {test.ci_low:+.2%} to {test.ci_high:+.2%}, p = {test.p_value:.3g})"
+        )
+    return Comparison(
+        metric=metric, control=control, variant=variant, control_rate=test.rate_a, variant_rate=test.rate_b,
+        difference=test.difference, ci95=(test.ci_low, test.ci_high), z=test.z, p_value=test.p_value,
+        significant=significant, verdict=verdict,
+    )  # fmt: skip

@@ -1,0 +1,92 @@
+"""Complaints and their handling steps (open → acknowledged → resolved, each timed).
+
+Comment and resolution text are sealed under the subject's key; everything an operator
+needs to triage (reason, topic, campaign, status, flags, actions taken) is in the clear.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+
+import msgspec
+
+from storage.crypto import field_aad
+from storage.db import Connection
+from storage.directory import SubjectKey
+
+__all__ = ["ComplaintRow", "count_for_campaign", "get", "insert", "list_for_subject", "set_status"]
+
+_COLUMNS = (
+    "complaint_id, subject_id, push_id, topic, campaign_id, variant, reason, comment, status, flagged, "
+    "actions, created_at, acknowledged_at, resolved_at, resolution"
+)
+
+
+class ComplaintRow(msgspec.Struct, frozen=True, kw_only=True):
+    complaint_id: str
+    subject_id: str
+    push_id: str | None
+    topic: str | None
+    campaign_id: str | None
+    variant: str | None
+    reason: str
+    comment: bytes | None
+    status: str
+    flagged: int
+    actions: str
+    created_at: str
+    acknowledged_at: str | None
+    resolved_at: str | None
+    resolution: bytes | None
+
+    def open_text(self, key: SubjectKey, column: str) -> str | None:
+        sealed = self.comment if column == "comment" else self.resolution
+        if sealed is None:
+            return None
+        return key.cipher.open(sealed, text_aad(self.complaint_id, column, key)).decode()
+
+
+def text_aad(complaint_id: str, column: str, key: SubjectKey) -> bytes:
+    return field_aad("complaints", column, complaint_id, key.subject_id)
+
+
+def new_id() -> str:
+    return "cpl_" + secrets.token_hex(10)
+
+
+def insert(conn: Connection, row: ComplaintRow) -> None:
+    values = tuple(getattr(row, name) for name in _COLUMNS.split(", "))
+    conn.execute(f"INSERT INTO complaints ({_COLUMNS}) VALUES ({','.join('?' * len(values))})", values)  # noqa: S608
+
+
+def get(conn: Connection, complaint_id: str) -> ComplaintRow | None:
+    row = conn.execute(
+        f"SELECT {_COLUMNS} FROM complaints WHERE complaint_id = ?",  # noqa: S608
+        (complaint_id,),
+    ).fetchone()
+    return None if row is None else ComplaintRow(**dict(zip(_COLUMNS.split(", "), row, strict=True)))
+
+
+def list_for_subject(conn: Connection, subject_id: str) -> list[ComplaintRow]:
+    rows = conn.execute(
+        f"SELECT {_COLUMNS} FROM complaints WHERE subject_id = ? ORDER BY created_at",  # noqa: S608
+        (subject_id,),
+    )
+    return [ComplaintRow(**dict(zip(_COLUMNS.split(", "), r, strict=True))) for r in rows]
+
+
+def set_status(
+    conn: Connection, complaint_id: str, status: str, now: datetime, resolution: bytes | None = None
+) -> None:
+    column = "acknowledged_at" if status == "acknowledged" else "resolved_at"
+    conn.execute(
+        f"UPDATE complaints SET status = ?, {column} = ?, resolution = coalesce(?, resolution) "  # noqa: S608
+        "WHERE complaint_id = ?",
+        (status, now.isoformat(), resolution, complaint_id),
+    )
+
+
+def count_for_campaign(conn: Connection, campaign_id: str) -> int:
+    row = conn.execute("SELECT count(*) FROM complaints WHERE campaign_id = ?", (campaign_id,)).fetchone()
+    return int(row[0])
