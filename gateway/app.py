@@ -25,6 +25,7 @@ from gateway.errors import GatewayError, handle_gateway_error
 from gateway.logs import request_log_middleware
 from gateway.metrics import Metrics
 from gateway.routes.admin import AdminController
+from gateway.routes.audit import AuditController
 from gateway.routes.campaigns import CampaignController
 from gateway.routes.complaints import ComplaintController
 from gateway.routes.me import MeController
@@ -38,6 +39,7 @@ __all__ = ["create_app"]
 
 ROUTES: list[ControllerRouterHandler] = [
     *OPS_ROUTES, MeController, PushController, CampaignController, ComplaintController, AdminController,
+    AuditController,
 ]  # fmt: skip
 VERSION = "0.1.0"
 

@@ -80,7 +80,7 @@ class UserTokens:
         except jwt.PyJWTError:
             raise NotAuthenticated("invalid or expired user token", "Authorization") from None
         sub = claims.get("sub")
-        if not isinstance(sub, str) or not 1 <= len(sub) <= USER_ID_MAX:
+        if not isinstance(sub, str) or not 1 <= len(sub) <= USER_ID_MAX or not _encodable(sub):
             raise NotAuthenticated("user token `sub` must be a user id of 1-128 characters", "Authorization")
         return sub
 
@@ -95,6 +95,15 @@ class UserTokens:
             "exp": int((now + ttl).timestamp()),
         }
         return jwt.encode(claims, self._secret, algorithm="HS256")
+
+
+def _encodable(text: str) -> bool:
+    """False for strings JSON allows but UTF-8 does not (lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class AuthMiddleware(AbstractAuthenticationMiddleware):

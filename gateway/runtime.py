@@ -10,6 +10,7 @@ from gateway.auth import UserTokens
 from gateway.clock import Clock, system_clock
 from gateway.metrics import Metrics
 from gateway.services.api_keys import ApiKeyRegistry
+from gateway.services.audit import AuditService
 from gateway.services.campaigns import CampaignService
 from gateway.services.complaints import ComplaintService
 from gateway.services.devices import DeviceService
@@ -71,6 +72,7 @@ class Runtime:
         self.campaigns = CampaignService(self.store, clock)
         self.complaints = ComplaintService(self.store, clock, self.policy, self.preferences, self.metrics)
         self.stats = StatsService(self.store)
+        self.audit = AuditService(self.store, clock, self.signer)
         self.adapters = build_adapters(settings)
         self.dispatcher = Dispatcher(self.store, clock, settings, self.policy, self.metrics, self.adapters)
 

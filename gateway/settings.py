@@ -7,12 +7,13 @@ variable; the CLI turns it into one line on stderr and exit status 2.
 
 from __future__ import annotations
 
-import zoneinfo
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Literal
 
 import msgspec
+
+from gateway.timezones import is_iana_zone
 
 __all__ = ["Secret", "Settings", "SettingsError"]
 
@@ -118,10 +119,8 @@ def _port(raw: str) -> int:
 
 
 def _zone(raw: str) -> str:
-    try:
-        zoneinfo.ZoneInfo(raw)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown IANA time zone: {raw!r}") from None
+    if not is_iana_zone(raw):
+        raise ValueError(f"unknown IANA time zone: {raw!r}")
     return raw
 
 

@@ -73,9 +73,11 @@ class KeyStore:
         self.path = path
         self._data = data
         self.keyring = Keyring({kid: _unb64(k) for kid, k in data.kek.items()}, data.kek_active)
-        self.pseudonym_key = _unb64(data.pseudonym_key)
-        self.database_key = _unb64(data.database_key)
-        self.directory_key = _unb64(data.directory_key)
+        self.pseudonym_key = _exact(_unb64(data.pseudonym_key), "pseudonym_key")
+        self.database_key = _exact(_unb64(data.database_key), "database_key")
+        self.directory_key = _exact(_unb64(data.directory_key), "directory_key")
+        if len(data.jwt_dev_secret) < 32:
+            raise ValueError("jwt_dev_secret must be at least 32 characters")
         self.signing = SigningKey(Ed25519PrivateKey.from_private_bytes(_unb64(data.signing_key)))
         self.jwt_dev_secret = data.jwt_dev_secret
 
@@ -120,6 +122,12 @@ class KeyStore:
         self._data = data
         self.keyring.add(kid, key)  # the same keyring object everyone holds
         return kid
+
+
+def _exact(key: bytes, name: str) -> bytes:
+    if len(key) != KEY_BYTES:
+        raise ValueError(f"{name} must be {KEY_BYTES} bytes")
+    return key
 
 
 def _write_private(path: Path, content: bytes, *, exclusive: bool) -> None:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import zoneinfo
 from typing import Annotated, Literal
 
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
+from gateway.timezones import is_iana_zone
 from policies.catalog import Purpose, Topic
 from policies.settings import Hhmm
 
@@ -33,7 +32,6 @@ __all__ = [
 Locale = Literal["zh-CN", "en"]
 Platform = Literal["fcm", "apns", "webpush", "webhook"]
 NoticeVersion = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:+-]+$")]
-TimezoneName = Annotated[str, Meta(min_length=1, max_length=64, description="IANA time zone name")]
 TOKEN_MAX = 4096
 
 
@@ -47,14 +45,12 @@ class Frequency(msgspec.Struct, forbid_unknown_fields=True):
 
 
 def check_timezone(name: str) -> None:
-    try:
-        zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"timezone: {name!r} is not an IANA time zone name") from None
+    if not is_iana_zone(name):
+        raise ValueError(f"timezone: {name[:64]!r} is not an IANA time zone name")
 
 
 class PreferencesUpdate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    timezone: TimezoneName | UnsetType = UNSET
+    timezone: str | UnsetType = UNSET
     locale: Locale | UnsetType = UNSET
     topics: dict[Topic, bool] | UnsetType = UNSET
     quiet_hours: QuietHours | UnsetType = UNSET
@@ -131,21 +127,23 @@ class ConsentEvent(msgspec.Struct, kw_only=True):
     receipt_id: str | None = None
 
 
+class _SubscriptionKeys(msgspec.Struct):
+    p256dh: Annotated[str, Meta(min_length=1)]
+    auth: Annotated[str, Meta(min_length=1)]
+
+
+class _Subscription(msgspec.Struct):
+    endpoint: Annotated[str, Meta(pattern=r"^https://")]
+    keys: _SubscriptionKeys
+
+
 def _check_webpush(token: str) -> None:
     try:
-        sub = json.loads(token)
-    except ValueError:
-        raise ValueError("token: a webpush token is the subscription JSON") from None
-    keys = sub.get("keys") if isinstance(sub, dict) else None
-    if (
-        not isinstance(sub, dict)
-        or not isinstance(sub.get("endpoint"), str)
-        or not sub["endpoint"].startswith("https://")
-        or not isinstance(keys, dict)
-        or not isinstance(keys.get("p256dh"), str)
-        or not isinstance(keys.get("auth"), str)
-    ):
-        raise ValueError("token: webpush subscription needs an https endpoint and keys.p256dh, keys.auth")
+        msgspec.json.decode(token, type=_Subscription)
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+        raise ValueError(
+            "token: a webpush token is the subscription JSON: an https endpoint and keys.p256dh, keys.auth"
+        ) from None
 
 
 class DeviceCreate(msgspec.Struct, forbid_unknown_fields=True):

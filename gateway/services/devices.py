@@ -35,10 +35,14 @@ class DeviceService:
 
         def unit(conn: Connection) -> tuple[str, bool]:
             existing = devices.find(conn, key, body.token)
-            if existing is not None:
-                return existing, False
+            if existing is not None and existing[1] == "active":
+                return existing[0], False
             if devices.count_active(conn, key.subject_id) >= MAX_ACTIVE_DEVICES:
                 raise Conflict(f"at most {MAX_ACTIVE_DEVICES} active devices per user", "token")
+            if existing is not None:
+                # Registering a token the provider once called invalid again means the app has it back.
+                devices.set_status(conn, existing[0], "active", now)
+                return existing[0], False
             return devices.insert(conn, key, body.platform, body.token, now), True
 
         return await self._store.data.writer.run(unit)

@@ -27,12 +27,13 @@ def _aad(key: SubjectKey, device_id: str) -> bytes:
     return field_aad("devices", "token", device_id, key.subject_id)
 
 
-def find(conn: Connection, key: SubjectKey, token: str) -> str | None:
+def find(conn: Connection, key: SubjectKey, token: str) -> tuple[str, str] | None:
+    """(device id, status) of this subject's device with this token, if registered."""
     row = conn.execute(
-        "SELECT device_id FROM devices WHERE subject_id = ? AND fingerprint = ?",
+        "SELECT device_id, status FROM devices WHERE subject_id = ? AND fingerprint = ?",
         (key.subject_id, key.cipher.fingerprint(token.encode())),
     ).fetchone()
-    return None if row is None else str(row[0])
+    return None if row is None else (str(row[0]), str(row[1]))
 
 
 def count_active(conn: Connection, subject_id: str) -> int:

@@ -1,0 +1,188 @@
+"""Audit API: `/v1/audit/...`, read-only, for API keys with scope `audit:read` and nobody else.
+
+Every call that gets past authentication is logged, refused ones included (a bad range, a
+limit over 1000): `AccessLogMiddleware` wraps the whole handler, parameter parsing and error
+mapping too, and writes the row before the answer's first byte leaves — if the row cannot be
+written, the auditor gets an error instead of unrecorded data. Handlers tell it how many
+results they return through the connection state.
+
+Times (`from`, `to`, `at`) are RFC 3339 with an offset; `from` is inclusive, `to` exclusive.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import parse_qsl
+
+from litestar import Controller, Request, get
+from litestar.enums import ScopeType
+from litestar.middleware import ASGIMiddleware
+from litestar.params import FromQuery, PathParameter, QueryParameter
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.auth import Principal
+from gateway.deps import RuntimeDep
+from gateway.guards import requires_scope
+from gateway.schemas.audit import (
+    AccessLogPage,
+    CheckpointRead,
+    ComplaintPage,
+    ConsistencyProofRead,
+    DecisionPage,
+    EventPage,
+    ExportRead,
+    InclusionProofRead,
+    SubjectRead,
+)
+from policies.catalog import Purpose
+from storage.ledger import VerifyResult
+from storage.pseudonyms import SUBJECT_REF_PATTERN
+
+__all__ = ["AUDIT_SCOPE", "AccessLogMiddleware", "AuditController"]
+
+AUDIT_SCOPE = "audit:read"
+RESULT_COUNT = "audit_result_count"
+# Only parameters the routes read are logged: a stray `?email=` must not land in the log.
+LOGGED_PARAMS = frozenset(
+    {
+        "subject_ref", "user_id", "purpose", "from", "to", "at", "cursor", "limit", "push_id",
+        "campaign_id", "outcome", "reason", "status", "seq", "size",
+    }
+)  # fmt: skip
+
+AuditRequest = Request[Principal, Any, Any]
+T = TypeVar("T")
+SubjectRef = Annotated[str | None, QueryParameter(pattern=SUBJECT_REF_PATTERN)]
+Limit = Annotated[int, QueryParameter(ge=1, le=1000, description="page size, at most 1000")]
+Cursor = Annotated[str | None, QueryParameter(max_length=200, description="next_cursor of the last page")]
+From = Annotated[datetime | None, QueryParameter(name="from", description="RFC 3339, inclusive")]
+To = Annotated[datetime | None, QueryParameter(name="to", description="RFC 3339, exclusive")]
+Code = Annotated[str | None, QueryParameter(max_length=64)]
+
+
+def _counted(request: AuditRequest, answer: T, count: int) -> T:
+    """Hands the result count to the access log, then the answer to Litestar."""
+    request.state[RESULT_COUNT] = count
+    return answer
+
+
+class AccessLogMiddleware(ASGIMiddleware):
+    scopes = (ScopeType.HTTP,)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        principal = scope.get("user")
+        if (
+            not isinstance(principal, Principal)
+            or AUDIT_SCOPE not in principal.scopes
+            or not principal.key_id
+        ):
+            await next_app(scope, receive, send)  # refused by the guard: not an audit call
+            return
+        key_id = principal.key_id
+        audit = scope["litestar_app"].state.runtime.audit
+
+        async def send_after_logging(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                count = scope.get("state", {}).get(RESULT_COUNT, 0) if status < 400 else 0
+                await audit.log_access(key_id, scope["path_template"], _filters(scope), count)
+            await send(message)
+
+        await next_app(scope, receive, send_after_logging)
+
+
+def _filters(scope: Scope) -> dict[str, str]:
+    query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+    given = {**dict(query), **scope.get("path_params", {})}
+    return {name: str(value) for name, value in given.items() if name in LOGGED_PARAMS}
+
+
+class AuditController(Controller):
+    path = "/v1/audit"
+    guards = [requires_scope(AUDIT_SCOPE)]  # noqa: RUF012
+    middleware = [AccessLogMiddleware()]  # noqa: RUF012
+    tags = ["audit"]  # noqa: RUF012
+
+    @get("/consent-events", operation_id="auditConsentEvents")
+    async def consent_events(
+        self, request: AuditRequest, runtime: RuntimeDep, subject_ref: SubjectRef = None,
+        user_id: Annotated[str | None, QueryParameter(min_length=1, max_length=128)] = None,
+        purpose: FromQuery[Purpose | None] = None, start: From = None, end: To = None,
+        cursor: Cursor = None, limit: Limit = 100,
+    ) -> EventPage:  # fmt: skip
+        page = runtime.audit.consent_events(
+            subject_ref=subject_ref, user_id=user_id, purpose=purpose, start=start, end=end,
+            cursor=cursor, limit=limit,
+        )  # fmt: skip
+        return _counted(request, page, len(page.events))
+
+    @get("/subjects/{subject_ref:str}", operation_id="auditSubject")
+    async def subject(
+        self, request: AuditRequest, runtime: RuntimeDep,
+        subject_ref: Annotated[str, PathParameter(pattern=SUBJECT_REF_PATTERN)],
+        at: Annotated[datetime | None, QueryParameter(description="RFC 3339: state at this moment")] = None,
+    ) -> SubjectRead:  # fmt: skip
+        answer = runtime.audit.subject(subject_ref, at)
+        return _counted(request, answer, len(answer.history))
+
+    @get("/decisions", operation_id="auditDecisions")
+    async def decisions(
+        self, request: AuditRequest, runtime: RuntimeDep, push_id: Code = None, campaign_id: Code = None,
+        subject_ref: SubjectRef = None,
+        outcome: FromQuery[Literal["queued", "deferred", "rejected"] | None] = None, reason: Code = None,
+        start: From = None, end: To = None, cursor: Cursor = None, limit: Limit = 100,
+    ) -> DecisionPage:  # fmt: skip
+        page = runtime.audit.decisions(
+            push_id=push_id, campaign_id=campaign_id, subject_ref=subject_ref, outcome=outcome,
+            reason=reason, start=start, end=end, cursor=cursor, limit=limit,
+        )  # fmt: skip
+        return _counted(request, page, len(page.decisions))
+
+    @get("/complaints", operation_id="auditComplaints")
+    async def complaints(
+        self, request: AuditRequest, runtime: RuntimeDep, status: Code = None, reason: Code = None,
+        campaign_id: Code = None, start: From = None, end: To = None, cursor: Cursor = None,
+        limit: Limit = 100,
+    ) -> ComplaintPage:  # fmt: skip
+        page = runtime.audit.complaints(
+            status=status, reason=reason, campaign_id=campaign_id, start=start, end=end, cursor=cursor,
+            limit=limit,
+        )  # fmt: skip
+        return _counted(request, page, len(page.complaints))
+
+    @get("/ledger/verify", operation_id="verifyLedger")
+    async def verify(self, request: AuditRequest, runtime: RuntimeDep) -> VerifyResult:
+        result = runtime.audit.ledger.verify()
+        return _counted(request, result, result.events)
+
+    @get("/ledger/checkpoint", operation_id="getLedgerCheckpoint")
+    async def checkpoint(self, request: AuditRequest, runtime: RuntimeDep) -> CheckpointRead:
+        return _counted(request, await runtime.audit.ledger.checkpoint(), 1)
+
+    @get("/ledger/proof/inclusion", operation_id="getInclusionProof")
+    async def inclusion(
+        self, request: AuditRequest, runtime: RuntimeDep, seq: FromQuery[int], size: FromQuery[int]
+    ) -> InclusionProofRead:
+        return _counted(request, runtime.audit.ledger.inclusion(seq, size), 1)
+
+    @get("/ledger/proof/consistency", operation_id="getConsistencyProof")
+    async def consistency(
+        self, request: AuditRequest, runtime: RuntimeDep,
+        first: Annotated[int, QueryParameter(name="from")], second: Annotated[int, QueryParameter(name="to")],
+    ) -> ConsistencyProofRead:  # fmt: skip
+        return _counted(request, runtime.audit.ledger.consistency(first, second), 1)
+
+    @get("/access-log", operation_id="auditAccessLog")
+    async def access_log(
+        self, request: AuditRequest, runtime: RuntimeDep, cursor: Cursor = None, limit: Limit = 100
+    ) -> AccessLogPage:
+        page = runtime.audit.access_log(cursor, limit)
+        return _counted(request, page, len(page.entries))
+
+    @get("/export", operation_id="exportAudit")
+    async def export(
+        self, request: AuditRequest, runtime: RuntimeDep, start: From = None, end: To = None
+    ) -> ExportRead:
+        answer, count = await runtime.audit.export(start, end)
+        return _counted(request, answer, count)

@@ -1,0 +1,181 @@
+"""Wire models of the Audit API (`/v1/audit/...`). All answers; the API takes no bodies.
+
+Hashes travel as lowercase hex. Nothing here carries push content, complaint text or a user_id:
+a subject appears only as its `subject_ref`, and as null once the subject is erased.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from gateway.schemas.pushes import WireReason
+
+__all__ = [
+    "AccessLogEntry",
+    "AccessLogPage",
+    "AuditEvent",
+    "CheckpointRead",
+    "ComplaintPage",
+    "ComplaintRead",
+    "ConsistencyProofRead",
+    "DecisionPage",
+    "DecisionRead",
+    "EventPage",
+    "ExportBundle",
+    "ExportEvent",
+    "ExportRead",
+    "InclusionProofRead",
+    "PurposeState",
+    "SubjectRead",
+]
+
+
+class AuditEvent(msgspec.Struct, kw_only=True):
+    seq: int
+    at: str
+    subject_ref: str | None
+    purpose: str | None
+    action: str  # "given" / "withdrawn" for consent events, the event kind otherwise
+    notice_version: str | None
+    actor: str
+    source: str
+    prev_hash: str
+    hash: str
+
+
+class EventPage(msgspec.Struct):
+    events: list[AuditEvent]
+    next_cursor: str | None
+
+
+class PurposeState(msgspec.Struct):
+    granted: bool
+    notice_version: str | None
+    since: str | None
+
+
+class SubjectRead(msgspec.Struct, kw_only=True):
+    subject_ref: str
+    status: Literal["active", "erased"]
+    as_of: str
+    consents: dict[str, PurposeState]
+    history: list[AuditEvent]
+
+
+class DecisionRead(msgspec.Struct, kw_only=True):
+    push_id: str
+    subject_ref: str | None
+    topic: str
+    campaign_id: str | None
+    variant: str | None
+    outcome: str
+    status: str
+    reasons: list[WireReason]
+    policy_version: int
+    created_at: str
+
+
+class DecisionPage(msgspec.Struct):
+    decisions: list[DecisionRead]
+    next_cursor: str | None
+
+
+class ComplaintRead(msgspec.Struct, kw_only=True):
+    complaint_id: str
+    subject_ref: str | None
+    push_id: str | None
+    topic: str | None
+    campaign_id: str | None
+    variant: str | None
+    reason: str
+    has_comment: bool
+    status: str
+    flagged: bool
+    actions: list[object]
+    created_at: str
+    acknowledged_at: str | None
+    resolved_at: str | None
+    has_resolution: bool
+
+
+class ComplaintPage(msgspec.Struct):
+    complaints: list[ComplaintRead]
+    next_cursor: str | None
+
+
+class CheckpointRead(msgspec.Struct, kw_only=True):
+    tree_size: int
+    root_hash: str
+    at: str
+    jws: str
+
+
+class InclusionProofRead(msgspec.Struct, kw_only=True):
+    seq: int
+    leaf_index: int
+    tree_size: int
+    leaf_hash: str
+    root_hash: str
+    audit_path: list[str]
+
+
+class ConsistencyProofRead(msgspec.Struct, kw_only=True):
+    first: int = msgspec.field(name="from")
+    second: int = msgspec.field(name="to")
+    first_root: str
+    second_root: str
+    proof: list[str]
+
+
+class AccessLogEntry(msgspec.Struct, kw_only=True):
+    id: int
+    at: str
+    key_id: str
+    route: str
+    filters: dict[str, str]
+    result_count: int
+
+
+class AccessLogPage(msgspec.Struct):
+    entries: list[AccessLogEntry]
+    next_cursor: str | None
+
+
+class ExportEvent(msgspec.Struct, kw_only=True):
+    """A ledger event exactly as stored (bytes as base64), so its hash can be recomputed offline
+    with `storage.ledger.canonical_bytes`; the body stays sealed under the subject's key."""
+
+    seq: int
+    at: str
+    subject_id: str
+    subject_ref: str | None
+    kind: str
+    purpose: str | None
+    notice_version: str | None
+    actor: str
+    source: str
+    body: bytes | None
+    prev_hash: bytes
+    hash: bytes
+
+
+class ExportBundle(msgspec.Struct, kw_only=True):
+    """The signed payload of an export.
+
+    `consistency_proof` proves the tree of the exported events' last seq is a prefix of the
+    checkpoint's tree, so an export starting at seq 1 checks against the signed root offline.
+    """
+
+    type: Literal["consent-gateway/audit-export"] = "consent-gateway/audit-export"
+    exported_at: str
+    start: str | None = msgspec.field(name="from", default=None)
+    end: str | None = msgspec.field(name="to", default=None)
+    events: list[ExportEvent]
+    checkpoint: CheckpointRead
+    consistency_proof: list[str]
+
+
+class ExportRead(msgspec.Struct):
+    jws: str

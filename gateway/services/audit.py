@@ -1,0 +1,304 @@
+"""The Audit API's reads: consent events, one subject's consent state at any moment, the
+decision log, complaints, and the access log that records every one of these reads.
+
+Auditors see subject_refs, never user_ids: a `user_id` filter is pseudonymized on the way in
+and only its subject_ref is ever logged. Sealed fields (event bodies, push content, complaint
+text) are never opened — what a consent event means is in its kind, purpose and notice
+version, which the ledger keeps in clear. The ledger's integrity side (verification,
+checkpoints, proofs, exports) is `AuditLedger`, reachable as `AuditService.ledger`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import UTC, datetime
+
+import msgspec
+
+from gateway.clock import Clock, rfc3339, rfc3339_text
+from gateway.errors import InvalidInput, NotFound
+from gateway.schemas.audit import (
+    AccessLogEntry,
+    AccessLogPage,
+    AuditEvent,
+    ComplaintPage,
+    ComplaintRead,
+    DecisionPage,
+    DecisionRead,
+    EventPage,
+    ExportRead,
+    PurposeState,
+    SubjectRead,
+)
+from gateway.services.audit_export import AuditLedger
+from gateway.signing import Signer
+from policies.catalog import PURPOSES
+from storage import ledger
+from storage.repositories import audit
+from storage.repositories.audit import Filter
+from storage.store import Store
+
+__all__ = ["AuditService", "audit_event", "aware", "time_bound"]
+
+FILTER_VALUE_MAX = 256
+_NO_MATCH = "no such subject"
+
+
+def aware(value: datetime, name: str) -> datetime:
+    """A query-string time in UTC; a time without an offset is ambiguous, so it is refused."""
+    if value.tzinfo is None:
+        raise InvalidInput(f"{name}: give an RFC 3339 time with an offset, e.g. 2026-11-23T10:00:00Z", name)
+    return value.astimezone(UTC)
+
+
+def time_bound(value: datetime | None, name: str) -> str | None:
+    """A time filter in the stored text form, which compares as time does."""
+    return None if value is None else aware(value, name).isoformat()
+
+
+def _window(start: datetime | None, end: datetime | None) -> tuple[str | None, str | None]:
+    low, high = time_bound(start, "from"), time_bound(end, "to")
+    if start and end and start > end:
+        raise InvalidInput("from: must not be after `to`", "from")
+    return low, high
+
+
+def _encode_cursor(kind: str, position: int) -> str:
+    return base64.urlsafe_b64encode(f"{kind}:{position}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(kind: str, cursor: str | None) -> int:
+    """The position after which a page starts; cursors are only good for the route that gave them."""
+    if cursor is None:
+        return 0
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        given, _, position = text.partition(":")
+        if given == kind and position.isdigit():
+            return int(position)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        pass
+    raise InvalidInput("cursor: not a cursor this listing gave out", "cursor")
+
+
+def _next_cursor(kind: str, positions: list[int], limit: int) -> str | None:
+    """A cursor after the last row of a full page; a short page means the listing is read to its end."""
+    return _encode_cursor(kind, positions[limit - 1]) if len(positions) > limit else None
+
+
+def audit_event(event: ledger.LedgerEvent, subject_ref: str | None) -> AuditEvent:
+    kind = event.kind
+    return AuditEvent(
+        seq=event.seq,
+        at=rfc3339_text(event.at),
+        subject_ref=subject_ref,
+        purpose=event.purpose,
+        action=kind.removeprefix("consent.") if kind.startswith("consent.") else kind,
+        notice_version=event.notice_version,
+        actor=event.actor,
+        source=event.source,
+        prev_hash=event.prev_hash.hex(),
+        hash=event.hash.hex(),
+    )
+
+
+class AuditService:
+    def __init__(self, store: Store, clock: Clock, signer: Signer) -> None:
+        self._store = store
+        self._clock = clock
+        self.ledger = AuditLedger(store, clock, signer)
+
+    def _subject_id(self, subject_ref: str | None, user_id: str | None = None) -> str | None:
+        """The live subject id both filters name, `_NO_MATCH` when there is none, None if unfiltered."""
+        pseudonym = None if user_id is None else self._store.pseudonyms.subject_ref(user_id)
+        refs = {ref for ref in (subject_ref, pseudonym) if ref is not None}
+        if not refs:
+            return None
+        if len(refs) > 1:
+            return _NO_MATCH
+        key = self._store.directory.resolve(refs.pop())
+        return _NO_MATCH if key is None else key.subject_id
+
+    def consent_events(
+        self,
+        *,
+        subject_ref: str | None,
+        user_id: str | None,
+        purpose: str | None,
+        start: datetime | None,
+        end: datetime | None,
+        cursor: str | None,
+        limit: int,
+    ) -> EventPage:
+        low, high = _window(start, end)
+        after = _decode_cursor("events", cursor)
+        subject_id = self._subject_id(subject_ref, user_id)
+        if subject_id == _NO_MATCH:
+            return EventPage([], None)
+        filters = Filter(equal={"subject_id": subject_id, "purpose": purpose}, start=low, end=high)
+        page = audit.ledger_page(self._store.data.reader(), filters, after, limit + 1)
+        refs = self._store.directory.refs_for(e.subject_id for e in page[:limit])
+        return EventPage(
+            [audit_event(e, refs.get(e.subject_id)) for e in page[:limit]],
+            _next_cursor("events", [e.seq for e in page], limit),
+        )
+
+    def subject(self, subject_ref: str, at: datetime | None) -> SubjectRead:
+        """Consent per purpose as of `at` (default now), replayed from the ledger, and the full history."""
+        moment = self._clock() if at is None else aware(at, "at")
+        key = self._store.directory.resolve(subject_ref)
+        if key is None:
+            if self._store.directory.status(subject_ref) != "erased":
+                raise NotFound("no subject with this subject_ref", "subject_ref")
+            return SubjectRead(
+                subject_ref=subject_ref,
+                status="erased",
+                as_of=rfc3339(moment),
+                consents={p: PurposeState(False, None, None) for p in PURPOSES},
+                history=[],
+            )
+        history = list(
+            ledger.events(
+                self._store.data.reader(), "WHERE subject_id = ? AND kind LIKE 'consent.%'", (key.subject_id,)
+            )
+        )
+        state: dict[str, PurposeState] = {p: PurposeState(False, None, None) for p in PURPOSES}
+        for event in history:
+            if event.purpose in state and datetime.fromisoformat(event.at) <= moment:
+                granted = event.kind == "consent.given"
+                state[event.purpose] = PurposeState(granted, event.notice_version, rfc3339_text(event.at))
+        return SubjectRead(
+            subject_ref=subject_ref,
+            status="active",
+            as_of=rfc3339(moment),
+            consents=state,
+            history=[audit_event(e, subject_ref) for e in history],
+        )
+
+    def decisions(
+        self,
+        *,
+        push_id: str | None,
+        campaign_id: str | None,
+        subject_ref: str | None,
+        outcome: str | None,
+        reason: str | None,
+        start: datetime | None,
+        end: datetime | None,
+        cursor: str | None,
+        limit: int,
+    ) -> DecisionPage:
+        low, high = _window(start, end)
+        after = _decode_cursor("decisions", cursor)
+        subject_id = self._subject_id(subject_ref)
+        if subject_id == _NO_MATCH:
+            return DecisionPage([], None)
+        filters = Filter(
+            equal={
+                "push_id": push_id,
+                "campaign_id": campaign_id,
+                "subject_id": subject_id,
+                "outcome": outcome,
+            },
+            start=low,
+            end=high,
+        )
+        rows = audit.decision_page(self._store.data.reader(), filters, reason, after, limit + 1)
+        refs = self._store.directory.refs_for(r.subject_id for r in rows[:limit] if r.subject_id)
+        return DecisionPage(
+            [
+                DecisionRead(
+                    push_id=r.push_id,
+                    subject_ref=refs.get(r.subject_id or ""),
+                    topic=r.topic,
+                    campaign_id=r.campaign_id,
+                    variant=r.variant,
+                    outcome=r.outcome,
+                    status=r.status,
+                    reasons=msgspec.json.decode(r.reasons),
+                    policy_version=r.policy_version,
+                    created_at=rfc3339_text(r.created_at),
+                )
+                for r in rows[:limit]
+            ],
+            _next_cursor("decisions", [r.cursor for r in rows], limit),
+        )
+
+    def complaints(
+        self,
+        *,
+        status: str | None,
+        reason: str | None,
+        campaign_id: str | None,
+        start: datetime | None,
+        end: datetime | None,
+        cursor: str | None,
+        limit: int,
+    ) -> ComplaintPage:
+        low, high = _window(start, end)
+        after = _decode_cursor("complaints", cursor)
+        filters = Filter(
+            equal={"status": status, "reason": reason, "campaign_id": campaign_id}, start=low, end=high
+        )
+        rows = audit.complaint_page(self._store.data.reader(), filters, after, limit + 1)
+        refs = self._store.directory.refs_for(r.subject_id for r in rows[:limit])
+
+        def stamp(value: str | None) -> str | None:
+            return None if value is None else rfc3339_text(value)
+
+        return ComplaintPage(
+            [
+                ComplaintRead(
+                    complaint_id=r.complaint_id,
+                    subject_ref=refs.get(r.subject_id),
+                    push_id=r.push_id,
+                    topic=r.topic,
+                    campaign_id=r.campaign_id,
+                    variant=r.variant,
+                    reason=r.reason,
+                    has_comment=r.has_comment,
+                    status=r.status,
+                    flagged=r.flagged,
+                    actions=msgspec.json.decode(r.actions, type=list[object]),
+                    created_at=rfc3339_text(r.created_at),
+                    acknowledged_at=stamp(r.acknowledged_at),
+                    resolved_at=stamp(r.resolved_at),
+                    has_resolution=r.has_resolution,
+                )
+                for r in rows[:limit]
+            ],
+            _next_cursor("complaints", [r.cursor for r in rows], limit),
+        )
+
+    async def export(self, start: datetime | None, end: datetime | None) -> tuple[ExportRead, int]:
+        return await self.ledger.export(*_window(start, end))
+
+    def access_log(self, cursor: str | None, limit: int) -> AccessLogPage:
+        rows = audit.access_page(self._store.data.reader(), _decode_cursor("access", cursor), limit + 1)
+        return AccessLogPage(
+            [
+                AccessLogEntry(
+                    id=r.id,
+                    at=r.at,
+                    key_id=r.key_id,
+                    route=r.route,
+                    result_count=r.result_count,
+                    filters=msgspec.json.decode(r.filters, type=dict[str, str]),
+                )
+                for r in rows[:limit]
+            ],
+            _next_cursor("access", [r.id for r in rows], limit),
+        )
+
+    async def log_access(self, key_id: str, route: str, filters: dict[str, str], result_count: int) -> None:
+        """One access-log row. A `user_id` filter is logged as its subject_ref, never as itself."""
+        logged = {name: value[:FILTER_VALUE_MAX] for name, value in filters.items() if name != "user_id"}
+        if "user_id" in filters:
+            logged["user_id_subject_ref"] = self._store.pseudonyms.subject_ref(filters["user_id"])
+        at, text = rfc3339(self._clock()), msgspec.json.encode(logged, order="sorted").decode()
+        await self._store.data.writer.run(
+            lambda conn: audit.insert_access(
+                conn, at=at, key_id=key_id, route=route, filters=text, result_count=result_count
+            )
+        )

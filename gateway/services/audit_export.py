@@ -1,0 +1,245 @@
+"""The ledger's integrity for auditors: hash-chain verification, signed checkpoints of its
+Merkle tree (see `storage.ledger_tree` for what a leaf is), proofs, and signed exports that
+are checked offline with nothing but the gateway's public key.
+
+Checkpoints are made on demand — at `GET /v1/audit/ledger/checkpoint` and at every export —
+and only when the ledger has grown since the latest one, so each tree size is signed once.
+An auditor keeps the checkpoints they were given: a consistency proof from one of them to a
+newer tree shows the ledger was only appended to, and no rewrite, truncation or restored
+backup can produce such a proof.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Literal
+
+import jwt
+import msgspec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from gateway.clock import Clock, rfc3339, rfc3339_text
+from gateway.errors import Conflict, InvalidInput
+from gateway.schemas.audit import (
+    CheckpointRead,
+    ConsistencyProofRead,
+    ExportBundle,
+    ExportEvent,
+    ExportRead,
+    InclusionProofRead,
+)
+from gateway.signing import Signer
+from storage import ledger
+from storage.db import Connection
+from storage.ledger_tree import LedgerGapError, LedgerLeaves, TreeHead, advance
+from storage.merkle import (
+    consistency_proof,
+    frontier_root,
+    inclusion_proof,
+    leaf_hash,
+    root_hash,
+    verify_consistency,
+)
+from storage.repositories import audit
+from storage.repositories.audit import CheckpointRow, Filter
+from storage.store import Store
+
+__all__ = ["EXPORT_MAX", "AuditLedger", "CheckpointClaims", "ExportCheck", "verify_export"]
+
+EXPORT_MAX = 100_000
+
+
+class CheckpointClaims(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The signed payload of a checkpoint; `type` keeps it from passing for any other signed document."""
+
+    type: Literal["consent-gateway/ledger-checkpoint"] = "consent-gateway/ledger-checkpoint"
+    tree_size: int
+    root_hash: str
+    at: str
+
+
+@contextmanager
+def _contiguous() -> Iterator[None]:
+    try:
+        yield
+    except LedgerGapError as exc:
+        raise Conflict(f"{exc}; GET /v1/audit/ledger/verify names the first bad event") from None
+
+
+def _read(row: CheckpointRow) -> CheckpointRead:
+    return CheckpointRead(tree_size=row.tree_size, root_hash=row.root_hash.hex(), at=row.at, jws=row.jws)
+
+
+class AuditLedger:
+    def __init__(self, store: Store, clock: Clock, signer: Signer) -> None:
+        self._store = store
+        self._clock = clock
+        self._signer = signer
+        self._tree = TreeHead()  # the tree at the last checkpoint made by this process
+
+    def verify(self) -> ledger.VerifyResult:
+        return ledger.verify(self._store.data.reader())
+
+    async def checkpoint(self) -> CheckpointRead:
+        """The latest checkpoint, after signing a new one if the ledger has grown since it."""
+        now = self._clock()
+
+        def unit(conn: Connection) -> tuple[CheckpointRow, TreeHead]:
+            tree = advance(self._tree, conn)
+            latest = audit.latest_checkpoint(conn)
+            if latest is not None and latest.tree_size >= tree.frontier.size:
+                return latest, tree
+            claims = CheckpointClaims(
+                tree_size=tree.frontier.size, root_hash=frontier_root(tree.frontier).hex(), at=rfc3339(now)
+            )
+            row = CheckpointRow(
+                claims.tree_size, frontier_root(tree.frontier), claims.at, self._signer.sign(claims)
+            )
+            audit.insert_checkpoint(conn, row)
+            return row, tree
+
+        with _contiguous():
+            row, self._tree = await self._store.data.writer.run(unit)
+        return _read(row)
+
+    def inclusion(self, seq: int, size: int) -> InclusionProofRead:
+        conn = self._store.data.reader()
+        if not 1 <= seq <= size:
+            raise InvalidInput("seq: must be between 1 and `size`", "seq")
+        if size > (events := ledger.head(conn)[0]):
+            raise InvalidInput(f"size: the ledger has {events} events", "size")
+        leaves = LedgerLeaves(conn, size)
+        with _contiguous():
+            return InclusionProofRead(
+                seq=seq,
+                leaf_index=seq - 1,
+                tree_size=size,
+                leaf_hash=leaves[seq - 1].hex(),
+                root_hash=root_hash(leaves).hex(),
+                audit_path=[h.hex() for h in inclusion_proof(leaves, seq - 1, size)],
+            )
+
+    def consistency(self, first: int, second: int) -> ConsistencyProofRead:
+        conn = self._store.data.reader()
+        if first < 1:
+            raise InvalidInput("from: a consistency proof starts from a tree of at least one event", "from")
+        if first > second:
+            raise InvalidInput("from: must not exceed `to`", "from")
+        if second > (events := ledger.head(conn)[0]):
+            raise InvalidInput(f"to: the ledger has {events} events", "to")
+        leaves = LedgerLeaves(conn, second)
+        with _contiguous():
+            return ConsistencyProofRead(
+                first=first,
+                second=second,
+                first_root=root_hash(LedgerLeaves(conn, first)).hex(),
+                second_root=root_hash(leaves).hex(),
+                proof=[h.hex() for h in consistency_proof(leaves, first, second)],
+            )
+
+    async def export(self, start: str | None, end: str | None) -> tuple[ExportRead, int]:
+        """Events of a time window (stored-form bounds) plus the latest checkpoint, as one compact JWS.
+
+        The window is widened to a contiguous seq range — from the first event at or after
+        `start` to the last one before `end` — so the exported chain can be checked link by link.
+        """
+        checkpoint = await self.checkpoint()
+        conn = self._store.data.reader()
+        span = audit.seq_span(conn, Filter(start=start, end=end), checkpoint.tree_size)
+        first, last = span or (1, 0)
+        if last - first + 1 > EXPORT_MAX:
+            raise InvalidInput(f"to: the range holds more than {EXPORT_MAX} events; narrow it", "to")
+        events = list(ledger.events(conn, "WHERE seq BETWEEN ? AND ?", (first, last)))
+        refs = self._store.directory.refs_for(e.subject_id for e in events)
+        with _contiguous():
+            proof = (
+                consistency_proof(LedgerLeaves(conn, checkpoint.tree_size), last, checkpoint.tree_size)
+                if last
+                else []
+            )
+        bundle = ExportBundle(
+            exported_at=rfc3339(self._clock()),
+            start=start and rfc3339_text(start),
+            end=end and rfc3339_text(end),
+            events=[
+                ExportEvent(subject_ref=refs.get(e.subject_id), **msgspec.structs.asdict(e)) for e in events
+            ],
+            checkpoint=checkpoint,
+            consistency_proof=[h.hex() for h in proof],
+        )
+        return ExportRead(self._signer.sign(bundle)), len(events)
+
+
+class ExportCheck(msgspec.Struct, kw_only=True):
+    ok: bool
+    events: int = 0
+    checked: list[str] = []
+    problem: str | None = None
+
+
+def _signed(token: str, public: Ed25519PublicKey, kid: str) -> bytes:
+    """The payload of a compact JWS signed (EdDSA) by the key `kid`."""
+    decoded = jwt.PyJWS(algorithms=["EdDSA"]).decode_complete(token, public, algorithms=["EdDSA"])
+    if decoded["header"].get("kid") != kid:
+        raise jwt.InvalidSignatureError("signed by another key")
+    payload: bytes = decoded["payload"]
+    return payload
+
+
+def verify_export(token: str, public: Ed25519PublicKey, kid: str) -> ExportCheck:
+    """Checks an export offline: both signatures, the hash chain of its events, and — when it
+    starts at seq 1 — that its events are the first leaves of the signed checkpoint's tree."""
+    checked: list[str] = []
+    try:
+        bundle = msgspec.json.decode(_signed(token, public, kid), type=ExportBundle)
+        checked.append("signature")
+        cp = bundle.checkpoint
+        claims = msgspec.json.decode(_signed(cp.jws, public, kid), type=CheckpointClaims)
+        if (claims.tree_size, claims.root_hash, claims.at) != (cp.tree_size, cp.root_hash, cp.at):
+            return ExportCheck(ok=False, checked=checked, problem="checkpoint differs from its signed claims")
+        checked.append("checkpoint signature")
+    except (jwt.PyJWTError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+        return ExportCheck(ok=False, checked=checked, problem=f"not a valid signed export: {exc}")
+    events = bundle.events
+    prev = ledger.GENESIS if events and events[0].seq == 1 else (events[0].prev_hash if events else b"")
+    for offset, e in enumerate(events):
+        record = ledger.canonical_bytes(
+            e.seq,
+            e.at,
+            e.subject_id,
+            e.kind,
+            e.purpose,
+            e.notice_version,
+            e.actor,
+            e.source,
+            e.body,
+            e.prev_hash,
+        )
+        if (
+            e.seq != events[0].seq + offset
+            or e.prev_hash != prev
+            or hashlib.sha256(record).digest() != e.hash
+        ):
+            return ExportCheck(
+                ok=False, events=len(events), checked=checked, problem=f"hash chain breaks at seq {e.seq}"
+            )
+        prev = e.hash
+    checked.append("hash chain")
+    if events and events[0].seq == 1:
+        root = root_hash([leaf_hash(e.hash) for e in events])
+        try:
+            proof = [bytes.fromhex(h) for h in bundle.consistency_proof]
+            signed_root = bytes.fromhex(cp.root_hash)
+        except ValueError:
+            proof, signed_root = [], b""
+        if not verify_consistency(events[-1].seq, cp.tree_size, root, signed_root, proof):
+            return ExportCheck(
+                ok=False,
+                events=len(events),
+                checked=checked,
+                problem="events do not match the checkpoint's root",
+            )
+        checked.append("checkpoint root")
+    return ExportCheck(ok=True, events=len(events), checked=checked)

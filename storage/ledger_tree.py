@@ -1,0 +1,97 @@
+"""The consent ledger seen as an RFC 6962 Merkle tree.
+
+Leaf i (0-based) is the ledger event with seq i + 1, and its leaf *data* is that event's 32-byte
+`hash` (SHA-256 of its canonical bytes, which already cover every field, the sealed body and the
+previous hash). So the tree's leaf hash is SHA-256(0x00 || event hash): the tree commits to the
+whole chain, and anyone holding exported events can recompute it without a key.
+
+The leaves are read from the table, one range query per slice, never held in memory: a proof over
+a tree of n events reads at most n hashes. What is kept in memory is a checkpoint `Frontier`, so a
+new checkpoint hashes only the events appended since the last one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import overload
+
+from storage import ledger
+from storage.db import Connection
+from storage.merkle import Frontier, compact_range, frontier_append, leaf_hash
+
+__all__ = ["LedgerGapError", "LedgerLeaves", "TreeHead", "advance"]
+
+
+class LedgerGapError(Exception):
+    """A seq inside the tree has no row: events were deleted behind the ledger's triggers."""
+
+
+class LedgerLeaves:
+    """`storage.merkle.LeafHashes` over the first `size` events of the ledger table."""
+
+    def __init__(self, conn: Connection, size: int) -> None:
+        self._conn = conn
+        self._size = size
+
+    def __len__(self) -> int:
+        return self._size
+
+    @overload
+    def __getitem__(self, index: int) -> bytes: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[bytes]: ...
+
+    def __getitem__(self, index: int | slice) -> bytes | Sequence[bytes]:
+        if isinstance(index, slice):
+            start, stop, step = index.indices(self._size)
+            if step != 1:
+                raise ValueError("ledger leaves are read in contiguous ranges only")
+            return self._range(start, stop)
+        position = index + self._size if index < 0 else index
+        if not 0 <= position < self._size:
+            raise IndexError(f"leaf {index} is not in a tree of size {self._size}")
+        return self._range(position, position + 1)[0]
+
+    def _range(self, start: int, stop: int) -> list[bytes]:
+        if start >= stop:
+            return []
+        rows = self._conn.execute(
+            "SELECT hash FROM ledger WHERE seq BETWEEN ? AND ? ORDER BY seq", (start + 1, stop)
+        ).fetchall()
+        if len(rows) != stop - start:  # seq is the primary key: a short count means a hole
+            raise LedgerGapError(f"ledger events between seq {start + 1} and {stop} are missing")
+        return [leaf_hash(bytes(row[0])) for row in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class TreeHead:
+    """A frontier and the hash of the event it ends with, to notice a ledger rewritten under us."""
+
+    frontier: Frontier = Frontier()  # noqa: RUF009 - immutable, safe to share
+    last_hash: bytes = ledger.GENESIS
+
+
+def advance(known: TreeHead, conn: Connection) -> TreeHead:
+    """The tree of the whole ledger now, extended from `known` by the events appended since.
+
+    `known` is used only if the ledger still ends its prefix with the same event; a ledger that
+    was truncated or restored from a backup is hashed again from the first event.
+    """
+    size, last_hash = ledger.head(conn)
+    leaves = LedgerLeaves(conn, size)
+    base = known.frontier
+    if base.size > size or (base.size and _hash_at(conn, base.size) != known.last_hash):
+        base = Frontier()
+    if base.size == 0:
+        return TreeHead(compact_range(leaves, size), last_hash)
+    frontier = base
+    for leaf in leaves[base.size : size]:
+        frontier = frontier_append(frontier, leaf)
+    return TreeHead(frontier, last_hash)
+
+
+def _hash_at(conn: Connection, seq: int) -> bytes | None:
+    row = conn.execute("SELECT hash FROM ledger WHERE seq = ?", (seq,)).fetchone()
+    return None if row is None else bytes(row[0])

@@ -1,0 +1,190 @@
+"""SQL of the Audit API: the access log, checkpoints, and filtered pages of the ledger,
+the decision log (`pushes`) and complaints.
+
+Pages are keyset pages on a key that only grows — ledger seq, access-log id, the rowid of
+pushes and complaints (insertion order; nothing here runs VACUUM) — so rows appended while an
+auditor pages land after the cursor and never shift a page already read. Time bounds compare
+the stored `isoformat()` UTC text, which sorts as time does: `start` inclusive, `end` exclusive.
+Column names in the filters come from this module's callers, values always go in parameters.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from storage import ledger
+from storage.db import Connection
+
+__all__ = [
+    "AccessRow",
+    "CheckpointRow",
+    "ComplaintRow",
+    "DecisionRow",
+    "Filter",
+    "access_page",
+    "complaint_page",
+    "decision_page",
+    "insert_access",
+    "insert_checkpoint",
+    "latest_checkpoint",
+    "ledger_page",
+    "seq_span",
+]
+
+
+class Filter(msgspec.Struct, frozen=True, kw_only=True):
+    """Equality filters (column → value, None meaning no filter) and a time window."""
+
+    equal: dict[str, str | None] = {}
+    start: str | None = None
+    end: str | None = None
+
+
+class DecisionRow(msgspec.Struct, frozen=True):
+    cursor: int
+    push_id: str
+    subject_id: str | None
+    topic: str
+    campaign_id: str | None
+    variant: str | None
+    outcome: str
+    status: str
+    reasons: str
+    policy_version: int
+    created_at: str
+
+
+class ComplaintRow(msgspec.Struct, frozen=True):
+    cursor: int
+    complaint_id: str
+    subject_id: str
+    push_id: str | None
+    topic: str | None
+    campaign_id: str | None
+    variant: str | None
+    reason: str
+    has_comment: bool
+    status: str
+    flagged: bool
+    actions: str
+    created_at: str
+    acknowledged_at: str | None
+    resolved_at: str | None
+    has_resolution: bool
+
+
+class AccessRow(msgspec.Struct, frozen=True):
+    id: int
+    at: str
+    key_id: str
+    route: str
+    filters: str
+    result_count: int
+
+
+class CheckpointRow(msgspec.Struct, frozen=True):
+    tree_size: int
+    root_hash: bytes
+    at: str
+    jws: str
+
+
+_DECISION_COLUMNS = (
+    "rowid, push_id, subject_id, topic, campaign_id, variant, outcome, status, reasons, policy_version, "
+    "created_at"
+)
+_COMPLAINT_COLUMNS = (
+    "rowid, complaint_id, subject_id, push_id, topic, campaign_id, variant, reason, comment IS NOT NULL, "
+    "status, flagged, actions, created_at, acknowledged_at, resolved_at, resolution IS NOT NULL"
+)
+
+
+def _where(
+    filters: Filter, *, time_column: str, key_column: str, after: int, extra: dict[str, object] | None = None
+) -> tuple[str, list[object]]:
+    """A WHERE clause and its parameters; `extra` maps further clauses to their one parameter."""
+    clauses = [f"{key_column} > ?", *(extra or {})]
+    params: list[object] = [after, *(extra or {}).values()]
+    for column, value in filters.equal.items():
+        if value is not None:
+            clauses.append(f"{column} = ?")
+            params.append(value)
+    for op, bound in ((">=", filters.start), ("<", filters.end)):
+        if bound is not None:
+            clauses.append(f"{time_column} {op} ?")
+            params.append(bound)
+    return "WHERE " + " AND ".join(clauses), params
+
+
+def ledger_page(conn: Connection, filters: Filter, after: int, limit: int) -> list[ledger.LedgerEvent]:
+    """Events after seq `after`, in seq order."""
+    where, params = _where(filters, time_column="at", key_column="seq", after=after)
+    return list(ledger.events(conn, where, tuple(params), limit))
+
+
+def seq_span(conn: Connection, filters: Filter, upto: int) -> tuple[int, int] | None:
+    """The first and last seq of the events in the time window among the first `upto`."""
+    where, params = _where(filters, time_column="at", key_column="seq", after=0, extra={"seq <= ?": upto})
+    row = conn.execute(f"SELECT min(seq), max(seq) FROM ledger {where}", params).fetchone()  # noqa: S608
+    return None if row is None or row[0] is None else (int(row[0]), int(row[1]))
+
+
+def decision_page(
+    conn: Connection, filters: Filter, reason: str | None, after: int, limit: int
+) -> list[DecisionRow]:
+    """Decisions after rowid `after`; `reason` matches any reason code the decision gave."""
+    extra: dict[str, object] = (
+        {"EXISTS (SELECT 1 FROM json_each(pushes.reasons) WHERE json_extract(value, '$.code') = ?)": reason}
+        if reason
+        else {}
+    )
+    where, params = _where(filters, time_column="created_at", key_column="rowid", after=after, extra=extra)
+    sql = f"SELECT {_DECISION_COLUMNS} FROM pushes {where} ORDER BY rowid LIMIT ?"  # noqa: S608
+    return [DecisionRow(*row) for row in conn.execute(sql, (*params, limit))]
+
+
+def complaint_page(conn: Connection, filters: Filter, after: int, limit: int) -> list[ComplaintRow]:
+    """Complaints after rowid `after`. The sealed comment and resolution are never selected."""
+    where, params = _where(filters, time_column="created_at", key_column="rowid", after=after)
+    sql = f"SELECT {_COMPLAINT_COLUMNS} FROM complaints {where} ORDER BY rowid LIMIT ?"  # noqa: S608
+    found = []
+    for row in conn.execute(sql, (*params, limit)):
+        values: dict[str, Any] = dict(zip(ComplaintRow.__struct_fields__, row, strict=True))
+        for flag in ("has_comment", "flagged", "has_resolution"):
+            values[flag] = bool(values[flag])
+        found.append(ComplaintRow(**values))
+    return found
+
+
+def insert_access(
+    conn: Connection, *, at: str, key_id: str, route: str, filters: str, result_count: int
+) -> None:
+    conn.execute(
+        "INSERT INTO access_log (at, key_id, route, filters, result_count) VALUES (?, ?, ?, ?, ?)",
+        (at, key_id, route, filters, result_count),
+    )
+
+
+def access_page(conn: Connection, after: int, limit: int) -> list[AccessRow]:
+    rows = conn.execute(
+        "SELECT id, at, key_id, route, filters, result_count FROM access_log "
+        "WHERE id > ? ORDER BY id LIMIT ?",
+        (after, limit),
+    )
+    return [AccessRow(*row) for row in rows]
+
+
+def latest_checkpoint(conn: Connection) -> CheckpointRow | None:
+    row = conn.execute(
+        "SELECT tree_size, root_hash, at, jws FROM checkpoints ORDER BY tree_size DESC LIMIT 1"
+    ).fetchone()
+    return None if row is None else CheckpointRow(int(row[0]), bytes(row[1]), str(row[2]), str(row[3]))
+
+
+def insert_checkpoint(conn: Connection, row: CheckpointRow) -> None:
+    conn.execute(
+        "INSERT INTO checkpoints (tree_size, root_hash, at, jws) VALUES (?, ?, ?, ?)",
+        (row.tree_size, row.root_hash, row.at, row.jws),
+    )
