@@ -47,7 +47,7 @@ def two_proportion(x_a: int, n_a: int, x_b: int, n_b: int, confidence: float = 0
             rate_a, rate_b, difference, difference - margin, difference + margin, None, None, enough
         )
     z = difference / se
-    p_value = 2 * (1 - _NORMAL.cdf(abs(z)))
+    p_value = math.erfc(abs(z) / math.sqrt(2))  # two-sided; 2 * (1 - cdf(|z|)) cancels to 0 for large |z|
     return TwoProportion(
         rate_a, rate_b, difference, difference - margin, difference + margin, z, p_value, enough
     )

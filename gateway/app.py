@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.exceptions import ValidationException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
@@ -21,7 +22,7 @@ from litestar.types import ControllerRouterHandler
 
 from gateway.auth import auth_middleware
 from gateway.clock import Clock, system_clock
-from gateway.errors import GatewayError, handle_gateway_error
+from gateway.errors import GatewayError, handle_framework_validation, handle_gateway_error
 from gateway.logs import request_log_middleware
 from gateway.metrics import Metrics
 from gateway.routes.admin import AdminController
@@ -74,7 +75,10 @@ def create_app(settings: Settings | None = None, clock: Clock = system_clock) ->
             "metrics": Provide(lambda: metrics, sync_to_thread=False),
         },
         middleware=[request_log_middleware(metrics), auth_middleware],
-        exception_handlers={GatewayError: handle_gateway_error},
+        exception_handlers={
+            GatewayError: handle_gateway_error,
+            ValidationException: handle_framework_validation,
+        },
         lifespan=[lifespan],
         request_max_body_size=settings.max_body_bytes,
         logging_config=None,  # gateway.logs configures JSON logging once per process

@@ -8,6 +8,7 @@ once with `msgspec.json.decode(..., strict=True)`, and msgspec's own error path
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any, Generic, TypeVar
 
@@ -23,33 +24,49 @@ __all__ = ["Strict"]
 
 T = TypeVar("T", bound=msgspec.Struct)
 _PATH = re.compile(r" - at `\$\.?([^`]*)`$")
-_UNKNOWN = re.compile(r"unknown field `([^`]+)`")
 _KEY = re.compile(r" - at `key` in `\$\.?([^`]*)`$")
+_LEAF = re.compile(r"(?:unknown|missing required) field `([^`]+)`")
 _NAMED = re.compile(r"^([a-z_][a-z0-9_.]*): ")
 
 
 def _field_of(message: str) -> str:
-    """The field a msgspec error is about: its path, an unknown key, or the `field: ` prefix
-    our own `__post_init__` checks put on their messages."""
-    named = _NAMED.match(message)
-    if named:
-        return named.group(1)
+    """The field a msgspec error is about, as a path like `pushes[1].user_id`: msgspec's
+    location, plus the field it names (unknown or missing), or the `field: ` prefix our own
+    `__post_init__` checks put on their messages."""
     key = _KEY.search(message)
     if key:
         return key.group(1) or "body"
-    match = _PATH.search(message)
-    unknown = _UNKNOWN.search(message)
-    if match and unknown:
-        return f"{match.group(1)}.{unknown.group(1)}" if match.group(1) else unknown.group(1)
-    if unknown:
-        return unknown.group(1)
-    return match.group(1) if match and match.group(1) else "body"
+    path = _PATH.search(message)
+    where = path.group(1) if path else ""
+    leaf = _LEAF.search(message) or _NAMED.match(message)
+    if leaf:
+        return f"{where}.{leaf.group(1)}" if where else leaf.group(1)
+    return where or "body"
+
+
+def _refuse_duplicate_keys(raw: bytes) -> None:
+    """`{"granted": false, "granted": true}` means different things to different parsers (msgspec
+    keeps the last); a consent must not depend on which one reads it, so such bodies are refused."""
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        for name, item in items:
+            if name in seen:
+                raise InvalidInput(f"duplicate key `{name}` in the JSON body", name)
+            seen[name] = item
+        return seen
+
+    try:
+        json.loads(raw, object_pairs_hook=pairs)
+    except (ValueError, RecursionError):
+        return  # malformed JSON: msgspec reports it with its position
 
 
 class Strict(MsgspecDTO[T], Generic[T]):
     def decode_bytes(self, value: bytes) -> Any:
         if not value.strip():
             raise InvalidInput("a JSON body is required", "body")
+        _refuse_duplicate_keys(value)
         try:
             return msgspec.json.decode(value, type=self.model_type, strict=True)
         except msgspec.ValidationError as exc:

@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
 import msgspec
@@ -54,8 +55,16 @@ def _parser() -> argparse.ArgumentParser:
     audit = commands.add_parser("audit", help="audit tools").add_subparsers(
         dest="audit_command", required=True
     )
-    verify = audit.add_parser("verify", help="verify the ledger's hash chain offline")
+    verify = audit.add_parser(
+        "verify", help="verify the ledger's hash chain offline, or with --export a signed export file"
+    )
     verify.add_argument("--data-dir", type=Path)
+    verify.add_argument("--export", type=Path, help="a file written by `audit export`")
+    export = audit.add_parser("export", help="write the ledger events of a time range as a signed JWS")
+    export.add_argument("--from", dest="start", type=_moment, help="RFC 3339, inclusive")
+    export.add_argument("--to", dest="end", type=_moment, help="RFC 3339, exclusive")
+    export.add_argument("--out", type=Path, required=True)
+    export.add_argument("--data-dir", type=Path)
     return parser
 
 
@@ -79,6 +88,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_worker(settings))
         if args.command == "token":
             return _token(settings, args.user_id)
+        if args.audit_command == "export":
+            return asyncio.run(_export(settings, args.start, args.end, args.out))
+        if args.export is not None:
+            return _verify_export(settings, args.export)
         return _verify(settings)
     except KeyStoreError as exc:
         print(f"consent-gateway: {exc}", file=sys.stderr)
@@ -176,6 +189,52 @@ def _verify(settings: Settings) -> int:
         result = ledger.verify(store.data.reader())
     finally:
         store.close()
+    print(msgspec.json.encode(result).decode())
+    return 0 if result.ok else 1
+
+
+def _moment(text: str) -> datetime:
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no offset; e.g. 2026-11-23T10:00:00Z")
+    return moment
+
+
+async def _export(settings: Settings, start: datetime | None, end: datetime | None, out: Path) -> int:
+    """The same signed export as `GET /v1/audit/export`, checkpointing the ledger first."""
+    from gateway.errors import GatewayError
+    from gateway.services.audit import AuditService
+    from gateway.signing import Signer
+    from storage.store import Store
+
+    keys = load_keys(settings)
+    store = Store(settings.data_dir, keys)
+    try:
+        answer, count = await AuditService(store, system_clock, Signer(keys.signing)).export(start, end)
+    except GatewayError as exc:
+        print(f"consent-gateway: {exc.detail}", file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        store.close()
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(answer.jws + "\n")
+    print(f"wrote {count} events to {out}", file=sys.stderr)
+    return 0
+
+
+def _verify_export(settings: Settings, path: Path) -> int:
+    """Offline: needs only the key store's public signing key, never creates keys or databases."""
+    from gateway.services.audit_export import verify_export
+    from storage.keys import KeyStore
+
+    signing = KeyStore.load(settings.keystore_path).signing
+    try:
+        token = path.read_text().strip()
+    except OSError as exc:
+        print(f"consent-gateway: cannot read {path}: {exc.strerror}", file=sys.stderr)
+        return EXIT_USAGE
+    result = verify_export(token, signing.public, signing.kid)
     print(msgspec.json.encode(result).decode())
     return 0 if result.ok else 1
 

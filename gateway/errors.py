@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from litestar import Request, Response
-from litestar.exceptions import HTTPException
+from litestar.exceptions import HTTPException, ValidationException
 
 __all__ = [
     "Conflict",
@@ -77,3 +77,19 @@ def handle_gateway_error(_: Request[Any, Any, Any], exc: GatewayError) -> Respon
         body["extra"] = [{"key": exc.field, "message": exc.detail}]
     headers = {"WWW-Authenticate": 'Bearer realm="consent-gateway"'} if exc.status_code == 401 else None
     return Response(body, status_code=exc.status_code, headers=headers)
+
+
+def handle_framework_validation(
+    _: Request[Any, Any, Any], exc: ValidationException
+) -> Response[dict[str, object]]:
+    """Litestar's own refusals (path and query parameters, a missing body) in our shape; it names
+    a missing body after the handler's `data` parameter, which clients cannot know about."""
+    extra = []
+    for item in exc.extra if isinstance(exc.extra, list) else []:
+        if isinstance(item, dict) and item.get("key") == "data" and item.get("source") == "body":
+            item = {"key": "body", "message": "a JSON body is required", "source": "body"}
+        extra.append(item)
+    body: dict[str, object] = {"status_code": exc.status_code, "detail": exc.detail}
+    if extra:
+        body["extra"] = extra
+    return Response(body, status_code=exc.status_code)

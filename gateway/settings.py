@@ -73,6 +73,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     worker_lease_seconds: int = 60
     delivery_max_attempts: int = 8
     delivery_backoff_seconds: float = 1.0
+    delivery_breaker_threshold: int = 5
+    delivery_breaker_cooldown_seconds: float = 30.0
     log_level: LogLevel = "info"
 
     @property
@@ -193,5 +195,7 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "worker_lease_seconds": _positive_int,
     "delivery_max_attempts": _positive_int,
     "delivery_backoff_seconds": _positive_float,
+    "delivery_breaker_threshold": _positive_int,
+    "delivery_breaker_cooldown_seconds": _positive_float,
     "log_level": _log_level,
 }

@@ -46,6 +46,7 @@ class SubjectDirectory:
         self._db = db
         self._keyring = keyring
         self._cache: OrderedDict[str, SubjectKey] = OrderedDict()
+        self._erased: set[str] = set()  # refs erased by this process: never cache them again
         self._lock = threading.Lock()
 
     def resolve(self, subject_ref: str) -> SubjectKey | None:
@@ -107,6 +108,8 @@ class SubjectDirectory:
             return row[0], row[1]
 
         winner_id, winner_key = self._db.writer.run_sync(insert)
+        with self._lock:
+            self._erased.discard(subject_ref)
         return self._remember(subject_ref, winner_id, winner_key)
 
     def erase(self, subject_ref: str, now: datetime) -> str | None:
@@ -127,6 +130,8 @@ class SubjectDirectory:
             )
             return None if row is None else str(row[0])
 
+        with self._lock:
+            self._erased.add(subject_ref)
         subject_id = self._db.writer.run_sync(delete)
         with self._lock:
             self._cache.pop(subject_ref, None)
@@ -186,6 +191,8 @@ class SubjectDirectory:
             subject_ref, subject_id, FieldCipher(self._keyring.unwrap(wrapped, _wrap_aad(subject_id)))
         )
         with self._lock:
+            if subject_ref in self._erased:
+                return key  # a read that raced an erasure must not bring the key back into the cache
             self._cache[subject_ref] = key
             self._cache.move_to_end(subject_ref)
             while len(self._cache) > _CACHE_SIZE:

@@ -223,6 +223,12 @@ def _audit(db: sqlite_utils.Database) -> None:
             )
 
 
+def _final_reasons(db: sqlite_utils.Database) -> None:
+    # Dispatch-time reasons get their own column: `reasons` stays the submission's answer,
+    # which idempotent replays must return unchanged.
+    db.table("pushes").add_column("final_reasons", str)
+
+
 DATA_MIGRATIONS: list[Migration] = [
     ("0001_core", _core),
     ("0002_policy", _policy),
@@ -230,5 +236,6 @@ DATA_MIGRATIONS: list[Migration] = [
     ("0004_deliveries", _deliveries),
     ("0005_complaints", _complaints),
     ("0006_audit", _audit),
+    ("0007_final_reasons", _final_reasons),
 ]
 DIRECTORY_MIGRATIONS: list[Migration] = [("0001_directory", _directory)]

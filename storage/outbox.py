@@ -8,13 +8,14 @@ key, so the provider (or the wallet's relay) can recognize the repeat.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import msgspec
 
 from storage.db import Connection
 
-__all__ = ["Claim", "claim", "enqueue", "finish", "reschedule"]
+__all__ = ["Claim", "claim", "enqueue_many", "finish", "reschedule"]
 
 
 class Claim(msgspec.Struct, frozen=True):
@@ -22,8 +23,11 @@ class Claim(msgspec.Struct, frozen=True):
     attempts: int
 
 
-def enqueue(conn: Connection, push_id: str, due_at: datetime) -> None:
-    conn.execute("INSERT INTO outbox (push_id, due_at) VALUES (?, ?)", (push_id, due_at.isoformat()))
+def enqueue_many(conn: Connection, due: Sequence[tuple[str, datetime]]) -> None:
+    conn.executemany(
+        "INSERT INTO outbox (push_id, due_at) VALUES (?, ?)",
+        [(push_id, at.isoformat()) for push_id, at in due],
+    )
 
 
 def claim(conn: Connection, owner: str, now: datetime, lease: timedelta, limit: int) -> list[Claim]:

@@ -42,6 +42,11 @@ class CircuitBreaker:
         """The state as of the last `allow` or `record`; open turns half_open only in `allow`."""
         return self._state
 
+    @property
+    def reopens_at(self) -> float:
+        """When an open circuit lets its next probe through (meaningless unless open)."""
+        return self._opened_at + self._cooldown
+
     def allow(self, now: float) -> bool:
         """May a send start now? In half_open exactly one caller gets True until it records."""
         if self._state == "closed":

@@ -11,6 +11,7 @@ backup can produce such a proof.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -87,20 +88,20 @@ class AuditLedger:
         now = self._clock()
 
         def unit(conn: Connection) -> tuple[CheckpointRow, TreeHead]:
-            tree = advance(self._tree, conn)
+            tree = advance(self._tree, conn)  # only what was appended since the catch-up below
             latest = audit.latest_checkpoint(conn)
             if latest is not None and latest.tree_size >= tree.frontier.size:
                 return latest, tree
-            claims = CheckpointClaims(
-                tree_size=tree.frontier.size, root_hash=frontier_root(tree.frontier).hex(), at=rfc3339(now)
-            )
-            row = CheckpointRow(
-                claims.tree_size, frontier_root(tree.frontier), claims.at, self._signer.sign(claims)
-            )
+            root = frontier_root(tree.frontier)
+            claims = CheckpointClaims(tree_size=tree.frontier.size, root_hash=root.hex(), at=rfc3339(now))
+            row = CheckpointRow(claims.tree_size, root, claims.at, self._signer.sign(claims))
             audit.insert_checkpoint(conn, row)
             return row, tree
 
         with _contiguous():
+            # Catch up outside the writer first: after a restart that hashes the whole ledger,
+            # which must not hold up everyone else's writes.
+            self._tree = await asyncio.to_thread(lambda: advance(self._tree, self._store.data.reader()))
             row, self._tree = await self._store.data.writer.run(unit)
         return _read(row)
 
@@ -203,7 +204,8 @@ def verify_export(token: str, public: Ed25519PublicKey, kid: str) -> ExportCheck
     except (jwt.PyJWTError, msgspec.DecodeError, msgspec.ValidationError) as exc:
         return ExportCheck(ok=False, checked=checked, problem=f"not a valid signed export: {exc}")
     events = bundle.events
-    prev = ledger.GENESIS if events and events[0].seq == 1 else (events[0].prev_hash if events else b"")
+    # Anchored at genesis when the export starts at seq 1; otherwise at its first event's own link.
+    prev = b"" if not events else ledger.GENESIS if events[0].seq == 1 else events[0].prev_hash
     for offset, e in enumerate(events):
         record = ledger.canonical_bytes(
             e.seq,

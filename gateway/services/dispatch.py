@@ -43,6 +43,7 @@ from storage.store import Store
 __all__ = ["Dispatcher"]
 
 END_STATES = frozenset({"rejected", "delivered", "failed", "expired"})
+CIRCUIT_OPEN = "CircuitOpen"
 BACKOFF_CAP_SECONDS = 15 * 60.0
 
 
@@ -69,7 +70,12 @@ class Dispatcher:
         self._policy = policy
         self._metrics = metrics
         self._adapters = adapters
-        self._breakers = {a.name: CircuitBreaker() for a in adapters.values()}
+        self._breakers = {
+            a.name: CircuitBreaker(
+                settings.delivery_breaker_threshold, settings.delivery_breaker_cooldown_seconds
+            )
+            for a in adapters.values()
+        }
         self._rand = rand
 
     async def run_once(self, owner: str, limit: int) -> int:
@@ -179,7 +185,7 @@ class Dispatcher:
         adapter = self._adapters[message.platform]
         breaker = self._breakers[adapter.name]
         if not breaker.allow(self._clock().timestamp()):
-            return DeliveryResult(status="retry", provider_code="CircuitOpen")
+            return DeliveryResult(status="retry", provider_code=CIRCUIT_OPEN)
         started = self._clock()
         result = await adapter.send(message)
         breaker.record(result.status != "retry", self._clock().timestamp())
@@ -198,9 +204,15 @@ class Dispatcher:
         results: list[DeliveryResult],
         now: datetime,
     ) -> None:
-        retry_after = 0.0
+        retry_after, reopen = 0.0, 0.0
+        attempted = False
         for message, result in zip(messages, results, strict=True):
             adapter = self._adapters[message.platform].name
+            if result.provider_code == CIRCUIT_OPEN:
+                # Not sent: the provider's circuit is open. Not an attempt; come back when it may close.
+                reopen = max(reopen, self._breakers[adapter].reopens_at - now.timestamp())
+                continue
+            attempted = True
             deliveries.record(
                 conn, message.push_id, message.device_id, adapter, result.status, result.provider_code, now
             )
@@ -208,16 +220,18 @@ class Dispatcher:
                 devices.set_status(conn, message.device_id, "disabled", now)
             retry_after = max(retry_after, result.retry_after or 0.0)
         states = deliveries.states(conn, claim.push_id)
-        attempts = claim.attempts + 1
-        waiting = any(s == "retry" for s in states.values())
+        attempts = claim.attempts + int(attempted)
+        skipped = any(r.provider_code == CIRCUIT_OPEN for r in results)
+        waiting = skipped or any(s == "retry" for s in states.values())
         if waiting and attempts < self._settings.delivery_max_attempts:
-            delay = backoff_delay(
-                attempts,
-                self._settings.delivery_backoff_seconds,
-                BACKOFF_CAP_SECONDS,
-                self._rand,
-                retry_after or None,
-            )
+            delay = (
+                backoff_delay(
+                    attempts, self._settings.delivery_backoff_seconds, BACKOFF_CAP_SECONDS, self._rand,
+                    retry_after or None,
+                )
+                if attempted
+                else max(reopen, 0.0) + self._rand()
+            )  # fmt: skip
             pushes.set_status(conn, claim.push_id, "sending", now, attempts=attempts)
             outbox.reschedule(conn, claim.push_id, owner, now + timedelta(seconds=delay), attempts)
             return

@@ -87,7 +87,10 @@ class PreferenceCenter:
             topics={t: TOPIC_PURPOSES[t] <= on and doc.topics.get(t, True) for t in TOPICS},
             quiet_hours=QuietHours(doc.quiet_start or policy.quiet_start, doc.quiet_end or policy.quiet_end),
             frequency=Frequency(
-                min(doc.max_per_week if doc.max_per_week is not None else 3, policy.max_per_week)
+                min(
+                    doc.max_per_week if doc.max_per_week is not None else policy.max_per_week,
+                    policy.max_per_week,
+                )
             ),
         )
 
@@ -106,6 +109,8 @@ class PreferenceCenter:
 
     async def update(self, subject_ref: str, patch: PreferencesUpdate, actor: str) -> PreferencesRead:
         self._check_against_policy(patch)
+        if patch == PreferencesUpdate():
+            return self.read(subject_ref)  # nothing asked, nothing changed, nothing recorded
         now = self._clock()
         key = self._store.directory.ensure(subject_ref, now)
         changes = msgspec.json.encode(patch)

@@ -15,9 +15,8 @@ import logging
 import secrets
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
-from functools import partial
 
 import msgspec
 
@@ -27,7 +26,17 @@ from gateway.metrics import Metrics
 from gateway.schemas.pushes import BatchAnswer, NotificationRead, PushAnswer, PushCreate, PushRead, WireReason
 from gateway.services.policy import PolicySource
 from gateway.settings import Settings
-from policies import CampaignState, Decision, PushRequest, Reason, SubjectState, decide
+from policies import (
+    CampaignState,
+    Decision,
+    PolicySettings,
+    PushRequest,
+    Reason,
+    Scheduled,
+    SubjectState,
+    decide,
+)
+from policies.catalog import is_marketing
 from storage import outbox
 from storage.db import Connection
 from storage.directory import SubjectKey, SubjectStatus
@@ -87,18 +96,15 @@ class PushService:
             self._prepare(key_id, request, now, i, field_prefix) for i, request in enumerate(requests)
         ]
 
-        def unit(conn: Connection) -> list[PushAnswer]:
-            return [
-                self._with_field(i, field_prefix, partial(self._record, conn, p, now))
-                for i, p in enumerate(prepared)
-            ]
+        def unit(conn: Connection) -> list[tuple[PushAnswer, bool]]:
+            return self._record_all(conn, key_id, prepared, now, field_prefix)
 
         if all(p.request.dry_run for p in prepared):
             answers = unit(self._store.data.reader())
         else:
             answers = await self._store.data.writer.run(unit)
-        self._count(answers, started)
-        return answers
+        self._count([a for a, fresh in answers if fresh], started)
+        return [a for a, _ in answers]
 
     def read(self, push_id: str) -> PushRead:
         row = pushes.get(self._store.data.reader(), push_id)
@@ -108,7 +114,7 @@ class PushService:
             push_id=row.push_id,
             status=row.status,  # type: ignore[arg-type]
             outcome=row.outcome,  # type: ignore[arg-type]
-            reasons=msgspec.json.decode(row.reasons),
+            reasons=msgspec.json.decode(row.final_reasons or row.reasons),
             attempts=row.attempts,
             topic=row.topic,
             campaign_id=row.campaign_id,
@@ -187,60 +193,79 @@ class PushService:
             else key.cipher.seal(msgspec.json.encode(content), content_aad(push_id, key)),
         )
 
-    def _record(self, conn: Connection, p: _Prepared, now: datetime) -> PushAnswer:
-        if p.request.dry_run:
-            return _answer(None, self._decide(conn, p, now))
-        existing = pushes.find_idempotent(conn, p.key_id, p.request.idempotency_key)
-        if existing is not None:
-            if not hmac.compare_digest(existing.fingerprint, p.fingerprint):
-                raise Unprocessable(
-                    "idempotency_key was already used with a different body", "idempotency_key"
-                )
-            return _stored_answer(existing)
-        decision = self._decide(conn, p, now)
-        planned = decision.deliver_after or now
-        pushes.insert(
-            conn,
-            PushRow(
-                push_id=p.push_id,
-                key_id=p.key_id,
-                idempotency_key=p.request.idempotency_key,
-                fingerprint=p.fingerprint,
-                subject_id=None if p.key is None else p.key.subject_id,
-                topic=p.request.topic,
-                campaign_id=p.request.campaign_id,
-                variant=p.request.variant,
-                outcome=decision.outcome,
-                status=decision.outcome,
-                reasons=msgspec.json.encode(wire_reasons(decision.reasons)).decode(),
-                allowed_by=msgspec.json.encode(list(decision.allowed_by)).decode(),
-                planned_at=None if decision.outcome == "rejected" else planned.isoformat(),
-                deliver_after=None if decision.deliver_after is None else decision.deliver_after.isoformat(),
-                expires_at=decision.expires_at.isoformat(),
-                created_at=now.isoformat(),
-                updated_at=now.isoformat(),
-                policy_version=self._policy.version.version,
-                content=p.sealed,
-            ),
-        )
-        if decision.outcome != "rejected":
-            outbox.enqueue(conn, p.push_id, planned)
-        return _answer(p.push_id, decision)
-
-    def _decide(self, conn: Connection, p: _Prepared, now: datetime) -> Decision:
+    def _record_all(
+        self, conn: Connection, key_id: str, prepared: Sequence[_Prepared], now: datetime, prefix: str | None
+    ) -> list[tuple[PushAnswer, bool]]:
+        """Decide and record a whole submission with a handful of reads: subject state is loaded
+        for all subjects at once, and each accepted push is added to its subject's planned pushes
+        in memory, so later items of the same batch count it against the caps. Each answer comes
+        with whether it is a new decision (live, not an idempotent replay) for the metrics."""
         policy = self._policy.settings
-        campaign = None
-        if p.request.campaign_id is not None:
-            row = campaigns.get(conn, p.request.campaign_id)
-            if row is None:
-                raise NotFound("no such campaign", "campaign_id")
-            if row.topic != p.request.topic:
-                raise InvalidInput(f"campaign {row.campaign_id} sends topic {row.topic}", "topic")
-            campaign = CampaignState(paused=row.status == "paused")
-        if p.key is None:
-            state = SubjectState(status=p.status)
-        else:
-            state = subject_state.load(conn, p.key, now, policy, self._settings.timezone)
+        live = [p.request.idempotency_key for p in prepared if not p.request.dry_run]
+        recorded = pushes.find_idempotent_many(conn, key_id, live) if live else {}
+        states = subject_state.load_many(
+            conn, [p.key for p in prepared if p.key is not None], now, policy, self._settings.timezone
+        )
+        campaigns_seen: dict[str, CampaignState] = {}
+        rows: list[PushRow] = []
+        due: list[tuple[str, datetime]] = []
+        answers: list[tuple[PushAnswer, bool]] = []
+        for index, p in enumerate(prepared):
+            try:
+                earlier = recorded.get(p.request.idempotency_key)
+                if earlier is not None and not p.request.dry_run:
+                    if not hmac.compare_digest(earlier.fingerprint, p.fingerprint):
+                        raise Unprocessable(
+                            "idempotency_key was already used with a different body", "idempotency_key"
+                        )
+                    answers.append((_stored_answer(earlier), False))
+                    continue
+                campaign = self._campaign(conn, p, campaigns_seen)
+            except GatewayError as exc:
+                if prefix is not None and exc.field is not None:
+                    exc.field = f"{prefix}[{index}].{exc.field}"
+                raise
+            state = SubjectState(status=p.status) if p.key is None else states[p.key.subject_id]
+            decision = self._decide(p, state, campaign, now, policy)
+            if p.request.dry_run:
+                answers.append((_answer(None, decision), False))
+                continue
+            planned = decision.deliver_after or now
+            row = self._row(p, decision, planned, now)
+            rows.append(row)
+            recorded[p.request.idempotency_key] = row
+            if decision.outcome != "rejected":
+                due.append((p.push_id, planned))
+                if p.key is not None and is_marketing(p.request.topic):
+                    states[p.key.subject_id] = msgspec.structs.replace(
+                        state, scheduled=(*state.scheduled, Scheduled(planned, p.request.topic))
+                    )
+            answers.append((_answer(p.push_id, decision), True))
+        pushes.insert_many(conn, rows)
+        outbox.enqueue_many(conn, due)
+        return answers
+
+    def _campaign(
+        self, conn: Connection, p: _Prepared, seen: dict[str, CampaignState]
+    ) -> CampaignState | None:
+        campaign_id = p.request.campaign_id
+        if campaign_id is None:
+            return None
+        row = campaigns.get(conn, campaign_id)
+        if row is None:
+            raise NotFound("no such campaign", "campaign_id")
+        if row.topic != p.request.topic:
+            raise InvalidInput(f"campaign {row.campaign_id} sends topic {row.topic}", "topic")
+        return seen.setdefault(campaign_id, CampaignState(paused=row.status == "paused"))
+
+    def _decide(
+        self,
+        p: _Prepared,
+        state: SubjectState,
+        campaign: CampaignState | None,
+        now: datetime,
+        policy: PolicySettings,
+    ) -> Decision:
         try:
             return decide(p.push, state, campaign, now, policy)
         except Exception:
@@ -248,13 +273,28 @@ class PushService:
             log.exception("policy pipeline failed", extra={"push_id": p.push_id, "topic": p.request.topic})
             raise
 
-    def _with_field(self, index: int, prefix: str | None, step: Callable[[], PushAnswer]) -> PushAnswer:
-        try:
-            return step()
-        except GatewayError as exc:
-            if prefix is not None and exc.field is not None:
-                exc.field = f"{prefix}[{index}].{exc.field}"
-            raise
+    def _row(self, p: _Prepared, decision: Decision, planned: datetime, now: datetime) -> PushRow:
+        return PushRow(
+            push_id=p.push_id,
+            key_id=p.key_id,
+            idempotency_key=p.request.idempotency_key,
+            fingerprint=p.fingerprint,
+            subject_id=None if p.key is None else p.key.subject_id,
+            topic=p.request.topic,
+            campaign_id=p.request.campaign_id,
+            variant=p.request.variant,
+            outcome=decision.outcome,
+            status=decision.outcome,
+            reasons=msgspec.json.encode(wire_reasons(decision.reasons)).decode(),
+            allowed_by=msgspec.json.encode(list(decision.allowed_by)).decode(),
+            planned_at=None if decision.outcome == "rejected" else planned.isoformat(),
+            deliver_after=None if decision.deliver_after is None else decision.deliver_after.isoformat(),
+            expires_at=decision.expires_at.isoformat(),
+            created_at=now.isoformat(),
+            updated_at=now.isoformat(),
+            policy_version=self._policy.version.version,
+            content=p.sealed,
+        )
 
     def _count(self, answers: Sequence[PushAnswer], started: float) -> None:
         elapsed = (time.perf_counter() - started) / max(len(answers), 1)

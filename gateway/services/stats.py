@@ -86,7 +86,8 @@ def _count(conn: Connection, campaign_id: str) -> dict[str, VariantStats]:
     ):
         setattr(stats[variant], kind, n)
     for variant, n in conn.execute(
-        "SELECT coalesce(variant, ?), count(*) FROM complaints WHERE campaign_id = ? GROUP BY 1",
+        "SELECT coalesce(variant, ?), count(DISTINCT push_id) FROM complaints "
+        "WHERE campaign_id = ? GROUP BY 1",
         (DEFAULT_VARIANT, campaign_id),
     ):
         stats[variant].complaints = n

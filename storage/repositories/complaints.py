@@ -88,5 +88,8 @@ def set_status(
 
 
 def count_for_campaign(conn: Connection, campaign_id: str) -> int:
-    row = conn.execute("SELECT count(*) FROM complaints WHERE campaign_id = ?", (campaign_id,)).fetchone()
+    # One recipient complaining twice about one push is one complaint against the campaign.
+    row = conn.execute(
+        "SELECT count(DISTINCT push_id) FROM complaints WHERE campaign_id = ?", (campaign_id,)
+    ).fetchone()
     return int(row[0])

@@ -9,10 +9,10 @@ from storage.crypto import field_aad
 from storage.db import Connection
 from storage.directory import SubjectKey
 
-__all__ = ["delete", "get", "put"]
+__all__ = ["delete", "geohash_aad", "get", "put"]
 
 
-def _aad(key: SubjectKey) -> bytes:
+def geohash_aad(key: SubjectKey) -> bytes:
     return field_aad("locations", "geohash", key.subject_id, key.subject_id)
 
 
@@ -20,7 +20,7 @@ def put(conn: Connection, key: SubjectKey, geohash: str, now: datetime) -> None:
     conn.execute(
         "INSERT INTO locations (subject_id, geohash, at) VALUES (?, ?, ?) "
         "ON CONFLICT (subject_id) DO UPDATE SET geohash = excluded.geohash, at = excluded.at",
-        (key.subject_id, key.cipher.seal(geohash.encode(), _aad(key)), now.isoformat()),
+        (key.subject_id, key.cipher.seal(geohash.encode(), geohash_aad(key)), now.isoformat()),
     )
 
 
@@ -28,7 +28,7 @@ def get(conn: Connection, key: SubjectKey) -> tuple[str, str] | None:
     row = conn.execute("SELECT geohash, at FROM locations WHERE subject_id = ?", (key.subject_id,)).fetchone()
     if row is None:
         return None
-    return key.cipher.open(bytes(row[0]), _aad(key)).decode(), str(row[1])
+    return key.cipher.open(bytes(row[0]), geohash_aad(key)).decode(), str(row[1])
 
 
 def delete(conn: Connection, subject_id: str) -> None:

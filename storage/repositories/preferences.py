@@ -11,7 +11,7 @@ from storage.crypto import field_aad
 from storage.db import Connection
 from storage.directory import SubjectKey
 
-__all__ = ["PreferenceDoc", "load", "save"]
+__all__ = ["PreferenceDoc", "doc_aad", "load", "save"]
 
 
 class PreferenceDoc(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -25,7 +25,7 @@ class PreferenceDoc(msgspec.Struct, kw_only=True, omit_defaults=True):
     max_per_week: int | None = None
 
 
-def _aad(key: SubjectKey) -> bytes:
+def doc_aad(key: SubjectKey) -> bytes:
     return field_aad("preferences", "doc", key.subject_id, key.subject_id)
 
 
@@ -33,11 +33,11 @@ def load(conn: Connection, key: SubjectKey) -> PreferenceDoc:
     row = conn.execute("SELECT doc FROM preferences WHERE subject_id = ?", (key.subject_id,)).fetchone()
     if row is None:
         return PreferenceDoc()
-    return msgspec.json.decode(key.cipher.open(bytes(row[0]), _aad(key)), type=PreferenceDoc)
+    return msgspec.json.decode(key.cipher.open(bytes(row[0]), doc_aad(key)), type=PreferenceDoc)
 
 
 def save(conn: Connection, key: SubjectKey, doc: PreferenceDoc, now: datetime) -> None:
-    sealed = key.cipher.seal(msgspec.json.encode(doc), _aad(key))
+    sealed = key.cipher.seal(msgspec.json.encode(doc), doc_aad(key))
     conn.execute(
         "INSERT INTO preferences (subject_id, doc, updated_at) VALUES (?, ?, ?) "
         "ON CONFLICT (subject_id) DO UPDATE SET doc = excluded.doc, updated_at = excluded.updated_at",

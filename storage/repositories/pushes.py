@@ -7,7 +7,7 @@ and only when there is a subject to seal it for.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 import msgspec
@@ -21,11 +21,10 @@ __all__ = [
     "PushContent",
     "PushRow",
     "content_aad",
-    "find_idempotent",
+    "find_idempotent_many",
     "get",
-    "insert",
+    "insert_many",
     "list_for_subject",
-    "scheduled_around",
     "set_status",
 ]
 
@@ -33,7 +32,7 @@ ACCEPTED = ("queued", "deferred", "sending", "delivered")
 _COLUMNS = (
     "push_id, key_id, idempotency_key, fingerprint, subject_id, topic, campaign_id, variant, "
     "outcome, status, reasons, allowed_by, planned_at, deliver_after, expires_at, created_at, "
-    "updated_at, policy_version, content, attempts"
+    "updated_at, policy_version, content, attempts, final_reasons"
 )
 
 
@@ -66,6 +65,7 @@ class PushRow(msgspec.Struct, frozen=True, kw_only=True):
     policy_version: int
     content: bytes | None
     attempts: int = 0
+    final_reasons: str | None = None
 
     def open_content(self, key: SubjectKey) -> PushContent | None:
         if self.content is None:
@@ -83,35 +83,35 @@ def _row(values: tuple[object, ...]) -> PushRow:
     return PushRow(**dict(zip(_COLUMNS.split(", "), values, strict=True)))  # type: ignore[arg-type]
 
 
-def insert(conn: Connection, row: PushRow) -> None:
-    values = tuple(getattr(row, name) for name in _COLUMNS.split(", "))
-    conn.execute(f"INSERT INTO pushes ({_COLUMNS}) VALUES ({','.join('?' * len(values))})", values)  # noqa: S608
+def insert_many(conn: Connection, rows: Sequence[PushRow]) -> None:
+    names = _COLUMNS.split(", ")
+    conn.executemany(
+        f"INSERT INTO pushes ({_COLUMNS}) VALUES ({','.join('?' * len(names))})",  # noqa: S608
+        [tuple(getattr(row, name) for name in names) for row in rows],
+    )
 
 
-def find_idempotent(conn: Connection, key_id: str, idempotency_key: str) -> PushRow | None:
-    row = conn.execute(
-        f"SELECT {_COLUMNS} FROM pushes WHERE key_id = ? AND idempotency_key = ?",  # noqa: S608
-        (key_id, idempotency_key),
-    ).fetchone()
-    return None if row is None else _row(row)
+def find_idempotent_many(
+    conn: Connection, key_id: str, idempotency_keys: Sequence[str]
+) -> dict[str, PushRow]:
+    """idempotency key → the push already recorded under it for this API key."""
+    found: dict[str, PushRow] = {}
+    wanted = list(dict.fromkeys(idempotency_keys))
+    for i in range(0, len(wanted), 500):
+        chunk = wanted[i : i + 500]
+        for values in conn.execute(
+            f"SELECT {_COLUMNS} FROM pushes WHERE key_id = ? "  # noqa: S608
+            f"AND idempotency_key IN ({','.join('?' * len(chunk))})",
+            (key_id, *chunk),
+        ):
+            row = _row(values)
+            found[row.idempotency_key] = row
+    return found
 
 
 def get(conn: Connection, push_id: str) -> PushRow | None:
     row = conn.execute(f"SELECT {_COLUMNS} FROM pushes WHERE push_id = ?", (push_id,)).fetchone()  # noqa: S608
     return None if row is None else _row(row)
-
-
-def scheduled_around(
-    conn: Connection, subject_id: str, start: datetime, end: datetime, exclude_push: str | None = None
-) -> list[tuple[str, str]]:
-    """(planned_at, topic) of accepted marketing pushes planned within [start, end]."""
-    rows = conn.execute(
-        "SELECT planned_at, topic FROM pushes WHERE subject_id = ? AND planned_at >= ? AND planned_at <= ? "
-        "AND topic != 'transactional' AND status IN ('queued', 'deferred', 'sending', 'delivered') "
-        "AND push_id IS NOT ?",
-        (subject_id, start.isoformat(), end.isoformat(), exclude_push),
-    )
-    return [(str(r[0]), str(r[1])) for r in rows]
 
 
 def list_for_subject(conn: Connection, subject_id: str, statuses: Iterable[str]) -> list[PushRow]:
@@ -136,7 +136,7 @@ def set_status(
     planned_at: datetime | None = None,
 ) -> None:
     conn.execute(
-        "UPDATE pushes SET status = ?, updated_at = ?, reasons = coalesce(?, reasons), "
+        "UPDATE pushes SET status = ?, updated_at = ?, final_reasons = coalesce(?, final_reasons), "
         "attempts = coalesce(?, attempts), planned_at = coalesce(?, planned_at) WHERE push_id = ?",
         (
             status,

@@ -1,22 +1,30 @@
-"""Gathers what the policy pipeline needs to know about one subject, from its rows.
+"""Gathers what the policy pipeline needs to know about subjects, from their rows.
 
 Runs inside the writer's transaction when deciding for real, so what it reads (consents,
-pushes already planned) cannot change before the decision is written.
+pushes already planned) cannot change before the decisions are written. It reads many
+subjects at once — a handful of queries per 500 subjects rather than seven per push — because
+batches and campaigns decide thousands of pushes in one unit.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
+
+import msgspec
 
 from policies.context import Scheduled, SubjectState
 from policies.settings import PolicySettings
 from storage.db import Connection
 from storage.directory import SubjectKey
-from storage.repositories import consents, devices, locations, preferences, pushes
+from storage.repositories import locations, preferences
+from storage.repositories.preferences import PreferenceDoc
 
-__all__ = ["SCHEDULE_HORIZON", "load"]
+__all__ = ["SCHEDULE_HORIZON", "load", "load_many"]
 
 SCHEDULE_HORIZON = timedelta(days=8)
+_CHUNK = 500
 
 
 def load(
@@ -29,24 +37,88 @@ def load(
 ) -> SubjectState:
     """`exclude_push` leaves a push out of `scheduled`: re-deciding a push at dispatch must not
     count the push itself against the caps."""
-    doc = preferences.load(conn, key)
-    granted = frozenset(p for p, row in consents.current(conn, key.subject_id).items() if row.granted)
-    place = locations.get(conn, key)
-    mutes = conn.execute("SELECT topic, until FROM mutes WHERE subject_id = ?", (key.subject_id,))
-    planned = pushes.scheduled_around(
-        conn, key.subject_id, now - SCHEDULE_HORIZON, now + SCHEDULE_HORIZON, exclude_push
-    )
-    return SubjectState(
-        status="active",
-        consents=granted,
-        topics_off=frozenset(t for t, on in doc.topics.items() if not on),
-        timezone=doc.timezone or default_tz,
-        quiet_start=doc.quiet_start or policy.quiet_start,
-        quiet_end=doc.quiet_end or policy.quiet_end,
-        max_per_week=doc.max_per_week if doc.max_per_week is not None else policy.max_per_week,
-        active_devices=devices.count_active(conn, key.subject_id),
-        location_geohash=None if place is None else place[0],
-        location_at=None if place is None else datetime.fromisoformat(place[1]),
-        muted_until={str(t): datetime.fromisoformat(u) for t, u in mutes},
-        scheduled=tuple(Scheduled(datetime.fromisoformat(at), topic) for at, topic in planned),
-    )
+    return load_many(conn, [key], now, policy, default_tz, exclude_push)[key.subject_id]
+
+
+def load_many(
+    conn: Connection,
+    keys: Sequence[SubjectKey],
+    now: datetime,
+    policy: PolicySettings,
+    default_tz: str,
+    exclude_push: str | None = None,
+) -> dict[str, SubjectState]:
+    """subject id → state, for every key given."""
+    by_id = {k.subject_id: k for k in keys}
+    docs: dict[str, bytes] = {}
+    granted: dict[str, set[str]] = defaultdict(set)
+    places: dict[str, tuple[bytes, str]] = {}
+    mutes: dict[str, dict[str, datetime]] = defaultdict(dict)
+    device_counts: dict[str, int] = {}
+    planned: dict[str, list[Scheduled]] = defaultdict(list)
+    start, end = (now - SCHEDULE_HORIZON).isoformat(), (now + SCHEDULE_HORIZON).isoformat()
+    for marks, ids in _chunks(list(by_id)):
+        for sid, doc in conn.execute(
+            f"SELECT subject_id, doc FROM preferences WHERE subject_id IN ({marks})",  # noqa: S608
+            ids,
+        ):
+            docs[sid] = bytes(doc)
+        for sid, purpose in conn.execute(
+            f"SELECT subject_id, purpose FROM consents WHERE granted = 1 AND subject_id IN ({marks})",  # noqa: S608
+            ids,
+        ):
+            granted[sid].add(purpose)
+        for sid, sealed, at in conn.execute(
+            f"SELECT subject_id, geohash, at FROM locations WHERE subject_id IN ({marks})",  # noqa: S608
+            ids,
+        ):
+            places[sid] = (bytes(sealed), at)
+        for sid, topic, until in conn.execute(
+            f"SELECT subject_id, topic, until FROM mutes WHERE subject_id IN ({marks})",  # noqa: S608
+            ids,
+        ):
+            mutes[sid][topic] = datetime.fromisoformat(until)
+        for sid, count in conn.execute(
+            "SELECT subject_id, count(*) FROM devices "  # noqa: S608
+            f"WHERE status = 'active' AND subject_id IN ({marks}) GROUP BY subject_id",
+            ids,
+        ):
+            device_counts[sid] = int(count)
+        for sid, at, topic in conn.execute(
+            "SELECT subject_id, planned_at, topic FROM pushes "  # noqa: S608
+            f"WHERE subject_id IN ({marks}) AND planned_at >= ? AND planned_at <= ? "
+            "AND topic != 'transactional' AND status IN ('queued', 'deferred', 'sending', 'delivered') "
+            "AND push_id IS NOT ?",
+            (*ids, start, end, exclude_push),
+        ):
+            planned[sid].append(Scheduled(datetime.fromisoformat(at), topic))
+    states = {}
+    for sid, key in by_id.items():
+        doc = (
+            msgspec.json.decode(key.cipher.open(docs[sid], preferences.doc_aad(key)), type=PreferenceDoc)
+            if sid in docs
+            else PreferenceDoc()
+        )
+        place = places.get(sid)
+        geohash = None if place is None else key.cipher.open(place[0], locations.geohash_aad(key)).decode()
+        states[sid] = SubjectState(
+            status="active",
+            consents=frozenset(granted.get(sid, ())),
+            topics_off=frozenset(t for t, on in doc.topics.items() if not on),
+            timezone=doc.timezone or default_tz,
+            quiet_start=doc.quiet_start or policy.quiet_start,
+            quiet_end=doc.quiet_end or policy.quiet_end,
+            max_per_week=doc.max_per_week if doc.max_per_week is not None else policy.max_per_week,
+            active_devices=device_counts.get(sid, 0),
+            location_geohash=geohash,
+            location_at=None if place is None else datetime.fromisoformat(place[1]),
+            muted_until=mutes.get(sid, {}),
+            scheduled=tuple(planned.get(sid, ())),
+        )
+    return states
+
+
+def _chunks(ids: list[str]) -> Iterator[tuple[str, list[str]]]:
+    for i in range(0, len(ids), _CHUNK):
+        chunk = ids[i : i + _CHUNK]
+        yield ",".join("?" * len(chunk)), chunk
