@@ -1,0 +1,86 @@
+"""The receiver's own ceiling, measured with the delivery worker's HTTP client settings.
+
+`WebhookAdapter` posts with one `httpx.AsyncClient(timeout=10.0)` (httpx's default pool limits:
+100 connections, 20 kept alive) and the worker keeps up to `CGW_WORKER_CONCURRENCY` (64) pushes
+in flight. This does the same with the same client and the same signed body shape, as fast as
+it can, so the delivery figure can be read against what that client and receiver allow at all.
+Run pinned to the core the gateway used; prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import time
+
+import httpx
+import msgspec
+
+from clients.delivery.webhook import sign_webhook
+
+
+async def run(url: str, seconds: float, concurrency: int, keepalive: int | None) -> dict[str, object]:
+    limits = httpx.Limits() if keepalive is None else httpx.Limits(max_keepalive_connections=keepalive)
+    done = 0
+    errors = 0
+    stop_at = time.perf_counter() + seconds
+    async with httpx.AsyncClient(timeout=10.0, limits=limits) as client:
+
+        async def lane(lane_id: int) -> None:
+            nonlocal done, errors
+            n = 0
+            while time.perf_counter() < stop_at:
+                n += 1
+                push_id = f"psh_{lane_id:04d}{n:020d}"
+                body = msgspec.json.encode(
+                    {
+                        "push_id": push_id, "device_id": "dev_000000000000000000000000",
+                        "device_token": "relay-device-00000001", "topic": "transactional",
+                        "title": "Your order has shipped", "body": "Order 1 is on its way.",
+                        "data": {"deeplink": "wallet://orders/1"}, "campaign_id": None, "variant": None,
+                    }
+                )  # fmt: skip
+                stamp = int(time.time())
+                headers = {
+                    "content-type": "application/json",
+                    "idempotency-key": f"{push_id}:dev_0",
+                    "x-cgw-timestamp": str(stamp),
+                    "x-cgw-signature": sign_webhook(b"bench-secret-bench-secret-bench-secret", stamp, body),
+                }
+                try:
+                    response = await client.post(url, content=body, headers=headers)
+                    done += response.status_code == 200
+                except httpx.TransportError:
+                    errors += 1
+
+        started = time.perf_counter()
+        before = resource.getrusage(resource.RUSAGE_SELF)
+        await asyncio.gather(*(lane(i) for i in range(concurrency)))
+        elapsed = time.perf_counter() - started
+        after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"requests_per_s": round(done / elapsed, 1), "requests": done, "errors": errors,
+            "concurrency": concurrency, "keepalive": keepalive or 20,
+            "client_cpu_us_per_req": round(cpu / max(done, 1) * 1e6, 1),
+            "client_cpu_share": round(cpu / elapsed, 2)}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--keepalive", type=int, default=None, help="override httpx's 20 kept-alive")
+    args = parser.parse_args()
+    try:
+        from uvloop import run as run_loop  # the gateway's server runs on uvloop too
+    except ImportError:
+        from asyncio import run as run_loop
+    result = run_loop(run(args.url, args.seconds, args.concurrency, args.keepalive))
+    print("BENCH_JSON " + json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,260 @@
+"""Audit API, the accountable half: signed exports verified with an independent JOSE library and
+by the CLI offline, the access log of every audit call, and who may call the Audit API at all."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import FakeClock, Headers
+from joserfc import jws
+from joserfc.jwk import KeySet
+from litestar import Litestar
+from litestar.routes import HTTPRoute
+from litestar.testing import TestClient
+from support import assert_problem
+
+from gateway.runtime import Runtime
+from storage import ledger, merkle
+
+Client = TestClient[Litestar]
+Json = dict[str, Any]
+CLI = Path(sys.executable).with_name("consent-gateway")
+
+jose_eddsa = pytest.mark.filterwarnings("ignore:EdDSA is deprecated:joserfc.errors.SecurityWarning")
+
+
+def grow(client: Client, headers: Headers, n: int, clock: FakeClock) -> None:
+    """n consent events, one hour apart."""
+    for i in range(n):
+        response = client.put(
+            "/v1/me/consents/marketing",
+            headers=headers,
+            json={"granted": i % 2 == 0, "notice_version": f"v{i}"},
+        )
+        assert response.status_code == 200, response.text
+        clock.advance(hours=1)
+
+
+def key_id(headers: Headers) -> str:
+    return headers["Authorization"].removeprefix("Bearer cgw_").split("_")[0]
+
+
+def b64(data: str) -> bytes:
+    return base64.b64decode(data)
+
+
+# -- export --------------------------------------------------------------------------------------
+
+
+@jose_eddsa
+def test_export_verifies_offline_with_the_served_jwks(
+    client: Client, runtime: Runtime, as_user: Callable[[str], Headers], as_key: Callable[..., Headers],
+    clock: FakeClock,
+) -> None:  # fmt: skip
+    auditor = as_key("audit:read")
+    alice = as_user("alice")
+    grow(client, alice, 5, clock)  # 10:00 ... 14:00
+    keys = KeySet.import_key_set(client.get("/.well-known/jwks.json").json())
+
+    whole = client.get("/v1/audit/export", headers=auditor)
+    assert whole.status_code == 200, whole.text
+    token = whole.json()["jws"]
+    assert jws.extract_compact(token.encode()).protected["alg"] == "EdDSA"
+    bundle = json.loads(jws.deserialize_compact(token, keys, algorithms=["EdDSA"]).payload)
+    assert bundle["type"] == "consent-gateway/audit-export"
+    events, checkpoint = bundle["events"], bundle["checkpoint"]
+    assert [e["seq"] for e in events] == [1, 2, 3, 4, 5]
+    assert checkpoint["tree_size"] == 5
+    assert checkpoint == client.get("/v1/audit/ledger/checkpoint", headers=auditor).json()
+    assert (
+        json.loads(jws.deserialize_compact(checkpoint["jws"], keys, algorithms=["EdDSA"]).payload)[
+            "tree_size"
+        ]
+        == 5
+    )
+    stored = list(ledger.events(runtime.store.data.reader()))
+    prev = ledger.GENESIS
+    for wire, event in zip(events, stored, strict=True):
+        record = ledger.canonical_bytes(
+            wire["seq"], wire["at"], wire["subject_id"], wire["kind"], wire["purpose"],
+            wire["notice_version"], wire["actor"], wire["source"], b64(wire["body"]), b64(wire["prev_hash"]),
+        )  # fmt: skip
+        assert hashlib.sha256(record).digest() == b64(wire["hash"]) == event.hash
+        assert b64(wire["prev_hash"]) == prev
+        prev = event.hash
+    leaves = [merkle.leaf_hash(b64(e["hash"])) for e in events]
+    assert merkle.root_hash(leaves).hex() == checkpoint["root_hash"]
+
+    window = client.get(
+        "/v1/audit/export",
+        headers=auditor,
+        params={"from": "2026-11-23T11:00:00Z", "to": "2026-11-23T13:00:00Z"},
+    )
+    part = json.loads(jws.deserialize_compact(window.json()["jws"], keys, algorithms=["EdDSA"]).payload)
+    assert [e["seq"] for e in part["events"]] == [2, 3]
+    assert (part["from"], part["to"]) == ("2026-11-23T11:00:00Z", "2026-11-23T13:00:00Z")
+    head = client.get("/v1/audit/export", headers=auditor, params={"to": "2026-11-23T12:00:00Z"}).json()[
+        "jws"
+    ]
+    prefix = json.loads(jws.deserialize_compact(head, keys, algorithms=["EdDSA"]).payload)
+    assert [e["seq"] for e in prefix["events"]] == [1, 2]
+    assert merkle.verify_consistency(
+        2, 5, merkle.root_hash(leaves[:2]), bytes.fromhex(prefix["checkpoint"]["root_hash"]),
+        [bytes.fromhex(h) for h in prefix["consistency_proof"]],
+    )  # fmt: skip
+
+
+def cli(data_dir: Path, *args: str) -> subprocess.Popen[str]:
+    """The venv's `consent-gateway audit ...`, started (each start costs seconds of imports)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CGW_")}
+    command = [str(CLI), "audit", *args, "--data-dir", str(data_dir)]
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finished(process: subprocess.Popen[str]) -> tuple[int, str, str]:
+    stdout, stderr = process.communicate(timeout=60)
+    return process.returncode, stdout, stderr
+
+
+def test_cli_export_and_offline_verify(
+    client: Client, as_user: Callable[[str], Headers], clock: FakeClock, data_dir: Path, tmp_path: Path
+) -> None:
+    grow(client, as_user("alice"), 4, clock)
+    out, forged_out = tmp_path / "export.jws", tmp_path / "forged.jws"
+
+    window = ("--from", "2026-11-23T00:00:00Z", "--to", "2026-11-24T00:00:00Z")
+    code, _, stderr = finished(cli(data_dir, "export", *window, "--out", str(out)))
+    assert code == 0, stderr
+    assert "wrote 4 events" in stderr
+    assert out.stat().st_mode & 0o077 == 0
+    header, payload, signature = out.read_text().strip().split(".")
+    bundle = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    bundle["events"][1]["notice_version"] = "rewritten"
+    forged = base64.urlsafe_b64encode(json.dumps(bundle).encode()).rstrip(b"=").decode()
+    forged_out.write_text(f"{header}.{forged}.{signature}\n")
+
+    good, bad = (
+        cli(data_dir, "verify", "--export", str(out)),
+        cli(data_dir, "verify", "--export", str(forged_out)),
+    )
+    code, stdout, stderr = finished(good)
+    assert code == 0, stdout + stderr
+    report = json.loads(stdout)
+    assert (report["ok"], report["events"]) == (True, 4)
+    assert report["checked"] == ["signature", "checkpoint signature", "hash chain", "checkpoint root"]
+    code, stdout, _ = finished(bad)
+    assert code == 1
+    assert json.loads(stdout)["ok"] is False
+
+
+# -- access log ----------------------------------------------------------------------------------
+
+
+def test_every_audit_call_is_logged_including_refused_ones(
+    client: Client, as_user: Callable[[str], Headers], as_key: Callable[..., Headers], clock: FakeClock
+) -> None:
+    auditor = as_key("audit:read")
+    grow(client, as_user("alice"), 3, clock)
+    ref = client.get("/v1/me/preferences", headers=as_user("alice")).json()["subject_ref"]
+    calls: list[tuple[str, Json, int, str, Json, int]] = [
+        ("/v1/audit/consent-events", {"purpose": "marketing", "limit": 2}, 200,
+         "/v1/audit/consent-events", {"purpose": "marketing", "limit": "2"}, 2),
+        (f"/v1/audit/subjects/{ref}", {}, 200, "/v1/audit/subjects/{subject_ref}", {"subject_ref": ref}, 3),
+        ("/v1/audit/decisions", {"outcome": "rejected"}, 200,
+         "/v1/audit/decisions", {"outcome": "rejected"}, 0),
+        ("/v1/audit/complaints", {}, 200, "/v1/audit/complaints", {}, 0),
+        ("/v1/audit/ledger/verify", {}, 200, "/v1/audit/ledger/verify", {}, 3),
+        ("/v1/audit/ledger/checkpoint", {}, 200, "/v1/audit/ledger/checkpoint", {}, 1),
+        ("/v1/audit/ledger/proof/inclusion", {"seq": 1, "size": 3}, 200,
+         "/v1/audit/ledger/proof/inclusion", {"seq": "1", "size": "3"}, 1),
+        ("/v1/audit/ledger/proof/consistency", {"from": 1, "to": 3}, 200,
+         "/v1/audit/ledger/proof/consistency", {"from": "1", "to": "3"}, 1),
+        ("/v1/audit/export", {}, 200, "/v1/audit/export", {}, 3),
+        ("/v1/audit/consent-events", {"limit": 5000, "email": "a@b.c"}, 400,
+         "/v1/audit/consent-events", {"limit": "5000"}, 0),
+        ("/v1/audit/ledger/proof/inclusion", {"seq": 9, "size": 3}, 400,
+         "/v1/audit/ledger/proof/inclusion", {"seq": "9", "size": "3"}, 0),
+        (f"/v1/audit/subjects/sub_{'a' * 52}", {}, 404,
+         "/v1/audit/subjects/{subject_ref}", {"subject_ref": f"sub_{'a' * 52}"}, 0),
+        ("/v1/audit/access-log", {}, 200, "/v1/audit/access-log", {}, 12),
+    ]  # fmt: skip
+    for path, params, status, *_ in calls:
+        assert client.get(path, headers=auditor, params=params).status_code == status, path
+    # refused before the audit API: not audit calls, not logged
+    assert client.get("/v1/audit/ledger/verify", headers=as_key("admin")).status_code == 403
+    assert client.get("/v1/audit/ledger/verify").status_code == 401
+
+    entries = client.get("/v1/audit/access-log", headers=auditor).json()["entries"]
+    assert len(entries) == len(calls)
+    for entry, (_, _, _, route, filters, count) in zip(entries, calls, strict=True):
+        assert (entry["route"], entry["filters"], entry["result_count"]) == (route, filters, count)
+        assert entry["key_id"] == key_id(auditor)
+        assert entry["at"] == "2026-11-23T13:00:00Z"
+    assert (
+        client.get("/v1/audit/access-log", headers=auditor).json()["entries"][-1]["route"]
+        == "/v1/audit/access-log"
+    )
+
+
+def test_access_log_pages(client: Client, as_key: Callable[..., Headers]) -> None:
+    auditor = as_key("audit:read")
+    for _ in range(3):
+        client.get("/v1/audit/ledger/verify", headers=auditor)
+    first = client.get("/v1/audit/access-log", headers=auditor, params={"limit": 2}).json()
+    assert [e["id"] for e in first["entries"]] == [1, 2]
+    rest = client.get(
+        "/v1/audit/access-log", headers=auditor, params={"limit": 2, "cursor": first["next_cursor"]}
+    )
+    assert [e["id"] for e in rest.json()["entries"]] == [3, 4]  # 4 is the first access-log call
+
+
+# -- who may call --------------------------------------------------------------------------------
+
+ROLES: dict[str, tuple[str, ...] | None] = {
+    "none": None,
+    "user": (),
+    "service": ("pushes:write", "campaigns:write", "campaigns:read", "complaints:write"),
+    "admin": ("admin",),
+    "auditor": ("audit:read",),
+}
+
+
+def audit_routes(app: Litestar) -> list[tuple[str, str]]:
+    return sorted(
+        (method, route.path)
+        for route in app.routes
+        if isinstance(route, HTTPRoute) and route.path.startswith("/v1/audit")
+        for handler in route.route_handlers
+        for method in handler.http_methods
+        if method not in {"HEAD", "OPTIONS"}
+    )
+
+
+def test_only_audit_read_keys_may_call_the_audit_api(
+    client: Client, as_user: Callable[[str], Headers], as_key: Callable[..., Headers]
+) -> None:
+    routes = audit_routes(client.app)  # type: ignore[arg-type]
+    assert len(routes) == 10
+    assert {method for method, _ in routes} == {"GET"}  # read-only
+    credentials = {
+        role: {} if scopes is None else as_user("matrix-user") if not scopes else as_key(*scopes)
+        for role, scopes in ROLES.items()
+    }
+    for method, template in routes:
+        path = template.replace("{subject_ref:str}", f"sub_{'a' * 52}")
+        for role, headers in credentials.items():
+            response = client.request(method, path, headers=headers)
+            if role == "auditor":
+                assert response.status_code not in {401, 403}, (path, response.text)
+            else:
+                assert_problem(response, 401 if role == "none" else 403)
+    assert client.post("/v1/audit/consent-events", headers=credentials["auditor"]).status_code == 405

@@ -1,0 +1,293 @@
+"""Audit API, the integrity half: hash-chain verification against raw-SQL tampering, signed
+checkpoints, Merkle proofs checked with `storage.merkle.verify_*`, and an auditor's saved
+checkpoint catching a truncated ledger or a restored old backup that the chain alone cannot."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import FakeClock, Headers
+from joserfc import jws
+from joserfc.jwk import KeySet
+from litestar import Litestar
+from litestar.testing import TestClient
+from support import assert_problem
+
+from gateway.app import create_app
+from gateway.runtime import Runtime
+from gateway.settings import Settings
+from storage import ledger, merkle
+from storage.db import Connection
+
+Client = TestClient[Litestar]
+Json = dict[str, Any]
+
+jose_eddsa = pytest.mark.filterwarnings("ignore:EdDSA is deprecated:joserfc.errors.SecurityWarning")
+
+
+@pytest.fixture
+def auditor(as_key: Callable[..., Headers]) -> Headers:
+    return as_key("audit:read")
+
+
+def grow(client: Client, user_headers: Headers, n: int) -> None:
+    """n consent events (alternating grant and withdrawal)."""
+    for i in range(n):
+        response = client.put(
+            "/v1/me/consents/marketing",
+            headers=user_headers,
+            json={"granted": i % 2 == 0, "notice_version": "v1"},
+        )
+        assert response.status_code == 200, response.text
+
+
+def get(client: Client, path: str, auditor: Headers, **params: Any) -> Json:
+    response = client.get(f"/v1/audit{path}", headers=auditor, params=params)
+    assert response.status_code == 200, response.text
+    body: Json = response.json()
+    return body
+
+
+def tamper(runtime: Runtime, *statements: tuple[str, tuple[object, ...]]) -> None:
+    """Raw SQL on the data database, after dropping the ledger's append-only triggers."""
+
+    def unit(conn: Connection) -> None:
+        conn.execute("DROP TRIGGER IF EXISTS ledger_no_update")
+        conn.execute("DROP TRIGGER IF EXISTS ledger_no_delete")
+        for sql, params in statements:
+            conn.execute(sql, params)
+
+    runtime.store.data.writer.run_sync(unit)
+
+
+def consistent(client: Client, auditor: Headers, saved: Json, current: Json) -> bool:
+    proof = get(
+        client,
+        "/ledger/proof/consistency",
+        auditor,
+        **{"from": saved["tree_size"], "to": current["tree_size"]},
+    )
+    assert proof["second_root"] == current["root_hash"]
+    return merkle.verify_consistency(
+        saved["tree_size"], current["tree_size"], bytes.fromhex(saved["root_hash"]),
+        bytes.fromhex(current["root_hash"]), [bytes.fromhex(h) for h in proof["proof"]],
+    )  # fmt: skip
+
+
+# -- verification --------------------------------------------------------------------------------
+
+
+def test_verify_reports_a_sound_ledger(
+    client: Client, runtime: Runtime, as_user: Any, auditor: Headers
+) -> None:
+    assert get(client, "/ledger/verify", auditor) == {
+        "ok": True, "events": 0, "head_hash": "00" * 32, "first_invalid_seq": None,
+    }  # fmt: skip
+    grow(client, as_user("alice"), 3)
+    head = ledger.head(runtime.store.data.reader())[1].hex()
+    assert get(client, "/ledger/verify", auditor) == {
+        "ok": True, "events": 3, "head_hash": head, "first_invalid_seq": None,
+    }  # fmt: skip
+
+
+def _row(runtime: Runtime, seq: int) -> tuple[Any, ...]:
+    row: tuple[Any, ...] = (
+        runtime.store.data.reader().execute("SELECT * FROM ledger WHERE seq = ?", (seq,)).fetchone()
+    )
+    return row
+
+
+def _flip(runtime: Runtime) -> list[tuple[str, tuple[object, ...]]]:
+    body = bytearray(_row(runtime, 3)[8])
+    body[len(body) // 2] ^= 0x01
+    return [("UPDATE ledger SET body = ? WHERE seq = 3", (bytes(body),))]
+
+
+def _swap(runtime: Runtime) -> list[tuple[str, tuple[object, ...]]]:
+    two, three = _row(runtime, 2), _row(runtime, 3)
+    update = (
+        "UPDATE ledger SET at = ?, subject_id = ?, kind = ?, purpose = ?, notice_version = ?, actor = ?, "
+        "source = ?, body = ?, prev_hash = ?, hash = ? WHERE seq = ?"
+    )
+    return [(update, (*three[1:], 2)), (update, (*two[1:], 3))]
+
+
+def _insert(runtime: Runtime) -> list[tuple[str, tuple[object, ...]]]:
+    """A forged event slipped in as seq 4, correctly chained to seq 3; the later ones moved up."""
+    moved = [_row(runtime, seq) for seq in (5, 4)]
+    statements: list[tuple[str, tuple[object, ...]]] = [("DELETE FROM ledger WHERE seq >= 4", ())]
+    for row in moved:
+        statements.append(("INSERT INTO ledger VALUES (?,?,?,?,?,?,?,?,?,?,?)", (row[0] + 1, *row[1:])))
+    three = _row(runtime, 3)
+    forged = ledger.canonical_bytes(
+        4, three[1], three[2], "consent.given", "marketing", "v1", "user", "forged", None, three[10]
+    )
+    statements.append(
+        (
+            "INSERT INTO ledger VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                4,
+                three[1],
+                three[2],
+                "consent.given",
+                "marketing",
+                "v1",
+                "user",
+                "forged",
+                None,
+                three[10],
+                hashlib.sha256(forged).digest(),
+            ),
+        )
+    )
+    return statements
+
+
+@pytest.mark.parametrize(
+    ("how", "first_invalid"),
+    [
+        (_flip, 3),
+        (lambda _: [("DELETE FROM ledger WHERE seq = 3", ())], 3),
+        (_swap, 2),
+        (_insert, 5),
+    ],
+    ids=["byte-flip", "delete", "swap", "insert"],
+)
+def test_verify_names_the_first_tampered_event(
+    client: Client, runtime: Runtime, as_user: Any, auditor: Headers,
+    how: Callable[[Runtime], list[tuple[str, tuple[object, ...]]]], first_invalid: int,
+) -> None:  # fmt: skip
+    grow(client, as_user("alice"), 5)
+    tamper(runtime, *how(runtime))
+    result = get(client, "/ledger/verify", auditor)
+    assert result["ok"] is False
+    assert result["first_invalid_seq"] == first_invalid
+
+
+def test_a_saved_checkpoint_catches_truncation_that_the_chain_does_not(
+    client: Client, runtime: Runtime, as_user: Any, auditor: Headers
+) -> None:
+    alice = as_user("alice")
+    grow(client, alice, 5)
+    saved = get(client, "/ledger/checkpoint", auditor)
+    assert saved["tree_size"] == 5
+
+    tamper(runtime, ("DELETE FROM ledger WHERE seq > 3", ()))
+    assert get(client, "/ledger/verify", auditor)["ok"] is True  # a shorter chain is still a chain
+    assert_problem(
+        client.get("/v1/audit/ledger/proof/consistency", headers=auditor, params={"from": 5, "to": 3}),
+        400,
+        "from",
+    )
+    grow(client, alice, 3)  # the ledger grows past the saved size again, with different events
+    current = get(client, "/ledger/checkpoint", auditor)
+    assert current["tree_size"] == 6
+    assert not consistent(client, auditor, saved, current)
+
+
+def test_a_saved_checkpoint_catches_a_restored_old_backup(
+    settings: Settings, clock: FakeClock, data_dir: Path, tmp_path: Path
+) -> None:
+    backup = tmp_path / "backup"
+
+    @contextmanager
+    def running() -> Iterator[tuple[Client, Runtime, Headers, Headers]]:
+        with TestClient(create_app(settings, clock)) as client:
+            runtime: Runtime = client.app.state.runtime  # type: ignore[attr-defined]
+            _, secret = runtime.api_keys.create_sync("auditor", ("audit:read",))
+            user = {"Authorization": f"Bearer {runtime.user_tokens.mint('alice', clock())}"}
+            yield client, runtime, {"Authorization": f"Bearer {secret}"}, user
+
+    with running() as (client, runtime, auditor, user):
+        grow(client, user, 3)
+        runtime.store.data.checkpoint()
+        shutil.copytree(data_dir, backup)
+        grow(client, user, 3)
+        saved = get(client, "/ledger/checkpoint", auditor)
+        assert saved["tree_size"] == 6
+    shutil.rmtree(data_dir)
+    shutil.copytree(backup, data_dir)
+    with running() as (client, _, auditor, user):
+        assert get(client, "/ledger/verify", auditor)["events"] == 3
+        grow(client, user, 4)
+        current = get(client, "/ledger/checkpoint", auditor)
+        assert current["tree_size"] == 7
+        assert get(client, "/ledger/verify", auditor)["ok"] is True
+        assert not consistent(client, auditor, saved, current)
+
+
+# -- checkpoints and proofs ------------------------------------------------------------------------
+
+
+@jose_eddsa
+def test_checkpoints_are_signed_and_made_only_when_the_ledger_grew(
+    client: Client, as_user: Any, auditor: Headers, clock: FakeClock
+) -> None:
+    alice = as_user("alice")
+    grow(client, alice, 3)
+    first = get(client, "/ledger/checkpoint", auditor)
+    clock.advance(minutes=10)
+    assert get(client, "/ledger/checkpoint", auditor) == first
+    grow(client, alice, 1)
+    second = get(client, "/ledger/checkpoint", auditor)
+    assert (second["tree_size"], second["at"]) == (4, "2026-11-23T10:10:00Z")
+    assert consistent(client, auditor, first, second)
+
+    keys = KeySet.import_key_set(client.get("/.well-known/jwks.json").json())
+    for checkpoint in (first, second):
+        claims = json.loads(jws.deserialize_compact(checkpoint["jws"], keys, algorithms=["EdDSA"]).payload)
+        assert claims == {
+            "type": "consent-gateway/ledger-checkpoint", "tree_size": checkpoint["tree_size"],
+            "root_hash": checkpoint["root_hash"], "at": checkpoint["at"],
+        }  # fmt: skip
+
+
+def test_merkle_proofs_from_the_api_verify(
+    client: Client, runtime: Runtime, as_user: Any, auditor: Headers
+) -> None:
+    grow(client, as_user("alice"), 7)
+    checkpoint = get(client, "/ledger/checkpoint", auditor)
+    events = list(ledger.events(runtime.store.data.reader()))
+    for size in (1, 2, 5, 7):
+        for seq in range(1, size + 1):
+            answer = get(client, "/ledger/proof/inclusion", auditor, seq=seq, size=size)
+            assert (answer["seq"], answer["leaf_index"], answer["tree_size"]) == (seq, seq - 1, size)
+            leaf = merkle.leaf_hash(events[seq - 1].hash)  # leaf data = the event's hash
+            assert answer["leaf_hash"] == leaf.hex()
+            path = [bytes.fromhex(h) for h in answer["audit_path"]]
+            assert merkle.verify_inclusion(leaf, seq - 1, size, path, bytes.fromhex(answer["root_hash"]))
+            if size == 7:
+                assert answer["root_hash"] == checkpoint["root_hash"]
+    for first in range(1, 8):
+        for second in range(first, 8):
+            proof = get(client, "/ledger/proof/consistency", auditor, **{"from": first, "to": second})
+            assert merkle.verify_consistency(
+                first, second, bytes.fromhex(proof["first_root"]), bytes.fromhex(proof["second_root"]),
+                [bytes.fromhex(h) for h in proof["proof"]],
+            )  # fmt: skip
+
+
+BAD_RANGES: list[tuple[str, Json, str]] = [
+    ("inclusion", {"seq": 4, "size": 3}, "seq"),
+    ("inclusion", {"seq": 0, "size": 3}, "seq"),
+    ("inclusion", {"seq": 1, "size": 6}, "size"),
+    ("inclusion", {"size": 3}, "seq"),
+    ("consistency", {"from": 0, "to": 3}, "from"),
+    ("consistency", {"from": 3, "to": 2}, "from"),
+    ("consistency", {"from": 1, "to": 6}, "to"),
+    ("consistency", {"from": "x", "to": 2}, "from"),
+]
+
+
+def test_bad_proof_ranges_are_named(client: Client, as_user: Any, auditor: Headers) -> None:
+    grow(client, as_user("alice"), 5)
+    for path, params, field in BAD_RANGES:
+        response = client.get(f"/v1/audit/ledger/proof/{path}", headers=auditor, params=params)
+        assert_problem(response, 400, field)

@@ -1,0 +1,487 @@
+"""Dispatch, in process: the worker's rules driven one round at a time.
+
+The settings have `worker_enabled=False`, so each test drives the dispatcher itself with
+`run_once(owner, limit)` on the app's own event loop (the TestClient's blocking portal), and
+moves the gateway's FakeClock between rounds. Devices of platform `fcm` go to the file sink
+(data_dir/deliveries.jsonl); devices of platform `webhook` go to a real local receiver on
+127.0.0.1 whose answer each test chooses.
+
+The gateway decides with the FakeClock: 2026-11-23 10:00 UTC (a Monday), default quiet hours
+21:00-08:00 UTC.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import FakeClock, Headers
+from litestar import Litestar
+from litestar.testing import TestClient
+
+from gateway.runtime import Runtime
+from gateway.services.dispatch import Dispatcher
+from gateway.settings import Secret, Settings
+from storage import outbox
+
+Client = TestClient[Litestar]
+Json = dict[str, Any]
+SECRET = "dispatch-rules-webhook-secret-0123456789"
+
+
+# -- a local webhook receiver (pattern from tests/unit/delivery/servers.py) ---------------------
+
+
+class Hook:
+    """Answers each POST with the next status from `answers` (the last one repeats)."""
+
+    def __init__(self) -> None:
+        self.answers: list[tuple[int, dict[str, str]]] = [(200, {})]
+        self.received: list[Json] = []
+        self.keys: list[str] = []
+        self._lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                raw = self.rfile.read(int(self.headers.get("content-length", "0")))
+                with outer._lock:
+                    outer.received.append(json.loads(raw))
+                    outer.keys.append(self.headers.get("idempotency-key", ""))
+                    status, headers = outer.answers.pop(0) if len(outer.answers) > 1 else outer.answers[0]
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                """Quiet."""
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/hook"
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+@pytest.fixture
+def hook() -> Iterator[Hook]:
+    server = Hook()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def settings(data_dir: Path, hook: Hook) -> Settings:
+    return Settings(
+        data_dir=data_dir,
+        worker_enabled=False,
+        delivery_max_attempts=3,
+        delivery_backoff_seconds=0.01,
+        delivery_webhook_url=hook.url,
+        delivery_webhook_secret=Secret(SECRET),
+    )
+
+
+# -- the world ----------------------------------------------------------------------------------
+
+
+@dataclass
+class World:
+    client: Client
+    runtime: Runtime
+    clock: FakeClock
+    hook: Hook
+    data_dir: Path
+    as_user: Callable[[str], Headers]
+    as_key: Callable[..., Headers]
+    key: Headers = field(default_factory=dict)
+    _seq: int = 0
+
+    def user(self, user_id: str, *, platform: str = "fcm", purposes: tuple[str, ...] = ("marketing",),
+             **prefs: Any) -> str:  # fmt: skip
+        headers = self.as_user(user_id)
+        for purpose in purposes:
+            answer = self.client.put(
+                f"/v1/me/consents/{purpose}", json={"granted": True, "notice_version": "v1"}, headers=headers
+            )
+            assert answer.status_code == 200, answer.text
+        answer = self.client.post(
+            "/v1/me/devices", json={"platform": platform, "token": f"{platform}-token-{user_id}-x1y2"},
+            headers=headers,
+        )  # fmt: skip
+        assert answer.status_code == 201, answer.text
+        device_id = str(answer.json()["device_id"])
+        if prefs:
+            answer = self.client.patch("/v1/me/preferences", json=prefs, headers=headers)
+            assert answer.status_code == 200, answer.text
+        return device_id
+
+    def devices(self, user_id: str) -> list[Json]:
+        answer = self.client.get("/v1/me/devices", headers=self.as_user(user_id))
+        assert answer.status_code == 200, answer.text
+        got: list[Json] = answer.json()
+        return got
+
+    def submit(self, user_id: str, **fields: Any) -> Json:
+        self._seq += 1
+        body: Json = {
+            "idempotency_key": f"idem-{self._seq}",
+            "user_id": user_id,
+            "topic": "promotions",
+            "title": "Winter sale",
+            "body": "20% off at partner stores today",
+            "data": {"deeplink": "wallet://offers/winter"},
+        } | fields
+        answer = self.client.post("/v1/pushes", json=body, headers=self.key)
+        assert answer.status_code == 200, answer.text
+        got: Json = answer.json()
+        return got
+
+    def run(self, limit: int = 100, owner: str = "test-worker", dispatcher: Dispatcher | None = None) -> int:
+        """One dispatcher round on the app's event loop; returns how many pushes it claimed."""
+        d = dispatcher or self.runtime.dispatcher
+        claimed: int = self.client.blocking_portal.call(d.run_once, owner, limit)
+        return claimed
+
+    def read(self, push_id: str) -> Json:
+        answer = self.client.get(f"/v1/pushes/{push_id}", headers=self.key)
+        assert answer.status_code == 200, answer.text
+        got: Json = answer.json()
+        return got
+
+    def sink(self) -> list[Json]:
+        path = self.data_dir / "deliveries.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def outbox(self) -> int:
+        return int(self.runtime.store.data.reader().execute("SELECT count(*) FROM outbox").fetchone()[0])
+
+
+@pytest.fixture
+def world(
+    client: Client,
+    runtime: Runtime,
+    clock: FakeClock,
+    hook: Hook,
+    data_dir: Path,
+    as_user: Callable[[str], Headers],
+    as_key: Callable[..., Headers],
+) -> World:
+    return World(client, runtime, clock, hook, data_dir, as_user, as_key, key=as_key("pushes:write"))
+
+
+# -- delivered ----------------------------------------------------------------------------------
+
+
+def test_queued_push_is_delivered_to_the_file_sink_with_a_masked_token(world: World) -> None:
+    device_id = world.user("alice")
+    push = world.submit("alice")
+    assert push["outcome"] == "queued"
+    assert world.run() == 1
+    got = world.read(push["push_id"])
+    assert (got["status"], got["attempts"], got["reasons"]) == ("delivered", 1, [])
+    (line,) = world.sink()
+    assert line["push_id"] == push["push_id"]
+    assert line["device_id"] == device_id
+    assert line["idempotency_key"] == f"{push['push_id']}:{device_id}"
+    assert line["token"] == "****x1y2"
+    assert (line["title"], line["topic"]) == ("Winter sale", "promotions")
+    assert "fcm-token-alice" not in (world.data_dir / "deliveries.jsonl").read_text()
+    assert world.outbox() == 0
+    assert world.run() == 0  # nothing left to claim, nothing sent twice
+    assert len(world.sink()) == 1
+
+
+def test_webhook_device_is_delivered_to_the_relay(world: World) -> None:
+    device_id = world.user("bea", platform="webhook")
+    push = world.submit("bea")
+    assert world.run() == 1
+    assert world.read(push["push_id"])["status"] == "delivered"
+    assert [r["push_id"] for r in world.hook.received] == [push["push_id"]]
+    assert world.hook.keys == [f"{push['push_id']}:{device_id}"]
+    assert world.sink() == []
+
+
+# -- decided again at dispatch ------------------------------------------------------------------
+
+
+def _withdraw(w: World, user_id: str, push: Json) -> None:
+    answer = w.client.put(
+        "/v1/me/consents/marketing", json={"granted": False, "notice_version": "v1"},
+        headers=w.as_user(user_id),
+    )  # fmt: skip
+    assert answer.status_code == 200, answer.text
+
+
+def _topic_off(w: World, user_id: str, push: Json) -> None:
+    answer = w.client.patch(
+        "/v1/me/preferences", json={"topics": {"promotions": False}}, headers=w.as_user(user_id)
+    )
+    assert answer.status_code == 200, answer.text
+
+
+def _erase(w: World, user_id: str, push: Json) -> None:
+    assert w.client.delete("/v1/me", headers=w.as_user(user_id)).status_code == 204
+
+
+def _mute(w: World, user_id: str, push: Json) -> None:
+    ref = w.client.get("/v1/me/preferences", headers=w.as_user(user_id)).json()["subject_ref"]
+    key = w.runtime.store.directory.resolve(ref)
+    assert key is not None
+    until = (w.clock.now + timedelta(days=30)).isoformat()
+    w.runtime.store.data.writer.run_sync(
+        lambda conn: conn.execute(
+            "INSERT INTO mutes (subject_id, topic, until, source) VALUES (?, 'promotions', ?, 'complaint')",
+            (key.subject_id, until),
+        )
+    )
+
+
+def _pause(w: World, user_id: str, push: Json) -> None:
+    writer = w.as_key("campaigns:write")
+    answer = w.client.post(f"/v1/campaigns/{push['campaign_id']}/pause", headers=writer)
+    assert answer.status_code == 200, answer.text
+
+
+RECHECKS: list[tuple[str, Callable[[World, str, Json], None], list[Json]]] = [
+    ("consent_withdrawn", _withdraw, [{"code": "no_consent", "purpose": "marketing"}]),
+    ("topic_turned_off", _topic_off, [{"code": "topic_opted_out", "topic": "promotions"}]),
+    ("user_erased", _erase, [{"code": "subject_erased"}]),
+    (
+        "complaint_mute",
+        _mute,
+        [{"code": "recent_complaint", "topic": "promotions", "until": "2026-12-23T10:01:00Z"}],
+    ),
+    ("campaign_paused", _pause, [{"code": "campaign_paused"}]),
+]
+
+
+@pytest.mark.parametrize("platform", ["fcm", "webhook"])
+@pytest.mark.parametrize(("name", "change", "reasons"), RECHECKS, ids=[r[0] for r in RECHECKS])
+def test_change_after_queueing_stops_the_push_at_dispatch(
+    world: World, platform: str, name: str, change: Callable[[World, str, Json], None], reasons: list[Json]
+) -> None:
+    world.user("carl", platform=platform)
+    fields: Json = {}
+    if name == "campaign_paused":
+        created = world.client.post(
+            "/v1/campaigns", json={"name": "winter", "topic": "promotions"},
+            headers=world.as_key("campaigns:write"),
+        )  # fmt: skip
+        fields = {"campaign_id": created.json()["campaign_id"], "variant": "A"}
+    push = world.submit("carl", **fields)
+    assert push["outcome"] == "queued"
+    push["campaign_id"] = fields.get("campaign_id")
+    world.clock.advance(minutes=1)
+    change(world, "carl", push)
+    assert world.run() == 1
+    got = world.read(push["push_id"])
+    assert (got["status"], got["outcome"]) == ("rejected", "queued")
+    assert got["reasons"] == reasons
+    assert world.sink() == []
+    assert world.hook.received == []
+    assert world.outbox() == 0
+    assert world.run() == 0
+
+
+# -- deferred and expired -----------------------------------------------------------------------
+
+
+def test_deferred_push_waits_for_deliver_after_then_is_sent(world: World) -> None:
+    world.user("dora")
+    world.clock.advance(hours=12)  # 22:00 UTC: quiet hours until 08:00
+    push = world.submit("dora")
+    assert (push["outcome"], push["deliver_after"]) == ("deferred", "2026-11-24T08:00:00Z")
+    assert world.run() == 0
+    world.clock.advance(hours=9, minutes=59, seconds=59)  # 07:59:59
+    assert world.run() == 0
+    assert world.sink() == []
+    assert world.read(push["push_id"])["status"] == "deferred"
+    world.clock.advance(seconds=1)  # 08:00:00
+    assert world.run() == 1
+    assert world.read(push["push_id"])["status"] == "delivered"
+    assert [line["push_id"] for line in world.sink()] == [push["push_id"]]
+
+
+def test_queued_push_claimed_inside_quiet_hours_is_deferred_again(world: World) -> None:
+    world.user("emil")
+    world.clock.advance(hours=10, minutes=59)  # 20:59: allowed, queued for now
+    push = world.submit("emil")
+    assert push["outcome"] == "queued"
+    world.clock.advance(minutes=2)  # the worker only gets to it at 21:01
+    assert world.run() == 1
+    got = world.read(push["push_id"])
+    assert got["status"] == "deferred"
+    assert world.sink() == []
+    assert world.outbox() == 1
+    world.clock.advance(hours=10, minutes=58)  # 07:59
+    assert world.run() == 0
+    world.clock.advance(minutes=1, seconds=1)  # 08:00:01
+    assert world.run() == 1
+    assert world.read(push["push_id"])["status"] == "delivered"
+    assert len(world.sink()) == 1
+
+
+def test_push_past_expires_at_ends_expired_and_is_not_sent(world: World) -> None:
+    world.user("finn", platform="webhook")
+    push = world.submit("finn", ttl_seconds=60)
+    assert push["expires_at"] == "2026-11-23T10:01:00Z"
+    world.clock.advance(seconds=61)
+    assert world.run() == 1
+    got = world.read(push["push_id"])
+    assert (got["status"], got["reasons"]) == ("expired", [{"code": "expired"}])
+    assert world.hook.received == []
+    assert world.outbox() == 0
+
+
+# -- provider answers ---------------------------------------------------------------------------
+
+
+def test_invalid_token_answer_disables_the_device(world: World) -> None:
+    device_id = world.user("gina", platform="webhook")
+    world.hook.answers = [(410, {})]
+    push = world.submit("gina", topic="transactional", title="Payment received", body="CNY 25.00")
+    assert world.run() == 1
+    got = world.read(push["push_id"])
+    assert got["status"] == "failed"
+    assert got["attempts"] == 1
+    (device,) = world.devices("gina")
+    assert (device["device_id"], device["status"]) == (device_id, "disabled")
+    # No active device left: the next push is refused at submission and nothing more is sent.
+    again = world.submit("gina", topic="transactional", title="Payment received", body="CNY 3.00")
+    assert again["reasons"] == [{"code": "no_device"}]
+    world.clock.advance(seconds=5)
+    assert world.run() == 0
+    assert len(world.hook.received) == 1
+
+
+def test_transient_failures_retry_with_the_same_key_then_fail_after_max_attempts(world: World) -> None:
+    device_id = world.user("hugo", platform="webhook")
+    world.hook.answers = [(503, {})]
+    push = world.submit("hugo", topic="transactional", title="Payment received", body="CNY 25.00")
+    assert world.run() == 1
+    got = world.read(push["push_id"])
+    assert (got["status"], got["attempts"]) == ("sending", 1)
+    for expected in (2, 3):
+        world.clock.advance(seconds=1)  # backoff base 0.01 s: the retry is due
+        assert world.run() == 1
+        assert world.read(push["push_id"])["attempts"] == expected
+    got = world.read(push["push_id"])
+    assert (got["status"], got["attempts"]) == ("failed", 3)  # delivery_max_attempts=3
+    assert world.outbox() == 0
+    assert world.hook.keys == [f"{push['push_id']}:{device_id}"] * 3
+    world.clock.advance(seconds=60)
+    assert world.run() == 0
+    assert len(world.hook.received) == 3
+
+
+def test_a_retry_that_succeeds_is_delivered(world: World) -> None:
+    world.user("iris", platform="webhook")
+    world.hook.answers = [(503, {}), (200, {})]
+    push = world.submit("iris", topic="transactional", title="Payment received", body="CNY 25.00")
+    assert world.run() == 1
+    world.clock.advance(seconds=1)
+    assert world.run() == 1
+    got = world.read(push["push_id"])
+    assert (got["status"], got["attempts"]) == ("delivered", 2)
+    assert len(world.hook.received) == 2
+
+
+def test_retry_after_is_a_floor_for_the_next_attempt(world: World) -> None:
+    world.user("jack", platform="webhook")
+    world.hook.answers = [(503, {"Retry-After": "120"}), (200, {})]
+    push = world.submit("jack", topic="transactional", title="Payment received", body="CNY 25.00")
+    assert world.run() == 1
+    world.clock.advance(seconds=119)
+    assert world.run() == 0
+    world.clock.advance(seconds=2)
+    assert world.run() == 1
+    assert world.read(push["push_id"])["status"] == "delivered"
+
+
+# -- leases -------------------------------------------------------------------------------------
+
+
+def _many(world: World, users: int, per_user: int) -> list[str]:
+    ids = []
+    for u in range(users):
+        world.user(f"lease-{u}")
+        for _ in range(per_user):
+            ids.append(
+                world.submit(f"lease-{u}", topic="transactional", title="Payment", body="CNY 1.00")["push_id"]
+            )
+    return ids
+
+
+def test_two_claims_at_once_never_get_the_same_row(world: World) -> None:
+    ids = _many(world, users=10, per_user=6)
+    writer = world.runtime.store.data.writer
+    lease = timedelta(seconds=60)
+    now = world.clock.now
+    for _ in range(5):  # bounded: a few rounds of racing claims, each freeing every row again
+
+        def claim(owner: str) -> list[str]:
+            got = writer.run_sync(lambda conn: outbox.claim(conn, owner, now, lease, 40))
+            return [c.push_id for c in got]
+
+        with ThreadPoolExecutor(4) as pool:
+            claims = dict(zip("ABCD", pool.map(claim, "ABCD"), strict=True))
+        flat = [p for got in claims.values() for p in got]
+        assert len(flat) == len(set(flat)) == len(ids)
+        assert set(flat) == set(ids)
+        writer.run_sync(lambda c: c.execute("UPDATE outbox SET lease_owner = NULL, lease_until = NULL"))
+
+
+def test_a_lease_is_free_again_only_after_it_expires(world: World) -> None:
+    (push_id,) = _many(world, users=1, per_user=1)
+    writer = world.runtime.store.data.writer
+    lease = timedelta(seconds=60)
+    t0 = world.clock.now
+    first = writer.run_sync(lambda c: outbox.claim(c, "A", t0, lease, 10))
+    assert [c.push_id for c in first] == [push_id]
+    assert writer.run_sync(lambda c: outbox.claim(c, "B", t0 + timedelta(seconds=59), lease, 10)) == []
+    second = writer.run_sync(lambda c: outbox.claim(c, "B", t0 + timedelta(seconds=61), lease, 10))
+    assert [c.push_id for c in second] == [push_id]
+    # The first owner, back from the dead, can neither finish nor reschedule what it lost.
+    assert writer.run_sync(lambda c: outbox.finish(c, push_id, "A")) is False
+    assert writer.run_sync(lambda c: outbox.reschedule(c, push_id, "A", t0, 1)) is False
+    assert writer.run_sync(lambda c: outbox.finish(c, push_id, "B")) is True
+
+
+def test_two_dispatchers_at_once_deliver_each_push_exactly_once(world: World) -> None:
+    ids = _many(world, users=12, per_user=5)
+    rt = world.runtime
+    other = Dispatcher(rt.store, rt.clock, rt.settings, rt.policy, rt.metrics, rt.adapters)
+
+    async def both() -> tuple[int, int]:
+        import asyncio
+
+        a, b = await asyncio.gather(rt.dispatcher.run_once("A", 40), other.run_once("B", 40))
+        return a, b
+
+    a, b = world.client.blocking_portal.call(both)
+    assert a + b == len(ids)
+    assert a > 0
+    assert b > 0
+    lines = world.sink()
+    assert sorted(line["push_id"] for line in lines) == sorted(ids)
+    assert {world.read(p)["status"] for p in ids} == {"delivered"}

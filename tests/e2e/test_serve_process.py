@@ -1,0 +1,209 @@
+"""The real thing: `consent-gateway serve` as its own process on a free port, driven over TCP.
+
+The CLI mints a user token and an API key next to the running server (same data dir, same
+key store), a consent is given over 127.0.0.1, its receipt JWS is verified with joserfc against
+the served JWKS, and the server's log lines are JSON without any raw user_id.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from joserfc import jws
+from joserfc.errors import BadSignatureError, SecurityWarning
+from joserfc.jwk import KeySet
+from support import scan_bytes
+
+CLI = str(Path(sys.executable).with_name("consent-gateway"))
+STARTUP_SECONDS = 20.0
+STOP_SECONDS = 10.0
+BANNER_END = "  an API key:"
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    base: str
+    data_dir: Path
+    stderr_file: Path
+    env: dict[str, str]
+
+    def stderr(self) -> str:
+        return self.stderr_file.read_text(encoding="utf-8", errors="replace")
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [CLI, *args, "--data-dir", str(self.data_dir)],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    def stop(self) -> None:
+        """SIGTERM, bounded wait, kill on timeout; the shutdown must be the graceful one.
+
+        uvicorn re-raises the captured SIGTERM after its graceful shutdown, so -SIGTERM is a
+        clean exit too; the log says whether the lifespan shutdown completed."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=STOP_SECONDS)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=STOP_SECONDS)
+                pytest.fail(f"the server ignored SIGTERM for {STOP_SECONDS} s:\n{self.stderr()[-2000:]}")
+        assert self.process.returncode in {0, -signal.SIGTERM}, self.stderr()[-2000:]
+        assert "Application shutdown complete." in self.stderr(), self.stderr()[-2000:]
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    data_dir = tmp_path / "data"
+    port = _free_port()
+    env = {"CGW_DATA_DIR": str(data_dir), "CGW_LOG_LEVEL": "info", "CGW_TIMEZONE": "Asia/Shanghai"}
+    stderr_file = tmp_path / "server.stderr"
+    with stderr_file.open("wb") as sink:
+        process = subprocess.Popen(
+            [CLI, "serve", "--port", str(port), "--data-dir", str(data_dir)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=sink,
+        )
+    running = Server(process, f"http://127.0.0.1:{port}", data_dir, stderr_file, env)
+    try:
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"the server exited with {process.returncode}:\n{running.stderr()[-3000:]}")
+            try:
+                if httpx.get(f"{running.base}/healthz", timeout=1.0).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"no /healthz within {STARTUP_SECONDS} s:\n{running.stderr()[-3000:]}")
+            time.sleep(0.1)
+        yield running
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=STOP_SECONDS)
+
+
+def test_serve_consent_receipt_and_logs(server: Server) -> None:
+    user_id = f"e2e-user-{secrets.token_hex(8)}@example.com"
+
+    token = server.cli("token", user_id)
+    assert token.returncode == 0, token.stderr
+    user = {"Authorization": f"Bearer {token.stdout.strip()}"}
+    created = server.cli("keys", "create", "--name", "e2e ops", "--scope", "admin")
+    assert created.returncode == 0, created.stderr
+    api_key = created.stdout.strip()
+    assert api_key.startswith("cgw_")
+    assert len(created.stdout.strip().splitlines()) == 1  # the key alone on stdout, the rest on stderr
+
+    with httpx.Client(base_url=server.base, timeout=10.0) as http:
+        assert http.get("/readyz").status_code == 200
+        answer = http.put(
+            "/v1/me/consents/marketing", json={"granted": True, "notice_version": "2026-11"}, headers=user
+        )
+        assert answer.status_code == 200, answer.text
+        receipt, compact = answer.json()["receipt"], answer.json()["jws"]
+        assert receipt["state"] == "given"
+        assert receipt["purpose"]["id"] == "marketing"
+        assert receipt["subject_ref"].startswith("sub_")
+
+        jwks = http.get("/.well-known/jwks.json").json()
+        keys = KeySet.import_key_set(jwks)
+        with warnings.catch_warnings():
+            # joserfc flags "EdDSA" as superseded by "Ed25519" (RFC 9864); the spec fixes alg EdDSA
+            warnings.simplefilter("ignore", SecurityWarning)
+            verified = jws.deserialize_compact(compact, keys, algorithms=["EdDSA"])
+            forged = compact.rsplit(".", 1)[0] + "." + "A" * 86
+            with pytest.raises(BadSignatureError):
+                jws.deserialize_compact(forged, keys, algorithms=["EdDSA"])
+        assert verified.protected["alg"] == "EdDSA"
+        assert verified.protected["kid"] in {k["kid"] for k in jwks["keys"]}
+        assert json.loads(verified.payload) == receipt
+
+        assert http.get("/v1/admin/policy", headers={"Authorization": f"Bearer {api_key}"}).status_code == 200
+        assert http.get("/v1/me/preferences", headers={"Authorization": "Bearer nope"}).status_code == 401
+        preferences = http.get("/v1/me/preferences", headers=user).json()
+        assert preferences["consents"]["marketing"]["granted"] is True
+        assert preferences["timezone"] == "Asia/Shanghai"  # CGW_TIMEZONE reached the server
+        metrics = http.get("/metrics").text
+
+    server.stop()
+
+    log = server.stderr()
+    lines = [line for line in log.splitlines() if line.strip()]
+    banner_end = next(i for i, line in enumerate(lines) if line.startswith(BANNER_END))
+    records = []
+    for line in lines[banner_end + 1 :]:
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            pytest.fail(f"a log line after the banner is not JSON: {line!r}")
+    assert any(
+        r.get("logger") == "gateway.http" and r.get("route") == "/v1/me/consents/{purpose}" for r in records
+    )
+    assert all({"ts", "level", "logger", "msg"} <= set(r) for r in records)
+    for text, where in ((log, "the server's stderr"), (metrics, "/metrics")):
+        assert user_id not in text, f"raw user_id in {where}"
+        assert api_key not in text, f"API key in {where}"
+    assert scan_bytes(server.data_dir, [user_id, api_key.split("_", 2)[2]]) == {}
+    assert server.data_dir.joinpath("keys.json").stat().st_mode & 0o777 == 0o600
+
+
+def test_first_run_says_so_loudly_and_a_second_run_does_not(server: Server, tmp_path: Path) -> None:
+    assert "DEVELOPMENT KEYS" in server.stderr()
+    server.stop()
+
+    port = _free_port()
+    second_log = tmp_path / "second.stderr"
+    with second_log.open("wb") as sink:
+        again = subprocess.Popen(
+            [CLI, "serve", "--port", str(port), "--data-dir", str(server.data_dir)],
+            env=server.env,
+            stdout=subprocess.DEVNULL,
+            stderr=sink,
+        )
+    rerun = Server(again, f"http://127.0.0.1:{port}", server.data_dir, second_log, server.env)
+    try:
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{rerun.base}/healthz", timeout=1.0).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        else:
+            pytest.fail(f"the second run did not come up:\n{rerun.stderr()[-3000:]}")
+        rerun.stop()
+    finally:
+        if again.poll() is None:
+            again.kill()
+            again.wait(timeout=STOP_SECONDS)
+    assert "DEVELOPMENT KEYS" not in rerun.stderr()

@@ -1,0 +1,116 @@
+"""The two-proportion z-test behind campaign A/B comparisons, against textbook values.
+
+Pooled standard error for the test statistic, unpooled for the confidence interval of the
+difference (B - A), two-sided p-value from the standard normal.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from gateway.abtest import MIN_FAILURES_SUCCESSES, MIN_SAMPLE, two_proportion
+
+
+def pearson_chi_square(x_a: int, n_a: int, x_b: int, n_b: int) -> float:
+    """Pearson's X^2 of the 2x2 table (no continuity correction), from observed and expected counts."""
+    table = [[x_a, n_a - x_a], [x_b, n_b - x_b]]
+    total = n_a + n_b
+    columns = [x_a + x_b, total - x_a - x_b]
+    rows = [n_a, n_b]
+    return sum(
+        (table[r][c] - rows[r] * columns[c] / total) ** 2 / (rows[r] * columns[c] / total)
+        for r in range(2)
+        for c in range(2)
+    )
+
+
+def test_textbook_200_of_1000_against_250_of_1000() -> None:
+    # p = 0.225 pooled; SE0 = sqrt(0.225 * 0.775 * 2/1000) = 0.0186748; z = 0.05 / SE0 = 2.6774
+    # SE = sqrt(0.2*0.8/1000 + 0.25*0.75/1000) = 0.0186414; 95% CI = 0.05 -/+ 1.95996 * SE
+    test = two_proportion(200, 1000, 250, 1000)
+    assert (test.rate_a, test.rate_b) == (0.2, 0.25)
+    assert test.difference == pytest.approx(0.05)
+    assert test.z == pytest.approx(2.677, abs=5e-4)
+    assert test.p_value == pytest.approx(0.0074, abs=5e-5)
+    assert (test.ci_low, test.ci_high) == pytest.approx((0.0135, 0.0865), abs=5e-5)
+    assert test.enough_data is True
+
+
+def test_physicians_health_study_as_in_agresti() -> None:
+    """Agresti, An Introduction to Categorical Data Analysis, the Physicians' Health Study:
+    myocardial infarction in 189 of 11,034 on placebo and 104 of 11,037 on aspirin. The book gives
+    a difference of proportions of 0.0077 with 95% CI (0.005, 0.011) and Pearson X^2 = 25.01."""
+    test = two_proportion(104, 11_037, 189, 11_034)  # A aspirin, B placebo: difference placebo - aspirin
+    assert round(test.difference, 4) == 0.0077
+    assert (round(test.ci_low, 3), round(test.ci_high, 3)) == (0.005, 0.011)
+    assert test.z is not None
+    assert test.z**2 == pytest.approx(25.01, abs=0.01)
+    assert test.p_value is not None
+    assert test.p_value < 1e-6
+    assert test.enough_data is True
+
+
+@pytest.mark.parametrize(
+    ("x_a", "n_a", "x_b", "n_b"),
+    [
+        (200, 1000, 250, 1000),
+        (28, 254, 36, 301),
+        (168, 300, 96, 200),
+        (5, 40, 20, 40),
+        (104, 11_037, 189, 11_034),
+    ],
+)
+def test_z_squared_is_pearsons_chi_square(x_a: int, n_a: int, x_b: int, n_b: int) -> None:
+    test = two_proportion(x_a, n_a, x_b, n_b)
+    assert test.z is not None
+    assert test.z**2 == pytest.approx(pearson_chi_square(x_a, n_a, x_b, n_b), rel=1e-9)
+    assert test.p_value == pytest.approx(math.erfc(abs(test.z) / math.sqrt(2)), rel=1e-9)
+
+
+def test_swapping_the_groups_mirrors_the_answer() -> None:
+    ab, ba = two_proportion(28, 254, 36, 301), two_proportion(36, 301, 28, 254)
+    assert ab.z is not None
+    assert ba.z is not None
+    assert ba.z == pytest.approx(-ab.z)
+    assert ba.difference == pytest.approx(-ab.difference)
+    assert (ba.ci_low, ba.ci_high) == pytest.approx((-ab.ci_high, -ab.ci_low))
+    assert ba.p_value == pytest.approx(ab.p_value)
+
+
+def test_the_confidence_level_sets_the_interval_width() -> None:
+    se = math.sqrt(0.2 * 0.8 / 1000 + 0.25 * 0.75 / 1000)
+    for confidence, critical in ((0.95, 1.959964), (0.99, 2.575829), (0.90, 1.644854)):
+        test = two_proportion(200, 1000, 250, 1000, confidence=confidence)
+        assert (test.ci_high - test.ci_low) / 2 == pytest.approx(critical * se, rel=1e-6)
+
+
+def test_enough_data_needs_30_trials_and_5_successes_and_failures_each() -> None:
+    assert (MIN_SAMPLE, MIN_FAILURES_SUCCESSES) == (30, 5)
+    assert two_proportion(5, 30, 25, 30).enough_data is True
+    assert two_proportion(5, 29, 25, 30).enough_data is False  # too few trials
+    assert two_proportion(4, 30, 25, 30).enough_data is False  # too few successes
+    assert two_proportion(5, 30, 26, 30).enough_data is False  # too few failures
+    small = two_proportion(2, 4, 3, 4)
+    assert small.enough_data is False
+    assert small.z == pytest.approx(0.730297, abs=1e-6)  # still computed, but not to be trusted
+
+
+def test_nothing_to_compare_gives_no_statistic() -> None:
+    empty = two_proportion(0, 0, 3, 10)
+    assert (empty.z, empty.p_value, empty.enough_data) == (None, None, False)
+    assert (empty.rate_a, empty.rate_b) == (0.0, 0.3)
+    assert (empty.ci_low, empty.ci_high) == (-1.0, 1.0)
+    flat = two_proportion(0, 100, 0, 100)
+    assert (flat.z, flat.p_value, flat.enough_data, flat.difference) == (None, None, False, 0.0)
+    everyone = two_proportion(50, 50, 80, 80)
+    assert (everyone.z, everyone.p_value) == (None, None)
+
+
+def test_a_huge_difference_has_a_tiny_but_positive_p_value() -> None:
+    test = two_proportion(100, 1000, 500, 1000)  # z = 19.5
+    assert test.p_value is not None
+    assert test.z is not None
+    assert test.p_value > 0
+    assert test.p_value == pytest.approx(math.erfc(test.z / math.sqrt(2)), rel=1e-6)

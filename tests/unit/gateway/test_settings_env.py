@@ -1,0 +1,242 @@
+"""Settings from `CGW_` variables: parsed once, bad values named, secrets never shown; the CLI turns
+a bad setting into exactly one line on stderr and exit status 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from gateway.settings import Secret, Settings, SettingsError
+
+CLI = str(Path(sys.executable).with_name("consent-gateway"))
+GOOD_SECRET = "s" * 32
+
+
+@pytest.fixture
+def pem_file(tmp_path: Path) -> Path:
+    path = tmp_path / "idp.pem"
+    public = ed25519.Ed25519PrivateKey.generate().public_key()
+    path.write_bytes(public.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
+    return path
+
+
+def test_defaults_from_an_empty_environment() -> None:
+    settings = Settings.from_env({})
+    assert settings == Settings()
+    assert settings.port == 8000
+    assert settings.host == "127.0.0.1"
+    assert settings.jwt_audience == "consent-gateway"
+    assert settings.timezone == "UTC"
+    assert settings.jwt_secret is None
+    assert settings.keystore_path == Path("data") / "keys.json"
+
+
+def test_every_variable_is_read(tmp_path: Path, pem_file: Path) -> None:
+    env = {
+        "CGW_DATA_DIR": str(tmp_path / "d"),
+        "CGW_KEYSTORE_FILE": str(tmp_path / "k.json"),
+        "CGW_HOST": "::1",
+        "CGW_PORT": "9001",
+        "CGW_JWT_PUBLIC_KEY_FILE": str(pem_file),
+        "CGW_JWT_AUDIENCE": "wallet",
+        "CGW_TIMEZONE": "Asia/Shanghai",
+        "CGW_CONTROLLER": "Example Wallet Ltd",
+        "CGW_JURISDICTION": "EU",
+        "CGW_DELIVERY_WEBHOOK_URL": "https://relay.example.com/push",
+        "CGW_DELIVERY_WEBHOOK_SECRET": "whsec-" + "x" * 32,
+        "CGW_MAX_BODY_BYTES": "1024",
+        "CGW_WORKER_ENABLED": "off",
+        "CGW_LOG_LEVEL": "debug",
+        "UNRELATED": "ignored",
+    }
+    settings = Settings.from_env(env)
+    assert settings.data_dir == tmp_path / "d"
+    assert settings.keystore_path == tmp_path / "k.json"
+    assert (settings.host, settings.port) == ("::1", 9001)
+    assert settings.jwt_public_key_file == pem_file
+    assert settings.jwt_audience == "wallet"
+    assert settings.timezone == "Asia/Shanghai"
+    assert (settings.controller, settings.jurisdiction) == ("Example Wallet Ltd", "EU")
+    assert settings.delivery_webhook_url == "https://relay.example.com/push"
+    assert settings.delivery_webhook_secret == Secret("whsec-" + "x" * 32)
+    assert settings.max_body_bytes == 1024
+    assert settings.worker_enabled is False
+    assert settings.log_level == "debug"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("1", True),
+        ("TRUE", True),
+        (" yes ", True),
+        ("on", True),
+        ("0", False),
+        ("False", False),
+        ("no", False),
+        ("off", False),
+    ],
+)
+def test_booleans(raw: str, expected: bool) -> None:
+    assert Settings.from_env({"CGW_WORKER_ENABLED": raw}).worker_enabled is expected
+
+
+def test_empty_values_mean_unset() -> None:
+    assert Settings.from_env({"CGW_PORT": "", "CGW_JWT_SECRET": "", "CGW_TIMEZONE": ""}) == Settings()
+
+
+def test_overrides_win_and_none_overrides_are_ignored(tmp_path: Path) -> None:
+    env = {"CGW_PORT": "9001", "CGW_DATA_DIR": str(tmp_path / "env")}
+    settings = Settings.from_env(env, port=9100, data_dir=None, host=None)
+    assert settings.port == 9100
+    assert settings.data_dir == tmp_path / "env"
+
+
+def test_overrides_are_checked_too(pem_file: Path) -> None:
+    with pytest.raises(SettingsError, match="CGW_JWT_SECRET and CGW_JWT_PUBLIC_KEY_FILE"):
+        Settings.from_env({"CGW_JWT_SECRET": GOOD_SECRET}, jwt_public_key_file=pem_file)
+
+
+BAD: list[tuple[dict[str, str], str]] = [
+    ({"CGW_PORT": "abc"}, "CGW_PORT"),
+    ({"CGW_PORT": "0"}, "CGW_PORT"),
+    ({"CGW_PORT": "65536"}, "CGW_PORT"),
+    ({"CGW_PORT": "-1"}, "CGW_PORT"),
+    ({"CGW_TIMEZONE": "Mars/Base"}, "CGW_TIMEZONE"),
+    ({"CGW_TIMEZONE": "../../etc/passwd"}, "CGW_TIMEZONE"),
+    ({"CGW_JWT_SECRET": "too-short"}, "CGW_JWT_SECRET"),
+    ({"CGW_JWT_SECRET": "s" * 31}, "CGW_JWT_SECRET"),
+    ({"CGW_JWT_PUBLIC_KEY_FILE": "/nonexistent/idp.pem"}, "CGW_JWT_PUBLIC_KEY_FILE"),
+    ({"CGW_JWT_AUDIENCE": "   "}, "CGW_JWT_AUDIENCE"),
+    ({"CGW_DELIVERY_WEBHOOK_URL": "https://relay.example.com/push"}, "CGW_DELIVERY_WEBHOOK_SECRET"),
+    ({"CGW_DELIVERY_WEBHOOK_SECRET": "whsec-123"}, "CGW_DELIVERY_WEBHOOK_URL"),
+    (
+        {"CGW_DELIVERY_WEBHOOK_URL": "ftp://relay.example.com", "CGW_DELIVERY_WEBHOOK_SECRET": "x"},
+        "CGW_DELIVERY_WEBHOOK_URL",
+    ),
+    ({"CGW_MAX_BODY_BYTES": "0"}, "CGW_MAX_BODY_BYTES"),
+    ({"CGW_MAX_BODY_BYTES": "lots"}, "CGW_MAX_BODY_BYTES"),
+    ({"CGW_WORKER_ENABLED": "maybe"}, "CGW_WORKER_ENABLED"),
+    ({"CGW_LOG_LEVEL": "verbose"}, "CGW_LOG_LEVEL"),
+]
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"), BAD, ids=[f"{next(iter(e))}={next(iter(e.values()))}" for e, _ in BAD]
+)
+def test_bad_values_name_the_variable(env: dict[str, str], variable: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(env)
+    assert variable in str(caught.value)
+    assert isinstance(caught.value, ValueError)
+
+
+def test_both_secret_and_public_key_is_an_error(pem_file: Path) -> None:
+    env = {"CGW_JWT_SECRET": GOOD_SECRET, "CGW_JWT_PUBLIC_KEY_FILE": str(pem_file)}
+    with pytest.raises(SettingsError, match="CGW_JWT_SECRET and CGW_JWT_PUBLIC_KEY_FILE"):
+        Settings.from_env(env)
+
+
+def test_secret_repr_and_str_are_masked() -> None:
+    value = "super-secret-value-0123456789abcdef"
+    secret = Secret(value)
+    assert value not in repr(secret)
+    assert value not in str(secret)
+    assert value not in f"{secret!r} {secret}"
+    assert secret.reveal() == value
+    assert secret == Secret(value)
+    assert secret != Secret(value + "x")
+    assert secret != value  # a Secret never equals the bare string
+
+
+def test_settings_repr_masks_every_secret() -> None:
+    jwt_value, hook_value = "jwt-secret-" + "j" * 32, "hook-secret-" + "h" * 32
+    settings = Settings.from_env(
+        {
+            "CGW_JWT_SECRET": jwt_value,
+            "CGW_DELIVERY_WEBHOOK_URL": "https://relay.example.com/push",
+            "CGW_DELIVERY_WEBHOOK_SECRET": hook_value,
+        }
+    )
+    for text in (repr(settings), str(settings)):
+        assert jwt_value not in text
+        assert hook_value not in text
+        assert "********" in text
+
+
+def test_settings_are_frozen() -> None:
+    settings = Settings()
+    with pytest.raises(AttributeError):
+        settings.port = 1  # type: ignore[misc]
+
+
+# -- the CLI: exit 2 and one line naming the variable --------------------------------------------
+
+
+def _cli_cases(tmp_path: Path, pem_file: Path) -> list[tuple[str, dict[str, str], str]]:
+    return [
+        ("port", {"CGW_PORT": "abc"}, "CGW_PORT"),
+        ("timezone", {"CGW_TIMEZONE": "Mars/Base"}, "CGW_TIMEZONE"),
+        ("short secret", {"CGW_JWT_SECRET": "short-secret-value"}, "CGW_JWT_SECRET"),
+        (
+            "secret and public key",
+            {"CGW_JWT_SECRET": GOOD_SECRET, "CGW_JWT_PUBLIC_KEY_FILE": str(pem_file)},
+            "CGW_JWT_PUBLIC_KEY_FILE",
+        ),
+        (
+            "webhook without secret",
+            {"CGW_DELIVERY_WEBHOOK_URL": "https://relay.example.com/push"},
+            "CGW_DELIVERY_WEBHOOK_SECRET",
+        ),
+        (
+            "missing public key file",
+            {"CGW_JWT_PUBLIC_KEY_FILE": str(tmp_path / "none.pem")},
+            "CGW_JWT_PUBLIC_KEY_FILE",
+        ),
+    ]
+
+
+def test_cli_bad_settings_exit_2_with_one_line_naming_the_variable(tmp_path: Path, pem_file: Path) -> None:
+    data = tmp_path / "data"
+    cases = _cli_cases(tmp_path, pem_file)
+    running = [
+        (
+            label,
+            variable,
+            subprocess.Popen(
+                [CLI, "token", "x"],
+                env={**env, "CGW_DATA_DIR": str(data)},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            ),
+        )
+        for label, env, variable in cases
+    ]
+    problems = []
+    for label, variable, process in running:
+        out, err = process.communicate(timeout=60)
+        lines = err.splitlines()
+        if process.returncode != 2:
+            problems.append(f"{label}: exit {process.returncode}, stderr {err!r}")
+        elif len(lines) != 1 or variable not in lines[0]:
+            problems.append(f"{label}: expected one line naming {variable}, got {err!r}")
+        if out:
+            problems.append(f"{label}: printed {out!r} on stdout")
+        if "short-secret-value" in err:
+            problems.append(f"{label}: the secret value was echoed")
+    assert not problems, "\n".join(problems)
+    assert not data.exists(), "a refused configuration must not create the data dir or keys"
+
+
+def test_cli_token_refuses_when_a_public_key_is_configured(tmp_path: Path, pem_file: Path) -> None:
+    env = {"CGW_JWT_PUBLIC_KEY_FILE": str(pem_file), "CGW_DATA_DIR": str(tmp_path / "data")}
+    done = subprocess.run([CLI, "token", "x"], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert len(done.stderr.splitlines()) == 1

@@ -1,0 +1,188 @@
+"""The key store: mode 0600 from the first byte, never overwritten, never silently created at a
+configured location, and a malformed file is a KeyStoreError (exit 2 from the CLI)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.runtime import Runtime, load_keys
+from gateway.settings import Settings
+from storage.keys import DEV_WARNING, KeyStore, KeyStoreError
+from storage.store import open_keystore
+
+CLI = str(Path(sys.executable).with_name("consent-gateway"))
+
+
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_created_with_mode_0600_and_dev_warning(tmp_path: Path) -> None:
+    path = tmp_path / "nested" / "keys.json"
+    keys = KeyStore.create(path)
+    assert _mode(path) == 0o600
+    raw = json.loads(path.read_text())
+    assert raw["warning"] == DEV_WARNING
+    assert raw["kek_active"] == "kek-1"
+    assert keys.keyring.active == "kek-1"
+
+
+def test_mode_is_0600_even_with_a_permissive_umask(tmp_path: Path) -> None:
+    old = os.umask(0)
+    try:
+        KeyStore.create(tmp_path / "keys.json")
+    finally:
+        os.umask(old)
+    assert _mode(tmp_path / "keys.json") == 0o600
+
+
+def test_refuses_to_overwrite(tmp_path: Path) -> None:
+    path = tmp_path / "keys.json"
+    KeyStore.create(path)
+    original = path.read_bytes()
+    with pytest.raises(FileExistsError):
+        KeyStore.create(path)
+    assert path.read_bytes() == original
+
+
+def test_load_round_trips_every_key(tmp_path: Path) -> None:
+    path = tmp_path / "keys.json"
+    created = KeyStore.create(path)
+    loaded = KeyStore.load(path)
+    assert loaded.pseudonym_key == created.pseudonym_key
+    assert loaded.database_key == created.database_key
+    assert loaded.directory_key == created.directory_key
+    assert loaded.jwt_dev_secret == created.jwt_dev_secret
+    assert loaded.signing.kid == created.signing.kid
+    wrapped = created.keyring.wrap(b"d" * 32, b"aad")
+    assert loaded.keyring.unwrap(wrapped, b"aad") == b"d" * 32
+
+
+def test_keys_are_distinct_and_full_length(tmp_path: Path) -> None:
+    keys = KeyStore.create(tmp_path / "keys.json")
+    secrets = [keys.pseudonym_key, keys.database_key, keys.directory_key]
+    assert all(len(k) == 32 for k in secrets)
+    assert len(set(secrets)) == 3
+    assert len(keys.jwt_dev_secret) >= 32
+    assert KeyStore.create(tmp_path / "other.json").database_key != keys.database_key
+
+
+def test_add_kek_persists_atomically_with_mode_0600(tmp_path: Path) -> None:
+    path = tmp_path / "keys.json"
+    keys = KeyStore.create(path)
+    assert keys.add_kek() == "kek-2"
+    assert _mode(path) == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keys.json"]
+    assert json.loads(path.read_text())["kek_active"] == "kek-2"
+    assert KeyStore.load(path).keyring.key_ids == ("kek-1", "kek-2")
+
+
+def test_open_keystore_creates_only_when_asked(tmp_path: Path) -> None:
+    missing = tmp_path / "keys.json"
+    with pytest.raises(KeyStoreError, match="no key store"):
+        open_keystore(missing, create=False)
+    assert not missing.exists()
+    _, created = open_keystore(missing, create=True)
+    assert created
+    _, created_again = open_keystore(missing, create=True)
+    assert not created_again
+
+
+def test_configured_keystore_file_that_does_not_exist_is_an_error(tmp_path: Path) -> None:
+    configured = tmp_path / "secrets" / "keys.json"
+    settings = Settings(data_dir=tmp_path / "data", keystore_file=configured, worker_enabled=False)
+    with pytest.raises(KeyStoreError, match="no key store"):
+        load_keys(settings)
+    with pytest.raises(KeyStoreError):
+        Runtime(settings)
+    assert not configured.exists()
+    assert not (tmp_path / "data" / "keys.json").exists()  # nor created at the default place
+
+
+def test_default_location_is_created_in_the_data_dir(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data", worker_enabled=False)
+    keys = load_keys(settings)
+    assert keys.path == tmp_path / "data" / "keys.json"
+    assert _mode(keys.path) == 0o600
+
+
+def test_cli_with_a_missing_configured_keystore_exits_2_and_creates_nothing(tmp_path: Path) -> None:
+    configured = tmp_path / "keys.json"
+    env = {"CGW_KEYSTORE_FILE": str(configured), "CGW_DATA_DIR": str(tmp_path / "data")}
+    done = subprocess.run([CLI, "token", "someone"], env=env, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2, done.stderr
+    assert done.stdout == ""
+    assert str(configured) in done.stderr
+    assert not configured.exists()
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _set(field: str, value: str) -> Callable[[dict[str, Any]], object]:
+    return lambda doc: doc.update({field: value})
+
+
+def _edit(change: Callable[[dict[str, Any]], object]) -> Callable[[bytes], bytes]:
+    def apply(original: bytes) -> bytes:
+        doc = json.loads(original)
+        change(doc)
+        return json.dumps(doc).encode()
+
+    return apply
+
+
+MALFORMED: list[Any] = [
+    pytest.param(lambda raw: b"", id="empty"),
+    pytest.param(lambda raw: b"not json", id="not-json"),
+    pytest.param(lambda raw: raw[: len(raw) // 2], id="truncated"),
+    pytest.param(lambda raw: b"[]", id="array"),
+    pytest.param(_edit(lambda d: d.pop("database_key")), id="missing-field"),
+    pytest.param(_edit(lambda d: d.update(extra="x")), id="unknown-field"),
+    pytest.param(_edit(lambda d: d.update(version="1")), id="wrong-type"),
+    pytest.param(_edit(lambda d: d.update(kek_active="kek-9")), id="active-kek-missing"),
+    pytest.param(_edit(lambda d: d["kek"].update({"kek-1": _b64(b"short")})), id="short-kek"),
+    pytest.param(_edit(lambda d: d.update(signing_key=_b64(b"short"))), id="short-signing-key"),
+    pytest.param(_edit(lambda d: d.update(pseudonym_key="%%%not base64%%%")), id="bad-base64"),
+    *(
+        pytest.param(_edit(_set(field, value)), id=label)
+        for label, field, value in (
+            ("short-pseudonym-key", "pseudonym_key", _b64(b"short")),
+            ("short-database-key", "database_key", _b64(b"short")),
+            ("long-database-key", "database_key", _b64(b"k" * 33)),
+            ("short-directory-key", "directory_key", _b64(b"short")),
+            ("short-jwt-dev-secret", "jwt_dev_secret", "short"),
+        )
+    ),
+]
+
+
+@pytest.mark.parametrize("mangle", MALFORMED)
+def test_malformed_file_is_a_keystore_error(tmp_path: Path, mangle: Callable[[bytes], bytes]) -> None:
+    path = tmp_path / "keys.json"
+    KeyStore.create(path)
+    path.write_bytes(mangle(path.read_bytes()))
+    with pytest.raises(KeyStoreError, match="malformed"):
+        KeyStore.load(path)
+
+
+def test_cli_with_a_malformed_keystore_exits_2_with_one_line(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    KeyStore.create(data / "keys.json")
+    (data / "keys.json").write_text("{}")
+    done = subprocess.run(
+        [CLI, "audit", "verify", "--data-dir", str(data)], env={}, capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 2
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "malformed" in done.stderr
