@@ -1,0 +1,267 @@
+"""Bad input to the push API: each is a 4xx in the one problem shape, naming the field, and
+records nothing (no push row, no outbox row)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
+
+import pytest
+from conftest import FIXED_NOW, FakeClock, Headers
+from litestar import Litestar
+from litestar.testing import TestClient
+from support import assert_problem
+
+from gateway.app import create_app
+from gateway.clock import system_clock
+from gateway.runtime import Runtime
+from gateway.settings import Settings
+
+Client = TestClient[Litestar]
+Json = dict[str, Any]
+SUBJECT_REF = "sub_" + "a" * 52
+
+
+def good(**fields: Any) -> Json:
+    base: Json = {
+        "idempotency_key": "k-1",
+        "user_id": "alice",
+        "topic": "promotions",
+        "title": "Winter sale",
+        "body": "20% off today",
+        "data": {"deeplink": "wallet://offers"},
+    }
+    return base | fields
+
+
+def without(*names: str) -> Json:
+    return {k: v for k, v in good().items() if k not in names}
+
+
+class Setup(NamedTuple):
+    client: Client
+    runtime: Runtime
+    key: Headers
+    campaigns: dict[str, str]  # topic -> campaign_id
+
+    def counts(self) -> tuple[int, int]:
+        conn = self.runtime.store.data.reader()
+        return tuple(  # type: ignore[return-value]
+            int(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0])  # noqa: S608
+            for t in ("pushes", "outbox")
+        )
+
+
+def prepare(
+    client: Client, runtime: Runtime, as_user: Callable[[str], Headers], as_key: Callable[..., Headers]
+) -> Setup:
+    """A user who could receive a push (so a refusal is about the input, not the subject)."""
+    user = as_user("alice")
+    consent = {"granted": True, "notice_version": "v1"}
+    assert client.put("/v1/me/consents/marketing", json=consent, headers=user).status_code == 200
+    device = {"platform": "fcm", "token": "fcm-token-alice"}
+    assert client.post("/v1/me/devices", json=device, headers=user).status_code == 201
+    writer = as_key("campaigns:write")
+    created = client.post("/v1/campaigns", json={"name": "tips", "topic": "product_tips"}, headers=writer)
+    assert created.status_code == 201
+    return Setup(client, runtime, as_key("pushes:write"), {"product_tips": created.json()["campaign_id"]})
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
+    """One gateway for the whole module: every test here is a refusal, which records nothing,
+    and each asserts exactly that, so they cannot disturb one another."""
+    settings = Settings(data_dir=tmp_path_factory.mktemp("push-input") / "data", worker_enabled=False)
+    app = create_app(settings, FakeClock(FIXED_NOW))
+    with TestClient(app) as client:
+        runtime: Runtime = app.state.runtime
+
+        def as_user(user_id: str) -> Headers:
+            return {"Authorization": f"Bearer {runtime.user_tokens.mint(user_id, system_clock())}"}
+
+        def as_key(*scopes: str) -> Headers:
+            return {"Authorization": f"Bearer {runtime.api_keys.create_sync('input tests', scopes)[1]}"}
+
+        yield prepare(client, runtime, as_user, as_key)
+
+
+@pytest.fixture
+def fresh(
+    client: Client, runtime: Runtime, as_user: Callable[[str], Headers], as_key: Callable[..., Headers]
+) -> Setup:
+    """A gateway of its own, for tests that record a push or change the policy."""
+    return prepare(client, runtime, as_user, as_key)
+
+
+class Bad(NamedTuple):
+    name: str
+    body: Callable[[Setup], object]
+    status: int
+    field: str
+
+
+BAD = [
+    Bad("unknown topic", lambda s: good(topic="spam"), 400, "topic"),
+    Bad("topic of wrong type", lambda s: good(topic=3), 400, "topic"),
+    Bad("both user_id and subject_ref", lambda s: good(subject_ref=SUBJECT_REF), 400, "user_id"),
+    Bad("neither user_id nor subject_ref", lambda s: without("user_id"), 400, "user_id"),
+    Bad("empty user_id", lambda s: good(user_id=""), 400, "user_id"),
+    Bad("user_id over 128", lambda s: good(user_id="u" * 129), 400, "user_id"),
+    Bad("ttl 0", lambda s: good(ttl_seconds=0), 400, "ttl_seconds"),
+    Bad("ttl negative", lambda s: good(ttl_seconds=-5), 400, "ttl_seconds"),
+    Bad("ttl over 7 days", lambda s: good(ttl_seconds=604801), 400, "ttl_seconds"),
+    Bad("ttl as a string", lambda s: good(ttl_seconds="3600"), 400, "ttl_seconds"),
+    Bad("ttl as a float", lambda s: good(ttl_seconds=3600.5), 400, "ttl_seconds"),
+    Bad("idempotency key over 128", lambda s: good(idempotency_key="k" * 129), 400, "idempotency_key"),
+    Bad("empty idempotency key", lambda s: good(idempotency_key=""), 400, "idempotency_key"),
+    Bad("missing idempotency key", lambda s: without("idempotency_key"), 400, "idempotency_key"),
+    Bad("missing title", lambda s: without("title"), 400, "title"),
+    Bad(
+        "malformed subject_ref",
+        lambda s: {**without("user_id"), "subject_ref": "sub_NOT-A-REF"},
+        400,
+        "subject_ref",
+    ),
+    Bad(
+        "subject_ref with upper case",
+        lambda s: {**without("user_id"), "subject_ref": "sub_" + "A" * 52},
+        400,
+        "subject_ref",
+    ),
+    Bad("unknown field", lambda s: good(priority="high"), 400, "priority"),
+    Bad("unknown field in near", lambda s: good(near={"geohash": "wx4g", "radius_m": 500}), 400, "radius_m"),
+    Bad("bad geohash", lambda s: good(near={"geohash": "wx4a"}), 400, "near.geohash"),
+    Bad("data value not a string", lambda s: good(data={"deeplink": 5}), 400, "data"),
+    Bad("variant without campaign_id", lambda s: good(variant="A"), 400, "variant"),
+    Bad("malformed campaign_id", lambda s: good(campaign_id="winter"), 400, "campaign_id"),
+    Bad("unknown campaign_id", lambda s: good(campaign_id="cmp_0123456789abcdef"), 404, "campaign_id"),
+    Bad(
+        "unknown campaign_id in a dry run",
+        lambda s: good(campaign_id="cmp_0123456789abcdef", dry_run=True),
+        404,
+        "campaign_id",
+    ),
+    Bad(
+        "campaign of another topic",
+        lambda s: good(campaign_id=s.campaigns["product_tips"], topic="promotions"),
+        400,
+        "topic",
+    ),
+    Bad("dry_run as a string", lambda s: good(dry_run="true"), 400, "dry_run"),
+    Bad("personalized as a string", lambda s: good(personalized="false"), 400, "personalized"),
+    Bad("personalized as a number", lambda s: good(personalized=1), 400, "personalized"),
+    Bad("body is a list", lambda s: [good()], 400, "body"),
+]
+
+
+@pytest.mark.parametrize("case", BAD, ids=[c.name for c in BAD])
+def test_bad_push_is_refused_naming_the_field(setup: Setup, case: Bad) -> None:
+    before = setup.counts()
+    answer = setup.client.post("/v1/pushes", json=case.body(setup), headers=setup.key)
+    assert_problem(answer, case.status, case.field)
+    assert setup.counts() == before
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"{", b'{"idempotency_key": "k"', b"\xff\xfe", b'{"topic": "promotions"}}', b"[]", b"42", b"null"],
+    ids=["open brace", "truncated", "not utf-8", "trailing", "array", "number", "null"],
+)
+def test_malformed_json_is_400_not_500(setup: Setup, raw: bytes) -> None:
+    before = setup.counts()
+    answer = setup.client.post(
+        "/v1/pushes", content=raw, headers=setup.key | {"Content-Type": "application/json"}
+    )
+    assert_problem(answer, 400)
+    assert setup.counts() == before
+
+
+def test_empty_body_names_the_body(setup: Setup) -> None:
+    """Regression: Litestar's own check named its handler parameter `data` (also a push field)."""
+    answer = setup.client.post(
+        "/v1/pushes", content=b"", headers=setup.key | {"Content-Type": "application/json"}
+    )
+    body = assert_problem(answer, 400)
+    assert [item["key"] for item in body.get("extra") or []] in ([], ["body"])
+
+
+def test_missing_field_is_named_in_extra(setup: Setup) -> None:
+    """Regression: a missing field was reported as key "body" (itself a push field)."""
+    body = assert_problem(setup.client.post("/v1/pushes", json=without("title"), headers=setup.key), 400)
+    assert [item["key"] for item in body["extra"]] == ["title"]
+
+
+def test_batch_cross_field_error_names_the_item(setup: Setup) -> None:
+    """Regression: a __post_init__ error in a batch item named "user_id" without the item."""
+    items = [good(), good(idempotency_key="k-2", subject_ref=SUBJECT_REF)]
+    answer = setup.client.post("/v1/pushes/batch", json={"pushes": items}, headers=setup.key)
+    body = assert_problem(answer, 400, "user_id")
+    assert [item["key"] for item in body["extra"]] == ["pushes[1].user_id"]
+
+
+def test_oversized_body_is_413_and_records_nothing(setup: Setup) -> None:
+    huge = good(data={f"k{i}": "v" * 4000 for i in range(20)})  # ~80 KiB, over the 64 KiB limit
+    before = setup.counts()
+    assert_problem(setup.client.post("/v1/pushes", json=huge, headers=setup.key), 413)
+    assert setup.counts() == before
+
+
+def test_valid_baseline_is_accepted(fresh: Setup) -> None:
+    """The table above differs from this body by one field each."""
+    answer = fresh.client.post("/v1/pushes", json=good(), headers=fresh.key)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["outcome"] == "queued"
+    assert fresh.counts() == (1, 1)
+
+
+def test_ttl_over_an_admin_lowered_maximum(fresh: Setup, as_key: Callable[..., Headers]) -> None:
+    changed = fresh.client.put(
+        "/v1/admin/policy",
+        json={"max_ttl_seconds": 3600, "default_ttl_seconds": 3600},
+        headers=as_key("admin"),
+    )
+    assert changed.status_code == 200, changed.text
+    before = fresh.counts()
+    assert_problem(
+        fresh.client.post("/v1/pushes", json=good(ttl_seconds=3601), headers=fresh.key), 400, "ttl_seconds"
+    )
+    assert fresh.counts() == before
+    ok = fresh.client.post(
+        "/v1/pushes", json=good(idempotency_key="k-2", ttl_seconds=3600), headers=fresh.key
+    )
+    assert ok.status_code == 200
+    assert ok.json()["expires_at"] == "2026-11-23T11:00:00Z"
+
+
+def test_ttl_at_the_seven_day_limit_is_accepted(fresh: Setup) -> None:
+    answer = fresh.client.post("/v1/pushes", json=good(ttl_seconds=604800), headers=fresh.key)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["expires_at"] == "2026-11-30T10:00:00Z"
+
+
+def test_title_over_the_policy_limit_is_a_decision_not_a_4xx(fresh: Setup) -> None:
+    """Content rules are policy (admin-configurable) and are answered as reasons, and recorded."""
+    answer = fresh.client.post("/v1/pushes", json=good(title="x" * 101), headers=fresh.key)
+    assert answer.status_code == 200
+    assert answer.json()["reasons"] == [{"code": "payload_too_large", "field": "title", "limit": 100}]
+    assert fresh.counts() == (1, 0)
+
+
+def test_batch_over_10000_items(setup: Setup) -> None:
+    tiny = [{"idempotency_key": str(i), "user_id": "u", "topic": "promotions", "title": "", "body": ""}
+            for i in range(10_001)]  # fmt: skip
+    before = setup.counts()
+    answer = setup.client.post("/v1/pushes/batch", json={"pushes": tiny}, headers=setup.key)
+    assert_problem(answer, 400, "pushes")
+    assert setup.counts() == before
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [({"pushes": []}, "pushes"), ({}, "pushes"), ({"pushes": [good()], "dry_run": True}, "dry_run")],
+    ids=["empty", "missing", "unknown field"],
+)
+def test_bad_batch_envelope(setup: Setup, body: Json, field: str) -> None:
+    before = setup.counts()
+    assert_problem(setup.client.post("/v1/pushes/batch", json=body, headers=setup.key), 400, field)
+    assert setup.counts() == before
