@@ -1,4 +1,8 @@
-"""Guards: one per role or scope, composed on controllers. Authentication already happened."""
+"""Guards: one per role or scope, composed on controllers. Authentication already happened.
+
+They are `async` only so Litestar calls them on the event loop: a plain function would be
+sent to a worker thread on every request, which cost 17% of a push's time in the profile.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ def _principal(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
     return user
 
 
-def requires_user(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+async def requires_user(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     """Preference-center routes act for the person in the user token, and only for them."""
     if _principal(connection).kind != "user":
         raise Forbidden("this route needs a user token")
@@ -32,7 +36,7 @@ def requires_scope(*scopes: str) -> Guard:
     wanted = frozenset(scopes)
     names = " or ".join(f"`{s}`" for s in scopes)
 
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         principal = _principal(connection)
         if principal.kind != "key" or not wanted & principal.scopes:
             raise Forbidden(f"this route needs an API key with scope {names}")

@@ -6,10 +6,11 @@ and never the query string, so ids and lookups stay out of the logs.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import secrets
 import sys
 import time
-import uuid
 from typing import Any
 
 import msgspec
@@ -53,6 +54,9 @@ def configure_logging(level: str) -> None:
 
 def request_log_middleware(metrics: Metrics) -> Any:
     log = logging.getLogger("gateway.http")
+    # Unique per process start and cheap per request (uuid4 was 5% of a push in the profile).
+    prefix = secrets.token_hex(4) + "-"
+    counter = itertools.count(1)
 
     def factory(app: ASGIApp) -> ASGIApp:
         async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
@@ -60,7 +64,7 @@ def request_log_middleware(metrics: Metrics) -> Any:
                 await app(scope, receive, send)
                 return
             method = scope["method"]
-            request_id = uuid.uuid4().hex
+            request_id = f"{prefix}{next(counter):x}"
             status = 500
             started = time.perf_counter()
 

@@ -13,7 +13,6 @@ Every failure to open raises the same detail-free `DecryptionError`.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 from collections.abc import Mapping
@@ -54,13 +53,14 @@ class FieldCipher:
     token registered twice) die with the data key on erasure.
     """
 
-    __slots__ = ("_aead", "_mac_key")
+    __slots__ = ("_aead", "_data_key", "_mac_key")
 
     def __init__(self, data_key: bytes) -> None:
         if len(data_key) != KEY_BYTES:
             raise ValueError("data key must be 32 bytes")
         self._aead = AESGCM(data_key)
-        self._mac_key = HKDF(SHA256(), 32, salt=None, info=b"cgw fingerprint v1").derive(data_key)
+        self._data_key = data_key
+        self._mac_key: bytes | None = None  # derived on first use: most subjects never need it
 
     def seal(self, plaintext: bytes, aad: bytes) -> bytes:
         nonce = os.urandom(_NONCE)
@@ -76,7 +76,9 @@ class FieldCipher:
             raise DecryptionError from None
 
     def fingerprint(self, value: bytes) -> bytes:
-        return hmac.new(self._mac_key, value, hashlib.sha256).digest()
+        if self._mac_key is None:
+            self._mac_key = HKDF(SHA256(), 32, salt=None, info=b"cgw fingerprint v1").derive(self._data_key)
+        return hmac.digest(self._mac_key, value, "sha256")
 
 
 class Keyring:

@@ -229,6 +229,14 @@ def _final_reasons(db: sqlite_utils.Database) -> None:
     db.table("pushes").add_column("final_reasons", str)
 
 
+def _planned_index(db: sqlite_utils.Database) -> None:
+    # The caps read a subject's planned marketing pushes on every decision: cover that query.
+    db.execute(
+        "CREATE INDEX pushes_planned_marketing ON pushes (subject_id, planned_at, topic, push_id, status) "
+        "WHERE topic != 'transactional' AND status IN ('queued', 'deferred', 'sending', 'delivered')"
+    )
+
+
 DATA_MIGRATIONS: list[Migration] = [
     ("0001_core", _core),
     ("0002_policy", _policy),
@@ -237,5 +245,6 @@ DATA_MIGRATIONS: list[Migration] = [
     ("0005_complaints", _complaints),
     ("0006_audit", _audit),
     ("0007_final_reasons", _final_reasons),
+    ("0008_planned_index", _planned_index),
 ]
 DIRECTORY_MIGRATIONS: list[Migration] = [("0001_directory", _directory)]

@@ -15,7 +15,7 @@ import msgspec
 
 from storage.db import Connection
 
-__all__ = ["Claim", "claim", "enqueue_many", "finish", "reschedule"]
+__all__ = ["Claim", "claim", "enqueue_many", "finish", "held_by", "reschedule"]
 
 
 class Claim(msgspec.Struct, frozen=True):
@@ -59,3 +59,9 @@ def reschedule(conn: Connection, push_id: str, owner: str, due_at: datetime, att
 def finish(conn: Connection, push_id: str, owner: str) -> bool:
     cur = conn.execute("DELETE FROM outbox WHERE push_id = ? AND lease_owner = ?", (push_id, owner))
     return cur.rowcount == 1
+
+
+def held_by(conn: Connection, push_id: str, owner: str) -> bool:
+    """Whether `owner` still holds the push's lease (a slow round may have lost it)."""
+    row = conn.execute("SELECT lease_owner FROM outbox WHERE push_id = ?", (push_id,)).fetchone()
+    return row is not None and row[0] == owner

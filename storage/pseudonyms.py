@@ -8,7 +8,6 @@ mapping can be kept stable while encryption keys rotate.
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import re
 
@@ -31,5 +30,5 @@ class Pseudonymizer:
         self._key = key
 
     def subject_ref(self, user_id: str) -> str:
-        digest = hmac.new(self._key, user_id.encode("utf-8"), hashlib.sha256).digest()
+        digest = hmac.digest(self._key, user_id.encode("utf-8"), "sha256")
         return "sub_" + base64.b32encode(digest).decode("ascii").lower().rstrip("=")

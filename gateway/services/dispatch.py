@@ -18,10 +18,13 @@ recorded as delivered are sent again with the same idempotency key.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import random
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
+from functools import partial
+from typing import TypeVar
 
 import msgspec
 
@@ -41,6 +44,9 @@ from storage.repositories.pushes import PushRow
 from storage.store import Store
 
 __all__ = ["Dispatcher"]
+
+T = TypeVar("T")
+log = logging.getLogger("gateway.dispatch")
 
 END_STATES = frozenset({"rejected", "delivered", "failed", "expired"})
 CIRCUIT_OPEN = "CircuitOpen"
@@ -79,24 +85,50 @@ class Dispatcher:
         self._rand = rand
 
     async def run_once(self, owner: str, limit: int) -> int:
-        """Claim up to `limit` due pushes and dispatch them concurrently; returns how many."""
+        """Claim up to `limit` due pushes and dispatch them; returns how many were claimed.
+
+        A round costs two writer units whatever its size — claim and re-decide together, then
+        settle together — and its sends run concurrently in between.
+        """
         now = self._clock()
         lease = timedelta(seconds=self._settings.worker_lease_seconds)
-        claims = await self._store.data.writer.run(lambda conn: outbox.claim(conn, owner, now, lease, limit))
-        await asyncio.gather(*(self.dispatch(owner, c) for c in claims))
-        self._metrics.open_breakers.set(sum(b.state != "closed" for b in self._breakers.values()))
-        return len(claims)
 
-    async def dispatch(self, owner: str, claim: Claim) -> None:
-        now = self._clock()
-        send = await self._store.data.writer.run(lambda conn: self._prepare(conn, owner, claim, now))
-        if send is None:
-            return
-        results = await asyncio.gather(*(self._send(m) for m in send.messages))
-        done = self._clock()
-        await self._store.data.writer.run(
-            lambda conn: self._settle(conn, owner, claim, send.messages, results, done)
+        def claim_and_prepare(conn: Connection) -> list[tuple[Claim, _Send | None]]:
+            claims = outbox.claim(conn, owner, now, lease, limit)
+            return [
+                (c, self._guarded(conn, "prepare", c, partial(self._prepare, conn, owner, c, now)))
+                for c in claims
+            ]
+
+        prepared = await self._store.data.writer.run(claim_and_prepare)
+        sends = [(c, s) for c, s in prepared if s is not None]
+        results = await asyncio.gather(
+            *(asyncio.gather(*(self._send(m) for m in s.messages)) for _, s in sends)
         )
+        done = self._clock()
+
+        def settle_all(conn: Connection) -> None:
+            for (c, s), r in zip(sends, results, strict=True):
+                self._guarded(conn, "settle", c, partial(self._settle, conn, owner, c, s.messages, r, done))
+
+        if sends:
+            await self._store.data.writer.run(settle_all)
+        self._metrics.open_breakers.set(sum(b.state != "closed" for b in self._breakers.values()))
+        return len(prepared)
+
+    def _guarded(self, conn: Connection, step: str, claim: Claim, work: Callable[[], T]) -> T | None:
+        """Run one push's step in its own savepoint: a push that fails is logged and left to its
+        lease (it is claimed again later) without undoing the rest of the round."""
+        conn.execute("SAVEPOINT push")
+        try:
+            result = work()
+        except Exception:
+            conn.execute("ROLLBACK TO push")
+            conn.execute("RELEASE push")
+            log.exception("dispatch step failed", extra={"step": step, "push_id": claim.push_id})
+            return None
+        conn.execute("RELEASE push")
+        return result
 
     # -- step 1: decide again, inside the writer ---------------------------------------------
 
@@ -219,6 +251,8 @@ class Dispatcher:
             if result.status == "invalid_token":
                 devices.set_status(conn, message.device_id, "disabled", now)
             retry_after = max(retry_after, result.retry_after or 0.0)
+        if not outbox.held_by(conn, claim.push_id, owner):
+            return  # the lease expired mid-send: the facts are recorded, the push is another worker's now
         states = deliveries.states(conn, claim.push_id)
         attempts = claim.attempts + int(attempted)
         skipped = any(r.provider_code == CIRCUIT_OPEN for r in results)

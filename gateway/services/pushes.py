@@ -41,6 +41,7 @@ from storage import outbox
 from storage.db import Connection
 from storage.directory import SubjectKey, SubjectStatus
 from storage.repositories import campaigns, pushes, subject_state
+from storage.repositories.campaigns import CampaignRow
 from storage.repositories.pushes import ACCEPTED, PushContent, PushRow, content_aad
 from storage.store import Store
 
@@ -92,8 +93,11 @@ class PushService:
     ) -> list[PushAnswer]:
         started = time.perf_counter()
         now = self._clock()
+        refs = [r.subject_ref or self._store.pseudonyms.subject_ref(r.user_id or "") for r in requests]
+        keys = self._store.directory.resolve_many(refs)
         prepared = [
-            self._prepare(key_id, request, now, i, field_prefix) for i, request in enumerate(requests)
+            self._prepare(key_id, request, ref, keys.get(ref), now, i, field_prefix)
+            for i, (request, ref) in enumerate(zip(requests, refs, strict=True))
         ]
 
         def unit(conn: Connection) -> list[tuple[PushAnswer, bool]]:
@@ -149,15 +153,20 @@ class PushService:
     # -- internals -------------------------------------------------------------------------
 
     def _prepare(
-        self, key_id: str, request: PushCreate, now: datetime, index: int, field_prefix: str | None
+        self,
+        key_id: str,
+        request: PushCreate,
+        subject_ref: str,
+        key: SubjectKey | None,
+        now: datetime,
+        index: int,
+        field_prefix: str | None,
     ) -> _Prepared:
         policy = self._policy.settings
         ttl = request.ttl_seconds if request.ttl_seconds is not None else policy.default_ttl_seconds
         if ttl > policy.max_ttl_seconds:
             field = f"{field_prefix}[{index}].ttl_seconds" if field_prefix else "ttl_seconds"
             raise InvalidInput(f"ttl_seconds may not exceed {policy.max_ttl_seconds}", field)
-        subject_ref = request.subject_ref or self._store.pseudonyms.subject_ref(request.user_id or "")
-        key = self._store.directory.resolve(subject_ref)
         status: SubjectStatus = "active" if key is not None else self._store.directory.status(subject_ref)
         push_id = "psh_" + secrets.token_hex(12)
         near = request.near.geohash if request.near else None
@@ -206,7 +215,7 @@ class PushService:
         states = subject_state.load_many(
             conn, [p.key for p in prepared if p.key is not None], now, policy, self._settings.timezone
         )
-        campaigns_seen: dict[str, CampaignState] = {}
+        campaigns_seen: dict[str, CampaignRow | None] = {}
         rows: list[PushRow] = []
         due: list[tuple[str, datetime]] = []
         answers: list[tuple[PushAnswer, bool]] = []
@@ -246,17 +255,20 @@ class PushService:
         return answers
 
     def _campaign(
-        self, conn: Connection, p: _Prepared, seen: dict[str, CampaignState]
+        self, conn: Connection, p: _Prepared, seen: dict[str, CampaignRow | None]
     ) -> CampaignState | None:
+        """The campaign's state, read once per submission however many pushes name it."""
         campaign_id = p.request.campaign_id
         if campaign_id is None:
             return None
-        row = campaigns.get(conn, campaign_id)
+        if campaign_id not in seen:
+            seen[campaign_id] = campaigns.get(conn, campaign_id)
+        row = seen[campaign_id]
         if row is None:
             raise NotFound("no such campaign", "campaign_id")
         if row.topic != p.request.topic:
             raise InvalidInput(f"campaign {row.campaign_id} sends topic {row.topic}", "topic")
-        return seen.setdefault(campaign_id, CampaignState(paused=row.status == "paused"))
+        return CampaignState(paused=row.status == "paused")
 
     def _decide(
         self,
