@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from policies.decision import rfc3339  # one formatter for the wire, shared with the reason details
+
 __all__ = ["Clock", "rfc3339", "rfc3339_text", "system_clock"]
 
 Clock = Callable[[], datetime]
@@ -12,11 +14,6 @@ Clock = Callable[[], datetime]
 
 def system_clock() -> datetime:
     return datetime.now(UTC)
-
-
-def rfc3339(moment: datetime) -> str:
-    """UTC, seconds precision with microseconds when present, `Z` suffix."""
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def rfc3339_text(stored: str) -> str:
