@@ -28,6 +28,7 @@ from storage.keys import KeyStoreError
 __all__ = ["main"]
 
 EXIT_USAGE = 2
+GIL_SWITCH_SECONDS = 0.0002
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -79,6 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"consent-gateway: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     configure_logging(settings.log_level)
+    # The writer thread releases the GIL on every SQLite call and must win it back from the busy
+    # event loop; at the default 5 ms switch interval that wait dominated a push (measured: 1,364
+    # vs 1,989 decisions/s in-process at 0.2 ms).
+    sys.setswitchinterval(GIL_SWITCH_SECONDS)
     try:
         if args.command == "serve":
             return _serve(settings)
