@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -30,3 +32,17 @@ def scan_bytes(root: Path, needles: list[str]) -> dict[str, list[str]]:
                 if encoded in blob:
                     found.setdefault(needle, []).append(path.name)
     return found
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 for a real server under test."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def daytime_zone() -> str:
+    """A fixed-offset zone where it is about noon now, so default quiet hours (21:00-08:00) never
+    defer a marketing push whatever hour the tests run at."""
+    k = ((12 - time.gmtime().tm_hour + 12) % 24) - 12  # local hour = 12 at UTC offset +k
+    return "Etc/GMT" if k == 0 else f"Etc/GMT{'-' if k > 0 else '+'}{abs(k)}"

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -21,12 +20,12 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from support import daytime_zone, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -35,19 +34,6 @@ STARTUP_SECONDS = 30.0
 STOP_SECONDS = 10.0
 WORKERS = 50
 USER_ID = "concurrency-user-5e1f0a"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def afternoon_zone() -> str:
-    """An Etc/GMT zone where it is about 13:00 now (Etc/GMT-N is UTC+N)."""
-    offset = 13 - datetime.now(UTC).hour  # within -10..+13
-    return "Etc/GMT" + ("-" if offset > 0 else "+") + str(abs(offset)) if offset else "Etc/GMT"
 
 
 @dataclass
@@ -161,7 +147,7 @@ def test_caps_and_idempotency_hold_under_concurrency(server: Server) -> None:
         assert consent.status_code == 200, consent.text
         device = me.post("/v1/me/devices", json={"platform": "fcm", "token": "fcm-token-concurrency"})
         assert device.status_code == 201, device.text
-        prefs = me.patch("/v1/me/preferences", json={"timezone": afternoon_zone()})
+        prefs = me.patch("/v1/me/preferences", json={"timezone": daytime_zone()})
         assert prefs.status_code == 200, prefs.text
 
     def body(idempotency_key: str) -> dict[str, Any]:

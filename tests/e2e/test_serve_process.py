@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ import pytest
 from joserfc import jws
 from joserfc.errors import BadSignatureError, SecurityWarning
 from joserfc.jwk import KeySet
-from support import scan_bytes
+from support import free_port, scan_bytes
 
 CLI = str(Path(sys.executable).with_name("consent-gateway"))
 STARTUP_SECONDS = 20.0
@@ -32,13 +31,6 @@ STOP_SECONDS = 10.0
 BANNER_END = "  an API key:"
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -81,7 +73,7 @@ class Server:
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
     data_dir = tmp_path / "data"
-    port = _free_port()
+    port = free_port()
     env = {"CGW_DATA_DIR": str(data_dir), "CGW_LOG_LEVEL": "info", "CGW_TIMEZONE": "Asia/Shanghai"}
     stderr_file = tmp_path / "server.stderr"
     with stderr_file.open("wb") as sink:
@@ -181,7 +173,7 @@ def test_first_run_says_so_loudly_and_a_second_run_does_not(server: Server, tmp_
     assert "DEVELOPMENT KEYS" in server.stderr()
     server.stop()
 
-    port = _free_port()
+    port = free_port()
     second_log = tmp_path / "second.stderr"
     with second_log.open("wb") as sink:
         again = subprocess.Popen(

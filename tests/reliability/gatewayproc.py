@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from support import daytime_zone, free_port
 
 from gateway.clock import system_clock
 from gateway.runtime import load_keys, user_tokens
@@ -23,23 +23,10 @@ from gateway.settings import Settings
 from storage.db import connect
 from storage.store import DATA_FILE
 
-__all__ = ["GatewayProcess", "daytime_zone", "free_port"]
+__all__ = ["GatewayProcess"]
 
 CLI = str(Path(sys.executable).with_name("consent-gateway"))
 START_TIMEOUT = 20.0
-
-
-def daytime_zone() -> str:
-    """A fixed-offset zone where it is about noon now, so default quiet hours (21:00-08:00 in
-    CGW_TIMEZONE) never defer a marketing push whatever hour the tests run at."""
-    k = ((12 - time.gmtime().tm_hour + 12) % 24) - 12  # local hour = 12 at UTC offset +k
-    return "Etc/GMT" if k == 0 else f"Etc/GMT{'-' if k > 0 else '+'}{abs(k)}"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class GatewayProcess:
