@@ -34,7 +34,7 @@ class DeviceService:
         key = self._store.directory.ensure(subject_ref, now)
 
         def unit(conn: Connection) -> tuple[str, bool]:
-            existing = devices.find(conn, key, body.token)
+            existing = devices.find(conn, key, body.platform, body.token)
             if existing is not None and existing[1] == "active":
                 return existing[0], False
             if devices.count_active(conn, key.subject_id) >= MAX_ACTIVE_DEVICES:

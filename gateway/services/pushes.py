@@ -59,6 +59,7 @@ class _Prepared(msgspec.Struct, frozen=True, kw_only=True):
     key: SubjectKey | None
     status: SubjectStatus
     push_id: str
+    idempotency_ref: str
     fingerprint: bytes
     sealed: bytes | None
 
@@ -194,6 +195,10 @@ class PushService:
             key=key,
             status=status,
             push_id=push_id,
+            # Stored keyed-hashed: a service may put anything in its idempotency key, even an e-mail.
+            idempotency_ref=hmac.digest(
+                self._store.keys.pseudonym_key, b"idempotency|" + request.idempotency_key.encode(), "sha256"
+            ).hex(),
             fingerprint=hmac.new(
                 self._store.keys.pseudonym_key, b"push|" + canonical, hashlib.sha256
             ).digest(),
@@ -210,7 +215,7 @@ class PushService:
         in memory, so later items of the same batch count it against the caps. Each answer comes
         with whether it is a new decision (live, not an idempotent replay) for the metrics."""
         policy = self._policy.settings
-        live = [p.request.idempotency_key for p in prepared if not p.request.dry_run]
+        live = [p.idempotency_ref for p in prepared if not p.request.dry_run]
         recorded = pushes.find_idempotent_many(conn, key_id, live) if live else {}
         states = subject_state.load_many(
             conn, [p.key for p in prepared if p.key is not None], now, policy, self._settings.timezone
@@ -221,7 +226,7 @@ class PushService:
         answers: list[tuple[PushAnswer, bool]] = []
         for index, p in enumerate(prepared):
             try:
-                earlier = recorded.get(p.request.idempotency_key)
+                earlier = recorded.get(p.idempotency_ref)
                 if earlier is not None and not p.request.dry_run:
                     if not hmac.compare_digest(earlier.fingerprint, p.fingerprint):
                         raise Unprocessable(
@@ -242,7 +247,7 @@ class PushService:
             planned = decision.deliver_after or now
             row = self._row(p, decision, planned, now)
             rows.append(row)
-            recorded[p.request.idempotency_key] = row
+            recorded[p.idempotency_ref] = row
             if decision.outcome != "rejected":
                 due.append((p.push_id, planned))
                 if p.key is not None and is_marketing(p.request.topic):
@@ -289,7 +294,7 @@ class PushService:
         return PushRow(
             push_id=p.push_id,
             key_id=p.key_id,
-            idempotency_key=p.request.idempotency_key,
+            idempotency_key=p.idempotency_ref,
             fingerprint=p.fingerprint,
             subject_id=None if p.key is None else p.key.subject_id,
             topic=p.request.topic,

@@ -27,11 +27,16 @@ def _aad(key: SubjectKey, device_id: str) -> bytes:
     return field_aad("devices", "token", device_id, key.subject_id)
 
 
-def find(conn: Connection, key: SubjectKey, token: str) -> tuple[str, str] | None:
-    """(device id, status) of this subject's device with this token, if registered."""
+def _fingerprint(key: SubjectKey, platform: str, token: str) -> bytes:
+    """A token names a device only on its own platform: the same string elsewhere is another device."""
+    return key.cipher.fingerprint(f"{platform}\0{token}".encode())
+
+
+def find(conn: Connection, key: SubjectKey, platform: str, token: str) -> tuple[str, str] | None:
+    """(device id, status) of this subject's device with this platform and token, if registered."""
     row = conn.execute(
         "SELECT device_id, status FROM devices WHERE subject_id = ? AND fingerprint = ?",
-        (key.subject_id, key.cipher.fingerprint(token.encode())),
+        (key.subject_id, _fingerprint(key, platform, token)),
     ).fetchone()
     return None if row is None else (str(row[0]), str(row[1]))
 
@@ -53,7 +58,7 @@ def insert(conn: Connection, key: SubjectKey, platform: str, token: str, now: da
             key.subject_id,
             platform,
             key.cipher.seal(token.encode(), _aad(key, device_id)),
-            key.cipher.fingerprint(token.encode()),
+            _fingerprint(key, platform, token),
             now.isoformat(),
         ),
     )

@@ -441,3 +441,19 @@ def test_location_updates_racing_consent_changes_never_outlive_the_consent(
         assert state["location"] is None
     assert len(state["consent_history"]) == 1 + len(range(0, 30, 3))
     assert ledger.verify(runtime.store.data.reader()).ok
+
+
+def test_the_same_token_on_another_platform_is_another_device(
+    client: TestClient[Litestar], as_user: Callable[[str], dict[str, str]]
+) -> None:
+    headers = as_user("platform-twins")
+    fcm = client.post(
+        "/v1/me/devices", json={"platform": "fcm", "token": "shared-token-1234"}, headers=headers
+    )
+    apns = client.post(
+        "/v1/me/devices", json={"platform": "apns", "token": "shared-token-1234"}, headers=headers
+    )
+    assert (fcm.status_code, apns.status_code) == (201, 201)
+    assert fcm.json()["device_id"] != apns.json()["device_id"]
+    listed = {d["platform"] for d in client.get("/v1/me/devices", headers=headers).json()}
+    assert listed == {"fcm", "apns"}

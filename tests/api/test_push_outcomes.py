@@ -823,3 +823,15 @@ def test_content_is_sealed_in_the_data_files(world: World) -> None:
     # ...and yet the user can read it back.
     notes = world.client.get("/v1/me/notifications", headers=world.as_user("fox")).json()
     assert notes[0]["title"] == title
+
+
+def test_idempotency_keys_are_stored_only_as_keyed_hashes(world: World) -> None:
+    """A service may put anything in an idempotency key, even an e-mail; it is not stored as given."""
+    raw = "order-for-someone@example.com-42"
+    world.user("alice")
+    first = world.submit("alice", idempotency_key=raw)
+    again = world.submit("alice", idempotency_key=raw)
+    assert again["push_id"] == first["push_id"]
+    stored = [r[0] for r in world.runtime.store.data.reader().execute("SELECT idempotency_key FROM pushes")]
+    assert stored
+    assert all(raw not in value for value in stored)
