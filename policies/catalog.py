@@ -6,10 +6,10 @@ mapping lives in one place and every rule reads it from here.
 
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Literal
+from typing import Literal, get_args
 
 Purpose = Literal["marketing", "personalization", "location"]
-PURPOSES: tuple[Purpose, ...] = ("marketing", "personalization", "location")
+PURPOSES: tuple[Purpose, ...] = get_args(Purpose)
 
 Topic = Literal[
     "transactional",
@@ -21,16 +21,7 @@ Topic = Literal[
     "product_tips",
     "feedback_requests",
 ]
-TOPICS: tuple[Topic, ...] = (
-    "transactional",
-    "promotions",
-    "flash_sales",
-    "cart_reminders",
-    "recommendations",
-    "nearby_offers",
-    "product_tips",
-    "feedback_requests",
-)
+TOPICS: tuple[Topic, ...] = get_args(Topic)
 
 TOPIC_PURPOSES: Mapping[str, frozenset[str]] = MappingProxyType(
     {

@@ -33,9 +33,9 @@ from gateway.clock import Clock
 from gateway.metrics import Metrics
 from gateway.services.complaints import maybe_pause_campaign
 from gateway.services.policy import PolicySource
-from gateway.services.pushes import wire_reasons
+from gateway.services.pushes import policy_request, wire_reasons
 from gateway.settings import Settings
-from policies import CampaignState, PushRequest, Reason, decide
+from policies import CampaignState, Reason, decide
 from storage import outbox
 from storage.db import Connection
 from storage.outbox import Claim
@@ -150,16 +150,7 @@ class Dispatcher:
         policy = self._policy.settings
         state = subject_state.load(conn, key, now, policy, self._settings.timezone, exclude_push=row.push_id)
         decision = decide(
-            PushRequest(
-                topic=row.topic,
-                title=content.title,
-                body=content.body,
-                data=content.data,
-                campaign_id=row.campaign_id,
-                personalized=content.personalized,
-                near_geohash=content.near_geohash,
-                ttl_seconds=remaining,
-            ),
+            policy_request(row.topic, row.campaign_id, content, remaining),
             state,
             self._campaign(conn, row),
             now,

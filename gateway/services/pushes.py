@@ -45,7 +45,7 @@ from storage.repositories.campaigns import CampaignRow
 from storage.repositories.pushes import ACCEPTED, PushContent, PushRow, content_aad
 from storage.store import Store
 
-__all__ = ["PushService", "wire_reasons"]
+__all__ = ["PushService", "policy_request", "wire_reasons"]
 
 log = logging.getLogger("gateway.pushes")
 
@@ -62,6 +62,22 @@ class _Prepared(msgspec.Struct, frozen=True, kw_only=True):
     idempotency_ref: str
     fingerprint: bytes
     sealed: bytes | None
+
+
+def policy_request(
+    topic: str, campaign_id: str | None, content: PushContent, ttl_seconds: int
+) -> PushRequest:
+    """What the pipeline judges: the same at submission and, from the sealed content, at dispatch."""
+    return PushRequest(
+        topic=topic,
+        title=content.title,
+        body=content.body,
+        data=content.data,
+        campaign_id=campaign_id,
+        personalized=content.personalized,
+        near_geohash=content.near_geohash,
+        ttl_seconds=ttl_seconds,
+    )
 
 
 def wire_reasons(reasons: Sequence[Reason]) -> list[WireReason]:
@@ -182,16 +198,7 @@ class PushService:
         return _Prepared(
             key_id=key_id,
             request=request,
-            push=PushRequest(
-                topic=request.topic,
-                title=request.title,
-                body=request.body,
-                data=request.data,
-                campaign_id=request.campaign_id,
-                personalized=request.personalized,
-                near_geohash=near,
-                ttl_seconds=ttl,
-            ),
+            push=policy_request(request.topic, request.campaign_id, content, ttl),
             key=key,
             status=status,
             push_id=push_id,
