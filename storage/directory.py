@@ -13,7 +13,7 @@ from __future__ import annotations
 import secrets
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Literal
 
@@ -99,12 +99,23 @@ class SubjectDirectory:
     def status(self, subject_ref: str) -> SubjectStatus:
         if self.resolve(subject_ref) is not None:
             return "active"
-        erased = (
-            self._db.reader()
-            .execute("SELECT 1 FROM tombstones WHERE subject_ref = ?", (subject_ref,))
-            .fetchone()
-        )
-        return "erased" if erased else "unknown"
+        return "erased" if self.erased_among([subject_ref]) else "unknown"
+
+    def erased_among(self, subject_refs: Sequence[str]) -> set[str]:
+        """The refs among these that were erased (tombstoned), in a few IN queries."""
+        erased: set[str] = set()
+        reader = self._db.reader()
+        for start in range(0, len(subject_refs), 500):
+            chunk = list(subject_refs[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            erased.update(
+                str(r[0])
+                for r in reader.execute(
+                    f"SELECT subject_ref FROM tombstones WHERE subject_ref IN ({marks})",  # noqa: S608
+                    chunk,
+                )
+            )
+        return erased
 
     def ensure(self, subject_ref: str, now: datetime) -> SubjectKey:
         """The live subject for a ref, created fresh (new id, new key) if there is none.

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import Callable
 
 from gateway.auth import SCOPES
 from gateway.clock import Clock
 from gateway.errors import InvalidInput, NotFound
+from storage.db import Connection
 from storage.repositories import api_keys as repo
 from storage.repositories.api_keys import ApiKey
 from storage.store import Store
@@ -38,18 +40,16 @@ class ApiKeyRegistry:
         return key
 
     def create_sync(self, name: str, scopes: tuple[str, ...]) -> tuple[ApiKey, str]:
-        check_scopes(scopes)
-        now = self._clock()
-        return self._store.data.writer.run_sync(
-            lambda conn: repo.create(conn, name=name, scopes=scopes, now=now)
-        )
+        return self._store.data.writer.run_sync(self._creation(name, scopes))
 
     async def create(self, name: str, scopes: tuple[str, ...]) -> tuple[ApiKey, str]:
+        return await self._store.data.writer.run(self._creation(name, scopes))
+
+    def _creation(self, name: str, scopes: tuple[str, ...]) -> Callable[[Connection], tuple[ApiKey, str]]:
+        """The writer unit that creates a key, scopes checked first (for the CLI and the admin route)."""
         check_scopes(scopes)
         now = self._clock()
-        return await self._store.data.writer.run(
-            lambda conn: repo.create(conn, name=name, scopes=scopes, now=now)
-        )
+        return lambda conn: repo.create(conn, name=name, scopes=scopes, now=now)
 
     async def revoke(self, key_id: str) -> None:
         now = self._clock()

@@ -112,8 +112,9 @@ class PushService:
         now = self._clock()
         refs = [r.subject_ref or self._store.pseudonyms.subject_ref(r.user_id or "") for r in requests]
         keys = self._store.directory.resolve_many(refs)
+        erased = self._store.directory.erased_among([r for r in refs if r not in keys])
         prepared = [
-            self._prepare(key_id, request, ref, keys.get(ref), now, i, field_prefix)
+            self._prepare(key_id, request, ref, keys.get(ref), ref in erased, now, i, field_prefix)
             for i, (request, ref) in enumerate(zip(requests, refs, strict=True))
         ]
 
@@ -175,6 +176,7 @@ class PushService:
         request: PushCreate,
         subject_ref: str,
         key: SubjectKey | None,
+        erased: bool,
         now: datetime,
         index: int,
         field_prefix: str | None,
@@ -184,7 +186,7 @@ class PushService:
         if ttl > policy.max_ttl_seconds:
             field = f"{field_prefix}[{index}].ttl_seconds" if field_prefix else "ttl_seconds"
             raise InvalidInput(f"ttl_seconds may not exceed {policy.max_ttl_seconds}", field)
-        status: SubjectStatus = "active" if key is not None else self._store.directory.status(subject_ref)
+        status: SubjectStatus = "active" if key is not None else "erased" if erased else "unknown"
         push_id = "psh_" + secrets.token_hex(12)
         near = request.near.geohash if request.near else None
         content = PushContent(

@@ -51,6 +51,10 @@ def text_aad(complaint_id: str, column: str, key: SubjectKey) -> bytes:
     return field_aad("complaints", column, complaint_id, key.subject_id)
 
 
+def _row(values: tuple[object, ...]) -> ComplaintRow:
+    return ComplaintRow(**dict(zip(_COLUMNS.split(", "), values, strict=True)))  # type: ignore[arg-type]
+
+
 def new_id() -> str:
     return "cpl_" + secrets.token_hex(10)
 
@@ -65,7 +69,7 @@ def get(conn: Connection, complaint_id: str) -> ComplaintRow | None:
         f"SELECT {_COLUMNS} FROM complaints WHERE complaint_id = ?",  # noqa: S608
         (complaint_id,),
     ).fetchone()
-    return None if row is None else ComplaintRow(**dict(zip(_COLUMNS.split(", "), row, strict=True)))
+    return None if row is None else _row(row)
 
 
 def list_for_subject(conn: Connection, subject_id: str) -> list[ComplaintRow]:
@@ -73,7 +77,7 @@ def list_for_subject(conn: Connection, subject_id: str) -> list[ComplaintRow]:
         f"SELECT {_COLUMNS} FROM complaints WHERE subject_id = ? ORDER BY created_at",  # noqa: S608
         (subject_id,),
     )
-    return [ComplaintRow(**dict(zip(_COLUMNS.split(", "), r, strict=True))) for r in rows]
+    return [_row(r) for r in rows]
 
 
 def set_status(
