@@ -3,6 +3,9 @@
 Reads never create anything: a user seen for the first time gets the spec's defaults without
 a row being written. Every change runs as one unit in the data writer — read, apply, write,
 append the ledger event — so concurrent changes serialize and each leaves exactly one event.
+
+A consent event's content is its receipt in `SignedParts` form (the signed receipt bytes once,
+plus the JWS's header and signature segments); `stored_answer` is the one way to read it back.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from gateway.schemas.me import Controller as ReceiptController
 from gateway.schemas.me import PurposeRef as ReceiptPurpose
 from gateway.services.policy import PolicySource
 from gateway.settings import Settings
-from gateway.signing import Signer
+from gateway.signing import SignedParts, Signer
 from policies.catalog import PURPOSES, TOPIC_PURPOSES, TOPICS
 from policies.settings import quiet_window_minutes
 from storage import ledger
@@ -40,7 +43,7 @@ from storage.repositories.consents import ConsentRow
 from storage.repositories.preferences import PreferenceDoc
 from storage.store import Store
 
-__all__ = ["PURPOSE_DPV", "PreferenceCenter"]
+__all__ = ["PURPOSE_DPV", "PreferenceCenter", "consent_event", "stored_answer"]
 
 PURPOSE_DPV: dict[str, tuple[str, str]] = {
     "marketing": ("dpv:DirectMarketing", "promotional pushes: offers, sales, tips, surveys"),
@@ -162,13 +165,14 @@ class PreferenceCenter:
             state="given" if body.granted else "withdrawn",
             ledger_seq=ledger.next_seq(conn),
         )
-        answer = ConsentAnswer(receipt, self._signer.sign(receipt))
+        signed = self._signer.sign_parts(receipt)
+        answer = ConsentAnswer(receipt, signed.compact())
         consents.put(conn, key.subject_id, purpose, body.granted, body.notice_version, now)
         if purpose == "location" and not body.granted:
             locations.delete(conn, key.subject_id)
         ledger.append(
             conn, at=now, subject=key, kind=f"consent.{receipt.state}", actor=actor, source=source,
-            purpose=purpose, notice_version=body.notice_version, content=msgspec.json.encode(answer),
+            purpose=purpose, notice_version=body.notice_version, content=msgspec.json.encode(signed),
         )  # fmt: skip
         return answer
 
@@ -205,9 +209,16 @@ def apply_patch(doc: PreferenceDoc, patch: PreferencesUpdate) -> PreferenceDoc:
     return msgspec.structs.replace(doc, **changes)
 
 
+def stored_answer(content: bytes) -> ConsentAnswer:
+    """A consent event's content as the answer its `PUT` gave: the receipt, decoded from the
+    bytes that were signed, and the same compact JWS, rebuilt from its stored parts."""
+    signed = msgspec.json.decode(content, type=SignedParts)
+    return ConsentAnswer(msgspec.json.decode(signed.document, type=ConsentReceipt), signed.compact())
+
+
 def consent_event(event: ledger.LedgerEvent, key: SubjectKey) -> ConsentEvent:
     content = event.open_body(key)
-    answer = msgspec.json.decode(content, type=ConsentAnswer) if content else None
+    answer = stored_answer(content) if content else None
     return ConsentEvent(
         seq=event.seq,
         at=rfc3339_text(event.at),

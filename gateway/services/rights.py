@@ -9,11 +9,9 @@ more) and still verifies, because its chain covers ciphertexts.
 
 from __future__ import annotations
 
-import msgspec
-
 from gateway.clock import Clock, rfc3339, rfc3339_text
 from gateway.schemas.me import ConsentAnswer, ExportDevice, ExportRead, LocationRead
-from gateway.services.preferences import PreferenceCenter, consent_event
+from gateway.services.preferences import PreferenceCenter, consent_event, stored_answer
 from storage import ledger
 from storage.db import Connection
 from storage.directory import SubjectKey
@@ -79,7 +77,7 @@ class RightsService:
 
 def _receipts(history: list[ledger.LedgerEvent], key: SubjectKey) -> list[ConsentAnswer]:
     return [
-        msgspec.json.decode(content, type=ConsentAnswer)
+        stored_answer(content)
         for e in history
         if e.kind.startswith("consent.") and (content := e.open_body(key))
     ]

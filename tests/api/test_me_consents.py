@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 from joserfc import jws
 from joserfc.errors import BadSignatureError
@@ -21,6 +22,8 @@ from litestar.testing import TestClient
 from support import assert_problem
 
 from gateway.runtime import Runtime
+from gateway.services.preferences import stored_answer
+from gateway.signing import SignedParts
 from storage import ledger
 
 Client = TestClient[Litestar]
@@ -183,18 +186,36 @@ def test_granting_shows_in_preferences_with_time_and_notice(client: Client, as_u
     }
 
 
-def test_ledger_event_seals_the_signed_answer(client: Client, runtime: Runtime, as_user: AsUser) -> None:
-    answer = put_consent(client, as_user(ALICE), "location", True)
+@jose_eddsa
+def test_ledger_event_seals_the_receipt_once_and_gives_back_the_same_signed_answer(
+    client: Client, runtime: Runtime, as_user: AsUser
+) -> None:
+    response = client.put(
+        "/v1/me/consents/location", headers=as_user(ALICE), json={"granted": True, "notice_version": NOTICE}
+    )
+    assert response.status_code == 200, response.text
+    answer = response.json()
 
     [event] = events(runtime)
     key = runtime.store.directory.resolve(answer["receipt"]["subject_ref"])
     assert key is not None
     opened = event.open_body(key)
     assert opened is not None
-    assert json.loads(opened) == answer
     assert event.body is not None
     assert b"receipt" not in event.body
     assert ledger.verify(runtime.store.data.reader()).ok
+    # Stored compactly: the signed receipt bytes once, plus the JWS's header and signature segments.
+    header, payload, signature = answer["jws"].split(".")
+    assert json.loads(opened) == {"protected": header, "document": answer["receipt"], "signature": signature}
+    assert payload.encode() not in opened
+    assert opened.count(b'"receipt_id"') == 1
+    assert len(opened) < 900 < len(response.content)  # about 780 B, against 1,490 B for the answer
+    # Read back: the very answer the PUT gave, whose JWS still verifies against the published keys.
+    rebuilt = stored_answer(opened)
+    assert rebuilt.jws == answer["jws"]
+    assert msgspec.json.encode(rebuilt) == response.content
+    verified = jws.deserialize_compact(rebuilt.jws, key_set(client), algorithms=["EdDSA"])
+    assert verified.payload == bytes(msgspec.json.decode(opened, type=SignedParts).document)
 
 
 # -- history ------------------------------------------------------------------------------------
