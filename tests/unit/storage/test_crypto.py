@@ -40,7 +40,8 @@ AAD = field_aad("devices", "token", "dev_1", "s_1")
 def test_round_trip(plaintext: bytes) -> None:
     cipher = FieldCipher(new_data_key())
     sealed = cipher.seal(plaintext, AAD)
-    assert plaintext not in sealed or plaintext == b""
+    # A byte or two can turn up in random ciphertext by chance; eight cannot, in practice.
+    assert plaintext not in sealed or len(plaintext) < 8
     assert cipher.open(sealed, AAD) == plaintext
 
 
