@@ -26,7 +26,7 @@ import argparse
 import secrets
 import sys
 import time
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -91,6 +91,7 @@ class Seeder:
         self._store = runtime.store
         # Store keeps the directory database private; the bulk insert needs its writer.
         self._directory_writer = runtime.store._directory_db.writer
+        self._pool = ThreadPoolExecutor(max_workers=2)  # one per writer: commits overlap sealing
         self._now = now
         self._in_quiet = PreferenceDoc(
             timezone="UTC", locale="en",
@@ -139,8 +140,8 @@ class Seeder:
                         self._delivered_push(conn, key, now - timedelta(days=days, minutes=i % 600))
 
         return (
-            self._directory_writer.submit(directory_unit),
-            self._store.data.writer.submit(data_unit),
+            self._pool.submit(self._directory_writer.run_sync, directory_unit),
+            self._pool.submit(self._store.data.writer.run_sync, data_unit),
         )
 
     def _delivered_push(self, conn: Connection, key: SubjectKey, at: datetime) -> None:
@@ -160,12 +161,7 @@ class Seeder:
 
 
 def _insert_push(conn: Connection, row: PushRow) -> None:
-    """The repository's insert, whichever shape it has (one row, or many since the bulk paths)."""
-    insert_many = getattr(pushes, "insert_many", None)
-    if insert_many is not None:
-        insert_many(conn, [row])
-    else:
-        pushes.insert(conn, row)
+    pushes.insert_many(conn, [row])
 
 
 def seed(

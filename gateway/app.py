@@ -22,6 +22,7 @@ from litestar.types import ControllerRouterHandler
 
 from gateway.auth import auth_middleware
 from gateway.clock import Clock, system_clock
+from gateway.durability import durable_answers
 from gateway.errors import GatewayError, handle_framework_validation, handle_gateway_error
 from gateway.logs import request_log_middleware
 from gateway.metrics import Metrics
@@ -74,7 +75,7 @@ def create_app(settings: Settings | None = None, clock: Clock = system_clock) ->
             "runtime": Provide(_runtime, sync_to_thread=False),
             "metrics": Provide(lambda: metrics, sync_to_thread=False),
         },
-        middleware=[request_log_middleware(metrics), auth_middleware],
+        middleware=[request_log_middleware(metrics), durable_answers, auth_middleware],
         exception_handlers={
             GatewayError: handle_gateway_error,
             ValidationException: handle_framework_validation,

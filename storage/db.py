@@ -1,43 +1,71 @@
 """Connections to the SQLCipher databases, and the one writer each database has.
 
-All writes go through `Writer`: a thread that owns the only write connection and runs
-units of work (`fn(conn) -> result`) in `BEGIN IMMEDIATE` transactions. Units that arrive
-while a transaction is open wait and are then run together in the next one, each inside its
-own SAVEPOINT, and committed once — group commit. A unit that raises is rolled back alone; a
-commit that fails fails every unit in it. Nobody is answered before their commit is durable
-(`synchronous=FULL`), so an answer always means the data is on disk.
+All writes go through `Writer`, which owns the only write connection and runs units of work
+(`fn(conn) -> result`) in `BEGIN IMMEDIATE` transactions. Units submitted from the event loop
+(`await writer.run(fn)`) are gathered: every unit that arrives within one turn of the loop runs
+in the same transaction, each inside its own SAVEPOINT, and is committed once — group commit. A
+unit that raises is rolled back alone; a commit that fails fails every unit in it.
 
-Reads use one connection per thread (`Database.reader()`), which in WAL mode never waits
-for the writer.
+Durability is ours, not SQLite's. The write connection runs with `synchronous=NORMAL`, so
+COMMIT only writes the WAL; a sync thread then `fdatasync`s the WAL file, and only after that
+are the units' callers answered, so an answer still means the data is on disk. Doing it this
+way keeps the SQL on the event loop thread: with a writer thread, every SQLite call on either
+thread handed the GIL to the other (a context switch each on a one-core server), which cost
+more than the SQL itself. While one fsync runs the next group commits, so commits pipeline.
+Checkpoints run on the sync thread's own connection, off the loop.
+
+Reads use one connection per thread (`Database.reader()`), which in WAL mode never waits for
+the writer, and may see a commit before its fsync; `Writer.durable()` lets an answer that
+depends on such a read wait for it. The app awaits it before answering any request that wrote
+nothing (`wrote_in_context`): one that wrote is answered after its own commit's fsync, which
+covers everything it could have read before.
+
+`run_sync` is the same for threads without a loop (CLI, tools, tests): its own transaction,
+answered after its own fsync.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
+import os
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
-from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
 
 import sqlcipher3
 
-__all__ = ["Connection", "Database", "DatabaseLockedError", "Writer", "connect"]
+__all__ = [
+    "Connection", "Database", "DatabaseLockedError", "StorageFailedError", "Writer", "connect",
+    "wrote_in_context",
+]  # fmt: skip
 
 T = TypeVar("T")
 Connection = sqlite3.Connection
 Unit = Callable[[Connection], Any]
 
 BUSY_TIMEOUT_MS = 5000
+CHECKPOINT_WAL_BYTES = 16 * 1024 * 1024  # fold the WAL into the file past this size
+_RETRY_SECONDS = 0.002
+
+wrote_in_context: contextvars.ContextVar[bool] = contextvars.ContextVar("wrote_in_context", default=False)
 
 
 class DatabaseLockedError(Exception):
     """The database could not be opened with the given key (wrong key or not a database)."""
 
 
-def connect(path: Path, key: bytes) -> Connection:
+class StorageFailedError(Exception):
+    """An fsync failed. What the kernel kept is unknown after that (a failed fsync may drop the
+    dirty pages), so the writer refuses all further writes until the process restarts."""
+
+
+def connect(path: Path, key: bytes, *, synchronous: str = "FULL") -> Connection:
     """Open a SQLCipher connection keyed with a raw 256-bit key and set our pragmas."""
     conn: Connection = sqlcipher3.connect(
         str(path), isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
@@ -49,7 +77,7 @@ def connect(path: Path, key: bytes) -> Connection:
         conn.close()
         raise DatabaseLockedError(f"cannot open {path.name}: wrong key or not a database") from exc
     conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute(f"PRAGMA synchronous = {synchronous}")
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     conn.execute("PRAGMA secure_delete = ON")
     conn.execute("PRAGMA foreign_keys = ON")
@@ -57,102 +85,324 @@ def connect(path: Path, key: bytes) -> Connection:
     return conn
 
 
+def _is_busy(exc: sqlcipher3.Error) -> bool:
+    """SQLITE_BUSY: another connection holds the write lock (sqlcipher3's exceptions are its
+    own classes, not the standard library's `sqlite3` ones)."""
+    return isinstance(exc, sqlcipher3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc))
+
+
+class _Syncer:
+    """The thread that makes commits durable: one `fdatasync` of the WAL covers every commit
+    made before it started, then the callbacks of those commits run (on this thread).
+
+    `synced` is the highest commit number known durable. Commits are numbered under the
+    writer's lock, so a sync after commit n covers every commit before n too. A failure is
+    final: a failed fsync may have dropped pages, and WAL recovery stops at the first missing
+    frame, so no later commit is durable either; every later request gets the same error."""
+
+    def __init__(self, path: Path, key: bytes, name: str) -> None:
+        self._wal = Path(f"{path}-wal")
+        self._path = path
+        self._key = key
+        self.synced = 0
+        self.failed: OSError | None = None
+        self._queue: queue.SimpleQueue[tuple[int, Callable[[OSError | None], None]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._thread = threading.Thread(target=self._loop, name=f"sync-{name}", daemon=True)
+        self._thread.start()
+
+    def request(self, commit: int, done: Callable[[OSError | None], None]) -> None:
+        """Make commit number `commit` durable, then call `done` (with the error, if the sync failed)."""
+        self._queue.put((commit, done))
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+    def _loop(self) -> None:
+        checkpointer: Connection | None = None
+        try:
+            while True:
+                batch = [self._queue.get()]
+                while True:
+                    try:
+                        batch.append(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
+                error, size = (self.failed, 0) if self.failed else self._sync()
+                self.failed = error
+                if error is None:
+                    self.synced = max([self.synced, *(item[0] for item in batch if item is not None)])
+                for item in batch:
+                    if item is not None:
+                        item[1](error)
+                if None in batch:
+                    return
+                if error is None and size > CHECKPOINT_WAL_BYTES:
+                    checkpointer = checkpointer or connect(self._path, self._key)
+                    checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        finally:
+            if checkpointer is not None:
+                checkpointer.close()
+
+    def _sync(self) -> tuple[OSError | None, int]:
+        try:
+            fd = os.open(self._wal, os.O_RDONLY)
+        except FileNotFoundError:
+            return None, 0  # nothing written through the WAL yet (or it was just checkpointed away)
+        except OSError as exc:
+            return exc, 0
+        try:
+            os.fdatasync(fd)
+            return None, os.fstat(fd).st_size
+        except OSError as exc:
+            return exc, 0
+        finally:
+            os.close(fd)
+
+
+def _call_on(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args: Any) -> None:
+    """Run `fn` on `loop` from another thread; a loop that has closed has nobody left to tell."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(fn, *args)
+
+
+def _raisable(exc: BaseException) -> BaseException:
+    """A future cannot carry StopIteration (a unit calling `next()` on no rows raises it)."""
+    if isinstance(exc, StopIteration):
+        wrapped = RuntimeError("a unit of work raised StopIteration")
+        wrapped.__cause__ = exc
+        return wrapped
+    return exc
+
+
 class _Job:
-    __slots__ = ("fn", "future", "transaction")
+    __slots__ = ("fn", "future")
 
-    def __init__(self, fn: Unit, transaction: bool) -> None:
+    def __init__(self, fn: Unit, future: asyncio.Future[Any]) -> None:
         self.fn = fn
-        self.transaction = transaction
-        self.future: Future[Any] = Future()
-
-
-_STOP = object()
+        self.future = future
 
 
 class Writer:
     """The single writer of one database; see the module docstring."""
 
-    def __init__(self, conn: Connection, *, name: str, max_batch: int = 512) -> None:
-        self._conn = conn
+    def __init__(self, path: Path, key: bytes, *, name: str, max_batch: int = 512) -> None:
+        self._conn = connect(path, key, synchronous="NORMAL")
+        self._conn.execute("PRAGMA busy_timeout = 0")  # waits are retried here, off the loop's back
+        self._conn.execute("PRAGMA wal_autocheckpoint = 0")  # the sync thread checkpoints
+        self._lock = threading.Lock()
         self._max_batch = max_batch
-        self._queue: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._loop, name=f"writer-{name}", daemon=True)
-        self._thread.start()
-
-    def submit(self, fn: Callable[[Connection], T], *, transaction: bool = True) -> Future[T]:
-        """Queue a unit of work; `transaction=False` runs it alone, outside any transaction
-        (for pragmas such as `wal_checkpoint` that cannot run inside one)."""
-        job = _Job(fn, transaction)
-        self._queue.put(job)
-        return job.future
-
-    def run_sync(self, fn: Callable[[Connection], T]) -> T:
-        return self.submit(fn).result()
+        self._syncer = _Syncer(path, key, name)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pending: list[_Job] = []
+        self._scheduled = False
+        self._busy_since: float | None = None
+        self._failed: OSError | None = None
+        self._committed = 0  # commits made, numbered; `_syncer.synced` says which are durable
+        self._in_flight = 0
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
 
     async def run(self, fn: Callable[[Connection], T]) -> T:
-        return await asyncio.wrap_future(self.submit(fn))
+        """Run `fn` in the next group commit; the answer comes once that commit is durable."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            if self._pending or self._in_flight:  # still serving another loop: go the thread way
+                return await loop.run_in_executor(None, self.run_sync, fn)
+            self._loop = loop
+        job = _Job(fn, loop.create_future())
+        self._pending.append(job)
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._flush)
+        result: T = await job.future
+        wrote_in_context.set(True)
+        return result
+
+    def run_sync(self, fn: Callable[[Connection], T]) -> T:
+        """Run `fn` in a transaction of its own, from a thread that is not the event loop's."""
+        return self._locked_sync(fn, transaction=True)
+
+    def run_alone(self, fn: Callable[[Connection], T]) -> T:
+        """Run `fn` outside any transaction (for `wal_checkpoint` or migrations that manage their own)."""
+        return self._locked_sync(fn, transaction=False)
+
+    async def durable(self) -> None:
+        """Return once every commit made so far is durable."""
+        if self._failed is not None:
+            raise StorageFailedError(str(self._failed))
+        target = self._committed
+        if self._syncer.synced >= target:
+            return
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            await loop.run_in_executor(None, self._wait_synced, target)
+            return
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiters.append((target, waiter))
+        await waiter
 
     def close(self) -> None:
-        if self._thread.is_alive():
-            self._queue.put(_STOP)
-            self._thread.join()
+        self._syncer.close()
         self._conn.close()
 
-    def _loop(self) -> None:
-        held: _Job | object | None = None
-        while True:
-            first = held if held is not None else self._queue.get()
-            held = None
-            if first is _STOP:
-                return
-            assert isinstance(first, _Job)
-            if not first.transaction:
-                self._run_alone(first)
-                continue
-            batch = [first]
-            while len(batch) < self._max_batch:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if not isinstance(item, _Job) or not item.transaction:
-                    held = item
-                    break
-                batch.append(item)
-            self._commit(batch)
+    # -- the loop's side -------------------------------------------------------------------
 
-    def _run_alone(self, job: _Job) -> None:
-        try:
-            job.future.set_result(job.fn(self._conn))
-        except BaseException as exc:
-            job.future.set_exception(exc)
-
-    def _commit(self, batch: list[_Job]) -> None:
-        outcomes: list[tuple[bool, Any]] = []
-        conn = self._conn
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            for job in batch:
-                conn.execute("SAVEPOINT unit")
-                try:
-                    outcomes.append((True, job.fn(conn)))
-                    conn.execute("RELEASE unit")
-                except BaseException as exc:  # the unit's own failure: undo only its writes
-                    conn.execute("ROLLBACK TO unit")
-                    conn.execute("RELEASE unit")
-                    outcomes.append((False, exc))
-            conn.execute("COMMIT")
-        except Exception as exc:  # BEGIN or COMMIT failed: nothing in this batch was written
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            for job in batch:
-                job.future.set_exception(exc)
+    def _flush(self) -> None:
+        self._scheduled = False
+        if not self._pending:
             return
-        for job, (ok, value) in zip(batch, outcomes, strict=True):
-            if ok:
-                job.future.set_result(value)
+        if self._failed is not None:
+            self._fail(self._take(), StorageFailedError(str(self._failed)))
+            return
+        if not self._lock.acquire(blocking=False):  # a thread's own transaction is running
+            self._retry_later()
+            return
+        try:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+            except sqlcipher3.Error as exc:
+                if not _is_busy(exc):
+                    self._fail(self._take(), exc)
+                    return
+                if self._busy_since is None:
+                    self._busy_since = time.monotonic()
+                if time.monotonic() - self._busy_since < BUSY_TIMEOUT_MS / 1000:
+                    self._retry_later()
+                    return
+                self._busy_since = None
+                self._fail(self._take(), exc)
+                return
+            self._busy_since = None
+            jobs = self._take()
+            try:
+                outcomes = self._run_units([job.fn for job in jobs])
+                self._conn.execute("COMMIT")
+            except Exception as exc:  # nothing in this group was written
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                self._fail(jobs, exc)
+                return
+            self._committed += 1
+            commit = self._committed
+        finally:
+            self._lock.release()
+        self._in_flight += 1
+        loop = self._loop
+        assert loop is not None
+        self._syncer.request(commit, lambda error: _call_on(loop, self._settle, jobs, outcomes, error))
+
+    def _take(self) -> list[_Job]:
+        jobs, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
+        if self._pending and not self._scheduled:
+            self._scheduled = True
+            assert self._loop is not None
+            self._loop.call_soon(self._flush)
+        return jobs
+
+    def _retry_later(self) -> None:
+        if not self._scheduled:
+            self._scheduled = True
+            assert self._loop is not None
+            self._loop.call_later(_RETRY_SECONDS, self._flush)
+
+    def _settle(self, jobs: list[_Job], outcomes: list[tuple[bool, Any]], error: OSError | None) -> None:
+        self._in_flight -= 1
+        if error is not None:
+            self._failed = error
+            self._fail(jobs, StorageFailedError(str(error)))
+        else:
+            for job, (ok, value) in zip(jobs, outcomes, strict=True):
+                if job.future.done():  # the caller went away (cancelled)
+                    continue
+                if ok:
+                    job.future.set_result(value)
+                else:
+                    job.future.set_exception(_raisable(value))
+        self._release_waiters()
+
+    def _release_waiters(self) -> None:
+        keep = []
+        for target, waiter in self._waiters:
+            if self._failed is not None and not waiter.done():
+                waiter.set_exception(StorageFailedError(str(self._failed)))
+            elif self._syncer.synced >= target:
+                if not waiter.done():
+                    waiter.set_result(None)
             else:
-                job.future.set_exception(value)
+                keep.append((target, waiter))
+        self._waiters = keep
+
+    @staticmethod
+    def _fail(jobs: list[_Job], exc: BaseException) -> None:
+        for job in jobs:
+            if not job.future.done():
+                job.future.set_exception(_raisable(exc))
+
+    # -- shared ------------------------------------------------------------------------------
+
+    def _run_units(self, fns: list[Unit]) -> list[tuple[bool, Any]]:
+        """Each unit in its own savepoint, so one that raises is undone alone."""
+        conn = self._conn
+        outcomes: list[tuple[bool, Any]] = []
+        for fn in fns:
+            conn.execute("SAVEPOINT unit")
+            try:
+                outcomes.append((True, fn(conn)))
+                conn.execute("RELEASE unit")
+            except BaseException as exc:  # the unit's own failure: undo only its writes
+                conn.execute("ROLLBACK TO unit")
+                conn.execute("RELEASE unit")
+                outcomes.append((False, exc))
+        return outcomes
+
+    # -- the threads' side ---------------------------------------------------------------------
+
+    def _locked_sync(self, fn: Callable[[Connection], T], *, transaction: bool) -> T:
+        if self._failed is not None:
+            raise StorageFailedError(str(self._failed))
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        conn = self._conn
+        with self._lock:
+            if transaction:
+                while True:
+                    try:
+                        conn.execute("BEGIN IMMEDIATE")
+                        break
+                    except sqlcipher3.Error as exc:
+                        if not _is_busy(exc) or time.monotonic() > deadline:
+                            raise
+                        time.sleep(_RETRY_SECONDS)
+            try:
+                result = fn(conn)
+                if transaction:
+                    conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            self._committed += 1
+            commit = self._committed
+        self._wait_synced(commit)
+        return result
+
+    def _wait_synced(self, commit: int) -> None:
+        done = threading.Event()
+        failure: list[OSError] = []
+
+        def synced(error: OSError | None) -> None:
+            if error is not None:
+                failure.append(error)
+            done.set()
+
+        self._syncer.request(commit, synced)
+        done.wait()
+        if failure:
+            self._failed = failure[0]
+            raise StorageFailedError(str(failure[0]))
+        if self._waiters and self._loop is not None:
+            _call_on(self._loop, self._release_waiters)
 
 
 class Database:
@@ -164,7 +414,7 @@ class Database:
         self._local = threading.local()
         self._readers: list[Connection] = []
         self._lock = threading.Lock()
-        self.writer = Writer(connect(path, key), name=name)
+        self.writer = Writer(path, key, name=name)
 
     def reader(self) -> Connection:
         conn: Connection | None = getattr(self._local, "conn", None)
@@ -178,9 +428,7 @@ class Database:
 
     def checkpoint(self) -> None:
         """Fold the WAL into the main file and truncate it, so deleted bytes leave the WAL."""
-        self.writer.submit(
-            lambda conn: conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone(), transaction=False
-        ).result()
+        self.writer.run_alone(lambda conn: conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone())
 
     def close(self) -> None:
         self.writer.close()

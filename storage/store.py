@@ -33,8 +33,13 @@ class Store:
         self.data = Database(data_dir / DATA_FILE, keys.database_key, name="data")
         self._directory_db = Database(data_dir / DIRECTORY_FILE, keys.directory_key, name="directory")
         for db, steps in ((self.data, DATA_MIGRATIONS), (self._directory_db, DIRECTORY_MIGRATIONS)):
-            db.writer.submit(partial(migrate, migrations=steps), transaction=False).result()
+            db.writer.run_alone(partial(migrate, migrations=steps))
         self.directory = SubjectDirectory(self._directory_db, keys.keyring)
+
+    async def durable(self) -> None:
+        """Once every commit so far, in both databases, is on disk (see `storage.db`)."""
+        await self.data.writer.durable()
+        await self._directory_db.writer.durable()
 
     def close(self) -> None:
         self.data.close()

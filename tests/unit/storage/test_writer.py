@@ -1,0 +1,540 @@
+"""The writer against real SQLCipher files: group commit, a unit rolled back alone, answers only
+after the WAL's fsync, a failed fsync poisoning the writer, waiting on a lock held by another
+connection without blocking the loop, threads and the loop writing together, `durable()`,
+`wrote_in_context`, and what readers and a reopened database see.
+
+The only thing replaced is `os.fdatasync` (the OS boundary), to watch, delay or fail the syncs."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import threading
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import sqlcipher3
+
+import storage.db
+from storage.db import Connection, Database, StorageFailedError, Writer, connect, wrote_in_context
+
+T = TypeVar("T")
+KEY = os.urandom(32)
+REAL_FDATASYNC = os.fdatasync
+WAIT = 1.5  # seconds any await may take before the test calls it a hang
+
+
+def _run(scenario: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(scenario)
+
+
+async def _within(awaitable: Awaitable[T], what: str) -> T:
+    try:
+        return await asyncio.wait_for(awaitable, WAIT)
+    except TimeoutError:
+        pytest.fail(f"{what} did not finish within {WAIT} s")
+
+
+def _create(conn: Connection) -> None:
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, tag TEXT NOT NULL UNIQUE)")
+
+
+def _insert(tag: str) -> Callable[[Connection], int]:
+    def unit(conn: Connection) -> int:
+        return int(conn.execute("INSERT INTO t (tag) VALUES (?) RETURNING id", (tag,)).fetchone()[0])
+
+    return unit
+
+
+def _tags(path: Path) -> list[str]:
+    """The rows as a fresh connection sees them, in insertion order."""
+    conn = connect(path, KEY)
+    try:
+        return [row[0] for row in conn.execute("SELECT tag FROM t ORDER BY id")]
+    finally:
+        conn.close()
+
+
+class Syncs:
+    """Records each `os.fdatasync` in `events`; `gate` (when set up) holds every sync until released
+    (or for WAIT at most, so a failing test cannot hang), `fail_next` makes the next syncs raise EIO."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+        self.files: list[str] = []
+        self.calls = 0
+        self.fail_next = 0
+        self.entered = threading.Event()
+        self.gate: threading.Event | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, fd: int) -> None:
+        with self._lock:
+            self.calls += 1
+            self.events.append("sync-start")
+            self.files.append(os.path.basename(os.readlink(f"/proc/self/fd/{fd}")))
+            fail = self.fail_next > 0
+            if fail:
+                self.fail_next -= 1
+        self.entered.set()
+        if self.gate is not None:
+            # never raise here: it would kill the sync thread and hang whoever waits on it
+            self.gate.wait(WAIT)
+        if fail:
+            self.events.append("sync-failed")
+            raise OSError(errno.EIO, "Input/output error (injected)")
+        REAL_FDATASYNC(fd)
+        self.events.append("sync-end")
+
+    def synced_after(self, event: str) -> bool:
+        """Whether a sync started after `event` and finished (the list as it is now)."""
+        later = self.events[self.events.index(event) :]
+        return "sync-start" in later and "sync-end" in later[later.index("sync-start") :]
+
+    async def until_entered(self) -> None:
+        deadline = time.monotonic() + WAIT
+        while not self.entered.is_set():
+            assert time.monotonic() < deadline, "no fdatasync started"
+            await asyncio.sleep(0.001)
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "w.db"
+
+
+@pytest.fixture
+def writer(path: Path) -> Iterator[Writer]:
+    writer = Writer(path, KEY, name="test")
+    writer.run_sync(_create)
+    yield writer
+    writer.close()
+
+
+@pytest.fixture
+def syncs(monkeypatch: pytest.MonkeyPatch, writer: Writer) -> Syncs:
+    """Installed after the table exists, so it only sees the test's own syncs."""
+    recorder = Syncs()
+    monkeypatch.setattr(os, "fdatasync", recorder)
+    return recorder
+
+
+# -- group commit --------------------------------------------------------------------------------
+
+
+def test_units_of_one_loop_turn_share_one_transaction_and_one_fsync(
+    writer: Writer, path: Path, syncs: Syncs
+) -> None:
+    outsider = connect(path, KEY)  # sees only what is committed
+
+    def unit(i: int) -> Callable[[Connection], tuple[int, int, bool]]:
+        def fn(conn: Connection) -> tuple[int, int, bool]:
+            mine = conn.execute("SELECT count(*) FROM t").fetchone()[0]
+            committed = outsider.execute("SELECT count(*) FROM t").fetchone()[0]
+            conn.execute("INSERT INTO t (tag) VALUES (?)", (f"row-{i}",))
+            return mine, committed, conn.in_transaction
+
+        return fn
+
+    async def scenario() -> list[tuple[int, int, bool]]:
+        return await _within(asyncio.gather(*(writer.run(unit(i)) for i in range(50))), "the group")
+
+    try:
+        seen = _run(scenario())
+    finally:
+        outsider.close()
+    assert [mine for mine, _, _ in seen] == list(range(50))  # one after the other, each seeing the last
+    assert [committed for _, committed, _ in seen] == [0] * 50  # none committed before the last ran
+    assert all(in_transaction for _, _, in_transaction in seen)
+    assert syncs.calls == 1
+    assert _tags(path) == [f"row-{i}" for i in range(50)]
+
+
+def test_a_unit_that_raises_is_rolled_back_alone(writer: Writer, path: Path) -> None:
+    def half_then_fail(conn: Connection) -> None:
+        conn.execute("INSERT INTO t (tag) VALUES ('partial')")
+        raise ValueError("unit failed")
+
+    async def scenario() -> tuple[object, ...]:
+        return await _within(
+            asyncio.gather(
+                writer.run(_insert("before")),
+                writer.run(half_then_fail),
+                writer.run(_insert("duplicate")),
+                writer.run(_insert("duplicate")),  # IntegrityError from SQLite itself
+                writer.run(_insert("after")),
+                return_exceptions=True,
+            ),
+            "the group",
+        )
+
+    before, failed, first, duplicate, after = _run(scenario())
+    assert isinstance(before, int)
+    assert isinstance(first, int)
+    assert isinstance(after, int)
+    assert isinstance(failed, ValueError)
+    assert str(failed) == "unit failed"
+    assert isinstance(duplicate, sqlcipher3.IntegrityError)
+    assert _tags(path) == ["before", "duplicate", "after"]
+
+
+def test_a_unit_raising_stop_iteration_still_answers_its_group(writer: Writer, path: Path) -> None:
+    """`next(conn.execute(...))` on no rows raises StopIteration inside a unit. Its caller must get
+    an exception and the other units of the group their answers — not hang."""
+
+    def first_row_of_nothing(conn: Connection) -> object:
+        return next(iter(conn.execute("SELECT tag FROM t WHERE tag = 'missing'")))
+
+    async def scenario() -> tuple[object, ...]:
+        return await _within(
+            asyncio.gather(
+                writer.run(_insert("before")),
+                writer.run(first_row_of_nothing),
+                writer.run(_insert("after")),
+                return_exceptions=True,
+            ),
+            "the group with a StopIteration unit",
+        )
+
+    before, failed, after = _run(scenario())
+    assert isinstance(before, int)
+    assert isinstance(failed, Exception)
+    assert isinstance(after, int)
+    assert _tags(path) == ["before", "after"]
+
+
+# -- durability ------------------------------------------------------------------------------------
+
+
+def test_run_answers_only_after_an_fsync_that_started_after_the_unit(
+    writer: Writer, path: Path, syncs: Syncs
+) -> None:
+    def unit(conn: Connection) -> None:
+        syncs.events.append("unit")
+        _insert("x")(conn)
+
+    async def scenario() -> bool:
+        await _within(writer.run(unit), "run")
+        return syncs.synced_after("unit")
+
+    assert _run(scenario())
+    assert set(syncs.files) == {f"{path.name}-wal"}
+
+
+def test_run_sync_answers_only_after_an_fsync_that_started_after_the_unit(
+    writer: Writer, path: Path, syncs: Syncs
+) -> None:
+    def unit(conn: Connection) -> None:
+        syncs.events.append("unit")
+        _insert("x")(conn)
+
+    writer.run_sync(unit)
+    assert syncs.synced_after("unit")
+    assert set(syncs.files) == {f"{path.name}-wal"}
+
+
+def test_run_waits_for_a_slow_fsync(writer: Writer, syncs: Syncs) -> None:
+    syncs.gate = gate = threading.Event()
+
+    async def scenario() -> None:
+        task = asyncio.ensure_future(writer.run(_insert("x")))
+        await syncs.until_entered()
+        await asyncio.sleep(0.05)
+        assert not task.done()  # committed, but not yet on disk
+        gate.set()
+        await _within(task, "run after the fsync")
+
+    _run(scenario())
+
+
+def test_a_failed_fsync_fails_the_group_and_every_later_write(
+    writer: Writer, path: Path, syncs: Syncs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    syncs.fail_next = 1
+
+    async def scenario() -> tuple[object, ...]:
+        return await _within(
+            asyncio.gather(writer.run(_insert("a")), writer.run(_insert("b")), return_exceptions=True),
+            "the group",
+        )
+
+    outcomes = _run(scenario())
+    assert all(isinstance(outcome, StorageFailedError) for outcome in outcomes), outcomes
+    monkeypatch.setattr(os, "fdatasync", REAL_FDATASYNC)  # the disk is fine again: too late
+
+    async def later() -> None:
+        with pytest.raises(StorageFailedError):
+            await _within(writer.run(_insert("later")), "a later run")
+
+    _run(later())
+    with pytest.raises(StorageFailedError):
+        writer.run_sync(_insert("later-sync"))
+    with pytest.raises(StorageFailedError):
+        writer.run_alone(lambda conn: None)
+    assert "later" not in _tags(path)
+    assert "later-sync" not in _tags(path)
+
+
+def test_a_failed_run_sync_fsync_fails_later_runs(
+    writer: Writer, syncs: Syncs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    syncs.fail_next = 1
+    with pytest.raises(StorageFailedError):
+        writer.run_sync(_insert("a"))
+    monkeypatch.setattr(os, "fdatasync", REAL_FDATASYNC)
+
+    async def later() -> None:
+        with pytest.raises(StorageFailedError):
+            await _within(writer.run(_insert("later")), "a later run")
+
+    _run(later())
+
+
+def test_a_group_committed_while_a_failing_fsync_runs_is_not_acknowledged(
+    writer: Writer, syncs: Syncs
+) -> None:
+    """Group A's fsync fails; group B committed (into the same WAL, after A's frames) while that
+    fsync ran. A failed fsync may drop A's pages, and WAL recovery stops at the first missing
+    frame, so B is no safer than A: its caller must get StorageFailedError, not success."""
+    syncs.gate = gate = threading.Event()
+    syncs.fail_next = 1
+
+    async def scenario() -> object:
+        group_a = asyncio.ensure_future(writer.run(_insert("a")))
+        await syncs.until_entered()  # A committed; its fsync is running (held by the gate)
+        group_b = asyncio.ensure_future(writer.run(_insert("b")))
+        await asyncio.sleep(0.02)  # B's turn: it commits while A's fsync is still out
+        gate.set()  # A's fsync now fails; B's (a later one) succeeds
+        outcomes = await _within(asyncio.gather(group_a, group_b, return_exceptions=True), "the two groups")
+        assert isinstance(outcomes[0], StorageFailedError)
+        return outcomes[1]
+
+    assert isinstance(_run(scenario()), StorageFailedError)
+
+
+def test_durable_after_a_failed_fsync_raises_instead_of_hanging(writer: Writer, syncs: Syncs) -> None:
+    syncs.fail_next = 1
+
+    async def scenario() -> None:
+        with pytest.raises(StorageFailedError):
+            await _within(writer.run(_insert("a")), "run")
+        with pytest.raises(StorageFailedError):
+            await _within(writer.durable(), "durable() after a failed fsync")
+
+    _run(scenario())
+
+
+# -- locks -------------------------------------------------------------------------------------
+
+
+def test_a_lock_held_by_another_connection_is_waited_out_without_blocking_the_loop(
+    writer: Writer, path: Path
+) -> None:
+    other = connect(path, KEY)
+
+    async def scenario() -> None:
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("INSERT INTO t (tag) VALUES ('other')")
+        task = asyncio.ensure_future(writer.run(_insert("mine")))
+        gaps = []
+        last = time.monotonic()
+        for _ in range(15):
+            await asyncio.sleep(0.01)
+            now = time.monotonic()
+            gaps.append(now - last)
+            last = now
+        assert not task.done()  # still waiting for the other connection
+        assert max(gaps) < 0.05, gaps
+        other.execute("COMMIT")
+        await _within(task, "run after the other connection committed")
+
+    try:
+        _run(scenario())
+    finally:
+        other.close()
+    assert _tags(path) == ["other", "mine"]
+
+
+def test_a_lock_held_past_the_busy_timeout_fails_the_group_only(
+    writer: Writer, path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(storage.db, "BUSY_TIMEOUT_MS", 200)  # shortened so the test stays fast
+    other = connect(path, KEY)
+
+    async def scenario() -> None:
+        other.execute("BEGIN IMMEDIATE")
+        started = time.monotonic()
+        with pytest.raises(sqlcipher3.OperationalError, match="locked"):
+            await _within(writer.run(_insert("given-up")), "run against a held lock")
+        assert 0.15 < time.monotonic() - started < 1.5
+        other.execute("ROLLBACK")
+        await _within(writer.run(_insert("next")), "the next run")
+
+    try:
+        _run(scenario())
+    finally:
+        other.close()
+    assert _tags(path) == ["next"]
+
+
+def test_run_sync_waits_out_a_lock_held_briefly_by_another_connection(writer: Writer, path: Path) -> None:
+    other = connect(path, KEY)
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("INSERT INTO t (tag) VALUES ('other')")
+    release = threading.Timer(0.1, other.execute, ("COMMIT",))
+    release.start()
+    try:
+        writer.run_sync(_insert("mine"))
+    finally:
+        release.join()
+        other.close()
+    assert _tags(path) == ["other", "mine"]
+
+
+# -- threads and the loop ---------------------------------------------------------------------------
+
+
+def test_run_sync_from_a_thread_interleaves_with_runs_on_the_loop(writer: Writer, path: Path) -> None:
+    loop_started = threading.Event()
+
+    def thread_work() -> None:
+        assert loop_started.wait(WAIT)
+        for i in range(20):
+            writer.run_sync(_insert(f"thread-{i}"))
+
+    async def scenario() -> int:
+        worker = asyncio.ensure_future(asyncio.to_thread(thread_work))
+        done = 0
+        while done < 200 or not worker.done():
+            await _within(
+                asyncio.gather(*(writer.run(_insert(f"loop-{done + i}")) for i in range(10))), "a loop batch"
+            )
+            done += 10
+            loop_started.set()
+        await _within(worker, "the thread")
+        await _within(writer.run(_insert(f"loop-{done}")), "the last loop insert")
+        return done + 1
+
+    loop_rows = _run(scenario())
+    tags = _tags(path)
+    assert sorted(tags) == sorted(
+        [f"loop-{i}" for i in range(loop_rows)] + [f"thread-{i}" for i in range(20)]
+    )
+    thread_rows = [tag for tag in tags if tag.startswith("thread-")]
+    assert thread_rows == [f"thread-{i}" for i in range(20)]
+    assert tags[0].startswith("loop-")
+    assert tags[-1].startswith("loop-")
+
+
+# -- durable() and wrote_in_context ------------------------------------------------------------------
+
+
+def test_durable_returns_after_run_sync_and_after_run(writer: Writer, path: Path) -> None:
+    async def scenario() -> None:
+        await _within(asyncio.to_thread(writer.run_sync, _insert("thread")), "run_sync")
+        await _within(writer.durable(), "durable() after run_sync")
+        await _within(writer.run(_insert("loop")), "run")
+        await _within(writer.durable(), "durable() after run")
+        await _within(asyncio.to_thread(writer.run_sync, _insert("thread-2")), "run_sync")
+        await _within(writer.durable(), "durable() after run_sync on a loop that ran")
+
+    _run(scenario())
+    assert _tags(path) == ["thread", "loop", "thread-2"]
+
+
+def test_durable_waits_for_the_fsync_of_a_run(writer: Writer, syncs: Syncs) -> None:
+    syncs.gate = gate = threading.Event()
+
+    async def scenario() -> None:
+        write = asyncio.ensure_future(writer.run(_insert("x")))
+        await syncs.until_entered()
+        waiting = asyncio.ensure_future(writer.durable())
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        gate.set()
+        await _within(waiting, "durable()")
+        await _within(write, "run")
+
+    _run(scenario())
+
+
+def test_durable_on_the_loop_waits_for_the_fsync_of_a_threads_run_sync(writer: Writer, syncs: Syncs) -> None:
+    async def scenario() -> None:
+        await _within(writer.run(_insert("binds-the-loop")), "run")
+        syncs.entered.clear()
+        syncs.gate = gate = threading.Event()
+        thread = asyncio.ensure_future(asyncio.to_thread(writer.run_sync, _insert("thread")))
+        await syncs.until_entered()  # committed by the thread; its fsync held by the gate
+        waiting = asyncio.ensure_future(writer.durable())
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        gate.set()
+        await _within(waiting, "durable() after the thread's fsync")
+        await _within(thread, "run_sync")
+
+    _run(scenario())
+
+
+def test_durable_waiting_on_the_loop_fails_when_a_threads_fsync_fails(writer: Writer, syncs: Syncs) -> None:
+    async def scenario() -> None:
+        await _within(writer.run(_insert("binds-the-loop")), "run")
+        syncs.entered.clear()
+        syncs.gate = gate = threading.Event()
+        syncs.fail_next = 1
+        thread = asyncio.ensure_future(asyncio.to_thread(writer.run_sync, _insert("thread")))
+        await syncs.until_entered()  # committed by the thread; its (failing) fsync held by the gate
+        waiting = asyncio.ensure_future(writer.durable())
+        await asyncio.sleep(0.02)
+        gate.set()
+        with pytest.raises(StorageFailedError):
+            await _within(thread, "run_sync")
+        with pytest.raises(StorageFailedError):
+            await _within(waiting, "durable() waiting on the failed commit")
+
+    _run(scenario())
+
+
+def test_wrote_in_context_is_set_by_run_in_the_callers_task_only(writer: Writer) -> None:
+    async def request(write: bool) -> tuple[bool, bool]:
+        before = wrote_in_context.get()
+        if write:
+            await writer.run(_insert("x"))
+        return before, wrote_in_context.get()
+
+    async def scenario() -> None:
+        assert await _within(asyncio.ensure_future(request(write=True)), "a writing task") == (False, True)
+        assert await _within(asyncio.ensure_future(request(write=False)), "a reading task") == (False, False)
+        assert wrote_in_context.get() is False  # the parent's context is untouched
+
+    _run(scenario())
+
+
+# -- readers and reopening ---------------------------------------------------------------------------
+
+
+def test_a_reader_sees_a_run_once_it_returns_and_a_reopened_database_holds_every_row(path: Path) -> None:
+    db = Database(path, KEY, name="test")
+    try:
+        db.writer.run_sync(_create)
+
+        async def scenario() -> None:
+            reader = db.reader()
+            for batch in range(3):
+                await _within(
+                    asyncio.gather(*(db.writer.run(_insert(f"r-{batch}-{i}")) for i in range(5))), "a batch"
+                )
+                assert reader.execute("SELECT count(*) FROM t").fetchone()[0] == 5 * (batch + 1)
+
+        _run(scenario())
+    finally:
+        db.close()
+    reopened = Database(path, KEY, name="test")
+    try:
+        rows = [row[0] for row in reopened.reader().execute("SELECT tag FROM t ORDER BY id")]
+    finally:
+        reopened.close()
+    assert rows == [f"r-{batch}-{i}" for batch in range(3) for i in range(5)]
