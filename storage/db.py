@@ -400,9 +400,10 @@ class Writer:
         done.wait()
         if failure:
             self._failed = failure[0]
-            raise StorageFailedError(str(failure[0]))
-        if self._waiters and self._loop is not None:
+        if self._loop is not None:  # the loop's `durable()` callers, even one waiting as of now
             _call_on(self._loop, self._release_waiters)
+        if failure:
+            raise StorageFailedError(str(failure[0]))
 
 
 class Database:
