@@ -145,7 +145,7 @@ class Seeder:
         )
 
     def _delivered_push(self, conn: Connection, key: SubjectKey, at: datetime) -> None:
-        push_id = "psh_" + secrets.token_hex(12)
+        push_id = pushes.new_push_id(at)
         stamp = at.isoformat()
         _insert_push(
             conn,

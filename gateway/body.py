@@ -49,11 +49,11 @@ def _refuse_duplicate_keys(raw: bytes) -> None:
     keeps the last); a consent must not depend on which one reads it, so such bodies are refused."""
 
     def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
-        seen: dict[str, Any] = {}
-        for name, item in items:
-            if name in seen:
-                raise InvalidInput(f"duplicate key `{name}` in the JSON body", name)
-            seen[name] = item
+        seen = dict(items)  # in C; the loop below runs only when a key repeats
+        if len(seen) != len(items):
+            names = [name for name, _ in items]
+            name = next(name for name in names if names.count(name) > 1)
+            raise InvalidInput(f"duplicate key `{name}` in the JSON body", name)
         return seen
 
     try:

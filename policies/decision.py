@@ -65,20 +65,24 @@ def combine(results: Iterable[RuleResult], expires_at: datetime) -> Decision:
     collected = list(results)
     if not collected:
         raise ValueError("no rule was evaluated; refusing to allow by default")
-    reasons = tuple(reason for result in collected for reason in result.reasons)
-    verdicts = {result.verdict for result in collected}
+    reasons: list[Reason] = []
+    allowed_by: list[str] = []
+    verdicts: set[str] = set()
+    until: datetime | None = None
+    for result in collected:  # one plain pass: this runs for every decision of a campaign
+        reasons += result.reasons
+        allowed_by += result.allowed_by
+        verdicts.add(result.verdict)
+        if result.until is not None:
+            until = result.until if until is None else max(until, result.until)
     if "reject" in verdicts:
-        return Decision(outcome="rejected", reasons=reasons, deliver_after=None, expires_at=expires_at)
-    allowed_by = tuple(fact for result in collected for fact in result.allowed_by)
-    if "defer" in verdicts:
-        until = max(result.until for result in collected if result.until is not None)
-        return Decision(
-            outcome="deferred",
-            reasons=reasons,
-            deliver_after=until,
-            expires_at=expires_at,
-            allowed_by=allowed_by,
-        )
+        return Decision(outcome="rejected", reasons=tuple(reasons), deliver_after=None, expires_at=expires_at)
+    if "defer" in verdicts and until is None:
+        raise ValueError("a deferral without a time to deliver after")
     return Decision(
-        outcome="queued", reasons=reasons, deliver_after=None, expires_at=expires_at, allowed_by=allowed_by
+        outcome="deferred" if "defer" in verdicts else "queued",
+        reasons=tuple(reasons),
+        deliver_after=until if "defer" in verdicts else None,
+        expires_at=expires_at,
+        allowed_by=tuple(allowed_by),
     )

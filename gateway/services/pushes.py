@@ -9,10 +9,8 @@ many submissions race. A batch is one unit: all of it is recorded, or none.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import logging
-import secrets
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -187,7 +185,7 @@ class PushService:
             field = f"{field_prefix}[{index}].ttl_seconds" if field_prefix else "ttl_seconds"
             raise InvalidInput(f"ttl_seconds may not exceed {policy.max_ttl_seconds}", field)
         status: SubjectStatus = "active" if key is not None else "erased" if erased else "unknown"
-        push_id = "psh_" + secrets.token_hex(12)
+        push_id = pushes.new_push_id(now)
         near = request.near.geohash if request.near else None
         content = PushContent(
             title=request.title, body=request.body, data=request.data,
@@ -208,9 +206,7 @@ class PushService:
             idempotency_ref=hmac.digest(
                 self._store.keys.pseudonym_key, b"idempotency|" + request.idempotency_key.encode(), "sha256"
             ).hex(),
-            fingerprint=hmac.new(
-                self._store.keys.pseudonym_key, b"push|" + canonical, hashlib.sha256
-            ).digest(),
+            fingerprint=hmac.digest(self._store.keys.pseudonym_key, b"push|" + canonical, "sha256"),
             sealed=None
             if key is None or request.dry_run
             else key.cipher.seal(msgspec.json.encode(content), content_aad(push_id, key)),
@@ -230,6 +226,7 @@ class PushService:
             conn, [p.key for p in prepared if p.key is not None], now, policy, self._settings.timezone
         )
         campaigns_seen: dict[str, CampaignRow | None] = {}
+        stamp = now.isoformat()
         rows: list[PushRow] = []
         due: list[tuple[str, datetime]] = []
         answers: list[tuple[PushAnswer, bool]] = []
@@ -254,7 +251,7 @@ class PushService:
                 answers.append((_answer(None, decision), False))
                 continue
             planned = decision.deliver_after or now
-            row = self._row(p, decision, planned, now)
+            row = self._row(p, decision, planned, stamp)
             rows.append(row)
             recorded[p.idempotency_ref] = row
             if decision.outcome != "rejected":
@@ -299,7 +296,7 @@ class PushService:
             log.exception("policy pipeline failed", extra={"push_id": p.push_id, "topic": p.request.topic})
             raise
 
-    def _row(self, p: _Prepared, decision: Decision, planned: datetime, now: datetime) -> PushRow:
+    def _row(self, p: _Prepared, decision: Decision, planned: datetime, stamp: str) -> PushRow:
         return PushRow(
             push_id=p.push_id,
             key_id=p.key_id,
@@ -316,8 +313,8 @@ class PushService:
             planned_at=None if decision.outcome == "rejected" else planned.isoformat(),
             deliver_after=None if decision.deliver_after is None else decision.deliver_after.isoformat(),
             expires_at=decision.expires_at.isoformat(),
-            created_at=now.isoformat(),
-            updated_at=now.isoformat(),
+            created_at=stamp,
+            updated_at=stamp,
             policy_version=self._policy.version.version,
             content=p.sealed,
         )

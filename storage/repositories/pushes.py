@@ -7,6 +7,7 @@ and only when there is a subject to seal it for.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
@@ -25,15 +26,21 @@ __all__ = [
     "get",
     "insert_many",
     "list_for_subject",
+    "new_push_id",
     "set_status",
 ]
 
 ACCEPTED = ("queued", "deferred", "sending", "delivered")
-_COLUMNS = (
-    "push_id, key_id, idempotency_key, fingerprint, subject_id, topic, campaign_id, variant, "
-    "outcome, status, reasons, allowed_by, planned_at, deliver_after, expires_at, created_at, "
-    "updated_at, policy_version, content, attempts, final_reasons"
-)
+
+
+def new_push_id(now: datetime) -> str:
+    """`psh_` + 24 hex digits: milliseconds since the epoch (11), then 52 random bits (13).
+
+    Time first so that new ids land at the right edge of the primary key and outbox indexes
+    instead of on a random page each: a batch of 10,000 then dirties a few pages rather than
+    thousands, each of which SQLCipher must encrypt at commit. The time is the push's creation
+    time, which `GET /v1/pushes/{id}` shows anyway."""
+    return f"psh_{int(now.timestamp() * 1000):011x}{secrets.randbits(52):013x}"
 
 
 class PushContent(msgspec.Struct, frozen=True, kw_only=True):
@@ -75,20 +82,21 @@ class PushRow(msgspec.Struct, frozen=True, kw_only=True):
         )
 
 
+_FIELDS = PushRow.__struct_fields__  # the table's columns, in the struct's order
+_COLUMNS = ", ".join(_FIELDS)
+_INSERT = f"INSERT INTO pushes ({_COLUMNS}) VALUES ({','.join('?' * len(_FIELDS))})"  # noqa: S608
+
+
 def content_aad(push_id: str, key: SubjectKey) -> bytes:
     return field_aad("pushes", "content", push_id, key.subject_id)
 
 
 def _row(values: tuple[object, ...]) -> PushRow:
-    return PushRow(**dict(zip(_COLUMNS.split(", "), values, strict=True)))  # type: ignore[arg-type]
+    return PushRow(**dict(zip(_FIELDS, values, strict=True)))  # type: ignore[arg-type]
 
 
 def insert_many(conn: Connection, rows: Sequence[PushRow]) -> None:
-    names = _COLUMNS.split(", ")
-    conn.executemany(
-        f"INSERT INTO pushes ({_COLUMNS}) VALUES ({','.join('?' * len(names))})",  # noqa: S608
-        [tuple(getattr(row, name) for name in names) for row in rows],
-    )
+    conn.executemany(_INSERT, [msgspec.structs.astuple(row) for row in rows])
 
 
 def find_idempotent_many(
