@@ -12,7 +12,7 @@ too; data in a fresh temporary directory):
 2. Delivery: the same data, whose outbox now holds every push queued in step 1, served with the
    worker on and the webhook URL pointing at `receiver.py` (core 1); pushes/s counted at the
    receiver. Then `ceiling.py` drives the receiver from core 0 with the worker's HTTP client
-   settings (and once with a keep-alive pool as large as the concurrency).
+   settings (and once with the single httpx client the adapters used before).
 3. Campaign: `seed.py` writes N subjects straight into storage; a campaign is created over
    HTTP and sent to all of them in batches of 10,000; total time to decide and enqueue.
 
@@ -364,7 +364,7 @@ def phase_delivery(args: argparse.Namespace, work: Path, logs: Path) -> Result:
     ceiling_cpu = CpuMeter(receiver.pid)
     out["receiver_ceiling"] = run_json(pinned(SERVER_CORE, base_argv))
     out["receiver_ceiling"]["receiver_cpu"] = ceiling_cpu.stop(out["receiver_ceiling"]["requests"])
-    out["receiver_ceiling_keepalive_64"] = run_json(pinned(SERVER_CORE, [*base_argv, "--keepalive", "64"]))
+    out["receiver_ceiling_one_client"] = run_json(pinned(SERVER_CORE, [*base_argv, "--one-client"]))
     out["ratio"] = round(out["pushes_per_s"] / out["receiver_ceiling"]["requests_per_s"], 3)
     receiver.stop()
     out["noise_after"] = _noise()

@@ -21,7 +21,7 @@ import msgspec
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-from clients.delivery._http import classify_status, invalid_token, transport_failure, ttl_seconds
+from clients.delivery._http import ClientPool, classify_status, invalid_token, transport_failure, ttl_seconds
 from clients.delivery.base import Clock, DeliveryMessage, DeliveryResult, SecretText
 
 __all__ = ["FCM_SCOPE", "FcmAdapter", "FcmConfig"]
@@ -84,7 +84,7 @@ class FcmAdapter:
         self._key = key
         self._send_url = f"{config.base_url.rstrip('/')}/v1/projects/{account.project_id}/messages:send"
         self._clock = clock
-        self._client = httpx.AsyncClient(transport=transport, timeout=config.timeout)
+        self._clients = ClientPool(config.timeout, transport)
         self._token: str | None = None
         self._token_expires = 0.0
         self._token_lock = asyncio.Lock()
@@ -97,7 +97,7 @@ class FcmAdapter:
                 return token
             headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
             try:
-                response = await self._client.post(self._send_url, content=body, headers=headers)
+                response = await self._clients.client().post(self._send_url, content=body, headers=headers)
             except httpx.TransportError as exc:
                 return transport_failure(exc)
             if response.status_code != 401:
@@ -107,7 +107,7 @@ class FcmAdapter:
         return self._classify(response)
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._clients.aclose()
 
     def _message_json(self, message: DeliveryMessage) -> dict[str, object]:
         expires = message.expires_at.timestamp()
@@ -140,7 +140,7 @@ class FcmAdapter:
                 "assertion": self._assertion(now),
             }
             try:
-                response = await self._client.post(self._account.token_uri, data=form)
+                response = await self._clients.client().post(self._account.token_uri, data=form)
             except httpx.TransportError as exc:
                 return transport_failure(exc)
             if not response.is_success:  # 4xx (bad key, revoked account) failed; 5xx/429 retry

@@ -14,7 +14,7 @@ import time
 import httpx
 import msgspec
 
-from clients.delivery._http import classify_status, invalid_token, transport_failure
+from clients.delivery._http import ClientPool, classify_status, invalid_token, transport_failure
 from clients.delivery.base import Clock, DeliveryMessage, DeliveryResult, SecretText
 
 __all__ = ["WebhookAdapter", "WebhookConfig", "sign_webhook", "verify_webhook_signature"]
@@ -80,7 +80,7 @@ class WebhookAdapter:
         self._url = config.url
         self._secret = config.secret
         self._clock = clock
-        self._client = httpx.AsyncClient(transport=transport, timeout=config.timeout)
+        self._clients = ClientPool(config.timeout, transport)
 
     async def send(self, message: DeliveryMessage) -> DeliveryResult:
         body = msgspec.json.encode(
@@ -104,7 +104,7 @@ class WebhookAdapter:
             "x-cgw-signature": sign_webhook(self._secret.reveal(), timestamp, body),
         }
         try:
-            response = await self._client.post(self._url, content=body, headers=headers)
+            response = await self._clients.client().post(self._url, content=body, headers=headers)
         except httpx.TransportError as exc:
             return transport_failure(exc)
         if response.status_code in (404, 410):
@@ -112,4 +112,4 @@ class WebhookAdapter:
         return classify_status(response, self._clock)
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._clients.aclose()

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from py_vapid import Vapid02, VapidException
 from pywebpush import WebPusher, WebPushException
 
-from clients.delivery._http import classify_status, invalid_token, transport_failure, ttl_seconds
+from clients.delivery._http import ClientPool, classify_status, invalid_token, transport_failure, ttl_seconds
 from clients.delivery.base import Clock, DeliveryMessage, DeliveryResult, SecretText
 
 __all__ = ["PUSH_SERVICE_HOSTS", "WebPushAdapter", "WebPushConfig", "webpush_topic"]
@@ -102,7 +102,7 @@ class WebPushAdapter:
             raise ValueError("vapid_subject must be a mailto: address or an https: URL (RFC 8292)") from None
         self._config = config
         self._clock = clock
-        self._client = httpx.AsyncClient(transport=transport, timeout=config.timeout)
+        self._clients = ClientPool(config.timeout, transport)
 
     async def send(self, message: DeliveryMessage) -> DeliveryResult:
         try:
@@ -138,7 +138,8 @@ class WebPushAdapter:
             "content-type": "application/octet-stream",
         }
         try:
-            response = await self._client.post(subscription.endpoint, content=encrypted, headers=headers)
+            client = self._clients.client()
+            response = await client.post(subscription.endpoint, content=encrypted, headers=headers)
         except httpx.TransportError as exc:
             return transport_failure(exc)
         if response.status_code in (404, 410):
@@ -146,7 +147,7 @@ class WebPushAdapter:
         return classify_status(response, self._clock)
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._clients.aclose()
 
     def _allowed_origin(self, endpoint: str) -> str | None:
         """The endpoint's origin (the VAPID audience), or None when we must not POST there."""
