@@ -213,9 +213,7 @@ class Writer:
             self._loop = loop
         job = _Job(fn, loop.create_future())
         self._pending.append(job)
-        if not self._scheduled:
-            self._scheduled = True
-            loop.call_soon(self._flush)
+        self._schedule()
         result: T = await job.future
         wrote_in_context.set(True)
         return result
@@ -249,8 +247,24 @@ class Writer:
 
     # -- the loop's side -------------------------------------------------------------------
 
+    def _schedule(self) -> None:
+        """Flush at the next turn of the loop, unless a commit is still waiting for its fsync:
+        then what arrives meanwhile waits and goes in one group when that fsync is done. So an
+        idle server commits at once, and a busy one commits as often as the disk syncs, in
+        groups as large as the load (fewer commits rewrite fewer pages)."""
+        if not self._scheduled and self._pending and self._in_flight == 0:
+            self._scheduled = True
+            assert self._loop is not None
+            self._loop.call_soon(self._flush)
+
     def _flush(self) -> None:
         self._scheduled = False
+        try:
+            self._flush_group()
+        finally:
+            self._schedule()
+
+    def _flush_group(self) -> None:
         if not self._pending:
             return
         if self._failed is not None:
@@ -295,10 +309,6 @@ class Writer:
 
     def _take(self) -> list[_Job]:
         jobs, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
-        if self._pending and not self._scheduled:
-            self._scheduled = True
-            assert self._loop is not None
-            self._loop.call_soon(self._flush)
         return jobs
 
     def _retry_later(self) -> None:
@@ -309,6 +319,7 @@ class Writer:
 
     def _settle(self, jobs: list[_Job], outcomes: list[tuple[bool, Any]], error: OSError | None) -> None:
         self._in_flight -= 1
+        self._schedule()
         if error is not None:
             self._failed = error
             self._fail(jobs, StorageFailedError(str(error)))

@@ -210,6 +210,42 @@ def test_a_unit_raising_stop_iteration_still_answers_its_group(writer: Writer, p
 # -- durability ------------------------------------------------------------------------------------
 
 
+def test_units_arriving_while_an_fsync_runs_wait_for_it_and_commit_together(
+    writer: Writer, path: Path, syncs: Syncs
+) -> None:
+    """Group commit under load: while one commit's fsync is out, later units are not committed
+    each on their own turn but gathered, and go in one transaction once that fsync is done."""
+    syncs.gate = gate = threading.Event()
+    seen: list[int] = []
+
+    def counting(tag: str) -> Callable[[Connection], int]:
+        def unit(conn: Connection) -> int:
+            seen.append(int(conn.execute("SELECT count(*) FROM t").fetchone()[0]))
+            return _insert(tag)(conn)
+
+        return unit
+
+    async def scenario() -> None:
+        first = asyncio.ensure_future(writer.run(_insert("first")))
+        await syncs.until_entered()  # "first" is committed; its fsync is held
+        later = []
+        for i in range(5):  # five separate turns of the loop
+            later.append(asyncio.ensure_future(writer.run(counting(f"later-{i}"))))
+            await asyncio.sleep(0.005)
+        outside = connect(path, KEY)
+        try:  # nothing of the later units is committed while the fsync is out
+            assert outside.execute("SELECT count(*) FROM t").fetchone()[0] == 1
+        finally:
+            outside.close()
+        gate.set()
+        await _within(asyncio.gather(first, *later), "the held and the later units")
+
+    _run(scenario())
+    assert seen == [1, 2, 3, 4, 5]  # one transaction: each saw the ones before it
+    assert syncs.calls == 2
+    assert _tags(path) == ["first", *(f"later-{i}" for i in range(5))]
+
+
 def test_run_answers_only_after_an_fsync_that_started_after_the_unit(
     writer: Writer, path: Path, syncs: Syncs
 ) -> None:
