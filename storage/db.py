@@ -100,8 +100,9 @@ class _Syncer:
     final: a failed fsync may have dropped pages, and WAL recovery stops at the first missing
     frame, so no later commit is durable either; every later request gets the same error."""
 
-    def __init__(self, path: Path, key: bytes, name: str) -> None:
+    def __init__(self, path: Path, key: bytes, name: str, write_lock: threading.Lock) -> None:
         self._wal = Path(f"{path}-wal")
+        self._write_lock = write_lock
         self._path = path
         self._key = key
         self.synced = 0
@@ -141,7 +142,11 @@ class _Syncer:
                     return
                 if error is None and size > CHECKPOINT_WAL_BYTES:
                     checkpointer = checkpointer or connect(self._path, self._key)
-                    checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    # Under the write lock: with frames still being appended, a checkpoint never
+                    # catches up, the writer never rewinds the WAL, and the file grows without
+                    # end (5 GB in a million-subject seeding). The loop's writes wait meanwhile.
+                    with self._write_lock:
+                        checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         finally:
             if checkpointer is not None:
                 checkpointer.close()
@@ -192,9 +197,12 @@ class Writer:
         self._conn = connect(path, key, synchronous="NORMAL")
         self._conn.execute("PRAGMA busy_timeout = 0")  # waits are retried here, off the loop's back
         self._conn.execute("PRAGMA wal_autocheckpoint = 0")  # the sync thread checkpoints
+        # Once rewound, the WAL file is cut back to this size, so its size says how much was
+        # written since the last checkpoint.
+        self._conn.execute(f"PRAGMA journal_size_limit = {CHECKPOINT_WAL_BYTES}")
         self._lock = threading.Lock()
         self._max_batch = max_batch
-        self._syncer = _Syncer(path, key, name)
+        self._syncer = _Syncer(path, key, name, self._lock)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: list[_Job] = []
         self._scheduled = False
