@@ -23,7 +23,12 @@ from litestar.types import ControllerRouterHandler
 from gateway.auth import auth_middleware
 from gateway.clock import Clock, system_clock
 from gateway.durability import durable_answers
-from gateway.errors import GatewayError, handle_framework_validation, handle_gateway_error
+from gateway.errors import (
+    GatewayError,
+    handle_framework_validation,
+    handle_gateway_error,
+    handle_storage_failure,
+)
 from gateway.logs import request_log_middleware
 from gateway.metrics import Metrics
 from gateway.routes.admin import AdminController
@@ -36,6 +41,7 @@ from gateway.routes.pushes import PushController
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 from gateway.worker import Worker
+from storage.db import StorageFailedError
 
 __all__ = ["create_app"]
 
@@ -79,6 +85,7 @@ def create_app(settings: Settings | None = None, clock: Clock = system_clock) ->
         exception_handlers={
             GatewayError: handle_gateway_error,
             ValidationException: handle_framework_validation,
+            StorageFailedError: handle_storage_failure,
         },
         lifespan=[lifespan],
         request_max_body_size=settings.max_body_bytes,

@@ -4,15 +4,26 @@ Readers can see a commit in the short time before the sync thread has made it du
 (`storage.db`). A client shown such data, say a ledger event an auditor then checkpoints,
 could see it vanish in a power cut. So before a response starts, a request that wrote
 nothing waits for the commits made so far; one that wrote was answered after its own
-commit's fsync already, which covers everything it read.
+commit's fsync already, which covers everything it read. If the disk has failed, what was
+read may never be kept, so the answer becomes the same 503 a failed write gets.
 """
 
 from __future__ import annotations
 
+import msgspec
 from litestar.enums import ScopeType
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import (
+    ASGIApp,
+    HTTPResponseBodyEvent,
+    HTTPResponseStartEvent,
+    Message,
+    Receive,
+    Scope,
+    Send,
+)
 
-from storage.db import wrote_in_context
+from gateway.errors import STORAGE_FAILED
+from storage.db import StorageFailedError, wrote_in_context
 
 __all__ = ["durable_answers"]
 
@@ -24,12 +35,34 @@ def durable_answers(app: ASGIApp) -> ASGIApp:
             return
         store = scope["litestar_app"].state.runtime.store
         wrote_in_context.set(False)
+        refused = False
 
         async def send_durably(message: Message) -> None:
-            if message["type"] == "http.response.start" and not wrote_in_context.get():
-                await store.durable()
+            nonlocal refused
+            if refused:  # the app's own answer, replaced below
+                return
+            if (
+                message["type"] == "http.response.start"
+                and message["status"] < 500  # an error shows nothing it read
+                and not wrote_in_context.get()
+            ):
+                try:
+                    await store.durable()
+                except StorageFailedError:
+                    refused = True
+                    await _send_storage_failed(send)
+                    return
             await send(message)
 
         await app(scope, receive, send_durably)
 
     return middleware
+
+
+async def _send_storage_failed(send: Send) -> None:
+    body = msgspec.json.encode({"status_code": 503, "detail": STORAGE_FAILED})
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    start: HTTPResponseStartEvent = {"type": "http.response.start", "status": 503, "headers": headers}
+    end: HTTPResponseBodyEvent = {"type": "http.response.body", "body": body, "more_body": False}
+    await send(start)
+    await send(end)

@@ -8,6 +8,8 @@
     ├── Conflict         409     the request clashes with current state
     └── Unprocessable    422     e.g. an idempotency key reused with another body
 
+    StorageFailedError   503     an fsync failed; no write is accepted until a restart
+
 Every 4xx the gateway sends has Litestar's shape `{"status_code", "detail", "extra"?}`;
 `extra` is a list of `{"key", "message"}` naming the field, as Litestar's own validation
 errors do, so clients parse one shape.
@@ -15,12 +17,16 @@ errors do, so clients parse one shape.
 
 from __future__ import annotations
 
+import logging
 from typing import Any, ClassVar
 
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
+from storage.db import StorageFailedError
+
 __all__ = [
+    "STORAGE_FAILED",
     "Conflict",
     "Forbidden",
     "GatewayError",
@@ -28,6 +34,7 @@ __all__ = [
     "NotAuthenticated",
     "NotFound",
     "Unprocessable",
+    "handle_storage_failure",
     "problem",
 ]
 
@@ -93,3 +100,15 @@ def handle_framework_validation(
     if extra:
         body["extra"] = extra
     return Response(body, status_code=exc.status_code)
+
+
+STORAGE_FAILED = (
+    "storage is unavailable: a disk sync failed and this request may not have been kept; retry later"
+)
+
+
+def handle_storage_failure(_: Request[Any, Any, Any], exc: StorageFailedError) -> Response[dict[str, object]]:
+    """A disk sync failed, so nothing can be made durable any more (see `storage.db`): say so,
+    and that it is not the client's fault, rather than a bare 500. The OS error is logged."""
+    logging.getLogger("gateway.storage").error("storage failed", extra={"error": str(exc)})
+    return Response({"status_code": 503, "detail": STORAGE_FAILED}, status_code=503)

@@ -1,0 +1,49 @@
+"""A failed disk sync over HTTP: the request that hit it and every later write answer 503 with a
+clear detail (not a bare 500), reads that would rest on unsynced data too, and `/readyz` says
+not ready. Only `os.fdatasync`, the OS boundary, is replaced."""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Callable
+
+import pytest
+from litestar import Litestar
+from litestar.testing import TestClient
+
+from gateway.runtime import Runtime
+
+Headers = dict[str, str]
+CONSENT = {"granted": True, "notice_version": "2026-11"}
+
+
+def _failing_fdatasync(fd: int) -> None:
+    raise OSError(errno.EIO, "Input/output error (injected)")
+
+
+def test_after_a_failed_fsync_writes_answer_503_and_the_gateway_is_not_ready(
+    client: TestClient[Litestar],
+    runtime: Runtime,
+    as_user: Callable[[str], Headers],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    user = as_user("disk-user")
+    assert client.put("/v1/me/consents/marketing", json=CONSENT, headers=user).status_code == 200
+    assert client.get("/readyz").status_code == 200
+
+    monkeypatch.setattr(os, "fdatasync", _failing_fdatasync)
+    failed = client.put("/v1/me/consents/marketing", json={**CONSENT, "granted": False}, headers=user)
+    assert failed.status_code == 503
+    assert "storage is unavailable" in failed.json()["detail"]
+
+    monkeypatch.undo()  # the disk is back, but what the kernel kept is unknown: still refused
+    again = client.patch("/v1/me/preferences", json={"locale": "de"}, headers=user)
+    assert again.status_code == 503
+    # a read may have seen what never reached the disk: it is refused the same way
+    read = client.get("/v1/me/preferences", headers=user)
+    assert read.status_code == 503
+    assert "storage is unavailable" in read.json()["detail"]
+    ready = client.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.json()["checks"]["database"] == "unwritable"
