@@ -1,0 +1,141 @@
+"""The gateway's own cost without HTTP: requests handed straight to the ASGI app in this process.
+
+Over HTTP the machine's noise and uvicorn blur a change's effect; here each measurement gets fresh
+data (users made through the gateway's services, as `users.py` does) and reports the process's CPU
+time per request or per decision, all threads included. Used for the before/after figures of
+docs/performance.md ("What changed between runs C and D").
+
+    python bench/inproc.py single --count 5000     # single pushes, 32 in flight
+    python bench/inproc.py batch --count 10000     # one durable batch
+    python bench/inproc.py dry --count 10000       # one dry-run batch
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+import tempfile
+import time
+from collections.abc import Awaitable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import users
+
+from gateway.app import create_app
+
+Send = Any
+
+
+def _push(nonce: str, i: int, users_n: int, dry_run: bool) -> dict[str, object]:
+    return {
+        "idempotency_key": f"{nonce}-{i}", "user_id": f"{users.USER_PREFIX}{(i * 7919) % users_n}",
+        "topic": "transactional", "title": "Your order has shipped",
+        "body": f"Order {i} is on its way. " + "x" * 96, "data": {"deeplink": f"wallet://orders/{i}"},
+        "dry_run": dry_run,
+    }  # fmt: skip
+
+
+class Driver:
+    """Calls the app as uvicorn would: an HTTP scope, the body in one message, the answer collected."""
+
+    def __init__(self, data_dir: Path, key: str) -> None:
+        self.app = create_app(users.settings_for(data_dir))
+        self.key = key
+
+    async def post(self, path: str, body: bytes) -> int:
+        scope = {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+            "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+            "headers": [
+                (b"host", b"127.0.0.1"), (b"content-type", b"application/json"),
+                (b"authorization", f"Bearer {self.key}".encode()),
+                (b"content-length", str(len(body)).encode()),
+            ],
+            "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 8000), "state": {},
+        }  # fmt: skip
+        messages = [{"type": "http.request", "body": body, "more_body": False}]
+        status = 0
+
+        async def receive() -> dict[str, object]:
+            if messages:
+                return messages.pop()
+            await asyncio.Event().wait()  # nothing more: as a client that stays connected
+            raise AssertionError
+
+        async def send(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+
+        await self.app(scope, receive, send)
+        return status
+
+    async def lifespan(self, work: Awaitable[str]) -> str:
+        inbox: asyncio.Queue[dict[str, str]] = asyncio.Queue()
+        outbox: asyncio.Queue[dict[str, str]] = asyncio.Queue()
+        await inbox.put({"type": "lifespan.startup"})
+        task = asyncio.create_task(
+            self.app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, inbox.get, outbox.put)
+        )
+        await outbox.get()
+        try:
+            return await work
+        finally:
+            await inbox.put({"type": "lifespan.shutdown"})
+            await outbox.get()
+            await task
+
+
+async def _singles(driver: Driver, count: int, users_n: int, concurrency: int = 32) -> str:
+    nonce = secrets.token_hex(4)
+    for i in range(200):  # warm-up, not counted: caches, prepared statements
+        await driver.post("/v1/pushes/", msgspec.json.encode(_push("warm", i, users_n, False)))
+    bodies = iter([msgspec.json.encode(_push(nonce, i, users_n, False)) for i in range(count)])
+    failed = 0
+
+    async def lane() -> None:
+        nonlocal failed
+        for body in bodies:
+            failed += await driver.post("/v1/pushes/", body) != 200
+
+    started, cpu = time.perf_counter(), time.process_time()
+    await asyncio.gather(*(lane() for _ in range(concurrency)))
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+    return f"single: {count / wall:,.0f}/s, {cpu / count * 1e6:,.0f} µs CPU each, {failed} not 200"
+
+
+async def _batch(driver: Driver, count: int, users_n: int, dry_run: bool) -> str:
+    nonce = secrets.token_hex(4)
+    warm = msgspec.json.encode({"pushes": [_push("warm", i, users_n, dry_run) for i in range(100)]})
+    await driver.post("/v1/pushes/batch", warm)  # not counted
+    body = msgspec.json.encode({"pushes": [_push(nonce, i, users_n, dry_run) for i in range(count)]})
+    started, cpu = time.perf_counter(), time.process_time()
+    status = await driver.post("/v1/pushes/batch", body)
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+    kind = "dry-run" if dry_run else "durable"
+    return f"{kind} batch: {count / wall:,.0f}/s, {cpu / count * 1e6:,.1f} µs CPU each, status {status}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("mode", choices=["single", "batch", "dry"])
+    parser.add_argument("--count", type=int, default=5000)
+    parser.add_argument("--users", type=int, default=2000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        key, _ = users.prepare(Path(tmp), args.users)
+        driver = Driver(Path(tmp), key)
+        if args.mode == "single":
+            work = _singles(driver, args.count, args.users)
+        else:
+            work = _batch(driver, args.count, args.users, dry_run=args.mode == "dry")
+        print(asyncio.run(driver.lifespan(work)))
+
+
+if __name__ == "__main__":
+    main()
