@@ -2,9 +2,10 @@
 
 All writes go through `Writer`, which owns the only write connection and runs units of work
 (`fn(conn) -> result`) in `BEGIN IMMEDIATE` transactions. Units submitted from the event loop
-(`await writer.run(fn)`) are gathered: every unit that arrives within one turn of the loop runs
-in the same transaction, each inside its own SAVEPOINT, and is committed once — group commit. A
-unit that raises is rolled back alone; a commit that fails fails every unit in it.
+(`await writer.run(fn)`) are gathered — every unit that arrives within one turn of the loop, or
+while the previous commit waits for its fsync — and run in one transaction, each inside its own
+SAVEPOINT, committed once: group commit. A unit that raises is rolled back alone; a commit that
+fails fails every unit in it.
 
 Durability is ours, not SQLite's. The write connection runs with `synchronous=NORMAL`, so
 COMMIT only writes the WAL; a sync thread then `fdatasync`s the WAL file, and only after that
