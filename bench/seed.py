@@ -147,21 +147,17 @@ class Seeder:
     def _delivered_push(self, conn: Connection, key: SubjectKey, at: datetime) -> None:
         push_id = pushes.new_push_id(at)
         stamp = at.isoformat()
-        _insert_push(
+        pushes.insert_many(
             conn,
-            PushRow(
+            [PushRow(
                 push_id=push_id, key_id="seed", idempotency_key=push_id, fingerprint=bytes(32),
                 subject_id=key.subject_id, topic="product_tips", campaign_id=None, variant=None,
                 outcome="queued", status="delivered", reasons="[]", allowed_by="[]", planned_at=stamp,
                 deliver_after=None, expires_at=(at + timedelta(days=1)).isoformat(), created_at=stamp,
                 updated_at=stamp, policy_version=1,
                 content=key.cipher.seal(self._content, content_aad(push_id, key)), attempts=1,
-            ),
+            )],
         )  # fmt: skip
-
-
-def _insert_push(conn: Connection, row: PushRow) -> None:
-    pushes.insert_many(conn, [row])
 
 
 def seed(
