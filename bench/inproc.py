@@ -8,6 +8,10 @@ docs/performance.md ("What changed between runs C and D").
     python bench/inproc.py single --count 5000     # single pushes, 32 in flight
     python bench/inproc.py batch --count 10000     # one durable batch
     python bench/inproc.py dry --count 10000       # one dry-run batch
+    python bench/inproc.py campaign --seeded DIR --count 100000   # a campaign over seed.py's subjects
+
+`campaign` copies a directory made by `bench/seed.py` (so the seed is reused) and sends the
+campaign as `run.py` does, in batches of 10,000.
 """
 
 from __future__ import annotations
@@ -15,13 +19,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import secrets
+import shutil
 import tempfile
 import time
 from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
+import batch
 import msgspec
+import seed
 import users
 
 from gateway.app import create_app
@@ -44,6 +51,7 @@ class Driver:
     def __init__(self, data_dir: Path, key: str) -> None:
         self.app = create_app(users.settings_for(data_dir))
         self.key = key
+        self.last_body: Any = None
 
     async def post(self, path: str, body: bytes) -> int:
         scope = {
@@ -65,12 +73,17 @@ class Driver:
             await asyncio.Event().wait()  # nothing more: as a client that stays connected
             raise AssertionError
 
+        chunks: list[bytes] = []
+
         async def send(message: dict[str, Any]) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
 
         await self.app(scope, receive, send)
+        self.last_body = msgspec.json.decode(b"".join(chunks)) if chunks else None
         return status
 
     async def lifespan(self, work: Awaitable[str]) -> str:
@@ -119,18 +132,47 @@ async def _batch(driver: Driver, count: int, users_n: int, dry_run: bool) -> str
     return f"{kind} batch: {count / wall:,.0f}/s, {cpu / count * 1e6:,.1f} µs CPU each, status {status}"
 
 
+async def _campaign(driver: Driver, count: int) -> str:
+    status = await driver.post(
+        "/v1/campaigns", msgspec.json.encode({"name": "inproc", "topic": "promotions"})
+    )
+    if status != 201:
+        return f"campaign creation answered {status}"
+    campaign_id = driver.last_body["campaign_id"]
+    bodies = [
+        batch.campaign_batch(campaign_id, start, min(start + 10_000, count), seed.USER_PREFIX)
+        for start in range(0, count, 10_000)
+    ]
+    started, cpu = time.perf_counter(), time.process_time()
+    statuses = [await driver.post("/v1/pushes/batch", body) for body in bodies]
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+    bad = sum(s != 200 for s in statuses)
+    return f"campaign: {count / wall:,.0f}/s, {cpu / count * 1e6:,.1f} µs CPU each, {bad} batches not 200"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("mode", choices=["single", "batch", "dry"])
+    parser.add_argument("mode", choices=["single", "batch", "dry", "campaign"])
+    parser.add_argument("--seeded", type=Path, help="campaign: a data dir made by bench/seed.py")
     parser.add_argument("--count", type=int, default=5000)
     parser.add_argument("--users", type=int, default=2000)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        key, _ = users.prepare(Path(tmp), args.users)
-        driver = Driver(Path(tmp), key)
-        if args.mode == "single":
+        if args.mode == "campaign":
+            if args.seeded is None:
+                parser.error("campaign needs --seeded DIR")
+            data_dir = Path(tmp) / "data"
+            shutil.copytree(args.seeded, data_dir)
+            key = users.api_key(data_dir)
+        else:
+            data_dir = Path(tmp)
+            key, _ = users.prepare(data_dir, args.users)
+        driver = Driver(data_dir, key)
+        if args.mode == "campaign":
+            work = _campaign(driver, args.count)
+        elif args.mode == "single":
             work = _singles(driver, args.count, args.users)
         else:
             work = _batch(driver, args.count, args.users, dry_run=args.mode == "dry")

@@ -382,13 +382,7 @@ def phase_campaign(args: argparse.Namespace, work: Path, logs: Path) -> Result:
         f"seeded in {seeded.seconds:.0f} s, {seeded.bytes_per_subject:.0f} bytes/subject; "
         "sending the campaign ..."
     )
-    from gateway.runtime import Runtime
-
-    runtime = Runtime(users.settings_for(data_dir))
-    try:
-        _, key = runtime.api_keys.create_sync("bench", ("pushes:write", "campaigns:write", "campaigns:read"))
-    finally:
-        runtime.close()
+    key = users.api_key(data_dir)
     gateway = gateway_server(data_dir, logs, "gateway-campaign")
     watch = RssWatch(gateway.pid).start()
     campaign_id = batch.create_campaign(gateway.base, key)

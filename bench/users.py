@@ -42,15 +42,25 @@ async def _populate(runtime: Runtime, users: int, chunk: int) -> None:
         await asyncio.gather(*(one(i, refs[i]) for i in range(start, min(start + chunk, users))))
 
 
+SCOPES = ("pushes:write", "campaigns:write", "campaigns:read")
+
+
+def api_key(data_dir: Path) -> str:
+    """A new `pushes:write campaigns:write campaigns:read` API key in `data_dir`'s storage."""
+    runtime = Runtime(settings_for(data_dir))
+    try:
+        return runtime.api_keys.create_sync("bench", SCOPES)[1]
+    finally:
+        runtime.close()
+
+
 def prepare(data_dir: Path, users: int, chunk: int = 500) -> tuple[str, float]:
-    """Create the key store, a `pushes:write campaigns:write campaigns:read` API key and `users`
-    users; returns (the API key, seconds taken)."""
+    """Create the key store, an API key with `SCOPES` and `users` users; returns (the API key,
+    seconds taken)."""
     started = time.perf_counter()
     runtime = Runtime(settings_for(data_dir))
     try:
-        _, secret = runtime.api_keys.create_sync(
-            "bench", ("pushes:write", "campaigns:write", "campaigns:read")
-        )
+        _, secret = runtime.api_keys.create_sync("bench", SCOPES)
         asyncio.run(_populate(runtime, users, chunk))
     finally:
         runtime.close()
