@@ -26,6 +26,8 @@ def busiest_week(times: list[datetime], at: datetime) -> int:
     The busiest window can always be slid forward until it starts at a push, so only
     windows starting at pushes in (at - 7 days, at] need counting.
     """
+    if not times:  # most subjects of a campaign: nothing planned yet
+        return 1
     points = sorted([*times, at])
     starts = [point for point in points if at - WEEK < point <= at]
     return max(sum(1 for point in points if start <= point < start + WEEK) for start in starts)
