@@ -237,6 +237,14 @@ def _planned_index(db: sqlite_utils.Database) -> None:
     )
 
 
+def _one_subject_index(db: sqlite_utils.Database) -> None:
+    # Two indexes keyed by the (random) subject id put two random-page writes on every push; one
+    # covering index serves both the caps' query and the per-subject listings.
+    db.execute("DROP INDEX pushes_planned_marketing")
+    db.execute("DROP INDEX idx_pushes_subject_id_planned_at")
+    db.execute("CREATE INDEX pushes_subject ON pushes (subject_id, planned_at, topic, status, push_id)")
+
+
 DATA_MIGRATIONS: list[Migration] = [
     ("0001_core", _core),
     ("0002_policy", _policy),
@@ -246,5 +254,6 @@ DATA_MIGRATIONS: list[Migration] = [
     ("0006_audit", _audit),
     ("0007_final_reasons", _final_reasons),
     ("0008_planned_index", _planned_index),
+    ("0009_one_subject_index", _one_subject_index),
 ]
 DIRECTORY_MIGRATIONS: list[Migration] = [("0001_directory", _directory)]
