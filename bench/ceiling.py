@@ -1,10 +1,10 @@
 """The receiver's own ceiling, measured with the delivery worker's HTTP client settings.
 
-`WebhookAdapter` posts through a `ClientPool` (eight httpx clients of eight connections, taken
-in turn) and the worker keeps up to `CGW_WORKER_CONCURRENCY` (64) pushes in flight. This does the
-same with the same clients and the same signed body shape, as fast as it can, so the delivery
-figure can be read against what that client and receiver allow at all. `--one-client` uses one
-`httpx.AsyncClient` with httpx's default limits instead, as the adapter did before the pool.
+`WebhookAdapter` posts through `Http1Client` (one aiohttp session of 64 connections) and the
+worker keeps up to `CGW_WORKER_CONCURRENCY` (64) pushes in flight. This does the same with the
+same client and the same signed body shape, as fast as it can, so the delivery figure can be
+read against what that client and receiver allow at all. `--httpx` uses one `httpx.AsyncClient`
+with httpx's default limits instead, as the adapter did before run E, for comparison.
 Run pinned to the core the gateway used; prints one JSON line.
 """
 
@@ -19,16 +19,16 @@ import time
 import httpx
 import msgspec
 
-from clients.delivery._http import ClientPool
+from clients.delivery._http import Http1Client, TransportFailure
 from clients.delivery.webhook import sign_webhook
 
 
-async def run(url: str, seconds: float, concurrency: int, one_client: bool) -> dict[str, object]:
+async def run(url: str, seconds: float, concurrency: int, use_httpx: bool) -> dict[str, object]:
     done = 0
     errors = 0
     stop_at = time.perf_counter() + seconds
     single = httpx.AsyncClient(timeout=10.0)
-    pool = ClientPool(10.0)
+    ours = Http1Client(10.0)
     try:
 
         async def lane(lane_id: int) -> None:
@@ -52,11 +52,12 @@ async def run(url: str, seconds: float, concurrency: int, one_client: bool) -> d
                     "x-cgw-timestamp": str(stamp),
                     "x-cgw-signature": sign_webhook(b"bench-secret-bench-secret-bench-secret", stamp, body),
                 }
-                client = single if one_client else pool.client()
                 try:
-                    response = await client.post(url, content=body, headers=headers)
-                    done += response.status_code == 200
-                except httpx.TransportError:
+                    if use_httpx:
+                        done += (await single.post(url, content=body, headers=headers)).status_code == 200
+                    else:
+                        done += (await ours.post(url, headers, content=body)).status == 200
+                except (httpx.TransportError, TransportFailure):
                     errors += 1
 
         started = time.perf_counter()
@@ -66,10 +67,10 @@ async def run(url: str, seconds: float, concurrency: int, one_client: bool) -> d
         after = resource.getrusage(resource.RUSAGE_SELF)
     finally:
         await single.aclose()
-        await pool.aclose()
+        await ours.aclose()
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return {"requests_per_s": round(done / elapsed, 1), "requests": done, "errors": errors,
-            "concurrency": concurrency, "clients": "one httpx client" if one_client else "ClientPool",
+            "concurrency": concurrency, "client": "httpx" if use_httpx else "Http1Client",
             "client_cpu_us_per_req": round(cpu / max(done, 1) * 1e6, 1),
             "client_cpu_share": round(cpu / elapsed, 2)}  # fmt: skip
 
@@ -79,13 +80,13 @@ def main() -> None:
     parser.add_argument("--url", required=True)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--one-client", action="store_true", help="one httpx client, its default limits")
+    parser.add_argument("--httpx", action="store_true", help="one httpx client, its default limits")
     args = parser.parse_args()
     try:
         from uvloop import run as run_loop  # the gateway's server runs on uvloop too
     except ImportError:
         from asyncio import run as run_loop
-    result = run_loop(run(args.url, args.seconds, args.concurrency, args.one_client))
+    result = run_loop(run(args.url, args.seconds, args.concurrency, args.httpx))
     print("BENCH_JSON " + json.dumps(result), flush=True)
 
 

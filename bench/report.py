@@ -107,11 +107,15 @@ def render(results: Result) -> str:
     delivery = results.get("delivery")
     if delivery:
         ceiling = delivery["receiver_ceiling"]["requests_per_s"]
-        # Results before the client pool compared one client with 64 kept alive instead.
-        label, other = (
-            ("with one httpx client", delivery["receiver_ceiling_one_client"])
-            if "receiver_ceiling_one_client" in delivery
-            else ("with 64 kept alive", delivery["receiver_ceiling_keepalive_64"])
+        # Older results compared other httpx set-ups: the key says which.
+        label, other = next(
+            (text, delivery[key])
+            for key, text in (
+                ("receiver_ceiling_httpx", "with one httpx client"),
+                ("receiver_ceiling_one_client", "with one httpx client"),
+                ("receiver_ceiling_keepalive_64", "with 64 kept alive"),
+            )
+            if key in delivery
         )
         lines.append(
             f"| delivery ≥ 5,000 pushes/s | {_fmt(delivery['pushes_per_s'])} /s (receiver ceiling with the "

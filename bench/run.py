@@ -364,7 +364,7 @@ def phase_delivery(args: argparse.Namespace, work: Path, logs: Path) -> Result:
     ceiling_cpu = CpuMeter(receiver.pid)
     out["receiver_ceiling"] = run_json(pinned(SERVER_CORE, base_argv))
     out["receiver_ceiling"]["receiver_cpu"] = ceiling_cpu.stop(out["receiver_ceiling"]["requests"])
-    out["receiver_ceiling_one_client"] = run_json(pinned(SERVER_CORE, [*base_argv, "--one-client"]))
+    out["receiver_ceiling_httpx"] = run_json(pinned(SERVER_CORE, [*base_argv, "--httpx"]))
     out["ratio"] = round(out["pushes_per_s"] / out["receiver_ceiling"]["requests_per_s"], 3)
     receiver.stop()
     out["noise_after"] = _noise()

@@ -23,7 +23,7 @@ import msgspec
 from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-from clients.delivery._http import classify_status, invalid_token, transport_failure
+from clients.delivery._http import Reply, classify_status, invalid_token, transport_failure
 from clients.delivery.base import Clock, DeliveryMessage, DeliveryResult, SecretText
 
 __all__ = ["APNS_ID_NAMESPACE", "ApnsAdapter", "ApnsConfig", "apns_id"]
@@ -96,14 +96,15 @@ class ApnsAdapter:
             try:
                 response = await self._client.post(url, content=body, headers=self._headers(message, token))
             except httpx.TransportError as exc:
-                return transport_failure(exc)
-            reason = _reason(response)
-            if response.status_code != 403 or reason not in _STALE_JWT_REASONS:
+                return transport_failure(type(exc).__name__)
+            reply = Reply(response.status_code, response.headers, response.content)
+            reason = _reason(reply)
+            if reply.status != 403 or reason not in _STALE_JWT_REASONS:
                 break
             self._jwt = None
-        if response.status_code == 410 or reason in _INVALID_REASONS:
-            return invalid_token(response, reason)
-        return classify_status(response, self._clock, code=reason)
+        if reply.status == 410 or reason in _INVALID_REASONS:
+            return invalid_token(reply, reason)
+        return classify_status(reply, self._clock, code=reason)
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -132,10 +133,10 @@ class ApnsAdapter:
         return self._jwt
 
 
-def _reason(response: httpx.Response) -> str | None:
-    if response.status_code == 200:
+def _reason(reply: Reply) -> str | None:
+    if reply.status == 200:
         return None
     try:
-        return msgspec.json.decode(response.content, type=_ErrorBody).reason
+        return msgspec.json.decode(reply.content, type=_ErrorBody).reason
     except msgspec.DecodeError:
         return None

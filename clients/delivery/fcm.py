@@ -15,13 +15,20 @@ from __future__ import annotations
 import asyncio
 import time
 
-import httpx
 import jwt
 import msgspec
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-from clients.delivery._http import ClientPool, classify_status, invalid_token, transport_failure, ttl_seconds
+from clients.delivery._http import (
+    Http1Client,
+    Reply,
+    TransportFailure,
+    classify_status,
+    invalid_token,
+    transport_failure,
+    ttl_seconds,
+)
 from clients.delivery.base import Clock, DeliveryMessage, DeliveryResult, SecretText
 
 __all__ = ["FCM_SCOPE", "FcmAdapter", "FcmConfig"]
@@ -73,7 +80,6 @@ class FcmAdapter:
     def __init__(
         self,
         config: FcmConfig,
-        transport: httpx.AsyncBaseTransport | None = None,
         clock: Clock = time.time,
     ) -> None:
         account = msgspec.json.decode(config.service_account.reveal(), type=_ServiceAccount)
@@ -84,7 +90,7 @@ class FcmAdapter:
         self._key = key
         self._send_url = f"{config.base_url.rstrip('/')}/v1/projects/{account.project_id}/messages:send"
         self._clock = clock
-        self._clients = ClientPool(config.timeout, transport)
+        self._http = Http1Client(config.timeout)
         self._token: str | None = None
         self._token_expires = 0.0
         self._token_lock = asyncio.Lock()
@@ -97,17 +103,17 @@ class FcmAdapter:
                 return token
             headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
             try:
-                response = await self._clients.client().post(self._send_url, content=body, headers=headers)
-            except httpx.TransportError as exc:
-                return transport_failure(exc)
-            if response.status_code != 401:
+                reply = await self._http.post(self._send_url, headers, content=body)
+            except TransportFailure as exc:
+                return transport_failure(exc.code)
+            if reply.status != 401:
                 break
             if self._token == token:
                 self._token = None
-        return self._classify(response)
+        return self._classify(reply)
 
     async def aclose(self) -> None:
-        await self._clients.aclose()
+        await self._http.aclose()
 
     def _message_json(self, message: DeliveryMessage) -> dict[str, object]:
         expires = message.expires_at.timestamp()
@@ -140,13 +146,13 @@ class FcmAdapter:
                 "assertion": self._assertion(now),
             }
             try:
-                response = await self._clients.client().post(self._account.token_uri, data=form)
-            except httpx.TransportError as exc:
-                return transport_failure(exc)
-            if not response.is_success:  # 4xx (bad key, revoked account) failed; 5xx/429 retry
-                return classify_status(response, self._clock, code="oauth_token")
+                reply = await self._http.post(self._account.token_uri, {}, form=form)
+            except TransportFailure as exc:
+                return transport_failure(exc.code)
+            if not 200 <= reply.status < 300:  # 4xx (bad key, revoked account) failed; 5xx/429 retry
+                return classify_status(reply, self._clock, code="oauth_token")
             try:
-                answer = msgspec.json.decode(response.content, type=_TokenAnswer)
+                answer = msgspec.json.decode(reply.content, type=_TokenAnswer)
             except msgspec.DecodeError:
                 return DeliveryResult(status="retry", provider_status=200, provider_code="oauth_token")
             self._token = answer.access_token
@@ -165,22 +171,22 @@ class FcmAdapter:
         headers = {"kid": self._account.private_key_id} if self._account.private_key_id else None
         return jwt.encode(claims, self._key, algorithm="RS256", headers=headers)
 
-    def _classify(self, response: httpx.Response) -> DeliveryResult:
+    def _classify(self, reply: Reply) -> DeliveryResult:
         """UNREGISTERED, or a Google 404 / INVALID_ARGUMENT about the token, disables the device.
 
         A 404 without Google's error body (a wrong base URL, a proxy) is not trusted to mean the
         token is gone: disabling every device on a misconfiguration would be unrecoverable.
         """
         error: _Error | None = None
-        if response.status_code >= 400:
+        if reply.status >= 400:
             try:
-                error = msgspec.json.decode(response.content, type=_ErrorBody).error
+                error = msgspec.json.decode(reply.content, type=_ErrorBody).error
             except msgspec.DecodeError:
                 error = None
         if error is None:
-            return classify_status(response, self._clock)
+            return classify_status(reply, self._clock)
         code = next((d.error_code for d in error.details if d.error_code), None) or error.status or None
         about_token = code == "INVALID_ARGUMENT" and "registration token" in error.message.lower()
-        if code == "UNREGISTERED" or response.status_code == 404 or about_token:
-            return invalid_token(response, code)
-        return classify_status(response, self._clock, code=code)
+        if code == "UNREGISTERED" or reply.status == 404 or about_token:
+            return invalid_token(reply, code)
+        return classify_status(reply, self._clock, code=code)

@@ -11,10 +11,15 @@ import hashlib
 import hmac
 import time
 
-import httpx
 import msgspec
 
-from clients.delivery._http import ClientPool, classify_status, invalid_token, transport_failure
+from clients.delivery._http import (
+    Http1Client,
+    TransportFailure,
+    classify_status,
+    invalid_token,
+    transport_failure,
+)
 from clients.delivery.base import Clock, DeliveryMessage, DeliveryResult, SecretText
 
 __all__ = ["WebhookAdapter", "WebhookConfig", "sign_webhook", "verify_webhook_signature"]
@@ -71,16 +76,11 @@ class WebhookAdapter:
 
     name = "webhook"
 
-    def __init__(
-        self,
-        config: WebhookConfig,
-        transport: httpx.AsyncBaseTransport | None = None,
-        clock: Clock = time.time,
-    ) -> None:
+    def __init__(self, config: WebhookConfig, clock: Clock = time.time) -> None:
         self._url = config.url
         self._secret = config.secret
         self._clock = clock
-        self._clients = ClientPool(config.timeout, transport)
+        self._http = Http1Client(config.timeout)
 
     async def send(self, message: DeliveryMessage) -> DeliveryResult:
         body = msgspec.json.encode(
@@ -104,12 +104,12 @@ class WebhookAdapter:
             "x-cgw-signature": sign_webhook(self._secret.reveal(), timestamp, body),
         }
         try:
-            response = await self._clients.client().post(self._url, content=body, headers=headers)
-        except httpx.TransportError as exc:
-            return transport_failure(exc)
-        if response.status_code in (404, 410):
-            return invalid_token(response, None)
-        return classify_status(response, self._clock)
+            reply = await self._http.post(self._url, headers, content=body)
+        except TransportFailure as exc:
+            return transport_failure(exc.code)
+        if reply.status in (404, 410):
+            return invalid_token(reply, None)
+        return classify_status(reply, self._clock)
 
     async def aclose(self) -> None:
-        await self._clients.aclose()
+        await self._http.aclose()

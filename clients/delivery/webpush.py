@@ -1,7 +1,8 @@
 """Web Push: RFC 8291 (aes128gcm) encrypted payloads, RFC 8292 VAPID, RFC 8030 headers.
 
 pywebpush does the encryption (`WebPusher.encode`) and py_vapid the VAPID signature; the POST
-is ours, over httpx, because pywebpush only sends through requests or aiohttp.
+is ours, through the adapters' shared client (`_http.Http1Client`), so timeouts, failures and
+classification are the same as for every other provider.
 
 The endpoint comes from the browser, i.e. from the user: without a check the gateway would POST
 wherever a user asked (SSRF). Only https endpoints on known push services are used; a test can
@@ -18,14 +19,20 @@ import re
 import time
 from urllib.parse import urlsplit
 
-import httpx
 import msgspec
 from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from py_vapid import Vapid02, VapidException
 from pywebpush import WebPusher, WebPushException
 
-from clients.delivery._http import ClientPool, classify_status, invalid_token, transport_failure, ttl_seconds
+from clients.delivery._http import (
+    Http1Client,
+    TransportFailure,
+    classify_status,
+    invalid_token,
+    transport_failure,
+    ttl_seconds,
+)
 from clients.delivery.base import Clock, DeliveryMessage, DeliveryResult, SecretText
 
 __all__ = ["PUSH_SERVICE_HOSTS", "WebPushAdapter", "WebPushConfig", "webpush_topic"]
@@ -92,7 +99,6 @@ class WebPushAdapter:
     def __init__(
         self,
         config: WebPushConfig,
-        transport: httpx.AsyncBaseTransport | None = None,
         clock: Clock = time.time,
     ) -> None:
         self._vapid = _load_vapid(config.vapid_private_key.reveal())
@@ -102,14 +108,14 @@ class WebPushAdapter:
             raise ValueError("vapid_subject must be a mailto: address or an https: URL (RFC 8292)") from None
         self._config = config
         self._clock = clock
-        self._clients = ClientPool(config.timeout, transport)
+        self._http = Http1Client(config.timeout)
 
     async def send(self, message: DeliveryMessage) -> DeliveryResult:
         try:
             subscription = msgspec.json.decode(message.token, type=_Subscription)
         except msgspec.DecodeError:
             return DeliveryResult(status="invalid_token", provider_code="MalformedSubscription")
-        origin = self._allowed_origin(subscription.endpoint)
+        origin = self.audience_for(subscription.endpoint)
         if origin is None:
             # A configuration question, not a dead token: keep the device, drop this push.
             return DeliveryResult(status="failed", provider_code="EndpointNotAllowed")
@@ -138,18 +144,17 @@ class WebPushAdapter:
             "content-type": "application/octet-stream",
         }
         try:
-            client = self._clients.client()
-            response = await client.post(subscription.endpoint, content=encrypted, headers=headers)
-        except httpx.TransportError as exc:
-            return transport_failure(exc)
-        if response.status_code in (404, 410):
-            return invalid_token(response, None)
-        return classify_status(response, self._clock)
+            reply = await self._http.post(subscription.endpoint, headers, content=encrypted)
+        except TransportFailure as exc:
+            return transport_failure(exc.code)
+        if reply.status in (404, 410):
+            return invalid_token(reply, None)
+        return classify_status(reply, self._clock)
 
     async def aclose(self) -> None:
-        await self._clients.aclose()
+        await self._http.aclose()
 
-    def _allowed_origin(self, endpoint: str) -> str | None:
+    def audience_for(self, endpoint: str) -> str | None:
         """The endpoint's origin (the VAPID audience), or None when we must not POST there."""
         try:
             parts = urlsplit(endpoint)

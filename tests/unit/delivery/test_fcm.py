@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from urllib.parse import parse_qs
 
-import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -14,7 +14,7 @@ from clients.delivery import DeliveryResult, FcmAdapter, FcmConfig
 from clients.delivery.fcm import FCM_SCOPE
 
 from .doubles import FakeClock, PlainSecret, make_message
-from .servers import Answer, Http1Server, Received
+from .servers import Answer, Http1Server, Received, Respond
 
 PROJECT = "wallet-prod"
 EMAIL = "cgw-push@wallet-prod.iam.gserviceaccount.com"
@@ -195,21 +195,28 @@ def test_a_persistent_401_fails_after_one_refresh() -> None:
     ]
 
 
-def send_with(handler: httpx.MockTransport) -> DeliveryResult:
-    async def scenario() -> DeliveryResult:
-        config = FcmConfig(
-            service_account=service_account("http://127.0.0.1:9/token"), base_url="http://127.0.0.1:9"
-        )
-        adapter = FcmAdapter(config, transport=handler, clock=FakeClock())
+def send_with(respond: Respond, timeout: float = 10.0) -> tuple[DeliveryResult, list[str]]:
+    """The adapter's answer when a real local server plays Google with `respond`, and the paths
+    the server was asked for."""
+
+    async def scenario(url: str) -> DeliveryResult:
+        config = FcmConfig(service_account=service_account(url + "/token"), base_url=url, timeout=timeout)
+        adapter = FcmAdapter(config, clock=FakeClock())
         try:
             return await adapter.send(make_message(FakeClock()))
         finally:
             await adapter.aclose()
 
-    return asyncio.run(scenario())
+    with Http1Server(respond) as server:
+        result = asyncio.run(scenario(server.url))
+    return result, [got.path for got in server.received]
 
 
-TOKEN_OK = httpx.Response(200, json={"access_token": "ya29.x", "expires_in": 3600})
+TOKEN_OK: Answer = (
+    200,
+    {"content-type": "application/json"},
+    b'{"access_token": "ya29.x", "expires_in": 3600}',
+)
 NOT_A_TOKEN = "The registration token is not a valid FCM registration token"
 
 
@@ -281,51 +288,43 @@ NOT_A_TOKEN = "The registration token is not a valid FCM registration token"
 def test_send_status_classification(
     status: int, body: bytes, headers: dict[str, str], expected: DeliveryResult
 ) -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/token":
+    def respond(got: Received) -> Answer:
+        if got.path == "/token":
             return TOKEN_OK
-        return httpx.Response(status, content=body, headers=headers)
+        return status, headers, body
 
-    assert send_with(httpx.MockTransport(handler)) == expected
+    assert send_with(respond)[0] == expected
 
 
 @pytest.mark.parametrize(
     ("token_answer", "expected"),
     [
         (
-            httpx.Response(400, json={"error": "invalid_grant"}),
+            (400, {"content-type": "application/json"}, b'{"error": "invalid_grant"}'),
             DeliveryResult(status="failed", provider_status=400, provider_code="oauth_token"),
         ),
         (
-            httpx.Response(503),
+            (503, {}, b""),
             DeliveryResult(status="retry", provider_status=503, provider_code="oauth_token"),
         ),
         (
-            httpx.Response(200, content=b"{}"),
+            (200, {}, b"{}"),
             DeliveryResult(status="retry", provider_status=200, provider_code="oauth_token"),
         ),
     ],
 )
-def test_token_endpoint_failures_end_the_send(token_answer: httpx.Response, expected: DeliveryResult) -> None:
-    sent: list[str] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        sent.append(request.url.path)
-        return token_answer
-
-    assert send_with(httpx.MockTransport(handler)) == expected
-    assert sent == ["/token"]
+def test_token_endpoint_failures_end_the_send(token_answer: Answer, expected: DeliveryResult) -> None:
+    assert send_with(lambda got: token_answer) == (expected, ["/token"])
 
 
 def test_network_failure_is_a_retry() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/token":
+    def respond(got: Received) -> Answer:
+        if got.path == "/token":
             return TOKEN_OK
-        raise httpx.ReadTimeout("slow", request=request)
+        time.sleep(1.0)  # longer than the adapter's timeout
+        return 200, {}, b"{}"
 
-    assert send_with(httpx.MockTransport(handler)) == DeliveryResult(
-        status="retry", provider_code="ReadTimeout"
-    )
+    assert send_with(respond, timeout=0.3)[0] == DeliveryResult(status="retry", provider_code="Timeout")
 
 
 def test_rejects_a_non_rsa_service_account_key() -> None:

@@ -6,7 +6,6 @@ import hmac
 import json
 import time
 
-import httpx
 import pytest
 
 from clients.delivery import DeliveryResult, WebhookAdapter, WebhookConfig, verify_webhook_signature
@@ -90,17 +89,35 @@ def test_a_stale_timestamp_is_refused_by_the_receiver() -> None:
     ],
 )
 def test_status_classification(status: int, headers: dict[str, str], expected: DeliveryResult) -> None:
-    transport = httpx.MockTransport(lambda request: httpx.Response(status, headers=headers))
-
-    async def scenario() -> DeliveryResult:
-        config = WebhookConfig(url="http://127.0.0.1:9/relay", secret=PlainSecret(SECRET))
-        adapter = WebhookAdapter(config, transport=transport, clock=FakeClock())
+    async def scenario(url: str) -> DeliveryResult:
+        adapter = WebhookAdapter(
+            WebhookConfig(url=url + "/relay", secret=PlainSecret(SECRET)), clock=FakeClock()
+        )
         try:
             return await adapter.send(make_message(FakeClock(), platform="webhook"))
         finally:
             await adapter.aclose()
 
-    assert asyncio.run(scenario()) == expected
+    with Http1Server(lambda got: (status, headers, b"")) as server:
+        assert asyncio.run(scenario(server.url)) == expected
+    assert len(server.received) == 1
+
+
+def test_a_receiver_slower_than_the_timeout_is_a_retry() -> None:
+    def slow(got: Received) -> Answer:
+        time.sleep(1.0)
+        return 200, {}, b""
+
+    async def scenario(url: str) -> DeliveryResult:
+        config = WebhookConfig(url=url + "/relay", secret=PlainSecret(SECRET), timeout=0.3)
+        adapter = WebhookAdapter(config, clock=FakeClock())
+        try:
+            return await adapter.send(make_message(FakeClock(), platform="webhook"))
+        finally:
+            await adapter.aclose()
+
+    with Http1Server(slow) as server:
+        assert asyncio.run(scenario(server.url)) == DeliveryResult(status="retry", provider_code="Timeout")
 
 
 def test_connection_refused_is_a_retry() -> None:
