@@ -54,11 +54,13 @@ async def run(url: str, seconds: float, concurrency: int, use_httpx: bool) -> di
                 }
                 try:
                     if use_httpx:
-                        done += (await single.post(url, content=body, headers=headers)).status_code == 200
+                        status = (await single.post(url, content=body, headers=headers)).status_code
                     else:
-                        done += (await ours.post(url, headers, content=body)).status == 200
+                        status = (await ours.post(url, headers, content=body)).status
                 except (httpx.TransportError, TransportFailure):
                     errors += 1
+                    continue
+                done += status == 200  # after the await: `done += await ...` would lose other lanes' counts
 
         started = time.perf_counter()
         before = resource.getrusage(resource.RUSAGE_SELF)
