@@ -35,7 +35,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -43,7 +43,7 @@ import sqlcipher3
 
 __all__ = [
     "Connection", "Database", "DatabaseLockedError", "StorageFailedError", "Writer", "connect",
-    "wrote_in_context",
+    "in_chunks", "wrote_in_context",
 ]  # fmt: skip
 
 T = TypeVar("T")
@@ -84,6 +84,14 @@ def connect(path: Path, key: bytes, *, synchronous: str = "FULL") -> Connection:
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA cache_size = -65536")  # 64 MiB: decrypted pages stay cached
     return conn
+
+
+def in_chunks(values: Sequence[str], size: int = 500) -> Iterator[tuple[str, list[str]]]:
+    """(`?,?,…` placeholders, values) per chunk, for `IN (…)` queries over many keys: one query per
+    `size` keys instead of one per key, and under SQLite's limit on bound parameters."""
+    for start in range(0, len(values), size):
+        chunk = list(values[start : start + size])
+        yield ",".join("?" * len(chunk)), chunk
 
 
 def _is_busy(exc: sqlcipher3.Error) -> bool:

@@ -89,12 +89,13 @@ class SubjectDirectory:
 
     def by_subject_id(self, subject_id: str) -> SubjectKey | None:
         """The live subject behind an internal id (workers and auditors hold ids, not refs)."""
-        row = (
-            self._db.reader()
-            .execute("SELECT subject_ref FROM subjects WHERE subject_id = ?", (subject_id,))
-            .fetchone()
-        )
-        return None if row is None else self.resolve(str(row[0]))
+        return self.by_subject_ids([subject_id]).get(subject_id)
+
+    def by_subject_ids(self, subject_ids: Iterable[str]) -> dict[str, SubjectKey]:
+        """subject id → live subject, for the live ones among `subject_ids` (erased ones are absent)."""
+        refs = self.refs_for(subject_ids)
+        keys = self.resolve_many(refs.values())
+        return {sid: keys[ref] for sid, ref in refs.items() if ref in keys}
 
     def status(self, subject_ref: str) -> SubjectStatus:
         if self.resolve(subject_ref) is not None:

@@ -242,7 +242,7 @@ def _one_subject_index(db: sqlite_utils.Database) -> None:
     # covering index serves both the caps' query and the per-subject listings.
     db.execute("DROP INDEX pushes_planned_marketing")
     db.execute("DROP INDEX idx_pushes_subject_id_planned_at")
-    db.execute("CREATE INDEX pushes_subject ON pushes (subject_id, planned_at, topic, status, push_id)")
+    db.execute("CREATE INDEX pushes_subject ON pushes (subject_id, planned_at, topic, status)")
 
 
 DATA_MIGRATIONS: list[Migration] = [

@@ -13,9 +13,9 @@ from datetime import datetime, timedelta
 
 import msgspec
 
-from storage.db import Connection
+from storage.db import Connection, in_chunks
 
-__all__ = ["Claim", "claim", "enqueue_many", "finish", "held_by", "reschedule"]
+__all__ = ["Claim", "claim", "enqueue_many", "finish", "held_among", "reschedule"]
 
 
 class Claim(msgspec.Struct, frozen=True):
@@ -61,7 +61,15 @@ def finish(conn: Connection, push_id: str, owner: str) -> bool:
     return cur.rowcount == 1
 
 
-def held_by(conn: Connection, push_id: str, owner: str) -> bool:
-    """Whether `owner` still holds the push's lease (a slow round may have lost it)."""
-    row = conn.execute("SELECT lease_owner FROM outbox WHERE push_id = ?", (push_id,)).fetchone()
-    return row is not None and row[0] == owner
+def held_among(conn: Connection, push_ids: Sequence[str], owner: str) -> set[str]:
+    """The pushes among these whose lease `owner` still holds (a slow round may have lost some)."""
+    held: set[str] = set()
+    for marks, chunk in in_chunks(push_ids):
+        held.update(
+            str(r[0])
+            for r in conn.execute(
+                f"SELECT push_id FROM outbox WHERE lease_owner = ? AND push_id IN ({marks})",  # noqa: S608
+                (owner, *chunk),
+            )
+        )
+    return held

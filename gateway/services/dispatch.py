@@ -13,6 +13,11 @@ For each claimed push:
 
 A crash between 2 and 3 leaves the lease to expire; the push is claimed again and devices not
 recorded as delivered are sent again with the same idempotency key.
+
+What step 1 reads is read for the whole round at once (`_Round`): the push rows, their subjects'
+keys, states, devices and delivery records, a few `IN` queries per round instead of a dozen
+queries per push. Within the round the snapshot is kept true to what step 1 writes: a push that
+ends or is deferred no longer counts (or counts at its new time) against its subject's caps.
 """
 
 from __future__ import annotations
@@ -35,12 +40,15 @@ from gateway.services.complaints import maybe_pause_campaign
 from gateway.services.policy import PolicySource
 from gateway.services.pushes import policy_request, wire_reasons
 from gateway.settings import Settings
-from policies import CampaignState, Reason, decide
+from policies import CampaignState, PolicySettings, Reason, Scheduled, SubjectState, decide
+from policies.catalog import is_marketing
 from storage import outbox
 from storage.db import Connection
+from storage.directory import SubjectKey
 from storage.outbox import Claim
 from storage.repositories import campaigns, deliveries, devices, pushes, subject_state
-from storage.repositories.pushes import PushRow
+from storage.repositories.devices import DeviceRow
+from storage.repositories.pushes import ACCEPTED, PushContent, PushRow
 from storage.store import Store
 
 __all__ = ["Dispatcher"]
@@ -54,9 +62,74 @@ BACKOFF_CAP_SECONDS = 15 * 60.0
 
 
 class _Send(msgspec.Struct, frozen=True):
-    """What step 1 hands to step 2: the messages still to be delivered."""
+    """What step 1 hands to step 2: the messages still to be delivered, and the push's delivery
+    records as step 1 read them (step 3 adds this round's results to them)."""
 
     messages: tuple[DeliveryMessage, ...]
+    recorded: dict[str, str]
+
+
+class _Round:
+    """Step 1's reads for a whole round, made together inside its writer unit."""
+
+    def __init__(
+        self,
+        conn: Connection,
+        store: Store,
+        claims: list[Claim],
+        now: datetime,
+        tz: str,
+        policy: PolicySettings,
+    ) -> None:
+        ids = [c.push_id for c in claims]
+        self.rows = pushes.get_many(conn, ids)
+        self.keys = store.directory.by_subject_ids(
+            {r.subject_id for r in self.rows.values() if r.subject_id is not None}
+        )
+        keys = list(self.keys.values())
+        self.states = subject_state.load_many(conn, keys, now, policy, tz)
+        self.devices = devices.list_for_many(conn, keys, active_only=True)
+        self.recorded = deliveries.states_many(conn, ids)
+        wanted = {r.campaign_id for r in self.rows.values() if r.campaign_id is not None}
+        self.campaigns = {cid: campaigns.get(conn, cid) for cid in wanted}
+
+    def key(self, row: PushRow) -> SubjectKey | None:
+        return None if row.subject_id is None else self.keys.get(row.subject_id)
+
+    def campaign(self, row: PushRow) -> CampaignState | None:
+        if row.campaign_id is None:
+            return None
+        campaign = self.campaigns.get(row.campaign_id)
+        return CampaignState(paused=campaign is not None and campaign.status == "paused")
+
+    def state_without(self, row: PushRow, subject_id: str) -> SubjectState:
+        """The subject's state with this push left out of its planned pushes: a push must not
+        count against the caps it is judged by. Planned pushes are (time, topic) pairs, so taking
+        out one equal pair is taking out this push."""
+        state = self.states[subject_id]
+        mine = _planned(row)
+        if mine is None or mine not in state.scheduled:
+            return state
+        scheduled = list(state.scheduled)
+        scheduled.remove(mine)
+        return msgspec.structs.replace(state, scheduled=tuple(scheduled))
+
+    def replan(self, row: PushRow, at: datetime | None) -> None:
+        """Step 1 ended the push (`at` None) or deferred it to `at`: later pushes of the same
+        subject in this round see that, as they would if each had read the database."""
+        if row.subject_id is None or row.subject_id not in self.states:
+            return
+        state = self.state_without(row, row.subject_id)
+        if at is not None and is_marketing(row.topic):
+            state = msgspec.structs.replace(state, scheduled=(*state.scheduled, Scheduled(at, row.topic)))
+        self.states[row.subject_id] = state
+
+
+def _planned(row: PushRow) -> Scheduled | None:
+    """The push as its subject's state lists it among planned pushes, if it is listed there."""
+    if row.planned_at is None or row.status not in ACCEPTED or not is_marketing(row.topic):
+        return None
+    return Scheduled(datetime.fromisoformat(row.planned_at), row.topic)
 
 
 class Dispatcher:
@@ -95,8 +168,16 @@ class Dispatcher:
 
         def claim_and_prepare(conn: Connection) -> list[tuple[Claim, _Send | None]]:
             claims = outbox.claim(conn, owner, now, lease, limit)
+            if not claims:
+                return []
+            try:
+                snapshot: _Round | None = self._snapshot(conn, claims, now)
+            except Exception:
+                # One push whose data cannot be read must not hold back the round: read per push.
+                log.exception("dispatch round read failed; reading each push alone")
+                snapshot = None
             return [
-                (c, self._guarded(conn, "prepare", c, partial(self._prepare, conn, owner, c, now)))
+                (c, self._guarded(conn, "prepare", c, partial(self._prepare, conn, owner, c, now, snapshot)))
                 for c in claims
             ]
 
@@ -108,8 +189,11 @@ class Dispatcher:
         done = self._clock()
 
         def settle_all(conn: Connection) -> None:
+            held = outbox.held_among(conn, [c.push_id for c, _ in sends], owner)
             for (c, s), r in zip(sends, results, strict=True):
-                self._guarded(conn, "settle", c, partial(self._settle, conn, owner, c, s.messages, r, done))
+                self._guarded(
+                    conn, "settle", c, partial(self._settle, conn, owner, c, s, r, c.push_id in held, done)
+                )
 
         if sends:
             await self._store.data.writer.run(settle_all)
@@ -132,74 +216,62 @@ class Dispatcher:
 
     # -- step 1: decide again, inside the writer ---------------------------------------------
 
-    def _prepare(self, conn: Connection, owner: str, claim: Claim, now: datetime) -> _Send | None:
-        row = pushes.get(conn, claim.push_id)
+    def _snapshot(self, conn: Connection, claims: list[Claim], now: datetime) -> _Round:
+        return _Round(conn, self._store, claims, now, self._settings.timezone, self._policy.settings)
+
+    def _prepare(
+        self, conn: Connection, owner: str, claim: Claim, now: datetime, snapshot: _Round | None
+    ) -> _Send | None:
+        snapshot = snapshot or self._snapshot(conn, [claim], now)
+        row = snapshot.rows.get(claim.push_id)
         if row is None or row.status in END_STATES:
             outbox.finish(conn, claim.push_id, owner)
             return None
-        key = None if row.subject_id is None else self._store.directory.by_subject_id(row.subject_id)
+        key = snapshot.key(row)
         expires = datetime.fromisoformat(row.expires_at)
         remaining = math.ceil((expires - now).total_seconds())
         if remaining <= 0:
-            self._end(conn, owner, row, "expired", [Reason("expired")], now)
+            self._end(conn, owner, row, snapshot, "expired", [Reason("expired")], now)
             return None
         content = None if key is None else row.open_content(key)
         if key is None or content is None:
-            self._end(conn, owner, row, "rejected", [Reason("subject_erased")], now)
+            self._end(conn, owner, row, snapshot, "rejected", [Reason("subject_erased")], now)
             return None
-        policy = self._policy.settings
-        state = subject_state.load(conn, key, now, policy, self._settings.timezone, exclude_push=row.push_id)
         decision = decide(
             policy_request(row.topic, row.campaign_id, content, remaining),
-            state,
-            self._campaign(conn, row),
+            snapshot.state_without(row, key.subject_id),
+            snapshot.campaign(row),
             now,
-            policy,
+            self._policy.settings,
         )
         if decision.outcome == "rejected":
-            self._end(conn, owner, row, "rejected", list(decision.reasons), now)
+            self._end(conn, owner, row, snapshot, "rejected", list(decision.reasons), now)
             return None
         if decision.outcome == "deferred" and decision.deliver_after is not None:
             pushes.set_status(conn, row.push_id, "deferred", now, planned_at=decision.deliver_after)
             outbox.reschedule(conn, row.push_id, owner, decision.deliver_after, claim.attempts)
+            snapshot.replan(row, decision.deliver_after)
             return None
-        done = deliveries.states(conn, row.push_id)
-        pending = [
-            d for d in devices.list_for(conn, key, active_only=True) if done.get(d.device_id) != "delivered"
-        ]
+        recorded = snapshot.recorded[row.push_id]
+        pending = [d for d in snapshot.devices[key.subject_id] if recorded.get(d.device_id) != "delivered"]
         pushes.set_status(conn, row.push_id, "sending", now)
-        return _Send(
-            tuple(
-                DeliveryMessage(
-                    push_id=row.push_id,
-                    device_id=d.device_id,
-                    platform=d.platform,  # type: ignore[arg-type]
-                    token=d.token,
-                    topic=row.topic,
-                    title=content.title,
-                    body=content.body,
-                    data=content.data,
-                    campaign_id=row.campaign_id,
-                    variant=row.variant,
-                    expires_at=expires,
-                )
-                for d in pending
-            )
-        )
-
-    def _campaign(self, conn: Connection, row: PushRow) -> CampaignState | None:
-        if row.campaign_id is None:
-            return None
-        campaign = campaigns.get(conn, row.campaign_id)
-        return CampaignState(paused=campaign is not None and campaign.status == "paused")
+        return _Send(tuple(_message(row, d, content, expires) for d in pending), recorded)
 
     def _end(
-        self, conn: Connection, owner: str, row: PushRow, status: str, reasons: list[Reason], now: datetime
+        self,
+        conn: Connection,
+        owner: str,
+        row: PushRow,
+        snapshot: _Round,
+        status: str,
+        reasons: list[Reason],
+        now: datetime,
     ) -> None:
         pushes.set_status(
             conn, row.push_id, status, now, reasons=msgspec.json.encode(wire_reasons(reasons)).decode()
         )
         outbox.finish(conn, row.push_id, owner)
+        snapshot.replan(row, None)
         self._metrics.dispatch_ends.labels(status).inc()
 
     # -- step 2: send ------------------------------------------------------------------------
@@ -223,13 +295,16 @@ class Dispatcher:
         conn: Connection,
         owner: str,
         claim: Claim,
-        messages: tuple[DeliveryMessage, ...],
+        send: _Send,
         results: list[DeliveryResult],
+        held: bool,
         now: datetime,
     ) -> None:
+        """Record one push's results and move it on."""
         retry_after, reopen = 0.0, 0.0
         attempted = False
-        for message, result in zip(messages, results, strict=True):
+        states = dict(send.recorded)
+        for message, result in zip(send.messages, results, strict=True):
             adapter = self._adapters[message.platform].name
             if result.provider_code == CIRCUIT_OPEN:
                 # Not sent: the provider's circuit is open. Not an attempt; come back when it may close.
@@ -239,12 +314,14 @@ class Dispatcher:
             deliveries.record(
                 conn, message.push_id, message.device_id, adapter, result.status, result.provider_code, now
             )
+            states[message.device_id] = result.status
             if result.status == "invalid_token":
                 devices.set_status(conn, message.device_id, "disabled", now)
             retry_after = max(retry_after, result.retry_after or 0.0)
-        if not outbox.held_by(conn, claim.push_id, owner):
-            return  # the lease expired mid-send: the facts are recorded, the push is another worker's now
-        states = deliveries.states(conn, claim.push_id)
+        if not held:
+            return (
+                None  # the lease expired mid-send: the facts are recorded, the push is another worker's now
+            )
         attempts = claim.attempts + int(attempted)
         skipped = any(r.provider_code == CIRCUIT_OPEN for r in results)
         waiting = skipped or any(s == "retry" for s in states.values())
@@ -265,8 +342,24 @@ class Dispatcher:
         reasons = None if delivered or states else msgspec.json.encode([{"code": "no_device"}]).decode()
         pushes.set_status(conn, claim.push_id, status, now, attempts=attempts, reasons=reasons)
         outbox.finish(conn, claim.push_id, owner)
-        campaign_id = messages[0].campaign_id if messages else None
+        campaign_id = send.messages[0].campaign_id if send.messages else None
         if delivered and campaign_id is not None:
-            # More deliveries can bring a campaign that already has complaints past the minimum.
+            # Judged at each delivery: the one that reaches the minimum may be what pauses it.
             maybe_pause_campaign(conn, campaign_id, self._policy, now)
         self._metrics.dispatch_ends.labels(status).inc()
+
+
+def _message(row: PushRow, device: DeviceRow, content: PushContent, expires: datetime) -> DeliveryMessage:
+    return DeliveryMessage(
+        push_id=row.push_id,
+        device_id=device.device_id,
+        platform=device.platform,  # type: ignore[arg-type]
+        token=device.token,
+        topic=row.topic,
+        title=content.title,
+        body=content.body,
+        data=content.data,
+        campaign_id=row.campaign_id,
+        variant=row.variant,
+        expires_at=expires,
+    )

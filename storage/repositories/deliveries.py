@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Sequence
 from datetime import datetime
 
-from storage.db import Connection
+from storage.db import Connection, in_chunks
 
-__all__ = ["record", "states"]
+__all__ = ["record", "states_many"]
 
 
-def states(conn: Connection, push_id: str) -> dict[str, str]:
-    """device id → status of the deliveries attempted so far."""
-    return {
-        str(r[0]): str(r[1])
-        for r in conn.execute("SELECT device_id, status FROM deliveries WHERE push_id = ?", (push_id,))
-    }
+def states_many(conn: Connection, push_ids: Sequence[str]) -> dict[str, dict[str, str]]:
+    """push id → device id → status of the deliveries attempted so far (every push given has an
+    entry, empty when nothing was attempted)."""
+    found: dict[str, dict[str, str]] = defaultdict(dict)
+    for marks, chunk in in_chunks(push_ids):
+        for push_id, device_id, status in conn.execute(
+            f"SELECT push_id, device_id, status FROM deliveries WHERE push_id IN ({marks})",  # noqa: S608
+            chunk,
+        ):
+            found[push_id][device_id] = status
+    return {push_id: found.get(push_id, {}) for push_id in push_ids}
 
 
 def record(

@@ -4,15 +4,17 @@
 from __future__ import annotations
 
 import secrets
+from collections import defaultdict
+from collections.abc import Sequence
 from datetime import datetime
 
 import msgspec
 
 from storage.crypto import field_aad
-from storage.db import Connection
+from storage.db import Connection, in_chunks
 from storage.directory import SubjectKey
 
-__all__ = ["DeviceRow", "count_active", "delete", "find", "insert", "list_for", "set_status"]
+__all__ = ["DeviceRow", "count_active", "delete", "find", "insert", "list_for", "list_for_many", "set_status"]
 
 
 class DeviceRow(msgspec.Struct, frozen=True):
@@ -66,13 +68,26 @@ def insert(conn: Connection, key: SubjectKey, platform: str, token: str, now: da
 
 
 def list_for(conn: Connection, key: SubjectKey, *, active_only: bool = False) -> list[DeviceRow]:
-    sql = "SELECT device_id, platform, token, status, created_at FROM devices WHERE subject_id = ?"
-    if active_only:
-        sql += " AND status = 'active'"
-    return [
-        DeviceRow(r[0], r[1], key.cipher.open(bytes(r[2]), _aad(key, r[0])).decode(), r[3], r[4])
-        for r in conn.execute(sql + " ORDER BY created_at, device_id", (key.subject_id,))
-    ]
+    return list_for_many(conn, [key], active_only=active_only)[key.subject_id]
+
+
+def list_for_many(
+    conn: Connection, keys: Sequence[SubjectKey], *, active_only: bool = False
+) -> dict[str, list[DeviceRow]]:
+    """subject id → that subject's devices, oldest first, tokens opened (every key given has an entry)."""
+    by_id = {key.subject_id: key for key in keys}
+    found: dict[str, list[DeviceRow]] = defaultdict(list)
+    where = " AND status = 'active'" if active_only else ""
+    for marks, chunk in in_chunks(list(by_id)):
+        for sid, device_id, platform, token, status, created_at in conn.execute(
+            "SELECT subject_id, device_id, platform, token, status, created_at FROM devices "  # noqa: S608
+            f"WHERE subject_id IN ({marks}){where} ORDER BY created_at, device_id",
+            chunk,
+        ):
+            key = by_id[sid]
+            opened = key.cipher.open(bytes(token), _aad(key, device_id)).decode()
+            found[sid].append(DeviceRow(device_id, platform, opened, status, created_at))
+    return {sid: found.get(sid, []) for sid in by_id}
 
 
 def set_status(conn: Connection, device_id: str, status: str, now: datetime) -> None:

@@ -14,7 +14,7 @@ from datetime import datetime
 import msgspec
 
 from storage.crypto import field_aad
-from storage.db import Connection
+from storage.db import Connection, in_chunks
 from storage.directory import SubjectKey
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "content_aad",
     "find_idempotent_many",
     "get",
+    "get_many",
     "insert_many",
     "list_for_subject",
     "new_push_id",
@@ -120,6 +121,16 @@ def find_idempotent_many(
 def get(conn: Connection, push_id: str) -> PushRow | None:
     row = conn.execute(f"SELECT {_COLUMNS} FROM pushes WHERE push_id = ?", (push_id,)).fetchone()  # noqa: S608
     return None if row is None else _row(row)
+
+
+def get_many(conn: Connection, push_ids: Sequence[str]) -> dict[str, PushRow]:
+    """push id → row, for the pushes among `push_ids` that exist."""
+    found: dict[str, PushRow] = {}
+    for marks, chunk in in_chunks(push_ids):
+        for values in conn.execute(f"SELECT {_COLUMNS} FROM pushes WHERE push_id IN ({marks})", chunk):  # noqa: S608
+            row = _row(values)
+            found[row.push_id] = row
+    return found
 
 
 def list_for_subject(conn: Connection, subject_id: str, statuses: Iterable[str]) -> list[PushRow]:

@@ -9,35 +9,21 @@ batches and campaigns decide thousands of pushes in one unit.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import msgspec
 
 from policies.context import Scheduled, SubjectState
 from policies.settings import PolicySettings
-from storage.db import Connection
+from storage.db import Connection, in_chunks
 from storage.directory import SubjectKey
 from storage.repositories import locations, preferences
 from storage.repositories.preferences import PreferenceDoc
 
-__all__ = ["SCHEDULE_HORIZON", "load", "load_many"]
+__all__ = ["SCHEDULE_HORIZON", "load_many"]
 
 SCHEDULE_HORIZON = timedelta(days=8)
-_CHUNK = 500
-
-
-def load(
-    conn: Connection,
-    key: SubjectKey,
-    now: datetime,
-    policy: PolicySettings,
-    default_tz: str,
-    exclude_push: str | None = None,
-) -> SubjectState:
-    """`exclude_push` leaves a push out of `scheduled`: re-deciding a push at dispatch must not
-    count the push itself against the caps."""
-    return load_many(conn, [key], now, policy, default_tz, exclude_push)[key.subject_id]
 
 
 def load_many(
@@ -46,7 +32,6 @@ def load_many(
     now: datetime,
     policy: PolicySettings,
     default_tz: str,
-    exclude_push: str | None = None,
 ) -> dict[str, SubjectState]:
     """subject id → state, for every key given."""
     by_id = {k.subject_id: k for k in keys}
@@ -57,7 +42,7 @@ def load_many(
     device_counts: dict[str, int] = {}
     planned: dict[str, list[Scheduled]] = defaultdict(list)
     start, end = (now - SCHEDULE_HORIZON).isoformat(), (now + SCHEDULE_HORIZON).isoformat()
-    for marks, ids in _chunks(list(by_id)):
+    for marks, ids in in_chunks(list(by_id)):
         for sid, doc in conn.execute(
             f"SELECT subject_id, doc FROM preferences WHERE subject_id IN ({marks})",  # noqa: S608
             ids,
@@ -87,9 +72,8 @@ def load_many(
         for sid, at, topic in conn.execute(
             "SELECT subject_id, planned_at, topic FROM pushes "  # noqa: S608
             f"WHERE subject_id IN ({marks}) AND planned_at >= ? AND planned_at <= ? "
-            "AND topic != 'transactional' AND status IN ('queued', 'deferred', 'sending', 'delivered') "
-            "AND push_id IS NOT ?",
-            (*ids, start, end, exclude_push),
+            "AND topic != 'transactional' AND status IN ('queued', 'deferred', 'sending', 'delivered')",
+            (*ids, start, end),
         ):
             planned[sid].append(Scheduled(datetime.fromisoformat(at), topic))
     states = {}
@@ -116,9 +100,3 @@ def load_many(
             scheduled=tuple(planned.get(sid, ())),
         )
     return states
-
-
-def _chunks(ids: list[str]) -> Iterator[tuple[str, list[str]]]:
-    for i in range(0, len(ids), _CHUNK):
-        chunk = ids[i : i + _CHUNK]
-        yield ",".join("?" * len(chunk)), chunk

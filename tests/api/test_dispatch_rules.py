@@ -303,6 +303,52 @@ def test_change_after_queueing_stops_the_push_at_dispatch(
     assert world.run() == 0
 
 
+def test_pushes_of_one_subject_in_one_round_see_what_the_round_did_to_each_other(world: World) -> None:
+    """A round reads its subjects' state once. A push it ends must stop counting against the
+    caps of the subject's next push in the same round, as if each had read the database."""
+    answer = world.client.put("/v1/admin/policy", json={"max_per_day": 3}, headers=world.as_key("admin"))
+    assert answer.status_code == 200, answer.text
+    world.user("gus")
+    first = world.submit("gus", topic="promotions")
+    second = world.submit("gus", topic="flash_sales")
+    assert (first["outcome"], second["outcome"]) == ("queued", "queued")
+    answer = world.client.patch(
+        "/v1/me/preferences", json={"frequency": {"max_per_week": 1}}, headers=world.as_user("gus")
+    )
+    assert answer.status_code == 200, answer.text
+    assert world.run() == 2
+    # The first is judged with the second still planned: two in a week of one. Once it is
+    # rejected, the second is alone in its week and goes.
+    rejected = world.read(first["push_id"])
+    assert (rejected["status"], rejected["reasons"]) == (
+        "rejected", [{"code": "frequency_capped", "window": "week", "limit": 1}],
+    )  # fmt: skip
+    assert world.read(second["push_id"])["status"] == "delivered"
+    assert [line["push_id"] for line in world.sink()] == [second["push_id"]]
+
+
+def test_a_push_whose_subject_cannot_be_read_does_not_hold_back_the_round(world: World) -> None:
+    """The round's reads fail for everyone when one subject's sealed state does not open; then
+    each push is read alone, the unreadable one is left to its lease and the others go."""
+    world.user("hana", timezone="Europe/Berlin")
+    world.user("ivan")
+    broken = world.submit("hana")
+    fine = world.submit("ivan")
+    store = world.runtime.store
+    key = store.directory.resolve(store.pseudonyms.subject_ref("hana"))
+    assert key is not None
+    store.data.writer.run_sync(
+        lambda conn: conn.execute(
+            "UPDATE preferences SET doc = randomblob(80) WHERE subject_id = ?", (key.subject_id,)
+        )
+    )
+    assert world.run() == 2
+    assert world.read(fine["push_id"])["status"] == "delivered"
+    assert world.read(broken["push_id"])["status"] == "queued"
+    assert world.outbox() == 1  # claimed, its lease left to expire and be tried again
+    assert [line["push_id"] for line in world.sink()] == [fine["push_id"]]
+
+
 # -- deferred and expired -----------------------------------------------------------------------
 
 
