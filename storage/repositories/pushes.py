@@ -154,15 +154,14 @@ def set_status(
     attempts: int | None = None,
     planned_at: datetime | None = None,
 ) -> None:
-    conn.execute(
-        "UPDATE pushes SET status = ?, updated_at = ?, final_reasons = coalesce(?, final_reasons), "
-        "attempts = coalesce(?, attempts), planned_at = coalesce(?, planned_at) WHERE push_id = ?",
-        (
-            status,
-            now.isoformat(),
-            reasons,
-            attempts,
-            None if planned_at is None else planned_at.isoformat(),
-            push_id,
-        ),
-    )
+    """Only the columns given are assigned: SQLite rewrites the index entries of every column
+    an UPDATE assigns, even to its old value, and `planned_at` is in the subject index."""
+    assigned: dict[str, object] = {"status": status, "updated_at": now.isoformat()}
+    if reasons is not None:
+        assigned["final_reasons"] = reasons
+    if attempts is not None:
+        assigned["attempts"] = attempts
+    if planned_at is not None:
+        assigned["planned_at"] = planned_at.isoformat()
+    columns = ", ".join(f"{name} = ?" for name in assigned)
+    conn.execute(f"UPDATE pushes SET {columns} WHERE push_id = ?", (*assigned.values(), push_id))  # noqa: S608
