@@ -9,9 +9,12 @@ docs/performance.md ("What changed between runs C and D").
     python bench/inproc.py batch --count 10000     # one durable batch
     python bench/inproc.py dry --count 10000       # one dry-run batch
     python bench/inproc.py campaign --seeded DIR --count 100000   # a campaign over seed.py's subjects
+    python bench/inproc.py delivery --count 20000  # the worker draining 20,000 pushes to a receiver
 
 `campaign` copies a directory made by `bench/seed.py` (so the seed is reused) and sends the
-campaign as `run.py` does, in batches of 10,000.
+campaign as `run.py` does, in batches of 10,000. `delivery` queues `--count` pushes first, then
+starts the app with its worker on and a webhook to `receiver.py` (its own process, on the other
+core), and times the outbox from full to empty: no backlog limit, unlike `run.py`'s phase.
 """
 
 from __future__ import annotations
@@ -27,11 +30,14 @@ from pathlib import Path
 from typing import Any
 
 import batch
+import httpx
 import msgspec
 import seed
 import users
+from procs import LOAD_CORE, Server, free_port, uvicorn_argv
 
 from gateway.app import create_app
+from gateway.settings import Secret, Settings
 
 Send = Any
 
@@ -48,8 +54,8 @@ def _push(nonce: str, i: int, users_n: int, dry_run: bool) -> dict[str, object]:
 class Driver:
     """Calls the app as uvicorn would: an HTTP scope, the body in one message, the answer collected."""
 
-    def __init__(self, data_dir: Path, key: str) -> None:
-        self.app = create_app(users.settings_for(data_dir))
+    def __init__(self, data_dir: Path, key: str, settings: Settings | None = None) -> None:
+        self.app = create_app(settings or users.settings_for(data_dir))
         self.key = key
         self.last_body: Any = None
 
@@ -150,11 +156,54 @@ async def _campaign(driver: Driver, count: int) -> str:
     return f"campaign: {count / wall:,.0f}/s, {cpu / count * 1e6:,.1f} µs CPU each, {bad} batches not 200"
 
 
+async def _queue(driver: Driver, count: int, users_n: int) -> str:
+    nonce = secrets.token_hex(4)
+    for start in range(0, count, 10_000):
+        pushes = [_push(nonce, i, users_n, False) for i in range(start, min(start + 10_000, count))]
+        status = await driver.post("/v1/pushes/batch", msgspec.json.encode({"pushes": pushes}))
+        if status != 200:
+            return f"queueing answered {status}"
+    return "queued"
+
+
+async def _drain(receiver: str, count: int, limit: float = 300.0) -> str:
+    """Wait (the app's worker running meanwhile) until the receiver has taken `count` pushes."""
+    async with httpx.AsyncClient(base_url=receiver) as http:
+        before = int((await http.get("/count")).text)
+        started, cpu = time.perf_counter(), time.process_time()
+        got = 0
+        while got < count and time.perf_counter() - started < limit:
+            await asyncio.sleep(0.05)
+            got = int((await http.get("/count")).text) - before
+        wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+    return f"delivery: {got / wall:,.0f}/s, {cpu / max(got, 1) * 1e6:,.0f} µs CPU each, {got} of {count}"
+
+
+def _delivery(data_dir: Path, key: str, count: int, users_n: int) -> str:
+    filler = Driver(data_dir, key)
+    queued = asyncio.run(filler.lifespan(_queue(filler, count, users_n)))
+    if queued != "queued":
+        return queued
+    port = free_port()
+    receiver = Server("receiver", uvicorn_argv("receiver:app", port, app_dir=Path(__file__).parent),
+                      port, data_dir, core=LOAD_CORE)  # fmt: skip
+    try:
+        receiver.wait_ready()
+        settings = msgspec.structs.replace(
+            users.settings_for(data_dir), worker_enabled=True, delivery_webhook_url=f"{receiver.base}/hook",
+            delivery_webhook_secret=Secret("inproc-bench-secret-inproc-bench-secret"),
+        )  # fmt: skip
+        driver = Driver(data_dir, key, settings)
+        return asyncio.run(driver.lifespan(_drain(receiver.base, count)))
+    finally:
+        receiver.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("mode", choices=["single", "batch", "dry", "campaign"])
+    parser.add_argument("mode", choices=["single", "batch", "dry", "campaign", "delivery"])
     parser.add_argument("--seeded", type=Path, help="campaign: a data dir made by bench/seed.py")
     parser.add_argument("--count", type=int, default=5000)
     parser.add_argument("--users", type=int, default=2000)
@@ -169,6 +218,9 @@ def main() -> None:
         else:
             data_dir = Path(tmp)
             key, _ = users.prepare(data_dir, args.users)
+        if args.mode == "delivery":
+            print(_delivery(data_dir, key, args.count, args.users))
+            return
         driver = Driver(data_dir, key)
         if args.mode == "campaign":
             work = _campaign(driver, args.count)
