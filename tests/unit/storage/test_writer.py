@@ -574,3 +574,30 @@ def test_a_reader_sees_a_run_once_it_returns_and_a_reopened_database_holds_every
     finally:
         reopened.close()
     assert rows == [f"r-{batch}-{i}" for batch in range(3) for i in range(5)]
+
+
+# -- checkpoints ---------------------------------------------------------------------------------
+
+
+def test_the_wal_is_folded_back_while_writes_keep_coming(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A checkpoint racing appends that never pause never completes on its own, so the writer
+    never rewinds the WAL and the file grows with every write (5 GB in a million-subject seeding).
+    The sync thread's checkpoint finishes under the write lock, so the WAL stays near its limit."""
+    monkeypatch.setattr(storage.db, "CHECKPOINT_WAL_BYTES", 256 * 1024)
+    writer = Writer(path, KEY, name="test")
+    try:
+        writer.run_sync(lambda conn: conn.execute("CREATE TABLE b (id INTEGER PRIMARY KEY, v BLOB)"))
+
+        async def lane() -> None:
+            for _ in range(100):
+                await writer.run(lambda conn: conn.execute("INSERT INTO b (v) VALUES (randomblob(8192))"))
+
+        async def scenario() -> None:
+            await asyncio.wait_for(asyncio.gather(*(lane() for _ in range(4))), 60)
+
+        _run(scenario())
+        written = 400 * 8192
+        wal = Path(f"{path}-wal").stat().st_size
+        assert wal < written / 3, f"the WAL kept {wal} bytes of {written} written"
+    finally:
+        writer.close()
