@@ -87,6 +87,17 @@ class Http1Client:
         except aiohttp.ClientError as exc:
             raise TransportFailure(type(exc).__name__) from None
 
+    async def send(self, url: str, headers: Mapping[str, str], body: bytes, now: Clock) -> DeliveryResult:
+        """One POST to a provider for which 404 and 410 mean the device is gone (the wallet's relay,
+        Web Push services), classified."""
+        try:
+            reply = await self.post(url, headers, content=body)
+        except TransportFailure as exc:
+            return transport_failure(exc.code)
+        if reply.status in (404, 410):
+            return invalid_token(reply, None)
+        return classify_status(reply, now)
+
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()

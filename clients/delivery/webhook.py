@@ -13,13 +13,7 @@ import time
 
 import msgspec
 
-from clients.delivery._http import (
-    Http1Client,
-    TransportFailure,
-    classify_status,
-    invalid_token,
-    transport_failure,
-)
+from clients.delivery._http import Http1Client
 from clients.delivery.base import Clock, DeliveryMessage, DeliveryResult, SecretText
 
 __all__ = ["WebhookAdapter", "WebhookConfig", "sign_webhook", "verify_webhook_signature"]
@@ -103,13 +97,7 @@ class WebhookAdapter:
             "x-cgw-timestamp": str(timestamp),
             "x-cgw-signature": sign_webhook(self._secret.reveal(), timestamp, body),
         }
-        try:
-            reply = await self._http.post(self._url, headers, content=body)
-        except TransportFailure as exc:
-            return transport_failure(exc.code)
-        if reply.status in (404, 410):
-            return invalid_token(reply, None)
-        return classify_status(reply, self._clock)
+        return await self._http.send(self._url, headers, body, self._clock)
 
     async def aclose(self) -> None:
         await self._http.aclose()

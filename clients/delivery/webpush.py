@@ -25,14 +25,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from py_vapid import Vapid02, VapidException
 from pywebpush import WebPusher, WebPushException
 
-from clients.delivery._http import (
-    Http1Client,
-    TransportFailure,
-    classify_status,
-    invalid_token,
-    transport_failure,
-    ttl_seconds,
-)
+from clients.delivery._http import Http1Client, ttl_seconds
 from clients.delivery.base import Clock, DeliveryMessage, DeliveryResult, SecretText
 
 __all__ = ["PUSH_SERVICE_HOSTS", "WebPushAdapter", "WebPushConfig", "webpush_topic"]
@@ -143,13 +136,7 @@ class WebPushAdapter:
             "content-encoding": "aes128gcm",
             "content-type": "application/octet-stream",
         }
-        try:
-            reply = await self._http.post(subscription.endpoint, headers, content=encrypted)
-        except TransportFailure as exc:
-            return transport_failure(exc.code)
-        if reply.status in (404, 410):
-            return invalid_token(reply, None)
-        return classify_status(reply, self._clock)
+        return await self._http.send(subscription.endpoint, headers, encrypted, self._clock)
 
     async def aclose(self) -> None:
         await self._http.aclose()
