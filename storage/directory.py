@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Literal
 
 from storage.crypto import FieldCipher, Keyring, new_data_key
-from storage.db import Connection, Database
+from storage.db import Connection, Database, in_chunks
 
 __all__ = ["SubjectDirectory", "SubjectKey", "SubjectStatus"]
 
@@ -77,9 +77,7 @@ class SubjectDirectory:
                 else:
                     found[ref] = hit
         reader = self._db.reader()
-        for start in range(0, len(missing), 500):
-            chunk = missing[start : start + 500]
-            marks = ",".join("?" * len(chunk))
+        for marks, chunk in in_chunks(missing):
             for ref, sid, wrapped in reader.execute(
                 f"SELECT subject_ref, subject_id, wrapped_key FROM subjects WHERE subject_ref IN ({marks})",  # noqa: S608
                 chunk,
@@ -106,9 +104,7 @@ class SubjectDirectory:
         """The refs among these that were erased (tombstoned), in a few IN queries."""
         erased: set[str] = set()
         reader = self._db.reader()
-        for start in range(0, len(subject_refs), 500):
-            chunk = list(subject_refs[start : start + 500])
-            marks = ",".join("?" * len(chunk))
+        for marks, chunk in in_chunks(subject_refs):
             erased.update(
                 str(r[0])
                 for r in reader.execute(
@@ -177,9 +173,7 @@ class SubjectDirectory:
         wanted = list(dict.fromkeys(subject_ids))
         found: dict[str, str] = {}
         reader = self._db.reader()
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
-            marks = ",".join("?" * len(chunk))
+        for marks, chunk in in_chunks(wanted):
             for ref, sid in reader.execute(
                 f"SELECT subject_ref, subject_id FROM subjects WHERE subject_id IN ({marks})",  # noqa: S608
                 chunk,

@@ -105,12 +105,9 @@ def find_idempotent_many(
 ) -> dict[str, PushRow]:
     """idempotency key → the push already recorded under it for this API key."""
     found: dict[str, PushRow] = {}
-    wanted = list(dict.fromkeys(idempotency_keys))
-    for i in range(0, len(wanted), 500):
-        chunk = wanted[i : i + 500]
+    for marks, chunk in in_chunks(list(dict.fromkeys(idempotency_keys))):
         for values in conn.execute(
-            f"SELECT {_COLUMNS} FROM pushes WHERE key_id = ? "  # noqa: S608
-            f"AND idempotency_key IN ({','.join('?' * len(chunk))})",
+            f"SELECT {_COLUMNS} FROM pushes WHERE key_id = ? AND idempotency_key IN ({marks})",  # noqa: S608
             (key_id, *chunk),
         ):
             row = _row(values)
