@@ -20,6 +20,7 @@ from storage.db import Connection, in_chunks
 from storage.directory import SubjectKey
 from storage.repositories import locations, preferences
 from storage.repositories.preferences import PreferenceDoc
+from storage.repositories.pushes import ACCEPTED
 
 __all__ = ["SCHEDULE_HORIZON", "load_many"]
 
@@ -72,8 +73,8 @@ def load_many(
         for sid, at, topic in conn.execute(
             "SELECT subject_id, planned_at, topic FROM pushes "  # noqa: S608
             f"WHERE subject_id IN ({marks}) AND planned_at >= ? AND planned_at <= ? "
-            "AND topic != 'transactional' AND status IN ('queued', 'deferred', 'sending', 'delivered')",
-            (*ids, start, end),
+            f"AND topic != 'transactional' AND status IN ({','.join('?' * len(ACCEPTED))})",
+            (*ids, start, end, *ACCEPTED),
         ):
             planned[sid].append(Scheduled(datetime.fromisoformat(at), topic))
     states = {}
