@@ -29,6 +29,7 @@ from gateway.errors import (
     handle_gateway_error,
     handle_storage_failure,
 )
+from gateway.gc_tuning import server_collector
 from gateway.logs import request_log_middleware
 from gateway.metrics import Metrics
 from gateway.routes.admin import AdminController
@@ -68,7 +69,8 @@ def create_app(settings: Settings | None = None, clock: Clock = system_clock) ->
         worker = Worker(runtime.dispatcher, settings.worker_concurrency) if settings.worker_enabled else None
         task = asyncio.create_task(worker.run()) if worker else None
         try:
-            yield
+            with server_collector():
+                yield
         finally:
             if worker and task:
                 worker.stop()
