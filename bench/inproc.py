@@ -11,6 +11,9 @@ docs/performance.md ("What changed between runs C and D").
     python bench/inproc.py campaign --seeded DIR --count 100000   # a campaign over seed.py's subjects
     python bench/inproc.py delivery --count 20000  # the worker draining 20,000 pushes to a receiver
 
+With `--gc`, the garbage collector's work during the measurement is reported too: collections
+per generation, their total and their longest pause (docs/performance.md, run G).
+
 `campaign` copies a directory made by `bench/seed.py` (so the seed is reused) and sends the
 campaign as `run.py` does, in batches of 10,000. `delivery` queues `--count` pushes first, then
 starts the app with its worker on and a webhook to `receiver.py` (its own process, on the other
@@ -21,10 +24,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import secrets
 import shutil
 import tempfile
 import time
+from collections import defaultdict
 from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
@@ -179,7 +184,44 @@ async def _drain(receiver: str, count: int, limit: float = 300.0) -> str:
     return f"delivery: {got / wall:,.0f}/s, {cpu / max(got, 1) * 1e6:,.0f} µs CPU each, {got} of {count}"
 
 
-def _delivery(data_dir: Path, key: str, count: int, users_n: int) -> str:
+class GcPauses:
+    """The collections that run while in the block: per generation, how many, how long in all, the longest."""
+
+    def __init__(self) -> None:
+        self.pauses: defaultdict[int, list[float]] = defaultdict(list)
+        self._started = 0.0
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.pauses[info["generation"]].append(time.perf_counter() - self._started)
+
+    def __enter__(self) -> GcPauses:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+    def report(self) -> str:
+        return (
+            "; ".join(
+                f"gen{g}: {len(p)} collections, {sum(p) * 1e3:,.0f} ms in all, longest {max(p) * 1e3:.1f} ms"
+                for g, p in sorted(self.pauses.items())
+            )
+            or "no collections"
+        )
+
+
+async def _counting_gc(work: Awaitable[str]) -> str:
+    """Entered once the app has started, so what its lifespan does to the collector applies."""
+    with GcPauses() as pauses:
+        result = await work
+    return f"{result}\n{pauses.report()}"
+
+
+def _delivery(data_dir: Path, key: str, count: int, users_n: int, count_gc: bool) -> str:
     filler = Driver(data_dir, key)
     queued = asyncio.run(filler.lifespan(_queue(filler, count, users_n)))
     if queued != "queued":
@@ -194,7 +236,8 @@ def _delivery(data_dir: Path, key: str, count: int, users_n: int) -> str:
             delivery_webhook_secret=Secret("inproc-bench-secret-inproc-bench-secret"),
         )  # fmt: skip
         driver = Driver(data_dir, key, settings)
-        return asyncio.run(driver.lifespan(_drain(receiver.base, count)))
+        drain = _drain(receiver.base, count)
+        return asyncio.run(driver.lifespan(_counting_gc(drain) if count_gc else drain))
     finally:
         receiver.stop()
 
@@ -207,6 +250,7 @@ def main() -> None:
     parser.add_argument("--seeded", type=Path, help="campaign: a data dir made by bench/seed.py")
     parser.add_argument("--count", type=int, default=5000)
     parser.add_argument("--users", type=int, default=2000)
+    parser.add_argument("--gc", action="store_true", help="report the collector's pauses too")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         if args.mode == "campaign":
@@ -219,7 +263,7 @@ def main() -> None:
             data_dir = Path(tmp)
             key, _ = users.prepare(data_dir, args.users)
         if args.mode == "delivery":
-            print(_delivery(data_dir, key, args.count, args.users))
+            print(_delivery(data_dir, key, args.count, args.users, args.gc))
             return
         driver = Driver(data_dir, key)
         if args.mode == "campaign":
@@ -228,7 +272,7 @@ def main() -> None:
             work = _singles(driver, args.count, args.users)
         else:
             work = _batch(driver, args.count, args.users, dry_run=args.mode == "dry")
-        print(asyncio.run(driver.lifespan(work)))
+        print(asyncio.run(driver.lifespan(_counting_gc(work) if args.gc else work)))
 
 
 if __name__ == "__main__":
