@@ -31,13 +31,15 @@ PushStatus = Literal["queued", "deferred", "rejected", "sending", "delivered", "
 CampaignId = Annotated[str, Meta(pattern=r"^cmp_[0-9a-f]{16}$")]
 
 
-class Near(msgspec.Struct, forbid_unknown_fields=True):
+# `gc=False` on the structs made for every push: they never hold a cycle, and a 10,000-push batch
+# makes hundreds of thousands, which the cycle collector would otherwise keep walking.
+class Near(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     geohash: Annotated[
         str, Meta(pattern=r"^[0-9b-hjkmnp-z]{1,6}$", description="target area, geohash 1-6 chars")
     ]
 
 
-class PushCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+class PushCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, gc=False):
     idempotency_key: Annotated[str, Meta(min_length=1, max_length=128)]
     user_id: Annotated[str, Meta(min_length=1, max_length=128)] | None = None
     subject_ref: Annotated[str, Meta(pattern=SUBJECT_REF_PATTERN)] | None = None
@@ -59,7 +61,7 @@ class PushCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             raise ValueError("variant: a variant needs a campaign_id")
 
 
-class PushAnswer(msgspec.Struct, kw_only=True):
+class PushAnswer(msgspec.Struct, kw_only=True, gc=False):
     push_id: str | None
     outcome: Literal["queued", "deferred", "rejected"]
     reasons: list[WireReason]
