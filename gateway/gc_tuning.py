@@ -11,6 +11,11 @@ So once the app has started, what exists is frozen (`gc.freeze`: never examined 
 the youngest generation is collected after 2,000 net allocations instead of 700: requests in
 flight hold a few hundred objects each, and at 700 a busy server collected their live objects
 over and over. Nothing here turns collection off; cycles are still found, just less often.
+
+The structs made for every push (the request, its prepared form, the policy's context, results
+and decision, the row, the answer) are declared `gc=False`: none can hold a cycle, and untracked
+they are not walked at all, where a 10,000-push batch would otherwise add hundreds of thousands
+of objects to every collection (the campaign's collection time 1,444 -> 836 ms).
 """
 
 from __future__ import annotations

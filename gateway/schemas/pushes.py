@@ -31,8 +31,7 @@ PushStatus = Literal["queued", "deferred", "rejected", "sending", "delivered", "
 CampaignId = Annotated[str, Meta(pattern=r"^cmp_[0-9a-f]{16}$")]
 
 
-# `gc=False` on the structs made for every push: they never hold a cycle, and a 10,000-push batch
-# makes hundreds of thousands, which the cycle collector would otherwise keep walking.
+# gc=False: made for every push and never part of a cycle (see gateway/gc_tuning.py).
 class Near(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     geohash: Annotated[
         str, Meta(pattern=r"^[0-9b-hjkmnp-z]{1,6}$", description="target area, geohash 1-6 chars")

@@ -44,8 +44,7 @@ def new_push_id(now: datetime) -> str:
     return f"psh_{int(now.timestamp() * 1000):011x}{secrets.randbits(52):013x}"
 
 
-# `gc=False` on the structs made for every push: they never hold a cycle, and a 10,000-push batch
-# makes hundreds of thousands, which the cycle collector would otherwise keep walking.
+# gc=False: made for every push and never part of a cycle (see gateway/gc_tuning.py).
 class PushContent(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     title: str
     body: str
