@@ -267,6 +267,11 @@ class Writer:
         self._waiters.append((target, waiter))
         await waiter
 
+    @property
+    def failure(self) -> OSError | None:
+        """The failed sync that ended this writer's durability, for good; None while healthy."""
+        return self._failed or self._syncer.failed
+
     def close(self) -> None:
         self._syncer.close()
         self._conn.close()

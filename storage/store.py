@@ -41,6 +41,11 @@ class Store:
         await self.data.writer.durable()
         await self._directory_db.writer.durable()
 
+    def failure(self) -> OSError | None:
+        """A failed sync in either database. Final: only a new process, whose WAL recovery reads
+        what really reached the disk, can write again (see `storage.db._Syncer`)."""
+        return self.data.writer.failure or self._directory_db.writer.failure
+
     def close(self) -> None:
         self.data.close()
         self._directory_db.close()

@@ -21,8 +21,13 @@ class Health(msgspec.Struct):
 
 
 @get("/healthz", opt=PUBLIC, operation_id="health", tags=["operations"])
-async def healthz() -> Health:
-    return Health("ok")
+async def healthz(runtime: RuntimeDep) -> Response[Health]:
+    """Alive unless storage has failed for good. After a failed fsync this process refuses every
+    write and every read until it restarts, so liveness says so: an orchestrator that only
+    checked readiness would keep a process that can never be ready again."""
+    if runtime.store.failure() is not None:
+        return Response(Health("failed", {"storage": "failed"}), status_code=HTTP_503_SERVICE_UNAVAILABLE)
+    return Response(Health("ok"))
 
 
 @get("/readyz", opt=PUBLIC, operation_id="ready", tags=["operations"])

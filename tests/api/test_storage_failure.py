@@ -1,6 +1,7 @@
 """A failed disk sync over HTTP: the request that hit it and every later write answer 503 with a
-clear detail (not a bare 500), reads that would rest on unsynced data too, and `/readyz` says
-not ready. Only `os.fdatasync`, the OS boundary, is replaced."""
+clear detail (not a bare 500), reads that would rest on unsynced data too, `/readyz` says
+not ready and `/healthz` says the process needs a restart. Only `os.fdatasync`, the OS boundary,
+is replaced."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ def _failing_fdatasync(fd: int) -> None:
     raise OSError(errno.EIO, "Input/output error (injected)")
 
 
-def test_after_a_failed_fsync_writes_answer_503_and_the_gateway_is_not_ready(
+def test_after_a_failed_fsync_writes_answer_503_and_the_gateway_is_neither_ready_nor_alive(
     client: TestClient[Litestar],
     runtime: Runtime,
     as_user: Callable[[str], Headers],
@@ -31,6 +32,7 @@ def test_after_a_failed_fsync_writes_answer_503_and_the_gateway_is_not_ready(
     user = as_user("disk-user")
     assert client.put("/v1/me/consents/marketing", json=CONSENT, headers=user).status_code == 200
     assert client.get("/readyz").status_code == 200
+    assert client.get("/healthz").json() == {"status": "ok", "checks": {}}
 
     monkeypatch.setattr(os, "fdatasync", _failing_fdatasync)
     failed = client.put("/v1/me/consents/marketing", json={**CONSENT, "granted": False}, headers=user)
@@ -47,3 +49,7 @@ def test_after_a_failed_fsync_writes_answer_503_and_the_gateway_is_not_ready(
     ready = client.get("/readyz")
     assert ready.status_code == 503
     assert ready.json()["checks"]["database"] == "unwritable"
+    # readiness alone would keep a process that can never be ready again: liveness fails too
+    alive = client.get("/healthz")
+    assert alive.status_code == 503
+    assert alive.json() == {"status": "failed", "checks": {"storage": "failed"}}
