@@ -13,8 +13,8 @@ are the units' callers answered, so an answer still means the data is on disk. D
 way keeps the SQL on the event loop thread: with a writer thread, every SQLite call on either
 thread handed the GIL to the other (a context switch each on a one-core server), which cost
 more than the SQL itself. While one fsync runs the next group commits, so commits pipeline.
-Checkpoints run on the sync thread's own connection, off the loop, and hold writes back only
-for their last, short pass (`_Syncer._checkpoint`).
+Checkpoints run on a thread and connection of their own, off the loop and off the sync
+thread, and hold writes back only for their last, short pass (`_Checkpointer`).
 
 Reads use one connection per thread (`Database.reader()`), which in WAL mode never waits for
 the writer, and may see a commit before its fsync; `Writer.durable()` lets an answer that
@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import logging
 import os
 import queue
 import sqlite3
@@ -47,6 +48,7 @@ __all__ = [
     "in_chunks", "wrote_in_context",
 ]  # fmt: skip
 
+log = logging.getLogger("storage.db")
 T = TypeVar("T")
 Connection = sqlite3.Connection
 Unit = Callable[[Connection], Any]
@@ -101,6 +103,58 @@ def _is_busy(exc: sqlcipher3.Error) -> bool:
     return isinstance(exc, sqlcipher3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc))
 
 
+class _Checkpointer:
+    """The thread that folds the WAL back into the database file, in two passes, when the sync
+    thread finds the WAL past `CHECKPOINT_WAL_BYTES`.
+
+    Its own thread because a checkpoint takes 5–25 ms with fsyncs of its own; run on the sync
+    thread, it held back every commit's fsync meanwhile, and at half load the requests caught
+    behind those stalls were most of the p99 (docs/performance.md). The first pass copies what
+    the WAL holds while writes and syncs go on. It cannot finish alone: frames appended meanwhile
+    are left over, the writer never rewinds the WAL, and the file grows without end (5 GB in a
+    million-subject seeding). The second, under the write lock, copies only those leftovers and
+    so completes. A failed checkpoint loses nothing (the WAL still holds every frame); it is
+    logged and tried again on the next request."""
+
+    def __init__(self, path: Path, key: bytes, name: str, write_lock: threading.Lock) -> None:
+        self._path = path
+        self._key = key
+        self._write_lock = write_lock
+        self._wanted = threading.Event()
+        self._closing = False
+        self._thread = threading.Thread(target=self._loop, name=f"checkpoint-{name}", daemon=True)
+        self._thread.start()
+
+    def request(self) -> None:
+        self._wanted.set()
+
+    def close(self) -> None:
+        self._closing = True
+        self._wanted.set()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        conn: Connection | None = None
+        try:
+            while not self._closing:
+                self._wanted.wait()
+                if self._closing:
+                    return
+                try:
+                    conn = conn or connect(self._path, self._key)
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    with self._write_lock:
+                        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                except sqlcipher3.Error as exc:
+                    log.warning("checkpoint failed; the WAL keeps every frame", extra={"error": str(exc)})
+                # Requests made during the passes are covered by them: the WAL they measured is
+                # folded in, and it shrinks at the next write, which rewinds it.
+                self._wanted.clear()
+        finally:
+            if conn is not None:
+                conn.close()
+
+
 class _Syncer:
     """The thread that makes commits durable: one `fdatasync` of the WAL covers every commit
     made before it started, then the callbacks of those commits run (on this thread).
@@ -112,9 +166,7 @@ class _Syncer:
 
     def __init__(self, path: Path, key: bytes, name: str, write_lock: threading.Lock) -> None:
         self._wal = Path(f"{path}-wal")
-        self._write_lock = write_lock
-        self._path = path
-        self._key = key
+        self._checkpointer = _Checkpointer(path, key, name, write_lock)
         self.synced = 0
         self.failed: OSError | None = None
         self._queue: queue.SimpleQueue[tuple[int, Callable[[OSError | None], None]] | None] = (
@@ -132,7 +184,6 @@ class _Syncer:
         self._thread.join()
 
     def _loop(self) -> None:
-        checkpointer: Connection | None = None
         try:
             while True:
                 batch = [self._queue.get()]
@@ -151,23 +202,9 @@ class _Syncer:
                 if None in batch:
                     return
                 if error is None and size > CHECKPOINT_WAL_BYTES:
-                    checkpointer = checkpointer or connect(self._path, self._key)
-                    self._checkpoint(checkpointer)
+                    self._checkpointer.request()
         finally:
-            if checkpointer is not None:
-                checkpointer.close()
-
-    def _checkpoint(self, conn: Connection) -> None:
-        """Fold the WAL into the database file, in two passes.
-
-        The first copies what the WAL holds while writes go on. It cannot finish alone: frames
-        appended meanwhile are left over, the writer never rewinds the WAL, and the file grows
-        without end (5 GB in a million-subject seeding). The second, under the write lock,
-        copies only those leftovers and so completes; the loop's writes wait for that short
-        pass instead of the whole copy, which is what a request's worst latency sees."""
-        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        with self._write_lock:
-            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            self._checkpointer.close()
 
     def _sync(self) -> tuple[OSError | None, int]:
         try:

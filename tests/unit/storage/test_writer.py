@@ -601,3 +601,40 @@ def test_the_wal_is_folded_back_while_writes_keep_coming(path: Path, monkeypatch
         assert wal < written / 3, f"the WAL kept {wal} bytes of {written} written"
     finally:
         writer.close()
+
+
+def test_a_failing_checkpoint_holds_up_no_write(
+    path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A checkpoint that cannot run (here its connection cannot be opened, as when the file
+    system refuses) loses nothing, since the WAL keeps every frame: writes go on being answered
+    and durable, and the failure is logged. When checkpoints ran on the sync thread, the error
+    ended that thread and every later write waited forever for its fsync."""
+    monkeypatch.setattr(storage.db, "CHECKPOINT_WAL_BYTES", 64 * 1024)
+    opened = storage.db.connect
+
+    def connect_unless_checkpointing(path: Path, key: bytes, *, synchronous: str = "FULL") -> Connection:
+        if threading.current_thread() is not threading.main_thread():  # only checkpoints open off it
+            raise sqlcipher3.OperationalError("unable to open database file (injected)")
+        return opened(path, key, synchronous=synchronous)
+
+    monkeypatch.setattr(storage.db, "connect", connect_unless_checkpointing)
+    writer = Writer(path, KEY, name="test")
+    try:
+        writer.run_sync(lambda conn: conn.execute("CREATE TABLE b (id INTEGER PRIMARY KEY, v BLOB)"))
+
+        async def scenario() -> None:
+            for _ in range(40):
+                await asyncio.wait_for(
+                    writer.run(lambda conn: conn.execute("INSERT INTO b (v) VALUES (randomblob(8192))")), 10
+                )
+
+        with caplog.at_level("WARNING", logger="storage.db"):
+            _run(scenario())
+        assert Path(f"{path}-wal").stat().st_size > 64 * 1024  # nothing folded back, nothing lost
+        assert any("checkpoint failed" in record.getMessage() for record in caplog.records)
+    finally:
+        writer.close()
+    monkeypatch.undo()
+    with connect(path, KEY) as conn:
+        assert conn.execute("SELECT count(*) FROM b").fetchone()[0] == 40
