@@ -85,6 +85,7 @@ def render(results: Result) -> str:
             f"| peak RSS MiB (whole phase) | {_fmt(f.get('peak_rss_mib'), 1)} | "
             f"{_fmt(g.get('peak_rss_mib'), 1)} | |"
         )
+        lines += _load_curve(http)
     lines += ["", "| target (issue 8) | measured | verdict |", "|---|---|---|"]
     ratio = _get(results, "http", "ratio")
     lines.append(f"| durable POST /v1/pushes ≥ 60% of the floor | {_fmt(ratio and ratio * 100)}% | "
@@ -139,6 +140,28 @@ def render(results: Result) -> str:
         + " | see text |"
     )
     return "\n".join(lines)
+
+
+def _load_curve(http: Result) -> list[str]:
+    """Server CPU per request and latency at each constant offered rate, 50% included."""
+    curve = http.get("load_curve")
+    if not curve:
+        return []
+    lines = [
+        "",
+        "| offered (share of the server's max) | server CPU µs per request | share of the core | "
+        "p50 / p99 / p99.9 ms |",
+        "|---|---|---|---|",
+    ]
+    for name in ("floor", "gateway"):
+        points = [{"fraction": 0.5, **http["half_load"][name]}, *curve[name]]
+        for point in sorted(points, key=lambda p: -p["fraction"]):
+            lines.append(
+                f"| {name}, {_fmt(point['offered_rps'])} req/s ({point['fraction']:.0%}) | "
+                f"{_fmt(point['cpu_us_per_unit'])} | {_fmt(point['cpu_share_of_core'], 2)} | "
+                f"{_fmt(point['p50_ms'], 1)} / {_fmt(point['p99_ms'], 1)} / {_fmt(point['p999_ms'], 1)} |"
+            )
+    return lines
 
 
 def main() -> None:

@@ -7,8 +7,9 @@ too; data in a fresh temporary directory):
    (`floor_app.py`) and `consent-gateway serve` (worker off) are both up and wrk runs
    alternate between them — floor, gateway, floor, gateway ... — so both see the same
    background load. Then a py-spy profile run of the gateway (not counted), latency at 50% of
-   each server's median maximum (`rate.py`), and `POST /v1/pushes/batch` of 10,000 durable and
-   dry-run (plus a profiled batch).
+   each server's median maximum (`rate.py`), then at 25% and 10% with the CPU each request
+   cost (`--curve`), and `POST /v1/pushes/batch` of 10,000 durable and dry-run (plus a
+   profiled batch).
 2. Delivery: the same data, whose outbox now holds every push queued in step 1, served with the
    worker on and the webhook URL pointing at `receiver.py` (core 1); pushes/s counted at the
    receiver. Then `ceiling.py` drives the receiver from core 0 with the worker's HTTP client
@@ -70,6 +71,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--users", type=int, default=20_000, help="users the single pushes rotate over")
     parser.add_argument("--rate-seconds", type=float, default=20.0, help="length of the 50%%-load run")
+    parser.add_argument(
+        "--curve",
+        type=float,
+        nargs="*",
+        default=[0.25, 0.1],
+        help="further fractions of each server's maximum offered at a constant rate, besides 0.5",
+    )
+    parser.add_argument("--curve-seconds", type=float, default=10.0, help="length of each --curve run")
     parser.add_argument("--batch-size", type=int, default=10_000)
     parser.add_argument("--batch-runs", type=int, default=3)
     parser.add_argument("--delivery-seconds", type=float, default=15.0)
@@ -265,20 +274,33 @@ def phase_http(args: argparse.Namespace, wrk_binary: str, work: Path, logs: Path
                                 connections=args.connections, users=args.users, key=key),
         )  # fmt: skip
 
-    out["half_load"] = {}
-    for name, (server, path) in targets.items():
-        rate = round(out[name]["rps"]["median"] / 2)
-        say(f"{name}: constant {rate} req/s for {args.rate_seconds:g} s ...")
+    def constant_rate(server: Server, path: str, rate: int, seconds: float) -> Result:
         meter = CpuMeter(server.pid)
-        out["half_load"][name] = run_json(
+        result = run_json(
             pinned(LOAD_CORE, [
                 str(VENV_BIN / "python"), str(BENCH_DIR / "rate.py"), "--port", str(server.port),
-                "--path", path, "--rate", str(rate), "--seconds", str(args.rate_seconds),
+                "--path", path, "--rate", str(rate), "--seconds", str(seconds),
                 "--connections", str(args.connections), "--users", str(args.users),
             ]),
             env={"BENCH_KEY": key},
         )  # fmt: skip
-        out["half_load"][name].update(meter.stop(out["half_load"][name]["requests"]))
+        result.update(meter.stop(result["requests"]))
+        return result
+
+    out["half_load"] = {}
+    for name, (server, path) in targets.items():
+        rate = round(out[name]["rps"]["median"] / 2)
+        say(f"{name}: constant {rate} req/s for {args.rate_seconds:g} s ...")
+        out["half_load"][name] = constant_rate(server, path, rate, args.rate_seconds)
+    # CPU per request as the offered rate falls: on this machine it rises for both servers, so
+    # "50% of the maximum rate" keeps the gateway's core nearly busy (docs/performance.md).
+    out["load_curve"] = {name: [] for name in targets}
+    for fraction in args.curve:
+        for name, (server, path) in targets.items():
+            rate = max(1, round(out[name]["rps"]["median"] * fraction))
+            say(f"{name}: constant {rate} req/s ({fraction:.0%} of max) for {args.curve_seconds:g} s ...")
+            point = constant_rate(server, path, rate, args.curve_seconds)
+            out["load_curve"][name].append({"fraction": fraction, **point})
     out["floor"]["peak_rss_mib"] = watches["floor"].stop()
     out["floor"]["lifetime_peak_rss_mib"] = floor.stop()
 
