@@ -107,9 +107,9 @@ class _Checkpointer:
     """The thread that folds the WAL back into the database file, in two passes, when the sync
     thread finds the WAL past `CHECKPOINT_WAL_BYTES`.
 
-    Its own thread because a checkpoint takes 5–25 ms with fsyncs of its own; run on the sync
-    thread, it held back every commit's fsync meanwhile, and at half load the requests caught
-    behind those stalls were most of the p99 (docs/performance.md). The first pass copies what
+    Its own thread because a checkpoint takes 5–25 ms with fsyncs of its own: run on the sync
+    thread, it held back every commit's fsync meanwhile, and an error in it ended that thread
+    (docs/performance.md, "The p99 at half load"). The first pass copies what
     the WAL holds while writes and syncs go on. It cannot finish alone: frames appended meanwhile
     are left over, the writer never rewinds the WAL, and the file grows without end (5 GB in a
     million-subject seeding). The second, under the write lock, copies only those leftovers and
@@ -306,8 +306,9 @@ class Writer:
 
     @property
     def failure(self) -> OSError | None:
-        """The failed sync that ended this writer's durability, for good; None while healthy."""
-        return self._failed or self._syncer.failed
+        """The failed sync that ended this writer's durability, for good; None while healthy.
+        The sync thread records it first, before any caller hears of it."""
+        return self._syncer.failed
 
     def close(self) -> None:
         self._syncer.close()
