@@ -55,6 +55,12 @@ Unit = Callable[[Connection], Any]
 
 BUSY_TIMEOUT_MS = 5000
 CHECKPOINT_WAL_BYTES = 16 * 1024 * 1024  # fold the WAL into the file past this size
+PAGE_CACHE_KIB = 64 * 1024  # per connection: decrypted pages stay cached
+# For SQLite's memory in the whole process, whatever the number of connections: a reader is
+# opened per thread, so the per-connection caches alone put no bound on the total. Past this,
+# SQLite recycles cached pages instead of allocating more (a soft limit: it never fails a query).
+# Four connections do the hot work (each database's writer and the loop thread's reader).
+SQLITE_MEMORY_BUDGET = 4 * PAGE_CACHE_KIB * 1024
 _RETRY_SECONDS = 0.002
 
 wrote_in_context: contextvars.ContextVar[bool] = contextvars.ContextVar("wrote_in_context", default=False)
@@ -85,7 +91,8 @@ def connect(path: Path, key: bytes, *, synchronous: str = "FULL") -> Connection:
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     conn.execute("PRAGMA secure_delete = ON")
     conn.execute("PRAGMA foreign_keys = ON")
-    conn.execute("PRAGMA cache_size = -65536")  # 64 MiB: decrypted pages stay cached
+    conn.execute(f"PRAGMA cache_size = -{PAGE_CACHE_KIB}")
+    conn.execute(f"PRAGMA soft_heap_limit = {SQLITE_MEMORY_BUDGET}")  # process-wide, so set by each
     return conn
 
 
