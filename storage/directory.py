@@ -38,6 +38,11 @@ class SubjectKey:
         self.cipher = cipher
 
 
+def _live(subject_ref: str, cached: _Cached) -> SubjectKey:
+    subject_id, data_key = cached
+    return SubjectKey(subject_ref, subject_id, FieldCipher(data_key))
+
+
 def _wrap_aad(subject_id: str) -> bytes:
     return f"cgw1|subjects|wrapped_key|{subject_id}".encode()
 
@@ -60,7 +65,7 @@ class SubjectDirectory:
             if hit is not None:
                 self._cache.move_to_end(subject_ref)
         if hit is not None:
-            return SubjectKey(subject_ref, hit[0], FieldCipher(hit[1]))
+            return _live(subject_ref, hit)
         row = (
             self._db.reader()
             .execute("SELECT subject_id, wrapped_key FROM subjects WHERE subject_ref = ?", (subject_ref,))
@@ -80,7 +85,7 @@ class SubjectDirectory:
                 if hit is None:
                     missing.append(ref)
                 else:
-                    found[ref] = SubjectKey(ref, hit[0], FieldCipher(hit[1]))
+                    found[ref] = _live(ref, hit)
         reader = self._db.reader()
         for marks, chunk in in_chunks(missing):
             for ref, sid, wrapped in reader.execute(
@@ -220,13 +225,11 @@ class SubjectDirectory:
                 done += self._db.writer.run_sync(write)
 
     def _remember(self, subject_ref: str, subject_id: str, wrapped: bytes) -> SubjectKey:
-        data_key = self._keyring.unwrap(wrapped, _wrap_aad(subject_id))
-        key = SubjectKey(subject_ref, subject_id, FieldCipher(data_key))
+        cached = (subject_id, self._keyring.unwrap(wrapped, _wrap_aad(subject_id)))
         with self._lock:
-            if subject_ref in self._erased:
-                return key  # a read that raced an erasure must not bring the key back into the cache
-            self._cache[subject_ref] = (subject_id, data_key)
-            self._cache.move_to_end(subject_ref)
-            while len(self._cache) > _CACHE_SIZE:
-                self._cache.popitem(last=False)
-        return key
+            if subject_ref not in self._erased:  # a read that raced an erasure must not cache the key
+                self._cache[subject_ref] = cached
+                self._cache.move_to_end(subject_ref)
+                while len(self._cache) > _CACHE_SIZE:
+                    self._cache.popitem(last=False)
+        return _live(subject_ref, cached)
