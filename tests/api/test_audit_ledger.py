@@ -21,6 +21,7 @@ from litestar.testing import TestClient
 from support import assert_problem
 
 from gateway.app import create_app
+from gateway.clock import system_clock
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 from storage import ledger, merkle
@@ -202,7 +203,7 @@ def test_a_saved_checkpoint_catches_a_restored_old_backup(
         with TestClient(create_app(settings, clock)) as client:
             runtime: Runtime = client.app.state.runtime  # type: ignore[attr-defined]
             _, secret = runtime.api_keys.create_sync("auditor", ("audit:read",))
-            user = {"Authorization": f"Bearer {runtime.user_tokens.mint('alice', clock())}"}
+            user = {"Authorization": f"Bearer {runtime.user_tokens.mint('alice', system_clock())}"}
             yield client, runtime, {"Authorization": f"Bearer {secret}"}, user
 
     with running() as (client, runtime, auditor, user):
