@@ -49,18 +49,26 @@ log = logging.getLogger("gateway.pushes")
 
 
 # gc=False: made for every push and never part of a cycle (see gateway/gc_tuning.py).
+class _Record(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """What only a push that is recorded needs: its id, its idempotency key and body
+    fingerprint (both keyed-hashed), and its sealed content."""
+
+    push_id: str
+    idempotency_ref: str
+    fingerprint: bytes
+    sealed: bytes | None
+
+
 class _Prepared(msgspec.Struct, frozen=True, kw_only=True, gc=False):
-    """A validated submission with its subject resolved and its content sealed."""
+    """A validated submission with its subject resolved; `record` is None for a dry run,
+    which is decided and answered but neither stored nor given an id."""
 
     key_id: str
     request: PushCreate
     push: PushRequest
     key: SubjectKey | None
     status: SubjectStatus
-    push_id: str
-    idempotency_ref: str
-    fingerprint: bytes
-    sealed: bytes | None
+    record: _Record | None
 
 
 def policy_request(
@@ -186,22 +194,34 @@ class PushService:
             field = f"{field_prefix}[{index}].ttl_seconds" if field_prefix else "ttl_seconds"
             raise InvalidInput(f"ttl_seconds may not exceed {policy.max_ttl_seconds}", field)
         status: SubjectStatus = "active" if key is not None else "erased" if erased else "unknown"
-        push_id = pushes.new_push_id(now)
         near = request.near.geohash if request.near else None
         content = PushContent(
             title=request.title, body=request.body, data=request.data,
             personalized=request.personalized, near_geohash=near,
         )  # fmt: skip
-        canonical = msgspec.json.encode(
-            msgspec.structs.replace(request, user_id=None, subject_ref=subject_ref, dry_run=False),
-            order="sorted",
-        )
         return _Prepared(
             key_id=key_id,
             request=request,
             push=policy_request(request.topic, request.campaign_id, content, ttl),
             key=key,
             status=status,
+            record=None if request.dry_run else self._record(request, subject_ref, key, content, now),
+        )
+
+    def _record(
+        self,
+        request: PushCreate,
+        subject_ref: str,
+        key: SubjectKey | None,
+        content: PushContent,
+        now: datetime,
+    ) -> _Record:
+        push_id = pushes.new_push_id(now)
+        canonical = msgspec.json.encode(
+            msgspec.structs.replace(request, user_id=None, subject_ref=subject_ref, dry_run=False),
+            order="sorted",
+        )
+        return _Record(
             push_id=push_id,
             # Stored keyed-hashed: a service may put anything in its idempotency key, even an e-mail.
             idempotency_ref=hmac.digest(
@@ -209,7 +229,7 @@ class PushService:
             ).hex(),
             fingerprint=hmac.digest(self._store.keys.pseudonym_key, b"push|" + canonical, "sha256"),
             sealed=None
-            if key is None or request.dry_run
+            if key is None
             else key.cipher.seal(msgspec.json.encode(content), content_aad(push_id, key)),
         )
 
@@ -221,7 +241,7 @@ class PushService:
         in memory, so later items of the same batch count it against the caps. Each answer comes
         with whether it is a new decision (live, not an idempotent replay) for the metrics."""
         policy = self._policy.settings
-        live = [p.idempotency_ref for p in prepared if not p.request.dry_run]
+        live = [p.record.idempotency_ref for p in prepared if p.record is not None]
         recorded = pushes.find_idempotent_many(conn, key_id, live) if live else {}
         states = subject_state.load_many(
             conn, [p.key for p in prepared if p.key is not None], now, policy, self._settings.timezone
@@ -232,10 +252,11 @@ class PushService:
         due: list[tuple[str, datetime]] = []
         answers: list[tuple[PushAnswer, bool]] = []
         for index, p in enumerate(prepared):
+            record = p.record
             try:
-                earlier = recorded.get(p.idempotency_ref)
-                if earlier is not None and not p.request.dry_run:
-                    if not hmac.compare_digest(earlier.fingerprint, p.fingerprint):
+                earlier = None if record is None else recorded.get(record.idempotency_ref)
+                if earlier is not None and record is not None:
+                    if not hmac.compare_digest(earlier.fingerprint, record.fingerprint):
                         raise Unprocessable(
                             "idempotency_key was already used with a different body", "idempotency_key"
                         )
@@ -248,20 +269,20 @@ class PushService:
                 raise
             state = SubjectState(status=p.status) if p.key is None else states[p.key.subject_id]
             decision = self._decide(p, state, campaign, now, policy)
-            if p.request.dry_run:
+            if record is None:
                 answers.append((_answer(None, decision), False))
                 continue
             planned = decision.deliver_after or now
-            row = self._row(p, decision, planned, stamp)
+            row = self._row(p, record, decision, planned, stamp)
             rows.append(row)
-            recorded[p.idempotency_ref] = row
+            recorded[record.idempotency_ref] = row
             if decision.outcome != "rejected":
-                due.append((p.push_id, planned))
+                due.append((record.push_id, planned))
                 if p.key is not None and is_marketing(p.request.topic):
                     states[p.key.subject_id] = msgspec.structs.replace(
                         state, scheduled=(*state.scheduled, Scheduled(planned, p.request.topic))
                     )
-            answers.append((_answer(p.push_id, decision), True))
+            answers.append((_answer(record.push_id, decision), True))
         pushes.insert_many(conn, rows)
         outbox.enqueue_many(conn, due)
         return answers
@@ -294,15 +315,18 @@ class PushService:
             return decide(p.push, state, campaign, now, policy)
         except Exception:
             # A rule that cannot judge must not let the push through: log (no content) and refuse.
-            log.exception("policy pipeline failed", extra={"push_id": p.push_id, "topic": p.request.topic})
+            push_id = None if p.record is None else p.record.push_id
+            log.exception("policy pipeline failed", extra={"push_id": push_id, "topic": p.request.topic})
             raise
 
-    def _row(self, p: _Prepared, decision: Decision, planned: datetime, stamp: str) -> PushRow:
+    def _row(
+        self, p: _Prepared, record: _Record, decision: Decision, planned: datetime, stamp: str
+    ) -> PushRow:
         return PushRow(
-            push_id=p.push_id,
+            push_id=record.push_id,
             key_id=p.key_id,
-            idempotency_key=p.idempotency_ref,
-            fingerprint=p.fingerprint,
+            idempotency_key=record.idempotency_ref,
+            fingerprint=record.fingerprint,
             subject_id=None if p.key is None else p.key.subject_id,
             topic=p.request.topic,
             campaign_id=p.request.campaign_id,
@@ -317,7 +341,7 @@ class PushService:
             created_at=stamp,
             updated_at=stamp,
             policy_version=self._policy.version.version,
-            content=p.sealed,
+            content=record.sealed,
         )
 
     def _count(self, answers: Sequence[PushAnswer], started: float) -> None:
