@@ -14,7 +14,7 @@ import msgspec
 from policies import reasons
 from policies.context import RuleContext
 from policies.decision import Reason, RuleResult, passed, reject
-from policies.pii import find_pii
+from policies.pii import could_hold_pii, find_pii
 from policies.settings import PolicySettings
 
 
@@ -36,8 +36,11 @@ def _size_reasons(ctx: RuleContext, settings: PolicySettings) -> list[Reason]:
 
 
 def _pii_reasons(ctx: RuleContext) -> list[Reason]:
-    texts = [("title", ctx.push.title), ("body", ctx.push.body)]
-    texts += [(f"data.{key}", value) for key, value in sorted(ctx.push.data.items())]
+    push = ctx.push
+    if not could_hold_pii("\n".join((push.title, push.body, *push.data.values()))):
+        return []
+    texts = [("title", push.title), ("body", push.body)]
+    texts += [(f"data.{key}", value) for key, value in sorted(push.data.items())]
     return [
         Reason(reasons.PAYLOAD_PII, {"field": field, "kind": kind})
         for field, text in texts

@@ -68,6 +68,14 @@ def resident_id_valid(candidate: str) -> bool:
     return _ID_CHECK[total % 11] == check
 
 
+def could_hold_pii(text: str) -> bool:
+    """False only for text `find_pii` finds nothing in: no "@" and no eight-digit run.
+
+    Neither test can match across a newline, so fields joined with "\n" are ruled out
+    together in one scan, which is how most pushes (no PII anywhere) are judged."""
+    return "@" in text or _NUMBER_LIKE.search(text) is not None
+
+
 def find_pii(text: str) -> list[PiiKind]:
     """The kinds of personal data in `text`, each at most once, in `PII_KINDS` order."""
     found: list[PiiKind] = []
