@@ -7,9 +7,9 @@ too; data in a fresh temporary directory):
    (`floor_app.py`) and `consent-gateway serve` (worker off) are both up and wrk runs
    alternate between them — floor, gateway, floor, gateway ... — so both see the same
    background load. Then a py-spy profile run of the gateway (not counted), latency at 50% of
-   each server's median maximum (`rate.py`), then at 25% and 10% with the CPU each request
-   cost (`--curve`), and `POST /v1/pushes/batch` of 10,000 durable and dry-run (plus a
-   profiled batch).
+   each server's median maximum (`rate.py`) and a profile of the gateway at that rate, then at
+   25% and 10% with the CPU each request cost (`--curve`), and `POST /v1/pushes/batch` of
+   10,000 durable and dry-run (plus a profiled batch).
 2. Delivery: the same data, whose outbox now holds every push queued in step 1, served with the
    worker on and the webhook URL pointing at `receiver.py` (core 1); pushes/s counted at the
    receiver. Then `ceiling.py` drives the receiver from core 0 with the worker's HTTP client
@@ -292,6 +292,14 @@ def phase_http(args: argparse.Namespace, wrk_binary: str, work: Path, logs: Path
         rate = round(out[name]["rps"]["median"] / 2)
         say(f"{name}: constant {rate} req/s for {args.rate_seconds:g} s ...")
         out["half_load"][name] = constant_rate(server, path, rate, args.rate_seconds)
+    if not args.no_profile:
+        # Where the p99 target is decided: a request costs more CPU at half load than flat out.
+        rate = round(out["gateway"]["rps"]["median"] / 2)
+        say(f"profiling the gateway at {rate} req/s (py-spy, run not counted) ...")
+        _, out["gateway_half_load_profile"] = profiled(
+            True, gateway.pid, logs / "gateway-half-load.raw", args.rate_seconds,
+            lambda: constant_rate(gateway, "/v1/pushes", rate, args.rate_seconds),
+        )  # fmt: skip
     # CPU per request as the offered rate falls: on this machine it rises for both servers, so
     # "50% of the maximum rate" keeps the gateway's core nearly busy (docs/performance.md).
     out["load_curve"] = {name: [] for name in targets}
