@@ -48,7 +48,7 @@ __all__ = ["PushService", "policy_request", "wire_reasons"]
 log = logging.getLogger("gateway.pushes")
 
 
-# gc=False: made for every push and never part of a cycle (see gateway/gc_tuning.py).
+# gc=False on both: made for every push and never part of a cycle (see gateway/gc_tuning.py).
 class _Record(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """What only a push that is recorded needs: its id, its idempotency key and body
     fingerprint (both keyed-hashed), and its sealed content."""
