@@ -31,11 +31,13 @@ def enqueue_many(conn: Connection, due: Sequence[tuple[str, datetime]]) -> None:
 
 
 def claim(conn: Connection, owner: str, now: datetime, lease: timedelta, limit: int) -> list[Claim]:
-    """Lease up to `limit` due rows whose lease is free or expired; runs in the writer."""
+    """Lease up to `limit` due rows whose lease is free or expired, the earliest due first and,
+    among those due at once, in the order they were queued (a subject's pushes in one round
+    are judged in that order against its caps); runs in the writer."""
     stamp = now.isoformat()
     rows = conn.execute(
         "SELECT push_id, attempts FROM outbox WHERE due_at <= ? AND (lease_until IS NULL OR lease_until < ?) "
-        "ORDER BY due_at LIMIT ?",
+        "ORDER BY due_at, rowid LIMIT ?",
         (stamp, stamp, limit),
     ).fetchall()
     until = (now + lease).isoformat()
