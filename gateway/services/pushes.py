@@ -1,10 +1,11 @@
 """Submitting pushes: pseudonymize at the edge, decide, and record — in one transaction.
 
-Everything that can be done before the transaction is (pseudonym, subject key, sealing the
-content, the idempotency fingerprint). What the decision depends on — consents, pushes
-already planned for the subject, the campaign's state — is read inside the writer's
-`BEGIN IMMEDIATE` unit that also writes the push and its outbox row, so caps hold however
-many submissions race. A batch is one unit: all of it is recorded, or none.
+Everything that can be done before the transaction is (pseudonym, subject key, the
+idempotency fingerprint). What the decision depends on — consents, pushes already planned
+for the subject, the campaign's state — is read inside the writer's `BEGIN IMMEDIATE` unit
+that also writes the push and its outbox row, so caps hold however many submissions race.
+The content is sealed there too, after the decision, because only an accepted push keeps it.
+A batch is one unit: all of it is recorded, or none.
 """
 
 from __future__ import annotations
@@ -51,12 +52,12 @@ log = logging.getLogger("gateway.pushes")
 # gc=False on both: made for every push and never part of a cycle (see gateway/gc_tuning.py).
 class _Record(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """What only a push that is recorded needs: its id, its idempotency key and body
-    fingerprint (both keyed-hashed), and its sealed content."""
+    fingerprint (both keyed-hashed), and its content, sealed once the push is accepted."""
 
     push_id: str
     idempotency_ref: str
     fingerprint: bytes
-    sealed: bytes | None
+    content: PushContent
 
 
 class _Prepared(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -228,9 +229,7 @@ class PushService:
                 self._store.keys.pseudonym_key, b"idempotency|" + request.idempotency_key.encode(), "sha256"
             ).hex(),
             fingerprint=hmac.digest(self._store.keys.pseudonym_key, b"push|" + canonical, "sha256"),
-            sealed=None
-            if key is None
-            else key.cipher.seal(msgspec.json.encode(content), content_aad(push_id, key)),
+            content=content,
         )
 
     def _record_all(
@@ -341,8 +340,16 @@ class PushService:
             created_at=stamp,
             updated_at=stamp,
             policy_version=self._policy.version.version,
-            content=record.sealed,
+            content=None if decision.outcome == "rejected" else self._seal(p.key, record),
         )
+
+    @staticmethod
+    def _seal(key: SubjectKey | None, record: _Record) -> bytes | None:
+        """Only an accepted push keeps its content: a rejected one is never delivered or shown,
+        so its text is not kept, sealed or not."""
+        if key is None:
+            return None
+        return key.cipher.seal(msgspec.json.encode(record.content), content_aad(record.push_id, key))
 
     def _count(self, answers: Sequence[PushAnswer], started: float) -> None:
         """Counted per label, not per answer: a campaign batch has 10,000 answers and a handful

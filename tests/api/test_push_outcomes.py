@@ -312,9 +312,11 @@ def test_rejected_with_reason(world: World, case: Rejection) -> None:
     assert answer["outcome"] == "rejected"
     assert answer["reasons"] == case.reasons
     assert answer.get("deliver_after") is None
-    # A rejection is recorded in the decision log, but nothing goes to the outbox.
+    # A rejection is recorded in the decision log, but nothing goes to the outbox, and its
+    # content is not kept: it will never be delivered or shown.
     row = world.row(answer["push_id"])
     assert (row["outcome"], row["status"]) == ("rejected", "rejected")
+    assert row["content"] is None
     assert world.count("outbox") == 0
 
 
@@ -806,7 +808,7 @@ def test_decision_log_row_per_decision_with_policy_version(world: World) -> None
     assert [r["policy_version"] for r in rows] == [version, new_version, new_version]
     assert [r["outcome"] for r in rows] == ["queued", "queued", "rejected"]
     assert '"frequency_capped"' in rows[2]["reasons"]
-    assert all(r["content"] is not None for r in rows)
+    assert [r["content"] is not None for r in rows] == [True, True, False]  # a rejection keeps no text
     assert world.count("pushes") == 3
 
 
