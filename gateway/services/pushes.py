@@ -253,8 +253,7 @@ class PushService:
         for index, p in enumerate(prepared):
             record = p.record
             try:
-                earlier = None if record is None else recorded.get(record.idempotency_ref)
-                if earlier is not None and record is not None:
+                if record is not None and (earlier := recorded.get(record.idempotency_ref)) is not None:
                     if not hmac.compare_digest(earlier.fingerprint, record.fingerprint):
                         raise Unprocessable(
                             "idempotency_key was already used with a different body", "idempotency_key"
