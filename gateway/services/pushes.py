@@ -206,17 +206,10 @@ class PushService:
             push=policy_request(request.topic, request.campaign_id, content, ttl),
             key=key,
             status=status,
-            record=None if request.dry_run else self._record(request, subject_ref, key, content, now),
+            record=None if request.dry_run else self._record(request, subject_ref, content, now),
         )
 
-    def _record(
-        self,
-        request: PushCreate,
-        subject_ref: str,
-        key: SubjectKey | None,
-        content: PushContent,
-        now: datetime,
-    ) -> _Record:
+    def _record(self, request: PushCreate, subject_ref: str, content: PushContent, now: datetime) -> _Record:
         push_id = pushes.new_push_id(now)
         canonical = msgspec.json.encode(
             msgspec.structs.replace(request, user_id=None, subject_ref=subject_ref, dry_run=False),

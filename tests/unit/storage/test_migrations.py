@@ -13,22 +13,22 @@ from pathlib import Path
 from storage import outbox
 from storage.db import Connection, connect
 from storage.migrations import DATA_MIGRATIONS, migrate
+from storage.repositories import pushes
+from storage.repositories.pushes import PushRow
 
 NOW = datetime(2026, 12, 2, 10, 0, tzinfo=UTC)
-ROW = {
-    "key_id": "key_1", "fingerprint": b"f" * 32, "topic": "transactional", "outcome": "queued",
-    "status": "queued", "reasons": "[]", "allowed_by": "[]", "expires_at": "2026-12-03T10:00:00+00:00",
-    "created_at": NOW.isoformat(), "updated_at": NOW.isoformat(), "policy_version": 1,
-}  # fmt: skip
 
 
 def _push(conn: Connection, push_id: str, campaign_id: str | None) -> None:
-    row = {**ROW, "push_id": push_id, "idempotency_key": push_id, "campaign_id": campaign_id}
-    columns = ", ".join(row)
-    conn.execute(
-        f"INSERT INTO pushes ({columns}) VALUES ({', '.join('?' * len(row))})",  # noqa: S608
-        tuple(row.values()),
-    )
+    stamp = NOW.isoformat()
+    row = PushRow(
+        push_id=push_id, key_id="key_1", idempotency_key=push_id, fingerprint=b"f" * 32, subject_id=None,
+        topic="transactional", campaign_id=campaign_id, variant=None, outcome="queued", status="queued",
+        reasons="[]", allowed_by="[]", planned_at=stamp, deliver_after=None,
+        expires_at="2026-12-03T10:00:00+00:00", created_at=stamp, updated_at=stamp, policy_version=1,
+        content=None,
+    )  # fmt: skip
+    pushes.insert_many(conn, [row])
 
 
 def test_partial_campaign_index_keeps_the_queue_and_serves_campaign_queries(tmp_path: Path) -> None:
