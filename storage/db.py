@@ -14,7 +14,7 @@ way keeps the SQL on the event loop thread: with a writer thread, every SQLite c
 thread handed the GIL to the other (a context switch each on a one-core server), which cost
 more than the SQL itself. While one fsync runs the next group commits, so commits pipeline.
 Checkpoints run on a thread and connection of their own, off the loop and off the sync
-thread, and hold writes back only for their last, short pass (`_Checkpointer`).
+thread, and hold no lock while writes pause between groups (`_Checkpointer`).
 
 Reads use one connection per thread (`Database.reader()`), which in WAL mode never waits for
 the writer, and may see a commit before its fsync; `Writer.durable()` lets an answer that
@@ -54,7 +54,10 @@ Connection = sqlite3.Connection
 Unit = Callable[[Connection], Any]
 
 BUSY_TIMEOUT_MS = 5000
-CHECKPOINT_WAL_BYTES = 16 * 1024 * 1024  # fold the WAL into the file past this size
+# Fold the WAL into the file past this size. Small, because a checkpoint's copy and fsync slow
+# the commits' own fsyncs while it runs: at 2 MiB the stalls are short (docs/performance.md,
+# "Checkpoints without the write lock"); 16 MiB made the p99 at half load.
+CHECKPOINT_WAL_BYTES = 2 * 1024 * 1024
 PAGE_CACHE_KIB = 64 * 1024  # per connection: decrypted pages stay cached
 # For SQLite's memory in the whole process, whatever the number of connections: a reader is
 # opened per thread, so the per-connection caches alone put no bound on the total. Past this,
@@ -111,17 +114,22 @@ def _is_busy(exc: sqlcipher3.Error) -> bool:
 
 
 class _Checkpointer:
-    """The thread that folds the WAL back into the database file, in two passes, when the sync
-    thread finds the WAL past `CHECKPOINT_WAL_BYTES`.
+    """The thread that folds the WAL back into the database file when the sync thread finds it
+    past `CHECKPOINT_WAL_BYTES`.
 
     Its own thread because a checkpoint takes 5–25 ms with fsyncs of its own: run on the sync
     thread, it held back every commit's fsync meanwhile, and an error in it ended that thread
-    (docs/performance.md, "The p99 at half load"). The first pass copies what
-    the WAL holds while writes and syncs go on. It cannot finish alone: frames appended meanwhile
-    are left over, the writer never rewinds the WAL, and the file grows without end (5 GB in a
-    million-subject seeding). The second, under the write lock, copies only those leftovers and
-    so completes. A failed checkpoint loses nothing (the WAL still holds every frame); it is
-    logged and tried again on the next request."""
+    (docs/performance.md, "The p99 at half load"). A pass copies what the WAL held when it
+    began, while writes go on. The WAL is rewound (written again from its start) only by a write
+    that begins once every frame is copied, so passes repeat until one finds nothing new: the WAL
+    is then wholly copied between two groups, and the next write rewinds it. No lock is taken for
+    that, so commits never wait for a checkpoint; a last pass under the write lock used to hold
+    them back by up to 10 ms each time (docs/performance.md, "Checkpoints without the write
+    lock"). Writes that never pause could outrun the passes for ever, and the WAL would grow
+    without end (5 GB in a million-subject seeding), so once it is past twice
+    `CHECKPOINT_WAL_BYTES` after a second pass, the last pass takes the write lock and completes.
+    A failed checkpoint loses nothing (the WAL still holds every frame); it is logged and tried
+    again on the next request."""
 
     def __init__(self, path: Path, key: bytes, name: str, write_lock: threading.Lock) -> None:
         self._path = path
@@ -149,17 +157,33 @@ class _Checkpointer:
                     return
                 try:
                     conn = conn or connect(self._path, self._key)
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-                    with self._write_lock:
-                        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    self._fold(conn)
                 except sqlcipher3.Error as exc:
                     log.warning("checkpoint failed; the WAL keeps every frame", extra={"error": str(exc)})
-                # Requests made during the passes are covered by them: the WAL they measured is
-                # folded in, and it shrinks at the next write, which rewinds it.
+                # Requests made during the passes are covered by them: if the WAL was not
+                # rewound after all, it is still past the limit at the next sync, which asks again.
                 self._wanted.clear()
         finally:
             if conn is not None:
                 conn.close()
+
+    def _fold(self, conn: Connection) -> None:
+        last: tuple[int, int] | None = None
+        while True:
+            # (busy, frames in the WAL when the pass began, frames copied in all)
+            _, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            if (frames, copied) == last:  # all copied, or a reader holds the rest: nothing to gain
+                return
+            if last is not None and self._wal_bytes() > 2 * CHECKPOINT_WAL_BYTES:
+                break
+            last = (frames, copied)
+        with self._write_lock:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+
+    def _wal_bytes(self) -> int:
+        with contextlib.suppress(FileNotFoundError):
+            return os.stat(f"{self._path}-wal").st_size
+        return 0
 
 
 class _Syncer:
