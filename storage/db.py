@@ -128,6 +128,10 @@ class _Checkpointer:
     lock"). Writes that never pause could outrun the passes for ever, and the WAL would grow
     without end (5 GB in a million-subject seeding), so once it is past twice
     `CHECKPOINT_WAL_BYTES` after a second pass, the last pass takes the write lock and completes.
+    The same when the passes complete while a transaction is open: it may have begun before they
+    did, and then it appends instead of rewinding (threads queued on the write lock begin the next
+    transaction at once, so the seeding script's WAL grew by every one of them). Under the lock,
+    the pass copies what that transaction wrote, and the transaction after it rewinds.
     A failed checkpoint loses nothing (the WAL still holds every frame); it is logged and tried
     again on the next request."""
 
@@ -172,11 +176,15 @@ class _Checkpointer:
         while True:
             # (busy, frames in the WAL when the pass began, frames copied in all)
             _, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            if (frames, copied) == last:  # all copied, or a reader holds the rest: nothing to gain
-                return
-            if last is not None and self._wal_bytes() > 2 * CHECKPOINT_WAL_BYTES:
+            # Equal twice: all copied, or a reader holds the rest (more passes gain nothing).
+            settled = (frames, copied) == last
+            if settled or (last is not None and self._wal_bytes() > 2 * CHECKPOINT_WAL_BYTES):
                 break
             last = (frames, copied)
+        # SQLite rewinds the WAL only in a write transaction that began with every frame copied.
+        # With none open now, the next one will; one open now may have begun before, and appends.
+        if self._wal_bytes() <= 2 * CHECKPOINT_WAL_BYTES or (settled and not self._write_lock.locked()):
+            return
         with self._write_lock:
             conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
 
