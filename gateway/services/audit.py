@@ -42,6 +42,7 @@ from storage.store import Store
 __all__ = ["AuditService", "audit_event", "aware", "time_bound"]
 
 FILTER_VALUE_MAX = 256
+POSITION_DIGITS = 18  # positions are SQLite rowids and sequence numbers: below 2**63
 _NO_MATCH = "no such subject"
 
 
@@ -49,7 +50,10 @@ def aware(value: datetime, name: str) -> datetime:
     """A query-string time in UTC; a time without an offset is ambiguous, so it is refused."""
     if value.tzinfo is None:
         raise InvalidInput(f"{name}: give an RFC 3339 time with an offset, e.g. 2026-11-23T10:00:00Z", name)
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is in year 0 in UTC, which datetime cannot hold
+        raise InvalidInput(f"{name}: out of range once converted to UTC", name) from None
 
 
 def time_bound(value: datetime | None, name: str) -> str | None:
@@ -75,7 +79,7 @@ def _decode_cursor(kind: str, cursor: str | None) -> int:
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         given, _, position = text.partition(":")
-        if given == kind and position.isdigit():
+        if given == kind and position.isascii() and position.isdigit() and len(position) <= POSITION_DIGITS:
             return int(position)
     except (binascii.Error, UnicodeDecodeError, ValueError):
         pass

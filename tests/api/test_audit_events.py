@@ -4,6 +4,7 @@ leaves no trace of the user_id on disk."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from typing import Any
 
@@ -134,6 +135,46 @@ BAD_LISTING_PARAMETERS: list[tuple[Json, str]] = [
     ({"purpose": "astrology"}, "purpose"),
     ({"subject_ref": "alice"}, "subject_ref"),
 ]
+
+
+def _cursor(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def edge_parameters(kind: str) -> list[tuple[Json, str]]:
+    """Each of these once answered 500: a position past SQLite's integers, a digit that is not
+    ASCII (`str.isdigit` accepts it), and times that leave datetime's range once in UTC."""
+    return [
+        ({"cursor": _cursor(f"{kind}:" + "9" * 20)}, "cursor"),
+        ({"cursor": _cursor(f"{kind}:\u0663")}, "cursor"),  # ARABIC-INDIC DIGIT THREE
+        ({"from": "0001-01-01T00:00:00+01:00"}, "from"),
+        ({"to": "9999-12-31T23:59:59-01:00"}, "to"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("path", "kind"),
+    [("/consent-events", "events"), ("/decisions", "decisions"), ("/complaints", "complaints")],
+)
+def test_edge_values_are_refused_by_name_on_every_listing(
+    client: Client, auditor: Headers, path: str, kind: str
+) -> None:
+    for params, field in edge_parameters(kind):
+        assert_problem(client.get(f"/v1/audit{path}", headers=auditor, params=params), 400, field)
+
+
+def test_edge_values_are_refused_by_the_access_log_export_and_subject(
+    client: Client, auditor: Headers
+) -> None:
+    huge = _cursor("access:" + "9" * 20)
+    assert_problem(
+        client.get("/v1/audit/access-log", headers=auditor, params={"cursor": huge}), 400, "cursor"
+    )
+    early = {"from": "0001-01-01T00:00:00+01:00"}
+    assert_problem(client.get("/v1/audit/export", headers=auditor, params=early), 400, "from")
+    ref = "sub_" + "a" * 52
+    late = {"at": "9999-12-31T23:59:59-01:00"}
+    assert_problem(client.get(f"/v1/audit/subjects/{ref}", headers=auditor, params=late), 400, "at")
 
 
 def test_bad_listing_parameters_are_named(client: Client, auditor: Headers) -> None:
