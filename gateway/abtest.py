@@ -31,6 +31,8 @@ class TwoProportion(msgspec.Struct, frozen=True):
 
 def two_proportion(x_a: int, n_a: int, x_b: int, n_b: int, confidence: float = 0.95) -> TwoProportion:
     """Compare successes `x` out of trials `n` for A and B; the difference is B − A."""
+    if not (0 <= x_a <= n_a and 0 <= x_b <= n_b):
+        raise ValueError("successes must be between 0 and the number of trials")
     rate_a = x_a / n_a if n_a else 0.0
     rate_b = x_b / n_b if n_b else 0.0
     difference = rate_b - rate_a

@@ -1,6 +1,7 @@
 """Campaign statistics per variant, and the A/B verdict on a chosen rate.
 
-Rates are over deliveries. "Opted out after receipt" counts recipients whose marketing
+Rates are over deliveries, so each counts delivered pushes only (complaints too, though a
+user may complain about a push not yet delivered). "Opted out after receipt" counts recipients whose marketing
 consent was withdrawn after the push was delivered to them (topic switches live in the
 sealed preference document and are not counted).
 """
@@ -86,8 +87,11 @@ def _count(conn: Connection, campaign_id: str) -> dict[str, VariantStats]:
     ):
         setattr(stats[variant], kind, n)
     for variant, n in conn.execute(
-        "SELECT coalesce(variant, ?), count(DISTINCT push_id) FROM complaints "
-        "WHERE campaign_id = ? GROUP BY 1",
+        # Only complaints about delivered pushes: a user may complain about a push still queued,
+        # and counting it would make the rate over deliveries exceed 1.
+        "SELECT coalesce(c.variant, ?), count(DISTINCT c.push_id) FROM complaints c "
+        "JOIN pushes p ON p.push_id = c.push_id "
+        "WHERE c.campaign_id = ? AND p.status = 'delivered' GROUP BY 1",
         (DEFAULT_VARIANT, campaign_id),
     ):
         stats[variant].complaints = n

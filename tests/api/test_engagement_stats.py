@@ -346,6 +346,33 @@ def test_a_campaign_without_variants_has_one_default_group_and_no_comparison(
     assert got["comparisons"] == []
 
 
+def test_complaints_about_pushes_not_yet_delivered_leave_the_complaint_rate_a_proportion(
+    client: Client, runtime: Runtime, as_user: UserHeaders, as_key: KeyHeaders, key: Headers
+) -> None:
+    # Once a 500: two complaints over one delivery made the rate 2 and the test's sqrt negative.
+    writer, reader = as_key("campaigns:write"), as_key("campaigns:read")
+    created = client.post(
+        "/v1/campaigns", json={"name": "Receipts", "topic": "transactional"}, headers=writer
+    )
+    cid = created.json()["campaign_id"]
+    ada = onboard(client, as_user, "ada")
+    onboard(client, as_user, "bo")
+
+    def push(key_: str, user: str, variant: str) -> Json:
+        return item(key_, user, topic="transactional", campaign_id=cid, variant=variant)
+
+    batch(client, key, [push("a1", "ada", "A"), push("b1", "bo", "B")])
+    dispatch(client, runtime)
+    for answer in batch(client, key, [push("a2", "ada", "A"), push("a3", "ada", "A")])["results"]:
+        assert answer["outcome"] == "queued", answer
+        complaint = {"push_id": answer["push_id"], "reason": "irrelevant"}
+        assert client.post("/v1/me/complaints", json=complaint, headers=ada).status_code == 201
+    got = stats(client, reader, cid, metric="complaint_rate")
+    assert (got["variants"]["A"]["delivered"], got["variants"]["A"]["complaints"]) == (1, 0)
+    assert got["variants"]["A"]["rates"]["complaint_rate"] == 0.0
+    assert [c["metric"] for c in got["comparisons"]] == ["complaint_rate"]
+
+
 def test_stats_refuse_bad_requests(client: Client, as_key: KeyHeaders) -> None:
     writer, reader = as_key("campaigns:write"), as_key("campaigns:read")
     cid = create_campaign(client, writer)

@@ -114,3 +114,9 @@ def test_a_huge_difference_has_a_tiny_but_positive_p_value() -> None:
     assert test.z is not None
     assert test.p_value > 0
     assert test.p_value == pytest.approx(math.erfc(test.z / math.sqrt(2)), rel=1e-6)
+
+
+@pytest.mark.parametrize(("x_a", "n_a", "x_b", "n_b"), [(3, 2, 0, 1), (0, 1, -1, 1), (1, 0, 0, 1)])
+def test_more_successes_than_trials_is_a_caller_bug(x_a: int, n_a: int, x_b: int, n_b: int) -> None:
+    with pytest.raises(ValueError, match="between 0 and the number of trials"):
+        two_proportion(x_a, n_a, x_b, n_b)
