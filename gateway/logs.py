@@ -42,12 +42,21 @@ class JsonFormatter(logging.Formatter):
         return msgspec.json.encode(entry, enc_hook=str).decode()
 
 
+OUR_LOGGERS = ("gateway", "storage", "clients", "policies")
+
+
 def configure_logging(level: str) -> None:
+    """`level` applies to our own loggers; other libraries never log below INFO. At DEBUG they
+    log what they handle, and that is personal data: hpack logs every HTTP/2 header, among them
+    the APNs path `/3/device/<token>`."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    wanted = logging.getLevelName(level.upper())
+    root.setLevel(max(wanted, logging.INFO))
+    for ours in OUR_LOGGERS:
+        logging.getLogger(ours).setLevel(wanted)
     for noisy in ("httpx", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
