@@ -51,9 +51,11 @@ def _refuse_duplicate_keys(raw: bytes) -> None:
     def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
         seen = dict(items)  # in C; the loop below runs only when a key repeats
         if len(seen) != len(items):
-            names = [name for name, _ in items]
-            name = next(name for name in names if names.count(name) > 1)
-            raise InvalidInput(f"duplicate key `{name}` in the JSON body", name)
+            names: set[str] = set()
+            for name, _ in items:  # the first repeat, in linear time: an object may hold 10^6 keys
+                if name in names:
+                    raise InvalidInput(f"duplicate key `{name}` in the JSON body", name)
+                names.add(name)
         return seen
 
     try:
