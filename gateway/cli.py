@@ -127,7 +127,7 @@ def _serve(settings: Settings) -> int:
         f"  health:     {base}/healthz",
         f"  data:       {settings.data_dir.resolve()} (keys: {keys.path})",
     ]
-    if settings.jwt_public_key_file is None:
+    if _dev_tokens(settings):
         tokens = user_tokens(settings, keys)
         lines.append(f"  dev token for user 'demo-user':\n    {tokens.mint('demo-user', system_clock())}")
     lines.append(
@@ -172,10 +172,17 @@ def _create_key(settings: Settings, name: str, scopes: tuple[str, ...]) -> int:
     return 0
 
 
+def _dev_tokens(settings: Settings) -> bool:
+    """User tokens may be minted here only under the key store's dev secret. With
+    CGW_JWT_SECRET set they would be real tokens of the identity service, good for any user."""
+    return settings.jwt_secret is None and settings.jwt_public_key_file is None
+
+
 def _token(settings: Settings, user_id: str) -> int:
-    if settings.jwt_public_key_file is not None:
+    if not _dev_tokens(settings):
         print(
-            "consent-gateway: tokens are issued by your identity service (a public key is set)",
+            "consent-gateway: tokens are issued by your identity service "
+            "(CGW_JWT_SECRET or a public key is set)",
             file=sys.stderr,
         )
         return EXIT_USAGE

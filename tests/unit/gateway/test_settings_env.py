@@ -3,6 +3,7 @@ a bad setting into exactly one line on stderr and exit status 2."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -234,9 +235,36 @@ def test_cli_bad_settings_exit_2_with_one_line_naming_the_variable(tmp_path: Pat
     assert not data.exists(), "a refused configuration must not create the data dir or keys"
 
 
-def test_cli_token_refuses_when_a_public_key_is_configured(tmp_path: Path, pem_file: Path) -> None:
-    env = {"CGW_JWT_PUBLIC_KEY_FILE": str(pem_file), "CGW_DATA_DIR": str(tmp_path / "data")}
+@pytest.mark.parametrize("variable", ["CGW_JWT_PUBLIC_KEY_FILE", "CGW_JWT_SECRET"])
+def test_cli_token_refuses_unless_the_dev_secret_signs(tmp_path: Path, pem_file: Path, variable: str) -> None:
+    # With the identity service's secret, a minted token would be a real one, for any user.
+    value = str(pem_file) if variable == "CGW_JWT_PUBLIC_KEY_FILE" else GOOD_SECRET
+    env = {variable: value, "CGW_DATA_DIR": str(tmp_path / "data")}
     done = subprocess.run([CLI, "token", "x"], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert done.stdout == ""
     assert len(done.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize(("variable", "prints_token"), [(None, True), ("CGW_JWT_SECRET", False)])
+def test_serve_prints_a_dev_token_only_under_the_dev_secret(
+    tmp_path: Path, variable: str | None, prints_token: bool
+) -> None:
+    with socket.socket() as probe:  # a free port, in case the server gets as far as listening
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {"CGW_DATA_DIR": str(tmp_path / "data"), "CGW_PORT": str(port), "CGW_WORKER_ENABLED": "false"}
+    if variable is not None:
+        env[variable] = GOOD_SECRET
+    with subprocess.Popen([CLI, "serve"], env=env, stderr=subprocess.PIPE, text=True) as server:
+        assert server.stderr is not None
+        banner = []
+        try:
+            for line in server.stderr:  # the banner is printed before the server starts
+                banner.append(line)
+                if "an API key:" in line:
+                    break
+        finally:
+            server.terminate()
+    assert any("an API key:" in line for line in banner), banner
+    assert any("dev token for user 'demo-user'" in line for line in banner) is prints_token
