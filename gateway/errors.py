@@ -9,8 +9,9 @@
     └── Unprocessable    422     e.g. an idempotency key reused with another body
 
     StorageFailedError   503     an fsync failed; no write is accepted until a restart
+    └── StorageFullError 503     the disk is full; this write was not kept, retry later
 
-Every 4xx the gateway sends has Litestar's shape `{"status_code", "detail", "extra"?}`;
+Every 4xx and 503 the gateway sends has Litestar's shape `{"status_code", "detail", "extra"?}`;
 `extra` is a list of `{"key", "message"}` naming the field, as Litestar's own validation
 errors do, so clients parse one shape.
 """
@@ -23,10 +24,11 @@ from typing import Any, ClassVar
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
-from storage.db import StorageFailedError
+from storage.db import StorageFailedError, StorageFullError
 
 __all__ = [
     "STORAGE_FAILED",
+    "STORAGE_FULL",
     "Conflict",
     "Forbidden",
     "GatewayError",
@@ -105,10 +107,17 @@ def handle_framework_validation(
 STORAGE_FAILED = (
     "storage is unavailable: a disk sync failed and this request may not have been kept; retry later"
 )
+STORAGE_FULL = "storage is unavailable: the disk is full and this request was not kept; retry later"
 
 
 def handle_storage_failure(_: Request[Any, Any, Any], exc: StorageFailedError) -> Response[dict[str, object]]:
-    """A disk sync failed, so nothing can be made durable any more (see `storage.db`): say so,
-    and that it is not the client's fault, rather than a bare 500. The OS error is logged."""
-    logging.getLogger("gateway.storage").error("storage failed", extra={"error": str(exc)})
-    return Response({"status_code": 503, "detail": STORAGE_FAILED}, status_code=503)
+    """A disk sync failed, so nothing can be made durable any more, or the disk is full and this
+    write was undone (see `storage.db`): say which, and that it is not the client's fault, rather
+    than a bare 500. The storage error is logged. No Retry-After: when space or a restart comes
+    is not ours to know."""
+    full = isinstance(exc, StorageFullError)
+    logging.getLogger("gateway.storage").error(
+        "storage full" if full else "storage failed", extra={"error": str(exc)}
+    )
+    detail = STORAGE_FULL if full else STORAGE_FAILED
+    return Response({"status_code": 503, "detail": detail}, status_code=503)

@@ -5,7 +5,11 @@ All writes go through `Writer`, which owns the only write connection and runs un
 (`await writer.run(fn)`) are gathered — every unit that arrives within one turn of the loop, or
 while the previous commit waits for its fsync — and run in one transaction, each inside its own
 SAVEPOINT, committed once: group commit. A unit that raises is rolled back alone; a commit that
-fails fails every unit in it.
+fails fails every unit in it, and so does a unit whose error made SQLite roll back the whole
+transaction itself (a full disk mostly), since the units before it went with it.
+
+A full disk (SQLITE_FULL) reaches callers as `StorageFullError`: that write is not kept, and
+writes succeed again once space is freed.
 
 Durability is ours, not SQLite's. The write connection runs with `synchronous=NORMAL`, so
 COMMIT only writes the WAL; a sync thread then `fdatasync`s the WAL file, and only after that
@@ -44,8 +48,8 @@ from typing import Any, TypeVar
 import sqlcipher3
 
 __all__ = [
-    "Connection", "Database", "DatabaseLockedError", "StorageFailedError", "Writer", "connect",
-    "in_chunks", "wrote_in_context",
+    "Connection", "Database", "DatabaseLockedError", "StorageFailedError", "StorageFullError", "Writer",
+    "connect", "in_chunks", "wrote_in_context",
 ]  # fmt: skip
 
 log = logging.getLogger("storage.db")
@@ -75,7 +79,24 @@ class DatabaseLockedError(Exception):
 
 class StorageFailedError(Exception):
     """An fsync failed. What the kernel kept is unknown after that (a failed fsync may drop the
-    dirty pages), so the writer refuses all further writes until the process restarts."""
+    dirty pages), so the writer refuses all further writes until the process restarts.
+    `StorageFullError` is the one kind that does not end the writer."""
+
+
+class StorageFullError(StorageFailedError):
+    """The disk (or `max_page_count`) is full: this write was rolled back and not kept. Unlike its
+    parent it ends nothing: SQLite undid the write, and the next one succeeds once there is space.
+    A StorageFailedError so that the HTTP layer answers it the same way, 503 "retry later",
+    rather than a bare 500."""
+
+
+class _TransactionLost(Exception):
+    """A unit's error made SQLite roll back the whole transaction (so its savepoint is gone too);
+    `cause` is that error, for every unit of the group."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
 
 
 def connect(path: Path, key: bytes, *, synchronous: str = "FULL") -> Connection:
@@ -267,8 +288,22 @@ def _call_on(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args: An
         loop.call_soon_threadsafe(fn, *args)
 
 
+def _is_full(exc: BaseException) -> bool:
+    """SQLITE_FULL: the disk, or the database's `max_page_count`, has no room for the write."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return (
+        isinstance(exc, sqlcipher3.Error) and isinstance(code, int) and code & 0xFF == sqlcipher3.SQLITE_FULL
+    )
+
+
 def _raisable(exc: BaseException) -> BaseException:
-    """A future cannot carry StopIteration (a unit calling `next()` on no rows raises it)."""
+    """What a unit's caller is told: a full disk as StorageFullError (SQLite's own error would be
+    a bare 500); and a future cannot carry StopIteration (a unit calling `next()` on no rows
+    raises it)."""
+    if _is_full(exc):
+        full = StorageFullError(str(exc))
+        full.__cause__ = exc
+        return full
     if isinstance(exc, StopIteration):
         wrapped = RuntimeError("a unit of work raised StopIteration")
         wrapped.__cause__ = exc
@@ -401,6 +436,9 @@ class Writer:
             try:
                 outcomes = self._run_units([job.fn for job in jobs])
                 self._conn.execute("COMMIT")
+            except _TransactionLost as lost:  # rolled back by SQLite: nothing in this group was written
+                self._fail(jobs, lost.cause)
+                return
             except Exception as exc:  # nothing in this group was written
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
@@ -462,7 +500,10 @@ class Writer:
     # -- shared ------------------------------------------------------------------------------
 
     def _run_units(self, fns: list[Unit]) -> list[tuple[bool, Any]]:
-        """Each unit in its own savepoint, so one that raises is undone alone."""
+        """Each unit in its own savepoint, so one that raises is undone alone. Some errors
+        (SQLITE_FULL in a one-row write, SQLITE_IOERR) make SQLite roll back the whole transaction
+        instead: the units before took their writes with it, so none may be answered as kept,
+        and `ROLLBACK TO` would only fail ("no such savepoint") and hide the cause."""
         conn = self._conn
         outcomes: list[tuple[bool, Any]] = []
         for fn in fns:
@@ -471,6 +512,8 @@ class Writer:
                 outcomes.append((True, fn(conn)))
                 conn.execute("RELEASE unit")
             except BaseException as exc:  # the unit's own failure: undo only its writes
+                if not conn.in_transaction:
+                    raise _TransactionLost(exc) from exc
                 conn.execute("ROLLBACK TO unit")
                 conn.execute("RELEASE unit")
                 outcomes.append((False, exc))
@@ -497,9 +540,11 @@ class Writer:
                 result = fn(conn)
                 if transaction:
                     conn.execute("COMMIT")
-            except BaseException:
+            except BaseException as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
+                if _is_full(exc):
+                    raise StorageFullError(str(exc)) from exc
                 raise
             self._committed += 1
             commit = self._committed

@@ -1,0 +1,69 @@
+"""A full disk over HTTP, simulated with `PRAGMA max_page_count` at the data database's current
+page count (SQLite's SQLITE_FULL, as a real ENOSPC gives): a batch that needs new pages gets a
+503 in the one error shape saying the disk is full, not a bare 500; nothing of it is kept; the
+gateway stays ready, and the same batch succeeds once there is room."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from conftest import Headers
+from litestar import Litestar
+from litestar.testing import TestClient
+from support import assert_problem
+
+from gateway.runtime import Runtime
+from storage.db import Connection, Writer
+
+NO_LIMIT = 1073741823  # SQLite's default max_page_count
+CONSENT = {"granted": True, "notice_version": "v1"}
+
+
+def _max_pages(writer: Writer, pages: int | None) -> None:
+    """Cap the database at `pages` (None: at the pages it has now, so it is full)."""
+
+    def apply(conn: Connection) -> None:
+        count = pages or conn.execute("PRAGMA page_count").fetchone()[0]
+        conn.execute(f"PRAGMA max_page_count = {count}").fetchone()
+
+    writer.run_alone(apply)
+
+
+def _pushes(runtime: Runtime) -> int:
+    return int(runtime.store.data.reader().execute("SELECT count(*) FROM pushes").fetchone()[0])
+
+
+def test_a_full_disk_answers_503_keeps_nothing_and_heals_once_freed(
+    client: TestClient[Litestar],
+    runtime: Runtime,
+    as_user: Callable[[str], Headers],
+    as_key: Callable[..., Headers],
+) -> None:
+    user = as_user("full-disk-user")
+    assert client.put("/v1/me/consents/marketing", json=CONSENT, headers=user).status_code == 200
+    key = as_key("pushes:write")
+    items = [
+        {
+            "idempotency_key": f"full-{i}",
+            "user_id": "full-disk-user",
+            "topic": "transactional",
+            "title": "x" * 100,
+            "body": "y" * 400,
+        }
+        for i in range(300)
+    ]
+    before = _pushes(runtime)
+    writer = runtime.store.data.writer
+
+    _max_pages(writer, None)
+    full = client.post("/v1/pushes/batch", json={"pushes": items}, headers=key)
+    body = assert_problem(full, 503)
+    assert "disk is full" in body["detail"]
+    assert _pushes(runtime) == before  # answered "not kept", and indeed not kept
+    assert client.get("/readyz").status_code == 200  # a full disk is not a failed one
+
+    _max_pages(writer, NO_LIMIT)
+    kept = client.post("/v1/pushes/batch", json={"pushes": items}, headers=key)
+    assert kept.status_code == 200, kept.text
+    assert len(kept.json()["results"]) == 300
+    assert _pushes(runtime) == before + 300
