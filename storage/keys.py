@@ -131,7 +131,12 @@ def _exact(key: bytes, name: str) -> bytes:
 
 
 def _write_private(path: Path, content: bytes, *, exclusive: bool) -> None:
-    """Write with mode 0600 from the first byte; replace atomically unless `exclusive`."""
+    """Write with mode 0600 from the first byte; replace atomically unless `exclusive`.
+
+    Durable before it returns: the file's bytes are fsynced, and then its directory, which holds
+    the name. Without the directory's fsync a power cut can bring back the old file (or none)
+    while the data keys re-wrapped under a new KEK are already committed in the database:
+    they could never be unwrapped again."""
     if exclusive:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         target = path
@@ -144,3 +149,13 @@ def _write_private(path: Path, content: bytes, *, exclusive: bool) -> None:
         os.fsync(handle.fileno())
     if target != path:
         os.replace(target, path)
+    _fsync_directory(path.parent)
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a file's creation or replacement in `directory` durable (POSIX keeps names there)."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
