@@ -11,6 +11,7 @@ Times (`from`, `to`, `at`) are RFC 3339 with an offset; `from` is inclusive, `to
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import parse_qsl
@@ -36,6 +37,7 @@ from gateway.schemas.audit import (
     SubjectRead,
 )
 from policies.catalog import Purpose
+from policies.pii import find_pii
 from storage.ledger import VerifyResult
 from storage.pseudonyms import SUBJECT_REF_PATTERN
 
@@ -43,13 +45,21 @@ __all__ = ["AUDIT_SCOPE", "AccessLogMiddleware", "AuditController"]
 
 AUDIT_SCOPE = "audit:read"
 RESULT_COUNT = "audit_result_count"
-# Only parameters the routes read are logged: a stray `?email=` must not land in the log.
-LOGGED_PARAMS = frozenset(
-    {
-        "subject_ref", "user_id", "purpose", "from", "to", "at", "cursor", "limit", "push_id",
-        "campaign_id", "outcome", "reason", "status", "seq", "size",
-    }
-)  # fmt: skip
+# Only parameters the routes read are logged (a stray `?email=` must not land in the log), and
+# each value only if it has the shape that parameter takes: the log is append-only, and an
+# auditor who pastes a user id or an e-mail into `subject_ref` must not leave it there for good.
+# (`user_id` is logged as its subject_ref, by the service.)
+_TIME = r"^[0-9][0-9TZtz:.+-]{0,39}$"  # an RFC 3339 time, or the proof routes' tree sizes
+_NUMBER = r"^[0-9]{1,19}$"
+_CODE = r"^[a-z_]{1,64}$"
+LOGGED_SHAPES = {
+    "subject_ref": SUBJECT_REF_PATTERN, "user_id": r"^.+$", "purpose": _CODE, "from": _TIME,
+    "to": _TIME, "at": _TIME, "cursor": r"^[A-Za-z0-9_-]{1,200}$", "limit": _NUMBER,
+    "push_id": r"^psh_[0-9a-f]{24}$", "campaign_id": r"^cmp_[0-9a-f]{16}$", "outcome": _CODE,
+    "reason": _CODE, "status": _CODE, "seq": _NUMBER, "size": _NUMBER,
+}  # fmt: skip
+_SHAPES = {name: re.compile(pattern) for name, pattern in LOGGED_SHAPES.items()}
+NOT_LOGGED = "(not logged: not a valid value)"
 
 AuditRequest = Request[Principal, Any, Any]
 T = TypeVar("T")
@@ -95,7 +105,15 @@ class AccessLogMiddleware(ASGIMiddleware):
 def _filters(scope: Scope) -> dict[str, str]:
     query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
     given = {**dict(query), **scope.get("path_params", {})}
-    return {name: str(value) for name, value in given.items() if name in LOGGED_PARAMS}
+    return {name: _loggable(name, str(value)) for name, value in given.items() if name in _SHAPES}
+
+
+def _loggable(name: str, value: str) -> str:
+    """The value itself if it has its parameter's shape and nothing in it looks personal (a tree
+    size can look like a phone number), else a marker that a value was given."""
+    if name == "user_id" or (_SHAPES[name].fullmatch(value) and not find_pii(value)):
+        return value
+    return NOT_LOGGED
 
 
 class AuditController(Controller):

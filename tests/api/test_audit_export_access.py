@@ -22,6 +22,7 @@ from litestar.routes import HTTPRoute
 from litestar.testing import TestClient
 from support import assert_problem
 
+from gateway.routes.audit import NOT_LOGGED
 from gateway.runtime import Runtime
 from storage import ledger, merkle
 
@@ -203,6 +204,28 @@ def test_every_audit_call_is_logged_including_refused_ones(
         client.get("/v1/audit/access-log", headers=auditor).json()["entries"][-1]["route"]
         == "/v1/audit/access-log"
     )
+
+
+def test_refused_values_are_not_kept_in_the_access_log(
+    client: Client, as_key: Callable[..., Headers]
+) -> None:
+    # The log is append-only: an e-mail pasted into `subject_ref` would have stayed there for good.
+    auditor = as_key("audit:read")
+    calls = [
+        ("/v1/audit/subjects/alice.secret@example.com", {}),
+        ("/v1/audit/decisions", {"push_id": "+8613812345678", "reason": "bob@example.org", "limit": 5}),
+        ("/v1/audit/consent-events", {"subject_ref": "Alice Liddell", "from": "alice@example.com"}),
+        ("/v1/audit/ledger/proof/inclusion", {"seq": "13812345678", "size": "3"}),
+    ]
+    for path, params in calls:
+        assert client.get(path, headers=auditor, params=params).status_code in (200, 400, 404), path
+    entries = client.get("/v1/audit/access-log", headers=auditor).json()["entries"]
+    assert [e["filters"] for e in entries[: len(calls)]] == [
+        {"subject_ref": NOT_LOGGED},
+        {"push_id": NOT_LOGGED, "reason": NOT_LOGGED, "limit": "5"},
+        {"subject_ref": NOT_LOGGED, "from": NOT_LOGGED},
+        {"seq": NOT_LOGGED, "size": "3"},  # a tree size, but shaped like a mobile number
+    ]
 
 
 def test_access_log_pages(client: Client, as_key: Callable[..., Headers]) -> None:
