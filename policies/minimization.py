@@ -5,8 +5,13 @@ Reason codes: `payload_too_large` (detail `field`: title, body or payload, and `
 `payload_field_not_allowed` (detail `field`: the data key), `payload_pii` (detail
 `field` and `kind`; never the matched text, which would copy the personal data into
 decisions and the audit trail).
+
+Data keys are the sender's text too, so they are scanned like values, and a reason names a key
+only if it looks like a key (letters, digits, `_.-`) with no personal data in it; otherwise it
+says `data`. Reasons are stored unsealed and outlive erasure.
 """
 
+import re
 from datetime import datetime
 
 import msgspec
@@ -35,12 +40,22 @@ def _size_reasons(ctx: RuleContext, settings: PolicySettings) -> list[Reason]:
     return found
 
 
+_KEY_SHAPE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def _key_name(key: str) -> str | None:
+    """The key as a reason may name it, or None when it must not be repeated."""
+    return key if _KEY_SHAPE.fullmatch(key) and not find_pii(key) else None
+
+
 def _pii_reasons(ctx: RuleContext) -> list[Reason]:
     push = ctx.push
-    if not could_hold_pii("\n".join((push.title, push.body, *push.data.values()))):
+    if not could_hold_pii("\n".join((push.title, push.body, *push.data.keys(), *push.data.values()))):
         return []
     texts = [("title", push.title), ("body", push.body)]
-    texts += [(f"data.{key}", value) for key, value in sorted(push.data.items())]
+    for key, value in sorted(push.data.items()):
+        name = _key_name(key)
+        texts += [("data", key), (f"data.{name}" if name else "data", value)]
     return [
         Reason(reasons.PAYLOAD_PII, {"field": field, "kind": kind})
         for field, text in texts
@@ -52,9 +67,18 @@ def check_minimization(ctx: RuleContext, now: datetime, settings: PolicySettings
     allowed = settings.data_keys_for(ctx.push.topic)
     found = _size_reasons(ctx, settings)
     found += [
-        Reason(reasons.PAYLOAD_FIELD_NOT_ALLOWED, {"field": key})
+        Reason(reasons.PAYLOAD_FIELD_NOT_ALLOWED, {"field": _key_name(key) or "data"})
         for key in sorted(ctx.push.data)
         if key not in allowed
     ]
     found += _pii_reasons(ctx)
-    return reject(*found) if found else passed()
+    return reject(*_unique(found)) if found else passed()
+
+
+def _unique(found: list[Reason]) -> list[Reason]:
+    """Keys that may not be named all become `data`: one reason each, not one per key."""
+    kept: list[Reason] = []
+    for reason in found:
+        if reason not in kept:
+            kept.append(reason)
+    return kept

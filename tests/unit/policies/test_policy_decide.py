@@ -124,6 +124,26 @@ CASES = [
         ),
     ),
     Case(
+        # Reasons are stored unsealed and outlive erasure: a key holding personal data or free
+        # text is scanned like a value and never repeated, in either reason.
+        "data keys that must not be repeated are called data",
+        push(data={"alice@example.com": "x", "my name is Alice": "y", "deeplink": "w://s"}),
+        subject(),
+        "rejected",
+        (r("payload_field_not_allowed", field="data"), r("payload_pii", field="data", kind="email")),
+    ),
+    Case(
+        "a value under an unnameable key is reported under data",
+        push(topic="transactional", data={"+8613800138000": "li@example.com"}),
+        subject(consents=frozenset()),
+        "rejected",
+        (
+            r("payload_field_not_allowed", field="data"),
+            r("payload_pii", field="data", kind="phone"),
+            r("payload_pii", field="data", kind="email"),
+        ),
+    ),
+    Case(
         "transactional minimization still applies",
         push(topic="transactional", title="Paid by 4111111111111111"),
         subject(consents=frozenset()),
