@@ -2,7 +2,9 @@
 
 The worker only ever sees `DeliveryMessage` in and `DeliveryResult` out, so retry, dead-letter,
 token disabling and the circuit breaker are decided in one place whatever the provider. Adapters
-never raise for a provider's answer or a network failure: those are results, not exceptions.
+never raise for a provider's answer, a network failure or a token they cannot use: those are
+results, not exceptions. An adapter that raises anyway costs only its own message a `retry` (the
+worker catches it), never the rest of the worker's round.
 """
 
 from __future__ import annotations
@@ -60,7 +62,9 @@ class DeliveryResult(msgspec.Struct, frozen=True, kw_only=True):
     """What the worker needs to decide next; never carries the token or the content.
 
     `retry` is transient (5xx, 429, timeouts, connection errors); `failed` is permanent (a 4xx
-    other than an invalid token); `invalid_token` tells the worker to disable the device.
+    other than an invalid token); `invalid_token` tells the worker to disable the device: the
+    provider called the token dead, or it can never work (a Web Push subscription whose keys
+    cannot be encrypted to).
     """
 
     status: Status

@@ -9,11 +9,16 @@ wherever a user asked (SSRF). Only https endpoints on known push services are us
 allow plain http and 127.0.0.1. `Topic` (from the idempotency key) makes the push service
 replace, not duplicate, a retried push still waiting for an offline browser; `Urgency` is
 `high` only for `transactional`, so marketing never wakes a device on battery.
+
+A subscription we cannot encrypt to (keys of the wrong shape, a point off the curve) can never
+work: it is an `invalid_token` result, so the device is disabled, and never an exception, which
+would take the other pushes of the worker's round down with it.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import re
 import time
@@ -23,12 +28,18 @@ import msgspec
 from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from py_vapid import Vapid02, VapidException
-from pywebpush import WebPusher, WebPushException
+from pywebpush import WebPusher
 
 from clients.delivery._http import Http1Client, ttl_seconds
 from clients.delivery.base import Clock, DeliveryMessage, DeliveryResult, SecretText
 
-__all__ = ["PUSH_SERVICE_HOSTS", "WebPushAdapter", "WebPushConfig", "webpush_topic"]
+__all__ = [
+    "PUSH_SERVICE_HOSTS",
+    "WebPushAdapter",
+    "WebPushConfig",
+    "subscription_keys_valid",
+    "webpush_topic",
+]
 
 PUSH_SERVICE_HOSTS = (
     "fcm.googleapis.com",  # Chrome, Edge on Android
@@ -38,6 +49,7 @@ PUSH_SERVICE_HOSTS = (
 )
 _VAPID_LIFETIME = 12 * 3600  # RFC 8292 allows at most 24 h
 _VAPID_AUDIENCE = re.compile(r"https?://[^/:@\[\]]+(:\d+)?")  # the shape py_vapid accepts
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]+={0,2}")
 
 
 class WebPushConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -75,6 +87,24 @@ def webpush_topic(idempotency_key: str) -> str:
     return base64.urlsafe_b64encode(digest).decode()[:32]
 
 
+def _base64url(text: str) -> bytes:
+    """Browsers give the keys in base64url, padded or not; anything else decodes to nothing."""
+    if not _BASE64URL.fullmatch(text):
+        return b""
+    bare = text.rstrip("=")
+    try:
+        return base64.urlsafe_b64decode(bare + "=" * (-len(bare) % 4))
+    except binascii.Error:  # a length no base64 text has
+        return b""
+
+
+def subscription_keys_valid(p256dh: str, auth: str) -> bool:
+    """RFC 8291's shapes: `p256dh` an uncompressed P-256 point (65 bytes, 0x04 first), `auth` a
+    16-byte secret. The shape only: a point off the curve shows when encrypting to it."""
+    point = _base64url(p256dh)
+    return len(point) == 65 and point[0] == 4 and len(_base64url(auth)) == 16
+
+
 def _load_vapid(text: str) -> Vapid02:
     if "-----BEGIN" in text:
         key = load_pem_private_key(text.encode(), password=None)
@@ -108,6 +138,8 @@ class WebPushAdapter:
             subscription = msgspec.json.decode(message.token, type=_Subscription)
         except msgspec.DecodeError:
             return DeliveryResult(status="invalid_token", provider_code="MalformedSubscription")
+        if not subscription_keys_valid(subscription.keys.p256dh, subscription.keys.auth):
+            return DeliveryResult(status="invalid_token", provider_code="MalformedSubscription")
         origin = self.audience_for(subscription.endpoint)
         if origin is None:
             # A configuration question, not a dead token: keep the device, drop this push.
@@ -124,7 +156,7 @@ class WebPushAdapter:
         try:
             pusher = WebPusher(msgspec.to_builtins(subscription))
             encrypted = pusher.encode(payload, content_encoding="aes128gcm")["body"]
-        except (WebPushException, ValueError):  # bad p256dh/auth: the subscription is unusable
+        except Exception:  # pywebpush and http_ece raise many types (IndexError too) for bad keys
             return DeliveryResult(status="invalid_token", provider_code="MalformedSubscription")
         now = self._clock()
         claims = {"aud": origin, "sub": self._config.vapid_subject, "exp": int(now) + _VAPID_LIFETIME}

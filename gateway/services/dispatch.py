@@ -58,6 +58,7 @@ log = logging.getLogger("gateway.dispatch")
 
 END_STATES = frozenset({"rejected", "delivered", "failed", "expired"})
 CIRCUIT_OPEN = "CircuitOpen"
+ADAPTER_ERROR = "AdapterError"
 BACKOFF_CAP_SECONDS = 15 * 60.0
 
 
@@ -282,7 +283,19 @@ class Dispatcher:
         if not breaker.allow(self._clock().timestamp()):
             return DeliveryResult(status="retry", provider_code=CIRCUIT_OPEN)
         started = self._clock()
-        result = await adapter.send(message)
+        try:
+            result = await adapter.send(message)
+        except Exception as exc:
+            # An adapter broke its contract (it must answer with a result). Raised into the
+            # round's gather it would leave every push of the round `sending` and unrecorded, to be
+            # sent again at each lease expiry; as a retry it costs one attempt of this push only.
+            # Logged by push, adapter and exception type, without the exception: its text or its
+            # traceback may hold the token or the content.
+            log.error(
+                "delivery adapter raised",
+                extra={"push_id": message.push_id, "adapter": adapter.name, "exc_type": type(exc).__name__},
+            )
+            result = DeliveryResult(status="retry", provider_code=ADAPTER_ERROR)
         breaker.record(result.status != "retry", self._clock().timestamp())
         self._metrics.deliveries.labels(adapter.name, result.status).inc()
         self._metrics.delivery_seconds.labels(adapter.name).observe((self._clock() - started).total_seconds())

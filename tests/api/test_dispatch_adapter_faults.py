@@ -1,0 +1,295 @@
+"""Dispatch when one device's adapter cannot send: the rest of the round is settled anyway.
+
+Driven as in test_dispatch_rules: `worker_enabled=False`, one `run_once` per round on the app's
+loop, the gateway's FakeClock moved between rounds. Devices of platform `webhook` go to a real
+local receiver; Web Push is configured with a real VAPID key, so `webpush` devices go through the
+real `WebPushAdapter`.
+
+The broken Web Push device is written straight into the devices table: registration now refuses
+such a subscription, but devices registered before that check are still in the database. Its
+keys stop the adapter before any network I/O (a push service URL is never reached). The
+"adapter raises" case uses a raising stand-in for the Web Push adapter, driven by the real
+Dispatcher, because no real adapter raises any more.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from conftest import FakeClock, Headers
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from litestar import Litestar
+from litestar.testing import TestClient
+
+from clients.delivery import DeliveryMessage, DeliveryResult
+from gateway.runtime import Runtime
+from gateway.services.dispatch import Dispatcher
+from gateway.settings import Secret, Settings
+from storage.repositories import devices
+
+Client = TestClient[Litestar]
+Json = dict[str, Any]
+SECRET = "adapter-faults-webhook-secret-0123456789"
+MARK = "Qx9FAULTMARK"  # inside the raising adapter's exception text: must not reach the logs
+BROKEN_WEBPUSH = json.dumps(  # the review's reproduction: pywebpush raised IndexError on it
+    {"endpoint": "https://fcm.googleapis.com/fcm/send/x", "keys": {"p256dh": "\u00e9", "auth": "x"}}
+)
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def valid_webpush_token() -> str:
+    point = (
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    )
+    keys = {"p256dh": _b64(point), "auth": _b64(os.urandom(16))}
+    return json.dumps({"endpoint": f"https://fcm.googleapis.com/fcm/send/{MARK}", "keys": keys})
+
+
+class Hook:
+    """A local webhook relay answering 200 to every POST and recording the push ids."""
+
+    def __init__(self) -> None:
+        self.received: list[str] = []
+        lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                raw = self.rfile.read(int(self.headers.get("content-length", "0")))
+                with lock:
+                    outer.received.append(json.loads(raw)["push_id"])
+                self.send_response(200)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                """Quiet."""
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/hook"
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+@pytest.fixture
+def hook() -> Iterator[Hook]:
+    server = Hook()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def settings(data_dir: Path, tmp_path: Path, hook: Hook) -> Settings:
+    vapid = tmp_path / "vapid.pem"
+    vapid.write_text(
+        ec.generate_private_key(ec.SECP256R1())
+        .private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        .decode()
+    )
+    return Settings(
+        data_dir=data_dir,
+        worker_enabled=False,
+        delivery_max_attempts=3,
+        delivery_backoff_seconds=0.01,
+        delivery_webhook_url=hook.url,
+        delivery_webhook_secret=Secret(SECRET),
+        webpush_vapid_key_file=vapid,
+        webpush_vapid_subject="mailto:push-ops@example.com",
+    )
+
+
+class Raising:
+    """Stands in for the Web Push adapter and breaks the adapter contract: it raises."""
+
+    name = "webpush"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def send(self, message: DeliveryMessage) -> DeliveryResult:
+        self.calls += 1
+        raise RuntimeError(f"cannot send {message.token} {message.body}")
+
+    async def aclose(self) -> None:
+        """Nothing to close."""
+
+
+@dataclass
+class World:
+    client: Client
+    runtime: Runtime
+    clock: FakeClock
+    hook: Hook
+    as_user: Callable[[str], Headers]
+    key: Headers = field(default_factory=dict)
+    _seq: int = 0
+
+    def user(self, user_id: str, platform: str, token: str) -> str:
+        """A user with one device registered over HTTP; returns its device_id."""
+        answer = self.client.post(
+            "/v1/me/devices", json={"platform": platform, "token": token}, headers=self.as_user(user_id)
+        )
+        assert answer.status_code == 201, answer.text
+        return str(answer.json()["device_id"])
+
+    def legacy_user(self, user_id: str, platform: str, token: str) -> str:
+        """A user whose device was stored before registration checked its token."""
+        answer = self.client.put(
+            "/v1/me/consents/marketing", json={"granted": True, "notice_version": "v1"},
+            headers=self.as_user(user_id),
+        )  # fmt: skip
+        assert answer.status_code == 200, answer.text
+        store = self.runtime.store
+        key = store.directory.resolve(store.pseudonyms.subject_ref(user_id))
+        assert key is not None
+        return store.data.writer.run_sync(
+            lambda conn: devices.insert(conn, key, platform, token, self.clock())
+        )
+
+    def submit(self, user_id: str) -> str:
+        self._seq += 1
+        body = {
+            "idempotency_key": f"idem-{self._seq}", "user_id": user_id, "topic": "transactional",
+            "title": "Payment received", "body": f"CNY 25.00 {MARK}",
+        }  # fmt: skip
+        answer = self.client.post("/v1/pushes", json=body, headers=self.key)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["outcome"] == "queued", answer.text
+        return str(answer.json()["push_id"])
+
+    def run(self, dispatcher: Dispatcher | None = None) -> int:
+        d = dispatcher or self.runtime.dispatcher
+        claimed: int = self.client.blocking_portal.call(d.run_once, "test-worker", 100)
+        return claimed
+
+    def read(self, push_id: str) -> Json:
+        answer = self.client.get(f"/v1/pushes/{push_id}", headers=self.key)
+        assert answer.status_code == 200, answer.text
+        got: Json = answer.json()
+        return got
+
+    def device_status(self, user_id: str) -> str:
+        answer = self.client.get("/v1/me/devices", headers=self.as_user(user_id))
+        assert answer.status_code == 200, answer.text
+        (device,) = answer.json()
+        return str(device["status"])
+
+    def dispatcher(self, adapter: Raising, **changes: Any) -> Dispatcher:
+        rt = self.runtime
+        settings = msgspec.structs.replace(rt.settings, **changes)
+        return Dispatcher(
+            rt.store, rt.clock, settings, rt.policy, rt.metrics, {**rt.adapters, "webpush": adapter}
+        )
+
+
+@pytest.fixture
+def world(
+    client: Client,
+    runtime: Runtime,
+    clock: FakeClock,
+    hook: Hook,
+    as_user: Callable[[str], Headers],
+    as_key: Callable[..., Headers],
+) -> World:
+    return World(client, runtime, clock, hook, as_user, key=as_key("pushes:write"))
+
+
+def test_a_subscription_that_cannot_be_encrypted_to_disables_its_device_and_spares_the_round(
+    world: World,
+) -> None:
+    """Regression: pywebpush raised IndexError on these keys, the round's gather raised, and the
+    other user's push stayed `sending`, unrecorded, to be sent again at each lease expiry."""
+    world.legacy_user("wendy", "webpush", BROKEN_WEBPUSH)
+    world.user("victor", "webhook", "relay-victor-device-42")
+    broken = world.submit("wendy")
+    fine = world.submit("victor")
+
+    assert world.run() == 2
+
+    assert world.read(fine)["status"] == "delivered"
+    assert world.hook.received == [fine]
+    got = world.read(broken)
+    assert (got["status"], got["attempts"]) == ("failed", 1)
+    assert world.device_status("wendy") == "disabled"
+    world.clock.advance(seconds=world.runtime.settings.worker_lease_seconds + 1)
+    assert world.run() == 0  # nothing left leased to come back
+    assert world.hook.received == [fine]
+
+
+def test_an_adapter_that_raises_costs_only_its_own_push_a_retry(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    world.user("wendy", "webpush", valid_webpush_token())
+    world.user("victor", "webhook", "relay-victor-device-42")
+    broken = world.submit("wendy")
+    fine = world.submit("victor")
+    raising = Raising()
+    dispatcher = world.dispatcher(raising)
+
+    with caplog.at_level(logging.ERROR, logger="gateway.dispatch"):
+        assert world.run(dispatcher) == 2
+
+    assert world.read(fine)["status"] == "delivered"
+    assert world.hook.received == [fine]
+    got = world.read(broken)
+    assert (got["status"], got["attempts"]) == ("sending", 1)  # a retry, rescheduled with backoff
+    assert world.device_status("wendy") == "active"  # not the token's fault
+    (record,) = [r for r in caplog.records if r.getMessage() == "delivery adapter raised"]
+    assert (getattr(record, "push_id", None), getattr(record, "adapter", None)) == (broken, "webpush")
+    assert MARK not in caplog.text
+    assert not any(MARK in str(value) for r in caplog.records for value in vars(r).values())
+    # Retried like any transient failure, then dead-lettered: never re-sent without end.
+    for _ in range(2):
+        world.clock.advance(seconds=1)
+        assert world.run(dispatcher) == 1
+    assert (world.read(broken)["status"], raising.calls) == ("failed", 3)
+    world.clock.advance(seconds=world.runtime.settings.worker_lease_seconds + 1)
+    assert world.run(dispatcher) == 0
+    assert (raising.calls, world.hook.received) == (3, [fine])
+
+
+def test_an_adapter_that_raises_counts_against_its_circuit_breaker(world: World) -> None:
+    """With a threshold of one, the first raise opens the circuit: the retry waits for the
+    cool-down instead of calling the adapter again."""
+    world.user("wendy", "webpush", valid_webpush_token())
+    world.user("victor", "webhook", "relay-victor-device-42")
+    broken = world.submit("wendy")
+    fine = world.submit("victor")
+    raising = Raising()
+    dispatcher = world.dispatcher(
+        raising, delivery_breaker_threshold=1, delivery_breaker_cooldown_seconds=30.0
+    )
+
+    assert world.run(dispatcher) == 2
+    assert world.read(fine)["status"] == "delivered"
+    world.clock.advance(seconds=1)  # the backoff (base 0.01 s) has passed, the cool-down has not
+    assert world.run(dispatcher) == 1
+    assert raising.calls == 1
+    assert world.read(broken)["attempts"] == 1  # skipped by the open circuit: not an attempt
