@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import socket
 import time
 from pathlib import Path
@@ -46,3 +47,11 @@ def daytime_zone() -> str:
     defer a marketing push whatever hour the tests run at."""
     k = ((12 - time.gmtime().tm_hour + 12) % 24) - 12  # local hour = 12 at UTC offset +k
     return "Etc/GMT" if k == 0 else f"Etc/GMT{'-' if k > 0 else '+'}{abs(k)}"
+
+
+# Web Push subscription keys must be real-shaped (a 65-byte P-256 point, 16 bytes of auth), so
+# tests that mark tokens for leak scans put their marker in the endpoint.
+WEBPUSH_KEYS = {
+    "p256dh": base64.urlsafe_b64encode(b"\x04" + bytes(range(1, 65))).decode().rstrip("="),
+    "auth": base64.urlsafe_b64encode(bytes(range(100, 116))).decode().rstrip("="),
+}

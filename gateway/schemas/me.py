@@ -7,8 +7,10 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
+from clients.delivery.webpush import subscription_keys_valid
 from gateway.timezones import is_iana_zone
 from policies.catalog import Purpose, Topic
+from policies.pii import find_pii
 from policies.settings import Hhmm
 
 __all__ = [
@@ -82,6 +84,15 @@ class PreferencesRead(msgspec.Struct):
 class ConsentUpdate(msgspec.Struct, forbid_unknown_fields=True):
     granted: bool
     notice_version: NoticeVersion
+    """Kept in clear in the ledger and the consents table, and through erasure: it must name a
+    notice, never a person (the pattern alone lets `+8613812345678` through)."""
+
+    def __post_init__(self) -> None:
+        kinds = find_pii(self.notice_version)
+        if kinds:
+            raise ValueError(
+                f"notice_version: a notice version must not hold personal data ({', '.join(kinds)})"
+            )
 
 
 class PurposeRef(msgspec.Struct):
@@ -138,12 +149,17 @@ class _Subscription(msgspec.Struct):
 
 
 def _check_webpush(token: str) -> None:
+    """Refused here, not at the first push: keys the worker cannot encrypt to would only be
+    found at delivery, and the device disabled then (the message names no part of the token)."""
     try:
-        msgspec.json.decode(token, type=_Subscription)
+        subscription = msgspec.json.decode(token, type=_Subscription)
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+        subscription = None
+    if subscription is None or not subscription_keys_valid(subscription.keys.p256dh, subscription.keys.auth):
         raise ValueError(
-            "token: a webpush token is the subscription JSON: an https endpoint and keys.p256dh, keys.auth"
-        ) from None
+            "token: a webpush token is the subscription JSON: an https endpoint, keys.p256dh (base64url"
+            " of a 65-byte P-256 point) and keys.auth (base64url of 16 bytes)"
+        )
 
 
 class DeviceCreate(msgspec.Struct, forbid_unknown_fields=True):

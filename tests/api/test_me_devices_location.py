@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
-from support import assert_problem, scan_bytes
+from support import WEBPUSH_KEYS, assert_problem, scan_bytes
 
 from gateway.runtime import Runtime
 from storage import ledger
@@ -34,10 +34,7 @@ WEBHOOK = f"relay-{MARK}-wallet-device-42"
 WEBPUSH = json.dumps(
     {
         "endpoint": f"https://fcm.googleapis.com/fcm/send/{MARK}-c1x2y3",
-        "keys": {
-            "p256dh": f"BNcRdreALRFXTkOOUHK1EtK2wtaz5Ry4YfYCA_0QTpQtUb{MARK}",
-            "auth": f"tBHI{MARK}JPLfX",
-        },
+        "keys": WEBPUSH_KEYS,
     }
 )
 TOKENS = {"fcm": FCM, "apns": APNS, "webhook": WEBHOOK, "webpush": WEBPUSH}

@@ -13,7 +13,7 @@ from joserfc import jws
 from joserfc.jwk import KeySet
 from litestar import Litestar
 from litestar.testing import TestClient
-from support import scan_bytes
+from support import WEBPUSH_KEYS, scan_bytes
 
 from gateway.runtime import Runtime
 from storage import ledger
@@ -68,7 +68,7 @@ def tokens_for(tag: str) -> dict[str, str]:
         "webpush": json.dumps(
             {
                 "endpoint": f"https://push.example.net/wp/{tag}-c1x2y3",
-                "keys": {"p256dh": f"BNcRdreALRFXTkOOUH{tag}", "auth": f"tBHI{tag}JPLfX"},
+                "keys": WEBPUSH_KEYS,
             }
         ),
     }

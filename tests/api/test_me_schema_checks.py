@@ -1,0 +1,153 @@
+"""What `/v1/me` refuses at the edge: Web Push subscriptions whose keys cannot be encrypted to,
+and notice versions that carry personal data (stored in clear, kept through erasure)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from litestar import Litestar
+from litestar.testing import TestClient
+from support import assert_problem
+
+from gateway.runtime import Runtime
+from storage import ledger
+
+Client = TestClient[Litestar]
+Headers = dict[str, str]
+AsUser = Callable[[str], Headers]
+
+USER = "schema-checks-user"
+MARK = "Zq7SCHEMAMARK"  # in every endpoint: must not come back in a refusal
+POINT = (
+    ec.generate_private_key(ec.SECP256R1())
+    .public_key()
+    .public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+)
+AUTH = os.urandom(16)
+
+
+def b64(data: bytes, *, padded: bool = False) -> str:
+    text = base64.urlsafe_b64encode(data).decode()
+    return text if padded else text.rstrip("=")
+
+
+def webpush(p256dh: str = b64(POINT), auth: str = b64(AUTH), endpoint: str = "") -> str:
+    endpoint = endpoint or f"https://fcm.googleapis.com/fcm/send/{MARK}-{os.urandom(4).hex()}"
+    return json.dumps({"endpoint": endpoint, "keys": {"p256dh": p256dh, "auth": auth}})
+
+
+def devices_and_events(client: Client, runtime: Runtime, headers: Headers) -> tuple[Any, int]:
+    answer = client.get("/v1/me/devices", headers=headers)
+    assert answer.status_code == 200, answer.text
+    return answer.json(), len(list(ledger.events(runtime.store.data.reader())))
+
+
+# -- webpush tokens -----------------------------------------------------------------------------
+
+
+GOOD_WEBPUSH = {
+    "unpadded": webpush(),
+    "padded": webpush(b64(POINT, padded=True), b64(AUTH, padded=True)),
+}
+
+BAD_WEBPUSH = {
+    "review_repro_non_ascii_p256dh": webpush("\u00e9", "x"),
+    "p256dh_64_bytes": webpush(b64(POINT[:64])),
+    "p256dh_66_bytes": webpush(b64(POINT + b"\x00")),
+    "p256dh_compressed_prefix": webpush(b64(b"\x02" + POINT[1:])),
+    "p256dh_standard_alphabet": webpush(base64.b64encode(b"\x04" + b"\xfb" * 64).decode()),
+    "p256dh_impossible_length": webpush(b64(POINT) + "A"),
+    "p256dh_inner_padding": webpush(b64(POINT[:32], padded=True) + b64(POINT[32:])),
+    "auth_15_bytes": webpush(auth=b64(AUTH[:15])),
+    "auth_17_bytes": webpush(auth=b64(AUTH + b"\x00")),
+    "auth_3_bytes": webpush(auth="AAAA"),  # was sent: the browser could never decrypt it
+    "auth_empty": webpush(auth=""),
+    "http_endpoint": webpush(endpoint=f"http://fcm.googleapis.com/{MARK}"),
+    # The fake keys some older tests register (tests/api/test_me_devices_location.py).
+    "fake_keys": webpush(f"BNcRdreALRFXTkOOUHK1EtK2wtaz5Ry4YfYCA_0QTpQtUb{MARK}", f"tBHI{MARK}JPLfX"),
+}
+
+
+@pytest.mark.parametrize("token", list(GOOD_WEBPUSH.values()), ids=list(GOOD_WEBPUSH))
+def test_a_real_subscription_is_registered(client: Client, as_user: AsUser, token: str) -> None:
+    answer = client.post(
+        "/v1/me/devices", headers=as_user(USER), json={"platform": "webpush", "token": token}
+    )
+    assert answer.status_code == 201, answer.text
+
+
+@pytest.mark.parametrize("token", list(BAD_WEBPUSH.values()), ids=list(BAD_WEBPUSH))
+def test_a_subscription_that_cannot_be_encrypted_to_is_refused_naming_token(
+    client: Client, runtime: Runtime, as_user: AsUser, token: str
+) -> None:
+    headers = as_user(USER)
+    before = devices_and_events(client, runtime, headers)
+    answer = client.post("/v1/me/devices", headers=headers, json={"platform": "webpush", "token": token})
+    assert_problem(answer, 400, "token")
+    assert MARK not in answer.text
+    assert devices_and_events(client, runtime, headers) == before
+
+
+# -- notice versions ----------------------------------------------------------------------------
+
+
+GOOD_NOTICES = ["v1", "2026-01", "privacy-notice:3.2", "notice-2026.11+zh", "2026-11-15", "v2026.11.15-001"]
+PII_NOTICES = {
+    "e164_phone": "+8613812345678",
+    "grouped_e164_phone": "+86-138-1234-5678",
+    "cn_mobile": "13812345678",
+    "cn_mobile_in_a_version": "v2.13812345678",
+    "card": "4111111111111111",
+    "cn_resident_id": "11010519491231002X",
+}
+
+
+@pytest.mark.parametrize("notice", GOOD_NOTICES)
+def test_ordinary_notice_versions_are_recorded(client: Client, as_user: AsUser, notice: str) -> None:
+    headers = as_user(USER)
+    answer = client.put(
+        "/v1/me/consents/marketing", headers=headers, json={"granted": True, "notice_version": notice}
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["receipt"]["notice_version"] == notice
+    state = client.get("/v1/me/preferences", headers=headers).json()["consents"]["marketing"]
+    assert (state["granted"], state["notice_version"]) == (True, notice)
+
+
+@pytest.mark.parametrize("notice", list(PII_NOTICES.values()), ids=list(PII_NOTICES))
+@pytest.mark.parametrize("granted", [True, False])
+def test_a_notice_version_holding_personal_data_is_refused(
+    client: Client, runtime: Runtime, as_user: AsUser, notice: str, granted: bool
+) -> None:
+    headers = as_user(USER)
+    answer = client.put(
+        "/v1/me/consents/marketing", headers=headers, json={"granted": True, "notice_version": "v1"}
+    )
+    assert answer.status_code == 200, answer.text
+    before = len(list(ledger.events(runtime.store.data.reader())))
+
+    answer = client.put(
+        "/v1/me/consents/marketing", headers=headers, json={"granted": granted, "notice_version": notice}
+    )
+
+    assert_problem(answer, 400, "notice_version")
+    assert notice not in answer.text
+    assert len(list(ledger.events(runtime.store.data.reader()))) == before
+    state = client.get("/v1/me/preferences", headers=headers).json()["consents"]["marketing"]
+    assert (state["granted"], state["notice_version"]) == (True, "v1")
+
+
+def test_the_length_bound_stays(client: Client, as_user: AsUser) -> None:
+    headers = as_user(USER)
+    for notice, status in (("v" * 64, 200), ("v" * 65, 400)):
+        answer = client.put(
+            "/v1/me/consents/marketing", headers=headers, json={"granted": True, "notice_version": notice}
+        )
+        assert answer.status_code == status, answer.text
