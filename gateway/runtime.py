@@ -75,11 +75,15 @@ class Runtime:
         self.audit = AuditService(self.store, clock, self.signer)
         self.adapters = build_adapters(settings)
         self.dispatcher = Dispatcher(self.store, clock, settings, self.policy, self.metrics, self.adapters)
+        self._rotation = asyncio.Lock()
 
     async def rotate_encryption_key(self) -> tuple[str, int]:
-        """A new key-encryption key, then every data key re-wrapped under it while serving."""
-        kid = await asyncio.to_thread(self.keys.add_kek)
-        return kid, await asyncio.to_thread(self.store.directory.rewrap_all)
+        """A new key-encryption key, then every data key re-wrapped under it while serving. One
+        rotation at a time: a second request waits and then rotates again, rather than re-wrapping
+        alongside the first (the key store's own lock keeps the key file whole either way)."""
+        async with self._rotation:
+            kid = await asyncio.to_thread(self.keys.add_kek)
+            return kid, await asyncio.to_thread(self.store.directory.rewrap_all)
 
     async def aclose(self) -> None:
         for adapter in {id(a): a for a in self.adapters.values()}.values():

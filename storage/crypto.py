@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hmac
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -81,16 +81,24 @@ class FieldCipher:
         return hmac.digest(self._mac_key, value, "sha256")
 
 
-class Keyring:
-    """Key-encryption keys by id; `wrap` always uses the active one."""
+Reload = Callable[[], tuple[Mapping[str, bytes], str] | None]
 
-    def __init__(self, keys: Mapping[str, bytes], active: str) -> None:
+
+class Keyring:
+    """Key-encryption keys by id; `wrap` always uses the active one.
+
+    `reload`, if given, reads the keys again from where they are kept, or None if nothing changed
+    there. It is asked when a wrapped key names a key-encryption key this ring lacks: another
+    process (`serve`, beside a separate `consent-gateway worker`) may have rotated since."""
+
+    def __init__(self, keys: Mapping[str, bytes], active: str, reload: Reload | None = None) -> None:
         if active not in keys:
             raise ValueError("active key id is not in the keyring")
         if any(len(k) != KEY_BYTES for k in keys.values()):
             raise ValueError("key-encryption keys must be 32 bytes")
         self._keys = {kid: AESGCM(key) for kid, key in keys.items()}
         self.active = active
+        self._reload = reload
 
     def add(self, kid: str, key: bytes) -> None:
         """Add a key and make it active; earlier keys stay to unwrap what they wrapped."""
@@ -98,6 +106,14 @@ class Keyring:
             raise ValueError("a new 32-byte key with an unused id is required")
         self._keys[kid] = AESGCM(key)
         self.active = kid
+
+    def merge(self, keys: Mapping[str, bytes], active: str) -> None:
+        """Take in keys another process added (ids are never reused, so known ones are skipped)."""
+        for kid, key in keys.items():
+            if kid not in self._keys and len(key) == KEY_BYTES:
+                self._keys[kid] = AESGCM(key)
+        if active in self._keys:
+            self.active = active
 
     @property
     def key_ids(self) -> tuple[str, ...]:
@@ -120,6 +136,8 @@ class Keyring:
         if len(wrapped) < 2 or wrapped[:1] != _WRAP_VERSION:
             raise DecryptionError
         kid = wrapped[2 : 2 + wrapped[1]].decode(errors="replace")
+        if kid not in self._keys and self._reload is not None and (fresh := self._reload()) is not None:
+            self.merge(*fresh)
         if kid not in self._keys:
             raise DecryptionError
         return kid

@@ -12,9 +12,12 @@ gateway creates dev keys next to the data and says so loudly.
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
 import hashlib
 import os
 import secrets
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -72,7 +75,8 @@ class KeyStore:
     def __init__(self, path: Path, data: _File) -> None:
         self.path = path
         self._data = data
-        self.keyring = Keyring({kid: _unb64(k) for kid, k in data.kek.items()}, data.kek_active)
+        self._seen = _stamp(path)
+        self.keyring = Keyring(_keks(data), data.kek_active, reload=self._changed_keks)
         self.pseudonym_key = _exact(_unb64(data.pseudonym_key), "pseudonym_key")
         self.database_key = _exact(_unb64(data.database_key), "database_key")
         self.directory_key = _exact(_unb64(data.directory_key), "directory_key")
@@ -113,15 +117,65 @@ class KeyStore:
         return cls(path, data)
 
     def add_kek(self) -> str:
-        """Add a new key-encryption key, make it active and persist atomically; returns its id."""
-        number = 1 + max(int(kid.rsplit("-", 1)[1]) for kid in self._data.kek)
-        kid = f"kek-{number}"
-        key = os.urandom(KEY_BYTES)
-        data = msgspec.structs.replace(self._data, kek={**self._data.kek, kid: _b64(key)}, kek_active=kid)
-        _write_private(self.path, msgspec.json.format(msgspec.json.encode(data)), exclusive=False)
-        self._data = data
-        self.keyring.add(kid, key)  # the same keyring object everyone holds
+        """Add a new key-encryption key, make it active and persist atomically; returns its id.
+
+        Under an exclusive lock on the key store's directory, from the file as it is then: two rotations
+        at once (a double click, two processes) each read the other's key instead of both writing
+        a different `kek-2`, one of which would be lost with every data key wrapped under it."""
+        with _locked(self.path):
+            current = _read(self.path)
+            number = 1 + max(int(kid.rsplit("-", 1)[1]) for kid in current.kek)
+            kid = f"kek-{number}"
+            key = os.urandom(KEY_BYTES)
+            data = msgspec.structs.replace(current, kek={**current.kek, kid: _b64(key)}, kek_active=kid)
+            _write_private(self.path, msgspec.json.format(msgspec.json.encode(data)), exclusive=False)
+            self._data, self._seen = data, _stamp(self.path)
+            self.keyring.merge(_keks(data), kid)  # the same keyring object everyone holds
         return kid
+
+    def _changed_keks(self) -> tuple[dict[str, bytes], str] | None:
+        """The keyring's reload: the file's key-encryption keys if it changed since last read."""
+        stamp = _stamp(self.path)
+        if stamp == self._seen:
+            return None
+        try:
+            data = _read(self.path)
+        except KeyStoreError:
+            return None
+        self._data, self._seen = data, stamp
+        return _keks(data), data.kek_active
+
+
+def _keks(data: _File) -> dict[str, bytes]:
+    return {kid: _unb64(key) for kid, key in data.kek.items()}
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        status = path.stat()
+    except FileNotFoundError:
+        return None
+    return status.st_mtime_ns, status.st_ino
+
+
+def _read(path: Path) -> _File:
+    try:
+        return msgspec.json.decode(path.read_bytes(), type=_File)
+    except (OSError, msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise KeyStoreError(f"key store {path} cannot be read: {exc}") from None
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive `flock` for a read-modify-write of the key store, across threads (each call
+    opens its own descriptor) and processes. On the directory, not the file: the file is replaced
+    by a rename, and a lock on the old one would not exclude a writer that opened the new one."""
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
 
 
 def _exact(key: bytes, name: str) -> bytes:

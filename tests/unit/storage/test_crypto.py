@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -422,3 +423,29 @@ def test_api_rotation_keeps_every_field_readable_before_and_after_restart(settin
         assert again.status_code == 200, again.text
         assert again.json() == {"active_kek_id": "kek-3", "rewrapped": 1}
         assert _export_without_clock(client, user) == before
+
+
+def test_two_rotation_requests_at_once_both_hold_after_restart(settings: Settings) -> None:
+    """A double click on rotate: both answer, with different keys, and the user's fields still
+    open after a restart (two rotations used to write two different `kek-2`s, one lost)."""
+    app = create_app(settings)
+    with TestClient(app) as client:
+        runtime = app.state.runtime
+        user = {"Authorization": f"Bearer {runtime.user_tokens.mint('double-click', system_clock())}"}
+        _, admin_key = runtime.api_keys.create_sync("ops", ("admin",))
+        admin = {"Authorization": f"Bearer {admin_key}"}
+        consent = {"granted": True, "notice_version": "v1"}
+        assert client.put("/v1/me/consents/marketing", json=consent, headers=user).status_code == 200
+        device = {"platform": "apns", "token": "apns-double-click-token"}
+        assert client.post("/v1/me/devices", json=device, headers=user).status_code == 201
+        before = _export_without_clock(client, user)
+        with ThreadPoolExecutor(2) as pool:
+            answers = list(
+                pool.map(lambda _: client.post("/v1/admin/keys/rotate-encryption", headers=admin), "ab")
+            )
+        assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
+        assert sorted(a.json()["active_kek_id"] for a in answers) == ["kek-2", "kek-3"]
+    restarted = create_app(settings)
+    with TestClient(restarted) as client:
+        token = restarted.state.runtime.user_tokens.mint("double-click", system_clock())
+        assert _export_without_clock(client, {"Authorization": f"Bearer {token}"}) == before

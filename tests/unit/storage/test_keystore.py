@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import pytest
 
 from gateway.runtime import Runtime, load_keys
 from gateway.settings import Settings
+from storage.crypto import DecryptionError
 from storage.keys import DEV_WARNING, KeyStore, KeyStoreError
 from storage.store import open_keystore
 
@@ -186,3 +188,42 @@ def test_cli_with_a_malformed_keystore_exits_2_with_one_line(tmp_path: Path) -> 
     assert done.returncode == 2
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "malformed" in done.stderr
+
+
+def test_rotations_at_once_keep_every_key(tmp_path: Path) -> None:
+    """Four stores over one file (threads standing in for requests and processes) rotating at
+    once: every key any of them made is in the file, so whatever it wrapped opens after a restart.
+    Each used to pick the same next id and write the same temporary file."""
+    path = tmp_path / "keys.json"
+    KeyStore.create(path)
+    stores = [KeyStore.load(path) for _ in range(4)]
+    start = threading.Barrier(len(stores))
+    wrapped: dict[int, bytes] = {}
+
+    def rotate(i: int) -> None:
+        start.wait()
+        stores[i].add_kek()
+        wrapped[i] = stores[i].keyring.wrap(b"k" * 32, b"aad")
+
+    threads = [threading.Thread(target=rotate, args=(i,)) for i in range(len(stores))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    restarted = KeyStore.load(path)
+    assert restarted.keyring.key_ids == ("kek-1", "kek-2", "kek-3", "kek-4", "kek-5")
+    assert all(restarted.keyring.unwrap(w, b"aad") == b"k" * 32 for w in wrapped.values())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keys.json"]
+
+
+def test_a_store_learns_a_key_another_process_added(tmp_path: Path) -> None:
+    """A separate worker loaded the keys before `serve` rotated: unwrapping a data key wrapped
+    under the new key-encryption key reads the file again instead of failing every round."""
+    path = tmp_path / "keys.json"
+    serve, worker = KeyStore.create(path), KeyStore.load(path)
+    serve.add_kek()
+    rewrapped = serve.keyring.wrap(b"d" * 32, b"aad")
+    assert worker.keyring.unwrap(rewrapped, b"aad") == b"d" * 32
+    assert worker.keyring.active == "kek-2"
+    with pytest.raises(DecryptionError):  # an unknown id still fails, after one more look
+        worker.keyring.unwrap(rewrapped.replace(b"kek-2", b"kek-7"), b"aad")
