@@ -8,6 +8,8 @@ import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
 from clients.delivery.webpush import subscription_keys_valid
+from gateway.schemas.complaints import ComplaintRead
+from gateway.schemas.pushes import WireReason
 from gateway.timezones import is_iana_zone
 from policies.catalog import Purpose, Topic
 from policies.pii import find_pii
@@ -22,6 +24,9 @@ __all__ = [
     "DeviceCreate",
     "DeviceCreated",
     "DeviceRead",
+    "ExportEvent",
+    "ExportMute",
+    "ExportNotification",
     "ExportRead",
     "Frequency",
     "LocationRead",
@@ -204,6 +209,39 @@ class ExportDevice(msgspec.Struct):
     created_at: str
 
 
+class ExportNotification(msgspec.Struct, kw_only=True):
+    """A push recorded for the user, whatever became of it: `GET /v1/me/notifications` shows the
+    newest 500 accepted ones, the export every one. Content is None where none was kept (a
+    rejected push's never is); `reasons` are the latest decision's, `why` what allowed it."""
+
+    push_id: str
+    status: str
+    topic: str
+    campaign_id: str | None
+    variant: str | None
+    title: str | None
+    body: str | None
+    data: dict[str, str] | None
+    created_at: str
+    at: str
+    why: list[str]
+    reasons: list[WireReason]
+
+
+class ExportMute(msgspec.Struct):
+    """A topic muted by one of the user's complaints (`source` is `complaint:<complaint_id>`)."""
+
+    topic: str
+    until: str
+    source: str
+
+
+class ExportEvent(msgspec.Struct):
+    push_id: str
+    type: str
+    at: str
+
+
 class ExportRead(msgspec.Struct, kw_only=True):
     subject_ref: str
     exported_at: str
@@ -213,3 +251,7 @@ class ExportRead(msgspec.Struct, kw_only=True):
     receipts: list[ConsentAnswer]
     devices: list[ExportDevice]
     location: LocationRead | None
+    complaints: list[ComplaintRead]
+    notifications: list[ExportNotification]
+    mutes: list[ExportMute]
+    events: list[ExportEvent]

@@ -31,7 +31,7 @@ from storage.repositories import complaints as repo
 from storage.repositories.complaints import ComplaintRow, text_aad
 from storage.store import Store
 
-__all__ = ["ComplaintService", "maybe_pause_campaign"]
+__all__ = ["ComplaintService", "complaint_read", "maybe_pause_campaign"]
 
 
 def maybe_pause_campaign(conn: Connection, campaign_id: str, source: PolicySource, now: datetime) -> bool:
@@ -172,7 +172,10 @@ class ComplaintService:
         key = self._store.directory.resolve(subject_ref)
         if key is None:
             return []
-        return [_read(row, key) for row in repo.list_for_subject(self._store.data.reader(), key.subject_id)]
+        return [
+            complaint_read(row, key)
+            for row in repo.list_for_subject(self._store.data.reader(), key.subject_id)
+        ]
 
     async def acknowledge(self, complaint_id: str) -> ComplaintRead:
         return await self._step(complaint_id, "acknowledged", None)
@@ -199,7 +202,7 @@ class ComplaintService:
             repo.set_status(conn, complaint_id, status, now, sealed)
             updated = repo.get(conn, complaint_id)
             assert updated is not None
-            return _read(updated, key)
+            return complaint_read(updated, key)
 
         return await self._store.data.writer.run(unit)
 
@@ -220,7 +223,7 @@ class ComplaintService:
         return await self._store.data.writer.run(unit)
 
 
-def _read(row: ComplaintRow, key: SubjectKey | None) -> ComplaintRead:
+def complaint_read(row: ComplaintRow, key: SubjectKey | None) -> ComplaintRead:
     """`key` None (the subject was erased) leaves the sealed texts out."""
     return ComplaintRead(
         complaint_id=row.complaint_id,

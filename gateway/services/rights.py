@@ -1,5 +1,10 @@
 """The data subject's rights: access and portability (export) and erasure.
 
+The export is everything held about the subject, decrypted: besides preferences, consents,
+devices and location, their complaints, every push recorded for them with its content, the
+mutes their complaints set and their engagement events. Each part is read and decrypted by the
+same functions as the `/v1/me/...` route that shows it, but in full where that route is bounded.
+
 Erasure is crypto-shredding: the subject directory row — internal id mapping and wrapped
 data key — is deleted in one transaction and a tombstone left, then the subject's rows are
 deleted from the data file and both WALs are truncated. The ledger keeps its events (sealed
@@ -9,13 +14,26 @@ more) and still verifies, because its chain covers ciphertexts.
 
 from __future__ import annotations
 
+import msgspec
+
 from gateway.clock import Clock, rfc3339, rfc3339_text
-from gateway.schemas.me import ConsentAnswer, ExportDevice, ExportRead, LocationRead
+from gateway.schemas.me import (
+    ConsentAnswer,
+    ExportDevice,
+    ExportEvent,
+    ExportMute,
+    ExportNotification,
+    ExportRead,
+    LocationRead,
+)
+from gateway.schemas.pushes import WireReason
+from gateway.services.complaints import complaint_read
 from gateway.services.preferences import PreferenceCenter, consent_event, stored_answer
 from storage import ledger
 from storage.db import Connection
 from storage.directory import SubjectKey
-from storage.repositories import consents, devices, locations, preferences
+from storage.repositories import complaints, consents, devices, locations, preferences, pushes
+from storage.repositories.pushes import PushRow
 from storage.store import Store
 
 __all__ = ["RightsService"]
@@ -36,10 +54,11 @@ class RightsService:
             return ExportRead(
                 subject_ref=subject_ref, exported_at=rfc3339(now), held=False,
                 preferences=self._center.read(subject_ref), consent_history=[], receipts=[],
-                devices=[], location=None,
+                devices=[], location=None, complaints=[], notifications=[], mutes=[], events=[],
             )  # fmt: skip
         conn = self._store.data.reader()
-        history = list(ledger.events(conn, "WHERE subject_id = ?", (key.subject_id,)))
+        sid = key.subject_id
+        history = list(ledger.events(conn, "WHERE subject_id = ?", (sid,)))
         place = locations.get(conn, key)
         return ExportRead(
             subject_ref=subject_ref,
@@ -55,6 +74,17 @@ class RightsService:
                 for d in devices.list_for(conn, key)
             ],
             location=None if place is None else LocationRead(place[0], len(place[0]), rfc3339_text(place[1])),
+            # `GET /v1/me/complaints`'s own mapping: one for both, not a copy.
+            complaints=[complaint_read(row, key) for row in complaints.list_for_subject(conn, sid)],
+            notifications=[_notification(row, key) for row in pushes.all_for_subject(conn, sid)],
+            mutes=[
+                ExportMute(m.topic, rfc3339_text(m.until), m.source)
+                for m in complaints.mutes_for_subject(conn, sid)
+            ],
+            events=[
+                ExportEvent(e.push_id, e.type, rfc3339_text(e.at))
+                for e in complaints.events_for_subject(conn, sid)
+            ],
         )
 
     async def erase(self, subject_ref: str, actor: str) -> None:
@@ -73,6 +103,26 @@ class RightsService:
 
         await self._store.data.writer.run(unit)
         self._store.data.checkpoint()
+
+
+def _notification(row: PushRow, key: SubjectKey) -> ExportNotification:
+    """A push as `GET /v1/me/notifications` shows it (same decryption, same `at` and `why`),
+    with what that list leaves out: the data, the variant and the decision's reasons."""
+    content = row.open_content(key)
+    return ExportNotification(
+        push_id=row.push_id,
+        status=row.status,
+        topic=row.topic,
+        campaign_id=row.campaign_id,
+        variant=row.variant,
+        title=None if content is None else content.title,
+        body=None if content is None else content.body,
+        data=None if content is None else content.data,
+        created_at=rfc3339_text(row.created_at),
+        at=rfc3339_text(row.planned_at or row.created_at),
+        why=msgspec.json.decode(row.allowed_by, type=list[str]),
+        reasons=msgspec.json.decode(row.final_reasons or row.reasons, type=list[WireReason]),
+    )
 
 
 def _receipts(history: list[ledger.LedgerEvent], key: SubjectKey) -> list[ConsentAnswer]:

@@ -15,7 +15,18 @@ from storage.crypto import field_aad
 from storage.db import Connection
 from storage.directory import SubjectKey
 
-__all__ = ["ComplaintRow", "count_for_campaign", "get", "insert", "list_for_subject", "set_status"]
+__all__ = [
+    "ComplaintRow",
+    "Mute",
+    "PushEvent",
+    "count_for_campaign",
+    "events_for_subject",
+    "get",
+    "insert",
+    "list_for_subject",
+    "mutes_for_subject",
+    "set_status",
+]
 
 _COLUMNS = (
     "complaint_id, subject_id, push_id, topic, campaign_id, variant, reason, comment, status, flagged, "
@@ -45,6 +56,20 @@ class ComplaintRow(msgspec.Struct, frozen=True, kw_only=True):
         if sealed is None:
             return None
         return key.cipher.open(sealed, text_aad(self.complaint_id, column, key)).decode()
+
+
+class Mute(msgspec.Struct, frozen=True):
+    """A topic muted for a subject by one of their complaints (`source` names it)."""
+
+    topic: str
+    until: str
+    source: str
+
+
+class PushEvent(msgspec.Struct, frozen=True):
+    push_id: str
+    type: str
+    at: str
 
 
 def text_aad(complaint_id: str, column: str, key: SubjectKey) -> bytes:
@@ -97,3 +122,21 @@ def count_for_campaign(conn: Connection, campaign_id: str) -> int:
         "SELECT count(DISTINCT push_id) FROM complaints WHERE campaign_id = ?", (campaign_id,)
     ).fetchone()
     return int(row[0])
+
+
+def mutes_for_subject(conn: Connection, subject_id: str) -> list[Mute]:
+    """Every mute row, expired ones too: the export shows what is held, not what still applies."""
+    rows = conn.execute(
+        "SELECT topic, until, source FROM mutes WHERE subject_id = ? ORDER BY topic", (subject_id,)
+    )
+    return [Mute(*r) for r in rows]
+
+
+def events_for_subject(conn: Connection, subject_id: str) -> list[PushEvent]:
+    """Engagement events carry no subject column: they are the subject's through their push."""
+    rows = conn.execute(
+        "SELECT e.push_id, e.type, e.at FROM push_events e JOIN pushes p ON p.push_id = e.push_id "
+        "WHERE p.subject_id = ? ORDER BY e.at, e.push_id, e.type",
+        (subject_id,),
+    )
+    return [PushEvent(*r) for r in rows]

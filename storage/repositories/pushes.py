@@ -21,6 +21,7 @@ __all__ = [
     "ACCEPTED",
     "PushContent",
     "PushRow",
+    "all_for_subject",
     "content_aad",
     "find_idempotent_many",
     "get",
@@ -138,6 +139,16 @@ def list_for_subject(conn: Connection, subject_id: str, statuses: Iterable[str])
         f"SELECT {_COLUMNS} FROM pushes WHERE subject_id = ? AND status IN ({marks}) "  # noqa: S608
         "ORDER BY created_at DESC LIMIT 500",
         (subject_id, *wanted),
+    )
+    return [_row(r) for r in rows]
+
+
+def all_for_subject(conn: Connection, subject_id: str) -> list[PushRow]:
+    """Every push recorded for the subject, whatever its status, oldest first and unbounded:
+    the export must be complete, where `list_for_subject` keeps the newest 500 for a screen."""
+    rows = conn.execute(
+        f"SELECT {_COLUMNS} FROM pushes WHERE subject_id = ? ORDER BY created_at, push_id",  # noqa: S608
+        (subject_id,),
     )
     return [_row(r) for r in rows]
 
