@@ -7,6 +7,10 @@ For each claimed push:
    (its time has not come): back to the outbox for then. Past expiry: `expired`. Otherwise it
    is marked `sending` and its not-yet-delivered devices are read. A withdrawal committed before
    this unit therefore stops the push; one committed after it finds the push already in flight.
+   A push deferred before that can now only be refused for its timing (quiet hours reaching
+   past its expiry) ends `expired`, as the spec's TTL rule says. A push already delivered to
+   one of its devices is never ended rejected, expired or erased: the user has it, so it ends
+   `delivered` (the new reasons kept) and keeps counting against the caps; no more is sent.
 2. Send to each device through its platform's adapter, unless that provider's circuit is open.
 3. In a second unit, record each device's result (invalid tokens disable the device) and either
    end the push (`delivered`, or `failed` after the last attempt) or reschedule it with backoff.
@@ -40,8 +44,9 @@ from gateway.services.complaints import maybe_pause_campaign
 from gateway.services.policy import PolicySource
 from gateway.services.pushes import policy_request, wire_reasons
 from gateway.settings import Settings
-from policies import CampaignState, PolicySettings, Reason, Scheduled, SubjectState, decide
+from policies import CampaignState, Decision, PolicySettings, Reason, Scheduled, SubjectState, decide
 from policies.catalog import is_marketing
+from policies.reasons import EXPIRED, QUIET_HOURS, SUBJECT_ERASED
 from storage import outbox
 from storage.db import Connection
 from storage.directory import SubjectKey
@@ -232,11 +237,11 @@ class Dispatcher:
         expires = datetime.fromisoformat(row.expires_at)
         remaining = math.ceil((expires - now).total_seconds())
         if remaining <= 0:
-            self._end(conn, owner, row, snapshot, "expired", [Reason("expired")], now)
+            self._end(conn, owner, row, snapshot, "expired", [Reason(EXPIRED)], now)
             return None
         content = None if key is None else row.open_content(key)
         if key is None or content is None:
-            self._end(conn, owner, row, snapshot, "rejected", [Reason("subject_erased")], now)
+            self._end(conn, owner, row, snapshot, "rejected", [Reason(SUBJECT_ERASED)], now)
             return None
         decision = decide(
             policy_request(row.topic, row.campaign_id, content, remaining),
@@ -245,7 +250,11 @@ class Dispatcher:
             now,
             self._policy.settings,
         )
-        if decision.outcome == "rejected":
+        late = _too_late(decision, expires)
+        if late and _was_deferred(row):
+            self._end(conn, owner, row, snapshot, "expired", [Reason(EXPIRED)], now)
+            return None
+        if decision.outcome == "rejected" or late:
             self._end(conn, owner, row, snapshot, "rejected", list(decision.reasons), now)
             return None
         if decision.outcome == "deferred" and decision.deliver_after is not None:
@@ -268,11 +277,19 @@ class Dispatcher:
         reasons: list[Reason],
         now: datetime,
     ) -> None:
+        """End the push with step 1's verdict, unless a device already has it: then the user has
+        received it, so it ends `delivered` (the verdict's reasons kept, nothing more sent) and
+        still counts against the caps at its planned time, as the snapshot goes on counting it."""
+        reached = "delivered" in snapshot.recorded[row.push_id].values()
+        status = "delivered" if reached else status
         pushes.set_status(
             conn, row.push_id, status, now, reasons=msgspec.json.encode(wire_reasons(reasons)).decode()
         )
         outbox.finish(conn, row.push_id, owner)
-        snapshot.replan(row, None)
+        if not reached:
+            snapshot.replan(row, None)
+        elif row.campaign_id is not None:
+            maybe_pause_campaign(conn, row.campaign_id, self._policy, now)  # as step 3 does at delivery
         self._metrics.dispatch_ends.labels(status).inc()
 
     # -- step 2: send ------------------------------------------------------------------------
@@ -360,6 +377,23 @@ class Dispatcher:
             # Judged at each delivery: the one that reaches the minimum may be what pauses it.
             maybe_pause_campaign(conn, campaign_id, self._policy, now)
         self._metrics.dispatch_ends.labels(status).inc()
+
+
+def _too_late(decision: Decision, expires: datetime) -> bool:
+    """Only timing stands in the way: rejected for quiet hours alone (their end is not before
+    the expiry), or deferred to or past the expiry."""
+    if decision.outcome == "rejected":
+        return all(r.code == QUIET_HOURS for r in decision.reasons)
+    return decision.deliver_after is not None and decision.deliver_after >= expires
+
+
+def _was_deferred(row: PushRow) -> bool:
+    """Deferred at submission or by an earlier round: planned for later than it was created."""
+    if row.status == "deferred" or row.outcome == "deferred":
+        return True
+    return row.planned_at is not None and (
+        datetime.fromisoformat(row.planned_at) > datetime.fromisoformat(row.created_at)
+    )
 
 
 def _message(row: PushRow, device: DeviceRow, content: PushContent, expires: datetime) -> DeliveryMessage:
