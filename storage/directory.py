@@ -15,7 +15,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from storage.crypto import FieldCipher, Keyring, new_data_key
 from storage.db import Connection, Database, in_chunks
@@ -100,10 +100,25 @@ class SubjectDirectory:
         return self.by_subject_ids([subject_id]).get(subject_id)
 
     def by_subject_ids(self, subject_ids: Iterable[str]) -> dict[str, SubjectKey]:
-        """subject id → live subject, for the live ones among `subject_ids` (erased ones are absent)."""
-        refs = self.refs_for(subject_ids)
-        keys = self.resolve_many(refs.values())
-        return {sid: keys[ref] for sid, ref in refs.items() if ref in keys}
+        """subject id → live subject, for the live ones among `subject_ids` (erased ones are absent).
+
+        The rows are read by id each time, since only the database knows which ref an id belongs
+        to now, and a cached entry serves only if it holds that same id (see `_fresh`). What this
+        path unwraps is not cached: it is the delivery worker's path, and a worker running as its
+        own process never hears of erasures, so it must not keep data keys between rounds
+        (SECURITY.md, "What is not protected"). With the row read anyway, caching would only
+        spare an unwrap.
+        """
+        rows = self._rows_by_id(subject_ids, "subject_ref, subject_id, wrapped_key")
+        with self._lock:
+            hits = {sid: self._fresh(ref, sid) for ref, sid, _ in rows}
+        found: dict[str, SubjectKey] = {}
+        for ref, sid, wrapped in rows:
+            hit = hits[sid]
+            if hit is None:
+                hit = (sid, self._keyring.unwrap(wrapped, _wrap_aad(sid)))
+            found[sid] = _live(ref, hit)
+        return found
 
     def status(self, subject_ref: str) -> SubjectStatus:
         if self.resolve(subject_ref) is not None:
@@ -180,16 +195,34 @@ class SubjectDirectory:
 
     def refs_for(self, subject_ids: Iterable[str]) -> dict[str, str]:
         """subject id → subject_ref for the live subjects among `subject_ids` (erased ones are absent)."""
-        wanted = list(dict.fromkeys(subject_ids))
-        found: dict[str, str] = {}
+        rows = self._rows_by_id(subject_ids, "subject_ref, subject_id")
+        with self._lock:
+            for ref, sid in rows:
+                self._fresh(ref, sid)  # drops an entry this read shows is stale
+        return {sid: ref for ref, sid in rows}
+
+    def _rows_by_id(self, subject_ids: Iterable[str], columns: str) -> list[tuple[Any, ...]]:
+        """The `subjects` rows of these ids (`columns` is a constant of this module), in a few IN queries."""
+        rows: list[tuple[Any, ...]] = []
         reader = self._db.reader()
-        for marks, chunk in in_chunks(wanted):
-            for ref, sid in reader.execute(
-                f"SELECT subject_ref, subject_id FROM subjects WHERE subject_id IN ({marks})",  # noqa: S608
-                chunk,
-            ):
-                found[sid] = ref
-        return found
+        for marks, chunk in in_chunks(list(dict.fromkeys(subject_ids))):
+            rows.extend(
+                reader.execute(f"SELECT {columns} FROM subjects WHERE subject_id IN ({marks})", chunk)  # noqa: S608
+            )
+        return rows
+
+    def _fresh(self, subject_ref: str, subject_id: str) -> _Cached | None:
+        """The cached entry of a ref the database has just shown to hold `subject_id`, if it holds
+        that id too; one holding another id is stale — the ref was erased and came back, maybe in
+        another process — and is dropped. Call with the lock held."""
+        hit = self._cache.get(subject_ref)
+        if hit is None:
+            return None
+        if hit[0] != subject_id:
+            del self._cache[subject_ref]
+            return None
+        self._cache.move_to_end(subject_ref)
+        return hit
 
     def rewrap_all(self, batch: int = 500) -> int:
         """Re-wrap every data key under the keyring's active key, in batches, while serving."""

@@ -1,0 +1,114 @@
+"""The subject directory's cache when another process erases: two `Store`s on one data dir stand in
+for `consent-gateway serve` and a `consent-gateway worker` beside it, each with its own cache.
+
+A subject who is erased and registers again keeps its subject_ref but gets a new subject id and a
+new data key; a process that cached the old pair must not hand out the old key for the new id
+(every delivery round would fail to open the subject's pushes). And a worker process, which never
+hears of erasures, must hold no data key once its round is over (SECURITY.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from storage.crypto import field_aad
+from storage.keys import KeyStore
+from storage.store import Store
+
+NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+REF = "sub_" + "a" * 52
+AAD = field_aad("devices", "token", "dev_1", "s_1")
+
+
+@pytest.fixture
+def store_dir(tmp_path: Path) -> Path:
+    return tmp_path / "store"
+
+
+@pytest.fixture
+def serve(store_dir: Path) -> Iterator[Store]:
+    opened = Store(store_dir, KeyStore.create(store_dir / "keys.json"))
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def worker(serve: Store, store_dir: Path) -> Iterator[Store]:
+    opened = Store(store_dir, KeyStore.load(store_dir / "keys.json"))
+    yield opened
+    opened.close()
+
+
+def _cached_refs(store: Store) -> set[str]:
+    return set(store.directory._cache)
+
+
+def test_a_worker_process_gets_the_new_key_of_a_subject_who_was_erased_and_came_back(
+    serve: Store, worker: Store
+) -> None:
+    first = serve.directory.ensure(REF, NOW)
+    assert worker.directory.by_subject_ids([first.subject_id])[first.subject_id].subject_ref == REF
+
+    serve.directory.erase(REF, NOW)
+    second = serve.directory.ensure(REF, NOW)
+    assert second.subject_id != first.subject_id
+    sealed = second.cipher.seal(b"new phone token", AAD)
+
+    found = worker.directory.by_subject_ids([first.subject_id, second.subject_id])
+    assert set(found) == {second.subject_id}
+    assert found[second.subject_id].subject_ref == REF
+    assert found[second.subject_id].cipher.open(sealed, AAD) == b"new phone token"
+    assert worker.directory.by_subject_id(second.subject_id) is not None
+
+
+def test_a_worker_process_holds_no_data_key_after_its_round(serve: Store, worker: Store) -> None:
+    subject = serve.directory.ensure(REF, NOW)
+    assert subject.subject_id in worker.directory.by_subject_ids([subject.subject_id])
+    assert worker.directory.by_subject_id(subject.subject_id) is not None
+    assert _cached_refs(worker) == set()  # so an erasure by `serve` leaves it nothing to forget
+
+    serve.directory.erase(REF, NOW)
+    assert worker.directory.by_subject_ids([subject.subject_id]) == {}
+    assert _cached_refs(serve) == set()
+
+
+def test_a_stale_entry_is_dropped_when_an_id_lookup_shows_it(serve: Store, worker: Store) -> None:
+    # `worker` here is any process that looked the ref up by ref (a second `serve`, say)
+    first = worker.directory.ensure(REF, NOW)
+    assert _cached_refs(worker) == {REF}
+    serve.directory.erase(REF, NOW)
+    second = serve.directory.ensure(REF, NOW)
+
+    assert worker.directory.refs_for([second.subject_id]) == {second.subject_id: REF}
+    assert _cached_refs(worker) == set()  # the id lookup showed the entry's id is no longer REF's
+    again = worker.directory.resolve(REF)
+    assert again is not None
+    assert again.subject_id == second.subject_id != first.subject_id
+    sealed = second.cipher.seal(b"x", AAD)
+    assert again.cipher.open(sealed, AAD) == b"x"
+
+    # the same through by_subject_ids, from a stale entry again
+    serve.directory.erase(REF, NOW)
+    third = serve.directory.ensure(REF, NOW)
+    found = worker.directory.by_subject_ids([third.subject_id])
+    assert found[third.subject_id].cipher.open(third.cipher.seal(b"y", AAD), AAD) == b"y"
+    assert _cached_refs(worker) == set()
+
+
+def test_an_id_lookup_uses_an_entry_that_holds_the_same_id_without_unwrapping(
+    serve: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    subject = serve.directory.ensure(REF, NOW)  # cached by the process that created it
+
+    def no_unwrap(wrapped: bytes, aad: bytes) -> bytes:
+        raise AssertionError("a fresh cache entry should have spared this unwrap")
+
+    monkeypatch.setattr(serve.keys.keyring, "unwrap", no_unwrap)
+    found = serve.directory.by_subject_ids([subject.subject_id])
+    sealed = subject.cipher.seal(b"z", AAD)
+    assert found[subject.subject_id].cipher.open(sealed, AAD) == b"z"
+    assert _cached_refs(serve) == {REF}
