@@ -10,12 +10,14 @@ any reject beats a deferral, a deferral beats a pass):
  1. subject        - unknown or erased: stop here; no active device.      (subject.py)
  2. minimization   - sizes, allowed data keys, personal data in text.     (minimization.py)
  3. ttl            - `expires_at = now + ttl_seconds` (computed first: every decision carries it). (ttl.py)
-    `transactional` is exempt from 4, 5, 8, 9 and 10 but not from 6 and 7.
+    `transactional` is exempt from 4, 5, 8's topic mute, 9 and 10, but not from 6, 7 or
+    8's campaign pause.
  4. consent        - every purpose the topic needs is granted.            (consent.py)
  5. topic          - the user has not turned the topic off.               (topics.py)
  6. personalization- a personalized push needs `personalization`.         (personalization.py)
  7. location       - a `near` push needs consent and a fresh, inside fix. (location.py)
  8. complaints     - topic muted after a complaint; campaign paused.      (complaints.py)
+                     A paused campaign stops every push that names it.
  9. quiet hours    - defer to the window's end, or reject past expiry.    (quiet_hours.py)
 10. frequency      - weekly, daily and per-topic limits at delivery time. (frequency.py)
 

@@ -1,5 +1,10 @@
 """Rule 8, complaints: a topic the user complained about stays muted; a paused campaign sends nothing.
 
+Two checks, because they reach different pushes: the mute (`check_complaints`) is about
+marketing the user complained of, so `transactional` is exempt from it; a campaign paused
+"until an operator resumes it" (`check_campaign_pause`) stops every push that names it,
+`transactional` too.
+
 The pause itself is set by storage when a campaign's complaint rate crosses
 `complaint_pause_rate`; here only its effect is decided.
 Reason codes: `recent_complaint` (detail `topic`, `until` in RFC 3339), `campaign_paused`.
@@ -14,14 +19,19 @@ from policies.settings import PolicySettings
 
 
 def check_complaints(ctx: RuleContext, now: datetime, settings: PolicySettings) -> RuleResult:
-    found = []
+    """The push's topic is not muted for the user after a complaint (`recent_complaint`)."""
     topic = ctx.push.topic
     until = ctx.subject.muted_until.get(topic)
     if until is not None and until > now:
-        found.append(Reason(reasons.RECENT_COMPLAINT, {"topic": topic, "until": rfc3339(until)}))
+        return reject(Reason(reasons.RECENT_COMPLAINT, {"topic": topic, "until": rfc3339(until)}))
+    return passed()
+
+
+def check_campaign_pause(ctx: RuleContext, now: datetime, settings: PolicySettings) -> RuleResult:
+    """The push's campaign, if it names one, is not paused (`campaign_paused`); any topic."""
     if ctx.campaign is not None and ctx.campaign.paused:
-        found.append(Reason(reasons.CAMPAIGN_PAUSED))
-    return reject(*found) if found else passed()
+        return reject(Reason(reasons.CAMPAIGN_PAUSED))
+    return passed()
 
 
 def should_pause_campaign(complaints: int, deliveries: int, settings: PolicySettings) -> bool:

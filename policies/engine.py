@@ -9,7 +9,7 @@ exception from `decide` as a deny (and logs it, which this pure code cannot do).
 from datetime import datetime
 
 from policies.catalog import is_marketing
-from policies.complaints import check_complaints
+from policies.complaints import check_campaign_pause, check_complaints
 from policies.consent import check_consent
 from policies.context import CampaignState, PushRequest, RuleContext, SubjectState
 from policies.decision import Decision, combine, passed
@@ -24,7 +24,8 @@ from policies.topics import check_topic
 from policies.ttl import expires_at
 
 _PURPOSE_RULES = (check_personalization, check_location)
-_MARKETING_RULES = (check_consent, check_topic, check_personalization, check_location, check_complaints)
+_TRANSACTIONAL_RULES = (*_PURPOSE_RULES, check_campaign_pause)
+_MARKETING_RULES = (check_consent, check_topic, *_PURPOSE_RULES, check_complaints, check_campaign_pause)
 
 
 def decide(
@@ -44,7 +45,7 @@ def decide(
     results = [first, check_minimization(ctx, now, settings)]
     if not is_marketing(push.topic):
         results.append(passed("topic:transactional (contract)"))
-        results += [rule(ctx, now, settings) for rule in _PURPOSE_RULES]
+        results += [rule(ctx, now, settings) for rule in _TRANSACTIONAL_RULES]
         return combine(results, expires)
     results += [rule(ctx, now, settings) for rule in _MARKETING_RULES]
     quiet = check_quiet_hours(ctx, now, settings)
