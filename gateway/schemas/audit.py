@@ -72,7 +72,8 @@ class DecisionRead(msgspec.Struct, kw_only=True):
     variant: str | None
     outcome: str
     status: str
-    reasons: list[WireReason]
+    reasons: list[WireReason]  # the submission's answer, as an idempotent replay returns it
+    final_reasons: list[WireReason]  # why dispatch ended the push (rejected, expired, failed); else []
     policy_version: int
     created_at: str
 

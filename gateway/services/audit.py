@@ -221,6 +221,7 @@ class AuditService:
                     outcome=r.outcome,
                     status=r.status,
                     reasons=msgspec.json.decode(r.reasons),
+                    final_reasons=msgspec.json.decode(r.final_reasons) if r.final_reasons else [],
                     policy_version=r.policy_version,
                     created_at=rfc3339_text(r.created_at),
                 )

@@ -52,6 +52,7 @@ class DecisionRow(msgspec.Struct, frozen=True):
     outcome: str
     status: str
     reasons: str
+    final_reasons: str | None
     policy_version: int
     created_at: str
 
@@ -92,8 +93,17 @@ class CheckpointRow(msgspec.Struct, frozen=True):
 
 
 _DECISION_COLUMNS = (
-    "rowid, push_id, subject_id, topic, campaign_id, variant, outcome, status, reasons, policy_version, "
-    "created_at"
+    "rowid, push_id, subject_id, topic, campaign_id, variant, outcome, status, reasons, final_reasons, "
+    "policy_version, created_at"
+)
+# A decision holds the reasons of its submission (`reasons`) and, once dispatch ended it, those
+# of dispatch (`final_reasons`, NULL until then): a `reason` filter matches a code in either. The
+# same one pass over the rows as before; the NULL test spares the second json_each on every row
+# dispatch has not ended.
+_HAS_REASON = (
+    "(EXISTS (SELECT 1 FROM json_each(pushes.reasons) WHERE json_extract(value, '$.code') = ?) "
+    "OR (pushes.final_reasons IS NOT NULL AND "
+    "EXISTS (SELECT 1 FROM json_each(pushes.final_reasons) WHERE json_extract(value, '$.code') = ?)))"
 )
 _COMPLAINT_COLUMNS = (
     "rowid, complaint_id, subject_id, push_id, topic, campaign_id, variant, reason, comment IS NOT NULL, "
@@ -102,11 +112,16 @@ _COMPLAINT_COLUMNS = (
 
 
 def _where(
-    filters: Filter, *, time_column: str, key_column: str, after: int, extra: dict[str, object] | None = None
+    filters: Filter,
+    *,
+    time_column: str,
+    key_column: str,
+    after: int,
+    extra: dict[str, tuple[object, ...]] | None = None,
 ) -> tuple[str, list[object]]:
-    """A WHERE clause and its parameters; `extra` maps further clauses to their one parameter."""
+    """A WHERE clause and its parameters; `extra` maps further clauses to their parameters."""
     clauses = [f"{key_column} > ?", *(extra or {})]
-    params: list[object] = [after, *(extra or {}).values()]
+    params: list[object] = [after, *(p for values in (extra or {}).values() for p in values)]
     for column, value in filters.equal.items():
         if value is not None:
             clauses.append(f"{column} = ?")
@@ -126,7 +141,7 @@ def ledger_page(conn: Connection, filters: Filter, after: int, limit: int) -> li
 
 def seq_span(conn: Connection, filters: Filter, upto: int) -> tuple[int, int] | None:
     """The first and last seq of the events in the time window among the first `upto`."""
-    where, params = _where(filters, time_column="at", key_column="seq", after=0, extra={"seq <= ?": upto})
+    where, params = _where(filters, time_column="at", key_column="seq", after=0, extra={"seq <= ?": (upto,)})
     row = conn.execute(f"SELECT min(seq), max(seq) FROM ledger {where}", params).fetchone()  # noqa: S608
     return None if row is None or row[0] is None else (int(row[0]), int(row[1]))
 
@@ -134,12 +149,9 @@ def seq_span(conn: Connection, filters: Filter, upto: int) -> tuple[int, int] | 
 def decision_page(
     conn: Connection, filters: Filter, reason: str | None, after: int, limit: int
 ) -> list[DecisionRow]:
-    """Decisions after rowid `after`; `reason` matches any reason code the decision gave."""
-    extra: dict[str, object] = (
-        {"EXISTS (SELECT 1 FROM json_each(pushes.reasons) WHERE json_extract(value, '$.code') = ?)": reason}
-        if reason
-        else {}
-    )
+    """Decisions after rowid `after`; `reason` matches any reason code the decision gave, at
+    submission or at dispatch."""
+    extra: dict[str, tuple[object, ...]] = {_HAS_REASON: (reason, reason)} if reason else {}
     where, params = _where(filters, time_column="created_at", key_column="rowid", after=after, extra=extra)
     sql = f"SELECT {_DECISION_COLUMNS} FROM pushes {where} ORDER BY rowid LIMIT ?"  # noqa: S608
     return [DecisionRow(*row) for row in conn.execute(sql, (*params, limit))]
