@@ -176,6 +176,7 @@ class Dispatcher:
             claims = outbox.claim(conn, owner, now, lease, limit)
             if not claims:
                 return []
+            self._policy.refresh(conn)  # this process may not be the one that changed it
             try:
                 snapshot: _Round | None = self._snapshot(conn, claims, now)
             except Exception:

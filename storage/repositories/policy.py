@@ -10,7 +10,7 @@ import msgspec
 from policies.settings import PolicySettings
 from storage.db import Connection
 
-__all__ = ["PolicyVersion", "current", "put"]
+__all__ = ["PolicyVersion", "current", "newest_version", "put"]
 
 
 class PolicyVersion(msgspec.Struct, frozen=True):
@@ -28,6 +28,11 @@ def current(conn: Connection) -> PolicyVersion:
     if row is None:
         return PolicyVersion(0, PolicySettings(), "defaults", None)
     return PolicyVersion(int(row[0]), msgspec.json.decode(row[1], type=PolicySettings), row[2], row[3])
+
+
+def newest_version(conn: Connection) -> int:
+    """The newest version's number alone: a lookup at the end of the primary key."""
+    return int(conn.execute("SELECT coalesce(max(version), 0) FROM policy_versions").fetchone()[0])
 
 
 def put(conn: Connection, settings: PolicySettings, changed_by: str, now: datetime) -> PolicyVersion:
