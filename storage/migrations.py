@@ -263,6 +263,21 @@ def _partial_campaign_index(db: sqlite_utils.Database) -> None:
     )
 
 
+def _campaign_resume(db: sqlite_utils.Database) -> None:
+    # Which rule paused a campaign (NULL: paused by hand), since only an operator may lift the
+    # complaint rule's pause; and when it was last resumed, since the rule then judges only the
+    # complaints and deliveries after that. Campaigns the rule paused before this step are
+    # known by the evidence it wrote as their pause reason.
+    db.table("campaigns").add_column("pause_rule", str)
+    db.table("campaigns").add_column("resumed_at", str)
+    evidence = '{"rule":"complaint_rate",'
+    db.execute(
+        "UPDATE campaigns SET pause_rule = 'complaint_rate' "
+        "WHERE status = 'paused' AND substr(pause_reason, 1, ?) = ?",
+        (len(evidence), evidence),
+    )
+
+
 DATA_MIGRATIONS: list[Migration] = [
     ("0001_core", _core),
     ("0002_policy", _policy),
@@ -274,5 +289,6 @@ DATA_MIGRATIONS: list[Migration] = [
     ("0008_planned_index", _planned_index),
     ("0009_planned_without_status", _planned_without_status),
     ("0010_partial_campaign_index", _partial_campaign_index),
+    ("0011_campaign_resume", _campaign_resume),
 ]
 DIRECTORY_MIGRATIONS: list[Migration] = [("0001_directory", _directory)]

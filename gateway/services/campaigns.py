@@ -1,12 +1,18 @@
-"""Campaigns: created by marketers, paused and resumed by operators (or by complaints)."""
+"""Campaigns: created by marketers, paused and resumed by operators (or by complaints).
+
+Pausing a paused campaign, or resuming an active one, changes nothing: the answer is the
+campaign as it is, so a second pause never overwrites why (and when) it was paused. A pause
+by the complaint-rate rule holds "until an operator resumes it": only an `admin` key lifts it.
+"""
 
 from __future__ import annotations
 
 from gateway.clock import Clock, rfc3339_text
-from gateway.errors import NotFound
+from gateway.errors import Forbidden, NotFound
 from gateway.schemas.pushes import CampaignRead
+from storage.db import Connection
 from storage.repositories import campaigns
-from storage.repositories.campaigns import CampaignRow
+from storage.repositories.campaigns import COMPLAINT_RATE, CampaignRow
 from storage.store import Store
 
 __all__ = ["CampaignService"]
@@ -37,15 +43,41 @@ class CampaignService:
         return _read(row)
 
     def read(self, campaign_id: str) -> CampaignRead:
-        row = campaigns.get(self._store.data.reader(), campaign_id)
-        if row is None:
-            raise NotFound("no such campaign", "campaign_id")
-        return _read(row)
+        return _read(_existing(self._store.data.reader(), campaign_id))
 
-    async def set_status(self, campaign_id: str, status: str, reason: str | None) -> CampaignRead:
+    async def pause(self, campaign_id: str, reason: str) -> CampaignRead:
         now = self._clock()
-        if not await self._store.data.writer.run(
-            lambda conn: campaigns.set_status(conn, campaign_id, status, now, reason)
-        ):
-            raise NotFound("no such campaign", "campaign_id")
-        return self.read(campaign_id)
+
+        def unit(conn: Connection) -> CampaignRead:
+            row = _existing(conn, campaign_id)
+            if row.status == "paused":
+                return _read(row)
+            campaigns.pause(conn, campaign_id, now, reason)
+            return _read(_existing(conn, campaign_id))
+
+        return await self._store.data.writer.run(unit)
+
+    async def resume(self, campaign_id: str, *, operator: bool) -> CampaignRead:
+        """`operator`: the caller holds `admin`, the only role that may lift the complaint rule's pause."""
+        now = self._clock()
+
+        def unit(conn: Connection) -> CampaignRead:
+            row = _existing(conn, campaign_id)
+            if row.status != "paused":
+                return _read(row)
+            if row.pause_rule == COMPLAINT_RATE and not operator:
+                raise Forbidden(
+                    "the campaign was paused by the complaint-rate rule: only an operator "
+                    "(an API key with scope `admin`) may resume it"
+                )
+            campaigns.resume(conn, campaign_id, now)
+            return _read(_existing(conn, campaign_id))
+
+        return await self._store.data.writer.run(unit)
+
+
+def _existing(conn: Connection, campaign_id: str) -> CampaignRow:
+    row = campaigns.get(conn, campaign_id)
+    if row is None:
+        raise NotFound("no such campaign", "campaign_id")
+    return row

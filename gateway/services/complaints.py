@@ -35,22 +35,34 @@ __all__ = ["ComplaintService", "complaint_read", "maybe_pause_campaign"]
 
 
 def maybe_pause_campaign(conn: Connection, campaign_id: str, source: PolicySource, now: datetime) -> bool:
+    """Pause the campaign if its complaint rate crosses the policy's threshold, with the numbers
+    that paused it. Once an operator has resumed it, only what happened since counts (complaints
+    filed and deliveries made after the resume, `since` in the numbers): the resume holds until
+    the campaign earns a new pause on its own."""
     campaign = campaigns.get(conn, campaign_id)
     if campaign is None or campaign.status == "paused":
         return False
-    complained = repo.count_for_campaign(conn, campaign_id)
+    since = campaign.resumed_at
+    complained = (
+        repo.count_for_campaign(conn, campaign_id)
+        if since is None
+        else repo.count_for_campaign_since(conn, campaign_id, since)
+    )
     if complained == 0:
         return False
-    delivered = campaigns.delivered_count(conn, campaign_id)
+    delivered = campaigns.delivered_count(conn, campaign_id, since)
     policy = source.settings
     if not should_pause_campaign(complained, delivered, policy):
         return False
-    numbers = {
-        "rule": "complaint_rate", "complaints": complained, "deliveries": delivered,
+    numbers: dict[str, object] = {
+        "rule": campaigns.COMPLAINT_RATE, "complaints": complained, "deliveries": delivered,
         "rate": round(complained / delivered, 6), "threshold": policy.complaint_pause_rate,
         "min_deliveries": policy.complaint_pause_min_deliveries,
     }  # fmt: skip
-    return campaigns.set_status(conn, campaign_id, "paused", now, msgspec.json.encode(numbers).decode())
+    if since is not None:
+        numbers["since"] = rfc3339_text(since)
+    reason = msgspec.json.encode(numbers).decode()
+    return campaigns.pause(conn, campaign_id, now, reason, rule=campaigns.COMPLAINT_RATE)
 
 
 class ComplaintService:

@@ -1,5 +1,10 @@
 """Campaigns: a name, one topic, and whether they may send (paused by an operator or by
-the complaint-rate rule)."""
+the complaint-rate rule).
+
+`pause_rule` names the rule that paused a campaign (NULL for a pause by hand): only an
+operator may lift the rule's pause. `resumed_at` is the last resume: from then on the rule
+judges only what happened after it, so a resume holds until the campaign earns a new pause.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,15 @@ import msgspec
 
 from storage.db import Connection
 
-__all__ = ["CampaignRow", "create", "delivered_count", "get", "set_status"]
+__all__ = ["COMPLAINT_RATE", "CampaignRow", "create", "delivered_count", "get", "pause", "resume"]
+
+COMPLAINT_RATE = "complaint_rate"
+"""The `pause_rule` of a campaign paused by the complaint-rate rule."""
+
+_COLUMNS = (
+    "campaign_id, name, topic, status, created_by, created_at, paused_at, pause_reason, "
+    "pause_rule, resumed_at"
+)
 
 
 class CampaignRow(msgspec.Struct, frozen=True):
@@ -22,12 +35,15 @@ class CampaignRow(msgspec.Struct, frozen=True):
     created_at: str
     paused_at: str | None
     pause_reason: str | None
+    pause_rule: str | None
+    resumed_at: str | None
 
 
 def create(conn: Connection, name: str, topic: str, created_by: str, now: datetime) -> CampaignRow:
     row = CampaignRow(
-        "cmp_" + secrets.token_hex(8), name, topic, "active", created_by, now.isoformat(), None, None
-    )
+        "cmp_" + secrets.token_hex(8), name, topic, "active", created_by, now.isoformat(),
+        paused_at=None, pause_reason=None, pause_rule=None, resumed_at=None,
+    )  # fmt: skip
     conn.execute(
         "INSERT INTO campaigns (campaign_id, name, topic, status, created_by, created_at) "
         "VALUES (?, ?, ?, ?, ?, ?)",
@@ -38,23 +54,42 @@ def create(conn: Connection, name: str, topic: str, created_by: str, now: dateti
 
 def get(conn: Connection, campaign_id: str) -> CampaignRow | None:
     row = conn.execute(
-        "SELECT campaign_id, name, topic, status, created_by, created_at, paused_at, pause_reason "
-        "FROM campaigns WHERE campaign_id = ?",
+        f"SELECT {_COLUMNS} FROM campaigns WHERE campaign_id = ?",  # noqa: S608
         (campaign_id,),
     ).fetchone()
     return None if row is None else CampaignRow(*row)
 
 
-def set_status(conn: Connection, campaign_id: str, status: str, now: datetime, reason: str | None) -> bool:
+def pause(conn: Connection, campaign_id: str, now: datetime, reason: str, rule: str | None = None) -> bool:
+    """Pause an active campaign; False if there is none (a paused one keeps why it was paused)."""
     cur = conn.execute(
-        "UPDATE campaigns SET status = ?, paused_at = ?, pause_reason = ? WHERE campaign_id = ?",
-        (status, now.isoformat() if status == "paused" else None, reason, campaign_id),
+        "UPDATE campaigns SET status = 'paused', paused_at = ?, pause_reason = ?, pause_rule = ? "
+        "WHERE campaign_id = ? AND status = 'active'",
+        (now.isoformat(), reason, rule, campaign_id),
     )
     return cur.rowcount == 1
 
 
-def delivered_count(conn: Connection, campaign_id: str) -> int:
-    row = conn.execute(
-        "SELECT count(*) FROM pushes WHERE campaign_id = ? AND status = 'delivered'", (campaign_id,)
-    ).fetchone()
+def resume(conn: Connection, campaign_id: str, now: datetime) -> bool:
+    """Resume a paused campaign; False if there is none."""
+    cur = conn.execute(
+        "UPDATE campaigns SET status = 'active', paused_at = NULL, pause_reason = NULL, pause_rule = NULL, "
+        "resumed_at = ? WHERE campaign_id = ? AND status = 'paused'",
+        (now.isoformat(), campaign_id),
+    )
+    return cur.rowcount == 1
+
+
+def delivered_count(conn: Connection, campaign_id: str, since: str | None = None) -> int:
+    """Deliveries of the campaign, or only those after `since` (a delivered push's `updated_at`
+    is when it was delivered: nothing changes it afterwards)."""
+    if since is None:
+        row = conn.execute(
+            "SELECT count(*) FROM pushes WHERE campaign_id = ? AND status = 'delivered'", (campaign_id,)
+        ).fetchone()
+    else:
+        row = conn.execute(
+            "SELECT count(*) FROM pushes WHERE campaign_id = ? AND status = 'delivered' AND updated_at > ?",
+            (campaign_id, since),
+        ).fetchone()
     return int(row[0])

@@ -37,6 +37,9 @@ PREFIX: dict[str, frozenset[str]] = {
     "/v1/audit": frozenset({"auditor"}),
     "/v1/pushes": frozenset({"service"}),
     "/v1/campaigns": frozenset({"service"}),
+    # Operators (`admin`) may pause, and only they may lift the complaint-rate rule's pause.
+    "/v1/campaigns/{campaign_id:str}/pause": frozenset({"service", "admin"}),
+    "/v1/campaigns/{campaign_id:str}/resume": frozenset({"service", "admin"}),
     "/v1/complaints": frozenset({"service"}),
     "/healthz": EVERYONE,
     "/readyz": EVERYONE,

@@ -573,7 +573,8 @@ def test_campaign_pauses_when_complaints_reach_the_rate_after_the_minimum(
     assert later["reasons"] == [{"code": "campaign_paused"}]
     assert submit(client, key, item("late-2", users[156]))["outcome"] == "queued"
 
-    resumed = client.post(f"/v1/campaigns/{cid}/resume", headers=writer)
+    assert client.post(f"/v1/campaigns/{cid}/resume", headers=writer).status_code == 403  # operators only
+    resumed = client.post(f"/v1/campaigns/{cid}/resume", headers=as_key("admin"))
     assert resumed.status_code == 200, resumed.text
     assert (resumed.json()["status"], resumed.json()["pause_reason"]) == ("active", None)
     assert submit(client, key, item("late-3", users[157], campaign_id=cid))["outcome"] == "queued"
@@ -621,7 +622,7 @@ def test_auto_pause_at_the_default_policy(
     }  # fmt: skip
     answer = submit(client, key, item("after", users[200], campaign_id=cid))
     assert answer["reasons"] == [{"code": "campaign_paused"}]
-    assert client.post(f"/v1/campaigns/{cid}/resume", headers=writer).status_code == 200
+    assert client.post(f"/v1/campaigns/{cid}/resume", headers=as_key("admin")).status_code == 200
     clock.advance(minutes=1)
     assert submit(client, key, item("after-resume", users[200], campaign_id=cid))["outcome"] == "queued"
 

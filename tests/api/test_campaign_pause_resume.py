@@ -1,0 +1,273 @@
+"""Pausing and resuming campaigns through HTTP: the complaint-rate rule's pause, who may lift it,
+what a resume holds, and repeated pauses or resumes that must change nothing.
+
+The pause rule is set to 0.5 of deliveries after at least 2 (through `PUT /v1/admin/policy`),
+so two deliveries and one complaint pause a campaign. FakeClock starts at 2026-11-23 10:00 UTC;
+the worker is off and `dispatch` runs the dispatcher by hand on the app's loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+import pytest
+from conftest import FakeClock, Headers
+from litestar import Litestar
+from litestar.testing import TestClient
+from support import assert_problem
+
+from gateway.runtime import Runtime
+
+Client = TestClient[Litestar]
+Json = dict[str, Any]
+UserHeaders = Callable[[str], Headers]
+KeyHeaders = Callable[..., Headers]
+
+MISSING_CAMPAIGN = "cmp_" + "0" * 16
+RESUMED = "2026-11-23T10:05:00Z"
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def dispatch(client: Client, runtime: Runtime, limit: int = 1_000) -> int:
+    """Run the dispatcher once on the app's event loop (the worker is disabled in tests)."""
+    claimed: int = client.blocking_portal.call(runtime.dispatcher.run_once, "test-owner", limit)
+    return claimed
+
+
+def onboard(client: Client, as_user: UserHeaders, user_id: str) -> Headers:
+    headers = as_user(user_id)
+    body = {"granted": True, "notice_version": "v1"}
+    assert client.put("/v1/me/consents/marketing", json=body, headers=headers).status_code == 200
+    device = {"platform": "apns", "token": f"apns-token-{user_id}"}
+    assert client.post("/v1/me/devices", json=device, headers=headers).status_code == 201
+    return headers
+
+
+def deliver(client: Client, runtime: Runtime, key: Headers, campaign_id: str, user_id: str) -> str:
+    """One push of the campaign to `user_id`, delivered; returns its push_id."""
+    body = {
+        "idempotency_key": f"{campaign_id}-{user_id}", "user_id": user_id, "topic": "promotions",
+        "title": "Winter sale", "body": "20% off today", "campaign_id": campaign_id,
+    }  # fmt: skip
+    answer = client.post("/v1/pushes", json=body, headers=key)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["outcome"] == "queued", answer.text
+    dispatch(client, runtime)
+    push_id: str = answer.json()["push_id"]
+    shown = client.get(f"/v1/pushes/{push_id}", headers=key)
+    assert shown.json()["status"] == "delivered", shown.text
+    return push_id
+
+
+def complain(client: Client, headers: Headers, push_id: str) -> None:
+    answer = client.post(
+        "/v1/me/complaints", json={"push_id": push_id, "reason": "irrelevant"}, headers=headers
+    )
+    assert answer.status_code == 201, answer.text
+
+
+def campaign(client: Client, reader: Headers, campaign_id: str) -> Json:
+    answer = client.get(f"/v1/campaigns/{campaign_id}", headers=reader)
+    assert answer.status_code == 200, answer.text
+    result: Json = answer.json()
+    return result
+
+
+def act(client: Client, headers: Headers, campaign_id: str, action: str) -> Json:
+    answer = client.post(f"/v1/campaigns/{campaign_id}/{action}", headers=headers)
+    assert answer.status_code == 200, answer.text
+    result: Json = answer.json()
+    return result
+
+
+def evidence(shown: Json) -> Json:
+    reason: Json = msgspec.json.decode(shown["pause_reason"])
+    return reason
+
+
+class World:
+    """Users, keys and one campaign under the 0.5-after-2 pause rule."""
+
+    def __init__(
+        self, client: Client, runtime: Runtime, clock: FakeClock, as_user: UserHeaders, as_key: KeyHeaders
+    ) -> None:
+        self.client, self.runtime, self.clock, self.as_user = client, runtime, clock, as_user
+        policy = {"complaint_pause_min_deliveries": 2, "complaint_pause_rate": 0.5}
+        answer = client.put("/v1/admin/policy", json=policy, headers=as_key("admin"))
+        assert answer.status_code == 200, answer.text
+        self.pusher = as_key("pushes:write")
+        self.writer, self.reader, self.admin = (
+            as_key("campaigns:write"),
+            as_key("campaigns:read"),
+            as_key("admin"),
+        )
+        created = client.post(
+            "/v1/campaigns", json={"name": "Winter", "topic": "promotions"}, headers=self.writer
+        )
+        assert created.status_code == 201, created.text
+        self.cid: str = created.json()["campaign_id"]
+        self.users: dict[str, Headers] = {}
+
+    def deliver(self, user_id: str) -> str:
+        self.users[user_id] = onboard(self.client, self.as_user, user_id)
+        return deliver(self.client, self.runtime, self.pusher, self.cid, user_id)
+
+    def complain(self, user_id: str, push_id: str) -> None:
+        complain(self.client, self.users[user_id], push_id)
+
+    def shown(self) -> Json:
+        return campaign(self.client, self.reader, self.cid)
+
+    def paused_by_complaints(self) -> dict[str, str]:
+        """Two deliveries and two complaints, filed at 10:01 and 10:02: the first pauses it."""
+        sent = {user: self.deliver(user) for user in ("ada", "bo")}
+        self.clock.advance(minutes=1)
+        self.complain("ada", sent["ada"])
+        assert self.shown()["status"] == "paused"
+        self.clock.advance(minutes=1)
+        self.complain("bo", sent["bo"])
+        return sent
+
+
+@pytest.fixture
+def world(
+    client: Client, runtime: Runtime, clock: FakeClock, as_user: UserHeaders, as_key: KeyHeaders
+) -> World:
+    return World(client, runtime, clock, as_user, as_key)
+
+
+FIRST_EVIDENCE = {
+    "rule": "complaint_rate", "complaints": 1, "deliveries": 2, "rate": 0.5, "threshold": 0.5,
+    "min_deliveries": 2,
+}  # fmt: skip
+
+
+# -- a resume holds until the campaign earns a new pause ----------------------------------------
+
+
+def test_after_a_resume_the_rule_judges_only_what_happened_since(world: World, as_key: KeyHeaders) -> None:
+    world.paused_by_complaints()
+    paused = world.shown()
+    assert (paused["paused_at"], evidence(paused)) == ("2026-11-23T10:01:00Z", FIRST_EVIDENCE)
+
+    world.clock.advance(minutes=3)
+    operator = as_key("admin", "campaigns:write")
+    resumed = act(world.client, operator, world.cid, "resume")
+    assert (resumed["status"], resumed["paused_at"], resumed["pause_reason"]) == ("active", None, None)
+
+    # Over the campaign's life this is 2 complaints in 3 deliveries, over the rate; since the
+    # resume it is none in one.
+    world.clock.advance(minutes=1)
+    cy = world.deliver("cy")
+    assert world.shown()["status"] == "active"
+
+    # A complaint after the resume, but one delivery since is under the minimum of 2.
+    world.clock.advance(minutes=1)
+    world.complain("cy", cy)
+    assert world.shown()["status"] == "active"
+
+    # The second delivery since the resume: 1 complaint in 2 reaches the rate on its own.
+    world.clock.advance(minutes=1)
+    world.deliver("dee")
+    again = world.shown()
+    assert (again["status"], again["paused_at"]) == ("paused", "2026-11-23T10:08:00Z")
+    assert evidence(again) == FIRST_EVIDENCE | {"since": RESUMED}
+
+
+def test_deliveries_alone_after_a_resume_never_pause_the_campaign(world: World) -> None:
+    world.paused_by_complaints()
+    world.clock.advance(minutes=3)
+    assert act(world.client, world.admin, world.cid, "resume")["status"] == "active"
+    for user in ("cy", "dee", "eve"):
+        world.clock.advance(minutes=1)
+        world.deliver(user)
+        assert world.shown()["status"] == "active", user
+
+
+# -- who may resume -----------------------------------------------------------------------------
+
+
+def test_only_an_operator_resumes_a_campaign_the_complaint_rule_paused(
+    world: World, as_key: KeyHeaders
+) -> None:
+    world.paused_by_complaints()
+    before = world.shown()
+    for scopes in (("campaigns:write",), ("campaigns:write", "campaigns:read", "pushes:write")):
+        refused = world.client.post(f"/v1/campaigns/{world.cid}/resume", headers=as_key(*scopes))
+        body = assert_problem(refused, 403)
+        assert "complaint-rate rule" in body["detail"]
+        assert "admin" in body["detail"]
+    for scopes in (("campaigns:read",), ("pushes:write",), ("audit:read",)):
+        assert_problem(world.client.post(f"/v1/campaigns/{world.cid}/resume", headers=as_key(*scopes)), 403)
+    assert world.shown() == before
+
+    resumed = act(world.client, world.admin, world.cid, "resume")
+    assert (resumed["status"], resumed["pause_reason"]) == ("active", None)
+    assert world.shown() == resumed
+
+
+def test_a_pause_by_hand_is_lifted_by_campaigns_write_or_admin_and_admin_may_pause(world: World) -> None:
+    client, cid = world.client, world.cid
+    for pauser in (world.writer, world.admin):
+        for resumer in (world.writer, world.admin):
+            paused = act(client, pauser, cid, "pause")
+            assert paused["status"] == "paused"
+            assert paused["pause_reason"].startswith("paused by key:")
+            assert act(client, resumer, cid, "resume")["status"] == "active"
+            assert world.shown()["status"] == "active"
+
+
+def test_an_unknown_campaign_is_not_found_for_writers_and_operators(world: World) -> None:
+    for headers in (world.writer, world.admin):
+        for action in ("pause", "resume"):
+            answer = world.client.post(f"/v1/campaigns/{MISSING_CAMPAIGN}/{action}", headers=headers)
+            assert_problem(answer, 404, "campaign_id")
+
+
+# -- repeating a pause or a resume changes nothing ----------------------------------------------
+
+
+def test_pausing_a_campaign_the_rule_paused_keeps_its_evidence(world: World) -> None:
+    world.paused_by_complaints()
+    before = world.shown()
+    world.clock.advance(hours=1)
+    for headers in (world.writer, world.admin):
+        assert act(world.client, headers, world.cid, "pause") == before
+    assert world.shown() == before
+    assert (before["paused_at"], evidence(before)) == ("2026-11-23T10:01:00Z", FIRST_EVIDENCE)
+    # Still the rule's pause: a campaigns:write key still may not lift it.
+    assert_problem(world.client.post(f"/v1/campaigns/{world.cid}/resume", headers=world.writer), 403)
+
+
+def test_pausing_a_campaign_paused_by_hand_keeps_who_and_when(world: World) -> None:
+    first = act(world.client, world.writer, world.cid, "pause")
+    world.clock.advance(minutes=30)
+    assert act(world.client, world.admin, world.cid, "pause") == first
+    assert act(world.client, world.writer, world.cid, "pause") == first
+    assert world.shown() == first
+    assert first["paused_at"] == "2026-11-23T10:00:00Z"
+
+
+def test_resuming_an_active_campaign_changes_nothing_not_even_what_the_rule_judges(world: World) -> None:
+    world.paused_by_complaints()
+    world.clock.advance(minutes=3)
+    resumed = act(world.client, world.admin, world.cid, "resume")
+    world.clock.advance(minutes=1)
+    cy = world.deliver("cy")
+    world.clock.advance(minutes=1)
+    world.complain("cy", cy)
+
+    # A second resume, of a campaign already active: the answer is the campaign as it is, and
+    # the rule still counts from the resume that lifted the pause.
+    world.clock.advance(minutes=1)
+    for headers in (world.writer, world.admin):
+        assert act(world.client, headers, world.cid, "resume") == resumed
+    world.clock.advance(minutes=1)
+    world.deliver("dee")
+    again = world.shown()
+    assert again["status"] == "paused"
+    assert evidence(again) == FIRST_EVIDENCE | {"since": RESUMED}
