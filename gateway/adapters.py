@@ -1,10 +1,17 @@
 """Which adapter serves which device platform, from the settings.
 
-Every platform falls back to the file sink (JSON lines in the data dir), so a newcomer's
-gateway delivers somewhere visible with no provider configured.
+A platform with no provider configured falls back to the file sink (JSON lines in the data
+dir), so a newcomer's gateway delivers somewhere visible. A provider configured only in part,
+or with a credential file its adapter cannot use, is a `SettingsError`, never that fallback:
+the file sink reports `delivered`, so real users' pushes would be marked delivered unsent.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from cryptography.exceptions import UnsupportedAlgorithm
 
 from clients.delivery import (
     ApnsAdapter,
@@ -19,42 +26,71 @@ from clients.delivery import (
     WebPushAdapter,
     WebPushConfig,
 )
-from gateway.settings import Secret, Settings
+from gateway.settings import Secret, Settings, SettingsError
 
-__all__ = ["PLATFORMS", "build_adapters"]
+__all__ = ["PLATFORMS", "build_adapters", "check_credentials"]
 
 PLATFORMS = ("fcm", "apns", "webpush", "webhook")
 
 
 def build_adapters(settings: Settings) -> dict[str, DeliveryAdapter]:
     sink = FileSink(FileSinkConfig(path=settings.data_dir / "deliveries.jsonl"))
-    adapters: dict[str, DeliveryAdapter] = dict.fromkeys(PLATFORMS, sink)
+    return dict.fromkeys(PLATFORMS, sink) | _providers(settings)
+
+
+def check_credentials(settings: Settings) -> None:
+    """Load each configured provider's credentials the way its adapter does, so that
+    `Settings.check` refuses a file the adapter cannot use before anything is created.
+    The adapters built here are dropped unused: building one opens no connection."""
+    _providers(settings)
+
+
+def _providers(settings: Settings) -> dict[str, DeliveryAdapter]:
+    for platform in PLATFORMS:  # settings built without `check` (tests, embedders) are refused too
+        settings.configured(platform)
+    adapters: dict[str, DeliveryAdapter] = {}
     if settings.delivery_webhook_url and settings.delivery_webhook_secret:
         adapters["webhook"] = WebhookAdapter(
             WebhookConfig(url=settings.delivery_webhook_url, secret=settings.delivery_webhook_secret)
         )
     if settings.fcm_service_account_file:
-        adapters["fcm"] = FcmAdapter(
-            FcmConfig(
-                service_account=Secret(settings.fcm_service_account_file.read_text()),
-                base_url=settings.fcm_base_url,
-            )
+        base_url = settings.fcm_base_url
+        adapters["fcm"] = _from_file(
+            "CGW_FCM_SERVICE_ACCOUNT_FILE",
+            settings.fcm_service_account_file,
+            lambda text: FcmAdapter(FcmConfig(service_account=Secret(text), base_url=base_url)),
         )
     if settings.apns_key_file and settings.apns_key_id and settings.apns_team_id and settings.apns_bundle_id:
-        adapters["apns"] = ApnsAdapter(
-            ApnsConfig(
-                team_id=settings.apns_team_id,
-                key_id=settings.apns_key_id,
-                private_key=Secret(settings.apns_key_file.read_text()),
-                bundle_id=settings.apns_bundle_id,
-                base_url=settings.apns_base_url,
-            )
+        team_id, key_id, bundle_id = settings.apns_team_id, settings.apns_key_id, settings.apns_bundle_id
+        adapters["apns"] = _from_file(
+            "CGW_APNS_KEY_FILE",
+            settings.apns_key_file,
+            lambda text: ApnsAdapter(
+                ApnsConfig(
+                    team_id=team_id,
+                    key_id=key_id,
+                    private_key=Secret(text),
+                    bundle_id=bundle_id,
+                    base_url=settings.apns_base_url,
+                )
+            ),
         )
     if settings.webpush_vapid_key_file and settings.webpush_vapid_subject:
-        adapters["webpush"] = WebPushAdapter(
-            WebPushConfig(
-                vapid_private_key=Secret(settings.webpush_vapid_key_file.read_text().strip()),
-                vapid_subject=settings.webpush_vapid_subject,
-            )
+        subject = settings.webpush_vapid_subject
+        adapters["webpush"] = _from_file(
+            "CGW_WEBPUSH_VAPID_KEY_FILE or CGW_WEBPUSH_VAPID_SUBJECT",  # the adapter checks both
+            settings.webpush_vapid_key_file,
+            lambda text: WebPushAdapter(
+                WebPushConfig(vapid_private_key=Secret(text.strip()), vapid_subject=subject)
+            ),
         )
     return adapters
+
+
+def _from_file(var: str, path: Path, build: Callable[[str], DeliveryAdapter]) -> DeliveryAdapter:
+    """An adapter built from a credential file; a file it cannot use is a SettingsError naming
+    `var`. Its message says what is wrong (the adapters' errors never quote key material)."""
+    try:
+        return build(path.read_text())
+    except (OSError, ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise SettingsError(f"{var}: cannot use {path}: {exc}") from None

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import jwt
 import msgspec
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, EllipticCurvePublicKey
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
@@ -21,8 +22,9 @@ from litestar.connection import ASGIConnection
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult, DefineMiddleware
 
 from gateway.errors import NotAuthenticated
+from gateway.settings import SettingsError
 
-__all__ = ["SCOPES", "AuthMiddleware", "Principal", "UserTokens", "auth_middleware"]
+__all__ = ["SCOPES", "AuthMiddleware", "Principal", "UserTokens", "auth_middleware", "load_user_token_key"]
 
 SCOPES = ("pushes:write", "campaigns:write", "campaigns:read", "complaints:write", "audit:read", "admin")
 LEEWAY_SECONDS = 30
@@ -52,14 +54,11 @@ class UserTokens:
         self._secret = secret
         self._key: Any
         if public_key_file is not None:
-            key = load_pem_public_key(public_key_file.read_bytes())
-            if isinstance(key, Ed25519PublicKey):
-                self._algorithms = ["EdDSA"]
-            elif isinstance(key, EllipticCurvePublicKey) and isinstance(key.curve, SECP256R1):
-                self._algorithms = ["ES256"]
-            else:
-                raise ValueError("CGW_JWT_PUBLIC_KEY_FILE: expected an Ed25519 or P-256 public key")
-            self._key = key
+            try:
+                self._key, algorithm = load_user_token_key(public_key_file.read_bytes())
+            except (OSError, ValueError) as exc:
+                raise SettingsError(f"CGW_JWT_PUBLIC_KEY_FILE: {exc}") from None
+            self._algorithms = [algorithm]
         elif secret is not None:
             self._algorithms = ["HS256"]
             self._key = secret
@@ -95,6 +94,21 @@ class UserTokens:
             "exp": int((now + ttl).timestamp()),
         }
         return jwt.encode(claims, self._secret, algorithm="HS256")
+
+
+def load_user_token_key(pem: bytes) -> tuple[Ed25519PublicKey | EllipticCurvePublicKey, str]:
+    """The identity service's public key and the one algorithm it verifies: an Ed25519 key
+    (EdDSA) or a P-256 key (ES256), in PEM. Anything else is a ValueError that never quotes the
+    file, which may be a private key put in the wrong place."""
+    try:
+        key = load_pem_public_key(pem)
+    except (ValueError, UnsupportedAlgorithm):
+        raise ValueError("not a PEM public key") from None
+    if isinstance(key, Ed25519PublicKey):
+        return key, "EdDSA"
+    if isinstance(key, EllipticCurvePublicKey) and isinstance(key.curve, SECP256R1):
+        return key, "ES256"
+    raise ValueError("expected an Ed25519 or P-256 public key")
 
 
 def _encodable(text: str) -> bool:

@@ -7,9 +7,11 @@ variable; the CLI turns it into one line on stderr and exit status 2.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -100,17 +102,86 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return settings
 
     def check(self) -> None:
-        """Cross-field rules that a single variable's parser cannot see."""
+        """Cross-field rules that a single variable's parser cannot see, and the files named."""
         if self.jwt_secret is not None and self.jwt_public_key_file is not None:
             raise SettingsError("CGW_JWT_SECRET and CGW_JWT_PUBLIC_KEY_FILE: set one, not both")
         if self.jwt_secret is not None and len(self.jwt_secret.reveal()) < 32:
             raise SettingsError("CGW_JWT_SECRET: must be at least 32 characters for HS256")
-        if self.jwt_public_key_file is not None and not self.jwt_public_key_file.is_file():
-            raise SettingsError(f"CGW_JWT_PUBLIC_KEY_FILE: no such file: {self.jwt_public_key_file}")
-        if (self.delivery_webhook_url is None) != (self.delivery_webhook_secret is None):
-            raise SettingsError(
-                "CGW_DELIVERY_WEBHOOK_URL and CGW_DELIVERY_WEBHOOK_SECRET: set both or neither"
-            )
+        providers = [provider for provider in _PROVIDERS if self.configured(provider)]
+        for name in _FILES:
+            path = getattr(self, name)
+            if path is not None:
+                _read_file(_var(name), path)
+        # Imported here, not at the top: auth and the delivery adapters own what their files must
+        # hold, and they import this module (and Litestar, aiohttp...) themselves.
+        if self.jwt_public_key_file is not None:
+            from gateway.auth import load_user_token_key
+
+            try:
+                load_user_token_key(_read_file("CGW_JWT_PUBLIC_KEY_FILE", self.jwt_public_key_file))
+            except ValueError as exc:
+                raise SettingsError(f"CGW_JWT_PUBLIC_KEY_FILE: {exc}") from None
+        if providers:
+            from gateway.adapters import check_credentials
+
+            check_credentials(self)
+
+    def configured(self, provider: str) -> bool:
+        """Whether a delivery provider's variables are all set: False when none is, SettingsError
+        naming the first missing one when only some are. A half-configured provider must never
+        fall back to the file sink, which reports `delivered` for pushes nobody received."""
+        required = _PROVIDERS[provider]
+        given = [name for name in required if getattr(self, name) is not None]
+        given += [name for name in _PROVIDER_OPTIONS.get(provider, ()) if _is_changed(self, name)]
+        if not given:
+            return False
+        missing = [name for name in required if getattr(self, name) is None]
+        if missing:
+            message = f"{_var(missing[0])}: required when {_var(given[0])} is set"
+            if len(required) > 1:
+                *first, last = (_var(name) for name in required)
+                message += f" (set {', '.join(first)} and {last} together, or none of them)"
+            raise SettingsError(message)
+        return True
+
+
+_PROVIDERS: dict[str, tuple[str, ...]] = {
+    "webhook": ("delivery_webhook_url", "delivery_webhook_secret"),
+    "fcm": ("fcm_service_account_file",),
+    "apns": ("apns_key_file", "apns_key_id", "apns_team_id", "apns_bundle_id"),
+    "webpush": ("webpush_vapid_key_file", "webpush_vapid_subject"),
+}
+"""The settings each delivery provider needs, all or none."""
+
+_PROVIDER_OPTIONS: dict[str, tuple[str, ...]] = {
+    "fcm": ("fcm_base_url",),
+    "apns": ("apns_base_url",),
+}
+"""Settings with a default that, changed, show the operator meant to use the provider."""
+
+_FILES = ("jwt_public_key_file", "fcm_service_account_file", "apns_key_file", "webpush_vapid_key_file")
+"""File-valued settings, each read once here. The key store (CGW_KEYSTORE_FILE) is not among
+them: it is checked when opened, a `KeyStoreError` that the CLI also turns into one line."""
+
+
+def _var(name: str) -> str:
+    return "CGW_" + name.upper()
+
+
+def _is_changed(settings: Settings, name: str) -> bool:
+    return bool(getattr(settings, name) != getattr(Settings(), name))
+
+
+def _read_file(var: str, path: Path) -> bytes:
+    """The file's bytes; a missing, special or unreadable file is a SettingsError naming `var`."""
+    if not path.exists():
+        raise SettingsError(f"{var}: no such file: {path}")
+    if not path.is_file():
+        raise SettingsError(f"{var}: not a regular file: {path}")
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise SettingsError(f"{var}: cannot read {path}: {exc.strerror}") from None
 
 
 def _port(raw: str) -> int:
@@ -127,8 +198,16 @@ def _zone(raw: str) -> str:
 
 
 def _url(raw: str) -> str:
+    # The value is never echoed: a webhook URL may carry a token in its path or query.
     if not raw.startswith(("http://", "https://")):
         raise ValueError("must be an http:// or https:// URL")
+    try:
+        parts = urlsplit(raw)
+        _ = parts.port  # a malformed or out-of-range port raises here
+    except ValueError:
+        raise ValueError("not a valid URL") from None
+    if not parts.hostname or any(c.isspace() for c in raw):
+        raise ValueError("must be an http:// or https:// URL with a host name")
     return raw
 
 
@@ -150,8 +229,8 @@ def _positive_int(raw: str) -> int:
 
 def _positive_float(raw: str) -> float:
     value = float(raw)
-    if not value > 0:
-        raise ValueError("must be a positive number")
+    if not (value > 0 and math.isfinite(value)):  # float() accepts inf, nan and 1e400 (= inf)
+        raise ValueError("must be a positive, finite number")
     return value
 
 
@@ -161,9 +240,15 @@ def _log_level(raw: str) -> str:
     return raw
 
 
-def _audience(raw: str) -> str:
+def _nonblank(raw: str) -> str:
     if not raw.strip():
         raise ValueError("must not be blank")
+    return raw
+
+
+def _vapid_subject(raw: str) -> str:
+    if not raw.startswith(("mailto:", "https://")):
+        raise ValueError("must be a mailto: address or an https:// URL (RFC 8292)")
     return raw
 
 
@@ -174,7 +259,7 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "port": _port,
     "jwt_secret": Secret,
     "jwt_public_key_file": Path,
-    "jwt_audience": _audience,
+    "jwt_audience": _nonblank,
     "timezone": _zone,
     "controller": str,
     "jurisdiction": str,
@@ -183,12 +268,12 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "fcm_service_account_file": Path,
     "fcm_base_url": _url,
     "apns_key_file": Path,
-    "apns_key_id": str,
-    "apns_team_id": str,
-    "apns_bundle_id": str,
+    "apns_key_id": _nonblank,
+    "apns_team_id": _nonblank,
+    "apns_bundle_id": _nonblank,
     "apns_base_url": _url,
     "webpush_vapid_key_file": Path,
-    "webpush_vapid_subject": str,
+    "webpush_vapid_subject": _vapid_subject,
     "max_body_bytes": _positive_int,
     "worker_enabled": _bool,
     "worker_concurrency": _positive_int,
