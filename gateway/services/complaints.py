@@ -38,7 +38,11 @@ def maybe_pause_campaign(conn: Connection, campaign_id: str, source: PolicySourc
     """Pause the campaign if its complaint rate crosses the policy's threshold, with the numbers
     that paused it. Once an operator has resumed it, only what happened since counts (complaints
     filed and deliveries made after the resume, `since` in the numbers): the resume holds until
-    the campaign earns a new pause on its own."""
+    the campaign earns a new pause on its own.
+
+    Called at each delivery of the campaign's pushes, so it reads no more than the campaign row
+    (whose `delivered_since_resume` is the deliveries since the resume, or since creation) and
+    the campaign's complaints, through their campaign index."""
     campaign = campaigns.get(conn, campaign_id)
     if campaign is None or campaign.status == "paused":
         return False
@@ -50,7 +54,7 @@ def maybe_pause_campaign(conn: Connection, campaign_id: str, source: PolicySourc
     )
     if complained == 0:
         return False
-    delivered = campaigns.delivered_count(conn, campaign_id, since)
+    delivered = campaign.delivered_since_resume
     policy = source.settings
     if not should_pause_campaign(complained, delivered, policy):
         return False

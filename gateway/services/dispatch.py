@@ -69,10 +69,12 @@ BACKOFF_CAP_SECONDS = 15 * 60.0
 
 class _Send(msgspec.Struct, frozen=True):
     """What step 1 hands to step 2: the messages still to be delivered, and the push's delivery
-    records as step 1 read them (step 3 adds this round's results to them)."""
+    records as step 1 read them (step 3 adds this round's results to them). `campaign_id` is
+    the push's, for step 3 to count its delivery even when no message is left to send."""
 
     messages: tuple[DeliveryMessage, ...]
     recorded: dict[str, str]
+    campaign_id: str | None
 
 
 class _Round:
@@ -266,7 +268,7 @@ class Dispatcher:
         recorded = snapshot.recorded[row.push_id]
         pending = [d for d in snapshot.devices[key.subject_id] if recorded.get(d.device_id) != "delivered"]
         pushes.set_status(conn, row.push_id, "sending", now)
-        return _Send(tuple(_message(row, d, content, expires) for d in pending), recorded)
+        return _Send(tuple(_message(row, d, content, expires) for d in pending), recorded, row.campaign_id)
 
     def _end(
         self,
@@ -289,8 +291,9 @@ class Dispatcher:
         outbox.finish(conn, row.push_id, owner)
         if not reached:
             snapshot.replan(row, None)
-        elif row.campaign_id is not None:
-            maybe_pause_campaign(conn, row.campaign_id, self._policy, now)  # as step 3 does at delivery
+        elif row.campaign_id is not None:  # as step 3 does at delivery
+            campaigns.count_delivery(conn, row.campaign_id)
+            maybe_pause_campaign(conn, row.campaign_id, self._policy, now)
         self._metrics.dispatch_ends.labels(status).inc()
 
     # -- step 2: send ------------------------------------------------------------------------
@@ -373,10 +376,11 @@ class Dispatcher:
         reasons = None if delivered or states else msgspec.json.encode([{"code": "no_device"}]).decode()
         pushes.set_status(conn, claim.push_id, status, now, attempts=attempts, reasons=reasons)
         outbox.finish(conn, claim.push_id, owner)
-        campaign_id = send.messages[0].campaign_id if send.messages else None
-        if delivered and campaign_id is not None:
-            # Judged at each delivery: the one that reaches the minimum may be what pauses it.
-            maybe_pause_campaign(conn, campaign_id, self._policy, now)
+        if delivered and send.campaign_id is not None:
+            # Counted in this unit, which makes the push `delivered`, and judged at each delivery:
+            # the one that reaches the minimum may be what pauses it.
+            campaigns.count_delivery(conn, send.campaign_id)
+            maybe_pause_campaign(conn, send.campaign_id, self._policy, now)
         self._metrics.dispatch_ends.labels(status).inc()
 
 

@@ -4,6 +4,11 @@ the complaint-rate rule).
 `pause_rule` names the rule that paused a campaign (NULL for a pause by hand): only an
 operator may lift the rule's pause. `resumed_at` is the last resume: from then on the rule
 judges only what happened after it, so a resume holds until the campaign earns a new pause.
+
+`delivered_since_resume` counts the campaign's pushes delivered since that resume (or since
+creation): the rule reads it at every delivery, where counting the campaign's push rows would
+read all of them each time. Dispatch adds one in the writer unit that marks a push
+`delivered`; a resume sets it back to 0 in the unit that sets `resumed_at`.
 """
 
 from __future__ import annotations
@@ -15,14 +20,14 @@ import msgspec
 
 from storage.db import Connection
 
-__all__ = ["COMPLAINT_RATE", "CampaignRow", "create", "delivered_count", "get", "pause", "resume"]
+__all__ = ["COMPLAINT_RATE", "CampaignRow", "count_delivery", "create", "get", "pause", "resume"]
 
 COMPLAINT_RATE = "complaint_rate"
 """The `pause_rule` of a campaign paused by the complaint-rate rule."""
 
 _COLUMNS = (
     "campaign_id, name, topic, status, created_by, created_at, paused_at, pause_reason, "
-    "pause_rule, resumed_at"
+    "pause_rule, resumed_at, delivered_since_resume"
 )
 
 
@@ -37,12 +42,13 @@ class CampaignRow(msgspec.Struct, frozen=True):
     pause_reason: str | None
     pause_rule: str | None
     resumed_at: str | None
+    delivered_since_resume: int
 
 
 def create(conn: Connection, name: str, topic: str, created_by: str, now: datetime) -> CampaignRow:
     row = CampaignRow(
         "cmp_" + secrets.token_hex(8), name, topic, "active", created_by, now.isoformat(),
-        paused_at=None, pause_reason=None, pause_rule=None, resumed_at=None,
+        paused_at=None, pause_reason=None, pause_rule=None, resumed_at=None, delivered_since_resume=0,
     )  # fmt: skip
     conn.execute(
         "INSERT INTO campaigns (campaign_id, name, topic, status, created_by, created_at) "
@@ -71,25 +77,20 @@ def pause(conn: Connection, campaign_id: str, now: datetime, reason: str, rule: 
 
 
 def resume(conn: Connection, campaign_id: str, now: datetime) -> bool:
-    """Resume a paused campaign; False if there is none."""
+    """Resume a paused campaign; False if there is none. The rule's count of deliveries starts
+    again from 0, as it judges only what happens after the resume."""
     cur = conn.execute(
         "UPDATE campaigns SET status = 'active', paused_at = NULL, pause_reason = NULL, pause_rule = NULL, "
-        "resumed_at = ? WHERE campaign_id = ? AND status = 'paused'",
+        "resumed_at = ?, delivered_since_resume = 0 WHERE campaign_id = ? AND status = 'paused'",
         (now.isoformat(), campaign_id),
     )
     return cur.rowcount == 1
 
 
-def delivered_count(conn: Connection, campaign_id: str, since: str | None = None) -> int:
-    """Deliveries of the campaign, or only those after `since` (a delivered push's `updated_at`
-    is when it was delivered: nothing changes it afterwards)."""
-    if since is None:
-        row = conn.execute(
-            "SELECT count(*) FROM pushes WHERE campaign_id = ? AND status = 'delivered'", (campaign_id,)
-        ).fetchone()
-    else:
-        row = conn.execute(
-            "SELECT count(*) FROM pushes WHERE campaign_id = ? AND status = 'delivered' AND updated_at > ?",
-            (campaign_id, since),
-        ).fetchone()
-    return int(row[0])
+def count_delivery(conn: Connection, campaign_id: str) -> None:
+    """One more push of the campaign delivered: called once per push, in the unit that marks it
+    `delivered` (a delivered push never changes status again)."""
+    conn.execute(
+        "UPDATE campaigns SET delivered_since_resume = delivered_since_resume + 1 WHERE campaign_id = ?",
+        (campaign_id,),
+    )
