@@ -358,7 +358,9 @@ class Dispatcher:
             )
         attempts = claim.attempts + int(attempted)
         skipped = any(r.provider_code == CIRCUIT_OPEN for r in results)
-        waiting = skipped or any(s == "retry" for s in states.values())
+        # Waiting on this round's devices only: a device removed or disabled since its last
+        # `retry` is no longer sent to, and its old record must not keep the push waiting.
+        waiting = skipped or any(states[m.device_id] == "retry" for m in send.messages)
         if waiting and attempts < self._settings.delivery_max_attempts:
             delay = (
                 backoff_delay(

@@ -183,6 +183,23 @@ def test_a_push_delivered_to_one_device_ends_delivered_whatever_its_retry_decide
     assert world.run() == 0
 
 
+def test_a_push_waiting_only_for_a_device_since_removed_ends_delivered(world: World) -> None:
+    """Its `retry` record used to keep it waiting, re-claimed every round with nothing to send,
+    until its TTL ran out (found by fault injection)."""
+    world.user("cy", "fcm", "apns")
+    push = world.submit("cy")
+    assert world.run() == 1
+    assert world.read(push["push_id"])["status"] == "sending"
+    listed = world.client.get("/v1/me/devices", headers=world.as_user("cy")).json()
+    apns = next(d["device_id"] for d in listed if d["platform"] == "apns")
+    assert world.client.delete(f"/v1/me/devices/{apns}", headers=world.as_user("cy")).status_code == 204
+    world.clock.now = world.next_due()
+    assert world.run() == 1
+    assert world.read(push["push_id"])["status"] == "delivered"
+    assert world.outbox() == 0
+    assert world.waiting.sent == [push["push_id"]]
+
+
 def test_a_partly_delivered_push_stopped_by_a_withdrawal_still_counts_for_the_user(world: World) -> None:
     """It stays in the user's notifications, takes their events and holds the daily cap."""
     world.user("bo", "fcm", "apns")
