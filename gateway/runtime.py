@@ -67,6 +67,8 @@ class Runtime:
         self.preferences = PreferenceCenter(self.store, clock, self.signer, settings, self.policy)
         self.devices = DeviceService(self.store, clock)
         self.rights = RightsService(self.store, clock, self.preferences)
+        if finished := self.rights.finish_pending_erasures():
+            log.warning("finished erasures cut short after the key went", extra={"count": finished})
         self.metrics = metrics or Metrics()
         self.pushes = PushService(self.store, clock, settings, self.policy, self.metrics)
         self.campaigns = CampaignService(self.store, clock)

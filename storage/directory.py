@@ -6,6 +6,13 @@ subject's data key is unreadable — in the data file and in any copy of it — 
 in the data file (which only knows the random subject id) links back to the user_id, even for
 someone holding the pseudonymization key. A tombstone keeps the erased subject_ref so later
 pushes answer `subject_erased`.
+
+The erasure's other half, deleting the subject's rows in the data file and recording the erasure
+in the ledger, is another file's transaction, so it cannot commit with the key's destruction. The
+key goes first (crypto-shredding never waits on the rest), and until the caller reports that other
+half durable (`erasure_done`) the tombstone keeps what it needs, the subject id and who asked: a
+crash in between leaves a `PendingErasure` that a retried erasure or the next start finishes. The
+subject id links the ref to the data file's rows, so it is dropped as soon as the cleanup is done.
 """
 
 from __future__ import annotations
@@ -15,12 +22,12 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from storage.crypto import FieldCipher, Keyring, new_data_key
 from storage.db import Connection, Database, in_chunks
 
-__all__ = ["SubjectDirectory", "SubjectKey", "SubjectStatus"]
+__all__ = ["PendingErasure", "SubjectDirectory", "SubjectKey", "SubjectStatus"]
 
 SubjectStatus = Literal["active", "erased", "unknown"]
 _CACHE_SIZE = 50_000
@@ -37,10 +44,31 @@ class SubjectKey:
         self.subject_id = subject_id
         self.cipher = cipher
 
+    @classmethod
+    def shredded(cls, subject_ref: str, subject_id: str) -> SubjectKey:
+        """An erased subject, to record its erasure in the ledger once its key is gone. The cipher
+        is under a random key kept nowhere: nothing of the subject's opens with it, and nothing
+        is to be sealed with it (the erasure event has no content)."""
+        return cls(subject_ref, subject_id, FieldCipher(new_data_key()))
+
+
+class PendingErasure(NamedTuple):
+    """An erasure whose key is destroyed and whose data-side cleanup is not yet known durable."""
+
+    subject_ref: str
+    subject_id: str
+    erased_at: datetime
+    actor: str
+
 
 def _live(subject_ref: str, cached: _Cached) -> SubjectKey:
     subject_id, data_key = cached
     return SubjectKey(subject_ref, subject_id, FieldCipher(data_key))
+
+
+def _pending(row: tuple[Any, ...]) -> PendingErasure:
+    ref, subject_id, erased_at, actor = row
+    return PendingErasure(str(ref), str(subject_id), datetime.fromisoformat(erased_at), str(actor))
 
 
 def _wrap_aad(subject_id: str) -> bytes:
@@ -142,7 +170,8 @@ class SubjectDirectory:
     def ensure(self, subject_ref: str, now: datetime) -> SubjectKey:
         """The live subject for a ref, created fresh (new id, new key) if there is none.
 
-        A subject that was erased and comes back starts anew: its tombstone is lifted.
+        A subject that was erased and comes back starts anew: its tombstone is lifted, unless its
+        cleanup is still pending, which `erasure_done` lifts it with.
         """
         found = self.resolve(subject_ref)
         if found is not None:
@@ -156,7 +185,9 @@ class SubjectDirectory:
                 "VALUES (?, ?, ?, ?)",
                 (subject_ref, subject_id, wrapped, now.isoformat()),
             )
-            conn.execute("DELETE FROM tombstones WHERE subject_ref = ?", (subject_ref,))
+            conn.execute(
+                "DELETE FROM tombstones WHERE subject_ref = ? AND pending_subject_id IS NULL", (subject_ref,)
+            )
             row = conn.execute(
                 "SELECT subject_id, wrapped_key FROM subjects WHERE subject_ref = ?", (subject_ref,)
             ).fetchone()
@@ -167,8 +198,13 @@ class SubjectDirectory:
             self._erased.discard(subject_ref)
         return self._remember(subject_ref, winner_id, winner_key)
 
-    def erase(self, subject_ref: str, now: datetime) -> str | None:
+    def erase(self, subject_ref: str, now: datetime, actor: str = "user") -> str | None:
         """Destroy the mapping and the data key, leave a tombstone; returns the old subject id.
+
+        The tombstone holds that id and `actor` until `erasure_done`. It holds one, so a caller
+        finishes a cleanup still pending for the ref (`pending_erasure`) before erasing the subject
+        who came back meanwhile. An erasure of a ref with no live subject keeps the tombstone it
+        finds as it is, pending cleanup included.
 
         The WAL is checkpointed and truncated afterwards so the deleted key bytes do not
         linger in it (secure_delete already zeroes them in the main file).
@@ -178,12 +214,19 @@ class SubjectDirectory:
             row = conn.execute(
                 "SELECT subject_id FROM subjects WHERE subject_ref = ?", (subject_ref,)
             ).fetchone()
+            if row is None:
+                conn.execute(
+                    "INSERT OR IGNORE INTO tombstones (subject_ref, erased_at) VALUES (?, ?)",
+                    (subject_ref, now.isoformat()),
+                )
+                return None
             conn.execute("DELETE FROM subjects WHERE subject_ref = ?", (subject_ref,))
             conn.execute(
-                "INSERT OR REPLACE INTO tombstones (subject_ref, erased_at) VALUES (?, ?)",
-                (subject_ref, now.isoformat()),
+                "INSERT OR REPLACE INTO tombstones "
+                "(subject_ref, erased_at, pending_subject_id, pending_actor) VALUES (?, ?, ?, ?)",
+                (subject_ref, now.isoformat(), row[0], actor),
             )
-            return None if row is None else str(row[0])
+            return str(row[0])
 
         with self._lock:
             self._erased.add(subject_ref)
@@ -192,6 +235,48 @@ class SubjectDirectory:
             self._cache.pop(subject_ref, None)
         self._db.checkpoint()
         return subject_id
+
+    def pending_erasure(self, subject_ref: str) -> PendingErasure | None:
+        """The erasure of this ref whose data-side cleanup is still pending, if any."""
+        row = (
+            self._db.reader()
+            .execute(
+                "SELECT subject_ref, pending_subject_id, erased_at, pending_actor FROM tombstones "
+                "WHERE subject_ref = ? AND pending_subject_id IS NOT NULL",
+                (subject_ref,),
+            )
+            .fetchone()
+        )
+        return None if row is None else _pending(row)
+
+    def pending_erasures(self) -> list[PendingErasure]:
+        """Every erasure whose cleanup is pending: one read of a partial index, empty but for a crash."""
+        rows = self._db.reader().execute(
+            "SELECT subject_ref, pending_subject_id, erased_at, pending_actor FROM tombstones "
+            "WHERE pending_subject_id IS NOT NULL"
+        )
+        return [_pending(row) for row in rows]
+
+    def erasure_done(self, erasure: PendingErasure) -> None:
+        """Forget the subject id once the erasure's data-side cleanup is durable. A subject who came
+        back meanwhile (`ensure`) is live again, so its tombstone goes. Checkpointed like `erase`,
+        so the id leaves the WAL and the main file's old page too."""
+
+        def clear(conn: Connection) -> None:
+            ref = erasure.subject_ref
+            conn.execute(
+                "UPDATE tombstones SET pending_subject_id = NULL, pending_actor = NULL "
+                "WHERE subject_ref = ? AND pending_subject_id = ?",
+                (ref, erasure.subject_id),
+            )
+            conn.execute(
+                "DELETE FROM tombstones WHERE subject_ref = ? AND pending_subject_id IS NULL "
+                "AND EXISTS (SELECT 1 FROM subjects WHERE subject_ref = ?)",
+                (ref, ref),
+            )
+
+        self._db.writer.run_sync(clear)
+        self._db.checkpoint()
 
     def refs_for(self, subject_ids: Iterable[str]) -> dict[str, str]:
         """subject id → subject_ref for the live subjects among `subject_ids` (erased ones are absent)."""

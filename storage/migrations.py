@@ -119,6 +119,20 @@ def _directory(db: sqlite_utils.Database) -> None:
     )
 
 
+def _pending_erasures(db: sqlite_utils.Database) -> None:
+    # An erasure destroys the key here, then deletes the subject's rows and records the erasure
+    # in the data file: two files, two transactions. Until the second is durable the tombstone
+    # keeps what finishing it needs (the subject id and who asked), so a crash in between is
+    # finished at the next start. The partial index holds only those: empty but for a crash, it
+    # is what startup reads to find them. Existing tombstones have nothing pending.
+    db.table("tombstones").add_column("pending_subject_id", str)
+    db.table("tombstones").add_column("pending_actor", str)
+    db.execute(
+        "CREATE INDEX tombstones_pending ON tombstones (pending_subject_id) "
+        "WHERE pending_subject_id IS NOT NULL"
+    )
+
+
 def _policy(db: sqlite_utils.Database) -> None:
     db.table("policy_versions").create(
         {"version": int, "settings": str, "changed_by": str, "changed_at": str},
@@ -307,4 +321,7 @@ DATA_MIGRATIONS: list[Migration] = [
     ("0011_campaign_resume", _campaign_resume),
     ("0012_campaign_delivered", _campaign_delivered),
 ]
-DIRECTORY_MIGRATIONS: list[Migration] = [("0001_directory", _directory)]
+DIRECTORY_MIGRATIONS: list[Migration] = [
+    ("0001_directory", _directory),
+    ("0002_pending_erasures", _pending_erasures),
+]

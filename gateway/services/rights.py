@@ -10,9 +10,18 @@ data key — is deleted in one transaction and a tombstone left, then the subjec
 deleted from the data file and both WALs are truncated. The ledger keeps its events (sealed
 under the destroyed key, hence unreadable, and keyed by an internal id nothing links to any
 more) and still verifies, because its chain covers ciphertexts.
+
+The key's destruction is durable before anything else happens, so crypto-shredding never waits
+on the data file. What follows is another file's transaction, so a crash can come between: the
+tombstone then still holds the subject id (`PendingErasure`), and the cleanup is finished by the
+user's retried `DELETE /v1/me` or at the next start (`finish_pending_erasures`). The cleanup may
+run again after it committed (a crash before the tombstone forgets the id): its deletions find
+nothing, and it records `subject.erased` only if the ledger has no such event for that id yet.
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 import msgspec
 
@@ -31,12 +40,12 @@ from gateway.services.complaints import complaint_read
 from gateway.services.preferences import PreferenceCenter, consent_event, stored_answer
 from storage import ledger
 from storage.db import Connection
-from storage.directory import SubjectKey
+from storage.directory import PendingErasure, SubjectKey
 from storage.repositories import complaints, consents, devices, locations, preferences, pushes
 from storage.repositories.pushes import PushRow
 from storage.store import Store
 
-__all__ = ["RightsService"]
+__all__ = ["RightsService", "erase_subject_data"]
 
 SUBJECT_TABLES = ("preferences", "consents", "devices", "locations", "mutes")
 
@@ -88,21 +97,59 @@ class RightsService:
         )
 
     async def erase(self, subject_ref: str, actor: str) -> None:
-        now = self._clock()
-        key = self._store.directory.resolve(subject_ref)
-        if key is None:
+        directory = self._store.directory
+        # This user's last erasure, if a crash or a failed write cut it short: this is its retry.
+        # Finished first also because the tombstone holds one pending cleanup, and the user may
+        # have come back since, to be erased again below.
+        cut_short = directory.pending_erasure(subject_ref)
+        if cut_short is not None:
+            await self._finish(cut_short)
+        if directory.resolve(subject_ref) is None:
             return
-        self._store.directory.erase(subject_ref, now)
+        now = self._clock()
+        subject_id = directory.erase(subject_ref, now, actor)
+        if subject_id is not None:
+            await self._finish(PendingErasure(subject_ref, subject_id, now, actor))
 
-        def unit(conn: Connection) -> None:
-            for table in SUBJECT_TABLES:
-                conn.execute(f"DELETE FROM {table} WHERE subject_id = ?", (key.subject_id,))  # noqa: S608
-            ledger.append(
-                conn, at=now, subject=key, kind="subject.erased", actor=actor, source="preference_center"
-            )
+    def finish_pending_erasures(self) -> int:
+        """At start: finish the erasures a crash cut short after their key was destroyed; returns
+        how many. One read of an index that is empty unless something is pending."""
+        pending = self._store.directory.pending_erasures()
+        for erasure in pending:
+            self._store.data.writer.run_sync(partial(erase_subject_data, erasure=erasure))
+            self._store.directory.erasure_done(erasure)
+        if pending:
+            self._store.data.checkpoint()
+        return len(pending)
 
-        await self._store.data.writer.run(unit)
+    async def _finish(self, erasure: PendingErasure) -> None:
+        await self._store.data.writer.run(partial(erase_subject_data, erasure=erasure))
+        # Durable now (`run` answers after the fsync): the tombstone may forget the subject id.
+        self._store.directory.erasure_done(erasure)
         self._store.data.checkpoint()
+
+
+def erase_subject_data(conn: Connection, erasure: PendingErasure) -> bool:
+    """The data file's half of an erasure, in one transaction: the subject's rows go, and the
+    ledger records `subject.erased` unless it already has (this half may run again after a
+    crash). Returns whether it recorded the event."""
+    sid = erasure.subject_id
+    for table in SUBJECT_TABLES:
+        conn.execute(f"DELETE FROM {table} WHERE subject_id = ?", (sid,))  # noqa: S608
+    recorded = conn.execute(
+        "SELECT 1 FROM ledger WHERE subject_id = ? AND kind = 'subject.erased' LIMIT 1", (sid,)
+    ).fetchone()
+    if recorded is not None:
+        return False
+    ledger.append(
+        conn,
+        at=erasure.erased_at,
+        subject=SubjectKey.shredded(erasure.subject_ref, sid),
+        kind="subject.erased",
+        actor=erasure.actor,
+        source="preference_center",
+    )
+    return True
 
 
 def _notification(row: PushRow, key: SubjectKey) -> ExportNotification:
