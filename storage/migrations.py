@@ -307,6 +307,14 @@ def _campaign_delivered(db: sqlite_utils.Database) -> None:
     )
 
 
+def _final_policy_version(db: sqlite_utils.Database) -> None:
+    # The version of the policy dispatch judged by when it wrote `final_reasons`: `policy_version`
+    # is the submission's, and a policy change in between made the two differ with nothing to
+    # tell them apart. NULL until dispatch ends a push with its own reasons; existing rows stay
+    # NULL, since the version their final reasons were given under was never recorded.
+    db.table("pushes").add_column("final_policy_version", int)
+
+
 DATA_MIGRATIONS: list[Migration] = [
     ("0001_core", _core),
     ("0002_policy", _policy),
@@ -320,6 +328,7 @@ DATA_MIGRATIONS: list[Migration] = [
     ("0010_partial_campaign_index", _partial_campaign_index),
     ("0011_campaign_resume", _campaign_resume),
     ("0012_campaign_delivered", _campaign_delivered),
+    ("0013_final_policy_version", _final_policy_version),
 ]
 DIRECTORY_MIGRATIONS: list[Migration] = [
     ("0001_directory", _directory),

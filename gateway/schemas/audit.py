@@ -65,6 +65,15 @@ class SubjectRead(msgspec.Struct, kw_only=True):
 
 
 class DecisionRead(msgspec.Struct, kw_only=True):
+    """One push's decision log entry: the submission's verdict and, once dispatch ended the push
+    with its own verdict, that one too, each with the policy version it was made under.
+
+    `reasons` were given under `policy_version`; `final_reasons` under `final_policy_version`,
+    which a policy change in between can make newer. `final_policy_version` is null when
+    `final_reasons` is empty (a push still in flight, or delivered without dispatch giving
+    reasons of its own), and for a push dispatch ended before the gateway recorded it.
+    """
+
     push_id: str
     subject_ref: str | None
     topic: str
@@ -74,6 +83,7 @@ class DecisionRead(msgspec.Struct, kw_only=True):
     status: str
     reasons: list[WireReason]  # the submission's answer, as an idempotent replay returns it
     final_reasons: list[WireReason]  # why dispatch ended the push (rejected, expired, failed); else []
+    final_policy_version: int | None  # the version `final_reasons` were given under; else null
     policy_version: int
     created_at: str
 

@@ -78,10 +78,15 @@ class BatchAnswer(msgspec.Struct):
 
 
 class PushRead(msgspec.Struct, kw_only=True):
+    """A push's state. `reasons` are dispatch's when it ended the push with its own verdict, the
+    submission's otherwise; `reasons_policy_version` is the policy version they were given under
+    (null only for dispatch reasons recorded before the gateway kept that version)."""
+
     push_id: str
     status: PushStatus
     outcome: Literal["queued", "deferred", "rejected"]
     reasons: list[WireReason]
+    reasons_policy_version: int | None
     attempts: int
     topic: str
     campaign_id: str | None

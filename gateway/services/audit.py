@@ -222,6 +222,7 @@ class AuditService:
                     status=r.status,
                     reasons=msgspec.json.decode(r.reasons),
                     final_reasons=msgspec.json.decode(r.final_reasons) if r.final_reasons else [],
+                    final_policy_version=r.final_policy_version,
                     policy_version=r.policy_version,
                     created_at=rfc3339_text(r.created_at),
                 )

@@ -286,7 +286,12 @@ class Dispatcher:
         reached = "delivered" in snapshot.recorded[row.push_id].values()
         status = "delivered" if reached else status
         pushes.set_status(
-            conn, row.push_id, status, now, reasons=msgspec.json.encode(wire_reasons(reasons)).decode()
+            conn,
+            row.push_id,
+            status,
+            now,
+            reasons=msgspec.json.encode(wire_reasons(reasons)).decode(),
+            policy_version=self._policy.version.version,  # the version step 1 judged by
         )
         outbox.finish(conn, row.push_id, owner)
         if not reached:
@@ -376,7 +381,10 @@ class Dispatcher:
         delivered = any(s == "delivered" for s in states.values())
         status = "delivered" if delivered else "failed"
         reasons = None if delivered or states else msgspec.json.encode([{"code": "no_device"}]).decode()
-        pushes.set_status(conn, claim.push_id, status, now, attempts=attempts, reasons=reasons)
+        version = None if reasons is None else self._policy.version.version
+        pushes.set_status(
+            conn, claim.push_id, status, now, attempts=attempts, reasons=reasons, policy_version=version
+        )
         outbox.finish(conn, claim.push_id, owner)
         if delivered and send.campaign_id is not None:
             # Counted in this unit, which makes the push `delivered`, and judged at each delivery:

@@ -145,6 +145,7 @@ class PushService:
             status=row.status,  # type: ignore[arg-type]
             outcome=row.outcome,  # type: ignore[arg-type]
             reasons=msgspec.json.decode(row.final_reasons or row.reasons),
+            reasons_policy_version=row.final_policy_version if row.final_reasons else row.policy_version,
             attempts=row.attempts,
             topic=row.topic,
             campaign_id=row.campaign_id,

@@ -53,6 +53,7 @@ class DecisionRow(msgspec.Struct, frozen=True):
     status: str
     reasons: str
     final_reasons: str | None
+    final_policy_version: int | None
     policy_version: int
     created_at: str
 
@@ -94,7 +95,7 @@ class CheckpointRow(msgspec.Struct, frozen=True):
 
 _DECISION_COLUMNS = (
     "rowid, push_id, subject_id, topic, campaign_id, variant, outcome, status, reasons, final_reasons, "
-    "policy_version, created_at"
+    "final_policy_version, policy_version, created_at"
 )
 # A decision holds the reasons of its submission (`reasons`) and, once dispatch ended it, those
 # of dispatch (`final_reasons`, NULL until then): a `reason` filter matches a code in either. The

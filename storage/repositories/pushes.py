@@ -76,6 +76,7 @@ class PushRow(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     content: bytes | None
     attempts: int = 0
     final_reasons: str | None = None
+    final_policy_version: int | None = None  # the policy version `final_reasons` were given under
 
     def open_content(self, key: SubjectKey) -> PushContent | None:
         if self.content is None:
@@ -160,14 +161,21 @@ def set_status(
     now: datetime,
     *,
     reasons: str | None = None,
+    policy_version: int | None = None,
     attempts: int | None = None,
     planned_at: datetime | None = None,
 ) -> None:
     """Only the columns given are assigned: SQLite rewrites the index entries of every column
-    an UPDATE assigns, even to its old value, and `planned_at` is in the subject index."""
+    an UPDATE assigns, even to its old value, and `planned_at` is in the subject index.
+
+    Final `reasons` come with the `policy_version` they were given under, written together, so
+    an auditor always knows which rules produced them."""
+    if (reasons is None) != (policy_version is None):
+        raise ValueError("final reasons and their policy version are written together")
     assigned: dict[str, object] = {"status": status, "updated_at": now.isoformat()}
     if reasons is not None:
         assigned["final_reasons"] = reasons
+        assigned["final_policy_version"] = policy_version
     if attempts is not None:
         assigned["attempts"] = attempts
     if planned_at is not None:

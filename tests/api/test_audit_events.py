@@ -317,7 +317,7 @@ def test_decision_log_filters_and_never_shows_content(
     first = every["decisions"][0]
     assert set(first) == {
         "push_id", "subject_ref", "topic", "campaign_id", "variant", "outcome", "status", "reasons",
-        "final_reasons", "policy_version", "created_at",
+        "final_reasons", "final_policy_version", "policy_version", "created_at",
     }  # fmt: skip
     assert (first["subject_ref"], first["campaign_id"], first["variant"]) == (alice_ref, campaign_id, "A")
     assert isinstance(first["policy_version"], int)
