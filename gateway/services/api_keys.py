@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from gateway.auth import SCOPES
 from gateway.clock import Clock
-from gateway.errors import InvalidInput, NotFound
+from gateway.errors import Conflict, InvalidInput, NotFound
 from storage.db import Connection
 from storage.repositories import api_keys as repo
 from storage.repositories.api_keys import ApiKey
@@ -52,8 +52,16 @@ class ApiKeyRegistry:
         return lambda conn: repo.create(conn, name=name, scopes=scopes, now=now)
 
     async def revoke(self, key_id: str) -> None:
+        """Refuses to revoke the last live admin key: without one, keys, policy and rotation are
+        out of reach over HTTP, and only the CLI on the server could make another."""
         now = self._clock()
-        if not await self._store.data.writer.run(lambda conn: repo.revoke(conn, key_id, now)):
+
+        def unit(conn: Connection) -> bool:
+            if repo.live_with_scope(conn, "admin") == [key_id]:
+                raise Conflict("this is the last admin key: create another before revoking it", "key_id")
+            return repo.revoke(conn, key_id, now)
+
+        if not await self._store.data.writer.run(unit):
             raise NotFound("no such live API key", "key_id")
         with self._lock:
             self._cache = {d: k for d, k in self._cache.items() if k.key_id != key_id}

@@ -68,6 +68,15 @@ def verify(conn: Connection, presented: str) -> ApiKey | None:
     return ApiKey(row[0], row[1], tuple(row[2].split()), row[4])
 
 
+def live_with_scope(conn: Connection, scope: str) -> list[str]:
+    """The ids of the live keys that hold `scope`."""
+    rows = conn.execute(
+        "SELECT key_id FROM api_keys WHERE revoked_at IS NULL AND (' ' || scopes || ' ') LIKE ?",
+        (f"% {scope} %",),
+    )
+    return [str(r[0]) for r in rows]
+
+
 def revoke(conn: Connection, key_id: str, now: datetime) -> bool:
     cur = conn.execute(
         "UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL",

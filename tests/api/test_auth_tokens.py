@@ -391,6 +391,20 @@ def test_a_revoked_key_is_refused_at_once(client: TestClient[Litestar], admin: H
     assert_problem(again, 404, "key_id")
 
 
+def test_the_last_admin_key_cannot_be_revoked(client: TestClient[Litestar], admin: Headers) -> None:
+    """Without a live admin key, keys, policy and rotation are out of reach over HTTP."""
+    key_id, _ = _key_parts(admin)
+    assert_problem(client.delete(f"/v1/admin/keys/{key_id}", headers=admin), 409, "key_id")
+    assert client.get(ADMIN_ROUTE, headers=admin).status_code == 200
+    created = client.post("/v1/admin/keys", json={"name": "successor", "scopes": ["admin"]}, headers=admin)
+    assert created.status_code == 201, created.text
+    assert client.delete(f"/v1/admin/keys/{key_id}", headers=admin).status_code == 204
+    successor = _bearer(created.json()["api_key"])
+    assert_problem(
+        client.delete(f"/v1/admin/keys/{created.json()['key_id']}", headers=successor), 409, "key_id"
+    )
+
+
 def test_a_revoked_key_stays_refused_after_a_restart(settings: Settings) -> None:
     app = create_app(settings)
     with TestClient(app) as client:
