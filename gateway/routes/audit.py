@@ -59,6 +59,7 @@ LOGGED_SHAPES = {
     "reason": _CODE, "status": _CODE, "seq": _NUMBER, "size": _NUMBER,
 }  # fmt: skip
 _SHAPES = {name: re.compile(pattern) for name, pattern in LOGGED_SHAPES.items()}
+_DIGITS = frozenset(name for name, pattern in LOGGED_SHAPES.items() if pattern in (_TIME, _NUMBER))
 NOT_LOGGED = "(not logged: not a valid value)"
 
 AuditRequest = Request[Principal, Any, Any]
@@ -109,9 +110,10 @@ def _filters(scope: Scope) -> dict[str, str]:
 
 
 def _loggable(name: str, value: str) -> str:
-    """The value itself if it has its parameter's shape and nothing in it looks personal (a tree
-    size can look like a phone number), else a marker that a value was given."""
-    if name == "user_id" or (_SHAPES[name].fullmatch(value) and not find_pii(value)):
+    """The value itself if it has its parameter's shape and, for digits-only shapes, nothing in it
+    looks personal (a tree size can look like a phone number), else a marker that a value was
+    given. Ids are trusted to their patterns: the card check finds Luhn-valid runs in hex ids."""
+    if name == "user_id" or (_SHAPES[name].fullmatch(value) and not (name in _DIGITS and find_pii(value))):
         return value
     return NOT_LOGGED
 

@@ -228,6 +228,17 @@ def test_refused_values_are_not_kept_in_the_access_log(
     ]
 
 
+def test_ids_that_look_like_card_numbers_are_still_logged(
+    client: Client, as_key: Callable[..., Headers]
+) -> None:
+    # Hex ids hold digit runs that pass the Luhn check; only their pattern decides.
+    auditor = as_key("audit:read")
+    params = {"push_id": "psh_9834053224385e60af66f13a", "campaign_id": "cmp_19c0282741060580"}
+    assert client.get("/v1/audit/decisions", headers=auditor, params=params).status_code == 200
+    entries = client.get("/v1/audit/access-log", headers=auditor).json()["entries"]
+    assert entries[0]["filters"] == params
+
+
 def test_access_log_pages(client: Client, as_key: Callable[..., Headers]) -> None:
     auditor = as_key("audit:read")
     for _ in range(3):
