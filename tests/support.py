@@ -1,4 +1,4 @@
-"""Assertions shared by the API tests."""
+"""Assertions and stand-ins shared by the API tests."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import base64
 import socket
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from clients.delivery import DeliveryMessage, DeliveryResult
 
 
 def assert_problem(response: Any, status: int, field: str | None = None) -> dict[str, Any]:
@@ -55,3 +57,20 @@ WEBPUSH_KEYS = {
     "p256dh": base64.urlsafe_b64encode(b"\x04" + bytes(range(1, 65))).decode().rstrip("="),
     "auth": base64.urlsafe_b64encode(bytes(range(100, 116))).decode().rstrip("="),
 }
+
+
+class Scripted:
+    """A delivery provider that answers every message with one status and keeps the push ids it
+    was sent: the real Dispatcher runs against it where a test needs a provider's verdict."""
+
+    def __init__(self, name: str, status: Literal["delivered", "retry", "failed"]) -> None:
+        self.name = name
+        self.status = status
+        self.sent: list[str] = []
+
+    async def send(self, message: DeliveryMessage) -> DeliveryResult:
+        self.sent.append(message.push_id)
+        return DeliveryResult(status=self.status)
+
+    async def aclose(self) -> None:
+        """Nothing to close."""

@@ -19,13 +19,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 import pytest
 from conftest import FakeClock, Headers
 from litestar import Litestar
 from litestar.testing import TestClient
+from support import Scripted
 
 from clients.delivery import DeliveryMessage, DeliveryResult
 from gateway.runtime import Runtime
@@ -44,20 +45,6 @@ DELIVERED_SINCE = (
     "AND (? IS NULL OR updated_at > ?)"
 )
 """What the rule counted before the count moved to the campaign row."""
-
-
-class Scripted:
-    """A provider that answers every message with one status."""
-
-    def __init__(self, name: str, status: Literal["delivered", "retry"]) -> None:
-        self.name = name
-        self.status = status
-
-    async def send(self, message: DeliveryMessage) -> DeliveryResult:
-        return DeliveryResult(status=self.status)
-
-    async def aclose(self) -> None:
-        """Nothing to close."""
 
 
 @pytest.fixture

@@ -19,36 +19,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pytest
 from conftest import FakeClock, Headers
 from litestar import Litestar
 from litestar.testing import TestClient
+from support import Scripted
 
-from clients.delivery import DeliveryMessage, DeliveryResult
 from gateway.runtime import Runtime
 from gateway.services.dispatch import Dispatcher
 from gateway.settings import Settings
 
 Client = TestClient[Litestar]
 Json = dict[str, Any]
-
-
-class Scripted:
-    """A provider that answers every message with one status and counts what it was sent."""
-
-    def __init__(self, name: str, status: Literal["delivered", "retry"]) -> None:
-        self.name = name
-        self.status = status
-        self.sent: list[str] = []
-
-    async def send(self, message: DeliveryMessage) -> DeliveryResult:
-        self.sent.append(message.push_id)
-        return DeliveryResult(status=self.status)
-
-    async def aclose(self) -> None:
-        """Nothing to close."""
 
 
 @pytest.fixture
