@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import base64
+import json
 import socket
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Literal
 
@@ -74,3 +77,48 @@ class Scripted:
 
     async def aclose(self) -> None:
         """Nothing to close."""
+
+
+class WebhookRelay:
+    """A local stand-in for the wallet's push relay: answers each POST with the next status from
+    `answers` (the last one repeats), keeping each body and its Idempotency-Key."""
+
+    def __init__(self) -> None:
+        self.answers: list[tuple[int, dict[str, str]]] = [(200, {})]
+        self.received: list[dict[str, Any]] = []
+        self.keys: list[str] = []
+        self._lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                raw = self.rfile.read(int(self.headers.get("content-length", "0")))
+                with outer._lock:
+                    outer.received.append(json.loads(raw))
+                    outer.keys.append(self.headers.get("idempotency-key", ""))
+                    status, headers = outer.answers.pop(0) if len(outer.answers) > 1 else outer.answers[0]
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                """Quiet."""
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/hook"
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True)
+        self._thread.start()
+
+    @property
+    def push_ids(self) -> list[str]:
+        return [str(body["push_id"]) for body in self.received]
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)

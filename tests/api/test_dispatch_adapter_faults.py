@@ -18,10 +18,8 @@ import base64
 import json
 import logging
 import os
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +30,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from litestar import Litestar
 from litestar.testing import TestClient
+from support import WebhookRelay
 
 from clients.delivery import DeliveryMessage, DeliveryResult
 from gateway.runtime import Runtime
@@ -62,49 +61,15 @@ def valid_webpush_token() -> str:
     return json.dumps({"endpoint": f"https://fcm.googleapis.com/fcm/send/{MARK}", "keys": keys})
 
 
-class Hook:
-    """A local webhook relay answering 200 to every POST and recording the push ids."""
-
-    def __init__(self) -> None:
-        self.received: list[str] = []
-        lock = threading.Lock()
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                raw = self.rfile.read(int(self.headers.get("content-length", "0")))
-                with lock:
-                    outer.received.append(json.loads(raw)["push_id"])
-                self.send_response(200)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: object) -> None:
-                """Quiet."""
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/hook"
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-
 @pytest.fixture
-def hook() -> Iterator[Hook]:
-    server = Hook()
+def hook() -> Iterator[WebhookRelay]:
+    server = WebhookRelay()
     yield server
     server.close()
 
 
 @pytest.fixture
-def settings(data_dir: Path, tmp_path: Path, hook: Hook) -> Settings:
+def settings(data_dir: Path, tmp_path: Path, hook: WebhookRelay) -> Settings:
     vapid = tmp_path / "vapid.pem"
     vapid.write_text(
         ec.generate_private_key(ec.SECP256R1())
@@ -146,7 +111,7 @@ class World:
     client: Client
     runtime: Runtime
     clock: FakeClock
-    hook: Hook
+    hook: WebhookRelay
     as_user: Callable[[str], Headers]
     key: Headers = field(default_factory=dict)
     _seq: int = 0
@@ -214,7 +179,7 @@ def world(
     client: Client,
     runtime: Runtime,
     clock: FakeClock,
-    hook: Hook,
+    hook: WebhookRelay,
     as_user: Callable[[str], Headers],
     as_key: Callable[..., Headers],
 ) -> World:
@@ -234,13 +199,13 @@ def test_a_subscription_that_cannot_be_encrypted_to_disables_its_device_and_spar
     assert world.run() == 2
 
     assert world.read(fine)["status"] == "delivered"
-    assert world.hook.received == [fine]
+    assert world.hook.push_ids == [fine]
     got = world.read(broken)
     assert (got["status"], got["attempts"]) == ("failed", 1)
     assert world.device_status("wendy") == "disabled"
     world.clock.advance(seconds=world.runtime.settings.worker_lease_seconds + 1)
     assert world.run() == 0  # nothing left leased to come back
-    assert world.hook.received == [fine]
+    assert world.hook.push_ids == [fine]
 
 
 def test_an_adapter_that_raises_costs_only_its_own_push_a_retry(
@@ -257,7 +222,7 @@ def test_an_adapter_that_raises_costs_only_its_own_push_a_retry(
         assert world.run(dispatcher) == 2
 
     assert world.read(fine)["status"] == "delivered"
-    assert world.hook.received == [fine]
+    assert world.hook.push_ids == [fine]
     got = world.read(broken)
     assert (got["status"], got["attempts"]) == ("sending", 1)  # a retry, rescheduled with backoff
     assert world.device_status("wendy") == "active"  # not the token's fault
@@ -272,7 +237,7 @@ def test_an_adapter_that_raises_costs_only_its_own_push_a_retry(
     assert (world.read(broken)["status"], raising.calls) == ("failed", 3)
     world.clock.advance(seconds=world.runtime.settings.worker_lease_seconds + 1)
     assert world.run(dispatcher) == 0
-    assert (raising.calls, world.hook.received) == (3, [fine])
+    assert (raising.calls, world.hook.push_ids) == (3, [fine])
 
 
 def test_an_adapter_that_raises_counts_against_its_circuit_breaker(world: World) -> None:

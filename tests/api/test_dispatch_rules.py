@@ -13,12 +13,10 @@ The gateway decides with the FakeClock: 2026-11-23 10:00 UTC (a Monday), default
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +24,7 @@ import pytest
 from conftest import FakeClock, Headers
 from litestar import Litestar
 from litestar.testing import TestClient
+from support import WebhookRelay
 
 from gateway.runtime import Runtime
 from gateway.services.dispatch import Dispatcher
@@ -37,58 +36,15 @@ Json = dict[str, Any]
 SECRET = "dispatch-rules-webhook-secret-0123456789"
 
 
-# -- a local webhook receiver (pattern from tests/unit/delivery/servers.py) ---------------------
-
-
-class Hook:
-    """Answers each POST with the next status from `answers` (the last one repeats)."""
-
-    def __init__(self) -> None:
-        self.answers: list[tuple[int, dict[str, str]]] = [(200, {})]
-        self.received: list[Json] = []
-        self.keys: list[str] = []
-        self._lock = threading.Lock()
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                raw = self.rfile.read(int(self.headers.get("content-length", "0")))
-                with outer._lock:
-                    outer.received.append(json.loads(raw))
-                    outer.keys.append(self.headers.get("idempotency-key", ""))
-                    status, headers = outer.answers.pop(0) if len(outer.answers) > 1 else outer.answers[0]
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: object) -> None:
-                """Quiet."""
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/hook"
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-
 @pytest.fixture
-def hook() -> Iterator[Hook]:
-    server = Hook()
+def hook() -> Iterator[WebhookRelay]:
+    server = WebhookRelay()
     yield server
     server.close()
 
 
 @pytest.fixture
-def settings(data_dir: Path, hook: Hook) -> Settings:
+def settings(data_dir: Path, hook: WebhookRelay) -> Settings:
     return Settings(
         data_dir=data_dir,
         worker_enabled=False,
@@ -107,7 +63,7 @@ class World:
     client: Client
     runtime: Runtime
     clock: FakeClock
-    hook: Hook
+    hook: WebhookRelay
     data_dir: Path
     as_user: Callable[[str], Headers]
     as_key: Callable[..., Headers]
@@ -181,7 +137,7 @@ def world(
     client: Client,
     runtime: Runtime,
     clock: FakeClock,
-    hook: Hook,
+    hook: WebhookRelay,
     data_dir: Path,
     as_user: Callable[[str], Headers],
     as_key: Callable[..., Headers],
