@@ -47,11 +47,7 @@ def maybe_pause_campaign(conn: Connection, campaign_id: str, source: PolicySourc
     if campaign is None or campaign.status == "paused":
         return False
     since = campaign.resumed_at
-    complained = (
-        repo.count_for_campaign(conn, campaign_id)
-        if since is None
-        else repo.count_for_campaign_since(conn, campaign_id, since)
-    )
+    complained = repo.count_for_campaign(conn, campaign_id, since)
     if complained == 0:
         return False
     delivered = campaign.delivered_since_resume

@@ -20,7 +20,6 @@ __all__ = [
     "Mute",
     "PushEvent",
     "count_for_campaign",
-    "count_for_campaign_since",
     "events_for_subject",
     "get",
     "insert",
@@ -117,19 +116,12 @@ def set_status(
     )
 
 
-def count_for_campaign(conn: Connection, campaign_id: str) -> int:
-    # One recipient complaining twice about one push is one complaint against the campaign.
-    row = conn.execute(
-        "SELECT count(DISTINCT push_id) FROM complaints WHERE campaign_id = ?", (campaign_id,)
-    ).fetchone()
-    return int(row[0])
-
-
-def count_for_campaign_since(conn: Connection, campaign_id: str, since: str) -> int:
-    """As `count_for_campaign`, for complaints filed after `since` (the campaign's last resume)."""
+def count_for_campaign(conn: Connection, campaign_id: str, since: str | None = None) -> int:
+    """Complained-about pushes of the campaign, filed after `since` if given (its last resume).
+    One recipient complaining twice about one push is one complaint against the campaign."""
     row = conn.execute(
         "SELECT count(DISTINCT push_id) FROM complaints WHERE campaign_id = ? AND created_at > ?",
-        (campaign_id, since),
+        (campaign_id, since or ""),
     ).fetchone()
     return int(row[0])
 
