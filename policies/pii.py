@@ -17,16 +17,18 @@ PII_KINDS: tuple[PiiKind, ...] = ("email", "phone", "card", "cn_resident_id")
 # Starts only where a run of local-part characters starts: the same matches, but a long run
 # with no "@" is scanned once instead of once from each of its characters.
 _EMAIL = re.compile(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
-# E.164: "+", a country code not starting with 0, 8 to 15 digits in all; spaces or dashes may group them.
-_E164 = re.compile(r"(?<![\w+])\+[1-9](?:[ -]?\d){7,14}(?![\d])")
-# Mainland China mobile: 11 digits 1[3-9]…, plain or grouped 3-4-4, not part of a longer number.
-_CN_MOBILE = re.compile(r"(?<![\d+])1[3-9]\d([ -]?)\d{4}\1\d{4}(?!\d)")
+# E.164: "+", a country code not starting with 0, 8 to 15 digits in all; spaces, dashes or dots
+# may group them.
+_E164 = re.compile(r"(?<![\w+])\+[1-9](?:[ .-]?\d){7,14}(?![\d])")
+# Mainland China mobile: 11 digits 1[3-9]…, plain or grouped 3-4-4 by one consistent separator,
+# not part of a longer number (a decimal point joins numbers, a full stop ends a sentence).
+_CN_MOBILE = re.compile(r"(?<![\d+])(?<!\d\.)1[3-9]\d([ .-]?)\d{4}\1\d{4}(?!\d|\.\d)")
 # Digit groups joined by one consistent separator, so "2024-06-15 2024-06-22" stays two runs.
 _DIGIT_RUN = re.compile(r"(?<![\d+])\d+(?:([ -])\d+(?:\1\d+)*)?(?!\d)")
 _RESIDENT_ID = re.compile(r"(?<![0-9A-Za-z])\d{17}[0-9Xx](?![0-9A-Za-z])")
-# Eight digits, single spaces or dashes allowed between them: the least any number kind below
-# has (E.164), so text without it skips the number checks — most push text.
-_NUMBER_LIKE = re.compile(r"\d(?:[ -]?\d){7}")
+# Eight digits, single spaces, dashes or dots allowed between them: the least any number kind
+# below has (E.164), so text without it skips the number checks — most push text.
+_NUMBER_LIKE = re.compile(r"\d(?:[ .-]?\d){7}")
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK = "10X98765432"
 
