@@ -57,6 +57,7 @@ class _Record(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     push_id: str
     idempotency_ref: str
     fingerprint: bytes
+    subject_ref: str
     content: PushContent
 
 
@@ -211,20 +212,38 @@ class PushService:
         )
 
     def _record(self, request: PushCreate, subject_ref: str, content: PushContent, now: datetime) -> _Record:
-        push_id = pushes.new_push_id(now)
-        canonical = msgspec.json.encode(
-            msgspec.structs.replace(request, user_id=None, subject_ref=subject_ref, dry_run=False),
-            order="sorted",
-        )
         return _Record(
-            push_id=push_id,
+            push_id=pushes.new_push_id(now),
             # Stored keyed-hashed: a service may put anything in its idempotency key, even an e-mail.
             idempotency_ref=hmac.digest(
                 self._store.keys.pseudonym_key, b"idempotency|" + request.idempotency_key.encode(), "sha256"
             ).hex(),
-            fingerprint=hmac.digest(self._store.keys.pseudonym_key, b"push|" + canonical, "sha256"),
+            fingerprint=self._fingerprint(request, subject_ref),
+            subject_ref=subject_ref,
             content=content,
         )
+
+    def _fingerprint(self, request: PushCreate, subject_ref: str) -> bytes:
+        canonical = msgspec.json.encode(
+            msgspec.structs.replace(request, user_id=None, subject_ref=subject_ref, dry_run=False),
+            order="sorted",
+        )
+        return hmac.digest(self._store.keys.pseudonym_key, b"push|" + canonical, "sha256")
+
+    def _same_body(self, earlier: bytes, request: PushCreate, record: _Record) -> bool:
+        """Whether a replayed key carries the body it was first used with. The default TTL left
+        out and spelled out are one push; fingerprints keep the spelling (so those already
+        stored stay valid), and the other spelling is tried only when the first does not match."""
+        if hmac.compare_digest(earlier, record.fingerprint):
+            return True
+        default = self._policy.settings.default_ttl_seconds
+        if request.ttl_seconds is None:
+            other = msgspec.structs.replace(request, ttl_seconds=default)
+        elif request.ttl_seconds == default:
+            other = msgspec.structs.replace(request, ttl_seconds=None)
+        else:
+            return False
+        return hmac.compare_digest(earlier, self._fingerprint(other, record.subject_ref))
 
     def _record_all(
         self, conn: Connection, key_id: str, prepared: Sequence[_Prepared], now: datetime, prefix: str | None
@@ -248,7 +267,7 @@ class PushService:
             record = p.record
             try:
                 if record is not None and (earlier := recorded.get(record.idempotency_ref)) is not None:
-                    if not hmac.compare_digest(earlier.fingerprint, record.fingerprint):
+                    if not self._same_body(earlier.fingerprint, p.request, record):
                         raise Unprocessable(
                             "idempotency_key was already used with a different body", "idempotency_key"
                         )

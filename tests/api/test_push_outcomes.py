@@ -617,6 +617,37 @@ def test_same_key_different_body_is_422(world: World) -> None:
     assert (world.count("pushes"), world.count("outbox")) == before
 
 
+@pytest.mark.parametrize(("first_ttl", "retry_ttl"), [(None, 86400), (86400, None)])
+def test_default_ttl_left_out_or_spelled_out_is_one_push(
+    world: World, first_ttl: int | None, retry_ttl: int | None
+) -> None:
+    """Regression: the fingerprint kept the body's spelling, so a client that filled in the
+    documented default on retry got 422 for the push it had already sent."""
+    world.user("uma")
+    first = world.client.post("/v1/pushes", json=ttl_body(world, first_ttl), headers=world.key)
+    retry = world.client.post("/v1/pushes", json=ttl_body(world, retry_ttl), headers=world.key)
+    assert retry.status_code == 200, retry.text
+    assert retry.json() == first.json()
+    assert world.count("pushes") == 1
+
+
+def test_another_ttl_under_the_same_key_is_still_422(world: World) -> None:
+    world.user("uma")
+    world.client.post("/v1/pushes", json=ttl_body(world, None), headers=world.key)
+    before = (world.count("pushes"), world.count("outbox"))
+    for ttl in (3600, 86399):
+        response = world.client.post("/v1/pushes", json=ttl_body(world, ttl), headers=world.key)
+        assert_problem(response, 422, "idempotency_key")
+    assert (world.count("pushes"), world.count("outbox")) == before
+
+
+def ttl_body(world: World, ttl: int | None) -> Json:
+    body = world.body("uma", idempotency_key="ttl")
+    if ttl is not None:
+        body["ttl_seconds"] = ttl
+    return body
+
+
 def test_same_idempotency_key_from_another_api_key_is_another_push(world: World) -> None:
     world.user("vic")
     other = world.as_key("pushes:write")
