@@ -6,6 +6,7 @@
     ├── Forbidden        403     authenticated, but not allowed
     ├── NotFound         404     no such thing for this caller
     ├── Conflict         409     the request clashes with current state
+    ├── PreconditionFailed 412   an `If-Match` names a version that is no longer current
     └── Unprocessable    422     e.g. an idempotency key reused with another body
 
     StorageFailedError   503     an fsync failed; no write is accepted until a restart
@@ -35,6 +36,7 @@ __all__ = [
     "InvalidInput",
     "NotAuthenticated",
     "NotFound",
+    "PreconditionFailed",
     "Unprocessable",
     "handle_storage_failure",
     "problem",
@@ -68,6 +70,10 @@ class NotFound(GatewayError):
 
 class Conflict(GatewayError):
     status_code = 409
+
+
+class PreconditionFailed(GatewayError):
+    status_code = 412
 
 
 class Unprocessable(GatewayError):

@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Annotated, Any
 
-from litestar import Controller, Request, delete, get, post, put
-from litestar.params import FromPath, JSONBody
+from litestar import Controller, Request, Response, delete, get, post, put
+from litestar.datastructures import ResponseHeader
+from litestar.params import FromPath, HeaderParameter, JSONBody
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
 from gateway.auth import Principal
 from gateway.body import Strict
 from gateway.deps import RuntimeDep
+from gateway.errors import InvalidInput
 from gateway.guards import requires_scope
 from gateway.schemas.admin import ApiKeyCreate, ApiKeyCreated, PolicyRead, RotationRead
 from policies.settings import PolicySettings
+from storage.repositories.policy import PolicyVersion
 
 __all__ = ["AdminController"]
+
+ETAG = ResponseHeader(
+    name="ETag", documentation_only=True, description="The policy version, for `If-Match` on `PUT`."
+)
+_ETAG_VALUE = re.compile(r'"([0-9]{1,18})"')
 
 
 class AdminController(Controller):
@@ -32,19 +41,51 @@ class AdminController(Controller):
     async def revoke_key(self, runtime: RuntimeDep, key_id: FromPath[str]) -> None:
         await runtime.api_keys.revoke(key_id)
 
-    @get("/policy", operation_id="getPolicy")
-    async def get_policy(self, runtime: RuntimeDep) -> PolicyRead:
-        v = runtime.policy.version
-        return PolicyRead(v.version, v.settings, v.changed_by, v.changed_at)
+    @get("/policy", operation_id="getPolicy", response_headers=[ETAG])
+    async def get_policy(self, runtime: RuntimeDep) -> Response[PolicyRead]:
+        return _policy_answer(runtime.policy.version)
 
-    @put("/policy", operation_id="putPolicy", dto=Strict[PolicySettings], return_dto=None)
+    @put(
+        "/policy",
+        operation_id="putPolicy",
+        dto=Strict[PolicySettings],
+        return_dto=None,
+        response_headers=[ETAG],
+    )
     async def put_policy(
-        self, request: Request[Principal, Any, Any], runtime: RuntimeDep, data: JSONBody[PolicySettings]
-    ) -> PolicyRead:
-        v = await runtime.policy.change(data, request.user.actor)
-        return PolicyRead(v.version, v.settings, v.changed_by, v.changed_at)
+        self,
+        request: Request[Principal, Any, Any],
+        runtime: RuntimeDep,
+        data: JSONBody[PolicySettings],
+        if_match: Annotated[
+            str | None,
+            HeaderParameter(
+                name="If-Match",
+                description='The `ETag` of the policy read before changing it (`"7"`): the change is '
+                "refused with 412 if another one came in between. Without it, the last write wins.",
+            ),
+        ] = None,
+    ) -> Response[PolicyRead]:
+        v = await runtime.policy.change(data, request.user.actor, _version_matched(if_match))
+        return _policy_answer(v)
 
     @post("/keys/rotate-encryption", operation_id="rotateEncryptionKey", status_code=200)
     async def rotate(self, runtime: RuntimeDep) -> RotationRead:
         kid, rewrapped = await runtime.rotate_encryption_key()
         return RotationRead(kid, rewrapped)
+
+
+def _policy_answer(v: PolicyVersion) -> Response[PolicyRead]:
+    return Response(
+        PolicyRead(v.version, v.settings, v.changed_by, v.changed_at), headers={"ETag": f'"{v.version}"'}
+    )
+
+
+def _version_matched(if_match: str | None) -> int | None:
+    """The version an `If-Match` asks for; None for no header or `*` (any current policy)."""
+    if if_match is None or if_match.strip() == "*":
+        return None
+    found = _ETAG_VALUE.fullmatch(if_match.strip())
+    if found is None:
+        raise InvalidInput('If-Match must be the ETag of a policy read, e.g. "7", or *', "If-Match")
+    return int(found.group(1))

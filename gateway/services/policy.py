@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from gateway.clock import Clock
+from gateway.errors import PreconditionFailed
 from policies.settings import PolicySettings
 from storage.db import Connection
 from storage.repositories import policy as policy_repo
@@ -29,9 +30,20 @@ class PolicySource:
         if policy_repo.newest_version(conn) != self.version.version:
             self.version = policy_repo.current(conn)
 
-    async def change(self, settings: PolicySettings, changed_by: str) -> PolicyVersion:
+    async def change(
+        self, settings: PolicySettings, changed_by: str, if_version: int | None
+    ) -> PolicyVersion:
+        """Put `settings` in force as the next version. With `if_version`, only if that is still
+        the newest one, checked in the writing transaction: of two admins who read version 7 and
+        both change it, the second is refused rather than silently undoing the first."""
         now = self._clock()
-        self.version = await self._store.data.writer.run(
-            lambda conn: policy_repo.put(conn, settings, changed_by, now)
-        )
+
+        def put(conn: Connection) -> PolicyVersion:
+            if if_version is not None and (newest := policy_repo.newest_version(conn)) != if_version:
+                raise PreconditionFailed(
+                    f"the policy is at version {newest}, not {if_version}: read it again", "If-Match"
+                )
+            return policy_repo.put(conn, settings, changed_by, now)
+
+        self.version = await self._store.data.writer.run(put)
         return self.version
