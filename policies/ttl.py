@@ -4,6 +4,12 @@ Submission computes `expires_at`; dispatch calls `check_expiry` when a deferred 
 time comes, because only then can it be too late (submission rejects with `quiet_hours`
 instead of accepting a push it already knows will expire).
 
+The admin's `max_ttl_seconds` is an admission limit, checked at the edge when a push is
+submitted. It is not checked here: dispatch decides an accepted push again with what is left
+of its TTL, and a maximum lowered since must neither refuse that push (it would be claimed
+again at every lease, and sent days late once what is left fits) nor shorten it. An accepted
+push keeps the expiry it was accepted with; only the spec's seven days bound every TTL.
+
 Reason codes: `expired` (dispatch only).
 """
 
@@ -12,13 +18,15 @@ from datetime import datetime, timedelta
 from policies import reasons
 from policies.context import PushRequest
 from policies.decision import Reason
-from policies.settings import PolicySettings
+from policies.settings import MAX_TTL_SECONDS, PolicySettings
 
 
 def expires_at(push: PushRequest, now: datetime, settings: PolicySettings) -> datetime:
-    """The edge validates the TTL range; an out-of-range TTL here is a caller bug, so it raises."""
-    if not 1 <= push.ttl_seconds <= settings.max_ttl_seconds:
-        raise ValueError(f"ttl_seconds must be within 1..{settings.max_ttl_seconds}")
+    """The edge validates the TTL against the maximum in force; a TTL out of the spec's range
+    here is a caller bug, so it raises. `settings` is unused, kept so every step of the
+    pipeline is called alike."""
+    if not 1 <= push.ttl_seconds <= MAX_TTL_SECONDS:
+        raise ValueError(f"ttl_seconds must be within 1..{MAX_TTL_SECONDS}")
     return now + timedelta(seconds=push.ttl_seconds)
 
 

@@ -16,7 +16,7 @@ import json
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -353,6 +353,34 @@ def test_push_past_expires_at_ends_expired_and_is_not_sent(world: World) -> None
     assert (got["status"], got["reasons"]) == ("expired", [{"code": "expired"}])
     assert world.hook.received == []
     assert world.outbox() == 0
+
+
+@pytest.mark.parametrize("deferred", [False, True], ids=["queued", "deferred"])
+def test_a_lowered_maximum_ttl_leaves_an_accepted_push_its_own_expiry(world: World, deferred: bool) -> None:
+    """The maximum decides which pushes are accepted, not how long an accepted one lives: one
+    accepted for 7 days, still waiting when the maximum drops to a day, is judged at dispatch
+    like any other and goes in the first round, carrying the expiry it was accepted with."""
+    world.user("kira")
+    if deferred:
+        world.clock.advance(hours=12)  # 22:00 UTC: quiet hours until 08:00
+    push = world.submit("kira", ttl_seconds=604800)
+    assert push["outcome"] == ("deferred" if deferred else "queued")
+    expires = push["expires_at"]
+    answer = world.client.put(
+        "/v1/admin/policy", json={"max_ttl_seconds": 86400, "default_ttl_seconds": 3600},
+        headers=world.as_key("admin"),
+    )  # fmt: skip
+    assert answer.status_code == 200, answer.text
+    world.clock.advance(hours=10 if deferred else 0, minutes=1)
+    assert world.run() == 1
+    got = world.read(push["push_id"])
+    assert (got["status"], got["expires_at"]) == ("delivered", expires)
+    (line,) = world.sink()
+    assert line["push_id"] == push["push_id"]
+    assert datetime.fromisoformat(line["expires_at"]) == datetime.fromisoformat(expires)
+    assert world.outbox() == 0
+    world.clock.advance(seconds=world.runtime.settings.worker_lease_seconds + 1)
+    assert world.run() == 0  # nothing left to be claimed again
 
 
 # -- provider answers ---------------------------------------------------------------------------

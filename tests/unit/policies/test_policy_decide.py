@@ -364,6 +364,15 @@ def test_allowed_by_explains_a_queued_push() -> None:
     )
 
 
+def test_a_ttl_over_a_lowered_maximum_keeps_its_expiry() -> None:
+    """The admin maximum is checked when a push is accepted; at dispatch the push is judged
+    with what is left of the TTL it was accepted with, which a maximum lowered since must
+    neither refuse nor shorten. Only the spec's seven days bound every TTL."""
+    lowered = PolicySettings(max_ttl_seconds=3600, default_ttl_seconds=3600)
+    decision = decide(push(ttl_seconds=604800), subject(), None, NOW, lowered)
+    assert (decision.outcome, decision.expires_at) == ("queued", NOW + timedelta(seconds=604800))
+
+
 @pytest.mark.parametrize(
     ("bad_push", "bad_subject", "now", "error"),
     [
