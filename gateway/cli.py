@@ -22,7 +22,6 @@ from gateway.clock import system_clock
 from gateway.logs import configure_logging
 from gateway.runtime import load_keys, user_tokens
 from gateway.settings import Settings, SettingsError
-from storage import ledger
 from storage.keys import KeyStoreError
 
 __all__ = ["main"]
@@ -194,11 +193,15 @@ def _token(settings: Settings, user_id: str) -> int:
 
 
 def _verify(settings: Settings) -> int:
+    """The hash chain, and the ledger against the latest signed checkpoint (`verify_ledger`)."""
+    from gateway.services.audit_export import verify_ledger
+    from gateway.signing import Signer
     from storage.store import Store
 
-    store = Store(settings.data_dir, load_keys(settings))
+    keys = load_keys(settings)
+    store = Store(settings.data_dir, keys)
     try:
-        result = ledger.verify(store.data.reader())
+        result = verify_ledger(store.data.reader(), Signer(keys.signing).public_keys())
     finally:
         store.close()
     print(msgspec.json.encode(result).decode())

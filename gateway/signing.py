@@ -6,6 +6,7 @@ import base64
 
 import jwt
 import msgspec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from storage.keys import SigningKey
 
@@ -64,6 +65,10 @@ class Signer:
 
     def _sign(self, payload: bytes) -> str:
         return self._jws.encode(payload, self._key.private, algorithm="EdDSA", headers={"kid": self._key.kid})
+
+    def public_keys(self) -> dict[str, Ed25519PublicKey]:
+        """The public keys our own signatures are checked with, by `kid`."""
+        return {self._key.kid: self._key.public}
 
     def jwks(self) -> dict[str, list[dict[str, str]]]:
         return {"keys": [self._key.jwk()]}

@@ -5,7 +5,9 @@ as base64 — which include the previous event's hash and the event's sealed `bo
 the chain covers ciphertexts, destroying a subject's data key (erasure) leaves every hash
 recomputable: the ledger stays verifiable while its erased contents become unreadable.
 
-Triggers refuse UPDATE and DELETE; `verify` catches whoever drops them.
+Triggers refuse UPDATE and DELETE; `verify` catches whoever drops them. A chain recomputed by
+someone holding the database key, or cut short, is still a chain: `verify` also compares the
+ledger with the latest signed checkpoint (`Anchor`), which only the signing key can make.
 """
 
 from __future__ import annotations
@@ -13,15 +15,19 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from datetime import datetime
+from typing import Literal
 
 import msgspec
 
 from storage.crypto import field_aad
 from storage.db import Connection
 from storage.directory import SubjectKey
+from storage.merkle import Frontier, frontier_append, frontier_root, leaf_hash
 
 __all__ = [
     "GENESIS",
+    "Anchor",
+    "CheckpointProblem",
     "LedgerEvent",
     "VerifyResult",
     "append",
@@ -70,11 +76,31 @@ class LedgerEvent(msgspec.Struct, frozen=True, kw_only=True):
         )
 
 
+CheckpointProblem = Literal["ledger_shorter", "root_differs", "bad_signature"]
+
+
+class Anchor(msgspec.Struct, frozen=True):
+    """What a signed checkpoint claims: the first `tree_size` events hash to `root_hash`."""
+
+    tree_size: int
+    root_hash: bytes
+
+
 class VerifyResult(msgspec.Struct, frozen=True):
+    """`ok` only if the chain holds and the ledger still matches the latest signed checkpoint.
+
+    The first four fields are the chain's own verdict, as they always were. `checkpoint_tree_size`
+    names the checkpoint compared with (None when there is none yet); `checkpoint_problem` says
+    why the ledger does not match it: fewer events than it signed, a different Merkle root of its
+    first `tree_size` events, or a checkpoint whose signature does not hold.
+    """
+
     ok: bool
     events: int
     head_hash: str
     first_invalid_seq: int | None
+    checkpoint_tree_size: int | None = None
+    checkpoint_problem: CheckpointProblem | None = None
 
 
 def canonical_bytes(
@@ -188,15 +214,40 @@ def events(
         yield _row(row)
 
 
-def verify(conn: Connection) -> VerifyResult:
-    """Recompute the chain from the first event; name the first seq that does not hold."""
+def verify(conn: Connection, anchor: Anchor | None = None) -> VerifyResult:
+    """Recompute the chain from the first event and name the first seq that does not hold; in the
+    same pass, hash the first `anchor.tree_size` events into a Merkle root and compare it with the
+    signed one. The chain alone cannot see a ledger truncated or rewritten and re-chained."""
     expected_seq, prev, count = 1, GENESIS, 0
+    broken: VerifyResult | None = None
+    wanted = 0 if anchor is None else anchor.tree_size
+    tree = Frontier()
     for event in events(conn):
         count += 1
+        if tree.size < wanted:
+            tree = frontier_append(tree, leaf_hash(event.hash))
+        if broken is not None:
+            if tree.size >= wanted:
+                break
+            continue
         if event.seq != expected_seq:
-            return VerifyResult(False, count, prev.hex(), expected_seq)
-        if event.prev_hash != prev or hashlib.sha256(event.canonical()).digest() != event.hash:
-            return VerifyResult(False, count, prev.hex(), event.seq)
-        prev = event.hash
-        expected_seq += 1
-    return VerifyResult(True, count, prev.hex(), None)
+            broken = VerifyResult(False, count, prev.hex(), expected_seq)
+        elif event.prev_hash != prev or hashlib.sha256(event.canonical()).digest() != event.hash:
+            broken = VerifyResult(False, count, prev.hex(), event.seq)
+        else:
+            prev = event.hash
+            expected_seq += 1
+    result = broken or VerifyResult(True, count, prev.hex(), None)
+    if anchor is None:
+        return result
+    problem: CheckpointProblem | None = None
+    if tree.size < anchor.tree_size:
+        problem = "ledger_shorter"
+    elif frontier_root(tree) != anchor.root_hash:
+        problem = "root_differs"
+    return msgspec.structs.replace(
+        result,
+        ok=result.ok and problem is None,
+        checkpoint_tree_size=anchor.tree_size,
+        checkpoint_problem=problem,
+    )

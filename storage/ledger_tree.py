@@ -8,6 +8,11 @@ whole chain, and anyone holding exported events can recompute it without a key.
 The leaves are read from the table, one range query per slice, never held in memory: a proof over
 a tree of n events reads at most n hashes. What is kept in memory is a checkpoint `Frontier`, so a
 new checkpoint hashes only the events appended since the last one.
+
+Whenever the tree is hashed again from stored events (after a restart, or because the ledger no
+longer ends its known prefix with the same event), its first `tree_size` leaves are checked against
+the latest signed checkpoint (`ledger.Anchor`): a ledger rewritten, re-chained or truncated and
+regrown since is refused with `LedgerForkError`, so no checkpoint ever signs a forged history.
 """
 
 from __future__ import annotations
@@ -18,13 +23,17 @@ from typing import overload
 
 from storage import ledger
 from storage.db import Connection
-from storage.merkle import Frontier, compact_range, frontier_append, leaf_hash
+from storage.merkle import Frontier, compact_range, frontier_append, frontier_root, leaf_hash
 
-__all__ = ["LedgerGapError", "LedgerLeaves", "TreeHead", "advance"]
+__all__ = ["LedgerForkError", "LedgerGapError", "LedgerLeaves", "TreeHead", "advance"]
 
 
 class LedgerGapError(Exception):
     """A seq inside the tree has no row: events were deleted behind the ledger's triggers."""
+
+
+class LedgerForkError(Exception):
+    """The ledger's first events no longer hash to the root of a checkpoint the gateway signed."""
 
 
 class LedgerLeaves:
@@ -73,23 +82,38 @@ class TreeHead:
     last_hash: bytes = ledger.GENESIS
 
 
-def advance(known: TreeHead, conn: Connection) -> TreeHead:
+def advance(known: TreeHead, conn: Connection, anchor: ledger.Anchor | None = None) -> TreeHead:
     """The tree of the whole ledger now, extended from `known` by the events appended since.
 
     `known` is used only if the ledger still ends its prefix with the same event; a ledger that
-    was truncated or restored from a backup is hashed again from the first event.
+    was truncated or restored from a backup is hashed again from the first event. Whenever the
+    leaves up to `anchor.tree_size` are hashed here rather than taken from `known`, their root must
+    be the anchor's (raises `LedgerForkError`): that is what keeps a rebuilt tree from extending
+    a history other than the signed one. A ledger shorter than the anchor is not checked here;
+    nothing is signed for it, and `ledger.verify` reports it.
     """
     size, last_hash = ledger.head(conn)
     leaves = LedgerLeaves(conn, size)
     base = known.frontier
     if base.size > size or (base.size and _hash_at(conn, base.size) != known.last_hash):
         base = Frontier()
+    if anchor is not None and base.size < anchor.tree_size <= size:
+        base = _extend(base, leaves, anchor.tree_size)
+        if frontier_root(base) != anchor.root_hash:
+            raise LedgerForkError(
+                f"the ledger's first {anchor.tree_size} events do not hash to the root of the signed "
+                f"checkpoint of that size"
+            )
+    return TreeHead(_extend(base, leaves, size), last_hash)
+
+
+def _extend(base: Frontier, leaves: LedgerLeaves, size: int) -> Frontier:
     if base.size == 0:
-        return TreeHead(compact_range(leaves, size), last_hash)
+        return compact_range(leaves, size)
     frontier = base
     for leaf in leaves[base.size : size]:
         frontier = frontier_append(frontier, leaf)
-    return TreeHead(frontier, last_hash)
+    return frontier
 
 
 def _hash_at(conn: Connection, seq: int) -> bytes | None:

@@ -7,13 +7,17 @@ and only when the ledger has grown since the latest one, so each tree size is si
 An auditor keeps the checkpoints they were given: a consistency proof from one of them to a
 newer tree shows the ledger was only appended to, and no rewrite, truncation or restored
 backup can produce such a proof.
+
+The gateway holds itself to its own checkpoints too: verification compares the ledger with the
+latest signed checkpoint (`verify_ledger`), and a new checkpoint is signed only for a tree whose
+prefix is the previous signed one (409 otherwise), never for a silently rebuilt history.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Literal
 
@@ -34,7 +38,7 @@ from gateway.schemas.audit import (
 from gateway.signing import Signer
 from storage import ledger
 from storage.db import Connection
-from storage.ledger_tree import LedgerGapError, LedgerLeaves, TreeHead, advance
+from storage.ledger_tree import LedgerForkError, LedgerGapError, LedgerLeaves, TreeHead, advance
 from storage.merkle import (
     consistency_proof,
     frontier_root,
@@ -47,7 +51,14 @@ from storage.repositories import audit
 from storage.repositories.audit import CheckpointRow, Filter
 from storage.store import Store
 
-__all__ = ["EXPORT_MAX", "AuditLedger", "CheckpointClaims", "ExportCheck", "verify_export"]
+__all__ = [
+    "EXPORT_MAX",
+    "AuditLedger",
+    "CheckpointClaims",
+    "ExportCheck",
+    "verify_export",
+    "verify_ledger",
+]
 
 EXPORT_MAX = 100_000
 
@@ -67,6 +78,35 @@ def _contiguous() -> Iterator[None]:
         yield
     except LedgerGapError as exc:
         raise Conflict(f"{exc}; GET /v1/audit/ledger/verify names the first bad event") from None
+    except LedgerForkError as exc:
+        raise Conflict(
+            f"checkpoint: {exc}; refusing to sign a history that is not the signed one "
+            "(GET /v1/audit/ledger/verify)",
+            "checkpoint",
+        ) from None
+
+
+def _anchor(row: CheckpointRow | None) -> ledger.Anchor | None:
+    return None if row is None else ledger.Anchor(row.tree_size, row.root_hash)
+
+
+def verify_ledger(conn: Connection, keys: Mapping[str, Ed25519PublicKey]) -> ledger.VerifyResult:
+    """The hash chain, and the ledger against the latest stored signed checkpoint: its signature
+    (one of `keys`, by `kid`) and claims, then that the ledger still has its `tree_size` events
+    and that they hash to its root. Without this a truncated ledger, or one rewritten and
+    re-chained by whoever holds the database key, verified."""
+    row = audit.latest_checkpoint(conn)
+    result = ledger.verify(conn, _anchor(row))
+    if row is None:
+        return result
+    try:
+        claims = msgspec.json.decode(_signed_by(row.jws, keys), type=CheckpointClaims)
+        signed = (claims.tree_size, claims.root_hash) == (row.tree_size, row.root_hash.hex())
+    except (jwt.PyJWTError, msgspec.DecodeError, msgspec.ValidationError):
+        signed = False
+    if signed:
+        return result
+    return msgspec.structs.replace(result, ok=False, checkpoint_problem="bad_signature")
 
 
 def _read(row: CheckpointRow) -> CheckpointRead:
@@ -81,15 +121,16 @@ class AuditLedger:
         self._tree = TreeHead()  # the tree at the last checkpoint made by this process
 
     def verify(self) -> ledger.VerifyResult:
-        return ledger.verify(self._store.data.reader())
+        return verify_ledger(self._store.data.reader(), self._signer.public_keys())
 
     async def checkpoint(self) -> CheckpointRead:
         """The latest checkpoint, after signing a new one if the ledger has grown since it."""
         now = self._clock()
 
         def unit(conn: Connection) -> tuple[CheckpointRow, TreeHead]:
-            tree = advance(self._tree, conn)  # only what was appended since the catch-up below
             latest = audit.latest_checkpoint(conn)
+            # only what was appended since the catch-up below, and never a history but the signed one
+            tree = advance(self._tree, conn, _anchor(latest))
             if latest is not None and latest.tree_size >= tree.frontier.size:
                 return latest, tree
             root = frontier_root(tree.frontier)
@@ -101,9 +142,13 @@ class AuditLedger:
         with _contiguous():
             # Catch up outside the writer first: after a restart that hashes the whole ledger,
             # which must not hold up everyone else's writes.
-            self._tree = await asyncio.to_thread(lambda: advance(self._tree, self._store.data.reader()))
+            self._tree = await asyncio.to_thread(self._catch_up)
             row, self._tree = await self._store.data.writer.run(unit)
         return _read(row)
+
+    def _catch_up(self) -> TreeHead:
+        conn = self._store.data.reader()
+        return advance(self._tree, conn, _anchor(audit.latest_checkpoint(conn)))
 
     def inclusion(self, seq: int, size: int) -> InclusionProofRead:
         conn = self._store.data.reader()
@@ -178,6 +223,14 @@ class ExportCheck(msgspec.Struct, kw_only=True):
     events: int = 0
     checked: list[str] = []
     problem: str | None = None
+
+
+def _signed_by(token: str, keys: Mapping[str, Ed25519PublicKey]) -> bytes:
+    """The payload of a compact JWS signed (EdDSA) by whichever of `keys` its header's `kid` names."""
+    kid = jwt.get_unverified_header(token).get("kid")
+    if not isinstance(kid, str) or kid not in keys:
+        raise jwt.InvalidSignatureError("signed by a key that is not ours")
+    return _signed(token, keys[kid], kid)
 
 
 def _signed(token: str, public: Ed25519PublicKey, kid: str) -> bytes:

@@ -90,11 +90,13 @@ def test_verify_reports_a_sound_ledger(
 ) -> None:
     assert get(client, "/ledger/verify", auditor) == {
         "ok": True, "events": 0, "head_hash": "00" * 32, "first_invalid_seq": None,
+        "checkpoint_tree_size": None, "checkpoint_problem": None,
     }  # fmt: skip
     grow(client, as_user("alice"), 3)
     head = ledger.head(runtime.store.data.reader())[1].hex()
     assert get(client, "/ledger/verify", auditor) == {
         "ok": True, "events": 3, "head_hash": head, "first_invalid_seq": None,
+        "checkpoint_tree_size": None, "checkpoint_problem": None,
     }  # fmt: skip
 
 
@@ -175,22 +177,28 @@ def test_verify_names_the_first_tampered_event(
 def test_a_saved_checkpoint_catches_truncation_that_the_chain_does_not(
     client: Client, runtime: Runtime, as_user: Any, auditor: Headers
 ) -> None:
+    """The chain alone passes a truncated ledger; the stored signed checkpoint does not, and the
+    gateway refuses to sign the regrown ledger (once it signed a truncated-and-regrown history,
+    which only an auditor's own saved copy could catch; see test_audit_ledger_anchor.py)."""
     alice = as_user("alice")
     grow(client, alice, 5)
     saved = get(client, "/ledger/checkpoint", auditor)
     assert saved["tree_size"] == 5
 
     tamper(runtime, ("DELETE FROM ledger WHERE seq > 3", ()))
-    assert get(client, "/ledger/verify", auditor)["ok"] is True  # a shorter chain is still a chain
+    verdict = get(client, "/ledger/verify", auditor)
+    assert (verdict["first_invalid_seq"], verdict["ok"]) == (None, False)  # a shorter chain is a chain
+    assert verdict["checkpoint_problem"] == "ledger_shorter"
     assert_problem(
         client.get("/v1/audit/ledger/proof/consistency", headers=auditor, params={"from": 5, "to": 3}),
         400,
         "from",
     )
     grow(client, alice, 3)  # the ledger grows past the saved size again, with different events
-    current = get(client, "/ledger/checkpoint", auditor)
-    assert current["tree_size"] == 6
-    assert not consistent(client, auditor, saved, current)
+    assert_problem(client.get("/v1/audit/ledger/checkpoint", headers=auditor), 409, "checkpoint")
+    proof = client.get("/v1/audit/ledger/proof/consistency", headers=auditor, params={"from": 5, "to": 6})
+    first_root = bytes.fromhex(proof.json()["first_root"])
+    assert first_root != bytes.fromhex(saved["root_hash"])  # an auditor's saved copy disagrees too
 
 
 def test_a_saved_checkpoint_catches_a_restored_old_backup(
