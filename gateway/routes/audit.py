@@ -70,6 +70,12 @@ Cursor = Annotated[str | None, QueryParameter(max_length=200, description="next_
 From = Annotated[datetime | None, QueryParameter(name="from", description="RFC 3339, inclusive")]
 To = Annotated[datetime | None, QueryParameter(name="to", description="RFC 3339, exclusive")]
 Code = Annotated[str | None, QueryParameter(max_length=64)]
+# Tree positions are plain decimal digits, the shape the access log keeps (`_NUMBER`): typed as
+# int, Litestar also took `1e0` or `1_0`, answered them, and logged them as not valid values.
+Seq = Annotated[str, QueryParameter(pattern=_NUMBER, description="event seq, decimal digits")]
+Size = Annotated[str, QueryParameter(pattern=_NUMBER, description="tree size, decimal digits")]
+FromSize = Annotated[str, QueryParameter(name="from", pattern=_NUMBER, description="tree size, digits")]
+ToSize = Annotated[str, QueryParameter(name="to", pattern=_NUMBER, description="tree size, digits")]
 
 
 def _counted(request: AuditRequest, answer: T, count: int) -> T:
@@ -182,16 +188,16 @@ class AuditController(Controller):
 
     @get("/ledger/proof/inclusion", operation_id="getInclusionProof")
     async def inclusion(
-        self, request: AuditRequest, runtime: RuntimeDep, seq: FromQuery[int], size: FromQuery[int]
+        self, request: AuditRequest, runtime: RuntimeDep, seq: Seq, size: Size
     ) -> InclusionProofRead:
-        return _counted(request, runtime.audit.ledger.inclusion(seq, size), 1)
+        return _counted(request, runtime.audit.ledger.inclusion(int(seq), int(size)), 1)
 
     @get("/ledger/proof/consistency", operation_id="getConsistencyProof")
     async def consistency(
         self, request: AuditRequest, runtime: RuntimeDep,
-        first: Annotated[int, QueryParameter(name="from")], second: Annotated[int, QueryParameter(name="to")],
+        first: FromSize, second: ToSize,
     ) -> ConsistencyProofRead:  # fmt: skip
-        return _counted(request, runtime.audit.ledger.consistency(first, second), 1)
+        return _counted(request, runtime.audit.ledger.consistency(int(first), int(second)), 1)
 
     @get("/access-log", operation_id="auditAccessLog")
     async def access_log(

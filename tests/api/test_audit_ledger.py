@@ -300,3 +300,25 @@ def test_bad_proof_ranges_are_named(client: Client, as_user: Any, auditor: Heade
     for path, params, field in BAD_RANGES:
         response = client.get(f"/v1/audit/ledger/proof/{path}", headers=auditor, params=params)
         assert_problem(response, 400, field)
+
+
+NOT_DIGITS = ["1e0", "1_0", "+1", " 1", "1.0", "0x1", "\u0661", "1" * 20]
+
+
+@pytest.mark.parametrize("value", NOT_DIGITS)
+def test_tree_positions_are_plain_decimal_digits(
+    client: Client, as_user: Any, auditor: Headers, value: str
+) -> None:
+    """`1e0` and `1_0` were once parsed as integers and answered, while the access log kept them
+    as not valid values: every position is now refused unless it is plain digits, naming it."""
+    grow(client, as_user("alice"), 1)
+    cases = [
+        ("inclusion", {"seq": value, "size": "1"}, "seq"),
+        ("inclusion", {"seq": "1", "size": value}, "size"),
+        ("consistency", {"from": value, "to": "1"}, "from"),
+        ("consistency", {"from": "1", "to": value}, "to"),
+    ]
+    for path, params, field in cases:
+        response = client.get(f"/v1/audit/ledger/proof/{path}", headers=auditor, params=params)
+        assert_problem(response, 400, field)
+    assert get(client, "/ledger/proof/inclusion", auditor, seq="01", size="1")["seq"] == 1
