@@ -51,7 +51,10 @@ class EventPage(msgspec.Struct):
 
 
 class PurposeState(msgspec.Struct):
-    granted: bool
+    """One purpose's consent at a moment. `granted` is null when it cannot be known: an erased
+    subject's history is unreadable, so what they had agreed to before erasure is not "no"."""
+
+    granted: bool | None
     notice_version: str | None
     since: str | None
 

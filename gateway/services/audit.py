@@ -155,11 +155,15 @@ class AuditService:
         if key is None:
             if self._store.directory.status(subject_ref) != "erased":
                 raise NotFound("no subject with this subject_ref", "subject_ref")
+            # Now, erasure has left no consent. At an earlier `at` the history that would say is
+            # unlinked and unreadable, and the time of erasure is not known here: `null`, unknown,
+            # rather than a `false` that would claim the subject had not agreed.
+            granted = False if at is None else None
             return SubjectRead(
                 subject_ref=subject_ref,
                 status="erased",
                 as_of=rfc3339(moment),
-                consents={p: PurposeState(False, None, None) for p in PURPOSES},
+                consents={p: PurposeState(granted, None, None) for p in PURPOSES},
                 history=[],
             )
         history = list(

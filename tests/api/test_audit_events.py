@@ -254,7 +254,7 @@ def test_unknown_and_erased_subjects(client: Client, as_user: AsUser, auditor: H
     erased = get(client, f"/subjects/{ref}", auditor)
     assert erased["status"] == "erased"
     assert erased["history"] == []
-    assert not any(state["granted"] for state in erased["consents"].values())
+    assert all(state["granted"] is False for state in erased["consents"].values())  # none held now
     events = get(client, "/consent-events", auditor)["events"]
     assert [(e["action"], e["subject_ref"]) for e in events] == [("given", None), ("subject.erased", None)]
     assert get(client, "/ledger/verify", auditor)["ok"] is True
@@ -361,3 +361,19 @@ def test_complaints_listing_hides_the_comment(
     only = get(client, "/complaints", auditor, reason="too_frequent")["complaints"]
     assert [c["complaint_id"] for c in only] == [other.json()["complaint_id"]]
     assert get(client, "/complaints", auditor, status="resolved")["complaints"] == []
+
+
+def test_an_erased_subject_at_an_earlier_moment_is_unknown_not_refused(
+    client: Client, as_user: AsUser, auditor: Headers, clock: FakeClock
+) -> None:
+    """Marketing was granted at 10:00 and the subject erased at 11:00. Asked about 10:30, the
+    gateway once answered `granted: false`, a claim the unreadable history cannot back: now null."""
+    alice = as_user(ALICE)
+    consent(client, alice, "marketing", True)
+    ref = ref_of(client, alice)
+    clock.advance(hours=1)
+    assert client.delete("/v1/me/", headers=alice).status_code == 204
+    earlier = get(client, f"/subjects/{ref}", auditor, at="2026-11-23T10:30:00Z")
+    assert (earlier["status"], earlier["as_of"], earlier["history"]) == ("erased", "2026-11-23T10:30:00Z", [])
+    assert earlier["consents"]["marketing"] == {"granted": None, "notice_version": None, "since": None}
+    assert all(state["granted"] is None for state in earlier["consents"].values())
