@@ -1,0 +1,62 @@
+"""The request log and the request counter record the status the client got, also for a refusal
+raised by the authentication middleware (before any handler ran), and every answer carries its
+request id, the one the log line has."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import pytest
+from conftest import Headers
+from litestar import Litestar
+from litestar.testing import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+from support import assert_problem
+
+Client = TestClient[Litestar]
+
+
+def _logged(caplog: pytest.LogCaptureFixture, route: str) -> list[tuple[int, str]]:
+    """(status, request id) of each request line for `route`."""
+    return [
+        (record.status, record.request_id)
+        for record in caplog.records
+        if record.name == "gateway.http" and getattr(record, "route", None) == route
+    ]
+
+
+def _counted(client: Client, method: str, route: str) -> dict[str, float]:
+    """`cgw_http_requests_total` for one method and route, by status."""
+    families = {f.name: f for f in text_string_to_metric_families(client.get("/metrics").text)}
+    return {
+        s.labels["status"]: s.value
+        for s in families["cgw_http_requests"].samples
+        if s.name == "cgw_http_requests_total" and s.labels["method"] == method and s.labels["route"] == route
+    }
+
+
+def test_a_request_without_credentials_is_logged_and_counted_as_401(
+    client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="gateway.http"):
+        refused = client.get("/v1/me/preferences")
+    assert_problem(refused, 401)
+    assert _logged(caplog, "/v1/me/preferences") == [(401, refused.headers["x-request-id"])]
+    assert _counted(client, "GET", "/v1/me/preferences") == {"401": 1}
+
+
+def test_a_bad_token_is_401_and_a_wrong_role_stays_403(
+    client: Client, as_user: Callable[[str], Headers], caplog: pytest.LogCaptureFixture
+) -> None:
+    route = "/v1/pushes/batch"
+    with caplog.at_level(logging.INFO, logger="gateway.http"):
+        bad = client.post(route, json={"pushes": []}, headers={"Authorization": "Bearer not-a-token"})
+        wrong_role = client.post(route, json={"pushes": []}, headers=as_user("log-user"))
+    assert_problem(bad, 401)
+    assert_problem(wrong_role, 403)
+    assert _logged(caplog, route) == [
+        (401, bad.headers["x-request-id"]),
+        (403, wrong_role.headers["x-request-id"]),
+    ]
+    assert _counted(client, "POST", route) == {"401": 1, "403": 1}
