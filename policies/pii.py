@@ -5,9 +5,17 @@ order number must not block a campaign, so numbers are only flagged when they pa
 same checks the real identifiers carry (Luhn, ISO 7064 check digit, a real birth date).
 Results name the kind only; the matched text is never returned, so it cannot leak into
 reasons, logs or the ledger.
+
+The detectors read ASCII. Text that is not is folded to it first (`_fold`), so personal data
+disguised with look-alike characters is still found: full-width or other scripts' digits and
+"＠", invisible format characters (zero-width spaces and joiners, soft hyphens, direction
+marks) dropped from inside a number or an address, no-break spaces and Unicode dashes as
+group separators. Both `could_hold_pii` and `find_pii` fold, so the first still rules out
+only text the second finds nothing in.
 """
 
 import re
+import unicodedata
 from datetime import date
 from typing import Literal
 
@@ -29,6 +37,9 @@ _RESIDENT_ID = re.compile(r"(?<![0-9A-Za-z])\d{17}[0-9Xx](?![0-9A-Za-z])")
 # Eight digits, single spaces, dashes or dots allowed between them: the least any number kind
 # below has (E.164), so text without it skips the number checks — most push text.
 _NUMBER_LIKE = re.compile(r"\d(?:[ .-]?\d){7}")
+# What `_fold_char` may change, found without a call per character: letters (most of Chinese
+# text) are none of format, dash or digit, and ASCII folds to itself.
+_FOLDABLE = re.compile(r"[^\w\x00-\x7f]|(?![0-9])\d")
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK = "10X98765432"
 
@@ -70,16 +81,39 @@ def resident_id_valid(candidate: str) -> bool:
     return _ID_CHECK[total % 11] == check
 
 
+def _fold_char(char: str) -> str:
+    category = unicodedata.category(char)
+    if category == "Cf":
+        return ""
+    if category == "Pd":
+        return "-"
+    if category == "Nd":
+        return str(unicodedata.decimal(char))
+    return char
+
+
+def _fold(text: str) -> str:
+    """NFKC (full-width forms, no-break and ideographic spaces, "＠"), then format characters
+    dropped, dashes made "-" and digits NFKC leaves alone (Arabic-Indic, Devanagari...) made
+    ASCII. Most push text is ASCII and has nothing to fold, so it is returned as it is."""
+    if text.isascii():
+        return text
+    return _FOLDABLE.sub(lambda m: _fold_char(m.group(0)), unicodedata.normalize("NFKC", text))
+
+
 def could_hold_pii(text: str) -> bool:
     """False only for text `find_pii` finds nothing in: no "@" and no eight-digit run.
 
     Neither test can match across a newline, so fields joined with "\n" are ruled out
-    together in one scan, which is how most pushes (no PII anywhere) are judged."""
+    together in one scan, which is how most pushes (no PII anywhere) are judged. Folding
+    keeps a newline a newline, so the fields still stand apart."""
+    text = _fold(text)
     return "@" in text or _NUMBER_LIKE.search(text) is not None
 
 
 def find_pii(text: str) -> list[PiiKind]:
     """The kinds of personal data in `text`, each at most once, in `PII_KINDS` order."""
+    text = _fold(text)
     found: list[PiiKind] = []
     if "@" in text and _EMAIL.search(text):
         found.append("email")
