@@ -1,0 +1,144 @@
+"""Each push API call as data: what to send, whether retrying it is safe, how to read the answer.
+
+The sync and the async client only carry these over HTTP, so a route, a body or an answer type
+is written here once, and neither client can drift from the other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Generic, TypeVar
+from urllib.parse import quote
+
+import msgspec
+
+from clients.sdk.errors import GatewayError, error_from_answer
+from clients.sdk.models import (
+    BatchAnswer,
+    Campaign,
+    CampaignCreated,
+    CampaignStats,
+    Complaint,
+    Metric,
+    Push,
+    PushAnswer,
+    PushRequest,
+    Topic,
+)
+from clients.sdk.retry import Safety
+
+__all__ = [
+    "BATCH_MAX",
+    "Call",
+    "acknowledge_complaint",
+    "campaign_stats",
+    "create_campaign",
+    "get_campaign",
+    "get_push",
+    "pause_campaign",
+    "push",
+    "push_batch",
+    "resolve_complaint",
+    "resume_campaign",
+]
+
+BATCH_MAX = 10_000
+"""The gateway's limit per batch."""
+
+T = TypeVar("T", covariant=True)
+
+
+class Call(msgspec.Struct, Generic[T], frozen=True, kw_only=True):
+    method: str
+    path: str
+    answer: type[T]
+    safety: Safety
+    body: bytes | None = None
+    params: dict[str, str] = {}
+
+    def read(self, status_code: int, content: bytes, reason_phrase: str) -> T:
+        """The decoded answer, or the error it stands for. An answer the SDK cannot decode is a
+        `GatewayError` too, so services catch one family whatever went wrong."""
+        if not 200 <= status_code < 300:
+            raise error_from_answer(status_code, content, reason_phrase)
+        try:
+            return msgspec.json.decode(content, type=self.answer)
+        except msgspec.DecodeError as exc:
+            raise GatewayError(status_code, f"an answer this SDK cannot read: {exc}") from exc
+
+
+class _Batch(msgspec.Struct):
+    pushes: Sequence[PushRequest]
+
+
+class _CampaignCreate(msgspec.Struct):
+    name: str
+    topic: Topic
+
+
+class _Resolution(msgspec.Struct):
+    resolution: str
+
+
+def _segment(value: str) -> str:
+    """An id as one path segment, so an id holding `/` or `..` cannot reach another route."""
+    return quote(value, safe="")
+
+
+def push(request: PushRequest) -> Call[PushAnswer]:
+    body = msgspec.json.encode(request)
+    return Call(method="POST", path="/v1/pushes", answer=PushAnswer, safety="idempotent", body=body)
+
+
+def push_batch(pushes: Sequence[PushRequest]) -> Call[BatchAnswer]:
+    """Refuses an empty or oversized batch before encoding megabytes the gateway would refuse."""
+    if not 1 <= len(pushes) <= BATCH_MAX:
+        raise ValueError(f"pushes: a batch holds 1 to {BATCH_MAX} pushes, not {len(pushes)}")
+    body = msgspec.json.encode(_Batch(pushes))
+    return Call(method="POST", path="/v1/pushes/batch", answer=BatchAnswer, safety="idempotent", body=body)
+
+
+def get_push(push_id: str) -> Call[Push]:
+    return Call(method="GET", path=f"/v1/pushes/{_segment(push_id)}", answer=Push, safety="idempotent")
+
+
+def create_campaign(name: str, topic: Topic) -> Call[CampaignCreated]:
+    body = msgspec.json.encode(_CampaignCreate(name, topic))
+    return Call(method="POST", path="/v1/campaigns", answer=CampaignCreated, safety="unsent_only", body=body)
+
+
+def get_campaign(campaign_id: str) -> Call[Campaign]:
+    path = f"/v1/campaigns/{_segment(campaign_id)}"
+    return Call(method="GET", path=path, answer=Campaign, safety="idempotent")
+
+
+def campaign_stats(
+    campaign_id: str, metric: Metric | None = None, control: str | None = None
+) -> Call[CampaignStats]:
+    """`metric` and `control` left out take the gateway's defaults (click-through rate; the first
+    variant by name)."""
+    params = {name: value for name, value in (("metric", metric), ("control", control)) if value}
+    path = f"/v1/campaigns/{_segment(campaign_id)}/stats"
+    return Call(method="GET", path=path, answer=CampaignStats, safety="idempotent", params=params)
+
+
+def pause_campaign(campaign_id: str) -> Call[Campaign]:
+    path = f"/v1/campaigns/{_segment(campaign_id)}/pause"
+    return Call(method="POST", path=path, answer=Campaign, safety="idempotent")
+
+
+def resume_campaign(campaign_id: str) -> Call[Campaign]:
+    path = f"/v1/campaigns/{_segment(campaign_id)}/resume"
+    return Call(method="POST", path=path, answer=Campaign, safety="idempotent")
+
+
+def acknowledge_complaint(complaint_id: str) -> Call[Complaint]:
+    """A second acknowledge is a 409, so this is not retried once it may have arrived."""
+    path = f"/v1/complaints/{_segment(complaint_id)}/acknowledge"
+    return Call(method="POST", path=path, answer=Complaint, safety="unsent_only")
+
+
+def resolve_complaint(complaint_id: str, resolution: str) -> Call[Complaint]:
+    body = msgspec.json.encode(_Resolution(resolution))
+    path = f"/v1/complaints/{_segment(complaint_id)}/resolve"
+    return Call(method="POST", path=path, answer=Complaint, safety="unsent_only", body=body)

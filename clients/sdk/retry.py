@@ -1,0 +1,109 @@
+"""When the SDK tries a request again, written once for the sync and the async client.
+
+Retrying is safe only where a second copy of the request cannot do a second thing:
+
+- `idempotent` calls (pushes and batches, whose idempotency key makes the gateway answer a
+  repeat with the first decision; reads; pause and resume, which answer a campaign already in
+  that state as it is) are retried on any failure to get an answer (refused, reset, timed
+  out, cut mid-answer) and on 502/503/504: the gateway's 503 means storage is full or failed
+  and the write was not kept, and a proxy in front of it says 502/504 for the same "try later".
+- `unsent_only` calls (creating a campaign, a complaint step) would happen twice, so they are
+  retried only when the request provably never left: the connection was refused or timed out,
+  or no pooled connection came free.
+
+No 4xx is ever retried: the same request gets the same refusal. Backoff is exponential with
+full jitter (a uniform draw in [0, step]), so many services failing together do not come back
+together; it is a line, so the SDK does not import the delivery workers' copy and with it their
+provider clients. Attempts and total time are both bounded.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from typing import Literal
+
+import httpx
+import msgspec
+
+__all__ = ["DEFAULT_RETRY", "Attempts", "RetryPolicy", "Safety"]
+
+Safety = Literal["idempotent", "unsent_only"]
+
+_RETRIED_STATUSES = frozenset({502, 503, 504})
+_NO_ANSWER = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
+_NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+_MAX_EXPONENT = 62  # keeps 2**n finite whatever `attempts` is; the cap applies long before
+
+
+class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
+    """`attempts` counts the first try (1 turns retrying off). No retry starts later than
+    `deadline` seconds after the first try began; a try already under way may run its own
+    timeout past it."""
+
+    attempts: int = 4
+    base_delay: float = 0.5
+    max_delay: float = 8.0
+    deadline: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ValueError("attempts: at least 1 (the first try)")
+        if min(self.base_delay, self.max_delay, self.deadline) < 0:
+            raise ValueError("base_delay, max_delay and deadline cannot be negative")
+
+    def start(self, safety: Safety) -> Attempts:
+        return Attempts(self, safety, time.monotonic, random.random)
+
+
+class Attempts:
+    """The retry state of one call: ask it after each failed try how long to wait, if at all."""
+
+    def __init__(
+        self,
+        policy: RetryPolicy,
+        safety: Safety,
+        clock: Callable[[], float],
+        rand: Callable[[], float],
+    ) -> None:
+        self._policy = policy
+        self._safety = safety
+        self._clock = clock
+        self._rand = rand
+        self._started = clock()
+        self.made = 1
+
+    def gave_up(self, error: httpx.TransportError) -> str:
+        """Why the call ended, saying so when it may have been carried out: the caller then has
+        to look before trying again."""
+        said = f"no answer from the gateway after {self.made} attempt(s): {type(error).__name__}: {error}"
+        if self._safety == "unsent_only" and not isinstance(error, _NEVER_SENT):
+            said += "; the request may have reached it, so it was not repeated"
+        return said
+
+    def after_error(self, error: httpx.TransportError) -> float | None:
+        """Seconds to wait before the next try, or None to give up."""
+        retried = _NEVER_SENT if self._safety == "unsent_only" else _NO_ANSWER
+        return self._next_delay() if isinstance(error, retried) else None
+
+    def after_status(self, status_code: int) -> float | None:
+        """Seconds to wait before the next try, or None to give up (or, for success, to stop)."""
+        if self._safety == "unsent_only" or status_code not in _RETRIED_STATUSES:
+            return None
+        return self._next_delay()
+
+    def _next_delay(self) -> float | None:
+        policy = self._policy
+        if self.made >= policy.attempts:
+            return None
+        delay = self._rand() * min(
+            policy.max_delay, policy.base_delay * 2.0 ** min(self.made - 1, _MAX_EXPONENT)
+        )
+        if self._clock() + delay - self._started > policy.deadline:
+            return None
+        self.made += 1
+        return delay
+
+
+DEFAULT_RETRY = RetryPolicy()

@@ -1,0 +1,137 @@
+"""The SDK's retry decisions and answer reading, with a fixed clock and jitter and, where a whole
+call is needed, httpx's MockTransport standing in for the gateway."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from clients.sdk import (
+    BATCH_MAX,
+    ConsentGateway,
+    GatewayError,
+    InvalidInput,
+    NotFound,
+    PushRequest,
+    RetryPolicy,
+    Unavailable,
+)
+from clients.sdk.calls import get_push
+from clients.sdk.retry import Attempts, Safety
+
+KEY = "cgw_0123456789abcdef_secret"
+CONNECT = httpx.ConnectError("refused")
+READ_TIMEOUT = httpx.ReadTimeout("slow")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def attempts(safety: Safety, clock: Clock | None = None, **policy: Any) -> Attempts:
+    return Attempts(RetryPolicy(**policy), safety, clock or Clock(), lambda: 0.999)
+
+
+def test_idempotent_calls_back_off_exponentially_up_to_the_cap_and_the_attempt_bound() -> None:
+    tries = attempts("idempotent", attempts=5, base_delay=1.0, max_delay=3.0, deadline=100.0)
+    delays = [tries.after_error(CONNECT), tries.after_status(503), tries.after_error(READ_TIMEOUT)]
+    assert delays == pytest.approx([0.999, 1.998, 2.997])
+    assert tries.after_status(502) == pytest.approx(2.997)
+    assert tries.after_status(503) is None  # five made
+    assert tries.made == 5
+
+
+@pytest.mark.parametrize("status", [200, 400, 401, 404, 409, 422, 500])
+def test_answers_other_than_502_503_504_end_the_call(status: int) -> None:
+    assert attempts("idempotent").after_status(status) is None
+
+
+def test_no_retry_starts_after_the_deadline() -> None:
+    clock = Clock()
+    tries = attempts("idempotent", clock, base_delay=1.0, deadline=5.0)
+    assert tries.after_error(CONNECT) is not None
+    clock.now += 4.5
+    assert tries.after_error(CONNECT) is None  # 4.5 s gone + a 2 s wait > 5 s
+
+
+def test_calls_that_could_happen_twice_are_retried_only_when_never_sent() -> None:
+    tries = attempts("unsent_only")
+    assert tries.after_error(CONNECT) is not None
+    assert tries.after_error(httpx.PoolTimeout("busy")) is not None
+    assert tries.after_error(READ_TIMEOUT) is None
+    assert tries.after_status(503) is None
+    assert "may have reached" in tries.gave_up(READ_TIMEOUT)
+    assert "may have reached" not in tries.gave_up(CONNECT)
+
+
+def test_a_policy_needs_a_first_try() -> None:
+    with pytest.raises(ValueError, match="attempts"):
+        RetryPolicy(attempts=0)
+
+
+def test_a_huge_attempt_count_does_not_overflow_the_backoff() -> None:
+    tries = attempts("idempotent", attempts=10_000, base_delay=0.0, max_delay=0.0)
+    assert all(tries.after_error(CONNECT) == 0.0 for _ in range(2_000))
+
+
+def test_an_answer_not_in_the_gateways_shape_keeps_its_status() -> None:
+    call = get_push("psh_1")
+    with pytest.raises(GatewayError) as proxy:
+        call.read(502, b"<html>Bad Gateway</html>", "Bad Gateway")
+    assert type(proxy.value) is GatewayError
+    assert (proxy.value.status_code, proxy.value.detail) == (502, "Bad Gateway")
+
+    with pytest.raises(GatewayError) as odd:
+        call.read(200, b'{"push_id": 7}', "OK")
+    assert odd.value.status_code == 200
+    assert "cannot read" in odd.value.detail
+
+
+def test_the_first_named_field_of_the_error_shape_is_the_field() -> None:
+    extra = b'[{"message": "m"}, {"key": "title", "message": "m"}]'
+    body = b'{"status_code": 400, "detail": "bad", "extra": ' + extra + b"}"
+    with pytest.raises(InvalidInput) as bad:
+        get_push("x").read(400, body, "Bad Request")
+    assert (bad.value.detail, bad.value.field) == ("bad", "title")
+    with pytest.raises(Unavailable) as full:
+        get_push("x").read(503, b'{"status_code": 503, "detail": "storage is unavailable"}', "")
+    assert full.value.field is None
+
+
+def test_requests_keep_the_base_path_quote_ids_and_carry_the_key() -> None:
+    seen: list[httpx.Request] = []
+
+    def gateway(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(404, json={"status_code": 404, "detail": "no such push"})
+
+    with (
+        httpx.Client(transport=httpx.MockTransport(gateway)) as http,
+        ConsentGateway("https://example.test/cgw/", KEY, client=http) as sdk,
+        pytest.raises(NotFound),
+    ):
+        sdk.get_push("../admin")
+    assert len(seen) == 1  # a 404 is not retried
+    assert seen[0].url.raw_path == b"/cgw/v1/pushes/..%2Fadmin"
+    assert seen[0].headers["authorization"] == f"Bearer {KEY}"
+    assert KEY not in repr(sdk)
+
+
+def test_batches_out_of_bounds_and_keys_that_are_not_api_keys_are_refused_before_sending() -> None:
+    def no_network(request: httpx.Request) -> httpx.Response:
+        raise AssertionError("nothing should be sent")
+
+    item = PushRequest(idempotency_key="k", user_id="u", topic="transactional", title="t", body="b")
+    with httpx.Client(transport=httpx.MockTransport(no_network)) as http:
+        sdk = ConsentGateway("https://example.test", KEY, client=http)
+        for pushes in ([], [item] * (BATCH_MAX + 1)):
+            with pytest.raises(ValueError, match="pushes"):
+                sdk.push_batch(pushes)
+        with pytest.raises(ValueError, match="api_key"):
+            ConsentGateway("https://example.test", "eyJhbGciOi.user.token", client=http)
