@@ -111,7 +111,9 @@ class PushService:
         counts: Counter[str] = Counter()
         for answer in results:
             counts[answer.outcome] += 1
-            counts.update(str(reason["code"]) for reason in answer.reasons)
+            # Pushes per code: two purposes missing, or both the day's and the week's cap, are
+            # two reasons with one code but one push stopped by it.
+            counts.update(dict.fromkeys((str(reason["code"]) for reason in answer.reasons), 1))
         return BatchAnswer(results, dict(counts))
 
     async def submit_many(

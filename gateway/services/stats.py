@@ -74,8 +74,10 @@ def _count(conn: Connection, campaign_id: str) -> dict[str, VariantStats]:
         s.submitted += n
         setattr(s, outcome, getattr(s, outcome) + n)
         if outcome == "rejected":
-            for reason in msgspec.json.decode(reasons):
-                s.rejected_by_reason[reason["code"]] = s.rejected_by_reason.get(reason["code"], 0) + n
+            # Pushes per code, not reasons: a push may carry one code twice (two purposes
+            # missing, the day's and the week's cap).
+            for code in dict.fromkeys(reason["code"] for reason in msgspec.json.decode(reasons)):
+                s.rejected_by_reason[code] = s.rejected_by_reason.get(code, 0) + n
         elif status == "rejected":
             s.stopped_at_dispatch += n
         elif status in ("delivered", "failed", "expired"):

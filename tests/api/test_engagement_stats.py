@@ -323,6 +323,33 @@ def test_a_clear_difference_is_called_significant(
     assert "sample too small" in conv["verdict"]
 
 
+def test_rejected_by_reason_counts_each_code_once_per_push(
+    client: Client, as_user: UserHeaders, as_key: KeyHeaders, key: Headers
+) -> None:
+    """Pushes, not reasons: one push short of two purposes is one `no_consent` push, one over
+    both the day's and the week's cap is one `frequency_capped` push."""
+    writer, reader = as_key("campaigns:write"), as_key("campaigns:read")
+    created = client.post("/v1/campaigns", json={"name": "Carts", "topic": "cart_reminders"}, headers=writer)
+    assert created.status_code == 201, created.text
+    cid = created.json()["campaign_id"]
+    onboard(client, as_user, "nocons", consent=False)
+    capped = onboard(client, as_user, "capped", frequency={"max_per_week": 1})
+    body = {"granted": True, "notice_version": "v1"}
+    assert client.put("/v1/me/consents/personalization", json=body, headers=capped).status_code == 200
+    pushes = [
+        item(f"k{i}", user, topic="cart_reminders", campaign_id=cid, variant="A")
+        for i, user in enumerate(["nocons", "capped", "capped"])
+    ]
+    result = batch(client, key, pushes)
+    codes = [sorted(r["code"] for r in answer["reasons"]) for answer in result["results"]]
+    assert codes == [
+        ["no_consent", "no_consent"], [], ["frequency_capped", "frequency_capped", "topic_interval"],
+    ]  # fmt: skip
+    got = stats(client, reader, cid)["variants"]["A"]
+    assert (got["submitted"], got["queued"], got["rejected"]) == (3, 1, 2)
+    assert got["rejected_by_reason"] == {"no_consent": 1, "frequency_capped": 1, "topic_interval": 1}
+
+
 def test_a_campaign_without_variants_has_one_default_group_and_no_comparison(
     client: Client, runtime: Runtime, as_user: UserHeaders, as_key: KeyHeaders, key: Headers
 ) -> None:

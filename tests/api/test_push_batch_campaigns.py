@@ -147,6 +147,24 @@ def test_batch_and_single_submissions_share_the_caps(
     assert result["counts"] == {"rejected": 1, "frequency_capped": 1}
 
 
+def test_batch_counts_each_reason_code_once_per_push(
+    client: Client, runtime: Runtime, as_user: UserHeaders, key: Headers
+) -> None:
+    """`counts` says how many pushes a code stopped, not how many reasons carry it: a push short
+    of two purposes, or over both the day's and the week's cap, counts once under its code."""
+    device = {"platform": "apns", "token": "apns-token-kai"}  # and no consent at all
+    assert client.post("/v1/me/devices", json=device, headers=as_user("kai")).status_code == 201
+    onboard(client, as_user, "lu", frequency={"max_per_week": 1})
+    result = batch(
+        client,
+        key,
+        [item("a", "kai", topic="cart_reminders"), item("b", "lu"), item("c", "lu", topic="flash_sales")],
+    )
+    reasons = [sorted(x["code"] for x in r["reasons"]) for r in result["results"]]
+    assert reasons == [["no_consent", "no_consent"], [], ["frequency_capped", "frequency_capped"]]
+    assert result["counts"] == {"queued": 1, "rejected": 2, "no_consent": 1, "frequency_capped": 1}
+
+
 @pytest.mark.parametrize(
     ("bad", "status", "field"),
     [
