@@ -9,7 +9,8 @@ fails fails every unit in it, and so does a unit whose error made SQLite roll ba
 transaction itself (a full disk mostly), since the units before it went with it.
 
 A full disk (SQLITE_FULL) reaches callers as `StorageFullError`: that write is not kept, and
-writes succeed again once space is freed.
+writes succeed again once space is freed. The writer remembers it (`Writer.full`) until a small
+commit that needs new pages succeeds (`Writer.has_room`), so readiness can say so.
 
 Durability is ours, not SQLite's. The write connection runs with `synchronous=NORMAL`, so
 COMMIT only writes the WAL; a sync thread then `fdatasync`s the WAL file, and only after that
@@ -69,6 +70,9 @@ PAGE_CACHE_KIB = 64 * 1024  # per connection: decrypted pages stay cached
 # Four connections do the hot work (each database's writer and the loop thread's reader).
 SQLITE_MEMORY_BUDGET = 4 * PAGE_CACHE_KIB * 1024
 _RETRY_SECONDS = 0.002
+# The room probe writes at most this many pages (1 MiB at SQLCipher's 4 KiB): past that many free
+# pages in the file, it proves room for a write that size rather than that the file can grow.
+ROOM_PROBE_MAX_PAGES = 256
 
 wrote_in_context: contextvars.ContextVar[bool] = contextvars.ContextVar("wrote_in_context", default=False)
 
@@ -296,6 +300,20 @@ def _is_full(exc: BaseException) -> bool:
     )
 
 
+def _grow(conn: Connection) -> None:
+    """The room probe: allocate one page more than the file has free, then free them all. The
+    commit must extend the database (and append to the WAL), which a full disk or
+    `max_page_count` refuses with SQLITE_FULL. Fewer pages would come off the freelist and prove
+    nothing; a rolled-back write would never reach the disk. The table is created and dropped in
+    this one transaction, so the schema is as it was; the file keeps the freed pages for the next
+    write."""
+    free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+    size = min(free + 1, ROOM_PROBE_MAX_PAGES) * conn.execute("PRAGMA page_size").fetchone()[0]
+    conn.execute("CREATE TABLE _room_probe (filler BLOB)")
+    conn.execute("INSERT INTO _room_probe VALUES (zeroblob(?))", (size,))
+    conn.execute("DROP TABLE _room_probe")
+
+
 def _raisable(exc: BaseException) -> BaseException:
     """What a unit's caller is told: a full disk as StorageFullError (SQLite's own error would be
     a bare 500); and a future cannot carry StopIteration (a unit calling `next()` on no rows
@@ -337,6 +355,7 @@ class Writer:
         self._scheduled = False
         self._busy_since: float | None = None
         self._failed: OSError | None = None
+        self._full = False
         self._committed = 0  # commits made, numbered; `_syncer.synced` says which are durable
         self._in_flight = 0
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
@@ -377,6 +396,23 @@ class Writer:
         waiter: asyncio.Future[None] = loop.create_future()
         self._waiters.append((target, waiter))
         await waiter
+
+    @property
+    def full(self) -> bool:
+        """A write was refused for want of room (SQLITE_FULL) and `has_room` has not found room
+        since. Not cleared by any later commit: one that rewrites pages in place needs no room,
+        and would say there is some while every insert still fails."""
+        return self._full
+
+    def has_room(self) -> bool:
+        """From a thread: commit the room probe (`_grow`); True, and `full` cleared, if it was kept.
+        Only worth it after a full disk: each success leaves the file a page or so larger."""
+        try:
+            self.run_sync(_grow)
+        except StorageFullError:
+            return False
+        self._full = False
+        return True
 
     @property
     def failure(self) -> OSError | None:
@@ -476,6 +512,7 @@ class Writer:
                 if ok:
                     job.future.set_result(value)
                 else:
+                    self._note(value)
                     job.future.set_exception(_raisable(value))
         self._release_waiters()
 
@@ -491,13 +528,18 @@ class Writer:
                 keep.append((target, waiter))
         self._waiters = keep
 
-    @staticmethod
-    def _fail(jobs: list[_Job], exc: BaseException) -> None:
+    def _fail(self, jobs: list[_Job], exc: BaseException) -> None:
+        self._note(exc)
         for job in jobs:
             if not job.future.done():
                 job.future.set_exception(_raisable(exc))
 
     # -- shared ------------------------------------------------------------------------------
+
+    def _note(self, exc: BaseException) -> None:
+        """Remember a refusal for want of room, for `full`."""
+        if _is_full(exc):
+            self._full = True
 
     def _run_units(self, fns: list[Unit]) -> list[tuple[bool, Any]]:
         """Each unit in its own savepoint, so one that raises is undone alone. Some errors
@@ -543,6 +585,7 @@ class Writer:
             except BaseException as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
+                self._note(exc)
                 if _is_full(exc):
                     raise StorageFullError(str(exc)) from exc
                 raise
@@ -570,6 +613,20 @@ class Writer:
             raise StorageFailedError(str(failure[0]))
 
 
+def _identity(path: Path) -> tuple[int, int] | None:
+    """Which file is at `path` now (device, inode); None when there is none to be found."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino
+
+
+def _take_write_lock(conn: Connection) -> None:
+    """Writes nothing: the writer's `BEGIN IMMEDIATE` around it is the test."""
+    conn.execute("SELECT 1").fetchone()
+
+
 class Database:
     """One SQLCipher database file: its writer and a read connection per thread."""
 
@@ -580,6 +637,26 @@ class Database:
         self._readers: list[Connection] = []
         self._lock = threading.Lock()
         self.writer = Writer(path, key, name=name)
+        self._identity = _identity(path)  # the file the writer has open
+
+    async def unready(self) -> str | None:
+        """Why a write here would not be kept now ("unwritable", "missing", "replaced", "full"),
+        or None. A file removed or replaced on disk still takes writes through the descriptors
+        this process holds, and they are gone at the next start: SQLite does not notice. After a
+        full disk, only a commit that needs new pages shows there is room again (`has_room`).
+        Last, the writer must get a write transaction (not locked out by another process)."""
+        if self.writer.failure is not None:
+            return "unwritable"
+        now = _identity(self.path)
+        if now != self._identity:
+            return "missing" if now is None else "replaced"
+        try:
+            if self.writer.full and not await asyncio.to_thread(self.writer.has_room):
+                return "full"
+            await self.writer.run(_take_write_lock)
+        except Exception:  # whatever it is, this database cannot take a write now
+            return "unwritable"
+        return None
 
     def reader(self) -> Connection:
         conn: Connection | None = getattr(self._local, "conn", None)

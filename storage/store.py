@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from functools import partial
 from pathlib import Path
 
 from storage.db import Database
 from storage.directory import SubjectDirectory
-from storage.keys import KeyStore
+from storage.keys import KeyStore, KeyStoreError
 from storage.migrations import DATA_MIGRATIONS, DIRECTORY_MIGRATIONS, migrate
 from storage.pseudonyms import Pseudonymizer
 
@@ -35,6 +36,41 @@ class Store:
         for db, steps in ((self.data, DATA_MIGRATIONS), (self._directory_db, DIRECTORY_MIGRATIONS)):
             db.writer.run_alone(partial(migrate, migrations=steps))
         self.directory = SubjectDirectory(self._directory_db, keys.keyring)
+        self._keystore_seen: tuple[int, int, int, int] | None = None  # last found to hold our keys
+
+    async def unready(self) -> list[str]:
+        """Each database that would not keep a write now, as "<file> <why>" (`Database.unready`)."""
+        found = []
+        for db in (self.data, self._directory_db):
+            why = await db.unready()
+            if why is not None:
+                found.append(f"{db.path.name} {why}")
+        return found
+
+    def keystore_unready(self) -> str | None:
+        """Why the key store file no longer holds the keys in use ("missing", "unreadable",
+        "replaced"), or None. The next start reads them from there: without them it cannot open the
+        databases or unwrap the data keys. A rotation replaces the file too, keeping them (and a
+        secret mount may swap it), so the content is compared, not the inode; it is read again
+        only when the file changed."""
+        path = self.keys.path
+        try:
+            status = os.stat(path)
+        except FileNotFoundError:
+            return "missing"
+        except OSError:
+            return "unreadable"
+        stamp = (status.st_dev, status.st_ino, status.st_mtime_ns, status.st_size)
+        if stamp == self._keystore_seen:
+            return None
+        try:
+            on_disk = KeyStore.load(path)
+        except (KeyStoreError, OSError):
+            return "unreadable"
+        if not _holds(on_disk, self.keys):
+            return "replaced"
+        self._keystore_seen = stamp
+        return None
 
     async def durable(self) -> None:
         """Once every commit so far, in both databases, is on disk (see `storage.db`)."""
@@ -49,3 +85,14 @@ class Store:
     def close(self) -> None:
         self.data.close()
         self._directory_db.close()
+
+
+def _holds(on_disk: KeyStore, used: KeyStore) -> bool:
+    """Whether a start from `on_disk` would read what `used` wrote: the same database,
+    pseudonym and signing keys, and every key-encryption key id (ids are never reused)."""
+    return (on_disk.database_key, on_disk.directory_key, on_disk.pseudonym_key, on_disk.signing.kid) == (
+        used.database_key,
+        used.directory_key,
+        used.pseudonym_key,
+        used.signing.kid,
+    ) and set(used.keyring.key_ids) <= set(on_disk.keyring.key_ids)

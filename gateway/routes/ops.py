@@ -32,13 +32,15 @@ async def healthz(runtime: RuntimeDep) -> Response[Health]:
 
 @get("/readyz", opt=PUBLIC, operation_id="ready", tags=["operations"])
 async def readyz(runtime: RuntimeDep) -> Response[Health]:
-    """Ready when the data database takes a write transaction and the keys are loaded."""
-    checks: dict[str, str] = {"keys": "ok" if runtime.keys.keyring.key_ids else "missing"}
-    try:
-        await runtime.store.data.writer.run(lambda conn: conn.execute("SELECT 1").fetchone())
-        checks["database"] = "ok"
-    except Exception:  # any failure means not ready; the probe must answer, not crash
-        checks["database"] = "unwritable"
+    """Ready when a write would be kept, not merely taken: both databases take a write
+    transaction, have room (after a full disk, a probe commit must find some) and are still the
+    files on disk, and the key store on disk still holds the keys in use. A process whose data
+    dir was removed goes on writing into the deleted files it holds open, and a restart loses
+    all of it. `checks` names what failed: "database" lists each file with why."""
+    store = runtime.store
+    keys = store.keystore_unready() if runtime.keys.keyring.key_ids else "missing"
+    databases = await store.unready()
+    checks = {"keys": keys or "ok", "database": ", ".join(databases) or "ok"}
     ready = all(v == "ok" for v in checks.values())
     return Response(
         Health("ready" if ready else "not ready", checks),

@@ -48,7 +48,7 @@ def test_after_a_failed_fsync_writes_answer_503_and_the_gateway_is_neither_ready
     assert "storage is unavailable" in read.json()["detail"]
     ready = client.get("/readyz")
     assert ready.status_code == 503
-    assert ready.json()["checks"]["database"] == "unwritable"
+    assert ready.json()["checks"]["database"] == "gateway.db unwritable"
     # readiness alone would keep a process that can never be ready again: liveness fails too
     alive = client.get("/healthz")
     assert alive.status_code == 503

@@ -1,7 +1,7 @@
 """A full disk over HTTP, simulated with `PRAGMA max_page_count` at the data database's current
 page count (SQLite's SQLITE_FULL, as a real ENOSPC gives): a batch that needs new pages gets a
 503 in the one error shape saying the disk is full, not a bare 500; nothing of it is kept; the
-gateway stays ready, and the same batch succeeds once there is room."""
+gateway is alive but not ready until there is room again, and then the same batch succeeds."""
 
 from __future__ import annotations
 
@@ -60,9 +60,14 @@ def test_a_full_disk_answers_503_keeps_nothing_and_heals_once_freed(
     body = assert_problem(full, 503)
     assert "disk is full" in body["detail"]
     assert _pushes(runtime) == before  # answered "not kept", and indeed not kept
-    assert client.get("/readyz").status_code == 200  # a full disk is not a failed one
+    for _ in range(2):  # the room probe that finds none leaves none behind for the next one
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["checks"] == {"keys": "ok", "database": "gateway.db full"}
+    assert client.get("/healthz").json() == {"status": "ok", "checks": {}}  # full is not failed
 
     _max_pages(writer, NO_LIMIT)
+    assert client.get("/readyz").json() == {"status": "ready", "checks": {"keys": "ok", "database": "ok"}}
     kept = client.post("/v1/pushes/batch", json={"pushes": items}, headers=key)
     assert kept.status_code == 200, kept.text
     assert len(kept.json()["results"]) == 300

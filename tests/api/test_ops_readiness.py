@@ -1,0 +1,62 @@
+"""`/readyz` says ready only when a write would be kept: the database files and the key store on
+disk must still be the ones this process opened. A process whose data dir was removed keeps
+its deleted files open and would go on accepting writes that vanish at the next start.
+(A full disk is in test_storage_full.py, a failed fsync in test_storage_failure.py.)"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from conftest import Headers
+from litestar import Litestar
+from litestar.testing import TestClient
+
+from gateway.runtime import Runtime
+from storage.keys import KeyStore
+
+Client = TestClient[Litestar]
+CONSENT = {"granted": True, "notice_version": "v1"}
+
+
+def _ready(client: Client) -> tuple[int, dict[str, str]]:
+    answer = client.get("/readyz")
+    checks: dict[str, str] = answer.json()["checks"]
+    return answer.status_code, checks
+
+
+def test_a_removed_data_dir_is_not_ready(
+    client: Client, data_dir: Path, as_user: Callable[[str], Headers]
+) -> None:
+    user = as_user("removed-dir-user")
+    assert client.put("/v1/me/consents/marketing", json=CONSENT, headers=user).status_code == 200
+    assert _ready(client) == (200, {"keys": "ok", "database": "ok"})
+
+    shutil.rmtree(data_dir)
+
+    assert _ready(client) == (503, {"keys": "missing", "database": "gateway.db missing, subjects.db missing"})
+    assert client.get("/healthz").status_code == 200  # a restart would not bring the data back
+
+
+def test_a_replaced_database_file_is_not_ready(client: Client, data_dir: Path) -> None:
+    assert _ready(client)[0] == 200
+    copy = data_dir / "copy.db"
+    shutil.copyfile(data_dir / "subjects.db", copy)
+    os.replace(copy, data_dir / "subjects.db")
+
+    assert _ready(client) == (503, {"keys": "ok", "database": "subjects.db replaced"})
+
+
+def test_a_key_store_with_other_keys_is_not_ready_but_a_rotated_one_is(
+    client: Client, runtime: Runtime, data_dir: Path, as_key: Callable[..., Headers]
+) -> None:
+    rotated = client.post("/v1/admin/keys/rotate-encryption", headers=as_key("admin"))
+    assert rotated.status_code == 200, rotated.text  # the key store file is replaced, keys kept
+    assert _ready(client) == (200, {"keys": "ok", "database": "ok"})
+
+    other = KeyStore.create(data_dir / "other-keys.json")
+    os.replace(other.path, runtime.keys.path)
+
+    assert _ready(client) == (503, {"keys": "replaced", "database": "ok"})
