@@ -163,6 +163,8 @@ def test_cli_export_and_offline_verify(
 def test_every_audit_call_is_logged_including_refused_ones(
     client: Client, as_user: Callable[[str], Headers], as_key: Callable[..., Headers], clock: FakeClock
 ) -> None:
+    """The auditor's own calls, answered or refused. A key without `audit:read` refused with 403 is
+    logged too (it once was not, on purpose; the spec says every call is): see the next test."""
     auditor = as_key("audit:read")
     grow(client, as_user("alice"), 3, clock)
     ref = client.get("/v1/me/preferences", headers=as_user("alice")).json()["subject_ref"]
@@ -190,9 +192,7 @@ def test_every_audit_call_is_logged_including_refused_ones(
     ]  # fmt: skip
     for path, params, status, *_ in calls:
         assert client.get(path, headers=auditor, params=params).status_code == status, path
-    # refused before the audit API: not audit calls, not logged
-    assert client.get("/v1/audit/ledger/verify", headers=as_key("admin")).status_code == 403
-    assert client.get("/v1/audit/ledger/verify").status_code == 401
+    assert client.get("/v1/audit/ledger/verify").status_code == 401  # names nobody: not logged
 
     entries = client.get("/v1/audit/access-log", headers=auditor).json()["entries"]
     assert len(entries) == len(calls)
@@ -204,6 +204,30 @@ def test_every_audit_call_is_logged_including_refused_ones(
         client.get("/v1/audit/access-log", headers=auditor).json()["entries"][-1]["route"]
         == "/v1/audit/access-log"
     )
+
+
+def test_calls_by_keys_without_audit_read_are_logged(
+    client: Client, as_user: Callable[[str], Headers], as_key: Callable[..., Headers], clock: FakeClock
+) -> None:
+    """A service or admin key probing the Audit API is refused with 403 and logged with its key id,
+    the route and no results; its filters are kept only in their safe shape, like anyone's."""
+    auditor, service, admin = as_key("audit:read"), as_key("pushes:write"), as_key("admin")
+    calls = [
+        (service, "/v1/audit/consent-events", {"subject_ref": "bob@example.org", "limit": "5"}),
+        (admin, "/v1/audit/export", {}),
+        (admin, f"/v1/audit/subjects/sub_{'b' * 52}", {}),
+    ]
+    for headers, path, params in calls:
+        assert_problem(client.get(path, headers=headers, params=params), 403)
+    assert_problem(client.get("/v1/audit/ledger/verify", headers=as_user("bob")), 403)  # no key id
+    assert_problem(client.get("/v1/audit/ledger/verify"), 401)
+    entries = client.get("/v1/audit/access-log", headers=auditor).json()["entries"]
+    assert [(e["key_id"], e["route"], e["filters"], e["result_count"]) for e in entries] == [
+        (key_id(service), "/v1/audit/consent-events", {"subject_ref": NOT_LOGGED, "limit": "5"}, 0),
+        (key_id(admin), "/v1/audit/export", {}, 0),
+        (key_id(admin), "/v1/audit/subjects/{subject_ref}", {"subject_ref": f"sub_{'b' * 52}"}, 0),
+    ]
+    assert "bob@example.org" not in json.dumps(entries)
 
 
 def test_refused_values_are_not_kept_in_the_access_log(
