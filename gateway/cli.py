@@ -241,15 +241,16 @@ async def _export(settings: Settings, start: datetime | None, end: datetime | No
 def _verify_export(settings: Settings, path: Path) -> int:
     """Offline: needs only the key store's public signing key, never creates keys or databases."""
     from gateway.services.audit_export import verify_export
+    from gateway.signing import Signer
     from storage.keys import KeyStore
 
-    signing = KeyStore.load(settings.keystore_path).signing
+    keys = Signer(KeyStore.load(settings.keystore_path).signing).public_keys()  # current and retired
     try:
         token = path.read_text().strip()
     except OSError as exc:
         print(f"consent-gateway: cannot read {path}: {exc.strerror}", file=sys.stderr)
         return EXIT_USAGE
-    result = verify_export(token, signing.public, signing.kid)
+    result = verify_export(token, keys)
     print(msgspec.json.encode(result).decode())
     return 0 if result.ok else 1
 

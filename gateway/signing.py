@@ -67,8 +67,10 @@ class Signer:
         return self._jws.encode(payload, self._key.private, algorithm="EdDSA", headers={"kid": self._key.kid})
 
     def public_keys(self) -> dict[str, Ed25519PublicKey]:
-        """The public keys our own signatures are checked with, by `kid`."""
-        return {self._key.kid: self._key.public}
+        """The public keys our signatures are checked with, by `kid`: the current one and the
+        retired ones, whose old checkpoints, exports and receipts must keep verifying."""
+        return {key.kid: key.public for key in (self._key, *self._key.retired)}
 
     def jwks(self) -> dict[str, list[dict[str, str]]]:
-        return {"keys": [self._key.jwk()]}
+        """The current key first, then the retired ones (verify only: nothing new is signed)."""
+        return {"keys": [key.jwk() for key in (self._key, *self._key.retired)]}

@@ -2,8 +2,11 @@
 
 It holds the root secrets — the key-encryption keyring, the pseudonymization key, the keys
 of the two SQLCipher databases, the Ed25519 signing key and (dev only) the HS256 secret that
-`consent-gateway token` signs user tokens with. Per-subject data keys are not here: they are
-wrapped by the keyring and stored in the subject directory database.
+`consent-gateway token` signs user tokens with — and the public halves of retired signing keys
+(`retired_signing_keys`, each the `x` of its JWK), which stay in `/.well-known/jwks.json` so what
+they signed (checkpoints, exports, receipts) still verifies after the signing key is rotated.
+Per-subject data keys are not here: they are wrapped by the keyring and stored in the subject
+directory database.
 
 In production point `CGW_KEYSTORE_FILE` at a secret mount; on a first run without one the
 gateway creates dev keys next to the data and says so loudly.
@@ -27,7 +30,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from storage.crypto import KEY_BYTES, Keyring
 
-__all__ = ["KeyStore", "KeyStoreError", "SigningKey"]
+__all__ = ["KeyStore", "KeyStoreError", "PublicSigningKey", "SigningKey"]
 
 DEV_WARNING = "DEVELOPMENT KEYS created by consent-gateway: never use them in production"
 
@@ -47,6 +50,7 @@ class _File(msgspec.Struct, forbid_unknown_fields=True):
     signing_key: str
     jwt_dev_secret: str
     created_at: str
+    retired_signing_keys: list[str] = []  # absent from stores written before it: nothing retired
 
 
 def _b64(raw: bytes) -> str:
@@ -57,18 +61,31 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-class SigningKey:
-    """The gateway's Ed25519 key; `kid` is the RFC 7638 JWK thumbprint of its public half."""
+class PublicSigningKey:
+    """An Ed25519 public key as published; `kid` is the RFC 7638 JWK thumbprint."""
 
-    def __init__(self, private: Ed25519PrivateKey) -> None:
-        self.private = private
-        self.public: Ed25519PublicKey = private.public_key()
-        self.x = _b64(self.public.public_bytes(Encoding.Raw, PublicFormat.Raw))
+    def __init__(self, public: Ed25519PublicKey) -> None:
+        self.public = public
+        self.x = _b64(public.public_bytes(Encoding.Raw, PublicFormat.Raw))
         canonical = f'{{"crv":"Ed25519","kty":"OKP","x":"{self.x}"}}'.encode()
         self.kid = _b64(hashlib.sha256(canonical).digest())
 
+    @classmethod
+    def from_x(cls, x: str) -> PublicSigningKey:
+        """From a JWK's `x` (base64url of the 32 raw bytes); ValueError if it is not one."""
+        return cls(Ed25519PublicKey.from_public_bytes(_exact_public(_unb64(x))))
+
     def jwk(self) -> dict[str, str]:
         return {"kty": "OKP", "crv": "Ed25519", "x": self.x, "kid": self.kid, "alg": "EdDSA", "use": "sig"}
+
+
+class SigningKey(PublicSigningKey):
+    """The gateway's Ed25519 key, and the retired public keys whose signatures still count."""
+
+    def __init__(self, private: Ed25519PrivateKey, retired: tuple[PublicSigningKey, ...] = ()) -> None:
+        super().__init__(private.public_key())
+        self.private = private
+        self.retired = tuple({key.kid: key for key in retired if key.kid != self.kid}.values())
 
 
 class KeyStore:
@@ -82,7 +99,10 @@ class KeyStore:
         self.directory_key = _exact(_unb64(data.directory_key), "directory_key")
         if len(data.jwt_dev_secret) < 32:
             raise ValueError("jwt_dev_secret must be at least 32 characters")
-        self.signing = SigningKey(Ed25519PrivateKey.from_private_bytes(_unb64(data.signing_key)))
+        self.signing = SigningKey(
+            Ed25519PrivateKey.from_private_bytes(_unb64(data.signing_key)),
+            tuple(PublicSigningKey.from_x(x) for x in data.retired_signing_keys),
+        )
         self.jwt_dev_secret = data.jwt_dev_secret
 
     @classmethod
@@ -176,6 +196,12 @@ def _locked(path: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the lock
+
+
+def _exact_public(raw: bytes) -> bytes:
+    if len(raw) != 32:
+        raise ValueError("retired_signing_keys: each must be the `x` of an Ed25519 JWK (32 bytes)")
+    return raw
 
 
 def _exact(key: bytes, name: str) -> bytes:

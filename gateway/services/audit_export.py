@@ -229,7 +229,7 @@ def _signed_by(token: str, keys: Mapping[str, Ed25519PublicKey]) -> bytes:
     """The payload of a compact JWS signed (EdDSA) by whichever of `keys` its header's `kid` names."""
     kid = jwt.get_unverified_header(token).get("kid")
     if not isinstance(kid, str) or kid not in keys:
-        raise jwt.InvalidSignatureError("signed by a key that is not ours")
+        raise jwt.InvalidSignatureError(f"signed by a key that is not ours (kid {kid!r})")
     return _signed(token, keys[kid], kid)
 
 
@@ -242,15 +242,17 @@ def _signed(token: str, public: Ed25519PublicKey, kid: str) -> bytes:
     return payload
 
 
-def verify_export(token: str, public: Ed25519PublicKey, kid: str) -> ExportCheck:
-    """Checks an export offline: both signatures, the hash chain of its events, and — when it
-    starts at seq 1 — that its events are the first leaves of the signed checkpoint's tree."""
+def verify_export(token: str, keys: Mapping[str, Ed25519PublicKey]) -> ExportCheck:
+    """Checks an export offline: both signatures, each with the key of `keys` its JWS header's
+    `kid` names (an export signed after a key rotation embeds a checkpoint signed before it),
+    the hash chain of its events, and — when it starts at seq 1 — that its events are the first
+    leaves of the signed checkpoint's tree."""
     checked: list[str] = []
     try:
-        bundle = msgspec.json.decode(_signed(token, public, kid), type=ExportBundle)
+        bundle = msgspec.json.decode(_signed_by(token, keys), type=ExportBundle)
         checked.append("signature")
         cp = bundle.checkpoint
-        claims = msgspec.json.decode(_signed(cp.jws, public, kid), type=CheckpointClaims)
+        claims = msgspec.json.decode(_signed_by(cp.jws, keys), type=CheckpointClaims)
         if (claims.tree_size, claims.root_hash, claims.at) != (cp.tree_size, cp.root_hash, cp.at):
             return ExportCheck(ok=False, checked=checked, problem="checkpoint differs from its signed claims")
         checked.append("checkpoint signature")
