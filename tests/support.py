@@ -1,15 +1,24 @@
-"""Assertions and stand-ins shared by the API tests."""
+"""Assertions and stand-ins shared by the tests, and a real `consent-gateway serve` process."""
 
 from __future__ import annotations
 
 import base64
 import json
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Literal
+
+import httpx
+import pytest
 
 from clients.delivery import DeliveryMessage, DeliveryResult
 
@@ -122,3 +131,80 @@ class WebhookRelay:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+
+
+CLI = str(Path(sys.executable).with_name("consent-gateway"))
+STARTUP_SECONDS = 20.0
+STOP_SECONDS = 10.0
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    base: str
+    data_dir: Path
+    stderr_file: Path
+    env: dict[str, str]
+
+    def stderr(self) -> str:
+        return self.stderr_file.read_text(encoding="utf-8", errors="replace")
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [CLI, *args, "--data-dir", str(self.data_dir)],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    def stop(self) -> None:
+        """SIGTERM, bounded wait, kill on timeout; the shutdown must be the graceful one.
+
+        uvicorn re-raises the captured SIGTERM after its graceful shutdown, so -SIGTERM is a
+        clean exit too; the log says whether the lifespan shutdown completed."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=STOP_SECONDS)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=STOP_SECONDS)
+                pytest.fail(f"the server ignored SIGTERM for {STOP_SECONDS} s:\n{self.stderr()[-2000:]}")
+        assert self.process.returncode in {0, -signal.SIGTERM}, self.stderr()[-2000:]
+        assert "Application shutdown complete." in self.stderr(), self.stderr()[-2000:]
+
+
+@contextmanager
+def serve_process(data_dir: Path, stderr_file: Path, settings: dict[str, str]) -> Iterator[Server]:
+    """`consent-gateway serve` as its own process on a free port of 127.0.0.1, on `data_dir` with
+    the given CGW_ settings and its stderr in `stderr_file`; answers /healthz before this yields,
+    and is killed on the way out if the test has not stopped it."""
+    port = free_port()
+    env = {**settings, "CGW_DATA_DIR": str(data_dir)}
+    with stderr_file.open("wb") as sink:
+        process = subprocess.Popen(
+            [CLI, "serve", "--port", str(port), "--data-dir", str(data_dir)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=sink,
+        )
+    running = Server(process, f"http://127.0.0.1:{port}", data_dir, stderr_file, env)
+    try:
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"the server exited with {process.returncode}:\n{running.stderr()[-3000:]}")
+            try:
+                if httpx.get(f"{running.base}/healthz", timeout=1.0).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"no /healthz within {STARTUP_SECONDS} s:\n{running.stderr()[-3000:]}")
+            time.sleep(0.1)
+        yield running
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=STOP_SECONDS)

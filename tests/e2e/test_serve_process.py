@@ -9,13 +9,8 @@ from __future__ import annotations
 
 import json
 import secrets
-import signal
-import subprocess
-import sys
-import time
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -23,85 +18,18 @@ import pytest
 from joserfc import jws
 from joserfc.errors import BadSignatureError, SecurityWarning
 from joserfc.jwk import KeySet
-from support import free_port, scan_bytes
+from support import Server, scan_bytes, serve_process
 
-CLI = str(Path(sys.executable).with_name("consent-gateway"))
-STARTUP_SECONDS = 20.0
-STOP_SECONDS = 10.0
 BANNER_END = "  an API key:"
 
 pytestmark = pytest.mark.slow
 
 
-@dataclass
-class Server:
-    process: subprocess.Popen[bytes]
-    base: str
-    data_dir: Path
-    stderr_file: Path
-    env: dict[str, str]
-
-    def stderr(self) -> str:
-        return self.stderr_file.read_text(encoding="utf-8", errors="replace")
-
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [CLI, *args, "--data-dir", str(self.data_dir)],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-
-    def stop(self) -> None:
-        """SIGTERM, bounded wait, kill on timeout; the shutdown must be the graceful one.
-
-        uvicorn re-raises the captured SIGTERM after its graceful shutdown, so -SIGTERM is a
-        clean exit too; the log says whether the lifespan shutdown completed."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=STOP_SECONDS)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=STOP_SECONDS)
-                pytest.fail(f"the server ignored SIGTERM for {STOP_SECONDS} s:\n{self.stderr()[-2000:]}")
-        assert self.process.returncode in {0, -signal.SIGTERM}, self.stderr()[-2000:]
-        assert "Application shutdown complete." in self.stderr(), self.stderr()[-2000:]
-
-
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
-    data_dir = tmp_path / "data"
-    port = free_port()
-    env = {"CGW_DATA_DIR": str(data_dir), "CGW_LOG_LEVEL": "info", "CGW_TIMEZONE": "Asia/Shanghai"}
-    stderr_file = tmp_path / "server.stderr"
-    with stderr_file.open("wb") as sink:
-        process = subprocess.Popen(
-            [CLI, "serve", "--port", str(port), "--data-dir", str(data_dir)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=sink,
-        )
-    running = Server(process, f"http://127.0.0.1:{port}", data_dir, stderr_file, env)
-    try:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"the server exited with {process.returncode}:\n{running.stderr()[-3000:]}")
-            try:
-                if httpx.get(f"{running.base}/healthz", timeout=1.0).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"no /healthz within {STARTUP_SECONDS} s:\n{running.stderr()[-3000:]}")
-            time.sleep(0.1)
+    settings = {"CGW_LOG_LEVEL": "info", "CGW_TIMEZONE": "Asia/Shanghai"}
+    with serve_process(tmp_path / "data", tmp_path / "server.stderr", settings) as running:
         yield running
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=STOP_SECONDS)
 
 
 def test_serve_consent_receipt_and_logs(server: Server) -> None:
@@ -173,29 +101,6 @@ def test_first_run_says_so_loudly_and_a_second_run_does_not(server: Server, tmp_
     assert "DEVELOPMENT KEYS" in server.stderr()
     server.stop()
 
-    port = free_port()
-    second_log = tmp_path / "second.stderr"
-    with second_log.open("wb") as sink:
-        again = subprocess.Popen(
-            [CLI, "serve", "--port", str(port), "--data-dir", str(server.data_dir)],
-            env=server.env,
-            stdout=subprocess.DEVNULL,
-            stderr=sink,
-        )
-    rerun = Server(again, f"http://127.0.0.1:{port}", server.data_dir, second_log, server.env)
-    try:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{rerun.base}/healthz", timeout=1.0).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        else:
-            pytest.fail(f"the second run did not come up:\n{rerun.stderr()[-3000:]}")
+    with serve_process(server.data_dir, tmp_path / "second.stderr", server.env) as rerun:
         rerun.stop()
-    finally:
-        if again.poll() is None:
-            again.kill()
-            again.wait(timeout=STOP_SECONDS)
     assert "DEVELOPMENT KEYS" not in rerun.stderr()
