@@ -30,6 +30,7 @@ from gateway.errors import (
     handle_storage_failure,
 )
 from gateway.gc_tuning import server_collector
+from gateway.headers import security_headers
 from gateway.logs import request_log_middleware
 from gateway.metrics import Metrics
 from gateway.routes.admin import AdminController
@@ -38,6 +39,7 @@ from gateway.routes.campaigns import CampaignController
 from gateway.routes.complaints import ComplaintController
 from gateway.routes.me import MeController
 from gateway.routes.ops import OPS_ROUTES
+from gateway.routes.pages import PAGES_ROUTES
 from gateway.routes.pushes import PushController
 from gateway.runtime import Runtime
 from gateway.settings import Settings
@@ -48,7 +50,7 @@ __all__ = ["create_app"]
 
 ROUTES: list[ControllerRouterHandler] = [
     *OPS_ROUTES, MeController, PushController, CampaignController, ComplaintController, AdminController,
-    AuditController,
+    AuditController, *PAGES_ROUTES,
 ]  # fmt: skip
 VERSION = "0.1.0"
 
@@ -84,6 +86,7 @@ def create_app(settings: Settings | None = None, clock: Clock = system_clock) ->
             "metrics": Provide(lambda: metrics, sync_to_thread=False),
         },
         middleware=[request_log_middleware(metrics), durable_answers, auth_middleware],
+        before_send=[security_headers],
         exception_handlers={
             GatewayError: handle_gateway_error,
             ValidationException: handle_framework_validation,

@@ -45,6 +45,8 @@ PREFIX: dict[str, frozenset[str]] = {
     "/readyz": EVERYONE,
     "/metrics": EVERYONE,
     "/.well-known": EVERYONE,
+    # The pages are shells; they call the API with the visitor's own credential.
+    **dict.fromkeys(PAGES := ("/preferences", "/audit", "/pages"), EVERYONE),
 }
 SKIPPED = ("/schema",)  # Litestar's OpenAPI routes, public by design
 

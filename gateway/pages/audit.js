@@ -1,0 +1,196 @@
+// The auditor dashboard: the read-only audit API (`/v1/audit`) in a browser, with an auditor's
+// API key (scope audit:read). Every listing, verification and lookup made here is an API call,
+// so each one lands in the access log like any other auditor's call.
+"use strict";
+
+(() => {
+  const { el, api, download, errorText, ApiError } = CGW;
+  const KEY = "cgw.audit.key";
+  const app = document.getElementById("app");
+  const status = document.getElementById("status");
+  let key = sessionStorage.getItem(KEY);
+
+  // Each listing: its route, the array in its answer, the filters it takes and the columns shown.
+  const LISTINGS = {
+    events: {
+      title: "Consent events", path: "/v1/audit/consent-events", items: "events",
+      filters: ["subject_ref", "user_id", "purpose", "from", "to"],
+      columns: ["seq", "at", "subject_ref", "purpose", "action", "notice_version", "actor", "source", "hash"],
+    },
+    decisions: {
+      title: "Decisions", path: "/v1/audit/decisions", items: "decisions",
+      filters: ["push_id", "campaign_id", "subject_ref", "outcome", "reason", "from", "to"],
+      columns: ["push_id", "created_at", "subject_ref", "topic", "campaign_id", "outcome", "status", "reasons", "policy_version", "final_reasons", "final_policy_version"],
+    },
+    complaints: {
+      title: "Complaints", path: "/v1/audit/complaints", items: "complaints",
+      filters: ["status", "reason", "campaign_id", "from", "to"],
+      columns: ["complaint_id", "created_at", "reason", "status", "topic", "campaign_id", "actions_taken", "resolution"],
+    },
+    access: {
+      title: "Access log", path: "/v1/audit/access-log", items: "entries", filters: [],
+      columns: ["id", "at", "key_id", "route", "filters", "result_count"],
+    },
+  };
+  const TABS = [["ledger", "Ledger"], ["events", "Consent events"], ["decisions", "Decisions"],
+    ["complaints", "Complaints"], ["subject", "Subject"], ["access", "Access log"]];
+
+  function say(message, kind = "ok") {
+    status.replaceChildren(el("p", { class: kind, role: kind === "error" ? "alert" : "status", text: message }));
+  }
+
+  function fail(error) {
+    if (error instanceof ApiError && error.status === 401) return signOut("The API key was refused.");
+    say(errorText(error), "error");
+  }
+
+  const call = (path) => api(key, "GET", path);
+
+  function cell(value) {
+    if (value === null || value === undefined) return "";
+    return typeof value === "object" ? JSON.stringify(value) : String(value);
+  }
+
+  function table(columns, rows) {
+    return el("table", {},
+      el("thead", {}, el("tr", {}, ...columns.map((column) => el("th", { scope: "col", text: column })))),
+      el("tbody", {}, ...rows.map((row) => el("tr", {}, ...columns.map((column) => el("td", { text: cell(row[column]) }))))));
+  }
+
+  function signOut(message) {
+    sessionStorage.removeItem(KEY);
+    key = null;
+    renderSignIn();
+    if (message) say(message, "error");
+  }
+
+  function renderSignIn() {
+    document.getElementById("controls").replaceChildren();
+    const input = el("input", { id: "api-key", type: "password", autocomplete: "off", "aria-label": "Auditor API key" });
+    const go = () => {
+      if (!input.value.trim()) return;
+      key = input.value.trim();
+      sessionStorage.setItem(KEY, key);
+      status.replaceChildren();
+      renderTab("ledger");
+    };
+    input.addEventListener("keydown", (event) => event.key === "Enter" && go());
+    app.replaceChildren(el("section", { id: "sign-in" },
+      el("h2", { text: "Sign in" }),
+      el("p", { class: "hint", text: "An API key with scope audit:read. It is kept in this tab only." }),
+      el("div", { class: "row" }, el("label", { for: "api-key", text: "API key" }), input, el("button", { onclick: go }, "Continue"))));
+  }
+
+  function renderTab(name) {
+    document.getElementById("controls").replaceChildren(
+      el("button", { class: "secondary", onclick: () => signOut() }, "Sign out"));
+    const tabs = el("nav", { class: "tabs", "aria-label": "Views" }, ...TABS.map(([id, label]) =>
+      el("button", { id: `tab-${id}`, class: "secondary", "aria-selected": String(id === name), onclick: () => renderTab(id) }, label)));
+    const view = el("div", { id: "view" });
+    app.replaceChildren(tabs, view);
+    status.replaceChildren();
+    if (name === "ledger") ledger(view);
+    else if (name === "subject") subject(view);
+    else listing(view, LISTINGS[name]);
+  }
+
+  async function ledger(view) {
+    const result = el("div", { id: "verify-result" });
+    const verify = async () => {
+      result.replaceChildren(el("p", { text: "Verifying…" }));
+      try {
+        const answer = await call("/v1/audit/ledger/verify");
+        result.replaceChildren(
+          el("p", {}, el("span", { class: `badge ${answer.ok ? "good" : "bad"}`, text: answer.ok ? "chain intact" : "chain broken" })),
+          table(Object.keys(answer), [answer]));
+      } catch (error) {
+        fail(error);
+      }
+    };
+    const checkpoint = el("div", { id: "checkpoint" });
+    const exportEvents = async () => {
+      try {
+        const query = new URLSearchParams();
+        for (const name of ["from", "to"]) {
+          const value = document.getElementById(`export-${name}`).value.trim();
+          if (value) query.set(name, value);
+        }
+        download("audit-export.json", await call(`/v1/audit/export?${query}`));
+      } catch (error) {
+        fail(error);
+      }
+    };
+    view.append(
+      el("section", {}, el("h2", { text: "Hash chain" }),
+        el("p", { class: "hint", text: "Recomputes every event's hash from the stored ciphertexts." }),
+        el("button", { id: "verify", onclick: verify }, "Verify the ledger"), result),
+      el("section", {}, el("h2", { text: "Latest signed checkpoint" }), checkpoint),
+      el("section", {}, el("h2", { text: "Signed export" }),
+        el("p", { class: "hint", text: "Events in a time range (RFC 3339), signed as a JWS verifiable with /.well-known/jwks.json." }),
+        el("div", { class: "row" },
+          el("label", { for: "export-from", text: "from" }), el("input", { id: "export-from", placeholder: "2026-11-01T00:00:00Z" }),
+          el("label", { for: "export-to", text: "to" }), el("input", { id: "export-to", placeholder: "2026-12-01T00:00:00Z" }),
+          el("button", { id: "export", class: "secondary", onclick: exportEvents }, "Download"))));
+    try {
+      const answer = await call("/v1/audit/ledger/checkpoint");
+      checkpoint.replaceChildren(table(["tree_size", "root_hash", "at"], [answer]));
+    } catch (error) {
+      fail(error);
+    }
+  }
+
+  function listing(view, spec) {
+    const inputs = Object.fromEntries(spec.filters.map((name) => [name, el("input", { id: `filter-${name}`, name, autocomplete: "off" })]));
+    const rows = [];
+    const body = el("div", { id: "results" });
+    const more = el("button", { id: "more", class: "secondary", hidden: true }, "More");
+    let cursor = null;
+    const fetchPage = async (fresh) => {
+      const query = new URLSearchParams();
+      for (const [name, input] of Object.entries(inputs)) if (input.value.trim()) query.set(name, input.value.trim());
+      if (fresh) { rows.length = 0; cursor = null; }
+      if (cursor) query.set("cursor", cursor);
+      try {
+        const answer = await call(`${spec.path}?${query}`);
+        rows.push(...answer[spec.items]);
+        cursor = answer.next_cursor;
+        more.hidden = !cursor;
+        body.replaceChildren(rows.length ? table(spec.columns, rows) : el("p", { class: "hint", text: "Nothing found." }));
+      } catch (error) {
+        fail(error);
+      }
+    };
+    more.addEventListener("click", () => fetchPage(false));
+    view.append(el("section", {}, el("h2", { text: spec.title }),
+      spec.filters.length ? el("div", { class: "row" }, ...spec.filters.flatMap((name) => [el("label", { for: `filter-${name}`, text: name }), inputs[name]]),
+        el("button", { id: "search", onclick: () => fetchPage(true) }, "Search")) : null,
+      body, more));
+    fetchPage(true);
+  }
+
+  function subject(view) {
+    const ref = el("input", { id: "subject-ref", autocomplete: "off" });
+    const at = el("input", { id: "subject-at", placeholder: "2026-11-23T10:00:00Z", autocomplete: "off" });
+    const result = el("div", { id: "subject-result" });
+    const look = async () => {
+      const query = at.value.trim() ? `?${new URLSearchParams({ at: at.value.trim() })}` : "";
+      try {
+        const answer = await call(`/v1/audit/subjects/${encodeURIComponent(ref.value.trim())}${query}`);
+        const { history = [], ...state } = answer;
+        result.replaceChildren(
+          table(Object.keys(state), [state]),
+          el("h3", { text: "Consent history" }),
+          table(LISTINGS.events.columns, history));
+      } catch (error) {
+        fail(error);
+      }
+    };
+    view.append(el("section", {}, el("h2", { text: "A subject's consents, now or at a moment" }),
+      el("div", { class: "row" }, el("label", { for: "subject-ref", text: "subject_ref" }), ref,
+        el("label", { for: "subject-at", text: "at" }), at, el("button", { id: "look-up", onclick: look }, "Look up")),
+      result));
+  }
+
+  if (key) renderTab("ledger");
+  else renderSignIn();
+})();

@@ -1,0 +1,72 @@
+// Shared by the preference center and the audit dashboard: one way to call the API, one way to
+// build the page. Text reaches the page only through textContent and attributes, never parsed as
+// HTML: push titles, complaint comments and campaign names come from outside, and the page's
+// Content-Security-Policy allows no inline script besides.
+"use strict";
+
+const CGW = (() => {
+  function el(tag, attrs = {}, ...children) {
+    const node = document.createElement(tag);
+    for (const [name, value] of Object.entries(attrs)) {
+      if (value === undefined || value === null || value === false) continue;
+      if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+      else if (name === "text") node.textContent = String(value);
+      else if (name === "value") node.value = String(value);
+      else if (name === "checked" || name === "disabled") node[name] = Boolean(value);
+      else node.setAttribute(name, value === true ? "" : String(value));
+    }
+    for (const child of children.flat()) {
+      if (child === undefined || child === null || child === false) continue;
+      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+    return node;
+  }
+
+  class ApiError extends Error {
+    constructor(status, detail, field) {
+      super(detail);
+      this.detail = detail;
+      this.status = status;
+      this.field = field;
+    }
+  }
+
+  // The credential travels in the Authorization header only: never in a URL (logs, history,
+  // Referer) and never as a cookie, so no other site can make the browser use it.
+  async function api(credential, method, path, body) {
+    const headers = { Authorization: `Bearer ${credential}` };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    const response = await fetch(path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      cache: "no-store",
+      credentials: "omit",
+    });
+    if (response.status === 204) return null;
+    const payload = await response.json().catch(() => null);
+    if (!response.ok) {
+      const extra = payload && Array.isArray(payload.extra) ? payload.extra[0] : null;
+      const detail = (payload && payload.detail) || response.statusText;
+      throw new ApiError(response.status, detail, extra ? extra.key : null);
+    }
+    return payload;
+  }
+
+  function download(filename, data) {
+    const blob = new Blob([JSON.stringify(data, null, 2)], { type: "application/json" });
+    const url = URL.createObjectURL(blob);
+    const link = el("a", { href: url, download: filename });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 1000);
+  }
+
+  function errorText(error) {
+    if (error instanceof ApiError) return error.field ? `${error.detail} (${error.field})` : error.detail;
+    return String(error && error.message ? error.message : error);
+  }
+
+  return { el, api, ApiError, download, errorText };
+})();

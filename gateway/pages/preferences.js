@@ -1,0 +1,329 @@
+// The preference center: everything `/v1/me` offers, for a person, in English or Chinese.
+// It holds nothing of its own: each view is read from the API with the person's token and each
+// change is one API call, after which the view is read again, so the page never shows a state
+// the gateway does not have.
+"use strict";
+
+(() => {
+  const { el, api, ApiError, download, errorText } = CGW;
+  const TOKEN_KEY = "cgw.preferences.token";
+  const NOTICE_VERSION = document.documentElement.dataset.notice;
+  const TOPIC_NEEDS = JSON.parse(document.documentElement.dataset.topicNeeds);
+  const app = document.getElementById("app");
+  const status = document.getElementById("status");
+  let lang = firstLanguage();
+  let token = takeToken();
+
+  function firstLanguage() {
+    const asked = new URLSearchParams(location.search).get("lang");
+    if (asked && I18N[asked]) return asked;
+    return (navigator.language || "").toLowerCase().startsWith("zh") ? "zh-CN" : "en";
+  }
+
+  // The wallet app opens /preferences#token=<JWT>: a fragment is never sent to a server, so the
+  // token reaches no log. It moves to this tab's sessionStorage (gone when the tab closes) and
+  // leaves the address bar and history at once.
+  function takeToken() {
+    const fragment = new URLSearchParams(location.hash.slice(1));
+    const given = fragment.get("token");
+    if (given) {
+      sessionStorage.setItem(TOKEN_KEY, given);
+      history.replaceState(null, "", location.pathname + location.search);
+    }
+    return sessionStorage.getItem(TOKEN_KEY);
+  }
+
+  function t(key, vars = {}) {
+    const text = I18N[lang][key] ?? I18N.en[key] ?? key;
+    return text.replace(/\{(\w+)\}/g, (_, name) => String(vars[name] ?? ""));
+  }
+
+  function when(iso) {
+    return iso ? new Date(iso).toLocaleString(lang) : "";
+  }
+
+  function say(message, kind = "ok") {
+    status.replaceChildren(el("p", { class: kind, role: kind === "error" ? "alert" : "status", text: message }));
+  }
+
+  function fail(error) {
+    if (error instanceof ApiError && error.status === 401) signOut(t("session_over"));
+    else say(t("failed", { detail: errorText(error) }), "error");
+  }
+
+  const call = (method, path, body) => api(token, method, path, body);
+
+  // Run one change, then show the gateway's state again.
+  async function change(action, message) {
+    try {
+      const answer = await action();
+      await load();
+      say(typeof message === "function" ? message(answer) : message || t("saved"));
+    } catch (error) {
+      fail(error);
+    }
+  }
+
+  function signOut(message) {
+    sessionStorage.removeItem(TOKEN_KEY);
+    token = null;
+    renderSignIn();
+    say(message);
+  }
+
+  async function load() {
+    const [state, devices, notifications, complaints, history] = await Promise.all([
+      call("GET", "/v1/me/preferences"),
+      call("GET", "/v1/me/devices"),
+      call("GET", "/v1/me/notifications"),
+      call("GET", "/v1/me/complaints"),
+      call("GET", "/v1/me/consents/history"),
+    ]);
+    lang = I18N[state.locale] ? state.locale : lang;
+    render({ state, devices, notifications, complaints, history });
+  }
+
+  function frame() {
+    document.documentElement.lang = lang;
+    document.title = t("title");
+    document.getElementById("title").textContent = t("title");
+    const picker = el(
+      "select",
+      { id: "language", "aria-label": t("language"), onchange: (event) => switchLanguage(event.target.value) },
+      el("option", { value: "en", selected: lang === "en" }, "English"),
+      el("option", { value: "zh-CN", selected: lang === "zh-CN" }, "简体中文"),
+    );
+    const controls = [el("label", {}, `${t("language")} `, picker)];
+    if (token) controls.push(el("button", { class: "secondary", onclick: () => signOut(t("signed_out")) }, t("sign_out")));
+    document.getElementById("controls").replaceChildren(...controls);
+  }
+
+  // The language is the person's preference (their pushes use it too), so it is saved.
+  function switchLanguage(value) {
+    lang = value;
+    if (!token) return renderSignIn();
+    change(() => call("PATCH", "/v1/me/preferences", { locale: value }));
+  }
+
+  function renderSignIn() {
+    frame();
+    const input = el("input", { id: "token", type: "password", autocomplete: "off", "aria-label": t("token_label") });
+    const go = () => {
+      if (!input.value.trim()) return;
+      token = input.value.trim();
+      sessionStorage.setItem(TOKEN_KEY, token);
+      status.replaceChildren();
+      load().catch(fail);
+    };
+    input.addEventListener("keydown", (event) => event.key === "Enter" && go());
+    app.replaceChildren(
+      el("section", { id: "sign-in" },
+        el("h2", { text: t("sign_in_title") }),
+        el("p", { class: "hint", text: t("sign_in_hint") }),
+        el("div", { class: "row" }, el("label", { for: "token", text: t("token_label") }), input,
+          el("button", { onclick: go }, t("sign_in")))),
+    );
+  }
+
+  function render(data) {
+    frame();
+    app.replaceChildren(
+      consents(data.state),
+      topics(data.state),
+      timing(data.state),
+      location_(data.state),
+      devicesView(data.devices),
+      notificationsView(data.notifications),
+      complaintsView(data.complaints),
+      historyView(data.history),
+      yourData(),
+    );
+  }
+
+  function section(id, title, hint, ...body) {
+    return el("section", { id, "aria-labelledby": `${id}-title` },
+      el("h2", { id: `${id}-title`, text: title }), hint ? el("p", { class: "hint", text: hint }) : null, ...body);
+  }
+
+  function consents(state) {
+    const rows = Object.entries(state.consents).map(([purpose, consent]) =>
+      el("label", { class: "toggle" },
+        el("input", {
+          type: "checkbox", name: `consent-${purpose}`, checked: consent.granted,
+          onchange: (event) => change(
+            () => call("PUT", `/v1/me/consents/${purpose}`, { granted: event.target.checked, notice_version: NOTICE_VERSION }),
+            (answer) => t("receipt", { id: answer.receipt.receipt_id }),
+          ),
+        }),
+        el("span", {}, t(`purpose_${purpose}`),
+          el("small", { text: t(`purpose_${purpose}_text`) }),
+          consent.updated_at ? el("small", { class: "meta", text: t("since", { time: when(consent.updated_at) }) }) : null)));
+    return section("consents", t("consents_title"), t("consents_hint"), ...rows);
+  }
+
+  // A topic is on only while the consents it needs are given (the API answers the topic as off
+  // otherwise), so its switch is locked until then and says which consent is missing.
+  function topics(state) {
+    const rows = Object.entries(state.topics).map(([topic, on]) => {
+      const missing = (TOPIC_NEEDS[topic] || []).filter((purpose) => !state.consents[purpose].granted);
+      return el("label", { class: "toggle" },
+        el("input", {
+          type: "checkbox", name: `topic-${topic}`, checked: on, disabled: topic === "transactional" || missing.length > 0,
+          onchange: (event) => change(() => call("PATCH", "/v1/me/preferences", { topics: { [topic]: event.target.checked } })),
+        }),
+        el("span", {}, t(`topic_${topic}`), missing.length
+          ? el("small", { text: t("topic_needs", { purposes: missing.map((purpose) => t(`purpose_${purpose}`)).join(", ") }) })
+          : null));
+    });
+    return section("topics", t("topics_title"), t("topics_hint"), ...rows);
+  }
+
+  function timing(state) {
+    const start = el("input", { type: "time", id: "quiet-start", value: state.quiet_hours.start });
+    const end = el("input", { type: "time", id: "quiet-end", value: state.quiet_hours.end });
+    const perWeek = el("input", { type: "number", id: "max-per-week", min: 0, max: 3, value: state.frequency.max_per_week });
+    const zones = typeof Intl.supportedValuesOf === "function" ? Intl.supportedValuesOf("timeZone") : [];
+    const timezone = el("input", { id: "timezone", list: "zones", value: state.timezone, autocomplete: "off" });
+    const save = () => change(() => call("PATCH", "/v1/me/preferences", {
+      quiet_hours: { start: start.value, end: end.value },
+      frequency: { max_per_week: Number(perWeek.value) },
+      timezone: timezone.value.trim(),
+    }));
+    return section("timing", t("timing_title"), null,
+      el("div", { class: "row" }, el("span", { text: t("quiet_hours") }),
+        el("label", { for: "quiet-start", text: t("quiet_from") }), start,
+        el("label", { for: "quiet-end", text: t("quiet_to") }), end),
+      el("div", { class: "row" }, el("label", { for: "max-per-week", text: t("max_per_week") }), perWeek),
+      el("div", { class: "row" }, el("label", { for: "timezone", text: t("timezone") }), timezone,
+        el("datalist", { id: "zones" }, ...zones.map((zone) => el("option", { value: zone })))),
+      el("button", { id: "save-timing", onclick: save }, t("save")));
+  }
+
+  function location_(state) {
+    const allowed = state.consents.location && state.consents.location.granted;
+    const share = () => {
+      if (!navigator.geolocation) return say(t("location_unavailable"), "error");
+      navigator.geolocation.getCurrentPosition(
+        (position) => change(
+          () => call("PUT", "/v1/me/location", { lat: position.coords.latitude, lon: position.coords.longitude }),
+          (answer) => t("location_saved", { geohash: answer.geohash }),
+        ),
+        () => say(t("location_unavailable"), "error"),
+        { enableHighAccuracy: false, timeout: 10000 },
+      );
+    };
+    return section("location", t("location_title"), t(allowed ? "location_hint" : "location_needs_consent"),
+      el("button", { id: "share-location", disabled: !allowed, onclick: share }, t("location_share")));
+  }
+
+  function devicesView(devices) {
+    const items = devices.map((device) =>
+      el("li", {},
+        el("span", { class: "mono", text: `${device.platform} ${device.token_hint}` }), " ",
+        el("span", { class: "badge", text: device.status }), " ",
+        el("span", { class: "meta", text: when(device.created_at) }), " ",
+        el("button", {
+          class: "secondary",
+          onclick: () => change(() => call("DELETE", `/v1/me/devices/${encodeURIComponent(device.device_id)}`), t("device_removed")),
+        }, t("device_remove"))));
+    return section("devices", t("devices_title"), items.length ? null : t("devices_none"), el("ul", { class: "items" }, ...items));
+  }
+
+  function why(fact) {
+    const consent = /^consent:(\w+)$/.exec(fact);
+    if (consent) return t("why_consent", { purpose: t(`purpose_${consent[1]}`) });
+    const topic = /^topic:(\w+) on$/.exec(fact);
+    if (topic) return t("why_topic", { topic: t(`topic_${topic[1]}`) });
+    return fact;
+  }
+
+  function complaintForm(pushId) {
+    const reasons = ["too_frequent", "irrelevant", "offensive", "no_consent", "privacy", "other"];
+    const reason = el("select", { name: "reason", "aria-label": t("complaint_reason") },
+      ...reasons.map((code) => el("option", { value: code }, t(`reason_${code}`))));
+    const comment = el("textarea", { name: "comment", maxlength: 2000, "aria-label": t("complaint_comment") });
+    const send = () => change(
+      () => call("POST", "/v1/me/complaints", { push_id: pushId, reason: reason.value, ...(comment.value.trim() ? { comment: comment.value } : {}) }),
+      (answer) => [t("complaint_sent"), ...answer.actions_taken.map((action) => t(`action_${action}`))].join(" · "),
+    );
+    return el("div", { class: "complaint-form" },
+      el("div", { class: "row" }, el("label", { text: t("complaint_reason") }), reason),
+      el("label", { text: t("complaint_comment") }), comment,
+      el("button", { class: "danger", onclick: send }, t("complaint_send")));
+  }
+
+  function notificationsView(notifications) {
+    const items = notifications.map((push) => {
+      const holder = el("div");
+      return el("li", { "data-push-id": push.push_id },
+        el("strong", { text: push.title ?? "" }),
+        push.body ? el("div", { text: push.body }) : null,
+        el("div", { class: "meta", text: [t(`topic_${push.topic}`), when(push.at), t(`status_${push.status}`)].join(" · ") }),
+        push.why.length ? el("div", { class: "meta", text: t("why", { why: push.why.map(why).join("; ") }) }) : null,
+        el("button", {
+          class: "secondary",
+          onclick: (event) => { event.target.remove(); holder.replaceChildren(complaintForm(push.push_id)); },
+        }, t("complain")),
+        holder);
+    });
+    return section("notifications", t("notifications_title"), items.length ? null : t("notifications_none"),
+      el("ul", { class: "items" }, ...items));
+  }
+
+  function complaintsView(complaints) {
+    const items = complaints.map((complaint) =>
+      el("li", {},
+        el("strong", { text: t(`reason_${complaint.reason}`) }), " ",
+        el("span", { class: "badge", text: t(`complaint_status_${complaint.status}`) }),
+        el("div", { class: "meta", text: when(complaint.created_at) }),
+        complaint.comment ? el("div", { text: complaint.comment }) : null));
+    return section("complaints", t("complaints_title"), items.length ? null : t("complaints_none"),
+      el("ul", { class: "items" }, ...items));
+  }
+
+  function historyView(events) {
+    const items = events.filter((event) => event.purpose).map((event) =>
+      el("li", {},
+        el("span", { text: `${when(event.at)} · ${t(event.granted ? "given" : "withdrawn")} · ${t(`purpose_${event.purpose}`)}` }),
+        event.notice_version ? el("span", { class: "meta mono", text: ` (${event.notice_version})` }) : null));
+    return section("history", t("history_title"), items.length ? null : t("history_none"), el("ul", { class: "items" }, ...items));
+  }
+
+  function yourData() {
+    const confirm = el("input", { id: "erase-confirm", autocomplete: "off", "aria-label": t("erase_confirm_label") });
+    const erase = el("button", { id: "erase", class: "danger", disabled: true }, t("erase"));
+    confirm.addEventListener("input", () => { erase.disabled = confirm.value.trim() !== t("erase_word"); });
+    erase.addEventListener("click", async () => {
+      try {
+        await call("DELETE", "/v1/me");
+        sessionStorage.removeItem(TOKEN_KEY);
+        token = null;
+        frame();
+        app.replaceChildren(el("section", { id: "erased" }, el("p", { text: t("erased") })));
+        say(t("erased"));
+      } catch (error) {
+        fail(error);
+      }
+    });
+    const exportData = async () => {
+      try {
+        download("my-data.json", await call("GET", "/v1/me/export"));
+      } catch (error) {
+        fail(error);
+      }
+    };
+    return section("data", t("data_title"), null,
+      el("p", { class: "hint", text: t("export_hint") }),
+      el("button", { id: "export", class: "secondary", onclick: exportData }, t("export")),
+      el("p", { class: "hint", text: t("erase_hint") }),
+      el("div", { class: "row" }, confirm, erase));
+  }
+
+  if (token) {
+    frame();
+    app.replaceChildren(el("p", { text: t("loading") }));
+    load().catch(fail);
+  } else {
+    renderSignIn();
+  }
+})();

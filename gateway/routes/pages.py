@@ -1,0 +1,58 @@
+"""The two pages of the spec: the preference center for people (`/preferences`, zh-CN and en)
+and the auditor dashboard (`/audit/`).
+
+Each is a static HTML shell plus scripts under `/pages/` that call the API with the visitor's
+own credential (a user token, an auditor's API key), so the pages themselves carry no data and
+need none: they are public, like `/schema`. There is no build step; the scripts are plain
+JavaScript a reviewer can read as served.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from functools import cache
+from pathlib import Path
+
+from litestar import Response, get
+from litestar.enums import MediaType
+from litestar.static_files import create_static_files_router
+from litestar.types import ControllerRouterHandler
+
+from policies.catalog import TOPIC_PURPOSES
+
+__all__ = ["NOTICE_VERSION", "PAGES_ROUTES"]
+
+PAGES_DIR = Path(__file__).resolve().parent.parent / "pages"
+PUBLIC = {"public": True}
+NOTICE_VERSION = "preference-center-2026-12"
+"""The notice a consent given on the preference center is recorded under: the purpose texts the
+page shows (`gateway/pages/i18n.js`). Change it whenever those texts change meaning."""
+
+
+@cache
+def _page(name: str) -> bytes:
+    """The shell with what the scripts need from the server's own tables: the notice version, and
+    which consents each topic needs (so the page can say why a topic cannot be turned on yet)."""
+    needs = {topic: sorted(purposes) for topic, purposes in TOPIC_PURPOSES.items()}
+    text = (PAGES_DIR / name).read_text(encoding="utf-8")
+    text = text.replace("{{NOTICE_VERSION}}", NOTICE_VERSION)
+    text = text.replace("{{TOPIC_NEEDS}}", html.escape(json.dumps(needs, separators=(",", ":")), quote=True))
+    return text.encode()
+
+
+@get("/preferences", opt=PUBLIC, include_in_schema=False, media_type=MediaType.HTML)
+async def preferences_page() -> Response[bytes]:
+    return Response(_page("preferences.html"), media_type=MediaType.HTML)
+
+
+@get(["/audit", "/audit/"], opt=PUBLIC, include_in_schema=False, media_type=MediaType.HTML)
+async def audit_page() -> Response[bytes]:
+    return Response(_page("audit.html"), media_type=MediaType.HTML)
+
+
+PAGES_ROUTES: list[ControllerRouterHandler] = [
+    preferences_page,
+    audit_page,
+    create_static_files_router(path="/pages", directories=[PAGES_DIR], opt=PUBLIC, name="pages"),
+]

@@ -1,0 +1,94 @@
+"""Browser tests: Playwright driving Debian's Chromium against a real `consent-gateway serve`.
+
+`.ci/run` installs the `chromium` package. Elsewhere, without it, these tests skip and say why;
+with CGW_REQUIRE_BROWSER=1 (set by `.ci/run`) a missing browser fails them instead, so CI can
+never pass by not running them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
+from support import Server, daytime_zone, serve_process
+
+CHROMIUM = Path("/usr/bin/chromium")
+# As the machine notes say: no sandbox as root, and no background networking on a closed network.
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        if os.environ.get("CGW_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"{CHROMIUM} is missing and CGW_REQUIRE_BROWSER=1")
+        pytest.skip(f"{CHROMIUM} is not installed (Debian package chromium; .ci/run installs it)")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@dataclass
+class Gateway:
+    """A running server and what a test needs to act beside the page: the CLI and an HTTP client."""
+
+    server: Server
+    http: httpx.Client
+
+    def token(self, user_id: str) -> str:
+        minted = self.server.cli("token", user_id)
+        assert minted.returncode == 0, minted.stderr
+        return minted.stdout.strip()
+
+    def key(self, *scopes: str) -> str:
+        created = self.server.cli("keys", "create", "--name", "browser test", "--scope", *scopes)
+        assert created.returncode == 0, created.stderr
+        return created.stdout.strip()
+
+    def as_user(self, user_id: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(user_id)}"}
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    root = tmp_path_factory.mktemp("browser")
+    settings = {"CGW_LOG_LEVEL": "info", "CGW_TIMEZONE": daytime_zone()}
+    with serve_process(root / "data", root / "server.stderr", settings) as server:
+        with httpx.Client(base_url=server.base, timeout=10.0) as http:
+            yield Gateway(server, http)
+        server.stop()
+
+
+@dataclass
+class Tab:
+    """A page with every console error and uncaught exception it produced (a CSP violation is a
+    console error), which each test checks is empty at the end."""
+
+    page: Page
+    errors: list[str]
+
+
+@pytest.fixture
+def tab(browser: Browser) -> Iterator[Tab]:
+    context = browser.new_context(locale="en-US")
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    errors: list[str] = []
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type == "error":
+            errors.append(message.text)
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    yield Tab(page, errors)
+    context.close()

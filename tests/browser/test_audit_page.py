@@ -1,0 +1,139 @@
+"""The auditor dashboard (`/audit/`) in a real browser against a real server: an auditor's key
+signs in, verifies the ledger, lists and filters events and decisions, looks a subject up at a
+moment, and finds those calls in the access log. Everything shown is checked against the API."""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+from conftest import Gateway, Tab
+from playwright.sync_api import expect
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def auditor(gateway: Gateway) -> dict[str, str]:
+    return {"Authorization": f"Bearer {gateway.key('audit:read')}"}
+
+
+def sign_in(tab: Tab, gateway: Gateway, headers: dict[str, str]) -> None:
+    tab.page.goto(f"{gateway.server.base}/audit/")
+    tab.page.fill("#api-key", headers["Authorization"].removeprefix("Bearer "))
+    tab.page.get_by_role("button", name="Continue").click()
+
+
+def consent(gateway: Gateway, user_id: str, purpose: str, granted: bool) -> str:
+    answer = gateway.http.put(
+        f"/v1/me/consents/{purpose}",
+        json={"granted": granted, "notice_version": "audit-page-1"},
+        headers=gateway.as_user(user_id),
+    )
+    assert answer.status_code == 200, answer.text
+    ref: str = answer.json()["receipt"]["subject_ref"]
+    return ref
+
+
+def column(tab: Tab, table: str, name: str) -> list[str]:
+    """The cells of one column of a table the page shows, by the column's heading."""
+    headings = tab.page.locator(f"{table} thead th").all_inner_texts()
+    index = headings.index(name) + 1
+    return tab.page.locator(f"{table} tbody tr td:nth-child({index})").all_inner_texts()
+
+
+def test_the_ledger_verifies_and_shows_its_signed_checkpoint(
+    tab: Tab, gateway: Gateway, auditor: dict[str, str]
+) -> None:
+    consent(gateway, f"auditee-{secrets.token_hex(4)}", "marketing", True)
+    sign_in(tab, gateway, auditor)
+    expect(tab.page.locator("#checkpoint table")).to_be_visible()
+    assert int(column(tab, "#checkpoint", "tree_size")[0]) >= 1
+    tab.page.click("#verify")
+    expect(tab.page.locator("#verify-result .badge")).to_have_text("chain intact")
+    verified = gateway.http.get("/v1/audit/ledger/verify", headers=auditor).json()
+    assert verified["ok"] is True
+    assert column(tab, "#verify-result", "head_hash") == [verified["head_hash"]]
+    assert tab.errors == []
+
+
+def test_consent_events_are_listed_filtered_and_paged(
+    tab: Tab, gateway: Gateway, auditor: dict[str, str]
+) -> None:
+    ref = consent(gateway, f"auditee-{secrets.token_hex(4)}", "location", True)
+    consent(gateway, f"auditee-{secrets.token_hex(4)}", "personalization", True)
+    sign_in(tab, gateway, auditor)
+    tab.page.click("#tab-events")
+    expect(tab.page.locator("#results table")).to_be_visible()
+    tab.page.fill("#filter-subject_ref", ref)
+    tab.page.fill("#filter-purpose", "location")
+    tab.page.click("#search")
+    expect(tab.page.locator("#results tbody tr")).to_have_count(1)
+    assert column(tab, "#results", "subject_ref") == [ref]
+    assert column(tab, "#results", "action") == ["given"]
+    assert tab.errors == []
+
+
+def test_decisions_show_their_reasons(tab: Tab, gateway: Gateway, auditor: dict[str, str]) -> None:
+    someone = f"auditee-{secrets.token_hex(4)}"
+    ref = consent(gateway, someone, "marketing", False)
+    service = {"Authorization": f"Bearer {gateway.key('pushes:write')}"}
+    push = gateway.http.post(
+        "/v1/pushes",
+        headers=service,
+        json={"idempotency_key": secrets.token_hex(6), "user_id": someone, "topic": "promotions",
+              "title": "Sale", "body": "10% off"},
+    ).json()  # fmt: skip
+    assert push["outcome"] == "rejected"
+    sign_in(tab, gateway, auditor)
+    tab.page.click("#tab-decisions")
+    tab.page.fill("#filter-subject_ref", ref)
+    tab.page.click("#search")
+    expect(tab.page.locator("#results tbody tr")).to_have_count(1)
+    assert column(tab, "#results", "push_id") == [push["push_id"]]
+    assert "no_consent" in column(tab, "#results", "reasons")[0]
+    assert tab.errors == []
+
+
+def test_a_subject_is_looked_up_now_and_at_a_moment(
+    tab: Tab, gateway: Gateway, auditor: dict[str, str]
+) -> None:
+    ref = consent(gateway, f"auditee-{secrets.token_hex(4)}", "marketing", True)
+    sign_in(tab, gateway, auditor)
+    tab.page.click("#tab-subject")
+    tab.page.fill("#subject-ref", ref)
+    tab.page.click("#look-up")
+    expect(tab.page.locator("#subject-result")).to_contain_text('"marketing":{"granted":true')
+    tab.page.fill("#subject-at", "2020-01-01T00:00:00Z")
+    tab.page.click("#look-up")
+    expect(tab.page.locator("#subject-result")).to_contain_text('"marketing":{"granted":false')
+    assert tab.errors == []
+
+
+def test_the_dashboards_own_calls_are_in_the_access_log(tab: Tab, gateway: Gateway) -> None:
+    key = gateway.key("audit:read")
+    headers = {"Authorization": f"Bearer {key}"}
+    sign_in(tab, gateway, headers)
+    expect(tab.page.locator("#checkpoint table")).to_be_visible()
+    tab.page.click("#tab-access")
+    expect(tab.page.locator("#results table")).to_be_visible()
+    key_id = key.split("_")[1]
+    entries = gateway.http.get("/v1/audit/access-log", headers=headers).json()["entries"]
+    mine = {e["route"] for e in entries if e["key_id"].endswith(key_id) or key_id in e["key_id"]}
+    assert "/v1/audit/ledger/checkpoint" in mine
+    assert "/v1/audit/access-log" in mine
+    assert tab.errors == []
+
+
+def test_a_key_without_audit_scope_is_told_so(tab: Tab, gateway: Gateway) -> None:
+    sign_in(tab, gateway, {"Authorization": f"Bearer {gateway.key('pushes:write')}"})
+    expect(tab.page.locator("#status [role=alert]")).to_contain_text("audit:read")
+    assert [e for e in tab.errors if "status of 403" not in e] == []
+
+
+def test_an_unknown_key_returns_to_the_sign_in(tab: Tab, gateway: Gateway) -> None:
+    sign_in(tab, gateway, {"Authorization": "Bearer cgw_nope_nope"})
+    expect(tab.page.locator("#sign-in")).to_be_visible()
+    expect(tab.page.locator("#status")).to_contain_text("The API key was refused.")
+    assert tab.page.evaluate("sessionStorage.getItem('cgw.audit.key')") is None
+    assert [e for e in tab.errors if "status of 401" not in e] == []

@@ -1,0 +1,245 @@
+"""The preference center (`/preferences`) in a real browser against a real server: every action
+the page offers is done by clicking, and checked through the API, not through the page."""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+
+import pytest
+from conftest import Gateway, Tab
+from playwright.sync_api import expect
+
+from gateway.routes.pages import NOTICE_VERSION
+
+pytestmark = pytest.mark.slow
+
+
+def user() -> str:
+    return f"page-user-{secrets.token_hex(6)}@example.com"
+
+
+def open_as(tab: Tab, gateway: Gateway, user_id: str) -> None:
+    tab.page.goto(f"{gateway.server.base}/preferences#token={gateway.token(user_id)}")
+    expect(tab.page.locator("#consents")).to_be_visible()
+
+
+def preferences(gateway: Gateway, user_id: str) -> dict[str, object]:
+    answer = gateway.http.get("/v1/me/preferences", headers=gateway.as_user(user_id))
+    assert answer.status_code == 200, answer.text
+    state: dict[str, object] = answer.json()
+    return state
+
+
+def test_the_token_leaves_the_address_bar_and_the_page_loads(tab: Tab, gateway: Gateway) -> None:
+    open_as(tab, gateway, user())
+    assert "token" not in tab.page.url
+    assert tab.page.evaluate("sessionStorage.getItem('cgw.preferences.token')")
+    for section in ("consents", "topics", "timing", "location", "devices", "notifications", "complaints",
+                    "history", "data"):  # fmt: skip
+        expect(tab.page.locator(f"#{section}")).to_be_visible()
+    assert tab.errors == []
+
+
+def test_a_consent_clicked_on_is_recorded_under_the_page_notice(tab: Tab, gateway: Gateway) -> None:
+    someone = user()
+    open_as(tab, gateway, someone)
+    tab.page.locator("input[name=consent-marketing]").check()
+    expect(tab.page.locator("#status")).to_contain_text(re.compile(r"Receipt \S+"))
+    consent = preferences(gateway, someone)["consents"]["marketing"]  # type: ignore[index]
+    assert (consent["granted"], consent["notice_version"]) == (True, NOTICE_VERSION)
+    history = gateway.http.get("/v1/me/consents/history", headers=gateway.as_user(someone)).json()
+    expect(tab.page.locator("#history li")).to_have_count(len([e for e in history if e["purpose"]]))
+    tab.page.locator("input[name=consent-marketing]").uncheck()
+    expect(tab.page.locator("input[name=consent-marketing]")).not_to_be_checked()
+    assert preferences(gateway, someone)["consents"]["marketing"]["granted"] is False  # type: ignore[index]
+    assert tab.errors == []
+
+
+def test_topics_quiet_hours_frequency_and_zone_are_saved(tab: Tab, gateway: Gateway) -> None:
+    someone = user()
+    open_as(tab, gateway, someone)
+    expect(tab.page.locator("input[name=topic-transactional]")).to_be_disabled()
+    flash_sales = tab.page.locator("input[name=topic-flash_sales]")
+    expect(flash_sales).to_be_disabled()  # off until marketing consent is given
+    expect(tab.page.locator("#topics")).to_contain_text("Needs your consent above to: Offers and news")
+    tab.page.locator("input[name=consent-marketing]").check()
+    expect(flash_sales).to_be_enabled()
+    expect(flash_sales).to_be_checked()
+    flash_sales.uncheck()
+    expect(tab.page.locator("#status")).to_have_text("Saved.")
+    tab.page.fill("#quiet-start", "22:30")
+    tab.page.fill("#quiet-end", "07:15")
+    tab.page.fill("#max-per-week", "1")
+    tab.page.fill("#timezone", "Europe/Berlin")
+    tab.page.click("#save-timing")
+    expect(tab.page.locator("#status")).to_have_text("Saved.")
+    state = preferences(gateway, someone)
+    assert state["topics"]["flash_sales"] is False  # type: ignore[index]
+    assert state["topics"]["promotions"] is True  # type: ignore[index]
+    assert state["quiet_hours"] == {"start": "22:30", "end": "07:15"}
+    assert (state["frequency"], state["timezone"]) == ({"max_per_week": 1}, "Europe/Berlin")
+    assert tab.errors == []
+
+
+def test_a_refused_change_is_shown_naming_the_field_and_changes_nothing(tab: Tab, gateway: Gateway) -> None:
+    someone = user()
+    open_as(tab, gateway, someone)
+    before = preferences(gateway, someone)
+    tab.page.fill("#timezone", "Mars/Olympus_Mons")
+    tab.page.click("#save-timing")
+    alert = tab.page.locator("#status [role=alert]")
+    expect(alert).to_contain_text("not an IANA time zone name (timezone)")
+    assert preferences(gateway, someone) == before
+    assert [e for e in tab.errors if "status of 400" not in e] == []
+
+
+def test_the_page_speaks_chinese_and_remembers_it(tab: Tab, gateway: Gateway) -> None:
+    someone = user()
+    open_as(tab, gateway, someone)
+    tab.page.select_option("#language", "zh-CN")
+    expect(tab.page.locator("#consents-title")).to_have_text("您的同意")
+    assert tab.page.evaluate("document.documentElement.lang") == "zh-CN"
+    assert preferences(gateway, someone)["locale"] == "zh-CN"
+    tab.page.reload()
+    expect(tab.page.locator("h1")).to_have_text("消息通知偏好")
+    missing = tab.page.evaluate(
+        "Object.keys(I18N.en).filter(k => !(k in I18N['zh-CN']))"
+        ".concat(Object.keys(I18N['zh-CN']).filter(k => !(k in I18N.en)))"
+    )
+    assert missing == []
+    english = tab.page.evaluate("Object.values(I18N.en)")
+    shown = tab.page.locator("main").inner_text()
+    assert not [text for text in english if len(text) > 12 and "{" not in text and text in shown]
+    assert tab.errors == []
+
+
+def grant_with_device(gateway: Gateway, user_id: str) -> None:
+    headers = gateway.as_user(user_id)
+    for purpose in ("marketing", "location"):
+        given = gateway.http.put(
+            f"/v1/me/consents/{purpose}", json={"granted": True, "notice_version": "n1"}, headers=headers
+        )
+        assert given.status_code == 200, given.text
+    device = gateway.http.post(
+        "/v1/me/devices",
+        json={"platform": "webhook", "token": f"relay-{secrets.token_hex(8)}"},
+        headers=headers,
+    )
+    assert device.status_code == 201, device.text
+
+
+def test_pushes_show_as_text_never_markup_and_can_be_reported(tab: Tab, gateway: Gateway) -> None:
+    someone = user()
+    grant_with_device(gateway, someone)
+    key = {"Authorization": f"Bearer {gateway.key('pushes:write')}"}
+    title = '<img src=x onerror="window.__xss=1">Sale'
+    push = gateway.http.post(
+        "/v1/pushes",
+        headers=key,
+        json={"idempotency_key": secrets.token_hex(8), "user_id": someone, "topic": "promotions",
+              "title": title, "body": "<script>window.__xss=2</script>20% off"},
+    )  # fmt: skip
+    assert push.json()["outcome"] == "queued", push.text
+    open_as(tab, gateway, someone)
+    item = tab.page.locator(f"#notifications li[data-push-id={push.json()['push_id']}]")
+    expect(item.locator("strong")).to_have_text(title)
+    expect(item).to_contain_text("<script>")
+    expect(item).to_contain_text("you agreed to Offers and news (marketing)")
+    assert tab.page.evaluate("window.__xss") is None
+    assert tab.page.locator("#notifications img, #notifications script").count() == 0
+
+    item.get_by_role("button", name="Report this message").click()
+    item.locator("select[name=reason]").select_option("too_frequent")
+    item.locator("textarea[name=comment]").fill("every day")
+    item.get_by_role("button", name="Send report").click()
+    expect(tab.page.locator("#status")).to_contain_text("Your report was received")
+    expect(tab.page.locator("#status")).to_contain_text("this topic is paused for you")
+    complaints = gateway.http.get("/v1/me/complaints", headers=gateway.as_user(someone)).json()
+    assert [(c["push_id"], c["reason"], c["comment"]) for c in complaints] == [
+        (push.json()["push_id"], "too_frequent", "every day")
+    ]
+    expect(tab.page.locator("#complaints li")).to_have_count(1)
+    assert tab.errors == []
+
+
+def test_a_device_is_removed_and_location_shared(browser: object, tab: Tab, gateway: Gateway) -> None:
+    someone = user()
+    grant_with_device(gateway, someone)
+    tab.page.context.grant_permissions(["geolocation"])
+    tab.page.context.set_geolocation({"latitude": 31.2304, "longitude": 121.4737})
+    open_as(tab, gateway, someone)
+    tab.page.click("#share-location")
+    expect(tab.page.locator("#status")).to_have_text(re.compile(r"Location saved as area wtw3sj"))
+    exported = gateway.http.get("/v1/me/export", headers=gateway.as_user(someone)).json()
+    assert exported["location"]["geohash"] == "wtw3sj"
+
+    expect(tab.page.locator("#devices li")).to_have_count(1)
+    tab.page.locator("#devices li").get_by_role("button", name="Remove").click()
+    expect(tab.page.locator("#status")).to_have_text("Device removed.")
+    devices = gateway.http.get("/v1/me/devices", headers=gateway.as_user(someone)).json()
+    assert all(d["status"] != "active" for d in devices)
+    assert tab.errors == []
+
+
+def test_location_cannot_be_shared_without_its_consent(tab: Tab, gateway: Gateway) -> None:
+    open_as(tab, gateway, user())
+    expect(tab.page.locator("#share-location")).to_be_disabled()
+    expect(tab.page.locator("#location")).to_contain_text("Turn on location-based offers first.")
+
+
+def test_export_downloads_the_whole_record(tab: Tab, gateway: Gateway) -> None:
+    someone = user()
+    open_as(tab, gateway, someone)
+    with tab.page.expect_download() as download:
+        tab.page.click("#export")
+    path = download.value.path()
+    assert download.value.suggested_filename == "my-data.json"
+    exported = json.loads(path.read_text(encoding="utf-8"))
+    assert exported["subject_ref"] == preferences(gateway, someone)["subject_ref"]
+    assert tab.errors == []
+
+
+def test_erasure_needs_the_word_and_then_forgets_the_user(tab: Tab, gateway: Gateway) -> None:
+    someone = user()
+    grant_with_device(gateway, someone)
+    open_as(tab, gateway, someone)
+    expect(tab.page.locator("#erase")).to_be_disabled()
+    tab.page.fill("#erase-confirm", "delete")
+    expect(tab.page.locator("#erase")).to_be_disabled()
+    tab.page.fill("#erase-confirm", "DELETE")
+    tab.page.click("#erase")
+    expect(tab.page.locator("#erased")).to_have_text("Your data has been deleted.")
+    assert tab.page.evaluate("sessionStorage.getItem('cgw.preferences.token')") is None
+    key = {"Authorization": f"Bearer {gateway.key('pushes:write')}"}
+    dry = gateway.http.post(
+        "/v1/pushes",
+        headers=key,
+        json={"idempotency_key": "after-erasure", "user_id": someone, "topic": "promotions", "title": "Hi",
+              "body": "x", "dry_run": True},
+    )  # fmt: skip
+    assert dry.json()["reasons"] == [{"code": "subject_erased"}]
+    assert tab.errors == []
+
+
+def test_a_bad_token_ends_at_the_sign_in_with_a_message(tab: Tab, gateway: Gateway) -> None:
+    tab.page.goto(f"{gateway.server.base}/preferences#token=not-a-token")
+    expect(tab.page.locator("#sign-in")).to_be_visible()
+    expect(tab.page.locator("#status")).to_contain_text("Your session has ended")
+    assert [e for e in tab.errors if "status of 401" not in e] == []
+
+
+def test_the_page_is_served_with_a_strict_policy(gateway: Gateway) -> None:
+    page = gateway.http.get("/preferences")
+    assert page.status_code == 200
+    policy = page.headers["content-security-policy"]
+    assert "script-src 'self'" in policy
+    assert "frame-ancestors 'none'" in policy
+    assert "unsafe-inline" not in policy
+    assert "<script>" not in page.text  # no inline script: everything is under /pages/
+    assert f'data-notice="{NOTICE_VERSION}"' in page.text
+    for asset in ("common.js", "i18n.js", "preferences.js", "pages.css"):
+        served = gateway.http.get(f"/pages/{asset}")
+        assert served.status_code == 200, asset
+        assert served.headers["x-content-type-options"] == "nosniff"
