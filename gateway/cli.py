@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -23,6 +24,9 @@ from gateway.logs import configure_logging
 from gateway.runtime import load_keys, user_tokens
 from gateway.settings import Settings, SettingsError
 from storage.keys import KeyStoreError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 __all__ = ["main"]
 
@@ -60,6 +64,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     verify.add_argument("--data-dir", type=Path)
     verify.add_argument("--export", type=Path, help="a file written by `audit export`")
+    verify.add_argument(
+        "--jwks",
+        type=Path,
+        help="with --export: check it with this JWK set (as served at /.well-known/jwks.json) "
+        "instead of the key store; needs no data dir",
+    )
     export = audit.add_parser("export", help="write the ledger events of a time range as a signed JWS")
     export.add_argument("--from", dest="start", type=_moment, help="RFC 3339, inclusive")
     export.add_argument("--to", dest="end", type=_moment, help="RFC 3339, exclusive")
@@ -94,8 +104,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _token(settings, args.user_id)
         if args.audit_command == "export":
             return asyncio.run(_export(settings, args.start, args.end, args.out))
+        if args.jwks is not None and args.export is None:
+            print("consent-gateway: --jwks is only for checking an --export file", file=sys.stderr)
+            return EXIT_USAGE
         if args.export is not None:
-            return _verify_export(settings, args.export)
+            return _verify_export(settings, args.export, args.jwks)
         return _verify(settings)
     except KeyStoreError as exc:
         print(f"consent-gateway: {exc}", file=sys.stderr)
@@ -238,21 +251,53 @@ async def _export(settings: Settings, start: datetime | None, end: datetime | No
     return 0
 
 
-def _verify_export(settings: Settings, path: Path) -> int:
-    """Offline: needs only the key store's public signing key, never creates keys or databases."""
+def _verify_export(settings: Settings, path: Path, jwks: Path | None) -> int:
+    """Offline: needs only public keys — the key store's (current and retired), or with `--jwks`
+    the published JWK set alone, so an auditor holds no secret — and never creates keys or
+    databases."""
     from gateway.services.audit_export import verify_export
     from gateway.signing import Signer
     from storage.keys import KeyStore
 
-    keys = Signer(KeyStore.load(settings.keystore_path).signing).public_keys()  # current and retired
     try:
         token = path.read_text().strip()
+        if jwks is None:
+            keys = Signer(KeyStore.load(settings.keystore_path).signing).public_keys()
+        else:
+            keys = _published_keys(jwks.read_bytes())
     except OSError as exc:
-        print(f"consent-gateway: cannot read {path}: {exc.strerror}", file=sys.stderr)
+        print(f"consent-gateway: cannot read {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return EXIT_USAGE
+    except ValueError as exc:
+        print(f"consent-gateway: {jwks}: not a JWK set with an Ed25519 key: {exc}", file=sys.stderr)
         return EXIT_USAGE
     result = verify_export(token, keys)
     print(msgspec.json.encode(result).decode())
     return 0 if result.ok else 1
+
+
+class _Jwk(msgspec.Struct):
+    kty: str
+    crv: str | None = None
+    x: str | None = None
+
+
+class _Jwks(msgspec.Struct):
+    keys: list[_Jwk]
+
+
+def _published_keys(raw: bytes) -> dict[str, Ed25519PublicKey]:
+    """The Ed25519 keys of a JWK set by `kid`, each kid computed (RFC 7638), not taken on trust."""
+    from storage.keys import PublicSigningKey
+
+    try:
+        jwks = msgspec.json.decode(raw, type=_Jwks)
+    except msgspec.DecodeError as exc:
+        raise ValueError(str(exc)) from None
+    found = [PublicSigningKey.from_x(k.x) for k in jwks.keys if (k.kty, k.crv) == ("OKP", "Ed25519") and k.x]
+    if not found:
+        raise ValueError("it has none")
+    return {key.kid: key.public for key in found}
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from conftest import FakeClock, Headers
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from joserfc import jws
 from joserfc.jwk import KeySet
 from litestar import Litestar
@@ -155,6 +156,45 @@ def test_cli_export_and_offline_verify(
     code, stdout, _ = finished(bad)
     assert code == 1
     assert json.loads(stdout)["ok"] is False
+
+
+def test_cli_verifies_an_export_with_only_the_published_jwks(
+    client: Client, as_user: Callable[[str], Headers], as_key: Callable[..., Headers], clock: FakeClock,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """An auditor holds the export and the JWKS, never the key store or the data dir."""
+    grow(client, as_user("alice"), 3, clock)
+    export, jwks = tmp_path / "export.jws", tmp_path / "jwks.json"
+    export.write_text(client.get("/v1/audit/export", headers=as_key("audit:read")).json()["jws"] + "\n")
+    jwks.write_text(client.get("/.well-known/jwks.json").text)
+    other, garbage = tmp_path / "other.json", tmp_path / "garbage.json"
+    stranger = Ed25519PrivateKey.generate().public_key().public_bytes_raw()
+    x = base64.urlsafe_b64encode(stranger).decode().rstrip("=")
+    kid = json.loads(jwks.read_text())["keys"][0]["kid"]  # a borrowed kid does not make it our key
+    other.write_text(json.dumps({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": x, "kid": kid}]}))
+    garbage.write_text('{"keys": [{"kty": "RSA", "n": "AQAB", "e": "AQAB"}]}')
+    nowhere = tmp_path / "no-data-dir"
+
+    started = {
+        name: cli(nowhere, "verify", "--export", str(export), "--jwks", str(path))
+        for name, path in (("good", jwks), ("other", other), ("garbage", garbage))
+    }
+    code, stdout, stderr = finished(started["good"])
+    assert code == 0, stdout + stderr
+    assert json.loads(stdout)["checked"] == [
+        "signature",
+        "checkpoint signature",
+        "hash chain",
+        "checkpoint root",
+    ]
+    code, stdout, _ = finished(started["other"])
+    assert code == 1
+    assert "not ours" in json.loads(stdout)["problem"]
+    code, stdout, stderr = finished(started["garbage"])
+    assert (code, stdout) == (2, "")
+    assert "no-data-dir" not in stderr
+    assert "not a JWK set with an Ed25519 key" in stderr
+    assert not nowhere.exists()  # nothing created, no key store read
 
 
 # -- access log ----------------------------------------------------------------------------------
