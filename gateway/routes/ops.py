@@ -13,6 +13,9 @@ from gateway.deps import MetricsDep, RuntimeDep
 __all__ = ["OPS_ROUTES"]
 
 PUBLIC = {"public": True}
+ANONYMOUS: list[dict[str, list[str]]] = [{}]
+"""OpenAPI's "no credentials needed" (an empty requirement), so the document does not show these
+routes under the global bearer requirement; an empty list would inherit it."""
 
 
 class Health(msgspec.Struct):
@@ -20,7 +23,7 @@ class Health(msgspec.Struct):
     checks: dict[str, str] = {}
 
 
-@get("/healthz", opt=PUBLIC, operation_id="health", tags=["operations"])
+@get("/healthz", opt=PUBLIC, security=ANONYMOUS, operation_id="health", tags=["operations"])
 async def healthz(runtime: RuntimeDep) -> Response[Health]:
     """Alive unless storage has failed for good. After a failed fsync this process refuses every
     write and every read until it restarts, so liveness says so: an orchestrator that only
@@ -30,7 +33,7 @@ async def healthz(runtime: RuntimeDep) -> Response[Health]:
     return Response(Health("ok"))
 
 
-@get("/readyz", opt=PUBLIC, operation_id="ready", tags=["operations"])
+@get("/readyz", opt=PUBLIC, security=ANONYMOUS, operation_id="ready", tags=["operations"])
 async def readyz(runtime: RuntimeDep) -> Response[Health]:
     """Ready when a write would be kept, not merely taken: both databases take a write
     transaction, have room (after a full disk, a probe commit must find some) and are still the
@@ -51,6 +54,7 @@ async def readyz(runtime: RuntimeDep) -> Response[Health]:
 @get(
     "/metrics",
     opt=PUBLIC,
+    security=ANONYMOUS,
     operation_id="metrics",
     tags=["operations"],
     media_type="text/plain; version=0.0.4",
@@ -59,7 +63,7 @@ async def metrics(metrics: MetricsDep) -> bytes:
     return metrics.render()
 
 
-@get("/.well-known/jwks.json", opt=PUBLIC, operation_id="jwks", tags=["operations"])
+@get("/.well-known/jwks.json", opt=PUBLIC, security=ANONYMOUS, operation_id="jwks", tags=["operations"])
 async def jwks(runtime: RuntimeDep) -> dict[str, Any]:
     return runtime.signer.jwks()
 

@@ -9,3 +9,16 @@ def test_health_needs_no_credentials(client: TestClient[Litestar]) -> None:
     ready = client.get("/readyz")
     assert ready.status_code == 200
     assert ready.json()["checks"] == {"keys": "ok", "database": "ok"}
+
+
+def test_the_openapi_document_says_which_routes_need_no_credentials(client: TestClient[Litestar]) -> None:
+    """The public routes override the document's global bearer requirement with an empty one;
+    every other operation keeps it (its `security` is absent, so the global one applies)."""
+    document = client.get("/schema/openapi.json").json()
+    assert document["security"] == [{"bearer": []}]
+    public = {"/healthz", "/readyz", "/metrics", "/.well-known/jwks.json"}
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            if method in {"get", "post", "put", "patch", "delete"}:
+                expected = [{}] if path in public else None
+                assert operation.get("security") == expected, f"{method.upper()} {path}"
