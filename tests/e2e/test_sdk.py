@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,7 +25,7 @@ import pytest
 from conftest import Headers
 from litestar import Litestar
 from litestar.testing import TestClient
-from support import free_port
+from support import daytime_zone, free_port, serve_process
 
 from clients.sdk import (
     AsyncConsentGateway,
@@ -34,6 +35,7 @@ from clients.sdk import (
     InvalidInput,
     NotAuthenticated,
     NotFound,
+    PushAnswer,
     PushRequest,
     RetryPolicy,
     Unavailable,
@@ -475,3 +477,36 @@ def test_closing_the_gateway_leaves_an_injected_client_open(client: Client, key:
     owned.close()
     with pytest.raises(RuntimeError):
         owned.get_push("psh_" + "0" * 24)
+
+
+@pytest.mark.slow
+def test_against_a_real_serve_process(tmp_path: Path) -> None:
+    """The SDK's own HTTP client against `consent-gateway serve` as a separate process."""
+    settings = {"CGW_TIMEZONE": daytime_zone(), "CGW_WORKER_ENABLED": "false"}
+    with serve_process(tmp_path / "data", tmp_path / "server.stderr", settings) as server:
+        created = server.cli("keys", "create", "--name", "sdk", "--scope", "pushes:write", "campaigns:write")
+        token = server.cli("token", "sdk-user")
+        assert created.returncode == token.returncode == 0, created.stderr + token.stderr
+        user = {"Authorization": f"Bearer {token.stdout.strip()}"}
+        with httpx.Client(base_url=server.base, headers=user) as http:
+            assert http.put("/v1/me/consents/marketing", json=CONSENT).status_code == 200
+            relay = {"platform": "webhook", "token": "relay-sdk-0001"}
+            assert http.post("/v1/me/devices", json=relay).status_code == 201
+        with ConsentGateway(server.base, created.stdout.strip(), retry=FAST) as gateway:
+            campaign = gateway.create_campaign("winter", "promotions").campaign_id
+
+            def push(title: str) -> PushAnswer:
+                return gateway.push(
+                    idempotency_key="real-1", user_id="sdk-user", topic="promotions", title=title, body="x",
+                    campaign_id=campaign,
+                )  # fmt: skip
+
+            answer = push("Hi")
+            assert answer.outcome == "queued", answer
+            assert answer.push_id is not None
+            assert push("Hi") == answer
+            assert gateway.get_push(answer.push_id).status == "queued"
+            with pytest.raises(Unprocessable) as refused:
+                push("Other")
+            assert refused.value.field == "idempotency_key"
+        server.stop()
