@@ -110,7 +110,7 @@ _PIECES = st.sampled_from(
 # What the text strategies draw from: ASCII, and look-alikes of each separator and digit in it
 # (full-width, Arabic-Indic, Devanagari), invisible format characters, no-break spaces, dashes.
 _ALPHABET = (
-    "0123456789 -+@.xX" + "０１３８９Ｘｘ＋＠．" + "٠١٣٨۱१"
+    "0123456789 -+@.xX" + "０１３８９Ｘｘ＋＠．" + "٠١٣٨۱१" + "，！（）①😀"
     + "\u200b\u200d\u2060\u00ad\u200f" + "\u00a0\u202f\u3000" + "\u2011\u2013"
 )  # fmt: skip
 
