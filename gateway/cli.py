@@ -23,10 +23,14 @@ from gateway.clock import system_clock
 from gateway.logs import configure_logging
 from gateway.runtime import load_keys, user_tokens
 from gateway.settings import Settings, SettingsError
+from storage.db import DatabaseLockedError
 from storage.keys import KeyStoreError
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from storage.keys import KeyStore
+    from storage.store import Store
 
 __all__ = ["main"]
 
@@ -110,8 +114,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.export is not None:
             return _verify_export(settings, args.export, args.jwks)
         return _verify(settings)
+    except SettingsError as exc:
+        print(f"consent-gateway: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyStoreError as exc:
         print(f"consent-gateway: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except DatabaseLockedError as exc:
+        print(
+            f"consent-gateway: {exc} (is CGW_KEYSTORE_FILE the key store of {settings.data_dir}?)",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
 
 
@@ -119,9 +132,13 @@ def _serve(settings: Settings) -> int:
     import uvicorn
 
     from gateway.app import create_app
+    from storage.store import Store
 
     first_run = not settings.keystore_path.exists()
     keys = load_keys(settings)
+    # Opened here once, and closed, so that a key store that does not open these databases is one
+    # line and exit 2 now: in uvicorn's lifespan it would be an exception-group traceback.
+    Store(settings.data_dir, keys).close()
     base = f"http://{settings.host}:{settings.port}"
     lines = [
         *(
@@ -209,16 +226,35 @@ def _verify(settings: Settings) -> int:
     """The hash chain, and the ledger against the latest signed checkpoint (`verify_ledger`)."""
     from gateway.services.audit_export import verify_ledger
     from gateway.signing import Signer
-    from storage.store import Store
 
-    keys = load_keys(settings)
-    store = Store(settings.data_dir, keys)
+    keys, store = _existing_store(settings)
     try:
         result = verify_ledger(store.data.reader(), Signer(keys.signing).public_keys())
     finally:
         store.close()
     print(msgspec.json.encode(result).decode())
     return 0 if result.ok else 1
+
+
+def _existing_store(settings: Settings) -> tuple[KeyStore, Store]:
+    """The gateway the audit commands read; they never create one. Dev keys and empty databases
+    made in a mistyped data dir would verify as a clean, empty ledger."""
+    from storage.keys import KeyStore
+    from storage.store import DATA_FILE, DIRECTORY_FILE, Store
+
+    for name in (DATA_FILE, DIRECTORY_FILE):
+        if not (settings.data_dir / name).is_file():
+            raise SettingsError(
+                f"CGW_DATA_DIR: no {name} in {settings.data_dir}: not a gateway's data dir "
+                "(audit commands create nothing)"
+            )
+    if not settings.keystore_path.exists():
+        raise KeyStoreError(
+            f"no key store at {settings.keystore_path}: set CGW_KEYSTORE_FILE to the key store "
+            f"of {settings.data_dir} (audit commands create nothing)"
+        )
+    keys = KeyStore.load(settings.keystore_path)
+    return keys, Store(settings.data_dir, keys)
 
 
 def _moment(text: str) -> datetime:
@@ -233,10 +269,8 @@ async def _export(settings: Settings, start: datetime | None, end: datetime | No
     from gateway.errors import GatewayError
     from gateway.services.audit import AuditService
     from gateway.signing import Signer
-    from storage.store import Store
 
-    keys = load_keys(settings)
-    store = Store(settings.data_dir, keys)
+    keys, store = _existing_store(settings)
     try:
         answer, count = await AuditService(store, system_clock, Signer(keys.signing)).export(start, end)
     except GatewayError as exc:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
+
+import sqlcipher3
 
 from storage.db import Database
 from storage.directory import SubjectDirectory
@@ -12,17 +17,31 @@ from storage.keys import KeyStore, KeyStoreError
 from storage.migrations import DATA_MIGRATIONS, DIRECTORY_MIGRATIONS, migrate
 from storage.pseudonyms import Pseudonymizer
 
-__all__ = ["Store", "open_keystore"]
+__all__ = ["DATA_FILE", "DIRECTORY_FILE", "Store", "existing_data", "open_keystore"]
 
 DATA_FILE = "gateway.db"
 DIRECTORY_FILE = "subjects.db"
 
 
 def open_keystore(path: Path, *, create: bool) -> tuple[KeyStore, bool]:
-    """Load the key store; when `create` and there is none yet, make dev keys. Returns (store, created)."""
+    """Load the key store; when `create` and there is none yet, make dev keys. Returns (store, created).
+
+    Dev keys live next to the data (`path.parent` is the data dir), and never for databases that
+    are already there: those were written under other keys — a production key store whose
+    CGW_KEYSTORE_FILE was forgotten — which new keys cannot open, and the data would look lost."""
     if path.exists() or not create:
         return KeyStore.load(path), False
+    if found := existing_data(path.parent):
+        raise KeyStoreError(
+            f"no key store at {path}, but {path.parent} already holds {found}: "
+            "set CGW_KEYSTORE_FILE to the key store it was written with"
+        )
     return KeyStore.create(path), True
+
+
+def existing_data(data_dir: Path) -> str | None:
+    """The first database file found in `data_dir`, or None when it holds none."""
+    return next((name for name in (DATA_FILE, DIRECTORY_FILE) if (data_dir / name).exists()), None)
 
 
 class Store:
@@ -31,8 +50,13 @@ class Store:
         self.data_dir = data_dir
         self.keys = keys
         self.pseudonyms = Pseudonymizer(keys.pseudonym_key)
-        self.data = Database(data_dir / DATA_FILE, keys.database_key, name="data")
-        self._directory_db = Database(data_dir / DIRECTORY_FILE, keys.directory_key, name="directory")
+        with _quiet_cipher_log():
+            self.data = Database(data_dir / DATA_FILE, keys.database_key, name="data")
+            try:
+                self._directory_db = Database(data_dir / DIRECTORY_FILE, keys.directory_key, name="directory")
+            except BaseException:
+                self.data.close()
+                raise
         for db, steps in ((self.data, DATA_MIGRATIONS), (self._directory_db, DIRECTORY_MIGRATIONS)):
             db.writer.run_alone(partial(migrate, migrations=steps))
         self.directory = SubjectDirectory(self._directory_db, keys.keyring)
@@ -85,6 +109,28 @@ class Store:
     def close(self) -> None:
         self.data.close()
         self._directory_db.close()
+
+
+_cipher_log_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _quiet_cipher_log() -> Iterator[None]:
+    """SQLCipher's own log off while the databases are opened. A wrong key makes it print three
+    "hmac check failed" lines straight to stderr, around the one `DatabaseLockedError` that
+    already says what happened (the CLI's contract is one line). The level is process-wide, so
+    opens are serialized here and the level put back after."""
+    with _cipher_log_lock:
+        probe = sqlcipher3.connect(":memory:")
+        try:
+            (level,) = probe.execute("PRAGMA cipher_log_level").fetchone()
+            probe.execute("PRAGMA cipher_log_level = NONE")
+            try:
+                yield
+            finally:
+                probe.execute(f"PRAGMA cipher_log_level = {level}")
+        finally:
+            probe.close()
 
 
 def _holds(on_disk: KeyStore, used: KeyStore) -> bool:

@@ -1,0 +1,121 @@
+"""The CLI never makes up a gateway where there is none, nor keys for data it did not write.
+
+An auditor who mistypes the data dir must get a refusal, not a clean result from an empty
+ledger the command has just created; a production data dir whose key store was forgotten must
+not get fresh dev keys next to its databases. Each refusal is one line on stderr and exit 2,
+`serve` included (its databases are opened before uvicorn starts, not in the lifespan).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+CLI = str(Path(sys.executable).with_name("consent-gateway"))
+
+
+def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([CLI, *args], env=env, capture_output=True, text=True, timeout=60)
+
+
+def _refused(done: subprocess.CompletedProcess[str], *needles: str) -> str:
+    """Exit 2 with one line on stderr naming each needle, nothing on stdout."""
+    assert done.returncode == 2, f"exit {done.returncode}: {done.stderr[-2000:]}"
+    assert done.stdout == ""
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr[-2000:]
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture
+def gateway_dir(tmp_path: Path) -> Path:
+    """A data dir with both databases and its dev key store, made by `keys create`."""
+    data = tmp_path / "data"
+    made = _run({"CGW_DATA_DIR": str(data)}, "keys", "create", "--name", "setup", "--scope", "admin")
+    assert made.returncode == 0, made.stderr
+    assert {"keys.json", "gateway.db", "subjects.db"} <= {p.name for p in data.iterdir()}
+    return data
+
+
+@pytest.mark.parametrize("command", [("audit", "verify"), ("audit", "export", "--out", "OUT")])
+def test_audit_on_a_mistyped_data_dir_creates_nothing(tmp_path: Path, command: tuple[str, ...]) -> None:
+    typo = tmp_path / "x" / "typo"
+    out = tmp_path / "export.jws"
+    args = [str(out) if part == "OUT" else part for part in command]
+    _refused(_run({"CGW_DATA_DIR": str(typo)}, *args), "gateway.db", "CGW_DATA_DIR")
+    assert not (tmp_path / "x").exists()
+    assert not out.exists()
+
+
+def test_audit_on_an_empty_existing_dir_creates_nothing(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    _refused(_run({"CGW_DATA_DIR": str(empty)}, "audit", "verify"), "CGW_DATA_DIR")
+    assert list(empty.iterdir()) == []
+
+
+def test_audit_without_the_key_store_creates_nothing(gateway_dir: Path, tmp_path: Path) -> None:
+    (gateway_dir / "keys.json").rename(tmp_path / "elsewhere.json")
+    before = sorted(p.name for p in gateway_dir.iterdir())
+    for args in (("audit", "verify"), ("audit", "export", "--out", str(tmp_path / "e.jws"))):
+        _refused(_run({"CGW_DATA_DIR": str(gateway_dir)}, *args), "CGW_KEYSTORE_FILE")
+    assert sorted(p.name for p in gateway_dir.iterdir()) == before
+    assert not (tmp_path / "e.jws").exists()
+
+
+@pytest.mark.parametrize("command", [("token", "u1"), ("keys", "create", "--name", "n", "--scope", "admin")])
+def test_no_dev_keys_for_existing_databases(
+    gateway_dir: Path, tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    (gateway_dir / "keys.json").rename(tmp_path / "production.json")
+    _refused(_run({"CGW_DATA_DIR": str(gateway_dir)}, *command), "CGW_KEYSTORE_FILE", "gateway.db")
+    assert not (gateway_dir / "keys.json").exists()
+
+
+def test_serve_refuses_dev_keys_for_existing_databases(gateway_dir: Path, tmp_path: Path) -> None:
+    (gateway_dir / "keys.json").rename(tmp_path / "production.json")
+    env = {"CGW_DATA_DIR": str(gateway_dir), "CGW_PORT": "1", "CGW_WORKER_ENABLED": "false"}
+    _refused(_run(env, "serve"), "CGW_KEYSTORE_FILE")
+    assert not (gateway_dir / "keys.json").exists()
+
+
+def test_a_subject_directory_alone_is_existing_data_too(gateway_dir: Path, tmp_path: Path) -> None:
+    (gateway_dir / "keys.json").unlink()
+    for name in ("gateway.db", "gateway.db-wal", "gateway.db-shm"):
+        (gateway_dir / name).unlink(missing_ok=True)
+    _refused(_run({"CGW_DATA_DIR": str(gateway_dir)}, "token", "u1"), "CGW_KEYSTORE_FILE", "subjects.db")
+    assert not (gateway_dir / "keys.json").exists()
+
+
+def test_the_wrong_key_store_is_one_line_for_every_command(gateway_dir: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    assert _run({"CGW_DATA_DIR": str(other)}, "token", "u1").returncode == 0
+    env = {
+        "CGW_DATA_DIR": str(gateway_dir),
+        "CGW_KEYSTORE_FILE": str(other / "keys.json"),
+        "CGW_PORT": "1",  # never reached: the databases are opened before uvicorn starts
+        "CGW_WORKER_ENABLED": "false",
+    }
+    for args in (
+        ("keys", "create", "--name", "n", "--scope", "admin"),
+        ("audit", "verify"),
+        ("audit", "export", "--out", str(tmp_path / "e.jws")),
+        ("serve",),
+    ):
+        _refused(_run(env, *args), "gateway.db", "CGW_KEYSTORE_FILE")
+
+
+def test_audit_verify_still_reads_a_real_gateway(gateway_dir: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(gateway_dir, copy)
+    done = _run({"CGW_DATA_DIR": str(copy)}, "audit", "verify")
+    assert done.returncode == 0, done.stderr
+    assert '"ok":true' in done.stdout
