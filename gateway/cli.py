@@ -21,7 +21,7 @@ import msgspec
 from gateway.auth import SCOPES
 from gateway.clock import system_clock
 from gateway.logs import configure_logging
-from gateway.runtime import load_keys, user_tokens
+from gateway.runtime import ensure_data_dir, load_keys, user_tokens
 from gateway.settings import Settings, SettingsError
 from storage.db import DatabaseLockedError
 from storage.keys import KeyStoreError
@@ -126,6 +126,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
+    except OSError as exc:  # the last resort: a path the checks above could not foresee
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"consent-gateway: {where}{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 def _serve(settings: Settings) -> int:
@@ -134,6 +138,7 @@ def _serve(settings: Settings) -> int:
     from gateway.app import create_app
     from storage.store import Store
 
+    ensure_data_dir(settings)
     first_run = not settings.keystore_path.exists()
     keys = load_keys(settings)
     # Opened here once, and closed, so that a key store that does not open these databases is one

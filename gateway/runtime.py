@@ -20,18 +20,31 @@ from gateway.services.preferences import PreferenceCenter
 from gateway.services.pushes import PushService
 from gateway.services.rights import RightsService
 from gateway.services.stats import StatsService
-from gateway.settings import Settings
+from gateway.settings import Settings, SettingsError
 from gateway.signing import Signer
 from storage.keys import KeyStore
 from storage.store import Store, open_keystore
 
-__all__ = ["Runtime", "load_keys"]
+__all__ = ["Runtime", "ensure_data_dir", "load_keys"]
 
 log = logging.getLogger("gateway")
 
 
+def ensure_data_dir(settings: Settings) -> None:
+    """Create the data dir, mode 0700 (it holds the databases and, in dev, the keys), or fail
+    naming CGW_DATA_DIR: `Settings.check` cannot see every reason (a read-only or virtual file
+    system, permissions) without creating it."""
+    try:
+        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        why = exc.strerror or exc
+        raise SettingsError(f"CGW_DATA_DIR: cannot create {settings.data_dir}: {why}") from None
+
+
 def load_keys(settings: Settings) -> KeyStore:
     """The key store; dev keys are created only at the default location, never at a configured one."""
+    if settings.keystore_file is None and not settings.keystore_path.exists():
+        ensure_data_dir(settings)  # where the dev keys would go
     keys, created = open_keystore(settings.keystore_path, create=settings.keystore_file is None)
     if created:
         log.warning(
@@ -57,6 +70,7 @@ class Runtime:
     ) -> None:
         self.settings = settings
         self.clock = clock
+        ensure_data_dir(settings)
         keys = load_keys(settings)
         self.keys = keys
         self.store = Store(settings.data_dir, keys)

@@ -7,7 +7,9 @@ variable; the CLI turns it into one line on stderr and exit status 2.
 
 from __future__ import annotations
 
+import ipaddress
 import math
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Literal
@@ -107,6 +109,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise SettingsError("CGW_JWT_SECRET and CGW_JWT_PUBLIC_KEY_FILE: set one, not both")
         if self.jwt_secret is not None and len(self.jwt_secret.reveal()) < 32:
             raise SettingsError("CGW_JWT_SECRET: must be at least 32 characters for HS256")
+        _check_data_dir(self.data_dir)
+        keystore = self.keystore_file
+        if keystore is not None and keystore.exists() and not keystore.is_file():
+            raise SettingsError(f"CGW_KEYSTORE_FILE: not a regular file: {keystore}")
         providers = [provider for provider in _PROVIDERS if self.configured(provider)]
         for name in _FILES:
             path = getattr(self, name)
@@ -184,6 +190,36 @@ def _read_file(var: str, path: Path) -> bytes:
         raise SettingsError(f"{var}: cannot read {path}: {exc.strerror}") from None
 
 
+def _check_data_dir(path: Path) -> None:
+    """A directory, or one that can be made: its nearest existing ancestor is a directory. Nothing
+    is created here (a refused configuration leaves no trace); the commands that write create it,
+    and a failure there still names CGW_DATA_DIR (`gateway.runtime.ensure_data_dir`)."""
+    if path.exists():
+        if not path.is_dir():
+            raise SettingsError(f"CGW_DATA_DIR: not a directory: {path}")
+        return
+    ancestor = next(parent for parent in path.absolute().parents if parent.exists())
+    if not ancestor.is_dir():
+        raise SettingsError(f"CGW_DATA_DIR: cannot be created, {ancestor} is not a directory: {path}")
+
+
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+
+
+def _host(raw: str) -> str:
+    """An IP address or an ASCII host name (RFC 1123 labels), what uvicorn can bind: anything else
+    failed only inside uvicorn, as a traceback (UnicodeError for "not..a..host")."""
+    try:
+        ipaddress.ip_address(raw)
+        return raw
+    except ValueError:
+        pass
+    name = raw.removesuffix(".")
+    if not (0 < len(name) <= 253 and all(_LABEL.fullmatch(label) for label in name.split("."))):
+        raise ValueError(f"not an IP address or a host name: {raw!r}")
+    return raw
+
+
 def _port(raw: str) -> int:
     port = int(raw)
     if not 0 < port < 65536:
@@ -255,7 +291,7 @@ def _vapid_subject(raw: str) -> str:
 _PARSERS: dict[str, Callable[[str], object]] = {
     "data_dir": Path,
     "keystore_file": Path,
-    "host": str,
+    "host": _host,
     "port": _port,
     "jwt_secret": Secret,
     "jwt_public_key_file": Path,

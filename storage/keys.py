@@ -111,6 +111,8 @@ class KeyStore:
             raw = path.read_bytes()
         except FileNotFoundError:
             raise KeyStoreError(f"no key store at {path}") from None
+        except OSError as exc:  # a directory, no permission, an I/O error: still one line, exit 2
+            raise KeyStoreError(f"cannot read the key store {path}: {exc.strerror or exc}") from None
         try:
             data = msgspec.json.decode(raw, type=_File)
             return cls(path, data)

@@ -124,7 +124,28 @@ BAD: list[tuple[dict[str, str], str]] = [
     ({"CGW_MAX_BODY_BYTES": "lots"}, "CGW_MAX_BODY_BYTES"),
     ({"CGW_WORKER_ENABLED": "maybe"}, "CGW_WORKER_ENABLED"),
     ({"CGW_LOG_LEVEL": "verbose"}, "CGW_LOG_LEVEL"),
+    ({"CGW_HOST": "not..a..host"}, "CGW_HOST"),
+    ({"CGW_HOST": "-leading.example"}, "CGW_HOST"),
+    ({"CGW_HOST": "münchen.example"}, "CGW_HOST"),
+    ({"CGW_DATA_DIR": "/dev/null"}, "CGW_DATA_DIR"),  # not a directory
+    ({"CGW_DATA_DIR": "/dev/null/sub"}, "CGW_DATA_DIR"),  # cannot be created under a file
+    ({"CGW_KEYSTORE_FILE": "/"}, "CGW_KEYSTORE_FILE"),  # a directory
 ]
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "127.0.0.1",
+        "0.0.0.0",  # noqa: S104 (parsed here, never bound)
+        "::",
+        "::1",
+        "localhost",
+        "gw-1.internal.example.",
+    ],
+)
+def test_hosts_that_can_be_bound_are_accepted(host: str) -> None:
+    assert Settings.from_env({"CGW_HOST": host}).host == host
 
 
 @pytest.mark.parametrize(
