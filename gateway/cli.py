@@ -44,21 +44,21 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run the HTTP server")
     serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
-    serve.add_argument("--data-dir", type=Path)
+    serve.add_argument("--port")
+    serve.add_argument("--data-dir")
 
     keys = commands.add_parser("keys", help="API keys").add_subparsers(dest="keys_command", required=True)
     create = keys.add_parser("create", help="create an API key and print it once")
     create.add_argument("--name", required=True)
     create.add_argument("--scope", nargs="+", required=True, choices=SCOPES, dest="scopes")
-    create.add_argument("--data-dir", type=Path)
+    create.add_argument("--data-dir")
 
     worker = commands.add_parser("worker", help="run only the delivery worker (no HTTP server)")
-    worker.add_argument("--data-dir", type=Path)
+    worker.add_argument("--data-dir")
 
     token = commands.add_parser("token", help="print a dev user token (HS256 dev secret)")
     token.add_argument("user_id")
-    token.add_argument("--data-dir", type=Path)
+    token.add_argument("--data-dir")
 
     audit = commands.add_parser("audit", help="audit tools").add_subparsers(
         dest="audit_command", required=True
@@ -66,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     verify = audit.add_parser(
         "verify", help="verify the ledger's hash chain offline, or with --export a signed export file"
     )
-    verify.add_argument("--data-dir", type=Path)
+    verify.add_argument("--data-dir")
     verify.add_argument("--export", type=Path, help="a file written by `audit export`")
     verify.add_argument(
         "--jwks",
@@ -78,17 +78,16 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--from", dest="start", type=_moment, help="RFC 3339, inclusive")
     export.add_argument("--to", dest="end", type=_moment, help="RFC 3339, exclusive")
     export.add_argument("--out", type=Path, required=True)
-    export.add_argument("--data-dir", type=Path)
+    export.add_argument("--data-dir")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        settings = Settings.from_env(
-            os.environ, data_dir=getattr(args, "data_dir", None), host=getattr(args, "host", None),
-            port=getattr(args, "port", None),
-        )  # fmt: skip
+        # Flags are raw strings, parsed and checked like their variables (`--port 70000` too).
+        flags = {name: getattr(args, name, None) for name in ("data_dir", "host", "port")}
+        settings = Settings.from_env(os.environ, flags=flags)
     except SettingsError as exc:
         print(f"consent-gateway: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE

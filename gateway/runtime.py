@@ -37,8 +37,8 @@ def ensure_data_dir(settings: Settings) -> None:
     try:
         settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
-        why = exc.strerror or exc
-        raise SettingsError(f"CGW_DATA_DIR: cannot create {settings.data_dir}: {why}") from None
+        where, why = settings.data_dir, exc.strerror or exc
+        raise SettingsError(f"CGW_DATA_DIR (or --data-dir): cannot create {where}: {why}") from None
 
 
 def load_keys(settings: Settings) -> KeyStore:

@@ -86,21 +86,28 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return self.keystore_file or self.data_dir / "keys.json"
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str], **overrides: object) -> Settings:
-        """Build settings from a mapping of `CGW_*` variables; `overrides` win (CLI flags, tests)."""
+    def from_env(
+        cls, env: Mapping[str, str], *, flags: Mapping[str, str | None] | None = None, **overrides: object
+    ) -> Settings:
+        """Build settings from a mapping of `CGW_*` variables. `flags` are the command line's raw
+        values by setting name ({"port": "70000"}): they win, through the same parser as the
+        variable, and an error names the flag (`--port`). `overrides` win too, as given (tests)."""
         values: dict[str, object] = {}
-        for name, parse in _PARSERS.items():
-            var = "CGW_" + name.upper()
-            raw = env.get(var)
-            if raw is None or raw == "":
-                continue
-            try:
-                values[name] = parse(raw)
-            except (ValueError, TypeError) as exc:
-                raise SettingsError(f"{var}: {exc}") from None
+        for name in _PARSERS:
+            raw = env.get(_var(name))
+            if raw is not None and raw != "":
+                values[name] = _parse(name, raw, _var(name))
+        given = {name: raw for name, raw in (flags or {}).items() if raw is not None}
+        values.update({name: _parse(name, raw, _flag(name)) for name, raw in given.items()})
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = cls(**values)  # type: ignore[arg-type]
-        settings.check()
+        try:
+            settings.check()
+        except SettingsError as exc:
+            for name in given:  # a flag's value refused by a check: name the flag, not the variable
+                if str(exc).startswith(_var(name) + ":"):
+                    raise SettingsError(_flag(name) + str(exc)[len(_var(name)) :]) from None
+            raise
         return settings
 
     def check(self) -> None:
@@ -172,6 +179,18 @@ them: it is checked when opened, a `KeyStoreError` that the CLI also turns into 
 
 def _var(name: str) -> str:
     return "CGW_" + name.upper()
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _parse(name: str, raw: str, label: str) -> object:
+    """One raw value through its setting's parser; a bad one is a SettingsError naming `label`."""
+    try:
+        return _PARSERS[name](raw)
+    except (ValueError, TypeError) as exc:
+        raise SettingsError(f"{label}: {exc}") from None
 
 
 def _is_changed(settings: Settings, name: str) -> bool:

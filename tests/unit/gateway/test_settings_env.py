@@ -98,6 +98,28 @@ def test_overrides_win_and_none_overrides_are_ignored(tmp_path: Path) -> None:
     assert settings.data_dir == tmp_path / "env"
 
 
+def test_flags_win_through_the_variables_parsers(tmp_path: Path) -> None:
+    env = {"CGW_PORT": "9000", "CGW_HOST": "127.0.0.1"}
+    settings = Settings.from_env(env, flags={"port": "9001", "host": "::1", "data_dir": str(tmp_path)})
+    assert (settings.port, settings.host, settings.data_dir) == (9001, "::1", tmp_path)
+    assert Settings.from_env(env, flags={"port": None}).port == 9000
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        ({"port": "70000"}, "--port"),
+        ({"port": "8080.0"}, "--port"),
+        ({"host": "not..a..host"}, "--host"),
+        ({"data_dir": "/dev/null"}, "--data-dir"),  # refused by a check, not by the parser
+    ],
+)
+def test_bad_flags_name_the_flag(flags: dict[str, str], named: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({}, flags=flags)
+    assert str(caught.value).startswith(named + ":")
+
+
 def test_overrides_are_checked_too(pem_file: Path) -> None:
     with pytest.raises(SettingsError, match="CGW_JWT_SECRET and CGW_JWT_PUBLIC_KEY_FILE"):
         Settings.from_env({"CGW_JWT_SECRET": GOOD_SECRET}, jwt_public_key_file=pem_file)
