@@ -1,5 +1,8 @@
 """Browser tests: Playwright driving Debian's Chromium against a real `consent-gateway serve`.
 
+This folder is a package (`browser`), so this conftest is `browser.conftest` and does not shadow
+tests/conftest.py, which other tests import as `conftest`.
+
 `.ci/run` installs the `chromium` package. Elsewhere, without it, these tests skip and say why;
 with CGW_REQUIRE_BROWSER=1 (set by `.ci/run`) a missing browser fails them instead, so CI can
 never pass by not running them.
@@ -25,8 +28,10 @@ CHROMIUM_ARGS = [
 ]  # fmt: skip
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """Per module, not per session: Playwright's sync API runs an event loop in this thread while
+    it is started, and the tests after these call `asyncio.run`, which refuses to nest in one."""
     if not CHROMIUM.exists():
         if os.environ.get("CGW_REQUIRE_BROWSER") == "1":
             pytest.fail(f"{CHROMIUM} is missing and CGW_REQUIRE_BROWSER=1")

@@ -7,8 +7,9 @@ from __future__ import annotations
 import secrets
 
 import pytest
-from conftest import Gateway, Tab
 from playwright.sync_api import expect
+
+from browser.conftest import Gateway, Tab
 
 pytestmark = pytest.mark.slow
 

@@ -8,9 +8,9 @@ import re
 import secrets
 
 import pytest
-from conftest import Gateway, Tab
 from playwright.sync_api import expect
 
+from browser.conftest import Gateway, Tab
 from gateway.routes.pages import NOTICE_VERSION
 
 pytestmark = pytest.mark.slow
