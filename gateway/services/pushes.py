@@ -139,9 +139,9 @@ class PushService:
         self._count([a for a, fresh in answers if fresh], started)
         return [a for a, _ in answers]
 
-    def read(self, push_id: str) -> PushRead:
+    def read(self, push_id: str, key_id: str, campaign_reader: bool) -> PushRead:
         row = pushes.get(self._store.data.reader(), push_id)
-        if row is None:
+        if row is None or not (row.key_id == key_id or (campaign_reader and row.campaign_id is not None)):
             raise NotFound("no such push", "push_id")
         return PushRead(
             push_id=row.push_id,

@@ -744,13 +744,29 @@ def test_get_push_shows_status_reasons_attempts_expiry(world: World) -> None:
     assert (got["status"], got["reasons"]) == ("rejected", rejected["reasons"])
 
 
+def test_a_push_is_read_by_the_key_that_sent_it_and_campaign_readers_only(world: World) -> None:
+    """Regression: any pushes:write or campaigns:read key read any push, reasons included."""
+    world.user("zoe", timezone="Europe/Berlin")
+    world.clock.advance(hours=11)  # quiet hours in Berlin: the reason names when they end there
+    mine = world.submit("zoe", topic="transactional")["push_id"]
+    writer = world.as_key("campaigns:write")
+    campaign = world.client.post("/v1/campaigns", json={"name": "w", "topic": "promotions"}, headers=writer)
+    in_campaign = world.submit("zoe", campaign_id=campaign.json()["campaign_id"])["push_id"]
+    other_service, campaign_reader = world.as_key("pushes:write"), world.as_key("campaigns:read")
+    for push_id in (mine, in_campaign):
+        assert world.client.get(f"/v1/pushes/{push_id}", headers=world.key).status_code == 200
+        assert_problem(world.client.get(f"/v1/pushes/{push_id}", headers=other_service), 404, "push_id")
+    assert world.client.get(f"/v1/pushes/{in_campaign}", headers=campaign_reader).status_code == 200
+    assert_problem(world.client.get(f"/v1/pushes/{mine}", headers=campaign_reader), 404, "push_id")
+
+
 def test_get_unknown_push_is_404(world: World) -> None:
     assert_problem(world.client.get("/v1/pushes/psh_000000000000000000000000", headers=world.key), 404)
 
 
 GET_PUSH_SCOPES = [
-    (("pushes:write",), 200),
-    (("campaigns:read",), 200),
+    (("pushes:write",), 404),  # past the guard, but another service's push
+    (("campaigns:read",), 200),  # a campaign push
     (("campaigns:write",), 403),
     (("audit:read",), 403),
     (("complaints:write",), 403),
@@ -760,7 +776,9 @@ GET_PUSH_SCOPES = [
 
 def test_get_push_scopes(world: World) -> None:
     world.user("ann")
-    push_id = world.submit("ann")["push_id"]
+    writer = world.as_key("campaigns:write")
+    campaign = world.client.post("/v1/campaigns", json={"name": "w", "topic": "promotions"}, headers=writer)
+    push_id = world.submit("ann", campaign_id=campaign.json()["campaign_id"])["push_id"]
     for scopes, status in GET_PUSH_SCOPES:
         answer = world.client.get(f"/v1/pushes/{push_id}", headers=world.as_key(*scopes))
         assert answer.status_code == status, (scopes, answer.text)
