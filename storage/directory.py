@@ -153,6 +153,15 @@ class SubjectDirectory:
             return "active"
         return "erased" if self.erased_among([subject_ref]) else "unknown"
 
+    def erased_at(self, subject_ref: str) -> datetime | None:
+        """When this ref was last erased, if its tombstone stands."""
+        row = (
+            self._db.reader()
+            .execute("SELECT erased_at FROM tombstones WHERE subject_ref = ?", (subject_ref,))
+            .fetchone()
+        )
+        return None if row is None else datetime.fromisoformat(row[0])
+
     def erased_among(self, subject_refs: Sequence[str]) -> set[str]:
         """The refs among these that were erased (tombstoned), in a few IN queries."""
         erased: set[str] = set()

@@ -65,6 +65,7 @@ class SubjectRead(msgspec.Struct, kw_only=True):
     as_of: str
     consents: dict[str, PurposeState]
     history: list[AuditEvent]
+    erased_at: str | None = None  # for an erased subject: from then on nothing is held
 
 
 class DecisionRead(msgspec.Struct, kw_only=True):

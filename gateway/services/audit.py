@@ -153,18 +153,20 @@ class AuditService:
         moment = self._clock() if at is None else aware(at, "at")
         key = self._store.directory.resolve(subject_ref)
         if key is None:
-            if self._store.directory.status(subject_ref) != "erased":
+            erased_at = self._store.directory.erased_at(subject_ref)
+            if erased_at is None:
                 raise NotFound("no subject with this subject_ref", "subject_ref")
-            # Now, erasure has left no consent. At an earlier `at` the history that would say is
-            # unlinked and unreadable, and the time of erasure is not known here: `null`, unknown,
-            # rather than a `false` that would claim the subject had not agreed.
-            granted = False if at is None else None
+            # From the erasure on, no consent is held. Before it, the history that would say is
+            # unlinked and unreadable: `null`, unknown, rather than a `false` that would claim the
+            # subject had not agreed.
+            granted = False if moment >= erased_at else None
             return SubjectRead(
                 subject_ref=subject_ref,
                 status="erased",
                 as_of=rfc3339(moment),
                 consents={p: PurposeState(granted, None, None) for p in PURPOSES},
                 history=[],
+                erased_at=rfc3339(erased_at),
             )
         history = list(
             ledger.events(

@@ -377,3 +377,8 @@ def test_an_erased_subject_at_an_earlier_moment_is_unknown_not_refused(
     assert (earlier["status"], earlier["as_of"], earlier["history"]) == ("erased", "2026-11-23T10:30:00Z", [])
     assert earlier["consents"]["marketing"] == {"granted": None, "notice_version": None, "since": None}
     assert all(state["granted"] is None for state in earlier["consents"].values())
+    assert earlier["erased_at"] == "2026-11-23T11:00:00Z"
+    for after in ("2026-11-23T11:00:00Z", "2026-11-23T12:00:00Z"):
+        later = get(client, f"/subjects/{ref}", auditor, at=after)
+        assert all(state["granted"] is False for state in later["consents"].values()), after
+    assert all(s["granted"] is False for s in get(client, f"/subjects/{ref}", auditor)["consents"].values())
