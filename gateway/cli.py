@@ -269,22 +269,39 @@ def _moment(text: str) -> datetime:
 
 
 async def _export(settings: Settings, start: datetime | None, end: datetime | None, out: Path) -> int:
-    """The same signed export as `GET /v1/audit/export`, checkpointing the ledger first."""
+    """The same signed export as `GET /v1/audit/export`, checkpointing the ledger first.
+
+    `out` is opened before that: an unwritable path found afterwards would leave a signed
+    checkpoint in the ledger for an export nobody got. A file this command created is removed
+    again if the export is refused; one that was there is not truncated until there is an export."""
     from gateway.errors import GatewayError
     from gateway.services.audit import AuditService
     from gateway.signing import Signer
 
     keys, store = _existing_store(settings)
+    existed = out.exists()
     try:
-        answer, count = await AuditService(store, system_clock, Signer(keys.signing)).export(start, end)
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT, 0o600)
+    except OSError as exc:
+        store.close()
+        print(f"consent-gateway: --out {out}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
+    audit, written = AuditService(store, system_clock, Signer(keys.signing)), False
+    try:
+        with os.fdopen(fd, "w") as handle:
+            try:
+                answer, count = await audit.export(start, end)
+            finally:
+                store.close()
+            handle.truncate(0)
+            handle.write(answer.jws + "\n")
+        written = True
     except GatewayError as exc:
         print(f"consent-gateway: {exc.detail}", file=sys.stderr)
         return EXIT_USAGE
     finally:
-        store.close()
-    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(answer.jws + "\n")
+        if not written and not existed:
+            out.unlink(missing_ok=True)
     print(f"wrote {count} events to {out}", file=sys.stderr)
     return 0
 
