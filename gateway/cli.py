@@ -83,6 +83,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Every file the gateway writes is its own: the databases, their -wal/-shm, the delivery
+    # file, exports. SQLite creates its files 0644 under the usual umask 022; encrypted as they
+    # are, their sizes and write times are still nobody else's business.
+    os.umask(0o077)
     args = _parser().parse_args(argv)
     try:
         # Flags are raw strings, parsed and checked like their variables (`--port 70000` too).

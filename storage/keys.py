@@ -134,7 +134,7 @@ class KeyStore:
             jwt_dev_secret=secrets.token_urlsafe(48),
             created_at=datetime.now(UTC).isoformat(),
         )
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         _write_private(path, msgspec.json.format(msgspec.json.encode(data)), exclusive=True)
         return cls(path, data)
 

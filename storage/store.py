@@ -46,7 +46,7 @@ def existing_data(data_dir: Path) -> str | None:
 
 class Store:
     def __init__(self, data_dir: Path, keys: KeyStore) -> None:
-        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # it holds both databases
         self.data_dir = data_dir
         self.keys = keys
         self.pseudonyms = Pseudonymizer(keys.pseudonym_key)
