@@ -147,7 +147,8 @@ def _serve(settings: Settings) -> int:
     # Opened here once, and closed, so that a key store that does not open these databases is one
     # line and exit 2 now: in uvicorn's lifespan it would be an exception-group traceback.
     Store(settings.data_dir, keys).close()
-    base = f"http://{settings.host}:{settings.port}"
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host  # an IPv6 address
+    base = f"http://{host}:{settings.port}"
     lines = [
         *(
             [
@@ -165,8 +166,11 @@ def _serve(settings: Settings) -> int:
         f"  data:       {settings.data_dir.resolve()} (keys: {keys.path})",
     ]
     if _dev_tokens(settings):
-        tokens = user_tokens(settings, keys)
-        lines.append(f"  dev token for user 'demo-user':\n    {tokens.mint('demo-user', system_clock())}")
+        token = user_tokens(settings, keys).mint("demo-user", system_clock())
+        lines.append(f"  dev token for user 'demo-user':\n    {token}")
+        # In the fragment: the browser never sends it, so the token stays out of request logs.
+        lines.append(f"  preferences: {base}/preferences#token={token}")
+    lines.append(f"  auditor:     {base}/audit/")
     lines.append(
         "  an API key: consent-gateway keys create --name marketing --scope pushes:write campaigns:write"
     )
