@@ -30,8 +30,8 @@ _EMAIL = re.compile(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[
 # may group them.
 _E164 = re.compile(r"(?<![\w+])\+[1-9](?:[ .-]?\d){7,14}(?![\d])")
 # Mainland China mobile: 11 digits 1[3-9]…, plain or grouped 3-4-4 by one consistent separator,
-# not part of a longer number (a decimal point joins numbers, a full stop ends a sentence).
-_CN_MOBILE = re.compile(r"(?<![\d+])(?<!\d\.)1[3-9]\d([ .-]?)\d{4}\1\d{4}(?!\d|\.\d)")
+# not part of a longer run of digits (a dot beside it may be a full stop or a version's: flagged).
+_CN_MOBILE = re.compile(r"(?<![\d+])1[3-9]\d([ .-]?)\d{4}\1\d{4}(?!\d)")
 # Digit groups joined by one consistent separator, so "2024-06-15 2024-06-22" stays two runs.
 _DIGIT_RUN = re.compile(r"(?<![\d+])\d+(?:([ -])\d+(?:\1\d+)*)?(?!\d)")
 _RESIDENT_ID = re.compile(r"(?<![0-9A-Za-z])\d{17}[0-9Xx](?![0-9A-Za-z])")
