@@ -95,19 +95,36 @@ def handle_gateway_error(_: Request[Any, Any, Any], exc: GatewayError) -> Respon
 
 
 def handle_framework_validation(
-    _: Request[Any, Any, Any], exc: ValidationException
+    request: Request[Any, Any, Any], exc: ValidationException
 ) -> Response[dict[str, object]]:
-    """Litestar's own refusals (path and query parameters, a missing body) in our shape; it names
-    a missing body after the handler's `data` parameter, which clients cannot know about."""
+    """Litestar's own refusals (path and query parameters, a missing body) in our shape. It names
+    parameters after the handler's arguments, which clients cannot know about: a missing body is
+    `data`, and a query parameter with an alias (`?from=`, argument `start`) its argument's name."""
+    aliases = _aliases(request)
     extra = []
     for item in exc.extra if isinstance(exc.extra, list) else []:
         if isinstance(item, dict) and item.get("key") == "data" and item.get("source") == "body":
             item = {"key": "body", "message": "a JSON body is required", "source": "body"}
+        elif isinstance(item, dict) and item.get("key") in aliases:
+            item = {**item, "key": aliases[item["key"]]}
         extra.append(item)
     body: dict[str, object] = {"status_code": exc.status_code, "detail": exc.detail}
     if extra:
         body["extra"] = extra
     return Response(body, status_code=exc.status_code)
+
+
+def _aliases(request: Request[Any, Any, Any]) -> dict[str, str]:
+    """The handler's arguments that clients know by another name, to that name."""
+    try:
+        parameters = request.route_handler.parsed_fn_signature.parameters
+    except KeyError:  # no handler resolved (refused before routing): nothing to rename
+        return {}
+    return {
+        argument: alias
+        for argument, parameter in parameters.items()
+        if isinstance(alias := getattr(parameter.kwarg_definition, "name", None), str) and alias != argument
+    }
 
 
 STORAGE_FAILED = (

@@ -382,3 +382,13 @@ def test_an_erased_subject_at_an_earlier_moment_is_unknown_not_refused(
         later = get(client, f"/subjects/{ref}", auditor, at=after)
         assert all(state["granted"] is False for state in later["consents"].values()), after
     assert all(s["granted"] is False for s in get(client, f"/subjects/{ref}", auditor)["consents"].values())
+
+
+@pytest.mark.parametrize("path", ["/consent-events", "/decisions", "/complaints", "/export"])
+@pytest.mark.parametrize("name", ["from", "to"])
+def test_a_bad_time_is_named_as_the_client_wrote_it(
+    client: Client, auditor: Headers, path: str, name: str
+) -> None:
+    """Regression: Litestar named the parameter after the handler's argument (`start`, `end`)."""
+    problem = assert_problem(client.get(f"/v1/audit{path}", headers=auditor, params={name: "garbage"}), 400)
+    assert [item["key"] for item in problem["extra"]] == [name]
