@@ -145,19 +145,27 @@
     const body = el("div", { id: "results" });
     const more = el("button", { id: "more", class: "secondary", hidden: true }, "More");
     let cursor = null;
+    let latest = 0;
+    // Only the newest request's answer is shown: a second click on More, or a Search while a page
+    // is loading, would otherwise add a page twice or mix two searches.
     const fetchPage = async (fresh) => {
       const query = new URLSearchParams();
       for (const [name, input] of Object.entries(inputs)) if (input.value.trim()) query.set(name, input.value.trim());
-      if (fresh) { rows.length = 0; cursor = null; }
-      if (cursor) query.set("cursor", cursor);
+      if (!fresh && cursor) query.set("cursor", cursor);
+      const mine = ++latest;
+      more.disabled = true;
       try {
         const answer = await call(`${spec.path}?${query}`);
+        if (mine !== latest) return;
+        if (fresh) rows.length = 0;
         rows.push(...answer[spec.items]);
         cursor = answer.next_cursor;
         more.hidden = !cursor;
         body.replaceChildren(rows.length ? table(spec.columns, rows) : el("p", { class: "hint", text: "Nothing found." }));
       } catch (error) {
-        fail(error);
+        if (mine === latest) fail(error);
+      } finally {
+        if (mine === latest) more.disabled = false;
       }
     };
     more.addEventListener("click", () => fetchPage(false));
@@ -173,6 +181,7 @@
     const at = el("input", { id: "subject-at", placeholder: "2026-11-23T10:00:00Z", autocomplete: "off" });
     const result = el("div", { id: "subject-result" });
     const look = async () => {
+      if (!/^sub_[a-z2-7]{52}$/.test(ref.value.trim())) return say("subject_ref: a subject_ref (sub_…) is required", "error");
       const query = at.value.trim() ? `?${new URLSearchParams({ at: at.value.trim() })}` : "";
       try {
         const answer = await call(`/v1/audit/subjects/${encodeURIComponent(ref.value.trim())}${query}`);

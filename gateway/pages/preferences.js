@@ -46,22 +46,52 @@
     status.replaceChildren(el("p", { class: kind, role: kind === "error" ? "alert" : "status", text: message }));
   }
 
+  // The API's own words are English; in Chinese, a refusal names the field in Chinese instead.
+  function problem(error) {
+    if (!(error instanceof ApiError)) return t("failed", { detail: errorText(error) });
+    if (error.status === 503) return t("error_unavailable");
+    if (error.status === 409) return t("error_conflict", { detail: error.detail });
+    const field = error.field && error.field.split(".").find((part) => `field_${part}` in I18N.en);
+    if (lang !== "en" && field) return t("invalid_field", { field: t(`field_${field}`) });
+    return t("failed", { detail: errorText(error) });
+  }
+
   function fail(error) {
     if (error instanceof ApiError && error.status === 401) signOut(t("session_over"));
-    else say(t("failed", { detail: errorText(error) }), "error");
+    else say(problem(error), "error");
   }
 
   const call = (method, path, body) => api(token, method, path, body);
 
-  // Run one change, then show the gateway's state again.
+  // One change at a time: a second click while one is saving would send it twice (two
+  // complaints, say). Whatever the outcome, the view is read again, so a switch the gateway
+  // refused does not stay flipped.
+  let busy = false;
+
   async function change(action, message) {
-    try {
-      const answer = await action();
-      await load();
-      say(typeof message === "function" ? message(answer) : message || t("saved"));
-    } catch (error) {
-      fail(error);
+    if (busy) {
+      say(t("busy"), "error");
+      return;
     }
+    busy = true;
+    app.setAttribute("aria-busy", "true");
+    let answer = null;
+    let failure = null;
+    try {
+      answer = await action();
+    } catch (error) {
+      failure = error;
+    }
+    try {
+      await load();
+    } catch (error) {
+      failure = failure || error;
+    } finally {
+      busy = false;
+      app.removeAttribute("aria-busy");
+    }
+    if (failure) fail(failure);
+    else say(typeof message === "function" ? message(answer) : message || t("saved"));
   }
 
   function signOut(message) {
@@ -125,7 +155,11 @@
     );
   }
 
+  // The view is rebuilt after each change; the control that had the focus gets it back, so a
+  // keyboard user is not sent to the top of the page.
   function render(data) {
+    const focused = document.activeElement;
+    const again = focused && (focused.id ? `#${CSS.escape(focused.id)}` : focused.name ? `[name="${CSS.escape(focused.name)}"]` : null);
     frame();
     app.replaceChildren(
       consents(data.state),
@@ -138,6 +172,8 @@
       historyView(data.history),
       yourData(),
     );
+    const target = again && document.querySelector(again);
+    if (target) target.focus();
   }
 
   function section(id, title, hint, ...body) {
@@ -184,11 +220,15 @@
     const perWeek = el("input", { type: "number", id: "max-per-week", min: 0, max: 3, value: state.frequency.max_per_week });
     const zones = typeof Intl.supportedValuesOf === "function" ? Intl.supportedValuesOf("timeZone") : [];
     const timezone = el("input", { id: "timezone", list: "zones", value: state.timezone, autocomplete: "off" });
-    const save = () => change(() => call("PATCH", "/v1/me/preferences", {
-      quiet_hours: { start: start.value, end: end.value },
-      frequency: { max_per_week: Number(perWeek.value) },
-      timezone: timezone.value.trim(),
-    }));
+    const save = () => {
+      const cap = perWeek.value.trim();
+      if (!/^[0-3]$/.test(cap)) return say(t("invalid_field", { field: t("field_max_per_week") }), "error");
+      change(() => call("PATCH", "/v1/me/preferences", {
+        quiet_hours: { start: start.value, end: end.value },
+        frequency: { max_per_week: Number(cap) },
+        timezone: timezone.value.trim(),
+      }));
+    };
     return section("timing", t("timing_title"), null,
       el("div", { class: "row" }, el("span", { text: t("quiet_hours") }),
         el("label", { for: "quiet-start", text: t("quiet_from") }), start,
@@ -220,7 +260,7 @@
     const items = devices.map((device) =>
       el("li", {},
         el("span", { class: "mono", text: `${device.platform} ${device.token_hint}` }), " ",
-        el("span", { class: "badge", text: device.status }), " ",
+        el("span", { class: "badge", text: t(`device_status_${device.status}`) }), " ",
         el("span", { class: "meta", text: when(device.created_at) }), " ",
         el("button", {
           class: "secondary",
@@ -229,11 +269,22 @@
     return section("devices", t("devices_title"), items.length ? null : t("devices_none"), el("ul", { class: "items" }, ...items));
   }
 
+  // The facts the policy rules give for letting a push through (policies/*.py), in words.
+  const WHY = [
+    [/^consent:(\w+)$/, (m) => t("why_consent", { purpose: t(`purpose_${m[1]}`) })],
+    [/^topic:transactional \(contract\)$/, () => t("why_transactional")],
+    [/^topic:(\w+) on$/, (m) => t("why_topic", { topic: t(`topic_${m[1]}`) })],
+    [/^quiet hours: outside (\S+)-(\S+) (\S+)$/, (m) => t("why_quiet", { start: m[1], end: m[2], zone: m[3] })],
+    [/^frequency: (\d+) of (\d+) this week$/, (m) => t("why_week", { n: m[1], cap: m[2] })],
+    [/^frequency: (\d+) of (\d+) today$/, (m) => t("why_day", { n: m[1], cap: m[2] })],
+    [/^location: inside the target area$/, () => t("why_location")],
+  ];
+
   function why(fact) {
-    const consent = /^consent:(\w+)$/.exec(fact);
-    if (consent) return t("why_consent", { purpose: t(`purpose_${consent[1]}`) });
-    const topic = /^topic:(\w+) on$/.exec(fact);
-    if (topic) return t("why_topic", { topic: t(`topic_${topic[1]}`) });
+    for (const [pattern, words] of WHY) {
+      const match = pattern.exec(fact);
+      if (match) return words(match);
+    }
     return fact;
   }
 

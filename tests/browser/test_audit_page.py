@@ -5,9 +5,10 @@ moment, and finds those calls in the access log. Everything shown is checked aga
 from __future__ import annotations
 
 import secrets
+import time
 
 import pytest
-from playwright.sync_api import expect
+from playwright.sync_api import Route, expect
 
 from browser.conftest import Gateway, Tab
 
@@ -138,3 +139,46 @@ def test_an_unknown_key_returns_to_the_sign_in(tab: Tab, gateway: Gateway) -> No
     expect(tab.page.locator("#status")).to_contain_text("The API key was refused.")
     assert tab.page.evaluate("sessionStorage.getItem('cgw.audit.key')") is None
     assert [e for e in tab.errors if "status of 401" not in e] == []
+
+
+def test_a_double_click_on_more_adds_each_page_once(
+    tab: Tab, gateway: Gateway, auditor: dict[str, str]
+) -> None:
+    """More than a page (100) of events, each page's request slowed, More double-clicked."""
+    someone = gateway.as_user(f"pager-{secrets.token_hex(3)}")
+    for index in range(105):
+        answer = gateway.http.put(
+            "/v1/me/consents/marketing",
+            json={"granted": index % 2 == 0, "notice_version": "audit-page-1"},
+            headers=someone,
+        )
+        assert answer.status_code == 200, answer.text
+    listed = gateway.http.get("/v1/audit/consent-events", headers=auditor, params={"limit": 1000})
+    total = len(listed.json()["events"])
+    assert total > 100
+
+    def slow(route: Route) -> None:
+        time.sleep(0.3)
+        route.continue_()
+
+    sign_in(tab, gateway, auditor)
+    tab.page.route("**/v1/audit/consent-events*", slow)
+    tab.page.click("#tab-events")
+    expect(tab.page.locator("#results tbody tr")).to_have_count(100)
+    while tab.page.locator("#more").is_visible():
+        shown = tab.page.locator("#results tbody tr").count()
+        tab.page.locator("#more").dblclick()
+        expect(tab.page.locator("#results tbody tr")).not_to_have_count(shown)
+        expect(tab.page.locator("#more")).to_be_enabled()
+    seqs = column(tab, "#results", "seq")
+    assert len(seqs) == len(set(seqs)) == total
+    assert tab.errors == []
+
+
+def test_a_subject_lookup_needs_a_subject_ref(tab: Tab, gateway: Gateway, auditor: dict[str, str]) -> None:
+    sign_in(tab, gateway, auditor)
+    tab.page.click("#tab-subject")
+    tab.page.fill("#subject-ref", "..")
+    tab.page.click("#look-up")
+    expect(tab.page.locator("#status [role=alert]")).to_contain_text("subject_ref")
+    assert tab.errors == []

@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import time
 
 import pytest
-from playwright.sync_api import expect
+from playwright.sync_api import Route, expect
 
 from browser.conftest import Gateway, Tab
 from gateway.routes.pages import NOTICE_VERSION
@@ -243,3 +244,93 @@ def test_the_page_is_served_with_a_strict_policy(gateway: Gateway) -> None:
         served = gateway.http.get(f"/pages/{asset}")
         assert served.status_code == 200, asset
         assert served.headers["x-content-type-options"] == "nosniff"
+
+
+def test_a_double_click_sends_one_complaint(tab: Tab, gateway: Gateway) -> None:
+    someone = user()
+    grant_with_device(gateway, someone)
+    key = {"Authorization": f"Bearer {gateway.key('pushes:write')}"}
+    push = gateway.http.post(
+        "/v1/pushes",
+        headers=key,
+        json={"idempotency_key": secrets.token_hex(8), "user_id": someone, "topic": "promotions",
+              "title": "Sale", "body": "10% off"},
+    ).json()  # fmt: skip
+    open_as(tab, gateway, someone)
+
+    def slow(route: Route) -> None:
+        time.sleep(0.5)
+        route.continue_()
+
+    tab.page.route("**/v1/me/complaints", slow)
+    item = tab.page.locator(f"#notifications li[data-push-id={push['push_id']}]")
+    item.get_by_role("button", name="Report this message").click()
+    item.get_by_role("button", name="Send report").dblclick()
+    expect(tab.page.locator("#status")).to_contain_text("Your report was received")
+    complaints = gateway.http.get("/v1/me/complaints", headers=gateway.as_user(someone)).json()
+    assert len(complaints) == 1
+
+
+def test_a_refused_switch_shows_the_gateways_state_again(tab: Tab, gateway: Gateway) -> None:
+    someone = user()
+    open_as(tab, gateway, someone)
+
+    def refuse_changes(route: Route) -> None:
+        if route.request.method != "PUT":
+            route.continue_()
+            return
+        body = '{"status_code": 503, "detail": "storage is unavailable"}'
+        route.fulfill(status=503, content_type="application/json", body=body)
+
+    tab.page.route("**/v1/me/consents/*", refuse_changes)
+    switch = tab.page.locator("input[name=consent-personalization]")
+    switch.check()
+    expect(tab.page.locator("#status [role=alert]")).to_have_text(
+        "The service is busy or down. Please try again later."
+    )
+    expect(switch).not_to_be_checked()
+    assert preferences(gateway, someone)["consents"]["personalization"]["granted"] is False  # type: ignore[index]
+    assert [e for e in tab.errors if "status of 503" not in e] == []
+
+
+def test_a_blank_weekly_number_is_refused_not_saved_as_zero(tab: Tab, gateway: Gateway) -> None:
+    someone = user()
+    open_as(tab, gateway, someone)
+    before = preferences(gateway, someone)["frequency"]
+    tab.page.fill("#max-per-week", "")
+    tab.page.click("#save-timing")
+    expect(tab.page.locator("#status [role=alert]")).to_contain_text("the weekly number (0 to 3)")
+    assert preferences(gateway, someone)["frequency"] == before
+    assert tab.errors == []
+
+
+def test_the_focus_stays_on_the_control_just_used(tab: Tab, gateway: Gateway) -> None:
+    open_as(tab, gateway, user())
+    tab.page.focus("input[name=consent-marketing]")
+    tab.page.keyboard.press("Space")
+    expect(tab.page.locator("#status")).to_contain_text("Receipt")
+    assert tab.page.evaluate("document.activeElement.name") == "consent-marketing"
+    assert tab.errors == []
+
+
+def test_in_chinese_the_reasons_and_device_states_are_chinese_too(tab: Tab, gateway: Gateway) -> None:
+    someone = user()
+    grant_with_device(gateway, someone)
+    key = {"Authorization": f"Bearer {gateway.key('pushes:write')}"}
+    gateway.http.post(
+        "/v1/pushes",
+        headers=key,
+        json={"idempotency_key": secrets.token_hex(8), "user_id": someone, "topic": "promotions",
+              "title": "Sale", "body": "10% off"},
+    )  # fmt: skip
+    gateway.http.patch("/v1/me/preferences", json={"locale": "zh-CN"}, headers=gateway.as_user(someone))
+    open_as(tab, gateway, someone)
+    notifications = tab.page.locator("#notifications").inner_text()
+    assert "发送原因" in notifications
+    for english in ("quiet hours", "frequency:", "consent:", "topic:"):
+        assert english not in notifications
+    assert "正常" in tab.page.locator("#devices").inner_text()
+    tab.page.fill("#timezone", "Mars/Olympus_Mons")
+    tab.page.click("#save-timing")
+    expect(tab.page.locator("#status [role=alert]")).to_have_text("请检查：时区")
+    assert [e for e in tab.errors if "status of 400" not in e] == []
