@@ -134,11 +134,18 @@ def _quiet_cipher_log() -> Iterator[None]:
 
 
 def _holds(on_disk: KeyStore, used: KeyStore) -> bool:
-    """Whether a start from `on_disk` would read what `used` wrote: the same database,
-    pseudonym and signing keys, and every key-encryption key id (ids are never reused)."""
-    return (on_disk.database_key, on_disk.directory_key, on_disk.pseudonym_key, on_disk.signing.kid) == (
+    """Whether a start from `on_disk` would read what `used` wrote: the same database and
+    pseudonym keys, every key-encryption key id (ids are never reused), and the signing key in
+    use as its current key or a retired one. A signing-key rotation retires the old key; what it
+    signed still verifies, so the process signing with it is still fine until it restarts."""
+    same_keys = (on_disk.database_key, on_disk.directory_key, on_disk.pseudonym_key) == (
         used.database_key,
         used.directory_key,
         used.pseudonym_key,
-        used.signing.kid,
-    ) and set(used.keyring.key_ids) <= set(on_disk.keyring.key_ids)
+    )
+    signing = {on_disk.signing.kid, *(key.kid for key in on_disk.signing.retired)}
+    return (
+        same_keys
+        and used.signing.kid in signing
+        and set(used.keyring.key_ids) <= set(on_disk.keyring.key_ids)
+    )

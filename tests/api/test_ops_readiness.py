@@ -5,12 +5,15 @@ its deleted files open and would go on accepting writes that vanish at the next 
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 from conftest import Headers
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from litestar import Litestar
 from litestar.testing import TestClient
 
@@ -59,4 +62,45 @@ def test_a_key_store_with_other_keys_is_not_ready_but_a_rotated_one_is(
     other = KeyStore.create(data_dir / "other-keys.json")
     os.replace(other.path, runtime.keys.path)
 
+    assert _ready(client) == (503, {"keys": "replaced", "database": "ok"})
+
+
+def _deploy_signing_key(keystore: Path, *, retire_old: bool) -> None:
+    """A signing-key rotation as README and SECURITY.md describe it: a new `signing_key`, the old
+    one's JWK `x` under `retired_signing_keys` (or not, by mistake), the other keys unchanged,
+    the file replaced atomically."""
+    stored = json.loads(keystore.read_text())
+    old = Ed25519PrivateKey.from_private_bytes(_unb64(stored["signing_key"]))
+    stored["signing_key"] = _b64(Ed25519PrivateKey.generate().private_bytes_raw())
+    stored["retired_signing_keys"] = [_b64(old.public_key().public_bytes_raw())] if retire_old else []
+    staged = keystore.with_name("keys.staged.json")
+    staged.write_text(json.dumps(stored))
+    os.replace(staged, keystore)
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def test_a_signing_key_rotation_that_retires_the_key_in_use_stays_ready(
+    client: Client, runtime: Runtime
+) -> None:
+    assert _ready(client)[0] == 200
+
+    _deploy_signing_key(runtime.keys.path, retire_old=True)
+
+    # The next start signs with the new key and still verifies what this one signed.
+    assert _ready(client) == (200, {"keys": "ok", "database": "ok"})
+
+
+def test_a_new_signing_key_that_drops_the_key_in_use_is_not_ready(client: Client, runtime: Runtime) -> None:
+    assert _ready(client)[0] == 200
+
+    _deploy_signing_key(runtime.keys.path, retire_old=False)
+
+    # What this process signed would no longer verify after a restart.
     assert _ready(client) == (503, {"keys": "replaced", "database": "ok"})
