@@ -16,6 +16,7 @@ from gateway.deps import RuntimeDep
 from gateway.errors import InvalidInput
 from gateway.guards import requires_scope
 from gateway.schemas.admin import ApiKeyCreate, ApiKeyCreated, PolicyRead, RotationRead
+from gateway.services.policy import policy_etag
 from policies.settings import PolicySettings
 from storage.repositories.policy import PolicyVersion
 
@@ -24,7 +25,8 @@ __all__ = ["AdminController"]
 ETAG = ResponseHeader(
     name="ETag", documentation_only=True, description="The policy version, for `If-Match` on `PUT`."
 )
-_ETAG_VALUE = re.compile(r'"([0-9]{1,18})"')
+# RFC 9110: `If-Match: *` or a list of entity tags, each `"opaque"` or weak `W/"opaque"`.
+_ENTITY_TAG = re.compile(r'\s*(W/)?("[\x21\x23-\x7e\x80-\xff]*")\s*(?:,|$)')
 
 
 class AdminController(Controller):
@@ -43,6 +45,9 @@ class AdminController(Controller):
 
     @get("/policy", operation_id="getPolicy", response_headers=[ETAG])
     async def get_policy(self, runtime: RuntimeDep) -> Response[PolicyRead]:
+        """Read afresh: another process may have changed the policy, and an ETag this process had
+        cached would then be refused by every `If-Match` built from it."""
+        runtime.policy.refresh(runtime.store.data.reader())
         return _policy_answer(runtime.policy.version)
 
     @put(
@@ -66,7 +71,7 @@ class AdminController(Controller):
             ),
         ] = None,
     ) -> Response[PolicyRead]:
-        v = await runtime.policy.change(data, request.user.actor, _version_matched(if_match))
+        v = await runtime.policy.change(data, request.user.actor, _entity_tags(if_match))
         return _policy_answer(v)
 
     @post("/keys/rotate-encryption", operation_id="rotateEncryptionKey", status_code=200)
@@ -77,15 +82,29 @@ class AdminController(Controller):
 
 def _policy_answer(v: PolicyVersion) -> Response[PolicyRead]:
     return Response(
-        PolicyRead(v.version, v.settings, v.changed_by, v.changed_at), headers={"ETag": f'"{v.version}"'}
+        PolicyRead(v.version, v.settings, v.changed_by, v.changed_at),
+        headers={"ETag": policy_etag(v.version)},
     )
 
 
-def _version_matched(if_match: str | None) -> int | None:
-    """The version an `If-Match` asks for; None for no header or `*` (any current policy)."""
+def _entity_tags(if_match: str | None) -> frozenset[str] | None:
+    """The strong entity tags an `If-Match` names; None for no header or `*` (any policy). A weak
+    tag (`W/"7"`, as some proxies rewrite them) never matches under the strong comparison RFC 9110
+    asks of `If-Match`, so it is dropped, and a header of weak tags only is a 412, not a 400."""
     if if_match is None or if_match.strip() == "*":
         return None
-    found = _ETAG_VALUE.fullmatch(if_match.strip())
-    if found is None:
-        raise InvalidInput('If-Match must be the ETag of a policy read, e.g. "7", or *', "If-Match")
-    return int(found.group(1))
+    refused = InvalidInput(
+        'If-Match must be * or entity tags, e.g. "7" (the ETag of a policy read)', "If-Match"
+    )
+    if not if_match.strip():
+        raise refused
+    tags: set[str] = set()
+    position = 0
+    while position < len(if_match):
+        found = _ENTITY_TAG.match(if_match, position)
+        if found is None or found.end() == position:
+            raise refused
+        if found.group(1) is None:
+            tags.add(found.group(2))
+        position = found.end()
+    return frozenset(tags)

@@ -10,7 +10,7 @@ from storage.repositories import policy as policy_repo
 from storage.repositories.policy import PolicyVersion
 from storage.store import Store
 
-__all__ = ["PolicySource"]
+__all__ = ["PolicySource", "policy_etag"]
 
 
 class PolicySource:
@@ -31,19 +31,31 @@ class PolicySource:
             self.version = policy_repo.current(conn)
 
     async def change(
-        self, settings: PolicySettings, changed_by: str, if_version: int | None
+        self, settings: PolicySettings, changed_by: str, if_match: frozenset[str] | None
     ) -> PolicyVersion:
-        """Put `settings` in force as the next version. With `if_version`, only if that is still
-        the newest one, checked in the writing transaction: of two admins who read version 7 and
-        both change it, the second is refused rather than silently undoing the first."""
+        """Put `settings` in force as the next version. With `if_match` (entity tags), only if the
+        newest version's tag is among them, checked in the writing transaction: of two admins who
+        read version 7 and both change it, the second is refused rather than silently undoing
+        the first."""
         now = self._clock()
 
         def put(conn: Connection) -> PolicyVersion:
-            if if_version is not None and (newest := policy_repo.newest_version(conn)) != if_version:
+            newest = policy_repo.newest_version(conn)
+            if if_match is not None and policy_etag(newest) not in if_match:
                 raise PreconditionFailed(
-                    f"the policy is at version {newest}, not {if_version}: read it again", "If-Match"
+                    f"the policy is at version {newest}, not the one If-Match names: read it again",
+                    "If-Match",
                 )
             return policy_repo.put(conn, settings, changed_by, now)
 
-        self.version = await self._store.data.writer.run(put)
+        try:
+            self.version = await self._store.data.writer.run(put)
+        except PreconditionFailed:
+            self.refresh(self._store.data.reader())  # another process moved it: learn its version
+            raise
         return self.version
+
+
+def policy_etag(version: int) -> str:
+    """A policy version as an entity tag (RFC 9110: opaque, quoted)."""
+    return f'"{version}"'

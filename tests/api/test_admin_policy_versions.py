@@ -9,10 +9,13 @@ from typing import Any
 
 import msgspec
 import pytest
+from conftest import FakeClock
 from litestar import Litestar
 from litestar.testing import TestClient
 from support import assert_problem
 
+from gateway.app import create_app
+from gateway.settings import Settings
 from policies.settings import PolicySettings
 
 Client = TestClient[Litestar]
@@ -65,10 +68,53 @@ def test_without_a_version_the_last_write_wins(client: Client, as_key: AsKey, if
     assert client.get("/v1/admin/policy", headers=admin).json()["settings"]["default_ttl_seconds"] == 7200
 
 
-@pytest.mark.parametrize("if_match", ["7", 'W/"1"', '"x"', '"1", "2"', '"99999999999999999999"'])
+@pytest.mark.parametrize("if_match", ["7", "W/7", '"1" "2"', '"1', "", ",", '"1";'])
 def test_a_malformed_if_match_is_400_naming_it(client: Client, as_key: AsKey, if_match: str) -> None:
     admin = as_key("admin")
     before = client.get("/v1/admin/policy", headers=admin).json()
     response = client.put("/v1/admin/policy", headers=admin | {"If-Match": if_match}, json=body())
     assert_problem(response, 400, "If-Match")
     assert client.get("/v1/admin/policy", headers=admin).json() == before
+
+
+@pytest.mark.parametrize(
+    ("if_match", "status"),
+    [
+        ('W/"{v}"', 412),  # a weak tag never matches under If-Match's strong comparison (RFC 9110)
+        ('"0{v}"', 412),  # tags are opaque strings, not numbers
+        ('"x"', 412),
+        ('"99999999999999999999"', 412),
+        ('"x", "{v}"', 200),  # a list matches if any of its tags does
+        ('W/"x" , "{v}" ,', 200),
+    ],
+)
+def test_if_match_compares_entity_tags_as_rfc_9110_says(
+    client: Client, as_key: AsKey, if_match: str, status: int
+) -> None:
+    admin = as_key("admin")
+    version = client.get("/v1/admin/policy", headers=admin).json()["version"]
+    header = {"If-Match": if_match.replace("{v}", str(version))}
+    response = client.put("/v1/admin/policy", headers=admin | header, json=body(default_ttl_seconds=3600))
+    assert response.status_code == status, response.text
+    if status == 412:
+        assert_problem(response, 412, "If-Match")
+
+
+def test_a_change_made_by_another_process_is_what_get_and_if_match_see(
+    client: Client, as_key: AsKey, settings: Settings, clock: FakeClock
+) -> None:
+    """Regression: GET answered this process's cached version, so after another process changed
+    the policy every If-Match built from it was refused, again and again."""
+    admin = as_key("admin")
+    with TestClient(create_app(settings, clock)) as other:
+        moved = other.put("/v1/admin/policy", headers=admin, json=body(default_ttl_seconds=7200))
+        assert moved.status_code == 200, moved.text
+    read = client.get("/v1/admin/policy", headers=admin)
+    assert read.headers["etag"] == moved.headers["etag"]
+    assert read.json()["settings"]["default_ttl_seconds"] == 7200
+    again = client.put(
+        "/v1/admin/policy",
+        headers=admin | {"If-Match": read.headers["etag"]},
+        json=body(default_ttl_seconds=60),
+    )
+    assert again.status_code == 200, again.text
