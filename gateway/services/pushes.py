@@ -232,20 +232,33 @@ class PushService:
         )
         return hmac.digest(self._store.keys.pseudonym_key, b"push|" + canonical, "sha256")
 
-    def _same_body(self, earlier: bytes, request: PushCreate, record: _Record) -> bool:
-        """Whether a replayed key carries the body it was first used with. The default TTL left
-        out and spelled out are one push; fingerprints keep the spelling (so those already
-        stored stay valid), and the other spelling is tried only when the first does not match."""
-        if hmac.compare_digest(earlier, record.fingerprint):
+    def _same_body(self, earlier: PushRow, request: PushCreate, record: _Record) -> bool:
+        """Whether a replayed key carries the body it was first used with. A TTL left out means
+        today's default: it is the same push if the other fields match and the TTL that means is
+        the one the push was given (its row's `expires_at - created_at`), however either request
+        spelled it. Fingerprints keep the spelling, so those already stored stay valid, and the
+        other spellings are tried only when the first does not match."""
+        if hmac.compare_digest(earlier.fingerprint, record.fingerprint):
             return True
-        default = self._policy.settings.default_ttl_seconds
-        if request.ttl_seconds is None:
-            other = msgspec.structs.replace(request, ttl_seconds=default)
-        elif request.ttl_seconds == default:
-            other = msgspec.structs.replace(request, ttl_seconds=None)
-        else:
+        given = round(
+            (
+                datetime.fromisoformat(earlier.expires_at) - datetime.fromisoformat(earlier.created_at)
+            ).total_seconds()
+        )
+        meant = (
+            request.ttl_seconds
+            if request.ttl_seconds is not None
+            else self._policy.settings.default_ttl_seconds
+        )
+        if meant != given:
             return False
-        return hmac.compare_digest(earlier, self._fingerprint(other, record.subject_ref))
+        return any(
+            hmac.compare_digest(earlier.fingerprint, self._fingerprint(spelled, record.subject_ref))
+            for spelled in (
+                msgspec.structs.replace(request, ttl_seconds=None),
+                msgspec.structs.replace(request, ttl_seconds=given),
+            )
+        )
 
     def _record_all(
         self, conn: Connection, key_id: str, prepared: Sequence[_Prepared], now: datetime, prefix: str | None
@@ -269,7 +282,7 @@ class PushService:
             record = p.record
             try:
                 if record is not None and (earlier := recorded.get(record.idempotency_ref)) is not None:
-                    if not self._same_body(earlier.fingerprint, p.request, record):
+                    if not self._same_body(earlier, p.request, record):
                         raise Unprocessable(
                             "idempotency_key was already used with a different body", "idempotency_key"
                         )

@@ -641,6 +641,34 @@ def test_another_ttl_under_the_same_key_is_still_422(world: World) -> None:
     assert (world.count("pushes"), world.count("outbox")) == before
 
 
+@pytest.mark.parametrize(
+    ("first_ttl", "retry_ttl", "status"),
+    [
+        (None, 86400, 200),  # the TTL the push was given, spelled out
+        (None, 3600, 422),  # today's default, which never applied to it
+        (None, None, 200),  # the same spelling
+        (86400, None, 422),  # left out, it now means 3600
+    ],
+)
+def test_a_left_out_ttl_means_the_default_in_force_at_the_retry(
+    world: World, first_ttl: int | None, retry_ttl: int | None, status: int
+) -> None:
+    """Regression: the other spelling was today's default, not the TTL the push was given, so
+    after an admin changed the default the wrong retries were taken for the push."""
+    world.user("uma")
+    first = world.client.post("/v1/pushes", json=ttl_body(world, first_ttl), headers=world.key)
+    admin = world.as_key("admin")
+    assert (
+        world.client.put("/v1/admin/policy", json={"default_ttl_seconds": 3600}, headers=admin).status_code
+        == 200
+    )
+    retry = world.client.post("/v1/pushes", json=ttl_body(world, retry_ttl), headers=world.key)
+    assert retry.status_code == status, retry.text
+    if status == 200:
+        assert retry.json() == first.json()
+    assert world.count("pushes") == 1
+
+
 def ttl_body(world: World, ttl: int | None) -> Json:
     body = world.body("uma", idempotency_key="ttl")
     if ttl is not None:
