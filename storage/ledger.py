@@ -76,7 +76,7 @@ class LedgerEvent(msgspec.Struct, frozen=True, kw_only=True):
         )
 
 
-CheckpointProblem = Literal["ledger_shorter", "root_differs", "bad_signature"]
+CheckpointProblem = Literal["ledger_shorter", "root_differs", "bad_signature", "unknown_key"]
 
 
 class Anchor(msgspec.Struct, frozen=True):
@@ -92,7 +92,9 @@ class VerifyResult(msgspec.Struct, frozen=True):
     The first four fields are the chain's own verdict, as they always were. `checkpoint_tree_size`
     names the checkpoint compared with (None when there is none yet); `checkpoint_problem` says
     why the ledger does not match it: fewer events than it signed, a different Merkle root of its
-    first `tree_size` events, or a checkpoint whose signature does not hold.
+    first `tree_size` events, a checkpoint whose signature does not hold, or one signed by a key
+    that neither the process nor its key store lists (current or retired): nothing to check it
+    with, which after a rotation is a missing retired key rather than tampering.
     """
 
     ok: bool

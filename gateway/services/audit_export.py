@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from functools import partial
+from pathlib import Path
 from typing import Literal
 
 import jwt
@@ -38,6 +40,7 @@ from gateway.schemas.audit import (
 from gateway.signing import Signer
 from storage import ledger
 from storage.db import Connection
+from storage.keys import KeyStore, KeyStoreError
 from storage.ledger_tree import LedgerForkError, LedgerGapError, LedgerLeaves, TreeHead, advance
 from storage.merkle import (
     consistency_proof,
@@ -56,11 +59,14 @@ __all__ = [
     "AuditLedger",
     "CheckpointClaims",
     "ExportCheck",
+    "KeySource",
     "verify_export",
     "verify_ledger",
 ]
 
 EXPORT_MAX = 100_000
+
+KeySource = Callable[[], Mapping[str, Ed25519PublicKey]]
 
 
 class CheckpointClaims(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -90,23 +96,58 @@ def _anchor(row: CheckpointRow | None) -> ledger.Anchor | None:
     return None if row is None else ledger.Anchor(row.tree_size, row.root_hash)
 
 
-def verify_ledger(conn: Connection, keys: Mapping[str, Ed25519PublicKey]) -> ledger.VerifyResult:
+def verify_ledger(
+    conn: Connection, keys: Mapping[str, Ed25519PublicKey], reread: KeySource | None = None
+) -> ledger.VerifyResult:
     """The hash chain, and the ledger against the latest stored signed checkpoint: its signature
     (one of `keys`, by `kid`) and claims, then that the ledger still has its `tree_size` events
     and that they hash to its root. Without this a truncated ledger, or one rewritten and
-    re-chained by whoever holds the database key, verified."""
+    re-chained by whoever holds the database key, verified.
+
+    A checkpoint whose `kid` is not in `keys` may be signed by a key rotated in after these were
+    read (a process restarted earlier signed it): `reread` gives the keys as they are now."""
     row = audit.latest_checkpoint(conn)
     result = ledger.verify(conn, _anchor(row))
     if row is None:
         return result
-    try:
-        claims = msgspec.json.decode(_signed_by(row.jws, keys), type=CheckpointClaims)
-        signed = (claims.tree_size, claims.root_hash) == (row.tree_size, row.root_hash.hex())
-    except (jwt.PyJWTError, msgspec.DecodeError, msgspec.ValidationError):
-        signed = False
-    if signed:
+    problem = _checkpoint_problem(row, keys, reread)
+    if problem is None:
         return result
-    return msgspec.structs.replace(result, ok=False, checkpoint_problem="bad_signature")
+    return msgspec.structs.replace(result, ok=False, checkpoint_problem=problem)
+
+
+def _checkpoint_problem(
+    row: CheckpointRow, keys: Mapping[str, Ed25519PublicKey], reread: KeySource | None
+) -> ledger.CheckpointProblem | None:
+    """Why the stored checkpoint is not one we signed over its own row, or None. A key neither
+    we nor the key store know is `unknown_key`: a rotation not rolled out here yet, or a retired
+    key left out of the store, which is not the same alarm as a signature that does not hold."""
+    try:
+        kid = jwt.get_unverified_header(row.jws).get("kid")
+    except jwt.PyJWTError:
+        return "bad_signature"
+    if not isinstance(kid, str):
+        return "bad_signature"
+    if kid not in keys and reread is not None:
+        keys = reread()
+    if kid not in keys:
+        return "unknown_key"
+    try:
+        claims = msgspec.json.decode(_signed(row.jws, keys[kid], kid), type=CheckpointClaims)
+    except (jwt.PyJWTError, msgspec.DecodeError, msgspec.ValidationError):
+        return "bad_signature"
+    if (claims.tree_size, claims.root_hash) != (row.tree_size, row.root_hash.hex()):
+        return "bad_signature"
+    return None
+
+
+def _signing_keys_in(path: Path) -> dict[str, Ed25519PublicKey]:
+    """The public signing keys the key store at `path` lists now, current and retired, by `kid`;
+    none when it cannot be read (then a `kid` we do not know stays unknown)."""
+    try:
+        return Signer(KeyStore.load(path).signing).public_keys()
+    except KeyStoreError:
+        return {}
 
 
 def _read(row: CheckpointRow) -> CheckpointRead:
@@ -121,7 +162,8 @@ class AuditLedger:
         self._tree = TreeHead()  # the tree at the last checkpoint made by this process
 
     def verify(self) -> ledger.VerifyResult:
-        return verify_ledger(self._store.data.reader(), self._signer.public_keys())
+        reread = partial(_signing_keys_in, self._store.keys.path)
+        return verify_ledger(self._store.data.reader(), self._signer.public_keys(), reread)
 
     async def checkpoint(self) -> CheckpointRead:
         """The latest checkpoint, after signing a new one if the ledger has grown since it."""

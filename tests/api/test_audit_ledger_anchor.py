@@ -7,6 +7,7 @@ over a history that does not extend it."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -138,14 +139,31 @@ def test_a_checkpoint_with_a_bad_signature_fails(
 ) -> None:
     grow(client, as_user("alice"), 3)
     checkpoint = get(client, "/ledger/checkpoint", auditor)
+    header, _, signature = checkpoint["jws"].split(".")
+    claims = {
+        "type": "consent-gateway/ledger-checkpoint", "tree_size": 3,
+        "root_hash": "00" * 32, "at": checkpoint["at"],
+    }  # fmt: skip
+    payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
+    forged = f"{header}.{payload}.{signature}"  # our kid, other claims: the signature does not hold
+    tamper(runtime, ("UPDATE checkpoints SET jws = ? WHERE tree_size = 3", (forged,)))
+    result = get(client, "/ledger/verify", auditor)
+    assert (result["ok"], result["checkpoint_problem"]) == (False, "bad_signature")
+
+
+def test_a_checkpoint_signed_by_a_key_not_ours_fails_as_an_unknown_key(
+    client: Client, runtime: Runtime, as_user: Any, auditor: Headers
+) -> None:
+    grow(client, as_user("alice"), 3)
+    checkpoint = get(client, "/ledger/checkpoint", auditor)
     claims = {
         "type": "consent-gateway/ledger-checkpoint", "tree_size": 3,
         "root_hash": checkpoint["root_hash"], "at": checkpoint["at"],
     }  # fmt: skip
     forged = Signer(SigningKey(Ed25519PrivateKey.generate())).sign(claims)
     tamper(runtime, ("UPDATE checkpoints SET jws = ? WHERE tree_size = 3", (forged,)))
-    result = get(client, "/ledger/verify", auditor)
-    assert (result["ok"], result["checkpoint_problem"]) == (False, "bad_signature")
+    result = get(client, "/ledger/verify", auditor)  # neither this process nor its key store knows it
+    assert (result["ok"], result["checkpoint_problem"]) == (False, "unknown_key")
 
 
 def test_no_checkpoint_is_signed_over_a_forged_history(
