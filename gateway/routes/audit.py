@@ -177,7 +177,7 @@ class AuditController(Controller):
 
     @get("/ledger/verify", operation_id="verifyLedger")
     async def verify(self, request: AuditRequest, runtime: RuntimeDep) -> VerifyResult:
-        result = runtime.audit.ledger.verify()
+        result = await runtime.audit.ledger.verify()
         return _counted(request, result, result.events)
 
     @get("/ledger/checkpoint", operation_id="getLedgerCheckpoint")

@@ -161,7 +161,13 @@ class AuditLedger:
         self._signer = signer
         self._tree = TreeHead()  # the tree at the last checkpoint made by this process
 
-    def verify(self) -> ledger.VerifyResult:
+    async def verify(self) -> ledger.VerifyResult:
+        """`verify_ledger` in a worker thread: it reads and hashes the whole ledger, seconds on a
+        big one, and on the event loop it held up every other request meanwhile. The thread
+        reads through its own connection (`Database.reader` keeps one per thread)."""
+        return await asyncio.to_thread(self._verify)
+
+    def _verify(self) -> ledger.VerifyResult:
         reread = partial(_signing_keys_in, self._store.keys.path)
         return verify_ledger(self._store.data.reader(), self._signer.public_keys(), reread)
 
@@ -232,8 +238,14 @@ class AuditLedger:
 
         The window is widened to a contiguous seq range — from the first event at or after
         `start` to the last one before `end` — so the exported chain can be checked link by link.
+        Read, proved and signed in a worker thread, as `verify` is: up to `EXPORT_MAX` events.
         """
         checkpoint = await self.checkpoint()
+        return await asyncio.to_thread(self._export, checkpoint, start, end)
+
+    def _export(
+        self, checkpoint: CheckpointRead, start: str | None, end: str | None
+    ) -> tuple[ExportRead, int]:
         conn = self._store.data.reader()
         span = audit.seq_span(conn, Filter(start=start, end=end), checkpoint.tree_size)
         first, last = span or (1, 0)
