@@ -188,14 +188,14 @@ class AuditController(Controller):
     async def inclusion(
         self, request: AuditRequest, runtime: RuntimeDep, seq: Seq, size: Size
     ) -> InclusionProofRead:
-        return _counted(request, runtime.audit.ledger.inclusion(int(seq), int(size)), 1)
+        return _counted(request, await runtime.audit.ledger.inclusion(int(seq), int(size)), 1)
 
     @get("/ledger/proof/consistency", operation_id="getConsistencyProof")
     async def consistency(
         self, request: AuditRequest, runtime: RuntimeDep,
         first: FromSize, second: ToSize,
     ) -> ConsistencyProofRead:  # fmt: skip
-        return _counted(request, runtime.audit.ledger.consistency(int(first), int(second)), 1)
+        return _counted(request, await runtime.audit.ledger.consistency(int(first), int(second)), 1)
 
     @get("/access-log", operation_id="auditAccessLog")
     async def access_log(

@@ -198,7 +198,14 @@ class AuditLedger:
         conn = self._store.data.reader()
         return advance(self._tree, conn, _anchor(audit.latest_checkpoint(conn)))
 
-    def inclusion(self, seq: int, size: int) -> InclusionProofRead:
+    async def inclusion(self, seq: int, size: int) -> InclusionProofRead:
+        """Off the event loop, like `verify`: a proof hashes up to the whole ledger."""
+        return await asyncio.to_thread(self._inclusion, seq, size)
+
+    async def consistency(self, first: int, second: int) -> ConsistencyProofRead:
+        return await asyncio.to_thread(self._consistency, first, second)
+
+    def _inclusion(self, seq: int, size: int) -> InclusionProofRead:
         conn = self._store.data.reader()
         if not 1 <= seq <= size:
             raise InvalidInput("seq: must be between 1 and `size`", "seq")
@@ -215,7 +222,7 @@ class AuditLedger:
                 audit_path=[h.hex() for h in inclusion_proof(leaves, seq - 1, size)],
             )
 
-    def consistency(self, first: int, second: int) -> ConsistencyProofRead:
+    def _consistency(self, first: int, second: int) -> ConsistencyProofRead:
         conn = self._store.data.reader()
         if first < 1:
             raise InvalidInput("from: a consistency proof starts from a tree of at least one event", "from")

@@ -1,4 +1,4 @@
-"""Ledger verification and export read and hash the whole ledger: seconds on a big one. They run
+"""Ledger verification, export and proofs read and hash the whole ledger: seconds on a big one. They run
 in a worker thread, so the event loop keeps answering everyone else meanwhile (before, a
 `/readyz` sent during a verify of 100k events waited for it, about a second)."""
 
@@ -35,7 +35,15 @@ def fill_ledger(runtime: Runtime, clock: FakeClock, events: int) -> None:
     runtime.store.data.writer.run_sync(unit)
 
 
-@pytest.mark.parametrize("route", ["/v1/audit/ledger/verify", "/v1/audit/export"])
+@pytest.mark.parametrize(
+    "route",
+    [
+        "/v1/audit/ledger/verify",
+        "/v1/audit/export",
+        f"/v1/audit/ledger/proof/inclusion?seq=1&size={EVENTS}",
+        f"/v1/audit/ledger/proof/consistency?from=1&to={EVENTS}",
+    ],
+)
 def test_a_request_made_during_a_long_ledger_read_is_not_held_up_by_it(
     client: Client, runtime: Runtime, clock: FakeClock, as_key: Callable[..., Headers], route: str
 ) -> None:
