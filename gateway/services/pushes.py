@@ -113,7 +113,8 @@ class PushService:
             counts[answer.outcome] += 1
             # Pushes per code: two purposes missing, or both the day's and the week's cap, are
             # two reasons with one code but one push stopped by it.
-            counts.update(dict.fromkeys((str(reason["code"]) for reason in answer.reasons), 1))
+            for code in {str(reason["code"]) for reason in answer.reasons}:
+                counts[code] += 1
         return BatchAnswer(results, dict(counts))
 
     async def submit_many(
