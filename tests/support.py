@@ -37,6 +37,15 @@ def assert_problem(response: Any, status: int, field: str | None = None) -> dict
     return body
 
 
+def grow_ledger(client: Any, user: dict[str, str], n: int) -> None:
+    """n consent events for one user, alternately a grant and a withdrawal of marketing."""
+    for i in range(n):
+        response = client.put(
+            "/v1/me/consents/marketing", headers=user, json={"granted": i % 2 == 0, "notice_version": "v1"}
+        )
+        assert response.status_code == 200, response.text
+
+
 def scan_bytes(root: Path, needles: list[str]) -> dict[str, list[str]]:
     """Which needles occur, as UTF-8 or UTF-16, in which files under root (for privacy tests)."""
     found: dict[str, list[str]] = {}

@@ -21,6 +21,7 @@ from joserfc import jws
 from joserfc.jwk import KeySet
 from litestar import Litestar
 from litestar.testing import TestClient
+from support import grow_ledger
 
 from gateway.app import create_app
 from gateway.clock import system_clock
@@ -42,14 +43,6 @@ def running(settings: Settings, clock: FakeClock) -> Iterator[tuple[Client, Head
         _, secret = runtime.api_keys.create_sync("auditor", ("audit:read",))
         user = {"Authorization": f"Bearer {runtime.user_tokens.mint('alice', system_clock())}"}
         yield client, {"Authorization": f"Bearer {secret}"}, user
-
-
-def grow(client: Client, user: Headers, n: int) -> None:
-    for i in range(n):
-        response = client.put(
-            "/v1/me/consents/marketing", headers=user, json={"granted": i % 2 == 0, "notice_version": "v1"}
-        )
-        assert response.status_code == 200, response.text
 
 
 def get(client: Client, path: str, headers: Headers) -> Json:
@@ -84,7 +77,7 @@ def test_what_a_retired_key_signed_still_verifies(
     settings: Settings, clock: FakeClock, data_dir: Path, tmp_path: Path
 ) -> None:
     with running(settings, clock) as (client, auditor, alice):
-        grow(client, alice, 3)
+        grow_ledger(client, alice, 3)
         old_checkpoint = get(client, "/v1/audit/ledger/checkpoint", auditor)
         old_kid = get(client, "/.well-known/jwks.json", {})["keys"][0]["kid"]
     deploy_new_signing_key(settings.keystore_path, retire_old=True)

@@ -18,7 +18,7 @@ from joserfc import jws
 from joserfc.jwk import KeySet
 from litestar import Litestar
 from litestar.testing import TestClient
-from support import assert_problem
+from support import assert_problem, grow_ledger
 
 from gateway.app import create_app
 from gateway.clock import system_clock
@@ -36,17 +36,6 @@ jose_eddsa = pytest.mark.filterwarnings("ignore:EdDSA is deprecated:joserfc.erro
 @pytest.fixture
 def auditor(as_key: Callable[..., Headers]) -> Headers:
     return as_key("audit:read")
-
-
-def grow(client: Client, user_headers: Headers, n: int) -> None:
-    """n consent events (alternating grant and withdrawal)."""
-    for i in range(n):
-        response = client.put(
-            "/v1/me/consents/marketing",
-            headers=user_headers,
-            json={"granted": i % 2 == 0, "notice_version": "v1"},
-        )
-        assert response.status_code == 200, response.text
 
 
 def get(client: Client, path: str, auditor: Headers, **params: Any) -> Json:
@@ -92,7 +81,7 @@ def test_verify_reports_a_sound_ledger(
         "ok": True, "events": 0, "head_hash": "00" * 32, "first_invalid_seq": None,
         "checkpoint_tree_size": None, "checkpoint_problem": None,
     }  # fmt: skip
-    grow(client, as_user("alice"), 3)
+    grow_ledger(client, as_user("alice"), 3)
     head = ledger.head(runtime.store.data.reader())[1].hex()
     assert get(client, "/ledger/verify", auditor) == {
         "ok": True, "events": 3, "head_hash": head, "first_invalid_seq": None,
@@ -167,7 +156,7 @@ def test_verify_names_the_first_tampered_event(
     client: Client, runtime: Runtime, as_user: Any, auditor: Headers,
     how: Callable[[Runtime], list[tuple[str, tuple[object, ...]]]], first_invalid: int,
 ) -> None:  # fmt: skip
-    grow(client, as_user("alice"), 5)
+    grow_ledger(client, as_user("alice"), 5)
     tamper(runtime, *how(runtime))
     result = get(client, "/ledger/verify", auditor)
     assert result["ok"] is False
@@ -181,7 +170,7 @@ def test_a_saved_checkpoint_catches_truncation_that_the_chain_does_not(
     gateway refuses to sign the regrown ledger (once it signed a truncated-and-regrown history,
     which only an auditor's own saved copy could catch; see test_audit_ledger_anchor.py)."""
     alice = as_user("alice")
-    grow(client, alice, 5)
+    grow_ledger(client, alice, 5)
     saved = get(client, "/ledger/checkpoint", auditor)
     assert saved["tree_size"] == 5
 
@@ -194,7 +183,7 @@ def test_a_saved_checkpoint_catches_truncation_that_the_chain_does_not(
         400,
         "from",
     )
-    grow(client, alice, 3)  # the ledger grows past the saved size again, with different events
+    grow_ledger(client, alice, 3)  # the ledger grows past the saved size again, with different events
     assert_problem(client.get("/v1/audit/ledger/checkpoint", headers=auditor), 409, "checkpoint")
     proof = client.get("/v1/audit/ledger/proof/consistency", headers=auditor, params={"from": 5, "to": 6})
     first_root = bytes.fromhex(proof.json()["first_root"])
@@ -215,17 +204,17 @@ def test_a_saved_checkpoint_catches_a_restored_old_backup(
             yield client, runtime, {"Authorization": f"Bearer {secret}"}, user
 
     with running() as (client, runtime, auditor, user):
-        grow(client, user, 3)
+        grow_ledger(client, user, 3)
         runtime.store.data.checkpoint()
         shutil.copytree(data_dir, backup)
-        grow(client, user, 3)
+        grow_ledger(client, user, 3)
         saved = get(client, "/ledger/checkpoint", auditor)
         assert saved["tree_size"] == 6
     shutil.rmtree(data_dir)
     shutil.copytree(backup, data_dir)
     with running() as (client, _, auditor, user):
         assert get(client, "/ledger/verify", auditor)["events"] == 3
-        grow(client, user, 4)
+        grow_ledger(client, user, 4)
         current = get(client, "/ledger/checkpoint", auditor)
         assert current["tree_size"] == 7
         assert get(client, "/ledger/verify", auditor)["ok"] is True
@@ -240,11 +229,11 @@ def test_checkpoints_are_signed_and_made_only_when_the_ledger_grew(
     client: Client, as_user: Any, auditor: Headers, clock: FakeClock
 ) -> None:
     alice = as_user("alice")
-    grow(client, alice, 3)
+    grow_ledger(client, alice, 3)
     first = get(client, "/ledger/checkpoint", auditor)
     clock.advance(minutes=10)
     assert get(client, "/ledger/checkpoint", auditor) == first
-    grow(client, alice, 1)
+    grow_ledger(client, alice, 1)
     second = get(client, "/ledger/checkpoint", auditor)
     assert (second["tree_size"], second["at"]) == (4, "2026-11-23T10:10:00Z")
     assert consistent(client, auditor, first, second)
@@ -261,7 +250,7 @@ def test_checkpoints_are_signed_and_made_only_when_the_ledger_grew(
 def test_merkle_proofs_from_the_api_verify(
     client: Client, runtime: Runtime, as_user: Any, auditor: Headers
 ) -> None:
-    grow(client, as_user("alice"), 7)
+    grow_ledger(client, as_user("alice"), 7)
     checkpoint = get(client, "/ledger/checkpoint", auditor)
     events = list(ledger.events(runtime.store.data.reader()))
     for size in (1, 2, 5, 7):
@@ -296,7 +285,7 @@ BAD_RANGES: list[tuple[str, Json, str]] = [
 
 
 def test_bad_proof_ranges_are_named(client: Client, as_user: Any, auditor: Headers) -> None:
-    grow(client, as_user("alice"), 5)
+    grow_ledger(client, as_user("alice"), 5)
     for path, params, field in BAD_RANGES:
         response = client.get(f"/v1/audit/ledger/proof/{path}", headers=auditor, params=params)
         assert_problem(response, 400, field)
@@ -311,7 +300,7 @@ def test_tree_positions_are_plain_decimal_digits(
 ) -> None:
     """`1e0` and `1_0` were once parsed as integers and answered, while the access log kept them
     as not valid values: every position is now refused unless it is plain digits, naming it."""
-    grow(client, as_user("alice"), 1)
+    grow_ledger(client, as_user("alice"), 1)
     cases = [
         ("inclusion", {"seq": value, "size": "1"}, "seq"),
         ("inclusion", {"seq": "1", "size": value}, "size"),

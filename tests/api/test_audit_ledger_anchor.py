@@ -24,7 +24,7 @@ from conftest import FakeClock, Headers
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from litestar import Litestar
 from litestar.testing import TestClient
-from support import assert_problem
+from support import assert_problem, grow_ledger
 
 from gateway.app import create_app
 from gateway.clock import system_clock
@@ -43,16 +43,6 @@ CLI = Path(sys.executable).with_name("consent-gateway")
 @pytest.fixture
 def auditor(as_key: Callable[..., Headers]) -> Headers:
     return as_key("audit:read")
-
-
-def grow(client: Client, user_headers: Headers, n: int) -> None:
-    for i in range(n):
-        response = client.put(
-            "/v1/me/consents/marketing",
-            headers=user_headers,
-            json={"granted": i % 2 == 0, "notice_version": "v1"},
-        )
-        assert response.status_code == 200, response.text
 
 
 def get(client: Client, path: str, auditor: Headers) -> Json:
@@ -101,11 +91,11 @@ def rewrite_second_event(runtime: Runtime) -> None:
 
 
 def test_verify_without_a_checkpoint_reports_none(client: Client, as_user: Any, auditor: Headers) -> None:
-    grow(client, as_user("alice"), 2)
+    grow_ledger(client, as_user("alice"), 2)
     result = get(client, "/ledger/verify", auditor)
     assert (result["ok"], result["checkpoint_tree_size"], result["checkpoint_problem"]) == (True, None, None)
     get(client, "/ledger/checkpoint", auditor)
-    grow(client, as_user("alice"), 1)  # growth after a checkpoint is fine
+    grow_ledger(client, as_user("alice"), 1)  # growth after a checkpoint is fine
     result = get(client, "/ledger/verify", auditor)
     assert (result["ok"], result["checkpoint_tree_size"], result["checkpoint_problem"]) == (True, 2, None)
 
@@ -113,7 +103,7 @@ def test_verify_without_a_checkpoint_reports_none(client: Client, as_user: Any, 
 def test_a_truncated_ledger_fails_against_the_signed_checkpoint(
     client: Client, runtime: Runtime, as_user: Any, auditor: Headers
 ) -> None:
-    grow(client, as_user("alice"), 5)
+    grow_ledger(client, as_user("alice"), 5)
     assert get(client, "/ledger/checkpoint", auditor)["tree_size"] == 5
     tamper(runtime, ("DELETE FROM ledger WHERE seq = 5", ()))
     result = get(client, "/ledger/verify", auditor)
@@ -126,7 +116,7 @@ def test_a_truncated_ledger_fails_against_the_signed_checkpoint(
 def test_a_rewritten_and_rechained_ledger_fails_against_the_signed_checkpoint(
     client: Client, runtime: Runtime, as_user: Any, auditor: Headers
 ) -> None:
-    grow(client, as_user("alice"), 5)
+    grow_ledger(client, as_user("alice"), 5)
     get(client, "/ledger/checkpoint", auditor)
     rewrite_second_event(runtime)
     result = get(client, "/ledger/verify", auditor)
@@ -137,7 +127,7 @@ def test_a_rewritten_and_rechained_ledger_fails_against_the_signed_checkpoint(
 def test_a_checkpoint_with_a_bad_signature_fails(
     client: Client, runtime: Runtime, as_user: Any, auditor: Headers
 ) -> None:
-    grow(client, as_user("alice"), 3)
+    grow_ledger(client, as_user("alice"), 3)
     checkpoint = get(client, "/ledger/checkpoint", auditor)
     header, _, signature = checkpoint["jws"].split(".")
     claims = {
@@ -154,7 +144,7 @@ def test_a_checkpoint_with_a_bad_signature_fails(
 def test_a_checkpoint_signed_by_a_key_not_ours_fails_as_an_unknown_key(
     client: Client, runtime: Runtime, as_user: Any, auditor: Headers
 ) -> None:
-    grow(client, as_user("alice"), 3)
+    grow_ledger(client, as_user("alice"), 3)
     checkpoint = get(client, "/ledger/checkpoint", auditor)
     claims = {
         "type": "consent-gateway/ledger-checkpoint", "tree_size": 3,
@@ -170,10 +160,10 @@ def test_no_checkpoint_is_signed_over_a_forged_history(
     client: Client, runtime: Runtime, as_user: Any, auditor: Headers
 ) -> None:
     alice = as_user("alice")
-    grow(client, alice, 5)
+    grow_ledger(client, alice, 5)
     saved = get(client, "/ledger/checkpoint", auditor)
     rewrite_second_event(runtime)
-    grow(client, alice, 2)
+    grow_ledger(client, alice, 2)
     refused = client.get("/v1/audit/ledger/checkpoint", headers=auditor)
     assert_problem(refused, 409, "checkpoint")
     assert_problem(client.get("/v1/audit/export", headers=auditor), 409, "checkpoint")
@@ -185,11 +175,11 @@ def test_truncated_then_regrown_is_refused_too(
     client: Client, runtime: Runtime, as_user: Any, auditor: Headers
 ) -> None:
     alice = as_user("alice")
-    grow(client, alice, 5)
+    grow_ledger(client, alice, 5)
     get(client, "/ledger/checkpoint", auditor)
     tamper(runtime, ("DELETE FROM ledger WHERE seq > 3", ()))
     assert get(client, "/ledger/checkpoint", auditor)["tree_size"] == 5  # the latest signed one
-    grow(client, alice, 3)
+    grow_ledger(client, alice, 3)
     assert_problem(client.get("/v1/audit/ledger/checkpoint", headers=auditor), 409, "checkpoint")
 
 
@@ -219,23 +209,23 @@ def test_after_a_restart_the_rebuilt_tree_is_checked_and_a_sound_one_signed(
 ) -> None:
     with restartable() as (client, runtime):
         auditor, alice = _auditor_and_user(runtime)
-        grow(client, alice, 5)
+        grow_ledger(client, alice, 5)
         get(client, "/ledger/checkpoint", auditor)
     with restartable() as (client, runtime):  # a sound ledger: rebuilt, checked, extended, signed
         auditor, alice = _auditor_and_user(runtime)
-        grow(client, alice, 2)
+        grow_ledger(client, alice, 2)
         assert get(client, "/ledger/checkpoint", auditor)["tree_size"] == 7
         rewrite_second_event(runtime)
     with restartable() as (client, runtime):  # rewritten while down: refused on the rebuild
         auditor, alice = _auditor_and_user(runtime)
-        grow(client, alice, 1)
+        grow_ledger(client, alice, 1)
         assert_problem(client.get("/v1/audit/ledger/checkpoint", headers=auditor), 409, "checkpoint")
 
 
 def test_cli_audit_verify_checks_the_signed_checkpoint(
     client: Client, runtime: Runtime, as_user: Any, auditor: Headers, data_dir: Path
 ) -> None:
-    grow(client, as_user("alice"), 5)
+    grow_ledger(client, as_user("alice"), 5)
     get(client, "/ledger/checkpoint", auditor)
     tamper(runtime, ("DELETE FROM ledger WHERE seq = 5", ()))
     runtime.store.data.checkpoint()
