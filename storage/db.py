@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import errno
 import logging
 import os
 import queue
@@ -229,6 +230,8 @@ class _Syncer:
     frame, so no later commit is durable either; every later request gets the same error."""
 
     def __init__(self, path: Path, key: bytes, name: str, write_lock: threading.Lock) -> None:
+        self._path = path
+        self._identity = _identity(path)  # the file the writer opened, before any commit
         self._wal = Path(f"{path}-wal")
         self._checkpointer = _Checkpointer(path, key, name, write_lock)
         self.synced = 0
@@ -271,6 +274,11 @@ class _Syncer:
             self._checkpointer.close()
 
     def _sync(self) -> tuple[OSError | None, int]:
+        """A database file removed or replaced on disk still takes commits through the writer's
+        open descriptors, and they are gone at the next start (SQLite does not notice): then no
+        commit is durable, the same final failure as a failed fsync. One `stat` per sync."""
+        if _identity(self._path) != self._identity:
+            return OSError(errno.ENOENT, f"{self._path.name} was removed or replaced on disk"), 0
         try:
             fd = os.open(self._wal, os.O_RDONLY)
         except FileNotFoundError:

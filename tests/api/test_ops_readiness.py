@@ -43,6 +43,22 @@ def test_a_removed_data_dir_is_not_ready(
     assert client.get("/healthz").status_code == 200  # a restart would not bring the data back
 
 
+def test_a_write_after_the_data_dir_is_removed_is_refused_not_answered_as_kept(
+    client: Client, data_dir: Path, as_user: Callable[[str], Headers]
+) -> None:
+    """Regression: the writer committed into the deleted files and the sync found no WAL to sync
+    ("nothing written yet"), so a consent was answered 200 and was gone at the next start."""
+    user = as_user("removed-dir-user")
+    assert client.put("/v1/me/consents/marketing", json=CONSENT, headers=user).status_code == 200
+
+    shutil.rmtree(data_dir)
+
+    refused = client.put("/v1/me/consents/personalization", json=CONSENT, headers=user)
+    assert refused.status_code == 503, refused.text
+    assert "may not have been kept" in refused.json()["detail"]
+    assert client.get("/healthz").status_code == 503  # this process can keep nothing any more
+
+
 def test_a_replaced_database_file_is_not_ready(client: Client, data_dir: Path) -> None:
     assert _ready(client)[0] == 200
     copy = data_dir / "copy.db"
