@@ -233,6 +233,7 @@ class _Syncer:
         self._path = path
         self._identity = _identity(path)  # the file the writer opened, before any commit
         self._wal = Path(f"{path}-wal")
+        self._wal_identity: tuple[int, int] | None = None  # the WAL's, once the first commit made it
         self._checkpointer = _Checkpointer(path, key, name, write_lock)
         self.synced = 0
         self.failed: OSError | None = None
@@ -281,13 +282,16 @@ class _Syncer:
             return OSError(errno.ENOENT, f"{self._path.name} was removed or replaced on disk"), 0
         try:
             fd = os.open(self._wal, os.O_RDONLY)
-        except FileNotFoundError:
-            return None, 0  # nothing written through the WAL yet (or it was just checkpointed away)
-        except OSError as exc:
+        except OSError as exc:  # the WAL outlives every commit while the writer is open: removed
             return exc, 0
         try:
+            status = os.fstat(fd)
+            if self._wal_identity is None:
+                self._wal_identity = (status.st_dev, status.st_ino)
+            elif (status.st_dev, status.st_ino) != self._wal_identity:
+                return OSError(errno.ENOENT, f"{self._wal.name} was replaced on disk"), 0
             os.fdatasync(fd)
-            return None, os.fstat(fd).st_size
+            return None, status.st_size
         except OSError as exc:
             return exc, 0
         finally:

@@ -59,6 +59,21 @@ def test_a_write_after_the_data_dir_is_removed_is_refused_not_answered_as_kept(
     assert client.get("/healthz").status_code == 503  # this process can keep nothing any more
 
 
+def test_a_write_after_the_wal_is_removed_is_refused_not_answered_as_kept(
+    client: Client, data_dir: Path, as_user: Callable[[str], Headers]
+) -> None:
+    """The sync thread took a missing WAL for "nothing written yet", so a commit into the removed
+    one was answered 200 and gone after a crash."""
+    user = as_user("removed-wal-user")
+    assert client.put("/v1/me/consents/marketing", json=CONSENT, headers=user).status_code == 200
+
+    (data_dir / "gateway.db-wal").unlink()
+
+    refused = client.put("/v1/me/consents/location", json=CONSENT, headers=user)
+    assert refused.status_code == 503, refused.text
+    assert client.get("/healthz").status_code == 503
+
+
 def test_a_replaced_database_file_is_not_ready(client: Client, data_dir: Path) -> None:
     assert _ready(client)[0] == 200
     copy = data_dir / "copy.db"
