@@ -163,7 +163,14 @@
         more.hidden = !cursor;
         body.replaceChildren(rows.length ? table(spec.columns, rows) : el("p", { class: "hint", text: "Nothing found." }));
       } catch (error) {
-        if (mine === latest) fail(error);
+        if (mine !== latest) return;
+        if (fresh) {  // a refused search shows nothing, not the last one's rows and cursor
+          rows.length = 0;
+          cursor = null;
+          more.hidden = true;
+          body.replaceChildren();
+        }
+        fail(error);
       } finally {
         if (mine === latest) more.disabled = false;
       }

@@ -64,11 +64,12 @@
   const call = (method, path, body) => api(token, method, path, body);
 
   // One change at a time: a second click while one is saving would send it twice (two
-  // complaints, say). Whatever the outcome, the view is read again, so a switch the gateway
-  // refused does not stay flipped.
+  // complaints, say). After a success the view is read again. After a refusal too for a switch,
+  // so it does not stay flipped; but a form (`keepOnRefusal`) keeps what was typed, so the
+  // person can see and mend the value the refusal names.
   let busy = false;
 
-  async function change(action, message) {
+  async function change(action, message, keepOnRefusal = false) {
     if (busy) {
       say(t("busy"), "error");
       return;
@@ -83,7 +84,7 @@
       failure = error;
     }
     try {
-      await load();
+      if (!(failure && keepOnRefusal)) await load();
     } catch (error) {
       failure = failure || error;
     } finally {
@@ -227,7 +228,7 @@
         quiet_hours: { start: start.value, end: end.value },
         frequency: { max_per_week: Number(cap) },
         timezone: timezone.value.trim(),
-      }));
+      }), null, true);
     };
     return section("timing", t("timing_title"), null,
       el("div", { class: "row" }, el("span", { text: t("quiet_hours") }),
@@ -296,6 +297,7 @@
     const send = () => change(
       () => call("POST", "/v1/me/complaints", { push_id: pushId, reason: reason.value, ...(comment.value.trim() ? { comment: comment.value } : {}) }),
       (answer) => [t("complaint_sent"), ...answer.actions_taken.map((action) => t(`action_${action}`))].join(" · "),
+      true,
     );
     return el("div", { class: "complaint-form" },
       el("div", { class: "row" }, el("label", { text: t("complaint_reason") }), reason),

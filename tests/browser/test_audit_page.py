@@ -182,3 +182,18 @@ def test_a_subject_lookup_needs_a_subject_ref(tab: Tab, gateway: Gateway, audito
     tab.page.click("#look-up")
     expect(tab.page.locator("#status [role=alert]")).to_contain_text("subject_ref")
     assert tab.errors == []
+
+
+def test_a_refused_search_leaves_no_rows_of_the_last_one(
+    tab: Tab, gateway: Gateway, auditor: dict[str, str]
+) -> None:
+    consent(gateway, f"auditee-{secrets.token_hex(4)}", "marketing", True)
+    sign_in(tab, gateway, auditor)
+    tab.page.click("#tab-events")
+    expect(tab.page.locator("#results table")).to_be_visible()
+    tab.page.fill("#filter-from", "garbage")
+    tab.page.click("#search")
+    expect(tab.page.locator("#status [role=alert]")).to_contain_text("(from)")
+    expect(tab.page.locator("#results table")).to_have_count(0)
+    expect(tab.page.locator("#more")).to_be_hidden()
+    assert [e for e in tab.errors if "status of 400" not in e] == []

@@ -88,11 +88,15 @@ def test_a_refused_change_is_shown_naming_the_field_and_changes_nothing(tab: Tab
     someone = user()
     open_as(tab, gateway, someone)
     before = preferences(gateway, someone)
+    tab.page.fill("#quiet-start", "23:30")
     tab.page.fill("#timezone", "Mars/Olympus_Mons")
     tab.page.click("#save-timing")
     alert = tab.page.locator("#status [role=alert]")
     expect(alert).to_contain_text("not an IANA time zone name (timezone)")
     assert preferences(gateway, someone) == before
+    # What was typed stays, so the value the refusal names can be seen and mended.
+    expect(tab.page.locator("#timezone")).to_have_value("Mars/Olympus_Mons")
+    expect(tab.page.locator("#quiet-start")).to_have_value("23:30")
     assert [e for e in tab.errors if "status of 400" not in e] == []
 
 
