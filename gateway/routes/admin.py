@@ -26,7 +26,8 @@ ETAG = ResponseHeader(
     name="ETag", documentation_only=True, description="The policy version, for `If-Match` on `PUT`."
 )
 # RFC 9110: `If-Match: *` or a list of entity tags, each `"opaque"` or weak `W/"opaque"`.
-_ENTITY_TAG = re.compile(r'\s*(W/)?("[\x21\x23-\x7e\x80-\xff]*")\s*(?:,|$)')
+# Empty list elements are allowed and ignored, as the RFC asks of recipients.
+_ENTITY_TAG = re.compile(r'\s*(?:(W/)?("[\x21\x23-\x7e\x80-\xff]*"))?\s*(?:,|$)')
 
 
 class AdminController(Controller):
@@ -71,7 +72,9 @@ class AdminController(Controller):
             ),
         ] = None,
     ) -> Response[PolicyRead]:
-        v = await runtime.policy.change(data, request.user.actor, _entity_tags(if_match))
+        # Several If-Match lines are one list (RFC 9110); the parameter holds only the first.
+        every = ", ".join(request.headers.getall("if-match", [])) if if_match is not None else None
+        v = await runtime.policy.change(data, request.user.actor, _entity_tags(every))
         return _policy_answer(v)
 
     @post("/keys/rotate-encryption", operation_id="rotateEncryptionKey", status_code=200)
@@ -104,7 +107,7 @@ def _entity_tags(if_match: str | None) -> frozenset[str] | None:
         found = _ENTITY_TAG.match(if_match, position)
         if found is None or found.end() == position:
             raise refused
-        if found.group(1) is None:
+        if found.group(2) is not None and found.group(1) is None:
             tags.add(found.group(2))
         position = found.end()
     return frozenset(tags)
