@@ -274,12 +274,20 @@ class _Syncer:
         finally:
             self._checkpointer.close()
 
+    def moved(self) -> str | None:
+        """None while the file at the path is the one the writer opened, else "missing" or
+        "replaced". One that is not still takes commits through the writer's open descriptors,
+        and they are gone at the next start: SQLite does not notice."""
+        now = _identity(self._path)
+        if now == self._identity:
+            return None
+        return "missing" if now is None else "replaced"
+
     def _sync(self) -> tuple[OSError | None, int]:
-        """A database file removed or replaced on disk still takes commits through the writer's
-        open descriptors, and they are gone at the next start (SQLite does not notice): then no
-        commit is durable, the same final failure as a failed fsync. One `stat` per sync."""
-        if _identity(self._path) != self._identity:
-            return OSError(errno.ENOENT, f"{self._path.name} was removed or replaced on disk"), 0
+        """A database file or WAL removed or replaced (`moved`) makes no commit durable: the same
+        final failure as a failed fsync. One `stat` per sync."""
+        if (moved := self.moved()) is not None:
+            return OSError(errno.ENOENT, f"{self._path.name} is {moved} on disk"), 0
         try:
             fd = os.open(self._wal, os.O_RDONLY)
         except OSError as exc:  # the WAL outlives every commit while the writer is open: removed
@@ -425,6 +433,10 @@ class Writer:
             return False
         self._full = False
         return True
+
+    def moved(self) -> str | None:
+        """None while the database file on disk is the one written to, else "missing" or "replaced"."""
+        return self._syncer.moved()
 
     @property
     def failure(self) -> OSError | None:
@@ -649,7 +661,6 @@ class Database:
         self._readers: list[Connection] = []
         self._lock = threading.Lock()
         self.writer = Writer(path, key, name=name)
-        self._identity = _identity(path)  # the file the writer has open
 
     async def unready(self) -> str | None:
         """Why a write here would not be kept now ("unwritable", "missing", "replaced", "full"),
@@ -659,9 +670,8 @@ class Database:
         Last, the writer must get a write transaction (not locked out by another process)."""
         if self.writer.failure is not None:
             return "unwritable"
-        now = _identity(self.path)
-        if now != self._identity:
-            return "missing" if now is None else "replaced"
+        if (moved := self.writer.moved()) is not None:
+            return moved
         try:
             if self.writer.full and not await asyncio.to_thread(self.writer.has_room):
                 return "full"
