@@ -1,7 +1,8 @@
 """`consent-gateway` — serve, make API keys and dev tokens, verify the ledger offline.
 
 Every command reads the same `CGW_` variables; flags given on the command line win. A bad
-setting ends the process with one line naming the variable and exit status 2.
+setting ends the process with one line naming the variable (or the flag, if one gave it) and exit
+status 2.
 """
 
 from __future__ import annotations
@@ -88,9 +89,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # are, their sizes and write times are still nobody else's business.
     os.umask(0o077)
     args = _parser().parse_args(argv)
+    # Flags are raw strings, parsed and checked like their variables (`--port 70000` too).
+    flags = {name: getattr(args, name, None) for name in ("data_dir", "host", "port")}
     try:
-        # Flags are raw strings, parsed and checked like their variables (`--port 70000` too).
-        flags = {name: getattr(args, name, None) for name in ("data_dir", "host", "port")}
         settings = Settings.from_env(os.environ, flags=flags)
     except SettingsError as exc:
         print(f"consent-gateway: configuration error: {exc}", file=sys.stderr)
@@ -117,8 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.export is not None:
             return _verify_export(settings, args.export, args.jwks)
         return _verify(settings)
-    except SettingsError as exc:
-        print(f"consent-gateway: configuration error: {exc}", file=sys.stderr)
+    except SettingsError as exc:  # found after the settings were read: still named as given
+        print(f"consent-gateway: configuration error: {exc.given_by(flags)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyStoreError as exc:
         print(f"consent-gateway: {exc}", file=sys.stderr)
@@ -257,8 +258,8 @@ def _existing_store(settings: Settings) -> tuple[KeyStore, Store]:
     for name in (DATA_FILE, DIRECTORY_FILE):
         if not (settings.data_dir / name).is_file():
             raise SettingsError(
-                f"CGW_DATA_DIR: no {name} in {settings.data_dir}: not a gateway's data dir "
-                "(audit commands create nothing)"
+                f"no {name} in {settings.data_dir}: not a gateway's data dir (audit commands create nothing)",
+                setting="data_dir",
             )
     if not settings.keystore_path.exists():
         raise KeyStoreError(

@@ -31,14 +31,14 @@ log = logging.getLogger("gateway")
 
 
 def ensure_data_dir(settings: Settings) -> None:
-    """Create the data dir, mode 0700 (it holds the databases and, in dev, the keys), or fail
-    naming CGW_DATA_DIR: `Settings.check` cannot see every reason (a read-only or virtual file
+    """Create the data dir, mode 0700 (it holds the databases and, in dev, the keys), or fail with
+    an error of that setting: `Settings.check` cannot see every reason (a read-only or virtual file
     system, permissions) without creating it."""
     try:
         settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
         where, why = settings.data_dir, exc.strerror or exc
-        raise SettingsError(f"CGW_DATA_DIR (or --data-dir): cannot create {where}: {why}") from None
+        raise SettingsError(f"cannot create {where}: {why}", setting="data_dir") from None
 
 
 def load_keys(settings: Settings) -> KeyStore:

@@ -2,7 +2,8 @@
 
 Every entry point (server, worker, CLI) calls `Settings.from_env(os.environ)`, so the same
 variables mean the same thing everywhere. A bad value is a `SettingsError` naming the
-variable; the CLI turns it into one line on stderr and exit status 2.
+variable, or the flag when the command line gave it; the CLI turns it into one line on stderr
+and exit status 2.
 """
 
 from __future__ import annotations
@@ -25,7 +26,25 @@ LogLevel = Literal["debug", "info", "warning", "error"]
 
 
 class SettingsError(ValueError):
-    """A configuration value is missing or malformed; the message names the variable."""
+    """A configuration value is missing or malformed; the message names the variable.
+
+    Raised with `setting`, the message is that setting's variable and `message`, and the error
+    remembers the setting: a value that came from a flag is then reported under the flag the user
+    typed (`given_by`), whichever code found the problem — a check here, or a command that could
+    not create the data dir long after the settings were read."""
+
+    def __init__(self, message: str, *, setting: str | None = None, flag: bool = False) -> None:
+        self.setting, self.problem = setting, message
+        if setting is not None:
+            message = f"{_flag(setting) if flag else _var(setting)}: {message}"
+        super().__init__(message)
+
+    def given_by(self, flags: Mapping[str, str | None]) -> SettingsError:
+        """This error naming the flag (`--data-dir`) instead of the variable if `flags`, the
+        command line's raw values by setting name, gave its setting."""
+        if self.setting is None or flags.get(self.setting) is None:
+            return self
+        return SettingsError(self.problem, setting=self.setting, flag=True)
 
 
 class Secret:
@@ -91,23 +110,27 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     ) -> Settings:
         """Build settings from a mapping of `CGW_*` variables. `flags` are the command line's raw
         values by setting name ({"port": "70000"}): they win, through the same parser as the
-        variable, and an error names the flag (`--port`). `overrides` win too, as given (tests)."""
+        variable, and an error names the flag (`--port`). `overrides` win too, as given (tests).
+
+        An empty variable is unset, as if absent. An empty flag is refused: `--data-dir ""` was
+        typed on purpose, and as a path it would have meant the current directory."""
         values: dict[str, object] = {}
         for name in _PARSERS:
             raw = env.get(_var(name))
             if raw is not None and raw != "":
-                values[name] = _parse(name, raw, _var(name))
-        given = {name: raw for name, raw in (flags or {}).items() if raw is not None}
-        values.update({name: _parse(name, raw, _flag(name)) for name, raw in given.items()})
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        settings = cls(**values)  # type: ignore[arg-type]
+                values[name] = _parse(name, raw)
+        flags = flags or {}
         try:
+            for name, raw in flags.items():
+                if raw == "":
+                    raise SettingsError("must not be empty", setting=name)
+                if raw is not None:
+                    values[name] = _parse(name, raw)
+            values.update({k: v for k, v in overrides.items() if v is not None})
+            settings = cls(**values)  # type: ignore[arg-type]
             settings.check()
         except SettingsError as exc:
-            for name in given:  # a flag's value refused by a check: name the flag, not the variable
-                if str(exc).startswith(_var(name) + ":"):
-                    raise SettingsError(_flag(name) + str(exc)[len(_var(name)) :]) from None
-            raise
+            raise exc.given_by(flags) from None
         return settings
 
     def check(self) -> None:
@@ -185,12 +208,12 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _parse(name: str, raw: str, label: str) -> object:
-    """One raw value through its setting's parser; a bad one is a SettingsError naming `label`."""
+def _parse(name: str, raw: str) -> object:
+    """One raw value through its setting's parser; a bad one is a SettingsError for that setting."""
     try:
         return _PARSERS[name](raw)
     except (ValueError, TypeError) as exc:
-        raise SettingsError(f"{label}: {exc}") from None
+        raise SettingsError(str(exc), setting=name) from None
 
 
 def _is_changed(settings: Settings, name: str) -> bool:
@@ -212,14 +235,14 @@ def _read_file(var: str, path: Path) -> bytes:
 def _check_data_dir(path: Path) -> None:
     """A directory, or one that can be made: its nearest existing ancestor is a directory. Nothing
     is created here (a refused configuration leaves no trace); the commands that write create it,
-    and a failure there still names CGW_DATA_DIR (`gateway.runtime.ensure_data_dir`)."""
+    and a failure there is still an error of this setting (`gateway.runtime.ensure_data_dir`)."""
     if path.exists():
         if not path.is_dir():
-            raise SettingsError(f"CGW_DATA_DIR: not a directory: {path}")
+            raise SettingsError(f"not a directory: {path}", setting="data_dir")
         return
     ancestor = next(parent for parent in path.absolute().parents if parent.exists())
     if not ancestor.is_dir():
-        raise SettingsError(f"CGW_DATA_DIR: cannot be created, {ancestor} is not a directory: {path}")
+        raise SettingsError(f"cannot be created, {ancestor} is not a directory: {path}", setting="data_dir")
 
 
 _LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
