@@ -139,12 +139,11 @@ class AsyncConsentGateway:
                     params=call.params,
                     headers=self._endpoint.headers(call),
                 )
+                delay = attempts.after_status(answer.status_code)
+                if delay is None:  # a body cut short raises like a lost answer
+                    return call.read(answer.status_code, answer.content, answer.reason_phrase)
             except httpx.TransportError as exc:
                 delay = attempts.after_error(exc)
                 if delay is None:
                     raise Unreachable(attempts.gave_up(exc)) from exc
-            else:
-                delay = attempts.after_status(answer.status_code)
-                if delay is None:
-                    return call.read(answer.status_code, answer.content, answer.reason_phrase)
             await asyncio.sleep(delay)

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Generic, TypeVar
 from urllib.parse import quote
 
+import httpx
 import msgspec
 
 from clients.sdk.errors import GatewayError, error_from_answer
@@ -58,13 +59,20 @@ class Call(msgspec.Struct, Generic[T], frozen=True, kw_only=True):
 
     def read(self, status_code: int, content: bytes, reason_phrase: str) -> T:
         """The decoded answer, or the error it stands for. An answer the SDK cannot decode is a
-        `GatewayError` too, so services catch one family whatever went wrong."""
+        `GatewayError` too, so services catch one family whatever went wrong.
+
+        A success whose body is not JSON at all is no answer, raised as httpx raises a body cut
+        short (`RemoteProtocolError`) so the call's retry rules apply: the gateway answers every
+        success with JSON, and httpx cannot see a cut where nothing frames the body (no
+        Content-Length or chunks, the connection's close ends it: HTTP/1.0, some proxies)."""
         if not 200 <= status_code < 300:
             raise error_from_answer(status_code, content, reason_phrase)
         try:
             return msgspec.json.decode(content, type=self.answer)
-        except msgspec.DecodeError as exc:
+        except msgspec.ValidationError as exc:  # whole JSON, another shape: not a lost answer
             raise GatewayError(status_code, f"an answer this SDK cannot read: {exc}") from exc
+        except msgspec.DecodeError as exc:
+            raise httpx.RemoteProtocolError(f"a {status_code} answer whose body is not JSON: {exc}") from exc
 
 
 class _Batch(msgspec.Struct):
