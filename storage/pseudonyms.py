@@ -16,19 +16,35 @@ SUBJECT_REF_PATTERN = r"^sub_[a-z2-7]{52}$"
 _SUBJECT_REF = re.compile(SUBJECT_REF_PATTERN)
 
 # Python 3.11's `base64.b32encode` is written in Python and cost more than the HMAC itself (4.9
-# against 2.0 µs; 10% of a dry-run decision in docs/performance.md, run I). Three digits per
-# lookup in a 32,768-entry table (about 2 MB) give the same string in 2.1 µs.
-_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"
-_TRIPLES = tuple(a + b + c for a in _ALPHABET for b in _ALPHABET for c in _ALPHABET)
-_SHIFTS = tuple(range(255, -1, -15))
+# against 2.0 µs; 10% of a dry-run decision in docs/performance.md, run I). Spreading the digest's
+# 5-bit groups one per byte with six mask steps on one integer, then one `bytes.translate`, costs
+# ~1.3 µs and touches no table: a 32,768-entry table of digit triples (2.1 µs alone) missed the
+# CPU caches inside a batch and cost 6 µs there (docs/performance.md, "Allocations per decision").
+_LETTERS = bytes.maketrans(bytes(range(32)), b"abcdefghijklmnopqrstuvwxyz234567")
+
+
+def _spread_steps() -> tuple[tuple[int, int, int], ...]:
+    """Each step halves every chunk of bits, moving the high half up to the middle of its slot:
+    one chunk of 320 bits in 512 becomes 64 chunks of 5 bits, one per byte. A step is
+    (mask of the high halves, how far they move, mask of the low halves)."""
+    steps = []
+    for width, stride in ((160, 256), (80, 128), (40, 64), (20, 32), (10, 16), (5, 8)):
+        low = sum(((1 << width) - 1) << (slot * 2 * stride) for slot in range(256 // stride))
+        steps.append((low << width, stride - width, low))
+    return tuple(steps)
+
+
+_STEPS = _spread_steps()
 
 
 def _base32(digest: bytes) -> str:
     """RFC 4648 base32 of a 32-byte digest, lower case, unpadded: 52 digits. The digest is padded
-    with 14 zero bits to 18 groups of 15; the 52 digits cover its 256 bits and the 4 zero bits
+    with 64 zero bits to 64 groups of 5; the 52 digits cover its 256 bits and the 4 zero bits
     base32 itself pads with."""
-    n = int.from_bytes(digest, "big") << 14
-    return "".join([_TRIPLES[(n >> shift) & 0x7FFF] for shift in _SHIFTS])[:52]
+    n = int.from_bytes(digest, "big") << 64
+    for high, shift, low in _STEPS:
+        n = ((n & high) << shift) | (n & low)
+    return n.to_bytes(64, "big")[:52].translate(_LETTERS).decode()
 
 
 def is_subject_ref(value: str) -> bool:
