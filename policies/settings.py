@@ -7,6 +7,7 @@ only runs the cross-field checks in `__post_init__`; the ranges are enforced on 
 """
 
 import re
+from collections.abc import Sequence
 from typing import Annotated, cast
 
 import msgspec
@@ -56,10 +57,10 @@ class PolicySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     default_ttl_seconds: Annotated[int, msgspec.Meta(ge=1, le=MAX_TTL_SECONDS)] = 86400
     max_ttl_seconds: Annotated[int, msgspec.Meta(ge=1, le=MAX_TTL_SECONDS)] = MAX_TTL_SECONDS
 
-    def data_keys_for(self, topic: str) -> frozenset[str]:
-        """A topic left out of `allowed_data_keys` keeps the default keys; `[]` allows none."""
-        keys = cast(dict[str, list[str]], self.allowed_data_keys).get(topic, DEFAULT_DATA_KEYS)
-        return frozenset(keys)
+    def data_keys_for(self, topic: str) -> Sequence[str]:
+        """A topic left out of `allowed_data_keys` keeps the default keys; `[]` allows none.
+        The keys as stored, not a set: there are a handful, and this runs for every decision."""
+        return cast(dict[str, list[str]], self.allowed_data_keys).get(topic, DEFAULT_DATA_KEYS)
 
     def __post_init__(self) -> None:
         if self.default_ttl_seconds > self.max_ttl_seconds:

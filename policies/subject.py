@@ -23,6 +23,9 @@ def check_subject(ctx: RuleContext, now: datetime, settings: PolicySettings) -> 
     return passed()
 
 
+_TERMINAL = frozenset((reasons.SUBJECT_UNKNOWN, reasons.SUBJECT_ERASED))
+
+
 def is_terminal(result: RuleResult) -> bool:
     """True when the subject may not be looked at any further (unknown or erased)."""
-    return any(r.code in {reasons.SUBJECT_UNKNOWN, reasons.SUBJECT_ERASED} for r in result.reasons)
+    return any(r.code in _TERMINAL for r in result.reasons) if result.reasons else False

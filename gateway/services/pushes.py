@@ -16,6 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
+from functools import lru_cache
 
 import msgspec
 
@@ -393,13 +394,19 @@ class PushService:
             self._metrics.decision_seconds.observe(elapsed)
 
 
+# The pushes of a submission share its `now`, so their expiry and deferral times repeat: each is
+# formatted once (~1 µs saved per push, most of a formatting; docs/performance.md, "Allocations
+# per decision").
+_wire_time = lru_cache(maxsize=256)(rfc3339)
+
+
 def _answer(push_id: str | None, decision: Decision) -> PushAnswer:
     return PushAnswer(
         push_id=push_id,
         outcome=decision.outcome,
         reasons=wire_reasons(decision.reasons),
-        deliver_after=None if decision.deliver_after is None else rfc3339(decision.deliver_after),
-        expires_at=rfc3339(decision.expires_at),
+        deliver_after=None if decision.deliver_after is None else _wire_time(decision.deliver_after),
+        expires_at=_wire_time(decision.expires_at),
     )
 
 
