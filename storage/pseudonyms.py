@@ -7,8 +7,9 @@ mapping can be kept stable while encryption keys rotate.
 
 from __future__ import annotations
 
-import hmac
 import re
+
+from storage.crypto import KeyedHash
 
 __all__ = ["SUBJECT_REF_PATTERN", "Pseudonymizer", "is_subject_ref"]
 
@@ -52,13 +53,12 @@ def is_subject_ref(value: str) -> bool:
 
 
 class Pseudonymizer:
-    __slots__ = ("_key",)
+    __slots__ = ("_hash",)
 
     def __init__(self, key: bytes) -> None:
         if len(key) < 32:
             raise ValueError("pseudonymization key must be at least 32 bytes")
-        self._key = key
+        self._hash = KeyedHash(key)
 
     def subject_ref(self, user_id: str) -> str:
-        digest = hmac.digest(self._key, user_id.encode("utf-8"), "sha256")
-        return "sub_" + _base32(digest)
+        return "sub_" + _base32(self._hash.digest(user_id.encode("utf-8")))

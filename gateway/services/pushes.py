@@ -38,6 +38,7 @@ from policies import (
 )
 from policies.catalog import is_marketing
 from storage import outbox
+from storage.crypto import KeyedHash
 from storage.db import Connection
 from storage.directory import SubjectKey, SubjectStatus
 from storage.repositories import campaigns, pushes, subject_state
@@ -103,6 +104,8 @@ class PushService:
         self._settings = settings
         self._policy = policy
         self._metrics = metrics
+        self._idempotency_hash = KeyedHash(store.keys.pseudonym_key, b"idempotency|")
+        self._fingerprint_hash = KeyedHash(store.keys.pseudonym_key, b"push|")
 
     async def submit(self, key_id: str, request: PushCreate) -> PushAnswer:
         return (await self.submit_many(key_id, [request]))[0]
@@ -219,9 +222,7 @@ class PushService:
         return _Record(
             push_id=pushes.new_push_id(now),
             # Stored keyed-hashed: a service may put anything in its idempotency key, even an e-mail.
-            idempotency_ref=hmac.digest(
-                self._store.keys.pseudonym_key, b"idempotency|" + request.idempotency_key.encode(), "sha256"
-            ).hex(),
+            idempotency_ref=self._idempotency_hash.digest(request.idempotency_key.encode()).hex(),
             fingerprint=self._fingerprint(request, subject_ref),
             subject_ref=subject_ref,
             content=content,
@@ -232,7 +233,7 @@ class PushService:
             msgspec.structs.replace(request, user_id=None, subject_ref=subject_ref, dry_run=False),
             order="sorted",
         )
-        return hmac.digest(self._store.keys.pseudonym_key, b"push|" + canonical, "sha256")
+        return self._fingerprint_hash.digest(canonical)
 
     def _same_body(self, earlier: PushRow, request: PushCreate, record: _Record) -> bool:
         """Whether a replayed key carries the body it was first used with. A TTL left out means
