@@ -27,8 +27,10 @@ PII_KINDS: tuple[PiiKind, ...] = ("email", "phone", "card", "cn_resident_id")
 # with no "@" is scanned once instead of once from each of its characters.
 _EMAIL = re.compile(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 # E.164: "+", a country code not starting with 0, 8 to 15 digits in all; spaces, dashes or dots
-# may group them.
-_E164 = re.compile(r"(?<![\w+])\+[1-9](?:[ .-]?\d){7,14}(?![\d])")
+# may group them. Not after an ASCII letter or digit ("sale+20240615" in a link's query is a
+# space and a date), but after any other letter: Chinese and Japanese put no space between
+# words, so "电话+8613800138000" is a number written the usual way.
+_E164 = re.compile(r"(?<![A-Za-z0-9_+])\+[1-9](?:[ .-]?\d){7,14}(?![\d])")
 # Mainland China mobile: 11 digits 1[3-9]…, plain or grouped 3-4-4 by one consistent separator,
 # not part of a longer run of digits (a dot beside it may be a full stop or a version's: flagged).
 _CN_MOBILE = re.compile(r"(?<![\d+])1[3-9]\d([ .-]?)\d{4}\1\d{4}(?!\d)")
