@@ -6,12 +6,13 @@ same checks the real identifiers carry (Luhn, ISO 7064 check digit, a real birth
 Results name the kind only; the matched text is never returned, so it cannot leak into
 reasons, logs or the ledger.
 
-The detectors read ASCII. Text that is not is folded to it first (`_fold`), so personal data
-disguised with look-alike characters is still found: full-width or other scripts' digits and
-"＠", invisible format characters (zero-width spaces and joiners, soft hyphens, direction
-marks) dropped from inside a number or an address, no-break spaces and Unicode dashes as
-group separators. Both `could_hold_pii` and `find_pii` fold, so the first still rules out
-only text the second finds nothing in.
+The detectors read ASCII digits, separators and "@" (an address's letters may be of any
+script). Text is folded to those first (`_fold`), so personal data disguised with look-alike
+characters is still found: full-width or other scripts' digits and "＠", invisible format
+characters (zero-width spaces and joiners, soft hyphens, direction marks) dropped from inside a
+number or an address, no-break spaces and Unicode dashes as group separators. Both
+`could_hold_pii` and `find_pii` fold, so the first still rules out only text the second finds
+nothing in.
 """
 
 import re
@@ -23,25 +24,30 @@ from typing import Literal, NamedTuple
 PiiKind = Literal["email", "phone", "card", "cn_resident_id"]
 PII_KINDS: tuple[PiiKind, ...] = ("email", "phone", "card", "cn_resident_id")
 
-# Starts only where a run of local-part characters starts: the same matches, but a long run
-# with no "@" is scanned once instead of once from each of its characters.
-_EMAIL = re.compile(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
-# E.164: "+", a country code not starting with 0, 8 to 15 digits in all; spaces, dashes or dots
-# may group them. Not after an ASCII letter or digit ("sale+20240615" in a link's query is a
-# space and a date), but after any other letter: Chinese and Japanese put no space between
-# words, so "电话+8613800138000" is a number written the usual way.
-_E164 = re.compile(r"(?<![A-Za-z0-9_+])\+[1-9](?:[ .-]?\d){7,14}(?![\d])")
+# Letters of any script (`\w`), as internationalized addresses have them (RFC 6531:
+# "josé@example.com", "张伟@例子.中国"); the top-level domain is letters only, so a handle and a
+# year ("微博@钱包.2024") is not one. Starts only where a run of local-part characters starts: the
+# same matches, but a long run with no "@" is scanned once instead of once from each character.
+_EMAIL = re.compile(r"(?<![\w.%+-])[\w.%+-]+@[\w-]+(?:\.[\w-]+)*\.[^\W\d_]{2,}")
+# Between two digits of a number: nothing, one space, dash or dot, or an area code's parenthesis
+# with or without one ("+1 (202) 555-0143").
+_GAP = r"(?:[ .-]|[ .-]?\(|\)[ .-]?)?"
+# E.164: "+", a country code not starting with 0, 8 to 15 digits in all, grouped by `_GAP`s.
+# Not after an ASCII letter or digit ("sale+20240615" in a link's query is a space and a date),
+# but after any other letter: Chinese and Japanese put no space between words, so
+# "电话+8613800138000" is a number written the usual way.
+_E164 = re.compile(rf"(?<![A-Za-z0-9_+])\+[1-9](?:{_GAP}\d){{7,14}}(?!\d)")
 # Mainland China mobile: 11 digits 1[3-9]…, plain or grouped 3-4-4 by one consistent separator,
 # not part of a longer run of digits (a dot beside it may be a full stop or a version's: flagged).
 _CN_MOBILE = re.compile(r"(?<![\d+])1[3-9]\d([ .-]?)\d{4}\1\d{4}(?!\d)")
 # Digit groups joined by one consistent separator, so "2024-06-15 2024-06-22" stays two runs.
 _DIGIT_RUN = re.compile(r"(?<![\d+])\d+(?:([ -])\d+(?:\1\d+)*)?(?!\d)")
 _RESIDENT_ID = re.compile(r"(?<![0-9A-Za-z])\d{17}[0-9Xx](?![0-9A-Za-z])")
-# Eight digits, single spaces, dashes or dots allowed between them: the least any number kind
-# below has (E.164), so text without it skips the number checks — most push text. `[0-9]`, not
-# `\d`: folding leaves no other digit, and the engine tests a class of ASCII ranges in a bitmap
-# where `\d` asks the Unicode database for each character (2.5 against 1.6 µs on a typical push).
-_NUMBER_LIKE = re.compile(r"[0-9](?:[ .-]?[0-9]){7}")
+# Eight digits with `_GAP`s between them: the least any number kind below has (E.164), so text
+# without it skips the number checks — most push text. `[0-9]`, not `\d`: folding leaves no
+# other digit, and the engine tests a class of ASCII ranges in a bitmap where `\d` asks the
+# Unicode database for each character (2.5 against 1.6 µs on a typical push).
+_NUMBER_LIKE = re.compile(rf"[0-9](?:{_GAP}[0-9]){{7}}")
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK = "10X98765432"
 

@@ -68,7 +68,7 @@ def test_geohash_is_valid(value: str, valid: bool) -> None:
 
 # -- the shortcuts change no answer --------------------------------------------------------------
 
-_UNANCHORED_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+_UNANCHORED_EMAIL = re.compile(r"[\w.%+-]+@[\w-]+(?:\.[\w-]+)*\.[^\W\d_]{2,}")
 
 
 def _folded(text: str) -> str:
