@@ -44,7 +44,9 @@ _E164 = re.compile(rf"(?<![A-Za-z0-9_+])\+[1-9](?:{_GAP}\d){{7,14}}(?!\d)")
 _CN_MOBILE = re.compile(r"(?<![\d+])1[3-9]\d([ .-]?)\d{4}\1\d{4}(?!\d)")
 # Digit groups joined by one consistent separator, so "2024-06-15 2024-06-22" stays two runs.
 _DIGIT_RUN = re.compile(r"(?<![\d+])\d+(?:([ -])\d+(?:\1\d+)*)?(?!\d)")
-_RESIDENT_ID = re.compile(r"(?<![0-9A-Za-z])\d{17}[0-9Xx](?![0-9A-Za-z])")
+# Resident ID: 18 characters, plain or grouped 6-8-4 (region, birth date, sequence and check)
+# by one consistent space or dash.
+_RESIDENT_ID = re.compile(r"(?<![0-9A-Za-z])\d{6}([ -]?)\d{8}\1\d{3}[0-9Xx](?![0-9A-Za-z])")
 # Eight digits with `_GAP`s between them: the least any number kind below has (E.164), so text
 # without it skips the number checks — most push text. `[0-9]`, not `\d`: folding leaves no
 # other digit, and the engine tests a class of ASCII ranges in a bitmap where `\d` asks the
@@ -94,6 +96,10 @@ def _luhn_span(groups: list[str]) -> bool:
                 return True
             end_index += 1
     return False
+
+
+def _contains_resident_id(text: str) -> bool:
+    return any(resident_id_valid(re.sub(r"[ -]", "", m.group(0))) for m in _RESIDENT_ID.finditer(text))
 
 
 def resident_id_valid(candidate: str) -> bool:
@@ -206,6 +212,6 @@ def find_pii(text: str) -> list[PiiKind]:
         found.append("phone")
     if _contains_card(text):
         found.append("card")
-    if any(resident_id_valid(m.group(0)) for m in _RESIDENT_ID.finditer(text)):
+    if _contains_resident_id(text):
         found.append("cn_resident_id")
     return found

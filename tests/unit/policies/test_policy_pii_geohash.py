@@ -96,7 +96,7 @@ def _every_detector(text: str) -> list[str]:
         found.append("phone")
     if pii._contains_card(text):
         found.append("card")
-    if any(pii.resident_id_valid(m.group(0)) for m in pii._RESIDENT_ID.finditer(text)):
+    if pii._contains_resident_id(text):
         found.append("cn_resident_id")
     return found
 
