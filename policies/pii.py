@@ -77,8 +77,9 @@ def _contains_card(text: str) -> bool:
 def _luhn_span(groups: list[str]) -> bool:
     """Whether some span of whole groups holds 13-19 digits and passes Luhn. Each span's Luhn sum
     is the difference of two prefix sums, so a span costs a few steps, not a join and a Luhn pass
-    over its digits: that cost 14 µs per character of a body of single digits ("1 1 1 ..."), 7 ms
-    at the rule's 500 characters and a quarter of a second at the edge's 16,384 (bench/pii_cost.py)."""
+    over its digits: that cost 9-14 µs per character of a body of single digits ("1 1 1 ..."), 5-7 ms
+    at the rule's 500 characters and up to a quarter of a second at the edge's 16,384
+    (bench/pii_cost.py)."""
     plain = [code - 48 for code in "".join(groups).encode()]
     doubled = [_DOUBLED[digit] for digit in plain]
     # A span whose last digit is at an even position doubles the digits at odd ones, and the
