@@ -136,6 +136,13 @@ def erase_subject_data(conn: Connection, erasure: PendingErasure) -> bool:
     sid = erasure.subject_id
     for table in SUBJECT_TABLES:
         conn.execute(f"DELETE FROM {table} WHERE subject_id = ?", (sid,))  # noqa: S608
+    # The subject's pushes stay (caps, statistics, audits), but not what could confirm a guess of
+    # them: the hashes of the sender's idempotency key and of the whole request are keyed with the
+    # pseudonymization key, which outlives erasure. A replay afterwards is a new submission.
+    conn.execute(
+        "UPDATE pushes SET idempotency_key = 'erased:' || push_id, fingerprint = X'' WHERE subject_id = ?",
+        (sid,),
+    )
     recorded = conn.execute(
         "SELECT 1 FROM ledger WHERE subject_id = ? AND kind = 'subject.erased' LIMIT 1", (sid,)
     ).fetchone()

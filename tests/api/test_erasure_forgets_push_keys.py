@@ -1,0 +1,112 @@
+"""Erasure and the pushes a user was sent: nothing derived from their content or keys outlives it.
+
+A push row keeps, besides its sealed content (unreadable once the data key is destroyed), two
+keyed hashes for idempotent replays: of the sending service's idempotency key (which may hold
+anything, even an e-mail address) and of the whole request, title and body included. Both are
+keyed with the pseudonymization key, which erasure does not destroy, so whoever holds it could
+confirm a guess of what an erased user was sent. Erasure blanks both: a replay afterwards is a
+new submission, decided as one (`subject_erased`), and other users' replays are unaffected.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable
+from typing import Any
+
+from litestar import Litestar
+from litestar.testing import TestClient
+
+from gateway.runtime import Runtime
+
+Client = TestClient[Litestar]
+Headers = dict[str, str]
+Json = dict[str, Any]
+
+ERASED = "erin.erased@example.com"
+KEPT = "kim.kept@example.com"
+
+
+def _ready(client: Client, as_user: Callable[[str], Headers], user_id: str) -> None:
+    headers = as_user(user_id)
+    answer = client.post(
+        "/v1/me/devices", json={"platform": "fcm", "token": f"fcm-{user_id}"}, headers=headers
+    )
+    assert answer.status_code == 201, answer.text
+
+
+def _push(user_id: str, key: str) -> Json:
+    return {
+        "idempotency_key": key,
+        "user_id": user_id,
+        "topic": "transactional",
+        "title": "Your refund was paid",
+        "body": "EUR 42.17 is on its way to your card",
+        "data": {"deeplink": "wallet://refunds/7"},
+    }
+
+
+def _submit(client: Client, key: Headers, body: Json) -> Json:
+    answer = client.post("/v1/pushes", json=body, headers=key)
+    assert answer.status_code == 200, answer.text
+    result: Json = answer.json()
+    return result
+
+
+def _hashes(runtime: Runtime, push_id: str) -> tuple[str, bytes]:
+    row = (
+        runtime.store.data.reader()
+        .execute("SELECT idempotency_key, fingerprint FROM pushes WHERE push_id = ?", (push_id,))
+        .fetchone()
+    )
+    assert row is not None
+    return str(row[0]), bytes(row[1])
+
+
+def _idempotency_hash(runtime: Runtime, idempotency_key: str) -> str:
+    """What the gateway stores for a service's idempotency key (gateway/services/pushes.py)."""
+    return hmac.digest(
+        runtime.store.keys.pseudonym_key, b"idempotency|" + idempotency_key.encode(), "sha256"
+    ).hex()
+
+
+def test_erasure_blanks_the_keyed_hashes_of_the_users_pushes(
+    client: Client, runtime: Runtime, as_user: Callable[[str], Headers], as_key: Callable[..., Headers]
+) -> None:
+    key = as_key("pushes:write")
+    for user in (ERASED, KEPT):
+        _ready(client, as_user, user)
+    erased = _submit(client, key, _push(ERASED, "refund-erin-1"))
+    kept = _submit(client, key, _push(KEPT, "refund-kim-1"))
+    assert erased["outcome"] == kept["outcome"] == "queued"
+    before = _hashes(runtime, erased["push_id"])
+    assert before[0] == _idempotency_hash(runtime, "refund-erin-1")
+
+    assert client.delete("/v1/me", headers=as_user(ERASED)).status_code == 204
+
+    idempotency, fingerprint = _hashes(runtime, erased["push_id"])
+    assert idempotency != _idempotency_hash(runtime, "refund-erin-1")
+    assert fingerprint == b""
+    kept_idempotency, kept_fingerprint = _hashes(runtime, kept["push_id"])
+    assert kept_idempotency == _idempotency_hash(runtime, "refund-kim-1")
+    assert len(kept_fingerprint) == 32
+
+
+def test_a_replay_after_erasure_is_a_new_submission(
+    client: Client, runtime: Runtime, as_user: Callable[[str], Headers], as_key: Callable[..., Headers]
+) -> None:
+    key = as_key("pushes:write")
+    for user in (ERASED, KEPT):
+        _ready(client, as_user, user)
+    first = _submit(client, key, _push(ERASED, "refund-erin-2"))
+    kept = _submit(client, key, _push(KEPT, "refund-kim-2"))
+    assert client.delete("/v1/me", headers=as_user(ERASED)).status_code == 204
+
+    replay = _submit(client, key, _push(ERASED, "refund-erin-2"))
+    assert replay["outcome"] == "rejected"
+    assert [r["code"] for r in replay["reasons"]] == ["subject_erased"]
+    assert replay["push_id"] != first["push_id"]
+    # Replayed once more, the new submission is itself idempotent.
+    assert _submit(client, key, _push(ERASED, "refund-erin-2")) == replay
+    # Another user's replay still returns the answer it was given.
+    assert _submit(client, key, _push(KEPT, "refund-kim-2")) == kept
