@@ -1,0 +1,200 @@
+"""A subject erased through one process is erased for every other process on the same data dir.
+
+Each process caches the data keys of the subjects it has seen (storage/directory.py). `DELETE
+/v1/me` drops the subject's entry in the process that serves it; any other process (a second
+`serve` on the same data dir) reads the subject's row again once its entry is `MAX_AGE_SECONDS`
+old, and finds it gone, or holding the new subject of a user who came back. Here a subject is
+cached by one process (a push decided through it), erased through the other, and the first must
+answer `subject_erased` to a new push within the bound, having sealed and queued nothing for them
+meanwhile. The in-process pair injects a short bound; the real processes run with the default one.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from conftest import FakeClock, Headers
+from litestar import Litestar
+from litestar.testing import TestClient
+from support import Scripted, Server, serve_process
+
+from gateway.app import create_app
+from gateway.runtime import Runtime
+from gateway.services.dispatch import Dispatcher
+from gateway.settings import Settings
+from storage.directory import MAX_AGE_SECONDS, SubjectDirectory
+from storage.repositories import pushes
+
+ROOT = Path(__file__).resolve().parents[2]
+USER = "erin"
+SHORT_MAX_AGE = 0.2
+SLACK_SECONDS = 10.0  # for a loaded machine: the bound is checked, not how fast it is met
+ERASED = [{"code": "subject_erased"}]
+
+Json = dict[str, Any]
+Submit = Callable[[], Json]
+
+
+def _push_body(key: str) -> Json:
+    return {"idempotency_key": key, "user_id": USER, "topic": "transactional", "title": "t", "body": "b"}
+
+
+def _submitter(post: Any, service: Headers, prefix: str) -> Submit:
+    """A push to USER through `post` with a new idempotency key each call (from `prefix`, so two
+    submitters never replay each other's pushes); returns the answer."""
+    keys = (f"{prefix}-{n}" for n in itertools.count())
+
+    def submit() -> Json:
+        answer = post("/v1/pushes", json=_push_body(next(keys)), headers=service)
+        assert answer.status_code == 200, answer.text
+        got: Json = answer.json()
+        return got
+
+    return submit
+
+
+def _until(submit: Submit, done: Callable[[Json], bool], seconds: float) -> list[Json]:
+    """Every answer of `submit` until one is `done` or `seconds` (plus slack) pass."""
+    deadline = time.monotonic() + seconds + SLACK_SECONDS
+    answers = [submit()]
+    while not done(answers[-1]) and time.monotonic() < deadline:
+        time.sleep(0.02)
+        answers.append(submit())
+    return answers
+
+
+def _erased(answer: Json) -> bool:
+    return bool(answer["reasons"] == ERASED)
+
+
+def _register(post: Any, user: Headers, token: str) -> None:
+    answer = post("/v1/me/devices", json={"platform": "fcm", "token": token}, headers=user)
+    assert answer.status_code == 201, answer.text
+
+
+def _with_short_bound(runtime: Runtime) -> None:
+    """Each request finds the directory on the store: a short bound instead of the default's wait."""
+    db = runtime.store._directory_db
+    runtime.store.directory = SubjectDirectory(db, runtime.keys.keyring, max_age=SHORT_MAX_AGE)
+
+
+def test_a_subject_erased_through_another_app_is_refused_within_the_bound(
+    client: TestClient[Litestar],
+    runtime: Runtime,
+    settings: Settings,
+    clock: FakeClock,
+    as_user: Callable[[str], Headers],
+    as_key: Callable[..., Headers],
+) -> None:
+    _with_short_bound(runtime)
+    user, service = as_user(USER), as_key("pushes:write")
+    _register(client.post, user, "fcm-token-erin-x1y2")
+    queued = client.post("/v1/pushes", json=_push_body("before"), headers=service).json()
+    assert queued["outcome"] == "queued", queued  # decided through this app: the subject is cached
+
+    with TestClient(create_app(settings, clock)) as other:
+        assert other.delete("/v1/me", headers=user).status_code == 204
+        assert _submitter(other.post, service, "there")()["reasons"] == ERASED  # at once where it was erased
+
+    # The delivery path reads its subjects by id every round: the queued push ends, unsent.
+    sent = Scripted("scripted-ok", "delivered")
+    rt = runtime
+    dispatcher = Dispatcher(rt.store, rt.clock, rt.settings, rt.policy, rt.metrics, {"fcm": sent})
+    assert client.blocking_portal.call(dispatcher.run_once, "test-worker", 10) == 1
+    ended = client.get(f"/v1/pushes/{queued['push_id']}", headers=service).json()
+    assert (ended["status"], ended["reasons"], sent.sent) == ("rejected", ERASED, [])
+
+    answers = _until(_submitter(client.post, service, "here"), _erased, SHORT_MAX_AGE)
+    assert _erased(answers[-1]), f"still not erased here: {answers[-1]}"
+    assert {a["outcome"] for a in answers} == {"rejected"}  # nothing queued meanwhile
+    refused = pushes.get(runtime.store.data.reader(), answers[-1]["push_id"])
+    assert refused is not None
+    assert (refused.subject_id, refused.content) == (None, None)  # linked to no subject, nothing sealed
+
+
+def test_a_user_who_came_back_through_another_app_gets_their_new_subject_within_the_bound(
+    client: TestClient[Litestar],
+    runtime: Runtime,
+    settings: Settings,
+    clock: FakeClock,
+    as_user: Callable[[str], Headers],
+    as_key: Callable[..., Headers],
+) -> None:
+    _with_short_bound(runtime)
+    user, service = as_user(USER), as_key("pushes:write")
+    _register(client.post, user, "fcm-token-erin-old1")
+    assert client.post("/v1/pushes", json=_push_body("before"), headers=service).json()["outcome"] == "queued"
+
+    with TestClient(create_app(settings, clock)) as other:
+        assert other.delete("/v1/me", headers=user).status_code == 204
+        _register(other.post, user, "fcm-token-erin-new2")
+        back = other.app.state.runtime.store.directory.resolve(runtime.store.pseudonyms.subject_ref(USER))
+        assert back is not None
+
+    answers = _until(
+        _submitter(client.post, service, "here"), lambda a: a["outcome"] == "queued", SHORT_MAX_AGE
+    )
+    assert answers[-1]["outcome"] == "queued", f"still the old subject here: {answers[-1]}"
+    assert {a["outcome"] for a in answers[:-1]} <= {"rejected"}  # the old subject has no device left
+    row = pushes.get(runtime.store.data.reader(), answers[-1]["push_id"])
+    assert row is not None
+    assert row.subject_id == back.subject_id
+    content = row.open_content(back)
+    assert content is not None
+    assert content.title == "t"  # sealed under the new subject's key
+
+
+@pytest.fixture
+def two_servers(tmp_path: Path) -> Iterator[tuple[Server, Server]]:
+    """Two `consent-gateway serve` processes on one data dir, without workers: what is queued
+    stays in the outbox, where the test can see it."""
+    data_dir, settings = tmp_path / "data", {"CGW_WORKER_ENABLED": "false"}
+    with serve_process(data_dir, tmp_path / "first.stderr", settings) as first:
+        with serve_process(data_dir, tmp_path / "second.stderr", settings) as second:
+            yield first, second
+            second.stop()
+        first.stop()
+
+
+def _cli(server: Server, *args: str) -> str:
+    done = server.cli(*args)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+@pytest.mark.slow
+def test_a_subject_erased_through_another_serve_process_is_refused_within_the_bound(
+    two_servers: tuple[Server, Server],
+) -> None:
+    first, second = two_servers
+    service = {
+        "Authorization": "Bearer " + _cli(first, "keys", "create", "--name", "svc", "--scope", "pushes:write")
+    }
+    user = {"Authorization": "Bearer " + _cli(first, "token", USER)}
+
+    with (
+        httpx.Client(base_url=first.base, timeout=10.0) as one,
+        httpx.Client(base_url=second.base, timeout=10.0) as two,
+    ):
+        _register(one.post, user, "fcm-token-erin-x1y2")
+        queued = one.post("/v1/pushes", json=_push_body("before"), headers=service).json()
+        assert queued["outcome"] == "queued", queued  # decided by the first process: cached there
+        erased = two.delete("/v1/me", headers=user)
+        assert erased.status_code == 204, erased.text
+
+        answers = _until(_submitter(one.post, service, "here"), _erased, MAX_AGE_SECONDS)
+        assert _erased(answers[-1]), f"still not erased in the first process: {answers[-1]}"
+        assert {a["outcome"] for a in answers} == {"rejected"}  # nothing queued meanwhile
+        read = one.get(f"/v1/pushes/{answers[-1]['push_id']}", headers=service).json()
+        assert (read["status"], read["reasons"]) == ("rejected", ERASED)
+
+
+def test_security_md_states_the_bound_in_force() -> None:
+    security = (ROOT / "SECURITY.md").read_text(encoding="utf-8")
+    assert f"trusts a cached entry for at most {MAX_AGE_SECONDS:g} s" in security.replace("\n  ", " ")
