@@ -26,19 +26,32 @@ from typing import Literal, NamedTuple
 PiiKind = Literal["email", "phone", "card", "cn_resident_id"]
 PII_KINDS: tuple[PiiKind, ...] = ("email", "phone", "card", "cn_resident_id")
 
-# Letters of any script (`\w`), as internationalized addresses have them (RFC 6531:
-# "josé@example.com", "张伟@例子.中国"); the top-level domain is letters only, so a handle and a
-# year ("微博@钱包.2024") is not one. Starts only where a run of local-part characters starts: the
-# same matches, but a long run with no "@" is scanned once instead of once from each character.
-_EMAIL = re.compile(r"(?<![\w.%+-])[\w.%+-]+@[\w-]+(?:\.[\w-]+)*\.[^\W\d_]{2,}")
+# Letters of any script, as internationalized addresses have them (RFC 6531: "josé@example.com",
+# "zhang@例子.中国"), except in the local part the scripts that put no space before an @-mention
+# ("关注@钱包官方", "并@3位好友"): far more push text holds those than addresses with a Chinese,
+# Japanese or Korean local part, which are not found. The top-level domain is letters only, so a
+# handle and a year ("wallet@shop.2024") is not one. Starts only where a run of local-part
+# characters starts: the same matches, but a long run with no "@" is scanned once.
+_NO_SPACE_SCRIPTS = (
+    "\u2e80-\u2fff\u3040-\u30ff\u3100-\u312f\u31a0-\u31ff\u3400-\u4dbf\u4e00-\u9fff"
+    "\ua960-\ua97f\uac00-\ud7af\uf900-\ufaff\uff66-\uff9f"
+)
+_LOCAL = rf"(?:[^\W{_NO_SPACE_SCRIPTS}]|[.%+-])"
+_EMAIL = re.compile(rf"(?<!{_LOCAL}){_LOCAL}+@[\w-]+(?:\.[\w-]+)*\.[^\W\d_]{{2,}}")
 # Between two digits of a number: nothing, one space, dash or dot, or an area code's parenthesis
-# with or without one ("+1 (202) 555-0143").
+# with or without one. Only the gate below uses it; the phone patterns say where a parenthesis goes.
 _GAP = r"(?:[ .-]|[ .-]?\(|\)[ .-]?)?"
-# E.164: "+", a country code not starting with 0, 8 to 15 digits in all, grouped by `_GAP`s.
-# Not after an ASCII letter or digit ("sale+20240615" in a link's query is a space and a date),
-# but after any other letter: Chinese and Japanese put no space between words, so
-# "电话+8613800138000" is a number written the usual way.
-_E164 = re.compile(rf"(?<![A-Za-z0-9_+])\+[1-9](?:{_GAP}\d){{7,14}}(?!\d)")
+# E.164: "+", a country code not starting with 0, 8 to 15 digits in all (`_e164_found`), single
+# spaces, dashes or dots between them; the area code, or the "+" and country code, may stand in
+# parentheses ("+1 (202) 555-0143", "+86(10)65529988", "(+86) 138 0013 8000"), which a bonus and
+# a date ("+100 (2024.06.15)") never match. Not right after a digit or "+".
+_E164 = re.compile(
+    r"(?<![0-9+_])(?:"
+    r"\(\+[1-9]\d{0,2}\)[ .-]?\d(?:[ .-]?\d){5,13}"
+    r"|\+[1-9]\d{0,2}[ .-]?\(\d{1,4}\)[ .-]?\d(?:[ .-]?\d){2,11}"
+    r"|\+[1-9](?:[ .-]?\d){7,14}"
+    r")(?!\d)"
+)
 # Mainland China mobile: 11 digits 1[3-9]…, plain or grouped 3-4-4 by one consistent separator,
 # not part of a longer run of digits (a dot beside it may be a full stop or a version's: flagged).
 _CN_MOBILE = re.compile(r"(?<![\d+])1[3-9]\d([ .-]?)\d{4}\1\d{4}(?!\d)")
@@ -99,6 +112,18 @@ def _luhn_span(groups: list[str]) -> bool:
     return False
 
 
+def _e164_found(text: str) -> bool:
+    """An `_E164` match of 8 to 15 digits; of at least 10 right after a letter. Chinese and Japanese
+    put no space before a number ("电话+8613800138000"), nor does a link's query ("Tel+86..."), but
+    a letter before a short one is a sum or a date ("奖池+10000000元", "q=sale+20240615")."""
+    for match in _E164.finditer(text):
+        digits = sum(char.isdigit() for char in match.group(0))
+        after_letter = match.start() > 0 and text[match.start() - 1].isalpha()
+        if 8 <= digits <= 15 and (digits >= 10 or not after_letter):
+            return True
+    return False
+
+
 def _contains_resident_id(text: str) -> bool:
     return any(resident_id_valid(re.sub(r"[ -]", "", m.group(0))) for m in _RESIDENT_ID.finditer(text))
 
@@ -139,7 +164,7 @@ _FOLD_RANGES = (range(0x80, 0x20000), range(0xE0000, 0xE1000))
 
 # ASCII punctuation no detector's pattern names, inside or around a match: a character that folds
 # to one of these (full-width "，", "！", "（"...) reads the same to every pattern folded or not.
-_INERT = frozenset("!\"#$&'()*,/:;<=>?[\\]^`{|}~")
+_INERT = frozenset("!\"#$&'*,/:;<=>?[\\]^`{|}~")
 
 
 class _Folding(NamedTuple):
@@ -209,7 +234,7 @@ def find_pii(text: str) -> list[PiiKind]:
         found.append("email")
     if not _NUMBER_LIKE.search(text):
         return found
-    if _E164.search(text) or _CN_MOBILE.search(text):
+    if _e164_found(text) or _CN_MOBILE.search(text):
         found.append("phone")
     if _contains_card(text):
         found.append("card")

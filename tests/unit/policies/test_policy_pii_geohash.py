@@ -68,7 +68,7 @@ def test_geohash_is_valid(value: str, valid: bool) -> None:
 
 # -- the shortcuts change no answer --------------------------------------------------------------
 
-_UNANCHORED_EMAIL = re.compile(r"[\w.%+-]+@[\w-]+(?:\.[\w-]+)*\.[^\W\d_]{2,}")
+_UNANCHORED_EMAIL = re.compile(pii._LOCAL + r"+@[\w-]+(?:\.[\w-]+)*\.[^\W\d_]{2,}")
 
 
 def _folded(text: str) -> str:
@@ -92,7 +92,7 @@ def _every_detector(text: str) -> list[str]:
     found = []
     if _UNANCHORED_EMAIL.search(text):
         found.append("email")
-    if pii._E164.search(text) or pii._CN_MOBILE.search(text):
+    if pii._e164_found(text) or pii._CN_MOBILE.search(text):
         found.append("phone")
     if pii._contains_card(text):
         found.append("card")
