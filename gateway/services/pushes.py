@@ -240,8 +240,10 @@ class PushService:
         today's default: it is the same push if the other fields match and the TTL that means is
         the one the push was given (its row's `expires_at - created_at`), however either request
         spelled it. Fingerprints keep the spelling, so those already stored stay valid, and the
-        other spellings are tried only when the first does not match."""
-        if hmac.compare_digest(earlier.fingerprint, record.fingerprint):
+        other spellings are tried only when the first does not match. A push whose subject was
+        erased has no fingerprint left to compare (`erase_subject_data`): its replays are taken
+        as the same push."""
+        if not earlier.fingerprint or hmac.compare_digest(earlier.fingerprint, record.fingerprint):
             return True
         given = round(
             (

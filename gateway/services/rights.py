@@ -137,12 +137,10 @@ def erase_subject_data(conn: Connection, erasure: PendingErasure) -> bool:
     for table in SUBJECT_TABLES:
         conn.execute(f"DELETE FROM {table} WHERE subject_id = ?", (sid,))  # noqa: S608
     # The subject's pushes stay (caps, statistics, audits), but not what could confirm a guess of
-    # them: the hashes of the sender's idempotency key and of the whole request are keyed with the
-    # pseudonymization key, which outlives erasure. A replay afterwards is a new submission.
-    conn.execute(
-        "UPDATE pushes SET idempotency_key = 'erased:' || push_id, fingerprint = X'' WHERE subject_id = ?",
-        (sid,),
-    )
+    # their content: the request's fingerprint is keyed with the pseudonymization key, which
+    # outlives erasure. The idempotency key's hash stays, so that a replay still gets the answer it
+    # was given and never makes a second push, even after the user came back.
+    conn.execute("UPDATE pushes SET fingerprint = X'' WHERE subject_id = ?", (sid,))
     recorded = conn.execute(
         "SELECT 1 FROM ledger WHERE subject_id = ? AND kind = 'subject.erased' LIMIT 1", (sid,)
     ).fetchone()
