@@ -57,14 +57,16 @@ class Call(msgspec.Struct, Generic[T], frozen=True, kw_only=True):
     body: bytes | None = None
     params: dict[str, str] = {}
 
-    def read(self, status_code: int, content: bytes, reason_phrase: str) -> T:
+    def read(self, status_code: int, content: bytes, reason_phrase: str, *, framed: bool = True) -> T:
         """The decoded answer, or the error it stands for. An answer the SDK cannot decode is a
         `GatewayError` too, so services catch one family whatever went wrong.
 
-        A success whose body is not JSON at all is no answer, raised as httpx raises a body cut
-        short (`RemoteProtocolError`) so the call's retry rules apply: the gateway answers every
-        success with JSON, and httpx cannot see a cut where nothing frames the body (no
-        Content-Length or chunks, the connection's close ends it: HTTP/1.0, some proxies)."""
+        One exception: a success whose body is not JSON and that nothing framed (`framed` False:
+        no Content-Length or chunks, the connection's close ended it, as HTTP/1.0 and some proxies
+        do) may have been cut, which httpx cannot see there. It is raised as httpx raises a body
+        cut short (`RemoteProtocolError`), so the call's retry rules apply. A framed body arrived
+        whole (httpx checks its length), so one that is not JSON (a proxy's or a portal's page) is
+        an error at once."""
         if not 200 <= status_code < 300:
             raise error_from_answer(status_code, content, reason_phrase)
         try:
@@ -72,7 +74,14 @@ class Call(msgspec.Struct, Generic[T], frozen=True, kw_only=True):
         except msgspec.ValidationError as exc:  # whole JSON, another shape: not a lost answer
             raise GatewayError(status_code, f"an answer this SDK cannot read: {exc}") from exc
         except msgspec.DecodeError as exc:
+            if framed:
+                raise GatewayError(status_code, f"an answer that is not JSON: {exc}") from exc
             raise httpx.RemoteProtocolError(f"a {status_code} answer whose body is not JSON: {exc}") from exc
+
+
+def framed(headers: httpx.Headers) -> bool:
+    """Whether the body's end was marked (a length or chunks) rather than left to the close."""
+    return "content-length" in headers or "chunked" in headers.get("transfer-encoding", "").lower()
 
 
 class _Batch(msgspec.Struct):

@@ -168,3 +168,30 @@ def test_a_whole_answer_of_another_shape_is_an_error_not_a_cut(scripted: list[Sc
     assert caught.value.status_code == 200
     assert "cannot read" in caught.value.detail
     assert len(server.bodies) == 1
+
+
+PAGE = b"<html><body>Sign in first</body></html>"
+PORTAL = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nConnection: close\r\n" + (
+    b"Content-Length: %d\r\n\r\n" % len(PAGE) + PAGE
+)
+
+
+@pytest.mark.parametrize("client", ["sync", "async"])
+def test_a_whole_answer_that_is_not_json_is_an_error_at_once(scripted: list[Scripted], client: str) -> None:
+    """A page a proxy or a portal answers with, its length given and all of it received, is no cut:
+    the gateway was not reached, and trying again would only wait to be told the same."""
+    server = _server(scripted, PORTAL, WHOLE)
+
+    async def push_async() -> None:
+        async with AsyncConsentGateway(server.base, KEY, retry=FAST) as gateway:
+            await gateway.push(**PUSH)
+
+    def push_sync() -> None:
+        with ConsentGateway(server.base, KEY, retry=FAST) as gateway:
+            gateway.push(**PUSH)
+
+    with pytest.raises(GatewayError) as failed:
+        push_sync() if client == "sync" else asyncio.run(push_async())
+    assert not isinstance(failed.value, Unreachable)
+    assert failed.value.status_code == 200
+    assert len(server.bodies) == 1
