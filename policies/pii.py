@@ -27,17 +27,35 @@ PiiKind = Literal["email", "phone", "card", "cn_resident_id"]
 PII_KINDS: tuple[PiiKind, ...] = ("email", "phone", "card", "cn_resident_id")
 
 # Letters of any script, as internationalized addresses have them (RFC 6531: "josé@example.com",
-# "zhang@例子.中国"), except in the local part the scripts that put no space before an @-mention
-# ("关注@钱包官方", "并@3位好友"): far more push text holds those than addresses with a Chinese,
-# Japanese or Korean local part, which are not found. The top-level domain is letters only, so a
-# handle and a year ("wallet@shop.2024") is not one. Starts only where a run of local-part
-# characters starts: the same matches, but a long run with no "@" is scanned once.
+# "zhang@例子.中国"), with their combining marks (a decomposed "é", Devanagari, Thai), except in
+# the local part the scripts that put no space before an @-mention ("关注@钱包官方", "并@3位好友"):
+# far more push text holds those than addresses with a Chinese, Japanese or Korean local part,
+# which are not found. The top-level domain is letters only, so a handle and a year
+# ("wallet@shop.2024") is not one. Starts only where a run of local-part characters starts: the
+# same matches, but a long run with no "@" is scanned once. Built on first use (`_email`).
 _NO_SPACE_SCRIPTS = (
     "\u2e80-\u2fff\u3040-\u30ff\u3100-\u312f\u31a0-\u31ff\u3400-\u4dbf\u4e00-\u9fff"
     "\ua960-\ua97f\uac00-\ud7af\uf900-\ufaff\uff66-\uff9f"
 )
-_LOCAL = rf"(?:[^\W{_NO_SPACE_SCRIPTS}]|[.%+-])"
-_EMAIL = re.compile(rf"(?<!{_LOCAL}){_LOCAL}+@[\w-]+(?:\.[\w-]+)*\.[^\W\d_]{{2,}}")
+
+
+@cache
+def _email_parts() -> tuple[str, str]:
+    """(one local-part character, "@" and the domain): the pattern, apart from where it starts."""
+    marks = _char_class(
+        [code for code in range(0x10000) if unicodedata.category(chr(code)) in ("Mn", "Mc", "Me")]
+    )
+    letter = rf"(?:[^\W\d_]|[{marks}])"
+    local = rf"(?:[^\W{_NO_SPACE_SCRIPTS}]|[{marks}.%+-])"
+    return local, rf"@[\w{marks}-]+(?:\.[\w{marks}-]+)*\.{letter}{{2,}}"
+
+
+@cache
+def _email() -> re.Pattern[str]:
+    local, domain = _email_parts()
+    return re.compile(rf"(?<!{local}){local}+{domain}")
+
+
 # Between two digits of a number: nothing, one space, dash or dot, or an area code's parenthesis
 # with or without one. Only the gate below uses it; the phone patterns say where a parenthesis goes.
 _GAP = r"(?:[ .-]|[ .-]?\(|\)[ .-]?)?"
@@ -230,7 +248,7 @@ def find_pii(text: str) -> list[PiiKind]:
     """The kinds of personal data in `text`, each at most once, in `PII_KINDS` order."""
     text = _fold(text)
     found: list[PiiKind] = []
-    if "@" in text and _EMAIL.search(text):
+    if "@" in text and _email().search(text):
         found.append("email")
     if not _NUMBER_LIKE.search(text):
         return found

@@ -68,7 +68,7 @@ def test_geohash_is_valid(value: str, valid: bool) -> None:
 
 # -- the shortcuts change no answer --------------------------------------------------------------
 
-_UNANCHORED_EMAIL = re.compile(pii._LOCAL + r"+@[\w-]+(?:\.[\w-]+)*\.[^\W\d_]{2,}")
+_UNANCHORED_EMAIL = re.compile("{}+{}".format(*pii._email_parts()))
 
 
 def _folded(text: str) -> str:
