@@ -1,0 +1,66 @@
+"""Bodies with a repeated key in any object are refused, naming the key; no other body is."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.body import _refuse_duplicate_keys
+from gateway.errors import InvalidInput
+
+NAMES = st.sampled_from(["a", "b", "granted", "data", "ü", "k"])
+
+
+def _encode(value: Any) -> str:
+    """Objects are lists of pairs here, so that a key may repeat in what is encoded."""
+    if isinstance(value, tuple):
+        return "{" + ",".join(f"{json.dumps(k)}:{_encode(v)}" for k, v in value) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(_encode(v) for v in value) + "]"
+    return json.dumps(value)
+
+
+def _repeats(value: Any) -> bool:
+    if isinstance(value, tuple):
+        names = [k for k, _ in value]
+        return len(set(names)) != len(names) or any(_repeats(v) for _, v in value)
+    if isinstance(value, list):
+        return any(_repeats(v) for v in value)
+    return False
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=3),
+    lambda inner: st.lists(inner, max_size=3) | st.lists(st.tuples(NAMES, inner), max_size=4).map(tuple),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(JSON)
+def test_refused_exactly_when_some_object_repeats_a_key(value: Any) -> None:
+    raw = _encode(value).encode()
+    if _repeats(value):
+        with pytest.raises(InvalidInput):
+            _refuse_duplicate_keys(raw)
+    else:
+        _refuse_duplicate_keys(raw)
+
+
+def test_the_first_object_finished_with_a_repeat_is_the_one_named() -> None:
+    raw = b'{"pushes": [{"title": "t", "data": {"deeplink": "a", "deeplink": "b"}}], "pushes": []}'
+    with pytest.raises(InvalidInput) as refused:
+        _refuse_duplicate_keys(raw)
+    assert refused.value.field == "deeplink"
+
+
+def test_the_same_key_in_sibling_objects_is_no_repeat() -> None:
+    _refuse_duplicate_keys(b'{"pushes": [{"title": "a"}, {"title": "b"}], "title": "c"}')
+
+
+def test_malformed_json_is_left_to_the_decoder() -> None:
+    _refuse_duplicate_keys(b'{"a": 1, "a": ')
