@@ -115,11 +115,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         An empty variable is unset, as if absent. An empty flag is refused: `--data-dir ""` was
         typed on purpose, and as a path it would have meant the current directory."""
         values: dict[str, object] = {}
+        flags = flags or {}
         for name in _PARSERS:
             raw = env.get(_var(name))
-            if raw is not None and raw != "":
+            if raw is not None and raw != "" and flags.get(name) is None:  # a flag given wins unread
                 values[name] = _parse(name, raw)
-        flags = flags or {}
         try:
             for name, raw in flags.items():
                 if raw == "":

@@ -105,6 +105,15 @@ def test_flags_win_through_the_variables_parsers(tmp_path: Path) -> None:
     assert Settings.from_env(env, flags={"port": None}).port == 9000
 
 
+def test_a_variable_a_flag_overrides_is_not_read(tmp_path: Path) -> None:
+    """`CGW_PORT=abc consent-gateway serve --port 8080` serves on 8080: the flag is what counts."""
+    env = {"CGW_PORT": "abc", "CGW_DATA_DIR": "/dev/null"}
+    settings = Settings.from_env(env, flags={"port": "8080", "data_dir": str(tmp_path)})
+    assert (settings.port, settings.data_dir) == (8080, tmp_path)
+    with pytest.raises(SettingsError, match=r"^CGW_PORT:"):
+        Settings.from_env(env, flags={"port": None, "data_dir": str(tmp_path)})
+
+
 @pytest.mark.parametrize(
     ("flags", "named"),
     [
