@@ -47,7 +47,9 @@ def _email_parts() -> tuple[str, str]:
     )
     letter = rf"(?:[^\W\d_]|[{marks}])"
     local = rf"(?:[^\W{_NO_SPACE_SCRIPTS}]|[{marks}.%+-])"
-    return local, rf"@[\w{marks}-]+(?:\.[\w{marks}-]+)*\.{letter}{{2,}}"
+    # Not an image's scale suffix: "banner@2x.png" names a file, and `image_url` is a data key.
+    scale = r"(?!\d+(?:\.\d+)?x\.(?i:png|jpe?g|gif|webp|svg|avif|heic|bmp|ico|tiff?)\b)"
+    return local, rf"@{scale}[\w{marks}-]+(?:\.[\w{marks}-]+)*\.{letter}{{2,}}"
 
 
 @cache
@@ -130,14 +132,29 @@ def _luhn_span(groups: list[str]) -> bool:
     return False
 
 
+# Digit groups that read as an amount ("10.000.000", "10 000 000") or hold a date ("2024.06.15").
+_THOUSANDS = re.compile(r"\d{1,3}(?:([ .,])\d{3})(?:\1\d{3})*")
+_DATE = re.compile(r"(?<!\d)(?:19|20)\d{2}([.-])\d{1,2}\1\d{1,2}(?!\d)")
+
+
 def _e164_found(text: str) -> bool:
-    """An `_E164` match of 8 to 15 digits; of at least 10 right after a letter. Chinese and Japanese
-    put no space before a number ("电话+8613800138000"), nor does a link's query ("Tel+86..."), but
-    a letter before a short one is a sum or a date ("奖池+10000000元", "q=sale+20240615")."""
+    """An `_E164` match of 8 to 15 digits that reads as a number, not a sum or a date.
+
+    Fewer than 10 digits is a short number, and a sum often is: one needs a grouping that is not
+    an amount's ("+65 9123 4567", not "+50000000" or "+10 000 000"), and no letter right before
+    it ("奖池+10000000元", "q=sale+20240615"; Chinese and Japanese put no space before a number, so
+    a long one there is a phone: "电话+8613800138000"). Digits holding a date are never a phone
+    ("(+50) 2024.06.15")."""
     for match in _E164.finditer(text):
-        digits = sum(char.isdigit() for char in match.group(0))
+        number = match.group(0)
+        digits = sum(char.isdigit() for char in number)
+        if not 8 <= digits <= 15 or _DATE.search(number):
+            continue
+        if digits >= 10:
+            return True
+        body = number.lstrip("(+")
         after_letter = match.start() > 0 and text[match.start() - 1].isalpha()
-        if 8 <= digits <= 15 and (digits >= 10 or not after_letter):
+        if not after_letter and not body.isdigit() and not _THOUSANDS.fullmatch(body):
             return True
     return False
 
