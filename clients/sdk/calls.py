@@ -79,8 +79,12 @@ class Call(msgspec.Struct, Generic[T], frozen=True, kw_only=True):
             raise httpx.RemoteProtocolError(f"a {status_code} answer whose body is not JSON: {exc}") from exc
 
 
-def framed(headers: httpx.Headers) -> bool:
-    """Whether the body's end was marked (a length or chunks) rather than left to the close."""
+def framed(answer: httpx.Response) -> bool:
+    """Whether the body's end was marked rather than left to the close: always over HTTP/2 (the
+    stream's end marks it, and a reset stream raises), over HTTP/1.x by a length or chunks."""
+    if answer.http_version not in ("HTTP/1.0", "HTTP/1.1"):
+        return True
+    headers = answer.headers
     return "content-length" in headers or "chunked" in headers.get("transfer-encoding", "").lower()
 
 

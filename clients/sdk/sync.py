@@ -144,7 +144,7 @@ class ConsentGateway:
                 )
                 delay = attempts.after_status(answer.status_code)
                 if delay is None:  # a body cut short raises like a lost answer
-                    framed = calls.framed(answer.headers)
+                    framed = calls.framed(answer)
                     return call.read(answer.status_code, answer.content, answer.reason_phrase, framed=framed)
             except httpx.TransportError as exc:
                 delay = attempts.after_error(exc)

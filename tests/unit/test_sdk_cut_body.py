@@ -24,9 +24,10 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 
-from clients.sdk import AsyncConsentGateway, ConsentGateway, GatewayError, RetryPolicy, Unreachable
+from clients.sdk import AsyncConsentGateway, ConsentGateway, GatewayError, RetryPolicy, Unreachable, calls
 
 KEY = "cgw_0123456789abcdef_secret"
 FAST = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.01, deadline=10.0)
@@ -195,3 +196,13 @@ def test_a_whole_answer_that_is_not_json_is_an_error_at_once(scripted: list[Scri
     assert not isinstance(failed.value, Unreachable)
     assert failed.value.status_code == 200
     assert len(server.bodies) == 1
+
+
+def test_an_http2_answer_is_framed_by_its_stream_whatever_its_headers() -> None:
+    """HTTP/2 has no chunks and its Content-Length is optional: the stream's end marks the body's."""
+    h2 = httpx.Response(200, content=b"<html>portal</html>", extensions={"http_version": b"HTTP/2"})
+    del h2.headers["content-length"]
+    closed = httpx.Response(200, content=b"<html>portal</html>", extensions={"http_version": b"HTTP/1.0"})
+    del closed.headers["content-length"]
+    assert calls.framed(h2)
+    assert not calls.framed(closed)
