@@ -11,7 +11,7 @@ import httpx
 
 from clients.sdk import calls
 from clients.sdk.endpoint import Endpoint
-from clients.sdk.errors import Unreachable
+from clients.sdk.errors import GatewayError, Unreachable
 from clients.sdk.models import (
     BatchAnswer,
     Campaign,
@@ -143,6 +143,8 @@ class AsyncConsentGateway:
                 if delay is None:  # a body cut short raises like a lost answer
                     framed = calls.framed(answer)
                     return call.read(answer.status_code, answer.content, answer.reason_phrase, framed=framed)
+            except httpx.DecodingError as exc:  # the gateway never encodes its answers
+                raise GatewayError(None, f"an answer that could not be decoded: {exc}") from exc
             except httpx.TransportError as exc:
                 delay = attempts.after_error(exc)
                 if delay is None:

@@ -206,3 +206,27 @@ def test_an_http2_answer_is_framed_by_its_stream_whatever_its_headers() -> None:
     del closed.headers["content-length"]
     assert calls.framed(h2)
     assert not calls.framed(closed)
+
+
+@pytest.mark.parametrize("client", ["sync", "async"])
+def test_an_answer_whose_encoding_does_not_decode_is_an_error_at_once(
+    scripted: list[Scripted], client: str
+) -> None:
+    """Not a cut (its length arrived whole) and not the gateway's (it never compresses): a
+    `GatewayError` like any unreadable answer, not httpx's own exception."""
+    garbage = b"not gzip at all"
+    corrupt = HEAD + b"Content-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(garbage) + garbage
+    server = _server(scripted, corrupt, WHOLE)
+
+    async def push_async() -> None:
+        async with AsyncConsentGateway(server.base, KEY, retry=FAST) as gateway:
+            await gateway.push(**PUSH)
+
+    def push_sync() -> None:
+        with ConsentGateway(server.base, KEY, retry=FAST) as gateway:
+            gateway.push(**PUSH)
+
+    with pytest.raises(GatewayError) as failed:
+        push_sync() if client == "sync" else asyncio.run(push_async())
+    assert not isinstance(failed.value, Unreachable)
+    assert len(server.bodies) == 1
