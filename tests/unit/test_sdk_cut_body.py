@@ -171,6 +171,20 @@ def test_a_whole_answer_of_another_shape_is_an_error_not_a_cut(scripted: list[Sc
     assert len(server.bodies) == 1
 
 
+def _push_once(client: str, base: str) -> None:
+    """One push through the sync or the async client."""
+
+    async def push_async() -> None:
+        async with AsyncConsentGateway(base, KEY, retry=FAST) as gateway:
+            await gateway.push(**PUSH)
+
+    if client == "async":
+        asyncio.run(push_async())
+        return
+    with ConsentGateway(base, KEY, retry=FAST) as gateway:
+        gateway.push(**PUSH)
+
+
 PAGE = b"<html><body>Sign in first</body></html>"
 PORTAL = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nConnection: close\r\n" + (
     b"Content-Length: %d\r\n\r\n" % len(PAGE) + PAGE
@@ -183,16 +197,8 @@ def test_a_whole_answer_that_is_not_json_is_an_error_at_once(scripted: list[Scri
     the gateway was not reached, and trying again would only wait to be told the same."""
     server = _server(scripted, PORTAL, WHOLE)
 
-    async def push_async() -> None:
-        async with AsyncConsentGateway(server.base, KEY, retry=FAST) as gateway:
-            await gateway.push(**PUSH)
-
-    def push_sync() -> None:
-        with ConsentGateway(server.base, KEY, retry=FAST) as gateway:
-            gateway.push(**PUSH)
-
     with pytest.raises(GatewayError) as failed:
-        push_sync() if client == "sync" else asyncio.run(push_async())
+        _push_once(client, server.base)
     assert not isinstance(failed.value, Unreachable)
     assert failed.value.status_code == 200
     assert len(server.bodies) == 1
@@ -218,15 +224,7 @@ def test_an_answer_whose_encoding_does_not_decode_is_an_error_at_once(
     corrupt = HEAD + b"Content-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(garbage) + garbage
     server = _server(scripted, corrupt, WHOLE)
 
-    async def push_async() -> None:
-        async with AsyncConsentGateway(server.base, KEY, retry=FAST) as gateway:
-            await gateway.push(**PUSH)
-
-    def push_sync() -> None:
-        with ConsentGateway(server.base, KEY, retry=FAST) as gateway:
-            gateway.push(**PUSH)
-
     with pytest.raises(GatewayError) as failed:
-        push_sync() if client == "sync" else asyncio.run(push_async())
+        _push_once(client, server.base)
     assert not isinstance(failed.value, Unreachable)
     assert len(server.bodies) == 1
