@@ -1,6 +1,6 @@
 """The receiver's own ceiling, measured with the delivery worker's HTTP client settings.
 
-`WebhookAdapter` posts through `Http1Client` (one aiohttp session of 64 connections) and the
+`WebhookAdapter` posts through `Http1Client` (our HTTP/1.1 client, 64 connections) and the
 worker keeps up to `CGW_WORKER_CONCURRENCY` (64) pushes in flight. This does the same with the
 same client and the same signed body shape, as fast as it can, so the delivery figure can be
 read against what that client and receiver allow at all. `--httpx` uses one `httpx.AsyncClient`

@@ -1,0 +1,396 @@
+"""The adapters' HTTP/1.1 client against real sockets that answer exactly as scripted: kept-alive
+connections, the ways an answer can be framed or cut short, what is refused before sending, TLS."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import ssl
+import threading
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import uvloop
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from clients.delivery._http import MAX_ANSWER_BYTES, Http1Client, Reply, TransportFailure
+
+T = TypeVar("T")
+OK = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"
+
+
+class Scripted:
+    """A server on 127.0.0.1 that reads each request whole and answers with `answer(n)` for the
+    n-th request of the whole server (bytes to write; `close` after it ends the connection)."""
+
+    def __init__(
+        self, answer: Callable[[int], bytes], close: Callable[[int], bool] = lambda n: False
+    ) -> None:
+        self.requests: list[bytes] = []
+        self.connections = 0
+        self._answer, self._close = answer, close
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def __aenter__(self) -> Scripted:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._server.close()
+        for writer in self._writers:
+            writer.close()
+        await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self._writers.add(writer)
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(
+                    int(line.split(b":", 1)[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                )
+                self.requests.append(head + await reader.readexactly(length))
+                n = len(self.requests)
+                writer.write(self._answer(n))
+                await writer.drain()
+                if self._close(n):
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+            self._writers.discard(writer)
+
+
+Run = Callable[[Callable[[], Awaitable[T]]], T]
+
+
+@pytest.fixture(params=["asyncio", "uvloop"])
+def run(request: pytest.FixtureRequest) -> Run[Any]:
+    """Each test on both loops uvicorn may serve the gateway on: uvloop's transports are not
+    asyncio's classes, and its callbacks come in its own order."""
+    if request.param == "uvloop":
+        return lambda scenario: uvloop.run(scenario())
+    return lambda scenario: asyncio.run(scenario())
+
+
+async def post(client: Http1Client, url: str, body: bytes = b'{"a":1}') -> Reply:
+    return await client.post(url + "/hook", {"content-type": "application/json"}, content=body)
+
+
+def test_requests_reuse_kept_alive_connections(run: Run[Any]) -> None:
+    async def scenario() -> None:
+        async with Scripted(lambda n: OK) as server:
+            client = Http1Client(5.0)
+            for _ in range(3):
+                replies = await asyncio.gather(*(post(client, server.url) for _ in range(8)))
+                assert [r.status for r in replies] == [200] * 8
+            await client.aclose()
+            assert len(server.requests) == 24
+            assert server.connections == 8
+            first = server.requests[0]
+            assert first.startswith(b"POST /hook HTTP/1.1\r\n")
+            assert f"host: 127.0.0.1:{server.port}\r\n".encode() in first.lower()
+            assert first.endswith(b'\r\n\r\n{"a":1}')
+
+    run(scenario)
+
+
+def test_a_connection_the_server_closed_while_idle_is_replaced_without_a_failure(run: Run[Any]) -> None:
+    async def scenario() -> None:
+        async with Scripted(lambda n: OK, close=lambda n: n == 1) as server:
+            client = Http1Client(5.0)
+            assert (await post(client, server.url)).status == 200
+            assert (await post(client, server.url)).status == 200
+            await client.aclose()
+            assert server.connections == 2
+
+    run(scenario)
+
+
+def test_an_answer_asking_to_close_is_not_reused(run: Run[Any]) -> None:
+    closing = b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 0\r\n\r\n"
+
+    async def scenario() -> None:
+        async with Scripted(lambda n: closing if n == 1 else OK) as server:
+            client = Http1Client(5.0)
+            assert (await post(client, server.url)).status == 200
+            assert (await post(client, server.url)).content == b"{}"
+            await client.aclose()
+            assert server.connections == 2
+
+    run(scenario)
+
+
+@pytest.mark.parametrize(
+    ("answer", "close", "content"),
+    [
+        (b"HTTP/1.1 201 Created\r\ncontent-length: 5\r\n\r\nhello", False, b"hello"),
+        (
+            b"HTTP/1.1 201 Created\r\ntransfer-encoding: chunked\r\n\r\n3\r\nhel\r\n2\r\nlo\r\n0\r\n\r\n",
+            False,
+            b"hello",
+        ),
+        (
+            b"HTTP/1.1 201 Created\r\n\r\nhello",
+            True,
+            b"hello",
+        ),  # no length: the body ends with the connection
+        (
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\ncontent-length: 5\r\n\r\nhello",
+            False,
+            b"hello",
+        ),
+    ],
+    ids=["length", "chunked", "until-close", "interim-100"],
+)
+def test_answers_framed_every_allowed_way_are_read_whole(
+    answer: bytes, close: bool, content: bytes, run: Run[Any]
+) -> None:
+    async def scenario() -> Reply:
+        async with Scripted(lambda n: answer, close=lambda n: close) as server:
+            client = Http1Client(5.0)
+            try:
+                return await post(client, server.url)
+            finally:
+                await client.aclose()
+
+    reply = run(scenario)
+    assert isinstance(reply, Reply)
+    assert (reply.status, reply.content) == (201, content)
+
+
+def test_headers_are_found_by_lower_case_name_and_repeated_ones_joined(run: Run[Any]) -> None:
+    answer = b"HTTP/1.1 429 Too Many\r\nRetry-After: 7\r\nX-Note: a\r\nx-note: b\r\ncontent-length: 0\r\n\r\n"
+
+    async def scenario() -> Reply:
+        async with Scripted(lambda n: answer) as server:
+            client = Http1Client(5.0)
+            try:
+                return await post(client, server.url)
+            finally:
+                await client.aclose()
+
+    reply = run(scenario)
+    assert isinstance(reply, Reply)
+    assert reply.headers["retry-after"] == "7"
+    assert reply.headers["x-note"] == "a, b"
+
+
+@pytest.mark.parametrize(
+    ("answer", "code"),
+    [
+        (b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhalf", "ServerDisconnected"),  # cut short
+        (b"SMTP ready\r\n\r\n", "ProtocolError"),
+        (
+            b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % (MAX_ANSWER_BYTES + 1)
+            + b"x" * (MAX_ANSWER_BYTES + 1),
+            "AnswerTooLarge",
+        ),
+    ],
+    ids=["cut-short", "not-http", "too-large"],
+)
+def test_an_answer_that_is_not_whole_or_not_http_is_a_transport_failure(
+    answer: bytes, code: str, run: Run[Any]
+) -> None:
+    async def scenario() -> str:
+        async with Scripted(lambda n: answer, close=lambda n: True) as server:
+            client = Http1Client(5.0)
+            try:
+                await post(client, server.url)
+            except TransportFailure as exc:
+                return exc.code
+            finally:
+                await client.aclose()
+        return "answered"
+
+    assert run(scenario) == code
+
+
+def test_a_redirect_is_an_answer_not_a_second_request(run: Run[Any]) -> None:
+    answer = b"HTTP/1.1 307 Temporary Redirect\r\nlocation: http://127.0.0.1:9/x\r\ncontent-length: 0\r\n\r\n"
+
+    async def scenario() -> None:
+        async with Scripted(lambda n: answer) as server:
+            client = Http1Client(5.0)
+            assert (await post(client, server.url)).status == 307
+            await client.aclose()
+            assert len(server.requests) == 1
+
+    run(scenario)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"authorization": "Bearer x\r\nx-injected: 1"}, {"bad name": "v"}, {"x-token": "caf\u00e9\u2603"}],
+    ids=["crlf-in-value", "space-in-name", "not-latin-1"],
+)
+def test_a_header_that_could_split_the_request_is_refused_before_anything_is_sent(
+    headers: dict[str, str], run: Run[Any]
+) -> None:
+    async def scenario() -> None:
+        async with Scripted(lambda n: OK) as server:
+            client = Http1Client(5.0)
+            with pytest.raises(TransportFailure) as raised:
+                await client.post(server.url, headers, content=b"{}")
+            await client.aclose()
+            assert raised.value.code == "InvalidHeader"
+            assert server.connections == 0
+
+    run(scenario)
+
+
+def test_the_url_is_escaped_into_one_request_line_and_a_bad_url_is_refused(run: Run[Any]) -> None:
+    async def scenario() -> None:
+        async with Scripted(lambda n: OK) as server:
+            client = Http1Client(5.0)
+            await client.post(server.url + "/a b/\u00e9?q=1 2&r=%41", {}, content=b"")
+            for bad in ("ftp://127.0.0.1/x", "http:///nohost", f"http://127.0.0.1:{10**6}/"):
+                with pytest.raises(TransportFailure) as raised:
+                    await client.post(bad, {}, content=b"")
+                assert raised.value.code == "InvalidURL"
+            await client.aclose()
+            assert server.requests[0].startswith(b"POST /a%20b/%C3%A9?q=1%202&r=%41 HTTP/1.1\r\n")
+
+    run(scenario)
+
+
+def test_a_form_is_sent_url_encoded(run: Run[Any]) -> None:
+    async def scenario() -> None:
+        async with Scripted(lambda n: OK) as server:
+            client = Http1Client(5.0)
+            await client.post(server.url + "/token", {}, form={"grant_type": "a b", "assertion": "x&y=z"})
+            await client.aclose()
+            request = server.requests[0]
+            assert b"content-type: application/x-www-form-urlencoded\r\n" in request.lower()
+            assert request.endswith(b"\r\n\r\ngrant_type=a+b&assertion=x%26y%3Dz")
+
+    run(scenario)
+
+
+def test_the_timeout_does_not_count_the_wait_for_a_free_connection(
+    monkeypatch: pytest.MonkeyPatch, run: Run[Any]
+) -> None:
+    """Two slots, six requests each answered after 0.15 s: the last waits 0.3 s for a slot, more
+    than the 0.25 s timeout, and is still answered."""
+    monkeypatch.setattr("clients.delivery._http.CONNECTIONS", 2)
+
+    async def scenario() -> None:
+        async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                while True:
+                    await reader.readuntil(b"\r\n\r\n")
+                    await asyncio.sleep(0.15)
+                    writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+            except (asyncio.IncompleteReadError, ConnectionError):
+                pass
+            finally:
+                writer.close()
+
+        server = await asyncio.start_server(slow, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        client = Http1Client(0.25)
+        replies = await asyncio.gather(*(client.post(url, {}, content=b"") for _ in range(6)))
+        await client.aclose()
+        server.close()
+        await asyncio.sleep(0.05)  # the handlers read the end of their connections and close them
+        assert [r.status for r in replies] == [200] * 6
+
+    run(scenario)
+
+
+def _self_signed(tmp: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_path, key_path
+
+
+class TlsServer:
+    """An HTTPS server on asyncio's own loop in a thread, whatever loop the client runs on
+    (uvloop's server-side `start_tls` never completes a handshake). TLS is started in the
+    handler, not by the server, so a handshake the client refuses still closes the socket."""
+
+    def __init__(self, served: ssl.SSLContext) -> None:
+        self._served = served
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+    def __enter__(self) -> str:
+        self._thread.start()
+        server = asyncio.run_coroutine_threadsafe(
+            asyncio.start_server(self._answer, "127.0.0.1", 0), self._loop
+        )
+        self._server = server.result(5)
+        return f"https://localhost:{self._server.sockets[0].getsockname()[1]}/hook"
+
+    def __exit__(self, *exc: object) -> None:
+        async def stop() -> None:
+            self._server.close()
+            await self._server.wait_closed()
+
+        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+        self._loop.close()
+
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await writer.start_tls(self._served)
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(OK)
+            await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
+            pass
+        writer.close()
+
+
+def test_https_checks_the_certificate(tmp_path: Path, run: Run[Any]) -> None:
+    cert, key = _self_signed(tmp_path)
+    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    served.load_cert_chain(cert, key)
+    trusting = ssl.create_default_context(cafile=str(cert))
+
+    async def scenario(url: str) -> tuple[int, str]:
+        ours = Http1Client(5.0, tls=trusting)
+        status = (await ours.post(url, {}, content=b"{}")).status
+        default = Http1Client(5.0)  # the system's roots: a self-signed certificate is refused
+        try:
+            await default.post(url, {}, content=b"{}")
+            refused = "sent"
+        except TransportFailure as exc:
+            refused = exc.code
+        await ours.aclose()
+        await default.aclose()
+        return status, refused
+
+    with TlsServer(served) as url:
+        assert run(lambda: scenario(url)) == (200, "TLSError")
