@@ -149,7 +149,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             if path is not None:
                 _read_file(_var(name), path)
         # Imported here, not at the top: auth and the delivery adapters own what their files must
-        # hold, and they import this module (and Litestar, aiohttp...) themselves.
+        # hold, and they import this module (and Litestar, httpx...) themselves.
         if self.jwt_public_key_file is not None:
             from gateway.auth import load_user_token_key
 

@@ -3,16 +3,22 @@ turns an answer or a network failure into a `DeliveryResult`.
 
 The client is ours: keep-alive connections on asyncio, each answer parsed by httptools (the C
 parser uvicorn uses, from the uvloop authors). It only ever POSTs a body it holds in memory to a
-provider and reads a short answer, and for that it costs ~40 µs of CPU per request at 64 in flight
-on our bench machine, against ~130 µs for aiohttp and ~1.7 ms for httpx (docs/performance.md,
-"The delivery client"); at the delivery target of 5,000 pushes/s that is a third of the core.
+provider and reads a short answer, and for that it costs ~45 µs of CPU per request at 64 in flight
+on our bench machine, against ~150 µs for aiohttp and ~1.7 ms for httpx (docs/performance.md,
+"The delivery client"); at the delivery target of 5,000 pushes/s that is half the core.
 APNs stays on httpx: Apple speaks only HTTP/2.
 
 What it does not do, on purpose: follow redirects (a push goes to the configured or allowed
 host or nowhere: a redirect is a `failed` answer, not an invitation), use proxies from the
-environment, keep cookies, or read an answer longer than `MAX_ANSWER_BYTES`. Its timeout runs
-from when a connection is free until the answer is read, so waiting for one of the
-`CONNECTIONS` slots does not eat a send's time.
+environment, keep cookies, accept a compressed answer, or read an answer longer than
+`MAX_ANSWER_BYTES`. Its timeout runs from when one of the `CONNECTIONS` slots is free until the
+answer is read, so waiting for a slot does not eat a send's time. A connection idle for longer
+than `IDLE_SECONDS` is not reused: a NAT or firewall may have dropped it without a word.
+
+A request whose kept-alive connection closes before a byte of the answer is sent once more on a
+new connection: the server most likely closed the connection while it was idle. It may instead
+have taken the request and died; the worker would send it again then anyway (the idempotency
+key, Web Push's `Topic` and the relay's dedupe are there for repeats).
 
 Each provider adds its own invalid-token rules first; what is left is classified the same way
 everywhere, so the worker's retry and breaker behaviour does not depend on the provider.
@@ -21,12 +27,13 @@ everywhere, so the worker's retry and breaker behaviour does not depend on the p
 from __future__ import annotations
 
 import asyncio
+import base64
 import re
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import NamedTuple, cast
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, unquote, urlencode, urlsplit
 
 import httptools
 import msgspec
@@ -49,10 +56,15 @@ CONNECTIONS = 64
 """The worker's default round (CGW_WORKER_CONCURRENCY) in flight at once, one connection each."""
 MAX_ANSWER_BYTES = 1 << 20
 """A provider answers with a status and at most a short JSON error; a longer answer is refused."""
+IDLE_SECONDS = 15.0
+"""How long a kept connection may wait for its next request (aiohttp's default too)."""
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_VALUE = re.compile(r"[\x00\r\n]")
-_URL_KEEP = "".join(map(chr, range(0x21, 0x7F)))
-"""Printable ASCII stays as it is in a request line (escapes included); anything else is %-escaped."""
+_OURS = frozenset(
+    {"host", "content-length", "transfer-encoding", "connection", "user-agent", "accept-encoding"}
+)
+_URL_KEEP = "".join(c for c in map(chr, range(0x21, 0x7F)) if c not in '"<>\\^`{|}')
+"""What stays as it is in a request line (escapes included); anything else is %-escaped."""
 
 
 class Reply(msgspec.Struct, frozen=True):
@@ -72,19 +84,18 @@ class TransportFailure(Exception):
 
 
 class _Unheard(TransportFailure):
-    """The connection closed before a byte of the answer: on a kept-alive connection, the server
-    most likely closed it while it was idle, so the request is worth one more try on a new one."""
+    """The connection closed before a byte of the answer (see the module's docstring)."""
 
     def __init__(self) -> None:
         super().__init__("ServerDisconnected")
 
 
 class _Target(NamedTuple):
-    """Where a URL's POST goes: the connection it may reuse (`key`) and its request line."""
+    """Where a URL's POST goes: the connection it may reuse (`key`) and its request's head."""
 
     key: tuple[bool, str, int]
-    host_header: str
-    path: str
+    head: str
+    """The request line and the headers the URL gives (`Host`, `Authorization` from its userinfo)."""
 
 
 @lru_cache(maxsize=1024)
@@ -96,24 +107,30 @@ def _target(url: str) -> _Target:
         raise TransportFailure("InvalidURL") from None
     host = parts.hostname
     netloc = parts.netloc.rpartition("@")[2]
-    if parts.scheme not in ("http", "https") or not host or not netloc.isprintable() or " " in netloc:
+    if parts.scheme not in ("http", "https") or not host or not netloc.isascii() or not netloc.isprintable():
+        raise TransportFailure("InvalidURL")
+    if " " in netloc:
         raise TransportFailure("InvalidURL")
     tls = parts.scheme == "https"
     path = quote(parts.path or "/", safe=_URL_KEEP)
     if parts.query:
         path += "?" + quote(parts.query, safe=_URL_KEEP)
-    return _Target((tls, host, port or (443 if tls else 80)), netloc, path)
+    head = f"POST {path} HTTP/1.1\r\nHost: {netloc}\r\n"
+    if parts.username is not None:  # a relay's credentials in its URL, as aiohttp sent them
+        credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+        head += f"Authorization: Basic {base64.b64encode(credentials).decode()}\r\n"
+    return _Target((tls, host, port or (443 if tls else 80)), head)
 
 
 def _request(target: _Target, headers: Mapping[str, str], body: bytes) -> bytes:
     """The request's bytes. A header that could split the request (a line break in a value, say
-    from a token a provider handed us) is refused rather than sent."""
-    head = [f"POST {target.path} HTTP/1.1\r\nHost: {target.host_header}\r\nContent-Length: {len(body)}\r\n"]
+    from a token a provider handed us) or repeat one of ours is refused rather than sent."""
+    head = [target.head, f"Content-Length: {len(body)}\r\n"]
     for name, value in headers.items():
-        if not _HEADER_NAME.fullmatch(name) or _BAD_VALUE.search(value):
+        if not _HEADER_NAME.fullmatch(name) or _BAD_VALUE.search(value) or name.lower() in _OURS:
             raise TransportFailure("InvalidHeader")
         head.append(f"{name}: {value}\r\n")
-    head.append("User-Agent: consent-gateway\r\n\r\n")
+    head.append("Accept-Encoding: identity\r\nUser-Agent: consent-gateway\r\n\r\n")
     try:
         return "".join(head).encode("latin-1") + body
     except UnicodeEncodeError:
@@ -121,31 +138,46 @@ def _request(target: _Target, headers: Mapping[str, str], body: bytes) -> bytes:
 
 
 class _Connection(asyncio.Protocol):
-    """One connection, one request at a time, kept alive between requests when the server allows."""
+    """One connection, one request at a time, kept alive between requests when the server allows.
+    Bytes that come when no request is waiting (a second answer, a goodbye) end the connection:
+    they must never be taken for the next request's answer."""
 
     def __init__(self) -> None:
         self._parser = httptools.HttpResponseParser(self)
         self._transport: asyncio.Transport | None = None
         self._answer: asyncio.Future[Reply] | None = None
-        self._headers: dict[str, str] = {}
+        self._headers: dict[str, list[str]] = {}
         self._body = bytearray()
-        self._heard = False
+        self._received = 0
         self._head_done = False
         self._refusal: str | None = None
         self.open = True
+        self.idle_since = 0.0
+        self.on_lost: Callable[[_Connection], None] | None = None
 
     async def exchange(self, request: bytes) -> Reply:
-        assert self._transport is not None
-        assert self._answer is None
+        if not self.open or self._transport is None or self._transport.is_closing():
+            raise _Unheard()  # closed between its making (or its last answer) and now
         self._answer = asyncio.get_running_loop().create_future()
-        self._heard = False
-        self._transport.write(request)
+        self._received = 0
+        try:
+            self._transport.write(request)
+        except RuntimeError:  # uvloop: the transport closed a moment ago
+            self.abort()
+            raise _Unheard() from None
         return await self._answer
 
     def close(self) -> None:
+        """After a whole answer: the server asked to close, or the pool is done with it."""
         self.open = False
         if self._transport is not None:
             self._transport.close()
+
+    def abort(self) -> None:
+        """After a failure: no goodbye (over TLS, `close` would wait for the peer's)."""
+        self.open = False
+        if self._transport is not None:
+            self._transport.abort()
 
     # -- asyncio's side ------------------------------------------------------------------------
 
@@ -153,36 +185,48 @@ class _Connection(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)  # uvloop's are not asyncio's subclasses
 
     def data_received(self, data: bytes) -> None:
-        self._heard = True
+        if self._answer is None:
+            self._fail(TransportFailure("ProtocolError"))
+            return
+        self._received += len(data)
+        if self._received > MAX_ANSWER_BYTES:
+            self._fail(TransportFailure("AnswerTooLarge"))
+            return
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserError:
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade):
             self._fail(TransportFailure(self._refusal or "ProtocolError"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.open = False
-        if self._head_done and self._refusal is None and self._unframed():
-            # An answer with neither a length nor chunks ends when the connection does.
+        if self.on_lost is not None:
+            self.on_lost(self)
+        if exc is None and self._head_done and self._unframed():
+            # An answer with neither a length nor chunks ends when the connection does, cleanly.
             self._complete(self._parser.get_status_code())
         else:
-            self._fail(TransportFailure("ServerDisconnected") if self._heard else _Unheard())
+            self._fail(TransportFailure("ServerDisconnected") if self._received else _Unheard())
 
     def _unframed(self) -> bool:
         return "content-length" not in self._headers and "transfer-encoding" not in self._headers
 
     # -- httptools' side -----------------------------------------------------------------------
 
+    def on_message_begin(self) -> None:
+        if self._answer is None:  # a second answer after the one asked for
+            self._refusal = "ProtocolError"
+            raise RuntimeError  # stops the parser; data_received turns it into the failure
+
     def on_header(self, name: bytes, value: bytes) -> None:
-        key, text = name.decode("latin-1").lower(), value.decode("latin-1")
-        self._headers[key] = f"{self._headers[key]}, {text}" if key in self._headers else text
+        self._headers.setdefault(name.decode("latin-1").lower(), []).append(value.decode("latin-1"))
 
     def on_headers_complete(self) -> None:
         self._head_done = True
+        if "content-encoding" in self._headers:  # asked for identity; a coding we would not decode
+            self._refusal = "ProtocolError"
+            raise RuntimeError
 
     def on_body(self, body: bytes) -> None:
-        if len(self._body) + len(body) > MAX_ANSWER_BYTES:
-            self._refusal = "AnswerTooLarge"
-            raise OverflowError  # stops the parser; data_received turns it into the failure
         self._body += body
 
     def on_message_complete(self) -> None:
@@ -195,16 +239,15 @@ class _Connection(asyncio.Protocol):
         self._complete(status)
 
     def _complete(self, status: int) -> None:
-        reply = Reply(status, self._headers, bytes(self._body))
+        headers = {name: ", ".join(values) for name, values in self._headers.items()}
+        reply = Reply(status, headers, bytes(self._body))
         self._headers, self._body, self._head_done = {}, bytearray(), False
         answer, self._answer = self._answer, None
-        if answer is None:  # an answer to no request: the connection cannot be trusted
-            self.close()
-        elif not answer.done():
+        if answer is not None and not answer.done():
             answer.set_result(reply)
 
     def _fail(self, failure: TransportFailure) -> None:
-        self.close()
+        self.abort()
         answer, self._answer = self._answer, None
         if answer is not None and not answer.done():
             answer.set_exception(failure)
@@ -220,6 +263,7 @@ class Http1Client:
         self._slots = asyncio.Semaphore(CONNECTIONS)
         self._idle: dict[tuple[bool, str, int], list[_Connection]] = {}
         self._idle_count = 0
+        self._closed = False
 
     async def post(
         self,
@@ -253,8 +297,10 @@ class Http1Client:
         return classify_status(reply, now)
 
     async def aclose(self) -> None:
-        for kept in self._idle.values():
-            for conn in kept:
+        """Closes the kept connections; those of requests still running close when they end."""
+        self._closed = True
+        for kept in list(self._idle.values()):
+            for conn in list(kept):
                 conn.close()
         self._idle.clear()
         self._idle_count = 0
@@ -265,15 +311,15 @@ class Http1Client:
             try:
                 return self._keep(target, kept, await kept.exchange(request))
             except _Unheard:
-                pass  # closed by the server while idle: once more, on a new connection
+                pass  # closed by the server while idle, most likely: once more, on a new connection
             except BaseException:
-                kept.close()
+                kept.abort()
                 raise
         conn = await self._connect(target)
         try:
             return self._keep(target, conn, await conn.exchange(request))
         except BaseException:
-            conn.close()  # timed out or cancelled mid-answer: what comes next on it is unknown
+            conn.abort()  # timed out or cancelled mid-answer: what comes next on it is unknown
             raise
 
     async def _connect(self, target: _Target) -> _Connection:
@@ -291,22 +337,42 @@ class Http1Client:
 
     def _take(self, target: _Target) -> _Connection | None:
         kept = self._idle.get(target.key)
+        now = asyncio.get_running_loop().time()
         while kept:
-            conn = kept.pop()
-            self._idle_count -= 1
-            if conn.open:
+            conn = self._forget(kept.pop())
+            if now - conn.idle_since <= IDLE_SECONDS:
                 return conn
+            conn.close()
         return None
 
     def _keep(self, target: _Target, conn: _Connection, reply: Reply) -> Reply:
         if not conn.open:
             return reply
-        if self._idle_count >= CONNECTIONS:
+        if self._closed or self._idle_count >= CONNECTIONS:
             conn.close()
-        else:
-            self._idle.setdefault(target.key, []).append(conn)
-            self._idle_count += 1
+            return reply
+        conn.idle_since = asyncio.get_running_loop().time()
+        conn.on_lost = self._lost
+        self._idle.setdefault(target.key, []).append(conn)
+        self._idle_count += 1
         return reply
+
+    def _forget(self, conn: _Connection) -> _Connection:
+        """`conn` leaves the idle lists (it was popped from its own list already)."""
+        conn.on_lost = None
+        self._idle_count -= 1
+        return conn
+
+    def _lost(self, conn: _Connection) -> None:
+        """A kept connection closed by the server while idle leaves the pool at once: it must not
+        hold one of the `CONNECTIONS` places of kept connections until its host is asked again."""
+        for key, kept in self._idle.items():
+            if conn in kept:
+                kept.remove(conn)
+                self._forget(conn)
+                if not kept:
+                    del self._idle[key]
+                return
 
 
 def classify_status(reply: Reply, now: Clock, code: str | None = None) -> DeliveryResult:

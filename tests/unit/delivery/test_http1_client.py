@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import socket
 import ssl
+import struct
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -197,8 +200,11 @@ def test_headers_are_found_by_lower_case_name_and_repeated_ones_joined(run: Run[
             + b"x" * (MAX_ANSWER_BYTES + 1),
             "AnswerTooLarge",
         ),
+        (b"HTTP/1.1 200 OK\r\n" + b"x-pad: y\r\n" * (MAX_ANSWER_BYTES // 10) + b"\r\n", "AnswerTooLarge"),
+        (b"HTTP/1.1 101 Switching Protocols\r\nupgrade: h2c\r\nconnection: upgrade\r\n\r\n", "ProtocolError"),
+        (b"HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-length: 2\r\n\r\n{}", "ProtocolError"),
     ],
-    ids=["cut-short", "not-http", "too-large"],
+    ids=["cut-short", "not-http", "too-large", "head-too-large", "upgrade", "compressed"],
 )
 def test_an_answer_that_is_not_whole_or_not_http_is_a_transport_failure(
     answer: bytes, code: str, run: Run[Any]
@@ -215,6 +221,134 @@ def test_an_answer_that_is_not_whole_or_not_http_is_a_transport_failure(
         return "answered"
 
     assert run(scenario) == code
+
+
+def test_bytes_after_the_answer_are_never_the_next_requests_answer(run: Run[Any]) -> None:
+    """A server that sends a second answer nobody asked for: the connection is dropped, and the
+    next request gets its own answer on a new one, not the leftover 410 (a disabled device)."""
+    extra = OK + b"HTTP/1.1 410 Gone\r\ncontent-length: 5\r\n\r\nst"
+
+    async def scenario() -> None:
+        async with Scripted(lambda n: extra if n == 1 else OK) as server:
+            client = Http1Client(5.0)
+            assert (await post(client, server.url)).status == 200
+            second = await post(client, server.url)
+            await client.aclose()
+            assert (second.status, second.content) == (200, b"{}")
+            assert server.connections == 2
+
+    run(scenario)
+
+
+def test_a_connection_idle_too_long_is_not_reused(run: Run[Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """One a NAT dropped without a word would swallow the next request until the timeout."""
+    monkeypatch.setattr("clients.delivery._http.IDLE_SECONDS", 0.05)
+
+    async def scenario() -> None:
+        async with Scripted(lambda n: OK) as server:
+            client = Http1Client(5.0)
+            await post(client, server.url)
+            await post(client, server.url)
+            await asyncio.sleep(0.1)
+            await post(client, server.url)
+            await client.aclose()
+            assert server.connections == 2
+
+    run(scenario)
+
+
+def test_connections_the_servers_closed_do_not_hold_places_in_the_pool(
+    run: Run[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two places; two hosts close their connections after answering, without saying so. A third
+    host must still get its connection kept between requests."""
+    monkeypatch.setattr("clients.delivery._http.CONNECTIONS", 2)
+
+    async def scenario() -> None:
+        async with (
+            Scripted(lambda n: OK, close=lambda n: True) as first,
+            Scripted(lambda n: OK, close=lambda n: True) as second,
+            Scripted(lambda n: OK) as third,
+        ):
+            client = Http1Client(5.0)
+            await post(client, first.url)
+            await post(client, second.url)
+            await asyncio.sleep(0.05)  # both connections are lost by now
+            for _ in range(5):
+                await post(client, third.url)
+            await client.aclose()
+            assert third.connections == 1
+
+    run(scenario)
+
+
+def test_credentials_in_the_url_are_sent_as_basic_auth_and_not_in_the_host(run: Run[Any]) -> None:
+    async def scenario() -> None:
+        async with Scripted(lambda n: OK) as server:
+            client = Http1Client(5.0)
+            url = server.url.replace("http://", "http://relay%40x:s3cret@")
+            await client.post(url + "/hook", {}, content=b"")
+            await client.aclose()
+            head = server.requests[0].lower()
+            assert b"authorization: basic cmvsyxlaedpzm2nyzxq=\r\n" in head  # "relay@x:s3cret"
+            assert f"host: 127.0.0.1:{server.port}\r\n".encode() in head
+
+    run(scenario)
+
+
+def test_a_server_that_closes_every_connection_at_once_is_a_transport_failure(run: Run[Any]) -> None:
+    """Never an exception of another kind (uvloop raises RuntimeError on a write to a closed
+    transport), and never a wait for the timeout."""
+
+    async def scenario() -> list[str]:
+        async def slam(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writer.close()
+
+        server = await asyncio.start_server(slam, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        client = Http1Client(5.0)
+        codes = []
+        for _ in range(10):
+            try:
+                await client.post(url, {}, content=b"")
+                codes.append("answered")
+            except TransportFailure as exc:
+                codes.append(exc.code)
+        await client.aclose()
+        server.close()
+        await server.wait_closed()
+        return codes
+
+    started = time.monotonic()
+    assert set(run(scenario)) == {"ServerDisconnected"}
+    assert time.monotonic() - started < 4.0
+
+
+def test_an_unframed_answer_cut_by_a_reset_is_not_taken_whole(run: Run[Any]) -> None:
+    async def scenario() -> str:
+        async def reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b'HTTP/1.1 400 Bad Request\r\n\r\n{"error":{"status":"UNREG')
+            await writer.drain()
+            await asyncio.sleep(0.05)
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.transport.abort()
+
+        server = await asyncio.start_server(reset, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        client = Http1Client(5.0)
+        try:
+            await client.post(url, {}, content=b"")
+            outcome = "answered"
+        except TransportFailure as exc:
+            outcome = exc.code
+        await client.aclose()
+        server.close()
+        await server.wait_closed()
+        return outcome
+
+    assert run(scenario) == "ServerDisconnected"
 
 
 def test_a_redirect_is_an_answer_not_a_second_request(run: Run[Any]) -> None:
