@@ -30,13 +30,27 @@ class Worker:
 
     async def run(self) -> None:
         log.info("delivery worker started", extra={"owner": self.owner})
+        settling: asyncio.Future[None] | None = None  # the last round's results, being recorded
         while not self._stop.is_set():
             try:
-                claimed = await self._dispatcher.run_once(self.owner, self._batch)
+                claimed, next_settling = await self._dispatcher.start_round(self.owner, self._batch)
             except Exception:  # keep delivering: a failed round is retried after its lease expires
                 log.exception("delivery round failed")
-                claimed = 0
+                claimed, next_settling = 0, None
+            await self._settled(settling)
+            settling = next_settling
             if claimed == 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), IDLE_SECONDS)
+        await self._settled(settling)
         log.info("delivery worker stopped", extra={"owner": self.owner})
+
+    @staticmethod
+    async def _settled(settling: asyncio.Future[None] | None) -> None:
+        """Wait for a round's results to be recorded; a failure leaves its pushes to their lease."""
+        if settling is None:
+            return
+        try:
+            await settling
+        except Exception:
+            log.exception("delivery round failed")

@@ -382,17 +382,22 @@ class Writer:
 
     async def run(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn` in the next group commit; the answer comes once that commit is durable."""
+        result = await self.submit(fn)
+        wrote_in_context.set(True)
+        return result
+
+    def submit(self, fn: Callable[[Connection], T]) -> asyncio.Future[T]:
+        """Queue `fn` now, ahead of any unit queued after this call (in the same group, it runs
+        first); the future's answer comes once its commit is durable."""
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
             if self._pending or self._in_flight:  # still serving another loop: go the thread way
-                return await loop.run_in_executor(None, self.run_sync, fn)
+                return loop.run_in_executor(None, self.run_sync, fn)
             self._loop = loop
         job = _Job(fn, loop.create_future())
         self._pending.append(job)
         self._schedule()
-        result: T = await job.future
-        wrote_in_context.set(True)
-        return result
+        return job.future
 
     def run_sync(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn` in a transaction of its own, from a thread that is not the event loop's."""
@@ -437,6 +442,11 @@ class Writer:
     def moved(self) -> str | None:
         """None while the database file on disk is the one written to, else "missing" or "replaced"."""
         return self._syncer.moved()
+
+    @property
+    def commits(self) -> int:
+        """Commits made so far, durable or not: how the worker's grouping of units is checked."""
+        return self._committed
 
     @property
     def failure(self) -> OSError | None:

@@ -1,0 +1,161 @@
+"""The delivery worker's rounds: each round's results are recorded in the same commit as the next
+round's claim, and a worker told to stop still records the round it was in.
+
+The worker runs on the app's loop (`worker_enabled=False`, so the test starts it), sending to a
+real local webhook receiver; the gateway's clock stands still, so nothing is deferred or retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from conftest import Headers
+from litestar import Litestar
+from litestar.testing import TestClient
+from support import WebhookRelay
+
+from gateway.runtime import Runtime
+from gateway.settings import Secret, Settings
+from gateway.worker import Worker
+from storage.repositories import pushes
+
+Client = TestClient[Litestar]
+ROUND = 4
+
+
+@pytest.fixture
+def hook() -> Iterator[WebhookRelay]:
+    server = WebhookRelay()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def settings(data_dir: Path, hook: WebhookRelay) -> Settings:
+    return Settings(
+        data_dir=data_dir,
+        worker_enabled=False,
+        delivery_webhook_url=hook.url,
+        delivery_webhook_secret=Secret("worker-rounds-webhook-secret-0123456789"),
+    )
+
+
+def queue(client: Client, as_user: Callable[[str], Headers], key: Headers, count: int) -> list[str]:
+    """`count` transactional pushes, each to its own user's one webhook device."""
+    ids = []
+    for i in range(count):
+        user = f"rounds-user-{i}"
+        answer = client.post(
+            "/v1/me/devices",
+            json={"platform": "webhook", "token": f"relay-device-{i:04d}"},
+            headers=as_user(user),
+        )
+        assert answer.status_code == 201, answer.text
+        body = {"idempotency_key": f"k-{i}", "user_id": user, "topic": "transactional",
+                "title": "Payment received", "body": "CNY 25.00"}  # fmt: skip
+        answer = client.post("/v1/pushes", json=body, headers=key)
+        assert answer.status_code == 200, answer.text
+        ids.append(str(answer.json()["push_id"]))
+    return ids
+
+
+def statuses(client: Client, key: Headers, ids: list[str]) -> list[str]:
+    return [client.get(f"/v1/pushes/{push_id}", headers=key).json()["status"] for push_id in ids]
+
+
+def run_until(client: Client, worker: Worker, done: Callable[[], bool]) -> None:
+    """Start the worker on the app's loop, wait for `done`, stop it and wait for it to end."""
+    running = client.blocking_portal.start_task_soon(worker.run)
+    deadline = time.monotonic() + 10
+    try:
+        while not done():
+            assert time.monotonic() < deadline, "the worker did not get there in 10 s"
+            time.sleep(0.01)
+    finally:
+        client.blocking_portal.call(worker.stop)
+        running.result(timeout=10)
+
+
+def test_a_rounds_results_share_a_commit_with_the_next_rounds_claim(
+    client: Client,
+    runtime: Runtime,
+    hook: WebhookRelay,
+    as_user: Callable[[str], Headers],
+    as_key: Callable[..., Headers],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Three rounds: claim 1; settle 1 + claim 2; settle 2 + claim 3; settle 3 + an empty claim.
+    Four commits, where a claim and a settle each in a commit of their own take seven."""
+    monkeypatch.setattr("gateway.worker.IDLE_SECONDS", 60.0)  # no idle claims; `stop` ends the wait
+    key = as_key("pushes:write")
+    ids = queue(client, as_user, key, 3 * ROUND)
+    writer = runtime.store.data.writer
+    before = writer.commits
+    run_until(
+        client, Worker(runtime.dispatcher, ROUND), lambda: statuses(client, key, ids) == ["delivered"] * 12
+    )
+    assert writer.commits - before == 4
+    assert sorted(hook.push_ids) == sorted(ids)  # each sent once
+
+
+def test_the_next_round_sees_what_the_last_one_recorded(
+    client: Client,
+    runtime: Runtime,
+    hook: WebhookRelay,
+    as_user: Callable[[str], Headers],
+    as_key: Callable[..., Headers],
+) -> None:
+    """Rounds of one push, two pushes to one device whose first answer is 410: the first round
+    disables the device, so the second push finds none (rejected, `no_device`) and is not sent,
+    although its claim is committed together with the first round's results."""
+    hook.answers = [(410, {}), (200, {})]
+    key = as_key("pushes:write")
+    user = "rounds-user-0"
+    answer = client.post(
+        "/v1/me/devices", json={"platform": "webhook", "token": "relay-device-0000"}, headers=as_user(user)
+    )
+    assert answer.status_code == 201, answer.text
+    ids = []
+    for i in range(2):
+        body = {"idempotency_key": f"k-{i}", "user_id": user, "topic": "transactional",
+                "title": "Payment received", "body": "CNY 25.00"}  # fmt: skip
+        ids.append(str(client.post("/v1/pushes", json=body, headers=key).json()["push_id"]))
+    run_until(
+        client,
+        Worker(runtime.dispatcher, 1),
+        lambda: statuses(client, key, ids) == ["failed", "rejected"],
+    )
+    assert hook.push_ids == ids[:1]
+    assert client.get(f"/v1/pushes/{ids[1]}", headers=key).json()["reasons"] == [{"code": "no_device"}]
+
+
+def test_a_worker_told_to_stop_records_the_round_it_was_in(
+    client: Client,
+    runtime: Runtime,
+    hook: WebhookRelay,
+    as_user: Callable[[str], Headers],
+    as_key: Callable[..., Headers],
+) -> None:
+    """Stopped as soon as the receiver has the round's pushes, before their results are durable:
+    when the worker's `run` returns, they are recorded (read at once, before the loop runs
+    anything else), and none is left in the outbox to be sent again."""
+    key = as_key("pushes:write")
+    ids = queue(client, as_user, key, ROUND)
+    worker = Worker(runtime.dispatcher, ROUND)
+
+    async def scenario() -> tuple[list[str], int]:
+        running = asyncio.ensure_future(worker.run())
+        while len(hook.received) < ROUND:
+            await asyncio.sleep(0.002)
+        worker.stop()
+        await running
+        conn = runtime.store.data.reader()
+        rows = pushes.get_many(conn, ids)
+        left = conn.execute("SELECT count(*) FROM outbox").fetchone()[0]
+        return [rows[i].status for i in ids], int(left)
+
+    assert client.blocking_portal.call(scenario) == (["delivered"] * ROUND, 0)
