@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
+from support import WebhookRelay
 
 from gateway.app import create_app
 from gateway.clock import system_clock
@@ -81,3 +82,11 @@ def as_key(runtime: Runtime) -> Callable[..., Headers]:
         return {"Authorization": f"Bearer {secret}"}
 
     return headers
+
+
+@pytest.fixture
+def hook() -> Iterator[WebhookRelay]:
+    """A local stand-in for the wallet's relay, for tests whose settings send webhooks to it."""
+    server = WebhookRelay()
+    yield server
+    server.close()

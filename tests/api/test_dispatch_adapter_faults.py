@@ -18,7 +18,7 @@ import base64
 import json
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,13 +59,6 @@ def valid_webpush_token() -> str:
     )
     keys = {"p256dh": _b64(point), "auth": _b64(os.urandom(16))}
     return json.dumps({"endpoint": f"https://fcm.googleapis.com/fcm/send/{MARK}", "keys": keys})
-
-
-@pytest.fixture
-def hook() -> Iterator[WebhookRelay]:
-    server = WebhookRelay()
-    yield server
-    server.close()
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ The gateway decides with the FakeClock: 2026-11-23 10:00 UTC (a Monday), default
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -34,13 +34,6 @@ from storage import outbox
 Client = TestClient[Litestar]
 Json = dict[str, Any]
 SECRET = "dispatch-rules-webhook-secret-0123456789"
-
-
-@pytest.fixture
-def hook() -> Iterator[WebhookRelay]:
-    server = WebhookRelay()
-    yield server
-    server.close()
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -25,13 +25,6 @@ from storage.repositories import pushes
 
 Client = TestClient[Litestar]
 ROUND = 4
-
-
-@pytest.fixture
-def hook() -> Iterator[WebhookRelay]:
-    server = WebhookRelay()
-    yield server
-    server.close()
 
 
 @pytest.fixture
