@@ -15,7 +15,7 @@ import msgspec
 
 from storage.db import Connection, in_chunks
 
-__all__ = ["Claim", "claim", "enqueue_many", "finish", "held_among", "reschedule"]
+__all__ = ["Claim", "Reschedule", "claim", "enqueue_many", "finish_many", "held_among", "reschedule_many"]
 
 
 class Claim(msgspec.Struct, frozen=True):
@@ -48,19 +48,29 @@ def claim(conn: Connection, owner: str, now: datetime, lease: timedelta, limit: 
     return [Claim(str(r[0]), int(r[1])) for r in rows]
 
 
-def reschedule(conn: Connection, push_id: str, owner: str, due_at: datetime, attempts: int) -> bool:
-    """Release our lease and set the next try; False if the lease was lost to another worker."""
-    cur = conn.execute(
+class Reschedule(msgspec.Struct, frozen=True):
+    push_id: str
+    due_at: datetime
+    attempts: int
+
+
+def reschedule_many(conn: Connection, items: Sequence[Reschedule], owner: str) -> int:
+    """Release our leases and set each push's next try; returns how many leases were still ours
+    (the others were lost to another worker, and their rows are left as that worker has them)."""
+    cur = conn.executemany(
         "UPDATE outbox SET due_at = ?, attempts = ?, lease_owner = NULL, lease_until = NULL "
         "WHERE push_id = ? AND lease_owner = ?",
-        (due_at.isoformat(), attempts, push_id, owner),
+        [(r.due_at.isoformat(), r.attempts, r.push_id, owner) for r in items],
     )
-    return cur.rowcount == 1
+    return cur.rowcount
 
 
-def finish(conn: Connection, push_id: str, owner: str) -> bool:
-    cur = conn.execute("DELETE FROM outbox WHERE push_id = ? AND lease_owner = ?", (push_id, owner))
-    return cur.rowcount == 1
+def finish_many(conn: Connection, push_ids: Sequence[str], owner: str) -> int:
+    """Remove the rows of pushes that reached an end; returns how many leases were still ours."""
+    cur = conn.executemany(
+        "DELETE FROM outbox WHERE push_id = ? AND lease_owner = ?", [(push_id, owner) for push_id in push_ids]
+    )
+    return cur.rowcount
 
 
 def held_among(conn: Connection, push_ids: Sequence[str], owner: str) -> set[str]:

@@ -15,6 +15,9 @@ For each claimed push:
 3. In a second unit, record each device's result (invalid tokens disable the device) and either
    end the push (`delivered`, or `failed` after the last attempt) or reschedule it with backoff.
 
+Steps 1 and 3 only read and conclude: each push's conclusion is a `PushWrites`, and the round's
+are written together, one statement per kind of write (`dispatch_writes`).
+
 A crash between 2 and 3 leaves the lease to expire; the push is claimed again and devices not
 recorded as delivered are sent again with the same idempotency key.
 
@@ -40,7 +43,8 @@ import msgspec
 from clients.delivery import CircuitBreaker, DeliveryAdapter, DeliveryMessage, DeliveryResult, backoff_delay
 from gateway.clock import Clock
 from gateway.metrics import Metrics
-from gateway.services.complaints import maybe_pause_campaign
+from gateway.services import dispatch_writes
+from gateway.services.dispatch_writes import PushWrites
 from gateway.services.policy import PolicySource
 from gateway.services.pushes import policy_request, wire_reasons
 from gateway.settings import Settings
@@ -50,10 +54,11 @@ from policies.reasons import EXPIRED, QUIET_HOURS, SUBJECT_ERASED
 from storage import outbox
 from storage.db import Connection
 from storage.directory import SubjectKey
-from storage.outbox import Claim
+from storage.outbox import Claim, Reschedule
 from storage.repositories import campaigns, deliveries, devices, pushes, subject_state
+from storage.repositories.deliveries import DeliveryRecord
 from storage.repositories.devices import DeviceRow
-from storage.repositories.pushes import ACCEPTED, PushContent, PushRow
+from storage.repositories.pushes import ACCEPTED, PushContent, PushRow, StatusChange
 from storage.store import Store
 
 __all__ = ["Dispatcher"]
@@ -199,10 +204,14 @@ class Dispatcher:
                 # One push whose data cannot be read must not hold back the round: read per push.
                 log.exception("dispatch round read failed; reading each push alone")
                 snapshot = None
-            return [
-                (c, self._guarded(conn, "prepare", c, partial(self._prepare, conn, owner, c, now, snapshot)))
+            steps = {
+                c.push_id: step
                 for c in claims
-            ]
+                if (step := self._step("prepare", c.push_id, partial(self._prepare, conn, c, now, snapshot)))
+                is not None
+            }
+            written = self._write(conn, owner, "prepare", [w for w, _ in steps.values()], now)
+            return [(c, steps[c.push_id][1] if c.push_id in written else None) for c in claims]
 
         prepared = await self._store.data.writer.run(claim_and_prepare)
         sends = [(c, s) for c, s in prepared if s is not None]
@@ -213,29 +222,51 @@ class Dispatcher:
 
         def settle_all(conn: Connection) -> None:
             held = outbox.held_among(conn, [c.push_id for c, _ in sends], owner)
-            for (c, s), r in zip(sends, results, strict=True):
-                self._guarded(
-                    conn, "settle", c, partial(self._settle, conn, owner, c, s, r, c.push_id in held, done)
-                )
+            settled = (
+                self._step("settle", c.push_id, partial(self._settle, c, s, r, c.push_id in held, done))
+                for (c, s), r in zip(sends, results, strict=True)
+            )
+            self._write(conn, owner, "settle", [w for w in settled if w is not None], done)
 
         self._metrics.open_breakers.set(sum(b.state != "closed" for b in self._breakers.values()))
         if not sends:
             return len(prepared), None
         return len(prepared), self._store.data.writer.submit(settle_all)
 
-    def _guarded(self, conn: Connection, step: str, claim: Claim, work: Callable[[], T]) -> T | None:
-        """Run one push's step in its own savepoint: a push that fails is logged and left to its
-        lease (it is claimed again later) without undoing the rest of the round."""
-        conn.execute("SAVEPOINT push")
+    def _step(self, step: str, push_id: str, work: Callable[[], T]) -> T | None:
+        """One push's step, which only reads: one that fails is logged and left to its lease (it
+        is claimed again later) without holding back the round."""
         try:
-            result = work()
+            return work()
         except Exception:
-            conn.execute("ROLLBACK TO push")
-            conn.execute("RELEASE push")
-            log.exception("dispatch step failed", extra={"step": step, "push_id": claim.push_id})
+            log.exception("dispatch step failed", extra={"step": step, "push_id": push_id})
             return None
-        conn.execute("RELEASE push")
-        return result
+
+    def _write(
+        self, conn: Connection, owner: str, step: str, writes: list[PushWrites], now: datetime
+    ) -> set[str]:
+        """Write the round's steps together; returns the pushes written. Should that fail (one
+        push's row refused), each push is written alone, and the one that fails is left to its
+        lease without undoing the rest of the round."""
+        failed = _undoable(conn, partial(dispatch_writes.write, conn, owner, writes, now, self._policy))
+        written = writes
+        if failed is not None:
+            log.error(
+                "dispatch round write failed; writing each push alone", extra={"step": step}, exc_info=failed
+            )
+            written = []
+            for w in writes:
+                failed = _undoable(conn, partial(dispatch_writes.write, conn, owner, [w], now, self._policy))
+                if failed is None:
+                    written.append(w)
+                else:
+                    log.error(
+                        "dispatch step failed", extra={"step": step, "push_id": w.push_id}, exc_info=failed
+                    )
+        for w in written:
+            if w.ended is not None:
+                self._metrics.dispatch_ends.labels(w.ended).inc()
+        return {w.push_id for w in written}
 
     # -- step 1: decide again, inside the writer ---------------------------------------------
 
@@ -243,23 +274,20 @@ class Dispatcher:
         return _Round(conn, self._store, claims, now, self._settings.timezone, self._policy.settings)
 
     def _prepare(
-        self, conn: Connection, owner: str, claim: Claim, now: datetime, snapshot: _Round | None
-    ) -> _Send | None:
+        self, conn: Connection, claim: Claim, now: datetime, snapshot: _Round | None
+    ) -> tuple[PushWrites, _Send | None]:
         snapshot = snapshot or self._snapshot(conn, [claim], now)
         row = snapshot.rows.get(claim.push_id)
         if row is None or row.status in END_STATES:
-            outbox.finish(conn, claim.push_id, owner)
-            return None
+            return PushWrites(push_id=claim.push_id, finish=True), None
         key = snapshot.key(row)
         expires = datetime.fromisoformat(row.expires_at)
         remaining = math.ceil((expires - now).total_seconds())
         if remaining <= 0:
-            self._end(conn, owner, row, snapshot, "expired", [Reason(EXPIRED)], now)
-            return None
+            return self._end(row, snapshot, "expired", [Reason(EXPIRED)]), None
         content = None if key is None else row.open_content(key)
         if key is None or content is None:
-            self._end(conn, owner, row, snapshot, "rejected", [Reason(SUBJECT_ERASED)], now)
-            return None
+            return self._end(row, snapshot, "rejected", [Reason(SUBJECT_ERASED)]), None
         decision = decide(
             policy_request(row.topic, row.campaign_id, content, remaining),
             snapshot.state_without(row, key.subject_id),
@@ -269,51 +297,45 @@ class Dispatcher:
         )
         late = _too_late(decision, expires)
         if late and _was_deferred(row):
-            self._end(conn, owner, row, snapshot, "expired", [Reason(EXPIRED)], now)
-            return None
+            return self._end(row, snapshot, "expired", [Reason(EXPIRED)]), None
         if decision.outcome == "rejected" or late:
-            self._end(conn, owner, row, snapshot, "rejected", list(decision.reasons), now)
-            return None
+            return self._end(row, snapshot, "rejected", list(decision.reasons)), None
         if decision.outcome == "deferred" and decision.deliver_after is not None:
-            pushes.set_status(conn, row.push_id, "deferred", now, planned_at=decision.deliver_after)
-            outbox.reschedule(conn, row.push_id, owner, decision.deliver_after, claim.attempts)
             snapshot.replan(row, decision.deliver_after)
-            return None
+            deferred = PushWrites(
+                push_id=row.push_id,
+                status=StatusChange(
+                    push_id=row.push_id, status="deferred", planned_at=decision.deliver_after
+                ),
+                reschedule=Reschedule(row.push_id, decision.deliver_after, claim.attempts),
+            )
+            return deferred, None
         recorded = snapshot.recorded[row.push_id]
         pending = [d for d in snapshot.devices[key.subject_id] if recorded.get(d.device_id) != "delivered"]
-        pushes.set_status(conn, row.push_id, "sending", now)
-        return _Send(tuple(_message(row, d, content, expires) for d in pending), recorded, row.campaign_id)
+        sending = PushWrites(push_id=row.push_id, status=StatusChange(push_id=row.push_id, status="sending"))
+        return sending, _Send(
+            tuple(_message(row, d, content, expires) for d in pending), recorded, row.campaign_id
+        )
 
-    def _end(
-        self,
-        conn: Connection,
-        owner: str,
-        row: PushRow,
-        snapshot: _Round,
-        status: str,
-        reasons: list[Reason],
-        now: datetime,
-    ) -> None:
+    def _end(self, row: PushRow, snapshot: _Round, status: str, reasons: list[Reason]) -> PushWrites:
         """End the push with step 1's verdict, unless a device already has it: then the user has
         received it, so it ends `delivered` (the verdict's reasons kept, nothing more sent) and
         still counts against the caps at its planned time, as the snapshot goes on counting it."""
         reached = "delivered" in snapshot.recorded[row.push_id].values()
         status = "delivered" if reached else status
-        pushes.set_status(
-            conn,
-            row.push_id,
-            status,
-            now,
+        if not reached:
+            snapshot.replan(row, None)
+        change = StatusChange(
+            push_id=row.push_id,
+            status=status,
             reasons=msgspec.json.encode(wire_reasons(reasons)).decode(),
             policy_version=self._policy.version.version,  # the version step 1 judged by
         )
-        outbox.finish(conn, row.push_id, owner)
-        if not reached:
-            snapshot.replan(row, None)
-        elif row.campaign_id is not None:  # as step 3 does at delivery
-            campaigns.count_delivery(conn, row.campaign_id)
-            maybe_pause_campaign(conn, row.campaign_id, self._policy, now)
-        self._metrics.dispatch_ends.labels(status).inc()
+        # A campaign's delivered push is counted as step 3 counts it at delivery.
+        counted = row.campaign_id if reached else None
+        return PushWrites(
+            push_id=row.push_id, status=change, finish=True, campaign_delivered=counted, ended=status
+        )
 
     # -- step 2: send ------------------------------------------------------------------------
 
@@ -344,19 +366,14 @@ class Dispatcher:
     # -- step 3: record ----------------------------------------------------------------------
 
     def _settle(
-        self,
-        conn: Connection,
-        owner: str,
-        claim: Claim,
-        send: _Send,
-        results: list[DeliveryResult],
-        held: bool,
-        now: datetime,
-    ) -> None:
+        self, claim: Claim, send: _Send, results: list[DeliveryResult], held: bool, now: datetime
+    ) -> PushWrites:
         """Record one push's results and move it on."""
         retry_after, reopen = 0.0, 0.0
         attempted = False
         states = dict(send.recorded)
+        delivered: list[DeliveryRecord] = []
+        disable: list[str] = []
         for message, result in zip(send.messages, results, strict=True):
             adapter = self._adapters[message.platform].name
             if result.provider_code == CIRCUIT_OPEN:
@@ -364,16 +381,19 @@ class Dispatcher:
                 reopen = max(reopen, self._breakers[adapter].reopens_at - now.timestamp())
                 continue
             attempted = True
-            deliveries.record(
-                conn, message.push_id, message.device_id, adapter, result.status, result.provider_code, now
+            delivered.append(
+                DeliveryRecord(
+                    message.push_id, message.device_id, adapter, result.status, result.provider_code
+                )
             )
             states[message.device_id] = result.status
             if result.status == "invalid_token":
-                devices.set_status(conn, message.device_id, "disabled", now)
+                disable.append(message.device_id)
             retry_after = max(retry_after, result.retry_after or 0.0)
+        writes = PushWrites(push_id=claim.push_id, delivered=tuple(delivered), disable=tuple(disable))
         if not held:
             return (
-                None  # the lease expired mid-send: the facts are recorded, the push is another worker's now
+                writes  # the lease expired mid-send: the facts are recorded, the push is another worker's now
             )
         attempts = claim.attempts + int(attempted)
         skipped = any(r.provider_code == CIRCUIT_OPEN for r in results)
@@ -389,23 +409,38 @@ class Dispatcher:
                 if attempted
                 else max(reopen, 0.0) + self._rand()
             )  # fmt: skip
-            pushes.set_status(conn, claim.push_id, "sending", now, attempts=attempts)
-            outbox.reschedule(conn, claim.push_id, owner, now + timedelta(seconds=delay), attempts)
-            return
-        delivered = any(s == "delivered" for s in states.values())
-        status = "delivered" if delivered else "failed"
-        reasons = None if delivered or states else msgspec.json.encode([{"code": "no_device"}]).decode()
+            writes.status = StatusChange(push_id=claim.push_id, status="sending", attempts=attempts)
+            writes.reschedule = Reschedule(claim.push_id, now + timedelta(seconds=delay), attempts)
+            return writes
+        reached = any(s == "delivered" for s in states.values())
+        status = "delivered" if reached else "failed"
+        reasons = None if reached or states else msgspec.json.encode([{"code": "no_device"}]).decode()
         version = None if reasons is None else self._policy.version.version
-        pushes.set_status(
-            conn, claim.push_id, status, now, attempts=attempts, reasons=reasons, policy_version=version
+        writes.status = StatusChange(
+            push_id=claim.push_id, status=status, attempts=attempts, reasons=reasons, policy_version=version
         )
-        outbox.finish(conn, claim.push_id, owner)
-        if delivered and send.campaign_id is not None:
-            # Counted in this unit, which makes the push `delivered`, and judged at each delivery:
-            # the one that reaches the minimum may be what pauses it.
-            campaigns.count_delivery(conn, send.campaign_id)
-            maybe_pause_campaign(conn, send.campaign_id, self._policy, now)
-        self._metrics.dispatch_ends.labels(status).inc()
+        writes.finish = True
+        writes.ended = status
+        # Counted in the unit that makes the push `delivered`, and judged at each delivery.
+        writes.campaign_delivered = send.campaign_id if reached else None
+        return writes
+
+
+def _undoable(conn: Connection, work: Callable[[], object]) -> Exception | None:
+    """Run `work` in a savepoint; if it raises, undo its writes alone and return the error. Some
+    errors (SQLITE_FULL, SQLITE_IOERR) roll back the whole transaction instead: re-raised, for the
+    writer to fail the transaction rather than hide the cause under a failed `ROLLBACK TO`."""
+    conn.execute("SAVEPOINT dispatch")
+    try:
+        work()
+    except Exception as exc:
+        if not conn.in_transaction:
+            raise
+        conn.execute("ROLLBACK TO dispatch")
+        conn.execute("RELEASE dispatch")
+        return exc
+    conn.execute("RELEASE dispatch")
+    return None
 
 
 def _too_late(decision: Decision, expires: datetime) -> bool:

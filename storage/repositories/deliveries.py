@@ -6,9 +6,11 @@ from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
 
+import msgspec
+
 from storage.db import Connection, in_chunks
 
-__all__ = ["record", "states_many"]
+__all__ = ["DeliveryRecord", "record_many", "states_many"]
 
 
 def states_many(conn: Connection, push_ids: Sequence[str]) -> dict[str, dict[str, str]]:
@@ -24,13 +26,22 @@ def states_many(conn: Connection, push_ids: Sequence[str]) -> dict[str, dict[str
     return {push_id: found.get(push_id, {}) for push_id in push_ids}
 
 
-def record(
-    conn: Connection, push_id: str, device_id: str, adapter: str, status: str, code: str | None, now: datetime
-) -> None:
-    conn.execute(
+class DeliveryRecord(msgspec.Struct, frozen=True, gc=False):
+    """One device's result for a push: `code` is the provider's, when it gave one."""
+
+    push_id: str
+    device_id: str
+    adapter: str
+    status: str
+    code: str | None
+
+
+def record_many(conn: Connection, records: Sequence[DeliveryRecord], now: datetime) -> None:
+    stamp = now.isoformat()
+    conn.executemany(
         "INSERT INTO deliveries (push_id, device_id, adapter, status, attempts, last_code, updated_at) "
         "VALUES (?, ?, ?, ?, 1, ?, ?) ON CONFLICT (push_id, device_id) DO UPDATE SET "
         "status = excluded.status, attempts = deliveries.attempts + 1, last_code = excluded.last_code, "
         "updated_at = excluded.updated_at",
-        (push_id, device_id, adapter, status, code, now.isoformat()),
+        [(r.push_id, r.device_id, r.adapter, r.status, r.code, stamp) for r in records],
     )

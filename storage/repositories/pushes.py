@@ -8,6 +8,7 @@ and only when there is a subject to seal it for.
 from __future__ import annotations
 
 import secrets
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
@@ -21,6 +22,7 @@ __all__ = [
     "ACCEPTED",
     "PushContent",
     "PushRow",
+    "StatusChange",
     "all_for_subject",
     "content_aad",
     "find_idempotent_many",
@@ -29,7 +31,7 @@ __all__ = [
     "insert_many",
     "list_for_subject",
     "new_push_id",
-    "set_status",
+    "set_statuses",
 ]
 
 ACCEPTED = ("queued", "deferred", "sending", "delivered")
@@ -154,31 +156,41 @@ def all_for_subject(conn: Connection, subject_id: str) -> list[PushRow]:
     return [_row(r) for r in rows]
 
 
-def set_status(
-    conn: Connection,
-    push_id: str,
-    status: str,
-    now: datetime,
-    *,
-    reasons: str | None = None,
-    policy_version: int | None = None,
-    attempts: int | None = None,
-    planned_at: datetime | None = None,
-) -> None:
-    """Only the columns given are assigned: SQLite rewrites the index entries of every column
-    an UPDATE assigns, even to its old value, and `planned_at` is in the subject index.
+class StatusChange(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """A push's new status and the columns that change with it; a column left None keeps its value.
 
     Final `reasons` come with the `policy_version` they were given under, written together, so
     an auditor always knows which rules produced them."""
-    if (reasons is None) != (policy_version is None):
-        raise ValueError("final reasons and their policy version are written together")
-    assigned: dict[str, object] = {"status": status, "updated_at": now.isoformat()}
-    if reasons is not None:
-        assigned["final_reasons"] = reasons
-        assigned["final_policy_version"] = policy_version
-    if attempts is not None:
-        assigned["attempts"] = attempts
-    if planned_at is not None:
-        assigned["planned_at"] = planned_at.isoformat()
-    columns = ", ".join(f"{name} = ?" for name in assigned)
-    conn.execute(f"UPDATE pushes SET {columns} WHERE push_id = ?", (*assigned.values(), push_id))  # noqa: S608
+
+    push_id: str
+    status: str
+    reasons: str | None = None
+    policy_version: int | None = None
+    attempts: int | None = None
+    planned_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if (self.reasons is None) != (self.policy_version is None):
+            raise ValueError("final reasons and their policy version are written together")
+
+
+def set_statuses(conn: Connection, changes: Iterable[StatusChange], now: datetime) -> None:
+    """One statement for each set of columns assigned, whatever the number of pushes.
+
+    Only the columns given are assigned: SQLite rewrites the index entries of every column an
+    UPDATE assigns, even to its old value, and `planned_at` is in the subject index."""
+    stamp = now.isoformat()
+    groups: defaultdict[tuple[str, ...], list[tuple[object, ...]]] = defaultdict(list)
+    for change in changes:
+        assigned: dict[str, object] = {"status": change.status, "updated_at": stamp}
+        if change.reasons is not None:
+            assigned["final_reasons"] = change.reasons
+            assigned["final_policy_version"] = change.policy_version
+        if change.attempts is not None:
+            assigned["attempts"] = change.attempts
+        if change.planned_at is not None:
+            assigned["planned_at"] = change.planned_at.isoformat()
+        groups[tuple(assigned)].append((*assigned.values(), change.push_id))
+    for names, rows in groups.items():
+        columns = ", ".join(f"{name} = ?" for name in names)
+        conn.executemany(f"UPDATE pushes SET {columns} WHERE push_id = ?", rows)  # noqa: S608

@@ -298,6 +298,62 @@ def test_a_push_whose_subject_cannot_be_read_does_not_hold_back_the_round(world:
     assert [line["push_id"] for line in world.sink()] == [fine["push_id"]]
 
 
+def _refuse(world: World, push_id: str, status: str) -> None:
+    """Make SQLite itself refuse to move this push to `status`, as a bad row would."""
+    world.runtime.store.data.writer.run_sync(
+        lambda conn: conn.execute(
+            f"CREATE TRIGGER refuse_{status} BEFORE UPDATE OF status ON pushes "  # noqa: S608
+            f"WHEN NEW.push_id = '{push_id}' AND NEW.status = '{status}' "
+            "BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        )
+    )
+
+
+def _allow(world: World, status: str) -> None:
+    world.runtime.store.data.writer.run_sync(lambda conn: conn.execute(f"DROP TRIGGER refuse_{status}"))
+
+
+def test_a_push_whose_claim_cannot_be_written_is_not_sent_and_the_others_go(world: World) -> None:
+    """The round's writes go in one statement per kind; when they fail, each push is written
+    alone: the one refused is not sent (nothing says it is `sending`) and is left to its lease."""
+    world.user("jana")
+    world.user("karl")
+    broken = world.submit("jana")
+    fine = world.submit("karl")
+    _refuse(world, broken["push_id"], "sending")
+    assert world.run() == 2
+    assert world.read(fine["push_id"])["status"] == "delivered"
+    assert world.read(broken["push_id"])["status"] == "queued"
+    assert [line["push_id"] for line in world.sink()] == [fine["push_id"]]
+    assert world.outbox() == 1
+    _allow(world, "sending")
+    world.clock.advance(seconds=61)  # past the lease
+    assert world.run() == 1
+    assert world.read(broken["push_id"])["status"] == "delivered"
+    assert world.outbox() == 0
+
+
+def test_a_push_whose_results_cannot_be_written_stays_leased_and_the_others_settle(world: World) -> None:
+    world.user("lena")
+    world.user("mats")
+    broken = world.submit("lena")
+    fine = world.submit("mats")
+    _refuse(world, broken["push_id"], "delivered")
+    assert world.run() == 2
+    got = world.read(fine["push_id"])
+    assert (got["status"], got["attempts"]) == ("delivered", 1)
+    assert world.read(broken["push_id"])["status"] == "sending"  # sent, its result not recorded
+    assert world.outbox() == 1
+    registry = world.runtime.metrics.registry
+    assert registry.get_sample_value("cgw_push_end_states_total", {"status": "delivered"}) == 1  # the written one
+    _allow(world, "delivered")
+    world.clock.advance(seconds=61)
+    assert world.run() == 1  # sent again, with the same idempotency key: nothing recorded it
+    assert world.read(broken["push_id"])["status"] == "delivered"
+    sent = [line["push_id"] for line in world.sink()]
+    assert sorted(sent) == sorted([fine["push_id"], broken["push_id"], broken["push_id"]])
+
+
 # -- deferred and expired -----------------------------------------------------------------------
 
 
@@ -485,9 +541,9 @@ def test_a_lease_is_free_again_only_after_it_expires(world: World) -> None:
     second = writer.run_sync(lambda c: outbox.claim(c, "B", t0 + timedelta(seconds=61), lease, 10))
     assert [c.push_id for c in second] == [push_id]
     # The first owner, back from the dead, can neither finish nor reschedule what it lost.
-    assert writer.run_sync(lambda c: outbox.finish(c, push_id, "A")) is False
-    assert writer.run_sync(lambda c: outbox.reschedule(c, push_id, "A", t0, 1)) is False
-    assert writer.run_sync(lambda c: outbox.finish(c, push_id, "B")) is True
+    assert writer.run_sync(lambda c: outbox.finish_many(c, [push_id], "A")) == 0
+    assert writer.run_sync(lambda c: outbox.reschedule_many(c, [outbox.Reschedule(push_id, t0, 1)], "A")) == 0
+    assert writer.run_sync(lambda c: outbox.finish_many(c, [push_id], "B")) == 1
 
 
 def test_two_dispatchers_at_once_deliver_each_push_exactly_once(world: World) -> None:

@@ -1,0 +1,58 @@
+"""What a delivery round writes, gathered from each push's step and written one statement per kind.
+
+Deciding and settling a push only read; what they conclude is a `PushWrites`. The round's are
+written together: each `UPDATE`, `INSERT` and `DELETE` an `executemany` over the round's rows,
+instead of a statement (and a savepoint) per push. The same function writes one push alone,
+which is how the dispatcher retries a round whose writes failed (docs/performance.md, "Bulk
+writes per round").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import msgspec
+
+from gateway.services.complaints import maybe_pause_campaign
+from gateway.services.policy import PolicySource
+from storage import outbox
+from storage.db import Connection
+from storage.outbox import Reschedule
+from storage.repositories import campaigns, deliveries, devices, pushes
+from storage.repositories.deliveries import DeliveryRecord
+from storage.repositories.pushes import StatusChange
+
+__all__ = ["PushWrites", "write"]
+
+
+class PushWrites(msgspec.Struct, kw_only=True):
+    """One push's writes in a round. `ended` is the end status it reaches, counted in the metrics
+    once written; `campaign_delivered` the campaign whose deliveries it adds to."""
+
+    push_id: str
+    status: StatusChange | None = None
+    finish: bool = False
+    reschedule: Reschedule | None = None
+    delivered: tuple[DeliveryRecord, ...] = ()
+    disable: tuple[str, ...] = ()
+    campaign_delivered: str | None = None
+    ended: str | None = None
+
+
+def write(
+    conn: Connection, owner: str, writes: Sequence[PushWrites], now: datetime, policy: PolicySource
+) -> None:
+    """Write the pushes' changes; outbox rows only where `owner` still holds their lease."""
+    pushes.set_statuses(conn, (w.status for w in writes if w.status is not None), now)
+    outbox.finish_many(conn, [w.push_id for w in writes if w.finish], owner)
+    outbox.reschedule_many(conn, [w.reschedule for w in writes if w.reschedule is not None], owner)
+    deliveries.record_many(conn, [r for w in writes for r in w.delivered], now)
+    for device_id in dict.fromkeys(d for w in writes for d in w.disable):
+        devices.set_status(conn, device_id, "disabled", now)
+    for w in writes:
+        if w.campaign_delivered is not None:
+            # Judged at each delivery, in the round's order: the one that reaches the minimum
+            # may be what pauses the campaign.
+            campaigns.count_delivery(conn, w.campaign_delivered)
+            maybe_pause_campaign(conn, w.campaign_delivered, policy, now)
