@@ -23,8 +23,11 @@ recorded as delivered are sent again with the same idempotency key.
 
 What step 1 reads is read for the whole round at once (`_Round`): the push rows, their subjects'
 keys, states, devices and delivery records, a few `IN` queries per round instead of a dozen
-queries per push. Within the round the snapshot is kept true to what step 1 writes: a push that
-ends or is deferred no longer counts (or counts at its new time) against its subject's caps.
+queries per push. Within the round the snapshot is kept true to what step 1 concludes: a push
+that ends or is deferred no longer counts (or counts at its new time) against its subject's caps.
+(Should that push's write then fail, it stays as it was and is decided again when its lease
+expires, with the round's other pushes counted by then.) When the round's read fails, each push
+is read alone from the database, and written before the next one is read.
 """
 
 from __future__ import annotations
@@ -204,13 +207,17 @@ class Dispatcher:
                 # One push whose data cannot be read must not hold back the round: read per push.
                 log.exception("dispatch round read failed; reading each push alone")
                 snapshot = None
-            steps = {
-                c.push_id: step
-                for c in claims
-                if (step := self._step("prepare", c.push_id, partial(self._prepare, conn, c, now, snapshot)))
-                is not None
-            }
-            written = self._write(conn, owner, "prepare", [w for w, _ in steps.values()], now)
+            steps: dict[str, tuple[PushWrites, _Send | None]] = {}
+            written: set[str] = set()
+            for c in claims:
+                step = self._step("prepare", c.push_id, partial(self._prepare, conn, c, now, snapshot))
+                if step is None:
+                    continue
+                steps[c.push_id] = step
+                if snapshot is None:  # read from the database: the next push must find this one written
+                    written |= self._write(conn, owner, "prepare", [step[0]], now)
+            if snapshot is not None:
+                written = self._write(conn, owner, "prepare", [w for w, _ in steps.values()], now)
             return [(c, steps[c.push_id][1] if c.push_id in written else None) for c in claims]
 
         prepared = await self._store.data.writer.run(claim_and_prepare)
@@ -368,7 +375,7 @@ class Dispatcher:
     def _settle(
         self, claim: Claim, send: _Send, results: list[DeliveryResult], held: bool, now: datetime
     ) -> PushWrites:
-        """Record one push's results and move it on."""
+        """What one push's results write: their records, and the push ended or rescheduled."""
         retry_after, reopen = 0.0, 0.0
         attempted = False
         states = dict(send.recorded)

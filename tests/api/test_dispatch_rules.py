@@ -298,6 +298,33 @@ def test_a_push_whose_subject_cannot_be_read_does_not_hold_back_the_round(world:
     assert [line["push_id"] for line in world.sink()] == [fine["push_id"]]
 
 
+def test_when_the_round_read_fails_each_push_read_alone_sees_the_ones_before_it(world: World) -> None:
+    """Read alone, a push reads the database: the push before it, ended by this round, must be
+    written by then, or it still counts against the caps."""
+    answer = world.client.put("/v1/admin/policy", json={"max_per_day": 3}, headers=world.as_key("admin"))
+    assert answer.status_code == 200, answer.text
+    world.user("hana", timezone="Europe/Berlin")
+    world.user("gus")
+    world.submit("hana")
+    first = world.submit("gus", topic="promotions")
+    second = world.submit("gus", topic="flash_sales")
+    answer = world.client.patch(
+        "/v1/me/preferences", json={"frequency": {"max_per_week": 1}}, headers=world.as_user("gus")
+    )
+    assert answer.status_code == 200, answer.text
+    store = world.runtime.store
+    key = store.directory.resolve(store.pseudonyms.subject_ref("hana"))
+    assert key is not None
+    store.data.writer.run_sync(
+        lambda conn: conn.execute(
+            "UPDATE preferences SET doc = randomblob(80) WHERE subject_id = ?", (key.subject_id,)
+        )
+    )
+    assert world.run() == 3
+    assert world.read(first["push_id"])["status"] == "rejected"
+    assert world.read(second["push_id"])["status"] == "delivered"
+
+
 def _refuse(world: World, push_id: str, status: str) -> None:
     """Make SQLite itself refuse to move this push to `status`, as a bad row would."""
     world.runtime.store.data.writer.run_sync(
