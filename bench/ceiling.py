@@ -1,9 +1,10 @@
 """The receiver's own ceiling, measured with the delivery worker's HTTP client settings.
 
-`WebhookAdapter` posts through `Http1Client` (our HTTP/1.1 client, 64 connections) and the
-worker keeps up to `CGW_WORKER_CONCURRENCY` (64) pushes in flight. This does the same with the
-same client and the same signed body shape, as fast as it can, so the delivery figure can be
-read against what that client and receiver allow at all. `--httpx` uses one `httpx.AsyncClient`
+`WebhookAdapter` posts through `Http1Client` (our HTTP/1.1 client) and the worker keeps up to
+`CGW_WORKER_CONCURRENCY` (256 by default) pushes in flight, with as many connections. This does
+the same (`--concurrency`: lanes and connections) with the same client and the same signed body
+shape, as fast as it can, so the delivery figure can be read against what that client and
+receiver allow at all. `--httpx` uses one `httpx.AsyncClient`
 with httpx's default limits instead, as the adapter did before run E, for comparison.
 Run pinned to the core the gateway used; prints one JSON line.
 """
@@ -19,7 +20,7 @@ import time
 import httpx
 import msgspec
 
-from clients.delivery._http import Http1Client, TransportFailure
+from clients.delivery._http import CONNECTIONS, Http1Client, TransportFailure
 from clients.delivery.webhook import sign_webhook
 
 
@@ -28,7 +29,7 @@ async def run(url: str, seconds: float, concurrency: int, use_httpx: bool) -> di
     errors = 0
     stop_at = time.perf_counter() + seconds
     single = httpx.AsyncClient(timeout=10.0)
-    ours = Http1Client(10.0)
+    ours = Http1Client(10.0, connections=concurrency)
     try:
 
         async def lane(lane_id: int) -> None:
@@ -81,7 +82,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--url", required=True)
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--concurrency", type=int, default=CONNECTIONS)
     parser.add_argument("--httpx", action="store_true", help="one httpx client, its default limits")
     args = parser.parse_args()
     try:

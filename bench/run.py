@@ -388,7 +388,8 @@ def phase_delivery(args: argparse.Namespace, work: Path, logs: Path) -> Result:
     out["peak_rss_mib"] = watch.stop()
     out["lifetime_peak_rss_mib"] = gateway.stop()
     say(f"delivery: {out['pushes_per_s']:.0f} pushes/s; now the receiver's ceiling ...")
-    concurrency = "64"  # CGW_WORKER_CONCURRENCY's default: the pushes one worker round claims
+    # The pushes one worker round claims, and the connections the gateway's client keeps for them.
+    concurrency = str(users.settings_for(work).worker_concurrency)
     base_argv = [str(VENV_BIN / "python"), str(BENCH_DIR / "ceiling.py"), "--url", url,
                  "--seconds", str(args.delivery_seconds), "--concurrency", concurrency]  # fmt: skip
     ceiling_cpu = CpuMeter(receiver.pid)

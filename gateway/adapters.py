@@ -49,16 +49,24 @@ def _providers(settings: Settings) -> dict[str, DeliveryAdapter]:
     for platform in PLATFORMS:  # settings built without `check` (tests, embedders) are refused too
         settings.configured(platform)
     adapters: dict[str, DeliveryAdapter] = {}
+    # A round's sends to one provider go at once: as many connections as pushes in a round.
+    connections = settings.worker_concurrency
     if settings.delivery_webhook_url and settings.delivery_webhook_secret:
         adapters["webhook"] = WebhookAdapter(
-            WebhookConfig(url=settings.delivery_webhook_url, secret=settings.delivery_webhook_secret)
+            WebhookConfig(
+                url=settings.delivery_webhook_url,
+                secret=settings.delivery_webhook_secret,
+                connections=connections,
+            )
         )
     if settings.fcm_service_account_file:
         base_url = settings.fcm_base_url
         adapters["fcm"] = _from_file(
             "CGW_FCM_SERVICE_ACCOUNT_FILE",
             settings.fcm_service_account_file,
-            lambda text: FcmAdapter(FcmConfig(service_account=Secret(text), base_url=base_url)),
+            lambda text: FcmAdapter(
+                FcmConfig(service_account=Secret(text), base_url=base_url, connections=connections)
+            ),
         )
     if settings.apns_key_file and settings.apns_key_id and settings.apns_team_id and settings.apns_bundle_id:
         team_id, key_id, bundle_id = settings.apns_team_id, settings.apns_key_id, settings.apns_bundle_id
@@ -81,7 +89,9 @@ def _providers(settings: Settings) -> dict[str, DeliveryAdapter]:
             "CGW_WEBPUSH_VAPID_KEY_FILE or CGW_WEBPUSH_VAPID_SUBJECT",  # the adapter checks both
             settings.webpush_vapid_key_file,
             lambda text: WebPushAdapter(
-                WebPushConfig(vapid_private_key=Secret(text.strip()), vapid_subject=subject)
+                WebPushConfig(
+                    vapid_private_key=Secret(text.strip()), vapid_subject=subject, connections=connections
+                )
             ),
         )
     return adapters

@@ -92,7 +92,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     webpush_vapid_subject: str | None = None
     max_body_bytes: int = 64 * 1024
     worker_enabled: bool = True
-    worker_concurrency: int = 64
+    worker_concurrency: int = 256
     worker_lease_seconds: int = 60
     delivery_max_attempts: int = 8
     delivery_backoff_seconds: float = 1.0

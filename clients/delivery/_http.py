@@ -11,7 +11,7 @@ APNs stays on httpx: Apple speaks only HTTP/2.
 What it does not do, on purpose: follow redirects (a push goes to the configured or allowed
 host or nowhere: a redirect is a `failed` answer, not an invitation), use proxies from the
 environment, keep cookies, accept a compressed answer, or read an answer longer than
-`MAX_ANSWER_BYTES`. Its timeout runs from when one of the `CONNECTIONS` slots is free until the
+`MAX_ANSWER_BYTES`. Its timeout runs from when one of its connection slots is free until the
 answer is read, so waiting for a slot does not eat a send's time. A connection idle for longer
 than `IDLE_SECONDS` is not reused: a NAT or firewall may have dropped it without a word.
 
@@ -52,8 +52,9 @@ __all__ = [
 ]
 
 _TRANSIENT = frozenset({408, 425, 429})
-CONNECTIONS = 64
-"""The worker's default round (CGW_WORKER_CONCURRENCY) in flight at once, one connection each."""
+CONNECTIONS = 256
+"""Requests in flight at once, one connection each, unless the caller says: the gateway gives its
+adapters CGW_WORKER_CONCURRENCY, the pushes of a round, whose default this is."""
 MAX_ANSWER_BYTES = 1 << 20
 """A provider answers with a status and at most a short JSON error; a longer answer is refused."""
 IDLE_SECONDS = 15.0
@@ -254,13 +255,16 @@ class _Connection(asyncio.Protocol):
 
 
 class Http1Client:
-    """Up to `CONNECTIONS` requests in flight, over connections kept per host for the next ones.
+    """Up to `connections` requests in flight, over connections kept per host for the next ones.
     Made outside the event loop that uses it; opens nothing until the first request."""
 
-    def __init__(self, timeout: float, tls: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self, timeout: float, tls: ssl.SSLContext | None = None, *, connections: int = CONNECTIONS
+    ) -> None:
         self._timeout = timeout
         self._tls = tls
-        self._slots = asyncio.Semaphore(CONNECTIONS)
+        self._connections = connections
+        self._slots = asyncio.Semaphore(connections)
         self._idle: dict[tuple[bool, str, int], list[_Connection]] = {}
         self._idle_count = 0
         self._closed = False
@@ -348,7 +352,7 @@ class Http1Client:
     def _keep(self, target: _Target, conn: _Connection, reply: Reply) -> Reply:
         if not conn.open:
             return reply
-        if self._closed or self._idle_count >= CONNECTIONS:
+        if self._closed or self._idle_count >= self._connections:
             conn.close()
             return reply
         conn.idle_since = asyncio.get_running_loop().time()
@@ -365,7 +369,7 @@ class Http1Client:
 
     def _lost(self, conn: _Connection) -> None:
         """A kept connection closed by the server while idle leaves the pool at once: it must not
-        hold one of the `CONNECTIONS` places of kept connections until its host is asked again."""
+        hold one of the places of kept connections until its host is asked again."""
         for key, kept in self._idle.items():
             if conn in kept:
                 kept.remove(conn)

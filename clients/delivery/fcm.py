@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from clients.delivery._http import (
+    CONNECTIONS,
     Http1Client,
     Reply,
     TransportFailure,
@@ -43,6 +44,7 @@ class FcmConfig(msgspec.Struct, frozen=True, kw_only=True):
     """The service-account key file's JSON text (client_email, private_key, token_uri, project_id)."""
     base_url: str = "https://fcm.googleapis.com"
     timeout: float = 10.0
+    connections: int = CONNECTIONS
 
 
 class _ServiceAccount(msgspec.Struct, kw_only=True):
@@ -90,7 +92,7 @@ class FcmAdapter:
         self._key = key
         self._send_url = f"{config.base_url.rstrip('/')}/v1/projects/{account.project_id}/messages:send"
         self._clock = clock
-        self._http = Http1Client(config.timeout)
+        self._http = Http1Client(config.timeout, connections=config.connections)
         self._token: str | None = None
         self._token_expires = 0.0
         self._token_lock = asyncio.Lock()

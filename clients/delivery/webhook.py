@@ -13,7 +13,7 @@ import time
 
 import msgspec
 
-from clients.delivery._http import Http1Client
+from clients.delivery._http import CONNECTIONS, Http1Client
 from clients.delivery.base import Clock, DeliveryMessage, DeliveryResult, SecretText
 
 __all__ = ["WebhookAdapter", "WebhookConfig", "sign_webhook", "verify_webhook_signature"]
@@ -23,6 +23,7 @@ class WebhookConfig(msgspec.Struct, frozen=True, kw_only=True):
     url: str
     secret: SecretText
     timeout: float = 10.0
+    connections: int = CONNECTIONS
 
 
 class _Body(msgspec.Struct, kw_only=True):
@@ -74,7 +75,7 @@ class WebhookAdapter:
         self._url = config.url
         self._secret = config.secret
         self._clock = clock
-        self._http = Http1Client(config.timeout)
+        self._http = Http1Client(config.timeout, connections=config.connections)
 
     async def send(self, message: DeliveryMessage) -> DeliveryResult:
         body = msgspec.json.encode(

@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from py_vapid import Vapid02, VapidException
 from pywebpush import WebPusher
 
-from clients.delivery._http import Http1Client, ttl_seconds
+from clients.delivery._http import CONNECTIONS, Http1Client, ttl_seconds
 from clients.delivery.base import Clock, DeliveryMessage, DeliveryResult, SecretText
 
 __all__ = [
@@ -61,6 +61,7 @@ class WebPushConfig(msgspec.Struct, frozen=True, kw_only=True):
     """Endpoint hosts allowed, each matching itself and its subdomains."""
     allow_http: bool = False
     timeout: float = 10.0
+    connections: int = CONNECTIONS
 
 
 class _Keys(msgspec.Struct):
@@ -131,7 +132,7 @@ class WebPushAdapter:
             raise ValueError("vapid_subject must be a mailto: address or an https: URL (RFC 8292)") from None
         self._config = config
         self._clock = clock
-        self._http = Http1Client(config.timeout)
+        self._http = Http1Client(config.timeout, connections=config.connections)
 
     async def send(self, message: DeliveryMessage) -> DeliveryResult:
         try:

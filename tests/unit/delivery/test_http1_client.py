@@ -21,7 +21,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from clients.delivery import DeliveryMessage
 from clients.delivery._http import MAX_ANSWER_BYTES, Http1Client, Reply, TransportFailure
+from gateway.adapters import build_adapters
+from gateway.settings import Secret, Settings
 
 T = TypeVar("T")
 OK = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"
@@ -257,12 +260,9 @@ def test_a_connection_idle_too_long_is_not_reused(run: Run[Any], monkeypatch: py
     run(scenario)
 
 
-def test_connections_the_servers_closed_do_not_hold_places_in_the_pool(
-    run: Run[Any], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_connections_the_servers_closed_do_not_hold_places_in_the_pool(run: Run[Any]) -> None:
     """Two places; two hosts close their connections after answering, without saying so. A third
     host must still get its connection kept between requests."""
-    monkeypatch.setattr("clients.delivery._http.CONNECTIONS", 2)
 
     async def scenario() -> None:
         async with (
@@ -270,7 +270,7 @@ def test_connections_the_servers_closed_do_not_hold_places_in_the_pool(
             Scripted(lambda n: OK, close=lambda n: True) as second,
             Scripted(lambda n: OK) as third,
         ):
-            client = Http1Client(5.0)
+            client = Http1Client(5.0, connections=2)
             await post(client, first.url)
             await post(client, second.url)
             await asyncio.sleep(0.05)  # both connections are lost by now
@@ -528,3 +528,32 @@ def test_https_checks_the_certificate(tmp_path: Path, run: Run[Any]) -> None:
 
     with TlsServer(served) as url:
         assert run(lambda: scenario(url)) == (200, "TLSError")
+
+
+def test_the_gateway_gives_its_adapters_a_connection_for_each_push_of_a_round(
+    run: Run[Any], tmp_path: Path
+) -> None:
+    """A round's sends to one provider go at once, as many as `CGW_WORKER_CONCURRENCY` claims:
+    ten sends at once over a pool sized for rounds of three open three connections."""
+
+    async def scenario() -> None:
+        async with Scripted(lambda n: OK) as server:
+            settings = Settings.from_env(
+                {}, data_dir=tmp_path, worker_concurrency=3, delivery_webhook_url=f"{server.url}/hook",
+                delivery_webhook_secret=Secret("a-webhook-secret-of-32-characters-at-least"),
+            )  # fmt: skip
+            adapter = build_adapters(settings)["webhook"]
+            results = await asyncio.gather(*(adapter.send(_message(i)) for i in range(10)))
+            await adapter.aclose()
+            assert {r.status for r in results} == {"delivered"}
+            assert (len(server.requests), server.connections) == (10, 3)
+
+    run(scenario)
+
+
+def _message(i: int) -> DeliveryMessage:
+    return DeliveryMessage(
+        push_id=f"psh_{i:024x}", device_id=f"dev_{i:024x}", platform="webhook", token=f"relay-{i}",
+        topic="transactional", title="Shipped", body="On its way", data={}, campaign_id=None, variant=None,
+        expires_at=datetime.datetime(2026, 12, 4, tzinfo=datetime.UTC),
+    )  # fmt: skip
