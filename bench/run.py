@@ -58,6 +58,8 @@ from procs import (
     uvicorn_argv,
 )
 
+from gateway.settings import Settings
+
 Result = dict[str, Any]
 WEBHOOK_SECRET = "bench-secret-bench-secret-bench-secret"  # noqa: S105 - a local test receiver
 
@@ -389,7 +391,7 @@ def phase_delivery(args: argparse.Namespace, work: Path, logs: Path) -> Result:
     out["lifetime_peak_rss_mib"] = gateway.stop()
     say(f"delivery: {out['pushes_per_s']:.0f} pushes/s; now the receiver's ceiling ...")
     # The pushes one worker round claims, and the connections the gateway's client keeps for them.
-    concurrency = str(users.settings_for(work).worker_concurrency)
+    concurrency = str(Settings.from_env(os.environ, data_dir=work).worker_concurrency)
     base_argv = [str(VENV_BIN / "python"), str(BENCH_DIR / "ceiling.py"), "--url", url,
                  "--seconds", str(args.delivery_seconds), "--concurrency", concurrency]  # fmt: skip
     ceiling_cpu = CpuMeter(receiver.pid)

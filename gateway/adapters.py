@@ -8,6 +8,8 @@ the file sink reports `delivered`, so real users' pushes would be marked deliver
 
 from __future__ import annotations
 
+import logging
+import resource
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,11 +33,39 @@ from gateway.settings import Secret, Settings, SettingsError
 __all__ = ["PLATFORMS", "build_adapters", "check_credentials"]
 
 PLATFORMS = ("fcm", "apns", "webpush", "webhook")
+HTTP1_PROVIDERS = ("fcm", "webpush", "webhook")
+OTHER_FILES = 1024
+"""Files the process needs besides the HTTP/1.1 clients' connections: the server's own sockets,
+SQLite's files, APNs' HTTP/2 connections, logs."""
+
+log = logging.getLogger("gateway.adapters")
 
 
 def build_adapters(settings: Settings) -> dict[str, DeliveryAdapter]:
     sink = FileSink(FileSinkConfig(path=settings.data_dir / "deliveries.jsonl"))
-    return dict.fromkeys(PLATFORMS, sink) | _providers(settings)
+    providers = _providers(settings)
+    _make_room_for(sum(p in providers for p in HTTP1_PROVIDERS) * 2 * settings.worker_concurrency)
+    return dict.fromkeys(PLATFORMS, sink) | providers
+
+
+def _make_room_for(connections: int) -> None:
+    """Each HTTP/1.1 client keeps up to `worker_concurrency` connections in flight and as many idle
+    (Web Push talks to many hosts). A soft limit on open files below what that needs (1024 is a
+    common default) is raised toward the hard limit, as Go's runtime does at start: at the limit,
+    not only the sends fail but the server's accepts and SQLite's opens too."""
+    needed = connections + OTHER_FILES
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return
+    target = needed if hard == resource.RLIM_INFINITY else min(hard, needed)
+    if target > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    if target < needed:
+        log.warning(
+            "open-files limit below what the delivery connections may need; lower CGW_WORKER_CONCURRENCY "
+            "or raise the hard limit",
+            extra={"limit": target, "needed": needed},
+        )
 
 
 def check_credentials(settings: Settings) -> None:

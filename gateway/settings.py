@@ -305,6 +305,18 @@ def _positive_int(raw: str) -> int:
     return value
 
 
+MAX_WORKER_CONCURRENCY = 1024
+
+
+def _round_size(raw: str) -> int:
+    """Pushes per worker round, and connections per provider: bounded, so that a typo cannot
+    ask for more sockets than any open-files limit allows."""
+    value = int(raw)
+    if not 1 <= value <= MAX_WORKER_CONCURRENCY:
+        raise ValueError(f"must be a whole number from 1 to {MAX_WORKER_CONCURRENCY}")
+    return value
+
+
 def _positive_float(raw: str) -> float:
     value = float(raw)
     if not (value > 0 and math.isfinite(value)):  # float() accepts inf, nan and 1e400 (= inf)
@@ -354,7 +366,7 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "webpush_vapid_subject": _vapid_subject,
     "max_body_bytes": _positive_int,
     "worker_enabled": _bool,
-    "worker_concurrency": _positive_int,
+    "worker_concurrency": _round_size,
     "worker_lease_seconds": _positive_int,
     "delivery_max_attempts": _positive_int,
     "delivery_backoff_seconds": _positive_float,

@@ -257,7 +257,12 @@ class Dispatcher:
         lease without undoing the rest of the round."""
         failed = _undoable(conn, partial(dispatch_writes.write, conn, owner, writes, now, self._policy))
         written = writes
-        if failed is not None:
+        if failed is not None and len(writes) == 1:
+            log.error(
+                "dispatch step failed", extra={"step": step, "push_id": writes[0].push_id}, exc_info=failed
+            )
+            written = []
+        elif failed is not None:
             log.error(
                 "dispatch round write failed; writing each push alone", extra={"step": step}, exc_info=failed
             )

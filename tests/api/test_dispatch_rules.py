@@ -298,7 +298,9 @@ def test_a_push_whose_subject_cannot_be_read_does_not_hold_back_the_round(world:
     assert [line["push_id"] for line in world.sink()] == [fine["push_id"]]
 
 
-def test_when_the_round_read_fails_each_push_read_alone_sees_the_ones_before_it(world: World) -> None:
+def test_when_the_round_read_fails_each_push_read_alone_sees_the_ones_before_it(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
     """Read alone, a push reads the database: the push before it, ended by this round, must be
     written by then, or it still counts against the caps."""
     answer = world.client.put("/v1/admin/policy", json={"max_per_day": 3}, headers=world.as_key("admin"))
@@ -321,6 +323,7 @@ def test_when_the_round_read_fails_each_push_read_alone_sees_the_ones_before_it(
         )
     )
     assert world.run() == 3
+    assert "dispatch round read failed; reading each push alone" in caplog.messages
     assert world.read(first["push_id"])["status"] == "rejected"
     assert world.read(second["push_id"])["status"] == "delivered"
 

@@ -9,7 +9,7 @@ A request whose body ends early (the gateway was killed while sending) is answer
 recorded with `complete=False`. A complete request with a bad signature is answered 401 and
 recorded with `signature_ok=False`; tests assert there are none. Pattern copied from
 tests/unit/delivery/servers.py (HTTP/1.1 here, with keep-alive and a deep accept queue, because
-the gateway sends with 64-way concurrency).
+the gateway sends a round at once: up to CGW_WORKER_CONCURRENCY connections, 256 by default).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ class Hit:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
-    request_queue_size = 256  # the gateway opens up to 64 connections at once
+    request_queue_size = 512  # the gateway opens up to CGW_WORKER_CONCURRENCY (256) connections at once
 
     def handle_error(self, request: object, client_address: object) -> None:
         """A gateway SIGKILLed mid-request resets its connections: expected here, not news."""

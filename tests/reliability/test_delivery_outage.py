@@ -59,6 +59,8 @@ def outage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Outage]:
         gw = GatewayProcess(
             root / "data", relay.url, SECRET,
             CGW_WORKER_LEASE_SECONDS="3", CGW_DELIVERY_BACKOFF_SECONDS="0.2",
+            # Rounds smaller than the backlog, so the breaker trips with sends still to come.
+            CGW_WORKER_CONCURRENCY="64",
             CGW_DELIVERY_BREAKER_COOLDOWN_SECONDS=str(COOLDOWN),
         )  # fmt: skip
         gw.setup()

@@ -139,6 +139,8 @@ BAD: list[tuple[dict[str, str], str]] = [
     ({"CGW_PORT": "0"}, "CGW_PORT"),
     ({"CGW_PORT": "65536"}, "CGW_PORT"),
     ({"CGW_PORT": "-1"}, "CGW_PORT"),
+    ({"CGW_WORKER_CONCURRENCY": "0"}, "CGW_WORKER_CONCURRENCY"),
+    ({"CGW_WORKER_CONCURRENCY": "1025"}, "CGW_WORKER_CONCURRENCY"),  # sockets a typo would ask for
     ({"CGW_TIMEZONE": "Mars/Base"}, "CGW_TIMEZONE"),
     ({"CGW_TIMEZONE": "../../etc/passwd"}, "CGW_TIMEZONE"),
     ({"CGW_JWT_SECRET": "too-short"}, "CGW_JWT_SECRET"),
