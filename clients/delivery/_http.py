@@ -13,7 +13,9 @@ host or nowhere: a redirect is a `failed` answer, not an invitation), use proxie
 environment, keep cookies, accept a compressed answer, or read an answer longer than
 `MAX_ANSWER_BYTES`. Its timeout runs from when one of its connection slots is free until the
 answer is read, so waiting for a slot does not eat a send's time. A connection idle for longer
-than `IDLE_SECONDS` is not reused: a NAT or firewall may have dropped it without a word.
+than `IDLE_SECONDS` is not reused: a NAT or firewall may have dropped it without a word. A new
+connection races the host's addresses (Happy Eyeballs, by aiohappyeyeballs, which works on uvloop
+too, where `create_connection` has no such option).
 
 A request whose kept-alive connection closes before a byte of the answer is sent once more on a
 new connection: the server most likely closed the connection while it was idle. It may instead
@@ -29,12 +31,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
+import socket
 import ssl
 from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import NamedTuple, cast
 from urllib.parse import quote, unquote, urlencode, urlsplit
 
+import aiohappyeyeballs
 import httptools
 import msgspec
 
@@ -59,6 +63,9 @@ MAX_ANSWER_BYTES = 1 << 20
 """A provider answers with a status and at most a short JSON error; a longer answer is refused."""
 IDLE_SECONDS = 15.0
 """How long a kept connection may wait for its next request (aiohttp's default too)."""
+HAPPY_EYEBALLS_SECONDS = 0.25
+"""RFC 8305's delay before the next address is tried while one still connects: a host whose
+first address (often IPv6) is black-holed costs this much, not a whole timeout."""
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_VALUE = re.compile(r"[\x00\r\n]")
 _OURS = frozenset(
@@ -331,12 +338,24 @@ class Http1Client:
         context = None
         if tls:
             context = self._tls = self._tls or ssl.create_default_context()
+        loop = asyncio.get_running_loop()
+        sock: socket.socket | None = None
         try:
-            _, conn = await asyncio.get_running_loop().create_connection(_Connection, host, port, ssl=context)
-        except ssl.SSLError:
-            raise TransportFailure("TLSError") from None
-        except OSError:
-            raise TransportFailure("ConnectError") from None
+            addresses = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            sock = await aiohappyeyeballs.start_connection(
+                addresses, happy_eyeballs_delay=HAPPY_EYEBALLS_SECONDS
+            )
+            _, conn = await loop.create_connection(
+                _Connection, sock=sock, ssl=context, server_hostname=host if tls else None
+            )
+        except BaseException as exc:
+            if sock is not None:
+                sock.close()
+            if isinstance(exc, ssl.SSLError):
+                raise TransportFailure("TLSError") from None
+            if isinstance(exc, OSError):
+                raise TransportFailure("ConnectError") from None
+            raise
         return conn
 
     def _take(self, target: _Target) -> _Connection | None:

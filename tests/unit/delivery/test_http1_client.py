@@ -4,6 +4,7 @@ connections, the ways an answer can be framed or cut short, what is refused befo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import socket
 import ssl
@@ -22,7 +23,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from clients.delivery import DeliveryMessage
-from clients.delivery._http import MAX_ANSWER_BYTES, Http1Client, Reply, TransportFailure
+from clients.delivery._http import (
+    HAPPY_EYEBALLS_SECONDS,
+    MAX_ANSWER_BYTES,
+    Http1Client,
+    Reply,
+    TransportFailure,
+)
 from gateway.adapters import build_adapters
 from gateway.settings import Secret, Settings
 
@@ -557,3 +564,43 @@ def _message(i: int) -> DeliveryMessage:
         topic="transactional", title="Shipped", body="On its way", data={}, campaign_id=None, variant=None,
         expires_at=datetime.datetime(2026, 12, 4, tzinfo=datetime.UTC),
     )  # fmt: skip
+
+
+def test_a_black_holed_first_address_costs_the_happy_eyeballs_delay_not_the_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A relay's name resolves to an IPv6 address whose packets vanish, then to one that answers.
+    The first connect must not use up the request's timeout: the next address is tried after
+    `HAPPY_EYEBALLS_SECONDS`. The black hole is a listener on [::1] whose accept queue is full,
+    so the kernel drops further SYNs. On the asyncio loop, whose resolver is `socket.getaddrinfo`
+    (uvloop resolves in libuv; the connect path itself is the one every test here runs on both)."""
+
+    async def scenario() -> float:
+        async with Scripted(lambda n: OK) as server:
+            with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as hole:
+                hole.bind(("::1", server.port))
+                hole.listen(0)
+                queued = [socket.socket(socket.AF_INET6, socket.SOCK_STREAM) for _ in range(3)]
+                for s in queued:
+                    s.setblocking(False)
+                    with contextlib.suppress(BlockingIOError):
+                        s.connect(("::1", server.port))
+                await asyncio.sleep(0.1)
+                both = [
+                    (socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("::1", server.port, 0, 0)),
+                    (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", server.port)),
+                ]
+                monkeypatch.setattr(socket, "getaddrinfo", lambda *args, **kwargs: both)
+                client = Http1Client(5.0)
+                started = time.monotonic()
+                try:
+                    reply = await client.post(f"http://relay.test:{server.port}/hook", {}, content=b"{}")
+                finally:
+                    await client.aclose()
+                    for s in queued:
+                        s.close()
+                assert reply.status == 200
+                return time.monotonic() - started
+
+    took = asyncio.run(scenario())
+    assert HAPPY_EYEBALLS_SECONDS <= took < 2.0
