@@ -53,4 +53,5 @@ class Worker:
         try:
             await settling
         except Exception:
-            log.exception("delivery round failed")
+            # Shared with the next round's claim: when that commit fails, both are logged.
+            log.exception("recording a delivery round's results failed")
