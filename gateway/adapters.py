@@ -59,7 +59,10 @@ def _make_room_for(connections: int) -> None:
         return
     target = needed if hard == resource.RLIM_INFINITY else min(hard, needed)
     if target > soft:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):  # a sandbox may refuse even what the hard limit allows
+            target = soft
     if target < needed:
         log.warning(
             "open-files limit below what the delivery connections may need; lower CGW_WORKER_CONCURRENCY "

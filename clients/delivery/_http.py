@@ -30,12 +30,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ipaddress
 import re
 import socket
 import ssl
 from collections.abc import Callable, Mapping
 from functools import lru_cache
-from typing import NamedTuple, cast
+from typing import Any, NamedTuple, cast
 from urllib.parse import quote, unquote, urlencode, urlsplit
 
 import aiohappyeyeballs
@@ -107,6 +108,17 @@ class _Target(NamedTuple):
 
 
 @lru_cache(maxsize=1024)
+def _literal(host: str, port: int) -> list[tuple[int, int, int, str, tuple[Any, ...]]] | None:
+    """An IP address needs no resolving: asyncio's `getaddrinfo` would still queue it on a thread."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if ip.version == 4:
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (host, port))]
+    return [(socket.AF_INET6, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (host, port, 0, 0))]
+
+
 def _target(url: str) -> _Target:
     try:
         parts = urlsplit(url)
@@ -339,23 +351,25 @@ class Http1Client:
         if tls:
             context = self._tls = self._tls or ssl.create_default_context()
         loop = asyncio.get_running_loop()
-        sock: socket.socket | None = None
         try:
-            addresses = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            addresses = _literal(host, port) or await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            # Closes its own sockets when it fails or is cancelled.
             sock = await aiohappyeyeballs.start_connection(
                 addresses, happy_eyeballs_delay=HAPPY_EYEBALLS_SECONDS
             )
+        except (OSError, ValueError):  # ValueError: no address at all
+            raise TransportFailure("ConnectError") from None
+        # From here the loop owns the socket (both loops make the transport before they first
+        # wait) and closes it on failure: closing it here too could close a later socket that
+        # got its descriptor number, before uvloop's deferred close runs.
+        try:
             _, conn = await loop.create_connection(
                 _Connection, sock=sock, ssl=context, server_hostname=host if tls else None
             )
-        except BaseException as exc:
-            if sock is not None:
-                sock.close()
-            if isinstance(exc, ssl.SSLError):
-                raise TransportFailure("TLSError") from None
-            if isinstance(exc, OSError):
-                raise TransportFailure("ConnectError") from None
-            raise
+        except ssl.SSLError:
+            raise TransportFailure("TLSError") from None
+        except OSError:
+            raise TransportFailure("ConnectError") from None
         return conn
 
     def _take(self, target: _Target) -> _Connection | None:
