@@ -276,6 +276,18 @@ def test_pushes_of_one_subject_in_one_round_see_what_the_round_did_to_each_other
     assert [line["push_id"] for line in world.sink()] == [second["push_id"]]
 
 
+def _seal_broken(world: World, user_id: str) -> None:
+    """Overwrite the user's sealed preferences with random bytes: they no longer open."""
+    store = world.runtime.store
+    key = store.directory.resolve(store.pseudonyms.subject_ref(user_id))
+    assert key is not None
+    store.data.writer.run_sync(
+        lambda conn: conn.execute(
+            "UPDATE preferences SET doc = randomblob(80) WHERE subject_id = ?", (key.subject_id,)
+        )
+    )
+
+
 def test_a_push_whose_subject_cannot_be_read_does_not_hold_back_the_round(world: World) -> None:
     """The round's reads fail for everyone when one subject's sealed state does not open; then
     each push is read alone, the unreadable one is left to its lease and the others go."""
@@ -283,14 +295,7 @@ def test_a_push_whose_subject_cannot_be_read_does_not_hold_back_the_round(world:
     world.user("ivan")
     broken = world.submit("hana")
     fine = world.submit("ivan")
-    store = world.runtime.store
-    key = store.directory.resolve(store.pseudonyms.subject_ref("hana"))
-    assert key is not None
-    store.data.writer.run_sync(
-        lambda conn: conn.execute(
-            "UPDATE preferences SET doc = randomblob(80) WHERE subject_id = ?", (key.subject_id,)
-        )
-    )
+    _seal_broken(world, "hana")
     assert world.run() == 2
     assert world.read(fine["push_id"])["status"] == "delivered"
     assert world.read(broken["push_id"])["status"] == "queued"
@@ -314,14 +319,7 @@ def test_when_the_round_read_fails_each_push_read_alone_sees_the_ones_before_it(
         "/v1/me/preferences", json={"frequency": {"max_per_week": 1}}, headers=world.as_user("gus")
     )
     assert answer.status_code == 200, answer.text
-    store = world.runtime.store
-    key = store.directory.resolve(store.pseudonyms.subject_ref("hana"))
-    assert key is not None
-    store.data.writer.run_sync(
-        lambda conn: conn.execute(
-            "UPDATE preferences SET doc = randomblob(80) WHERE subject_id = ?", (key.subject_id,)
-        )
-    )
+    _seal_broken(world, "hana")
     assert world.run() == 3
     assert "dispatch round read failed; reading each push alone" in caplog.messages
     assert world.read(first["push_id"])["status"] == "rejected"
