@@ -35,8 +35,9 @@ COOLDOWN = 2.0
 OUTAGE_SECONDS = 3.0
 OBSERVE_AFTER_RECOVERY = 6.0 + COOLDOWN
 IN_FLIGHT_SLACK = 0.5  # requests that passed the breaker before it tripped arrive within this
-PUSHES = 100
-USERS = 50
+ROUND = Settings().worker_concurrency
+PUSHES = ROUND + ROUND // 2  # the default rounds, and more backlog than one, so sends are still to come
+USERS = ROUND // 2
 
 # -- the real server against a relay that is down for 3 s ---------------------------------------
 
@@ -59,8 +60,6 @@ def outage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Outage]:
         gw = GatewayProcess(
             root / "data", relay.url, SECRET,
             CGW_WORKER_LEASE_SECONDS="3", CGW_DELIVERY_BACKOFF_SECONDS="0.2",
-            # Rounds smaller than the backlog, so the breaker trips with sends still to come.
-            CGW_WORKER_CONCURRENCY="64",
             CGW_DELIVERY_BREAKER_COOLDOWN_SECONDS=str(COOLDOWN),
         )  # fmt: skip
         gw.setup()
@@ -97,6 +96,10 @@ def test_relay_sees_only_half_open_probes_while_the_circuit_is_open(outage: Outa
     assert all(h.signature_ok for h in hits)
     failures = [h for h in hits if h.answered == 503]
     assert len(failures) >= THRESHOLD, "the outage never reached the breaker's threshold"
+    # A round's sends all leave before the first failure comes back; the breaker must stop the
+    # rounds after it, so the relay sees one round's failures and the half-open probes, no more.
+    probes = int(OUTAGE_SECONDS / COOLDOWN) + 1
+    assert len(failures) <= ROUND + probes, f"{len(failures)} failed: the open circuit let rounds through"
     tripped = failures[THRESHOLD - 1].arrived
     closed = min((h.arrived for h in hits if h.answered == 200 and h.arrived > tripped), default=outage.ended)
     # While open, only probes pass; the first successful probe closes the circuit again.
