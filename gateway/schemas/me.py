@@ -123,6 +123,9 @@ class ConsentReceipt(msgspec.Struct, kw_only=True):
     purpose: PurposeRef
     consent_type: Literal["explicit"] = "explicit"
     notice_version: str
+    granted: bool | UnsetType = UNSET
+    """PRODUCT.md names it among the receipt's fields (`state` is Kantara's word for it). Every
+    receipt made now has it; receipts signed before it was added are given back as signed."""
     state: Literal["given", "withdrawn"]
     ledger_seq: int
 

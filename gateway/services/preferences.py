@@ -162,6 +162,7 @@ class PreferenceCenter:
             controller=ReceiptController(self._settings.controller),
             purpose=ReceiptPurpose(purpose, dpv, description),  # type: ignore[arg-type]
             notice_version=body.notice_version,
+            granted=body.granted,
             state="given" if body.granted else "withdrawn",
             ledger_seq=ledger.next_seq(conn),
         )

@@ -111,6 +111,7 @@ def test_grant_answers_with_a_complete_receipt(
     assert receipt["purpose"]["description"]
     assert receipt["consent_type"] == "explicit"
     assert receipt["notice_version"] == NOTICE
+    assert receipt["granted"] is True
     assert receipt["state"] == "given"
     assert ALICE not in json.dumps(answer)
     [event] = events(runtime)
@@ -159,6 +160,7 @@ def test_withdrawal_is_as_easy_as_grant(
     withdrawn = put_consent(client, headers, "marketing", False, "notice-v2")
 
     assert withdrawn["receipt"]["state"] == "withdrawn"
+    assert withdrawn["receipt"]["granted"] is False
     assert withdrawn["receipt"]["timestamp"] == "2026-11-23T11:00:00Z"
     state = client.get("/v1/me/preferences", headers=headers).json()
     assert state["consents"]["marketing"] == {
@@ -216,6 +218,26 @@ def test_ledger_event_seals_the_receipt_once_and_gives_back_the_same_signed_answ
     assert msgspec.json.encode(rebuilt) == response.content
     verified = jws.deserialize_compact(rebuilt.jws, key_set(client), algorithms=["EdDSA"])
     assert verified.payload == bytes(msgspec.json.decode(opened, type=SignedParts).document)
+
+
+def test_a_receipt_signed_before_granted_was_added_reads_back_as_signed(
+    client: Client, runtime: Runtime, as_user: AsUser
+) -> None:
+    answer = put_consent(client, as_user(ALICE), "marketing", True)
+    [event] = events(runtime)
+    key = runtime.store.directory.resolve(answer["receipt"]["subject_ref"])
+    assert key is not None
+    opened = event.open_body(key)
+    assert opened is not None
+    stored = msgspec.json.decode(opened, type=SignedParts)
+    document = json.loads(bytes(stored.document))
+    del document["granted"]  # as the receipts of earlier versions were signed
+    old = msgspec.structs.replace(stored, document=msgspec.Raw(json.dumps(document).encode()))
+
+    rebuilt = stored_answer(msgspec.json.encode(old))
+
+    assert json.loads(msgspec.json.encode(rebuilt.receipt)) == document
+    assert rebuilt.receipt.state == "given"
 
 
 # -- history ------------------------------------------------------------------------------------
