@@ -69,7 +69,7 @@ class _Prepared(msgspec.Struct, frozen=True, kw_only=True, gc=False):
 
     key_id: str
     request: PushCreate
-    push: PushRequest
+    content: PushContent
     key: SubjectKey | None
     status: SubjectStatus
     record: _Record | None
@@ -130,8 +130,8 @@ class PushService:
         keys = self._store.directory.resolve_many(refs)
         erased = self._store.directory.erased_among([r for r in refs if r not in keys])
         prepared = [
-            self._prepare(key_id, request, ref, keys.get(ref), ref in erased, now, i, field_prefix)
-            for i, (request, ref) in enumerate(zip(requests, refs, strict=True))
+            self._prepare(key_id, request, ref, keys.get(ref), ref in erased, now)
+            for request, ref in zip(requests, refs, strict=True)
         ]
 
         def unit(conn: Connection) -> list[tuple[PushAnswer, bool]]:
@@ -195,14 +195,7 @@ class PushService:
         key: SubjectKey | None,
         erased: bool,
         now: datetime,
-        index: int,
-        field_prefix: str | None,
     ) -> _Prepared:
-        policy = self._policy.settings
-        ttl = request.ttl_seconds if request.ttl_seconds is not None else policy.default_ttl_seconds
-        if ttl > policy.max_ttl_seconds:
-            field = f"{field_prefix}[{index}].ttl_seconds" if field_prefix else "ttl_seconds"
-            raise InvalidInput(f"ttl_seconds may not exceed {policy.max_ttl_seconds}", field)
         status: SubjectStatus = "active" if key is not None else "erased" if erased else "unknown"
         near = request.near.geohash if request.near else None
         content = PushContent(
@@ -212,7 +205,7 @@ class PushService:
         return _Prepared(
             key_id=key_id,
             request=request,
-            push=policy_request(request.topic, request.campaign_id, content, ttl),
+            content=content,
             key=key,
             status=status,
             record=None if request.dry_run else self._record(request, subject_ref, content, now),
@@ -271,7 +264,13 @@ class PushService:
         """Decide and record a whole submission with a handful of reads: subject state is loaded
         for all subjects at once, and each accepted push is added to its subject's planned pushes
         in memory, so later items of the same batch count it against the caps. Each answer comes
-        with whether it is a new decision (live, not an idempotent replay) for the metrics."""
+        with whether it is a new decision (live, not an idempotent replay) for the metrics.
+
+        The policy is read here, in the transaction: another process may have changed it (two
+        `serve`s on one data dir), and a decision must follow the newest rules. The TTL is
+        judged against them only for new pushes: a replay gets its first answer, even after an
+        admin lowered the maximum it was accepted under."""
+        self._policy.refresh(conn)
         policy = self._policy.settings
         live = [p.record.idempotency_ref for p in prepared if p.record is not None]
         recorded = pushes.find_idempotent_many(conn, key_id, live) if live else {}
@@ -293,13 +292,15 @@ class PushService:
                         )
                     answers.append((_stored_answer(earlier), False))
                     continue
+                ttl = _ttl(p.request, policy)
+                push = policy_request(p.request.topic, p.request.campaign_id, p.content, ttl)
                 campaign = self._campaign(conn, p, campaigns_seen)
             except GatewayError as exc:
                 if prefix is not None and exc.field is not None:
                     exc.field = f"{prefix}[{index}].{exc.field}"
                 raise
             state = SubjectState(status=p.status) if p.key is None else states[p.key.subject_id]
-            decision = self._decide(p, state, campaign, now, policy)
+            decision = self._decide(p, push, state, campaign, now, policy)
             if record is None:
                 answers.append((_answer(None, decision), False))
                 continue
@@ -337,13 +338,14 @@ class PushService:
     def _decide(
         self,
         p: _Prepared,
+        push: PushRequest,
         state: SubjectState,
         campaign: CampaignState | None,
         now: datetime,
         policy: PolicySettings,
     ) -> Decision:
         try:
-            return decide(p.push, state, campaign, now, policy)
+            return decide(push, state, campaign, now, policy)
         except Exception:
             # A rule that cannot judge must not let the push through: log (no content) and refuse.
             push_id = None if p.record is None else p.record.push_id
@@ -395,6 +397,13 @@ class PushService:
             self._metrics.decision_reasons.labels(code).inc(n)
         for _ in answers:
             self._metrics.decision_seconds.observe(elapsed)
+
+
+def _ttl(request: PushCreate, policy: PolicySettings) -> int:
+    ttl = request.ttl_seconds if request.ttl_seconds is not None else policy.default_ttl_seconds
+    if ttl > policy.max_ttl_seconds:
+        raise InvalidInput(f"ttl_seconds may not exceed {policy.max_ttl_seconds}", "ttl_seconds")
+    return ttl
 
 
 @lru_cache(maxsize=256)
