@@ -51,7 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     keys = commands.add_parser("keys", help="API keys").add_subparsers(dest="keys_command", required=True)
     create = keys.add_parser("create", help="create an API key and print it once")
     create.add_argument("--name", required=True)
-    create.add_argument("--scope", nargs="+", required=True, choices=SCOPES, dest="scopes")
+    # "extend": `--scope a --scope b` adds up, where nargs="+" alone kept only the last flag's.
+    create.add_argument("--scope", action="extend", nargs="+", required=True, choices=SCOPES, dest="scopes")
     create.add_argument("--data-dir")
 
     worker = commands.add_parser("worker", help="run only the delivery worker (no HTTP server)")

@@ -1,0 +1,41 @@
+"""`keys create` gives the key every scope asked for, however the flags were written.
+
+`--scope a --scope b` used to keep only `b` (argparse's `nargs="+"` replaces the list on each
+repeat), and the key was made without a word about the scope it lost.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+CLI = str(Path(sys.executable).with_name("consent-gateway"))
+
+
+@pytest.mark.parametrize(
+    "scope_flags",
+    [
+        ["--scope", "pushes:write", "--scope", "campaigns:write", "--scope", "campaigns:read"],
+        ["--scope", "pushes:write", "campaigns:write", "--scope", "campaigns:read"],
+        ["--scope", "pushes:write", "campaigns:write", "campaigns:read"],
+    ],
+    ids=["repeated", "mixed", "one flag"],
+)
+def test_every_scope_given_is_the_keys(tmp_path: Path, scope_flags: list[str]) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    done = subprocess.run(
+        [CLI, "keys", "create", "--name", "svc", *scope_flags, "--data-dir", str(data)],
+        env={},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("cgw_")
+    assert ", scopes pushes:write campaigns:write campaigns:read:" in done.stderr, done.stderr[-2000:]
