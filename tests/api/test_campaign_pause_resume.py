@@ -188,6 +188,29 @@ def test_deliveries_alone_after_a_resume_never_pause_the_campaign(world: World) 
         assert world.shown()["status"] == "active", user
 
 
+def test_a_complaint_about_a_push_not_yet_delivered_does_not_count_against_the_campaign(
+    world: World,
+) -> None:
+    """Regression: the rule counted every complained-about push over the deliveries, so a
+    complaint about a push still queued paused a campaign whose stats showed no complaint."""
+    world.deliver("ada")
+    world.deliver("bo")
+    world.users["cy"] = onboard(world.client, world.as_user, "cy")
+    body = {
+        "idempotency_key": "queued-for-cy", "user_id": "cy", "topic": "promotions",
+        "title": "Winter sale", "body": "20% off today", "campaign_id": world.cid,
+    }  # fmt: skip
+    queued = world.client.post("/v1/pushes", json=body, headers=world.pusher)
+    assert queued.json()["outcome"] == "queued", queued.text
+
+    world.clock.advance(minutes=1)
+    world.complain("cy", queued.json()["push_id"])
+
+    assert world.shown()["status"] == "active"
+    world.deliver("dee")  # the rule runs at each delivery: still one complaint in none delivered
+    assert world.shown()["status"] == "active"
+
+
 # -- who may resume -----------------------------------------------------------------------------
 
 
