@@ -314,10 +314,16 @@ class Dispatcher:
             return self._end(row, snapshot, "rejected", list(decision.reasons)), None
         if decision.outcome == "deferred" and decision.deliver_after is not None:
             snapshot.replan(row, decision.deliver_after)
+            # Its time and reasons are shown as a deferral at submission shows them.
             deferred = PushWrites(
                 push_id=row.push_id,
                 status=StatusChange(
-                    push_id=row.push_id, status="deferred", planned_at=decision.deliver_after
+                    push_id=row.push_id,
+                    status="deferred",
+                    planned_at=decision.deliver_after,
+                    deliver_after=decision.deliver_after,
+                    reasons=msgspec.json.encode(wire_reasons(decision.reasons)).decode(),
+                    policy_version=self._policy.version.version,
                 ),
                 reschedule=Reschedule(row.push_id, decision.deliver_after, claim.attempts),
             )

@@ -168,6 +168,7 @@ class StatusChange(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     policy_version: int | None = None
     attempts: int | None = None
     planned_at: datetime | None = None
+    deliver_after: datetime | None = None
 
     def __post_init__(self) -> None:
         if (self.reasons is None) != (self.policy_version is None):
@@ -190,6 +191,8 @@ def set_statuses(conn: Connection, changes: Iterable[StatusChange], now: datetim
             assigned["attempts"] = change.attempts
         if change.planned_at is not None:
             assigned["planned_at"] = change.planned_at.isoformat()
+        if change.deliver_after is not None:
+            assigned["deliver_after"] = change.deliver_after.isoformat()
         groups[tuple(assigned)].append((*assigned.values(), change.push_id))
     for names, rows in groups.items():
         columns = ", ".join(f"{name} = ?" for name in names)

@@ -246,6 +246,33 @@ def test_a_push_deferred_by_dispatch_whose_quiet_hours_widen_past_its_expiry_end
     assert world.delivered.sent == []
 
 
+def test_a_push_deferred_by_dispatch_shows_its_time_and_reason_as_one_deferred_at_submission(
+    world: World,
+) -> None:
+    """Regression: dispatch wrote only the status, so the push read `deferred` with no time and
+    no reason (and a push deferred twice kept its first time)."""
+    world.user("dot", "fcm")
+    world.clock.advance(hours=10, minutes=59)  # 20:59
+    push = world.submit("dot", ttl_seconds=24 * 3600)
+    assert (push["outcome"], push["deliver_after"]) == ("queued", None)
+    world.clock.advance(minutes=2)  # claimed only at 21:01: deferred to 08:00
+    assert world.run() == 1
+
+    got = world.read(push["push_id"])
+    assert (got["status"], got["deliver_after"]) == ("deferred", "2026-11-24T08:00:00Z")
+    assert [r["code"] for r in got["reasons"]] == ["quiet_hours"]
+
+    world.prefs("dot", quiet_hours={"start": "21:00", "end": "09:00"})
+    world.clock.advance(hours=10, minutes=59)  # 08:00: deferred again, to 09:00
+    assert world.run() == 1
+    assert world.read(push["push_id"])["deliver_after"] == "2026-11-24T09:00:00Z"
+    world.clock.advance(hours=1)
+    assert world.run() == 1
+    got = world.read(push["push_id"])
+    assert (got["status"], got["deliver_after"]) == ("delivered", "2026-11-24T09:00:00Z")
+    assert [r["code"] for r in got["reasons"]] == ["quiet_hours"]
+
+
 def test_a_deferred_push_retrying_when_quiet_hours_widen_past_its_expiry_ends_expired(
     world: World,
 ) -> None:
