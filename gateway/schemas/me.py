@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Literal
 
 import msgspec
@@ -156,9 +157,13 @@ class _Subscription(msgspec.Struct):
     keys: _SubscriptionKeys
 
 
-def _check_webpush(token: str) -> None:
-    """Refused here, not at the first push: keys the worker cannot encrypt to would only be
-    found at delivery, and the device disabled then (the message names no part of the token)."""
+def _canonical_webpush(token: str) -> str:
+    """The subscription as it is kept: endpoint and keys, in one spelling (Python's `json.dumps`
+    of `{"endpoint", "keys": {"p256dh", "auth"}}`), whatever order, spacing or escapes it came
+    in, and without `expirationTime` or other members, which delivery does not use.
+
+    Refused here, not at the first push: keys the worker cannot encrypt to would only be found
+    at delivery, and the device disabled then (the message names no part of the token)."""
     try:
         subscription = msgspec.json.decode(token, type=_Subscription)
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
@@ -168,15 +173,18 @@ def _check_webpush(token: str) -> None:
             "token: a webpush token is the subscription JSON: an https endpoint, keys.p256dh (base64url"
             " of a 65-byte P-256 point) and keys.auth (base64url of 16 bytes)"
         )
+    keys = {"p256dh": subscription.keys.p256dh, "auth": subscription.keys.auth}
+    return json.dumps({"endpoint": subscription.endpoint, "keys": keys})
 
 
 class DeviceCreate(msgspec.Struct, forbid_unknown_fields=True):
     platform: Platform
     token: Annotated[str, Meta(min_length=8, max_length=TOKEN_MAX)]
+    """For `webpush`, the subscription JSON; replaced by its one kept spelling once checked."""
 
     def __post_init__(self) -> None:
         if self.platform == "webpush":
-            _check_webpush(self.token)
+            self.token = _canonical_webpush(self.token)
         elif any(ch.isspace() for ch in self.token):
             raise ValueError("token: device tokens contain no white space")
 

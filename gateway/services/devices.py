@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
+import msgspec
+
 from gateway.clock import Clock, rfc3339, rfc3339_text
 from gateway.errors import Conflict, NotFound
 from gateway.schemas.me import DeviceCreate, DeviceRead, LocationRead, LocationUpdate
@@ -14,13 +18,41 @@ __all__ = ["MAX_ACTIVE_DEVICES", "DeviceService", "token_hint"]
 
 MAX_ACTIVE_DEVICES = 10
 LOCATION_PRECISION = 6
+HINT_HOST_CHARS = 16
+HINT_HIDDEN_CHARS = 16
+
+
+class _Endpoint(msgspec.Struct):
+    endpoint: str
 
 
 def token_hint(platform: str, token: str) -> str:
     """What a person may see of a token: enough to tell devices apart, not enough to use one."""
     if platform == "webpush":
-        return "webpush subscription"
+        return _webpush_hint(token)
     return "…" + token[-4:]
+
+
+def _webpush_hint(token: str) -> str:
+    """The push service's host (as many of its last labels as fit in 16 characters), and the
+    endpoint's last four characters when at least 16 more after the host stay hidden. Never the
+    endpoint: it is a capability URL, as secret as any device token."""
+    try:
+        endpoint = msgspec.json.decode(token, type=_Endpoint).endpoint
+        parts = urlsplit(endpoint)
+        host = parts.hostname
+    except (msgspec.DecodeError, RecursionError, ValueError):
+        return "webpush subscription"
+    if not host or not parts.scheme:
+        return "webpush subscription"
+    labels = host.split(".")
+    shown = labels.pop()
+    while labels and len(labels[-1]) + 1 + len(shown) <= HINT_HOST_CHARS:
+        shown = labels.pop() + "." + shown
+    if len(shown) > HINT_HOST_CHARS:
+        shown = "…" + shown[-(HINT_HOST_CHARS - 1) :]
+    after_host = endpoint[len(f"{parts.scheme}://{parts.netloc}") :]
+    return f"{shown} …{after_host[-4:]}" if len(after_host) >= HINT_HIDDEN_CHARS + 4 else shown
 
 
 class DeviceService:
@@ -29,21 +61,32 @@ class DeviceService:
         self._clock = clock
 
     async def register(self, subject_ref: str, body: DeviceCreate) -> tuple[str, bool]:
-        """(device id, created): the same token registered again is the same device."""
+        """(device id, created): the same token registered again is the same device; for webpush,
+        the same endpoint, whatever the JSON's spelling, and with the keys last given."""
         now = self._clock()
         key = self._store.directory.ensure(subject_ref, now)
 
-        def unit(conn: Connection) -> tuple[str, bool]:
-            existing = devices.find(conn, key, body.platform, body.token)
-            if existing is not None and existing[1] == "active":
-                return existing[0], False
+        def check_room(conn: Connection) -> None:
             if devices.count_active(conn, key.subject_id) >= MAX_ACTIVE_DEVICES:
                 raise Conflict(f"at most {MAX_ACTIVE_DEVICES} active devices per user", "token")
-            if existing is not None:
+
+        def unit(conn: Connection) -> tuple[str, bool]:
+            found = devices.find(conn, key, body.platform, body.token)
+            if found is None:
+                check_room(conn)
+                return devices.insert(conn, key, body.platform, body.token, now), True
+            for duplicate in found.duplicates:
+                # One Web Push subscription registered twice before its endpoint named it.
+                devices.delete(conn, key.subject_id, duplicate)
+            if found.status != "active":
+                check_room(conn)
                 # Registering a token the provider once called invalid again means the app has it back.
-                devices.set_status(conn, existing[0], "active", now)
-                return existing[0], False
-            return devices.insert(conn, key, body.platform, body.token, now), True
+                devices.set_status(conn, found.device_id, "active", now)
+            if not found.current:
+                # New keys at the same endpoint (pushes to the old ones no longer decrypt), or
+                # a subscription stored before in the form it came in.
+                devices.refresh(conn, key, found.device_id, body.platform, body.token)
+            return found.device_id, False
 
         return await self._store.data.writer.run(unit)
 

@@ -1,5 +1,11 @@
 """Devices: tokens sealed under the subject's key, found again by a keyed fingerprint
-(derived from the same key, so it dies with it on erasure)."""
+(derived from the same key, so it dies with it on erasure).
+
+A Web Push token is the subscription JSON; its endpoint, not the JSON, names the device: the
+same subscription comes spelled many ways, and re-subscribing may keep the endpoint with new
+keys. Rows fingerprinted by the raw JSON (before the endpoint named the device) carry nothing
+that tells them apart, so they are looked for by opening the subject's webpush tokens.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ import secrets
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
+from typing import NamedTuple
 
 import msgspec
 
@@ -14,7 +21,18 @@ from storage.crypto import field_aad
 from storage.db import Connection, in_chunks
 from storage.directory import SubjectKey
 
-__all__ = ["DeviceRow", "count_active", "delete", "find", "insert", "list_for", "list_for_many", "set_status"]
+__all__ = [
+    "DeviceRow",
+    "Found",
+    "count_active",
+    "delete",
+    "find",
+    "insert",
+    "list_for",
+    "list_for_many",
+    "refresh",
+    "set_status",
+]
 
 
 class DeviceRow(msgspec.Struct, frozen=True):
@@ -25,22 +43,75 @@ class DeviceRow(msgspec.Struct, frozen=True):
     created_at: str
 
 
+class Found(NamedTuple):
+    device_id: str
+    status: str
+    current: bool
+    """The row holds this very token under today's fingerprint; if not, `refresh` it."""
+    duplicates: tuple[str, ...] = ()
+    """Other rows of the same Web Push subscription, stored before its endpoint named it."""
+
+
+class _Endpoint(msgspec.Struct):
+    endpoint: str
+
+
 def _aad(key: SubjectKey, device_id: str) -> bytes:
     return field_aad("devices", "token", device_id, key.subject_id)
 
 
+def _endpoint(token: str) -> str | None:
+    try:
+        return msgspec.json.decode(token, type=_Endpoint).endpoint
+    except (msgspec.DecodeError, RecursionError):
+        return None
+
+
 def _fingerprint(key: SubjectKey, platform: str, token: str) -> bytes:
-    """A token names a device only on its own platform: the same string elsewhere is another device."""
-    return key.cipher.fingerprint(f"{platform}\0{token}".encode())
+    """A token names a device only on its own platform: the same string elsewhere is another device.
+    A Web Push subscription is named by its endpoint (a token that has none, by itself)."""
+    name = (_endpoint(token) if platform == "webpush" else None) or token
+    return key.cipher.fingerprint(f"{platform}\0{name}".encode())
 
 
-def find(conn: Connection, key: SubjectKey, platform: str, token: str) -> tuple[str, str] | None:
-    """(device id, status) of this subject's device with this platform and token, if registered."""
+def _open(key: SubjectKey, device_id: str, sealed: bytes) -> str:
+    return key.cipher.open(bytes(sealed), _aad(key, device_id)).decode()
+
+
+def find(conn: Connection, key: SubjectKey, platform: str, token: str) -> Found | None:
+    """This subject's device that `token` names on `platform`, if registered."""
     row = conn.execute(
-        "SELECT device_id, status FROM devices WHERE subject_id = ? AND fingerprint = ?",
+        "SELECT device_id, status, token FROM devices WHERE subject_id = ? AND fingerprint = ?",
         (key.subject_id, _fingerprint(key, platform, token)),
     ).fetchone()
-    return None if row is None else (str(row[0]), str(row[1]))
+    if row is not None:
+        device_id, status, sealed = str(row[0]), str(row[1]), row[2]
+        # Elsewhere the fingerprint is the token's own; a subscription's keys may have changed.
+        current = platform != "webpush" or _open(key, device_id, sealed) == token
+        return Found(device_id, status, current)
+    return _find_stored_before(conn, key, token) if platform == "webpush" else None
+
+
+def _find_stored_before(conn: Connection, key: SubjectKey, token: str) -> Found | None:
+    """Rows fingerprinted by the raw JSON with this endpoint: the oldest active one (else the
+    oldest) is the device, the others its duplicates. (A row stored since with this endpoint
+    would have been found by its fingerprint.)"""
+    endpoint = _endpoint(token)
+    if endpoint is None:
+        return None
+    same = [
+        (str(device_id), str(status))
+        for device_id, status, sealed in conn.execute(
+            "SELECT device_id, status, token FROM devices WHERE subject_id = ? AND platform = 'webpush' "
+            "ORDER BY created_at, device_id",
+            (key.subject_id,),
+        )
+        if _endpoint(_open(key, str(device_id), sealed)) == endpoint
+    ]
+    if not same:
+        return None
+    device_id, status = next((row for row in same if row[1] == "active"), same[0])
+    return Found(device_id, status, False, tuple(other for other, _ in same if other != device_id))
 
 
 def count_active(conn: Connection, subject_id: str) -> int:
@@ -67,6 +138,20 @@ def insert(conn: Connection, key: SubjectKey, platform: str, token: str, now: da
     return device_id
 
 
+def refresh(conn: Connection, key: SubjectKey, device_id: str, platform: str, token: str) -> None:
+    """The device's token is now `token` (the same device: a subscription's new keys, or today's
+    form of a row stored before), sealed and fingerprinted afresh."""
+    conn.execute(
+        "UPDATE devices SET token = ?, fingerprint = ? WHERE subject_id = ? AND device_id = ?",
+        (
+            key.cipher.seal(token.encode(), _aad(key, device_id)),
+            _fingerprint(key, platform, token),
+            key.subject_id,
+            device_id,
+        ),
+    )
+
+
 def list_for(conn: Connection, key: SubjectKey, *, active_only: bool = False) -> list[DeviceRow]:
     return list_for_many(conn, [key], active_only=active_only)[key.subject_id]
 
@@ -85,7 +170,7 @@ def list_for_many(
             chunk,
         ):
             key = by_id[sid]
-            opened = key.cipher.open(bytes(token), _aad(key, device_id)).decode()
+            opened = _open(key, device_id, token)
             found[sid].append(DeviceRow(device_id, platform, opened, status, created_at))
     return {sid: found.get(sid, []) for sid in by_id}
 
