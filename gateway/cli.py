@@ -106,10 +106,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             return _serve(settings)
         if args.command == "keys":
+            _no_new_gateway(settings)
             return _create_key(settings, args.name, tuple(dict.fromkeys(args.scopes)))
         if args.command == "worker":
+            _no_new_gateway(settings)
             return asyncio.run(_worker(settings))
         if args.command == "token":
+            if settings.keystore_file is None:  # else it reads that key store, nothing of the data dir
+                _no_new_gateway(settings)
             return _token(settings, args.user_id)
         if args.audit_command == "export":
             return asyncio.run(_export(settings, args.start, args.end, args.out))
@@ -248,6 +252,32 @@ def _verify(settings: Settings) -> int:
         store.close()
     print(msgspec.json.encode(result).decode())
     return 0 if result.ok else 1
+
+
+def _no_new_gateway(settings: Settings) -> None:
+    """`keys create`, `worker` and `token` use the gateway in the data dir, and set one up only in
+    an empty directory; `serve` alone creates the data dir. A key or dev token made in a new
+    gateway at a mistyped CGW_DATA_DIR is no good on the real server (and a worker there delivers
+    nothing), yet each was made without a word. A mistyped path seldom names an empty directory."""
+    from storage.store import DATA_FILE, DIRECTORY_FILE
+
+    data_dir = settings.data_dir
+    # Any of these is a gateway's, whole or not: the checks that follow name what is missing.
+    if any((data_dir / name).exists() for name in (DATA_FILE, DIRECTORY_FILE, "keys.json")):
+        return
+    try:
+        if next(data_dir.iterdir(), None) is None:
+            return
+        why = f"it holds no {DATA_FILE}, {DIRECTORY_FILE} or keys.json"
+    except FileNotFoundError:
+        why = "no such directory"
+    except NotADirectoryError:
+        why = "not a directory"
+    raise SettingsError(
+        f"no gateway in {data_dir} ({why}): `consent-gateway serve` creates one; "
+        "other commands set one up only in an empty directory",
+        setting="data_dir",
+    )
 
 
 def _existing_store(settings: Settings) -> tuple[KeyStore, Store]:

@@ -8,6 +8,12 @@ recomputable: the ledger stays verifiable while its erased contents become unrea
 Triggers refuse UPDATE and DELETE; `verify` catches whoever drops them. A chain recomputed by
 someone holding the database key, or cut short, is still a chain: `verify` also compares the
 ledger with the latest signed checkpoint (`Anchor`), which only the signing key can make.
+
+Whoever drops the triggers can also store a value of another type than the one written: a body
+or hash as TEXT, a number for a version. Events are read so that no stored value makes reading
+fail (the blob columns cast to BLOB; text that does not decode read as bytes and decoded with
+replacement), and such a row is reported, never raised: it is not sound (`first_break`), so
+`verify` names it as the first invalid event even where its bytes still hash as they did.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
@@ -33,13 +39,29 @@ __all__ = [
     "append",
     "body_aad",
     "events",
+    "first_break",
     "head",
     "next_seq",
     "verify",
 ]
 
 GENESIS = bytes(32)
+HASH_SIZE = len(GENESIS)
 _COLUMNS = "seq, at, subject_id, kind, purpose, notice_version, actor, source, body, prev_hash, hash"
+_TEXT_COLUMNS = ("at", "subject_id", "kind", "purpose", "notice_version", "actor", "source")
+_NULLABLE = frozenset({"purpose", "notice_version"})
+# The blob columns are cast, so a value stored as TEXT or a number reads as its bytes instead of
+# failing (`bytes(str)`, or text that is not UTF-8); the last column says whether they were blobs.
+_BLOBS = (
+    "CAST(body AS BLOB), CAST(prev_hash AS BLOB), CAST(hash AS BLOB), "
+    "typeof(body) IN ('blob', 'null') AND typeof(prev_hash) = 'blob' AND typeof(hash) = 'blob'"
+)
+_SELECT = f"seq, {', '.join(_TEXT_COLUMNS)}, {_BLOBS}"
+# Read from a row on whose text SQLite's decoding failed: every text column as bytes, and its type.
+_SELECT_RAW = (
+    f"seq, {', '.join(f'CAST({c} AS BLOB)' for c in _TEXT_COLUMNS)}, {_BLOBS}, "
+    f"{', '.join(f'typeof({c})' for c in _TEXT_COLUMNS)}"
+)
 
 
 class LedgerEvent(msgspec.Struct, frozen=True, kw_only=True):
@@ -133,7 +155,7 @@ def canonical_bytes(
 
 
 def head(conn: Connection) -> tuple[int, bytes]:
-    row = conn.execute("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()
+    row = conn.execute("SELECT seq, CAST(hash AS BLOB) FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()
     return (0, GENESIS) if row is None else (int(row[0]), bytes(row[1]))
 
 
@@ -188,32 +210,119 @@ def append(
     )
 
 
-def _row(row: tuple[object, ...]) -> LedgerEvent:
-    seq, at, subject_id, kind, purpose, notice_version, actor, source, body, prev_hash, digest = row
-    return LedgerEvent(
-        seq=int(seq),  # type: ignore[call-overload]
-        at=str(at),
-        subject_id=str(subject_id),
-        kind=str(kind),
-        purpose=None if purpose is None else str(purpose),
-        notice_version=None if notice_version is None else str(notice_version),
-        actor=str(actor),
-        source=str(source),
-        body=None if body is None else bytes(body),  # type: ignore[call-overload]
-        prev_hash=bytes(prev_hash),  # type: ignore[call-overload]
-        hash=bytes(digest),  # type: ignore[call-overload]
+def _text(value: object) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _read(row: tuple[Any, ...]) -> tuple[LedgerEvent, bool]:
+    """The event, and whether every column holds the type it was written with (text as text, the
+    hashes as 32-byte blobs, the body as a blob or NULL). A row that does not is still read, its
+    values as near to what is stored as they go, for listings; the chain treats it as broken."""
+    seq, at, subject_id, kind, purpose, notice_version, actor, source, body, prev_hash, digest, blobs = row
+    sound = bool(blobs) and len(prev_hash) == HASH_SIZE and len(digest) == HASH_SIZE
+    if not (
+        type(at) is str
+        and type(subject_id) is str
+        and type(kind) is str
+        and type(actor) is str
+        and type(source) is str
+        and (purpose is None or type(purpose) is str)
+        and (notice_version is None or type(notice_version) is str)
+    ):
+        sound = False
+        at, subject_id, kind, actor, source = (_text(v) for v in (at, subject_id, kind, actor, source))
+        purpose = None if purpose is None else _text(purpose)
+        notice_version = None if notice_version is None else _text(notice_version)
+    event = LedgerEvent(
+        seq=seq,
+        at=at,
+        subject_id=subject_id,
+        kind=kind,
+        purpose=purpose,
+        notice_version=notice_version,
+        actor=actor,
+        source=source,
+        body=body,
+        prev_hash=prev_hash,
+        hash=digest,
     )
+    return event, sound
+
+
+def _read_raw(row: tuple[Any, ...]) -> tuple[LedgerEvent, bool]:
+    """`_read` of a `_SELECT_RAW` row: text that is text and decodes as UTF-8 becomes a str, any
+    other value stays bytes (which `_read` finds not sound)."""
+    width = 1 + len(_TEXT_COLUMNS)
+    texts: list[object] = []
+    for name, value, kind in zip(_TEXT_COLUMNS, row[1:width], row[width + 4 :], strict=True):
+        if kind == "null" and name in _NULLABLE:
+            texts.append(None)
+            continue
+        try:
+            texts.append(value.decode() if kind == "text" else value)
+        except UnicodeDecodeError:
+            texts.append(value)
+    return _read((row[0], *texts, *row[width : width + 4]))
+
+
+def _is_undecodable(exc: Exception) -> bool:
+    return "decode" in str(exc).lower()
+
+
+def _events(
+    conn: Connection, where: str = "", params: tuple[object, ...] = (), limit: int | None = None
+) -> Iterator[tuple[LedgerEvent, bool]]:
+    """`events`, each with `_read`'s verdict. Should a row's text not decode, the rest are read
+    again from it on by `_SELECT_RAW` (slower, and only ever on a ledger tampered with)."""
+    sql = f"SELECT {_SELECT} FROM ledger {where} ORDER BY seq"  # noqa: S608
+    if limit is not None:
+        sql += f" LIMIT {int(limit)}"
+    last, count = 0, 0
+    try:
+        for row in conn.execute(sql, params):
+            read = _read(row)
+            last, count = read[0].seq, count + 1
+            yield read
+        return
+    except Exception as exc:  # the driver's OperationalError: sqlite3's or sqlcipher3's
+        if not _is_undecodable(exc):
+            raise
+    condition = where.strip().removeprefix("WHERE").strip()
+    rest = f"WHERE seq > ? AND ({condition})" if condition else "WHERE seq > ?"
+    sql = f"SELECT {_SELECT_RAW} FROM ledger {rest} ORDER BY seq"  # noqa: S608
+    if limit is not None:
+        sql += f" LIMIT {max(int(limit) - count, 0)}"
+    for row in conn.execute(sql, (last, *params)):
+        yield _read_raw(row)
 
 
 def events(
     conn: Connection, where: str = "", params: tuple[object, ...] = (), limit: int | None = None
 ) -> Iterator[LedgerEvent]:
     """Events in seq order; `where` is a fixed SQL fragment from our own code, values go in params."""
-    sql = f"SELECT {_COLUMNS} FROM ledger {where} ORDER BY seq"  # noqa: S608
-    if limit is not None:
-        sql += f" LIMIT {int(limit)}"
-    for row in conn.execute(sql, params):
-        yield _row(row)
+    for event, _ in _events(conn, where, params, limit):
+        yield event
+
+
+def _breaks(event: LedgerEvent, sound: bool, seq: int, prev: bytes) -> int | None:
+    """The seq at which `event`, expected as `seq` after the hash `prev`, breaks the chain (a
+    missing `seq` itself), or None if it holds."""
+    if event.seq != seq:
+        return seq
+    if not sound or event.prev_hash != prev or hashlib.sha256(event.canonical()).digest() != event.hash:
+        return event.seq
+    return None
+
+
+def first_break(conn: Connection, after: int, prev: bytes, upto: int) -> int | None:
+    """The first seq in `after + 1 .. upto` at which the chain from `prev` (the hash of seq
+    `after`) does not hold, or None: the chain check of `verify` over a range only."""
+    seq = after + 1
+    for event, sound in _events(conn, "WHERE seq > ? AND seq <= ?", (after, upto)):
+        if (broken := _breaks(event, sound, seq, prev)) is not None:
+            return broken
+        seq, prev = seq + 1, event.hash
+    return None if seq > upto else seq
 
 
 def verify(conn: Connection, anchor: Anchor | None = None) -> VerifyResult:
@@ -224,7 +333,7 @@ def verify(conn: Connection, anchor: Anchor | None = None) -> VerifyResult:
     broken: VerifyResult | None = None
     wanted = 0 if anchor is None else anchor.tree_size
     tree = Frontier()
-    for event in events(conn):
+    for event, sound in _events(conn):
         count += 1
         if tree.size < wanted:
             tree = frontier_append(tree, leaf_hash(event.hash))
@@ -232,10 +341,8 @@ def verify(conn: Connection, anchor: Anchor | None = None) -> VerifyResult:
             if tree.size >= wanted:
                 break
             continue
-        if event.seq != expected_seq:
-            broken = VerifyResult(False, count, prev.hex(), expected_seq)
-        elif event.prev_hash != prev or hashlib.sha256(event.canonical()).digest() != event.hash:
-            broken = VerifyResult(False, count, prev.hex(), event.seq)
+        if (bad := _breaks(event, sound, expected_seq, prev)) is not None:
+            broken = VerifyResult(False, count, prev.hex(), bad)
         else:
             prev = event.hash
             expected_seq += 1

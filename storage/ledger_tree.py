@@ -13,6 +13,9 @@ Whenever the tree is hashed again from stored events (after a restart, or becaus
 longer ends its known prefix with the same event), its first `tree_size` leaves are checked against
 the latest signed checkpoint (`ledger.Anchor`): a ledger rewritten, re-chained or truncated and
 regrown since is refused with `LedgerForkError`, so no checkpoint ever signs a forged history.
+Nor one whose chain does not hold: the events a checkpoint would sign for the first time (those
+past the latest signed one) are checked link by link, as `ledger.verify` does, and a break
+among them is refused with `LedgerChainError`.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from storage import ledger
 from storage.db import Connection
 from storage.merkle import Frontier, compact_range, frontier_append, frontier_root, leaf_hash
 
-__all__ = ["LedgerForkError", "LedgerGapError", "LedgerLeaves", "TreeHead", "advance"]
+__all__ = ["LedgerChainError", "LedgerForkError", "LedgerGapError", "LedgerLeaves", "TreeHead", "advance"]
 
 
 class LedgerGapError(Exception):
@@ -34,6 +37,14 @@ class LedgerGapError(Exception):
 
 class LedgerForkError(Exception):
     """The ledger's first events no longer hash to the root of a checkpoint the gateway signed."""
+
+
+class LedgerChainError(Exception):
+    """An event not yet under a signed checkpoint breaks the hash chain (`seq` is the first)."""
+
+    def __init__(self, seq: int) -> None:
+        super().__init__(f"the ledger's hash chain does not hold at seq {seq}")
+        self.seq = seq
 
 
 class LedgerLeaves:
@@ -67,11 +78,11 @@ class LedgerLeaves:
         if start >= stop:
             return []
         rows = self._conn.execute(
-            "SELECT hash FROM ledger WHERE seq BETWEEN ? AND ? ORDER BY seq", (start + 1, stop)
+            "SELECT CAST(hash AS BLOB) FROM ledger WHERE seq BETWEEN ? AND ? ORDER BY seq", (start + 1, stop)
         ).fetchall()
         if len(rows) != stop - start:  # seq is the primary key: a short count means a hole
             raise LedgerGapError(f"ledger events between seq {start + 1} and {stop} are missing")
-        return [leaf_hash(bytes(row[0])) for row in rows]
+        return [leaf_hash(row[0]) for row in rows]
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +102,10 @@ def advance(known: TreeHead, conn: Connection, anchor: ledger.Anchor | None = No
     be the anchor's (raises `LedgerForkError`): that is what keeps a rebuilt tree from extending
     a history other than the signed one. A ledger shorter than the anchor is not checked here;
     nothing is signed for it, and `ledger.verify` reports it.
+
+    The events past both `known` and the anchor, the ones no checkpoint has signed yet, must hold
+    as a chain (raises `LedgerChainError`): the signed prefix was checked when it was signed, and
+    a body changed in it since is `ledger.verify`'s to find, against the hashes signed then.
     """
     size, last_hash = ledger.head(conn)
     leaves = LedgerLeaves(conn, size)
@@ -104,6 +119,14 @@ def advance(known: TreeHead, conn: Connection, anchor: ledger.Anchor | None = No
                 f"the ledger's first {anchor.tree_size} events do not hash to the root of the signed "
                 f"checkpoint of that size"
             )
+    signed = max(base.size, 0 if anchor is None else anchor.tree_size)
+    if signed < size:
+        prev = ledger.GENESIS if signed == 0 else _hash_at(conn, signed)
+        if prev is None:
+            raise LedgerGapError(f"the ledger has no event of seq {signed}")
+        broken = ledger.first_break(conn, signed, prev, size)
+        if broken is not None:
+            raise LedgerChainError(broken)
     return TreeHead(_extend(base, leaves, size), last_hash)
 
 
@@ -117,5 +140,5 @@ def _extend(base: Frontier, leaves: LedgerLeaves, size: int) -> Frontier:
 
 
 def _hash_at(conn: Connection, seq: int) -> bytes | None:
-    row = conn.execute("SELECT hash FROM ledger WHERE seq = ?", (seq,)).fetchone()
+    row = conn.execute("SELECT CAST(hash AS BLOB) FROM ledger WHERE seq = ?", (seq,)).fetchone()
     return None if row is None else bytes(row[0])

@@ -10,7 +10,8 @@ backup can produce such a proof.
 
 The gateway holds itself to its own checkpoints too: verification compares the ledger with the
 latest signed checkpoint (`verify_ledger`), and a new checkpoint is signed only for a tree whose
-prefix is the previous signed one (409 otherwise), never for a silently rebuilt history.
+prefix is the previous signed one, never for a silently rebuilt history, and whose events past
+it hold as a chain, never for events that verification would call invalid (409 either way).
 """
 
 from __future__ import annotations
@@ -41,7 +42,14 @@ from gateway.signing import Signer
 from storage import ledger
 from storage.db import Connection
 from storage.keys import KeyStore, KeyStoreError
-from storage.ledger_tree import LedgerForkError, LedgerGapError, LedgerLeaves, TreeHead, advance
+from storage.ledger_tree import (
+    LedgerChainError,
+    LedgerForkError,
+    LedgerGapError,
+    LedgerLeaves,
+    TreeHead,
+    advance,
+)
 from storage.merkle import (
     consistency_proof,
     frontier_root,
@@ -88,6 +96,11 @@ def _contiguous() -> Iterator[None]:
         raise Conflict(
             f"checkpoint: {exc}; refusing to sign a history that is not the signed one "
             "(GET /v1/audit/ledger/verify)",
+            "checkpoint",
+        ) from None
+    except LedgerChainError as exc:
+        raise Conflict(
+            f"checkpoint: {exc}; refusing to sign events that do not verify (GET /v1/audit/ledger/verify)",
             "checkpoint",
         ) from None
 

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,6 +32,7 @@ from storage.db import Connection
 
 Client = TestClient[Litestar]
 Json = dict[str, Any]
+CLI = Path(sys.executable).with_name("consent-gateway")
 
 jose_eddsa = pytest.mark.filterwarnings("ignore:EdDSA is deprecated:joserfc.errors.SecurityWarning")
 
@@ -161,6 +165,66 @@ def test_verify_names_the_first_tampered_event(
     result = get(client, "/ledger/verify", auditor)
     assert result["ok"] is False
     assert result["first_invalid_seq"] == first_invalid
+
+
+# Values of another type than the one written, stored behind the dropped triggers. The first
+# keeps the body's very bytes (so its hash still holds): only the type tells it apart.
+RETYPED = {
+    "body-as-text": "UPDATE ledger SET body = CAST(body AS TEXT) WHERE seq = 2",
+    "prev-hash-as-hex": "UPDATE ledger SET prev_hash = hex(prev_hash) WHERE seq = 2",
+    "hash-as-text": "UPDATE ledger SET hash = CAST(hash AS TEXT) WHERE seq = 2",
+    "actor-not-utf8": "UPDATE ledger SET actor = CAST(x'ff75736572' AS TEXT) WHERE seq = 2",
+    "source-as-number": "UPDATE ledger SET source = 7 WHERE seq = 2",
+}
+
+
+@pytest.mark.parametrize("sql", RETYPED.values(), ids=RETYPED.keys())
+def test_a_retyped_column_is_reported_not_raised(
+    client: Client, runtime: Runtime, as_user: Any, auditor: Headers, sql: str
+) -> None:
+    """Verification once answered 500 here (`bytes(str)`, or text SQLite could not decode), and so
+    did the event listing; and a checkpoint was signed over the ledger all the same."""
+    grow_ledger(client, as_user("alice"), 3)
+    tamper(runtime, (sql, ()))
+    verdict = get(client, "/ledger/verify", auditor)
+    assert (verdict["ok"], verdict["first_invalid_seq"]) == (False, 2)
+    assert [e["seq"] for e in get(client, "/consent-events", auditor)["events"]] == [1, 2, 3]
+    assert_problem(client.get("/v1/audit/ledger/checkpoint", headers=auditor), 409, "checkpoint")
+    assert_problem(client.get("/v1/audit/export", headers=auditor), 409, "checkpoint")
+
+
+def test_a_retyped_column_fails_the_cli_verify(
+    client: Client, runtime: Runtime, as_user: Any, data_dir: Path
+) -> None:
+    """`consent-gateway audit verify` died with a traceback; it prints the verdict and exits 1."""
+    grow_ledger(client, as_user("alice"), 3)
+    tamper(runtime, (RETYPED["body-as-text"], ()))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CGW_")}
+    done = subprocess.run(
+        [str(CLI), "audit", "verify", "--data-dir", str(data_dir)],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert (done.returncode, done.stderr) == (1, "")
+    verdict = json.loads(done.stdout)
+    assert (verdict["ok"], verdict["first_invalid_seq"]) == (False, 2)
+
+
+def test_checkpoints_refuse_only_events_they_have_not_signed(
+    client: Client, runtime: Runtime, as_user: Any, auditor: Headers
+) -> None:
+    """A checkpoint is signed over events whose chain holds. An event under an earlier checkpoint
+    changed since is verification's to report; it does not stop the ledger being checkpointed."""
+    alice = as_user("alice")
+    grow_ledger(client, alice, 3)
+    assert get(client, "/ledger/checkpoint", auditor)["tree_size"] == 3
+    tamper(runtime, (RETYPED["body-as-text"], ()))
+    grow_ledger(client, alice, 2)
+    assert get(client, "/ledger/checkpoint", auditor)["tree_size"] == 5
+    assert get(client, "/ledger/verify", auditor)["first_invalid_seq"] == 2
+    grow_ledger(client, alice, 2)
+    tamper(runtime, ("UPDATE ledger SET prev_hash = hex(prev_hash) WHERE seq = 7", ()))
+    refused = assert_problem(client.get("/v1/audit/ledger/checkpoint", headers=auditor), 409, "checkpoint")
+    assert "seq 7" in refused["detail"]
 
 
 def test_a_saved_checkpoint_catches_truncation_that_the_chain_does_not(

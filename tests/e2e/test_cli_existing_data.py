@@ -37,8 +37,10 @@ def _refused(done: subprocess.CompletedProcess[str], *needles: str) -> str:
 
 @pytest.fixture
 def gateway_dir(tmp_path: Path) -> Path:
-    """A data dir with both databases and its dev key store, made by `keys create`."""
+    """A data dir with both databases and its dev key store, made by `keys create` in an empty
+    directory (where a command other than `serve` may still set a gateway up)."""
     data = tmp_path / "data"
+    data.mkdir()
     made = _run({"CGW_DATA_DIR": str(data)}, "keys", "create", "--name", "setup", "--scope", "admin")
     assert made.returncode == 0, made.stderr
     assert {"keys.json", "gateway.db", "subjects.db"} <= {p.name for p in data.iterdir()}
@@ -53,6 +55,50 @@ def test_audit_on_a_mistyped_data_dir_creates_nothing(tmp_path: Path, command: t
     _refused(_run({"CGW_DATA_DIR": str(typo)}, *args), "gateway.db", "CGW_DATA_DIR")
     assert not (tmp_path / "x").exists()
     assert not out.exists()
+
+
+def _tree(root: Path) -> list[str]:
+    return sorted(str(path.relative_to(root)) for path in root.rglob("*"))
+
+
+@pytest.mark.parametrize("where", ["missing", "holding other files"])
+def test_no_command_but_serve_makes_a_gateway_in_a_mistyped_dir(tmp_path: Path, where: str) -> None:
+    """A key or a dev token made in a new gateway would be no good on the real server, and a
+    worker there would deliver nothing: each said nothing of it and exited 0 (the worker ran)."""
+    if where == "missing":
+        typo = tmp_path / "x" / "typo"
+    else:
+        typo = tmp_path / "srv"
+        typo.mkdir()
+        (typo / "notes.txt").write_text("the gateway's data is in ./data\n")
+    before = _tree(tmp_path)
+    commands = [("keys", "create", "--name", "n", "--scope", "admin"), ("token", "u1"), ("worker",)]
+    env = {"CGW_DATA_DIR": str(typo)}
+    running = [
+        (
+            args,
+            subprocess.Popen(
+                [CLI, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            ),
+        )
+        for args in commands
+    ]
+    problems = []
+    for args, process in running:
+        try:
+            out, err = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+            problems.append(f"{' '.join(args)}: still running after 30 s")
+            continue
+        done = subprocess.CompletedProcess(args, process.returncode, out, err)
+        try:
+            _refused(done, "CGW_DATA_DIR", str(typo), "consent-gateway serve")
+        except AssertionError as exc:
+            problems.append(f"{' '.join(args)}: {exc}")
+    assert not problems, "\n".join(problems)
+    assert _tree(tmp_path) == before
 
 
 def test_audit_on_an_empty_existing_dir_creates_nothing(tmp_path: Path) -> None:
@@ -97,6 +143,7 @@ def test_a_subject_directory_alone_is_existing_data_too(gateway_dir: Path, tmp_p
 
 def test_the_wrong_key_store_is_one_line_for_every_command(gateway_dir: Path, tmp_path: Path) -> None:
     other = tmp_path / "other"
+    other.mkdir()
     assert _run({"CGW_DATA_DIR": str(other)}, "token", "u1").returncode == 0
     env = {
         "CGW_DATA_DIR": str(gateway_dir),

@@ -38,6 +38,7 @@ def _checkpoints(data: Path) -> int:
 @pytest.fixture
 def data(tmp_path: Path) -> Path:
     data = tmp_path / "data"
+    data.mkdir()
     made = _run(data, "keys", "create", "--name", "auditor", "--scope", "audit:read")
     assert made.returncode == 0, made.stderr
     return data

@@ -84,6 +84,7 @@ def test_an_empty_flag_is_refused_not_taken_for_the_current_directory(
 def test_an_empty_variable_is_unset_as_documented(tmp_path: Path) -> None:
     """Unlike an empty flag: an empty variable is the usual way to unset one (`VAR= command`), for
     every `CGW_` variable alike, so the default data dir is used, not the current directory."""
+    (tmp_path / "data").mkdir()  # only `serve` creates a data dir; `token` sets up an empty one
     done = subprocess.run(
         [CLI, "token", "u1"], env={VAR: ""}, cwd=tmp_path, capture_output=True, text=True, timeout=60
     )

@@ -65,8 +65,19 @@ def test_serve_writes_only_private_files(tmp_path: Path) -> None:
     assert _shared(data) == {}, "after a clean stop"
 
 
-def test_keys_create_in_a_fresh_nested_data_dir_is_private(tmp_path: Path) -> None:
+def test_serve_in_a_fresh_nested_data_dir_makes_it_private(tmp_path: Path) -> None:
     data = tmp_path / "new" / "data"
+    with _umask(0o022), serve_process(data, tmp_path / "server.stderr", {}) as server:
+        server.stop()
+    assert {"keys.json", "gateway.db", "subjects.db"} <= {p.name for p in data.iterdir()}
+    assert _shared(tmp_path / "new") == {}
+
+
+def test_keys_create_in_an_empty_data_dir_writes_private_files(tmp_path: Path) -> None:
+    """`keys create` no longer creates a data dir (only `serve` does), but sets a gateway up in an
+    empty one: its files are as private as serve's."""
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
     with _umask(0o022):
         done = subprocess.run(
             [CLI, "keys", "create", "--name", "n", "--scope", "admin"],
@@ -76,4 +87,5 @@ def test_keys_create_in_a_fresh_nested_data_dir_is_private(tmp_path: Path) -> No
             timeout=60,
         )
     assert done.returncode == 0, done.stderr
-    assert _shared(tmp_path / "new") == {}
+    assert {"keys.json", "gateway.db", "subjects.db"} <= {p.name for p in data.iterdir()}
+    assert _shared(data) == {}

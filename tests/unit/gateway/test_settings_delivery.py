@@ -374,6 +374,7 @@ def test_cli_refuses_bad_delivery_settings_with_one_line(
 
 def test_cli_starts_with_every_provider_complete(files: Files, tmp_path: Path) -> None:
     env = complete_env(files) | {"CGW_DATA_DIR": str(tmp_path / "data")}
+    (tmp_path / "data").mkdir()  # keys create sets a gateway up in an empty dir, never makes one
     done = subprocess.run(
         [CLI, "keys", "create", "--name", "ops", "--scope", "admin"],
         env=env,
