@@ -4,8 +4,10 @@ It is its own SQLCipher file, apart from the data database, because erasure is t
 destruction of what it holds: once a subject's row is gone, every field sealed with that
 subject's data key is unreadable — in the data file and in any copy of it — and nothing left
 in the data file (which only knows the random subject id) links back to the user_id, even for
-someone holding the pseudonymization key. A tombstone keeps the erased subject_ref so later
-pushes answer `subject_erased`.
+someone holding the pseudonymization key. A tombstone keeps the erased subject_ref and when it
+was last erased, so later pushes answer `subject_erased`; it stays when the user comes back (a
+new subject, new id and key), so an auditor asking about a moment before that erasure is told
+"unknown", not "had not agreed".
 
 The erasure's other half, deleting the subject's rows in the data file and recording the erasure
 in the ledger, is another file's transaction, so it cannot commit with the key's destruction. The
@@ -101,10 +103,10 @@ class SubjectDirectory:
     back, is read like a miss. So an erasure made elsewhere is honoured here within `max_age`, for
     one row read per ref in use per `max_age`.
 
-    Watching the tombstones for new erasures would not do: a tombstone goes when its subject comes
-    back (`ensure`), so an erasure followed by a return would go unseen and the old key would keep
-    serving the new subject; and nothing in a tombstone orders it among the others (`erased_at` is
-    the gateway's clock, which may step back) short of a migration.
+    Watching the tombstones for new erasures would not do: an erasure followed by a return only
+    rewrites the ref's tombstone, so it could go unseen and the old key keep serving the new
+    subject; and nothing in a tombstone orders it among the others (`erased_at` is the gateway's
+    clock, which may step back) short of a migration.
     """
 
     def __init__(self, db: Database, keyring: Keyring, max_age: float = MAX_AGE_SECONDS) -> None:
@@ -195,7 +197,8 @@ class SubjectDirectory:
         return "erased" if self.erased_among([subject_ref]) else "unknown"
 
     def erased_at(self, subject_ref: str) -> datetime | None:
-        """When this ref was last erased, if its tombstone stands."""
+        """When this ref was last erased, if it ever was: for a live subject, the erasure before
+        it came back."""
         row = (
             self._db.reader()
             .execute("SELECT erased_at FROM tombstones WHERE subject_ref = ?", (subject_ref,))
@@ -204,7 +207,8 @@ class SubjectDirectory:
         return None if row is None else datetime.fromisoformat(row[0])
 
     def erased_among(self, subject_refs: Sequence[str]) -> set[str]:
-        """The refs among these that were erased (tombstoned), in a few IN queries."""
+        """The refs among these that were ever erased (tombstoned), in a few IN queries: ask it
+        about refs `resolve` found no live subject for."""
         erased: set[str] = set()
         reader = self._db.reader()
         for marks, chunk in in_chunks(subject_refs):
@@ -220,8 +224,8 @@ class SubjectDirectory:
     def ensure(self, subject_ref: str, now: datetime) -> SubjectKey:
         """The live subject for a ref, created fresh (new id, new key) if there is none.
 
-        A subject that was erased and comes back starts anew: its tombstone is lifted, unless its
-        cleanup is still pending, which `erasure_done` lifts it with.
+        A subject that was erased and comes back starts anew; its tombstone stays, with when it
+        was erased (and, if its cleanup is still pending, what `erasure_done` needs).
         """
         found = self.resolve(subject_ref)
         if found is not None:
@@ -235,9 +239,6 @@ class SubjectDirectory:
                 "INSERT OR IGNORE INTO subjects (subject_ref, subject_id, wrapped_key, created_at) "
                 "VALUES (?, ?, ?, ?)",
                 (subject_ref, subject_id, wrapped, now.isoformat()),
-            )
-            conn.execute(
-                "DELETE FROM tombstones WHERE subject_ref = ? AND pending_subject_id IS NULL", (subject_ref,)
             )
             row = conn.execute(
                 "SELECT subject_id, wrapped_key FROM subjects WHERE subject_ref = ?", (subject_ref,)
@@ -309,21 +310,15 @@ class SubjectDirectory:
         return [_pending(row) for row in rows]
 
     def erasure_done(self, erasure: PendingErasure) -> None:
-        """Forget the subject id once the erasure's data-side cleanup is durable. A subject who came
-        back meanwhile (`ensure`) is live again, so its tombstone goes. Checkpointed like `erase`,
-        so the id leaves the WAL and the main file's old page too."""
+        """Forget the subject id once the erasure's data-side cleanup is durable (the tombstone
+        keeps when it was erased). Checkpointed like `erase`, so the id leaves the WAL and the main
+        file's old page too."""
 
         def clear(conn: Connection) -> None:
-            ref = erasure.subject_ref
             conn.execute(
                 "UPDATE tombstones SET pending_subject_id = NULL, pending_actor = NULL "
                 "WHERE subject_ref = ? AND pending_subject_id = ?",
-                (ref, erasure.subject_id),
-            )
-            conn.execute(
-                "DELETE FROM tombstones WHERE subject_ref = ? AND pending_subject_id IS NULL "
-                "AND EXISTS (SELECT 1 FROM subjects WHERE subject_ref = ?)",
-                (ref, ref),
+                (erasure.subject_ref, erasure.subject_id),
             )
 
         self._db.writer.run_sync(clear)

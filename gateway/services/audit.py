@@ -173,7 +173,13 @@ class AuditService:
                 self._store.data.reader(), "WHERE subject_id = ? AND kind LIKE 'consent.%'", (key.subject_id,)
             )
         )
-        state: dict[str, PurposeState] = {p: PurposeState(False, None, None) for p in PURPOSES}
+        # A user who erased their data and came back is a new subject: before that erasure the
+        # history lies with the old one, unlinked and unreadable, so what was held is unknown.
+        erased_at = self._store.directory.erased_at(subject_ref)
+        before = erased_at is not None and moment < erased_at
+        state: dict[str, PurposeState] = {
+            p: PurposeState(None if before else False, None, None) for p in PURPOSES
+        }
         for event in history:
             if event.purpose in state and datetime.fromisoformat(event.at) <= moment:
                 granted = event.kind == "consent.given"
@@ -184,6 +190,7 @@ class AuditService:
             as_of=rfc3339(moment),
             consents=state,
             history=[audit_event(e, subject_ref) for e in history],
+            erased_at=None if erased_at is None else rfc3339(erased_at),
         )
 
     def decisions(

@@ -384,6 +384,31 @@ def test_an_erased_subject_at_an_earlier_moment_is_unknown_not_refused(
     assert all(s["granted"] is False for s in get(client, f"/subjects/{ref}", auditor)["consents"].values())
 
 
+def test_a_subject_who_came_back_is_unknown_before_the_erasure_not_refused(
+    client: Client, as_user: AsUser, auditor: Headers, clock: FakeClock
+) -> None:
+    """Regression: coming back lifted the tombstone, so the new subject's clean slate was replayed
+    over the time before the erasure: `granted: false` at 10:30, when marketing had been granted."""
+    alice = as_user(ALICE)
+    consent(client, alice, "marketing", True)
+    ref = ref_of(client, alice)
+    clock.advance(hours=1)
+    assert client.delete("/v1/me/", headers=alice).status_code == 204
+    clock.advance(hours=1)
+    consent(client, as_user(ALICE), "personalization", True)  # 12:00: back, a new subject
+    assert ref_of(client, as_user(ALICE)) == ref
+
+    earlier = get(client, f"/subjects/{ref}", auditor, at="2026-11-23T10:30:00Z")
+    assert (earlier["status"], earlier["erased_at"]) == ("active", "2026-11-23T11:00:00Z")
+    assert all(state["granted"] is None for state in earlier["consents"].values())
+    between = get(client, f"/subjects/{ref}", auditor, at="2026-11-23T11:30:00Z")
+    assert all(state["granted"] is False for state in between["consents"].values())
+    now = get(client, f"/subjects/{ref}", auditor)
+    consents = now["consents"]
+    assert (consents["personalization"]["granted"], consents["marketing"]["granted"]) == (True, False)
+    assert [e["purpose"] for e in now["history"]] == ["personalization"]
+
+
 @pytest.mark.parametrize("path", ["/consent-events", "/decisions", "/complaints", "/export"])
 @pytest.mark.parametrize("name", ["from", "to"])
 def test_a_bad_time_is_named_as_the_client_wrote_it(
