@@ -1,7 +1,11 @@
 """Two-proportion z-test for A/B comparisons of campaign variants (pure arithmetic).
 
 The test statistic uses the pooled proportion (the null hypothesis says the rates are equal);
-the confidence interval of the difference uses the unpooled standard error, as textbooks do.
+the confidence interval of the difference uses the unpooled standard error, as textbooks do (the
+Wald interval), cut to [-1, 1]: a difference of two rates cannot leave it, but the normal
+approximation does at small counts (1 of 3 against 2 of 3 gave [-0.421, 1.088]). Where a rate is
+0 or 1 the interval is also too narrow, down to a single point when both are; `enough_data` says
+when not to trust it.
 """
 
 from __future__ import annotations
@@ -42,14 +46,11 @@ def two_proportion(x_a: int, n_a: int, x_b: int, n_b: int, confidence: float = 0
     margin = _NORMAL.inv_cdf(0.5 + confidence / 2) * math.sqrt(
         rate_a * (1 - rate_a) / n_a + rate_b * (1 - rate_b) / n_b
     )
+    low, high = max(-1.0, difference - margin), min(1.0, difference + margin)
     pooled = (x_a + x_b) / (n_a + n_b)
     se = math.sqrt(pooled * (1 - pooled) * (1 / n_a + 1 / n_b))
     if se == 0:
-        return TwoProportion(
-            rate_a, rate_b, difference, difference - margin, difference + margin, None, None, enough
-        )
+        return TwoProportion(rate_a, rate_b, difference, low, high, None, None, enough)
     z = difference / se
     p_value = math.erfc(abs(z) / math.sqrt(2))  # two-sided; 2 * (1 - cdf(|z|)) cancels to 0 for large |z|
-    return TwoProportion(
-        rate_a, rate_b, difference, difference - margin, difference + margin, z, p_value, enough
-    )
+    return TwoProportion(rate_a, rate_b, difference, low, high, z, p_value, enough)

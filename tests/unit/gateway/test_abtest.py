@@ -1,7 +1,7 @@
 """The two-proportion z-test behind campaign A/B comparisons, against textbook values.
 
 Pooled standard error for the test statistic, unpooled for the confidence interval of the
-difference (B - A), two-sided p-value from the standard normal.
+difference (B - A) cut to [-1, 1], two-sided p-value from the standard normal.
 """
 
 from __future__ import annotations
@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gateway.abtest import MIN_FAILURES_SUCCESSES, MIN_SAMPLE, two_proportion
 
@@ -114,6 +116,47 @@ def test_a_huge_difference_has_a_tiny_but_positive_p_value() -> None:
     assert test.z is not None
     assert test.p_value > 0
     assert test.p_value == pytest.approx(math.erfc(test.z / math.sqrt(2)), rel=1e-6)
+
+
+def test_small_counts_keep_the_interval_within_minus_one_to_one() -> None:
+    # 1 of 3 against 2 of 3: SE = sqrt(2 * (1/3 * 2/3) / 3) = 0.384900, 1.959964 * SE = 0.754391,
+    # so the normal approximation gives [-0.421057, 1.087724]; no difference of rates passes 1.
+    test = two_proportion(1, 3, 2, 3)
+    assert (test.ci_low, test.ci_high) == pytest.approx((-0.421057, 1.0), abs=1e-6)
+    mirrored = two_proportion(2, 3, 1, 3)
+    assert (mirrored.ci_low, mirrored.ci_high) == pytest.approx((-1.0, 0.421057), abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("x_a", "n_a", "x_b", "n_b", "expected"),
+    [
+        (0, 2, 1, 2, (-0.192952, 1.0)),  # 0 of n: 0.5 -/+ 1.959964 * sqrt(0.25 / 2)
+        (2, 2, 1, 2, (-1.0, 0.192952)),  # n of n, the same mirrored
+        (0, 1, 1, 1, (1.0, 1.0)),  # 0 of n against n of n: no spread to estimate
+        (0, 10, 0, 10, (0.0, 0.0)),
+        (10, 10, 10, 10, (0.0, 0.0)),
+        (0, 0, 3, 10, (-1.0, 1.0)),  # zero deliveries: nothing known
+        (0, 0, 0, 0, (-1.0, 1.0)),
+    ],
+)
+def test_edge_counts_give_an_interval_within_minus_one_to_one(
+    x_a: int, n_a: int, x_b: int, n_b: int, expected: tuple[float, float]
+) -> None:
+    test = two_proportion(x_a, n_a, x_b, n_b)
+    assert (test.ci_low, test.ci_high) == pytest.approx(expected, abs=1e-6)
+    assert -1.0 <= test.ci_low <= test.difference <= test.ci_high <= 1.0
+
+
+@given(
+    st.integers(0, 60).flatmap(lambda n: st.tuples(st.integers(0, n), st.just(n))),
+    st.integers(0, 60).flatmap(lambda n: st.tuples(st.integers(0, n), st.just(n))),
+    st.sampled_from([0.8, 0.9, 0.95, 0.99]),
+)
+def test_the_interval_holds_the_difference_and_stays_within_minus_one_to_one(
+    a: tuple[int, int], b: tuple[int, int], confidence: float
+) -> None:
+    test = two_proportion(*a, *b, confidence=confidence)
+    assert -1.0 <= test.ci_low <= test.difference <= test.ci_high <= 1.0
 
 
 @pytest.mark.parametrize(("x_a", "n_a", "x_b", "n_b"), [(3, 2, 0, 1), (0, 1, -1, 1), (1, 0, 0, 1)])
