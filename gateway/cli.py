@@ -355,7 +355,22 @@ def _verify_export(settings: Settings, path: Path, jwks: Path | None) -> int:
     from storage.keys import KeyStore
 
     try:
-        token = path.read_text().strip()
+        raw = path.read_bytes()
+    except OSError as exc:
+        print(f"consent-gateway: cannot read {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        # Its own step: a UnicodeDecodeError is a ValueError, which the JWK set's check below
+        # reported as a bad --jwks file.
+        token = raw.decode().strip()
+    except UnicodeDecodeError:
+        print(
+            f"consent-gateway: --export {path}: not a text file (an export is the compact JWS "
+            "that `audit export` writes)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    try:
         if jwks is None:
             keys = Signer(KeyStore.load(settings.keystore_path).signing).public_keys()
         else:
