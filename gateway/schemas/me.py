@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
@@ -26,6 +26,7 @@ __all__ = [
     "DeviceCreated",
     "DeviceRead",
     "ExportEvent",
+    "ExportHistoryEvent",
     "ExportMute",
     "ExportNotification",
     "ExportRead",
@@ -253,6 +254,18 @@ class ExportEvent(msgspec.Struct):
     at: str
 
 
+class ExportHistoryEvent(msgspec.Struct, kw_only=True):
+    """One of the user's ledger entries other than consents (which are `consent_history` and
+    `receipts`): each preference change with what it set, each complaint's actions. Earlier
+    time zones and quiet hours live only here, since the preferences row keeps the latest."""
+
+    seq: int
+    at: str
+    kind: str
+    source: str
+    detail: dict[str, Any] | None
+
+
 class ExportRead(msgspec.Struct, kw_only=True):
     subject_ref: str
     exported_at: str
@@ -266,3 +279,4 @@ class ExportRead(msgspec.Struct, kw_only=True):
     notifications: list[ExportNotification]
     mutes: list[ExportMute]
     events: list[ExportEvent]
+    history: list[ExportHistoryEvent]

@@ -22,6 +22,7 @@ nothing, and it records `subject.erased` only if the ledger has no such event fo
 from __future__ import annotations
 
 from functools import partial
+from typing import Any
 
 import msgspec
 
@@ -30,6 +31,7 @@ from gateway.schemas.me import (
     ConsentAnswer,
     ExportDevice,
     ExportEvent,
+    ExportHistoryEvent,
     ExportMute,
     ExportNotification,
     ExportRead,
@@ -64,6 +66,7 @@ class RightsService:
                 subject_ref=subject_ref, exported_at=rfc3339(now), held=False,
                 preferences=self._center.read(subject_ref), consent_history=[], receipts=[],
                 devices=[], location=None, complaints=[], notifications=[], mutes=[], events=[],
+                history=[],
             )  # fmt: skip
         conn = self._store.data.reader()
         sid = key.subject_id
@@ -94,6 +97,7 @@ class RightsService:
                 ExportEvent(e.push_id, e.type, rfc3339_text(e.at))
                 for e in complaints.events_for_subject(conn, sid)
             ],
+            history=[_history_event(e, key) for e in history if not e.kind.startswith("consent.")],
         )
 
     async def erase(self, subject_ref: str, actor: str) -> None:
@@ -155,6 +159,17 @@ def erase_subject_data(conn: Connection, erasure: PendingErasure) -> bool:
         source="preference_center",
     )
     return True
+
+
+def _history_event(event: ledger.LedgerEvent, key: SubjectKey) -> ExportHistoryEvent:
+    content = event.open_body(key)
+    return ExportHistoryEvent(
+        seq=event.seq,
+        at=rfc3339_text(event.at),
+        kind=event.kind,
+        source=event.source,
+        detail=None if content is None else msgspec.json.decode(content, type=dict[str, Any]),
+    )
 
 
 def _notification(row: PushRow, key: SubjectKey) -> ExportNotification:

@@ -25,7 +25,7 @@ KeyHeaders = Callable[..., Headers]
 
 ALICE = "alice.export+test@example.com"
 BOB = "bob.export+test@example.com"
-SECTIONS = ("complaints", "notifications", "mutes", "events")
+SECTIONS = ("complaints", "notifications", "mutes", "events", "history")
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -166,6 +166,35 @@ def test_export_holds_complaints_pushes_mutes_and_events_decrypted_and_only_the_
     assert [n["title"] for n in theirs_export["notifications"]] == ["Your promotions news Bb9OFFER"]
     assert [e["type"] for e in theirs_export["events"]] == ["dismissed"]
     assert "Aw7" not in str(theirs_export)
+
+
+def test_export_holds_every_earlier_preference_and_complaint_action_from_the_ledger(
+    client: Client, runtime: Runtime, clock: FakeClock, as_user: UserHeaders, key: Headers
+) -> None:
+    """Regression: the export kept only the ledger's consent events, so the time zones and quiet
+    hours a user had set before (held, sealed, readable) were never shown to them."""
+    alice, bob = onboard(client, as_user, ALICE), onboard(client, as_user, BOB)
+    first = {"timezone": "America/Sao_Paulo", "quiet_hours": {"start": "23:17", "end": "06:43"}}
+    ok(client.patch("/v1/me/preferences", json=first, headers=alice))
+    clock.advance(minutes=1)
+    ok(client.patch("/v1/me/preferences", json={"timezone": "Asia/Tokyo"}, headers=alice))
+    ok(client.patch("/v1/me/preferences", json={"timezone": "Europe/Oslo"}, headers=bob))
+    offer = delivered(client, runtime, key, push(ALICE, "a1", "promotions", "Aw7OFFER"))
+    complaint = complain(client, alice, push_id=offer, reason="irrelevant")
+
+    history = export(client, alice)["history"]
+
+    changes = [h for h in history if h["kind"] == "preferences.changed"]
+    assert [(h["at"], h["detail"]) for h in changes] == [
+        ("2026-11-23T10:00:00Z", first), ("2026-11-23T10:01:00Z", {"timezone": "Asia/Tokyo"}),
+    ]  # fmt: skip
+    assert all(h["source"] == "preference_center" for h in changes)
+    actions = [h for h in history if h["kind"].startswith("complaint.")]
+    assert {h["kind"] for h in actions} == {"complaint.filed", "complaint.topic_muted"}
+    assert all(h["source"] == f"complaint:{complaint}" and h["detail"] for h in actions)
+    assert not [h for h in history if h["kind"].startswith("consent.")]  # those are consent_history
+    assert [h["seq"] for h in history] == sorted(h["seq"] for h in history)
+    assert "Europe/Oslo" not in str(history)
 
 
 def test_export_holds_every_push_past_the_notifications_screen_limit(
