@@ -15,7 +15,7 @@ from litestar.types import Guard
 from gateway.auth import Principal
 from gateway.errors import Forbidden
 
-__all__ = ["requires_scope", "requires_user"]
+__all__ = ["refuses_scope", "requires_scope", "requires_user"]
 
 
 def _principal(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
@@ -42,4 +42,16 @@ def requires_scope(*scopes: str) -> Guard:
             raise Forbidden(f"this route needs an API key with scope {names}")
 
     guard.__name__ = "requires_scope_" + "_or_".join(s.replace(":", "_") for s in scopes)
+    return guard
+
+
+def refuses_scope(scope: str) -> Guard:
+    """No API key holding `scope`, whatever else it holds: audit routes refuse admin keys even
+    where one was made with `audit:read` too, before such keys were refused at creation."""
+
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        if scope in _principal(connection).scopes:
+            raise Forbidden(f"this route is not for API keys with scope `{scope}`")
+
+    guard.__name__ = "refuses_scope_" + scope.replace(":", "_")
     return guard

@@ -26,7 +26,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.auth import Principal
 from gateway.deps import RuntimeDep
-from gateway.guards import requires_scope
+from gateway.guards import refuses_scope, requires_scope
 from gateway.schemas.audit import (
     AccessLogPage,
     CheckpointRead,
@@ -124,7 +124,9 @@ def _loggable(name: str, value: str) -> str:
 
 class AuditController(Controller):
     path = "/v1/audit"
-    guards = [requires_scope(AUDIT_SCOPE)]  # noqa: RUF012
+    # Operators cannot read audit routes with an admin key (SECURITY.md), even one that also holds
+    # `audit:read`: such keys are refused at creation now, but may exist from before.
+    guards = [requires_scope(AUDIT_SCOPE), refuses_scope("admin")]  # noqa: RUF012
     middleware = [AccessLogMiddleware()]  # noqa: RUF012
     tags = ["audit"]  # noqa: RUF012
 

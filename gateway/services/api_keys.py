@@ -15,13 +15,15 @@ from storage.repositories import api_keys as repo
 from storage.repositories.api_keys import ApiKey
 from storage.store import Store
 
-__all__ = ["MAX_AGE_SECONDS", "ApiKeyRegistry"]
+__all__ = ["MAX_AGE_SECONDS", "SEPARATE", "ApiKeyRegistry", "check_scopes"]
 
 # How long a positive verification is trusted before the key is read again: the longest a key
 # revoked by another process (a second `serve` on the same data dir) still works here. A hit costs
 # a dict lookup; the read it spares is ~7 us, paid now once per key in use per second instead of
 # on every request (the push path runs a few hundred us of work on the same thread).
 MAX_AGE_SECONDS = 1.0
+# Scopes no one key may hold together: operators and auditors are different people.
+SEPARATE = frozenset({"admin", "audit:read"})
 
 
 class ApiKeyRegistry:
@@ -84,3 +86,10 @@ def check_scopes(scopes: tuple[str, ...]) -> None:
     unknown = sorted(set(scopes) - set(SCOPES))
     if not scopes or unknown:
         raise InvalidInput(f"scopes must be a non-empty subset of {', '.join(SCOPES)}", "scopes")
+    if set(scopes) >= SEPARATE:
+        # Operators cannot read the audit routes with an admin key (PRODUCT.md, SECURITY.md);
+        # a key holding both would let them, whoever it was issued to.
+        raise InvalidInput(
+            "scopes: `admin` and `audit:read` are never given to one key; an auditor gets a key of their own",
+            "scopes",
+        )

@@ -1,0 +1,72 @@
+"""Admin API keys: no key holds `admin` and `audit:read` together, so operators cannot read the
+audit routes with an admin key, however keys are issued (PRODUCT.md, SECURITY.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from conftest import Headers
+from litestar import Litestar
+from litestar.testing import TestClient
+from support import assert_problem
+
+from gateway.errors import InvalidInput
+from gateway.runtime import Runtime
+from storage.db import Connection
+from storage.repositories import api_keys
+
+Client = TestClient[Litestar]
+
+BOTH = [["admin", "audit:read"], ["audit:read", "pushes:write", "admin"], ["admin", "audit:read", "admin"]]
+
+
+def _keys(runtime: Runtime) -> int:
+    count: int = runtime.store.data.reader().execute("SELECT count(*) FROM api_keys").fetchone()[0]
+    return count
+
+
+@pytest.mark.parametrize("scopes", BOTH)
+def test_a_key_with_admin_and_audit_read_is_refused(
+    client: Client, runtime: Runtime, as_key: Callable[..., Headers], scopes: list[str]
+) -> None:
+    """It was created (201), and then read the audit routes."""
+    admin = as_key("admin")
+    before = _keys(runtime)
+    response = client.post("/v1/admin/keys", json={"name": "both", "scopes": scopes}, headers=admin)
+    assert_problem(response, 400, "scopes")
+    assert _keys(runtime) == before
+
+
+def test_the_cli_path_refuses_it_too(runtime: Runtime) -> None:
+    """`keys create` calls `create_sync`, which checks the scopes the same way."""
+    with pytest.raises(InvalidInput) as refused:
+        runtime.api_keys.create_sync("both", ("admin", "audit:read"))
+    assert refused.value.field == "scopes"
+
+
+def test_each_scope_alone_is_still_given(client: Client, as_key: Callable[..., Headers]) -> None:
+    admin = as_key("admin")
+    for scopes in (["admin"], ["audit:read"], ["admin", "pushes:write"], ["audit:read", "campaigns:read"]):
+        response = client.post("/v1/admin/keys", json={"name": "one", "scopes": scopes}, headers=admin)
+        assert response.status_code == 201, response.text
+
+
+def test_a_key_made_with_both_before_is_refused_at_the_audit_routes(
+    client: Client, runtime: Runtime, as_key: Callable[..., Headers]
+) -> None:
+    """A key stored with both scopes before they were refused keeps its admin routes, not the
+    audit ones; the refusal is in the access log, as any refused audit call is."""
+
+    def unit(conn: Connection) -> tuple[Any, str]:
+        return api_keys.create(conn, name="old", scopes=("admin", "audit:read"), now=runtime.clock())
+
+    key, secret = runtime.store.data.writer.run_sync(unit)
+    both = {"Authorization": f"Bearer {secret}"}
+    assert_problem(client.get("/v1/audit/ledger/verify", headers=both), 403)
+    assert client.get("/v1/admin/policy", headers=both).status_code == 200
+    log = client.get("/v1/audit/access-log", headers=as_key("audit:read")).json()["entries"]
+    assert [(e["key_id"], e["route"], e["result_count"]) for e in log][:1] == [
+        (key.key_id, "/v1/audit/ledger/verify", 0)
+    ]
