@@ -7,6 +7,8 @@ would only move the refusal to dispatch time.
 Wall time to UTC across DST: an end that does not exist (spring forward) becomes the
 first instant after the gap; an ambiguous end (fall back) is its first occurrence
 (fold=0) unless that lies before `now`, in which case the second one is the next end.
+A window shorter than the policy's `min_quiet_minutes` (saved before the minimum was set; a
+change is refused) is judged as the policy's default window.
 Reason codes: `quiet_hours` (detail `until`; deferred, or rejected when `until` is not
 before `expires_at`).
 """
@@ -17,7 +19,7 @@ from zoneinfo import ZoneInfo
 from policies import reasons
 from policies.context import RuleContext
 from policies.decision import Reason, RuleResult, defer, passed, reject, rfc3339
-from policies.settings import PolicySettings, hhmm_minutes
+from policies.settings import PolicySettings, hhmm_minutes, quiet_window_minutes
 
 
 class QuietWindow:
@@ -74,9 +76,14 @@ def local_to_utc(day: date, wall: time, zone: ZoneInfo, fold: int) -> datetime:
 
 def check_quiet_hours(ctx: RuleContext, now: datetime, settings: PolicySettings) -> RuleResult:
     subject = ctx.subject
-    window = QuietWindow(subject.quiet_start, subject.quiet_end, ZoneInfo(subject.timezone))
+    start, end = subject.quiet_start, subject.quiet_end
+    if settings.min_quiet_minutes and quiet_window_minutes(start, end) < settings.min_quiet_minutes:
+        # Saved before an admin set this minimum, which a change of window is held to: the
+        # default window, never shorter than the minimum, stands in for it.
+        start, end = settings.quiet_start, settings.quiet_end
+    window = QuietWindow(start, end, ZoneInfo(subject.timezone))
     if not window.contains(now):
-        return passed(f"quiet hours: outside {subject.quiet_start}-{subject.quiet_end} {subject.timezone}")
+        return passed(f"quiet hours: outside {start}-{end} {subject.timezone}")
     until = window.next_allowed(now)
     reason = Reason(reasons.QUIET_HOURS, {"until": rfc3339(until)})
     if until >= ctx.expires_at:

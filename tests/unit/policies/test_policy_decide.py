@@ -374,6 +374,26 @@ def test_a_ttl_over_a_lowered_maximum_keeps_its_expiry() -> None:
 
 
 @pytest.mark.parametrize(
+    ("window", "minimum", "outcome"),
+    [
+        (("12:00", "12:00"), 0, "queued"),  # no quiet hours, and no minimum to hold them to
+        (("12:00", "12:00"), 600, "deferred"),  # saved before the minimum: the default 11:00-21:00
+        (("11:00", "12:30"), 600, "deferred"),
+        (("22:00", "06:00"), 600, "deferred"),  # 8 h: the default judges, and 12:00 is inside it
+        (("13:00", "23:00"), 600, "queued"),  # 10 h: long enough, the user's own window stands
+    ],
+)
+def test_a_window_shorter_than_the_minimum_is_judged_as_the_default(
+    window: tuple[str, str], minimum: int, outcome: str
+) -> None:
+    """Regression: the minimum was checked only when a window was changed, so one saved before an
+    admin raised it (even none at all, start == end) went on letting marketing through at night."""
+    settings = PolicySettings(min_quiet_minutes=minimum, quiet_start="11:00", quiet_end="21:00")
+    state = subject(quiet_start=window[0], quiet_end=window[1])
+    assert decide(push(), state, None, NOW, settings).outcome == outcome
+
+
+@pytest.mark.parametrize(
     ("bad_push", "bad_subject", "now", "error"),
     [
         (push(topic="lottery"), subject(), NOW, KeyError),
