@@ -65,7 +65,9 @@ class SubjectRead(msgspec.Struct, kw_only=True):
     as_of: str
     consents: dict[str, PurposeState]
     history: list[AuditEvent]
-    erased_at: str | None = None  # for an erased subject: from then on nothing is held
+    erased_at: str | None = None
+    """The ref's last erasure. For an erased subject nothing is held from then on; for one who came
+    back, a moment before it is answered `granted: null` (the old history is unreadable)."""
 
 
 class DecisionRead(msgspec.Struct, kw_only=True):
