@@ -71,6 +71,7 @@ PAGE_CACHE_KIB = 64 * 1024  # per connection: decrypted pages stay cached
 # Four connections do the hot work (each database's writer and the loop thread's reader).
 SQLITE_MEMORY_BUDGET = 4 * PAGE_CACHE_KIB * 1024
 _RETRY_SECONDS = 0.002
+_TRUNCATE_WAITS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.1)
 # The room probe writes at most this many pages (1 MiB at SQLCipher's 4 KiB): past that many free
 # pages in the file, it proves room for a write that size rather than that the file can grow.
 ROOM_PROBE_MAX_PAGES = 256
@@ -700,9 +701,26 @@ class Database:
                 self._readers.append(conn)
         return conn
 
-    def checkpoint(self) -> None:
-        """Fold the WAL into the main file and truncate it, so deleted bytes leave the WAL."""
-        self.writer.run_alone(lambda conn: conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone())
+    def checkpoint(self) -> bool:
+        """Fold the WAL into the main file and truncate it, so deleted bytes leave the WAL (an
+        erasure's key, an erased subject's rows). A reader in the middle of a read, here or in
+        another process, holds back the frames its snapshot needs and SQLite then answers busy:
+        tried again for up to ~0.3 s, since reads are short, and logged if it never folded, so an
+        erasure is not taken for complete on disk when it is not. Returns whether it folded."""
+        for wait in (*_TRUNCATE_WAITS, None):
+            busy, _, _ = self.writer.run_alone(
+                lambda conn: conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            )
+            if not busy:
+                return True
+            if wait is not None:
+                time.sleep(wait)
+        log.warning(
+            "a reader held the WAL: it was not truncated; what was deleted stays in it until a later "
+            "checkpoint folds it",
+            extra={"database": self.path.name},
+        )
+        return False
 
     def close(self) -> None:
         self.writer.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import logging
 import os
 import threading
 import time
@@ -578,6 +579,33 @@ def test_a_reader_sees_a_run_once_it_returns_and_a_reopened_database_holds_every
 
 
 # -- checkpoints ---------------------------------------------------------------------------------
+
+
+def test_a_truncating_checkpoint_a_reader_holds_back_is_retried_and_reported(
+    path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Regression: an erasure's checkpoint ignored SQLite's busy answer, so a read in progress (in
+    another process, say) left the deleted rows' frames in the WAL with nothing said."""
+    db = Database(path, KEY, name="test")
+    other = connect(path, KEY)  # another process's reader
+    try:
+        db.writer.run_sync(_create)
+        db.writer.run_sync(_insert("before"))
+        other.execute("BEGIN")
+        assert other.execute("SELECT count(*) FROM t").fetchone()[0] == 1  # a snapshot, held
+        db.writer.run_sync(lambda conn: conn.execute("DELETE FROM t"))
+
+        with caplog.at_level(logging.WARNING, logger="storage.db"):
+            assert db.checkpoint() is False
+        assert "not truncated" in caplog.text
+        assert os.path.getsize(f"{path}-wal") > 0
+
+        other.execute("COMMIT")
+        assert db.checkpoint() is True
+        assert os.path.getsize(f"{path}-wal") == 0
+    finally:
+        other.close()
+        db.close()
 
 
 def test_the_wal_is_folded_back_while_writes_keep_coming(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
