@@ -4,6 +4,8 @@ Clients, dashboards and audit queries filter on these strings, so they are const
 and never built by string formatting.
 """
 
+from typing import Literal, get_args
+
 SUBJECT_UNKNOWN = "subject_unknown"
 SUBJECT_ERASED = "subject_erased"
 NO_DEVICE = "no_device"
@@ -23,28 +25,30 @@ PAYLOAD_FIELD_NOT_ALLOWED = "payload_field_not_allowed"
 PAYLOAD_TOO_LARGE = "payload_too_large"
 EXPIRED = "expired"
 
-ALL_REASON_CODES: frozenset[str] = frozenset(
-    {
-        SUBJECT_UNKNOWN,
-        SUBJECT_ERASED,
-        NO_DEVICE,
-        NO_CONSENT,
-        TOPIC_OPTED_OUT,
-        NO_PERSONALIZATION_CONSENT,
-        NO_LOCATION_CONSENT,
-        LOCATION_STALE,
-        NOT_NEARBY,
-        QUIET_HOURS,
-        FREQUENCY_CAPPED,
-        TOPIC_INTERVAL,
-        RECENT_COMPLAINT,
-        CAMPAIGN_PAUSED,
-        PAYLOAD_PII,
-        PAYLOAD_FIELD_NOT_ALLOWED,
-        PAYLOAD_TOO_LARGE,
-        EXPIRED,
-    }
-)
+# The codes as a type, for a query parameter or field that takes one: a misspelled code is then
+# refused by name (400) rather than matching nothing.
+ReasonCode = Literal[
+    "subject_unknown",
+    "subject_erased",
+    "no_device",
+    "no_consent",
+    "topic_opted_out",
+    "no_personalization_consent",
+    "no_location_consent",
+    "location_stale",
+    "not_nearby",
+    "quiet_hours",
+    "frequency_capped",
+    "topic_interval",
+    "recent_complaint",
+    "campaign_paused",
+    "payload_pii",
+    "payload_field_not_allowed",
+    "payload_too_large",
+    "expired",
+]
+
+ALL_REASON_CODES: frozenset[str] = frozenset(get_args(ReasonCode))
 
 # `expired` is never part of a submission decision: a push that cannot be delivered before
 # its expiry is rejected with `quiet_hours` instead. Dispatch gives `expired` (via

@@ -38,8 +38,10 @@ from gateway.schemas.audit import (
     InclusionProofRead,
     SubjectRead,
 )
+from gateway.schemas.complaints import ComplaintReason, ComplaintStatus
 from policies.catalog import Purpose
 from policies.pii import find_pii
+from policies.reasons import ReasonCode
 from storage.ledger import VerifyResult
 from storage.pseudonyms import SUBJECT_REF_PATTERN
 
@@ -156,7 +158,8 @@ class AuditController(Controller):
     async def decisions(
         self, request: AuditRequest, runtime: RuntimeDep, push_id: Code = None, campaign_id: Code = None,
         subject_ref: SubjectRef = None,
-        outcome: FromQuery[Literal["queued", "deferred", "rejected"] | None] = None, reason: Code = None,
+        outcome: FromQuery[Literal["queued", "deferred", "rejected"] | None] = None,
+        reason: FromQuery[ReasonCode | None] = None,
         start: From = None, end: To = None, cursor: Cursor = None, limit: Limit = 100,
     ) -> DecisionPage:  # fmt: skip
         page = runtime.audit.decisions(
@@ -167,9 +170,9 @@ class AuditController(Controller):
 
     @get("/complaints", operation_id="auditComplaints")
     async def complaints(
-        self, request: AuditRequest, runtime: RuntimeDep, status: Code = None, reason: Code = None,
-        campaign_id: Code = None, start: From = None, end: To = None, cursor: Cursor = None,
-        limit: Limit = 100,
+        self, request: AuditRequest, runtime: RuntimeDep, status: FromQuery[ComplaintStatus | None] = None,
+        reason: FromQuery[ComplaintReason | None] = None, campaign_id: Code = None, start: From = None,
+        end: To = None, cursor: Cursor = None, limit: Limit = 100,
     ) -> ComplaintPage:  # fmt: skip
         page = runtime.audit.complaints(
             status=status, reason=reason, campaign_id=campaign_id, start=start, end=end, cursor=cursor,
