@@ -362,13 +362,16 @@ def _verify_export(settings: Settings, path: Path, jwks: Path | None) -> int:
     try:
         # Its own step: a UnicodeDecodeError is a ValueError, which the JWK set's check below
         # reported as a bad --jwks file.
-        token = raw.decode().strip()
+        token = _export_token(raw)
     except UnicodeDecodeError:
         print(
             f"consent-gateway: --export {path}: not a text file (an export is the compact JWS "
             "that `audit export` writes)",
             file=sys.stderr,
         )
+        return EXIT_USAGE
+    except ValueError as exc:
+        print(f"consent-gateway: --export {path}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
         if jwks is None:
@@ -384,6 +387,23 @@ def _verify_export(settings: Settings, path: Path, jwks: Path | None) -> int:
     result = verify_export(token, keys)
     print(msgspec.json.encode(result).decode())
     return 0 if result.ok else 1
+
+
+class _ExportAnswer(msgspec.Struct):
+    jws: str
+
+
+def _export_token(raw: bytes) -> str:
+    """The compact JWS of an export file: the file itself, as `audit export` writes it, or the
+    `jws` of `GET /v1/audit/export`'s JSON answer, as the auditor dashboard saved it until it
+    saved the bare JWS (such files are in auditors' hands)."""
+    text = raw.decode().strip()
+    if not text.startswith("{"):
+        return text
+    try:
+        return msgspec.json.decode(text, type=_ExportAnswer).jws.strip()
+    except msgspec.DecodeError as exc:  # ValidationError too
+        raise ValueError(f"JSON without the jws of an export: {exc}") from None
 
 
 class _Jwk(msgspec.Struct):

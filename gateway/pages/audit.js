@@ -115,7 +115,10 @@
           const value = document.getElementById(`export-${name}`).value.trim();
           if (value) query.set(name, value);
         }
-        download("audit-export.json", await call(`/v1/audit/export?${query}`));
+        // The bare compact JWS, as `consent-gateway audit export` writes it, which is what
+        // `consent-gateway audit verify --export` reads; not the API's {"jws": ...} answer.
+        const answer = await call(`/v1/audit/export?${query}`);
+        download("audit-export.jws", `${answer.jws}\n`, "application/jose");
       } catch (error) {
         fail(error);
       }
@@ -126,7 +129,7 @@
         el("button", { id: "verify", onclick: verify }, "Verify the ledger"), result),
       el("section", {}, el("h2", { text: "Latest signed checkpoint" }), checkpoint),
       el("section", {}, el("h2", { text: "Signed export" }),
-        el("p", { class: "hint", text: "Events in a time range (RFC 3339), signed as a JWS verifiable with /.well-known/jwks.json." }),
+        el("p", { class: "hint", text: "Events in a time range (RFC 3339), signed as a JWS verifiable with /.well-known/jwks.json: consent-gateway audit verify --export audit-export.jws --jwks jwks.json" }),
         el("div", { class: "row" },
           el("label", { for: "export-from", text: "from" }), el("input", { id: "export-from", placeholder: "2026-11-01T00:00:00Z" }),
           el("label", { for: "export-to", text: "to" }), el("input", { id: "export-to", placeholder: "2026-12-01T00:00:00Z" }),

@@ -53,8 +53,10 @@ const CGW = (() => {
     return payload;
   }
 
-  function download(filename, data) {
-    const blob = new Blob([JSON.stringify(data, null, 2)], { type: "application/json" });
+  // `data` is saved as pretty JSON, or as it is when it is already text (of the type given).
+  function download(filename, data, type = "application/json") {
+    const text = typeof data === "string" ? data : JSON.stringify(data, null, 2);
+    const blob = new Blob([text], { type });
     const url = URL.createObjectURL(blob);
     const link = el("a", { href: url, download: filename });
     document.body.append(link);

@@ -7,6 +7,7 @@ as the JWK set's.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Callable
@@ -60,3 +61,33 @@ def test_an_export_file_that_is_not_text_is_named_not_the_jwks(jwks: Path, tmp_p
     assert f"--export {export}: " in lines[0]
     assert "JWK" not in lines[0]
     assert str(jwks) not in lines[0]
+
+
+def test_the_apis_json_answer_saved_as_a_file_verifies(
+    client: Client, as_key: Callable[..., Headers], jwks: Path, tmp_path: Path
+) -> None:
+    """`{"jws": "..."}`, as `GET /v1/audit/export` answers and the dashboard saved it (pretty
+    printed) before it saved the bare JWS: such files are in auditors' hands."""
+    answer = client.get("/v1/audit/export", headers=as_key("audit:read")).json()
+    export = tmp_path / "audit-export.json"
+    export.write_text(json.dumps(answer, indent=2))
+    done = verify(export, jwks, tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads(done.stdout)["checked"] == [
+        "signature",
+        "checkpoint signature",
+        "hash chain",
+        "checkpoint root",
+    ]
+
+
+@pytest.mark.parametrize("text", ['{"export": "x"}', '{"jws": 7}', "{not json"])
+def test_json_without_an_exports_jws_is_named(jwks: Path, tmp_path: Path, text: str) -> None:
+    export = tmp_path / "export.json"
+    export.write_text(text)
+    done = verify(export, jwks, tmp_path)
+    assert (done.returncode, done.stdout) == (2, ""), done.stderr[-2000:]
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr[-2000:]
+    assert f"--export {export}: " in lines[0]
+    assert "JWK" not in lines[0]

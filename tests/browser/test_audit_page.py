@@ -4,8 +4,11 @@ moment, and finds those calls in the access log. Everything shown is checked aga
 
 from __future__ import annotations
 
+import json
+import re
 import secrets
 import time
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Route, expect
@@ -56,6 +59,29 @@ def test_the_ledger_verifies_and_shows_its_signed_checkpoint(
     verified = gateway.http.get("/v1/audit/ledger/verify", headers=auditor).json()
     assert verified["ok"] is True
     assert column(tab, "#verify-result", "head_hash") == [verified["head_hash"]]
+    assert tab.errors == []
+
+
+def test_the_signed_export_downloads_as_the_jws_the_cli_verifies(
+    tab: Tab, gateway: Gateway, auditor: dict[str, str], tmp_path: Path
+) -> None:
+    """The file an auditor downloads is what `consent-gateway audit verify --export` checks: the
+    bare compact JWS, as `audit export` writes it (it was the API's JSON answer)."""
+    consent(gateway, f"auditee-{secrets.token_hex(4)}", "marketing", True)
+    sign_in(tab, gateway, auditor)
+    expect(tab.page.locator("#checkpoint table")).to_be_visible()
+    with tab.page.expect_download() as started:
+        tab.page.click("#export")
+    download = started.value
+    assert download.suggested_filename == "audit-export.jws"
+    export, jwks = tmp_path / download.suggested_filename, tmp_path / "jwks.json"
+    download.save_as(export)
+    text = export.read_text()
+    assert re.fullmatch(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\n", text), text[:200]
+    jwks.write_text(gateway.http.get("/.well-known/jwks.json").text)
+    checked = gateway.server.cli("audit", "verify", "--export", str(export), "--jwks", str(jwks))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert json.loads(checked.stdout)["ok"] is True
     assert tab.errors == []
 
 
