@@ -25,7 +25,9 @@
     complaints: {
       title: "Complaints", path: "/v1/audit/complaints", items: "complaints",
       filters: ["status", "reason", "campaign_id", "from", "to"],
-      columns: ["complaint_id", "created_at", "reason", "status", "topic", "campaign_id", "actions_taken", "resolution"],
+      // The audit rows' own names (gateway/schemas/audit.py ComplaintRead), not the complaint
+      // desk's: an auditor sees whether there is a comment or a resolution, never its text.
+      columns: ["complaint_id", "created_at", "subject_ref", "reason", "status", "flagged", "push_id", "topic", "campaign_id", "variant", "actions", "has_comment", "acknowledged_at", "resolved_at", "has_resolution"],
     },
     access: {
       title: "Access log", path: "/v1/audit/access-log", items: "entries", filters: [],

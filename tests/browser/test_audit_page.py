@@ -123,6 +123,56 @@ def test_decisions_show_their_reasons(tab: Tab, gateway: Gateway, auditor: dict[
     assert tab.errors == []
 
 
+def shown_as(value: object) -> str:
+    """What the page's cell() makes of an API value."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return str(value)
+
+
+def test_complaints_show_the_fields_the_audit_api_answers(
+    tab: Tab, gateway: Gateway, auditor: dict[str, str]
+) -> None:
+    """Every column is a field of the audit API's complaint rows, shown as answered. The table
+    had `actions_taken` and `resolution` (the names of the complaint desk's view), which the
+    audit rows do not have, so they were always blank; `subject_ref` and `flagged` were missing."""
+    someone = f"complainer-{secrets.token_hex(4)}"
+    ref = consent(gateway, someone, "marketing", True)
+    filed = gateway.http.post(
+        "/v1/me/complaints",
+        headers=gateway.as_user(someone),
+        json={"reason": "no_consent", "comment": "never"},
+    )
+    assert filed.status_code == 201, filed.text
+    complaint_id = filed.json()["complaint_id"]
+    desk = {"Authorization": f"Bearer {gateway.key('complaints:write')}"}
+    for step, body in (("acknowledge", None), ("resolve", {"resolution": "consent withdrawn, noted"})):
+        answer = gateway.http.post(f"/v1/complaints/{complaint_id}/{step}", headers=desk, json=body)
+        assert answer.status_code == 200, answer.text
+    listed = gateway.http.get("/v1/audit/complaints", headers=auditor, params={"reason": "no_consent"})
+    row = next(r for r in listed.json()["complaints"] if r["complaint_id"] == complaint_id)
+
+    sign_in(tab, gateway, auditor)
+    tab.page.click("#tab-complaints")
+    expect(tab.page.locator("#results table")).to_be_visible()
+    tab.page.fill("#filter-reason", "no_consent")
+    tab.page.click("#search")
+    expect(tab.page.locator("#results tbody td", has_text=complaint_id)).to_have_count(1)
+    headings = tab.page.locator("#results thead th").all_inner_texts()
+    assert set(headings) <= set(row), set(headings) - set(row)
+    assert {"subject_ref", "flagged", "actions", "has_resolution"} <= set(headings)
+    at = column(tab, "#results", "complaint_id").index(complaint_id)
+    shown = {name: column(tab, "#results", name)[at] for name in headings}
+    assert shown == {name: shown_as(row[name]) for name in headings}
+    assert (shown["subject_ref"], shown["flagged"], shown["has_resolution"]) == (ref, "true", "true")
+    assert json.loads(shown["actions"]) == ["marketing_consent_withdrawn", "flagged_for_review"]
+    assert tab.errors == []
+
+
 def test_a_subject_is_looked_up_now_and_at_a_moment(
     tab: Tab, gateway: Gateway, auditor: dict[str, str]
 ) -> None:
