@@ -36,6 +36,7 @@ from gateway.schemas.audit import (
     EventPage,
     ExportRead,
     InclusionProofRead,
+    PolicyVersionRead,
     SubjectRead,
 )
 from gateway.schemas.complaints import ComplaintReason, ComplaintStatus
@@ -60,7 +61,7 @@ LOGGED_SHAPES = {
     "subject_ref": SUBJECT_REF_PATTERN, "user_id": r"^.+$", "purpose": _CODE, "from": _TIME,
     "to": _TIME, "at": _TIME, "cursor": r"^[A-Za-z0-9_-]{1,200}$", "limit": _NUMBER,
     "push_id": r"^psh_[0-9a-f]{24}$", "campaign_id": r"^cmp_[0-9a-f]{16}$", "outcome": _CODE,
-    "reason": _CODE, "status": _CODE, "seq": _NUMBER, "size": _NUMBER,
+    "reason": _CODE, "status": _CODE, "seq": _NUMBER, "size": _NUMBER, "version": _NUMBER,
 }  # fmt: skip
 _SHAPES = {name: re.compile(pattern) for name, pattern in LOGGED_SHAPES.items()}
 _DIGITS = frozenset(name for name, pattern in LOGGED_SHAPES.items() if pattern in (_TIME, _NUMBER))
@@ -80,6 +81,10 @@ Seq = Annotated[str, QueryParameter(pattern=_NUMBER, description="event seq, dec
 Size = Annotated[str, QueryParameter(pattern=_NUMBER, description="tree size, decimal digits")]
 FromSize = Annotated[str, QueryParameter(name="from", pattern=_NUMBER, description="tree size, digits")]
 ToSize = Annotated[str, QueryParameter(name="to", pattern=_NUMBER, description="tree size, digits")]
+# At most 18 digits: any such number is a SQLite integer (19 could overflow it).
+Version = Annotated[
+    str, PathParameter(pattern=r"^[0-9]{1,18}$", description="policy version, decimal digits")
+]
 
 
 def _counted(request: AuditRequest, answer: T, count: int) -> T:
@@ -201,6 +206,14 @@ class AuditController(Controller):
         first: FromSize, second: ToSize,
     ) -> ConsistencyProofRead:  # fmt: skip
         return _counted(request, await runtime.audit.ledger.consistency(int(first), int(second)), 1)
+
+    @get("/policy/versions/{version:str}", operation_id="auditPolicyVersion")
+    async def policy_version(
+        self, request: AuditRequest, runtime: RuntimeDep, version: Version
+    ) -> PolicyVersionRead:
+        """The settings of any policy version, superseded ones too: decisions record the version
+        they were judged by (`policy_version`, `final_policy_version`)."""
+        return _counted(request, runtime.policy.read_version(int(version)), 1)
 
     @get("/access-log", operation_id="auditAccessLog")
     async def access_log(

@@ -6,7 +6,7 @@ a subject appears only as its `subject_ref`, and as null once the subject is era
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
@@ -27,6 +27,7 @@ __all__ = [
     "ExportEvent",
     "ExportRead",
     "InclusionProofRead",
+    "PolicyVersionRead",
     "PurposeState",
     "SubjectRead",
 ]
@@ -158,6 +159,17 @@ class AccessLogEntry(msgspec.Struct, kw_only=True):
 class AccessLogPage(msgspec.Struct):
     entries: list[AccessLogEntry]
     next_cursor: str | None
+
+
+class PolicyVersionRead(msgspec.Struct, kw_only=True):
+    """One policy version, superseded or in force: what decisions recording `policy_version` (or
+    `final_policy_version`) were judged by. `settings` are as stored when the version was put in
+    force; version 0 is the defaults, before any admin change, and was changed by nobody."""
+
+    version: int
+    settings: dict[str, Any]
+    changed_by: str
+    changed_at: str | None
 
 
 class ExportEvent(msgspec.Struct, kw_only=True):

@@ -1,9 +1,15 @@
-"""The policy settings in force: cached in memory, versioned in storage, changed by admins."""
+"""The policy settings in force: cached in memory, versioned in storage, changed by admins; and
+any version, superseded or not, for auditors reading what a decision was judged by."""
 
 from __future__ import annotations
 
-from gateway.clock import Clock
-from gateway.errors import PreconditionFailed
+from typing import Any
+
+import msgspec
+
+from gateway.clock import Clock, rfc3339_text
+from gateway.errors import NotFound, PreconditionFailed
+from gateway.schemas.audit import PolicyVersionRead
 from policies.settings import PolicySettings
 from storage.db import Connection
 from storage.repositories import policy as policy_repo
@@ -29,6 +35,18 @@ class PolicySource:
         it started with): one read of the newest version number, the settings only if it moved."""
         if policy_repo.newest_version(conn) != self.version.version:
             self.version = policy_repo.current(conn)
+
+    def read_version(self, version: int) -> PolicyVersionRead:
+        """Version `version` as stored (the Audit API's `GET /v1/audit/policy/versions/{version}`)."""
+        found = policy_repo.stored(self._store.data.reader(), version)
+        if found is None:
+            raise NotFound("no policy version with this number", "version")
+        return PolicyVersionRead(
+            version=found.version,
+            settings=msgspec.json.decode(found.settings, type=dict[str, Any]),
+            changed_by=found.changed_by,
+            changed_at=None if found.changed_at is None else rfc3339_text(found.changed_at),
+        )
 
     async def change(
         self, settings: PolicySettings, changed_by: str, if_match: frozenset[str] | None

@@ -10,7 +10,7 @@ import msgspec
 from policies.settings import PolicySettings
 from storage.db import Connection
 
-__all__ = ["PolicyVersion", "current", "newest_version", "put"]
+__all__ = ["PolicyVersion", "StoredVersion", "current", "newest_version", "put", "stored"]
 
 
 class PolicyVersion(msgspec.Struct, frozen=True):
@@ -28,6 +28,27 @@ def current(conn: Connection) -> PolicyVersion:
     if row is None:
         return PolicyVersion(0, PolicySettings(), "defaults", None)
     return PolicyVersion(int(row[0]), msgspec.json.decode(row[1], type=PolicySettings), row[2], row[3])
+
+
+class StoredVersion(msgspec.Struct, frozen=True):
+    """A version as its row holds it: the settings as the JSON stored when it was put in force,
+    not decoded under today's `PolicySettings` (a field added since is absent, not a default)."""
+
+    version: int
+    settings: str
+    changed_by: str
+    changed_at: str | None
+
+
+def stored(conn: Connection, version: int) -> StoredVersion | None:
+    """Version `version`, superseded or not; None if there is none. Version 0 has no row: it is
+    the defaults of `PolicySettings`, as this code has them."""
+    if version == 0:
+        return StoredVersion(0, msgspec.json.encode(PolicySettings()).decode(), "defaults", None)
+    row = conn.execute(
+        "SELECT version, settings, changed_by, changed_at FROM policy_versions WHERE version = ?", (version,)
+    ).fetchone()
+    return None if row is None else StoredVersion(int(row[0]), row[1], row[2], row[3])
 
 
 def newest_version(conn: Connection) -> int:
