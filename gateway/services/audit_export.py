@@ -258,19 +258,28 @@ class AuditLedger:
 
         The window is widened to a contiguous seq range — from the first event at or after
         `start` to the last one before `end` — so the exported chain can be checked link by link.
-        Read, proved and signed in a worker thread, as `verify` is: up to `EXPORT_MAX` events.
+        Read, proved and signed in a worker thread, as `verify` is: up to `EXPORT_MAX` events,
+        counted before the checkpoint is signed, so that a refused export writes nothing.
         """
+        await asyncio.to_thread(self._span, start, end, None)
         checkpoint = await self.checkpoint()
         return await asyncio.to_thread(self._export, checkpoint, start, end)
+
+    def _span(self, start: str | None, end: str | None, upto: int | None) -> tuple[int, int]:
+        """The window's seq range among the first `upto` events (all of them if None), refused
+        past `EXPORT_MAX` events."""
+        conn = self._store.data.reader()
+        size = ledger.next_seq(conn) - 1 if upto is None else upto
+        first, last = audit.seq_span(conn, Filter(start=start, end=end), size) or (1, 0)
+        if last - first + 1 > EXPORT_MAX:
+            raise InvalidInput(f"to: the range holds more than {EXPORT_MAX} events; narrow it", "to")
+        return first, last
 
     def _export(
         self, checkpoint: CheckpointRead, start: str | None, end: str | None
     ) -> tuple[ExportRead, int]:
         conn = self._store.data.reader()
-        span = audit.seq_span(conn, Filter(start=start, end=end), checkpoint.tree_size)
-        first, last = span or (1, 0)
-        if last - first + 1 > EXPORT_MAX:
-            raise InvalidInput(f"to: the range holds more than {EXPORT_MAX} events; narrow it", "to")
+        first, last = self._span(start, end, checkpoint.tree_size)
         events = list(ledger.events(conn, "WHERE seq BETWEEN ? AND ?", (first, last)))
         refs = self._store.directory.refs_for(e.subject_id for e in events)
         with _contiguous():
