@@ -19,8 +19,9 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import re
 import secrets
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,6 +34,8 @@ from storage.crypto import KEY_BYTES, Keyring
 __all__ = ["KeyStore", "KeyStoreError", "PublicSigningKey", "SigningKey"]
 
 DEV_WARNING = "DEVELOPMENT KEYS created by consent-gateway: never use them in production"
+# The ids rotations give. ASCII digits only (`int` takes other scripts' digits too), at most 18.
+_KEK_ID = re.compile(r"kek-([0-9]{1,18})")
 
 
 class KeyStoreError(Exception):
@@ -146,8 +149,7 @@ class KeyStore:
         a different `kek-2`, one of which would be lost with every data key wrapped under it."""
         with _locked(self.path):
             current = _read(self.path)
-            number = 1 + max(int(kid.rsplit("-", 1)[1]) for kid in current.kek)
-            kid = f"kek-{number}"
+            kid = _next_kek_id(current.kek)
             key = os.urandom(KEY_BYTES)
             data = msgspec.structs.replace(current, kek={**current.kek, kid: _b64(key)}, kek_active=kid)
             _write_private(self.path, msgspec.json.format(msgspec.json.encode(data)), exclusive=False)
@@ -166,6 +168,19 @@ class KeyStore:
             return None
         self._data, self._seen = data, stamp
         return _keks(data), data.kek_active
+
+
+def _next_kek_id(taken: Collection[str]) -> str:
+    """`kek-<n>`, one past the largest n among ids of that form; other ids are skipped, not parsed.
+
+    The store names keys however its operator did (`primary`, `hsm-2024`): those load and serve,
+    so a rotation must not fail on them either (it answered 500 parsing `primary` as a number),
+    and refusing such a store at load would stop a gateway that runs today."""
+    numbers = [int(match[1]) for kid in taken if (match := _KEK_ID.fullmatch(kid))]
+    number = 1 + max(numbers, default=0)
+    while f"kek-{number}" in taken:  # only past 18 digits, which `_KEK_ID` leaves out
+        number += 1
+    return f"kek-{number}"
 
 
 def _keks(data: _File) -> dict[str, bytes]:

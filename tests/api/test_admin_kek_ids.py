@@ -1,0 +1,63 @@
+"""`POST /v1/admin/keys/rotate-encryption` with key-encryption keys an operator named in their own
+way. Such a key store loads and serves; rotating answered 500, parsing `primary` as `kek-<n>`."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from pathlib import Path
+
+import pytest
+from conftest import FakeClock
+from litestar.testing import TestClient
+
+from gateway.app import create_app
+from gateway.clock import system_clock
+from gateway.runtime import Runtime
+from gateway.settings import Settings
+from storage.keys import KeyStore
+
+
+def _key() -> str:
+    return base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    ("ids", "rotated"),
+    [
+        (["primary"], "kek-1"),
+        (["kek-1", "hsm-2024"], "kek-2"),
+        (["kek-7", "kek-12x", "kek-\u0663\u0663", "kek-" + "9" * 30, "kek-"], "kek-8"),
+        (["kek-0009"], "kek-10"),
+    ],
+)
+def test_rotation_takes_the_next_kek_number_whatever_else_is_named(
+    settings: Settings, clock: FakeClock, data_dir: Path, ids: list[str], rotated: str
+) -> None:
+    data_dir.mkdir(mode=0o700)
+    path = data_dir / "keys.json"
+    KeyStore.create(path)
+    stored = json.loads(path.read_text())
+    stored["kek"] = {kid: _key() for kid in ids}
+    stored["kek_active"] = ids[0]
+    path.write_text(json.dumps(stored))
+
+    with TestClient(create_app(settings, clock)) as client:
+        runtime: Runtime = client.app.state.runtime  # type: ignore[attr-defined]
+        _, secret = runtime.api_keys.create_sync("operator", ("admin",))
+        admin = {"Authorization": f"Bearer {secret}"}
+        alice = {"Authorization": f"Bearer {runtime.user_tokens.mint('alice', system_clock())}"}
+        granted = client.put(
+            "/v1/me/consents/marketing", headers=alice, json={"granted": True, "notice_version": "v1"}
+        )
+        assert granted.status_code == 200, granted.text  # a data key wrapped under the operator's key
+
+        answer = client.post("/v1/admin/keys/rotate-encryption", headers=admin)
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == {"active_kek_id": rotated, "rewrapped": 1}
+        again = client.post("/v1/admin/keys/rotate-encryption", headers=admin).json()
+        assert again["active_kek_id"] == f"kek-{int(rotated.removeprefix('kek-')) + 1}"
+        assert client.get("/v1/me/preferences", headers=alice).status_code == 200  # still opens
+
+    assert set(json.loads(path.read_text())["kek"]) == {*ids, rotated, again["active_kek_id"]}
