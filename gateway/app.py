@@ -34,7 +34,7 @@ from gateway.headers import security_headers
 from gateway.logs import request_log_middleware
 from gateway.metrics import Metrics
 from gateway.routes.admin import AdminController
-from gateway.routes.audit import AuditController
+from gateway.routes.audit import AuditController, log_unrouted_audit_calls
 from gateway.routes.campaigns import CampaignController
 from gateway.routes.complaints import ComplaintController
 from gateway.routes.me import MeController
@@ -86,7 +86,7 @@ def create_app(settings: Settings | None = None, clock: Clock = system_clock) ->
             "metrics": Provide(lambda: metrics, sync_to_thread=False),
         },
         middleware=[request_log_middleware(metrics), durable_answers, auth_middleware],
-        before_send=[security_headers],
+        before_send=[log_unrouted_audit_calls, security_headers],
         exception_handlers={
             GatewayError: handle_gateway_error,
             ValidationException: handle_framework_validation,

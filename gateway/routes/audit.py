@@ -8,6 +8,13 @@ caller gets an error instead of unrecorded data. Handlers tell it how many resul
 through the connection state. Calls without credentials (401) name nobody and are not logged;
 nor are user tokens (403), which the log has no key id for and must not name by user.
 
+Calls Litestar's router refuses never reach the controller or its middleware: a method the
+route does not take (405) or a path under `/v1/audit` that is no route (404). Probing that way
+is logged too, by `log_unrouted_audit_calls`, an app-level `before_send` hook that names the
+key (verified as the authentication middleware would, which never ran for them) and logs
+`<METHOD> <route template>`, or `<METHOD> /v1/audit/* (no such route)`: never the raw path,
+which may hold anything, and the query string filtered as for every other entry.
+
 Times (`from`, `to`, `at`) are RFC 3339 with an offset; `from` is inclusive, `to` exclusive.
 """
 
@@ -18,11 +25,13 @@ from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import parse_qsl
 
-from litestar import Controller, Request, get
+from litestar import Controller, Litestar, Request, get
 from litestar.enums import ScopeType
+from litestar.exceptions import HTTPException
 from litestar.middleware import ASGIMiddleware
 from litestar.params import FromQuery, PathParameter, QueryParameter
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.utils import normalize_path
 
 from gateway.auth import Principal
 from gateway.deps import RuntimeDep
@@ -46,10 +55,14 @@ from policies.reasons import ReasonCode
 from storage.ledger import VerifyResult
 from storage.pseudonyms import SUBJECT_REF_PATTERN
 
-__all__ = ["AUDIT_SCOPE", "AccessLogMiddleware", "AuditController"]
+__all__ = ["AUDIT_SCOPE", "AccessLogMiddleware", "AuditController", "log_unrouted_audit_calls"]
 
 AUDIT_SCOPE = "audit:read"
+AUDIT_PATH = "/v1/audit"
 RESULT_COUNT = "audit_result_count"
+LOGGED = "audit_access_logged"  # set in the connection state once the call is in the access log
+UNROUTED = f"{AUDIT_PATH}/* (no such route)"
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
 # Only parameters the routes read are logged (a stray `?email=` must not land in the log), and
 # each value only if it has the shape that parameter takes: the log is append-only, and an
 # auditor who pastes a user id or an e-mail into `subject_ref` must not leave it there for good.
@@ -107,11 +120,53 @@ class AccessLogMiddleware(ASGIMiddleware):
         async def send_after_logging(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status = message["status"]
-                count = scope.get("state", {}).get(RESULT_COUNT, 0) if status < 400 else 0
+                state = scope.setdefault("state", {})
+                count = state.get(RESULT_COUNT, 0) if status < 400 else 0
                 await audit.log_access(key_id, scope["path_template"], _filters(scope), count)
+                state[LOGGED] = True
             await send(message)
 
         await next_app(scope, receive, send_after_logging)
+
+
+async def log_unrouted_audit_calls(message: Message, scope: Scope) -> None:
+    """`before_send`: an API key's call to an audit path that no audit handler answered (the
+    router's 404 or 405, or an OPTIONS Litestar answers itself) goes in the access log too, with
+    result count 0. A key that does not verify names nobody, as with a 401, and is not logged."""
+    if message["type"] != "http.response.start" or "/audit" not in scope["path"]:
+        return  # every answer passes here: the push path pays a substring test, no more
+    path = normalize_path(scope["path"])
+    if (path != AUDIT_PATH and not path.startswith(AUDIT_PATH + "/")) or scope.get("state", {}).get(LOGGED):
+        return
+    presented = _bearer_api_key(scope)
+    if presented is None:
+        return
+    app = scope["litestar_app"]
+    key = app.state.runtime.api_keys.verify(presented)
+    if key is not None:
+        await app.state.runtime.audit.log_access(key.key_id, _unrouted(app, scope, path), _filters(scope), 0)
+
+
+def _bearer_api_key(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            scheme, _, credential = value.decode("latin-1").partition(" ")
+            credential = credential.strip()
+            return credential if scheme.lower() == "bearer" and credential.startswith("cgw_") else None
+    return None
+
+
+def _unrouted(app: Litestar, scope: Scope, path: str) -> str:
+    """`<METHOD> <template>`: the template of the audit route at `path` (every one takes GET), or
+    `UNROUTED`; a method that is not a standard one as OTHER, since the client spells it."""
+    method = str(scope.get("method", ""))
+    template = scope.get("path_template")
+    if not template:
+        try:
+            template = app.asgi_router.handle_routing(path=path, method="GET")[4]
+        except HTTPException:
+            template = UNROUTED
+    return f"{method if method in _METHODS else 'OTHER'} {template}"
 
 
 def _filters(scope: Scope) -> dict[str, str]:
