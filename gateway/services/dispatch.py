@@ -73,6 +73,7 @@ END_STATES = frozenset({"rejected", "delivered", "failed", "expired"})
 CIRCUIT_OPEN = "CircuitOpen"
 ADAPTER_ERROR = "AdapterError"
 BACKOFF_CAP_SECONDS = 15 * 60.0
+_SETTLED = frozenset({"delivered", "failed"})  # a device's delivery states that are final
 
 
 class _Send(msgspec.Struct, frozen=True):
@@ -83,6 +84,7 @@ class _Send(msgspec.Struct, frozen=True):
     messages: tuple[DeliveryMessage, ...]
     recorded: dict[str, str]
     campaign_id: str | None
+    expires: datetime
 
 
 class _Round:
@@ -329,10 +331,11 @@ class Dispatcher:
             )
             return deferred, None
         recorded = snapshot.recorded[row.push_id]
-        pending = [d for d in snapshot.devices[key.subject_id] if recorded.get(d.device_id) != "delivered"]
+        # A device that has it, or that refused it for good (`failed`), is not sent it again.
+        pending = [d for d in snapshot.devices[key.subject_id] if recorded.get(d.device_id) not in _SETTLED]
         sending = PushWrites(push_id=row.push_id, status=StatusChange(push_id=row.push_id, status="sending"))
         return sending, _Send(
-            tuple(_message(row, d, content, expires) for d in pending), recorded, row.campaign_id
+            tuple(_message(row, d, content, expires) for d in pending), recorded, row.campaign_id, expires
         )
 
     def _end(self, row: PushRow, snapshot: _Round, status: str, reasons: list[Reason]) -> PushWrites:
@@ -428,7 +431,14 @@ class Dispatcher:
                 else max(reopen, 0.0) + self._rand()
             )  # fmt: skip
             writes.status = StatusChange(push_id=claim.push_id, status="sending", attempts=attempts)
-            writes.reschedule = Reschedule(claim.push_id, now + timedelta(seconds=delay), attempts)
+            # Never past the push's expiry (a provider may ask for any Retry-After): due then, it
+            # ends `expired` at its next claim instead of waiting in `sending`.
+            due = (
+                now + timedelta(seconds=delay)
+                if delay < (send.expires - now).total_seconds()
+                else send.expires
+            )
+            writes.reschedule = Reschedule(claim.push_id, due, attempts)
             return writes
         reached = any(s == "delivered" for s in states.values())
         status = "delivered" if reached else "failed"

@@ -27,6 +27,7 @@ from litestar import Litestar
 from litestar.testing import TestClient
 from support import Scripted
 
+from clients.delivery import DeliveryMessage, DeliveryResult
 from gateway.runtime import Runtime
 from gateway.services.dispatch import Dispatcher
 from gateway.settings import Settings
@@ -122,6 +123,23 @@ def world(
     as_key: Callable[..., Headers],
 ) -> World:  # fmt: skip
     return World(client, runtime, clock, as_user, as_key("pushes:write"))
+
+
+class AskingToWait:
+    """A provider that answers every message `retry` with a Retry-After far beyond any TTL."""
+
+    name = "scripted-retry-after"
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.sent: list[str] = []
+
+    async def send(self, message: DeliveryMessage) -> DeliveryResult:
+        self.sent.append(message.push_id)
+        return DeliveryResult(status="retry", retry_after=self.seconds)
+
+    async def aclose(self) -> None:
+        """Nothing to close."""
 
 
 # -- delivered to one device, still waiting for another ------------------------------------------
@@ -316,3 +334,39 @@ def test_a_push_never_deferred_that_meets_quiet_hours_past_its_expiry_is_rejecte
         "rejected", [{"code": "quiet_hours", "until": "2026-11-24T08:00:00Z"}],
     )  # fmt: skip
     assert world.delivered.sent == []
+
+
+# -- what a provider's answers may not do -------------------------------------------------------
+
+
+@pytest.mark.parametrize("seconds", [7 * 86400.0, 1e12])
+def test_a_retry_after_beyond_the_expiry_ends_the_push_expired_not_parked(
+    world: World, seconds: float
+) -> None:
+    """Regression: a Retry-After longer than the TTL parked the push in `sending` past its expiry
+    (or, past what a date holds, failed the round's writes, and the push was sent again at each
+    lease expiry without counting an attempt)."""
+    world.waiting = AskingToWait(seconds)  # type: ignore[assignment]
+    world.user("gus", "apns")
+    push = world.submit("gus", topic="transactional", ttl_seconds=600)
+    assert world.run() == 1
+    assert world.read(push["push_id"])["status"] == "sending"
+    assert world.next_due() == datetime.fromisoformat(push["expires_at"].replace("Z", "+00:00"))
+
+    world.clock.now = world.next_due()
+    assert world.run() == 1
+    assert world.read(push["push_id"])["status"] == "expired"
+    assert world.outbox() == 0
+
+
+def test_a_device_that_refused_a_push_for_good_is_not_sent_it_again(world: World) -> None:
+    """Regression: every device not yet `delivered` was sent the push again at each retry round,
+    those that had answered `failed` (permanent) too."""
+    world.delivered = Scripted("scripted-failed", "failed")
+    world.user("hal", "fcm", "apns")
+    push = world.submit("hal", topic="transactional")
+    for _ in range(3):
+        assert world.run() == 1
+        world.clock.now = world.next_due()
+    assert world.delivered.sent == [push["push_id"]]
+    assert world.waiting.sent == [push["push_id"]] * 3
