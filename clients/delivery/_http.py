@@ -309,8 +309,9 @@ class Http1Client:
                 raise TransportFailure("Timeout") from None
 
     async def send(self, url: str, headers: Mapping[str, str], body: bytes, now: Clock) -> DeliveryResult:
-        """One POST to a provider for which 404 and 410 mean the device is gone (the wallet's relay,
-        Web Push services), classified."""
+        """One POST to a Web Push service, classified: there 404 and 410 mean the subscription is
+        gone (RFC 8030, section 7.3; the endpoint's host is a known push service, never ours to
+        misconfigure). The wallet's relay does not get this rule: see clients/delivery/webhook.py."""
         try:
             reply = await self.post(url, headers, content=body)
         except TransportFailure as exc:

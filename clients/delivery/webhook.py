@@ -3,6 +3,12 @@
 The signature covers "<timestamp>.<raw body>" so a receiver can refuse both forged and replayed
 requests; `verify_webhook_signature` is the receiver's side of that contract. The
 Idempotency-Key header lets the relay drop the second copy when a retry follows a lost answer.
+
+Every webhook device posts to the one configured relay URL, so a 404 says nothing about the
+device: a wrong path in CGW_DELIVERY_WEBHOOK_URL, or a relay mid-redeploy, answers it for every
+device alike. Only 410 Gone, which a relay sends on purpose, disables the device; a 404 is tried
+again with backoff (and, as a failure of the relay, counts toward its circuit breaker), so once
+the URL or the relay is fixed the pushes waiting go through and no user has to register again.
 """
 
 from __future__ import annotations
@@ -13,8 +19,17 @@ import time
 
 import msgspec
 
-from clients.delivery._http import CONNECTIONS, Http1Client
+from clients.delivery._http import (
+    CONNECTIONS,
+    Http1Client,
+    Reply,
+    TransportFailure,
+    classify_status,
+    invalid_token,
+    transport_failure,
+)
 from clients.delivery.base import Clock, DeliveryMessage, DeliveryResult, SecretText
+from clients.delivery.retry import parse_retry_after
 
 __all__ = ["WebhookAdapter", "WebhookConfig", "sign_webhook", "verify_webhook_signature"]
 
@@ -67,7 +82,8 @@ def verify_webhook_signature(
 
 
 class WebhookAdapter:
-    """Any 2xx is delivered; 404/410 invalid token; 408/429/5xx and network errors retry."""
+    """Any 2xx is delivered; 410 invalid token; 404, 408/425/429, 5xx and network errors retry;
+    any other status failed."""
 
     name = "webhook"
 
@@ -98,7 +114,21 @@ class WebhookAdapter:
             "x-cgw-timestamp": str(timestamp),
             "x-cgw-signature": sign_webhook(self._secret.reveal(), timestamp, body),
         }
-        return await self._http.send(self._url, headers, body, self._clock)
+        try:
+            reply = await self._http.post(self._url, headers, content=body)
+        except TransportFailure as exc:
+            return transport_failure(exc.code)
+        return self._classify(reply)
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+    def _classify(self, reply: Reply) -> DeliveryResult:
+        """410 is the relay's word that this device token is no longer valid; a 404 is where the
+        relay is (or is not), not the device (see the module's docstring)."""
+        if reply.status == 410:
+            return invalid_token(reply, None)
+        if reply.status == 404:
+            retry_after = parse_retry_after(reply.headers.get("retry-after"), self._clock())
+            return DeliveryResult(status="retry", retry_after=retry_after, provider_status=404)
+        return classify_status(reply, self._clock)

@@ -482,6 +482,27 @@ def test_invalid_token_answer_disables_the_device(world: World) -> None:
     assert len(world.hook.received) == 1
 
 
+def test_a_relay_answering_404_disables_no_device_and_delivers_once_fixed(world: World) -> None:
+    """Every webhook device posts to the one relay URL: a 404 is a wrong path or a relay being
+    redeployed, not a dead token. The device stays active, the push waits, and it goes through
+    once the relay answers again; another transactional push is accepted meanwhile."""
+    device_id = world.user("gabe", platform="webhook")
+    world.hook.answers = [(404, {}), (200, {})]
+    push = world.submit("gabe", topic="transactional", title="Payment received", body="CNY 25.00")
+    assert world.run() == 1
+    got = world.read(push["push_id"])
+    assert (got["status"], got["attempts"]) == ("sending", 1)
+    (device,) = world.devices("gabe")
+    assert (device["device_id"], device["status"]) == (device_id, "active")
+    again = world.submit("gabe", topic="transactional", title="Payment received", body="CNY 3.00")
+    assert again["outcome"] == "queued"
+    world.clock.advance(seconds=1)  # backoff base 0.01 s: the retry is due
+    assert world.run() == 2
+    assert world.read(push["push_id"])["status"] == "delivered"
+    assert world.read(again["push_id"])["status"] == "delivered"
+    assert world.hook.keys.count(f"{push['push_id']}:{device_id}") == 2
+
+
 def test_transient_failures_retry_with_the_same_key_then_fail_after_max_attempts(world: World) -> None:
     device_id = world.user("hugo", platform="webhook")
     world.hook.answers = [(503, {})]

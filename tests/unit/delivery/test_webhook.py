@@ -78,7 +78,10 @@ def test_a_stale_timestamp_is_refused_by_the_receiver() -> None:
     [
         (200, {}, DeliveryResult(status="delivered", provider_status=200)),
         (202, {}, DeliveryResult(status="delivered", provider_status=202)),
-        (404, {}, DeliveryResult(status="invalid_token", provider_status=404)),
+        # Every device posts to the one relay URL: a 404 (a wrong path, a relay mid-redeploy)
+        # says nothing about the device, and must not disable them all. Only 410 does.
+        (404, {}, DeliveryResult(status="retry", provider_status=404)),
+        (404, {"retry-after": "30"}, DeliveryResult(status="retry", retry_after=30.0, provider_status=404)),
         (410, {}, DeliveryResult(status="invalid_token", provider_status=410)),
         (400, {}, DeliveryResult(status="failed", provider_status=400)),
         (401, {}, DeliveryResult(status="failed", provider_status=401)),
