@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
 
 import msgspec
@@ -32,6 +33,11 @@ from clients.delivery.base import Clock, DeliveryMessage, DeliveryResult, Secret
 from clients.delivery.retry import parse_retry_after
 
 __all__ = ["WebhookAdapter", "WebhookConfig", "sign_webhook", "verify_webhook_signature"]
+
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+"""Unix seconds, as sent: ASCII digits only (`int` takes other scripts' digits, and past 4,300
+digits refuses), and 12 of them reach the year 33658."""
+_SIGNATURE = re.compile(r"sha256=[0-9a-f]{64}")
 
 
 class WebhookConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -62,23 +68,31 @@ def sign_webhook(secret: str | bytes, timestamp: int, body: bytes) -> str:
 
 def verify_webhook_signature(
     secret: str | bytes,
-    timestamp: str | int,
+    timestamp: str | int | None,
     body: bytes,
-    signature: str,
+    signature: str | None,
     now: float,
     tolerance: float = 300,
 ) -> bool:
     """For receivers: True only if the signature matches and the timestamp is within tolerance.
 
-    Pass the raw request body as received (not re-serialized JSON) and the two headers as strings.
+    Pass the raw request body as received (not re-serialized JSON) and the two headers as strings
+    (None for a header that is missing). The headers are the sender's to choose, so anything
+    malformed is False, never an exception: a missing header, a timestamp that is not 1-12 ASCII
+    digits, a signature not shaped "sha256=" + 64 lower-case hex digits, a body that is not bytes.
     """
-    try:
-        ts = int(timestamp)
-    except ValueError:
+    if isinstance(timestamp, int) and not isinstance(timestamp, bool):
+        timestamp = str(timestamp) if 0 <= timestamp < 10**12 else None  # str() refuses huge ints
+    if not isinstance(timestamp, str) or not _TIMESTAMP.fullmatch(timestamp):
         return False
+    if not isinstance(signature, str) or not _SIGNATURE.fullmatch(signature):
+        return False
+    if not isinstance(body, bytes | bytearray):
+        return False
+    ts = int(timestamp)
     if abs(now - ts) > tolerance:
         return False
-    return hmac.compare_digest(sign_webhook(secret, ts, body), signature)
+    return hmac.compare_digest(sign_webhook(secret, ts, bytes(body)), signature)
 
 
 class WebhookAdapter:

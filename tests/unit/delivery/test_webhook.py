@@ -156,3 +156,46 @@ def test_verify_webhook_signature(
     good = hmac.new(SECRET.encode(), b"1700000000.{}", hashlib.sha256).hexdigest()
     signature = signature or "sha256=" + good
     assert verify_webhook_signature(SECRET, timestamp, body, signature, now) is valid
+
+
+GOOD = "sha256=" + hmac.new(SECRET.encode(), b"1700000000.{}", hashlib.sha256).hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "body", "signature"),
+    [
+        pytest.param("1700000000", b"{}", None, id="no-signature"),
+        pytest.param(None, b"{}", GOOD, id="no-timestamp"),
+        pytest.param("1700000000", b"{}", "sha256=" + "é" * 64, id="non-ascii-signature"),
+        pytest.param("1700000000", b"{}", GOOD[:-1] + "\u00e9", id="non-ascii-last-character"),
+        pytest.param("1700000000", b"{}", GOOD.upper(), id="upper-case"),
+        pytest.param("1700000000", b"{}", GOOD + "0", id="too-long"),
+        pytest.param("1700000000", b"{}", GOOD.removeprefix("sha256="), id="no-prefix"),
+        pytest.param("1700000000", b"{}", b"sha256=00", id="bytes-signature"),
+        pytest.param("9" * 400, b"{}", GOOD, id="huge-timestamp"),
+        pytest.param("9" * 5000, b"{}", GOOD, id="past-int-digit-limit"),
+        pytest.param(10**5000, b"{}", GOOD, id="huge-int-timestamp"),
+        pytest.param(-1, b"{}", GOOD, id="negative-int-timestamp"),
+        pytest.param("-1700000000", b"{}", GOOD, id="signed-timestamp"),
+        pytest.param(" 1700000000", b"{}", GOOD, id="spaced-timestamp"),
+        pytest.param("1700000000\n", b"{}", GOOD, id="newline-timestamp"),
+        pytest.param("1.7e9", b"{}", GOOD, id="float-timestamp"),
+        pytest.param("\u0661\u0667" + "0" * 8, b"{}", GOOD, id="arabic-indic-digits"),
+        pytest.param(b"1700000000", b"{}", GOOD, id="bytes-timestamp"),
+        pytest.param(1.7e9, b"{}", GOOD, id="float-number-timestamp"),
+        pytest.param(True, b"{}", GOOD, id="bool-timestamp"),
+        pytest.param("", b"{}", GOOD, id="empty-timestamp"),
+        pytest.param("1700000000", None, GOOD, id="no-body"),
+        pytest.param("1700000000", "{}", GOOD, id="str-body"),
+    ],
+)
+def test_malformed_headers_are_false_never_an_exception(
+    timestamp: object, body: object, signature: object
+) -> None:
+    """The receiver passes the headers the sender chose: anything malformed is simply not valid."""
+    assert verify_webhook_signature(SECRET, timestamp, body, signature, now=1_700_000_000.0) is False  # type: ignore[arg-type]
+
+
+def test_a_bytearray_body_an_int_timestamp_and_a_bytes_secret_still_verify() -> None:
+    assert verify_webhook_signature(SECRET, "1700000000", bytearray(b"{}"), GOOD, now=1_700_000_000.0)
+    assert verify_webhook_signature(SECRET.encode(), 1_700_000_000, b"{}", GOOD, now=1_700_000_000.0)
