@@ -9,7 +9,6 @@ and exit status 2.
 from __future__ import annotations
 
 import ipaddress
-import math
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -137,13 +136,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         """Cross-field rules that a single variable's parser cannot see, and the files named."""
         if self.jwt_secret is not None and self.jwt_public_key_file is not None:
             raise SettingsError("CGW_JWT_SECRET and CGW_JWT_PUBLIC_KEY_FILE: set one, not both")
-        if self.jwt_secret is not None and len(self.jwt_secret.reveal()) < 32:
-            raise SettingsError("CGW_JWT_SECRET: must be at least 32 characters for HS256")
+        if self.jwt_secret is not None:
+            _check_secret("CGW_JWT_SECRET", self.jwt_secret, "for HS256")
         _check_data_dir(self.data_dir)
         keystore = self.keystore_file
         if keystore is not None and keystore.exists() and not keystore.is_file():
             raise SettingsError(f"CGW_KEYSTORE_FILE: not a regular file: {keystore}")
         providers = [provider for provider in _PROVIDERS if self.configured(provider)]
+        if self.delivery_webhook_secret is not None and "webhook" in providers:
+            _check_secret("CGW_DELIVERY_WEBHOOK_SECRET", self.delivery_webhook_secret, "to sign deliveries")
         for name in _FILES:
             path = getattr(self, name)
             if path is not None:
@@ -298,6 +299,17 @@ def _bool(raw: str) -> bool:
     raise ValueError(f"expected true or false, got {raw!r}")
 
 
+def _check_secret(variable: str, secret: Secret, use: str) -> None:
+    """An HMAC key: 32 characters at least (a short one falls to an offline search from one
+    signed message), and none of them edge whitespace, a copy-paste slip that a blank-looking
+    secret of spaces would also be."""
+    value = secret.reveal()
+    if len(value) < 32:
+        raise SettingsError(f"{variable}: must be at least 32 characters {use}")
+    if value != value.strip():
+        raise SettingsError(f"{variable}: must not begin or end with whitespace")
+
+
 def _positive_int(raw: str) -> int:
     value = int(raw)
     if value <= 0:
@@ -308,20 +320,30 @@ def _positive_int(raw: str) -> int:
 MAX_WORKER_CONCURRENCY = 1024
 
 
-def _round_size(raw: str) -> int:
-    """Pushes per worker round, and connections per provider: bounded, so that a typo cannot
-    ask for more sockets than any open-files limit allows."""
-    value = int(raw)
-    if not 1 <= value <= MAX_WORKER_CONCURRENCY:
-        raise ValueError(f"must be a whole number from 1 to {MAX_WORKER_CONCURRENCY}")
-    return value
+def _whole(low: int, high: int) -> Callable[[str], int]:
+    """A whole number in [low, high]. Every count and duration has a ceiling: past it a typo
+    starts a process that fails later, one round at a time (a lease past what a date holds), or
+    asks for more sockets than any open-files limit allows."""
+
+    def parse(raw: str) -> int:
+        value = int(raw)
+        if not low <= value <= high:
+            raise ValueError(f"must be a whole number from {low} to {high}")
+        return value
+
+    return parse
 
 
-def _positive_float(raw: str) -> float:
-    value = float(raw)
-    if not (value > 0 and math.isfinite(value)):  # float() accepts inf, nan and 1e400 (= inf)
-        raise ValueError("must be a positive, finite number")
-    return value
+def _seconds(high: float) -> Callable[[str], float]:
+    """A positive, finite number of seconds, at most `high` (see `_whole`)."""
+
+    def parse(raw: str) -> float:
+        value = float(raw)
+        if not (0 < value <= high):  # also refuses inf, nan and 1e400 (= inf), which float() accepts
+            raise ValueError(f"must be a positive number of seconds, at most {high:g}")
+        return value
+
+    return parse
 
 
 def _log_level(raw: str) -> str:
@@ -334,6 +356,13 @@ def _nonblank(raw: str) -> str:
     if not raw.strip():
         raise ValueError("must not be blank")
     return raw
+
+
+def _audience(raw: str) -> str:
+    """Compared exactly with each token's `aud`: a stray space would refuse every user."""
+    if raw != raw.strip():
+        raise ValueError("must not begin or end with whitespace")
+    return _nonblank(raw)
 
 
 def _vapid_subject(raw: str) -> str:
@@ -349,7 +378,7 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "port": _port,
     "jwt_secret": Secret,
     "jwt_public_key_file": Path,
-    "jwt_audience": _nonblank,
+    "jwt_audience": _audience,
     "timezone": _zone,
     "controller": str,
     "jurisdiction": str,
@@ -366,11 +395,11 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "webpush_vapid_subject": _vapid_subject,
     "max_body_bytes": _positive_int,
     "worker_enabled": _bool,
-    "worker_concurrency": _round_size,
-    "worker_lease_seconds": _positive_int,
-    "delivery_max_attempts": _positive_int,
-    "delivery_backoff_seconds": _positive_float,
-    "delivery_breaker_threshold": _positive_int,
-    "delivery_breaker_cooldown_seconds": _positive_float,
+    "worker_concurrency": _whole(1, MAX_WORKER_CONCURRENCY),
+    "worker_lease_seconds": _whole(1, 86_400),
+    "delivery_max_attempts": _whole(1, 100),
+    "delivery_backoff_seconds": _seconds(900),
+    "delivery_breaker_threshold": _whole(1, 10_000),
+    "delivery_breaker_cooldown_seconds": _seconds(3600),
     "log_level": _log_level,
 }

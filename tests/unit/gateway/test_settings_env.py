@@ -147,8 +147,26 @@ BAD: list[tuple[dict[str, str], str]] = [
     ({"CGW_JWT_SECRET": "s" * 31}, "CGW_JWT_SECRET"),
     ({"CGW_JWT_PUBLIC_KEY_FILE": "/nonexistent/idp.pem"}, "CGW_JWT_PUBLIC_KEY_FILE"),
     ({"CGW_JWT_AUDIENCE": "   "}, "CGW_JWT_AUDIENCE"),
+    ({"CGW_JWT_AUDIENCE": " consent-gateway"}, "CGW_JWT_AUDIENCE"),  # would refuse every token
+    ({"CGW_JWT_SECRET": " " * 40}, "CGW_JWT_SECRET"),
+    ({"CGW_JWT_SECRET": "s" * 40 + "\n"}, "CGW_JWT_SECRET"),
+    # Past what a date holds, or any sane wait: accepted, these failed every round later.
+    ({"CGW_WORKER_LEASE_SECONDS": "1000000000000"}, "CGW_WORKER_LEASE_SECONDS"),
+    ({"CGW_WORKER_LEASE_SECONDS": "86401"}, "CGW_WORKER_LEASE_SECONDS"),
+    ({"CGW_DELIVERY_BREAKER_COOLDOWN_SECONDS": "1e12"}, "CGW_DELIVERY_BREAKER_COOLDOWN_SECONDS"),
+    ({"CGW_DELIVERY_BACKOFF_SECONDS": "901"}, "CGW_DELIVERY_BACKOFF_SECONDS"),
+    ({"CGW_DELIVERY_MAX_ATTEMPTS": "101"}, "CGW_DELIVERY_MAX_ATTEMPTS"),
+    ({"CGW_DELIVERY_BREAKER_THRESHOLD": "10001"}, "CGW_DELIVERY_BREAKER_THRESHOLD"),
     ({"CGW_DELIVERY_WEBHOOK_URL": "https://relay.example.com/push"}, "CGW_DELIVERY_WEBHOOK_SECRET"),
     ({"CGW_DELIVERY_WEBHOOK_SECRET": "whsec-123"}, "CGW_DELIVERY_WEBHOOK_URL"),
+    (  # an HMAC key one signed delivery would give away to an offline search
+        {"CGW_DELIVERY_WEBHOOK_URL": "https://relay.example.com/push", "CGW_DELIVERY_WEBHOOK_SECRET": "x"},
+        "CGW_DELIVERY_WEBHOOK_SECRET",
+    ),
+    (
+        {"CGW_DELIVERY_WEBHOOK_URL": "https://relay.example.com/", "CGW_DELIVERY_WEBHOOK_SECRET": " " * 40},
+        "CGW_DELIVERY_WEBHOOK_SECRET",
+    ),
     (
         {"CGW_DELIVERY_WEBHOOK_URL": "ftp://relay.example.com", "CGW_DELIVERY_WEBHOOK_SECRET": "x"},
         "CGW_DELIVERY_WEBHOOK_URL",
