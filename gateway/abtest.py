@@ -1,11 +1,10 @@
 """Two-proportion z-test for A/B comparisons of campaign variants (pure arithmetic).
 
-The test statistic uses the pooled proportion (the null hypothesis says the rates are equal);
-the confidence interval of the difference uses the unpooled standard error, as textbooks do (the
-Wald interval), cut to [-1, 1]: a difference of two rates cannot leave it, but the normal
-approximation does at small counts (1 of 3 against 2 of 3 gave [-0.421, 1.088]). Where a rate is
-0 or 1 the interval is also too narrow, down to a single point when both are; `enough_data` says
-when not to trust it.
+The test statistic uses the pooled proportion (the null hypothesis says the rates are equal).
+The confidence interval of the difference is Newcombe's hybrid score interval (Newcombe 1998,
+method 10), built from each rate's Wilson interval: it stays within [-1, 1] and keeps a width
+where a rate is 0 or 1, where the normal approximation (the Wald interval) left [-1, 1] at small
+counts (1 of 3 against 2 of 3 gave [-0.421, 1.088]) or shrank to a point (0 of 10 against 0 of 10).
 """
 
 from __future__ import annotations
@@ -43,10 +42,11 @@ def two_proportion(x_a: int, n_a: int, x_b: int, n_b: int, confidence: float = 0
     enough = min(n_a, n_b) >= MIN_SAMPLE and min(x_a, n_a - x_a, x_b, n_b - x_b) >= MIN_FAILURES_SUCCESSES
     if not n_a or not n_b:
         return TwoProportion(rate_a, rate_b, difference, -1.0, 1.0, None, None, False)
-    margin = _NORMAL.inv_cdf(0.5 + confidence / 2) * math.sqrt(
-        rate_a * (1 - rate_a) / n_a + rate_b * (1 - rate_b) / n_b
-    )
-    low, high = max(-1.0, difference - margin), min(1.0, difference + margin)
+    critical = _NORMAL.inv_cdf(0.5 + confidence / 2)
+    low_a, high_a = _wilson(x_a, n_a, critical)
+    low_b, high_b = _wilson(x_b, n_b, critical)
+    low = max(-1.0, difference - math.hypot(rate_b - low_b, high_a - rate_a))
+    high = min(1.0, difference + math.hypot(high_b - rate_b, rate_a - low_a))
     pooled = (x_a + x_b) / (n_a + n_b)
     se = math.sqrt(pooled * (1 - pooled) * (1 / n_a + 1 / n_b))
     if se == 0:
@@ -54,3 +54,11 @@ def two_proportion(x_a: int, n_a: int, x_b: int, n_b: int, confidence: float = 0
     z = difference / se
     p_value = math.erfc(abs(z) / math.sqrt(2))  # two-sided; 2 * (1 - cdf(|z|)) cancels to 0 for large |z|
     return TwoProportion(rate_a, rate_b, difference, low, high, z, p_value, enough)
+
+
+def _wilson(successes: int, trials: int, critical: float) -> tuple[float, float]:
+    """Wilson's score interval for one rate (Newcombe 1998, method 3)."""
+    square = critical * critical
+    centre = (successes + square / 2) / (trials + square)
+    half = critical / (trials + square) * math.sqrt(successes * (trials - successes) / trials + square / 4)
+    return max(0.0, centre - half), min(1.0, centre + half)

@@ -250,14 +250,14 @@ def test_stats_match_a_hand_computed_two_variant_campaign(
 
     # Click-through, B against A (the first by name): 2/4 vs 3/4.
     # pooled p = 5/8, SE0 = sqrt(5/8 * 3/8 * (1/4 + 1/4)) = 0.342327, z = 0.25 / SE0 = 0.730297
-    # unpooled SE = sqrt(0.5*0.5/4 + 0.75*0.25/4) = 0.330719, 95% CI = 0.25 -/+ 1.959964 * SE
+    # 95% CI, Newcombe's from Wilson intervals 2/4 (0.150039, 0.849961) and 3/4 (0.300642, 0.954413)
     (ctr,) = got["comparisons"]
     assert (ctr["metric"], ctr["control"], ctr["variant"]) == ("click_through_rate", "A", "B")
     assert (ctr["control_rate"], ctr["variant_rate"]) == (0.5, 0.75)
     assert ctr["difference"] == pytest.approx(0.25)
     assert ctr["z"] == pytest.approx(0.730297, abs=1e-5)
     assert ctr["p_value"] == pytest.approx(0.465209, abs=1e-5)
-    assert ctr["ci95"] == pytest.approx([-0.398197, 0.898197], abs=1e-5)
+    assert ctr["ci95"] == pytest.approx([-0.319557, 0.655287], abs=1e-5)
     assert ctr["significant"] is False
     assert "sample too small" in ctr["verdict"]
     assert "4 deliveries" in ctr["verdict"]
@@ -285,8 +285,8 @@ def test_a_clear_difference_is_called_significant(
 ) -> None:
     """40 deliveries each; 5 clicks on control, 20 on treatment.
     pooled p = 25/80 = 0.3125, SE0 = sqrt(0.3125 * 0.6875 * (2/40)) = 0.103645, z = 0.375 / SE0 = 3.618136,
-    p = 2 * (1 - Phi(3.618136)) = 0.000297; SE = sqrt(0.125*0.875/40 + 0.25/40) = 0.094786,
-    95% CI = 0.375 -/+ 1.959964 * SE = [0.189222, 0.560778]."""
+    p = 2 * (1 - Phi(3.618136)) = 0.000297; 95% CI (Newcombe's, from Wilson intervals) =
+    [0.173917, 0.538897]."""
     writer, reader = as_key("campaigns:write"), as_key("campaigns:read")
     cid = create_campaign(client, writer)
     users = audience(client, runtime, "ab", 80)
@@ -312,7 +312,7 @@ def test_a_clear_difference_is_called_significant(
     assert ctr["z"] == pytest.approx(3.618136, abs=1e-5)
     assert ctr["p_value"] == pytest.approx(normal_two_sided_p(3.618136), rel=1e-4)
     assert ctr["p_value"] == pytest.approx(0.000297, abs=1e-6)
-    assert ctr["ci95"] == pytest.approx([0.189222, 0.560778], abs=1e-5)
+    assert ctr["ci95"] == pytest.approx([0.173917, 0.538897], abs=1e-5)
     assert ctr["significant"] is True
     assert ctr["verdict"].startswith("treatment has a higher click_through_rate than control")
     assert "too small" not in ctr["verdict"]

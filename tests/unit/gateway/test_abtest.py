@@ -1,7 +1,7 @@
 """The two-proportion z-test behind campaign A/B comparisons, against textbook values.
 
-Pooled standard error for the test statistic, unpooled for the confidence interval of the
-difference (B - A) cut to [-1, 1], two-sided p-value from the standard normal.
+Pooled standard error for the test statistic, two-sided p-value from the standard normal, and
+Newcombe's hybrid score interval (from two Wilson intervals) for the difference B - A.
 """
 
 from __future__ import annotations
@@ -30,13 +30,14 @@ def pearson_chi_square(x_a: int, n_a: int, x_b: int, n_b: int) -> float:
 
 def test_textbook_200_of_1000_against_250_of_1000() -> None:
     # p = 0.225 pooled; SE0 = sqrt(0.225 * 0.775 * 2/1000) = 0.0186748; z = 0.05 / SE0 = 2.6774
-    # SE = sqrt(0.2*0.8/1000 + 0.25*0.75/1000) = 0.0186414; 95% CI = 0.05 -/+ 1.95996 * SE
+    # Wilson 95%: A (0.176377, 0.225919), B (0.224153, 0.277760); Newcombe's interval is
+    # 0.05 - hypot(0.25 - 0.224153, 0.225919 - 0.2), 0.05 + hypot(0.277760 - 0.25, 0.2 - 0.176377)
     test = two_proportion(200, 1000, 250, 1000)
     assert (test.rate_a, test.rate_b) == (0.2, 0.25)
     assert test.difference == pytest.approx(0.05)
     assert test.z == pytest.approx(2.677, abs=5e-4)
     assert test.p_value == pytest.approx(0.0074, abs=5e-5)
-    assert (test.ci_low, test.ci_high) == pytest.approx((0.0135, 0.0865), abs=5e-5)
+    assert (test.ci_low, test.ci_high) == pytest.approx((0.013396, 0.086451), abs=5e-6)
     assert test.enough_data is True
 
 
@@ -81,11 +82,32 @@ def test_swapping_the_groups_mirrors_the_answer() -> None:
     assert ba.p_value == pytest.approx(ab.p_value)
 
 
-def test_the_confidence_level_sets_the_interval_width() -> None:
-    se = math.sqrt(0.2 * 0.8 / 1000 + 0.25 * 0.75 / 1000)
-    for confidence, critical in ((0.95, 1.959964), (0.99, 2.575829), (0.90, 1.644854)):
-        test = two_proportion(200, 1000, 250, 1000, confidence=confidence)
-        assert (test.ci_high - test.ci_low) / 2 == pytest.approx(critical * se, rel=1e-6)
+@pytest.mark.parametrize(
+    ("x_1", "n_1", "x_2", "n_2", "expected"),
+    [
+        (56, 70, 48, 80, (0.0524, 0.3339)),
+        (9, 10, 3, 10, (0.1705, 0.8090)),
+        (6, 7, 2, 7, (0.0582, 0.8062)),
+        (5, 56, 0, 29, (-0.0381, 0.1926)),
+        (0, 10, 0, 20, (-0.1611, 0.2775)),
+        (0, 10, 0, 10, (-0.2775, 0.2775)),
+        (10, 10, 0, 20, (0.6791, 1.0)),
+        (10, 10, 0, 10, (0.6075, 1.0)),
+    ],
+)
+def test_newcombes_worked_examples(
+    x_1: int, n_1: int, x_2: int, n_2: int, expected: tuple[float, float]
+) -> None:
+    """Newcombe, Interval estimation for the difference between independent proportions
+    (Statistics in Medicine 17, 1998), table II, method 10, for p1 - p2 (B - A here)."""
+    test = two_proportion(x_2, n_2, x_1, n_1)
+    assert (test.ci_low, test.ci_high) == pytest.approx(expected, abs=5e-5)
+
+
+def test_a_higher_confidence_gives_a_wider_interval_around_the_same_difference() -> None:
+    intervals = [two_proportion(200, 1000, 250, 1000, confidence=c) for c in (0.90, 0.95, 0.99)]
+    ends = [end for test in intervals for end in (test.ci_low, test.ci_high)]
+    assert ends == pytest.approx([0.019289, 0.080603, 0.013396, 0.086451, 0.001871, 0.097864], abs=5e-6)
 
 
 def test_enough_data_needs_30_trials_and_5_successes_and_failures_each() -> None:
@@ -119,22 +141,22 @@ def test_a_huge_difference_has_a_tiny_but_positive_p_value() -> None:
 
 
 def test_small_counts_keep_the_interval_within_minus_one_to_one() -> None:
-    # 1 of 3 against 2 of 3: SE = sqrt(2 * (1/3 * 2/3) / 3) = 0.384900, 1.959964 * SE = 0.754391,
-    # so the normal approximation gives [-0.421057, 1.087724]; no difference of rates passes 1.
+    # 1 of 3 against 2 of 3: the normal approximation gave [-0.421057, 1.087724]. Wilson 95%:
+    # 1/3 (0.061492, 0.792340), 2/3 (0.207660, 0.938508).
     test = two_proportion(1, 3, 2, 3)
-    assert (test.ci_low, test.ci_high) == pytest.approx((-0.421057, 1.0), abs=1e-6)
+    assert (test.ci_low, test.ci_high) == pytest.approx((-0.315801, 0.717775), abs=1e-6)
     mirrored = two_proportion(2, 3, 1, 3)
-    assert (mirrored.ci_low, mirrored.ci_high) == pytest.approx((-1.0, 0.421057), abs=1e-6)
+    assert (mirrored.ci_low, mirrored.ci_high) == pytest.approx((-0.717775, 0.315801), abs=1e-6)
 
 
 @pytest.mark.parametrize(
     ("x_a", "n_a", "x_b", "n_b", "expected"),
     [
-        (0, 2, 1, 2, (-0.192952, 1.0)),  # 0 of n: 0.5 -/+ 1.959964 * sqrt(0.25 / 2)
-        (2, 2, 1, 2, (-1.0, 0.192952)),  # n of n, the same mirrored
-        (0, 1, 1, 1, (1.0, 1.0)),  # 0 of n against n of n: no spread to estimate
-        (0, 10, 0, 10, (0.0, 0.0)),
-        (10, 10, 10, 10, (0.0, 0.0)),
+        (0, 2, 1, 2, (-0.272573, 0.905469)),  # 0 of n
+        (2, 2, 1, 2, (-0.905469, 0.272573)),  # n of n, the same mirrored
+        (0, 1, 1, 1, (-0.122109, 1.0)),  # 0 of n against n of n
+        (0, 10, 0, 10, (-0.277533, 0.277533)),  # Wald's was the point 0
+        (10, 10, 10, 10, (-0.277533, 0.277533)),
         (0, 0, 3, 10, (-1.0, 1.0)),  # zero deliveries: nothing known
         (0, 0, 0, 0, (-1.0, 1.0)),
     ],
