@@ -204,11 +204,15 @@ async def _worker(settings: Settings) -> int:
 
 
 def _create_key(settings: Settings, name: str, scopes: tuple[str, ...]) -> int:
+    from gateway.errors import GatewayError
     from gateway.runtime import Runtime
 
     runtime = Runtime(settings)
     try:
         key, secret = runtime.api_keys.create_sync(name, scopes)
+    except GatewayError as exc:  # scopes no key may hold together, as the API refuses them
+        print(f"consent-gateway: {exc.detail}", file=sys.stderr)
+        return EXIT_USAGE
     finally:
         runtime.close()
     print(secret)

@@ -39,3 +39,19 @@ def test_every_scope_given_is_the_keys(tmp_path: Path, scope_flags: list[str]) -
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.startswith("cgw_")
     assert ", scopes pushes:write campaigns:write campaigns:read:" in done.stderr, done.stderr[-2000:]
+
+
+def test_scopes_no_key_may_hold_together_are_one_line_not_a_traceback(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    done = subprocess.run(
+        [CLI, "keys", "create", "--name", "both", "--scope", "admin", "audit:read", "--data-dir", str(data)],
+        env={},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert "Traceback" not in done.stderr
+    assert "`admin` and `audit:read` are never given to one key" in done.stderr
