@@ -20,7 +20,7 @@ import uuid
 import httpx
 import jwt
 import msgspec
-from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
+from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, EllipticCurvePrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from clients.delivery._http import Reply, classify_status, invalid_token, transport_failure
@@ -66,7 +66,8 @@ class ApnsAdapter:
         clock: Clock = time.time,
     ) -> None:
         key = load_pem_private_key(config.private_key.reveal().encode(), password=None)
-        if not isinstance(key, EllipticCurvePrivateKey):
+        if not isinstance(key, EllipticCurvePrivateKey) or not isinstance(key.curve, SECP256R1):
+            # ES256 signs with P-256 only: another curve would start, then fail every send.
             raise ValueError("the APNs signing key must be an EC P-256 key")
         self._key = key
         self._config = config

@@ -13,7 +13,9 @@ keeps only four distinct collapse keys per offline device, so per-push keys woul
 from __future__ import annotations
 
 import asyncio
+import re
 import time
+from urllib.parse import urlsplit
 
 import jwt
 import msgspec
@@ -37,12 +39,16 @@ __all__ = ["FCM_SCOPE", "FcmAdapter", "FcmConfig"]
 FCM_SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
 _ASSERTION_LIFETIME = 3600  # Google's maximum
 _REFRESH_MARGIN = 300.0
+_PROJECT_ID = re.compile(r"[a-z][a-z0-9-]{4,28}[a-z0-9]")
+"""Google's rule for project ids; one is a path segment of every send's URL."""
 
 
 class FcmConfig(msgspec.Struct, frozen=True, kw_only=True):
     service_account: SecretText
     """The service-account key file's JSON text (client_email, private_key, token_uri, project_id)."""
     base_url: str = "https://fcm.googleapis.com"
+    allow_http: bool = False
+    """Lets the service account's token_uri be plain http (a test's local server)."""
     timeout: float = 10.0
     connections: int = CONNECTIONS
 
@@ -53,6 +59,33 @@ class _ServiceAccount(msgspec.Struct, kw_only=True):
     token_uri: str
     project_id: str
     private_key_id: str | None = None
+
+
+def _check_account(account: _ServiceAccount, allow_http: bool) -> None:
+    """Fields that could never work are refused at load, not found at every send: token_uri is
+    where each access token is asked for (and the assertion's audience), project_id goes into
+    the send URL's path, where `p/../x` would name another path."""
+    schemes = ("https", "http") if allow_http else ("https",)
+    try:
+        parts = urlsplit(account.token_uri)
+        netloc = parts.netloc  # as the delivery client takes it: printable ASCII, no spaces
+        usable = (
+            parts.scheme in schemes
+            and bool(parts.hostname)
+            and parts.port != 0
+            and netloc.isascii()
+            and netloc.isprintable()
+            and " " not in netloc
+        )
+    except ValueError:  # a port out of range, an unbalanced IPv6 bracket
+        usable = False
+    if not usable:
+        raise ValueError("the service account's token_uri must be an https:// URL with a host")
+    if not _PROJECT_ID.fullmatch(account.project_id):
+        raise ValueError(
+            "the service account's project_id must be a Google Cloud project id: 6-30 lower-case"
+            " letters, digits and hyphens, starting with a letter and not ending with a hyphen"
+        )
 
 
 class _TokenAnswer(msgspec.Struct):
@@ -88,6 +121,7 @@ class FcmAdapter:
         key = load_pem_private_key(account.private_key.encode(), password=None)
         if not isinstance(key, RSAPrivateKey):
             raise ValueError("the service account's private_key must be an RSA key")
+        _check_account(account, config.allow_http)
         self._account = account
         self._key = key
         self._send_url = f"{config.base_url.rstrip('/')}/v1/projects/{account.project_id}/messages:send"

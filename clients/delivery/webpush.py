@@ -25,7 +25,7 @@ import time
 from urllib.parse import urlsplit
 
 import msgspec
-from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
+from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, EllipticCurvePrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from py_vapid import Vapid02, VapidException
 from pywebpush import WebPusher
@@ -107,12 +107,15 @@ def subscription_keys_valid(p256dh: str, auth: str) -> bool:
 
 
 def _load_vapid(text: str) -> Vapid02:
+    """PEM, or what py_vapid reads (a raw 32-byte key, or base64url DER of any key type). RFC 8292
+    signs with ES256, P-256 only: a key of another curve or type would start, then fail every send."""
     if "-----BEGIN" in text:
-        key = load_pem_private_key(text.encode(), password=None)
-        if not isinstance(key, EllipticCurvePrivateKey):
-            raise ValueError("the VAPID key must be an EC P-256 key")
-        return Vapid02(private_key=key)
-    return Vapid02.from_string(text)
+        key: object = load_pem_private_key(text.encode(), password=None)
+    else:
+        key = Vapid02.from_string(text).private_key
+    if not isinstance(key, EllipticCurvePrivateKey) or not isinstance(key.curve, SECP256R1):
+        raise ValueError("the VAPID key must be an EC P-256 key")
+    return Vapid02(private_key=key)
 
 
 class WebPushAdapter:

@@ -273,3 +273,22 @@ def test_connection_refused_is_a_retry() -> None:
 def test_apns_id_is_a_stable_uuid5() -> None:
     assert apns_id("p:d") == apns_id("p:d") != apns_id("p:e")
     assert uuid.UUID(apns_id("p:d")).version == 5
+
+
+def pkcs8(key: ec.EllipticCurvePrivateKey) -> str:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+@pytest.mark.parametrize("curve", [ec.SECP384R1(), ec.SECP521R1(), ec.SECP256K1()], ids=lambda c: c.name)
+def test_a_signing_key_on_another_curve_is_refused_at_load(curve: ec.EllipticCurve) -> None:
+    """ES256 signs with P-256 only: such a key would start, then fail every send."""
+    other = ApnsConfig(
+        team_id=TEAM,
+        key_id=KEY_ID,
+        private_key=PlainSecret(pkcs8(ec.generate_private_key(curve))),
+        bundle_id=BUNDLE,
+    )
+    with pytest.raises(ValueError, match="P-256"):
+        ApnsAdapter(other)

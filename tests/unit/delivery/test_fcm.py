@@ -110,7 +110,8 @@ def run(
 
     async def scenario(url: str) -> list[DeliveryResult]:
         adapter = FcmAdapter(
-            FcmConfig(service_account=service_account(url + "/token"), base_url=url), clock=google.clock
+            FcmConfig(service_account=service_account(url + "/token"), base_url=url, allow_http=True),
+            clock=google.clock,
         )
         results = []
         try:
@@ -160,7 +161,8 @@ def test_a_401_drops_the_token_and_retries_once_with_a_fresh_one() -> None:
 
     async def revoke_then_send(url: str) -> list[DeliveryResult]:
         adapter = FcmAdapter(
-            FcmConfig(service_account=service_account(url + "/token"), base_url=url), clock=google.clock
+            FcmConfig(service_account=service_account(url + "/token"), base_url=url, allow_http=True),
+            clock=google.clock,
         )
         try:
             first = await adapter.send(make_message(google.clock))
@@ -200,7 +202,9 @@ def send_with(respond: Respond, timeout: float = 10.0) -> tuple[DeliveryResult, 
     the server was asked for."""
 
     async def scenario(url: str) -> DeliveryResult:
-        config = FcmConfig(service_account=service_account(url + "/token"), base_url=url, timeout=timeout)
+        config = FcmConfig(
+            service_account=service_account(url + "/token"), base_url=url, allow_http=True, timeout=timeout
+        )
         adapter = FcmAdapter(config, clock=FakeClock())
         try:
             return await adapter.send(make_message(FakeClock()))
@@ -337,3 +341,53 @@ def test_rejects_a_non_rsa_service_account_key() -> None:
     account["private_key"] = ec_pem.decode()
     with pytest.raises(ValueError, match="RSA"):
         FcmAdapter(FcmConfig(service_account=PlainSecret(json.dumps(account))))
+
+
+def account_with(**changes: str) -> PlainSecret:
+    account = json.loads(service_account("https://oauth2.googleapis.com/token").reveal())
+    return PlainSecret(json.dumps(account | changes))
+
+
+@pytest.mark.parametrize(
+    "token_uri",
+    [
+        "http://oauth2.googleapis.com/token",  # the assertion and the access token in clear
+        "oauth2.googleapis.com/token",
+        "https:///token",
+        "https://",
+        "https://oauth2.googleapis.com:99999/token",
+        "https://oauth2.googleapis.com:0/token",
+        "https://[::1/token",
+        "https://oauth2.googleapis.cöm/token",
+        "ftp://oauth2.googleapis.com/token",
+        "",
+    ],
+)
+def test_a_token_uri_that_could_never_work_is_refused_at_load(token_uri: str) -> None:
+    with pytest.raises(ValueError, match="token_uri"):
+        FcmAdapter(FcmConfig(service_account=account_with(token_uri=token_uri)))
+
+
+@pytest.mark.parametrize(
+    "project_id",
+    [
+        "p/../x",
+        "wallet-prod/../other",
+        "wallet prod",
+        "Wallet-Prod",
+        "wallet-prod-",
+        "1wallet",
+        "abc",
+        "",
+        "a" * 31,
+    ],
+)
+def test_a_project_id_that_is_no_google_project_id_is_refused_at_load(project_id: str) -> None:
+    with pytest.raises(ValueError, match="project_id"):
+        FcmAdapter(FcmConfig(service_account=account_with(project_id=project_id)))
+
+
+@pytest.mark.parametrize("project_id", ["wallet-prod", "abcdef", "a" * 30, "my-project-12345"])
+def test_google_project_ids_and_its_token_uri_are_accepted(project_id: str) -> None:
+    adapter = FcmAdapter(FcmConfig(service_account=account_with(project_id=project_id)))
+    asyncio.run(adapter.aclose())

@@ -10,7 +10,7 @@ import http_ece
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from clients.delivery import DeliveryResult, WebPushAdapter, WebPushConfig
 from clients.delivery.webpush import webpush_topic
@@ -244,3 +244,42 @@ def test_topic_header_is_short_and_url_safe() -> None:
 def test_rejects_a_subject_that_is_not_a_contact_uri(subject: str) -> None:
     with pytest.raises(ValueError, match="vapid_subject"):
         WebPushAdapter(WebPushConfig(vapid_private_key=PlainSecret(VAPID_PEM), vapid_subject=subject))
+
+
+def der_b64url(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> str:
+    """A key as py_vapid's from_string also reads it: base64url of its DER."""
+    der = key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return base64.urlsafe_b64encode(der).decode().rstrip("=")
+
+
+P384 = ec.generate_private_key(ec.SECP384R1())
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        P384.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ).decode(),
+        der_b64url(P384),
+        der_b64url(rsa.generate_private_key(public_exponent=65537, key_size=2048)),
+    ],
+    ids=["p384-pem", "p384-der", "rsa-der"],
+)
+def test_a_vapid_key_that_is_not_p256_is_refused_at_load(key: str) -> None:
+    """RFC 8292 signs with ES256, P-256 only: such a key would start, then fail every send."""
+    with pytest.raises(ValueError, match="P-256"):
+        WebPushAdapter(
+            WebPushConfig(vapid_private_key=PlainSecret(key), vapid_subject="mailto:ops@example.com")
+        )
+
+
+def test_a_p256_vapid_key_as_der_is_still_accepted() -> None:
+    adapter = WebPushAdapter(
+        WebPushConfig(
+            vapid_private_key=PlainSecret(der_b64url(VAPID_KEY)), vapid_subject="mailto:ops@example.com"
+        )
+    )
+    asyncio.run(adapter.aclose())
