@@ -44,24 +44,29 @@ def _field_of(message: str) -> str:
     return where or "body"
 
 
+def _pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen = dict(items)  # in C; the loop below runs only when a key repeats
+    if len(seen) != len(items):
+        names: set[str] = set()
+        for name, _ in items:  # the first repeat, in linear time: an object may hold 10^6 keys
+            if name in names:
+                raise InvalidInput(f"duplicate key `{name}` in the JSON body", name)
+            names.add(name)
+    return seen
+
+
+# One decoder for every body: `json.loads` with a hook builds a decoder and its scanner on each
+# call, about 40% of the check on a single push's body (10.5 µs against 6.4, a loaded machine).
+_DUPLICATE_KEYS = json.JSONDecoder(object_pairs_hook=_pairs)
+
+
 def _refuse_duplicate_keys(raw: bytes) -> None:
     """`{"granted": false, "granted": true}` means different things to different parsers (msgspec
     keeps the last); a consent must not depend on which one reads it, so such bodies are refused."""
-
-    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
-        seen = dict(items)  # in C; the loop below runs only when a key repeats
-        if len(seen) != len(items):
-            names: set[str] = set()
-            for name, _ in items:  # the first repeat, in linear time: an object may hold 10^6 keys
-                if name in names:
-                    raise InvalidInput(f"duplicate key `{name}` in the JSON body", name)
-                names.add(name)
-        return seen
-
     try:
-        json.loads(raw, object_pairs_hook=pairs)
-    except (ValueError, RecursionError):
-        return  # malformed JSON: msgspec reports it with its position
+        _DUPLICATE_KEYS.decode(raw.decode())
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        return  # malformed JSON (or not UTF-8): msgspec reports it with its position
 
 
 class Strict(MsgspecDTO[T], Generic[T]):

@@ -37,6 +37,7 @@ __all__ = [
     "PUSH_SERVICE_HOSTS",
     "WebPushAdapter",
     "WebPushConfig",
+    "push_service_origin",
     "subscription_keys_valid",
     "webpush_topic",
 ]
@@ -179,15 +180,25 @@ class WebPushAdapter:
 
     def audience_for(self, endpoint: str) -> str | None:
         """The endpoint's origin (the VAPID audience), or None when we must not POST there."""
-        try:
-            parts = urlsplit(endpoint)
-        except ValueError:  # e.g. an unbalanced IPv6 bracket
-            return None
-        schemes = ("https", "http") if self._config.allow_http else ("https",)
-        host = parts.hostname or ""
-        if parts.scheme not in schemes or parts.username or parts.password:
-            return None
-        if not any(host == h or host.endswith("." + h) for h in self._config.allowed_hosts):
-            return None
-        origin = f"{parts.scheme}://{parts.netloc}"
-        return origin if _VAPID_AUDIENCE.fullmatch(origin) else None
+        return push_service_origin(endpoint, self._config.allowed_hosts, self._config.allow_http)
+
+
+def push_service_origin(
+    endpoint: str, allowed_hosts: tuple[str, ...] = PUSH_SERVICE_HOSTS, allow_http: bool = False
+) -> str | None:
+    """The endpoint's origin (the VAPID audience) when it is on one of `allowed_hosts` (each
+    matching itself and its subdomains), or None when we must not POST there. The adapter asks
+    with its config; `POST /v1/me/devices` with the defaults, the only list the gateway's
+    settings ever give it, so that a subscription no push could reach is refused, not kept."""
+    try:
+        parts = urlsplit(endpoint)
+    except ValueError:  # e.g. an unbalanced IPv6 bracket
+        return None
+    schemes = ("https", "http") if allow_http else ("https",)
+    host = parts.hostname or ""
+    if parts.scheme not in schemes or parts.username or parts.password:
+        return None
+    if not any(host == h or host.endswith("." + h) for h in allowed_hosts):
+        return None
+    origin = f"{parts.scheme}://{parts.netloc}"
+    return origin if _VAPID_AUDIENCE.fullmatch(origin) else None

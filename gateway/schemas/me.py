@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
-from clients.delivery.webpush import subscription_keys_valid
+from clients.delivery.webpush import push_service_origin, subscription_keys_valid
 from gateway.schemas.complaints import ComplaintRead
 from gateway.schemas.pushes import WireReason
 from gateway.timezones import is_iana_zone
@@ -164,7 +164,8 @@ def _canonical_webpush(token: str) -> str:
     in, and without `expirationTime` or other members, which delivery does not use.
 
     Refused here, not at the first push: keys the worker cannot encrypt to would only be found
-    at delivery, and the device disabled then (the message names no part of the token)."""
+    at delivery, and the device disabled then; an endpoint off the push services the adapter
+    allows would fail every push (the message names no part of the token)."""
     try:
         subscription = msgspec.json.decode(token, type=_Subscription)
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
@@ -173,6 +174,13 @@ def _canonical_webpush(token: str) -> str:
         raise ValueError(
             "token: a webpush token is the subscription JSON: an https endpoint, keys.p256dh (base64url"
             " of a 65-byte P-256 point) and keys.auth (base64url of 16 bytes)"
+        )
+    if push_service_origin(subscription.endpoint) is None:
+        # The delivery adapter's own allowlist: every push to another host would fail while the
+        # device showed `active`.
+        raise ValueError(
+            "token: a webpush subscription's endpoint must be on a known push service (Chrome's,"
+            " Firefox's, Edge's or Safari's)"
         )
     keys = {"p256dh": subscription.keys.p256dh, "auth": subscription.keys.auth}
     return json.dumps({"endpoint": subscription.endpoint, "keys": keys})

@@ -67,7 +67,7 @@ def tokens_for(tag: str) -> dict[str, str]:
         "webhook": f"relay-{tag}-wallet-device-42",
         "webpush": json.dumps(
             {
-                "endpoint": f"https://push.example.net/wp/{tag}-c1x2y3",
+                "endpoint": f"https://fcm.googleapis.com/fcm/send/{tag}-c1x2y3",
                 "keys": WEBPUSH_KEYS,
             }
         ),

@@ -1,5 +1,6 @@
-"""What `/v1/me` refuses at the edge: Web Push subscriptions whose keys cannot be encrypted to,
-and notice versions that carry personal data (stored in clear, kept through erasure)."""
+"""What `/v1/me` refuses at the edge: Web Push subscriptions whose keys cannot be encrypted to or
+whose endpoint is on no push service the delivery adapter allows, and notice versions that carry
+personal data (stored in clear, kept through erasure)."""
 
 from __future__ import annotations
 
@@ -55,6 +56,9 @@ def devices_and_events(client: Client, runtime: Runtime, headers: Headers) -> tu
 GOOD_WEBPUSH = {
     "unpadded": webpush(),
     "padded": webpush(b64(POINT, padded=True), b64(AUTH, padded=True)),
+    "firefox": webpush(endpoint=f"https://updates.push.services.mozilla.com/wpush/v2/{MARK}"),
+    "safari": webpush(endpoint=f"https://web.push.apple.com/QGuQyavXutnMH/{MARK}"),
+    "edge": webpush(endpoint=f"https://wns2-par02p.notify.windows.com/w/?token={MARK}"),
 }
 
 BAD_WEBPUSH = {
@@ -70,6 +74,12 @@ BAD_WEBPUSH = {
     "auth_3_bytes": webpush(auth="AAAA"),  # was sent: the browser could never decrypt it
     "auth_empty": webpush(auth=""),
     "http_endpoint": webpush(endpoint=f"http://fcm.googleapis.com/{MARK}"),
+    # Hosts outside the delivery adapter's push services: every push to them would fail.
+    "unknown_push_service": webpush(endpoint=f"https://push.example.com/{MARK}"),
+    "lookalike_suffix": webpush(endpoint=f"https://fcm.googleapis.com.example.com/{MARK}"),
+    "lookalike_prefix": webpush(endpoint=f"https://evilfcm.googleapis.com/{MARK}"),
+    "loopback": webpush(endpoint=f"https://127.0.0.1:8443/{MARK}"),
+    "userinfo": webpush(endpoint=f"https://{MARK}@fcm.googleapis.com/fcm/send/x"),
     # The fake keys some older tests register (tests/api/test_me_devices_location.py).
     "fake_keys": webpush(f"BNcRdreALRFXTkOOUHK1EtK2wtaz5Ry4YfYCA_0QTpQtUb{MARK}", f"tBHI{MARK}JPLfX"),
 }
@@ -84,7 +94,7 @@ def test_a_real_subscription_is_registered(client: Client, as_user: AsUser, toke
 
 
 @pytest.mark.parametrize("token", list(BAD_WEBPUSH.values()), ids=list(BAD_WEBPUSH))
-def test_a_subscription_that_cannot_be_encrypted_to_is_refused_naming_token(
+def test_a_subscription_that_could_never_be_delivered_is_refused_naming_token(
     client: Client, runtime: Runtime, as_user: AsUser, token: str
 ) -> None:
     headers = as_user(USER)

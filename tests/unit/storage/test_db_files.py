@@ -48,7 +48,7 @@ class Person:
             "apns": secrets.token_hex(32),
             "webhook": f"relay-MARKER-{tag}",
         }
-        self.webpush_endpoint = f"https://push.example.net/MARKER-{tag}"
+        self.webpush_endpoint = f"https://fcm.googleapis.com/fcm/send/MARKER-{tag}"
         self.lat, self.lon = 31.2 + int(tag[:4], 16) / 10**6, 121.4 + int(tag[4:8], 16) / 10**6
 
     def needles(self) -> list[str]:
