@@ -13,6 +13,7 @@ Every failure to open raises the same detail-free `DecryptionError`.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import os
 from collections.abc import Callable, Mapping
@@ -99,12 +100,18 @@ class KeyedHash:
 Reload = Callable[[], tuple[Mapping[str, bytes], str] | None]
 
 
+def _print(key: bytes) -> bytes:
+    return hashlib.sha256(b"cgw-kek-fingerprint|" + key).digest()
+
+
 class Keyring:
     """Key-encryption keys by id; `wrap` always uses the active one.
 
     `reload`, if given, reads the keys again from where they are kept, or None if nothing changed
-    there. It is asked when a wrapped key names a key-encryption key this ring lacks: another
-    process (`serve`, beside a separate `consent-gateway worker`) may have rotated since."""
+    there (one `stat`). Another process (a second `serve`, a `consent-gateway worker`) may have
+    rotated since, so it is asked when a wrapped key names a key-encryption key this ring lacks,
+    and before each wrap: a data key wrapped under the key a rotation retired would be lost
+    when that key is removed, and would still be under it if the rotation was for a leak."""
 
     def __init__(self, keys: Mapping[str, bytes], active: str, reload: Reload | None = None) -> None:
         if active not in keys:
@@ -112,6 +119,7 @@ class Keyring:
         if any(len(k) != KEY_BYTES for k in keys.values()):
             raise ValueError("key-encryption keys must be 32 bytes")
         self._keys = {kid: AESGCM(key) for kid, key in keys.items()}
+        self._prints = {kid: _print(key) for kid, key in keys.items()}
         self.active = active
         self._reload = reload
 
@@ -120,6 +128,7 @@ class Keyring:
         if len(key) != KEY_BYTES or kid in self._keys:
             raise ValueError("a new 32-byte key with an unused id is required")
         self._keys[kid] = AESGCM(key)
+        self._prints[kid] = _print(key)
         self.active = kid
 
     def merge(self, keys: Mapping[str, bytes], active: str) -> None:
@@ -127,6 +136,7 @@ class Keyring:
         for kid, key in keys.items():
             if kid not in self._keys and len(key) == KEY_BYTES:
                 self._keys[kid] = AESGCM(key)
+                self._prints[kid] = _print(key)
         if active in self._keys:
             self.active = active
 
@@ -134,7 +144,14 @@ class Keyring:
     def key_ids(self) -> tuple[str, ...]:
         return tuple(self._keys)
 
+    @property
+    def fingerprints(self) -> dict[str, bytes]:
+        """A digest of each key by id: whether two rings hold the same keys, not just the same ids."""
+        return dict(self._prints)
+
     def wrap(self, data_key: bytes, aad: bytes) -> bytes:
+        if self._reload is not None and (fresh := self._reload()) is not None:
+            self.merge(*fresh)
         kid = self.active.encode()
         nonce = os.urandom(_NONCE)
         sealed = self._keys[self.active].encrypt(nonce, data_key, aad + b"|" + kid)

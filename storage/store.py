@@ -135,8 +135,9 @@ def _quiet_cipher_log() -> Iterator[None]:
 
 def _holds(on_disk: KeyStore, used: KeyStore) -> bool:
     """Whether a start from `on_disk` would read what `used` wrote: the same database and
-    pseudonym keys, every key-encryption key id (ids are never reused), and the signing key in
-    use as its current key or a retired one. A signing-key rotation retires the old key; what it
+    pseudonym keys, every key-encryption key (by id and by content: a store whose `kek-1` was
+    made anew would open no wrapped key), and the signing key in use as its current key or a
+    retired one. A signing-key rotation retires the old key; what it
     signed still verifies, so the process signing with it is still fine until it restarts."""
     same_keys = (on_disk.database_key, on_disk.directory_key, on_disk.pseudonym_key) == (
         used.database_key,
@@ -147,5 +148,5 @@ def _holds(on_disk: KeyStore, used: KeyStore) -> bool:
     return (
         same_keys
         and used.signing.kid in signing
-        and set(used.keyring.key_ids) <= set(on_disk.keyring.key_ids)
+        and used.keyring.fingerprints.items() <= on_disk.keyring.fingerprints.items()
     )

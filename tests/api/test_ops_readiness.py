@@ -96,6 +96,23 @@ def test_a_key_store_with_other_keys_is_not_ready_but_a_rotated_one_is(
     assert _ready(client) == (503, {"keys": "replaced", "database": "ok"})
 
 
+def test_a_key_store_whose_kek_was_made_anew_under_the_same_id_is_not_ready(
+    client: Client, runtime: Runtime, as_user: Callable[[str], Headers]
+) -> None:
+    """Regression: readiness compared key-encryption key ids only, so a store with a new `kek-1`
+    (every other key the same) read ready, and after the restart no wrapped data key opened."""
+    assert (
+        client.put("/v1/me/consents/marketing", json=CONSENT, headers=as_user("kek-user")).status_code == 200
+    )
+    stored = json.loads(runtime.keys.path.read_text())
+    stored["kek"] = {kid: _b64(os.urandom(32)) for kid in stored["kek"]}
+    staged = runtime.keys.path.with_name("keys.staged.json")
+    staged.write_text(json.dumps(stored))
+    os.replace(staged, runtime.keys.path)
+
+    assert _ready(client) == (503, {"keys": "replaced", "database": "ok"})
+
+
 def _deploy_signing_key(keystore: Path, *, retire_old: bool) -> None:
     """A signing-key rotation as README and SECURITY.md describe it: a new `signing_key`, the old
     one's JWK `x` under `retired_signing_keys` (or not, by mistake), the other keys unchanged,

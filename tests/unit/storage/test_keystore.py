@@ -227,3 +227,19 @@ def test_a_store_learns_a_key_another_process_added(tmp_path: Path) -> None:
     assert worker.keyring.active == "kek-2"
     with pytest.raises(DecryptionError):  # an unknown id still fails, after one more look
         worker.keyring.unwrap(rewrapped.replace(b"kek-2", b"kek-7"), b"aad")
+
+
+def test_a_wrap_after_another_process_rotated_uses_the_new_key(tmp_path: Path) -> None:
+    """Regression: a second process re-read the key store only to unwrap a key it lacked, so it
+    went on wrapping new subjects' data keys under the key a rotation had retired (and that the
+    operator would then remove, losing them; or that had leaked)."""
+    path = tmp_path / "keys.json"
+    KeyStore.create(path)
+    rotating, other = KeyStore.load(path), KeyStore.load(path)
+    assert other.keyring.key_id_of(other.keyring.wrap(b"k" * 32, b"aad")) == "kek-1"
+
+    new = rotating.add_kek()
+
+    wrapped = other.keyring.wrap(b"k" * 32, b"aad")
+    assert new == "kek-2" == other.keyring.key_id_of(wrapped)
+    assert rotating.keyring.unwrap(wrapped, b"aad") == b"k" * 32
