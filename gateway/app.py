@@ -16,9 +16,10 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import ValidationException
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.static_files import create_static_files_router
 from litestar.types import ControllerRouterHandler
+from swagger_ui_bundle import swagger_ui_path
 
 from gateway.auth import auth_middleware
 from gateway.clock import Clock, system_clock
@@ -30,7 +31,7 @@ from gateway.errors import (
     handle_storage_failure,
 )
 from gateway.gc_tuning import server_collector
-from gateway.headers import security_headers
+from gateway.headers import SwaggerPage, security_headers
 from gateway.logs import request_log_middleware
 from gateway.metrics import Metrics
 from gateway.routes.admin import AdminController
@@ -48,9 +49,12 @@ from storage.db import StorageFailedError
 
 __all__ = ["create_app"]
 
+SWAGGER_ASSETS = "/schema/assets"
+"""Swagger UI's files, from the pinned `swagger-ui-bundle-v2` package: `/schema` loads nothing from a CDN."""
 ROUTES: list[ControllerRouterHandler] = [
     *OPS_ROUTES, MeController, PushController, CampaignController, ComplaintController, AdminController,
     AuditController, *PAGES_ROUTES,
+    create_static_files_router(path=SWAGGER_ASSETS, directories=[swagger_ui_path], name="swagger-ui"),
 ]  # fmt: skip
 VERSION = "0.1.0"
 
@@ -99,7 +103,14 @@ def create_app(settings: Settings | None = None, clock: Clock = system_clock) ->
             title="Consent Gateway",
             version=VERSION,
             path="/schema",
-            render_plugins=[SwaggerRenderPlugin()],
+            render_plugins=[
+                SwaggerPage(
+                    js_url=f"{SWAGGER_ASSETS}/swagger-ui-bundle.js",
+                    css_url=f"{SWAGGER_ASSETS}/swagger-ui.css",
+                    standalone_preset_js_url=f"{SWAGGER_ASSETS}/swagger-ui-standalone-preset.js",
+                    favicon=f"<link rel='icon' type='image/png' href='{SWAGGER_ASSETS}/favicon-32x32.png'>",
+                )
+            ],
             components=Components(
                 security_schemes={
                     "bearer": SecurityScheme(type="http", scheme="bearer", description="user JWT or API key")
