@@ -29,6 +29,7 @@ from gateway.errors import (
     handle_framework_validation,
     handle_gateway_error,
     handle_storage_failure,
+    handle_unexpected,
 )
 from gateway.gc_tuning import server_collector
 from gateway.headers import SwaggerPage, security_headers
@@ -95,6 +96,7 @@ def create_app(settings: Settings | None = None, clock: Clock = system_clock) ->
             GatewayError: handle_gateway_error,
             ValidationException: handle_framework_validation,
             StorageFailedError: handle_storage_failure,
+            Exception: handle_unexpected,
         },
         lifespan=[lifespan],
         request_max_body_size=settings.max_body_bytes,

@@ -12,6 +12,8 @@
     StorageFailedError   503     an fsync failed; no write is accepted until a restart
     └── StorageFullError 503     the disk is full; this write was not kept, retry later
 
+    anything else        500     a defect: logged by type and route (`handle_unexpected`)
+
 Every 4xx and 503 the gateway sends has Litestar's shape `{"status_code", "detail", "extra"?}`;
 `extra` is a list of `{"key", "message"}` naming the field, as Litestar's own validation
 errors do, so clients parse one shape.
@@ -24,6 +26,7 @@ from typing import Any, ClassVar
 
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.exceptions.responses import create_exception_response
 
 from storage.db import StorageFailedError, StorageFullError
 
@@ -39,6 +42,7 @@ __all__ = [
     "PreconditionFailed",
     "Unprocessable",
     "handle_storage_failure",
+    "handle_unexpected",
     "problem",
 ]
 
@@ -144,3 +148,17 @@ def handle_storage_failure(_: Request[Any, Any, Any], exc: StorageFailedError) -
     )
     detail = STORAGE_FULL if full else STORAGE_FAILED
     return Response({"status_code": 503, "detail": detail}, status_code=503)
+
+
+def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """An exception nothing else maps is a defect: answered 500 as Litestar would, but logged, by
+    type and route template only (its text or traceback may hold a token or a push's content),
+    so that a run of 500s says what raised. Litestar's own HTTP refusals (404, 405, 413) that
+    come this way keep their answers."""
+    if isinstance(exc, HTTPException):
+        return create_exception_response(request, exc)
+    route = str(request.scope.get("path_template") or "unmatched")
+    logging.getLogger("gateway.http").error(
+        "unhandled exception", extra={"exc_type": type(exc).__name__, "route": route}
+    )
+    return Response({"status_code": 500, "detail": "Internal Server Error"}, status_code=500)
