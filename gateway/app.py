@@ -33,7 +33,7 @@ from gateway.errors import (
 )
 from gateway.gc_tuning import server_collector
 from gateway.headers import SwaggerPage, security_headers
-from gateway.logs import request_log_middleware
+from gateway.logs import quiet_server_access_log, request_log_middleware
 from gateway.metrics import Metrics
 from gateway.routes.admin import AdminController
 from gateway.routes.audit import AuditController, log_unrouted_audit_calls
@@ -71,6 +71,7 @@ def create_app(settings: Settings | None = None, clock: Clock = system_clock) ->
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        quiet_server_access_log()
         runtime = Runtime(settings, clock, metrics)
         app.state.runtime = runtime
         worker = Worker(runtime.dispatcher, settings.worker_concurrency) if settings.worker_enabled else None

@@ -20,7 +20,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.metrics import Metrics
 
-__all__ = ["JsonFormatter", "configure_logging", "request_log_middleware"]
+__all__ = ["JsonFormatter", "configure_logging", "quiet_server_access_log", "request_log_middleware"]
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message",
@@ -58,8 +58,16 @@ def configure_logging(level: str) -> None:
     root.setLevel(max(wanted, logging.INFO))
     for ours in OUR_LOGGERS:
         logging.getLogger(ours).setLevel(wanted)
-    for noisy in ("httpx", "uvicorn.access"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    quiet_server_access_log()
+
+
+def quiet_server_access_log() -> None:
+    """An ASGI server's own access line holds the raw path and query string: a `user_id` in an
+    audit filter, a subject_ref in a path. Our request line (route templates only) replaces it.
+    Called by `serve` and again when the app starts, so that the app served by any runner
+    (`uvicorn --factory gateway.app:create_app`) keeps it quiet too."""
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
 
 
 def request_log_middleware(metrics: Metrics) -> Any:

@@ -1,0 +1,52 @@
+"""The app served by a runner other than `consent-gateway serve` keeps the server's access line,
+which holds the raw path and query string, out of the logs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from support import free_port
+
+pytestmark = pytest.mark.slow
+
+EMAIL = "alice.runner-logs@example.com"
+
+
+def test_uvicorn_factory_logs_no_query_string(tmp_path: Path) -> None:
+    """Regression: under `uvicorn --factory gateway.app:create_app` uvicorn's access line printed
+    `GET /v1/audit/consent-events?user_id=alice...%40example.com`."""
+    port = free_port()
+    log = tmp_path / "stderr.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--factory", "gateway.app:create_app", "--port", str(port)],
+            env={"CGW_DATA_DIR": str(tmp_path / "data"), "PATH": "/usr/bin:/bin"},
+            stdout=sink,
+            stderr=sink,
+        )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.1)
+        answer = httpx.get(f"{base}/v1/audit/consent-events", params={"user_id": EMAIL}, timeout=5)
+        assert answer.status_code == 401
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    written = log.read_text()
+    assert "Uvicorn running" in written  # the server did log, and was heard
+    assert "alice.runner-logs" not in written
+    assert "alice.runner-logs%40example.com" not in written
