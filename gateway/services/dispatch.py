@@ -333,7 +333,12 @@ class Dispatcher:
         recorded = snapshot.recorded[row.push_id]
         # A device that has it, or that refused it for good (`failed`), is not sent it again.
         pending = [d for d in snapshot.devices[key.subject_id] if recorded.get(d.device_id) not in _SETTLED]
-        sending = PushWrites(push_id=row.push_id, status=StatusChange(push_id=row.push_id, status="sending"))
+        # A deferral at dispatch left its reasons as dispatch's verdict; sending it ends that verdict.
+        deferred_here = row.final_reasons is not None
+        sending = PushWrites(
+            push_id=row.push_id,
+            status=StatusChange(push_id=row.push_id, status="sending", clear_final_reasons=deferred_here),
+        )
         return sending, _Send(
             tuple(_message(row, d, content, expires) for d in pending), recorded, row.campaign_id, expires
         )

@@ -169,6 +169,9 @@ class StatusChange(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     attempts: int | None = None
     planned_at: datetime | None = None
     deliver_after: datetime | None = None
+    clear_final_reasons: bool = False
+    """Set `final_reasons` and their version back to NULL: a deferral at dispatch wrote them,
+    and a push sent since has no verdict of dispatch's (yet)."""
 
     def __post_init__(self) -> None:
         if (self.reasons is None) != (self.policy_version is None):
@@ -184,7 +187,7 @@ def set_statuses(conn: Connection, changes: Iterable[StatusChange], now: datetim
     groups: defaultdict[tuple[str, ...], list[tuple[object, ...]]] = defaultdict(list)
     for change in changes:
         assigned: dict[str, object] = {"status": change.status, "updated_at": stamp}
-        if change.reasons is not None:
+        if change.reasons is not None or change.clear_final_reasons:
             assigned["final_reasons"] = change.reasons
             assigned["final_policy_version"] = change.policy_version
         if change.attempts is not None:
