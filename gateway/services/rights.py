@@ -21,6 +21,7 @@ nothing, and it records `subject.erased` only if the ledger has no such event fo
 
 from __future__ import annotations
 
+import asyncio
 from functools import partial
 from typing import Any
 
@@ -111,7 +112,9 @@ class RightsService:
         if directory.resolve(subject_ref) is None:
             return
         now = self._clock()
-        subject_id = directory.erase(subject_ref, now, actor)
+        # Off the loop, as the other steps below: each ends with a WAL truncation that a reader
+        # in progress may hold back, retried for up to ~0.3 s (`Database.checkpoint`).
+        subject_id = await asyncio.to_thread(directory.erase, subject_ref, now, actor)
         if subject_id is not None:
             await self._finish(PendingErasure(subject_ref, subject_id, now, actor))
 
@@ -129,8 +132,8 @@ class RightsService:
     async def _finish(self, erasure: PendingErasure) -> None:
         await self._store.data.writer.run(partial(erase_subject_data, erasure=erasure))
         # Durable now (`run` answers after the fsync): the tombstone may forget the subject id.
-        self._store.directory.erasure_done(erasure)
-        self._store.data.checkpoint()
+        await asyncio.to_thread(self._store.directory.erasure_done, erasure)
+        await asyncio.to_thread(self._store.data.checkpoint)
 
 
 def erase_subject_data(conn: Connection, erasure: PendingErasure) -> bool:
