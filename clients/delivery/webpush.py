@@ -147,8 +147,10 @@ class WebPushAdapter:
             return DeliveryResult(status="invalid_token", provider_code="MalformedSubscription")
         origin = self.audience_for(subscription.endpoint)
         if origin is None:
-            # A configuration question, not a dead token: keep the device, drop this push.
-            return DeliveryResult(status="failed", provider_code="EndpointNotAllowed")
+            # Registration refuses such endpoints, and the list is not a setting: a device stored
+            # before it can never be sent to, nor registered again. Disabled, its user gets
+            # `no_device` rather than pushes that fail one by one.
+            return DeliveryResult(status="invalid_token", provider_code="EndpointNotAllowed")
         payload = msgspec.json.encode(
             _Payload(
                 title=message.title,

@@ -179,7 +179,7 @@ def test_endpoints_outside_the_push_services_are_never_contacted(endpoint: str) 
     """Had the adapter tried, the answer would be a connection failure, not this refusal."""
     config = WebPushConfig(vapid_private_key=PlainSecret(VAPID_PEM), vapid_subject=SUBJECT)
     result = send_with(subscription(endpoint), config)
-    assert result == DeliveryResult(status="failed", provider_code="EndpointNotAllowed")
+    assert result == DeliveryResult(status="invalid_token", provider_code="EndpointNotAllowed")
 
 
 @pytest.mark.parametrize(
