@@ -181,7 +181,14 @@ class AuditService:
             p: PurposeState(None if before else False, None, None) for p in PURPOSES
         }
         for event in history:
-            if event.purpose in state and datetime.fromisoformat(event.at) <= moment:
+            if event.purpose not in state:
+                continue
+            try:
+                at = datetime.fromisoformat(event.at)
+            except (TypeError, ValueError):  # a tampered row (verify names it): what it said is unknown
+                state[event.purpose] = PurposeState(None, None, None)
+                continue
+            if at <= moment:
                 granted = event.kind == "consent.given"
                 state[event.purpose] = PurposeState(granted, event.notice_version, rfc3339_text(event.at))
         return SubjectRead(

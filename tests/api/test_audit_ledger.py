@@ -193,6 +193,21 @@ def test_a_retyped_column_is_reported_not_raised(
     assert_problem(client.get("/v1/audit/export", headers=auditor), 409, "checkpoint")
 
 
+@pytest.mark.parametrize(
+    "at", ["'garbage'", "7", "CAST(x'ff32' AS TEXT)"], ids=["garbage", "number", "not-utf8"]
+)
+def test_a_tampered_event_time_makes_the_subject_view_unknown_not_500(
+    client: Client, runtime: Runtime, as_user: Any, auditor: Headers, at: str
+) -> None:
+    """Regression (review of e46ab5c): the subject view parsed each event's time and answered 500."""
+    alice = as_user("alice")
+    grow_ledger(client, alice, 1)  # marketing granted, seq 1
+    ref = client.get("/v1/me/preferences", headers=alice).json()["subject_ref"]
+    tamper(runtime, (f"UPDATE ledger SET at = {at} WHERE seq = 1", ()))  # noqa: S608 - a test's own literals
+    view = get(client, f"/subjects/{ref}", auditor)
+    assert view["consents"]["marketing"]["granted"] is None
+
+
 def test_a_retyped_column_fails_the_cli_verify(
     client: Client, runtime: Runtime, as_user: Any, data_dir: Path
 ) -> None:
