@@ -33,7 +33,7 @@ from gateway.errors import (
 )
 from gateway.gc_tuning import server_collector
 from gateway.headers import SwaggerPage, security_headers
-from gateway.logs import quiet_server_access_log, request_log_middleware
+from gateway.logs import quiet_server_access_log, request_log
 from gateway.metrics import Metrics
 from gateway.routes.admin import AdminController
 from gateway.routes.audit import AuditController, log_unrouted_audit_calls
@@ -68,6 +68,7 @@ def _runtime(state: State) -> Runtime:
 def create_app(settings: Settings | None = None, clock: Clock = system_clock) -> Litestar:
     settings = settings or Settings.from_env(os.environ)
     metrics = Metrics()
+    logged_by_route, logged_unrouted = request_log(metrics)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -91,8 +92,8 @@ def create_app(settings: Settings | None = None, clock: Clock = system_clock) ->
             "runtime": Provide(_runtime, sync_to_thread=False),
             "metrics": Provide(lambda: metrics, sync_to_thread=False),
         },
-        middleware=[request_log_middleware(metrics), durable_answers, auth_middleware],
-        before_send=[log_unrouted_audit_calls, security_headers],
+        middleware=[logged_by_route, durable_answers, auth_middleware],
+        before_send=[log_unrouted_audit_calls, logged_unrouted, security_headers],
         exception_handlers={
             GatewayError: handle_gateway_error,
             ValidationException: handle_framework_validation,

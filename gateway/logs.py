@@ -11,6 +11,7 @@ import logging
 import secrets
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -20,7 +21,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.metrics import Metrics
 
-__all__ = ["JsonFormatter", "configure_logging", "quiet_server_access_log", "request_log_middleware"]
+__all__ = ["JsonFormatter", "configure_logging", "quiet_server_access_log", "request_log"]
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message",
@@ -70,8 +71,17 @@ def quiet_server_access_log() -> None:
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
 
 
-def request_log_middleware(metrics: Metrics) -> Any:
-    """Logs and counts each request with the status its client got, and sets `x-request-id`.
+_LOGGED = "cgw.request_logged"
+
+
+def request_log(metrics: Metrics) -> tuple[Any, Callable[[Message, Scope], Awaitable[None]]]:
+    """Logs and counts each request with the status its client got, and sets `x-request-id`:
+    a middleware for the requests a route takes, and a `before_send` hook for those none does.
+
+    Litestar runs app middleware per route handler, so a request the router refuses (404, 405)
+    never reaches the middleware: a scan of paths or methods left no line, no count and no
+    request id. The hook, which every answer passes, logs those (route `unmatched`, no timing:
+    it sees only the answer) and skips what the middleware marked as its own.
 
     What runs inside may raise before any response starts: the authentication middleware's
     401 does. Litestar makes the response for such an exception only in its handler outside all
@@ -95,6 +105,7 @@ def request_log_middleware(metrics: Metrics) -> Any:
             request_id = f"{prefix}{next(counter):x}"
             status = 500
             started = time.perf_counter()
+            scope.setdefault("state", {})[_LOGGED] = True
 
             async def send_with_id(message: Message) -> None:
                 nonlocal status
@@ -120,4 +131,24 @@ def request_log_middleware(metrics: Metrics) -> Any:
 
         return middleware
 
-    return factory
+    async def unrouted(message: Message, scope: Scope) -> None:
+        if (
+            message["type"] != "http.response.start"
+            or scope["type"] != ScopeType.HTTP
+            or scope.get("state", {}).get(_LOGGED)
+        ):
+            return
+        request_id = f"{prefix}{next(counter):x}"
+        message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+        method = scope["method"] if scope["method"] in _METHODS else "OTHER"  # the client spells it
+        status = message["status"]
+        metrics.requests.labels(method, "unmatched", str(status)).inc()
+        log.info(
+            "request",
+            extra={"request_id": request_id, "method": method, "route": "unmatched", "status": status},
+        )
+
+    return factory, unrouted
+
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})

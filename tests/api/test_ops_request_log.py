@@ -60,3 +60,27 @@ def test_a_bad_token_is_401_and_a_wrong_role_stays_403(
         (403, wrong_role.headers["x-request-id"]),
     ]
     assert _counted(client, "POST", route) == {"401": 1, "403": 1}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"), [("GET", "/v1/nope", 404), ("DELETE", "/healthz", 405)]
+)
+def test_a_request_no_route_takes_is_logged_and_counted_with_its_id(
+    client: Client, caplog: pytest.LogCaptureFixture, method: str, path: str, status: int
+) -> None:
+    """Regression: the router's refusals never reached the route-level middleware, so a scan of
+    paths or methods left no log line, no count and no request id."""
+    with caplog.at_level(logging.INFO, logger="gateway.http"):
+        answer = client.request(method, f"{path}?user_id=someone@example.com")
+    assert answer.status_code == status
+    assert _logged(caplog, "unmatched") == [(status, answer.headers["x-request-id"])]
+    assert "someone" not in caplog.text
+    assert _counted(client, method, "unmatched") == {str(status): 1.0}
+
+
+def test_a_routed_request_is_logged_once(client: Client, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="gateway.http"):
+        answer = client.get("/healthz")
+    assert _logged(caplog, "/healthz") == [(200, answer.headers["x-request-id"])]
+    assert _logged(caplog, "unmatched") == []
+    assert answer.headers.get_list("x-request-id") == [answer.headers["x-request-id"]]
