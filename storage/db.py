@@ -71,6 +71,7 @@ PAGE_CACHE_KIB = 64 * 1024  # per connection: decrypted pages stay cached
 # Four connections do the hot work (each database's writer and the loop thread's reader).
 SQLITE_MEMORY_BUDGET = 4 * PAGE_CACHE_KIB * 1024
 _RETRY_SECONDS = 0.002
+STARTUP_WAIT_SECONDS = 120.0
 _TRUNCATE_WAITS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.1)
 # The room probe writes at most this many pages (1 MiB at SQLCipher's 4 KiB): past that many free
 # pages in the file, it proves room for a write that size rather than that the file can grow.
@@ -116,7 +117,7 @@ def connect(path: Path, key: bytes, *, synchronous: str = "FULL") -> Connection:
     except sqlcipher3.DatabaseError as exc:
         conn.close()
         raise DatabaseLockedError(f"cannot open {path.name}: wrong key or not a database") from exc
-    conn.execute("PRAGMA journal_mode = WAL")
+    when_free(lambda: conn.execute("PRAGMA journal_mode = WAL"))
     conn.execute(f"PRAGMA synchronous = {synchronous}")
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     conn.execute("PRAGMA secure_delete = ON")
@@ -132,6 +133,22 @@ def in_chunks(values: Sequence[str], size: int = 500) -> Iterator[tuple[str, lis
     for start in range(0, len(values), size):
         chunk = list(values[start : start + size])
         yield ",".join("?" * len(chunk)), chunk
+
+
+def when_free(step: Callable[[], T], seconds: float = STARTUP_WAIT_SECONDS) -> T:
+    """`step`, tried again while another connection holds the lock it needs. For start-up work
+    only: two processes starting on a new data dir both switch it to WAL and migrate it, and
+    SQLite answers busy at once to one of them there (the WAL switch does not wait on the busy
+    handler, and the writer's own handler is off). Generous, since the other may be migrating
+    a large table."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return step()
+        except sqlcipher3.OperationalError as exc:
+            if not _is_busy(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _is_busy(exc: sqlcipher3.Error) -> bool:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 import sqlite_utils
 
-from storage.db import Connection
+from storage.db import Connection, when_free
 
 __all__ = ["DATA_MIGRATIONS", "DIRECTORY_MIGRATIONS", "migrate"]
 
@@ -21,16 +21,21 @@ Migration = tuple[str, Callable[[sqlite_utils.Database], None]]
 
 
 def migrate(conn: Connection, migrations: Sequence[Migration]) -> list[str]:
-    """Apply the migrations not yet recorded, each in its own transaction; returns their names."""
+    """Apply the migrations not yet recorded, each in its own transaction; returns their names.
+
+    Whether one is recorded is read inside its transaction, after waiting for the write lock:
+    another process starting on the same files may be applying it (`when_free`)."""
     db = sqlite_utils.Database(conn)
-    conn.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
-    done = {row[0] for row in conn.execute("SELECT name FROM _migrations")}
     applied = []
     for name, step in migrations:
-        if name in done:
-            continue
-        conn.execute("BEGIN IMMEDIATE")
+        when_free(lambda: conn.execute("BEGIN IMMEDIATE"))
         try:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
+            )
+            if conn.execute("SELECT 1 FROM _migrations WHERE name = ?", (name,)).fetchone():
+                conn.execute("COMMIT")
+                continue
             step(db)
             conn.execute(
                 "INSERT INTO _migrations (name, applied_at) VALUES (?, ?)",
