@@ -21,7 +21,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.metrics import Metrics
 
-__all__ = ["JsonFormatter", "configure_logging", "quiet_server_access_log", "request_log"]
+__all__ = ["JsonFormatter", "configure_logging", "method_label", "quiet_server_access_log", "request_log"]
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message",
@@ -140,7 +140,7 @@ def request_log(metrics: Metrics) -> tuple[Any, Callable[[Message, Scope], Await
             return
         request_id = f"{prefix}{next(counter):x}"
         message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
-        method = scope["method"] if scope["method"] in _METHODS else "OTHER"  # the client spells it
+        method = method_label(scope["method"])
         status = message["status"]
         metrics.requests.labels(method, "unmatched", str(status)).inc()
         log.info(
@@ -152,3 +152,9 @@ def request_log(metrics: Metrics) -> tuple[Any, Callable[[Message, Scope], Await
 
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
+
+
+def method_label(method: str) -> str:
+    """A request's method as logs and metric labels name it: a standard one, or OTHER, since the
+    client spells it (an unbounded label, or text of its choosing in a log line)."""
+    return method if method in _METHODS else "OTHER"

@@ -36,6 +36,7 @@ from litestar.utils import normalize_path
 from gateway.auth import Principal
 from gateway.deps import RuntimeDep
 from gateway.guards import refuses_scope, requires_scope
+from gateway.logs import method_label
 from gateway.schemas.audit import (
     AccessLogPage,
     CheckpointRead,
@@ -62,7 +63,6 @@ AUDIT_PATH = "/v1/audit"
 RESULT_COUNT = "audit_result_count"
 LOGGED = "audit_access_logged"  # set in the connection state once the call is in the access log
 UNROUTED = f"{AUDIT_PATH}/* (no such route)"
-_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
 # Only parameters the routes read are logged (a stray `?email=` must not land in the log), and
 # each value only if it has the shape that parameter takes: the log is append-only, and an
 # auditor who pastes a user id or an e-mail into `subject_ref` must not leave it there for good.
@@ -166,7 +166,7 @@ def _unrouted(app: Litestar, scope: Scope, path: str) -> str:
             template = app.asgi_router.handle_routing(path=path, method="GET")[4]
         except HTTPException:
             template = UNROUTED
-    return f"{method if method in _METHODS else 'OTHER'} {template}"
+    return f"{method_label(method)} {template}"
 
 
 def _filters(scope: Scope) -> dict[str, str]:
