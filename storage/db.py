@@ -718,6 +718,22 @@ class Database:
                 self._readers.append(conn)
         return conn
 
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[Connection]:
+        """This thread's reader in one read transaction, for reads that must agree with each other:
+        each statement on its own sees the newest commit, so counts over related tables taken one
+        after another can disagree (a push delivered and opened between the two counts). Inside
+        one already, the reads simply join it."""
+        conn = self.reader()
+        if conn.in_transaction:
+            yield conn
+            return
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        finally:
+            conn.execute("COMMIT")
+
     def checkpoint(self) -> bool:
         """Fold the WAL into the main file and truncate it, so deleted bytes leave the WAL (an
         erasure's key, an erased subject's rows). A reader in the middle of a read, here or in

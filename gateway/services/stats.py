@@ -37,11 +37,11 @@ class StatsService:
         self._store = store
 
     def campaign(self, campaign_id: str, metric: Metric, control: str | None) -> CampaignStats:
-        conn = self._store.data.reader()
-        row = campaigns.get(conn, campaign_id)
-        if row is None:
-            raise NotFound("no such campaign", "campaign_id")
-        variants = _count(conn, campaign_id)
+        with self._store.data.snapshot() as conn:
+            row = campaigns.get(conn, campaign_id)
+            if row is None:
+                raise NotFound("no such campaign", "campaign_id")
+            variants = _count(conn, campaign_id)
         for stats in variants.values():
             stats.rates = {
                 name: (getattr(stats, field) / stats.delivered if stats.delivered else 0.0)
