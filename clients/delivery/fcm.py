@@ -2,7 +2,9 @@
 
 An OAuth2 access token is obtained with the JWT bearer grant (RFC 7523: an RS256 assertion
 signed with the service account's key) and cached until five minutes before it expires, so a
-busy worker asks Google for one token an hour, not one per push. A 401 means the token died
+busy worker asks Google for one token an hour, not one per push. One token request runs at a
+time, and the sends waiting for it share its answer, a failure too: a round's sends cost one
+token timeout while Google's token endpoint is down, not one each. A 401 means the token died
 early (revoked, clock skew): it is dropped and the send is tried once more with a fresh one.
 
 FCM v1 has no client-supplied message id, so the idempotency key travels in `data` as
@@ -130,6 +132,10 @@ class FcmAdapter:
         self._token: str | None = None
         self._token_expires = 0.0
         self._token_lock = asyncio.Lock()
+        self._token_requests = 0
+        """Token requests answered so far: a send that finds it moved while it queued knows one ran."""
+        self._token_failure: DeliveryResult | None = None
+        """The last token request's failure, None once one succeeded."""
 
     async def send(self, message: DeliveryMessage) -> DeliveryResult:
         body = msgspec.json.encode(self._message_json(message))
@@ -172,28 +178,43 @@ class FcmAdapter:
         }
 
     async def _access_token(self) -> str | DeliveryResult:
-        """The cached token, or a new one; a failed token request is the send's result."""
+        """The cached token, or a new one; a failed token request is the send's result.
+
+        One request at a time (single flight): the sends that queued behind a request that failed
+        take its failure instead of each asking again. Else, while Google's token endpoint hangs, a
+        round's sends would each wait out their own timeout, one after another, past the lease.
+        A send that comes after the failure asks again.
+        """
+        queued_at = self._token_requests
         async with self._token_lock:
             now = self._clock()
             if self._token is not None and now < self._token_expires - _REFRESH_MARGIN:
                 return self._token
-            form = {
-                "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
-                "assertion": self._assertion(now),
-            }
-            try:
-                reply = await self._http.post(self._account.token_uri, {}, form=form)
-            except TransportFailure as exc:
-                return transport_failure(exc.code)
-            if not 200 <= reply.status < 300:  # 4xx (bad key, revoked account) failed; 5xx/429 retry
-                return classify_status(reply, self._clock, code="oauth_token")
-            try:
-                answer = msgspec.json.decode(reply.content, type=_TokenAnswer)
-            except msgspec.DecodeError:
-                return DeliveryResult(status="retry", provider_status=200, provider_code="oauth_token")
-            self._token = answer.access_token
-            self._token_expires = now + answer.expires_in
-            return self._token
+            if self._token_requests != queued_at and self._token_failure is not None:
+                return self._token_failure
+            token = await self._request_token(now)
+            self._token_requests += 1
+            self._token_failure = token if isinstance(token, DeliveryResult) else None
+            return token
+
+    async def _request_token(self, now: float) -> str | DeliveryResult:
+        form = {
+            "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
+            "assertion": self._assertion(now),
+        }
+        try:
+            reply = await self._http.post(self._account.token_uri, {}, form=form)
+        except TransportFailure as exc:
+            return transport_failure(exc.code)
+        if not 200 <= reply.status < 300:  # 4xx (bad key, revoked account) failed; 5xx/429 retry
+            return classify_status(reply, self._clock, code="oauth_token")
+        try:
+            answer = msgspec.json.decode(reply.content, type=_TokenAnswer)
+        except msgspec.DecodeError:
+            return DeliveryResult(status="retry", provider_status=200, provider_code="oauth_token")
+        self._token = answer.access_token
+        self._token_expires = now + answer.expires_in
+        return self._token
 
     def _assertion(self, now: float) -> str:
         iat = int(now)

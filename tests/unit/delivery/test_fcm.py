@@ -391,3 +391,39 @@ def test_a_project_id_that_is_no_google_project_id_is_refused_at_load(project_id
 def test_google_project_ids_and_its_token_uri_are_accepted(project_id: str) -> None:
     adapter = FcmAdapter(FcmConfig(service_account=account_with(project_id=project_id)))
     asyncio.run(adapter.aclose())
+
+
+def test_sends_waiting_for_a_failed_token_request_share_its_failure_instead_of_asking_again() -> None:
+    """Each send used to ask again behind the failed request before it: while Google's token
+    endpoint timed out, a round of 256 sends cost 256 timeouts one after another, past the lease.
+    Now the round asks once, each of its sends is a retry, and a later send asks again."""
+    google = Google(FakeClock())
+    down = True
+
+    def respond(got: Received) -> Answer:
+        if got.path == "/token" and down:
+            return 503, {}, b""
+        return google(got)
+
+    async def scenario(url: str) -> tuple[list[DeliveryResult], DeliveryResult]:
+        nonlocal down
+        adapter = FcmAdapter(
+            FcmConfig(service_account=service_account(url + "/token"), base_url=url, allow_http=True),
+            clock=google.clock,
+        )
+        try:
+            round_ = await asyncio.gather(
+                *(adapter.send(make_message(google.clock, device_id=f"dev_{i}")) for i in range(12))
+            )
+            down = False
+            return list(round_), await adapter.send(make_message(google.clock))
+        finally:
+            await adapter.aclose()
+
+    with Http1Server(respond) as server:
+        google.url = server.url
+        round_, later = asyncio.run(scenario(server.url))
+    failure = DeliveryResult(status="retry", provider_status=503, provider_code="oauth_token")
+    assert round_ == [failure] * 12
+    assert [got.path.rsplit("/", 1)[-1] for got in server.received] == ["token", "token", "messages:send"]
+    assert later.status == "delivered"
