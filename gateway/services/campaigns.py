@@ -3,6 +3,7 @@
 Pausing a paused campaign, or resuming an active one, changes nothing: the answer is the
 campaign as it is, so a second pause never overwrites why (and when) it was paused. A pause
 by the complaint-rate rule holds "until an operator resumes it": only an `admin` key lifts it.
+A pause by hand does not shelter a campaign from the rule (`resume`).
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ from __future__ import annotations
 from gateway.clock import Clock, rfc3339_text
 from gateway.errors import Forbidden, NotFound
 from gateway.schemas.pushes import CampaignRead
+from gateway.services.complaints import judge_campaign
 from storage.db import Connection
 from storage.repositories import campaigns
+from storage.repositories import policy as policy_repo
 from storage.repositories.campaigns import COMPLAINT_RATE, CampaignRow
 from storage.store import Store
 
@@ -58,22 +61,35 @@ class CampaignService:
         return await self._store.data.writer.run(unit)
 
     async def resume(self, campaign_id: str, *, operator: bool) -> CampaignRead:
-        """`operator`: the caller holds `admin`, the only role that may lift the complaint rule's pause."""
+        """`operator`: the caller holds `admin`, the only role that may lift the complaint rule's pause.
+
+        The rule judges a campaign paused by hand before it is resumed, in the same unit: over
+        the threshold, the pause becomes the rule's, which a non-operator may not lift (403,
+        the rule's pause kept), and which an operator's resume lifts as any rule's pause, with
+        the rule's window starting again. The rule reads the policy newest in storage, as a
+        resume is rare and another process may have changed it."""
         now = self._clock()
 
-        def unit(conn: Connection) -> CampaignRead:
+        def unit(conn: Connection) -> CampaignRead | None:
             row = _existing(conn, campaign_id)
             if row.status != "paused":
                 return _read(row)
+            if row.pause_rule is None and judge_campaign(
+                conn, campaign_id, policy_repo.current(conn).settings, now
+            ):
+                row = _existing(conn, campaign_id)
             if row.pause_rule == COMPLAINT_RATE and not operator:
-                raise Forbidden(
-                    "the campaign was paused by the complaint-rate rule: only an operator "
-                    "(an API key with scope `admin`) may resume it"
-                )
+                return None  # refused once the rule's pause, if it is new, is committed
             campaigns.resume(conn, campaign_id, now)
             return _read(_existing(conn, campaign_id))
 
-        return await self._store.data.writer.run(unit)
+        resumed = await self._store.data.writer.run(unit)
+        if resumed is None:
+            raise Forbidden(
+                "the campaign was paused by the complaint-rate rule: only an operator "
+                "(an API key with scope `admin`) may resume it"
+            )
+        return resumed
 
 
 def _existing(conn: Connection, campaign_id: str) -> CampaignRow:

@@ -2,13 +2,16 @@
 the complaint-rate rule).
 
 `pause_rule` names the rule that paused a campaign (NULL for a pause by hand): only an
-operator may lift the rule's pause. `resumed_at` is the last resume: from then on the rule
-judges only what happened after it, so a resume holds until the campaign earns a new pause.
+operator may lift the rule's pause. `resumed_at` is when an operator last lifted the rule's
+pause: from then on the rule judges only what happened after it, so that resume holds until
+the campaign earns a new pause. A pause by hand and its resume leave the rule's window alone:
+were they to reset it, pausing and resuming every 199 deliveries would keep the rule from
+ever judging the campaign.
 
-`delivered_since_resume` counts the campaign's pushes delivered since that resume (or since
+`delivered_since_resume` counts the campaign's pushes delivered since `resumed_at` (or since
 creation): the rule reads it at every delivery, where counting the campaign's push rows would
 read all of them each time. Dispatch adds one in the writer unit that marks a push
-`delivered`; a resume sets it back to 0 in the unit that sets `resumed_at`.
+`delivered`; lifting the rule's pause sets it back to 0 in the unit that sets `resumed_at`.
 """
 
 from __future__ import annotations
@@ -67,22 +70,32 @@ def get(conn: Connection, campaign_id: str) -> CampaignRow | None:
 
 
 def pause(conn: Connection, campaign_id: str, now: datetime, reason: str, rule: str | None = None) -> bool:
-    """Pause an active campaign; False if there is none (a paused one keeps why it was paused)."""
+    """Pause an active campaign; False if there is none (a paused one keeps why it was paused).
+
+    A rule's pause (`rule` given) also takes over a pause by hand, with its own time and
+    evidence, so that only an operator may lift it; it never replaces another rule's pause."""
+    takes = "status = 'active'" if rule is None else "(status = 'active' OR pause_rule IS NULL)"
     cur = conn.execute(
-        "UPDATE campaigns SET status = 'paused', paused_at = ?, pause_reason = ?, pause_rule = ? "
-        "WHERE campaign_id = ? AND status = 'active'",
+        "UPDATE campaigns SET status = 'paused', paused_at = ?, pause_reason = ?, pause_rule = ? "  # noqa: S608
+        f"WHERE campaign_id = ? AND {takes}",
         (now.isoformat(), reason, rule, campaign_id),
     )
     return cur.rowcount == 1
 
 
 def resume(conn: Connection, campaign_id: str, now: datetime) -> bool:
-    """Resume a paused campaign; False if there is none. The rule's count of deliveries starts
-    again from 0, as it judges only what happens after the resume."""
+    """Resume a paused campaign; False if there is none.
+
+    Lifting the complaint-rate rule's pause starts the rule's window again at `now` (its count
+    of deliveries from 0), as the rule then judges only what happens after that resume. Lifting
+    a pause by hand keeps the window: the counts go on from where they were. (In SQLite's
+    UPDATE every expression reads the row as it was, so the CASEs see the old `pause_rule`.)"""
     cur = conn.execute(
         "UPDATE campaigns SET status = 'active', paused_at = NULL, pause_reason = NULL, pause_rule = NULL, "
-        "resumed_at = ?, delivered_since_resume = 0 WHERE campaign_id = ? AND status = 'paused'",
-        (now.isoformat(), campaign_id),
+        "resumed_at = CASE WHEN pause_rule = ? THEN ? ELSE resumed_at END, "
+        "delivered_since_resume = CASE WHEN pause_rule = ? THEN 0 ELSE delivered_since_resume END "
+        "WHERE campaign_id = ? AND status = 'paused'",
+        (COMPLAINT_RATE, now.isoformat(), COMPLAINT_RATE, campaign_id),
     )
     return cur.rowcount == 1
 

@@ -294,3 +294,105 @@ def test_resuming_an_active_campaign_changes_nothing_not_even_what_the_rule_judg
     again = world.shown()
     assert again["status"] == "paused"
     assert evidence(again) == FIRST_EVIDENCE | {"since": RESUMED}
+
+
+# -- a pause by hand does not shelter a campaign from the rule ----------------------------------
+
+
+@pytest.mark.parametrize("by", ["campaigns:write", "admin"])
+def test_a_pause_by_hand_and_its_resume_keep_what_the_rule_counts(world: World, by: str) -> None:
+    """Regression: every resume started the rule's count again, so pausing and resuming by hand
+    before the minimum of deliveries kept the rule from ever judging the campaign."""
+    headers = {"campaigns:write": world.writer, "admin": world.admin}[by]
+    ada = world.deliver("ada")
+    world.clock.advance(minutes=1)
+    world.complain("ada", ada)  # one complaint in one delivery: under the minimum of 2
+    world.clock.advance(minutes=1)
+    assert act(world.client, headers, world.cid, "pause")["status"] == "paused"
+    world.clock.advance(minutes=1)
+    assert act(world.client, headers, world.cid, "resume")["status"] == "active"
+
+    world.clock.advance(minutes=1)
+    world.deliver("bo")  # one complaint in two deliveries over the campaign's life: the rate
+    paused = world.shown()
+    assert (paused["status"], paused["paused_at"]) == ("paused", "2026-11-23T10:04:00Z")
+    assert evidence(paused) == FIRST_EVIDENCE
+    assert_problem(world.client.post(f"/v1/campaigns/{world.cid}/resume", headers=world.writer), 403)
+
+
+def test_complaints_filed_during_a_pause_by_hand_make_it_the_rules_pause(world: World) -> None:
+    """Regression: the rule skipped any paused campaign, so complaints filed during a pause by
+    hand were never judged and a `campaigns:write` resume set the campaign going over the rate."""
+    sent = {user: world.deliver(user) for user in ("ada", "bo")}
+    world.clock.advance(minutes=1)
+    assert act(world.client, world.writer, world.cid, "pause")["pause_reason"].startswith("paused by key:")
+
+    world.clock.advance(minutes=1)
+    world.complain("ada", sent["ada"])
+    paused = world.shown()
+    assert (paused["status"], paused["paused_at"]) == ("paused", "2026-11-23T10:02:00Z")
+    assert evidence(paused) == FIRST_EVIDENCE
+
+    refused = world.client.post(f"/v1/campaigns/{world.cid}/resume", headers=world.writer)
+    assert "complaint-rate rule" in assert_problem(refused, 403)["detail"]
+    assert world.shown() == paused
+
+    # An operator lifts it as any pause of the rule's: the rule counts again from that resume.
+    world.clock.advance(minutes=1)
+    assert act(world.client, world.admin, world.cid, "resume")["status"] == "active"
+    world.clock.advance(minutes=1)
+    world.deliver("cy")
+    world.deliver("dee")
+    assert world.shown()["status"] == "active"
+
+
+def test_a_resume_judges_the_rule_before_it_lifts_a_pause_by_hand(world: World) -> None:
+    """Regression: a campaign over the threshold, paused by hand, was set going by a
+    `campaigns:write` resume. Here the threshold is lowered under its rate while it is paused,
+    so nothing but the resume judges it: the resume is refused and the pause becomes the rule's."""
+    sent = {user: world.deliver(user) for user in ("ada", "bo", "cy")}
+    world.clock.advance(minutes=1)
+    assert act(world.client, world.writer, world.cid, "pause")["status"] == "paused"
+    world.clock.advance(minutes=1)
+    world.complain("ada", sent["ada"])  # one in three: under the rate of 0.5
+    assert world.shown()["pause_reason"].startswith("paused by key:")
+    lower = {"complaint_pause_min_deliveries": 2, "complaint_pause_rate": 0.25}
+    assert world.client.put("/v1/admin/policy", json=lower, headers=world.admin).status_code == 200
+
+    world.clock.advance(minutes=1)
+    refused = world.client.post(f"/v1/campaigns/{world.cid}/resume", headers=world.writer)
+    assert "complaint-rate rule" in assert_problem(refused, 403)["detail"]
+    paused = world.shown()
+    assert (paused["status"], paused["paused_at"]) == ("paused", "2026-11-23T10:03:00Z")
+    assert evidence(paused) == {
+        "rule": "complaint_rate", "complaints": 1, "deliveries": 3, "rate": 0.333333, "threshold": 0.25,
+        "min_deliveries": 2,
+    }  # fmt: skip
+    assert_problem(world.client.post(f"/v1/campaigns/{world.cid}/resume", headers=world.writer), 403)
+    assert world.shown() == paused
+
+
+def test_an_operator_resume_of_a_pause_by_hand_over_the_rate_starts_the_count_again(world: World) -> None:
+    sent = {user: world.deliver(user) for user in ("ada", "bo", "cy")}
+    world.clock.advance(minutes=1)
+    assert act(world.client, world.writer, world.cid, "pause")["status"] == "paused"
+    world.complain("ada", sent["ada"])
+    lower = {"complaint_pause_min_deliveries": 2, "complaint_pause_rate": 0.25}
+    assert world.client.put("/v1/admin/policy", json=lower, headers=world.admin).status_code == 200
+
+    # The rule's pause, lifted by an operator in the same unit: counting starts again from zero,
+    # as after any operator's resume of the rule's pause.
+    world.clock.advance(minutes=1)
+    assert act(world.client, world.admin, world.cid, "resume")["status"] == "active"
+    world.clock.advance(minutes=1)
+    dee = world.deliver("dee")
+    world.deliver("eve")
+    assert world.shown()["status"] == "active"
+    world.clock.advance(minutes=1)
+    world.complain("dee", dee)  # one in two since the resume
+    again = world.shown()
+    assert again["status"] == "paused"
+    assert evidence(again) == {
+        "rule": "complaint_rate", "complaints": 1, "deliveries": 2, "rate": 0.5, "threshold": 0.25,
+        "min_deliveries": 2, "since": "2026-11-23T10:02:00Z",
+    }  # fmt: skip
