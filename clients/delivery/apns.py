@@ -102,7 +102,10 @@ class ApnsAdapter:
             reason = _reason(reply)
             if reply.status != 403 or reason not in _STALE_JWT_REASONS:
                 break
-            self._jwt = None
+            if self._jwt == token:
+                # Only the token that failed: the sends in flight with it would each mint their
+                # own, and Apple answers TooManyProviderTokenUpdates to that.
+                self._jwt = None
         if reply.status == 410 or reason in _INVALID_REASONS:
             return invalid_token(reply, reason)
         return classify_status(reply, self._clock, code=reason)

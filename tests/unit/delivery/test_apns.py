@@ -145,6 +145,37 @@ def test_expired_provider_token_is_replaced_once_and_the_push_resent() -> None:
     assert received[2].headers["authorization"] != received[1].headers["authorization"]
 
 
+def test_sends_in_flight_with_an_expired_provider_token_replace_it_once() -> None:
+    """Each 403 used to drop whatever token was cached, so 20 sends in flight with the expired one
+    minted 20 new ones, and Apple refuses updates more often than every 20 minutes."""
+    apple = Apple(FakeClock())
+
+    async def scenario() -> tuple[list[DeliveryResult], list[Received]]:
+        async with H2cServer(apple) as server:
+            adapter = ApnsAdapter(config(server.url), clock=apple.clock)
+            try:
+                await adapter.send(make_message(apple.clock, platform="apns", token=TOKEN))
+                apple.clock.advance(60)
+                apple.not_before = apple.clock.now  # Apple no longer honours the cached JWT
+                results = await asyncio.gather(
+                    *(
+                        adapter.send(
+                            make_message(apple.clock, platform="apns", token=TOKEN, device_id=f"d{i}")
+                        )
+                        for i in range(20)
+                    )
+                )
+            finally:
+                await adapter.aclose()
+        return list(results), server.received
+
+    results, received = asyncio.run(scenario())
+    assert [r.status for r in results] == ["delivered"] * 20
+    tokens = [got.headers["authorization"] for got in received]
+    assert len(received) == 1 + 20 + 20  # the first send, then each once refused and once resent
+    assert len(set(tokens)) == 2  # the expired one and a single replacement
+
+
 def test_unregistered_device_is_an_invalid_token() -> None:
     apple = Apple(FakeClock())
     results, _ = run(apple, (0, {"token": GONE}))
