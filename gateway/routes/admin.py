@@ -12,6 +12,7 @@ from litestar.status_codes import HTTP_204_NO_CONTENT
 
 from gateway.auth import Principal
 from gateway.body import Strict
+from gateway.clock import rfc3339_text
 from gateway.deps import RuntimeDep
 from gateway.errors import InvalidInput
 from gateway.guards import requires_scope
@@ -38,7 +39,7 @@ class AdminController(Controller):
     @post("/keys", operation_id="createApiKey", dto=Strict[ApiKeyCreate], return_dto=None, status_code=201)
     async def create_key(self, runtime: RuntimeDep, data: JSONBody[ApiKeyCreate]) -> ApiKeyCreated:
         key, secret = await runtime.api_keys.create(data.name, tuple(dict.fromkeys(data.scopes)))
-        return ApiKeyCreated(key.key_id, key.name, list(key.scopes), secret, key.created_at)
+        return ApiKeyCreated(key.key_id, key.name, list(key.scopes), secret, rfc3339_text(key.created_at))
 
     @delete("/keys/{key_id:str}", operation_id="revokeApiKey", status_code=HTTP_204_NO_CONTENT)
     async def revoke_key(self, runtime: RuntimeDep, key_id: FromPath[str]) -> None:
@@ -84,8 +85,9 @@ class AdminController(Controller):
 
 
 def _policy_answer(v: PolicyVersion) -> Response[PolicyRead]:
+    changed_at = None if v.changed_at is None else rfc3339_text(v.changed_at)  # None: the defaults
     return Response(
-        PolicyRead(v.version, v.settings, v.changed_by, v.changed_at),
+        PolicyRead(v.version, v.settings, v.changed_by, changed_at),
         headers={"ETag": policy_etag(v.version)},
     )
 
