@@ -3,12 +3,14 @@
 It lets the whole pipeline run without provider credentials. The file may be read by people
 who must not learn device tokens, so tokens are masked before they are written: the last four
 characters only, or for Web Push only the push service's origin. Each line is fsynced before
-`send` returns, so a delivery reported to the worker survives a crash.
+`send` returns, so a delivery reported to the worker survives a crash. A line that cannot be
+written whole (disk full) is cut off again, and the delivery is a retry.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -97,8 +99,22 @@ class FileSink:
         if self._fd is None:
             self._path.parent.mkdir(parents=True, exist_ok=True)
             self._fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        view = memoryview(payload)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
-        os.fsync(self._fd)
+        fd = self._fd
+        # Locked against the other processes appending (`consent-gateway worker` beside `serve`):
+        # cutting back a line cut short must not cut another process's line written after it.
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            size = os.fstat(fd).st_size
+            view = memoryview(payload)
+            try:
+                while view:
+                    written = os.write(fd, view)
+                    view = view[written:]
+            except OSError:
+                # A write cut short (disk full, file too big) leaves part of the line: the next
+                # delivery would be appended to it and both lines be unreadable.
+                os.ftruncate(fd, size)
+                raise
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        os.fsync(fd)

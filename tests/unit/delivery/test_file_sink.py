@@ -3,6 +3,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import resource
+import signal
 import stat
 from pathlib import Path
 
@@ -97,3 +99,32 @@ def test_unwritable_path_is_a_retry_not_an_exception(tmp_path: Path) -> None:
             await sink.aclose()
 
     assert asyncio.run(scenario()) == "retry"
+
+
+def test_a_line_cut_short_by_a_full_disk_is_cut_off_again(tmp_path: Path) -> None:
+    """A write that stops mid-line (here EFBIG, the file-size limit, as ENOSPC would) used to
+    leave half a line that the next delivery was appended to: both unreadable, the second still
+    reported delivered."""
+    path = tmp_path / "out.jsonl"
+    clock = FakeClock()
+
+    async def scenario() -> list[str]:
+        sink = FileSink(FileSinkConfig(path=path))
+        statuses = []
+        try:
+            statuses.append((await sink.send(make_message(clock, push_id="psh_1"))).status)
+            soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+            previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG, not a killed process
+            resource.setrlimit(resource.RLIMIT_FSIZE, (path.stat().st_size + 40, hard))
+            try:
+                statuses.append((await sink.send(make_message(clock, push_id="psh_2"))).status)
+            finally:
+                resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+                signal.signal(signal.SIGXFSZ, previous)
+            statuses.append((await sink.send(make_message(clock, push_id="psh_3"))).status)
+        finally:
+            await sink.aclose()
+        return statuses
+
+    assert asyncio.run(scenario()) == ["delivered", "retry", "delivered"]
+    assert [json.loads(line)["push_id"] for line in path.read_text().splitlines()] == ["psh_1", "psh_3"]
