@@ -2,10 +2,11 @@
 
 The rule judges a campaign at each of its deliveries; it reads this count from the campaign row
 instead of counting the campaign's delivered push rows. These tests hold the count to what that
-query would answer — delivered pushes of the campaign, since the last resume — as pushes are
-delivered by dispatch's step 3 or ended `delivered` by step 1 (a device already had them), and
-check that the rule still pauses at the same delivery. The last test fills the count in on an
-existing database (migration 0012).
+query would answer — delivered pushes of the campaign, since an operator last lifted the rule's
+pause — as pushes are delivered by dispatch's step 3 or ended `delivered` by step 1 (a device
+already had them), and check that the rule still pauses at the same delivery. A pause by hand
+and its resume leave the count alone. The last test fills the count in on an existing database
+(migration 0012).
 
 Driven as in test_dispatch_end_states: the worker is off, one `run_once` per round on the app's
 loop, scripted providers (`fcm` delivers, `apns` answers `retry`). FakeClock starts at 2026-11-23
@@ -214,6 +215,42 @@ def test_the_count_follows_the_campaigns_delivered_pushes_and_nothing_else(world
 
 
 def test_a_resume_starts_the_count_again_and_a_delivery_while_paused_stays_before_it(world: World) -> None:
+    world.policy(min_deliveries=1)  # and a rate of 1: one complaint per delivery pauses
+    cid = world.campaign()
+    world.user("ada", "fcm")
+    world.user("bo", "fcm", "apns")
+    ada = world.submit("ada", cid)
+    bo = world.submit("bo", cid)
+    world.run()
+    assert world.counted(cid) == (1, 1)
+
+    # Paused by the rule with bo's push half-delivered: its end (`delivered`, since fcm has it)
+    # is counted while the campaign is paused, and the operator's resume does not carry it over.
+    world.complain("ada", ada)
+    assert evidence(world.shown(cid))["rule"] == "complaint_rate"
+    world.run()
+    assert world.status(bo) == "delivered"
+    assert world.counted(cid) == (2, 2)
+
+    world.act(cid, "resume")
+    assert world.counted(cid) == (0, 0)
+    # (A minute on: the rows' query tells "after the resume" by time, the count by the writer's order.)
+    # (ada muted the topic by complaining: cy takes the next push.)
+    world.clock.advance(minutes=1)
+    world.user("cy", "fcm")
+    world.submit("cy", cid)
+    world.run()
+    assert world.counted(cid) == (1, 1)
+
+    # Resuming an active campaign changes nothing, the count included.
+    world.act(cid, "resume")
+    assert world.counted(cid) == (1, 1)
+
+
+def test_a_pause_by_hand_and_its_resume_keep_the_count(world: World) -> None:
+    """Regression: every resume started the count again, so pausing and resuming by hand kept
+    the rule from ever reaching its minimum of deliveries. Only an operator's resume of the
+    rule's pause starts it again (above)."""
     world.policy()
     cid = world.campaign()
     world.user("ada", "fcm")
@@ -223,24 +260,19 @@ def test_a_resume_starts_the_count_again_and_a_delivery_while_paused_stays_befor
     world.run()
     assert world.counted(cid) == (1, 1)
 
-    # Paused by hand with bo's push half-delivered: its end (`delivered`, since fcm has it) is
-    # counted while the campaign is paused, and the resume does not carry it over.
     world.act(cid, "pause")
     world.run()
     assert world.status(bo) == "delivered"
     assert world.counted(cid) == (2, 2)
-
     world.act(cid, "resume")
-    assert world.counted(cid) == (0, 0)
-    # (A minute on: the rows' query tells "after the resume" by time, the count by the writer's order.)
-    world.clock.advance(minutes=1)
+    assert world.counted(cid) == (2, 2)
+    assert world.runtime.store.data.reader().execute(
+        "SELECT resumed_at FROM campaigns WHERE campaign_id = ?", (cid,)
+    ).fetchone() == (None,)
+
     world.submit("ada", cid)
     world.run()
-    assert world.counted(cid) == (1, 1)
-
-    # Resuming an active campaign changes nothing, the count included.
-    world.act(cid, "resume")
-    assert world.counted(cid) == (1, 1)
+    assert world.counted(cid) == (3, 3)
 
 
 class LeaseLost(Scripted):
