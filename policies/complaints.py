@@ -11,6 +11,7 @@ Reason codes: `recent_complaint` (detail `topic`, `until` in RFC 3339), `campaig
 """
 
 from datetime import datetime
+from fractions import Fraction
 
 from policies import reasons
 from policies.context import RuleContext
@@ -36,7 +37,10 @@ def check_campaign_pause(ctx: RuleContext, now: datetime, settings: PolicySettin
 
 def should_pause_campaign(complaints: int, deliveries: int, settings: PolicySettings) -> bool:
     """A campaign is paused once its complaints reach `complaint_pause_rate` of its deliveries,
-    judged only after `complaint_pause_min_deliveries` so a first complaint cannot stop it."""
+    judged only after `complaint_pause_min_deliveries` so a first complaint cannot stop it.
+
+    Compared exactly, with the rate as the decimal it was written as: in floats, 0.035 * 200
+    is 7.000000000000001, and 7 complaints in 200 deliveries would not reach 3.5%."""
     if deliveries < settings.complaint_pause_min_deliveries:
         return False
-    return complaints >= settings.complaint_pause_rate * deliveries
+    return complaints >= Fraction(repr(settings.complaint_pause_rate)) * deliveries
