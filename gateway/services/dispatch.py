@@ -11,6 +11,8 @@ For each claimed push:
    past its expiry) ends `expired`, as the spec's TTL rule says. A push already delivered to
    one of its devices is never ended rejected, expired or erased: the user has it, so it ends
    `delivered` (the new reasons kept) and keeps counting against the caps; no more is sent.
+   Nor is it deferred: when its retry to its other devices meets quiet hours, it keeps its
+   status and planned time, and only its outbox row waits for the window's end.
 2. Send to each device through its platform's adapter, unless that provider's circuit is open.
 3. In a second unit, record each device's result (invalid tokens disable the device) and either
    end the push (`delivered`, or `failed` after the last attempt) or reschedule it with backoff.
@@ -315,6 +317,11 @@ class Dispatcher:
         if decision.outcome == "rejected" or late:
             return self._end(row, snapshot, "rejected", list(decision.reasons)), None
         if decision.outcome == "deferred" and decision.deliver_after is not None:
+            if _reached(row, snapshot):
+                # A device has it: it stays the push the user has (its status, its planned time in
+                # their notifications and caps); only its retry to the other devices waits.
+                wait = Reschedule(row.push_id, decision.deliver_after, claim.attempts)
+                return PushWrites(push_id=row.push_id, reschedule=wait), None
             snapshot.replan(row, decision.deliver_after)
             # Its time and reasons are shown as a deferral at submission shows them.
             deferred = PushWrites(
@@ -347,7 +354,7 @@ class Dispatcher:
         """End the push with step 1's verdict, unless a device already has it: then the user has
         received it, so it ends `delivered` (the verdict's reasons kept, nothing more sent) and
         still counts against the caps at its planned time, as the snapshot goes on counting it."""
-        reached = "delivered" in snapshot.recorded[row.push_id].values()
+        reached = _reached(row, snapshot)
         status = "delivered" if reached else status
         if not reached:
             snapshot.replan(row, None)
@@ -474,6 +481,11 @@ def _undoable(conn: Connection, work: Callable[[], object]) -> Exception | None:
         return exc
     conn.execute("RELEASE dispatch")
     return None
+
+
+def _reached(row: PushRow, snapshot: _Round) -> bool:
+    """A device of the user's already has the push."""
+    return "delivered" in snapshot.recorded[row.push_id].values()
 
 
 def _too_late(decision: Decision, expires: datetime) -> bool:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -224,6 +224,41 @@ def test_a_partly_delivered_push_stopped_by_a_withdrawal_still_counts_for_the_us
     assert (second["outcome"], second["reasons"]) == (
         "rejected", [{"code": "frequency_capped", "window": "day", "limit": 1}],
     )  # fmt: skip
+
+
+def test_a_partly_delivered_push_whose_retry_meets_quiet_hours_stays_the_push_the_user_has(
+    world: World,
+) -> None:
+    """Its retry used to rewrite it `deferred`, planned for the morning: the user's notifications
+    showed a push they had as deferred, and the caps counted it on the next day, not on its own."""
+    world.user("ida", "fcm", "apns")
+    world.clock.advance(hours=10, minutes=59)  # 20:59
+    push = world.submit("ida")
+    assert push["outcome"] == "queued"
+    assert world.run() == 1  # fcm has it, apns to be retried
+    (shown,) = world.notifications("ida")
+    assert (shown["status"], shown["at"]) == ("sending", "2026-11-23T20:59:00Z")
+    world.clock.advance(minutes=2)  # 21:01: the retry meets quiet hours, until 08:00
+    assert world.run() == 1
+    got = world.read(push["push_id"])
+    assert (got["status"], got["deliver_after"], got["reasons"], got["attempts"]) == ("sending", None, [], 1)
+    assert [(n["status"], n["at"]) for n in world.notifications("ida")] == [
+        ("sending", "2026-11-23T20:59:00Z")
+    ]
+    assert world.next_due() == datetime(2026, 11, 24, 8, tzinfo=UTC)  # only its retry waits
+    assert world.waiting.sent == [push["push_id"]]  # nothing sent in quiet hours
+    world.waiting = Scripted("scripted-retry", "delivered")  # apns answers in the morning
+    world.clock.now = world.next_due()
+    assert world.run() == 1
+    got = world.read(push["push_id"])
+    assert (got["status"], got["attempts"]) == ("delivered", 2)
+    assert [(n["status"], n["at"]) for n in world.notifications("ida")] == [
+        ("delivered", "2026-11-23T20:59:00Z")
+    ]
+    assert world.outbox() == 0
+    # Counted on the day it was planned for, so the morning's push is not capped by it.
+    second = world.submit("ida", topic="flash_sales")
+    assert (second["outcome"], second["reasons"]) == ("queued", [])
 
 
 # -- deferred, and then too late -----------------------------------------------------------------
