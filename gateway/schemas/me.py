@@ -40,7 +40,19 @@ __all__ = [
 
 Locale = Literal["zh-CN", "en"]
 Platform = Literal["fcm", "apns", "webpush", "webhook"]
-NoticeVersion = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:+-]+$")]
+NoticeVersion = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9._:+-]+$",
+        description="The version of the notice (the purpose text) the user was shown, e.g. `2026-11` or "
+        "`preference-center-2026-12`: 1-64 letters, digits, `.`, `_`, `:`, `+` or `-`. It is kept in "
+        "clear in the consent ledger and outlives the user's erasure, so it must name a notice, never "
+        "a person: spaces, `@` and other characters are refused, and so is a value that looks like "
+        "personal data (a phone number, say).",
+    ),
+]
 TOKEN_MAX = 4096
 
 

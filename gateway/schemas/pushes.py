@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 import msgspec
+from litestar.openapi.spec import OpenAPIType, Schema
+from litestar.params import KwargDefinition
 from msgspec import Meta
 
 from policies.catalog import Topic
+from policies.reasons import ReasonCode
 from storage.pseudonyms import SUBJECT_REF_PATTERN
 
 __all__ = [
@@ -26,9 +29,47 @@ __all__ = [
 ]
 
 BATCH_MAX = 10_000
-WireReason = dict[str, str | int]
+_REASON_CODE = Schema(
+    type=OpenAPIType.STRING,
+    enum=list(get_args(ReasonCode)),
+    title="ReasonCode",
+    description="One of the stable reason codes (PRODUCT.md); clients may filter on them.",
+)
+WireReason = Annotated[
+    dict[str, str | int],
+    # For the OpenAPI document only (msgspec ignores it): on the wire a reason stays the map it
+    # is, `code` and the details the rule gave, as strings and integers.
+    KwargDefinition(
+        description='Why: `code`, and the details that code carries, e.g. `{"code": "no_consent", '
+        '"purpose": "marketing"}` or `{"code": "quiet_hours", "until": "2026-11-24T07:00:00Z"}`.',
+        schema_extra={"properties": {"code": _REASON_CODE}, "required": ["code"]},
+    ),
+]
 PushStatus = Literal["queued", "deferred", "rejected", "sending", "delivered", "failed", "expired"]
 CampaignId = Annotated[str, Meta(pattern=r"^cmp_[0-9a-f]{16}$")]
+Variant = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=32,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="The A/B variant of the campaign this push belongs to (needs `campaign_id`): 1-32 "
+        "letters, digits, `_` or `-`, e.g. `A` or `short_title`. A label, not free text: it is kept in "
+        "clear beside the push, through the user's erasure, and shown in campaign statistics and "
+        "deliveries, so spaces, `@`, `.`, `+` and the like are refused to keep personal data out.",
+    ),
+]
+TtlSeconds = Annotated[
+    int,
+    Meta(
+        ge=1,
+        le=604800,
+        description="How long the push may wait to be delivered, in seconds. Default: the policy's "
+        "`default_ttl_seconds` (86400, 24 h, unless an admin changed it); at most its `max_ttl_seconds` "
+        "(604800, 7 days, by default), over which the push is refused with 400. A push that cannot be "
+        "delivered before it expires is rejected, or, once deferred, ends as `expired`.",
+    ),
+]
 
 
 # gc=False: made for every push and never part of a cycle (see gateway/gc_tuning.py).
@@ -47,10 +88,10 @@ class PushCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, gc=Fa
     body: Annotated[str, Meta(max_length=16384)]
     data: dict[Annotated[str, Meta(max_length=64)], Annotated[str, Meta(max_length=4096)]] = {}
     campaign_id: CampaignId | None = None
-    variant: Annotated[str, Meta(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_-]+$")] | None = None
+    variant: Variant | None = None
     personalized: bool = False
     near: Near | None = None
-    ttl_seconds: Annotated[int, Meta(ge=1, le=604800)] | None = None
+    ttl_seconds: TtlSeconds | None = None
     dry_run: bool = False
 
     def __post_init__(self) -> None:
