@@ -29,7 +29,8 @@ queries per push. Within the round the snapshot is kept true to what step 1 conc
 that ends or is deferred no longer counts (or counts at its new time) against its subject's caps.
 (Should that push's write then fail, it stays as it was and is decided again when its lease
 expires, with the round's other pushes counted by then.) When the round's read fails, each push
-is read alone from the database, and written before the next one is read.
+is read alone from the database, and written before the next one is read; its subject is read
+only after its expiry is checked, so a push whose subject's data does not open still expires.
 """
 
 from __future__ import annotations
@@ -90,28 +91,29 @@ class _Send(msgspec.Struct, frozen=True):
 
 
 class _Round:
-    """Step 1's reads for a whole round, made together inside its writer unit."""
+    """Step 1's reads for a whole round, made together inside its writer unit: the pushes' own
+    rows, then their subjects' keys, states and devices (`read_subjects`), the reads that fail
+    when a subject's sealed data does not open."""
 
-    def __init__(
-        self,
-        conn: Connection,
-        store: Store,
-        claims: list[Claim],
-        now: datetime,
-        tz: str,
-        policy: PolicySettings,
-    ) -> None:
+    def __init__(self, conn: Connection, claims: list[Claim]) -> None:
         ids = [c.push_id for c in claims]
         self.rows = pushes.get_many(conn, ids)
+        self.recorded = deliveries.states_many(conn, ids)
+        wanted = {r.campaign_id for r in self.rows.values() if r.campaign_id is not None}
+        self.campaigns = {cid: campaigns.get(conn, cid) for cid in wanted}
+        self.keys: dict[str, SubjectKey] = {}
+        self.states: dict[str, SubjectState] = {}
+        self.devices: dict[str, list[DeviceRow]] = {}
+
+    def read_subjects(
+        self, conn: Connection, store: Store, now: datetime, tz: str, policy: PolicySettings
+    ) -> None:
         self.keys = store.directory.by_subject_ids(
             {r.subject_id for r in self.rows.values() if r.subject_id is not None}
         )
         keys = list(self.keys.values())
         self.states = subject_state.load_many(conn, keys, now, policy, tz)
         self.devices = devices.list_for_many(conn, keys, active_only=True)
-        self.recorded = deliveries.states_many(conn, ids)
-        wanted = {r.campaign_id for r in self.rows.values() if r.campaign_id is not None}
-        self.campaigns = {cid: campaigns.get(conn, cid) for cid in wanted}
 
     def key(self, row: PushRow) -> SubjectKey | None:
         return None if row.subject_id is None else self.keys.get(row.subject_id)
@@ -287,20 +289,30 @@ class Dispatcher:
     # -- step 1: decide again, inside the writer ---------------------------------------------
 
     def _snapshot(self, conn: Connection, claims: list[Claim], now: datetime) -> _Round:
-        return _Round(conn, self._store, claims, now, self._settings.timezone, self._policy.settings)
+        snapshot = _Round(conn, claims)
+        self._read_subjects(conn, snapshot, now)
+        return snapshot
+
+    def _read_subjects(self, conn: Connection, snapshot: _Round, now: datetime) -> None:
+        snapshot.read_subjects(conn, self._store, now, self._settings.timezone, self._policy.settings)
 
     def _prepare(
         self, conn: Connection, claim: Claim, now: datetime, snapshot: _Round | None
     ) -> tuple[PushWrites, _Send | None]:
-        snapshot = snapshot or self._snapshot(conn, [claim], now)
+        alone = snapshot is None
+        snapshot = snapshot or _Round(conn, [claim])
         row = snapshot.rows.get(claim.push_id)
         if row is None or row.status in END_STATES:
             return PushWrites(push_id=claim.push_id, finish=True), None
-        key = snapshot.key(row)
         expires = datetime.fromisoformat(row.expires_at)
         remaining = math.ceil((expires - now).total_seconds())
         if remaining <= 0:
             return self._end(row, snapshot, "expired", [Reason(EXPIRED)]), None
+        if alone:
+            # Read alone, its subject is read only now: a push past its expiry ends `expired` even
+            # when its subject's data does not open, rather than being claimed again at each lease.
+            self._read_subjects(conn, snapshot, now)
+        key = snapshot.key(row)
         content = None if key is None else row.open_content(key)
         if key is None or content is None:
             return self._end(row, snapshot, "rejected", [Reason(SUBJECT_ERASED)]), None

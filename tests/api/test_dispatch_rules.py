@@ -303,6 +303,22 @@ def test_a_push_whose_subject_cannot_be_read_does_not_hold_back_the_round(world:
     assert [line["push_id"] for line in world.sink()] == [fine["push_id"]]
 
 
+def test_a_push_whose_subject_cannot_be_read_still_ends_expired_at_its_expiry(world: World) -> None:
+    """Read alone, its subject used to be read before its expiry was checked: the read failed at
+    every claim, so the push was claimed again at each lease for ever and never ended `expired`."""
+    world.user("hana", timezone="Europe/Berlin")
+    broken = world.submit("hana", ttl_seconds=3600)
+    _seal_broken(world, "hana")
+    assert world.run() == 1
+    assert world.read(broken["push_id"])["status"] == "queued"  # left to its lease
+    world.clock.advance(hours=1)  # past its lease and its expiry
+    assert world.run() == 1
+    got = world.read(broken["push_id"])
+    assert (got["status"], got["reasons"]) == ("expired", [{"code": "expired"}])
+    assert world.outbox() == 0
+    assert world.sink() == []
+
+
 def test_when_the_round_read_fails_each_push_read_alone_sees_the_ones_before_it(
     world: World, caplog: pytest.LogCaptureFixture
 ) -> None:
