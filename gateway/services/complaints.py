@@ -27,7 +27,7 @@ from policies.settings import PolicySettings
 from storage import ledger
 from storage.db import Connection
 from storage.directory import SubjectKey
-from storage.repositories import campaigns, consents, preferences, pushes
+from storage.repositories import campaigns, consents, deliveries, preferences, pushes
 from storage.repositories import complaints as repo
 from storage.repositories.complaints import ComplaintRow, text_aad
 from storage.store import Store
@@ -234,7 +234,14 @@ class ComplaintService:
 
         def unit(conn: Connection) -> EventRecorded:
             push = pushes.get(conn, push_id)
-            if key is None or push is None or push.subject_id != key.subject_id or push.status != "delivered":
+            # A push still `sending` to another device may be on this one already: what the user
+            # did with it counts (stats count it once the push ends `delivered`, as it will).
+            if (
+                key is None
+                or push is None
+                or push.subject_id != key.subject_id
+                or (push.status != "delivered" and not deliveries.reached(conn, push_id))
+            ):
                 raise NotFound("no push delivered to you with this id", "push_id")
             cur = conn.execute(
                 "INSERT OR IGNORE INTO push_events (push_id, type, at) VALUES (?, ?, ?)",

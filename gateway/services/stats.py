@@ -83,8 +83,11 @@ def _count(conn: Connection, campaign_id: str) -> dict[str, VariantStats]:
         elif status in ("delivered", "failed", "expired"):
             setattr(s, status, getattr(s, status) + n)
     for variant, kind, n in conn.execute(
+        # Delivered pushes only, like the complaints below: an event may come from a device that
+        # has a push still on its way to another, and rates are over deliveries.
         "SELECT coalesce(p.variant, ?), e.type, count(*) FROM push_events e "
-        "JOIN pushes p ON p.push_id = e.push_id WHERE p.campaign_id = ? GROUP BY 1, 2",
+        "JOIN pushes p ON p.push_id = e.push_id WHERE p.campaign_id = ? AND p.status = 'delivered' "
+        "GROUP BY 1, 2",
         (DEFAULT_VARIANT, campaign_id),
     ):
         setattr(stats[variant], kind, n)

@@ -10,7 +10,7 @@ import msgspec
 
 from storage.db import Connection, in_chunks
 
-__all__ = ["DeliveryRecord", "record_many", "states_many"]
+__all__ = ["DeliveryRecord", "reached", "record_many", "states_many"]
 
 
 def states_many(conn: Connection, push_ids: Sequence[str]) -> dict[str, dict[str, str]]:
@@ -24,6 +24,16 @@ def states_many(conn: Connection, push_ids: Sequence[str]) -> dict[str, dict[str
         ):
             found[push_id][device_id] = status
     return {push_id: found.get(push_id, {}) for push_id in push_ids}
+
+
+def reached(conn: Connection, push_id: str) -> bool:
+    """Whether a device has the push already, though it may still be on its way to another."""
+    return (
+        conn.execute(
+            "SELECT 1 FROM deliveries WHERE push_id = ? AND status = 'delivered' LIMIT 1", (push_id,)
+        ).fetchone()
+        is not None
+    )
 
 
 class DeliveryRecord(msgspec.Struct, frozen=True, gc=False):

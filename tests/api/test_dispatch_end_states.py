@@ -261,6 +261,50 @@ def test_a_partly_delivered_push_whose_retry_meets_quiet_hours_stays_the_push_th
     assert (second["outcome"], second["reasons"]) == ("queued", [])
 
 
+def test_a_push_on_one_device_and_on_its_way_to_another_takes_the_users_events(
+    world: World, as_key: Callable[..., Headers]
+) -> None:
+    """The user has it on one device: opening it there answered 404 while the push was still
+    `sending` to the other. The event is kept; the campaign's stats count it once the push ends
+    `delivered`, so no rate is ever over what was delivered."""
+    created = world.client.post(
+        "/v1/campaigns", json={"name": "Winter", "topic": "promotions"}, headers=as_key("campaigns:write")
+    )
+    campaign_id = created.json()["campaign_id"]
+    world.user("eve", "fcm", "apns")
+    push = world.submit("eve", campaign_id=campaign_id)
+    assert world.run() == 1  # fcm has it, apns to be retried
+    assert world.read(push["push_id"])["status"] == "sending"
+
+    opened = world.client.post(
+        f"/v1/me/pushes/{push['push_id']}/events", json={"type": "opened"}, headers=world.as_user("eve")
+    )
+    assert opened.status_code == 201, opened.text
+
+    def counted() -> tuple[int, int]:
+        got = world.client.get(f"/v1/campaigns/{campaign_id}/stats", headers=as_key("campaigns:read"))
+        assert got.status_code == 200, got.text
+        variant = got.json()["variants"]["default"]
+        return variant["delivered"], variant["opened"]
+
+    assert counted() == (0, 0)
+    world.waiting = Scripted("scripted-retry", "delivered")
+    world.clock.now = world.next_due()
+    assert world.run() == 1
+    assert counted() == (1, 1)
+
+    # Another user's push, or one no device has yet, still answers 404.
+    world.user("fay", "apns")
+    waiting = world.submit("fay")
+    world.waiting = Scripted("scripted-retry", "retry")
+    assert world.run() == 1
+    for user, push_id in (("fay", push["push_id"]), ("fay", waiting["push_id"])):
+        refused = world.client.post(
+            f"/v1/me/pushes/{push_id}/events", json={"type": "opened"}, headers=world.as_user(user)
+        )
+        assert refused.status_code == 404, refused.text
+
+
 # -- deferred, and then too late -----------------------------------------------------------------
 
 
