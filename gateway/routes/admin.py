@@ -16,6 +16,7 @@ from gateway.clock import rfc3339_text
 from gateway.deps import RuntimeDep
 from gateway.errors import InvalidInput
 from gateway.guards import requires_scope
+from gateway.routes.refusals import refusals
 from gateway.schemas.admin import ApiKeyCreate, ApiKeyCreated, PolicyRead, RotationRead
 from gateway.services.policy import policy_etag
 from policies.settings import PolicySettings
@@ -36,16 +37,25 @@ class AdminController(Controller):
     guards = [requires_scope("admin")]  # noqa: RUF012
     tags = ["admin"]  # noqa: RUF012
 
-    @post("/keys", operation_id="createApiKey", dto=Strict[ApiKeyCreate], return_dto=None, status_code=201)
+    @post(
+        "/keys", operation_id="createApiKey", dto=Strict[ApiKeyCreate], return_dto=None, status_code=201,
+        responses=refusals(400, 413),
+    )  # fmt: skip
     async def create_key(self, runtime: RuntimeDep, data: JSONBody[ApiKeyCreate]) -> ApiKeyCreated:
         key, secret = await runtime.api_keys.create(data.name, tuple(dict.fromkeys(data.scopes)))
         return ApiKeyCreated(key.key_id, key.name, list(key.scopes), secret, rfc3339_text(key.created_at))
 
-    @delete("/keys/{key_id:str}", operation_id="revokeApiKey", status_code=HTTP_204_NO_CONTENT)
+    @delete(
+        "/keys/{key_id:str}", operation_id="revokeApiKey", status_code=HTTP_204_NO_CONTENT,
+        responses=refusals(400, why={
+            404: "No live API key has this id.",
+            409: "This is the last live key with scope `admin`: create another before revoking it.",
+        }),
+    )  # fmt: skip
     async def revoke_key(self, runtime: RuntimeDep, key_id: FromPath[str]) -> None:
         await runtime.api_keys.revoke(key_id)
 
-    @get("/policy", operation_id="getPolicy", response_headers=[ETAG])
+    @get("/policy", operation_id="getPolicy", response_headers=[ETAG], responses=refusals())
     async def get_policy(self, runtime: RuntimeDep) -> Response[PolicyRead]:
         """Read afresh: another process may have changed the policy, and an ETag this process had
         cached would then be refused by every `If-Match` built from it."""
@@ -58,6 +68,7 @@ class AdminController(Controller):
         dto=Strict[PolicySettings],
         return_dto=None,
         response_headers=[ETAG],
+        responses=refusals(400, 412, 413),
     )
     async def put_policy(
         self,
@@ -78,7 +89,9 @@ class AdminController(Controller):
         v = await runtime.policy.change(data, request.user.actor, _entity_tags(every))
         return _policy_answer(v)
 
-    @post("/keys/rotate-encryption", operation_id="rotateEncryptionKey", status_code=200)
+    @post(
+        "/keys/rotate-encryption", operation_id="rotateEncryptionKey", status_code=200, responses=refusals()
+    )
     async def rotate(self, runtime: RuntimeDep) -> RotationRead:
         kid, rewrapped = await runtime.rotate_encryption_key()
         return RotationRead(kid, rewrapped)

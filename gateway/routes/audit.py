@@ -37,6 +37,7 @@ from gateway.auth import Principal
 from gateway.deps import RuntimeDep
 from gateway.guards import refuses_scope, requires_scope
 from gateway.logs import method_label
+from gateway.routes.refusals import LEDGER_BROKEN, refusals
 from gateway.schemas.audit import (
     AccessLogPage,
     CheckpointRead,
@@ -192,7 +193,7 @@ class AuditController(Controller):
     middleware = [AccessLogMiddleware()]  # noqa: RUF012
     tags = ["audit"]  # noqa: RUF012
 
-    @get("/consent-events", operation_id="auditConsentEvents")
+    @get("/consent-events", operation_id="auditConsentEvents", responses=refusals(400))
     async def consent_events(
         self, request: AuditRequest, runtime: RuntimeDep, subject_ref: SubjectRef = None,
         user_id: Annotated[str | None, QueryParameter(min_length=1, max_length=128)] = None,
@@ -205,7 +206,10 @@ class AuditController(Controller):
         )  # fmt: skip
         return _counted(request, page, len(page.events))
 
-    @get("/subjects/{subject_ref:str}", operation_id="auditSubject")
+    @get(
+        "/subjects/{subject_ref:str}", operation_id="auditSubject",
+        responses=refusals(400, why={404: "No subject, live or erased, has this subject_ref."}),
+    )  # fmt: skip
     async def subject(
         self, request: AuditRequest, runtime: RuntimeDep,
         subject_ref: Annotated[str, PathParameter(pattern=SUBJECT_REF_PATTERN)],
@@ -214,7 +218,7 @@ class AuditController(Controller):
         answer = runtime.audit.subject(subject_ref, at)
         return _counted(request, answer, len(answer.history))
 
-    @get("/decisions", operation_id="auditDecisions")
+    @get("/decisions", operation_id="auditDecisions", responses=refusals(400))
     async def decisions(
         self, request: AuditRequest, runtime: RuntimeDep, push_id: Code = None, campaign_id: Code = None,
         subject_ref: SubjectRef = None,
@@ -228,7 +232,7 @@ class AuditController(Controller):
         )  # fmt: skip
         return _counted(request, page, len(page.decisions))
 
-    @get("/complaints", operation_id="auditComplaints")
+    @get("/complaints", operation_id="auditComplaints", responses=refusals(400))
     async def complaints(
         self, request: AuditRequest, runtime: RuntimeDep, status: FromQuery[ComplaintStatus | None] = None,
         reason: FromQuery[ComplaintReason | None] = None, campaign_id: Code = None, start: From = None,
@@ -240,29 +244,40 @@ class AuditController(Controller):
         )  # fmt: skip
         return _counted(request, page, len(page.complaints))
 
-    @get("/ledger/verify", operation_id="verifyLedger")
+    @get("/ledger/verify", operation_id="verifyLedger", responses=refusals())
     async def verify(self, request: AuditRequest, runtime: RuntimeDep) -> VerifyResult:
         result = await runtime.audit.ledger.verify()
         return _counted(request, result, result.events)
 
-    @get("/ledger/checkpoint", operation_id="getLedgerCheckpoint")
+    @get(
+        "/ledger/checkpoint", operation_id="getLedgerCheckpoint", responses=refusals(why={409: LEDGER_BROKEN})
+    )
     async def checkpoint(self, request: AuditRequest, runtime: RuntimeDep) -> CheckpointRead:
         return _counted(request, await runtime.audit.ledger.checkpoint(), 1)
 
-    @get("/ledger/proof/inclusion", operation_id="getInclusionProof")
+    @get(
+        "/ledger/proof/inclusion", operation_id="getInclusionProof",
+        responses=refusals(400, why={409: LEDGER_BROKEN}),
+    )  # fmt: skip
     async def inclusion(
         self, request: AuditRequest, runtime: RuntimeDep, seq: Seq, size: Size
     ) -> InclusionProofRead:
         return _counted(request, await runtime.audit.ledger.inclusion(int(seq), int(size)), 1)
 
-    @get("/ledger/proof/consistency", operation_id="getConsistencyProof")
+    @get(
+        "/ledger/proof/consistency", operation_id="getConsistencyProof",
+        responses=refusals(400, why={409: LEDGER_BROKEN}),
+    )  # fmt: skip
     async def consistency(
         self, request: AuditRequest, runtime: RuntimeDep,
         first: FromSize, second: ToSize,
     ) -> ConsistencyProofRead:  # fmt: skip
         return _counted(request, await runtime.audit.ledger.consistency(int(first), int(second)), 1)
 
-    @get("/policy/versions/{version:str}", operation_id="auditPolicyVersion")
+    @get(
+        "/policy/versions/{version:str}", operation_id="auditPolicyVersion",
+        responses=refusals(400, why={404: "No policy version has this number."}),
+    )  # fmt: skip
     async def policy_version(
         self, request: AuditRequest, runtime: RuntimeDep, version: Version
     ) -> PolicyVersionRead:
@@ -270,14 +285,14 @@ class AuditController(Controller):
         they were judged by (`policy_version`, `final_policy_version`)."""
         return _counted(request, runtime.policy.read_version(int(version)), 1)
 
-    @get("/access-log", operation_id="auditAccessLog")
+    @get("/access-log", operation_id="auditAccessLog", responses=refusals(400))
     async def access_log(
         self, request: AuditRequest, runtime: RuntimeDep, cursor: Cursor = None, limit: Limit = 100
     ) -> AccessLogPage:
         page = runtime.audit.access_log(cursor, limit)
         return _counted(request, page, len(page.entries))
 
-    @get("/export", operation_id="exportAudit")
+    @get("/export", operation_id="exportAudit", responses=refusals(400, why={409: LEDGER_BROKEN}))
     async def export(
         self, request: AuditRequest, runtime: RuntimeDep, start: From = None, end: To = None
     ) -> ExportRead:

@@ -11,10 +11,13 @@ from gateway.auth import Principal
 from gateway.body import Strict
 from gateway.deps import RuntimeDep
 from gateway.guards import requires_scope
+from gateway.routes.refusals import refusals
 from gateway.schemas.pushes import CampaignCreate, CampaignCreated, CampaignRead
 from gateway.schemas.stats import CampaignStats, Metric
 
 __all__ = ["CampaignController"]
+
+NO_SUCH_CAMPAIGN = {404: "No campaign has this id."}
 
 
 class CampaignController(Controller):
@@ -23,7 +26,7 @@ class CampaignController(Controller):
 
     @post(
         "/", operation_id="createCampaign", dto=Strict[CampaignCreate], return_dto=None, status_code=201,
-        guards=[requires_scope("campaigns:write")],
+        guards=[requires_scope("campaigns:write")], responses=refusals(400, 413),
     )  # fmt: skip
     async def create(
         self, request: Request[Principal, Any, Any], runtime: RuntimeDep, data: JSONBody[CampaignCreate]
@@ -31,13 +34,17 @@ class CampaignController(Controller):
         campaign = await runtime.campaigns.create(data.name, data.topic, request.user.actor)
         return CampaignCreated(campaign.campaign_id)
 
-    @get("/{campaign_id:str}", operation_id="getCampaign", guards=[requires_scope("campaigns:read")])
+    @get(
+        "/{campaign_id:str}", operation_id="getCampaign", guards=[requires_scope("campaigns:read")],
+        responses=refusals(400, why=NO_SUCH_CAMPAIGN),
+    )  # fmt: skip
     async def read(self, runtime: RuntimeDep, campaign_id: FromPath[str]) -> CampaignRead:
         return runtime.campaigns.read(campaign_id)
 
     @get(
-        "/{campaign_id:str}/stats", operation_id="getCampaignStats", guards=[requires_scope("campaigns:read")]
-    )
+        "/{campaign_id:str}/stats", operation_id="getCampaignStats",
+        guards=[requires_scope("campaigns:read")], responses=refusals(400, why=NO_SUCH_CAMPAIGN),
+    )  # fmt: skip
     async def stats(
         self,
         runtime: RuntimeDep,
@@ -50,7 +57,7 @@ class CampaignController(Controller):
 
     @post(
         "/{campaign_id:str}/pause", operation_id="pauseCampaign", status_code=200,
-        guards=[requires_scope("campaigns:write", "admin")],
+        guards=[requires_scope("campaigns:write", "admin")], responses=refusals(400, why=NO_SUCH_CAMPAIGN),
     )  # fmt: skip
     async def pause(
         self, request: Request[Principal, Any, Any], runtime: RuntimeDep, campaign_id: FromPath[str]
@@ -61,6 +68,11 @@ class CampaignController(Controller):
     @post(
         "/{campaign_id:str}/resume", operation_id="resumeCampaign", status_code=200,
         guards=[requires_scope("campaigns:write", "admin")],
+        responses=refusals(400, why={
+            **NO_SUCH_CAMPAIGN,
+            403: "The credential is not one this route admits, or the complaint-rate rule paused the "
+            "campaign and the key does not hold `admin`.",
+        }),
     )  # fmt: skip
     async def resume(
         self, request: Request[Principal, Any, Any], runtime: RuntimeDep, campaign_id: FromPath[str]

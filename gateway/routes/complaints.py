@@ -8,9 +8,12 @@ from litestar.params import FromPath, JSONBody
 from gateway.body import Strict
 from gateway.deps import RuntimeDep
 from gateway.guards import requires_scope
+from gateway.routes.refusals import refusals
 from gateway.schemas.complaints import ComplaintRead, Resolution
 
 __all__ = ["ComplaintController"]
+
+NO_SUCH_COMPLAINT = {404: "No complaint has this id."}
 
 
 class ComplaintController(Controller):
@@ -18,13 +21,17 @@ class ComplaintController(Controller):
     guards = [requires_scope("complaints:write")]  # noqa: RUF012
     tags = ["complaints"]  # noqa: RUF012
 
-    @post("/{complaint_id:str}/acknowledge", operation_id="acknowledgeComplaint", status_code=200)
+    @post(
+        "/{complaint_id:str}/acknowledge", operation_id="acknowledgeComplaint", status_code=200,
+        responses=refusals(400, why={**NO_SUCH_COMPLAINT, 409: "The complaint is not `open`."}),
+    )  # fmt: skip
     async def acknowledge(self, runtime: RuntimeDep, complaint_id: FromPath[str]) -> ComplaintRead:
         return await runtime.complaints.acknowledge(complaint_id)
 
     @post(
         "/{complaint_id:str}/resolve", operation_id="resolveComplaint", status_code=200,
         dto=Strict[Resolution], return_dto=None,
+        responses=refusals(400, 413, why={**NO_SUCH_COMPLAINT, 409: "The complaint is not `acknowledged`."}),
     )  # fmt: skip
     async def resolve(
         self, runtime: RuntimeDep, complaint_id: FromPath[str], data: JSONBody[Resolution]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, delete, get, patch, post, put
+from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, JSONBody, PathParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
@@ -12,6 +13,7 @@ from gateway.auth import Principal
 from gateway.body import Strict
 from gateway.deps import RuntimeDep
 from gateway.guards import requires_user
+from gateway.routes.refusals import refusals
 from gateway.schemas.complaints import (
     ComplaintCreate,
     ComplaintCreated,
@@ -33,6 +35,7 @@ from gateway.schemas.me import (
     PreferencesUpdate,
 )
 from gateway.schemas.pushes import NotificationRead
+from gateway.services.devices import MAX_ACTIVE_DEVICES
 from policies.catalog import Purpose
 
 __all__ = ["MeController"]
@@ -52,17 +55,23 @@ class MeController(Controller):
     guards = [requires_user]  # noqa: RUF012
     tags = ["preference center"]  # noqa: RUF012
 
-    @get("/preferences", operation_id="getPreferences")
+    @get("/preferences", operation_id="getPreferences", responses=refusals())
     async def get_preferences(self, request: UserRequest, runtime: RuntimeDep) -> PreferencesRead:
         return runtime.preferences.read(_ref(request))
 
-    @patch("/preferences", operation_id="updatePreferences", dto=Strict[PreferencesUpdate], return_dto=None)
+    @patch(
+        "/preferences", operation_id="updatePreferences", dto=Strict[PreferencesUpdate], return_dto=None,
+        responses=refusals(400, 413),
+    )  # fmt: skip
     async def update_preferences(
         self, request: UserRequest, runtime: RuntimeDep, data: JSONBody[PreferencesUpdate]
     ) -> PreferencesRead:
         return await runtime.preferences.update(_ref(request), data, request.user.actor)
 
-    @put("/consents/{purpose:str}", operation_id="setConsent", dto=Strict[ConsentUpdate], return_dto=None)
+    @put(
+        "/consents/{purpose:str}", operation_id="setConsent", dto=Strict[ConsentUpdate], return_dto=None,
+        responses=refusals(400, 413),
+    )  # fmt: skip
     async def set_consent(
         self,
         request: UserRequest,
@@ -74,34 +83,47 @@ class MeController(Controller):
             _ref(request), purpose, data, actor=request.user.actor, source="preference_center"
         )
 
-    @get("/consents/history", operation_id="getConsentHistory")
+    @get("/consents/history", operation_id="getConsentHistory", responses=refusals())
     async def consent_history(self, request: UserRequest, runtime: RuntimeDep) -> list[ConsentEvent]:
         return runtime.preferences.history(_ref(request))
 
     @post(
-        "/devices", operation_id="registerDevice", dto=Strict[DeviceCreate], return_dto=None, status_code=201
-    )
+        "/devices", operation_id="registerDevice", dto=Strict[DeviceCreate], return_dto=None, status_code=201,
+        responses={
+            200: ResponseSpec(
+                DeviceCreated, description="The token was registered already: its device.",
+                generate_examples=False,
+            ),
+            **refusals(400, 413, why={409: f"The user has {MAX_ACTIVE_DEVICES} active devices already."}),
+        },
+    )  # fmt: skip
     async def register_device(
         self, request: UserRequest, runtime: RuntimeDep, data: JSONBody[DeviceCreate]
     ) -> Response[DeviceCreated]:
         device_id, created = await runtime.devices.register(_ref(request), data)
         return Response(DeviceCreated(device_id), status_code=HTTP_201_CREATED if created else HTTP_200_OK)
 
-    @get("/devices", operation_id="listDevices")
+    @get("/devices", operation_id="listDevices", responses=refusals())
     async def list_devices(self, request: UserRequest, runtime: RuntimeDep) -> list[DeviceRead]:
         return runtime.devices.list(_ref(request))
 
-    @delete("/devices/{device_id:str}", operation_id="deleteDevice", status_code=HTTP_204_NO_CONTENT)
+    @delete(
+        "/devices/{device_id:str}", operation_id="deleteDevice", status_code=HTTP_204_NO_CONTENT,
+        responses=refusals(400, why={404: "The user has no device with this id."}),
+    )  # fmt: skip
     async def delete_device(self, request: UserRequest, runtime: RuntimeDep, device_id: DeviceId) -> None:
         await runtime.devices.remove(_ref(request), device_id)
 
-    @put("/location", operation_id="setLocation", dto=Strict[LocationUpdate], return_dto=None)
+    @put(
+        "/location", operation_id="setLocation", dto=Strict[LocationUpdate], return_dto=None,
+        responses=refusals(400, 413, why={409: "The user has not granted `location` consent."}),
+    )  # fmt: skip
     async def set_location(
         self, request: UserRequest, runtime: RuntimeDep, data: JSONBody[LocationUpdate]
     ) -> LocationRead:
         return await runtime.devices.set_location(_ref(request), data)
 
-    @get("/notifications", operation_id="listMyNotifications")
+    @get("/notifications", operation_id="listMyNotifications", responses=refusals())
     async def notifications(self, request: UserRequest, runtime: RuntimeDep) -> list[NotificationRead]:
         return runtime.pushes.notifications(_ref(request))
 
@@ -111,19 +133,27 @@ class MeController(Controller):
         dto=Strict[ComplaintCreate],
         return_dto=None,
         status_code=201,
+        responses=refusals(400, 413, why={404: "`push_id` names no push of this user's."}),
     )
     async def file_complaint(
         self, request: UserRequest, runtime: RuntimeDep, data: JSONBody[ComplaintCreate]
     ) -> ComplaintCreated:
         return await runtime.complaints.file(_ref(request), data, request.user.actor)
 
-    @get("/complaints", operation_id="listMyComplaints")
+    @get("/complaints", operation_id="listMyComplaints", responses=refusals())
     async def list_complaints(self, request: UserRequest, runtime: RuntimeDep) -> list[ComplaintRead]:
         return runtime.complaints.list_own(_ref(request))
 
     @post(
         "/pushes/{push_id:str}/events", operation_id="recordPushEvent", status_code=201,
         dto=Strict[EventCreate], return_dto=None,
+        responses={
+            200: ResponseSpec(
+                EventRecorded, description="The push had this event already (`recorded`: false).",
+                generate_examples=False,
+            ),
+            **refusals(400, 413, why={404: "No push delivered to this user has this id."}),
+        },
     )  # fmt: skip
     async def record_event(
         self, request: UserRequest, runtime: RuntimeDep, push_id: PushId, data: JSONBody[EventCreate]
@@ -131,10 +161,10 @@ class MeController(Controller):
         recorded = await runtime.complaints.record_event(_ref(request), push_id, data.type)
         return Response(recorded, status_code=HTTP_201_CREATED if recorded.recorded else HTTP_200_OK)
 
-    @get("/export", operation_id="exportMyData")
+    @get("/export", operation_id="exportMyData", responses=refusals())
     async def export(self, request: UserRequest, runtime: RuntimeDep) -> ExportRead:
         return runtime.rights.export(_ref(request))
 
-    @delete("/", operation_id="eraseMe", status_code=HTTP_204_NO_CONTENT)
+    @delete("/", operation_id="eraseMe", status_code=HTTP_204_NO_CONTENT, responses=refusals())
     async def erase(self, request: UserRequest, runtime: RuntimeDep) -> None:
         await runtime.rights.erase(_ref(request), request.user.actor)

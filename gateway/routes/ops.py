@@ -6,9 +6,12 @@ from typing import Any
 
 import msgspec
 from litestar import Response, get
+from litestar.openapi import ResponseSpec
 from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
 
 from gateway.deps import MetricsDep, RuntimeDep
+from gateway.routes.refusals import MEANING
+from gateway.schemas.errors import ErrorRead
 
 __all__ = ["OPS_ROUTES"]
 
@@ -16,6 +19,9 @@ PUBLIC = {"public": True}
 ANONYMOUS: list[dict[str, list[str]]] = [{}]
 """OpenAPI's "no credentials needed" (an empty requirement), so the document does not show these
 routes under the global bearer requirement; an empty list would inherit it."""
+UNAVAILABLE = {503: ResponseSpec(ErrorRead, description=MEANING[503], generate_examples=False)}
+"""No credential, so no 401 or 403; but an answer resting on storage waits until what it read is
+on disk (`gateway.durability`), and is a 503 when storage has failed."""
 
 
 class Health(msgspec.Struct):
@@ -23,7 +29,14 @@ class Health(msgspec.Struct):
     checks: dict[str, str] = {}
 
 
-@get("/healthz", opt=PUBLIC, security=ANONYMOUS, operation_id="health", tags=["operations"])
+def _unwell(description: str) -> dict[int, ResponseSpec]:
+    return {503: ResponseSpec(Health, description=description, generate_examples=False)}
+
+
+@get(
+    "/healthz", opt=PUBLIC, security=ANONYMOUS, operation_id="health", tags=["operations"],
+    responses=_unwell("Storage has failed for good (`checks.storage`: `failed`): restart the process."),
+)  # fmt: skip
 async def healthz(runtime: RuntimeDep) -> Response[Health]:
     """Alive unless storage has failed for good. After a failed fsync this process refuses every
     write and every read until it restarts, so liveness says so: an orchestrator that only
@@ -33,7 +46,10 @@ async def healthz(runtime: RuntimeDep) -> Response[Health]:
     return Response(Health("ok"))
 
 
-@get("/readyz", opt=PUBLIC, security=ANONYMOUS, operation_id="ready", tags=["operations"])
+@get(
+    "/readyz", opt=PUBLIC, security=ANONYMOUS, operation_id="ready", tags=["operations"],
+    responses=_unwell("Not ready: a write would not be kept; `checks` names what failed."),
+)  # fmt: skip
 async def readyz(runtime: RuntimeDep) -> Response[Health]:
     """Ready when a write would be kept, not merely taken: both databases take a write
     transaction, have room (after a full disk, a probe commit must find some) and are still the
@@ -58,12 +74,16 @@ async def readyz(runtime: RuntimeDep) -> Response[Health]:
     operation_id="metrics",
     tags=["operations"],
     media_type="text/plain; version=0.0.4",
+    responses=UNAVAILABLE,
 )
 async def metrics(metrics: MetricsDep) -> bytes:
     return metrics.render()
 
 
-@get("/.well-known/jwks.json", opt=PUBLIC, security=ANONYMOUS, operation_id="jwks", tags=["operations"])
+@get(
+    "/.well-known/jwks.json", opt=PUBLIC, security=ANONYMOUS, operation_id="jwks", tags=["operations"],
+    responses=UNAVAILABLE,
+)  # fmt: skip
 async def jwks(runtime: RuntimeDep) -> dict[str, Any]:
     return runtime.signer.jwks()
 

@@ -96,3 +96,95 @@ def test_variant_says_which_characters_and_why(document: Document) -> None:
     assert "letters, digits" in description
     assert "campaign_id" in description
     assert "personal data" in description
+
+
+# -- error answers ------------------------------------------------------------------------------
+
+PUBLIC = {"/healthz", "/readyz", "/metrics", "/.well-known/jwks.json"}
+HEALTH = {"/healthz", "/readyz"}  # their 503 is the health answer itself, `checks` saying why
+ERROR = "#/components/schemas/ErrorRead"
+
+
+def operations(document: Document) -> list[tuple[str, str, Document]]:
+    return [
+        (method.upper(), path, operation)
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+        if method in {"get", "post", "put", "patch", "delete"}
+    ]
+
+
+def schema_of(response: Document) -> Document:
+    found: Document = response["content"]["application/json"]["schema"]
+    return found
+
+
+def test_every_error_answer_has_the_one_error_shape(document: Document) -> None:
+    """Before, only 400 was declared, with Litestar's generic schema (`extra`: any object)."""
+    for method, path, operation in operations(document):
+        for status, response in operation["responses"].items():
+            if int(status) >= 400 and not (path in HEALTH and status == "503"):
+                assert schema_of(response) == {"$ref": ERROR}, f"{method} {path} {status}"
+    error = component(document, "ErrorRead")
+    assert error["required"] == ["detail", "status_code"]
+    assert error["properties"]["extra"]["oneOf"][0]["items"] == {"$ref": "#/components/schemas/ErrorField"}
+
+
+def test_every_route_behind_a_credential_declares_401_403_and_503(document: Document) -> None:
+    for method, path, operation in operations(document):
+        statuses = set(operation["responses"])
+        assert "503" in statuses, f"{method} {path}"
+        if path not in PUBLIC:
+            assert {"401", "403"} <= statuses, f"{method} {path}"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "words"),
+    [
+        ("PUT", "/v1/me/location", "409", "`location` consent"),
+        ("PUT", "/v1/admin/policy", "412", "If-Match"),
+        ("POST", "/v1/pushes", "422", "idempotency_key"),
+        ("POST", "/v1/pushes", "404", "campaign_id"),
+        ("POST", "/v1/pushes/batch", "422", "idempotency_key"),
+        ("POST", "/v1/me/devices", "409", "active devices"),
+        ("DELETE", "/v1/admin/keys/{key_id}", "409", "last live key"),
+        ("DELETE", "/v1/admin/keys/{key_id}", "404", "API key"),
+        ("POST", "/v1/complaints/{complaint_id}/resolve", "409", "`acknowledged`"),
+        ("POST", "/v1/campaigns/{campaign_id}/resume", "403", "complaint-rate rule"),
+        ("GET", "/v1/audit/ledger/checkpoint", "409", "ledger does not verify"),
+        ("GET", "/v1/audit/subjects/{subject_ref}", "404", "subject_ref"),
+        ("PATCH", "/v1/me/preferences", "413", "larger"),
+    ],
+)
+def test_a_route_declares_the_refusals_its_code_gives(
+    document: Document, method: str, path: str, status: str, words: str
+) -> None:
+    response = document["paths"][path][method.lower()]["responses"].get(status)
+    assert response is not None, f"{method} {path} does not declare {status}"
+    assert words in response["description"]
+
+
+def test_the_refusals_given_are_the_ones_declared(
+    client: Client, document: Document, as_key: Any, as_user: Any
+) -> None:
+    """The table above, from the other side: real refusals, each declared on its route."""
+    admin, user, service = as_key("admin"), as_user("u1"), as_key("pushes:write")
+    push = {"idempotency_key": "k1", "user_id": "u1", "topic": "promotions", "title": "t", "body": "b"}
+    elsewhere = {**push, "idempotency_key": "k2", "campaign_id": "cmp_" + "0" * 16}
+    stale = admin | {"If-Match": '"9"'}
+    given = [
+        ("PUT", "/v1/me/location", client.put("/v1/me/location", json={"lat": 1, "lon": 2}, headers=user)),
+        ("PUT", "/v1/admin/policy", client.put("/v1/admin/policy", json={}, headers=stale)),
+        ("POST", "/v1/pushes", client.post("/v1/pushes", json=push, headers=service)),
+        ("POST", "/v1/pushes", client.post("/v1/pushes", json={**push, "body": "c"}, headers=service)),
+        ("POST", "/v1/pushes", client.post("/v1/pushes", json=elsewhere, headers=service)),
+        ("GET", "/v1/me/preferences", client.get("/v1/me/preferences")),
+        ("GET", "/v1/me/preferences", client.get("/v1/me/preferences", headers=admin)),
+        ("DELETE", "/v1/admin/keys/{key_id}", client.delete("/v1/admin/keys/nope", headers=admin)),
+    ]
+    statuses = []
+    for method, path, response in given:
+        statuses.append(response.status_code)
+        declared = document["paths"][path][method.lower()]["responses"]
+        assert str(response.status_code) in declared, f"{method} {path}: {response.text}"
+    assert statuses == [409, 412, 200, 422, 404, 401, 403, 404]
