@@ -90,7 +90,9 @@ def test_a_good_chain_verifies(raw: Connection) -> None:
 
 def test_every_hash_is_sha256_of_the_canonical_bytes_and_links_to_the_previous(raw: Connection) -> None:
     prev = ledger.GENESIS
-    for event in ledger.events(raw):
+    events = list(ledger.events(raw))
+    assert [event.seq for event in events] == list(range(1, EVENTS + 1)), "the loop below checks every event"
+    for event in events:
         assert event.prev_hash == prev
         assert hashlib.sha256(event.canonical()).digest() == event.hash
         assert msgspec.json.decode(event.canonical())["body"] is not None  # the chain covers the ciphertext
