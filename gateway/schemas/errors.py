@@ -14,6 +14,8 @@ from msgspec import UNSET, Meta, UnsetType
 
 __all__ = ["ErrorField", "ErrorRead"]
 
+Source = Annotated[str, Meta(description="Where a parameter came from: `query`, `path`, `header` or `body`.")]
+
 
 class ErrorField(msgspec.Struct, kw_only=True):
     """What was wrong with one field or parameter."""
@@ -26,9 +28,7 @@ class ErrorField(msgspec.Struct, kw_only=True):
         ),
     ]
     message: str
-    source: Annotated[
-        str, Meta(description="Where a parameter came from: `query`, `path`, `header` or `body`.")
-    ] | UnsetType = UNSET
+    source: Source | UnsetType = UNSET
 
 
 class ErrorRead(msgspec.Struct, kw_only=True):
