@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import signal
 import socket
 import subprocess
@@ -21,6 +22,7 @@ import httpx
 import pytest
 
 from clients.delivery import DeliveryMessage, DeliveryResult
+from gateway.logs import JsonFormatter
 
 
 def assert_problem(response: Any, status: int, field: str | None = None) -> dict[str, Any]:
@@ -56,6 +58,24 @@ def scan_bytes(root: Path, needles: list[str]) -> dict[str, list[str]]:
                 if encoded in blob:
                     found.setdefault(needle, []).append(path.name)
     return found
+
+
+def logged(caplog: pytest.LogCaptureFixture) -> str:
+    """The log lines a real gateway would write for the records captured in this test, its
+    fixtures' setup included, for privacy scans: each rendered by `gateway.logs.JsonFormatter`,
+    the real process's formatter, which writes every `extra=` field. `caplog.text` holds only
+    the message, so a token put in `extra` would pass a scan of it.
+
+    Records of `httpx` below WARNING are left out, as `configure_logging` leaves them out of a
+    real process: here they are the test client's own lines, with the URL it was given."""
+    formatter = JsonFormatter()
+    phases = [*caplog.get_records("setup"), *caplog.get_records("call"), *caplog.records]
+    records = {id(record): record for record in phases}.values()  # caplog.records is one phase's
+    return "\n".join(
+        formatter.format(record)
+        for record in records
+        if not (record.name.startswith("httpx") and record.levelno < logging.WARNING)
+    )
 
 
 def free_port() -> int:

@@ -12,7 +12,7 @@ from conftest import Headers
 from litestar import Litestar
 from litestar.testing import TestClient
 from prometheus_client.parser import text_string_to_metric_families
-from support import assert_problem
+from support import assert_problem, logged
 
 Client = TestClient[Litestar]
 
@@ -20,7 +20,7 @@ Client = TestClient[Litestar]
 def _logged(caplog: pytest.LogCaptureFixture, route: str) -> list[tuple[int, str]]:
     """(status, request id) of each request line for `route`."""
     return [
-        (record.status, record.request_id)
+        (int(getattr(record, "status", 0)), str(getattr(record, "request_id", "")))
         for record in caplog.records
         if record.name == "gateway.http" and getattr(record, "route", None) == route
     ]
@@ -74,7 +74,7 @@ def test_a_request_no_route_takes_is_logged_and_counted_with_its_id(
         answer = client.request(method, f"{path}?user_id=someone@example.com")
     assert answer.status_code == status
     assert _logged(caplog, "unmatched") == [(status, answer.headers["x-request-id"])]
-    assert "someone" not in caplog.text
+    assert "someone" not in logged(caplog)  # the query string in no field of the line
     assert _counted(client, method, "unmatched") == {str(status): 1.0}
 
 
@@ -84,3 +84,18 @@ def test_a_routed_request_is_logged_once(client: Client, caplog: pytest.LogCaptu
     assert _logged(caplog, "/healthz") == [(200, answer.headers["x-request-id"])]
     assert _logged(caplog, "unmatched") == []
     assert answer.headers.get_list("x-request-id") == [answer.headers["x-request-id"]]
+
+
+def test_the_log_scan_reads_every_field_as_the_process_writes_it(caplog: pytest.LogCaptureFixture) -> None:
+    """Control for the privacy scans above: `logged` renders `extra=` fields, which `caplog.text`
+    leaves out, and only the test client's own httpx lines are dropped."""
+    with caplog.at_level(logging.DEBUG):
+        logging.getLogger("gateway.devices").info("device registered", extra={"device_token": "tok-in-extra"})
+        logging.getLogger("httpx").info("HTTP Request: GET /v1/x?user_id=client-side")
+        logging.getLogger("httpx").warning("gave up on relay-side")
+    assert "tok-in-extra" not in caplog.text
+    lines = logged(caplog).splitlines()
+    assert len(lines) == 2
+    assert '"device_token":"tok-in-extra"' in lines[0]
+    assert "client-side" not in lines[1]
+    assert "relay-side" in lines[1]

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
-from support import scan_bytes
+from support import logged, scan_bytes
 
 from gateway.app import create_app
 from gateway.clock import system_clock
@@ -189,7 +189,8 @@ def test_no_personal_data_after_checkpoint_and_shutdown(
     for name in DB_FILES:
         _assert_stdlib_cannot_read(data_dir / name)
     assert any(r.name == "gateway.http" for r in caplog.records), "the request log was not captured"
-    assert [n for n in needles if n in caplog.text] == []
+    lines = logged(caplog)
+    assert [n for n in needles if n in lines] == []
 
 
 def test_no_personal_data_after_erasure_and_restart(
