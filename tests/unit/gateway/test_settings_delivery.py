@@ -6,10 +6,12 @@ anything is created. Never a quiet fallback to the file sink, which reports push
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -286,12 +288,93 @@ def test_finite_positive_floats_are_accepted(raw: str) -> None:
     assert settings.delivery_backoff_seconds == settings.delivery_breaker_cooldown_seconds == float(raw)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
-def test_an_unreadable_file_is_refused(tmp_path: Path, files: Files) -> None:
+# -- every *_FILE variable must name a readable file, also for root --------------------------------
+
+# The env that makes each file variable the one checked: its provider's other settings given.
+FILE_VARIABLES: dict[str, Callable[[Files, Path], dict[str, str]]] = {
+    "CGW_JWT_PUBLIC_KEY_FILE": lambda f, p: {"CGW_JWT_PUBLIC_KEY_FILE": str(p)},
+    "CGW_FCM_SERVICE_ACCOUNT_FILE": lambda f, p: {"CGW_FCM_SERVICE_ACCOUNT_FILE": str(p)},
+    "CGW_APNS_KEY_FILE": lambda f, p: apns_env(f) | {"CGW_APNS_KEY_FILE": str(p)},
+    "CGW_WEBPUSH_VAPID_KEY_FILE": lambda f, p: {
+        "CGW_WEBPUSH_VAPID_KEY_FILE": str(p), "CGW_WEBPUSH_VAPID_SUBJECT": SUBJECT,
+    },
+}  # fmt: skip
+PROC_MEM = Path("/proc/self/mem")
+"""A regular file (`stat` says so) that no one, root included, can read from its start: EIO."""
+
+
+def _unreadable(kind: str, root: Path, files: Files) -> tuple[Path, str]:
+    """A path that is no readable file in a way root meets too, and the error it must give."""
+    if kind == "fifo":
+        # Opening a FIFO to read it blocks until a writer comes: refused before any open.
+        os.mkfifo(root / "key.fifo")
+        return root / "key.fifo", "not a regular file"
+    if kind == "directory":
+        return files.directory, "not a regular file"
+    if kind == "dangling symlink":
+        (root / "key.pem").symlink_to(root / "gone.pem")
+        return root / "key.pem", "no such file"
+    if kind == "path under a file":
+        return files.fcm / "key.pem", "no such file"
+    assert kind == "read fails"
+    return PROC_MEM, "cannot read /proc/self/mem: Input/output error"
+
+
+class _FifoWatch:
+    """If the check under test ever opened the FIFO, it would block for good: this opens the
+    writing end as soon as a reader waits (then closes it, so the reader gets end of file) and
+    the test fails on the message instead of hanging."""
+
+    def __init__(self, fifo: Path) -> None:
+        self.fifo = fifo
+        self.opened = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.02):
+            try:
+                fd = os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:  # ENXIO: no reader waits
+                continue
+            self.opened = True
+            os.close(fd)
+
+    def __enter__(self) -> _FifoWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+UNREADABLE = ["fifo", "directory", "dangling symlink", "path under a file", "read fails"]
+
+
+@pytest.mark.parametrize("kind", UNREADABLE)
+@pytest.mark.parametrize("variable", list(FILE_VARIABLES))
+def test_a_path_that_is_no_readable_file_is_refused(
+    tmp_path: Path, files: Files, variable: str, kind: str
+) -> None:
+    """Whoever runs the gateway, root as on CI: none of these can be read as a key file."""
+    if kind == "read fails" and not PROC_MEM.is_file():
+        pytest.skip("needs Linux /proc")
+    path, problem = _unreadable(kind, tmp_path, files)
+    env = FILE_VARIABLES[variable](files, path)
+    watch = _FifoWatch(path) if kind == "fifo" else None
+    with watch or contextlib.nullcontext(), pytest.raises(SettingsError) as caught:
+        Settings.from_env(env)
+    assert str(caught.value) == f"{variable}: {problem}" + ("" if kind == "read fails" else f": {path}")
+    assert not (watch and watch.opened), "the FIFO was opened"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode; see the cases above")
+def test_a_file_without_read_permission_is_refused(tmp_path: Path, files: Files) -> None:
     locked = tmp_path / "locked.pem"
     locked.write_bytes(files.ed25519_public.read_bytes())
     locked.chmod(0)
-    with pytest.raises(SettingsError, match=r"^CGW_JWT_PUBLIC_KEY_FILE: cannot read"):
+    with pytest.raises(SettingsError, match=r"^CGW_JWT_PUBLIC_KEY_FILE: cannot read .*: Permission denied$"):
         Settings.from_env({"CGW_JWT_PUBLIC_KEY_FILE": str(locked)})
 
 
@@ -370,6 +453,31 @@ def test_cli_refuses_bad_delivery_settings_with_one_line(
         if (tmp_path / f"data-{n}").exists():
             problems.append(f"{label}: created the data dir before refusing")
     assert not problems, "\n".join(problems)
+
+
+def test_the_cli_refuses_unreadable_files_at_once_also_as_root(files: Files, tmp_path: Path) -> None:
+    """Through `worker`, one line and exit 2 each, within the timeout: a FIFO does not hang it."""
+    fifo = tmp_path / "vapid.fifo"
+    os.mkfifo(fifo)
+    cases = {
+        "fifo": ("CGW_WEBPUSH_VAPID_KEY_FILE", FILE_VARIABLES["CGW_WEBPUSH_VAPID_KEY_FILE"](files, fifo)),
+        "read fails": ("CGW_FCM_SERVICE_ACCOUNT_FILE", {"CGW_FCM_SERVICE_ACCOUNT_FILE": str(PROC_MEM)}),
+    }
+    if not PROC_MEM.is_file():
+        del cases["read fails"]
+    commands = [
+        (label, ["worker"], env | {"CGW_DATA_DIR": str(tmp_path / f"data-{label}")})
+        for label, (_, env) in cases.items()
+    ]
+    with _FifoWatch(fifo) as watch:
+        results = _run_all(commands, timeout=20)
+    assert not watch.opened, "the FIFO was opened"
+    for label, (variable, _) in cases.items():
+        status, out, err = results[label]
+        assert (status, out) == (2, ""), (label, err)
+        assert err.count("\n") == 1, err
+        assert f"configuration error: {variable}:" in err, err
+        assert not (tmp_path / f"data-{label}").exists()
 
 
 def test_cli_starts_with_every_provider_complete(files: Files, tmp_path: Path) -> None:
