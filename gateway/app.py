@@ -16,7 +16,7 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import ValidationException
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.spec import Components, SecurityScheme
+from litestar.openapi.spec import Components
 from litestar.static_files import create_static_files_router
 from litestar.types import ControllerRouterHandler
 from swagger_ui_bundle import swagger_ui_path
@@ -35,6 +35,7 @@ from gateway.gc_tuning import server_collector
 from gateway.headers import SwaggerPage, security_headers
 from gateway.logs import quiet_server_access_log, request_log
 from gateway.metrics import Metrics
+from gateway.routes.access import API_KEY, SECURITY_SCHEMES, USER_TOKEN, AccessInTheDocument
 from gateway.routes.admin import AdminController
 from gateway.routes.audit import AuditController, log_unrouted_audit_calls
 from gateway.routes.campaigns import CampaignController
@@ -101,6 +102,7 @@ def create_app(settings: Settings | None = None, clock: Clock = system_clock) ->
             Exception: handle_unexpected,
         },
         lifespan=[lifespan],
+        plugins=[AccessInTheDocument()],
         request_max_body_size=settings.max_body_bytes,
         logging_config=None,  # gateway.logs configures JSON logging once per process
         openapi_config=OpenAPIConfig(
@@ -115,11 +117,8 @@ def create_app(settings: Settings | None = None, clock: Clock = system_clock) ->
                     favicon=f"<link rel='icon' type='image/png' href='{SWAGGER_ASSETS}/favicon-32x32.png'>",
                 )
             ],
-            components=Components(
-                security_schemes={
-                    "bearer": SecurityScheme(type="http", scheme="bearer", description="user JWT or API key")
-                }
-            ),
-            security=[{"bearer": []}],
+            # Each guarded operation names its own (gateway.routes.access); this is the default.
+            components=Components(security_schemes=SECURITY_SCHEMES),
+            security=[{USER_TOKEN: []}, {API_KEY: []}],
         ),
     )

@@ -15,7 +15,7 @@ from gateway.body import Strict
 from gateway.clock import rfc3339_text
 from gateway.deps import RuntimeDep
 from gateway.errors import InvalidInput
-from gateway.guards import requires_scope
+from gateway.routes.access import ADMIN
 from gateway.routes.refusals import refusals
 from gateway.schemas.admin import ApiKeyCreate, ApiKeyCreated, PolicyRead, RotationRead
 from gateway.services.policy import policy_etag
@@ -34,7 +34,7 @@ _ENTITY_TAG = re.compile(r'\s*(?:(W/)?("[\x21\x23-\x7e\x80-\xff]*"))?\s*(?:,|$)'
 
 class AdminController(Controller):
     path = "/v1/admin"
-    guards = [requires_scope("admin")]  # noqa: RUF012
+    guards = [ADMIN.guard]  # noqa: RUF012
     tags = ["admin"]  # noqa: RUF012
 
     @post(

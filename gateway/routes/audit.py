@@ -35,8 +35,8 @@ from litestar.utils import normalize_path
 
 from gateway.auth import Principal
 from gateway.deps import RuntimeDep
-from gateway.guards import refuses_scope, requires_scope
 from gateway.logs import method_label
+from gateway.routes.access import AUDIT_READ, NOT_ADMIN
 from gateway.routes.refusals import LEDGER_BROKEN, refusals
 from gateway.schemas.audit import (
     AccessLogPage,
@@ -57,9 +57,8 @@ from policies.reasons import ReasonCode
 from storage.ledger import VerifyResult
 from storage.pseudonyms import SUBJECT_REF_PATTERN
 
-__all__ = ["AUDIT_SCOPE", "AccessLogMiddleware", "AuditController", "log_unrouted_audit_calls"]
+__all__ = ["AccessLogMiddleware", "AuditController", "log_unrouted_audit_calls"]
 
-AUDIT_SCOPE = "audit:read"
 AUDIT_PATH = "/v1/audit"
 RESULT_COUNT = "audit_result_count"
 LOGGED = "audit_access_logged"  # set in the connection state once the call is in the access log
@@ -189,7 +188,7 @@ class AuditController(Controller):
     path = "/v1/audit"
     # Operators cannot read audit routes with an admin key (SECURITY.md), even one that also holds
     # `audit:read`: such keys are refused at creation now, but may exist from before.
-    guards = [requires_scope(AUDIT_SCOPE), refuses_scope("admin")]  # noqa: RUF012
+    guards = [AUDIT_READ.guard, NOT_ADMIN.guard]  # noqa: RUF012
     middleware = [AccessLogMiddleware()]  # noqa: RUF012
     tags = ["audit"]  # noqa: RUF012
 

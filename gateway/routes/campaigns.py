@@ -10,7 +10,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from gateway.auth import Principal
 from gateway.body import Strict
 from gateway.deps import RuntimeDep
-from gateway.guards import requires_scope
+from gateway.routes.access import CAMPAIGN_OPERATORS, CAMPAIGNS_READ, CAMPAIGNS_WRITE
 from gateway.routes.refusals import refusals
 from gateway.schemas.pushes import CampaignCreate, CampaignCreated, CampaignRead
 from gateway.schemas.stats import CampaignStats, Metric
@@ -26,7 +26,7 @@ class CampaignController(Controller):
 
     @post(
         "/", operation_id="createCampaign", dto=Strict[CampaignCreate], return_dto=None, status_code=201,
-        guards=[requires_scope("campaigns:write")], responses=refusals(400, 413),
+        guards=[CAMPAIGNS_WRITE.guard], responses=refusals(400, 413),
     )  # fmt: skip
     async def create(
         self, request: Request[Principal, Any, Any], runtime: RuntimeDep, data: JSONBody[CampaignCreate]
@@ -35,7 +35,7 @@ class CampaignController(Controller):
         return CampaignCreated(campaign.campaign_id)
 
     @get(
-        "/{campaign_id:str}", operation_id="getCampaign", guards=[requires_scope("campaigns:read")],
+        "/{campaign_id:str}", operation_id="getCampaign", guards=[CAMPAIGNS_READ.guard],
         responses=refusals(400, why=NO_SUCH_CAMPAIGN),
     )  # fmt: skip
     async def read(self, runtime: RuntimeDep, campaign_id: FromPath[str]) -> CampaignRead:
@@ -43,7 +43,7 @@ class CampaignController(Controller):
 
     @get(
         "/{campaign_id:str}/stats", operation_id="getCampaignStats",
-        guards=[requires_scope("campaigns:read")], responses=refusals(400, why=NO_SUCH_CAMPAIGN),
+        guards=[CAMPAIGNS_READ.guard], responses=refusals(400, why=NO_SUCH_CAMPAIGN),
     )  # fmt: skip
     async def stats(
         self,
@@ -57,7 +57,7 @@ class CampaignController(Controller):
 
     @post(
         "/{campaign_id:str}/pause", operation_id="pauseCampaign", status_code=200,
-        guards=[requires_scope("campaigns:write", "admin")], responses=refusals(400, why=NO_SUCH_CAMPAIGN),
+        guards=[CAMPAIGN_OPERATORS.guard], responses=refusals(400, why=NO_SUCH_CAMPAIGN),
     )  # fmt: skip
     async def pause(
         self, request: Request[Principal, Any, Any], runtime: RuntimeDep, campaign_id: FromPath[str]
@@ -67,7 +67,7 @@ class CampaignController(Controller):
 
     @post(
         "/{campaign_id:str}/resume", operation_id="resumeCampaign", status_code=200,
-        guards=[requires_scope("campaigns:write", "admin")],
+        guards=[CAMPAIGN_OPERATORS.guard],
         responses=refusals(400, why={
             **NO_SUCH_CAMPAIGN,
             403: "The credential is not one this route admits, or the complaint-rate rule paused the "

@@ -7,7 +7,7 @@ from litestar.params import FromPath, JSONBody
 
 from gateway.body import Strict
 from gateway.deps import RuntimeDep
-from gateway.guards import requires_scope
+from gateway.routes.access import COMPLAINTS_WRITE
 from gateway.routes.refusals import refusals
 from gateway.schemas.complaints import ComplaintRead, Resolution
 
@@ -18,7 +18,7 @@ NO_SUCH_COMPLAINT = {404: "No complaint has this id."}
 
 class ComplaintController(Controller):
     path = "/v1/complaints"
-    guards = [requires_scope("complaints:write")]  # noqa: RUF012
+    guards = [COMPLAINTS_WRITE.guard]  # noqa: RUF012
     tags = ["complaints"]  # noqa: RUF012
 
     @post(

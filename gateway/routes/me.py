@@ -12,7 +12,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CON
 from gateway.auth import Principal
 from gateway.body import Strict
 from gateway.deps import RuntimeDep
-from gateway.guards import requires_user
+from gateway.routes.access import USER
 from gateway.routes.refusals import refusals
 from gateway.schemas.complaints import (
     ComplaintCreate,
@@ -46,13 +46,13 @@ PushId = Annotated[str, PathParameter(pattern=r"^psh_[0-9a-f]{24}$", max_length=
 
 
 def _ref(request: UserRequest) -> str:
-    assert request.user.subject_ref is not None  # requires_user guarantees it
+    assert request.user.subject_ref is not None  # the USER guard guarantees it
     return request.user.subject_ref
 
 
 class MeController(Controller):
     path = "/v1/me"
-    guards = [requires_user]  # noqa: RUF012
+    guards = [USER.guard]  # noqa: RUF012
     tags = ["preference center"]  # noqa: RUF012
 
     @get("/preferences", operation_id="getPreferences", responses=refusals())

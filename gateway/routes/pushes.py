@@ -10,7 +10,7 @@ from litestar.params import FromPath, JSONBody
 from gateway.auth import Principal
 from gateway.body import Strict
 from gateway.deps import RuntimeDep
-from gateway.guards import requires_scope
+from gateway.routes.access import PUSH_READERS, PUSHES_WRITE
 from gateway.routes.refusals import refusals
 from gateway.schemas.pushes import BatchAnswer, BatchCreate, PushAnswer, PushCreate, PushRead
 
@@ -18,6 +18,10 @@ __all__ = ["PushController"]
 
 KeyRequest = Request[Principal, Any, Any]
 BATCH_BODY_LIMIT = 32 * 1024 * 1024
+READ_PUSH = (
+    "No such push, or not one this key may read: a service reads the pushes it submitted, a "
+    "`campaigns:read` key campaign pushes."
+)
 # A batch is refused whole, `extra` naming the push at fault (`pushes[3].campaign_id`).
 SUBMISSION_REFUSALS = refusals(400, 413, 422, why={404: "`campaign_id` names no campaign."})
 
@@ -33,7 +37,7 @@ class PushController(Controller):
 
     @post(
         "/", operation_id="submitPush", dto=Strict[PushCreate], return_dto=None, status_code=200,
-        guards=[requires_scope("pushes:write")], responses=SUBMISSION_REFUSALS,
+        guards=[PUSHES_WRITE.guard], responses=SUBMISSION_REFUSALS,
     )  # fmt: skip
     async def submit(
         self, request: KeyRequest, runtime: RuntimeDep, data: JSONBody[PushCreate]
@@ -42,7 +46,7 @@ class PushController(Controller):
 
     @post(
         "/batch", operation_id="submitPushBatch", dto=Strict[BatchCreate], return_dto=None, status_code=200,
-        guards=[requires_scope("pushes:write")], request_max_body_size=BATCH_BODY_LIMIT,
+        guards=[PUSHES_WRITE.guard], request_max_body_size=BATCH_BODY_LIMIT,
         responses=SUBMISSION_REFUSALS,
     )  # fmt: skip
     async def submit_batch(
@@ -52,8 +56,8 @@ class PushController(Controller):
 
     @get(
         "/{push_id:str}", operation_id="getPush",
-        guards=[requires_scope("pushes:write", "campaigns:read")],
-        responses=refusals(400, why={404: "No such push, or not one this key may read (see above)."}),
+        guards=[PUSH_READERS.guard],
+        responses=refusals(400, why={404: READ_PUSH}),
     )  # fmt: skip
     async def read(self, request: KeyRequest, runtime: RuntimeDep, push_id: FromPath[str]) -> PushRead:
         """A service reads the pushes it submitted; a `campaigns:read` key, campaign pushes.

@@ -1,16 +1,20 @@
 """The OpenAPI document at `/schema` is the contract (README): it must say what the code does,
 not only the types. Each test here reads the document as served and checks one thing a client
 could not learn from it before: the reason codes an answer's `reasons` can hold, what a field's
-default and restrictions are."""
+default and restrictions are, which errors a route gives, and who may call it."""
 
 from __future__ import annotations
 
 from typing import Any, get_args
 
 import pytest
-from litestar import Litestar
+from litestar import Litestar, get
+from litestar.exceptions import ImproperlyConfiguredException
 from litestar.testing import TestClient
+from test_authz_matrix import fill
 
+from gateway.guards import requires_scope
+from gateway.routes.access import AccessInTheDocument
 from policies.reasons import ALL_REASON_CODES, ReasonCode
 
 Client = TestClient[Litestar]
@@ -188,3 +192,90 @@ def test_the_refusals_given_are_the_ones_declared(
         declared = document["paths"][path][method.lower()]["responses"]
         assert str(response.status_code) in declared, f"{method} {path}: {response.text}"
     assert statuses == [409, 412, 200, 422, 404, 401, 403, 404]
+
+
+# -- who may call each route ------------------------------------------------------------------
+
+SCOPES = ("pushes:write", "campaigns:write", "campaigns:read", "complaints:write", "audit:read", "admin")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "security", "words"),
+    [
+        ("GET", "/v1/me/preferences", [{"userToken": []}], "Needs a user token"),
+        ("PUT", "/v1/me/location", [{"userToken": []}], "Needs a user token"),
+        ("POST", "/v1/pushes", [{"apiKey": ["pushes:write"]}], "Needs an API key with scope `pushes:write`."),
+        (
+            "GET", "/v1/pushes/{push_id}", [{"apiKey": ["pushes:write"]}, {"apiKey": ["campaigns:read"]}],
+            "Needs an API key with scope `pushes:write` or `campaigns:read`.",
+        ),
+        (
+            "POST", "/v1/campaigns/{campaign_id}/resume",
+            [{"apiKey": ["campaigns:write"]}, {"apiKey": ["admin"]}],
+            "Needs an API key with scope `campaigns:write` or `admin`.",
+        ),
+        (
+            "GET", "/v1/audit/decisions", [{"apiKey": ["audit:read"]}],
+            "Needs an API key with scope `audit:read`, never one that also holds `admin`.",
+        ),
+        ("PUT", "/v1/admin/policy", [{"apiKey": ["admin"]}], "Needs an API key with scope `admin`."),
+    ],
+)  # fmt: skip
+def test_an_operation_names_the_credential_and_scope_it_needs(
+    document: Document, method: str, path: str, security: list[Document], words: str
+) -> None:
+    """Before, no operation said which scope or role it needs: all inherited `bearer`, any token."""
+    operation = document["paths"][path][method.lower()]
+    assert operation["security"] == security
+    assert operation["description"].startswith(words)
+
+
+def test_the_two_credentials_are_two_schemes(document: Document) -> None:
+    schemes = document["components"]["securitySchemes"]
+    assert set(schemes) == {"userToken", "apiKey"}
+    assert {s["type"] for s in schemes.values()} == {"http"}
+    assert all(scope in schemes["apiKey"]["description"] for scope in SCOPES)
+
+
+def test_what_the_document_says_is_what_the_guards_do(
+    client: Client, document: Document, as_key: Any, as_user: Any
+) -> None:
+    """For every operation behind a credential: each credential its security requirements name gets
+    past the guards (any answer but 401 or 403), and a key with any one other scope is refused.
+    The requirements are read off the guards Litestar runs, so this holds by construction; the test
+    keeps it so should the derivation break."""
+    user = as_user("doc-user")
+    keys = {scope: as_key(scope) for scope in SCOPES}
+    checked = 0
+    for method, path, operation in operations(document):
+        if path in PUBLIC:
+            continue
+        admitted = {scope for requirement in operation["security"] for scope in requirement.get("apiKey", [])}
+        for_users = operation["security"] == [{"userToken": []}]
+        assert for_users or admitted, f"{method} {path}: {operation['security']}"
+        url = fill(path)
+        body = {} if method in {"POST", "PUT", "PATCH"} else None
+
+        def call(headers: dict[str, str], url: str = url, method: str = method, body: Any = body) -> int:
+            status: int = client.request(method, url, json=body, headers=headers).status_code
+            return status
+
+        allowed = [user] if for_users else [keys[scope] for scope in sorted(admitted)]
+        refused = [keys[scope] for scope in SCOPES if scope not in admitted]
+        for headers in allowed:
+            assert call(headers) not in {401, 403}, f"{method} {path} refused a credential it names"
+        for headers in refused:
+            assert call(headers) == 403, f"{method} {path} admitted a credential it does not name"
+        checked += 1
+    assert checked >= 40
+
+
+def test_a_guard_the_document_cannot_describe_stops_the_app() -> None:
+    """A route guarded other than through gateway.routes.access would go undescribed: refused."""
+
+    @get("/x", guards=[requires_scope("pushes:write")])
+    async def undeclared() -> None:
+        return None
+
+    with pytest.raises(ImproperlyConfiguredException, match=r"gateway\.routes\.access"):
+        Litestar([undeclared], plugins=[AccessInTheDocument()])

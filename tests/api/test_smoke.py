@@ -12,13 +12,17 @@ def test_health_needs_no_credentials(client: TestClient[Litestar]) -> None:
 
 
 def test_the_openapi_document_says_which_routes_need_no_credentials(client: TestClient[Litestar]) -> None:
-    """The public routes override the document's global bearer requirement with an empty one;
-    every other operation keeps it (its `security` is absent, so the global one applies)."""
+    """The public routes override the document's global requirement (any credential) with an empty
+    one; every other operation names the credential it needs (gateway.routes.access)."""
     document = client.get("/schema/openapi.json").json()
-    assert document["security"] == [{"bearer": []}]
+    assert document["security"] == [{"userToken": []}, {"apiKey": []}]
     public = {"/healthz", "/readyz", "/metrics", "/.well-known/jwks.json"}
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
             if method in {"get", "post", "put", "patch", "delete"}:
-                expected = [{}] if path in public else None
-                assert operation.get("security") == expected, f"{method.upper()} {path}"
+                security = operation.get("security")
+                if path in public:
+                    assert security == [{}], f"{method.upper()} {path}"
+                else:
+                    assert security, f"{method.upper()} {path}"
+                    assert all(set(r) <= {"userToken", "apiKey"} and r for r in security), path
