@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,6 +23,8 @@ import pytest
 
 from clients.delivery import DeliveryMessage, DeliveryResult
 from gateway.logs import JsonFormatter
+from gateway.runtime import Runtime
+from storage.db import Connection, Database
 
 
 def assert_problem(response: Any, status: int, field: str | None = None) -> dict[str, Any]:
@@ -57,6 +59,56 @@ def scan_bytes(root: Path, needles: list[str]) -> dict[str, list[str]]:
             for encoded in (needle.encode(), needle.encode("utf-16-le")):
                 if encoded in blob:
                     found.setdefault(needle, []).append(path.name)
+    return found
+
+
+def readers(runtime: Runtime) -> dict[str, Connection]:
+    """A read connection to every database the runtime's store holds (the data database and the
+    subject directory today), by file name: the runtime's own readers, so what they give is
+    decrypted, as the gateway itself sees it."""
+    databases = [db for db in vars(runtime.store).values() if isinstance(db, Database)]
+    return {db.path.name: db.reader() for db in databases}
+
+
+def stored_values(conn: Connection) -> Iterator[tuple[str, str, object]]:
+    """(table, column, value) for every value of every table of one database, `sqlite_master`
+    (the schema's own text) included: `SELECT *`, so a column or table added later is read too."""
+    tables = ["sqlite_master"] + [
+        str(name)
+        for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+    ]
+    for table in tables:
+        cursor = conn.execute(f'SELECT * FROM "{table}"')  # noqa: S608 - names from sqlite_master
+        columns = [str(d[0]) for d in cursor.description]
+        for row in cursor:
+            for column, value in zip(columns, row, strict=True):
+                yield table, column, value
+
+
+def _holds(value: object, needle: str) -> bool:
+    if isinstance(value, str):
+        return needle in value
+    if isinstance(value, bytes | bytearray | memoryview):
+        blob = bytes(value)
+        return needle.encode() in blob or needle.encode("utf-16-le") in blob
+    if isinstance(value, int | float):
+        return needle in str(value) or needle in repr(value)  # coordinates kept as numbers
+    return False
+
+
+def scan_tables(databases: Mapping[str, Connection], needles: Iterable[str]) -> dict[str, list[str]]:
+    """Which needles occur in the clear, as text, inside a blob (UTF-8 or UTF-16) or in a number's
+    digits, in which `<file>:<table>.<column>` of these databases, read through SQLite. Unlike
+    `scan_bytes` over the files, which SQLCipher encrypts page by page, this sees what a column
+    holds: a raw user id written to a plaintext column shows here, not in the file's bytes."""
+    wanted = list(needles)
+    found: dict[str, list[str]] = {}
+    for name, conn in databases.items():
+        for table, column, value in stored_values(conn):
+            for needle in wanted:
+                where = f"{name}:{table}.{column}"
+                if _holds(value, needle) and where not in found.get(needle, []):
+                    found.setdefault(needle, []).append(where)
     return found
 
 
