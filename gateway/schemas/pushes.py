@@ -9,7 +9,9 @@ from litestar.openapi.spec import OpenAPIType, Schema
 from litestar.params import KwargDefinition
 from msgspec import Meta
 
+from gateway.schemas.stats import DEFAULT_VARIANT
 from policies.catalog import Topic
+from policies.pii import find_pii
 from policies.reasons import ReasonCode
 from storage.pseudonyms import SUBJECT_REF_PATTERN
 
@@ -56,7 +58,9 @@ Variant = Annotated[
         description="The A/B variant of the campaign this push belongs to (needs `campaign_id`): 1-32 "
         "letters, digits, `_` or `-`, e.g. `A` or `short_title`. A label, not free text: it is kept in "
         "clear beside the push, through the user's erasure, and shown in campaign statistics and "
-        "deliveries, so spaces, `@`, `.`, `+` and the like are refused to keep personal data out.",
+        "deliveries, so spaces, `@`, `.`, `+` and the like are refused to keep personal data out, and so "
+        "is one that reads as a phone, card or ID number. `default` is taken: statistics group the "
+        "campaign's pushes without a variant under it.",
     ),
 ]
 TtlSeconds = Annotated[
@@ -97,8 +101,19 @@ class PushCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, gc=Fa
     def __post_init__(self) -> None:
         if (self.user_id is None) == (self.subject_ref is None):
             raise ValueError("user_id: give exactly one of user_id or subject_ref")
-        if self.variant is not None and self.campaign_id is None:
-            raise ValueError("variant: a variant needs a campaign_id")
+        if self.variant is not None:
+            _check_variant(self.variant, self.campaign_id)
+
+
+def _check_variant(variant: str, campaign_id: str | None) -> None:
+    if campaign_id is None:
+        raise ValueError("variant: a variant needs a campaign_id")
+    if variant == DEFAULT_VARIANT:
+        raise ValueError(
+            f"variant: `{DEFAULT_VARIANT}` names the pushes sent without a variant in campaign statistics"
+        )
+    if kinds := find_pii(variant):  # the pattern lets a phone or card number through
+        raise ValueError(f"variant: a variant must not hold personal data ({', '.join(kinds)})")
 
 
 class PushAnswer(msgspec.Struct, kw_only=True, gc=False):
@@ -151,7 +166,13 @@ class NotificationRead(msgspec.Struct, kw_only=True):
 
 class CampaignCreate(msgspec.Struct, forbid_unknown_fields=True):
     name: Annotated[str, Meta(min_length=1, max_length=200)]
+    """Kept in clear and shown to everyone who reads the campaign: it must name a campaign,
+    never a person."""
     topic: Topic
+
+    def __post_init__(self) -> None:
+        if kinds := find_pii(self.name):
+            raise ValueError(f"name: a campaign name must not hold personal data ({', '.join(kinds)})")
 
 
 class CampaignCreated(msgspec.Struct):

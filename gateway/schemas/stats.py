@@ -6,7 +6,10 @@ from typing import Literal
 
 import msgspec
 
-__all__ = ["CampaignStats", "Comparison", "Metric", "VariantStats"]
+__all__ = ["DEFAULT_VARIANT", "CampaignStats", "Comparison", "Metric", "VariantStats"]
+
+DEFAULT_VARIANT = "default"
+"""The group campaign statistics give pushes sent without a variant; no variant may take it."""
 
 Metric = Literal["open_rate", "click_through_rate", "conversion_rate", "complaint_rate", "opt_out_rate"]
 

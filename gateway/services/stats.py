@@ -14,14 +14,13 @@ import msgspec
 
 from gateway.abtest import two_proportion
 from gateway.errors import InvalidInput, NotFound
-from gateway.schemas.stats import CampaignStats, Comparison, Metric, VariantStats
+from gateway.schemas.stats import DEFAULT_VARIANT, CampaignStats, Comparison, Metric, VariantStats
 from storage.db import Connection
 from storage.repositories import campaigns
 from storage.store import Store
 
-__all__ = ["DEFAULT_VARIANT", "StatsService"]
+__all__ = ["StatsService"]
 
-DEFAULT_VARIANT = "default"
 _RATE_OF: dict[str, str] = {
     "open_rate": "opened",
     "click_through_rate": "clicked",

@@ -1,0 +1,64 @@
+"""A campaign's name and its variants are kept in clear, beside pushes and through erasure, and
+shown to whoever reads the campaign: they must be labels, not personal data. And `default` is
+the group the statistics give pushes sent without a variant, so no variant may take it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from conftest import Headers
+from litestar import Litestar
+from litestar.testing import TestClient
+from support import assert_problem
+
+from gateway.runtime import Runtime
+
+Client = TestClient[Litestar]
+KeyHeaders = Callable[..., Headers]
+
+
+def _count(runtime: Runtime, table: str) -> int:
+    return int(runtime.store.data.reader().execute(f"SELECT count(*) FROM {table}").fetchone()[0])  # noqa: S608
+
+
+@pytest.mark.parametrize(
+    "name", ["Call 13812345678 for details", "Ping ada@example.com", "Card 4111 1111 1111 1111"]
+)
+def test_a_campaign_name_holding_personal_data_is_refused(
+    client: Client, runtime: Runtime, as_key: KeyHeaders, name: str
+) -> None:
+    answer = client.post(
+        "/v1/campaigns", json={"name": name, "topic": "promotions"}, headers=as_key("campaigns:write")
+    )
+    assert_problem(answer, 400, "name")
+    assert _count(runtime, "campaigns") == 0
+
+
+def test_a_campaign_name_with_a_year_and_a_discount_is_a_name(client: Client, as_key: KeyHeaders) -> None:
+    answer = client.post(
+        "/v1/campaigns",
+        json={"name": "Winter 2026: 20% off", "topic": "promotions"},
+        headers=as_key("campaigns:write"),
+    )
+    assert answer.status_code == 201, answer.text
+
+
+@pytest.mark.parametrize("variant", ["default", "13812345678", "4111111111111111"])
+def test_a_variant_that_is_taken_or_personal_data_is_refused(
+    client: Client, runtime: Runtime, as_key: KeyHeaders, variant: str
+) -> None:
+    created = client.post(
+        "/v1/campaigns", json={"name": "Winter", "topic": "promotions"}, headers=as_key("campaigns:write")
+    )
+    push: dict[str, Any] = {
+        "idempotency_key": "k-1", "user_id": "ada", "topic": "promotions", "title": "Sale",
+        "body": "20% off", "campaign_id": created.json()["campaign_id"], "variant": variant,
+    }  # fmt: skip
+    key = as_key("pushes:write")
+    assert_problem(client.post("/v1/pushes", json=push, headers=key), 400, "variant")
+    ok = push | {"idempotency_key": "k-2", "variant": "B"}
+    answer = client.post("/v1/pushes/batch", json={"pushes": [ok, push]}, headers=key)
+    assert_problem(answer, 400, "pushes[1].variant")
+    assert _count(runtime, "pushes") == 0
