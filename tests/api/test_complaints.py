@@ -17,10 +17,11 @@ import pytest
 from conftest import FIXED_NOW, FakeClock, Headers
 from litestar import Litestar
 from litestar.testing import TestClient
-from support import assert_problem, scan_bytes
+from support import assert_problem, readers, scan_bytes, scan_tables
 
 from gateway.runtime import Runtime
 from gateway.schemas.me import ConsentUpdate, DeviceCreate
+from storage.store import DATA_FILE
 
 Client = TestClient[Litestar]
 Json = dict[str, Any]
@@ -475,8 +476,13 @@ def test_comment_and_resolution_are_sealed_at_rest(
         ).status_code
         == 200
     )
+    marks = [comment, resolution, "Complaint-comment-7f3a", "Resolution-text-91bc"]
+    assert scan_tables(readers(runtime), marks) == {}  # no column, read decrypted, holds them
+    # The bytes on disk, while the WAL still holds the writes and after a checkpoint folded them in.
+    assert (data_dir / f"{DATA_FILE}-wal").stat().st_size > 0, "no live WAL to scan"
+    assert scan_bytes(data_dir, marks) == {}
     runtime.store.data.checkpoint()
-    assert scan_bytes(data_dir, [comment, resolution, "Complaint-comment-7f3a", "Resolution-text-91bc"]) == {}
+    assert scan_bytes(data_dir, marks) == {}
     (mine,) = client.get("/v1/me/complaints", headers=ada).json()
     assert (mine["comment"], mine["resolution"]) == (comment, resolution)
 

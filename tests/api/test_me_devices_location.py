@@ -12,11 +12,12 @@ from typing import Any
 import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
-from support import WEBPUSH_KEYS, assert_problem, scan_bytes
+from support import WEBPUSH_KEYS, assert_problem, readers, scan_bytes, scan_tables
 
 from gateway.runtime import Runtime
 from storage import ledger
 from storage.repositories import devices
+from storage.store import DATA_FILE
 
 Client = TestClient[Litestar]
 Headers = dict[str, str]
@@ -322,8 +323,12 @@ def test_location_is_kept_only_as_a_six_character_geohash(
         "precision": 6,
         "updated_at": "2026-11-23T10:00:00Z",
     }
-    runtime.store.data.checkpoint()
     needles = ["31.230416", "121.473701", "31.2304", "121.4737", "3123041", "12147370"]
+    assert scan_tables(readers(runtime), needles) == {}  # in no column, as text, blob or number
+    # The bytes on disk, while the WAL still holds the write and after a checkpoint folded it in.
+    assert (data_dir / f"{DATA_FILE}-wal").stat().st_size > 0, "no live WAL to scan"
+    assert scan_bytes(data_dir, needles) == {}
+    runtime.store.data.checkpoint()
     assert scan_bytes(data_dir, needles) == {}
 
 

@@ -18,11 +18,12 @@ import pytest
 from conftest import FakeClock, Headers
 from litestar import Litestar
 from litestar.testing import TestClient
-from support import assert_problem, scan_bytes
+from support import assert_problem, readers, scan_bytes, scan_tables
 
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 from policies import ALL_REASON_CODES, DISPATCH_ONLY_REASON_CODES
+from storage.store import DATA_FILE
 
 Client = TestClient[Litestar]
 Json = dict[str, Any]
@@ -492,11 +493,14 @@ def test_transactional_still_needs_a_device(world: World) -> None:
 
 
 def test_user_id_is_never_stored(world: World) -> None:
+    """In no table, read decrypted (the pseudonym is what is kept), and in no file's bytes either.
+    The byte scan alone would pass a raw user id in a plaintext column: SQLCipher encrypts pages."""
     user_id = "wallet-user-7f3a9c-UNIQUE-MARKER"
     world.user(user_id)
     answer = world.submit(user_id)
     assert answer["outcome"] == "queued"
     world.submit("unknown-" + user_id)  # an unknown subject is recorded too
+    assert scan_tables(readers(world.runtime), [user_id, "UNIQUE-MARKER"]) == {}
     world.runtime.store.data.checkpoint()
     assert scan_bytes(world.runtime.store.data_dir, [user_id, "UNIQUE-MARKER"]) == {}
     assert "UNIQUE-MARKER" not in world.client.get("/metrics").text
@@ -897,8 +901,14 @@ def test_content_is_sealed_in_the_data_files(world: World) -> None:
     row = world.row(answer["push_id"])
     assert title.encode() not in row["content"]
     assert body.encode() not in row["content"]
+    marks = ["Sealed-title-Q7Z3", "Sealed-body-K9W2"]
+    assert scan_tables(readers(world.runtime), marks) == {}  # no column, sealed or not, holds them
+    # The bytes on disk, while the WAL still holds the write and after a checkpoint folded it in.
+    data_dir = world.runtime.store.data_dir
+    assert (data_dir / f"{DATA_FILE}-wal").stat().st_size > 0, "no live WAL to scan"
+    assert scan_bytes(data_dir, marks) == {}
     world.runtime.store.data.checkpoint()
-    assert scan_bytes(world.runtime.store.data_dir, ["Sealed-title-Q7Z3", "Sealed-body-K9W2"]) == {}
+    assert scan_bytes(data_dir, marks) == {}
     # ...and yet the user can read it back.
     notes = world.client.get("/v1/me/notifications", headers=world.as_user("fox")).json()
     assert notes[0]["title"] == title
