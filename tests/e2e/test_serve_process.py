@@ -2,7 +2,8 @@
 
 The CLI mints a user token and an API key next to the running server (same data dir, same
 key store), a consent is given over 127.0.0.1, its receipt JWS is verified with joserfc against
-the served JWKS, and the server's log lines are JSON without any raw user_id.
+the served JWKS, and the server's log lines are JSON without any raw user_id. The scan of every
+face (devices, pushes, complaints, export, erasure, refusals) is test_serve_leak_scan.py.
 """
 
 from __future__ import annotations
