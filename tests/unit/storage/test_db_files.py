@@ -1,6 +1,12 @@
 """What someone who copies the data directory gets: SQLCipher files the stdlib cannot read, WALs
-whose pages are encrypted too, and no raw user_id, device token, e-mail, phone number or
-coordinates anywhere in the directory — while the WAL is live and after checkpoints and shutdown."""
+whose pages are encrypted too, and no raw user_id, device token, e-mail, phone number, coordinates
+or complaint text anywhere in the directory's bytes — while the WAL is live and after checkpoints
+and shutdown.
+
+The byte scans show encryption at rest only: SQLCipher encrypts every page, so they would not see
+a raw value in a plaintext column. What the tables hold, read decrypted, is checked here for the
+same people (`test_no_personal_data_in_the_tables`), after erasure, and for a whole session in
+tests/api/test_no_raw_values_in_tables.py."""
 
 from __future__ import annotations
 
@@ -15,7 +21,7 @@ from pathlib import Path
 import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
-from support import logged, scan_bytes
+from support import logged, readers, scan_bytes, scan_tables, stored_values
 
 from gateway.app import create_app
 from gateway.clock import system_clock
@@ -49,6 +55,8 @@ class Person:
             "webhook": f"relay-MARKER-{tag}",
         }
         self.webpush_endpoint = f"https://fcm.googleapis.com/fcm/send/MARKER-{tag}"
+        self.comment_marker = f"complaint-MARKER-{tag}"  # free text, sealed like the rest
+        self.comment = f"{self.comment_marker}: the offer knew about my divorce"
         self.lat, self.lon = 31.2 + int(tag[:4], 16) / 10**6, 121.4 + int(tag[4:8], 16) / 10**6
 
     def needles(self) -> list[str]:
@@ -58,6 +66,7 @@ class Person:
             self.phone,
             *self.tokens.values(),
             self.webpush_endpoint,
+            self.comment_marker,
             f"{self.lat:.6f}",
             f"{self.lon:.6f}",
         ]
@@ -81,6 +90,9 @@ def _flow(client: TestClient[Litestar], headers: Headers, person: Person) -> Non
     assert created.status_code == 201, created.text
     placed = client.put("/v1/me/location", json={"lat": person.lat, "lon": person.lon}, headers=headers)
     assert placed.status_code == 200, placed.text
+    complaint = {"reason": "privacy", "comment": person.comment}
+    filed = client.post("/v1/me/complaints", json=complaint, headers=headers)
+    assert filed.status_code == 201, filed.text
     changed = client.patch(
         "/v1/me/preferences",
         json={
@@ -131,6 +143,16 @@ def test_the_flow_really_stored_the_markers(
         assert set(person.tokens.values()) <= tokens
         assert any(person.webpush_endpoint in t for t in tokens)
         assert export["location"]["precision"] == 6
+        assert [c["comment"] for c in export["complaints"]] == [person.comment]
+
+
+def test_no_personal_data_in_the_tables(
+    client: TestClient[Litestar], people: list[Person], runtime: Runtime
+) -> None:
+    """The same people, every table of both databases read decrypted: the byte scans below would
+    not see a raw value in a plaintext column, as SQLCipher encrypts the pages around it."""
+    needles = [n for person in people for n in person.needles()]
+    assert scan_tables(readers(runtime), needles) == {}
 
 
 def test_scan_helper_finds_a_planted_needle(tmp_path: Path) -> None:
@@ -193,18 +215,49 @@ def test_no_personal_data_after_checkpoint_and_shutdown(
     assert [n for n in needles if n in lines] == []
 
 
-def test_no_personal_data_after_erasure_and_restart(
-    settings: Settings, data_dir: Path, tmp_path: Path
-) -> None:
+# Where an erased subject's random id stays by design: the ledger's hash chain, and complaints
+# (counted for their campaign; their sealed text no longer opens). Its ref stays in a tombstone.
+KEPT_AFTER_ERASURE = {"gateway.db:ledger.subject_id", "gateway.db:complaints.subject_id"}
+
+
+def test_no_personal_data_after_erasure_and_restart(settings: Settings, data_dir: Path) -> None:
+    """The erasure really happened, not only left nothing to find (the byte scans find nothing
+    before it either): the subject's wrapped key and its rows are gone, after a restart too."""
     person = Person("email")
     app = create_app(settings)
     with TestClient(app) as client:
-        headers = {
-            "Authorization": f"Bearer {app.state.runtime.user_tokens.mint(person.user_id, system_clock())}"
-        }
+        runtime: Runtime = app.state.runtime
+        headers = {"Authorization": f"Bearer {runtime.user_tokens.mint(person.user_id, system_clock())}"}
         _flow(client, headers, person)
+        ref = runtime.store.pseudonyms.subject_ref(person.user_id)
+        subject = runtime.store.directory.resolve(ref)
+        assert subject is not None
+        subject_id = subject.subject_id
+        directory = readers(runtime)[DIRECTORY_FILE]
+        query = "SELECT wrapped_key FROM subjects WHERE subject_id = ?"
+        wrapped = bytes(directory.execute(query, (subject_id,)).fetchone()[0])
+        # Control: before erasure the id is found where the subject's rows and key are.
+        held = set(scan_tables(readers(runtime), [subject_id])[subject_id])
+        assert held > KEPT_AFTER_ERASURE | {
+            "subjects.db:subjects.subject_id",
+            "gateway.db:devices.subject_id",
+        }
         assert client.delete("/v1/me", headers=headers).status_code == 204
         assert scan_bytes(data_dir, person.needles()) == {}
-    with TestClient(create_app(settings)):
-        pass
+    app = create_app(settings)
+    with TestClient(app) as client:
+        runtime = app.state.runtime
+        databases = readers(runtime)
+        assert set(scan_tables(databases, [subject_id]).get(subject_id, [])) == KEPT_AFTER_ERASURE
+        assert scan_tables(databases, [ref]) == {ref: ["subjects.db:tombstones.subject_ref"]}
+        assert not any(
+            isinstance(value, bytes | memoryview) and wrapped in bytes(value)
+            for _, _, value in stored_values(databases[DIRECTORY_FILE])
+        ), "the wrapped data key is still stored"
+        assert runtime.store.directory.status(ref) == "erased"
+        assert runtime.store.directory.by_subject_id(subject_id) is None
+        export = client.get("/v1/me/export", headers=headers).json()
+        assert export["held"] is False
+        assert (export["devices"], export["complaints"], export["location"]) == ([], [], None)
+        assert scan_tables(databases, person.needles()) == {}
     assert scan_bytes(data_dir, person.needles()) == {}
