@@ -116,6 +116,7 @@ class ComplaintService:
         push = None if body.push_id is None else pushes.get(conn, body.push_id)
         if body.push_id is not None and (push is None or push.subject_id != key.subject_id):
             raise NotFound("no such push of yours", "push_id")
+        self._policy.refresh(conn)  # the mute's length and the campaign rule: as in force now
         source = f"complaint:{complaint_id}"
         actions: list[str] = []
         if push is not None and is_marketing(push.topic):

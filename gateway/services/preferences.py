@@ -34,7 +34,7 @@ from gateway.services.policy import PolicySource
 from gateway.settings import Settings
 from gateway.signing import SignedParts, Signer
 from policies.catalog import PURPOSES, TOPIC_PURPOSES, TOPICS
-from policies.settings import quiet_window_minutes
+from policies.settings import PolicySettings, quiet_window_minutes
 from storage import ledger
 from storage.db import Connection
 from storage.directory import SubjectKey
@@ -75,7 +75,7 @@ class PreferenceCenter:
         return self.view(subject_ref, preferences.load(conn, key), consents.current(conn, key.subject_id))
 
     def view(self, subject_ref: str, doc: PreferenceDoc, granted: dict[str, ConsentRow]) -> PreferencesRead:
-        policy = self._policy.settings
+        policy = self._newest_policy()
         on = {p for p, row in granted.items() if row.granted}
         return PreferencesRead(
             subject_ref=subject_ref,
@@ -177,8 +177,14 @@ class PreferenceCenter:
         )  # fmt: skip
         return answer
 
+    def _newest_policy(self) -> PolicySettings:
+        """The policy in force now: another process may have changed it (`PUT /v1/admin/policy`
+        served by another `serve`), and this one may take no push that would have caught it up."""
+        self._policy.refresh(self._store.data.reader())
+        return self._policy.settings
+
     def _check_against_policy(self, patch: PreferencesUpdate) -> None:
-        policy = self._policy.settings
+        policy = self._newest_policy()
         if isinstance(patch.frequency, Frequency) and patch.frequency.max_per_week > policy.max_per_week:
             raise InvalidInput(
                 f"max_per_week may not exceed the system cap of {policy.max_per_week}",

@@ -7,12 +7,17 @@ stands in for that process: it is built before the change, then runs a dispatch 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime, timedelta
 
+import pytest
 from conftest import FakeClock, Headers
 from litestar import Litestar
 from litestar.testing import TestClient
 
+from gateway.errors import InvalidInput
 from gateway.runtime import Runtime
+from gateway.schemas.complaints import ComplaintCreate
+from gateway.schemas.me import Frequency, PreferencesUpdate, QuietHours
 from gateway.settings import Settings
 
 Client = TestClient[Litestar]
@@ -48,3 +53,44 @@ def test_a_separate_worker_judges_by_the_policy_changed_after_it_started(
         assert worker.policy.version.version == runtime.policy.version.version == 1
     finally:
         worker.close()
+
+
+def test_a_second_process_files_complaints_and_takes_preferences_under_the_newest_policy(
+    client: Client,
+    runtime: Runtime,
+    settings: Settings,
+    clock: FakeClock,
+    as_user: Callable[[str], Headers],
+    as_key: Callable[..., Headers],
+) -> None:
+    """Only submissions and dispatch caught up with a change made by another process: a second
+    `serve` that took no push kept muting complaints' topics for the old number of days, judging
+    campaigns by the old rate, and taking quiet hours and weekly caps the new policy refuses."""
+    user, service, admin = as_user("bea"), as_key("pushes:write"), as_key("admin")
+    assert client.put(
+        "/v1/me/consents/marketing", json={"granted": True, "notice_version": "v1"}, headers=user
+    )
+    assert client.post("/v1/me/devices", json={"platform": "fcm", "token": "fcm-policy-bea"}, headers=user)
+    push = {"idempotency_key": "k1", "user_id": "bea", "topic": "promotions", "title": "t", "body": "b"}
+    push_id = client.post("/v1/pushes", json=push, headers=service).json()["push_id"]
+    other = Runtime(settings, clock)  # started before the change
+    try:
+        policy = client.get("/v1/admin/policy", headers=admin).json()["settings"]
+        changed = {**policy, "min_quiet_minutes": 600, "max_per_week": 1, "complaint_mute_days": 2}
+        assert client.put("/v1/admin/policy", json=changed, headers=admin).status_code == 200
+        ref = runtime.store.pseudonyms.subject_ref("bea")
+
+        short = PreferencesUpdate(quiet_hours=QuietHours("22:00", "22:30"))
+        with pytest.raises(InvalidInput, match="at least 600 minutes"):
+            client.blocking_portal.call(other.preferences.update, ref, short, "user")
+        too_many = PreferencesUpdate(frequency=Frequency(3))
+        with pytest.raises(InvalidInput, match="system cap of 1"):
+            client.blocking_portal.call(other.preferences.update, ref, too_many, "user")
+        assert other.preferences.read(ref).frequency.max_per_week == 1
+
+        complaint = ComplaintCreate(push_id=push_id, reason="not_interested")
+        client.blocking_portal.call(other.complaints.file, ref, complaint, "user")
+        (until,) = runtime.store.data.reader().execute("SELECT until FROM mutes").fetchone()
+        assert datetime.fromisoformat(until) == clock() + timedelta(days=2)
+    finally:
+        other.close()
