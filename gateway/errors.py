@@ -10,7 +10,8 @@
     └── Unprocessable    422     e.g. an idempotency key reused with another body
 
     StorageFailedError   503     an fsync failed; no write is accepted until a restart
-    └── StorageFullError 503     the disk is full; this write was not kept, retry later
+    ├── StorageFullError 503     the disk is full; this write was not kept, retry later
+    └── StorageBusyError 503     another process held the write lock too long; retry (Retry-After)
 
     anything else        500     a defect: logged by type and route (`handle_unexpected`)
 
@@ -28,7 +29,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.exceptions.responses import create_exception_response
 
-from storage.db import StorageFailedError, StorageFullError
+from storage.db import StorageBusyError, StorageFailedError, StorageFullError
 
 __all__ = [
     "STORAGE_FAILED",
@@ -135,13 +136,26 @@ STORAGE_FAILED = (
     "storage is unavailable: a disk sync failed and this request may not have been kept; retry later"
 )
 STORAGE_FULL = "storage is unavailable: the disk is full and this request was not kept; retry later"
+STORAGE_BUSY = (
+    "storage is busy: another process held the database's write lock and this request was not kept; "
+    "retry shortly"
+)
+BUSY_RETRY_AFTER_SECONDS = 1
 
 
 def handle_storage_failure(_: Request[Any, Any, Any], exc: StorageFailedError) -> Response[dict[str, object]]:
-    """A disk sync failed, so nothing can be made durable any more, or the disk is full and this
-    write was undone (see `storage.db`): say which, and that it is not the client's fault, rather
-    than a bare 500. The storage error is logged. No Retry-After: when space or a restart comes
-    is not ours to know."""
+    """A disk sync failed, so nothing can be made durable any more, the disk is full, or another
+    process held the write lock too long, and this write was undone (see `storage.db`): say
+    which, and that it is not the client's fault, rather than a bare 500. The storage error is
+    logged. Retry-After only for the lock, which passes: when space or a restart comes is not
+    ours to know."""
+    if isinstance(exc, StorageBusyError):  # passing: the lock is free again once the other is done
+        logging.getLogger("gateway.storage").warning("storage busy", extra={"error": str(exc)})
+        return Response(
+            {"status_code": 503, "detail": STORAGE_BUSY},
+            status_code=503,
+            headers={"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)},
+        )
     full = isinstance(exc, StorageFullError)
     logging.getLogger("gateway.storage").error(
         "storage full" if full else "storage failed", extra={"error": str(exc)}

@@ -50,8 +50,8 @@ from typing import Any, TypeVar
 import sqlcipher3
 
 __all__ = [
-    "Connection", "Database", "DatabaseLockedError", "StorageFailedError", "StorageFullError", "Writer",
-    "connect", "in_chunks", "wrote_in_context",
+    "Connection", "Database", "DatabaseLockedError", "StorageBusyError", "StorageFailedError",
+    "StorageFullError", "Writer", "connect", "in_chunks", "wrote_in_context",
 ]  # fmt: skip
 
 log = logging.getLogger("storage.db")
@@ -95,6 +95,12 @@ class StorageFullError(StorageFailedError):
     parent it ends nothing: SQLite undid the write, and the next one succeeds once there is space.
     A StorageFailedError so that the HTTP layer answers it the same way, 503 "retry later",
     rather than a bare 500."""
+
+
+class StorageBusyError(StorageFailedError):
+    """Another process held the database's write lock past the busy timeout: this write was not
+    kept, and it ends nothing (the next write may well get the lock). A StorageFailedError so
+    that the HTTP layer answers it 503 "retry later" rather than a bare 500."""
 
 
 class _TransactionLost(Exception):
@@ -517,7 +523,7 @@ class Writer:
                     self._retry_later()
                     return
                 self._busy_since = None
-                self._fail(self._take(), exc)
+                self._fail(self._take(), StorageBusyError(str(exc)))
                 return
             self._busy_since = None
             jobs = self._take()
@@ -627,8 +633,10 @@ class Writer:
                         conn.execute("BEGIN IMMEDIATE")
                         break
                     except sqlcipher3.Error as exc:
-                        if not _is_busy(exc) or time.monotonic() > deadline:
+                        if not _is_busy(exc):
                             raise
+                        if time.monotonic() > deadline:
+                            raise StorageBusyError(str(exc)) from exc
                         time.sleep(_RETRY_SECONDS)
             try:
                 result = fn(conn)

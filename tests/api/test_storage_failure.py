@@ -13,6 +13,7 @@ import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
 
+import storage.db
 from gateway.runtime import Runtime
 
 Headers = dict[str, str]
@@ -53,3 +54,32 @@ def test_after_a_failed_fsync_writes_answer_503_and_the_gateway_is_neither_ready
     alive = client.get("/healthz")
     assert alive.status_code == 503
     assert alive.json() == {"status": "failed", "checks": {"storage": "failed"}}
+
+
+def test_a_write_lock_held_by_another_process_past_the_busy_timeout_answers_503_with_retry_after(
+    client: TestClient[Litestar],
+    runtime: Runtime,
+    as_user: Callable[[str], Headers],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another process on the data dir (a batch in a second `serve`, a migration) may hold the
+    write lock longer than the busy timeout: that answered a bare 500, which clients and the SDK
+    do not retry. It is a passing condition: 503 with Retry-After, nothing kept, nothing ended."""
+    user = as_user("busy-user")
+    assert client.put("/v1/me/consents/marketing", json=CONSENT, headers=user).status_code == 200
+    monkeypatch.setattr(storage.db, "BUSY_TIMEOUT_MS", 200)
+    other = storage.db.connect(runtime.store.data.path, runtime.store.keys.database_key)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        busy = client.put("/v1/me/consents/marketing", json={**CONSENT, "granted": False}, headers=user)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert busy.status_code == 503, busy.text
+    assert busy.headers["retry-after"] == "1"
+    assert "another process held the database's write lock" in busy.json()["detail"]
+    kept = client.get("/v1/me/preferences", headers=user).json()["consents"]["marketing"]["granted"]
+    assert kept is True  # not kept
+    assert client.get("/readyz").status_code == 200  # and it ended nothing
+    again = client.put("/v1/me/consents/marketing", json={**CONSENT, "granted": False}, headers=user)
+    assert again.status_code == 200

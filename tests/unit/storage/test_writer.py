@@ -406,7 +406,7 @@ def test_a_lock_held_past_the_busy_timeout_fails_the_group_only(
     async def scenario() -> None:
         other.execute("BEGIN IMMEDIATE")
         started = time.monotonic()
-        with pytest.raises(sqlcipher3.OperationalError, match="locked"):
+        with pytest.raises(storage.db.StorageBusyError, match="locked"):
             await _within(writer.run(_insert("given-up")), "run against a held lock")
         assert 0.15 < time.monotonic() - started < 1.5
         other.execute("ROLLBACK")
@@ -416,6 +416,22 @@ def test_a_lock_held_past_the_busy_timeout_fails_the_group_only(
         _run(scenario())
     finally:
         other.close()
+    assert _tags(path) == ["next"]
+
+
+def test_run_sync_against_a_lock_held_past_the_busy_timeout_is_a_busy_storage(
+    writer: Writer, path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(storage.db, "BUSY_TIMEOUT_MS", 200)
+    other = connect(path, KEY)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(storage.db.StorageBusyError, match="locked"):
+            writer.run_sync(_insert("given-up"))
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    writer.run_sync(_insert("next"))  # it ended nothing
     assert _tags(path) == ["next"]
 
 
