@@ -19,6 +19,7 @@ subject id links the ref to the data file's rows, so it is dropped as soon as th
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import threading
 import time
@@ -249,6 +250,15 @@ class SubjectDirectory:
         with self._lock:
             self._erased.discard(subject_ref)
         return self._remember(subject_ref, winner_id, winner_key, read_at)
+
+    async def ensure_from_loop(self, subject_ref: str, now: datetime) -> SubjectKey:
+        """`ensure` for code on the event loop: a subject in the cache is answered at once, and a
+        new one is made on a thread, since its commit waits for an fsync (and first for the write
+        lock, which another process may hold for seconds) and its key's wrap reads the key store."""
+        found = self.resolve(subject_ref)
+        if found is not None:
+            return found
+        return await asyncio.to_thread(self.ensure, subject_ref, now)
 
     def erase(self, subject_ref: str, now: datetime, actor: str = "user") -> str | None:
         """Destroy the mapping and the data key, leave a tombstone; returns the old subject id.

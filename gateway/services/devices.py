@@ -64,7 +64,7 @@ class DeviceService:
         """(device id, created): the same token registered again is the same device; for webpush,
         the same endpoint, whatever the JSON's spelling, and with the keys last given."""
         now = self._clock()
-        key = self._store.directory.ensure(subject_ref, now)
+        key = await self._store.directory.ensure_from_loop(subject_ref, now)
 
         def check_room(conn: Connection) -> None:
             if devices.count_active(conn, key.subject_id) >= MAX_ACTIVE_DEVICES:

@@ -115,7 +115,7 @@ class PreferenceCenter:
         if patch == PreferencesUpdate():
             return self.read(subject_ref)  # nothing asked, nothing changed, nothing recorded
         now = self._clock()
-        key = self._store.directory.ensure(subject_ref, now)
+        key = await self._store.directory.ensure_from_loop(subject_ref, now)
         changes = msgspec.json.encode(patch)
 
         def unit(conn: Connection) -> tuple[PreferenceDoc, dict[str, ConsentRow]]:
@@ -134,7 +134,7 @@ class PreferenceCenter:
         self, subject_ref: str, purpose: str, body: ConsentUpdate, *, actor: str, source: str
     ) -> ConsentAnswer:
         now = self._clock()
-        key = self._store.directory.ensure(subject_ref, now)
+        key = await self._store.directory.ensure_from_loop(subject_ref, now)
         return await self._store.data.writer.run(
             lambda conn: self.record_consent(conn, key, purpose, body, actor=actor, source=source, now=now)
         )
