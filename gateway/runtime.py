@@ -8,6 +8,7 @@ import logging
 from gateway.adapters import build_adapters
 from gateway.auth import UserTokens
 from gateway.clock import Clock, system_clock
+from gateway.errors import Conflict
 from gateway.metrics import Metrics
 from gateway.services.api_keys import ApiKeyRegistry
 from gateway.services.audit import AuditService
@@ -98,7 +99,13 @@ class Runtime:
         rotation at a time: a second request waits and then rotates again, rather than re-wrapping
         alongside the first (the key store's own lock keeps the key file whole either way)."""
         async with self._rotation:
-            kid = await asyncio.to_thread(self.keys.add_kek)
+            try:
+                kid = await asyncio.to_thread(self.keys.add_kek)
+            except OSError as exc:  # the old key store stands: nothing was added, nothing re-wrapped
+                raise Conflict(
+                    f"the key store cannot be written ({exc.strerror or type(exc).__name__}): nothing "
+                    "was rotated; rotation needs a writable CGW_KEYSTORE_FILE and room beside it"
+                ) from None
             return kid, await asyncio.to_thread(self.store.directory.rewrap_all)
 
     async def aclose(self) -> None:

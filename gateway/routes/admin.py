@@ -90,8 +90,11 @@ class AdminController(Controller):
         return _policy_answer(v)
 
     @post(
-        "/keys/rotate-encryption", operation_id="rotateEncryptionKey", status_code=200, responses=refusals()
-    )
+        "/keys/rotate-encryption", operation_id="rotateEncryptionKey", status_code=200,
+        responses=refusals(why={
+            409: "The key store cannot be written (a read-only mount, a full disk): nothing was rotated.",
+        }),
+    )  # fmt: skip
     async def rotate(self, runtime: RuntimeDep) -> RotationRead:
         kid, rewrapped = await runtime.rotate_encryption_key()
         return RotationRead(kid, rewrapped)

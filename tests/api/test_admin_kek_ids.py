@@ -6,10 +6,12 @@ from __future__ import annotations
 import base64
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from conftest import FakeClock
+from litestar import Litestar
 from litestar.testing import TestClient
 
 from gateway.app import create_app
@@ -61,3 +63,26 @@ def test_rotation_takes_the_next_kek_number_whatever_else_is_named(
         assert client.get("/v1/me/preferences", headers=alice).status_code == 200  # still opens
 
     assert set(json.loads(path.read_text())["kek"]) == {*ids, rotated, again["active_kek_id"]}
+
+
+def test_a_rotation_the_key_store_cannot_take_is_refused_and_changes_nothing(
+    client: TestClient[Litestar], runtime: Runtime, as_key: Callable[..., dict[str, str]]
+) -> None:
+    """A key store on a read-only mount, or a full disk: the new key cannot be written. That was
+    a bare 500; it is a 409 saying so, with the key store and every wrap as they were. Here the
+    rewrite's temporary file is a directory, which refuses root too."""
+    admin = as_key("admin")
+    path = runtime.keys.path
+    before = path.read_bytes()
+    blocker = path.with_name(path.name + ".tmp")
+    blocker.mkdir()
+    try:
+        refused = client.post("/v1/admin/keys/rotate-encryption", headers=admin)
+    finally:
+        blocker.rmdir()
+    assert refused.status_code == 409, refused.text
+    assert "the key store cannot be written (Is a directory): nothing was rotated" in refused.json()["detail"]
+    assert path.read_bytes() == before
+    assert runtime.keys.keyring.active == json.loads(before)["kek_active"]
+    rotated = client.post("/v1/admin/keys/rotate-encryption", headers=admin)
+    assert rotated.status_code == 200, rotated.text
