@@ -16,6 +16,8 @@ import asyncio
 import json
 import resource
 import time
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import httpx
 import msgspec
@@ -85,6 +87,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=CONNECTIONS)
     parser.add_argument("--httpx", action="store_true", help="one httpx client, its default limits")
     args = parser.parse_args()
+    run_loop: Callable[[Coroutine[Any, Any, dict[str, object]]], dict[str, object]]  # uvloop's or asyncio's
     try:
         from uvloop import run as run_loop  # the gateway's server runs on uvloop too
     except ImportError:

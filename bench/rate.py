@@ -24,6 +24,8 @@ import os
 import secrets
 import time
 from collections import deque
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 FILLER = "x" * 96
 
@@ -166,6 +168,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--users", type=int, default=20_000)
     args = parser.parse_args()
+    run_loop: Callable[[Coroutine[Any, Any, dict[str, object]]], dict[str, object]]  # uvloop's or asyncio's
     try:
         from uvloop import run as run_loop
     except ImportError:

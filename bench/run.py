@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import json
 import os
 import platform
@@ -340,8 +341,9 @@ def phase_http(args: argparse.Namespace, wrk_binary: str, work: Path, logs: Path
             expected = args.batch_size / out[f"batch_{kind}"]["decisions_per_s"] + 1
             _, out[f"batch_{kind}_profile"] = profiled(
                 True, gateway.pid, logs / f"batch-{kind}.raw", expected,
-                lambda dry=dry: batch.run_batches(  # type: ignore[misc]
-                    gateway.base, key, size=args.batch_size, users=args.users, runs=1, dry_run=dry
+                functools.partial(
+                    batch.run_batches, gateway.base, key, size=args.batch_size, users=args.users, runs=1,
+                    dry_run=dry,
                 ),
             )  # fmt: skip
     out["batch_peak_rss_mib"] = batch_watch.stop()

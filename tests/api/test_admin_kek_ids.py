@@ -46,7 +46,7 @@ def test_rotation_takes_the_next_kek_number_whatever_else_is_named(
     path.write_text(json.dumps(stored))
 
     with TestClient(create_app(settings, clock)) as client:
-        runtime: Runtime = client.app.state.runtime  # type: ignore[attr-defined]
+        runtime: Runtime = client.app.state.runtime
         _, secret = runtime.api_keys.create_sync("operator", ("admin",))
         admin = {"Authorization": f"Bearer {secret}"}
         alice = {"Authorization": f"Bearer {runtime.user_tokens.mint('alice', system_clock())}"}

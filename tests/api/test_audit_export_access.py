@@ -275,7 +275,7 @@ def test_refused_values_are_not_kept_in_the_access_log(
 ) -> None:
     # The log is append-only: an e-mail pasted into `subject_ref` would have stayed there for good.
     auditor = as_key("audit:read")
-    calls = [
+    calls: list[tuple[str, dict[str, str | int]]] = [
         ("/v1/audit/subjects/alice.secret@example.com", {}),
         ("/v1/audit/decisions", {"push_id": "+8613812345678", "reason": "bob@example.org", "limit": 5}),
         ("/v1/audit/consent-events", {"subject_ref": "Alice Liddell", "from": "alice@example.com"}),
@@ -340,7 +340,7 @@ def audit_routes(app: Litestar) -> list[tuple[str, str]]:
 def test_only_audit_read_keys_may_call_the_audit_api(
     client: Client, as_user: Callable[[str], Headers], as_key: Callable[..., Headers]
 ) -> None:
-    routes = audit_routes(client.app)  # type: ignore[arg-type]
+    routes = audit_routes(client.app)
     assert len(routes) == 11
     assert {method for method, _ in routes} == {"GET"}  # read-only
     credentials = {

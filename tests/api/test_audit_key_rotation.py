@@ -39,7 +39,7 @@ jose_eddsa = pytest.mark.filterwarnings("ignore:EdDSA is deprecated:joserfc.erro
 @contextmanager
 def running(settings: Settings, clock: FakeClock) -> Iterator[tuple[Client, Headers, Headers]]:
     with TestClient(create_app(settings, clock)) as client:
-        runtime: Runtime = client.app.state.runtime  # type: ignore[attr-defined]
+        runtime: Runtime = client.app.state.runtime
         _, secret = runtime.api_keys.create_sync("auditor", ("audit:read",))
         user = {"Authorization": f"Bearer {runtime.user_tokens.mint('alice', system_clock())}"}
         yield client, {"Authorization": f"Bearer {secret}"}, user
@@ -87,7 +87,7 @@ def test_what_a_retired_key_signed_still_verifies(
         assert len(kids) == 2
         assert kids[1] == old_kid  # the current key first, then the retired one
         assert kids[0] != old_kid
-        keys = KeySet.import_key_set(jwks)
+        keys = KeySet.import_key_set({"keys": jwks["keys"]})
         jws.deserialize_compact(old_checkpoint["jws"], keys, algorithms=["EdDSA"])
         verdict = get(client, "/v1/audit/ledger/verify", auditor)
         assert (verdict["ok"], verdict["checkpoint_problem"]) == (True, None)

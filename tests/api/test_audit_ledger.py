@@ -277,7 +277,7 @@ def test_a_saved_checkpoint_catches_a_restored_old_backup(
     @contextmanager
     def running() -> Iterator[tuple[Client, Runtime, Headers, Headers]]:
         with TestClient(create_app(settings, clock)) as client:
-            runtime: Runtime = client.app.state.runtime  # type: ignore[attr-defined]
+            runtime: Runtime = client.app.state.runtime
             _, secret = runtime.api_keys.create_sync("auditor", ("audit:read",))
             user = {"Authorization": f"Bearer {runtime.user_tokens.mint('alice', system_clock())}"}
             yield client, runtime, {"Authorization": f"Bearer {secret}"}, user

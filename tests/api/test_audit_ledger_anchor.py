@@ -193,7 +193,7 @@ def restartable(settings: Settings, clock: FakeClock) -> Running:
     @contextmanager
     def running() -> Iterator[tuple[Client, Runtime]]:
         with TestClient(create_app(settings, clock)) as client:
-            yield client, client.app.state.runtime  # type: ignore[attr-defined]
+            yield client, client.app.state.runtime
 
     return running
 

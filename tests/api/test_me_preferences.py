@@ -624,7 +624,7 @@ def _bad_credentials(runtime: Runtime) -> dict[str, str | None]:
         "wrong-audience": "Bearer " + jwt.encode(good | {"aud": "someone-else"}, secret, algorithm="HS256"),
         "no-exp": "Bearer " + jwt.encode({k: v for k, v in good.items() if k != "exp"}, secret, "HS256"),
         "wrong-secret": "Bearer " + jwt.encode(good, "x" * 40, algorithm="HS256"),
-        "alg-none": "Bearer " + jwt.encode(good, None, algorithm="none"),
+        "alg-none": "Bearer " + jwt.encode(good, "", algorithm="none"),
         "empty-sub": "Bearer " + jwt.encode(good | {"sub": ""}, secret, algorithm="HS256"),
         "long-sub": "Bearer " + jwt.encode(good | {"sub": "u" * 129}, secret, algorithm="HS256"),
         "unknown-api-key": "Bearer cgw_nokey_0000000000000000",

@@ -254,7 +254,7 @@ def test_what_the_document_says_is_what_the_guards_do(
         for_users = operation["security"] == [{"userToken": []}]
         assert for_users or admitted, f"{method} {path}: {operation['security']}"
         url = fill(path)
-        body = {} if method in {"POST", "PUT", "PATCH"} else None
+        body: dict[str, object] | None = {} if method in {"POST", "PUT", "PATCH"} else None
 
         def call(headers: dict[str, str], url: str = url, method: str = method, body: Any = body) -> int:
             status: int = client.request(method, url, json=body, headers=headers).status_code

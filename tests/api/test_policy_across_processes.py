@@ -88,7 +88,7 @@ def test_a_second_process_files_complaints_and_takes_preferences_under_the_newes
             client.blocking_portal.call(other.preferences.update, ref, too_many, "user")
         assert other.preferences.read(ref).frequency.max_per_week == 1
 
-        complaint = ComplaintCreate(push_id=push_id, reason="not_interested")
+        complaint = ComplaintCreate(push_id=push_id, reason="irrelevant")
         client.blocking_portal.call(other.complaints.file, ref, complaint, "user")
         (until,) = runtime.store.data.reader().execute("SELECT until FROM mutes").fetchone()
         assert datetime.fromisoformat(until) == clock() + timedelta(days=2)

@@ -46,10 +46,11 @@ class Setup(NamedTuple):
 
     def counts(self) -> tuple[int, int]:
         conn = self.runtime.store.data.reader()
-        return tuple(  # type: ignore[return-value]
+        pushes, outbox = (
             int(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0])  # noqa: S608
             for t in ("pushes", "outbox")
         )
+        return pushes, outbox
 
 
 def prepare(

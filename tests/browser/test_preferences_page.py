@@ -7,6 +7,7 @@ import json
 import re
 import secrets
 import time
+from typing import Any
 
 import pytest
 from playwright.sync_api import Route, expect
@@ -26,10 +27,10 @@ def open_as(tab: Tab, gateway: Gateway, user_id: str) -> None:
     expect(tab.page.locator("#consents")).to_be_visible()
 
 
-def preferences(gateway: Gateway, user_id: str) -> dict[str, object]:
+def preferences(gateway: Gateway, user_id: str) -> dict[str, Any]:
     answer = gateway.http.get("/v1/me/preferences", headers=gateway.as_user(user_id))
     assert answer.status_code == 200, answer.text
-    state: dict[str, object] = answer.json()
+    state: dict[str, Any] = answer.json()
     return state
 
 
@@ -48,13 +49,13 @@ def test_a_consent_clicked_on_is_recorded_under_the_page_notice(tab: Tab, gatewa
     open_as(tab, gateway, someone)
     tab.page.locator("input[name=consent-marketing]").check()
     expect(tab.page.locator("#status")).to_contain_text(re.compile(r"Receipt \S+"))
-    consent = preferences(gateway, someone)["consents"]["marketing"]  # type: ignore[index]
+    consent = preferences(gateway, someone)["consents"]["marketing"]
     assert (consent["granted"], consent["notice_version"]) == (True, NOTICE_VERSION)
     history = gateway.http.get("/v1/me/consents/history", headers=gateway.as_user(someone)).json()
     expect(tab.page.locator("#history li")).to_have_count(len([e for e in history if e["purpose"]]))
     tab.page.locator("input[name=consent-marketing]").uncheck()
     expect(tab.page.locator("input[name=consent-marketing]")).not_to_be_checked()
-    assert preferences(gateway, someone)["consents"]["marketing"]["granted"] is False  # type: ignore[index]
+    assert preferences(gateway, someone)["consents"]["marketing"]["granted"] is False
     assert tab.errors == []
 
 
@@ -77,8 +78,8 @@ def test_topics_quiet_hours_frequency_and_zone_are_saved(tab: Tab, gateway: Gate
     tab.page.click("#save-timing")
     expect(tab.page.locator("#status")).to_have_text("Saved.")
     state = preferences(gateway, someone)
-    assert state["topics"]["flash_sales"] is False  # type: ignore[index]
-    assert state["topics"]["promotions"] is True  # type: ignore[index]
+    assert state["topics"]["flash_sales"] is False
+    assert state["topics"]["promotions"] is True
     assert state["quiet_hours"] == {"start": "22:30", "end": "07:15"}
     assert (state["frequency"], state["timezone"]) == ({"max_per_week": 1}, "Europe/Berlin")
     assert tab.errors == []
@@ -293,7 +294,7 @@ def test_a_refused_switch_shows_the_gateways_state_again(tab: Tab, gateway: Gate
         "The service is busy or down. Please try again later."
     )
     expect(switch).not_to_be_checked()
-    assert preferences(gateway, someone)["consents"]["personalization"]["granted"] is False  # type: ignore[index]
+    assert preferences(gateway, someone)["consents"]["personalization"]["granted"] is False
     assert [e for e in tab.errors if "status of 503" not in e] == []
 
 

@@ -66,7 +66,7 @@ def test_sigkill_under_load_loses_nothing_and_repeats_only_with_the_same_key(
         except BaseException:
             gw.kill()
             raise
-        pushes = [
+        pushes: list[dict[str, Any]] = [
             {"idempotency_key": f"crash-{i}", "user_id": users[i % USERS], "topic": "transactional",
              "title": "Payment received", "body": f"CNY {i}.00", "data": {"deeplink": f"wallet://orders/{i}"}}
             for i in range(USERS * PER_USER)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 from gatewayproc import GatewayProcess
-from receiver import Receiver
+from receiver import Hit, Receiver
 
 from clients.delivery import verify_webhook_signature
 
@@ -49,7 +49,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
             gw.kill()
 
 
-def _wait_for(relay: Receiver, push_id: str, seconds: float = 15.0) -> list[object]:
+def _wait_for(relay: Receiver, push_id: str, seconds: float = 15.0) -> list[Hit]:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         hits = [h for h in relay.snapshot() if h.push_id == push_id]
@@ -82,7 +82,7 @@ def test_webhook_request_body_and_headers(live: Live) -> None:
     (hit,) = _wait_for(relay, push_id)
     device_id = devices["wh-alice"]
 
-    assert hit.body == {  # type: ignore[attr-defined]
+    assert hit.body == {
         "push_id": push_id,
         "device_id": device_id,
         "device_token": "relay-token-wh-alice",
@@ -93,16 +93,16 @@ def test_webhook_request_body_and_headers(live: Live) -> None:
         "campaign_id": campaign_id,
         "variant": "B",
     }
-    headers = hit.headers  # type: ignore[attr-defined]
+    headers = hit.headers
     assert headers["idempotency-key"] == f"{push_id}:{device_id}"
     assert headers["content-type"] == "application/json"
     stamp = headers["x-cgw-timestamp"]
     assert stamp.isdigit()
     assert abs(int(stamp) - time.time()) < 30
-    raw = hit.raw  # type: ignore[attr-defined]
+    raw = hit.raw
     signature = headers["x-cgw-signature"]
     # The product's verifier, and the contract computed independently of it.
-    assert hit.signature_ok  # type: ignore[attr-defined]
+    assert hit.signature_ok
     assert verify_webhook_signature(SECRET, stamp, raw, signature, now=float(stamp))
     mac = hmac.new(SECRET.encode(), stamp.encode() + b"." + raw, hashlib.sha256).hexdigest()
     assert signature == "sha256=" + mac
@@ -129,11 +129,11 @@ def test_transactional_body_has_null_campaign_and_variant(live: Live) -> None:
          "title": "Payment received", "body": "CNY 25.00"},
     ])  # fmt: skip
     (hit,) = _wait_for(relay, result["push_id"])
-    body = hit.body  # type: ignore[attr-defined]
+    body = hit.body
     assert set(body) == FIELDS
     assert body["device_id"] == devices["wh-bob"]
     assert (body["campaign_id"], body["variant"], body["data"]) == (None, None, {})
-    assert hit.signature_ok  # type: ignore[attr-defined]
+    assert hit.signature_ok
 
 
 def test_every_request_is_signed(live: Live) -> None:

@@ -149,12 +149,12 @@ def test_a_campaign_whose_answer_is_cut_is_not_created_twice(scripted: list[Scri
 
     async def scenario() -> None:
         async with AsyncConsentGateway(server.base, KEY, retry=FAST) as gateway:
-            await gateway.create_campaign("spring", "marketing")
+            await gateway.create_campaign("spring", "promotions")
 
     with pytest.raises(Unreachable, match="may have reached it, so it was not repeated"):
         asyncio.run(scenario())
     with ConsentGateway(server.base, KEY, retry=FAST) as gateway, pytest.raises(Unreachable):
-        gateway.create_campaign("spring", "marketing")  # the sync client: the same verdict
+        gateway.create_campaign("spring", "promotions")  # the sync client: the same verdict
     assert len(server.bodies) == 2  # one each, never a repeat
 
 

@@ -110,7 +110,7 @@ def test_a_line_cut_short_by_a_full_disk_is_cut_off_again(tmp_path: Path) -> Non
 
     async def scenario() -> list[str]:
         sink = FileSink(FileSinkConfig(path=path))
-        statuses = []
+        statuses: list[str] = []
         try:
             statuses.append((await sink.send(make_message(clock, push_id="psh_1"))).status)
             soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)

@@ -11,7 +11,7 @@ import ssl
 import struct
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -85,7 +85,7 @@ class Scripted:
             self._writers.discard(writer)
 
 
-Run = Callable[[Callable[[], Awaitable[T]]], T]
+Run = Callable[[Callable[[], Coroutine[Any, Any, T]]], T]
 
 
 @pytest.fixture(params=["asyncio", "uvloop"])

@@ -9,11 +9,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from sqlite3 import Cursor
 
 import pytest
 
 import storage.db
-from storage.db import Database, connect
+from storage.db import Connection, Database, connect
 
 KEY = os.urandom(32)
 ROWS = 6_000
@@ -31,12 +32,14 @@ def big_db(tmp_path: Path) -> Iterator[Path]:
     db = Database(tmp_path / "big.db", KEY, name="big")
     db.writer.run_sync(lambda conn: conn.execute("CREATE TABLE blobs (id INTEGER PRIMARY KEY, b BLOB)"))
     for start in range(0, ROWS, 1_000):
-        db.writer.run_sync(
-            lambda conn, start=start: conn.executemany(
+
+        def insert(conn: Connection, start: int = start) -> Cursor:
+            return conn.executemany(
                 "INSERT INTO blobs (id, b) VALUES (?, ?)",
                 ((i, os.urandom(ROW_BYTES)) for i in range(start, start + 1_000)),
             )
-        )
+
+        db.writer.run_sync(insert)
     db.checkpoint()
     db.close()
     yield tmp_path / "big.db"
