@@ -18,8 +18,14 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# Three runs, one cache, the settings of pyproject.toml's [tool.mypy]: the product packages, then
+# tests/ and bench/ as pytest and python import them (flat modules beside each other, e.g.
+# `from conftest import ...`, `import batch`). One run cannot hold both tests/ and bench/: each has
+# a top-level `receiver` module.
 typecheck: $(STAMP)
 	$(BIN)/mypy
+	$(BIN)/mypy tests
+	$(BIN)/mypy bench
 
 pytest: $(STAMP)
 	$(BIN)/pytest
