@@ -234,6 +234,8 @@ class SubjectDirectory:
         subject_id = "s_" + secrets.token_hex(16)
         wrapped = self._keyring.wrap(new_data_key(), _wrap_aad(subject_id))
         read_at = time.monotonic()
+        with self._lock:  # before the insert: an erasure after it marks the ref again, uncached
+            self._erased.discard(subject_ref)
 
         def insert(conn: Connection) -> tuple[str, bytes]:
             conn.execute(
@@ -247,18 +249,18 @@ class SubjectDirectory:
             return row[0], row[1]
 
         winner_id, winner_key = self._db.writer.run_sync(insert)
-        with self._lock:
-            self._erased.discard(subject_ref)
         return self._remember(subject_ref, winner_id, winner_key, read_at)
 
     async def ensure_from_loop(self, subject_ref: str, now: datetime) -> SubjectKey:
         """`ensure` for code on the event loop: a subject in the cache is answered at once, and a
         new one is made on a thread, since its commit waits for an fsync (and first for the write
         lock, which another process may hold for seconds) and its key's wrap reads the key store."""
-        found = self.resolve(subject_ref)
-        if found is not None:
-            return found
-        return await asyncio.to_thread(self.ensure, subject_ref, now)
+        while (found := self.resolve(subject_ref)) is None:
+            # Looked up again once back on the loop: the user's own erasure may have run whole
+            # while the thread made the subject, and a write under it would outlive the erasure.
+            # Then the user comes back as a new subject, as they would had it run just before.
+            await asyncio.to_thread(self.ensure, subject_ref, now)
+        return found
 
     def erase(self, subject_ref: str, now: datetime, actor: str = "user") -> str | None:
         """Destroy the mapping and the data key, leave a tombstone; returns the old subject id.

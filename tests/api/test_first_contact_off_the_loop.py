@@ -55,3 +55,40 @@ def test_a_new_users_subject_is_made_off_the_event_loop(
     assert made_on, "the subject was not made through `ensure`"
     assert loop_thread not in made_on, (made_on, loop_thread)
     assert directory.resolve(runtime.store.pseudonyms.subject_ref(f"first-{way_in}")) is not None
+
+
+def test_an_erasure_while_the_subject_is_made_leaves_no_write_under_the_erased_subject(
+    client: Client,
+    runtime: Runtime,
+    as_user: Callable[[str], Headers],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The loop is free while the thread makes the subject: the user's own `DELETE /v1/me` can run
+    whole in between. The first write then went under the erased subject, after its cleanup, and
+    stayed. Now it is looked up again on the loop, and the user comes back as a new subject, as
+    if the erasure had come first. The erasure is injected right after the subject's commit."""
+    user = as_user("racer")
+    ref = runtime.store.pseudonyms.subject_ref("racer")
+    directory = runtime.store.directory
+    ensure = directory.ensure
+    erased: list[int] = []
+
+    def made_then_erased(subject_ref: str, now: Any) -> Any:
+        made = ensure(subject_ref, now)  # committed, on the thread
+        if not erased:
+            erased.append(client.delete("/v1/me", headers=user).status_code)
+        return made
+
+    monkeypatch.setattr(directory, "ensure", made_then_erased)
+    consent = {"granted": True, "notice_version": "v1"}
+    answer = client.put("/v1/me/consents/marketing", json=consent, headers=user)
+    monkeypatch.undo()
+
+    assert erased == [204]
+    assert answer.status_code == 200, answer.text
+    live = directory.resolve(ref)
+    assert live is not None  # back as a new subject
+    owners = {row[0] for row in runtime.store.data.reader().execute("SELECT subject_id FROM consents")}
+    assert owners == {live.subject_id}  # nothing under the erased one
+    got = client.get("/v1/me/preferences", headers=user).json()
+    assert got["consents"]["marketing"]["granted"] is True
