@@ -8,9 +8,9 @@ source and the current time are parameters.
 
 from __future__ import annotations
 
-import email.utils
 from collections.abc import Callable
-from datetime import UTC
+
+from clients.retry_after import parse_retry_after
 
 __all__ = ["backoff_delay", "parse_retry_after"]
 
@@ -35,23 +35,3 @@ def backoff_delay(
     if retry_after is not None:
         delay = max(delay, retry_after)
     return delay
-
-
-def parse_retry_after(header: str | None, now: float) -> float | None:
-    """Seconds from `now` named by a Retry-After header (delta-seconds or HTTP-date).
-
-    Unparseable values give None, so a garbled header falls back to plain backoff instead of
-    failing the delivery; a date in the past gives 0.
-    """
-    if header is None:
-        return None
-    value = header.strip()
-    if value.isdigit():
-        return float(int(value))
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:  # HTTP-dates are always GMT; a "-0000" zone parses as naive
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - now)

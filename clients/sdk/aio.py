@@ -139,7 +139,7 @@ class AsyncConsentGateway:
                     params=call.params,
                     headers=self._endpoint.headers(call),
                 )
-                delay = attempts.after_status(answer.status_code)
+                delay = attempts.after_status(answer.status_code, answer.headers.get("retry-after"))
                 if delay is None:  # a body cut short raises like a lost answer
                     framed = calls.framed(answer)
                     return call.read(answer.status_code, answer.content, answer.reason_phrase, framed=framed)

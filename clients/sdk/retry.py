@@ -27,6 +27,8 @@ from typing import Literal
 import httpx
 import msgspec
 
+from clients.retry_after import parse_retry_after
+
 __all__ = ["DEFAULT_RETRY", "Attempts", "RetryPolicy", "Safety"]
 
 Safety = Literal["idempotent", "unsent_only"]
@@ -87,19 +89,23 @@ class Attempts:
         retried = _NEVER_SENT if self._safety == "unsent_only" else _NO_ANSWER
         return self._next_delay() if isinstance(error, retried) else None
 
-    def after_status(self, status_code: int) -> float | None:
-        """Seconds to wait before the next try, or None to give up (or, for success, to stop)."""
+    def after_status(self, status_code: int, retry_after: str | None = None) -> float | None:
+        """Seconds to wait before the next try, or None to give up (or, for success, to stop).
+        The answer's Retry-After (the gateway sends one when another process held its storage's
+        write lock) is a floor under the backoff; one that would end past the deadline gives up."""
         if self._safety == "unsent_only" or status_code not in _RETRIED_STATUSES:
             return None
-        return self._next_delay()
+        return self._next_delay(parse_retry_after(retry_after, time.time()))
 
-    def _next_delay(self) -> float | None:
+    def _next_delay(self, floor: float | None = None) -> float | None:
         policy = self._policy
         if self.made >= policy.attempts:
             return None
         delay = self._rand() * min(
             policy.max_delay, policy.base_delay * 2.0 ** min(self.made - 1, _MAX_EXPONENT)
         )
+        if floor is not None:
+            delay = max(delay, floor)
         if self._clock() + delay - self._started > policy.deadline:
             return None
         self.made += 1
