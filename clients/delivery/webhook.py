@@ -69,7 +69,7 @@ def sign_webhook(secret: str | bytes, timestamp: int, body: bytes) -> str:
 def verify_webhook_signature(
     secret: str | bytes,
     timestamp: str | int | None,
-    body: bytes,
+    body: bytes | bytearray,
     signature: str | None,
     now: float,
     tolerance: float = 300,
