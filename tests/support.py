@@ -20,10 +20,13 @@ from typing import Any, Literal
 
 import httpx
 import pytest
+from litestar import Litestar
+from litestar.testing import TestClient
 
 from clients.delivery import DeliveryMessage, DeliveryResult
 from gateway.logs import JsonFormatter
 from gateway.runtime import Runtime
+from gateway.schemas.me import ConsentUpdate, DeviceCreate
 from storage.db import Connection, Database
 
 
@@ -289,3 +292,19 @@ def serve_process(data_dir: Path, stderr_file: Path, settings: dict[str, str]) -
         if process.poll() is None:
             process.kill()
             process.wait(timeout=STOP_SECONDS)
+
+
+def audience(client: TestClient[Litestar], runtime: Runtime, prefix: str, n: int) -> list[str]:
+    """n users with marketing consent and one device each, set up through the same services the
+    preference center calls, in one hop onto the app's loop (HTTP per user is the slow part)."""
+    users = [f"{prefix}-{i:04d}" for i in range(n)]
+
+    async def setup() -> None:
+        for user in users:
+            ref = runtime.store.pseudonyms.subject_ref(user)
+            consent = ConsentUpdate(granted=True, notice_version="v1")
+            await runtime.preferences.set_consent(ref, "marketing", consent, actor="test", source="test")
+            await runtime.devices.register(ref, DeviceCreate(platform="apns", token=f"apns-token-{user}"))
+
+    client.blocking_portal.call(setup)
+    return users

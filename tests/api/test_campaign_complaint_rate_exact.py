@@ -15,27 +15,12 @@ import msgspec
 from conftest import FakeClock, Headers
 from litestar import Litestar
 from litestar.testing import TestClient
+from support import audience
 
 from gateway.runtime import Runtime
-from gateway.schemas.me import ConsentUpdate, DeviceCreate
 
 Client = TestClient[Litestar]
 Json = dict[str, Any]
-
-
-def audience(client: Client, runtime: Runtime, n: int) -> list[str]:
-    """n users with marketing consent and a device, in one hop onto the app's loop."""
-    users = [f"user-{i:03d}" for i in range(n)]
-
-    async def setup() -> None:
-        for user in users:
-            ref = runtime.store.pseudonyms.subject_ref(user)
-            consent = ConsentUpdate(granted=True, notice_version="v1")
-            await runtime.preferences.set_consent(ref, "marketing", consent, actor="test", source="test")
-            await runtime.devices.register(ref, DeviceCreate(platform="apns", token=f"apns-token-{user}"))
-
-    client.blocking_portal.call(setup)
-    return users
 
 
 def test_complaints_exactly_at_the_rate_pause_the_campaign(
@@ -51,7 +36,7 @@ def test_complaints_exactly_at_the_rate_pause_the_campaign(
     created = client.post("/v1/campaigns", json={"name": "Winter", "topic": "promotions"}, headers=writer)
     cid = created.json()["campaign_id"]
 
-    users = audience(client, runtime, 25)
+    users = audience(client, runtime, "user", 25)
     sale = {"topic": "promotions", "title": "Winter sale", "body": "20% off today", "campaign_id": cid}
     pushes = [sale | {"idempotency_key": f"winter-{user}", "user_id": user} for user in users]
     answer = client.post("/v1/pushes/batch", json={"pushes": pushes}, headers=pusher)

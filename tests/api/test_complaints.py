@@ -17,10 +17,9 @@ import pytest
 from conftest import FIXED_NOW, FakeClock, Headers
 from litestar import Litestar
 from litestar.testing import TestClient
-from support import assert_problem, readers, scan_bytes, scan_tables
+from support import assert_problem, audience, readers, scan_bytes, scan_tables
 
 from gateway.runtime import Runtime
-from gateway.schemas.me import ConsentUpdate, DeviceCreate
 from storage.store import DATA_FILE
 
 Client = TestClient[Litestar]
@@ -488,22 +487,6 @@ def test_comment_and_resolution_are_sealed_at_rest(
 
 
 # -- automatic campaign pause -------------------------------------------------------------------
-
-
-def audience(client: Client, runtime: Runtime, prefix: str, n: int) -> list[str]:
-    """n users with marketing consent and one device each, set up through the same services the
-    preference center calls, in one hop onto the app's loop (HTTP per user is the slow part)."""
-    users = [f"{prefix}-{i:04d}" for i in range(n)]
-
-    async def setup() -> None:
-        for user in users:
-            ref = runtime.store.pseudonyms.subject_ref(user)
-            consent = ConsentUpdate(granted=True, notice_version="v1")
-            await runtime.preferences.set_consent(ref, "marketing", consent, actor="test", source="test")
-            await runtime.devices.register(ref, DeviceCreate(platform="apns", token=f"apns-token-{user}"))
-
-    client.blocking_portal.call(setup)
-    return users
 
 
 def create_campaign(client: Client, writer: Headers, name: str = "Winter 2026") -> str:

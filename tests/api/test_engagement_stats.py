@@ -16,10 +16,9 @@ import pytest
 from conftest import FakeClock, Headers
 from litestar import Litestar
 from litestar.testing import TestClient
-from support import assert_problem
+from support import assert_problem, audience
 
 from gateway.runtime import Runtime
-from gateway.schemas.me import ConsentUpdate, DeviceCreate
 
 Client = TestClient[Litestar]
 Json = dict[str, Any]
@@ -48,22 +47,6 @@ def onboard(
     if prefs:
         assert client.patch("/v1/me/preferences", json=prefs, headers=headers).status_code == 200
     return headers
-
-
-def audience(client: Client, runtime: Runtime, prefix: str, n: int) -> list[str]:
-    """n users with marketing consent and a device, set up through the preference center's
-    services in one hop onto the app's loop (much faster than two HTTP calls per user)."""
-    users = [f"{prefix}-{i:03d}" for i in range(n)]
-
-    async def setup() -> None:
-        for user in users:
-            ref = runtime.store.pseudonyms.subject_ref(user)
-            consent = ConsentUpdate(granted=True, notice_version="v1")
-            await runtime.preferences.set_consent(ref, "marketing", consent, actor="test", source="test")
-            await runtime.devices.register(ref, DeviceCreate(platform="apns", token=f"apns-token-{user}"))
-
-    client.blocking_portal.call(setup)
-    return users
 
 
 def item(key: str, user_id: str, topic: str = "promotions", **fields: Any) -> Json:

@@ -15,7 +15,8 @@ from typing import Any
 from conftest import Headers
 from litestar import Litestar
 from litestar.testing import TestClient
-from test_engagement_stats import audience, batch, create_campaign, item
+from support import audience
+from test_engagement_stats import batch, create_campaign, item
 
 from gateway.clock import system_clock
 from gateway.runtime import Runtime
