@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 from conftest import FakeClock, Headers
@@ -23,6 +24,20 @@ from gateway.settings import Settings
 Client = TestClient[Litestar]
 
 
+def _consented_push(
+    client: Client, as_user: Callable[[str], Headers], service: Headers, user_id: str
+) -> dict[str, Any]:
+    """A user with marketing consent and a device, and a promotions push queued for them."""
+    user = as_user(user_id)
+    consent = {"granted": True, "notice_version": "v1"}
+    assert client.put("/v1/me/consents/marketing", json=consent, headers=user).status_code == 200
+    device = {"platform": "fcm", "token": f"fcm-policy-{user_id}"}
+    assert client.post("/v1/me/devices", json=device, headers=user).status_code == 201
+    push = {"idempotency_key": "k1", "user_id": user_id, "topic": "promotions", "title": "t", "body": "b"}
+    answer: dict[str, Any] = client.post("/v1/pushes", json=push, headers=service).json()
+    return answer
+
+
 def test_a_separate_worker_judges_by_the_policy_changed_after_it_started(
     client: Client,
     runtime: Runtime,
@@ -31,13 +46,8 @@ def test_a_separate_worker_judges_by_the_policy_changed_after_it_started(
     as_user: Callable[[str], Headers],
     as_key: Callable[..., Headers],
 ) -> None:
-    user, service, admin = as_user("alice"), as_key("pushes:write"), as_key("admin")
-    assert client.put(
-        "/v1/me/consents/marketing", json={"granted": True, "notice_version": "v1"}, headers=user
-    )
-    assert client.post("/v1/me/devices", json={"platform": "fcm", "token": "fcm-policy-token"}, headers=user)
-    push = {"idempotency_key": "k1", "user_id": "alice", "topic": "promotions", "title": "t", "body": "b"}
-    submitted = client.post("/v1/pushes", json=push, headers=service).json()
+    service, admin = as_key("pushes:write"), as_key("admin")
+    submitted = _consented_push(client, as_user, service, "alice")
     assert submitted["outcome"] == "queued", submitted
     worker = Runtime(settings, clock)
     try:
@@ -66,13 +76,8 @@ def test_a_second_process_files_complaints_and_takes_preferences_under_the_newes
     """Only submissions and dispatch caught up with a change made by another process: a second
     `serve` that took no push kept muting complaints' topics for the old number of days, judging
     campaigns by the old rate, and taking quiet hours and weekly caps the new policy refuses."""
-    user, service, admin = as_user("bea"), as_key("pushes:write"), as_key("admin")
-    assert client.put(
-        "/v1/me/consents/marketing", json={"granted": True, "notice_version": "v1"}, headers=user
-    )
-    assert client.post("/v1/me/devices", json={"platform": "fcm", "token": "fcm-policy-bea"}, headers=user)
-    push = {"idempotency_key": "k1", "user_id": "bea", "topic": "promotions", "title": "t", "body": "b"}
-    push_id = client.post("/v1/pushes", json=push, headers=service).json()["push_id"]
+    service, admin = as_key("pushes:write"), as_key("admin")
+    push_id = _consented_push(client, as_user, service, "bea")["push_id"]
     other = Runtime(settings, clock)  # started before the change
     try:
         policy = client.get("/v1/admin/policy", headers=admin).json()["settings"]
