@@ -39,7 +39,7 @@ def main() -> None:
             conn.execute("PRAGMA query_only = ON")
             report[name] = {
                 "file_bytes": (data_dir / name).stat().st_size,
-                "page_size": conn.execute("PRAGMA page_size").fetchone()[0],
+                "page_size": int(conn.execute("PRAGMA page_size").fetchone()[0]),  # text under SQLCipher
                 "tables": table_bytes(conn),
             }
         finally:

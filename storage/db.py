@@ -351,8 +351,10 @@ def _grow(conn: Connection) -> None:
     nothing; a rolled-back write would never reach the disk. The table is created and dropped in
     this one transaction, so the schema is as it was; the file keeps the freed pages for the next
     write."""
-    free = conn.execute("PRAGMA freelist_count").fetchone()[0]
-    size = min(free + 1, ROOM_PROBE_MAX_PAGES) * conn.execute("PRAGMA page_size").fetchone()[0]
+    # int(): on a keyed SQLCipher connection `PRAGMA page_size` answers the text '4096', and a
+    # text times a count is that text repeated, not a size.
+    free = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
+    size = min(free + 1, ROOM_PROBE_MAX_PAGES) * int(conn.execute("PRAGMA page_size").fetchone()[0])
     conn.execute("CREATE TABLE _room_probe (filler BLOB)")
     conn.execute("INSERT INTO _room_probe VALUES (zeroblob(?))", (size,))
     conn.execute("DROP TABLE _room_probe")
@@ -712,7 +714,11 @@ class Database:
             if self.writer.full and not await asyncio.to_thread(self.writer.has_room):
                 return "full"
             await self.writer.run(_take_write_lock)
-        except Exception:  # whatever it is, this database cannot take a write now
+        except Exception as exc:  # whatever it is, this database cannot take a write now
+            log.warning(
+                "readiness: a write here failed",
+                extra={"database": self.path.name, "exc_type": type(exc).__name__},
+            )
             return "unwritable"
         return None
 

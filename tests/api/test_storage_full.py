@@ -7,13 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
 from conftest import Headers
 from litestar import Litestar
 from litestar.testing import TestClient
 from support import assert_problem
 
 from gateway.runtime import Runtime
-from storage.db import Connection, Writer
+from storage.db import Connection, StorageFullError, Writer
 
 NO_LIMIT = 1073741823  # SQLite's default max_page_count
 CONSENT = {"granted": True, "notice_version": "v1"}
@@ -72,3 +73,27 @@ def test_a_full_disk_answers_503_keeps_nothing_and_heals_once_freed(
     assert kept.status_code == 200, kept.text
     assert len(kept.json()["results"]) == 300
     assert _pushes(runtime) == before + 300
+
+
+def test_readiness_comes_back_once_freed_when_the_file_has_free_pages(
+    client: TestClient[Litestar], runtime: Runtime
+) -> None:
+    """A database with free pages (rows deleted, an erasure) that fills up: the room probe, run
+    for readiness, failed on them, so `/readyz` said "unwritable" long after space was freed."""
+    writer = runtime.store.data.writer
+
+    def free_pages(conn: Connection) -> None:
+        conn.execute("CREATE TABLE filler (b BLOB)")
+        conn.executemany("INSERT INTO filler VALUES (zeroblob(3000))", [()] * 40)
+        conn.execute("DROP TABLE filler")
+
+    writer.run_sync(free_pages)
+    _max_pages(writer, None)
+    writer.run_sync(lambda conn: conn.execute("CREATE TABLE filler (b BLOB)"))  # takes a free page
+    with pytest.raises(StorageFullError):
+        writer.run_sync(lambda conn: conn.execute("INSERT INTO filler VALUES (zeroblob(?))", (10**6,)))
+    assert writer.full
+    assert client.get("/readyz").json()["checks"]["database"] == "gateway.db full"
+
+    _max_pages(writer, NO_LIMIT)
+    assert client.get("/readyz").json() == {"status": "ready", "checks": {"keys": "ok", "database": "ok"}}

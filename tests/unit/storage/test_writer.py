@@ -419,6 +419,27 @@ def test_a_lock_held_past_the_busy_timeout_fails_the_group_only(
     assert _tags(path) == ["next"]
 
 
+def test_the_room_probe_on_a_file_with_free_pages_writes_one_page_more_than_they_hold(
+    writer: Writer, path: Path
+) -> None:
+    """Regression: SQLCipher answers `PRAGMA page_size` as the text '4096', and the probe's size
+    was that text repeated: with one free page it wrote 41 MB, with more it failed outright, so
+    after a full disk the database never read as having room again."""
+
+    def free_pages(conn: Connection) -> None:
+        conn.execute("CREATE TABLE filler (b BLOB)")
+        conn.executemany("INSERT INTO filler VALUES (zeroblob(3000))", [()] * 40)
+        conn.execute("DROP TABLE filler")
+
+    writer.run_sync(free_pages)
+    (free,) = writer.run_sync(lambda conn: conn.execute("PRAGMA freelist_count").fetchone())
+    assert int(free) > 1
+    before = sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
+    assert writer.has_room()
+    grown = sum(p.stat().st_size for p in path.parent.glob(path.name + "*")) - before
+    assert grown < 2 * (int(free) + 2) * 4096  # the pages and their WAL frames, not megabytes
+
+
 def test_run_sync_against_a_lock_held_past_the_busy_timeout_is_a_busy_storage(
     writer: Writer, path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
