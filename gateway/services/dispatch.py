@@ -403,7 +403,13 @@ class Dispatcher:
                 extra={"push_id": message.push_id, "adapter": adapter.name, "exc_type": type(exc).__name__},
             )
             result = DeliveryResult(status="retry", provider_code=ADAPTER_ERROR)
+        was = breaker.state
         breaker.record(result.status != "retry", self._clock().timestamp())
+        # An outage and its end, said once each: not a failed probe (half open to open again).
+        if (was, breaker.state) == ("closed", "open"):
+            log.warning("provider circuit opened: pushes to it wait", extra={"adapter": adapter.name})
+        elif (was, breaker.state) == ("half_open", "closed"):
+            log.info("provider circuit closed: delivering again", extra={"adapter": adapter.name})
         self._metrics.deliveries.labels(adapter.name, result.status).inc()
         self._metrics.delivery_seconds.labels(adapter.name).observe((self._clock() - started).total_seconds())
         return result

@@ -251,3 +251,48 @@ def test_an_adapter_that_raises_counts_against_its_circuit_breaker(world: World)
     assert world.run(dispatcher) == 1
     assert raising.calls == 1
     assert world.read(broken)["attempts"] == 1  # skipped by the open circuit: not an attempt
+
+
+class Recovering(Raising):
+    """Raises until `back` is set, then delivers: a provider's outage and its end."""
+
+    back = False
+
+    async def send(self, message: DeliveryMessage) -> DeliveryResult:
+        if self.back:
+            self.calls += 1
+            return DeliveryResult(status="delivered")
+        return await super().send(message)
+
+
+def test_a_provider_outage_and_its_end_are_logged_once_each(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An operator reading the logs learned nothing of an outage: the circuit opening and
+    closing showed only in a gauge. One line each, naming the adapter, none per push or probe."""
+    world.user("wendy", "webpush", valid_webpush_token())
+    pushes = [world.submit("wendy") for _ in range(3)]
+    provider = Recovering()
+    dispatcher = world.dispatcher(
+        provider, delivery_breaker_threshold=1, delivery_breaker_cooldown_seconds=30.0
+    )
+
+    def said() -> list[tuple[str, str, object]]:
+        return [
+            (r.levelname, r.getMessage(), getattr(r, "adapter", None))
+            for r in caplog.records
+            if r.getMessage().startswith("provider circuit")
+        ]
+
+    with caplog.at_level(logging.INFO, logger="gateway.dispatch"):
+        assert world.run(dispatcher) == 3  # the first send opens it; the others wait
+        world.clock.advance(seconds=1)
+        assert world.run(dispatcher) == 1  # the raised one's retry; still open: no line for it
+        assert said() == [("WARNING", "provider circuit opened: pushes to it wait", "webpush")]
+        provider.back = True
+        world.clock.advance(seconds=31)
+        world.run(dispatcher)  # the probe gets through and closes it
+        world.clock.advance(seconds=31)
+        world.run(dispatcher)
+    assert said()[1:] == [("INFO", "provider circuit closed: delivering again", "webpush")]
+    assert [world.read(p)["status"] for p in pushes] == ["delivered"] * 3
