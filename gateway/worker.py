@@ -16,6 +16,7 @@ __all__ = ["Worker"]
 
 log = logging.getLogger("gateway.worker")
 IDLE_SECONDS = 0.2
+FAILING_WAIT_SECONDS = 5.0  # the longest wait between failing rounds (doubling from IDLE_SECONDS)
 
 
 class Worker:
@@ -31,17 +32,27 @@ class Worker:
     async def run(self) -> None:
         log.info("delivery worker started", extra={"owner": self.owner})
         settling: asyncio.Future[None] | None = None  # the last round's results, being recorded
+        failed = 0  # rounds failed in a row
         while not self._stop.is_set():
             try:
                 claimed, next_settling = await self._dispatcher.start_round(self.owner, self._batch)
             except Exception:  # keep delivering: a failed round is retried after its lease expires
-                log.exception("delivery round failed")
+                # A full disk or a held lock fails every round until it passes: said once, with
+                # what raised, and tried again less and less often, not logged five times a second.
+                if not failed:
+                    log.exception("delivery round failed; retrying, and saying so once it works")
+                failed += 1
                 claimed, next_settling = 0, None
+            else:
+                if failed:
+                    log.warning("delivery rounds work again", extra={"failed_rounds": failed})
+                failed = 0
             await self._settled(settling)
             settling = next_settling
             if claimed == 0:
+                wait = min(FAILING_WAIT_SECONDS, IDLE_SECONDS * 2 ** min(failed, 8))
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), IDLE_SECONDS)
+                    await asyncio.wait_for(self._stop.wait(), wait)
         await self._settled(settling)
         log.info("delivery worker stopped", extra={"owner": self.owner})
 

@@ -8,6 +8,7 @@ real local webhook receiver; the gateway's clock stands still, so nothing is def
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,7 @@ from litestar import Litestar
 from litestar.testing import TestClient
 from support import WebhookRelay
 
+import storage.db
 from gateway.runtime import Runtime
 from gateway.settings import Secret, Settings
 from gateway.worker import Worker
@@ -148,3 +150,52 @@ def test_a_worker_told_to_stop_records_the_round_it_was_in(
         return [rows[i].status for i in ids], int(left)
 
     assert client.blocking_portal.call(scenario) == (["delivered"] * ROUND, 0)
+
+
+def test_rounds_that_keep_failing_are_logged_once_and_their_end_once(
+    client: Client,
+    runtime: Runtime,
+    hook: WebhookRelay,
+    as_user: Callable[[str], Headers],
+    as_key: Callable[..., Headers],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Another process holds the write lock, so every claim fails (a full disk does the same).
+    The worker logged each failed round with its traceback, five times a second for as long as
+    it lasted; now the first one, then the rounds working again, and it waits longer meanwhile."""
+    monkeypatch.setattr(storage.db, "BUSY_TIMEOUT_MS", 20)
+    monkeypatch.setattr("gateway.worker.IDLE_SECONDS", 0.02)
+    key = as_key("pushes:write")
+    ids = queue(client, as_user, key, users(2))
+    worker = Worker(runtime.dispatcher, ROUND)
+    other = storage.db.connect(runtime.store.data.path, runtime.store.keys.database_key)
+    other.execute("BEGIN IMMEDIATE")
+    held = True
+
+    def failed_a_while() -> bool:
+        nonlocal held
+        lines = [r for r in caplog.records if r.name == "gateway.worker" and "failed" in r.getMessage()]
+        if held and lines and time.monotonic() > started + 1.0:
+            other.execute("ROLLBACK")
+            held = False
+        return not held and statuses(client, key, ids) == ["delivered"] * 2
+
+    started = time.monotonic()
+    try:
+        with caplog.at_level(logging.INFO, logger="gateway.worker"):
+            run_until(client, worker, failed_a_while)
+    finally:
+        if held:
+            other.execute("ROLLBACK")
+        other.close()
+    said = [
+        r.getMessage() for r in caplog.records if r.name == "gateway.worker" and r.levelno >= logging.WARNING
+    ]
+    assert said == [
+        "delivery round failed; retrying, and saying so once it works",
+        "delivery rounds work again",
+    ]
+    (again,) = [r for r in caplog.records if r.getMessage() == "delivery rounds work again"]
+    assert getattr(again, "failed_rounds", 0) >= 3  # it kept trying meanwhile
+    assert sorted(hook.push_ids) == sorted(ids)
