@@ -47,11 +47,17 @@ class DeliveryRecord(msgspec.Struct, frozen=True, gc=False):
 
 
 def record_many(conn: Connection, records: Sequence[DeliveryRecord], now: datetime) -> None:
+    """A device's `delivered` stands, and its `failed` gives way to nothing but `delivered`: a
+    worker whose lease ran out mid-send records its result after the push's new holder recorded
+    its own, and a late timeout must not make a device that has the push look as if it still
+    waited (it would be sent the push again)."""
     stamp = now.isoformat()
     conn.executemany(
         "INSERT INTO deliveries (push_id, device_id, adapter, status, attempts, last_code, updated_at) "
         "VALUES (?, ?, ?, ?, 1, ?, ?) ON CONFLICT (push_id, device_id) DO UPDATE SET "
         "status = excluded.status, attempts = deliveries.attempts + 1, last_code = excluded.last_code, "
-        "updated_at = excluded.updated_at",
+        "updated_at = excluded.updated_at "
+        "WHERE deliveries.status != 'delivered' "
+        "AND (deliveries.status != 'failed' OR excluded.status = 'delivered')",
         [(r.push_id, r.device_id, r.adapter, r.status, r.code, stamp) for r in records],
     )
