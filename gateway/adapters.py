@@ -16,6 +16,7 @@ from pathlib import Path
 from cryptography.exceptions import UnsupportedAlgorithm
 
 from clients.delivery import (
+    PROVIDER_TIMEOUT_SECONDS,
     ApnsAdapter,
     ApnsConfig,
     DeliveryAdapter,
@@ -45,6 +46,18 @@ def build_adapters(settings: Settings) -> dict[str, DeliveryAdapter]:
     sink = FileSink(FileSinkConfig(path=settings.data_dir / "deliveries.jsonl"))
     providers = _providers(settings)
     _make_room_for(sum(p in providers for p in HTTP1_PROVIDERS) * 2 * settings.worker_concurrency)
+    if providers and settings.worker_lease_seconds <= PROVIDER_TIMEOUT_SECONDS:
+        # Not refused: a deployment may choose it. But a send still waiting when its lease ends is
+        # claimed and sent again by another worker, and that worker's attempts are the only ones
+        # counted, so against a provider that hangs a push is sent every lease until it expires.
+        log.warning(
+            "CGW_WORKER_LEASE_SECONDS is not longer than a provider call's timeout: a slow send is "
+            "claimed and sent again by another worker before it ends",
+            extra={
+                "lease_seconds": settings.worker_lease_seconds,
+                "timeout_seconds": PROVIDER_TIMEOUT_SECONDS,
+            },
+        )
     return dict.fromkeys(PLATFORMS, sink) | providers
 
 

@@ -7,7 +7,14 @@ stops hammering a provider that is down. Adapters never log tokens or content.
 """
 
 from clients.delivery.apns import ApnsAdapter, ApnsConfig
-from clients.delivery.base import Clock, DeliveryAdapter, DeliveryMessage, DeliveryResult, SecretText
+from clients.delivery.base import (
+    PROVIDER_TIMEOUT_SECONDS,
+    Clock,
+    DeliveryAdapter,
+    DeliveryMessage,
+    DeliveryResult,
+    SecretText,
+)
 from clients.delivery.breaker import BreakerState, CircuitBreaker, is_provider_failure
 from clients.delivery.fcm import FcmAdapter, FcmConfig
 from clients.delivery.file import FileSink, FileSinkConfig
@@ -16,6 +23,7 @@ from clients.delivery.webhook import WebhookAdapter, WebhookConfig, verify_webho
 from clients.delivery.webpush import WebPushAdapter, WebPushConfig
 
 __all__ = [
+    "PROVIDER_TIMEOUT_SECONDS",
     "ApnsAdapter",
     "ApnsConfig",
     "BreakerState",

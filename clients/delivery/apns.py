@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, EllipticCurv
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from clients.delivery._http import Reply, classify_status, invalid_token, transport_failure
-from clients.delivery.base import Clock, DeliveryMessage, DeliveryResult, SecretText
+from clients.delivery.base import PROVIDER_TIMEOUT_SECONDS, Clock, DeliveryMessage, DeliveryResult, SecretText
 
 __all__ = ["APNS_ID_NAMESPACE", "ApnsAdapter", "ApnsConfig", "apns_id"]
 
@@ -42,7 +42,7 @@ class ApnsConfig(msgspec.Struct, frozen=True, kw_only=True):
     """The .p8 signing key (PKCS#8 PEM, P-256) downloaded from the Apple developer account."""
     bundle_id: str
     base_url: str = "https://api.push.apple.com"
-    timeout: float = 10.0
+    timeout: float = PROVIDER_TIMEOUT_SECONDS
 
 
 class _ErrorBody(msgspec.Struct):

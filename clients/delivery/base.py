@@ -15,10 +15,15 @@ from typing import Literal, Protocol
 
 import msgspec
 
-__all__ = ["Clock", "DeliveryAdapter", "DeliveryMessage", "DeliveryResult", "SecretText"]
+__all__ = [
+    "PROVIDER_TIMEOUT_SECONDS", "Clock", "DeliveryAdapter", "DeliveryMessage", "DeliveryResult", "SecretText",
+]  # fmt: skip
 
 Platform = Literal["fcm", "apns", "webpush", "webhook"]
 Status = Literal["delivered", "retry", "invalid_token", "failed"]
+
+PROVIDER_TIMEOUT_SECONDS = 10.0
+"""How long one call to a provider may take, its connection's wait included, in every adapter."""
 
 Clock = Callable[[], float]
 """Unix seconds; `time.time` in production, a fixed or stepping function in tests."""

@@ -34,7 +34,7 @@ from clients.delivery._http import (
     transport_failure,
     ttl_seconds,
 )
-from clients.delivery.base import Clock, DeliveryMessage, DeliveryResult, SecretText
+from clients.delivery.base import PROVIDER_TIMEOUT_SECONDS, Clock, DeliveryMessage, DeliveryResult, SecretText
 
 __all__ = ["FCM_SCOPE", "FcmAdapter", "FcmConfig"]
 
@@ -51,7 +51,7 @@ class FcmConfig(msgspec.Struct, frozen=True, kw_only=True):
     base_url: str = "https://fcm.googleapis.com"
     allow_http: bool = False
     """Lets the service account's token_uri be plain http (a test's local server)."""
-    timeout: float = 10.0
+    timeout: float = PROVIDER_TIMEOUT_SECONDS
     connections: int = CONNECTIONS
 
 

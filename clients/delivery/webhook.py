@@ -29,7 +29,7 @@ from clients.delivery._http import (
     invalid_token,
     transport_failure,
 )
-from clients.delivery.base import Clock, DeliveryMessage, DeliveryResult, SecretText
+from clients.delivery.base import PROVIDER_TIMEOUT_SECONDS, Clock, DeliveryMessage, DeliveryResult, SecretText
 from clients.delivery.retry import parse_retry_after
 
 __all__ = ["WebhookAdapter", "WebhookConfig", "sign_webhook", "verify_webhook_signature"]
@@ -43,7 +43,7 @@ _SIGNATURE = re.compile(r"sha256=[0-9a-f]{64}")
 class WebhookConfig(msgspec.Struct, frozen=True, kw_only=True):
     url: str
     secret: SecretText
-    timeout: float = 10.0
+    timeout: float = PROVIDER_TIMEOUT_SECONDS
     connections: int = CONNECTIONS
 
 

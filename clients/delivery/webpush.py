@@ -31,7 +31,7 @@ from py_vapid import Vapid02, VapidException
 from pywebpush import WebPusher
 
 from clients.delivery._http import CONNECTIONS, Http1Client, ttl_seconds
-from clients.delivery.base import Clock, DeliveryMessage, DeliveryResult, SecretText
+from clients.delivery.base import PROVIDER_TIMEOUT_SECONDS, Clock, DeliveryMessage, DeliveryResult, SecretText
 
 __all__ = [
     "PUSH_SERVICE_HOSTS",
@@ -61,7 +61,7 @@ class WebPushConfig(msgspec.Struct, frozen=True, kw_only=True):
     allowed_hosts: tuple[str, ...] = PUSH_SERVICE_HOSTS
     """Endpoint hosts allowed, each matching itself and its subdomains."""
     allow_http: bool = False
-    timeout: float = 10.0
+    timeout: float = PROVIDER_TIMEOUT_SECONDS
     connections: int = CONNECTIONS
 
 

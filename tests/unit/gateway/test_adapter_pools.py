@@ -4,6 +4,7 @@ open-files limit is raised to hold them (a real process started with a low limit
 from __future__ import annotations
 
 import json
+import logging
 import resource
 import subprocess
 import sys
@@ -82,3 +83,29 @@ def test_a_low_open_files_limit_is_raised_to_hold_the_pools(tmp_path: Path) -> N
     soft, hard = (int(v) for v in done.stdout.split())
     assert soft == min(hard, 3 * 2 * 256 + 1024)
     assert soft > 1024
+
+
+@pytest.mark.parametrize(
+    ("lease", "webhook", "warned"),
+    [(5, True, True), (10, True, True), (11, True, False), (60, True, False), (5, False, False)],
+)
+def test_a_lease_no_longer_than_a_provider_call_is_warned_of(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, lease: int, webhook: bool, warned: bool
+) -> None:
+    """A send still waiting when its lease ends is claimed and sent again by another worker (a
+    fault-injection run saw every hung send go out again each lease, its attempts uncounted). The
+    file sink alone answers at once: nothing to warn of."""
+    hook = {
+        "delivery_webhook_url": "http://127.0.0.1:9/hook",
+        "delivery_webhook_secret": Secret("a-webhook-secret-of-32-characters-at-least"),
+    }
+    settings = Settings(data_dir=tmp_path, worker_lease_seconds=lease, **(hook if webhook else {}))  # type: ignore[arg-type]
+    with caplog.at_level(logging.WARNING, logger="gateway.adapters"):
+        build_adapters(settings)
+    said = [r for r in caplog.records if r.getMessage().startswith("CGW_WORKER_LEASE_SECONDS")]
+    assert bool(said) is warned
+    if warned:
+        assert (getattr(said[0], "lease_seconds", None), getattr(said[0], "timeout_seconds", None)) == (
+            lease,
+            10.0,
+        )
