@@ -20,6 +20,7 @@ subject id links the ref to the data file's rows, so it is dropped as soon as th
 from __future__ import annotations
 
 import asyncio
+import math
 import secrets
 import threading
 import time
@@ -118,7 +119,9 @@ class SubjectDirectory:
         # ~2.5 KB, which would make a full cache ~145 MiB (docs/performance.md, "Memory"), and
         # builds in ~2.5 µs. What a hit saves is the read and the unwrap.
         self._cache: OrderedDict[str, _Entry] = OrderedDict()
-        self._erased: set[str] = set()  # refs erased by this process: never cache them again
+        # ref → when this process last erased it (monotonic; infinite while the erasure runs): a
+        # row read before that moment is not cached, whichever subject it held.
+        self._erased: dict[str, float] = {}
         self._lock = threading.Lock()
 
     def resolve(self, subject_ref: str) -> SubjectKey | None:
@@ -233,9 +236,7 @@ class SubjectDirectory:
             return found
         subject_id = "s_" + secrets.token_hex(16)
         wrapped = self._keyring.wrap(new_data_key(), _wrap_aad(subject_id))
-        read_at = time.monotonic()
-        with self._lock:  # before the insert: an erasure after it marks the ref again, uncached
-            self._erased.discard(subject_ref)
+        read_at = time.monotonic()  # before the insert: an erasure after it keeps this uncached
 
         def insert(conn: Connection) -> tuple[str, bytes]:
             conn.execute(
@@ -293,10 +294,13 @@ class SubjectDirectory:
             return str(row[0])
 
         with self._lock:
-            self._erased.add(subject_ref)
-        subject_id = self._db.writer.run_sync(delete)
-        with self._lock:
-            self._cache.pop(subject_ref, None)
+            self._erased[subject_ref] = math.inf
+        try:
+            subject_id = self._db.writer.run_sync(delete)
+        finally:
+            with self._lock:
+                self._cache.pop(subject_ref, None)
+                self._erased[subject_ref] = time.monotonic()
         self._db.checkpoint()
         return subject_id
 
@@ -413,7 +417,7 @@ class SubjectDirectory:
             data_key = self._keyring.unwrap(wrapped, _wrap_aad(subject_id))
         entry = _Entry(subject_id, data_key, read_at)
         with self._lock:
-            if subject_ref not in self._erased:  # a read that raced an erasure must not cache the key
+            if read_at > self._erased.get(subject_ref, -math.inf):  # not a read an erasure raced
                 self._cache[subject_ref] = entry
                 self._cache.move_to_end(subject_ref)
                 while len(self._cache) > _CACHE_SIZE:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -112,3 +113,31 @@ def test_an_id_lookup_uses_an_entry_that_holds_the_same_id_without_unwrapping(
     sealed = subject.cipher.seal(b"z", AAD)
     assert found[subject.subject_id].cipher.open(sealed, AAD) == b"z"
     assert _cached_refs(serve) == {REF}
+
+
+def test_a_subject_made_just_after_an_erasure_that_raced_it_is_cached_again_at_its_next_read(
+    serve: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An erasure that lands between `ensure`'s start and its insert (finding no row, it leaves a
+    tombstone) marks the ref; the subject the insert then makes is legitimate. The mark kept it
+    out of the cache for good, so every lookup read the row and unwrapped the key again. A mark
+    now holds back only reads made before the erasure ended: the next read caches it."""
+    directory = serve.directory
+    directory.ensure(REF, NOW)
+    directory.erase(REF, NOW)
+    writer = serve._directory_db.writer
+    commit = writer.run_sync
+
+    def erased_just_before(fn: Any) -> Any:
+        if getattr(fn, "__name__", "") == "insert":
+            monkeypatch.setattr(writer, "run_sync", commit)
+            directory.erase(REF, NOW)
+        return commit(fn)
+
+    monkeypatch.setattr(writer, "run_sync", erased_just_before)
+    made = directory.ensure(REF, NOW)
+    assert REF not in _cached_refs(serve)  # read before that erasure ended: not cached
+    again = directory.resolve(REF)
+    assert again is not None
+    assert again.subject_id == made.subject_id
+    assert REF in _cached_refs(serve)  # the next read is cached
