@@ -21,7 +21,7 @@ def parse_retry_after(header: str | None, now: float) -> float | None:
     if header is None:
         return None
     value = header.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # `isdigit` alone takes '²', which `int` refuses
         return float(int(value))
     try:
         when = email.utils.parsedate_to_datetime(value)

@@ -41,6 +41,8 @@ def test_attempt_counts_from_one() -> None:
         ("1.5", None),
         ("soon", None),
         ("", None),
+        ("\u00b2", None),  # a latin-1 byte 0xB2 from a proxy: `isdigit` says yes, `int` says no
+        ("\u0663", None),  # an Arabic-Indic three: not the delta-seconds of RFC 9110
     ],
 )
 def test_parse_retry_after(header: str | None, expected: float | None) -> None:
