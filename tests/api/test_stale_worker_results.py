@@ -9,7 +9,7 @@ the user's devices it was sent again to this one. A device's delivery, once reco
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from conftest import FakeClock, Headers
 from litestar import Litestar
@@ -28,13 +28,13 @@ class HangsPastTheLease:
 
     name = "stale-a"
 
-    def __init__(self, meanwhile: Callable[[], object]) -> None:
+    def __init__(self, meanwhile: Callable[[], Awaitable[None]]) -> None:
         self.meanwhile = meanwhile
         self.sent: list[str] = []
 
     async def send(self, message: DeliveryMessage) -> DeliveryResult:
         self.sent.append(message.push_id)
-        await self.meanwhile()  # type: ignore[misc]
+        await self.meanwhile()
         return DeliveryResult(status="retry", provider_code="Timeout")
 
     async def aclose(self) -> None:
