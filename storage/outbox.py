@@ -4,6 +4,12 @@ when the push reaches an end state.
 Workers claim due rows with a lease. A worker that dies leaves its lease to expire; the rows
 are then claimed again and their unfinished devices sent again — with the same idempotency
 key, so the provider (or the wallet's relay) can recognize the repeat.
+
+A claim counts as an attempt until its round says otherwise: a round that ends writes the
+push's true count back (`reschedule_many`, or the push's end), so only a lost lease keeps it.
+A push whose sending kills its worker, or hangs past the lease every time, thus reaches the
+last attempt and its dead-letter end like one the provider keeps refusing, rather than being
+claimed again at every lease until it expires.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ __all__ = ["Claim", "Reschedule", "claim", "enqueue_many", "finish_many", "held_
 
 class Claim(msgspec.Struct, frozen=True):
     push_id: str
-    attempts: int
+    attempts: int  # before this claim: the attempts made, and the leases lost, so far
 
 
 def enqueue_many(conn: Connection, due: Sequence[tuple[str, datetime]]) -> None:
@@ -42,7 +48,7 @@ def claim(conn: Connection, owner: str, now: datetime, lease: timedelta, limit: 
     ).fetchall()
     until = (now + lease).isoformat()
     conn.executemany(
-        "UPDATE outbox SET lease_owner = ?, lease_until = ? WHERE push_id = ?",
+        "UPDATE outbox SET lease_owner = ?, lease_until = ?, attempts = attempts + 1 WHERE push_id = ?",
         [(owner, until, r[0]) for r in rows],
     )
     return [Claim(str(r[0]), int(r[1])) for r in rows]

@@ -21,7 +21,8 @@ Steps 1 and 3 only read and conclude: each push's conclusion is a `PushWrites`, 
 are written together, one statement per kind of write (`dispatch_writes`).
 
 A crash between 2 and 3 leaves the lease to expire; the push is claimed again and devices not
-recorded as delivered are sent again with the same idempotency key.
+recorded as delivered are sent again with the same idempotency key. The lost round counts as an
+attempt (`outbox.claim`): a push claimed with its attempts spent ends `failed` in step 1, unsent.
 
 What step 1 reads is read for the whole round at once (`_Round`): the push rows, their subjects'
 keys, states, devices and delivery records, a few `IN` queries per round instead of a dozen
@@ -308,6 +309,10 @@ class Dispatcher:
         remaining = math.ceil((expires - now).total_seconds())
         if remaining <= 0:
             return self._end(row, snapshot, "expired", [Reason(EXPIRED)]), None
+        if claim.attempts >= self._settings.delivery_max_attempts:
+            # Its attempts were spent by rounds that lost their lease (a worker killed or hung
+            # mid-send): the dead-letter end the last refused attempt would have given it.
+            return self._end(row, snapshot, "failed", None, attempts=claim.attempts), None
         if alone:
             # Read alone, its subject is read only now: a push past its expiry ends `expired` even
             # when its subject's data does not open, rather than being claimed again at each lease.
@@ -362,10 +367,18 @@ class Dispatcher:
             tuple(_message(row, d, content, expires) for d in pending), recorded, row.campaign_id, expires
         )
 
-    def _end(self, row: PushRow, snapshot: _Round, status: str, reasons: list[Reason]) -> PushWrites:
+    def _end(
+        self,
+        row: PushRow,
+        snapshot: _Round,
+        status: str,
+        reasons: list[Reason] | None,
+        attempts: int | None = None,
+    ) -> PushWrites:
         """End the push with step 1's verdict, unless a device already has it: then the user has
         received it, so it ends `delivered` (the verdict's reasons kept, nothing more sent) and
-        still counts against the caps at its planned time, as the snapshot goes on counting it."""
+        still counts against the caps at its planned time, as the snapshot goes on counting it.
+        No `reasons` for a dead letter: like one that ends after the provider's last refusal."""
         reached = _reached(row, snapshot)
         status = "delivered" if reached else status
         if not reached:
@@ -373,8 +386,10 @@ class Dispatcher:
         change = StatusChange(
             push_id=row.push_id,
             status=status,
-            reasons=msgspec.json.encode(wire_reasons(reasons)).decode(),
-            policy_version=self._policy.version.version,  # the version step 1 judged by
+            reasons=None if reasons is None else msgspec.json.encode(wire_reasons(reasons)).decode(),
+            # the version step 1 judged by
+            policy_version=None if reasons is None else self._policy.version.version,
+            attempts=attempts,
         )
         # A campaign's delivered push is counted as step 3 counts it at delivery.
         counted = row.campaign_id if reached else None

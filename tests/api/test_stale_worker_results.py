@@ -9,6 +9,8 @@ the user's devices it was sent again to this one. A device's delivery, once reco
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import Awaitable, Callable
 
 from conftest import FakeClock, Headers
@@ -77,3 +79,63 @@ def test_a_stale_workers_timeout_does_not_undo_the_delivery_the_new_holder_recor
     clock.advance(seconds=rt.settings.worker_lease_seconds + 1)
     assert client.blocking_portal.call(worker_b.run_once, "worker-b", 10) == 0  # nothing left to send
     assert b_provider.sent == [push_id]
+
+
+class NeverAnswers:
+    """A provider that never answers: the worker sending through it is killed mid-send."""
+
+    name = "never"
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.sending = threading.Event()
+
+    async def send(self, message: DeliveryMessage) -> DeliveryResult:
+        self.sent += 1
+        self.sending.set()
+        await asyncio.Event().wait()
+        raise AssertionError("never answers")
+
+    async def aclose(self) -> None:
+        """Nothing to close."""
+
+
+def test_a_push_whose_workers_keep_dying_mid_send_spends_its_attempts_and_ends_failed(
+    client: Client,
+    runtime: Runtime,
+    clock: FakeClock,
+    as_user: Callable[[str], Headers],
+    as_key: Callable[..., Headers],
+) -> None:
+    """Before, a lost lease never counted: a push whose sending killed its worker (or outlived
+    the lease every time) was claimed again at every lease until it expired, a day later."""
+    user = as_user("jon")
+    assert client.post("/v1/me/devices", json={"platform": "fcm", "token": "fcm-jon-token"}, headers=user)
+    push = {"idempotency_key": "k1", "user_id": "jon", "topic": "transactional", "title": "t", "body": "b"}
+    key = as_key("pushes:write")
+    push_id = client.post("/v1/pushes", json=push, headers=key).json()["push_id"]
+
+    rt = runtime
+    provider = NeverAnswers()
+    worker = Dispatcher(rt.store, rt.clock, rt.settings, rt.policy, rt.metrics, {"fcm": provider})
+    most = rt.settings.delivery_max_attempts
+    for round_ in range(most + 1):  # each round a worker of its own, as after a restart
+        provider.sending.clear()
+        running = client.blocking_portal.start_task_soon(worker.run_once, f"worker-{round_}", 10)
+        if round_ < most:
+            assert provider.sending.wait(10)
+            running.cancel()  # killed mid-send: the round's claim stands, its results never come
+            assert client.get(f"/v1/pushes/{push_id}", headers=key).json()["status"] == "sending"
+            clock.advance(seconds=rt.settings.worker_lease_seconds + 1)
+        else:
+            try:
+                claimed = running.result(timeout=10)  # claimed, and ended without a send
+            finally:
+                running.cancel()  # had it been sent again, it would wait on the provider for good
+            assert claimed == 1
+
+    assert provider.sent == most
+    answer = client.get(f"/v1/pushes/{push_id}", headers=key).json()
+    assert (answer["status"], answer["attempts"], answer["reasons"]) == ("failed", most, [])
+    clock.advance(seconds=rt.settings.worker_lease_seconds + 1)
+    assert client.blocking_portal.call(worker.run_once, "worker-after", 10) == 0  # out of the outbox
