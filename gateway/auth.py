@@ -120,6 +120,12 @@ def _encodable(text: str) -> bool:
     return True
 
 
+CREDENTIAL_MAX = 8192
+"""Our keys are 50 characters and a user token a few hundred. PyJWT checks a token's characters
+one by one in Python, on the event loop and before its signature: an unsigned megabyte would
+hold up every request for a tenth of a second, so longer credentials are refused unread."""
+
+
 class AuthMiddleware(AbstractAuthenticationMiddleware):
     async def authenticate_request(
         self, connection: ASGIConnection[Any, Any, Any, Any]
@@ -129,6 +135,10 @@ class AuthMiddleware(AbstractAuthenticationMiddleware):
         credential = credential.strip()
         if scheme.lower() != "bearer" or not credential:
             raise NotAuthenticated("a bearer credential is required", "Authorization")
+        if len(credential) > CREDENTIAL_MAX:
+            raise NotAuthenticated(
+                f"a bearer credential is at most {CREDENTIAL_MAX} characters", "Authorization"
+            )
         runtime = connection.app.state.runtime
         if credential.startswith("cgw_"):
             key = runtime.api_keys.verify(credential)

@@ -26,7 +26,7 @@ from litestar.testing import TestClient
 from support import assert_problem
 
 from gateway.app import create_app
-from gateway.auth import UserTokens
+from gateway.auth import CREDENTIAL_MAX, UserTokens
 from gateway.runtime import Runtime
 from gateway.settings import Secret, Settings
 
@@ -59,9 +59,10 @@ def _bearer(token: str) -> Headers:
     return {"Authorization": f"Bearer {token}"}
 
 
-def _assert_401(response: Any) -> None:
-    assert_problem(response, 401, "Authorization")
+def _assert_401(response: Any) -> dict[str, Any]:
+    body = assert_problem(response, 401, "Authorization")
     assert response.headers.get("www-authenticate", "").startswith("Bearer")
+    return body
 
 
 # -- HS256 (the dev secret from the key store) ---------------------------------------------------
@@ -188,6 +189,20 @@ def test_missing_or_non_bearer_credentials_are_401(
     shared_client: TestClient[Litestar], header: Headers
 ) -> None:
     _assert_401(shared_client.get(ME, headers=header))
+
+
+def test_an_overlong_credential_is_refused_before_it_is_parsed(
+    shared_client: TestClient[Litestar], shared_secret: str
+) -> None:
+    """A token is parsed on the event loop, character by character, before any signature is
+    checked: one of megabytes held up every other request for a second."""
+    longest = _hs(shared_secret, pad="x" * ((CREDENTIAL_MAX - 300) * 3 // 4))
+    assert CREDENTIAL_MAX - 200 < len(longest) <= CREDENTIAL_MAX
+    assert shared_client.get(ME, headers=_bearer(longest)).status_code == 200
+    one_more = longest + "x" * (CREDENTIAL_MAX + 1 - len(longest))
+    for credential in (one_more, "cgw_" + "k" * CREDENTIAL_MAX, "x" * 1_000_000):
+        body = _assert_401(shared_client.get(ME, headers=_bearer(credential)))
+        assert f"at most {CREDENTIAL_MAX} characters" in body["detail"]
 
 
 def test_the_bearer_scheme_is_case_insensitive(client: TestClient[Litestar], secret: str) -> None:
