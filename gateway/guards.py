@@ -18,6 +18,12 @@ from gateway.errors import Forbidden
 __all__ = ["refuses_scope", "requires_scope", "requires_user"]
 
 
+def _lists_methods(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
+    """An OPTIONS request, which Litestar answers itself with the route's methods (we define no
+    OPTIONS handler): nothing of anyone's, and not authenticated, like the OpenAPI document."""
+    return bool(connection.scope["method"] == "OPTIONS")
+
+
 def _principal(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
     user = connection.scope.get("user")
     if not isinstance(user, Principal):
@@ -27,7 +33,7 @@ def _principal(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
 
 async def requires_user(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     """Preference-center routes act for the person in the user token, and only for them."""
-    if _principal(connection).kind != "user":
+    if not _lists_methods(connection) and _principal(connection).kind != "user":
         raise Forbidden("this route needs a user token")
 
 
@@ -37,6 +43,8 @@ def requires_scope(*scopes: str) -> Guard:
     names = " or ".join(f"`{s}`" for s in scopes)
 
     async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        if _lists_methods(connection):
+            return
         principal = _principal(connection)
         if principal.kind != "key" or not wanted & principal.scopes:
             raise Forbidden(f"this route needs an API key with scope {names}")
@@ -50,7 +58,7 @@ def refuses_scope(scope: str) -> Guard:
     where one was made with `audit:read` too, before such keys were refused at creation."""
 
     async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-        if scope in _principal(connection).scopes:
+        if not _lists_methods(connection) and scope in _principal(connection).scopes:
             raise Forbidden(f"this route is not for API keys with scope `{scope}`")
 
     guard.__name__ = "refuses_scope_" + scope.replace(":", "_")
