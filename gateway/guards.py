@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar.connection import ASGIConnection
+from litestar.connection import ASGIConnection, Request
 from litestar.handlers.base import BaseRouteHandler
 from litestar.types import Guard
 
@@ -21,7 +21,7 @@ __all__ = ["refuses_scope", "requires_scope", "requires_user"]
 def _lists_methods(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
     """An OPTIONS request, which Litestar answers itself with the route's methods (we define no
     OPTIONS handler): nothing of anyone's, and not authenticated, like the OpenAPI document."""
-    return bool(connection.scope["method"] == "OPTIONS")
+    return isinstance(connection, Request) and connection.method == "OPTIONS"
 
 
 def _principal(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
