@@ -120,11 +120,8 @@ class ComplaintService:
         source = f"complaint:{complaint_id}"
         actions: list[str] = []
         if push is not None and is_marketing(push.topic):
-            until = now + timedelta(days=self._policy.settings.complaint_mute_days)
-            conn.execute(
-                "INSERT OR REPLACE INTO mutes (subject_id, topic, until, source) VALUES (?, ?, ?, ?)",
-                (key.subject_id, push.topic, until.isoformat(), source),
-            )
+            wanted = now + timedelta(days=self._policy.settings.complaint_mute_days)
+            until = repo.mute(conn, key.subject_id, push.topic, wanted, source)
             self._log(
                 conn,
                 key,

@@ -24,6 +24,7 @@ __all__ = [
     "get",
     "insert",
     "list_for_subject",
+    "mute",
     "mutes_for_subject",
     "set_status",
 ]
@@ -128,6 +129,25 @@ def count_for_campaign(conn: Connection, campaign_id: str, since: str | None = N
         (campaign_id, since or ""),
     ).fetchone()
     return int(row[0])
+
+
+def mute(conn: Connection, subject_id: str, topic: str, until: datetime, source: str) -> datetime:
+    """Mute `topic` for the subject until `until`, or leave a longer mute as it is; returns the
+    end that stands. A complaint never shortens the protection an earlier one gave (the mute's
+    length may have been lowered since), nor takes it over: its source stays the earlier one's."""
+    row = conn.execute(
+        "INSERT INTO mutes (subject_id, topic, until, source) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (subject_id, topic) DO UPDATE SET until = excluded.until, source = excluded.source "
+        "WHERE excluded.until > mutes.until "
+        "RETURNING until",
+        (subject_id, topic, until.isoformat(), source),
+    ).fetchone()
+    if row is not None:
+        return until
+    (held,) = conn.execute(
+        "SELECT until FROM mutes WHERE subject_id = ? AND topic = ?", (subject_id, topic)
+    ).fetchone()
+    return datetime.fromisoformat(held)
 
 
 def mutes_for_subject(conn: Connection, subject_id: str) -> list[Mute]:

@@ -155,6 +155,29 @@ def test_a_complaint_mutes_the_pushs_topic_for_thirty_days_for_the_complainer_on
     assert submit(client, key, item("p4", "ada"))["outcome"] == "queued"
 
 
+@pytest.mark.usefixtures("relaxed")
+def test_a_later_complaint_under_a_shorter_mute_length_keeps_the_longer_mute(
+    client: Client, runtime: Runtime, clock: FakeClock, as_user: UserHeaders, as_key: KeyHeaders, key: Headers
+) -> None:
+    """The mute's length lowered since the first complaint: a second one, about the same push,
+    wrote its shorter mute over the first's, and gave the user back the pushes they refused."""
+    ada = onboard(client, as_user, "ada")
+    first = delivered_push(client, runtime, key, "ada", "p1")
+    filed = complain(client, ada, push_id=first, reason="irrelevant")
+    assert filed["actions_taken"] == ["topic_muted"]
+    set_policy(client, as_key, complaint_mute_days=1)
+    clock.advance(days=8)
+    assert complain(client, ada, push_id=first, reason="other")["actions_taken"] == ["topic_muted"]
+
+    muted = submit(client, key, item("p2", "ada"))
+    assert muted["reasons"] == [
+        {"code": "recent_complaint", "topic": "promotions", "until": "2026-12-23T10:00:00Z"}
+    ]
+    mutes = client.get("/v1/me/export", headers=ada).json()["mutes"]
+    assert [(m["topic"], at(m["until"])) for m in mutes] == [("promotions", at("2026-12-23T10:00:00Z"))]
+    assert mutes[0]["source"] == f"complaint:{filed['complaint_id']}"  # the mute that stands is the first's
+
+
 def test_too_frequent_lowers_the_weekly_cap_to_one(
     client: Client, runtime: Runtime, clock: FakeClock, as_user: UserHeaders, key: Headers
 ) -> None:
