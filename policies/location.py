@@ -24,8 +24,13 @@ def check_location(ctx: RuleContext, now: datetime, settings: PolicySettings) ->
     if "location" not in subject.consents:
         return reject(Reason(reasons.NO_LOCATION_CONSENT))
     max_age = timedelta(minutes=settings.location_max_age_minutes)
-    # A timestamp slightly ahead of `now` is clock skew between writer and decider, not staleness.
-    if subject.location_geohash is None or subject.location_at is None or now - subject.location_at > max_age:
+    # A timestamp a little ahead of `now` is clock skew between writer and decider; one ahead by
+    # more than the freshness allowed (a clock stepped back since) says nothing of where they are.
+    if (
+        subject.location_geohash is None
+        or subject.location_at is None
+        or abs(now - subject.location_at) > max_age
+    ):
         return reject(Reason(reasons.LOCATION_STALE, {"max_age_minutes": settings.location_max_age_minutes}))
     if not is_valid(near) or not subject.location_geohash.startswith(near):
         return reject(Reason(reasons.NOT_NEARBY))

@@ -205,6 +205,19 @@ CASES = [
         (r("location_stale", max_age_minutes=30),),
     ),
     Case(
+        "near with a location stamped more than its freshness ahead (a clock stepped back)",
+        push(topic="nearby_offers", near_geohash="wx4g"),
+        subject(location_at=ago(minutes=-31)),
+        "rejected",
+        (r("location_stale", max_age_minutes=30),),
+    ),
+    Case(
+        "near with a location stamped a little ahead (skew between processes)",
+        push(topic="nearby_offers", near_geohash="wx4g"),
+        subject(location_at=ago(minutes=-30)),
+        "queued",
+    ),
+    Case(
         "near without any stored location",
         push(topic="nearby_offers", near_geohash="wx4g"),
         subject(location_geohash=None, location_at=None),
