@@ -12,6 +12,7 @@ the idempotency key and `apns-collapse-id` the push id, so a retried push is sho
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 import time
@@ -23,7 +24,7 @@ import msgspec
 from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, EllipticCurvePrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-from clients.delivery._http import Reply, classify_status, invalid_token, transport_failure
+from clients.delivery._http import Reply, TransportFailure, classify_status, invalid_token, transport_failure
 from clients.delivery.base import PROVIDER_TIMEOUT_SECONDS, Clock, DeliveryMessage, DeliveryResult, SecretText
 
 __all__ = ["APNS_ID_NAMESPACE", "ApnsAdapter", "ApnsConfig", "apns_id"]
@@ -95,10 +96,9 @@ class ApnsAdapter:
         for _ in range(2):
             token = self._provider_token()
             try:
-                response = await self._client.post(url, content=body, headers=self._headers(message, token))
-            except httpx.TransportError as exc:
-                return transport_failure(type(exc).__name__)
-            reply = Reply(response.status_code, response.headers, response.content)
+                reply = await self._post(url, body, self._headers(message, token))
+            except TransportFailure as exc:
+                return transport_failure(exc.code)
             reason = _reason(reply)
             if reply.status != 403 or reason not in _STALE_JWT_REASONS:
                 break
@@ -112,6 +112,20 @@ class ApnsAdapter:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+    async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> Reply:
+        """One POST and its whole answer within `timeout`, as every adapter's provider call is.
+        httpx's own timeout bounds each read, and each HTTP/2 frame (a PING, one byte of DATA)
+        starts it again: a server trickling frames would hold the send, and the worker's round
+        with it, for ever."""
+        try:
+            async with asyncio.timeout(self._config.timeout):
+                response = await self._client.post(url, content=body, headers=headers)
+        except TimeoutError:
+            raise TransportFailure("Timeout") from None
+        except httpx.TransportError as exc:
+            raise TransportFailure(type(exc).__name__) from None
+        return Reply(response.status_code, response.headers, response.content)
 
     def _headers(self, message: DeliveryMessage, token: str) -> dict[str, str]:
         collapse = message.push_id

@@ -2,8 +2,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 
+import h2.config
+import h2.connection
+import h2.events
 import httpx
 import jwt
 import pytest
@@ -25,6 +29,7 @@ PEM = KEY.private_bytes(
 ).decode()
 TOKEN = "a1" * 32
 GONE = "b2" * 32
+APNS: dict[str, object] = {"platform": "apns", "token": TOKEN}
 
 
 def reason(status: int, why: str) -> Answer:
@@ -323,3 +328,103 @@ def test_a_signing_key_on_another_curve_is_refused_at_load(curve: ec.EllipticCur
     )
     with pytest.raises(ValueError, match="P-256"):
         ApnsAdapter(other)
+
+
+class Trickler:
+    """APNs gone slow on h2c: its first request gets frames every `every` seconds and never an end
+    (`how`: "ping" sends the answer's headers then PINGs, "data" the headers then a byte of body
+    at a time, "ping-only" PINGs alone); later requests get a 200 at once."""
+
+    def __init__(self, how: str, every: float) -> None:
+        self.how = how
+        self.every = every
+        self.answered = 0
+        self.url = ""
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def __aenter__(self) -> Trickler:
+        self._server = await asyncio.start_server(self._connection, "127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._server.close()
+        for task in self._tasks:
+            task.cancel()
+        for writer in self._writers:
+            writer.close()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._server.wait_closed()
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        conn = h2.connection.H2Connection(
+            config=h2.config.H2Configuration(client_side=False, header_encoding="utf-8")
+        )
+        conn.initiate_connection()
+        writer.write(conn.data_to_send())
+        try:
+            while data := await reader.read(65535):
+                for event in conn.receive_data(data):
+                    if isinstance(event, h2.events.DataReceived):
+                        conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                    elif isinstance(event, h2.events.StreamEnded):
+                        self._answer(conn, writer, event.stream_id)
+                writer.write(conn.data_to_send())
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    def _answer(self, conn: h2.connection.H2Connection, writer: asyncio.StreamWriter, stream: int) -> None:
+        self.answered += 1
+        if self.answered > 1:
+            conn.send_headers(stream, [(":status", "200"), ("content-length", "0")], end_stream=True)
+            return
+        if self.how != "ping-only":
+            conn.send_headers(stream, [(":status", "200")])
+        task = asyncio.ensure_future(self._trickle(conn, writer, stream))
+        self._tasks.add(task)
+
+    async def _trickle(
+        self, conn: h2.connection.H2Connection, writer: asyncio.StreamWriter, stream: int
+    ) -> None:
+        for _ in range(100):
+            await asyncio.sleep(self.every)
+            if self.how == "data":
+                conn.send_data(stream, b" ")
+            else:
+                conn.ping(b"12345678")
+            writer.write(conn.data_to_send())
+
+
+@pytest.mark.parametrize("how", ["ping", "data", "ping-only"])
+def test_a_server_trickling_frames_cannot_hold_a_send_past_its_timeout(how: str) -> None:
+    """httpx's timeout is per read, and each frame started it again: a server sending a PING or a
+    byte every 0.2 s held a send with a 0.5 s timeout for ever, and the worker's round with it."""
+
+    async def scenario() -> tuple[DeliveryResult, float, DeliveryResult]:
+        async with Trickler(how, every=0.2) as server:
+            slow = ApnsConfig(
+                team_id=TEAM,
+                key_id=KEY_ID,
+                private_key=PlainSecret(PEM),
+                bundle_id=BUNDLE,
+                base_url=server.url,
+                timeout=0.5,
+            )
+            adapter = ApnsAdapter(slow, clock=FakeClock())
+            try:
+                started = time.monotonic()
+                first = await asyncio.wait_for(adapter.send(make_message(FakeClock(), **APNS)), 3.0)
+                took = time.monotonic() - started
+                return first, took, await adapter.send(make_message(FakeClock(), **APNS))
+            finally:
+                await adapter.aclose()
+
+    first, took, after = asyncio.run(scenario())
+    assert first == DeliveryResult(status="retry", provider_code="Timeout")
+    assert took < 1.5
+    assert after.status == "delivered"  # the connection (or a new one) still serves the next send
