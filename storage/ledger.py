@@ -13,7 +13,9 @@ Whoever drops the triggers can also store a value of another type than the one w
 or hash as TEXT, a number for a version. Events are read so that no stored value makes reading
 fail (the blob columns cast to BLOB; text that does not decode read as bytes and decoded with
 replacement), and such a row is reported, never raised: it is not sound (`first_break`), so
-`verify` names it as the first invalid event even where its bytes still hash as they did.
+`verify` names it as the first invalid event even where its bytes still hash as they did. So is a
+ledger table dropped, or rebuilt without a column `verify` reads: `ledger_missing`, not an error
+(nor, as reading an absent table as empty would make it, a clean ledger of no events).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from storage.merkle import Frontier, frontier_append, frontier_root, leaf_hash
 
 __all__ = [
     "GENESIS",
+    "HASH_SIZE",
     "Anchor",
     "CheckpointProblem",
     "LedgerEvent",
@@ -40,6 +43,7 @@ __all__ = [
     "body_aad",
     "events",
     "first_break",
+    "has_columns",
     "head",
     "next_seq",
     "verify",
@@ -50,6 +54,7 @@ HASH_SIZE = len(GENESIS)
 _COLUMNS = "seq, at, subject_id, kind, purpose, notice_version, actor, source, body, prev_hash, hash"
 _TEXT_COLUMNS = ("at", "subject_id", "kind", "purpose", "notice_version", "actor", "source")
 _NULLABLE = frozenset({"purpose", "notice_version"})
+_LEDGER_COLUMNS = frozenset(name.strip() for name in _COLUMNS.split(","))
 # The blob columns are cast, so a value stored as TEXT or a number reads as its bytes instead of
 # failing (`bytes(str)`, or text that is not UTF-8); the last column says whether they were blobs.
 _BLOBS = (
@@ -98,7 +103,9 @@ class LedgerEvent(msgspec.Struct, frozen=True, kw_only=True):
         )
 
 
-CheckpointProblem = Literal["ledger_shorter", "root_differs", "bad_signature", "unknown_key"]
+CheckpointProblem = Literal[
+    "ledger_shorter", "root_differs", "bad_signature", "unknown_key", "ledger_missing", "checkpoints_missing"
+]
 
 
 class Anchor(msgspec.Struct, frozen=True):
@@ -116,7 +123,11 @@ class VerifyResult(msgspec.Struct, frozen=True):
     why the ledger does not match it: fewer events than it signed, a different Merkle root of its
     first `tree_size` events, a checkpoint whose signature does not hold, or one signed by a key
     that neither the process nor its key store lists (current or retired): nothing to check it
-    with, which after a rotation is a missing retired key rather than tampering.
+    with, which after a rotation is a missing retired key rather than tampering. Two values say
+    there is nothing to compare: `ledger_missing` (no ledger table, or one without a column the
+    chain is read from; `events` 0) and `checkpoints_missing` (the same of the checkpoints table;
+    `checkpoint_tree_size` None). Every gateway has both tables from its first start, so either
+    is tampering, and `ok` is false.
     """
 
     ok: bool
@@ -152,6 +163,13 @@ def canonical_bytes(
         "prev_hash": prev_hash,
     }
     return msgspec.json.encode(record, order="sorted")
+
+
+def has_columns(conn: Connection, table: str, columns: frozenset[str]) -> bool:
+    """Whether `table` exists with every one of `columns`: read before a table that tampering
+    may have dropped or rebuilt, so that its absence is a verdict rather than an error."""
+    found = {str(row[0]) for row in conn.execute("SELECT name FROM pragma_table_info(?)", (table,))}
+    return columns <= found
 
 
 def head(conn: Connection) -> tuple[int, bytes]:
@@ -329,6 +347,9 @@ def verify(conn: Connection, anchor: Anchor | None = None) -> VerifyResult:
     """Recompute the chain from the first event and name the first seq that does not hold; in the
     same pass, hash the first `anchor.tree_size` events into a Merkle root and compare it with the
     signed one. The chain alone cannot see a ledger truncated or rewritten and re-chained."""
+    if not has_columns(conn, "ledger", _LEDGER_COLUMNS):
+        size = None if anchor is None else anchor.tree_size
+        return VerifyResult(False, 0, GENESIS.hex(), None, size, "ledger_missing")
     expected_seq, prev, count = 1, GENESIS, 0
     broken: VerifyResult | None = None
     wanted = 0 if anchor is None else anchor.tree_size

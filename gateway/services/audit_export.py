@@ -118,10 +118,19 @@ def verify_ledger(
     re-chained by whoever holds the database key, verified.
 
     A checkpoint whose `kid` is not in `keys` may be signed by a key rotated in after these were
-    read (a process restarted earlier signed it): `reread` gives the keys as they are now."""
+    read (a process restarted earlier signed it): `reread` gives the keys as they are now.
+
+    Nothing stored makes this raise: a checkpoint whose columns hold other types than were
+    written is `bad_signature`, and a dropped checkpoints table `checkpoints_missing` (after
+    `ledger_missing`, the graver of the two), so that the CLI and the API report tampering."""
+    if not audit.checkpoints_readable(conn):
+        result = ledger.verify(conn)
+        return msgspec.structs.replace(
+            result, ok=False, checkpoint_problem=result.checkpoint_problem or "checkpoints_missing"
+        )
     row = audit.latest_checkpoint(conn)
     result = ledger.verify(conn, _anchor(row))
-    if row is None:
+    if row is None or result.checkpoint_problem == "ledger_missing":
         return result
     problem = _checkpoint_problem(row, keys, reread)
     if problem is None:
@@ -134,7 +143,10 @@ def _checkpoint_problem(
 ) -> ledger.CheckpointProblem | None:
     """Why the stored checkpoint is not one we signed over its own row, or None. A key neither
     we nor the key store know is `unknown_key`: a rotation not rolled out here yet, or a retired
-    key left out of the store, which is not the same alarm as a signature that does not hold."""
+    key left out of the store, which is not the same alarm as a signature that does not hold.
+    A row whose columns do not hold what was written is not one we signed, whatever its JWS says."""
+    if not row.sound:
+        return "bad_signature"
     try:
         kid = jwt.get_unverified_header(row.jws).get("kid")
     except jwt.PyJWTError:
@@ -149,7 +161,7 @@ def _checkpoint_problem(
         claims = msgspec.json.decode(_signed(row.jws, keys[kid], kid), type=CheckpointClaims)
     except (jwt.PyJWTError, msgspec.DecodeError, msgspec.ValidationError):
         return "bad_signature"
-    if (claims.tree_size, claims.root_hash) != (row.tree_size, row.root_hash.hex()):
+    if (claims.tree_size, claims.root_hash, claims.at) != (row.tree_size, row.root_hash.hex(), row.at):
         return "bad_signature"
     return None
 

@@ -6,6 +6,10 @@ pushes and complaints (insertion order; nothing here runs VACUUM) — so rows ap
 auditor pages land after the cursor and never shift a page already read. Time bounds compare
 the stored `isoformat()` UTC text, which sorts as time does: `start` inclusive, `end` exclusive.
 Column names in the filters come from this module's callers, values always go in parameters.
+
+The latest checkpoint is read as the ledger's events are (`storage.ledger`): whoever drops the
+triggers can store a value of another type than the one written, and reading it must not fail,
+since verification reports such a checkpoint (`CheckpointRow.sound`) rather than raising.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ __all__ = [
     "DecisionRow",
     "Filter",
     "access_page",
+    "checkpoints_readable",
     "complaint_page",
     "decision_page",
     "insert_access",
@@ -87,12 +92,25 @@ class AccessRow(msgspec.Struct, frozen=True):
 
 
 class CheckpointRow(msgspec.Struct, frozen=True):
+    """A signed checkpoint as stored. `sound` is whether every column holds what was written
+    (the size an integer, the root a 32-byte blob, the time and JWS UTF-8 text): a row that does
+    not is read as near to what is stored as it goes, and is not a checkpoint we signed."""
+
     tree_size: int
     root_hash: bytes
     at: str
     jws: str
+    sound: bool = True
 
 
+_CHECKPOINT_COLUMNS = frozenset({"tree_size", "root_hash", "at", "jws"})
+# Every column cast, so that no stored type fails the read (`bytes(str)`, text that is not
+# UTF-8); the last column says whether each holds the type it was written with.
+_CHECKPOINT_SELECT = (
+    "CAST(tree_size AS INTEGER), CAST(root_hash AS BLOB), CAST(at AS BLOB), CAST(jws AS BLOB), "
+    "typeof(tree_size) = 'integer' AND typeof(root_hash) = 'blob' AND typeof(at) = 'text' "
+    "AND typeof(jws) = 'text'"
+)
 _DECISION_COLUMNS = (
     "rowid, push_id, subject_id, topic, campaign_id, variant, outcome, status, reasons, final_reasons, "
     "final_policy_version, policy_version, created_at"
@@ -189,11 +207,35 @@ def access_page(conn: Connection, after: int, limit: int) -> list[AccessRow]:
     return [AccessRow(*row) for row in rows]
 
 
+def checkpoints_readable(conn: Connection) -> bool:
+    """Whether the checkpoints table is there with its columns: tampering may drop it."""
+    return ledger.has_columns(conn, "checkpoints", _CHECKPOINT_COLUMNS)
+
+
 def latest_checkpoint(conn: Connection) -> CheckpointRow | None:
+    """The checkpoint of the largest tree, whatever its columns hold (see `CheckpointRow.sound`)."""
     row = conn.execute(
-        "SELECT tree_size, root_hash, at, jws FROM checkpoints ORDER BY tree_size DESC LIMIT 1"
+        f"SELECT {_CHECKPOINT_SELECT} FROM checkpoints ORDER BY tree_size DESC LIMIT 1"  # noqa: S608
     ).fetchone()
-    return None if row is None else CheckpointRow(int(row[0]), bytes(row[1]), str(row[2]), str(row[3]))
+    return None if row is None else _checkpoint(row)
+
+
+def _utf8(value: bytes | None) -> tuple[str, bool]:
+    """The text of a column read as a blob, and whether it was UTF-8 (else decoded with replacement)."""
+    raw = value or b""
+    try:
+        return raw.decode(), value is not None
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", "replace"), False
+
+
+def _checkpoint(row: tuple[Any, ...]) -> CheckpointRow:
+    """A `_CHECKPOINT_SELECT` row; a NULL where none was written reads as empty, and is not sound."""
+    size, root, at_raw, jws_raw, typed = row
+    (at, at_ok), (jws, jws_ok) = _utf8(at_raw), _utf8(jws_raw)
+    root_hash = bytes(root or b"")
+    sound = bool(typed) and at_ok and jws_ok and size is not None and len(root_hash) == ledger.HASH_SIZE
+    return CheckpointRow(int(size or 0), root_hash, at, jws, sound)
 
 
 def insert_checkpoint(conn: Connection, row: CheckpointRow) -> None:
