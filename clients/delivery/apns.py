@@ -77,6 +77,7 @@ class ApnsAdapter:
         self._client = httpx.AsyncClient(
             transport=transport or httpx.AsyncHTTPTransport(http1=False, http2=True),
             timeout=config.timeout,
+            headers={"accept-encoding": "identity"},  # as Http1Client: no coding to get wrong
         )
         self._jwt: str | None = None
         self._jwt_iat = 0.0
@@ -123,7 +124,7 @@ class ApnsAdapter:
                 response = await self._client.post(url, content=body, headers=headers)
         except TimeoutError:
             raise TransportFailure("Timeout") from None
-        except httpx.TransportError as exc:
+        except httpx.HTTPError as exc:  # no answer, or one httpx cannot read (a garbled gzip body)
             raise TransportFailure(type(exc).__name__) from None
         return Reply(response.status_code, response.headers, response.content)
 

@@ -428,3 +428,25 @@ def test_a_server_trickling_frames_cannot_hold_a_send_past_its_timeout(how: str)
     assert first == DeliveryResult(status="retry", provider_code="Timeout")
     assert took < 1.5
     assert after.status == "delivered"  # the connection (or a new one) still serves the next send
+
+
+@pytest.mark.parametrize("status", [200, 400])
+def test_an_answer_httpx_cannot_decode_is_a_result_not_an_exception(status: int) -> None:
+    """A body labelled gzip that was not gzip raised httpx.DecodingError out of `send`, which caught
+    transport errors only. Identity is asked for, as Http1Client does; a garbled answer is a retry."""
+    asked: list[str] = []
+
+    def garbled(got: Received) -> Answer:
+        asked.append(got.headers.get("accept-encoding", ""))
+        return status, {"content-encoding": "gzip"}, b"not gzip at all"
+
+    async def scenario() -> DeliveryResult:
+        async with H2cServer(garbled) as server:
+            adapter = ApnsAdapter(config(server.url), clock=FakeClock())
+            try:
+                return await adapter.send(make_message(FakeClock(), **APNS))
+            finally:
+                await adapter.aclose()
+
+    assert asyncio.run(scenario()) == DeliveryResult(status="retry", provider_code="DecodingError")
+    assert asked == ["identity"]
