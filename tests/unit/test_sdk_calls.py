@@ -3,6 +3,7 @@ call is needed, httpx's MockTransport standing in for the gateway."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -10,6 +11,7 @@ import pytest
 
 from clients.sdk import (
     BATCH_MAX,
+    AsyncConsentGateway,
     ConsentGateway,
     GatewayError,
     InvalidInput,
@@ -145,3 +147,41 @@ def test_batches_out_of_bounds_and_keys_that_are_not_api_keys_are_refused_before
                 sdk.push_batch(pushes)
         with pytest.raises(ValueError, match="api_key"):
             ConsentGateway("https://example.test", "eyJhbGciOi.user.token", client=http)
+
+
+HUGE_RETRY_AFTER = ["9" * 400, "9" * 5000, "01 Jan 99999999999 00:00:00 GMT"]
+BUSY = {"status_code": 503, "detail": "storage is unavailable"}
+QUICK = RetryPolicy(attempts=2, base_delay=0.0, max_delay=0.0)
+
+
+@pytest.mark.parametrize("retry_after", HUGE_RETRY_AFTER, ids=["400 digits", "5000 digits", "year 1e11"])
+def test_a_retry_after_too_large_to_read_is_plain_backoff_then_unavailable(retry_after: str) -> None:
+    """Reading it raised OverflowError (or ValueError) out of the call instead of the SDK's own error."""
+    seen: list[httpx.Request] = []
+
+    def gateway(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(503, json=BUSY, headers={"retry-after": retry_after})
+
+    with (
+        httpx.Client(transport=httpx.MockTransport(gateway)) as http,
+        ConsentGateway("https://example.test", KEY, client=http, retry=QUICK) as sdk,
+        pytest.raises(Unavailable),
+    ):
+        sdk.get_push("psh_1")
+    assert len(seen) == 2  # retried once with plain backoff, as for a garbled header
+
+
+def test_the_async_client_too_answers_a_huge_retry_after_with_unavailable() -> None:
+    def gateway(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(503, json=BUSY, headers={"retry-after": HUGE_RETRY_AFTER[0]})
+
+    async def call() -> None:
+        async with (
+            httpx.AsyncClient(transport=httpx.MockTransport(gateway)) as http,
+            AsyncConsentGateway("https://example.test", KEY, client=http, retry=QUICK) as sdk,
+        ):
+            await sdk.get_push("psh_1")
+
+    with pytest.raises(Unavailable):
+        asyncio.run(call())

@@ -43,6 +43,12 @@ def test_attempt_counts_from_one() -> None:
         ("", None),
         ("\u00b2", None),  # a latin-1 byte 0xB2 from a proxy: `isdigit` says yes, `int` says no
         ("\u0663", None),  # an Arabic-Indic three: not the delta-seconds of RFC 9110
+        ("9999999999", 9999999999.0),
+        ("000000000000120", 120.0),  # leading zeros are not a longer wait
+        ("9" * 11, None),
+        ("9" * 400, None),  # float(int(...)) raised OverflowError
+        ("9" * 5000, None),  # int(...) raised ValueError: past its 4300 digits
+        ("01 Jan 99999999999 00:00:00 GMT", None),  # parsedate_to_datetime raised OverflowError
     ],
 )
 def test_parse_retry_after(header: str | None, expected: float | None) -> None:
