@@ -42,17 +42,16 @@ class CircuitBreaker:
         """The state as of the last `allow` or `record`; open turns half_open only in `allow`."""
         return self._state
 
-    @property
-    def reopens_at(self) -> float:
-        """When an open circuit lets its next probe through (meaningless unless open)."""
-        return self._opened_at + self._cooldown
+    def reopens_in(self, now: float) -> float:
+        """Seconds until an open circuit lets its next probe through (meaningless unless open)."""
+        return 0.0 if self._cooled(now) else self._opened_at + self._cooldown - now
 
     def allow(self, now: float) -> bool:
         """May a send start now? In half_open exactly one caller gets True until it records."""
         if self._state == "closed":
             return True
         if self._state == "open":
-            if now < self._opened_at + self._cooldown:
+            if not self._cooled(now):
                 return False
             self._state = "half_open"
             self._probe_out = False
@@ -75,6 +74,11 @@ class CircuitBreaker:
             if self._failures >= self._threshold:
                 self._trip(now)
         self._probe_out = False
+
+    def _cooled(self, now: float) -> bool:
+        """The cool-down is over; so it is when `now` is before the circuit opened: the clock
+        stepped back, and waiting for it to come round again could take hours."""
+        return not self._opened_at <= now < self._opened_at + self._cooldown
 
     def _trip(self, now: float) -> None:
         self._state = "open"

@@ -40,6 +40,7 @@ import asyncio
 import logging
 import math
 import random
+import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from functools import partial
@@ -178,6 +179,8 @@ class Dispatcher:
             )
             for a in adapters.values()
         }
+        # As many sends in flight per provider as its client keeps connections (adapters.py).
+        self._slots = {a.name: asyncio.Semaphore(settings.worker_concurrency) for a in adapters.values()}
         self._rand = rand
 
     async def run_once(self, owner: str, limit: int) -> int:
@@ -400,11 +403,18 @@ class Dispatcher:
     # -- step 2: send ------------------------------------------------------------------------
 
     async def _send(self, message: DeliveryMessage) -> DeliveryResult:
+        """One send, asked of the breaker only once a connection is free for it: a round holds
+        up to ten sends per push, and asked at the round's start, every send queued behind the
+        first failing wave would still go to a provider known to be down, a timeout each."""
         adapter = self._adapters[message.platform]
+        async with self._slots[adapter.name]:
+            return await self._send_now(adapter, message)
+
+    async def _send_now(self, adapter: DeliveryAdapter, message: DeliveryMessage) -> DeliveryResult:
         breaker = self._breakers[adapter.name]
         if not breaker.allow(self._clock().timestamp()):
             return DeliveryResult(status="retry", provider_code=CIRCUIT_OPEN)
-        started = self._clock()
+        started = time.perf_counter()  # a duration: not thrown by the wall clock's steps
         try:
             result = await adapter.send(message)
         except Exception as exc:
@@ -426,7 +436,7 @@ class Dispatcher:
         elif (was, breaker.state) == ("half_open", "closed"):
             log.info("provider circuit closed: delivering again", extra={"adapter": adapter.name})
         self._metrics.deliveries.labels(adapter.name, result.status).inc()
-        self._metrics.delivery_seconds.labels(adapter.name).observe((self._clock() - started).total_seconds())
+        self._metrics.delivery_seconds.labels(adapter.name).observe(time.perf_counter() - started)
         return result
 
     # -- step 3: record ----------------------------------------------------------------------
@@ -444,7 +454,7 @@ class Dispatcher:
             adapter = self._adapters[message.platform].name
             if result.provider_code == CIRCUIT_OPEN:
                 # Not sent: the provider's circuit is open. Not an attempt; come back when it may close.
-                reopen = max(reopen, self._breakers[adapter].reopens_at - now.timestamp())
+                reopen = max(reopen, self._breakers[adapter].reopens_in(now.timestamp()))
                 continue
             attempted = True
             delivered.append(

@@ -32,7 +32,7 @@ from litestar import Litestar
 from litestar.testing import TestClient
 from support import WebhookRelay
 
-from clients.delivery import DeliveryMessage, DeliveryResult
+from clients.delivery import DeliveryMessage, DeliveryResult, WebhookAdapter, WebhookConfig
 from gateway.runtime import Runtime
 from gateway.services.dispatch import Dispatcher
 from gateway.settings import Secret, Settings
@@ -296,3 +296,33 @@ def test_a_provider_outage_and_its_end_are_logged_once_each(
         world.run(dispatcher)
     assert said()[1:] == [("INFO", "provider circuit closed: delivering again", "webpush")]
     assert [world.read(p)["status"] for p in pushes] == ["delivered"] * 3
+
+
+def test_sends_waiting_for_a_connection_ask_the_breaker_when_they_get_one(world: World) -> None:
+    """Every send of a round asked the breaker at the round's start, then queued for one of the
+    client's connections: when the circuit opened on the first wave, the sends queued behind it
+    still went to the provider known to be down (with a hung one, a timeout each, wave after
+    wave, for longer than the lease)."""
+    world.hook.answers = [(503, {})]
+    users = [f"user-{i}" for i in range(10)]
+    for user_id in users:
+        world.user(user_id, "webhook", f"relay-{user_id}-device")
+    pushes = [world.submit(user_id) for user_id in users]
+    connections, threshold = 2, 2
+    rt = world.runtime
+    settings = msgspec.structs.replace(
+        rt.settings, worker_concurrency=connections, delivery_breaker_threshold=threshold,
+        delivery_breaker_cooldown_seconds=30.0,
+    )  # fmt: skip
+    relay = WebhookAdapter(WebhookConfig(url=world.hook.url, secret=Secret(SECRET), connections=2))
+    dispatcher = Dispatcher(rt.store, rt.clock, settings, rt.policy, rt.metrics, {"webhook": relay})
+    try:
+        assert world.run(dispatcher) == len(pushes)
+    finally:
+        world.client.blocking_portal.call(relay.aclose)
+
+    # The first wave, and at most one send let through as a connection freed before the
+    # threshold was reached; the rest were refused by the open circuit, unsent.
+    assert len(world.hook.received) <= threshold + connections - 1
+    attempts = sorted(world.read(p)["attempts"] for p in pushes)
+    assert attempts.count(0) >= len(pushes) - (threshold + connections - 1)

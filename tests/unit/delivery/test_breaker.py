@@ -50,6 +50,18 @@ def test_failed_probe_reopens_for_a_full_cooldown() -> None:
     assert state(breaker) == "half_open"
 
 
+def test_a_clock_stepped_back_ends_the_cool_down_rather_than_stretching_it() -> None:
+    """The worker's clock is the wall clock: stepped back three hours after the circuit opened,
+    it kept every push to that provider waiting three hours, and short-lived ones expired."""
+    breaker = CircuitBreaker(failure_threshold=1, cooldown=30.0)
+    breaker.record(False, now=36_000.0)
+    assert (breaker.allow(36_010.0), breaker.reopens_in(36_010.0)) == (False, 20.0)
+    stepped_back = 36_000.0 - 3 * 3600
+    assert breaker.reopens_in(stepped_back) == 0.0
+    assert breaker.allow(stepped_back)  # the probe
+    assert state(breaker) == "half_open"
+
+
 def test_late_results_while_open_are_ignored() -> None:
     breaker = CircuitBreaker(failure_threshold=1, cooldown=10.0)
     breaker.record(False, now=0.0)
