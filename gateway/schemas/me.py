@@ -25,6 +25,7 @@ __all__ = [
     "DeviceCreate",
     "DeviceCreated",
     "DeviceRead",
+    "ExportDelivery",
     "ExportEvent",
     "ExportHistoryEvent",
     "ExportMute",
@@ -241,10 +242,25 @@ class ExportDevice(msgspec.Struct):
     created_at: str
 
 
+class ExportDelivery(msgspec.Struct, kw_only=True):
+    """What became of a push on one of the user's devices, as the gateway records it: which
+    provider (`adapter`) was given it, its `status` there, how many sends it took and the
+    provider's last answer code. The device is named by its id, as in `devices` (which holds its
+    token while it is registered); no token is repeated here."""
+
+    device_id: str
+    adapter: str
+    status: str
+    attempts: int
+    last_code: str | None
+    updated_at: str
+
+
 class ExportNotification(msgspec.Struct, kw_only=True):
     """A push recorded for the user, whatever became of it: `GET /v1/me/notifications` shows the
     newest 500 accepted ones, the export every one. Content is None where none was kept (a
-    rejected push's never is); `reasons` are the latest decision's, `why` what allowed it."""
+    rejected push's never is); `reasons` are the latest decision's, `why` what allowed it;
+    `deliveries` what became of it on each device it was sent to (empty until one was tried)."""
 
     push_id: str
     status: str
@@ -258,6 +274,7 @@ class ExportNotification(msgspec.Struct, kw_only=True):
     at: str
     why: list[str]
     reasons: list[WireReason]
+    deliveries: list[ExportDelivery]
 
 
 class ExportMute(msgspec.Struct):

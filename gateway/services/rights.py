@@ -1,9 +1,10 @@
 """The data subject's rights: access and portability (export) and erasure.
 
 The export is everything held about the subject, decrypted: besides preferences, consents,
-devices and location, their complaints, every push recorded for them with its content, the
-mutes their complaints set and their engagement events. Each part is read and decrypted by the
-same functions as the `/v1/me/...` route that shows it, but in full where that route is bounded.
+devices and location, their complaints, every push recorded for them with its content and its
+delivery to each of their devices, the mutes their complaints set and their engagement events.
+Each part is read and decrypted by the same functions as the `/v1/me/...` route that shows it,
+but in full where that route is bounded.
 
 Erasure is crypto-shredding: the subject directory row — internal id mapping and wrapped
 data key — is deleted in one transaction and a tombstone left, then the subject's rows are
@@ -30,6 +31,7 @@ import msgspec
 from gateway.clock import Clock, rfc3339, rfc3339_text
 from gateway.schemas.me import (
     ConsentAnswer,
+    ExportDelivery,
     ExportDevice,
     ExportEvent,
     ExportHistoryEvent,
@@ -89,7 +91,7 @@ class RightsService:
             location=None if place is None else LocationRead(place[0], len(place[0]), rfc3339_text(place[1])),
             # `GET /v1/me/complaints`'s own mapping: one for both, not a copy.
             complaints=[complaint_read(row, key) for row in complaints.list_for_subject(conn, sid)],
-            notifications=[_notification(row, key) for row in pushes.all_for_subject(conn, sid)],
+            notifications=_notifications(conn, key),
             mutes=[
                 ExportMute(m.topic, rfc3339_text(m.until), m.source)
                 for m in complaints.mutes_for_subject(conn, sid)
@@ -175,9 +177,42 @@ def _history_event(event: ledger.LedgerEvent, key: SubjectKey) -> ExportHistoryE
     )
 
 
-def _notification(row: PushRow, key: SubjectKey) -> ExportNotification:
+def _notifications(conn: Connection, key: SubjectKey) -> list[ExportNotification]:
+    """Every push recorded for the subject, each with its deliveries: two reads, not one a push."""
+    sid = key.subject_id
+    sent = _deliveries_for_subject(conn, sid)
+    return [_notification(row, key, sent.get(row.push_id, [])) for row in pushes.all_for_subject(conn, sid)]
+
+
+def _deliveries_for_subject(conn: Connection, subject_id: str) -> dict[str, list[ExportDelivery]]:
+    """push id → the per-device delivery records of the subject's pushes. Joined through
+    `pushes`, since a delivery row names only its push and device: the subject's pushes alone,
+    never another user's. An erased subject's pushes stay, but their subject id is no one's."""
+    rows = conn.execute(
+        "SELECT d.push_id, d.device_id, d.adapter, d.status, d.attempts, d.last_code, d.updated_at "
+        "FROM pushes p JOIN deliveries d ON d.push_id = p.push_id WHERE p.subject_id = ? "
+        "ORDER BY d.push_id, d.updated_at, d.device_id",
+        (subject_id,),
+    )
+    found: dict[str, list[ExportDelivery]] = {}
+    for push_id, device_id, adapter, status, attempts, last_code, updated_at in rows:
+        found.setdefault(push_id, []).append(
+            ExportDelivery(
+                device_id=device_id,
+                adapter=adapter,
+                status=status,
+                attempts=attempts,
+                last_code=last_code,
+                updated_at=rfc3339_text(updated_at),
+            )
+        )
+    return found
+
+
+def _notification(row: PushRow, key: SubjectKey, deliveries: list[ExportDelivery]) -> ExportNotification:
     """A push as `GET /v1/me/notifications` shows it (same decryption, same `at` and `why`),
-    with what that list leaves out: the data, the variant and the decision's reasons."""
+    with what that list leaves out: the data, the variant, the decision's reasons and what
+    became of it on each device."""
     content = row.open_content(key)
     return ExportNotification(
         push_id=row.push_id,
@@ -192,6 +227,7 @@ def _notification(row: PushRow, key: SubjectKey) -> ExportNotification:
         at=rfc3339_text(row.planned_at or row.created_at),
         why=msgspec.json.decode(row.allowed_by, type=list[str]),
         reasons=msgspec.json.decode(row.final_reasons or row.reasons, type=list[WireReason]),
+        deliveries=deliveries,
     )
 
 

@@ -1,6 +1,7 @@
 """`GET /v1/me/export` holds the user's activity too: complaints (with their comment and
-resolution text), every push recorded for them (with its decrypted content), the mutes their
-complaints set and their engagement events — and nothing of anyone else's.
+resolution text), every push recorded for them (with its decrypted content and its delivery to
+each device), the mutes their complaints set and their engagement events — and nothing of
+anyone else's.
 
 FakeClock starts at 2026-11-23 10:00 UTC, outside the default quiet hours; the worker is off and
 `dispatch` runs the dispatcher by hand on the app's event loop.
@@ -134,12 +135,18 @@ def test_export_holds_complaints_pushes_mutes_and_events_decrypted_and_only_the_
     assert list(pushes) == [receipt, offer, muted["push_id"]]
     for shown in ok(client.get("/v1/me/notifications", headers=alice)):
         assert {k: v for k, v in pushes[shown["push_id"]].items() if k in shown} == shown
+    [device] = body["devices"]
     assert {k: v for k, v in pushes[receipt].items() if k != "why"} == {
         "push_id": receipt, "status": "delivered", "topic": "transactional", "campaign_id": None,
         "variant": None, "title": "Your transactional news Aw7PAID",
         "body": "Details for you alone Aw7PAID", "data": data,
         "created_at": "2026-11-23T10:00:00Z", "at": "2026-11-23T10:00:00Z", "reasons": [],
+        "deliveries": [{
+            "device_id": device["device_id"], "adapter": "file", "status": "delivered", "attempts": 1,
+            "last_code": None, "updated_at": "2026-11-23T10:00:00Z",
+        }],
     }  # fmt: skip
+    assert [d["updated_at"] for d in pushes[offer]["deliveries"]] == ["2026-11-23T10:01:00Z"]
     assert "topic:transactional (contract)" in pushes[receipt]["why"]
     assert (pushes[offer]["title"], pushes[offer]["data"]) == ("Your promotions news Aw7OFFER", {})
     until = "2026-12-23T10:06:00Z"
@@ -148,6 +155,7 @@ def test_export_holds_complaints_pushes_mutes_and_events_decrypted_and_only_the_
         "rejected", None, None, None
     )  # fmt: skip
     assert rejected["reasons"] == [{"code": "recent_complaint", "topic": "promotions", "until": until}]
+    assert rejected["deliveries"] == []  # never sent
     # Mutes and events.
     assert body["mutes"] == [{"topic": "promotions", "until": until, "source": f"complaint:{complaint}"}]
     assert body["events"] == [
@@ -155,7 +163,8 @@ def test_export_holds_complaints_pushes_mutes_and_events_decrypted_and_only_the_
         {"push_id": offer, "type": "clicked", "at": "2026-11-23T10:01:00Z"},
     ]
     # Nothing of Bob's, and the sections before these are still there.
-    for needle in ("Bb9", theirs, bobs, "dismissed", "apns-token-" + BOB):
+    [bobs_device] = export(client, bob)["devices"]
+    for needle in ("Bb9", theirs, bobs, "dismissed", "apns-token-" + BOB, bobs_device["device_id"]):
         assert needle not in response.text
     assert [d["token"] for d in body["devices"]] == ["apns-token-" + ALICE]
     assert body["held"] is True
@@ -164,8 +173,43 @@ def test_export_holds_complaints_pushes_mutes_and_events_decrypted_and_only_the_
     theirs_export = export(client, bob)
     assert [c["comment"] for c in theirs_export["complaints"]] == ["Bb9NOTE not for me"]
     assert [n["title"] for n in theirs_export["notifications"]] == ["Your promotions news Bb9OFFER"]
+    [(their_push, their_deliveries)] = [
+        (n["push_id"], n["deliveries"]) for n in theirs_export["notifications"]
+    ]
+    assert (their_push, [d["device_id"] for d in their_deliveries]) == (theirs, [bobs_device["device_id"]])
     assert [e["type"] for e in theirs_export["events"]] == ["dismissed"]
     assert "Aw7" not in str(theirs_export)
+
+
+def test_export_holds_each_device_s_delivery_record_and_no_token_twice(
+    client: Client, runtime: Runtime, as_user: UserHeaders, key: Headers
+) -> None:
+    """Regression: the per-device delivery records (`deliveries`) were held about the user and
+    left out of the export. Each push lists one per device, by device id: the token is in
+    `devices` alone."""
+    alice = onboard(client, as_user, ALICE)
+    ok(
+        client.post(
+            "/v1/me/devices", json={"platform": "fcm", "token": "fcm-token-Aw7SECOND"}, headers=alice
+        ),
+        201,
+    )
+    sent = delivered(client, runtime, key, push(ALICE, "a1", "transactional", "Aw7BOTH"))
+
+    response = client.get("/v1/me/export", headers=alice)
+
+    body = ok(response)
+    [notification] = body["notifications"]
+    assert notification["push_id"] == sent
+    records = notification["deliveries"]
+    assert sorted(d["device_id"] for d in records) == sorted(d["device_id"] for d in body["devices"])
+    for record in records:
+        assert set(record) == {"device_id", "adapter", "status", "attempts", "last_code", "updated_at"}
+        assert (record["status"], record["attempts"], record["updated_at"]) == (
+            "delivered", 1, "2026-11-23T10:00:00Z"
+        )  # fmt: skip
+    for token in ("fcm-token-Aw7SECOND", "apns-token-" + ALICE):
+        assert response.text.count(token) == 1  # in `devices`, nowhere else
 
 
 def test_export_holds_every_earlier_preference_and_complaint_action_from_the_ledger(
@@ -221,7 +265,12 @@ def test_an_erased_user_who_comes_back_sees_none_of_the_old_activity(
     offer = delivered(client, runtime, key, push(ALICE, "a1", "promotions", "Aw7GONE"))
     record(client, alice, offer, "opened")
     complain(client, alice, push_id=offer, reason="irrelevant", comment="Aw7GONE comment")
-    assert all(export(client, alice)[section] for section in SECTIONS)
+    before = export(client, alice)
+    assert all(before[section] for section in SECTIONS)
+    [old_device] = before["devices"]
+    assert [d["device_id"] for n in before["notifications"] for d in n["deliveries"]] == [
+        old_device["device_id"]
+    ]
 
     assert client.delete("/v1/me", headers=alice).status_code == 204
     gone = export(client, alice)
@@ -233,3 +282,4 @@ def test_an_erased_user_who_comes_back_sees_none_of_the_old_activity(
     back = export(client, alice)
     assert back["held"] is True
     assert {section: back[section] for section in SECTIONS if back[section] != []} == {}
+    assert old_device["device_id"] not in str(back)
