@@ -95,7 +95,12 @@ class _TokenAnswer(msgspec.Struct):
     expires_in: float = 3600.0
 
 
+_FCM_ERROR = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
+"""The `@type` of the detail that carries FCM's own `errorCode` (UNREGISTERED, QUOTA_EXCEEDED...)."""
+
+
 class _ErrorDetail(msgspec.Struct):
+    type: str = msgspec.field(default="", name="@type")
     error_code: str | None = msgspec.field(default=None, name="errorCode")
 
 
@@ -229,10 +234,13 @@ class FcmAdapter:
         return jwt.encode(claims, self._key, algorithm="RS256", headers=headers)
 
     def _classify(self, reply: Reply) -> DeliveryResult:
-        """UNREGISTERED, or a Google 404 / INVALID_ARGUMENT about the token, disables the device.
+        """FCM's UNREGISTERED, or an INVALID_ARGUMENT about the registration token, disables the
+        device.
 
-        A 404 without Google's error body (a wrong base URL, a proxy) is not trusted to mean the
-        token is gone: disabling every device on a misconfiguration would be unrecoverable.
+        Only FCM's own error detail says UNREGISTERED: a 404 without it (a wrong base URL or
+        project, a proxy, Google's generic `{"error": {"code": 404, ...}}`) is not trusted to
+        mean the token is gone, and fails the push instead: disabling every device on a
+        misconfiguration would be unrecoverable.
         """
         error: _Error | None = None
         if reply.status >= 400:
@@ -243,7 +251,8 @@ class FcmAdapter:
         if error is None:
             return classify_status(reply, self._clock)
         code = next((d.error_code for d in error.details if d.error_code), None) or error.status or None
+        gone = any(d.type == _FCM_ERROR and d.error_code == "UNREGISTERED" for d in error.details)
         about_token = code == "INVALID_ARGUMENT" and "registration token" in error.message.lower()
-        if code == "UNREGISTERED" or reply.status == 404 or about_token:
+        if gone or about_token:
             return invalid_token(reply, code)
         return classify_status(reply, self._clock, code=code)

@@ -249,7 +249,7 @@ NOT_A_TOKEN = "The registration token is not a valid FCM registration token"
             404,
             google_error(404, "NOT_FOUND", "Requested entity was not found."),
             {},
-            DeliveryResult(status="invalid_token", provider_status=404, provider_code="NOT_FOUND"),
+            DeliveryResult(status="failed", provider_status=404, provider_code="NOT_FOUND"),
         ),
         (
             400,
@@ -298,6 +298,34 @@ def test_send_status_classification(
         return status, headers, body
 
     assert send_with(respond)[0] == expected
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (b'{"error": {}}', None),
+        (b'{"error": {"code": 404, "message": "Not Found"}}', None),
+        (b'{"error": {"message": "no route for /v1/projects/wallet-prod/messages:send"}}', None),
+        (google_error(404, "NOT_FOUND", "Requested entity was not found."), "NOT_FOUND"),
+        (b'{"error": {"status": "UNREGISTERED"}}', "UNREGISTERED"),  # not in FCM's detail
+        (b'{"error": {"details": [{"errorCode": "UNREGISTERED"}]}}', "UNREGISTERED"),  # no @type
+        (
+            b'{"error": {"details": [{"@type": "type.googleapis.com/google.rpc.BadRequest",'
+            b' "errorCode": "UNREGISTERED"}]}}',
+            "UNREGISTERED",
+        ),
+    ],
+)
+def test_a_404_without_fcms_unregistered_detail_fails_and_keeps_the_device(
+    body: bytes, code: str | None
+) -> None:
+    """Any 404 with an `error` object disabled the device for good: a proxy's or a wrong base URL's
+    JSON 404 would have disabled every device. Only FCM's own UNREGISTERED detail does now."""
+
+    def respond(got: Received) -> Answer:
+        return TOKEN_OK if got.path == "/token" else (404, {"content-type": "application/json"}, body)
+
+    assert send_with(respond)[0] == DeliveryResult(status="failed", provider_status=404, provider_code=code)
 
 
 @pytest.mark.parametrize(
