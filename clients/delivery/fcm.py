@@ -1,11 +1,12 @@
 """Firebase Cloud Messaging, HTTP v1 API, authenticated as a Google service account.
 
 An OAuth2 access token is obtained with the JWT bearer grant (RFC 7523: an RS256 assertion
-signed with the service account's key) and cached until five minutes before it expires, so a
-busy worker asks Google for one token an hour, not one per push. One token request runs at a
-time, and the sends waiting for it share its answer, a failure too: a round's sends cost one
-token timeout while Google's token endpoint is down, not one each. A 401 means the token died
-early (revoked, clock skew): it is dropped and the send is tried once more with a fresh one.
+signed with the service account's key) and cached until five minutes before it expires (half
+its lifetime before, for a token that lives ten minutes or less), so a busy worker asks Google
+for one token an hour, not one per push. One token request runs at a time, and the sends
+waiting for it share its answer, a failure too: a round's sends cost one token timeout while
+Google's token endpoint is down, not one each. A 401 means the token died early (revoked, clock
+skew): it is dropped and the send is tried once more with a fresh one.
 
 FCM v1 has no client-supplied message id, so the idempotency key travels in `data` as
 `cgw_idempotency_key` for the app to drop duplicates. No Android `collapse_key` is set: FCM
@@ -41,6 +42,8 @@ __all__ = ["FCM_SCOPE", "FcmAdapter", "FcmConfig"]
 FCM_SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
 _ASSERTION_LIFETIME = 3600  # Google's maximum
 _REFRESH_MARGIN = 300.0
+"""How long before its expiry a token is replaced, at most: at most half its lifetime too, or a
+token endpoint answering `expires_in` of 300 s or less would be asked again by every send."""
 _PROJECT_ID = re.compile(r"[a-z][a-z0-9-]{4,28}[a-z0-9]")
 """Google's rule for project ids; one is a path segment of every send's URL."""
 
@@ -135,7 +138,7 @@ class FcmAdapter:
         self._clock = clock
         self._http = Http1Client(config.timeout, connections=config.connections)
         self._token: str | None = None
-        self._token_expires = 0.0
+        self._token_refresh_at = 0.0
         self._token_lock = asyncio.Lock()
         self._token_requests = 0
         """Token requests answered so far: a send that finds it moved while it queued knows one ran."""
@@ -193,7 +196,7 @@ class FcmAdapter:
         queued_at = self._token_requests
         async with self._token_lock:
             now = self._clock()
-            if self._token is not None and now < self._token_expires - _REFRESH_MARGIN:
+            if self._token is not None and now < self._token_refresh_at:
                 return self._token
             if self._token_requests != queued_at and self._token_failure is not None:
                 return self._token_failure
@@ -218,7 +221,7 @@ class FcmAdapter:
         except msgspec.DecodeError:
             return DeliveryResult(status="retry", provider_status=200, provider_code="oauth_token")
         self._token = answer.access_token
-        self._token_expires = now + answer.expires_in
+        self._token_refresh_at = now + answer.expires_in - min(_REFRESH_MARGIN, answer.expires_in / 2)
         return self._token
 
     def _assertion(self, now: float) -> str:

@@ -53,6 +53,7 @@ class Google:
         self.issued: list[str] = []
         self.valid: set[str] = set()
         self.refuse_all = False
+        self.expires_in = 3599
         self.url = ""
 
     def __call__(self, got: Received) -> Answer:
@@ -99,7 +100,7 @@ class Google:
         token = f"ya29.test-{len(self.issued)}"
         self.issued.append(token)
         self.valid.add(token)
-        answer = {"access_token": token, "expires_in": 3599, "token_type": "Bearer"}
+        answer = {"access_token": token, "expires_in": self.expires_in, "token_type": "Bearer"}
         return 200, {"content-type": "application/json"}, json.dumps(answer).encode()
 
 
@@ -154,6 +155,18 @@ def test_access_token_is_cached_until_five_minutes_before_expiry() -> None:
     results, _ = run(google, (0, {}), (3599 - 300 - 1, {}), (1, {}), (60, {}))
     assert all(r.status == "delivered" for r in results)
     assert len(google.issued) == 2
+
+
+@pytest.mark.parametrize("expires_in", [300, 120])
+def test_a_token_living_five_minutes_or_less_is_reused_for_half_its_life(expires_in: int) -> None:
+    """The five-minute margin alone made such a token stale on arrival: every send asked for a
+    new one, one at a time behind the token lock."""
+    google = Google(FakeClock())
+    google.expires_in = expires_in
+    half = expires_in / 2
+    results, _ = run(google, (0, {}), (1, {}), (half - 2, {}), (1, {}), (1, {}))
+    assert all(r.status == "delivered" for r in results)
+    assert google.issued == ["ya29.test-0", "ya29.test-1"]  # the fourth send, at half its life, asks again
 
 
 def test_a_401_drops_the_token_and_retries_once_with_a_fresh_one() -> None:
