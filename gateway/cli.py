@@ -26,6 +26,7 @@ from gateway.runtime import ensure_data_dir, load_keys, user_tokens
 from gateway.settings import Settings, SettingsError
 from storage.db import DatabaseLockedError
 from storage.keys import KeyStoreError
+from storage.store import DataDirError, check_pair
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -126,6 +127,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:  # found after the settings were read: still named as given
         print(f"consent-gateway: configuration error: {exc.given_by(flags)}", file=sys.stderr)
         return EXIT_USAGE
+    except DataDirError as exc:  # one database without the other: named as the data dir was given
+        print(f"consent-gateway: configuration error: {_data_dir_error(exc, flags)}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyStoreError as exc:
         print(f"consent-gateway: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -139,6 +143,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"consent-gateway: {where}{exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def _data_dir_error(exc: DataDirError, flags: dict[str, str | None]) -> SettingsError:
+    return SettingsError(str(exc), setting="data_dir").given_by(flags)
 
 
 def _serve(settings: Settings) -> int:
@@ -240,7 +248,10 @@ def _token(settings: Settings, user_id: str) -> int:
     if not 1 <= len(user_id) <= 128:
         print("consent-gateway: USER_ID must be 1-128 characters", file=sys.stderr)
         return EXIT_USAGE
-    print(user_tokens(settings, load_keys(settings)).mint(user_id, system_clock()))
+    keys = load_keys(settings)
+    if settings.keystore_file is None:
+        check_pair(settings.data_dir)  # a token for a gateway that lost a database is no good
+    print(user_tokens(settings, keys).mint(user_id, system_clock()))
     return 0
 
 
@@ -266,7 +277,8 @@ def _no_new_gateway(settings: Settings) -> None:
     from storage.store import DATA_FILE, DIRECTORY_FILE
 
     data_dir = settings.data_dir
-    # Any of these is a gateway's, whole or not: the checks that follow name what is missing.
+    # Any of these is a gateway's, whole or not: what is missing is named by the key store's checks
+    # (`load_keys`), then by `check_pair` (`Store` opens none of a data dir without both databases).
     if any((data_dir / name).exists() for name in (DATA_FILE, DIRECTORY_FILE, "keys.json")):
         return
     try:
@@ -288,8 +300,9 @@ def _existing_store(settings: Settings) -> tuple[KeyStore, Store]:
     """The gateway the audit commands read; they never create one. Dev keys and empty databases
     made in a mistyped data dir would verify as a clean, empty ledger."""
     from storage.keys import KeyStore
-    from storage.store import DATA_FILE, DIRECTORY_FILE, Store
+    from storage.store import DATA_FILE, DIRECTORY_FILE, Store, check_pair
 
+    check_pair(settings.data_dir)
     for name in (DATA_FILE, DIRECTORY_FILE):
         if not (settings.data_dir / name).is_file():
             raise SettingsError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import threading
 from collections.abc import Iterator
@@ -17,7 +18,9 @@ from storage.keys import KeyStore, KeyStoreError
 from storage.migrations import DATA_MIGRATIONS, DIRECTORY_MIGRATIONS, migrate
 from storage.pseudonyms import Pseudonymizer
 
-__all__ = ["DATA_FILE", "DIRECTORY_FILE", "Store", "existing_data", "open_keystore"]
+__all__ = [
+    "DATA_FILE", "DIRECTORY_FILE", "DataDirError", "Store", "check_pair", "existing_data", "open_keystore",
+]  # fmt: skip
 
 DATA_FILE = "gateway.db"
 DIRECTORY_FILE = "subjects.db"
@@ -44,13 +47,32 @@ def existing_data(data_dir: Path) -> str | None:
     return next((name for name in (DATA_FILE, DIRECTORY_FILE) if (data_dir / name).exists()), None)
 
 
+class DataDirError(Exception):
+    """The data dir holds one of the two databases without the other."""
+
+
+def check_pair(data_dir: Path) -> None:
+    """Refuse (`DataDirError`) a data dir holding one database without the other. Opening it would
+    make a new, empty one in its place without a word: without gateway.db the ledger starts again
+    at event 1 (and `audit verify` finds it clean), without subjects.db every data key is gone."""
+    found = [name for name in (DATA_FILE, DIRECTORY_FILE) if (data_dir / name).exists()]
+    if len(found) == 1:
+        (there,) = found
+        missing = DIRECTORY_FILE if there == DATA_FILE else DATA_FILE
+        raise DataDirError(
+            f"{there} exists but {missing} is missing in {data_dir}: restore both from one backup "
+            "(only an empty data dir gets new databases)"
+        )
+
+
 class Store:
     def __init__(self, data_dir: Path, keys: KeyStore) -> None:
         data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # it holds both databases
         self.data_dir = data_dir
         self.keys = keys
         self.pseudonyms = Pseudonymizer(keys.pseudonym_key)
-        with _quiet_cipher_log():
+        with _quiet_cipher_log(), _locked_dir(data_dir):
+            check_pair(data_dir)
             self.data = Database(data_dir / DATA_FILE, keys.database_key, name="data")
             try:
                 self._directory_db = Database(data_dir / DIRECTORY_FILE, keys.directory_key, name="directory")
@@ -109,6 +131,19 @@ class Store:
     def close(self) -> None:
         self.data.close()
         self._directory_db.close()
+
+
+@contextlib.contextmanager
+def _locked_dir(data_dir: Path) -> Iterator[None]:
+    """An exclusive `flock` on the data dir while its databases are checked and opened: two
+    processes starting on an empty dir must not see each other's first file alone (one database
+    without the other, which `check_pair` refuses). Released when the descriptor closes."""
+    fd = os.open(data_dir, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 _cipher_log_lock = threading.Lock()

@@ -166,3 +166,34 @@ def test_audit_verify_still_reads_a_real_gateway(gateway_dir: Path, tmp_path: Pa
     done = _run({"CGW_DATA_DIR": str(copy)}, "audit", "verify")
     assert done.returncode == 0, done.stderr
     assert '"ok":true' in done.stdout
+
+
+ALL_COMMANDS = [
+    ("serve",),
+    ("worker",),
+    ("keys", "create", "--name", "n", "--scope", "admin"),
+    ("token", "u1"),
+    ("audit", "verify"),
+    ("audit", "export", "--out", "OUT"),
+]
+
+
+def _commands(tmp_path: Path) -> list[list[str]]:
+    return [
+        [str(tmp_path / "e.jws") if part == "OUT" else part for part in command] for command in ALL_COMMANDS
+    ]
+
+
+@pytest.mark.parametrize(("missing", "kept"), [("gateway.db", "subjects.db"), ("subjects.db", "gateway.db")])
+def test_a_lost_database_is_refused_by_every_command_not_made_anew(
+    gateway_dir: Path, tmp_path: Path, missing: str, kept: str
+) -> None:
+    """A new, empty gateway.db restarted the ledger at event 1 (`audit verify`: ok, 0 events); a new
+    subjects.db lost every user's data key. Each was made without a word."""
+    for suffix in ("", "-wal", "-shm"):
+        (gateway_dir / f"{missing}{suffix}").unlink(missing_ok=True)
+    env = {"CGW_DATA_DIR": str(gateway_dir), "CGW_PORT": "1", "CGW_WORKER_ENABLED": "false"}
+    for args in _commands(tmp_path):
+        _refused(_run(env, *args), "CGW_DATA_DIR", f"{kept} exists but {missing} is missing")
+        assert not (gateway_dir / missing).exists(), args
+    assert not (tmp_path / "e.jws").exists()
