@@ -26,6 +26,7 @@ from gateway.runtime import ensure_data_dir, load_keys, user_tokens
 from gateway.settings import Settings, SettingsError
 from storage.db import DatabaseLockedError
 from storage.keys import KeyStoreError
+from storage.migrations import SchemaError
 from storage.store import DataDirError, check_pair
 
 if TYPE_CHECKING:
@@ -130,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DataDirError as exc:  # one database without the other: named as the data dir was given
         print(f"consent-gateway: configuration error: {_data_dir_error(exc, flags)}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyStoreError as exc:
+    except (KeyStoreError, SchemaError) as exc:
         print(f"consent-gateway: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except DatabaseLockedError as exc:
@@ -297,8 +298,9 @@ def _no_new_gateway(settings: Settings) -> None:
 
 
 def _existing_store(settings: Settings) -> tuple[KeyStore, Store]:
-    """The gateway the audit commands read; they never create one. Dev keys and empty databases
-    made in a mistyped data dir would verify as a clean, empty ledger."""
+    """The gateway the audit commands read; they never create one, nor migrate it. Dev keys and
+    empty databases made in a mistyped data dir would verify as a clean, empty ledger; and an
+    offline check that rewrote the files it checks would not be one."""
     from storage.keys import KeyStore
     from storage.store import DATA_FILE, DIRECTORY_FILE, Store, check_pair
 
@@ -315,7 +317,7 @@ def _existing_store(settings: Settings) -> tuple[KeyStore, Store]:
             f"of {settings.data_dir} (audit commands create nothing)"
         )
     keys = KeyStore.load(settings.keystore_path)
-    return keys, Store(settings.data_dir, keys)
+    return keys, Store(settings.data_dir, keys, migrate=False)
 
 
 def _moment(text: str) -> datetime:

@@ -10,21 +10,32 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
 import sqlite_utils
 
 from storage.db import Connection, when_free
 
-__all__ = ["DATA_MIGRATIONS", "DIRECTORY_MIGRATIONS", "migrate"]
+__all__ = [
+    "DATA_MIGRATIONS", "DIRECTORY_MIGRATIONS", "SchemaError", "migrate", "require_migrated",
+]  # fmt: skip
 
 Migration = tuple[str, Callable[[sqlite_utils.Database], None]]
+
+
+class SchemaError(Exception):
+    """A database whose recorded migrations are not this code's: migrated by a newer version,
+    whose tables this code would misread or break (a column it does not fill, a table it does not
+    know), or, for a command that must change nothing, not yet migrated to this version."""
 
 
 def migrate(conn: Connection, migrations: Sequence[Migration]) -> list[str]:
     """Apply the migrations not yet recorded, each in its own transaction; returns their names.
 
     Whether one is recorded is read inside its transaction, after waiting for the write lock:
-    another process starting on the same files may be applying it (`when_free`)."""
+    another process starting on the same files may be applying it (`when_free`). A database that
+    records a migration not in `migrations` is refused first (`SchemaError`)."""
+    _refuse_newer(conn, migrations)
     db = sqlite_utils.Database(conn)
     applied = []
     for name, step in migrations:
@@ -47,6 +58,40 @@ def migrate(conn: Connection, migrations: Sequence[Migration]) -> list[str]:
             raise
         applied.append(name)
     return applied
+
+
+def require_migrated(conn: Connection, migrations: Sequence[Migration]) -> None:
+    """Refuse (`SchemaError`) a database that is not at exactly this version, instead of
+    migrating it: for the commands documented to create and change nothing (`audit ...`)."""
+    _refuse_newer(conn, migrations)
+    recorded = _recorded(conn)
+    if pending := [name for name, _ in migrations if name not in recorded]:
+        raise SchemaError(
+            f"{_file_name(conn)} has migrations pending ({', '.join(pending)}), which this command "
+            "does not apply: `consent-gateway serve` applies them"
+        )
+
+
+def _refuse_newer(conn: Connection, migrations: Sequence[Migration]) -> None:
+    if newer := sorted(_recorded(conn) - {name for name, _ in migrations}):
+        raise SchemaError(
+            f"{_file_name(conn)} was migrated by a newer version ({', '.join(newer)}): "
+            "run that version, or restore a backup taken before it ran"
+        )
+
+
+def _recorded(conn: Connection) -> set[str]:
+    """The names in `_migrations`; none in a database that was never migrated."""
+    table = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_migrations'"
+    if conn.execute(table).fetchone() is None:
+        return set()
+    return {name for (name,) in conn.execute("SELECT name FROM _migrations")}
+
+
+def _file_name(conn: Connection) -> str:
+    """The connection's database file name ("gateway.db"), for messages that must say which."""
+    path = next((row[2] for row in conn.execute("PRAGMA database_list") if row[1] == "main"), "")
+    return Path(path).name or "the database"
 
 
 def _core(db: sqlite_utils.Database) -> None:

@@ -15,7 +15,8 @@ import sqlcipher3
 from storage.db import Database
 from storage.directory import SubjectDirectory
 from storage.keys import KeyStore, KeyStoreError
-from storage.migrations import DATA_MIGRATIONS, DIRECTORY_MIGRATIONS, migrate
+from storage.migrations import DATA_MIGRATIONS, DIRECTORY_MIGRATIONS, require_migrated
+from storage.migrations import migrate as apply_migrations
 from storage.pseudonyms import Pseudonymizer
 
 __all__ = [
@@ -66,7 +67,9 @@ def check_pair(data_dir: Path) -> None:
 
 
 class Store:
-    def __init__(self, data_dir: Path, keys: KeyStore) -> None:
+    def __init__(self, data_dir: Path, keys: KeyStore, *, migrate: bool = True) -> None:
+        """Opens both databases and applies pending migrations; with `migrate=False` (commands
+        that change nothing) a database not at this version is refused instead (`SchemaError`)."""
         data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # it holds both databases
         self.data_dir = data_dir
         self.keys = keys
@@ -79,8 +82,13 @@ class Store:
             except BaseException:
                 self.data.close()
                 raise
-        for db, steps in ((self.data, DATA_MIGRATIONS), (self._directory_db, DIRECTORY_MIGRATIONS)):
-            db.writer.run_alone(partial(migrate, migrations=steps))
+        prepare = apply_migrations if migrate else require_migrated
+        try:
+            for db, steps in ((self.data, DATA_MIGRATIONS), (self._directory_db, DIRECTORY_MIGRATIONS)):
+                db.writer.run_alone(partial(prepare, migrations=steps))
+        except BaseException:
+            self.close()
+            raise
         self.directory = SubjectDirectory(self._directory_db, keys.keyring)
         self._keystore_seen: tuple[int, int, int, int] | None = None  # last found to hold our keys
 

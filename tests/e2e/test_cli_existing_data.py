@@ -178,9 +178,11 @@ ALL_COMMANDS = [
 ]
 
 
-def _commands(tmp_path: Path) -> list[list[str]]:
+def _commands(tmp_path: Path, *, token: bool = True) -> list[list[str]]:
     return [
-        [str(tmp_path / "e.jws") if part == "OUT" else part for part in command] for command in ALL_COMMANDS
+        [str(tmp_path / "e.jws") if part == "OUT" else part for part in command]
+        for command in ALL_COMMANDS
+        if token or command[0] != "token"
     ]
 
 
@@ -196,4 +198,47 @@ def test_a_lost_database_is_refused_by_every_command_not_made_anew(
     for args in _commands(tmp_path):
         _refused(_run(env, *args), "CGW_DATA_DIR", f"{kept} exists but {missing} is missing")
         assert not (gateway_dir / missing).exists(), args
+    assert not (tmp_path / "e.jws").exists()
+
+
+def _record_migration(data: Path, name: str, migration: str) -> None:
+    from storage.db import connect
+    from storage.keys import KeyStore
+
+    keys = KeyStore.load(data / "keys.json")
+    conn = connect(data / name, keys.database_key if name == "gateway.db" else keys.directory_key)
+    conn.execute("INSERT INTO _migrations VALUES (?, '2030-01-01T00:00:00+00:00')", (migration,))
+    conn.close()
+
+
+@pytest.mark.parametrize("name", ["gateway.db", "subjects.db"])
+def test_a_database_a_newer_version_migrated_is_refused(gateway_dir: Path, tmp_path: Path, name: str) -> None:
+    _record_migration(gateway_dir, name, "0099_from_the_future")
+    env = {"CGW_DATA_DIR": str(gateway_dir), "CGW_PORT": "1", "CGW_WORKER_ENABLED": "false"}
+    for args in _commands(tmp_path, token=False):  # `token` reads the key store alone
+        _refused(_run(env, *args), f"{name} was migrated by a newer version (0099_from_the_future)")
+    assert not (tmp_path / "e.jws").exists()
+
+
+def test_audit_commands_apply_no_pending_migration(tmp_path: Path) -> None:
+    """Documented as creating nothing, `audit verify` migrated the files it was checking."""
+    from storage.db import connect
+    from storage.keys import KeyStore
+    from storage.migrations import DATA_MIGRATIONS, DIRECTORY_MIGRATIONS, migrate
+
+    data = tmp_path / "data"
+    keys = KeyStore.create(data / "keys.json")
+    last = DATA_MIGRATIONS[-1][0]
+    for name, key, steps in (
+        ("gateway.db", keys.database_key, DATA_MIGRATIONS[:-1]),  # as a version before the last left it
+        ("subjects.db", keys.directory_key, DIRECTORY_MIGRATIONS),
+    ):
+        conn = connect(data / name, key)
+        migrate(conn, steps)
+        conn.close()
+    before = {p.name: p.read_bytes() for p in data.iterdir() if p.name.endswith(".db")}
+    env = {"CGW_DATA_DIR": str(data)}
+    for args in (("audit", "verify"), ("audit", "export", "--out", str(tmp_path / "e.jws"))):
+        _refused(_run(env, *args), f"gateway.db has migrations pending ({last})", "consent-gateway serve")
+    assert {p.name: p.read_bytes() for p in data.iterdir() if p.name.endswith(".db")} == before
     assert not (tmp_path / "e.jws").exists()
