@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.exceptions.responses import create_exception_response
 
 from storage.db import StorageBusyError, StorageFailedError, StorageFullError
@@ -167,8 +168,12 @@ def handle_storage_failure(_: Request[Any, Any, Any], exc: StorageFailedError) -
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """An exception nothing else maps is a defect: answered 500 as Litestar would, but logged, by
     type and route template only (its text or traceback may hold a token or a push's content),
-    so that a run of 500s says what raised. Litestar's own HTTP refusals (404, 405, 413) that
-    come this way keep their answers."""
+    so that a run of 500s says what raised. Litestar's own HTTP refusals (404, 405) that
+    come this way keep their answers; a body too large says how large a body may be."""
+    if isinstance(exc, RequestEntityTooLarge):
+        limit = request.route_handler.resolve_request_max_body_size()
+        detail = f"the request body is larger than this route takes ({limit} bytes)"
+        return Response({"status_code": 413, "detail": detail}, status_code=413)
     if isinstance(exc, HTTPException):
         return create_exception_response(request, exc)
     route = str(request.scope.get("path_template") or "unmatched")

@@ -219,6 +219,26 @@ def test_oversized_body_is_413_and_records_nothing(setup: Setup) -> None:
     assert setup.counts() == before
 
 
+def test_a_413_says_how_large_a_body_the_route_takes(setup: Setup) -> None:
+    huge = good(data={f"k{i}": "v" * 4000 for i in range(20)})
+    body = assert_problem(setup.client.post("/v1/pushes", json=huge, headers=setup.key), 413)
+    assert "(65536 bytes)" in body["detail"]
+
+
+def test_a_full_batch_of_pushes_the_policies_accept_is_not_too_large(setup: Setup) -> None:
+    """10,000 pushes of 3.8 KB each, every one within the 4 KiB payload: refused whole with a
+    bare 413 when batches were held to 32 MiB."""
+    link = "wallet://offers/" + "x" * 3_500
+    one = good(topic="transactional", data={"deeplink": link}, dry_run=True)
+    alone = setup.client.post("/v1/pushes", json=one, headers=setup.key).json()
+    assert alone["outcome"] == "queued", alone
+    pushes = [one | {"idempotency_key": f"big-{i}"} for i in range(10_000)]
+    answer = setup.client.post("/v1/pushes/batch", json={"pushes": pushes}, headers=setup.key)
+    assert answer.status_code == 200, answer.text[:200]
+    assert answer.json()["counts"] == {"queued": 10_000}
+    assert len(answer.request.content) > 32 * 1024 * 1024
+
+
 def test_valid_baseline_is_accepted(fresh: Setup) -> None:
     """The table above differs from this body by one field each."""
     answer = fresh.client.post("/v1/pushes", json=good(), headers=fresh.key)
