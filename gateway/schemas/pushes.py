@@ -59,7 +59,8 @@ Variant = Annotated[
         "letters, digits, `_` or `-`, e.g. `A` or `short_title`. A label, not free text: it is kept in "
         "clear beside the push, through the user's erasure, and shown in campaign statistics and "
         "deliveries, so spaces, `@`, `.`, `+` and the like are refused to keep personal data out, and so "
-        "is one that reads as a phone, card or ID number. `default` is taken: statistics group the "
+        "is one that reads as a phone, card or ID number, or holds the push's `user_id`. `default` is "
+        "taken: statistics group the "
         "campaign's pushes without a variant under it.",
     ),
 ]
@@ -102,18 +103,29 @@ class PushCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, gc=Fa
         if (self.user_id is None) == (self.subject_ref is None):
             raise ValueError("user_id: give exactly one of user_id or subject_ref")
         if self.variant is not None:
-            _check_variant(self.variant, self.campaign_id)
+            _check_variant(self.variant, self.campaign_id, self.user_id)
 
 
-def _check_variant(variant: str, campaign_id: str | None) -> None:
+def _check_variant(variant: str, campaign_id: str | None, user_id: str | None) -> None:
     if campaign_id is None:
         raise ValueError("variant: a variant needs a campaign_id")
+    if user_id is not None and _names(variant, user_id):
+        # Kept in clear, through erasure, and read by campaign readers: the one place a raw
+        # user id would outlive the edge.
+        raise ValueError("variant: a variant must not hold the push's user_id")
     if variant == DEFAULT_VARIANT:
         raise ValueError(
             f"variant: `{DEFAULT_VARIANT}` names the pushes sent without a variant in campaign statistics"
         )
     if kinds := find_pii(variant):  # the pattern lets a phone or card number through
         raise ValueError(f"variant: a variant must not hold personal data ({', '.join(kinds)})")
+
+
+def _names(variant: str, user_id: str) -> bool:
+    """The variant is the user id, or holds it whole where the user id is long enough (four
+    characters or more) to be told from a label's letters."""
+    label, uid = variant.casefold(), user_id.casefold()
+    return label == uid or (len(uid) >= 4 and uid in label)
 
 
 class PushAnswer(msgspec.Struct, kw_only=True, gc=False):

@@ -36,6 +36,20 @@ def test_a_campaign_name_holding_personal_data_is_refused(
     assert _count(runtime, "campaigns") == 0
 
 
+def test_a_variant_that_shares_letters_with_a_short_user_id_is_a_label(
+    client: Client, as_key: KeyHeaders
+) -> None:
+    created = client.post(
+        "/v1/campaigns", json={"name": "Winter", "topic": "promotions"}, headers=as_key("campaigns:write")
+    )
+    push = {
+        "idempotency_key": "k-1", "user_id": "ada", "topic": "promotions", "title": "Sale",
+        "body": "20% off", "campaign_id": created.json()["campaign_id"], "variant": "adaptive-B",
+    }  # fmt: skip
+    answer = client.post("/v1/pushes", json=push, headers=as_key("pushes:write"))
+    assert answer.status_code == 200, answer.text
+
+
 def test_a_campaign_name_with_a_year_and_a_discount_is_a_name(client: Client, as_key: KeyHeaders) -> None:
     answer = client.post(
         "/v1/campaigns",
@@ -45,7 +59,9 @@ def test_a_campaign_name_with_a_year_and_a_discount_is_a_name(client: Client, as
     assert answer.status_code == 201, answer.text
 
 
-@pytest.mark.parametrize("variant", ["default", "13812345678", "4111111111111111"])
+@pytest.mark.parametrize(
+    "variant", ["default", "13812345678", "4111111111111111", "wallet-user-0042", "B-WALLET-USER-0042", "ADA"]
+)
 def test_a_variant_that_is_taken_or_personal_data_is_refused(
     client: Client, runtime: Runtime, as_key: KeyHeaders, variant: str
 ) -> None:
@@ -53,7 +69,8 @@ def test_a_variant_that_is_taken_or_personal_data_is_refused(
         "/v1/campaigns", json={"name": "Winter", "topic": "promotions"}, headers=as_key("campaigns:write")
     )
     push: dict[str, Any] = {
-        "idempotency_key": "k-1", "user_id": "ada", "topic": "promotions", "title": "Sale",
+        "idempotency_key": "k-1", "user_id": "ada" if variant == "ADA" else "wallet-user-0042",
+        "topic": "promotions", "title": "Sale",
         "body": "20% off", "campaign_id": created.json()["campaign_id"], "variant": variant,
     }  # fmt: skip
     key = as_key("pushes:write")
