@@ -33,8 +33,10 @@ T = TypeVar("T")
 
 
 class ConsentGateway:
-    """One gateway, one API key. `timeout` (seconds per try) configures the client the SDK
-    makes; an injected `client` keeps its own settings and stays open when this one closes."""
+    """One gateway, one API key. `timeout` configures the client the SDK makes: httpx's, so it
+    bounds each connect, write and wait for more of the answer, not a whole try (an answer that
+    keeps trickling in runs past it). An injected `client` keeps its own settings and stays open
+    when this one closes."""
 
     def __init__(
         self,
