@@ -102,7 +102,10 @@ class _Resolution(msgspec.Struct):
 
 
 def _segment(value: str) -> str:
-    """An id as one path segment, so an id holding `/` or `..` cannot reach another route."""
+    """An id as one path segment, so an id holding `/` or `..` cannot reach another route. An id
+    of dots alone is escaped too: `quote` leaves dots, and httpx resolves `.` and `..` segments."""
+    if value and value.strip(".") == "":
+        return "%2E" * len(value)
     return quote(value, safe="")
 
 

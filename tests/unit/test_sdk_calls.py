@@ -135,6 +135,26 @@ def test_requests_keep_the_base_path_quote_ids_and_carry_the_key() -> None:
     assert KEY not in repr(sdk)
 
 
+@pytest.mark.parametrize(
+    ("push_id", "path"), [("..", b"/cgw/v1/pushes/%2E%2E"), (".", b"/cgw/v1/pushes/%2E")]
+)
+def test_an_id_of_dots_stays_in_its_segment(push_id: str, path: bytes) -> None:
+    """httpx resolves dot segments: `get_push("..")` asked for `/cgw/v1`, another route."""
+    seen: list[httpx.Request] = []
+
+    def gateway(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(404, json={"status_code": 404, "detail": "no such push"})
+
+    with (
+        httpx.Client(transport=httpx.MockTransport(gateway)) as http,
+        ConsentGateway("https://example.test/cgw/", KEY, client=http) as sdk,
+        pytest.raises(NotFound),
+    ):
+        sdk.get_push(push_id)
+    assert [r.url.raw_path for r in seen] == [path]
+
+
 def test_batches_out_of_bounds_and_keys_that_are_not_api_keys_are_refused_before_sending() -> None:
     def no_network(request: httpx.Request) -> httpx.Response:
         raise AssertionError("nothing should be sent")
