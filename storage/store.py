@@ -12,7 +12,8 @@ from pathlib import Path
 
 import sqlcipher3
 
-from storage.db import Database
+from storage.crypto import DecryptionError
+from storage.db import Connection, Database
 from storage.directory import SubjectDirectory
 from storage.keys import KeyStore, KeyStoreError
 from storage.migrations import DATA_MIGRATIONS, DIRECTORY_MIGRATIONS, require_migrated
@@ -86,11 +87,29 @@ class Store:
         try:
             for db, steps in ((self.data, DATA_MIGRATIONS), (self._directory_db, DIRECTORY_MIGRATIONS)):
                 db.writer.run_alone(partial(prepare, migrations=steps))
+            self._require_wrapping_keys(tidy=migrate)
         except BaseException:
             self.close()
             raise
         self.directory = SubjectDirectory(self._directory_db, keys.keyring)
         self._keystore_seen: tuple[int, int, int, int] | None = None  # last found to hold our keys
+
+    def _require_wrapping_keys(self, *, tidy: bool) -> None:
+        """Refuse (`KeyStoreError`) a key store lacking a key-encryption key that wraps data keys
+        here: the gateway started and said it was ready, then failed every request of those
+        subjects (500, a `DecryptionError` each). Read from `wrapping_keys`, a few rows however
+        many subjects there are; a key listed there that the key store lacks is looked for among
+        the data keys, and its row dropped (when `tidy`) if a rotation re-wrapped them all."""
+        listed = self._directory_db.writer.run_alone(_listed_wrapping_keys)
+        unknown = [prefix for prefix in listed if not _unwraps(self.keys, prefix)]
+        used = self._directory_db.writer.run_alone(partial(_still_used, prefixes=unknown))
+        if lacking := [prefix[2:].decode(errors="replace") for prefix in used]:
+            raise KeyStoreError(
+                f"the key store {self.keys.path} lacks {', '.join(lacking)}, which wraps data keys in "
+                f"{DIRECTORY_FILE}: set CGW_KEYSTORE_FILE to the key store {self.data_dir} was written with"
+            )
+        if tidy and (stale := [prefix for prefix in unknown if prefix not in used]):
+            self._directory_db.writer.run_sync(partial(_drop_unused, prefixes=stale))
 
     async def unready(self) -> list[str]:
         """Each database that would not keep a write now, as "<file> <why>" (`Database.unready`)."""
@@ -152,6 +171,35 @@ def _locked_dir(data_dir: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def _listed_wrapping_keys(conn: Connection) -> list[bytes]:
+    return [bytes(prefix) for (prefix,) in conn.execute("SELECT prefix FROM wrapping_keys")]
+
+
+def _unwraps(keys: KeyStore, prefix: bytes) -> bool:
+    """Whether the keyring holds the key named by a wrapped key's `prefix` (it reloads the key
+    store first, should another process have rotated since it was read)."""
+    try:
+        keys.keyring.key_id_of(prefix)
+    except DecryptionError:
+        return False
+    return True
+
+
+_USED = "SELECT 1 FROM subjects WHERE substr(wrapped_key, 1, ?) = ? LIMIT 1"
+
+
+def _still_used(conn: Connection, prefixes: list[bytes]) -> list[bytes]:
+    """The prefixes some data key still begins with: a scan of subjects each, stopping at the
+    first (only for keys the key store lacks, so not on a healthy start)."""
+    return [prefix for prefix in prefixes if conn.execute(_USED, (len(prefix), prefix)).fetchone()]
+
+
+def _drop_unused(conn: Connection, prefixes: list[bytes]) -> None:
+    for prefix in prefixes:  # looked for again inside the transaction: a data key may be new
+        if not conn.execute(_USED, (len(prefix), prefix)).fetchone():
+            conn.execute("DELETE FROM wrapping_keys WHERE prefix = ?", (prefix,))
 
 
 _cipher_log_lock = threading.Lock()

@@ -242,3 +242,29 @@ def test_audit_commands_apply_no_pending_migration(tmp_path: Path) -> None:
         _refused(_run(env, *args), f"gateway.db has migrations pending ({last})", "consent-gateway serve")
     assert {p.name: p.read_bytes() for p in data.iterdir() if p.name.endswith(".db")} == before
     assert not (tmp_path / "e.jws").exists()
+
+
+def test_a_key_store_lacking_a_key_of_the_data_keys_is_refused(gateway_dir: Path, tmp_path: Path) -> None:
+    """`serve` started, /readyz said ready, and every request of an existing user answered 500."""
+    import json
+    from datetime import UTC, datetime
+
+    from storage.keys import KeyStore
+    from storage.store import Store
+
+    store = Store(gateway_dir, KeyStore.load(gateway_dir / "keys.json"))
+    try:
+        store.directory.ensure("ref_1", datetime.now(UTC))
+    finally:
+        store.close()
+    raw = json.loads((gateway_dir / "keys.json").read_text())
+    raw["kek"], raw["kek_active"] = {"kek-2": raw["kek"]["kek-1"]}, "kek-2"
+    (tmp_path / "other.json").write_text(json.dumps(raw))
+    env = {
+        "CGW_DATA_DIR": str(gateway_dir),
+        "CGW_KEYSTORE_FILE": str(tmp_path / "other.json"),
+        "CGW_PORT": "1",  # never reached: the databases are opened before uvicorn starts
+        "CGW_WORKER_ENABLED": "false",
+    }
+    for args in _commands(tmp_path, token=False):
+        _refused(_run(env, *args), "lacks kek-1, which wraps data keys in subjects.db", "CGW_KEYSTORE_FILE")

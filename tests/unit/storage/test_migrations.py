@@ -11,8 +11,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from storage import outbox
+from storage.crypto import Keyring
 from storage.db import Connection, connect
-from storage.migrations import DATA_MIGRATIONS, migrate
+from storage.migrations import DATA_MIGRATIONS, DIRECTORY_MIGRATIONS, migrate
 from storage.repositories import pushes
 from storage.repositories.pushes import PushRow
 
@@ -72,4 +73,32 @@ def test_pushes_due_at_once_are_claimed_in_the_order_they_were_queued(tmp_path: 
     outbox.enqueue_many(conn, [(push_id, NOW) for push_id in ids])
     conn.execute("COMMIT")
     assert [c.push_id for c in outbox.claim(conn, "w1", NOW, timedelta(minutes=1), 10)] == ids
+    conn.close()
+
+
+def test_wrapping_keys_lists_the_keys_of_data_keys_already_there_and_to_come(tmp_path: Path) -> None:
+    """Filled from the subjects an upgrade finds, then kept by triggers: a start reads it instead
+    of every subject to learn which key-encryption keys it needs."""
+    ring = Keyring({"kek-1": secrets.token_bytes(32), "hsm-2024": secrets.token_bytes(32)}, "kek-1")
+    conn = connect(tmp_path / "subjects.db", secrets.token_bytes(32))
+    migrate(conn, [m for m in DIRECTORY_MIGRATIONS if m[0] != "0003_wrapping_keys"])
+
+    def add(ref: str) -> None:
+        wrapped = ring.wrap(b"k" * 32, b"aad")
+        conn.execute("INSERT INTO subjects VALUES (?, ?, ?, ?)", (ref, ref, wrapped, NOW.isoformat()))
+
+    add("ref_1")
+    add("ref_2")
+    assert migrate(conn, DIRECTORY_MIGRATIONS) == ["0003_wrapping_keys"]
+    listed = "SELECT prefix FROM wrapping_keys ORDER BY prefix"
+    assert conn.execute(listed).fetchall() == [(b"\x01\x05kek-1",)]
+    ring.active = "hsm-2024"
+    add("ref_3")
+    rewrapped = ring.wrap(b"k" * 32, b"aad")
+    conn.execute("UPDATE subjects SET wrapped_key = ? WHERE subject_ref = 'ref_1'", (rewrapped,))
+    assert conn.execute(listed).fetchall() == [(b"\x01\x05kek-1",), (b"\x01\x08hsm-2024",)]
+    long_id = "k" * 200  # a length byte past 0x7f, read through its hex digits
+    ring.merge({long_id: secrets.token_bytes(32)}, long_id)
+    add("ref_4")
+    assert (b"\x01\xc8" + long_id.encode(),) in conn.execute(listed).fetchall()
     conn.close()

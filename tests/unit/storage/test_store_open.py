@@ -1,5 +1,6 @@
-"""What `Store` refuses to open: half a data dir, a database a newer version migrated, and (for the
-commands that change nothing) a database not yet migrated to this version.
+"""What `Store` refuses to open: half a data dir, a database a newer version migrated, (for the
+commands that change nothing) a database not yet migrated to this version, and a key store lacking
+a key-encryption key that wraps data keys.
 
 Each was opened without a word: a missing database was made anew and empty (the ledger restarted
 at event 1, or every data key was gone), a newer schema was used as if it were this one's, and
@@ -8,12 +9,14 @@ at event 1, or every data key was gone), a newer schema was used as if it were t
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from storage.db import connect
-from storage.keys import KeyStore
+from storage.keys import KeyStore, KeyStoreError
 from storage.migrations import DATA_MIGRATIONS, DIRECTORY_MIGRATIONS, SchemaError, migrate
 from storage.store import DATA_FILE, DIRECTORY_FILE, DataDirError, Store
 
@@ -90,3 +93,65 @@ def test_without_migrating_a_pending_migration_is_refused_and_not_applied(tmp_pa
     conn.close()
     Store(data, keys).close()  # a start applies it
     Store(data, keys, migrate=False).close()  # and then the audit commands open it
+
+
+def _subject(data: Path, ref: str) -> None:
+    store = Store(data, _keys(data))
+    try:
+        store.directory.ensure(ref, datetime.now(UTC))
+    finally:
+        store.close()
+
+
+def _keystore_with_keks(data: Path, target: Path, keks: dict[str, str], active: str) -> KeyStore:
+    """A copy of the data dir's key store with these key-encryption keys (ids to keys or to the
+    id of the original key to reuse), every other key the same."""
+    raw = json.loads((data / "keys.json").read_text())
+    raw["kek"] = {kid: raw["kek"].get(source, source) for kid, source in keks.items()}
+    raw["kek_active"] = active
+    target.write_text(json.dumps(raw))
+    return KeyStore.load(target)
+
+
+def test_a_key_store_lacking_a_key_that_wraps_data_keys_is_refused(data_dir: Path, tmp_path: Path) -> None:
+    """It started and said it was ready, then answered 500 to every request of those subjects."""
+    _subject(data_dir, "ref_1")
+    other = _keystore_with_keks(data_dir, tmp_path / "other.json", {"kek-7": "kek-1"}, "kek-7")
+    with pytest.raises(KeyStoreError, match=r"lacks kek-1, which wraps data keys in subjects\.db"):
+        Store(data_dir, other)
+    with pytest.raises(KeyStoreError, match="lacks kek-1"):
+        Store(data_dir, other, migrate=False)
+
+
+def test_a_key_no_data_key_uses_any_more_may_go(data_dir: Path, tmp_path: Path) -> None:
+    """After a rotation re-wrapped every data key, the old key-encryption key is not needed."""
+    _subject(data_dir, "ref_1")
+    keys = _keys(data_dir)
+    store = Store(data_dir, keys)
+    keys.add_kek()
+    assert store.directory.rewrap_all() == 1
+    store.close()
+    kept = _keystore_with_keks(data_dir, tmp_path / "kept.json", {"kek-2": "kek-2"}, "kek-2")
+    Store(data_dir, kept).close()
+    reopened = Store(data_dir, kept)
+    try:
+        assert reopened.directory.resolve("ref_1") is not None
+        conn = reopened._directory_db.reader()
+        assert [bytes(p) for (p,) in conn.execute("SELECT prefix FROM wrapping_keys")] == [b"\x01\x05kek-2"]
+    finally:
+        reopened.close()
+
+
+def test_the_key_check_reads_no_subject_on_a_healthy_start(data_dir: Path) -> None:
+    """A million subjects must not slow a start: the check reads `wrapping_keys`, not `subjects`."""
+    for n in range(3):
+        _subject(data_dir, f"ref_{n}")
+    store = Store(data_dir, _keys(data_dir))
+    try:
+        statements: list[str] = []
+        store._directory_db.writer._conn.set_trace_callback(statements.append)
+        store._require_wrapping_keys(tidy=True)
+        store._directory_db.writer._conn.set_trace_callback(None)
+    finally:
+        store.close()
+    assert statements == ["SELECT prefix FROM wrapping_keys"]
