@@ -215,13 +215,17 @@ async def _worker(settings: Settings) -> int:
 def _create_key(settings: Settings, name: str, scopes: tuple[str, ...]) -> int:
     from gateway.errors import GatewayError
     from gateway.runtime import Runtime
+    from gateway.services.api_keys import check_name, check_scopes
 
+    try:  # as the API refuses them, and before a gateway is set up in an empty data dir
+        check_name(name)
+        check_scopes(scopes)
+    except GatewayError as exc:
+        print(f"consent-gateway: {exc.detail}", file=sys.stderr)
+        return EXIT_USAGE
     runtime = Runtime(settings)
     try:
         key, secret = runtime.api_keys.create_sync(name, scopes)
-    except GatewayError as exc:  # scopes no key may hold together, as the API refuses them
-        print(f"consent-gateway: {exc.detail}", file=sys.stderr)
-        return EXIT_USAGE
     finally:
         runtime.close()
     print(secret)

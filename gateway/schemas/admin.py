@@ -9,15 +9,21 @@ from msgspec import Meta
 
 from policies.settings import PolicySettings
 
-__all__ = ["ApiKeyCreate", "ApiKeyCreated", "PolicyRead", "RotationRead"]
+__all__ = ["ApiKeyCreate", "ApiKeyCreated", "KeyName", "PolicyRead", "RotationRead"]
 
 Scope = Literal[
     "pushes:write", "campaigns:write", "campaigns:read", "complaints:write", "audit:read", "admin"
 ]
 
 
+KeyName = Annotated[str, Meta(min_length=1, max_length=100, pattern=r"^[\w .:-]+$(?!\n)")]
+"""An API key's name, one short printable line as key lists and logs show it. The one rule for the
+API (decoded here) and `keys create` (`gateway.services.api_keys.check_name`). `(?!\n)`: Python's
+`$` also matches before a final newline, and "name\n" got through."""
+
+
 class ApiKeyCreate(msgspec.Struct, forbid_unknown_fields=True):
-    name: Annotated[str, Meta(min_length=1, max_length=100, pattern=r"^[\w .:-]+$")]
+    name: KeyName
     scopes: Annotated[list[Scope], Meta(min_length=1, max_length=6)]
 
 

@@ -7,15 +7,18 @@ import threading
 import time
 from collections.abc import Callable
 
+import msgspec
+
 from gateway.auth import SCOPES
 from gateway.clock import Clock
 from gateway.errors import Conflict, InvalidInput, NotFound
+from gateway.schemas.admin import KeyName
 from storage.db import Connection
 from storage.repositories import api_keys as repo
 from storage.repositories.api_keys import ApiKey
 from storage.store import Store
 
-__all__ = ["MAX_AGE_SECONDS", "SEPARATE", "ApiKeyRegistry", "check_scopes"]
+__all__ = ["MAX_AGE_SECONDS", "SEPARATE", "ApiKeyRegistry", "check_name", "check_scopes"]
 
 # How long a positive verification is trusted before the key is read again: the longest a key
 # revoked by another process (a second `serve` on the same data dir) still works here. A hit costs
@@ -61,7 +64,9 @@ class ApiKeyRegistry:
         return await self._store.data.writer.run(self._creation(name, scopes))
 
     def _creation(self, name: str, scopes: tuple[str, ...]) -> Callable[[Connection], tuple[ApiKey, str]]:
-        """The writer unit that creates a key, scopes checked first (for the CLI and the admin route)."""
+        """The writer unit that creates a key, name and scopes checked first (for the CLI and the
+        admin route)."""
+        check_name(name)
         check_scopes(scopes)
         now = self._clock()
         return lambda conn: repo.create(conn, name=name, scopes=scopes, now=now)
@@ -80,6 +85,15 @@ class ApiKeyRegistry:
             raise NotFound("no such live API key", "key_id")
         with self._lock:
             self._cache = {d: hit for d, hit in self._cache.items() if hit[0].key_id != key_id}
+
+
+def check_name(name: str) -> None:
+    """The admin route decodes a name as a `KeyName`; `keys create` takes it from the command line,
+    where "", 5,000 characters, a newline or "<script>" went into key lists unchecked."""
+    try:
+        msgspec.convert(name, type=KeyName)
+    except msgspec.ValidationError as exc:
+        raise InvalidInput(f"name: 1-100 letters, digits, spaces or any of _ . : - ({exc})", "name") from None
 
 
 def check_scopes(scopes: tuple[str, ...]) -> None:

@@ -55,3 +55,21 @@ def test_scopes_no_key_may_hold_together_are_one_line_not_a_traceback(tmp_path: 
     assert done.stdout == ""
     assert "Traceback" not in done.stderr
     assert "`admin` and `audit:read` are never given to one key" in done.stderr
+
+
+@pytest.mark.parametrize("name", ["", "x" * 5000, "evil\nname", "<script>", "trailing\n"])
+def test_a_name_the_api_refuses_is_refused_here_too(tmp_path: Path, name: str) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    done = subprocess.run(
+        [CLI, "keys", "create", "--name", name, "--scope", "campaigns:read", "--data-dir", str(data)],
+        env={},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stdout == ""
+    assert len(done.stderr.splitlines()) == 1, done.stderr[-2000:]
+    assert done.stderr.startswith("consent-gateway: name: 1-100 letters, digits, spaces")
+    assert list(data.iterdir()) == []  # refused before a gateway was set up there
