@@ -250,14 +250,29 @@ def _token(settings: Settings, user_id: str) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
-    if not 1 <= len(user_id) <= 128:
-        print("consent-gateway: USER_ID must be 1-128 characters", file=sys.stderr)
+    if (refused := _refused_user_id(settings, user_id)) is not None:
+        print(f"consent-gateway: USER_ID: {refused}", file=sys.stderr)
         return EXIT_USAGE
     keys = load_keys(settings)
     if settings.keystore_file is None:
         check_pair(settings.data_dir)  # a token for a gateway that lost a database is no good
     print(user_tokens(settings, keys).mint(user_id, system_clock()))
     return 0
+
+
+def _refused_user_id(settings: Settings, user_id: str) -> str | None:
+    """Why the server would refuse a token for `user_id`, in its words, or None. Checked by the
+    server's own verifier on a token minted under a throwaway secret, before any key is read (or
+    made): a length check here let through what UTF-8 cannot encode (`token $'\\xff'`)."""
+    from gateway.auth import UserTokens
+    from gateway.errors import NotAuthenticated
+
+    probe = UserTokens(audience=settings.jwt_audience, secret=os.urandom(32).hex())
+    try:
+        probe.verify(probe.mint(user_id, system_clock()))
+    except NotAuthenticated as exc:
+        return exc.detail
+    return None
 
 
 def _verify(settings: Settings) -> int:
