@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import os
 import signal
+import stat
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -349,9 +350,11 @@ def _moment(text: str) -> datetime:
 async def _export(settings: Settings, start: datetime | None, end: datetime | None, out: Path) -> int:
     """The same signed export as `GET /v1/audit/export`, checkpointing the ledger first.
 
-    `out` is opened before that: an unwritable path found afterwards would leave a signed
-    checkpoint in the ledger for an export nobody got. A file this command created is removed
-    again if the export is refused; one that was there is not truncated until there is an export."""
+    `out` is opened, and what it is looked at, before that: an unwritable path found afterwards
+    would leave a signed checkpoint in the ledger for an export nobody got. A file this command
+    created is removed again if the export is refused; one that was there is not truncated until
+    there is an export, and only a regular file is (`--out /dev/stdout` into a pipe failed on the
+    truncation, after signing)."""
     from gateway.errors import GatewayError
     from gateway.services.audit import AuditService
     from gateway.signing import Signer
@@ -360,28 +363,41 @@ async def _export(settings: Settings, start: datetime | None, end: datetime | No
     existed = out.exists()
     try:
         fd = os.open(out, os.O_WRONLY | os.O_CREAT, 0o600)
+        regular = stat.S_ISREG(os.fstat(fd).st_mode)
     except OSError as exc:
         store.close()
         print(f"consent-gateway: --out {out}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE
     audit, written = AuditService(store, system_clock, Signer(keys.signing)), False
     try:
-        with os.fdopen(fd, "w") as handle:
-            try:
-                answer, count = await audit.export(start, end)
-            finally:
-                store.close()
-            handle.truncate(0)
-            handle.write(answer.jws + "\n")
+        try:
+            answer, count = await audit.export(start, end)
+        finally:
+            store.close()
+        _write_out(fd, (answer.jws + "\n").encode(), truncate=regular)
         written = True
     except GatewayError as exc:
         print(f"consent-gateway: {exc.detail}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as exc:  # the reader of a pipe gone, a full disk: the checkpoint is signed
+        print(f"consent-gateway: --out {out}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
     finally:
+        os.close(fd)
         if not written and not existed:
             out.unlink(missing_ok=True)
     print(f"wrote {count} events to {out}", file=sys.stderr)
     return 0
+
+
+def _write_out(fd: int, data: bytes, *, truncate: bool) -> None:
+    """Straight to the descriptor, unbuffered: a failed write is reported once, here, not again
+    by a buffered file's close."""
+    if truncate:
+        os.ftruncate(fd, 0)
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _verify_export(settings: Settings, path: Path, jwks: Path | None) -> int:

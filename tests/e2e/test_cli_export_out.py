@@ -86,3 +86,21 @@ def test_the_export_is_written_private(data: Path, tmp_path: Path) -> None:
     fresh = tmp_path / "fresh.jws"
     assert _run(data, "audit", "export", "--out", str(fresh)).returncode == 0
     assert fresh.stat().st_mode & 0o777 == 0o600
+
+
+def test_an_export_into_a_pipe(data: Path, tmp_path: Path) -> None:
+    """`--out /dev/stdout | ...` failed with "Invalid argument" (truncating a pipe), after signing."""
+    done = _run(data, "audit", "export", "--out", "/dev/stdout")  # stdout is a pipe here
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count(".") == 2
+    assert done.stdout.endswith("\n")
+    saved = tmp_path / "piped.jws"
+    saved.write_text(done.stdout)
+    assert _run(data, "audit", "verify", "--export", str(saved)).returncode == 0
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full")
+def test_a_failed_write_is_one_line_naming_out(data: Path) -> None:
+    done = _run(data, "audit", "export", "--out", "/dev/full")
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.splitlines() == ["consent-gateway: --out /dev/full: No space left on device"]
