@@ -8,6 +8,7 @@ and exit status 2.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import re
 from collections.abc import Callable, Mapping
@@ -112,7 +113,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         variable, and an error names the flag (`--port`). `overrides` win too, as given (tests).
 
         An empty variable is unset, as if absent. An empty flag is refused: `--data-dir ""` was
-        typed on purpose, and as a path it would have meant the current directory."""
+        typed on purpose, and as a path it would have meant the current directory. A `CGW_`
+        variable that is no setting is refused (`_refuse_unknown`)."""
+        _refuse_unknown(env)
         values: dict[str, object] = {}
         flags = flags or {}
         for name in _PARSERS:
@@ -203,6 +206,29 @@ them: it is checked when opened, a `KeyStoreError` that the CLI also turns into 
 
 def _var(name: str) -> str:
     return "CGW_" + name.upper()
+
+
+_NOT_SETTINGS = frozenset({"CGW_REQUIRE_BROWSER"})
+"""`CGW_` variables that are not the gateway's yet are set where it runs: the test suite's switch
+that fails its browser tests when no browser is installed (`.ci/run`, tests/browser)."""
+
+
+def _refuse_unknown(env: Mapping[str, str]) -> None:
+    """A `CGW_` variable that is no setting was ignored: `CGW_JWT_SECRET_FILE` (a *_FILE form we
+    do not read) left the gateway on dev tokens without a word. Refused, with the setting meant
+    when one is close. Empty ones are unset, as for the settings themselves."""
+    known = {_var(name) for name in _PARSERS}
+    for variable in sorted(env):
+        if not variable.startswith("CGW_") or variable in known or variable in _NOT_SETTINGS:
+            continue
+        if env[variable] == "":
+            continue
+        hint = ""
+        if variable.removesuffix("_FILE") in known:
+            hint = f" (there is no _FILE form: set {variable.removesuffix('_FILE')} itself)"
+        elif close := difflib.get_close_matches(variable, sorted(known), n=1, cutoff=0.8):
+            hint = f" (did you mean {close[0]}?)"
+        raise SettingsError(f"{variable}: not a setting{hint}")
 
 
 def _flag(name: str) -> str:

@@ -340,3 +340,51 @@ def test_serve_prints_a_dev_token_only_under_the_dev_secret(
             server.terminate()
     assert any("an API key:" in line for line in banner), banner
     assert any("dev token for user 'demo-user'" in line for line in banner) is prints_token
+
+
+@pytest.mark.parametrize(
+    ("variable", "hint"),
+    [
+        ("CGW_JWT_SECRET_FILE", "(there is no _FILE form: set CGW_JWT_SECRET itself)"),
+        (
+            "CGW_DELIVERY_WEBHOOK_SECRET_FILE",
+            "(there is no _FILE form: set CGW_DELIVERY_WEBHOOK_SECRET itself)",
+        ),
+        ("CGW_DATADIR", "(did you mean CGW_DATA_DIR?)"),
+        ("CGW_WORKER_CONCURENCY", "(did you mean CGW_WORKER_CONCURRENCY?)"),
+        ("CGW_SOMETHING_ELSE", ""),
+    ],
+)
+def test_an_unknown_cgw_variable_is_refused(variable: str, hint: str) -> None:
+    """`CGW_JWT_SECRET_FILE` was ignored, and the gateway ran on dev tokens without a word."""
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env({variable: "/run/secrets/jwt"})
+    assert str(refused.value) == f"{variable}: not a setting {hint}".rstrip()
+
+
+def test_what_the_spec_lists_and_the_test_suites_switch_are_accepted(tmp_path: Path) -> None:
+    env = {
+        "CGW_DATA_DIR": str(tmp_path),
+        "CGW_JWT_SECRET": GOOD_SECRET,
+        "CGW_JWT_AUDIENCE": "consent-gateway",
+        "CGW_DELIVERY_WEBHOOK_URL": "https://relay.example.com/push",
+        "CGW_DELIVERY_WEBHOOK_SECRET": "w" * 32,
+        "CGW_TIMEZONE": "Asia/Shanghai",
+        "CGW_REQUIRE_BROWSER": "1",  # set by .ci/run for tests/browser: not the gateway's
+        "CGW_UNKNOWN_BUT_EMPTY": "",  # empty is unset
+        "OTHER": "x",
+    }
+    assert Settings.from_env(env).timezone == "Asia/Shanghai"
+    Settings.from_env({"CGW_JWT_PUBLIC_KEY_FILE": "", "CGW_DATA_DIR": str(tmp_path)})
+
+
+def test_the_cli_refuses_an_unknown_variable_in_one_line(tmp_path: Path) -> None:
+    env = {"CGW_DATA_DIR": str(tmp_path), "CGW_JWT_SECRET_FILE": str(tmp_path / "jwt")}
+    done = subprocess.run([CLI, "token", "x"], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr == (
+        "consent-gateway: configuration error: CGW_JWT_SECRET_FILE: not a setting "
+        "(there is no _FILE form: set CGW_JWT_SECRET itself)\n"
+    )
+    assert list(tmp_path.iterdir()) == []
