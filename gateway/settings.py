@@ -208,18 +208,13 @@ def _var(name: str) -> str:
     return "CGW_" + name.upper()
 
 
-_NOT_SETTINGS = frozenset({"CGW_REQUIRE_BROWSER"})
-"""`CGW_` variables that are not the gateway's yet are set where it runs: the test suite's switch
-that fails its browser tests when no browser is installed (`.ci/run`, tests/browser)."""
-
-
 def _refuse_unknown(env: Mapping[str, str]) -> None:
     """A `CGW_` variable that is no setting was ignored: `CGW_JWT_SECRET_FILE` (a *_FILE form we
     do not read) left the gateway on dev tokens without a word. Refused, with the setting meant
     when one is close. Empty ones are unset, as for the settings themselves."""
     known = {_var(name) for name in _PARSERS}
     for variable in sorted(env):
-        if not variable.startswith("CGW_") or variable in known or variable in _NOT_SETTINGS:
+        if not variable.startswith("CGW_") or variable in known:
             continue
         if env[variable] == "":
             continue

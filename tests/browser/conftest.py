@@ -4,7 +4,7 @@ This folder is a package (`browser`), so this conftest is `browser.conftest` and
 tests/conftest.py, which other tests import as `conftest`.
 
 `.ci/run` installs the `chromium` package. Elsewhere, without it, these tests skip and say why;
-with CGW_REQUIRE_BROWSER=1 (set by `.ci/run`) a missing browser fails them instead, so CI can
+with TESTS_REQUIRE_BROWSER=1 (set by `.ci/run`) a missing browser fails them instead, so CI can
 never pass by not running them.
 """
 
@@ -33,8 +33,8 @@ def browser() -> Iterator[Browser]:
     """Per module, not per session: Playwright's sync API runs an event loop in this thread while
     it is started, and the tests after these call `asyncio.run`, which refuses to nest in one."""
     if not CHROMIUM.exists():
-        if os.environ.get("CGW_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"{CHROMIUM} is missing and CGW_REQUIRE_BROWSER=1")
+        if os.environ.get("TESTS_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"{CHROMIUM} is missing and TESTS_REQUIRE_BROWSER=1")
         pytest.skip(f"{CHROMIUM} is not installed (Debian package chromium; .ci/run installs it)")
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
