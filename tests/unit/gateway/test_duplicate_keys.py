@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import tracemalloc
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.body import _refuse_duplicate_keys
+from gateway.body import _refuse_duplicate_keys, decode_strict
 from gateway.errors import InvalidInput
+from gateway.schemas.pushes import BatchCreate
 
 NAMES = st.sampled_from(["a", "b", "granted", "data", "ü", "k"])
 
@@ -64,3 +66,30 @@ def test_the_same_key_in_sibling_objects_is_no_repeat() -> None:
 
 def test_malformed_json_is_left_to_the_decoder() -> None:
     _refuse_duplicate_keys(b'{"a": 1, "a": ')
+
+
+PUSH = '{"idempotency_key": "k1", "user_id": "u1", "topic": "promotions", "title": "t", "body": "b"'
+
+
+def test_a_repeat_in_a_body_the_model_accepts_is_refused_naming_it() -> None:
+    raw = ('{"pushes": [' + PUSH + ', "data": {"deeplink": "a", "deeplink": "b"}}]}').encode()
+    assert decode_strict(('{"pushes": [' + PUSH + "}]}").encode(), BatchCreate).pushes[0].title == "t"
+
+    with pytest.raises(InvalidInput) as refused:
+        decode_strict(raw, BatchCreate)
+    assert refused.value.field == "deeplink"
+
+
+def test_a_body_the_model_refuses_is_not_scanned_whole() -> None:
+    """Ten million values in the wrong place: read whole, as a tree, they would take far more
+    memory than the body (and seconds of the event loop); the model refuses them at the first."""
+    raw = b'{"pushes": [[' + b",".join([b"0"] * 10_000_000) + b"]]}"
+    tracemalloc.start()
+    try:
+        with pytest.raises(InvalidInput) as refused:
+            decode_strict(raw, BatchCreate)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert refused.value.field == "pushes[0]"
+    assert peak < len(raw) // 10
