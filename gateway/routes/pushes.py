@@ -18,10 +18,11 @@ __all__ = ["PushController"]
 
 KeyRequest = Request[Principal, Any, Any]
 BATCH_BODY_LIMIT = 64 * 1024 * 1024
-"""Room for 10,000 of the largest pushes the policies accept (4 KiB of payload plus a user id,
-keys and names, about 5 KB; a reviewer's 10,000 of 3.5 KB were refused whole at 32 MiB), at 1.2
-bytes per byte for escapes. Pushes with content past what the policies accept may need more;
-they are refused anyway, and a batch of them can be split."""
+"""Room for 10,000 of the largest pushes the policies accept, written as UTF-8 (4 KiB of payload
+plus a user id, keys and names, about 5 KB; a reviewer's 10,000 of 3.5 KB were refused whole at
+32 MiB), as msgspec and our SDK write them. Escaping non-ASCII text as `\\uXXXX` (Python's
+`json.dumps` by default) triples it: 10,000 maximal pushes in Cyrillic or emoji come to ~125 MB
+and must be split; the 413 names this limit in bytes."""
 READ_PUSH = (
     "No such push, or not one this key may read: a service reads the pushes it submitted, a "
     "`campaigns:read` key campaign pushes."
