@@ -56,7 +56,16 @@ class DataDirError(Exception):
 def check_pair(data_dir: Path) -> None:
     """Refuse (`DataDirError`) a data dir holding one database without the other. Opening it would
     make a new, empty one in its place without a word: without gateway.db the ledger starts again
-    at event 1 (and `audit verify` finds it clean), without subjects.db every data key is gone."""
+    at event 1 (and `audit verify` finds it clean), without subjects.db every data key is gone.
+    Looked at under the data dir's lock, as `Store` opens it: a gateway starting for the first
+    time has made one database and not yet the other."""
+    if not data_dir.is_dir():
+        return  # no data dir, so no database without the other
+    with _locked_dir(data_dir):
+        _check_pair(data_dir)
+
+
+def _check_pair(data_dir: Path) -> None:
     found = [name for name in (DATA_FILE, DIRECTORY_FILE) if (data_dir / name).exists()]
     if len(found) == 1:
         (there,) = found
@@ -76,7 +85,7 @@ class Store:
         self.keys = keys
         self.pseudonyms = Pseudonymizer(keys.pseudonym_key)
         with _quiet_cipher_log(), _locked_dir(data_dir):
-            check_pair(data_dir)
+            _check_pair(data_dir)
             self.data = Database(data_dir / DATA_FILE, keys.database_key, name="data")
             try:
                 self._directory_db = Database(data_dir / DIRECTORY_FILE, keys.directory_key, name="directory")

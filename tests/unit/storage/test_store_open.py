@@ -9,7 +9,10 @@ at event 1, or every data key was gone), a newer schema was used as if it were t
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,7 +21,7 @@ import pytest
 from storage.db import connect
 from storage.keys import KeyStore, KeyStoreError
 from storage.migrations import DATA_MIGRATIONS, DIRECTORY_MIGRATIONS, SchemaError, migrate
-from storage.store import DATA_FILE, DIRECTORY_FILE, DataDirError, Store
+from storage.store import DATA_FILE, DIRECTORY_FILE, DataDirError, Store, check_pair
 
 
 @pytest.fixture
@@ -46,6 +49,32 @@ def test_one_database_without_the_other_is_refused_not_made_anew(
     with pytest.raises(DataDirError, match=f"^{kept} exists but {missing} is missing in "):
         Store(data_dir, _keys(data_dir))
     assert not (data_dir / missing).exists()
+
+
+def test_the_pair_is_checked_as_a_first_start_finishes_not_halfway(tmp_path: Path) -> None:
+    """`token` and the audit commands check the pair of a data dir a gateway may be setting up:
+    mid-way it holds one database, under the lock `Store` takes to make both."""
+    (tmp_path / DATA_FILE).touch()
+    outcome: list[BaseException | None] = []
+
+    def check() -> None:
+        try:
+            check_pair(tmp_path)
+            outcome.append(None)
+        except DataDirError as exc:
+            outcome.append(exc)
+
+    fd = os.open(tmp_path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # as `Store` holds it while it makes the databases
+        checker = threading.Thread(target=check)
+        checker.start()
+        checker.join(timeout=0.5)  # long enough for a check that does not wait to have refused
+        (tmp_path / DIRECTORY_FILE).touch()
+    finally:
+        os.close(fd)
+    checker.join()
+    assert outcome == [None]
 
 
 def test_an_empty_data_dir_gets_both_databases(tmp_path: Path) -> None:
