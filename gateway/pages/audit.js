@@ -83,13 +83,17 @@
       el("div", { class: "row" }, el("label", { for: "api-key", text: "API key" }), input, el("button", { onclick: go }, "Continue"))));
   }
 
+  // The views are a set of buttons, the current one marked `aria-current`; the one pressed keeps
+  // the focus across the rebuild, so a keyboard user is not sent back to the top of the page.
   function renderTab(name) {
+    const refocus = document.activeElement && document.activeElement.id === `tab-${name}`;
     document.getElementById("controls").replaceChildren(
       el("button", { class: "secondary", onclick: () => signOut() }, "Sign out"));
     const tabs = el("nav", { class: "tabs", "aria-label": "Views" }, ...TABS.map(([id, label]) =>
-      el("button", { id: `tab-${id}`, class: "secondary", "aria-selected": String(id === name), onclick: () => renderTab(id) }, label)));
+      el("button", { id: `tab-${id}`, class: "secondary", "aria-current": id === name ? "page" : null, onclick: () => renderTab(id) }, label)));
     const view = el("div", { id: "view" });
     app.replaceChildren(tabs, view);
+    if (refocus) document.getElementById(`tab-${name}`).focus();
     status.replaceChildren();
     if (name === "ledger") ledger(view);
     else if (name === "subject") subject(view);

@@ -66,27 +66,34 @@
   // One change at a time: a second click while one is saving would send it twice (two
   // complaints, say). After a success the view is read again. After a refusal too for a switch,
   // so it does not stay flipped; but a form (`keepOnRefusal`) keeps what was typed, so the
-  // person can see and mend the value the refusal names.
+  // person can see and mend the value the refusal names. A switch (`control`) whose change was
+  // not saved and whose view could not be read again is flipped back by hand: it was not sent
+  // (busy), or the gateway did not take it.
   let busy = false;
 
-  async function change(action, message, keepOnRefusal = false) {
+  async function change(action, { message = null, keepOnRefusal = false, control = null } = {}) {
+    const flipBack = () => { if (control) control.checked = !control.checked; };
     if (busy) {
+      flipBack();
       say(t("busy"), "error");
       return;
     }
     busy = true;
     app.setAttribute("aria-busy", "true");
     let answer = null;
+    let refused = null;
     let failure = null;
     try {
       answer = await action();
     } catch (error) {
-      failure = error;
+      refused = failure = error;
     }
     try {
-      if (!(failure && keepOnRefusal)) await load();
+      if (!(refused && keepOnRefusal)) await load();
+      else flipBack();
     } catch (error) {
       failure = failure || error;
+      if (refused) flipBack();
     } finally {
       busy = false;
       app.removeAttribute("aria-busy");
@@ -110,7 +117,7 @@
       call("GET", "/v1/me/complaints"),
       call("GET", "/v1/me/consents/history"),
     ]);
-    lang = I18N[state.locale] ? state.locale : lang;
+    if (I18N[state.locale]) lang = state.locale;  // null until the person chooses: the browser's meanwhile
     render({ state, devices, notifications, complaints, history });
   }
 
@@ -129,7 +136,8 @@
     document.getElementById("controls").replaceChildren(...controls);
   }
 
-  // The language is the person's preference (their pushes use it too), so it is saved.
+  // The language is the person's preference, so it is saved; until they choose one, the page
+  // speaks the one asked for (`?lang=`) or the browser's.
   function switchLanguage(value) {
     lang = value;
     if (!token) return renderSignIn();
@@ -189,7 +197,7 @@
           type: "checkbox", name: `consent-${purpose}`, checked: consent.granted,
           onchange: (event) => change(
             () => call("PUT", `/v1/me/consents/${purpose}`, { granted: event.target.checked, notice_version: NOTICE_VERSION }),
-            (answer) => t("receipt", { id: answer.receipt.receipt_id }),
+            { message: (answer) => t("receipt", { id: answer.receipt.receipt_id }), control: event.target },
           ),
         }),
         el("span", {}, t(`purpose_${purpose}`),
@@ -206,7 +214,10 @@
       return el("label", { class: "toggle" },
         el("input", {
           type: "checkbox", name: `topic-${topic}`, checked: on, disabled: topic === "transactional" || missing.length > 0,
-          onchange: (event) => change(() => call("PATCH", "/v1/me/preferences", { topics: { [topic]: event.target.checked } })),
+          onchange: (event) => change(
+            () => call("PATCH", "/v1/me/preferences", { topics: { [topic]: event.target.checked } }),
+            { control: event.target },
+          ),
         }),
         el("span", {}, t(`topic_${topic}`), missing.length
           ? el("small", { text: t("topic_needs", { purposes: missing.map((purpose) => t(`purpose_${purpose}`)).join(", ") }) })
@@ -221,14 +232,18 @@
     const perWeek = el("input", { type: "number", id: "max-per-week", min: 0, max: 3, value: state.frequency.max_per_week });
     const zones = typeof Intl.supportedValuesOf === "function" ? Intl.supportedValuesOf("timeZone") : [];
     const timezone = el("input", { id: "timezone", list: "zones", value: state.timezone, autocomplete: "off" });
+    // Only what was changed is sent: the stored window sent again with a new zone would be
+    // refused whole should the policy have changed its rules since it was saved.
     const save = () => {
       const cap = perWeek.value.trim();
       if (!/^[0-3]$/.test(cap)) return say(t("invalid_field", { field: t("field_max_per_week") }), "error");
-      change(() => call("PATCH", "/v1/me/preferences", {
-        quiet_hours: { start: start.value, end: end.value },
-        frequency: { max_per_week: Number(cap) },
-        timezone: timezone.value.trim(),
-      }), null, true);
+      const changes = {};
+      if (start.value !== state.quiet_hours.start || end.value !== state.quiet_hours.end) {
+        changes.quiet_hours = { start: start.value, end: end.value };
+      }
+      if (Number(cap) !== state.frequency.max_per_week) changes.frequency = { max_per_week: Number(cap) };
+      if (timezone.value.trim() !== state.timezone) changes.timezone = timezone.value.trim();
+      change(() => call("PATCH", "/v1/me/preferences", changes), { keepOnRefusal: true });
     };
     return section("timing", t("timing_title"), null,
       el("div", { class: "row" }, el("span", { text: t("quiet_hours") }),
@@ -247,7 +262,7 @@
       navigator.geolocation.getCurrentPosition(
         (position) => change(
           () => call("PUT", "/v1/me/location", { lat: position.coords.latitude, lon: position.coords.longitude }),
-          (answer) => t("location_saved", { geohash: answer.geohash }),
+          { message: (answer) => t("location_saved", { geohash: answer.geohash }) },
         ),
         () => say(t("location_unavailable"), "error"),
         { enableHighAccuracy: false, timeout: 10000 },
@@ -265,7 +280,10 @@
         el("span", { class: "meta", text: when(device.created_at) }), " ",
         el("button", {
           class: "secondary",
-          onclick: () => change(() => call("DELETE", `/v1/me/devices/${encodeURIComponent(device.device_id)}`), t("device_removed")),
+          onclick: () => change(
+            () => call("DELETE", `/v1/me/devices/${encodeURIComponent(device.device_id)}`),
+            { message: t("device_removed") },
+          ),
         }, t("device_remove"))));
     return section("devices", t("devices_title"), items.length ? null : t("devices_none"), el("ul", { class: "items" }, ...items));
   }
@@ -289,20 +307,40 @@
     return fact;
   }
 
+  // About one message (`pushId`), or, without one, about the messages in general ("I never
+  // agreed to this" needs no message to point at, and a failed one is not listed).
   function complaintForm(pushId) {
     const reasons = ["too_frequent", "irrelevant", "offensive", "no_consent", "privacy", "other"];
-    const reason = el("select", { name: "reason", "aria-label": t("complaint_reason") },
+    const id = `complaint-${pushId || "general"}`;
+    const reason = el("select", { id: `${id}-reason`, name: "reason" },
       ...reasons.map((code) => el("option", { value: code }, t(`reason_${code}`))));
-    const comment = el("textarea", { name: "comment", maxlength: 2000, "aria-label": t("complaint_comment") });
+    const comment = el("textarea", { id: `${id}-comment`, name: "comment", maxlength: 2000 });
+    const about = pushId ? { push_id: pushId } : {};
     const send = () => change(
-      () => call("POST", "/v1/me/complaints", { push_id: pushId, reason: reason.value, ...(comment.value.trim() ? { comment: comment.value } : {}) }),
-      (answer) => [t("complaint_sent"), ...answer.actions_taken.map((action) => t(`action_${action}`))].join(" · "),
-      true,
+      () => call("POST", "/v1/me/complaints", { ...about, reason: reason.value, ...(comment.value.trim() ? { comment: comment.value } : {}) }),
+      {
+        message: (answer) => [t("complaint_sent"), ...answer.actions_taken.map((action) => t(`action_${action}`))].join(" · "),
+        keepOnRefusal: true,
+      },
     );
-    return el("div", { class: "complaint-form" },
-      el("div", { class: "row" }, el("label", { text: t("complaint_reason") }), reason),
-      el("label", { text: t("complaint_comment") }), comment,
+    return el("div", { class: "complaint-form", id },
+      el("div", { class: "row" }, el("label", { for: reason.id, text: t("complaint_reason") }), reason),
+      el("label", { for: comment.id, text: t("complaint_comment") }), comment,
       el("button", { class: "danger", onclick: send }, t("complaint_send")));
+  }
+
+  // The button that opens a form gives way to it, and the focus goes to its first control
+  // rather than to the top of the page.
+  function opensComplaint(label, holder, pushId) {
+    return el("button", {
+      class: "secondary",
+      onclick: (event) => {
+        event.target.remove();
+        const form = complaintForm(pushId);
+        holder.replaceChildren(form);
+        form.querySelector("select").focus();
+      },
+    }, label);
   }
 
   function notificationsView(notifications) {
@@ -311,12 +349,12 @@
       return el("li", { "data-push-id": push.push_id },
         el("strong", { text: push.title ?? "" }),
         push.body ? el("div", { text: push.body }) : null,
-        el("div", { class: "meta", text: [t(`topic_${push.topic}`), when(push.at), t(`status_${push.status}`)].join(" · ") }),
+        el("div", { class: "meta", text: [
+          t(`topic_${push.topic}`), push.campaign_id ? t("campaign", { id: push.campaign_id }) : null, when(push.at),
+          t(`status_${push.status}`),
+        ].filter(Boolean).join(" · ") }),
         push.why.length ? el("div", { class: "meta", text: t("why", { why: push.why.map(why).join("; ") }) }) : null,
-        el("button", {
-          class: "secondary",
-          onclick: (event) => { event.target.remove(); holder.replaceChildren(complaintForm(push.push_id)); },
-        }, t("complain")),
+        opensComplaint(t("complain"), holder, push.push_id),
         holder);
     });
     return section("notifications", t("notifications_title"), items.length ? null : t("notifications_none"),
@@ -330,8 +368,9 @@
         el("span", { class: "badge", text: t(`complaint_status_${complaint.status}`) }),
         el("div", { class: "meta", text: when(complaint.created_at) }),
         complaint.comment ? el("div", { text: complaint.comment }) : null));
+    const holder = el("div");
     return section("complaints", t("complaints_title"), items.length ? null : t("complaints_none"),
-      el("ul", { class: "items" }, ...items));
+      el("ul", { class: "items" }, ...items), opensComplaint(t("complain_general"), holder, null), holder);
   }
 
   function historyView(events) {

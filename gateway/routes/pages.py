@@ -1,10 +1,11 @@
 """The two pages of the spec: the preference center for people (`/preferences`, zh-CN and en)
 and the auditor dashboard (`/audit/`).
 
-Each is a static HTML shell plus scripts under `/pages/` that call the API with the visitor's
-own credential (a user token, an auditor's API key), so the pages themselves carry no data and
-need none: they are public, like `/schema`. There is no build step; the scripts are plain
-JavaScript a reviewer can read as served.
+Each is an HTML shell (`gateway/templates/`, filled in here and never served as it is) plus
+scripts under `/pages/` (`gateway/pages/`) that call the API with the visitor's own credential
+(a user token, an auditor's API key), so the pages themselves carry no data and need none: they
+are public, like `/schema`. There is no build step; the scripts are plain JavaScript a reviewer
+can read as served.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from policies.catalog import TOPIC_PURPOSES
 __all__ = ["NOTICE_VERSION", "PAGES_ROUTES"]
 
 PAGES_DIR = Path(__file__).resolve().parent.parent / "pages"
+TEMPLATES_DIR = PAGES_DIR.parent / "templates"
 PUBLIC = {"public": True}
 NOTICE_VERSION = "preference-center-2026-12"
 """The notice a consent given on the preference center is recorded under: the purpose texts the
@@ -35,7 +37,7 @@ def _page(name: str) -> bytes:
     """The shell with what the scripts need from the server's own tables: the notice version, and
     which consents each topic needs (so the page can say why a topic cannot be turned on yet)."""
     needs = {topic: sorted(purposes) for topic, purposes in TOPIC_PURPOSES.items()}
-    text = (PAGES_DIR / name).read_text(encoding="utf-8")
+    text = (TEMPLATES_DIR / name).read_text(encoding="utf-8")
     text = text.replace("{{NOTICE_VERSION}}", NOTICE_VERSION)
     text = text.replace("{{TOPIC_NEEDS}}", html.escape(json.dumps(needs, separators=(",", ":")), quote=True))
     return text.encode()

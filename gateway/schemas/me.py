@@ -94,7 +94,13 @@ class ConsentState(msgspec.Struct):
 class PreferencesRead(msgspec.Struct):
     subject_ref: str
     timezone: str
-    locale: Locale
+    locale: Annotated[
+        Locale | None,
+        Meta(
+            description="The language the person chose; null until they choose one, so a page or app "
+            "can use its own (the browser's) meanwhile."
+        ),
+    ]
     consents: dict[Purpose, ConsentState]
     topics: dict[Topic, bool]
     quiet_hours: QuietHours

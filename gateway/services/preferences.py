@@ -80,7 +80,7 @@ class PreferenceCenter:
         return PreferencesRead(
             subject_ref=subject_ref,
             timezone=doc.timezone or self._settings.timezone,
-            locale=doc.locale or "en",  # type: ignore[arg-type]
+            locale=doc.locale,  # type: ignore[arg-type]
             consents={
                 p: ConsentState(row.granted, rfc3339_text(row.updated_at), row.notice_version)
                 if (row := granted.get(p))

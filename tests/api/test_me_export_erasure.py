@@ -117,7 +117,7 @@ def fresh_export(ref: str) -> dict[str, Any]:
         "preferences": {
             "subject_ref": ref,
             "timezone": "UTC",
-            "locale": "en",
+            "locale": None,
             "consents": {
                 p: {"granted": False, "updated_at": None, "notice_version": None}
                 for p in ("marketing", "personalization", "location")
@@ -283,7 +283,7 @@ def test_an_erased_user_who_comes_back_starts_fresh(
     assert new_key.subject_id != old_key.subject_id
     state = ok(client.get("/v1/me/preferences", headers=headers))
     assert state["timezone"] == "UTC"
-    assert state["locale"] == "en"
+    assert state["locale"] is None
     assert state["quiet_hours"] == {"start": "21:00", "end": "08:00"}
     assert state["frequency"] == {"max_per_week": 3}
     assert {p: c["granted"] for p, c in state["consents"].items()} == {

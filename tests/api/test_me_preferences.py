@@ -105,7 +105,7 @@ def defaults(ref: str, timezone: str = "UTC") -> dict[str, Any]:
     return {
         "subject_ref": ref,
         "timezone": timezone,
-        "locale": "en",
+        "locale": None,
         "consents": {
             p: {"granted": False, "updated_at": None, "notice_version": None}
             for p in ("marketing", "personalization", "location")

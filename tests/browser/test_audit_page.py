@@ -273,3 +273,16 @@ def test_a_refused_search_leaves_no_rows_of_the_last_one(
     expect(tab.page.locator("#results table")).to_have_count(0)
     expect(tab.page.locator("#more")).to_be_hidden()
     assert [e for e in tab.errors if "status of 400" not in e] == []
+
+
+def test_a_view_chosen_from_the_keyboard_keeps_the_focus_and_is_marked_current(
+    tab: Tab, gateway: Gateway, auditor: dict[str, str]
+) -> None:
+    sign_in(tab, gateway, auditor)
+    expect(tab.page.locator("#tab-ledger")).to_have_attribute("aria-current", "page")
+    tab.page.focus("#tab-decisions")
+    tab.page.keyboard.press("Enter")
+    expect(tab.page.locator("#tab-decisions")).to_have_attribute("aria-current", "page")
+    expect(tab.page.locator("#tab-decisions")).to_be_focused()
+    assert tab.page.locator("nav.tabs [aria-current]").count() == 1
+    assert tab.errors == []

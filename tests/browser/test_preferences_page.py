@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 import pytest
-from playwright.sync_api import Route, expect
+from playwright.sync_api import Browser, Route, expect
 
 from browser.conftest import Gateway, Tab
 from gateway.routes.pages import NOTICE_VERSION
@@ -339,3 +339,136 @@ def test_in_chinese_the_reasons_and_device_states_are_chinese_too(tab: Tab, gate
     tab.page.click("#save-timing")
     expect(tab.page.locator("#status [role=alert]")).to_have_text("请检查：时区")
     assert [e for e in tab.errors if "status of 400" not in e] == []
+
+
+@pytest.mark.parametrize("address", ["/preferences?lang=zh-CN", "/preferences"])
+def test_until_a_language_is_chosen_the_page_keeps_the_one_asked_for(
+    browser: Browser, gateway: Gateway, address: str
+) -> None:
+    """Asked for by `?lang=`, or the browser's own (a zh-CN browser at the bare address)."""
+    someone = user()
+    assert preferences(gateway, someone)["locale"] is None
+    context = browser.new_context(locale="zh-CN")
+    try:
+        page = context.new_page()
+        page.goto(f"{gateway.server.base}{address}#token={gateway.token(someone)}")
+        expect(page.locator("#consents")).to_be_visible()
+        expect(page.locator("#consents-title")).to_have_text("您的同意")
+        assert page.evaluate("document.documentElement.lang") == "zh-CN"
+    finally:
+        context.close()
+    assert preferences(gateway, someone)["locale"] is None
+
+
+def test_a_switch_whose_change_was_not_taken_shows_the_saved_state_when_the_view_cannot_be_read(
+    tab: Tab, gateway: Gateway
+) -> None:
+    someone = user()
+    open_as(tab, gateway, someone)
+
+    def down(route: Route) -> None:
+        body = '{"status_code": 503, "detail": "storage is unavailable"}'
+        route.fulfill(status=503, content_type="application/json", body=body)
+
+    tab.page.route("**/v1/me/**", down)  # the save refused, and the view then read again too
+    switch = tab.page.locator("input[name=consent-location]")
+    switch.check()
+    expect(tab.page.locator("#status [role=alert]")).to_have_text(
+        "The service is busy or down. Please try again later."
+    )
+    expect(switch).not_to_be_checked()
+    assert preferences(gateway, someone)["consents"]["location"]["granted"] is False
+    assert [e for e in tab.errors if "status of 503" not in e] == []
+
+
+def test_a_switch_clicked_while_a_form_saves_is_not_left_flipped(tab: Tab, gateway: Gateway) -> None:
+    """The form's refusal reads nothing again (what was typed stays), so nothing else would put
+    the switch back."""
+    someone = user()
+    grant_with_device(gateway, someone)
+    open_as(tab, gateway, someone)
+
+    held: list[Route] = []
+
+    def hold_the_form(route: Route) -> None:
+        if route.request.method == "PATCH" and "quiet_hours" in (route.request.post_data or ""):
+            held.append(route)  # answered below, once the switch was clicked meanwhile
+        else:
+            route.continue_()
+
+    tab.page.route("**/v1/me/preferences", hold_the_form)
+    tab.page.fill("#quiet-start", "23:59")
+    tab.page.click("#save-timing")
+    tab.page.wait_for_function("document.getElementById('app').getAttribute('aria-busy') === 'true'")
+    promotions = tab.page.locator("input[name=topic-promotions]")
+    promotions.click()
+    busy = "One moment: the last change is still being saved."
+    expect(tab.page.locator("#status [role=alert]")).to_have_text(busy)
+    expect(promotions).to_be_checked()
+    assert len(held) == 1
+    body = '{"status_code": 400, "detail": "quiet_hours: too short", "field": "quiet_hours"}'
+    held[0].fulfill(status=400, content_type="application/json", body=body)
+    expect(tab.page.locator("#status [role=alert]")).to_contain_text("quiet_hours: too short")
+    expect(promotions).to_be_checked()
+    assert preferences(gateway, someone)["topics"]["promotions"] is True
+    assert [e for e in tab.errors if "status of 400" not in e] == []
+
+
+def test_the_timing_form_sends_only_what_was_changed(tab: Tab, gateway: Gateway) -> None:
+    someone = user()
+    open_as(tab, gateway, someone)
+    sent: list[Any] = []
+    tab.page.on(
+        "request",
+        lambda request: (
+            sent.append(json.loads(request.post_data or "null")) if request.method == "PATCH" else None
+        ),
+    )
+    tab.page.fill("#timezone", "Asia/Shanghai")
+    tab.page.click("#save-timing")
+    expect(tab.page.locator("#status")).to_have_text("Saved.")
+    assert sent == [{"timezone": "Asia/Shanghai"}]
+    assert preferences(gateway, someone)["timezone"] == "Asia/Shanghai"
+    assert tab.errors == []
+
+
+def test_a_campaign_message_names_its_campaign(tab: Tab, gateway: Gateway) -> None:
+    someone = user()
+    grant_with_device(gateway, someone)
+    key = {"Authorization": f"Bearer {gateway.key('pushes:write', 'campaigns:write')}"}
+    campaign = gateway.http.post("/v1/campaigns", headers=key, json={"name": "winter", "topic": "promotions"})
+    assert campaign.status_code in (200, 201), campaign.text
+    campaign_id = campaign.json()["campaign_id"]
+    push = gateway.http.post(
+        "/v1/pushes",
+        headers=key,
+        json={"idempotency_key": secrets.token_hex(8), "user_id": someone, "topic": "promotions",
+              "title": "Sale", "body": "10% off", "campaign_id": campaign_id},
+    ).json()  # fmt: skip
+    open_as(tab, gateway, someone)
+    item = tab.page.locator(f"#notifications li[data-push-id={push['push_id']}]")
+    expect(item.locator(".meta").first).to_contain_text(f"campaign {campaign_id}")
+    assert tab.errors == []
+
+
+def test_a_problem_is_reported_without_a_message_to_point_at(tab: Tab, gateway: Gateway) -> None:
+    someone = user()
+    open_as(tab, gateway, someone)
+    tab.page.locator("#complaints").get_by_role("button", name="Report a problem").click()
+    reason = tab.page.get_by_label("What is wrong?")
+    expect(reason).to_be_focused()
+    reason.select_option("no_consent")
+    tab.page.get_by_label("Anything else (optional)").fill("never signed up")
+    tab.page.locator("#complaints").get_by_role("button", name="Send report").click()
+    expect(tab.page.locator("#status")).to_contain_text("Your report was received")
+    complaints = gateway.http.get("/v1/me/complaints", headers=gateway.as_user(someone)).json()
+    assert [(c["push_id"], c["reason"], c["comment"]) for c in complaints] == [
+        (None, "no_consent", "never signed up")
+    ]
+    assert tab.errors == []
+
+
+def test_the_page_shells_are_served_filled_in_only(gateway: Gateway) -> None:
+    for shell in ("preferences.html", "audit.html", "../templates/preferences.html"):
+        assert gateway.http.get(f"/pages/{shell}").status_code == 404
+    assert "{{" not in gateway.http.get("/preferences").text
