@@ -25,7 +25,14 @@ from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, EllipticCurv
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from clients.delivery._http import Reply, TransportFailure, classify_status, invalid_token, transport_failure
-from clients.delivery.base import PROVIDER_TIMEOUT_SECONDS, Clock, DeliveryMessage, DeliveryResult, SecretText
+from clients.delivery.base import (
+    PROVIDER_TIMEOUT_SECONDS,
+    Clock,
+    DeliveryMessage,
+    DeliveryResult,
+    SecretText,
+    provider_code,
+)  # fmt: skip
 
 __all__ = ["APNS_ID_NAMESPACE", "ApnsAdapter", "ApnsConfig", "apns_id"]
 
@@ -156,6 +163,6 @@ def _reason(reply: Reply) -> str | None:
     if reply.status == 200:
         return None
     try:
-        return msgspec.json.decode(reply.content, type=_ErrorBody).reason
+        return provider_code(msgspec.json.decode(reply.content, type=_ErrorBody).reason)
     except msgspec.DecodeError:
         return None

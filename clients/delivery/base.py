@@ -9,6 +9,7 @@ worker catches it), never the rest of the worker's round.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import datetime
 from typing import Literal, Protocol
@@ -17,6 +18,7 @@ import msgspec
 
 __all__ = [
     "PROVIDER_TIMEOUT_SECONDS", "Clock", "DeliveryAdapter", "DeliveryMessage", "DeliveryResult", "SecretText",
+    "provider_code",
 ]  # fmt: skip
 
 Platform = Literal["fcm", "apns", "webpush", "webhook"]
@@ -27,6 +29,19 @@ PROVIDER_TIMEOUT_SECONDS = 10.0
 
 Clock = Callable[[], float]
 """Unix seconds; `time.time` in production, a fixed or stepping function in tests."""
+
+_CODE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,47}")
+UNRECOGNIZED = "unrecognized"
+
+
+def provider_code(text: str | None) -> str | None:
+    """A provider's error code as the worker may keep it (in the deliveries table, through the
+    user's erasure, and in their export), or `unrecognized`. FCM's `UNREGISTERED` and APNs'
+    `BadDeviceToken` are names; a provider or a proxy that echoes the request's device token
+    (`BAD_TOKEN:<token>`, 64 hex digits) is not, and that must not be stored in clear."""
+    if text is None:
+        return None
+    return text if _CODE.fullmatch(text) and not text.isdigit() else UNRECOGNIZED
 
 
 class SecretText(Protocol):

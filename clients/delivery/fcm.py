@@ -35,7 +35,14 @@ from clients.delivery._http import (
     transport_failure,
     ttl_seconds,
 )
-from clients.delivery.base import PROVIDER_TIMEOUT_SECONDS, Clock, DeliveryMessage, DeliveryResult, SecretText
+from clients.delivery.base import (
+    PROVIDER_TIMEOUT_SECONDS,
+    Clock,
+    DeliveryMessage,
+    DeliveryResult,
+    SecretText,
+    provider_code,
+)  # fmt: skip
 
 __all__ = ["FCM_SCOPE", "FcmAdapter", "FcmConfig"]
 
@@ -253,7 +260,8 @@ class FcmAdapter:
                 error = None
         if error is None:
             return classify_status(reply, self._clock)
-        code = next((d.error_code for d in error.details if d.error_code), None) or error.status or None
+        named = next((d.error_code for d in error.details if d.error_code), None) or error.status or None
+        code = provider_code(named)
         gone = any(d.type == _FCM_ERROR and d.error_code == "UNREGISTERED" for d in error.details)
         about_token = code == "INVALID_ARGUMENT" and "registration token" in error.message.lower()
         if gone or about_token:

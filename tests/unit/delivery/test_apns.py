@@ -450,3 +450,13 @@ def test_an_answer_httpx_cannot_decode_is_a_result_not_an_exception(status: int)
 
     assert asyncio.run(scenario()) == DeliveryResult(status="retry", provider_code="DecodingError")
     assert asked == ["identity"]
+
+
+@pytest.mark.parametrize("echoed", ["BadDeviceToken:" + "ab" * 32, "ab" * 32, "user@example.org"])
+def test_a_reason_that_is_no_name_is_kept_as_unrecognized(echoed: str) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(400, content=json.dumps({"reason": echoed}).encode())
+
+    assert send_with(httpx.MockTransport(handler)) == DeliveryResult(
+        status="failed", provider_status=400, provider_code="unrecognized"
+    )

@@ -468,3 +468,27 @@ def test_sends_waiting_for_a_failed_token_request_share_its_failure_instead_of_a
     assert round_ == [failure] * 12
     assert [got.path.rsplit("/", 1)[-1] for got in server.received] == ["token", "token", "messages:send"]
     assert later.status == "delivered"
+
+
+@pytest.mark.parametrize(
+    "echoed",
+    [
+        "BAD_TOKEN:devtok-LEAK-fcm-e5f6",
+        "fGcm_tok3n:APA91bHun4MxP5egoKMwt2KZFBaFUH-1RYqx",
+        "13800138000",
+        "ab" * 32,
+        "UNREGISTERED " * 5,
+    ],
+)
+def test_an_error_code_that_is_no_name_is_kept_as_unrecognized(echoed: str) -> None:
+    """What the worker keeps of a provider's answer outlives the user's erasure: a code echoing
+    the device token (or anything that is not a code's name) must not be it."""
+
+    def respond(got: Received) -> Answer:
+        if got.path == "/token":
+            return TOKEN_OK
+        return 400, {"content-type": "application/json"}, google_error(400, "INVALID_ARGUMENT", "x", echoed)
+
+    assert send_with(respond)[0] == DeliveryResult(
+        status="failed", provider_status=400, provider_code="unrecognized"
+    )
