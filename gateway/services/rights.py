@@ -147,9 +147,10 @@ def erase_subject_data(conn: Connection, erasure: PendingErasure) -> bool:
         conn.execute(f"DELETE FROM {table} WHERE subject_id = ?", (sid,))  # noqa: S608
     # The subject's pushes stay (caps, statistics, audits), but not what could confirm a guess of
     # their content: the request's fingerprint is keyed with the pseudonymization key, which
-    # outlives erasure. The idempotency key's hash stays, so that a replay still gets the answer it
-    # was given and never makes a second push, even after the user came back.
-    conn.execute("UPDATE pushes SET fingerprint = X'' WHERE subject_id = ?", (sid,))
+    # outlives erasure. Nor what let each through, which names the user's time zone, quiet window
+    # and cap. The idempotency key's hash stays, so that a replay still gets the answer it was
+    # given and never makes a second push, even after the user came back.
+    conn.execute("UPDATE pushes SET fingerprint = X'', allowed_by = '[]' WHERE subject_id = ?", (sid,))
     recorded = conn.execute(
         "SELECT 1 FROM ledger WHERE subject_id = ? AND kind = 'subject.erased' LIMIT 1", (sid,)
     ).fetchone()

@@ -106,3 +106,39 @@ def test_a_replay_after_erasure_gets_the_answer_it_was_given(
     assert _submit(client, key, _push(ERASED, "refund-erin-2")) == first
     assert runtime.store.data.reader().execute("SELECT count(*) FROM pushes").fetchone()[0] == pushes_before
     assert _submit(client, key, _push(KEPT, "refund-kim-2")) == kept
+
+
+def _allowed_by(runtime: Runtime, push_id: str) -> str:
+    row = runtime.store.data.reader().execute("SELECT allowed_by FROM pushes WHERE push_id = ?", (push_id,))
+    return str(row.fetchone()[0])
+
+
+def test_erasure_blanks_what_allowed_the_users_pushes(
+    client: Client, runtime: Runtime, as_user: Callable[[str], Headers], as_key: Callable[..., Headers]
+) -> None:
+    """Why a push was let through names the user's time zone, quiet window and weekly cap, kept
+    in the push row beside their sealed preferences, which erasure deletes."""
+    key = as_key("pushes:write")
+    for user in (ERASED, KEPT):
+        _ready(client, as_user, user)
+        headers = as_user(user)
+        given = client.put(
+            "/v1/me/consents/marketing", json={"granted": True, "notice_version": "n1"}, headers=headers
+        )
+        assert given.status_code == 200, given.text
+        changed = client.patch(
+            "/v1/me/preferences",
+            json={"timezone": "Pacific/Chatham", "quiet_hours": {"start": "00:00", "end": "00:01"}},
+            headers=headers,
+        )
+        assert changed.status_code == 200, changed.text
+    marketing = {"topic": "promotions", "title": "Sale", "body": "10% off", "data": {}}
+    erased = _submit(client, key, _push(ERASED, "sale-erin") | marketing)
+    kept = _submit(client, key, _push(KEPT, "sale-kim") | marketing)
+    assert (erased["outcome"], kept["outcome"]) == ("queued", "queued"), (erased, kept)
+    assert "Pacific/Chatham" in _allowed_by(runtime, erased["push_id"])
+
+    assert client.delete("/v1/me", headers=as_user(ERASED)).status_code == 204
+
+    assert _allowed_by(runtime, erased["push_id"]) == "[]"
+    assert "Pacific/Chatham" in _allowed_by(runtime, kept["push_id"])
