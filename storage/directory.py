@@ -31,6 +31,7 @@ from typing import Any, Literal, NamedTuple
 
 from storage.crypto import FieldCipher, Keyring, new_data_key
 from storage.db import Connection, Database, in_chunks
+from storage.migrations import erasure_day
 
 __all__ = ["MAX_AGE_SECONDS", "PendingErasure", "SubjectDirectory", "SubjectKey", "SubjectStatus"]
 
@@ -282,7 +283,7 @@ class SubjectDirectory:
             if row is None:
                 conn.execute(
                     "INSERT OR IGNORE INTO tombstones (subject_ref, erased_at) VALUES (?, ?)",
-                    (subject_ref, now.isoformat()),
+                    (subject_ref, erasure_day(now)),
                 )
                 return None
             conn.execute("DELETE FROM subjects WHERE subject_ref = ?", (subject_ref,))
@@ -326,15 +327,16 @@ class SubjectDirectory:
         return [_pending(row) for row in rows]
 
     def erasure_done(self, erasure: PendingErasure) -> None:
-        """Forget the subject id once the erasure's data-side cleanup is durable (the tombstone
-        keeps when it was erased). Checkpointed like `erase`, so the id leaves the WAL and the main
-        file's old page too."""
+        """Forget the subject id once the erasure's data-side cleanup is durable, and the moment
+        of the erasure, which the cleanup's ledger event bears: the tombstone keeps only its day
+        (`erasure_day`). Checkpointed like `erase`, so both leave the WAL and the main file's old
+        page too."""
 
         def clear(conn: Connection) -> None:
             conn.execute(
-                "UPDATE tombstones SET pending_subject_id = NULL, pending_actor = NULL "
+                "UPDATE tombstones SET pending_subject_id = NULL, pending_actor = NULL, erased_at = ? "
                 "WHERE subject_ref = ? AND pending_subject_id = ?",
-                (erasure.subject_ref, erasure.subject_id),
+                (erasure_day(erasure.erased_at), erasure.subject_ref, erasure.subject_id),
             )
 
         self._db.writer.run_sync(clear)

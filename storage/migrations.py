@@ -9,7 +9,7 @@ repositories read), so a PostgreSQL backend can follow.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import sqlite_utils
@@ -17,7 +17,7 @@ import sqlite_utils
 from storage.db import Connection, when_free
 
 __all__ = [
-    "DATA_MIGRATIONS", "DIRECTORY_MIGRATIONS", "WRAP_PREFIX_SQL", "SchemaError", "migrate",
+    "DATA_MIGRATIONS", "DIRECTORY_MIGRATIONS", "WRAP_PREFIX_SQL", "SchemaError", "erasure_day", "migrate",
     "require_migrated",
 ]  # fmt: skip
 
@@ -211,6 +211,22 @@ def _wrapping_keys(db: sqlite_utils.Database) -> None:
     existing = WRAP_PREFIX_SQL.format(column="wrapped_key")
     backfill = f"INSERT OR IGNORE INTO wrapping_keys (prefix) SELECT DISTINCT {existing} FROM subjects"  # noqa: S608
     db.execute(backfill)
+
+
+def erasure_day(at: datetime) -> str:
+    """What a finished erasure's tombstone says of when it was: the UTC midnight after it. Its
+    moment is also the `subject.erased` ledger event's, which names the subject's internal id, so
+    a tombstone keeping it links the subject_ref to the subject's whole ledger history (an auditor
+    reads both). After, not before, so that "no consent held from then on" stays true."""
+    day = at.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return (day if day == at else day + timedelta(days=1)).isoformat()
+
+
+def _erasure_days(db: sqlite_utils.Database) -> None:
+    done = db.execute("SELECT subject_ref, erased_at FROM tombstones WHERE pending_subject_id IS NULL")
+    for ref, erased_at in done.fetchall():
+        day = erasure_day(datetime.fromisoformat(erased_at))
+        db.execute("UPDATE tombstones SET erased_at = ? WHERE subject_ref = ?", (day, ref))
 
 
 def _policy(db: sqlite_utils.Database) -> None:
@@ -414,4 +430,5 @@ DIRECTORY_MIGRATIONS: list[Migration] = [
     ("0001_directory", _directory),
     ("0002_pending_erasures", _pending_erasures),
     ("0003_wrapping_keys", _wrapping_keys),
+    ("0004_erasure_days", _erasure_days),
 ]

@@ -67,8 +67,10 @@ class SubjectRead(msgspec.Struct, kw_only=True):
     consents: dict[str, PurposeState]
     history: list[AuditEvent]
     erased_at: str | None = None
-    """The ref's last erasure. For an erased subject nothing is held from then on; for one who came
-    back, a moment before it is answered `granted: null` (the old history is unreadable)."""
+    """The day of the ref's last erasure, as the UTC midnight after it: its moment is the ledger's
+    `subject.erased` event's, which names the subject's internal id, and would link the two. For
+    an erased subject nothing is held from then on (or from now, if sooner); a moment before is
+    answered `granted: null` (the old history is unreadable), for one who came back too."""
 
 
 class DecisionRead(msgspec.Struct, kw_only=True):

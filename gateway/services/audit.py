@@ -150,16 +150,19 @@ class AuditService:
 
     def subject(self, subject_ref: str, at: datetime | None) -> SubjectRead:
         """Consent per purpose as of `at` (default now), replayed from the ledger, and the full history."""
-        moment = self._clock() if at is None else aware(at, "at")
+        now = self._clock()
+        moment = now if at is None else aware(at, "at")
         key = self._store.directory.resolve(subject_ref)
+        # A tombstone keeps only the day of an erasure, the midnight after it (`erasure_day`):
+        # the erasure was before then, and before now, when its tombstone is there to be read.
+        erased_at = self._store.directory.erased_at(subject_ref)
         if key is None:
-            erased_at = self._store.directory.erased_at(subject_ref)
             if erased_at is None:
                 raise NotFound("no subject with this subject_ref", "subject_ref")
             # From the erasure on, no consent is held. Before it, the history that would say is
             # unlinked and unreadable: `null`, unknown, rather than a `false` that would claim the
             # subject had not agreed.
-            granted = False if moment >= erased_at else None
+            granted = False if moment >= min(erased_at, now) else None
             return SubjectRead(
                 subject_ref=subject_ref,
                 status="erased",
@@ -175,8 +178,7 @@ class AuditService:
         )
         # A user who erased their data and came back is a new subject: before that erasure the
         # history lies with the old one, unlinked and unreadable, so what was held is unknown.
-        erased_at = self._store.directory.erased_at(subject_ref)
-        before = erased_at is not None and moment < erased_at
+        before = erased_at is not None and moment < min(erased_at, now)
         state: dict[str, PurposeState] = {
             p: PurposeState(None if before else False, None, None) for p in PURPOSES
         }

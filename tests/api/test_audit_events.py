@@ -260,6 +260,27 @@ def test_unknown_and_erased_subjects(client: Client, as_user: AsUser, auditor: H
     assert get(client, "/ledger/verify", auditor)["ok"] is True
 
 
+def test_an_erasure_is_dated_by_its_day_never_by_the_moment_its_ledger_event_bears(
+    client: Client, runtime: Runtime, as_user: AsUser, auditor: Headers, clock: FakeClock
+) -> None:
+    """The `subject.erased` event names the subject's internal id and bears the erasure's moment:
+    a tombstone answering the same moment for the ref linked the two, and through the id the
+    erased subject's whole ledger history."""
+    alice = as_user(ALICE)
+    consent(client, alice, "marketing", True)
+    ref = ref_of(client, alice)
+    clock.advance(minutes=67, seconds=42)
+    assert client.delete("/v1/me/", headers=alice).status_code == 204
+
+    events = get(client, "/consent-events", auditor)["events"]
+    (erasure,) = [e for e in events if e["action"] == "subject.erased"]
+    assert erasure["at"] == "2026-11-23T11:07:42Z"
+    assert get(client, f"/subjects/{ref}", auditor)["erased_at"] == "2026-11-24T00:00:00Z"
+    stored = runtime.store.directory.erased_at(ref)
+    assert stored is not None
+    assert stored.isoformat() == "2026-11-24T00:00:00+00:00"
+
+
 def test_a_user_id_lookup_leaves_no_trace_on_disk(
     client: Client, runtime: Runtime, as_user: AsUser, auditor: Headers, data_dir: Any
 ) -> None:
@@ -377,7 +398,7 @@ def test_an_erased_subject_at_an_earlier_moment_is_unknown_not_refused(
     assert (earlier["status"], earlier["as_of"], earlier["history"]) == ("erased", "2026-11-23T10:30:00Z", [])
     assert earlier["consents"]["marketing"] == {"granted": None, "notice_version": None, "since": None}
     assert all(state["granted"] is None for state in earlier["consents"].values())
-    assert earlier["erased_at"] == "2026-11-23T11:00:00Z"
+    assert earlier["erased_at"] == "2026-11-24T00:00:00Z"  # its day only: the moment is the ledger's
     for after in ("2026-11-23T11:00:00Z", "2026-11-23T12:00:00Z"):
         later = get(client, f"/subjects/{ref}", auditor, at=after)
         assert all(state["granted"] is False for state in later["consents"].values()), after
@@ -399,10 +420,12 @@ def test_a_subject_who_came_back_is_unknown_before_the_erasure_not_refused(
     assert ref_of(client, as_user(ALICE)) == ref
 
     earlier = get(client, f"/subjects/{ref}", auditor, at="2026-11-23T10:30:00Z")
-    assert (earlier["status"], earlier["erased_at"]) == ("active", "2026-11-23T11:00:00Z")
+    assert (earlier["status"], earlier["erased_at"]) == ("active", "2026-11-24T00:00:00Z")
     assert all(state["granted"] is None for state in earlier["consents"].values())
+    # The tombstone keeps the erasure's day, not its moment (11:00): in that day, up to now, what
+    # was held is unknown too.
     between = get(client, f"/subjects/{ref}", auditor, at="2026-11-23T11:30:00Z")
-    assert all(state["granted"] is False for state in between["consents"].values())
+    assert all(state["granted"] is None for state in between["consents"].values())
     now = get(client, f"/subjects/{ref}", auditor)
     consents = now["consents"]
     assert (consents["personalization"]["granted"], consents["marketing"]["granted"]) == (True, False)

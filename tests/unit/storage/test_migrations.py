@@ -102,3 +102,34 @@ def test_wrapping_keys_lists_the_keys_of_data_keys_already_there_and_to_come(tmp
     add("ref_4")
     assert (b"\x01\xc8" + long_id.encode(),) in conn.execute(listed).fetchall()
     conn.close()
+
+
+def test_erasure_days_keep_the_day_of_finished_erasures_and_the_moment_of_pending_ones(
+    tmp_path: Path,
+) -> None:
+    """A finished erasure's moment is its ledger event's, which names the subject's internal id;
+    a pending one's is what its cleanup still writes into that event."""
+    conn = connect(tmp_path / "subjects.db", secrets.token_bytes(32))
+    migrate(conn, [m for m in DIRECTORY_MIGRATIONS if m[0] != "0004_erasure_days"])
+    conn.execute("BEGIN")
+    for ref, at, pending in (
+        ("sub_done", "2026-11-23T11:07:42.123456+00:00", None),
+        ("sub_midnight", "2026-11-23T00:00:00+00:00", None),
+        ("sub_other_zone", "2026-11-23T23:30:00-02:00", None),
+        ("sub_pending", "2026-11-23T11:08:00.5+00:00", "s_pending"),
+    ):
+        conn.execute(
+            "INSERT INTO tombstones (subject_ref, erased_at, pending_subject_id, pending_actor) "
+            "VALUES (?, ?, ?, ?)",
+            (ref, at, pending, None if pending is None else "user"),
+        )
+    conn.execute("COMMIT")
+
+    assert migrate(conn, DIRECTORY_MIGRATIONS) == ["0004_erasure_days"]
+
+    assert dict(conn.execute("SELECT subject_ref, erased_at FROM tombstones").fetchall()) == {
+        "sub_done": "2026-11-24T00:00:00+00:00",
+        "sub_midnight": "2026-11-23T00:00:00+00:00",
+        "sub_other_zone": "2026-11-25T00:00:00+00:00",
+        "sub_pending": "2026-11-23T11:08:00.5+00:00",
+    }
