@@ -223,10 +223,24 @@ def erasure_day(at: datetime) -> str:
 
 
 def _erasure_days(db: sqlite_utils.Database) -> None:
-    done = db.execute("SELECT subject_ref, erased_at FROM tombstones WHERE pending_subject_id IS NULL")
-    for ref, erased_at in done.fetchall():
-        day = erasure_day(datetime.fromisoformat(erased_at))
-        db.execute("UPDATE tombstones SET erased_at = ? WHERE subject_ref = ?", (day, ref))
+    # Rebuilt WITHOUT ROWID too: rowids in the order of erasure, stored in that order, matched
+    # tombstones to the ledger's `subject.erased` events one by one, as the moments did. Keyed by
+    # subject_ref alone, the table is stored in the order of the refs, which are keyed hashes.
+    db.execute(
+        "CREATE TABLE tombstones_by_ref (subject_ref TEXT PRIMARY KEY, erased_at TEXT NOT NULL, "
+        "pending_subject_id TEXT, pending_actor TEXT) WITHOUT ROWID"
+    )
+    rows = db.execute("SELECT subject_ref, erased_at, pending_subject_id, pending_actor FROM tombstones")
+    for ref, erased_at, pending_id, actor in rows.fetchall():
+        if pending_id is None:
+            erased_at = erasure_day(datetime.fromisoformat(erased_at))
+        db.execute("INSERT INTO tombstones_by_ref VALUES (?, ?, ?, ?)", (ref, erased_at, pending_id, actor))
+    db.execute("DROP TABLE tombstones")
+    db.execute("ALTER TABLE tombstones_by_ref RENAME TO tombstones")
+    db.execute(
+        "CREATE INDEX tombstones_pending ON tombstones (pending_subject_id) "
+        "WHERE pending_subject_id IS NOT NULL"
+    )
 
 
 def _policy(db: sqlite_utils.Database) -> None:

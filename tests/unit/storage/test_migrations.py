@@ -133,3 +133,15 @@ def test_erasure_days_keep_the_day_of_finished_erasures_and_the_moment_of_pendin
         "sub_other_zone": "2026-11-25T00:00:00+00:00",
         "sub_pending": "2026-11-23T11:08:00.5+00:00",
     }
+
+
+def test_tombstones_are_stored_in_the_order_of_their_refs_not_of_erasure(tmp_path: Path) -> None:
+    conn = connect(tmp_path / "subjects.db", secrets.token_bytes(32))
+    migrate(conn, DIRECTORY_MIGRATIONS)
+    (sql,) = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'tombstones'").fetchone()
+    assert "WITHOUT ROWID" in sql
+    conn.execute("BEGIN")
+    for ref in ("sub_c", "sub_a", "sub_b"):
+        conn.execute("INSERT INTO tombstones (subject_ref, erased_at) VALUES (?, ?)", (ref, NOW.isoformat()))
+    conn.execute("COMMIT")
+    assert [r for (r,) in conn.execute("SELECT subject_ref FROM tombstones")] == ["sub_a", "sub_b", "sub_c"]
