@@ -79,6 +79,8 @@ CIRCUIT_OPEN = "CircuitOpen"
 ADAPTER_ERROR = "AdapterError"
 BACKOFF_CAP_SECONDS = 15 * 60.0
 _SETTLED = frozenset({"delivered", "failed"})  # a device's delivery states that are final
+SEND_LAG = timedelta(minutes=1)
+"""How late a push may be sent and still count against the caps at its planned time."""
 
 
 class _Send(msgspec.Struct, frozen=True):
@@ -362,9 +364,20 @@ class Dispatcher:
         pending = [d for d in snapshot.devices[key.subject_id] if recorded.get(d.device_id) not in _SETTLED]
         # A deferral at dispatch left its reasons as dispatch's verdict; sending it ends that verdict.
         deferred_here = row.final_reasons is not None
+        # Until a device has it, the push counts against the caps (and shows in the user's
+        # notifications) when it is sent, not when it was planned: one sent a day late after an
+        # outage would otherwise leave the day it arrives a push short. To the minute: moving
+        # the planned time rewrites the push's entry in the subject index, 3-10% more CPU per
+        # delivery (three pairs, a loaded host) were it done for every push on time too.
+        sent_at = None
+        if _late(row, now) and not _reached(row, snapshot):
+            snapshot.replan(row, now)
+            sent_at = now
         sending = PushWrites(
             push_id=row.push_id,
-            status=StatusChange(push_id=row.push_id, status="sending", clear_final_reasons=deferred_here),
+            status=StatusChange(
+                push_id=row.push_id, status="sending", planned_at=sent_at, clear_final_reasons=deferred_here
+            ),
         )
         return sending, _Send(
             tuple(_message(row, d, content, expires) for d in pending), recorded, row.campaign_id, expires
@@ -524,6 +537,11 @@ def _undoable(conn: Connection, work: Callable[[], object]) -> Exception | None:
         return exc
     conn.execute("RELEASE dispatch")
     return None
+
+
+def _late(row: PushRow, now: datetime) -> bool:
+    """Sent more than a minute after the time it is counted at."""
+    return row.planned_at is not None and now - datetime.fromisoformat(row.planned_at) > SEND_LAG
 
 
 def _reached(row: PushRow, snapshot: _Round) -> bool:

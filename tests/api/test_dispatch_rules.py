@@ -418,6 +418,25 @@ def test_deferred_push_waits_for_deliver_after_then_is_sent(world: World) -> Non
     assert [line["push_id"] for line in world.sink()] == [push["push_id"]]
 
 
+def test_a_push_sent_late_counts_against_the_caps_on_the_day_it_is_sent(world: World) -> None:
+    """Queued on Monday, sent on Tuesday (the worker was down): it was counted on Monday, so
+    Tuesday's one marketing push a day let a second one through."""
+    world.user("dora")
+    late = world.submit("dora", topic="promotions")
+    assert late["outcome"] == "queued"
+    world.clock.advance(hours=23, minutes=30)  # Tuesday 09:30
+    assert world.run() == 1
+    assert world.read(late["push_id"])["status"] == "delivered"
+    world.clock.advance(minutes=15)
+
+    second = world.submit("dora", topic="flash_sales")
+
+    assert second["outcome"] == "rejected", second
+    assert [r["code"] for r in second["reasons"]] == ["frequency_capped"]
+    (shown,) = world.client.get("/v1/me/notifications", headers=world.as_user("dora")).json()
+    assert shown["at"] == "2026-11-24T09:30:00Z"
+
+
 def test_queued_push_claimed_inside_quiet_hours_is_deferred_again(world: World) -> None:
     world.user("emil")
     world.clock.advance(hours=10, minutes=59)  # 20:59: allowed, queued for now
