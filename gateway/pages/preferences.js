@@ -229,14 +229,15 @@
   function timing(state) {
     const start = el("input", { type: "time", id: "quiet-start", value: state.quiet_hours.start });
     const end = el("input", { type: "time", id: "quiet-end", value: state.quiet_hours.end });
-    const perWeek = el("input", { type: "number", id: "max-per-week", min: 0, max: 3, value: state.frequency.max_per_week });
+    // Up to the system cap, which the gateway checks (3 unless an admin changed it).
+    const perWeek = el("input", { type: "number", id: "max-per-week", min: 0, value: state.frequency.max_per_week });
     const zones = typeof Intl.supportedValuesOf === "function" ? Intl.supportedValuesOf("timeZone") : [];
     const timezone = el("input", { id: "timezone", list: "zones", value: state.timezone, autocomplete: "off" });
     // Only what was changed is sent: the stored window sent again with a new zone would be
     // refused whole should the policy have changed its rules since it was saved.
     const save = () => {
       const cap = perWeek.value.trim();
-      if (!/^[0-3]$/.test(cap)) return say(t("invalid_field", { field: t("field_max_per_week") }), "error");
+      if (!/^\d{1,2}$/.test(cap)) return say(t("invalid_field", { field: t("field_max_per_week") }), "error");
       const changes = {};
       if (start.value !== state.quiet_hours.start || end.value !== state.quiet_hours.end) {
         changes.quiet_hours = { start: start.value, end: end.value };

@@ -63,7 +63,15 @@ class QuietHours(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class Frequency(msgspec.Struct, forbid_unknown_fields=True):
-    max_per_week: Annotated[int, Meta(ge=0, le=3)]
+    max_per_week: Annotated[
+        int,
+        Meta(
+            ge=0,
+            le=50,
+            description="The user's weekly cap: 0 up to the system cap (the policy's `max_per_week`, 3 "
+            "by default, at most 50), which a higher value is refused for; read, the lower of the two.",
+        ),
+    ]
 
 
 def check_timezone(name: str) -> None:

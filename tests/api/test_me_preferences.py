@@ -382,6 +382,22 @@ def test_weekly_cap_may_not_exceed_the_system_cap(
     assert patch(client, headers, {"frequency": {"max_per_week": 0}})["frequency"] == {"max_per_week": 0}
 
 
+def test_a_system_cap_raised_over_3_is_read_and_may_be_chosen(
+    client: Client, as_user: AsUser, as_key: AsKey
+) -> None:
+    """The user's cap was held to 0-3 on the wire whatever the system cap: with an admin's 5, the
+    state read back answered 5, which its own schema (and a PATCH of it) refused."""
+    headers = as_user(ALICE)
+    put_policy(client, as_key, max_per_week=5)
+    state = client.get("/v1/me/preferences", headers=headers).json()
+    assert state["frequency"] == {"max_per_week": 5}
+
+    assert patch(client, headers, {"frequency": state["frequency"]})["frequency"] == {"max_per_week": 5}
+    assert patch(client, headers, {"frequency": {"max_per_week": 4}})["frequency"] == {"max_per_week": 4}
+    refused = client.patch("/v1/me/preferences", headers=headers, json={"frequency": {"max_per_week": 6}})
+    assert_problem(refused, 400, "frequency.max_per_week")
+
+
 # -- bad input ----------------------------------------------------------------------------------
 
 # (body, field the 400 must name), grouped by the field under attack.

@@ -304,7 +304,7 @@ def test_a_blank_weekly_number_is_refused_not_saved_as_zero(tab: Tab, gateway: G
     before = preferences(gateway, someone)["frequency"]
     tab.page.fill("#max-per-week", "")
     tab.page.click("#save-timing")
-    expect(tab.page.locator("#status [role=alert]")).to_contain_text("the weekly number (0 to 3)")
+    expect(tab.page.locator("#status [role=alert]")).to_contain_text("the weekly number (0 or more")
     assert preferences(gateway, someone)["frequency"] == before
     assert tab.errors == []
 
@@ -472,3 +472,16 @@ def test_the_page_shells_are_served_filled_in_only(gateway: Gateway) -> None:
     for shell in ("preferences.html", "audit.html", "../templates/preferences.html"):
         assert gateway.http.get(f"/pages/{shell}").status_code == 404
     assert "{{" not in gateway.http.get("/preferences").text
+
+
+def test_a_weekly_number_over_the_system_cap_is_refused_in_the_gateways_words(
+    tab: Tab, gateway: Gateway
+) -> None:
+    someone = user()
+    open_as(tab, gateway, someone)
+    before = preferences(gateway, someone)["frequency"]
+    tab.page.fill("#max-per-week", "7")
+    tab.page.click("#save-timing")
+    expect(tab.page.locator("#status [role=alert]")).to_contain_text("may not exceed the system cap of 3")
+    assert preferences(gateway, someone)["frequency"] == before
+    assert [e for e in tab.errors if "status of 400" not in e] == []
