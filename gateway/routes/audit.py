@@ -29,12 +29,14 @@ from litestar import Controller, Litestar, Request, get
 from litestar.enums import ScopeType
 from litestar.exceptions import HTTPException
 from litestar.middleware import ASGIMiddleware
+from litestar.openapi.spec import OpenAPIFormat
 from litestar.params import FromQuery, PathParameter, QueryParameter
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from litestar.utils import normalize_path
 
 from gateway.auth import Principal
 from gateway.deps import RuntimeDep
+from gateway.errors import InvalidInput
 from gateway.logs import method_label
 from gateway.routes.access import AUDIT_READ, NOT_ADMIN
 from gateway.routes.refusals import LEDGER_BROKEN, refusals
@@ -85,8 +87,30 @@ T = TypeVar("T")
 SubjectRef = Annotated[str | None, QueryParameter(pattern=SUBJECT_REF_PATTERN)]
 Limit = Annotated[int, QueryParameter(ge=1, le=1000, description="page size, at most 1000")]
 Cursor = Annotated[str | None, QueryParameter(max_length=200, description="next_cursor of the last page")]
-From = Annotated[datetime | None, QueryParameter(name="from", description="RFC 3339, inclusive")]
-To = Annotated[datetime | None, QueryParameter(name="to", description="RFC 3339, exclusive")]
+# Times are taken as text of RFC 3339's shape and read here (`_moment`): typed as datetime,
+# Litestar also read a bare number as Unix seconds (`at=20261123`, an answer about 1970).
+RFC3339 = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,9})?)?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})?$"
+)
+From = Annotated[
+    str | None,
+    QueryParameter(
+        name="from", pattern=RFC3339, format=OpenAPIFormat.DATE_TIME, description="RFC 3339, inclusive"
+    ),
+]
+To = Annotated[
+    str | None,
+    QueryParameter(
+        name="to", pattern=RFC3339, format=OpenAPIFormat.DATE_TIME, description="RFC 3339, exclusive"
+    ),
+]
+At = Annotated[
+    str | None,
+    QueryParameter(
+        pattern=RFC3339, format=OpenAPIFormat.DATE_TIME, description="RFC 3339: state at this moment"
+    ),
+]
 Code = Annotated[str | None, QueryParameter(max_length=64)]
 # Tree positions are plain decimal digits, the shape the access log keeps (`_NUMBER`): typed as
 # int, Litestar also took `1e0` or `1_0`, answered them, and logged them as not valid values.
@@ -200,8 +224,8 @@ class AuditController(Controller):
         cursor: Cursor = None, limit: Limit = 100,
     ) -> EventPage:  # fmt: skip
         page = runtime.audit.consent_events(
-            subject_ref=subject_ref, user_id=user_id, purpose=purpose, start=start, end=end,
-            cursor=cursor, limit=limit,
+            subject_ref=subject_ref, user_id=user_id, purpose=purpose, start=_moment(start, "from"),
+            end=_moment(end, "to"), cursor=cursor, limit=limit,
         )  # fmt: skip
         return _counted(request, page, len(page.events))
 
@@ -212,9 +236,9 @@ class AuditController(Controller):
     async def subject(
         self, request: AuditRequest, runtime: RuntimeDep,
         subject_ref: Annotated[str, PathParameter(pattern=SUBJECT_REF_PATTERN)],
-        at: Annotated[datetime | None, QueryParameter(description="RFC 3339: state at this moment")] = None,
+        at: At = None,
     ) -> SubjectRead:  # fmt: skip
-        answer = runtime.audit.subject(subject_ref, at)
+        answer = runtime.audit.subject(subject_ref, _moment(at, "at"))
         return _counted(request, answer, len(answer.history))
 
     @get("/decisions", operation_id="auditDecisions", responses=refusals(400))
@@ -227,7 +251,7 @@ class AuditController(Controller):
     ) -> DecisionPage:  # fmt: skip
         page = runtime.audit.decisions(
             push_id=push_id, campaign_id=campaign_id, subject_ref=subject_ref, outcome=outcome,
-            reason=reason, start=start, end=end, cursor=cursor, limit=limit,
+            reason=reason, start=_moment(start, "from"), end=_moment(end, "to"), cursor=cursor, limit=limit,
         )  # fmt: skip
         return _counted(request, page, len(page.decisions))
 
@@ -238,8 +262,8 @@ class AuditController(Controller):
         end: To = None, cursor: Cursor = None, limit: Limit = 100,
     ) -> ComplaintPage:  # fmt: skip
         page = runtime.audit.complaints(
-            status=status, reason=reason, campaign_id=campaign_id, start=start, end=end, cursor=cursor,
-            limit=limit,
+            status=status, reason=reason, campaign_id=campaign_id, start=_moment(start, "from"),
+            end=_moment(end, "to"), cursor=cursor, limit=limit,
         )  # fmt: skip
         return _counted(request, page, len(page.complaints))
 
@@ -295,5 +319,15 @@ class AuditController(Controller):
     async def export(
         self, request: AuditRequest, runtime: RuntimeDep, start: From = None, end: To = None
     ) -> ExportRead:
-        answer, count = await runtime.audit.export(start, end)
+        answer, count = await runtime.audit.export(_moment(start, "from"), _moment(end, "to"))
         return _counted(request, answer, count)
+
+
+def _moment(value: str | None, name: str) -> datetime | None:
+    """A time of RFC 3339's shape that is also a real one (not 2026-02-30T10:00Z)."""
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value.upper())  # RFC 3339 allows `t` and `z`; Python does not
+    except ValueError:
+        raise InvalidInput(f"{name}: {value[:40]!r} is not a time", name) from None

@@ -432,6 +432,31 @@ def test_a_subject_who_came_back_is_unknown_before_the_erasure_not_refused(
     assert [e["purpose"] for e in now["history"]] == ["personalization"]
 
 
+@pytest.mark.parametrize("value", ["0.5", "1e9", "12", "20261123", "2026-02-30T10:00:00Z"])
+@pytest.mark.parametrize("path", ["/consent-events", "/decisions", "/complaints", "/export"])
+@pytest.mark.parametrize("name", ["from", "to"])
+def test_a_number_or_an_impossible_day_is_no_time(
+    client: Client, auditor: Headers, path: str, name: str, value: str
+) -> None:
+    """Regression: a bare number was read as Unix seconds, answered as a time in 1970."""
+    problem = assert_problem(client.get(f"/v1/audit{path}", headers=auditor, params={name: value}), 400)
+    assert [item["key"] for item in problem["extra"]] == [name]
+
+
+@pytest.mark.parametrize("value", ["1", "20261123", "2026-11-31T00:00:00Z"])
+def test_a_subject_at_a_number_is_refused_not_answered_for_1970(
+    client: Client, as_user: AsUser, auditor: Headers, value: str
+) -> None:
+    consent(client, as_user(ALICE), "marketing", True)
+    ref = ref_of(client, as_user(ALICE))
+    problem = assert_problem(
+        client.get(f"/v1/audit/subjects/{ref}", headers=auditor, params={"at": value}), 400
+    )
+    assert [item["key"] for item in problem["extra"]] == ["at"]
+    lower = get(client, f"/subjects/{ref}", auditor, at="2026-11-23t10:30:00z")
+    assert lower["as_of"] == "2026-11-23T10:30:00Z"
+
+
 @pytest.mark.parametrize("path", ["/consent-events", "/decisions", "/complaints", "/export"])
 @pytest.mark.parametrize("name", ["from", "to"])
 def test_a_bad_time_is_named_as_the_client_wrote_it(
