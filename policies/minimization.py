@@ -12,6 +12,7 @@ says `data`. Reasons are stored unsealed and outlive erasure.
 """
 
 import re
+import unicodedata
 from datetime import datetime
 
 import msgspec
@@ -23,6 +24,13 @@ from policies.pii import could_hold_pii, find_pii
 from policies.settings import PolicySettings
 
 
+def _chars(text: str) -> int:
+    """Characters as composed (NFC): a Korean title or an accented word counts the same whether
+    its sender's system wrote it composed or as letters and combining marks (144 code points for
+    a 60-syllable title, which NFC makes 60)."""
+    return len(text) if text.isascii() else len(unicodedata.normalize("NFC", text))
+
+
 def _size_reasons(ctx: RuleContext, settings: PolicySettings) -> list[Reason]:
     push = ctx.push
     found = []
@@ -30,7 +38,7 @@ def _size_reasons(ctx: RuleContext, settings: PolicySettings) -> list[Reason]:
         ("title", push.title, settings.title_max_chars),
         ("body", push.body, settings.body_max_chars),
     ):
-        if len(text) > limit:
+        if _chars(text) > limit:
             found.append(Reason(reasons.PAYLOAD_TOO_LARGE, {"field": field, "limit": limit}))
     size = len(msgspec.json.encode({"title": push.title, "body": push.body, "data": push.data}))
     if size > settings.payload_max_bytes:

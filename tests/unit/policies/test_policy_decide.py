@@ -1,5 +1,6 @@
 """Table-driven tests of `decide` at a fixed `now`; the cases together give every submission reason code."""
 
+import unicodedata
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -88,6 +89,21 @@ CASES = [
     Case(
         "title too long",
         push(title="x" * 101),
+        subject(),
+        "rejected",
+        (r("payload_too_large", field="title", limit=100),),
+    ),
+    Case(
+        # 100 Hangul syllables as letters (jamo), 240 code points: composed, they are 100
+        "a title of 100 characters written decomposed (NFD) is 100, not its code points",
+        push(title=unicodedata.normalize("NFD", "한국어" * 33 + "가")),
+        subject(),
+        "queued",
+        (),
+    ),
+    Case(
+        "a title of 101 characters written decomposed is too long as composed",
+        push(title=unicodedata.normalize("NFD", "é" * 101)),
         subject(),
         "rejected",
         (r("payload_too_large", field="title", limit=100),),
