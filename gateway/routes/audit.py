@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, get_args
 from urllib.parse import parse_qsl
 
 from litestar import Controller, Litestar, Request, get
@@ -53,6 +53,7 @@ from gateway.schemas.audit import (
     SubjectRead,
 )
 from gateway.schemas.complaints import ComplaintReason, ComplaintStatus
+from gateway.services.audit import read_cursor
 from policies.catalog import Purpose
 from policies.pii import find_pii
 from policies.reasons import ReasonCode
@@ -68,7 +69,9 @@ UNROUTED = f"{AUDIT_PATH}/* (no such route)"
 # Only parameters the routes read are logged (a stray `?email=` must not land in the log), and
 # each value only if it has the shape that parameter takes: the log is append-only, and an
 # auditor who pastes a user id or an e-mail into `subject_ref` must not leave it there for good.
-# (`user_id` is logged as its subject_ref, by the service.)
+# Codes are logged only as one of their values, cursors only as one the gateway gave out: a user
+# id fits `[a-z_]` or a cursor's characters well enough. (`user_id` is logged as its subject_ref,
+# by the service.)
 _TIME = r"^[0-9][0-9TZtz:.+-]{0,39}$"  # an RFC 3339 time, or the proof routes' tree sizes
 _NUMBER = r"^[0-9]{1,19}$"
 _CODE = r"^[a-z_]{1,64}$"
@@ -77,6 +80,12 @@ LOGGED_SHAPES = {
     "to": _TIME, "at": _TIME, "cursor": r"^[A-Za-z0-9_-]{1,200}$", "limit": _NUMBER,
     "push_id": r"^psh_[0-9a-f]{24}$", "campaign_id": r"^cmp_[0-9a-f]{16}$", "outcome": _CODE,
     "reason": _CODE, "status": _CODE, "seq": _NUMBER, "size": _NUMBER, "version": _NUMBER,
+}  # fmt: skip
+Outcome = Literal["queued", "deferred", "rejected"]
+_CODES = {
+    "purpose": frozenset(get_args(Purpose)), "outcome": frozenset(get_args(Outcome)),
+    "reason": frozenset(get_args(ReasonCode)) | frozenset(get_args(ComplaintReason)),
+    "status": frozenset(get_args(ComplaintStatus)),
 }  # fmt: skip
 _SHAPES = {name: re.compile(pattern) for name, pattern in LOGGED_SHAPES.items()}
 _DIGITS = frozenset(name for name, pattern in LOGGED_SHAPES.items() if pattern in (_TIME, _NUMBER))
@@ -203,9 +212,13 @@ def _loggable(name: str, value: str) -> str:
     """The value itself if it has its parameter's shape and, for digits-only shapes, nothing in it
     looks personal (a tree size can look like a phone number), else a marker that a value was
     given. Ids are trusted to their patterns: the card check finds Luhn-valid runs in hex ids."""
-    if name == "user_id" or (_SHAPES[name].fullmatch(value) and not (name in _DIGITS and find_pii(value))):
+    if name == "user_id":
         return value
-    return NOT_LOGGED
+    if not _SHAPES[name].fullmatch(value) or (name in _DIGITS and find_pii(value)):
+        return NOT_LOGGED
+    if (name in _CODES and value not in _CODES[name]) or (name == "cursor" and read_cursor(value) is None):
+        return NOT_LOGGED
+    return value
 
 
 class AuditController(Controller):
@@ -245,7 +258,7 @@ class AuditController(Controller):
     async def decisions(
         self, request: AuditRequest, runtime: RuntimeDep, push_id: Code = None, campaign_id: Code = None,
         subject_ref: SubjectRef = None,
-        outcome: FromQuery[Literal["queued", "deferred", "rejected"] | None] = None,
+        outcome: FromQuery[Outcome | None] = None,
         reason: FromQuery[ReasonCode | None] = None,
         start: From = None, end: To = None, cursor: Cursor = None, limit: Limit = 100,
     ) -> DecisionPage:  # fmt: skip

@@ -39,10 +39,11 @@ from storage.repositories import audit
 from storage.repositories.audit import Filter
 from storage.store import Store
 
-__all__ = ["AuditService", "audit_event", "aware", "time_bound"]
+__all__ = ["AuditService", "audit_event", "aware", "read_cursor", "time_bound"]
 
 FILTER_VALUE_MAX = 256
 POSITION_DIGITS = 18  # positions are SQLite rowids and sequence numbers: below 2**63
+CURSOR_KINDS = frozenset({"events", "decisions", "complaints", "access"})
 _NO_MATCH = "no such subject"
 
 
@@ -72,18 +73,31 @@ def _encode_cursor(kind: str, position: int) -> str:
     return base64.urlsafe_b64encode(f"{kind}:{position}".encode()).decode().rstrip("=")
 
 
+def read_cursor(cursor: str) -> tuple[str, int] | None:
+    """The listing and position a cursor names, or None if the gateway gave out no such cursor."""
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+    kind, _, position = text.partition(":")
+    if (
+        kind in CURSOR_KINDS
+        and position.isascii()
+        and position.isdigit()
+        and len(position) <= POSITION_DIGITS
+    ):
+        return kind, int(position)
+    return None
+
+
 def _decode_cursor(kind: str, cursor: str | None) -> int:
     """The position after which a page starts; cursors are only good for the route that gave them."""
     if cursor is None:
         return 0
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        given, _, position = text.partition(":")
-        if given == kind and position.isascii() and position.isdigit() and len(position) <= POSITION_DIGITS:
-            return int(position)
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        pass
-    raise InvalidInput("cursor: not a cursor this listing gave out", "cursor")
+    read = read_cursor(cursor)
+    if read is None or read[0] != kind:
+        raise InvalidInput("cursor: not a cursor this listing gave out", "cursor")
+    return read[1]
 
 
 def _next_cursor(kind: str, positions: list[int], limit: int) -> str | None:

@@ -292,6 +292,34 @@ def test_refused_values_are_not_kept_in_the_access_log(
     ]
 
 
+def test_a_cursor_or_a_code_is_kept_only_as_one_the_gateway_knows(
+    client: Client, as_key: Callable[..., Headers]
+) -> None:
+    """A user id fits a cursor's characters, and `[a-z_]` codes, well enough to have been kept."""
+    auditor = as_key("audit:read")
+    for params in (
+        {"cursor": "leakuser-7f3a9"},
+        {"cursor": "8613800138000"},
+        {"status": "leak_user_id"},
+        {"purpose": "li_wei_88", "reason": "zhang_san"},
+    ):
+        client.get("/v1/audit/consent-events", headers=auditor, params=params)
+    client.get("/v1/audit/complaints", headers=auditor, params={"status": "open", "reason": "privacy"})
+    page = client.get("/v1/audit/access-log", headers=auditor, params={"limit": 1}).json()
+    client.get("/v1/audit/access-log", headers=auditor, params={"cursor": page["next_cursor"]})
+
+    entries = client.get("/v1/audit/access-log", headers=auditor).json()["entries"]
+    assert [e["filters"] for e in entries[:7]] == [
+        {"cursor": NOT_LOGGED},
+        {"cursor": NOT_LOGGED},
+        {"status": NOT_LOGGED},
+        {"purpose": NOT_LOGGED, "reason": NOT_LOGGED},
+        {"status": "open", "reason": "privacy"},
+        {"limit": "1"},
+        {"cursor": page["next_cursor"]},
+    ]
+
+
 def test_ids_that_look_like_card_numbers_are_still_logged(
     client: Client, as_key: Callable[..., Headers]
 ) -> None:
