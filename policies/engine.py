@@ -23,9 +23,9 @@ from policies.subject import check_subject, is_terminal
 from policies.topics import check_topic
 from policies.ttl import expires_at
 
-_PURPOSE_RULES = (check_personalization, check_location)
-_TRANSACTIONAL_RULES = (*_PURPOSE_RULES, check_campaign_pause)
-_MARKETING_RULES = (check_consent, check_topic, *_PURPOSE_RULES, check_complaints, check_campaign_pause)
+_TRANSACTIONAL_RULES = (check_personalization, check_location, check_campaign_pause)
+_MARKETING_BEFORE_LOCATION = (check_consent, check_topic, check_personalization)
+_MARKETING_AFTER_LOCATION = (check_complaints, check_campaign_pause)
 
 
 def decide(
@@ -47,8 +47,14 @@ def decide(
         results.append(passed("topic:transactional (contract)"))
         results += [rule(ctx, now, settings) for rule in _TRANSACTIONAL_RULES]
         return combine(results, expires)
-    results += [rule(ctx, now, settings) for rule in _MARKETING_RULES]
+    # A push deferred past quiet hours is judged as it will be sent: its location must still be
+    # fresh then (a fix from before the window is not, and the push would end `location_stale`
+    # after the sender was told `deferred`), and the caps are counted then.
     quiet = check_quiet_hours(ctx, now, settings)
+    sent_at = quiet.until or now
+    results += [rule(ctx, now, settings) for rule in _MARKETING_BEFORE_LOCATION]
+    results.append(check_location(ctx, sent_at, settings))
+    results += [rule(ctx, now, settings) for rule in _MARKETING_AFTER_LOCATION]
     results.append(quiet)
-    results.append(check_frequency(ctx, quiet.until or now, settings))
+    results.append(check_frequency(ctx, sent_at, settings))
     return combine(results, expires)

@@ -261,6 +261,13 @@ CASES = [
         "queued",
     ),
     Case(
+        "near and fresh now, but deferred past quiet hours it would be stale when sent",
+        push(topic="nearby_offers", near_geohash="wx4g"),
+        subject(timezone="Asia/Tokyo"),
+        "rejected",
+        (r("location_stale", max_age_minutes=30), r("quiet_hours", until="2024-06-12T23:00:00Z")),
+    ),
+    Case(
         "topic muted after a complaint",
         push(),
         subject(muted_until={"promotions": NOW + timedelta(days=3)}),
