@@ -209,6 +209,7 @@
   // A topic is on only while the consents it needs are given (the API answers the topic as off
   // otherwise), so its switch is locked until then and says which consent is missing.
   function topics(state) {
+    const paused = state.paused_until || {};
     const rows = Object.entries(state.topics).map(([topic, on]) => {
       const missing = (TOPIC_NEEDS[topic] || []).filter((purpose) => !state.consents[purpose].granted);
       return el("label", { class: "toggle" },
@@ -221,7 +222,8 @@
         }),
         el("span", {}, t(`topic_${topic}`), missing.length
           ? el("small", { text: t("topic_needs", { purposes: missing.map((purpose) => t(`purpose_${purpose}`)).join(", ") }) })
-          : null));
+          : null,
+        paused[topic] ? el("small", { class: "meta", text: t("topic_paused", { time: when(paused[topic]) }) }) : null));
     });
     return section("topics", t("topics_title"), t("topics_hint"), ...rows);
   }

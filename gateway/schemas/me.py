@@ -113,6 +113,14 @@ class PreferencesRead(msgspec.Struct):
     topics: dict[Topic, bool]
     quiet_hours: QuietHours
     frequency: Frequency
+    paused_until: Annotated[
+        dict[Topic, str],
+        Meta(
+            description="Topics paused after the person's complaint about one of their messages, each "
+            "with when the pause ends (RFC 3339). A topic's switch (`topics`) stays as they set it; the "
+            "pause ends by itself."
+        ),
+    ] = {}
 
 
 class ConsentUpdate(msgspec.Struct, forbid_unknown_fields=True):

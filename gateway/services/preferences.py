@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import cast
 
 import msgspec
 
@@ -33,12 +34,13 @@ from gateway.schemas.me import PurposeRef as ReceiptPurpose
 from gateway.services.policy import PolicySource
 from gateway.settings import Settings
 from gateway.signing import SignedParts, Signer
-from policies.catalog import PURPOSES, TOPIC_PURPOSES, TOPICS
+from policies.catalog import PURPOSES, TOPIC_PURPOSES, TOPICS, Topic
 from policies.settings import PolicySettings, quiet_window_minutes
 from storage import ledger
 from storage.db import Connection
 from storage.directory import SubjectKey
-from storage.repositories import consents, locations, preferences
+from storage.repositories import complaints, consents, locations, preferences
+from storage.repositories.complaints import Mute
 from storage.repositories.consents import ConsentRow
 from storage.repositories.preferences import PreferenceDoc
 from storage.store import Store
@@ -70,12 +72,20 @@ class PreferenceCenter:
     def read(self, subject_ref: str) -> PreferencesRead:
         key = self._store.directory.resolve(subject_ref)
         if key is None:
-            return self.view(subject_ref, PreferenceDoc(), {})
+            return self.view(subject_ref, PreferenceDoc(), {}, [])
         conn = self._store.data.reader()
-        return self.view(subject_ref, preferences.load(conn, key), consents.current(conn, key.subject_id))
+        return self.view(
+            subject_ref,
+            preferences.load(conn, key),
+            consents.current(conn, key.subject_id),
+            complaints.mutes_for_subject(conn, key.subject_id),
+        )
 
-    def view(self, subject_ref: str, doc: PreferenceDoc, granted: dict[str, ConsentRow]) -> PreferencesRead:
+    def view(
+        self, subject_ref: str, doc: PreferenceDoc, granted: dict[str, ConsentRow], mutes: list[Mute]
+    ) -> PreferencesRead:
         policy = self._newest_policy()
+        now = self._clock()
         on = {p for p, row in granted.items() if row.granted}
         return PreferencesRead(
             subject_ref=subject_ref,
@@ -95,6 +105,11 @@ class PreferenceCenter:
                     policy.max_per_week,
                 )
             ),
+            paused_until={
+                cast(Topic, m.topic): rfc3339_text(m.until)
+                for m in mutes
+                if datetime.fromisoformat(m.until) > now
+            },
         )
 
     def history(self, subject_ref: str) -> list[ConsentEvent]:
@@ -118,17 +133,17 @@ class PreferenceCenter:
         key = await self._store.directory.ensure_from_loop(subject_ref, now)
         changes = msgspec.json.encode(patch)
 
-        def unit(conn: Connection) -> tuple[PreferenceDoc, dict[str, ConsentRow]]:
+        def unit(conn: Connection) -> PreferencesRead:
             doc = apply_patch(preferences.load(conn, key), patch)
             preferences.save(conn, key, doc, now)
             ledger.append(
                 conn, at=now, subject=key, kind="preferences.changed", actor=actor,
                 source="preference_center", content=changes,
             )  # fmt: skip
-            return doc, consents.current(conn, key.subject_id)
+            granted = consents.current(conn, key.subject_id)
+            return self.view(subject_ref, doc, granted, complaints.mutes_for_subject(conn, key.subject_id))
 
-        doc, granted = await self._store.data.writer.run(unit)
-        return self.view(subject_ref, doc, granted)
+        return await self._store.data.writer.run(unit)
 
     async def set_consent(
         self, subject_ref: str, purpose: str, body: ConsentUpdate, *, actor: str, source: str

@@ -75,12 +75,13 @@ class RightsService:
         sid = key.subject_id
         history = list(ledger.events(conn, "WHERE subject_id = ?", (sid,)))
         place = locations.get(conn, key)
+        mutes = complaints.mutes_for_subject(conn, sid)
         return ExportRead(
             subject_ref=subject_ref,
             exported_at=rfc3339(now),
             held=True,
             preferences=self._center.view(
-                subject_ref, preferences.load(conn, key), consents.current(conn, key.subject_id)
+                subject_ref, preferences.load(conn, key), consents.current(conn, key.subject_id), mutes
             ),
             consent_history=[consent_event(e, key) for e in history if e.kind.startswith("consent.")],
             receipts=_receipts(history, key),
@@ -92,10 +93,7 @@ class RightsService:
             # `GET /v1/me/complaints`'s own mapping: one for both, not a copy.
             complaints=[complaint_read(row, key) for row in complaints.list_for_subject(conn, sid)],
             notifications=_notifications(conn, key),
-            mutes=[
-                ExportMute(m.topic, rfc3339_text(m.until), m.source)
-                for m in complaints.mutes_for_subject(conn, sid)
-            ],
+            mutes=[ExportMute(m.topic, rfc3339_text(m.until), m.source) for m in mutes],
             events=[
                 ExportEvent(e.push_id, e.type, rfc3339_text(e.at))
                 for e in complaints.events_for_subject(conn, sid)

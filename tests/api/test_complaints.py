@@ -156,6 +156,24 @@ def test_a_complaint_mutes_the_pushs_topic_for_thirty_days_for_the_complainer_on
 
 
 @pytest.mark.usefixtures("relaxed")
+def test_the_preferences_say_which_topic_is_paused_and_until_when(
+    client: Client, runtime: Runtime, clock: FakeClock, as_user: UserHeaders, key: Headers
+) -> None:
+    """The topic's switch stays on (it is the user's), so without this the pause was invisible."""
+    ada = onboard(client, as_user, "ada")
+    first = delivered_push(client, runtime, key, "ada", "p1")
+    assert complain(client, ada, push_id=first, reason="irrelevant")["actions_taken"] == ["topic_muted"]
+
+    state = client.get("/v1/me/preferences", headers=ada).json()
+    assert (state["topics"]["promotions"], state["paused_until"]) == (
+        True,
+        {"promotions": "2026-12-23T10:00:00Z"},
+    )
+    clock.advance(days=30)
+    assert client.get("/v1/me/preferences", headers=ada).json()["paused_until"] == {}
+
+
+@pytest.mark.usefixtures("relaxed")
 def test_a_later_complaint_under_a_shorter_mute_length_keeps_the_longer_mute(
     client: Client, runtime: Runtime, clock: FakeClock, as_user: UserHeaders, as_key: KeyHeaders, key: Headers
 ) -> None:

@@ -125,6 +125,7 @@ def fresh_export(ref: str) -> dict[str, Any]:
             "topics": {"transactional": True, **dict.fromkeys(MARKETING_TOPICS, False)},
             "quiet_hours": {"start": "21:00", "end": "08:00"},
             "frequency": {"max_per_week": 3},
+            "paused_until": {},
         },
         "consent_history": [],
         "receipts": [],

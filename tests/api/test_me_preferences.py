@@ -113,6 +113,7 @@ def defaults(ref: str, timezone: str = "UTC") -> dict[str, Any]:
         "topics": {"transactional": True, **dict.fromkeys(MARKETING_TOPICS, False)},
         "quiet_hours": {"start": "21:00", "end": "08:00"},
         "frequency": {"max_per_week": 3},
+        "paused_until": {},
     }
 
 

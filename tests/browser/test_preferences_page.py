@@ -167,6 +167,8 @@ def test_pushes_show_as_text_never_markup_and_can_be_reported(tab: Tab, gateway:
         (push.json()["push_id"], "too_frequent", "every day")
     ]
     expect(tab.page.locator("#complaints li")).to_have_count(1)
+    expect(tab.page.locator("#topics")).to_contain_text("Paused after your report, until")
+    expect(tab.page.locator("input[name=topic-promotions]")).to_be_checked()
     assert tab.errors == []
 
 
