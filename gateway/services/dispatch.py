@@ -558,12 +558,9 @@ def _too_late(decision: Decision, expires: datetime) -> bool:
 
 
 def _was_deferred(row: PushRow) -> bool:
-    """Deferred at submission or by an earlier round: planned for later than it was created."""
-    if row.status == "deferred" or row.outcome == "deferred":
-        return True
-    return row.planned_at is not None and (
-        datetime.fromisoformat(row.planned_at) > datetime.fromisoformat(row.created_at)
-    )
+    """Deferred at submission or by an earlier round: only a deferral sets `deliver_after` (a
+    planned time later than the creation may be a late send's, `_late`)."""
+    return row.status == "deferred" or row.outcome == "deferred" or row.deliver_after is not None
 
 
 def _message(row: PushRow, device: DeviceRow, content: PushContent, expires: datetime) -> DeliveryMessage:

@@ -437,6 +437,25 @@ def test_a_push_sent_late_counts_against_the_caps_on_the_day_it_is_sent(world: W
     assert shown["at"] == "2026-11-24T09:30:00Z"
 
 
+@pytest.mark.parametrize("late_minutes", [0, 5])
+def test_a_push_sent_late_and_retried_into_quiet_hours_past_its_expiry_is_rejected_not_expired(
+    world: World, late_minutes: int
+) -> None:
+    """Sent late, its planned time moved to the send: it was then taken for one deferred, and
+    ended `expired` where a push never deferred is `rejected` (PRODUCT.md)."""
+    world.user("zed", platform="webhook")
+    world.hook.answers = [(503, {}), (200, {})]
+    world.clock.advance(hours=10, minutes=50)  # 20:50; quiet hours from 21:00, expiry at 22:00
+    push = world.submit("zed", ttl_seconds=70 * 60)
+    assert push["outcome"] == "queued", push
+    world.clock.advance(minutes=late_minutes)
+    assert world.run() == 1
+    world.clock.advance(minutes=15)  # inside quiet hours, whose end is past the expiry
+    world.run()
+    got = world.read(push["push_id"])
+    assert (got["status"], [r["code"] for r in got["reasons"]]) == ("rejected", ["quiet_hours"]), got
+
+
 def test_queued_push_claimed_inside_quiet_hours_is_deferred_again(world: World) -> None:
     world.user("emil")
     world.clock.advance(hours=10, minutes=59)  # 20:59: allowed, queued for now
