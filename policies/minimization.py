@@ -27,8 +27,11 @@ from policies.settings import PolicySettings
 def _chars(text: str) -> int:
     """Characters as composed (NFC): a Korean title or an accented word counts the same whether
     its sender's system wrote it composed or as letters and combining marks (144 code points for
-    a 60-syllable title, which NFC makes 60)."""
-    return len(text) if text.isascii() else len(unicodedata.normalize("NFC", text))
+    a 60-syllable title, which NFC makes 60). The lower of the two counts: NFC decomposes a few
+    characters (Devanagari क़, Hebrew presentation forms), which must not count more as sent."""
+    if text.isascii():
+        return len(text)
+    return min(len(text), len(unicodedata.normalize("NFC", text)))
 
 
 def _size_reasons(ctx: RuleContext, settings: PolicySettings) -> list[Reason]:

@@ -102,6 +102,13 @@ CASES = [
         (),
     ),
     Case(
+        "a title of characters NFC decomposes (Devanagari qa) counts as sent",
+        push(title="\u0958" * 51 + "\ufb2c" * 34),
+        subject(),
+        "queued",
+        (),
+    ),
+    Case(
         "a title of 101 characters written decomposed is too long as composed",
         push(title=unicodedata.normalize("NFD", "é" * 101)),
         subject(),
