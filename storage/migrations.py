@@ -226,21 +226,35 @@ def _erasure_days(db: sqlite_utils.Database) -> None:
     # Rebuilt WITHOUT ROWID too: rowids in the order of erasure, stored in that order, matched
     # tombstones to the ledger's `subject.erased` events one by one, as the moments did. Keyed by
     # subject_ref alone, the table is stored in the order of the refs, which are keyed hashes.
+    # One INSERT ... SELECT through a SQL function, so no table's worth of rows is held in Python.
+    db.conn.create_function("erasure_day", 1, _stored_erasure_day)
     db.execute(
         "CREATE TABLE tombstones_by_ref (subject_ref TEXT PRIMARY KEY, erased_at TEXT NOT NULL, "
         "pending_subject_id TEXT, pending_actor TEXT) WITHOUT ROWID"
     )
-    rows = db.execute("SELECT subject_ref, erased_at, pending_subject_id, pending_actor FROM tombstones")
-    for ref, erased_at, pending_id, actor in rows.fetchall():
-        if pending_id is None:
-            erased_at = erasure_day(datetime.fromisoformat(erased_at))
-        db.execute("INSERT INTO tombstones_by_ref VALUES (?, ?, ?, ?)", (ref, erased_at, pending_id, actor))
+    db.execute(
+        "INSERT INTO tombstones_by_ref SELECT subject_ref, "
+        "CASE WHEN pending_subject_id IS NULL THEN erasure_day(erased_at) ELSE erased_at END, "
+        "pending_subject_id, pending_actor FROM tombstones"
+    )
     db.execute("DROP TABLE tombstones")
     db.execute("ALTER TABLE tombstones_by_ref RENAME TO tombstones")
     db.execute(
         "CREATE INDEX tombstones_pending ON tombstones (pending_subject_id) "
         "WHERE pending_subject_id IS NOT NULL"
     )
+
+
+def _stored_erasure_day(stored: str) -> str:
+    """`erasure_day` of a stored time; one that does not read as a time (a hand-edited row) gets
+    the day after the migration's, rather than stopping every start until it is mended."""
+    try:
+        at = datetime.fromisoformat(stored)
+    except (TypeError, ValueError):
+        at = datetime.now(UTC)
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return erasure_day(at)
 
 
 def _policy(db: sqlite_utils.Database) -> None:

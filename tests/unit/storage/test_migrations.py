@@ -136,12 +136,36 @@ def test_erasure_days_keep_the_day_of_finished_erasures_and_the_moment_of_pendin
 
 
 def test_tombstones_are_stored_in_the_order_of_their_refs_not_of_erasure(tmp_path: Path) -> None:
+    """Read past any index (`NOT INDEXED`): a rowid table gives its rows in the order they were
+    written, which is the order of the erasures, as the ledger's `subject.erased` events are."""
     conn = connect(tmp_path / "subjects.db", secrets.token_bytes(32))
-    migrate(conn, DIRECTORY_MIGRATIONS)
-    (sql,) = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'tombstones'").fetchone()
-    assert "WITHOUT ROWID" in sql
+    migrate(conn, [m for m in DIRECTORY_MIGRATIONS if m[0] != "0004_erasure_days"])
     conn.execute("BEGIN")
     for ref in ("sub_c", "sub_a", "sub_b"):
         conn.execute("INSERT INTO tombstones (subject_ref, erased_at) VALUES (?, ?)", (ref, NOW.isoformat()))
     conn.execute("COMMIT")
-    assert [r for (r,) in conn.execute("SELECT subject_ref FROM tombstones")] == ["sub_a", "sub_b", "sub_c"]
+    physical = "SELECT subject_ref FROM tombstones NOT INDEXED"
+    assert [r for (r,) in conn.execute(physical)] == ["sub_c", "sub_a", "sub_b"]
+
+    assert migrate(conn, DIRECTORY_MIGRATIONS) == ["0004_erasure_days"]
+
+    assert [r for (r,) in conn.execute(physical)] == ["sub_a", "sub_b", "sub_c"]
+    (sql,) = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'tombstones'").fetchone()
+    assert "WITHOUT ROWID" in sql
+
+
+def test_a_tombstone_whose_time_does_not_read_does_not_stop_the_migration(tmp_path: Path) -> None:
+    conn = connect(tmp_path / "subjects.db", secrets.token_bytes(32))
+    migrate(conn, [m for m in DIRECTORY_MIGRATIONS if m[0] != "0004_erasure_days"])
+    conn.execute("BEGIN")
+    conn.execute("INSERT INTO tombstones (subject_ref, erased_at) VALUES ('sub_bad', 'garbage')")
+    conn.execute(
+        "INSERT INTO tombstones (subject_ref, erased_at) VALUES ('sub_naive', '2026-11-23T10:00:00')"
+    )
+    conn.execute("COMMIT")
+
+    assert migrate(conn, DIRECTORY_MIGRATIONS) == ["0004_erasure_days"]
+
+    days = dict(conn.execute("SELECT subject_ref, erased_at FROM tombstones").fetchall())
+    assert days["sub_naive"] == "2026-11-24T00:00:00+00:00"
+    assert datetime.fromisoformat(days["sub_bad"]) > datetime.now(UTC)  # the day after the migration
