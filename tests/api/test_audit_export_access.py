@@ -300,6 +300,7 @@ def test_a_cursor_or_a_code_is_kept_only_as_one_the_gateway_knows(
     for params in (
         {"cursor": "leakuser-7f3a9"},
         {"cursor": "8613800138000"},
+        {"cursor": base64.urlsafe_b64encode(b"events:13800138000").decode().rstrip("=")},  # a mobile
         {"status": "leak_user_id"},
         {"purpose": "li_wei_88", "reason": "zhang_san"},
     ):
@@ -309,7 +310,8 @@ def test_a_cursor_or_a_code_is_kept_only_as_one_the_gateway_knows(
     client.get("/v1/audit/access-log", headers=auditor, params={"cursor": page["next_cursor"]})
 
     entries = client.get("/v1/audit/access-log", headers=auditor).json()["entries"]
-    assert [e["filters"] for e in entries[:7]] == [
+    assert [e["filters"] for e in entries[:8]] == [
+        {"cursor": NOT_LOGGED},
         {"cursor": NOT_LOGGED},
         {"cursor": NOT_LOGGED},
         {"status": NOT_LOGGED},
