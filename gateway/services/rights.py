@@ -53,6 +53,17 @@ from storage.store import Store
 __all__ = ["RightsService", "erase_subject_data"]
 
 SUBJECT_TABLES = ("preferences", "consents", "devices", "locations", "mutes")
+# A push's reasons (a JSON list of objects) without the details drawn from the user's settings.
+_WITHOUT_SETTINGS = (
+    "CASE WHEN {column} IS NULL THEN NULL ELSE (SELECT json_group_array(json_remove(r.value, '$.until', "
+    "'$.limit')) FROM json_each({column}) r) END"
+)
+_FORGET_SETTINGS_IN_PUSHES = (
+    "UPDATE pushes SET fingerprint = X'', allowed_by = '[]', deliver_after = NULL, "  # noqa: S608 (our SQL)
+    f"reasons = {_WITHOUT_SETTINGS.format(column='reasons')}, "
+    f"final_reasons = {_WITHOUT_SETTINGS.format(column='final_reasons')} "
+    "WHERE subject_id = ?"
+)
 
 
 class RightsService:
@@ -145,10 +156,12 @@ def erase_subject_data(conn: Connection, erasure: PendingErasure) -> bool:
         conn.execute(f"DELETE FROM {table} WHERE subject_id = ?", (sid,))  # noqa: S608
     # The subject's pushes stay (caps, statistics, audits), but not what could confirm a guess of
     # their content: the request's fingerprint is keyed with the pseudonymization key, which
-    # outlives erasure. Nor what let each through, which names the user's time zone, quiet window
-    # and cap. The idempotency key's hash stays, so that a replay still gets the answer it was
-    # given and never makes a second push, even after the user came back.
-    conn.execute("UPDATE pushes SET fingerprint = X'', allowed_by = '[]' WHERE subject_id = ?", (sid,))
+    # outlives erasure. Nor what tells of the user's settings: the facts that let each through
+    # (their time zone, quiet window and cap), a reason's `until` (their quiet window's end, in
+    # UTC, gives away their time zone) and `limit` (their cap), and a deferral's time. Reason
+    # codes stay. The idempotency key's hash stays, so that a replay still gets an answer (these
+    # details gone from it) and never makes a second push, even after the user came back.
+    conn.execute(_FORGET_SETTINGS_IN_PUSHES, (sid,))
     recorded = conn.execute(
         "SELECT 1 FROM ledger WHERE subject_id = ? AND kind = 'subject.erased' LIMIT 1", (sid,)
     ).fetchone()

@@ -11,6 +11,7 @@ never makes a second push, even once the user has come back.
 from __future__ import annotations
 
 import hmac
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -142,3 +143,46 @@ def test_erasure_blanks_what_allowed_the_users_pushes(
 
     assert _allowed_by(runtime, erased["push_id"]) == "[]"
     assert "Pacific/Chatham" in _allowed_by(runtime, kept["push_id"])
+
+
+def test_erasure_leaves_reasons_their_codes_without_the_users_settings(
+    client: Client, runtime: Runtime, as_user: Callable[[str], Headers], as_key: Callable[..., Headers]
+) -> None:
+    """A quiet window's end (in UTC, so the time zone shows) and the user's weekly cap were kept in
+    the reasons of the pushes they deferred or refused."""
+    key = as_key("pushes:write")
+    _ready(client, as_user, ERASED)
+    headers = as_user(ERASED)
+    given = client.put(
+        "/v1/me/consents/marketing", json={"granted": True, "notice_version": "n1"}, headers=headers
+    )
+    assert given.status_code == 200, given.text
+    changed = client.patch(
+        "/v1/me/preferences",
+        json={"timezone": "Pacific/Chatham", "quiet_hours": {"start": "22:00", "end": "23:59"},
+              "frequency": {"max_per_week": 1}},
+        headers=headers,
+    )  # fmt: skip
+    assert changed.status_code == 200, changed.text
+    marketing = {"title": "Sale", "body": "10% off", "data": {}}
+    deferred = _submit(client, key, _push(ERASED, "sale-1") | marketing | {"topic": "promotions"})
+    capped = _submit(client, key, _push(ERASED, "sale-2") | marketing | {"topic": "flash_sales"})
+    assert [r["code"] for r in deferred["reasons"]] == ["quiet_hours"], deferred
+    assert "frequency_capped" in [r["code"] for r in capped["reasons"]], capped
+
+    assert client.delete("/v1/me", headers=headers).status_code == 204
+
+    rows = runtime.store.data.reader().execute(
+        "SELECT reasons, deliver_after FROM pushes WHERE push_id IN (?, ?) ORDER BY push_id",
+        (deferred["push_id"], capped["push_id"]),
+    )
+    for reasons, deliver_after in rows:
+        assert deliver_after is None
+        for reason in json.loads(reasons):
+            assert set(reason) <= {"code", "topic", "window"}, reason
+    assert "frequency_capped" in [r["code"] for r in json.loads(_reasons(runtime, capped["push_id"]))]
+
+
+def _reasons(runtime: Runtime, push_id: str) -> str:
+    row = runtime.store.data.reader().execute("SELECT reasons FROM pushes WHERE push_id = ?", (push_id,))
+    return str(row.fetchone()[0])
