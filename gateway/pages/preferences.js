@@ -185,6 +185,12 @@
     if (target) target.focus();
   }
 
+  function focusHeading(id) {
+    const heading = document.getElementById(`${id}-title`);
+    heading.setAttribute("tabindex", "-1");
+    heading.focus();
+  }
+
   function section(id, title, hint, ...body) {
     return el("section", { id, "aria-labelledby": `${id}-title` },
       el("h2", { id: `${id}-title`, text: title }), hint ? el("p", { class: "hint", text: hint }) : null, ...body);
@@ -283,10 +289,14 @@
         el("span", { class: "meta", text: when(device.created_at) }), " ",
         el("button", {
           class: "secondary",
-          onclick: () => change(
-            () => call("DELETE", `/v1/me/devices/${encodeURIComponent(device.device_id)}`),
-            { message: t("device_removed") },
-          ),
+          onclick: async () => {
+            await change(
+              () => call("DELETE", `/v1/me/devices/${encodeURIComponent(device.device_id)}`),
+              { message: t("device_removed") },
+            );
+            // Its button is gone with it: the focus goes to the list's heading, not the page's top.
+            if (document.activeElement === document.body) focusHeading("devices");
+          },
         }, t("device_remove"))));
     return section("devices", t("devices_title"), items.length ? null : t("devices_none"), el("ul", { class: "items" }, ...items));
   }

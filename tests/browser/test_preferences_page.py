@@ -184,8 +184,10 @@ def test_a_device_is_removed_and_location_shared(browser: object, tab: Tab, gate
     assert exported["location"]["geohash"] == "wtw3sj"
 
     expect(tab.page.locator("#devices li")).to_have_count(1)
-    tab.page.locator("#devices li").get_by_role("button", name="Remove").click()
+    tab.page.locator("#devices li").get_by_role("button", name="Remove").focus()
+    tab.page.keyboard.press("Enter")
     expect(tab.page.locator("#status")).to_have_text("Device removed.")
+    expect(tab.page.locator("#devices-title")).to_be_focused()
     devices = gateway.http.get("/v1/me/devices", headers=gateway.as_user(someone)).json()
     assert all(d["status"] != "active" for d in devices)
     assert tab.errors == []
