@@ -109,6 +109,19 @@ def test_a_replay_after_erasure_gets_the_answer_it_was_given(
     assert _submit(client, key, _push(KEPT, "refund-kim-2")) == kept
 
 
+def _marketing_with(client: Client, as_user: Callable[[str], Headers], user_id: str, **prefs: Any) -> Headers:
+    """A user with a device, marketing consent and these preferences; their headers."""
+    _ready(client, as_user, user_id)
+    headers = as_user(user_id)
+    given = client.put(
+        "/v1/me/consents/marketing", json={"granted": True, "notice_version": "n1"}, headers=headers
+    )
+    assert given.status_code == 200, given.text
+    changed = client.patch("/v1/me/preferences", json=prefs, headers=headers)
+    assert changed.status_code == 200, changed.text
+    return headers
+
+
 def _allowed_by(runtime: Runtime, push_id: str) -> str:
     row = runtime.store.data.reader().execute("SELECT allowed_by FROM pushes WHERE push_id = ?", (push_id,))
     return str(row.fetchone()[0])
@@ -121,18 +134,9 @@ def test_erasure_blanks_what_allowed_the_users_pushes(
     in the push row beside their sealed preferences, which erasure deletes."""
     key = as_key("pushes:write")
     for user in (ERASED, KEPT):
-        _ready(client, as_user, user)
-        headers = as_user(user)
-        given = client.put(
-            "/v1/me/consents/marketing", json={"granted": True, "notice_version": "n1"}, headers=headers
+        _marketing_with(
+            client, as_user, user, timezone="Pacific/Chatham", quiet_hours={"start": "00:00", "end": "00:01"}
         )
-        assert given.status_code == 200, given.text
-        changed = client.patch(
-            "/v1/me/preferences",
-            json={"timezone": "Pacific/Chatham", "quiet_hours": {"start": "00:00", "end": "00:01"}},
-            headers=headers,
-        )
-        assert changed.status_code == 200, changed.text
     marketing = {"topic": "promotions", "title": "Sale", "body": "10% off", "data": {}}
     erased = _submit(client, key, _push(ERASED, "sale-erin") | marketing)
     kept = _submit(client, key, _push(KEPT, "sale-kim") | marketing)
@@ -151,19 +155,10 @@ def test_erasure_leaves_reasons_their_codes_without_the_users_settings(
     """A quiet window's end (in UTC, so the time zone shows) and the user's weekly cap were kept in
     the reasons of the pushes they deferred or refused."""
     key = as_key("pushes:write")
-    _ready(client, as_user, ERASED)
-    headers = as_user(ERASED)
-    given = client.put(
-        "/v1/me/consents/marketing", json={"granted": True, "notice_version": "n1"}, headers=headers
-    )
-    assert given.status_code == 200, given.text
-    changed = client.patch(
-        "/v1/me/preferences",
-        json={"timezone": "Pacific/Chatham", "quiet_hours": {"start": "22:00", "end": "23:59"},
-              "frequency": {"max_per_week": 1}},
-        headers=headers,
+    headers = _marketing_with(
+        client, as_user, ERASED, timezone="Pacific/Chatham", quiet_hours={"start": "22:00", "end": "23:59"},
+        frequency={"max_per_week": 1},
     )  # fmt: skip
-    assert changed.status_code == 200, changed.text
     marketing = {"title": "Sale", "body": "10% off", "data": {}}
     deferred = _submit(client, key, _push(ERASED, "sale-1") | marketing | {"topic": "promotions"})
     capped = _submit(client, key, _push(ERASED, "sale-2") | marketing | {"topic": "flash_sales"})
