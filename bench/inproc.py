@@ -3,7 +3,7 @@
 Over HTTP the machine's noise and uvicorn blur a change's effect; here each measurement gets fresh
 data (users made through the gateway's services, as `users.py` does) and reports the process's CPU
 time per request or per decision, all threads included. Used for the before/after figures of
-docs/performance.md ("What changed between runs C and D").
+docs/performance-history.md ("What changed between runs C and D").
 
     python bench/inproc.py single --count 5000     # single pushes, 32 in flight
     python bench/inproc.py batch --count 10000     # one durable batch
@@ -12,7 +12,7 @@ docs/performance.md ("What changed between runs C and D").
     python bench/inproc.py delivery --count 20000  # the worker draining 20,000 pushes to a receiver
 
 With `--gc`, the garbage collector's work during the measurement is reported too: collections
-per generation, their total and their longest pause (docs/performance.md, run G).
+per generation, their total and their longest pause (docs/performance-history.md, run G).
 
 `campaign` copies a directory made by `bench/seed.py` (so the seed is reused) and sends the
 campaign as `run.py` does, in batches of 10,000. `delivery` queues `--count` pushes first, then

@@ -1,4 +1,4 @@
-"""Render a results file as the Markdown tables of docs/performance.md.
+"""Render a results file as the Markdown tables of docs/performance-history.md.
 
 python bench/report.py bench/results/2026-11-23.json
 """

@@ -1,7 +1,7 @@
 """The cyclic garbage collector, set for a server whose startup objects live as long as the
 process and whose per-request objects are freed by reference counting.
 
-Measured with `bench/inproc.py` (docs/performance.md, run G): with CPython's defaults a
+Measured with `bench/inproc.py` (docs/performance-history.md, run G): with CPython's defaults a
 campaign of 100,000 spent 4.6 s of its ~30 s in collections, 23 of them full collections of up
 to 245 ms each, because every full collection walks everything the app built at startup
 (~86,000 objects) and whatever a 10,000-push batch holds at that moment; and a single-push

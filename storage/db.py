@@ -61,7 +61,7 @@ Unit = Callable[[Connection], Any]
 
 BUSY_TIMEOUT_MS = 5000
 # Fold the WAL into the file past this size. Small, because a checkpoint's copy and fsync slow
-# the commits' own fsyncs while it runs: at 2 MiB the stalls are short (docs/performance.md,
+# the commits' own fsyncs while it runs: at 2 MiB the stalls are short (docs/performance-history.md,
 # "Checkpoints without the write lock"); 16 MiB made the p99 at half load.
 CHECKPOINT_WAL_BYTES = 2 * 1024 * 1024
 PAGE_CACHE_KIB = 64 * 1024  # per connection: decrypted pages stay cached
@@ -169,12 +169,12 @@ class _Checkpointer:
 
     Its own thread because a checkpoint takes 5–25 ms with fsyncs of its own: run on the sync
     thread, it held back every commit's fsync meanwhile, and an error in it ended that thread
-    (docs/performance.md, "The p99 at half load"). A pass copies what the WAL held when it
+    (docs/performance-history.md, "The p99 at half load"). A pass copies what the WAL held when it
     began, while writes go on. The WAL is rewound (written again from its start) only by a write
     that begins once every frame is copied, so passes repeat until one finds nothing new: the WAL
     is then wholly copied between two groups, and the next write rewinds it. No lock is taken for
     that, so commits never wait for a checkpoint; a last pass under the write lock used to hold
-    them back by up to 10 ms each time (docs/performance.md, "Checkpoints without the write
+    them back by up to 10 ms each time (docs/performance-history.md, "Checkpoints without the write
     lock"). Writes that never pause could outrun the passes for ever, and the WAL would grow
     without end (5 GB in a million-subject seeding), so once it is past twice
     `CHECKPOINT_WAL_BYTES` after a second pass, the last pass takes the write lock and completes.

@@ -17,10 +17,10 @@ SUBJECT_REF_PATTERN = r"^sub_[a-z2-7]{52}$"
 _SUBJECT_REF = re.compile(SUBJECT_REF_PATTERN)
 
 # Python 3.11's `base64.b32encode` is written in Python and cost more than the HMAC itself (4.9
-# against 2.0 µs; 10% of a dry-run decision in docs/performance.md, run I). Spreading the digest's
+# against 2.0 µs; 10% of a dry-run decision in docs/performance-history.md, run I). Spreading the digest's
 # 5-bit groups one per byte with six mask steps on one integer, then one `bytes.translate`, costs
 # ~1.3 µs and touches no table: a 32,768-entry table of digit triples (2.1 µs alone) missed the
-# CPU caches inside a batch and cost 6 µs there (docs/performance.md, "Allocations per decision").
+# CPU caches inside a batch and cost 6 µs there (docs/performance-history.md, "Allocations per decision").
 _LETTERS = bytes.maketrans(bytes(range(32)), b"abcdefghijklmnopqrstuvwxyz234567")
 
 

@@ -4,7 +4,7 @@ turns an answer or a network failure into a `DeliveryResult`.
 The client is ours: keep-alive connections on asyncio, each answer parsed by httptools (the C
 parser uvicorn uses, from the uvloop authors). It only ever POSTs a body it holds in memory to a
 provider and reads a short answer, and for that it costs ~45 µs of CPU per request at 64 in flight
-on our bench machine, against ~150 µs for aiohttp and ~1.7 ms for httpx (docs/performance.md,
+on our bench machine, against ~150 µs for aiohttp and ~1.7 ms for httpx (docs/performance-history.md,
 "The delivery client"); at the delivery target of 5,000 pushes/s that is half the core.
 APNs stays on httpx: Apple speaks only HTTP/2.
 

@@ -3,7 +3,7 @@
 Deciding and settling a push only read; what they conclude is a `PushWrites`. The round's are
 written together: each `UPDATE`, `INSERT` and `DELETE` an `executemany` over the round's rows,
 instead of a statement (and a savepoint) per push. The same function writes one push alone,
-which is how the dispatcher retries a round whose writes failed (docs/performance.md, "Bulk
+which is how the dispatcher retries a round whose writes failed (docs/performance-history.md, "Bulk
 writes per round, and rounds of 256").
 """
 

@@ -409,7 +409,7 @@ def _ttl(request: PushCreate, policy: PolicySettings) -> int:
 @lru_cache(maxsize=256)
 def _wire_time_of(moment: datetime, offset: timedelta | None) -> str:
     """The pushes of a submission share its `now`, so their expiry and deferral times repeat: each
-    is formatted once (~1 µs saved per push; docs/performance.md, "Allocations per decision").
+    is formatted once (~1 µs saved per push; docs/performance-history.md, "Allocations per decision").
     `offset` is in the key because two times a fold tells apart compare and hash equal in one zone."""
     return rfc3339(moment)
 
