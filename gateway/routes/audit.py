@@ -72,14 +72,25 @@ UNROUTED = f"{AUDIT_PATH}/* (no such route)"
 # Codes are logged only as one of their values, cursors only as one the gateway gave out: a user
 # id fits `[a-z_]` or a cursor's characters well enough. (`user_id` is logged as its subject_ref,
 # by the service.)
-_TIME = r"^[0-9][0-9TZtz:.+-]{0,39}$"  # an RFC 3339 time, or the proof routes' tree sizes
+# Times are taken as text of RFC 3339's shape and read here (`_moment`): typed as datetime,
+# Litestar also read a bare number as Unix seconds (`at=20261123`, an answer about 1970).
+RFC3339 = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,9})?)?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})?$"
+)
 _NUMBER = r"^[0-9]{1,19}$"
+# A number is logged as the gateway writes one: no leading zero, under a billion (no ledger
+# position or page size comes near). A national phone number (`01065529988`, `4155550143`) is
+# longer or starts with 0, and `find_pii` knows only mobiles and international numbers.
+_LOGGED_NUMBER = r"^(0|[1-9][0-9]{0,8})$"
+_TIME = f"{RFC3339}|{_LOGGED_NUMBER}"  # a time, or the proof routes' tree sizes
 _CODE = r"^[a-z_]{1,64}$"
 LOGGED_SHAPES = {
     "subject_ref": SUBJECT_REF_PATTERN, "user_id": r"^.+$", "purpose": _CODE, "from": _TIME,
-    "to": _TIME, "at": _TIME, "cursor": r"^[A-Za-z0-9_-]{1,200}$", "limit": _NUMBER,
+    "to": _TIME, "at": _TIME, "cursor": r"^[A-Za-z0-9_-]{1,200}$", "limit": _LOGGED_NUMBER,
     "push_id": r"^psh_[0-9a-f]{24}$", "campaign_id": r"^cmp_[0-9a-f]{16}$", "outcome": _CODE,
-    "reason": _CODE, "status": _CODE, "seq": _NUMBER, "size": _NUMBER, "version": _NUMBER,
+    "reason": _CODE, "status": _CODE, "seq": _LOGGED_NUMBER, "size": _LOGGED_NUMBER,
+    "version": _LOGGED_NUMBER,
 }  # fmt: skip
 Outcome = Literal["queued", "deferred", "rejected"]
 _CODES = {
@@ -88,7 +99,7 @@ _CODES = {
     "status": frozenset(get_args(ComplaintStatus)),
 }  # fmt: skip
 _SHAPES = {name: re.compile(pattern) for name, pattern in LOGGED_SHAPES.items()}
-_DIGITS = frozenset(name for name, pattern in LOGGED_SHAPES.items() if pattern in (_TIME, _NUMBER))
+_DIGITS = frozenset(name for name, pattern in LOGGED_SHAPES.items() if pattern in (_TIME, _LOGGED_NUMBER))
 NOT_LOGGED = "(not logged: not a valid value)"
 
 AuditRequest = Request[Principal, Any, Any]
@@ -96,12 +107,6 @@ T = TypeVar("T")
 SubjectRef = Annotated[str | None, QueryParameter(pattern=SUBJECT_REF_PATTERN)]
 Limit = Annotated[int, QueryParameter(ge=1, le=1000, description="page size, at most 1000")]
 Cursor = Annotated[str | None, QueryParameter(max_length=200, description="next_cursor of the last page")]
-# Times are taken as text of RFC 3339's shape and read here (`_moment`): typed as datetime,
-# Litestar also read a bare number as Unix seconds (`at=20261123`, an answer about 1970).
-RFC3339 = (
-    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,9})?)?"
-    r"([Zz]|[+-][0-9]{2}:[0-9]{2})?$"
-)
 From = Annotated[
     str | None,
     QueryParameter(
@@ -121,8 +126,8 @@ At = Annotated[
     ),
 ]
 Code = Annotated[str | None, QueryParameter(max_length=64)]
-# Tree positions are plain decimal digits, the shape the access log keeps (`_NUMBER`): typed as
-# int, Litestar also took `1e0` or `1_0`, answered them, and logged them as not valid values.
+# Tree positions are plain decimal digits (the access log keeps `_LOGGED_NUMBER`'s): typed as int,
+# Litestar also took `1e0` or `1_0`, answered them, and logged them as not valid values.
 Seq = Annotated[str, QueryParameter(pattern=_NUMBER, description="event seq, decimal digits")]
 Size = Annotated[str, QueryParameter(pattern=_NUMBER, description="tree size, decimal digits")]
 FromSize = Annotated[str, QueryParameter(name="from", pattern=_NUMBER, description="tree size, digits")]

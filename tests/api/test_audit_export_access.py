@@ -386,3 +386,30 @@ def test_only_audit_read_keys_may_call_the_audit_api(
             else:
                 assert_problem(response, 401 if role == "none" else 403)
     assert client.post("/v1/audit/consent-events", headers=credentials["auditor"]).status_code == 405
+
+
+def test_national_phone_numbers_are_not_kept_in_the_access_log(
+    client: Client, as_key: Callable[..., Headers]
+) -> None:
+    # `find_pii` knows mobiles and `+` numbers; a landline or a number in national form passed the
+    # loose time and number shapes and stayed in the append-only log, though the route refused it.
+    auditor = as_key("audit:read")
+    calls: list[tuple[str, dict[str, str]]] = [
+        ("/v1/audit/consent-events", {"from": "010-65529988", "to": "415-555-0143"}),
+        ("/v1/audit/consent-events", {"limit": "01065529988"}),
+        ("/v1/audit/consent-events", {"limit": "4155550143"}),
+        (f"/v1/audit/subjects/sub_{'a' * 52}", {"at": "0755-86013388"}),
+        ("/v1/audit/ledger/proof/inclusion", {"seq": "020794609", "size": "7"}),
+        ("/v1/audit/consent-events", {"from": "2026-11-23T10:00:00Z", "limit": "1000"}),
+    ]
+    for path, params in calls:
+        assert client.get(path, headers=auditor, params=params).status_code in (200, 400, 404), path
+    entries = client.get("/v1/audit/access-log", headers=auditor).json()["entries"]
+    assert [e["filters"] for e in entries[: len(calls)]] == [
+        {"from": NOT_LOGGED, "to": NOT_LOGGED},
+        {"limit": NOT_LOGGED},
+        {"limit": NOT_LOGGED},
+        {"at": NOT_LOGGED, "subject_ref": f"sub_{'a' * 52}"},
+        {"seq": NOT_LOGGED, "size": "7"},
+        {"from": "2026-11-23T10:00:00Z", "limit": "1000"},
+    ]
