@@ -14,10 +14,10 @@ import msgspec
 
 from policies.catalog import TOPICS, Topic
 
-HHMM_PATTERN = r"^([01]\d|2[0-3]):[0-5]\d$"
+HHMM_PATTERN = r"^([01]\d|2[0-3]):[0-5]\d$(?!\n)"
 _HHMM = re.compile(HHMM_PATTERN)  # compiled once: every marketing decision parses two of these
 Hhmm = Annotated[str, msgspec.Meta(pattern=HHMM_PATTERN, description="local time HH:MM")]
-DataKey = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+DataKey = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,63}$(?!\n)")]
 
 MAX_TTL_SECONDS = 7 * 24 * 3600
 DEFAULT_DATA_KEYS = ("deeplink", "coupon_code", "merchant_id", "image_url")

@@ -13,7 +13,7 @@ from storage.crypto import KeyedHash
 
 __all__ = ["SUBJECT_REF_PATTERN", "Pseudonymizer", "is_subject_ref"]
 
-SUBJECT_REF_PATTERN = r"^sub_[a-z2-7]{52}$"
+SUBJECT_REF_PATTERN = r"^sub_[a-z2-7]{52}$(?!\n)"
 _SUBJECT_REF = re.compile(SUBJECT_REF_PATTERN)
 
 # Python 3.11's `base64.b32encode` is written in Python and cost more than the HMAC itself (4.9

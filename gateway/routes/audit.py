@@ -76,9 +76,9 @@ UNROUTED = f"{AUDIT_PATH}/* (no such route)"
 # Litestar also read a bare number as Unix seconds (`at=20261123`, an answer about 1970).
 RFC3339 = (
     r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,9})?)?"
-    r"([Zz]|[+-][0-9]{2}:[0-9]{2})?$"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})?$(?!\n)"
 )
-_NUMBER = r"^[0-9]{1,19}$"
+_NUMBER = r"^[0-9]{1,19}$(?!\n)"
 # A number is logged as the gateway writes one: no leading zero, under a billion (no ledger
 # position or page size comes near). A national phone number (`01065529988`, `4155550143`) is
 # longer or starts with 0, and `find_pii` knows only mobiles and international numbers.
@@ -134,7 +134,7 @@ FromSize = Annotated[str, QueryParameter(name="from", pattern=_NUMBER, descripti
 ToSize = Annotated[str, QueryParameter(name="to", pattern=_NUMBER, description="tree size, digits")]
 # At most 18 digits: any such number is a SQLite integer (19 could overflow it).
 Version = Annotated[
-    str, PathParameter(pattern=r"^[0-9]{1,18}$", description="policy version, decimal digits")
+    str, PathParameter(pattern=r"^[0-9]{1,18}$(?!\n)", description="policy version, decimal digits")
 ]
 
 

@@ -41,8 +41,8 @@ from policies.catalog import Purpose
 __all__ = ["MeController"]
 
 UserRequest = Request[Principal, Any, Any]
-DeviceId = Annotated[str, PathParameter(pattern=r"^dev_[0-9a-f]{24}$", max_length=28)]
-PushId = Annotated[str, PathParameter(pattern=r"^psh_[0-9a-f]{24}$", max_length=28)]
+DeviceId = Annotated[str, PathParameter(pattern=r"^dev_[0-9a-f]{24}$(?!\n)", max_length=28)]
+PushId = Annotated[str, PathParameter(pattern=r"^psh_[0-9a-f]{24}$(?!\n)", max_length=28)]
 
 
 def _ref(request: UserRequest) -> str:

@@ -19,7 +19,7 @@ __all__ = [
 
 ComplaintReason = Literal["too_frequent", "irrelevant", "offensive", "no_consent", "privacy", "other"]
 ComplaintStatus = Literal["open", "acknowledged", "resolved"]
-PushId = Annotated[str, Meta(pattern=r"^psh_[0-9a-f]{24}$")]
+PushId = Annotated[str, Meta(pattern=r"^psh_[0-9a-f]{24}$(?!\n)")]
 
 
 class ComplaintCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

@@ -46,7 +46,7 @@ NoticeVersion = Annotated[
     Meta(
         min_length=1,
         max_length=64,
-        pattern=r"^[A-Za-z0-9._:+-]+$",
+        pattern=r"^[A-Za-z0-9._:+-]+$(?!\n)",
         description="The version of the notice (the purpose text) the user was shown, e.g. `2026-11` or "
         "`preference-center-2026-12`: 1-64 letters, digits, `.`, `_`, `:`, `+` or `-`. It is kept in "
         "clear in the consent ledger and outlives the user's erasure, so it must name a notice, never "

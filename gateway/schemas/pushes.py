@@ -48,13 +48,13 @@ WireReason = Annotated[
     ),
 ]
 PushStatus = Literal["queued", "deferred", "rejected", "sending", "delivered", "failed", "expired"]
-CampaignId = Annotated[str, Meta(pattern=r"^cmp_[0-9a-f]{16}$")]
+CampaignId = Annotated[str, Meta(pattern=r"^cmp_[0-9a-f]{16}$(?!\n)")]
 Variant = Annotated[
     str,
     Meta(
         min_length=1,
         max_length=32,
-        pattern=r"^[A-Za-z0-9_-]+$",
+        pattern=r"^[A-Za-z0-9_-]+$(?!\n)",
         description="The A/B variant of the campaign this push belongs to (needs `campaign_id`): 1-32 "
         "letters, digits, `_` or `-`, e.g. `A` or `short_title`. A label, not free text: it is kept in "
         "clear beside the push, through the user's erasure, and shown in campaign statistics and "
@@ -80,7 +80,7 @@ TtlSeconds = Annotated[
 # gc=False: made for every push and never part of a cycle (see gateway/gc_tuning.py).
 class Near(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     geohash: Annotated[
-        str, Meta(pattern=r"^[0-9b-hjkmnp-z]{1,6}$", description="target area, geohash 1-6 chars")
+        str, Meta(pattern=r"^[0-9b-hjkmnp-z]{1,6}$(?!\n)", description="target area, geohash 1-6 chars")
     ]
 
 

@@ -149,6 +149,26 @@ BAD = [
         400,
         "topic",
     ),
+    # A pattern's `$` also matches before a final newline: "A\n" was queued as a variant of its own.
+    Bad(
+        "variant with a trailing newline",
+        lambda s: good(campaign_id=s.campaigns["product_tips"], topic="product_tips", variant="A\n"),
+        400,
+        "variant",
+    ),
+    Bad(
+        "campaign_id with a trailing newline",
+        lambda s: good(campaign_id=s.campaigns["product_tips"] + "\n", topic="product_tips"),
+        400,
+        "campaign_id",
+    ),
+    Bad(
+        "subject_ref with a trailing newline",
+        lambda s: {**without("user_id"), "subject_ref": SUBJECT_REF + "\n"},
+        400,
+        "subject_ref",
+    ),
+    Bad("geohash with a trailing newline", lambda s: good(near={"geohash": "wx4g\n"}), 400, "near.geohash"),
     Bad("dry_run as a string", lambda s: good(dry_run="true"), 400, "dry_run"),
     Bad("personalized as a string", lambda s: good(personalized="false"), 400, "personalized"),
     Bad("personalized as a number", lambda s: good(personalized=1), 400, "personalized"),

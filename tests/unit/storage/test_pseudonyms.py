@@ -55,7 +55,12 @@ def test_vector_matches_independent_hmac_and_our_pseudonymizer(vector: dict[str,
 
 
 def test_pattern_constant_is_the_spec_pattern() -> None:
-    assert SUBJECT_REF_PATTERN == r"^sub_[a-z2-7]{52}$"
+    # The spec's shape; `(?!\n)` because validators use `re.search`, whose `$` matches before a
+    # final newline.
+    assert SUBJECT_REF_PATTERN == r"^sub_[a-z2-7]{52}$(?!\n)"
+    ref = "sub_" + "a" * 52
+    assert re.search(SUBJECT_REF_PATTERN, ref)
+    assert not re.search(SUBJECT_REF_PATTERN, ref + "\n")
 
 
 @settings(max_examples=200, deadline=None)
