@@ -10,7 +10,7 @@ import os
 import secrets
 import socket
 
-from gateway.services.dispatch import Dispatcher
+from gateway.services.dispatch import Dispatcher, Settling
 
 __all__ = ["Worker"]
 
@@ -31,7 +31,7 @@ class Worker:
 
     async def run(self) -> None:
         log.info("delivery worker started", extra={"owner": self.owner})
-        settling: asyncio.Future[None] | None = None  # the last round's results, being recorded
+        settling: Settling | None = None  # the last round's results, being recorded
         failed = 0  # rounds failed in a row
         while not self._stop.is_set():
             try:
@@ -56,13 +56,28 @@ class Worker:
         await self._settled(settling)
         log.info("delivery worker stopped", extra={"owner": self.owner})
 
-    @staticmethod
-    async def _settled(settling: asyncio.Future[None] | None) -> None:
-        """Wait for a round's results to be recorded; a failure leaves its pushes to their lease."""
+    async def _settled(self, settling: Settling | None) -> None:
+        """Wait for a round's results to be recorded, recording them again while that fails, and
+        claiming nothing meanwhile: the sends happened, and left to their leases the pushes would
+        be sent again. A worker told to stop tries once more, then leaves them to their leases."""
         if settling is None:
             return
-        try:
-            await settling
-        except Exception:
-            # Shared with the next round's claim: when that commit fails, both are logged.
-            log.exception("recording a delivery round's results failed")
+        failed = 0
+        while True:
+            try:
+                await settling.recorded
+            except Exception:
+                if not failed:
+                    log.exception("recording a delivery round's results failed; trying again")
+                failed += 1
+                if self._stop.is_set() and failed > 1:
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._stop.wait(), min(FAILING_WAIT_SECONDS, IDLE_SECONDS * 2**failed)
+                    )
+                settling.again()
+            else:
+                if failed:
+                    log.warning("a delivery round's results are recorded", extra={"failed_tries": failed})
+                return

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -174,10 +174,13 @@ class Scripted:
 
 class WebhookRelay:
     """A local stand-in for the wallet's push relay: answers each POST with the next status from
-    `answers` (the last one repeats), keeping each body and its Idempotency-Key."""
+    `answers` (the last one repeats), keeping each body and its Idempotency-Key. `before_answer`,
+    if set, runs in the relay's thread before each answer (a test's way in between a send and
+    its results)."""
 
     def __init__(self) -> None:
         self.answers: list[tuple[int, dict[str, str]]] = [(200, {})]
+        self.before_answer: Callable[[], None] | None = None
         self.received: list[dict[str, Any]] = []
         self.keys: list[str] = []
         self._lock = threading.Lock()
@@ -192,6 +195,8 @@ class WebhookRelay:
                     outer.received.append(json.loads(raw))
                     outer.keys.append(self.headers.get("idempotency-key", ""))
                     status, headers = outer.answers.pop(0) if len(outer.answers) > 1 else outer.answers[0]
+                if outer.before_answer is not None:
+                    outer.before_answer()
                 self.send_response(status)
                 for name, value in headers.items():
                     self.send_header(name, value)

@@ -60,7 +60,7 @@ from policies import CampaignState, Decision, PolicySettings, Reason, Scheduled,
 from policies.catalog import is_marketing
 from policies.reasons import EXPIRED, QUIET_HOURS, SUBJECT_ERASED
 from storage import outbox
-from storage.db import Connection
+from storage.db import Connection, Writer
 from storage.directory import SubjectKey
 from storage.outbox import Claim, Reschedule
 from storage.repositories import campaigns, deliveries, devices, pushes, subject_state
@@ -69,7 +69,7 @@ from storage.repositories.devices import DeviceRow
 from storage.repositories.pushes import ACCEPTED, PushContent, PushRow, StatusChange
 from storage.store import Store
 
-__all__ = ["Dispatcher"]
+__all__ = ["Dispatcher", "Settling"]
 
 T = TypeVar("T")
 log = logging.getLogger("gateway.dispatch")
@@ -188,14 +188,14 @@ class Dispatcher:
     async def run_once(self, owner: str, limit: int) -> int:
         """Claim up to `limit` due pushes and dispatch them; returns how many were claimed once
         their results are recorded."""
-        claimed, settled = await self.start_round(owner, limit)
-        if settled is not None:
-            await settled
+        claimed, settling = await self.start_round(owner, limit)
+        if settling is not None:
+            await settling.recorded
         return claimed
 
-    async def start_round(self, owner: str, limit: int) -> tuple[int, asyncio.Future[None] | None]:
+    async def start_round(self, owner: str, limit: int) -> tuple[int, Settling | None]:
         """Claim up to `limit` due pushes and send them; returns how many were claimed, and the
-        recording of their results, queued in the writer but not yet durable.
+        recording of their results (`Settling`), queued in the writer but not yet durable.
 
         A round costs two writer units whatever its size — claim and re-decide together, then
         settle together — and its sends run concurrently in between. The settling is queued before
@@ -208,10 +208,10 @@ class Dispatcher:
         now = self._clock()
         lease = timedelta(seconds=self._settings.worker_lease_seconds)
 
-        def claim_and_prepare(conn: Connection) -> list[tuple[Claim, _Send | None]]:
+        def claim_and_prepare(conn: Connection) -> tuple[list[tuple[Claim, _Send | None]], list[str]]:
             claims = outbox.claim(conn, owner, now, lease, limit)
             if not claims:
-                return []
+                return [], []
             self._policy.refresh(conn)  # this process may not be the one that changed it
             try:
                 snapshot: _Round | None = self._snapshot(conn, claims, now)
@@ -220,37 +220,44 @@ class Dispatcher:
                 log.exception("dispatch round read failed; reading each push alone")
                 snapshot = None
             steps: dict[str, tuple[PushWrites, _Send | None]] = {}
-            written: set[str] = set()
+            written: list[PushWrites] = []
             for c in claims:
                 step = self._step("prepare", c.push_id, partial(self._prepare, conn, c, now, snapshot))
                 if step is None:
                     continue
                 steps[c.push_id] = step
                 if snapshot is None:  # read from the database: the next push must find this one written
-                    written |= self._write(conn, owner, "prepare", [step[0]], now)
+                    written += self._write(conn, owner, "prepare", [step[0]], now)
             if snapshot is not None:
                 written = self._write(conn, owner, "prepare", [w for w, _ in steps.values()], now)
-            return [(c, steps[c.push_id][1] if c.push_id in written else None) for c in claims]
+            ids = {w.push_id for w in written}
+            return [(c, steps[c.push_id][1] if c.push_id in ids else None) for c in claims], _ends(written)
 
-        prepared = await self._store.data.writer.run(claim_and_prepare)
+        prepared, ends = await self._store.data.writer.run(claim_and_prepare)
+        self._count(ends)
         sends = [(c, s) for c, s in prepared if s is not None]
         results = await asyncio.gather(
             *(asyncio.gather(*(self._send(m) for m in s.messages)) for _, s in sends)
         )
         done = self._clock()
 
-        def settle_all(conn: Connection) -> None:
+        def settle_all(conn: Connection) -> list[str]:
             held = outbox.held_among(conn, [c.push_id for c, _ in sends], owner)
             settled = (
                 self._step("settle", c.push_id, partial(self._settle, c, s, r, c.push_id in held, done))
                 for (c, s), r in zip(sends, results, strict=True)
             )
-            self._write(conn, owner, "settle", [w for w in settled if w is not None], done)
+            return _ends(self._write(conn, owner, "settle", [w for w in settled if w is not None], done))
 
         self._metrics.open_breakers.set(sum(b.state != "closed" for b in self._breakers.values()))
         if not sends:
             return len(prepared), None
-        return len(prepared), self._store.data.writer.submit(settle_all)
+        return len(prepared), Settling(self._store.data.writer, settle_all, self._count)
+
+    def _count(self, ends: list[str]) -> None:
+        """Counted once durable: a unit the writer failed may be run again (`Settling.again`)."""
+        for end in ends:
+            self._metrics.dispatch_ends.labels(end).inc()
 
     def _step(self, step: str, push_id: str, work: Callable[[], T]) -> T | None:
         """One push's step, which only reads: one that fails is logged and left to its lease (it
@@ -263,8 +270,8 @@ class Dispatcher:
 
     def _write(
         self, conn: Connection, owner: str, step: str, writes: list[PushWrites], now: datetime
-    ) -> set[str]:
-        """Write the round's steps together; returns the pushes written. Should that fail (one
+    ) -> list[PushWrites]:
+        """Write the round's steps together; returns those written. Should that fail (one
         push's row refused), each push is written alone, and the one that fails is left to its
         lease without undoing the rest of the round."""
         failed = _undoable(conn, partial(dispatch_writes.write, conn, owner, writes, now, self._policy))
@@ -287,10 +294,7 @@ class Dispatcher:
                     log.error(
                         "dispatch step failed", extra={"step": step, "push_id": w.push_id}, exc_info=failed
                     )
-        for w in written:
-            if w.ended is not None:
-                self._metrics.dispatch_ends.labels(w.ended).inc()
-        return {w.push_id for w in written}
+        return written
 
     # -- step 1: decide again, inside the writer ---------------------------------------------
 
@@ -520,6 +524,36 @@ class Dispatcher:
         # Counted in the unit that makes the push `delivered`, and judged at each delivery.
         writes.campaign_delivered = send.campaign_id if reached else None
         return writes
+
+
+class Settling:
+    """A round's results on their way to the database. The sends happened: should the writer's
+    unit fail (a full disk, the write lock held elsewhere, an I/O error), the worker records them
+    again (`again`) rather than leave the pushes to their leases, which would send each again at
+    every lease and spend an attempt, until a push the provider took ended `failed`. The unit only
+    writes if it commits, so running it again is safe."""
+
+    def __init__(
+        self, writer: Writer, work: Callable[[Connection], list[str]], count: Callable[[list[str]], None]
+    ) -> None:
+        self._writer, self._work, self._count = writer, work, count
+        self.recorded = self._submit()
+
+    def again(self) -> None:
+        self.recorded = self._submit()
+
+    def _submit(self) -> asyncio.Future[list[str]]:
+        recorded = self._writer.submit(self._work)
+        recorded.add_done_callback(self._counted)
+        return recorded
+
+    def _counted(self, recorded: asyncio.Future[list[str]]) -> None:
+        if not recorded.cancelled() and recorded.exception() is None:
+            self._count(recorded.result())
+
+
+def _ends(written: list[PushWrites]) -> list[str]:
+    return [w.ended for w in written if w.ended is not None]
 
 
 def _undoable(conn: Connection, work: Callable[[], object]) -> Exception | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -199,3 +200,59 @@ def test_rounds_that_keep_failing_are_logged_once_and_their_end_once(
     (again,) = [r for r in caplog.records if r.getMessage() == "delivery rounds work again"]
     assert getattr(again, "failed_rounds", 0) >= 3  # it kept trying meanwhile
     assert sorted(hook.push_ids) == sorted(ids)
+
+
+def test_results_a_failed_commit_dropped_are_recorded_again_not_sent_again(
+    client: Client,
+    runtime: Runtime,
+    hook: WebhookRelay,
+    as_user: Callable[[str], Headers],
+    as_key: Callable[..., Headers],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Another process takes the write lock while the round's pushes are at the relay, so the
+    commit of their results fails (a full disk does the same). The worker logged it and left the
+    pushes to their leases: each would be sent again at every lease, spending an attempt, until a
+    push the relay took ended `failed`. Now it records the same results again once it can."""
+    monkeypatch.setattr(storage.db, "BUSY_TIMEOUT_MS", 20)
+    monkeypatch.setattr("gateway.worker.IDLE_SECONDS", 0.02)
+    key = as_key("pushes:write")
+    ids = queue(client, as_user, key, users(ROUND))
+    other = storage.db.connect(runtime.store.data.path, runtime.store.keys.database_key)
+    arrived, locked = threading.Event(), threading.Event()
+
+    def hold_the_lock_first() -> None:  # in the relay's thread, before its first answer
+        if not arrived.is_set():
+            arrived.set()
+            assert locked.wait(5)
+
+    hook.before_answer = hold_the_lock_first
+    held = False
+
+    def recorded_after_failing() -> bool:
+        nonlocal held
+        if arrived.is_set() and not locked.is_set():
+            other.execute("BEGIN IMMEDIATE")
+            held = True
+            locked.set()
+            failing_since = time.monotonic()
+            while time.monotonic() < failing_since + 0.5:  # long enough for the results to fail
+                time.sleep(0.01)
+            other.execute("ROLLBACK")
+            held = False
+        return statuses(client, key, ids) == ["delivered"] * ROUND
+
+    try:
+        with caplog.at_level(logging.INFO, logger="gateway.worker"):
+            run_until(client, Worker(runtime.dispatcher, ROUND), recorded_after_failing)
+    finally:
+        if held:
+            other.execute("ROLLBACK")
+        other.close()
+    assert sorted(hook.push_ids) == sorted(ids)  # each sent once
+    said = [r.getMessage() for r in caplog.records if r.name == "gateway.worker"]
+    assert "recording a delivery round's results failed; trying again" in said
+    assert "a delivery round's results are recorded" in said
+    rows = pushes.get_many(runtime.store.data.reader(), ids)
+    assert [rows[i].attempts for i in ids] == [1] * ROUND
