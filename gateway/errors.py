@@ -10,7 +10,7 @@
     └── Unprocessable    422     e.g. an idempotency key reused with another body
 
     StorageFailedError   503     an fsync failed; no write is accepted until a restart
-    ├── StorageFullError 503     the disk is full; this write was not kept, retry later
+    ├── StorageFullError 503     the disk is full (or refused the write); not kept, retry later
     └── StorageBusyError 503     another process held the write lock too long; retry (Retry-After)
 
     anything else        500     a defect: logged by type and route (`handle_unexpected`)
@@ -136,7 +136,10 @@ def _aliases(request: Request[Any, Any, Any]) -> dict[str, str]:
 STORAGE_FAILED = (
     "storage is unavailable: a disk sync failed and this request may not have been kept; retry later"
 )
-STORAGE_FULL = "storage is unavailable: the disk is full and this request was not kept; retry later"
+STORAGE_FULL = (
+    "storage is unavailable: the disk is full or refused the write, and this request was not kept; "
+    "retry later"
+)
 STORAGE_BUSY = (
     "storage is busy: another process held the database's write lock and this request was not kept; "
     "retry shortly"

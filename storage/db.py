@@ -9,7 +9,9 @@ fails fails every unit in it, and so does a unit whose error made SQLite roll ba
 transaction itself (a full disk mostly), since the units before it went with it.
 
 A full disk (SQLITE_FULL) reaches callers as `StorageFullError`: that write is not kept, and
-writes succeed again once space is freed. The writer remembers it (`Writer.full`) until a small
+writes succeed again once space is freed. So does a write the kernel refused otherwise, which
+SQLite reports as SQLITE_IOERR: a disk quota or the file-size limit reached (EDQUOT, EFBIG), an
+I/O error. The writer remembers it (`Writer.full`) until a small
 commit that needs new pages succeeds (`Writer.has_room`), so readiness can say so.
 
 Durability is ours, not SQLite's. The write connection runs with `synchronous=NORMAL`, so
@@ -87,12 +89,13 @@ class DatabaseLockedError(Exception):
 class StorageFailedError(Exception):
     """An fsync failed. What the kernel kept is unknown after that (a failed fsync may drop the
     dirty pages), so the writer refuses all further writes until the process restarts.
-    `StorageFullError` is the one kind that does not end the writer."""
+    `StorageFullError` and `StorageBusyError` are the kinds that do not end the writer."""
 
 
 class StorageFullError(StorageFailedError):
-    """The disk (or `max_page_count`) is full: this write was rolled back and not kept. Unlike its
-    parent it ends nothing: SQLite undid the write, and the next one succeeds once there is space.
+    """The disk (or `max_page_count`) is full, or refused the write (`_is_full`): this write was
+    rolled back and not kept. Unlike its parent it ends nothing: SQLite undid the write, and the
+    next one succeeds once there is space.
     A StorageFailedError so that the HTTP layer answers it the same way, 503 "retry later",
     rather than a bare 500."""
 
@@ -337,10 +340,14 @@ def _call_on(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args: An
 
 
 def _is_full(exc: BaseException) -> bool:
-    """SQLITE_FULL: the disk, or the database's `max_page_count`, has no room for the write."""
+    """The disk refused the write: SQLITE_FULL (the disk, or the database's `max_page_count`, has
+    no room), or SQLITE_IOERR (a quota or the file-size limit reached, which SQLite cannot tell
+    from an I/O error). Either way SQLite undid the write, and the next may succeed."""
     code = getattr(exc, "sqlite_errorcode", None)
     return (
-        isinstance(exc, sqlcipher3.Error) and isinstance(code, int) and code & 0xFF == sqlcipher3.SQLITE_FULL
+        isinstance(exc, sqlcipher3.Error)
+        and isinstance(code, int)
+        and code & 0xFF in (sqlcipher3.SQLITE_FULL, sqlcipher3.SQLITE_IOERR)
     )
 
 
@@ -450,7 +457,7 @@ class Writer:
 
     @property
     def full(self) -> bool:
-        """A write was refused for want of room (SQLITE_FULL) and `has_room` has not found room
+        """A write was refused for want of room (`_is_full`) and `has_room` has not found room
         since. Not cleared by any later commit: one that rewrites pages in place needs no room,
         and would say there is some while every insert still fails."""
         return self._full

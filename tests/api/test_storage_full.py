@@ -5,6 +5,7 @@ gateway is alive but not ready until there is room again, and then the same batc
 
 from __future__ import annotations
 
+import resource
 from collections.abc import Callable
 
 import pytest
@@ -97,3 +98,39 @@ def test_readiness_comes_back_once_freed_when_the_file_has_free_pages(
 
     _max_pages(writer, NO_LIMIT)
     assert client.get("/readyz").json() == {"status": "ready", "checks": {"keys": "ok", "database": "ok"}}
+
+
+def test_a_write_the_kernel_refuses_answers_503_and_readiness_says_so(
+    client: TestClient[Litestar],
+    runtime: Runtime,
+    as_user: Callable[[str], Headers],
+    as_key: Callable[..., Headers],
+) -> None:
+    """A disk quota or the file-size limit (EDQUOT, EFBIG) reaches SQLite as SQLITE_IOERR, not
+    SQLITE_FULL: every write answered a bare 500 while `/readyz` said ready. Simulated with
+    RLIMIT_FSIZE just over the files' sizes (Python ignores the SIGXFSZ it would send)."""
+    user = as_user("quota-user")
+    assert client.put("/v1/me/consents/marketing", json=CONSENT, headers=user).status_code == 200
+    key = as_key("pushes:write")
+    items = [
+        {"idempotency_key": f"quota-{i}", "user_id": "quota-user", "topic": "transactional",
+         "title": "x" * 100, "body": "y" * 400}
+        for i in range(2000)
+    ]  # fmt: skip
+    before = _pushes(runtime)
+    files = [p for p in runtime.settings.data_dir.iterdir() if p.is_file()]
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (max(p.stat().st_size for p in files) + 4096, hard))
+    try:
+        refused = client.post("/v1/pushes/batch", json={"pushes": items}, headers=key)
+        ready = client.get("/readyz")
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert "refused the write" in assert_problem(refused, 503)["detail"]
+    assert _pushes(runtime) == before
+    assert (ready.status_code, ready.json()["checks"]["database"]) == (503, "gateway.db full")
+
+    assert client.get("/readyz").json() == {"status": "ready", "checks": {"keys": "ok", "database": "ok"}}
+    kept = client.post("/v1/pushes/batch", json={"pushes": items}, headers=key)
+    assert kept.status_code == 200, kept.text
+    assert _pushes(runtime) == before + 2000
