@@ -53,7 +53,7 @@ class CampaignController(Controller):
         control: Annotated[str | None, QueryParameter(max_length=32)] = None,
     ) -> CampaignStats:
         """Per variant counts and rates; each variant compared with `control` (default: the first by name)."""
-        return runtime.stats.campaign(campaign_id, metric, control)
+        return await runtime.stats.campaign(campaign_id, metric, control)
 
     @post(
         "/{campaign_id:str}/pause", operation_id="pauseCampaign", status_code=200,

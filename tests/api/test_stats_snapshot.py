@@ -53,12 +53,12 @@ def test_a_push_delivered_and_opened_between_two_counts_is_not_half_seen(
     reader = runtime.store.data.reader()  # this thread's: the one the stats below read through
     reader.set_trace_callback(between_the_counts)
     try:
-        before = runtime.stats.campaign(cid, "open_rate", None)
+        before = runtime.stats.compute(cid, "open_rate", None)
     finally:
         reader.set_trace_callback(None)
     assert landed, "the write was not made between the counts"
     seen = before.variants["b"]
     assert (seen.delivered, seen.opened) == (0, 0)  # all from before the write, not half of it
 
-    after: Any = runtime.stats.campaign(cid, "open_rate", None).variants["b"]
+    after: Any = runtime.stats.compute(cid, "open_rate", None).variants["b"]
     assert (after.delivered, after.opened, after.rates["open_rate"]) == (2, 2, 1.0)
