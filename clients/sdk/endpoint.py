@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 from clients.sdk.calls import Call
 
 __all__ = ["Endpoint"]
 
 KEY_PREFIX = "cgw_"
+_KEY = re.compile(r"cgw_[A-Za-z0-9_-]+")  # what the gateway issues: its prefix, a key id, a secret
 
 
 class Endpoint:
@@ -14,8 +17,15 @@ class Endpoint:
     client is never changed, and it is kept out of `repr` so clients can be logged."""
 
     def __init__(self, base_url: str, api_key: str) -> None:
+        # Never repeated in the error. A key read from a file may keep its line break, which httpx
+        # then refused with the whole header, key included, in the message the SDK raised.
         if not api_key.startswith(KEY_PREFIX):
             raise ValueError(f"api_key: a service API key starts with {KEY_PREFIX!r}")
+        if not _KEY.fullmatch(api_key):
+            raise ValueError(
+                "api_key: a service API key holds only letters, digits, '_' and '-' "
+                "(a line break or a space read with it must be stripped)"
+            )
         self.base_url = base_url.rstrip("/")
         self._authorization = f"Bearer {api_key}"
 

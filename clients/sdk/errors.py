@@ -41,6 +41,20 @@ class GatewayError(Exception):
         self.detail = detail
         self.field = field
 
+    def __reduce__(self) -> tuple[object, ...]:
+        """Pickled by its fields, not its message (`args`), which no subclass's `__init__` takes:
+        raised in a process pool's worker, it reached the caller as a TypeError, or with its
+        status said twice."""
+        return _restore, (type(self), self.status_code, self.detail, self.field)
+
+
+def _restore(
+    kind: type[GatewayError], status_code: int | None, detail: str, field: str | None
+) -> GatewayError:
+    error = kind.__new__(kind)
+    GatewayError.__init__(error, status_code, detail, field)
+    return error
+
 
 class _Answered(GatewayError):
     """A kind the gateway answers with; the subclass fixes the status."""

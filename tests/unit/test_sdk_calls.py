@@ -4,6 +4,7 @@ call is needed, httpx's MockTransport standing in for the gateway."""
 from __future__ import annotations
 
 import asyncio
+import pickle
 from typing import Any
 
 import httpx
@@ -19,6 +20,7 @@ from clients.sdk import (
     PushRequest,
     RetryPolicy,
     Unavailable,
+    Unreachable,
 )
 from clients.sdk.calls import get_push
 from clients.sdk.retry import Attempts, Safety
@@ -205,3 +207,33 @@ def test_the_async_client_too_answers_a_huge_retry_after_with_unavailable() -> N
 
     with pytest.raises(Unavailable):
         asyncio.run(call())
+
+
+@pytest.mark.parametrize("key", [KEY + "\n", KEY + " ", "cgw_abcd_SËCRET", "cgw_abcd secret"])
+def test_a_malformed_key_is_refused_without_being_repeated(key: str) -> None:
+    """httpx refused a key with a line break by quoting the whole header, which the SDK then put
+    in the `Unreachable` it raised (and a non-ASCII key raised a bare UnicodeEncodeError)."""
+    with pytest.raises(ValueError, match="api_key") as refused:
+        ConsentGateway("http://127.0.0.1:9", key)
+    assert key.split("_")[-1].strip() not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        GatewayError(502, "Bad Gateway"),
+        GatewayError(500, "Internal Server Error", "title"),
+        InvalidInput("title too long", "title"),
+        NotFound("no such push"),
+        Unavailable("storage is unavailable"),
+        Unreachable("no answer from the gateway after 4 attempt(s): ConnectError: refused"),
+    ],
+)
+def test_an_error_survives_a_trip_through_pickle(error: GatewayError) -> None:
+    """A process pool sends a worker's exception back pickled: the base kind failed to unpickle
+    (the pool broke), and the others came back as '400: 400: ...'."""
+    back = pickle.loads(pickle.dumps(error))  # noqa: S301 - our own bytes, just made
+    assert type(back) is type(error)
+    assert (back.status_code, back.detail, back.field, str(back)) == (
+        error.status_code, error.detail, error.field, str(error),
+    )  # fmt: skip
