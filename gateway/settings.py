@@ -143,8 +143,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             _check_secret("CGW_JWT_SECRET", self.jwt_secret, "for HS256")
         _check_data_dir(self.data_dir)
         keystore = self.keystore_file
-        if keystore is not None and keystore.exists() and not keystore.is_file():
-            raise SettingsError(f"CGW_KEYSTORE_FILE: not a regular file: {keystore}")
+        try:
+            if keystore is not None and keystore.exists() and not keystore.is_file():
+                raise SettingsError(f"CGW_KEYSTORE_FILE: not a regular file: {keystore}")
+        except OSError as exc:
+            raise SettingsError(f"CGW_KEYSTORE_FILE: cannot be used: {exc.strerror}") from None
         providers = [provider for provider in _PROVIDERS if self.configured(provider)]
         if self.delivery_webhook_secret is not None and "webhook" in providers:
             _check_secret("CGW_DELIVERY_WEBHOOK_SECRET", self.delivery_webhook_secret, "to sign deliveries")
@@ -243,12 +246,13 @@ def _is_changed(settings: Settings, name: str) -> bool:
 
 
 def _read_file(var: str, path: Path) -> bytes:
-    """The file's bytes; a missing, special or unreadable file is a SettingsError naming `var`."""
-    if not path.exists():
-        raise SettingsError(f"{var}: no such file: {path}")
-    if not path.is_file():
-        raise SettingsError(f"{var}: not a regular file: {path}")
+    """The file's bytes; a missing, special or unreadable file is a SettingsError naming `var`
+    (a name too long or a directory not searchable raises even in `exists`)."""
     try:
+        if not path.exists():
+            raise SettingsError(f"{var}: no such file: {path}")
+        if not path.is_file():
+            raise SettingsError(f"{var}: not a regular file: {path}")
         return path.read_bytes()
     except OSError as exc:
         raise SettingsError(f"{var}: cannot read {path}: {exc.strerror}") from None
@@ -257,12 +261,17 @@ def _read_file(var: str, path: Path) -> bytes:
 def _check_data_dir(path: Path) -> None:
     """A directory, or one that can be made: its nearest existing ancestor is a directory. Nothing
     is created here (a refused configuration leaves no trace); the commands that write create it,
-    and a failure there is still an error of this setting (`gateway.runtime.ensure_data_dir`)."""
-    if path.exists():
-        if not path.is_dir():
-            raise SettingsError(f"not a directory: {path}", setting="data_dir")
-        return
-    ancestor = next(parent for parent in path.absolute().parents if parent.exists())
+    and a failure there is still an error of this setting (`gateway.runtime.ensure_data_dir`). A
+    name too long, a directory not searchable or a working directory since removed raise even in
+    `exists` and `absolute`: an error of this setting too, not a traceback."""
+    try:
+        if path.exists():
+            if not path.is_dir():
+                raise SettingsError(f"not a directory: {path}", setting="data_dir")
+            return
+        ancestor = next(parent for parent in path.absolute().parents if parent.exists())
+    except OSError as exc:
+        raise SettingsError(f"cannot be used: {exc.strerror}: {path}", setting="data_dir") from None
     if not ancestor.is_dir():
         raise SettingsError(f"cannot be created, {ancestor} is not a directory: {path}", setting="data_dir")
 

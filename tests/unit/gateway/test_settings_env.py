@@ -387,3 +387,30 @@ def test_the_cli_refuses_an_unknown_variable_in_one_line(tmp_path: Path) -> None
         "(there is no _FILE form: set CGW_JWT_SECRET itself)\n"
     )
     assert list(tmp_path.iterdir()) == []
+
+
+TOO_LONG = "/tmp/" + "n" * 300  # ENAMETOOLONG: `Path.exists` raises it rather than answer False
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"CGW_DATA_DIR": TOO_LONG}, "CGW_DATA_DIR"),
+        ({"CGW_KEYSTORE_FILE": TOO_LONG}, "CGW_KEYSTORE_FILE"),
+        ({"CGW_JWT_PUBLIC_KEY_FILE": TOO_LONG}, "CGW_JWT_PUBLIC_KEY_FILE"),
+    ],
+)
+def test_a_path_the_system_refuses_to_look_at_names_its_variable(env: dict[str, str], named: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(env)
+    assert str(caught.value).startswith(named + ":")
+
+
+def test_the_cli_refuses_a_data_dir_it_cannot_look_at_in_one_line(tmp_path: Path) -> None:
+    """It printed an OSError's traceback and exited 1, for every command."""
+    done = subprocess.run(
+        [CLI, "token", "x", "--data-dir", TOO_LONG], env={}, capture_output=True, text=True, timeout=60
+    )
+    assert (done.returncode, done.stdout) == (2, "")
+    assert len(done.stderr.splitlines()) == 1
+    assert "--data-dir" in done.stderr
