@@ -339,16 +339,17 @@ def _call_on(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args: An
         loop.call_soon_threadsafe(fn, *args)
 
 
-def _is_full(exc: BaseException) -> bool:
-    """The disk refused the write: SQLITE_FULL (the disk, or the database's `max_page_count`, has
-    no room), or SQLITE_IOERR (a quota or the file-size limit reached, which SQLite cannot tell
-    from an I/O error). Either way SQLite undid the write, and the next may succeed."""
+def _is_full(exc: BaseException, *, in_transaction: bool = True) -> bool:
+    """The disk refused a transaction's write: SQLITE_FULL (the disk, or the database's
+    `max_page_count`, has no room), or SQLITE_IOERR (a quota or the file-size limit reached,
+    which SQLite cannot tell from an I/O error: the connection gives only the primary code).
+    Either way SQLite undid the transaction, and the next may succeed. Outside a transaction
+    (a checkpoint, whose IOERR may be a failed fsync of work already kept) only SQLITE_FULL."""
     code = getattr(exc, "sqlite_errorcode", None)
-    return (
-        isinstance(exc, sqlcipher3.Error)
-        and isinstance(code, int)
-        and code & 0xFF in (sqlcipher3.SQLITE_FULL, sqlcipher3.SQLITE_IOERR)
+    refused = (
+        (sqlcipher3.SQLITE_FULL, sqlcipher3.SQLITE_IOERR) if in_transaction else (sqlcipher3.SQLITE_FULL,)
     )
+    return isinstance(exc, sqlcipher3.Error) and isinstance(code, int) and code & 0xFF in refused
 
 
 def _grow(conn: Connection) -> None:
@@ -603,9 +604,9 @@ class Writer:
 
     # -- shared ------------------------------------------------------------------------------
 
-    def _note(self, exc: BaseException) -> None:
+    def _note(self, exc: BaseException, *, in_transaction: bool = True) -> None:
         """Remember a refusal for want of room, for `full`."""
-        if _is_full(exc):
+        if _is_full(exc, in_transaction=in_transaction):
             self._full = True
 
     def _run_units(self, fns: list[Unit]) -> list[tuple[bool, Any]]:
@@ -654,8 +655,8 @@ class Writer:
             except BaseException as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
-                self._note(exc)
-                if _is_full(exc):
+                self._note(exc, in_transaction=transaction)
+                if _is_full(exc, in_transaction=transaction):
                     raise StorageFullError(str(exc)) from exc
                 raise
             self._committed += 1

@@ -9,11 +9,14 @@ rows), and the whole transaction otherwise (a one-row write): both are covered."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import resource
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import sqlcipher3
 
 from storage.db import Connection, StorageFailedError, StorageFullError, Writer, connect
 
@@ -133,3 +136,35 @@ def test_run_sync_on_a_full_disk_raises_storage_full_and_works_once_freed(writer
     _free(writer)
     writer.run_sync(_insert("later"))
     assert _tags(path) == ["later"]
+
+
+@contextlib.contextmanager
+def _file_size_limit(path: Path) -> Iterator[None]:
+    """No file may grow past a page more than the main file has now, the WAL included (EFBIG,
+    which SQLite reports as SQLITE_IOERR, as it does a quota or a failing disk). Python ignores
+    the SIGXFSZ."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (path.stat().st_size + 4096, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+
+def test_a_write_the_kernel_refuses_is_a_full_disk_but_a_failed_checkpoint_is_not(
+    writer: Writer, path: Path
+) -> None:
+    """A transaction's SQLITE_IOERR was undone like a full disk's: StorageFullError, `full`. A
+    checkpoint's is not a write refused: what it copies was kept, and its IOERR may be a failed
+    fsync; said `full`, an erasure already done answered "not kept"."""
+    writer.run_sync(_execute(BIG_ROW))  # in the WAL, for the checkpoint to copy into the main file
+    with _file_size_limit(path):
+        with pytest.raises(StorageFullError):
+            writer.run_sync(_execute(BIG_ROW))
+        assert writer.full
+        writer.run_sync(lambda conn: None)  # nothing to write: works
+        with pytest.raises(sqlcipher3.OperationalError) as failed:
+            writer.run_alone(lambda conn: conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone())
+    assert not isinstance(failed.value, StorageFailedError)
+    assert writer.has_room()
+    assert not writer.full
