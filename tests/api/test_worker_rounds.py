@@ -236,8 +236,9 @@ def test_results_a_failed_commit_dropped_are_recorded_again_not_sent_again(
             other.execute("BEGIN IMMEDIATE")
             held = True
             locked.set()
-            failing_since = time.monotonic()
-            while time.monotonic() < failing_since + 0.5:  # long enough for the results to fail
+            deadline = time.monotonic() + 5  # until the results' commit has failed (said in the log)
+            while not any("results failed" in r.getMessage() for r in caplog.records):
+                assert time.monotonic() < deadline, "the results' commit never failed"
                 time.sleep(0.01)
             other.execute("ROLLBACK")
             held = False
