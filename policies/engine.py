@@ -24,8 +24,7 @@ from policies.topics import check_topic
 from policies.ttl import expires_at
 
 _TRANSACTIONAL_RULES = (check_personalization, check_location, check_campaign_pause)
-_MARKETING_BEFORE_LOCATION = (check_consent, check_topic, check_personalization)
-_MARKETING_AFTER_LOCATION = (check_complaints, check_campaign_pause)
+_MARKETING_BEFORE_SENDING = (check_consent, check_topic, check_personalization)
 
 
 def decide(
@@ -49,12 +48,14 @@ def decide(
         return combine(results, expires)
     # A push deferred past quiet hours is judged as it will be sent: its location must still be
     # fresh then (a fix from before the window is not, and the push would end `location_stale`
-    # after the sender was told `deferred`), and the caps are counted then.
+    # after the sender was told `deferred`), a mute that ends before then no longer holds it
+    # back, and the caps are counted then.
     quiet = check_quiet_hours(ctx, now, settings)
     sent_at = quiet.until or now
-    results += [rule(ctx, now, settings) for rule in _MARKETING_BEFORE_LOCATION]
+    results += [rule(ctx, now, settings) for rule in _MARKETING_BEFORE_SENDING]
     results.append(check_location(ctx, sent_at, settings))
-    results += [rule(ctx, now, settings) for rule in _MARKETING_AFTER_LOCATION]
+    results.append(check_complaints(ctx, sent_at, settings))
+    results.append(check_campaign_pause(ctx, now, settings))
     results.append(quiet)
     results.append(check_frequency(ctx, sent_at, settings))
     return combine(results, expires)

@@ -282,6 +282,24 @@ CASES = [
         (r("recent_complaint", topic="promotions", until="2024-06-15T12:00:00Z"),),
     ),
     Case("mute over", push(), subject(muted_until={"promotions": NOW}), "queued"),
+    Case(  # it was rejected: the mute was judged at submission, not when the push would go out
+        "mute over by the end of quiet hours",
+        push(),
+        subject(timezone="Asia/Tokyo", muted_until={"promotions": TOKYO_UNTIL - timedelta(hours=1)}),
+        "deferred",
+        (r("quiet_hours", until="2024-06-12T23:00:00Z"),),
+        deliver_after=TOKYO_UNTIL,
+    ),
+    Case(
+        "mute still on at the end of quiet hours",
+        push(),
+        subject(timezone="Asia/Tokyo", muted_until={"promotions": TOKYO_UNTIL + timedelta(minutes=1)}),
+        "rejected",
+        (
+            r("recent_complaint", topic="promotions", until="2024-06-12T23:01:00Z"),
+            r("quiet_hours", until="2024-06-12T23:00:00Z"),
+        ),
+    ),
     Case(
         "campaign paused",
         push(campaign_id="c1"),
