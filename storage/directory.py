@@ -236,10 +236,14 @@ class SubjectDirectory:
         if found is not None:
             return found
         subject_id = "s_" + secrets.token_hex(16)
-        wrapped = self._keyring.wrap(new_data_key(), _wrap_aad(subject_id))
+        data_key = new_data_key()
         read_at = time.monotonic()  # before the insert: an erasure after it keeps this uncached
 
         def insert(conn: Connection) -> tuple[str, bytes]:
+            # Wrapped in the transaction, under the key active then: wrapped before it, the key
+            # could miss a rotation whose pass went by while the insert waited for the write lock
+            # (`rewrap_all` starts only once the transactions begun before its new key are done).
+            wrapped = self._keyring.wrap(data_key, _wrap_aad(subject_id))
             conn.execute(
                 "INSERT OR IGNORE INTO subjects (subject_ref, subject_id, wrapped_key, created_at) "
                 "VALUES (?, ?, ?, ?)",
@@ -375,7 +379,11 @@ class SubjectDirectory:
         return hit
 
     def rewrap_all(self, batch: int = 500) -> int:
-        """Re-wrap every data key under the keyring's active key, in batches, while serving."""
+        """Re-wrap every data key under the keyring's active key, in batches, while serving. Call
+        it after the new key is active: an empty write transaction first waits out any begun
+        before (in any process), whose new subjects' keys were wrapped under the old key; those
+        begun after wrap under the new one (`ensure`)."""
+        self._db.writer.run_sync(lambda conn: None)
         active = self._keyring.active
         done, last = 0, ""
         while True:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -86,3 +87,52 @@ def test_a_rotation_the_key_store_cannot_take_is_refused_and_changes_nothing(
     assert runtime.keys.keyring.active == json.loads(before)["kek_active"]
     rotated = client.post("/v1/admin/keys/rotate-encryption", headers=admin)
     assert rotated.status_code == 200, rotated.text
+
+
+def test_a_subject_made_while_a_rotation_runs_is_wrapped_under_the_new_key(
+    client: TestClient[Litestar],
+    runtime: Runtime,
+    as_key: Callable[..., dict[str, str]],
+    as_user: Callable[[str], dict[str, str]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A new subject's key was wrapped before its insert waited for the write lock; a rotation
+    whose pass went by meanwhile answered 200 and left that key under the old key-encryption key
+    (a leaked key still protecting it; a start refused once the old key was removed). Here the
+    insert is held until the rotation has answered."""
+    consent = {"granted": True, "notice_version": "v1"}
+    for i in range(3):
+        assert (
+            client.put("/v1/me/consents/marketing", json=consent, headers=as_user(f"old-{i}")).status_code
+            == 200
+        )
+    writer = runtime.store._directory_db.writer
+    run_sync = writer.run_sync
+    waiting, rotated = threading.Event(), threading.Event()
+
+    def held_insert(unit: Callable[..., object]) -> object:
+        if getattr(unit, "__name__", "") == "insert" and not waiting.is_set():
+            waiting.set()
+            assert rotated.wait(10)
+        return run_sync(unit)
+
+    monkeypatch.setattr(writer, "run_sync", held_insert)
+    answers: list[int] = []
+    newcomer = threading.Thread(
+        target=lambda: answers.append(
+            client.put("/v1/me/consents/marketing", json=consent, headers=as_user("newcomer")).status_code
+        )
+    )
+    newcomer.start()
+    try:
+        assert waiting.wait(10)
+        rotation = client.post("/v1/admin/keys/rotate-encryption", headers=as_key("admin"))
+    finally:
+        rotated.set()
+        newcomer.join(10)
+    assert rotation.status_code == 200, rotation.text
+    assert answers == [200]
+    keyring = runtime.keys.keyring
+    wraps = [w for (w,) in runtime.store._directory_db.reader().execute("SELECT wrapped_key FROM subjects")]
+    assert len(wraps) == 4
+    assert {keyring.key_id_of(w) for w in wraps} == {keyring.active}
