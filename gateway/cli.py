@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shlex
 import signal
 import stat
 import sys
@@ -187,14 +188,23 @@ def _serve(settings: Settings) -> int:
         # In the fragment: the browser never sends it, so the token stays out of request logs.
         lines.append(f"  preferences: {base}/preferences#token={token}")
     lines.append(f"  auditor:     {base}/audit/")
-    lines.append(
-        "  an API key: consent-gateway keys create --name marketing --scope pushes:write campaigns:write"
-    )
+    scopes = "--scope pushes:write campaigns:write"
+    lines.append(f"  an API key: {_program()} keys create --name marketing {scopes}")
     print("\n".join(lines), file=sys.stderr, flush=True)
     uvicorn.run(
         create_app(settings), host=settings.host, port=settings.port, log_config=None, access_log=False
     )
     return 0
+
+
+def _program() -> str:
+    """This command as it can be pasted from here: `make run` starts `.venv/bin/consent-gateway`,
+    which is not on a newcomer's PATH."""
+    invoked = Path(sys.argv[0])
+    if invoked.name != "consent-gateway" or not invoked.is_file():
+        return "consent-gateway"
+    relative = os.path.relpath(invoked)
+    return shlex.quote(relative if not relative.startswith("..") else str(invoked))
 
 
 async def _worker(settings: Settings) -> int:

@@ -35,7 +35,7 @@ _REASON_CODE = Schema(
     type=OpenAPIType.STRING,
     enum=list(get_args(ReasonCode)),
     title="ReasonCode",
-    description="One of the stable reason codes (PRODUCT.md); clients may filter on them.",
+    description="One of the stable reason codes (the README's table); clients may filter on them.",
 )
 WireReason = Annotated[
     dict[str, str | int],

@@ -74,3 +74,18 @@ def test_an_ipv6_host_is_bracketed_in_the_urls(tmp_path: Path) -> None:
             server.terminate()
     assert f"Consent Gateway on http://[::1]:{port}" in banner, banner
     assert f"  auditor:     http://[::1]:{port}/audit/" in banner
+
+
+def test_the_banner_s_api_key_command_runs_as_pasted(tmp_path: Path) -> None:
+    """It said `consent-gateway keys create ...`, which is not on the PATH of someone who ran
+    `make run` (it starts `.venv/bin/consent-gateway`): pasted, it was 'command not found'."""
+    with serve_process(tmp_path / "data", tmp_path / "server.stderr", {}) as server:
+        line = _banner(server.stderr())[-1]
+        command = line.removeprefix(BANNER_END).strip()
+        server.stop()
+    made = subprocess.run(  # noqa: S602 - the banner's line, run as a person pasting it would
+        command, shell=True, env={"CGW_DATA_DIR": str(tmp_path / "data"), "PATH": "/usr/bin:/bin"},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert made.returncode == 0, (command, made.stderr)
+    assert made.stdout.startswith("cgw_")
