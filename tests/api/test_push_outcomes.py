@@ -301,7 +301,7 @@ REJECTIONS = [
     Rejection(
         "payload_too_large_total",
         _content(data={"deeplink": "wallet://x", "image_url": "https://img.example/" + "a" * 4000}),
-        [{"code": "payload_too_large", "field": "payload", "limit": 4096}],
+        [{"code": "payload_too_large", "field": "payload", "limit": 3840}],
     ),
 ]
 

@@ -127,7 +127,7 @@ CASES = [
         push(data={"deeplink": "w://" + "a" * 4100}),
         subject(),
         "rejected",
-        (r("payload_too_large", field="payload", limit=4096),),
+        (r("payload_too_large", field="payload", limit=3840),),
     ),
     Case(
         "data key not allowed",
