@@ -106,6 +106,7 @@ class _TokenAnswer(msgspec.Struct):
 
 
 _FCM_ERROR = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
+_THIRD_PARTY_AUTH = "THIRD_PARTY_AUTH_ERROR"  # the project's APNs or Web Push credential, not ours
 """The `@type` of the detail that carries FCM's own `errorCode` (UNREGISTERED, QUOTA_EXCEEDED...)."""
 
 
@@ -163,7 +164,10 @@ class FcmAdapter:
                 reply = await self._http.post(self._send_url, headers, content=body)
             except TransportFailure as exc:
                 return transport_failure(exc.code)
-            if reply.status != 401:
+            # A 401 is our access token's, save FCM's THIRD_PARTY_AUTH_ERROR: the project's APNs
+            # or Web Push credential refused, which a new token would not mend (each iOS push
+            # asked Google for one, and was sent twice).
+            if reply.status != 401 or _error_code(_error_of(reply)) == _THIRD_PARTY_AUTH:
                 break
             if self._token == token:
                 self._token = None
@@ -252,18 +256,29 @@ class FcmAdapter:
         mean the token is gone, and fails the push instead: disabling every device on a
         misconfiguration would be unrecoverable.
         """
-        error: _Error | None = None
-        if reply.status >= 400:
-            try:
-                error = msgspec.json.decode(reply.content, type=_ErrorBody).error
-            except msgspec.DecodeError:
-                error = None
+        error = _error_of(reply)
         if error is None:
             return classify_status(reply, self._clock)
-        named = next((d.error_code for d in error.details if d.error_code), None) or error.status or None
-        code = provider_code(named)
+        code = provider_code(_error_code(error))
         gone = any(d.type == _FCM_ERROR and d.error_code == "UNREGISTERED" for d in error.details)
         about_token = code == "INVALID_ARGUMENT" and "registration token" in error.message.lower()
         if gone or about_token:
             return invalid_token(reply, code)
         return classify_status(reply, self._clock, code=code)
+
+
+def _error_of(reply: Reply) -> _Error | None:
+    """Google's error body of a refusal, if it is one."""
+    if reply.status < 400:
+        return None
+    try:
+        return msgspec.json.decode(reply.content, type=_ErrorBody).error
+    except msgspec.DecodeError:
+        return None
+
+
+def _error_code(error: _Error | None) -> str | None:
+    """FCM's own error code (its detail's `errorCode`), else Google's status."""
+    if error is None:
+        return None
+    return next((d.error_code for d in error.details if d.error_code), None) or error.status or None

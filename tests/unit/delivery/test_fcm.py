@@ -53,6 +53,7 @@ class Google:
         self.issued: list[str] = []
         self.valid: set[str] = set()
         self.refuse_all = False
+        self.apns_credential_broken: set[str] = set()  # device tokens FCM answers THIRD_PARTY_AUTH_ERROR
         self.expires_in = 3599
         self.url = ""
 
@@ -68,6 +69,10 @@ class Google:
                 google_error(401, "UNAUTHENTICATED", "Request had invalid authentication credentials."),
             )
         message = json.loads(got.body)["message"]
+        if message["token"] in self.apns_credential_broken:
+            body = google_error(401, "UNAUTHENTICATED", "Auth error from APNS or Web Push Service",
+                                error_code="THIRD_PARTY_AUTH_ERROR")  # fmt: skip
+            return 401, {}, body
         return (
             200,
             {"content-type": "application/json"},
@@ -492,3 +497,20 @@ def test_an_error_code_that_is_no_name_is_kept_as_unrecognized(echoed: str) -> N
     assert send_with(respond)[0] == DeliveryResult(
         status="failed", provider_status=400, provider_code="unrecognized"
     )
+
+
+def test_an_ios_device_refused_for_the_project_s_apns_credential_keeps_the_access_token() -> None:
+    """FCM answers 401 THIRD_PARTY_AUTH_ERROR when the Firebase project's APNs (or Web Push)
+    credential is bad: our access token is fine. Each such push dropped it, asked Google for a
+    new one and was sent twice: with a broken APNs credential, two token requests per iOS push."""
+    google = Google(FakeClock())
+    google.apns_credential_broken.add("ios-device-token")
+    steps: list[tuple[float, dict[str, object]]] = [
+        (0.0, {"token": "ios-device-token"}), (0.0, {"token": "android-device-token"}),
+    ] * 3  # fmt: skip
+    results, received = run(google, *steps)
+    assert [(r.status, r.provider_code) for r in results] == [
+        ("failed", "THIRD_PARTY_AUTH_ERROR"), ("delivered", None),
+    ] * 3  # fmt: skip
+    assert len(google.issued) == 1
+    assert [r.path for r in received].count(f"/v1/projects/{PROJECT}/messages:send") == 6
