@@ -37,6 +37,7 @@ from policies import (
     decide,
 )
 from policies.catalog import is_marketing
+from policies.reasons import QUIET_HOURS
 from storage import outbox
 from storage.crypto import KeyedHash
 from storage.db import Connection
@@ -429,10 +430,23 @@ def _answer(push_id: str | None, decision: Decision) -> PushAnswer:
 
 
 def _stored_answer(row: PushRow) -> PushAnswer:
+    """The submission's answer again, from what was decided then. Not from the row's
+    `deliver_after`, which is the push's state now: a worker that deferred or rescheduled it
+    since gave a replay `queued` with a `deliver_after`, or another time than first answered."""
+    reasons: list[dict[str, str | int]] = msgspec.json.decode(row.reasons)
     return PushAnswer(
         push_id=row.push_id,
         outcome=row.outcome,  # type: ignore[arg-type]
-        reasons=msgspec.json.decode(row.reasons),
-        deliver_after=None if row.deliver_after is None else rfc3339_text(row.deliver_after),
+        reasons=reasons,
+        deliver_after=_deferred_until(row.outcome, reasons),
         expires_at=rfc3339_text(row.expires_at),
     )
+
+
+def _deferred_until(outcome: str, reasons: list[dict[str, str | int]]) -> str | None:
+    """A deferral's time: its `quiet_hours` reason's `until`, quiet hours being the one rule that
+    defers (an erased subject's reasons keep no `until`, and its answer no time, as its row)."""
+    if outcome != "deferred":
+        return None
+    until = next((r.get("until") for r in reasons if r.get("code") == QUIET_HOURS), None)
+    return until if isinstance(until, str) else None

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
-from conftest import FakeClock, Headers
+from conftest import FIXED_NOW, FakeClock, Headers
 from litestar import Litestar
 from litestar.testing import TestClient
 from support import assert_problem, readers, scan_bytes, scan_tables
@@ -924,3 +924,18 @@ def test_idempotency_keys_are_stored_only_as_keyed_hashes(world: World) -> None:
     stored = [r[0] for r in world.runtime.store.data.reader().execute("SELECT idempotency_key FROM pushes")]
     assert stored
     assert all(raw not in value for value in stored)
+
+
+def test_a_replay_after_the_worker_deferred_the_push_is_the_first_answer(world: World) -> None:
+    """The replay took `deliver_after` from the row, which the worker sets when it defers a push:
+    queued at 20:59, deferred at dispatch after 21:00, it replayed `queued` with a time."""
+    world.user("emil")
+    world.clock.advance(hours=21 - FIXED_NOW.hour, minutes=-FIXED_NOW.minute - 1)  # 20:59, before quiet hours
+    body = world.body("emil", idempotency_key="queued-then-quiet")
+    first = world.client.post("/v1/pushes", json=body, headers=world.key).json()
+    assert (first["outcome"], first["deliver_after"]) == ("queued", None)
+    world.clock.advance(minutes=2)
+    assert world.dispatch() == 1
+    read = world.client.get(f"/v1/pushes/{first['push_id']}", headers=world.key).json()
+    assert (read["status"], read["deliver_after"] is not None) == ("deferred", True)
+    assert world.client.post("/v1/pushes", json=body, headers=world.key).json() == first
