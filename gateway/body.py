@@ -67,8 +67,40 @@ def _refuse_duplicate_keys(raw: bytes) -> None:
     keeps the last); a consent must not depend on which one reads it, so such bodies are refused."""
     try:
         _DUPLICATE_KEYS.decode(raw.decode())
+    except InvalidInput as repeated:
+        raise InvalidInput(repeated.detail, _where_repeated(raw.decode())) from None
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         return  # malformed JSON (or not UTF-8): msgspec reports it with its position
+
+
+class _Object(list[tuple[str, Any]]):
+    """An object's pairs in order, repeats kept."""
+
+
+def _where_repeated(text: str) -> str:
+    """The repeated key's path (`pushes[3].title`, `data.deeplink`): the scan above keeps no tree,
+    so on this rare path the body is parsed again into one, which msgspec's model bounds."""
+    found = _first_repeat(json.loads(text, object_pairs_hook=_Object), "")
+    return found or "body"
+
+
+def _first_repeat(node: Any, path: str) -> str | None:
+    """In parse order, as the scan found it: an object's members before the object itself."""
+    if isinstance(node, list) and not isinstance(node, _Object):
+        return next(
+            (hit for i, item in enumerate(node) if (hit := _first_repeat(item, f"{path}[{i}]"))), None
+        )
+    if not isinstance(node, _Object):
+        return None
+    for name, value in node:
+        if hit := _first_repeat(value, f"{path}.{name}" if path else name):
+            return hit
+    names: set[str] = set()
+    for name, _ in node:
+        if name in names:
+            return f"{path}.{name}" if path else name
+        names.add(name)
+    return None
 
 
 def decode_strict(raw: bytes, model: type[T]) -> T:

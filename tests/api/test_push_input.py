@@ -230,7 +230,7 @@ def test_a_key_repeated_among_many_is_named(setup: Setup) -> None:
     answer = setup.client.post(
         "/v1/pushes/batch", content=raw, headers=setup.key | {"Content-Type": "application/json"}
     )
-    assert_problem(answer, 400, "k19999")
+    assert_problem(answer, 400, "pushes[0].data.k19999")
     assert setup.counts() == before
 
 
@@ -319,4 +319,30 @@ def test_batch_over_10000_items(setup: Setup) -> None:
 def test_bad_batch_envelope(setup: Setup, body: Json, field: str) -> None:
     before = setup.counts()
     assert_problem(setup.client.post("/v1/pushes/batch", json=body, headers=setup.key), 400, field)
+    assert setup.counts() == before
+
+
+@pytest.mark.parametrize(
+    ("repeat", "named"),
+    [
+        (("title", '"Again"'), "pushes[3].title"),
+        (("data", '{"deeplink": "a", "deeplink": "b"}'), "pushes[3].data.deeplink"),
+    ],
+)
+def test_a_repeated_key_in_a_batch_names_the_push_it_is_in(
+    setup: Setup, repeat: tuple[str, str], named: str
+) -> None:
+    """It named the bare key (`title`, `deeplink`): which of 10,000 pushes, and whether `data`'s
+    or the push's own, the sender could not tell."""
+    key, value = repeat
+    pushes = [json.dumps(good(idempotency_key=f"rep-{i}")) for i in range(5)]
+    pushes[3] = pushes[3][:-1] + f', "{key}": {value}}}'
+    before = setup.counts()
+    answer = setup.client.post(
+        "/v1/pushes/batch",
+        content=f'{{"pushes": [{", ".join(pushes)}]}}'.encode(),
+        headers=setup.key | {"Content-Type": "application/json"},
+    )
+    body = assert_problem(answer, 400, named)
+    assert [item["key"] for item in body["extra"]] == [named]
     assert setup.counts() == before

@@ -57,7 +57,7 @@ def test_the_first_object_finished_with_a_repeat_is_the_one_named() -> None:
     raw = b'{"pushes": [{"title": "t", "data": {"deeplink": "a", "deeplink": "b"}}], "pushes": []}'
     with pytest.raises(InvalidInput) as refused:
         _refuse_duplicate_keys(raw)
-    assert refused.value.field == "deeplink"
+    assert refused.value.field == "pushes[0].data.deeplink"  # its path, not the bare key
 
 
 def test_the_same_key_in_sibling_objects_is_no_repeat() -> None:
@@ -77,7 +77,7 @@ def test_a_repeat_in_a_body_the_model_accepts_is_refused_naming_it() -> None:
 
     with pytest.raises(InvalidInput) as refused:
         decode_strict(raw, BatchCreate)
-    assert refused.value.field == "deeplink"
+    assert refused.value.field == "pushes[0].data.deeplink"
 
 
 def test_a_body_the_model_refuses_is_not_scanned_whole() -> None:
