@@ -74,13 +74,17 @@ def local_to_utc(day: date, wall: time, zone: ZoneInfo, fold: int) -> datetime:
     return datetime.fromtimestamp(after, UTC)
 
 
+def window_in_force(start: str, end: str, settings: PolicySettings) -> tuple[str, str]:
+    """The user's window, unless it was saved before an admin set a minimum it falls short of
+    (a change of window is held to it): then the default window, never shorter, stands in."""
+    if settings.min_quiet_minutes and quiet_window_minutes(start, end) < settings.min_quiet_minutes:
+        return settings.quiet_start, settings.quiet_end
+    return start, end
+
+
 def check_quiet_hours(ctx: RuleContext, now: datetime, settings: PolicySettings) -> RuleResult:
     subject = ctx.subject
-    start, end = subject.quiet_start, subject.quiet_end
-    if settings.min_quiet_minutes and quiet_window_minutes(start, end) < settings.min_quiet_minutes:
-        # Saved before an admin set this minimum, which a change of window is held to: the
-        # default window, never shorter than the minimum, stands in for it.
-        start, end = settings.quiet_start, settings.quiet_end
+    start, end = window_in_force(subject.quiet_start, subject.quiet_end, settings)
     window = QuietWindow(start, end, ZoneInfo(subject.timezone))
     if not window.contains(now):
         return passed(f"quiet hours: outside {start}-{end} {subject.timezone}")

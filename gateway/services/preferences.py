@@ -35,6 +35,7 @@ from gateway.services.policy import PolicySource
 from gateway.settings import Settings
 from gateway.signing import SignedParts, Signer
 from policies.catalog import PURPOSES, TOPIC_PURPOSES, TOPICS, Topic
+from policies.quiet_hours import window_in_force
 from policies.settings import PolicySettings, quiet_window_minutes
 from storage import ledger
 from storage.db import Connection
@@ -98,7 +99,12 @@ class PreferenceCenter:
                 for p in PURPOSES
             },
             topics={t: TOPIC_PURPOSES[t] <= on and doc.topics.get(t, True) for t in TOPICS},
-            quiet_hours=QuietHours(doc.quiet_start or policy.quiet_start, doc.quiet_end or policy.quiet_end),
+            # The window pushes are held to, as `frequency` is the cap that applies.
+            quiet_hours=QuietHours(
+                *window_in_force(
+                    doc.quiet_start or policy.quiet_start, doc.quiet_end or policy.quiet_end, policy
+                )
+            ),
             frequency=Frequency(
                 min(
                     doc.max_per_week if doc.max_per_week is not None else policy.max_per_week,
