@@ -41,6 +41,7 @@ from policies.catalog import Purpose
 __all__ = ["MeController"]
 
 UserRequest = Request[Principal, Any, Any]
+NO_PUSH_TO_COMPLAIN_OF = "`push_id` names no push sent to this user, or to be sent (their notifications)."
 DeviceId = Annotated[str, PathParameter(pattern=r"^dev_[0-9a-f]{24}$(?!\n)", max_length=28)]
 PushId = Annotated[str, PathParameter(pattern=r"^psh_[0-9a-f]{24}$(?!\n)", max_length=28)]
 
@@ -133,7 +134,7 @@ class MeController(Controller):
         dto=Strict[ComplaintCreate],
         return_dto=None,
         status_code=201,
-        responses=refusals(400, 413, why={404: "`push_id` names no push of this user's."}),
+        responses=refusals(400, 413, why={404: NO_PUSH_TO_COMPLAIN_OF}),
     )
     async def file_complaint(
         self, request: UserRequest, runtime: RuntimeDep, data: JSONBody[ComplaintCreate]

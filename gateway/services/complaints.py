@@ -114,8 +114,15 @@ class ComplaintService:
         now: datetime,
     ) -> ComplaintCreated:
         push = None if body.push_id is None else pushes.get(conn, body.push_id)
-        if body.push_id is not None and (push is None or push.subject_id != key.subject_id):
-            raise NotFound("no such push of yours", "push_id")
+        # A push of theirs the user was sent or is to be sent (as their notifications list them),
+        # or one a device of theirs got: not one refused before it was ever meant for them (its
+        # id is in the export), which muted its topic for 30 days and counted against its campaign.
+        if body.push_id is not None and (
+            push is None
+            or push.subject_id != key.subject_id
+            or (push.status not in pushes.ACCEPTED and not deliveries.reached(conn, push.push_id))
+        ):
+            raise NotFound("no push sent to you, or to be sent, with this id", "push_id")
         self._policy.refresh(conn)  # the mute's length and the campaign rule: as in force now
         source = f"complaint:{complaint_id}"
         actions: list[str] = []

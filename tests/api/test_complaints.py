@@ -676,3 +676,22 @@ def test_one_recipient_complaining_twice_about_one_push_counts_once(
         client.get(f"/v1/campaigns/{cid}/stats", headers=reader).json()["variants"]["default"]["complaints"]
         == 1
     )
+
+
+def test_a_push_refused_before_it_was_meant_for_the_user_cannot_be_complained_of(
+    client: Client, runtime: Runtime, as_user: UserHeaders, key: Headers
+) -> None:
+    """A push rejected at submission (`no_device`) was never to be sent; its id is in the user's
+    export. A complaint about it muted its topic for 30 days and was kept with its campaign."""
+    bob = as_user("bob")
+    body = {"granted": True, "notice_version": "v1"}
+    assert client.put("/v1/me/consents/marketing", json=body, headers=bob).status_code == 200
+    refused = submit(client, key, item("never-sent", "bob"))
+    assert (refused["outcome"], refused["reasons"]) == ("rejected", [{"code": "no_device"}])
+    exported = client.get("/v1/me/export", headers=bob).json()["notifications"]
+    assert [n["push_id"] for n in exported] == [refused["push_id"]]
+
+    complaint = {"push_id": refused["push_id"], "reason": "irrelevant"}
+    assert_problem(client.post("/v1/me/complaints", json=complaint, headers=bob), 404, "push_id")
+    assert table_count(runtime, "complaints") == 0
+    assert table_count(runtime, "mutes") == 0
