@@ -761,11 +761,22 @@ class Database:
         erasure's key, an erased subject's rows). A reader in the middle of a read, here or in
         another process, holds back the frames its snapshot needs and SQLite then answers busy:
         tried again for up to ~0.3 s, since reads are short, and logged if it never folded, so an
-        erasure is not taken for complete on disk when it is not. Returns whether it folded."""
+        erasure is not taken for complete on disk when it is not. Returns whether it folded.
+        A checkpoint that fails (an I/O error) is logged the same way, not raised: what it was to
+        fold is committed already, and an erasure that raised here answered 500 and left its
+        data-side half undone until it was asked again."""
         for wait in (*_TRUNCATE_WAITS, None):
-            busy, _, _ = self.writer.run_alone(
-                lambda conn: conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-            )
+            try:
+                busy, _, _ = self.writer.run_alone(
+                    lambda conn: conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                )
+            except sqlcipher3.Error as exc:
+                log.error(
+                    "a checkpoint failed: the WAL was not truncated; what was deleted stays in it until "
+                    "a later checkpoint folds it",
+                    extra={"database": self.path.name, "error": str(exc)},
+                )
+                return False
             if not busy:
                 return True
             if wait is not None:

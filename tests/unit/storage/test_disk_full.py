@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import resource
 from collections.abc import Callable, Iterator
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 import sqlcipher3
 
-from storage.db import Connection, StorageFailedError, StorageFullError, Writer, connect
+from storage.db import Connection, Database, StorageFailedError, StorageFullError, Writer, connect
 
 KEY = os.urandom(32)
 WAIT = 5.0  # seconds any await may take before the test calls it a hang
@@ -168,3 +169,20 @@ def test_a_write_the_kernel_refuses_is_a_full_disk_but_a_failed_checkpoint_is_no
     assert not isinstance(failed.value, StorageFailedError)
     assert writer.has_room()
     assert not writer.full
+
+
+def test_a_checkpoint_that_fails_is_logged_not_raised(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An erasure checkpoints once its rows are deleted and committed; a checkpoint's I/O error
+    raised through it, answering 500 with its data-side half left undone."""
+    db = Database(tmp_path / "c.db", KEY, name="test")
+    try:
+        db.writer.run_sync(lambda conn: conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, tag TEXT)"))
+        db.writer.run_sync(_execute(BIG_ROW))
+        with _file_size_limit(db.path), caplog.at_level(logging.ERROR, logger="storage.db"):
+            assert db.checkpoint() is False
+        assert "a checkpoint failed" in caplog.text
+        assert db.checkpoint() is True  # room again: it folds
+    finally:
+        db.close()
