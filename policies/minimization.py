@@ -36,11 +36,12 @@ def _chars(text: str) -> int:
 
 # What delivery adds to title, body and data on the way to a device: a provider's envelope
 # (APNs' `aps.alert`, FCM's `notification`), the topic, the idempotency key the app de-duplicates
-# on, and for Web Push the aes128gcm header and tag. A provider takes 4096 bytes of it (APNs'
-# payload, Web Push's encrypted body, FCM's message), so `payload_max_bytes` is what a push
-# weighs delivered: accepted at 4096 bytes of its own fields, a push came to 4,319 bytes over
-# Web Push, was refused 413 and ended `failed` (tests/unit/delivery/test_payload_budget.py
-# measures each adapter against this).
+# on, and for Web Push the aes128gcm header and tag. A provider takes 4096 bytes of it all (APNs'
+# payload, Web Push's encrypted body, FCM's message), so title, body and data may take at most
+# `PROVIDER_MAX_BYTES - ENVELOPE_BYTES`, whatever `payload_max_bytes` allows: accepted at 4096
+# bytes of its own, a push came to 4,319 bytes over Web Push, was refused 413 and ended
+# `failed` (tests/unit/delivery/test_payload_budget.py measures each adapter against this).
+PROVIDER_MAX_BYTES = 4096
 ENVELOPE_BYTES = 256
 
 
@@ -54,7 +55,7 @@ def _size_reasons(ctx: RuleContext, settings: PolicySettings) -> list[Reason]:
         if _chars(text) > limit:
             found.append(Reason(reasons.PAYLOAD_TOO_LARGE, {"field": field, "limit": limit}))
     size = len(msgspec.json.encode({"title": push.title, "body": push.body, "data": push.data}))
-    room = max(settings.payload_max_bytes - ENVELOPE_BYTES, 0)  # the limit is what the sender controls
+    room = min(settings.payload_max_bytes, PROVIDER_MAX_BYTES - ENVELOPE_BYTES)
     if size > room:
         found.append(Reason(reasons.PAYLOAD_TOO_LARGE, {"field": "payload", "limit": room}))
     return found

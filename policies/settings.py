@@ -52,7 +52,7 @@ class PolicySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     complaint_pause_min_deliveries: Annotated[int, msgspec.Meta(ge=1, le=1_000_000_000)] = 200
     title_max_chars: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
     body_max_chars: Annotated[int, msgspec.Meta(ge=1, le=4096)] = 500
-    # As delivered: title, body and data get this less `minimization.ENVELOPE_BYTES`.
+    # Title, body and data as JSON; never more than fits a provider (`minimization.ENVELOPE_BYTES`).
     payload_max_bytes: Annotated[int, msgspec.Meta(ge=256, le=4096)] = 4096
     allowed_data_keys: dict[Topic, list[DataKey]] = msgspec.field(default_factory=_default_data_keys)
     default_ttl_seconds: Annotated[int, msgspec.Meta(ge=1, le=MAX_TTL_SECONDS)] = 86400

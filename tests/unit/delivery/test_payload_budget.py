@@ -3,7 +3,7 @@ APNs payload, of Web Push encrypted body (RFC 8030 leaves no more guaranteed), o
 The adapters add their envelopes, the topic and the idempotency key, and Web Push its
 aes128gcm header and tag; a push accepted at the rule's old 4096 bytes of title, body and data
 came to 4187 (APNs) and 4319 (Web Push) bytes, was refused 413 and ended `failed`. The rule now
-keeps `ENVELOPE_BYTES` of the limit for them; this measures each adapter against it, with the
+keeps `ENVELOPE_BYTES` of the providers' 4096 for them; this measures each adapter against it, with the
 heaviest text the limits allow (three-byte characters) and ids of their real length."""
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import msgspec
 import pytest
 
 from policies.context import PushRequest, RuleContext, SubjectState
-from policies.minimization import ENVELOPE_BYTES, check_minimization
+from policies.decision import RuleResult
+from policies.minimization import ENVELOPE_BYTES, PROVIDER_MAX_BYTES, check_minimization
 from policies.settings import PolicySettings
 
 from .doubles import FakeClock
@@ -26,7 +27,6 @@ from .test_fcm import run as run_fcm
 from .test_webpush import VAPID_PEM, PushService
 from .test_webpush import run as run_webpush
 
-PROVIDER_LIMIT = 4096
 IDS = {"push_id": "psh_" + "1a" * 12, "device_id": "dev_" + "ab" * 12}
 TEXT = {"title": "优" * 100, "body": "惠" * 500}  # the limits in characters, three bytes each
 
@@ -37,7 +37,7 @@ def _weight(data: dict[str, str]) -> int:
 
 def _heaviest(extra: int = 0) -> dict[str, object]:
     """A push whose title, body and data weigh what the rule lets through, plus `extra` bytes."""
-    room = PolicySettings().payload_max_bytes - ENVELOPE_BYTES
+    room = PROVIDER_MAX_BYTES - ENVELOPE_BYTES
     data = {"deeplink": "x" * (room + extra - _weight({"deeplink": ""}))}
     assert _weight(data) == room + extra
     return {**IDS, **TEXT, "data": data}
@@ -60,14 +60,14 @@ def test_the_rule_lets_through_the_heaviest_push_and_not_a_byte_more() -> None:
 def test_apns_gets_no_more_than_it_takes() -> None:
     results, received = run_apns(Apple(FakeClock()), (0, {**APNS, **_heaviest()}))
     assert results[0].status == "delivered"
-    assert len(received[-1].body) <= PROVIDER_LIMIT
+    assert len(received[-1].body) <= PROVIDER_MAX_BYTES
 
 
 def test_web_push_s_encrypted_body_is_no_more_than_a_push_service_must_take() -> None:
     service = PushService(FakeClock())
     results, received = run_webpush(service, VAPID_PEM, _heaviest())
     assert results[0].status == "delivered"
-    assert len(received[-1].body) <= PROVIDER_LIMIT
+    assert len(received[-1].body) <= PROVIDER_MAX_BYTES
 
 
 def test_fcm_s_message_is_no_more_than_it_takes() -> None:
@@ -75,7 +75,7 @@ def test_fcm_s_message_is_no_more_than_it_takes() -> None:
     assert results[0].status == "delivered"
     message = json.loads(received[-1].body)["message"]
     sent = msgspec.json.encode({"notification": message["notification"], "data": message["data"]})
-    assert len(sent) <= PROVIDER_LIMIT
+    assert len(sent) <= PROVIDER_MAX_BYTES
 
 
 @pytest.mark.parametrize("adapter", ["apns", "webpush"])
@@ -86,4 +86,22 @@ def test_the_old_limit_did_not_fit(adapter: str) -> None:
         _, received = run_apns(Apple(FakeClock()), (0, {**APNS, **fields}))
     else:
         _, received = run_webpush(PushService(FakeClock()), VAPID_PEM, fields)
-    assert len(received[-1].body) > PROVIDER_LIMIT
+    assert len(received[-1].body) > PROVIDER_MAX_BYTES
+
+
+@pytest.mark.parametrize(("setting", "room"), [(4096, 3840), (3000, 3000), (256, 256)])
+def test_an_admin_s_lower_limit_is_the_limit(setting: int, room: int) -> None:
+    """The envelope caps the limit, it is not taken off it: at the smallest setting a push of
+    256 bytes still goes, as it did."""
+    now = datetime(2026, 12, 4, 10, 0, tzinfo=UTC)
+    settings = PolicySettings(payload_max_bytes=setting, body_max_chars=4096)
+    bare = len(msgspec.json.encode({"title": "Paid", "body": "", "data": {}}))
+
+    def verdict(size: int) -> RuleResult:
+        push = PushRequest(topic="transactional", title="Paid", body="x" * (size - bare), data={})
+        ctx = RuleContext(push=push, subject=SubjectState(status="active"), campaign=None,
+                          expires_at=now + timedelta(hours=1))  # fmt: skip
+        return check_minimization(ctx, now, settings)
+
+    assert verdict(room).verdict == "pass"
+    assert [r.detail for r in verdict(room + 1).reasons] == [{"field": "payload", "limit": room}]
