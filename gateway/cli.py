@@ -204,7 +204,10 @@ def _program() -> str:
     if invoked.name != "consent-gateway" or not invoked.is_file():
         return "consent-gateway"
     relative = os.path.relpath(invoked)
-    return shlex.quote(relative if not relative.startswith("..") else str(invoked))
+    if relative.startswith(".."):
+        return shlex.quote(str(invoked.absolute()))
+    # With no slash a shell looks the name up on PATH, which is the point of not saying it bare.
+    return shlex.quote(relative if os.sep in relative else f".{os.sep}{relative}")
 
 
 async def _worker(settings: Settings) -> int:
