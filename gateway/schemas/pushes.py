@@ -91,7 +91,11 @@ class PushCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, gc=Fa
     topic: Topic
     title: Annotated[str, Meta(max_length=4096)]
     body: Annotated[str, Meta(max_length=16384)]
-    data: dict[Annotated[str, Meta(max_length=64)], Annotated[str, Meta(max_length=4096)]] = {}
+    # At most 64 keys: a topic allows a handful, and unbounded, one push's millions of keys made
+    # the duplicate-key scan and its path search take seconds of the event loop.
+    data: Annotated[
+        dict[Annotated[str, Meta(max_length=64)], Annotated[str, Meta(max_length=4096)]], Meta(max_length=64)
+    ] = {}
     campaign_id: CampaignId | None = None
     variant: Variant | None = None
     personalized: bool = False
