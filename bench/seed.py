@@ -124,12 +124,15 @@ class Seeder:
                 rows,
             )
 
+        tags = self._store.device_tags
+
         def data_unit(conn: Connection) -> None:
             for i, key in subjects:
                 kind = kind_of(i)
                 doc = self._in_quiet if kind == "quiet_hours" else self._outside_quiet
                 preferences.save(conn, key, doc, now)
-                devices.insert(conn, key, "webhook", f"relay-{i:010d}", now)
+                token = f"relay-{i:010d}"
+                devices.insert(conn, key, "webhook", token, devices.token_tag(tags, "webhook", token), now)
                 if kind == "no_consent":
                     continue
                 self._runtime.preferences.record_consent(

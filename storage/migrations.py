@@ -439,6 +439,17 @@ def _final_policy_version(db: sqlite_utils.Database) -> None:
     db.table("pushes").add_column("final_policy_version", int)
 
 
+def _device_token_tags(db: sqlite_utils.Database) -> None:
+    # One device token registered by two users (an app's logout and another login on the same
+    # install, unregistering nothing) stayed active for both, and the first user's pushes, their
+    # payments too, went to the phone the second now holds. The `fingerprint` is under each
+    # subject's own key and cannot find another subject's row; this keyed hash, under a key of
+    # the gateway's, can. NULL for rows stored before: each gets its tag when its app registers
+    # the token again (apps register at every start).
+    db.table("devices").add_column("token_tag", bytes)
+    db.execute("CREATE INDEX devices_token_tag ON devices (token_tag) WHERE token_tag IS NOT NULL")
+
+
 DATA_MIGRATIONS: list[Migration] = [
     ("0001_core", _core),
     ("0002_policy", _policy),
@@ -453,6 +464,7 @@ DATA_MIGRATIONS: list[Migration] = [
     ("0011_campaign_resume", _campaign_resume),
     ("0012_campaign_delivered", _campaign_delivered),
     ("0013_final_policy_version", _final_policy_version),
+    ("0014_device_token_tags", _device_token_tags),
 ]
 DIRECTORY_MIGRATIONS: list[Migration] = [
     ("0001_directory", _directory),

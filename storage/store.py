@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hmac
 import os
 import threading
 from collections.abc import Iterator
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import sqlcipher3
 
-from storage.crypto import DecryptionError
+from storage.crypto import DecryptionError, KeyedHash
 from storage.db import Connection, Database
 from storage.directory import SubjectDirectory
 from storage.keys import KeyStore, KeyStoreError
@@ -84,6 +85,9 @@ class Store:
         self.data_dir = data_dir
         self.keys = keys
         self.pseudonyms = Pseudonymizer(keys.pseudonym_key)
+        # Device tokens' keyed names (`devices.token_tag`): the pseudonym key's, kept apart from
+        # subject refs by a key of their own derived from it, stable across key rotations as they are.
+        self.device_tags = KeyedHash(hmac.digest(keys.pseudonym_key, b"cgw device token tags", "sha256"))
         with _quiet_cipher_log(), _locked_dir(data_dir):
             _check_pair(data_dir)
             self.data = Database(data_dir / DATA_FILE, keys.database_key, name="data")

@@ -65,16 +65,21 @@ class DeviceService:
         the same endpoint, whatever the JSON's spelling, and with the keys last given."""
         now = self._clock()
         key = await self._store.directory.ensure_from_loop(subject_ref, now)
+        tag = devices.token_tag(self._store.device_tags, body.platform, body.token)
 
         def check_room(conn: Connection) -> None:
             if devices.count_active(conn, key.subject_id) >= MAX_ACTIVE_DEVICES:
                 raise Conflict(f"at most {MAX_ACTIVE_DEVICES} active devices per user", "token")
 
         def unit(conn: Connection) -> tuple[str, bool]:
+            # The device is this user's now: another user who registered it (a logout and another
+            # login on the same install) no longer gets pushes on it, their payments included.
+            devices.release_elsewhere(conn, tag, key.subject_id, now)
             found = devices.find(conn, key, body.platform, body.token)
             if found is None:
                 check_room(conn)
-                return devices.insert(conn, key, body.platform, body.token, now), True
+                return devices.insert(conn, key, body.platform, body.token, tag, now), True
+            devices.set_tag(conn, found.device_id, tag)
             for duplicate in found.duplicates:
                 # One Web Push subscription registered twice before its endpoint named it.
                 devices.delete(conn, key.subject_id, duplicate)

@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import msgspec
 
-from storage.crypto import field_aad
+from storage.crypto import KeyedHash, field_aad
 from storage.db import Connection, in_chunks
 from storage.directory import SubjectKey
 
@@ -31,7 +31,10 @@ __all__ = [
     "list_for",
     "list_for_many",
     "refresh",
+    "release_elsewhere",
     "set_status",
+    "set_tag",
+    "token_tag",
 ]
 
 
@@ -67,11 +70,21 @@ def _endpoint(token: str) -> str | None:
         return None
 
 
-def _fingerprint(key: SubjectKey, platform: str, token: str) -> bytes:
+def _name(platform: str, token: str) -> bytes:
     """A token names a device only on its own platform: the same string elsewhere is another device.
     A Web Push subscription is named by its endpoint (a token that has none, by itself)."""
     name = (_endpoint(token) if platform == "webpush" else None) or token
-    return key.cipher.fingerprint(f"{platform}\0{name}".encode())
+    return f"{platform}\0{name}".encode()
+
+
+def _fingerprint(key: SubjectKey, platform: str, token: str) -> bytes:
+    return key.cipher.fingerprint(_name(platform, token))
+
+
+def token_tag(tags: KeyedHash, platform: str, token: str) -> bytes:
+    """The device's name under the gateway's key (`Store.device_tags`), the same whichever
+    subject registers it: how one user's registration finds another's of the same device."""
+    return tags.digest(_name(platform, token))
 
 
 def _open(key: SubjectKey, device_id: str, sealed: bytes) -> str:
@@ -121,21 +134,39 @@ def count_active(conn: Connection, subject_id: str) -> int:
     return int(row[0])
 
 
-def insert(conn: Connection, key: SubjectKey, platform: str, token: str, now: datetime) -> str:
+def insert(conn: Connection, key: SubjectKey, platform: str, token: str, tag: bytes, now: datetime) -> str:
     device_id = "dev_" + secrets.token_hex(12)
     conn.execute(
-        "INSERT INTO devices (device_id, subject_id, platform, token, fingerprint, status, created_at) "
-        "VALUES (?, ?, ?, ?, ?, 'active', ?)",
+        "INSERT INTO devices (device_id, subject_id, platform, token, fingerprint, token_tag, status, "
+        "created_at) VALUES (?, ?, ?, ?, ?, ?, 'active', ?)",
         (
             device_id,
             key.subject_id,
             platform,
             key.cipher.seal(token.encode(), _aad(key, device_id)),
             _fingerprint(key, platform, token),
+            tag,
             now.isoformat(),
         ),
     )
     return device_id
+
+
+def set_tag(conn: Connection, device_id: str, tag: bytes) -> None:
+    conn.execute(
+        "UPDATE devices SET token_tag = ? WHERE device_id = ? AND token_tag IS NOT ?", (tag, device_id, tag)
+    )
+
+
+def release_elsewhere(conn: Connection, tag: bytes, subject_id: str, now: datetime) -> int:
+    """Disable the device's registrations by other subjects: it is this subject's now. Returns
+    how many were active."""
+    cur = conn.execute(
+        "UPDATE devices SET status = 'disabled', disabled_at = ? "
+        "WHERE token_tag = ? AND subject_id != ? AND status = 'active'",
+        (now.isoformat(), tag, subject_id),
+    )
+    return cur.rowcount
 
 
 def refresh(conn: Connection, key: SubjectKey, device_id: str, platform: str, token: str) -> None:

@@ -128,7 +128,14 @@ class World:
         key = store.directory.resolve(store.pseudonyms.subject_ref(user_id))
         assert key is not None
         return store.data.writer.run_sync(
-            lambda conn: devices.insert(conn, key, platform, token, self.clock())
+            lambda conn: devices.insert(
+                conn,
+                key,
+                platform,
+                token,
+                devices.token_tag(store.device_tags, platform, token),
+                self.clock(),
+            )
         )
 
     def submit(self, user_id: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Callable
@@ -134,6 +135,42 @@ def test_the_same_token_again_is_the_same_device(client: Client, runtime: Runtim
     assert row_counts(runtime)["devices"] == 1
     other = register(client, as_user(BOB), "fcm", FCM)
     assert other != first
+
+
+@pytest.mark.parametrize("platform", ["fcm", "webpush"])
+def test_a_device_registered_by_another_user_is_theirs_now(
+    client: Client, runtime: Runtime, as_user: AsUser, as_key: Callable[..., Headers], platform: str
+) -> None:
+    """An app's logout and another login on the same install, with no DELETE in between: both
+    registrations stayed active, and the first user's payments went to the phone the second holds.
+    The same device (for Web Push, the same endpoint with other keys) is now the last user's."""
+    alice, bob = as_user(ALICE), as_user(BOB)
+    alices = register(client, alice, platform, TOKENS[platform])
+    other_keys = {
+        **WEBPUSH_KEYS,
+        "auth": base64.urlsafe_b64encode(bytes(range(200, 216))).decode().rstrip("="),
+    }
+    token = (
+        WEBPUSH.replace(json.dumps(WEBPUSH_KEYS), json.dumps(other_keys)) if platform == "webpush" else FCM
+    )
+    assert (token != TOKENS[platform]) == (platform == "webpush")  # a subscription's keys may change
+    bobs = register(client, bob, platform, token)
+
+    assert [(d["device_id"], d["status"]) for d in client.get("/v1/me/devices", headers=alice).json()] == [
+        (alices, "disabled")
+    ]
+    assert [d["status"] for d in client.get("/v1/me/devices", headers=bob).json()] == ["active"]
+    key = as_key("pushes:write")
+    paid = {"idempotency_key": "paid-1", "user_id": ALICE, "topic": "transactional", "title": "Paid",
+            "body": "CNY 300.00"}  # fmt: skip
+    answer = client.post("/v1/pushes", json=paid, headers=key).json()
+    assert (answer["outcome"], answer["reasons"]) == ("rejected", [{"code": "no_device"}])
+
+    assert register(client, alice, platform, TOKENS[platform], status=200) == alices  # back to alice
+    assert [d["status"] for d in client.get("/v1/me/devices", headers=alice).json()] == ["active"]
+    assert [(d["device_id"], d["status"]) for d in client.get("/v1/me/devices", headers=bob).json()] == [
+        (bobs, "disabled")
+    ]
 
 
 def test_delete_device_then_404(client: Client, runtime: Runtime, as_user: AsUser) -> None:

@@ -114,7 +114,9 @@ def stored_before(runtime: Runtime, clock: Any, token: str, status: str = "activ
     legacy = key.cipher.fingerprint(f"webpush\0{token}".encode())
 
     def unit(conn: Any) -> str:
-        device_id = devices.insert(conn, key, "webpush", token, clock())
+        device_id = devices.insert(
+            conn, key, "webpush", token, devices.token_tag(store.device_tags, "webpush", token), clock()
+        )
         conn.execute(
             "UPDATE devices SET fingerprint = ?, status = ? WHERE device_id = ?", (legacy, status, device_id)
         )

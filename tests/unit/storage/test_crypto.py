@@ -196,7 +196,9 @@ def _seal_some(store: Store, subject: SubjectKey, token: str) -> tuple[str, int]
     """A device token, a location and a ledger event for `subject`; (device id, ledger seq)."""
 
     def unit(conn: Any) -> tuple[str, int]:
-        device_id = devices.insert(conn, subject, "fcm", token, NOW)
+        device_id = devices.insert(
+            conn, subject, "fcm", token, devices.token_tag(store.device_tags, "fcm", token), NOW
+        )
         locations.put(conn, subject, "wtw3sj", NOW)
         event = ledger.append(
             conn,
