@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hmac
 import os
 import threading
 from collections.abc import Iterator
@@ -12,6 +11,8 @@ from functools import partial
 from pathlib import Path
 
 import sqlcipher3
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from storage.crypto import DecryptionError, KeyedHash
 from storage.db import Connection, Database
@@ -85,9 +86,7 @@ class Store:
         self.data_dir = data_dir
         self.keys = keys
         self.pseudonyms = Pseudonymizer(keys.pseudonym_key)
-        # Device tokens' keyed names (`devices.token_tag`): the pseudonym key's, kept apart from
-        # subject refs by a key of their own derived from it, stable across key rotations as they are.
-        self.device_tags = KeyedHash(hmac.digest(keys.pseudonym_key, b"cgw device token tags", "sha256"))
+        self.device_tags = KeyedHash(_device_tag_key(keys.pseudonym_key))
         with _quiet_cipher_log(), _locked_dir(data_dir):
             _check_pair(data_dir)
             self.data = Database(data_dir / DATA_FILE, keys.database_key, name="data")
@@ -184,6 +183,16 @@ def _locked_dir(data_dir: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def _device_tag_key(pseudonym_key: bytes) -> bytes:
+    """The key of device tokens' keyed names (`devices.token_tag`), derived from the pseudonym key
+    so it is stable across rotations as subject refs are. By HKDF, with the pseudonym key as the
+    input keying material: an HMAC under the pseudonym key of a fixed label is what a subject ref
+    of that label as a `user_id` holds, which an auditor can have the gateway compute and log."""
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=b"cgw", info=b"device token tags").derive(
+        pseudonym_key
+    )
 
 
 def _listed_wrapping_keys(conn: Connection) -> list[bytes]:

@@ -72,9 +72,6 @@ class DeviceService:
                 raise Conflict(f"at most {MAX_ACTIVE_DEVICES} active devices per user", "token")
 
         def unit(conn: Connection) -> tuple[str, bool]:
-            # The device is this user's now: another user who registered it (a logout and another
-            # login on the same install) no longer gets pushes on it, their payments included.
-            devices.release_elsewhere(conn, tag, key.subject_id, now)
             found = devices.find(conn, key, body.platform, body.token)
             if found is None:
                 check_room(conn)
@@ -93,6 +90,12 @@ class DeviceService:
                 devices.refresh(conn, key, found.device_id, body.platform, body.token)
             return found.device_id, False
 
+        # The device is this user's now: another user who registered it (a logout and another
+        # login on the same install) no longer gets pushes on it, their payments included. In a
+        # unit of its own, so that it holds even when this user has no room for another device.
+        await self._store.data.writer.run(
+            lambda conn: devices.release_elsewhere(conn, tag, key.subject_id, now)
+        )
         return await self._store.data.writer.run(unit)
 
     def list(self, subject_ref: str) -> list[DeviceRead]:

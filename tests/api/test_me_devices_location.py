@@ -17,6 +17,7 @@ from support import WEBPUSH_KEYS, assert_problem, readers, scan_bytes, scan_tabl
 
 from gateway.runtime import Runtime
 from storage import ledger
+from storage.crypto import KeyedHash
 from storage.repositories import devices
 from storage.store import DATA_FILE
 
@@ -171,6 +172,31 @@ def test_a_device_registered_by_another_user_is_theirs_now(
     assert [(d["device_id"], d["status"]) for d in client.get("/v1/me/devices", headers=bob).json()] == [
         (bobs, "disabled")
     ]
+
+
+def test_a_device_taken_over_by_a_user_with_no_room_left_is_still_released(
+    client: Client, runtime: Runtime, as_user: AsUser
+) -> None:
+    """Bob at ten devices registers the phone Alice had: he is refused (409), and the phone is
+    no longer Alice's either. The release was undone with the refusal, in one unit."""
+    alice, bob = as_user(ALICE), as_user(BOB)
+    register(client, alice, "fcm", FCM)
+    for n in range(10):
+        register(client, bob, "fcm", fcm_token(n))
+    refused = client.post("/v1/me/devices", headers=bob, json={"platform": "fcm", "token": FCM})
+    assert_problem(refused, 409, "token")
+    assert [d["status"] for d in client.get("/v1/me/devices", headers=alice).json()] == ["disabled"]
+
+
+def test_the_tag_key_is_no_subject_ref(runtime: Runtime) -> None:
+    """Derived first as an HMAC under the pseudonym key of a fixed label: exactly the digest in
+    that label's subject ref, which an auditor can have the gateway compute (`?user_id=`)."""
+    store = runtime.store
+    label_ref = store.pseudonyms.subject_ref("cgw device token tags")
+    digest = base64.b32decode(label_ref.removeprefix("sub_").upper() + "====")
+    assert devices.token_tag(store.device_tags, "fcm", FCM) != devices.token_tag(
+        KeyedHash(digest), "fcm", FCM
+    )
 
 
 def test_delete_device_then_404(client: Client, runtime: Runtime, as_user: AsUser) -> None:
