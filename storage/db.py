@@ -770,7 +770,7 @@ class Database:
                 busy, _, _ = self.writer.run_alone(
                     lambda conn: conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
                 )
-            except sqlcipher3.Error as exc:
+            except (sqlcipher3.Error, StorageFullError) as exc:  # an I/O error; a full disk
                 log.error(
                     "a checkpoint failed: the WAL was not truncated; what was deleted stays in it until "
                     "a later checkpoint folds it",

@@ -186,3 +186,24 @@ def test_a_checkpoint_that_fails_is_logged_not_raised(
         assert db.checkpoint() is True  # room again: it folds
     finally:
         db.close()
+
+
+def test_a_checkpoint_on_a_full_disk_is_logged_not_raised(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a full disk the writer gives a checkpoint's SQLITE_FULL as StorageFullError, which the
+    I/O error's fix let through. (`max_page_count` cannot refuse a checkpoint, whose pages are
+    counted already, so the writer's answer is given here.)"""
+    db = Database(tmp_path / "c.db", KEY, name="test")
+
+    def full(fn: object) -> object:
+        raise StorageFullError("database or disk is full")
+
+    try:
+        monkeypatch.setattr(db.writer, "run_alone", full)
+        with caplog.at_level(logging.ERROR, logger="storage.db"):
+            assert db.checkpoint() is False
+        assert "a checkpoint failed" in caplog.text
+    finally:
+        monkeypatch.undo()
+        db.close()
