@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
+from operator import itemgetter
 from typing import Any, Generic, TypeVar
 
 import msgspec
@@ -49,12 +51,15 @@ def _field_of(message: str) -> str:
 
 def _pairs(items: list[tuple[str, Any]]) -> None:
     """Checks one object and keeps nothing of it: the scan needs no tree, only its verdict."""
-    if len(dict(items)) != len(items):  # in C; the loop below runs only when a key repeats
-        names: set[str] = set()
-        for name, _ in items:  # the first repeat, in linear time: an object may hold 10^6 keys
-            if name in names:
-                raise InvalidInput(f"duplicate key `{name}` in the JSON body", name)
-            names.add(name)
+    if len(dict(items)) != len(items):  # in C, as is naming the repeat: one key 10^6 times is cheap
+        name = _repeated(items)
+        raise InvalidInput(f"duplicate key `{name}` in the JSON body", name)
+
+
+def _repeated(items: list[tuple[str, Any]]) -> str:
+    """A key the object holds more than once (the first such, in its order)."""
+    counts: Counter[str] = Counter(map(itemgetter(0), items))
+    return next(name for name, count in counts.items() if count > 1)
 
 
 # One decoder for every body: `json.loads` with a hook builds a decoder and its scanner on each
@@ -73,6 +78,9 @@ def _refuse_duplicate_keys(raw: bytes) -> None:
         return  # malformed JSON (or not UTF-8): msgspec reports it with its position
 
 
+_MOST_PAIRS = 100  # a push's fields and its 64 data keys, with room: more pairs means repeats
+
+
 class _Object(list[tuple[str, Any]]):
     """An object's pairs in order, repeats kept."""
 
@@ -85,13 +93,18 @@ def _where_repeated(text: str) -> str:
 
 
 def _first_repeat(node: Any, path: str) -> str | None:
-    """In parse order, as the scan found it: an object's members before the object itself."""
+    """In parse order, as the scan found it: an object's members before the object itself. An
+    object of more pairs than any the models hold is named at once, its members unvisited: one
+    key repeated millions of times cost seconds walked pair by pair."""
     if isinstance(node, list) and not isinstance(node, _Object):
         return next(
             (hit for i, item in enumerate(node) if (hit := _first_repeat(item, f"{path}[{i}]"))), None
         )
     if not isinstance(node, _Object):
         return None
+    if len(node) > _MOST_PAIRS:
+        name = _repeated(node)
+        return f"{path}.{name}" if path else name
     for name, value in node:
         if hit := _first_repeat(value, f"{path}.{name}" if path else name):
             return hit
