@@ -10,6 +10,7 @@ real Dispatcher runs against scripted providers: `fcm` devices are delivered, `a
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -53,7 +54,8 @@ def consent(client: Client, headers: Headers, *, granted: bool) -> None:
 def user_with(client: Client, headers: Headers, *platforms: str) -> None:
     consent(client, headers, granted=True)
     for platform in platforms:
-        device = {"platform": platform, "token": f"{platform}-token-x1y2"}
+        # A token of this user's own: one registered by another user is no longer theirs.
+        device = {"platform": platform, "token": f"{platform}-token-{secrets.token_hex(4)}"}
         assert client.post("/v1/me/devices", json=device, headers=headers).status_code == 201
 
 
