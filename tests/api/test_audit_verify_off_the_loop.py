@@ -50,6 +50,25 @@ class Gate:
         self._open.set()
 
 
+def healthz_while_held(
+    client: Client, gate: Gate, send: Callable[[], int], what: str
+) -> tuple[list[int], bool]:
+    """Send a request (`send`, on a thread) that stops in `gate`; meanwhile ask `/healthz`. Returns
+    the request's status codes and whether `/healthz` was held up (answered only once the gate
+    gave up waiting, so the gated read ran on the event loop)."""
+    statuses: list[int] = []
+    sending = threading.Thread(target=lambda: statuses.append(send()))
+    sending.start()
+    try:
+        assert gate.entered.wait(STUCK), f"{what} never reached its read"
+        assert client.get("/healthz").status_code == 200
+        held_up = gate.gave_up
+    finally:
+        gate.open()
+        sending.join()
+    return statuses, held_up
+
+
 def fill_ledger(runtime: Runtime, clock: FakeClock, events: int) -> None:
     """Appends `events` events in one transaction, as the gateway itself records them."""
     subject = runtime.store.directory.ensure(runtime.store.pseudonyms.subject_ref("bulk"), clock())
@@ -86,16 +105,8 @@ def test_a_request_made_during_a_long_ledger_read_is_not_held_up_by_it(
     assert client.get("/v1/audit/ledger/checkpoint", headers=auditor).status_code == 200
     gate = Gate(getattr(ledger, reads))
     monkeypatch.setattr(ledger, reads, gate)
-    statuses: list[int] = []
-    reading = threading.Thread(target=lambda: statuses.append(client.get(route, headers=auditor).status_code))
-    reading.start()
-    try:
-        assert gate.entered.wait(STUCK), f"{route} never called ledger.{reads}"
-        assert client.get("/healthz").status_code == 200
-        held_up = gate.gave_up  # /healthz answered only because the gate stopped waiting
-    finally:
-        gate.open()
-        reading.join()
-
+    statuses, held_up = healthz_while_held(
+        client, gate, lambda: client.get(route, headers=auditor).status_code, f"{route} (ledger.{reads})"
+    )
     assert statuses == [200]
     assert not held_up, f"/healthz waited for {route}: ledger.{reads} ran on the event loop"

@@ -5,14 +5,13 @@ mid-route until the test lets it go, and `/healthz` must be answered meanwhile."
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 
 import pytest
 from conftest import Headers
 from litestar import Litestar
 from litestar.testing import TestClient
-from test_audit_verify_off_the_loop import STUCK, Gate
+from test_audit_verify_off_the_loop import Gate, healthz_while_held
 from test_engagement_stats import create_campaign
 
 from gateway.services import stats
@@ -27,18 +26,8 @@ def test_a_request_made_while_a_campaign_is_counted_is_not_held_up(
     gate = Gate(stats._count)
     monkeypatch.setattr(stats, "_count", gate)
     reader = as_key("campaigns:read")
-    answers: list[int] = []
-    counting = threading.Thread(
-        target=lambda: answers.append(client.get(f"/v1/campaigns/{cid}/stats", headers=reader).status_code)
+    answers, held_up = healthz_while_held(
+        client, gate, lambda: client.get(f"/v1/campaigns/{cid}/stats", headers=reader).status_code, "stats"
     )
-    counting.start()
-    try:
-        assert gate.entered.wait(STUCK), "the stats route never counted"
-        assert client.get("/healthz").status_code == 200
-        held_up = gate.gave_up  # /healthz answered only because the gate stopped waiting
-    finally:
-        gate.open()
-        counting.join()
-
     assert answers == [200]
     assert not held_up, "/healthz waited for a campaign's counts: they ran on the event loop"
