@@ -81,6 +81,7 @@ class Runtime:
         self.policy = PolicySource(self.store, clock)
         self.preferences = PreferenceCenter(self.store, clock, self.signer, settings, self.policy)
         self.devices = DeviceService(self.store, clock)
+        self.devices.tag_untagged()
         self.rights = RightsService(self.store, clock, self.preferences)
         if finished := self.rights.finish_pending_erasures():
             log.warning("finished erasures cut short after the key went", extra={"count": finished})

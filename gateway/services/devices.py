@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from functools import partial
 from urllib.parse import urlsplit
 
 import msgspec
@@ -15,6 +17,8 @@ from storage.repositories import consents, devices, locations
 from storage.store import Store
 
 __all__ = ["MAX_ACTIVE_DEVICES", "DeviceService", "token_hint"]
+
+log = logging.getLogger("gateway.devices")
 
 MAX_ACTIVE_DEVICES = 10
 LOCATION_PRECISION = 6
@@ -97,6 +101,25 @@ class DeviceService:
             lambda conn: devices.release_elsewhere(conn, tag, key.subject_id, now)
         )
         return await self._store.data.writer.run(unit)
+
+    def tag_untagged(self, batch: int = 500) -> int:
+        """At start: tag the devices stored before tags were kept, then hand each device two
+        subjects had registered to the later one. Their tokens are sealed under each subject's
+        own key, so no migration could: a device two users had both registered before the
+        upgrade stayed with both, the current holder's app re-registering never finding the
+        other's row. Returns how many rows were tagged; a scan of the table once all are."""
+        reader = self._store.data.reader()
+        if not devices.any_untagged(reader):
+            return 0
+        tags, tagged, after = self._store.device_tags, 0, ""
+        while rows := devices.untagged(reader, after, batch):
+            after = rows[-1][0]
+            keys = self._store.directory.by_subject_ids({subject_id for _, subject_id, _, _ in rows})
+            tagged += self._store.data.writer.run_sync(partial(devices.tag, tags=tags, keys=keys, rows=rows))
+        now = self._clock()
+        released = self._store.data.writer.run_sync(lambda conn: devices.release_earlier(conn, now))
+        log.warning("devices stored before tags were tagged", extra={"tagged": tagged, "released": released})
+        return tagged
 
     def list(self, subject_ref: str) -> list[DeviceRead]:
         key = self._store.directory.resolve(subject_ref)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import secrets
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import NamedTuple
 
@@ -24,6 +24,7 @@ from storage.directory import SubjectKey
 __all__ = [
     "DeviceRow",
     "Found",
+    "any_untagged",
     "count_active",
     "delete",
     "find",
@@ -31,10 +32,13 @@ __all__ = [
     "list_for",
     "list_for_many",
     "refresh",
+    "release_earlier",
     "release_elsewhere",
     "set_status",
     "set_tag",
+    "tag",
     "token_tag",
+    "untagged",
 ]
 
 
@@ -156,6 +160,49 @@ def set_tag(conn: Connection, device_id: str, tag: bytes) -> None:
     conn.execute(
         "UPDATE devices SET token_tag = ? WHERE device_id = ? AND token_tag IS NOT ?", (tag, device_id, tag)
     )
+
+
+def any_untagged(conn: Connection) -> bool:
+    """Whether a row stored before devices had tags is left (a scan of the table when none is)."""
+    return conn.execute("SELECT 1 FROM devices WHERE token_tag IS NULL LIMIT 1").fetchone() is not None
+
+
+def untagged(conn: Connection, after: str, limit: int) -> list[tuple[str, str, str, bytes]]:
+    """(device id, subject id, platform, sealed token) of untagged rows after `after`, by id."""
+    rows = conn.execute(
+        "SELECT device_id, subject_id, platform, token FROM devices "
+        "WHERE token_tag IS NULL AND device_id > ? ORDER BY device_id LIMIT ?",
+        (after, limit),
+    )
+    return [(str(d), str(s), str(p), bytes(t)) for d, s, p, t in rows]
+
+
+def tag(
+    conn: Connection, tags: KeyedHash, keys: Mapping[str, SubjectKey], rows: list[tuple[str, str, str, bytes]]
+) -> int:
+    """Give these rows their tags, each token opened under its subject's key; returns how many
+    (a row whose subject's key is not among `keys` is left as it is)."""
+    updates = [
+        (token_tag(tags, platform, _open(keys[subject_id], device_id, sealed)), device_id)
+        for device_id, subject_id, platform, sealed in rows
+        if subject_id in keys
+    ]
+    conn.executemany("UPDATE devices SET token_tag = ? WHERE device_id = ? AND token_tag IS NULL", updates)
+    return len(updates)
+
+
+def release_earlier(conn: Connection, now: datetime) -> int:
+    """Of a device registered by several subjects, the latest registration keeps it: the others
+    are disabled. For rows tagged after the fact; a registration since releases the others itself."""
+    cur = conn.execute(
+        "UPDATE devices SET status = 'disabled', disabled_at = ? WHERE status = 'active' "
+        "AND token_tag IS NOT NULL AND EXISTS (SELECT 1 FROM devices AS later "
+        "WHERE later.token_tag = devices.token_tag AND later.subject_id != devices.subject_id "
+        "AND later.status = 'active' "
+        "AND (later.created_at, later.device_id) > (devices.created_at, devices.device_id))",
+        (now.isoformat(),),
+    )
+    return cur.rowcount
 
 
 def release_elsewhere(conn: Connection, tag: bytes, subject_id: str, now: datetime) -> int:
