@@ -5,32 +5,15 @@ user's row, whose token is sealed under that user's own key."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 from conftest import FakeClock, Headers
 from litestar import Litestar
 from litestar.testing import TestClient
+from test_erasure_crash import gateway, user
 
-from gateway.app import create_app
-from gateway.clock import system_clock
-from gateway.runtime import Runtime
 from gateway.settings import Settings
 
 Client = TestClient[Litestar]
 PHONE = "fcm-shared-install-0001"
-
-
-@contextmanager
-def gateway(settings: Settings, clock: FakeClock) -> Iterator[tuple[Client, Runtime]]:
-    """One run of the gateway on the data directory; leaving the block ends it."""
-    app = create_app(settings, clock)
-    with TestClient(app) as client:
-        yield client, app.state.runtime
-
-
-def user(runtime: Runtime, user_id: str) -> Headers:
-    return {"Authorization": f"Bearer {runtime.user_tokens.mint(user_id, system_clock())}"}
 
 
 def statuses(client: Client, headers: Headers) -> list[str]:
