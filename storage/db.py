@@ -136,7 +136,7 @@ def connect(path: Path, key: bytes, *, synchronous: str = "FULL") -> Connection:
     return conn
 
 
-def in_chunks(values: Sequence[str], size: int = 500) -> Iterator[tuple[str, list[str]]]:
+def in_chunks(values: Sequence[T], size: int = 500) -> Iterator[tuple[str, list[T]]]:
     """(`?,?,…` placeholders, values) per chunk, for `IN (…)` queries over many keys: one query per
     `size` keys instead of one per key, and under SQLite's limit on bound parameters."""
     for start in range(0, len(values), size):

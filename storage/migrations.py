@@ -450,6 +450,13 @@ def _device_token_tags(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX devices_token_tag ON devices (token_tag) WHERE token_tag IS NOT NULL")
 
 
+def _device_registered_at(db: sqlite_utils.Database) -> None:
+    # When the app last registered the token: of a device two users registered before tags were
+    # kept, the one who registered it last holds the phone. `created_at` is the first
+    # registration and says nothing of that. NULL for rows last registered before.
+    db.table("devices").add_column("registered_at", str)
+
+
 DATA_MIGRATIONS: list[Migration] = [
     ("0001_core", _core),
     ("0002_policy", _policy),
@@ -465,6 +472,7 @@ DATA_MIGRATIONS: list[Migration] = [
     ("0012_campaign_delivered", _campaign_delivered),
     ("0013_final_policy_version", _final_policy_version),
     ("0014_device_token_tags", _device_token_tags),
+    ("0015_device_registered_at", _device_registered_at),
 ]
 DIRECTORY_MIGRATIONS: list[Migration] = [
     ("0001_directory", _directory),

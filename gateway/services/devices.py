@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from datetime import datetime
 from functools import partial
 from urllib.parse import urlsplit
 
@@ -13,6 +15,7 @@ from gateway.errors import Conflict, NotFound
 from gateway.schemas.me import DeviceCreate, DeviceRead, LocationRead, LocationUpdate
 from policies import geohash
 from storage.db import Connection
+from storage.directory import SubjectKey
 from storage.repositories import consents, devices, locations
 from storage.store import Store
 
@@ -80,7 +83,7 @@ class DeviceService:
             if found is None:
                 check_room(conn)
                 return devices.insert(conn, key, body.platform, body.token, tag, now), True
-            devices.set_tag(conn, found.device_id, tag)
+            devices.registered(conn, found.device_id, tag, now)
             for duplicate in found.duplicates:
                 # One Web Push subscription registered twice before its endpoint named it.
                 devices.delete(conn, key.subject_id, duplicate)
@@ -103,23 +106,36 @@ class DeviceService:
         return await self._store.data.writer.run(unit)
 
     def tag_untagged(self, batch: int = 500) -> int:
-        """At start: tag the devices stored before tags were kept, then hand each device two
-        subjects had registered to the later one. Their tokens are sealed under each subject's
-        own key, so no migration could: a device two users had both registered before the
-        upgrade stayed with both, the current holder's app re-registering never finding the
-        other's row. Returns how many rows were tagged; a scan of the table once all are."""
+        """At start: tag the devices stored before tags were kept, and take each device two
+        subjects had registered from the one who did not register it last. Their tokens are
+        sealed under each subject's own key, so no migration could: a device two users had both
+        registered before the upgrade stayed with both, the current holder's app re-registering
+        never finding the other's row. Each batch is tagged and released in one transaction, so
+        a crash between them leaves no pair shared. Returns how many rows were tagged; a scan
+        of the table once all are."""
         reader = self._store.data.reader()
         if not devices.any_untagged(reader):
             return 0
-        tags, tagged, after = self._store.device_tags, 0, ""
+        tagged = released = 0
+        after, now = "", self._clock()
         while rows := devices.untagged(reader, after, batch):
             after = rows[-1][0]
             keys = self._store.directory.by_subject_ids({subject_id for _, subject_id, _, _ in rows})
-            tagged += self._store.data.writer.run_sync(partial(devices.tag, tags=tags, keys=keys, rows=rows))
-        now = self._clock()
-        released = self._store.data.writer.run_sync(lambda conn: devices.release_earlier(conn, now))
+            counts = self._store.data.writer.run_sync(partial(self._tag_batch, keys=keys, rows=rows, now=now))
+            tagged, released = tagged + counts[0], released + counts[1]
         log.warning("devices stored before tags were tagged", extra={"tagged": tagged, "released": released})
         return tagged
+
+    def _tag_batch(
+        self,
+        conn: Connection,
+        keys: Mapping[str, SubjectKey],
+        rows: list[tuple[str, str, str, bytes]],
+        now: datetime,
+    ) -> tuple[int, int]:
+        """(tagged, released) for one batch of untagged rows."""
+        given = devices.tag(conn, self._store.device_tags, keys, rows)
+        return len(given), devices.release_shared(conn, given, now)
 
     def list(self, subject_ref: str) -> list[DeviceRead]:
         key = self._store.directory.resolve(subject_ref)

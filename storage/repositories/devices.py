@@ -32,10 +32,10 @@ __all__ = [
     "list_for",
     "list_for_many",
     "refresh",
-    "release_earlier",
+    "registered",
     "release_elsewhere",
+    "release_shared",
     "set_status",
-    "set_tag",
     "tag",
     "token_tag",
     "untagged",
@@ -142,7 +142,7 @@ def insert(conn: Connection, key: SubjectKey, platform: str, token: str, tag: by
     device_id = "dev_" + secrets.token_hex(12)
     conn.execute(
         "INSERT INTO devices (device_id, subject_id, platform, token, fingerprint, token_tag, status, "
-        "created_at) VALUES (?, ?, ?, ?, ?, ?, 'active', ?)",
+        "created_at, registered_at) VALUES (?, ?, ?, ?, ?, ?, 'active', ?, ?)",
         (
             device_id,
             key.subject_id,
@@ -151,14 +151,17 @@ def insert(conn: Connection, key: SubjectKey, platform: str, token: str, tag: by
             _fingerprint(key, platform, token),
             tag,
             now.isoformat(),
+            now.isoformat(),
         ),
     )
     return device_id
 
 
-def set_tag(conn: Connection, device_id: str, tag: bytes) -> None:
+def registered(conn: Connection, device_id: str, tag: bytes, now: datetime) -> None:
+    """The app registered this device's token again: it holds the device now."""
     conn.execute(
-        "UPDATE devices SET token_tag = ? WHERE device_id = ? AND token_tag IS NOT ?", (tag, device_id, tag)
+        "UPDATE devices SET token_tag = ?, registered_at = ? WHERE device_id = ?",
+        (tag, now.isoformat(), device_id),
     )
 
 
@@ -179,30 +182,47 @@ def untagged(conn: Connection, after: str, limit: int) -> list[tuple[str, str, s
 
 def tag(
     conn: Connection, tags: KeyedHash, keys: Mapping[str, SubjectKey], rows: list[tuple[str, str, str, bytes]]
-) -> int:
-    """Give these rows their tags, each token opened under its subject's key; returns how many
-    (a row whose subject's key is not among `keys` is left as it is)."""
+) -> list[bytes]:
+    """Give these rows their tags, each token opened under its subject's key; returns the tags
+    given (a row whose subject's key is not among `keys` is left as it is)."""
     updates = [
         (token_tag(tags, platform, _open(keys[subject_id], device_id, sealed)), device_id)
         for device_id, subject_id, platform, sealed in rows
         if subject_id in keys
     ]
     conn.executemany("UPDATE devices SET token_tag = ? WHERE device_id = ? AND token_tag IS NULL", updates)
-    return len(updates)
+    return [given for given, _ in updates]
 
 
-def release_earlier(conn: Connection, now: datetime) -> int:
-    """Of a device registered by several subjects, the latest registration keeps it: the others
-    are disabled. For rows tagged after the fact; a registration since releases the others itself."""
-    cur = conn.execute(
-        "UPDATE devices SET status = 'disabled', disabled_at = ? WHERE status = 'active' "
-        "AND token_tag IS NOT NULL AND EXISTS (SELECT 1 FROM devices AS later "
-        "WHERE later.token_tag = devices.token_tag AND later.subject_id != devices.subject_id "
-        "AND later.status = 'active' "
-        "AND (later.created_at, later.device_id) > (devices.created_at, devices.device_id))",
-        (now.isoformat(),),
-    )
-    return cur.rowcount
+class _Holder(NamedTuple):
+    device_id: str
+    subject_id: str
+    registered_at: str | None
+
+
+def release_shared(conn: Connection, tags: Sequence[bytes], now: datetime) -> int:
+    """Of each of these devices still active for several subjects, the subject whose app last
+    registered it keeps it; when none has since registration times were kept, nobody can tell
+    who holds the phone, and all are disabled (the holder's app gets it back at its next
+    registration: a phone that may be someone else's gets no pushes meanwhile). Returns how
+    many were disabled."""
+    holders: dict[bytes, list[_Holder]] = defaultdict(list)
+    for marks, chunk in in_chunks(sorted(set(tags))):
+        for tag_, device_id, subject_id, registered_at in conn.execute(
+            "SELECT token_tag, device_id, subject_id, registered_at FROM devices "  # noqa: S608
+            f"WHERE status = 'active' AND token_tag IN ({marks})",
+            chunk,
+        ):
+            holders[bytes(tag_)].append(_Holder(str(device_id), str(subject_id), registered_at))
+    released = []
+    for rows in holders.values():
+        if len({row.subject_id for row in rows}) < 2:
+            continue
+        known = [row for row in rows if row.registered_at is not None]
+        keeper = max(known, key=lambda row: (row.registered_at, row.device_id)).subject_id if known else None
+        released += [(now.isoformat(), row.device_id) for row in rows if row.subject_id != keeper]
+    conn.executemany("UPDATE devices SET status = 'disabled', disabled_at = ? WHERE device_id = ?", released)
+    return len(released)
 
 
 def release_elsewhere(conn: Connection, tag: bytes, subject_id: str, now: datetime) -> int:
