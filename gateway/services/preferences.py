@@ -140,12 +140,15 @@ class PreferenceCenter:
         changes = msgspec.json.encode(patch)
 
         def unit(conn: Connection) -> PreferencesRead:
-            doc = apply_patch(preferences.load(conn, key), patch)
-            preferences.save(conn, key, doc, now)
-            ledger.append(
-                conn, at=now, subject=key, kind="preferences.changed", actor=actor,
-                source="preference_center", content=changes,
-            )  # fmt: skip
+            before = preferences.load(conn, key)
+            doc = apply_patch(before, patch)
+            # A settings screen may send back every choice unchanged: the ledger keeps changes.
+            if doc != before:
+                preferences.save(conn, key, doc, now)
+                ledger.append(
+                    conn, at=now, subject=key, kind="preferences.changed", actor=actor,
+                    source="preference_center", content=changes,
+                )  # fmt: skip
             granted = consents.current(conn, key.subject_id)
             return self.view(subject_ref, doc, granted, complaints.mutes_for_subject(conn, key.subject_id))
 

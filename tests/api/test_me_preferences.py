@@ -221,6 +221,30 @@ def test_empty_patch_records_nothing(client: Client, runtime: Runtime, as_user: 
     assert runtime.store.directory.status(subject_ref(runtime, ALICE)) == "unknown"
 
 
+def test_a_patch_that_changes_nothing_records_nothing(
+    client: Client, runtime: Runtime, as_user: AsUser
+) -> None:
+    headers = as_user(ALICE)
+    change = {"timezone": "Asia/Shanghai", "topics": {"promotions": False}}
+    assert client.patch("/v1/me/preferences", headers=headers, json=change).status_code == 200
+    recorded = events(runtime)
+
+    for same in (change, {"topics": {}}, {"timezone": "Asia/Shanghai"}, {"topics": {"promotions": False}}):
+        response = client.patch("/v1/me/preferences", headers=headers, json=same)
+        assert response.status_code == 200, response.text
+        assert response.json()["timezone"] == "Asia/Shanghai"
+
+    assert events(runtime) == recorded
+    # Pinning a topic on that was on by default is a choice, kept and recorded.
+    assert (
+        client.patch(
+            "/v1/me/preferences", headers=headers, json={"topics": {"flash_sales": True}}
+        ).status_code
+        == 200
+    )
+    assert len(events(runtime)) == len(recorded) + 1
+
+
 def test_patch_leaves_fields_it_does_not_name(client: Client, runtime: Runtime, as_user: AsUser) -> None:
     headers = as_user(ALICE)
     patch(client, headers, {"timezone": "Europe/Berlin", "locale": "zh-CN"})
@@ -578,12 +602,15 @@ def test_concurrent_patches_for_one_user_all_land_with_one_event_each(
     base = len(events(runtime))
     changes: list[dict[str, Any]] = [{"topics": {topic: False}} for topic in MARKETING_TOPICS]
     changes += [
-        {"timezone": "Asia/Shanghai"},
         {"locale": "zh-CN"},
         {"quiet_hours": {"start": "22:00", "end": "07:00"}},
         {"frequency": {"max_per_week": 1}},
     ]
-    changes += [{"topics": {"transactional": True}}] * (20 - len(changes))
+    # Each a change whatever order they land in: a patch that changes nothing records nothing.
+    zones = ["Asia/Shanghai", "Europe/Paris", "America/Lima", "Africa/Cairo", "Asia/Tokyo", "Europe/Oslo"]
+    zones += ["America/Denver", "Australia/Perth", "Asia/Dubai", "Europe/Rome", "Pacific/Fiji"]
+    changes += [{"timezone": zone} for zone in zones[: 20 - len(changes)]]
+    assert len(changes) == 20
 
     with ThreadPoolExecutor(max_workers=20) as pool:
         statuses = list(
@@ -592,8 +619,10 @@ def test_concurrent_patches_for_one_user_all_land_with_one_event_each(
 
     assert [r.status_code for r in statuses] == [200] * 20
     state = client.get("/v1/me/preferences", headers=headers).json()
-    assert state["topics"] == {"transactional": True, **dict.fromkeys(MARKETING_TOPICS, False)}
-    assert state["timezone"] == "Asia/Shanghai"
+    assert {t: on for t, on in state["topics"].items() if t in MARKETING_TOPICS} == dict.fromkeys(
+        MARKETING_TOPICS, False
+    )
+    assert state["timezone"] in zones
     assert state["locale"] == "zh-CN"
     assert state["quiet_hours"] == {"start": "22:00", "end": "07:00"}
     assert state["frequency"] == {"max_per_week": 1}
