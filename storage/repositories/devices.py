@@ -202,10 +202,11 @@ class _Holder(NamedTuple):
 
 def release_shared(conn: Connection, tags: Sequence[bytes], now: datetime) -> int:
     """Of each of these devices still active for several subjects, the subject whose app last
-    registered it keeps it; when none has since registration times were kept, nobody can tell
-    who holds the phone, and all are disabled (the holder's app gets it back at its next
-    registration: a phone that may be someone else's gets no pushes meanwhile). Returns how
-    many were disabled."""
+    registered it keeps it. When none has since registration times were kept (so every pair
+    found at the first start after the upgrade: it tags before serving), or two registered it at
+    the same instant, nobody can tell who holds the phone, and all are disabled: the holder's app
+    gets it back at its next registration, and a phone that may be someone else's gets no pushes
+    meanwhile. Returns how many were disabled."""
     holders: dict[bytes, list[_Holder]] = defaultdict(list)
     for marks, chunk in in_chunks(sorted(set(tags))):
         for tag_, device_id, subject_id, registered_at in conn.execute(
@@ -218,8 +219,9 @@ def release_shared(conn: Connection, tags: Sequence[bytes], now: datetime) -> in
     for rows in holders.values():
         if len({row.subject_id for row in rows}) < 2:
             continue
-        known = [row for row in rows if row.registered_at is not None]
-        keeper = max(known, key=lambda row: (row.registered_at, row.device_id)).subject_id if known else None
+        last = max((row.registered_at for row in rows if row.registered_at is not None), default=None)
+        latest = {row.subject_id for row in rows if last is not None and row.registered_at == last}
+        keeper = latest.pop() if len(latest) == 1 else None
         released += [(now.isoformat(), row.device_id) for row in rows if row.subject_id != keeper]
     conn.executemany("UPDATE devices SET status = 'disabled', disabled_at = ? WHERE device_id = ?", released)
     return len(released)

@@ -70,6 +70,8 @@ def test_a_device_nobody_can_tell_who_registered_last_is_disabled_for_both_until
 def test_the_user_whose_app_registered_since_keeps_the_device_over_an_earlier_registration(
     settings: Settings, clock: FakeClock
 ) -> None:
+    """Not the upgrade itself (it tags before serving), but a registration by a second process
+    on the same files racing a start."""
     with gateway(settings, clock) as (client, runtime):
         shared_before_tags(client, runtime, clock)
         # Alice logged in again on the phone: her app registers it, after Dave's first registration.
@@ -80,6 +82,18 @@ def test_the_user_whose_app_registered_since_keeps_the_device_over_an_earlier_re
 
     with gateway(settings, clock) as (client, runtime):
         assert statuses(client, user(runtime, "alice")) == ["active", "active"]
+        assert statuses(client, user(runtime, "dave")) == ["disabled"]
+
+
+def test_two_registrations_at_the_same_instant_tell_nothing(settings: Settings, clock: FakeClock) -> None:
+    with gateway(settings, clock) as (client, runtime):
+        shared_before_tags(client, runtime, clock)
+        runtime.store.data.writer.run_sync(
+            lambda conn: conn.execute("UPDATE devices SET registered_at = ?", (clock().isoformat(),))
+        )
+
+    with gateway(settings, clock) as (client, runtime):
+        assert statuses(client, user(runtime, "alice")) == ["disabled", "active"]
         assert statuses(client, user(runtime, "dave")) == ["disabled"]
 
 
