@@ -193,6 +193,12 @@ class _Subscription(msgspec.Struct):
     keys: _SubscriptionKeys
 
 
+def _one_word(text: str) -> bool:
+    """No white space, control, format (zero-width) or unassigned characters: no provider's token
+    holds one, and one in a token would be sent to the provider, or shown back, as it came."""
+    return text.isprintable() and " " not in text
+
+
 def _canonical_webpush(token: str) -> str:
     """The subscription as it is kept: endpoint and keys, in one spelling (Python's `json.dumps`
     of `{"endpoint", "keys": {"p256dh", "auth"}}`), whatever order, spacing or escapes it came
@@ -209,6 +215,10 @@ def _canonical_webpush(token: str) -> str:
         raise ValueError(
             "token: a webpush token is the subscription JSON: an https endpoint, keys.p256dh (base64url"
             " of a 65-byte P-256 point) and keys.auth (base64url of 16 bytes)"
+        )
+    if not _one_word(subscription.endpoint):
+        raise ValueError(
+            "token: a webpush subscription's endpoint is printable characters with no white space"
         )
     if push_service_origin(subscription.endpoint) is None:
         # The delivery adapter's own allowlist: every push to another host would fail while the
@@ -229,8 +239,8 @@ class DeviceCreate(msgspec.Struct, forbid_unknown_fields=True):
     def __post_init__(self) -> None:
         if self.platform == "webpush":
             self.token = _canonical_webpush(self.token)
-        elif any(ch.isspace() for ch in self.token):
-            raise ValueError("token: device tokens contain no white space")
+        elif not _one_word(self.token):
+            raise ValueError("token: device tokens are printable characters with no white space")
 
 
 class DeviceCreated(msgspec.Struct):

@@ -289,8 +289,17 @@ BAD_WEBPUSH = [
     json.dumps({"endpoint": "https://push.example.com/abc", "keys": {"p256dh": 1, "auth": "tBHItJPLfX"}}),
 ]
 
+# Not white space, and as invisible: a NUL, a zero-width space, a soft hyphen, a bidi override.
+UNSEEN = ["\x00", "\u200b", "\u00ad", "\u202e"]
+
 BAD_DEVICES: list[tuple[Any, str]] = [
     *(({"platform": "webpush", "token": token}, "token") for token in BAD_WEBPUSH),
+    *(({"platform": "webpush", "token": WEBPUSH.replace(MARK, MARK + ch)}, "token") for ch in UNSEEN),
+    *(
+        ({"platform": p, "token": TOKENS[p][:12] + ch + TOKENS[p][12:]}, "token")
+        for p in TOKENS
+        for ch in UNSEEN
+    ),
     ({"platform": "fcm", "token": "t" * 10 * 1024}, "token"),
     ({"platform": "fcm", "token": "short"}, "token"),
     ({"platform": "fcm", "token": ""}, "token"),
