@@ -457,6 +457,12 @@ def _device_registered_at(db: sqlite_utils.Database) -> None:
     db.table("devices").add_column("registered_at", str)
 
 
+def _campaign_last_paused(db: sqlite_utils.Database) -> None:
+    # When the campaign was last paused, kept through resumes: a push decided before it never
+    # goes out, though dispatch reaches it after the resume (one deferred to the morning).
+    db.table("campaigns").add_column("last_paused_at", str)
+
+
 DATA_MIGRATIONS: list[Migration] = [
     ("0001_core", _core),
     ("0002_policy", _policy),
@@ -473,6 +479,7 @@ DATA_MIGRATIONS: list[Migration] = [
     ("0013_final_policy_version", _final_policy_version),
     ("0014_device_token_tags", _device_token_tags),
     ("0015_device_registered_at", _device_registered_at),
+    ("0016_campaign_last_paused", _campaign_last_paused),
 ]
 DIRECTORY_MIGRATIONS: list[Migration] = [
     ("0001_directory", _directory),

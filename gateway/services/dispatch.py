@@ -126,7 +126,7 @@ class _Round:
         if row.campaign_id is None:
             return None
         campaign = self.campaigns.get(row.campaign_id)
-        return CampaignState(paused=campaign is not None and campaign.status == "paused")
+        return CampaignState(paused=campaign is not None and campaign.stops(row.created_at))
 
     def state_without(self, row: PushRow, subject_id: str) -> SubjectState:
         """The subject's state with this push left out of its planned pushes: a push must not

@@ -396,3 +396,43 @@ def test_an_operator_resume_of_a_pause_by_hand_over_the_rate_starts_the_count_ag
         "rule": "complaint_rate", "complaints": 1, "deliveries": 2, "rate": 0.5, "threshold": 0.25,
         "min_deliveries": 2, "since": "2026-11-23T10:02:00Z",
     }  # fmt: skip
+
+
+# -- a pause stops what was waiting, through a resume -----------------------------------------
+
+
+def test_a_push_waiting_through_a_pause_and_resume_never_goes_out(world: World) -> None:
+    """A pause says the content is unwelcome: a push deferred to the user's morning, reached by
+    dispatch only after the resume, is stopped too; one submitted after the resume goes out."""
+    client, key = world.client, world.pusher
+    headers = world.users["kai"] = onboard(client, world.as_user, "kai")
+    # 10:00 UTC is 23:00 in Auckland: in the default quiet hours until 08:00 there (19:00 UTC).
+    zone = client.patch("/v1/me/preferences", json={"timezone": "Pacific/Auckland"}, headers=headers)
+    assert zone.status_code == 200, zone.text
+
+    def submit(name: str) -> dict[str, Any]:
+        body = {
+            "idempotency_key": f"{world.cid}-{name}", "user_id": "kai", "topic": "promotions",
+            "title": "Winter sale", "body": "20% off today", "campaign_id": world.cid,
+        }  # fmt: skip
+        answer = client.post("/v1/pushes", json=body, headers=key)
+        assert answer.status_code == 200, answer.text
+        result: dict[str, Any] = answer.json()
+        return result
+
+    waiting = submit("before")
+    assert waiting["outcome"] == "deferred", waiting
+    world.clock.advance(minutes=1)
+    act(client, world.writer, world.cid, "pause")
+    world.clock.advance(minutes=1)
+    act(client, world.writer, world.cid, "resume")
+
+    world.clock.advance(hours=9)  # 19:02 UTC: 08:02 in Auckland, the deferral is due
+    dispatch(client, world.runtime)
+    shown = client.get(f"/v1/pushes/{waiting['push_id']}", headers=key).json()
+    assert (shown["status"], shown["reasons"]) == ("rejected", [{"code": "campaign_paused"}]), shown
+
+    again = submit("after")
+    assert again["outcome"] == "queued", again
+    dispatch(client, world.runtime)
+    assert client.get(f"/v1/pushes/{again['push_id']}", headers=key).json()["status"] == "delivered"
