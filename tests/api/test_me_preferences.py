@@ -225,11 +225,14 @@ def test_a_patch_that_changes_nothing_records_nothing(
     client: Client, runtime: Runtime, as_user: AsUser
 ) -> None:
     headers = as_user(ALICE)
-    change = {"timezone": "Asia/Shanghai", "topics": {"promotions": False}}
+    change: dict[str, Any] = {"timezone": "Asia/Shanghai", "topics": {"promotions": False}}
     assert client.patch("/v1/me/preferences", headers=headers, json=change).status_code == 200
     recorded = events(runtime)
 
-    for same in (change, {"topics": {}}, {"timezone": "Asia/Shanghai"}, {"topics": {"promotions": False}}):
+    unchanged: list[dict[str, Any]] = [
+        change, {"topics": {}}, {"timezone": "Asia/Shanghai"}, {"topics": {"promotions": False}}
+    ]  # fmt: skip
+    for same in unchanged:
         response = client.patch("/v1/me/preferences", headers=headers, json=same)
         assert response.status_code == 200, response.text
         assert response.json()["timezone"] == "Asia/Shanghai"
