@@ -44,8 +44,8 @@ def maybe_pause_campaign(conn: Connection, campaign_id: str, source: PolicySourc
 def judge_campaign(conn: Connection, campaign_id: str, policy: PolicySettings, now: datetime) -> bool:
     """Pause the campaign if its complaint rate crosses the policy's threshold, with the numbers
     that paused it. Once an operator has lifted such a pause, only what happened since counts
-    (complaints filed and deliveries made after that resume, `since` in the numbers): the resume
-    holds until the campaign earns a new pause on its own.
+    (pushes delivered after that resume and the complaints about them, `since` in the numbers):
+    the resume holds until the campaign earns a new pause on its own.
 
     A campaign paused by hand is judged too, and over the threshold its pause becomes the
     rule's, which only an operator lifts: otherwise complaints filed while it was paused by

@@ -178,6 +178,22 @@ def test_after_a_resume_the_rule_judges_only_what_happened_since(world: World, a
     assert evidence(again) == FIRST_EVIDENCE | {"since": RESUMED}
 
 
+def test_late_complaints_about_pushes_delivered_before_a_resume_do_not_pause_it_again(world: World) -> None:
+    sent = {user: world.deliver(user) for user in ("ada", "bo", "cy", "dee")}
+    world.clock.advance(minutes=1)
+    world.complain("ada", sent["ada"])
+    world.complain("bo", sent["bo"])  # 2 in 4 reaches the rate
+    assert world.shown()["status"] == "paused"
+    world.clock.advance(minutes=1)
+    assert act(world.client, world.admin, world.cid, "resume")["status"] == "active"
+
+    world.clock.advance(minutes=1)
+    world.complain("cy", sent["cy"])  # about a push of before the resume
+    for user in ("eve", "fay"):
+        world.deliver(user)  # two deliveries since, no complaint about them
+    assert world.shown()["status"] == "active"
+
+
 def test_deliveries_alone_after_a_resume_never_pause_the_campaign(world: World) -> None:
     world.paused_by_complaints()
     world.clock.advance(minutes=3)
