@@ -30,6 +30,7 @@ class VariantStats(msgspec.Struct, kw_only=True):
     dismissed: int = 0
     complaints: int = 0
     opted_out_after_receipt: int = 0
+    """Delivered pushes whose recipient withdrew `marketing` consent after one of their devices had it."""
     rates: dict[str, float] = {}
 
 

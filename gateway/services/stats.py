@@ -36,9 +36,10 @@ _SIGNIFICANCE = 0.05
 # and a withdrawal in between went uncounted. Pushes delivered with no delivery rows (before
 # per-device records were kept) fall back to it. The subquery is a lookup by push_id on the
 # deliveries primary key (push_id, device_id), made only for a delivered push of the campaign
-# whose subject has withdrawn.
+# whose subject has withdrawn. Pushes are counted, not people, as `delivered` is: the rate is
+# over deliveries, and a variant sending three pushes a person looked three times better by it.
 _OPTED_OUT_AFTER_RECEIPT = (
-    "SELECT coalesce(p.variant, ?), count(DISTINCT p.subject_id) FROM pushes p JOIN consents c "
+    "SELECT coalesce(p.variant, ?), count(*) FROM pushes p JOIN consents c "
     "ON c.subject_id = p.subject_id AND c.purpose = 'marketing' "
     "WHERE p.campaign_id = ? AND p.status = 'delivered' AND c.granted = 0 "
     "AND c.updated_at > coalesce(("

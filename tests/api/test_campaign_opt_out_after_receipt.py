@@ -118,3 +118,31 @@ def test_a_withdrawal_before_any_device_had_the_push_is_not_counted(
 
     counted = stats(client, as_key("campaigns:read"), cid)["variants"]["default"]
     assert (counted["delivered"], counted["opted_out_after_receipt"]) == (0, 0)
+
+
+def test_opt_outs_are_counted_per_push_as_deliveries_are(
+    client: Client,
+    runtime: Runtime,
+    clock: FakeClock,
+    as_user: Callable[[str], Headers],
+    as_key: Callable[..., Headers],
+) -> None:
+    """Regression: people were counted over pushes, so a variant sending three pushes to each
+    person showed a third of the opt-out rate of one sending one, all recipients having left."""
+    cid = create_campaign(client, as_key("campaigns:write"))
+    key = as_key("pushes:write")
+    ada, bo = as_user("ada"), as_user("bo")
+    user_with(client, ada, "fcm")
+    user_with(client, bo, "fcm")
+    submit(client, key, item("b1", "bo", campaign_id=cid, variant="B"))
+    for day in range(3):  # the caps allow one a day
+        submit(client, key, item(f"a{day}", "ada", campaign_id=cid, variant="A"))
+        assert dispatch(client, runtime) == 1 + (day == 0)
+        clock.advance(hours=25)
+    consent(client, ada, granted=False)
+    consent(client, bo, granted=False)
+
+    variants = stats(client, as_key("campaigns:read"), cid)["variants"]
+    counted = {name: (v["delivered"], v["opted_out_after_receipt"]) for name, v in variants.items()}
+    assert counted == {"A": (3, 3), "B": (1, 1)}
+    assert variants["A"]["rates"]["opt_out_rate"] == variants["B"]["rates"]["opt_out_rate"] == 1.0
