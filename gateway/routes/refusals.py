@@ -35,7 +35,7 @@ MEANING: dict[int, str] = {
 }
 WITH_A_CREDENTIAL = (401, 403, 503)
 LEDGER_BROKEN = (
-    "The ledger does not hold (an event missing, a break in the chain of the events no checkpoint "
+    "The ledger does not verify (an event missing, a break in the chain of the events no checkpoint "
     "has signed yet, or a history other than the signed checkpoint's), so nothing is proved or "
     "signed; `GET /v1/audit/ledger/verify` names the first bad event."
 )
