@@ -85,8 +85,8 @@ class AdminController(Controller):
         ] = None,
     ) -> Response[PolicyRead]:
         """Replaces the whole policy: a field left out takes its default, and so undoes an earlier
-        change to it. To change one field, read the policy (`GET`), change that field, and send
-        it all back with the `ETag` in `If-Match`."""
+        change to it. To change one field, read the policy (`GET`), change that field in its
+        `settings`, and send the `settings` back with the `ETag` in `If-Match`."""
         # Several If-Match lines are one list (RFC 9110); the parameter holds only the first.
         every = ", ".join(request.headers.getall("if-match", [])) if if_match is not None else None
         v = await runtime.policy.change(data, request.user.actor, _entity_tags(every))
