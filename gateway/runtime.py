@@ -24,6 +24,7 @@ from gateway.services.stats import StatsService
 from gateway.settings import Settings, SettingsError
 from gateway.signing import Signer
 from storage.keys import KeyStore
+from storage.repositories import admin_log
 from storage.store import Store, open_keystore
 
 __all__ = ["Runtime", "ensure_data_dir", "load_keys"]
@@ -95,10 +96,11 @@ class Runtime:
         self.dispatcher = Dispatcher(self.store, clock, settings, self.policy, self.metrics, self.adapters)
         self._rotation = asyncio.Lock()
 
-    async def rotate_encryption_key(self) -> tuple[str, int]:
-        """A new key-encryption key, then every data key re-wrapped under it while serving. One
-        rotation at a time: a second request waits and then rotates again, rather than re-wrapping
-        alongside the first (the key store's own lock keeps the key file whole either way)."""
+    async def rotate_encryption_key(self, actor: str) -> tuple[str, int]:
+        """A new key-encryption key, then every data key re-wrapped under it while serving, and
+        who did it in the admin log. One rotation at a time: a second request waits and then
+        rotates again, rather than re-wrapping alongside the first (the key store's own lock keeps
+        the key file whole either way)."""
         async with self._rotation:
             try:
                 kid = await asyncio.to_thread(self.keys.add_kek)
@@ -107,7 +109,14 @@ class Runtime:
                     f"the key store cannot be written ({exc.strerror or type(exc).__name__}): nothing "
                     "was rotated; rotation needs a writable CGW_KEYSTORE_FILE and room beside it"
                 ) from None
-            return kid, await asyncio.to_thread(self.store.directory.rewrap_all)
+            rewrapped = await asyncio.to_thread(self.store.directory.rewrap_all)
+            now = self.clock()
+            await self.store.data.writer.run(
+                lambda conn: admin_log.record(
+                    conn, now, actor, "encryption_key.rotated", kid, {"rewrapped": rewrapped}
+                )
+            )
+            return kid, rewrapped
 
     async def aclose(self) -> None:
         for adapter in {id(a): a for a in self.adapters.values()}.values():

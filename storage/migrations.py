@@ -457,10 +457,33 @@ def _device_registered_at(db: sqlite_utils.Database) -> None:
     db.table("devices").add_column("registered_at", str)
 
 
-def _campaign_last_paused(db: sqlite_utils.Database) -> None:
-    # When the campaign was last paused, kept through resumes: a push decided before it never
-    # goes out, though dispatch reaches it after the resume (one deferred to the morning).
-    db.table("campaigns").add_column("last_paused_at", str)
+def _campaign_paused_through(db: sqlite_utils.Database) -> None:
+    # The last push stored (its rowid) when the campaign was last paused, kept through resumes:
+    # a push of the campaign decided before the pause never goes out, though dispatch reaches it
+    # after the resume (one deferred to the morning). A rowid, not a time: exact whatever the
+    # clock does, and pushes are stored in the order they are decided.
+    db.table("campaigns").add_column("paused_through", int)
+
+
+def _admin_log(db: sqlite_utils.Database) -> None:
+    # Who created or revoked an API key, rotated the key-encryption key, changed the policy or
+    # paused and resumed a campaign (`storage.repositories.admin_log`); append-only, like the
+    # audit access log.
+    db.execute(
+        """CREATE TABLE admin_log (
+            id INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            target TEXT NOT NULL,
+            detail TEXT NOT NULL
+        )"""
+    )
+    for verb in ("UPDATE", "DELETE"):
+        db.execute(
+            f"CREATE TRIGGER admin_log_no_{verb.lower()} BEFORE {verb} ON admin_log "
+            "BEGIN SELECT RAISE(ABORT, 'admin_log is append-only'); END"
+        )
 
 
 DATA_MIGRATIONS: list[Migration] = [
@@ -479,7 +502,8 @@ DATA_MIGRATIONS: list[Migration] = [
     ("0013_final_policy_version", _final_policy_version),
     ("0014_device_token_tags", _device_token_tags),
     ("0015_device_registered_at", _device_registered_at),
-    ("0016_campaign_last_paused", _campaign_last_paused),
+    ("0016_campaign_paused_through", _campaign_paused_through),
+    ("0017_admin_log", _admin_log),
 ]
 DIRECTORY_MIGRATIONS: list[Migration] = [
     ("0001_directory", _directory),

@@ -41,8 +41,11 @@ class AdminController(Controller):
         "/keys", operation_id="createApiKey", dto=Strict[ApiKeyCreate], return_dto=None, status_code=201,
         responses=refusals(400, 413),
     )  # fmt: skip
-    async def create_key(self, runtime: RuntimeDep, data: JSONBody[ApiKeyCreate]) -> ApiKeyCreated:
-        key, secret = await runtime.api_keys.create(data.name, tuple(dict.fromkeys(data.scopes)))
+    async def create_key(
+        self, request: Request[Principal, Any, Any], runtime: RuntimeDep, data: JSONBody[ApiKeyCreate]
+    ) -> ApiKeyCreated:
+        scopes = tuple(dict.fromkeys(data.scopes))
+        key, secret = await runtime.api_keys.create(data.name, scopes, request.user.actor)
         return ApiKeyCreated(key.key_id, key.name, list(key.scopes), secret, rfc3339_text(key.created_at))
 
     @delete(
@@ -52,8 +55,10 @@ class AdminController(Controller):
             409: "This is the last live key with scope `admin`: create another before revoking it.",
         }),
     )  # fmt: skip
-    async def revoke_key(self, runtime: RuntimeDep, key_id: FromPath[str]) -> None:
-        await runtime.api_keys.revoke(key_id)
+    async def revoke_key(
+        self, request: Request[Principal, Any, Any], runtime: RuntimeDep, key_id: FromPath[str]
+    ) -> None:
+        await runtime.api_keys.revoke(key_id, request.user.actor)
 
     @get("/policy", operation_id="getPolicy", response_headers=[ETAG], responses=refusals())
     async def get_policy(self, runtime: RuntimeDep) -> Response[PolicyRead]:
@@ -98,8 +103,8 @@ class AdminController(Controller):
             409: "The key store cannot be written (a read-only mount, a full disk): nothing was rotated.",
         }),
     )  # fmt: skip
-    async def rotate(self, runtime: RuntimeDep) -> RotationRead:
-        kid, rewrapped = await runtime.rotate_encryption_key()
+    async def rotate(self, request: Request[Principal, Any, Any], runtime: RuntimeDep) -> RotationRead:
+        kid, rewrapped = await runtime.rotate_encryption_key(request.user.actor)
         return RotationRead(kid, rewrapped)
 
 

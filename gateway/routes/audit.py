@@ -42,6 +42,7 @@ from gateway.routes.access import AUDIT_READ, NOT_ADMIN
 from gateway.routes.refusals import LEDGER_BROKEN, refusals
 from gateway.schemas.audit import (
     AccessLogPage,
+    AdminLogPage,
     CheckpointRead,
     ComplaintPage,
     ConsistencyProofRead,
@@ -337,6 +338,15 @@ class AuditController(Controller):
         self, request: AuditRequest, runtime: RuntimeDep, cursor: Cursor = None, limit: Limit = 100
     ) -> AccessLogPage:
         page = runtime.audit.access_log(cursor, limit)
+        return _counted(request, page, len(page.entries))
+
+    @get("/admin-log", operation_id="auditAdminLog", responses=refusals(400))
+    async def admin_log(
+        self, request: AuditRequest, runtime: RuntimeDep, cursor: Cursor = None, limit: Limit = 100
+    ) -> AdminLogPage:
+        """Who created or revoked API keys, rotated the encryption key, changed the policy, or
+        paused and resumed campaigns, oldest first."""
+        page = runtime.audit.admin_log(cursor, limit)
         return _counted(request, page, len(page.entries))
 
     @get("/export", operation_id="exportAudit", responses=refusals(400, why={409: LEDGER_BROKEN}))

@@ -63,7 +63,7 @@ class CampaignController(Controller):
         self, request: Request[Principal, Any, Any], runtime: RuntimeDep, campaign_id: FromPath[str]
     ) -> CampaignRead:
         """An already paused campaign is answered as it is: why it was paused is kept."""
-        return await runtime.campaigns.pause(campaign_id, f"paused by {request.user.actor}")
+        return await runtime.campaigns.pause(campaign_id, request.user.actor)
 
     @post(
         "/{campaign_id:str}/resume", operation_id="resumeCampaign", status_code=200,
@@ -79,4 +79,6 @@ class CampaignController(Controller):
     ) -> CampaignRead:
         """A pause by hand is lifted with `campaigns:write` or `admin`; the complaint-rate rule's
         pause only with `admin` (operators), else 403. An active campaign is answered as it is."""
-        return await runtime.campaigns.resume(campaign_id, operator="admin" in request.user.scopes)
+        return await runtime.campaigns.resume(
+            campaign_id, request.user.actor, operator="admin" in request.user.scopes
+        )

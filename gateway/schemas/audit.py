@@ -163,6 +163,26 @@ class AccessLogPage(msgspec.Struct):
     next_cursor: str | None
 
 
+class AdminLogEntry(msgspec.Struct, kw_only=True):
+    """One change to how the gateway runs, and who made it: `key:<id>`, or `cli` for a command
+    run on the server. `action` is `api_key.created` (`detail.scopes`), `api_key.revoked`,
+    `encryption_key.rotated` (`target` the new key's id, `detail.rewrapped`), `policy.changed`
+    (`target` the version), `campaign.paused` or `campaign.resumed` (`detail.lifted`: `by hand`
+    or the rule whose pause was lifted)."""
+
+    id: int
+    at: str
+    actor: str
+    action: str
+    target: str
+    detail: dict[str, Any]
+
+
+class AdminLogPage(msgspec.Struct):
+    entries: list[AdminLogEntry]
+    next_cursor: str | None
+
+
 class PolicyVersionRead(msgspec.Struct, kw_only=True):
     """One policy version, superseded or in force: what decisions recording `policy_version` (or
     `final_policy_version`) were judged by. `settings` are as stored when the version was put in

@@ -14,6 +14,7 @@ from gateway.clock import Clock
 from gateway.errors import Conflict, InvalidInput, NotFound
 from gateway.schemas.admin import KeyName
 from storage.db import Connection
+from storage.repositories import admin_log
 from storage.repositories import api_keys as repo
 from storage.repositories.api_keys import ApiKey
 from storage.store import Store
@@ -57,21 +58,30 @@ class ApiKeyRegistry:
                 self._cache[digest] = (key, read_at)
         return key
 
-    def create_sync(self, name: str, scopes: tuple[str, ...]) -> tuple[ApiKey, str]:
-        return self._store.data.writer.run_sync(self._creation(name, scopes))
+    def create_sync(self, name: str, scopes: tuple[str, ...], actor: str = "cli") -> tuple[ApiKey, str]:
+        """`keys create`'s path: the actor is whoever runs commands on the server."""
+        return self._store.data.writer.run_sync(self._creation(name, scopes, actor))
 
-    async def create(self, name: str, scopes: tuple[str, ...]) -> tuple[ApiKey, str]:
-        return await self._store.data.writer.run(self._creation(name, scopes))
+    async def create(self, name: str, scopes: tuple[str, ...], actor: str) -> tuple[ApiKey, str]:
+        return await self._store.data.writer.run(self._creation(name, scopes, actor))
 
-    def _creation(self, name: str, scopes: tuple[str, ...]) -> Callable[[Connection], tuple[ApiKey, str]]:
-        """The writer unit that creates a key, name and scopes checked first (for the CLI and the
-        admin route)."""
+    def _creation(
+        self, name: str, scopes: tuple[str, ...], actor: str
+    ) -> Callable[[Connection], tuple[ApiKey, str]]:
+        """The writer unit that creates a key and logs who did, name and scopes checked first (for
+        the CLI and the admin route)."""
         check_name(name)
         check_scopes(scopes)
         now = self._clock()
-        return lambda conn: repo.create(conn, name=name, scopes=scopes, now=now)
 
-    async def revoke(self, key_id: str) -> None:
+        def unit(conn: Connection) -> tuple[ApiKey, str]:
+            key, secret = repo.create(conn, name=name, scopes=scopes, now=now)
+            admin_log.record(conn, now, actor, "api_key.created", key.key_id, {"scopes": list(key.scopes)})
+            return key, secret
+
+        return unit
+
+    async def revoke(self, key_id: str, actor: str) -> None:
         """Refuses to revoke the last live admin key: without one, keys, policy and rotation are
         out of reach over HTTP, and only the CLI on the server could make another."""
         now = self._clock()
@@ -79,7 +89,10 @@ class ApiKeyRegistry:
         def unit(conn: Connection) -> bool:
             if repo.live_with_scope(conn, "admin") == [key_id]:
                 raise Conflict("this is the last admin key: create another before revoking it", "key_id")
-            return repo.revoke(conn, key_id, now)
+            revoked = repo.revoke(conn, key_id, now)
+            if revoked:
+                admin_log.record(conn, now, actor, "api_key.revoked", key_id)
+            return revoked
 
         if not await self._store.data.writer.run(unit):
             raise NotFound("no such live API key", "key_id")

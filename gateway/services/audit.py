@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 from datetime import UTC, datetime
+from typing import Any
 
 import msgspec
 
@@ -21,6 +22,8 @@ from gateway.errors import InvalidInput, NotFound
 from gateway.schemas.audit import (
     AccessLogEntry,
     AccessLogPage,
+    AdminLogEntry,
+    AdminLogPage,
     AuditEvent,
     ComplaintPage,
     ComplaintRead,
@@ -35,7 +38,7 @@ from gateway.services.audit_export import AuditLedger
 from gateway.signing import Signer
 from policies.catalog import PURPOSES
 from storage import ledger
-from storage.repositories import audit
+from storage.repositories import admin_log, audit
 from storage.repositories.audit import Filter
 from storage.store import Store
 
@@ -43,7 +46,7 @@ __all__ = ["AuditService", "audit_event", "aware", "read_cursor", "time_bound"]
 
 FILTER_VALUE_MAX = 256
 POSITION_DIGITS = 18  # positions are SQLite rowids and sequence numbers: below 2**63
-CURSOR_KINDS = frozenset({"events", "decisions", "complaints", "access"})
+CURSOR_KINDS = frozenset({"events", "decisions", "complaints", "access", "admin"})
 _NO_MATCH = "no such subject"
 
 
@@ -331,6 +334,23 @@ class AuditService:
                 for r in rows[:limit]
             ],
             _next_cursor("access", [r.id for r in rows], limit),
+        )
+
+    def admin_log(self, cursor: str | None, limit: int) -> AdminLogPage:
+        rows = admin_log.page(self._store.data.reader(), _decode_cursor("admin", cursor), limit + 1)
+        return AdminLogPage(
+            [
+                AdminLogEntry(
+                    id=r.id,
+                    at=rfc3339_text(r.at),
+                    actor=r.actor,
+                    action=r.action,
+                    target=r.target,
+                    detail=msgspec.json.decode(r.detail, type=dict[str, Any]),
+                )
+                for r in rows[:limit]
+            ],
+            _next_cursor("admin", [r.id for r in rows], limit),
         )
 
     async def log_access(self, key_id: str, route: str, filters: dict[str, str], result_count: int) -> None:

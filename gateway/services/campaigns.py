@@ -13,7 +13,7 @@ from gateway.errors import Forbidden, NotFound
 from gateway.schemas.pushes import CampaignRead
 from gateway.services.complaints import judge_campaign
 from storage.db import Connection
-from storage.repositories import campaigns
+from storage.repositories import admin_log, campaigns
 from storage.repositories import policy as policy_repo
 from storage.repositories.campaigns import COMPLAINT_RATE, CampaignRow
 from storage.store import Store
@@ -48,19 +48,20 @@ class CampaignService:
     def read(self, campaign_id: str) -> CampaignRead:
         return _read(_existing(self._store.data.reader(), campaign_id))
 
-    async def pause(self, campaign_id: str, reason: str) -> CampaignRead:
+    async def pause(self, campaign_id: str, actor: str) -> CampaignRead:
         now = self._clock()
 
         def unit(conn: Connection) -> CampaignRead:
             row = _existing(conn, campaign_id)
             if row.status == "paused":
                 return _read(row)
-            campaigns.pause(conn, campaign_id, now, reason)
+            campaigns.pause(conn, campaign_id, now, f"paused by {actor}")
+            admin_log.record(conn, now, actor, "campaign.paused", campaign_id)
             return _read(_existing(conn, campaign_id))
 
         return await self._store.data.writer.run(unit)
 
-    async def resume(self, campaign_id: str, *, operator: bool) -> CampaignRead:
+    async def resume(self, campaign_id: str, actor: str, *, operator: bool) -> CampaignRead:
         """`operator`: the caller holds `admin`, the only role that may lift the complaint rule's pause.
 
         The rule judges a campaign paused by hand before it is resumed, in the same unit: over
@@ -81,6 +82,8 @@ class CampaignService:
             if row.pause_rule == COMPLAINT_RATE and not operator:
                 return None  # refused once the rule's pause, if it is new, is committed
             campaigns.resume(conn, campaign_id, now)
+            lifted = row.pause_rule or "by hand"
+            admin_log.record(conn, now, actor, "campaign.resumed", campaign_id, {"lifted": lifted})
             return _read(_existing(conn, campaign_id))
 
         resumed = await self._store.data.writer.run(unit)

@@ -105,6 +105,9 @@ class _Round:
         self.recorded = deliveries.states_many(conn, ids)
         wanted = {r.campaign_id for r in self.rows.values() if r.campaign_id is not None}
         self.campaigns = {cid: campaigns.get(conn, cid) for cid in wanted}
+        self.order = pushes.insertion_order(
+            conn, [r.push_id for r in self.rows.values() if r.campaign_id is not None]
+        )
         self.keys: dict[str, SubjectKey] = {}
         self.states: dict[str, SubjectState] = {}
         self.devices: dict[str, list[DeviceRow]] = {}
@@ -126,7 +129,7 @@ class _Round:
         if row.campaign_id is None:
             return None
         campaign = self.campaigns.get(row.campaign_id)
-        return CampaignState(paused=campaign is not None and campaign.stops(row.created_at))
+        return CampaignState(paused=campaign is not None and campaign.stops(self.order[row.push_id]))
 
     def state_without(self, row: PushRow, subject_id: str) -> SubjectState:
         """The subject's state with this push left out of its planned pushes: a push must not

@@ -12,6 +12,7 @@ from gateway.errors import NotFound, PreconditionFailed
 from gateway.schemas.audit import PolicyVersionRead
 from policies.settings import PolicySettings
 from storage.db import Connection
+from storage.repositories import admin_log
 from storage.repositories import policy as policy_repo
 from storage.repositories.policy import PolicyVersion
 from storage.store import Store
@@ -64,7 +65,9 @@ class PolicySource:
                     f"the policy is at version {newest}, not the one If-Match names: read it again",
                     "If-Match",
                 )
-            return policy_repo.put(conn, settings, changed_by, now)
+            version = policy_repo.put(conn, settings, changed_by, now)
+            admin_log.record(conn, now, changed_by, "policy.changed", str(version.version))
+            return version
 
         try:
             self.version = await self._store.data.writer.run(put)

@@ -8,9 +8,10 @@ the campaign earns a new pause. A pause by hand and its resume leave the rule's 
 were they to reset it, pausing and resuming every 199 deliveries would keep the rule from
 ever judging the campaign.
 
-`last_paused_at` is when the campaign was last paused, by hand or by the rule, and stays
-through resumes: a push decided before it is stopped when dispatch reaches it, even after a
-resume (a pause says the content is unwelcome; the sender submits again).
+`paused_through` is the last push stored (its rowid in `pushes`) when the campaign was last
+paused, by hand or by the rule, and stays through resumes: a push decided before the pause is
+stopped when dispatch reaches it, even after a resume (a pause says the content is unwelcome;
+the sender submits again).
 
 `delivered_since_resume` counts the campaign's pushes delivered since `resumed_at` (or since
 creation): the rule reads it at every delivery, where counting the campaign's push rows would
@@ -34,7 +35,7 @@ COMPLAINT_RATE = "complaint_rate"
 
 _COLUMNS = (
     "campaign_id, name, topic, status, created_by, created_at, paused_at, pause_reason, "
-    "pause_rule, resumed_at, delivered_since_resume, last_paused_at"
+    "pause_rule, resumed_at, delivered_since_resume, paused_through"
 )
 
 
@@ -50,14 +51,13 @@ class CampaignRow(msgspec.Struct, frozen=True):
     pause_rule: str | None
     resumed_at: str | None
     delivered_since_resume: int
-    last_paused_at: str | None = None
+    paused_through: int | None = None
 
-    def stops(self, decided_at: str) -> bool:
-        """Whether a push of the campaign decided at `decided_at` may no longer go out: the
-        campaign is paused, or was paused since."""
+    def stops(self, push_rowid: int) -> bool:
+        """Whether a push of the campaign (its rowid in `pushes`) may no longer go out: the
+        campaign is paused, or was paused since the push was decided."""
         return self.status == "paused" or (
-            self.last_paused_at is not None
-            and datetime.fromisoformat(decided_at) <= datetime.fromisoformat(self.last_paused_at)
+            self.paused_through is not None and push_rowid <= self.paused_through
         )
 
 
@@ -89,9 +89,9 @@ def pause(conn: Connection, campaign_id: str, now: datetime, reason: str, rule: 
     evidence, so that only an operator may lift it; it never replaces another rule's pause."""
     takes = "status = 'active'" if rule is None else "(status = 'active' OR pause_rule IS NULL)"
     cur = conn.execute(
-        "UPDATE campaigns SET status = 'paused', paused_at = ?, last_paused_at = ?, pause_reason = ?, "  # noqa: S608
-        f"pause_rule = ? WHERE campaign_id = ? AND {takes}",
-        (now.isoformat(), now.isoformat(), reason, rule, campaign_id),
+        "UPDATE campaigns SET status = 'paused', paused_at = ?, pause_reason = ?, pause_rule = ?, "  # noqa: S608
+        f"paused_through = (SELECT coalesce(max(rowid), 0) FROM pushes) WHERE campaign_id = ? AND {takes}",
+        (now.isoformat(), reason, rule, campaign_id),
     )
     return cur.rowcount == 1
 

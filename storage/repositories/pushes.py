@@ -29,6 +29,7 @@ __all__ = [
     "get",
     "get_many",
     "insert_many",
+    "insertion_order",
     "list_for_subject",
     "new_push_id",
     "set_statuses",
@@ -132,6 +133,18 @@ def get_many(conn: Connection, push_ids: Sequence[str]) -> dict[str, PushRow]:
         for values in conn.execute(f"SELECT {_COLUMNS} FROM pushes WHERE push_id IN ({marks})", chunk):  # noqa: S608
             row = _row(values)
             found[row.push_id] = row
+    return found
+
+
+def insertion_order(conn: Connection, push_ids: Sequence[str]) -> dict[str, int]:
+    """push id → its rowid: pushes are stored in the order they are decided."""
+    found: dict[str, int] = {}
+    for marks, chunk in in_chunks(push_ids):
+        for push_id, rowid in conn.execute(
+            f"SELECT push_id, rowid FROM pushes WHERE push_id IN ({marks})",  # noqa: S608
+            chunk,
+        ):
+            found[push_id] = int(rowid)
     return found
 
 

@@ -371,7 +371,7 @@ def test_only_audit_read_keys_may_call_the_audit_api(
     client: Client, as_user: Callable[[str], Headers], as_key: Callable[..., Headers]
 ) -> None:
     routes = audit_routes(client.app)
-    assert len(routes) == 11
+    assert len(routes) == 12
     assert {method for method, _ in routes} == {"GET"}  # read-only
     credentials = {
         role: {} if scopes is None else as_user("matrix-user") if not scopes else as_key(*scopes)
