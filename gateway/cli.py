@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from gateway.auth import SCOPES
-from gateway.clock import system_clock
+from gateway.clock import rfc3339_text, system_clock
 from gateway.logs import configure_logging
 from gateway.runtime import ensure_data_dir, load_keys, user_tokens
 from gateway.settings import Settings, SettingsError
@@ -58,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     # "extend": `--scope a --scope b` adds up, where nargs="+" alone kept only the last flag's.
     create.add_argument("--scope", action="extend", nargs="+", required=True, choices=SCOPES, dest="scopes")
     create.add_argument("--data-dir")
+    listing = keys.add_parser("list", help="list the API keys (ids, scopes, times; never a secret)")
+    listing.add_argument("--data-dir")
 
     worker = commands.add_parser("worker", help="run only the delivery worker (no HTTP server)")
     worker.add_argument("--data-dir")
@@ -109,6 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(settings)
+        if args.command == "keys" and args.keys_command == "list":
+            return _list_keys(settings)
         if args.command == "keys":
             _no_new_gateway(settings)
             return _create_key(settings, args.name, tuple(dict.fromkeys(args.scopes)))
@@ -287,6 +291,23 @@ def _refused_user_id(settings: Settings, user_id: str) -> str | None:
     except NotAuthenticated as exc:
         return exc.detail
     return None
+
+
+def _list_keys(settings: Settings) -> int:
+    """One line per key, oldest first: id, `live` or when it was revoked, scopes, name. Read
+    without setting anything up, as the audit commands: a listing from a mistyped data dir would
+    be an empty one."""
+    from storage.repositories.api_keys import list_keys
+
+    _, store = _existing_store(settings)
+    try:
+        listed = list_keys(store.data.reader())
+    finally:
+        store.close()
+    for key in listed:
+        state = "live" if key.revoked_at is None else f"revoked {rfc3339_text(key.revoked_at)}"
+        print(f"{key.key_id}  {state}  {' '.join(key.scopes)}  {key.name}")
+    return 0
 
 
 def _verify(settings: Settings) -> int:

@@ -17,7 +17,7 @@ from gateway.deps import RuntimeDep
 from gateway.errors import InvalidInput
 from gateway.routes.access import ADMIN
 from gateway.routes.refusals import refusals
-from gateway.schemas.admin import ApiKeyCreate, ApiKeyCreated, PolicyRead, RotationRead
+from gateway.schemas.admin import ApiKeyCreate, ApiKeyCreated, ApiKeyRead, PolicyRead, RotationRead
 from gateway.services.policy import policy_etag
 from policies.settings import PolicySettings
 from storage.repositories.policy import PolicyVersion
@@ -47,6 +47,20 @@ class AdminController(Controller):
         scopes = tuple(dict.fromkeys(data.scopes))
         key, secret = await runtime.api_keys.create(data.name, scopes, request.user.actor)
         return ApiKeyCreated(key.key_id, key.name, list(key.scopes), secret, rfc3339_text(key.created_at))
+
+    @get("/keys", operation_id="listApiKeys", responses=refusals())
+    async def list_keys(self, runtime: RuntimeDep) -> list[ApiKeyRead]:
+        """Every API key, oldest first, revoked ones too (`revoked_at`); never a secret."""
+        return [
+            ApiKeyRead(
+                k.key_id,
+                k.name,
+                list(k.scopes),
+                rfc3339_text(k.created_at),
+                None if k.revoked_at is None else rfc3339_text(k.revoked_at),
+            )
+            for k in runtime.api_keys.list()
+        ]
 
     @delete(
         "/keys/{key_id:str}", operation_id="revokeApiKey", status_code=HTTP_204_NO_CONTENT,

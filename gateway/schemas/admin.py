@@ -35,6 +35,16 @@ class ApiKeyCreated(msgspec.Struct):
     created_at: str
 
 
+class ApiKeyRead(msgspec.Struct):
+    """A key as operators see it: never its secret, which only its creation shows."""
+
+    key_id: str
+    name: str
+    scopes: list[str]
+    created_at: str
+    revoked_at: str | None
+
+
 class PolicyRead(msgspec.Struct):
     version: int
     settings: PolicySettings

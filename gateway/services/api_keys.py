@@ -58,6 +58,11 @@ class ApiKeyRegistry:
                 self._cache[digest] = (key, read_at)
         return key
 
+    def list(self) -> list[ApiKey]:
+        """Every key ever made, oldest first, revoked ones with their time: after a suspected
+        leak, which keys are live, and with what scopes."""
+        return repo.list_keys(self._store.data.reader())
+
     def create_sync(self, name: str, scopes: tuple[str, ...], actor: str = "cli") -> tuple[ApiKey, str]:
         """`keys create`'s path: the actor is whoever runs commands on the server."""
         return self._store.data.writer.run_sync(self._creation(name, scopes, actor))

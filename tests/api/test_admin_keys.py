@@ -70,3 +70,24 @@ def test_a_key_made_with_both_before_is_refused_at_the_audit_routes(
     assert [(e["key_id"], e["route"], e["result_count"]) for e in log][:1] == [
         (key.key_id, "/v1/audit/ledger/verify", 0)
     ]
+
+
+def test_operators_list_every_key_revoked_ones_too_and_never_a_secret(
+    client: Client, runtime: Runtime, as_key: Callable[..., Headers]
+) -> None:
+    admin = as_key("admin")
+    made = client.post(
+        "/v1/admin/keys", json={"name": "svc", "scopes": ["pushes:write"]}, headers=admin
+    ).json()
+    assert client.delete(f"/v1/admin/keys/{made['key_id']}", headers=admin).status_code == 204
+
+    answer = client.get("/v1/admin/keys", headers=admin)
+    assert answer.status_code == 200, answer.text
+    listed = {k["key_id"]: k for k in answer.json()}
+    assert listed[made["key_id"]] | {"revoked_at": None} == {
+        "key_id": made["key_id"], "name": "svc", "scopes": ["pushes:write"], "created_at": made["created_at"],
+        "revoked_at": None,
+    }  # fmt: skip
+    assert listed[made["key_id"]]["revoked_at"].endswith("Z")
+    assert made["api_key"] not in answer.text
+    assert_problem(client.get("/v1/admin/keys", headers=as_key("pushes:write")), 403)

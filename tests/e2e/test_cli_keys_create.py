@@ -73,3 +73,31 @@ def test_a_name_the_api_refuses_is_refused_here_too(tmp_path: Path, name: str) -
     assert len(done.stderr.splitlines()) == 1, done.stderr[-2000:]
     assert done.stderr.startswith("consent-gateway: name: 1-100 letters, digits, spaces")
     assert list(data.iterdir()) == []  # refused before a gateway was set up there
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([CLI, *args], env={}, capture_output=True, text=True, timeout=60)
+
+
+def test_keys_list_shows_every_key_and_no_secret(tmp_path: Path) -> None:
+    data = str(tmp_path / "data")
+    Path(data).mkdir()
+    made = [_cli("keys", "create", "--name", name, "--scope", scope, "--data-dir", data) for name, scope in (
+        ("ops", "admin"), ("payments svc", "pushes:write"))]  # fmt: skip
+    assert [m.returncode for m in made] == [0, 0], [m.stderr for m in made]
+
+    listed = _cli("keys", "list", "--data-dir", data)
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    ids = [m.stdout.removeprefix("cgw_").split("_")[0] for m in made]
+    assert lines == [f"{ids[0]}  live  admin  ops", f"{ids[1]}  live  pushes:write  payments svc"]
+    assert all(m.stdout.strip().split("_")[-1] not in listed.stdout for m in made)  # no secret
+
+
+def test_keys_list_sets_nothing_up(tmp_path: Path) -> None:
+    empty = tmp_path / "nothing-here"
+    empty.mkdir()
+    listed = _cli("keys", "list", "--data-dir", str(empty))
+    assert listed.returncode == 2, listed.stderr
+    assert "Traceback" not in listed.stderr
+    assert list(empty.iterdir()) == []
