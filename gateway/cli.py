@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import os
 import shlex
 import signal
+import socket
 import stat
 import sys
 from collections.abc import Sequence
@@ -162,6 +164,7 @@ def _serve(settings: Settings) -> int:
     from gateway.app import create_app
     from storage.store import Store
 
+    _check_listen(settings.host, settings.port)
     ensure_data_dir(settings)
     first_run = not settings.keystore_path.exists()
     keys = load_keys(settings)
@@ -199,6 +202,21 @@ def _serve(settings: Settings) -> int:
         create_app(settings), host=settings.host, port=settings.port, log_config=None, access_log=False
     )
     return 0
+
+
+def _check_listen(host: str, port: int) -> None:
+    """Bind where uvicorn will, and let go: a port in use or an address not this machine's failed
+    in uvicorn, after the banner and the data dir, with exit 3 and a message naming no setting.
+    (Another process may take the port in between; uvicorn still refuses that, later.)"""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET  # as uvicorn chooses
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn sets it
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            setting = "port" if exc.errno == errno.EADDRINUSE else "host"
+            why = exc.strerror or str(exc)
+            raise SettingsError(f"cannot listen on {host} port {port}: {why}", setting=setting) from None
 
 
 def _program() -> str:

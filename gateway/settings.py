@@ -288,7 +288,13 @@ def _host(raw: str) -> str:
     except ValueError:
         pass
     name = raw.removesuffix(".")
-    if not (0 < len(name) <= 253 and all(_LABEL.fullmatch(label) for label in name.split("."))):
+    labels = name.split(".")
+    # A last label of digits alone names no host (RFC 3696 2): `256.1.1.1` is a bad address, and
+    # was looked up as a name only once the banner had been printed and the data dir made.
+    if (
+        not (0 < len(name) <= 253 and all(_LABEL.fullmatch(label) for label in labels))
+        or labels[-1].isdigit()
+    ):
         raise ValueError(f"not an IP address or a host name: {raw!r}")
     return raw
 

@@ -6,6 +6,7 @@ that cannot be created; a key store that is a directory; a host name that is not
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -40,6 +41,20 @@ def _cases(tmp: Path) -> list[tuple[str, dict[str, str], tuple[str, ...], str]]:
         ("default key store is a directory", {"CGW_DATA_DIR": str(tmp / "d2")}, ("token", "u"), "keys.json"),
         ("host", {"CGW_DATA_DIR": str(tmp / "d3"), "CGW_HOST": "not..a..host"}, ("serve",), "CGW_HOST"),
         ("host with a space", {"CGW_DATA_DIR": str(tmp / "d4"), "CGW_HOST": "a b"}, ("serve",), "CGW_HOST"),
+        (
+            "not an address",
+            {"CGW_DATA_DIR": str(tmp / "d5"), "CGW_HOST": "256.1.1.1"},
+            ("serve",),
+            "CGW_HOST",
+        ),
+        ("five numbers", {"CGW_DATA_DIR": str(tmp / "d6")}, ("serve", "--host", "0.0.0.0.0"), "--host"),
+        # Well formed, but no address of this machine: found by binding, before anything is made.
+        (
+            "not this machine's",
+            {"CGW_DATA_DIR": str(tmp / "d7"), "CGW_HOST": "192.0.2.1"},
+            ("serve",),
+            "CGW_HOST",
+        ),
     ]
 
 
@@ -69,3 +84,24 @@ def test_bad_paths_and_hosts_are_one_line_and_exit_2(tmp_path: Path) -> None:
     assert not problems, "\n".join(problems)
     assert (tmp_path / "afile").read_text() == "not a directory\n"
     assert not (tmp_path / "d1").exists()
+    assert not any((tmp_path / d).exists() for d in ("d5", "d6", "d7"))
+
+
+def test_a_port_in_use_is_one_line_naming_it_before_anything_is_made(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        done = subprocess.run(
+            [CLI, "serve", "--port", port, "--data-dir", str(tmp_path / "data")],
+            env={},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 2, done.stderr[-1500:]
+    assert done.stderr.splitlines() == [
+        f"consent-gateway: configuration error: --port: cannot listen on 127.0.0.1 port {port}: "
+        "Address already in use"
+    ]
+    assert not (tmp_path / "data").exists()
