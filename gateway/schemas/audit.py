@@ -215,8 +215,10 @@ class ExportEvent(msgspec.Struct, kw_only=True):
 class ExportBundle(msgspec.Struct, kw_only=True):
     """The signed payload of an export.
 
-    `consistency_proof` proves the tree of the exported events' last seq is a prefix of the
-    checkpoint's tree, so an export starting at seq 1 checks against the signed root offline.
+    `prefix` is the tree of the events before the first exported one, as the hex hashes of the
+    perfect subtrees that tile it, largest first (none when the export starts at seq 1). With the
+    exported events it gives the root of the tree at the last one, and `consistency_proof` proves
+    that tree a prefix of the checkpoint's: so any window checks against the signed root offline.
     """
 
     type: Literal["consent-gateway/audit-export"] = "consent-gateway/audit-export"
@@ -226,6 +228,7 @@ class ExportBundle(msgspec.Struct, kw_only=True):
     events: list[ExportEvent]
     checkpoint: CheckpointRead
     consistency_proof: list[str]
+    prefix: list[str] = []
 
 
 class ExportRead(msgspec.Struct):

@@ -51,7 +51,10 @@ from storage.ledger_tree import (
     advance,
 )
 from storage.merkle import (
+    Frontier,
+    compact_range,
     consistency_proof,
+    frontier_append,
     frontier_root,
     inclusion_proof,
     leaf_hash,
@@ -295,11 +298,9 @@ class AuditLedger:
         events = list(ledger.events(conn, "WHERE seq BETWEEN ? AND ?", (first, last)))
         refs = self._store.directory.refs_for(e.subject_id for e in events)
         with _contiguous():
-            proof = (
-                consistency_proof(LedgerLeaves(conn, checkpoint.tree_size), last, checkpoint.tree_size)
-                if last
-                else []
-            )
+            leaves = LedgerLeaves(conn, checkpoint.tree_size)
+            proof = consistency_proof(leaves, last, checkpoint.tree_size) if last else []
+            prefix = compact_range(leaves, first - 1) if last else Frontier()
         bundle = ExportBundle(
             exported_at=rfc3339(self._clock()),
             start=start and rfc3339_text(start),
@@ -309,6 +310,7 @@ class AuditLedger:
             ],
             checkpoint=checkpoint,
             consistency_proof=[h.hex() for h in proof],
+            prefix=[h.hex() for h in prefix.hashes],
         )
         return ExportRead(self._signer.sign(bundle)), len(events)
 
@@ -340,8 +342,9 @@ def _signed(token: str, public: Ed25519PublicKey, kid: str) -> bytes:
 def verify_export(token: str, keys: Mapping[str, Ed25519PublicKey]) -> ExportCheck:
     """Checks an export offline: both signatures, each with the key of `keys` its JWS header's
     `kid` names (an export signed after a key rotation embeds a checkpoint signed before it),
-    the hash chain of its events, and — when it starts at seq 1 — that its events are the first
-    leaves of the signed checkpoint's tree."""
+    the hash chain of its events, and that its events are the leaves of the signed checkpoint's
+    tree at their seqs: the tree before the first (`prefix`) and the events give the root at the
+    last, which `consistency_proof` ties to the signed root."""
     checked: list[str] = []
     try:
         bundle = msgspec.json.decode(_signed_by(token, keys), type=ExportBundle)
@@ -379,14 +382,21 @@ def verify_export(token: str, keys: Mapping[str, Ed25519PublicKey]) -> ExportChe
             )
         prev = e.hash
     checked.append("hash chain")
-    if events and events[0].seq == 1:
-        root = root_hash([leaf_hash(e.hash) for e in events])
+    if events:
         try:
+            tree = Frontier(events[0].seq - 1, tuple(bytes.fromhex(h) for h in bundle.prefix))
             proof = [bytes.fromhex(h) for h in bundle.consistency_proof]
             signed_root = bytes.fromhex(cp.root_hash)
         except ValueError:
-            proof, signed_root = [], b""
-        if not verify_consistency(events[-1].seq, cp.tree_size, root, signed_root, proof):
+            return ExportCheck(
+                ok=False,
+                events=len(events),
+                checked=checked,
+                problem="the tree before the first event (prefix) or a proof is malformed or missing",
+            )
+        for e in events:
+            tree = frontier_append(tree, leaf_hash(e.hash))
+        if not verify_consistency(events[-1].seq, cp.tree_size, frontier_root(tree), signed_root, proof):
             return ExportCheck(
                 ok=False,
                 events=len(events),

@@ -25,6 +25,7 @@ from support import assert_problem
 
 from gateway.routes.audit import NOT_LOGGED
 from gateway.runtime import Runtime
+from gateway.services.audit_export import verify_export
 from storage import ledger, merkle
 
 Client = TestClient[Litestar]
@@ -113,6 +114,41 @@ def test_export_verifies_offline_with_the_served_jwks(
         2, 5, merkle.root_hash(leaves[:2]), bytes.fromhex(prefix["checkpoint"]["root_hash"]),
         [bytes.fromhex(h) for h in prefix["consistency_proof"]],
     )  # fmt: skip
+
+
+def test_an_export_of_any_window_checks_against_the_signed_root(
+    client: Client, runtime: Runtime, as_user: Callable[[str], Headers], as_key: Callable[..., Headers],
+    clock: FakeClock,
+) -> None:  # fmt: skip
+    """Regression: only an export starting at seq 1 was checked against the checkpoint, and a
+    window's verification said `ok` without that check. The export now carries the tree of the
+    events before its first (`prefix`), from which its events give the root at their last."""
+    auditor = as_key("audit:read")
+    grow(client, as_user("alice"), 7, clock)  # 10:00 ... 16:00, seqs 1 to 7
+    keys = runtime.signer.public_keys()
+    token = client.get(
+        "/v1/audit/export",
+        headers=auditor,
+        params={"from": "2026-11-23T13:00:00Z", "to": "2026-11-23T15:00:00Z"},
+    ).json()["jws"]
+    report = verify_export(token, keys)
+    assert (report.ok, report.events, report.problem) == (True, 2, None)
+    assert "checkpoint root" in report.checked
+
+    # Checked from the wire with RFC 6962 alone: the 3 leaves before seq 4 tile as 2 + 1.
+    bundle = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+    stored = [merkle.leaf_hash(e.hash) for e in ledger.events(runtime.store.data.reader())]
+    assert bundle["prefix"] == [merkle.root_hash(stored[:2]).hex(), stored[2].hex()]
+    root = merkle.root_hash(stored[:5])
+    proof = [bytes.fromhex(h) for h in bundle["consistency_proof"]]
+    assert merkle.verify_consistency(5, 7, root, bytes.fromhex(bundle["checkpoint"]["root_hash"]), proof)
+
+    # A prefix that is not the ledger's does not check, though the export's own chain holds.
+    forged = runtime.signer.sign(bundle | {"prefix": [bytes(32).hex(), stored[2].hex()]})
+    refused = verify_export(forged, keys)
+    assert (refused.ok, refused.problem) == (False, "events do not match the checkpoint's root")
+    assert "hash chain" in refused.checked
+    assert verify_export(runtime.signer.sign(bundle | {"prefix": []}), keys).ok is False
 
 
 def cli(data_dir: Path, *args: str) -> subprocess.Popen[str]:
