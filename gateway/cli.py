@@ -214,7 +214,8 @@ def _check_listen(host: str, port: int) -> None:
         try:
             probe.bind((host, port))
         except OSError as exc:
-            setting = "port" if exc.errno == errno.EADDRINUSE else "host"
+            # In use, or below 1024 for a user who may not bind there: the port's fault.
+            setting = "port" if exc.errno in (errno.EADDRINUSE, errno.EACCES) else "host"
             why = exc.strerror or str(exc)
             raise SettingsError(f"cannot listen on {host} port {port}: {why}", setting=setting) from None
 
@@ -380,7 +381,7 @@ def _existing_store(settings: Settings) -> tuple[KeyStore, Store]:
     for name in (DATA_FILE, DIRECTORY_FILE):
         if not (settings.data_dir / name).is_file():
             raise SettingsError(
-                f"no {name} in {settings.data_dir}: not a gateway's data dir (audit commands create nothing)",
+                f"no {name} in {settings.data_dir}: not a gateway's data dir (this command creates nothing)",
                 setting="data_dir",
             )
     if not settings.keystore_path.exists():

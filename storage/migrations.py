@@ -463,6 +463,11 @@ def _campaign_paused_through(db: sqlite_utils.Database) -> None:
     # after the resume (one deferred to the morning). A rowid, not a time: exact whatever the
     # clock does, and pushes are stored in the order they are decided.
     db.table("campaigns").add_column("paused_through", int)
+    # A campaign paused now was paused after every push stored so far.
+    db.execute(
+        "UPDATE campaigns SET paused_through = (SELECT coalesce(max(rowid), 0) FROM pushes) "
+        "WHERE status = 'paused'"
+    )
 
 
 def _admin_log(db: sqlite_utils.Database) -> None:

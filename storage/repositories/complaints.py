@@ -118,17 +118,20 @@ def set_status(
 
 
 def count_for_campaign(conn: Connection, campaign_id: str, since: str | None = None) -> int:
-    """Complained-about pushes of the campaign that were delivered, after `since` if given (its
-    last resume: the rate's deliveries are those since then, and complaints about pushes
-    delivered before, which keep coming for hours, would pause it again over deliveries that
-    drew none). A delivered push's `updated_at` is when it was delivered: it changes no more.
+    """Complained-about pushes of the campaign that were delivered, first reaching a device after
+    `since` if given (its last resume: the rate's deliveries are those since then, and complaints
+    about pushes that reached people before, which keep coming for hours, would pause it again
+    over deliveries that drew none). First reaching a device, as the stats date receipt: a push
+    still retried to another device ends `delivered` later, its row's `updated_at` with it.
     One recipient complaining twice about one push is one complaint against the campaign. The
     rule's rate is over deliveries, as the campaign's stats are: a complaint about a push still
     queued (users see those in their notifications) would pause a campaign whose stats show no
     complaint at all."""
     row = conn.execute(
         "SELECT count(DISTINCT c.push_id) FROM complaints c JOIN pushes p ON p.push_id = c.push_id "
-        "WHERE c.campaign_id = ? AND p.status = 'delivered' AND p.updated_at > ?",
+        "WHERE c.campaign_id = ? AND p.status = 'delivered' AND coalesce(("
+        "SELECT min(d.updated_at) FROM deliveries d WHERE d.push_id = p.push_id AND d.status = 'delivered'"
+        "), p.updated_at) > ?",
         (campaign_id, since or ""),
     ).fetchone()
     return int(row[0])

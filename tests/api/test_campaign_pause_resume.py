@@ -16,9 +16,14 @@ import pytest
 from conftest import FakeClock, Headers
 from litestar import Litestar
 from litestar.testing import TestClient
-from support import assert_problem
+from support import Scripted, assert_problem
+from test_erasure_crash import gateway
+from test_erasure_crash import user as user_token
 
 from gateway.runtime import Runtime
+from gateway.services.dispatch import Dispatcher
+from gateway.settings import Settings
+from storage.db import Connection
 
 Client = TestClient[Litestar]
 Json = dict[str, Any]
@@ -452,3 +457,89 @@ def test_a_push_waiting_through_a_pause_and_resume_never_goes_out(world: World) 
     assert again["outcome"] == "queued", again
     dispatch(client, world.runtime)
     assert client.get(f"/v1/pushes/{again['push_id']}", headers=key).json()["status"] == "delivered"
+
+
+def test_a_campaign_paused_before_the_upgrade_stops_what_waited_too(
+    settings: Settings, clock: FakeClock
+) -> None:
+    """Migration 0016 gives a campaign already paused the pushes stored so far: without it, the
+    campaign's row held no mark, and its deferred pushes went out after the resume."""
+
+    def bearer(runtime: Runtime, *scopes: str) -> Headers:
+        return {"Authorization": f"Bearer {runtime.api_keys.create_sync('k', scopes)[1]}"}
+
+    def as_before_0016(conn: Connection) -> None:
+        conn.execute("ALTER TABLE campaigns DROP COLUMN paused_through")
+        conn.execute("DELETE FROM _migrations WHERE name = '0016_campaign_paused_through'")
+
+    with gateway(settings, clock) as (client, runtime):
+        admin, key = bearer(runtime, "admin"), bearer(runtime, "pushes:write", "campaigns:write")
+        created = client.post("/v1/campaigns", json={"name": "Winter", "topic": "promotions"}, headers=key)
+        cid = created.json()["campaign_id"]
+        kai = onboard(client, lambda user_id: user_token(runtime, user_id), "kai")
+        zone = client.patch("/v1/me/preferences", json={"timezone": "Pacific/Auckland"}, headers=kai)
+        assert zone.status_code == 200, zone.text
+        body = {
+            "idempotency_key": "before-upgrade", "user_id": "kai", "topic": "promotions",
+            "title": "Winter sale", "body": "20% off today", "campaign_id": cid,
+        }  # fmt: skip
+        waiting = client.post("/v1/pushes", json=body, headers=key).json()
+        assert waiting["outcome"] == "deferred", waiting
+        act(client, key, cid, "pause")
+        runtime.store.data.writer.run_sync(as_before_0016)
+
+    with gateway(settings, clock) as (client, runtime):
+        act(client, admin, cid, "resume")
+        clock.advance(hours=9, minutes=2)  # the deferral is due
+        dispatch(client, runtime)
+        shown = client.get(f"/v1/pushes/{waiting['push_id']}", headers=key).json()
+        assert (shown["status"], shown["reasons"]) == ("rejected", [{"code": "campaign_paused"}]), shown
+
+
+def test_a_complaint_about_a_push_that_reached_a_device_before_the_resume_counts_before_it(
+    world: World,
+) -> None:
+    """Regression: the rule dated a push's delivery by its row's last change, so a push that
+    reached one device before a pause, and ended `delivered` only after the resume (its other
+    device retried), carried its old complaint into the new window and paused the campaign."""
+    rt = world.runtime
+    apns, fcm = Scripted("scripted-apns", "delivered"), Scripted("scripted-fcm", "retry")
+    dispatcher = Dispatcher(
+        rt.store, rt.clock, rt.settings, rt.policy, rt.metrics, {"apns": apns, "fcm": fcm}
+    )
+
+    def run_dispatch() -> None:
+        world.client.blocking_portal.call(dispatcher.run_once, "test-worker", 100)
+
+    def submit(user_id: str) -> str:
+        body = {
+            "idempotency_key": f"{world.cid}-{user_id}", "user_id": user_id, "topic": "promotions",
+            "title": "Winter sale", "body": "20% off today", "campaign_id": world.cid,
+        }  # fmt: skip
+        answer = world.client.post("/v1/pushes", json=body, headers=world.pusher).json()
+        assert answer["outcome"] == "queued", answer
+        push_id: str = answer["push_id"]
+        return push_id
+
+    for user_id in ("cy", "ada", "bo"):
+        world.users[user_id] = onboard(world.client, world.as_user, user_id)
+    fcm_device = {"platform": "fcm", "token": "fcm-token-cy-second-phone"}
+    assert world.client.post("/v1/me/devices", json=fcm_device, headers=world.users["cy"]).status_code == 201
+    cy = submit("cy")
+    run_dispatch()  # her iPhone has it; her other phone is retried
+    world.complain("cy", cy)
+    sent = {user_id: submit(user_id) for user_id in ("ada", "bo")}
+    run_dispatch()
+    world.clock.advance(minutes=1)
+    world.complain("ada", sent["ada"])  # 1 complaint in the 2 delivered: the rule pauses it
+    assert world.shown()["status"] == "paused"
+    world.clock.advance(minutes=1)
+    assert act(world.client, world.admin, world.cid, "resume")["status"] == "active"
+
+    world.clock.advance(hours=1)
+    fcm.status = "delivered"
+    run_dispatch()  # cy's push ends delivered now, long after she had it
+    world.users["dee"] = onboard(world.client, world.as_user, "dee")
+    submit("dee")
+    run_dispatch()  # 2 delivered since the resume, no complaint about a push first had since
+    assert world.shown()["status"] == "active"
