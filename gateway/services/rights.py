@@ -60,6 +60,7 @@ _WITHOUT_SETTINGS = (
 )
 _FORGET_SETTINGS_IN_PUSHES = (
     "UPDATE pushes SET fingerprint = X'', allowed_by = '[]', deliver_after = NULL, "  # noqa: S608 (our SQL)
+    "planned_at = CASE WHEN planned_at IS NULL THEN NULL ELSE created_at END, "
     f"reasons = {_WITHOUT_SETTINGS.format(column='reasons')}, "
     f"final_reasons = {_WITHOUT_SETTINGS.format(column='final_reasons')} "
     "WHERE subject_id = ?"
@@ -158,10 +159,18 @@ def erase_subject_data(conn: Connection, erasure: PendingErasure) -> bool:
     # their content: the request's fingerprint is keyed with the pseudonymization key, which
     # outlives erasure. Nor what tells of the user's settings: the facts that let each through
     # (their time zone, quiet window and cap), a reason's `until` (their quiet window's end, in
-    # UTC, gives away their time zone) and `limit` (their cap), and a deferral's time. Reason
+    # UTC, gives away their time zone) and `limit` (their cap), and a deferral's time (the push's
+    # planned time becomes its creation's). Reason
     # codes stay. The idempotency key's hash stays, so that a replay still gets an answer (these
     # details gone from it) and never makes a second push, even after the user came back.
     conn.execute(_FORGET_SETTINGS_IN_PUSHES, (sid,))
+    # A push deferred to the user's morning waits in the outbox until then: due now instead, it
+    # ends `subject_erased` at the next round, and its row no longer tells when their morning is.
+    conn.execute(
+        "UPDATE outbox SET due_at = (SELECT p.created_at FROM pushes p WHERE p.push_id = outbox.push_id) "
+        "WHERE push_id IN (SELECT push_id FROM pushes WHERE subject_id = ?)",
+        (sid,),
+    )
     recorded = conn.execute(
         "SELECT 1 FROM ledger WHERE subject_id = ? AND kind = 'subject.erased' LIMIT 1", (sid,)
     ).fetchone()

@@ -167,15 +167,29 @@ def test_erasure_leaves_reasons_their_codes_without_the_users_settings(
 
     assert client.delete("/v1/me", headers=headers).status_code == 204
 
-    rows = runtime.store.data.reader().execute(
-        "SELECT reasons, deliver_after FROM pushes WHERE push_id IN (?, ?) ORDER BY push_id",
+    reader = runtime.store.data.reader()
+    rows = reader.execute(
+        "SELECT reasons, deliver_after, planned_at, created_at FROM pushes WHERE push_id IN (?, ?) "
+        "ORDER BY push_id",
         (deferred["push_id"], capped["push_id"]),
     )
-    for reasons, deliver_after in rows:
+    for reasons, deliver_after, planned_at, created_at in rows:
         assert deliver_after is None
+        assert planned_at in (None, created_at)  # not the end of their quiet window
         for reason in json.loads(reasons):
             assert set(reason) <= {"code", "topic", "window"}, reason
     assert "frequency_capped" in [r["code"] for r in json.loads(_reasons(runtime, capped["push_id"]))]
+    # Nor does the deferred push wait in the outbox for their morning: it is due, and ends erased.
+    (due,) = reader.execute("SELECT due_at FROM outbox WHERE push_id = ?", (deferred["push_id"],)).fetchone()
+    assert (
+        due
+        == reader.execute(
+            "SELECT created_at FROM pushes WHERE push_id = ?", (deferred["push_id"],)
+        ).fetchone()[0]
+    )
+    client.blocking_portal.call(runtime.dispatcher.run_once, "test-worker", 100)
+    shown = client.get(f"/v1/pushes/{deferred['push_id']}", headers=key).json()
+    assert (shown["status"], shown["reasons"]) == ("rejected", [{"code": "subject_erased"}]), shown
 
 
 def _reasons(runtime: Runtime, push_id: str) -> str:
