@@ -19,3 +19,8 @@ def system_clock() -> datetime:
 def rfc3339_text(stored: str) -> str:
     """A stored `isoformat()` UTC timestamp in the same `Z` form `rfc3339` gives."""
     return stored.replace("+00:00", "Z")
+
+
+def rfc3339_text_or_none(stored: str | None) -> str | None:
+    """`rfc3339_text` of a stored time that may be absent."""
+    return None if stored is None else rfc3339_text(stored)

@@ -266,12 +266,18 @@ class LocationRead(msgspec.Struct):
     updated_at: str
 
 
-class ExportDevice(msgspec.Struct):
+class ExportDevice(msgspec.Struct, kw_only=True):
+    """`disabled_at`: when it stopped getting pushes (the provider called the token invalid, or
+    another user registered it); `registered_at`: when the app last registered it (None if not
+    since that was kept)."""
+
     device_id: str
     platform: str
     token: str
     status: str
     created_at: str
+    disabled_at: str | None
+    registered_at: str | None
 
 
 class ExportDelivery(msgspec.Struct, kw_only=True):
@@ -291,8 +297,10 @@ class ExportDelivery(msgspec.Struct, kw_only=True):
 class ExportNotification(msgspec.Struct, kw_only=True):
     """A push recorded for the user, whatever became of it: `GET /v1/me/notifications` shows the
     newest 500 accepted ones, the export every one. Content is None where none was kept (a
-    rejected push's never is); `reasons` are the latest decision's, `why` what allowed it;
-    `deliveries` what became of it on each device it was sent to (empty until one was tried)."""
+    rejected push's never is); `reasons` are the latest decision's (`outcome` and
+    `submitted_reasons` the answer given when it was submitted), `why` what allowed it;
+    `deliveries` what became of it on each device it was sent to (empty until one was tried).
+    `personalized` and `near_geohash` (the area it was aimed at) are kept with the content."""
 
     push_id: str
     status: str
@@ -306,6 +314,13 @@ class ExportNotification(msgspec.Struct, kw_only=True):
     at: str
     why: list[str]
     reasons: list[WireReason]
+    outcome: str
+    submitted_reasons: list[WireReason]
+    deliver_after: str | None
+    expires_at: str
+    attempts: int
+    personalized: bool | None
+    near_geohash: str | None
     deliveries: list[ExportDelivery]
 
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import msgspec
 
-from gateway.clock import Clock, rfc3339, rfc3339_text
+from gateway.clock import Clock, rfc3339, rfc3339_text, rfc3339_text_or_none
 from gateway.schemas.me import (
     ConsentAnswer,
     ExportDelivery,
@@ -98,7 +98,15 @@ class RightsService:
             consent_history=[consent_event(e, key) for e in history if e.kind.startswith("consent.")],
             receipts=_receipts(history, key),
             devices=[
-                ExportDevice(d.device_id, d.platform, d.token, d.status, rfc3339_text(d.created_at))
+                ExportDevice(
+                    device_id=d.device_id,
+                    platform=d.platform,
+                    token=d.token,
+                    status=d.status,
+                    created_at=rfc3339_text(d.created_at),
+                    disabled_at=rfc3339_text_or_none(d.disabled_at),
+                    registered_at=rfc3339_text_or_none(d.registered_at),
+                )
                 for d in devices.list_for(conn, key)
             ],
             location=None if place is None else LocationRead(place[0], len(place[0]), rfc3339_text(place[1])),
@@ -248,6 +256,13 @@ def _notification(row: PushRow, key: SubjectKey, deliveries: list[ExportDelivery
         at=rfc3339_text(row.planned_at or row.created_at),
         why=msgspec.json.decode(row.allowed_by, type=list[str]),
         reasons=msgspec.json.decode(row.final_reasons or row.reasons, type=list[WireReason]),
+        outcome=row.outcome,
+        submitted_reasons=msgspec.json.decode(row.reasons, type=list[WireReason]),
+        deliver_after=rfc3339_text_or_none(row.deliver_after),
+        expires_at=rfc3339_text(row.expires_at),
+        attempts=row.attempts,
+        personalized=None if content is None else content.personalized,
+        near_geohash=None if content is None else content.near_geohash,
         deliveries=deliveries,
     )
 

@@ -48,6 +48,8 @@ class DeviceRow(msgspec.Struct, frozen=True):
     token: str
     status: str
     created_at: str
+    disabled_at: str | None = None
+    registered_at: str | None = None  # None: last registered before migration 0015
 
 
 class Found(NamedTuple):
@@ -264,14 +266,14 @@ def list_for_many(
     found: dict[str, list[DeviceRow]] = defaultdict(list)
     where = " AND status = 'active'" if active_only else ""
     for marks, chunk in in_chunks(list(by_id)):
-        for sid, device_id, platform, token, status, created_at in conn.execute(
-            "SELECT subject_id, device_id, platform, token, status, created_at FROM devices "  # noqa: S608
-            f"WHERE subject_id IN ({marks}){where} ORDER BY created_at, device_id",
+        for sid, device_id, platform, token, status, created_at, disabled_at, registered_at in conn.execute(
+            "SELECT subject_id, device_id, platform, token, status, created_at, disabled_at, "  # noqa: S608
+            f"registered_at FROM devices WHERE subject_id IN ({marks}){where} ORDER BY created_at, device_id",
             chunk,
         ):
-            key = by_id[sid]
-            opened = _open(key, device_id, token)
-            found[sid].append(DeviceRow(device_id, platform, opened, status, created_at))
+            opened = _open(by_id[sid], device_id, token)
+            row = DeviceRow(device_id, platform, opened, status, created_at, disabled_at, registered_at)
+            found[sid].append(row)
     return {sid: found.get(sid, []) for sid in by_id}
 
 

@@ -141,6 +141,8 @@ def test_export_holds_complaints_pushes_mutes_and_events_decrypted_and_only_the_
         "variant": None, "title": "Your transactional news Aw7PAID",
         "body": "Details for you alone Aw7PAID", "data": data,
         "created_at": "2026-11-23T10:00:00Z", "at": "2026-11-23T10:00:00Z", "reasons": [],
+        "outcome": "queued", "submitted_reasons": [], "deliver_after": None,
+        "expires_at": "2026-11-24T10:00:00Z", "attempts": 1, "personalized": False, "near_geohash": None,
         "deliveries": [{
             "device_id": device["device_id"], "adapter": "file", "status": "delivered", "attempts": 1,
             "last_code": None, "updated_at": "2026-11-23T10:00:00Z",
@@ -155,6 +157,11 @@ def test_export_holds_complaints_pushes_mutes_and_events_decrypted_and_only_the_
         "rejected", None, None, None
     )  # fmt: skip
     assert rejected["reasons"] == [{"code": "recent_complaint", "topic": "promotions", "until": until}]
+    assert (rejected["outcome"], rejected["personalized"], rejected["near_geohash"]) == (
+        "rejected",
+        None,
+        None,
+    )
     assert rejected["deliveries"] == []  # never sent
     # Mutes and events.
     assert body["mutes"] == [{"topic": "promotions", "until": until, "source": f"complaint:{complaint}"}]
