@@ -122,6 +122,8 @@ def test_register_list_and_export_a_device(
         "token": token,
         "status": "active",
         "created_at": "2026-11-23T10:00:00Z",
+        "disabled_at": None,
+        "registered_at": "2026-11-23T10:00:00Z",
     }
 
 
