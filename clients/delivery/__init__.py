@@ -2,8 +2,9 @@
 
 The outbox worker sends a `DeliveryMessage` through a `DeliveryAdapter` and acts on the
 `DeliveryResult`: `delivered` done, `retry` again after `backoff_delay` (Retry-After honoured),
-`invalid_token` disable the device, `failed` dead-letter. A `CircuitBreaker` per adapter `name`
-stops hammering a provider that is down. Adapters never log tokens or content.
+`invalid_token` disable the device, `failed` dead-letter. A `CircuitBreaker` per provider (an
+adapter's `name`, or each service of one of `SeveralProviders`: Web Push's push services) stops
+hammering a provider that is down. Adapters never log tokens or content.
 """
 
 from clients.delivery.apns import ApnsAdapter, ApnsConfig
@@ -14,6 +15,7 @@ from clients.delivery.base import (
     DeliveryMessage,
     DeliveryResult,
     SecretText,
+    SeveralProviders,
 )
 from clients.delivery.breaker import BreakerState, CircuitBreaker, is_provider_failure
 from clients.delivery.fcm import FcmAdapter, FcmConfig
@@ -37,6 +39,7 @@ __all__ = [
     "FileSink",
     "FileSinkConfig",
     "SecretText",
+    "SeveralProviders",
     "WebPushAdapter",
     "WebPushConfig",
     "WebhookAdapter",

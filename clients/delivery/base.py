@@ -12,13 +12,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 import msgspec
 
 __all__ = [
     "PROVIDER_TIMEOUT_SECONDS", "Clock", "DeliveryAdapter", "DeliveryMessage", "DeliveryResult", "SecretText",
-    "provider_code",
+    "SeveralProviders", "provider_code",
 ]  # fmt: skip
 
 Platform = Literal["fcm", "apns", "webpush", "webhook"]
@@ -94,10 +94,20 @@ class DeliveryResult(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class DeliveryAdapter(Protocol):
-    """An outward sender; `name` is the metrics label and the circuit-breaker key."""
+    """An outward sender; `name` is the metrics label and the circuit-breaker key (unless it is
+    one of `SeveralProviders`)."""
 
     name: str
 
     async def send(self, message: DeliveryMessage) -> DeliveryResult: ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class SeveralProviders(Protocol):
+    """An adapter that sends to several independent services, each to be judged on its own by a
+    circuit breaker: Web Push goes to each browser vendor's push service, and one of them down
+    must not hold back the pushes to the others."""
+
+    def breaker_key(self, message: DeliveryMessage) -> str: ...

@@ -180,6 +180,15 @@ class WebPushAdapter:
     async def aclose(self) -> None:
         await self._http.aclose()
 
+    def breaker_key(self, message: DeliveryMessage) -> str:
+        """`webpush <origin>`: each push service has its own circuit. A token that names no
+        allowed service is never sent (`send` answers `invalid_token`), so its key is moot."""
+        try:
+            origin = self.audience_for(msgspec.json.decode(message.token, type=_Subscription).endpoint)
+        except msgspec.DecodeError:
+            origin = None
+        return f"{self.name} {origin or '(none)'}"
+
     def audience_for(self, endpoint: str) -> str | None:
         """The endpoint's origin (the VAPID audience), or None when we must not POST there."""
         return push_service_origin(endpoint, self._config.allowed_hosts, self._config.allow_http)

@@ -48,7 +48,14 @@ from typing import TypeVar
 
 import msgspec
 
-from clients.delivery import CircuitBreaker, DeliveryAdapter, DeliveryMessage, DeliveryResult, backoff_delay
+from clients.delivery import (
+    CircuitBreaker,
+    DeliveryAdapter,
+    DeliveryMessage,
+    DeliveryResult,
+    SeveralProviders,
+    backoff_delay,
+)
 from gateway.clock import Clock
 from gateway.metrics import Metrics
 from gateway.services import dispatch_writes
@@ -178,12 +185,9 @@ class Dispatcher:
         self._policy = policy
         self._metrics = metrics
         self._adapters = adapters
-        self._breakers = {
-            a.name: CircuitBreaker(
-                settings.delivery_breaker_threshold, settings.delivery_breaker_cooldown_seconds
-            )
-            for a in adapters.values()
-        }
+        # By provider: an adapter's name, or for one of `SeveralProviders` each service it sends
+        # to, made as first met.
+        self._breakers: dict[str, CircuitBreaker] = {}
         # As many sends in flight per provider as its client keeps connections (adapters.py).
         self._slots = {a.name: asyncio.Semaphore(settings.worker_concurrency) for a in adapters.values()}
         self._rand = rand
@@ -431,7 +435,8 @@ class Dispatcher:
             return await self._send_now(adapter, message)
 
     async def _send_now(self, adapter: DeliveryAdapter, message: DeliveryMessage) -> DeliveryResult:
-        breaker = self._breakers[adapter.name]
+        circuit = _circuit(adapter, message)
+        breaker = self._breaker(circuit)
         if not breaker.allow(self._clock().timestamp()):
             return DeliveryResult(status="retry", provider_code=CIRCUIT_OPEN)
         started = time.perf_counter()  # a duration: not thrown by the wall clock's steps
@@ -451,13 +456,23 @@ class Dispatcher:
         was = breaker.state
         breaker.record(result.status != "retry", self._clock().timestamp())
         # An outage and its end, said once each: not a failed probe (half open to open again).
+        named = {"adapter": adapter.name, "circuit": circuit}
         if (was, breaker.state) == ("closed", "open"):
-            log.warning("provider circuit opened: pushes to it wait", extra={"adapter": adapter.name})
+            log.warning("provider circuit opened: pushes to it wait", extra=named)
         elif (was, breaker.state) == ("half_open", "closed"):
-            log.info("provider circuit closed: delivering again", extra={"adapter": adapter.name})
+            log.info("provider circuit closed: delivering again", extra=named)
         self._metrics.deliveries.labels(adapter.name, result.status).inc()
         self._metrics.delivery_seconds.labels(adapter.name).observe(time.perf_counter() - started)
         return result
+
+    def _breaker(self, circuit: str) -> CircuitBreaker:
+        breaker = self._breakers.get(circuit)
+        if breaker is None:
+            settings = self._settings
+            breaker = self._breakers[circuit] = CircuitBreaker(
+                settings.delivery_breaker_threshold, settings.delivery_breaker_cooldown_seconds
+            )
+        return breaker
 
     # -- step 3: record ----------------------------------------------------------------------
 
@@ -471,10 +486,11 @@ class Dispatcher:
         delivered: list[DeliveryRecord] = []
         disable: list[str] = []
         for message, result in zip(send.messages, results, strict=True):
-            adapter = self._adapters[message.platform].name
+            sender = self._adapters[message.platform]
+            adapter = sender.name
             if result.provider_code == CIRCUIT_OPEN:
                 # Not sent: the provider's circuit is open. Not an attempt; come back when it may close.
-                reopen = max(reopen, self._breakers[adapter].reopens_in(now.timestamp()))
+                reopen = max(reopen, self._breaker(_circuit(sender, message)).reopens_in(now.timestamp()))
                 continue
             attempted = True
             delivered.append(
@@ -614,3 +630,8 @@ def _message(row: PushRow, device: DeviceRow, content: PushContent, expires: dat
         variant=row.variant,
         expires_at=expires,
     )
+
+
+def _circuit(adapter: DeliveryAdapter, message: DeliveryMessage) -> str:
+    """The circuit breaker a send is judged by: its provider's."""
+    return adapter.breaker_key(message) if isinstance(adapter, SeveralProviders) else adapter.name

@@ -1,0 +1,134 @@
+"""Web Push goes to several push services (each browser vendor runs its own), and each has a
+circuit breaker of its own: one down no longer holds back the pushes to the others.
+
+Before, every Web Push send shared the adapter's one breaker, so five failures at one service
+left pushes to a healthy one waiting, and a long outage made the breaker flap as probes reached
+the healthy service. Two local push services stand in: one answers 503, the other 201.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from conftest import FakeClock, Headers
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from litestar import Litestar
+from litestar.testing import TestClient
+from support import WebhookRelay
+from test_dispatch_adapter_faults import valid_webpush_token
+from test_dispatch_rules import SECRET, World
+
+from clients.delivery import WebPushAdapter, WebPushConfig
+from gateway.runtime import Runtime
+from gateway.services.dispatch import Dispatcher
+from gateway.settings import Secret, Settings
+from storage.repositories import devices
+
+
+class PushService:
+    """A push service on 127.0.0.1 answering every POST with `status`, counting them."""
+
+    def __init__(self, status: int) -> None:
+        self.hits = 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers["content-length"]))
+                outer.hits += 1
+                self.send_response(status)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                """Quiet."""
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture
+def settings(data_dir: Path, hook: WebhookRelay) -> Settings:
+    return Settings(
+        data_dir=data_dir, worker_enabled=False, delivery_max_attempts=8, delivery_backoff_seconds=0.01,
+        delivery_breaker_threshold=5, delivery_breaker_cooldown_seconds=30,
+        delivery_webhook_url=hook.url, delivery_webhook_secret=Secret(SECRET),
+    )  # fmt: skip
+
+
+@pytest.fixture
+def world(
+    client: TestClient[Litestar], runtime: Runtime, clock: FakeClock, hook: WebhookRelay, data_dir: Path,
+    as_user: Callable[[str], Headers], as_key: Callable[..., Headers],
+) -> World:  # fmt: skip
+    return World(client, runtime, clock, hook, data_dir, as_user, as_key, key=as_key("pushes:write"))
+
+
+@pytest.fixture
+def services() -> Iterator[tuple[PushService, PushService]]:
+    down, up = PushService(503), PushService(201)
+    yield down, up
+    down.close()
+    up.close()
+
+
+def test_one_push_service_down_does_not_hold_back_another(
+    world: World, services: tuple[PushService, PushService]
+) -> None:
+    down, up = services
+    vapid = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    adapter = WebPushAdapter(
+        WebPushConfig(
+            vapid_private_key=Secret(vapid.decode()),
+            vapid_subject="mailto:ops@example.com",
+            allowed_hosts=("127.0.0.1", "localhost"),
+            allow_http=True,
+        )
+    )
+    rt = world.runtime
+    dispatcher = Dispatcher(
+        rt.store, rt.clock, rt.settings, rt.policy, rt.metrics, {**rt.adapters, "webpush": adapter}
+    )
+    store = rt.store
+
+    def subscribed(user_id: str, endpoint: str) -> None:
+        # Stored as registration stores it, at endpoints only these settings' adapter allows.
+        world.user(user_id)
+        key = store.directory.resolve(store.pseudonyms.subject_ref(user_id))
+        assert key is not None
+        token = json.dumps(json.loads(valid_webpush_token()) | {"endpoint": endpoint})
+        tag = devices.token_tag(store.device_tags, "webpush", token)
+        store.data.writer.run_sync(
+            lambda conn: devices.insert(conn, key, "webpush", token, tag, world.clock())
+        )
+
+    for i in range(5):
+        subscribed(f"firefox{i}", f"http://127.0.0.1:{down.port}/push/{i}")
+    for i in range(5):
+        world.submit(f"firefox{i}", topic="transactional")
+    world.run(dispatcher=dispatcher)  # five failures: that service's circuit opens
+    assert down.hits == 5
+
+    subscribed("chrome", f"http://localhost:{up.port}/push/c")
+    healthy = world.submit("chrome", topic="transactional")["push_id"]
+    world.clock.advance(seconds=1)
+    world.run(dispatcher=dispatcher)
+    assert up.hits == 1
+    shown = world.read(healthy)
+    assert shown["status"] == "delivered", shown
+    world.client.blocking_portal.call(adapter.aclose)
