@@ -49,6 +49,7 @@ from typing import TypeVar
 import msgspec
 
 from clients.delivery import (
+    PROVIDER_TIMEOUT_SECONDS,
     CircuitBreaker,
     DeliveryAdapter,
     DeliveryMessage,
@@ -83,6 +84,8 @@ log = logging.getLogger("gateway.dispatch")
 
 END_STATES = frozenset({"rejected", "delivered", "failed", "expired"})
 CIRCUIT_OPEN = "CircuitOpen"
+LEASE_ENDING = "LeaseEnding"
+NOT_SENT = frozenset({CIRCUIT_OPEN, LEASE_ENDING})  # provider codes of sends never started
 ADAPTER_ERROR = "AdapterError"
 BACKOFF_CAP_SECONDS = 15 * 60.0
 _SETTLED = frozenset({"delivered", "failed"})  # a device's delivery states that are final
@@ -243,8 +246,12 @@ class Dispatcher:
         prepared, ends = await self._store.data.writer.run(claim_and_prepare)
         self._count(ends)
         sends = [(c, s) for c, s in prepared if s is not None]
+        # The last moment a send may start and still end within the lease (each call is bounded
+        # by the providers' timeout): a round's sends wait for connections, and one started later
+        # could still be running when another worker claims the push and sends it again.
+        last_start = now + lease - min(timedelta(seconds=PROVIDER_TIMEOUT_SECONDS), lease / 2)
         results = await asyncio.gather(
-            *(asyncio.gather(*(self._send(m) for m in s.messages)) for _, s in sends)
+            *(asyncio.gather(*(self._send(m, last_start) for m in s.messages)) for _, s in sends)
         )
         done = self._clock()
 
@@ -426,12 +433,15 @@ class Dispatcher:
 
     # -- step 2: send ------------------------------------------------------------------------
 
-    async def _send(self, message: DeliveryMessage) -> DeliveryResult:
+    async def _send(self, message: DeliveryMessage, last_start: datetime) -> DeliveryResult:
         """One send, asked of the breaker only once a connection is free for it: a round holds
         up to ten sends per push, and asked at the round's start, every send queued behind the
-        first failing wave would still go to a provider known to be down, a timeout each."""
+        first failing wave would still go to a provider known to be down, a timeout each. Nor
+        started past `last_start`: not sent, it waits for the push's next claim."""
         adapter = self._adapters[message.platform]
         async with self._slots[adapter.name]:
+            if self._clock() > last_start:
+                return DeliveryResult(status="retry", provider_code=LEASE_ENDING)
             return await self._send_now(adapter, message)
 
     async def _send_now(self, adapter: DeliveryAdapter, message: DeliveryMessage) -> DeliveryResult:
@@ -492,6 +502,8 @@ class Dispatcher:
                 # Not sent: the provider's circuit is open. Not an attempt; come back when it may close.
                 reopen = max(reopen, self._breaker(_circuit(sender, message)).reopens_in(now.timestamp()))
                 continue
+            if result.provider_code == LEASE_ENDING:
+                continue  # not sent, not an attempt: the next claim sends it
             attempted = True
             delivered.append(
                 DeliveryRecord(
@@ -508,7 +520,7 @@ class Dispatcher:
                 writes  # the lease expired mid-send: the facts are recorded, the push is another worker's now
             )
         attempts = claim.attempts + int(attempted)
-        skipped = any(r.provider_code == CIRCUIT_OPEN for r in results)
+        skipped = any(r.provider_code in NOT_SENT for r in results)
         # Waiting on this round's devices only: a device removed or disabled since its last
         # `retry` is no longer sent to, and its old record must not keep the push waiting.
         waiting = skipped or any(states[m.device_id] == "retry" for m in send.messages)
