@@ -189,8 +189,10 @@ class Dispatcher:
         self._metrics = metrics
         self._adapters = adapters
         # By provider: an adapter's name, or for one of `SeveralProviders` each service it sends
-        # to, made as first met.
+        # to, made as first met. Which adapters those are is asked once: an `isinstance` of a
+        # runtime-checkable protocol costs ~7 us, 3% of a push's delivery.
         self._breakers: dict[str, CircuitBreaker] = {}
+        self._several = {a.name: a for a in adapters.values() if isinstance(a, SeveralProviders)}
         # As many sends in flight per provider as its client keeps connections (adapters.py).
         self._slots = {a.name: asyncio.Semaphore(settings.worker_concurrency) for a in adapters.values()}
         self._rand = rand
@@ -445,7 +447,7 @@ class Dispatcher:
             return await self._send_now(adapter, message)
 
     async def _send_now(self, adapter: DeliveryAdapter, message: DeliveryMessage) -> DeliveryResult:
-        circuit = _circuit(adapter, message)
+        circuit = self._circuit(adapter, message)
         breaker = self._breaker(circuit)
         if not breaker.allow(self._clock().timestamp()):
             return DeliveryResult(status="retry", provider_code=CIRCUIT_OPEN)
@@ -475,6 +477,11 @@ class Dispatcher:
         self._metrics.delivery_seconds.labels(adapter.name).observe(time.perf_counter() - started)
         return result
 
+    def _circuit(self, adapter: DeliveryAdapter, message: DeliveryMessage) -> str:
+        """The circuit breaker a send is judged by: its provider's."""
+        several = self._several.get(adapter.name)
+        return adapter.name if several is None else several.breaker_key(message)
+
     def _breaker(self, circuit: str) -> CircuitBreaker:
         breaker = self._breakers.get(circuit)
         if breaker is None:
@@ -500,7 +507,9 @@ class Dispatcher:
             adapter = sender.name
             if result.provider_code == CIRCUIT_OPEN:
                 # Not sent: the provider's circuit is open. Not an attempt; come back when it may close.
-                reopen = max(reopen, self._breaker(_circuit(sender, message)).reopens_in(now.timestamp()))
+                reopen = max(
+                    reopen, self._breaker(self._circuit(sender, message)).reopens_in(now.timestamp())
+                )
                 continue
             if result.provider_code == LEASE_ENDING:
                 continue  # not sent, not an attempt: the next claim sends it
@@ -642,8 +651,3 @@ def _message(row: PushRow, device: DeviceRow, content: PushContent, expires: dat
         variant=row.variant,
         expires_at=expires,
     )
-
-
-def _circuit(adapter: DeliveryAdapter, message: DeliveryMessage) -> str:
-    """The circuit breaker a send is judged by: its provider's."""
-    return adapter.breaker_key(message) if isinstance(adapter, SeveralProviders) else adapter.name
