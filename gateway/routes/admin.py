@@ -12,7 +12,7 @@ from litestar.status_codes import HTTP_204_NO_CONTENT
 
 from gateway.auth import Principal
 from gateway.body import Strict
-from gateway.clock import rfc3339_text
+from gateway.clock import rfc3339_text, rfc3339_text_or_none
 from gateway.deps import RuntimeDep
 from gateway.errors import InvalidInput
 from gateway.routes.access import ADMIN
@@ -57,7 +57,7 @@ class AdminController(Controller):
                 k.name,
                 list(k.scopes),
                 rfc3339_text(k.created_at),
-                None if k.revoked_at is None else rfc3339_text(k.revoked_at),
+                rfc3339_text_or_none(k.revoked_at),
             )
             for k in runtime.api_keys.list()
         ]
@@ -123,7 +123,7 @@ class AdminController(Controller):
 
 
 def _policy_answer(v: PolicyVersion) -> Response[PolicyRead]:
-    changed_at = None if v.changed_at is None else rfc3339_text(v.changed_at)  # None: the defaults
+    changed_at = rfc3339_text_or_none(v.changed_at)  # None: the defaults
     return Response(
         PolicyRead(v.version, v.settings, v.changed_by, changed_at),
         headers={"ETag": policy_etag(v.version)},

@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from gateway.clock import Clock, rfc3339, rfc3339_text
+from gateway.clock import Clock, rfc3339, rfc3339_text, rfc3339_text_or_none
 from gateway.errors import InvalidInput, NotFound
 from gateway.schemas.audit import (
     AccessLogEntry,
@@ -289,9 +289,6 @@ class AuditService:
         rows = audit.complaint_page(self._store.data.reader(), filters, after, limit + 1)
         refs = self._store.directory.refs_for(r.subject_id for r in rows[:limit])
 
-        def stamp(value: str | None) -> str | None:
-            return None if value is None else rfc3339_text(value)
-
         return ComplaintPage(
             [
                 ComplaintRead(
@@ -307,8 +304,8 @@ class AuditService:
                     flagged=r.flagged,
                     actions=msgspec.json.decode(r.actions, type=list[object]),
                     created_at=rfc3339_text(r.created_at),
-                    acknowledged_at=stamp(r.acknowledged_at),
-                    resolved_at=stamp(r.resolved_at),
+                    acknowledged_at=rfc3339_text_or_none(r.acknowledged_at),
+                    resolved_at=rfc3339_text_or_none(r.resolved_at),
                     has_resolution=r.has_resolution,
                 )
                 for r in rows[:limit]

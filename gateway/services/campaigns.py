@@ -8,7 +8,7 @@ A pause by hand does not shelter a campaign from the rule (`resume`).
 
 from __future__ import annotations
 
-from gateway.clock import Clock, rfc3339_text
+from gateway.clock import Clock, rfc3339_text, rfc3339_text_or_none
 from gateway.errors import Forbidden, NotFound
 from gateway.schemas.pushes import CampaignRead
 from gateway.services.complaints import judge_campaign
@@ -28,7 +28,7 @@ def _read(row: CampaignRow) -> CampaignRead:
         topic=row.topic,
         status=row.status,  # type: ignore[arg-type]
         created_at=rfc3339_text(row.created_at),
-        paused_at=None if row.paused_at is None else rfc3339_text(row.paused_at),
+        paused_at=rfc3339_text_or_none(row.paused_at),
         pause_reason=row.pause_reason,
     )
 

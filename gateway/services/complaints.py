@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 import msgspec
 
-from gateway.clock import Clock, rfc3339, rfc3339_text
+from gateway.clock import Clock, rfc3339, rfc3339_text, rfc3339_text_or_none
 from gateway.errors import Conflict, NotFound
 from gateway.metrics import Metrics
 from gateway.schemas.complaints import ComplaintCreate, ComplaintCreated, ComplaintRead, EventRecorded
@@ -270,7 +270,7 @@ def complaint_read(row: ComplaintRow, key: SubjectKey | None) -> ComplaintRead:
         flagged_for_review=bool(row.flagged),
         actions_taken=msgspec.json.decode(row.actions, type=list[str]),
         created_at=rfc3339_text(row.created_at),
-        acknowledged_at=None if row.acknowledged_at is None else rfc3339_text(row.acknowledged_at),
-        resolved_at=None if row.resolved_at is None else rfc3339_text(row.resolved_at),
+        acknowledged_at=rfc3339_text_or_none(row.acknowledged_at),
+        resolved_at=rfc3339_text_or_none(row.resolved_at),
         resolution=None if key is None else row.open_text(key, "resolution"),
     )

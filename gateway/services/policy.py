@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 
-from gateway.clock import Clock, rfc3339_text
+from gateway.clock import Clock, rfc3339_text_or_none
 from gateway.errors import NotFound, PreconditionFailed
 from gateway.schemas.audit import PolicyVersionRead
 from policies.settings import PolicySettings
@@ -46,7 +46,7 @@ class PolicySource:
             version=found.version,
             settings=msgspec.json.decode(found.settings, type=dict[str, Any]),
             changed_by=found.changed_by,
-            changed_at=None if found.changed_at is None else rfc3339_text(found.changed_at),
+            changed_at=rfc3339_text_or_none(found.changed_at),
         )
 
     async def change(

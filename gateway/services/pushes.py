@@ -20,7 +20,7 @@ from functools import lru_cache
 
 import msgspec
 
-from gateway.clock import Clock, rfc3339, rfc3339_text
+from gateway.clock import Clock, rfc3339, rfc3339_text, rfc3339_text_or_none
 from gateway.errors import GatewayError, InvalidInput, NotFound, Unprocessable
 from gateway.metrics import Metrics
 from gateway.schemas.pushes import BatchAnswer, NotificationRead, PushAnswer, PushCreate, PushRead, WireReason
@@ -160,7 +160,7 @@ class PushService:
             campaign_id=row.campaign_id,
             variant=row.variant,
             created_at=rfc3339_text(row.created_at),
-            deliver_after=None if row.deliver_after is None else rfc3339_text(row.deliver_after),
+            deliver_after=rfc3339_text_or_none(row.deliver_after),
             expires_at=rfc3339_text(row.expires_at),
             updated_at=rfc3339_text(row.updated_at),
         )
