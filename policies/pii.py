@@ -17,7 +17,7 @@ nothing in.
 
 import re
 import unicodedata
-from bisect import bisect_left
+from collections.abc import Iterator
 from datetime import date
 from functools import cache
 from itertools import accumulate
@@ -114,14 +114,35 @@ _DOUBLED = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)  # a digit's Luhn value where it is do
 
 
 def _contains_card(text: str) -> bool:
-    """Check each run and, for runs too long to be one card, each span of whole groups in it."""
+    """Check each run and, for runs too long to be one card, each card-shaped span of it."""
     return any(_luhn_span(re.split(r"[ -]", match.group(0))) for match in _DIGIT_RUN.finditer(text))
 
 
+def card_spans(lengths: list[int]) -> Iterator[tuple[int, int]]:
+    """(first, stop) group indexes of each span of groups written as cards are: one run of 13-19
+    digits; groups of four, the last of one to four, 13-19 digits in all (4-4-4-4, 4-4-4-4-3);
+    or 4-6-5 and 4-6-4 (American Express, Diners). Any span of groups that passed Luhn was a card
+    before, and one list of shoe sizes in four ("36 37 38 39 40 41 42 43") was rejected as one."""
+    for first, length in enumerate(lengths):
+        if 13 <= length <= 19:
+            yield first, first + 1
+        if length != 4:
+            continue
+        if lengths[first + 1 : first + 3] in ([6, 5], [6, 4]):
+            yield first, first + 3
+        digits, stop = 0, first
+        while stop < len(lengths) and lengths[stop] == 4 and digits + 4 <= 19:
+            digits += 4
+            stop += 1
+            last = lengths[stop] if stop < len(lengths) else 0
+            if 1 <= last <= 4 and 13 <= digits + last <= 19:
+                yield first, stop + 1
+
+
 def _luhn_span(groups: list[str]) -> bool:
-    """Whether some span of whole groups holds 13-19 digits and passes Luhn. Each span's Luhn sum
-    is the difference of two prefix sums, so a span costs a few steps, not a join and a Luhn pass
-    over its digits: that cost 9-14 µs per character of a body of single digits ("1 1 1 ..."), 5-7 ms
+    """Whether some card-shaped span of the groups passes Luhn. Each span's Luhn sum is the
+    difference of two prefix sums, so a span costs a few steps, not a join and a Luhn pass over
+    its digits: that cost 9-14 µs per character of a body of single digits ("1 1 1 ..."), 5-7 ms
     at the rule's 500 characters and up to a quarter of a second at the edge's 16,384
     (bench/pii_cost.py)."""
     plain = [code - 48 for code in "".join(groups).encode()]
@@ -133,13 +154,11 @@ def _luhn_span(groups: list[str]) -> bool:
     ends_even[1::2], ends_odd[1::2] = doubled[1::2], plain[1::2]
     sums = (list(accumulate(ends_even, initial=0)), list(accumulate(ends_odd, initial=0)))
     bounds = list(accumulate(map(len, groups), initial=0))
-    for first, start in enumerate(bounds[:-1]):
-        end_index = bisect_left(bounds, start + 13, first + 1)
-        while end_index < len(bounds) and (end := bounds[end_index]) - start <= 19:
-            by_end = sums[(end - 1) % 2]
-            if (by_end[end] - by_end[start]) % 10 == 0:
-                return True
-            end_index += 1
+    for first, stop in card_spans([len(group) for group in groups]):
+        start, end = bounds[first], bounds[stop]
+        by_end = sums[(end - 1) % 2]
+        if (by_end[end] - by_end[start]) % 10 == 0:
+            return True
     return False
 
 
