@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import httpx
+
 from clients.sdk.calls import Call
 
 __all__ = ["Endpoint"]
@@ -26,7 +28,7 @@ class Endpoint:
                 "api_key: a service API key holds only letters, digits, '_' and '-' "
                 "(a line break or a space read with it must be stripped)"
             )
-        self.base_url = base_url.rstrip("/")
+        self.base_url = _checked_base_url(base_url)
         self._authorization = f"Bearer {api_key}"
 
     def __repr__(self) -> str:
@@ -41,3 +43,27 @@ class Endpoint:
         if call.body is not None:
             headers["Content-Type"] = "application/json"
         return headers
+
+
+def _checked_base_url(base_url: str) -> str:
+    """An http(s) URL of the gateway, and nothing more: never repeated in the error. A user and
+    password in it (`http://svc:secret@host`) made httpx send Basic auth instead of the key, every
+    call refused, and the password was in this client's repr and httpx's log lines; a line break
+    read with it failed only at the first call, as no `GatewayError`."""
+    problem = None
+    if base_url != base_url.strip() or any(ch.isspace() for ch in base_url):
+        problem = "holds white space or a line break (strip what was read with it)"
+    else:
+        try:
+            url = httpx.URL(base_url)
+        except httpx.InvalidURL:
+            url = None
+        if url is None or url.scheme not in ("http", "https") or not url.host:
+            problem = "not an http or https URL with a host"
+        elif url.userinfo:
+            problem = "holds a user or password; the API key is the only credential"
+        elif url.query or url.fragment:
+            problem = "holds a query or fragment"
+    if problem is not None:
+        raise ValueError(f"base_url: {problem}")
+    return base_url.rstrip("/")

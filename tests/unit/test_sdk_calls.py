@@ -219,6 +219,32 @@ def test_a_malformed_key_is_refused_without_being_repeated(key: str) -> None:
 
 
 @pytest.mark.parametrize(
+    "base_url",
+    [
+        "http://svc:hunter2@127.0.0.1:9",
+        "http://127.0.0.1:9\n",
+        " http://127.0.0.1:9",
+        "ftp://127.0.0.1:9",
+        "127.0.0.1:9",
+        "http://127.0.0.1:9/?via=hunter2",
+        "http://127.0.0.1:9/#hunter2",
+    ],
+)
+def test_a_base_url_holding_more_than_where_the_gateway_is_is_refused(base_url: str) -> None:
+    """A password in it made httpx send Basic auth instead of the key (every call refused) and
+    put it in the client's repr and httpx's log lines; a line break failed only at the first call."""
+    for client in (ConsentGateway, AsyncConsentGateway):
+        with pytest.raises(ValueError, match=r"^base_url: ") as refused:
+            client(base_url, KEY)
+        assert "hunter2" not in str(refused.value)
+
+
+def test_a_base_url_under_a_path_keeps_it() -> None:
+    with ConsentGateway("https://gw.example/consent/", KEY) as gateway:
+        assert repr(gateway) == "ConsentGateway('https://gw.example/consent')"
+
+
+@pytest.mark.parametrize(
     "error",
     [
         GatewayError(502, "Bad Gateway"),
