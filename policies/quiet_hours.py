@@ -23,7 +23,14 @@ from policies.settings import PolicySettings, hhmm_minutes, quiet_window_minutes
 
 
 class QuietWindow:
-    """A local quiet window; kept as minutes after midnight because that is what the rule compares."""
+    """A local quiet window; kept as minutes after midnight because that is what the rule compares.
+
+    A moment is quiet when the user's clock reads inside the window, and also when a window has
+    begun and not yet ended: the two differ only on the night a clock is set back. There the
+    clock reads its repeated hour twice, and a window that began in the first pass (23:30 before
+    midnight becomes 23:00 again) would end for the second, letting a push through the night
+    the user had already begun. Both readings are asked for only within two days of a change of
+    offset; elsewhere they agree, and the clock's is the cheaper."""
 
     def __init__(self, start: str, end: str, zone: ZoneInfo) -> None:
         self.start = hhmm_minutes(start)
@@ -31,14 +38,38 @@ class QuietWindow:
         self.zone = zone
 
     def contains(self, moment: datetime) -> bool:
+        if self.start == self.end:
+            return False
+        return self._clock_reads_inside(moment) or (
+            not self._steady(moment) and self._begun_window_end(moment) is not None
+        )
+
+    def end_after(self, moment: datetime) -> datetime:
+        """The nearest end of what makes `moment` quiet, as a UTC instant (another may still hold
+        then: `next_allowed` asks again)."""
+        ends = []
+        if self._clock_reads_inside(moment):
+            ends.append(self._clock_end_after(moment))
+        if not self._steady(moment) and (begun := self._begun_window_end(moment)) is not None:
+            ends.append(begun)
+        return min(ends)
+
+    def next_allowed(self, moment: datetime) -> datetime:
+        """Loops because a gap can move an end into the next window (a window of nearly 24 h)."""
+        while self.contains(moment):
+            moment = self.end_after(moment)
+        return moment
+
+    def _clock_reads_inside(self, moment: datetime) -> bool:
         local = moment.astimezone(self.zone)
         minute = local.hour * 60 + local.minute
         if self.start < self.end:
             return self.start <= minute < self.end
-        return self.start != self.end and (minute >= self.start or minute < self.end)
+        return minute >= self.start or minute < self.end
 
-    def end_after(self, moment: datetime) -> datetime:
-        """The end of the window `moment` is inside, as a UTC instant."""
+    def _clock_end_after(self, moment: datetime) -> datetime:
+        """The end of the window the clock reads `moment` inside: an ambiguous end (fall back)
+        is its first occurrence unless that lies before `moment`, then the second."""
         local = moment.astimezone(self.zone)
         day = local.date()
         if self.start > self.end and local.hour * 60 + local.minute >= self.start:
@@ -47,11 +78,30 @@ class QuietWindow:
         first = local_to_utc(day, wall, self.zone, fold=0)
         return first if first > moment else local_to_utc(day, wall, self.zone, fold=1)
 
-    def next_allowed(self, moment: datetime) -> datetime:
-        """Loops because a gap can move an end into the next window (a window of nearly 24 h)."""
-        while self.contains(moment):
-            moment = self.end_after(moment)
-        return moment
+    def _begun_window_end(self, moment: datetime) -> datetime | None:
+        """The end of a window that began at or before `moment` and ends after it, if any: from
+        the first occurrence of its start to the first occurrence of its end after that."""
+        today = moment.astimezone(self.zone).date()
+        start, end = time(self.start // 60, self.start % 60), time(self.end // 60, self.end % 60)
+        for day in (today - timedelta(days=1), today):
+            began = local_to_utc(day, start, self.zone, fold=0)
+            end_day = day if self.start < self.end else day + timedelta(days=1)
+            ends = local_to_utc(end_day, end, self.zone, fold=0)
+            if ends <= began:
+                ends = local_to_utc(end_day, end, self.zone, fold=1)
+            if began <= moment < ends:
+                return ends
+        return None
+
+    def _steady(self, moment: datetime) -> bool:
+        """The same offset three days either side: the windows `moment` may be in, today's and
+        yesterday's, lie within two, so no change of offset touches them. (A zone changing its
+        offset twice within six days would be taken for steady; none does.)"""
+        before = (moment - _STEADY_SPAN).astimezone(self.zone).utcoffset()
+        return before == (moment + _STEADY_SPAN).astimezone(self.zone).utcoffset()
+
+
+_STEADY_SPAN = timedelta(days=3)
 
 
 def local_to_utc(day: date, wall: time, zone: ZoneInfo, fold: int) -> datetime:

@@ -58,6 +58,11 @@ def test_local_to_utc(day: date, wall: time, zone: ZoneInfo, expected: datetime)
         ("21:00", "08:00", BERLIN, utc(2024, 10, 26, 20, 0), utc(2024, 10, 27, 7, 0)),
         # a window of nearly a day whose end falls in the gap: the next allowed minute is a day later
         ("02:45", "02:30", NEW_YORK, utc(2024, 3, 10, 6, 0), utc(2024, 3, 11, 6, 30)),
+        # a window begun before the clock is set back stays begun: at the second 23:10 (the clock
+        # went from 24:00 back to 23:00) the night began 40 minutes ago, though the clock reads
+        # before 23:30 (it let a push through)
+        ("23:30", "07:00", ZoneInfo("America/Santiago"), utc(2025, 4, 6, 3, 10), utc(2025, 4, 6, 11, 0)),
+        ("23:30", "07:00", ZoneInfo("Africa/Cairo"), utc(2025, 10, 30, 21, 10), utc(2025, 10, 31, 5, 0)),
     ],
 )
 def test_next_allowed(start: str, end: str, zone: ZoneInfo, now: datetime, expected: datetime) -> None:
