@@ -72,7 +72,7 @@ _E164 = re.compile(
     r"|\+[1-9](?:[ .-]?\d){7,14}"
     r")(?!\d)"
 )
-# Mainland China mobile: 11 digits 1[3-9]…, plain or grouped 3-4-4 by one consistent separator,
+# Mainland China mobile: 11 digits 1[3-9]…, plain or grouped 3-4-4 by spaces, dashes or dots,
 # not part of a longer run of digits (a dot beside it may be a full stop or a version's: flagged).
 # The country code may come first without a "+", as "86" or after the dialing prefix, "0086",
 # glued to the number ("8613800138000"; after a space or a dash the number stands alone already).
@@ -84,13 +84,17 @@ _E164 = re.compile(
 _CN_MOBILE = re.compile(
     "(?:"
     + "|".join(rf"{prefix}1[3-9](?<![\d+]{prefix}1[3-9])" for prefix in ("", "86", "0086"))
-    + r")\d([ .-]?)\d{4}\1\d{4}(?!\d)"
+    + r")\d[ .-]?\d{4}[ .-]?\d{4}(?!\d)"
 )
-# Digit groups joined by one consistent separator, so "2024-06-15 2024-06-22" stays two runs.
-_DIGIT_RUN = re.compile(r"(?<![\d+])\d+(?:([ -])\d+(?:\1\d+)*)?(?!\d)")
-# Resident ID: 18 characters, plain or grouped 6-8-4 (region, birth date, sequence and check)
-# by one consistent space or dash.
-_RESIDENT_ID = re.compile(r"(?<![0-9A-Za-z])\d{6}([ -]?)\d{8}\1\d{3}[0-9Xx](?![0-9A-Za-z])")
+# Digit groups joined by one consistent separator, so "2024-06-15 2024-06-22" stays two runs. A
+# dot too ("4111.1111.1111.1111"): amounts and dates in dots are not card-shaped (`card_spans`).
+_DIGIT_RUN = re.compile(r"(?<![\d+])\d+(?:([ .-])\d+(?:\1\d+)*)?(?!\d)")
+# Resident ID: 18 characters, plain or grouped by one consistent space, dash or dot 6-8-4
+# (region, birth date, sequence and check) or 6-4-4-4, and a letter may come just before it
+# ("ID110105…"): the birth date and check character keep other numbers out.
+_RESIDENT_ID = re.compile(
+    r"(?<!\d)\d{6}(?:([ .-]?)\d{8}\1|([ .-])\d{4}\2\d{4}\2)\d{3}[0-9Xx](?![0-9A-Za-z])"
+)
 # Eight digits with `_GAP`s between them: the least any number kind below has (E.164), so text
 # without it skips the number checks — most push text. `[0-9]`, not `\d`: folding leaves no
 # other digit, and the engine tests a class of ASCII ranges in a bitmap where `\d` asks the
@@ -115,7 +119,7 @@ _DOUBLED = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)  # a digit's Luhn value where it is do
 
 def _contains_card(text: str) -> bool:
     """Check each run and, for runs too long to be one card, each card-shaped span of it."""
-    return any(_luhn_span(re.split(r"[ -]", match.group(0))) for match in _DIGIT_RUN.finditer(text))
+    return any(_luhn_span(re.split(r"[ .-]", match.group(0))) for match in _DIGIT_RUN.finditer(text))
 
 
 def card_spans(lengths: list[int]) -> Iterator[tuple[int, int]]:
@@ -190,7 +194,7 @@ def _e164_found(text: str) -> bool:
 
 
 def _contains_resident_id(text: str) -> bool:
-    return any(resident_id_valid(re.sub(r"[ -]", "", m.group(0))) for m in _RESIDENT_ID.finditer(text))
+    return any(resident_id_valid(re.sub(r"[ .-]", "", m.group(0))) for m in _RESIDENT_ID.finditer(text))
 
 
 def resident_id_valid(candidate: str) -> bool:
