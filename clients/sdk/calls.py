@@ -6,9 +6,9 @@ is written here once, and neither client can drift from the other.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Generic, TypeVar
-from urllib.parse import quote
 
 import httpx
 import msgspec
@@ -101,12 +101,16 @@ class _Resolution(msgspec.Struct):
     resolution: str
 
 
-def _segment(value: str) -> str:
-    """An id as one path segment, so an id holding `/` or `..` cannot reach another route. An id
-    of dots alone is escaped too: `quote` leaves dots, and httpx resolves `.` and `..` segments."""
-    if value and value.strip(".") == "":
-        return "%2E" * len(value)
-    return quote(value, safe="")
+_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # what the gateway's ids are made of (`psh_…`, `cmp_…`, `cpl_…`)
+
+
+def _segment(value: str, name: str) -> str:
+    """An id as one path segment, or `ValueError` naming it: quoting did not keep an id to its
+    route (the server decodes `%2F` before routing, so `cmp_1/stats` read the stats as a
+    campaign), and an empty one reached the route above it (a 405)."""
+    if not _ID.fullmatch(value):
+        raise ValueError(f"{name}: an id of the gateway's is 1-64 letters, digits, '_' or '-'")
+    return value
 
 
 def push(request: PushRequest) -> Call[PushAnswer]:
@@ -123,7 +127,9 @@ def push_batch(pushes: Sequence[PushRequest]) -> Call[BatchAnswer]:
 
 
 def get_push(push_id: str) -> Call[Push]:
-    return Call(method="GET", path=f"/v1/pushes/{_segment(push_id)}", answer=Push, safety="idempotent")
+    return Call(
+        method="GET", path=f"/v1/pushes/{_segment(push_id, 'push_id')}", answer=Push, safety="idempotent"
+    )
 
 
 def create_campaign(name: str, topic: Topic) -> Call[CampaignCreated]:
@@ -132,7 +138,7 @@ def create_campaign(name: str, topic: Topic) -> Call[CampaignCreated]:
 
 
 def get_campaign(campaign_id: str) -> Call[Campaign]:
-    path = f"/v1/campaigns/{_segment(campaign_id)}"
+    path = f"/v1/campaigns/{_segment(campaign_id, 'campaign_id')}"
     return Call(method="GET", path=path, answer=Campaign, safety="idempotent")
 
 
@@ -142,27 +148,27 @@ def campaign_stats(
     """`metric` and `control` left out take the gateway's defaults (click-through rate; the first
     variant by name)."""
     params = {name: value for name, value in (("metric", metric), ("control", control)) if value}
-    path = f"/v1/campaigns/{_segment(campaign_id)}/stats"
+    path = f"/v1/campaigns/{_segment(campaign_id, 'campaign_id')}/stats"
     return Call(method="GET", path=path, answer=CampaignStats, safety="idempotent", params=params)
 
 
 def pause_campaign(campaign_id: str) -> Call[Campaign]:
-    path = f"/v1/campaigns/{_segment(campaign_id)}/pause"
+    path = f"/v1/campaigns/{_segment(campaign_id, 'campaign_id')}/pause"
     return Call(method="POST", path=path, answer=Campaign, safety="idempotent")
 
 
 def resume_campaign(campaign_id: str) -> Call[Campaign]:
-    path = f"/v1/campaigns/{_segment(campaign_id)}/resume"
+    path = f"/v1/campaigns/{_segment(campaign_id, 'campaign_id')}/resume"
     return Call(method="POST", path=path, answer=Campaign, safety="idempotent")
 
 
 def acknowledge_complaint(complaint_id: str) -> Call[Complaint]:
     """A second acknowledge is a 409, so this is not retried once it may have arrived."""
-    path = f"/v1/complaints/{_segment(complaint_id)}/acknowledge"
+    path = f"/v1/complaints/{_segment(complaint_id, 'complaint_id')}/acknowledge"
     return Call(method="POST", path=path, answer=Complaint, safety="unsent_only")
 
 
 def resolve_complaint(complaint_id: str, resolution: str) -> Call[Complaint]:
     body = msgspec.json.encode(_Resolution(resolution))
-    path = f"/v1/complaints/{_segment(complaint_id)}/resolve"
+    path = f"/v1/complaints/{_segment(complaint_id, 'complaint_id')}/resolve"
     return Call(method="POST", path=path, answer=Complaint, safety="unsent_only", body=body)

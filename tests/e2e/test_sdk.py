@@ -255,8 +255,8 @@ def test_refusals_raise_their_kind_naming_the_field(
 
     with pytest.raises(NotFound):
         gateway.get_push("psh_" + "0" * 24)
-    with pytest.raises(NotFound):
-        gateway.get_push("../campaigns/cmp_0000000000000000")  # one path segment, whatever it holds
+    with pytest.raises(ValueError, match=r"^push_id: "):
+        gateway.get_push("../campaigns/cmp_0000000000000000")  # never sent: no id of the gateway's
 
 
 # -- batches, campaigns, complaints -------------------------------------------------------------
