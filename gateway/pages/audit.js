@@ -41,8 +41,13 @@
     status.replaceChildren(el("p", { class: kind, role: kind === "error" ? "alert" : "status", text: message }));
   }
 
+  // A key refused (401), or one that may not read the audit routes (403: no `audit:read`, or an
+  // admin key), signs out: kept, it showed the same refusal on every tab and after a reload.
   function fail(error) {
     if (error instanceof ApiError && error.status === 401) return signOut("The API key was refused.");
+    if (error instanceof ApiError && error.status === 403) {
+      return signOut("This API key may not read the audit routes: an auditor's key holds the scope audit:read.");
+    }
     say(errorText(error), "error");
   }
 
@@ -163,6 +168,7 @@
       if (!fresh && cursor) query.set("cursor", cursor);
       const mine = ++latest;
       more.disabled = true;
+      status.replaceChildren();  // an earlier refusal is not this request's
       try {
         const answer = await call(`${spec.path}?${query}`);
         if (mine !== latest) return;
@@ -199,6 +205,7 @@
     const look = async () => {
       if (!/^sub_[a-z2-7]{52}$/.test(ref.value.trim())) return say("subject_ref: a subject_ref (sub_…) is required", "error");
       const query = at.value.trim() ? `?${new URLSearchParams({ at: at.value.trim() })}` : "";
+      status.replaceChildren();
       try {
         const answer = await call(`/v1/audit/subjects/${encodeURIComponent(ref.value.trim())}${query}`);
         const { history = [], ...state } = answer;
@@ -207,6 +214,7 @@
           el("h3", { text: "Consent history" }),
           table(LISTINGS.events.columns, history));
       } catch (error) {
+        result.replaceChildren();  // not the last lookup's answer beside this one's refusal
         fail(error);
       }
     };

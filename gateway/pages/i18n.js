@@ -119,6 +119,9 @@ const I18N = {
     field_reason: "what is wrong",
     error_unavailable: "The service is busy or down. Please try again later.",
     error_conflict: "That is not possible right now: {detail}",
+    error_gone: "That is no longer there.",
+    conflict_plain: "That is not possible right now.",
+    failed_plain: "That did not work. Please try again later.",
   },
   "zh-CN": {
     title: "消息通知偏好",
@@ -234,5 +237,8 @@ const I18N = {
     field_reason: "问题类型",
     error_unavailable: "服务繁忙或暂不可用，请稍后再试。",
     error_conflict: "目前无法完成：{detail}",
+    error_gone: "该项目已不存在。",
+    conflict_plain: "目前无法完成此操作。",
+    failed_plain: "操作未成功，请稍后再试。",
   },
 };

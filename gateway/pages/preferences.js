@@ -46,14 +46,22 @@
     status.replaceChildren(el("p", { class: kind, role: kind === "error" ? "alert" : "status", text: message }));
   }
 
-  // The API's own words are English; in Chinese, a refusal names the field in Chinese instead.
+  // The API's detail is English: shown in English only, and in Chinese a message of the page's
+  // own stands in for it, naming the field where the page knows it. In English too where the
+  // detail is the validator's own (a type, or a pattern spelled as a regular expression).
+  const VALIDATOR_TEXT = /^Expected `|regex|^Object (contains unknown|missing required) field/;
+
   function problem(error) {
-    if (!(error instanceof ApiError)) return t("failed", { detail: errorText(error) });
+    const english = lang === "en";
+    if (!(error instanceof ApiError)) return english ? t("failed", { detail: errorText(error) }) : t("failed_plain");
     if (error.status === 503) return t("error_unavailable");
-    if (error.status === 409) return t("error_conflict", { detail: error.detail });
+    if (error.status === 404) return t("error_gone");
     const field = error.field && error.field.split(".").find((part) => `field_${part}` in I18N.en);
-    if (lang !== "en" && field) return t("invalid_field", { field: t(`field_${field}`) });
-    return t("failed", { detail: errorText(error) });
+    if (field && (!english || VALIDATOR_TEXT.test(error.detail || ""))) {
+      return t("invalid_field", { field: t(`field_${field}`) });
+    }
+    if (error.status === 409) return english && error.detail ? t("error_conflict", { detail: error.detail }) : t("conflict_plain");
+    return english ? t("failed", { detail: errorText(error) }) : t("failed_plain");
   }
 
   function fail(error) {
@@ -329,13 +337,17 @@
       ...reasons.map((code) => el("option", { value: code }, t(`reason_${code}`))));
     const comment = el("textarea", { id: `${id}-comment`, name: "comment", maxlength: 2000 });
     const about = pushId ? { push_id: pushId } : {};
-    const send = () => change(
-      () => call("POST", "/v1/me/complaints", { ...about, reason: reason.value, ...(comment.value.trim() ? { comment: comment.value } : {}) }),
-      {
-        message: (answer) => [t("complaint_sent"), ...answer.actions_taken.map((action) => t(`action_${action}`))].join(" · "),
-        keepOnRefusal: true,
-      },
-    );
+    const send = async () => {
+      await change(
+        () => call("POST", "/v1/me/complaints", { ...about, reason: reason.value, ...(comment.value.trim() ? { comment: comment.value } : {}) }),
+        {
+          message: (answer) => [t("complaint_sent"), ...answer.actions_taken.map((action) => t(`action_${action}`))].join(" · "),
+          keepOnRefusal: true,
+        },
+      );
+      // Sent, the form is gone with its button: the focus goes to the complaints' heading.
+      if (document.activeElement === document.body) focusHeading("complaints");
+    };
     return el("div", { class: "complaint-form", id },
       el("div", { class: "row" }, el("label", { for: reason.id, text: t("complaint_reason") }), reason),
       el("label", { for: comment.id, text: t("complaint_comment") }), comment,

@@ -203,9 +203,13 @@ def test_the_dashboards_own_calls_are_in_the_access_log(tab: Tab, gateway: Gatew
     assert tab.errors == []
 
 
-def test_a_key_without_audit_scope_is_told_so(tab: Tab, gateway: Gateway) -> None:
+def test_a_key_without_audit_scope_is_told_so_and_not_kept(tab: Tab, gateway: Gateway) -> None:
+    """A key that may not read the audit routes signs out, as a refused one does: kept, it showed
+    the same refusal on every tab and after a reload."""
     sign_in(tab, gateway, {"Authorization": f"Bearer {gateway.key('pushes:write')}"})
     expect(tab.page.locator("#status [role=alert]")).to_contain_text("audit:read")
+    expect(tab.page.locator("#sign-in")).to_be_visible()
+    assert tab.page.evaluate("sessionStorage.getItem('cgw.audit.key')") is None
     assert [e for e in tab.errors if "status of 403" not in e] == []
 
 
@@ -286,3 +290,34 @@ def test_a_view_chosen_from_the_keyboard_keeps_the_focus_and_is_marked_current(
     expect(tab.page.locator("#tab-decisions")).to_be_focused()
     assert tab.page.locator("nav.tabs [aria-current]").count() == 1
     assert tab.errors == []
+
+
+def test_a_search_after_a_refused_one_clears_the_refusal(
+    tab: Tab, gateway: Gateway, auditor: dict[str, str]
+) -> None:
+    sign_in(tab, gateway, auditor)
+    tab.page.click("#tab-decisions")
+    expect(tab.page.locator("#results")).to_be_visible()
+    tab.page.fill("#filter-outcome", "bogus")
+    tab.page.click("#search")
+    expect(tab.page.locator("#status [role=alert]")).to_be_visible()
+    tab.page.fill("#filter-outcome", "queued")
+    tab.page.click("#search")
+    expect(tab.page.locator("#status [role=alert]")).to_have_count(0)
+    assert [e for e in tab.errors if "status of 400" not in e] == []
+
+
+def test_a_refused_lookup_shows_no_answer_of_the_last_one(
+    tab: Tab, gateway: Gateway, auditor: dict[str, str]
+) -> None:
+    ref = consent(gateway, f"auditee-{secrets.token_hex(4)}", "marketing", True)
+    sign_in(tab, gateway, auditor)
+    tab.page.click("#tab-subject")
+    tab.page.fill("#subject-ref", ref)
+    tab.page.click("#look-up")
+    expect(tab.page.locator("#subject-result table")).not_to_have_count(0)
+    tab.page.fill("#subject-at", "nonsense")
+    tab.page.click("#look-up")
+    expect(tab.page.locator("#status [role=alert]")).to_be_visible()
+    expect(tab.page.locator("#subject-result table")).to_have_count(0)
+    assert [e for e in tab.errors if "status of 400" not in e] == []

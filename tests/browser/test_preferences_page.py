@@ -489,3 +489,48 @@ def test_a_weekly_number_over_the_system_cap_is_refused_in_the_gateways_words(
     expect(tab.page.locator("#status [role=alert]")).to_contain_text("may not exceed the system cap of 3")
     assert preferences(gateway, someone)["frequency"] == before
     assert [e for e in tab.errors if "status of 400" not in e] == []
+
+
+def test_a_pattern_refusal_names_the_field_not_the_validators_regex(tab: Tab, gateway: Gateway) -> None:
+    open_as(tab, gateway, user())
+    tab.page.fill("#quiet-end", "")
+    tab.page.click("#save-timing")
+    alert = tab.page.locator("#status [role=alert]")
+    expect(alert).to_have_text("Please check: quiet hours")
+    assert [e for e in tab.errors if "status of 400" not in e] == []
+
+
+def test_in_chinese_a_refusal_holds_no_english(tab: Tab, gateway: Gateway) -> None:
+    """Regression: 操作未成功：no such device (device_id)."""
+    someone = user()
+    grant_with_device(gateway, someone)
+    open_as(tab, gateway, someone)
+    tab.page.select_option("#language", "zh-CN")
+    expect(tab.page.locator("#devices li")).to_have_count(1)
+    headers = gateway.as_user(someone)
+    [device] = gateway.http.get("/v1/me/devices", headers=headers).json()
+    assert gateway.http.delete(f"/v1/me/devices/{device['device_id']}", headers=headers).status_code == 204
+    tab.page.locator("#devices li button").click()  # removed meanwhile, elsewhere
+    expect(tab.page.locator("#status [role=alert]")).to_have_text("该项目已不存在。")
+    assert [e for e in tab.errors if "status of 404" not in e] == []
+
+
+def test_after_a_report_is_sent_the_focus_goes_to_the_complaints(tab: Tab, gateway: Gateway) -> None:
+    """Regression: the form left with its button, and the focus fell to the top of the page."""
+    someone = user()
+    grant_with_device(gateway, someone)
+    key = {"Authorization": f"Bearer {gateway.key('pushes:write')}"}
+    push = gateway.http.post(
+        "/v1/pushes",
+        headers=key,
+        json={"idempotency_key": secrets.token_hex(8), "user_id": someone, "topic": "promotions",
+              "title": "Sale", "body": "10% off"},
+    ).json()  # fmt: skip
+    open_as(tab, gateway, someone)
+    item = tab.page.locator(f"#notifications li[data-push-id={push['push_id']}]")
+    item.get_by_role("button", name="Report this message").click()
+    item.get_by_role("button", name="Send report").focus()
+    tab.page.keyboard.press("Enter")
+    expect(tab.page.locator("#status")).to_contain_text("Your report was received")
+    expect(tab.page.locator("#complaints-title")).to_be_focused()
+    assert tab.errors == []
