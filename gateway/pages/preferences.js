@@ -263,7 +263,9 @@
       change(() => call("PATCH", "/v1/me/preferences", changes), { keepOnRefusal: true });
     };
     return section("timing", t("timing_title"), null,
-      el("div", { class: "row" }, el("span", { text: t("quiet_hours") }),
+      // A group named by its caption: a screen reader says "quiet hours" before "from" and "to".
+      el("div", { class: "row", role: "group", "aria-labelledby": "quiet-hours-label" },
+        el("span", { id: "quiet-hours-label", text: t("quiet_hours") }),
         el("label", { for: "quiet-start", text: t("quiet_from") }), start,
         el("label", { for: "quiet-end", text: t("quiet_to") }), end),
       el("div", { class: "row" }, el("label", { for: "max-per-week", text: t("max_per_week") }), perWeek),
@@ -290,13 +292,16 @@
   }
 
   function devicesView(devices) {
+    // Each button is described by its device: a list of buttons all named "Remove" tells a
+    // screen reader user nothing of which is which.
     const items = devices.map((device) =>
       el("li", {},
-        el("span", { class: "mono", text: `${device.platform} ${device.token_hint}` }), " ",
+        el("span", { class: "mono", id: `device-${device.device_id}`, text: `${device.platform} ${device.token_hint}` }), " ",
         el("span", { class: "badge", text: t(`device_status_${device.status}`) }), " ",
         el("span", { class: "meta", text: when(device.created_at) }), " ",
         el("button", {
           class: "secondary",
+          "aria-describedby": `device-${device.device_id}`,
           onclick: async () => {
             await change(
               () => call("DELETE", `/v1/me/devices/${encodeURIComponent(device.device_id)}`),
@@ -359,6 +364,7 @@
   function opensComplaint(label, holder, pushId) {
     return el("button", {
       class: "secondary",
+      ...(pushId ? { "aria-describedby": `push-${pushId}-title` } : {}),
       onclick: (event) => {
         event.target.remove();
         const form = complaintForm(pushId);
@@ -372,7 +378,7 @@
     const items = notifications.map((push) => {
       const holder = el("div");
       return el("li", { "data-push-id": push.push_id },
-        el("strong", { text: push.title ?? "" }),
+        el("strong", { id: `push-${push.push_id}-title`, text: push.title ?? "" }),
         push.body ? el("div", { text: push.body }) : null,
         el("div", { class: "meta", text: [
           t(`topic_${push.topic}`), push.campaign_id ? t("campaign", { id: push.campaign_id }) : null, when(push.at),

@@ -534,3 +534,17 @@ def test_after_a_report_is_sent_the_focus_goes_to_the_complaints(tab: Tab, gatew
     expect(tab.page.locator("#status")).to_contain_text("Your report was received")
     expect(tab.page.locator("#complaints-title")).to_be_focused()
     assert tab.errors == []
+
+
+def test_repeated_buttons_are_told_apart_and_quiet_hours_are_one_named_group(
+    tab: Tab, gateway: Gateway
+) -> None:
+    """A screen reader heard "from", "to", and a list of buttons all named "Remove"."""
+    someone = user()
+    grant_with_device(gateway, someone)
+    open_as(tab, gateway, someone)
+    expect(tab.page.get_by_role("group", name="Quiet hours")).to_be_visible()
+    [device] = gateway.http.get("/v1/me/devices", headers=gateway.as_user(someone)).json()
+    remove = tab.page.locator("#devices li").get_by_role("button", name="Remove")
+    expect(remove).to_have_accessible_description(f"{device['platform']} {device['token_hint']}")
+    assert tab.errors == []
