@@ -92,9 +92,7 @@ _DIGIT_RUN = re.compile(r"(?<![\d+])\d+(?:([ .-])\d+(?:\1\d+)*)?(?!\d)")
 # Resident ID: 18 characters, plain or grouped by one consistent space, dash or dot 6-8-4
 # (region, birth date, sequence and check) or 6-4-4-4, and a letter may come just before it
 # ("ID110105…"): the birth date and check character keep other numbers out.
-_RESIDENT_ID = re.compile(
-    r"(?<!\d)\d{6}(?:([ .-]?)\d{8}\1|([ .-])\d{4}\2\d{4}\2)\d{3}[0-9Xx](?![0-9A-Za-z])"
-)
+_RESIDENT_ID = re.compile(r"(?<!\d)\d{6}(?:([ .-]?)\d{8}\1|([ .-])\d{4}\2\d{4}\2)\d{3}[0-9Xx](?![0-9A-Za-z])")
 # Eight digits with `_GAP`s between them: the least any number kind below has (E.164), so text
 # without it skips the number checks — most push text. `[0-9]`, not `\d`: folding leaves no
 # other digit, and the engine tests a class of ASCII ranges in a bitmap where `\d` asks the
@@ -125,8 +123,9 @@ def _contains_card(text: str) -> bool:
 def card_spans(lengths: list[int]) -> Iterator[tuple[int, int]]:
     """(first, stop) group indexes of each span of groups written as cards are: one run of 13-19
     digits; groups of four, the last of one to four, 13-19 digits in all (4-4-4-4, 4-4-4-4-3);
-    or 4-6-5 and 4-6-4 (American Express, Diners). Any span of groups that passed Luhn was a card
-    before, and one list of shoe sizes in four ("36 37 38 39 40 41 42 43") was rejected as one."""
+    or 4-6-5, 4-6-4 and 4-3-3-3 (American Express, Diners, a 13-digit Visa). Any span of groups
+    that passed Luhn was a card before, and one list of shoe sizes in four ("36 37 38 39 40 41 42
+    43") was rejected as one."""
     for first, length in enumerate(lengths):
         if 13 <= length <= 19:
             yield first, first + 1
@@ -134,6 +133,8 @@ def card_spans(lengths: list[int]) -> Iterator[tuple[int, int]]:
             continue
         if lengths[first + 1 : first + 3] in ([6, 5], [6, 4]):
             yield first, first + 3
+        if lengths[first + 1 : first + 4] == [3, 3, 3]:
+            yield first, first + 4
         digits, stop = 0, first
         while stop < len(lengths) and lengths[stop] == 4 and digits + 4 <= 19:
             digits += 4

@@ -62,7 +62,7 @@ def _checked_base_url(base_url: str) -> str:
             problem = "not an http or https URL with a host"
         elif url.userinfo:
             problem = "holds a user or password; the API key is the only credential"
-        elif url.query or url.fragment:
+        elif "?" in base_url or "#" in base_url:  # even empty: calls would go under "/?" or to "/"
             problem = "holds a query or fragment"
     if problem is not None:
         raise ValueError(f"base_url: {problem}")

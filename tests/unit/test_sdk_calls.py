@@ -232,6 +232,8 @@ def test_a_malformed_key_is_refused_without_being_repeated(key: str) -> None:
         "127.0.0.1:9",
         "http://127.0.0.1:9/?via=hunter2",
         "http://127.0.0.1:9/#hunter2",
+        "http://127.0.0.1:9/?",
+        "http://127.0.0.1:9/#",
     ],
 )
 def test_a_base_url_holding_more_than_where_the_gateway_is_is_refused(base_url: str) -> None:
