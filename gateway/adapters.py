@@ -16,7 +16,7 @@ from pathlib import Path
 from cryptography.exceptions import UnsupportedAlgorithm
 
 from clients.delivery import (
-    PROVIDER_TIMEOUT_SECONDS,
+    LONGEST_SEND_SECONDS,
     ApnsAdapter,
     ApnsConfig,
     DeliveryAdapter,
@@ -46,16 +46,16 @@ def build_adapters(settings: Settings) -> dict[str, DeliveryAdapter]:
     sink = FileSink(FileSinkConfig(path=settings.data_dir / "deliveries.jsonl"))
     providers = _providers(settings)
     _make_room_for(sum(p in providers for p in HTTP1_PROVIDERS) * 2 * settings.worker_concurrency)
-    if providers and settings.worker_lease_seconds <= PROVIDER_TIMEOUT_SECONDS:
-        # Not refused: a deployment may choose it. But a send still waiting when its lease ends is
-        # claimed and sent again by another worker, and that worker's attempts are the only ones
-        # counted, so against a provider that hangs a push is sent every lease until it expires.
+    if providers and settings.worker_lease_seconds < 2 * LONGEST_SEND_SECONDS:
+        # Not refused: a deployment may choose it. But a round starts sends until only the longer
+        # of a send's longest and half the lease is left: under twice a send's longest, a slow
+        # send may outlast its lease and be claimed and sent again by another worker.
         log.warning(
-            "CGW_WORKER_LEASE_SECONDS is not longer than a provider call's timeout: a slow send is "
-            "claimed and sent again by another worker before it ends",
+            "CGW_WORKER_LEASE_SECONDS is under twice a send's longest: a slow send may be claimed "
+            "and sent again by another worker before it ends",
             extra={
                 "lease_seconds": settings.worker_lease_seconds,
-                "timeout_seconds": PROVIDER_TIMEOUT_SECONDS,
+                "longest_send_seconds": LONGEST_SEND_SECONDS,
             },
         )
     return dict.fromkeys(PLATFORMS, sink) | providers

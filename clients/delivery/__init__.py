@@ -9,6 +9,7 @@ hammering a provider that is down. Adapters never log tokens or content.
 
 from clients.delivery.apns import ApnsAdapter, ApnsConfig
 from clients.delivery.base import (
+    LONGEST_SEND_SECONDS,
     PROVIDER_TIMEOUT_SECONDS,
     Clock,
     DeliveryAdapter,
@@ -25,6 +26,7 @@ from clients.delivery.webhook import WebhookAdapter, WebhookConfig, verify_webho
 from clients.delivery.webpush import WebPushAdapter, WebPushConfig
 
 __all__ = [
+    "LONGEST_SEND_SECONDS",
     "PROVIDER_TIMEOUT_SECONDS",
     "ApnsAdapter",
     "ApnsConfig",

@@ -17,8 +17,8 @@ from typing import Literal, Protocol, runtime_checkable
 import msgspec
 
 __all__ = [
-    "PROVIDER_TIMEOUT_SECONDS", "Clock", "DeliveryAdapter", "DeliveryMessage", "DeliveryResult", "SecretText",
-    "SeveralProviders", "provider_code",
+    "LONGEST_SEND_SECONDS", "PROVIDER_TIMEOUT_SECONDS", "Clock", "DeliveryAdapter", "DeliveryMessage",
+    "DeliveryResult", "SecretText", "SeveralProviders", "provider_code",
 ]  # fmt: skip
 
 Platform = Literal["fcm", "apns", "webpush", "webhook"]
@@ -26,6 +26,10 @@ Status = Literal["delivered", "retry", "invalid_token", "failed"]
 
 PROVIDER_TIMEOUT_SECONDS = 10.0
 """How long one call to a provider may take, its connection's wait included, in every adapter."""
+
+LONGEST_SEND_SECONDS = 2 * PROVIDER_TIMEOUT_SECONDS
+"""How long one send may take: FCM may fetch its access token first. (After a 401 it fetches
+again and sends again, twice as long; that path is rare, and its resend carries the same key.)"""
 
 Clock = Callable[[], float]
 """Unix seconds; `time.time` in production, a fixed or stepping function in tests."""

@@ -49,7 +49,7 @@ from typing import TypeVar
 import msgspec
 
 from clients.delivery import (
-    PROVIDER_TIMEOUT_SECONDS,
+    LONGEST_SEND_SECONDS,
     CircuitBreaker,
     DeliveryAdapter,
     DeliveryMessage,
@@ -248,10 +248,11 @@ class Dispatcher:
         prepared, ends = await self._store.data.writer.run(claim_and_prepare)
         self._count(ends)
         sends = [(c, s) for c, s in prepared if s is not None]
-        # The last moment a send may start and still end within the lease (each call is bounded
-        # by the providers' timeout): a round's sends wait for connections, and one started later
-        # could still be running when another worker claims the push and sends it again.
-        last_start = now + lease - min(timedelta(seconds=PROVIDER_TIMEOUT_SECONDS), lease / 2)
+        # The last moment a send may start and still end within the lease: a round's sends wait
+        # for connections, and one started later could still be running when another worker
+        # claims the push and sends it again. (A lease under twice a send's longest keeps half
+        # of itself for sending, and is warned of at start.)
+        last_start = now + lease - min(timedelta(seconds=LONGEST_SEND_SECONDS), lease / 2)
         results = await asyncio.gather(
             *(asyncio.gather(*(self._send(m, last_start) for m in s.messages)) for _, s in sends)
         )
@@ -380,8 +381,14 @@ class Dispatcher:
             )
             return deferred, None
         recorded = snapshot.recorded[row.push_id]
-        # A device that has it, or that refused it for good (`failed`), is not sent it again.
-        pending = [d for d in snapshot.devices[key.subject_id] if recorded.get(d.device_id) not in _SETTLED]
+        # A device that has it, or that refused it for good (`failed`), is not sent it again. Those
+        # never tried go first: a round cut short (its lease ending, a circuit open) sends the
+        # first devices only, and one retried each round would spend the push's attempts while
+        # the others waited unsent.
+        pending = sorted(
+            (d for d in snapshot.devices[key.subject_id] if recorded.get(d.device_id) not in _SETTLED),
+            key=lambda d: d.device_id in recorded,
+        )
         # A deferral at dispatch left its reasons as dispatch's verdict; sending it ends that verdict.
         deferred_here = row.final_reasons is not None
         # Until a device has it, the push counts against the caps (and shows in the user's
