@@ -181,13 +181,22 @@ class WebPushAdapter:
         await self._http.aclose()
 
     def breaker_key(self, message: DeliveryMessage) -> str:
-        """`webpush <origin>`: each push service has its own circuit. A token that names no
-        allowed service is never sent (`send` answers `invalid_token`), so its key is moot."""
+        """`webpush <allowed host>`: each push service has its own circuit, named by the entry of
+        the allowed hosts its endpoint is on, not by the endpoint's own host: a service's
+        subdomains (Windows' regional ones) are one provider, and circuits stay as few as the
+        entries, whatever hosts subscriptions name. A token that names no allowed service is
+        never sent (`send` answers `invalid_token`), so its key is moot."""
         try:
-            origin = self.audience_for(msgspec.json.decode(message.token, type=_Subscription).endpoint)
+            endpoint = msgspec.json.decode(message.token, type=_Subscription).endpoint
         except msgspec.DecodeError:
-            origin = None
-        return f"{self.name} {origin or '(none)'}"
+            return f"{self.name} (none)"
+        if self.audience_for(endpoint) is None:
+            return f"{self.name} (none)"
+        host = (urlsplit(endpoint).hostname or "").lower()
+        service = next(
+            (h for h in self._config.allowed_hosts if host == h or host.endswith("." + h)), "(none)"
+        )
+        return f"{self.name} {service}"
 
     def audience_for(self, endpoint: str) -> str | None:
         """The endpoint's origin (the VAPID audience), or None when we must not POST there."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from support import WebhookRelay
 from test_dispatch_adapter_faults import valid_webpush_token
 from test_dispatch_rules import SECRET, World
 
-from clients.delivery import WebPushAdapter, WebPushConfig
+from clients.delivery import DeliveryMessage, WebPushAdapter, WebPushConfig
 from gateway.runtime import Runtime
 from gateway.services.dispatch import Dispatcher
 from gateway.settings import Secret, Settings
@@ -132,3 +133,33 @@ def test_one_push_service_down_does_not_hold_back_another(
     shown = world.read(healthy)
     assert shown["status"] == "delivered", shown
     world.client.blocking_portal.call(adapter.aclose)
+
+
+def test_a_services_subdomains_share_its_circuit_and_circuits_stay_few() -> None:
+    """Keyed by the endpoint's own host, every subdomain or port a subscription named made a
+    circuit of its own, kept for good: as many as users cared to register."""
+    vapid = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    adapter = WebPushAdapter(
+        WebPushConfig(vapid_private_key=Secret(vapid.decode()), vapid_subject="mailto:ops@example.com")
+    )
+
+    def key(endpoint: str) -> str:
+        token = json.dumps(json.loads(valid_webpush_token()) | {"endpoint": endpoint})
+        message = DeliveryMessage(
+            push_id="psh_1", device_id="dev_1", platform="webpush", token=token, topic="transactional",
+            title="t", body="b", data={}, campaign_id=None, variant=None,
+            expires_at=datetime(2030, 1, 1, tzinfo=UTC),
+        )  # fmt: skip
+        return adapter.breaker_key(message)
+
+    regions = [
+        f"https://{region}.notify.windows.com:{port}/w/x"
+        for region in ("db5", "zz-1")
+        for port in (443, 8443)
+    ]
+    windows = {key(endpoint) for endpoint in regions}
+    assert windows == {"webpush notify.windows.com"}
+    assert key("https://fcm.googleapis.com/fcm/send/x") == "webpush fcm.googleapis.com"
+    assert key("https://push.example.com/x") == "webpush (none)"  # never sent: no circuit of its own
