@@ -15,7 +15,8 @@ import json
 import re
 from collections import Counter
 from operator import itemgetter
-from typing import Any, Generic, TypeVar
+from types import UnionType
+from typing import Annotated, Any, Generic, TypeVar, Union, get_args, get_origin
 
 import msgspec
 from litestar._openapi.schema_generation import SchemaCreator
@@ -116,6 +117,45 @@ def _first_repeat(node: Any, path: str) -> str | None:
     return None
 
 
+_SEGMENT = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def _named_value(raw: bytes, model: type, path: str) -> str:
+    """`data.deeplink` for msgspec's `data[...]`: it names no key of a mapping whose value it
+    refused, and a service routing on the field learned only that some `data` value was wrong.
+    On this rare path the body is parsed again and each value of that mapping checked against
+    the model's type for it; `path` as it was if the walk finds nothing."""
+    prefix = path.removesuffix("[...]")
+    try:
+        node, kind = json.loads(raw), _bare(model)
+        for name, index in _SEGMENT.findall(prefix):
+            if name:
+                field = next(f for f in msgspec.structs.fields(kind) if f.encode_name == name)
+                node, kind = node[name], _bare(field.type)
+            else:
+                node, kind = node[int(index)], _bare(get_args(kind)[0])
+        value_type = get_args(kind)[1]
+        for key, value in node.items():
+            try:
+                msgspec.convert(value, value_type, strict=True)
+            except msgspec.ValidationError:
+                return f"{prefix}.{key}"
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError, StopIteration):
+        pass
+    return path
+
+
+def _bare(kind: Any) -> Any:
+    """The type under `Annotated[...]` and `| None`."""
+    while True:
+        if get_origin(kind) is Annotated:
+            kind = get_args(kind)[0]
+        elif isinstance(kind, UnionType) or get_origin(kind) is Union:
+            kind = next(arg for arg in get_args(kind) if arg is not type(None))
+        else:
+            return kind
+
+
 def decode_strict(raw: bytes, model: type[T]) -> T:
     """`raw` as a `model`, or `InvalidInput` naming the field at fault."""
     if not raw.strip():
@@ -123,7 +163,10 @@ def decode_strict(raw: bytes, model: type[T]) -> T:
     try:
         decoded = msgspec.json.decode(raw, type=model, strict=True)
     except msgspec.ValidationError as exc:
-        raise InvalidInput(str(exc), _field_of(str(exc))) from None
+        field = _field_of(str(exc))
+        if field.endswith("[...]"):
+            field = _named_value(raw, model, field)
+        raise InvalidInput(str(exc), field) from None
     except (msgspec.DecodeError, RecursionError) as exc:
         raise InvalidInput(f"malformed JSON: {exc}", "body") from None
     _refuse_duplicate_keys(raw)
