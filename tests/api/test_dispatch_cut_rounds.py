@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 from support import WebhookRelay
-from test_dispatch_lease import clock, world  # noqa: F401 (fixtures: the wall clock, the world)
-from test_dispatch_rules import SECRET, World
+from test_dispatch_lease import clock  # noqa: F401 (the fixture: the wall clock)
+from test_dispatch_rules import SECRET, World, world  # noqa: F401 (the fixture)
 
 from clients.delivery import WebhookAdapter, WebhookConfig
 from gateway.services.dispatch import Dispatcher

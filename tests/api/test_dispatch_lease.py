@@ -12,19 +12,14 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest import Headers
-from litestar import Litestar
-from litestar.testing import TestClient
 from support import WebhookRelay
-from test_dispatch_rules import SECRET, World
+from test_dispatch_rules import SECRET, World, world  # noqa: F401 (the fixture, on this module's clock)
 
 from clients.delivery import WebhookAdapter, WebhookConfig
-from gateway.runtime import Runtime
 from gateway.services.dispatch import Dispatcher
 from gateway.settings import Secret, Settings
 
@@ -49,15 +44,7 @@ def settings(data_dir: Path, hook: WebhookRelay) -> Settings:
     )  # fmt: skip
 
 
-@pytest.fixture
-def world(
-    client: TestClient[Litestar], runtime: Runtime, clock: WallClock, hook: WebhookRelay, data_dir: Path,
-    as_user: Callable[[str], Headers], as_key: Callable[..., Headers],
-) -> World:  # fmt: skip
-    return World(client, runtime, clock, hook, data_dir, as_user, as_key, key=as_key("pushes:write"))  # type: ignore[arg-type]
-
-
-def test_a_second_worker_never_sends_what_the_first_is_still_sending(world: World) -> None:
+def test_a_second_worker_never_sends_what_the_first_is_still_sending(world: World) -> None:  # noqa: F811
     world.user("ana", platform="webhook")
     ana = world.as_user("ana")
     for i in range(2):

@@ -10,23 +10,19 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import FakeClock, Headers
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from litestar import Litestar
-from litestar.testing import TestClient
 from support import WebhookRelay
 from test_dispatch_adapter_faults import valid_webpush_token
-from test_dispatch_rules import SECRET, World
+from test_dispatch_rules import SECRET, World, world  # noqa: F401 (the fixture)
 
 from clients.delivery import DeliveryMessage, WebPushAdapter, WebPushConfig
-from gateway.runtime import Runtime
 from gateway.services.dispatch import Dispatcher
 from gateway.settings import Secret, Settings
 from storage.repositories import devices
@@ -71,14 +67,6 @@ def settings(data_dir: Path, hook: WebhookRelay) -> Settings:
 
 
 @pytest.fixture
-def world(
-    client: TestClient[Litestar], runtime: Runtime, clock: FakeClock, hook: WebhookRelay, data_dir: Path,
-    as_user: Callable[[str], Headers], as_key: Callable[..., Headers],
-) -> World:  # fmt: skip
-    return World(client, runtime, clock, hook, data_dir, as_user, as_key, key=as_key("pushes:write"))
-
-
-@pytest.fixture
 def services() -> Iterator[tuple[PushService, PushService]]:
     down, up = PushService(503), PushService(201)
     yield down, up
@@ -87,7 +75,8 @@ def services() -> Iterator[tuple[PushService, PushService]]:
 
 
 def test_one_push_service_down_does_not_hold_back_another(
-    world: World, services: tuple[PushService, PushService]
+    world: World,  # noqa: F811 (the fixture imported above)
+    services: tuple[PushService, PushService],
 ) -> None:
     down, up = services
     vapid = ec.generate_private_key(ec.SECP256R1()).private_bytes(

@@ -136,6 +136,17 @@ def grant_with_device(gateway: Gateway, user_id: str) -> None:
     assert device.status_code == 201, device.text
 
 
+def sent_push(gateway: Gateway, user_id: str, **fields: str) -> dict[str, Any]:
+    """A promotion submitted to `user_id` (queued: consent granted, a device), as a service would."""
+    key = {"Authorization": f"Bearer {gateway.key('pushes:write')}"}
+    body = {"idempotency_key": secrets.token_hex(8), "user_id": user_id, "topic": "promotions",
+            "title": "Sale", "body": "10% off"} | fields  # fmt: skip
+    answer = gateway.http.post("/v1/pushes", headers=key, json=body)
+    assert answer.json()["outcome"] == "queued", answer.text
+    push: dict[str, Any] = answer.json()
+    return push
+
+
 def test_pushes_show_as_text_never_markup_and_can_be_reported(tab: Tab, gateway: Gateway) -> None:
     someone = user()
     grant_with_device(gateway, someone)
@@ -258,13 +269,7 @@ def test_the_page_is_served_with_a_strict_policy(gateway: Gateway) -> None:
 def test_a_double_click_sends_one_complaint(tab: Tab, gateway: Gateway) -> None:
     someone = user()
     grant_with_device(gateway, someone)
-    key = {"Authorization": f"Bearer {gateway.key('pushes:write')}"}
-    push = gateway.http.post(
-        "/v1/pushes",
-        headers=key,
-        json={"idempotency_key": secrets.token_hex(8), "user_id": someone, "topic": "promotions",
-              "title": "Sale", "body": "10% off"},
-    ).json()  # fmt: skip
+    push = sent_push(gateway, someone)
     open_as(tab, gateway, someone)
 
     def slow(route: Route) -> None:
@@ -519,13 +524,7 @@ def test_after_a_report_is_sent_the_focus_goes_to_the_complaints(tab: Tab, gatew
     """Regression: the form left with its button, and the focus fell to the top of the page."""
     someone = user()
     grant_with_device(gateway, someone)
-    key = {"Authorization": f"Bearer {gateway.key('pushes:write')}"}
-    push = gateway.http.post(
-        "/v1/pushes",
-        headers=key,
-        json={"idempotency_key": secrets.token_hex(8), "user_id": someone, "topic": "promotions",
-              "title": "Sale", "body": "10% off"},
-    ).json()  # fmt: skip
+    push = sent_push(gateway, someone)
     open_as(tab, gateway, someone)
     item = tab.page.locator(f"#notifications li[data-push-id={push['push_id']}]")
     item.get_by_role("button", name="Report this message").click()
