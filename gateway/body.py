@@ -118,6 +118,9 @@ def _first_repeat(node: Any, path: str) -> str | None:
 
 
 _SEGMENT = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+# Naming the key parses the body again into a tree: for a push's body (its edge limits come to
+# ~25 KiB), not a batch's of up to 64 MiB, which took seconds of the event loop and gigabytes.
+_NAMING_MAX_BYTES = 64 * 1024
 
 
 def _named_value(raw: bytes, model: type, path: str) -> str:
@@ -140,7 +143,7 @@ def _named_value(raw: bytes, model: type, path: str) -> str:
                 msgspec.convert(value, value_type, strict=True)
             except msgspec.ValidationError:
                 return f"{prefix}.{key}"
-    except (KeyError, IndexError, TypeError, ValueError, AttributeError, StopIteration):
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError, StopIteration, RecursionError):
         pass
     return path
 
@@ -164,7 +167,7 @@ def decode_strict(raw: bytes, model: type[T]) -> T:
         decoded = msgspec.json.decode(raw, type=model, strict=True)
     except msgspec.ValidationError as exc:
         field = _field_of(str(exc))
-        if field.endswith("[...]"):
+        if field.endswith("[...]") and len(raw) <= _NAMING_MAX_BYTES:
             field = _named_value(raw, model, field)
         raise InvalidInput(str(exc), field) from None
     except (msgspec.DecodeError, RecursionError) as exc:

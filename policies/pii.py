@@ -72,7 +72,8 @@ _E164 = re.compile(
     r"|\+[1-9](?:[ .-]?\d){7,14}"
     r")(?!\d)"
 )
-# Mainland China mobile: 11 digits 1[3-9]…, plain or grouped 3-4-4 by spaces, dashes or dots,
+# Mainland China mobile: 11 digits 1[3-9]…, plain or grouped 3-4-4 by one consistent separator
+# (mixed, "Bus 139 0600-2300" and "CA168 0830-1145" read as phones),
 # not part of a longer run of digits (a dot beside it may be a full stop or a version's: flagged).
 # The country code may come first without a "+", as "86" or after the dialing prefix, "0086",
 # glued to the number ("8613800138000"; after a space or a dash the number stands alone already).
@@ -84,7 +85,7 @@ _E164 = re.compile(
 _CN_MOBILE = re.compile(
     "(?:"
     + "|".join(rf"{prefix}1[3-9](?<![\d+]{prefix}1[3-9])" for prefix in ("", "86", "0086"))
-    + r")\d[ .-]?\d{4}[ .-]?\d{4}(?!\d)"
+    + r")\d([ .-]?)\d{4}\1\d{4}(?!\d)"
 )
 # Digit groups joined by one consistent separator, so "2024-06-15 2024-06-22" stays two runs. A
 # dot too ("4111.1111.1111.1111"): amounts and dates in dots are not card-shaped (`card_spans`).
@@ -120,12 +121,14 @@ def _contains_card(text: str) -> bool:
     return any(_luhn_span(re.split(r"[ .-]", match.group(0))) for match in _DIGIT_RUN.finditer(text))
 
 
-def card_spans(lengths: list[int]) -> Iterator[tuple[int, int]]:
+def card_spans(groups: list[str]) -> Iterator[tuple[int, int]]:
     """(first, stop) group indexes of each span of groups written as cards are: one run of 13-19
     digits; groups of four, the last of one to four, 13-19 digits in all (4-4-4-4, 4-4-4-4-3);
-    or 4-6-5, 4-6-4 and 4-3-3-3 (American Express, Diners, a 13-digit Visa). Any span of groups
+    or 4-6-5, 4-6-4 and, starting with a 4, 4-3-3-3 (American Express, Diners, a 13-digit Visa:
+    any 4-3-3-3 let one list of prices in ten through, "Tickets 1280 880 680 480"). Any span of groups
     that passed Luhn was a card before, and one list of shoe sizes in four ("36 37 38 39 40 41 42
     43") was rejected as one."""
+    lengths = [len(group) for group in groups]
     for first, length in enumerate(lengths):
         if 13 <= length <= 19:
             yield first, first + 1
@@ -133,7 +136,7 @@ def card_spans(lengths: list[int]) -> Iterator[tuple[int, int]]:
             continue
         if lengths[first + 1 : first + 3] in ([6, 5], [6, 4]):
             yield first, first + 3
-        if lengths[first + 1 : first + 4] == [3, 3, 3]:
+        if lengths[first + 1 : first + 4] == [3, 3, 3] and groups[first][0] == "4":
             yield first, first + 4
         digits, stop = 0, first
         while stop < len(lengths) and lengths[stop] == 4 and digits + 4 <= 19:
@@ -159,7 +162,7 @@ def _luhn_span(groups: list[str]) -> bool:
     ends_even[1::2], ends_odd[1::2] = doubled[1::2], plain[1::2]
     sums = (list(accumulate(ends_even, initial=0)), list(accumulate(ends_odd, initial=0)))
     bounds = list(accumulate(map(len, groups), initial=0))
-    for first, stop in card_spans([len(group) for group in groups]):
+    for first, stop in card_spans(groups):
         start, end = bounds[first], bounds[stop]
         by_end = sums[(end - 1) % 2]
         if (by_end[end] - by_end[start]) % 10 == 0:

@@ -195,6 +195,7 @@
 
   function focusHeading(id) {
     const heading = document.getElementById(`${id}-title`);
+    if (!heading) return;  // signed out meanwhile (a 401): the sign-in form holds the page
     heading.setAttribute("tabindex", "-1");
     heading.focus();
   }

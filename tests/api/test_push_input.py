@@ -354,3 +354,19 @@ def test_a_repeated_key_in_a_batch_names_the_push_it_is_in(
     body = assert_problem(answer, 400, named)
     assert [item["key"] for item in body["extra"]] == [named]
     assert setup.counts() == before
+
+
+def test_a_bad_data_value_deep_in_a_large_batch_is_refused_at_once(setup: Setup) -> None:
+    """Naming the key parses the body again: not a batch's (seconds and gigabytes at 64 MiB), so
+    past a push's size the field stays msgspec's `[...]`; and a body nested too deep for that
+    parse is still a 400, not a 500."""
+    bad = good(data={"deeplink": 1})
+    batch = {"pushes": [bad] + [good(idempotency_key=f"k-{i}") for i in range(600)]}
+    answer = setup.client.post("/v1/pushes/batch", json=batch, headers=setup.key)
+    assert_problem(answer, 400, "pushes[0].data[...]")
+    # msgspec refuses `data` first; the deep title is met only by the parse that names the key.
+    rest = json.dumps({k: v for k, v in good().items() if k not in ("data", "title")})[1:]
+    deep = '{"data": {"deeplink": 1}, "title": ' + "[" * 30000 + "]" * 30000 + ", " + rest
+    json_headers = setup.key | {"content-type": "application/json"}
+    answer = setup.client.post("/v1/pushes", content=deep, headers=json_headers)
+    assert answer.status_code == 400, answer.text

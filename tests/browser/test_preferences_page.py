@@ -547,3 +547,20 @@ def test_repeated_buttons_are_told_apart_and_quiet_hours_are_one_named_group(
     remove = tab.page.locator("#devices li").get_by_role("button", name="Remove")
     expect(remove).to_have_accessible_description(f"{device['platform']} {device['token_hint']}")
     assert tab.errors == []
+
+
+def test_a_report_refused_for_an_ended_session_signs_out_cleanly(tab: Tab, gateway: Gateway) -> None:
+    """Regression: the focus step after sending looked for the complaints' heading on the
+    sign-in form a 401 had put in the page's place, and threw."""
+    open_as(tab, gateway, user())
+
+    def ended(route: Route) -> None:
+        route.fulfill(
+            status=401, content_type="application/json", body='{"status_code": 401, "detail": "expired"}'
+        )
+
+    tab.page.route("**/v1/me/complaints", ended)
+    tab.page.locator("#complaints").get_by_role("button", name="Report a problem").click()
+    tab.page.locator("#complaints").get_by_role("button", name="Send report").click()
+    expect(tab.page.locator("#token")).to_be_visible()
+    assert [e for e in tab.errors if "status of 401" not in e] == []

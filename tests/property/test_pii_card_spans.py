@@ -18,8 +18,10 @@ def card_shaped(groups: list[str]) -> bool:
     lengths = [len(group) for group in groups]
     if not 13 <= sum(lengths) <= 19:
         return False
-    if len(lengths) == 1 or lengths in ([4, 6, 5], [4, 6, 4], [4, 3, 3, 3]):
+    if len(lengths) == 1 or lengths in ([4, 6, 5], [4, 6, 4]):
         return True
+    if lengths == [4, 3, 3, 3]:
+        return groups[0].startswith("4")
     return all(length == 4 for length in lengths[:-1]) and 1 <= lengths[-1] <= 4
 
 
