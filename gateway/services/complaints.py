@@ -126,8 +126,9 @@ class ComplaintService:
         self._policy.refresh(conn)  # the mute's length and the campaign rule: as in force now
         source = f"complaint:{complaint_id}"
         actions: list[str] = []
-        if push is not None and is_marketing(push.topic):
-            wanted = now + timedelta(days=self._policy.settings.complaint_mute_days)
+        mute_days = self._policy.settings.complaint_mute_days
+        if push is not None and is_marketing(push.topic) and mute_days > 0:  # 0: no mute to say was made
+            wanted = now + timedelta(days=mute_days)
             until = repo.mute(conn, key.subject_id, push.topic, wanted, source)
             self._log(
                 conn,

@@ -135,11 +135,11 @@ class PreferenceCenter:
         self._check_against_policy(patch)
         if patch == PreferencesUpdate():
             return self.read(subject_ref)  # nothing asked, nothing changed, nothing recorded
-        now = self._clock()
-        key = await self._store.directory.ensure_from_loop(subject_ref, now)
+        key = await self._store.directory.ensure_from_loop(subject_ref, self._clock())
         changes = msgspec.json.encode(patch)
 
         def unit(conn: Connection) -> PreferencesRead:
+            now = self._clock()  # in the unit: events' times follow their order in the ledger
             before = preferences.load(conn, key)
             doc = apply_patch(before, patch)
             # A settings screen may send back every choice unchanged: the ledger keeps changes.
@@ -157,10 +157,14 @@ class PreferenceCenter:
     async def set_consent(
         self, subject_ref: str, purpose: str, body: ConsentUpdate, *, actor: str, source: str
     ) -> ConsentAnswer:
-        now = self._clock()
-        key = await self._store.directory.ensure_from_loop(subject_ref, now)
+        key = await self._store.directory.ensure_from_loop(subject_ref, self._clock())
+        # The time is read in the unit, so receipts' and events' times follow the ledger's order:
+        # read before, concurrent first changes of a new subject (each making it on its own
+        # thread) could be written in another order than their times.
         return await self._store.data.writer.run(
-            lambda conn: self.record_consent(conn, key, purpose, body, actor=actor, source=source, now=now)
+            lambda conn: self.record_consent(
+                conn, key, purpose, body, actor=actor, source=source, now=self._clock()
+            )
         )
 
     def record_consent(

@@ -20,6 +20,7 @@ from litestar.testing import TestClient
 from support import assert_problem, audience, readers, scan_bytes, scan_tables
 
 from gateway.runtime import Runtime
+from storage import ledger
 from storage.store import DATA_FILE
 
 Client = TestClient[Litestar]
@@ -194,6 +195,20 @@ def test_a_later_complaint_under_a_shorter_mute_length_keeps_the_longer_mute(
     mutes = client.get("/v1/me/export", headers=ada).json()["mutes"]
     assert [(m["topic"], at(m["until"])) for m in mutes] == [("promotions", at("2026-12-23T10:00:00Z"))]
     assert mutes[0]["source"] == f"complaint:{filed['complaint_id']}"  # the mute that stands is the first's
+
+
+def test_with_no_mute_length_a_complaint_says_nothing_was_muted(
+    client: Client, runtime: Runtime, as_user: UserHeaders, as_key: KeyHeaders, key: Headers
+) -> None:
+    """Regression: with `complaint_mute_days` 0 the answer said `topic_muted` and the ledger
+    recorded a mute ending at once, which muted nothing."""
+    ada = onboard(client, as_user, "ada")
+    set_policy(client, as_key, complaint_mute_days=0)
+    first = delivered_push(client, runtime, key, "ada", "p1")
+    assert complain(client, ada, push_id=first, reason="irrelevant")["actions_taken"] == []
+    kinds = [e.kind for e in ledger.events(runtime.store.data.reader())]
+    assert "complaint.topic_muted" not in kinds
+    assert client.get("/v1/me/preferences", headers=ada).json()["paused_until"] == {}
 
 
 def test_too_frequent_lowers_the_weekly_cap_to_one(

@@ -4,9 +4,11 @@ topic visibility, the ledger trail of every change, concurrency, and who may cal
 from __future__ import annotations
 
 import json
+import threading
 import zoneinfo
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ from litestar import Litestar
 from litestar.testing import TestClient
 from support import assert_problem
 
+from gateway.app import create_app
 from gateway.clock import system_clock
 from gateway.runtime import Runtime
 from gateway.settings import Settings
@@ -727,3 +730,35 @@ def test_token_with_an_unencodable_sub_is_a_401(client: Client, runtime: Runtime
     response = client.get("/v1/me/preferences", headers={"Authorization": f"Bearer {token}"})
 
     assert_problem(response, 401, "Authorization")
+
+
+class TickingClock:
+    """A clock a microsecond later at every reading, behind a lock: orders readings strictly."""
+
+    def __init__(self) -> None:
+        self._now = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+        self._lock = threading.Lock()
+
+    def __call__(self) -> datetime:
+        with self._lock:
+            self._now += timedelta(microseconds=1)
+            return self._now
+
+
+def test_consent_times_follow_the_ledgers_order_for_a_new_users_first_changes(settings: Settings) -> None:
+    """Regression: the time was read before the subject was made, each request on its own
+    thread, so concurrent first consents of a new user were written in another order than their
+    times: the final state was dated before the events it followed."""
+    app = create_app(settings, TickingClock())
+    with TestClient(app) as client:
+        runtime: Runtime = app.state.runtime
+        headers = {"Authorization": f"Bearer {runtime.user_tokens.mint('new-user-ticks', system_clock())}"}
+        bodies = [{"granted": i % 2 == 0, "notice_version": NOTICE} for i in range(16)]
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            answers = list(
+                pool.map(lambda b: client.put("/v1/me/consents/marketing", headers=headers, json=b), bodies)
+            )
+        assert {a.status_code for a in answers} == {200}
+        stamps = [e.at for e in events(runtime)]
+        assert len(stamps) == 16
+        assert stamps == sorted(stamps)
