@@ -169,3 +169,41 @@ def test_a_tombstone_whose_time_does_not_read_does_not_stop_the_migration(tmp_pa
     days = dict(conn.execute("SELECT subject_ref, erased_at FROM tombstones").fetchall())
     assert days["sub_naive"] == "2026-11-24T00:00:00+00:00"
     assert datetime.fromisoformat(days["sub_bad"]) > datetime.now(UTC)  # the day after the migration
+
+
+def test_one_subject_index_serves_the_caps_and_the_per_subject_queries(tmp_path: Path) -> None:
+    """A marketing push entered two indexes led by its random subject id; after 0018 it enters
+    one, and each query by subject still searches it rather than scanning the table."""
+    conn = connect(tmp_path / "gateway.db", secrets.token_bytes(32))
+    migrate(conn, [m for m in DATA_MIGRATIONS if m[0] != "0018_one_subject_index"])
+    conn.execute("BEGIN")
+    _push(conn, "psh_1", None)
+    conn.execute("COMMIT")
+
+    assert migrate(conn, DATA_MIGRATIONS) == ["0018_one_subject_index"]
+
+    led_by_subject = [
+        name
+        for (name,) in conn.execute(
+            "SELECT il.name FROM pragma_index_list('pushes') il "
+            "JOIN pragma_index_info(il.name) ii ON ii.seqno = 0 WHERE ii.name = 'subject_id'"
+        )
+    ]
+    assert led_by_subject == ["pushes_by_subject"]
+    caps = (
+        "SELECT subject_id, planned_at, topic FROM pushes WHERE subject_id IN (?, ?) "
+        "AND planned_at >= ? AND planned_at <= ? AND topic != 'transactional' AND status IN (?, ?)"
+    )
+    queries = {
+        caps: ("sub_1", "sub_2", "a", "z", "queued", "deferred"),
+        "SELECT push_id FROM pushes WHERE subject_id = ? ORDER BY created_at, push_id": ("sub_1",),
+        "SELECT push_id FROM pushes WHERE subject_id = ? AND status IN (?) ORDER BY created_at DESC": (
+            "sub_1",
+            "queued",
+        ),
+    }
+    for query, args in queries.items():
+        plan = " ".join(str(step[3]) for step in conn.execute(f"EXPLAIN QUERY PLAN {query}", args))
+        assert "USING INDEX pushes_by_subject" in plan, query
+    assert conn.execute("SELECT count(*) FROM pushes").fetchone() == (1,)
+    conn.close()
