@@ -44,6 +44,8 @@ class AdminController(Controller):
     async def create_key(
         self, request: Request[Principal, Any, Any], runtime: RuntimeDep, data: JSONBody[ApiKeyCreate]
     ) -> ApiKeyCreated:
+        """Any scopes but `audit:read` (400 naming `scopes`): auditors' keys are made by
+        `consent-gateway keys create` on the server, never by an operator's admin key."""
         scopes = tuple(dict.fromkeys(data.scopes))
         key, secret = await runtime.api_keys.create(data.name, scopes, request.user.actor)
         return ApiKeyCreated(key.key_id, key.name, list(key.scopes), secret, rfc3339_text(key.created_at))

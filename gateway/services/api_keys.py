@@ -68,6 +68,15 @@ class ApiKeyRegistry:
         return self._store.data.writer.run_sync(self._creation(name, scopes, actor))
 
     async def create(self, name: str, scopes: tuple[str, ...], actor: str) -> tuple[ApiKey, str]:
+        """The admin route's path. It issues no `audit:read` key: an operator holding an admin
+        key could otherwise make one and read the audit routes with it, the separation that no
+        key holding both scopes keeps. Auditors' keys come from `keys create` on the server."""
+        if "audit:read" in scopes:
+            raise InvalidInput(
+                "scopes: an admin key does not issue `audit:read` keys; an auditor's key is made "
+                "with `consent-gateway keys create` on the server",
+                "scopes",
+            )
         return await self._store.data.writer.run(self._creation(name, scopes, actor))
 
     def _creation(

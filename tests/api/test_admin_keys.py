@@ -46,11 +46,26 @@ def test_the_cli_path_refuses_it_too(runtime: Runtime) -> None:
     assert refused.value.field == "scopes"
 
 
-def test_each_scope_alone_is_still_given(client: Client, as_key: Callable[..., Headers]) -> None:
+def test_each_scope_but_audit_read_is_still_given(client: Client, as_key: Callable[..., Headers]) -> None:
     admin = as_key("admin")
-    for scopes in (["admin"], ["audit:read"], ["admin", "pushes:write"], ["audit:read", "campaigns:read"]):
+    for scopes in (["admin"], ["admin", "pushes:write"], ["campaigns:read", "complaints:write"]):
         response = client.post("/v1/admin/keys", json={"name": "one", "scopes": scopes}, headers=admin)
         assert response.status_code == 201, response.text
+
+
+@pytest.mark.parametrize("scopes", [["audit:read"], ["audit:read", "campaigns:read"]])
+def test_an_admin_key_cannot_issue_an_auditor_key(
+    client: Client, runtime: Runtime, as_key: Callable[..., Headers], scopes: list[str]
+) -> None:
+    """It could (201), and the key it made read every audit route: the operator-auditor
+    separation undone in one call. `keys create` on the server still makes them."""
+    admin = as_key("admin")
+    before = _keys(runtime)
+    response = client.post("/v1/admin/keys", json={"name": "ops helper", "scopes": scopes}, headers=admin)
+    assert_problem(response, 400, "scopes")
+    assert _keys(runtime) == before
+    key, _ = runtime.api_keys.create_sync("auditor", ("audit:read",))
+    assert key.scopes == ("audit:read",)
 
 
 def test_a_key_made_with_both_before_is_refused_at_the_audit_routes(
