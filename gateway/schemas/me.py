@@ -51,7 +51,7 @@ NoticeVersion = Annotated[
         "`preference-center-2026-12`: 1-64 letters, digits, `.`, `_`, `:`, `+` or `-`. It is kept in "
         "clear in the consent ledger and outlives the user's erasure, so it must name a notice, never "
         "a person: spaces, `@` and other characters are refused, and so is a value that looks like "
-        "personal data (a phone number, say).",
+        "personal data (a phone number, say) or holds the user's own id.",
     ),
 ]
 TOKEN_MAX = 4096

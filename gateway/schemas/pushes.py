@@ -108,6 +108,10 @@ class PushCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, gc=Fa
             raise ValueError("user_id: give exactly one of user_id or subject_ref")
         if self.variant is not None:
             _check_variant(self.variant, self.campaign_id, self.user_id)
+        if self.user_id is not None and any(_names(key, self.user_id) for key in self.data):
+            # A key not allowed for the topic is named in the push's reasons, kept in clear
+            # through erasure; the value is sealed, the key is not.
+            raise ValueError("data: a data key must not hold the push's user_id")
 
 
 def _check_variant(variant: str, campaign_id: str | None, user_id: str | None) -> None:
@@ -125,10 +129,10 @@ def _check_variant(variant: str, campaign_id: str | None, user_id: str | None) -
         raise ValueError(f"variant: a variant must not hold personal data ({', '.join(kinds)})")
 
 
-def _names(variant: str, user_id: str) -> bool:
-    """The variant is the user id, or holds it whole where the user id is long enough (four
-    characters or more) to be told from a label's letters."""
-    label, uid = variant.casefold(), user_id.casefold()
+def _names(label: str, user_id: str) -> bool:
+    """The label (a variant, a data key) is the user id, or holds it whole where the user id is
+    long enough (four characters or more) to be told from a label's letters."""
+    label, uid = label.casefold(), user_id.casefold()
     return label == uid or (len(uid) >= 4 and uid in label)
 
 

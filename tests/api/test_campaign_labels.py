@@ -79,3 +79,22 @@ def test_a_variant_that_is_taken_or_personal_data_is_refused(
     answer = client.post("/v1/pushes/batch", json={"pushes": [ok, push]}, headers=key)
     assert_problem(answer, 400, "pushes[1].variant")
     assert _count(runtime, "pushes") == 0
+
+
+@pytest.mark.parametrize("data_key", ["wallet-user-0042", "uid_WALLET-USER-0042"])
+def test_a_data_key_holding_the_pushs_user_id_is_refused(
+    client: Client, runtime: Runtime, as_key: KeyHeaders, data_key: str
+) -> None:
+    """A key not allowed for the topic is named in the push's reasons, kept in clear through
+    erasure: it was, with the user id in it."""
+    push: dict[str, Any] = {
+        "idempotency_key": "k-1", "user_id": "wallet-user-0042", "topic": "transactional",
+        "title": "Paid", "body": "Receipt", "data": {data_key: "1"},
+    }  # fmt: skip
+    key = as_key("pushes:write")
+    answer = client.post("/v1/pushes", json=push, headers=key)
+    assert_problem(answer, 400, "data")
+    assert "wallet-user-0042" not in answer.text.casefold()
+    assert _count(runtime, "pushes") == 0
+    other = push | {"user_id": "someone-else"}
+    assert client.post("/v1/pushes", json=other, headers=key).status_code == 200

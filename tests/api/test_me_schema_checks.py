@@ -155,6 +155,28 @@ def test_a_notice_version_holding_personal_data_is_refused(
     assert (state["granted"], state["notice_version"]) == (True, "v1")
 
 
+@pytest.mark.parametrize("notice", [USER, f"{USER}:v1", f"2026-11.{USER}", f"v1+{USER}-2"])
+def test_a_notice_version_holding_the_users_own_id_is_refused(
+    client: Client, runtime: Runtime, as_user: AsUser, notice: str
+) -> None:
+    """It was recorded, and stayed in clear in the ledger after the user's erasure."""
+    headers = as_user(USER)
+    before = len(list(ledger.events(runtime.store.data.reader())))
+    answer = client.put(
+        "/v1/me/consents/marketing", headers=headers, json={"granted": True, "notice_version": notice}
+    )
+    assert_problem(answer, 400, "notice_version")
+    assert USER not in answer.text
+    assert len(list(ledger.events(runtime.store.data.reader()))) == before
+    # Another user's id, or the id's words apart, is just text to this user's consent.
+    other = client.put(
+        "/v1/me/consents/marketing",
+        headers=as_user("someone-else"),
+        json={"granted": True, "notice_version": notice},
+    )
+    assert other.status_code == 200, other.text
+
+
 def test_the_length_bound_stays(client: Client, as_user: AsUser) -> None:
     headers = as_user(USER)
     for notice, status in (("v" * 64, 200), ("v" * 65, 400)):
