@@ -165,6 +165,11 @@ def _serve(settings: Settings) -> int:
     from storage.store import Store
 
     _check_listen(settings.host, settings.port)
+    if settings.keystore_file is not None and not settings.keystore_file.exists():
+        # Before the data dir is made: nothing is made for a server that cannot start.
+        raise SettingsError(
+            f"no key store at {settings.keystore_file} (when set, it must exist)", setting="keystore_file"
+        )
     ensure_data_dir(settings)
     first_run = not settings.keystore_path.exists()
     keys = load_keys(settings)

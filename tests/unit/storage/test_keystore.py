@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -124,6 +125,23 @@ def test_cli_with_a_missing_configured_keystore_exits_2_and_creates_nothing(tmp_
     assert done.returncode == 2, done.stderr
     assert done.stdout == ""
     assert str(configured) in done.stderr
+    assert not configured.exists()
+
+
+def test_serve_names_a_missing_configured_keystore_before_making_the_data_dir(tmp_path: Path) -> None:
+    """`serve` made the data dir first, then said "no key store at ..." without naming the
+    variable."""
+    configured, data_dir = tmp_path / "keys.json", tmp_path / "data"
+    env = {"CGW_KEYSTORE_FILE": str(configured), "CGW_DATA_DIR": str(data_dir)}
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = str(free.getsockname()[1])
+    done = subprocess.run([CLI, "serve", "--port", port], env=env, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(
+        f"consent-gateway: configuration error: CGW_KEYSTORE_FILE: no key store at {configured}"
+    )
+    assert not data_dir.exists()
     assert not configured.exists()
 
 
