@@ -23,6 +23,7 @@ errors do, so clients parse one shape.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any, ClassVar
 
 from litestar import Request, Response
@@ -103,21 +104,33 @@ def handle_gateway_error(_: Request[Any, Any, Any], exc: GatewayError) -> Respon
 def handle_framework_validation(
     request: Request[Any, Any, Any], exc: ValidationException
 ) -> Response[dict[str, object]]:
-    """Litestar's own refusals (path and query parameters, a missing body) in our shape. It names
-    parameters after the handler's arguments, which clients cannot know about: a missing body is
-    `data`, and a query parameter with an alias (`?from=`, argument `start`) its argument's name."""
+    """Litestar's own refusals (path and query parameters, a missing body) in our shape: `extra`
+    items `{key, message}` and a `detail` saying what is wrong. Litestar names parameters after
+    the handler's arguments, which clients cannot know about (a missing body is `data`, `?from=`
+    is argument `start`), names a missing parameter only in its text, and says "Validation
+    failed for GET <path and query>", which echoed the raw query (a `user_id`, say) back."""
     aliases = _aliases(request)
-    extra = []
+    extra: list[dict[str, str]] = []
     for item in exc.extra if isinstance(exc.extra, list) else []:
-        if isinstance(item, dict) and item.get("key") == "data" and item.get("source") == "body":
-            item = {"key": "body", "message": "a JSON body is required", "source": "body"}
-        elif isinstance(item, dict) and item.get("key") in aliases:
-            item = {**item, "key": aliases[item["key"]]}
-        extra.append(item)
-    body: dict[str, object] = {"status_code": exc.status_code, "detail": exc.detail}
+        if not isinstance(item, dict):
+            continue
+        key, message = str(item.get("key", "")), str(item.get("message", ""))
+        if key == "data" and item.get("source") == "body":
+            key, message = "body", "a JSON body is required"
+        extra.append({"key": aliases.get(key, key), "message": message})
+    if not extra and (missing := _MISSING.match(exc.detail)):
+        extra.append({"key": missing["name"], "message": f"a required {missing['where']} parameter"})
+    if extra:
+        detail = f"{extra[0]['key']}: {extra[0]['message']}"
+    else:
+        detail = "the request is not valid" if " for " in exc.detail else exc.detail
+    body: dict[str, object] = {"status_code": exc.status_code, "detail": detail}
     if extra:
         body["extra"] = extra
     return Response(body, status_code=exc.status_code)
+
+
+_MISSING = re.compile(r"Missing required (?P<where>\w+) parameter '(?P<name>[^']+)'")
 
 
 def _aliases(request: Request[Any, Any, Any]) -> dict[str, str]:

@@ -65,7 +65,9 @@ class PolicySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
 
     def __post_init__(self) -> None:
         if self.default_ttl_seconds > self.max_ttl_seconds:
-            raise ValueError("default_ttl_seconds must not exceed max_ttl_seconds")
+            raise ValueError("default_ttl_seconds: must not exceed max_ttl_seconds")
         window = quiet_window_minutes(self.quiet_start, self.quiet_end)
         if window < self.min_quiet_minutes:
-            raise ValueError(f"the default quiet window is {window} minutes, shorter than min_quiet_minutes")
+            raise ValueError(
+                f"min_quiet_minutes: the default quiet window is {window} minutes, shorter than that"
+            )

@@ -191,6 +191,8 @@ class CampaignCreate(msgspec.Struct, forbid_unknown_fields=True):
     topic: Topic
 
     def __post_init__(self) -> None:
+        if not self.name.isprintable():
+            raise ValueError("name: one printable line, without control, zero-width or bidi characters")
         if kinds := find_pii(self.name):
             raise ValueError(f"name: a campaign name must not hold personal data ({', '.join(kinds)})")
 
