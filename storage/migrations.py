@@ -491,18 +491,6 @@ def _admin_log(db: sqlite_utils.Database) -> None:
         )
 
 
-def _one_subject_index(db: sqlite_utils.Database) -> None:
-    # A marketing push entered two indexes led by its subject id, each on a page chosen by that
-    # random id: the caps' partial index and the plain one every per-subject query uses (the
-    # list, the export, erasure). A commit pays per dirty page, so that was one random page too
-    # many per push, at each decision and again at each send (which moves `planned_at`). One
-    # index with the topic in it serves both: the caps skip transactional pushes in the index
-    # and read only marketing rows, for `status`, as before.
-    db.execute("DROP INDEX pushes_planned_marketing")
-    db.execute("DROP INDEX idx_pushes_subject_id_planned_at")
-    db.execute("CREATE INDEX pushes_by_subject ON pushes (subject_id, planned_at, topic)")
-
-
 DATA_MIGRATIONS: list[Migration] = [
     ("0001_core", _core),
     ("0002_policy", _policy),
@@ -521,7 +509,6 @@ DATA_MIGRATIONS: list[Migration] = [
     ("0015_device_registered_at", _device_registered_at),
     ("0016_campaign_paused_through", _campaign_paused_through),
     ("0017_admin_log", _admin_log),
-    ("0018_one_subject_index", _one_subject_index),
 ]
 DIRECTORY_MIGRATIONS: list[Migration] = [
     ("0001_directory", _directory),
