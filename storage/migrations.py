@@ -491,6 +491,24 @@ def _admin_log(db: sqlite_utils.Database) -> None:
         )
 
 
+def _why_without_settings(db: sqlite_utils.Database) -> None:
+    # `allowed_by` named the subject's quiet hours and time zone and their weekly and daily caps,
+    # in clear, where the preference document holding them is sealed. New pushes seal it with
+    # their content (`PushContent.why`); the rows before keep what let them through without
+    # the settings.
+    db.execute(
+        """UPDATE pushes SET allowed_by = (
+            SELECT json_group_array(CASE
+                WHEN value LIKE 'quiet hours:%' THEN 'quiet hours: outside'
+                WHEN value LIKE 'frequency:%this week' THEN 'frequency: under the weekly cap'
+                WHEN value LIKE 'frequency:%today' THEN 'frequency: under the daily cap'
+                ELSE value END)
+            FROM json_each(pushes.allowed_by))
+        WHERE json_valid(allowed_by) AND json_type(allowed_by) = 'array'
+            AND (allowed_by LIKE '%quiet hours:%' OR allowed_by LIKE '%frequency:%')"""
+    )
+
+
 DATA_MIGRATIONS: list[Migration] = [
     ("0001_core", _core),
     ("0002_policy", _policy),
@@ -509,6 +527,7 @@ DATA_MIGRATIONS: list[Migration] = [
     ("0015_device_registered_at", _device_registered_at),
     ("0016_campaign_paused_through", _campaign_paused_through),
     ("0017_admin_log", _admin_log),
+    ("0018_why_without_settings", _why_without_settings),
 ]
 DIRECTORY_MIGRATIONS: list[Migration] = [
     ("0001_directory", _directory),

@@ -324,6 +324,10 @@
     [/^frequency: (\d+) of (\d+) this week$/, (m) => t("why_week", { n: m[1], cap: m[2] })],
     [/^frequency: (\d+) of (\d+) today$/, (m) => t("why_day", { n: m[1], cap: m[2] })],
     [/^location: inside the target area$/, () => t("why_location")],
+    // As migration 0018 left the facts of pushes stored before, without the person's settings.
+    [/^quiet hours: outside$/, () => t("why_quiet_kept")],
+    [/^frequency: under the weekly cap$/, () => t("why_week_kept")],
+    [/^frequency: under the daily cap$/, () => t("why_day_kept")],
   ];
 
   function why(fact) {

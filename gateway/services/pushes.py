@@ -181,7 +181,7 @@ class PushService:
                     title=None if content is None else content.title,
                     body=None if content is None else content.body,
                     at=rfc3339_text(row.planned_at or row.created_at),
-                    why=msgspec.json.decode(row.allowed_by, type=list[str]),
+                    why=row.why(content),
                 )
             )
         return out
@@ -368,23 +368,26 @@ class PushService:
             outcome=decision.outcome,
             status=decision.outcome,
             reasons=msgspec.json.encode(wire_reasons(decision.reasons)).decode(),
-            allowed_by=msgspec.json.encode(list(decision.allowed_by)).decode(),
+            allowed_by="[]",  # sealed with the content (`PushContent.why`)
             planned_at=None if decision.outcome == "rejected" else planned.isoformat(),
             deliver_after=None if decision.deliver_after is None else decision.deliver_after.isoformat(),
             expires_at=decision.expires_at.isoformat(),
             created_at=stamp,
             updated_at=stamp,
             policy_version=self._policy.version.version,
-            content=None if decision.outcome == "rejected" else self._seal(p.key, record),
+            content=None
+            if decision.outcome == "rejected"
+            else self._seal(p.key, record, decision.allowed_by),
         )
 
     @staticmethod
-    def _seal(key: SubjectKey | None, record: _Record) -> bytes | None:
-        """Only an accepted push keeps its content: a rejected one is never delivered or shown,
-        so its text is not kept, sealed or not."""
+    def _seal(key: SubjectKey | None, record: _Record, why: tuple[str, ...]) -> bytes | None:
+        """Only an accepted push keeps its content, and what let it through: a rejected one is
+        never delivered or shown, so its text is not kept, sealed or not."""
         if key is None:
             return None
-        return key.cipher.seal(msgspec.json.encode(record.content), content_aad(record.push_id, key))
+        content = msgspec.structs.replace(record.content, why=why)
+        return key.cipher.seal(msgspec.json.encode(content), content_aad(record.push_id, key))
 
     def _count(self, answers: Sequence[PushAnswer], started: float) -> None:
         """Counted per label, not per answer: a campaign batch has 10,000 answers and a handful

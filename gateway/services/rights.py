@@ -254,7 +254,7 @@ def _notification(row: PushRow, key: SubjectKey, deliveries: list[ExportDelivery
         data=None if content is None else content.data,
         created_at=rfc3339_text(row.created_at),
         at=rfc3339_text(row.planned_at or row.created_at),
-        why=msgspec.json.decode(row.allowed_by, type=list[str]),
+        why=row.why(content),
         reasons=msgspec.json.decode(row.final_reasons or row.reasons, type=list[WireReason]),
         outcome=row.outcome,
         submitted_reasons=msgspec.json.decode(row.reasons, type=list[WireReason]),

@@ -55,6 +55,9 @@ class PushContent(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     data: dict[str, str]
     personalized: bool = False
     near_geohash: str | None = None
+    # What let the push through, as the user's notifications show it. Sealed here, not kept in
+    # the row: it names the subject's quiet hours and time zone, caps and whereabouts.
+    why: tuple[str, ...] = ()
 
 
 class PushRow(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -80,6 +83,13 @@ class PushRow(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     attempts: int = 0
     final_reasons: str | None = None
     final_policy_version: int | None = None  # the policy version `final_reasons` were given under
+
+    def why(self, content: PushContent | None) -> list[str]:
+        """What let the push through: sealed in its content since migration 0018, in
+        `allowed_by` before (that migration took the subject's settings out of it)."""
+        if content is not None and content.why:
+            return list(content.why)
+        return msgspec.json.decode(self.allowed_by, type=list[str])
 
     def open_content(self, key: SubjectKey) -> PushContent | None:
         if self.content is None:

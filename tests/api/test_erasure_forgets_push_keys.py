@@ -130,8 +130,10 @@ def _allowed_by(runtime: Runtime, push_id: str) -> str:
 def test_erasure_blanks_what_allowed_the_users_pushes(
     client: Client, runtime: Runtime, as_user: Callable[[str], Headers], as_key: Callable[..., Headers]
 ) -> None:
-    """Why a push was let through names the user's time zone, quiet window and weekly cap, kept
-    in the push row beside their sealed preferences, which erasure deletes."""
+    """Why a push was let through names the user's time zone, quiet window and weekly cap. Sealed
+    with the push's content now, it goes with the user's key. A row stored before migration 0018
+    kept it in clear beside their sealed preferences, which erasure deletes, so erasure blanks
+    it (this test writes such a row)."""
     key = as_key("pushes:write")
     for user in (ERASED, KEPT):
         _marketing_with(
@@ -141,6 +143,11 @@ def test_erasure_blanks_what_allowed_the_users_pushes(
     erased = _submit(client, key, _push(ERASED, "sale-erin") | marketing)
     kept = _submit(client, key, _push(KEPT, "sale-kim") | marketing)
     assert (erased["outcome"], kept["outcome"]) == ("queued", "queued"), (erased, kept)
+    assert _allowed_by(runtime, erased["push_id"]) == "[]"  # sealed, not kept in clear
+    legacy = '["quiet hours: outside 00:00-00:01 Pacific/Chatham"]'
+    runtime.store.data.writer.run_sync(
+        lambda conn: conn.execute("UPDATE pushes SET allowed_by = ?", (legacy,))
+    )
     assert "Pacific/Chatham" in _allowed_by(runtime, erased["push_id"])
 
     assert client.delete("/v1/me", headers=as_user(ERASED)).status_code == 204

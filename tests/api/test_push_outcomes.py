@@ -859,6 +859,33 @@ def test_notifications_list_own_accepted_pushes_with_why(world: World) -> None:
     assert world.client.get("/v1/me/notifications", headers=world.as_user("stranger")).json() == []
 
 
+def test_why_is_sealed_with_the_push_not_kept_in_clear(world: World) -> None:
+    """What let a push through names the subject's time zone, quiet hours and cap: kept in the
+    row's `allowed_by` in clear, where the preference document holding them is sealed."""
+    world.user(
+        "eve",
+        timezone="Pacific/Chatham",
+        quiet_hours={"start": "03:17", "end": "03:19"},
+        frequency={"max_per_week": 2},
+    )
+    queued = world.submit("eve")
+    assert queued["outcome"] == "queued", queued
+    assert world.row(queued["push_id"])["allowed_by"] == "[]"
+    plain = " ".join(
+        str(value)
+        for row in world.runtime.store.data.reader().execute("SELECT * FROM pushes")
+        for value in row
+        if not isinstance(value, bytes)
+    )
+    assert "Chatham" not in plain
+    assert "03:17" not in plain
+    expected = ["quiet hours: outside 03:17-03:19 Pacific/Chatham", "frequency: 1 of 2 this week"]
+    (note,) = world.client.get("/v1/me/notifications", headers=world.as_user("eve")).json()
+    assert set(expected) <= set(note["why"])
+    exported = world.client.get("/v1/me/export", headers=world.as_user("eve")).json()
+    assert set(expected) <= set(exported["notifications"][0]["why"])
+
+
 def test_notifications_include_deferred_pushes(world: World) -> None:
     world.user("dan")
     world.clock.advance(hours=12)

@@ -9,11 +9,15 @@ import secrets
 import time
 from typing import Any
 
+import msgspec
 import pytest
 from playwright.sync_api import Browser, Route, expect
 
 from browser.conftest import Gateway, Tab
 from gateway.routes.pages import NOTICE_VERSION
+from storage.keys import KeyStore
+from storage.repositories import pushes
+from storage.store import Store
 
 pytestmark = pytest.mark.slow
 
@@ -564,3 +568,44 @@ def test_a_report_refused_for_an_ended_session_signs_out_cleanly(tab: Tab, gatew
     tab.page.locator("#complaints").get_by_role("button", name="Send report").click()
     expect(tab.page.locator("#token")).to_be_visible()
     assert [e for e in tab.errors if "status of 401" not in e] == []
+
+
+def test_in_chinese_the_why_of_a_push_stored_before_0018_is_chinese_too(tab: Tab, gateway: Gateway) -> None:
+    """Migration 0018 left such pushes' facts without the person's settings, in forms the page
+    did not know: it showed them in English."""
+    someone = user()
+    grant_with_device(gateway, someone)
+    key = {"Authorization": f"Bearer {gateway.key('pushes:write')}"}
+    sent = gateway.http.post(
+        "/v1/pushes",
+        headers=key,
+        json={"idempotency_key": secrets.token_hex(8), "user_id": someone, "topic": "promotions",
+              "title": "Sale", "body": "10% off"},
+    ).json()  # fmt: skip
+    legacy = ["consent:marketing", "quiet hours: outside", "frequency: under the weekly cap",
+              "frequency: under the daily cap"]  # fmt: skip
+    store = Store(gateway.server.data_dir, KeyStore.load(gateway.server.data_dir / "keys.json"))
+    try:  # the row as a version before 0018 stored it, and that migration left it
+        row = pushes.get(store.data.reader(), sent["push_id"])
+        assert row is not None
+        assert row.subject_id is not None
+        subject = store.directory.by_subject_id(row.subject_id)
+        assert subject is not None
+        content = msgspec.structs.replace(row.open_content(subject), why=())  # type: ignore[type-var]
+        sealed = subject.cipher.seal(msgspec.json.encode(content), pushes.content_aad(row.push_id, subject))
+        store.data.writer.run_sync(
+            lambda conn: conn.execute(
+                "UPDATE pushes SET allowed_by = ?, content = ? WHERE push_id = ?",
+                (json.dumps(legacy), sealed, row.push_id),
+            )
+        )
+    finally:
+        store.close()
+    gateway.http.patch("/v1/me/preferences", json={"locale": "zh-CN"}, headers=gateway.as_user(someone))
+    open_as(tab, gateway, someone)
+    notifications = tab.page.locator("#notifications").inner_text()
+    for chinese in ("不在您的免打扰时段内", "未超过您的每周上限", "未超过每日上限"):
+        assert chinese in notifications
+    for english in ("quiet hours", "frequency", "cap"):
+        assert english not in notifications
+    assert tab.errors == []

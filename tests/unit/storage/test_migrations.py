@@ -6,6 +6,7 @@ the way the repositories do, then lets `migrate` finish the list, as a restarted
 
 from __future__ import annotations
 
+import json
 import secrets
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -169,3 +170,35 @@ def test_a_tombstone_whose_time_does_not_read_does_not_stop_the_migration(tmp_pa
     days = dict(conn.execute("SELECT subject_ref, erased_at FROM tombstones").fetchall())
     assert days["sub_naive"] == "2026-11-24T00:00:00+00:00"
     assert datetime.fromisoformat(days["sub_bad"]) > datetime.now(UTC)  # the day after the migration
+
+
+def test_why_kept_in_clear_loses_the_subjects_settings(tmp_path: Path) -> None:
+    """`allowed_by` named a subject's quiet hours, time zone and caps in clear; after 0018 it
+    still says what let each push through, in the same order, without them."""
+    conn = connect(tmp_path / "gateway.db", secrets.token_bytes(32))
+    migrate(conn, [m for m in DATA_MIGRATIONS if m[0] != "0018_why_without_settings"])
+    why = [
+        "consent:marketing", "topic:promotions on", "quiet hours: outside 03:17-03:19 Pacific/Chatham",
+        "frequency: 1 of 2 this week", "frequency: 1 of 1 today",
+    ]  # fmt: skip
+    conn.execute("BEGIN")
+    _push(conn, "psh_1", None)
+    _push(conn, "psh_2", None)
+    conn.execute("UPDATE pushes SET allowed_by = ? WHERE push_id = 'psh_1'", (json.dumps(why),))
+    conn.execute(
+        "UPDATE pushes SET allowed_by = ? WHERE push_id = 'psh_2'", ('["topic:transactional (contract)"]',)
+    )
+    _push(conn, "psh_3", None)  # not JSON: left as it is, and the upgrade goes on
+    conn.execute("UPDATE pushes SET allowed_by = 'quiet hours: [' WHERE push_id = 'psh_3'")
+    conn.execute("COMMIT")
+
+    assert migrate(conn, DATA_MIGRATIONS) == ["0018_why_without_settings"]
+
+    rows = dict(conn.execute("SELECT push_id, allowed_by FROM pushes"))
+    assert json.loads(rows["psh_1"]) == [
+        "consent:marketing", "topic:promotions on", "quiet hours: outside",
+        "frequency: under the weekly cap", "frequency: under the daily cap",
+    ]  # fmt: skip
+    assert json.loads(rows["psh_2"]) == ["topic:transactional (contract)"]
+    assert rows["psh_3"] == "quiet hours: ["
+    conn.close()
