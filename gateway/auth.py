@@ -22,7 +22,7 @@ from litestar.connection import ASGIConnection
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult, DefineMiddleware
 
 from gateway.errors import NotAuthenticated
-from gateway.settings import SettingsError
+from gateway.settings import Secret, SettingsError
 
 __all__ = ["SCOPES", "AuthMiddleware", "Principal", "UserTokens", "auth_middleware", "load_user_token_key"]
 
@@ -34,6 +34,9 @@ USER_ID_MAX = 128
 class Principal(msgspec.Struct, frozen=True, kw_only=True):
     kind: Literal["user", "key"]
     subject_ref: str | None = None
+    # The token's `sub`, for the checks that keep it out of what is stored in clear (a notice
+    # version); never stored or logged itself, and hidden from repr.
+    user_id: Secret | None = None
     key_id: str | None = None
     scopes: frozenset[str] = frozenset()
 
@@ -147,7 +150,11 @@ class AuthMiddleware(AbstractAuthenticationMiddleware):
             principal = Principal(kind="key", key_id=key.key_id, scopes=frozenset(key.scopes))
         else:
             user_id = runtime.user_tokens.verify(credential)
-            principal = Principal(kind="user", subject_ref=runtime.store.pseudonyms.subject_ref(user_id))
+            principal = Principal(
+                kind="user",
+                subject_ref=runtime.store.pseudonyms.subject_ref(user_id),
+                user_id=Secret(user_id),
+            )
         return AuthenticationResult(user=principal, auth=None)
 
 

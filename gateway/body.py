@@ -124,11 +124,12 @@ _NAMING_MAX_BYTES = 64 * 1024
 
 
 def _named_value(raw: bytes, model: type, path: str) -> str:
-    """`data.deeplink` for msgspec's `data[...]`: it names no key of a mapping whose value it
-    refused, and a service routing on the field learned only that some `data` value was wrong.
-    On this rare path the body is parsed again and each value of that mapping checked against
-    the model's type for it; `path` as it was if the walk finds nothing."""
-    prefix = path.removesuffix("[...]")
+    """`data.deeplink` for msgspec's `data[...]` (and `allowed_data_keys.promotions[1]` for
+    `allowed_data_keys[...][1]`): it names no key of a mapping whose value it refused, and a
+    client routing on the field learned only that some value was wrong. On this rare path the
+    body is parsed again and each value of that mapping checked against the model's type for
+    it; `path` as it was if the walk finds nothing."""
+    prefix, _, rest = path.partition("[...]")
     try:
         node, kind = json.loads(raw), _bare(model)
         for name, index in _SEGMENT.findall(prefix):
@@ -142,7 +143,7 @@ def _named_value(raw: bytes, model: type, path: str) -> str:
             try:
                 msgspec.convert(value, value_type, strict=True)
             except msgspec.ValidationError:
-                return f"{prefix}.{key}"
+                return f"{prefix}.{key}{rest}"
     except (KeyError, IndexError, TypeError, ValueError, AttributeError, StopIteration, RecursionError):
         pass
     return path
@@ -167,7 +168,7 @@ def decode_strict(raw: bytes, model: type[T]) -> T:
         decoded = msgspec.json.decode(raw, type=model, strict=True)
     except msgspec.ValidationError as exc:
         field = _field_of(str(exc))
-        if field.endswith("[...]") and len(raw) <= _NAMING_MAX_BYTES:
+        if "[...]" in field and len(raw) <= _NAMING_MAX_BYTES:
             field = _named_value(raw, model, field)
         raise InvalidInput(str(exc), field) from None
     except (msgspec.DecodeError, RecursionError) as exc:

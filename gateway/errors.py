@@ -117,7 +117,7 @@ def handle_framework_validation(
         key, message = str(item.get("key", "")), str(item.get("message", ""))
         if key == "data" and item.get("source") == "body":
             key, message = "body", "a JSON body is required"
-        extra.append({"key": aliases.get(key, key), "message": message})
+        extra.append({"key": aliases.get(key, key), "message": _QUOTED.sub("given", message)})
     if not extra and (missing := _MISSING.match(exc.detail)):
         extra.append({"key": missing["name"], "message": f"a required {missing['where']} parameter"})
     if extra:
@@ -130,6 +130,8 @@ def handle_framework_validation(
     return Response(body, status_code=exc.status_code)
 
 
+# Litestar quotes the value it refused ("Invalid enum value 'x'"): a query may hold a user id.
+_QUOTED = re.compile(r"'[^']*'")
 _MISSING = re.compile(r"Missing required (?P<where>\w+) parameter '(?P<name>[^']+)'")
 
 

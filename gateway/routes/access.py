@@ -57,8 +57,9 @@ SECURITY_SCHEMES: dict[str, SecurityScheme | Reference] = {
         bearer_format="cgw_<key id>_<secret>",
         description="An API key, made by an admin (`POST /v1/admin/keys`, `consent-gateway keys create`) "
         "with one or more scopes: `pushes:write`, `campaigns:write`, `campaigns:read`, "
-        "`complaints:write`, `audit:read`, `admin`. An operation's security requirements name the "
-        "scopes that admit it; any one of them will do.",
+        "`complaints:write`, `audit:read`, `admin`; an auditor's `audit:read` key only by `keys create` "
+        "on the server. An operation's security requirements name the scopes that admit it; any one "
+        "of them will do.",
     ),
 }
 

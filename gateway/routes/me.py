@@ -12,6 +12,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CON
 from gateway.auth import Principal
 from gateway.body import Strict
 from gateway.deps import RuntimeDep
+from gateway.errors import InvalidInput
 from gateway.routes.access import USER
 from gateway.routes.refusals import refusals
 from gateway.schemas.complaints import (
@@ -34,7 +35,7 @@ from gateway.schemas.me import (
     PreferencesRead,
     PreferencesUpdate,
 )
-from gateway.schemas.pushes import NotificationRead
+from gateway.schemas.pushes import NotificationRead, holds_user_id
 from gateway.services.devices import MAX_ACTIVE_DEVICES
 from policies.catalog import Purpose
 
@@ -80,6 +81,12 @@ class MeController(Controller):
         purpose: FromPath[Purpose],
         data: JSONBody[ConsentUpdate],
     ) -> ConsentAnswer:
+        user_id = request.user.user_id
+        if user_id is not None and holds_user_id(data.notice_version, user_id.reveal()):
+            # Kept in clear in the ledger, which no erasure changes.
+            raise InvalidInput(
+                "notice_version: a notice version must not hold the user's id", "notice_version"
+            )
         return await runtime.preferences.set_consent(
             _ref(request), purpose, data, actor=request.user.actor, source="preference_center"
         )

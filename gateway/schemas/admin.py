@@ -24,7 +24,15 @@ API (decoded here) and `keys create` (`gateway.services.api_keys.check_name`). `
 
 class ApiKeyCreate(msgspec.Struct, forbid_unknown_fields=True):
     name: KeyName
-    scopes: Annotated[list[Scope], Meta(min_length=1, max_length=6)]
+    scopes: Annotated[
+        list[Scope],
+        Meta(
+            min_length=1,
+            max_length=6,
+            description="The key's scopes. `audit:read` is refused here (400): an auditor's key is "
+            "made by `consent-gateway keys create` on the server, never by an admin key.",
+        ),
+    ]
 
 
 class ApiKeyCreated(msgspec.Struct):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Annotated, Literal, get_args
 
 import msgspec
@@ -28,6 +29,7 @@ __all__ = [
     "PushCreate",
     "PushRead",
     "WireReason",
+    "holds_user_id",
 ]
 
 BATCH_MAX = 10_000
@@ -108,7 +110,7 @@ class PushCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, gc=Fa
             raise ValueError("user_id: give exactly one of user_id or subject_ref")
         if self.variant is not None:
             _check_variant(self.variant, self.campaign_id, self.user_id)
-        if self.user_id is not None and any(_names(key, self.user_id) for key in self.data):
+        if self.user_id is not None and any(holds_user_id(key, self.user_id) for key in self.data):
             # A key not allowed for the topic is named in the push's reasons, kept in clear
             # through erasure; the value is sealed, the key is not.
             raise ValueError("data: a data key must not hold the push's user_id")
@@ -129,10 +131,19 @@ def _check_variant(variant: str, campaign_id: str | None, user_id: str | None) -
         raise ValueError(f"variant: a variant must not hold personal data ({', '.join(kinds)})")
 
 
-def _names(label: str, user_id: str) -> bool:
-    """The label (a variant, a data key) is the user id, or holds it whole where the user id is
-    long enough (four characters or more) to be told from a label's letters."""
-    label, uid = label.casefold(), user_id.casefold()
+def holds_user_id(text: str, user_id: str) -> bool:
+    """Whether `text` (a data key, a notice version) holds the user id whole, for ids long enough
+    (eight characters or more) not to turn up by chance in the words, dates and version numbers
+    such text is made of: `coupon_code` holds a user `code`, and the preference center's notice
+    `preference-center-2026-12` users `2026` and `center`."""
+    uid = user_id.casefold()
+    return len(uid) >= 8 and uid in text.casefold()
+
+
+def _names(variant: str, user_id: str) -> bool:
+    """The variant is the user id, or holds it whole where the user id is long enough (four
+    characters or more) to be told from a label's letters."""
+    label, uid = variant.casefold(), user_id.casefold()
     return label == uid or (len(uid) >= 4 and uid in label)
 
 
@@ -191,10 +202,20 @@ class CampaignCreate(msgspec.Struct, forbid_unknown_fields=True):
     topic: Topic
 
     def __post_init__(self) -> None:
-        if not self.name.isprintable():
-            raise ValueError("name: one printable line, without control, zero-width or bidi characters")
+        if any(_hidden(char) for char in self.name):
+            raise ValueError("name: one line, without control, zero-width or bidi characters")
         if kinds := find_pii(self.name):
             raise ValueError(f"name: a campaign name must not hold personal data ({', '.join(kinds)})")
+
+
+# What would hide or reorder a name's text where it is shown: bidi controls and zero-width spaces
+# (the joiners stay: emoji sequences and several scripts need them).
+_HIDING = frozenset("\u061c\u200b\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\ufeff")
+
+
+def _hidden(char: str) -> bool:
+    """A control (NUL, a line break), a line or paragraph separator, or a hiding character."""
+    return unicodedata.category(char) in ("Cc", "Zl", "Zp") or char in _HIDING
 
 
 class CampaignCreated(msgspec.Struct):

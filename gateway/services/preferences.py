@@ -10,7 +10,6 @@ plus the JWS's header and signature segments); `stored_answer` is the one way to
 
 from __future__ import annotations
 
-import re
 import uuid
 from datetime import datetime
 from typing import cast
@@ -48,8 +47,6 @@ from storage.repositories.preferences import PreferenceDoc
 from storage.store import Store
 
 __all__ = ["PURPOSE_DPV", "PreferenceCenter", "consent_event", "stored_answer"]
-
-_NOTICE_PARTS = re.compile(r"([._:+-])")
 
 PURPOSE_DPV: dict[str, tuple[str, str]] = {
     "marketing": ("dpv:DirectMarketing", "promotional pushes: offers, sales, tips, surveys"),
@@ -160,10 +157,6 @@ class PreferenceCenter:
     async def set_consent(
         self, subject_ref: str, purpose: str, body: ConsentUpdate, *, actor: str, source: str
     ) -> ConsentAnswer:
-        if self._names_the_user(body.notice_version, subject_ref):
-            raise InvalidInput(
-                "notice_version: a notice version must not hold the user's id", "notice_version"
-            )
         key = await self._store.directory.ensure_from_loop(subject_ref, self._clock())
         # The time is read in the unit, so receipts' and events' times follow the ledger's order:
         # read before, concurrent first changes of a new subject (each making it on its own
@@ -172,19 +165,6 @@ class PreferenceCenter:
             lambda conn: self.record_consent(
                 conn, key, purpose, body, actor=actor, source=source, now=self._clock()
             )
-        )
-
-    def _names_the_user(self, notice_version: str, subject_ref: str) -> bool:
-        """Whether the notice version holds the user's id, as the whole or as a run of its
-        `.`/`_`/`:`/`+`/`-`-separated parts. It is kept in clear in the ledger, which no erasure
-        can change, and only the id's pseudonym is known here: each run is pseudonymized in turn
-        (at most a few hundred keyed hashes, for a consent change)."""
-        parts = _NOTICE_PARTS.split(notice_version)  # words at even indexes, separators between
-        words = len(parts) // 2 + 1
-        return any(
-            self._store.pseudonyms.subject_ref("".join(parts[2 * first : 2 * last + 1])) == subject_ref
-            for first in range(words)
-            for last in range(first, words)
         )
 
     def record_consent(

@@ -98,3 +98,17 @@ def test_a_data_key_holding_the_pushs_user_id_is_refused(
     assert _count(runtime, "pushes") == 0
     other = push | {"user_id": "someone-else"}
     assert client.post("/v1/pushes", json=other, headers=key).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("user_id", "data_key"), [("code", "coupon_code"), ("link", "deeplink"), ("image", "image_url")]
+)
+def test_a_short_user_id_inside_an_allowed_key_is_chance(
+    client: Client, as_key: KeyHeaders, user_id: str, data_key: str
+) -> None:
+    """Refused (400) for users `code`, `link`, `image`: the standard keys hold their ids."""
+    push = {
+        "idempotency_key": "k-1", "user_id": user_id, "topic": "transactional", "title": "Paid",
+        "body": "Receipt", "data": {data_key: "1"},
+    }  # fmt: skip
+    assert client.post("/v1/pushes", json=push, headers=as_key("pushes:write")).status_code == 200

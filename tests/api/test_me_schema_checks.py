@@ -17,6 +17,7 @@ from litestar import Litestar
 from litestar.testing import TestClient
 from support import assert_problem
 
+from gateway.routes.pages import NOTICE_VERSION
 from gateway.runtime import Runtime
 from storage import ledger
 
@@ -175,6 +176,22 @@ def test_a_notice_version_holding_the_users_own_id_is_refused(
         json={"granted": True, "notice_version": notice},
     )
     assert other.status_code == 200, other.text
+
+
+@pytest.mark.parametrize("short_id", ["2026", "center", "12", "v1"])
+@pytest.mark.parametrize("granted", [True, False])
+def test_a_short_user_id_inside_an_ordinary_notice_is_chance(
+    client: Client, as_user: AsUser, short_id: str, granted: bool
+) -> None:
+    """The page's own notice holds users `2026` and `center`: their consents, and withdrawals,
+    were refused."""
+    for notice in (NOTICE_VERSION, "v1.2", "2025-12-01"):
+        answer = client.put(
+            "/v1/me/consents/marketing",
+            headers=as_user(short_id),
+            json={"granted": granted, "notice_version": notice},
+        )
+        assert answer.status_code == 200, (notice, answer.text)
 
 
 def test_the_length_bound_stays(client: Client, as_user: AsUser) -> None:

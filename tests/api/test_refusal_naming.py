@@ -27,7 +27,7 @@ def _named(body: dict[str, Any], field: str) -> None:
 @pytest.mark.parametrize(
     ("path", "field"),
     [
-        ("/v1/audit/ledger/proof/inclusion", "size"),
+        ("/v1/audit/ledger/proof/inclusion?seq=1", "size"),
         ("/v1/audit/ledger/proof/consistency?to=5", "from"),
     ],
 )
@@ -48,6 +48,12 @@ def test_a_bad_query_value_is_named_and_the_query_not_echoed(client: Client, as_
     body = assert_problem(answer, 400)
     _named(body, "limit")
     assert "marker-user-77" not in answer.text
+
+
+def test_a_value_outside_an_enumeration_is_not_echoed(client: Client, as_key: KeyHeaders) -> None:
+    answer = client.get("/v1/audit/consent-events?purpose=alice@example.com", headers=as_key("audit:read"))
+    _named(assert_problem(answer, 400), "purpose")
+    assert "alice" not in answer.text
 
 
 def test_a_missing_body_is_named_body(client: Client, as_key: KeyHeaders) -> None:
@@ -87,3 +93,33 @@ def test_a_campaign_name_is_one_printable_line(
     )
     _named(assert_problem(answer, 400), "name")
     assert runtime.store.data.reader().execute("SELECT count(*) FROM campaigns").fetchone() == (0,)
+
+
+def test_a_bad_entry_in_a_mapping_of_lists_is_named_by_its_key(client: Client, as_key: KeyHeaders) -> None:
+    """It was `allowed_data_keys[...][1]`, msgspec's placeholder, no path a client can use."""
+    admin = as_key("admin")
+    read = client.get("/v1/admin/policy", headers=admin)
+    current = read.json()["settings"]
+    change = {"allowed_data_keys": {"promotions": ["deeplink"], "flash_sales": ["deeplink", "Bad Key"]}}
+    answer = client.put(
+        "/v1/admin/policy", headers=admin | {"If-Match": read.headers["etag"]}, json=current | change
+    )
+    _named(assert_problem(answer, 400), "allowed_data_keys.flash_sales[1]")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "双十一\u3000大促",
+        "Winter\u00a0Sale",
+        "Family \U0001f468\u200d\U0001f469\u200d\U0001f467 deals",
+        "Co\u00adop",
+    ],
+)
+def test_a_campaign_name_in_any_script_is_a_name(client: Client, as_key: KeyHeaders, name: str) -> None:
+    """A full-width or no-break space, an emoji's joiners, a soft hyphen: refused by the first
+    check of printable names (400), though none hides or reorders text."""
+    answer = client.post(
+        "/v1/campaigns", json={"name": name, "topic": "promotions"}, headers=as_key("campaigns:write")
+    )
+    assert answer.status_code == 201, answer.text
