@@ -285,6 +285,8 @@ def _dev_tokens(settings: Settings) -> bool:
 
 
 def _token(settings: Settings, user_id: str) -> int:
+    from storage.store import DATA_FILE, Store
+
     if not _dev_tokens(settings):
         print(
             "consent-gateway: tokens are issued by your identity service "
@@ -297,7 +299,12 @@ def _token(settings: Settings, user_id: str) -> int:
         return EXIT_USAGE
     keys = load_keys(settings)
     if settings.keystore_file is None:
-        check_pair(settings.data_dir)  # a token for a gateway that lost a database is no good
+        # A token for a gateway whose databases the server would refuse is no good: one that lost
+        # a database, was migrated by a newer version, or whose key store lacks a key it needs
+        # (the server's checks, as `keys list` makes them).
+        check_pair(settings.data_dir)
+        if (settings.data_dir / DATA_FILE).exists():
+            Store(settings.data_dir, keys, migrate=False).close()
     print(user_tokens(settings, keys).mint(user_id, system_clock()))
     return 0
 

@@ -215,7 +215,7 @@ def _record_migration(data: Path, name: str, migration: str) -> None:
 def test_a_database_a_newer_version_migrated_is_refused(gateway_dir: Path, tmp_path: Path, name: str) -> None:
     _record_migration(gateway_dir, name, "0099_from_the_future")
     env = {"CGW_DATA_DIR": str(gateway_dir), "CGW_PORT": "1", "CGW_WORKER_ENABLED": "false"}
-    for args in _commands(tmp_path, token=False):  # `token` reads the key store alone
+    for args in _commands(tmp_path):  # `token` too: it printed a token the server would never see
         _refused(_run(env, *args), f"{name} was migrated by a newer version (0099_from_the_future)")
     assert not (tmp_path / "e.jws").exists()
 
