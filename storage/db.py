@@ -341,15 +341,26 @@ def _call_on(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args: An
 
 def _is_full(exc: BaseException, *, in_transaction: bool = True) -> bool:
     """The disk refused a transaction's write: SQLITE_FULL (the disk, or the database's
-    `max_page_count`, has no room), or SQLITE_IOERR (a quota or the file-size limit reached,
-    which SQLite cannot tell from an I/O error: the connection gives only the primary code).
-    Either way SQLite undid the transaction, and the next may succeed. Outside a transaction
-    (a checkpoint, whose IOERR may be a failed fsync of work already kept) only SQLITE_FULL."""
+    `max_page_count`, has no room), SQLITE_IOERR (a quota or the file-size limit reached,
+    which SQLite cannot tell from an I/O error: the connection gives only the primary code), or
+    SQLITE_READONLY (files the process may not write: a backup restored as another user, a
+    volume mounted read-only; `BEGIN IMMEDIATE` takes the lock all the same, so only a write
+    finds it). Either way nothing was written, and the next write may succeed once the operator
+    acts. Outside a transaction (a checkpoint, whose IOERR may be a failed fsync of work
+    already kept) only SQLITE_FULL."""
     code = getattr(exc, "sqlite_errorcode", None)
     refused = (
-        (sqlcipher3.SQLITE_FULL, sqlcipher3.SQLITE_IOERR) if in_transaction else (sqlcipher3.SQLITE_FULL,)
+        (sqlcipher3.SQLITE_FULL, sqlcipher3.SQLITE_IOERR, sqlcipher3.SQLITE_READONLY)
+        if in_transaction
+        else (sqlcipher3.SQLITE_FULL,)
     )
     return isinstance(exc, sqlcipher3.Error) and isinstance(code, int) and code & 0xFF in refused
+
+
+def _refusal(exc: BaseException) -> str:
+    """How readiness names a refused write (`_is_full`)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return "read-only" if isinstance(code, int) and code & 0xFF == sqlcipher3.SQLITE_READONLY else "full"
 
 
 def _grow(conn: Connection) -> None:
@@ -410,6 +421,7 @@ class Writer:
         self._busy_since: float | None = None
         self._failed: OSError | None = None
         self._full = False
+        self._refused_as = "full"  # what `unready` says while `full`: "full" or "read-only"
         self._committed = 0  # commits made, numbered; `_syncer.synced` says which are durable
         self._in_flight = 0
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
@@ -462,6 +474,12 @@ class Writer:
         since. Not cleared by any later commit: one that rewrites pages in place needs no room,
         and would say there is some while every insert still fails."""
         return self._full
+
+    @property
+    def refused_as(self) -> str:
+        """While `full`: "full", or "read-only" if the files refused the write for want of
+        permission rather than of room."""
+        return self._refused_as
 
     def has_room(self) -> bool:
         """From a thread: commit the room probe (`_grow`); True, and `full` cleared, if it was kept.
@@ -605,9 +623,9 @@ class Writer:
     # -- shared ------------------------------------------------------------------------------
 
     def _note(self, exc: BaseException, *, in_transaction: bool = True) -> None:
-        """Remember a refusal for want of room, for `full`."""
+        """Remember a refusal for want of room (or of write permission), for `full`."""
         if _is_full(exc, in_transaction=in_transaction):
-            self._full = True
+            self._full, self._refused_as = True, _refusal(exc)
 
     def _run_units(self, fns: list[Unit]) -> list[tuple[bool, Any]]:
         """Each unit in its own savepoint, so one that raises is undone alone. Some errors
@@ -643,6 +661,9 @@ class Writer:
                         conn.execute("BEGIN IMMEDIATE")
                         break
                     except sqlcipher3.Error as exc:
+                        if _is_full(exc):  # read-only files refuse even the transaction
+                            self._note(exc)
+                            raise StorageFullError(str(exc)) from exc
                         if not _is_busy(exc):
                             raise
                         if time.monotonic() > deadline:
@@ -709,7 +730,8 @@ class Database:
         self.writer = Writer(path, key, name=name)
 
     async def unready(self) -> str | None:
-        """Why a write here would not be kept now ("unwritable", "missing", "replaced", "full"),
+        """Why a write here would not be kept now ("unwritable", "missing", "replaced", "full",
+        "read-only"),
         or None. A file removed or replaced on disk still takes writes through the descriptors
         this process holds, and they are gone at the next start: SQLite does not notice. After a
         full disk, only a commit that needs new pages shows there is room again (`has_room`).
@@ -720,7 +742,7 @@ class Database:
             return moved
         try:
             if self.writer.full and not await asyncio.to_thread(self.writer.has_room):
-                return "full"
+                return self.writer.refused_as
             await self.writer.run(_take_write_lock)
         except Exception as exc:  # whatever it is, this database cannot take a write now
             log.warning(

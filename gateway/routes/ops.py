@@ -52,7 +52,8 @@ async def healthz(runtime: RuntimeDep) -> Response[Health]:
 )  # fmt: skip
 async def readyz(runtime: RuntimeDep) -> Response[Health]:
     """Ready when a write would be kept, not merely taken: both databases take a write
-    transaction, have room (after a full disk, a probe commit must find some) and are still the
+    transaction, have room and may be written (after a full disk or files that refused a write,
+    "full" or "read-only", a probe commit must be kept) and are still the
     files on disk, and the key store on disk still holds the keys in use. A process whose data
     dir was removed goes on writing into the deleted files it holds open, and a restart loses
     all of it. `checks` names what failed: "database" lists each file with why."""

@@ -134,3 +134,29 @@ def test_a_write_the_kernel_refuses_answers_503_and_readiness_says_so(
     kept = client.post("/v1/pushes/batch", json={"pushes": items}, headers=key)
     assert kept.status_code == 200, kept.text
     assert _pushes(runtime) == before + 2000
+
+
+def _query_only(writer: Writer, on: bool) -> None:
+    """Files the process may not write, as SQLite sees them (`SQLITE_READONLY`): a backup
+    restored as another user, or a read-only mount, which tests running as root cannot make."""
+    writer.run_alone(lambda conn: conn.execute(f"PRAGMA query_only = {int(on)}").fetchone())
+
+
+def test_files_that_refuse_writes_answer_503_and_readiness_says_read_only(
+    client: TestClient[Litestar], runtime: Runtime, as_user: Callable[[str], Headers]
+) -> None:
+    """Every write answered a bare 500 and `/readyz` said ready: `BEGIN IMMEDIATE`, its only
+    test, takes the lock on such files all the same."""
+    user = as_user("read-only-user")
+    writer = runtime.store.data.writer
+    _query_only(writer, True)
+    refused = client.put("/v1/me/consents/marketing", json=CONSENT, headers=user)
+    assert "refused the write" in assert_problem(refused, 503)["detail"]
+    for _ in range(2):
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["checks"] == {"keys": "ok", "database": "gateway.db read-only"}
+
+    _query_only(writer, False)
+    assert client.get("/readyz").json() == {"status": "ready", "checks": {"keys": "ok", "database": "ok"}}
+    assert client.put("/v1/me/consents/marketing", json=CONSENT, headers=user).status_code == 200
