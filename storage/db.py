@@ -116,16 +116,25 @@ class _TransactionLost(Exception):
 
 
 def connect(path: Path, key: bytes, *, synchronous: str = "FULL") -> Connection:
-    """Open a SQLCipher connection keyed with a raw 256-bit key and set our pragmas."""
-    conn: Connection = sqlcipher3.connect(
-        str(path), isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
-    )
-    conn.execute(f"PRAGMA key = \"x'{key.hex()}'\"")
+    """Open a SQLCipher connection keyed with a raw 256-bit key and set our pragmas.
+
+    Only SQLITE_NOTADB means a wrong key (or not a database); a file that cannot be opened or
+    its `-shm` made (a directory without write permission, a read-only volume) is an OSError
+    saying so, where it was told as a wrong key and sent operators to their key store."""
+    conn: Connection | None = None
     try:
+        conn = sqlcipher3.connect(
+            str(path), isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
+        )
+        conn.execute(f"PRAGMA key = \"x'{key.hex()}'\"")
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
     except sqlcipher3.DatabaseError as exc:
-        conn.close()
-        raise DatabaseLockedError(f"cannot open {path.name}: wrong key or not a database") from exc
+        if conn is not None:
+            conn.close()
+        code = getattr(exc, "sqlite_errorcode", None)
+        if isinstance(code, int) and code & 0xFF == sqlcipher3.SQLITE_NOTADB:
+            raise DatabaseLockedError(f"cannot open {path.name}: wrong key or not a database") from exc
+        raise OSError(f"cannot open {path}: {exc}") from exc
     when_free(lambda: conn.execute("PRAGMA journal_mode = WAL"))
     conn.execute(f"PRAGMA synchronous = {synchronous}")
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")

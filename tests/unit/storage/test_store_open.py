@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from storage.db import connect
+from storage.db import DatabaseLockedError, connect
 from storage.keys import KeyStore, KeyStoreError
 from storage.migrations import DATA_MIGRATIONS, DIRECTORY_MIGRATIONS, SchemaError, migrate
 from storage.store import DATA_FILE, DIRECTORY_FILE, DataDirError, Store, check_pair
@@ -186,3 +186,18 @@ def test_the_key_check_reads_no_subject_on_a_healthy_start(data_dir: Path) -> No
     finally:
         store.close()
     assert statements == ["SELECT prefix FROM wrapping_keys"]
+
+
+def test_only_a_wrong_key_is_told_as_one(tmp_path: Path) -> None:
+    """A file SQLite could not open (here: its directory is gone; in the field, a directory or
+    volume the process may not write, where the `-shm` cannot be made) was "wrong key or not a
+    database", sending operators to their key store."""
+    path = tmp_path / "gateway.db"
+    connect(path, b"k" * 32).close()
+    with pytest.raises(DatabaseLockedError, match="wrong key"):
+        connect(path, b"w" * 32)
+    missing = tmp_path / "gone" / "gateway.db"
+    with pytest.raises(OSError, match="unable to open database file") as refused:
+        connect(missing, b"k" * 32)
+    assert str(missing) in str(refused.value)
+    assert not isinstance(refused.value, DatabaseLockedError)
