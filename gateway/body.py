@@ -24,7 +24,7 @@ from litestar.dto import MsgspecDTO
 from litestar.openapi.spec import Reference, Schema
 from litestar.typing import FieldDefinition
 
-from gateway.errors import InvalidInput
+from gateway.errors import InvalidInput, without_values
 
 __all__ = ["Strict", "decode_strict"]
 
@@ -170,7 +170,7 @@ def decode_strict(raw: bytes, model: type[T]) -> T:
         field = _field_of(str(exc))
         if "[...]" in field and len(raw) <= _NAMING_MAX_BYTES:
             field = _named_value(raw, model, field)
-        raise InvalidInput(str(exc), field) from None
+        raise InvalidInput(without_values(str(exc)), field) from None
     except (msgspec.DecodeError, RecursionError) as exc:
         raise InvalidInput(f"malformed JSON: {exc}", "body") from None
     _refuse_duplicate_keys(raw)

@@ -300,11 +300,11 @@ def _token(settings: Settings, user_id: str) -> int:
     keys = load_keys(settings)
     if settings.keystore_file is None:
         # A token for a gateway whose databases the server would refuse is no good: one that lost
-        # a database, was migrated by a newer version, or whose key store lacks a key it needs
-        # (the server's checks, as `keys list` makes them).
+        # a database, was migrated by a newer version, or whose key store lacks a key it needs.
+        # Opened as `keys create` opens it, migrations applied: the server would apply them too.
         check_pair(settings.data_dir)
         if (settings.data_dir / DATA_FILE).exists():
-            Store(settings.data_dir, keys, migrate=False).close()
+            Store(settings.data_dir, keys).close()
     print(user_tokens(settings, keys).mint(user_id, system_clock()))
     return 0
 

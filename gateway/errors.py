@@ -47,6 +47,7 @@ __all__ = [
     "handle_storage_failure",
     "handle_unexpected",
     "problem",
+    "without_values",
 ]
 
 
@@ -117,7 +118,7 @@ def handle_framework_validation(
         key, message = str(item.get("key", "")), str(item.get("message", ""))
         if key == "data" and item.get("source") == "body":
             key, message = "body", "a JSON body is required"
-        extra.append({"key": aliases.get(key, key), "message": _QUOTED.sub("given", message)})
+        extra.append({"key": aliases.get(key, key), "message": without_values(message)})
     if not extra and (missing := _MISSING.match(exc.detail)):
         extra.append({"key": missing["name"], "message": f"a required {missing['where']} parameter"})
     if extra:
@@ -130,8 +131,15 @@ def handle_framework_validation(
     return Response(body, status_code=exc.status_code)
 
 
-# Litestar quotes the value it refused ("Invalid enum value 'x'"): a query may hold a user id.
 _QUOTED = re.compile(r"'[^']*'")
+
+
+def without_values(message: str) -> str:
+    """A validator's message without the value it refused, which msgspec and Litestar quote
+    ("Invalid enum value 'x'"): a query or a body may hold a user id or an e-mail address."""
+    return _QUOTED.sub("given", message)
+
+
 _MISSING = re.compile(r"Missing required (?P<where>\w+) parameter '(?P<name>[^']+)'")
 
 

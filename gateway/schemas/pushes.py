@@ -208,14 +208,17 @@ class CampaignCreate(msgspec.Struct, forbid_unknown_fields=True):
             raise ValueError(f"name: a campaign name must not hold personal data ({', '.join(kinds)})")
 
 
-# What would hide or reorder a name's text where it is shown: bidi controls and zero-width spaces
-# (the joiners stay: emoji sequences and several scripts need them).
-_HIDING = frozenset("\u061c\u200b\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\ufeff")
+# Format characters hide or reorder text where a name is shown (bidi controls, zero-width
+# spaces, tag characters that can spell a whole e-mail address unseen); the joiners and the soft
+# hyphen stay, as emoji sequences and several scripts need them.
+_SHOWN_FORMATS = frozenset("\u00ad\u200c\u200d")
 
 
 def _hidden(char: str) -> bool:
-    """A control (NUL, a line break), a line or paragraph separator, or a hiding character."""
-    return unicodedata.category(char) in ("Cc", "Zl", "Zp") or char in _HIDING
+    """A control (NUL, a line break), a line or paragraph separator, a format character but the
+    joiners, a private-use or unassigned code point."""
+    kind = unicodedata.category(char)
+    return kind in ("Cc", "Co", "Cn", "Zl", "Zp") or (kind == "Cf" and char not in _SHOWN_FORMATS)
 
 
 class CampaignCreated(msgspec.Struct):

@@ -56,6 +56,19 @@ def test_a_value_outside_an_enumeration_is_not_echoed(client: Client, as_key: Ke
     assert "alice" not in answer.text
 
 
+def test_a_body_value_outside_an_enumeration_is_not_echoed(client: Client, as_key: KeyHeaders) -> None:
+    push = {
+        "idempotency_key": "k-1",
+        "user_id": "u-1",
+        "topic": "alice@example.com",
+        "title": "t",
+        "body": "b",
+    }
+    answer = client.post("/v1/pushes", json=push, headers=as_key("pushes:write"))
+    _named(assert_problem(answer, 400), "topic")
+    assert "alice" not in answer.text
+
+
 def test_a_missing_body_is_named_body(client: Client, as_key: KeyHeaders) -> None:
     body = assert_problem(client.post("/v1/pushes", headers=as_key("pushes:write")), 400)
     _named(body, "body")
@@ -82,7 +95,12 @@ def test_a_policy_check_across_two_fields_names_one_of_them(
     assert client.get("/v1/admin/policy", headers=admin).json()["settings"] == current
 
 
-@pytest.mark.parametrize("name", ["Winter\nsale", "Winter\x00sale", "Winter \u202eelas", "Winter\u200bsale"])
+TAGGED = "Sale" + "".join(chr(0xE0000 + ord(c)) for c in "alice@example.com")  # invisible, decodable
+
+
+@pytest.mark.parametrize(
+    "name", ["Winter\nsale", "Winter\x00sale", "Winter \u202eelas", "Winter\u200bsale", TAGGED, "Sale\ue000"]
+)
 def test_a_campaign_name_is_one_printable_line(
     client: Client, runtime: Runtime, as_key: KeyHeaders, name: str
 ) -> None:

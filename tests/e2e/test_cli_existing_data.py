@@ -268,3 +268,24 @@ def test_a_key_store_lacking_a_key_of_the_data_keys_is_refused(gateway_dir: Path
     }
     for args in _commands(tmp_path, token=False):
         _refused(_run(env, *args), "lacks kek-1, which wraps data keys in subjects.db", "CGW_KEYSTORE_FILE")
+
+
+def test_token_takes_a_data_dir_the_server_would_migrate(tmp_path: Path) -> None:
+    """Refused ("migrations pending") for the data dir of the version before, which `serve` and
+    `keys create` take, migrating it."""
+    from storage.db import connect
+    from storage.keys import KeyStore
+    from storage.migrations import DATA_MIGRATIONS, DIRECTORY_MIGRATIONS, migrate
+
+    data = tmp_path / "data"
+    keys = KeyStore.create(data / "keys.json")
+    for name, key, steps in (
+        ("gateway.db", keys.database_key, DATA_MIGRATIONS[:-1]),
+        ("subjects.db", keys.directory_key, DIRECTORY_MIGRATIONS),
+    ):
+        conn = connect(data / name, key)
+        migrate(conn, steps)
+        conn.close()
+    done = _run({"CGW_DATA_DIR": str(data)}, "token", "alice")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count(".") == 2  # a JWT

@@ -749,14 +749,16 @@ def test_a_failing_checkpoint_holds_up_no_write(
     and durable, and the failure is logged. When checkpoints ran on the sync thread, the error
     ended that thread and every later write waited forever for its fsync."""
     monkeypatch.setattr(storage.db, "CHECKPOINT_WAL_BYTES", 64 * 1024)
-    opened = storage.db.connect
+    opened = sqlcipher3.connect
 
-    def connect_unless_checkpointing(path: Path, key: bytes, *, synchronous: str = "FULL") -> Connection:
+    def connect_unless_checkpointing(*args: Any, **kwargs: Any) -> Any:
+        # SQLite's own refusal, which `connect` reports as an OSError (a file system that
+        # refuses, or no file descriptor left): an OSError ended the checkpoint thread.
         if threading.current_thread() is not threading.main_thread():  # only checkpoints open off it
-            raise sqlcipher3.OperationalError("unable to open database file (injected)")
-        return opened(path, key, synchronous=synchronous)
+            return opened("/nonexistent-directory/checkpoint.db")
+        return opened(*args, **kwargs)
 
-    monkeypatch.setattr(storage.db, "connect", connect_unless_checkpointing)
+    monkeypatch.setattr(sqlcipher3, "connect", connect_unless_checkpointing)
     writer = Writer(path, KEY, name="test")
     try:
         writer.run_sync(lambda conn: conn.execute("CREATE TABLE b (id INTEGER PRIMARY KEY, v BLOB)"))
