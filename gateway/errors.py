@@ -131,13 +131,16 @@ def handle_framework_validation(
     return Response(body, status_code=exc.status_code)
 
 
-_QUOTED = re.compile(r"'[^']*'")
+# The one message form msgspec and Litestar put a refused value in, quoted as Python's repr
+# quotes it: in double quotes when it holds an apostrophe (`o'brien@example.com`).
+_ENUM_VALUE = re.compile(r"""Invalid enum value (?:'[^']*'|"(?:[^"\\]|\\.)*")""")
 
 
 def without_values(message: str) -> str:
-    """A validator's message without the value it refused, which msgspec and Litestar quote
-    ("Invalid enum value 'x'"): a query or a body may hold a user id or an e-mail address."""
-    return _QUOTED.sub("given", message)
+    """A validator's message without the value it refused ("Invalid enum value 'x'"): a query or
+    a body may hold a user id or an e-mail address. Other messages name types, fields and
+    patterns, which the client needs, and our own never repeat a value."""
+    return _ENUM_VALUE.sub("Invalid enum value given", message)
 
 
 _MISSING = re.compile(r"Missing required (?P<where>\w+) parameter '(?P<name>[^']+)'")

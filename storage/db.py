@@ -224,7 +224,7 @@ class _Checkpointer:
                 try:
                     conn = conn or connect(self._path, self._key)
                     self._fold(conn)
-                except (sqlcipher3.Error, OSError) as exc:  # OSError: `connect` could not open it
+                except (sqlcipher3.Error, OSError, DatabaseLockedError) as exc:  # the last two: `connect`
                     log.warning("checkpoint failed; the WAL keeps every frame", extra={"error": str(exc)})
                 # Requests made during the passes are covered by them: if the WAL was not
                 # rewound after all, it is still past the limit at the next sync, which asks again.

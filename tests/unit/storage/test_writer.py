@@ -741,8 +741,9 @@ def test_a_checkpoint_between_writes_takes_no_lock(path: Path, monkeypatch: pyte
         assert reopened.execute("SELECT count(*) FROM b").fetchone()[0] == 41
 
 
+@pytest.mark.parametrize("opens", ["no such directory", "not a database"])
 def test_a_failing_checkpoint_holds_up_no_write(
-    path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, opens: str
 ) -> None:
     """A checkpoint that cannot run (here its connection cannot be opened, as when the file
     system refuses) loses nothing, since the WAL keeps every frame: writes go on being answered
@@ -755,8 +756,11 @@ def test_a_failing_checkpoint_holds_up_no_write(
         # SQLite's own refusal, which `connect` reports as an OSError (a file system that
         # refuses, or no file descriptor left): an OSError ended the checkpoint thread.
         if threading.current_thread() is not threading.main_thread():  # only checkpoints open off it
-            return opened("/nonexistent-directory/checkpoint.db")
+            return opened("/nonexistent-directory/checkpoint.db" if opens == "no such directory" else junk)
         return opened(*args, **kwargs)
+
+    junk = str(path.with_name("junk.db"))
+    Path(junk).write_bytes(b"not a database" * 512)  # SQLITE_NOTADB: `connect` says wrong key
 
     monkeypatch.setattr(sqlcipher3, "connect", connect_unless_checkpointing)
     writer = Writer(path, KEY, name="test")
