@@ -509,6 +509,41 @@ def _why_without_settings(db: sqlite_utils.Database) -> None:
     )
 
 
+def _paused_through_before_resume(db: sqlite_utils.Database) -> None:
+    # 0016 marked the campaigns paused at the upgrade; one paused and resumed before it kept no
+    # mark, and its pushes decided before the pause (one deferred to the morning) went out. Until
+    # a pause by hand stopped setting it, every resume set `resumed_at`: every push stored by
+    # then was decided before the pause or refused during it. (A campaign paused and resumed by
+    # hand under the versions between records nothing to go by, and stays unmarked.)
+    db.execute(
+        "UPDATE campaigns SET paused_through = "
+        "(SELECT coalesce(max(p.rowid), 0) FROM pushes p WHERE p.created_at <= campaigns.resumed_at) "
+        "WHERE paused_through IS NULL AND resumed_at IS NOT NULL"
+    )
+
+
+def _forget_settings_of_the_erased(db: sqlite_utils.Database) -> None:
+    # Erasure blanks in a subject's pushes what tells of their settings and what could confirm a
+    # guess of their content (`gateway.services.rights`); subjects erased before it did keep
+    # them. The same, as that code did it when this was written, for every subject the ledger
+    # says was erased (a returning user is a new subject id, untouched here).
+    erased = "SELECT subject_id FROM ledger WHERE kind = 'subject.erased'"
+    without = (
+        "CASE WHEN {c} IS NULL OR NOT json_valid({c}) THEN {c} ELSE (SELECT json_group_array("
+        "json_remove(r.value, '$.until', '$.limit')) FROM json_each({c}) r) END"
+    )
+    db.execute(
+        "UPDATE pushes SET fingerprint = X'', allowed_by = '[]', deliver_after = NULL, "  # noqa: S608
+        "planned_at = CASE WHEN planned_at IS NULL THEN NULL ELSE created_at END, "
+        f"reasons = {without.format(c='reasons')}, final_reasons = {without.format(c='final_reasons')} "
+        f"WHERE subject_id IN ({erased})"
+    )
+    db.execute(
+        "UPDATE outbox SET due_at = (SELECT p.created_at FROM pushes p WHERE p.push_id = outbox.push_id) "  # noqa: S608
+        f"WHERE push_id IN (SELECT push_id FROM pushes WHERE subject_id IN ({erased}))"
+    )
+
+
 DATA_MIGRATIONS: list[Migration] = [
     ("0001_core", _core),
     ("0002_policy", _policy),
@@ -528,6 +563,8 @@ DATA_MIGRATIONS: list[Migration] = [
     ("0016_campaign_paused_through", _campaign_paused_through),
     ("0017_admin_log", _admin_log),
     ("0018_why_without_settings", _why_without_settings),
+    ("0019_paused_through_before_resume", _paused_through_before_resume),
+    ("0020_forget_settings_of_the_erased", _forget_settings_of_the_erased),
 ]
 DIRECTORY_MIGRATIONS: list[Migration] = [
     ("0001_directory", _directory),

@@ -202,3 +202,78 @@ def test_why_kept_in_clear_loses_the_subjects_settings(tmp_path: Path) -> None:
     assert json.loads(rows["psh_2"]) == ["topic:transactional (contract)"]
     assert rows["psh_3"] == "quiet hours: ["
     conn.close()
+
+
+def test_a_campaign_resumed_before_0016_stops_the_pushes_decided_before_its_pause(tmp_path: Path) -> None:
+    """0016 marked only the campaigns paused at the upgrade: one paused and resumed before kept
+    no mark, and a push deferred past the resume went out."""
+    conn = connect(tmp_path / "gateway.db", secrets.token_bytes(32))
+    migrate(conn, [m for m in DATA_MIGRATIONS if m[0] < "0019"])
+    conn.execute("BEGIN")
+    for campaign_id, resumed_at in (("cmp_resumed", "2026-12-02T10:30:00+00:00"), ("cmp_never", None)):
+        conn.execute(
+            "INSERT INTO campaigns (campaign_id, name, topic, status, created_by, created_at, resumed_at) "
+            "VALUES (?, 'c', 'promotions', 'active', 'key_1', '2026-12-01T00:00:00+00:00', ?)",
+            (campaign_id, resumed_at),
+        )
+    conn.execute(
+        "INSERT INTO campaigns (campaign_id, name, topic, status, created_by, created_at, resumed_at, "
+        "paused_through) VALUES ('cmp_marked', 'c', 'promotions', 'active', 'key_1', "
+        "'2026-12-01T00:00:00+00:00', '2026-12-02T10:30:00+00:00', 1)"
+    )
+    for n, created_at in enumerate(("2026-12-02T09:00:00+00:00", "2026-12-02T10:00:00+00:00",
+                                    "2026-12-02T11:00:00+00:00"), start=1):  # fmt: skip
+        _push(conn, f"psh_{n}", "cmp_resumed")
+        conn.execute("UPDATE pushes SET created_at = ? WHERE push_id = ?", (created_at, f"psh_{n}"))
+    conn.execute("COMMIT")
+
+    assert migrate(conn, DATA_MIGRATIONS)[0] == "0019_paused_through_before_resume"
+
+    marks = dict(conn.execute("SELECT campaign_id, paused_through FROM campaigns"))
+    assert marks == {"cmp_resumed": 2, "cmp_never": None, "cmp_marked": 1}
+    conn.close()
+
+
+def test_subjects_erased_before_their_pushes_were_blanked_are_blanked_at_the_upgrade(tmp_path: Path) -> None:
+    """Erasure blanks the settings a subject's pushes tell of (a quiet window's end, a cap, the
+    deferral, the fingerprint); subjects erased before it did kept them after the upgrade."""
+    conn = connect(tmp_path / "gateway.db", secrets.token_bytes(32))
+    migrate(conn, [m for m in DATA_MIGRATIONS if m[0] < "0020"])
+    reasons = '[{"code":"quiet_hours","until":"2026-12-03T06:15:00Z"},{"code":"frequency_capped","limit":3}]'
+    conn.execute("BEGIN")
+    for subject_id in ("s_erased", "s_live"):
+        push_id = f"psh_{subject_id}"
+        _push(conn, push_id, None)
+        conn.execute(
+            "UPDATE pushes SET subject_id = ?, reasons = ?, deliver_after = '2026-12-03T06:15:00+00:00', "
+            "planned_at = '2026-12-03T06:15:00+00:00', allowed_by = '[\"quiet hours: outside\"]' "
+            "WHERE push_id = ?",
+            (subject_id, reasons, push_id),
+        )
+        outbox.enqueue_many(conn, [(push_id, datetime(2026, 12, 3, 6, 15, tzinfo=UTC))])
+    conn.execute(
+        "INSERT INTO ledger (seq, at, subject_id, kind, actor, source, prev_hash, hash) VALUES "
+        "(1, '2026-12-02T12:00:00+00:00', 's_erased', 'subject.erased', 'user', 'erasure', X'00', X'01')"
+    )
+    conn.execute("COMMIT")
+
+    assert migrate(conn, DATA_MIGRATIONS) == ["0020_forget_settings_of_the_erased"]
+
+    rows = {
+        sid: (fingerprint, json.loads(why), json.loads(kept), deliver_after, planned_at)
+        for sid, fingerprint, why, kept, deliver_after, planned_at in conn.execute(
+            "SELECT subject_id, fingerprint, allowed_by, reasons, deliver_after, planned_at FROM pushes"
+        )
+    }
+    assert rows["s_erased"] == (
+        b"",
+        [],
+        [{"code": "quiet_hours"}, {"code": "frequency_capped"}],
+        None,
+        NOW.isoformat(),
+    )
+    assert rows["s_live"][2] == json.loads(reasons)
+    assert rows["s_live"][3] == "2026-12-03T06:15:00+00:00"
+    due = dict(conn.execute("SELECT push_id, due_at FROM outbox"))
+    assert due == {"psh_s_erased": NOW.isoformat(), "psh_s_live": "2026-12-03T06:15:00+00:00"}
+    conn.close()
