@@ -133,7 +133,7 @@ def handle_framework_validation(
 
 # The one message form msgspec and Litestar put a refused value in, quoted as Python's repr
 # quotes it: in double quotes when it holds an apostrophe (`o'brien@example.com`).
-_ENUM_VALUE = re.compile(r"""Invalid enum value (?:'[^']*'|"(?:[^"\\]|\\.)*")""")
+_ENUM_VALUE = re.compile(r"""Invalid enum value (?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")""")
 
 
 def without_values(message: str) -> str:

@@ -216,15 +216,18 @@ class CampaignCreate(msgspec.Struct, forbid_unknown_fields=True):
 # characters of an emoji flag (🏴 + tags + cancel tag). Unassigned code points are let through:
 # Python's tables predate the newest emoji.
 _SHOWN_FORMATS = frozenset("\u00ad\u200c\u200d\u0600\u0601\u0602\u0603\u0604\u0605\u06dd\u070f")
-_EMOJI_TAGS = re.compile("\U0001f3f4[\U000e0020-\U000e007e]+\U000e007f")
+# A subdivision flag's tags: lower-case letters and digits, a few (`gbsct`), never `@` or `.`.
+_EMOJI_TAGS = re.compile("\U0001f3f4[\U000e0030-\U000e0039\U000e0061-\U000e007a]{2,6}\U000e007f")
 
 
 def _hides_text(name: str) -> bool:
     """Holds a control (NUL, a line break), a line or paragraph separator, a private-use code
-    point or a format character not kept above."""
+    point, a noncharacter or a format character not kept above."""
     for char in _EMOJI_TAGS.sub("\U0001f3f4", name):
         kind = unicodedata.category(char)
         if kind in ("Cc", "Co", "Zl", "Zp") or (kind == "Cf" and char not in _SHOWN_FORMATS):
+            return True
+        if 0xFDD0 <= ord(char) <= 0xFDEF or ord(char) & 0xFFFE == 0xFFFE:  # noncharacters
             return True
     return False
 

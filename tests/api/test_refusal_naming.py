@@ -69,7 +69,7 @@ def test_a_body_value_outside_an_enumeration_is_not_echoed(client: Client, as_ke
     assert "alice" not in answer.text
 
 
-@pytest.mark.parametrize("value", ["o'brien@example.com", "it's'bob@example.com"])
+@pytest.mark.parametrize("value", ["o'brien@example.com", "it's'bob@example.com", 'it\'s "bob"@example.com'])
 def test_a_refused_value_with_apostrophes_is_not_echoed_either(
     client: Client, as_key: KeyHeaders, value: str
 ) -> None:
@@ -117,6 +117,7 @@ def test_a_policy_check_across_two_fields_names_one_of_them(
 
 
 TAGGED = "Sale" + "".join(chr(0xE0000 + ord(c)) for c in "alice@example.com")  # invisible, decodable
+FLAGGED = "Sale \U0001f3f4" + TAGGED.removeprefix("Sale") + "\U000e007f"  # dressed as a flag
 
 
 @pytest.mark.parametrize(
@@ -128,7 +129,9 @@ TAGGED = "Sale" + "".join(chr(0xE0000 + ord(c)) for c in "alice@example.com")  #
         "Winter\u200bsale",
         "ali\u2060ce@example.com",
         TAGGED,
+        FLAGGED,
         "Sale\ue000",
+        "Sale\ufffe",
     ],
 )
 def test_a_campaign_name_is_one_printable_line(
