@@ -85,5 +85,6 @@ def combine(results: Iterable[RuleResult], expires_at: datetime) -> Decision:
         reasons=tuple(reasons),
         deliver_after=until if "defer" in verdicts else None,
         expires_at=expires_at,
-        allowed_by=tuple(allowed_by),
+        # Once each: the consent rule and the location rule both say `consent:location`.
+        allowed_by=tuple(dict.fromkeys(allowed_by)),
     )

@@ -104,7 +104,13 @@ class PushCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, gc=Fa
     personalized: bool = False
     near: Near | None = None
     ttl_seconds: TtlSeconds | None = None
-    dry_run: bool = False
+    dry_run: Annotated[
+        bool,
+        Meta(
+            description="Decide without recording or counting anything. Refused (400) for a push "
+            "`near` an area: its answer would say where the user is, unrecorded."
+        ),
+    ] = False
 
     def __post_init__(self) -> None:
         if (self.user_id is None) == (self.subject_ref is None):
@@ -115,6 +121,10 @@ class PushCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, gc=Fa
             # A key not allowed for the topic is named in the push's reasons, kept in clear
             # through erasure; the value is sealed, the key is not.
             raise ValueError("data: a data key must not hold the push's user_id")
+        if self.dry_run and self.near is not None:
+            # Its answer says whether the user is inside the area, and nothing of it is kept:
+            # dry runs near ever finer areas found a user's stored location with no trace.
+            raise ValueError("dry_run: a push `near` an area is not decided as a dry run")
 
 
 def _check_variant(variant: str, campaign_id: str | None, user_id: str | None) -> None:

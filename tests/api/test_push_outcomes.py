@@ -367,6 +367,31 @@ def test_nearby_offer_with_a_fresh_location(world: World, minutes: int, outcome:
     if outcome == "queued":
         why = world.client.get("/v1/me/notifications", headers=world.as_user("u1")).json()[0]["why"]
         assert {"consent:location", "location: inside the target area"} <= set(why)
+        assert len(why) == len(set(why)), why  # the consent and location rules both named it
+
+
+def test_a_dry_run_near_an_area_is_refused_and_tells_nothing(world: World) -> None:
+    """Decided and never recorded, dry runs near ever finer geohash prefixes found one user's
+    stored location: 87 of them named the whole cell, and no audit showed a thing."""
+    world.user("u2", purposes=("marketing", "location"))
+    assert world.client.put("/v1/me/location", json=BEIJING, headers=world.as_user("u2")).status_code == 200
+    answers = [
+        world.client.post(
+            "/v1/pushes",
+            json=world.body("u2", topic="nearby_offers", near={"geohash": near}, dry_run=True),
+            headers=world.key,
+        )
+        for near in ("wx4g0b", "zzzzzz")  # where the user is, and nowhere near
+    ]
+    inside, outside = (assert_problem(answer, 400, "dry_run") for answer in answers)
+    assert inside == outside
+    batch = {"pushes": [world.body("u2", topic="nearby_offers", near={"geohash": "wx4g0b"}, dry_run=True)]}
+    assert_problem(
+        world.client.post("/v1/pushes/batch", json=batch, headers=world.key), 400, "pushes[0].dry_run"
+    )
+    assert (
+        world.submit("u2", topic="nearby_offers", dry_run=True)["outcome"] == "queued"
+    )  # no `near`: decided
 
 
 # -- frequency ----------------------------------------------------------------------------------

@@ -213,7 +213,7 @@ def test_no_marker_reaches_the_logs_or_metrics(server: Server, hook: WebhookRela
             "idempotency_key": m.mark("idemnear"), "user_id": email, "topic": "nearby_offers",
             "title": "Near you", "body": "A shop", "near": {"geohash": geohash[:5]}, "dry_run": True,
         }  # fmt: skip
-        _ok(http.post("/v1/pushes", json=near, headers=key))
+        _ok(http.post("/v1/pushes", json=near, headers=key), 400)  # no dry run near an area
         ghost = m.add("unknown user", f"ghost.{m.tag}@example.com")
         refused = [
             {"idempotency_key": m.mark("idempii"), "user_id": email, "topic": "promotions",
