@@ -34,6 +34,7 @@ from storage.merkle import Frontier, frontier_append, frontier_root, leaf_hash
 
 __all__ = [
     "GENESIS",
+    "HASH_BLOB",
     "HASH_SIZE",
     "Anchor",
     "CheckpointProblem",
@@ -56,9 +57,11 @@ _TEXT_COLUMNS = ("at", "subject_id", "kind", "purpose", "notice_version", "actor
 _NULLABLE = frozenset({"purpose", "notice_version"})
 _LEDGER_COLUMNS = frozenset(name.strip() for name in _COLUMNS.split(","))
 # The blob columns are cast, so a value stored as TEXT or a number reads as its bytes instead of
-# failing (`bytes(str)`, or text that is not UTF-8); the last column says whether they were blobs.
+# failing (`bytes(str)`, or text that is not UTF-8), and a NULL hash (in a table rebuilt without
+# NOT NULL) as no bytes; the last column says whether they were blobs.
+HASH_BLOB = "IFNULL(CAST(hash AS BLOB), x'')"
 _BLOBS = (
-    "CAST(body AS BLOB), CAST(prev_hash AS BLOB), CAST(hash AS BLOB), "
+    f"CAST(body AS BLOB), IFNULL(CAST(prev_hash AS BLOB), x''), {HASH_BLOB}, "
     "typeof(body) IN ('blob', 'null') AND typeof(prev_hash) = 'blob' AND typeof(hash) = 'blob'"
 )
 _SELECT = f"seq, {', '.join(_TEXT_COLUMNS)}, {_BLOBS}"
@@ -173,7 +176,7 @@ def has_columns(conn: Connection, table: str, columns: frozenset[str]) -> bool:
 
 
 def head(conn: Connection) -> tuple[int, bytes]:
-    row = conn.execute("SELECT seq, CAST(hash AS BLOB) FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()
+    row = conn.execute(f"SELECT seq, {HASH_BLOB} FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()  # noqa: S608
     return (0, GENESIS) if row is None else (int(row[0]), bytes(row[1]))
 
 
@@ -325,8 +328,8 @@ def events(
 def _breaks(event: LedgerEvent, sound: bool, seq: int, prev: bytes) -> int | None:
     """The seq at which `event`, expected as `seq` after the hash `prev`, breaks the chain (a
     missing `seq` itself), or None if it holds."""
-    if event.seq != seq:
-        return seq
+    if event.seq != seq:  # a seq missing, or a row planted below the expected one (seq 0)
+        return min(event.seq, seq)
     if not sound or event.prev_hash != prev or hashlib.sha256(event.canonical()).digest() != event.hash:
         return event.seq
     return None

@@ -78,7 +78,8 @@ class LedgerLeaves:
         if start >= stop:
             return []
         rows = self._conn.execute(
-            "SELECT CAST(hash AS BLOB) FROM ledger WHERE seq BETWEEN ? AND ? ORDER BY seq", (start + 1, stop)
+            f"SELECT {ledger.HASH_BLOB} FROM ledger WHERE seq BETWEEN ? AND ? ORDER BY seq",  # noqa: S608
+            (start + 1, stop),
         ).fetchall()
         if len(rows) != stop - start:  # seq is the primary key: a short count means a hole
             raise LedgerGapError(f"ledger events between seq {start + 1} and {stop} are missing")
@@ -140,5 +141,5 @@ def _extend(base: Frontier, leaves: LedgerLeaves, size: int) -> Frontier:
 
 
 def _hash_at(conn: Connection, seq: int) -> bytes | None:
-    row = conn.execute("SELECT CAST(hash AS BLOB) FROM ledger WHERE seq = ?", (seq,)).fetchone()
+    row = conn.execute(f"SELECT {ledger.HASH_BLOB} FROM ledger WHERE seq = ?", (seq,)).fetchone()  # noqa: S608
     return None if row is None else bytes(row[0])

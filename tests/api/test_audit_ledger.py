@@ -146,6 +146,12 @@ def _insert(runtime: Runtime) -> list[tuple[str, tuple[object, ...]]]:
     return statements
 
 
+def _plant_seq_0(runtime: Runtime) -> list[tuple[str, tuple[object, ...]]]:
+    """A copy of the first event below it: verification named seq 1, a sound event, and every
+    listing starts after seq 0, so nothing led an auditor to the planted row."""
+    return [("INSERT INTO ledger VALUES (?,?,?,?,?,?,?,?,?,?,?)", (0, *_row(runtime, 1)[1:]))]
+
+
 @pytest.mark.parametrize(
     ("how", "first_invalid"),
     [
@@ -153,8 +159,9 @@ def _insert(runtime: Runtime) -> list[tuple[str, tuple[object, ...]]]:
         (lambda _: [("DELETE FROM ledger WHERE seq = 3", ())], 3),
         (_swap, 2),
         (_insert, 5),
+        (_plant_seq_0, 0),
     ],
-    ids=["byte-flip", "delete", "swap", "insert"],
+    ids=["byte-flip", "delete", "swap", "insert", "planted-seq-0"],
 )
 def test_verify_names_the_first_tampered_event(
     client: Client, runtime: Runtime, as_user: Any, auditor: Headers,
@@ -206,6 +213,47 @@ def test_a_tampered_event_time_makes_the_subject_view_unknown_not_500(
     tamper(runtime, (f"UPDATE ledger SET at = {at} WHERE seq = 1", ()))  # noqa: S608 - a test's own literals
     view = get(client, f"/subjects/{ref}", auditor)
     assert view["consents"]["marketing"]["granted"] is None
+
+
+@pytest.mark.parametrize("column", ["hash", "prev_hash"])
+def test_a_null_hash_is_reported_not_raised(
+    client: Client, runtime: Runtime, as_user: Any, auditor: Headers, data_dir: Path, column: str
+) -> None:
+    """The schema says NOT NULL, but a table rebuilt without it can hold a NULL hash: verification
+    (API and CLI), the listing, proofs, checkpoint and export all failed on it (`leaf_hash(None)`,
+    `None.hex()`) instead of reporting the break."""
+    alice = as_user("alice")
+    grow_ledger(client, alice, 3)
+    columns = "seq, at, subject_id, kind, purpose, notice_version, actor, source, body, prev_hash, hash"
+    tamper(
+        runtime,
+        (f"CREATE TABLE loose ({columns})", ()),
+        ("INSERT INTO loose SELECT * FROM ledger", ()),
+        ("DROP TABLE ledger", ()),
+        ("ALTER TABLE loose RENAME TO ledger", ()),
+        (f"UPDATE ledger SET {column} = NULL WHERE seq = 2", ()),  # noqa: S608 - a test's own literals
+    )
+    verdict = get(client, "/ledger/verify", auditor)
+    assert (verdict["ok"], verdict["first_invalid_seq"]) == (False, 2)
+    assert [e["seq"] for e in get(client, "/consent-events", auditor)["events"]] == [1, 2, 3]
+    assert (
+        client.get(
+            "/v1/audit/ledger/proof/inclusion", headers=auditor, params={"seq": 1, "size": 3}
+        ).status_code
+        == 200
+    )
+    assert_problem(client.get("/v1/audit/ledger/checkpoint", headers=auditor), 409, "checkpoint")
+    assert_problem(client.get("/v1/audit/export", headers=auditor), 409, "checkpoint")
+    runtime.store.data.checkpoint()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CGW_")}
+    done = subprocess.run(
+        [str(CLI), "audit", "verify", "--data-dir", str(data_dir)],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert (done.returncode, done.stderr) == (1, "")
+    assert json.loads(done.stdout)["first_invalid_seq"] == 2
+    grow_ledger(client, alice, 1)  # appending after it still works
+    assert [e["seq"] for e in get(client, "/consent-events", auditor)["events"]] == [1, 2, 3, 4]
 
 
 def test_a_retyped_column_fails_the_cli_verify(
