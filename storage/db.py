@@ -53,7 +53,7 @@ import sqlcipher3
 
 __all__ = [
     "Connection", "Database", "DatabaseLockedError", "StorageBusyError", "StorageFailedError",
-    "StorageFullError", "Writer", "connect", "in_chunks", "wrote_in_context",
+    "StorageFullError", "Writer", "connect", "in_chunks", "savepoint", "wrote_in_context",
 ]  # fmt: skip
 
 log = logging.getLogger("storage.db")
@@ -143,6 +143,23 @@ def connect(path: Path, key: bytes, *, synchronous: str = "FULL") -> Connection:
     conn.execute(f"PRAGMA cache_size = -{PAGE_CACHE_KIB}")
     conn.execute(f"PRAGMA soft_heap_limit = {SQLITE_MEMORY_BUDGET}")  # process-wide, so set by each
     return conn
+
+
+@contextlib.contextmanager
+def savepoint(conn: Connection, name: str) -> Iterator[None]:
+    """Writes inside a unit that an exception undoes alone, the unit's other writes kept. Some
+    errors (SQLITE_FULL, SQLITE_IOERR) roll back the whole transaction instead: then the error
+    goes on as it came, for the writer to fail the transaction, rather than hidden under a failed
+    `ROLLBACK TO` ("no such savepoint")."""
+    conn.execute(f"SAVEPOINT {name}")
+    try:
+        yield
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute(f"ROLLBACK TO {name}")
+            conn.execute(f"RELEASE {name}")
+        raise
+    conn.execute(f"RELEASE {name}")
 
 
 def in_chunks(values: Sequence[T], size: int = 500) -> Iterator[tuple[str, list[T]]]:

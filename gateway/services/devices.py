@@ -14,7 +14,7 @@ from gateway.clock import Clock, rfc3339, rfc3339_text
 from gateway.errors import Conflict, NotFound
 from gateway.schemas.me import DeviceCreate, DeviceRead, LocationRead, LocationUpdate
 from policies import geohash
-from storage.db import Connection
+from storage.db import Connection, savepoint
 from storage.directory import SubjectKey
 from storage.repositories import consents, devices, locations
 from storage.store import Store
@@ -78,7 +78,7 @@ class DeviceService:
             if devices.count_active(conn, key.subject_id) >= MAX_ACTIVE_DEVICES:
                 raise Conflict(f"at most {MAX_ACTIVE_DEVICES} active devices per user", "token")
 
-        def unit(conn: Connection) -> tuple[str, bool]:
+        def register(conn: Connection) -> tuple[str, bool]:
             found = devices.find(conn, key, body.platform, body.token)
             if found is None:
                 check_room(conn)
@@ -97,13 +97,23 @@ class DeviceService:
                 devices.refresh(conn, key, found.device_id, body.platform, body.token)
             return found.device_id, False
 
-        # The device is this user's now: another user who registered it (a logout and another
-        # login on the same install) no longer gets pushes on it, their payments included. In a
-        # unit of its own, so that it holds even when this user has no room for another device.
-        await self._store.data.writer.run(
-            lambda conn: devices.release_elsewhere(conn, tag, key.subject_id, now)
-        )
-        return await self._store.data.writer.run(unit)
+        def unit(conn: Connection) -> tuple[str, bool] | Conflict:
+            # The device is this user's now: another user who registered it (a logout and another
+            # login on the same install) no longer gets pushes on it, their payments included.
+            # Kept even when this user has no room for another device: only the registration is
+            # undone. One unit with it, not two: an erasure of this user whose cleanup ran between
+            # them left the device row, naming the erased subject, behind it.
+            devices.release_elsewhere(conn, tag, key.subject_id, now)
+            try:
+                with savepoint(conn, "device"):
+                    return register(conn)
+            except Conflict as no_room:
+                return no_room
+
+        done = await self._store.data.writer.run(unit)
+        if isinstance(done, Conflict):
+            raise done
+        return done
 
     def tag_untagged(self, batch: int = 500) -> int:
         """At start: tag the devices stored before tags were kept, and take each device two

@@ -68,7 +68,7 @@ from policies import CampaignState, Decision, PolicySettings, Reason, Scheduled,
 from policies.catalog import is_marketing
 from policies.reasons import EXPIRED, QUIET_HOURS, SUBJECT_ERASED
 from storage import outbox
-from storage.db import Connection, Writer
+from storage.db import Connection, Writer, savepoint
 from storage.directory import SubjectKey
 from storage.outbox import Claim, Reschedule
 from storage.repositories import campaigns, deliveries, devices, pushes, subject_state
@@ -604,19 +604,15 @@ def _ends(written: list[PushWrites]) -> list[str]:
 
 
 def _undoable(conn: Connection, work: Callable[[], object]) -> Exception | None:
-    """Run `work` in a savepoint; if it raises, undo its writes alone and return the error. Some
-    errors (SQLITE_FULL, SQLITE_IOERR) roll back the whole transaction instead: re-raised, for the
-    writer to fail the transaction rather than hide the cause under a failed `ROLLBACK TO`."""
-    conn.execute("SAVEPOINT dispatch")
+    """Run `work` in a savepoint; if it raises, undo its writes alone and return the error. An
+    error that took the whole transaction with it is re-raised (`savepoint`)."""
     try:
-        work()
+        with savepoint(conn, "dispatch"):
+            work()
     except Exception as exc:
         if not conn.in_transaction:
             raise
-        conn.execute("ROLLBACK TO dispatch")
-        conn.execute("RELEASE dispatch")
         return exc
-    conn.execute("RELEASE dispatch")
     return None
 
 
