@@ -85,7 +85,8 @@ log = logging.getLogger("gateway.dispatch")
 END_STATES = frozenset({"rejected", "delivered", "failed", "expired"})
 CIRCUIT_OPEN = "CircuitOpen"
 LEASE_ENDING = "LeaseEnding"
-NOT_SENT = frozenset({CIRCUIT_OPEN, LEASE_ENDING})  # provider codes of sends never started
+EXPIRED_UNSENT = "ExpiredUnsent"
+NOT_SENT = frozenset({CIRCUIT_OPEN, LEASE_ENDING, EXPIRED_UNSENT})  # provider codes of sends never started
 ADAPTER_ERROR = "AdapterError"
 BACKOFF_CAP_SECONDS = 15 * 60.0
 _SETTLED = frozenset({"delivered", "failed"})  # a device's delivery states that are final
@@ -446,11 +447,16 @@ class Dispatcher:
         """One send, asked of the breaker only once a connection is free for it: a round holds
         up to ten sends per push, and asked at the round's start, every send queued behind the
         first failing wave would still go to a provider known to be down, a timeout each. Nor
-        started past `last_start`: not sent, it waits for the push's next claim."""
+        started past `last_start`: not sent, it waits for the push's next claim. Nor once the
+        push has expired, which it may have while the send waited for a connection: the round's
+        claim checked its expiry, but a round's sends may wait most of a lease."""
         adapter = self._adapters[message.platform]
         async with self._slots[adapter.name]:
-            if self._clock() > last_start:
+            now = self._clock()
+            if now > last_start:
                 return DeliveryResult(status="retry", provider_code=LEASE_ENDING)
+            if now >= message.expires_at:
+                return DeliveryResult(status="retry", provider_code=EXPIRED_UNSENT)
             return await self._send_now(adapter, message)
 
     async def _send_now(self, adapter: DeliveryAdapter, message: DeliveryMessage) -> DeliveryResult:
@@ -518,8 +524,8 @@ class Dispatcher:
                     reopen, self._breaker(self._circuit(sender, message)).reopens_in(now.timestamp())
                 )
                 continue
-            if result.provider_code == LEASE_ENDING:
-                continue  # not sent, not an attempt: the next claim sends it
+            if result.provider_code in (LEASE_ENDING, EXPIRED_UNSENT):
+                continue  # not sent, not an attempt: the next claim sends it, or ends it `expired`
             attempted = True
             delivered.append(
                 DeliveryRecord(
@@ -540,7 +546,10 @@ class Dispatcher:
         # Waiting on this round's devices only: a device removed or disabled since its last
         # `retry` is no longer sent to, and its old record must not keep the push waiting.
         waiting = skipped or any(states[m.device_id] == "retry" for m in send.messages)
-        if waiting and attempts < self._settings.delivery_max_attempts:
+        # Expired before a send could start: due at once (at its expiry), its next claim ends it
+        # `expired`, or `delivered` if a device has it, even when its attempts are spent.
+        expired = any(r.provider_code == EXPIRED_UNSENT for r in results)
+        if waiting and (attempts < self._settings.delivery_max_attempts or expired):
             delay = (
                 backoff_delay(
                     attempts, self._settings.delivery_backoff_seconds, BACKOFF_CAP_SECONDS, self._rand,
