@@ -115,6 +115,7 @@
           el("p", {}, el("span", { class: `badge ${answer.ok ? "good" : "bad"}`, text: answer.ok ? "chain intact" : "chain broken" })),
           table(Object.keys(answer), [answer]));
       } catch (error) {
+        result.replaceChildren();  // not "Verifying…" beside the error for good
         fail(error);
       }
     };

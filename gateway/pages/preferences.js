@@ -16,7 +16,7 @@
 
   function firstLanguage() {
     const asked = new URLSearchParams(location.search).get("lang");
-    if (asked && I18N[asked]) return asked;
+    if (asked && Object.hasOwn(I18N, asked)) return asked;  // not `constructor` or `__proto__`
     return (navigator.language || "").toLowerCase().startsWith("zh") ? "zh-CN" : "en";
   }
 
@@ -79,7 +79,9 @@
   // (busy), or the gateway did not take it.
   let busy = false;
 
-  async function change(action, { message = null, keepOnRefusal = false, control = null } = {}) {
+  // A form's refusal marks the input it names (`fields`: the refusal's field, or a prefix of it,
+  // to its input) as invalid and moves the focus there, so a screen reader user is taken to it.
+  async function change(action, { message = null, keepOnRefusal = false, control = null, fields = {} } = {}) {
     const flipBack = () => { if (control) control.checked = !control.checked; };
     if (busy) {
       flipBack();
@@ -108,6 +110,20 @@
     }
     if (failure) fail(failure);
     else say(typeof message === "function" ? message(answer) : message || t("saved"));
+    if (refused && keepOnRefusal) markInvalid(fields, refused.field);
+  }
+
+  function markInvalid(fields, field) {
+    for (const input of Object.values(fields)) input.removeAttribute("aria-invalid");
+    const parts = (field || "").split(".");
+    for (let n = parts.length; n > 0; n -= 1) {
+      const input = fields[parts.slice(0, n).join(".")];
+      if (input && input.isConnected) {
+        input.setAttribute("aria-invalid", "true");
+        input.focus();
+        return;
+      }
+    }
   }
 
   function signOut(message) {
@@ -125,7 +141,7 @@
       call("GET", "/v1/me/complaints"),
       call("GET", "/v1/me/consents/history"),
     ]);
-    if (I18N[state.locale]) lang = state.locale;  // null until the person chooses: the browser's meanwhile
+    if (state.locale && Object.hasOwn(I18N, state.locale)) lang = state.locale;  // null until the person chooses: the browser's meanwhile
     render({ state, devices, notifications, complaints, history });
   }
 
@@ -250,18 +266,22 @@
     const perWeek = el("input", { type: "number", id: "max-per-week", min: 0, value: state.frequency.max_per_week });
     const zones = typeof Intl.supportedValuesOf === "function" ? Intl.supportedValuesOf("timeZone") : [];
     const timezone = el("input", { id: "timezone", list: "zones", value: state.timezone, autocomplete: "off" });
+    const fields = { quiet_hours: start, "quiet_hours.end": end, frequency: perWeek, timezone };
     // Only what was changed is sent: the stored window sent again with a new zone would be
     // refused whole should the policy have changed its rules since it was saved.
     const save = () => {
       const cap = perWeek.value.trim();
-      if (!/^\d{1,2}$/.test(cap)) return say(t("invalid_field", { field: t("field_max_per_week") }), "error");
+      if (!/^\d{1,2}$/.test(cap)) {
+        say(t("invalid_field", { field: t("field_max_per_week") }), "error");
+        return markInvalid(fields, "frequency");
+      }
       const changes = {};
       if (start.value !== state.quiet_hours.start || end.value !== state.quiet_hours.end) {
         changes.quiet_hours = { start: start.value, end: end.value };
       }
       if (Number(cap) !== state.frequency.max_per_week) changes.frequency = { max_per_week: Number(cap) };
       if (timezone.value.trim() !== state.timezone) changes.timezone = timezone.value.trim();
-      change(() => call("PATCH", "/v1/me/preferences", changes), { keepOnRefusal: true });
+      change(() => call("PATCH", "/v1/me/preferences", changes), { keepOnRefusal: true, fields });
     };
     return section("timing", t("timing_title"), null,
       // A group named by its caption: a screen reader says "quiet hours" before "from" and "to".
@@ -353,6 +373,7 @@
         {
           message: (answer) => [t("complaint_sent"), ...answer.actions_taken.map((action) => t(`action_${action}`))].join(" · "),
           keepOnRefusal: true,
+          fields: { reason, comment },
         },
       );
       // Sent, the form is gone with its button: the focus goes to the complaints' heading.
@@ -447,11 +468,28 @@
       el("div", { class: "row" }, confirm, erase));
   }
 
-  if (token) {
-    frame();
-    app.replaceChildren(el("p", { text: t("loading") }));
-    load().catch(fail);
-  } else {
-    renderSignIn();
+  function start() {
+    if (token) {
+      frame();
+      app.replaceChildren(el("p", { text: t("loading") }));
+      load().catch(fail);
+    } else {
+      renderSignIn();
+    }
   }
+
+  // Opened again from the wallet in a tab that shows the page already (another person signing
+  // in, or the same one after their session ended), only the fragment changes: the page is not
+  // loaded again, so the new token is taken here, or it would stay in the address bar while the
+  // page went on acting with the one before.
+  window.addEventListener("hashchange", () => {
+    const before = token;
+    token = takeToken();
+    if (token !== before) {
+      status.replaceChildren();
+      start();
+    }
+  });
+
+  start();
 })();

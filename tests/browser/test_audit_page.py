@@ -321,3 +321,20 @@ def test_a_refused_lookup_shows_no_answer_of_the_last_one(
     expect(tab.page.locator("#status [role=alert]")).to_be_visible()
     expect(tab.page.locator("#subject-result table")).to_have_count(0)
     assert [e for e in tab.errors if "status of 400" not in e] == []
+
+
+def test_a_refused_verification_does_not_stay_verifying(
+    tab: Tab, gateway: Gateway, auditor: dict[str, str]
+) -> None:
+    sign_in(tab, gateway, auditor)
+    expect(tab.page.locator("#checkpoint table")).to_be_visible()
+
+    def busy(route: Route) -> None:
+        body = '{"status_code": 503, "detail": "storage is busy; retry"}'
+        route.fulfill(status=503, content_type="application/json", body=body)
+
+    tab.page.route("**/v1/audit/ledger/verify", busy)
+    tab.page.click("#verify")
+    expect(tab.page.locator("#status [role=alert]")).to_be_visible()
+    expect(tab.page.locator("#verify-result")).to_be_empty()
+    assert [e for e in tab.errors if "status of 503" not in e] == []

@@ -102,6 +102,10 @@ def test_a_refused_change_is_shown_naming_the_field_and_changes_nothing(tab: Tab
     # What was typed stays, so the value the refusal names can be seen and mended.
     expect(tab.page.locator("#timezone")).to_have_value("Mars/Olympus_Mons")
     expect(tab.page.locator("#quiet-start")).to_have_value("23:30")
+    # The input named is marked and focused, so a screen reader user is taken to it.
+    expect(tab.page.locator("#timezone")).to_have_attribute("aria-invalid", "true")
+    expect(tab.page.locator("#timezone")).to_be_focused()
+    expect(tab.page.locator("#quiet-start")).not_to_have_attribute("aria-invalid", "true")
     assert [e for e in tab.errors if "status of 400" not in e] == []
 
 
@@ -608,4 +612,41 @@ def test_in_chinese_the_why_of_a_push_stored_before_0018_is_chinese_too(tab: Tab
         assert chinese in notifications
     for english in ("quiet hours", "frequency", "cap"):
         assert english not in notifications
+    assert tab.errors == []
+
+
+def test_a_second_sign_in_link_in_the_same_tab_signs_that_person_in(tab: Tab, gateway: Gateway) -> None:
+    """Only the fragment changes, so the page is not loaded again: it went on acting as the first
+    person, with the second one's token left in the address bar."""
+    first, second = user(), user()
+    open_as(tab, gateway, first)
+    tab.page.goto(f"{gateway.server.base}/preferences#token={gateway.token(second)}")
+    expect(tab.page).to_have_url(re.compile(r"/preferences$"))
+    expect(tab.page.locator("input[name=consent-marketing]")).to_be_visible()
+    tab.page.locator("input[name=consent-marketing]").check()
+    expect(tab.page.locator("#status")).to_contain_text(re.compile(r"Receipt \S+"))
+    assert preferences(gateway, second)["consents"]["marketing"]["granted"] is True
+    assert preferences(gateway, first)["consents"]["marketing"]["granted"] is False
+    assert tab.errors == []
+
+
+@pytest.mark.parametrize("asked", ["constructor", "__proto__", "toString"])
+def test_a_language_named_like_an_objects_property_is_not_a_language(
+    tab: Tab, gateway: Gateway, asked: str
+) -> None:
+    """`I18N[asked]` found Object.prototype's members: the page took `constructor` for a language
+    and stopped at "Loading…" when a date was formatted in it."""
+    tab.page.goto(f"{gateway.server.base}/preferences?lang={asked}#token={gateway.token(user())}")
+    expect(tab.page.locator("#consents")).to_be_visible()
+    assert tab.page.evaluate("document.documentElement.lang") == "en"
+    assert tab.errors == []
+
+
+def test_a_weekly_number_refused_by_the_page_marks_its_input(tab: Tab, gateway: Gateway) -> None:
+    open_as(tab, gateway, user())
+    tab.page.fill("#max-per-week", "")
+    tab.page.click("#save-timing")
+    expect(tab.page.locator("#status [role=alert]")).to_be_visible()
+    expect(tab.page.locator("#max-per-week")).to_have_attribute("aria-invalid", "true")
+    expect(tab.page.locator("#max-per-week")).to_be_focused()
     assert tab.errors == []
