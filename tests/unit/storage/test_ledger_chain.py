@@ -183,7 +183,8 @@ TAMPERING: list[tuple[str, Callable[[Connection], object], int]] = [
         EVENTS + 1,
     ),
     ("insert a forged row after a gap", lambda c: _insert(c, EVENTS + 2), EVENTS + 1),
-    ("insert a forged row before the first", lambda c: _insert(c, 0, prev=ledger.GENESIS), 1),
+    # The planted row itself, not seq 1 after it (sound, and no listing shows a seq 0).
+    ("insert a forged row before the first", lambda c: _insert(c, 0, prev=ledger.GENESIS), 0),
 ]
 
 
