@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 from policies import reasons
 from policies.context import RuleContext
 from policies.decision import Reason, RuleResult, defer, passed, reject, rfc3339
-from policies.settings import PolicySettings, hhmm_minutes, quiet_window_minutes
+from policies.settings import PolicySettings, ascii_hhmm, hhmm_minutes, quiet_window_minutes
 
 
 class QuietWindow:
@@ -129,7 +129,7 @@ def window_in_force(start: str, end: str, settings: PolicySettings) -> tuple[str
     (a change of window is held to it): then the default window, never shorter, stands in."""
     if settings.min_quiet_minutes and quiet_window_minutes(start, end) < settings.min_quiet_minutes:
         return settings.quiet_start, settings.quiet_end
-    return start, end
+    return ascii_hhmm(start), ascii_hhmm(end)
 
 
 def check_quiet_hours(ctx: RuleContext, now: datetime, settings: PolicySettings) -> RuleResult:

@@ -14,8 +14,11 @@ import msgspec
 
 from policies.catalog import TOPICS, Topic
 
-HHMM_PATTERN = r"^([01]\d|2[0-3]):[0-5]\d$(?!\n)"
-_HHMM = re.compile(HHMM_PATTERN)  # compiled once: every marketing decision parses two of these
+# ASCII digits: `\d` is any script's ("1٣:00"), which a browser's time input does not take.
+HHMM_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9]$(?!\n)"
+# What was taken before: a window stored then is read as the time it meant, and shown in ASCII
+# (`ascii_hhmm`). Compiled once: every marketing decision parses two of these.
+_STORED_HHMM = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
 Hhmm = Annotated[str, msgspec.Meta(pattern=HHMM_PATTERN, description="local time HH:MM")]
 DataKey = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,63}$(?!\n)")]
 
@@ -29,9 +32,17 @@ def _default_data_keys() -> dict[Topic, list[DataKey]]:
 
 def hhmm_minutes(value: str) -> int:
     """Minutes after local midnight; subject windows are not decoded through `Hhmm`, so check again."""
-    if not _HHMM.fullmatch(value):
+    if not _STORED_HHMM.fullmatch(value):
         raise ValueError(f"not a local time HH:MM: {value!r}")
     return int(value[:2]) * 60 + int(value[3:])
+
+
+def ascii_hhmm(value: str) -> str:
+    """`value` in ASCII digits, as HH:MM is taken now."""
+    if value.isascii():
+        return value
+    minutes = hhmm_minutes(value)
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
 
 
 def quiet_window_minutes(start: str, end: str) -> int:

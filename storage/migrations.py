@@ -8,6 +8,7 @@ repositories read), so a PostgreSQL backend can follow.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -544,6 +545,26 @@ def _forget_settings_of_the_erased(db: sqlite_utils.Database) -> None:
     )
 
 
+def _ascii_quiet_times(db: sqlite_utils.Database) -> None:
+    # A policy's quiet times ("HH:MM") took any script's digits ("1٣:00") until they were held to
+    # ASCII ones; a version saved with others would no longer decode. The same times in ASCII.
+    # (A user's own window is sealed under their key: read as the time it meant, and shown in
+    # ASCII, by `policies.settings.ascii_hhmm`.)
+    rows = db.execute("SELECT version, settings FROM policy_versions").fetchall()
+    for version, settings in rows:
+        doc = json.loads(settings)
+        times = {f: doc.get(f) for f in ("quiet_start", "quiet_end")}
+        if all(not isinstance(v, str) or v.isascii() for v in times.values()):
+            continue
+        for field, value in times.items():
+            if isinstance(value, str):
+                doc[field] = "".join(str(int(c)) if c.isdecimal() else c for c in value)
+        db.execute(
+            "UPDATE policy_versions SET settings = ? WHERE version = ?",
+            (json.dumps(doc, separators=(",", ":"), ensure_ascii=False), version),
+        )
+
+
 DATA_MIGRATIONS: list[Migration] = [
     ("0001_core", _core),
     ("0002_policy", _policy),
@@ -565,6 +586,7 @@ DATA_MIGRATIONS: list[Migration] = [
     ("0018_why_without_settings", _why_without_settings),
     ("0019_paused_through_before_resume", _paused_through_before_resume),
     ("0020_forget_settings_of_the_erased", _forget_settings_of_the_erased),
+    ("0021_ascii_quiet_times", _ascii_quiet_times),
 ]
 DIRECTORY_MIGRATIONS: list[Migration] = [
     ("0001_directory", _directory),

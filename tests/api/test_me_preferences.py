@@ -360,6 +360,33 @@ def test_switching_a_topic_on_does_not_bypass_missing_consent(client: Client, as
 # -- admin limits -----------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("start", "1\u0663:00"), ("end", "0\u0668:00"), ("end", "0\uff18:0\uff10")],
+    ids=["arabic-indic", "arabic-indic-end", "full-width"],
+)
+def test_quiet_hours_in_other_scripts_digits_are_refused(
+    client: Client, runtime: Runtime, as_user: AsUser, field: str, value: str
+) -> None:
+    """`\\d` took any script's digits: "1٣:00" was kept and echoed as given, and the page's time
+    input, which takes ASCII only, then showed it empty and sent it back blank."""
+    headers = as_user(ALICE)
+    patch(client, headers, {"locale": "zh-CN"})
+    before = snapshot(client, runtime, headers)
+    window = {"start": "22:00", "end": "07:00", field: value}
+    refused = client.patch("/v1/me/preferences", headers=headers, json={"quiet_hours": window})
+    assert_problem(refused, 400, f"quiet_hours.{field}")
+    assert snapshot(client, runtime, headers) == before
+
+
+def test_policy_quiet_times_in_other_scripts_digits_are_refused(client: Client, as_key: AsKey) -> None:
+    admin = as_key("admin")
+    before = client.get("/v1/admin/policy", headers=admin).json()
+    refused = client.put("/v1/admin/policy", headers=admin, json={"quiet_start": "1\u0663:00"})
+    assert_problem(refused, 400, "quiet_start")
+    assert client.get("/v1/admin/policy", headers=admin).json() == before
+
+
 def test_quiet_hours_shorter_than_the_admin_minimum_are_refused(
     client: Client, runtime: Runtime, as_user: AsUser, as_key: AsKey
 ) -> None:

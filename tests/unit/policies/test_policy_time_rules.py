@@ -6,7 +6,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from policies.frequency import busiest_week
-from policies.quiet_hours import QuietWindow, local_to_utc
+from policies.quiet_hours import QuietWindow, local_to_utc, window_in_force
+from policies.settings import PolicySettings, hhmm_minutes
 
 NEW_YORK = ZoneInfo("America/New_York")
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -88,3 +89,11 @@ DAY = timedelta(days=1)
 )
 def test_busiest_week(offsets_in_days: list[float], expected: int) -> None:
     assert busiest_week([T + offset * DAY for offset in offsets_in_days], T) == expected
+
+
+def test_a_window_stored_in_other_scripts_digits_means_its_time_and_is_shown_in_ascii() -> None:
+    """Such windows were taken before HH:MM was held to ASCII digits; they are sealed under each
+    user's key, so no migration rewrites them: read as the time they meant, shown as ASCII."""
+    assert window_in_force("1\u0663:00", "0\u0668:30", PolicySettings()) == ("13:00", "08:30")
+    assert hhmm_minutes("1\u0663:00") == 13 * 60
+    assert window_in_force("13:00", "08:30", PolicySettings()) == ("13:00", "08:30")

@@ -11,11 +11,14 @@ import secrets
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import msgspec
+
+from policies.settings import PolicySettings
 from storage import outbox
 from storage.crypto import Keyring
 from storage.db import Connection, connect
 from storage.migrations import DATA_MIGRATIONS, DIRECTORY_MIGRATIONS, migrate
-from storage.repositories import pushes
+from storage.repositories import policy, pushes
 from storage.repositories.pushes import PushRow
 
 NOW = datetime(2026, 12, 2, 10, 0, tzinfo=UTC)
@@ -257,7 +260,7 @@ def test_subjects_erased_before_their_pushes_were_blanked_are_blanked_at_the_upg
     )
     conn.execute("COMMIT")
 
-    assert migrate(conn, DATA_MIGRATIONS) == ["0020_forget_settings_of_the_erased"]
+    assert migrate(conn, DATA_MIGRATIONS)[0] == "0020_forget_settings_of_the_erased"
 
     rows = {
         sid: (fingerprint, json.loads(why), json.loads(kept), deliver_after, planned_at)
@@ -276,4 +279,28 @@ def test_subjects_erased_before_their_pushes_were_blanked_are_blanked_at_the_upg
     assert rows["s_live"][3] == "2026-12-03T06:15:00+00:00"
     due = dict(conn.execute("SELECT push_id, due_at FROM outbox"))
     assert due == {"psh_s_erased": NOW.isoformat(), "psh_s_live": "2026-12-03T06:15:00+00:00"}
+    conn.close()
+
+
+def test_policy_quiet_times_in_other_digits_become_ascii(tmp_path: Path) -> None:
+    """HH:MM took any script's digits (`\\d`); held to ASCII now, a policy saved with others would
+    no longer decode, and the gateway would not start on it."""
+    conn = connect(tmp_path / "gateway.db", secrets.token_bytes(32))
+    migrate(conn, [m for m in DATA_MIGRATIONS if m[0] < "0021"])
+    saved = msgspec.json.encode(PolicySettings(max_per_week=2)).decode()
+    other = saved.replace('"21:00"', '"21:0\u0660"').replace('"08:00"', '"0\u0668:00"')
+    assert other != saved
+    conn.execute("BEGIN")
+    for version, settings in ((1, other), (2, saved)):
+        conn.execute(
+            "INSERT INTO policy_versions (version, settings, changed_by, changed_at) "
+            "VALUES (?, ?, 'admin', ?)",
+            (version, settings, NOW.isoformat()),
+        )
+    conn.execute("COMMIT")
+
+    assert migrate(conn, DATA_MIGRATIONS) == ["0021_ascii_quiet_times"]
+
+    assert policy.stored(conn, 1) == policy.StoredVersion(1, saved, "admin", NOW.isoformat())
+    assert policy.current(conn).settings == PolicySettings(max_per_week=2)
     conn.close()
