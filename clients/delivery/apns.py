@@ -92,7 +92,9 @@ class ApnsAdapter:
     async def send(self, message: DeliveryMessage) -> DeliveryResult:
         if not _DEVICE_TOKEN.fullmatch(message.token):
             # It goes into the URL path: anything but hex is not an APNs token.
-            return DeliveryResult(status="invalid_token", provider_code="MalformedToken")
+            return DeliveryResult(
+                status="invalid_token", provider_code="MalformedToken", asked_provider=False
+            )
         url = f"{self._base}/3/device/{message.token}"
         body = msgspec.json.encode(
             {

@@ -95,6 +95,9 @@ class DeliveryResult(msgspec.Struct, frozen=True, kw_only=True):
     retry_after: float | None = None
     provider_status: int | None = None
     provider_code: str | None = None
+    asked_provider: bool = True
+    """False when the adapter answered without a call to the provider (a token that can never
+    be sent to): the provider's circuit breaker learns nothing from it."""
 
 
 class DeliveryAdapter(Protocol):

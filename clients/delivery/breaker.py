@@ -75,6 +75,11 @@ class CircuitBreaker:
                 self._trip(now)
         self._probe_out = False
 
+    def release(self) -> None:
+        """A send `allow`ed that did not reach the provider: its answer says nothing of it, so
+        the state stays, and in half_open the probe is the next send's to make."""
+        self._probe_out = False
+
     def _cooled(self, now: float) -> bool:
         """The cool-down is over; so it is when `now` is before the circuit opened: the clock
         stepped back, and waiting for it to come round again could take hours."""

@@ -89,6 +89,11 @@ def webpush_topic(idempotency_key: str) -> str:
     return base64.urlsafe_b64encode(digest).decode()[:32]
 
 
+def _never_sendable(code: str) -> DeliveryResult:
+    """A subscription no push service could take, found out here: no call was made."""
+    return DeliveryResult(status="invalid_token", provider_code=code, asked_provider=False)
+
+
 def _base64url(text: str) -> bytes:
     """Browsers give the keys in base64url, padded or not; anything else decodes to nothing."""
     if not _BASE64URL.fullmatch(text):
@@ -142,15 +147,15 @@ class WebPushAdapter:
         try:
             subscription = msgspec.json.decode(message.token, type=_Subscription)
         except msgspec.DecodeError:
-            return DeliveryResult(status="invalid_token", provider_code="MalformedSubscription")
+            return _never_sendable("MalformedSubscription")
         if not subscription_keys_valid(subscription.keys.p256dh, subscription.keys.auth):
-            return DeliveryResult(status="invalid_token", provider_code="MalformedSubscription")
+            return _never_sendable("MalformedSubscription")
         origin = self.audience_for(subscription.endpoint)
         if origin is None:
             # Registration refuses such endpoints, and the list is not a setting: a device stored
             # before it can never be sent to, nor registered again. Disabled, its user gets
             # `no_device` rather than pushes that fail one by one.
-            return DeliveryResult(status="invalid_token", provider_code="EndpointNotAllowed")
+            return _never_sendable("EndpointNotAllowed")
         payload = msgspec.json.encode(
             _Payload(
                 title=message.title,
@@ -164,7 +169,7 @@ class WebPushAdapter:
             pusher = WebPusher(msgspec.to_builtins(subscription))
             encrypted = pusher.encode(payload, content_encoding="aes128gcm")["body"]
         except Exception:  # pywebpush and http_ece raise many types (IndexError too) for bad keys
-            return DeliveryResult(status="invalid_token", provider_code="MalformedSubscription")
+            return _never_sendable("MalformedSubscription")
         now = self._clock()
         claims = {"aud": origin, "sub": self._config.vapid_subject, "exp": int(now) + _VAPID_LIFETIME}
         headers = {

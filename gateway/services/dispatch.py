@@ -479,7 +479,10 @@ class Dispatcher:
             )
             result = DeliveryResult(status="retry", provider_code=ADAPTER_ERROR)
         was = breaker.state
-        breaker.record(result.status != "retry", self._clock().timestamp())
+        if result.asked_provider:
+            breaker.record(result.status != "retry", self._clock().timestamp())
+        else:  # nothing learnt of the provider: not a probe's answer, nor a success that closes it
+            breaker.release()
         # An outage and its end, said once each: not a failed probe (half open to open again).
         named = {"adapter": adapter.name, "circuit": circuit}
         if (was, breaker.state) == ("closed", "open"):

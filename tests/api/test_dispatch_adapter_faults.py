@@ -51,14 +51,14 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
 
-def valid_webpush_token() -> str:
+def valid_webpush_token(device: str = "") -> str:
     point = (
         ec.generate_private_key(ec.SECP256R1())
         .public_key()
         .public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
     )
     keys = {"p256dh": _b64(point), "auth": _b64(os.urandom(16))}
-    return json.dumps({"endpoint": f"https://fcm.googleapis.com/fcm/send/{MARK}", "keys": keys})
+    return json.dumps({"endpoint": f"https://fcm.googleapis.com/fcm/send/{MARK}{device}", "keys": keys})
 
 
 @pytest.fixture
@@ -303,6 +303,50 @@ def test_a_provider_outage_and_its_end_are_logged_once_each(
         world.run(dispatcher)
     assert said()[1:] == [("INFO", "provider circuit closed: delivering again", "webpush")]
     assert [world.read(p)["status"] for p in pushes] == ["delivered"] * 3
+
+
+class DownButRefusingLocally(Raising):
+    """A push service that is down, behind the real Web Push adapter's own refusal of a
+    subscription it cannot encrypt to (made before any call)."""
+
+    def __init__(self, real: Any) -> None:
+        super().__init__()
+        self._real = real
+
+    async def send(self, message: DeliveryMessage) -> DeliveryResult:
+        if message.token == BROKEN_WEBPUSH:
+            result: DeliveryResult = await self._real.send(message)
+            return result
+        self.calls += 1
+        return DeliveryResult(status="retry", provider_status=503)
+
+
+def test_a_send_refused_without_asking_the_provider_is_not_the_circuits_probe(world: World) -> None:
+    """After the cool-down, the one probe went to a subscription the adapter refused itself: no
+    call, yet counted a success, it closed the circuit, and the sends after it all went to the
+    provider still down, an attempt each. Now it gives the probe to the next send."""
+    world.user("wendy", "webpush", valid_webpush_token())
+    world.user("walt", "webpush", valid_webpush_token("-walt"))  # an endpoint of its own
+    world.legacy_user("bella", "webpush", BROKEN_WEBPUSH)
+    provider = DownButRefusingLocally(world.runtime.adapters["webpush"])
+    dispatcher = world.dispatcher(
+        provider, delivery_breaker_threshold=2, delivery_breaker_cooldown_seconds=30.0,
+        delivery_max_attempts=1, worker_concurrency=1,
+    )  # fmt: skip
+    world.submit("wendy")
+    world.submit("walt")
+    assert world.run(dispatcher) == 2  # two failures: open
+    world.clock.advance(seconds=31)
+    refused, probe, waits = world.submit("bella"), world.submit("wendy"), world.submit("walt")
+
+    assert world.run(dispatcher) == 3
+
+    assert world.read(refused)["status"] == "failed"
+    assert world.device_status("bella") == "disabled"
+    assert provider.calls == 3  # the probe failed and opened the circuit again
+    assert world.read(probe)["status"] == "failed"
+    got = world.read(waits)
+    assert (got["status"], got["attempts"]) == ("sending", 0)  # waits for the next probe
 
 
 def test_sends_waiting_for_a_connection_ask_the_breaker_when_they_get_one(world: World) -> None:

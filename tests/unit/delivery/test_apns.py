@@ -195,7 +195,7 @@ def test_a_token_that_is_not_hex_never_reaches_the_url(token: str) -> None:
         raise AssertionError("no request expected")
 
     assert send_with(httpx.MockTransport(handler), token=token) == DeliveryResult(
-        status="invalid_token", provider_code="MalformedToken"
+        status="invalid_token", provider_code="MalformedToken", asked_provider=False
     )
 
 

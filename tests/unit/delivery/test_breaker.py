@@ -92,3 +92,18 @@ def test_only_transient_results_count_against_the_provider(status: str, counts: 
 def test_rejects_nonsense_settings(threshold: int, cooldown: float) -> None:
     with pytest.raises(ValueError, match="failure_threshold"):
         CircuitBreaker(failure_threshold=threshold, cooldown=cooldown)
+
+
+def test_a_released_probe_leaves_the_state_and_goes_to_the_next_send() -> None:
+    breaker = CircuitBreaker(failure_threshold=1, cooldown=10.0)
+    breaker.record(False, now=0.0)
+    assert breaker.allow(10.0)
+    breaker.release()  # that send did not reach the provider
+    assert state(breaker) == "half_open"
+    assert breaker.allow(10.0)
+    assert not breaker.allow(10.0)
+    closed = CircuitBreaker(failure_threshold=2, cooldown=10.0)
+    closed.record(False, now=0.0)
+    closed.release()  # nor resets the count of failures
+    closed.record(False, now=1.0)
+    assert state(closed) == "open"

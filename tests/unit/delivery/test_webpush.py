@@ -179,7 +179,9 @@ def test_endpoints_outside_the_push_services_are_never_contacted(endpoint: str) 
     """Had the adapter tried, the answer would be a connection failure, not this refusal."""
     config = WebPushConfig(vapid_private_key=PlainSecret(VAPID_PEM), vapid_subject=SUBJECT)
     result = send_with(subscription(endpoint), config)
-    assert result == DeliveryResult(status="invalid_token", provider_code="EndpointNotAllowed")
+    assert result == DeliveryResult(
+        status="invalid_token", provider_code="EndpointNotAllowed", asked_provider=False
+    )
 
 
 @pytest.mark.parametrize(
@@ -211,7 +213,9 @@ def test_known_push_services_are_allowed_with_their_origin_as_audience(endpoint:
 )
 def test_malformed_subscription_is_an_invalid_token(token: str) -> None:
     result = send_with(token)
-    assert result == DeliveryResult(status="invalid_token", provider_code="MalformedSubscription")
+    assert result == DeliveryResult(
+        status="invalid_token", provider_code="MalformedSubscription", asked_provider=False
+    )
 
 
 @pytest.mark.parametrize(
