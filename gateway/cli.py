@@ -28,7 +28,7 @@ from gateway.clock import rfc3339_text, system_clock
 from gateway.logs import configure_logging
 from gateway.runtime import ensure_data_dir, load_keys, user_tokens
 from gateway.settings import Settings, SettingsError
-from storage.db import DatabaseLockedError
+from storage.db import DatabaseLockedError, StorageBusyError, StorageFailedError, StorageFullError
 from storage.keys import KeyStoreError
 from storage.migrations import SchemaError
 from storage.store import DataDirError, check_pair
@@ -148,10 +148,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
+    except StorageFailedError as exc:  # another process's write lock, a full disk: said, not a traceback
+        print(f"consent-gateway: {_storage_refusal(exc)}", file=sys.stderr)
+        return EXIT_USAGE
     except OSError as exc:  # the last resort: a path the checks above could not foresee
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"consent-gateway: {where}{exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def _storage_refusal(exc: StorageFailedError) -> str:
+    if isinstance(exc, StorageBusyError):
+        return f"the data dir is busy ({exc}): another process is writing to it; try again"
+    if isinstance(exc, StorageFullError):
+        return f"nothing was written: the disk is full or refused the write ({exc})"
+    return f"storage failed ({exc})"
 
 
 def _data_dir_error(exc: DataDirError, flags: dict[str, str | None]) -> SettingsError:

@@ -181,8 +181,10 @@ def when_free(step: Callable[[], T], seconds: float = STARTUP_WAIT_SECONDS) -> T
         try:
             return step()
         except sqlcipher3.OperationalError as exc:
-            if not _is_busy(exc) or time.monotonic() > deadline:
+            if not _is_busy(exc):
                 raise
+            if time.monotonic() > deadline:
+                raise StorageBusyError(f"another process held the write lock for {seconds:.0f} s") from exc
             time.sleep(0.01)
 
 

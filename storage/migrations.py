@@ -36,11 +36,13 @@ def migrate(conn: Connection, migrations: Sequence[Migration]) -> list[str]:
 
     Whether one is recorded is read inside its transaction, after waiting for the write lock:
     another process starting on the same files may be applying it (`when_free`). A database that
-    records a migration not in `migrations` is refused first (`SchemaError`)."""
+    records a migration not in `migrations` is refused first (`SchemaError`). One that records
+    them all is not written to, so a start waits for no other process's write lock."""
     _refuse_newer(conn, migrations)
+    recorded = _recorded(conn)
     db = sqlite_utils.Database(conn)
     applied = []
-    for name, step in migrations:
+    for name, step in (m for m in migrations if m[0] not in recorded):
         when_free(lambda: conn.execute("BEGIN IMMEDIATE"))
         try:
             conn.execute(

@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from storage.db import connect
+from storage.keys import KeyStore
+
 pytestmark = pytest.mark.slow
 
 CLI = str(Path(sys.executable).with_name("consent-gateway"))
@@ -101,3 +104,25 @@ def test_keys_list_sets_nothing_up(tmp_path: Path) -> None:
     assert listed.returncode == 2, listed.stderr
     assert "Traceback" not in listed.stderr
     assert list(empty.iterdir()) == []
+
+
+def test_a_data_dir_another_process_is_writing_to_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    """Another process holding the write lock (a long write of a running gateway): the command
+    printed a traceback (StorageBusyError). Nor does a migrated data dir make it wait for the
+    lock at start: migrations all recorded, it writes nothing there."""
+    data = tmp_path / "data"
+    data.mkdir()
+    first = _cli("keys", "create", "--name", "ops", "--scope", "admin", "--data-dir", str(data))
+    assert first.returncode == 0, first.stderr[-2000:]
+    holder = connect(data / "gateway.db", KeyStore.load(data / "keys.json").database_key)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        refused = _cli("keys", "create", "--name", "svc", "--scope", "pushes:write", "--data-dir", str(data))
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert (refused.returncode, refused.stdout) == (2, "")
+    assert "Traceback" not in refused.stderr
+    assert refused.stderr.startswith("consent-gateway: the data dir is busy"), refused.stderr[-2000:]
+    listed = _cli("keys", "list", "--data-dir", str(data))
+    assert [line.split()[-1] for line in listed.stdout.splitlines()] == ["ops"]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from storage.db import StorageBusyError, connect, when_free
 from storage.keys import KeyStore
 
 pytestmark = pytest.mark.slow
@@ -41,3 +42,21 @@ def test_two_processes_starting_together_both_open_the_store(tmp_path: Path, att
     for process in starting:
         _, errors = process.communicate(timeout=60)
         assert process.returncode == 0, errors[-2000:]
+
+
+def test_a_lock_held_past_the_start_up_wait_is_storage_busy(tmp_path: Path) -> None:
+    """Not sqlcipher3's OperationalError, which the CLI printed as a traceback: the error the
+    writer gives for the same lock, which the CLI and the HTTP layer answer."""
+    key = KeyStore.create(tmp_path / "keys.json").database_key
+    holder, waiter = connect(tmp_path / "gateway.db", key), connect(tmp_path / "gateway.db", key)
+    waiter.execute("PRAGMA busy_timeout = 0")
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(StorageBusyError, match="held the write lock"):
+            when_free(lambda: waiter.execute("BEGIN IMMEDIATE"), seconds=0.1)
+    finally:
+        holder.execute("ROLLBACK")
+    when_free(lambda: waiter.execute("BEGIN IMMEDIATE"), seconds=0.1)  # free again: taken at once
+    waiter.execute("ROLLBACK")
+    holder.close()
+    waiter.close()
