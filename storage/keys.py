@@ -102,10 +102,11 @@ class KeyStore:
         self.directory_key = _exact(_unb64(data.directory_key), "directory_key")
         if len(data.jwt_dev_secret) < 32:
             raise ValueError("jwt_dev_secret must be at least 32 characters")
-        self.signing = SigningKey(
-            Ed25519PrivateKey.from_private_bytes(_unb64(data.signing_key)),
-            tuple(PublicSigningKey.from_x(x) for x in data.retired_signing_keys),
-        )
+        try:
+            retired = tuple(PublicSigningKey.from_x(x) for x in data.retired_signing_keys)
+        except ValueError as exc:
+            raise ValueError(f"retired_signing_keys: {exc}") from None
+        self.signing = SigningKey(Ed25519PrivateKey.from_private_bytes(_unb64(data.signing_key)), retired)
         self.jwt_dev_secret = data.jwt_dev_secret
 
     @classmethod
@@ -217,7 +218,7 @@ def _locked(path: Path) -> Iterator[None]:
 
 def _exact_public(raw: bytes) -> bytes:
     if len(raw) != 32:
-        raise ValueError("retired_signing_keys: each must be the `x` of an Ed25519 JWK (32 bytes)")
+        raise ValueError(f"an Ed25519 JWK's `x` is 32 bytes, not {len(raw)}")
     return raw
 
 

@@ -209,11 +209,13 @@ def test_cli_verifies_an_export_with_only_the_published_jwks(
     kid = json.loads(jwks.read_text())["keys"][0]["kid"]  # a borrowed kid does not make it our key
     other.write_text(json.dumps({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": x, "kid": kid}]}))
     garbage.write_text('{"keys": [{"kty": "RSA", "n": "AQAB", "e": "AQAB"}]}')
+    short = tmp_path / "short.json"
+    short.write_text('{"keys": [{"kty": "OKP", "crv": "Ed25519", "x": "AAAA"}]}')
     nowhere = tmp_path / "no-data-dir"
 
     started = {
         name: cli(nowhere, "verify", "--export", str(export), "--jwks", str(path))
-        for name, path in (("good", jwks), ("other", other), ("garbage", garbage))
+        for name, path in (("good", jwks), ("other", other), ("garbage", garbage), ("short", short))
     }
     code, stdout, stderr = finished(started["good"])
     assert code == 0, stdout + stderr
@@ -230,6 +232,11 @@ def test_cli_verifies_an_export_with_only_the_published_jwks(
     assert (code, stdout) == (2, "")
     assert "no-data-dir" not in stderr
     assert "not a JWK set with an Ed25519 key" in stderr
+    code, stdout, stderr = finished(started["short"])
+    assert (code, stdout) == (2, "")
+    # It names the JWK's `x`, not the key store's field an auditor has never seen.
+    assert "an Ed25519 JWK's `x` is 32 bytes, not 3" in stderr
+    assert "retired_signing_keys" not in stderr
     assert not nowhere.exists()  # nothing created, no key store read
 
 
