@@ -132,6 +132,7 @@ class VariantStats(msgspec.Struct, frozen=True, kw_only=True):
     rejected: int = 0
     rejected_by_reason: dict[str, int] = {}
     stopped_at_dispatch: int = 0
+    stopped_at_dispatch_by_reason: dict[str, int] = {}
     expired: int = 0
     delivered: int = 0
     failed: int = 0

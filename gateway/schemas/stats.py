@@ -21,6 +21,8 @@ class VariantStats(msgspec.Struct, kw_only=True):
     rejected: int = 0
     rejected_by_reason: dict[str, int] = {}
     stopped_at_dispatch: int = 0
+    """Queued or deferred at submission, then rejected by dispatch's own check."""
+    stopped_at_dispatch_by_reason: dict[str, int] = {}
     expired: int = 0
     delivered: int = 0
     failed: int = 0
@@ -45,6 +47,8 @@ class Comparison(msgspec.Struct, kw_only=True):
     z: float | None
     p_value: float | None
     significant: bool
+    """p < 0.05 and the 95% interval excludes no difference. Near p = 0.05 the two can disagree
+    (they are different methods): then neither is called, and the verdict says borderline."""
     verdict: str
 
 

@@ -84,23 +84,29 @@ class StatsService:
         )
 
 
+def _add_codes(counts: dict[str, int], reasons: str | None, n: int) -> None:
+    """Pushes per code, not reasons: a push may carry one code twice (two purposes missing, the
+    day's and the week's cap)."""
+    for code in dict.fromkeys(reason["code"] for reason in msgspec.json.decode(reasons or "[]")):
+        counts[code] = counts.get(code, 0) + n
+
+
 def _count(conn: Connection, campaign_id: str) -> dict[str, VariantStats]:
     stats: dict[str, VariantStats] = defaultdict(VariantStats)
-    for variant, outcome, status, reasons, n in conn.execute(
-        "SELECT coalesce(variant, ?), outcome, status, reasons, count(*) FROM pushes WHERE campaign_id = ? "
-        "GROUP BY 1, 2, 3, 4",
+    for variant, outcome, status, reasons, final_reasons, n in conn.execute(
+        "SELECT coalesce(variant, ?), outcome, status, reasons, "
+        "CASE WHEN status = 'rejected' THEN final_reasons END, count(*) FROM pushes "
+        "WHERE campaign_id = ? GROUP BY 1, 2, 3, 4, 5",
         (DEFAULT_VARIANT, campaign_id),
     ):
         s = stats[variant]
         s.submitted += n
         setattr(s, outcome, getattr(s, outcome) + n)
         if outcome == "rejected":
-            # Pushes per code, not reasons: a push may carry one code twice (two purposes
-            # missing, the day's and the week's cap).
-            for code in dict.fromkeys(reason["code"] for reason in msgspec.json.decode(reasons)):
-                s.rejected_by_reason[code] = s.rejected_by_reason.get(code, 0) + n
+            _add_codes(s.rejected_by_reason, reasons, n)
         elif status == "rejected":
             s.stopped_at_dispatch += n
+            _add_codes(s.stopped_at_dispatch_by_reason, final_reasons, n)
         elif status in ("delivered", "failed", "expired"):
             setattr(s, status, getattr(s, status) + n)
     for variant, kind, n in conn.execute(
@@ -129,7 +135,12 @@ def _count(conn: Connection, campaign_id: str) -> dict[str, VariantStats]:
 def _compare(metric: Metric, control: str, a: VariantStats, variant: str, b: VariantStats) -> Comparison:
     field = _RATE_OF[metric]
     test = two_proportion(getattr(a, field), a.delivered, getattr(b, field), b.delivered)
-    significant = test.enough_data and test.p_value is not None and test.p_value < _SIGNIFICANCE
+    # The test and the interval are two methods (pooled z, Newcombe's score interval), and near
+    # p = 0.05 they can disagree: "higher" beside an interval reaching below zero. Called only
+    # where both say so; where they disagree, neither is.
+    tested = test.enough_data and test.p_value is not None and test.p_value < _SIGNIFICANCE
+    excludes_zero = test.enough_data and (test.ci_low > 0 or test.ci_high < 0)
+    significant = tested and excludes_zero
     if not test.enough_data:
         verdict = (
             f"sample too small to tell: each variant needs at least 30 deliveries and 5 with and 5 without "
@@ -140,6 +151,12 @@ def _compare(metric: Metric, control: str, a: VariantStats, variant: str, b: Var
         verdict = (
             f"{variant} has a {direction} {metric} than {control}: {test.difference:+.2%} "
             f"(95% CI {test.ci_low:+.2%} to {test.ci_high:+.2%}, p = {test.p_value:.3g})"
+        )
+    elif tested or excludes_zero:
+        verdict = (
+            f"borderline difference in {metric} between {variant} and {control}: {test.difference:+.2%}; "
+            f"the test (p = {test.p_value:.3g}) and the 95% CI ({test.ci_low:+.2%} to {test.ci_high:+.2%}) "
+            "disagree, so it is not called significant: more deliveries will tell"
         )
     else:
         verdict = (

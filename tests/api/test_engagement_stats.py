@@ -214,7 +214,8 @@ def test_stats_match_a_hand_computed_two_variant_campaign(
         "A": {
             "submitted": 7, "queued": 5, "deferred": 0, "rejected": 2,
             "rejected_by_reason": {"subject_unknown": 1, "no_consent": 1},
-            "stopped_at_dispatch": 1, "expired": 0, "delivered": 4, "failed": 0,
+            "stopped_at_dispatch": 1, "stopped_at_dispatch_by_reason": {"no_consent": 1},
+            "expired": 0, "delivered": 4, "failed": 0,
             "opened": 3, "clicked": 2, "converted": 1, "dismissed": 1, "complaints": 1,
             "opted_out_after_receipt": 0,
             "rates": {"open_rate": 0.75, "click_through_rate": 0.5, "conversion_rate": 0.25,
@@ -223,7 +224,8 @@ def test_stats_match_a_hand_computed_two_variant_campaign(
         "B": {
             "submitted": 6, "queued": 4, "deferred": 1, "rejected": 1,
             "rejected_by_reason": {"subject_unknown": 1},
-            "stopped_at_dispatch": 0, "expired": 0, "delivered": 4, "failed": 0,
+            "stopped_at_dispatch": 0, "stopped_at_dispatch_by_reason": {},
+            "expired": 0, "delivered": 4, "failed": 0,
             "opened": 4, "clicked": 3, "converted": 1, "dismissed": 0, "complaints": 1,
             "opted_out_after_receipt": 1,
             "rates": {"open_rate": 1.0, "click_through_rate": 0.75, "conversion_rate": 0.25,
@@ -304,6 +306,38 @@ def test_a_clear_difference_is_called_significant(
     (conv,) = stats(client, reader, cid, metric="conversion_rate")["comparisons"]
     assert (conv["z"], conv["p_value"], conv["significant"]) == (None, None, False)
     assert "sample too small" in conv["verdict"]
+
+
+def test_where_the_test_and_the_interval_disagree_neither_is_called(
+    client: Client, runtime: Runtime, as_user: UserHeaders, as_key: KeyHeaders, key: Headers
+) -> None:
+    """34 deliveries each. Clicks 5 against 12: p = 0.0499, yet the 95% CI [-0.11%, +39.30%]
+    reaches below zero; it was called "B has a higher click_through_rate" beside that interval.
+    Conversions 11 against 19: p = 0.0507, yet the CI [+0.03%, +43.70%] is all above zero."""
+    writer, reader = as_key("campaigns:write"), as_key("campaigns:read")
+    cid = create_campaign(client, writer)
+    users = audience(client, runtime, "edge", 68)
+    variant = {u: ("A" if i < 34 else "B") for i, u in enumerate(users)}
+    result = batch(client, key, [item(f"edge-{u}", u, campaign_id=cid, variant=variant[u]) for u in users])
+    assert result["counts"] == {"queued": 68}
+    assert dispatch(client, runtime) == 68
+    did = {"clicked": users[:5] + users[34:46], "converted": users[:11] + users[34:53]}
+    for user, answer in zip(users, result["results"], strict=True):
+        for kind, who in did.items():
+            if user in who:
+                assert event(client, as_user(user), answer["push_id"], kind).status_code == 201
+
+    for metric, p_value, ci in (
+        ("click_through_rate", 0.0499, [-0.0011, 0.3930]),
+        ("conversion_rate", 0.0507, [0.0003, 0.4370]),
+    ):
+        (got,) = stats(client, reader, cid, metric=metric)["comparisons"]
+        assert (got["p_value"], got["ci95"]) == (
+            pytest.approx(p_value, abs=1e-4),
+            pytest.approx(ci, abs=1e-4),
+        )
+        assert got["significant"] is False
+        assert got["verdict"].startswith(f"borderline difference in {metric} between B and A")
 
 
 def test_rejected_by_reason_counts_each_code_once_per_push(
