@@ -8,11 +8,14 @@ reasons, logs or the ledger.
 
 The detectors read ASCII digits, separators and "@" (an address's letters may be of any
 script). Text is folded to those first (`_fold`), so personal data disguised with look-alike
-characters is still found: full-width or other scripts' digits and "＠", invisible format
-characters (zero-width spaces and joiners, soft hyphens, direction marks) dropped from inside a
-number or an address, no-break spaces and Unicode dashes as group separators. Both
-`could_hold_pii` and `find_pii` fold, so the first still rules out only text the second finds
-nothing in.
+characters is still found: full-width or other scripts' digits and "＠", invisible characters
+(zero-width spaces and joiners, soft hyphens, direction marks, variation selectors, fillers,
+control characters, a keycap's enclosing mark) dropped from inside a number or an address,
+no-break spaces, tabs and runs of spaces as one space, Unicode dashes as "-", an ideographic full
+stop between Latin letters as a dot ("qq。com"). Text holding URL escapes or HTML character
+references is read both as written and decoded ("alice%40example.com" in a deeplink). Both
+`could_hold_pii` and `find_pii` read it so, so the first still rules out only text the second
+finds nothing in.
 """
 
 import re
@@ -20,8 +23,10 @@ import unicodedata
 from collections.abc import Iterator
 from datetime import date
 from functools import cache
+from html import unescape
 from itertools import accumulate
 from typing import Literal, NamedTuple
+from urllib.parse import unquote
 
 PiiKind = Literal["email", "phone", "card", "cn_resident_id"]
 PII_KINDS: tuple[PiiKind, ...] = ("email", "phone", "card", "cn_resident_id")
@@ -214,10 +219,19 @@ def resident_id_valid(candidate: str) -> bool:
     return _ID_CHECK[total % 11] == check
 
 
+# Invisible, but not format characters (Cf): the rest of Unicode's default-ignorable code points
+# (the combining grapheme joiner, Hangul fillers, Mongolian and other variation selectors, the
+# unassigned ones of plane 14), and the keycap's enclosing mark ("1️⃣" is "1", U+FE0F, U+20E3).
+_INVISIBLE = frozenset(
+    (0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x3164, 0xFFA0, 0x20E3, *range(0x180B, 0x1810),
+     *range(0xFE00, 0xFE10), *range(0xFFF0, 0xFFF9), *range(0xE0000, 0xE1000))
+)  # fmt: skip
+
+
 def _fold_char(char: str) -> str:
     """One character as the detectors read it: NFKC (full-width forms, no-break and ideographic
-    spaces, "＠", circled digits), then format characters dropped, dashes made "-" and digits
-    NFKC leaves alone (Arabic-Indic, Devanagari...) made ASCII."""
+    spaces, "＠", circled digits), then invisible characters and controls dropped, dashes made "-"
+    and digits NFKC leaves alone (Arabic-Indic, Devanagari...) made ASCII."""
     out = []
     for part in unicodedata.normalize("NFKC", char):
         category = unicodedata.category(part)
@@ -225,7 +239,7 @@ def _fold_char(char: str) -> str:
             out.append("-")
         elif category == "Nd":
             out.append(str(unicodedata.decimal(part)))
-        elif category != "Cf":
+        elif category not in ("Cf", "Cc") and ord(part) not in _INVISIBLE:
             out.append(part)
     return "".join(out)
 
@@ -278,15 +292,45 @@ def _char_class(codes: list[int]) -> str:
     )
 
 
+# ASCII controls but the line break (which keeps fields apart), and tabs; runs of spaces too.
+_UNTIDY = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")
+_CONTROLS = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
+_SPACES = re.compile(r"[\t\x0b\x0c\r ]{2,}|[\t\x0b\x0c\r]")
+# An ideographic full stop as a domain's dot: only between Latin letters or digits and a Latin
+# letter ("qq。com"), so that a Chinese sentence's end ("关注WeChat@钱包。欢迎") makes no domain.
+_CJK_DOT = re.compile(r"(?<=[A-Za-z0-9])\u3002(?=[A-Za-z])")
+
+
 def _fold(text: str) -> str:
-    """The text as the detectors read it (`_fold_char`, per character). Most push text is ASCII,
-    or has nothing to fold that matters, and is returned as it is."""
-    if text.isascii():
-        return text
-    folding = _folding()
-    if folding.needed.search(text) is None:
-        return text
-    return text.translate(folding.table)
+    """The text as the detectors read it (`_fold_char`, per character; spacing and controls made
+    plain). Most push text is ASCII, or has nothing to fold that matters, and is returned as it is."""
+    if not text.isascii():
+        folding = _folding()
+        if folding.needed.search(text) is not None:
+            text = text.translate(folding.table)
+        if "\u3002" in text and "@" in text:  # only an address has a domain
+            text = _CJK_DOT.sub(".", text)
+    if "  " in text or _UNTIDY.search(text) is not None:  # one class alone: scanned fast
+        text = _SPACES.sub(" ", _CONTROLS.sub("", text))
+    return text
+
+
+_URL_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
+
+
+def _readings(text: str) -> Iterator[str]:
+    """The text as written, and as it reads decoded where it holds escapes: URL escapes (decoded
+    twice at most, "%2540" being "@" escaped twice), then HTML character references ("&#64;",
+    "&commat;"; an offer's "&amp;" alone is not worth a second scan)."""
+    yield text
+    seen = text
+    for _ in range(2):
+        if "%" not in seen or _URL_ESCAPE.search(seen) is None:
+            break
+        seen = unquote(seen)
+        yield seen
+    if "&#" in text or "&commat;" in text or "&plus;" in text:
+        yield unescape(text)
 
 
 def could_hold_pii(text: str) -> bool:
@@ -295,13 +339,20 @@ def could_hold_pii(text: str) -> bool:
     Neither test can match across a newline, so fields joined with "\n" are ruled out
     together in one scan, which is how most pushes (no PII anywhere) are judged. Folding
     keeps a newline a newline, so the fields still stand apart."""
-    text = _fold(text)
-    return "@" in text or _NUMBER_LIKE.search(text) is not None
+    for reading in _readings(text):
+        folded = _fold(reading)
+        if "@" in folded or _NUMBER_LIKE.search(folded) is not None:
+            return True
+    return False
 
 
 def find_pii(text: str) -> list[PiiKind]:
     """The kinds of personal data in `text`, each at most once, in `PII_KINDS` order."""
-    text = _fold(text)
+    found = {kind for reading in _readings(text) for kind in _find(_fold(reading))}
+    return [kind for kind in PII_KINDS if kind in found]
+
+
+def _find(text: str) -> list[PiiKind]:
     found: list[PiiKind] = []
     if "@" in text and _email().search(text):
         found.append("email")

@@ -284,6 +284,18 @@ REJECTIONS = [
         [{"code": "payload_pii", "field": "data.coupon_code", "kind": "card"}],
     ),
     Rejection(
+        "payload_pii_email_url_escaped",
+        _content(
+            data={"deeplink": "https://shop.example.com/offer?utm_source=push&email=li.wei%40example.com"}
+        ),
+        [{"code": "payload_pii", "field": "data.deeplink", "kind": "email"}],
+    ),
+    Rejection(
+        "payload_pii_phone_in_keycaps",
+        _content(body="Call 1\ufe0f\u20e33\ufe0f\u20e38\ufe0f\u20e30013\u034f8000 today"),
+        [{"code": "payload_pii", "field": "body", "kind": "phone"}],
+    ),
+    Rejection(
         "payload_field_not_allowed",
         _content(data={"deeplink": "wallet://x", "msisdn_hash": "abc"}),
         [{"code": "payload_field_not_allowed", "field": "msisdn_hash"}],
