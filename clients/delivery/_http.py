@@ -426,9 +426,14 @@ def classify_status(reply: Reply, now: Clock, code: str | None = None) -> Delive
     return DeliveryResult(status="failed", provider_status=status, provider_code=code)
 
 
+# Refused here, before any connection: the provider was not asked, so its circuit learns nothing.
+_REFUSED_BEFORE_SENDING = frozenset({"InvalidURL", "InvalidHeader"})
+
+
 def transport_failure(code: str) -> DeliveryResult:
     """Timeouts, refused connections, protocol errors: transient."""
-    return DeliveryResult(status="retry", provider_code=code)
+    asked = code not in _REFUSED_BEFORE_SENDING
+    return DeliveryResult(status="retry", provider_code=code, asked_provider=asked)
 
 
 def invalid_token(reply: Reply, code: str | None) -> DeliveryResult:

@@ -49,7 +49,9 @@ PUSH_SERVICE_HOSTS = (
     "push.apple.com",  # Safari
 )
 _VAPID_LIFETIME = 12 * 3600  # RFC 8292 allows at most 24 h
-_VAPID_AUDIENCE = re.compile(r"https?://[^/:@\[\]]+(:\d+)?")  # the shape py_vapid accepts
+# The shape py_vapid accepts, in ASCII: a host or port in other characters ("ä.fcm…", ":٤٤٣") is
+# refused by our HTTP client when sending, and no push service has one.
+_VAPID_AUDIENCE = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]+)?")
 _BASE64URL = re.compile(r"[A-Za-z0-9_-]+={0,2}")
 
 

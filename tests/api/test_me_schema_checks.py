@@ -81,6 +81,10 @@ BAD_WEBPUSH = {
     "lookalike_prefix": webpush(endpoint=f"https://evilfcm.googleapis.com/{MARK}"),
     "loopback": webpush(endpoint=f"https://127.0.0.1:8443/{MARK}"),
     "userinfo": webpush(endpoint=f"https://{MARK}@fcm.googleapis.com/fcm/send/x"),
+    # Not ASCII in the host or port: the client refuses to send there, and counted as the push
+    # service failing, one user's five of them opened its circuit for everyone.
+    "arabic_indic_port": webpush(endpoint=f"https://fcm.googleapis.com:\u0664\u0664\u0663/{MARK}"),
+    "non_ascii_subdomain": webpush(endpoint=f"https://\u00e4.fcm.googleapis.com/{MARK}"),
     # The fake keys some older tests register (tests/api/test_me_devices_location.py).
     "fake_keys": webpush(f"BNcRdreALRFXTkOOUHK1EtK2wtaz5Ry4YfYCA_0QTpQtUb{MARK}", f"tBHI{MARK}JPLfX"),
 }

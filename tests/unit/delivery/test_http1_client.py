@@ -29,6 +29,7 @@ from clients.delivery._http import (
     Http1Client,
     Reply,
     TransportFailure,
+    transport_failure,
 )
 from gateway.adapters import build_adapters
 from gateway.settings import Secret, Settings
@@ -404,6 +405,15 @@ def test_the_url_is_escaped_into_one_request_line_and_a_bad_url_is_refused(run: 
             assert server.requests[0].startswith(b"POST /a%20b/%C3%A9?q=1%202&r=%41 HTTP/1.1\r\n")
 
     run(scenario)
+
+
+@pytest.mark.parametrize(
+    ("code", "asked"), [("InvalidURL", False), ("InvalidHeader", False), ("Timeout", True)]
+)
+def test_a_request_refused_before_connecting_did_not_ask_the_provider(code: str, asked: bool) -> None:
+    """So the provider's circuit breaker learns nothing from it: one user's subscription our
+    client cannot send to opened Web Push's circuit for every user."""
+    assert transport_failure(code).asked_provider is asked
 
 
 def test_a_form_is_sent_url_encoded(run: Run[Any]) -> None:

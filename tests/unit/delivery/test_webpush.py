@@ -173,6 +173,10 @@ def send_with(token: str, config: WebPushConfig | None = None) -> DeliveryResult
         "https://[::1/x",
         "https://fcm.googleapis.com:bad/x",
         "file:///etc/passwd",
+        # Other characters than ASCII in the host or port: registered, they reached our HTTP client,
+        # which refused them as InvalidURL, a provider failure opening the circuit for everyone.
+        "https://fcm.googleapis.com:\u0664\u0664\u0663/x",
+        "https://\u00e4.fcm.googleapis.com/x",
     ],
 )
 def test_endpoints_outside_the_push_services_are_never_contacted(endpoint: str) -> None:
