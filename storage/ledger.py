@@ -329,7 +329,7 @@ def _breaks(event: LedgerEvent, sound: bool, seq: int, prev: bytes) -> int | Non
     """The seq at which `event`, expected as `seq` after the hash `prev`, breaks the chain (a
     missing `seq` itself), or None if it holds."""
     if event.seq != seq:  # a seq missing, or a row planted below the expected one (seq 0)
-        return min(event.seq, seq)
+        return min(event.seq, seq) if type(event.seq) is int else seq
     if not sound or event.prev_hash != prev or hashlib.sha256(event.canonical()).digest() != event.hash:
         return event.seq
     return None
