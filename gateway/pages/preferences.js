@@ -134,6 +134,7 @@
   }
 
   async function load() {
+    const asked = token;
     const [state, devices, notifications, complaints, history] = await Promise.all([
       call("GET", "/v1/me/preferences"),
       call("GET", "/v1/me/devices"),
@@ -141,6 +142,7 @@
       call("GET", "/v1/me/complaints"),
       call("GET", "/v1/me/consents/history"),
     ]);
+    if (token !== asked) return;  // another person signed in meanwhile: their own load shows them
     if (state.locale && Object.hasOwn(I18N, state.locale)) lang = state.locale;  // null until the person chooses: the browser's meanwhile
     render({ state, devices, notifications, complaints, history });
   }
@@ -486,6 +488,7 @@
     const before = token;
     token = takeToken();
     if (token !== before) {
+      lang = firstLanguage();  // the person before chose theirs; this one's comes with their view
       status.replaceChildren();
       start();
     }

@@ -650,3 +650,39 @@ def test_a_weekly_number_refused_by_the_page_marks_its_input(tab: Tab, gateway: 
     expect(tab.page.locator("#max-per-week")).to_have_attribute("aria-invalid", "true")
     expect(tab.page.locator("#max-per-week")).to_be_focused()
     assert tab.errors == []
+
+
+def test_the_first_persons_view_read_late_is_not_shown_to_the_second(tab: Tab, gateway: Gateway) -> None:
+    """A load started under the first token and answered after the second link rendered the first
+    person's consents, while every change went to the second; their language stayed too."""
+    first, second = user(), user()
+    tokens = (gateway.token(first), gateway.token(second))
+    granted = {"granted": True, "notice_version": "v1"}
+    headers = {"Authorization": f"Bearer {tokens[0]}"}
+    assert gateway.http.put("/v1/me/consents/marketing", json=granted, headers=headers).status_code == 200
+    assert (
+        gateway.http.patch("/v1/me/preferences", json={"locale": "zh-CN"}, headers=headers).status_code == 200
+    )
+    held: list[Route] = []
+
+    def hold_the_first(route: Route) -> None:
+        if route.request.headers.get("authorization") == f"Bearer {tokens[0]}":
+            held.append(route)
+        else:
+            route.continue_()
+
+    tab.page.route("**/v1/me/**", hold_the_first)
+    tab.page.goto(f"{gateway.server.base}/preferences#token={tokens[0]}")
+    for _ in range(100):  # the first load's five reads, held
+        if len(held) == 5:
+            break
+        tab.page.wait_for_timeout(50)
+    assert len(held) == 5
+    tab.page.evaluate(f"location.hash = 'token={tokens[1]}'")
+    expect(tab.page.locator("input[name=consent-marketing]")).not_to_be_checked()
+    for route in held:
+        route.continue_()
+    tab.page.wait_for_timeout(500)
+    expect(tab.page.locator("input[name=consent-marketing]")).not_to_be_checked()
+    assert tab.page.evaluate("document.documentElement.lang") == "en"
+    assert tab.errors == []
