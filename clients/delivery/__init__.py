@@ -9,6 +9,7 @@ hammering a provider that is down. Adapters never log tokens or content.
 
 from clients.delivery.apns import ApnsAdapter, ApnsConfig
 from clients.delivery.base import (
+    EXPIRED_UNSENT,
     LONGEST_SEND_SECONDS,
     PROVIDER_TIMEOUT_SECONDS,
     Clock,
@@ -26,6 +27,7 @@ from clients.delivery.webhook import WebhookAdapter, WebhookConfig, verify_webho
 from clients.delivery.webpush import WebPushAdapter, WebPushConfig
 
 __all__ = [
+    "EXPIRED_UNSENT",
     "LONGEST_SEND_SECONDS",
     "PROVIDER_TIMEOUT_SECONDS",
     "ApnsAdapter",

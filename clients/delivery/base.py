@@ -17,8 +17,8 @@ from typing import Literal, Protocol, runtime_checkable
 import msgspec
 
 __all__ = [
-    "LONGEST_SEND_SECONDS", "PROVIDER_TIMEOUT_SECONDS", "Clock", "DeliveryAdapter", "DeliveryMessage",
-    "DeliveryResult", "SecretText", "SeveralProviders", "provider_code",
+    "EXPIRED_UNSENT", "LONGEST_SEND_SECONDS", "PROVIDER_TIMEOUT_SECONDS", "Clock", "DeliveryAdapter",
+    "DeliveryMessage", "DeliveryResult", "SecretText", "SeveralProviders", "provider_code",
 ]  # fmt: skip
 
 Platform = Literal["fcm", "apns", "webpush", "webhook"]
@@ -33,6 +33,10 @@ again and sends again, twice as long; that path is rare, and its resend carries 
 
 Clock = Callable[[], float]
 """Unix seconds; `time.time` in production, a fixed or stepping function in tests."""
+
+EXPIRED_UNSENT = "ExpiredUnsent"
+"""The provider code of a send not made because its push had expired by the time it could start
+(a wait for a connection, or for FCM's access token): no attempt, and the push ends `expired`."""
 
 _CODE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,47}")
 UNRECOGNIZED = "unrecognized"

@@ -36,6 +36,7 @@ from clients.delivery._http import (
     ttl_seconds,
 )
 from clients.delivery.base import (
+    EXPIRED_UNSENT,
     PROVIDER_TIMEOUT_SECONDS,
     Clock,
     DeliveryMessage,
@@ -154,11 +155,15 @@ class FcmAdapter:
         """The last token request's failure, None once one succeeded."""
 
     async def send(self, message: DeliveryMessage) -> DeliveryResult:
-        body = msgspec.json.encode(self._message_json(message))
         for _ in range(2):
             token = await self._access_token()
             if isinstance(token, DeliveryResult):
                 return token
+            # The wait for the token may have outlived the push: not sent then, as the worker
+            # sends nothing past its expiry. Encoded now, so its TTL is what is left now.
+            if self._clock() >= message.expires_at.timestamp():
+                return DeliveryResult(status="retry", provider_code=EXPIRED_UNSENT, asked_provider=False)
+            body = msgspec.json.encode(self._message_json(message))
             headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
             try:
                 reply = await self._http.post(self._send_url, headers, content=body)

@@ -49,6 +49,7 @@ from typing import TypeVar
 import msgspec
 
 from clients.delivery import (
+    EXPIRED_UNSENT,
     LONGEST_SEND_SECONDS,
     CircuitBreaker,
     DeliveryAdapter,
@@ -85,7 +86,6 @@ log = logging.getLogger("gateway.dispatch")
 END_STATES = frozenset({"rejected", "delivered", "failed", "expired"})
 CIRCUIT_OPEN = "CircuitOpen"
 LEASE_ENDING = "LeaseEnding"
-EXPIRED_UNSENT = "ExpiredUnsent"
 NOT_SENT = frozenset({CIRCUIT_OPEN, LEASE_ENDING, EXPIRED_UNSENT})  # provider codes of sends never started
 ADAPTER_ERROR = "AdapterError"
 BACKOFF_CAP_SECONDS = 15 * 60.0

@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from datetime import UTC, datetime
 from urllib.parse import parse_qs
 
 import jwt
@@ -10,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from clients.delivery import DeliveryResult, FcmAdapter, FcmConfig
+from clients.delivery import EXPIRED_UNSENT, DeliveryResult, FcmAdapter, FcmConfig
 from clients.delivery.fcm import FCM_SCOPE
 
 from .doubles import FakeClock, PlainSecret, make_message
@@ -153,6 +154,27 @@ def test_sends_the_documented_v1_message_with_a_bearer_token_from_the_jwt_grant(
     assert urgent["android"]["priority"] == "HIGH"
     assert urgent["apns"]["headers"]["apns-priority"] == "10"
     assert urgent["data"]["cgw_idempotency_key"] == "psh_01HZX:dev_7"
+
+
+class SlowToken(Google):
+    """Google's token endpoint taking 90 s of the test's clock to answer."""
+
+    def token(self, got: Received) -> Answer:
+        self.clock.advance(90)
+        return super().token(got)
+
+
+def test_a_push_that_expired_while_the_token_was_fetched_is_not_sent() -> None:
+    """The worker checks a push's expiry when its send starts; the wait for the access token
+    came after, and the push was handed to FCM expired (TTL "0s") and counted delivered."""
+    google = SlowToken(FakeClock())
+    expiring: dict[str, object] = {"expires_at": datetime.fromtimestamp(google.clock.now + 60, UTC)}
+    in_an_hour: dict[str, object] = {"expires_at": datetime.fromtimestamp(google.clock.now + 3600, UTC)}
+    results, received = run(google, (0, expiring), (0, in_an_hour))
+    assert results[0] == DeliveryResult(status="retry", provider_code=EXPIRED_UNSENT, asked_provider=False)
+    assert results[1].status == "delivered"  # the token fetched is kept for the next send
+    sent = [json.loads(r.body)["message"] for r in received if r.path != "/token"]
+    assert [m["android"]["ttl"] for m in sent] == [f"{3600 - 90}s"]  # as left when it was sent
 
 
 def test_access_token_is_cached_until_five_minutes_before_expiry() -> None:
