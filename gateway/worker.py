@@ -10,13 +10,18 @@ import os
 import secrets
 import socket
 
-from gateway.services.dispatch import Dispatcher, Settling
+from gateway.services.dispatch import Dispatcher, Settling, SlowRound
 
 __all__ = ["Worker"]
 
 log = logging.getLogger("gateway.worker")
 IDLE_SECONDS = 0.2
 FAILING_WAIT_SECONDS = 5.0  # the longest wait between failing rounds (doubling from IDLE_SECONDS)
+# A round whose sends take longer than this goes on alone while the next rounds are claimed: one
+# provider that hangs (each send up to its 10 s timeout) must not hold back the pushes to the
+# others. Rounds take milliseconds otherwise, and go one after another as before.
+SLOW_ROUND_SECONDS = 1.0
+MAX_SLOW_ROUNDS = 8  # past this many going on alone, the worker waits for one to end
 
 
 class Worker:
@@ -32,10 +37,20 @@ class Worker:
     async def run(self) -> None:
         log.info("delivery worker started", extra={"owner": self.owner})
         settling: Settling | None = None  # the last round's results, being recorded
+        slow: set[asyncio.Task[None]] = set()  # rounds going on alone
         failed = 0  # rounds failed in a row
         while not self._stop.is_set():
             try:
-                claimed, next_settling = await self._dispatcher.start_round(self.owner, self._batch)
+                claimed, next_settling = await self._dispatcher.start_round(
+                    self.owner, self._batch, SLOW_ROUND_SECONDS
+                )
+                if isinstance(next_settling, SlowRound):
+                    going_on = asyncio.ensure_future(self._settled_later(next_settling))
+                    slow.add(going_on)
+                    going_on.add_done_callback(slow.discard)
+                    next_settling = None
+                    if len(slow) >= MAX_SLOW_ROUNDS:
+                        await asyncio.wait(slow, return_when=asyncio.FIRST_COMPLETED)
             except Exception:  # keep delivering: a failed round is retried after its lease expires
                 # A full disk or a held lock fails every round until it passes: said once, with
                 # what raised, and tried again less and less often, not logged five times a second.
@@ -54,7 +69,13 @@ class Worker:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), wait)
         await self._settled(settling)
+        if slow:
+            await asyncio.wait(slow)
         log.info("delivery worker stopped", extra={"owner": self.owner})
+
+    async def _settled_later(self, round_: SlowRound) -> None:
+        """A slow round's results recorded once its sends end, as any round's are."""
+        await self._settled(await round_.settling)
 
     async def _settled(self, settling: Settling | None) -> None:
         """Wait for a round's results to be recorded, recording them again while that fails, and

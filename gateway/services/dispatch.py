@@ -44,7 +44,7 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from functools import partial
-from typing import TypeVar
+from typing import NamedTuple, TypeVar, overload
 
 import msgspec
 
@@ -206,9 +206,23 @@ class Dispatcher:
             await settling.recorded
         return claimed
 
-    async def start_round(self, owner: str, limit: int) -> tuple[int, Settling | None]:
+    @overload
+    async def start_round(self, owner: str, limit: int) -> tuple[int, Settling | None]: ...
+
+    @overload
+    async def start_round(
+        self, owner: str, limit: int, slow_after: float
+    ) -> tuple[int, Settling | SlowRound | None]: ...
+
+    async def start_round(
+        self, owner: str, limit: int, slow_after: float | None = None
+    ) -> tuple[int, Settling | SlowRound | None]:
         """Claim up to `limit` due pushes and send them; returns how many were claimed, and the
         recording of their results (`Settling`), queued in the writer but not yet durable.
+
+        With `slow_after`, a round whose sends are not all done by then returns at that moment:
+        its sends go on, and are recorded once they end (`SlowRound`). One provider that hangs
+        (each send up to its timeout) then holds back only its own pushes, not the next rounds'.
 
         A round costs two writer units whatever its size — claim and re-decide together, then
         settle together — and its sends run concurrently in between. The settling is queued before
@@ -254,9 +268,28 @@ class Dispatcher:
         # claims the push and sends it again. (A lease under twice a send's longest keeps half
         # of itself for sending, and is warned of at start.)
         last_start = now + lease - min(timedelta(seconds=LONGEST_SEND_SECONDS), lease / 2)
-        results = await asyncio.gather(
+        sending = asyncio.gather(
             *(asyncio.gather(*(self._send(m, last_start) for m in s.messages)) for _, s in sends)
         )
+        if slow_after is not None and sends:
+            await asyncio.wait([sending], timeout=slow_after)
+            if not sending.done():
+                later = asyncio.ensure_future(self._settling_once_sent(owner, sends, sending))
+                return len(prepared), SlowRound(later)
+        return len(prepared), self._settling(owner, sends, await sending)
+
+    async def _settling_once_sent(
+        self,
+        owner: str,
+        sends: list[tuple[Claim, _Send]],
+        sending: asyncio.Future[list[list[DeliveryResult]]],
+    ) -> Settling | None:
+        return self._settling(owner, sends, await sending)
+
+    def _settling(
+        self, owner: str, sends: list[tuple[Claim, _Send]], results: list[list[DeliveryResult]]
+    ) -> Settling | None:
+        """The recording of a round's results, queued in the writer."""
         done = self._clock()
 
         def settle_all(conn: Connection) -> list[str]:
@@ -269,8 +302,8 @@ class Dispatcher:
 
         self._metrics.open_breakers.set(sum(b.state != "closed" for b in self._breakers.values()))
         if not sends:
-            return len(prepared), None
-        return len(prepared), Settling(self._store.data.writer, settle_all, self._count)
+            return None
+        return Settling(self._store.data.writer, settle_all, self._count)
 
     def _count(self, ends: list[str]) -> None:
         """Counted once durable: a unit the writer failed may be run again (`Settling.again`)."""
@@ -583,6 +616,12 @@ class Dispatcher:
         # Counted in the unit that makes the push `delivered`, and judged at each delivery.
         writes.campaign_delivered = send.campaign_id if reached else None
         return writes
+
+
+class SlowRound(NamedTuple):
+    """A round whose sends outlived `slow_after`: its recording, once they end."""
+
+    settling: asyncio.Future[Settling | None]
 
 
 class Settling:

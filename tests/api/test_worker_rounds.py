@@ -257,3 +257,40 @@ def test_results_a_failed_commit_dropped_are_recorded_again_not_sent_again(
     assert "a delivery round's results are recorded" in said
     rows = pushes.get_many(runtime.store.data.reader(), ids)
     assert [rows[i].attempts for i in ids] == [1] * ROUND
+
+
+def test_a_provider_that_hangs_holds_back_only_its_own_pushes(
+    client: Client,
+    runtime: Runtime,
+    hook: WebhookRelay,
+    as_user: Callable[[str], Headers],
+    as_key: Callable[..., Headers],
+) -> None:
+    """The relay takes 3 s to answer (a provider hanging up to its 10 s timeout): a push to an
+    FCM device queued meanwhile waited for the relay's round to end, so one dead relay held every
+    provider's pushes back most of the time. Now a round slower than a second goes on alone, and
+    the FCM push (the file sink here) is delivered while the relay's send still waits."""
+    hook.before_answer = lambda: time.sleep(3.0)
+    key = as_key("pushes:write")
+    (relayed,) = queue(client, as_user, key, ["hang-user"])
+    device = {"platform": "fcm", "token": "fcm-device-of-the-other-user-0001"}
+    assert client.post("/v1/me/devices", json=device, headers=as_user("fcm-user")).status_code == 201
+    other: list[str] = []
+
+    def fcm_push_delivered() -> bool:
+        if not other and hook.received:  # the relay has its push, and sits on its answer
+            body = {"idempotency_key": "fcm-1", "user_id": "fcm-user", "topic": "transactional",
+                    "title": "Payment received", "body": "CNY 25.00"}  # fmt: skip
+            answer = client.post("/v1/pushes", json=body, headers=key)
+            assert answer.status_code == 200, answer.text
+            other.append(str(answer.json()["push_id"]))
+        if bool(other) and statuses(client, key, other) == ["delivered"]:
+            relayed_then.extend(statuses(client, key, [relayed]))
+            return True
+        return False
+
+    relayed_then: list[str] = []
+    run_until(client, Worker(runtime.dispatcher, ROUND), fcm_push_delivered)
+    assert relayed_then == ["sending"]  # the relay had not answered yet
+    assert statuses(client, key, [relayed]) == ["delivered"]  # recorded before the worker stopped
+    assert len(hook.received) == 1
