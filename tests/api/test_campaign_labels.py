@@ -100,6 +100,29 @@ def test_a_data_key_holding_the_pushs_user_id_is_refused(
     assert client.post("/v1/pushes", json=other, headers=key).status_code == 200
 
 
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_a_data_key_that_is_the_user_id_is_refused_for_a_push_by_subject_ref(
+    client: Client, runtime: Runtime, as_key: KeyHeaders, dry_run: bool
+) -> None:
+    """Addressed by subject_ref, the edge has no user id to compare with: the key was stored in
+    clear in the push's reasons (`payload_field_not_allowed`, field `zhangwei88`)."""
+    ref = runtime.store.pseudonyms.subject_ref("zhangwei88")
+    push: dict[str, Any] = {
+        "idempotency_key": "k-1", "subject_ref": ref, "topic": "transactional", "title": "Paid",
+        "body": "Receipt", "data": {"zhangwei88": "1"}, "dry_run": dry_run,
+    }  # fmt: skip
+    key = as_key("pushes:write")
+    answer = client.post("/v1/pushes", json=push, headers=key)
+    assert_problem(answer, 400, "data")
+    assert "zhangwei88" not in answer.text
+    assert _count(runtime, "pushes") == 0
+    batch = {"pushes": [push | {"idempotency_key": "k-0", "data": {}}, push]}
+    assert_problem(client.post("/v1/pushes/batch", json=batch, headers=key), 400, "pushes[1].data")
+    assert _count(runtime, "pushes") == 0
+    other = push | {"subject_ref": runtime.store.pseudonyms.subject_ref("someone-else")}
+    assert client.post("/v1/pushes", json=other, headers=key).status_code == 200
+
+
 @pytest.mark.parametrize(
     ("user_id", "data_key"), [("code", "coupon_code"), ("link", "deeplink"), ("image", "image_url")]
 )
