@@ -30,6 +30,7 @@ class Worker:
         self._batch = batch
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._stop = asyncio.Event()
+        self._unrecorded = 0  # rounds whose recording failed and is being tried again
 
     def stop(self) -> None:
         self._stop.set()
@@ -40,6 +41,11 @@ class Worker:
         slow: set[asyncio.Task[None]] = set()  # rounds going on alone
         failed = 0  # rounds failed in a row
         while not self._stop.is_set():
+            if self._unrecorded and slow:
+                # A slow round's results are not recorded yet: claiming now could take its pushes
+                # back once their leases end (this worker is their owner still) and send them again.
+                await asyncio.wait(slow, return_when=asyncio.FIRST_COMPLETED)
+                continue
             try:
                 claimed, next_settling = await self._dispatcher.start_round(
                     self.owner, self._batch, SLOW_ROUND_SECONDS
@@ -84,21 +90,26 @@ class Worker:
         if settling is None:
             return
         failed = 0
-        while True:
-            try:
-                await settling.recorded
-            except Exception:
-                if not failed:
-                    log.exception("recording a delivery round's results failed; trying again")
-                failed += 1
-                if self._stop.is_set() and failed > 1:
+        try:
+            while True:
+                try:
+                    await settling.recorded
+                except Exception:
+                    if not failed:
+                        log.exception("recording a delivery round's results failed; trying again")
+                        self._unrecorded += 1
+                    failed += 1
+                    if self._stop.is_set() and failed > 1:
+                        return
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(
+                            self._stop.wait(), min(FAILING_WAIT_SECONDS, IDLE_SECONDS * 2**failed)
+                        )
+                    settling.again()
+                else:
+                    if failed:
+                        log.warning("a delivery round's results are recorded", extra={"failed_tries": failed})
                     return
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        self._stop.wait(), min(FAILING_WAIT_SECONDS, IDLE_SECONDS * 2**failed)
-                    )
-                settling.again()
-            else:
-                if failed:
-                    log.warning("a delivery round's results are recorded", extra={"failed_tries": failed})
-                return
+        finally:
+            if failed:
+                self._unrecorded -= 1

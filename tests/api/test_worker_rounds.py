@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import Headers
+from conftest import FakeClock, Headers
 from litestar import Litestar
 from litestar.testing import TestClient
 from support import WebhookRelay
@@ -294,3 +294,52 @@ def test_a_provider_that_hangs_holds_back_only_its_own_pushes(
     assert relayed_then == ["sending"]  # the relay had not answered yet
     assert statuses(client, key, [relayed]) == ["delivered"]  # recorded before the worker stopped
     assert len(hook.received) == 1
+
+
+def test_a_slow_rounds_results_that_cannot_be_recorded_hold_back_the_next_claims(
+    client: Client,
+    runtime: Runtime,
+    clock: FakeClock,
+    hook: WebhookRelay,
+    as_user: Callable[[str], Headers],
+    as_key: Callable[..., Headers],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Regression (review of 1de52a3): a slow round went on alone, its results could not be
+    recorded (the write lock held elsewhere, as a full disk does) past the push's lease, and the
+    same worker, claiming meanwhile, took the push back (its owner still) and sent it again."""
+    monkeypatch.setattr(storage.db, "BUSY_TIMEOUT_MS", 20)
+    monkeypatch.setattr("gateway.worker.IDLE_SECONDS", 0.02)
+    answered = threading.Event()
+
+    def slow_once() -> None:
+        if not answered.is_set():
+            answered.set()
+            time.sleep(1.5)
+
+    hook.before_answer = slow_once
+    key = as_key("pushes:write")
+    (push_id,) = queue(client, as_user, key, ["slow-user"])
+    worker = Worker(runtime.dispatcher, ROUND)
+    other = storage.db.connect(runtime.store.data.path, runtime.store.keys.database_key)
+    running = client.blocking_portal.start_task_soon(worker.run)
+    try:
+        assert answered.wait(10)
+        time.sleep(1.1)  # the round goes on alone; the worker claims again
+        other.execute("BEGIN IMMEDIATE")
+        time.sleep(1.5)  # the relay answers; recording its result fails
+        clock.advance(seconds=runtime.settings.worker_lease_seconds * 2)
+        time.sleep(1.0)
+        other.execute("ROLLBACK")
+        deadline = time.monotonic() + 10
+        while statuses(client, key, [push_id]) != ["delivered"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        time.sleep(0.5)  # a claim that took it back would have sent it by now
+    finally:
+        if other.in_transaction:
+            other.execute("ROLLBACK")
+        other.close()
+        client.blocking_portal.call(worker.stop)
+        running.result(timeout=15)
+    assert hook.push_ids == [push_id]
