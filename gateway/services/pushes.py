@@ -212,16 +212,18 @@ class PushService:
             record=None if request.dry_run else self._record(request, subject_ref, content, now),
         )
 
-    def _refuse_user_id_keys(self, request: PushCreate, policy: PolicySettings) -> None:
-        """A push addressed by `subject_ref` whose data key is the user's id: refused, as the
-        edge refuses one addressed by `user_id` (`PushCreate`), since a key the topic does not
-        allow is named in the push's reasons, kept in clear through erasure. Only the pseudonym
-        is known here, so only a key that is the whole id is found; allowed keys are the
-        policy's own names."""
+    def _refuse_user_id_labels(self, request: PushCreate, policy: PolicySettings) -> None:
+        """A push addressed by `subject_ref` whose variant or data key is the user's id: refused,
+        as the edge refuses one addressed by `user_id` (`PushCreate`). Both are kept in clear
+        through erasure: the variant in the push's row and the campaign's statistics, a key the
+        topic does not allow in the push's reasons. Only the pseudonym is known here, so only a
+        label that is the whole id is found; allowed keys are the policy's own names."""
         if request.subject_ref is None:
             return
-        allowed = policy.data_keys_for(request.topic)
         pseudonym = self._store.pseudonyms.subject_ref
+        if request.variant is not None and pseudonym(request.variant) == request.subject_ref:
+            raise InvalidInput("variant: a variant must not hold the push's user_id", "variant")
+        allowed = policy.data_keys_for(request.topic)
         if any(key not in allowed and pseudonym(key) == request.subject_ref for key in request.data):
             raise InvalidInput("data: a data key must not hold the push's user_id", "data")
 
@@ -307,7 +309,7 @@ class PushService:
                     answers.append((_stored_answer(earlier), False))
                     continue
                 ttl = _ttl(p.request, policy)
-                self._refuse_user_id_keys(p.request, policy)
+                self._refuse_user_id_labels(p.request, policy)
                 push = policy_request(p.request.topic, p.request.campaign_id, p.content, ttl)
                 campaign = self._campaign(conn, p, campaigns_seen)
             except GatewayError as exc:

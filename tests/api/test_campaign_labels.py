@@ -123,6 +123,28 @@ def test_a_data_key_that_is_the_user_id_is_refused_for_a_push_by_subject_ref(
     assert client.post("/v1/pushes", json=other, headers=key).status_code == 200
 
 
+def test_a_variant_that_is_the_user_id_is_refused_for_a_push_by_subject_ref(
+    client: Client, runtime: Runtime, as_key: KeyHeaders
+) -> None:
+    """Regression (review of 69a8ccf): the variant is kept in clear in the push's row and shown
+    in the campaign's statistics, through erasure; by subject_ref it was not compared."""
+    made = client.post(
+        "/v1/campaigns", json={"name": "Winter", "topic": "promotions"}, headers=as_key("campaigns:write")
+    )
+    assert made.status_code == 201, made.text
+    ref = runtime.store.pseudonyms.subject_ref("zhangwei88")
+    push: dict[str, Any] = {
+        "idempotency_key": "k-1", "subject_ref": ref, "topic": "promotions", "title": "Sale",
+        "body": "20% off", "campaign_id": made.json()["campaign_id"], "variant": "zhangwei88",
+    }  # fmt: skip
+    key = as_key("pushes:write")
+    answer = client.post("/v1/pushes", json=push, headers=key)
+    assert_problem(answer, 400, "variant")
+    assert "zhangwei88" not in answer.text
+    assert _count(runtime, "pushes") == 0
+    assert client.post("/v1/pushes", json=push | {"variant": "B"}, headers=key).status_code == 200
+
+
 @pytest.mark.parametrize(
     ("user_id", "data_key"), [("code", "coupon_code"), ("link", "deeplink"), ("image", "image_url")]
 )
