@@ -225,6 +225,14 @@ def push_service_origin(
     host = parts.hostname or ""
     if parts.scheme not in schemes or parts.username or parts.password:
         return None
+    try:
+        port = parts.port
+    except ValueError:  # out of range
+        return None
+    if not allow_http and port not in (None, 443):
+        # Push services listen on 443: another port never connects, and its failures would
+        # count against the service's circuit, shared by every user's pushes to it.
+        return None
     if not any(host == h or host.endswith("." + h) for h in allowed_hosts):
         return None
     origin = f"{parts.scheme}://{parts.netloc}"

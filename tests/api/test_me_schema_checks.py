@@ -85,6 +85,8 @@ BAD_WEBPUSH = {
     # service failing, one user's five of them opened its circuit for everyone.
     "arabic_indic_port": webpush(endpoint=f"https://fcm.googleapis.com:\u0664\u0664\u0663/{MARK}"),
     "non_ascii_subdomain": webpush(endpoint=f"https://\u00e4.fcm.googleapis.com/{MARK}"),
+    "port_not_443": webpush(endpoint=f"https://fcm.googleapis.com:1/{MARK}"),  # never connects
+    "port_out_of_range": webpush(endpoint=f"https://fcm.googleapis.com:99999/{MARK}"),
     # The fake keys some older tests register (tests/api/test_me_devices_location.py).
     "fake_keys": webpush(f"BNcRdreALRFXTkOOUHK1EtK2wtaz5Ry4YfYCA_0QTpQtUb{MARK}", f"tBHI{MARK}JPLfX"),
 }

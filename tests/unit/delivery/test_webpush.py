@@ -177,6 +177,8 @@ def send_with(token: str, config: WebPushConfig | None = None) -> DeliveryResult
         # which refused them as InvalidURL, a provider failure opening the circuit for everyone.
         "https://fcm.googleapis.com:\u0664\u0664\u0663/x",
         "https://\u00e4.fcm.googleapis.com/x",
+        "https://fcm.googleapis.com:1/x",
+        "https://fcm.googleapis.com:99999/x",
     ],
 )
 def test_endpoints_outside_the_push_services_are_never_contacted(endpoint: str) -> None:
