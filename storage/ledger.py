@@ -176,7 +176,12 @@ def has_columns(conn: Connection, table: str, columns: frozenset[str]) -> bool:
 
 
 def head(conn: Connection) -> tuple[int, bytes]:
-    row = conn.execute(f"SELECT seq, {HASH_BLOB} FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()  # noqa: S608
+    """The last event's seq and hash. A seq stored as anything but an integer (a table rebuilt
+    without its INTEGER PRIMARY KEY) is passed over: verification reports it, and appends,
+    checkpoints and proofs go on from the events that are whole (or refuse their gap)."""
+    row = conn.execute(
+        f"SELECT seq, {HASH_BLOB} FROM ledger WHERE typeof(seq) = 'integer' ORDER BY seq DESC LIMIT 1"  # noqa: S608
+    ).fetchone()
     return (0, GENESIS) if row is None else (int(row[0]), bytes(row[1]))
 
 

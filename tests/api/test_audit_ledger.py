@@ -234,6 +234,11 @@ def test_a_seq_that_is_not_an_integer_is_reported_not_raised(
     verdict = get(client, "/ledger/verify", auditor)
     # NULL sorts first, so seq 1 is where the chain breaks; text sorts last, so seq 2 is missing.
     assert (verdict["ok"], verdict["first_invalid_seq"]) == (False, 1 if seq == "NULL" else 2)
+    # Nor does anything else fail on it (text '2x' sorted last was taken for the head: 500s).
+    for path in ("/checkpoint", "/proof/inclusion?seq=1&size=1", "/proof/consistency?from=1&to=3"):
+        assert client.get(f"/v1/audit/ledger{path}", headers=auditor).status_code in (200, 409), path
+    assert client.get("/v1/audit/export", headers=auditor).status_code in (200, 409)
+    grow_ledger(client, as_user("alice"), 1)  # a consent change is recorded still
 
 
 @pytest.mark.parametrize("column", ["hash", "prev_hash"])
