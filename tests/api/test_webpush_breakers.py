@@ -144,11 +144,12 @@ def test_a_services_subdomains_share_its_circuit_and_circuits_stay_few() -> None
         return adapter.breaker_key(message)
 
     regions = [
-        f"https://{region}.notify.windows.com:{port}/w/x"
+        f"https://{region}.notify.windows.com{port}/w/x"
         for region in ("db5", "zz-1")
-        for port in (443, 8443)
+        for port in ("", ":443")
     ]
     windows = {key(endpoint) for endpoint in regions}
     assert windows == {"webpush notify.windows.com"}
+    assert key("https://db5.notify.windows.com:8443/w/x") == "webpush (none)"  # not 443: never sent
     assert key("https://fcm.googleapis.com/fcm/send/x") == "webpush fcm.googleapis.com"
     assert key("https://push.example.com/x") == "webpush (none)"  # never sent: no circuit of its own
