@@ -223,7 +223,7 @@ def resident_id_valid(candidate: str) -> bool:
 # (the combining grapheme joiner, Hangul fillers, Mongolian and other variation selectors, the
 # unassigned ones of plane 14), and the keycap's enclosing mark ("1️⃣" is "1", U+FE0F, U+20E3).
 _INVISIBLE = frozenset(
-    (0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x3164, 0xFFA0, 0x20E3, *range(0x180B, 0x1810),
+    (0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x2065, 0x3164, 0xFFA0, 0x20E3, *range(0x180B, 0x1810),
      *range(0xFE00, 0xFE10), *range(0xFFF0, 0xFFF9), *range(0xE0000, 0xE1000))
 )  # fmt: skip
 
@@ -316,21 +316,27 @@ def _fold(text: str) -> str:
 
 
 _URL_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
+_HTML_REFERENCE = re.compile(r"&(?:#|[A-Za-z][A-Za-z0-9]{1,31};)")
+_PLUS_BETWEEN_DIGITS = re.compile(r"(?<=[0-9])\+(?=[0-9])")
+_MAX_READINGS = 6
 
 
 def _readings(text: str) -> Iterator[str]:
-    """The text as written, and as it reads decoded where it holds escapes: URL escapes (decoded
-    twice at most, "%2540" being "@" escaped twice), then HTML character references ("&#64;",
-    "&commat;"; an offer's "&amp;" alone is not worth a second scan)."""
-    yield text
-    seen = text
-    for _ in range(2):
-        if "%" not in seen or _URL_ESCAPE.search(seen) is None:
-            break
-        seen = unquote(seen)
-        yield seen
-    if "&#" in text or "&commat;" in text or "&plus;" in text:
-        yield unescape(text)
+    """The text as written, and as it reads decoded where it holds escapes, each decoding applied
+    to the others' results too ("&#37;40" is "%40" is "@"; "%2540" is "@" escaped twice): URL
+    escapes, HTML character references ("&#64;", "&nbsp;"), and a "+" between digits as the
+    space a URL's query writes with it ("4111+1111+1111+1111"). At most six readings."""
+    seen = [text]
+    for reading in seen:
+        yield reading
+        decoded = []
+        if "%" in reading and _URL_ESCAPE.search(reading):
+            decoded.append(unquote(reading))
+        if "&" in reading and _HTML_REFERENCE.search(reading):
+            decoded.append(unescape(reading))
+        if "+" in reading and _PLUS_BETWEEN_DIGITS.search(reading):
+            decoded.append(_PLUS_BETWEEN_DIGITS.sub(" ", reading))
+        seen += [d for d in decoded if d not in seen][: _MAX_READINGS - len(seen)]
 
 
 def could_hold_pii(text: str) -> bool:

@@ -72,7 +72,9 @@ _UNANCHORED_EMAIL = re.compile("{}+{}".format(*pii._email_parts()))
 
 
 def _folded(text: str) -> str:
-    """The folding as specified, char by char, with no shortcut for ASCII text."""
+    """The folding as specified, char by char, with no shortcut for ASCII text: then controls
+    dropped, spacing made single and an ideographic full stop between Latin letters a dot, each
+    whether or not the text seems to need it."""
     out = []
     for char in unicodedata.normalize("NFKC", text):
         category = unicodedata.category(char)
@@ -80,15 +82,21 @@ def _folded(text: str) -> str:
             out.append("-")
         elif category == "Nd":
             out.append(str(unicodedata.digit(char)))
-        elif category != "Cf":
+        elif (category not in ("Cf", "Cc") and ord(char) not in pii._INVISIBLE) or char in "\n\t\x0b\x0c\r":
             out.append(char)
-    return "".join(out)
+    folded = pii._SPACES.sub(" ", "".join(out))
+    return re.sub(r"(?<=[A-Za-z0-9])\u3002(?=[A-Za-z])", ".", folded)
 
 
 def _every_detector(text: str) -> list[str]:
     """`find_pii` without its ASCII, "@" and eight-digit shortcuts and with the email pattern as
-    first written (free to start inside a run): the reference the fast path must agree with."""
-    text = _folded(text)
+    first written (free to start inside a run), over each reading of the text: the reference
+    the fast path must agree with."""
+    found = {kind for reading in pii._readings(text) for kind in _detectors(_folded(reading))}
+    return [kind for kind in PII_KINDS if kind in found]
+
+
+def _detectors(text: str) -> list[str]:
     found = []
     if _UNANCHORED_EMAIL.search(text):
         found.append("email")
@@ -105,13 +113,16 @@ _PIECES = st.sampled_from(
     ["4111 1111 1111 1111", "+86 138 0013 8000", "13800138000", "11010519491231002X", "a.b@example.org",
      "@", ".", "-", " ", "+", "x", "Order", "2024-06-15", "1234567", "12345678", "0", "9",
      "１３８００１３８０００", "a.b＠example.org", "4111\u20111111\u20111111\u20111111", "١٣٨٠٠١٣٨٠٠٠",
-     "\u200b", "\u00a0", "\u2013", "＋", "．", "年", "😀"]
+     "\u200b", "\u00a0", "\u2013", "＋", "．", "年", "😀",
+     # escapes and what folding drops or joins since
+     "%40", "%20", "%2540", "&#64;", "&nbsp;", "&amp;", "\u034f", "\ufe0f\u20e3", "\x01", "\t", "  ", "。"]
 )  # fmt: skip
 # What the text strategies draw from: ASCII, and look-alikes of each separator and digit in it
 # (full-width, Arabic-Indic, Devanagari), invisible format characters, no-break spaces, dashes.
 _ALPHABET = (
     "0123456789 -+@.xX" + "０１３８９Ｘｘ＋＠．" + "٠١٣٨۱१" + "，！（）①😀"
     + "\u200b\u200d\u2060\u00ad\u200f" + "\u00a0\u202f\u3000" + "\u2011\u2013"
+    + "\u034f\ufe0f\u20e3\u3164\x01\t%&#;" + "。"
 )  # fmt: skip
 
 
