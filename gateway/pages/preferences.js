@@ -129,20 +129,31 @@
   function signOut(message) {
     sessionStorage.removeItem(TOKEN_KEY);
     token = null;
+    lang = firstLanguage();  // the person leaving chose theirs; the next one's comes with their view
     renderSignIn();
     say(message);
   }
 
+  // A load begun before another person signed in (a second link, the form) ends quietly, its
+  // view and its errors alike: shown, the first person's view took the second's changes, and
+  // the first token's 401 signed the second person out.
   async function load() {
     const asked = token;
-    const [state, devices, notifications, complaints, history] = await Promise.all([
-      call("GET", "/v1/me/preferences"),
-      call("GET", "/v1/me/devices"),
-      call("GET", "/v1/me/notifications"),
-      call("GET", "/v1/me/complaints"),
-      call("GET", "/v1/me/consents/history"),
-    ]);
-    if (token !== asked) return;  // another person signed in meanwhile: their own load shows them
+    let views;
+    try {
+      views = await Promise.all([
+        call("GET", "/v1/me/preferences"),
+        call("GET", "/v1/me/devices"),
+        call("GET", "/v1/me/notifications"),
+        call("GET", "/v1/me/complaints"),
+        call("GET", "/v1/me/consents/history"),
+      ]);
+    } catch (error) {
+      if (token !== asked) return;
+      throw error;
+    }
+    if (token !== asked) return;
+    const [state, devices, notifications, complaints, history] = views;
     if (state.locale && Object.hasOwn(I18N, state.locale)) lang = state.locale;  // null until the person chooses: the browser's meanwhile
     render({ state, devices, notifications, complaints, history });
   }

@@ -686,3 +686,53 @@ def test_the_first_persons_view_read_late_is_not_shown_to_the_second(tab: Tab, g
     expect(tab.page.locator("input[name=consent-marketing]")).not_to_be_checked()
     assert tab.page.evaluate("document.documentElement.lang") == "en"
     assert tab.errors == []
+
+
+def test_a_late_refusal_of_the_person_before_does_not_sign_the_next_one_out(
+    tab: Tab, gateway: Gateway
+) -> None:
+    """Regression (review of 1c14af8): a load under a token no longer valid, answered 401 after
+    another person's link had signed them in, signed that person out."""
+    stale, second = "stale.session.token", gateway.token(user())
+    held: list[Route] = []
+
+    def hold_the_stale(route: Route) -> None:
+        if route.request.headers.get("authorization") == f"Bearer {stale}":
+            held.append(route)
+        else:
+            route.continue_()
+
+    tab.page.route("**/v1/me/**", hold_the_stale)
+    tab.page.goto(f"{gateway.server.base}/preferences#token={stale}")
+    for _ in range(100):
+        if len(held) == 5:
+            break
+        tab.page.wait_for_timeout(50)
+    assert len(held) == 5
+    tab.page.evaluate(f"location.hash = 'token={second}'")
+    expect(tab.page.locator("#consents")).to_be_visible()
+    for route in held:
+        route.continue_()
+    tab.page.wait_for_timeout(500)
+    expect(tab.page.locator("#consents")).to_be_visible()
+    expect(tab.page.locator("#sign-in")).to_have_count(0)
+    assert tab.page.evaluate("sessionStorage.getItem('cgw.preferences.token')") == second
+    assert [e for e in tab.errors if "status of 401" not in e] == []
+
+
+def test_after_a_sign_out_the_next_person_does_not_get_the_last_ones_language(
+    tab: Tab, gateway: Gateway
+) -> None:
+    first, second = user(), user()
+    headers = gateway.as_user(first)
+    assert (
+        gateway.http.patch("/v1/me/preferences", json={"locale": "zh-CN"}, headers=headers).status_code == 200
+    )
+    open_as(tab, gateway, first)
+    assert tab.page.evaluate("document.documentElement.lang") == "zh-CN"
+    tab.page.locator("#controls button").click()
+    tab.page.fill("#token", gateway.token(second))
+    tab.page.press("#token", "Enter")
+    expect(tab.page.locator("#consents")).to_be_visible()
+    assert tab.page.evaluate("document.documentElement.lang") == "en"
+    assert tab.errors == []
