@@ -32,6 +32,8 @@ ADVERSARIAL: dict[str, Callable[[int], str]] = {
     "digit pairs, dashes": lambda n: "12-" * (n // 3),
     "plus and parentheses": lambda n: "+1 (2) " * (n // 7),
     "at signs and dots": lambda n: "a@b." * (n // 4),
+    # Escapes that take every decoding pass to undo, with digits between: the second reading.
+    "escapes in escapes": lambda n: "%252540&amp;#37;1 " * (n // 18),
 }
 
 

@@ -13,7 +13,8 @@ characters is still found: full-width or other scripts' digits and "＠", invisi
 control characters, a keycap's enclosing mark) dropped from inside a number or an address,
 no-break spaces, tabs and runs of spaces as one space, Unicode dashes as "-", an ideographic full
 stop between Latin letters as a dot ("qq。com"). Text holding URL escapes or HTML character
-references is read both as written and decoded ("alice%40example.com" in a deeplink). Both
+references is read both as written and wholly decoded ("alice%40example.com" in a deeplink).
+Not read: a "+" for a space ("4111+1111+1111+1111"), which sums in offers write as well. Both
 `could_hold_pii` and `find_pii` read it so, so the first still rules out only text the second
 finds nothing in.
 """
@@ -316,27 +317,30 @@ def _fold(text: str) -> str:
 
 
 _URL_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
-_HTML_REFERENCE = re.compile(r"&(?:#|[A-Za-z][A-Za-z0-9]{1,31};)")
-_PLUS_BETWEEN_DIGITS = re.compile(r"(?<=[0-9])\+(?=[0-9])")
-_MAX_READINGS = 6
+# An HTML character reference: numeric, or named (a legacy name may go without its ";").
+_HTML_REFERENCE = re.compile(r"&(?:#|[A-Za-z])")
+_DECODING_PASSES = 4
 
 
 def _readings(text: str) -> Iterator[str]:
-    """The text as written, and as it reads decoded where it holds escapes, each decoding applied
-    to the others' results too ("&#37;40" is "%40" is "@"; "%2540" is "@" escaped twice): URL
-    escapes, HTML character references ("&#64;", "&nbsp;"), and a "+" between digits as the
-    space a URL's query writes with it ("4111+1111+1111+1111"). At most six readings."""
-    seen = [text]
-    for reading in seen:
-        yield reading
-        decoded = []
-        if "%" in reading and _URL_ESCAPE.search(reading):
-            decoded.append(unquote(reading))
-        if "&" in reading and _HTML_REFERENCE.search(reading):
-            decoded.append(unescape(reading))
-        if "+" in reading and _PLUS_BETWEEN_DIGITS.search(reading):
-            decoded.append(_PLUS_BETWEEN_DIGITS.sub(" ", reading))
-        seen += [d for d in decoded if d not in seen][: _MAX_READINGS - len(seen)]
+    """The text as written, and, where it holds escapes, as it reads once every escape is undone:
+    URL escapes and HTML character references, decoded in turn until nothing changes ("&#37;40"
+    is "%40" is "@"; "%2540" is "@" escaped twice), four passes at most. Two readings at most,
+    whatever the text holds: a reading per partial decoding let decoys in one field use up the
+    readings before the one that showed an address in another."""
+    yield text
+    decoded = text
+    for _ in range(_DECODING_PASSES):
+        step = decoded
+        if "%" in step and _URL_ESCAPE.search(step):
+            step = unquote(step)
+        if "&" in step and _HTML_REFERENCE.search(step):
+            step = unescape(step)
+        if step == decoded:
+            break
+        decoded = step
+    if decoded != text:
+        yield decoded
 
 
 def could_hold_pii(text: str) -> bool:

@@ -291,6 +291,11 @@ REJECTIONS = [
         [{"code": "payload_pii", "field": "data.deeplink", "kind": "email"}],
     ),
     Rejection(
+        "payload_pii_email_past_decoys_in_another_field",
+        _content(title="Save 50%25 on 2+1 &amp;amp; more", body="Mail alice&#37;40example.com"),
+        [{"code": "payload_pii", "field": "body", "kind": "email"}],
+    ),
+    Rejection(
         "payload_pii_phone_in_keycaps",
         _content(body="Call 1\ufe0f\u20e33\ufe0f\u20e38\ufe0f\u20e30013\u034f8000 today"),
         [{"code": "payload_pii", "field": "body", "kind": "phone"}],
