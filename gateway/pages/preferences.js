@@ -82,6 +82,7 @@
   // A form's refusal marks the input it names (`fields`: the refusal's field, or a prefix of it,
   // to its input) as invalid and moves the focus there, so a screen reader user is taken to it.
   async function change(action, { message = null, keepOnRefusal = false, control = null, fields = {} } = {}) {
+    const asked = token;
     const flipBack = () => { if (control) control.checked = !control.checked; };
     if (busy) {
       flipBack();
@@ -108,6 +109,7 @@
       busy = false;
       app.removeAttribute("aria-busy");
     }
+    if (token !== asked) return;  // another person signed in meanwhile: this was not theirs
     if (failure) fail(failure);
     else say(typeof message === "function" ? message(answer) : message || t("saved"));
     if (refused && keepOnRefusal) markInvalid(fields, refused.field);
@@ -312,12 +314,13 @@
     const allowed = state.consents.location && state.consents.location.granted;
     const share = () => {
       if (!navigator.geolocation) return say(t("location_unavailable"), "error");
+      const asked = token;  // the position may come after another person signed in: not theirs
       navigator.geolocation.getCurrentPosition(
-        (position) => change(
+        (position) => token === asked && change(
           () => call("PUT", "/v1/me/location", { lat: position.coords.latitude, lon: position.coords.longitude }),
           { message: (answer) => t("location_saved", { geohash: answer.geohash }) },
         ),
-        () => say(t("location_unavailable"), "error"),
+        () => token === asked && say(t("location_unavailable"), "error"),
         { enableHighAccuracy: false, timeout: 10000 },
       );
     };
@@ -455,23 +458,29 @@
     const confirm = el("input", { id: "erase-confirm", autocomplete: "off", "aria-label": t("erase_confirm_label") });
     const erase = el("button", { id: "erase", class: "danger", disabled: true }, t("erase"));
     confirm.addEventListener("input", () => { erase.disabled = confirm.value.trim() !== t("erase_word"); });
+    // Each ends quietly if another person signed in meanwhile: the erasure's message and
+    // sign-out, or a download of the person before's data, are not for them.
     erase.addEventListener("click", async () => {
+      const asked = token;
       try {
         await call("DELETE", "/v1/me");
+        if (token !== asked) return;
         sessionStorage.removeItem(TOKEN_KEY);
         token = null;
         frame();
         app.replaceChildren(el("section", { id: "erased" }, el("p", { text: t("erased") })));
         say(t("erased"));
       } catch (error) {
-        fail(error);
+        if (token === asked) fail(error);
       }
     });
     const exportData = async () => {
+      const asked = token;
       try {
-        download("my-data.json", await call("GET", "/v1/me/export"));
+        const data = await call("GET", "/v1/me/export");
+        if (token === asked) download("my-data.json", data);
       } catch (error) {
-        fail(error);
+        if (token === asked) fail(error);
       }
     };
     return section("data", t("data_title"), null,

@@ -736,3 +736,69 @@ def test_after_a_sign_out_the_next_person_does_not_get_the_last_ones_language(
     expect(tab.page.locator("#consents")).to_be_visible()
     assert tab.page.evaluate("document.documentElement.lang") == "en"
     assert tab.errors == []
+
+
+def _hold(tab: Tab, method: str, path: str, token: str) -> list[Route]:
+    """Hold the requests `method` to a path holding `path` made with `token`; pass the rest."""
+    held: list[Route] = []
+
+    def handler(route: Route) -> None:
+        request = route.request
+        if (request.method, request.headers.get("authorization")) == (method, f"Bearer {token}") and (
+            path in request.url
+        ):
+            held.append(route)
+        else:
+            route.fallback()  # to the handler set before this one, if any
+
+    tab.page.route("**/v1/me**", handler)
+    return held
+
+
+def _until_held(tab: Tab, held: list[Route]) -> None:
+    for _ in range(100):
+        if held:
+            return
+        tab.page.wait_for_timeout(50)
+    raise AssertionError("the request was not made")
+
+
+def test_work_of_the_person_before_does_not_land_on_the_next_ones_session(tab: Tab, gateway: Gateway) -> None:
+    """Regression (review of befbb74): answered after another person's link signed them in, the
+    first person's consent change, refused 401, signed the second out; their erasure showed the
+    second person 'Your data has been deleted' and signed them out; and a location the first
+    asked to share, arriving later, was saved as the second person's."""
+    first, second = user(), user()
+    granted = {"granted": True, "notice_version": "v1"}
+    for who in (first, second):
+        answer = gateway.http.put("/v1/me/consents/location", json=granted, headers=gateway.as_user(who))
+        assert answer.status_code == 200, answer.text
+    tokens = (gateway.token(first), gateway.token(second))
+    tab.page.add_init_script(
+        "navigator.geolocation.getCurrentPosition = (ok) => setTimeout("
+        "() => ok({coords: {latitude: 39.9042, longitude: 116.4074}}), 1500);"
+    )
+    located: list[str] = []
+    tab.page.on("request", lambda r: located.append(r.method) if "/v1/me/location" in r.url else None)
+    changes = _hold(tab, "PUT", "/v1/me/consents/", tokens[0])
+    erasures = _hold(tab, "DELETE", "/v1/me", tokens[0])
+    tab.page.goto(f"{gateway.server.base}/preferences#token={tokens[0]}")
+    expect(tab.page.locator("#consents")).to_be_visible()
+    tab.page.click("#share-location")  # the position comes 1.5 s later
+    tab.page.locator("input[name=consent-marketing]").click()
+    _until_held(tab, changes)
+    tab.page.fill("#erase-confirm", "DELETE")
+    tab.page.click("#erase")
+    _until_held(tab, erasures)
+    tab.page.evaluate(f"location.hash = 'token={tokens[1]}'")
+    expect(tab.page.locator("#consents")).to_be_visible()
+    stale = {**changes[0].request.headers, "authorization": "Bearer stale.session.token"}
+    changes[0].continue_(headers=stale)  # refused 401 by the server
+    erasures[0].continue_()  # the first person's erasure goes through
+    tab.page.wait_for_timeout(2000)
+    expect(tab.page.locator("#consents")).to_be_visible()
+    expect(tab.page.locator("#sign-in")).to_have_count(0)
+    expect(tab.page.locator("#erased")).to_have_count(0)
+    assert tab.page.evaluate("sessionStorage.getItem('cgw.preferences.token')") == tokens[1]
+    assert located == []
+    assert [e for e in tab.errors if "status of 401" not in e] == []
