@@ -13,10 +13,10 @@ characters is still found: full-width or other scripts' digits and "＠", invisi
 control characters, a keycap's enclosing mark) dropped from inside a number or an address,
 no-break spaces, tabs and runs of spaces as one space, Unicode dashes as "-", an ideographic full
 stop between Latin letters as a dot ("qq。com"). Text holding URL escapes or HTML character
-references is read both as written and wholly decoded ("alice%40example.com" in a deeplink).
-Not read: a "+" for a space ("4111+1111+1111+1111"), which sums in offers write as well. Both
-`could_hold_pii` and `find_pii` read it so, so the first still rules out only text the second
-finds nothing in.
+references is read as written and after each pass that decodes it ("alice%40example.com" in a
+deeplink). Not read: a "+" for a space ("4111+1111+1111+1111"), which sums in offers write as
+well. Both `could_hold_pii` and `find_pii` read it so, so the first still rules out only text
+the second finds nothing in.
 """
 
 import re
@@ -323,11 +323,13 @@ _DECODING_PASSES = 4
 
 
 def _readings(text: str) -> Iterator[str]:
-    """The text as written, and, where it holds escapes, as it reads once every escape is undone:
-    URL escapes and HTML character references, decoded in turn until nothing changes ("&#37;40"
-    is "%40" is "@"; "%2540" is "@" escaped twice), four passes at most. Two readings at most,
-    whatever the text holds: a reading per partial decoding let decoys in one field use up the
-    readings before the one that showed an address in another."""
+    """The text as written, then as it reads after each pass that undoes its escapes (URL
+    escapes, then HTML character references: "&#37;40" is "%40" is "@"; "%2540" is "@" escaped
+    twice), until nothing changes, four passes at most. Each pass's result is read, not only the
+    last: one decoding is what a link handler shows, and a digit escaped once more after a
+    number ("4111%201111%201111%201111%2531") joins the number only when undone too. One chain of
+    readings whatever the text holds: a reading per partial decoding (a tree) let decoys in one
+    field use up the readings before the one that showed an address in another."""
     yield text
     decoded = text
     for _ in range(_DECODING_PASSES):
@@ -337,9 +339,8 @@ def _readings(text: str) -> Iterator[str]:
         if "&" in step and _HTML_REFERENCE.search(step):
             step = unescape(step)
         if step == decoded:
-            break
+            return
         decoded = step
-    if decoded != text:
         yield decoded
 
 
