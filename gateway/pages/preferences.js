@@ -76,20 +76,22 @@
   // so it does not stay flipped; but a form (`keepOnRefusal`) keeps what was typed, so the
   // person can see and mend the value the refusal names. A switch (`control`) whose change was
   // not saved and whose view could not be read again is flipped back by hand: it was not sent
-  // (busy), or the gateway did not take it.
-  let busy = false;
+  // (busy), or the gateway did not take it. Busy for the token that began the change only: the
+  // person before's change still in flight does not hold back the next person's.
+  let busy = null;
 
   // A form's refusal marks the input it names (`fields`: the refusal's field, or a prefix of it,
   // to its input) as invalid and moves the focus there, so a screen reader user is taken to it.
+  // True when the change ended for the person who made it (no other signed in meanwhile).
   async function change(action, { message = null, keepOnRefusal = false, control = null, fields = {} } = {}) {
     const asked = token;
     const flipBack = () => { if (control) control.checked = !control.checked; };
-    if (busy) {
+    if (busy === token) {
       flipBack();
       say(t("busy"), "error");
-      return;
+      return false;
     }
-    busy = true;
+    busy = token;
     app.setAttribute("aria-busy", "true");
     let answer = null;
     let refused = null;
@@ -106,13 +108,16 @@
       failure = failure || error;
       if (refused) flipBack();
     } finally {
-      busy = false;
-      app.removeAttribute("aria-busy");
+      if (busy === asked) {
+        busy = null;
+        app.removeAttribute("aria-busy");
+      }
     }
-    if (token !== asked) return;  // another person signed in meanwhile: this was not theirs
+    if (token !== asked) return false;  // another person signed in meanwhile: this was not theirs
     if (failure) fail(failure);
     else say(typeof message === "function" ? message(answer) : message || t("saved"));
     if (refused && keepOnRefusal) markInvalid(fields, refused.field);
+    return true;
   }
 
   function markInvalid(fields, field) {
@@ -340,12 +345,12 @@
           class: "secondary",
           "aria-describedby": `device-${device.device_id}`,
           onclick: async () => {
-            await change(
+            const mine = await change(
               () => call("DELETE", `/v1/me/devices/${encodeURIComponent(device.device_id)}`),
               { message: t("device_removed") },
             );
             // Its button is gone with it: the focus goes to the list's heading, not the page's top.
-            if (document.activeElement === document.body) focusHeading("devices");
+            if (mine && document.activeElement === document.body) focusHeading("devices");
           },
         }, t("device_remove"))));
     return section("devices", t("devices_title"), items.length ? null : t("devices_none"), el("ul", { class: "items" }, ...items));
@@ -384,7 +389,7 @@
     const comment = el("textarea", { id: `${id}-comment`, name: "comment", maxlength: 2000 });
     const about = pushId ? { push_id: pushId } : {};
     const send = async () => {
-      await change(
+      const mine = await change(
         () => call("POST", "/v1/me/complaints", { ...about, reason: reason.value, ...(comment.value.trim() ? { comment: comment.value } : {}) }),
         {
           message: (answer) => [t("complaint_sent"), ...answer.actions_taken.map((action) => t(`action_${action}`))].join(" · "),
@@ -393,7 +398,7 @@
         },
       );
       // Sent, the form is gone with its button: the focus goes to the complaints' heading.
-      if (document.activeElement === document.body) focusHeading("complaints");
+      if (mine && document.activeElement === document.body) focusHeading("complaints");
     };
     return el("div", { class: "complaint-form", id },
       el("div", { class: "row" }, el("label", { for: reason.id, text: t("complaint_reason") }), reason),

@@ -802,3 +802,27 @@ def test_work_of_the_person_before_does_not_land_on_the_next_ones_session(tab: T
     assert tab.page.evaluate("sessionStorage.getItem('cgw.preferences.token')") == tokens[1]
     assert located == []
     assert [e for e in tab.errors if "status of 401" not in e] == []
+
+
+def test_a_change_of_the_person_before_still_in_flight_does_not_hold_back_the_next_ones(
+    tab: Tab, gateway: Gateway
+) -> None:
+    """Regression (review of 52b247c): the first person's consent change, its answer not yet in,
+    left the page busy for the second person, each of whose changes was flipped back."""
+    first, second = user(), user()
+    tokens = (gateway.token(first), gateway.token(second))
+    held = _hold(tab, "PUT", "/v1/me/consents/", tokens[0])
+    tab.page.goto(f"{gateway.server.base}/preferences#token={tokens[0]}")
+    expect(tab.page.locator("#consents")).to_be_visible()
+    tab.page.locator("input[name=consent-marketing]").click()
+    _until_held(tab, held)
+    tab.page.evaluate(f"location.hash = 'token={tokens[1]}'")
+    expect(tab.page.locator("input[name=consent-marketing]")).not_to_be_checked()
+    tab.page.locator("input[name=consent-marketing]").check()
+    expect(tab.page.locator("#status")).to_contain_text(re.compile(r"Receipt \S+"))
+    assert preferences(gateway, second)["consents"]["marketing"]["granted"] is True
+    held[0].continue_()
+    tab.page.wait_for_timeout(500)
+    assert preferences(gateway, first)["consents"]["marketing"]["granted"] is True  # theirs, kept
+    expect(tab.page.locator("input[name=consent-marketing]")).to_be_checked()
+    assert tab.errors == []
