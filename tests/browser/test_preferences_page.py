@@ -673,11 +673,7 @@ def test_the_first_persons_view_read_late_is_not_shown_to_the_second(tab: Tab, g
 
     tab.page.route("**/v1/me/**", hold_the_first)
     tab.page.goto(f"{gateway.server.base}/preferences#token={tokens[0]}")
-    for _ in range(100):  # the first load's five reads, held
-        if len(held) == 5:
-            break
-        tab.page.wait_for_timeout(50)
-    assert len(held) == 5
+    _until_held(tab, held, 5)  # the first load's five reads
     tab.page.evaluate(f"location.hash = 'token={tokens[1]}'")
     expect(tab.page.locator("input[name=consent-marketing]")).not_to_be_checked()
     for route in held:
@@ -704,11 +700,7 @@ def test_a_late_refusal_of_the_person_before_does_not_sign_the_next_one_out(
 
     tab.page.route("**/v1/me/**", hold_the_stale)
     tab.page.goto(f"{gateway.server.base}/preferences#token={stale}")
-    for _ in range(100):
-        if len(held) == 5:
-            break
-        tab.page.wait_for_timeout(50)
-    assert len(held) == 5
+    _until_held(tab, held, 5)
     tab.page.evaluate(f"location.hash = 'token={second}'")
     expect(tab.page.locator("#consents")).to_be_visible()
     for route in held:
@@ -755,12 +747,14 @@ def _hold(tab: Tab, method: str, path: str, token: str) -> list[Route]:
     return held
 
 
-def _until_held(tab: Tab, held: list[Route]) -> None:
+def _until_held(tab: Tab, held: list[Route], count: int = 1) -> None:
+    """Let the page run until `count` requests are held (Playwright calls route handlers while
+    the test waits on the page)."""
     for _ in range(100):
-        if held:
+        if len(held) >= count:
             return
         tab.page.wait_for_timeout(50)
-    raise AssertionError("the request was not made")
+    raise AssertionError(f"{len(held)} of {count} requests were made")
 
 
 def test_work_of_the_person_before_does_not_land_on_the_next_ones_session(tab: Tab, gateway: Gateway) -> None:
