@@ -326,8 +326,9 @@ def _readings(text: str) -> Iterator[str]:
     """The text as written, then as it reads after each pass that undoes its escapes (URL
     escapes, then HTML character references: "&#37;40" is "%40" is "@"; "%2540" is "@" escaped
     twice), until nothing changes, four passes at most. Each pass's result is read, not only the
-    last: one decoding is what a link handler shows, and a digit escaped once more after a
-    number ("4111%201111%201111%201111%2531") joins the number only when undone too. One chain of
+    last, and within a pass the text with its URL escapes alone undone: one decoding is what a
+    link handler or a query parser reads, and a digit escaped once more after a number
+    ("4111%201111%201111%201111%2531", "…%201111&sup1=x") joins it only when undone too. One chain of
     readings whatever the text holds: a reading per partial decoding (a tree) let decoys in one
     field use up the readings before the one that showed an address in another."""
     yield text
@@ -336,6 +337,8 @@ def _readings(text: str) -> Iterator[str]:
         step = decoded
         if "%" in step and _URL_ESCAPE.search(step):
             step = unquote(step)
+            if "&" in step and step != decoded:
+                yield step  # what a query parser reads: "?c=4111%20…%201111&sup1=x" has a card
         if "&" in step and _HTML_REFERENCE.search(step):
             step = unescape(step)
         if step == decoded:
