@@ -93,6 +93,11 @@
     }
     busy = token;
     app.setAttribute("aria-busy", "true");
+    const done = () => {
+      if (busy !== asked) return;
+      busy = null;
+      app.removeAttribute("aria-busy");
+    };
     let answer = null;
     let refused = null;
     let failure = null;
@@ -101,6 +106,10 @@
     } catch (error) {
       refused = failure = error;
     }
+    if (token !== asked) {  // another person signed in meanwhile: their view is not read again
+      done();
+      return false;
+    }
     try {
       if (!(refused && keepOnRefusal)) await load();
       else flipBack();
@@ -108,10 +117,7 @@
       failure = failure || error;
       if (refused) flipBack();
     } finally {
-      if (busy === asked) {
-        busy = null;
-        app.removeAttribute("aria-busy");
-      }
+      done();
     }
     if (token !== asked) return false;  // another person signed in meanwhile: this was not theirs
     if (failure) fail(failure);
@@ -195,6 +201,7 @@
       if (!input.value.trim()) return;
       token = input.value.trim();
       sessionStorage.setItem(TOKEN_KEY, token);
+      app.removeAttribute("aria-busy");  // a change of the person before may still be in flight
       status.replaceChildren();
       load().catch(fail);
     };
@@ -496,6 +503,7 @@
   }
 
   function start() {
+    app.removeAttribute("aria-busy");  // a change of the person before may still be in flight
     if (token) {
       frame();
       app.replaceChildren(el("p", { text: t("loading") }));

@@ -812,11 +812,15 @@ def test_a_change_of_the_person_before_still_in_flight_does_not_hold_back_the_ne
     _until_held(tab, held)
     tab.page.evaluate(f"location.hash = 'token={tokens[1]}'")
     expect(tab.page.locator("input[name=consent-marketing]")).not_to_be_checked()
+    expect(tab.page.locator("#app")).not_to_have_attribute("aria-busy", "true")
     tab.page.locator("input[name=consent-marketing]").check()
     expect(tab.page.locator("#status")).to_contain_text(re.compile(r"Receipt \S+"))
     assert preferences(gateway, second)["consents"]["marketing"]["granted"] is True
+    tab.page.fill("#quiet-start", "21:45")  # typed, not saved yet
     held[0].continue_()
     tab.page.wait_for_timeout(500)
     assert preferences(gateway, first)["consents"]["marketing"]["granted"] is True  # theirs, kept
     expect(tab.page.locator("input[name=consent-marketing]")).to_be_checked()
+    # The first person's change ended quietly: the second's view was not read again and rebuilt.
+    expect(tab.page.locator("#quiet-start")).to_have_value("21:45")
     assert tab.errors == []
