@@ -271,7 +271,10 @@ class Dispatcher:
         sending = asyncio.gather(
             *(asyncio.gather(*(self._send(m, last_start) for m in s.messages)) for _, s in sends)
         )
-        if slow_after is not None and sends:
+        # Only where every send ends within its lease (`last_start` keeps a send's longest inside
+        # it from a lease of twice that): with a shorter one, the next claims would take back
+        # this round's pushes, their leases run out, while their first sends still run.
+        if slow_after is not None and sends and lease >= 2 * timedelta(seconds=LONGEST_SEND_SECONDS):
             await asyncio.wait([sending], timeout=slow_after)
             if not sending.done():
                 later = asyncio.ensure_future(self._settling_once_sent(owner, sends, sending))

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import msgspec
 import pytest
 from conftest import FakeClock, Headers
 from litestar import Litestar
@@ -22,6 +23,7 @@ from support import WebhookRelay
 
 import storage.db
 from gateway.runtime import Runtime
+from gateway.services.dispatch import Dispatcher
 from gateway.settings import Secret, Settings
 from gateway.worker import Worker
 from storage.repositories import pushes
@@ -342,4 +344,44 @@ def test_a_slow_rounds_results_that_cannot_be_recorded_hold_back_the_next_claims
         other.close()
         client.blocking_portal.call(worker.stop)
         running.result(timeout=15)
+    assert hook.push_ids == [push_id]
+
+
+def test_with_a_lease_shorter_than_twice_a_send_a_slow_round_is_waited_for(
+    client: Client,
+    runtime: Runtime,
+    clock: FakeClock,
+    hook: WebhookRelay,
+    as_user: Callable[[str], Headers],
+    as_key: Callable[..., Headers],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Regression (review of 1de52a3): with a 5 s lease a send may outlast it, and the worker,
+    claiming again while its slow round still sent, took the push back and sent it a second
+    time. Under a lease of twice a send's longest, a slow round is waited for, as before."""
+    monkeypatch.setattr("gateway.worker.IDLE_SECONDS", 0.02)
+    answered = threading.Event()
+
+    def slow_once() -> None:
+        if not answered.is_set():
+            answered.set()
+            time.sleep(3.0)
+
+    hook.before_answer = slow_once
+    key = as_key("pushes:write")
+    (push_id,) = queue(client, as_user, key, ["short-lease-user"])
+    settings = msgspec.structs.replace(runtime.settings, worker_lease_seconds=5)
+    dispatcher = Dispatcher(
+        runtime.store, runtime.clock, settings, runtime.policy, runtime.metrics, runtime.adapters
+    )
+
+    def past_the_lease_then_delivered() -> bool:
+        if answered.is_set() and not passed:
+            time.sleep(1.5)  # the round is slow now
+            clock.advance(seconds=6)  # its push's lease has run out while its send still runs
+            passed.append(True)
+        return statuses(client, key, [push_id]) == ["delivered"]
+
+    passed: list[bool] = []
+    run_until(client, Worker(dispatcher, ROUND), past_the_lease_then_delivered)
     assert hook.push_ids == [push_id]
