@@ -326,9 +326,10 @@ def _readings(text: str) -> Iterator[str]:
     """The text as written, then as it reads after each pass that undoes its escapes (URL
     escapes, then HTML character references: "&#37;40" is "%40" is "@"; "%2540" is "@" escaped
     twice), until nothing changes, four passes at most. Each pass's result is read, not only the
-    last, and within a pass the text with its URL escapes alone undone: one decoding is what a
-    link handler or a query parser reads, and a digit escaped once more after a number
-    ("4111%201111%201111%201111%2531", "…%201111&sup1=x") joins it only when undone too. One chain of
+    last, and within a pass the text with its URL escapes alone undone, and with its HTML
+    references alone: one decoding is what a link handler, a query parser or a page shows, and a
+    digit escaped once more after a number ("4111%201111%201111%201111%2531", "…%201111&sup1=x",
+    "4111&#32;…&#32;1111%31") joins it only when undone too. One chain of
     readings whatever the text holds: a reading per partial decoding (a tree) let decoys in one
     field use up the readings before the one that showed an address in another."""
     yield text
@@ -339,6 +340,10 @@ def _readings(text: str) -> Iterator[str]:
             step = unquote(step)
             if "&" in step and step != decoded:
                 yield step  # what a query parser reads: "?c=4111%20…%201111&sup1=x" has a card
+        if "&" in decoded and _HTML_REFERENCE.search(decoded) and step != decoded:
+            html_only = unescape(decoded)
+            if "%" in html_only and html_only != decoded:
+                yield html_only  # what a page shows: "4111&#32;…&#32;1111%31" has a card
         if "&" in step and _HTML_REFERENCE.search(step):
             step = unescape(step)
         if step == decoded:
