@@ -106,7 +106,7 @@
     } catch (error) {
       refused = failure = error;
     }
-    if (token !== asked) {  // another person signed in meanwhile: their view is not read again
+    if (!samePerson(token, asked)) {  // another person signed in meanwhile: their view is not read again
       done();
       return false;
     }
@@ -119,11 +119,25 @@
     } finally {
       done();
     }
-    if (token !== asked) return false;  // another person signed in meanwhile: this was not theirs
+    if (!samePerson(token, asked)) return false;  // another person signed in meanwhile: not theirs
     if (failure) fail(failure);
     else say(typeof message === "function" ? message(answer) : message || t("saved"));
     if (refused && keepOnRefusal) markInvalid(fields, refused.field);
     return true;
+  }
+
+  // The token's subject, read without checking it (the gateway does): the wallet may open the page
+  // again for the same person with a new token, whose work in flight is still theirs.
+  function personOf(jwt) {
+    try {
+      return JSON.parse(atob(jwt.split(".")[1].replace(/-/g, "+").replace(/_/g, "/"))).sub ?? jwt;
+    } catch {
+      return jwt;
+    }
+  }
+
+  function samePerson(a, b) {
+    return a === b || (Boolean(a) && Boolean(b) && personOf(a) === personOf(b));
   }
 
   function markInvalid(fields, field) {
@@ -195,6 +209,7 @@
   }
 
   function renderSignIn() {
+    app.removeAttribute("aria-busy");  // a change of the person before may still be in flight
     frame();
     const input = el("input", { id: "token", type: "password", autocomplete: "off", "aria-label": t("token_label") });
     const go = () => {
@@ -328,11 +343,11 @@
       if (!navigator.geolocation) return say(t("location_unavailable"), "error");
       const asked = token;  // the position may come after another person signed in: not theirs
       navigator.geolocation.getCurrentPosition(
-        (position) => token === asked && change(
+        (position) => samePerson(token, asked) && change(
           () => call("PUT", "/v1/me/location", { lat: position.coords.latitude, lon: position.coords.longitude }),
           { message: (answer) => t("location_saved", { geohash: answer.geohash }) },
         ),
-        () => token === asked && say(t("location_unavailable"), "error"),
+        () => samePerson(token, asked) && say(t("location_unavailable"), "error"),
         { enableHighAccuracy: false, timeout: 10000 },
       );
     };
@@ -476,23 +491,23 @@
       const asked = token;
       try {
         await call("DELETE", "/v1/me");
-        if (token !== asked) return;
+        if (!samePerson(token, asked)) return;
         sessionStorage.removeItem(TOKEN_KEY);
         token = null;
         frame();
         app.replaceChildren(el("section", { id: "erased" }, el("p", { text: t("erased") })));
         say(t("erased"));
       } catch (error) {
-        if (token === asked) fail(error);
+        if (samePerson(token, asked)) fail(error);
       }
     });
     const exportData = async () => {
       const asked = token;
       try {
         const data = await call("GET", "/v1/me/export");
-        if (token === asked) download("my-data.json", data);
+        if (samePerson(token, asked)) download("my-data.json", data);
       } catch (error) {
-        if (token === asked) fail(error);
+        if (samePerson(token, asked)) fail(error);
       }
     };
     return section("data", t("data_title"), null,

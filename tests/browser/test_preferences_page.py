@@ -824,3 +824,36 @@ def test_a_change_of_the_person_before_still_in_flight_does_not_hold_back_the_ne
     # The first person's change ended quietly: the second's view was not read again and rebuilt.
     expect(tab.page.locator("#quiet-start")).to_have_value("21:45")
     assert tab.errors == []
+
+
+def test_a_change_still_in_flight_is_the_same_persons_under_their_new_token(
+    tab: Tab, gateway: Gateway
+) -> None:
+    """Regression (review of 2282ba8): the wallet opened the page again for the same person with
+    a new token while their consent change was in flight; the change was taken for another
+    person's and ended without reading the view again, which went on showing consent off. And a
+    sign-out while a change is in flight leaves no aria-busy on the sign-in form."""
+    someone = user()
+    first = gateway.token(someone)
+    time.sleep(1.1)  # a token minted in another second: another token, the same person
+    second = gateway.token(someone)
+    assert first != second
+    held = _hold(tab, "PUT", "/v1/me/consents/", first)
+    tab.page.goto(f"{gateway.server.base}/preferences#token={first}")
+    expect(tab.page.locator("#consents")).to_be_visible()
+    tab.page.locator("input[name=consent-marketing]").click()
+    _until_held(tab, held)
+    tab.page.evaluate(f"location.hash = 'token={second}'")
+    expect(tab.page.locator("#consents")).to_be_visible()
+    held[0].continue_()
+    expect(tab.page.locator("#status")).to_contain_text(re.compile(r"Receipt \S+"))
+    expect(tab.page.locator("input[name=consent-marketing]")).to_be_checked()
+    assert preferences(gateway, someone)["consents"]["marketing"]["granted"] is True
+    held = _hold(tab, "PUT", "/v1/me/consents/", second)
+    tab.page.locator("input[name=consent-marketing]").click()
+    _until_held(tab, held)
+    tab.page.locator("#controls button").click()  # sign out while it is in flight
+    expect(tab.page.locator("#sign-in")).to_be_visible()
+    expect(tab.page.locator("#app")).not_to_have_attribute("aria-busy", "true")
+    held[0].continue_()
+    assert [e for e in tab.errors if "status of 401" not in e] == []
