@@ -62,6 +62,19 @@ def queue(client: Client, as_user: Callable[[str], Headers], key: Headers, users
     return ids
 
 
+def slow_first_answer(hook: WebhookRelay, seconds: float) -> threading.Event:
+    """The relay takes `seconds` over its first answer only; the event is set once it starts."""
+    answered = threading.Event()
+
+    def slow_once() -> None:
+        if not answered.is_set():
+            answered.set()
+            time.sleep(seconds)
+
+    hook.before_answer = slow_once
+    return answered
+
+
 def users(count: int) -> list[str]:
     return [f"rounds-user-{i}" for i in range(count)]
 
@@ -312,14 +325,7 @@ def test_a_slow_rounds_results_that_cannot_be_recorded_hold_back_the_next_claims
     same worker, claiming meanwhile, took the push back (its owner still) and sent it again."""
     monkeypatch.setattr(storage.db, "BUSY_TIMEOUT_MS", 20)
     monkeypatch.setattr("gateway.worker.IDLE_SECONDS", 0.02)
-    answered = threading.Event()
-
-    def slow_once() -> None:
-        if not answered.is_set():
-            answered.set()
-            time.sleep(1.5)
-
-    hook.before_answer = slow_once
+    answered = slow_first_answer(hook, 1.5)
     key = as_key("pushes:write")
     (push_id,) = queue(client, as_user, key, ["slow-user"])
     worker = Worker(runtime.dispatcher, ROUND)
@@ -360,14 +366,7 @@ def test_with_a_lease_shorter_than_twice_a_send_a_slow_round_is_waited_for(
     claiming again while its slow round still sent, took the push back and sent it a second
     time. Under a lease of twice a send's longest, a slow round is waited for, as before."""
     monkeypatch.setattr("gateway.worker.IDLE_SECONDS", 0.02)
-    answered = threading.Event()
-
-    def slow_once() -> None:
-        if not answered.is_set():
-            answered.set()
-            time.sleep(3.0)
-
-    hook.before_answer = slow_once
+    answered = slow_first_answer(hook, 3.0)
     key = as_key("pushes:write")
     (push_id,) = queue(client, as_user, key, ["short-lease-user"])
     settings = msgspec.structs.replace(runtime.settings, worker_lease_seconds=5)
