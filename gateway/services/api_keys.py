@@ -13,6 +13,7 @@ from gateway.auth import SCOPES
 from gateway.clock import Clock
 from gateway.errors import Conflict, InvalidInput, NotFound
 from gateway.schemas.admin import KeyName
+from policies.pii import find_pii
 from storage.db import Connection
 from storage.repositories import admin_log
 from storage.repositories import api_keys as repo
@@ -115,12 +116,16 @@ class ApiKeyRegistry:
 
 
 def check_name(name: str) -> None:
-    """The admin route decodes a name as a `KeyName`; `keys create` takes it from the command line,
-    where "", 5,000 characters, a newline or "<script>" went into key lists unchecked."""
+    """The one check of a key's name for the admin route and `keys create`, which takes it from the
+    command line, where "", 5,000 characters, a newline or "<script>" went into key lists unchecked."""
     try:
         msgspec.convert(name, type=KeyName)
     except msgspec.ValidationError as exc:
         raise InvalidInput(f"name: 1-100 letters, digits, spaces or any of _ . : - ({exc})", "name") from None
+    # Kept in clear and listed to every admin, like a campaign name: the pattern lets a phone,
+    # card or resident id number through.
+    if kinds := find_pii(name):
+        raise InvalidInput(f"name: a key name must not hold personal data ({', '.join(kinds)})", "name")
 
 
 def check_scopes(scopes: tuple[str, ...]) -> None:

@@ -106,3 +106,20 @@ def test_operators_list_every_key_revoked_ones_too_and_never_a_secret(
     assert listed[made["key_id"]]["revoked_at"].endswith("Z")
     assert made["api_key"] not in answer.text
     assert_problem(client.get("/v1/admin/keys", headers=as_key("pushes:write")), 403)
+
+
+@pytest.mark.parametrize("name", ["13812345678", "4111 1111 1111 1111", "11010519491231002X"])
+def test_a_key_name_holding_personal_data_is_refused(
+    client: Client, runtime: Runtime, as_key: Callable[..., Headers], name: str
+) -> None:
+    """Key names are kept in clear and listed to every admin (SECURITY.md): the name pattern let a
+    phone, card or resident id number through (201), where campaign names refuse them."""
+    admin = as_key("admin")
+    before = _keys(runtime)
+    response = client.post("/v1/admin/keys", json={"name": name, "scopes": ["pushes:write"]}, headers=admin)
+    assert_problem(response, 400, "name")
+    assert _keys(runtime) == before
+    with pytest.raises(InvalidInput) as refused:  # `keys create` takes the same path
+        runtime.api_keys.create_sync(name, ("pushes:write",))
+    assert refused.value.field == "name"
+    assert _keys(runtime) == before
