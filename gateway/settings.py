@@ -346,13 +346,6 @@ def _check_secret(variable: str, secret: Secret, use: str) -> None:
         raise SettingsError(f"{variable}: must not begin or end with whitespace")
 
 
-def _positive_int(raw: str) -> int:
-    value = int(raw)
-    if value <= 0:
-        raise ValueError("must be a positive integer")
-    return value
-
-
 MAX_WORKER_CONCURRENCY = 1024
 
 
@@ -394,6 +387,14 @@ def _nonblank(raw: str) -> str:
     return raw
 
 
+def _receipt_name(raw: str) -> str:
+    """The controller and jurisdiction are signed into every consent receipt and kept in the
+    ledger for good: a blank or runaway one cannot be taken back."""
+    if len(raw) > 200:
+        raise ValueError("must be at most 200 characters")
+    return _nonblank(raw)
+
+
 def _audience(raw: str) -> str:
     """Compared exactly with each token's `aud`: a stray space would refuse every user."""
     if raw != raw.strip():
@@ -416,8 +417,8 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "jwt_public_key_file": Path,
     "jwt_audience": _audience,
     "timezone": _zone,
-    "controller": str,
-    "jurisdiction": str,
+    "controller": _receipt_name,
+    "jurisdiction": _receipt_name,
     "delivery_webhook_url": _url,
     "delivery_webhook_secret": Secret,
     "fcm_service_account_file": Path,
@@ -429,7 +430,7 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "apns_base_url": _url,
     "webpush_vapid_key_file": Path,
     "webpush_vapid_subject": _vapid_subject,
-    "max_body_bytes": _positive_int,
+    "max_body_bytes": _whole(1, 64 * 1024 * 1024),  # a batch's own limit: no request needs more
     "worker_enabled": _bool,
     "worker_concurrency": _whole(1, MAX_WORKER_CONCURRENCY),
     "worker_lease_seconds": _whole(1, 86_400),

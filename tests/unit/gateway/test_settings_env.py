@@ -173,6 +173,12 @@ BAD: list[tuple[dict[str, str], str]] = [
     ),
     ({"CGW_MAX_BODY_BYTES": "0"}, "CGW_MAX_BODY_BYTES"),
     ({"CGW_MAX_BODY_BYTES": "lots"}, "CGW_MAX_BODY_BYTES"),
+    ({"CGW_MAX_BODY_BYTES": "99999999999999999999999"}, "CGW_MAX_BODY_BYTES"),  # no limit at all
+    ({"CGW_MAX_BODY_BYTES": str(64 * 1024 * 1024 + 1)}, "CGW_MAX_BODY_BYTES"),  # more than a batch
+    # Signed into every consent receipt and kept in the ledger for good (accepted, they were).
+    ({"CGW_CONTROLLER": "   "}, "CGW_CONTROLLER"),
+    ({"CGW_JURISDICTION": " "}, "CGW_JURISDICTION"),
+    ({"CGW_CONTROLLER": "c" * 201}, "CGW_CONTROLLER"),
     ({"CGW_WORKER_ENABLED": "maybe"}, "CGW_WORKER_ENABLED"),
     ({"CGW_LOG_LEVEL": "verbose"}, "CGW_LOG_LEVEL"),
     ({"CGW_HOST": "not..a..host"}, "CGW_HOST"),
