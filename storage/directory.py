@@ -29,11 +29,11 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, Literal, NamedTuple
 
-from storage.crypto import FieldCipher, Keyring, new_data_key
+from storage.crypto import DecryptionError, FieldCipher, Keyring, new_data_key
 from storage.db import Connection, Database, in_chunks
 from storage.migrations import erasure_day
 
-__all__ = ["MAX_AGE_SECONDS", "PendingErasure", "SubjectDirectory", "SubjectKey", "SubjectStatus"]
+__all__ = ["MAX_AGE_SECONDS", "PendingErasure", "SubjectDirectory", "SubjectKey", "SubjectStatus", "opens"]
 
 SubjectStatus = Literal["active", "erased", "unknown"]
 _CACHE_SIZE = 50_000
@@ -91,6 +91,16 @@ def _pending(row: tuple[Any, ...]) -> PendingErasure:
 
 def _wrap_aad(subject_id: str) -> bytes:
     return f"cgw1|subjects|wrapped_key|{subject_id}".encode()
+
+
+def opens(keyring: Keyring, subject_id: str, wrapped: bytes) -> bool:
+    """Whether `keyring` opens this subject's wrapped data key. A key store can hold a key by the
+    right id and still be the wrong key (one character of it changed)."""
+    try:
+        keyring.unwrap(wrapped, _wrap_aad(subject_id))
+    except DecryptionError:
+        return False
+    return True
 
 
 class SubjectDirectory:

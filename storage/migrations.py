@@ -248,6 +248,13 @@ def _erasure_days(db: sqlite_utils.Database) -> None:
     )
 
 
+def _key_checks(db: sqlite_utils.Database) -> None:
+    # A value derived from each root key the database itself cannot check, kept to know that key
+    # again at each start (`Store`): a key store whose pseudonym key was changed by one character
+    # opened, said it was ready, and made every user a new subject, stranding what they did then.
+    db.execute("CREATE TABLE key_checks (name TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID")
+
+
 def _stored_erasure_day(stored: str) -> str:
     """`erasure_day` of a stored time; one that does not read as a time (a hand-edited row) gets
     the day after the migration's, rather than stopping every start until it is mended."""
@@ -595,4 +602,5 @@ DIRECTORY_MIGRATIONS: list[Migration] = [
     ("0002_pending_erasures", _pending_erasures),
     ("0003_wrapping_keys", _wrapping_keys),
     ("0004_erasure_days", _erasure_days),
+    ("0005_key_checks", _key_checks),
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hmac
 import os
 import threading
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from storage.crypto import DecryptionError, KeyedHash
 from storage.db import Connection, Database
-from storage.directory import SubjectDirectory
+from storage.directory import SubjectDirectory, opens
 from storage.keys import KeyStore, KeyStoreError
 from storage.migrations import DATA_MIGRATIONS, DIRECTORY_MIGRATIONS, require_migrated
 from storage.migrations import migrate as apply_migrations
@@ -86,7 +87,7 @@ class Store:
         self.data_dir = data_dir
         self.keys = keys
         self.pseudonyms = Pseudonymizer(keys.pseudonym_key)
-        self.device_tags = KeyedHash(_device_tag_key(keys.pseudonym_key))
+        self.device_tags = KeyedHash(_derived(keys.pseudonym_key, b"device token tags"))
         with _quiet_cipher_log(), _locked_dir(data_dir):
             _check_pair(data_dir)
             self.data = Database(data_dir / DATA_FILE, keys.database_key, name="data")
@@ -100,6 +101,7 @@ class Store:
             for db, steps in ((self.data, DATA_MIGRATIONS), (self._directory_db, DIRECTORY_MIGRATIONS)):
                 db.writer.run_alone(partial(prepare, migrations=steps))
             self._require_wrapping_keys(tidy=migrate)
+            self._require_pseudonym_key(record=migrate)
         except BaseException:
             self.close()
             raise
@@ -108,20 +110,44 @@ class Store:
 
     def _require_wrapping_keys(self, *, tidy: bool) -> None:
         """Refuse (`KeyStoreError`) a key store lacking a key-encryption key that wraps data keys
-        here: the gateway started and said it was ready, then failed every request of those
-        subjects (500, a `DecryptionError` each). Read from `wrapping_keys`, a few rows however
-        many subjects there are; a key listed there that the key store lacks is looked for among
-        the data keys, and its row dropped (when `tidy`) if a rotation re-wrapped them all."""
+        here, or holding one by its id that does not open them (one character of it changed):
+        the gateway started and said it was ready, then failed every request of those subjects
+        (500, a `DecryptionError` each). Read from `wrapping_keys`, a few rows however many
+        subjects there are, and one data key under each, found at once for a key in use; a key
+        listed there that no data key uses any more (a rotation re-wrapped them all) has its row
+        dropped (when `tidy`), so that it is looked for once."""
         listed = self._directory_db.writer.run_alone(_listed_wrapping_keys)
-        unknown = [prefix for prefix in listed if not _unwraps(self.keys, prefix)]
-        used = self._directory_db.writer.run_alone(partial(_still_used, prefixes=unknown))
-        if lacking := [prefix[2:].decode(errors="replace") for prefix in used]:
+        samples = self._directory_db.writer.run_alone(partial(_samples, prefixes=listed))
+        if lacking := [_kid(prefix) for prefix in samples if not _has_key(self.keys, prefix)]:
             raise KeyStoreError(
                 f"the key store {self.keys.path} lacks {', '.join(lacking)}, which wraps data keys in "
                 f"{DIRECTORY_FILE}: set CGW_KEYSTORE_FILE to the key store {self.data_dir} was written with"
             )
-        if tidy and (stale := [prefix for prefix in unknown if prefix not in used]):
+        keyring = self.keys.keyring
+        if wrong := [_kid(prefix) for prefix, sample in samples.items() if not opens(keyring, *sample)]:
+            raise KeyStoreError(
+                f"{', '.join(wrong)} in the key store {self.keys.path} does not open the data keys it "
+                f"wrapped in {DIRECTORY_FILE}: set CGW_KEYSTORE_FILE to the key store {self.data_dir} "
+                "was written with"
+            )
+        if tidy and (stale := [prefix for prefix in listed if prefix not in samples]):
             self._directory_db.writer.run_sync(partial(_drop_unused, prefixes=stale))
+
+    def _require_pseudonym_key(self, *, record: bool) -> None:
+        """Refuse (`KeyStoreError`) a key store whose pseudonym key is not the one the subject refs
+        here were made with: every user would be a subject unknown, and what they did meanwhile
+        stranded under refs the right key never makes again. The first start (when `record`)
+        keeps what it is checked against; a directory from before that is trusted as it stands."""
+        check = _derived(self.keys.pseudonym_key, b"pseudonym key check")
+        stored = self._directory_db.writer.run_alone(_stored_check)
+        if stored is None and record:  # read again: another process may have kept its own first
+            self._directory_db.writer.run_sync(partial(_record_check, value=check))
+            stored = self._directory_db.writer.run_alone(_stored_check)
+        if stored is not None and not hmac.compare_digest(stored, check):
+            raise KeyStoreError(
+                f"the pseudonym key in the key store {self.keys.path} is not the one {DIRECTORY_FILE} "
+                f"was written with: set CGW_KEYSTORE_FILE to the key store {self.data_dir} was written with"
+            )
 
     async def unready(self) -> list[str]:
         """Each database that would not keep a write now, as "<file> <why>" (`Database.unready`)."""
@@ -185,21 +211,33 @@ def _locked_dir(data_dir: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def _device_tag_key(pseudonym_key: bytes) -> bytes:
-    """The key of device tokens' keyed names (`devices.token_tag`), derived from the pseudonym key
-    so it is stable across rotations as subject refs are. By HKDF, with the pseudonym key as the
-    input keying material: an HMAC under the pseudonym key of a fixed label is what a subject ref
-    of that label as a `user_id` holds, which an auditor can have the gateway compute and log."""
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=b"cgw", info=b"device token tags").derive(
-        pseudonym_key
-    )
+def _derived(pseudonym_key: bytes, purpose: bytes) -> bytes:
+    """A value for `purpose` derived from the pseudonym key, so stable as subject refs are (it is
+    never rotated): the key of device tokens' keyed names (`devices.token_tag`), the key check.
+    By HKDF, with the pseudonym key as the input keying material: an HMAC under the pseudonym key
+    of a fixed label is what a subject ref of that label as a `user_id` holds, which an auditor
+    can have the gateway compute and log."""
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=b"cgw", info=purpose).derive(pseudonym_key)
+
+
+def _stored_check(conn: Connection) -> bytes | None:
+    row = conn.execute("SELECT value FROM key_checks WHERE name = 'pseudonym_key'").fetchone()
+    return None if row is None else bytes(row[0])
+
+
+def _record_check(conn: Connection, value: bytes) -> None:
+    conn.execute("INSERT OR IGNORE INTO key_checks (name, value) VALUES ('pseudonym_key', ?)", (value,))
 
 
 def _listed_wrapping_keys(conn: Connection) -> list[bytes]:
     return [bytes(prefix) for (prefix,) in conn.execute("SELECT prefix FROM wrapping_keys")]
 
 
-def _unwraps(keys: KeyStore, prefix: bytes) -> bool:
+def _kid(prefix: bytes) -> str:
+    return prefix[2:].decode(errors="replace")
+
+
+def _has_key(keys: KeyStore, prefix: bytes) -> bool:
     """Whether the keyring holds the key named by a wrapped key's `prefix` (it reloads the key
     store first, should another process have rotated since it was read)."""
     try:
@@ -209,18 +247,23 @@ def _unwraps(keys: KeyStore, prefix: bytes) -> bool:
     return True
 
 
-_USED = "SELECT 1 FROM subjects WHERE substr(wrapped_key, 1, ?) = ? LIMIT 1"
+_SAMPLE = "SELECT subject_id, wrapped_key FROM subjects WHERE substr(wrapped_key, 1, ?) = ? LIMIT 1"
 
 
-def _still_used(conn: Connection, prefixes: list[bytes]) -> list[bytes]:
-    """The prefixes some data key still begins with: a scan of subjects each, stopping at the
-    first (only for keys the key store lacks, so not on a healthy start)."""
-    return [prefix for prefix in prefixes if conn.execute(_USED, (len(prefix), prefix)).fetchone()]
+def _samples(conn: Connection, prefixes: list[bytes]) -> dict[bytes, tuple[str, bytes]]:
+    """A subject id and its wrapped data key under each prefix some data key still begins with:
+    a scan of subjects each, stopping at the first."""
+    found = {}
+    for prefix in prefixes:
+        row = conn.execute(_SAMPLE, (len(prefix), prefix)).fetchone()
+        if row is not None:
+            found[prefix] = (str(row[0]), bytes(row[1]))
+    return found
 
 
 def _drop_unused(conn: Connection, prefixes: list[bytes]) -> None:
     for prefix in prefixes:  # looked for again inside the transaction: a data key may be new
-        if not conn.execute(_USED, (len(prefix), prefix)).fetchone():
+        if not conn.execute(_SAMPLE, (len(prefix), prefix)).fetchone():
             conn.execute("DELETE FROM wrapping_keys WHERE prefix = ?", (prefix,))
 
 

@@ -173,8 +173,9 @@ def test_a_key_no_data_key_uses_any_more_may_go(data_dir: Path, tmp_path: Path) 
         reopened.close()
 
 
-def test_the_key_check_reads_no_subject_on_a_healthy_start(data_dir: Path) -> None:
-    """A million subjects must not slow a start: the check reads `wrapping_keys`, not `subjects`."""
+def test_the_key_check_reads_one_data_key_per_key_on_a_healthy_start(data_dir: Path) -> None:
+    """A million subjects must not slow a start: the check reads `wrapping_keys` and, for each key
+    listed, the first data key it finds under it, not every subject."""
     for n in range(3):
         _subject(data_dir, f"ref_{n}")
     store = Store(data_dir, _keys(data_dir))
@@ -185,7 +186,65 @@ def test_the_key_check_reads_no_subject_on_a_healthy_start(data_dir: Path) -> No
         store._directory_db.writer._conn.set_trace_callback(None)
     finally:
         store.close()
-    assert statements == ["SELECT prefix FROM wrapping_keys"]
+    assert statements[0] == "SELECT prefix FROM wrapping_keys"
+    assert len(statements) == 2
+    assert statements[1].startswith("SELECT subject_id, wrapped_key FROM subjects WHERE ")
+    assert statements[1].endswith(" LIMIT 1")
+
+
+def _damaged(data: Path, target: Path, field: str, kid: str | None = None) -> KeyStore:
+    """A copy of the data dir's key store with one character of a key changed: the same ids,
+    another key."""
+    raw = json.loads((data / "keys.json").read_text())
+    holder, name = (raw["kek"], kid) if kid is not None else (raw, field)
+    value = holder[name]
+    holder[name] = ("B" if value[0] == "A" else "A") + value[1:]
+    target.write_text(json.dumps(raw))
+    return KeyStore.load(target)
+
+
+def test_a_key_store_whose_key_encryption_key_was_changed_is_refused(data_dir: Path, tmp_path: Path) -> None:
+    """It held `kek-1` by its id, started, said it was ready, and answered 500 to every request of
+    the subjects whose data keys `kek-1` wrapped."""
+    _subject(data_dir, "ref_1")
+    damaged = _damaged(data_dir, tmp_path / "damaged.json", "kek", kid="kek-1")
+    for migrating in (True, False):
+        with pytest.raises(KeyStoreError, match=r"kek-1 in the key store .* does not open the data keys"):
+            Store(data_dir, damaged, migrate=migrating)
+    Store(data_dir, _keys(data_dir)).close()  # the right one still opens it
+
+
+def test_a_key_store_whose_pseudonym_key_was_changed_is_refused(data_dir: Path, tmp_path: Path) -> None:
+    """It started and made every user a new subject: consents read as never given, and what was
+    done meanwhile was left under refs the right key never makes again."""
+    _subject(data_dir, "ref_1")
+    damaged = _damaged(data_dir, tmp_path / "damaged.json", "pseudonym_key")
+    for migrating in (True, False):
+        with pytest.raises(KeyStoreError, match=r"the pseudonym key in the key store .* is not the one"):
+            Store(data_dir, damaged, migrate=migrating)
+    store = Store(data_dir, _keys(data_dir))
+    try:
+        assert store.directory.resolve("ref_1") is not None
+    finally:
+        store.close()
+
+
+def test_a_key_kept_after_every_data_key_left_it_is_looked_for_once(data_dir: Path) -> None:
+    """A rotation re-wrapped every data key, the old key stays in the key store: a start drops
+    its row rather than scan every subject for it at each start."""
+    _subject(data_dir, "ref_1")
+    keys = _keys(data_dir)
+    store = Store(data_dir, keys)
+    keys.add_kek()
+    assert store.directory.rewrap_all() == 1
+    store.close()
+    Store(data_dir, _keys(data_dir)).close()
+    reopened = Store(data_dir, _keys(data_dir))
+    try:
+        conn = reopened._directory_db.reader()
+        assert [bytes(p) for (p,) in conn.execute("SELECT prefix FROM wrapping_keys")] == [b"\x01\x05kek-2"]
+    finally:
+        reopened.close()
 
 
 def test_only_a_wrong_key_is_told_as_one(tmp_path: Path) -> None:
