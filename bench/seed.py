@@ -35,7 +35,6 @@ import msgspec
 
 from gateway.clock import system_clock
 from gateway.runtime import Runtime
-from gateway.schemas.me import ConsentUpdate
 from gateway.settings import Settings
 from storage import ledger
 from storage.crypto import FieldCipher, new_data_key
@@ -101,7 +100,6 @@ class Seeder:
             timezone="UTC", locale="en",
             quiet_start=_hhmm(now + timedelta(hours=4)), quiet_end=_hhmm(now + timedelta(hours=12)),
         )  # fmt: skip
-        self._consent = ConsentUpdate(granted=True, notice_version=NOTICE)
         self._content = msgspec.json.encode(PushContent(title="Earlier offer", body="Seen before", data={}))
 
     def chunk(self, start: int, stop: int) -> tuple[Future[None], Future[None]]:
@@ -136,7 +134,7 @@ class Seeder:
                 if kind == "no_consent":
                     continue
                 self._runtime.preferences.record_consent(
-                    conn, key, "marketing", self._consent, actor="user", source="bench-seed", now=now
+                    conn, key, "marketing", True, NOTICE, actor="user", source="bench-seed", now=now
                 )
                 if kind == "capped":
                     for days in (1, 2, 3):

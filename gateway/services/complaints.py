@@ -18,7 +18,6 @@ from gateway.clock import Clock, rfc3339, rfc3339_text, rfc3339_text_or_none
 from gateway.errors import Conflict, NotFound
 from gateway.metrics import Metrics
 from gateway.schemas.complaints import ComplaintCreate, ComplaintCreated, ComplaintRead, EventRecorded
-from gateway.schemas.me import ConsentUpdate
 from gateway.services.policy import PolicySource
 from gateway.services.preferences import PreferenceCenter
 from policies.catalog import is_marketing
@@ -152,10 +151,10 @@ class ComplaintService:
         if flagged:
             marketing = consents.current(conn, key.subject_id).get("marketing")
             if marketing is not None and marketing.granted:
-                withdrawal = ConsentUpdate(granted=False, notice_version=marketing.notice_version)
                 self._center.record_consent(
-                    conn, key, "marketing", withdrawal, actor=actor, source=source, now=now
-                )
+                    conn, key, "marketing", False, marketing.notice_version, actor=actor, source=source,
+                    now=now,
+                )  # fmt: skip
                 actions.append("marketing_consent_withdrawn")
             actions.append("flagged_for_review")
         repo.insert(

@@ -163,7 +163,14 @@ class PreferenceCenter:
         # thread) could be written in another order than their times.
         return await self._store.data.writer.run(
             lambda conn: self.record_consent(
-                conn, key, purpose, body, actor=actor, source=source, now=self._clock()
+                conn,
+                key,
+                purpose,
+                body.granted,
+                body.notice_version,
+                actor=actor,
+                source=source,
+                now=self._clock(),
             )
         )
 
@@ -172,14 +179,17 @@ class PreferenceCenter:
         conn: Connection,
         key: SubjectKey,
         purpose: str,
-        body: ConsentUpdate,
+        granted: bool,
+        notice_version: str,
         *,
         actor: str,
         source: str,
         now: datetime,
     ) -> ConsentAnswer:
         """Change one consent inside the caller's writer unit: state, receipt and ledger event
-        together. Also used when a complaint withdraws consent, with the complaint as source."""
+        together. Also used when a complaint withdraws consent, with the complaint as source and
+        the notice version stored: checked when it was given, not again against a PII gate made
+        stricter since (which answered the complaint 500 and left the consent given)."""
         dpv, description = PURPOSE_DPV[purpose]
         receipt = ConsentReceipt(
             receipt_id=str(uuid.uuid4()),
@@ -189,19 +199,19 @@ class PreferenceCenter:
             subject_ref=key.subject_ref,
             controller=ReceiptController(self._settings.controller),
             purpose=ReceiptPurpose(purpose, dpv, description),  # type: ignore[arg-type]
-            notice_version=body.notice_version,
-            granted=body.granted,
-            state="given" if body.granted else "withdrawn",
+            notice_version=notice_version,
+            granted=granted,
+            state="given" if granted else "withdrawn",
             ledger_seq=ledger.next_seq(conn),
         )
         signed = self._signer.sign_parts(receipt)
         answer = ConsentAnswer(receipt, signed.compact())
-        consents.put(conn, key.subject_id, purpose, body.granted, body.notice_version, now)
-        if purpose == "location" and not body.granted:
+        consents.put(conn, key.subject_id, purpose, granted, notice_version, now)
+        if purpose == "location" and not granted:
             locations.delete(conn, key.subject_id)
         ledger.append(
             conn, at=now, subject=key, kind=f"consent.{receipt.state}", actor=actor, source=source,
-            purpose=purpose, notice_version=body.notice_version, content=msgspec.json.encode(signed),
+            purpose=purpose, notice_version=notice_version, content=msgspec.json.encode(signed),
         )  # fmt: skip
         return answer
 

@@ -290,6 +290,25 @@ def test_no_consent_withdraws_marketing_consent_and_flags_the_complaint(
     assert later["reasons"] == [{"code": "no_consent", "purpose": "marketing"}]
 
 
+def test_no_consent_withdraws_a_consent_given_under_a_notice_version_the_gate_now_refuses(
+    client: Client, runtime: Runtime, as_user: UserHeaders, key: Headers
+) -> None:
+    """A notice version stored before the PII gate read it as a phone number (`138.1234.5678`
+    passed the gate of its day) went back through the wire model's check: the complaint answered
+    500, was not recorded, and the consent stayed given."""
+    ada = onboard(client, as_user, "ada")
+    first = delivered_push(client, runtime, key, "ada", "p1")
+    runtime.store.data.writer.run_sync(
+        lambda conn: conn.execute("UPDATE consents SET notice_version = '138.1234.5678'")
+    )
+    filed = complain(client, ada, push_id=first, reason="no_consent")
+    assert "marketing_consent_withdrawn" in filed["actions_taken"]
+    prefs = client.get("/v1/me/preferences", headers=ada).json()
+    assert prefs["consents"]["marketing"]["granted"] is False
+    history = client.get("/v1/me/consents/history", headers=ada).json()
+    assert (history[-1]["kind"], history[-1]["notice_version"]) == ("consent.withdrawn", "138.1234.5678")
+
+
 def test_a_complaint_about_a_transactional_push_mutes_nothing(
     client: Client, runtime: Runtime, as_user: UserHeaders, key: Headers
 ) -> None:
