@@ -184,6 +184,22 @@ def test_a_notice_version_holding_the_users_own_id_is_refused(
     assert other.status_code == 200, other.text
 
 
+@pytest.mark.parametrize("short_id", ["carol", "Ann", "7"])
+def test_a_notice_version_that_is_a_short_user_id_is_refused(
+    client: Client, runtime: Runtime, as_user: AsUser, short_id: str
+) -> None:
+    """Ids under eight characters were not looked for at all: `carol`'s notice version `carol` was
+    kept in clear in the ledger, which her erasure leaves."""
+    before = len(list(ledger.events(runtime.store.data.reader())))
+    answer = client.put(
+        "/v1/me/consents/marketing",
+        headers=as_user(short_id),
+        json={"granted": True, "notice_version": short_id.upper()},
+    )
+    assert_problem(answer, 400, "notice_version")
+    assert len(list(ledger.events(runtime.store.data.reader()))) == before
+
+
 @pytest.mark.parametrize("short_id", ["2026", "center", "12", "v1"])
 @pytest.mark.parametrize("granted", [True, False])
 def test_a_short_user_id_inside_an_ordinary_notice_is_chance(
