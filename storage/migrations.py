@@ -574,6 +574,12 @@ def _ascii_quiet_times(db: sqlite_utils.Database) -> None:
         )
 
 
+def _active_devices_not_disabled(db: sqlite_utils.Database) -> None:
+    # A device registered again after it was disabled became active with `disabled_at` set to
+    # the moment it came back, which the export showed as when it stopped getting pushes.
+    db.execute("UPDATE devices SET disabled_at = NULL WHERE status = 'active' AND disabled_at IS NOT NULL")
+
+
 DATA_MIGRATIONS: list[Migration] = [
     ("0001_core", _core),
     ("0002_policy", _policy),
@@ -596,6 +602,7 @@ DATA_MIGRATIONS: list[Migration] = [
     ("0019_paused_through_before_resume", _paused_through_before_resume),
     ("0020_forget_settings_of_the_erased", _forget_settings_of_the_erased),
     ("0021_ascii_quiet_times", _ascii_quiet_times),
+    ("0022_active_devices_not_disabled", _active_devices_not_disabled),
 ]
 DIRECTORY_MIGRATIONS: list[Migration] = [
     ("0001_directory", _directory),

@@ -278,9 +278,10 @@ def list_for_many(
 
 
 def set_status(conn: Connection, device_id: str, status: str, now: datetime) -> None:
+    """`disabled_at` says when a device stopped getting pushes: none while it is active."""
+    disabled_at = None if status == "active" else now.isoformat()
     conn.execute(
-        "UPDATE devices SET status = ?, disabled_at = ? WHERE device_id = ?",
-        (status, now.isoformat(), device_id),
+        "UPDATE devices SET status = ?, disabled_at = ? WHERE device_id = ?", (status, disabled_at, device_id)
     )
 
 

@@ -274,6 +274,9 @@ def test_registering_a_disabled_token_again_makes_it_active(
     assert response.status_code in (200, 201), response.text
     active = [d for d in client.get("/v1/me/devices", headers=headers).json() if d["status"] == "active"]
     assert [d["device_id"] for d in active] == [response.json()["device_id"]]
+    # Active again, so not disabled: the export said "disabled_at" was the moment it came back.
+    (exported,) = client.get("/v1/me/export", headers=headers).json()["devices"]
+    assert (exported["status"], exported["disabled_at"]) == ("active", None)
 
 
 BAD_WEBPUSH = [

@@ -299,8 +299,29 @@ def test_policy_quiet_times_in_other_digits_become_ascii(tmp_path: Path) -> None
         )
     conn.execute("COMMIT")
 
-    assert migrate(conn, DATA_MIGRATIONS) == ["0021_ascii_quiet_times"]
+    assert migrate(conn, DATA_MIGRATIONS)[0] == "0021_ascii_quiet_times"
 
     assert policy.stored(conn, 1) == policy.StoredVersion(1, saved, "admin", NOW.isoformat())
     assert policy.current(conn).settings == PolicySettings(max_per_week=2)
+    conn.close()
+
+
+def test_devices_active_again_lose_the_time_they_came_back_as_disabled_at(tmp_path: Path) -> None:
+    """A device registered again after it was disabled kept `disabled_at`, set to the moment it
+    came back, which the export showed as when it stopped getting pushes."""
+    conn = connect(tmp_path / "gateway.db", secrets.token_bytes(32))
+    migrate(conn, [m for m in DATA_MIGRATIONS if m[0] < "0022"])
+    conn.execute("BEGIN")
+    for device_id, status in (("dev_back", "active"), ("dev_off", "disabled")):
+        conn.execute(
+            "INSERT INTO devices (device_id, subject_id, platform, token, fingerprint, status, created_at, "
+            "disabled_at) VALUES (?, 'sid', 'fcm', X'00', X'00', ?, ?, ?)",
+            (device_id, status, NOW.isoformat(), (NOW + timedelta(hours=1)).isoformat()),
+        )
+    conn.execute("COMMIT")
+
+    assert migrate(conn, DATA_MIGRATIONS) == ["0022_active_devices_not_disabled"]
+
+    found = dict(conn.execute("SELECT device_id, disabled_at FROM devices").fetchall())
+    assert found == {"dev_back": None, "dev_off": (NOW + timedelta(hours=1)).isoformat()}
     conn.close()
