@@ -110,6 +110,7 @@ class Runtime:
                     "was rotated; rotation needs a writable CGW_KEYSTORE_FILE and room beside it"
                 ) from None
             rewrapped = await asyncio.to_thread(self.store.directory.rewrap_all)
+            await asyncio.to_thread(self.store.forget_unused_wrapping_keys)
             now = self.clock()
             await self.store.data.writer.run(
                 lambda conn: admin_log.record(

@@ -178,10 +178,19 @@ class Store:
             on_disk = KeyStore.load(path)
         except (KeyStoreError, OSError):
             return "unreadable"
-        if not _holds(on_disk, self.keys):
+        wrapping = {_kid(prefix) for prefix in _listed_wrapping_keys(self._directory_db.reader())}
+        if not _holds(on_disk, self.keys, wrapping):
             return "replaced"
         self._keystore_seen = stamp
         return None
+
+    def forget_unused_wrapping_keys(self) -> None:
+        """After a rotation re-wrapped every data key: the key-encryption keys no data key uses
+        any more leave `wrapping_keys`, so that readiness and the next start no longer ask the
+        key store for them (SECURITY.md says to remove them once the rotation has finished)."""
+        listed = self._directory_db.writer.run_alone(_listed_wrapping_keys)
+        if old := [prefix for prefix in listed if _kid(prefix) != self.keys.keyring.active]:
+            self._directory_db.writer.run_sync(partial(_drop_unused, prefixes=old))
 
     async def durable(self) -> None:
         """Once every commit so far, in both databases, is on disk (see `storage.db`)."""
@@ -289,20 +298,19 @@ def _quiet_cipher_log() -> Iterator[None]:
             probe.close()
 
 
-def _holds(on_disk: KeyStore, used: KeyStore) -> bool:
+def _holds(on_disk: KeyStore, used: KeyStore, wrapping: set[str]) -> bool:
     """Whether a start from `on_disk` would read what `used` wrote: the same database and
-    pseudonym keys, every key-encryption key (by id and by content: a store whose `kek-1` was
-    made anew would open no wrapped key), and the signing key in use as its current key or a
-    retired one. A signing-key rotation retires the old key; what it
-    signed still verifies, so the process signing with it is still fine until it restarts."""
+    pseudonym keys; every key-encryption key that wraps data keys (`wrapping`, by id), and each
+    one both hold the same by content (a store whose `kek-1` was made anew would open no wrapped
+    key), while one a finished rotation left unused may be gone; and the signing key in use as
+    its current key or a retired one. A signing-key rotation retires the old key; what it signed
+    still verifies, so the process signing with it is still fine until it restarts."""
     same_keys = (on_disk.database_key, on_disk.directory_key, on_disk.pseudonym_key) == (
         used.database_key,
         used.directory_key,
         used.pseudonym_key,
     )
     signing = {on_disk.signing.kid, *(key.kid for key in on_disk.signing.retired)}
-    return (
-        same_keys
-        and used.signing.kid in signing
-        and used.keyring.fingerprints.items() <= on_disk.keyring.fingerprints.items()
-    )
+    there = on_disk.keyring.fingerprints
+    same_keks = all(there[kid] == mark for kid, mark in used.keyring.fingerprints.items() if kid in there)
+    return same_keys and used.signing.kid in signing and same_keks and wrapping <= there.keys()

@@ -113,6 +113,43 @@ def test_a_key_store_whose_kek_was_made_anew_under_the_same_id_is_not_ready(
     assert _ready(client) == (503, {"keys": "replaced", "database": "ok"})
 
 
+def _without_kek(keystore: Path, kid: str) -> None:
+    stored = json.loads(keystore.read_text())
+    del stored["kek"][kid]
+    staged = keystore.with_name("keys.staged.json")
+    staged.write_text(json.dumps(stored))
+    os.replace(staged, keystore)
+
+
+def test_removing_the_key_a_finished_rotation_left_unused_stays_ready(
+    client: Client, runtime: Runtime, as_user: Callable[[str], Headers], as_key: Callable[..., Headers]
+) -> None:
+    """SECURITY.md: remove old key-encryption keys once a rotation has finished. Doing so made
+    every running process answer 503 "replaced" until restarted, though a restart was fine."""
+    assert client.put("/v1/me/consents/marketing", json=CONSENT, headers=as_user("ada")).status_code == 200
+    rotated = client.post("/v1/admin/keys/rotate-encryption", headers=as_key("admin"))
+    assert rotated.status_code == 200, rotated.text
+
+    _without_kek(runtime.keys.path, "kek-1")
+
+    assert _ready(client) == (200, {"keys": "ok", "database": "ok"})
+
+
+def test_removing_a_key_that_still_wraps_data_keys_is_not_ready(
+    client: Client, runtime: Runtime, as_user: Callable[[str], Headers]
+) -> None:
+    """A second key made active by hand, the first removed with no rotation: ada's data key is
+    still under `kek-1`, which the next start would refuse to do without."""
+    assert client.put("/v1/me/consents/marketing", json=CONSENT, headers=as_user("ada")).status_code == 200
+    stored = json.loads(runtime.keys.path.read_text())
+    stored["kek"]["kek-2"] = _b64(os.urandom(32))
+    stored["kek_active"] = "kek-2"
+    runtime.keys.path.write_text(json.dumps(stored))
+    _without_kek(runtime.keys.path, "kek-1")
+
+    assert _ready(client) == (503, {"keys": "replaced", "database": "ok"})
+
+
 def _deploy_signing_key(keystore: Path, *, retire_old: bool) -> None:
     """A signing-key rotation as README and SECURITY.md describe it: a new `signing_key`, the old
     one's JWK `x` under `retired_signing_keys` (or not, by mistake), the other keys unchanged,
