@@ -13,7 +13,7 @@ from gateway.schemas.complaints import ComplaintRead
 from gateway.schemas.pushes import WireReason
 from gateway.timezones import is_iana_zone
 from policies.catalog import Purpose, Topic
-from policies.pii import find_pii
+from policies.pii import find_pii_in_label
 from policies.settings import Hhmm
 
 __all__ = [
@@ -130,7 +130,7 @@ class ConsentUpdate(msgspec.Struct, forbid_unknown_fields=True):
     notice, never a person (the pattern alone lets `+8613812345678` through)."""
 
     def __post_init__(self) -> None:
-        kinds = find_pii(self.notice_version)
+        kinds = find_pii_in_label(self.notice_version)
         if kinds:
             raise ValueError(
                 f"notice_version: a notice version must not hold personal data ({', '.join(kinds)})"

@@ -13,7 +13,7 @@ from msgspec import Meta
 
 from gateway.schemas.stats import DEFAULT_VARIANT
 from policies.catalog import Topic
-from policies.pii import find_pii
+from policies.pii import find_pii_in_label
 from policies.reasons import ReasonCode
 from storage.pseudonyms import SUBJECT_REF_PATTERN
 
@@ -138,7 +138,7 @@ def _check_variant(variant: str, campaign_id: str | None, user_id: str | None) -
         raise ValueError(
             f"variant: `{DEFAULT_VARIANT}` names the pushes sent without a variant in campaign statistics"
         )
-    if kinds := find_pii(variant):  # the pattern lets a phone or card number through
+    if kinds := find_pii_in_label(variant):  # the pattern lets a phone or card number through
         raise ValueError(f"variant: a variant must not hold personal data ({', '.join(kinds)})")
 
 
@@ -216,7 +216,7 @@ class CampaignCreate(msgspec.Struct, forbid_unknown_fields=True):
     def __post_init__(self) -> None:
         if _hides_text(self.name):
             raise ValueError("name: one line, without control, zero-width or bidi characters")
-        if kinds := find_pii(self.name):
+        if kinds := find_pii_in_label(self.name):
             raise ValueError(f"name: a campaign name must not hold personal data ({', '.join(kinds)})")
 
 

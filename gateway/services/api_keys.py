@@ -13,7 +13,7 @@ from gateway.auth import SCOPES
 from gateway.clock import Clock
 from gateway.errors import Conflict, InvalidInput, NotFound
 from gateway.schemas.admin import KeyName
-from policies.pii import find_pii
+from policies.pii import find_pii_in_label
 from storage.db import Connection
 from storage.repositories import admin_log
 from storage.repositories import api_keys as repo
@@ -124,7 +124,7 @@ def check_name(name: str) -> None:
         raise InvalidInput(f"name: 1-100 letters, digits, spaces or any of _ . : - ({exc})", "name") from None
     # Kept in clear and listed to every admin, like a campaign name: the pattern lets a phone,
     # card or resident id number through.
-    if kinds := find_pii(name):
+    if kinds := find_pii_in_label(name):
         raise InvalidInput(f"name: a key name must not hold personal data ({', '.join(kinds)})", "name")
 
 

@@ -108,7 +108,10 @@ def test_operators_list_every_key_revoked_ones_too_and_never_a_secret(
     assert_problem(client.get("/v1/admin/keys", headers=as_key("pushes:write")), 403)
 
 
-@pytest.mark.parametrize("name", ["13812345678", "4111 1111 1111 1111", "11010519491231002X"])
+@pytest.mark.parametrize(
+    "name",
+    ["13812345678", "4111 1111 1111 1111", "11010519491231002X", "4111_1111_1111_1111", "138:1234:5678"],
+)
 def test_a_key_name_holding_personal_data_is_refused(
     client: Client, runtime: Runtime, as_key: Callable[..., Headers], name: str
 ) -> None:

@@ -24,7 +24,14 @@ def _count(runtime: Runtime, table: str) -> int:
 
 
 @pytest.mark.parametrize(
-    "name", ["Call 13812345678 for details", "Ping ada@example.com", "Card 4111 1111 1111 1111"]
+    "name",
+    [
+        "Call 13812345678 for details",
+        "Ping ada@example.com",
+        "Card 4111 1111 1111 1111",
+        "card_4111_1111_1111_1111",  # `_` and `:` group digits in labels too
+        "call:138:1234:5678",
+    ],
 )
 def test_a_campaign_name_holding_personal_data_is_refused(
     client: Client, runtime: Runtime, as_key: KeyHeaders, name: str
@@ -60,8 +67,12 @@ def test_a_campaign_name_with_a_year_and_a_discount_is_a_name(client: Client, as
 
 
 @pytest.mark.parametrize(
-    "variant", ["default", "13812345678", "4111111111111111", "wallet-user-0042", "B-WALLET-USER-0042", "ADA"]
-)
+    "variant",
+    [
+        "default", "13812345678", "4111111111111111", "wallet-user-0042", "B-WALLET-USER-0042", "ADA",
+        "4111_1111_1111_1111", "138_1234_5678",
+    ],
+)  # fmt: skip
 def test_a_variant_that_is_taken_or_personal_data_is_refused(
     client: Client, runtime: Runtime, as_key: KeyHeaders, variant: str
 ) -> None:

@@ -123,6 +123,8 @@ PII_NOTICES = {
     "cn_mobile_in_a_version": "v2.13812345678",
     "card": "4111111111111111",
     "cn_resident_id": "11010519491231002X",
+    "underscored_card": "v2_4111_1111_1111_1111",  # labels group digits with `_` and `:` too
+    "coloned_mobile": "138:1234:5678",
     "trailing_newline": "v1\n",  # not personal data, but `$` matched before it and it was kept
 }
 
