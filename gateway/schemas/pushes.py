@@ -143,13 +143,16 @@ def _check_variant(variant: str, campaign_id: str | None, user_id: str | None) -
 
 
 def holds_user_id(text: str, user_id: str) -> bool:
-    """Whether `text` (a data key, a notice version) is the user id, or holds it whole for ids
-    long enough (eight characters or more) not to turn up by chance in the words, dates and
-    version numbers such text is made of: `coupon_code` holds a user `code`, and the preference
-    center's notice `preference-center-2026-12` users `2026` and `center`. A text that is the
-    id itself is no chance at any length (a notice version `carol` from user `carol` was kept)."""
+    """Whether `text` (a data key, a notice version) holds the user id whole, for ids long enough
+    (eight characters or more) not to turn up by chance in the words, dates and version numbers
+    such text is made of: `coupon_code` holds a user `code`, and the preference center's notice
+    `preference-center-2026-12` users `2026` and `center`. Or is the id, from four characters
+    with a letter (a notice version `carol` from user `carol` was kept); numbers are chance,
+    as notice versions often are (user `3` could not withdraw under notice `3`)."""
     uid, folded = user_id.casefold(), text.casefold()
-    return folded == uid or (len(uid) >= 8 and uid in folded)
+    if folded == uid:
+        return len(uid) >= 4 and not uid.isdigit()
+    return len(uid) >= 8 and uid in folded
 
 
 def _names(variant: str, user_id: str) -> bool:
