@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import re
+import unicodedata
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Literal
@@ -389,9 +390,14 @@ def _nonblank(raw: str) -> str:
 
 def _receipt_name(raw: str) -> str:
     """The controller and jurisdiction are signed into every consent receipt and kept in the
-    ledger for good: a blank or runaway one cannot be taken back."""
+    ledger for good: a blank, padded or runaway one, or one with control or invisible format
+    characters (a newline, a terminal escape, a bidi override), cannot be taken back."""
     if len(raw) > 200:
         raise ValueError("must be at most 200 characters")
+    if raw != raw.strip():
+        raise ValueError("must not begin or end with whitespace")
+    if any(unicodedata.category(c) in ("Cc", "Cf") for c in raw):
+        raise ValueError("must not hold control or format characters")
     return _nonblank(raw)
 
 
