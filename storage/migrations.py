@@ -249,9 +249,10 @@ def _erasure_days(db: sqlite_utils.Database) -> None:
 
 
 def _key_checks(db: sqlite_utils.Database) -> None:
-    # A value derived from each root key the database itself cannot check, kept to know that key
-    # again at each start (`Store`): a key store whose pseudonym key was changed by one character
-    # opened, said it was ready, and made every user a new subject, stranding what they did then.
+    # What each root key the databases cannot check themselves is known by at each start
+    # (`Store`): a value derived from the pseudonym key, the signing key's id. A key store whose
+    # pseudonym key was changed by one character opened, said it was ready, and made every user a
+    # new subject; one whose signing key was, left no earlier receipt or checkpoint verifiable.
     db.execute("CREATE TABLE key_checks (name TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID")
 
 

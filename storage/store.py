@@ -102,6 +102,8 @@ class Store:
                 db.writer.run_alone(partial(prepare, migrations=steps))
             self._require_wrapping_keys(tidy=migrate)
             self._require_pseudonym_key(record=migrate)
+            if migrate:  # a process that signs; `audit verify` reports such a ledger instead
+                self._require_signing_key()
         except BaseException:
             self.close()
             raise
@@ -139,15 +141,32 @@ class Store:
         stranded under refs the right key never makes again. The first start (when `record`)
         keeps what it is checked against; a directory from before that is trusted as it stands."""
         check = _derived(self.keys.pseudonym_key, b"pseudonym key check")
-        stored = self._directory_db.writer.run_alone(_stored_check)
+        stored = self._directory_db.writer.run_alone(partial(_stored_check, name="pseudonym_key"))
         if stored is None and record:  # read again: another process may have kept its own first
-            self._directory_db.writer.run_sync(partial(_record_check, value=check))
-            stored = self._directory_db.writer.run_alone(_stored_check)
+            self._directory_db.writer.run_sync(partial(_record_check, name="pseudonym_key", value=check))
+            stored = self._directory_db.writer.run_alone(partial(_stored_check, name="pseudonym_key"))
         if stored is not None and not hmac.compare_digest(stored, check):
             raise KeyStoreError(
                 f"the pseudonym key in the key store {self.keys.path} is not the one {DIRECTORY_FILE} "
                 f"was written with: set CGW_KEYSTORE_FILE to the key store {self.data_dir} was written with"
             )
+
+    def _require_signing_key(self) -> None:
+        """Refuse (`KeyStoreError`) a key store whose signing key neither is nor retires the one
+        the last start here signed with: JWKS publishes the current and retired keys, so no
+        receipt or checkpoint signed before would verify (the ledger's verification fails), and
+        what it signed meanwhile would not once the right key store is back. A new key deployed
+        with the old one retired (SECURITY.md) becomes the one checked against."""
+        signing = self.keys.signing
+        stored = self._directory_db.writer.run_alone(partial(_stored_check, name="signing_kid"))
+        if stored is not None and stored.decode() not in {signing.kid, *(key.kid for key in signing.retired)}:
+            raise KeyStoreError(
+                f"the signing key in the key store {self.keys.path} neither is nor retires the one "
+                f"{self.data_dir} was signed with: set CGW_KEYSTORE_FILE to the key store it was written "
+                "with, or list the old key under retired_signing_keys"
+            )
+        if stored != signing.kid.encode():
+            self._directory_db.writer.run_sync(partial(_keep_signing_kid, kid=signing.kid))
 
     async def unready(self) -> list[str]:
         """Each database that would not keep a write now, as "<file> <why>" (`Database.unready`)."""
@@ -229,13 +248,21 @@ def _derived(pseudonym_key: bytes, purpose: bytes) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=b"cgw", info=purpose).derive(pseudonym_key)
 
 
-def _stored_check(conn: Connection) -> bytes | None:
-    row = conn.execute("SELECT value FROM key_checks WHERE name = 'pseudonym_key'").fetchone()
+def _stored_check(conn: Connection, name: str) -> bytes | None:
+    row = conn.execute("SELECT value FROM key_checks WHERE name = ?", (name,)).fetchone()
     return None if row is None else bytes(row[0])
 
 
-def _record_check(conn: Connection, value: bytes) -> None:
-    conn.execute("INSERT OR IGNORE INTO key_checks (name, value) VALUES ('pseudonym_key', ?)", (value,))
+def _record_check(conn: Connection, name: str, value: bytes) -> None:
+    conn.execute("INSERT OR IGNORE INTO key_checks (name, value) VALUES (?, ?)", (name, value))
+
+
+def _keep_signing_kid(conn: Connection, kid: str) -> None:
+    conn.execute(
+        "INSERT INTO key_checks (name, value) VALUES ('signing_kid', ?) "
+        "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        (kid.encode(),),
+    )
 
 
 def _listed_wrapping_keys(conn: Connection) -> list[bytes]:

@@ -9,6 +9,7 @@ at event 1, or every data key was gone), a newer schema was used as if it were t
 
 from __future__ import annotations
 
+import base64
 import fcntl
 import json
 import os
@@ -18,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from storage.db import DatabaseLockedError, connect
 from storage.keys import KeyStore, KeyStoreError
@@ -227,6 +229,38 @@ def test_a_key_store_whose_pseudonym_key_was_changed_is_refused(data_dir: Path, 
         assert store.directory.resolve("ref_1") is not None
     finally:
         store.close()
+
+
+def test_a_key_store_whose_signing_key_was_changed_is_refused(data_dir: Path, tmp_path: Path) -> None:
+    """It started and said it was ready; JWKS no longer held the key every earlier receipt and
+    checkpoint was signed with, so none verified and the ledger's verification failed."""
+    damaged = _damaged(data_dir, tmp_path / "damaged.json", "signing_key")
+    with pytest.raises(KeyStoreError, match=r"the signing key in the key store .* neither is nor"):
+        Store(data_dir, damaged)
+    Store(data_dir, damaged, migrate=False).close()  # `audit verify` reports what does not verify
+    Store(data_dir, _keys(data_dir)).close()
+
+
+def test_a_new_signing_key_deployed_with_the_old_one_retired_is_taken(data_dir: Path, tmp_path: Path) -> None:
+    """README and SECURITY.md: a new `signing_key`, the old one's `x` under
+    `retired_signing_keys`. It becomes the key checked against: the old key store is then refused."""
+    raw = json.loads((data_dir / "keys.json").read_text())
+    old = Ed25519PrivateKey.from_private_bytes(_unb64(raw["signing_key"]))
+    raw["signing_key"] = _b64(Ed25519PrivateKey.generate().private_bytes_raw())
+    raw["retired_signing_keys"] = [_b64(old.public_key().public_bytes_raw())]
+    (tmp_path / "new.json").write_text(json.dumps(raw))
+    new = KeyStore.load(tmp_path / "new.json")
+    Store(data_dir, new).close()
+    with pytest.raises(KeyStoreError, match="neither is nor retires"):
+        Store(data_dir, _keys(data_dir))
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def test_a_key_kept_after_every_data_key_left_it_is_looked_for_once(data_dir: Path) -> None:
