@@ -24,10 +24,12 @@ class PushRequest(msgspec.Struct, frozen=True, kw_only=True, gc=False):
 
 
 class Scheduled(msgspec.Struct, frozen=True, gc=False):
-    """A marketing push already accepted for this subject (queued, deferred, sending or delivered)."""
+    """A marketing push already accepted for this subject (queued, deferred, sending or delivered).
+    `waiting`: queued or deferred, so dispatch decides it again before it goes."""
 
     at: datetime
     topic: str
+    waiting: bool = False
 
 
 class SubjectState(msgspec.Struct, frozen=True, kw_only=True, gc=False):

@@ -5,6 +5,9 @@ is when the push counts against the user's week. Windows are half-open: two push
 exactly seven days (or `topic_interval_hours`) apart do not share a window. The weekly
 cap is the lower of the user's and the system's. `scheduled` must hold every accepted
 marketing push within eight days either side, so every window through `at` is complete.
+A push still waiting whose topic the user has since switched off or muted past its time does
+not count: dispatch stops it, and counting it refused pushes the user wanted, leaving them
+nothing. (Storage leaves out the waiting pushes of a campaign paused since.)
 Reason codes: `frequency_capped` (detail `window`: week or day, and `limit`),
 `topic_interval` (detail `topic`, `hours`).
 """
@@ -13,7 +16,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from policies import reasons
-from policies.context import RuleContext
+from policies.context import RuleContext, Scheduled, SubjectState
 from policies.decision import Reason, RuleResult, passed, reject
 from policies.settings import PolicySettings
 
@@ -36,7 +39,8 @@ def busiest_week(times: list[datetime], at: datetime) -> int:
 def check_frequency(ctx: RuleContext, at: datetime, settings: PolicySettings) -> RuleResult:
     subject = ctx.subject
     zone = ZoneInfo(subject.timezone)
-    times = [item.at for item in subject.scheduled]
+    counted = [item for item in subject.scheduled if not _stopped(item, subject)]
+    times = [item.at for item in counted]
     found = []
     cap = min(subject.max_per_week, settings.max_per_week)
     if busiest_week(times, at) > cap:
@@ -47,7 +51,7 @@ def check_frequency(ctx: RuleContext, at: datetime, settings: PolicySettings) ->
         found.append(Reason(reasons.FREQUENCY_CAPPED, {"window": "day", "limit": settings.max_per_day}))
     interval = timedelta(hours=settings.topic_interval_hours)
     topic = ctx.push.topic
-    if any(item.topic == topic and abs(item.at - at) < interval for item in subject.scheduled):
+    if any(item.topic == topic and abs(item.at - at) < interval for item in counted):
         found.append(Reason(reasons.TOPIC_INTERVAL, {"topic": topic, "hours": settings.topic_interval_hours}))
     if found:
         return reject(*found)
@@ -55,3 +59,11 @@ def check_frequency(ctx: RuleContext, at: datetime, settings: PolicySettings) ->
     return passed(
         f"frequency: {this_week} of {cap} this week", f"frequency: {same_day} of {settings.max_per_day} today"
     )
+
+
+def _stopped(item: Scheduled, subject: SubjectState) -> bool:
+    """Whether dispatch will stop this waiting push (`topic_opted_out`, `recent_complaint`)."""
+    if not item.waiting:
+        return False
+    until = subject.muted_until.get(item.topic)
+    return item.topic in subject.topics_off or (until is not None and until > item.at)

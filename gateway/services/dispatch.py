@@ -75,7 +75,7 @@ from storage.outbox import Claim, Reschedule
 from storage.repositories import campaigns, deliveries, devices, pushes, subject_state
 from storage.repositories.deliveries import DeliveryRecord
 from storage.repositories.devices import DeviceRow
-from storage.repositories.pushes import ACCEPTED, PushContent, PushRow, StatusChange
+from storage.repositories.pushes import ACCEPTED, WAITING, PushContent, PushRow, StatusChange
 from storage.store import Store
 
 __all__ = ["Dispatcher", "Settling"]
@@ -161,7 +161,8 @@ class _Round:
             return
         state = self.state_without(row, row.subject_id)
         if at is not None and is_marketing(row.topic):
-            state = msgspec.structs.replace(state, scheduled=(*state.scheduled, Scheduled(at, row.topic)))
+            planned = Scheduled(at, row.topic, waiting=True)
+            state = msgspec.structs.replace(state, scheduled=(*state.scheduled, planned))
         self.states[row.subject_id] = state
 
 
@@ -169,7 +170,7 @@ def _planned(row: PushRow) -> Scheduled | None:
     """The push as its subject's state lists it among planned pushes, if it is listed there."""
     if row.planned_at is None or row.status not in ACCEPTED or not is_marketing(row.topic):
         return None
-    return Scheduled(datetime.fromisoformat(row.planned_at), row.topic)
+    return Scheduled(datetime.fromisoformat(row.planned_at), row.topic, row.status in WAITING)
 
 
 class Dispatcher:

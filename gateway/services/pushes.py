@@ -329,7 +329,7 @@ class PushService:
                 due.append((record.push_id, planned))
                 if p.key is not None and is_marketing(p.request.topic):
                     states[p.key.subject_id] = msgspec.structs.replace(
-                        state, scheduled=(*state.scheduled, Scheduled(planned, p.request.topic))
+                        state, scheduled=(*state.scheduled, Scheduled(planned, p.request.topic, waiting=True))
                     )
             answers.append((_answer(record.push_id, decision), True))
         pushes.insert_many(conn, rows)

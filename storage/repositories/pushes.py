@@ -20,6 +20,7 @@ from storage.directory import SubjectKey
 
 __all__ = [
     "ACCEPTED",
+    "WAITING",
     "PushContent",
     "PushRow",
     "StatusChange",
@@ -36,6 +37,7 @@ __all__ = [
 ]
 
 ACCEPTED = ("queued", "deferred", "sending", "delivered")
+WAITING = ("queued", "deferred")  # accepted, not yet sent: dispatch decides them again
 
 
 def new_push_id(now: datetime) -> str:

@@ -18,9 +18,9 @@ from policies.context import Scheduled, SubjectState
 from policies.settings import PolicySettings
 from storage.db import Connection, in_chunks
 from storage.directory import SubjectKey
-from storage.repositories import locations, preferences
+from storage.repositories import campaigns, locations, preferences
 from storage.repositories.preferences import PreferenceDoc
-from storage.repositories.pushes import ACCEPTED
+from storage.repositories.pushes import ACCEPTED, WAITING
 
 __all__ = ["SCHEDULE_HORIZON", "load_many"]
 
@@ -70,13 +70,24 @@ def load_many(
             ids,
         ):
             device_counts[sid] = int(count)
-        for sid, at, topic in conn.execute(
-            "SELECT subject_id, planned_at, topic FROM pushes "  # noqa: S608
+        of_campaigns: list[tuple[str, Scheduled, str, int]] = []
+        for sid, at, topic, status, campaign_id, rowid in conn.execute(
+            "SELECT subject_id, planned_at, topic, status, campaign_id, rowid FROM pushes "  # noqa: S608
             f"WHERE subject_id IN ({marks}) AND planned_at >= ? AND planned_at <= ? "
             f"AND topic != 'transactional' AND status IN ({','.join('?' * len(ACCEPTED))})",
             (*ids, start, end, *ACCEPTED),
         ):
-            planned[sid].append(Scheduled(datetime.fromisoformat(at), topic))
+            item = Scheduled(datetime.fromisoformat(at), topic, status in WAITING)
+            if item.waiting and campaign_id is not None:
+                of_campaigns.append((sid, item, campaign_id, rowid))
+            else:
+                planned[sid].append(item)
+        stopping = {c: campaigns.get(conn, c) for c in {campaign for _, _, campaign, _ in of_campaigns}}
+        for sid, item, campaign_id, rowid in of_campaigns:
+            # A campaign paused since the push was decided stops it at dispatch: it holds no cap.
+            campaign = stopping.get(campaign_id)
+            if campaign is None or not campaign.stops(rowid):
+                planned[sid].append(item)
     states = {}
     for sid, key in by_id.items():
         doc = (

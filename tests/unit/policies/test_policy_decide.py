@@ -370,6 +370,41 @@ CASES = [
         (r("frequency_capped", window="day", limit=1),),
     ),
     Case(
+        "a waiting push of a topic switched off since holds no cap: dispatch stops it",
+        push(),
+        subject(
+            topics_off=frozenset({"flash_sales"}),
+            scheduled=(Scheduled(ago(hours=-2), "flash_sales", waiting=True),),
+        ),
+        "queued",
+    ),
+    Case(
+        "a waiting push of a topic muted past its time holds no cap",
+        push(),
+        subject(
+            muted_until={"flash_sales": ago(days=-30)},
+            scheduled=(Scheduled(ago(hours=-2), "flash_sales", waiting=True),),
+        ),
+        "queued",
+    ),
+    Case(
+        "a push of that topic already sent still counts",
+        push(),
+        subject(topics_off=frozenset({"flash_sales"}), scheduled=(Scheduled(ago(hours=2), "flash_sales"),)),
+        "rejected",
+        (r("frequency_capped", window="day", limit=1),),
+    ),
+    Case(
+        "a waiting push the mute ends before still counts",
+        push(),
+        subject(
+            muted_until={"flash_sales": ago(hours=-1)},
+            scheduled=(Scheduled(ago(hours=-2), "flash_sales", waiting=True),),
+        ),
+        "rejected",
+        (r("frequency_capped", window="day", limit=1),),
+    ),
+    Case(
         "same topic within 24 hours",
         push(),
         subject(scheduled=(Scheduled(ago(hours=20), "promotions"),)),
