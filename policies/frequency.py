@@ -5,9 +5,10 @@ is when the push counts against the user's week. Windows are half-open: two push
 exactly seven days (or `topic_interval_hours`) apart do not share a window. The weekly
 cap is the lower of the user's and the system's. `scheduled` must hold every accepted
 marketing push within eight days either side, so every window through `at` is complete.
-A push still waiting whose topic the user has since switched off or muted past its time does
-not count: dispatch stops it, and counting it refused pushes the user wanted, leaving them
-nothing. (Storage leaves out the waiting pushes of a campaign paused since.)
+A push still waiting that dispatch will stop for what the user did since (a consent its topic
+needs withdrawn, its topic switched off or muted past its time) does not count: counting it
+refused pushes the user wanted, leaving them nothing. (Storage leaves out the waiting pushes
+of a campaign paused since.)
 Reason codes: `frequency_capped` (detail `window`: week or day, and `limit`),
 `topic_interval` (detail `topic`, `hours`).
 """
@@ -16,6 +17,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from policies import reasons
+from policies.catalog import TOPIC_PURPOSES
 from policies.context import RuleContext, Scheduled, SubjectState
 from policies.decision import Reason, RuleResult, passed, reject
 from policies.settings import PolicySettings
@@ -62,8 +64,15 @@ def check_frequency(ctx: RuleContext, at: datetime, settings: PolicySettings) ->
 
 
 def _stopped(item: Scheduled, subject: SubjectState) -> bool:
-    """Whether dispatch will stop this waiting push (`topic_opted_out`, `recent_complaint`)."""
+    """Whether dispatch will stop this waiting push for what the user did since: a consent its
+    topic needs withdrawn (`no_consent`), its topic switched off (`topic_opted_out`), or muted
+    past its time (`recent_complaint`). (A push made personal or sent near a place also needs
+    personalization or location consent: that is sealed in its content, so it still counts.)"""
     if not item.waiting:
         return False
     until = subject.muted_until.get(item.topic)
-    return item.topic in subject.topics_off or (until is not None and until > item.at)
+    return (
+        not TOPIC_PURPOSES.get(item.topic, frozenset()) <= subject.consents
+        or item.topic in subject.topics_off
+        or (until is not None and until > item.at)
+    )

@@ -388,6 +388,15 @@ CASES = [
         "queued",
     ),
     Case(
+        "a waiting push of a topic whose consent was withdrawn since holds no cap",
+        push(),
+        subject(
+            consents=frozenset(PURPOSES) - {"personalization"},
+            scheduled=(Scheduled(ago(hours=-2), "cart_reminders", waiting=True),),
+        ),
+        "queued",
+    ),
+    Case(
         "a push of that topic already sent still counts",
         push(),
         subject(topics_off=frozenset({"flash_sales"}), scheduled=(Scheduled(ago(hours=2), "flash_sales"),)),
