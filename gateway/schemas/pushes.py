@@ -147,12 +147,12 @@ def holds_user_id(text: str, user_id: str) -> bool:
     (eight characters or more) not to turn up by chance in the words, dates and version numbers
     such text is made of: `coupon_code` holds a user `code`, and the preference center's notice
     `preference-center-2026-12` users `2026` and `center`. Or is the id, from four characters
-    with a letter (a notice version `carol` from user `carol` was kept); numbers are chance,
-    as notice versions often are (user `3` could not withdraw under notice `3`)."""
+    with a letter (a notice version `carol` from user `carol` was kept); shorter numbers are
+    chance, as notice versions often are (user `3` could not withdraw under notice `3`)."""
     uid, folded = user_id.casefold(), text.casefold()
-    if folded == uid:
-        return len(uid) >= 4 and not uid.isdigit()
-    return len(uid) >= 8 and uid in folded
+    if len(uid) >= 8:
+        return uid in folded
+    return folded == uid and len(uid) >= 4 and not uid.isdigit()
 
 
 def _names(variant: str, user_id: str) -> bool:
