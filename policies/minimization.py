@@ -20,7 +20,7 @@ import msgspec
 from policies import reasons
 from policies.context import RuleContext
 from policies.decision import Reason, RuleResult, passed, reject
-from policies.pii import could_hold_pii, find_pii
+from policies.pii import could_hold_pii, find_pii, find_pii_in_label, label_text
 from policies.settings import PolicySettings
 
 
@@ -66,17 +66,18 @@ _KEY_SHAPE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 def _key_name(key: str) -> str | None:
     """The key as a reason may name it, or None when it must not be repeated."""
-    return key if _KEY_SHAPE.fullmatch(key) and not find_pii(key) else None
+    return key if _KEY_SHAPE.fullmatch(key) and not find_pii_in_label(key) else None
 
 
 def _pii_reasons(ctx: RuleContext) -> list[Reason]:
     push = ctx.push
-    if not could_hold_pii("\n".join((push.title, push.body, *push.data.keys(), *push.data.values()))):
+    keys = [label_text(key) for key in push.data]
+    if not could_hold_pii("\n".join((push.title, push.body, *keys, *push.data.values()))):
         return []
     texts = [("title", push.title), ("body", push.body)]
     for key, value in sorted(push.data.items()):
         name = _key_name(key)
-        texts += [("data", key), (f"data.{name}" if name else "data", value)]
+        texts += [("data", label_text(key)), (f"data.{name}" if name else "data", value)]
     return [
         Reason(reasons.PAYLOAD_PII, {"field": field, "kind": kind})
         for field, text in texts

@@ -372,10 +372,16 @@ def find_pii(text: str) -> list[PiiKind]:
 
 
 def find_pii_in_label(label: str) -> list[PiiKind]:
-    """`find_pii` of a label kept in clear (a key or campaign name, a variant, a notice version).
-    Labels join words with `_` and `:`, which group a number's digits as a space does: the key
-    name `4111_1111_1111_1111` and the variant `138_1234_5678` were kept."""
-    return find_pii(label.translate(_LABEL_JOINS))
+    """`find_pii` of a label kept in clear (a key or campaign name, a variant, a notice version,
+    a push's data key, which its reasons name): read as `label_text`."""
+    return find_pii(label_text(label))
+
+
+def label_text(label: str) -> str:
+    """A label as text: labels join words with `_` and `:`, which group a number's digits as a
+    space does, so they are read as spaces (the key name `4111_1111_1111_1111` and the variant
+    `138_1234_5678` were kept)."""
+    return label.translate(_LABEL_JOINS)
 
 
 _LABEL_JOINS = str.maketrans("_:", "  ")

@@ -305,6 +305,14 @@ REJECTIONS = [
         _content(data={"deeplink": "wallet://x", "msisdn_hash": "abc"}),
         [{"code": "payload_field_not_allowed", "field": "msisdn_hash"}],
     ),
+    Rejection(  # a data key, named in the push's reasons, read as a label: `_` groups digits too
+        "payload_pii_card_in_a_data_key_grouped_by_underscores",
+        _content(data={"deeplink": "wallet://x", "4111_1111_1111_1111": "1"}),
+        [
+            {"code": "payload_field_not_allowed", "field": "data"},
+            {"code": "payload_pii", "field": "data", "kind": "card"},
+        ],
+    ),
     Rejection(
         "payload_too_large",
         _content(title="x" * 101),
