@@ -388,16 +388,22 @@ def _nonblank(raw: str) -> str:
     return raw
 
 
+# Controls, format characters, lone surrogates (a byte an environment file held that is not
+# UTF-8, which every receipt then failed to encode: 500), private use, unassigned code points
+# (noncharacters among them), line and paragraph separators.
+_UNSHOWN = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
 def _receipt_name(raw: str) -> str:
     """The controller and jurisdiction are signed into every consent receipt and kept in the
-    ledger for good: a blank, padded or runaway one, or one with control or invisible format
-    characters (a newline, a terminal escape, a bidi override), cannot be taken back."""
+    ledger for good: a blank, padded or runaway one, or one with characters no one sees as
+    written (`_UNSHOWN`: a newline, a terminal escape, a bidi override), cannot be taken back."""
     if len(raw) > 200:
         raise ValueError("must be at most 200 characters")
     if raw != raw.strip():
         raise ValueError("must not begin or end with whitespace")
-    if any(unicodedata.category(c) in ("Cc", "Cf") for c in raw):
-        raise ValueError("must not hold control or format characters")
+    if any(unicodedata.category(c) in _UNSHOWN for c in raw):
+        raise ValueError("must not hold control, format, separator, private-use or unassigned characters")
     return _nonblank(raw)
 
 

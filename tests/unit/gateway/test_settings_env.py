@@ -183,6 +183,10 @@ BAD: list[tuple[dict[str, str], str]] = [
     ({"CGW_CONTROLLER": "Acme\x1b[2J\x07"}, "CGW_CONTROLLER"),
     ({"CGW_CONTROLLER": "Acme\u202eLtd"}, "CGW_CONTROLLER"),
     ({"CGW_JURISDICTION": " cn\t"}, "CGW_JURISDICTION"),
+    ({"CGW_CONTROLLER": "Acme\udcffLtd"}, "CGW_CONTROLLER"),  # a Latin-1 byte in an env file
+    ({"CGW_CONTROLLER": "Acme\u2028Ltd"}, "CGW_CONTROLLER"),
+    ({"CGW_CONTROLLER": "Acme\ue000Ltd"}, "CGW_CONTROLLER"),
+    ({"CGW_CONTROLLER": "Acme\ufdd0Ltd"}, "CGW_CONTROLLER"),
     ({"CGW_WORKER_ENABLED": "maybe"}, "CGW_WORKER_ENABLED"),
     ({"CGW_LOG_LEVEL": "verbose"}, "CGW_LOG_LEVEL"),
     ({"CGW_HOST": "not..a..host"}, "CGW_HOST"),
