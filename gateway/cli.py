@@ -393,7 +393,7 @@ def _no_new_gateway(settings: Settings) -> None:
     )
 
 
-def _existing_store(settings: Settings) -> tuple[KeyStore, Store]:
+def _existing_store(settings: Settings, *, signs: bool = False) -> tuple[KeyStore, Store]:
     """The gateway the audit commands read; they never create one, nor migrate it. Dev keys and
     empty databases made in a mistyped data dir would verify as a clean, empty ledger; and an
     offline check that rewrote the files it checks would not be one."""
@@ -413,7 +413,7 @@ def _existing_store(settings: Settings) -> tuple[KeyStore, Store]:
             f"of {settings.data_dir} (audit commands create nothing)"
         )
     keys = KeyStore.load(settings.keystore_path)
-    return keys, Store(settings.data_dir, keys, migrate=False)
+    return keys, Store(settings.data_dir, keys, migrate=False, signs=signs)
 
 
 def _moment(text: str) -> datetime:
@@ -435,7 +435,7 @@ async def _export(settings: Settings, start: datetime | None, end: datetime | No
     from gateway.services.audit import AuditService
     from gateway.signing import Signer
 
-    keys, store = _existing_store(settings)
+    keys, store = _existing_store(settings, signs=True)  # it signs a checkpoint and the export
     existed = out.exists()
     try:
         fd = os.open(out, os.O_WRONLY | os.O_CREAT, 0o600)

@@ -80,9 +80,14 @@ def _check_pair(data_dir: Path) -> None:
 
 
 class Store:
-    def __init__(self, data_dir: Path, keys: KeyStore, *, migrate: bool = True) -> None:
+    def __init__(
+        self, data_dir: Path, keys: KeyStore, *, migrate: bool = True, signs: bool | None = None
+    ) -> None:
         """Opens both databases and applies pending migrations; with `migrate=False` (commands
-        that change nothing) a database not at this version is refused instead (`SchemaError`)."""
+        that change nothing) a database not at this version is refused instead (`SchemaError`).
+        `signs`: the process signs (receipts, checkpoints), so its signing key is checked; by
+        default a process that migrates does. `audit export` signs without migrating; `audit
+        verify` neither, and reports what a wrong key leaves unverifiable instead."""
         data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # it holds both databases
         self.data_dir = data_dir
         self.keys = keys
@@ -102,8 +107,8 @@ class Store:
                 db.writer.run_alone(partial(prepare, migrations=steps))
             self._require_wrapping_keys(tidy=migrate)
             self._require_pseudonym_key(record=migrate)
-            if migrate:  # a process that signs; `audit verify` reports such a ledger instead
-                self._require_signing_key()
+            if migrate if signs is None else signs:
+                self._require_signing_key(record=migrate)
         except BaseException:
             self.close()
             raise
@@ -151,12 +156,12 @@ class Store:
                 f"was written with: set CGW_KEYSTORE_FILE to the key store {self.data_dir} was written with"
             )
 
-    def _require_signing_key(self) -> None:
+    def _require_signing_key(self, *, record: bool) -> None:
         """Refuse (`KeyStoreError`) a key store whose signing key neither is nor retires the one
         the last start here signed with: JWKS publishes the current and retired keys, so no
         receipt or checkpoint signed before would verify (the ledger's verification fails), and
         what it signed meanwhile would not once the right key store is back. A new key deployed
-        with the old one retired (SECURITY.md) becomes the one checked against."""
+        with the old one retired (SECURITY.md) becomes the one checked against (when `record`)."""
         signing = self.keys.signing
         stored = self._directory_db.writer.run_alone(partial(_stored_check, name="signing_kid"))
         if stored is not None and stored.decode() not in {signing.kid, *(key.kid for key in signing.retired)}:
@@ -165,7 +170,7 @@ class Store:
                 f"{self.data_dir} was signed with: set CGW_KEYSTORE_FILE to the key store it was written "
                 "with, or list the old key under retired_signing_keys"
             )
-        if stored != signing.kid.encode():
+        if record and stored != signing.kid.encode():
             self._directory_db.writer.run_sync(partial(_keep_signing_kid, kid=signing.kid))
 
     async def unready(self) -> list[str]:

@@ -116,3 +116,15 @@ def test_a_checkpoint_by_a_key_the_store_does_not_list_is_an_unknown_key(
         1,
         "unknown_key",
     )
+    # `audit export` signs a checkpoint and the export: with a key that leaves what was signed
+    # unverifiable it is refused, as a start is, and signs nothing (it wrote an export nobody
+    # could verify, and a checkpoint that failed the ledger's verification).
+    out = data_dir.parent / "export.jws"
+    command = [str(CLI), "audit", "export", "--data-dir", str(data_dir), "--out", str(out)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "retired_signing_keys" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert not out.exists()
+    conn = runtime.store.data.reader()
+    assert conn.execute("SELECT count(*) FROM checkpoints").fetchone() == (1,)
