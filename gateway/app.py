@@ -46,6 +46,7 @@ from gateway.routes.pages import PAGES_ROUTES
 from gateway.routes.pushes import PushController
 from gateway.runtime import Runtime
 from gateway.settings import Settings
+from gateway.static_files import STATIC_FILES
 from gateway.worker import Worker
 from storage.db import StorageFailedError
 
@@ -56,7 +57,9 @@ SWAGGER_ASSETS = "/schema/assets"
 ROUTES: list[ControllerRouterHandler] = [
     *OPS_ROUTES, MeController, PushController, CampaignController, ComplaintController, AdminController,
     AuditController, *PAGES_ROUTES,
-    create_static_files_router(path=SWAGGER_ASSETS, directories=[swagger_ui_path], name="swagger-ui"),
+    create_static_files_router(
+        path=SWAGGER_ASSETS, directories=[swagger_ui_path], file_system=STATIC_FILES, name="swagger-ui"
+    ),
 ]  # fmt: skip
 VERSION = "0.1.0"
 

@@ -20,6 +20,7 @@ from litestar.enums import MediaType
 from litestar.static_files import create_static_files_router
 from litestar.types import ControllerRouterHandler
 
+from gateway.static_files import STATIC_FILES
 from policies.catalog import TOPIC_PURPOSES
 
 __all__ = ["NOTICE_VERSION", "PAGES_ROUTES"]
@@ -56,5 +57,7 @@ async def audit_page() -> Response[bytes]:
 PAGES_ROUTES: list[ControllerRouterHandler] = [
     preferences_page,
     audit_page,
-    create_static_files_router(path="/pages", directories=[PAGES_DIR], opt=PUBLIC, name="pages"),
+    create_static_files_router(
+        path="/pages", directories=[PAGES_DIR], file_system=STATIC_FILES, opt=PUBLIC, name="pages"
+    ),
 ]

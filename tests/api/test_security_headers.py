@@ -142,3 +142,22 @@ def test_pages_run_only_their_own_scripts(client: Client, path: str) -> None:
     assert "frame-ancestors 'none'" in policy
     assert "unsafe" not in policy
     assert response.headers["x-content-type-options"] == "nosniff"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/pages/%00",
+        "/pages/common.js%00",
+        "/pages/common.js/x",  # a file taken for a directory
+        "/pages/" + "a" * 300,  # a name too long for the file system
+        "/schema/assets/%00",
+        "/schema/assets/swagger-ui.css/x",
+        "/schema/assets/" + "a" * 300,
+    ],
+)
+def test_a_static_path_no_file_can_have_is_not_found(client: Client, path: str) -> None:
+    """Each answered 500 to anyone (a crawler asking for `common.js/x` was enough), and a NUL was
+    logged as a defect."""
+    response = client.get(path)
+    assert response.status_code == 404, response.text

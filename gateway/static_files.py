@@ -1,0 +1,32 @@
+"""The file lookups of the static routes (`/pages/`, `/schema/assets/`): a path no file can have
+is not found. Litestar answers the `ValueError` of a NUL in a path, and the `OSError`s of a file
+taken for a directory (`common.js/x`) or a name too long, with 500, to anyone, and each NUL was
+logged as a defect."""
+
+from __future__ import annotations
+
+import errno
+from typing import Any
+
+from litestar.file_system import BaseLocalFileSystem
+from litestar.types import PathType
+from litestar.types.file_types import FileInfo
+
+__all__ = ["STATIC_FILES"]
+
+_NO_SUCH_PATH = frozenset({errno.ENOTDIR, errno.ENAMETOOLONG})
+
+
+class _StaticFiles(BaseLocalFileSystem):
+    async def info(self, path: PathType, **kwargs: Any) -> FileInfo:
+        try:
+            return await super().info(path, **kwargs)
+        except ValueError:
+            raise FileNotFoundError(errno.ENOENT, "no such file") from None
+        except OSError as exc:
+            if exc.errno in _NO_SUCH_PATH:
+                raise FileNotFoundError(errno.ENOENT, "no such file") from None
+            raise
+
+
+STATIC_FILES = _StaticFiles()
