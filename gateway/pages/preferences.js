@@ -14,10 +14,18 @@
   let lang = firstLanguage();
   let token = takeToken();
 
+  // Language tags are read as browsers give them: any case, and any `zh` (`zh`, `zh-cn`, `zh-Hans`)
+  // is the Chinese the page has. `?lang=zh` was ignored, where only `zh-CN` exactly was taken.
   function firstLanguage() {
     const asked = new URLSearchParams(location.search).get("lang");
-    if (asked && Object.hasOwn(I18N, asked)) return asked;  // not `constructor` or `__proto__`
-    return (navigator.language || "").toLowerCase().startsWith("zh") ? "zh-CN" : "en";
+    return (asked && ours(asked)) || ours(navigator.language || "") || "en";
+  }
+
+  function ours(tag) {
+    const lower = tag.toLowerCase();
+    if (lower === "zh" || lower.startsWith("zh-")) return "zh-CN";
+    if (lower === "en" || lower.startsWith("en-")) return "en";
+    return null;
   }
 
   // The wallet app opens /preferences#token=<JWT>: a fragment is never sent to a server, so the

@@ -377,6 +377,30 @@ def test_until_a_language_is_chosen_the_page_keeps_the_one_asked_for(
     assert preferences(gateway, someone)["locale"] is None
 
 
+@pytest.mark.parametrize(
+    ("asked", "browser_locale", "shown"),
+    [
+        ("zh", "en-US", "zh-CN"),
+        ("zh-cn", "en-US", "zh-CN"),
+        ("zh-Hans", "en-US", "zh-CN"),
+        ("EN", "zh-CN", "en"),
+    ],
+)
+def test_a_language_asked_for_is_read_as_browsers_write_tags(
+    browser: Browser, gateway: Gateway, asked: str, browser_locale: str, shown: str
+) -> None:
+    """Tags are not case-sensitive and `zh` is the plain way to ask for Chinese: `?lang=zh` and
+    `?lang=zh-cn` were ignored, where only `zh-CN` exactly was taken."""
+    context = browser.new_context(locale=browser_locale)
+    try:
+        page = context.new_page()
+        page.goto(f"{gateway.server.base}/preferences?lang={asked}#token={gateway.token(user())}")
+        expect(page.locator("#consents")).to_be_visible()
+        assert page.evaluate("document.documentElement.lang") == shown
+    finally:
+        context.close()
+
+
 def test_a_switch_whose_change_was_not_taken_shows_the_saved_state_when_the_view_cannot_be_read(
     tab: Tab, gateway: Gateway
 ) -> None:
