@@ -20,7 +20,7 @@ import msgspec
 from policies import reasons
 from policies.context import RuleContext
 from policies.decision import Reason, RuleResult, passed, reject
-from policies.pii import could_hold_pii, find_pii, find_pii_in_label, label_text
+from policies.pii import could_hold_pii, find_pii, find_pii_in_label, label_readings
 from policies.settings import PolicySettings
 
 
@@ -71,13 +71,16 @@ def _key_name(key: str) -> str | None:
 
 def _pii_reasons(ctx: RuleContext) -> list[Reason]:
     push = ctx.push
-    keys = [label_text(key) for key in push.data]
+    keys = [reading for key in push.data for reading in label_readings(key)]
     if not could_hold_pii("\n".join((push.title, push.body, *keys, *push.data.values()))):
         return []
     texts = [("title", push.title), ("body", push.body)]
     for key, value in sorted(push.data.items()):
         name = _key_name(key)
-        texts += [("data", label_text(key)), (f"data.{name}" if name else "data", value)]
+        texts += [
+            *(("data", reading) for reading in label_readings(key)),
+            (f"data.{name}" if name else "data", value),
+        ]
     return [
         Reason(reasons.PAYLOAD_PII, {"field": field, "kind": kind})
         for field, text in texts

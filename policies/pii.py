@@ -373,15 +373,18 @@ def find_pii(text: str) -> list[PiiKind]:
 
 def find_pii_in_label(label: str) -> list[PiiKind]:
     """`find_pii` of a label kept in clear (a key or campaign name, a variant, a notice version,
-    a push's data key, which its reasons name): read as `label_text`."""
-    return find_pii(label_text(label))
+    a push's data key, which its reasons name), in each of `label_readings`."""
+    found = {kind for reading in label_readings(label) for kind in find_pii(reading)}
+    return [kind for kind in PII_KINDS if kind in found]
 
 
-def label_text(label: str) -> str:
-    """A label as text: labels join words with `_` and `:`, which group a number's digits as a
-    space does, so they are read as spaces (the key name `4111_1111_1111_1111` and the variant
-    `138_1234_5678` were kept)."""
-    return label.translate(_LABEL_JOINS)
+def label_readings(label: str) -> tuple[str, ...]:
+    """A label as written, and with `_` and `:` read as spaces: labels join words with them, and
+    they group a number's digits as a space does (the key name `4111_1111_1111_1111` and the
+    variant `138_1234_5678` were kept). As written too, since a `_` also joins a number to what
+    it then reads as part of (`1_4111-1111-1111-1111`) and belongs in an address (`bob_@…`)."""
+    spaced = label.translate(_LABEL_JOINS)
+    return (label,) if spaced == label else (label, spaced)
 
 
 _LABEL_JOINS = str.maketrans("_:", "  ")

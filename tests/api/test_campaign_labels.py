@@ -31,6 +31,8 @@ def _count(runtime: Runtime, table: str) -> int:
         "Card 4111 1111 1111 1111",
         "card_4111_1111_1111_1111",  # `_` and `:` group digits in labels too
         "call:138:1234:5678",
+        "Promo for bob_@example.com",  # and are read as written as well
+        "1_4111-1111-1111-1111",
     ],
 )
 def test_a_campaign_name_holding_personal_data_is_refused(
@@ -70,7 +72,7 @@ def test_a_campaign_name_with_a_year_and_a_discount_is_a_name(client: Client, as
     "variant",
     [
         "default", "13812345678", "4111111111111111", "wallet-user-0042", "B-WALLET-USER-0042", "ADA",
-        "4111_1111_1111_1111", "138_1234_5678",
+        "4111_1111_1111_1111", "138_1234_5678", "1_4111-1111-1111-1111",
     ],
 )  # fmt: skip
 def test_a_variant_that_is_taken_or_personal_data_is_refused(

@@ -313,6 +313,14 @@ REJECTIONS = [
             {"code": "payload_pii", "field": "data", "kind": "card"},
         ],
     ),
+    Rejection(  # read as written too: a `_` joined the 1 to the card's first group
+        "payload_pii_card_in_a_data_key_behind_an_underscore",
+        _content(data={"deeplink": "wallet://x", "1_4111-1111-1111-1111": "1"}),
+        [
+            {"code": "payload_field_not_allowed", "field": "data"},
+            {"code": "payload_pii", "field": "data", "kind": "card"},
+        ],
+    ),
     Rejection(
         "payload_too_large",
         _content(title="x" * 101),
