@@ -13,7 +13,6 @@ the idempotency key and `apns-collapse-id` the push id, so a retried push is sho
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import re
 import time
 import uuid
@@ -138,16 +137,13 @@ class ApnsAdapter:
         return Reply(response.status_code, response.headers, response.content)
 
     def _headers(self, message: DeliveryMessage, token: str) -> dict[str, str]:
-        collapse = message.push_id
-        if len(collapse.encode()) > 64:  # Apple's limit
-            collapse = hashlib.sha256(collapse.encode()).hexdigest()
         return {
             "authorization": f"bearer {token}",
             "apns-topic": self._config.bundle_id,
             "apns-push-type": "alert",
             "apns-priority": "10" if message.urgent else "5",
             "apns-expiration": str(int(message.expires_at.timestamp())),
-            "apns-collapse-id": collapse,
+            "apns-collapse-id": message.collapse_id,
             "apns-id": apns_id(message.idempotency_key),
             "content-type": "application/json",
         }

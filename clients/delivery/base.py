@@ -9,6 +9,7 @@ worker catches it), never the rest of the worker's round.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable
 from datetime import datetime
@@ -79,6 +80,15 @@ class DeliveryMessage(msgspec.Struct, frozen=True, kw_only=True):
     def idempotency_key(self) -> str:
         """Stable across retries, so providers and receivers can drop a second copy."""
         return f"{self.push_id}:{self.device_id}"
+
+    @property
+    def collapse_id(self) -> str:
+        """What a phone replaces a shown notification by, so that a push sent again (a late
+        answer, a crash mid-round: delivery is at least once) is shown once: the push id, at most
+        64 bytes (Apple's `apns-collapse-id` limit)."""
+        if len(self.push_id.encode()) > 64:
+            return hashlib.sha256(self.push_id.encode()).hexdigest()
+        return self.push_id
 
     @property
     def urgent(self) -> bool:

@@ -9,8 +9,12 @@ Google's token endpoint is down, not one each. A 401 means the token died early 
 skew): it is dropped and the send is tried once more with a fresh one.
 
 FCM v1 has no client-supplied message id, so the idempotency key travels in `data` as
-`cgw_idempotency_key` for the app to drop duplicates. No Android `collapse_key` is set: FCM
-keeps only four distinct collapse keys per offline device, so per-push keys would lose pushes.
+`cgw_idempotency_key` for the app to drop duplicates. The notification itself is shown once
+however often it arrives: Android replaces a shown notification of the same `tag`, iOS one of
+the same `apns-collapse-id` (both the push id, as the APNs adapter sends it); without them a
+system-shown notification reached no app code that could drop it, and a push sent twice (a late
+answer) was shown twice. No Android `collapse_key` is set: FCM keeps only four distinct collapse
+keys per offline device, so per-push keys would lose pushes.
 """
 
 from __future__ import annotations
@@ -191,11 +195,13 @@ class FcmAdapter:
                 "android": {
                     "ttl": f"{ttl_seconds(expires, self._clock())}s",
                     "priority": "HIGH" if message.urgent else "NORMAL",
+                    "notification": {"tag": message.collapse_id},
                 },
                 "apns": {
                     "headers": {
                         "apns-expiration": str(int(expires)),
                         "apns-priority": "10" if message.urgent else "5",
+                        "apns-collapse-id": message.collapse_id,
                     }
                 },
             }

@@ -146,8 +146,16 @@ def test_sends_the_documented_v1_message_with_a_bearer_token_from_the_jwt_grant(
             "token": make_message(google.clock).token,
             "notification": {"title": "Weekend offer", "body": "10% off at partner stores"},
             "data": {"deeplink": "wallet://offers/7", "cgw_idempotency_key": "psh_01HZX:dev_42"},
-            "android": {"ttl": "3600s", "priority": "NORMAL"},
-            "apns": {"headers": {"apns-expiration": str(expires), "apns-priority": "5"}},
+            # A push sent twice (a late answer, then a retry) is shown once: a phone replaces a
+            # shown notification of the same tag or collapse id (README, "at least once").
+            "android": {"ttl": "3600s", "priority": "NORMAL", "notification": {"tag": "psh_01HZX"}},
+            "apns": {
+                "headers": {
+                    "apns-expiration": str(expires),
+                    "apns-priority": "5",
+                    "apns-collapse-id": "psh_01HZX",
+                }
+            },
         }
     }
     urgent = json.loads(received[2].body)["message"]
