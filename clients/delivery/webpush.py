@@ -235,5 +235,9 @@ def push_service_origin(
         return None
     if not any(host == h or host.endswith("." + h) for h in allowed_hosts):
         return None
-    origin = f"{parts.scheme}://{parts.netloc}"
+    # The origin as RFC 6454 serializes it, which RFC 8292 makes the audience: the host in lower
+    # case, the scheme's own port left out (`https://FCM.googleapis.com:443/…` gave that `aud`
+    # as typed, which a push service comparing it exactly refuses).
+    default = 443 if parts.scheme == "https" else 80
+    origin = f"{parts.scheme}://{host}" + ("" if port in (None, default) else f":{port}")
     return origin if _VAPID_AUDIENCE.fullmatch(origin) else None

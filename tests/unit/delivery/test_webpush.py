@@ -198,7 +198,10 @@ def test_endpoints_outside_the_push_services_are_never_contacted(endpoint: str) 
             "https://updates.push.services.mozilla.com/wpush/v2/abc",
             "https://updates.push.services.mozilla.com",
         ),
-        ("https://web.push.apple.com:443/QGx", "https://web.push.apple.com:443"),
+        # RFC 6454's serialization (RFC 8292 §2): lower case, the scheme's own port left out.
+        ("https://web.push.apple.com:443/QGx", "https://web.push.apple.com"),
+        ("https://Web.Push.Apple.com/QGx", "https://web.push.apple.com"),
+        ("https://FCM.googleapis.com:443/fcm/send/abc", "https://fcm.googleapis.com"),
     ],
 )
 def test_known_push_services_are_allowed_with_their_origin_as_audience(endpoint: str, audience: str) -> None:
