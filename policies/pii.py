@@ -53,9 +53,11 @@ def _email_parts() -> tuple[str, str]:
     )
     letter = rf"(?:[^\W\d_]|[{marks}])"
     local = rf"(?:[^\W{_NO_SPACE_SCRIPTS}]|[{marks}.%+-])"
-    # Not an image's scale suffix: "banner@2x.png" names a file, and `image_url` is a data key.
-    scale = r"(?!\d+(?:\.\d+)?x\.(?i:png|jpe?g|gif|webp|svg|avif|heic|bmp|ico|tiff?)\b)"
-    return local, rf"@{scale}[\w{marks}-]+(?:\.[\w{marks}-]+)*\.{letter}{{2,}}"
+    # A file's extension is no top-level domain: "banner@2x.png", "a.jpg@672w_378h_1c.webp" (an
+    # image service's parameters) and "promo@2x.mp4" name files, and `image_url` is a data key.
+    # (Not a boundary after the domain: Chinese text runs on after an address with no space.)
+    file = r"(?!(?i:png|jpe?g|gif|webp|svg|avif|heic|bmp|ico|tiff?|json|mp4|webm)\b)"
+    return local, rf"@[\w{marks}-]+(?:\.[\w{marks}-]+)*\.{file}{letter}{{2,}}"
 
 
 @cache
@@ -131,12 +133,14 @@ def card_spans(groups: list[str]) -> Iterator[tuple[int, int]]:
     """(first, stop) group indexes of each span of groups written as cards are: one run of 13-19
     digits; groups of four, the last of one to four, 13-19 digits in all (4-4-4-4, 4-4-4-4-3);
     or 4-6-5, 4-6-4 and, starting with a 4, 4-3-3-3 (American Express, Diners, a 13-digit Visa:
-    any 4-3-3-3 let one list of prices in ten through, "Tickets 1280 880 680 480"). Any span of groups
+    any 4-3-3-3 let one list of prices in ten through, "Tickets 1280 880 680 480"). Thirteen
+    digits only as Visa wrote them, starting with a 4: one EAN-13 barcode, airline e-ticket or
+    millisecond timestamp in ten was taken for a card. Any span of groups
     that passed Luhn was a card before, and one list of shoe sizes in four ("36 37 38 39 40 41 42
     43") was rejected as one."""
     lengths = [len(group) for group in groups]
     for first, length in enumerate(lengths):
-        if 13 <= length <= 19:
+        if 13 <= length <= 19 and (length > 13 or groups[first][0] == "4"):
             yield first, first + 1
         if length != 4:
             continue
@@ -144,12 +148,12 @@ def card_spans(groups: list[str]) -> Iterator[tuple[int, int]]:
             yield first, first + 3
         if lengths[first + 1 : first + 4] == [3, 3, 3] and groups[first][0] == "4":
             yield first, first + 4
-        digits, stop = 0, first
+        digits, stop, visa = 0, first, groups[first][0] == "4"
         while stop < len(lengths) and lengths[stop] == 4 and digits + 4 <= 19:
             digits += 4
             stop += 1
             last = lengths[stop] if stop < len(lengths) else 0
-            if 1 <= last <= 4 and 13 <= digits + last <= 19:
+            if 1 <= last <= 4 and 13 <= digits + last <= 19 and (digits + last > 13 or visa):
                 yield first, stop + 1
 
 
@@ -203,13 +207,27 @@ def _e164_found(text: str) -> bool:
     return False
 
 
+# GB/T 2260's provinces: north 11-15, north-east 21-23, east 31-37, central south 41-46, south
+# west 50-54, north-west 61-65, Taiwan 71, Hong Kong, Macao 81-82 (and 83, on the ids issued to
+# residents of Taiwan in the mainland).
+_PROVINCES = frozenset(
+    str(code)
+    for codes in (range(11, 16), range(21, 24), range(31, 38), range(41, 47), range(50, 55), range(61, 66))
+    for code in codes
+) | {"71", "81", "82", "83"}
+
+
 def _contains_resident_id(text: str) -> bool:
     return any(resident_id_valid(re.sub(r"[ .-]", "", m.group(0))) for m in _RESIDENT_ID.finditer(text))
 
 
 def resident_id_valid(candidate: str) -> bool:
-    """GB 11643: birth date in digits 7-14 and an ISO 7064 MOD 11-2 check character."""
+    """GB 11643: a province of GB/T 2260 in digits 1-2 (an 18-digit store order number, store
+    code, date and serial, was taken for an id one time in ten), the birth date in digits 7-14,
+    and an ISO 7064 MOD 11-2 check character."""
     body, check = candidate[:17], candidate[17].upper()
+    if body[:2] not in _PROVINCES:
+        return False
     try:
         birth = date(int(body[6:10]), int(body[10:12]), int(body[12:14]))
     except ValueError:

@@ -2,10 +2,10 @@
 
 `find_pii` flags a card when some span of whole digit groups in a run is written as cards are
 (one run of 13-19 digits; groups of four, the last of one to four, 13-19 digits in all; or
-4-6-5 and 4-6-4) and passes Luhn. The detector walks only those spans and sums them from
-prefix sums, so that a long run of tiny groups costs steps per group instead of a Luhn check
-per span; here every span is joined, its shape read from its groups and checked anew, as the
-rule reads, and the two must agree on any run.
+4-6-5 and 4-6-4; 13 digits only starting with a 4) and passes Luhn. The detector walks only
+those spans and sums them from prefix sums, so that a long run of tiny groups costs steps per
+group instead of a Luhn check per span; here every span is joined, its shape read from its
+groups and checked anew, as the rule reads, and the two must agree on any run.
 """
 
 from hypothesis import given, settings
@@ -17,6 +17,8 @@ from policies.pii import find_pii, luhn_valid
 def card_shaped(groups: list[str]) -> bool:
     lengths = [len(group) for group in groups]
     if not 13 <= sum(lengths) <= 19:
+        return False
+    if sum(lengths) == 13 and not groups[0].startswith("4"):  # only Visa wrote 13 digits
         return False
     if len(lengths) == 1 or lengths in ([4, 6, 5], [4, 6, 4]):
         return True
