@@ -8,9 +8,9 @@ from typing import Any
 import msgspec
 
 from gateway.clock import Clock, rfc3339_text_or_none
-from gateway.errors import NotFound, PreconditionFailed
+from gateway.errors import InvalidInput, NotFound, PreconditionFailed
 from gateway.schemas.audit import PolicyVersionRead
-from policies.settings import PolicySettings
+from policies.settings import RESERVED_DATA_KEY, PolicySettings
 from storage.db import Connection
 from storage.repositories import admin_log
 from storage.repositories import policy as policy_repo
@@ -56,6 +56,11 @@ class PolicySource:
         newest version's tag is among them, checked in the writing transaction: of two admins who
         read version 7 and both change it, the second is refused rather than silently undoing
         the first."""
+        for topic, keys in settings.allowed_data_keys.items():
+            for index, key in enumerate(keys):
+                if RESERVED_DATA_KEY.match(key):
+                    field = f"allowed_data_keys.{topic}[{index}]"
+                    raise InvalidInput(f"{field}: `{key}` is kept by a push service or the gateway", field)
         now = self._clock()
 
         def put(conn: Connection) -> PolicyVersion:

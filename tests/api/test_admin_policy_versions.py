@@ -128,3 +128,25 @@ def test_several_if_match_lines_are_one_list(client: Client, as_key: AsKey) -> N
     lines = [*admin.items(), ("If-Match", '"999"'), ("If-Match", f'"{version}"')]
     response = client.put("/v1/admin/policy", headers=lines, json=body(default_ttl_seconds=3600))
     assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize(
+    "key", ["from", "message_type", "gcm_sender", "google_ad", "aps", "cgw_idempotency_key"]
+)
+def test_a_data_key_a_push_service_or_the_gateway_keeps_is_refused(
+    client: Client, as_key: AsKey, key: str
+) -> None:
+    """FCM refuses a push carrying `from` or `google…` (400 INVALID_ARGUMENT), so such a push was
+    accepted, then failed on every Android device; APNs's `aps` and our `cgw_idempotency_key` were
+    overwritten on the way, the app never seeing the value."""
+    admin = as_key("admin")
+    before = client.get("/v1/admin/policy", headers=admin).json()["version"]
+    keys = {"transactional": ["deeplink", key]}
+    answer = client.put("/v1/admin/policy", json=body(allowed_data_keys=keys), headers=admin)
+    assert_problem(answer, 400, "allowed_data_keys.transactional[1]")
+    assert client.get("/v1/admin/policy", headers=admin).json()["version"] == before
+    ordinary = {"transactional": ["deeplink", "from_city", "apps", "message"]}  # near, not kept
+    assert (
+        client.put("/v1/admin/policy", json=body(allowed_data_keys=ordinary), headers=admin).status_code
+        == 200
+    )
