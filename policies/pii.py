@@ -222,11 +222,12 @@ def _contains_resident_id(text: str) -> bool:
 
 
 def resident_id_valid(candidate: str) -> bool:
-    """GB 11643: a province of GB/T 2260 in digits 1-2 (an 18-digit store order number, store
-    code, date and serial, was taken for an id one time in ten), the birth date in digits 7-14,
-    and an ISO 7064 MOD 11-2 check character."""
+    """GB 11643: a province of GB/T 2260 in digits 1-2, or a 9 and then one (the Foreign Permanent
+    Resident ID Card of 2023), where an 18-digit store order number (store code, date, serial) was
+    taken for an id one time in ten; the birth date in digits 7-14; and an ISO 7064 MOD 11-2
+    check character."""
     body, check = candidate[:17], candidate[17].upper()
-    if body[:2] not in _PROVINCES:
+    if body[:2] not in _PROVINCES and not (body[0] == "9" and body[1:3] in _PROVINCES):
         return False
     try:
         birth = date(int(body[6:10]), int(body[10:12]), int(body[12:14]))
