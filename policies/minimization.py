@@ -21,7 +21,7 @@ from policies import reasons
 from policies.context import RuleContext
 from policies.decision import Reason, RuleResult, passed, reject
 from policies.pii import could_hold_pii, find_pii, find_pii_in_label, label_readings
-from policies.settings import PolicySettings
+from policies.settings import RESERVED_DATA_KEY, PolicySettings
 
 
 def _chars(text: str) -> int:
@@ -94,7 +94,7 @@ def check_minimization(ctx: RuleContext, now: datetime, settings: PolicySettings
     found += [
         Reason(reasons.PAYLOAD_FIELD_NOT_ALLOWED, {"field": _key_name(key) or "data"})
         for key in sorted(ctx.push.data)
-        if key not in allowed
+        if key not in allowed or RESERVED_DATA_KEY.match(key)
     ]
     found += _pii_reasons(ctx)
     return reject(*_unique(found)) if found else passed()

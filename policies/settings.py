@@ -22,11 +22,12 @@ _STORED_HHMM = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
 Hhmm = Annotated[str, msgspec.Meta(pattern=HHMM_PATTERN, description="local time HH:MM")]
 DataKey = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,63}$(?!\n)")]
 
-# Data keys a push service keeps for itself (FCM refuses `from`, `message_type`, `notification`
-# and any key starting `gcm` or `google`; APNs's `aps` is the alert itself), or the gateway does
-# (`cgw_idempotency_key` rides in every push's data): a push carrying one was accepted, then failed
-# on every device of that service, or the app never saw the value.
-RESERVED_DATA_KEY = re.compile(r"(?:from|message_type|notification|aps)$|gcm|google|cgw_")
+# Data keys a push service keeps for itself (FCM refuses `from`, `message_type` and keys starting
+# `gcm` or `google`; APNs's `aps` is the alert itself), or the gateway does (`cgw_idempotency_key`
+# rides in every push's data): a push carrying one was accepted, then failed on every device of
+# that service, or the app never saw the value. Refused in a new policy, and not allowed by one
+# stored before.
+RESERVED_DATA_KEY = re.compile(r"(?:from|message_type|aps)$|gcm|google|cgw_")
 
 MAX_TTL_SECONDS = 7 * 24 * 3600
 DEFAULT_DATA_KEYS = ("deeplink", "coupon_code", "merchant_id", "image_url")

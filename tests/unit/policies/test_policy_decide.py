@@ -478,6 +478,17 @@ def test_a_ttl_over_a_lowered_maximum_keeps_its_expiry() -> None:
     assert (decision.outcome, decision.expires_at) == ("queued", NOW + timedelta(seconds=604800))
 
 
+def test_a_reserved_data_key_a_stored_policy_allows_is_still_not_allowed() -> None:
+    """`PUT /v1/admin/policy` refuses `from` now; a version stored before keeps allowing it, and
+    FCM refuses every push carrying it (accepted, then failed on each Android device)."""
+    stored = PolicySettings(allowed_data_keys={"promotions": ["deeplink", "from"]})
+    decision = decide(push(data={"deeplink": "w://s", "from": "Acme"}), subject(), None, NOW, stored)
+    assert (decision.outcome, decision.reasons) == (
+        "rejected",
+        (r("payload_field_not_allowed", field="from"),),
+    )
+
+
 @pytest.mark.parametrize(
     ("window", "minimum", "outcome"),
     [
