@@ -156,21 +156,30 @@ def test_a_key_store_lacking_a_key_that_wraps_data_keys_is_refused(data_dir: Pat
         Store(data_dir, other, migrate=False)
 
 
-def test_a_key_no_data_key_uses_any_more_may_go(data_dir: Path, tmp_path: Path) -> None:
-    """After a rotation re-wrapped every data key, the old key-encryption key is not needed."""
+def _rotated_with_one_subject(data_dir: Path) -> None:
+    """`ref_1` made, then every data key re-wrapped under a new `kek-2` (kept in the key store)."""
     _subject(data_dir, "ref_1")
     keys = _keys(data_dir)
     store = Store(data_dir, keys)
     keys.add_kek()
     assert store.directory.rewrap_all() == 1
     store.close()
+
+
+def _wrapping_keys(store: Store) -> list[bytes]:
+    conn = store._directory_db.reader()
+    return [bytes(p) for (p,) in conn.execute("SELECT prefix FROM wrapping_keys")]
+
+
+def test_a_key_no_data_key_uses_any_more_may_go(data_dir: Path, tmp_path: Path) -> None:
+    """After a rotation re-wrapped every data key, the old key-encryption key is not needed."""
+    _rotated_with_one_subject(data_dir)
     kept = _keystore_with_keks(data_dir, tmp_path / "kept.json", {"kek-2": "kek-2"}, "kek-2")
     Store(data_dir, kept).close()
     reopened = Store(data_dir, kept)
     try:
         assert reopened.directory.resolve("ref_1") is not None
-        conn = reopened._directory_db.reader()
-        assert [bytes(p) for (p,) in conn.execute("SELECT prefix FROM wrapping_keys")] == [b"\x01\x05kek-2"]
+        assert _wrapping_keys(reopened) == [b"\x01\x05kek-2"]
     finally:
         reopened.close()
 
@@ -266,17 +275,11 @@ def _unb64(text: str) -> bytes:
 def test_a_key_kept_after_every_data_key_left_it_is_looked_for_once(data_dir: Path) -> None:
     """A rotation re-wrapped every data key, the old key stays in the key store: a start drops
     its row rather than scan every subject for it at each start."""
-    _subject(data_dir, "ref_1")
-    keys = _keys(data_dir)
-    store = Store(data_dir, keys)
-    keys.add_kek()
-    assert store.directory.rewrap_all() == 1
-    store.close()
+    _rotated_with_one_subject(data_dir)
     Store(data_dir, _keys(data_dir)).close()
     reopened = Store(data_dir, _keys(data_dir))
     try:
-        conn = reopened._directory_db.reader()
-        assert [bytes(p) for (p,) in conn.execute("SELECT prefix FROM wrapping_keys")] == [b"\x01\x05kek-2"]
+        assert _wrapping_keys(reopened) == [b"\x01\x05kek-2"]
     finally:
         reopened.close()
 
