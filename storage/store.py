@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import fcntl
 import hmac
+import json
 import os
 import threading
 from collections.abc import Iterator
@@ -22,6 +24,7 @@ from storage.keys import KeyStore, KeyStoreError
 from storage.migrations import DATA_MIGRATIONS, DIRECTORY_MIGRATIONS, require_migrated
 from storage.migrations import migrate as apply_migrations
 from storage.pseudonyms import Pseudonymizer
+from storage.repositories import devices
 
 __all__ = [
     "DATA_FILE", "DIRECTORY_FILE", "DataDirError", "Store", "check_pair", "existing_data", "open_keystore",
@@ -106,13 +109,13 @@ class Store:
             for db, steps in ((self.data, DATA_MIGRATIONS), (self._directory_db, DIRECTORY_MIGRATIONS)):
                 db.writer.run_alone(partial(prepare, migrations=steps))
             self._require_wrapping_keys(tidy=migrate)
+            self.directory = SubjectDirectory(self._directory_db, keys.keyring)
             self._require_pseudonym_key(record=migrate)
             if migrate if signs is None else signs:
                 self._require_signing_key(record=migrate)
         except BaseException:
             self.close()
             raise
-        self.directory = SubjectDirectory(self._directory_db, keys.keyring)
         self._keystore_seen: tuple[int, int, int, int] | None = None  # last found to hold our keys
 
     def _require_wrapping_keys(self, *, tidy: bool) -> None:
@@ -144,17 +147,37 @@ class Store:
         """Refuse (`KeyStoreError`) a key store whose pseudonym key is not the one the subject refs
         here were made with: every user would be a subject unknown, and what they did meanwhile
         stranded under refs the right key never makes again. The first start (when `record`)
-        keeps what it is checked against; a directory from before that is trusted as it stands."""
+        keeps what it is checked against; before that, a registered device's tag is checked (the
+        tag key is derived from the pseudonym key): a directory from before the check, upgraded
+        with a wrong key store, took that key for good and refused the right one after."""
         check = _derived(self.keys.pseudonym_key, b"pseudonym key check")
         stored = self._directory_db.writer.run_alone(partial(_stored_check, name="pseudonym_key"))
-        if stored is None and record:  # read again: another process may have kept its own first
-            self._directory_db.writer.run_sync(partial(_record_check, name="pseudonym_key", value=check))
-            stored = self._directory_db.writer.run_alone(partial(_stored_check, name="pseudonym_key"))
+        if stored is None:
+            agrees = self._device_tags_agree()
+            if agrees and record:
+                self._directory_db.writer.run_sync(partial(_record_check, name="pseudonym_key", value=check))
+                # read again: another process may have kept its own first
+                stored = self._directory_db.writer.run_alone(partial(_stored_check, name="pseudonym_key"))
+            elif not agrees:
+                stored = b""  # not this key, refused below
         if stored is not None and not hmac.compare_digest(stored, check):
             raise KeyStoreError(
                 f"the pseudonym key in the key store {self.keys.path} is not the one {DIRECTORY_FILE} "
                 f"was written with: set CGW_KEYSTORE_FILE to the key store {self.data_dir} was written with"
             )
+
+    def _device_tags_agree(self) -> bool:
+        """Whether one registered device's tag is what this store's tag key makes of its token:
+        the one value kept before `key_checks` that tells the pseudonym key (True with none)."""
+        row = self.data.reader().execute(_A_TAGGED_DEVICE).fetchone()
+        if row is None:
+            return True
+        subject_id, device_id, platform, sealed, tag = row
+        key = self.directory.by_subject_ids([subject_id]).get(subject_id)
+        if key is None:
+            return True
+        token = devices.open_token(key, device_id, bytes(sealed))
+        return hmac.compare_digest(devices.token_tag(self.device_tags, platform, token), bytes(tag))
 
     def _require_signing_key(self, *, record: bool) -> None:
         """Refuse (`KeyStoreError`) a key store whose signing key neither is nor retires the one
@@ -163,14 +186,16 @@ class Store:
         what it signed meanwhile would not once the right key store is back. A new key deployed
         with the old one retired (SECURITY.md) becomes the one checked against (when `record`)."""
         signing = self.keys.signing
-        stored = self._directory_db.writer.run_alone(partial(_stored_check, name="signing_kid"))
+        kept = self._directory_db.writer.run_alone(partial(_stored_check, name="signing_kid"))
+        # Kept since `key_checks`; before, the newest checkpoint tells it.
+        stored = kept if kept is not None else _checkpoint_kid(self.data.reader())
         if stored is not None and stored.decode() not in {signing.kid, *(key.kid for key in signing.retired)}:
             raise KeyStoreError(
                 f"the signing key in the key store {self.keys.path} neither is nor retires the one "
                 f"{self.data_dir} was signed with: set CGW_KEYSTORE_FILE to the key store it was written "
                 "with, or list the old key under retired_signing_keys"
             )
-        if record and stored != signing.kid.encode():
+        if record and kept != signing.kid.encode():
             self._directory_db.writer.run_sync(partial(_keep_signing_kid, kid=signing.kid))
 
     async def unready(self) -> list[str]:
@@ -260,6 +285,26 @@ def _stored_check(conn: Connection, name: str) -> bytes | None:
 
 def _record_check(conn: Connection, name: str, value: bytes) -> None:
     conn.execute("INSERT OR IGNORE INTO key_checks (name, value) VALUES (?, ?)", (name, value))
+
+
+_A_TAGGED_DEVICE = (
+    "SELECT subject_id, device_id, platform, token, token_tag FROM devices "
+    "WHERE token_tag IS NOT NULL LIMIT 1"
+)
+
+
+def _checkpoint_kid(conn: Connection) -> bytes | None:
+    """The `kid` in the protected header of the newest signed checkpoint, if one reads."""
+    row = conn.execute("SELECT jws FROM checkpoints ORDER BY tree_size DESC LIMIT 1").fetchone()
+    if row is None:
+        return None
+    try:
+        segment = str(row[0]).split(".")[0]
+        header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    except ValueError:
+        return None
+    kid = header.get("kid") if isinstance(header, dict) else None
+    return kid.encode() if isinstance(kid, str) else None
 
 
 def _keep_signing_kid(conn: Connection, kid: str) -> None:

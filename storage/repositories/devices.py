@@ -31,6 +31,7 @@ __all__ = [
     "insert",
     "list_for",
     "list_for_many",
+    "open_token",
     "refresh",
     "registered",
     "release_elsewhere",
@@ -93,7 +94,7 @@ def token_tag(tags: KeyedHash, platform: str, token: str) -> bytes:
     return tags.digest(_name(platform, token))
 
 
-def _open(key: SubjectKey, device_id: str, sealed: bytes) -> str:
+def open_token(key: SubjectKey, device_id: str, sealed: bytes) -> str:
     return key.cipher.open(bytes(sealed), _aad(key, device_id)).decode()
 
 
@@ -106,7 +107,7 @@ def find(conn: Connection, key: SubjectKey, platform: str, token: str) -> Found 
     if row is not None:
         device_id, status, sealed = str(row[0]), str(row[1]), row[2]
         # Elsewhere the fingerprint is the token's own; a subscription's keys may have changed.
-        current = platform != "webpush" or _open(key, device_id, sealed) == token
+        current = platform != "webpush" or open_token(key, device_id, sealed) == token
         return Found(device_id, status, current)
     return _find_stored_before(conn, key, token) if platform == "webpush" else None
 
@@ -125,7 +126,7 @@ def _find_stored_before(conn: Connection, key: SubjectKey, token: str) -> Found 
             "ORDER BY created_at, device_id",
             (key.subject_id,),
         )
-        if _endpoint(_open(key, str(device_id), sealed)) == endpoint
+        if _endpoint(open_token(key, str(device_id), sealed)) == endpoint
     ]
     if not same:
         return None
@@ -188,7 +189,7 @@ def tag(
     """Give these rows their tags, each token opened under its subject's key; returns the tags
     given (a row whose subject's key is not among `keys` is left as it is)."""
     updates = [
-        (token_tag(tags, platform, _open(keys[subject_id], device_id, sealed)), device_id)
+        (token_tag(tags, platform, open_token(keys[subject_id], device_id, sealed)), device_id)
         for device_id, subject_id, platform, sealed in rows
         if subject_id in keys
     ]
@@ -271,7 +272,7 @@ def list_for_many(
             f"registered_at FROM devices WHERE subject_id IN ({marks}){where} ORDER BY created_at, device_id",
             chunk,
         ):
-            opened = _open(by_id[sid], device_id, token)
+            opened = open_token(by_id[sid], device_id, token)
             row = DeviceRow(device_id, platform, opened, status, created_at, disabled_at, registered_at)
             found[sid].append(row)
     return {sid: found.get(sid, []) for sid in by_id}

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from storage.db import DatabaseLockedError, connect
 from storage.keys import KeyStore, KeyStoreError
 from storage.migrations import DATA_MIGRATIONS, DIRECTORY_MIGRATIONS, SchemaError, migrate
+from storage.repositories import devices
 from storage.store import DATA_FILE, DIRECTORY_FILE, DataDirError, Store, check_pair
 
 
@@ -262,6 +263,50 @@ def test_a_new_signing_key_deployed_with_the_old_one_retired_is_taken(data_dir: 
     Store(data_dir, new).close()
     with pytest.raises(KeyStoreError, match="neither is nor retires"):
         Store(data_dir, _keys(data_dir))
+
+
+def _as_before_key_checks(data: Path) -> None:
+    """A data dir as the version before `key_checks` left it, upgraded: a subject with a device,
+    a checkpoint signed with the signing key, and no key check kept yet."""
+    keys = _keys(data)
+    store = Store(data, keys)
+    try:
+        key = store.directory.ensure("ref_1", datetime.now(UTC))
+        tags, now = store.device_tags, datetime.now(UTC)
+        header = _b64(json.dumps({"alg": "EdDSA", "kid": keys.signing.kid}).encode())
+        store.data.writer.run_sync(
+            lambda conn: (
+                devices.insert(
+                    conn, key, "webhook", "relay-1", devices.token_tag(tags, "webhook", "relay-1"), now
+                ),
+                conn.execute(
+                    "INSERT INTO checkpoints (tree_size, root_hash, at, jws) VALUES (1, X'00', ?, ?)",
+                    (now.isoformat(), f"{header}.e30.c2ln"),
+                ),
+            )
+        )
+        store._directory_db.writer.run_sync(lambda conn: conn.execute("DELETE FROM key_checks"))
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("field", ["pseudonym_key", "signing_key"])
+def test_the_first_start_after_the_upgrade_checks_the_keys_against_what_is_there(
+    data_dir: Path, tmp_path: Path, field: str
+) -> None:
+    """With no key check kept yet, the first start trusted any key store and kept its keys: a
+    wrong one started (every user a new subject; no checkpoint verifying), and the right one was
+    refused after. A device's tag tells the pseudonym key, the newest checkpoint the signing key."""
+    _as_before_key_checks(data_dir)
+    damaged = _damaged(data_dir, tmp_path / "damaged.json", field)
+    with pytest.raises(KeyStoreError, match="pseudonym key" if field == "pseudonym_key" else "signing key"):
+        Store(data_dir, damaged)
+    store = Store(data_dir, _keys(data_dir))  # the right key store opens it, and keeps the checks
+    try:
+        kept = store._directory_db.reader().execute("SELECT name FROM key_checks ORDER BY name").fetchall()
+        assert kept == [("pseudonym_key",), ("signing_kid",)]
+    finally:
+        store.close()
 
 
 def _b64(raw: bytes) -> str:
