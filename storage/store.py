@@ -13,10 +13,12 @@ from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
+import msgspec
 import sqlcipher3
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from storage import ledger
 from storage.crypto import DecryptionError, KeyedHash
 from storage.db import Connection, Database
 from storage.directory import SubjectDirectory, opens
@@ -24,7 +26,7 @@ from storage.keys import KeyStore, KeyStoreError
 from storage.migrations import DATA_MIGRATIONS, DIRECTORY_MIGRATIONS, require_migrated
 from storage.migrations import migrate as apply_migrations
 from storage.pseudonyms import Pseudonymizer
-from storage.repositories import devices
+from storage.repositories import audit, devices
 
 __all__ = [
     "DATA_FILE", "DIRECTORY_FILE", "DataDirError", "Store", "check_pair", "existing_data", "open_keystore",
@@ -167,17 +169,43 @@ class Store:
             )
 
     def _device_tags_agree(self) -> bool:
-        """Whether one registered device's tag is what this store's tag key makes of its token:
-        the one value kept before `key_checks` that tells the pseudonym key (True with none)."""
-        row = self.data.reader().execute(_A_TAGGED_DEVICE).fetchone()
-        if row is None:
-            return True
-        subject_id, device_id, platform, sealed, tag = row
-        key = self.directory.by_subject_ids([subject_id]).get(subject_id)
-        if key is None:
-            return True
-        token = devices.open_token(key, device_id, bytes(sealed))
-        return hmac.compare_digest(devices.token_tag(self.device_tags, platform, token), bytes(tag))
+        """Whether a live subject's registered device has the tag this store's tag key makes of
+        its token: the one value kept before `key_checks` that tells the pseudonym key (True when
+        none reads: no device, only erased subjects' devices left for a pending erasure)."""
+        for subject_id, device_id, platform, sealed, tag in self.data.reader().execute(_TAGGED_DEVICES):
+            key = self.directory.by_subject_ids([subject_id]).get(subject_id)
+            if key is None:
+                continue
+            try:
+                token = devices.open_token(key, device_id, bytes(sealed))
+            except (DecryptionError, UnicodeDecodeError):
+                continue
+            return hmac.compare_digest(devices.token_tag(self.device_tags, platform, token), bytes(tag))
+        return True
+
+    def _newest_signer(self) -> bytes | None:
+        """The `kid` of the newest signature kept here: the newest checkpoint's, or a newer consent
+        receipt's (only an auditor's request signs a checkpoint; every consent change signs a
+        receipt). A row that does not read (an erased subject's receipt, a tampered table) is
+        passed over; None when nothing signed reads."""
+        conn = self.data.reader()
+        found: list[tuple[int, bytes]] = []
+        checkpoint = audit.latest_checkpoint(conn) if audit.checkpoints_readable(conn) else None
+        if checkpoint is not None and (kid := _protected_kid(checkpoint.jws.split(".")[0])):
+            found.append((checkpoint.tree_size, kid))
+        for seq, subject_id, body in conn.execute(_NEWEST_RECEIPTS):
+            key = self.directory.by_subject_ids([subject_id]).get(subject_id)
+            if key is None:
+                continue
+            try:
+                parts = msgspec.json.decode(key.cipher.open(bytes(body), ledger.body_aad(seq, subject_id)))
+                kid = _protected_kid(parts["protected"])
+            except (DecryptionError, msgspec.DecodeError, KeyError, TypeError):
+                continue
+            if kid is not None:
+                found.append((seq, kid))
+                break
+        return max(found)[1] if found else None
 
     def _require_signing_key(self, *, record: bool) -> None:
         """Refuse (`KeyStoreError`) a key store whose signing key neither is nor retires the one
@@ -187,8 +215,8 @@ class Store:
         with the old one retired (SECURITY.md) becomes the one checked against (when `record`)."""
         signing = self.keys.signing
         kept = self._directory_db.writer.run_alone(partial(_stored_check, name="signing_kid"))
-        # Kept since `key_checks`; before, the newest checkpoint tells it.
-        stored = kept if kept is not None else _checkpoint_kid(self.data.reader())
+        # Kept since `key_checks`; before, the newest signature kept here tells it.
+        stored = kept if kept is not None else self._newest_signer()
         if stored is not None and stored.decode() not in {signing.kid, *(key.kid for key in signing.retired)}:
             raise KeyStoreError(
                 f"the signing key in the key store {self.keys.path} neither is nor retires the one "
@@ -287,24 +315,28 @@ def _record_check(conn: Connection, name: str, value: bytes) -> None:
     conn.execute("INSERT OR IGNORE INTO key_checks (name, value) VALUES (?, ?)", (name, value))
 
 
-_A_TAGGED_DEVICE = (
+# A live subject's device is looked for among the first hundred: an erasure's cleanup of
+# `gateway.db` may be pending (finished once the store is open), its devices still there.
+_TAGGED_DEVICES = (
     "SELECT subject_id, device_id, platform, token, token_tag FROM devices "
-    "WHERE token_tag IS NOT NULL LIMIT 1"
+    "WHERE token_tag IS NOT NULL LIMIT 100"
+)
+_NEWEST_RECEIPTS = (
+    "SELECT seq, subject_id, body FROM ledger WHERE kind IN ('consent.given', 'consent.withdrawn') "
+    "AND body IS NOT NULL ORDER BY seq DESC LIMIT 100"
 )
 
 
-def _checkpoint_kid(conn: Connection) -> bytes | None:
-    """The `kid` in the protected header of the newest signed checkpoint, if one reads."""
-    row = conn.execute("SELECT jws FROM checkpoints ORDER BY tree_size DESC LIMIT 1").fetchone()
-    if row is None:
+def _protected_kid(segment: object) -> bytes | None:
+    """The `kid` of a JWS's protected header segment, if it reads as one."""
+    if not isinstance(segment, str):
         return None
     try:
-        segment = str(row[0]).split(".")[0]
         header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
-    except ValueError:
+        kid = header.get("kid") if isinstance(header, dict) else None
+        return kid.encode() if isinstance(kid, str) else None
+    except (ValueError, RecursionError):  # bad base64 or JSON, a lone surrogate
         return None
-    kid = header.get("kid") if isinstance(header, dict) else None
-    return kid.encode() if isinstance(kid, str) else None
 
 
 def _keep_signing_kid(conn: Connection, kid: str) -> None:

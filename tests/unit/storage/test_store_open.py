@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from storage.db import DatabaseLockedError, connect
+from storage import ledger
+from storage.db import Connection, DatabaseLockedError, connect
 from storage.keys import KeyStore, KeyStoreError
 from storage.migrations import DATA_MIGRATIONS, DIRECTORY_MIGRATIONS, SchemaError, migrate
 from storage.repositories import devices
@@ -265,39 +266,53 @@ def test_a_new_signing_key_deployed_with_the_old_one_retired_is_taken(data_dir: 
         Store(data_dir, _keys(data_dir))
 
 
-def _as_before_key_checks(data: Path) -> None:
-    """A data dir as the version before `key_checks` left it, upgraded: a subject with a device,
-    a checkpoint signed with the signing key, and no key check kept yet."""
+def _as_before_key_checks(data: Path, *, checkpoint: bool = True) -> None:
+    """A data dir as the version before `key_checks` left it, upgraded: an erased subject whose
+    device a pending cleanup has not removed yet, a live subject with a device and a consent
+    receipt signed with the signing key, a checkpoint signed with it too (or none: only an
+    auditor's request makes one), and no key check kept yet."""
     keys = _keys(data)
     store = Store(data, keys)
     try:
-        key = store.directory.ensure("ref_1", datetime.now(UTC))
-        tags, now = store.device_tags, datetime.now(UTC)
+        now, tags = datetime.now(UTC), store.device_tags
+        gone, live = (store.directory.ensure(ref, now) for ref in ("ref_gone", "ref_1"))
         header = _b64(json.dumps({"alg": "EdDSA", "kid": keys.signing.kid}).encode())
-        store.data.writer.run_sync(
-            lambda conn: (
-                devices.insert(
-                    conn, key, "webhook", "relay-1", devices.token_tag(tags, "webhook", "relay-1"), now
-                ),
+        receipt = json.dumps({"protected": header, "document": {}, "signature": "c2ln"}).encode()
+
+        def before(conn: Connection) -> None:
+            for key, token in ((gone, "relay-0"), (live, "relay-1")):
+                devices.insert(conn, key, "webhook", token, devices.token_tag(tags, "webhook", token), now)
+            ledger.append(
+                conn, at=now, subject=live, kind="consent.given", actor="user", source="api", content=receipt
+            )
+            if checkpoint:
                 conn.execute(
                     "INSERT INTO checkpoints (tree_size, root_hash, at, jws) VALUES (1, X'00', ?, ?)",
                     (now.isoformat(), f"{header}.e30.c2ln"),
-                ),
+                )
+
+        store.data.writer.run_sync(before)
+        store._directory_db.writer.run_sync(
+            lambda conn: (
+                conn.execute("DELETE FROM key_checks"),
+                conn.execute("DELETE FROM subjects WHERE subject_ref = 'ref_gone'"),
             )
         )
-        store._directory_db.writer.run_sync(lambda conn: conn.execute("DELETE FROM key_checks"))
     finally:
         store.close()
 
 
+@pytest.mark.parametrize("checkpoint", [True, False])
 @pytest.mark.parametrize("field", ["pseudonym_key", "signing_key"])
 def test_the_first_start_after_the_upgrade_checks_the_keys_against_what_is_there(
-    data_dir: Path, tmp_path: Path, field: str
+    data_dir: Path, tmp_path: Path, field: str, checkpoint: bool
 ) -> None:
     """With no key check kept yet, the first start trusted any key store and kept its keys: a
-    wrong one started (every user a new subject; no checkpoint verifying), and the right one was
-    refused after. A device's tag tells the pseudonym key, the newest checkpoint the signing key."""
-    _as_before_key_checks(data_dir)
+    wrong one started (every user a new subject; no receipt or checkpoint verifying), and the
+    right one was refused after. A live subject's device tag tells the pseudonym key (an erased
+    subject's, left for a pending cleanup, tells nothing), the newest checkpoint or consent
+    receipt the signing key."""
+    _as_before_key_checks(data_dir, checkpoint=checkpoint)
     damaged = _damaged(data_dir, tmp_path / "damaged.json", field)
     with pytest.raises(KeyStoreError, match="pseudonym key" if field == "pseudonym_key" else "signing key"):
         Store(data_dir, damaged)
@@ -307,6 +322,16 @@ def test_the_first_start_after_the_upgrade_checks_the_keys_against_what_is_there
         assert kept == [("pseudonym_key",), ("signing_kid",)]
     finally:
         store.close()
+
+
+def test_a_dropped_checkpoints_table_does_not_stop_the_first_start_after_the_upgrade(data_dir: Path) -> None:
+    """A verdict of `audit verify` (`checkpoints_missing`), never an error: the kid was read from
+    the table unguarded, a traceback instead of a start."""
+    _as_before_key_checks(data_dir)
+    store = Store(data_dir, _keys(data_dir), migrate=False)
+    store.data.writer.run_sync(lambda conn: conn.execute("DROP TABLE checkpoints"))
+    store.close()
+    Store(data_dir, _keys(data_dir)).close()
 
 
 def _b64(raw: bytes) -> str:
