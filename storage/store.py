@@ -171,41 +171,43 @@ class Store:
     def _device_tags_agree(self) -> bool:
         """Whether a live subject's registered device has the tag this store's tag key makes of
         its token: the one value kept before `key_checks` that tells the pseudonym key (True when
-        none reads: no device, only erased subjects' devices left for a pending erasure)."""
+        none reads: no device, only erased subjects' devices left for a pending erasure, rows
+        tampered with)."""
         for subject_id, device_id, platform, sealed, tag in self.data.reader().execute(_TAGGED_DEVICES):
-            key = self.directory.by_subject_ids([subject_id]).get(subject_id)
-            if key is None:
-                continue
             try:
-                token = devices.open_token(key, device_id, bytes(sealed))
+                key = self.directory.by_subject_ids([str(subject_id)]).get(str(subject_id))
+                if key is None:
+                    continue
+                token = devices.open_token(key, str(device_id), sealed)
             except (DecryptionError, UnicodeDecodeError):
                 continue
-            return hmac.compare_digest(devices.token_tag(self.device_tags, platform, token), bytes(tag))
+            return hmac.compare_digest(devices.token_tag(self.device_tags, str(platform), token), tag)
         return True
 
     def _newest_signer(self) -> bytes | None:
-        """The `kid` of the newest signature kept here: the newest checkpoint's, or a newer consent
-        receipt's (only an auditor's request signs a checkpoint; every consent change signs a
-        receipt). A row that does not read (an erased subject's receipt, a tampered table) is
-        passed over; None when nothing signed reads."""
+        """The `kid` of the newest signature kept here: the newest checkpoint's, or a consent
+        receipt's after it (only an auditor's request signs a checkpoint; every consent change
+        signs a receipt; a checkpoint over N events is signed after event N). A row that does not
+        read (an erased subject's receipt, a tampered one) is passed over; None when nothing
+        signed reads."""
         conn = self.data.reader()
-        found: list[tuple[int, bytes]] = []
         checkpoint = audit.latest_checkpoint(conn) if audit.checkpoints_readable(conn) else None
-        if checkpoint is not None and (kid := _protected_kid(checkpoint.jws.split(".")[0])):
-            found.append((checkpoint.tree_size, kid))
+        signed_at, kid = -1, None
+        if checkpoint is not None and checkpoint.sound:
+            signed_at, kid = checkpoint.tree_size, _protected_kid(checkpoint.jws.split(".")[0])
         for seq, subject_id, body in conn.execute(_NEWEST_RECEIPTS):
-            key = self.directory.by_subject_ids([subject_id]).get(subject_id)
-            if key is None:
-                continue
-            try:
-                parts = msgspec.json.decode(key.cipher.open(bytes(body), ledger.body_aad(seq, subject_id)))
-                kid = _protected_kid(parts["protected"])
-            except (DecryptionError, msgspec.DecodeError, KeyError, TypeError):
-                continue
-            if kid is not None:
-                found.append((seq, kid))
+            if seq <= signed_at:
                 break
-        return max(found)[1] if found else None
+            try:
+                key = self.directory.by_subject_ids([str(subject_id)]).get(str(subject_id))
+                if key is None:
+                    continue
+                parts = msgspec.json.decode(key.cipher.open(body, ledger.body_aad(seq, str(subject_id))))
+            except (DecryptionError, msgspec.DecodeError):
+                continue
+            if (receipt_kid := _protected_kid(_protected_segment(parts))) is not None:
+                return receipt_kid
+        return kid
 
     def _require_signing_key(self, *, record: bool) -> None:
         """Refuse (`KeyStoreError`) a key store whose signing key neither is nor retires the one
@@ -317,14 +319,26 @@ def _record_check(conn: Connection, name: str, value: bytes) -> None:
 
 # A live subject's device is looked for among the first hundred: an erasure's cleanup of
 # `gateway.db` may be pending (finished once the store is open), its devices still there.
+# Blobs cast as such, integers as integers: a row tampered with reads as something, or not at all.
 _TAGGED_DEVICES = (
-    "SELECT subject_id, device_id, platform, token, token_tag FROM devices "
+    "SELECT subject_id, device_id, platform, CAST(token AS BLOB), CAST(token_tag AS BLOB) FROM devices "
     "WHERE token_tag IS NOT NULL LIMIT 100"
 )
 _NEWEST_RECEIPTS = (
-    "SELECT seq, subject_id, body FROM ledger WHERE kind IN ('consent.given', 'consent.withdrawn') "
-    "AND body IS NOT NULL ORDER BY seq DESC LIMIT 100"
+    "SELECT seq, subject_id, CAST(body AS BLOB) FROM ledger WHERE typeof(seq) = 'integer' "
+    "AND kind IN ('consent.given', 'consent.withdrawn') AND body IS NOT NULL ORDER BY seq DESC LIMIT 100"
 )
+
+
+def _protected_segment(parts: object) -> object:
+    """A stored receipt's protected header segment: `SignedParts`, or the whole compact JWS
+    that receipts were kept as before it (`{"receipt", "jws"}`)."""
+    if not isinstance(parts, dict):
+        return None
+    if "protected" in parts:
+        return parts["protected"]
+    jws = parts.get("jws")
+    return jws.split(".")[0] if isinstance(jws, str) else None
 
 
 def _protected_kid(segment: object) -> bytes | None:

@@ -266,7 +266,9 @@ def test_a_new_signing_key_deployed_with_the_old_one_retired_is_taken(data_dir: 
         Store(data_dir, _keys(data_dir))
 
 
-def _as_before_key_checks(data: Path, *, checkpoint: bool = True) -> None:
+def _as_before_key_checks(
+    data: Path, *, checkpoint: bool = True, old_receipt: bool = False, checkpoint_kid: str | None = None
+) -> None:
     """A data dir as the version before `key_checks` left it, upgraded: an erased subject whose
     device a pending cleanup has not removed yet, a live subject with a device and a consent
     receipt signed with the signing key, a checkpoint signed with it too (or none: only an
@@ -277,7 +279,12 @@ def _as_before_key_checks(data: Path, *, checkpoint: bool = True) -> None:
         now, tags = datetime.now(UTC), store.device_tags
         gone, live = (store.directory.ensure(ref, now) for ref in ("ref_gone", "ref_1"))
         header = _b64(json.dumps({"alg": "EdDSA", "kid": keys.signing.kid}).encode())
-        receipt = json.dumps({"protected": header, "document": {}, "signature": "c2ln"}).encode()
+        receipt = json.dumps(
+            {"receipt": {}, "jws": f"{header}.e30.c2ln"}  # as receipts were kept before SignedParts
+            if old_receipt
+            else {"protected": header, "document": {}, "signature": "c2ln"}
+        ).encode()
+        signer = _b64(json.dumps({"alg": "EdDSA", "kid": checkpoint_kid or keys.signing.kid}).encode())
 
         def before(conn: Connection) -> None:
             for key, token in ((gone, "relay-0"), (live, "relay-1")):
@@ -287,8 +294,8 @@ def _as_before_key_checks(data: Path, *, checkpoint: bool = True) -> None:
             )
             if checkpoint:
                 conn.execute(
-                    "INSERT INTO checkpoints (tree_size, root_hash, at, jws) VALUES (1, X'00', ?, ?)",
-                    (now.isoformat(), f"{header}.e30.c2ln"),
+                    "INSERT INTO checkpoints (tree_size, root_hash, at, jws) VALUES (1, zeroblob(32), ?, ?)",
+                    (now.isoformat(), f"{signer}.e30.c2ln"),
                 )
 
         store.data.writer.run_sync(before)
@@ -302,17 +309,17 @@ def _as_before_key_checks(data: Path, *, checkpoint: bool = True) -> None:
         store.close()
 
 
-@pytest.mark.parametrize("checkpoint", [True, False])
+@pytest.mark.parametrize(("checkpoint", "old_receipt"), [(True, False), (False, False), (False, True)])
 @pytest.mark.parametrize("field", ["pseudonym_key", "signing_key"])
 def test_the_first_start_after_the_upgrade_checks_the_keys_against_what_is_there(
-    data_dir: Path, tmp_path: Path, field: str, checkpoint: bool
+    data_dir: Path, tmp_path: Path, field: str, checkpoint: bool, old_receipt: bool
 ) -> None:
     """With no key check kept yet, the first start trusted any key store and kept its keys: a
     wrong one started (every user a new subject; no receipt or checkpoint verifying), and the
     right one was refused after. A live subject's device tag tells the pseudonym key (an erased
     subject's, left for a pending cleanup, tells nothing), the newest checkpoint or consent
     receipt the signing key."""
-    _as_before_key_checks(data_dir, checkpoint=checkpoint)
+    _as_before_key_checks(data_dir, checkpoint=checkpoint, old_receipt=old_receipt)
     damaged = _damaged(data_dir, tmp_path / "damaged.json", field)
     with pytest.raises(KeyStoreError, match="pseudonym key" if field == "pseudonym_key" else "signing key"):
         Store(data_dir, damaged)
@@ -322,6 +329,14 @@ def test_the_first_start_after_the_upgrade_checks_the_keys_against_what_is_there
         assert kept == [("pseudonym_key",), ("signing_kid",)]
     finally:
         store.close()
+
+
+def test_a_checkpoint_over_the_newest_receipt_is_the_newer_signature(data_dir: Path) -> None:
+    """A checkpoint over N events is signed after event N: here by a key this store neither holds
+    nor retires, so the start is refused. Which signature counted was decided by the kids' order."""
+    _as_before_key_checks(data_dir, checkpoint_kid="-another-key")
+    with pytest.raises(KeyStoreError, match="neither is nor retires"):
+        Store(data_dir, _keys(data_dir))
 
 
 def test_a_dropped_checkpoints_table_does_not_stop_the_first_start_after_the_upgrade(data_dir: Path) -> None:
