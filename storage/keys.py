@@ -60,8 +60,13 @@ def _b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+def _unb64(text: str, field: str) -> bytes:
+    """The field is named when it does not decode: a key store holds half a dozen secrets, and
+    "Incorrect padding" alone left an operator to guess which one a stray character broke."""
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except ValueError:
+        raise ValueError(f"{field}: not base64url") from None
 
 
 class PublicSigningKey:
@@ -76,7 +81,7 @@ class PublicSigningKey:
     @classmethod
     def from_x(cls, x: str) -> PublicSigningKey:
         """From a JWK's `x` (base64url of the 32 raw bytes); ValueError if it is not one."""
-        return cls(Ed25519PublicKey.from_public_bytes(_exact_public(_unb64(x))))
+        return cls(Ed25519PublicKey.from_public_bytes(_exact_public(_unb64(x, "x"))))
 
     def jwk(self) -> dict[str, str]:
         return {"kty": "OKP", "crv": "Ed25519", "x": self.x, "kid": self.kid, "alg": "EdDSA", "use": "sig"}
@@ -97,16 +102,18 @@ class KeyStore:
         self._data = data
         self._seen = _stamp(path)
         self.keyring = Keyring(_keks(data), data.kek_active, reload=self._changed_keks)
-        self.pseudonym_key = _exact(_unb64(data.pseudonym_key), "pseudonym_key")
-        self.database_key = _exact(_unb64(data.database_key), "database_key")
-        self.directory_key = _exact(_unb64(data.directory_key), "directory_key")
+        self.pseudonym_key = _exact(_unb64(data.pseudonym_key, "pseudonym_key"), "pseudonym_key")
+        self.database_key = _exact(_unb64(data.database_key, "database_key"), "database_key")
+        self.directory_key = _exact(_unb64(data.directory_key, "directory_key"), "directory_key")
         if len(data.jwt_dev_secret) < 32:
             raise ValueError("jwt_dev_secret must be at least 32 characters")
         try:
             retired = tuple(PublicSigningKey.from_x(x) for x in data.retired_signing_keys)
         except ValueError as exc:
             raise ValueError(f"retired_signing_keys: {exc}") from None
-        self.signing = SigningKey(Ed25519PrivateKey.from_private_bytes(_unb64(data.signing_key)), retired)
+        self.signing = SigningKey(
+            Ed25519PrivateKey.from_private_bytes(_unb64(data.signing_key, "signing_key")), retired
+        )
         self.jwt_dev_secret = data.jwt_dev_secret
 
     @classmethod
@@ -185,7 +192,7 @@ def _next_kek_id(taken: Collection[str]) -> str:
 
 
 def _keks(data: _File) -> dict[str, bytes]:
-    return {kid: _unb64(key) for kid, key in data.kek.items()}
+    return {kid: _unb64(key, f"kek[{kid}]") for kid, key in data.kek.items()}
 
 
 def _stamp(path: Path) -> tuple[int, int] | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -193,6 +194,28 @@ def test_malformed_file_is_a_keystore_error(tmp_path: Path, mangle: Callable[[by
     KeyStore.create(path)
     path.write_bytes(mangle(path.read_bytes()))
     with pytest.raises(KeyStoreError, match="malformed"):
+        KeyStore.load(path)
+
+
+@pytest.mark.parametrize(
+    ("field", "named"),
+    [
+        ("pseudonym_key", "pseudonym_key"),
+        ("database_key", "database_key"),
+        ("directory_key", "directory_key"),
+        ("signing_key", "signing_key"),
+        ("kek", "kek[kek-1]"),
+    ],
+)
+def test_a_key_that_does_not_decode_is_named(tmp_path: Path, field: str, named: str) -> None:
+    """Every damaged key was "malformed: Incorrect padding", the operator left to guess which."""
+    path = tmp_path / "keys.json"
+    KeyStore.create(path)
+    stored = json.loads(path.read_text())
+    holder, name = (stored["kek"], "kek-1") if field == "kek" else (stored, field)
+    holder[name] = "*" + holder[name]  # one character no base64 has: one too many for its padding
+    path.write_text(json.dumps(stored))
+    with pytest.raises(KeyStoreError, match=rf"malformed: {re.escape(named)}: not base64url"):
         KeyStore.load(path)
 
 
