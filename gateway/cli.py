@@ -211,8 +211,7 @@ def _serve(settings: Settings) -> int:
         # In the fragment: the browser never sends it, so the token stays out of request logs.
         lines.append(f"  preferences: {base}/preferences#token={token}")
     lines.append(f"  auditor:     {base}/audit/")
-    scopes = "--scope pushes:write campaigns:write"
-    lines.append(f"  an API key: {_program()} keys create --name marketing {scopes}")
+    lines.append(f"  an API key: {_key_command(settings)}")
     print("\n".join(lines), file=sys.stderr, flush=True)
     uvicorn.run(
         create_app(settings), host=settings.host, port=settings.port, log_config=None, access_log=False
@@ -234,6 +233,19 @@ def _check_listen(host: str, port: int) -> None:
             setting = "port" if exc.errno in (errno.EADDRINUSE, errno.EACCES) else "host"
             why = exc.strerror or str(exc)
             raise SettingsError(f"cannot listen on {host} port {port}: {why}", setting=setting) from None
+
+
+def _key_command(settings: Settings) -> str:
+    """`keys create` for this gateway, as it can be pasted into another shell: the data dir and
+    key store this server was given by flag or environment are said, or the key was made in
+    whatever `./data` the pasting shell had, and this server answered it 401."""
+    store = settings.keystore_file
+    env = f"CGW_KEYSTORE_FILE={shlex.quote(str(store.resolve()))} " if store is not None else ""
+    data_dir = shlex.quote(str(settings.data_dir.resolve()))
+    return (
+        f"{env}{_program()} keys create --data-dir {data_dir} --name marketing "
+        "--scope pushes:write campaigns:write"
+    )
 
 
 def _program() -> str:
@@ -417,7 +429,12 @@ def _existing_store(settings: Settings, *, signs: bool = False) -> tuple[KeyStor
 
 
 def _moment(text: str) -> datetime:
-    moment = datetime.fromisoformat(text)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an RFC 3339 time; e.g. 2026-11-23T10:00:00Z"
+        ) from None
     if moment.tzinfo is None:
         raise argparse.ArgumentTypeError(f"{text!r} has no offset; e.g. 2026-11-23T10:00:00Z")
     return moment

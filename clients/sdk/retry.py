@@ -19,6 +19,7 @@ provider clients. Attempts and total time are both bounded.
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Callable
@@ -52,8 +53,13 @@ class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
     def __post_init__(self) -> None:
         if self.attempts < 1:
             raise ValueError("attempts: at least 1 (the first try)")
-        if min(self.base_delay, self.max_delay, self.deadline) < 0:
-            raise ValueError("base_delay, max_delay and deadline cannot be negative")
+        for name in ("base_delay", "max_delay", "deadline"):
+            # NaN passes every comparison: it failed in `time.sleep` after the first try was sent.
+            value = getattr(self, name)
+            if math.isnan(value) or value < 0:
+                raise ValueError(f"{name}: a number of seconds, not negative")
+        if math.isinf(self.base_delay):
+            raise ValueError("base_delay: a finite number of seconds")
 
     def start(self, safety: Safety) -> Attempts:
         return Attempts(self, safety, time.monotonic, random.random)

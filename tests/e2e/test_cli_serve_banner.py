@@ -78,14 +78,23 @@ def test_an_ipv6_host_is_bracketed_in_the_urls(tmp_path: Path) -> None:
 
 def test_the_banner_s_api_key_command_runs_as_pasted(tmp_path: Path) -> None:
     """It said `consent-gateway keys create ...`, which is not on the PATH of someone who ran
-    `make run` (it starts `.venv/bin/consent-gateway`): pasted, it was 'command not found'."""
+    `make run` (it starts `.venv/bin/consent-gateway`): pasted, it was 'command not found'. Then
+    it named no data dir: pasted in another shell it made the key in that shell's `./data`, and
+    this server answered the key 401."""
     with serve_process(tmp_path / "data", tmp_path / "server.stderr", {}) as server:
         line = _banner(server.stderr())[-1]
         command = line.removeprefix(BANNER_END).strip()
         server.stop()
-    made = subprocess.run(  # noqa: S602 - the banner's line, run as a person pasting it would
-        command, shell=True, env={"CGW_DATA_DIR": str(tmp_path / "data"), "PATH": "/usr/bin:/bin"},
+    made = subprocess.run(  # noqa: S602 - the banner's line, pasted into a shell without CGW_DATA_DIR
+        command, shell=True, env={"PATH": "/usr/bin:/bin"},
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert made.returncode == 0, (command, made.stderr)
     assert made.stdout.startswith("cgw_")
+    listed = subprocess.run(
+        [CLI, "keys", "list", "--data-dir", str(tmp_path / "data")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "marketing" in listed.stdout, listed

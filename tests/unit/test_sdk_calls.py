@@ -4,6 +4,7 @@ call is needed, httpx's MockTransport standing in for the gateway."""
 from __future__ import annotations
 
 import asyncio
+import math
 import pickle
 from typing import Any
 
@@ -87,6 +88,18 @@ def test_calls_that_could_happen_twice_are_retried_only_when_never_sent() -> Non
 def test_a_policy_needs_a_first_try() -> None:
     with pytest.raises(ValueError, match="attempts"):
         RetryPolicy(attempts=0)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("base_delay", math.nan), ("max_delay", math.nan), ("deadline", math.nan), ("base_delay", math.inf),
+     ("deadline", -1.0)],
+)  # fmt: skip
+def test_a_policy_refuses_delays_it_cannot_wait(field: str, value: float) -> None:
+    """NaN passed the check for negatives and failed in `time.sleep` after the first try was
+    sent (or, as the deadline, turned the deadline off)."""
+    with pytest.raises(ValueError, match=field):
+        RetryPolicy(**{field: value})
 
 
 def test_a_huge_attempt_count_does_not_overflow_the_backoff() -> None:
