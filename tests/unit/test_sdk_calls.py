@@ -99,7 +99,7 @@ def test_a_policy_refuses_delays_it_cannot_wait(field: str, value: float) -> Non
     """NaN passed the check for negatives and failed in `time.sleep` after the first try was
     sent (or, as the deadline, turned the deadline off)."""
     with pytest.raises(ValueError, match=field):
-        RetryPolicy(**{field: value})
+        RetryPolicy(**{field: value})  # type: ignore[arg-type]  # floats, and `attempts` is not among them
 
 
 def test_a_huge_attempt_count_does_not_overflow_the_backoff() -> None:
