@@ -581,6 +581,21 @@ def _active_devices_not_disabled(db: sqlite_utils.Database) -> None:
     db.execute("UPDATE devices SET disabled_at = NULL WHERE status = 'active' AND disabled_at IS NOT NULL")
 
 
+def _opted_out(db: sqlite_utils.Database) -> None:
+    # A campaign's opt-outs were counted from the subjects' consents as they are now: an erasure
+    # (which deletes them) or a later grant took back an opt-out already counted, and an A/B
+    # comparison changed after the fact. A push now keeps it. Those taken back before this
+    # migration cannot be told apart any more; the ones the consents still show are kept.
+    db.execute("ALTER TABLE pushes ADD COLUMN opted_out INTEGER NOT NULL DEFAULT 0")
+    db.execute(
+        "UPDATE pushes SET opted_out = 1 WHERE campaign_id IS NOT NULL AND status = 'delivered' "
+        "AND EXISTS (SELECT 1 FROM consents c WHERE c.subject_id = pushes.subject_id "
+        "AND c.purpose = 'marketing' AND c.granted = 0 AND c.updated_at > coalesce(("
+        "SELECT min(d.updated_at) FROM deliveries d "
+        "WHERE d.push_id = pushes.push_id AND d.status = 'delivered'), pushes.updated_at))"
+    )
+
+
 DATA_MIGRATIONS: list[Migration] = [
     ("0001_core", _core),
     ("0002_policy", _policy),
@@ -604,6 +619,7 @@ DATA_MIGRATIONS: list[Migration] = [
     ("0020_forget_settings_of_the_erased", _forget_settings_of_the_erased),
     ("0021_ascii_quiet_times", _ascii_quiet_times),
     ("0022_active_devices_not_disabled", _active_devices_not_disabled),
+    ("0023_opted_out", _opted_out),
 ]
 DIRECTORY_MIGRATIONS: list[Migration] = [
     ("0001_directory", _directory),

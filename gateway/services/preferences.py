@@ -40,7 +40,7 @@ from policies.settings import PolicySettings, quiet_window_minutes
 from storage import ledger
 from storage.db import Connection
 from storage.directory import SubjectKey
-from storage.repositories import complaints, consents, locations, preferences
+from storage.repositories import complaints, consents, locations, preferences, pushes
 from storage.repositories.complaints import Mute
 from storage.repositories.consents import ConsentRow
 from storage.repositories.preferences import PreferenceDoc
@@ -209,6 +209,8 @@ class PreferenceCenter:
         consents.put(conn, key.subject_id, purpose, granted, notice_version, now)
         if purpose == "location" and not granted:
             locations.delete(conn, key.subject_id)
+        if purpose == "marketing" and not granted:
+            pushes.mark_opted_out(conn, key.subject_id)
         ledger.append(
             conn, at=now, subject=key, kind=f"consent.{receipt.state}", actor=actor, source=source,
             purpose=purpose, notice_version=notice_version, content=msgspec.json.encode(signed),

@@ -1,9 +1,10 @@
 """Campaign statistics per variant, and the A/B verdict on a chosen rate.
 
 Rates are over deliveries, so each counts delivered pushes only (complaints too, though a
-user may complain about a push not yet delivered). "Opted out after receipt" counts recipients
-whose marketing consent was withdrawn after the push first reached one of their devices (topic
-switches live in the sealed preference document and are not counted).
+user may complain about a push not yet delivered). "Opted out after receipt" counts delivered
+pushes whose recipient withdrew marketing consent after the push first reached one of their
+devices, even if they gave it again or erased their data since (topic switches live in the
+sealed preference document and are not counted).
 """
 
 from __future__ import annotations
@@ -30,21 +31,12 @@ _RATE_OF: dict[str, str] = {
     "opt_out_rate": "opted_out_after_receipt",
 }
 _SIGNIFICANCE = 0.05
-# Receipt is when the push first reached a device: the earliest of its `delivered` deliveries (a
-# delivered row is never updated again, so its `updated_at` is that time). The push row's own
-# `updated_at` is its last change, minutes later when another device was still being retried,
-# and a withdrawal in between went uncounted. Pushes delivered with no delivery rows (before
-# per-device records were kept) fall back to it. The subquery is a lookup by push_id on the
-# deliveries primary key (push_id, device_id), made only for a delivered push of the campaign
-# whose subject has withdrawn. Pushes are counted, not people, as `delivered` is: the rate is
-# over deliveries, and a variant sending three pushes a person looked three times better by it.
+# Pushes are counted, not people, as `delivered` is: the rate is over deliveries, and a variant
+# sending three pushes a person looked three times better by it. Marked on the push when the
+# withdrawal is written (`pushes.mark_opted_out`), so an erasure or a later grant takes none back.
 _OPTED_OUT_AFTER_RECEIPT = (
-    "SELECT coalesce(p.variant, ?), count(*) FROM pushes p JOIN consents c "
-    "ON c.subject_id = p.subject_id AND c.purpose = 'marketing' "
-    "WHERE p.campaign_id = ? AND p.status = 'delivered' AND c.granted = 0 "
-    "AND c.updated_at > coalesce(("
-    "SELECT min(d.updated_at) FROM deliveries d WHERE d.push_id = p.push_id AND d.status = 'delivered'"
-    "), p.updated_at) GROUP BY 1"
+    "SELECT coalesce(variant, ?), count(*) FROM pushes "
+    "WHERE campaign_id = ? AND status = 'delivered' AND opted_out = 1 GROUP BY 1"
 )
 
 

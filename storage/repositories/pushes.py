@@ -32,6 +32,7 @@ __all__ = [
     "insert_many",
     "insertion_order",
     "list_for_subject",
+    "mark_opted_out",
     "new_push_id",
     "set_statuses",
 ]
@@ -179,6 +180,20 @@ def all_for_subject(conn: Connection, subject_id: str) -> list[PushRow]:
         (subject_id,),
     )
     return [_row(r) for r in rows]
+
+
+def mark_opted_out(conn: Connection, subject_id: str) -> None:
+    """The subject's campaign pushes that have reached them count, for good, as opted out after
+    receipt: the withdrawal is being written. (A push still sending with one device reached is
+    marked too; the campaign counts it once it ends delivered, which it does.) Kept on the push,
+    not read from the consents later: an erasure deletes those and a new grant overwrites them,
+    and a campaign's opt-outs must not fall after the fact."""
+    conn.execute(
+        "UPDATE pushes SET opted_out = 1 WHERE subject_id = ? AND campaign_id IS NOT NULL AND opted_out = 0 "
+        "AND (status = 'delivered' OR (status = 'sending' AND EXISTS ("
+        "SELECT 1 FROM deliveries d WHERE d.push_id = pushes.push_id AND d.status = 'delivered')))",
+        (subject_id,),
+    )
 
 
 class StatusChange(msgspec.Struct, frozen=True, kw_only=True, gc=False):

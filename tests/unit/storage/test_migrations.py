@@ -320,8 +320,46 @@ def test_devices_active_again_lose_the_time_they_came_back_as_disabled_at(tmp_pa
         )
     conn.execute("COMMIT")
 
-    assert migrate(conn, DATA_MIGRATIONS) == ["0022_active_devices_not_disabled"]
+    assert migrate(conn, DATA_MIGRATIONS)[0] == "0022_active_devices_not_disabled"
 
     found = dict(conn.execute("SELECT device_id, disabled_at FROM devices").fetchall())
     assert found == {"dev_back": None, "dev_off": (NOW + timedelta(hours=1)).isoformat()}
+    conn.close()
+
+
+def test_opt_outs_the_consents_still_show_are_kept_on_their_pushes(tmp_path: Path) -> None:
+    """Counted from the consents as they are until 0023: the opt-outs they still show are marked
+    on the campaign's delivered pushes, which keep them from then on."""
+    conn = connect(tmp_path / "gateway.db", secrets.token_bytes(32))
+    migrate(conn, [m for m in DATA_MIGRATIONS if m[0] < "0023"])
+    at = NOW.isoformat
+    later = (NOW + timedelta(hours=1)).isoformat()
+    conn.execute("BEGIN")
+    pushes = (  # push, subject, campaign, status, updated_at
+        ("psh_left", "s_left", "cmp_1", "delivered", at()),  # withdrew after it came: counted
+        ("psh_before", "s_before", "cmp_1", "delivered", later),  # withdrew before it came
+        ("psh_stays", "s_stays", "cmp_1", "delivered", at()),  # still consents
+        ("psh_other", "s_left", None, "delivered", at()),  # not a campaign's
+        ("psh_stopped", "s_left", "cmp_1", "rejected", at()),  # never delivered
+    )
+    for push_id, subject_id, campaign_id, status, updated in pushes:
+        conn.execute(
+            "INSERT INTO pushes (push_id, key_id, idempotency_key, fingerprint, subject_id, topic, "
+            "campaign_id, outcome, status, reasons, allowed_by, expires_at, created_at, updated_at, "
+            "policy_version) "
+            "VALUES (?, 'k', ?, X'00', ?, 'promotions', ?, 'queued', ?, '[]', '[]', ?, ?, ?, 1)",
+            (push_id, push_id, subject_id, campaign_id, status, later, at(), updated),
+        )
+    for subject_id, granted in (("s_left", 0), ("s_before", 0), ("s_stays", 1)):
+        conn.execute(
+            "INSERT INTO consents (subject_id, purpose, granted, notice_version, updated_at) "
+            "VALUES (?, 'marketing', ?, 'v1', ?)",
+            (subject_id, granted, (NOW + timedelta(minutes=30)).isoformat()),
+        )
+    conn.execute("COMMIT")
+
+    assert migrate(conn, DATA_MIGRATIONS) == ["0023_opted_out"]
+
+    marked = dict(conn.execute("SELECT push_id, opted_out FROM pushes").fetchall())
+    assert marked == {"psh_left": 1, "psh_before": 0, "psh_stays": 0, "psh_other": 0, "psh_stopped": 0}
     conn.close()
