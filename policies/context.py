@@ -25,7 +25,8 @@ class PushRequest(msgspec.Struct, frozen=True, kw_only=True, gc=False):
 
 class Scheduled(msgspec.Struct, frozen=True, gc=False):
     """A marketing push already accepted for this subject (queued, deferred, sending or delivered).
-    `waiting`: queued or deferred, so dispatch decides it again before it goes."""
+    `waiting`: dispatch decides it again before it goes: queued, deferred, or sending with no
+    device reached and no worker holding it (waiting out a retry's backoff)."""
 
     at: datetime
     topic: str

@@ -71,13 +71,15 @@ def load_many(
         ):
             device_counts[sid] = int(count)
         of_campaigns: list[tuple[str, Scheduled, str, int]] = []
-        for sid, at, topic, status, campaign_id, rowid in conn.execute(
-            "SELECT subject_id, planned_at, topic, status, campaign_id, rowid FROM pushes "  # noqa: S608
+        rows = conn.execute(
+            "SELECT subject_id, planned_at, topic, status, campaign_id, rowid, push_id FROM pushes "  # noqa: S608
             f"WHERE subject_id IN ({marks}) AND planned_at >= ? AND planned_at <= ? "
             f"AND topic != 'transactional' AND status IN ({','.join('?' * len(ACCEPTED))})",
             (*ids, start, end, *ACCEPTED),
-        ):
-            item = Scheduled(datetime.fromisoformat(at), topic, status in WAITING)
+        ).fetchall()
+        retrying = _retrying(conn, [r[6] for r in rows if r[3] == "sending"], now)
+        for sid, at, topic, status, campaign_id, rowid, push_id in rows:
+            item = Scheduled(datetime.fromisoformat(at), topic, status in WAITING or push_id in retrying)
             if item.waiting and campaign_id is not None:
                 of_campaigns.append((sid, item, campaign_id, rowid))
             else:
@@ -112,3 +114,22 @@ def load_many(
             scheduled=tuple(planned.get(sid, ())),
         )
     return states
+
+
+def _retrying(conn: Connection, sending: list[str], now: datetime) -> set[str]:
+    """The `sending` pushes among these that no device has and no worker holds: waiting out a
+    retry's backoff, they are decided again when next claimed, as queued ones are, so they are
+    waiting too (a pause or a topic switched off since stops them then). Rare, so asked apart."""
+    found: set[str] = set()
+    stamp = now.isoformat()
+    for marks, chunk in in_chunks(sending):
+        found.update(
+            str(r[0])
+            for r in conn.execute(
+                f"SELECT o.push_id FROM outbox o WHERE o.push_id IN ({marks}) "  # noqa: S608
+                "AND (o.lease_owner IS NULL OR o.lease_until < ?) AND NOT EXISTS (SELECT 1 FROM deliveries d "
+                "WHERE d.push_id = o.push_id AND d.status = 'delivered')",
+                (*chunk, stamp),
+            )
+        )
+    return found

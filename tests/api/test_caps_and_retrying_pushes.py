@@ -1,0 +1,140 @@
+"""A push waiting out a retry's backoff — `sending`, no device has it, no worker holds it — is
+decided again at its next claim, as a queued push is, so one that claim is sure to stop holds no
+place in the user's caps. It did: a campaign push the provider asked to retry, its campaign then
+paused and resumed (or its topic switched off), took the day's marketing push, and the push sent
+after the resume was refused `frequency_capped`; at its next claim the first was stopped, and the
+user got nothing. A push that reached one device is the user's and still counts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from conftest import FakeClock, Headers
+from litestar import Litestar
+from litestar.testing import TestClient
+from support import Scripted
+
+from gateway.runtime import Runtime
+from gateway.services.dispatch import Dispatcher
+
+Client = TestClient[Litestar]
+Json = dict[str, Any]
+KeyHeaders = Callable[..., Headers]
+
+
+def _onboard(client: Client, as_user: Callable[[str], Headers], *devices: str) -> Headers:
+    headers = as_user("kiri")
+    body = {"granted": True, "notice_version": "v1"}
+    assert client.put("/v1/me/consents/marketing", json=body, headers=headers).status_code == 200
+    for platform in devices:
+        device = {"platform": platform, "token": f"{platform}-device-0001"}
+        assert client.post("/v1/me/devices", json=device, headers=headers).status_code == 201
+    return headers
+
+
+def _push(
+    client: Client, key: Headers, idempotency_key: str, topic: str = "promotions", **fields: Any
+) -> Json:
+    body = {
+        "idempotency_key": idempotency_key,
+        "user_id": "kiri",
+        "topic": topic,
+        "title": "Sale",
+        "body": "Today",
+    }
+    answer = client.post("/v1/pushes", json=body | fields, headers=key)
+    assert answer.status_code == 200, answer.text
+    result: Json = answer.json()
+    return result
+
+
+def _dispatch(client: Client, runtime: Runtime, **answers: str) -> int:
+    adapters = {platform: Scripted(platform, status) for platform, status in answers.items()}  # type: ignore[arg-type]
+    rt = runtime
+    dispatcher = Dispatcher(rt.store, rt.clock, rt.settings, rt.policy, rt.metrics, adapters)
+    claimed: int = client.blocking_portal.call(dispatcher.run_once, "test-worker", 100)
+    return claimed
+
+
+def _status(client: Client, key: Headers, push_id: str) -> str:
+    status: str = client.get(f"/v1/pushes/{push_id}", headers=key).json()["status"]
+    return status
+
+
+def test_a_retrying_push_of_a_campaign_paused_since_holds_no_cap(
+    client: Client, runtime: Runtime, clock: FakeClock, as_user: Callable[[str], Headers], as_key: KeyHeaders
+) -> None:
+    writer, key = as_key("campaigns:write"), as_key("pushes:write", "campaigns:read")
+    campaign = client.post("/v1/campaigns", json={"name": "Winter", "topic": "promotions"}, headers=writer)
+    cid = campaign.json()["campaign_id"]
+    _onboard(client, as_user, "fcm")
+    first = _push(client, key, "k1", campaign_id=cid)
+    assert _dispatch(client, runtime, fcm="retry") == 1
+    assert _status(client, key, first["push_id"]) == "sending"
+    clock.advance(minutes=1)
+    assert client.post(f"/v1/campaigns/{cid}/pause", headers=writer).status_code == 200
+    assert client.post(f"/v1/campaigns/{cid}/resume", headers=writer).status_code == 200
+
+    again = _push(client, key, "k2", campaign_id=cid)
+
+    assert again["outcome"] == "queued", again
+
+
+def test_a_retrying_push_of_a_topic_switched_off_since_holds_no_cap(
+    client: Client, runtime: Runtime, clock: FakeClock, as_user: Callable[[str], Headers], as_key: KeyHeaders
+) -> None:
+    key = as_key("pushes:write", "campaigns:read")
+    user = _onboard(client, as_user, "fcm")
+    first = _push(client, key, "k1")
+    assert _dispatch(client, runtime, fcm="retry") == 1
+    assert _status(client, key, first["push_id"]) == "sending"
+    off = {"topics": {"promotions": False}}
+    assert client.patch("/v1/me/preferences", json=off, headers=user).status_code == 200
+
+    other = _push(client, key, "k2", topic="flash_sales")
+
+    assert other["outcome"] == "queued", other
+
+
+def test_a_retrying_push_a_device_already_has_still_counts(
+    client: Client, runtime: Runtime, clock: FakeClock, as_user: Callable[[str], Headers], as_key: KeyHeaders
+) -> None:
+    """Delivered to the phone, retried to the relay: the user has it, so the caps count it
+    whatever the user changed since."""
+    key = as_key("pushes:write", "campaigns:read")
+    user = _onboard(client, as_user, "fcm", "webhook")
+    first = _push(client, key, "k1")
+    assert _dispatch(client, runtime, fcm="delivered", webhook="retry") == 1
+    assert _status(client, key, first["push_id"]) == "sending"
+    off = {"topics": {"promotions": False}}
+    assert client.patch("/v1/me/preferences", json=off, headers=user).status_code == 200
+
+    other = _push(client, key, "k2", topic="flash_sales")
+
+    assert other["outcome"] == "rejected", other
+    assert {r["code"] for r in other["reasons"]} == {"frequency_capped"}, other
+
+
+def test_a_push_being_sent_now_still_counts(
+    client: Client, runtime: Runtime, clock: FakeClock, as_user: Callable[[str], Headers], as_key: KeyHeaders
+) -> None:
+    """A worker holds it: it may reach the user any moment, so it counts."""
+    key = as_key("pushes:write", "campaigns:read")
+    user = _onboard(client, as_user, "fcm")
+    first = _push(client, key, "k1")
+    assert _dispatch(client, runtime, fcm="retry") == 1
+    conn = runtime.store.data.writer
+    until = (clock.now.replace(year=clock.now.year + 1)).isoformat()
+    conn.run_sync(
+        lambda c: c.execute(
+            "UPDATE outbox SET lease_owner = 'another-worker', lease_until = ? WHERE push_id = ?",
+            (until, first["push_id"]),
+        )
+    )
+    off = {"topics": {"promotions": False}}
+    assert client.patch("/v1/me/preferences", json=off, headers=user).status_code == 200
+
+    other = _push(client, key, "k2", topic="flash_sales")
+
+    assert other["outcome"] == "rejected", other
