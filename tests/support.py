@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import logging
 import signal
@@ -299,6 +300,12 @@ def serve_process(data_dir: Path, stderr_file: Path, settings: dict[str, str]) -
             process.wait(timeout=STOP_SECONDS)
 
 
+def apns_token(seed: str) -> str:
+    """A device token APNs would take (64 hex digits, as Apple gives them), one for each seed: the
+    gateway refuses an `apns` token that is not hex, as its adapter would never send it."""
+    return hashlib.sha256(seed.encode()).hexdigest()
+
+
 def audience(client: TestClient[Litestar], runtime: Runtime, prefix: str, n: int) -> list[str]:
     """n users with marketing consent and one device each, set up through the same services the
     preference center calls, in one hop onto the app's loop (HTTP per user is the slow part)."""
@@ -309,7 +316,7 @@ def audience(client: TestClient[Litestar], runtime: Runtime, prefix: str, n: int
             ref = runtime.store.pseudonyms.subject_ref(user)
             consent = ConsentUpdate(granted=True, notice_version="v1")
             await runtime.preferences.set_consent(ref, "marketing", consent, actor="test", source="test")
-            await runtime.devices.register(ref, DeviceCreate(platform="apns", token=f"apns-token-{user}"))
+            await runtime.devices.register(ref, DeviceCreate(platform="apns", token=apns_token(user)))
 
     client.blocking_portal.call(setup)
     return users

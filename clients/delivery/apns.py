@@ -33,7 +33,7 @@ from clients.delivery.base import (
     provider_code,
 )  # fmt: skip
 
-__all__ = ["APNS_ID_NAMESPACE", "ApnsAdapter", "ApnsConfig", "apns_id"]
+__all__ = ["APNS_ID_NAMESPACE", "ApnsAdapter", "ApnsConfig", "apns_id", "device_token_valid"]
 
 APNS_ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:consent-gateway:apns-id")
 _JWT_REUSE = 50 * 60
@@ -54,6 +54,12 @@ class ApnsConfig(msgspec.Struct, frozen=True, kw_only=True):
 
 class _ErrorBody(msgspec.Struct):
     reason: str | None = None
+
+
+def device_token_valid(token: str) -> bool:
+    """The device token APNs gave the app, in hex (16 to 200 hex digits): it goes into the URL
+    path, so anything else is never sent. Registration refuses the rest with this same rule."""
+    return _DEVICE_TOKEN.fullmatch(token) is not None
 
 
 def apns_id(idempotency_key: str) -> str:
@@ -89,8 +95,9 @@ class ApnsAdapter:
         self._jwt_iat = 0.0
 
     async def send(self, message: DeliveryMessage) -> DeliveryResult:
-        if not _DEVICE_TOKEN.fullmatch(message.token):
-            # It goes into the URL path: anything but hex is not an APNs token.
+        if not device_token_valid(message.token):
+            # It goes into the URL path: anything but hex is not an APNs token. Registration
+            # refuses one now, but a row kept from before may still hold one.
             return DeliveryResult(
                 status="invalid_token", provider_code="MalformedToken", asked_provider=False
             )

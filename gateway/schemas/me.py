@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
+from clients.delivery.apns import device_token_valid
 from clients.delivery.webpush import push_service_origin, subscription_keys_valid
 from gateway.schemas.complaints import ComplaintRead
 from gateway.schemas.pushes import WireReason
@@ -239,6 +240,12 @@ class DeviceCreate(msgspec.Struct, forbid_unknown_fields=True):
     def __post_init__(self) -> None:
         if self.platform == "webpush":
             self.token = _canonical_webpush(self.token)
+        elif self.platform == "apns" and not device_token_valid(self.token):
+            # The adapter's own rule: a token it would never send is refused here, not found at
+            # the first push and the device disabled then.
+            raise ValueError(
+                "token: an apns token is the device token APNs gave the app, in hex (16 to 200 hex digits)"
+            )
         elif not _one_word(self.token):
             raise ValueError("token: device tokens are printable characters with no white space")
 

@@ -55,7 +55,8 @@ def user_with(client: Client, headers: Headers, *platforms: str) -> None:
     consent(client, headers, granted=True)
     for platform in platforms:
         # A token of this user's own: one registered by another user is no longer theirs.
-        device = {"platform": platform, "token": f"{platform}-token-{secrets.token_hex(4)}"}
+        token = secrets.token_hex(32) if platform == "apns" else f"{platform}-token-{secrets.token_hex(4)}"
+        device = {"platform": platform, "token": token}
         assert client.post("/v1/me/devices", json=device, headers=headers).status_code == 201
 
 

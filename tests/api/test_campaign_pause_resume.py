@@ -16,7 +16,7 @@ import pytest
 from conftest import FakeClock, Headers
 from litestar import Litestar
 from litestar.testing import TestClient
-from support import Scripted, assert_problem
+from support import Scripted, apns_token, assert_problem
 from test_erasure_crash import gateway
 from test_erasure_crash import user as user_token
 
@@ -47,7 +47,7 @@ def onboard(client: Client, as_user: UserHeaders, user_id: str) -> Headers:
     headers = as_user(user_id)
     body = {"granted": True, "notice_version": "v1"}
     assert client.put("/v1/me/consents/marketing", json=body, headers=headers).status_code == 200
-    device = {"platform": "apns", "token": f"apns-token-{user_id}"}
+    device = {"platform": "apns", "token": apns_token(user_id)}
     assert client.post("/v1/me/devices", json=device, headers=headers).status_code == 201
     return headers
 

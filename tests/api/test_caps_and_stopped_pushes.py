@@ -15,6 +15,7 @@ from typing import Any
 from conftest import FakeClock, Headers
 from litestar import Litestar
 from litestar.testing import TestClient
+from support import apns_token
 
 from gateway.runtime import Runtime
 
@@ -28,7 +29,7 @@ def _onboard(client: Client, as_user: Callable[[str], Headers]) -> Headers:
     headers = as_user("kiri")
     body = {"granted": True, "notice_version": "v1"}
     assert client.put("/v1/me/consents/marketing", json=body, headers=headers).status_code == 200
-    device = {"platform": "apns", "token": "apns-token-kiri"}
+    device = {"platform": "apns", "token": apns_token("kiri")}
     assert client.post("/v1/me/devices", json=device, headers=headers).status_code == 201
     zone = {"timezone": "Pacific/Auckland"}
     assert client.patch("/v1/me/preferences", json=zone, headers=headers).status_code == 200

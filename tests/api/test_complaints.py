@@ -17,7 +17,7 @@ import pytest
 from conftest import FIXED_NOW, FakeClock, Headers
 from litestar import Litestar
 from litestar.testing import TestClient
-from support import assert_problem, audience, readers, scan_bytes, scan_tables
+from support import apns_token, assert_problem, audience, readers, scan_bytes, scan_tables
 
 from gateway.runtime import Runtime
 from storage import ledger
@@ -45,7 +45,7 @@ def onboard(client: Client, as_user: UserHeaders, user_id: str, *, consent: bool
     if consent:
         body = {"granted": True, "notice_version": "v1"}
         assert client.put("/v1/me/consents/marketing", json=body, headers=headers).status_code == 200
-    device = {"platform": "apns", "token": f"apns-token-{user_id}"}
+    device = {"platform": "apns", "token": apns_token(user_id)}
     assert client.post("/v1/me/devices", json=device, headers=headers).status_code == 201
     return headers
 

@@ -25,7 +25,7 @@ import pytest
 from conftest import FakeClock, Headers
 from litestar import Litestar
 from litestar.testing import TestClient
-from support import Scripted
+from support import Scripted, apns_token
 
 from clients.delivery import DeliveryMessage, DeliveryResult
 from gateway.runtime import Runtime
@@ -58,10 +58,10 @@ class World:
     def user(self, user_id: str, *platforms: str, **prefs: Any) -> None:
         self.consent(user_id, granted=True)
         for platform in platforms:
+            token = apns_token(user_id) if platform == "apns" else f"{platform}-token-{user_id}-x1y2"
             answer = self.client.post(
-                "/v1/me/devices", json={"platform": platform, "token": f"{platform}-token-{user_id}-x1y2"},
-                headers=self.as_user(user_id),
-            )  # fmt: skip
+                "/v1/me/devices", json={"platform": platform, "token": token}, headers=self.as_user(user_id)
+            )
             assert answer.status_code == 201, answer.text
         if prefs:
             self.prefs(user_id, **prefs)

@@ -16,7 +16,7 @@ import pytest
 from conftest import FakeClock, Headers
 from litestar import Litestar
 from litestar.testing import TestClient
-from support import assert_problem, audience
+from support import apns_token, assert_problem, audience
 
 from gateway.runtime import Runtime
 
@@ -42,7 +42,7 @@ def onboard(
     if consent:
         body = {"granted": True, "notice_version": "v1"}
         assert client.put("/v1/me/consents/marketing", json=body, headers=headers).status_code == 200
-    device = {"platform": "apns", "token": f"apns-token-{user_id}"}
+    device = {"platform": "apns", "token": apns_token(user_id)}
     assert client.post("/v1/me/devices", json=device, headers=headers).status_code == 201
     if prefs:
         assert client.patch("/v1/me/preferences", json=prefs, headers=headers).status_code == 200

@@ -32,7 +32,8 @@ DEVICE_ID = re.compile(r"^dev_[0-9a-f]{24}$")
 MARK = "Zq7DEVMARK"  # unique marker inside every fake token, for byte scans and leak checks
 
 FCM = f"fcm:APA91bH{MARK}fcm0001-k3Yt8pLq2Xw9sVn4"
-APNS = f"7f3a1c9e{MARK}0a6b2d4f8e1c3a5b7d9f0e2c4a6b8d0f1e3c5a7b9d1f3e5a"
+# An APNs token is hex digits only, so its marker is too.
+APNS = f"7f3a1c9e{MARK.encode().hex()}0a6b2d4f8e1c3a5b7d9f0e2c4a6b8d0f1e3c5a7b9d1f3e5a"
 WEBHOOK = f"relay-{MARK}-wallet-device-42"
 WEBPUSH = json.dumps(
     {
@@ -340,6 +341,43 @@ def test_bad_device_registrations_are_refused_naming_the_field(
     assert snapshot(client, runtime, headers) == before
 
 
+BAD_APNS = {
+    "not hex": f"{MARK}-not-hex-at-all",
+    "too short": "0123456789abcde",  # 15 hex digits
+    "too long": "a" * 201,
+}
+
+
+@pytest.mark.parametrize("token", list(BAD_APNS.values()), ids=list(BAD_APNS))
+def test_an_apns_token_the_adapter_would_never_send_is_refused_at_registration(
+    client: Client, runtime: Runtime, as_user: AsUser, token: str
+) -> None:
+    """Regression: a token that is not 16 to 200 hex digits was taken (201), and the APNs adapter
+    disabled the device at its first push (`MalformedToken`) without asking Apple."""
+    headers = as_user(ALICE)
+    register(client, headers, "fcm", FCM)
+    before = snapshot(client, runtime, headers)
+
+    response = client.post("/v1/me/devices", headers=headers, json={"platform": "apns", "token": token})
+
+    body = assert_problem(response, 400, "token")
+    assert "hex" in body["detail"] or "hex" in json.dumps(body.get("extra")), body
+    assert MARK not in response.text
+    assert snapshot(client, runtime, headers) == before
+
+
+@pytest.mark.parametrize("token", ["0123456789abcdef", "0123456789ABCDEF" * 4, "a" * 200])
+def test_an_apns_token_of_16_to_200_hex_digits_is_taken(
+    client: Client, runtime: Runtime, as_user: AsUser, token: str
+) -> None:
+    headers = as_user(ALICE)
+
+    device_id = register(client, headers, "apns", token)
+
+    [exported] = export(client, headers)["devices"]
+    assert (exported["device_id"], exported["platform"], exported["token"]) == (device_id, "apns", token)
+
+
 def test_deeply_nested_webpush_token_is_a_400(client: Client, runtime: Runtime, as_user: AsUser) -> None:
     """Regression: json.loads raised RecursionError (not a ValueError) and the request answered 500."""
     response = client.post(
@@ -526,12 +564,9 @@ def test_the_same_token_on_another_platform_is_another_device(
     client: TestClient[Litestar], as_user: Callable[[str], dict[str, str]]
 ) -> None:
     headers = as_user("platform-twins")
-    fcm = client.post(
-        "/v1/me/devices", json={"platform": "fcm", "token": "shared-token-1234"}, headers=headers
-    )
-    apns = client.post(
-        "/v1/me/devices", json={"platform": "apns", "token": "shared-token-1234"}, headers=headers
-    )
+    shared = "5a4b3c2d1e0f9a8b7c6d1234"  # hex, which an APNs token must be
+    fcm = client.post("/v1/me/devices", json={"platform": "fcm", "token": shared}, headers=headers)
+    apns = client.post("/v1/me/devices", json={"platform": "apns", "token": shared}, headers=headers)
     assert (fcm.status_code, apns.status_code) == (201, 201)
     assert fcm.json()["device_id"] != apns.json()["device_id"]
     listed = {d["platform"] for d in client.get("/v1/me/devices", headers=headers).json()}

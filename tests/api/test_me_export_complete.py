@@ -16,6 +16,7 @@ import pytest
 from conftest import FakeClock, Headers
 from litestar import Litestar
 from litestar.testing import TestClient
+from support import apns_token
 
 from gateway.runtime import Runtime
 
@@ -44,7 +45,7 @@ def onboard(client: Client, as_user: UserHeaders, user_id: str) -> Headers:
             "/v1/me/consents/marketing", json={"granted": True, "notice_version": "v1"}, headers=headers
         )
     )
-    device = {"platform": "apns", "token": f"apns-token-{user_id}"}
+    device = {"platform": "apns", "token": apns_token(user_id)}
     ok(client.post("/v1/me/devices", json=device, headers=headers), 201)
     return headers
 
@@ -171,9 +172,9 @@ def test_export_holds_complaints_pushes_mutes_and_events_decrypted_and_only_the_
     ]
     # Nothing of Bob's, and the sections before these are still there.
     [bobs_device] = export(client, bob)["devices"]
-    for needle in ("Bb9", theirs, bobs, "dismissed", "apns-token-" + BOB, bobs_device["device_id"]):
+    for needle in ("Bb9", theirs, bobs, "dismissed", apns_token(BOB), bobs_device["device_id"]):
         assert needle not in response.text
-    assert [d["token"] for d in body["devices"]] == ["apns-token-" + ALICE]
+    assert [d["token"] for d in body["devices"]] == [apns_token(ALICE)]
     assert body["held"] is True
     assert [h["purpose"] for h in body["consent_history"]] == ["marketing"]
     # ...and Bob's own export has his.
@@ -215,7 +216,7 @@ def test_export_holds_each_device_s_delivery_record_and_no_token_twice(
         assert (record["status"], record["attempts"], record["updated_at"]) == (
             "delivered", 1, "2026-11-23T10:00:00Z"
         )  # fmt: skip
-    for token in ("fcm-token-Aw7SECOND", "apns-token-" + ALICE):
+    for token in ("fcm-token-Aw7SECOND", apns_token(ALICE)):
         assert response.text.count(token) == 1  # in `devices`, nowhere else
 
 

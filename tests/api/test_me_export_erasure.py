@@ -60,10 +60,11 @@ def ok(response: Any, status: int = 200) -> Any:
 
 
 def tokens_for(tag: str) -> dict[str, str]:
-    """Fake device tokens carrying a unique per-user marker, for leak scans."""
+    """Fake device tokens carrying a unique per-user marker, for leak scans (the apns one in hex,
+    as an APNs token is hex digits only)."""
     return {
         "fcm": f"fcm:APA91b-{tag}-k3Yt8pLq2Xw9sVn4",
-        "apns": f"7f3a1c9e{tag}0a6b2d4f8e1c3a5b7d9f0e2c",
+        "apns": f"7f3a1c9e{tag.encode().hex()}0a6b2d4f8e1c3a5b7d9f0e2c",
         "webhook": f"relay-{tag}-wallet-device-42",
         "webpush": json.dumps(
             {

@@ -15,6 +15,7 @@ from litestar import Litestar
 from litestar.testing import TestClient
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
+from support import apns_token
 
 from clients.delivery import DeliveryMessage, DeliveryResult
 from gateway.runtime import Runtime
@@ -41,7 +42,7 @@ def dispatch(client: Client, runtime: Runtime, limit: int = 1_000) -> int:
 
 
 def token_of(user_id: str) -> str:
-    return f"apns-token-{user_id}"
+    return apns_token(user_id)
 
 
 def onboard(client: Client, as_user: UserHeaders, user_id: str, *, consent: bool = True) -> Headers:

@@ -58,9 +58,16 @@ class Wallet:
     def make(cls, user_id: str) -> Wallet:
         return cls(user_id, _letters(), _coordinate(31.2), _coordinate(121.4))
 
+    def token_marker(self, platform: str) -> str:
+        """What a scan looks for: the apns one in hex, as an APNs token is hex digits only."""
+        marker = f"TOKMARK{self.tag}{platform}"
+        return marker.encode().hex() if platform == "apns" else marker
+
     def token(self, platform: str) -> str:
         # The marker sits inside the token, not at its end, which a hint may show.
-        return f"{platform}-TOKMARK{self.tag}{platform}-tail-{secrets.token_hex(4)}"
+        if platform == "apns":
+            return f"0a1b{self.token_marker(platform)}{secrets.token_hex(4)}"
+        return f"{platform}-{self.token_marker(platform)}-tail-{secrets.token_hex(4)}"
 
     @property
     def endpoint_marker(self) -> str:
@@ -71,7 +78,7 @@ class Wallet:
         return [
             self.user_id,
             self.user_id.lstrip("+"),
-            *(f"TOKMARK{self.tag}{platform}" for platform in ("fcm", "apns", "webhook")),
+            *(self.token_marker(platform) for platform in ("fcm", "apns", "webhook")),
             self.endpoint_marker,
             repr(self.lat),
             repr(self.lon),

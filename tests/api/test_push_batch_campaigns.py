@@ -13,7 +13,7 @@ import pytest
 from conftest import FakeClock, Headers
 from litestar import Litestar
 from litestar.testing import TestClient
-from support import assert_problem
+from support import apns_token, assert_problem
 
 from gateway.runtime import Runtime
 
@@ -27,7 +27,7 @@ def onboard(client: Client, as_user: UserHeaders, user_id: str, **prefs: Any) ->
     headers = as_user(user_id)
     consent = {"granted": True, "notice_version": "v1"}
     assert client.put("/v1/me/consents/marketing", json=consent, headers=headers).status_code == 200
-    device = {"platform": "apns", "token": f"apns-token-{user_id}"}
+    device = {"platform": "apns", "token": apns_token(user_id)}
     assert client.post("/v1/me/devices", json=device, headers=headers).status_code == 201
     if prefs:
         assert client.patch("/v1/me/preferences", json=prefs, headers=headers).status_code == 200
@@ -152,7 +152,7 @@ def test_batch_counts_each_reason_code_once_per_push(
 ) -> None:
     """`counts` says how many pushes a code stopped, not how many reasons carry it: a push short
     of two purposes, or over both the day's and the week's cap, counts once under its code."""
-    device = {"platform": "apns", "token": "apns-token-kai"}  # and no consent at all
+    device = {"platform": "apns", "token": apns_token("kai")}  # and no consent at all
     assert client.post("/v1/me/devices", json=device, headers=as_user("kai")).status_code == 201
     onboard(client, as_user, "lu", frequency={"max_per_week": 1})
     result = batch(

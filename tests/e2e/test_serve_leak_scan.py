@@ -58,6 +58,10 @@ class Marks:
         """A bare marker `<name><tag>`, to build values around."""
         return self.add(name, f"{name}{self.tag}", content=content)
 
+    def hex_mark(self, name: str) -> str:
+        """The marker `<name><tag>` in hex, for a value of hex digits only (an APNs token)."""
+        return self.add(name, f"{name}{self.tag}".encode().hex())
+
     def everything(self) -> dict[str, str]:
         return {**self.secret, **self.content}
 
@@ -130,7 +134,7 @@ def test_no_marker_reaches_the_logs_or_metrics(server: Server, hook: WebhookRela
     m.add("email local part", f"mail.{m.tag}")
     tokens = {
         "fcm": m.add("fcm token", f"fcm:APA91b-{m.mark('tokfcm')}-k3Yt8pLq2Xw9sVn4"),
-        "apns": m.add("apns token", f"7f3a1c9e{m.mark('tokapns')}0a6b2d4f8e1c3a5b7d9f0e2c"),
+        "apns": m.add("apns token", f"7f3a1c9e{m.hex_mark('tokapns')}0a6b2d4f8e1c3a5b7d9f0e2c"),
         "webhook": m.add("webhook token", f"relay-{m.mark('tokwebhook')}-wallet-device-42"),
         "webpush": json.dumps(
             {

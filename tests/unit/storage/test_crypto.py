@@ -392,10 +392,9 @@ def test_api_rotation_keeps_every_field_readable_before_and_after_restart(settin
                 f"/v1/me/consents/{purpose}", json={"granted": True, "notice_version": "v1"}, headers=user
             )
             assert answer.status_code == 200, answer.text
+        token = b"apns-rotation-token-1".hex()  # an APNs token is hex digits
         assert (
-            client.post(
-                "/v1/me/devices", json={"platform": "apns", "token": "apns-rotation-token-1"}, headers=user
-            ).status_code
+            client.post("/v1/me/devices", json={"platform": "apns", "token": token}, headers=user).status_code
             == 201
         )
         assert (
@@ -403,7 +402,7 @@ def test_api_rotation_keeps_every_field_readable_before_and_after_restart(settin
             == 200
         )
         before = _export_without_clock(client, user)
-        assert before["devices"][0]["token"] == "apns-rotation-token-1"
+        assert before["devices"][0]["token"] == token
         assert before["location"]["geohash"] == "wtw3sj"
         assert len(before["receipts"]) == 2
 
@@ -438,7 +437,7 @@ def test_two_rotation_requests_at_once_both_hold_after_restart(settings: Setting
         admin = {"Authorization": f"Bearer {admin_key}"}
         consent = {"granted": True, "notice_version": "v1"}
         assert client.put("/v1/me/consents/marketing", json=consent, headers=user).status_code == 200
-        device = {"platform": "apns", "token": "apns-double-click-token"}
+        device = {"platform": "apns", "token": b"apns-double-click-token".hex()}
         assert client.post("/v1/me/devices", json=device, headers=user).status_code == 201
         before = _export_without_clock(client, user)
         with ThreadPoolExecutor(2) as pool:
