@@ -105,15 +105,39 @@
     else listing(view, LISTINGS[name]);
   }
 
+  // Why a ledger does not match its latest signed checkpoint (storage/ledger.py CheckpointProblem).
+  const CHECKPOINT_PROBLEMS = {
+    ledger_shorter: "the ledger holds fewer events than the checkpoint signed",
+    root_differs: "the events the checkpoint signed no longer hash to its root",
+    bad_signature: "the checkpoint's signature does not hold",
+    unknown_key: "the checkpoint is signed by a key this gateway does not list (a key rotated in elsewhere, or a retired key missing from the key store)",
+    ledger_missing: "the ledger table is missing or unreadable",
+    checkpoints_missing: "the checkpoints table is missing or unreadable",
+  };
+
+  // The chain's own verdict first (the first event whose hash does not hold), then the
+  // checkpoint's: a ledger that fails only against its checkpoint has an intact chain, and
+  // "chain broken" sent an auditor looking for an event that is not there.
+  function verdict(answer) {
+    const badges = [];
+    const badge = (good, text) => el("span", { class: `badge ${good ? "good" : "bad"}`, text });
+    if (answer.first_invalid_seq !== null && answer.first_invalid_seq !== undefined) {
+      badges.push(badge(false, `chain broken at seq ${answer.first_invalid_seq}`));
+    }
+    if (answer.checkpoint_problem) badges.push(badge(false, `checkpoint problem: ${answer.checkpoint_problem}`));
+    if (!badges.length) badges.push(answer.ok ? badge(true, "chain intact") : badge(false, "verification failed"));
+    const problem = Object.hasOwn(CHECKPOINT_PROBLEMS, answer.checkpoint_problem ?? "") ? CHECKPOINT_PROBLEMS[answer.checkpoint_problem] : null;
+    return el("p", {}, ...badges.flatMap((b, n) => (n ? [" ", b] : [b])),
+      problem ? el("span", { class: "hint", text: ` ${problem}` }) : null);
+  }
+
   async function ledger(view) {
     const result = el("div", { id: "verify-result" });
     const verify = async () => {
       result.replaceChildren(el("p", { text: "Verifying…" }));
       try {
         const answer = await call("/v1/audit/ledger/verify");
-        result.replaceChildren(
-          el("p", {}, el("span", { class: `badge ${answer.ok ? "good" : "bad"}`, text: answer.ok ? "chain intact" : "chain broken" })),
-          table(Object.keys(answer), [answer]));
+        result.replaceChildren(verdict(answer), table(Object.keys(answer), [answer]));
       } catch (error) {
         result.replaceChildren();  // not "Verifying…" beside the error for good
         fail(error);
@@ -160,12 +184,20 @@
     const body = el("div", { id: "results" });
     const more = el("button", { id: "more", class: "secondary", hidden: true }, "More");
     let cursor = null;
+    let searched = "";  // the filters of the search the rows shown answer, which More goes on with
     let latest = 0;
     // Only the newest request's answer is shown: a second click on More, or a Search while a page
-    // is loading, would otherwise add a page twice or mix two searches.
+    // is loading, would otherwise add a page twice or mix two searches. More asks for the next
+    // page of the search shown, whatever the filters hold now: built from them, it asked another
+    // search for the rows after the last one's cursor, and rows of neither were added or skipped.
     const fetchPage = async (fresh) => {
-      const query = new URLSearchParams();
-      for (const [name, input] of Object.entries(inputs)) if (input.value.trim()) query.set(name, input.value.trim());
+      let filters = searched;
+      if (fresh) {
+        const typed = new URLSearchParams();
+        for (const [name, input] of Object.entries(inputs)) if (input.value.trim()) typed.set(name, input.value.trim());
+        filters = typed.toString();
+      }
+      const query = new URLSearchParams(filters);
       if (!fresh && cursor) query.set("cursor", cursor);
       const mine = ++latest;
       more.disabled = true;
@@ -173,7 +205,10 @@
       try {
         const answer = await call(`${spec.path}?${query}`);
         if (mine !== latest) return;
-        if (fresh) rows.length = 0;
+        if (fresh) {
+          rows.length = 0;
+          searched = filters;
+        }
         rows.push(...answer[spec.items]);
         cursor = answer.next_cursor;
         more.hidden = !cursor;

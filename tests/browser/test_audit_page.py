@@ -338,3 +338,82 @@ def test_a_refused_verification_does_not_stay_verifying(
     expect(tab.page.locator("#status [role=alert]")).to_be_visible()
     expect(tab.page.locator("#verify-result")).to_be_empty()
     assert [e for e in tab.errors if "status of 503" not in e] == []
+
+
+def test_more_goes_on_with_the_search_shown_not_the_filters_typed_since(
+    tab: Tab, gateway: Gateway, auditor: dict[str, str]
+) -> None:
+    """Regression: More built its query from the filters as they were now, with the last search's
+    cursor: a subject_ref typed and not searched gave another subject's rows after that cursor,
+    and the rest of the search shown were never listed."""
+    first, second = (gateway.as_user(f"pager-{secrets.token_hex(3)}") for _ in range(2))
+    refs: dict[str, str] = {}
+    for name, who, count in (("first", first, 105), ("second", second, 3)):
+        for index in range(count):
+            answer = gateway.http.put(
+                "/v1/me/consents/marketing",
+                json={"granted": index % 2 == 0, "notice_version": "audit-page-1"},
+                headers=who,
+            )
+            assert answer.status_code == 200, answer.text
+        refs[name] = answer.json()["receipt"]["subject_ref"]
+    sign_in(tab, gateway, auditor)
+    tab.page.click("#tab-events")
+    expect(tab.page.locator("#results table")).to_be_visible()
+    tab.page.fill("#filter-subject_ref", refs["first"])
+    tab.page.click("#search")
+    expect(tab.page.locator("#results tbody tr")).to_have_count(100)
+    tab.page.fill("#filter-subject_ref", refs["second"])  # typed, not searched
+    tab.page.click("#more")
+    expect(tab.page.locator("#results tbody tr")).not_to_have_count(100)
+    expect(tab.page.locator("#more")).to_be_hidden()
+    assert column(tab, "#results", "subject_ref") == [refs["first"]] * 105
+    seqs = [int(seq) for seq in column(tab, "#results", "seq")]
+    assert len(set(seqs)) == 105
+    # Searched, the filters typed are the search shown.
+    tab.page.click("#search")
+    expect(tab.page.locator("#results tbody tr")).to_have_count(3)
+    assert column(tab, "#results", "subject_ref") == [refs["second"]] * 3
+    assert tab.errors == []
+
+
+@pytest.mark.parametrize(
+    ("first_invalid_seq", "problem", "shown"),
+    [
+        (7, None, ["chain broken at seq 7"]),
+        (None, "unknown_key", ["checkpoint problem: unknown_key"]),
+        (None, "ledger_shorter", ["checkpoint problem: ledger_shorter"]),
+        (None, "root_differs", ["checkpoint problem: root_differs"]),
+        (7, "root_differs", ["chain broken at seq 7", "checkpoint problem: root_differs"]),
+    ],
+)
+def test_a_failed_verification_says_what_failed(
+    tab: Tab,
+    gateway: Gateway,
+    auditor: dict[str, str],
+    first_invalid_seq: int | None,
+    problem: str | None,
+    shown: list[str],
+) -> None:
+    """Regression: every failed verification read "chain broken", a checkpoint the gateway could
+    not check (a key it does not list, say) with an intact chain included."""
+    sign_in(tab, gateway, auditor)
+    expect(tab.page.locator("#checkpoint table")).to_be_visible()
+    verified = gateway.http.get("/v1/audit/ledger/verify", headers=auditor).json()
+    failed = verified | {"ok": False, "first_invalid_seq": first_invalid_seq, "checkpoint_problem": problem}
+
+    def answered(route: Route) -> None:
+        route.fulfill(status=200, content_type="application/json", body=json.dumps(failed))
+
+    tab.page.route("**/v1/audit/ledger/verify", answered)
+    tab.page.click("#verify")
+    badges = tab.page.locator("#verify-result .badge")
+    expect(badges).to_have_text(shown)
+    for index in range(len(shown)):
+        expect(badges.nth(index)).to_have_class(re.compile(r"\bbad\b"))
+    if first_invalid_seq is None:
+        expect(tab.page.locator("#verify-result")).not_to_contain_text("chain broken")
+    if problem == "unknown_key":
+        expect(tab.page.locator("#verify-result")).to_contain_text("a key this gateway does not list")
+    assert column(tab, "#verify-result", "checkpoint_problem") == [problem or ""]
+    assert tab.errors == []
