@@ -125,6 +125,10 @@ const I18N = {
     error_gone: "That is no longer there.",
     conflict_plain: "That is not possible right now.",
     failed_plain: "That did not work. Please try again later.",
+    not_refreshed: "The rest of the page could not be brought up to date: reload it to see the latest.",
+    reason_choose: "Choose a reason…",
+    list_separator: ", ",
+    clause_separator: "; ",
   },
   "zh-CN": {
     title: "消息通知偏好",
@@ -246,5 +250,9 @@ const I18N = {
     error_gone: "该项目已不存在。",
     conflict_plain: "目前无法完成此操作。",
     failed_plain: "操作未成功，请稍后再试。",
+    not_refreshed: "页面其余部分未能更新，请刷新页面查看最新内容。",
+    reason_choose: "请选择原因…",
+    list_separator: "、",
+    clause_separator: "；",
   },
 };

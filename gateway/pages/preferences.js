@@ -50,9 +50,15 @@
     return iso ? new Date(iso).toLocaleString(lang) : "";
   }
 
-  function say(message, kind = "ok") {
-    status.replaceChildren(el("p", { class: kind, role: kind === "error" ? "alert" : "status", text: message }));
+  // `note`: a word after the message, as when a change was saved but the view not read again.
+  function say(message, kind = "ok", note = null) {
+    status.replaceChildren(el("p", { class: kind, role: kind === "error" ? "alert" : "status" },
+      message, note ? " " : null, note ? el("span", { class: "note", text: note }) : null));
   }
+
+  // Lists in the page's language: "A, B" and "A; B" in English, "A、B" and "A；B" in Chinese.
+  const list = (items) => items.join(t("list_separator"));
+  const clauses = (items) => items.join(t("clause_separator"));
 
   // The API's detail is English: shown in English only, and in Chinese a message of the page's
   // own stands in for it, naming the field where the page knows it. In English too where the
@@ -90,8 +96,12 @@
 
   // A form's refusal marks the input it names (`fields`: the refusal's field, or a prefix of it,
   // to its input) as invalid and moves the focus there, so a screen reader user is taken to it.
+  // `taken` runs once the gateway took the change, before the view is read again: a form that
+  // was sent closes there, so that it cannot be sent twice even when that read fails. A change
+  // taken whose view could not be read again is shown as taken, with a note saying so: shown as
+  // "That did not work", it was made again (a second complaint, a consent switched back).
   // True when the change ended for the person who made it (no other signed in meanwhile).
-  async function change(action, { message = null, keepOnRefusal = false, control = null, fields = {} } = {}) {
+  async function change(action, { message = null, keepOnRefusal = false, control = null, fields = {}, taken = null } = {}) {
     const asked = token;
     const flipBack = () => { if (control) control.checked = !control.checked; };
     if (busy === token) {
@@ -108,28 +118,30 @@
     };
     let answer = null;
     let refused = null;
-    let failure = null;
+    let unread = null;  // the view's read after the change, failed
     try {
       answer = await action();
     } catch (error) {
-      refused = failure = error;
+      refused = error;
     }
     if (!samePerson(token, asked)) {  // another person signed in meanwhile: their view is not read again
       done();
       return false;
     }
     try {
+      if (!refused && taken) taken();
       if (!(refused && keepOnRefusal)) await load();
       else flipBack();
     } catch (error) {
-      failure = failure || error;
+      unread = error;
       if (refused) flipBack();
     } finally {
       done();
     }
     if (!samePerson(token, asked)) return false;  // another person signed in meanwhile: not theirs
-    if (failure) fail(failure);
-    else say(typeof message === "function" ? message(answer) : message || t("saved"));
+    if (refused) fail(refused);
+    else if (unread instanceof ApiError && unread.status === 401) fail(unread);  // the session ended
+    else say(typeof message === "function" ? message(answer) : message || t("saved"), "ok", unread ? t("not_refreshed") : null);
     if (refused && keepOnRefusal) markInvalid(fields, refused.field);
     return true;
   }
@@ -239,10 +251,13 @@
   }
 
   // The view is rebuilt after each change; the control that had the focus gets it back, so a
-  // keyboard user is not sent to the top of the page.
+  // keyboard user is not sent to the top of the page, and what was typed and not sent yet is
+  // typed still (`drafts`).
   function render(data) {
     const focused = document.activeElement;
     const again = focused && (focused.id ? `#${CSS.escape(focused.id)}` : focused.name ? `[name="${CSS.escape(focused.name)}"]` : null);
+    const kept = drafts();
+    openers = new Map();
     frame();
     app.replaceChildren(
       consents(data.state),
@@ -255,8 +270,40 @@
       historyView(data.history),
       yourData(),
     );
+    restore(kept);
     const target = again && document.querySelector(again);
     if (target) target.focus();
+  }
+
+  // What was typed and not yet sent outlives a rebuild: an open report with its reason and text,
+  // and the timing inputs changed and not saved. A switch saved meanwhile threw them away. A form
+  // sent closes (a report) or takes what it sent as shown (timing) before the view is read
+  // again, so it is not kept. Only the same person's: another's view starts from "Loading…".
+  const TYPED = ["quiet-start", "quiet-end", "max-per-week", "timezone"];
+  let openers = new Map();  // a report form's id: what opens it again
+
+  function drafts() {
+    const typed = TYPED.map((id) => document.getElementById(id))
+      .filter((input) => input && input.value !== input.dataset.shown)
+      .map((input) => [input.id, input.value]);
+    const reports = [...app.querySelectorAll(".complaint-form")].map((form) => ({
+      id: form.id, reason: form.querySelector("select").value, comment: form.querySelector("textarea").value,
+    }));
+    return { typed, reports };
+  }
+
+  function restore({ typed, reports }) {
+    for (const [id, value] of typed) {
+      const input = document.getElementById(id);
+      if (input) input.value = value;
+    }
+    for (const report of reports) {
+      const open = openers.get(report.id);
+      if (!open) continue;  // its message is no longer listed
+      const form = open(false);
+      form.querySelector("select").value = report.reason;
+      form.querySelector("textarea").value = report.comment;
+    }
   }
 
   function focusHeading(id) {
@@ -302,7 +349,7 @@
           ),
         }),
         el("span", {}, t(`topic_${topic}`), missing.length
-          ? el("small", { text: t("topic_needs", { purposes: missing.map((purpose) => t(`purpose_${purpose}`)).join(", ") }) })
+          ? el("small", { text: t("topic_needs", { purposes: list(missing.map((purpose) => t(`purpose_${purpose}`))) }) })
           : null,
         paused[topic] ? el("small", { class: "meta", text: t("topic_paused", { time: when(paused[topic]) }) }) : null));
     });
@@ -317,6 +364,7 @@
     const zones = typeof Intl.supportedValuesOf === "function" ? Intl.supportedValuesOf("timeZone") : [];
     const timezone = el("input", { id: "timezone", list: "zones", value: state.timezone, autocomplete: "off" });
     const fields = { quiet_hours: start, "quiet_hours.end": end, frequency: perWeek, timezone };
+    for (const input of Object.values(fields)) input.dataset.shown = input.value;  // typed since: a draft
     // Only what was changed is sent: the stored window sent again with a new zone would be
     // refused whole should the policy have changed its rules since it was saved.
     const save = () => {
@@ -331,7 +379,8 @@
       }
       if (Number(cap) !== state.frequency.max_per_week) changes.frequency = { max_per_week: Number(cap) };
       if (timezone.value.trim() !== state.timezone) changes.timezone = timezone.value.trim();
-      change(() => call("PATCH", "/v1/me/preferences", changes), { keepOnRefusal: true, fields });
+      const taken = () => { for (const input of Object.values(fields)) input.dataset.shown = input.value; };
+      change(() => call("PATCH", "/v1/me/preferences", changes), { keepOnRefusal: true, fields, taken });
     };
     return section("timing", t("timing_title"), null,
       // A group named by its caption: a screen reader says "quiet hours" before "from" and "to".
@@ -410,21 +459,31 @@
   }
 
   // About one message (`pushId`), or, without one, about the messages in general ("I never
-  // agreed to this" needs no message to point at, and a failed one is not listed).
-  function complaintForm(pushId) {
+  // agreed to this" needs no message to point at, and a failed one is not listed). No reason is
+  // chosen until the person chooses one: the first one, "too many messages", sent by default
+  // lowered their weekly number to one. Sent, the form closes (`close`) at once, before the view
+  // is read again, so that a read that fails does not leave it to be sent twice.
+  function complaintForm(pushId, close) {
     const reasons = ["too_frequent", "irrelevant", "offensive", "no_consent", "privacy", "other"];
     const id = `complaint-${pushId || "general"}`;
-    const reason = el("select", { id: `${id}-reason`, name: "reason" },
+    const reason = el("select", { id: `${id}-reason`, name: "reason", required: true },
+      el("option", { value: "" }, t("reason_choose")),
       ...reasons.map((code) => el("option", { value: code }, t(`reason_${code}`))));
     const comment = el("textarea", { id: `${id}-comment`, name: "comment", maxlength: 2000 });
     const about = pushId ? { push_id: pushId } : {};
+    const fields = { reason, comment };
     const send = async () => {
+      if (!reason.value) {
+        say(t("invalid_field", { field: t("field_reason") }), "error");
+        return markInvalid(fields, "reason");
+      }
       const mine = await change(
         () => call("POST", "/v1/me/complaints", { ...about, reason: reason.value, ...(comment.value.trim() ? { comment: comment.value } : {}) }),
         {
           message: (answer) => [t("complaint_sent"), ...answer.actions_taken.map((action) => t(`action_${action}`))].join(" · "),
           keepOnRefusal: true,
-          fields: { reason, comment },
+          fields,
+          taken: close,
         },
       );
       // Sent, the form is gone with its button: the focus goes to the complaints' heading.
@@ -437,18 +496,25 @@
   }
 
   // The button that opens a form gives way to it, and the focus goes to its first control
-  // rather than to the top of the page.
+  // rather than to the top of the page. The form closed, the button is back in its place.
   function opensComplaint(label, holder, pushId) {
-    return el("button", {
+    const open = (focus) => {
+      button.remove();
+      const form = complaintForm(pushId, () => {
+        form.remove();
+        if (holder.isConnected) holder.before(button);
+      });
+      holder.replaceChildren(form);
+      if (focus) form.querySelector("select").focus();
+      return form;
+    };
+    const button = el("button", {
       class: "secondary",
       ...(pushId ? { "aria-describedby": `push-${pushId}-title` } : {}),
-      onclick: (event) => {
-        event.target.remove();
-        const form = complaintForm(pushId);
-        holder.replaceChildren(form);
-        form.querySelector("select").focus();
-      },
+      onclick: () => open(true),
     }, label);
+    openers.set(`complaint-${pushId || "general"}`, open);
+    return button;
   }
 
   function notificationsView(notifications) {
@@ -461,7 +527,7 @@
           t(`topic_${push.topic}`), push.campaign_id ? t("campaign", { id: push.campaign_id }) : null, when(push.at),
           t(`status_${push.status}`),
         ].filter(Boolean).join(" · ") }),
-        push.why.length ? el("div", { class: "meta", text: t("why", { why: push.why.map(why).join("; ") }) }) : null,
+        push.why.length ? el("div", { class: "meta", text: t("why", { why: clauses(push.why.map(why)) }) }) : null,
         opensComplaint(t("complain"), holder, push.push_id),
         holder);
     });

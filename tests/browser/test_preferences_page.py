@@ -287,6 +287,7 @@ def test_a_double_click_sends_one_complaint(tab: Tab, gateway: Gateway) -> None:
     tab.page.route("**/v1/me/complaints", slow)
     item = tab.page.locator(f"#notifications li[data-push-id={push['push_id']}]")
     item.get_by_role("button", name="Report this message").click()
+    item.locator("select[name=reason]").select_option("irrelevant")
     item.get_by_role("button", name="Send report").dblclick()
     expect(tab.page.locator("#status")).to_contain_text("Your report was received")
     complaints = gateway.http.get("/v1/me/complaints", headers=gateway.as_user(someone)).json()
@@ -560,6 +561,7 @@ def test_after_a_report_is_sent_the_focus_goes_to_the_complaints(tab: Tab, gatew
     open_as(tab, gateway, someone)
     item = tab.page.locator(f"#notifications li[data-push-id={push['push_id']}]")
     item.get_by_role("button", name="Report this message").click()
+    item.locator("select[name=reason]").select_option("irrelevant")
     item.get_by_role("button", name="Send report").focus()
     tab.page.keyboard.press("Enter")
     expect(tab.page.locator("#status")).to_contain_text("Your report was received")
@@ -593,6 +595,7 @@ def test_a_report_refused_for_an_ended_session_signs_out_cleanly(tab: Tab, gatew
 
     tab.page.route("**/v1/me/complaints", ended)
     tab.page.locator("#complaints").get_by_role("button", name="Report a problem").click()
+    tab.page.get_by_label("What is wrong?").select_option("other")
     tab.page.locator("#complaints").get_by_role("button", name="Send report").click()
     expect(tab.page.locator("#token")).to_be_visible()
     assert [e for e in tab.errors if "status of 401" not in e] == []
@@ -868,3 +871,199 @@ def test_a_change_still_in_flight_is_the_same_persons_under_their_new_token(
     expect(tab.page.locator("#app")).not_to_have_attribute("aria-busy", "true")
     held[0].continue_()
     assert [e for e in tab.errors if "status of 401" not in e] == []
+
+
+def _lose_reads(tab: Tab, path: str, count: int | None = None) -> list[str]:
+    """Abort the page's GETs to `path` (the first `count` of them; None: all), as a dropped
+    connection would; the rest pass."""
+    lost: list[str] = []
+
+    def handler(route: Route) -> None:
+        if route.request.method == "GET" and (count is None or len(lost) < count):
+            lost.append(route.request.url)
+            route.abort()
+        else:
+            route.fallback()
+
+    tab.page.route(f"**{path}", handler)
+    return lost
+
+
+def _not_lost(errors: list[str]) -> list[str]:
+    return [e for e in errors if "net::ERR_FAILED" not in e]
+
+
+def test_a_report_taken_whose_view_cannot_be_read_again_is_shown_sent_and_closes(
+    tab: Tab, gateway: Gateway
+) -> None:
+    """Regression: the report was taken but the view's read after it failed; the page said "That
+    did not work" and kept the form with its text, and the person sent it again."""
+    someone = user()
+    open_as(tab, gateway, someone)
+    complaints = tab.page.locator("#complaints")
+    complaints.get_by_role("button", name="Report a problem").click()
+    tab.page.get_by_label("What is wrong?").select_option("privacy")
+    tab.page.get_by_label("Anything else (optional)").fill("why do you have my data")
+    lost = _lose_reads(tab, "/v1/me/complaints", 1)
+    complaints.get_by_role("button", name="Send report").click()
+    expect(tab.page.locator("#status")).to_contain_text("Your report was received")
+    expect(tab.page.locator("#status")).to_contain_text("could not be brought up to date")
+    expect(tab.page.locator("#status [role=alert]")).to_have_count(0)
+    assert len(lost) == 1
+    expect(tab.page.locator("#complaint-general")).to_have_count(0)
+    expect(complaints.get_by_role("button", name="Send report")).to_have_count(0)
+    expect(complaints.get_by_role("button", name="Report a problem")).to_be_visible()
+    expect(tab.page.locator("#complaints-title")).to_be_focused()
+    filed = gateway.http.get("/v1/me/complaints", headers=gateway.as_user(someone)).json()
+    assert [(c["reason"], c["comment"]) for c in filed] == [("privacy", "why do you have my data")]
+    assert _not_lost(tab.errors) == []
+
+
+def test_a_consent_taken_whose_view_cannot_be_read_again_shows_its_receipt(
+    tab: Tab, gateway: Gateway
+) -> None:
+    """Regression: the consent was saved but the view's read after it failed; the page said "That
+    did not work" beside a switch showing it given, and the person clicked it again."""
+    someone = user()
+    open_as(tab, gateway, someone)
+    _lose_reads(tab, "/v1/me/preferences")
+    switch = tab.page.locator("input[name=consent-marketing]")
+    switch.check()
+    expect(tab.page.locator("#status")).to_contain_text(re.compile(r"Receipt \S+"))
+    expect(tab.page.locator("#status .note")).to_have_text(
+        "The rest of the page could not be brought up to date: reload it to see the latest."
+    )
+    expect(tab.page.locator("#status [role=alert]")).to_have_count(0)
+    expect(switch).to_be_checked()
+    assert preferences(gateway, someone)["consents"]["marketing"]["granted"] is True
+    assert _not_lost(tab.errors) == []
+
+
+def test_a_refused_report_keeps_its_form_and_marks_the_field(tab: Tab, gateway: Gateway) -> None:
+    """A refusal of the report itself keeps what was typed, as before."""
+    open_as(tab, gateway, user())
+
+    def refused(route: Route) -> None:
+        if route.request.method == "POST":
+            body = {"status_code": 400, "detail": "comment: too long", "extra": [{"key": "comment"}]}
+            route.fulfill(status=400, content_type="application/json", body=json.dumps(body))
+        else:
+            route.fallback()
+
+    tab.page.route("**/v1/me/complaints", refused)
+    complaints = tab.page.locator("#complaints")
+    complaints.get_by_role("button", name="Report a problem").click()
+    tab.page.get_by_label("What is wrong?").select_option("other")
+    tab.page.get_by_label("Anything else (optional)").fill("kept")
+    complaints.get_by_role("button", name="Send report").click()
+    expect(tab.page.locator("#status [role=alert]")).to_contain_text("comment: too long")
+    expect(tab.page.locator("#complaint-general-comment")).to_have_value("kept")
+    expect(tab.page.locator("#complaint-general-comment")).to_have_attribute("aria-invalid", "true")
+    expect(tab.page.locator("#complaint-general-comment")).to_be_focused()
+    assert [e for e in tab.errors if "status of 400" not in e] == []
+
+
+@pytest.mark.parametrize("language", ["en", "zh-CN"])
+def test_a_report_without_a_reason_chosen_is_not_sent(tab: Tab, gateway: Gateway, language: str) -> None:
+    """Regression: the reasons had no empty choice, so "Too many messages" went with a report the
+    person only typed a comment for, and lowered their weekly number to one."""
+    someone = user()
+    if language != "en":
+        chosen = gateway.http.patch(
+            "/v1/me/preferences", json={"locale": language}, headers=gateway.as_user(someone)
+        )
+        assert chosen.status_code == 200, chosen.text
+    before = preferences(gateway, someone)["frequency"]
+    open_as(tab, gateway, someone)
+    posted: list[str] = []
+    tab.page.on("request", lambda r: posted.append(r.url) if r.method == "POST" else None)
+    tab.page.locator("#complaints button.secondary").click()
+    reason = tab.page.locator("#complaint-general-reason")
+    expect(reason).to_have_value("")
+    expect(reason).to_have_attribute("required", "")
+    choose = "Choose a reason…" if language == "en" else "请选择原因…"
+    expect(reason.locator("option").first).to_have_text(choose)
+    tab.page.fill("#complaint-general-comment", "how do you handle my data")
+    tab.page.click("#complaint-general button.danger")
+    expect(tab.page.locator("#status [role=alert]")).to_have_text(
+        "Please check: what is wrong" if language == "en" else "请检查：问题类型"
+    )
+    expect(reason).to_have_attribute("aria-invalid", "true")
+    expect(reason).to_be_focused()
+    expect(tab.page.locator("#complaint-general-comment")).to_have_value("how do you handle my data")
+    assert posted == []
+    assert gateway.http.get("/v1/me/complaints", headers=gateway.as_user(someone)).json() == []
+    assert preferences(gateway, someone)["frequency"] == before
+    assert tab.errors == []
+
+
+def test_in_chinese_lists_are_joined_the_chinese_way_and_in_english_as_before(
+    browser: Browser, gateway: Gateway
+) -> None:
+    """The consents a topic needs and the reasons a push was let through were joined with ", " and
+    "; " on the Chinese page too."""
+    someone = user()
+    grant_with_device(gateway, someone)  # marketing and location given; personalization not
+    sent_push(gateway, someone)
+    withdrawn = {"granted": False, "notice_version": "n1"}
+    answer = gateway.http.put("/v1/me/consents/marketing", json=withdrawn, headers=gateway.as_user(someone))
+    assert answer.status_code == 200, answer.text
+    shown: dict[str, tuple[str, str]] = {}
+    for language in ("en", "zh-CN"):
+        context = browser.new_context(locale=language)
+        try:
+            page = context.new_page()
+            page.goto(f"{gateway.server.base}/preferences#token={gateway.token(someone)}")
+            expect(page.locator("#consents")).to_be_visible()
+            needs = page.locator("label:has(input[name=topic-cart_reminders]) small").first.inner_text()
+            why = page.locator("#notifications .meta").nth(1).inner_text()
+            shown[language] = (needs, why)
+        finally:
+            context.close()
+    assert shown["en"][0] == "Needs your consent above to: Offers and news (marketing), Personalised messages"
+    assert "; topic Promotions is on; " in shown["en"][1]
+    assert shown["zh-CN"][0] == "需要您在上方同意：优惠与资讯（营销）、个性化消息"
+    assert "；您开启了主题“促销活动”；" in shown["zh-CN"][1]
+    assert ", " not in shown["zh-CN"][0]
+    assert "; " not in shown["zh-CN"][1]
+
+
+def test_what_was_typed_elsewhere_outlives_a_change_saved(tab: Tab, gateway: Gateway) -> None:
+    """Regression: the view was rebuilt after every change, and an open report with its text, and
+    quiet hours typed and not saved yet, were thrown away when a consent was switched."""
+    someone = user()
+    grant_with_device(gateway, someone)
+    push = sent_push(gateway, someone)
+    open_as(tab, gateway, someone)
+    complaints = tab.page.locator("#complaints")
+    complaints.get_by_role("button", name="Report a problem").click()
+    tab.page.select_option("#complaint-general-reason", "privacy")
+    tab.page.fill("#complaint-general-comment", "A long explanation I typed carefully")  # not sent yet
+    item = tab.page.locator(f"#notifications li[data-push-id={push['push_id']}]")
+    item.get_by_role("button", name="Report this message").click()
+    item.locator("textarea[name=comment]").fill("about this one")
+    tab.page.fill("#quiet-start", "23:30")
+    tab.page.locator("input[name=consent-personalization]").check()
+    expect(tab.page.locator("#status")).to_contain_text(re.compile(r"Receipt \S+"))
+    expect(tab.page.locator("#history li")).to_have_count(3)  # the view was read again
+    expect(tab.page.locator("input[name=topic-cart_reminders]")).to_be_enabled()
+    expect(tab.page.locator("#complaint-general-reason")).to_have_value("privacy")
+    typed = "A long explanation I typed carefully"
+    expect(tab.page.locator("#complaint-general-comment")).to_have_value(typed)
+    expect(item.locator("select[name=reason]")).to_have_value("")
+    expect(item.locator("textarea[name=comment]")).to_have_value("about this one")
+    expect(tab.page.locator("#quiet-start")).to_have_value("23:30")
+    expect(tab.page.locator("input[name=consent-personalization]")).to_be_focused()
+    # Sent, a report is not typed any more: it is gone, the other and the quiet hours stay.
+    complaints.get_by_role("button", name="Send report").click()
+    expect(tab.page.locator("#status")).to_contain_text("Your report was received")
+    expect(tab.page.locator("#complaints li")).to_have_count(1)
+    expect(tab.page.locator("#complaint-general")).to_have_count(0)
+    expect(item.locator("textarea[name=comment]")).to_have_value("about this one")
+    expect(tab.page.locator("#quiet-start")).to_have_value("23:30")
+    # Saved, the quiet hours are the saved ones, and another change does not send them again.
+    tab.page.click("#save-timing")
+    expect(tab.page.locator("#status")).to_have_text("Saved.")
+    assert preferences(gateway, someone)["quiet_hours"]["start"] == "23:30"
+    expect(tab.page.locator("#quiet-start")).to_have_value("23:30")
+    assert tab.errors == []
