@@ -379,7 +379,15 @@
       }
       if (Number(cap) !== state.frequency.max_per_week) changes.frequency = { max_per_week: Number(cap) };
       if (timezone.value.trim() !== state.timezone) changes.timezone = timezone.value.trim();
-      const taken = () => { for (const input of Object.values(fields)) input.dataset.shown = input.value; };
+      // Taken, what was sent is what is saved: the next save compares with it (the view's reload
+      // may fail), and what was typed while it was on its way is still a draft.
+      const sent = Object.values(fields).map((input) => [input, input.value]);
+      const taken = () => {
+        for (const [input, value] of sent) input.dataset.shown = value;
+        if (changes.quiet_hours) state.quiet_hours = { ...changes.quiet_hours };
+        if (changes.frequency) state.frequency = { ...state.frequency, ...changes.frequency };
+        if (changes.timezone) state.timezone = changes.timezone;
+      };
       change(() => call("PATCH", "/v1/me/preferences", changes), { keepOnRefusal: true, fields, taken });
     };
     return section("timing", t("timing_title"), null,

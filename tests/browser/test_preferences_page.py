@@ -1067,3 +1067,39 @@ def test_what_was_typed_elsewhere_outlives_a_change_saved(tab: Tab, gateway: Gat
     assert preferences(gateway, someone)["quiet_hours"]["start"] == "23:30"
     expect(tab.page.locator("#quiet-start")).to_have_value("23:30")
     assert tab.errors == []
+
+
+def test_a_timing_save_taken_unread_is_what_the_next_save_compares_with(tab: Tab, gateway: Gateway) -> None:
+    """Regression (review of 304ac2a): the weekly number saved while the view's read failed was
+    shown taken, but the next save still compared with the number from before it: set back to
+    that, nothing was sent, "Saved." was shown, and the saved number stayed."""
+    someone = user()
+    open_as(tab, gateway, someone)
+    _lose_reads(tab, "/v1/me/preferences", count=1)
+    tab.page.fill("#max-per-week", "1")
+    tab.page.click("#save-timing")
+    expect(tab.page.locator("#status .note")).to_have_count(1)
+    assert preferences(gateway, someone)["frequency"]["max_per_week"] == 1
+    tab.page.fill("#max-per-week", "3")
+    tab.page.click("#save-timing")
+    expect(tab.page.locator("#status")).to_have_text("Saved.")
+    assert preferences(gateway, someone)["frequency"]["max_per_week"] == 3
+    expect(tab.page.locator("#max-per-week")).to_have_value("3")
+
+
+def test_what_is_typed_while_its_own_save_is_on_the_way_stays_typed(tab: Tab, gateway: Gateway) -> None:
+    """Regression (review of 304ac2a): a save taken marked the inputs' values at its answer as
+    saved, so what was typed while it was on its way was replaced by the saved values."""
+    someone = user()
+    token = gateway.token(someone)
+    tab.page.goto(f"{gateway.server.base}/preferences#token={token}")
+    expect(tab.page.locator("#consents")).to_be_visible()
+    held = _hold(tab, "PATCH", "/v1/me/preferences", token)
+    tab.page.fill("#max-per-week", "1")
+    tab.page.click("#save-timing")
+    _until_held(tab, held)
+    tab.page.fill("#max-per-week", "2")  # typed while the save of 1 is on its way
+    held[0].fallback()
+    expect(tab.page.locator("#status")).to_have_text("Saved.")
+    assert preferences(gateway, someone)["frequency"]["max_per_week"] == 1
+    expect(tab.page.locator("#max-per-week")).to_have_value("2")
