@@ -236,14 +236,19 @@ def _check_listen(host: str, port: int) -> None:
 
 
 def _key_command(settings: Settings) -> str:
-    """`keys create` for this gateway, as it can be pasted into another shell: the data dir and
-    key store this server was given by flag or environment are said, or the key was made in
-    whatever `./data` the pasting shell had, and this server answered it 401."""
+    """`keys create` for this gateway, as it can be pasted into another terminal: the program,
+    the data dir and the key store this server was given by flag or environment are said in
+    full, or the key was made in whatever `./data` the pasting shell had (and this server
+    answered it 401), or the program was not found."""
     store = settings.keystore_file
     env = f"CGW_KEYSTORE_FILE={shlex.quote(str(store.resolve()))} " if store is not None else ""
     data_dir = shlex.quote(str(settings.data_dir.resolve()))
+    program = _program()
+    if os.sep in program and not os.path.isabs(shlex.split(program)[0]):
+        # Relative to where serve started: another terminal opens elsewhere.
+        program = shlex.quote(str(Path(sys.argv[0]).absolute()))
     return (
-        f"{env}{_program()} keys create --data-dir {data_dir} --name marketing "
+        f"{env}{program} keys create --data-dir {data_dir} --name marketing "
         "--scope pushes:write campaigns:write"
     )
 

@@ -584,15 +584,20 @@ def _active_devices_not_disabled(db: sqlite_utils.Database) -> None:
 def _opted_out(db: sqlite_utils.Database) -> None:
     # A campaign's opt-outs were counted from the subjects' consents as they are now: an erasure
     # (which deletes them) or a later grant took back an opt-out already counted, and an A/B
-    # comparison changed after the fact. A push now keeps it. Those taken back before this
-    # migration cannot be told apart any more; the ones the consents still show are kept.
+    # comparison changed after the fact. A push now keeps it, marked as `mark_opted_out` marks it
+    # at each withdrawal: a campaign push a device has (delivered, or still sending to another)
+    # whose subject withdrew marketing consent after its first delivery. The withdrawals are read
+    # from the ledger, which keeps them, erased subjects' included.
     db.execute("ALTER TABLE pushes ADD COLUMN opted_out INTEGER NOT NULL DEFAULT 0")
+    received = (
+        "coalesce((SELECT min(d.updated_at) FROM deliveries d WHERE d.push_id = pushes.push_id "
+        "AND d.status = 'delivered'), CASE WHEN pushes.status = 'delivered' THEN pushes.updated_at END)"
+    )
     db.execute(
-        "UPDATE pushes SET opted_out = 1 WHERE campaign_id IS NOT NULL AND status = 'delivered' "
-        "AND EXISTS (SELECT 1 FROM consents c WHERE c.subject_id = pushes.subject_id "
-        "AND c.purpose = 'marketing' AND c.granted = 0 AND c.updated_at > coalesce(("
-        "SELECT min(d.updated_at) FROM deliveries d "
-        "WHERE d.push_id = pushes.push_id AND d.status = 'delivered'), pushes.updated_at))"
+        "UPDATE pushes SET opted_out = 1 "  # noqa: S608
+        "WHERE campaign_id IS NOT NULL AND status IN ('delivered', 'sending') "
+        "AND EXISTS (SELECT 1 FROM ledger l WHERE l.subject_id = pushes.subject_id "
+        f"AND l.kind = 'consent.withdrawn' AND l.purpose = 'marketing' AND l.at > {received})"
     )
 
 

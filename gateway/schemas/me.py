@@ -240,12 +240,14 @@ class DeviceCreate(msgspec.Struct, forbid_unknown_fields=True):
     def __post_init__(self) -> None:
         if self.platform == "webpush":
             self.token = _canonical_webpush(self.token)
-        elif self.platform == "apns" and not device_token_valid(self.token):
+        elif self.platform == "apns":
             # The adapter's own rule: a token it would never send is refused here, not found at
             # the first push and the device disabled then.
-            raise ValueError(
-                "token: an apns token is the device token APNs gave the app, in hex (16 to 200 hex digits)"
-            )
+            if not device_token_valid(self.token):
+                wanted = "the device token APNs gave the app, in hex (16 to 200 hex digits)"
+                raise ValueError(f"token: an apns token is {wanted}")
+            # One spelling: in upper case it was another device, and the user before kept it.
+            self.token = self.token.lower()
         elif not _one_word(self.token):
             raise ValueError("token: device tokens are printable characters with no white space")
 

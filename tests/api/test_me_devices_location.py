@@ -375,7 +375,24 @@ def test_an_apns_token_of_16_to_200_hex_digits_is_taken(
     device_id = register(client, headers, "apns", token)
 
     [exported] = export(client, headers)["devices"]
-    assert (exported["device_id"], exported["platform"], exported["token"]) == (device_id, "apns", token)
+    assert (exported["device_id"], exported["platform"], exported["token"]) == (
+        device_id,
+        "apns",
+        token.lower(),
+    )
+
+
+def test_an_apns_token_in_upper_case_is_the_same_device(client: Client, as_user: AsUser) -> None:
+    """Regression (review of 43c060c): the same hex token in the other case was another device,
+    so when the phone passed to another user (an app that writes hex in upper case since an
+    update) the user before kept getting pushes on it."""
+    alice, bob = as_user(ALICE), as_user("bob")
+    register(client, alice, "apns", "ab" * 32)
+
+    register(client, bob, "apns", "AB" * 32)
+
+    [device] = client.get("/v1/me/devices", headers=alice).json()
+    assert device["status"] == "disabled"
 
 
 def test_deeply_nested_webpush_token_is_a_400(client: Client, runtime: Runtime, as_user: AsUser) -> None:

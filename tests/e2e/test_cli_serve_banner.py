@@ -80,13 +80,15 @@ def test_the_banner_s_api_key_command_runs_as_pasted(tmp_path: Path) -> None:
     """It said `consent-gateway keys create ...`, which is not on the PATH of someone who ran
     `make run` (it starts `.venv/bin/consent-gateway`): pasted, it was 'command not found'. Then
     it named no data dir: pasted in another shell it made the key in that shell's `./data`, and
-    this server answered the key 401."""
+    this server answered the key 401; and its program was relative to where serve started."""
     with serve_process(tmp_path / "data", tmp_path / "server.stderr", {}) as server:
         line = _banner(server.stderr())[-1]
         command = line.removeprefix(BANNER_END).strip()
         server.stop()
+    elsewhere = tmp_path / "another-terminal"  # which opens in another directory
+    elsewhere.mkdir()
     made = subprocess.run(  # noqa: S602 - the banner's line, pasted into a shell without CGW_DATA_DIR
-        command, shell=True, env={"PATH": "/usr/bin:/bin"},
+        command, shell=True, cwd=elsewhere, env={"PATH": "/usr/bin:/bin"},
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert made.returncode == 0, (command, made.stderr)

@@ -327,20 +327,25 @@ def test_devices_active_again_lose_the_time_they_came_back_as_disabled_at(tmp_pa
     conn.close()
 
 
-def test_opt_outs_the_consents_still_show_are_kept_on_their_pushes(tmp_path: Path) -> None:
-    """Counted from the consents as they are until 0023: the opt-outs they still show are marked
-    on the campaign's delivered pushes, which keep them from then on."""
+def test_opt_outs_the_ledger_holds_are_kept_on_their_pushes(tmp_path: Path) -> None:
+    """Counted from the consents as they are until 0023, which lost those a later grant or an
+    erasure overwrote: the ledger still holds each withdrawal, so each push a device had before
+    its subject withdrew is marked, as `mark_opted_out` marks them from then on."""
     conn = connect(tmp_path / "gateway.db", secrets.token_bytes(32))
     migrate(conn, [m for m in DATA_MIGRATIONS if m[0] < "0023"])
     at = NOW.isoformat
     later = (NOW + timedelta(hours=1)).isoformat()
+    withdrawn = (NOW + timedelta(minutes=30)).isoformat()
     conn.execute("BEGIN")
     pushes = (  # push, subject, campaign, status, updated_at
         ("psh_left", "s_left", "cmp_1", "delivered", at()),  # withdrew after it came: counted
+        ("psh_back", "s_back", "cmp_1", "delivered", at()),  # withdrew, then consented again
         ("psh_before", "s_before", "cmp_1", "delivered", later),  # withdrew before it came
-        ("psh_stays", "s_stays", "cmp_1", "delivered", at()),  # still consents
+        ("psh_stays", "s_stays", "cmp_1", "delivered", at()),  # never withdrew
         ("psh_other", "s_left", None, "delivered", at()),  # not a campaign's
         ("psh_stopped", "s_left", "cmp_1", "rejected", at()),  # never delivered
+        ("psh_phone", "s_left", "cmp_1", "sending", later),  # the phone had it, the relay not yet
+        ("psh_none", "s_left", "cmp_1", "sending", later),  # no device had it
     )
     for push_id, subject_id, campaign_id, status, updated in pushes:
         conn.execute(
@@ -350,16 +355,29 @@ def test_opt_outs_the_consents_still_show_are_kept_on_their_pushes(tmp_path: Pat
             "VALUES (?, 'k', ?, X'00', ?, 'promotions', ?, 'queued', ?, '[]', '[]', ?, ?, ?, 1)",
             (push_id, push_id, subject_id, campaign_id, status, later, at(), updated),
         )
-    for subject_id, granted in (("s_left", 0), ("s_before", 0), ("s_stays", 1)):
+    conn.execute(
+        "INSERT INTO deliveries (push_id, device_id, adapter, status, attempts, updated_at) "
+        "VALUES ('psh_phone', 'dev_1', 'fcm', 'delivered', 1, ?), "
+        "('psh_none', 'dev_1', 'fcm', 'retry', 1, ?)",
+        (at(), at()),
+    )
+    events = (  # subject, kind, at
+        ("s_left", "consent.withdrawn", withdrawn),
+        ("s_back", "consent.withdrawn", withdrawn),
+        ("s_back", "consent.given", later),
+        ("s_before", "consent.withdrawn", withdrawn),
+        ("s_stays", "consent.given", withdrawn),
+    )
+    for seq, (subject_id, kind, moment) in enumerate(events, 1):
         conn.execute(
-            "INSERT INTO consents (subject_id, purpose, granted, notice_version, updated_at) "
-            "VALUES (?, 'marketing', ?, 'v1', ?)",
-            (subject_id, granted, (NOW + timedelta(minutes=30)).isoformat()),
+            "INSERT INTO ledger (seq, at, subject_id, kind, purpose, actor, source, prev_hash, hash) "
+            "VALUES (?, ?, ?, ?, 'marketing', 'user', 'test', X'00', X'00')",
+            (seq, moment, subject_id, kind),
         )
     conn.execute("COMMIT")
 
     assert migrate(conn, DATA_MIGRATIONS) == ["0023_opted_out"]
 
-    marked = dict(conn.execute("SELECT push_id, opted_out FROM pushes").fetchall())
-    assert marked == {"psh_left": 1, "psh_before": 0, "psh_stays": 0, "psh_other": 0, "psh_stopped": 0}
+    marked = {p for (p,) in conn.execute("SELECT push_id FROM pushes WHERE opted_out = 1")}
+    assert marked == {"psh_left", "psh_back", "psh_phone"}
     conn.close()
