@@ -26,11 +26,14 @@ class PushRequest(msgspec.Struct, frozen=True, kw_only=True, gc=False):
 class Scheduled(msgspec.Struct, frozen=True, gc=False):
     """A marketing push already accepted for this subject (queued, deferred, sending or delivered).
     `waiting`: dispatch decides it again before it goes: queued, deferred, or sending with no
-    device reached and no worker holding it (waiting out a retry's backoff)."""
+    device reached and no worker holding it (waiting out a retry's backoff). A waiting push
+    carries its `expires_at`: dispatch defers it again, or lets it expire, by the settings in
+    force when it is due, which the caps follow."""
 
     at: datetime
     topic: str
     waiting: bool = False
+    expires_at: datetime | None = None
 
 
 class SubjectState(msgspec.Struct, frozen=True, kw_only=True, gc=False):

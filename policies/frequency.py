@@ -8,7 +8,8 @@ marketing push within eight days either side, so every window through `at` is co
 A push still waiting that dispatch will stop for what the user did since (a consent its topic
 needs withdrawn, its topic switched off or muted past its time) does not count: counting it
 refused pushes the user wanted, leaving them nothing. (Storage leaves out the waiting pushes
-of a campaign paused since.)
+of a campaign paused since.) A waiting push counts at the time dispatch will send it by the
+user's quiet hours and time zone as they are now, and not at all if that is past its expiry.
 Reason codes: `frequency_capped` (detail `window`: week or day, and `limit`),
 `topic_interval` (detail `topic`, `hours`).
 """
@@ -20,6 +21,7 @@ from policies import reasons
 from policies.catalog import TOPIC_PURPOSES
 from policies.context import RuleContext, Scheduled, SubjectState
 from policies.decision import Reason, RuleResult, passed, reject
+from policies.quiet_hours import QuietWindow, window_in_force
 from policies.settings import PolicySettings
 
 WEEK = timedelta(days=7)
@@ -41,8 +43,12 @@ def busiest_week(times: list[datetime], at: datetime) -> int:
 def check_frequency(ctx: RuleContext, at: datetime, settings: PolicySettings) -> RuleResult:
     subject = ctx.subject
     zone = ZoneInfo(subject.timezone)
-    counted = [item for item in subject.scheduled if not _stopped(item, subject)]
-    times = [item.at for item in counted]
+    counted = [
+        (when, item.topic)
+        for item in subject.scheduled
+        if not _stopped(item, subject) and (when := _due(item, subject, settings)) is not None
+    ]
+    times = [when for when, _ in counted]
     found = []
     cap = min(subject.max_per_week, settings.max_per_week)
     if busiest_week(times, at) > cap:
@@ -53,7 +59,7 @@ def check_frequency(ctx: RuleContext, at: datetime, settings: PolicySettings) ->
         found.append(Reason(reasons.FREQUENCY_CAPPED, {"window": "day", "limit": settings.max_per_day}))
     interval = timedelta(hours=settings.topic_interval_hours)
     topic = ctx.push.topic
-    if any(item.topic == topic and abs(item.at - at) < interval for item in counted):
+    if any(other == topic and abs(when - at) < interval for when, other in counted):
         found.append(Reason(reasons.TOPIC_INTERVAL, {"topic": topic, "hours": settings.topic_interval_hours}))
     if found:
         return reject(*found)
@@ -61,6 +67,21 @@ def check_frequency(ctx: RuleContext, at: datetime, settings: PolicySettings) ->
     return passed(
         f"frequency: {this_week} of {cap} this week", f"frequency: {same_day} of {settings.max_per_day} today"
     )
+
+
+def _due(item: Scheduled, subject: SubjectState, settings: PolicySettings) -> datetime | None:
+    """When a push counts: a waiting one is decided again when due, under the user's quiet hours
+    and time zone as they are then (as now, here), so one planned by settings changed since is
+    deferred again, to its new time, or expires, and counts nowhere (None). Counted at its old
+    time, it refused a push the user wanted on a day it would never go."""
+    if not item.waiting or item.expires_at is None:
+        return item.at
+    start, end = window_in_force(subject.quiet_start, subject.quiet_end, settings)
+    window = QuietWindow(start, end, ZoneInfo(subject.timezone))
+    if not window.contains(item.at):
+        return item.at
+    until = window.next_allowed(item.at)
+    return None if until >= item.expires_at else until
 
 
 def _stopped(item: Scheduled, subject: SubjectState) -> bool:

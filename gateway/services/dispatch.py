@@ -161,7 +161,9 @@ class _Round:
             return
         state = self.state_without(row, row.subject_id)
         if at is not None and is_marketing(row.topic):
-            planned = Scheduled(at, row.topic, waiting=True)
+            planned = Scheduled(
+                at, row.topic, waiting=True, expires_at=datetime.fromisoformat(row.expires_at)
+            )
             state = msgspec.structs.replace(state, scheduled=(*state.scheduled, planned))
         self.states[row.subject_id] = state
 
@@ -170,7 +172,9 @@ def _planned(row: PushRow) -> Scheduled | None:
     """The push as its subject's state lists it among planned pushes, if it is listed there."""
     if row.planned_at is None or row.status not in ACCEPTED or not is_marketing(row.topic):
         return None
-    return Scheduled(datetime.fromisoformat(row.planned_at), row.topic, row.status in WAITING)
+    waiting = row.status in WAITING
+    expires = datetime.fromisoformat(row.expires_at) if waiting else None
+    return Scheduled(datetime.fromisoformat(row.planned_at), row.topic, waiting, expires)
 
 
 class Dispatcher:

@@ -329,7 +329,11 @@ class PushService:
                 due.append((record.push_id, planned))
                 if p.key is not None and is_marketing(p.request.topic):
                     states[p.key.subject_id] = msgspec.structs.replace(
-                        state, scheduled=(*state.scheduled, Scheduled(planned, p.request.topic, waiting=True))
+                        state,
+                        scheduled=(
+                            *state.scheduled,
+                            Scheduled(planned, p.request.topic, waiting=True, expires_at=decision.expires_at),
+                        ),
                     )
             answers.append((_answer(record.push_id, decision), True))
         pushes.insert_many(conn, rows)

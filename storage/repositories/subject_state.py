@@ -72,14 +72,20 @@ def load_many(
             device_counts[sid] = int(count)
         of_campaigns: list[tuple[str, Scheduled, str, int]] = []
         rows = conn.execute(
-            "SELECT subject_id, planned_at, topic, status, campaign_id, rowid, push_id FROM pushes "  # noqa: S608
-            f"WHERE subject_id IN ({marks}) AND planned_at >= ? AND planned_at <= ? "
+            "SELECT subject_id, planned_at, topic, status, campaign_id, rowid, push_id, expires_at "  # noqa: S608
+            f"FROM pushes WHERE subject_id IN ({marks}) AND planned_at >= ? AND planned_at <= ? "
             f"AND topic != 'transactional' AND status IN ({','.join('?' * len(ACCEPTED))})",
             (*ids, start, end, *ACCEPTED),
         ).fetchall()
         retrying = _retrying(conn, [r[6] for r in rows if r[3] == "sending"], now)
-        for sid, at, topic, status, campaign_id, rowid, push_id in rows:
-            item = Scheduled(datetime.fromisoformat(at), topic, status in WAITING or push_id in retrying)
+        for sid, at, topic, status, campaign_id, rowid, push_id, expires in rows:
+            waiting = status in WAITING or push_id in retrying
+            item = Scheduled(
+                datetime.fromisoformat(at),
+                topic,
+                waiting,
+                datetime.fromisoformat(expires) if waiting else None,
+            )
             if item.waiting and campaign_id is not None:
                 of_campaigns.append((sid, item, campaign_id, rowid))
             else:
