@@ -126,10 +126,16 @@ def local_to_utc(day: date, wall: time, zone: ZoneInfo, fold: int) -> datetime:
 
 def window_in_force(start: str, end: str, settings: PolicySettings) -> tuple[str, str]:
     """The user's window, unless it was saved before an admin set a minimum it falls short of
-    (a change of window is held to it): then the default window, never shorter, stands in."""
-    if settings.min_quiet_minutes and quiet_window_minutes(start, end) < settings.min_quiet_minutes:
+    (a change of window is held to it): then it is made that long from its start, so every
+    minute the user chose stays quiet (the default window standing in let pushes into a lunchtime
+    window the user had set). No window at all (equal ends) takes the default, never shorter."""
+    start, end = ascii_hhmm(start), ascii_hhmm(end)
+    if not settings.min_quiet_minutes or quiet_window_minutes(start, end) >= settings.min_quiet_minutes:
+        return start, end
+    if start == end:
         return settings.quiet_start, settings.quiet_end
-    return ascii_hhmm(start), ascii_hhmm(end)
+    minutes = (hhmm_minutes(start) + settings.min_quiet_minutes) % (24 * 60)
+    return start, f"{minutes // 60:02d}:{minutes % 60:02d}"
 
 
 def check_quiet_hours(ctx: RuleContext, now: datetime, settings: PolicySettings) -> RuleResult:

@@ -425,15 +425,15 @@ def test_quiet_hours_minimum_refusal_for_a_new_user_creates_no_subject(
 def test_a_window_saved_before_the_minimum_shows_the_window_in_force(
     client: Client, as_user: AsUser, as_key: AsKey
 ) -> None:
-    """Pushes are held to the default window once an admin's minimum makes a saved one too short;
-    the preferences showed the saved one, so the person was told quiet hours began at 23:00 and
-    held to 21:00-08:00."""
+    """Pushes are held to a longer window once an admin's minimum makes a saved one too short; the
+    preferences showed the saved one, so the person was told quiet hours ended at 06:00 and held
+    to a later end. (It is lengthened from its start: every minute the person chose stays quiet.)"""
     headers = as_user(ALICE)
     patch(client, headers, {"quiet_hours": {"start": "23:00", "end": "06:00"}})
     put_policy(client, as_key, min_quiet_minutes=600)
 
     shown = client.get("/v1/me/preferences", headers=headers).json()["quiet_hours"]
-    assert shown == {"start": "21:00", "end": "08:00"}  # the policy's default window
+    assert shown == {"start": "23:00", "end": "09:00"}  # ten hours from its start
 
 
 def test_weekly_cap_may_not_exceed_the_system_cap(

@@ -494,19 +494,34 @@ def test_a_reserved_data_key_a_stored_policy_allows_is_still_not_allowed() -> No
     [
         (("12:00", "12:00"), 0, "queued"),  # no quiet hours, and no minimum to hold them to
         (("12:00", "12:00"), 600, "deferred"),  # saved before the minimum: the default 11:00-21:00
-        (("11:00", "12:30"), 600, "deferred"),
-        (("22:00", "06:00"), 600, "deferred"),  # 8 h: the default judges, and 12:00 is inside it
+        (("11:00", "12:30"), 600, "deferred"),  # made 10 h from its start: 11:00-21:00
+        (("22:00", "06:00"), 600, "queued"),  # made 22:00-08:00: 12:00 is outside it
         (("13:00", "23:00"), 600, "queued"),  # 10 h: long enough, the user's own window stands
+        (("11:30", "12:30"), 60, "deferred"),  # long enough: the user's own
+        (("10:30", "11:30"), 120, "deferred"),  # made 10:30-12:30
     ],
 )
-def test_a_window_shorter_than_the_minimum_is_judged_as_the_default(
+def test_a_window_shorter_than_the_minimum_is_made_that_long_from_its_start(
     window: tuple[str, str], minimum: int, outcome: str
 ) -> None:
     """Regression: the minimum was checked only when a window was changed, so one saved before an
-    admin raised it (even none at all, start == end) went on letting marketing through at night."""
+    admin raised it (even none at all, start == end) went on letting marketing through at night.
+    Then the default window stood in for a short one, and let pushes into the minutes the user
+    had chosen outside it (a lunchtime window, 11:30-12:15 here against a default of 11:00-21:00
+    would have been covered, but 09:30-10:30 against 21:00-08:00 was not): it is lengthened from
+    its start instead, so every minute the user chose stays quiet."""
     settings = PolicySettings(min_quiet_minutes=minimum, quiet_start="11:00", quiet_end="21:00")
     state = subject(quiet_start=window[0], quiet_end=window[1])
     assert decide(push(), state, None, NOW, settings).outcome == outcome
+
+
+def test_a_minimum_keeps_a_lunchtime_window_quiet() -> None:
+    """Regression (a review): 09:30-10:30 saved before a minimum of two hours was judged as the
+    default 21:00-08:00, and a push went out at 10:00, inside the window the user had chosen."""
+    settings = PolicySettings(min_quiet_minutes=120)
+    state = subject(quiet_start="09:30", quiet_end="10:30")
+    decision = decide(push(), state, None, NOW.replace(hour=10), settings)
+    assert (decision.outcome, decision.deliver_after) == ("deferred", NOW.replace(hour=11, minute=30))
 
 
 @pytest.mark.parametrize(
