@@ -26,7 +26,8 @@ class PushRequest(msgspec.Struct, frozen=True, kw_only=True, gc=False):
 class Scheduled(msgspec.Struct, frozen=True, gc=False):
     """A marketing push already accepted for this subject (queued, deferred, sending or delivered).
     `waiting`: dispatch decides it again before it goes: queued, deferred, or sending with no
-    device reached and no worker holding it (waiting out a retry's backoff). A waiting push
+    device reached and no worker holding it (waiting out a retry's backoff; `at` is then when
+    the retry is due, if later than first planned). A waiting push
     carries its `expires_at`: dispatch defers it again, or lets it expire, by the settings in
     force when it is due, which the caps follow."""
 

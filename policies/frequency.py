@@ -76,6 +76,8 @@ def _due(item: Scheduled, subject: SubjectState, settings: PolicySettings) -> da
     time, it refused a push the user wanted on a day it would never go."""
     if not item.waiting or item.expires_at is None:
         return item.at
+    if item.at >= item.expires_at:  # a retry due at its expiry: it ends `expired` then
+        return None
     start, end = window_in_force(subject.quiet_start, subject.quiet_end, settings)
     window = QuietWindow(start, end, ZoneInfo(subject.timezone))
     if not window.contains(item.at):

@@ -80,8 +80,10 @@ def load_many(
         retrying = _retrying(conn, [r[6] for r in rows if r[3] == "sending"], now)
         for sid, at, topic, status, campaign_id, rowid, push_id, expires in rows:
             waiting = status in WAITING or push_id in retrying
+            # A retry is decided again when its outbox row is next due, not when first sent.
+            when = max(datetime.fromisoformat(at), retrying[push_id]) if push_id in retrying else None
             item = Scheduled(
-                datetime.fromisoformat(at),
+                when or datetime.fromisoformat(at),
                 topic,
                 waiting,
                 datetime.fromisoformat(expires) if waiting else None,
@@ -122,17 +124,18 @@ def load_many(
     return states
 
 
-def _retrying(conn: Connection, sending: list[str], now: datetime) -> set[str]:
-    """The `sending` pushes among these that no device has and no worker holds: waiting out a
-    retry's backoff, they are decided again when next claimed, as queued ones are, so they are
-    waiting too (a pause or a topic switched off since stops them then). Rare, so asked apart."""
-    found: set[str] = set()
+def _retrying(conn: Connection, sending: list[str], now: datetime) -> dict[str, datetime]:
+    """The `sending` pushes among these that no device has and no worker holds, with when each is
+    next due: waiting out a retry's backoff, they are decided again when next claimed, as queued
+    ones are, so they are waiting too (a pause or a topic switched off since stops them then,
+    quiet hours by then defer them, a next try at their expiry ends them). Rare, so asked apart."""
+    found: dict[str, datetime] = {}
     stamp = now.isoformat()
     for marks, chunk in in_chunks(sending):
         found.update(
-            str(r[0])
+            (str(r[0]), datetime.fromisoformat(r[1]))
             for r in conn.execute(
-                f"SELECT o.push_id FROM outbox o WHERE o.push_id IN ({marks}) "  # noqa: S608
+                f"SELECT o.push_id, o.due_at FROM outbox o WHERE o.push_id IN ({marks}) "  # noqa: S608
                 "AND (o.lease_owner IS NULL OR o.lease_until < ?) AND NOT EXISTS (SELECT 1 FROM deliveries d "
                 "WHERE d.push_id = o.push_id AND d.status = 'delivered')",
                 (*chunk, stamp),

@@ -15,6 +15,7 @@ from litestar import Litestar
 from litestar.testing import TestClient
 from support import Scripted
 
+from clients.delivery import DeliveryMessage, DeliveryResult
 from gateway.runtime import Runtime
 from gateway.services.dispatch import Dispatcher
 
@@ -138,3 +139,60 @@ def test_a_push_being_sent_now_still_counts(
     other = _push(client, key, "k2", topic="flash_sales")
 
     assert other["outcome"] == "rejected", other
+
+
+class _RetryAfter:
+    """A provider asking to be tried again after `seconds`."""
+
+    name = "fcm"
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    async def send(self, message: DeliveryMessage) -> DeliveryResult:
+        return DeliveryResult(status="retry", retry_after=self.seconds)
+
+    async def aclose(self) -> None:
+        """Nothing to close."""
+
+
+def _retry_after(client: Client, runtime: Runtime, seconds: float) -> None:
+    rt = runtime
+    adapters = {"fcm": _RetryAfter(seconds)}
+    dispatcher = Dispatcher(rt.store, rt.clock, rt.settings, rt.policy, rt.metrics, adapters)
+    assert client.blocking_portal.call(dispatcher.run_once, "test-worker", 100) == 1
+
+
+def test_a_retry_due_at_its_expiry_holds_no_cap(
+    client: Client, runtime: Runtime, clock: FakeClock, as_user: Callable[[str], Headers], as_key: KeyHeaders
+) -> None:
+    """Review of 82d02ef: asked to retry after its expiry, the push is rescheduled to its expiry
+    and ends `expired` there, never sent; it took the day's push all the same."""
+    key = as_key("pushes:write", "campaigns:read")
+    _onboard(client, as_user, "fcm")
+    first = _push(client, key, "k1", ttl_seconds=3600)
+    _retry_after(client, runtime, 7200.0)
+    assert _status(client, key, first["push_id"]) == "sending"
+    clock.advance(minutes=5)
+
+    other = _push(client, key, "k2", topic="flash_sales")
+
+    assert other["outcome"] == "queued", other
+
+
+def test_a_retry_due_in_quiet_hours_counts_on_the_morning_it_goes(
+    client: Client, runtime: Runtime, clock: FakeClock, as_user: Callable[[str], Headers], as_key: KeyHeaders
+) -> None:
+    """Review of 82d02ef: sent at 20:50 and asked to retry after 20 minutes, the push is due at
+    21:10, inside the user's quiet hours, and goes the next morning; it took the evening's day."""
+    key = as_key("pushes:write", "campaigns:read")
+    _onboard(client, as_user, "fcm")
+    clock.now = clock.now.replace(hour=20, minute=50)
+    first = _push(client, key, "k1")
+    _retry_after(client, runtime, 1200.0)
+    assert _status(client, key, first["push_id"]) == "sending"
+    clock.advance(minutes=5)
+
+    other = _push(client, key, "k2", topic="flash_sales")
+
+    assert other["outcome"] == "queued", other
