@@ -69,10 +69,13 @@ class DeviceService:
 
     async def register(self, subject_ref: str, body: DeviceCreate) -> tuple[str, bool]:
         """(device id, created): the same token registered again is the same device; for webpush,
-        the same endpoint, whatever the JSON's spelling, and with the keys last given."""
+        the same endpoint, whatever the JSON's spelling, and with the keys last given; for apns,
+        the same hex in the upper case a row stored before may hold."""
         now = self._clock()
         key = await self._store.directory.ensure_from_loop(subject_ref, now)
         tag = devices.token_tag(self._store.device_tags, body.platform, body.token)
+        earlier = devices.earlier_spellings(body.platform, body.token)
+        earlier_tags = [devices.token_tag(self._store.device_tags, body.platform, t) for t in earlier]
 
         def check_room(conn: Connection) -> None:
             if devices.count_active(conn, key.subject_id) >= MAX_ACTIVE_DEVICES:
@@ -103,7 +106,8 @@ class DeviceService:
             # Kept even when this user has no room for another device: only the registration is
             # undone. One unit with it, not two: an erasure of this user whose cleanup ran between
             # them left the device row, naming the erased subject, behind it.
-            devices.release_elsewhere(conn, tag, key.subject_id, now)
+            for each in (tag, *earlier_tags):
+                devices.release_elsewhere(conn, each, key.subject_id, now)
             try:
                 with savepoint(conn, "device"):
                     return register(conn)

@@ -27,6 +27,7 @@ __all__ = [
     "any_untagged",
     "count_active",
     "delete",
+    "earlier_spellings",
     "find",
     "insert",
     "list_for",
@@ -98,6 +99,15 @@ def open_token(key: SubjectKey, device_id: str, sealed: bytes) -> str:
     return key.cipher.open(bytes(sealed), _aad(key, device_id)).decode()
 
 
+def earlier_spellings(platform: str, token: str) -> tuple[str, ...]:
+    """Other spellings a row stored before may hold this token in: an `apns` token is kept in
+    lower case since registration made it so, and one given in upper case before is the same
+    device (found by this subject's registration, released by another's)."""
+    if platform == "apns" and token.upper() != token:
+        return (token.upper(),)
+    return ()
+
+
 def find(conn: Connection, key: SubjectKey, platform: str, token: str) -> Found | None:
     """This subject's device that `token` names on `platform`, if registered."""
     row = conn.execute(
@@ -109,6 +119,13 @@ def find(conn: Connection, key: SubjectKey, platform: str, token: str) -> Found 
         # Elsewhere the fingerprint is the token's own; a subscription's keys may have changed.
         current = platform != "webpush" or open_token(key, device_id, sealed) == token
         return Found(device_id, status, current)
+    for spelling in earlier_spellings(platform, token):
+        row = conn.execute(
+            "SELECT device_id, status FROM devices WHERE subject_id = ? AND fingerprint = ?",
+            (key.subject_id, _fingerprint(key, platform, spelling)),
+        ).fetchone()
+        if row is not None:
+            return Found(str(row[0]), str(row[1]), False)
     return _find_stored_before(conn, key, token) if platform == "webpush" else None
 
 

@@ -382,6 +382,50 @@ def test_an_apns_token_of_16_to_200_hex_digits_is_taken(
     )
 
 
+def _stored_before_in_upper_case(runtime: Runtime, user_id: str, device_id: str, token: str) -> None:
+    """The device row as registration kept an upper-case apns token before it kept lower case."""
+    store = runtime.store
+    key = store.directory.resolve(store.pseudonyms.subject_ref(user_id))
+    assert key is not None
+    upper = token.upper()
+    tag = devices.token_tag(store.device_tags, "apns", upper)
+
+    def unit(conn: Any) -> None:
+        devices.refresh(conn, key, device_id, "apns", upper)
+        conn.execute("UPDATE devices SET token_tag = ? WHERE device_id = ?", (tag, device_id))
+
+    store.data.writer.run_sync(unit)
+
+
+def test_an_apns_device_stored_in_upper_case_is_found_again_in_lower_case(
+    client: Client, runtime: Runtime, as_user: AsUser
+) -> None:
+    """Review of 701289a: registered again, a device stored in upper case before tokens were
+    kept in lower case became a second device of the same phone (each push sent twice)."""
+    alice = as_user(ALICE)
+    device_id = register(client, alice, "apns", "ab" * 32)
+    _stored_before_in_upper_case(runtime, ALICE, device_id, "ab" * 32)
+
+    again = register(client, alice, "apns", "AB" * 32, status=200)
+
+    assert again == device_id
+    [exported] = export(client, alice)["devices"]
+    assert (exported["token"], exported["status"]) == ("ab" * 32, "active")
+
+
+def test_an_apns_device_stored_in_upper_case_is_released_to_its_new_user(
+    client: Client, runtime: Runtime, as_user: AsUser
+) -> None:
+    alice, bob = as_user(ALICE), as_user("bob")
+    device_id = register(client, alice, "apns", "ab" * 32)
+    _stored_before_in_upper_case(runtime, ALICE, device_id, "ab" * 32)
+
+    register(client, bob, "apns", "ab" * 32)
+
+    [device] = client.get("/v1/me/devices", headers=alice).json()
+    assert device["status"] == "disabled"
+
+
 def test_an_apns_token_in_upper_case_is_the_same_device(client: Client, as_user: AsUser) -> None:
     """Regression (review of 43c060c): the same hex token in the other case was another device,
     so when the phone passed to another user (an app that writes hex in upper case since an
