@@ -18,60 +18,25 @@ from gateway.clock import Clock, rfc3339, rfc3339_text, rfc3339_text_or_none
 from gateway.errors import Conflict, NotFound
 from gateway.metrics import Metrics
 from gateway.schemas.complaints import ComplaintCreate, ComplaintCreated, ComplaintRead, EventRecorded
+from gateway.services.campaign_rule import judge_campaign
 from gateway.services.policy import PolicySource
 from gateway.services.preferences import PreferenceCenter
 from policies.catalog import is_marketing
-from policies.complaints import should_pause_campaign
-from policies.settings import PolicySettings
 from storage import ledger
 from storage.db import Connection
 from storage.directory import SubjectKey
-from storage.repositories import campaigns, consents, deliveries, preferences, pushes
 from storage.repositories import complaints as repo
+from storage.repositories import consents, deliveries, preferences, pushes
 from storage.repositories.complaints import ComplaintRow, text_aad
 from storage.store import Store
 
-__all__ = ["ComplaintService", "complaint_read", "judge_campaign", "maybe_pause_campaign"]
+__all__ = ["ComplaintService", "complaint_read", "maybe_pause_campaign"]
 
 
 def maybe_pause_campaign(conn: Connection, campaign_id: str, source: PolicySource, now: datetime) -> bool:
     """`judge_campaign` under the policy in force (`source`): called at each delivery and each
     complaint of the campaign."""
     return judge_campaign(conn, campaign_id, source.settings, now)
-
-
-def judge_campaign(conn: Connection, campaign_id: str, policy: PolicySettings, now: datetime) -> bool:
-    """Pause the campaign if its complaint rate crosses the policy's threshold, with the numbers
-    that paused it. Once an operator has lifted such a pause, only what happened since counts
-    (pushes delivered after that resume and the complaints about them, `since` in the numbers):
-    the resume holds until the campaign earns a new pause on its own.
-
-    A campaign paused by hand is judged too, and over the threshold its pause becomes the
-    rule's, which only an operator lifts: otherwise complaints filed while it was paused by
-    hand would never be judged, and a `campaigns:write` resume would set it going over the rate.
-
-    Called at each delivery of the campaign's pushes, so it reads no more than the campaign row
-    (whose `delivered_since_resume` is the deliveries since that resume, or since creation) and
-    the campaign's complaints, through their campaign index."""
-    campaign = campaigns.get(conn, campaign_id)
-    if campaign is None or campaign.pause_rule == campaigns.COMPLAINT_RATE:
-        return False
-    since = campaign.resumed_at
-    complained = repo.count_for_campaign(conn, campaign_id, since)
-    if complained == 0:
-        return False
-    delivered = campaign.delivered_since_resume
-    if not should_pause_campaign(complained, delivered, policy):
-        return False
-    numbers: dict[str, object] = {
-        "rule": campaigns.COMPLAINT_RATE, "complaints": complained, "deliveries": delivered,
-        "rate": round(complained / delivered, 6), "threshold": policy.complaint_pause_rate,
-        "min_deliveries": policy.complaint_pause_min_deliveries,
-    }  # fmt: skip
-    if since is not None:
-        numbers["since"] = rfc3339_text(since)
-    reason = msgspec.json.encode(numbers).decode()
-    return campaigns.pause(conn, campaign_id, now, reason, rule=campaigns.COMPLAINT_RATE)
 
 
 class ComplaintService:

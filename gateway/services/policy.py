@@ -10,6 +10,7 @@ import msgspec
 from gateway.clock import Clock, rfc3339_text_or_none
 from gateway.errors import InvalidInput, NotFound, PreconditionFailed
 from gateway.schemas.audit import PolicyVersionRead
+from gateway.services.campaign_rule import judge_all
 from policies.settings import RESERVED_DATA_KEY, PolicySettings
 from storage.db import Connection
 from storage.repositories import admin_log
@@ -72,6 +73,8 @@ class PolicySource:
                 )
             version = policy_repo.put(conn, settings, changed_by, now)
             admin_log.record(conn, now, changed_by, "policy.changed", str(version.version))
+            # A threshold lowered puts campaigns over it: paused now, not after more deliveries.
+            judge_all(conn, settings, now)
             return version
 
         try:

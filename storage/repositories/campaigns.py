@@ -28,7 +28,16 @@ import msgspec
 
 from storage.db import Connection
 
-__all__ = ["COMPLAINT_RATE", "CampaignRow", "count_delivery", "create", "get", "pause", "resume"]
+__all__ = [
+    "COMPLAINT_RATE",
+    "CampaignRow",
+    "complained_of",
+    "count_delivery",
+    "create",
+    "get",
+    "pause",
+    "resume",
+]
 
 COMPLAINT_RATE = "complaint_rate"
 """The `pause_rule` of a campaign paused by the complaint-rate rule."""
@@ -120,3 +129,15 @@ def count_delivery(conn: Connection, campaign_id: str) -> None:
         "UPDATE campaigns SET delivered_since_resume = delivered_since_resume + 1 WHERE campaign_id = ?",
         (campaign_id,),
     )
+
+
+def complained_of(conn: Connection) -> list[str]:
+    """The campaigns with complaints that the complaint-rate rule has not paused: the ones a
+    change of its threshold may put over it."""
+    rows = conn.execute(
+        "SELECT campaign_id FROM campaigns WHERE (pause_rule IS NULL OR pause_rule != ?) "
+        "AND EXISTS (SELECT 1 FROM complaints c WHERE c.campaign_id = campaigns.campaign_id) "
+        "ORDER BY campaign_id",
+        (COMPLAINT_RATE,),
+    )
+    return [str(r[0]) for r in rows]

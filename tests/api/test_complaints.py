@@ -645,6 +645,37 @@ def test_campaign_pauses_when_complaints_reach_the_rate_after_the_minimum(
     assert campaign(client, reader, cid)["status"] == "active"
 
 
+def test_a_threshold_lowered_pauses_the_campaigns_now_over_it(
+    client: Client, runtime: Runtime, clock: FakeClock, as_user: UserHeaders, as_key: KeyHeaders, key: Headers
+) -> None:
+    """Regression (a review): the rule was judged only at a delivery or a complaint, so a
+    campaign over a threshold an admin had just lowered stayed active and sent another round;
+    one done delivering stayed active for good."""
+    set_policy(client, as_key, complaint_pause_min_deliveries=100, complaint_pause_rate=0.02)
+    writer, reader = as_key("campaigns:write"), as_key("campaigns:read")
+    users = audience(client, runtime, "lower", 100)
+    cid = create_campaign(client, writer)
+    quiet = create_campaign(client, writer, name="No complaints")
+    pushes = send_campaign(client, runtime, key, cid, users)
+    complain(client, as_user(users[0]), push_id=pushes[users[0]], reason="irrelevant")
+    assert campaign(client, reader, cid)["status"] == "active"  # 1/100 < 2%
+    clock.advance(minutes=5)
+
+    set_policy(client, as_key, complaint_pause_min_deliveries=100, complaint_pause_rate=0.01)
+
+    paused = campaign(client, reader, cid)
+    assert paused["status"] == "paused"
+    assert at(paused["paused_at"]) == clock.now
+    reason = msgspec.json.decode(paused["pause_reason"])
+    assert (reason["rule"], reason["complaints"], reason["deliveries"], reason["threshold"]) == (
+        "complaint_rate",
+        1,
+        100,
+        0.01,
+    )
+    assert campaign(client, reader, quiet)["status"] == "active"
+
+
 def test_deliveries_can_bring_a_campaign_with_complaints_past_the_minimum(
     client: Client, runtime: Runtime, as_user: UserHeaders, as_key: KeyHeaders, key: Headers
 ) -> None:

@@ -1,0 +1,59 @@
+"""The complaint-rate rule applied to a campaign: paused, with the numbers that paused it, once
+its complaints cross the policy's threshold. Judged at each delivery and each complaint of the
+campaign, at a hand resume, and when an admin changes the policy (a threshold lowered puts
+campaigns over it that no delivery may come to judge again).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import msgspec
+
+from gateway.clock import rfc3339_text
+from policies.complaints import should_pause_campaign
+from policies.settings import PolicySettings
+from storage.db import Connection
+from storage.repositories import campaigns
+from storage.repositories import complaints as complaints_repo
+
+__all__ = ["judge_all", "judge_campaign"]
+
+
+def judge_campaign(conn: Connection, campaign_id: str, policy: PolicySettings, now: datetime) -> bool:
+    """Pause the campaign if its complaint rate crosses the policy's threshold, with the numbers
+    that paused it. Once an operator has lifted such a pause, only what happened since counts
+    (pushes delivered after that resume and the complaints about them, `since` in the numbers):
+    the resume holds until the campaign earns a new pause on its own.
+
+    A campaign paused by hand is judged too, and over the threshold its pause becomes the
+    rule's, which only an operator lifts: otherwise complaints filed while it was paused by
+    hand would never be judged, and a `campaigns:write` resume would set it going over the rate.
+
+    Called at each delivery of the campaign's pushes, so it reads no more than the campaign row
+    (whose `delivered_since_resume` is the deliveries since that resume, or since creation) and
+    the campaign's complaints, through their campaign index."""
+    campaign = campaigns.get(conn, campaign_id)
+    if campaign is None or campaign.pause_rule == campaigns.COMPLAINT_RATE:
+        return False
+    since = campaign.resumed_at
+    complained = complaints_repo.count_for_campaign(conn, campaign_id, since)
+    if complained == 0:
+        return False
+    delivered = campaign.delivered_since_resume
+    if not should_pause_campaign(complained, delivered, policy):
+        return False
+    numbers: dict[str, object] = {
+        "rule": campaigns.COMPLAINT_RATE, "complaints": complained, "deliveries": delivered,
+        "rate": round(complained / delivered, 6), "threshold": policy.complaint_pause_rate,
+        "min_deliveries": policy.complaint_pause_min_deliveries,
+    }  # fmt: skip
+    if since is not None:
+        numbers["since"] = rfc3339_text(since)
+    reason = msgspec.json.encode(numbers).decode()
+    return campaigns.pause(conn, campaign_id, now, reason, rule=campaigns.COMPLAINT_RATE)
+
+
+def judge_all(conn: Connection, policy: PolicySettings, now: datetime) -> list[str]:
+    """Judge every campaign complained of under `policy`; returns the ones it paused."""
+    return [c for c in campaigns.complained_of(conn) if judge_campaign(conn, c, policy, now)]
