@@ -154,16 +154,30 @@ class _Round:
         scheduled.remove(mine)
         return msgspec.structs.replace(state, scheduled=tuple(scheduled))
 
-    def replan(self, row: PushRow, at: datetime | None) -> None:
-        """Step 1 ended the push (`at` None) or deferred it to `at`: later pushes of the same
-        subject in this round see that, as they would if each had read the database."""
+    def state_for(self, row: PushRow, subject_id: str) -> SubjectState:
+        """The state the push is judged by: without itself, and without the waiting pushes planned
+        after it, each judged again in its turn with this one counted if it goes. Counted, they
+        made a cap lowered since refuse the earliest pushes and keep the latest, and none at all
+        when the latest was then refused for its own content. (Pushes planned at the same
+        instant still count each other: their order is not in the state.)"""
+        state = self.state_without(row, subject_id)
+        mine = _planned(row)
+        if mine is None:
+            return state
+        kept = tuple(item for item in state.scheduled if not (item.waiting and item.at > mine.at))
+        return state if len(kept) == len(state.scheduled) else msgspec.structs.replace(state, scheduled=kept)
+
+    def replan(self, row: PushRow, at: datetime | None, *, sending: bool = False) -> None:
+        """Step 1 ended the push (`at` None), deferred it to `at`, or is sending it (planned at
+        `at`): later pushes of the same subject in this round see that, as they would if each had
+        read the database. Sent, it is no longer waiting: it counts whatever the user changed
+        since, and against pushes planned before it (`state_for`)."""
         if row.subject_id is None or row.subject_id not in self.states:
             return
         state = self.state_without(row, row.subject_id)
         if at is not None and is_marketing(row.topic):
-            planned = Scheduled(
-                at, row.topic, waiting=True, expires_at=datetime.fromisoformat(row.expires_at)
-            )
+            expires = None if sending else datetime.fromisoformat(row.expires_at)
+            planned = Scheduled(at, row.topic, waiting=not sending, expires_at=expires)
             state = msgspec.structs.replace(state, scheduled=(*state.scheduled, planned))
         self.states[row.subject_id] = state
 
@@ -391,7 +405,7 @@ class Dispatcher:
             return self._end(row, snapshot, "rejected", [Reason(SUBJECT_ERASED)]), None
         decision = decide(
             policy_request(row.topic, row.campaign_id, content, remaining),
-            snapshot.state_without(row, key.subject_id),
+            snapshot.state_for(row, key.subject_id),
             snapshot.campaign(row),
             now,
             self._policy.settings,
@@ -440,8 +454,9 @@ class Dispatcher:
         # delivery (three pairs, a loaded host) were it done for every push on time too.
         sent_at = None
         if _late(row, now) and not _reached(row, snapshot):
-            snapshot.replan(row, now)
             sent_at = now
+        if row.planned_at is not None:
+            snapshot.replan(row, sent_at or datetime.fromisoformat(row.planned_at), sending=True)
         sending = PushWrites(
             push_id=row.push_id,
             status=StatusChange(
