@@ -369,8 +369,8 @@ def test_complaints_filed_during_a_pause_by_hand_make_it_the_rules_pause(world: 
 
 def test_a_resume_judges_the_rule_before_it_lifts_a_pause_by_hand(world: World) -> None:
     """Regression: a campaign over the threshold, paused by hand, was set going by a
-    `campaigns:write` resume. Here the threshold is lowered under its rate while it is paused,
-    so nothing but the resume judges it: the resume is refused and the pause becomes the rule's."""
+    `campaigns:write` resume. Here the threshold is lowered under its rate while it is paused:
+    the policy change judges it (the pause becomes the rule's then), and the resume is refused."""
     sent = {user: world.deliver(user) for user in ("ada", "bo", "cy")}
     world.clock.advance(minutes=1)
     assert act(world.client, world.writer, world.cid, "pause")["status"] == "paused"
@@ -384,7 +384,7 @@ def test_a_resume_judges_the_rule_before_it_lifts_a_pause_by_hand(world: World) 
     refused = world.client.post(f"/v1/campaigns/{world.cid}/resume", headers=world.writer)
     assert "complaint-rate rule" in assert_problem(refused, 403)["detail"]
     paused = world.shown()
-    assert (paused["status"], paused["paused_at"]) == ("paused", "2026-11-23T10:03:00Z")
+    assert (paused["status"], paused["paused_at"]) == ("paused", "2026-11-23T10:02:00Z")  # the change's
     assert evidence(paused) == {
         "rule": "complaint_rate", "complaints": 1, "deliveries": 3, "rate": 0.333333, "threshold": 0.25,
         "min_deliveries": 2,
