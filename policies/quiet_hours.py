@@ -8,7 +8,7 @@ Wall time to UTC across DST: an end that does not exist (spring forward) becomes
 first instant after the gap; an ambiguous end (fall back) is its first occurrence
 (fold=0) unless that lies before `now`, in which case the second one is the next end.
 A window shorter than the policy's `min_quiet_minutes` (saved before the minimum was set; a
-change is refused) is judged as the policy's default window.
+change is refused) is lengthened to it from its start; no window at all takes the default.
 Reason codes: `quiet_hours` (detail `until`; deferred, or rejected when `until` is not
 before `expires_at`).
 """
