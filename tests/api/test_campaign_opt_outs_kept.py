@@ -19,13 +19,14 @@ def _opt_outs(client: Client, reader: Headers, campaign_id: str) -> tuple[int, i
     return counted["delivered"], counted["opted_out_after_receipt"]
 
 
-def test_an_opt_out_stays_counted_after_the_user_erases_their_data(
+def _received_then_withdrawn(
     client: Client,
     runtime: Runtime,
     clock: FakeClock,
     as_user: Callable[[str], Headers],
     as_key: Callable[..., Headers],
-) -> None:
+) -> tuple[str, Headers]:
+    """(campaign, ada): ada had the campaign's push, then withdrew marketing consent."""
     cid = create_campaign(client, as_key("campaigns:write"))
     ada = as_user("ada")
     user_with(client, ada, "fcm")
@@ -33,6 +34,17 @@ def test_an_opt_out_stays_counted_after_the_user_erases_their_data(
     assert dispatch(client, runtime) == 1
     clock.advance(minutes=1)
     consent(client, ada, granted=False)
+    return cid, ada
+
+
+def test_an_opt_out_stays_counted_after_the_user_erases_their_data(
+    client: Client,
+    runtime: Runtime,
+    clock: FakeClock,
+    as_user: Callable[[str], Headers],
+    as_key: Callable[..., Headers],
+) -> None:
+    cid, ada = _received_then_withdrawn(client, runtime, clock, as_user, as_key)
     reader = as_key("campaigns:read")
     assert _opt_outs(client, reader, cid) == (1, 1)
 
@@ -48,13 +60,7 @@ def test_an_opt_out_stays_counted_after_the_user_consents_again(
     as_user: Callable[[str], Headers],
     as_key: Callable[..., Headers],
 ) -> None:
-    cid = create_campaign(client, as_key("campaigns:write"))
-    ada = as_user("ada")
-    user_with(client, ada, "fcm")
-    submit(client, as_key("pushes:write"), item("a1", "ada", campaign_id=cid))
-    assert dispatch(client, runtime) == 1
-    clock.advance(minutes=1)
-    consent(client, ada, granted=False)
+    cid, ada = _received_then_withdrawn(client, runtime, clock, as_user, as_key)
     clock.advance(days=2)
     consent(client, ada, granted=True)
 

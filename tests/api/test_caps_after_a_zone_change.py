@@ -22,6 +22,16 @@ MONDAY_NIGHT_IN_NEW_YORK = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)  # 22:00 EST
 TUESDAY_NOON_IN_TOKYO = datetime(2026, 11, 24, 4, 0, tzinfo=UTC)  # 13:00 JST
 
 
+def _onboard(client: Client, as_user: Callable[[str], Headers], timezone: str) -> Headers:
+    user = as_user("mika")
+    consent = {"granted": True, "notice_version": "v1"}
+    assert client.put("/v1/me/consents/marketing", json=consent, headers=user).status_code == 200
+    device = {"platform": "fcm", "token": "fcm-device-of-mika"}
+    assert client.post("/v1/me/devices", json=device, headers=user).status_code == 201
+    assert client.patch("/v1/me/preferences", json={"timezone": timezone}, headers=user).status_code == 200
+    return user
+
+
 def _push(client: Client, key: Headers, idempotency_key: str, topic: str, **fields: Any) -> Json:
     body = {
         "idempotency_key": idempotency_key,
@@ -44,13 +54,7 @@ def test_a_push_deferred_in_the_old_zone_counts_where_the_new_one_sends_it(
     as_key: Callable[..., Headers],
     ttl_hours: int,
 ) -> None:
-    user = as_user("mika")
-    consent = {"granted": True, "notice_version": "v1"}
-    assert client.put("/v1/me/consents/marketing", json=consent, headers=user).status_code == 200
-    device = {"platform": "fcm", "token": "fcm-device-of-mika"}
-    assert client.post("/v1/me/devices", json=device, headers=user).status_code == 201
-    zone = {"timezone": "America/New_York"}
-    assert client.patch("/v1/me/preferences", json=zone, headers=user).status_code == 200
+    user = _onboard(client, as_user, "America/New_York")
     key = as_key("pushes:write")
     clock.now = MONDAY_NIGHT_IN_NEW_YORK
     first = _push(client, key, "k1", "promotions", ttl_seconds=ttl_hours * 3600)
@@ -71,13 +75,7 @@ def test_a_push_deferred_by_unchanged_settings_still_counts(
     as_key: Callable[..., Headers],
 ) -> None:
     """Nothing changed: the deferred push holds the day it goes on, as before."""
-    user = as_user("mika")
-    consent = {"granted": True, "notice_version": "v1"}
-    assert client.put("/v1/me/consents/marketing", json=consent, headers=user).status_code == 200
-    device = {"platform": "fcm", "token": "fcm-device-of-mika"}
-    assert client.post("/v1/me/devices", json=device, headers=user).status_code == 201
-    zone = {"timezone": "Asia/Tokyo"}
-    assert client.patch("/v1/me/preferences", json=zone, headers=user).status_code == 200
+    _onboard(client, as_user, "Asia/Tokyo")
     key = as_key("pushes:write")
     clock.now = datetime(2026, 11, 24, 13, 0, tzinfo=UTC)  # Tuesday 22:00 in Tokyo
     first = _push(client, key, "k1", "promotions")
