@@ -35,6 +35,10 @@ class Scheduled(msgspec.Struct, frozen=True, gc=False):
     topic: str
     waiting: bool = False
     expires_at: datetime | None = None
+    push_id: str | None = None
+    """Which push, and `order` the order it was decided in: dispatch tells a subject's pushes
+    apart by them (the rules do not read them)."""
+    order: int = 0
 
 
 class SubjectState(msgspec.Struct, frozen=True, kw_only=True, gc=False):

@@ -75,7 +75,7 @@ from storage.outbox import Claim, Reschedule
 from storage.repositories import campaigns, deliveries, devices, pushes, subject_state
 from storage.repositories.deliveries import DeliveryRecord
 from storage.repositories.devices import DeviceRow
-from storage.repositories.pushes import ACCEPTED, WAITING, PushContent, PushRow, StatusChange
+from storage.repositories.pushes import PushContent, PushRow, StatusChange
 from storage.store import Store
 
 __all__ = ["Dispatcher", "Settling"]
@@ -116,9 +116,9 @@ class _Round:
         self.recorded = deliveries.states_many(conn, ids)
         wanted = {r.campaign_id for r in self.rows.values() if r.campaign_id is not None}
         self.campaigns = {cid: campaigns.get(conn, cid) for cid in wanted}
-        self.order = pushes.insertion_order(
-            conn, [r.push_id for r in self.rows.values() if r.campaign_id is not None]
-        )
+        # The order pushes were decided in: a campaign's pause stops those before it, and a
+        # subject's pushes planned at one instant are judged in it (`state_for`).
+        self.order = pushes.insertion_order(conn, list(self.rows))
         self.keys: dict[str, SubjectKey] = {}
         self.states: dict[str, SubjectState] = {}
         self.devices: dict[str, list[DeviceRow]] = {}
@@ -130,7 +130,7 @@ class _Round:
             {r.subject_id for r in self.rows.values() if r.subject_id is not None}
         )
         keys = list(self.keys.values())
-        self.states = subject_state.load_many(conn, keys, now, policy, tz)
+        self.states = subject_state.load_many(conn, keys, now, policy, tz, claimed=self.rows.keys())
         self.devices = devices.list_for_many(conn, keys, active_only=True)
 
     def key(self, row: PushRow) -> SubjectKey | None:
@@ -144,28 +144,27 @@ class _Round:
 
     def state_without(self, row: PushRow, subject_id: str) -> SubjectState:
         """The subject's state with this push left out of its planned pushes: a push must not
-        count against the caps it is judged by. Planned pushes are (time, topic) pairs, so taking
-        out one equal pair is taking out this push."""
+        count against the caps it is judged by."""
         state = self.states[subject_id]
-        mine = _planned(row)
-        if mine is None or mine not in state.scheduled:
-            return state
-        scheduled = list(state.scheduled)
-        scheduled.remove(mine)
-        return msgspec.structs.replace(state, scheduled=tuple(scheduled))
+        kept = tuple(item for item in state.scheduled if item.push_id != row.push_id)
+        return state if len(kept) == len(state.scheduled) else msgspec.structs.replace(state, scheduled=kept)
 
     def state_for(self, row: PushRow, subject_id: str) -> SubjectState:
         """The state the push is judged by: without itself, and without the waiting pushes planned
-        after it, each judged again in its turn with this one counted if it goes. Counted, they
-        made a cap lowered since refuse the earliest pushes and keep the latest, and none at all
-        when the latest was then refused for its own content. (Pushes planned at the same
-        instant still count each other: their order is not in the state.)"""
-        state = self.state_without(row, subject_id)
-        mine = _planned(row)
-        if mine is None:
-            return state
-        kept = tuple(item for item in state.scheduled if not (item.waiting and item.at > mine.at))
-        return state if len(kept) == len(state.scheduled) else msgspec.structs.replace(state, scheduled=kept)
+        after it (at the same instant, decided after it), each judged again in its turn with this
+        one counted if it goes. Counted, they made a cap lowered since refuse the earliest pushes
+        and keep the latest, and none at all when the latest was then refused for its content."""
+        state = self.states[subject_id]
+        mine = next((item for item in state.scheduled if item.push_id == row.push_id), None)
+        if mine is None:  # not a marketing push in the window: no cap judges it
+            return self.state_without(row, subject_id)
+        kept = tuple(
+            item
+            for item in state.scheduled
+            if item.push_id != row.push_id
+            and not (item.waiting and (item.at, item.order) > (mine.at, mine.order))
+        )
+        return msgspec.structs.replace(state, scheduled=kept)
 
     def replan(self, row: PushRow, at: datetime | None, *, sending: bool = False) -> None:
         """Step 1 ended the push (`at` None), deferred it to `at`, or is sending it (planned at
@@ -177,18 +176,10 @@ class _Round:
         state = self.state_without(row, row.subject_id)
         if at is not None and is_marketing(row.topic):
             expires = None if sending else datetime.fromisoformat(row.expires_at)
-            planned = Scheduled(at, row.topic, waiting=not sending, expires_at=expires)
+            order = self.order.get(row.push_id, 0)
+            planned = Scheduled(at, row.topic, not sending, expires, row.push_id, order)
             state = msgspec.structs.replace(state, scheduled=(*state.scheduled, planned))
         self.states[row.subject_id] = state
-
-
-def _planned(row: PushRow) -> Scheduled | None:
-    """The push as its subject's state lists it among planned pushes, if it is listed there."""
-    if row.planned_at is None or row.status not in ACCEPTED or not is_marketing(row.topic):
-        return None
-    waiting = row.status in WAITING
-    expires = datetime.fromisoformat(row.expires_at) if waiting else None
-    return Scheduled(datetime.fromisoformat(row.planned_at), row.topic, waiting, expires)
 
 
 class Dispatcher:

@@ -9,7 +9,7 @@ batches and campaigns decide thousands of pushes in one unit.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 
 import msgspec
@@ -33,8 +33,10 @@ def load_many(
     now: datetime,
     policy: PolicySettings,
     default_tz: str,
+    claimed: Collection[str] = (),
 ) -> dict[str, SubjectState]:
-    """subject id → state, for every key given."""
+    """subject id → state, for every key given. `claimed`: the pushes a dispatch round reading
+    this holds the leases of, and decides again (a retry among them is still waiting)."""
     by_id = {k.subject_id: k for k in keys}
     docs: dict[str, bytes] = {}
     granted: dict[str, set[str]] = defaultdict(set)
@@ -77,7 +79,7 @@ def load_many(
             f"AND topic != 'transactional' AND status IN ({','.join('?' * len(ACCEPTED))})",
             (*ids, start, end, *ACCEPTED),
         ).fetchall()
-        retrying = _retrying(conn, [r[6] for r in rows if r[3] == "sending"], now)
+        retrying = _retrying(conn, [r[6] for r in rows if r[3] == "sending"], now, claimed)
         for sid, at, topic, status, campaign_id, rowid, push_id, expires in rows:
             waiting = status in WAITING or push_id in retrying
             # A retry is decided again when its outbox row is next due, not when first sent.
@@ -87,6 +89,8 @@ def load_many(
                 topic,
                 waiting,
                 datetime.fromisoformat(expires) if waiting else None,
+                push_id,
+                rowid,
             )
             if item.waiting and campaign_id is not None:
                 of_campaigns.append((sid, item, campaign_id, rowid))
@@ -124,21 +128,23 @@ def load_many(
     return states
 
 
-def _retrying(conn: Connection, sending: list[str], now: datetime) -> dict[str, datetime]:
+def _retrying(
+    conn: Connection, sending: list[str], now: datetime, claimed: Collection[str]
+) -> dict[str, datetime]:
     """The `sending` pushes among these that no device has and no worker holds, with when each is
     next due: waiting out a retry's backoff, they are decided again when next claimed, as queued
     ones are, so they are waiting too (a pause or a topic switched off since stops them then,
-    quiet hours by then defer them, a next try at their expiry ends them). Rare, so asked apart."""
+    quiet hours by then defer them, a next try at their expiry ends them). Rare, so asked apart.
+    One the reading round has `claimed` is waiting too: that round decides it again."""
     found: dict[str, datetime] = {}
     stamp = now.isoformat()
     for marks, chunk in in_chunks(sending):
-        found.update(
-            (str(r[0]), datetime.fromisoformat(r[1]))
-            for r in conn.execute(
-                f"SELECT o.push_id, o.due_at FROM outbox o WHERE o.push_id IN ({marks}) "  # noqa: S608
-                "AND (o.lease_owner IS NULL OR o.lease_until < ?) AND NOT EXISTS (SELECT 1 FROM deliveries d "
-                "WHERE d.push_id = o.push_id AND d.status = 'delivered')",
-                (*chunk, stamp),
-            )
-        )
+        for push_id, due_at, held in conn.execute(
+            f"SELECT o.push_id, o.due_at, o.lease_owner IS NOT NULL AND o.lease_until >= ? FROM outbox o "  # noqa: S608
+            f"WHERE o.push_id IN ({marks}) AND NOT EXISTS (SELECT 1 FROM deliveries d "
+            "WHERE d.push_id = o.push_id AND d.status = 'delivered')",
+            (stamp, *chunk),
+        ):
+            if not held or push_id in claimed:
+                found[str(push_id)] = datetime.fromisoformat(due_at)
     return found

@@ -196,3 +196,27 @@ def test_a_retry_due_in_quiet_hours_counts_on_the_morning_it_goes(
     other = _push(client, key, "k2", topic="flash_sales")
 
     assert other["outcome"] == "queued", other
+
+
+def test_a_retry_stopped_in_the_round_of_a_later_push_does_not_cost_it_the_cap(
+    client: Client, runtime: Runtime, clock: FakeClock, as_user: Callable[[str], Headers], as_key: KeyHeaders
+) -> None:
+    """Review of 0e78d25: claimed in the same round as a push submitted after it, a retry that
+    round stops (its topic switched off) counted as sent against the other, and both ended
+    rejected."""
+    key = as_key("pushes:write", "campaigns:read")
+    user = _onboard(client, as_user, "fcm")
+    first = _push(client, key, "k1")
+    _retry_after(client, runtime, 3600.0)  # due again in an hour
+    clock.advance(minutes=10)
+    off = {"topics": {"promotions": False}}
+    assert client.patch("/v1/me/preferences", json=off, headers=user).status_code == 200
+    clock.advance(minutes=20)
+    second = _push(client, key, "k2", topic="flash_sales")
+    assert second["outcome"] == "queued", second
+    clock.advance(minutes=30)  # both due: one round claims them
+
+    assert _dispatch(client, runtime, fcm="delivered") == 2
+
+    assert _status(client, key, first["push_id"]) == "rejected"
+    assert _status(client, key, second["push_id"]) == "delivered"

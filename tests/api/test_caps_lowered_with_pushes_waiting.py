@@ -72,3 +72,33 @@ def test_a_waiting_push_refused_for_its_content_does_not_cost_the_others_the_cap
     _set_policy(client, as_key, **LOOSE, max_per_week=1, allowed_data_keys={"promotions": ["deeplink"]})
 
     assert _statuses(client, runtime, key, ids) == ["delivered", "rejected", "rejected"]
+
+
+def test_pushes_planned_at_one_instant_go_in_the_order_they_were_decided(
+    client: Client, runtime: Runtime, clock: FakeClock, as_user: Callable[[str], Headers], as_key: KeyHeaders
+) -> None:
+    """Review of 0e78d25: one user's pushes of one batch are planned at the same instant, and
+    counted each other at dispatch: under the lowered cap none went."""
+    _set_policy(client, as_key, **LOOSE)
+    key = as_key("pushes:write")
+    user = as_user("ines")
+    body = {"granted": True, "notice_version": "v1"}
+    assert client.put("/v1/me/consents/marketing", json=body, headers=user).status_code == 200
+    device = {"platform": "fcm", "token": "fcm-device-of-ines"}
+    assert client.post("/v1/me/devices", json=device, headers=user).status_code == 201
+    pushes = [
+        {
+            "idempotency_key": f"k{i}",
+            "user_id": "ines",
+            "topic": "promotions",
+            "title": f"Offer {i}",
+            "body": "Today",
+        }
+        for i in range(3)
+    ]
+    answer = client.post("/v1/pushes/batch", json={"pushes": pushes}, headers=key)
+    assert answer.json()["counts"] == {"queued": 3}, answer.text
+    ids = [result["push_id"] for result in answer.json()["results"]]
+    _set_policy(client, as_key, **LOOSE, max_per_week=1)
+
+    assert _statuses(client, runtime, key, ids) == ["delivered", "rejected", "rejected"]

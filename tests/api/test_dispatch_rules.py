@@ -266,14 +266,15 @@ def test_pushes_of_one_subject_in_one_round_see_what_the_round_did_to_each_other
     )
     assert answer.status_code == 200, answer.text
     assert world.run() == 2
-    # The first is judged with the second still planned: two in a week of one. Once it is
-    # rejected, the second is alone in its week and goes.
-    rejected = world.read(first["push_id"])
+    # The first is judged without the second, planned after it, and goes; the second is judged
+    # with the first sent in this round: two in a week of one. (Before, the first was judged
+    # with the second still planned and refused, and the latest went.)
+    assert world.read(first["push_id"])["status"] == "delivered"
+    rejected = world.read(second["push_id"])
     assert (rejected["status"], rejected["reasons"]) == (
         "rejected", [{"code": "frequency_capped", "window": "week", "limit": 1}],
     )  # fmt: skip
-    assert world.read(second["push_id"])["status"] == "delivered"
-    assert [line["push_id"] for line in world.sink()] == [second["push_id"]]
+    assert [line["push_id"] for line in world.sink()] == [first["push_id"]]
 
 
 def _seal_broken(world: World, user_id: str) -> None:
@@ -322,8 +323,8 @@ def test_a_push_whose_subject_cannot_be_read_still_ends_expired_at_its_expiry(wo
 def test_when_the_round_read_fails_each_push_read_alone_sees_the_ones_before_it(
     world: World, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Read alone, a push reads the database: the push before it, ended by this round, must be
-    written by then, or it still counts against the caps."""
+    """Read alone, a push reads the database: the push before it, sent by this round, is written
+    by then and counts against its caps, as in a round read whole."""
     answer = world.client.put("/v1/admin/policy", json={"max_per_day": 3}, headers=world.as_key("admin"))
     assert answer.status_code == 200, answer.text
     world.user("hana", timezone="Europe/Berlin")
@@ -338,8 +339,8 @@ def test_when_the_round_read_fails_each_push_read_alone_sees_the_ones_before_it(
     _seal_broken(world, "hana")
     assert world.run() == 3
     assert "dispatch round read failed; reading each push alone" in caplog.messages
-    assert world.read(first["push_id"])["status"] == "rejected"
-    assert world.read(second["push_id"])["status"] == "delivered"
+    assert world.read(first["push_id"])["status"] == "delivered"
+    assert world.read(second["push_id"])["status"] == "rejected"
 
 
 def _refuse(world: World, push_id: str, status: str) -> None:
