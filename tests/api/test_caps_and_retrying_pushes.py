@@ -50,12 +50,17 @@ def _push(
     return result
 
 
-def _dispatch(client: Client, runtime: Runtime, **answers: str) -> int:
-    adapters = {platform: Scripted(platform, status) for platform, status in answers.items()}  # type: ignore[arg-type]
+def _round(client: Client, runtime: Runtime, adapters: dict[str, Any]) -> int:
+    """One dispatch round of the real Dispatcher against these providers; how many it claimed."""
     rt = runtime
     dispatcher = Dispatcher(rt.store, rt.clock, rt.settings, rt.policy, rt.metrics, adapters)
     claimed: int = client.blocking_portal.call(dispatcher.run_once, "test-worker", 100)
     return claimed
+
+
+def _dispatch(client: Client, runtime: Runtime, **answers: str) -> int:
+    providers = {platform: Scripted(platform, status) for platform, status in answers.items()}  # type: ignore[arg-type]
+    return _round(client, runtime, providers)
 
 
 def _status(client: Client, key: Headers, push_id: str) -> str:
@@ -157,10 +162,7 @@ class _RetryAfter:
 
 
 def _retry_after(client: Client, runtime: Runtime, seconds: float) -> None:
-    rt = runtime
-    adapters = {"fcm": _RetryAfter(seconds)}
-    dispatcher = Dispatcher(rt.store, rt.clock, rt.settings, rt.policy, rt.metrics, adapters)
-    assert client.blocking_portal.call(dispatcher.run_once, "test-worker", 100) == 1
+    assert _round(client, runtime, {"fcm": _RetryAfter(seconds)}) == 1
 
 
 def test_a_retry_due_at_its_expiry_holds_no_cap(
