@@ -41,7 +41,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import datetime, timedelta
 from functools import partial
 from typing import NamedTuple, TypeVar, overload
@@ -110,8 +110,11 @@ class _Round:
     rows, then their subjects' keys, states and devices (`read_subjects`), the reads that fail
     when a subject's sealed data does not open."""
 
-    def __init__(self, conn: Connection, claims: list[Claim]) -> None:
+    def __init__(self, conn: Connection, claims: list[Claim], claimed: Collection[str] = ()) -> None:
+        """`claimed`: the whole round's pushes, when this is one of them read alone: a retry
+        among them is waiting, to be decided again by this round (`read_subjects`)."""
         ids = [c.push_id for c in claims]
+        self.claimed = {*ids, *claimed}
         self.rows = pushes.get_many(conn, ids)
         self.recorded = deliveries.states_many(conn, ids)
         wanted = {r.campaign_id for r in self.rows.values() if r.campaign_id is not None}
@@ -130,7 +133,7 @@ class _Round:
             {r.subject_id for r in self.rows.values() if r.subject_id is not None}
         )
         keys = list(self.keys.values())
-        self.states = subject_state.load_many(conn, keys, now, policy, tz, claimed=self.rows.keys())
+        self.states = subject_state.load_many(conn, keys, now, policy, tz, claimed=self.claimed)
         self.devices = devices.list_for_many(conn, keys, active_only=True)
 
     def key(self, row: PushRow) -> SubjectKey | None:
@@ -249,6 +252,7 @@ class Dispatcher:
             claims = outbox.claim(conn, owner, now, lease, limit)
             if not claims:
                 return [], []
+            ids = [c.push_id for c in claims]
             self._policy.refresh(conn)  # this process may not be the one that changed it
             try:
                 snapshot: _Round | None = self._snapshot(conn, claims, now)
@@ -259,7 +263,7 @@ class Dispatcher:
             steps: dict[str, tuple[PushWrites, _Send | None]] = {}
             written: list[PushWrites] = []
             for c in claims:
-                step = self._step("prepare", c.push_id, partial(self._prepare, conn, c, now, snapshot))
+                step = self._step("prepare", c.push_id, partial(self._prepare, conn, c, now, snapshot, ids))
                 if step is None:
                     continue
                 steps[c.push_id] = step
@@ -267,8 +271,8 @@ class Dispatcher:
                     written += self._write(conn, owner, "prepare", [step[0]], now)
             if snapshot is not None:
                 written = self._write(conn, owner, "prepare", [w for w, _ in steps.values()], now)
-            ids = {w.push_id for w in written}
-            return [(c, steps[c.push_id][1] if c.push_id in ids else None) for c in claims], _ends(written)
+            done = {w.push_id for w in written}
+            return [(c, steps[c.push_id][1] if c.push_id in done else None) for c in claims], _ends(written)
 
         prepared, ends = await self._store.data.writer.run(claim_and_prepare)
         self._count(ends)
@@ -371,10 +375,10 @@ class Dispatcher:
         snapshot.read_subjects(conn, self._store, now, self._settings.timezone, self._policy.settings)
 
     def _prepare(
-        self, conn: Connection, claim: Claim, now: datetime, snapshot: _Round | None
+        self, conn: Connection, claim: Claim, now: datetime, snapshot: _Round | None, claimed: list[str]
     ) -> tuple[PushWrites, _Send | None]:
         alone = snapshot is None
-        snapshot = snapshot or _Round(conn, [claim])
+        snapshot = snapshot or _Round(conn, [claim], claimed)
         row = snapshot.rows.get(claim.push_id)
         if row is None or row.status in END_STATES:
             return PushWrites(push_id=claim.push_id, finish=True), None

@@ -82,6 +82,8 @@ def load_many(
         retrying = _retrying(conn, [r[6] for r in rows if r[3] == "sending"], now, claimed)
         for sid, at, topic, status, campaign_id, rowid, push_id, expires in rows:
             waiting = status in WAITING or push_id in retrying
+            if waiting and datetime.fromisoformat(expires) <= now:
+                continue  # its next claim ends it `expired`, however late the worker runs
             # A retry is decided again when its outbox row is next due, not when first sent.
             when = max(datetime.fromisoformat(at), retrying[push_id]) if push_id in retrying else None
             item = Scheduled(

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from conftest import FakeClock, Headers
 from litestar import Litestar
 from litestar.testing import TestClient
@@ -200,12 +201,50 @@ def test_a_retry_due_in_quiet_hours_counts_on_the_morning_it_goes(
     assert other["outcome"] == "queued", other
 
 
+def _unreadable_push(
+    client: Client, runtime: Runtime, as_user: Callable[[str], Headers], key: Headers
+) -> None:
+    """Another user's push, due with the rest, whose sealed preferences no longer open: the
+    round's read fails, and dispatch reads each of its pushes alone."""
+    headers = as_user("hana")
+    body = {"granted": True, "notice_version": "v1"}
+    assert client.put("/v1/me/consents/marketing", json=body, headers=headers).status_code == 200
+    device = {"platform": "fcm", "token": "fcm-device-of-hana"}
+    assert client.post("/v1/me/devices", json=device, headers=headers).status_code == 201
+    zone = {"timezone": "Europe/Berlin"}  # a preferences row to break
+    assert client.patch("/v1/me/preferences", json=zone, headers=headers).status_code == 200
+    push = {
+        "idempotency_key": "h1",
+        "user_id": "hana",
+        "topic": "promotions",
+        "title": "Sale",
+        "body": "Today",
+    }
+    assert client.post("/v1/pushes", json=push, headers=key).json()["outcome"] == "queued"
+    store = runtime.store
+    subject = store.directory.resolve(store.pseudonyms.subject_ref("hana"))
+    assert subject is not None
+    store.data.writer.run_sync(
+        lambda conn: conn.execute(
+            "UPDATE preferences SET doc = randomblob(80) WHERE subject_id = ?", (subject.subject_id,)
+        )
+    )
+
+
+@pytest.mark.parametrize("read_alone", [False, True], ids=["round read whole", "each push read alone"])
 def test_a_retry_stopped_in_the_round_of_a_later_push_does_not_cost_it_the_cap(
-    client: Client, runtime: Runtime, clock: FakeClock, as_user: Callable[[str], Headers], as_key: KeyHeaders
+    client: Client,
+    runtime: Runtime,
+    clock: FakeClock,
+    as_user: Callable[[str], Headers],
+    as_key: KeyHeaders,
+    caplog: pytest.LogCaptureFixture,
+    read_alone: bool,
 ) -> None:
     """Review of 0e78d25: claimed in the same round as a push submitted after it, a retry that
     round stops (its topic switched off) counted as sent against the other, and both ended
-    rejected."""
+    rejected. Review of 2fbc180: so they still did when the round's read failed and each push
+    was read alone."""
     key = as_key("pushes:write", "campaigns:read")
     user = _onboard(client, as_user, "fcm")
     first = _push(client, key, "k1")
@@ -216,9 +255,12 @@ def test_a_retry_stopped_in_the_round_of_a_later_push_does_not_cost_it_the_cap(
     clock.advance(minutes=20)
     second = _push(client, key, "k2", topic="flash_sales")
     assert second["outcome"] == "queued", second
+    if read_alone:
+        _unreadable_push(client, runtime, as_user, key)
     clock.advance(minutes=30)  # both due: one round claims them
 
-    assert _dispatch(client, runtime, fcm="delivered") == 2
+    assert _dispatch(client, runtime, fcm="delivered") == 2 + read_alone
+    assert ("dispatch round read failed; reading each push alone" in caplog.messages) is read_alone
 
     assert _status(client, key, first["push_id"]) == "rejected"
     assert _status(client, key, second["push_id"]) == "delivered"

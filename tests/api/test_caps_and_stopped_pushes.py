@@ -96,3 +96,23 @@ def test_a_campaign_resubmitted_after_a_resume_is_not_capped_by_its_stopped_push
         "rejected",
         "delivered",
     ]
+
+
+def test_a_waiting_push_past_its_expiry_holds_no_cap(
+    client: Client, runtime: Runtime, clock: FakeClock, as_user: Callable[[str], Headers], as_key: KeyHeaders
+) -> None:
+    """Review of 2fbc180: a push deferred to the morning and expired before any dispatch round
+    ran (the worker down, a backlog) only ever ends `expired`, yet it took the day's push: the
+    next one was refused `frequency_capped` until a round had ended the first."""
+    _onboard(client, as_user)
+    key = as_key("pushes:write")
+    first = _push(client, key, "p1", "promotions", ttl_seconds=10 * 3600)  # expires 20:00 UTC
+    assert first["outcome"] == "deferred"
+    clock.advance(hours=11)  # 21:00 UTC, 10:00 in Auckland: no round ran
+
+    later = _push(client, key, "q1", "flash_sales")
+
+    assert (later["outcome"], later["reasons"]) == ("queued", [])
+    client.blocking_portal.call(runtime.dispatcher.run_once, "test-owner", 100)
+    pushes = [client.get(f"/v1/pushes/{p['push_id']}", headers=key).json() for p in (first, later)]
+    assert [p["status"] for p in pushes] == ["expired", "delivered"]
