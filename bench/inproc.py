@@ -60,7 +60,7 @@ class Driver:
     """Calls the app as uvicorn would: an HTTP scope, the body in one message, the answer collected."""
 
     def __init__(self, data_dir: Path, key: str, settings: Settings | None = None) -> None:
-        self.app = create_app(settings or users.settings_for(data_dir))
+        self.app = create_app(settings or users.settings_for(data_dir), tune_collector=True)
         self.key = key
         self.last_body: Any = None
 

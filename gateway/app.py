@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 
 from litestar import Litestar
 from litestar.datastructures import State
@@ -69,7 +69,14 @@ def _runtime(state: State) -> Runtime:
     return runtime
 
 
-def create_app(settings: Settings | None = None, clock: Clock = system_clock) -> Litestar:
+def create_app(
+    settings: Settings | None = None, clock: Clock = system_clock, *, tune_collector: bool = False
+) -> Litestar:
+    """`tune_collector`: the app is its process (`serve`, the benchmarks in process), so the
+    collector is set for a server while it runs (gateway/gc_tuning.py). Not for an app inside
+    another program, as the tests' clients are: freezing all the host holds froze its garbage
+    too, never collected while an app ran; a test process piled up millions of objects and
+    then collected them in one pause of 10 s."""
     settings = settings or Settings.from_env(os.environ)
     metrics = Metrics()
     logged_by_route, logged_unrouted = request_log(metrics)
@@ -82,7 +89,7 @@ def create_app(settings: Settings | None = None, clock: Clock = system_clock) ->
         worker = Worker(runtime.dispatcher, settings.worker_concurrency) if settings.worker_enabled else None
         task = asyncio.create_task(worker.run()) if worker else None
         try:
-            with server_collector():
+            with server_collector() if tune_collector else nullcontext():
                 yield
         finally:
             if worker and task:

@@ -214,7 +214,11 @@ def _serve(settings: Settings) -> int:
     lines.append(f"  an API key: {_key_command(settings)}")
     print("\n".join(lines), file=sys.stderr, flush=True)
     uvicorn.run(
-        create_app(settings), host=settings.host, port=settings.port, log_config=None, access_log=False
+        create_app(settings, tune_collector=True),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
     )
     return 0
 
