@@ -221,6 +221,16 @@ class SubjectDirectory:
         )
         return None if row is None else datetime.fromisoformat(row[0])
 
+    def created_at(self, subject_ref: str) -> datetime | None:
+        """When the live subject for this ref was created: for one who came back, a moment known
+        to follow the erasure before it, which the tombstone keeps only the day of."""
+        row = (
+            self._db.reader()
+            .execute("SELECT created_at FROM subjects WHERE subject_ref = ?", (subject_ref,))
+            .fetchone()
+        )
+        return None if row is None else datetime.fromisoformat(row[0])
+
     def erased_among(self, subject_refs: Sequence[str]) -> set[str]:
         """The refs among these that were ever erased (tombstoned), in a few IN queries: ask it
         about refs `resolve` found no live subject for."""

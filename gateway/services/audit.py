@@ -195,7 +195,9 @@ class AuditService:
         )
         # A user who erased their data and came back is a new subject: before that erasure the
         # history lies with the old one, unlinked and unreadable, so what was held is unknown.
-        before = erased_at is not None and moment < min(erased_at, now)
+        # From the new subject's creation on, the erasure is known to be past.
+        created_at = self._store.directory.created_at(subject_ref) if erased_at is not None else None
+        before = erased_at is not None and moment < min(erased_at, now, created_at or now)
         state: dict[str, PurposeState] = {
             p: PurposeState(None if before else False, None, None) for p in PURPOSES
         }

@@ -430,6 +430,14 @@ def test_a_subject_who_came_back_is_unknown_before_the_erasure_not_refused(
     consents = now["consents"]
     assert (consents["personalization"]["granted"], consents["marketing"]["granted"]) == (True, False)
     assert [e["purpose"] for e in now["history"]] == ["personalization"]
+    # Review: from the new subject's creation (12:00) on the erasure is past, whatever its day.
+    clock.advance(hours=1)
+    since = get(client, f"/subjects/{ref}", auditor, at="2026-11-23T12:30:00Z")["consents"]
+    assert {p: state["granted"] for p, state in since.items()} == {
+        "marketing": False,
+        "personalization": True,
+        "location": False,
+    }
 
 
 @pytest.mark.parametrize("value", ["0.5", "1e9", "12", "20261123", "2026-02-30T10:00:00Z"])
