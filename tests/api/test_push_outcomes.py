@@ -435,6 +435,7 @@ def test_weekly_cap_three_days_then_a_fourth(world: World) -> None:
     topics = ["promotions", "flash_sales", "product_tips"]
     for topic in topics:
         assert world.submit("fay", topic=topic)["outcome"] == "queued"
+        assert world.dispatch() == 1  # sent: a push left waiting past its expiry would count nowhere
         world.clock.advance(days=1)
     fourth = world.submit("fay", topic="feedback_requests")
     assert fourth["outcome"] == "rejected"
@@ -456,6 +457,7 @@ def test_daily_cap_two_on_the_same_day(world: World) -> None:
 def test_user_lowered_weekly_cap(world: World) -> None:
     world.user("hana", frequency={"max_per_week": 1})
     assert world.submit("hana", topic="promotions")["outcome"] == "queued"
+    assert world.dispatch() == 1
     world.clock.advance(days=2)
     second = world.submit("hana", topic="flash_sales")
     assert second["reasons"] == [{"code": "frequency_capped", "window": "week", "limit": 1}]
