@@ -111,8 +111,8 @@ class _Round:
     when a subject's sealed data does not open."""
 
     def __init__(self, conn: Connection, claims: list[Claim], claimed: Collection[str] = ()) -> None:
-        """`claimed`: the whole round's pushes, when this is one of them read alone: a retry
-        among them is waiting, to be decided again by this round (`read_subjects`)."""
+        """`claimed`: the round's pushes still to be decided, when this is one of them read
+        alone: a retry among them is waiting, to be decided again by this round."""
         ids = [c.push_id for c in claims]
         self.claimed = {*ids, *claimed}
         self.rows = pushes.get_many(conn, ids)
@@ -252,7 +252,6 @@ class Dispatcher:
             claims = outbox.claim(conn, owner, now, lease, limit)
             if not claims:
                 return [], []
-            ids = [c.push_id for c in claims]
             self._policy.refresh(conn)  # this process may not be the one that changed it
             try:
                 snapshot: _Round | None = self._snapshot(conn, claims, now)
@@ -262,8 +261,12 @@ class Dispatcher:
                 snapshot = None
             steps: dict[str, tuple[PushWrites, _Send | None]] = {}
             written: list[PushWrites] = []
-            for c in claims:
-                step = self._step("prepare", c.push_id, partial(self._prepare, conn, c, now, snapshot, ids))
+            for i, c in enumerate(claims):
+                # Read alone, a push reads those before it written (one being sent is held, so
+                # counts as sent) and the round's claims still to be decided as waiting.
+                undecided = [later.push_id for later in claims[i:]]
+                prepare = partial(self._prepare, conn, c, now, snapshot, undecided)
+                step = self._step("prepare", c.push_id, prepare)
                 if step is None:
                     continue
                 steps[c.push_id] = step

@@ -264,3 +264,31 @@ def test_a_retry_stopped_in_the_round_of_a_later_push_does_not_cost_it_the_cap(
 
     assert _status(client, key, first["push_id"]) == "rejected"
     assert _status(client, key, second["push_id"]) == "delivered"
+
+
+@pytest.mark.parametrize("read_alone", [False, True], ids=["round read whole", "each push read alone"])
+def test_a_late_push_sent_in_a_round_counts_against_the_next_one_of_that_round(
+    client: Client,
+    runtime: Runtime,
+    clock: FakeClock,
+    as_user: Callable[[str], Headers],
+    as_key: KeyHeaders,
+    read_alone: bool,
+) -> None:
+    """Review of 7bde2d5: read alone, a push read the whole round's claims as waiting, the one
+    before it that the round was sending too; sent late (planned at now), that one was left out
+    of the next push's caps as planned after it, and both went on one day."""
+    key = as_key("pushes:write")
+    _onboard(client, as_user, "fcm")
+    first = _push(client, key, "k1", ttl_seconds=3 * 86400)  # Monday 10:00
+    clock.advance(hours=23)  # Tuesday 09:00: no round ran
+    second = _push(client, key, "k2", topic="flash_sales", ttl_seconds=3 * 86400)
+    assert second["outcome"] == "queued", second
+    if read_alone:
+        _unreadable_push(client, runtime, as_user, key)
+    clock.advance(minutes=30)
+
+    assert _dispatch(client, runtime, fcm="delivered") == 2 + read_alone
+
+    assert _status(client, key, first["push_id"]) == "delivered"
+    assert _status(client, key, second["push_id"]) == "rejected"  # one a day, and the first went today
