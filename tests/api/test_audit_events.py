@@ -440,6 +440,38 @@ def test_a_subject_who_came_back_is_unknown_before_the_erasure_not_refused(
     }
 
 
+def test_a_subject_made_again_after_an_erasure_mid_request_is_created_after_it(
+    client: Client,
+    runtime: Runtime,
+    as_user: AsUser,
+    auditor: Headers,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Review of 95216ac: a first request's subject was erased (10:05) while the request made it
+    (10:00); the request made one again, stamped with the time it read first, so the audit
+    view took the erasure as past from 10:00 and answered `false` at 10:02, before it."""
+    directory = runtime.store.directory
+    ref = runtime.store.pseudonyms.subject_ref(ALICE)
+    ensure, calls = directory.ensure, list[Any]()
+
+    def ensure_then_erased(subject_ref: str, now: Any) -> Any:
+        made = ensure(subject_ref, now)
+        if not calls:  # the user's erasure runs whole meanwhile
+            clock.advance(minutes=5)
+            directory.erase(subject_ref, clock())
+        calls.append(now)
+        return made
+
+    monkeypatch.setattr(directory, "ensure", ensure_then_erased)
+    consent(client, as_user(ALICE), "marketing", True)
+    assert len(calls) == 2
+
+    earlier = get(client, f"/subjects/{ref}", auditor, at="2026-11-23T10:02:00Z")
+    assert all(state["granted"] is None for state in earlier["consents"].values())
+    assert get(client, f"/subjects/{ref}", auditor)["consents"]["marketing"]["granted"] is True
+
+
 @pytest.mark.parametrize("value", ["0.5", "1e9", "12", "20261123", "2026-02-30T10:00:00Z"])
 @pytest.mark.parametrize("path", ["/consent-events", "/decisions", "/complaints", "/export"])
 @pytest.mark.parametrize("name", ["from", "to"])
