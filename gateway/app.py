@@ -70,13 +70,15 @@ def _runtime(state: State) -> Runtime:
 
 
 def create_app(
-    settings: Settings | None = None, clock: Clock = system_clock, *, tune_collector: bool = False
+    settings: Settings | None = None, clock: Clock = system_clock, *, tune_collector: bool | None = None
 ) -> Litestar:
-    """`tune_collector`: the app is its process (`serve`, the benchmarks in process), so the
-    collector is set for a server while it runs (gateway/gc_tuning.py). Not for an app inside
-    another program, as the tests' clients are: freezing all the host holds froze its garbage
-    too, never collected while an app ran; a test process piled up millions of objects and
-    then collected them in one pause of 10 s."""
+    """`tune_collector`: the app is its process (`serve`, the benchmarks in process, and by
+    default a runner's factory call, which gives no settings), so the collector is set for a
+    server while it runs (gateway/gc_tuning.py). Not for an app inside another program, as the
+    tests' clients are: freezing all the host holds froze its garbage too, never collected while
+    an app ran; a test process piled up millions of objects, then collected them in one 10 s pause."""
+    if tune_collector is None:
+        tune_collector = settings is None
     settings = settings or Settings.from_env(os.environ)
     metrics = Metrics()
     logged_by_route, logged_unrouted = request_log(metrics)
