@@ -111,8 +111,8 @@ class _Round:
     when a subject's sealed data does not open."""
 
     def __init__(self, conn: Connection, claims: list[Claim], claimed: Collection[str] = ()) -> None:
-        """`claimed`: the round's pushes still to be decided, when this is one of them read
-        alone: a retry among them is waiting, to be decided again by this round."""
+        """`claimed`: the round's pushes not yet written, when this is one of them read alone: a
+        retry among them is waiting, to be decided again by this round or left to its lease."""
         ids = [c.push_id for c in claims]
         self.claimed = {*ids, *claimed}
         self.rows = pushes.get_many(conn, ids)
@@ -261,11 +261,13 @@ class Dispatcher:
                 snapshot = None
             steps: dict[str, tuple[PushWrites, _Send | None]] = {}
             written: list[PushWrites] = []
-            for i, c in enumerate(claims):
-                # Read alone, a push reads those before it written (one being sent is held, so
-                # counts as sent) and the round's claims still to be decided as waiting.
-                undecided = [later.push_id for later in claims[i:]]
-                prepare = partial(self._prepare, conn, c, now, snapshot, undecided)
+            for c in claims:
+                # Read alone, a push reads the round's pushes written before it as they are (one
+                # being sent is held, so counts as sent), and the rest, whose step is still to
+                # come or failed (left to its lease), as waiting.
+                written_ids = {w.push_id for w in written}
+                unwritten = [other.push_id for other in claims if other.push_id not in written_ids]
+                prepare = partial(self._prepare, conn, c, now, snapshot, unwritten)
                 step = self._step("prepare", c.push_id, prepare)
                 if step is None:
                     continue

@@ -292,3 +292,40 @@ def test_a_late_push_sent_in_a_round_counts_against_the_next_one_of_that_round(
 
     assert _status(client, key, first["push_id"]) == "delivered"
     assert _status(client, key, second["push_id"]) == "rejected"  # one a day, and the first went today
+
+
+@pytest.mark.parametrize("read_alone", [False, True], ids=["round read whole", "each push read alone"])
+def test_a_retry_whose_step_failed_in_the_round_still_holds_no_cap_it_will_not_use(
+    client: Client,
+    runtime: Runtime,
+    clock: FakeClock,
+    as_user: Callable[[str], Headers],
+    as_key: KeyHeaders,
+    read_alone: bool,
+) -> None:
+    """Review of 30a954f: read alone, a push took only the claims from it on as the round's, so
+    an earlier one whose step had failed (left to its lease, unwritten) read as being sent: a
+    retry the round would stop (topic off) cost the later push the day's cap."""
+    key = as_key("pushes:write")
+    user = _onboard(client, as_user, "fcm")
+    first = _push(client, key, "k1")
+    _retry_after(client, runtime, 60.0)
+    clock.advance(minutes=2)
+    off = {"topics": {"promotions": False}}
+    assert client.patch("/v1/me/preferences", json=off, headers=user).status_code == 200
+    clock.advance(minutes=1)
+    second = _push(client, key, "k2", topic="flash_sales")
+    assert second["outcome"] == "queued", second
+    runtime.store.data.writer.run_sync(  # the first's sealed content no longer opens: its step fails
+        lambda conn: conn.execute(
+            "UPDATE pushes SET content = randomblob(length(content)) WHERE push_id = ?", (first["push_id"],)
+        )
+    )
+    if read_alone:
+        _unreadable_push(client, runtime, as_user, key)
+    clock.advance(minutes=1)  # the first is claimed before the second
+
+    _dispatch(client, runtime, fcm="delivered")
+
+    assert _status(client, key, first["push_id"]) == "sending"  # left to its lease
+    assert _status(client, key, second["push_id"]) == "delivered"
