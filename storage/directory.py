@@ -25,7 +25,7 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, Literal, NamedTuple
 
@@ -221,16 +221,6 @@ class SubjectDirectory:
         )
         return None if row is None else datetime.fromisoformat(row[0])
 
-    def created_at(self, subject_ref: str) -> datetime | None:
-        """When the live subject for this ref was created: for one who came back, a moment known
-        to follow the erasure before it, which the tombstone keeps only the day of."""
-        row = (
-            self._db.reader()
-            .execute("SELECT created_at FROM subjects WHERE subject_ref = ?", (subject_ref,))
-            .fetchone()
-        )
-        return None if row is None else datetime.fromisoformat(row[0])
-
     def erased_among(self, subject_refs: Sequence[str]) -> set[str]:
         """The refs among these that were ever erased (tombstoned), in a few IN queries: ask it
         about refs `resolve` found no live subject for."""
@@ -277,17 +267,15 @@ class SubjectDirectory:
         winner_id, winner_key = self._db.writer.run_sync(insert)
         return self._remember(subject_ref, winner_id, winner_key, read_at)
 
-    async def ensure_from_loop(self, subject_ref: str, clock: Callable[[], datetime]) -> SubjectKey:
+    async def ensure_from_loop(self, subject_ref: str, now: datetime) -> SubjectKey:
         """`ensure` for code on the event loop: a subject in the cache is answered at once, and a
         new one is made on a thread, since its commit waits for an fsync (and first for the write
         lock, which another process may hold for seconds) and its key's wrap reads the key store."""
         while (found := self.resolve(subject_ref)) is None:
             # Looked up again once back on the loop: the user's own erasure may have run whole
             # while the thread made the subject, and a write under it would outlive the erasure.
-            # Then the user comes back as a new subject, as they would had it run just before,
-            # created after that erasure (read from the clock again): the audit view reads the
-            # erasure as past from the subject's creation on.
-            await asyncio.to_thread(self.ensure, subject_ref, clock())
+            # Then the user comes back as a new subject, as they would had it run just before.
+            await asyncio.to_thread(self.ensure, subject_ref, now)
         return found
 
     def erase(self, subject_ref: str, now: datetime, actor: str = "user") -> str | None:

@@ -108,6 +108,16 @@ def _next_cursor(kind: str, positions: list[int], limit: int) -> str | None:
     return _encode_cursor(kind, positions[limit - 1]) if len(positions) > limit else None
 
 
+def _first_time(events: list[ledger.LedgerEvent]) -> datetime | None:
+    """The time of the first of these events that has one (a tampered row may not)."""
+    for event in events:
+        try:
+            return datetime.fromisoformat(event.at)
+        except (TypeError, ValueError):
+            continue
+    return None
+
+
 def audit_event(event: ledger.LedgerEvent, subject_ref: str | None) -> AuditEvent:
     kind = event.kind
     return AuditEvent(
@@ -195,9 +205,10 @@ class AuditService:
         )
         # A user who erased their data and came back is a new subject: before that erasure the
         # history lies with the old one, unlinked and unreadable, so what was held is unknown.
-        # From the new subject's creation on, the erasure is known to be past.
-        created_at = self._store.directory.created_at(subject_ref) if erased_at is not None else None
-        before = erased_at is not None and moment < min(erased_at, now, created_at or now)
+        # From the new subject's first consent event on, the erasure is known to be past: its
+        # time is read in the unit that writes it, after the erasure's. (Not the subject's
+        # creation: a request that read the time before the erasure may create it after.)
+        before = erased_at is not None and moment < min(erased_at, now, _first_time(history) or now)
         state: dict[str, PurposeState] = {
             p: PurposeState(None if before else False, None, None) for p in PURPOSES
         }

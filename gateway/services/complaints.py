@@ -54,7 +54,7 @@ class ComplaintService:
         key = self._store.directory.resolve(subject_ref)
         if key is None and body.push_id is not None:
             raise NotFound("no such push of yours", "push_id")
-        key = key or await self._store.directory.ensure_from_loop(subject_ref, self._clock)
+        key = key or await self._store.directory.ensure_from_loop(subject_ref, now)
         complaint_id = repo.new_id()
         comment = (
             None

@@ -72,7 +72,7 @@ class DeviceService:
         the same endpoint, whatever the JSON's spelling, and with the keys last given; for apns,
         the same hex in the upper case a row stored before may hold."""
         now = self._clock()
-        key = await self._store.directory.ensure_from_loop(subject_ref, self._clock)
+        key = await self._store.directory.ensure_from_loop(subject_ref, now)
         tag = devices.token_tag(self._store.device_tags, body.platform, body.token)
         earlier = devices.earlier_spellings(body.platform, body.token)
         earlier_tags = [devices.token_tag(self._store.device_tags, body.platform, t) for t in earlier]

@@ -135,7 +135,7 @@ class PreferenceCenter:
         self._check_against_policy(patch)
         if patch == PreferencesUpdate():
             return self.read(subject_ref)  # nothing asked, nothing changed, nothing recorded
-        key = await self._store.directory.ensure_from_loop(subject_ref, self._clock)
+        key = await self._store.directory.ensure_from_loop(subject_ref, self._clock())
         changes = msgspec.json.encode(patch)
 
         def unit(conn: Connection) -> PreferencesRead:
@@ -157,7 +157,7 @@ class PreferenceCenter:
     async def set_consent(
         self, subject_ref: str, purpose: str, body: ConsentUpdate, *, actor: str, source: str
     ) -> ConsentAnswer:
-        key = await self._store.directory.ensure_from_loop(subject_ref, self._clock)
+        key = await self._store.directory.ensure_from_loop(subject_ref, self._clock())
         # The time is read in the unit, so receipts' and events' times follow the ledger's order:
         # read before, concurrent first changes of a new subject (each making it on its own
         # thread) could be written in another order than their times.

@@ -472,6 +472,41 @@ def test_a_subject_made_again_after_an_erasure_mid_request_is_created_after_it(
     assert get(client, f"/subjects/{ref}", auditor)["consents"]["marketing"]["granted"] is True
 
 
+def test_a_subject_created_with_a_time_read_before_an_erasure_is_not_taken_as_after_it(
+    client: Client,
+    runtime: Runtime,
+    as_user: AsUser,
+    auditor: Headers,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Review of cf4a76f: a request read the time (10:00), and while it waited to create the
+    subject the user's other requests made one, granted marketing (10:01) and erased it (10:03);
+    the subject it then created was stamped 10:00, and the audit view, taking the erasure as
+    past from a subject's creation, answered `false` at 10:02, when marketing was held."""
+    directory = runtime.store.directory
+    ref = runtime.store.pseudonyms.subject_ref(ALICE)
+    ensure, lives = directory.ensure, list[str]()
+
+    def another_life_first(subject_ref: str, now: Any) -> Any:
+        if not lives:
+            lives.append("meanwhile")
+            clock.advance(minutes=1)
+            consent(client, as_user(ALICE), "marketing", True)
+            clock.advance(minutes=2)
+            assert client.delete("/v1/me/", headers=as_user(ALICE)).status_code == 204
+        return ensure(subject_ref, now)
+
+    monkeypatch.setattr(directory, "ensure", another_life_first)
+    consent(client, as_user(ALICE), "personalization", True)  # began at 10:00
+    assert lives == ["meanwhile"]
+
+    earlier = get(client, f"/subjects/{ref}", auditor, at="2026-11-23T10:02:00Z")
+    assert all(state["granted"] is None for state in earlier["consents"].values())
+    now = get(client, f"/subjects/{ref}", auditor)["consents"]
+    assert (now["personalization"]["granted"], now["marketing"]["granted"]) == (True, False)
+
+
 @pytest.mark.parametrize("value", ["0.5", "1e9", "12", "20261123", "2026-02-30T10:00:00Z"])
 @pytest.mark.parametrize("path", ["/consent-events", "/decisions", "/complaints", "/export"])
 @pytest.mark.parametrize("name", ["from", "to"])
