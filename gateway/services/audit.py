@@ -108,14 +108,18 @@ def _next_cursor(kind: str, positions: list[int], limit: int) -> str | None:
     return _encode_cursor(kind, positions[limit - 1]) if len(positions) > limit else None
 
 
+def _event_time(event: ledger.LedgerEvent) -> datetime | None:
+    """The event's time, or None for a tampered row (verify names it): not a time, or one
+    without its offset, which compared with the view's moment raised (a 500)."""
+    try:
+        at = datetime.fromisoformat(event.at)
+    except (TypeError, ValueError):
+        return None
+    return at if at.utcoffset() is not None else None
+
+
 def _first_time(events: list[ledger.LedgerEvent]) -> datetime | None:
-    """The time of the first of these events that has one (a tampered row may not)."""
-    for event in events:
-        try:
-            return datetime.fromisoformat(event.at)
-        except (TypeError, ValueError):
-            continue
-    return None
+    return next((at for event in events if (at := _event_time(event)) is not None), None)
 
 
 def audit_event(event: ledger.LedgerEvent, subject_ref: str | None) -> AuditEvent:
@@ -215,12 +219,10 @@ class AuditService:
         for event in history:
             if event.purpose not in state:
                 continue
-            try:
-                at = datetime.fromisoformat(event.at)
-            except (TypeError, ValueError):  # a tampered row (verify names it): what it said is unknown
+            at = _event_time(event)
+            if at is None:  # a tampered row: what it said is unknown
                 state[event.purpose] = PurposeState(None, None, None)
-                continue
-            if at <= moment:
+            elif at <= moment:
                 granted = event.kind == "consent.given"
                 state[event.purpose] = PurposeState(granted, event.notice_version, rfc3339_text(event.at))
         return SubjectRead(
