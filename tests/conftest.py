@@ -52,7 +52,11 @@ def settings(data_dir: Path) -> Settings:
 
 @pytest.fixture
 def app(settings: Settings, clock: FakeClock) -> Litestar:
-    return create_app(settings, clock)
+    """Built as `serve` builds it, the collector tuned (gateway/gc_tuning.py): untuned, the API
+    tests ran ~20% slower (their full collections walking all the run has built). The garbage
+    that freezing keeps from collection meanwhile is collected before the browser tests, the
+    ones it paused (tests/browser/conftest.py)."""
+    return create_app(settings, clock, tune_collector=True)
 
 
 @pytest.fixture
