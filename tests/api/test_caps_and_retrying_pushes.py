@@ -201,6 +201,12 @@ def test_a_retry_due_in_quiet_hours_counts_on_the_morning_it_goes(
     assert other["outcome"] == "queued", other
 
 
+# The round's read whole, or failed and each push read alone (`_unreadable_push`).
+read_whole_or_alone = pytest.mark.parametrize(
+    "read_alone", [False, True], ids=["round read whole", "each push read alone"]
+)
+
+
 def _unreadable_push(
     client: Client, runtime: Runtime, as_user: Callable[[str], Headers], key: Headers
 ) -> None:
@@ -231,7 +237,7 @@ def _unreadable_push(
     )
 
 
-@pytest.mark.parametrize("read_alone", [False, True], ids=["round read whole", "each push read alone"])
+@read_whole_or_alone
 def test_a_retry_stopped_in_the_round_of_a_later_push_does_not_cost_it_the_cap(
     client: Client,
     runtime: Runtime,
@@ -266,7 +272,7 @@ def test_a_retry_stopped_in_the_round_of_a_later_push_does_not_cost_it_the_cap(
     assert _status(client, key, second["push_id"]) == "delivered"
 
 
-@pytest.mark.parametrize("read_alone", [False, True], ids=["round read whole", "each push read alone"])
+@read_whole_or_alone
 def test_a_late_push_sent_in_a_round_counts_against_the_next_one_of_that_round(
     client: Client,
     runtime: Runtime,
@@ -294,7 +300,7 @@ def test_a_late_push_sent_in_a_round_counts_against_the_next_one_of_that_round(
     assert _status(client, key, second["push_id"]) == "rejected"  # one a day, and the first went today
 
 
-@pytest.mark.parametrize("read_alone", [False, True], ids=["round read whole", "each push read alone"])
+@read_whole_or_alone
 def test_a_retry_whose_step_failed_in_the_round_still_holds_no_cap_it_will_not_use(
     client: Client,
     runtime: Runtime,
