@@ -13,13 +13,18 @@ from __future__ import annotations
 import gc
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
 from support import Server, daytime_zone, serve_process
+
+from gateway.auth import UserTokens
+from gateway.clock import system_clock
+from gateway.runtime import load_keys, user_tokens
+from gateway.settings import Settings
 
 CHROMIUM = Path("/usr/bin/chromium")
 # As the machine notes say: no sandbox as root, and no background networking on a closed network.
@@ -59,16 +64,21 @@ class Gateway:
 
     server: Server
     http: httpx.Client
+    tokens: UserTokens
+    keys: dict[tuple[str, ...], str] = field(default_factory=dict)
 
     def token(self, user_id: str) -> str:
-        minted = self.server.cli("token", user_id)
-        assert minted.returncode == 0, minted.stderr
-        return minted.stdout.strip()
+        """Minted here under the server's dev secret, as `consent-gateway token` mints it (that
+        command's own tests are in tests/e2e): a CLI process per page cost a second each."""
+        return self.tokens.mint(user_id, system_clock())
 
     def key(self, *scopes: str) -> str:
-        created = self.server.cli("keys", "create", "--name", "browser test", "--scope", *scopes)
-        assert created.returncode == 0, created.stderr
-        return created.stdout.strip()
+        """One key per set of scopes for the module, made by the CLI beside the running server."""
+        if scopes not in self.keys:
+            created = self.server.cli("keys", "create", "--name", "browser test", "--scope", *scopes)
+            assert created.returncode == 0, created.stderr
+            self.keys[scopes] = created.stdout.strip()
+        return self.keys[scopes]
 
     def as_user(self, user_id: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token(user_id)}"}
@@ -79,8 +89,10 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     root = tmp_path_factory.mktemp("browser")
     settings = {"CGW_LOG_LEVEL": "info", "CGW_TIMEZONE": daytime_zone()}
     with serve_process(root / "data", root / "server.stderr", settings) as server:
+        settings_read = Settings.from_env(server.env)
+        tokens = user_tokens(settings_read, load_keys(settings_read))
         with httpx.Client(base_url=server.base, timeout=10.0) as http:
-            yield Gateway(server, http)
+            yield Gateway(server, http, tokens)
         server.stop()
 
 
