@@ -33,8 +33,9 @@ from gateway.errors import (
 )
 from gateway.gc_tuning import server_collector
 from gateway.headers import SwaggerPage, security_headers
-from gateway.logs import quiet_server_access_log, request_log
+from gateway.logs import quiet_server_access_log
 from gateway.metrics import Metrics
+from gateway.request_log import request_log
 from gateway.routes.access import API_KEY, SECURITY_SCHEMES, USER_TOKEN, AccessInTheDocument
 from gateway.routes.admin import AdminController
 from gateway.routes.audit import AuditController, log_unrouted_audit_calls

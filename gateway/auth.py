@@ -24,9 +24,8 @@ from litestar.middleware import AbstractAuthenticationMiddleware, Authentication
 from gateway.errors import NotAuthenticated
 from gateway.settings import Secret, SettingsError
 
-__all__ = ["SCOPES", "AuthMiddleware", "Principal", "UserTokens", "auth_middleware", "load_user_token_key"]
+__all__ = ["AuthMiddleware", "Principal", "UserTokens", "auth_middleware", "load_user_token_key"]
 
-SCOPES = ("pushes:write", "campaigns:write", "campaigns:read", "complaints:write", "audit:read", "admin")
 LEEWAY_SECONDS = 30
 USER_ID_MAX = 128
 

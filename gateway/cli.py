@@ -3,6 +3,9 @@
 Every command reads the same `CGW_` variables; flags given on the command line win. A bad
 setting ends the process with one line naming the variable (or the flag, if one gave it) and exit
 status 2.
+
+Each command imports what it needs when it runs: the web framework and the delivery clients are
+loaded by `serve`, `worker` and `token`, not by every refusal of a mistyped path.
 """
 
 from __future__ import annotations
@@ -23,10 +26,9 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from gateway.auth import SCOPES
 from gateway.clock import rfc3339_text, system_clock
 from gateway.logs import configure_logging
-from gateway.runtime import ensure_data_dir, load_keys, user_tokens
+from gateway.scopes import SCOPES
 from gateway.settings import Settings, SettingsError
 from storage.db import DatabaseLockedError, StorageBusyError, StorageFailedError, StorageFullError
 from storage.keys import KeyStoreError
@@ -173,6 +175,7 @@ def _serve(settings: Settings) -> int:
     import uvicorn
 
     from gateway.app import create_app
+    from gateway.runtime import ensure_data_dir, load_keys, user_tokens
     from storage.store import Store
 
     _check_listen(settings.host, settings.port)
@@ -317,6 +320,7 @@ def _dev_tokens(settings: Settings) -> bool:
 
 
 def _token(settings: Settings, user_id: str) -> int:
+    from gateway.runtime import load_keys, user_tokens
     from storage.store import DATA_FILE, Store
 
     if not _dev_tokens(settings):

@@ -1,27 +1,15 @@
-"""Structured JSON logs, one object per line, with the request id; never personal data.
-
-Request logging names the route template (`/v1/me/devices/{device_id}`), not the raw path,
-and never the query string, so ids and lookups stay out of the logs.
-"""
+"""Structured JSON logs, one object per line; never personal data. The request lines are
+`gateway.request_log`'s; this module has no Litestar in it, so the CLI starts without it."""
 
 from __future__ import annotations
 
-import itertools
 import logging
-import secrets
 import sys
-import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
-from litestar._asgi.utils import wrap_in_exception_handler
-from litestar.enums import ScopeType
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.metrics import Metrics
-
-__all__ = ["JsonFormatter", "configure_logging", "method_label", "quiet_server_access_log", "request_log"]
+__all__ = ["JsonFormatter", "configure_logging", "quiet_server_access_log"]
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message",
@@ -69,92 +57,3 @@ def quiet_server_access_log() -> None:
     Called by `serve` and again when the app starts, so that the app served by any runner
     (`uvicorn --factory gateway.app:create_app`) keeps it quiet too."""
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
-
-
-_LOGGED = "cgw.request_logged"
-
-
-def request_log(metrics: Metrics) -> tuple[Any, Callable[[Message, Scope], Awaitable[None]]]:
-    """Logs and counts each request with the status its client got, and sets `x-request-id`:
-    a middleware for the requests a route takes, and a `before_send` hook for those none does.
-
-    Litestar runs app middleware per route handler, so a request the router refuses (404, 405)
-    never reaches the middleware: a scan of paths or methods left no line, no count and no
-    request id. The hook, which every answer passes, logs those (route `unmatched`, no timing:
-    it sees only the answer) and skips what the middleware marked as its own.
-
-    What runs inside may raise before any response starts: the authentication middleware's
-    401 does. Litestar makes the response for such an exception only in its handler outside all
-    middleware, so our `send` never saw it and the line said 500, without a request id. So the
-    inner app is wrapped in Litestar's own exception handling (the app's handlers, the same
-    answers), as Litestar itself does between a route and its middleware; the import is private,
-    which the `litestar<3` pin keeps stable."""
-    log = logging.getLogger("gateway.http")
-    # Unique per process start and cheap per request (uuid4 was 5% of a push in the profile).
-    prefix = secrets.token_hex(4) + "-"
-    counter = itertools.count(1)
-
-    def factory(app: ASGIApp) -> ASGIApp:
-        handled = wrap_in_exception_handler(app)
-
-        async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] != ScopeType.HTTP:
-                await app(scope, receive, send)
-                return
-            method = scope["method"]
-            request_id = f"{prefix}{next(counter):x}"
-            status = 500
-            started = time.perf_counter()
-            scope.setdefault("state", {})[_LOGGED] = True
-
-            async def send_with_id(message: Message) -> None:
-                nonlocal status
-                if message["type"] == "http.response.start":
-                    status = message["status"]
-                    message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
-                await send(message)
-
-            try:
-                await handled(scope, receive, send_with_id)
-            finally:
-                elapsed = time.perf_counter() - started
-                route = str(scope.get("path_template") or "unmatched")
-                metrics.requests.labels(method, route, str(status)).inc()
-                metrics.request_seconds.labels(route).observe(elapsed)
-                log.info(
-                    "request",
-                    extra={
-                        "request_id": request_id, "method": method, "route": route,
-                        "status": status, "ms": round(elapsed * 1000, 2),
-                    },
-                )  # fmt: skip
-
-        return middleware
-
-    async def unrouted(message: Message, scope: Scope) -> None:
-        if (
-            message["type"] != "http.response.start"
-            or scope["type"] != ScopeType.HTTP
-            or scope.get("state", {}).get(_LOGGED)
-        ):
-            return
-        request_id = f"{prefix}{next(counter):x}"
-        message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
-        method = method_label(scope["method"])
-        status = message["status"]
-        metrics.requests.labels(method, "unmatched", str(status)).inc()
-        log.info(
-            "request",
-            extra={"request_id": request_id, "method": method, "route": "unmatched", "status": status},
-        )
-
-    return factory, unrouted
-
-
-_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
-
-
-def method_label(method: str) -> str:
-    """A request's method as logs and metric labels name it: a standard one, or OTHER, since the
-    client spells it (an unbounded label, or text of its choosing in a log line)."""
-    return method if method in _METHODS else "OTHER"

@@ -37,7 +37,7 @@ from litestar.utils import normalize_path
 from gateway.auth import Principal
 from gateway.deps import RuntimeDep
 from gateway.errors import InvalidInput
-from gateway.logs import method_label
+from gateway.request_log import method_label
 from gateway.routes.access import AUDIT_READ, NOT_ADMIN
 from gateway.routes.refusals import LEDGER_BROKEN, refusals
 from gateway.schemas.audit import (

@@ -9,10 +9,10 @@ from collections.abc import Callable
 
 import msgspec
 
-from gateway.auth import SCOPES
 from gateway.clock import Clock
 from gateway.errors import Conflict, InvalidInput, NotFound
 from gateway.schemas.admin import KeyName
+from gateway.scopes import SCOPES
 from policies.pii import find_pii_in_label
 from storage.db import Connection
 from storage.repositories import admin_log
