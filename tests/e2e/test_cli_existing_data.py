@@ -35,16 +35,22 @@ def _refused(done: subprocess.CompletedProcess[str], *needles: str) -> str:
     return lines[0]
 
 
-@pytest.fixture
-def gateway_dir(tmp_path: Path) -> Path:
+@pytest.fixture(scope="module")
+def made_gateway(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A data dir with both databases and its dev key store, made by `keys create` in an empty
-    directory (where a command other than `serve` may still set a gateway up)."""
-    data = tmp_path / "data"
+    directory (where a command other than `serve` may still set a gateway up). Made once: each
+    test gets a copy (`gateway_dir`), a second where a `keys create` process took one."""
+    data = tmp_path_factory.mktemp("made") / "data"
     data.mkdir()
     made = _run({"CGW_DATA_DIR": str(data)}, "keys", "create", "--name", "setup", "--scope", "admin")
     assert made.returncode == 0, made.stderr
     assert {"keys.json", "gateway.db", "subjects.db"} <= {p.name for p in data.iterdir()}
     return data
+
+
+@pytest.fixture
+def gateway_dir(made_gateway: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(made_gateway, tmp_path / "data"))
 
 
 @pytest.mark.parametrize("command", [("audit", "verify"), ("audit", "export", "--out", "OUT")])
