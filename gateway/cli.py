@@ -5,7 +5,7 @@ setting ends the process with one line naming the variable (or the flag, if one 
 status 2.
 
 Each command imports what it needs when it runs: the web framework and the delivery clients are
-loaded by `serve`, `worker` and `token`, not by every refusal of a mistyped path.
+loaded by the commands that use them, not by every refusal of a mistyped path.
 """
 
 from __future__ import annotations
