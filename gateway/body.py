@@ -22,6 +22,7 @@ import msgspec
 from litestar._openapi.schema_generation import SchemaCreator
 from litestar.dto import MsgspecDTO
 from litestar.dto._backend import DTOBackend
+from litestar.exceptions import InvalidAnnotationException
 from litestar.openapi.spec import Reference, Schema
 from litestar.typing import FieldDefinition
 
@@ -186,9 +187,14 @@ class Strict(MsgspecDTO[T], Generic[T]):
     def create_for_field_definition(
         cls, field_definition: FieldDefinition, handler_id: str, backend_cls: type[DTOBackend] | None = None
     ) -> None:
-        """Build no transfer backend: the bytes are decoded above and the schema described below,
-        so Litestar's generated backend was never used, yet it cost a third of building an app and
-        stayed in a class-level cache keyed by handler and app (every test's app, kept to the end)."""
+        """Check the route's `data` is the model, as Litestar does, and build no transfer backend:
+        the bytes are decoded above and the schema described below, so the generated backend was
+        never used, yet it cost a third of building an app and stayed in a class-level cache keyed
+        by handler and app (every test's app, kept to the end)."""
+        if not cls.resolve_model_type(field_definition).is_subclass_of(cls.model_type):
+            raise InvalidAnnotationException(
+                f"DTO narrowed with '{cls.model_type}', handler type is '{field_definition.annotation}'"
+            )
 
     @classmethod
     def create_openapi_schema(
