@@ -33,7 +33,7 @@ from gateway.errors import (
 )
 from gateway.gc_tuning import server_collector
 from gateway.headers import SwaggerPage, security_headers
-from gateway.logs import quiet_server_access_log
+from gateway.logs import configure_logging, quiet_server_access_log
 from gateway.metrics import Metrics
 from gateway.request_log import request_log
 from gateway.routes.access import API_KEY, SECURITY_SCHEMES, USER_TOKEN, AccessInTheDocument
@@ -78,9 +78,14 @@ def create_app(
     server while it runs (gateway/gc_tuning.py). Not for an app inside another program, as the
     tests' clients are: freezing all the host holds froze its garbage too, never collected while
     an app ran; a test process piled up millions of objects, then collected them in one 10 s pause."""
+    its_process = settings is None  # a runner's factory call
     if tune_collector is None:
-        tune_collector = settings is None
+        tune_collector = its_process
     settings = settings or Settings.from_env(os.environ)
+    if its_process:
+        # As `serve` sets it up: else our lines had no handler and went unheard, the request lines
+        # with them, while the runner's own access line is kept quiet (quiet_server_access_log).
+        configure_logging(settings.log_level)
     metrics = Metrics()
     logged_by_route, logged_unrouted = request_log(metrics)
 

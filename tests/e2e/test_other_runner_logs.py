@@ -1,8 +1,10 @@
-"""The app served by a runner other than `consent-gateway serve` keeps the server's access line,
-which holds the raw path and query string, out of the logs."""
+"""The app served by a runner other than `consent-gateway serve` logs its own request lines, as
+serve does, and keeps the server's access line, which holds the raw path and query string, out
+of the logs."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -48,5 +50,9 @@ def test_uvicorn_factory_logs_no_query_string(tmp_path: Path) -> None:
         process.wait(timeout=30)
     written = log.read_text()
     assert "Uvicorn running" in written  # the server did log, and was heard
+    # Our request line, as `serve` writes it (no logging was set up under another runner).
+    lines = [json.loads(line) for line in written.splitlines() if line.startswith("{")]
+    requests = [(e["route"], e["status"]) for e in lines if e["logger"] == "gateway.http"]
+    assert ("/v1/audit/consent-events", 401) in requests, written[-3000:]
     assert "alice.runner-logs" not in written
     assert "alice.runner-logs%40example.com" not in written
