@@ -73,12 +73,16 @@ class Gateway:
         return self.tokens.mint(user_id, system_clock())
 
     def key(self, *scopes: str) -> str:
-        """One key per set of scopes for the module, made by the CLI beside the running server."""
+        """One key per set of scopes for the module (`new_key` for a test that needs its own)."""
         if scopes not in self.keys:
-            created = self.server.cli("keys", "create", "--name", "browser test", "--scope", *scopes)
-            assert created.returncode == 0, created.stderr
-            self.keys[scopes] = created.stdout.strip()
+            self.keys[scopes] = self.new_key(*scopes)
         return self.keys[scopes]
+
+    def new_key(self, *scopes: str) -> str:
+        """Made by the CLI beside the running server."""
+        created = self.server.cli("keys", "create", "--name", "browser test", "--scope", *scopes)
+        assert created.returncode == 0, created.stderr
+        return created.stdout.strip()
 
     def as_user(self, user_id: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token(user_id)}"}
