@@ -187,11 +187,17 @@ class Strict(MsgspecDTO[T], Generic[T]):
     def create_for_field_definition(
         cls, field_definition: FieldDefinition, handler_id: str, backend_cls: type[DTOBackend] | None = None
     ) -> None:
-        """Check the route's `data` is the model, as Litestar does, and build no transfer backend:
+        """Check the route takes `data: Model` (or `Model | None`), and build no transfer backend:
         the bytes are decoded above and the schema described below, so the generated backend was
         never used, yet it cost a third of building an app and stayed in a class-level cache keyed
-        by handler and app (every test's app, kept to the end)."""
-        if not cls.resolve_model_type(field_definition).is_subclass_of(cls.model_type):
+        by handler and app (every test's app, kept to the end). Without one, Strict cannot encode
+        an answer: a route must say `return_dto=None`."""
+        if field_definition.name != "data":
+            raise InvalidAnnotationException("Strict is for request bodies: set return_dto=None")
+        taken = [field_definition.annotation]
+        if field_definition.is_optional:
+            taken = [t.annotation for t in field_definition.inner_types if not t.is_none_type]
+        if taken != [cls.model_type]:
             raise InvalidAnnotationException(
                 f"DTO narrowed with '{cls.model_type}', handler type is '{field_definition.annotation}'"
             )
