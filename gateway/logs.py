@@ -48,6 +48,11 @@ def configure_logging(level: str) -> None:
     for ours in OUR_LOGGERS:
         logging.getLogger(ours).setLevel(wanted)
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # A runner's loggers keep their own handlers and the level it set before making the app: at
+    # uvicorn's `--log-level trace` they logged every ASGI message, its query string included.
+    for runner in ("uvicorn", "uvicorn.error", "uvicorn.asgi"):
+        server = logging.getLogger(runner)
+        server.setLevel(max(server.level, logging.INFO))
     quiet_server_access_log()
 
 

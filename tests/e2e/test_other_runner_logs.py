@@ -19,14 +19,26 @@ pytestmark = pytest.mark.slow
 EMAIL = "alice.runner-logs@example.com"
 
 
-def test_uvicorn_factory_logs_no_query_string(tmp_path: Path) -> None:
+@pytest.mark.parametrize("runner_level", ["info", "trace"])
+def test_uvicorn_factory_logs_no_query_string(tmp_path: Path, runner_level: str) -> None:
     """Regression: under `uvicorn --factory gateway.app:create_app` uvicorn's access line printed
-    `GET /v1/audit/consent-events?user_id=alice...%40example.com`."""
+    `GET /v1/audit/consent-events?user_id=alice...%40example.com`; at `--log-level trace` its
+    ASGI message log printed the query string too (review of a0e546a)."""
     port = free_port()
     log = tmp_path / "stderr.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--factory", "gateway.app:create_app", "--port", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "gateway.app:create_app",
+                "--port",
+                str(port),
+                "--log-level",
+                runner_level,
+            ],
             env={"CGW_DATA_DIR": str(tmp_path / "data"), "PATH": "/usr/bin:/bin"},
             stdout=sink,
             stderr=sink,
