@@ -1,7 +1,8 @@
 """The Litestar application, assembled from a few lists.
 
-`create_app()` has no side effects: keys, databases and workers are opened in the lifespan,
-so importing the app (for the OpenAPI document, or the spec-coverage tool) touches no disk.
+`create_app()` touches no disk: keys, databases and workers are opened in the lifespan, so
+importing the app (for the OpenAPI document, or the spec-coverage tool) reads and writes nothing.
+Called with no settings (a runner's factory call), it sets up the process's logging.
 """
 
 from __future__ import annotations

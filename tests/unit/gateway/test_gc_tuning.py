@@ -47,6 +47,9 @@ def test_an_app_a_runner_makes_from_the_environment_is_its_process(
     """`uvicorn --factory gateway.app:create_app` calls it with no settings: the app is the
     process, tuned as `serve` is (review: it was left untuned)."""
     monkeypatch.setenv("CGW_DATA_DIR", str(tmp_path / "data"))
+    # Such a call sets up the process's logging too (tests/e2e/test_other_runner_logs.py); here
+    # it would stay so for the rest of the run, our DEBUG lines out of later tests' caplog.
+    monkeypatch.setattr("gateway.app.configure_logging", lambda level: None)
     with TestClient(create_app()) as client:
         assert client.get("/healthz").status_code == 200
         assert gc.get_freeze_count() > 10_000
