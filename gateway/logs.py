@@ -50,9 +50,11 @@ def configure_logging(level: str) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     # A runner's loggers keep their own handlers and the level it set before making the app: at
     # uvicorn's `--log-level trace` they logged every ASGI message, its query string included.
+    # One it left unset follows the root, as under `serve`: quiet at CGW_LOG_LEVEL=warning.
     for runner in ("uvicorn", "uvicorn.error", "uvicorn.asgi"):
         server = logging.getLogger(runner)
-        server.setLevel(max(server.level, logging.INFO))
+        if logging.NOTSET < server.level < logging.INFO:
+            server.setLevel(logging.INFO)
     quiet_server_access_log()
 
 
