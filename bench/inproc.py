@@ -6,6 +6,7 @@ time per request or per decision, all threads included. Used for the before/afte
 docs/performance-history.md ("What changed between runs C and D").
 
     python bench/inproc.py single --count 5000     # single pushes, 32 in flight
+    python bench/inproc.py layers --count 4000     # a single push's cost, layer by layer
     python bench/inproc.py batch --count 10000     # one durable batch
     python bench/inproc.py dry --count 10000       # one dry-run batch
     python bench/inproc.py campaign --seeded DIR --count 100000   # a campaign over seed.py's subjects
@@ -27,18 +28,21 @@ import asyncio
 import gc
 import secrets
 import shutil
+import statistics
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import batch
+import floor_app
 import httpx
 import msgspec
 import seed
 import users
+from litestar import Litestar
 from procs import LOAD_CORE, Server, free_port, uvicorn_argv
 
 from gateway.app import create_app
@@ -59,18 +63,25 @@ def _push(nonce: str, i: int, users_n: int, dry_run: bool) -> dict[str, object]:
 class Driver:
     """Calls the app as uvicorn would: an HTTP scope, the body in one message, the answer collected."""
 
-    def __init__(self, data_dir: Path, key: str, settings: Settings | None = None) -> None:
-        self.app = create_app(settings or users.settings_for(data_dir), tune_collector=True)
+    def __init__(self, app: Litestar, key: str) -> None:
+        self.app = app
         self.key = key
         self.last_body: Any = None
 
+    @classmethod
+    def gateway(cls, data_dir: Path, key: str, settings: Settings | None = None) -> Driver:
+        return cls(create_app(settings or users.settings_for(data_dir), tune_collector=True), key)
+
     async def post(self, path: str, body: bytes) -> int:
+        return await self.call("POST", path, body)
+
+    async def call(self, method: str, path: str, body: bytes = b"", key: str | None = None) -> int:
         scope = {
-            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
             "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
             "headers": [
                 (b"host", b"127.0.0.1"), (b"content-type", b"application/json"),
-                (b"authorization", f"Bearer {self.key}".encode()),
+                (b"authorization", f"Bearer {key or self.key}".encode()),
                 (b"content-length", str(len(body)).encode()),
             ],
             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 8000), "state": {},
@@ -131,6 +142,67 @@ async def _singles(driver: Driver, count: int, users_n: int, concurrency: int = 
     await asyncio.gather(*(lane() for _ in range(concurrency)))
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     return f"single: {count / wall:,.0f}/s, {cpu / count * 1e6:,.0f} µs CPU each, {failed} not 200"
+
+
+_LAYERS = (
+    ("bare Litestar POST (bench/floor_app.py)", 200),
+    ("GET /healthz: our middleware, no credential", 200),
+    ("POST /v1/pushes refused 403: + the API key, the guard", 403),
+    ("dry-run push: + body, directory, state reads, policies, answer", 200),
+    ("durable push: + the writer's group commit", 200),
+)
+
+
+async def _layers(driver: Driver, reader_key: str, count: int, users_n: int, rounds: int = 3) -> str:
+    """A single push taken apart: each case adds a layer to the one before, so the differences
+    say what each layer costs a request. Cases alternate within each round, 32 requests in
+    flight, as `single` sends them; the floor is served in this process too."""
+    floor = Driver(floor_app.app, driver.key)
+
+    def calls(nonce: str) -> list[Callable[[int], Awaitable[int]]]:
+        def push(i: int, dry_run: bool) -> bytes:
+            return msgspec.json.encode(_push(nonce, i, users_n, dry_run))
+
+        def echo(i: int) -> bytes:
+            return msgspec.json.encode(
+                {k: v for k, v in _push(nonce, i, users_n, False).items() if k != "dry_run"}
+            )
+
+        return [
+            lambda i: floor.call("POST", "/echo", echo(i)),
+            lambda i: driver.call("GET", "/healthz"),
+            lambda i: driver.call("POST", "/v1/pushes/", push(i, True), key=reader_key),
+            lambda i: driver.call("POST", "/v1/pushes/", push(i, True)),
+            lambda i: driver.call("POST", "/v1/pushes/", push(i, False)),
+        ]
+
+    async def measure(call: Callable[[int], Awaitable[int]], n: int, expected: int) -> tuple[float, int]:
+        todo, off = iter(range(n)), 0
+
+        async def lane() -> None:
+            nonlocal off
+            for i in todo:
+                off += await call(i) != expected
+
+        cpu = time.process_time()
+        await asyncio.gather(*(lane() for _ in range(32)))
+        return (time.process_time() - cpu) / n * 1e6, off
+
+    for (_, expected), call in zip(_LAYERS, calls("warm"), strict=True):
+        await measure(call, 300, expected)  # not counted: caches, prepared statements
+    costs: list[list[float]] = [[] for _ in _LAYERS]
+    unexpected = 0
+    for _ in range(rounds):
+        for index, ((_, expected), call) in enumerate(zip(_LAYERS, calls(secrets.token_hex(4)), strict=True)):
+            us, off = await measure(call, count, expected)
+            costs[index].append(us)
+            unexpected += off
+    lines = [f"µs CPU per request, {rounds} rounds of {count:,} each (median: the rounds)"]
+    for (name, _), runs in zip(_LAYERS, costs, strict=True):
+        rounds_text = " / ".join(f"{us:.0f}" for us in runs)
+        lines.append(f"  {name:<66} {statistics.median(runs):6.0f}: {rounds_text}")
+    lines.append(f"  answers not as expected: {unexpected}")
+    return "\n".join(lines)
 
 
 async def _batch(driver: Driver, count: int, users_n: int, dry_run: bool) -> str:
@@ -224,7 +296,7 @@ async def _counting_gc(work: Awaitable[str]) -> str:
 
 
 def _delivery(data_dir: Path, key: str, count: int, users_n: int, count_gc: bool) -> str:
-    filler = Driver(data_dir, key)
+    filler = Driver.gateway(data_dir, key)
     queued = asyncio.run(filler.lifespan(_queue(filler, count, users_n)))
     if queued != "queued":
         return queued
@@ -237,7 +309,7 @@ def _delivery(data_dir: Path, key: str, count: int, users_n: int, count_gc: bool
             users.settings_for(data_dir), worker_enabled=True, delivery_webhook_url=f"{receiver.base}/hook",
             delivery_webhook_secret=Secret("inproc-bench-secret-inproc-bench-secret"),
         )  # fmt: skip
-        driver = Driver(data_dir, key, settings)
+        driver = Driver.gateway(data_dir, key, settings)
         drain = _drain(receiver.base, count)
         return asyncio.run(driver.lifespan(_counting_gc(drain) if count_gc else drain))
     finally:
@@ -248,7 +320,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("mode", choices=["single", "batch", "dry", "campaign", "delivery"])
+    parser.add_argument("mode", choices=["single", "layers", "batch", "dry", "campaign", "delivery"])
     parser.add_argument("--seeded", type=Path, help="campaign: a data dir made by bench/seed.py")
     parser.add_argument("--count", type=int, default=5000)
     parser.add_argument("--users", type=int, default=2000)
@@ -267,11 +339,13 @@ def main() -> None:
         if args.mode == "delivery":
             print(_delivery(data_dir, key, args.count, args.users, args.gc))
             return
-        driver = Driver(data_dir, key)
+        driver = Driver.gateway(data_dir, key)
         if args.mode == "campaign":
             work = _campaign(driver, args.count)
         elif args.mode == "single":
             work = _singles(driver, args.count, args.users)
+        elif args.mode == "layers":
+            work = _layers(driver, users.api_key(data_dir, ("campaigns:read",)), args.count, args.users)
         else:
             work = _batch(driver, args.count, args.users, dry_run=args.mode == "dry")
         print(asyncio.run(driver.lifespan(_counting_gc(work) if args.gc else work)))

@@ -45,11 +45,12 @@ async def _populate(runtime: Runtime, users: int, chunk: int) -> None:
 SCOPES = ("pushes:write", "campaigns:write", "campaigns:read")
 
 
-def api_key(data_dir: Path) -> str:
-    """A new `pushes:write campaigns:write campaigns:read` API key in `data_dir`'s storage."""
+def api_key(data_dir: Path, scopes: tuple[str, ...] = SCOPES) -> str:
+    """A new API key with `scopes` (by default `pushes:write campaigns:write campaigns:read`) in
+    `data_dir`'s storage."""
     runtime = Runtime(settings_for(data_dir))
     try:
-        return runtime.api_keys.create_sync("bench", SCOPES)[1]
+        return runtime.api_keys.create_sync("bench", scopes)[1]
     finally:
         runtime.close()
 
