@@ -18,6 +18,7 @@ import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
 
+from gateway.routes.pages import PAGES_DIR
 from gateway.runtime import Runtime
 
 Client = TestClient[Litestar]
@@ -161,3 +162,13 @@ def test_a_static_path_no_file_can_have_is_not_found(client: Client, path: str) 
     logged as a defect."""
     response = client.get(path)
     assert response.status_code == 404, response.text
+
+
+@pytest.mark.parametrize("path", ["/pages/%2e", "/schema/assets/%2e"])
+def test_a_static_directory_is_not_found_without_naming_where_it_is(client: Client, path: str) -> None:
+    """Litestar's 404 for the directory itself named its absolute path: where the gateway and its
+    virtualenv are installed, to anyone. (`%2e` is a dot the client does not resolve away.)"""
+    response = client.get(path)
+    assert response.status_code == 404, response.text
+    assert str(PAGES_DIR.parent) not in response.text
+    assert "site-packages" not in response.text
