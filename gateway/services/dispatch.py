@@ -390,11 +390,11 @@ class Dispatcher:
         expires = datetime.fromisoformat(row.expires_at)
         remaining = math.ceil((expires - now).total_seconds())
         if remaining <= 0:
-            return self._end(row, snapshot, "expired", [Reason(EXPIRED)]), None
+            return self._end(row, snapshot, "expired", [Reason(EXPIRED)], claim.attempts), None
         if claim.attempts >= self._settings.delivery_max_attempts:
             # Its attempts were spent by rounds that lost their lease (a worker killed or hung
             # mid-send): the dead-letter end the last refused attempt would have given it.
-            return self._end(row, snapshot, "failed", None, attempts=claim.attempts), None
+            return self._end(row, snapshot, "failed", None, claim.attempts), None
         if alone:
             # Read alone, its subject is read only now: a push past its expiry ends `expired` even
             # when its subject's data does not open, rather than being claimed again at each lease.
@@ -402,7 +402,7 @@ class Dispatcher:
         key = snapshot.key(row)
         content = None if key is None else row.open_content(key)
         if key is None or content is None:
-            return self._end(row, snapshot, "rejected", [Reason(SUBJECT_ERASED)]), None
+            return self._end(row, snapshot, "rejected", [Reason(SUBJECT_ERASED)], claim.attempts), None
         decision = decide(
             policy_request(row.topic, row.campaign_id, content, remaining),
             snapshot.state_for(row, key.subject_id),
@@ -412,9 +412,9 @@ class Dispatcher:
         )
         late = _too_late(decision, expires)
         if late and _was_deferred(row):
-            return self._end(row, snapshot, "expired", [Reason(EXPIRED)]), None
+            return self._end(row, snapshot, "expired", [Reason(EXPIRED)], claim.attempts), None
         if decision.outcome == "rejected" or late:
-            return self._end(row, snapshot, "rejected", list(decision.reasons)), None
+            return self._end(row, snapshot, "rejected", list(decision.reasons), claim.attempts), None
         if decision.outcome == "deferred" and decision.deliver_after is not None:
             if _reached(row, snapshot):
                 # A device has it: it stays the push the user has (its status, its planned time in
@@ -473,12 +473,15 @@ class Dispatcher:
         snapshot: _Round,
         status: str,
         reasons: list[Reason] | None,
-        attempts: int | None = None,
+        attempts: int,
     ) -> PushWrites:
         """End the push with step 1's verdict, unless a device already has it: then the user has
         received it, so it ends `delivered` (the verdict's reasons kept, nothing more sent) and
         still counts against the caps at its planned time, as the snapshot goes on counting it.
-        No `reasons` for a dead letter: like one that ends after the provider's last refusal."""
+        No `reasons` for a dead letter: like one that ends after the provider's last refusal.
+        `attempts` are the claim's, so a round lost mid-send (its worker killed before the
+        answers were written) stays counted: its sends may have reached the user, and a push
+        ending `rejected` or `expired` with no attempt would read as one never sent."""
         reached = _reached(row, snapshot)
         status = "delivered" if reached else status
         if not reached:
