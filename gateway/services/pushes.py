@@ -5,7 +5,8 @@ idempotency fingerprint). What the decision depends on — consents, pushes alre
 for the subject, the campaign's state — is read inside the writer's `BEGIN IMMEDIATE` unit
 that also writes the push and its outbox row, so caps hold however many submissions race.
 The content is sealed there too, after the decision, because only an accepted push keeps it.
-A batch is one unit: all of it is recorded, or none.
+A batch is one unit: all of it is recorded, or none. Single pushes that wait for the writer
+together share one unit (`gathering`), each refused or answered on its own.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from gateway.clock import Clock, rfc3339, rfc3339_text, rfc3339_text_or_none
 from gateway.errors import GatewayError, InvalidInput, NotFound, Unprocessable
 from gateway.metrics import Metrics
 from gateway.schemas.pushes import BatchAnswer, NotificationRead, PushAnswer, PushCreate, PushRead, WireReason
+from gateway.services.gathering import SharedUnit
 from gateway.services.policy import PolicySource
 from gateway.settings import Settings
 from policies import (
@@ -40,7 +42,7 @@ from policies.catalog import is_marketing
 from policies.reasons import QUIET_HOURS
 from storage import outbox
 from storage.crypto import KeyedHash
-from storage.db import Connection
+from storage.db import Connection, wrote_in_context
 from storage.directory import SubjectKey, SubjectStatus
 from storage.repositories import campaigns, pushes, subject_state
 from storage.repositories.campaigns import CampaignRow
@@ -107,9 +109,30 @@ class PushService:
         self._metrics = metrics
         self._idempotency_hash = KeyedHash(store.keys.pseudonym_key, b"idempotency|")
         self._fingerprint_hash = KeyedHash(store.keys.pseudonym_key, b"push|")
+        self._singles: SharedUnit[tuple[str, PushCreate], PushAnswer] = SharedUnit(
+            store.data.writer, self._record_singles
+        )
 
     async def submit(self, key_id: str, request: PushCreate) -> PushAnswer:
-        return (await self.submit_many(key_id, [request]))[0]
+        """Decided in one unit with the single pushes that reach the writer before it runs (a
+        dry run alone: it writes nothing)."""
+        if request.dry_run:
+            return (await self.submit_many(key_id, [request]))[0]
+        answer = await self._singles.submit((key_id, request))
+        # Answered once the unit's commit was durable, as `Writer.run` would have marked in this
+        # request's own context had it queued the unit itself: no second wait (`durability`).
+        wrote_in_context.set(True)
+        return answer
+
+    def _record_singles(
+        self, conn: Connection, items: list[tuple[str, PushCreate]]
+    ) -> list[PushAnswer | Exception]:
+        started = time.perf_counter()
+        now = self._clock()
+        prepared = self._prepare_all(items, now)
+        answers = self._record_all(conn, prepared, now, None, one_by_one=True)
+        self._count([a for a, fresh in answers if fresh and isinstance(a, PushAnswer)], started)
+        return [a for a, _ in answers]
 
     async def submit_batch(self, key_id: str, requests: Sequence[PushCreate]) -> BatchAnswer:
         results = await self.submit_many(key_id, requests, field_prefix="pushes")
@@ -125,25 +148,30 @@ class PushService:
     async def submit_many(
         self, key_id: str, requests: Sequence[PushCreate], field_prefix: str | None = None
     ) -> list[PushAnswer]:
+        """One submission, refused whole by any push's error (`_record_all`)."""
         started = time.perf_counter()
         now = self._clock()
-        refs = [r.subject_ref or self._store.pseudonyms.subject_ref(r.user_id or "") for r in requests]
-        keys = self._store.directory.resolve_many(refs)
-        erased = self._store.directory.erased_among([r for r in refs if r not in keys])
-        prepared = [
-            self._prepare(key_id, request, ref, keys.get(ref), ref in erased, now)
-            for request, ref in zip(requests, refs, strict=True)
-        ]
+        prepared = self._prepare_all([(key_id, request) for request in requests], now)
 
-        def unit(conn: Connection) -> list[tuple[PushAnswer, bool]]:
-            return self._record_all(conn, key_id, prepared, now, field_prefix)
+        def unit(conn: Connection) -> list[tuple[PushAnswer | Exception, bool]]:
+            return self._record_all(conn, prepared, now, field_prefix, one_by_one=False)
 
         if all(p.request.dry_run for p in prepared):
             answers = unit(self._store.data.reader())
         else:
             answers = await self._store.data.writer.run(unit)
-        self._count([a for a, fresh in answers if fresh], started)
-        return [a for a, _ in answers]
+        self._count([a for a, fresh in answers if fresh and isinstance(a, PushAnswer)], started)
+        return [_answered(a) for a, _ in answers]
+
+    def _prepare_all(self, items: Sequence[tuple[str, PushCreate]], now: datetime) -> list[_Prepared]:
+        """Pseudonyms, subject keys and records, with the subjects read in a few IN queries."""
+        refs = [r.subject_ref or self._store.pseudonyms.subject_ref(r.user_id or "") for _, r in items]
+        keys = self._store.directory.resolve_many(refs)
+        erased = self._store.directory.erased_among([r for r in refs if r not in keys])
+        return [
+            self._prepare(key_id, request, ref, keys.get(ref), ref in erased, now)
+            for (key_id, request), ref in zip(items, refs, strict=True)
+        ]
 
     def read(self, push_id: str, key_id: str, campaign_reader: bool) -> PushRead:
         row = pushes.get(self._store.data.reader(), push_id)
@@ -275,12 +303,20 @@ class PushService:
         )
 
     def _record_all(
-        self, conn: Connection, key_id: str, prepared: Sequence[_Prepared], now: datetime, prefix: str | None
-    ) -> list[tuple[PushAnswer, bool]]:
+        self,
+        conn: Connection,
+        prepared: Sequence[_Prepared],
+        now: datetime,
+        prefix: str | None,
+        *,
+        one_by_one: bool,
+    ) -> list[tuple[PushAnswer | Exception, bool]]:
         """Decide and record a whole submission with a handful of reads: subject state is loaded
         for all subjects at once, and each accepted push is added to its subject's planned pushes
         in memory, so later items of the same batch count it against the caps. Each answer comes
-        with whether it is a new decision (live, not an idempotent replay) for the metrics.
+        with whether it is a new decision (live, not an idempotent replay) for the metrics. A
+        batch is refused whole by any push's error; single pushes sharing a unit (`one_by_one`)
+        are refused each alone: the error is that push's outcome, the others are recorded.
 
         The policy is read here, in the transaction: another process may have changed it (two
         `serve`s on one data dir), and a decision must follow the newest rules. The TTL is
@@ -288,8 +324,7 @@ class PushService:
         admin lowered the maximum it was accepted under."""
         self._policy.refresh(conn)
         policy = self._policy.settings
-        live = [p.record.idempotency_ref for p in prepared if p.record is not None]
-        recorded = pushes.find_idempotent_many(conn, key_id, live) if live else {}
+        recorded = self._recorded(conn, prepared)
         states = subject_state.load_many(
             conn, [p.key for p in prepared if p.key is not None], now, policy, self._settings.timezone
         )
@@ -297,11 +332,12 @@ class PushService:
         stamp = now.isoformat()
         rows: list[PushRow] = []
         due: list[tuple[str, datetime]] = []
-        answers: list[tuple[PushAnswer, bool]] = []
+        answers: list[tuple[PushAnswer | Exception, bool]] = []
         for index, p in enumerate(prepared):
             record = p.record
+            earlier = None if record is None else recorded.get((p.key_id, record.idempotency_ref))
             try:
-                if record is not None and (earlier := recorded.get(record.idempotency_ref)) is not None:
+                if record is not None and earlier is not None:
                     if not self._same_body(earlier, p.request, record):
                         raise Unprocessable(
                             "idempotency_key was already used with a different body", "idempotency_key"
@@ -313,18 +349,27 @@ class PushService:
                 push = policy_request(p.request.topic, p.request.campaign_id, p.content, ttl)
                 campaign = self._campaign(conn, p, campaigns_seen)
             except GatewayError as exc:
+                if one_by_one:
+                    answers.append((exc, False))
+                    continue
                 if prefix is not None and exc.field is not None:
                     exc.field = f"{prefix}[{index}].{exc.field}"
                 raise
             state = SubjectState(status=p.status) if p.key is None else states[p.key.subject_id]
-            decision = self._decide(p, push, state, campaign, now, policy)
-            if record is None:
+            try:
+                decision = self._decide(p, push, state, campaign, now, policy)
+                planned = decision.deliver_after or now
+                row = None if record is None else self._row(p, record, decision, planned, stamp)
+            except Exception as exc:  # a defect (`_decide` logs its own): this push's 500 alone
+                if not one_by_one:
+                    raise
+                answers.append((exc, False))
+                continue
+            if record is None or row is None:  # a dry run: decided, not recorded
                 answers.append((_answer(None, decision), False))
                 continue
-            planned = decision.deliver_after or now
-            row = self._row(p, record, decision, planned, stamp)
             rows.append(row)
-            recorded[record.idempotency_ref] = row
+            recorded[(p.key_id, record.idempotency_ref)] = row
             if decision.outcome != "rejected":
                 due.append((record.push_id, planned))
                 if p.key is not None and is_marketing(p.request.topic):
@@ -339,6 +384,20 @@ class PushService:
         pushes.insert_many(conn, rows)
         outbox.enqueue_many(conn, due)
         return answers
+
+    @staticmethod
+    def _recorded(conn: Connection, prepared: Sequence[_Prepared]) -> dict[tuple[str, str], PushRow]:
+        """(API key, idempotency key) → the push already recorded under it: keys are per
+        service, and single pushes of two services may share a unit."""
+        live: dict[str, list[str]] = {}
+        for p in prepared:
+            if p.record is not None:
+                live.setdefault(p.key_id, []).append(p.record.idempotency_ref)
+        return {
+            (key_id, ref): row
+            for key_id, refs in live.items()
+            for ref, row in pushes.find_idempotent_many(conn, key_id, refs).items()
+        }
 
     def _campaign(
         self, conn: Connection, p: _Prepared, seen: dict[str, CampaignRow | None]
@@ -450,6 +509,13 @@ def _answer(push_id: str | None, decision: Decision) -> PushAnswer:
         deliver_after=None if decision.deliver_after is None else _wire_time(decision.deliver_after),
         expires_at=_wire_time(decision.expires_at),
     )
+
+
+def _answered(outcome: PushAnswer | Exception) -> PushAnswer:
+    """An outcome of `submit_many`: never an exception, which refuses the whole submission."""
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
 
 
 def _stored_answer(row: PushRow) -> PushAnswer:

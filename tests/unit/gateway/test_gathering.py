@@ -1,0 +1,165 @@
+"""SharedUnit: requests that come while a writer unit waits to run join it, each caller gets its
+own outcome, and nobody waits for company. A real writer on a real SQLCipher file."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from gateway.services.gathering import SharedUnit
+from storage.db import Connection, Writer
+
+KEY = os.urandom(32)
+
+
+class Refused(Exception):
+    pass
+
+
+class Tags:
+    """Stores each item as a row, or refuses the items below zero; remembers each group."""
+
+    def __init__(self) -> None:
+        self.groups: list[list[int]] = []
+
+    def handle(self, conn: Connection, items: list[int]) -> Sequence[int | Exception]:
+        self.groups.append(items)
+        outcomes: list[int | Exception] = []
+        for item in items:
+            if item < 0:
+                outcomes.append(Refused(f"{item} refused"))
+            else:
+                conn.execute("INSERT INTO t (n) VALUES (?)", (item,))
+                outcomes.append(item * 2)
+        return outcomes
+
+
+@pytest.fixture
+def writer(tmp_path: Path) -> Iterator[Writer]:
+    writer = Writer(tmp_path / "w.db", KEY, name="test")
+    writer.run_sync(lambda conn: conn.execute("CREATE TABLE t (n INTEGER NOT NULL)"))
+    yield writer
+    writer.close()
+
+
+def stored(writer: Writer) -> list[int]:
+    return sorted(n for (n,) in writer.run_sync(lambda conn: conn.execute("SELECT n FROM t").fetchall()))
+
+
+def test_what_comes_before_the_unit_runs_joins_it_and_what_comes_after_starts_another(writer: Writer) -> None:
+    tags = Tags()
+    shared: SharedUnit[int, int] = SharedUnit(writer, tags.handle)
+
+    async def scenario() -> list[int]:
+        first = await asyncio.gather(shared.submit(1), shared.submit(2), shared.submit(3))
+        later = await shared.submit(4)
+        return [*first, later]
+
+    assert asyncio.run(scenario()) == [2, 4, 6, 8]
+    assert tags.groups == [[1, 2, 3], [4]]
+    assert stored(writer) == [1, 2, 3, 4]
+
+
+def test_a_request_alone_runs_in_the_writers_next_turn_as_it_would_alone(writer: Writer) -> None:
+    """No waiting for company: the unit is queued by the first request, as `Writer.run` would."""
+    tags = Tags()
+    shared: SharedUnit[int, int] = SharedUnit(writer, tags.handle)
+
+    async def scenario() -> tuple[int, int]:
+        alone = asyncio.ensure_future(shared.submit(5))
+        plain = asyncio.ensure_future(writer.run(lambda conn: 7))
+        return await alone, await plain
+
+    assert asyncio.run(scenario()) == (10, 7)
+    assert writer.commits == 2  # the table, then one group with both units
+
+
+def test_an_items_exception_reaches_its_caller_alone_and_the_others_are_kept(writer: Writer) -> None:
+    tags = Tags()
+    shared: SharedUnit[int, int] = SharedUnit(writer, tags.handle)
+
+    async def scenario() -> list[int | BaseException]:
+        calls = (shared.submit(1), shared.submit(-1), shared.submit(2))
+        return list(await asyncio.gather(*calls, return_exceptions=True))
+
+    first, refused, second = asyncio.run(scenario())
+    assert (first, second) == (2, 4)
+    assert isinstance(refused, Refused)
+    assert str(refused) == "-1 refused"
+    assert stored(writer) == [1, 2]
+
+
+def test_the_units_own_exception_reaches_every_caller_and_nothing_is_kept(writer: Writer) -> None:
+    def failing(conn: Connection, items: list[int]) -> Sequence[int | Exception]:
+        conn.execute("INSERT INTO t (n) VALUES (99)")
+        raise OSError("disk full")
+
+    shared: SharedUnit[int, int] = SharedUnit(writer, failing)
+
+    async def scenario() -> list[int | BaseException]:
+        return list(await asyncio.gather(shared.submit(1), shared.submit(2), return_exceptions=True))
+
+    assert [type(o) for o in asyncio.run(scenario())] == [OSError, OSError]
+    assert stored(writer) == []  # the unit's savepoint undone
+
+
+def test_a_wrong_number_of_outcomes_fails_every_caller_rather_than_leaving_one_waiting(
+    writer: Writer,
+) -> None:
+    shared: SharedUnit[int, int] = SharedUnit(writer, lambda conn, items: items[:-1])
+
+    async def scenario() -> list[int | BaseException]:
+        calls = asyncio.gather(shared.submit(1), shared.submit(2), return_exceptions=True)
+        return list(await asyncio.wait_for(calls, timeout=5))
+
+    assert [type(o) for o in asyncio.run(scenario())] == [RuntimeError, RuntimeError]
+
+
+def test_a_caller_gone_does_not_keep_the_others_from_their_answers(writer: Writer) -> None:
+    tags = Tags()
+    shared: SharedUnit[int, int] = SharedUnit(writer, tags.handle)
+
+    async def scenario() -> int:
+        leaving = asyncio.ensure_future(shared.submit(1))
+        staying = asyncio.ensure_future(shared.submit(2))
+        await asyncio.sleep(0)  # both have joined
+        leaving.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await leaving
+        return await staying
+
+    assert asyncio.run(scenario()) == 4
+    assert tags.groups == [[1, 2]]
+    assert stored(writer) == [1, 2]  # the unit ran: a push accepted is kept, its answer unheard
+
+
+def test_after_a_failed_fsync_each_group_is_refused_and_none_is_left_waiting(
+    writer: Writer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second group is refused before its unit runs (the writer has failed for good): it
+    must be closed all the same, or the third request would join it and wait forever."""
+
+    def failing_sync(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fdatasync", failing_sync)
+    tags = Tags()
+    shared: SharedUnit[int, int] = SharedUnit(writer, tags.handle)
+
+    async def scenario() -> list[list[str]]:
+        refused = []
+        for group in ((1, 2), (3, 4), (5,)):
+            calls = asyncio.gather(*(shared.submit(n) for n in group), return_exceptions=True)
+            refused.append([type(o).__name__ for o in await asyncio.wait_for(calls, timeout=5)])
+        return refused
+
+    assert asyncio.run(scenario()) == [
+        ["StorageFailedError"] * 2,
+        ["StorageFailedError"] * 2,
+        ["StorageFailedError"],
+    ]
+    assert tags.groups == [[1, 2]]  # the others never ran
