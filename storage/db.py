@@ -53,7 +53,7 @@ import sqlcipher3
 
 __all__ = [
     "Connection", "Database", "DatabaseLockedError", "StorageBusyError", "StorageFailedError",
-    "StorageFullError", "Writer", "connect", "in_chunks", "savepoint", "wrote_in_context",
+    "StorageFullError", "Writer", "connect", "in_chunks", "raisable", "savepoint", "wrote_in_context",
 ]  # fmt: skip
 
 log = logging.getLogger("storage.db")
@@ -407,7 +407,7 @@ def _grow(conn: Connection) -> None:
     conn.execute("DROP TABLE _room_probe")
 
 
-def _raisable(exc: BaseException) -> BaseException:
+def raisable(exc: BaseException) -> BaseException:
     """What a unit's caller is told: a full disk as StorageFullError (SQLite's own error would be
     a bare 500); and a future cannot carry StopIteration (a unit calling `next()` on no rows
     raises it)."""
@@ -627,7 +627,7 @@ class Writer:
                     job.future.set_result(value)
                 else:
                     self._note(value)
-                    job.future.set_exception(_raisable(value))
+                    job.future.set_exception(raisable(value))
         self._release_waiters()
 
     def _release_waiters(self) -> None:
@@ -646,7 +646,7 @@ class Writer:
         self._note(exc)
         for job in jobs:
             if not job.future.done():
-                job.future.set_exception(_raisable(exc))
+                job.future.set_exception(raisable(exc))
 
     # -- shared ------------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Generic, TypeVar
 
-from storage.db import Connection, Writer
+from storage.db import Connection, Writer, raisable
 
 __all__ = ["SharedUnit"]
 
@@ -38,17 +38,21 @@ class SharedUnit(Generic[I, R]):
         # Held only to join or close a group: a writer serving another loop runs units on a
         # thread (`Writer.submit`), which closes the group while this loop may be joining it.
         self._lock = threading.Lock()
-        self._open: list[tuple[I, asyncio.Future[R]]] | None = None
+        # One open group per loop: a group's answers are set where its unit settles, on the
+        # loop of the request that queued it, and would not wake a caller waiting on another.
+        self._open: dict[asyncio.AbstractEventLoop, list[tuple[I, asyncio.Future[R]]]] = {}
 
     async def submit(self, item: I) -> R:
         """`item`'s outcome, handled in one unit with the items that join it before it runs;
         answered once that unit's commit is durable."""
-        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[R] = loop.create_future()
         with self._lock:
-            group, first = (self._open, False) if self._open is not None else ([], True)
+            group = self._open.get(loop)
+            first = group is None
+            if group is None:
+                group = self._open[loop] = []
             group.append((item, future))
-            if first:
-                self._open = group
         if first:
             unit = self._writer.submit(partial(self._run, group))
             unit.add_done_callback(partial(self._settle, group))
@@ -56,8 +60,9 @@ class SharedUnit(Generic[I, R]):
 
     def _close(self, group: list[tuple[I, asyncio.Future[R]]]) -> None:
         with self._lock:
-            if self._open is group:
-                self._open = None
+            for loop, open_group in list(self._open.items()):
+                if open_group is group:
+                    del self._open[loop]
 
     def _run(self, group: list[tuple[I, asyncio.Future[R]]], conn: Connection) -> list[R | Exception]:
         self._close(group)  # who comes now starts the next unit
@@ -80,6 +85,8 @@ class SharedUnit(Generic[I, R]):
                 continue
             outcome = failure if failure is not None else unit.result()[index]
             if isinstance(outcome, BaseException):
-                future.set_exception(outcome)
+                # An item's own StopIteration (a `next()` on nothing in a defect) would make
+                # `set_exception` raise here and leave this caller and the rest unanswered.
+                future.set_exception(raisable(outcome))
             else:
                 future.set_result(outcome)

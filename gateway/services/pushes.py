@@ -109,7 +109,7 @@ class PushService:
         self._metrics = metrics
         self._idempotency_hash = KeyedHash(store.keys.pseudonym_key, b"idempotency|")
         self._fingerprint_hash = KeyedHash(store.keys.pseudonym_key, b"push|")
-        self._singles: SharedUnit[tuple[str, PushCreate], PushAnswer] = SharedUnit(
+        self._singles: SharedUnit[tuple[str, PushCreate], tuple[PushAnswer, bool]] = SharedUnit(
             store.data.writer, self._record_singles
         )
 
@@ -118,21 +118,24 @@ class PushService:
         dry run alone: it writes nothing)."""
         if request.dry_run:
             return (await self.submit_many(key_id, [request]))[0]
-        answer = await self._singles.submit((key_id, request))
+        started = time.perf_counter()
+        answer, fresh = await self._singles.submit((key_id, request))
         # Answered once the unit's commit was durable, as `Writer.run` would have marked in this
         # request's own context had it queued the unit itself: no second wait (`durability`).
         wrote_in_context.set(True)
+        # Counted once kept, as a batch is: a unit refused (a full disk) counts nothing.
+        self._count([answer] if fresh else [], started)
         return answer
 
     def _record_singles(
         self, conn: Connection, items: list[tuple[str, PushCreate]]
-    ) -> list[PushAnswer | Exception]:
-        started = time.perf_counter()
+    ) -> list[tuple[PushAnswer, bool] | Exception]:
         now = self._clock()
         prepared = self._prepare_all(items, now)
-        answers = self._record_all(conn, prepared, now, None, one_by_one=True)
-        self._count([a for a, fresh in answers if fresh and isinstance(a, PushAnswer)], started)
-        return [a for a, _ in answers]
+        return [
+            answer if isinstance(answer, Exception) else (answer, fresh)
+            for answer, fresh in self._record_all(conn, prepared, now, None, one_by_one=True)
+        ]
 
     async def submit_batch(self, key_id: str, requests: Sequence[PushCreate]) -> BatchAnswer:
         results = await self.submit_many(key_id, requests, field_prefix="pushes")

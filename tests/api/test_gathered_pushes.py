@@ -8,6 +8,8 @@ transport run in the test client's portal), so they reach the push service in on
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -148,3 +150,40 @@ def test_pushes_of_two_services_together_are_each_their_own(
     answers = together(client, [(push("hal", "shared"), one), (push("ida", "shared"), other)])
     assert [a.status_code for a in answers] == [200, 200]
     assert answers[0].json()["push_id"] != answers[1].json()["push_id"]
+
+
+def decisions_counted(runtime: Runtime) -> float:
+    """From the registry: `/metrics` answers 503 once storage has failed, as any read does."""
+    return sum(
+        sample.value
+        for family in runtime.metrics.registry.collect()
+        if family.name == "cgw_decisions"
+        for sample in family.samples
+        if sample.name == "cgw_decisions_total"
+    )
+
+
+def test_pushes_counted_only_once_kept(
+    client: Client,
+    runtime: Runtime,
+    key: Headers,
+    consented: Callable[[str], None],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A unit refused at its commit (here its fsync fails, the OS boundary) kept none of its
+    pushes, so none is a decision in the metrics: they were counted before the commit, and
+    again when the client sent them once more."""
+    for user in ("kim", "lee", "max"):
+        consented(user)
+    kept = together(client, [(push("kim", "k-0"), key)])
+    assert [a.status_code for a in kept] == [200]
+    before = decisions_counted(runtime)
+
+    def failing(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error (injected)")
+
+    monkeypatch.setattr(os, "fdatasync", failing)
+    answers = together(client, [(push(user, f"{user}-1"), key) for user in ("kim", "lee", "max")])
+    monkeypatch.undo()
+    assert [a.status_code for a in answers] == [503, 503, 503]
+    assert decisions_counted(runtime) == before

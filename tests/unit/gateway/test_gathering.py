@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -163,3 +164,43 @@ def test_after_a_failed_fsync_each_group_is_refused_and_none_is_left_waiting(
         ["StorageFailedError"],
     ]
     assert tags.groups == [[1, 2]]  # the others never ran
+
+
+def test_an_items_stop_iteration_reaches_its_caller_as_an_error_and_the_others_are_answered(
+    writer: Writer,
+) -> None:
+    """A future refuses a StopIteration (a defect's `next()` on nothing): set as it was, it
+    raised in the middle of settling and left that caller and the ones after it unanswered."""
+
+    def handle(conn: Connection, items: list[int]) -> Sequence[int | Exception]:
+        return [StopIteration() if item == 2 else item * 2 for item in items]
+
+    shared: SharedUnit[int, int] = SharedUnit(writer, handle)
+
+    async def scenario() -> list[int | BaseException]:
+        calls = asyncio.gather(*(shared.submit(n) for n in (1, 2, 3)), return_exceptions=True)
+        return list(await asyncio.wait_for(calls, timeout=5))
+
+    first, defect, third = asyncio.run(scenario())
+    assert (first, third) == (2, 6)
+    assert isinstance(defect, RuntimeError)
+    assert isinstance(defect.__cause__, StopIteration)
+
+
+def test_a_request_on_another_loop_does_not_join_a_group_it_would_never_hear_from(writer: Writer) -> None:
+    """A group's answers are set on the loop of the request that queued it. Joined from another
+    loop (a thread with its own), the answer did not wake that loop: the request hung."""
+    tags = Tags()
+    shared: SharedUnit[int, int] = SharedUnit(writer, tags.handle)
+
+    async def scenario() -> tuple[int, int]:
+        first = asyncio.ensure_future(shared.submit(1))
+        await asyncio.sleep(0)  # `first` has opened its group; its unit runs at the next turn
+        with ThreadPoolExecutor(1) as pool:
+            # This loop is blocked meanwhile, so the group stays open while the other comes.
+            # Bounded in its own loop: joined to this group, it would wait for good.
+            other = pool.submit(asyncio.run, asyncio.wait_for(shared.submit(2), timeout=5)).result()
+        return other, await first
+
+    assert asyncio.run(scenario()) == (4, 2)
+    assert tags.groups == [[2], [1]]
