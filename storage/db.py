@@ -53,7 +53,8 @@ import sqlcipher3
 
 __all__ = [
     "Connection", "Database", "DatabaseLockedError", "StorageBusyError", "StorageFailedError",
-    "StorageFullError", "Writer", "connect", "in_chunks", "raisable", "savepoint", "wrote_in_context",
+    "StorageFullError", "Writer", "connect", "in_chunks", "is_database_error", "raisable", "savepoint",
+    "wrote_in_context",
 ]  # fmt: skip
 
 log = logging.getLogger("storage.db")
@@ -407,6 +408,12 @@ def _grow(conn: Connection) -> None:
     conn.execute("DROP TABLE _room_probe")
 
 
+def is_database_error(exc: BaseException) -> bool:
+    """An error of the database itself (SQLite's own, or the writer's name for one), not of the
+    data a unit read: what a unit must let through for the writer to fail and note it."""
+    return isinstance(exc, sqlcipher3.Error | StorageFullError | StorageFailedError | StorageBusyError)
+
+
 def raisable(exc: BaseException) -> BaseException:
     """What a unit's caller is told: a full disk as StorageFullError (SQLite's own error would be
     a bare 500); and a future cannot carry StopIteration (a unit calling `next()` on no rows
@@ -466,7 +473,7 @@ class Writer:
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
             if self._pending or self._in_flight:  # still serving another loop: go the thread way
-                return loop.run_in_executor(None, self.run_sync, fn)
+                return loop.run_in_executor(None, self._run_sync_raisable, fn)
             self._loop = loop
         job = _Job(fn, loop.create_future())
         self._pending.append(job)
@@ -476,6 +483,17 @@ class Writer:
     def run_sync(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn` in a transaction of its own, from a thread that is not the event loop's."""
         return self._locked_sync(fn, transaction=True)
+
+    def _run_sync_raisable(self, fn: Callable[[Connection], T]) -> T:
+        """`run_sync` for a future's sake: one cannot carry StopIteration (`raisable`), and the
+        executor's attempt to set it fails inside a callback, leaving the caller waiting."""
+        try:
+            return self.run_sync(fn)
+        except BaseException as exc:
+            converted = raisable(exc)
+            if converted is exc:
+                raise
+            raise converted from exc
 
     def run_alone(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn` outside any transaction (for `wal_checkpoint` or migrations that manage their own)."""

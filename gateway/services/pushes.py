@@ -42,7 +42,7 @@ from policies.catalog import is_marketing
 from policies.reasons import QUIET_HOURS
 from storage import outbox
 from storage.crypto import KeyedHash
-from storage.db import Connection, wrote_in_context
+from storage.db import Connection, is_database_error, savepoint, wrote_in_context
 from storage.directory import SubjectKey, SubjectStatus
 from storage.repositories import campaigns, pushes, subject_state
 from storage.repositories.campaigns import CampaignRow
@@ -130,7 +130,32 @@ class PushService:
     def _record_singles(
         self, conn: Connection, items: list[tuple[str, PushCreate]]
     ) -> list[tuple[PushAnswer, bool] | Exception]:
+        """The group's pushes decided together, each refused alone. What they share (the
+        directory's keys, the subject state opened) fails for all if one subject's data does not
+        open: then each is done again alone, as it came, so that only its own push is refused.
+        An error of the database itself goes on to the writer, which fails the group (and notes
+        a full disk for readiness), as it would have failed each push alone."""
         now = self._clock()
+        try:
+            with savepoint(conn, "singles"):
+                return self._record_group(conn, items, now)
+        except Exception as exc:
+            if is_database_error(exc) or not conn.in_transaction:
+                raise
+        outcomes: list[tuple[PushAnswer, bool] | Exception] = []
+        for item in items:
+            try:
+                with savepoint(conn, "single"):
+                    outcomes += self._record_group(conn, [item], now)
+            except Exception as exc:
+                if is_database_error(exc) or not conn.in_transaction:
+                    raise
+                outcomes.append(exc)
+        return outcomes
+
+    def _record_group(
+        self, conn: Connection, items: list[tuple[str, PushCreate]], now: datetime
+    ) -> list[tuple[PushAnswer, bool] | Exception]:
         prepared = self._prepare_all(items, now)
         return [
             answer if isinstance(answer, Exception) else (answer, fresh)

@@ -21,6 +21,7 @@ from litestar.testing import TestClient
 from support import assert_problem
 
 from gateway.runtime import Runtime
+from storage.db import Connection
 
 Client = TestClient[Litestar]
 Json = dict[str, Any]
@@ -187,3 +188,33 @@ def test_pushes_counted_only_once_kept(
     monkeypatch.undo()
     assert [a.status_code for a in answers] == [503, 503, 503]
     assert decisions_counted(runtime) == before
+
+
+def test_one_subject_whose_data_does_not_open_costs_only_its_own_push(
+    client: Client,
+    runtime: Runtime,
+    key: Headers,
+    consented: Callable[[str], None],
+    as_user: Callable[[str], Headers],
+) -> None:
+    """What pushes in one unit share (the subjects' keys, their state opened) failed for all
+    when one subject's sealed preferences no longer opened (bit rot, a restore gone wrong):
+    every push of the unit answered 500 and none was kept. Each is done again alone now."""
+    for user in ("nia", "oto", "pia"):
+        consented(user)
+    answer = client.patch("/v1/me/preferences", json={"timezone": "Europe/Berlin"}, headers=as_user("oto"))
+    assert answer.status_code == 200, answer.text
+    oto = runtime.store.directory.resolve(runtime.store.pseudonyms.subject_ref("oto"))
+    assert oto is not None
+
+    def rot(conn: Connection) -> None:
+        where = (oto.subject_id,)
+        (doc,) = conn.execute("SELECT doc FROM preferences WHERE subject_id = ?", where).fetchone()
+        rotten = doc[:-1] + bytes([doc[-1] ^ 1])
+        conn.execute("UPDATE preferences SET doc = ? WHERE subject_id = ?", (rotten, *where))
+
+    runtime.store.data.writer.run_sync(rot)
+    before = pushes_stored(runtime)
+    answers = together(client, [(push(user, f"{user}-1"), key) for user in ("nia", "oto", "pia")])
+    assert [a.status_code for a in answers] == [200, 500, 200]
+    assert pushes_stored(runtime) == before + 2

@@ -782,3 +782,26 @@ def test_a_failing_checkpoint_holds_up_no_write(
     monkeypatch.undo()
     with connect(path, KEY) as conn:
         assert conn.execute("SELECT count(*) FROM b").fetchone()[0] == 40
+
+
+def test_a_unit_raising_stop_iteration_the_thread_way_is_an_error_not_a_hang(writer: Writer) -> None:
+    """From a second loop while the writer serves a first, units run on a thread and their
+    answer is carried by the executor's future, which cannot carry StopIteration (a unit's
+    `next()` on no rows): setting it failed in a callback and the caller waited for good."""
+
+    def no_rows(conn: Connection) -> None:
+        next(iter(conn.execute("SELECT tag FROM t WHERE tag = 'none'")))
+
+    async def scenario() -> BaseException | None:
+        first = asyncio.ensure_future(writer.run(_insert("a")))
+        await asyncio.sleep(0)  # the writer serves this loop now, `first` queued
+        with ThreadPoolExecutor(1) as pool:
+            # Bounded in its own loop: unanswered, it would wait for good.
+            other = pool.submit(asyncio.run, asyncio.wait_for(writer.run(no_rows), timeout=5))
+            error = other.exception()
+        await first
+        return error
+
+    error = _run(scenario())
+    assert isinstance(error, RuntimeError)
+    assert isinstance(error.__cause__, StopIteration)
