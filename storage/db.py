@@ -45,7 +45,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -368,6 +368,13 @@ def _call_on(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args: An
         loop.call_soon_threadsafe(fn, *args)
 
 
+def _is_corrupt(exc: BaseException) -> bool:
+    """SQLITE_CORRUPT, or SQLITE_NOTADB from a damaged page after the connection opened."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    damaged = (sqlcipher3.SQLITE_CORRUPT, sqlcipher3.SQLITE_NOTADB)
+    return isinstance(exc, sqlcipher3.Error) and isinstance(code, int) and code & 0xFF in damaged
+
+
 def _is_full(exc: BaseException, *, in_transaction: bool = True) -> bool:
     """The disk refused a transaction's write: SQLITE_FULL (the disk, or the database's
     `max_page_count`, has no room), SQLITE_IOERR (a quota or the file-size limit reached,
@@ -441,12 +448,8 @@ class Writer:
     """The single writer of one database; see the module docstring."""
 
     def __init__(self, path: Path, key: bytes, *, name: str, max_batch: int = 512) -> None:
-        self._conn = connect(path, key, synchronous="NORMAL")
-        self._conn.execute("PRAGMA busy_timeout = 0")  # waits are retried here, off the loop's back
-        self._conn.execute("PRAGMA wal_autocheckpoint = 0")  # the sync thread checkpoints
-        # Once rewound, the WAL file is cut back to this size, so its size says how much was
-        # written since the last checkpoint.
-        self._conn.execute(f"PRAGMA journal_size_limit = {CHECKPOINT_WAL_BYTES}")
+        self._path, self._key, self._name = path, key, name
+        self._conn = self._open()
         self._lock = threading.Lock()
         self._max_batch = max_batch
         self._syncer = _Syncer(path, key, name, self._lock)
@@ -460,6 +463,36 @@ class Writer:
         self._committed = 0  # commits made, numbered; `_syncer.synced` says which are durable
         self._in_flight = 0
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+
+    def _open(self) -> Connection:
+        conn = connect(self._path, self._key, synchronous="NORMAL")
+        conn.execute("PRAGMA busy_timeout = 0")  # waits are retried here, off the loop's back
+        conn.execute("PRAGMA wal_autocheckpoint = 0")  # the sync thread checkpoints
+        # Once rewound, the WAL file is cut back to this size, so its size says how much was
+        # written since the last checkpoint.
+        conn.execute(f"PRAGMA journal_size_limit = {CHECKPOINT_WAL_BYTES}")
+        return conn
+
+    def _mend(self, errors: Iterable[BaseException]) -> None:
+        """After a unit read a page that fails SQLCipher's check (bits rotted on disk: SQLITE_CORRUPT),
+        the codec keeps the error on the connection, and every later unit failed with it (other
+        rows, every write) until a restart, while readiness, whose probe reads no page, said
+        ready. A new connection reads the healthy pages again: the damaged one fails only the
+        units that read it. Called under the write lock, outside a transaction."""
+        if not any(_is_corrupt(exc) for exc in errors):
+            return
+        try:
+            fresh = self._open()
+        except (OSError, DatabaseLockedError, sqlcipher3.Error) as exc:
+            log.error(
+                "corrupt page: reopening failed",
+                extra={"database": self._name, "exc_type": type(exc).__name__},
+            )
+            return
+        self._conn.close()
+        self._conn = fresh
+        log.error("corrupt page: a unit read a page that fails its check; connection reopened",
+                  extra={"database": self._name})  # fmt: skip
 
     async def run(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn` in the next group commit; the answer comes once that commit is durable."""
@@ -590,6 +623,7 @@ class Writer:
             except sqlcipher3.Error as exc:
                 if not _is_busy(exc):
                     self._fail(self._take(), exc)
+                    self._mend([exc])
                     return
                 if self._busy_since is None:
                     self._busy_since = time.monotonic()
@@ -606,12 +640,15 @@ class Writer:
                 self._conn.execute("COMMIT")
             except _TransactionLost as lost:  # rolled back by SQLite: nothing in this group was written
                 self._fail(jobs, lost.cause)
+                self._mend([lost.cause])
                 return
             except Exception as exc:  # nothing in this group was written
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
                 self._fail(jobs, exc)
+                self._mend([exc])
                 return
+            self._mend(value for ok, value in outcomes if not ok)
             self._committed += 1
             commit = self._committed
         finally:
@@ -722,6 +759,7 @@ class Writer:
             except BaseException as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
+                self._mend([exc])
                 self._note(exc, in_transaction=transaction)
                 if _is_full(exc, in_transaction=transaction):
                     raise StorageFullError(str(exc)) from exc

@@ -805,3 +805,53 @@ def test_a_unit_raising_stop_iteration_the_thread_way_is_an_error_not_a_hang(wri
     error = _run(scenario())
     assert isinstance(error, RuntimeError)
     assert isinstance(error.__cause__, StopIteration)
+
+
+def test_a_corrupt_page_costs_the_units_that_read_it_not_every_later_write(path: Path) -> None:
+    """A page whose bits rotted fails SQLCipher's check when read (SQLITE_CORRUPT), and the codec
+    kept that error on the connection: every later unit of the writer failed the same way, other
+    rows and writes included, until a restart. Here the last row has the file's last page."""
+    writer = Writer(path, KEY, name="test")
+    writer.run_sync(_create)
+
+    def rows(conn: Connection) -> None:
+        conn.execute("CREATE TABLE big (id INTEGER PRIMARY KEY, body BLOB NOT NULL)")
+        for i in range(8):  # ~3 KB each: a page each
+            conn.execute("INSERT INTO big (id, body) VALUES (?, ?)", (i, os.urandom(3000)))
+
+    writer.run_sync(rows)
+    writer.run_alone(lambda conn: conn.execute("PRAGMA wal_checkpoint(TRUNCATE)"))
+    writer.close()
+    page_size = 4096
+    with open(path, "r+b") as f:
+        f.seek(0, os.SEEK_END)
+        last_page = f.tell() - page_size
+        f.seek(last_page + 200)
+        byte = f.read(1)
+        f.seek(last_page + 200)
+        f.write(bytes([byte[0] ^ 1]))
+
+    writer = Writer(path, KEY, name="test")
+    try:
+
+        def read(row_id: int) -> Callable[[Connection], int]:
+            def unit(conn: Connection) -> int:
+                return len(conn.execute("SELECT body FROM big WHERE id = ?", (row_id,)).fetchone()[0])
+
+            return unit
+
+        async def scenario() -> list[str]:
+            outcomes = []
+            for unit in (read(7), read(0), _insert("after"), read(7), read(1)):
+                try:
+                    outcomes.append(str(await writer.run(unit)))
+                except Exception as exc:
+                    outcomes.append(type(exc).__name__)
+            return outcomes
+
+        first, healthy, write, again, other = _run(scenario())
+        assert first == "DatabaseError"  # the rotten row
+        assert (healthy, write, other) == ("3000", "1", "3000")
+        assert again == "DatabaseError"
+    finally:
+        writer.close()
