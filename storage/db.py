@@ -736,8 +736,8 @@ class Writer:
         if self._failed is not None:
             raise StorageFailedError(str(self._failed))
         deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
-        conn = self._conn
         with self._lock:
+            conn = self._conn  # read under the lock: `_mend` may have replaced it meanwhile
             if transaction:
                 while True:
                     try:

@@ -807,16 +807,15 @@ def test_a_unit_raising_stop_iteration_the_thread_way_is_an_error_not_a_hang(wri
     assert isinstance(error.__cause__, StopIteration)
 
 
-def test_a_corrupt_page_costs_the_units_that_read_it_not_every_later_write(path: Path) -> None:
-    """A page whose bits rotted fails SQLCipher's check when read (SQLITE_CORRUPT), and the codec
-    kept that error on the connection: every later unit of the writer failed the same way, other
-    rows and writes included, until a restart. Here the last row has the file's last page."""
+def _rot_last_page(path: Path) -> None:
+    """A file whose last page (the last of eight ~3 KB rows of `big`, a page each) has a bit
+    flipped, as bit rot leaves it: SQLCipher's check of that page fails."""
     writer = Writer(path, KEY, name="test")
     writer.run_sync(_create)
 
     def rows(conn: Connection) -> None:
         conn.execute("CREATE TABLE big (id INTEGER PRIMARY KEY, body BLOB NOT NULL)")
-        for i in range(8):  # ~3 KB each: a page each
+        for i in range(8):
             conn.execute("INSERT INTO big (id, body) VALUES (?, ?)", (i, os.urandom(3000)))
 
     writer.run_sync(rows)
@@ -831,18 +830,25 @@ def test_a_corrupt_page_costs_the_units_that_read_it_not_every_later_write(path:
         f.seek(last_page + 200)
         f.write(bytes([byte[0] ^ 1]))
 
+
+def _read(row_id: int) -> Callable[[Connection], int]:
+    def unit(conn: Connection) -> int:
+        return len(conn.execute("SELECT body FROM big WHERE id = ?", (row_id,)).fetchone()[0])
+
+    return unit
+
+
+def test_a_corrupt_page_costs_the_units_that_read_it_not_every_later_write(path: Path) -> None:
+    """A page whose bits rotted fails SQLCipher's check when read (SQLITE_CORRUPT), and the codec
+    kept that error on the connection: every later unit of the writer failed the same way, other
+    rows and writes included, until a restart."""
+    _rot_last_page(path)
     writer = Writer(path, KEY, name="test")
     try:
 
-        def read(row_id: int) -> Callable[[Connection], int]:
-            def unit(conn: Connection) -> int:
-                return len(conn.execute("SELECT body FROM big WHERE id = ?", (row_id,)).fetchone()[0])
-
-            return unit
-
         async def scenario() -> list[str]:
             outcomes = []
-            for unit in (read(7), read(0), _insert("after"), read(7), read(1)):
+            for unit in (_read(7), _read(0), _insert("after"), _read(7), _read(1)):
                 try:
                     outcomes.append(str(await writer.run(unit)))
                 except Exception as exc:
@@ -853,5 +859,38 @@ def test_a_corrupt_page_costs_the_units_that_read_it_not_every_later_write(path:
         assert first == "DatabaseError"  # the rotten row
         assert (healthy, write, other) == ("3000", "1", "3000")
         assert again == "DatabaseError"
+    finally:
+        writer.close()
+
+
+def test_a_thread_waiting_for_the_lock_writes_on_the_connection_mended_meanwhile(path: Path) -> None:
+    """A thread's `run_sync` took the writer's connection before waiting for the lock; a group
+    that met the corrupt page meanwhile closed it, and the thread's write failed on a closed
+    database, having read nothing damaged."""
+    _rot_last_page(path)
+    writer = Writer(path, KEY, name="test")
+    outcome: list[object] = []
+
+    def thread_way() -> None:
+        try:
+            outcome.append(writer.run_sync(_insert("from a thread")))
+        except Exception as exc:
+            outcome.append(type(exc).__name__)
+
+    thread = threading.Thread(target=thread_way)
+
+    def rotten_read_while_the_thread_waits(conn: Connection) -> int:
+        thread.start()  # it waits for the write lock this group holds
+        time.sleep(0.3)
+        return _read(7)(conn)
+
+    async def scenario() -> None:
+        with pytest.raises(sqlcipher3.DatabaseError):
+            await writer.run(rotten_read_while_the_thread_waits)
+        await asyncio.to_thread(thread.join, 10)
+
+    try:
+        _run(scenario())
+        assert outcome == [1]
     finally:
         writer.close()
