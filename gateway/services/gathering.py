@@ -54,27 +54,31 @@ class SharedUnit(Generic[I, R]):
                 group = self._open[loop] = []
             group.append((item, future))
         if first:
-            unit = self._writer.submit(partial(self._run, group))
-            unit.add_done_callback(partial(self._settle, group))
+            unit = self._writer.submit(partial(self._run, loop, group))
+            unit.add_done_callback(partial(self._settle, loop, group))
         return await future
 
-    def _close(self, group: list[tuple[I, asyncio.Future[R]]]) -> None:
+    def _close(self, loop: asyncio.AbstractEventLoop, group: list[tuple[I, asyncio.Future[R]]]) -> None:
         with self._lock:
-            for loop, open_group in list(self._open.items()):
-                if open_group is group:
-                    del self._open[loop]
+            if self._open.get(loop) is group:
+                del self._open[loop]
 
-    def _run(self, group: list[tuple[I, asyncio.Future[R]]], conn: Connection) -> list[R | Exception]:
-        self._close(group)  # who comes now starts the next unit
+    def _run(
+        self, loop: asyncio.AbstractEventLoop, group: list[tuple[I, asyncio.Future[R]]], conn: Connection
+    ) -> list[R | Exception]:
+        self._close(loop, group)  # who comes now starts the next unit
         outcomes = list(self._handle(conn, [item for item, _ in group]))
         if len(outcomes) != len(group):  # else some callers would wait forever
             raise RuntimeError(f"{len(outcomes)} outcomes for {len(group)} items")
         return outcomes
 
     def _settle(
-        self, group: list[tuple[I, asyncio.Future[R]]], unit: asyncio.Future[list[R | Exception]]
+        self,
+        loop: asyncio.AbstractEventLoop,
+        group: list[tuple[I, asyncio.Future[R]]],
+        unit: asyncio.Future[list[R | Exception]],
     ) -> None:
-        self._close(group)  # a unit refused before it ran (a failed writer) never closed it
+        self._close(loop, group)  # a unit refused before it ran (a failed writer) never closed it
         if unit.cancelled():
             for _, future in group:
                 future.cancel()

@@ -140,16 +140,14 @@ class PushService:
             with savepoint(conn, "singles"):
                 return self._record_group(conn, items, now)
         except Exception as exc:
-            if is_database_error(exc) or not conn.in_transaction:
-                raise
+            _raise_if_the_databases(exc, conn)
         outcomes: list[tuple[PushAnswer, bool] | Exception] = []
         for item in items:
             try:
                 with savepoint(conn, "single"):
                     outcomes += self._record_group(conn, [item], now)
             except Exception as exc:
-                if is_database_error(exc) or not conn.in_transaction:
-                    raise
+                _raise_if_the_databases(exc, conn)
                 outcomes.append(exc)
         return outcomes
 
@@ -537,6 +535,13 @@ def _answer(push_id: str | None, decision: Decision) -> PushAnswer:
         deliver_after=None if decision.deliver_after is None else _wire_time(decision.deliver_after),
         expires_at=_wire_time(decision.expires_at),
     )
+
+
+def _raise_if_the_databases(exc: Exception, conn: Connection) -> None:
+    """Let an error of the database itself, or one after which SQLite gave up the transaction,
+    go on to the writer; an error of the data a push read is that push's alone."""
+    if is_database_error(exc) or not conn.in_transaction:
+        raise exc
 
 
 def _answered(outcome: PushAnswer | Exception) -> PushAnswer:
