@@ -197,7 +197,8 @@ def handle_storage_failure(_: Request[Any, Any, Any], exc: StorageFailedError) -
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """An exception nothing else maps is a defect: answered 500 as Litestar would, but logged, by
     type and route template only (its text or traceback may hold a token or a push's content),
-    so that a run of 500s says what raised. Litestar's own HTTP refusals (404, 405) that
+    so that a run of 500s says what raised, and what it leaves to mend is mended
+    (`Store.after_failure`). Litestar's own HTTP refusals (404, 405) that
     come this way keep their answers; a body too large says how large a body may be."""
     if isinstance(exc, RequestEntityTooLarge):
         limit = request.route_handler.resolve_request_max_body_size()
@@ -209,4 +210,6 @@ def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respon
     logging.getLogger("gateway.http").error(
         "unhandled exception", extra={"exc_type": type(exc).__name__, "route": route}
     )
+    if (runtime := request.app.state.get("runtime")) is not None:
+        runtime.store.after_failure(exc)
     return Response({"status_code": 500, "detail": "Internal Server Error"}, status_code=500)

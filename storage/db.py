@@ -45,6 +45,7 @@ import queue
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -53,7 +54,8 @@ import sqlcipher3
 
 __all__ = [
     "Connection", "Database", "DatabaseLockedError", "StorageBusyError", "StorageFailedError",
-    "StorageFullError", "Writer", "connect", "in_chunks", "is_database_error", "raisable", "savepoint",
+    "StorageFullError", "Writer", "connect", "in_chunks", "is_corrupt", "is_database_error", "raisable",
+    "savepoint",
     "wrote_in_context",
 ]  # fmt: skip
 
@@ -116,7 +118,9 @@ class _TransactionLost(Exception):
         self.cause = cause
 
 
-def connect(path: Path, key: bytes, *, synchronous: str = "FULL") -> Connection:
+def connect(
+    path: Path, key: bytes, *, synchronous: str = "FULL", factory: type[Any] = sqlcipher3.Connection
+) -> Connection:
     """Open a SQLCipher connection keyed with a raw 256-bit key and set our pragmas.
 
     Only SQLITE_NOTADB means a wrong key (or not a database); a file that cannot be opened or
@@ -125,7 +129,11 @@ def connect(path: Path, key: bytes, *, synchronous: str = "FULL") -> Connection:
     conn: Connection | None = None
     try:
         conn = sqlcipher3.connect(
-            str(path), isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
+            str(path),
+            isolation_level=None,
+            check_same_thread=False,
+            timeout=BUSY_TIMEOUT_MS / 1000,
+            factory=factory,
         )
         conn.execute(f"PRAGMA key = \"x'{key.hex()}'\"")
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
@@ -368,7 +376,7 @@ def _call_on(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args: An
         loop.call_soon_threadsafe(fn, *args)
 
 
-def _is_corrupt(exc: BaseException) -> bool:
+def is_corrupt(exc: BaseException) -> bool:
     """SQLITE_CORRUPT, or SQLITE_NOTADB from a damaged page after the connection opened."""
     code = getattr(exc, "sqlite_errorcode", None)
     damaged = (sqlcipher3.SQLITE_CORRUPT, sqlcipher3.SQLITE_NOTADB)
@@ -479,7 +487,7 @@ class Writer:
         rows, every write) until a restart, while readiness, whose probe reads no page, said
         ready. A new connection reads the healthy pages again: the damaged one fails only the
         units that read it. Called under the write lock, outside a transaction."""
-        if not any(_is_corrupt(exc) for exc in errors):
+        if not any(is_corrupt(exc) for exc in errors):
             return
         try:
             fresh = self._open()
@@ -802,6 +810,11 @@ def _take_write_lock(conn: Connection) -> None:
     conn.execute("SELECT 1").fetchone()
 
 
+class _Reader(sqlcipher3.Connection):  # type: ignore[misc]  # no stubs: untyped base
+    """A read connection, which unlike SQLite's own type can be weakly referenced: a reader
+    replaced (`Database.renew_readers`) closes once the last cursor reading from it lets go."""
+
+
 class Database:
     """One SQLCipher database file: its writer and a read connection per thread."""
 
@@ -809,8 +822,9 @@ class Database:
         self.path = path
         self._key = key
         self._local = threading.local()
-        self._readers: list[Connection] = []
+        self._readers: weakref.WeakSet[Connection] = weakref.WeakSet()  # each thread's, for `close`
         self._lock = threading.Lock()
+        self._readers_since = 0  # `renew_readers` counts up: a reader opened before is replaced
         self.writer = Writer(path, key, name=name)
 
     async def unready(self) -> str | None:
@@ -837,14 +851,28 @@ class Database:
         return None
 
     def reader(self) -> Connection:
-        conn: Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = connect(self.path, self._key)
-            conn.execute("PRAGMA query_only = ON")
-            self._local.conn = conn
-            with self._lock:
-                self._readers.append(conn)
-        return conn
+        """This thread's read connection; a new one after `renew_readers`, unless the old one is
+        inside a read transaction (`snapshot`), which must end on the connection it began on."""
+        local = self._local
+        conn: Connection | None = getattr(local, "conn", None)
+        if conn is not None and (local.since == self._readers_since or conn.in_transaction):
+            return conn
+        fresh = connect(self.path, self._key, factory=_Reader)
+        fresh.execute("PRAGMA query_only = ON")
+        # The connection replaced is not closed here: a cursor of this thread may still be reading
+        # from it. It closes when nothing holds it any more.
+        local.conn, local.since = fresh, self._readers_since
+        with self._lock:
+            self._readers.add(fresh)
+        return fresh
+
+    def renew_readers(self) -> None:
+        """After a read met a page that fails SQLCipher's check (`is_corrupt`): the codec keeps
+        that error on the connection, and each later read of a page not in its cache failed with
+        it, other rows included, until a restart. Each thread's reader is replaced at its next
+        read, so the damaged page fails only the reads that need it. The writer mends its own
+        connection (`Writer._mend`)."""
+        self._readers_since += 1
 
     @contextlib.contextmanager
     def snapshot(self) -> Iterator[Connection]:
@@ -897,6 +925,6 @@ class Database:
     def close(self) -> None:
         self.writer.close()
         with self._lock:
-            for conn in self._readers:
+            for conn in list(self._readers):
                 conn.close()
             self._readers.clear()

@@ -7,6 +7,7 @@ import contextlib
 import fcntl
 import hmac
 import json
+import logging
 import os
 import threading
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from storage import ledger
 from storage.crypto import DecryptionError, KeyedHash
-from storage.db import Connection, Database
+from storage.db import Connection, Database, is_corrupt
 from storage.directory import SubjectDirectory, opens
 from storage.keys import KeyStore, KeyStoreError
 from storage.migrations import DATA_MIGRATIONS, DIRECTORY_MIGRATIONS, require_migrated
@@ -31,6 +32,8 @@ from storage.repositories import audit, devices
 __all__ = [
     "DATA_FILE", "DIRECTORY_FILE", "DataDirError", "Store", "check_pair", "existing_data", "open_keystore",
 ]  # fmt: skip
+
+log = logging.getLogger("storage.store")
 
 DATA_FILE = "gateway.db"
 DIRECTORY_FILE = "subjects.db"
@@ -270,6 +273,14 @@ class Store:
         listed = self._directory_db.writer.run_alone(_listed_wrapping_keys)
         if old := [prefix for prefix in listed if _kid(prefix) != self.keys.keyring.active]:
             self._directory_db.writer.run_sync(partial(_drop_unused, prefixes=old))
+
+    def after_failure(self, exc: BaseException) -> None:
+        """What an unexpected error leaves to mend: a corrupt page (`storage.db.is_corrupt`) met by
+        a read of either database, which the error does not name, renews both databases' readers."""
+        if is_corrupt(exc):
+            for db in (self.data, self._directory_db):
+                db.renew_readers()
+            log.error("corrupt page: a read failed its check; read connections reopened")
 
     async def durable(self) -> None:
         """Once every commit so far, in both databases, is on disk (see `storage.db`)."""

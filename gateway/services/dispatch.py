@@ -255,9 +255,10 @@ class Dispatcher:
             self._policy.refresh(conn)  # this process may not be the one that changed it
             try:
                 snapshot: _Round | None = self._snapshot(conn, claims, now)
-            except Exception:
+            except Exception as exc:
                 # One push whose data cannot be read must not hold back the round: read per push.
                 log.exception("dispatch round read failed; reading each push alone")
+                self._store.after_failure(exc)  # else a corrupt page failed every read after it
                 snapshot = None
             steps: dict[str, tuple[PushWrites, _Send | None]] = {}
             written: list[PushWrites] = []
@@ -337,8 +338,9 @@ class Dispatcher:
         is claimed again later) without holding back the round."""
         try:
             return work()
-        except Exception:
+        except Exception as exc:
             log.exception("dispatch step failed", extra={"step": step, "push_id": push_id})
+            self._store.after_failure(exc)
             return None
 
     def _write(

@@ -894,3 +894,50 @@ def test_a_thread_waiting_for_the_lock_writes_on_the_connection_mended_meanwhile
         assert outcome == [1]
     finally:
         writer.close()
+
+
+def _body_length(conn: Connection, row_id: int) -> int | str:
+    try:
+        return _read(row_id)(conn)
+    except sqlcipher3.DatabaseError as exc:
+        return "corrupt" if storage.db.is_corrupt(exc) else repr(exc)
+
+
+def test_a_reader_that_met_a_corrupt_page_is_replaced_once_renewed(path: Path) -> None:
+    """A read connection keeps the codec's error too: after the damaged row, rows on pages not yet
+    in its cache failed with it. Renewed, the thread's next read opens a new connection."""
+    _rot_last_page(path)
+    db = Database(path, KEY, name="test")
+    try:
+        met = db.reader()
+        assert [_body_length(met, row) for row in (0, 7, 1)] == [3000, "corrupt", "corrupt"]
+        db.renew_readers()
+        fresh = db.reader()
+        assert fresh is not met
+        assert [_body_length(fresh, row) for row in (1, 2, 7)] == [3000, 3000, "corrupt"]
+        assert db.reader() is fresh  # one new connection per renewal, not per read
+    finally:
+        db.close()
+
+
+def test_a_renewed_reader_is_not_closed_under_a_cursor_or_a_snapshot(path: Path) -> None:
+    """A renewal comes from whichever thread met the damage, at any time: a cursor still reading
+    from the old connection, or a read transaction begun on it, must end there undisturbed."""
+    _rot_last_page(path)
+    db = Database(path, KEY, name="test")
+    try:
+        old = db.reader()
+        rows = old.execute("SELECT id FROM big WHERE id < 6 ORDER BY id")  # 7 is the damaged one
+        assert next(rows) == (0,)
+        db.renew_readers()
+        fresh = db.reader()
+        assert fresh is not old
+        assert [row[0] for row in rows] == [1, 2, 3, 4, 5]  # the cursor read on
+        with db.snapshot() as snapshot:
+            db.renew_readers()
+            assert db.reader() is snapshot  # inside its read transaction: the same connection
+        assert db.reader() is not snapshot
+        del old, rows, fresh, snapshot
+        assert len(db._readers) == 1  # the replaced ones closed once nothing held them
+    finally:
+        db.close()
