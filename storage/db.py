@@ -6,7 +6,8 @@ All writes go through `Writer`, which owns the only write connection and runs un
 while the previous commit waits for its fsync — and run in one transaction, each inside its own
 SAVEPOINT, committed once: group commit. A unit that raises is rolled back alone; a commit that
 fails fails every unit in it, and so does a unit whose error made SQLite roll back the whole
-transaction itself (a full disk mostly), since the units before it went with it.
+transaction itself (a full disk mostly), since the units before it went with it. A unit that
+reads a damaged page (`is_corrupt`) fails alone: the others of its group run again in the next.
 
 A full disk (SQLITE_FULL) reaches callers as `StorageFullError`: that write is not kept, and
 writes succeed again once space is freed. So does a write the kernel refused otherwise, which
@@ -107,6 +108,14 @@ class StorageBusyError(StorageFailedError):
     """Another process held the database's write lock past the busy timeout: this write was not
     kept, and it ends nothing (the next write may well get the lock). A StorageFailedError so
     that the HTTP layer answers it 503 "retry later" rather than a bare 500."""
+
+
+class _DamagedPage(Exception):
+    """Unit `index` of a group read a page that fails SQLCipher's check (`is_corrupt`)."""
+
+    def __init__(self, index: int, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.index, self.cause = index, cause
 
 
 class _TransactionLost(Exception):
@@ -646,6 +655,9 @@ class Writer:
             try:
                 outcomes = self._run_units([job.fn for job in jobs])
                 self._conn.execute("COMMIT")
+            except _DamagedPage as damaged:
+                self._redo_without(jobs, damaged)
+                return
             except _TransactionLost as lost:  # rolled back by SQLite: nothing in this group was written
                 self._fail(jobs, lost.cause)
                 self._mend([lost.cause])
@@ -656,7 +668,6 @@ class Writer:
                 self._fail(jobs, exc)
                 self._mend([exc])
                 return
-            self._mend(value for ok, value in outcomes if not ok)
             self._committed += 1
             commit = self._committed
         finally:
@@ -665,6 +676,19 @@ class Writer:
         loop = self._loop
         assert loop is not None
         self._syncer.request(commit, lambda error: _call_on(loop, self._settle, jobs, outcomes, error))
+
+    def _redo_without(self, jobs: list[_Job], damaged: _DamagedPage) -> None:
+        """A unit met a damaged page. The codec keeps that error on the connection, so nothing
+        after it in the group could commit (SQLite may have rolled the group back already): the
+        group is undone, the connection mended, that unit answered with the error, and the other
+        units queued again, first, to run on the new connection. So a unit may run more than once;
+        what it does outside its transaction must bear that, as when a caller tries it again."""
+        if self._conn.in_transaction:
+            with contextlib.suppress(sqlcipher3.Error):  # the mend closes the connection anyway
+                self._conn.execute("ROLLBACK")
+        self._mend([damaged.cause])
+        self._fail([jobs[damaged.index]], damaged.cause)
+        self._pending[:0] = [job for index, job in enumerate(jobs) if index != damaged.index]
 
     def _take(self) -> list[_Job]:
         jobs, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
@@ -722,15 +746,18 @@ class Writer:
         """Each unit in its own savepoint, so one that raises is undone alone. Some errors
         (SQLITE_FULL in a one-row write, SQLITE_IOERR) make SQLite roll back the whole transaction
         instead: the units before took their writes with it, so none may be answered as kept,
-        and `ROLLBACK TO` would only fail ("no such savepoint") and hide the cause."""
+        and `ROLLBACK TO` would only fail ("no such savepoint") and hide the cause. A unit that
+        met a damaged page stops the group (`_redo_without`)."""
         conn = self._conn
         outcomes: list[tuple[bool, Any]] = []
-        for fn in fns:
+        for index, fn in enumerate(fns):
             conn.execute("SAVEPOINT unit")
             try:
                 outcomes.append((True, fn(conn)))
                 conn.execute("RELEASE unit")
             except BaseException as exc:  # the unit's own failure: undo only its writes
+                if is_corrupt(exc):
+                    raise _DamagedPage(index, exc) from exc
                 if not conn.in_transaction:
                     raise _TransactionLost(exc) from exc
                 conn.execute("ROLLBACK TO unit")

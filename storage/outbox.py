@@ -21,7 +21,10 @@ import msgspec
 
 from storage.db import Connection, in_chunks
 
-__all__ = ["Claim", "Reschedule", "claim", "enqueue_many", "finish_many", "held_among", "reschedule_many"]
+__all__ = [
+    "Claim", "Reschedule", "claim", "enqueue_many", "finish_many", "held_among", "postpone",
+    "reschedule_many",
+]  # fmt: skip
 
 
 class Claim(msgspec.Struct, frozen=True):
@@ -69,6 +72,13 @@ def reschedule_many(conn: Connection, items: Sequence[Reschedule], owner: str) -
         [(r.due_at.isoformat(), r.attempts, r.push_id, owner) for r in items],
     )
     return cur.rowcount
+
+
+def postpone(conn: Connection, push_ids: Sequence[str], due_at: datetime) -> None:
+    """Make these pushes due at `due_at`, whoever held them: what cannot be read now is not
+    claimed again before then."""
+    stamp = due_at.isoformat()
+    conn.executemany("UPDATE outbox SET due_at = ? WHERE push_id = ?", [(stamp, p) for p in push_ids])
 
 
 def finish_many(conn: Connection, push_ids: Sequence[str], owner: str) -> int:

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import json
 import logging
+import os
 import signal
 import socket
 import subprocess
@@ -28,7 +29,7 @@ from clients.delivery import DeliveryMessage, DeliveryResult
 from gateway.logs import JsonFormatter
 from gateway.runtime import Runtime
 from gateway.schemas.me import ConsentUpdate, DeviceCreate
-from storage.db import Connection, Database
+from storage.db import Connection, Database, Writer
 
 
 def assert_problem(response: Any, status: int, field: str | None = None) -> dict[str, Any]:
@@ -72,6 +73,35 @@ def readers(runtime: Runtime) -> dict[str, Connection]:
     decrypted, as the gateway itself sees it."""
     databases = [db for db in vars(runtime.store).values() if isinstance(db, Database)]
     return {db.path.name: db.reader() for db in databases}
+
+
+PAGE_SIZE = 4096
+
+
+def rot_page(path: Path, page: int) -> None:
+    """Flip one bit of page `page` (from 1) of a database file, as bit rot leaves it: SQLCipher's
+    check of that page fails when it is read (SQLITE_CORRUPT)."""
+    with open(path, "r+b") as f:
+        f.seek((page - 1) * PAGE_SIZE + 200)
+        byte = f.read(1)
+        f.seek((page - 1) * PAGE_SIZE + 200)
+        f.write(bytes([byte[0] ^ 1]))
+
+
+def rot_last_page(path: Path, key: bytes) -> None:
+    """Add a table `big` of eight ~3 KB rows, a page each, to the database at `path`, whose last
+    page (row 7's) then rots (`rot_page`)."""
+    writer = Writer(path, key, name="rot")
+
+    def rows(conn: Connection) -> None:
+        conn.execute("CREATE TABLE big (id INTEGER PRIMARY KEY, body BLOB NOT NULL)")
+        for i in range(8):
+            conn.execute("INSERT INTO big (id, body) VALUES (?, ?)", (i, os.urandom(3000)))
+
+    writer.run_sync(rows)
+    writer.run_alone(lambda conn: conn.execute("PRAGMA wal_checkpoint(TRUNCATE)"))
+    writer.close()
+    rot_page(path, path.stat().st_size // PAGE_SIZE)
 
 
 def stored_values(conn: Connection) -> Iterator[tuple[str, str, object]]:

@@ -69,7 +69,7 @@ from policies import CampaignState, Decision, PolicySettings, Reason, Scheduled,
 from policies.catalog import is_marketing
 from policies.reasons import EXPIRED, QUIET_HOURS, SUBJECT_ERASED
 from storage import outbox
-from storage.db import Connection, Writer, savepoint
+from storage.db import Connection, Writer, is_corrupt, savepoint
 from storage.directory import SubjectKey
 from storage.outbox import Claim, Reschedule
 from storage.repositories import campaigns, deliveries, devices, pushes, subject_state
@@ -91,6 +91,7 @@ ADAPTER_ERROR = "AdapterError"
 BACKOFF_CAP_SECONDS = 15 * 60.0
 _SETTLED = frozenset({"delivered", "failed"})  # a device's delivery states that are final
 SEND_LAG = timedelta(minutes=1)
+UNREADABLE_WAIT = timedelta(hours=1)  # a push whose data fails its check, until tried again
 """How late a push may be sent and still count against the caps at its planned time."""
 
 
@@ -248,17 +249,20 @@ class Dispatcher:
         now = self._clock()
         lease = timedelta(seconds=self._settings.worker_lease_seconds)
 
+        claimed: list[Claim] = []
+
         def claim_and_prepare(conn: Connection) -> tuple[list[tuple[Claim, _Send | None]], list[str]]:
-            claims = outbox.claim(conn, owner, now, lease, limit)
+            claims = claimed[:] = outbox.claim(conn, owner, now, lease, limit)
             if not claims:
                 return [], []
             self._policy.refresh(conn)  # this process may not be the one that changed it
             try:
                 snapshot: _Round | None = self._snapshot(conn, claims, now)
             except Exception as exc:
+                if is_corrupt(exc):  # the writer undoes the unit; see `_set_aside_unreadable`
+                    raise
                 # One push whose data cannot be read must not hold back the round: read per push.
                 log.exception("dispatch round read failed; reading each push alone")
-                self._store.after_failure(exc)  # else a corrupt page failed every read after it
                 snapshot = None
             steps: dict[str, tuple[PushWrites, _Send | None]] = {}
             written: list[PushWrites] = []
@@ -280,7 +284,13 @@ class Dispatcher:
             done = {w.push_id for w in written}
             return [(c, steps[c.push_id][1] if c.push_id in done else None) for c in claims], _ends(written)
 
-        prepared, ends = await self._store.data.writer.run(claim_and_prepare)
+        try:
+            prepared, ends = await self._store.data.writer.run(claim_and_prepare)
+        except Exception as exc:
+            if is_corrupt(exc):
+                self._store.after_failure(exc)  # a reader that met the page is not read again
+                await self._set_aside_unreadable(claimed, now)
+            raise
         self._count(ends)
         sends = [(c, s) for c, s in prepared if s is not None]
         # The last moment a send may start and still end within the lease: a round's sends wait
@@ -339,8 +349,9 @@ class Dispatcher:
         try:
             return work()
         except Exception as exc:
+            if is_corrupt(exc):  # the connection keeps that error: the unit cannot go on
+                raise
             log.exception("dispatch step failed", extra={"step": step, "push_id": push_id})
-            self._store.after_failure(exc)
             return None
 
     def _write(
@@ -370,6 +381,38 @@ class Dispatcher:
                         "dispatch step failed", extra={"step": step, "push_id": w.push_id}, exc_info=failed
                     )
         return written
+
+    async def _set_aside_unreadable(self, claims: list[Claim], now: datetime) -> None:
+        """A round met a page that fails SQLCipher's check (`is_corrupt`), and the writer undid it,
+        claims included. The earliest due pushes are claimed first, so its pushes would come back
+        in every round and fail it: nothing would be delivered to anyone. Each is read alone,
+        in a unit of its own (the writer fails only the one that meets the page); those that
+        cannot be read are set aside for `UNREADABLE_WAIT`, logged, and the rest go in the next
+        round. A push is not dropped: once the file is mended (a backup restored), it goes."""
+        writer = self._store.data.writer
+        reads = await asyncio.gather(
+            *(writer.run(partial(self._read_alone, claim, now)) for claim in claims), return_exceptions=True
+        )
+        unreadable = [
+            claim.push_id
+            for claim, read in zip(claims, reads, strict=True)
+            if isinstance(read, BaseException) and is_corrupt(read)
+        ]
+        if not unreadable:
+            return
+        await writer.run(partial(outbox.postpone, push_ids=unreadable, due_at=now + UNREADABLE_WAIT))
+        for push_id in unreadable:
+            log.error(
+                "push unreadable: a page of its data fails its check; set aside, tried again later",
+                extra={"push_id": push_id, "due_at": (now + UNREADABLE_WAIT).isoformat()},
+            )
+
+    def _read_alone(self, claim: Claim, now: datetime, conn: Connection) -> None:
+        try:
+            self._snapshot(conn, [claim], now)
+        except Exception as exc:
+            self._store.after_failure(exc)  # the next push's read is not on a reader that met it
+            raise
 
     # -- step 1: decide again, inside the writer ---------------------------------------------
 

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Generic, TypeVar
 
-from storage.db import Connection, Writer, raisable
+from storage.db import Connection, Writer, is_corrupt, raisable
 
 __all__ = ["SharedUnit"]
 
@@ -84,6 +84,9 @@ class SharedUnit(Generic[I, R]):
                 future.cancel()
             return
         failure = unit.exception()
+        if failure is not None and is_corrupt(failure) and len(group) > 1:
+            self._each_alone(group)
+            return
         for index, (_, future) in enumerate(group):
             if future.done():  # its caller has gone (a client that hung up)
                 continue
@@ -94,3 +97,29 @@ class SharedUnit(Generic[I, R]):
                 future.set_exception(raisable(outcome))
             else:
                 future.set_result(outcome)
+
+    def _each_alone(self, group: list[tuple[I, asyncio.Future[R]]]) -> None:
+        """One item met a damaged page, which fails the unit and so every item in it (the handler
+        lets SQLite's errors through): each is done again in a unit of its own, so that only
+        the one that needs the page fails (`Writer._redo_without`)."""
+        for item, future in group:
+            if not future.done():
+                alone = self._writer.submit(partial(self._run_alone, item))
+                alone.add_done_callback(partial(_pass_on, future))
+
+    def _run_alone(self, item: I, conn: Connection) -> R:
+        (outcome,) = self._handle(conn, [item])
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+
+def _pass_on(future: asyncio.Future[R], done: asyncio.Future[R]) -> None:
+    if future.done():  # its caller has gone
+        return
+    if done.cancelled():
+        future.cancel()
+    elif (failure := done.exception()) is not None:
+        future.set_exception(failure)
+    else:
+        future.set_result(done.result())

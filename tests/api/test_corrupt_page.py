@@ -9,19 +9,26 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable, Collection
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import NamedTuple
 
+import pytest
 import sqlcipher3
 from conftest import FakeClock
+from litestar import Litestar
 from litestar.testing import TestClient
+from support import PAGE_SIZE, WebhookRelay, rot_page
 
 from gateway.app import create_app
 from gateway.clock import system_clock
-from gateway.settings import Settings
+from gateway.runtime import Runtime
+from gateway.settings import Secret, Settings
 from storage.db import connect
+from storage.directory import SubjectKey
 from storage.store import DATA_FILE
 
-PAGE = 4096
 PUSHES = 8
 
 
@@ -40,28 +47,36 @@ def _reads(path: Path, key: bytes, push_id: str) -> bool:
         conn.close()
 
 
-def _rot(path: Path, page: int) -> None:
-    with open(path, "r+b") as f:
-        f.seek((page - 1) * PAGE + 200)
-        byte = f.read(1)
-        f.seek((page - 1) * PAGE + 200)
-        f.write(bytes([byte[0] ^ 1]))
-
-
 def _page_only_for(path: Path, key: bytes, victim: str, others: list[str], work: Path) -> int:
     """A page whose damage fails the read of `victim` and of none of `others`."""
-    for page in range(2, path.stat().st_size // PAGE + 1):
+    for page in range(2, path.stat().st_size // PAGE_SIZE + 1):
         copy = work / f"page-{page}.db"
         shutil.copyfile(path, copy)
-        _rot(copy, page)
+        rot_page(copy, page)
         if not _reads(copy, key, victim) and all(_reads(copy, key, other) for other in others):
             return page
     raise AssertionError("no page holds the victim's row alone")
 
 
-def test_a_corrupt_page_fails_the_reads_that_need_it_not_every_later_read(
-    settings: Settings, clock: FakeClock, tmp_path: Path
-) -> None:
+@pytest.fixture
+def settings(data_dir: Path, hook: WebhookRelay) -> Settings:
+    return Settings(
+        data_dir=data_dir,
+        worker_enabled=False,
+        delivery_webhook_url=hook.url,
+        delivery_webhook_secret=Secret("corrupt-page-webhook-secret-0123456789"),
+    )
+
+
+class Rotten(NamedTuple):
+    service: dict[str, str]
+    victim: str  # the push whose row is on the damaged page
+    others: list[str]
+
+
+def _queued_with_one_rotten(settings: Settings, clock: FakeClock, work: Path) -> Rotten:
+    """PUSHES pushes queued, each to its own user, each row ~3 KB so that one page holds one
+    row: then the page only the first push needs rots."""
     with TestClient(create_app(settings, clock)) as client:
         runtime = client.app.state.runtime
         _, secret = runtime.api_keys.create_sync("corrupt page test", ("pushes:write",))
@@ -69,7 +84,7 @@ def test_a_corrupt_page_fails_the_reads_that_need_it_not_every_later_read(
         push_ids = []
         for i in range(PUSHES):
             user = {"Authorization": f"Bearer {runtime.user_tokens.mint(f'rot-{i}', system_clock())}"}
-            device = {"platform": "fcm", "token": f"fcm-token-rot-{i}"}
+            device = {"platform": "webhook", "token": f"relay-device-rot-{i}"}
             assert client.post("/v1/me/devices", json=device, headers=user).status_code == 201
             push = {
                 "idempotency_key": f"rot-{i}", "user_id": f"rot-{i}", "topic": "transactional",
@@ -83,8 +98,14 @@ def test_a_corrupt_page_fails_the_reads_that_need_it_not_every_later_read(
     path = settings.data_dir / DATA_FILE
     assert not os.path.exists(f"{path}-wal") or os.path.getsize(f"{path}-wal") == 0  # all in the file
     victim, others = push_ids[0], push_ids[1:]
-    _rot(path, _page_only_for(path, key, victim, others, tmp_path))
+    rot_page(path, _page_only_for(path, key, victim, others, work))
+    return Rotten(service, victim, others)
 
+
+def test_a_corrupt_page_fails_the_reads_that_need_it_not_every_later_read(
+    settings: Settings, clock: FakeClock, tmp_path: Path
+) -> None:
+    service, victim, others = _queued_with_one_rotten(settings, clock, tmp_path)
     with TestClient(create_app(settings, clock)) as client:
         assert client.get(f"/v1/pushes/{victim}", headers=service).status_code == 500
         for push_id in others:
@@ -92,3 +113,80 @@ def test_a_corrupt_page_fails_the_reads_that_need_it_not_every_later_read(
             assert answer.status_code == 200, (push_id, answer.text)
             assert answer.json()["push_id"] == push_id
         assert client.get(f"/v1/pushes/{victim}", headers=service).status_code == 500  # still damaged
+
+
+def test_a_push_on_a_corrupt_page_is_set_aside_and_the_others_are_delivered(
+    settings: Settings, clock: FakeClock, hook: WebhookRelay, tmp_path: Path
+) -> None:
+    """The damaged push is due first, so it was claimed in every round: each round read it, the
+    connection kept the error, the round's commit failed, and nothing was delivered to anyone.
+    Now the round that meets it fails, the push is set aside for an hour (not dropped), and the
+    next round delivers the others."""
+    service, victim, others = _queued_with_one_rotten(settings, clock, tmp_path)
+    with TestClient(create_app(settings, clock)) as client:
+        dispatcher = client.app.state.runtime.dispatcher
+        with pytest.raises(sqlcipher3.DatabaseError):
+            client.blocking_portal.call(dispatcher.run_once, "test-worker", PUSHES)
+        assert client.blocking_portal.call(dispatcher.run_once, "test-worker", PUSHES) == len(others)
+        assert sorted(hook.push_ids) == sorted(others)
+        for push_id in others:
+            assert client.get(f"/v1/pushes/{push_id}", headers=service).json()["status"] == "delivered"
+        assert client.blocking_portal.call(dispatcher.run_once, "test-worker", PUSHES) == 0  # set aside
+        reader = client.app.state.runtime.store.data.reader()
+        (due_at,) = reader.execute("SELECT due_at FROM outbox WHERE push_id = ?", (victim,)).fetchone()
+        assert datetime.fromisoformat(due_at) == clock() + timedelta(hours=1)
+        clock.advance(minutes=61)
+        with pytest.raises(sqlcipher3.DatabaseError):  # tried again: still damaged, still there
+            client.blocking_portal.call(dispatcher.run_once, "test-worker", PUSHES)
+        assert sorted(hook.push_ids) == sorted(others)
+
+
+def test_a_push_read_alone_on_a_corrupt_page_is_set_aside_too(
+    client: TestClient[Litestar],
+    runtime: Runtime,
+    hook: WebhookRelay,
+    as_user: Callable[[str], dict[str, str]],
+    as_key: Callable[..., dict[str, str]],
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """When the round's read fails for another reason (a subject's data that does not open), each
+    push is read alone, and the one that met the damage was logged and left to its lease: the
+    round went on, on a connection that kept the error. Stood in for where the round reads the
+    directory: the round's read fails once with another error, and every read of the victim's
+    subject with SQLCipher's."""
+    key = as_key("pushes:write")
+    push_ids = []
+    for i in range(3):
+        device = {"platform": "webhook", "token": f"relay-device-alone-{i}"}
+        assert client.post("/v1/me/devices", json=device, headers=as_user(f"alone-{i}")).status_code == 201
+        push = {"idempotency_key": f"alone-{i}", "user_id": f"alone-{i}", "topic": "transactional",
+                "title": "Payment received", "body": "CNY 25.00"}  # fmt: skip
+        push_ids.append(client.post("/v1/pushes", json=push, headers=key).json()["push_id"])
+    victim = push_ids[1]
+    reader = runtime.store.data.reader()
+    row = reader.execute("SELECT subject_id FROM pushes WHERE push_id = ?", (victim,)).fetchone()
+    victim_subject = row[0]
+    directory = runtime.store.directory
+    read = directory.by_subject_ids
+    calls = 0
+
+    def damaged(subject_ids: Collection[str]) -> dict[str, SubjectKey]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("a subject's data does not open")
+        if victim_subject in subject_ids:
+            corrupt = sqlcipher3.DatabaseError("database disk image is malformed")
+            corrupt.sqlite_errorcode = sqlcipher3.SQLITE_CORRUPT
+            raise corrupt
+        return read(subject_ids)
+
+    monkeypatch.setattr(directory, "by_subject_ids", damaged)
+    dispatcher = runtime.dispatcher
+    with pytest.raises(sqlcipher3.DatabaseError):
+        client.blocking_portal.call(dispatcher.run_once, "test-worker", 10)
+    (due_at,) = reader.execute("SELECT due_at FROM outbox WHERE push_id = ?", (victim,)).fetchone()
+    assert datetime.fromisoformat(due_at) == clock() + timedelta(hours=1)
+    assert client.blocking_portal.call(dispatcher.run_once, "test-worker", 10) == 2
+    assert sorted(hook.push_ids) == sorted(p for p in push_ids if p != victim)

@@ -13,11 +13,9 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import cast
 
 import msgspec
 import pytest
-import sqlcipher3
 from conftest import FakeClock, Headers
 from litestar import Litestar
 from litestar.testing import TestClient
@@ -386,58 +384,3 @@ def test_with_a_lease_shorter_than_twice_a_send_a_slow_round_is_waited_for(
     passed: list[bool] = []
     run_until(client, Worker(dispatcher, ROUND), past_the_lease_then_delivered)
     assert hook.push_ids == [push_id]
-
-
-def _corrupt() -> Exception:
-    corrupt = sqlcipher3.DatabaseError("database disk image is malformed")
-    corrupt.sqlite_errorcode = sqlcipher3.SQLITE_CORRUPT
-    return cast(Exception, corrupt)
-
-
-@pytest.mark.parametrize(
-    ("errors", "renewed", "delivered"),
-    [
-        pytest.param([_corrupt], True, 2, id="the-round's-read"),
-        pytest.param([RuntimeError, _corrupt], True, 1, id="a-push's-read-alone"),
-        pytest.param([RuntimeError, RuntimeError], False, 1, id="not-a-corrupt-page"),
-    ],
-)
-def test_a_round_that_met_a_corrupt_page_has_the_readers_renewed_before_it_reads_on(
-    client: Client,
-    runtime: Runtime,
-    hook: WebhookRelay,
-    as_user: Callable[[str], Headers],
-    as_key: Callable[..., Headers],
-    monkeypatch: pytest.MonkeyPatch,
-    errors: list[Callable[[], Exception]],
-    renewed: bool,
-    delivered: int,
-) -> None:
-    """A page that fails SQLCipher's check (SQLITE_CORRUPT) leaves its error on the read connection
-    that met it, so the round's reads of each push alone, and every later round reading a page
-    not in that connection's cache, failed too, until a restart. The round now has the readers
-    renewed (`Store.after_failure`) before it reads on, whether the round's read or a push's read
-    alone met it. The damage is stood in for where the round reads the directory, with SQLCipher's
-    error, first (the round's read), second (the first push read alone); the real damaged page is
-    in `tests/api/test_corrupt_page.py`. A push whose read alone failed is left to its lease,
-    which the still clock never ends."""
-    monkeypatch.setattr("gateway.worker.IDLE_SECONDS", 0.02)
-    key = as_key("pushes:write")
-    ids = queue(client, as_user, key, users(2))
-    directory = runtime.store.directory
-    read = directory.by_subject_ids
-    to_raise = list(errors)
-
-    def damaged(subject_ids: object) -> object:
-        if to_raise:
-            raise to_raise.pop(0)()
-        return read(subject_ids)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(directory, "by_subject_ids", damaged)
-    before = runtime.store.data.reader()
-    run_until(
-        client,
-        Worker(runtime.dispatcher, ROUND),
-        lambda: statuses(client, key, ids).count("delivered") == delivered and not to_raise,
-    )
-    assert (runtime.store.data.reader() is not before) == renewed

@@ -10,9 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from support import rot_last_page
 
 from gateway.services.gathering import SharedUnit
-from storage.db import Connection, Writer
+from storage.db import Connection, Writer, is_corrupt
 
 KEY = os.urandom(32)
 
@@ -204,3 +205,35 @@ def test_a_request_on_another_loop_does_not_join_a_group_it_would_never_hear_fro
 
     assert asyncio.run(scenario()) == (4, 2)
     assert tags.groups == [[2], [1]]
+
+
+def test_an_item_that_reads_a_corrupt_page_fails_alone_and_the_others_are_done_again(
+    tmp_path: Path,
+) -> None:
+    """An item that meets a damaged page fails the unit it shares: its error is SQLite's, which
+    a handler lets through (`PushService._record_singles`), and the unit's other items failed
+    with it. Now each item of that unit is done again alone, so only the damaged one fails."""
+    path = tmp_path / "rotten.db"
+    rot_last_page(path, KEY)  # the rows of `big` are 0..7; row 7's page is damaged
+    writer = Writer(path, KEY, name="test")
+    groups: list[list[int]] = []
+
+    def lengths(conn: Connection, items: list[int]) -> Sequence[int | Exception]:
+        groups.append(items)
+        return [len(conn.execute("SELECT body FROM big WHERE id = ?", (i,)).fetchone()[0]) for i in items]
+
+    shared: SharedUnit[int, int] = SharedUnit(writer, lengths)
+
+    async def scenario() -> list[int | BaseException]:
+        calls = (shared.submit(1), shared.submit(7), shared.submit(2))
+        return list(await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), timeout=5))
+
+    try:
+        first, damaged, second = asyncio.run(scenario())
+    finally:
+        writer.close()
+    assert (first, second) == (3000, 3000)
+    assert isinstance(damaged, BaseException)
+    assert is_corrupt(damaged)
+    # Then each alone: 1 runs before the damage, is undone with its group, and runs again.
+    assert groups == [[1, 7, 2], [1], [7], [1], [2]]

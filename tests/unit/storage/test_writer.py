@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 import pytest
 import sqlcipher3
+from support import rot_last_page
 
 import storage.db
 from storage.db import Connection, Database, StorageFailedError, Writer, connect, wrote_in_context
@@ -807,28 +808,12 @@ def test_a_unit_raising_stop_iteration_the_thread_way_is_an_error_not_a_hang(wri
     assert isinstance(error.__cause__, StopIteration)
 
 
-def _rot_last_page(path: Path) -> None:
-    """A file whose last page (the last of eight ~3 KB rows of `big`, a page each) has a bit
-    flipped, as bit rot leaves it: SQLCipher's check of that page fails."""
+def _rotten(path: Path) -> None:
+    """`rot_last_page` on a file that has `t` too, before `big`."""
     writer = Writer(path, KEY, name="test")
     writer.run_sync(_create)
-
-    def rows(conn: Connection) -> None:
-        conn.execute("CREATE TABLE big (id INTEGER PRIMARY KEY, body BLOB NOT NULL)")
-        for i in range(8):
-            conn.execute("INSERT INTO big (id, body) VALUES (?, ?)", (i, os.urandom(3000)))
-
-    writer.run_sync(rows)
-    writer.run_alone(lambda conn: conn.execute("PRAGMA wal_checkpoint(TRUNCATE)"))
     writer.close()
-    page_size = 4096
-    with open(path, "r+b") as f:
-        f.seek(0, os.SEEK_END)
-        last_page = f.tell() - page_size
-        f.seek(last_page + 200)
-        byte = f.read(1)
-        f.seek(last_page + 200)
-        f.write(bytes([byte[0] ^ 1]))
+    rot_last_page(path, KEY)
 
 
 def _read(row_id: int) -> Callable[[Connection], int]:
@@ -842,7 +827,7 @@ def test_a_corrupt_page_costs_the_units_that_read_it_not_every_later_write(path:
     """A page whose bits rotted fails SQLCipher's check when read (SQLITE_CORRUPT), and the codec
     kept that error on the connection: every later unit of the writer failed the same way, other
     rows and writes included, until a restart."""
-    _rot_last_page(path)
+    _rotten(path)
     writer = Writer(path, KEY, name="test")
     try:
 
@@ -867,7 +852,7 @@ def test_a_thread_waiting_for_the_lock_writes_on_the_connection_mended_meanwhile
     """A thread's `run_sync` took the writer's connection before waiting for the lock; a group
     that met the corrupt page meanwhile closed it, and the thread's write failed on a closed
     database, having read nothing damaged."""
-    _rot_last_page(path)
+    _rotten(path)
     writer = Writer(path, KEY, name="test")
     outcome: list[object] = []
 
@@ -906,7 +891,7 @@ def _body_length(conn: Connection, row_id: int) -> int | str:
 def test_a_reader_that_met_a_corrupt_page_is_replaced_once_renewed(path: Path) -> None:
     """A read connection keeps the codec's error too: after the damaged row, rows on pages not yet
     in its cache failed with it. Renewed, the thread's next read opens a new connection."""
-    _rot_last_page(path)
+    _rotten(path)
     db = Database(path, KEY, name="test")
     try:
         met = db.reader()
@@ -923,7 +908,7 @@ def test_a_reader_that_met_a_corrupt_page_is_replaced_once_renewed(path: Path) -
 def test_a_renewed_reader_is_not_closed_under_a_cursor_or_a_snapshot(path: Path) -> None:
     """A renewal comes from whichever thread met the damage, at any time: a cursor still reading
     from the old connection, or a read transaction begun on it, must end there undisturbed."""
-    _rot_last_page(path)
+    _rotten(path)
     db = Database(path, KEY, name="test")
     try:
         old = db.reader()
@@ -941,3 +926,36 @@ def test_a_renewed_reader_is_not_closed_under_a_cursor_or_a_snapshot(path: Path)
         assert len(db._readers) == 1  # the replaced ones closed once nothing held them
     finally:
         db.close()
+
+
+def test_a_unit_that_reads_a_corrupt_page_fails_alone_and_the_rest_of_its_group_runs_again(
+    path: Path,
+) -> None:
+    """SQLite rolled back the whole transaction when a unit met the damaged page, so every unit of
+    its group failed with it: a 500 for each request that happened to share its commit. Now the
+    group is undone, the connection mended, that unit answered with the error, and the others run
+    again in the next group, the ones before it included."""
+    _rotten(path)
+    writer = Writer(path, KEY, name="test")
+    runs: list[str] = []
+
+    def counted(tag: str) -> Callable[[Connection], int]:
+        def unit(conn: Connection) -> int:
+            runs.append(tag)
+            return _insert(tag)(conn)
+
+        return unit
+
+    async def scenario() -> list[object]:
+        units = (counted("before"), _read(7), counted("after"), _read(1))
+        return list(await asyncio.gather(*(writer.submit(u) for u in units), return_exceptions=True))
+
+    try:
+        before, damaged, after, other = _run(scenario())
+        assert isinstance(damaged, sqlcipher3.DatabaseError)
+        assert storage.db.is_corrupt(damaged)
+        assert (before, after, other) == (1, 2, 3000)
+        assert runs == ["before", "before", "after"]  # undone with the group, then run again
+    finally:
+        writer.close()
+    assert _tags(path) == ["before", "after"]
