@@ -464,8 +464,19 @@ class _Job:
 class Writer:
     """The single writer of one database; see the module docstring."""
 
-    def __init__(self, path: Path, key: bytes, *, name: str, max_batch: int = 512) -> None:
+    def __init__(
+        self,
+        path: Path,
+        key: bytes,
+        *,
+        name: str,
+        max_batch: int = 512,
+        on_damaged_page: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        """`on_damaged_page` is told each error of a page failing its check that a unit met, before
+        anything runs again: a unit reads other databases too, through their readers (`Store`)."""
         self._path, self._key, self._name = path, key, name
+        self._on_damaged_page = on_damaged_page
         self._conn = self._open()
         self._lock = threading.Lock()
         self._max_batch = max_batch
@@ -496,8 +507,11 @@ class Writer:
         rows, every write) until a restart, while readiness, whose probe reads no page, said
         ready. A new connection reads the healthy pages again: the damaged one fails only the
         units that read it. Called under the write lock, outside a transaction."""
-        if not any(is_corrupt(exc) for exc in errors):
+        damaged = next((exc for exc in errors if is_corrupt(exc)), None)
+        if damaged is None:
             return
+        if self._on_damaged_page is not None:
+            self._on_damaged_page(damaged)
         try:
             fresh = self._open()
         except (OSError, DatabaseLockedError, sqlcipher3.Error) as exc:
@@ -845,14 +859,22 @@ class _Reader(sqlcipher3.Connection):  # type: ignore[misc]  # no stubs: untyped
 class Database:
     """One SQLCipher database file: its writer and a read connection per thread."""
 
-    def __init__(self, path: Path, key: bytes, *, name: str) -> None:
+    def __init__(
+        self,
+        path: Path,
+        key: bytes,
+        *,
+        name: str,
+        on_damaged_page: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        """`on_damaged_page`: see `Writer`."""
         self.path = path
         self._key = key
         self._local = threading.local()
         self._readers: weakref.WeakSet[Connection] = weakref.WeakSet()  # each thread's, for `close`
         self._lock = threading.Lock()
         self._readers_since = 0  # `renew_readers` counts up: a reader opened before is replaced
-        self.writer = Writer(path, key, name=name)
+        self.writer = Writer(path, key, name=name, on_damaged_page=on_damaged_page)
 
     async def unready(self) -> str | None:
         """Why a write here would not be kept now ("unwritable", "missing", "replaced", "full",

@@ -103,9 +103,14 @@ class Store:
         self.device_tags = KeyedHash(_derived(keys.pseudonym_key, b"device token tags"))
         with _quiet_cipher_log(), _locked_dir(data_dir):
             _check_pair(data_dir)
-            self.data = Database(data_dir / DATA_FILE, keys.database_key, name="data")
+            # A unit of either writer may read the other database too (the directory, inside a
+            # push's unit): a damaged page it meets renews the readers of both.
+            renew = self.after_failure
+            self.data = Database(data_dir / DATA_FILE, keys.database_key, name="data", on_damaged_page=renew)
             try:
-                self._directory_db = Database(data_dir / DIRECTORY_FILE, keys.directory_key, name="directory")
+                self._directory_db = Database(
+                    data_dir / DIRECTORY_FILE, keys.directory_key, name="directory", on_damaged_page=renew
+                )
             except BaseException:
                 self.data.close()
                 raise
@@ -276,7 +281,8 @@ class Store:
 
     def after_failure(self, exc: BaseException) -> None:
         """What an unexpected error leaves to mend: a corrupt page (`storage.db.is_corrupt`) met by
-        a read of either database, which the error does not name, renews both databases' readers."""
+        a read of either database, which the error does not name, renews both databases' readers.
+        Told by the writers too (`Writer._mend`), before they run anything again."""
         if is_corrupt(exc):
             for db in (self.data, self._directory_db):
                 db.renew_readers()

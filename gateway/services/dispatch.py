@@ -91,8 +91,8 @@ ADAPTER_ERROR = "AdapterError"
 BACKOFF_CAP_SECONDS = 15 * 60.0
 _SETTLED = frozenset({"delivered", "failed"})  # a device's delivery states that are final
 SEND_LAG = timedelta(minutes=1)
-UNREADABLE_WAIT = timedelta(hours=1)  # a push whose data fails its check, until tried again
 """How late a push may be sent and still count against the caps at its planned time."""
+UNREADABLE_WAIT = timedelta(hours=1)  # a push whose data fails its check, until tried again
 
 
 class _Send(msgspec.Struct, frozen=True):
@@ -727,12 +727,13 @@ def _ends(written: list[PushWrites]) -> list[str]:
 
 def _undoable(conn: Connection, work: Callable[[], object]) -> Exception | None:
     """Run `work` in a savepoint; if it raises, undo its writes alone and return the error. An
-    error that took the whole transaction with it is re-raised (`savepoint`)."""
+    error that took the whole transaction with it is re-raised (`savepoint`), and so is a
+    damaged page's, which the writer must see to fail this unit and not the next."""
     try:
         with savepoint(conn, "dispatch"):
             work()
     except Exception as exc:
-        if not conn.in_transaction:
+        if not conn.in_transaction or is_corrupt(exc):  # the connection keeps a damaged page's error
             raise
         return exc
     return None

@@ -7,13 +7,16 @@ and no other push's does, tried on copies of the file."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import NamedTuple
 
+import httpx
 import pytest
 import sqlcipher3
 from conftest import FakeClock
@@ -25,11 +28,24 @@ from gateway.app import create_app
 from gateway.clock import system_clock
 from gateway.runtime import Runtime
 from gateway.settings import Secret, Settings
-from storage.db import connect
+from storage.db import Connection, connect
 from storage.directory import SubjectKey
-from storage.store import DATA_FILE
+from storage.repositories import api_keys
+from storage.store import DATA_FILE, DIRECTORY_FILE
 
 PUSHES = 8
+
+
+def _fold(path: Path, key: bytes) -> None:
+    """Everything into the file itself: a page rotted there would go unseen while the WAL held a
+    newer copy of it, and the copies tried hold the file alone."""
+    conn = connect(path, key)
+    try:
+        busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        assert busy == 0
+    finally:
+        conn.close()
+    assert not os.path.exists(f"{path}-wal") or os.path.getsize(f"{path}-wal") == 0
 
 
 def _reads(path: Path, key: bytes, push_id: str) -> bool:
@@ -96,7 +112,7 @@ def _queued_with_one_rotten(settings: Settings, clock: FakeClock, work: Path) ->
             push_ids.append(answer.json()["push_id"])
         key = runtime.store.keys.database_key
     path = settings.data_dir / DATA_FILE
-    assert not os.path.exists(f"{path}-wal") or os.path.getsize(f"{path}-wal") == 0  # all in the file
+    _fold(path, key)
     victim, others = push_ids[0], push_ids[1:]
     rot_page(path, _page_only_for(path, key, victim, others, work))
     return Rotten(service, victim, others)
@@ -190,3 +206,142 @@ def test_a_push_read_alone_on_a_corrupt_page_is_set_aside_too(
     assert datetime.fromisoformat(due_at) == clock() + timedelta(hours=1)
     assert client.blocking_portal.call(dispatcher.run_once, "test-worker", 10) == 2
     assert sorted(hook.push_ids) == sorted(p for p in push_ids if p != victim)
+
+
+def _directory_page_of_a_few(path: Path, key: bytes, refs: list[str], work: Path) -> tuple[int, set[str]]:
+    """A page of subjects.db whose damage fails the rows of a few of `refs`, not the first's. Each
+    ref after one that failed is read on a new connection: the one that met the page keeps the
+    error (what the test is about)."""
+    for page in range(2, path.stat().st_size // PAGE_SIZE + 1):
+        copy = work / f"directory-{page}.db"
+        shutil.copyfile(path, copy)
+        rot_page(copy, page)
+        unreadable: set[str] = set()
+        conn: Connection | None = None
+        try:
+            for ref in refs:
+                conn = conn or connect(copy, key)
+                try:
+                    conn.execute("SELECT wrapped_key FROM subjects WHERE subject_ref = ?", (ref,)).fetchall()
+                except sqlcipher3.Error:
+                    unreadable.add(ref)
+                    conn.close()
+                    conn = None
+        except (OSError, sqlcipher3.Error):  # the page is one every connection reads at once
+            continue
+        finally:
+            if conn is not None:
+                conn.close()
+        if 0 < len(unreadable) < len(refs) // 4 and refs[0] not in unreadable:
+            return page, unreadable
+    raise AssertionError("no directory page holds a few subjects")
+
+
+def test_a_damaged_directory_page_fails_only_the_single_push_that_needs_it(
+    settings: Settings, clock: FakeClock, tmp_path: Path
+) -> None:
+    """Single pushes sent at once share one writer unit, and read the directory (subjects.db)
+    through its reader inside it. One whose subject's row is on a damaged page failed the unit;
+    each push was done again alone, but on the same reader, which kept the error: pushes of
+    healthy subjects answered 500 with it. The writer now has the readers renewed first."""
+    users = [f"dir-{i}" for i in range(300)]
+    with TestClient(create_app(settings, clock)) as client:
+        runtime = client.app.state.runtime
+        _, secret = runtime.api_keys.create_sync("corrupt page test", ("pushes:write",))
+        refs = {runtime.store.pseudonyms.subject_ref(user): user for user in users}
+        for ref in refs:
+            runtime.store.directory.ensure(ref, clock())
+        key = runtime.store.keys.directory_key
+    path = settings.data_dir / DIRECTORY_FILE
+    _fold(path, key)
+    page, unreadable = _directory_page_of_a_few(path, key, list(refs), tmp_path)
+    rot_page(path, page)
+    victim = refs[min(unreadable)]
+    healthy = [user for ref, user in refs.items() if ref not in unreadable][:6]
+    service = {"Authorization": f"Bearer {secret}"}
+
+    async def together(app: Litestar) -> list[int]:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:  # type: ignore[arg-type]
+            answers = await asyncio.gather(*(
+                http.post("/v1/pushes", headers=service, json={
+                    "idempotency_key": f"together-{user}", "user_id": user, "topic": "transactional",
+                    "title": "Payment received", "body": "CNY 25.00",
+                })
+                for user in [victim, *healthy]
+            ))  # fmt: skip
+        return [answer.status_code for answer in answers]
+
+    with TestClient(create_app(settings, clock)) as client:
+        assert client.blocking_portal.call(together, client.app) == [500] + [200] * len(healthy)
+
+
+def test_a_damaged_page_met_by_a_rounds_write_fails_the_round_not_a_request_beside_it(
+    settings: Settings, clock: FakeClock, hook: WebhookRelay, tmp_path: Path
+) -> None:
+    """A page only a round's writes need (a leaf of the deliveries table, which its settling
+    appends to). The dispatcher caught the error to write each push alone, so its unit ended
+    normally on a connection that kept the error, and the writer blamed the unit after it: an
+    API key created in the same commit failed, and the round's results went in again."""
+    with TestClient(create_app(settings, clock)) as client:
+        runtime = client.app.state.runtime
+        _, secret = runtime.api_keys.create_sync("corrupt page test", ("pushes:write",))
+        service = {"Authorization": f"Bearer {secret}"}
+        for i in range(8):
+            user = {"Authorization": f"Bearer {runtime.user_tokens.mint(f'write-{i}', system_clock())}"}
+            device = {"platform": "webhook", "token": f"relay-device-write-{i}"}
+            assert client.post("/v1/me/devices", json=device, headers=user).status_code == 201
+            push = {"idempotency_key": f"write-{i}", "user_id": f"write-{i}", "topic": "transactional",
+                    "title": "Payment received", "body": "CNY 25.00"}  # fmt: skip
+            assert client.post("/v1/pushes", json=push, headers=service).json()["outcome"] == "queued"
+            if i == 3:  # the first four are delivered: the deliveries table has a leaf of its own
+                assert client.blocking_portal.call(runtime.dispatcher.run_once, "test-worker", 10) == 4
+        key = runtime.store.keys.database_key
+    path = settings.data_dir / DATA_FILE
+    _fold(path, key)
+    rot_page(path, _page_only_deliveries_need(path, key, tmp_path))
+
+    with TestClient(create_app(settings, clock)) as client:
+        runtime = client.app.state.runtime
+
+        async def round_and_a_key() -> list[object]:
+            claimed, settling = await runtime.dispatcher.start_round("test-worker", 10)
+            assert claimed == 4
+            assert settling is not None
+            # Queued before the settling's group runs, so committed with it.
+            create = partial(api_keys.create, name="beside the round", scopes=("pushes:write",), now=clock())
+            beside = runtime.store.data.writer.submit(create)
+            return list(await asyncio.gather(settling.recorded, beside, return_exceptions=True))
+
+        recorded, beside = client.blocking_portal.call(round_and_a_key)
+        assert isinstance(recorded, sqlcipher3.DatabaseError)
+        assert isinstance(beside, tuple), beside  # (the key, its secret)
+
+
+def _page_only_deliveries_need(path: Path, key: bytes, work: Path) -> int:
+    """A page whose damage fails a full read of the deliveries table and of nothing else."""
+    conn = connect(path, key)
+    tables = [name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    conn.close()
+
+    def reads(conn: Connection, sql: str) -> bool:
+        try:
+            conn.execute(sql).fetchall()
+            return True
+        except sqlcipher3.Error:
+            return False
+
+    for page in range(2, path.stat().st_size // PAGE_SIZE + 1):
+        copy = work / f"deliveries-{page}.db"
+        shutil.copyfile(path, copy)
+        rot_page(copy, page)
+        try:
+            conn = connect(copy, key)
+        except (OSError, sqlcipher3.Error):
+            continue
+        try:
+            others = all(reads(conn, f'SELECT * FROM "{t}"') for t in tables if t != "deliveries")  # noqa: S608
+            if others and not reads(conn, "SELECT * FROM deliveries NOT INDEXED"):
+                return page
+        finally:
+            conn.close()
+    raise AssertionError("no page only the deliveries table needs")
