@@ -23,6 +23,7 @@ nothing, and it records `subject.erased` only if the ledger has no such event fo
 from __future__ import annotations
 
 import asyncio
+import logging
 from functools import partial
 from typing import Any
 
@@ -51,6 +52,8 @@ from storage.repositories.pushes import PushRow
 from storage.store import Store
 
 __all__ = ["RightsService", "erase_subject_data"]
+
+log = logging.getLogger("gateway.rights")
 
 SUBJECT_TABLES = ("preferences", "consents", "devices", "locations", "mutes")
 # A push's reasons (a JSON list of objects) without the details drawn from the user's settings.
@@ -140,14 +143,24 @@ class RightsService:
 
     def finish_pending_erasures(self) -> int:
         """At start: finish the erasures a crash cut short after their key was destroyed; returns
-        how many. One read of an index that is empty unless something is pending."""
-        pending = self._store.directory.pending_erasures()
-        for erasure in pending:
-            self._store.data.writer.run_sync(partial(erase_subject_data, erasure=erasure))
+        how many. One read of an index that is empty unless something is pending. One that fails
+        (its rows on a damaged page) stays pending and is logged: it kept the gateway from
+        starting at all, every start, while the rest of the file served."""
+        finished = 0
+        for erasure in self._store.directory.pending_erasures():
+            try:
+                self._store.data.writer.run_sync(partial(erase_subject_data, erasure=erasure))
+            except Exception as exc:
+                log.error(
+                    "an erasure cut short could not be finished; it stays pending",
+                    extra={"exc_type": type(exc).__name__},
+                )
+                continue
             self._store.directory.erasure_done(erasure)
-        if pending:
+            finished += 1
+        if finished:
             self._store.data.checkpoint()
-        return len(pending)
+        return finished
 
     async def _finish(self, erasure: PendingErasure) -> None:
         await self._store.data.writer.run(partial(erase_subject_data, erasure=erasure))

@@ -8,6 +8,7 @@ and no other push's does, tried on copies of the file."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 from collections.abc import Callable, Collection
@@ -345,3 +346,26 @@ def _page_only_deliveries_need(path: Path, key: bytes, work: Path) -> int:
         finally:
             conn.close()
     raise AssertionError("no page only the deliveries table needs")
+
+
+def test_an_erasure_cut_short_by_a_damaged_page_does_not_keep_the_gateway_from_starting(
+    settings: Settings, clock: FakeClock, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The directory's half of an erasure (the key destroyed) commits first; the data file's half
+    met the damaged page, so the erasure stayed pending, to be finished at the next start. That
+    start raised, and so did every later one: one person's damaged row kept the whole gateway down."""
+    service, _, others = _queued_with_one_rotten(settings, clock, tmp_path)  # rot-0's push is damaged
+    with TestClient(create_app(settings, clock)) as client:
+        runtime = client.app.state.runtime
+        ref = runtime.store.pseudonyms.subject_ref("rot-0")
+        user = {"Authorization": f"Bearer {runtime.user_tokens.mint('rot-0', system_clock())}"}
+        assert client.delete("/v1/me", headers=user).status_code == 500
+        assert runtime.store.directory.pending_erasure(ref) is not None
+
+    with (
+        caplog.at_level(logging.ERROR, logger="gateway.rights"),
+        TestClient(create_app(settings, clock)) as client,
+    ):
+        assert client.get(f"/v1/pushes/{others[0]}", headers=service).status_code == 200
+        assert client.app.state.runtime.store.directory.pending_erasure(ref) is not None  # still to finish
+    assert "could not be finished; it stays pending" in caplog.text
