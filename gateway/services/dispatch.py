@@ -41,7 +41,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import partial
 from typing import NamedTuple, TypeVar, overload
@@ -325,18 +325,19 @@ class Dispatcher:
         """The recording of a round's results, queued in the writer."""
         done = self._clock()
 
-        def settle_all(conn: Connection) -> list[str]:
-            held = outbox.held_among(conn, [c.push_id for c, _ in sends], owner)
+        def settle(pushes: Sequence[int], conn: Connection) -> list[str]:
+            chosen = [(sends[i], results[i]) for i in pushes]
+            held = outbox.held_among(conn, [c.push_id for (c, _), _ in chosen], owner)
             settled = (
                 self._step("settle", c.push_id, partial(self._settle, c, s, r, c.push_id in held, done))
-                for (c, s), r in zip(sends, results, strict=True)
+                for (c, s), r in chosen
             )
             return _ends(self._write(conn, owner, "settle", [w for w in settled if w is not None], done))
 
         self._metrics.open_breakers.set(sum(b.state != "closed" for b in self._breakers.values()))
         if not sends:
             return None
-        return Settling(self._store.data.writer, settle_all, self._count)
+        return Settling(self._store.data.writer, settle, [c.push_id for c, _ in sends], self._count)
 
     def _count(self, ends: list[str]) -> None:
         """Counted once durable: a unit the writer failed may be run again (`Settling.again`)."""
@@ -700,25 +701,63 @@ class Settling:
     unit fail (a full disk, the write lock held elsewhere, an I/O error), the worker records them
     again (`again`) rather than leave the pushes to their leases, which would send each again at
     every lease and spend an attempt, until a push the provider took ended `failed`. The unit only
-    writes if it commits, so running it again is safe."""
+    writes if it commits, so running it again is safe; what was recorded is not recorded again.
+
+    A page that fails its check (`is_corrupt`) is not an error that passes: recorded again whole,
+    the round failed for good, and the worker with it, which claims nothing while it records.
+    Then each push is recorded alone, and one whose recording meets the page is logged and left
+    to its lease (sent again when claimed again, as any push whose round was lost)."""
 
     def __init__(
-        self, writer: Writer, work: Callable[[Connection], list[str]], count: Callable[[list[str]], None]
+        self,
+        writer: Writer,
+        work: Callable[[Sequence[int], Connection], list[str]],
+        push_ids: list[str],
+        count: Callable[[list[str]], None],
     ) -> None:
-        self._writer, self._work, self._count = writer, work, count
-        self.recorded = self._submit()
+        self._writer, self._work, self._push_ids, self._count = writer, work, push_ids, count
+        self._left = list(range(len(push_ids)))  # the round's pushes not recorded yet, by index
+        self.recorded = self._submit(self._left)
 
     def again(self) -> None:
-        self.recorded = self._submit()
+        failure = None if self.recorded.cancelled() else self.recorded.exception()
+        if failure is not None and is_corrupt(failure):
+            self.recorded = asyncio.ensure_future(self._each_alone())
+        else:
+            self.recorded = self._submit(self._left)
 
-    def _submit(self) -> asyncio.Future[list[str]]:
-        recorded = self._writer.submit(self._work)
-        recorded.add_done_callback(self._counted)
+    def _submit(self, pushes: Sequence[int]) -> asyncio.Future[list[str]]:
+        chosen = list(pushes)
+        recorded = self._writer.submit(partial(self._work, chosen))
+        recorded.add_done_callback(partial(self._counted, chosen))
         return recorded
 
-    def _counted(self, recorded: asyncio.Future[list[str]]) -> None:
+    def _counted(self, chosen: list[int], recorded: asyncio.Future[list[str]]) -> None:
         if not recorded.cancelled() and recorded.exception() is None:
+            self._left = [i for i in self._left if i not in chosen]
             self._count(recorded.result())
+
+    async def _each_alone(self) -> list[str]:
+        alone = [(i, self._submit([i])) for i in self._left]
+        await asyncio.wait([recorded for _, recorded in alone])
+        ends: list[str] = []
+        failure: BaseException | None = None
+        for i, recorded in alone:
+            exc = recorded.exception()
+            if exc is None:
+                ends += recorded.result()
+            elif is_corrupt(exc):
+                self._left.remove(i)
+                log.error(
+                    "a push's results could not be recorded: a page they need fails its check; "
+                    "left to its lease",
+                    extra={"push_id": self._push_ids[i]},
+                )
+            else:
+                failure = failure or exc
+        if failure is not None:
+            raise failure  # one that passes (a full disk): `again` records what is left
+        return ends
 
 
 def _ends(written: list[PushWrites]) -> list[str]:

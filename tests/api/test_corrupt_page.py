@@ -23,7 +23,7 @@ import sqlcipher3
 from conftest import FakeClock
 from litestar import Litestar
 from litestar.testing import TestClient
-from support import PAGE_SIZE, WebhookRelay, rot_page
+from support import PAGE_SIZE, WebhookRelay, daytime_zone, rot_page
 
 from gateway.app import create_app
 from gateway.clock import system_clock
@@ -369,3 +369,68 @@ def test_an_erasure_cut_short_by_a_damaged_page_does_not_keep_the_gateway_from_s
         assert client.get(f"/v1/pushes/{others[0]}", headers=service).status_code == 200
         assert client.app.state.runtime.store.directory.pending_erasure(ref) is not None  # still to finish
     assert "could not be finished; it stays pending" in caplog.text
+
+
+@pytest.mark.parametrize("others", [3, 0])
+def test_a_push_whose_results_meet_a_damaged_page_is_left_to_its_lease_and_the_rest_recorded(
+    data_dir: Path, clock: FakeClock, hook: WebhookRelay, caplog: pytest.LogCaptureFixture, others: int
+) -> None:
+    """A page only a round's recording needs: the campaign complaint index, read by the complaint
+    rule when a campaign push is delivered. The worker recorded the round again whole at every
+    failure, claiming nothing meanwhile: no delivery for anyone, and the sent push went out again
+    at each restart. Recorded push by push after that failure, the others are kept."""
+    settings = Settings(
+        data_dir=data_dir,
+        worker_enabled=False,
+        delivery_webhook_url=hook.url,
+        delivery_webhook_secret=Secret("corrupt-page-webhook-secret-0123456789"),
+        timezone=daytime_zone(),
+    )
+    with TestClient(create_app(settings, clock)) as client:
+        runtime = client.app.state.runtime
+        _, secret = runtime.api_keys.create_sync("k", ("pushes:write", "campaigns:write"))
+        service = {"Authorization": f"Bearer {secret}"}
+        campaign = {"name": "Winter", "topic": "promotions"}
+        campaign_id = client.post("/v1/campaigns", json=campaign, headers=service).json()["campaign_id"]
+        push_ids = []
+        for i, topic in enumerate(["promotions"] + ["transactional"] * others):
+            user = {"Authorization": f"Bearer {runtime.user_tokens.mint(f'rec-{i}', system_clock())}"}
+            consent = {"granted": True, "notice_version": "v1"}
+            assert client.put("/v1/me/consents/marketing", json=consent, headers=user).status_code == 200
+            device = {"platform": "webhook", "token": f"relay-device-rec-{i}"}
+            assert client.post("/v1/me/devices", json=device, headers=user).status_code == 201
+            push = {"idempotency_key": f"rec-{i}", "user_id": f"rec-{i}", "topic": topic,
+                    "title": "Winter sale", "body": "20% off"}  # fmt: skip
+            if topic == "promotions":
+                push["campaign_id"] = campaign_id
+            answer = client.post("/v1/pushes", json=push, headers=service)
+            assert answer.json()["outcome"] == "queued", answer.text
+            push_ids.append(answer.json()["push_id"])
+        key = runtime.store.keys.database_key
+    path = settings.data_dir / DATA_FILE
+    _fold(path, key)
+    conn = connect(path, key)
+    (root,) = conn.execute(
+        "SELECT rootpage FROM sqlite_master WHERE name = 'idx_complaints_campaign_id'"
+    ).fetchone()
+    conn.close()
+    rot_page(path, root)
+
+    with TestClient(create_app(settings, clock)) as client:
+        dispatcher = client.app.state.runtime.dispatcher
+
+        async def round_recorded_again() -> None:
+            claimed, settling = await dispatcher.start_round("test-worker", 10)
+            assert claimed == 1 + others
+            assert settling is not None
+            with pytest.raises(sqlcipher3.DatabaseError):
+                await settling.recorded  # as the worker does: then record again
+            settling.again()
+            await settling.recorded
+
+        with caplog.at_level(logging.ERROR, logger="gateway.dispatch"):
+            client.blocking_portal.call(round_recorded_again)
+        statuses = [client.get(f"/v1/pushes/{p}", headers=service).json()["status"] for p in push_ids]
+        assert statuses == ["sending"] + ["delivered"] * others
+    left = [r.__dict__["push_id"] for r in caplog.records if "could not be recorded" in r.getMessage()]
+    assert left == [push_ids[0]]
