@@ -334,10 +334,20 @@ class Dispatcher:
             )
             return _ends(self._write(conn, owner, "settle", [w for w in settled if w is not None], done))
 
+        def set_aside(pushes: Sequence[int], conn: Connection) -> list[str]:
+            """Pushes whose results cannot be recorded: one every device took is not sent again
+            (its status stays `sending`); the others are tried again after `UNREADABLE_WAIT`."""
+            taken = [i for i in pushes if all(r.status == "delivered" for r in results[i])]
+            outbox.finish_many(conn, [sends[i][0].push_id for i in taken], owner)
+            later = [sends[i][0].push_id for i in pushes if i not in taken]
+            outbox.postpone(conn, later, done + UNREADABLE_WAIT)
+            return [sends[i][0].push_id for i in taken]
+
         self._metrics.open_breakers.set(sum(b.state != "closed" for b in self._breakers.values()))
         if not sends:
             return None
-        return Settling(self._store.data.writer, settle, [c.push_id for c, _ in sends], self._count)
+        push_ids = [c.push_id for c, _ in sends]
+        return Settling(self._store.data.writer, settle, set_aside, push_ids, self._count)
 
     def _count(self, ends: list[str]) -> None:
         """Counted once durable: a unit the writer failed may be run again (`Settling.again`)."""
@@ -705,17 +715,19 @@ class Settling:
 
     A page that fails its check (`is_corrupt`) is not an error that passes: recorded again whole,
     the round failed for good, and the worker with it, which claims nothing while it records.
-    Then each push is recorded alone, and one whose recording meets the page is logged and left
-    to its lease (sent again when claimed again, as any push whose round was lost)."""
+    Then each push is recorded alone, and those whose recording meets the page are set aside
+    (`set_aside`): left to their leases they were sent again at every lease, to the same people."""
 
     def __init__(
         self,
         writer: Writer,
         work: Callable[[Sequence[int], Connection], list[str]],
+        set_aside: Callable[[Sequence[int], Connection], list[str]],
         push_ids: list[str],
         count: Callable[[list[str]], None],
     ) -> None:
-        self._writer, self._work, self._push_ids, self._count = writer, work, push_ids, count
+        self._writer, self._work, self._set_aside, self._count = writer, work, set_aside, count
+        self._push_ids = push_ids
         self._left = list(range(len(push_ids)))  # the round's pushes not recorded yet, by index
         self.recorded = self._submit(self._left)
 
@@ -741,20 +753,26 @@ class Settling:
         alone = [(i, self._submit([i])) for i in self._left]
         await asyncio.wait([recorded for _, recorded in alone])
         ends: list[str] = []
+        damaged: list[int] = []
         failure: BaseException | None = None
         for i, recorded in alone:
             exc = recorded.exception()
             if exc is None:
                 ends += recorded.result()
             elif is_corrupt(exc):
-                self._left.remove(i)
-                log.error(
-                    "a push's results could not be recorded: a page they need fails its check; "
-                    "left to its lease",
-                    extra={"push_id": self._push_ids[i]},
-                )
+                damaged.append(i)
             else:
                 failure = failure or exc
+        if damaged:
+            taken = await self._writer.submit(partial(self._set_aside, damaged))
+            self._left = [i for i in self._left if i not in damaged]
+            for i in damaged:
+                push_id = self._push_ids[i]
+                log.error(
+                    "a push's results could not be recorded: a page they need fails its check; "
+                    + ("every device took it: not sent again" if push_id in taken else "tried again later"),
+                    extra={"push_id": push_id},
+                )
         if failure is not None:
             raise failure  # one that passes (a full disk): `again` records what is left
         return ends

@@ -277,7 +277,7 @@ def test_a_damaged_directory_page_fails_only_the_single_push_that_needs_it(
 
 
 def test_a_damaged_page_met_by_a_rounds_write_fails_the_round_not_a_request_beside_it(
-    settings: Settings, clock: FakeClock, hook: WebhookRelay, tmp_path: Path
+    settings: Settings, clock: FakeClock, hook: WebhookRelay, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A page only a round's writes need (a leaf of the deliveries table, which its settling
     appends to). The dispatcher caught the error to write each push alone, so its unit ended
@@ -301,6 +301,7 @@ def test_a_damaged_page_met_by_a_rounds_write_fails_the_round_not_a_request_besi
     _fold(path, key)
     rot_page(path, _page_only_deliveries_need(path, key, tmp_path))
 
+    hook.answers = [(503, {})]  # the relay asks for a retry: these pushes are to be sent again
     with TestClient(create_app(settings, clock)) as client:
         runtime = client.app.state.runtime
 
@@ -311,11 +312,22 @@ def test_a_damaged_page_met_by_a_rounds_write_fails_the_round_not_a_request_besi
             # Queued before the settling's group runs, so committed with it.
             create = partial(api_keys.create, name="beside the round", scopes=("pushes:write",), now=clock())
             beside = runtime.store.data.writer.submit(create)
-            return list(await asyncio.gather(settling.recorded, beside, return_exceptions=True))
+            outcomes = list(await asyncio.gather(settling.recorded, beside, return_exceptions=True))
+            settling.again()  # as the worker does; each push's recording then fails alone
+            await settling.recorded
+            return outcomes
 
-        recorded, beside = client.blocking_portal.call(round_and_a_key)
+        with caplog.at_level(logging.ERROR, logger="gateway.dispatch"):
+            recorded, beside = client.blocking_portal.call(round_and_a_key)
         assert isinstance(recorded, sqlcipher3.DatabaseError)
         assert isinstance(beside, tuple), beside  # (the key, its secret)
+        # Not taken by the relay, so set aside to be tried again, not sent at every lease.
+        reader = runtime.store.data.reader()
+        due = {datetime.fromisoformat(at) for (at,) in reader.execute("SELECT due_at FROM outbox")}
+        assert due == {clock() + timedelta(hours=1)}
+    said = [r.getMessage() for r in caplog.records if "could not be recorded" in r.getMessage()]
+    assert len(said) == 4
+    assert all(line.endswith("tried again later") for line in said)
 
 
 def _page_only_deliveries_need(path: Path, key: bytes, work: Path) -> int:
@@ -372,7 +384,7 @@ def test_an_erasure_cut_short_by_a_damaged_page_does_not_keep_the_gateway_from_s
 
 
 @pytest.mark.parametrize("others", [3, 0])
-def test_a_push_whose_results_meet_a_damaged_page_is_left_to_its_lease_and_the_rest_recorded(
+def test_a_push_whose_results_meet_a_damaged_page_is_set_aside_and_the_rest_recorded(
     data_dir: Path, clock: FakeClock, hook: WebhookRelay, caplog: pytest.LogCaptureFixture, others: int
 ) -> None:
     """A page only a round's recording needs: the campaign complaint index, read by the complaint
@@ -432,5 +444,14 @@ def test_a_push_whose_results_meet_a_damaged_page_is_left_to_its_lease_and_the_r
             client.blocking_portal.call(round_recorded_again)
         statuses = [client.get(f"/v1/pushes/{p}", headers=service).json()["status"] for p in push_ids]
         assert statuses == ["sending"] + ["delivered"] * others
-    left = [r.__dict__["push_id"] for r in caplog.records if "could not be recorded" in r.getMessage()]
-    assert left == [push_ids[0]]
+        # The relay took it: not sent again at its next lease, nor later.
+        clock.advance(minutes=2)
+        assert client.blocking_portal.call(dispatcher.run_once, "test-worker", 10) == 0
+        assert hook.push_ids.count(push_ids[0]) == 1
+    said = [
+        (r.getMessage(), r.__dict__["push_id"])
+        for r in caplog.records
+        if "could not be recorded" in r.getMessage()
+    ]
+    assert [push_id for _, push_id in said] == [push_ids[0]]
+    assert "every device took it: not sent again" in said[0][0]
