@@ -22,7 +22,7 @@ import msgspec
 from storage.db import Connection, in_chunks
 
 __all__ = [
-    "Claim", "Reschedule", "claim", "enqueue_many", "finish_many", "held_among", "postpone",
+    "Claim", "Reschedule", "claim", "enqueue_many", "finish_many", "held_among", "hold", "postpone",
     "reschedule_many",
 ]  # fmt: skip
 
@@ -72,6 +72,14 @@ def reschedule_many(conn: Connection, items: Sequence[Reschedule], owner: str) -
         [(r.due_at.isoformat(), r.attempts, r.push_id, owner) for r in items],
     )
     return cur.rowcount
+
+
+def hold(conn: Connection, push_id: str, owner: str, until: datetime) -> None:
+    """Lease one push to `owner`, due or not: a round's step tried for it alone (and undone)."""
+    conn.execute(
+        "UPDATE outbox SET lease_owner = ?, lease_until = ? WHERE push_id = ?",
+        (owner, until.isoformat(), push_id),
+    )
 
 
 def postpone(conn: Connection, push_ids: Sequence[str], due_at: datetime) -> None:

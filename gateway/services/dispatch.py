@@ -259,7 +259,7 @@ class Dispatcher:
             try:
                 snapshot: _Round | None = self._snapshot(conn, claims, now)
             except Exception as exc:
-                if is_corrupt(exc):  # the writer undoes the unit; see `_set_aside_unreadable`
+                if is_corrupt(exc):  # the writer undoes the unit; see `_set_aside_damaged`
                     raise
                 # One push whose data cannot be read must not hold back the round: read per push.
                 log.exception("dispatch round read failed; reading each push alone")
@@ -289,7 +289,7 @@ class Dispatcher:
         except Exception as exc:
             if is_corrupt(exc):
                 self._store.after_failure(exc)  # a reader that met the page is not read again
-                await self._set_aside_unreadable(claimed, now)
+                await self._set_aside_damaged(owner, now + lease, claimed, now)
             raise
         self._count(ends)
         sends = [(c, s) for c, s in prepared if s is not None]
@@ -335,9 +335,10 @@ class Dispatcher:
             return _ends(self._write(conn, owner, "settle", [w for w in settled if w is not None], done))
 
         def set_aside(pushes: Sequence[int], conn: Connection) -> list[str]:
-            """Pushes whose results cannot be recorded: one every device took is not sent again
-            (its status stays `sending`); the others are tried again after `UNREADABLE_WAIT`."""
-            taken = [i for i in pushes if all(r.status == "delivered" for r in results[i])]
+            """Pushes whose results cannot be recorded: one no device is to be tried again for
+            (each took it or refused it for good) is not sent again, its status left `sending`;
+            the others are tried again after `UNREADABLE_WAIT`."""
+            taken = [i for i in pushes if all(r.status != "retry" for r in results[i])]
             outbox.finish_many(conn, [sends[i][0].push_id for i in taken], owner)
             later = [sends[i][0].push_id for i in pushes if i not in taken]
             outbox.postpone(conn, later, done + UNREADABLE_WAIT)
@@ -393,37 +394,45 @@ class Dispatcher:
                     )
         return written
 
-    async def _set_aside_unreadable(self, claims: list[Claim], now: datetime) -> None:
+    async def _set_aside_damaged(
+        self, owner: str, until: datetime, claims: list[Claim], now: datetime
+    ) -> None:
         """A round met a page that fails SQLCipher's check (`is_corrupt`), and the writer undid it,
         claims included. The earliest due pushes are claimed first, so its pushes would come back
-        in every round and fail it: nothing would be delivered to anyone. Each is read alone,
-        in a unit of its own (the writer fails only the one that meets the page); those that
-        cannot be read are set aside for `UNREADABLE_WAIT`, logged, and the rest go in the next
-        round. A push is not dropped: once the file is mended (a backup restored), it goes."""
+        in every round and fail it: nothing would be delivered to anyone. Each push's step is tried
+        alone (`_try_alone`), in a unit of its own (the writer fails only the one that meets the
+        page); those that meet it, reading or writing, are set aside for `UNREADABLE_WAIT`,
+        logged, and the rest go in the next round. None is dropped: once the file is mended (a
+        backup restored), they go."""
         writer = self._store.data.writer
-        reads = await asyncio.gather(
-            *(writer.run(partial(self._read_alone, claim, now)) for claim in claims), return_exceptions=True
+        trials = await asyncio.gather(
+            *(writer.run(partial(self._try_alone, owner, until, claim, now)) for claim in claims),
+            return_exceptions=True,
         )
-        unreadable = [
+        damaged = [
             claim.push_id
-            for claim, read in zip(claims, reads, strict=True)
-            if isinstance(read, BaseException) and is_corrupt(read)
+            for claim, trial in zip(claims, trials, strict=True)
+            if isinstance(trial, BaseException) and is_corrupt(trial)
         ]
-        if not unreadable:
+        if not damaged:
             return
-        await writer.run(partial(outbox.postpone, push_ids=unreadable, due_at=now + UNREADABLE_WAIT))
-        for push_id in unreadable:
+        await writer.run(partial(outbox.postpone, push_ids=damaged, due_at=now + UNREADABLE_WAIT))
+        for push_id in damaged:
             log.error(
-                "push unreadable: a page of its data fails its check; set aside, tried again later",
+                "push unreadable: a page it needs fails its check; set aside, tried again later",
                 extra={"push_id": push_id, "due_at": (now + UNREADABLE_WAIT).isoformat()},
             )
 
-    def _read_alone(self, claim: Claim, now: datetime, conn: Connection) -> None:
+    def _try_alone(self, owner: str, until: datetime, claim: Claim, now: datetime, conn: Connection) -> None:
+        """A round's step 1 for one push, reads and writes, then undone (`_Undone`)."""
         try:
-            self._snapshot(conn, [claim], now)
+            outbox.hold(conn, claim.push_id, owner, until)
+            writes, _ = self._prepare(conn, claim, now, self._snapshot(conn, [claim], now), [])
+            self._write(conn, owner, "prepare", [writes], now)
         except Exception as exc:
-            self._store.after_failure(exc)  # the next push's read is not on a reader that met it
+            self._store.after_failure(exc)  # the next push's trial is not on a reader that met it
             raise
+        raise _Undone
 
     # -- step 1: decide again, inside the writer ---------------------------------------------
 
@@ -706,6 +715,10 @@ class SlowRound(NamedTuple):
     settling: asyncio.Future[Settling | None]
 
 
+class _Undone(Exception):
+    """Raised by a unit to have the writer undo it: it was a trial (`Dispatcher._try_alone`)."""
+
+
 class Settling:
     """A round's results on their way to the database. The sends happened: should the writer's
     unit fail (a full disk, the write lock held elsewhere, an I/O error), the worker records them
@@ -764,13 +777,15 @@ class Settling:
             else:
                 failure = failure or exc
         if damaged:
+            # Should this fail too (the outbox's own page), `again` tries these again: the outbox
+            # damaged stops delivery until the file is restored, whatever is done here.
             taken = await self._writer.submit(partial(self._set_aside, damaged))
             self._left = [i for i in self._left if i not in damaged]
             for i in damaged:
                 push_id = self._push_ids[i]
+                then = "no device to try again: not sent again" if push_id in taken else "tried again later"
                 log.error(
-                    "a push's results could not be recorded: a page they need fails its check; "
-                    + ("every device took it: not sent again" if push_id in taken else "tried again later"),
+                    f"a push's results could not be recorded: a page they need fails its check; {then}",
                     extra={"push_id": push_id},
                 )
         if failure is not None:

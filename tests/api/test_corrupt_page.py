@@ -383,42 +383,35 @@ def test_an_erasure_cut_short_by_a_damaged_page_does_not_keep_the_gateway_from_s
     assert "could not be finished; it stays pending" in caplog.text
 
 
-@pytest.mark.parametrize("others", [3, 0])
-def test_a_push_whose_results_meet_a_damaged_page_is_set_aside_and_the_rest_recorded(
-    data_dir: Path, clock: FakeClock, hook: WebhookRelay, caplog: pytest.LogCaptureFixture, others: int
-) -> None:
-    """A page only a round's recording needs: the campaign complaint index, read by the complaint
-    rule when a campaign push is delivered. The worker recorded the round again whole at every
-    failure, claiming nothing meanwhile: no delivery for anyone, and the sent push went out again
-    at each restart. Recorded push by push after that failure, the others are kept."""
-    settings = Settings(
+def _campaign_settings(data_dir: Path, hook: WebhookRelay) -> Settings:
+    return Settings(
         data_dir=data_dir,
         worker_enabled=False,
         delivery_webhook_url=hook.url,
         delivery_webhook_secret=Secret("corrupt-page-webhook-secret-0123456789"),
         timezone=daytime_zone(),
     )
-    with TestClient(create_app(settings, clock)) as client:
-        runtime = client.app.state.runtime
-        _, secret = runtime.api_keys.create_sync("k", ("pushes:write", "campaigns:write"))
-        service = {"Authorization": f"Bearer {secret}"}
-        campaign = {"name": "Winter", "topic": "promotions"}
-        campaign_id = client.post("/v1/campaigns", json=campaign, headers=service).json()["campaign_id"]
-        push_ids = []
-        for i, topic in enumerate(["promotions"] + ["transactional"] * others):
-            user = {"Authorization": f"Bearer {runtime.user_tokens.mint(f'rec-{i}', system_clock())}"}
-            consent = {"granted": True, "notice_version": "v1"}
-            assert client.put("/v1/me/consents/marketing", json=consent, headers=user).status_code == 200
-            device = {"platform": "webhook", "token": f"relay-device-rec-{i}"}
-            assert client.post("/v1/me/devices", json=device, headers=user).status_code == 201
-            push = {"idempotency_key": f"rec-{i}", "user_id": f"rec-{i}", "topic": topic,
-                    "title": "Winter sale", "body": "20% off"}  # fmt: skip
-            if topic == "promotions":
-                push["campaign_id"] = campaign_id
-            answer = client.post("/v1/pushes", json=push, headers=service)
-            assert answer.json()["outcome"] == "queued", answer.text
-            push_ids.append(answer.json()["push_id"])
-        key = runtime.store.keys.database_key
+
+
+def _queue(
+    client: TestClient[Litestar], service: dict[str, str], user_id: str, devices: int, **push: str
+) -> str:
+    runtime = client.app.state.runtime
+    user = {"Authorization": f"Bearer {runtime.user_tokens.mint(user_id, system_clock())}"}
+    consent = {"granted": True, "notice_version": "v1"}
+    assert client.put("/v1/me/consents/marketing", json=consent, headers=user).status_code == 200
+    for n in range(devices):
+        device = {"platform": "webhook", "token": f"relay-device-{user_id}-{n}"}
+        assert client.post("/v1/me/devices", json=device, headers=user).status_code == 201
+    body = {"idempotency_key": user_id, "user_id": user_id, "title": "Winter sale", "body": "20% off", **push}
+    answer = client.post("/v1/pushes", json=body, headers=service)
+    assert answer.json()["outcome"] == "queued", answer.text
+    return str(answer.json()["push_id"])
+
+
+def _rot_complaint_index(settings: Settings, key: bytes) -> None:
+    """The campaign complaint index, one page while there are no complaints: read by the
+    complaint rule when a campaign push ends, and by nothing a round reads."""
     path = settings.data_dir / DATA_FILE
     _fold(path, key)
     conn = connect(path, key)
@@ -427,6 +420,43 @@ def test_a_push_whose_results_meet_a_damaged_page_is_set_aside_and_the_rest_reco
     ).fetchone()
     conn.close()
     rot_page(path, root)
+
+
+@pytest.mark.parametrize(
+    ("others", "answers"),
+    [
+        pytest.param(3, [200], id="among-others"),
+        pytest.param(0, [200], id="alone"),
+        pytest.param(0, [200, 410], id="one-device-refused-for-good"),
+    ],
+)
+def test_a_push_whose_results_meet_a_damaged_page_is_set_aside_and_the_rest_recorded(
+    data_dir: Path,
+    clock: FakeClock,
+    hook: WebhookRelay,
+    caplog: pytest.LogCaptureFixture,
+    others: int,
+    answers: list[int],
+) -> None:
+    """A page only a round's recording needs: the campaign complaint index, read by the complaint
+    rule when a campaign push is delivered. The worker recorded the round again whole at every
+    failure, claiming nothing meanwhile: no delivery for anyone, and the sent push went out again
+    at each restart. Recorded push by push after that failure, the others are kept; the push
+    that meets the page is not sent again when no device is to be tried again for it."""
+    settings = _campaign_settings(data_dir, hook)
+    hook.answers = [(status, {}) for status in answers]
+    with TestClient(create_app(settings, clock)) as client:
+        runtime = client.app.state.runtime
+        _, secret = runtime.api_keys.create_sync("k", ("pushes:write", "campaigns:write"))
+        service = {"Authorization": f"Bearer {secret}"}
+        campaign = {"name": "Winter", "topic": "promotions"}
+        campaign_id = client.post("/v1/campaigns", json=campaign, headers=service).json()["campaign_id"]
+        push_ids = [
+            _queue(client, service, "rec-0", len(answers), topic="promotions", campaign_id=campaign_id)
+        ]
+        push_ids += [_queue(client, service, f"rec-{i + 1}", 1, topic="transactional") for i in range(others)]
+        key = runtime.store.keys.database_key
+    _rot_complaint_index(settings, key)
 
     with TestClient(create_app(settings, clock)) as client:
         dispatcher = client.app.state.runtime.dispatcher
@@ -444,14 +474,47 @@ def test_a_push_whose_results_meet_a_damaged_page_is_set_aside_and_the_rest_reco
             client.blocking_portal.call(round_recorded_again)
         statuses = [client.get(f"/v1/pushes/{p}", headers=service).json()["status"] for p in push_ids]
         assert statuses == ["sending"] + ["delivered"] * others
-        # The relay took it: not sent again at its next lease, nor later.
+        # No device to try again: not sent again at its next lease, nor later.
         clock.advance(minutes=2)
         assert client.blocking_portal.call(dispatcher.run_once, "test-worker", 10) == 0
-        assert hook.push_ids.count(push_ids[0]) == 1
+        assert hook.push_ids.count(push_ids[0]) == len(answers)
     said = [
         (r.getMessage(), r.__dict__["push_id"])
         for r in caplog.records
         if "could not be recorded" in r.getMessage()
     ]
     assert [push_id for _, push_id in said] == [push_ids[0]]
-    assert "every device took it: not sent again" in said[0][0]
+    assert said[0][0].endswith("no device to try again: not sent again")
+
+
+def test_a_push_whose_step_writes_meet_a_damaged_page_is_set_aside_and_the_rest_delivered(
+    data_dir: Path, clock: FakeClock, hook: WebhookRelay
+) -> None:
+    """A campaign push one device took and another is to retry; then it expires, and its end,
+    which counts it for its campaign, reads the damaged complaint index. The round's reads all
+    succeeded, so no push was set aside and the same push failed every round after: nothing
+    was delivered to anyone. Each push's step is now tried alone, writes included."""
+    settings = _campaign_settings(data_dir, hook)
+    hook.answers = [(200, {}), (503, {}), (200, {})]  # one device takes it, one asks for a retry
+    with TestClient(create_app(settings, clock)) as client:
+        runtime = client.app.state.runtime
+        _, secret = runtime.api_keys.create_sync("k", ("pushes:write", "campaigns:write"))
+        service = {"Authorization": f"Bearer {secret}"}
+        campaign = {"name": "Winter", "topic": "promotions"}
+        campaign_id = client.post("/v1/campaigns", json=campaign, headers=service).json()["campaign_id"]
+        campaign_push = _queue(client, service, "ends", 2, topic="promotions", campaign_id=campaign_id)
+        assert client.blocking_portal.call(runtime.dispatcher.run_once, "test-worker", 10) == 1
+        key = runtime.store.keys.database_key
+    _rot_complaint_index(settings, key)
+    clock.advance(days=2)  # past its expiry
+
+    with TestClient(create_app(settings, clock)) as client:
+        runtime = client.app.state.runtime
+        other = _queue(client, service, "other", 1, topic="transactional")
+        with pytest.raises(sqlcipher3.DatabaseError):
+            client.blocking_portal.call(runtime.dispatcher.run_once, "test-worker", 10)
+        assert client.blocking_portal.call(runtime.dispatcher.run_once, "test-worker", 10) == 1
+        assert client.get(f"/v1/pushes/{other}", headers=service).json()["status"] == "delivered"
+        reader = runtime.store.data.reader()
+        (due_at,) = reader.execute("SELECT due_at FROM outbox WHERE push_id = ?", (campaign_push,)).fetchone()
+        assert datetime.fromisoformat(due_at) == clock() + timedelta(hours=1)
