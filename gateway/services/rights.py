@@ -131,7 +131,18 @@ class RightsService:
         # have come back since, to be erased again below.
         cut_short = directory.pending_erasure(subject_ref)
         if cut_short is not None:
-            await self._finish(cut_short)
+            try:
+                await self._finish(cut_short)
+            except Exception as exc:
+                if directory.resolve(subject_ref) is None:
+                    raise  # nothing else to erase: this retry fails as the first did
+                # They came back since, and their new data key must not outlive this request for an
+                # old cleanup that cannot be done (its rows on a damaged page): the tombstone's one
+                # pending cleanup becomes the new one, the old one is given up (its key went then).
+                log.error(
+                    "an earlier erasure's cleanup could not be finished; given up to erase the one since",
+                    extra={"exc_type": type(exc).__name__},
+                )
         if directory.resolve(subject_ref) is None:
             return
         now = self._clock()

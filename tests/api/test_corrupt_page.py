@@ -518,3 +518,26 @@ def test_a_push_whose_step_writes_meet_a_damaged_page_is_set_aside_and_the_rest_
         reader = runtime.store.data.reader()
         (due_at,) = reader.execute("SELECT due_at FROM outbox WHERE push_id = ?", (campaign_push,)).fetchone()
         assert datetime.fromisoformat(due_at) == clock() + timedelta(hours=1)
+
+
+def test_a_person_who_came_back_is_erased_though_their_earlier_cleanup_cannot_be_finished(
+    settings: Settings, clock: FakeClock, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The earlier erasure's data-file half met the damaged page and stayed pending. The person
+    came back (a device, a consent) and asked again: each request tried the old cleanup first and
+    answered 500, so their new data key was never destroyed until the file was mended."""
+    _queued_with_one_rotten(settings, clock, tmp_path)  # rot-0's push is damaged
+    with TestClient(create_app(settings, clock)) as client:
+        runtime = client.app.state.runtime
+        ref = runtime.store.pseudonyms.subject_ref("rot-0")
+        user = {"Authorization": f"Bearer {runtime.user_tokens.mint('rot-0', system_clock())}"}
+        assert client.delete("/v1/me", headers=user).status_code == 500  # its cleanup is pending
+        assert client.delete("/v1/me", headers=user).status_code == 500  # nothing else to erase yet
+        device = {"platform": "webhook", "token": "relay-device-came-back"}
+        assert client.post("/v1/me/devices", json=device, headers=user).status_code == 201
+        assert runtime.store.directory.resolve(ref) is not None
+        with caplog.at_level(logging.ERROR, logger="gateway.rights"):
+            assert client.delete("/v1/me", headers=user).status_code == 204
+        assert runtime.store.directory.resolve(ref) is None  # the new key destroyed
+        assert client.get("/v1/me/devices", headers=user).json() == []
+    assert "given up to erase the one since" in caplog.text
