@@ -77,11 +77,13 @@ def _page_only_for(path: Path, key: bytes, victim: str, others: list[str], work:
 
 @pytest.fixture
 def settings(data_dir: Path, hook: WebhookRelay) -> Settings:
+    """Deliveries to the local relay; a time zone where it is day, so marketing pushes go now."""
     return Settings(
         data_dir=data_dir,
         worker_enabled=False,
         delivery_webhook_url=hook.url,
         delivery_webhook_secret=Secret("corrupt-page-webhook-secret-0123456789"),
+        timezone=daytime_zone(),
     )
 
 
@@ -383,14 +385,12 @@ def test_an_erasure_cut_short_by_a_damaged_page_does_not_keep_the_gateway_from_s
     assert "could not be finished; it stays pending" in caplog.text
 
 
-def _campaign_settings(data_dir: Path, hook: WebhookRelay) -> Settings:
-    return Settings(
-        data_dir=data_dir,
-        worker_enabled=False,
-        delivery_webhook_url=hook.url,
-        delivery_webhook_secret=Secret("corrupt-page-webhook-secret-0123456789"),
-        timezone=daytime_zone(),
-    )
+def _service_and_campaign(client: TestClient[Litestar]) -> tuple[dict[str, str], str]:
+    """A service's key that sends pushes and makes campaigns, and one campaign it made."""
+    _, secret = client.app.state.runtime.api_keys.create_sync("k", ("pushes:write", "campaigns:write"))
+    service = {"Authorization": f"Bearer {secret}"}
+    campaign = {"name": "Winter", "topic": "promotions"}
+    return service, str(client.post("/v1/campaigns", json=campaign, headers=service).json()["campaign_id"])
 
 
 def _queue(
@@ -431,7 +431,7 @@ def _rot_complaint_index(settings: Settings, key: bytes) -> None:
     ],
 )
 def test_a_push_whose_results_meet_a_damaged_page_is_set_aside_and_the_rest_recorded(
-    data_dir: Path,
+    settings: Settings,
     clock: FakeClock,
     hook: WebhookRelay,
     caplog: pytest.LogCaptureFixture,
@@ -443,14 +443,10 @@ def test_a_push_whose_results_meet_a_damaged_page_is_set_aside_and_the_rest_reco
     failure, claiming nothing meanwhile: no delivery for anyone, and the sent push went out again
     at each restart. Recorded push by push after that failure, the others are kept; the push
     that meets the page is not sent again when no device is to be tried again for it."""
-    settings = _campaign_settings(data_dir, hook)
     hook.answers = [(status, {}) for status in answers]
     with TestClient(create_app(settings, clock)) as client:
         runtime = client.app.state.runtime
-        _, secret = runtime.api_keys.create_sync("k", ("pushes:write", "campaigns:write"))
-        service = {"Authorization": f"Bearer {secret}"}
-        campaign = {"name": "Winter", "topic": "promotions"}
-        campaign_id = client.post("/v1/campaigns", json=campaign, headers=service).json()["campaign_id"]
+        service, campaign_id = _service_and_campaign(client)
         push_ids = [
             _queue(client, service, "rec-0", len(answers), topic="promotions", campaign_id=campaign_id)
         ]
@@ -488,20 +484,16 @@ def test_a_push_whose_results_meet_a_damaged_page_is_set_aside_and_the_rest_reco
 
 
 def test_a_push_whose_step_writes_meet_a_damaged_page_is_set_aside_and_the_rest_delivered(
-    data_dir: Path, clock: FakeClock, hook: WebhookRelay
+    settings: Settings, clock: FakeClock, hook: WebhookRelay
 ) -> None:
     """A campaign push one device took and another is to retry; then it expires, and its end,
     which counts it for its campaign, reads the damaged complaint index. The round's reads all
     succeeded, so no push was set aside and the same push failed every round after: nothing
     was delivered to anyone. Each push's step is now tried alone, writes included."""
-    settings = _campaign_settings(data_dir, hook)
     hook.answers = [(200, {}), (503, {}), (200, {})]  # one device takes it, one asks for a retry
     with TestClient(create_app(settings, clock)) as client:
         runtime = client.app.state.runtime
-        _, secret = runtime.api_keys.create_sync("k", ("pushes:write", "campaigns:write"))
-        service = {"Authorization": f"Bearer {secret}"}
-        campaign = {"name": "Winter", "topic": "promotions"}
-        campaign_id = client.post("/v1/campaigns", json=campaign, headers=service).json()["campaign_id"]
+        service, campaign_id = _service_and_campaign(client)
         campaign_push = _queue(client, service, "ends", 2, topic="promotions", campaign_id=campaign_id)
         assert client.blocking_portal.call(runtime.dispatcher.run_once, "test-worker", 10) == 1
         key = runtime.store.keys.database_key
