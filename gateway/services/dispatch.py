@@ -335,10 +335,16 @@ class Dispatcher:
             return _ends(self._write(conn, owner, "settle", [w for w in settled if w is not None], done))
 
         def set_aside(pushes: Sequence[int], conn: Connection) -> list[str]:
-            """Pushes whose results cannot be recorded: one no device is to be tried again for
-            (each took it or refused it for good) is not sent again, its status left `sending`;
-            the others are tried again after `UNREADABLE_WAIT`."""
-            taken = [i for i in pushes if all(r.status != "retry" for r in results[i])]
+            """Pushes whose results cannot be recorded: one a device took, with none to try again
+            (the others refused it for good), is not sent again, its status left `sending`; the
+            others are tried again after `UNREADABLE_WAIT` (one no device took must not stay
+            `sending`, which counts against the caps)."""
+            taken = [
+                i
+                for i in pushes
+                if any(r.status == "delivered" for r in results[i])
+                and all(r.status != "retry" for r in results[i])
+            ]
             outbox.finish_many(conn, [sends[i][0].push_id for i in taken], owner)
             later = [sends[i][0].push_id for i in pushes if i not in taken]
             outbox.postpone(conn, later, done + UNREADABLE_WAIT)
@@ -783,7 +789,7 @@ class Settling:
             self._left = [i for i in self._left if i not in damaged]
             for i in damaged:
                 push_id = self._push_ids[i]
-                then = "no device to try again: not sent again" if push_id in taken else "tried again later"
+                then = "taken, none to try again: not sent again" if push_id in taken else "tried again later"
                 log.error(
                     f"a push's results could not be recorded: a page they need fails its check; {then}",
                     extra={"push_id": push_id},

@@ -45,7 +45,7 @@ from gateway.schemas.pushes import WireReason
 from gateway.services.complaints import complaint_read
 from gateway.services.preferences import PreferenceCenter, consent_event, stored_answer
 from storage import ledger
-from storage.db import Connection
+from storage.db import Connection, is_corrupt
 from storage.directory import PendingErasure, SubjectKey
 from storage.repositories import complaints, consents, devices, locations, preferences, pushes
 from storage.repositories.pushes import PushRow
@@ -134,8 +134,8 @@ class RightsService:
             try:
                 await self._finish(cut_short)
             except Exception as exc:
-                if directory.resolve(subject_ref) is None:
-                    raise  # nothing else to erase: this retry fails as the first did
+                if not is_corrupt(exc) or directory.resolve(subject_ref) is None:
+                    raise  # one that passes (a held lock) is retried; or there is nothing else to erase
                 # They came back since, and their new data key must not outlive this request for an
                 # old cleanup that cannot be done (its rows on a damaged page): the tombstone's one
                 # pending cleanup becomes the new one, the old one is given up (its key went then).

@@ -25,6 +25,7 @@ from litestar import Litestar
 from litestar.testing import TestClient
 from support import PAGE_SIZE, WebhookRelay, daytime_zone, rot_page
 
+import storage.db
 from gateway.app import create_app
 from gateway.clock import system_clock
 from gateway.runtime import Runtime
@@ -278,8 +279,22 @@ def test_a_damaged_directory_page_fails_only_the_single_push_that_needs_it(
         assert client.blocking_portal.call(together, client.app) == [500] + [200] * len(healthy)
 
 
+@pytest.mark.parametrize(
+    ("status", "then"),
+    [
+        pytest.param(503, "tried again later", id="to-retry"),
+        pytest.param(410, "tried again later", id="refused-for-good"),  # no device has it
+        pytest.param(200, "taken, none to try again: not sent again", id="taken"),
+    ],
+)
 def test_a_damaged_page_met_by_a_rounds_write_fails_the_round_not_a_request_beside_it(
-    settings: Settings, clock: FakeClock, hook: WebhookRelay, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    settings: Settings,
+    clock: FakeClock,
+    hook: WebhookRelay,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    status: int,
+    then: str,
 ) -> None:
     """A page only a round's writes need (a leaf of the deliveries table, which its settling
     appends to). The dispatcher caught the error to write each push alone, so its unit ended
@@ -303,7 +318,7 @@ def test_a_damaged_page_met_by_a_rounds_write_fails_the_round_not_a_request_besi
     _fold(path, key)
     rot_page(path, _page_only_deliveries_need(path, key, tmp_path))
 
-    hook.answers = [(503, {})]  # the relay asks for a retry: these pushes are to be sent again
+    hook.answers = [(status, {})]
     with TestClient(create_app(settings, clock)) as client:
         runtime = client.app.state.runtime
 
@@ -323,13 +338,14 @@ def test_a_damaged_page_met_by_a_rounds_write_fails_the_round_not_a_request_besi
             recorded, beside = client.blocking_portal.call(round_and_a_key)
         assert isinstance(recorded, sqlcipher3.DatabaseError)
         assert isinstance(beside, tuple), beside  # (the key, its secret)
-        # Not taken by the relay, so set aside to be tried again, not sent at every lease.
+        # Set aside, not sent again at every lease: finished if the relay took them, else due
+        # in an hour (one nobody has must not stay `sending`, which counts against the caps).
         reader = runtime.store.data.reader()
         due = {datetime.fromisoformat(at) for (at,) in reader.execute("SELECT due_at FROM outbox")}
-        assert due == {clock() + timedelta(hours=1)}
+        assert due == (set() if status == 200 else {clock() + timedelta(hours=1)})
     said = [r.getMessage() for r in caplog.records if "could not be recorded" in r.getMessage()]
     assert len(said) == 4
-    assert all(line.endswith("tried again later") for line in said)
+    assert all(line.endswith(then) for line in said)
 
 
 def _page_only_deliveries_need(path: Path, key: bytes, work: Path) -> int:
@@ -480,7 +496,7 @@ def test_a_push_whose_results_meet_a_damaged_page_is_set_aside_and_the_rest_reco
         if "could not be recorded" in r.getMessage()
     ]
     assert [push_id for _, push_id in said] == [push_ids[0]]
-    assert said[0][0].endswith("no device to try again: not sent again")
+    assert said[0][0].endswith("taken, none to try again: not sent again")
 
 
 def test_a_push_whose_step_writes_meet_a_damaged_page_is_set_aside_and_the_rest_delivered(
@@ -533,3 +549,37 @@ def test_a_person_who_came_back_is_erased_though_their_earlier_cleanup_cannot_be
         assert runtime.store.directory.resolve(ref) is None  # the new key destroyed
         assert client.get("/v1/me/devices", headers=user).json() == []
     assert "given up to erase the one since" in caplog.text
+
+
+def test_an_earlier_cleanup_held_up_by_a_lock_is_not_given_up(
+    client: TestClient[Litestar], runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a damaged page gives an earlier cleanup up: one held up by a passing failure (another
+    process holding the write lock) answers 503 and is finished by the next request."""
+    monkeypatch.setattr(storage.db, "BUSY_TIMEOUT_MS", 200)
+    ref = runtime.store.pseudonyms.subject_ref("held")
+    user = {"Authorization": f"Bearer {runtime.user_tokens.mint('held', system_clock())}"}
+
+    def with_the_lock_held(call: Callable[[], httpx.Response]) -> int:
+        other = connect(runtime.store.data.path, runtime.store.keys.database_key)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            return call().status_code
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+
+    device = {"platform": "webhook", "token": "relay-device-held-first"}
+    assert client.post("/v1/me/devices", json=device, headers=user).status_code == 201
+    assert with_the_lock_held(lambda: client.delete("/v1/me", headers=user)) == 503
+    first = runtime.store.directory.pending_erasure(ref)
+    assert first is not None  # its key destroyed, its rows still there
+    device = {"platform": "webhook", "token": "relay-device-held-again"}
+    assert client.post("/v1/me/devices", json=device, headers=user).status_code == 201  # came back
+    assert with_the_lock_held(lambda: client.delete("/v1/me", headers=user)) == 503
+    assert client.delete("/v1/me", headers=user).status_code == 204
+    reader = runtime.store.data.reader()
+    left = reader.execute("SELECT count(*) FROM devices WHERE subject_id = ?", (first.subject_id,)).fetchone()
+    assert left == (0,)  # the first erasure's cleanup finished, not given up
+    assert runtime.store.directory.resolve(ref) is None
+    assert runtime.store.directory.pending_erasure(ref) is None
