@@ -346,7 +346,8 @@ class Dispatcher:
                 and all(r.status != "retry" for r in results[i])
             ]
             outbox.finish_many(conn, [sends[i][0].push_id for i in taken], owner)
-            later = [sends[i][0].push_id for i in pushes if i not in taken]
+            kept = set(taken)
+            later = [sends[i][0].push_id for i in pushes if i not in kept]
             outbox.postpone(conn, later, done + UNREADABLE_WAIT)
             return [sends[i][0].push_id for i in taken]
 
@@ -765,7 +766,8 @@ class Settling:
 
     def _counted(self, chosen: list[int], recorded: asyncio.Future[list[str]]) -> None:
         if not recorded.cancelled() and recorded.exception() is None:
-            self._left = [i for i in self._left if i not in chosen]
+            recorded_now = set(chosen)
+            self._left = [i for i in self._left if i not in recorded_now]
             self._count(recorded.result())
 
     async def _each_alone(self) -> list[str]:
@@ -786,7 +788,8 @@ class Settling:
             # Should this fail too (the outbox's own page), `again` tries these again: the outbox
             # damaged stops delivery until the file is restored, whatever is done here.
             taken = await self._writer.submit(partial(self._set_aside, damaged))
-            self._left = [i for i in self._left if i not in damaged]
+            gone = set(damaged)
+            self._left = [i for i in self._left if i not in gone]
             for i in damaged:
                 push_id = self._push_ids[i]
                 then = "taken, none to try again: not sent again" if push_id in taken else "tried again later"

@@ -154,14 +154,16 @@ class RightsService:
 
     def finish_pending_erasures(self) -> int:
         """At start: finish the erasures a crash cut short after their key was destroyed; returns
-        how many. One read of an index that is empty unless something is pending. One that fails
-        (its rows on a damaged page) stays pending and is logged: it kept the gateway from
-        starting at all, every start, while the rest of the file served."""
+        how many. One read of an index that is empty unless something is pending. One whose rows
+        sit on a damaged page stays pending and is logged: it kept the gateway from starting at
+        all, every start, while the rest of the file served."""
         finished = 0
         for erasure in self._store.directory.pending_erasures():
             try:
                 self._store.data.writer.run_sync(partial(erase_subject_data, erasure=erasure))
             except Exception as exc:
+                if not is_corrupt(exc):
+                    raise  # one that passes (a held lock, a full disk): the next start finishes it
                 log.error(
                     "an erasure cut short could not be finished; it stays pending",
                     extra={"exc_type": type(exc).__name__},

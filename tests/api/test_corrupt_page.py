@@ -583,3 +583,37 @@ def test_an_earlier_cleanup_held_up_by_a_lock_is_not_given_up(
     assert left == (0,)  # the first erasure's cleanup finished, not given up
     assert runtime.store.directory.resolve(ref) is None
     assert runtime.store.directory.pending_erasure(ref) is None
+
+
+def test_an_erasure_held_up_at_start_by_a_lock_still_stops_the_start(
+    settings: Settings, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a damaged page lets the gateway start with an erasure left pending: one held up by a
+    passing failure (another process holding the write lock) refuses the start, as before, and
+    the next start finishes it; started, nothing would have."""
+    monkeypatch.setattr(storage.db, "BUSY_TIMEOUT_MS", 200)
+    with TestClient(create_app(settings, clock)) as client:
+        runtime = client.app.state.runtime
+        ref = runtime.store.pseudonyms.subject_ref("held-at-start")
+        user = {"Authorization": f"Bearer {runtime.user_tokens.mint('held-at-start', system_clock())}"}
+        device = {"platform": "webhook", "token": "relay-device-held-at-start"}
+        assert client.post("/v1/me/devices", json=device, headers=user).status_code == 201
+        data_path, key = runtime.store.data.path, runtime.store.keys.database_key
+        other = connect(data_path, key)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            assert client.delete("/v1/me", headers=user).status_code == 503
+        finally:
+            other.execute("ROLLBACK")
+        assert runtime.store.directory.pending_erasure(ref) is not None
+
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(BaseExceptionGroup) as refused, TestClient(create_app(settings, clock)):
+            pass
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert refused.group_contains(storage.db.StorageBusyError)
+    with TestClient(create_app(settings, clock)) as client:
+        assert client.app.state.runtime.store.directory.pending_erasure(ref) is None  # finished
