@@ -56,8 +56,7 @@ import sqlcipher3
 __all__ = [
     "Connection", "Database", "DatabaseLockedError", "StorageBusyError", "StorageFailedError",
     "StorageFullError", "Writer", "connect", "in_chunks", "is_corrupt", "is_database_error", "raisable",
-    "savepoint",
-    "wrote_in_context",
+    "savepoint", "wrote_in_context",
 ]  # fmt: skip
 
 log = logging.getLogger("storage.db")
