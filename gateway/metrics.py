@@ -54,6 +54,12 @@ class Metrics:
             "Providers whose circuit is open or half-open",
             registry=self.registry,
         )
+        self.damaged_pages = Gauge(
+            "cgw_storage_damaged_page_errors",
+            "Reads and writes that met a database page failing its check, since start (the file "
+            "needs restoring from a backup)",
+            registry=self.registry,
+        )
 
         self.complaints = Counter(
             "cgw_complaints", "Complaints filed, by reason", ["reason"], registry=self.registry

@@ -87,6 +87,7 @@ class Runtime:
         if finished := self.rights.finish_pending_erasures():
             log.warning("finished erasures cut short after the key went", extra={"count": finished})
         self.metrics = metrics or Metrics()
+        self.metrics.damaged_pages.set_function(lambda: self.store.damaged_page_errors)
         self.pushes = PushService(self.store, clock, settings, self.policy, self.metrics)
         self.campaigns = CampaignService(self.store, clock)
         self.complaints = ComplaintService(self.store, clock, self.policy, self.preferences, self.metrics)

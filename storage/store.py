@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import threading
+import weakref
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -98,6 +99,9 @@ class Store:
         verify` neither, and reports what a wrong key leaves unverifiable instead."""
         data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # it holds both databases
         self.data_dir = data_dir
+        self.damaged_page_errors = 0  # since start: each is an error `after_failure` was told of
+        self._damage_lock = threading.Lock()
+        self._damage_noted: weakref.WeakSet[BaseException] = weakref.WeakSet()
         self.keys = keys
         self.pseudonyms = Pseudonymizer(keys.pseudonym_key)
         self.device_tags = KeyedHash(_derived(keys.pseudonym_key, b"device token tags"))
@@ -283,10 +287,16 @@ class Store:
         """What an unexpected error leaves to mend: a corrupt page (`storage.db.is_corrupt`) met by
         a read of either database, which the error does not name, renews both databases' readers.
         Told by the writers too (`Writer._mend`), before they run anything again."""
-        if is_corrupt(exc):
-            for db in (self.data, self._directory_db):
-                db.renew_readers()
-            log.error("corrupt page: a read failed its check; read connections reopened")
+        if not is_corrupt(exc):
+            return
+        with self._damage_lock:
+            if exc in self._damage_noted:  # told by the writer, then by the request it failed
+                return
+            self._damage_noted.add(exc)
+            self.damaged_page_errors += 1
+        for db in (self.data, self._directory_db):
+            db.renew_readers()
+        log.error("corrupt page: a read failed its check; read connections reopened")
 
     async def durable(self) -> None:
         """Once every commit so far, in both databases, is on disk (see `storage.db`)."""

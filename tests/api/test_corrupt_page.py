@@ -23,6 +23,7 @@ import sqlcipher3
 from conftest import FakeClock
 from litestar import Litestar
 from litestar.testing import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 from support import PAGE_SIZE, WebhookRelay, daytime_zone, rot_page
 
 import storage.db
@@ -133,6 +134,9 @@ def test_a_corrupt_page_fails_the_reads_that_need_it_not_every_later_read(
             assert answer.status_code == 200, (push_id, answer.text)
             assert answer.json()["push_id"] == push_id
         assert client.get(f"/v1/pushes/{victim}", headers=service).status_code == 500  # still damaged
+        # Said where operators look, beside the log line: each read that met it.
+        families = {f.name: f for f in text_string_to_metric_families(client.get("/metrics").text)}
+        assert [s.value for s in families["cgw_storage_damaged_page_errors"].samples] == [2.0]
 
 
 def test_a_push_on_a_corrupt_page_is_set_aside_and_the_others_are_delivered(
@@ -277,6 +281,9 @@ def test_a_damaged_directory_page_fails_only_the_single_push_that_needs_it(
 
     with TestClient(create_app(settings, clock)) as client:
         assert client.blocking_portal.call(together, client.app) == [500] + [200] * len(healthy)
+        # Met twice: by the shared unit, then by the victim's push alone; its 500 is not a third.
+        families = {f.name: f for f in text_string_to_metric_families(client.get("/metrics").text)}
+        assert [s.value for s in families["cgw_storage_damaged_page_errors"].samples] == [2.0]
 
 
 @pytest.mark.parametrize(
