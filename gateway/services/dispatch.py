@@ -287,8 +287,7 @@ class Dispatcher:
         try:
             prepared, ends = await self._store.data.writer.run(claim_and_prepare)
         except Exception as exc:
-            if is_corrupt(exc):
-                self._store.after_failure(exc)  # a reader that met the page is not read again
+            if is_corrupt(exc):  # the writer has renewed the readers (`Store.after_failure`)
                 await self._set_aside_damaged(owner, now + lease, claimed, now)
             raise
         self._count(ends)
@@ -431,14 +430,11 @@ class Dispatcher:
             )
 
     def _try_alone(self, owner: str, until: datetime, claim: Claim, now: datetime, conn: Connection) -> None:
-        """A round's step 1 for one push, reads and writes, then undone (`_Undone`)."""
-        try:
-            outbox.hold(conn, claim.push_id, owner, until)
-            writes, _ = self._prepare(conn, claim, now, self._snapshot(conn, [claim], now), [])
-            self._write(conn, owner, "prepare", [writes], now)
-        except Exception as exc:
-            self._store.after_failure(exc)  # the next push's trial is not on a reader that met it
-            raise
+        """A round's step 1 for one push, reads and writes, then undone (`_Undone`). One that meets
+        the page has the writer renew the readers before the next trial runs."""
+        outbox.hold(conn, claim.push_id, owner, until)
+        writes, _ = self._prepare(conn, claim, now, self._snapshot(conn, [claim], now), [])
+        self._write(conn, owner, "prepare", [writes], now)
         raise _Undone
 
     # -- step 1: decide again, inside the writer ---------------------------------------------
