@@ -299,9 +299,7 @@ class Dispatcher:
         # claims the push and sends it again. (A lease under twice a send's longest keeps half
         # of itself for sending, and is warned of at start.)
         last_start = now + lease - min(timedelta(seconds=LONGEST_SEND_SECONDS), lease / 2)
-        sending = asyncio.gather(
-            *(asyncio.gather(*(self._send(m, last_start) for m in s.messages)) for _, s in sends)
-        )
+        sending = asyncio.gather(*(self._send_all(s.messages, last_start) for _, s in sends))
         # Only where every send ends within its lease (`last_start` keeps a send's longest inside
         # it from a lease of twice that): with a shorter one, the next claims would take back
         # this round's pushes, their leases run out, while their first sends still run.
@@ -571,6 +569,15 @@ class Dispatcher:
         )
 
     # -- step 2: send ------------------------------------------------------------------------
+
+    async def _send_all(
+        self, messages: tuple[DeliveryMessage, ...], last_start: datetime
+    ) -> list[DeliveryResult]:
+        """A push's sends, one per device. Most pushes have one, sent without a gather of its own:
+        a gathering future and a task less per push."""
+        if len(messages) == 1:
+            return [await self._send(messages[0], last_start)]
+        return await asyncio.gather(*(self._send(m, last_start) for m in messages))
 
     async def _send(self, message: DeliveryMessage, last_start: datetime) -> DeliveryResult:
         """One send, asked of the breaker only once a connection is free for it: a round holds
