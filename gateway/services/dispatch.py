@@ -43,7 +43,7 @@ import random
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime, timedelta
-from functools import partial
+from functools import cache, partial
 from typing import NamedTuple, TypeVar, overload
 
 import msgspec
@@ -202,6 +202,11 @@ class Dispatcher:
         self._settings = settings
         self._policy = policy
         self._metrics = metrics
+        # Each metric's child by label values, asked of prometheus_client once: its `labels` takes
+        # a lock and builds the key on every call, three times a delivered push.
+        self._ends = cache(metrics.dispatch_ends.labels)
+        self._attempts = cache(metrics.deliveries.labels)
+        self._send_seconds = cache(metrics.delivery_seconds.labels)
         self._adapters = adapters
         # By provider: an adapter's name, or for one of `SeveralProviders` each service it sends
         # to, made as first met. Which adapters those are is asked once: an `isinstance` of a
@@ -359,7 +364,7 @@ class Dispatcher:
     def _count(self, ends: list[str]) -> None:
         """Counted once durable: a unit the writer failed may be run again (`Settling.again`)."""
         for end in ends:
-            self._metrics.dispatch_ends.labels(end).inc()
+            self._ends(end).inc()
 
     def _step(self, step: str, push_id: str, work: Callable[[], T]) -> T | None:
         """One push's step, which only reads: one that fails is logged and left to its lease (it
@@ -625,8 +630,8 @@ class Dispatcher:
             log.warning("provider circuit opened: pushes to it wait", extra=named)
         elif (was, breaker.state) == ("half_open", "closed"):
             log.info("provider circuit closed: delivering again", extra=named)
-        self._metrics.deliveries.labels(adapter.name, result.status).inc()
-        self._metrics.delivery_seconds.labels(adapter.name).observe(time.perf_counter() - started)
+        self._attempts(adapter.name, result.status).inc()
+        self._send_seconds(adapter.name).observe(time.perf_counter() - started)
         return result
 
     def _circuit(self, adapter: DeliveryAdapter, message: DeliveryMessage) -> str:
