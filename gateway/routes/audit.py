@@ -106,7 +106,17 @@ NOT_LOGGED = "(not logged: not a valid value)"
 AuditRequest = Request[Principal, Any, Any]
 T = TypeVar("T")
 SubjectRef = Annotated[str | None, QueryParameter(pattern=SUBJECT_REF_PATTERN)]
-Limit = Annotated[int, QueryParameter(ge=1, le=1000, description="page size, at most 1000")]
+# Digits only, as the access log keeps them: typed as int, Litestar took `1e3`, `1_0`, `+5` or `050`
+# as numbers and answered them, while the log recorded them as not valid values. The OpenAPI
+# document still gives the integer it is.
+Limit = Annotated[
+    str,
+    QueryParameter(
+        pattern=r"^([1-9][0-9]{0,2}|1000)$(?!\n)",
+        description="page size, 1 to 1000 in decimal digits",
+        schema_extra={"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+    ),
+]
 Cursor = Annotated[str | None, QueryParameter(max_length=200, description="next_cursor of the last page")]
 From = Annotated[
     str | None,
@@ -246,11 +256,11 @@ class AuditController(Controller):
         self, request: AuditRequest, runtime: RuntimeDep, subject_ref: SubjectRef = None,
         user_id: Annotated[str | None, QueryParameter(min_length=1, max_length=128)] = None,
         purpose: FromQuery[Purpose | None] = None, start: From = None, end: To = None,
-        cursor: Cursor = None, limit: Limit = 100,
+        cursor: Cursor = None, limit: Limit = "100",
     ) -> EventPage:  # fmt: skip
         page = runtime.audit.consent_events(
             subject_ref=subject_ref, user_id=user_id, purpose=purpose, start=_moment(start, "from"),
-            end=_moment(end, "to"), cursor=cursor, limit=limit,
+            end=_moment(end, "to"), cursor=cursor, limit=int(limit),
         )  # fmt: skip
         return _counted(request, page, len(page.events))
 
@@ -272,11 +282,11 @@ class AuditController(Controller):
         subject_ref: SubjectRef = None,
         outcome: FromQuery[Outcome | None] = None,
         reason: FromQuery[ReasonCode | None] = None,
-        start: From = None, end: To = None, cursor: Cursor = None, limit: Limit = 100,
+        start: From = None, end: To = None, cursor: Cursor = None, limit: Limit = "100",
     ) -> DecisionPage:  # fmt: skip
         page = runtime.audit.decisions(
-            push_id=push_id, campaign_id=campaign_id, subject_ref=subject_ref, outcome=outcome,
-            reason=reason, start=_moment(start, "from"), end=_moment(end, "to"), cursor=cursor, limit=limit,
+            push_id=push_id, campaign_id=campaign_id, subject_ref=subject_ref, outcome=outcome, reason=reason,
+            start=_moment(start, "from"), end=_moment(end, "to"), cursor=cursor, limit=int(limit),
         )  # fmt: skip
         return _counted(request, page, len(page.decisions))
 
@@ -284,11 +294,11 @@ class AuditController(Controller):
     async def complaints(
         self, request: AuditRequest, runtime: RuntimeDep, status: FromQuery[ComplaintStatus | None] = None,
         reason: FromQuery[ComplaintReason | None] = None, campaign_id: Code = None, start: From = None,
-        end: To = None, cursor: Cursor = None, limit: Limit = 100,
+        end: To = None, cursor: Cursor = None, limit: Limit = "100",
     ) -> ComplaintPage:  # fmt: skip
         page = runtime.audit.complaints(
             status=status, reason=reason, campaign_id=campaign_id, start=_moment(start, "from"),
-            end=_moment(end, "to"), cursor=cursor, limit=limit,
+            end=_moment(end, "to"), cursor=cursor, limit=int(limit),
         )  # fmt: skip
         return _counted(request, page, len(page.complaints))
 
@@ -335,18 +345,18 @@ class AuditController(Controller):
 
     @get("/access-log", operation_id="auditAccessLog", responses=refusals(400))
     async def access_log(
-        self, request: AuditRequest, runtime: RuntimeDep, cursor: Cursor = None, limit: Limit = 100
+        self, request: AuditRequest, runtime: RuntimeDep, cursor: Cursor = None, limit: Limit = "100"
     ) -> AccessLogPage:
-        page = runtime.audit.access_log(cursor, limit)
+        page = runtime.audit.access_log(cursor, int(limit))
         return _counted(request, page, len(page.entries))
 
     @get("/admin-log", operation_id="auditAdminLog", responses=refusals(400))
     async def admin_log(
-        self, request: AuditRequest, runtime: RuntimeDep, cursor: Cursor = None, limit: Limit = 100
+        self, request: AuditRequest, runtime: RuntimeDep, cursor: Cursor = None, limit: Limit = "100"
     ) -> AdminLogPage:
         """Who created or revoked API keys, rotated the encryption key, changed the policy, or
         paused and resumed campaigns, oldest first."""
-        page = runtime.audit.admin_log(cursor, limit)
+        page = runtime.audit.admin_log(cursor, int(limit))
         return _counted(request, page, len(page.entries))
 
     @get("/export", operation_id="exportAudit", responses=refusals(400, why={409: LEDGER_BROKEN}))

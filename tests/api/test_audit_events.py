@@ -128,6 +128,12 @@ def test_cursor_pages_stay_stable_while_events_are_appended(
 BAD_LISTING_PARAMETERS: list[tuple[Json, str]] = [
     ({"limit": 1001}, "limit"),
     ({"limit": 0}, "limit"),
+    # Litestar read these as numbers (1000, 10, 5, 5, 50) where the access log, rightly, did not.
+    ({"limit": "1e3"}, "limit"),
+    ({"limit": "1_0"}, "limit"),
+    ({"limit": "+5"}, "limit"),
+    ({"limit": "5.0"}, "limit"),
+    ({"limit": "050"}, "limit"),
     ({"cursor": "not-a-cursor"}, "cursor"),
     ({"from": "2026-11-23T10:00:00"}, "from"),  # no offset: ambiguous
     ({"from": "yesterday"}, "from"),
