@@ -575,14 +575,18 @@ class Dispatcher:
 
     # -- step 2: send ------------------------------------------------------------------------
 
-    async def _send_all(
+    def _send_all(
         self, messages: tuple[DeliveryMessage, ...], last_start: datetime
-    ) -> list[DeliveryResult]:
-        """A push's sends, one per device. Most pushes have one, sent without a gather of its own:
-        a gathering future and a task less per push."""
+    ) -> asyncio.Future[list[DeliveryResult]]:
+        """A push's sends, one per device, their tasks made now: a round's sends start, and take
+        the provider's slots, in the order its pushes were claimed (earliest due first). Most
+        pushes have one device, sent without a gather of its own (a gathering future less)."""
         if len(messages) == 1:
-            return [await self._send(messages[0], last_start)]
-        return await asyncio.gather(*(self._send(m, last_start) for m in messages))
+            return asyncio.ensure_future(self._send_one(messages[0], last_start))
+        return asyncio.gather(*(self._send(m, last_start) for m in messages))
+
+    async def _send_one(self, message: DeliveryMessage, last_start: datetime) -> list[DeliveryResult]:
+        return [await self._send(message, last_start)]
 
     async def _send(self, message: DeliveryMessage, last_start: datetime) -> DeliveryResult:
         """One send, asked of the breaker only once a connection is free for it: a round holds

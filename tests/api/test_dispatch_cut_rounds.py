@@ -50,3 +50,29 @@ def test_devices_a_cut_round_left_unsent_go_first_at_the_next(world: World) -> N
     finally:
         portal.call(adapter.aclose)
     assert len(set(world.hook.keys)) == 3  # every device tried before the push was given up
+
+
+def test_a_cut_round_sends_its_pushes_in_the_order_they_were_claimed(world: World) -> None:  # noqa: F811
+    """The earliest due push goes first whatever its device count: one with two devices had its
+    sends started after every one-device push of the round, so with the round cut short it was
+    the one left unsent, round after round while the provider stayed slow."""
+    world.user("ann", platform="webhook")
+    ann = world.as_user("ann")
+    device = {"platform": "webhook", "token": "relay-device-ann-second"}
+    assert world.client.post("/v1/me/devices", json=device, headers=ann).status_code == 201
+    first = world.submit("ann", topic="transactional")["push_id"]
+    for name in ("bo", "cy", "di"):
+        world.user(name, platform="webhook")
+        world.submit(name, topic="transactional")
+    # Each answer takes 1 s, one send at a time, and a send may start until 1.5 s into the 3 s
+    # lease: two sends go this round.
+    world.hook.before_answer = lambda: time.sleep(1.0)
+    rt, portal = world.runtime, world.client.blocking_portal
+    adapter = WebhookAdapter(WebhookConfig(url=world.hook.url, secret=Secret(SECRET), connections=1))
+    worker = Dispatcher(rt.store, rt.clock, rt.settings, rt.policy, rt.metrics, {"webhook": adapter})
+    try:
+        portal.call(worker.run_once, "worker-a", 256)
+    finally:
+        portal.call(adapter.aclose)
+    assert [key.split(":")[0] for key in world.hook.keys] == [first, first]
+    assert world.read(first)["status"] == "delivered"
