@@ -13,6 +13,21 @@ from typing import Any
 Result = dict[str, Any]
 
 
+def _worker_cpu(delivery: Result) -> str:
+    """The worker's CPU per push beside two yardsticks of the host's speed: the ceiling's client,
+    which is the worker's own HTTP client (so a change to that client moves both), and the
+    receiver, which runs none of our code."""
+    worker = _get(delivery, "gateway_cpu", "cpu_us_per_unit")
+    client = _get(delivery, "receiver_ceiling", "client_cpu_us_per_req")
+    receiver = _get(delivery, "receiver_cpu", "cpu_us_per_unit")
+    if not (worker and client and receiver):
+        return ""
+    return (
+        f"; worker {_fmt(worker, 1)} µs CPU a push, {worker / client:.1f}× the ceiling client's per "
+        f"request, {worker / receiver:.1f}× the receiver's"
+    )
+
+
 def _get(results: Result, *path: str) -> Any:
     node: Any = results
     for key in path:
@@ -120,7 +135,8 @@ def render(results: Result) -> str:
         )
         lines.append(
             f"| delivery ≥ 5,000 pushes/s | {_fmt(delivery['pushes_per_s'])} /s (receiver ceiling with the "
-            f"same client {_fmt(ceiling)} /s; {label} {_fmt(other['requests_per_s'])} /s) | "
+            f"same client {_fmt(ceiling)} /s; {label} {_fmt(other['requests_per_s'])} /s"
+            f"{_worker_cpu(delivery)}) | "
             f"{_verdict(delivery['pushes_per_s'], 5_000)} |"
         )
     seeded = _get(results, "campaign", "seed")
