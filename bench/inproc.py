@@ -11,6 +11,7 @@ docs/performance-history.md ("What changed between runs C and D").
     python bench/inproc.py dry --count 10000       # one dry-run batch
     python bench/inproc.py campaign --seeded DIR --count 100000   # a campaign over seed.py's subjects
     python bench/inproc.py delivery --count 20000  # the worker draining 20,000 pushes to a receiver
+    python bench/inproc.py delivery --campaign --count 20000 --users 20000  # ... of one campaign
 
 With `--gc`, the garbage collector's work during the measurement is reported too: collections
 per generation, their total and their longest pause (docs/performance-history.md, run G).
@@ -235,13 +236,29 @@ async def _campaign(driver: Driver, count: int) -> str:
     return f"campaign: {count / wall:,.0f}/s, {cpu / count * 1e6:,.1f} µs CPU each, {bad} batches not 200"
 
 
-async def _queue(driver: Driver, count: int, users_n: int) -> str:
+async def _queue(driver: Driver, count: int, users_n: int, campaign: bool = False) -> str:
+    """Transactional pushes spread over the users, or with `campaign` one marketing push of one
+    campaign to each of the first `count` users (one each: the caps would refuse more)."""
     nonce = secrets.token_hex(4)
+    campaign_id = None
+    if campaign:
+        if count > users_n:
+            return "a campaign queues one push per user: --count may not exceed --users"
+        body = msgspec.json.encode({"name": f"inproc-{nonce}", "topic": "promotions"})
+        if await driver.post("/v1/campaigns", body) != 201:
+            return "campaign creation failed"
+        campaign_id = driver.last_body["campaign_id"]
     for start in range(0, count, 10_000):
-        pushes = [_push(nonce, i, users_n, False) for i in range(start, min(start + 10_000, count))]
-        status = await driver.post("/v1/pushes/batch", msgspec.json.encode({"pushes": pushes}))
-        if status != 200:
-            return f"queueing answered {status}"
+        stop = min(start + 10_000, count)
+        if campaign_id is not None:
+            batch_body = batch.campaign_batch(campaign_id, start, stop, users.USER_PREFIX)
+        else:
+            pushes = [_push(nonce, i, users_n, False) for i in range(start, stop)]
+            batch_body = msgspec.json.encode({"pushes": pushes})
+        status = await driver.post("/v1/pushes/batch", batch_body)
+        counts = driver.last_body.get("counts", {}) if status == 200 else {}
+        if status != 200 or counts.get("queued") != stop - start:
+            return f"queueing answered {status}: {counts}"
     return "queued"
 
 
@@ -295,9 +312,9 @@ async def _counting_gc(work: Awaitable[str]) -> str:
     return f"{result}\n{pauses.report()}"
 
 
-def _delivery(data_dir: Path, key: str, count: int, users_n: int, count_gc: bool) -> str:
+def _delivery(data_dir: Path, key: str, count: int, users_n: int, count_gc: bool, campaign: bool) -> str:
     filler = Driver.gateway(data_dir, key)
-    queued = asyncio.run(filler.lifespan(_queue(filler, count, users_n)))
+    queued = asyncio.run(filler.lifespan(_queue(filler, count, users_n, campaign)))
     if queued != "queued":
         return queued
     port = free_port()
@@ -325,6 +342,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=5000)
     parser.add_argument("--users", type=int, default=2000)
     parser.add_argument("--gc", action="store_true", help="report the collector's pauses too")
+    parser.add_argument("--campaign", action="store_true", help="delivery: pushes of one campaign")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         if args.mode == "campaign":
@@ -337,7 +355,7 @@ def main() -> None:
             data_dir = Path(tmp)
             key, _ = users.prepare(data_dir, args.users)
         if args.mode == "delivery":
-            print(_delivery(data_dir, key, args.count, args.users, args.gc))
+            print(_delivery(data_dir, key, args.count, args.users, args.gc, args.campaign))
             return
         driver = Driver.gateway(data_dir, key)
         if args.mode == "campaign":
