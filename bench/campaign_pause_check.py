@@ -14,8 +14,10 @@ times on the writer's connection, in µs per call:
 
 * `old check`: the rule's reads as they were (campaign row, complaints, the count of rows);
 * `new check`: `maybe_pause_campaign` as it is (campaign row, complaints);
-* `new per delivery`: what step 3 now adds per delivered campaign push, `count_delivery` and
-  then `maybe_pause_campaign`.
+* `new per delivery`: what step 3 added per delivered campaign push until 2026-12-05,
+  `count_delivery` and then `maybe_pause_campaign`;
+* `per delivery in a round`: what it adds now, `count_deliveries` once per campaign and round
+  (of `ROUND` deliveries), divided by the round's deliveries.
 
 Under the default policy (0.5% after 200 deliveries) one complaint never pauses these
 campaigns, so every call runs the whole check. The old count's first call is shown apart;
@@ -44,6 +46,7 @@ import msgspec
 
 from gateway.clock import system_clock
 from gateway.runtime import Runtime
+from gateway.services.campaign_rule import count_deliveries
 from gateway.services.complaints import maybe_pause_campaign
 from gateway.settings import Settings
 from policies.complaints import should_pause_campaign
@@ -53,6 +56,7 @@ from storage.repositories.complaints import ComplaintRow
 from storage.repositories.pushes import PushRow
 
 CHUNK = 50_000
+ROUND = 256  # the worker's default round
 OLD_COUNT = "SELECT count(*) FROM pushes WHERE campaign_id = ? AND status = 'delivered'"
 FILL = (  # migration 0012's statement, for one campaign
     "UPDATE campaigns SET delivered_since_resume = (SELECT count(*) FROM pushes p "
@@ -140,10 +144,13 @@ def measure(runtime: Runtime, n: int) -> dict[str, object]:
         maybe_pause_campaign(conn, cid, policy, now)
 
     delivery = timed(runtime, per_delivery, budget=2.0, most=20_000)
+    rounds = timed(
+        runtime, lambda conn: count_deliveries(conn, cid, ROUND, policy.settings, now), budget=2.0, most=2_000
+    )
     after = campaigns.get(runtime.store.data.reader(), cid)
     assert after is not None
     assert after.status == "active"
-    assert after.delivered_since_resume == n + len(delivery)
+    assert after.delivered_since_resume == n + len(delivery) + ROUND * len(rounds)
     return {
         "n": n,
         "build_s": round(built, 1),
@@ -154,6 +161,7 @@ def measure(runtime: Runtime, n: int) -> dict[str, object]:
         "new_check_us": round(statistics.median(new), 1),
         "new_calls": len(new),
         "new_per_delivery_us": round(statistics.median(delivery), 1),
+        "round_per_delivery_us": round(statistics.median(rounds) / ROUND, 2),
         "speedup": round(statistics.median(old[1:]) / statistics.median(new)),
     }
 
@@ -184,7 +192,8 @@ def main() -> None:
                 print(
                     f"N={n:>9,}: old check {r['old_check_us']:>10,} µs/call "
                     f"(first {r['old_check_first_us']:,}), new check {r['new_check_us']:,} µs/call, "
-                    f"new per delivery {r['new_per_delivery_us']:,} µs; fill {r['fill_ms']:,} ms",
+                    f"new per delivery {r['new_per_delivery_us']:,} µs, per delivery in a round of {ROUND} "
+                    f"{r['round_per_delivery_us']:,} µs; fill {r['fill_ms']:,} ms",
                     file=sys.stderr,
                 )
         finally:

@@ -9,17 +9,18 @@ writes per round, and rounds of 256").
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
 
 import msgspec
 
-from gateway.services.complaints import maybe_pause_campaign
+from gateway.services.campaign_rule import count_deliveries
 from gateway.services.policy import PolicySource
 from storage import outbox
 from storage.db import Connection
 from storage.outbox import Reschedule
-from storage.repositories import campaigns, deliveries, devices, pushes
+from storage.repositories import deliveries, devices, pushes
 from storage.repositories.deliveries import DeliveryRecord
 from storage.repositories.pushes import StatusChange
 
@@ -50,9 +51,7 @@ def write(
     deliveries.record_many(conn, [r for w in writes for r in w.delivered], now)
     for device_id in dict.fromkeys(d for w in writes for d in w.disable):
         devices.set_status(conn, device_id, "disabled", now)
-    for w in writes:
-        if w.campaign_delivered is not None:
-            # Judged at each delivery, in the round's order: the one that reaches the minimum
-            # may be what pauses the campaign.
-            campaigns.count_delivery(conn, w.campaign_delivered)
-            maybe_pause_campaign(conn, w.campaign_delivered, policy, now)
+    # Judged as at each delivery: the one that reaches the minimum may be what pauses the campaign.
+    delivered = Counter(w.campaign_delivered for w in writes if w.campaign_delivered is not None)
+    for campaign_id, count in delivered.items():
+        count_deliveries(conn, campaign_id, count, policy.settings, now)

@@ -122,13 +122,14 @@ def resume(conn: Connection, campaign_id: str, now: datetime) -> bool:
     return cur.rowcount == 1
 
 
-def count_delivery(conn: Connection, campaign_id: str) -> None:
-    """One more push of the campaign delivered: called once per push, in the unit that marks it
-    `delivered` (a delivered push never changes status again)."""
-    conn.execute(
-        "UPDATE campaigns SET delivered_since_resume = delivered_since_resume + 1 WHERE campaign_id = ?",
-        (campaign_id,),
-    )
+def count_delivery(conn: Connection, campaign_id: str, delivered: int = 1) -> None:
+    """More pushes of the campaign delivered: counted in the unit that marks them `delivered` (a
+    delivered push never changes status again)."""
+    if delivered:
+        conn.execute(
+            "UPDATE campaigns SET delivered_since_resume = delivered_since_resume + ? WHERE campaign_id = ?",
+            (delivered, campaign_id),
+        )
 
 
 def complained_of(conn: Connection) -> list[str]:

@@ -331,6 +331,45 @@ def test_the_rule_pauses_at_the_delivery_that_reaches_the_minimum(world: World) 
     assert world.counted(cid) == (3, 3)
 
 
+def test_a_round_of_several_deliveries_pauses_at_the_one_that_crosses(world: World) -> None:
+    """A round's deliveries of one campaign are counted and judged together: the pause gives the
+    numbers of the delivery that crossed the threshold, and the round's later ones are counted
+    after it."""
+    world.policy(min_deliveries=3, rate=0.3)
+    cid = world.campaign()
+    world.user("ada", "fcm")
+    ada = world.submit("ada", cid)
+    world.run()
+    world.complain("ada", ada)
+    assert world.shown(cid)["status"] == "active"  # 1 in 1: under the minimum of 3
+    for user in ("bo", "cy", "di", "ed"):
+        world.user(user, "fcm")
+        world.submit(user, cid)
+    world.run()  # deliveries 2 to 5 in one round: the 3rd reaches the minimum at 1 in 3
+    shown = world.shown(cid)
+    assert shown["status"] == "paused"
+    assert evidence(shown) == {
+        "rule": "complaint_rate", "complaints": 1, "deliveries": 3, "rate": 0.333333, "threshold": 0.3,
+        "min_deliveries": 3,
+    }  # fmt: skip
+    assert world.counted(cid) == (5, 5)
+
+
+def test_a_round_that_never_crosses_counts_every_delivery(world: World) -> None:
+    world.policy(min_deliveries=3, rate=0.5)
+    cid = world.campaign()
+    world.user("ada", "fcm")
+    ada = world.submit("ada", cid)
+    world.run()
+    world.complain("ada", ada)
+    for user in ("bo", "cy", "di"):
+        world.user(user, "fcm")
+        world.submit(user, cid)
+    world.run()  # 1 in 2 (under the minimum), 1 in 3, 1 in 4: never 50% once judged
+    assert world.shown(cid)["status"] == "active"
+    assert world.counted(cid) == (4, 4)
+
+
 def test_a_push_ended_delivered_by_step_one_is_the_delivery_that_pauses(world: World) -> None:
     world.policy(min_deliveries=2, rate=0.5)
     cid = world.campaign()
