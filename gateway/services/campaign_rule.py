@@ -30,9 +30,9 @@ def judge_campaign(conn: Connection, campaign_id: str, policy: PolicySettings, n
     rule's, which only an operator lifts: otherwise complaints filed while it was paused by
     hand would never be judged, and a `campaigns:write` resume would set it going over the rate.
 
-    Called at each delivery of the campaign's pushes, so it reads no more than the campaign row
-    (whose `delivered_since_resume` is the deliveries since that resume, or since creation) and
-    the campaign's complaints, through their campaign index."""
+    Judged as at each delivery of the campaign's pushes (`count_deliveries`), so it reads no more
+    than the campaign row (whose `delivered_since_resume` is the deliveries since that resume, or
+    since creation) and the campaign's complaints, through their campaign index."""
     campaign = campaigns.get(conn, campaign_id)
     if campaign is None or campaign.pause_rule == campaigns.COMPLAINT_RATE:
         return False

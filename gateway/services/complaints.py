@@ -34,8 +34,8 @@ __all__ = ["ComplaintService", "complaint_read", "maybe_pause_campaign"]
 
 
 def maybe_pause_campaign(conn: Connection, campaign_id: str, source: PolicySource, now: datetime) -> bool:
-    """`judge_campaign` under the policy in force (`source`): called at each delivery and each
-    complaint of the campaign."""
+    """`judge_campaign` under the policy in force (`source`): called at each complaint of the
+    campaign (deliveries are judged by `count_deliveries`)."""
     return judge_campaign(conn, campaign_id, source.settings, now)
 
 

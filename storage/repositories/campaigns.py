@@ -14,9 +14,10 @@ stopped when dispatch reaches it, even after a resume (a pause says the content 
 the sender submits again).
 
 `delivered_since_resume` counts the campaign's pushes delivered since `resumed_at` (or since
-creation): the rule reads it at every delivery, where counting the campaign's push rows would
-read all of them each time. Dispatch adds one in the writer unit that marks a push
-`delivered`; lifting the rule's pause sets it back to 0 in the unit that sets `resumed_at`.
+creation): the rule reads it at each round of deliveries, where counting the campaign's push
+rows would read all of them each time. Dispatch adds a round's deliveries in the writer unit
+that marks the pushes `delivered`; lifting the rule's pause sets it back to 0 in the unit that
+sets `resumed_at`.
 """
 
 from __future__ import annotations
