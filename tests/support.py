@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Literal
@@ -171,10 +172,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def daytime_zone() -> str:
-    """A fixed-offset zone where it is about noon now, so default quiet hours (21:00-08:00) never
-    defer a marketing push whatever hour the tests run at."""
-    k = ((12 - time.gmtime().tm_hour + 12) % 24) - 12  # local hour = 12 at UTC offset +k
+def daytime_zone(at: datetime | None = None) -> str:
+    """A fixed-offset zone where it is about noon at `at` (by default now), so default quiet hours
+    (21:00-08:00) never defer a marketing push whatever hour the tests run at. A test whose app
+    runs on a fake clock passes that clock's time: the real hour made its pushes wait for the
+    morning from 15:00 to 02:00 UTC."""
+    hour = time.gmtime().tm_hour if at is None else at.astimezone(UTC).hour
+    k = ((12 - hour + 12) % 24) - 12  # local hour = 12 at UTC offset +k
     return "Etc/GMT" if k == 0 else f"Etc/GMT{'-' if k > 0 else '+'}{abs(k)}"
 
 

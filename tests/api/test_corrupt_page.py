@@ -20,7 +20,7 @@ from typing import NamedTuple
 import httpx
 import pytest
 import sqlcipher3
-from conftest import FakeClock
+from conftest import FIXED_NOW, FakeClock
 from litestar import Litestar
 from litestar.testing import TestClient
 from prometheus_client.parser import text_string_to_metric_families
@@ -79,13 +79,14 @@ def _page_only_for(path: Path, key: bytes, victim: str, others: list[str], work:
 
 @pytest.fixture
 def settings(data_dir: Path, hook: WebhookRelay) -> Settings:
-    """Deliveries to the local relay; a time zone where it is day, so marketing pushes go now."""
+    """Deliveries to the local relay; a time zone where it is day at the fake clock's time, so
+    marketing pushes go at once."""
     return Settings(
         data_dir=data_dir,
         worker_enabled=False,
         delivery_webhook_url=hook.url,
         delivery_webhook_secret=Secret("corrupt-page-webhook-secret-0123456789"),
-        timezone=daytime_zone(),
+        timezone=daytime_zone(FIXED_NOW),
     )
 
 
