@@ -66,8 +66,8 @@ def count_deliveries(
     at a time (`judge_campaign` after each): the rule pauses at the delivery that crosses its
     threshold, with that delivery's numbers, and the rest are counted after the pause. Read once
     per campaign and unit, not three statements per delivered push (6% of delivering one, a fifth
-    once the campaign has a complaint). The unit has written the pushes' statuses and delivery records before: nothing in it changes
-    the complaints counted while this runs."""
+    once the campaign has a complaint). The unit has written the pushes' statuses and delivery
+    records before: nothing in it changes the complaints counted while this runs."""
     campaign = campaigns.get(conn, campaign_id)
     crossing = None
     if campaign is not None and campaign.pause_rule != campaigns.COMPLAINT_RATE:
