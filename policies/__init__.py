@@ -29,6 +29,7 @@ from policies.catalog import PURPOSES, TOPIC_PURPOSES, TOPICS, Purpose, Topic, i
 from policies.context import CampaignState, PushRequest, RuleContext, Scheduled, SubjectState
 from policies.decision import Decision, Outcome, Reason, RuleResult
 from policies.engine import decide
+from policies.minimization import ContentVerdicts
 from policies.pii import find_pii
 from policies.reasons import ALL_REASON_CODES, DISPATCH_ONLY_REASON_CODES
 from policies.settings import PolicySettings
@@ -41,6 +42,7 @@ __all__ = [
     "TOPICS",
     "TOPIC_PURPOSES",
     "CampaignState",
+    "ContentVerdicts",
     "Decision",
     "Outcome",
     "PolicySettings",

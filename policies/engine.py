@@ -15,7 +15,7 @@ from policies.context import CampaignState, PushRequest, RuleContext, SubjectSta
 from policies.decision import Decision, combine, passed
 from policies.frequency import check_frequency
 from policies.location import check_location
-from policies.minimization import check_minimization
+from policies.minimization import ContentVerdicts, check_minimization
 from policies.personalization import check_personalization
 from policies.quiet_hours import check_quiet_hours
 from policies.settings import PolicySettings
@@ -33,7 +33,11 @@ def decide(
     campaign: CampaignState | None,
     now: datetime,
     settings: PolicySettings,
+    judged: ContentVerdicts | None = None,
 ) -> Decision:
+    """`judged`: minimization's verdicts for the unit deciding this push (a submission, a
+    dispatch round), so that its pushes of one content, a campaign's, are judged once; without
+    it, the content is judged afresh."""
     if now.utcoffset() is None:
         raise ValueError("now must be timezone-aware")
     expires = expires_at(push, now, settings)
@@ -41,7 +45,8 @@ def decide(
     first = check_subject(ctx, now, settings)
     if is_terminal(first):
         return combine([first], expires)
-    results = [first, check_minimization(ctx, now, settings)]
+    content = check_minimization(ctx, now, settings) if judged is None else judged.of(push, settings)
+    results = [first, content]
     if not is_marketing(push.topic):
         results.append(passed("topic:transactional (contract)"))
         results += [rule(ctx, now, settings) for rule in _TRANSACTIONAL_RULES]

@@ -65,7 +65,16 @@ from gateway.services.dispatch_writes import PushWrites
 from gateway.services.policy import PolicySource
 from gateway.services.pushes import policy_request, wire_reasons
 from gateway.settings import Settings
-from policies import CampaignState, Decision, PolicySettings, Reason, Scheduled, SubjectState, decide
+from policies import (
+    CampaignState,
+    ContentVerdicts,
+    Decision,
+    PolicySettings,
+    Reason,
+    Scheduled,
+    SubjectState,
+    decide,
+)
 from policies.catalog import is_marketing
 from policies.reasons import EXPIRED, QUIET_HOURS, SUBJECT_ERASED
 from storage import outbox
@@ -126,6 +135,7 @@ class _Round:
         self.keys: dict[str, SubjectKey] = {}
         self.states: dict[str, SubjectState] = {}
         self.devices: dict[str, list[DeviceRow]] = {}
+        self.judged = ContentVerdicts()
 
     def read_subjects(
         self, conn: Connection, store: Store, now: datetime, tz: str, policy: PolicySettings
@@ -482,6 +492,7 @@ class Dispatcher:
             snapshot.campaign(row),
             now,
             self._policy.settings,
+            snapshot.judged,
         )
         late = _too_late(decision, expires)
         if late and _was_deferred(row):

@@ -30,6 +30,7 @@ from gateway.services.policy import PolicySource
 from gateway.settings import Settings
 from policies import (
     CampaignState,
+    ContentVerdicts,
     Decision,
     PolicySettings,
     PushRequest,
@@ -355,6 +356,7 @@ class PushService:
             conn, [p.key for p in prepared if p.key is not None], now, policy, self._settings.timezone
         )
         campaigns_seen: dict[str, CampaignRow | None] = {}
+        judged = ContentVerdicts()
         stamp = now.isoformat()
         rows: list[PushRow] = []
         due: list[tuple[str, datetime]] = []
@@ -383,7 +385,7 @@ class PushService:
                 raise
             state = SubjectState(status=p.status) if p.key is None else states[p.key.subject_id]
             try:
-                decision = self._decide(p, push, state, campaign, now, policy)
+                decision = self._decide(p, push, state, campaign, now, policy, judged)
                 planned = decision.deliver_after or now
                 row = None if record is None else self._row(p, record, decision, planned, stamp)
             except Exception as exc:  # a defect (`_decide` logs its own): this push's 500 alone
@@ -449,9 +451,10 @@ class PushService:
         campaign: CampaignState | None,
         now: datetime,
         policy: PolicySettings,
+        judged: ContentVerdicts,
     ) -> Decision:
         try:
-            return decide(push, state, campaign, now, policy)
+            return decide(push, state, campaign, now, policy, judged)
         except Exception:
             # A rule that cannot judge must not let the push through: log (no content) and refuse.
             push_id = None if p.record is None else p.record.push_id

@@ -165,6 +165,28 @@ def test_batch_counts_each_reason_code_once_per_push(
     assert result["counts"] == {"queued": 1, "rejected": 2, "no_consent": 1, "frequency_capped": 1}
 
 
+def test_batch_judges_each_items_content_though_alike_ones_share_a_verdict(
+    client: Client, as_user: UserHeaders, key: Headers
+) -> None:
+    """A batch's items of one content share minimization's verdict (`ContentVerdicts`); an item
+    differing from the one before in its body or data alone is judged on its own."""
+    for user in ("u1", "u2", "u3", "u4", "u5"):
+        onboard(client, as_user, user)
+    result = batch(
+        client,
+        key,
+        [
+            item("a", "u1", topic="flash_sales"),
+            item("b", "u2", topic="flash_sales"),
+            item("c", "u3", topic="flash_sales", body="Mail ann@example.com"),
+            item("d", "u4", topic="flash_sales", data={"surprise": "1"}),
+            item("e", "u5", topic="flash_sales"),
+        ],
+    )
+    reasons = [[x["code"] for x in r["reasons"]] for r in result["results"]]
+    assert reasons == [[], [], ["payload_pii"], ["payload_field_not_allowed"], []]
+
+
 @pytest.mark.parametrize(
     ("bad", "status", "field"),
     [
