@@ -107,6 +107,26 @@ _RESIDENT_ID = re.compile(r"(?<!\d)\d{6}(?:([ .-]?)\d{8}\1|([ .-])\d{4}\2\d{4}\2
 # other digit, and the engine tests a class of ASCII ranges in a bitmap where `\d` asks the
 # Unicode database for each character (2.5 against 1.6 µs on a typical push).
 _NUMBER_LIKE = re.compile(rf"[0-9](?:{_GAP}[0-9]){{7}}")
+# The gate's shape, looser, in bytes: an ASCII digit as "0", a character a gap may hold as "g",
+# any other byte (a UTF-8 sequence's bytes too) as "x". Every number `_NUMBER_LIKE` finds has
+# this shape, as a gap is at most two of those characters.
+_SHAPES = bytes(
+    ord("0") if 0x30 <= b <= 0x39 else ord("g") if chr(b) in " .-()" else ord("x") for b in range(256)
+)
+_SHAPE_LIKE = re.compile(rb"0(?:g{0,2}0){7}")
+
+
+def _number_like(text: str) -> bool:
+    """`_NUMBER_LIKE` found in `text`. The pattern backtracks through its gap's alternatives at
+    every digit, so text is first read in its looser shape, which most push text lacks (an
+    order number and a link to it included): 0.5–0.7 µs on a typical push, where the pattern
+    alone takes 1.3–1.9, and 1.3 where it takes 3.6 (two seven-digit order numbers); text of
+    that shape pays 0.35 µs more. (`surrogatepass`: a lone surrogate, whose bytes are all above
+    0x7f, must not raise.)"""
+    shape = text.encode("utf-8", "surrogatepass").translate(_SHAPES)
+    return _SHAPE_LIKE.search(shape) is not None and _NUMBER_LIKE.search(text) is not None
+
+
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK = "10X98765432"
 
@@ -379,7 +399,7 @@ def could_hold_pii(text: str) -> bool:
     keeps a newline a newline, so the fields still stand apart."""
     for reading in _readings(text):
         folded = _fold(reading)
-        if "@" in folded or _NUMBER_LIKE.search(folded) is not None:
+        if "@" in folded or _number_like(folded):
             return True
     return False
 
@@ -413,7 +433,7 @@ def _find(text: str) -> list[PiiKind]:
     found: list[PiiKind] = []
     if "@" in text and _email().search(text):
         found.append("email")
-    if not _NUMBER_LIKE.search(text):
+    if not _number_like(text):
         return found
     if _e164_found(text) or _CN_MOBILE.search(text):
         found.append("phone")
