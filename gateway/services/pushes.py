@@ -50,7 +50,7 @@ from storage.repositories.campaigns import CampaignRow
 from storage.repositories.pushes import ACCEPTED, PushContent, PushRow, content_aad
 from storage.store import Store
 
-__all__ = ["PushService", "policy_request", "wire_reasons"]
+__all__ = ["PushService", "fingerprinted", "policy_request", "wire_reasons"]
 
 log = logging.getLogger("gateway.pushes")
 
@@ -77,6 +77,17 @@ class _Prepared(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     key: SubjectKey | None
     status: SubjectStatus
     record: _Record | None
+
+
+def fingerprinted(request: PushCreate, subject_ref: str, ttl_seconds: int | None) -> bytes:
+    """What a push's fingerprint is the keyed hash of: the request as JSON with sorted keys, its
+    user id as the pseudonym, `dry_run` false and the TTL as given. Built from a dict, which
+    encodes to the same bytes as the struct changed: a changed copy of the struct runs the
+    request's checks again, the variant's PII scan among them, once more per push. Stored
+    fingerprints are compared with it on every replay, so its bytes must never change."""
+    fields = msgspec.structs.asdict(request)
+    fields.update(user_id=None, subject_ref=subject_ref, dry_run=False, ttl_seconds=ttl_seconds)
+    return msgspec.json.encode(fields, order="sorted")
 
 
 def policy_request(
@@ -287,17 +298,13 @@ class PushService:
             push_id=pushes.new_push_id(now),
             # Stored keyed-hashed: a service may put anything in its idempotency key, even an e-mail.
             idempotency_ref=self._idempotency_hash.digest(request.idempotency_key.encode()).hex(),
-            fingerprint=self._fingerprint(request, subject_ref),
+            fingerprint=self._fingerprint(request, subject_ref, request.ttl_seconds),
             subject_ref=subject_ref,
             content=content,
         )
 
-    def _fingerprint(self, request: PushCreate, subject_ref: str) -> bytes:
-        canonical = msgspec.json.encode(
-            msgspec.structs.replace(request, user_id=None, subject_ref=subject_ref, dry_run=False),
-            order="sorted",
-        )
-        return self._fingerprint_hash.digest(canonical)
+    def _fingerprint(self, request: PushCreate, subject_ref: str, ttl_seconds: int | None) -> bytes:
+        return self._fingerprint_hash.digest(fingerprinted(request, subject_ref, ttl_seconds))
 
     def _same_body(self, earlier: PushRow, request: PushCreate, record: _Record) -> bool:
         """Whether a replayed key carries the body it was first used with. A TTL left out means
@@ -322,11 +329,8 @@ class PushService:
         if meant != given:
             return False
         return any(
-            hmac.compare_digest(earlier.fingerprint, self._fingerprint(spelled, record.subject_ref))
-            for spelled in (
-                msgspec.structs.replace(request, ttl_seconds=None),
-                msgspec.structs.replace(request, ttl_seconds=given),
-            )
+            hmac.compare_digest(earlier.fingerprint, self._fingerprint(request, record.subject_ref, spelled))
+            for spelled in (None, given)
         )
 
     def _record_all(
