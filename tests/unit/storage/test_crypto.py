@@ -8,6 +8,8 @@ not even in a copy of the data file taken before the erasure).
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import shutil
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +17,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import hypothesis
 import pytest
+from hypothesis import strategies as st
 from litestar import Litestar
 from litestar.testing import TestClient
 
@@ -23,7 +27,7 @@ from gateway.app import create_app
 from gateway.clock import system_clock
 from gateway.settings import Settings
 from storage import ledger
-from storage.crypto import DecryptionError, FieldCipher, Keyring, field_aad, new_data_key
+from storage.crypto import DecryptionError, FieldCipher, KeyedHash, Keyring, field_aad, new_data_key
 from storage.db import connect
 from storage.directory import SubjectKey
 from storage.keys import KeyStore
@@ -114,6 +118,23 @@ def test_fingerprint_is_keyed() -> None:
     key = new_data_key()
     assert FieldCipher(key).fingerprint(b"tok") == FieldCipher(key).fingerprint(b"tok")
     assert FieldCipher(key).fingerprint(b"tok") != FieldCipher(new_data_key()).fingerprint(b"tok")
+
+
+@hypothesis.settings(max_examples=200, deadline=None)  # `settings` is the app's fixture here
+@hypothesis.given(st.binary(min_size=1, max_size=64), st.binary(max_size=24), st.binary(max_size=200))
+def test_keyed_hash_is_hmac_sha256_of_prefix_and_message(key: bytes, prefix: bytes, message: bytes) -> None:
+    """Pseudonyms, idempotency and push fingerprints and device tags are stored: a `KeyedHash`
+    must stay HMAC-SHA256(key, prefix + message) whichever library computes it."""
+    expected = hmac.new(key, prefix + message, hashlib.sha256).digest()
+    assert KeyedHash(key, prefix).digest(message) == expected
+
+
+def test_keyed_hash_shared_across_threads_gives_each_its_own_digest() -> None:
+    keyed = KeyedHash(b"k" * 32, b"push|")
+    messages = [str(i).encode() for i in range(4000)]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        digests = list(pool.map(keyed.digest, messages))
+    assert digests == [hmac.new(b"k" * 32, b"push|" + m, hashlib.sha256).digest() for m in messages]
 
 
 # -- Keyring ------------------------------------------------------------------------------------
