@@ -108,8 +108,8 @@ class ContentVerdicts:
     """This rule's verdict on the last content judged within one unit of decisions (a
     submission, a dispatch round). The rule reads a push's topic, title, body and data and
     nothing else, and a campaign's pushes carry the same content and come together, in a
-    submission and in the outbox: judged once rather than once each, they skip a third of a
-    marketing push's decision. One entry, not a table: telling a different content apart costs
+    submission and in the outbox: judged once rather than once each, they skip two fifths of a
+    marketing push's decision (bench/decide_floor.py). One entry, not a table: telling a different content apart costs
     a few comparisons, where hashing every push's text into a table cost pushes of distinct
     content (a batch of receipts) 4%. A new policy read mid-unit is judged afresh."""
 
