@@ -109,9 +109,10 @@ class ContentVerdicts:
     submission, a dispatch round). The rule reads a push's topic, title, body and data and
     nothing else, and a campaign's pushes carry the same content and come together, in a
     submission and in the outbox: judged once rather than once each, they skip two fifths of a
-    marketing push's decision (bench/decide_floor.py). One entry, not a table: telling a different content apart costs
-    a few comparisons, where hashing every push's text into a table cost pushes of distinct
-    content (a batch of receipts) 4%. A new policy read mid-unit is judged afresh."""
+    marketing push's decision (bench/decide_floor.py). One entry, not a table: telling a
+    different content apart costs a few comparisons, where hashing every push's text into a
+    table cost pushes of distinct content (a batch of receipts) 4%. A new policy read mid-unit
+    is judged afresh."""
 
     def __init__(self) -> None:
         self._last: tuple[PushRequest, PolicySettings, RuleResult] | None = None
