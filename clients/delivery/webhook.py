@@ -13,12 +13,13 @@ the URL or the relay is fixed the pushes waiting go through and no user has to r
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
 import time
 
 import msgspec
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.hmac import HMAC
 
 from clients.delivery._http import (
     CONNECTIONS,
@@ -61,9 +62,9 @@ class _Body(msgspec.Struct, kw_only=True):
 
 def sign_webhook(secret: str | bytes, timestamp: int, body: bytes) -> str:
     """The X-CGW-Signature value: "sha256=" + hex HMAC-SHA256 of "<timestamp>.<raw body>"."""
-    key = secret.encode() if isinstance(secret, str) else secret
-    mac = hmac.new(key, str(timestamp).encode() + b"." + body, hashlib.sha256)
-    return "sha256=" + mac.hexdigest()
+    mac = HMAC(secret.encode() if isinstance(secret, str) else secret, SHA256())
+    mac.update(str(timestamp).encode() + b"." + body)
+    return "sha256=" + mac.finalize().hex()
 
 
 def verify_webhook_signature(
