@@ -581,6 +581,19 @@ def _active_devices_not_disabled(db: sqlite_utils.Database) -> None:
     db.execute("UPDATE devices SET disabled_at = NULL WHERE status = 'active' AND disabled_at IS NOT NULL")
 
 
+def _one_subject_index(db: sqlite_utils.Database) -> None:
+    # A marketing push entered two indexes keyed by its random subject id: the subject index
+    # (a subject's pushes, erasure, export) and the caps' (its marketing pushes in a window).
+    # Each entry costs a page per commit once a batch's subjects are spread over more leaves
+    # than it has pushes, and at dispatch, where `planned_at` changes, both moved. One index
+    # serves both: ordered by subject, then by whether the push is transactional, the caps'
+    # query seeks a subject's marketing pushes in the window without reading its transactional
+    # ones (however many), and every by-subject query reads the subject's range.
+    db.execute("DROP INDEX pushes_planned_marketing")
+    db.execute("DROP INDEX idx_pushes_subject_id_planned_at")
+    db.execute("CREATE INDEX pushes_subject ON pushes (subject_id, topic = 'transactional', planned_at)")
+
+
 def _opted_out(db: sqlite_utils.Database) -> None:
     # A campaign's opt-outs were counted from the subjects' consents as they are now: an erasure
     # (which deletes them) or a later grant took back an opt-out already counted, and an A/B
@@ -625,6 +638,7 @@ DATA_MIGRATIONS: list[Migration] = [
     ("0021_ascii_quiet_times", _ascii_quiet_times),
     ("0022_active_devices_not_disabled", _active_devices_not_disabled),
     ("0023_opted_out", _opted_out),
+    ("0024_one_subject_index", _one_subject_index),
 ]
 DIRECTORY_MIGRATIONS: list[Migration] = [
     ("0001_directory", _directory),

@@ -22,9 +22,18 @@ from storage.repositories import campaigns, locations, preferences
 from storage.repositories.preferences import PreferenceDoc
 from storage.repositories.pushes import ACCEPTED, WAITING
 
-__all__ = ["SCHEDULE_HORIZON", "load_many"]
+__all__ = ["PLANNED_MARKETING", "SCHEDULE_HORIZON", "load_many"]
 
 SCHEDULE_HORIZON = timedelta(days=8)
+# What the caps count: the subjects' marketing pushes planned in a window. The topic test is
+# written `(topic = 'transactional') = 0`, as the subject index states it (migration 0024), so
+# that each subject is one seek to its marketing pushes in the window, however many
+# transactional pushes it has.
+PLANNED_MARKETING = (
+    "SELECT subject_id, planned_at, topic, status, campaign_id, rowid, push_id, expires_at "  # noqa: S608
+    "FROM pushes WHERE subject_id IN ({marks}) AND planned_at >= ? AND planned_at <= ? "
+    f"AND (topic = 'transactional') = 0 AND status IN ({','.join('?' * len(ACCEPTED))})"
+)
 
 
 def load_many(
@@ -73,12 +82,7 @@ def load_many(
         ):
             device_counts[sid] = int(count)
         of_campaigns: list[tuple[str, Scheduled, str, int]] = []
-        rows = conn.execute(
-            "SELECT subject_id, planned_at, topic, status, campaign_id, rowid, push_id, expires_at "  # noqa: S608
-            f"FROM pushes WHERE subject_id IN ({marks}) AND planned_at >= ? AND planned_at <= ? "
-            f"AND topic != 'transactional' AND status IN ({','.join('?' * len(ACCEPTED))})",
-            (*ids, start, end, *ACCEPTED),
-        ).fetchall()
+        rows = conn.execute(PLANNED_MARKETING.format(marks=marks), (*ids, start, end, *ACCEPTED)).fetchall()
         retrying = _retrying(conn, [r[6] for r in rows if r[3] == "sending"], now, claimed)
         for sid, at, topic, status, campaign_id, rowid, push_id, expires in rows:
             waiting = status in WAITING or push_id in retrying

@@ -15,11 +15,12 @@ import msgspec
 
 from policies.settings import PolicySettings
 from storage import outbox
-from storage.crypto import Keyring
-from storage.db import Connection, connect
+from storage.crypto import FieldCipher, Keyring, new_data_key
+from storage.db import Connection, connect, in_chunks
+from storage.directory import SubjectKey
 from storage.migrations import DATA_MIGRATIONS, DIRECTORY_MIGRATIONS, migrate
-from storage.repositories import policy, pushes
-from storage.repositories.pushes import PushRow
+from storage.repositories import policy, pushes, subject_state
+from storage.repositories.pushes import ACCEPTED, PushRow
 
 NOW = datetime(2026, 12, 2, 10, 0, tzinfo=UTC)
 
@@ -376,8 +377,65 @@ def test_opt_outs_the_ledger_holds_are_kept_on_their_pushes(tmp_path: Path) -> N
         )
     conn.execute("COMMIT")
 
-    assert migrate(conn, DATA_MIGRATIONS) == ["0023_opted_out"]
+    assert migrate(conn, DATA_MIGRATIONS)[0] == "0023_opted_out"
 
     marked = {p for (p,) in conn.execute("SELECT push_id FROM pushes WHERE opted_out = 1")}
     assert marked == {"psh_left", "psh_back", "psh_phone"}
+    conn.close()
+
+
+def test_one_subject_index_serves_the_caps_without_reading_transactional_pushes(tmp_path: Path) -> None:
+    """0024 folds the caps' index into the subject index. The caps' query must still seek a
+    subject's marketing pushes in the window alone: one subject with 300 transactional pushes in
+    it, beside one with none, reads the same state (and the plan says how it is read)."""
+    conn = connect(tmp_path / "gateway.db", secrets.token_bytes(32))
+    migrate(conn, [m for m in DATA_MIGRATIONS if m[0] < "0024"])
+    pushes_of = [  # push, subject, topic, status, planned_at
+        ("psh_m1", "s_busy", "promotions", "queued", NOW),
+        ("psh_m2", "s_busy", "flash_sales", "delivered", NOW - timedelta(days=2)),
+        ("psh_old", "s_busy", "promotions", "delivered", NOW - timedelta(days=30)),  # before the window
+        ("psh_no", "s_busy", "promotions", "rejected", None),  # never planned
+        ("psh_q1", "s_quiet", "product_tips", "queued", NOW + timedelta(hours=3)),
+    ]
+    pushes_of += [
+        (f"psh_t{n}", "s_busy", "transactional", "delivered", NOW - timedelta(minutes=n)) for n in range(300)
+    ]
+    conn.execute("BEGIN")
+    for push_id, subject_id, topic, status, planned in pushes_of:
+        conn.execute(
+            "INSERT INTO pushes (push_id, key_id, idempotency_key, fingerprint, subject_id, topic, "
+            "outcome, status, reasons, allowed_by, planned_at, expires_at, created_at, updated_at, "
+            "policy_version) VALUES (?, 'k', ?, X'00', ?, ?, ?, ?, '[]', '[]', ?, ?, ?, ?, 1)",
+            (push_id, push_id, subject_id, topic, status, status,
+             None if planned is None else planned.isoformat(), (NOW + timedelta(days=1)).isoformat(),
+             NOW.isoformat(), NOW.isoformat()),
+        )  # fmt: skip
+    conn.execute("COMMIT")
+    keys = [SubjectKey(f"ref_{sid}", sid, FieldCipher(new_data_key())) for sid in ("s_busy", "s_quiet")]
+
+    def scheduled() -> dict[str, set[str | None]]:
+        states = subject_state.load_many(conn, keys, NOW, PolicySettings(), "UTC")
+        return {sid: {item.push_id for item in state.scheduled} for sid, state in states.items()}
+
+    before = scheduled()
+    assert migrate(conn, DATA_MIGRATIONS) == ["0024_one_subject_index"]
+
+    assert scheduled() == before == {"s_busy": {"psh_m1", "psh_m2"}, "s_quiet": {"psh_q1"}}
+    indexes = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE tbl_name = 'pushes'")}
+    assert "pushes_subject" in indexes
+    assert not {"pushes_planned_marketing", "idx_pushes_subject_id_planned_at"} & indexes
+    ((marks, ids),) = in_chunks(["s_busy", "s_quiet"])
+    query = subject_state.PLANNED_MARKETING.format(marks=marks)
+
+    def plan(query: str, args: tuple[str, ...]) -> str:
+        return " ".join(str(step[3]) for step in conn.execute(f"EXPLAIN QUERY PLAN {query}", args))
+
+    assert "pushes_subject (subject_id=? AND <expr>=? AND planned_at>? AND planned_at<?)" in plan(
+        query, (*ids, "a", "b", *ACCEPTED)
+    )
+    for by_subject in (
+        "SELECT push_id FROM pushes WHERE subject_id = ? ORDER BY created_at, push_id",
+        "DELETE FROM pushes WHERE subject_id = ?",
+    ):
+        assert "pushes_subject (subject_id=?)" in plan(by_subject, ("s_busy",)), by_subject
     conn.close()
