@@ -5,7 +5,8 @@ The batch and campaign targets of issue 8 allow 10 µs a decision (100,000 a sec
 loop, for the pushes the benchmarks send: a transactional one and a marketing one (a campaign's
 `promotions`, which runs consent, topics, quiet hours, complaints and the caps too), against a
 subject with consent, one device and nothing planned; and the marketing one as a campaign's
-pushes are decided, their shared content judged once for the unit (`ContentVerdicts`). What is
+pushes are decided, in one unit (`DecisionUnit`): their shared content judged once, and quiet
+hours once for each zone and window their subjects share (one here, as the seed's few). What is
 left of each target once the pipeline has run is what storage, the pseudonym, the directory and
 the request path may cost (docs/performance.md, "What would reach the missed targets"). Numbers
 only; a few seconds.
@@ -20,7 +21,7 @@ import statistics
 import time
 from datetime import UTC, datetime
 
-from policies import ContentVerdicts, PolicySettings, PushRequest
+from policies import DecisionUnit, PolicySettings, PushRequest
 from policies.context import SubjectState
 from policies.engine import decide
 
@@ -50,10 +51,10 @@ def _push(topic: str) -> PushRequest:
 def _us_per_decision(push: PushRequest, shared: bool, number: int = 20_000, rounds: int = 5) -> list[float]:
     took = []
     for _ in range(rounds):
-        judged = ContentVerdicts() if shared else None
+        unit = DecisionUnit() if shared else None
         started = time.process_time()
         for _ in range(number):
-            decide(push, STATE, None, NOW, SETTINGS, judged)
+            decide(push, STATE, None, NOW, SETTINGS, unit)
         took.append((time.process_time() - started) / number * 1e6)
     return took
 

@@ -29,11 +29,11 @@ from policies.catalog import PURPOSES, TOPIC_PURPOSES, TOPICS, Purpose, Topic, i
 from policies.context import CampaignState, PushRequest, RuleContext, Scheduled, SubjectState
 from policies.decision import Decision, Outcome, Reason, RuleResult
 from policies.engine import decide
-from policies.minimization import ContentVerdicts
 from policies.pii import find_pii
 from policies.reasons import ALL_REASON_CODES, DISPATCH_ONLY_REASON_CODES
 from policies.settings import PolicySettings
 from policies.ttl import check_expiry
+from policies.unit import DecisionUnit
 
 __all__ = [
     "ALL_REASON_CODES",
@@ -42,8 +42,8 @@ __all__ = [
     "TOPICS",
     "TOPIC_PURPOSES",
     "CampaignState",
-    "ContentVerdicts",
     "Decision",
+    "DecisionUnit",
     "Outcome",
     "PolicySettings",
     "Purpose",

@@ -15,13 +15,13 @@ from policies.context import CampaignState, PushRequest, RuleContext, SubjectSta
 from policies.decision import Decision, combine, passed
 from policies.frequency import check_frequency
 from policies.location import check_location
-from policies.minimization import ContentVerdicts, check_minimization
 from policies.personalization import check_personalization
 from policies.quiet_hours import check_quiet_hours
 from policies.settings import PolicySettings
 from policies.subject import check_subject, is_terminal
 from policies.topics import check_topic
 from policies.ttl import expires_at
+from policies.unit import DecisionUnit
 
 _TRANSACTIONAL_RULES = (check_personalization, check_location, check_campaign_pause)
 _MARKETING_BEFORE_SENDING = (check_consent, check_topic, check_personalization)
@@ -33,11 +33,10 @@ def decide(
     campaign: CampaignState | None,
     now: datetime,
     settings: PolicySettings,
-    judged: ContentVerdicts | None = None,
+    unit: DecisionUnit | None = None,
 ) -> Decision:
-    """`judged`: minimization's verdicts for the unit deciding this push (a submission, a
-    dispatch round), so that its pushes of one content, a campaign's, are judged once; without
-    it, the content is judged afresh."""
+    """`unit`: what the unit deciding this push (a submission, a dispatch round) has worked out
+    for its pushes so far (policies/unit.py); without it, everything is worked out afresh."""
     if now.utcoffset() is None:
         raise ValueError("now must be timezone-aware")
     expires = expires_at(push, now, settings)
@@ -45,7 +44,8 @@ def decide(
     first = check_subject(ctx, now, settings)
     if is_terminal(first):
         return combine([first], expires)
-    content = check_minimization(ctx, now, settings) if judged is None else judged.of(push, settings)
+    unit = DecisionUnit() if unit is None else unit
+    content = unit.content.of(push, settings)
     results = [first, content]
     if not is_marketing(push.topic):
         results.append(passed("topic:transactional (contract)"))
@@ -55,12 +55,12 @@ def decide(
     # fresh then (a fix from before the window is not, and the push would end `location_stale`
     # after the sender was told `deferred`), a mute that ends before then no longer holds it
     # back, and the caps are counted then.
-    quiet = check_quiet_hours(ctx, now, settings)
+    quiet = check_quiet_hours(ctx, now, settings, unit.quiet)
     sent_at = quiet.until or now
     results += [rule(ctx, now, settings) for rule in _MARKETING_BEFORE_SENDING]
     results.append(check_location(ctx, sent_at, settings))
     results.append(check_complaints(ctx, sent_at, settings))
     results.append(check_campaign_pause(ctx, now, settings))
     results.append(quiet)
-    results.append(check_frequency(ctx, sent_at, settings))
+    results.append(check_frequency(ctx, sent_at, settings, unit.quiet))
     return combine(results, expires)

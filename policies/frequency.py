@@ -21,7 +21,7 @@ from policies import reasons
 from policies.catalog import TOPIC_PURPOSES
 from policies.context import RuleContext, Scheduled, SubjectState
 from policies.decision import Reason, RuleResult, passed, reject
-from policies.quiet_hours import QuietWindow, window_in_force
+from policies.quiet_hours import QuietTimes
 from policies.settings import PolicySettings
 
 WEEK = timedelta(days=7)
@@ -40,13 +40,15 @@ def busiest_week(times: list[datetime], at: datetime) -> int:
     return max(sum(1 for point in points if start <= point < start + WEEK) for start in starts)
 
 
-def check_frequency(ctx: RuleContext, at: datetime, settings: PolicySettings) -> RuleResult:
+def check_frequency(
+    ctx: RuleContext, at: datetime, settings: PolicySettings, quiet: QuietTimes
+) -> RuleResult:
     subject = ctx.subject
     zone = ZoneInfo(subject.timezone)
     counted = [
         (when, item.topic)
         for item in subject.scheduled
-        if not _stopped(item, subject) and (when := _due(item, subject, settings)) is not None
+        if not _stopped(item, subject) and (when := _due(item, subject, settings, quiet)) is not None
     ]
     times = [when for when, _ in counted]
     found = []
@@ -69,7 +71,9 @@ def check_frequency(ctx: RuleContext, at: datetime, settings: PolicySettings) ->
     )
 
 
-def _due(item: Scheduled, subject: SubjectState, settings: PolicySettings) -> datetime | None:
+def _due(
+    item: Scheduled, subject: SubjectState, settings: PolicySettings, quiet: QuietTimes
+) -> datetime | None:
     """When a push counts: a waiting one is decided again when due, under the user's quiet hours
     and time zone as they are then (as now, here), so one planned by settings changed since is
     deferred again, to its new time, or expires, and counts nowhere (None). Counted at its old
@@ -78,11 +82,9 @@ def _due(item: Scheduled, subject: SubjectState, settings: PolicySettings) -> da
         return item.at
     if item.at >= item.expires_at:  # a retry due at its expiry: it ends `expired` then
         return None
-    start, end = window_in_force(subject.quiet_start, subject.quiet_end, settings)
-    window = QuietWindow(start, end, ZoneInfo(subject.timezone))
-    if not window.contains(item.at):
+    until = quiet.at(subject, item.at, settings)
+    if isinstance(until, RuleResult):
         return item.at
-    until = window.next_allowed(item.at)
     return None if until >= item.expires_at else until
 
 

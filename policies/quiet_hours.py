@@ -17,7 +17,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from policies import reasons
-from policies.context import RuleContext
+from policies.context import RuleContext, SubjectState
 from policies.decision import Reason, RuleResult, defer, passed, reject, rfc3339
 from policies.settings import PolicySettings, ascii_hhmm, hhmm_minutes, quiet_window_minutes
 
@@ -138,13 +138,49 @@ def window_in_force(start: str, end: str, settings: PolicySettings) -> tuple[str
     return start, f"{minutes // 60:02d}:{minutes % 60:02d}"
 
 
-def check_quiet_hours(ctx: RuleContext, now: datetime, settings: PolicySettings) -> RuleResult:
-    subject = ctx.subject
+QuietAnswer = RuleResult | datetime
+"""Quiet hours at a moment: the rule's passing verdict, or when the window lets a push go."""
+
+
+class QuietTimes:
+    """Quiet hours' answers, each worked out once for a unit of decisions (a submission, a
+    dispatch round) and kept for the rest of it. An answer depends on the window, the zone, the
+    moment and the policy, nothing else; a unit has one `now`, and a campaign's subjects share a
+    few zones and, most of them, the default window. Worked out per push, reading the window,
+    placing it in the zone and looking for a change of offset were a third of a campaign push's
+    pipeline (bench/decide_floor.py). A new policy read mid-unit starts afresh."""
+
+    def __init__(self) -> None:
+        self._settings: PolicySettings | None = None
+        self._known: dict[tuple[str, str, str, datetime], QuietAnswer] = {}
+
+    def at(self, subject: SubjectState, moment: datetime, settings: PolicySettings) -> QuietAnswer:
+        if settings is not self._settings:
+            self._known.clear()
+            self._settings = settings
+        # In UTC: two moments of one zone compare by their wall time, so the two readings of a
+        # clock set back would be one key.
+        key = (subject.quiet_start, subject.quiet_end, subject.timezone, moment.astimezone(UTC))
+        answer = self._known.get(key)
+        if answer is None:
+            answer = self._known[key] = _answer(subject, moment, settings)
+        return answer
+
+
+def _answer(subject: SubjectState, moment: datetime, settings: PolicySettings) -> QuietAnswer:
     start, end = window_in_force(subject.quiet_start, subject.quiet_end, settings)
     window = QuietWindow(start, end, ZoneInfo(subject.timezone))
-    if not window.contains(now):
+    if not window.contains(moment):
         return passed(f"quiet hours: outside {start}-{end} {subject.timezone}")
-    until = window.next_allowed(now)
+    return window.next_allowed(moment)
+
+
+def check_quiet_hours(
+    ctx: RuleContext, now: datetime, settings: PolicySettings, quiet: QuietTimes
+) -> RuleResult:
+    until = quiet.at(ctx.subject, now, settings)
+    if isinstance(until, RuleResult):
+        return until
     reason = Reason(reasons.QUIET_HOURS, {"until": rfc3339(until)})
     if until >= ctx.expires_at:
         return reject(reason)

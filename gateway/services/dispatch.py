@@ -67,8 +67,8 @@ from gateway.services.pushes import policy_request, wire_reasons
 from gateway.settings import Settings
 from policies import (
     CampaignState,
-    ContentVerdicts,
     Decision,
+    DecisionUnit,
     PolicySettings,
     Reason,
     Scheduled,
@@ -135,7 +135,7 @@ class _Round:
         self.keys: dict[str, SubjectKey] = {}
         self.states: dict[str, SubjectState] = {}
         self.devices: dict[str, list[DeviceRow]] = {}
-        self.judged = ContentVerdicts()
+        self.unit = DecisionUnit()
 
     def read_subjects(
         self, conn: Connection, store: Store, now: datetime, tz: str, policy: PolicySettings
@@ -492,7 +492,7 @@ class Dispatcher:
             snapshot.campaign(row),
             now,
             self._policy.settings,
-            snapshot.judged,
+            snapshot.unit,
         )
         late = _too_late(decision, expires)
         if late and _was_deferred(row):

@@ -30,8 +30,8 @@ from gateway.services.policy import PolicySource
 from gateway.settings import Settings
 from policies import (
     CampaignState,
-    ContentVerdicts,
     Decision,
+    DecisionUnit,
     PolicySettings,
     PushRequest,
     Reason,
@@ -360,7 +360,7 @@ class PushService:
             conn, [p.key for p in prepared if p.key is not None], now, policy, self._settings.timezone
         )
         campaigns_seen: dict[str, CampaignRow | None] = {}
-        judged = ContentVerdicts()
+        unit = DecisionUnit()
         stamp = now.isoformat()
         rows: list[PushRow] = []
         due: list[tuple[str, datetime]] = []
@@ -389,7 +389,7 @@ class PushService:
                 raise
             state = SubjectState(status=p.status) if p.key is None else states[p.key.subject_id]
             try:
-                decision = self._decide(p, push, state, campaign, now, policy, judged)
+                decision = self._decide(p, push, state, campaign, now, policy, unit)
                 planned = decision.deliver_after or now
                 row = None if record is None else self._row(p, record, decision, planned, stamp)
             except Exception as exc:  # a defect (`_decide` logs its own): this push's 500 alone
@@ -455,10 +455,10 @@ class PushService:
         campaign: CampaignState | None,
         now: datetime,
         policy: PolicySettings,
-        judged: ContentVerdicts,
+        unit: DecisionUnit,
     ) -> Decision:
         try:
-            return decide(push, state, campaign, now, policy, judged)
+            return decide(push, state, campaign, now, policy, unit)
         except Exception:
             # A rule that cannot judge must not let the push through: log (no content) and refuse.
             push_id = None if p.record is None else p.record.push_id
