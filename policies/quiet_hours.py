@@ -158,12 +158,15 @@ class QuietTimes:
         if settings is not self._settings:
             self._known.clear()
             self._settings = settings
-        # In UTC: two moments of one zone compare by their wall time, so the two readings of a
-        # clock set back would be one key.
-        key = (subject.quiet_start, subject.quiet_end, subject.timezone, moment.astimezone(UTC))
+        # In UTC, and worked out from that: two moments of one zone compare by their wall time,
+        # so the two readings of a clock set back would be one key, and a moment of the user's
+        # own zone is read by its wall time, so one the clock skips would be judged apart from
+        # its instant, which the key is.
+        instant = moment.astimezone(UTC)
+        key = (subject.quiet_start, subject.quiet_end, subject.timezone, instant)
         answer = self._known.get(key)
         if answer is None:
-            answer = self._known[key] = _answer(subject, moment, settings)
+            answer = self._known[key] = _answer(subject, instant, settings)
         return answer
 
 

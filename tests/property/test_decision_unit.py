@@ -147,3 +147,21 @@ def test_a_policy_read_mid_unit_answers_quiet_hours_afresh() -> None:
     assert decide(PROMOTION, subject, None, NOW, PolicySettings(), unit).outcome == "queued"
     lengthened = decide(PROMOTION, subject, None, NOW, PolicySettings(min_quiet_minutes=120), unit)
     assert lengthened.deliver_after == datetime(2024, 6, 12, 13, tzinfo=UTC)
+
+
+def test_a_clock_time_the_zone_skips_is_judged_as_its_instant() -> None:
+    """02:30 on the night New York moves its clock from 02:00 to 03:00 does not exist; written in
+    the user's own zone it is 07:30 UTC (03:30 there). Judged by its wall time it fell in a window
+    from 02:00 to 03:00 that no instant of that night is in, and a unit that had judged 07:30 UTC
+    first answered it otherwise."""
+    subject = SubjectState(
+        status="active", consents=frozenset(PURPOSES), active_devices=1, timezone="America/New_York",
+        quiet_start="02:00", quiet_end="03:00",
+    )  # fmt: skip
+    skipped = datetime(2024, 3, 10, 2, 30, tzinfo=NEW_YORK)
+    policy = PolicySettings()
+    alone = decide(PROMOTION, subject, None, skipped, policy)
+    unit = DecisionUnit()
+    decide(PROMOTION, subject, None, skipped.astimezone(UTC), policy, unit)
+    assert decide(PROMOTION, subject, None, skipped, policy, unit) == alone
+    assert alone.outcome == "queued"
