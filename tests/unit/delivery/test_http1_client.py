@@ -15,6 +15,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
+import aiohappyeyeballs
 import pytest
 import uvloop
 from cryptography import x509
@@ -616,3 +617,80 @@ def test_a_black_holed_first_address_costs_the_happy_eyeballs_delay_not_the_time
 
     took = asyncio.run(scenario())
     assert HAPPY_EYEBALLS_SECONDS <= took < 2.0
+
+
+def test_an_answer_not_come_by_its_deadline_fails_while_others_go_on(run: Run[Any]) -> None:
+    """A hung server's request times out; requests to a server that answers, made before and
+    after it, are answered: one timer serves them all (`_Deadlines`)."""
+
+    async def scenario() -> None:
+        async with Scripted(lambda n: b"") as hung, Scripted(lambda n: OK) as live:
+            client = Http1Client(0.3)
+            try:
+                assert (await post(client, live.url)).status == 200
+                stuck = asyncio.ensure_future(post(client, hung.url))
+                answered = [await post(client, live.url) for _ in range(3)]
+                with pytest.raises(TransportFailure) as failed:
+                    await asyncio.wait_for(stuck, 5)  # a failure, not a test hanging for ever
+                assert failed.value.code == "Timeout"
+                assert [r.status for r in answered] == [200] * 3
+                assert (await post(client, live.url)).status == 200
+            finally:
+                await client.aclose()
+
+    run(scenario)
+
+
+def test_a_request_slow_to_connect_times_out_at_its_own_deadline(
+    monkeypatch: pytest.MonkeyPatch, run: Run[Any]
+) -> None:
+    """The timeout runs from the free slot, connecting included. A request that waited 0.6 s to
+    connect (its deadline 1.0 s) starts waiting for its answer after one on a kept connection
+    that began later (deadline 1.3 s): it times out at its own deadline, not at the other's."""
+    real_start = aiohappyeyeballs.start_connection
+
+    async def scenario() -> None:
+        async with Scripted(lambda n: b"") as slow_to_open, Scripted(lambda n: OK if n == 1 else b"") as kept:
+
+            async def start(addresses: Any, *args: Any, **kwargs: Any) -> socket.socket:
+                if addresses[0][4][1] == slow_to_open.port:
+                    await asyncio.sleep(0.6)
+                return await real_start(addresses, *args, **kwargs)
+
+            monkeypatch.setattr(aiohappyeyeballs, "start_connection", start)
+            client = Http1Client(1.0)
+            loop = asyncio.get_running_loop()
+            ended: dict[str, float] = {}
+
+            async def timed(name: str, url: str) -> None:
+                with pytest.raises(TransportFailure, match="Timeout"):
+                    await post(client, url)
+                ended[name] = loop.time() - started
+
+            try:
+                assert (await post(client, kept.url)).status == 200  # a connection to keep
+                started = loop.time()
+                first = asyncio.ensure_future(timed("slow_to_open", slow_to_open.url))
+                await asyncio.sleep(0.3)
+                await asyncio.wait_for(asyncio.gather(first, timed("kept", kept.url)), 5)
+            finally:
+                await client.aclose()
+            assert 1.0 <= ended["slow_to_open"] < 1.2 <= 1.3 <= ended["kept"]
+
+    run(scenario)
+
+
+def test_a_client_times_out_requests_in_each_event_loop_it_serves() -> None:
+    """Its timer goes when nothing waits: one left set in a loop now closed would never fire, and
+    every request in the next loop could wait for ever."""
+    client = Http1Client(0.3)
+
+    async def once(answer: bytes) -> str:
+        async with Scripted(lambda n: answer) as server:
+            try:
+                return str((await post(client, server.url)).status)
+            except TransportFailure as exc:
+                return exc.code
+
+    assert asyncio.run(once(OK)) == "200"
+    assert asyncio.run(asyncio.wait_for(once(b""), 5)) == "Timeout"
