@@ -23,7 +23,7 @@ import httpx
 import msgspec
 
 from clients.delivery._http import CONNECTIONS, Http1Client, TransportFailure
-from clients.delivery.webhook import sign_webhook
+from clients.delivery.webhook import WebhookSigner
 
 
 async def run(url: str, seconds: float, concurrency: int, use_httpx: bool) -> dict[str, object]:
@@ -32,6 +32,7 @@ async def run(url: str, seconds: float, concurrency: int, use_httpx: bool) -> di
     stop_at = time.perf_counter() + seconds
     single = httpx.AsyncClient(timeout=10.0)
     ours = Http1Client(10.0, connections=concurrency)
+    signer = WebhookSigner(b"bench-secret-bench-secret-bench-secret")
     try:
 
         async def lane(lane_id: int) -> None:
@@ -53,7 +54,7 @@ async def run(url: str, seconds: float, concurrency: int, use_httpx: bool) -> di
                     "content-type": "application/json",
                     "idempotency-key": f"{push_id}:dev_0",
                     "x-cgw-timestamp": str(stamp),
-                    "x-cgw-signature": sign_webhook(b"bench-secret-bench-secret-bench-secret", stamp, body),
+                    "x-cgw-signature": signer.sign(stamp, body),
                 }
                 try:
                     if use_httpx:

@@ -58,6 +58,26 @@ def test_posts_the_specified_signed_json_to_a_real_server() -> None:
     }
 
 
+def test_every_push_an_adapter_sends_is_signed_for_its_own_body() -> None:
+    """The adapter keeps its key set up (`WebhookSigner`) and signs each body afresh."""
+    clock = FakeClock()
+
+    async def scenario(url: str) -> list[DeliveryResult]:
+        adapter = WebhookAdapter(WebhookConfig(url=url + "/relay", secret=PlainSecret(SECRET)), clock=clock)
+        try:
+            return [
+                await adapter.send(make_message(clock, platform="webhook", push_id=f"psh_{n}", body=f"n{n}"))
+                for n in range(3)
+            ]
+        finally:
+            await adapter.aclose()
+
+    with Http1Server(relay) as server:
+        results = asyncio.run(scenario(server.url))
+    assert results == [DeliveryResult(status="delivered", provider_status=204)] * 3
+    assert len({got.headers["x-cgw-signature"] for got in server.received}) == 3
+
+
 def test_a_stale_timestamp_is_refused_by_the_receiver() -> None:
     clock = FakeClock()
     clock.advance(-301)
