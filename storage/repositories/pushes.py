@@ -63,7 +63,9 @@ class PushContent(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     why: tuple[str, ...] = ()
 
 
-class PushRow(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+# Positional as well as by keyword: a row read back is made from its columns in order (`_row`),
+# 0.14 µs where building a dict of them to pass by name cost 3.2 (a delivered push reads one).
+class PushRow(msgspec.Struct, frozen=True, gc=False):
     push_id: str
     key_id: str
     idempotency_key: str
@@ -112,7 +114,7 @@ def content_aad(push_id: str, key: SubjectKey) -> bytes:
 
 
 def _row(values: tuple[object, ...]) -> PushRow:
-    return PushRow(**dict(zip(_FIELDS, values, strict=True)))  # type: ignore[arg-type]
+    return PushRow(*values)  # type: ignore[arg-type]
 
 
 def insert_many(conn: Connection, rows: Sequence[PushRow]) -> None:
