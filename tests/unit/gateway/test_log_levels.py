@@ -20,10 +20,14 @@ def logging_restored() -> Iterator[None]:
     root = logging.getLogger()
     names = [*logging.root.manager.loggerDict, *RUNNER]
     saved = root.handlers[:], root.level, {name: logging.getLogger(name).level for name in names}
+    # configure_logging turns off the records' source and thread lookups, which pytest's own
+    # log report shows: back on for the tests after these.
+    switches = logging._srcfile, logging.logThreads, logging.logProcesses, logging.logMultiprocessing
     yield
     root.handlers[:], root.level = saved[0], saved[1]
     for name, level in saved[2].items():
         logging.getLogger(name).setLevel(level)
+    logging._srcfile, logging.logThreads, logging.logProcesses, logging.logMultiprocessing = switches
 
 
 @pytest.mark.parametrize(
