@@ -451,19 +451,33 @@ class _Deadlines:
     the earliest: it times out those past theirs and is set again for the earliest left. Adding
     and removing a connection is a dict's work. The timer is set when the first answer is awaited
     and cancelled when the last comes (once a delivery round, not once a request), or set earlier
-    for a deadline before its own: one that waited to connect is older than those that did not."""
+    for a deadline before its own: one that waited to connect is older than those that did not.
+
+    The time the timer is set for is kept here, not asked of its handle: uvloop hands back a plain
+    `Handle`, with no `when()`, for a delay under half a millisecond. Its clock counts whole
+    milliseconds, so a timer may fire a rounding error before its deadline: what is due within
+    `_SLACK` of now is timed out then, rather than the timer being set again and again for nothing
+    left to wait. A timer of a loop that is gone (closed with a request still waiting) is dropped
+    with that loop's waiting connections, which nothing can answer any more."""
+
+    _SLACK = 0.001
 
     def __init__(self) -> None:
         self._waiting: dict[_Connection, float] = {}
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.Handle | None = None
+        self._timer_at = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def add(self, conn: _Connection, deadline: float) -> None:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._waiting, self._timer, self._loop = {}, None, loop
         self._waiting[conn] = deadline
-        if self._timer is not None and deadline < self._timer.when():
+        if self._timer is not None and deadline < self._timer_at:
             self._timer.cancel()
             self._timer = None
         if self._timer is None:
-            self._timer = asyncio.get_running_loop().call_at(deadline, self._fire)
+            self._set(deadline)
 
     def discard(self, conn: _Connection) -> None:
         self._waiting.pop(conn, None)
@@ -471,13 +485,19 @@ class _Deadlines:
             self._timer.cancel()
             self._timer = None
 
+    def _set(self, deadline: float) -> None:
+        assert self._loop is not None
+        self._timer, self._timer_at = self._loop.call_at(deadline, self._fire), deadline
+
     def _fire(self) -> None:
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        for conn in [conn for conn, deadline in self._waiting.items() if deadline <= now]:
+        assert self._loop is not None
+        due = self._loop.time() + self._SLACK
+        for conn in [conn for conn, deadline in self._waiting.items() if deadline <= due]:
             del self._waiting[conn]
             conn.time_out()
-        self._timer = loop.call_at(min(self._waiting.values()), self._fire) if self._waiting else None
+        self._timer = None
+        if self._waiting:
+            self._set(min(self._waiting.values()))
 
 
 def classify_status(reply: Reply, now: Clock, code: str | None = None) -> DeliveryResult:
