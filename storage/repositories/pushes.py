@@ -8,6 +8,7 @@ and only when there is a subject to seal it for.
 from __future__ import annotations
 
 import secrets
+import threading
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -22,6 +23,7 @@ __all__ = [
     "ACCEPTED",
     "WAITING",
     "PushContent",
+    "PushIds",
     "PushRow",
     "StatusChange",
     "all_for_subject",
@@ -41,14 +43,36 @@ ACCEPTED = ("queued", "deferred", "sending", "delivered")
 WAITING = ("queued", "deferred")  # accepted, not yet sent: dispatch decides them again
 
 
-def new_push_id(now: datetime) -> str:
-    """`psh_` + 24 hex digits: milliseconds since the epoch (11), then 52 random bits (13).
+class PushIds:
+    """`psh_` + 24 hex digits: milliseconds since the epoch (11), then 52 bits (13) that start
+    random in each millisecond (below 2**51, so a million steps cannot carry into the time) and
+    grow by a random step (1 to 2**24) within it: RFC 9562's "monotonic random" (section 6.2,
+    method 2).
 
-    Time first so that new ids land at the right edge of the primary key and outbox indexes
-    instead of on a random page each: a batch of 10,000 then dirties a few pages rather than
-    thousands, each of which SQLCipher must encrypt at commit. The time is the push's creation
-    time, which `GET /v1/pushes/{id}` shows anyway."""
-    return f"psh_{int(now.timestamp() * 1000):011x}{secrets.randbits(52):013x}"
+    Time first, then growing, so that each id lands at the right edge of the primary key, outbox
+    and delivery indexes. Random within the millisecond, a batch's 10,000 ids (one `now`) went in
+    each index in random order: its pages split half full, and a delivery round, which goes in
+    queue order, dirtied a page of the delivery key for every push or two. The time is the push's
+    creation time, which `GET /v1/pushes/{id}` shows anyway; an id made while a later one's
+    millisecond is the last seen (a request that read the clock before another) takes that
+    millisecond. The steps leave the next id 24 bits to guess; reading a push needs its key."""
+
+    def __init__(self) -> None:
+        self._last = 0
+        self._lock = threading.Lock()
+
+    def new(self, now: datetime) -> str:
+        millis = int(now.timestamp() * 1000)
+        with self._lock:
+            if millis > self._last >> 52:
+                self._last = (millis << 52) | secrets.randbits(51)
+            else:
+                self._last += 1 + secrets.randbits(24)
+            value = self._last
+        return f"psh_{value:024x}"
+
+
+new_push_id = PushIds().new  # one sequence per process
 
 
 # gc=False: made for every push and never part of a cycle (see gateway/gc_tuning.py).
