@@ -614,6 +614,16 @@ def _opted_out(db: sqlite_utils.Database) -> None:
     )
 
 
+def _shorter_idempotency_refs(db: sqlite_utils.Database) -> None:
+    # Idempotency refs are now the first 128 bits of the key's HMAC (`pushes.idempotency_ref`):
+    # those already stored are cut to the same prefix, so a replay after the upgrade still finds
+    # its push rather than making a second.
+    db.execute(
+        "UPDATE pushes SET idempotency_key = substr(idempotency_key, 1, 32) "
+        "WHERE length(idempotency_key) = 64"
+    )
+
+
 DATA_MIGRATIONS: list[Migration] = [
     ("0001_core", _core),
     ("0002_policy", _policy),
@@ -639,6 +649,7 @@ DATA_MIGRATIONS: list[Migration] = [
     ("0022_active_devices_not_disabled", _active_devices_not_disabled),
     ("0023_opted_out", _opted_out),
     ("0024_one_subject_index", _one_subject_index),
+    ("0025_shorter_idempotency_refs", _shorter_idempotency_refs),
 ]
 DIRECTORY_MIGRATIONS: list[Migration] = [
     ("0001_directory", _directory),

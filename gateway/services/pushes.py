@@ -296,8 +296,7 @@ class PushService:
     def _record(self, request: PushCreate, subject_ref: str, content: PushContent, now: datetime) -> _Record:
         return _Record(
             push_id=pushes.new_push_id(now),
-            # Stored keyed-hashed: a service may put anything in its idempotency key, even an e-mail.
-            idempotency_ref=self._idempotency_hash.digest(request.idempotency_key.encode()).hex(),
+            idempotency_ref=pushes.idempotency_ref(self._idempotency_hash, request.idempotency_key),
             fingerprint=self._fingerprint(request, subject_ref, request.ttl_seconds),
             subject_ref=subject_ref,
             content=content,

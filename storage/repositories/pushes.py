@@ -15,7 +15,7 @@ from datetime import datetime
 
 import msgspec
 
-from storage.crypto import field_aad
+from storage.crypto import KeyedHash, field_aad
 from storage.db import Connection, in_chunks
 from storage.directory import SubjectKey
 
@@ -31,6 +31,7 @@ __all__ = [
     "find_idempotent_many",
     "get",
     "get_many",
+    "idempotency_ref",
     "insert_many",
     "insertion_order",
     "list_for_subject",
@@ -73,6 +74,16 @@ class PushIds:
 
 
 new_push_id = PushIds().new  # one sequence per process
+
+
+def idempotency_ref(keyed: KeyedHash, idempotency_key: str) -> str:
+    """What is stored of a service's idempotency key: the first 128 bits of its HMAC, in hex (a
+    truncation RFC 2104 allows, section 5). A service may put anything in the key, even an
+    e-mail, so it is never stored itself. Half the full digest's 64 digits: the unique index over
+    (key_id, ref) takes a batch's entries at random places, one page for every seven pushes of a
+    campaign's commit at 64 (docs/performance-history.md, "Shorter idempotency refs"), and 128
+    bits still make a collision between one service's keys unthinkable."""
+    return keyed.digest(idempotency_key.encode())[:16].hex()
 
 
 # gc=False: made for every push and never part of a cycle (see gateway/gc_tuning.py).

@@ -65,10 +65,11 @@ def _hashes(runtime: Runtime, push_id: str) -> tuple[str, bytes]:
 
 
 def _idempotency_hash(runtime: Runtime, idempotency_key: str) -> str:
-    """What the gateway stores for a service's idempotency key (gateway/services/pushes.py)."""
+    """What the gateway stores for a service's idempotency key: its HMAC's first 128 bits, in hex
+    (`idempotency_ref` in storage/repositories/pushes.py)."""
     return hmac.digest(
         runtime.store.keys.pseudonym_key, b"idempotency|" + idempotency_key.encode(), "sha256"
-    ).hex()
+    ).hex()[:32]
 
 
 def test_erasure_blanks_the_fingerprints_of_the_users_pushes(

@@ -15,7 +15,7 @@ import msgspec
 
 from policies.settings import PolicySettings
 from storage import outbox
-from storage.crypto import FieldCipher, Keyring, new_data_key
+from storage.crypto import FieldCipher, KeyedHash, Keyring, new_data_key
 from storage.db import Connection, connect, in_chunks
 from storage.directory import SubjectKey
 from storage.migrations import DATA_MIGRATIONS, DIRECTORY_MIGRATIONS, migrate
@@ -418,7 +418,7 @@ def test_one_subject_index_serves_the_caps_without_reading_transactional_pushes(
         return {sid: {item.push_id for item in state.scheduled} for sid, state in states.items()}
 
     before = scheduled()
-    assert migrate(conn, DATA_MIGRATIONS) == ["0024_one_subject_index"]
+    assert migrate(conn, DATA_MIGRATIONS)[0] == "0024_one_subject_index"
 
     assert scheduled() == before == {"s_busy": {"psh_m1", "psh_m2"}, "s_quiet": {"psh_q1"}}
     indexes = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE tbl_name = 'pushes'")}
@@ -439,3 +439,26 @@ def test_one_subject_index_serves_the_caps_without_reading_transactional_pushes(
     ):
         assert "pushes_subject (subject_id=?)" in plan(by_subject, ("s_busy",)), by_subject
     conn.close()
+
+
+def test_idempotency_refs_stored_whole_before_0025_still_find_their_pushes(tmp_path: Path) -> None:
+    """0025 cuts the refs stored before it to the 128 bits `idempotency_ref` now makes: a replay
+    after the upgrade must find the push it repeats, not make a second."""
+    conn = connect(tmp_path / "gateway.db", secrets.token_bytes(32))
+    migrate(conn, [m for m in DATA_MIGRATIONS if m[0] < "0025"])
+    keyed = KeyedHash(secrets.token_bytes(32), b"idempotency|")
+    conn.execute("BEGIN")
+    for push_id, key in (("psh_a", "order-1"), ("psh_b", "order-2")):
+        _push(conn, push_id, None)
+        whole = keyed.digest(key.encode()).hex()  # as the gateway stored it until 0025
+        conn.execute("UPDATE pushes SET idempotency_key = ? WHERE push_id = ?", (whole, push_id))
+    conn.execute("COMMIT")
+
+    assert migrate(conn, DATA_MIGRATIONS) == ["0025_shorter_idempotency_refs"]
+
+    refs = {key: pushes.idempotency_ref(keyed, key) for key in ("order-1", "order-2", "order-3")}
+    found = pushes.find_idempotent_many(conn, "key_1", list(refs.values()))
+    assert {ref: row.push_id for ref, row in found.items()} == {
+        refs["order-1"]: "psh_a", refs["order-2"]: "psh_b",
+    }  # fmt: skip
+    assert {len(ref) for ref in refs.values()} == {32}
