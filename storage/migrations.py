@@ -617,10 +617,12 @@ def _opted_out(db: sqlite_utils.Database) -> None:
 def _shorter_idempotency_refs(db: sqlite_utils.Database) -> None:
     # Idempotency refs are now the first 128 bits of the key's HMAC (`pushes.idempotency_ref`):
     # those already stored are cut to the same prefix, so a replay after the upgrade still finds
-    # its push rather than making a second.
+    # its push rather than making a second. Only hex digests: a database from before refs were
+    # hashed may hold a service's own 64-character keys, which cut could collide in the unique
+    # index and stop every start.
     db.execute(
         "UPDATE pushes SET idempotency_key = substr(idempotency_key, 1, 32) "
-        "WHERE length(idempotency_key) = 64"
+        "WHERE length(idempotency_key) = 64 AND idempotency_key NOT GLOB '*[^0-9a-f]*'"
     )
 
 

@@ -452,6 +452,13 @@ def test_idempotency_refs_stored_whole_before_0025_still_find_their_pushes(tmp_p
         _push(conn, push_id, None)
         whole = keyed.digest(key.encode()).hex()  # as the gateway stored it until 0025
         conn.execute("UPDATE pushes SET idempotency_key = ? WHERE push_id = ?", (whole, push_id))
+    # A service's own keys, stored as they came before refs were hashed: 64 characters alike in
+    # their first 32, which a cut would make one key twice.
+    prefix = "refund-for-order-2026-12-06-4411"  # 32 characters
+    raw = [prefix + f"-paid-to-the-card-ending-{card}".rjust(32, "-") for card in ("1234", "9876")]
+    for push_id, key in zip(("psh_r1", "psh_r2"), raw, strict=True):
+        _push(conn, push_id, None)
+        conn.execute("UPDATE pushes SET idempotency_key = ? WHERE push_id = ?", (key, push_id))
     conn.execute("COMMIT")
 
     assert migrate(conn, DATA_MIGRATIONS) == ["0025_shorter_idempotency_refs"]
@@ -462,3 +469,5 @@ def test_idempotency_refs_stored_whole_before_0025_still_find_their_pushes(tmp_p
         refs["order-1"]: "psh_a", refs["order-2"]: "psh_b",
     }  # fmt: skip
     assert {len(ref) for ref in refs.values()} == {32}
+    kept = conn.execute("SELECT idempotency_key FROM pushes WHERE push_id IN ('psh_r1', 'psh_r2')").fetchall()
+    assert sorted(key for (key,) in kept) == raw
