@@ -10,9 +10,13 @@ or two (docs/performance-history.md, "Push ids in the order they are made").
 from __future__ import annotations
 
 import re
+import secrets
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
+
+import pytest
 
 from storage.repositories.pushes import PushIds
 
@@ -48,17 +52,34 @@ def test_a_later_millisecond_starts_afresh_and_an_earlier_one_still_comes_after(
     assert earlier > later
 
 
-def test_ids_made_on_several_threads_are_unique_and_each_thread_s_grow() -> None:
+def test_ids_made_on_several_threads_at_once_grow_in_the_order_they_are_made(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each draw of random bits sleeps, so the other threads run between reading the last id
+    and storing the next, as a switch of the GIL there would let them. The draws are made in the
+    order the ids are (one each), so they say which thread's id came next: without the lock the
+    threads' ids interleave out of order."""
     new_push_id = PushIds().new
-    made: list[list[str]] = [[] for _ in range(4)]
+    draws: list[int] = []
+    draw = secrets.randbits
 
-    def make(out: list[str]) -> None:
-        out.extend(new_push_id(NOW) for _ in range(5_000))
+    def sleepy(bits: int) -> int:
+        time.sleep(0.0001)
+        draws.append(threading.get_ident())
+        return draw(bits)
 
-    threads = [threading.Thread(target=make, args=(out,)) for out in made]
+    monkeypatch.setattr(secrets, "randbits", sleepy)
+    made: dict[int, list[str]] = {}
+
+    def make() -> None:
+        made[threading.get_ident()] = [new_push_id(NOW) for _ in range(500)]
+
+    threads = [threading.Thread(target=make) for _ in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert all(out == sorted(out) for out in made)
-    assert len({i for out in made for i in out}) == 20_000
+    each = {ident: iter(ids) for ident, ids in made.items()}
+    in_order = [next(each[ident]) for ident in draws]
+    assert len(in_order) == len(set(in_order)) == 2_000
+    assert in_order == sorted(in_order)
