@@ -166,10 +166,22 @@ def logged(caplog: pytest.LogCaptureFixture) -> str:
 
 
 def free_port() -> int:
-    """A free TCP port on 127.0.0.1 for a real server under test."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free TCP port on 127.0.0.1 for a real server under test.
+
+    The port is free when asked for, and the server binds it up to a second later. Under
+    pytest-xdist (`make test`), the other worker's next ask could be handed the same port in
+    between, so each worker takes only its own share of the ports: by half the port's number,
+    as Linux hands `bind` odd ports (keeping the even ones for `connect`). Past a thousand tries
+    (a kernel that hands out ports otherwise), any free port."""
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    for _ in range(1000):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port // 2 % workers == worker:
+            break
+    return port
 
 
 def daytime_zone(at: datetime | None = None) -> str:
