@@ -57,8 +57,12 @@ def test_a_consent_clicked_on_is_recorded_under_the_page_notice(tab: Tab, gatewa
     assert (consent["granted"], consent["notice_version"]) == (True, NOTICE_VERSION)
     history = gateway.http.get("/v1/me/consents/history", headers=gateway.as_user(someone)).json()
     expect(tab.page.locator("#history li")).to_have_count(len([e for e in history if e["purpose"]]))
+    granted = tab.page.locator("#status").inner_text()
     tab.page.locator("input[name=consent-marketing]").uncheck()
     expect(tab.page.locator("input[name=consent-marketing]")).not_to_be_checked()
+    # The box unchecks at the click; the withdrawal is recorded when its own receipt is shown.
+    expect(tab.page.locator("#status")).not_to_have_text(granted)
+    expect(tab.page.locator("#status")).to_contain_text(re.compile(r"Receipt \S+"))
     assert preferences(gateway, someone)["consents"]["marketing"]["granted"] is False
     assert tab.errors == []
 
