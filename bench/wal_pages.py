@@ -1,0 +1,184 @@
+"""Which tables and indexes a workload's commits write: each commit's WAL frames, by b-tree.
+
+A commit costs what it writes: SQLCipher encrypts and MACs every page a transaction dirtied, the
+WAL takes it, and a checkpoint copies it back. Which b-trees those pages belong to says where a
+layout change would pay. SQLCipher is built without `dbstat`, so this finds out itself: a WAL
+frame's header (its page number) is in clear, a page decrypts with the raw database key
+(AES-256-CBC over all but the page's reserved tail, whose first 16 bytes are the IV; page 1
+keeps its first 16, the salt, in clear), and the b-trees are walked from `sqlite_master`'s root
+pages. The walk is made once, at the end of the measured work, so a page freed before then (an
+outbox page emptied, say) counts as "freed or reused" or as the b-tree that took it again.
+
+It runs `inproc.py`'s modes with the writer's `_flush_group` wrapped, counting only the commits
+made during the measured work (a delivery's drain, not its queueing):
+
+    python bench/wal_pages.py delivery --count 20000
+    python bench/wal_pages.py campaign --seeded DIR --count 100000
+
+Used in docs/performance-history.md ("Push ids in the order they are made", "Shorter
+idempotency refs").
+"""
+
+from __future__ import annotations
+
+import struct
+import sys
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+import inproc
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from storage import db
+
+PAGE = 4096
+RESERVE = 80  # SQLCipher 4: a 16-byte IV, then a 64-byte HMAC-SHA512, at the end of each page
+USABLE = PAGE - RESERVE
+WAL_HEADER, FRAME_HEADER = 32, 24
+TABLE_INTERIOR, INDEX_INTERIOR = 5, 2
+
+
+class Wal:
+    """The frames appended to one WAL since the last call. A checkpoint that rewinds the WAL
+    changes its salt, and the next frames start again after its header."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._salt = b""
+        self._offset = WAL_HEADER
+
+    def new_pages(self) -> list[int]:
+        pages = []
+        with self.path.open("rb") as wal:
+            salt = wal.read(WAL_HEADER)[16:24]
+            if salt != self._salt:
+                self._salt, self._offset = salt, WAL_HEADER
+            wal.seek(self._offset)
+            while len(header := wal.read(FRAME_HEADER)) == FRAME_HEADER and header[8:16] == salt:
+                pages.append(struct.unpack(">I", header[:4])[0])
+                wal.seek(PAGE, 1)
+                self._offset += FRAME_HEADER + PAGE
+        return pages
+
+
+def decrypt(page: bytes, number: int, key: bytes) -> bytes:
+    start = 16 if number == 1 else 0
+    decryptor = Cipher(algorithms.AES(key), modes.CBC(page[USABLE : USABLE + 16])).decryptor()
+    body = decryptor.update(page[start:USABLE]) + decryptor.finalize()
+    return bytes(start) + body
+
+
+def latest_pages(path: Path) -> dict[int, bytes]:
+    """Every page as it is now: the file's, then the WAL's frames over them, in order."""
+    data = path.read_bytes()
+    pages = {n + 1: data[n * PAGE : (n + 1) * PAGE] for n in range(len(data) // PAGE)}
+    wal = Path(f"{path}-wal")
+    if wal.exists():
+        frames = wal.read_bytes()
+        salt = frames[16:24]
+        offset = WAL_HEADER
+        while offset + FRAME_HEADER + PAGE <= len(frames) and frames[offset + 8 : offset + 16] == salt:
+            number = struct.unpack(">I", frames[offset : offset + 4])[0]
+            pages[number] = frames[offset + FRAME_HEADER : offset + FRAME_HEADER + PAGE]
+            offset += FRAME_HEADER + PAGE
+    return pages
+
+
+def owners(path: Path, key: bytes) -> dict[int, str]:
+    """Page number → the table or index whose b-tree holds it (overflow pages are not followed:
+    no row here is long enough to have any)."""
+    conn = db.connect(path, key)
+    try:
+        roots = conn.execute("SELECT name, rootpage FROM sqlite_master WHERE rootpage > 0").fetchall()
+    finally:
+        conn.close()
+    pages = latest_pages(path)
+    owner: dict[int, str] = {}
+    for name, root in roots:
+        todo = [int(root)]
+        while todo:
+            number = todo.pop()
+            if number not in pages or number in owner:
+                continue
+            owner[number] = str(name)
+            page = decrypt(pages[number], number, key)
+            head = 100 if number == 1 else 0
+            if page[head] in (TABLE_INTERIOR, INDEX_INTERIOR):
+                cells = struct.unpack(">H", page[head + 3 : head + 5])[0]
+                todo.append(struct.unpack(">I", page[head + 8 : head + 12])[0])  # the right-most child
+                for cell in range(cells):
+                    at = struct.unpack(">H", page[head + 12 + 2 * cell : head + 14 + 2 * cell])[0]
+                    todo.append(struct.unpack(">I", page[at : at + 4])[0])
+    return owner
+
+
+class Counting:
+    """The writer's commits while `measuring`, each as the pages it appended to the WAL."""
+
+    def __init__(self) -> None:
+        self.measuring = False
+        self.commits: list[list[int]] = []
+        self.wals: dict[Path, Wal] = {}
+        self.database: tuple[Path, bytes] | None = None
+
+    def wrap_writer(self) -> None:
+        flush = db.Writer._flush_group
+
+        @wraps(flush)
+        def counted(writer: db.Writer) -> None:
+            path: Path = writer._path
+            if not self.measuring or path.name != "gateway.db":
+                flush(writer)
+                return
+            self.database = (path, writer._key)
+            wal = self.wals.setdefault(path, Wal(Path(f"{path}-wal")))
+            if wal.path.exists():
+                wal.new_pages()  # what came before this commit is not its own
+            flush(writer)
+            self.commits.append(wal.new_pages())
+
+        db.Writer._flush_group = counted  # type: ignore[method-assign,assignment]
+
+    def measured(self, work: Callable[..., Awaitable[str]]) -> Callable[..., Awaitable[str]]:
+        @wraps(work)
+        async def measuring(*args: Any, **kwargs: Any) -> str:
+            self.measuring = True
+            try:
+                result = await work(*args, **kwargs)
+            finally:
+                self.measuring = False
+            return f"{result}\n{self.report()}"  # while the app, and its files, are still there
+
+        return measuring
+
+    def report(self) -> str:
+        if self.database is None or not self.commits:
+            return "no commits measured"
+        owner = owners(*self.database)
+        per_tree: Counter[str] = Counter()
+        for pages in self.commits:
+            per_tree.update(owner.get(page, "(freed or reused)") for page in set(pages))
+        n = len(self.commits)
+        lines = [
+            f"{n} commits, {sum(map(len, self.commits)):,} frames, "
+            f"{sum(len(set(p)) for p in self.commits) / n:,.1f} pages a commit:"
+        ]
+        lines += [f"  {name:45s} {count / n:9.1f}" for name, count in per_tree.most_common()]
+        return "\n".join(lines)
+
+
+def main() -> None:
+    counting = Counting()
+    counting.wrap_writer()
+    inproc._drain = counting.measured(inproc._drain)  # type: ignore[assignment]
+    inproc._campaign = counting.measured(inproc._campaign)  # type: ignore[assignment]
+    inproc._batch = counting.measured(inproc._batch)  # type: ignore[assignment]
+    sys.argv[0] = "bench/inproc.py"
+    inproc.main()
+
+
+if __name__ == "__main__":
+    main()
