@@ -83,7 +83,11 @@ def test_topics_quiet_hours_frequency_and_zone_are_saved(tab: Tab, gateway: Gate
     tab.page.fill("#quiet-end", "07:15")
     tab.page.fill("#max-per-week", "1")
     tab.page.fill("#timezone", "Europe/Berlin")
-    tab.page.click("#save-timing")
+    # "Saved." is shown already, for the topic: the form's own answer is waited for.
+    with tab.page.expect_response(
+        lambda r: r.request.method == "PATCH" and r.url.endswith("/v1/me/preferences")
+    ):
+        tab.page.click("#save-timing")
     expect(tab.page.locator("#status")).to_have_text("Saved.")
     state = preferences(gateway, someone)
     assert state["topics"]["flash_sales"] is False
@@ -847,7 +851,9 @@ def test_a_change_of_the_person_before_still_in_flight_does_not_hold_back_the_ne
     expect(tab.page.locator("#status")).to_contain_text(re.compile(r"Receipt \S+"))
     assert preferences(gateway, second)["consents"]["marketing"]["granted"] is True
     tab.page.fill("#quiet-start", "21:45")  # typed, not saved yet
-    held[0].continue_()
+    # It ends quietly, so the page shows nothing for it: its answer is waited for.
+    with tab.page.expect_response(lambda r: r.request.method == "PUT" and "/v1/me/consents/" in r.url):
+        held[0].continue_()
     tab.page.wait_for_timeout(500)
     assert preferences(gateway, first)["consents"]["marketing"]["granted"] is True  # theirs, kept
     expect(tab.page.locator("input[name=consent-marketing]")).to_be_checked()
