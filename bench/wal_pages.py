@@ -10,7 +10,8 @@ pages. The walk is made once, at the end of the measured work, so a page freed b
 outbox page emptied, say) counts as "freed or reused" or as the b-tree that took it again.
 
 It runs `inproc.py`'s modes with the writer's `_flush_group` wrapped, counting only the commits
-made during the measured work (a delivery's drain, not its queueing):
+made during the measured work (a delivery's drain, not its queueing). The CPU figures `inproc.py`
+prints then include this reading of the WAL after each commit: price changes with `inproc.py`.
 
     python bench/wal_pages.py delivery --count 20000
     python bench/wal_pages.py campaign --seeded DIR --count 100000
@@ -24,7 +25,7 @@ from __future__ import annotations
 import struct
 import sys
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from functools import wraps
 from pathlib import Path
 from typing import Any
@@ -41,9 +42,17 @@ WAL_HEADER, FRAME_HEADER = 32, 24
 TABLE_INTERIOR, INDEX_INTERIOR = 5, 2
 
 
+def frames(wal: bytes, offset: int = WAL_HEADER) -> Iterator[tuple[int, int]]:
+    """(page number, where its image starts) of each frame from `offset` on that belongs to the
+    WAL's current run: a checkpoint that rewinds the WAL changes the salt its frames carry."""
+    salt = wal[16:24]
+    while offset + FRAME_HEADER + PAGE <= len(wal) and wal[offset + 8 : offset + 16] == salt:
+        yield struct.unpack(">I", wal[offset : offset + 4])[0], offset + FRAME_HEADER
+        offset += FRAME_HEADER + PAGE
+
+
 class Wal:
-    """The frames appended to one WAL since the last call. A checkpoint that rewinds the WAL
-    changes its salt, and the next frames start again after its header."""
+    """The frames appended to one WAL since the last call."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -51,16 +60,11 @@ class Wal:
         self._offset = WAL_HEADER
 
     def new_pages(self) -> list[int]:
-        pages = []
-        with self.path.open("rb") as wal:
-            salt = wal.read(WAL_HEADER)[16:24]
-            if salt != self._salt:
-                self._salt, self._offset = salt, WAL_HEADER
-            wal.seek(self._offset)
-            while len(header := wal.read(FRAME_HEADER)) == FRAME_HEADER and header[8:16] == salt:
-                pages.append(struct.unpack(">I", header[:4])[0])
-                wal.seek(PAGE, 1)
-                self._offset += FRAME_HEADER + PAGE
+        wal = self.path.read_bytes()
+        if wal[16:24] != self._salt:  # rewound: its frames start again after the header
+            self._salt, self._offset = wal[16:24], WAL_HEADER
+        pages = [number for number, _ in frames(wal, self._offset)]
+        self._offset += len(pages) * (FRAME_HEADER + PAGE)
         return pages
 
 
@@ -75,15 +79,11 @@ def latest_pages(path: Path) -> dict[int, bytes]:
     """Every page as it is now: the file's, then the WAL's frames over them, in order."""
     data = path.read_bytes()
     pages = {n + 1: data[n * PAGE : (n + 1) * PAGE] for n in range(len(data) // PAGE)}
-    wal = Path(f"{path}-wal")
-    if wal.exists():
-        frames = wal.read_bytes()
-        salt = frames[16:24]
-        offset = WAL_HEADER
-        while offset + FRAME_HEADER + PAGE <= len(frames) and frames[offset + 8 : offset + 16] == salt:
-            number = struct.unpack(">I", frames[offset : offset + 4])[0]
-            pages[number] = frames[offset + FRAME_HEADER : offset + FRAME_HEADER + PAGE]
-            offset += FRAME_HEADER + PAGE
+    wal_path = Path(f"{path}-wal")
+    if wal_path.exists():
+        wal = wal_path.read_bytes()
+        for number, at in frames(wal):
+            pages[number] = wal[at : at + PAGE]
     return pages
 
 
