@@ -302,7 +302,10 @@ def test_a_search_after_a_refused_one_clears_the_refusal(
     tab.page.click("#search")
     expect(tab.page.locator("#status [role=alert]")).to_be_visible()
     tab.page.fill("#filter-outcome", "queued")
-    tab.page.click("#search")
+    # The status is cleared at the click: the search's answer is waited for, and must be taken.
+    with tab.page.expect_response(lambda r: "/v1/audit/decisions" in r.url) as answered:
+        tab.page.click("#search")
+    assert answered.value.status == 200
     expect(tab.page.locator("#status [role=alert]")).to_have_count(0)
     assert [e for e in tab.errors if "status of 400" not in e] == []
 
