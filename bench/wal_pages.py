@@ -121,8 +121,8 @@ class Counting:
     def __init__(self) -> None:
         self.measuring = False
         self.commits: list[list[int]] = []
-        self.wals: dict[Path, Wal] = {}
-        self.database: tuple[Path, bytes] | None = None
+        self.database: tuple[Path, bytes] | None = None  # gateway.db and its key, once it commits
+        self.wal: Wal | None = None
 
     def wrap_writer(self) -> None:
         flush = db.Writer._flush_group
@@ -133,8 +133,9 @@ class Counting:
             if not self.measuring or path.name != "gateway.db":
                 flush(writer)
                 return
-            self.database = (path, writer._key)
-            wal = self.wals.setdefault(path, Wal(Path(f"{path}-wal")))
+            if self.wal is None:
+                self.database, self.wal = (path, writer._key), Wal(Path(f"{path}-wal"))
+            wal = self.wal
             if wal.path.exists():
                 wal.new_pages()  # what came before this commit is not its own
             flush(writer)
