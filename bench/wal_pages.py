@@ -36,8 +36,8 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from storage import db
 
 PAGE = 4096
-RESERVE = 80  # SQLCipher 4: a 16-byte IV, then a 64-byte HMAC-SHA512, at the end of each page
-USABLE = PAGE - RESERVE
+# SQLCipher 4: at the end of each page a 16-byte IV, then the page's MAC (`db.page_mac_of`).
+RESERVE = {db.SHA256_PAGES: 16 + 32, db.SHA512_PAGES: 16 + 64}
 WAL_HEADER, FRAME_HEADER = 32, 24
 TABLE_INTERIOR, INDEX_INTERIOR = 5, 2
 
@@ -68,10 +68,10 @@ class Wal:
         return pages
 
 
-def decrypt(page: bytes, number: int, key: bytes) -> bytes:
+def decrypt(page: bytes, number: int, key: bytes, usable: int) -> bytes:
     start = 16 if number == 1 else 0
-    decryptor = Cipher(algorithms.AES(key), modes.CBC(page[USABLE : USABLE + 16])).decryptor()
-    body = decryptor.update(page[start:USABLE]) + decryptor.finalize()
+    decryptor = Cipher(algorithms.AES(key), modes.CBC(page[usable : usable + 16])).decryptor()
+    body = decryptor.update(page[start:usable]) + decryptor.finalize()
     return bytes(start) + body
 
 
@@ -90,7 +90,9 @@ def latest_pages(path: Path) -> dict[int, bytes]:
 def owners(path: Path, key: bytes) -> dict[int, str]:
     """Page number → the table or index whose b-tree holds it (overflow pages are not followed:
     no row here is long enough to have any)."""
-    conn = db.connect(path, key)
+    mac = db.page_mac_of(path, key)
+    usable = PAGE - RESERVE[mac]
+    conn = db.connect(path, key, page_mac=mac)
     try:
         roots = conn.execute("SELECT name, rootpage FROM sqlite_master WHERE rootpage > 0").fetchall()
     finally:
@@ -104,7 +106,7 @@ def owners(path: Path, key: bytes) -> dict[int, str]:
             if number not in pages or number in owner:
                 continue
             owner[number] = str(name)
-            page = decrypt(pages[number], number, key)
+            page = decrypt(pages[number], number, key, usable)
             head = 100 if number == 1 else 0
             if page[head] in (TABLE_INTERIOR, INDEX_INTERIOR):
                 cells = struct.unpack(">H", page[head + 3 : head + 5])[0]

@@ -55,8 +55,8 @@ import sqlcipher3
 
 __all__ = [
     "Connection", "Database", "DatabaseLockedError", "StorageBusyError", "StorageFailedError",
-    "StorageFullError", "Writer", "connect", "in_chunks", "is_corrupt", "is_database_error", "raisable",
-    "savepoint", "wrote_in_context",
+    "StorageFullError", "Writer", "connect", "in_chunks", "is_corrupt", "is_database_error",
+    "page_mac_of", "raisable", "savepoint", "wrote_in_context",
 ]  # fmt: skip
 
 log = logging.getLogger("storage.db")
@@ -81,6 +81,35 @@ _TRUNCATE_WAITS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.1)
 # The room probe writes at most this many pages (1 MiB at SQLCipher's 4 KiB): past that many free
 # pages in the file, it proves room for a write that size rather than that the file can grow.
 ROOM_PROBE_MAX_PAGES = 256
+# The MAC over each page, checked on every page read from the file or the WAL and made for every
+# page written. SQLCipher 4's default, HMAC-SHA512, is the faster in software; HMAC-SHA256 on a
+# processor with SHA extensions (x86's SHA-NI, Arm's SHA2), where it costs ~40% of SHA-512: there
+# a page read takes a quarter less CPU, and without them one a quarter more (measured both ways
+# on one host, docs/performance-history.md, "Page MACs by the processor"). A new file takes the
+# faster one here; a file keeps the MAC it was made with wherever it is opened (`page_mac_of`).
+# Both are keyed with the same 256 bits.
+SHA256_PAGES = "HMAC_SHA256"
+SHA512_PAGES = "HMAC_SHA512"
+
+
+def faster_page_mac(cpuinfo: str) -> str:
+    """The page MAC for new files on the processor `/proc/cpuinfo` describes (empty: unknown)."""
+    for line in cpuinfo.splitlines():
+        name, _, values = line.partition(":")
+        if name.strip() in ("flags", "Features") and {"sha_ni", "sha2"} & set(values.split()):
+            return SHA256_PAGES
+    return SHA512_PAGES
+
+
+def _cpuinfo() -> str:
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:  # not Linux: SQLCipher's default
+        return ""
+
+
+PAGE_MAC = faster_page_mac(_cpuinfo())
+_PROBE_LOCK = threading.Lock()
 
 wrote_in_context: contextvars.ContextVar[bool] = contextvars.ContextVar("wrote_in_context", default=False)
 
@@ -127,13 +156,57 @@ class _TransactionLost(Exception):
 
 
 def connect(
-    path: Path, key: bytes, *, synchronous: str = "FULL", factory: type[Any] = sqlcipher3.Connection
+    path: Path,
+    key: bytes,
+    *,
+    page_mac: str = PAGE_MAC,
+    synchronous: str = "FULL",
+    factory: type[Any] = sqlcipher3.Connection,
 ) -> Connection:
-    """Open a SQLCipher connection keyed with a raw 256-bit key and set our pragmas.
+    """Open a SQLCipher connection keyed with a raw 256-bit key and set our pragmas. `page_mac`
+    must be the one the file's pages carry (`page_mac_of`); a new file takes it.
 
     Only SQLITE_NOTADB means a wrong key (or not a database); a file that cannot be opened or
     its `-shm` made (a directory without write permission, a read-only volume) is an OSError
     saying so, where it was told as a wrong key and sent operators to their key store."""
+    conn = _keyed(path, key, page_mac, factory)
+    when_free(lambda: conn.execute("PRAGMA journal_mode = WAL"))
+    conn.execute(f"PRAGMA synchronous = {synchronous}")
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA secure_delete = ON")
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute(f"PRAGMA cache_size = -{PAGE_CACHE_KIB}")
+    conn.execute(f"PRAGMA soft_heap_limit = {SQLITE_MEMORY_BUDGET}")  # process-wide, so set by each
+    return conn
+
+
+def page_mac_of(path: Path, key: bytes) -> str:
+    """The MAC the pages of the file at `path` carry: `PAGE_MAC` for a file made here (or not made
+    yet), the other for one made on another processor or before files took the faster one. Tried,
+    not read: no byte of the file is in clear. The first try, which fails on every such file, is
+    kept out of SQLCipher's log (it would say "hmac check failed" at each start); the second logs
+    as any open does, so a wrong key still says so there."""
+    other = SHA512_PAGES if PAGE_MAC == SHA256_PAGES else SHA256_PAGES
+    with _PROBE_LOCK:
+        probe = sqlcipher3.connect(":memory:")
+        try:
+            level = probe.execute("PRAGMA cipher_log_level").fetchone()[0]
+            probe.execute("PRAGMA cipher_log_level = NONE")  # process-wide, hence the lock
+            try:
+                _keyed(path, key, PAGE_MAC, sqlcipher3.Connection).close()
+                return PAGE_MAC
+            except DatabaseLockedError:
+                pass
+            finally:
+                probe.execute(f"PRAGMA cipher_log_level = {level}")
+        finally:
+            probe.close()
+    _keyed(path, key, other, sqlcipher3.Connection).close()
+    return other
+
+
+def _keyed(path: Path, key: bytes, page_mac: str, factory: type[Any]) -> Connection:
+    """A connection to `path` whose first page has been read with `key` and `page_mac`."""
     conn: Connection | None = None
     try:
         conn = sqlcipher3.connect(
@@ -144,6 +217,7 @@ def connect(
             factory=factory,
         )
         conn.execute(f"PRAGMA key = \"x'{key.hex()}'\"")
+        conn.execute(f"PRAGMA cipher_hmac_algorithm = {page_mac}")
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
     except sqlcipher3.DatabaseError as exc:
         if conn is not None:
@@ -152,13 +226,6 @@ def connect(
         if isinstance(code, int) and code & 0xFF == sqlcipher3.SQLITE_NOTADB:
             raise DatabaseLockedError(f"cannot open {path.name}: wrong key or not a database") from exc
         raise OSError(f"cannot open {path}: {exc}") from exc
-    when_free(lambda: conn.execute("PRAGMA journal_mode = WAL"))
-    conn.execute(f"PRAGMA synchronous = {synchronous}")
-    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    conn.execute("PRAGMA secure_delete = ON")
-    conn.execute("PRAGMA foreign_keys = ON")
-    conn.execute(f"PRAGMA cache_size = -{PAGE_CACHE_KIB}")
-    conn.execute(f"PRAGMA soft_heap_limit = {SQLITE_MEMORY_BUDGET}")  # process-wide, so set by each
     return conn
 
 
@@ -233,9 +300,9 @@ class _Checkpointer:
     A failed checkpoint loses nothing (the WAL still holds every frame); it is logged and tried
     again on the next request."""
 
-    def __init__(self, path: Path, key: bytes, name: str, write_lock: threading.Lock) -> None:
+    def __init__(self, path: Path, key: bytes, page_mac: str, name: str, write_lock: threading.Lock) -> None:
         self._path = path
-        self._key = key
+        self._key, self._page_mac = key, page_mac
         self._write_lock = write_lock
         self._wanted = threading.Event()
         self._closing = False
@@ -258,7 +325,7 @@ class _Checkpointer:
                 if self._closing:
                     return
                 try:
-                    conn = conn or connect(self._path, self._key)
+                    conn = conn or connect(self._path, self._key, page_mac=self._page_mac)
                     self._fold(conn)
                 except (sqlcipher3.Error, OSError, DatabaseLockedError) as exc:  # the last two: `connect`
                     log.warning("checkpoint failed; the WAL keeps every frame", extra={"error": str(exc)})
@@ -301,12 +368,12 @@ class _Syncer:
     final: a failed fsync may have dropped pages, and WAL recovery stops at the first missing
     frame, so no later commit is durable either; every later request gets the same error."""
 
-    def __init__(self, path: Path, key: bytes, name: str, write_lock: threading.Lock) -> None:
+    def __init__(self, path: Path, key: bytes, page_mac: str, name: str, write_lock: threading.Lock) -> None:
         self._path = path
         self._identity = _identity(path)  # the file the writer opened, before any commit
         self._wal = Path(f"{path}-wal")
         self._wal_identity: tuple[int, int] | None = None  # the WAL's, once the first commit made it
-        self._checkpointer = _Checkpointer(path, key, name, write_lock)
+        self._checkpointer = _Checkpointer(path, key, page_mac, name, write_lock)
         self.synced = 0
         self.failed: OSError | None = None
         self._queue: queue.SimpleQueue[tuple[int, Callable[[OSError | None], None]] | None] = (
@@ -476,10 +543,11 @@ class Writer:
         anything runs again: a unit reads other databases too, through their readers (`Store`)."""
         self._path, self._key, self._name = path, key, name
         self._on_damaged_page = on_damaged_page
+        self.page_mac = page_mac_of(path, key)  # every connection to the file opens with it
         self._conn = self._open()
         self._lock = threading.Lock()
         self._max_batch = max_batch
-        self._syncer = _Syncer(path, key, name, self._lock)
+        self._syncer = _Syncer(path, key, self.page_mac, name, self._lock)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: list[_Job] = []
         self._scheduled = False
@@ -492,7 +560,7 @@ class Writer:
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
 
     def _open(self) -> Connection:
-        conn = connect(self._path, self._key, synchronous="NORMAL")
+        conn = connect(self._path, self._key, page_mac=self.page_mac, synchronous="NORMAL")
         conn.execute("PRAGMA busy_timeout = 0")  # waits are retried here, off the loop's back
         conn.execute("PRAGMA wal_autocheckpoint = 0")  # the sync thread checkpoints
         # Once rewound, the WAL file is cut back to this size, so its size says how much was
@@ -905,7 +973,7 @@ class Database:
         conn: Connection | None = getattr(local, "conn", None)
         if conn is not None and (local.since == self._readers_since or conn.in_transaction):
             return conn
-        fresh = connect(self.path, self._key, factory=_Reader)
+        fresh = connect(self.path, self._key, page_mac=self.writer.page_mac, factory=_Reader)
         fresh.execute("PRAGMA query_only = ON")
         # The connection replaced is not closed here: a cursor of this thread may still be reading
         # from it. It closes when nothing holds it any more.

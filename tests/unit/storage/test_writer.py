@@ -726,7 +726,7 @@ def test_a_checkpoint_between_writes_takes_no_lock(path: Path, monkeypatch: pyte
     wal = Path(f"{path}-wal")
     assert wal.stat().st_size > 4 * 64 * 1024
     lock = _SpyLock()
-    checkpointer = storage.db._Checkpointer(path, KEY, "test", lock)  # type: ignore[arg-type]
+    checkpointer = storage.db._Checkpointer(path, KEY, storage.db.PAGE_MAC, "test", lock)  # type: ignore[arg-type]
     try:
         checkpointer.request()
         deadline = time.monotonic() + 10
