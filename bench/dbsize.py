@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from storage.db import connect, page_mac_of
+from storage.db import connect
 from storage.keys import KeyStore
 
 
@@ -34,7 +34,7 @@ def main() -> None:
     keys = KeyStore.load(data_dir / "keys.json")
     report: dict[str, Any] = {}
     for name, key in (("gateway.db", keys.database_key), ("subjects.db", keys.directory_key)):
-        conn = connect(data_dir / name, key, page_mac=page_mac_of(data_dir / name, key))
+        conn = connect(data_dir / name, key)
         try:
             conn.execute("PRAGMA query_only = ON")
             report[name] = {

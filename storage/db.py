@@ -56,7 +56,7 @@ import sqlcipher3
 __all__ = [
     "Connection", "Database", "DatabaseLockedError", "StorageBusyError", "StorageFailedError",
     "StorageFullError", "Writer", "connect", "in_chunks", "is_corrupt", "is_database_error",
-    "page_mac_of", "raisable", "savepoint", "wrote_in_context",
+    "page_mac_of", "quiet_cipher_log", "raisable", "savepoint", "wrote_in_context",
 ]  # fmt: skip
 
 log = logging.getLogger("storage.db")
@@ -109,7 +109,7 @@ def _cpuinfo() -> str:
 
 
 PAGE_MAC = faster_page_mac(_cpuinfo())
-_PROBE_LOCK = threading.Lock()
+_CIPHER_LOG_LOCK = threading.RLock()  # `quiet_cipher_log`
 
 wrote_in_context: contextvars.ContextVar[bool] = contextvars.ContextVar("wrote_in_context", default=False)
 
@@ -159,17 +159,18 @@ def connect(
     path: Path,
     key: bytes,
     *,
-    page_mac: str = PAGE_MAC,
+    page_mac: str | None = None,
     synchronous: str = "FULL",
     factory: type[Any] = sqlcipher3.Connection,
 ) -> Connection:
-    """Open a SQLCipher connection keyed with a raw 256-bit key and set our pragmas. `page_mac`
-    must be the one the file's pages carry (`page_mac_of`); a new file takes it.
+    """Open a SQLCipher connection keyed with a raw 256-bit key and set our pragmas. `page_mac` is
+    the MAC the file's pages carry, or None to find it (`page_mac_of`, one open more): a
+    `Database`'s connections pass what its writer found.
 
     Only SQLITE_NOTADB means a wrong key (or not a database); a file that cannot be opened or
     its `-shm` made (a directory without write permission, a read-only volume) is an OSError
     saying so, where it was told as a wrong key and sent operators to their key store."""
-    conn = _keyed(path, key, page_mac, factory)
+    conn = _keyed(path, key, page_mac_of(path, key) if page_mac is None else page_mac, factory)
     when_free(lambda: conn.execute("PRAGMA journal_mode = WAL"))
     conn.execute(f"PRAGMA synchronous = {synchronous}")
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
@@ -184,25 +185,36 @@ def page_mac_of(path: Path, key: bytes) -> str:
     """The MAC the pages of the file at `path` carry: `PAGE_MAC` for a file made here (or not made
     yet), the other for one made on another processor or before files took the faster one. Tried,
     not read: no byte of the file is in clear. The first try, which fails on every such file, is
-    kept out of SQLCipher's log (it would say "hmac check failed" at each start); the second logs
-    as any open does, so a wrong key still says so there."""
+    kept out of SQLCipher's log (it would say "hmac check failed" at each start); the second is
+    logged as any open is, unless the caller quiets it too (`Store` does)."""
     other = SHA512_PAGES if PAGE_MAC == SHA256_PAGES else SHA256_PAGES
-    with _PROBE_LOCK:
+    with quiet_cipher_log():
+        try:
+            _keyed(path, key, PAGE_MAC, sqlcipher3.Connection).close()
+            return PAGE_MAC
+        except DatabaseLockedError:
+            pass
+    _keyed(path, key, other, sqlcipher3.Connection).close()
+    return other
+
+
+@contextlib.contextmanager
+def quiet_cipher_log() -> Iterator[None]:
+    """SQLCipher's own log off for the block: a key or page MAC that does not open a file makes it
+    print three "hmac check failed" lines straight to stderr, around the one `DatabaseLockedError`
+    that already says what happened (the CLI's contract is one line). The level is process-wide,
+    so blocks are serialized, a thread's nested ones included, and the level is put back after."""
+    with _CIPHER_LOG_LOCK:
         probe = sqlcipher3.connect(":memory:")
         try:
-            level = probe.execute("PRAGMA cipher_log_level").fetchone()[0]
-            probe.execute("PRAGMA cipher_log_level = NONE")  # process-wide, hence the lock
+            (level,) = probe.execute("PRAGMA cipher_log_level").fetchone()
+            probe.execute("PRAGMA cipher_log_level = NONE")
             try:
-                _keyed(path, key, PAGE_MAC, sqlcipher3.Connection).close()
-                return PAGE_MAC
-            except DatabaseLockedError:
-                pass
+                yield
             finally:
                 probe.execute(f"PRAGMA cipher_log_level = {level}")
         finally:
             probe.close()
-    _keyed(path, key, other, sqlcipher3.Connection).close()
-    return other
 
 
 def _keyed(path: Path, key: bytes, page_mac: str, factory: type[Any]) -> Connection:

@@ -16,13 +16,12 @@ from functools import partial
 from pathlib import Path
 
 import msgspec
-import sqlcipher3
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from storage import ledger
 from storage.crypto import DecryptionError, KeyedHash
-from storage.db import Connection, Database, is_corrupt
+from storage.db import Connection, Database, is_corrupt, quiet_cipher_log
 from storage.directory import SubjectDirectory, opens
 from storage.keys import KeyStore, KeyStoreError
 from storage.migrations import DATA_MIGRATIONS, DIRECTORY_MIGRATIONS, require_migrated
@@ -105,7 +104,7 @@ class Store:
         self.keys = keys
         self.pseudonyms = Pseudonymizer(keys.pseudonym_key)
         self.device_tags = KeyedHash(_derived(keys.pseudonym_key, b"device token tags"))
-        with _quiet_cipher_log(), _locked_dir(data_dir):
+        with quiet_cipher_log(), _locked_dir(data_dir):
             _check_pair(data_dir)
             # A unit of either writer may read the other database too (the directory, inside a
             # push's unit): a damaged page it meets renews the readers of both.
@@ -424,28 +423,6 @@ def _drop_unused(conn: Connection, prefixes: list[bytes]) -> None:
     for prefix in prefixes:  # looked for again inside the transaction: a data key may be new
         if not conn.execute(_SAMPLE, (len(prefix), prefix)).fetchone():
             conn.execute("DELETE FROM wrapping_keys WHERE prefix = ?", (prefix,))
-
-
-_cipher_log_lock = threading.Lock()
-
-
-@contextlib.contextmanager
-def _quiet_cipher_log() -> Iterator[None]:
-    """SQLCipher's own log off while the databases are opened. A wrong key makes it print three
-    "hmac check failed" lines straight to stderr, around the one `DatabaseLockedError` that
-    already says what happened (the CLI's contract is one line). The level is process-wide, so
-    opens are serialized here and the level put back after."""
-    with _cipher_log_lock:
-        probe = sqlcipher3.connect(":memory:")
-        try:
-            (level,) = probe.execute("PRAGMA cipher_log_level").fetchone()
-            probe.execute("PRAGMA cipher_log_level = NONE")
-            try:
-                yield
-            finally:
-                probe.execute(f"PRAGMA cipher_log_level = {level}")
-        finally:
-            probe.close()
 
 
 def _holds(on_disk: KeyStore, used: KeyStore, wrapping: set[str]) -> bool:

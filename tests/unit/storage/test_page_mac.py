@@ -26,6 +26,8 @@ from storage.db import (
     faster_page_mac,
     page_mac_of,
 )
+from storage.keys import KeyStore
+from storage.store import Store
 
 KEY = os.urandom(32)
 ONE_ROW_LESS = "DELETE FROM t WHERE rowid IN (SELECT min(rowid) FROM t)"  # a write each time
@@ -125,3 +127,37 @@ def test_a_wrong_key_is_told_as_before_and_logged(tmp_path: Path, capfd: pytest.
 def test_no_file_yet_takes_this_processors_mac(tmp_path: Path) -> None:
     assert page_mac_of(tmp_path / "none.db", KEY) == PAGE_MAC
     assert storage.db.PAGE_MAC in (SHA256_PAGES, SHA512_PAGES)
+
+
+def test_connect_finds_the_mac_of_a_file_itself(tmp_path: Path) -> None:
+    path = tmp_path / "older.db"
+    connect(path, KEY, page_mac=OTHER_MAC).execute("CREATE TABLE t (v TEXT)").connection.close()
+    conn = connect(path, KEY)
+    try:
+        assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 0
+    finally:
+        conn.close()
+
+
+def test_a_data_dir_made_on_another_processor_opens_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Both databases, through `Store` (whose start reads and writes the directory's checks),
+    which quiets SQLCipher's log around its opens too: the probe's own quieting nests in it
+    rather than waiting on it."""
+    data = tmp_path / "data"
+    with monkeypatch.context() as there:
+        there.setattr(storage.db, "PAGE_MAC", OTHER_MAC)
+        made = Store(data, KeyStore.create(data / "keys.json"))
+        made.data.writer.run_sync(lambda conn: conn.execute("CREATE TABLE t (v TEXT)"))
+        made.close()
+    capfd.readouterr()
+
+    store = Store(data, KeyStore.load(data / "keys.json"))
+    try:
+        assert store.data.writer.page_mac == OTHER_MAC
+        store.data.writer.run_sync(lambda conn: conn.execute("INSERT INTO t VALUES ('kept')"))
+        assert store.data.reader().execute("SELECT v FROM t").fetchall() == [("kept",)]
+    finally:
+        store.close()
+    assert "hmac check failed" not in capfd.readouterr().err
