@@ -30,6 +30,7 @@ __all__ = [
 class Claim(msgspec.Struct, frozen=True):
     push_id: str
     attempts: int  # before this claim: the attempts made, and the leases lost, so far
+    due_at: str  # as stored: a push put back unsent (`Reschedule`) keeps its place in the queue
 
 
 def enqueue_many(conn: Connection, due: Sequence[tuple[str, datetime]]) -> None:
@@ -45,8 +46,8 @@ def claim(conn: Connection, owner: str, now: datetime, lease: timedelta, limit: 
     are judged in that order against its caps); runs in the writer."""
     stamp = now.isoformat()
     rows = conn.execute(
-        "SELECT push_id, attempts FROM outbox WHERE due_at <= ? AND (lease_until IS NULL OR lease_until < ?) "
-        "ORDER BY due_at, rowid LIMIT ?",
+        "SELECT push_id, attempts, due_at FROM outbox "
+        "WHERE due_at <= ? AND (lease_until IS NULL OR lease_until < ?) ORDER BY due_at, rowid LIMIT ?",
         (stamp, stamp, limit),
     ).fetchall()
     until = (now + lease).isoformat()
@@ -54,7 +55,7 @@ def claim(conn: Connection, owner: str, now: datetime, lease: timedelta, limit: 
         "UPDATE outbox SET lease_owner = ?, lease_until = ?, attempts = attempts + 1 WHERE push_id = ?",
         [(owner, until, r[0]) for r in rows],
     )
-    return [Claim(str(r[0]), int(r[1])) for r in rows]
+    return [Claim(str(r[0]), int(r[1]), str(r[2])) for r in rows]
 
 
 class Reschedule(msgspec.Struct, frozen=True):

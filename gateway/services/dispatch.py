@@ -44,7 +44,7 @@ import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import cache, partial
-from typing import NamedTuple, TypeVar, overload
+from typing import TypeVar
 
 import msgspec
 
@@ -87,7 +87,7 @@ from storage.repositories.devices import DeviceRow
 from storage.repositories.pushes import PushContent, PushRow, StatusChange
 from storage.store import Store
 
-__all__ = ["Dispatcher", "Settling"]
+__all__ = ["Dispatcher", "Sending", "Settling"]
 
 T = TypeVar("T")
 log = logging.getLogger("gateway.dispatch")
@@ -113,6 +113,7 @@ class _Send(msgspec.Struct, frozen=True):
     recorded: dict[str, str]
     campaign_id: str | None
     expires: datetime
+    subject_id: str
 
 
 class _Round:
@@ -230,46 +231,44 @@ class Dispatcher:
     async def run_once(self, owner: str, limit: int) -> int:
         """Claim up to `limit` due pushes and dispatch them; returns how many were claimed once
         their results are recorded."""
-        claimed, settling = await self.start_round(owner, limit)
-        if settling is not None:
-            await settling.recorded
+        claimed, sending = await self.start_round(owner, limit)
+        if sending is not None:
+            await sending.sent
+            await sending.settle().recorded
         return claimed
 
-    @overload
-    async def start_round(self, owner: str, limit: int) -> tuple[int, Settling | None]: ...
-
-    @overload
     async def start_round(
-        self, owner: str, limit: int, slow_after: float
-    ) -> tuple[int, Settling | SlowRound | None]: ...
-
-    async def start_round(
-        self, owner: str, limit: int, slow_after: float | None = None
-    ) -> tuple[int, Settling | SlowRound | None]:
-        """Claim up to `limit` due pushes and send them; returns how many were claimed, and the
-        recording of their results (`Settling`), queued in the writer but not yet durable.
-
-        With `slow_after`, a round whose sends are not all done by then returns at that moment:
-        its sends go on, and are recorded once they end (`SlowRound`). One provider that hangs
-        (each send up to its timeout) then holds back only its own pushes, not the next rounds'.
+        self, owner: str, limit: int, busy: Collection[str] = frozenset()
+    ) -> tuple[int, Sending | None]:
+        """Claim up to `limit` due pushes and start sending them; returns how many were claimed
+        (those put back not counted), and the round's sends under way (`Sending`), once the claim
+        is durable.
 
         A round costs two writer units whatever its size — claim and re-decide together, then
-        settle together — and its sends run concurrently in between. The settling is queued before
-        this returns, so when the worker starts the next round at once, the writer runs this
-        round's settling and then the next round's claim in one commit: one commit and one sync
-        fewer per round, and no idle core while the disk syncs. The next claim and its decisions
-        see this round's results as if each had its own commit (a campaign paused, a device
-        disabled, a push ended or rescheduled, whatever its lease says).
+        settle together — and its sends run concurrently in between. The worker queues a round's
+        settling (`Sending.settle`) just before it claims another round, so the writer runs both
+        in one commit: one commit and one sync fewer per round. That claim and its decisions see
+        the settled round's results as if each had its own commit (a campaign paused, a device
+        disabled, a push ended or rescheduled, whatever its lease says). The round claimed while
+        a round still sends does not see that round's results: its pushes to the same subjects
+        are put back (`busy`), and a campaign those results pause stops at the round after.
+
+        `busy`: subjects with pushes this worker is still sending. Their pushes claimed now are put
+        back unsent, in their place in the queue (the claim's attempt undone), for a round that
+        sees those sends' results: a push to a device that has just answered 410 is not sent, and
+        none overtakes an earlier push to its subject. So the worker may claim a round while the
+        last one's sends still run (`Worker`), and each push is still judged with what every
+        earlier send to its subject made of the user's devices.
         """
         now = self._clock()
         lease = timedelta(seconds=self._settings.worker_lease_seconds)
 
         claimed: list[Claim] = []
 
-        def claim_and_prepare(conn: Connection) -> tuple[list[tuple[Claim, _Send | None]], list[str]]:
+        def claim_and_prepare(conn: Connection) -> tuple[list[tuple[Claim, _Send | None]], list[str], int]:
             claims = claimed[:] = outbox.claim(conn, owner, now, lease, limit)
             if not claims:
-                return [], []
+                return [], [], 0
             self._policy.refresh(conn)  # this process may not be the one that changed it
             try:
                 snapshot: _Round | None = self._snapshot(conn, claims, now)
@@ -287,7 +286,7 @@ class Dispatcher:
             # building it for each push cost a round of 256 pushes 65,536 steps.
             unwritten = dict.fromkeys(c.push_id for c in claims) if snapshot is None else {}
             for c in claims:
-                prepare = partial(self._prepare, conn, c, now, snapshot, list(unwritten))
+                prepare = partial(self._prepare, conn, c, now, snapshot, list(unwritten), busy)
                 step = self._step("prepare", c.push_id, prepare)
                 if step is None:
                     continue
@@ -299,43 +298,37 @@ class Dispatcher:
             if snapshot is not None:
                 written = self._write(conn, owner, "prepare", [w for w, _ in steps.values()], now)
             done = {w.push_id for w in written}
-            return [(c, steps[c.push_id][1] if c.push_id in done else None) for c in claims], _ends(written)
+            put_back = sum(w.put_back for w in written)
+            prepared = [(c, steps[c.push_id][1] if c.push_id in done else None) for c in claims]
+            return prepared, _ends(written), put_back
 
         try:
-            prepared, ends = await self._store.data.writer.run(claim_and_prepare)
+            prepared, ends, put_back = await self._store.data.writer.run(claim_and_prepare)
         except Exception as exc:
             if is_corrupt(exc):  # the writer has renewed the readers (`Store.after_failure`)
                 await self._set_aside_damaged(owner, now + lease, claimed, now)
             raise
         self._count(ends)
+        taken = len(prepared) - put_back
         sends = [(c, s) for c, s in prepared if s is not None]
+        if not sends:
+            self._metrics.open_breakers.set(sum(b.state != "closed" for b in self._breakers.values()))
+            return taken, None
         # The last moment a send may start and still end within the lease: a round's sends wait
         # for connections, and one started later could still be running when another worker
         # claims the push and sends it again. (A lease under twice a send's longest keeps half
         # of itself for sending, and is warned of at start.)
         last_start = now + lease - min(timedelta(seconds=LONGEST_SEND_SECONDS), lease / 2)
-        sending = asyncio.gather(*(self._send_all(s.messages, last_start) for _, s in sends))
+        sent = asyncio.gather(*(self._send_all(s.messages, last_start) for _, s in sends))
         # Only where every send ends within its lease (`last_start` keeps a send's longest inside
-        # it from a lease of twice that): with a shorter one, the next claims would take back
-        # this round's pushes, their leases run out, while their first sends still run.
-        if slow_after is not None and sends and lease >= 2 * timedelta(seconds=LONGEST_SEND_SECONDS):
-            await asyncio.wait([sending], timeout=slow_after)
-            if not sending.done():
-                later = asyncio.ensure_future(self._settling_once_sent(owner, sends, sending))
-                return len(prepared), SlowRound(later)
-        return len(prepared), self._settling(owner, sends, await sending)
-
-    async def _settling_once_sent(
-        self,
-        owner: str,
-        sends: list[tuple[Claim, _Send]],
-        sending: asyncio.Future[list[list[DeliveryResult]]],
-    ) -> Settling | None:
-        return self._settling(owner, sends, await sending)
+        # it from a lease of twice that): with a shorter one, a claim made while this round still
+        # sends could take back its pushes, their leases run out, while their first sends run.
+        overlaps = lease >= 2 * timedelta(seconds=LONGEST_SEND_SECONDS)
+        return taken, Sending(partial(self._settling, owner, sends), sent, sends, overlaps)
 
     def _settling(
         self, owner: str, sends: list[tuple[Claim, _Send]], results: list[list[DeliveryResult]]
-    ) -> Settling | None:
+    ) -> Settling:
         """The recording of a round's results, queued in the writer."""
         done = self._clock()
 
@@ -366,8 +359,6 @@ class Dispatcher:
             return [sends[i][0].push_id for i in taken]
 
         self._metrics.open_breakers.set(sum(b.state != "closed" for b in self._breakers.values()))
-        if not sends:
-            return None
         push_ids = [c.push_id for c, _ in sends]
         return Settling(self._store.data.writer, settle, set_aside, push_ids, self._count)
 
@@ -463,13 +454,22 @@ class Dispatcher:
         snapshot.read_subjects(conn, self._store, now, self._settings.timezone, self._policy.settings)
 
     def _prepare(
-        self, conn: Connection, claim: Claim, now: datetime, snapshot: _Round | None, claimed: list[str]
+        self,
+        conn: Connection,
+        claim: Claim,
+        now: datetime,
+        snapshot: _Round | None,
+        claimed: list[str],
+        busy: Collection[str] = frozenset(),
     ) -> tuple[PushWrites, _Send | None]:
         alone = snapshot is None
         snapshot = snapshot or _Round(conn, [claim], claimed)
         row = snapshot.rows.get(claim.push_id)
         if row is None or row.status in END_STATES:
             return PushWrites(push_id=claim.push_id, finish=True), None
+        if row.subject_id in busy:  # put back, in its place, as if not claimed (`start_round`)
+            back = Reschedule(row.push_id, datetime.fromisoformat(claim.due_at), claim.attempts)
+            return PushWrites(push_id=row.push_id, reschedule=back, put_back=True), None
         expires = datetime.fromisoformat(row.expires_at)
         remaining = math.ceil((expires - now).total_seconds())
         if remaining <= 0:
@@ -548,7 +548,11 @@ class Dispatcher:
             ),
         )
         return sending, _Send(
-            tuple(_message(row, d, content, expires) for d in pending), recorded, row.campaign_id, expires
+            tuple(_message(row, d, content, expires) for d in pending),
+            recorded,
+            row.campaign_id,
+            expires,
+            key.subject_id,
         )
 
     def _end(
@@ -741,8 +745,26 @@ class Dispatcher:
         return writes
 
 
-class SlowRound(NamedTuple):
-    """A round whose sends outlived `slow_after`: its recording, once they end."""
+class Sending:
+    """A round's sends under way (`Dispatcher.start_round`). Once `sent` is done, `settle` queues
+    the recording of their results. `subjects` have pushes among these sends: the worker claims
+    no push of theirs meanwhile (`busy`). `overlaps` says whether the lease lets the worker claim
+    the next round before these sends end."""
+
+    def __init__(
+        self,
+        settling: Callable[[list[list[DeliveryResult]]], Settling],
+        sent: asyncio.Future[list[list[DeliveryResult]]],
+        sends: list[tuple[Claim, _Send]],
+        overlaps: bool,
+    ) -> None:
+        self._settling = settling
+        self.sent = sent
+        self.subjects = frozenset(s.subject_id for _, s in sends if s.subject_id is not None)
+        self.overlaps = overlaps
+
+    def settle(self) -> Settling:
+        return self._settling(self.sent.result())
 
     settling: asyncio.Future[Settling | None]
 

@@ -331,9 +331,11 @@ def test_a_damaged_page_met_by_a_rounds_write_fails_the_round_not_a_request_besi
         runtime = client.app.state.runtime
 
         async def round_and_a_key() -> list[object]:
-            claimed, settling = await runtime.dispatcher.start_round("test-worker", 10)
+            claimed, sending = await runtime.dispatcher.start_round("test-worker", 10)
             assert claimed == 4
-            assert settling is not None
+            assert sending is not None
+            await sending.sent
+            settling = sending.settle()
             # Queued before the settling's group runs, so committed with it.
             create = partial(api_keys.create, name="beside the round", scopes=("pushes:write",), now=clock())
             beside = runtime.store.data.writer.submit(create)
@@ -482,9 +484,11 @@ def test_a_push_whose_results_meet_a_damaged_page_is_set_aside_and_the_rest_reco
         dispatcher = client.app.state.runtime.dispatcher
 
         async def round_recorded_again() -> None:
-            claimed, settling = await dispatcher.start_round("test-worker", 10)
+            claimed, sending = await dispatcher.start_round("test-worker", 10)
             assert claimed == 1 + others
-            assert settling is not None
+            assert sending is not None
+            await sending.sent
+            settling = sending.settle()
             with pytest.raises(sqlcipher3.DatabaseError):
                 await settling.recorded  # as the worker does: then record again
             settling.again()

@@ -1,5 +1,6 @@
-"""The delivery worker's rounds: each round's results are recorded in the same commit as the next
-round's claim, and a worker told to stop still records the round it was in.
+"""The delivery worker's rounds: each is claimed while the last one's sends run, a round's results
+are recorded in the same commit as a later round's claim, and a worker told to stop still records
+the round it was in.
 
 The worker runs on the app's loop (`worker_enabled=False`, so the test starts it), sending to a
 real local webhook receiver; the gateway's clock stands still, so nothing is deferred or retried.
@@ -96,7 +97,7 @@ def run_until(client: Client, worker: Worker, done: Callable[[], bool]) -> None:
         running.result(timeout=10)
 
 
-def test_a_rounds_results_share_a_commit_with_the_next_rounds_claim(
+def test_a_rounds_results_share_a_commit_with_a_later_claim(
     client: Client,
     runtime: Runtime,
     hook: WebhookRelay,
@@ -104,8 +105,9 @@ def test_a_rounds_results_share_a_commit_with_the_next_rounds_claim(
     as_key: Callable[..., Headers],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Three rounds: claim 1; settle 1 + claim 2; settle 2 + claim 3; settle 3 + an empty claim.
-    Four commits, where a claim and a settle each in a commit of their own take seven."""
+    """Three rounds, each claimed while the one before still sends: claim 1; claim 2; settle 1 +
+    claim 3; settle 2 + an empty claim; settle 3. Five commits, where a claim and a settle each
+    in a commit of their own take seven."""
     monkeypatch.setattr("gateway.worker.IDLE_SECONDS", 60.0)  # no idle claims; `stop` ends the wait
     key = as_key("pushes:write")
     ids = queue(client, as_user, key, users(3 * ROUND))
@@ -114,7 +116,7 @@ def test_a_rounds_results_share_a_commit_with_the_next_rounds_claim(
     run_until(
         client, Worker(runtime.dispatcher, ROUND), lambda: statuses(client, key, ids) == ["delivered"] * 12
     )
-    assert writer.commits - before == 4
+    assert writer.commits - before == 5
     assert sorted(hook.push_ids) == sorted(ids)  # each sent once
 
 
@@ -138,6 +140,98 @@ def test_the_next_round_sees_what_the_last_one_recorded(
     )
     assert hook.push_ids == ids[:1]
     assert client.get(f"/v1/pushes/{ids[1]}", headers=key).json()["reasons"] == [{"code": "no_device"}]
+
+
+def at_first_answer(hook: WebhookRelay, seconds: float) -> list[int]:
+    """The relay takes `seconds` over its first answer; the list gets how many pushes it had
+    received by the end of that answer."""
+    seen: list[int] = []
+    started = threading.Event()
+
+    def slow_once() -> None:
+        if not started.is_set():
+            started.set()
+            time.sleep(seconds)
+            seen.append(len(hook.received))
+
+    hook.before_answer = slow_once
+    return seen
+
+
+def test_the_next_round_is_sent_while_the_last_one_waits_for_its_answers(
+    client: Client,
+    runtime: Runtime,
+    hook: WebhookRelay,
+    as_user: Callable[[str], Headers],
+    as_key: Callable[..., Headers],
+) -> None:
+    """Rounds of one push, to two users; the relay sits on the first answer for half a second
+    (a round under `SLOW_ROUND_SECONDS`, not one going on alone). The worker waited for each
+    round's last answer before claiming the next, the core idle meanwhile: the relay had the
+    second push only once it had answered the first. Now it has both at once."""
+    seen = at_first_answer(hook, 0.5)
+    key = as_key("pushes:write")
+    ids = queue(client, as_user, key, users(2))
+    run_until(client, Worker(runtime.dispatcher, 1), lambda: statuses(client, key, ids) == ["delivered"] * 2)
+    assert seen == [2]
+    assert hook.push_ids == ids
+
+
+def test_a_push_to_a_user_still_being_sent_to_waits_for_that_answer(
+    client: Client,
+    runtime: Runtime,
+    hook: WebhookRelay,
+    as_user: Callable[[str], Headers],
+    as_key: Callable[..., Headers],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Rounds of one push, two pushes to one user, the first answer slow. The round claimed while
+    the first push waits for it puts the second back unsent, its attempt undone, and the next
+    round, at once (not after an idle wait), sends it once the first is recorded: in order, one
+    attempt each."""
+    monkeypatch.setattr("gateway.worker.IDLE_SECONDS", 60.0)  # an idle wait outlasts the test
+    monkeypatch.setattr("gateway.worker.FAILING_WAIT_SECONDS", 60.0)
+    seen = at_first_answer(hook, 0.5)
+    key = as_key("pushes:write")
+    ids = queue(client, as_user, key, ["rounds-user-0", "rounds-user-0"])
+    run_until(client, Worker(runtime.dispatcher, 1), lambda: statuses(client, key, ids) == ["delivered"] * 2)
+    assert seen == [1]  # not sent while the first was unanswered
+    assert hook.push_ids == ids
+    rows = pushes.get_many(runtime.store.data.reader(), ids)
+    assert [rows[i].attempts for i in ids] == [1, 1]
+
+
+def test_a_push_put_back_keeps_its_place_and_its_attempts(
+    client: Client,
+    runtime: Runtime,
+    clock: FakeClock,
+    hook: WebhookRelay,
+    as_user: Callable[[str], Headers],
+    as_key: Callable[..., Headers],
+) -> None:
+    """A round claimed while the first user is being sent to: that user's push goes back to the
+    outbox as it was (due when it was, no lease, no attempt spent), and is not counted as
+    claimed; the other user's push is sent."""
+    key = as_key("pushes:write")
+    ids = queue(client, as_user, key, users(2))
+    row = "SELECT due_at, attempts, lease_owner, lease_until FROM outbox WHERE push_id = ?"
+    before = runtime.store.data.reader().execute(row, (ids[0],)).fetchone()
+    subject_id = pushes.get_many(runtime.store.data.reader(), ids)[ids[0]].subject_id
+    assert subject_id is not None
+    busy = {subject_id}
+    clock.advance(seconds=5)  # put back due now, it would go behind pushes queued meanwhile
+
+    async def a_round() -> int:
+        claimed, sending = await runtime.dispatcher.start_round("test-worker", 10, busy)
+        assert sending is not None
+        await sending.sent
+        await sending.settle().recorded
+        return claimed
+
+    assert client.blocking_portal.call(a_round) == 1
+    assert hook.push_ids == ids[1:]
+    assert runtime.store.data.reader().execute(row, (ids[0],)).fetchone() == before
+    assert statuses(client, key, ids) == ["queued", "delivered"]
 
 
 def test_a_worker_told_to_stop_records_the_round_it_was_in(
