@@ -3,11 +3,11 @@
 
 Rounds overlap by one: the worker claims and decides the next round while the last one's sends
 still run, then waits for those sends and queues their results, which the claim after joins in
-one commit. Waiting instead for each round's slowest answers left the core idle for a tenth of
-the time, and the provider idle while the next round was decided (docs/performance-history.md,
-"Rounds that overlap"). A push whose subject is in the round still sending is put back for the
-round after (`Dispatcher.start_round`'s `busy`), so each push is still judged with what every
-earlier send to its subject made of the user's devices.
+one commit. Waiting instead for each round's slowest answers left the core idle for up to a
+tenth of the time, and the provider idle while the next round was decided
+(docs/performance-history.md, "Rounds that overlap"). The pushes whose judgment the last round's
+results could change (to the same subjects; of a campaign those deliveries could pause) are put
+back for the round after (`Dispatcher.start_round`'s `after`).
 """
 
 from __future__ import annotations
@@ -26,9 +26,11 @@ __all__ = ["Worker"]
 log = logging.getLogger("gateway.worker")
 IDLE_SECONDS = 0.2
 FAILING_WAIT_SECONDS = 5.0  # the longest wait between failing rounds (doubling from IDLE_SECONDS)
-# A round whose sends take longer than this goes on alone while the next rounds are claimed: one
-# provider that hangs (each send up to its 10 s timeout) must not hold back the pushes to the
-# others. Rounds take milliseconds otherwise.
+# A round whose sends take longer than this once the next round is claimed goes on alone while
+# later rounds are claimed: one provider that hangs (each send up to its 10 s timeout) must not
+# hold back the pushes to the others. Rounds take milliseconds otherwise. A slow round holds
+# nothing back: pushes to its subjects go in the rounds after it, as they did before rounds
+# overlapped.
 SLOW_ROUND_SECONDS = 1.0
 MAX_SLOW_ROUNDS = 8  # past this many going on alone, the worker waits for one to end
 
@@ -40,7 +42,7 @@ class Worker:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._stop = asyncio.Event()
         self._unrecorded = 0  # rounds whose recording failed and is being tried again
-        self._slow: dict[asyncio.Future[None], Sending] = {}  # rounds going on alone
+        self._slow: set[asyncio.Future[None]] = set()  # rounds going on alone
 
     def stop(self) -> None:
         self._stop.set()
@@ -56,9 +58,8 @@ class Worker:
                 # back once their leases end (this worker is their owner still) and send them again.
                 await asyncio.wait(self._slow, return_when=asyncio.FIRST_COMPLETED)
                 continue
-            busy = frozenset().union(*(r.subjects for r in (sending, *self._slow.values()) if r is not None))
             try:
-                claimed, current = await self._dispatcher.start_round(self.owner, self._batch, busy)
+                claimed, current = await self._dispatcher.start_round(self.owner, self._batch, sending)
             except Exception:  # keep delivering: a failed round is retried after its lease expires
                 # A full disk or a held lock fails every round until it passes: said once, with
                 # what raised, and tried again less and less often, not logged five times a second.
@@ -79,7 +80,7 @@ class Worker:
                 settling = await self._sent(sending)  # a short lease: see `Dispatcher.start_round`
                 sending = None
             # Idle, unless a round was just waited for: its results go in with the next claim,
-            # which may find the pushes put back for it (`busy`) due.
+            # which may find the pushes put back for it due.
             if claimed == 0 and sending is None and settling is None:
                 wait = min(FAILING_WAIT_SECONDS, IDLE_SECONDS * 2 ** min(failed, 8))
                 with contextlib.suppress(TimeoutError):
@@ -99,8 +100,8 @@ class Worker:
         if round_.sent.done():
             return self._settling(round_)
         going_on = asyncio.ensure_future(self._settled_later(round_))
-        self._slow[going_on] = round_
-        going_on.add_done_callback(self._slow.pop)
+        self._slow.add(going_on)
+        going_on.add_done_callback(self._slow.discard)
         if len(self._slow) >= MAX_SLOW_ROUNDS:
             await asyncio.wait(self._slow, return_when=asyncio.FIRST_COMPLETED)
         return None

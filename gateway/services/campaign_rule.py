@@ -17,7 +17,7 @@ from storage.db import Connection
 from storage.repositories import campaigns
 from storage.repositories import complaints as complaints_repo
 
-__all__ = ["count_deliveries", "judge_all", "judge_campaign"]
+__all__ = ["count_deliveries", "judge_all", "judge_campaign", "may_pause_at_delivery"]
 
 
 def judge_campaign(conn: Connection, campaign_id: str, policy: PolicySettings, now: datetime) -> bool:
@@ -52,6 +52,16 @@ def judge_campaign(conn: Connection, campaign_id: str, policy: PolicySettings, n
         numbers["since"] = rfc3339_text(since)
     reason = msgspec.json.encode(numbers).decode()
     return campaigns.pause(conn, campaign_id, now, reason, rule=campaigns.COMPLAINT_RATE)
+
+
+def may_pause_at_delivery(conn: Connection, campaign_id: str) -> bool:
+    """Whether delivering more of the campaign's pushes could have the rule pause it: it has
+    complaints counted since its last resume, and the rule has not paused it already. With none,
+    no number of deliveries reaches the rate."""
+    campaign = campaigns.get(conn, campaign_id)
+    if campaign is None or campaign.pause_rule == campaigns.COMPLAINT_RATE:
+        return False
+    return complaints_repo.count_for_campaign(conn, campaign_id, campaign.resumed_at) > 0
 
 
 def judge_all(conn: Connection, policy: PolicySettings, now: datetime) -> list[str]:

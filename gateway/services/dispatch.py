@@ -12,7 +12,9 @@ For each claimed push:
    one of its devices is never ended rejected, expired or erased: the user has it, so it ends
    `delivered` (the new reasons kept) and keeps counting against the caps; no more is sent.
    Nor is it deferred: when its retry to its other devices meets quiet hours, it keeps its
-   status and planned time, and only its outbox row waits for the window's end.
+   status and planned time, and only its outbox row waits for the window's end. A push whose
+   judgment the round still sending could change (`start_round`'s `after`) is put back unsent,
+   as if it had not been claimed.
 2. Send to each device through its platform's adapter, unless that provider's circuit is open.
 3. In a second unit, record each device's result (invalid tokens disable the device) and either
    end the push (`delivered`, or `failed` after the last attempt) or reschedule it with backoff.
@@ -61,6 +63,7 @@ from clients.delivery import (
 from gateway.clock import Clock
 from gateway.metrics import Metrics
 from gateway.services import dispatch_writes
+from gateway.services.campaign_rule import may_pause_at_delivery
 from gateway.services.dispatch_writes import PushWrites
 from gateway.services.policy import PolicySource
 from gateway.services.pushes import policy_request, wire_reasons
@@ -238,7 +241,7 @@ class Dispatcher:
         return claimed
 
     async def start_round(
-        self, owner: str, limit: int, busy: Collection[str] = frozenset()
+        self, owner: str, limit: int, after: Sending | None = None
     ) -> tuple[int, Sending | None]:
         """Claim up to `limit` due pushes and start sending them; returns how many were claimed
         (those put back not counted), and the round's sends under way (`Sending`), once the claim
@@ -249,16 +252,14 @@ class Dispatcher:
         settling (`Sending.settle`) just before it claims another round, so the writer runs both
         in one commit: one commit and one sync fewer per round. That claim and its decisions see
         the settled round's results as if each had its own commit (a campaign paused, a device
-        disabled, a push ended or rescheduled, whatever its lease says). The round claimed while
-        a round still sends does not see that round's results: its pushes to the same subjects
-        are put back (`busy`), and a campaign those results pause stops at the round after.
+        disabled, a push ended or rescheduled, whatever its lease says).
 
-        `busy`: subjects with pushes this worker is still sending. Their pushes claimed now are put
-        back unsent, in their place in the queue (the claim's attempt undone), for a round that
-        sees those sends' results: a push to a device that has just answered 410 is not sent, and
-        none overtakes an earlier push to its subject. So the worker may claim a round while the
-        last one's sends still run (`Worker`), and each push is still judged with what every
-        earlier send to its subject made of the user's devices.
+        `after`: the round this worker is still sending (`Worker`), whose results this claim
+        cannot see. The pushes claimed now that those results could change are put back unsent,
+        in their place in the queue (the claim's attempt undone), for a round that sees them
+        (`_held`): so a push to a device that has just answered 410 is not sent, none overtakes
+        an earlier push to its subject, and a campaign those deliveries pause stops where it
+        would have.
         """
         now = self._clock()
         lease = timedelta(seconds=self._settings.worker_lease_seconds)
@@ -285,8 +286,9 @@ class Dispatcher:
             # (left to its lease), as waiting. Kept only then: with a snapshot it went unused, and
             # building it for each push cost a round of 256 pushes 65,536 steps.
             unwritten = dict.fromkeys(c.push_id for c in claims) if snapshot is None else {}
+            held = partial(_held, conn, after, {})
             for c in claims:
-                prepare = partial(self._prepare, conn, c, now, snapshot, list(unwritten), busy)
+                prepare = partial(self._prepare, conn, c, now, snapshot, list(unwritten), held)
                 step = self._step("prepare", c.push_id, prepare)
                 if step is None:
                     continue
@@ -460,16 +462,13 @@ class Dispatcher:
         now: datetime,
         snapshot: _Round | None,
         claimed: list[str],
-        busy: Collection[str] = frozenset(),
+        held: Callable[[PushRow], bool] = lambda row: False,
     ) -> tuple[PushWrites, _Send | None]:
         alone = snapshot is None
         snapshot = snapshot or _Round(conn, [claim], claimed)
         row = snapshot.rows.get(claim.push_id)
         if row is None or row.status in END_STATES:
             return PushWrites(push_id=claim.push_id, finish=True), None
-        if row.subject_id in busy:  # put back, in its place, as if not claimed (`start_round`)
-            back = Reschedule(row.push_id, datetime.fromisoformat(claim.due_at), claim.attempts)
-            return PushWrites(push_id=row.push_id, reschedule=back, put_back=True), None
         expires = datetime.fromisoformat(row.expires_at)
         remaining = math.ceil((expires - now).total_seconds())
         if remaining <= 0:
@@ -478,6 +477,9 @@ class Dispatcher:
             # Its attempts were spent by rounds that lost their lease (a worker killed or hung
             # mid-send): the dead-letter end the last refused attempt would have given it.
             return self._end(row, snapshot, "failed", None, claim.attempts), None
+        if held(row):  # put back, in its place, as if not claimed (`start_round`)
+            back = Reschedule(row.push_id, datetime.fromisoformat(claim.due_at), claim.attempts)
+            return PushWrites(push_id=row.push_id, reschedule=back, put_back=True), None
         if alone:
             # Read alone, its subject is read only now: a push past its expiry ends `expired` even
             # when its subject's data does not open, rather than being claimed again at each lease.
@@ -747,9 +749,9 @@ class Dispatcher:
 
 class Sending:
     """A round's sends under way (`Dispatcher.start_round`). Once `sent` is done, `settle` queues
-    the recording of their results. `subjects` have pushes among these sends: the worker claims
-    no push of theirs meanwhile (`busy`). `overlaps` says whether the lease lets the worker claim
-    the next round before these sends end."""
+    the recording of their results. `subjects` and `campaigns` are those of its pushes (`_held`).
+    `overlaps` says whether the lease lets the worker claim the next round before these sends
+    end."""
 
     def __init__(
         self,
@@ -760,13 +762,29 @@ class Sending:
     ) -> None:
         self._settling = settling
         self.sent = sent
-        self.subjects = frozenset(s.subject_id for _, s in sends if s.subject_id is not None)
+        self.subjects = frozenset(s.subject_id for _, s in sends)
+        self.campaigns = frozenset(s.campaign_id for _, s in sends if s.campaign_id is not None)
         self.overlaps = overlaps
 
     def settle(self) -> Settling:
         return self._settling(self.sent.result())
 
-    settling: asyncio.Future[Settling | None]
+
+def _held(conn: Connection, after: Sending | None, pausable: dict[str, bool], row: PushRow) -> bool:
+    """Whether the push waits for `after`'s results: it goes to a subject among those sends (a
+    device may have answered that its token is gone), or is of a campaign among them that those
+    deliveries could pause (`may_pause_at_delivery`, asked once per campaign and round, in
+    `pausable`). Any other push is judged the same with or without them."""
+    if after is None:
+        return False
+    if row.subject_id in after.subjects:
+        return True
+    campaign_id = row.campaign_id
+    if campaign_id is None or campaign_id not in after.campaigns:
+        return False
+    if campaign_id not in pausable:
+        pausable[campaign_id] = may_pause_at_delivery(conn, campaign_id)
+    return pausable[campaign_id]
 
 
 class _Undone(Exception):

@@ -20,10 +20,11 @@ import pytest
 from conftest import FakeClock, Headers
 from litestar import Litestar
 from litestar.testing import TestClient
-from support import WebhookRelay
+from support import WebhookRelay, audience
 
 import storage.db
 from gateway.runtime import Runtime
+from gateway.services.campaign_rule import may_pause_at_delivery
 from gateway.services.dispatch import Dispatcher
 from gateway.settings import Secret, Settings
 from gateway.worker import Worker
@@ -209,29 +210,104 @@ def test_a_push_put_back_keeps_its_place_and_its_attempts(
     as_user: Callable[[str], Headers],
     as_key: Callable[..., Headers],
 ) -> None:
-    """A round claimed while the first user is being sent to: that user's push goes back to the
-    outbox as it was (due when it was, no lease, no attempt spent), and is not counted as
-    claimed; the other user's push is sent."""
+    """A round claimed while the first user's push is being sent: that user's second push goes
+    back to the outbox as it was (due when it was, no lease, no attempt spent), and is not
+    counted as claimed; the other user's push is sent."""
     key = as_key("pushes:write")
-    ids = queue(client, as_user, key, users(2))
+    first, other, second = queue(client, as_user, key, ["rounds-user-0", "rounds-user-1", "rounds-user-0"])
     row = "SELECT due_at, attempts, lease_owner, lease_until FROM outbox WHERE push_id = ?"
-    before = runtime.store.data.reader().execute(row, (ids[0],)).fetchone()
-    subject_id = pushes.get_many(runtime.store.data.reader(), ids)[ids[0]].subject_id
-    assert subject_id is not None
-    busy = {subject_id}
-    clock.advance(seconds=5)  # put back due now, it would go behind pushes queued meanwhile
+    before = runtime.store.data.reader().execute(row, (second,)).fetchone()
+    dispatcher = runtime.dispatcher
 
-    async def a_round() -> int:
-        claimed, sending = await runtime.dispatcher.start_round("test-worker", 10, busy)
+    async def two_rounds() -> int:
+        _, sending = await dispatcher.start_round("test-worker", 1)
         assert sending is not None
-        await sending.sent
-        await sending.settle().recorded
+        clock.advance(seconds=5)  # put back due now, it would go behind pushes queued meanwhile
+        claimed, next_sending = await dispatcher.start_round("test-worker", 10, sending)
+        assert next_sending is not None
+        for each in (sending, next_sending):
+            await each.sent
+            await each.settle().recorded
         return claimed
 
-    assert client.blocking_portal.call(a_round) == 1
-    assert hook.push_ids == ids[1:]
-    assert runtime.store.data.reader().execute(row, (ids[0],)).fetchone() == before
-    assert statuses(client, key, ids) == ["queued", "delivered"]
+    assert client.blocking_portal.call(two_rounds) == 1
+    assert hook.push_ids == [first, other]
+    assert runtime.store.data.reader().execute(row, (second,)).fetchone() == before
+    assert statuses(client, key, [first, other, second]) == ["delivered", "delivered", "queued"]
+
+
+def test_a_slow_round_holds_back_no_push_to_anyone_else(
+    client: Client,
+    runtime: Runtime,
+    hook: WebhookRelay,
+    as_user: Callable[[str], Headers],
+    as_key: Callable[..., Headers],
+) -> None:
+    """Regression (review of 8d4ba30): rounds of two; the relay sits on the first round's answers
+    for 3 s, so that round goes on alone. Its users' next pushes, put back while it was the round
+    still sending, then filled every claim and were put back again (their subjects counted busy
+    for as long as the slow round ran): the third user's push, to nobody in flight, waited for
+    the slow answers. Now only the round still being waited for holds pushes back."""
+    slow_answered = at_first_answer(hook, 3.0)
+    key = as_key("pushes:write")
+    ids = queue(client, as_user, key, ["rounds-user-0", "rounds-user-1"] * 2 + ["rounds-user-2"])
+    third_then: list[bool] = []
+
+    def third_users_push_delivered() -> bool:
+        if not third_then and statuses(client, key, ids[4:]) == ["delivered"]:
+            third_then.append(not slow_answered)
+        return statuses(client, key, ids) == ["delivered"] * len(ids)
+
+    started = time.monotonic()
+    run_until(client, Worker(runtime.dispatcher, 2), third_users_push_delivered)
+    assert time.monotonic() - started > 3.0  # the slow answers were waited for, in the end
+    assert third_then == [True]  # while they were still awaited
+
+
+def test_a_campaign_the_last_rounds_deliveries_pause_sends_no_more(
+    client: Client,
+    runtime: Runtime,
+    clock: FakeClock,
+    as_user: Callable[[str], Headers],
+    as_key: Callable[..., Headers],
+) -> None:
+    """Regression (review of 8d4ba30): a campaign with two complaints over two deliveries, the
+    rule pausing at four at a rate of one half. The worker's first round (two pushes) reaches
+    four and pauses it; the round claimed while it still sent did not see that and sent two more
+    to people the campaign had stopped for. A campaign with complaints waits, like a subject,
+    for the round still sending: its pushes in the round after end `rejected`."""
+    policy = {"complaint_pause_min_deliveries": 4, "complaint_pause_rate": 0.5}
+    assert client.put("/v1/admin/policy", json=policy, headers=as_key("admin")).status_code == 200
+    campaigns_write, pushes_write = as_key("campaigns:write"), as_key("pushes:write")
+    campaign = {"name": "Winter", "topic": "promotions"}
+    campaign_id = client.post("/v1/campaigns", json=campaign, headers=campaigns_write).json()["campaign_id"]
+    people = audience(client, runtime, "paused", 6)
+    sale = {"topic": "promotions", "title": "Winter sale", "body": "20% off", "campaign_id": campaign_id}
+
+    def submit(to: list[str]) -> list[str]:
+        batch = {"pushes": [sale | {"idempotency_key": f"sale-{user}", "user_id": user} for user in to]}
+        answer = client.post("/v1/pushes/batch", json=batch, headers=pushes_write)
+        assert answer.json()["counts"] == {"queued": len(to)}, answer.text
+        return [str(result["push_id"]) for result in answer.json()["results"]]
+
+    first = submit(people[:2])
+    assert client.blocking_portal.call(runtime.dispatcher.run_once, "test-worker", 10) == 2
+    # Without complaints, deliveries cannot pause it: its pushes need not wait for a round.
+    assert not may_pause_at_delivery(runtime.store.data.reader(), campaign_id)
+    clock.advance(minutes=1)
+    for user, push_id in zip(people[:2], first, strict=True):
+        complaint = {"push_id": push_id, "reason": "irrelevant"}
+        assert client.post("/v1/me/complaints", json=complaint, headers=as_user(user)).status_code == 201
+    assert may_pause_at_delivery(runtime.store.data.reader(), campaign_id)
+    later = submit(people[2:])
+    run_until(
+        client,
+        Worker(runtime.dispatcher, 2),
+        lambda: all(s in ("delivered", "rejected") for s in statuses(client, pushes_write, later)),
+    )
+    assert statuses(client, pushes_write, later) == ["delivered", "delivered", "rejected", "rejected"]
+    made = client.get(f"/v1/campaigns/{campaign_id}", headers=as_key("campaigns:read")).json()
+    assert made["status"] == "paused"
 
 
 def test_a_worker_told_to_stop_records_the_round_it_was_in(
