@@ -110,7 +110,8 @@ UNREADABLE_WAIT = timedelta(hours=1)  # a push whose data fails its check, until
 class _Send(msgspec.Struct, frozen=True):
     """What step 1 hands to step 2: the messages still to be delivered, and the push's delivery
     records as step 1 read them (step 3 adds this round's results to them). `campaign_id` is
-    the push's, for step 3 to count its delivery even when no message is left to send."""
+    the push's, for step 3 to count its delivery even when no message is left to send, and for
+    the round claimed meanwhile (`_held`), as `subject_id` is."""
 
     messages: tuple[DeliveryMessage, ...]
     recorded: dict[str, str]

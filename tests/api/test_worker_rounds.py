@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import msgspec
 import pytest
@@ -64,17 +65,23 @@ def queue(client: Client, as_user: Callable[[str], Headers], key: Headers, users
     return ids
 
 
-def slow_first_answer(hook: WebhookRelay, seconds: float) -> threading.Event:
-    """The relay takes `seconds` over its first answer only; the event is set once it starts."""
-    answered = threading.Event()
+class SlowFirstAnswer(NamedTuple):
+    started: threading.Event  # set as the relay starts on its first answer
+    received_then: list[int]  # how many pushes it had received by the end of that answer
+
+
+def slow_first_answer(hook: WebhookRelay, seconds: float) -> SlowFirstAnswer:
+    """The relay takes `seconds` over its first answer only."""
+    slow = SlowFirstAnswer(threading.Event(), [])
 
     def slow_once() -> None:
-        if not answered.is_set():
-            answered.set()
+        if not slow.started.is_set():
+            slow.started.set()
             time.sleep(seconds)
+            slow.received_then.append(len(hook.received))
 
     hook.before_answer = slow_once
-    return answered
+    return slow
 
 
 def users(count: int) -> list[str]:
@@ -143,22 +150,6 @@ def test_the_next_round_sees_what_the_last_one_recorded(
     assert client.get(f"/v1/pushes/{ids[1]}", headers=key).json()["reasons"] == [{"code": "no_device"}]
 
 
-def at_first_answer(hook: WebhookRelay, seconds: float) -> list[int]:
-    """The relay takes `seconds` over its first answer; the list gets how many pushes it had
-    received by the end of that answer."""
-    seen: list[int] = []
-    started = threading.Event()
-
-    def slow_once() -> None:
-        if not started.is_set():
-            started.set()
-            time.sleep(seconds)
-            seen.append(len(hook.received))
-
-    hook.before_answer = slow_once
-    return seen
-
-
 def test_the_next_round_is_sent_while_the_last_one_waits_for_its_answers(
     client: Client,
     runtime: Runtime,
@@ -170,11 +161,11 @@ def test_the_next_round_is_sent_while_the_last_one_waits_for_its_answers(
     (a round under `SLOW_ROUND_SECONDS`, not one going on alone). The worker waited for each
     round's last answer before claiming the next, the core idle meanwhile: the relay had the
     second push only once it had answered the first. Now it has both at once."""
-    seen = at_first_answer(hook, 0.5)
+    slow = slow_first_answer(hook, 0.5)
     key = as_key("pushes:write")
     ids = queue(client, as_user, key, users(2))
     run_until(client, Worker(runtime.dispatcher, 1), lambda: statuses(client, key, ids) == ["delivered"] * 2)
-    assert seen == [2]
+    assert slow.received_then == [2]
     assert hook.push_ids == ids
 
 
@@ -192,11 +183,11 @@ def test_a_push_to_a_user_still_being_sent_to_waits_for_that_answer(
     attempt each."""
     monkeypatch.setattr("gateway.worker.IDLE_SECONDS", 60.0)  # an idle wait outlasts the test
     monkeypatch.setattr("gateway.worker.FAILING_WAIT_SECONDS", 60.0)
-    seen = at_first_answer(hook, 0.5)
+    slow = slow_first_answer(hook, 0.5)
     key = as_key("pushes:write")
     ids = queue(client, as_user, key, ["rounds-user-0", "rounds-user-0"])
     run_until(client, Worker(runtime.dispatcher, 1), lambda: statuses(client, key, ids) == ["delivered"] * 2)
-    assert seen == [1]  # not sent while the first was unanswered
+    assert slow.received_then == [1]  # not sent while the first was unanswered
     assert hook.push_ids == ids
     rows = pushes.get_many(runtime.store.data.reader(), ids)
     assert [rows[i].attempts for i in ids] == [1, 1]
@@ -248,14 +239,14 @@ def test_a_slow_round_holds_back_no_push_to_anyone_else(
     still sending, then filled every claim and were put back again (their subjects counted busy
     for as long as the slow round ran): the third user's push, to nobody in flight, waited for
     the slow answers. Now only the round still being waited for holds pushes back."""
-    slow_answered = at_first_answer(hook, 3.0)
+    slow = slow_first_answer(hook, 3.0)
     key = as_key("pushes:write")
     ids = queue(client, as_user, key, ["rounds-user-0", "rounds-user-1"] * 2 + ["rounds-user-2"])
     third_then: list[bool] = []
 
     def third_users_push_delivered() -> bool:
         if not third_then and statuses(client, key, ids[4:]) == ["delivered"]:
-            third_then.append(not slow_answered)
+            third_then.append(not slow.received_then)
         return statuses(client, key, ids) == ["delivered"] * len(ids)
 
     started = time.monotonic()
@@ -495,7 +486,7 @@ def test_a_slow_rounds_results_that_cannot_be_recorded_hold_back_the_next_claims
     same worker, claiming meanwhile, took the push back (its owner still) and sent it again."""
     monkeypatch.setattr(storage.db, "BUSY_TIMEOUT_MS", 20)
     monkeypatch.setattr("gateway.worker.IDLE_SECONDS", 0.02)
-    answered = slow_first_answer(hook, 1.5)
+    answered = slow_first_answer(hook, 1.5).started
     key = as_key("pushes:write")
     (push_id,) = queue(client, as_user, key, ["slow-user"])
     worker = Worker(runtime.dispatcher, ROUND)
@@ -536,7 +527,7 @@ def test_with_a_lease_shorter_than_twice_a_send_a_slow_round_is_waited_for(
     claiming again while its slow round still sent, took the push back and sent it a second
     time. Under a lease of twice a send's longest, a slow round is waited for, as before."""
     monkeypatch.setattr("gateway.worker.IDLE_SECONDS", 0.02)
-    answered = slow_first_answer(hook, 3.0)
+    answered = slow_first_answer(hook, 3.0).started
     key = as_key("pushes:write")
     (push_id,) = queue(client, as_user, key, ["short-lease-user"])
     settings = msgspec.structs.replace(runtime.settings, worker_lease_seconds=5)
