@@ -54,14 +54,21 @@ def judge_campaign(conn: Connection, campaign_id: str, policy: PolicySettings, n
     return campaigns.pause(conn, campaign_id, now, reason, rule=campaigns.COMPLAINT_RATE)
 
 
-def may_pause_at_delivery(conn: Connection, campaign_id: str) -> bool:
-    """Whether delivering more of the campaign's pushes could have the rule pause it: it has
-    complaints counted since its last resume, and the rule has not paused it already. With none,
-    no number of deliveries reaches the rate."""
+def may_pause_at_delivery(
+    conn: Connection, campaign_id: str, deliveries: int, policy: PolicySettings
+) -> bool:
+    """Whether `deliveries` more of the campaign's pushes delivered could have the rule pause it
+    (`count_deliveries`). Judged with every complaint about the campaign, whatever its push's
+    status: one about a push still being sent counts once that push is delivered, which may be
+    by those very deliveries. An upper bound, so never False where the rule could pause."""
     campaign = campaigns.get(conn, campaign_id)
     if campaign is None or campaign.pause_rule == campaigns.COMPLAINT_RATE:
         return False
-    return complaints_repo.count_for_campaign(conn, campaign_id, campaign.resumed_at) > 0
+    complained = complaints_repo.count_any_for_campaign(conn, campaign_id)
+    if complained == 0:
+        return False
+    before = campaign.delivered_since_resume
+    return any(should_pause_campaign(complained, before + k, policy) for k in range(1, deliveries + 1))
 
 
 def judge_all(conn: Connection, policy: PolicySettings, now: datetime) -> list[str]:

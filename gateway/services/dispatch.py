@@ -43,6 +43,7 @@ import logging
 import math
 import random
 import time
+from collections import Counter
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import cache, partial
@@ -111,7 +112,7 @@ class _Send(msgspec.Struct, frozen=True):
     """What step 1 hands to step 2: the messages still to be delivered, and the push's delivery
     records as step 1 read them (step 3 adds this round's results to them). `campaign_id` is
     the push's, for step 3 to count its delivery even when no message is left to send, and for
-    the round claimed meanwhile (`_held`), as `subject_id` is."""
+    the round claimed meanwhile (`_Holding`), as `subject_id` is."""
 
     messages: tuple[DeliveryMessage, ...]
     recorded: dict[str, str]
@@ -258,7 +259,7 @@ class Dispatcher:
         `after`: the round this worker is still sending (`Worker`), whose results this claim
         cannot see. The pushes claimed now that those results could change are put back unsent,
         in their place in the queue (the claim's attempt undone), for a round that sees them
-        (`_held`): so a push to a device that has just answered 410 is not sent, none overtakes
+        (`_Holding`): so a push to a device that has just answered 410 is not sent, none overtakes
         an earlier push to its subject, and a campaign those deliveries pause stops where it
         would have.
         """
@@ -287,7 +288,7 @@ class Dispatcher:
             # (left to its lease), as waiting. Kept only then: with a snapshot it went unused, and
             # building it for each push cost a round of 256 pushes 65,536 steps.
             unwritten = dict.fromkeys(c.push_id for c in claims) if snapshot is None else {}
-            held = partial(_held, conn, after, {})
+            held = _Holding(conn, after, self._policy.settings)
             for c in claims:
                 prepare = partial(self._prepare, conn, c, now, snapshot, list(unwritten), held)
                 step = self._step("prepare", c.push_id, prepare)
@@ -750,7 +751,8 @@ class Dispatcher:
 
 class Sending:
     """A round's sends under way (`Dispatcher.start_round`). Once `sent` is done, `settle` queues
-    the recording of their results. `subjects` and `campaigns` are those of its pushes (`_held`).
+    the recording of their results. `subjects` are those of its pushes, `campaigns` their
+    campaigns with how many of the pushes each (`_Holding`).
     `overlaps` says whether the lease lets the worker claim the next round before these sends
     end."""
 
@@ -764,28 +766,41 @@ class Sending:
         self._settling = settling
         self.sent = sent
         self.subjects = frozenset(s.subject_id for _, s in sends)
-        self.campaigns = frozenset(s.campaign_id for _, s in sends if s.campaign_id is not None)
+        self.campaigns = Counter(s.campaign_id for _, s in sends if s.campaign_id is not None)
         self.overlaps = overlaps
 
     def settle(self) -> Settling:
         return self._settling(self.sent.result())
 
 
-def _held(conn: Connection, after: Sending | None, pausable: dict[str, bool], row: PushRow) -> bool:
-    """Whether the push waits for `after`'s results: it goes to a subject among those sends (a
-    device may have answered that its token is gone), or is of a campaign among them that those
-    deliveries could pause (`may_pause_at_delivery`, asked once per campaign and round, in
-    `pausable`). Any other push is judged the same with or without them."""
-    if after is None:
-        return False
-    if row.subject_id in after.subjects:
-        return True
-    campaign_id = row.campaign_id
-    if campaign_id is None or campaign_id not in after.campaigns:
-        return False
-    if campaign_id not in pausable:
-        pausable[campaign_id] = may_pause_at_delivery(conn, campaign_id)
-    return pausable[campaign_id]
+class _Holding:
+    """Which of a claim's pushes wait for the round still sending (`after`), being judged
+    otherwise without its results: a push to a subject among its sends (a device may have
+    answered that its token is gone), and a push of a campaign among them that their deliveries
+    could pause (`may_pause_at_delivery`, asked once per campaign and claim). A subject with a
+    push held has its later pushes in the claim held too, so none overtakes it."""
+
+    def __init__(self, conn: Connection, after: Sending | None, policy: PolicySettings) -> None:
+        self._conn, self._after, self._policy = conn, after, policy
+        self._subjects = set() if after is None else set(after.subjects)
+        self._pausable: dict[str, bool] = {}
+
+    def __call__(self, row: PushRow) -> bool:
+        if self._after is None:
+            return False
+        if row.subject_id in self._subjects:
+            return True
+        campaign_id = row.campaign_id
+        deliveries = 0 if campaign_id is None else self._after.campaigns.get(campaign_id, 0)
+        if campaign_id is None or not deliveries:
+            return False
+        if campaign_id not in self._pausable:
+            self._pausable[campaign_id] = may_pause_at_delivery(
+                self._conn, campaign_id, deliveries, self._policy
+            )
+        if self._pausable[campaign_id] and row.subject_id is not None:
+            self._subjects.add(row.subject_id)
+        return self._pausable[campaign_id]
 
 
 class _Undone(Exception):

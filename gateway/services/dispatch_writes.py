@@ -39,7 +39,7 @@ class PushWrites(msgspec.Struct, kw_only=True):
     disable: tuple[str, ...] = ()
     campaign_delivered: str | None = None
     ended: str | None = None
-    put_back: bool = False  # the claim undone, the push unsent (`Dispatcher.start_round`'s `busy`)
+    put_back: bool = False  # the claim undone, the push unsent (`Dispatcher.start_round`'s `after`)
 
 
 def write(

@@ -137,6 +137,15 @@ def count_for_campaign(conn: Connection, campaign_id: str, since: str | None = N
     return int(row[0])
 
 
+def count_any_for_campaign(conn: Connection, campaign_id: str) -> int:
+    """Complained-about pushes of the campaign, whatever their status and whenever they were
+    delivered: at most what `count_for_campaign` counts, now or once those pushes are delivered."""
+    row = conn.execute(
+        "SELECT count(DISTINCT push_id) FROM complaints WHERE campaign_id = ?", (campaign_id,)
+    ).fetchone()
+    return int(row[0])
+
+
 def mute(conn: Connection, subject_id: str, topic: str, until: datetime, source: str) -> datetime:
     """Mute `topic` for the subject until `until`, or leave a longer mute as it is; returns the
     end that stands. A complaint never shortens the protection an earlier one gave (the mute's

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import NamedTuple
 
@@ -255,19 +255,23 @@ def test_a_slow_round_holds_back_no_push_to_anyone_else(
     assert third_then == [True]  # while they were still awaited
 
 
+@pytest.mark.parametrize("complained_of", ["delivered", "queued"])
 def test_a_campaign_the_last_rounds_deliveries_pause_sends_no_more(
     client: Client,
     runtime: Runtime,
     clock: FakeClock,
     as_user: Callable[[str], Headers],
     as_key: Callable[..., Headers],
+    complained_of: str,
 ) -> None:
-    """Regression (review of 8d4ba30): a campaign with two complaints over two deliveries, the
-    rule pausing at four at a rate of one half. The worker's first round (two pushes) reaches
-    four and pauses it; the round claimed while it still sent did not see that and sent two more
-    to people the campaign had stopped for. A campaign with complaints waits, like a subject,
-    for the round still sending: its pushes in the round after end `rejected`."""
-    policy = {"complaint_pause_min_deliveries": 4, "complaint_pause_rate": 0.5}
+    """Regression (reviews of 8d4ba30 and 0759196): a campaign with two complaints, the rule
+    pausing at four deliveries at a rate of one half, two delivered. The worker's first round
+    (two pushes) reaches four and pauses it; the round claimed while it still sent did not see
+    that and sent two more to people the campaign had stopped for. Complaints about pushes not
+    yet delivered (`queued`: about the first round's own pushes) count once those are, so they
+    count too. Such a campaign waits, like a subject, for the round still sending: its pushes
+    in the round after end `rejected`."""
+    policy = {"complaint_pause_min_deliveries": 4, "complaint_pause_rate": 0.5, "complaint_mute_days": 0}
     assert client.put("/v1/admin/policy", json=policy, headers=as_key("admin")).status_code == 200
     campaigns_write, pushes_write = as_key("campaigns:write"), as_key("pushes:write")
     campaign = {"name": "Winter", "topic": "promotions"}
@@ -281,16 +285,25 @@ def test_a_campaign_the_last_rounds_deliveries_pause_sends_no_more(
         assert answer.json()["counts"] == {"queued": len(to)}, answer.text
         return [str(result["push_id"]) for result in answer.json()["results"]]
 
+    def may_pause(deliveries: int) -> bool:
+        reader = runtime.store.data.reader()
+        return may_pause_at_delivery(reader, campaign_id, deliveries, runtime.policy.settings)
+
     first = submit(people[:2])
     assert client.blocking_portal.call(runtime.dispatcher.run_once, "test-worker", 10) == 2
-    # Without complaints, deliveries cannot pause it: its pushes need not wait for a round.
-    assert not may_pause_at_delivery(runtime.store.data.reader(), campaign_id)
+    assert not may_pause(2)  # without complaints no delivery pauses it: its pushes need not wait
+    later = submit(people[2:])
     clock.advance(minutes=1)
-    for user, push_id in zip(people[:2], first, strict=True):
+    complained = (
+        zip(people[:2], first, strict=True)
+        if complained_of == "delivered"
+        else zip(people[2:4], later[:2], strict=True)
+    )
+    for user, push_id in complained:
         complaint = {"push_id": push_id, "reason": "irrelevant"}
         assert client.post("/v1/me/complaints", json=complaint, headers=as_user(user)).status_code == 201
-    assert may_pause_at_delivery(runtime.store.data.reader(), campaign_id)
-    later = submit(people[2:])
+    assert may_pause(2)
+    assert not may_pause(1)  # at three deliveries the rule does not judge yet
     run_until(
         client,
         Worker(runtime.dispatcher, 2),
@@ -299,6 +312,52 @@ def test_a_campaign_the_last_rounds_deliveries_pause_sends_no_more(
     assert statuses(client, pushes_write, later) == ["delivered", "delivered", "rejected", "rejected"]
     made = client.get(f"/v1/campaigns/{campaign_id}", headers=as_key("campaigns:read")).json()
     assert made["status"] == "paused"
+
+
+def test_a_push_held_for_its_campaign_holds_its_users_later_pushes(
+    client: Client,
+    runtime: Runtime,
+    clock: FakeClock,
+    as_user: Callable[[str], Headers],
+    as_key: Callable[..., Headers],
+) -> None:
+    """A round claimed while a push of a campaign the rule may pause is being sent: the claim's
+    push of that campaign waits for the round after, and so does the same user's later
+    transactional push, which would otherwise overtake it."""
+    policy = {"complaint_pause_min_deliveries": 3, "complaint_pause_rate": 0.5}
+    assert client.put("/v1/admin/policy", json=policy, headers=as_key("admin")).status_code == 200
+    pushes_write = as_key("pushes:write")
+    campaign = {"name": "Winter", "topic": "promotions"}
+    made = client.post("/v1/campaigns", json=campaign, headers=as_key("campaigns:write"))
+    campaign_id = made.json()["campaign_id"]
+    people = audience(client, runtime, "held", 4)
+    sale = {"topic": "promotions", "title": "Winter sale", "body": "20% off", "campaign_id": campaign_id}
+
+    def submit(user: str, push: Mapping[str, object]) -> str:
+        body = {"idempotency_key": f"{user}-{push['topic']}", "user_id": user, **push}
+        answer = client.post("/v1/pushes", json=body, headers=pushes_write)
+        assert answer.json()["outcome"] == "queued", answer.text
+        return str(answer.json()["push_id"])
+
+    complained = [submit(user, sale) for user in people[:2]]
+    assert client.blocking_portal.call(runtime.dispatcher.run_once, "test-worker", 10) == 2
+    clock.advance(minutes=1)
+    for user, push_id in zip(people[:2], complained, strict=True):
+        complaint = {"push_id": push_id, "reason": "irrelevant"}
+        assert client.post("/v1/me/complaints", json=complaint, headers=as_user(user)).status_code == 201
+    paid = {"topic": "transactional", "title": "Payment received", "body": "CNY 25.00"}
+    first, held, later = submit(people[2], sale), submit(people[3], sale), submit(people[3], paid)
+
+    async def two_rounds() -> tuple[int, bool]:
+        _, sending = await runtime.dispatcher.start_round("test-worker", 1)
+        assert sending is not None
+        claimed, next_sending = await runtime.dispatcher.start_round("test-worker", 10, sending)
+        await sending.sent
+        await sending.settle().recorded
+        return claimed, next_sending is None
+
+    assert client.blocking_portal.call(two_rounds) == (0, True)
+    assert statuses(client, pushes_write, [first, held, later]) == ["delivered", "queued", "queued"]
 
 
 def test_a_worker_told_to_stop_records_the_round_it_was_in(
