@@ -255,6 +255,21 @@ def test_a_slow_round_holds_back_no_push_to_anyone_else(
     assert third_then == [True]  # while they were still awaited
 
 
+def winter_sale(
+    client: Client, as_key: Callable[..., Headers], policy: Mapping[str, object]
+) -> dict[str, object]:
+    """A campaign under the complaint-rate `policy`; its push's fields, without user or key."""
+    assert client.put("/v1/admin/policy", json=policy, headers=as_key("admin")).status_code == 200
+    campaign = {"name": "Winter", "topic": "promotions"}
+    made = client.post("/v1/campaigns", json=campaign, headers=as_key("campaigns:write"))
+    return {
+        "topic": "promotions",
+        "title": "Winter sale",
+        "body": "20% off",
+        "campaign_id": made.json()["campaign_id"],
+    }
+
+
 @pytest.mark.parametrize("complained_of", ["delivered", "queued"])
 def test_a_campaign_the_last_rounds_deliveries_pause_sends_no_more(
     client: Client,
@@ -272,12 +287,9 @@ def test_a_campaign_the_last_rounds_deliveries_pause_sends_no_more(
     count too. Such a campaign waits, like a subject, for the round still sending: its pushes
     in the round after end `rejected`."""
     policy = {"complaint_pause_min_deliveries": 4, "complaint_pause_rate": 0.5, "complaint_mute_days": 0}
-    assert client.put("/v1/admin/policy", json=policy, headers=as_key("admin")).status_code == 200
-    campaigns_write, pushes_write = as_key("campaigns:write"), as_key("pushes:write")
-    campaign = {"name": "Winter", "topic": "promotions"}
-    campaign_id = client.post("/v1/campaigns", json=campaign, headers=campaigns_write).json()["campaign_id"]
+    sale = winter_sale(client, as_key, policy)
+    campaign_id, pushes_write = str(sale["campaign_id"]), as_key("pushes:write")
     people = audience(client, runtime, "paused", 6)
-    sale = {"topic": "promotions", "title": "Winter sale", "body": "20% off", "campaign_id": campaign_id}
 
     def submit(to: list[str]) -> list[str]:
         batch = {"pushes": [sale | {"idempotency_key": f"sale-{user}", "user_id": user} for user in to]}
@@ -324,14 +336,9 @@ def test_a_push_held_for_its_campaign_holds_its_users_later_pushes(
     """A round claimed while a push of a campaign the rule may pause is being sent: the claim's
     push of that campaign waits for the round after, and so does the same user's later
     transactional push, which would otherwise overtake it."""
-    policy = {"complaint_pause_min_deliveries": 3, "complaint_pause_rate": 0.5}
-    assert client.put("/v1/admin/policy", json=policy, headers=as_key("admin")).status_code == 200
+    sale = winter_sale(client, as_key, {"complaint_pause_min_deliveries": 3, "complaint_pause_rate": 0.5})
     pushes_write = as_key("pushes:write")
-    campaign = {"name": "Winter", "topic": "promotions"}
-    made = client.post("/v1/campaigns", json=campaign, headers=as_key("campaigns:write"))
-    campaign_id = made.json()["campaign_id"]
     people = audience(client, runtime, "held", 4)
-    sale = {"topic": "promotions", "title": "Winter sale", "body": "20% off", "campaign_id": campaign_id}
 
     def submit(user: str, push: Mapping[str, object]) -> str:
         body = {"idempotency_key": f"{user}-{push['topic']}", "user_id": user, **push}
