@@ -91,7 +91,12 @@ def fingerprinted(request: PushCreate, subject_ref: str, ttl_seconds: int | None
 
 
 def policy_request(
-    topic: str, campaign_id: str | None, content: PushContent, ttl_seconds: int
+    topic: str,
+    campaign_id: str | None,
+    content: PushContent,
+    ttl_seconds: int,
+    *,
+    content_cleared: bool = False,
 ) -> PushRequest:
     """What the pipeline judges: the same at submission and, from the sealed content, at dispatch."""
     return PushRequest(
@@ -103,6 +108,7 @@ def policy_request(
         personalized=content.personalized,
         near_geohash=content.near_geohash,
         ttl_seconds=ttl_seconds,
+        content_cleared=content_cleared,
     )
 
 
