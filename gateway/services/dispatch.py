@@ -131,13 +131,12 @@ class _Round:
         retry among them is waiting, to be decided again by this round or left to its lease."""
         ids = [c.push_id for c in claims]
         self.claimed = {*ids, *claimed}
-        self.rows = pushes.get_many(conn, ids)
+        # With the order pushes were decided in: a campaign's pause stops those before it, and a
+        # subject's pushes planned at one instant are judged in it (`state_for`).
+        self.rows, self.order = pushes.get_many(conn, ids)
         self.recorded = deliveries.states_many(conn, ids)
         wanted = {r.campaign_id for r in self.rows.values() if r.campaign_id is not None}
         self.campaigns = {cid: campaigns.get(conn, cid) for cid in wanted}
-        # The order pushes were decided in: a campaign's pause stops those before it, and a
-        # subject's pushes planned at one instant are judged in it (`state_for`).
-        self.order = pushes.insertion_order(conn, list(self.rows))
         self.keys: dict[str, SubjectKey] = {}
         self.states: dict[str, SubjectState] = {}
         self.devices: dict[str, list[DeviceRow]] = {}

@@ -189,7 +189,7 @@ def test_a_push_to_a_user_still_being_sent_to_waits_for_that_answer(
     run_until(client, Worker(runtime.dispatcher, 1), lambda: statuses(client, key, ids) == ["delivered"] * 2)
     assert slow.received_then == [1]  # not sent while the first was unanswered
     assert hook.push_ids == ids
-    rows = pushes.get_many(runtime.store.data.reader(), ids)
+    rows, _ = pushes.get_many(runtime.store.data.reader(), ids)
     assert [rows[i].attempts for i in ids] == [1, 1]
 
 
@@ -388,7 +388,7 @@ def test_a_worker_told_to_stop_records_the_round_it_was_in(
         worker.stop()
         await running
         conn = runtime.store.data.reader()
-        rows = pushes.get_many(conn, ids)
+        rows, _ = pushes.get_many(conn, ids)
         left = conn.execute("SELECT count(*) FROM outbox").fetchone()[0]
         return [rows[i].status for i in ids], int(left)
 
@@ -497,7 +497,7 @@ def test_results_a_failed_commit_dropped_are_recorded_again_not_sent_again(
     said = [r.getMessage() for r in caplog.records if r.name == "gateway.worker"]
     assert "recording a delivery round's results failed; trying again" in said
     assert "a delivery round's results are recorded" in said
-    rows = pushes.get_many(runtime.store.data.reader(), ids)
+    rows, _ = pushes.get_many(runtime.store.data.reader(), ids)
     assert [rows[i].attempts for i in ids] == [1] * ROUND
 
 
