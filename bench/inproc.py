@@ -12,6 +12,7 @@ docs/performance-history.md ("What changed between runs C and D").
     python bench/inproc.py campaign --seeded DIR --count 100000   # a campaign over seed.py's subjects
     python bench/inproc.py delivery --count 20000  # the worker draining 20,000 pushes to a receiver
     python bench/inproc.py delivery --campaign --count 20000 --users 20000  # ... of one campaign
+    python bench/inproc.py delivery --late --count 20000 --users 20000  # ... each sent late
 
 With `--gc`, the garbage collector's work during the measurement is reported too: collections
 per generation, their total and their longest pause (docs/performance-history.md, run G).
@@ -20,6 +21,8 @@ per generation, their total and their longest pause (docs/performance-history.md
 campaign as `run.py` does, in batches of 10,000. `delivery` queues `--count` pushes first, then
 starts the app with its worker on and a webhook to `receiver.py` (its own process, on the other
 core), and times the outbox from full to empty: no backlog limit, unlike `run.py`'s phase.
+With `--late` the worker's clock runs `LATE` ahead, so that every push is sent over a minute
+after it was planned, as in `run.py`'s phase, whose outbox holds pushes queued minutes before.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +51,7 @@ from litestar import Litestar
 from procs import LOAD_CORE, Server, free_port, uvicorn_argv
 
 from gateway.app import create_app
+from gateway.clock import Clock, system_clock
 from gateway.settings import Secret, Settings
 
 Send = Any
@@ -70,8 +75,10 @@ class Driver:
         self.last_body: Any = None
 
     @classmethod
-    def gateway(cls, data_dir: Path, key: str, settings: Settings | None = None) -> Driver:
-        return cls(create_app(settings or users.settings_for(data_dir), tune_collector=True), key)
+    def gateway(
+        cls, data_dir: Path, key: str, settings: Settings | None = None, clock: Clock = system_clock
+    ) -> Driver:
+        return cls(create_app(settings or users.settings_for(data_dir), clock, tune_collector=True), key)
 
     async def post(self, path: str, body: bytes) -> int:
         return await self.call("POST", path, body)
@@ -262,6 +269,13 @@ async def _queue(driver: Driver, count: int, users_n: int, campaign: bool = Fals
     return "queued"
 
 
+LATE = timedelta(minutes=2)
+
+
+def _ahead() -> datetime:
+    return system_clock() + LATE
+
+
 async def _drain(receiver: str, count: int, limit: float = 300.0) -> str:
     """Wait (the app's worker running meanwhile) until the receiver has taken `count` pushes."""
     async with httpx.AsyncClient(base_url=receiver) as http:
@@ -312,7 +326,9 @@ async def _counting_gc(work: Awaitable[str]) -> str:
     return f"{result}\n{pauses.report()}"
 
 
-def _delivery(data_dir: Path, key: str, count: int, users_n: int, count_gc: bool, campaign: bool) -> str:
+def _delivery(
+    data_dir: Path, key: str, count: int, users_n: int, count_gc: bool, campaign: bool, late: bool
+) -> str:
     filler = Driver.gateway(data_dir, key)
     queued = asyncio.run(filler.lifespan(_queue(filler, count, users_n, campaign)))
     if queued != "queued":
@@ -326,7 +342,7 @@ def _delivery(data_dir: Path, key: str, count: int, users_n: int, count_gc: bool
             users.settings_for(data_dir), worker_enabled=True, delivery_webhook_url=f"{receiver.base}/hook",
             delivery_webhook_secret=Secret("inproc-bench-secret-inproc-bench-secret"),
         )  # fmt: skip
-        driver = Driver.gateway(data_dir, key, settings)
+        driver = Driver.gateway(data_dir, key, settings, _ahead if late else system_clock)
         drain = _drain(receiver.base, count)
         return asyncio.run(driver.lifespan(_counting_gc(drain) if count_gc else drain))
     finally:
@@ -343,6 +359,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=2000)
     parser.add_argument("--gc", action="store_true", help="report the collector's pauses too")
     parser.add_argument("--campaign", action="store_true", help="delivery: pushes of one campaign")
+    parser.add_argument("--late", action="store_true", help="delivery: every push sent over a minute late")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         if args.mode == "campaign":
@@ -355,7 +372,7 @@ def main() -> None:
             data_dir = Path(tmp)
             key, _ = users.prepare(data_dir, args.users)
         if args.mode == "delivery":
-            print(_delivery(data_dir, key, args.count, args.users, args.gc, args.campaign))
+            print(_delivery(data_dir, key, args.count, args.users, args.gc, args.campaign, args.late))
             return
         driver = Driver.gateway(data_dir, key)
         if args.mode == "campaign":
