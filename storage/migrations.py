@@ -594,6 +594,15 @@ def _one_subject_index(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX pushes_subject ON pushes (subject_id, topic = 'transactional', planned_at)")
 
 
+def _sent_at(db: sqlite_utils.Database) -> None:
+    # When a transactional push sent late was sent: its time in the user's notifications. Moving
+    # its `planned_at` instead, as a marketing push's moves (the caps count it when sent), moved
+    # its entry in the subject index, keyed by its random subject: a page dirtied per push, a
+    # tenth of the worker's CPU draining a backlog. No caps count a transactional push, and
+    # this column is in no index. NULL for a push sent on time, and for every existing row.
+    db.table("pushes").add_column("sent_at", str)
+
+
 def _opted_out(db: sqlite_utils.Database) -> None:
     # A campaign's opt-outs were counted from the subjects' consents as they are now: an erasure
     # (which deletes them) or a later grant took back an opt-out already counted, and an A/B
@@ -652,6 +661,7 @@ DATA_MIGRATIONS: list[Migration] = [
     ("0023_opted_out", _opted_out),
     ("0024_one_subject_index", _one_subject_index),
     ("0025_shorter_idempotency_refs", _shorter_idempotency_refs),
+    ("0026_sent_at", _sent_at),
 ]
 DIRECTORY_MIGRATIONS: list[Migration] = [
     ("0001_directory", _directory),

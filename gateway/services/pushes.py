@@ -252,7 +252,7 @@ class PushService:
                     campaign_id=row.campaign_id,
                     title=None if content is None else content.title,
                     body=None if content is None else content.body,
-                    at=rfc3339_text(row.planned_at or row.created_at),
+                    at=rfc3339_text(row.shown_at),
                     why=row.why(content),
                 )
             )

@@ -279,7 +279,7 @@ def _notification(row: PushRow, key: SubjectKey, deliveries: list[ExportDelivery
         body=None if content is None else content.body,
         data=None if content is None else content.data,
         created_at=rfc3339_text(row.created_at),
-        at=rfc3339_text(row.planned_at or row.created_at),
+        at=rfc3339_text(row.shown_at),
         why=row.why(content),
         reasons=msgspec.json.decode(row.final_reasons or row.reasons, type=list[WireReason]),
         outcome=row.outcome,

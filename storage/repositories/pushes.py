@@ -122,6 +122,13 @@ class PushRow(msgspec.Struct, frozen=True, gc=False):
     attempts: int = 0
     final_reasons: str | None = None
     final_policy_version: int | None = None  # the policy version `final_reasons` were given under
+    sent_at: str | None = None  # when a transactional push sent late was sent (migration 0026)
+
+    @property
+    def shown_at(self) -> str:
+        """Its time in the user's notifications and export: when it was sent, if late (a
+        marketing push's `planned_at` has moved there), else when it was planned."""
+        return self.sent_at or self.planned_at or self.created_at
 
     def why(self, content: PushContent | None) -> list[str]:
         """What let the push through: sealed in its content since migration 0018, in
@@ -240,6 +247,7 @@ class StatusChange(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     attempts: int | None = None
     planned_at: datetime | None = None
     deliver_after: datetime | None = None
+    sent_at: datetime | None = None
     clear_final_reasons: bool = False
     """Set `final_reasons` and their version back to NULL: a deferral at dispatch wrote them,
     and a push sent since has no verdict of dispatch's (yet)."""
@@ -267,6 +275,8 @@ def set_statuses(conn: Connection, changes: Iterable[StatusChange], now: datetim
             assigned["planned_at"] = change.planned_at.isoformat()
         if change.deliver_after is not None:
             assigned["deliver_after"] = change.deliver_after.isoformat()
+        if change.sent_at is not None:
+            assigned["sent_at"] = change.sent_at.isoformat()
         groups[tuple(assigned)].append((*assigned.values(), change.push_id))
     for names, rows in groups.items():
         columns = ", ".join(f"{name} = ?" for name in names)

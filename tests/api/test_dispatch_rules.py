@@ -30,6 +30,7 @@ from gateway.runtime import Runtime
 from gateway.services.dispatch import Dispatcher
 from gateway.settings import Secret, Settings
 from storage import outbox
+from storage.repositories import pushes
 
 Client = TestClient[Litestar]
 Json = dict[str, Any]
@@ -436,6 +437,27 @@ def test_a_push_sent_late_counts_against_the_caps_on_the_day_it_is_sent(world: W
     assert [r["code"] for r in second["reasons"]] == ["frequency_capped"]
     (shown,) = world.client.get("/v1/me/notifications", headers=world.as_user("dora")).json()
     assert shown["at"] == "2026-11-24T09:30:00Z"
+
+
+def test_a_transactional_push_sent_late_shows_when_it_was_sent_and_keeps_its_planned_time(
+    world: World,
+) -> None:
+    """No cap counts it, so its planned time (and its entry in the subject index, keyed by it)
+    stays; the user's notifications and export still show when it reached them."""
+    world.user("ella")
+    late = world.submit("ella", topic="transactional", title="Payment received")
+    world.clock.advance(hours=2)  # 12:00: the worker was down
+    assert world.run() == 1
+    assert world.read(late["push_id"])["status"] == "delivered"
+
+    headers = world.as_user("ella")
+    (shown,) = world.client.get("/v1/me/notifications", headers=headers).json()
+    assert shown["at"] == "2026-11-23T12:00:00Z"
+    (exported,) = world.client.get("/v1/me/export", headers=headers).json()["notifications"]
+    assert exported["at"] == "2026-11-23T12:00:00Z"
+    row = pushes.get(world.runtime.store.data.reader(), late["push_id"])
+    assert row is not None
+    assert (row.planned_at, row.sent_at) == ("2026-11-23T10:00:00+00:00", "2026-11-23T12:00:00+00:00")
 
 
 @pytest.mark.parametrize("late_minutes", [0, 5])
