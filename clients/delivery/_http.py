@@ -51,6 +51,7 @@ import msgspec
 
 from clients.delivery.base import Clock, DeliveryResult
 from clients.delivery.retry import parse_retry_after
+from clients.delivery.slots import Slots
 
 __all__ = [
     "Http1Client",
@@ -300,7 +301,7 @@ class Http1Client:
         self._timeout = timeout
         self._tls = tls
         self._connections = connections
-        self._slots = asyncio.Semaphore(connections)
+        self._slots = Slots(connections)
         self._idle: dict[tuple[bool, str, int], list[_Connection]] = {}
         self._idle_count = 0
         self._closed = False

@@ -61,6 +61,7 @@ from clients.delivery import (
     SeveralProviders,
     backoff_delay,
 )
+from clients.delivery.slots import Slots
 from gateway.clock import Clock
 from gateway.metrics import Metrics
 from gateway.services import dispatch_writes
@@ -229,7 +230,7 @@ class Dispatcher:
         self._breakers: dict[str, CircuitBreaker] = {}
         self._several = {a.name: a for a in adapters.values() if isinstance(a, SeveralProviders)}
         # As many sends in flight per provider as its client keeps connections (adapters.py).
-        self._slots = {a.name: asyncio.Semaphore(settings.worker_concurrency) for a in adapters.values()}
+        self._slots = {a.name: Slots(settings.worker_concurrency) for a in adapters.values()}
         self._rand = rand
 
     async def run_once(self, owner: str, limit: int) -> int:
