@@ -21,11 +21,6 @@ class PushRequest(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     personalized: bool = False
     near_geohash: str | None = None
     ttl_seconds: int = 86400
-    content_cleared: bool = False
-    """The caller knows this content passed rule 2 under these very settings: dispatch, deciding
-    again a push accepted under the policy version still in force. The rule reads nothing else,
-    so its verdict cannot have changed, and the content is not judged again (a fifth of a
-    transactional push's delivery, whose PII scan is most of its decision there)."""
 
 
 class Scheduled(msgspec.Struct, frozen=True, gc=False):

@@ -104,9 +104,6 @@ def _judge(push: PushRequest, settings: PolicySettings) -> RuleResult:
     return reject(*_unique(found)) if found else passed()
 
 
-_CLEARED = passed()
-
-
 class ContentVerdicts:
     """This rule's verdict on the last content judged within one unit of decisions (a
     submission, a dispatch round). The rule reads a push's topic, title, body and data and
@@ -121,8 +118,6 @@ class ContentVerdicts:
         self._last: tuple[PushRequest, PolicySettings, RuleResult] | None = None
 
     def of(self, push: PushRequest, settings: PolicySettings) -> RuleResult:
-        if push.content_cleared:
-            return _CLEARED
         last = self._last
         if last is not None and last[1] is settings and _same_content(last[0], push):
             return last[2]

@@ -490,11 +490,8 @@ class Dispatcher:
         content = None if key is None else row.open_content(key)
         if key is None or content is None:
             return self._end(row, snapshot, "rejected", [Reason(SUBJECT_ERASED)], claim.attempts), None
-        # Accepted under the version still in force, its content passed the very settings that
-        # would judge it now (rule 2 reads nothing else): not scanned again.
-        cleared = row.policy_version == self._policy.version.version
         decision = decide(
-            policy_request(row.topic, row.campaign_id, content, remaining, content_cleared=cleared),
+            policy_request(row.topic, row.campaign_id, content, remaining),
             snapshot.state_for(row, key.subject_id),
             snapshot.campaign(row),
             now,

@@ -91,12 +91,7 @@ def fingerprinted(request: PushCreate, subject_ref: str, ttl_seconds: int | None
 
 
 def policy_request(
-    topic: str,
-    campaign_id: str | None,
-    content: PushContent,
-    ttl_seconds: int,
-    *,
-    content_cleared: bool = False,
+    topic: str, campaign_id: str | None, content: PushContent, ttl_seconds: int
 ) -> PushRequest:
     """What the pipeline judges: the same at submission and, from the sealed content, at dispatch."""
     return PushRequest(
@@ -108,7 +103,6 @@ def policy_request(
         personalized=content.personalized,
         near_geohash=content.near_geohash,
         ttl_seconds=ttl_seconds,
-        content_cleared=content_cleared,
     )
 
 

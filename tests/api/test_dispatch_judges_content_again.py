@@ -1,11 +1,11 @@
-"""Dispatch judges a push's content again only under a policy it was not accepted under.
+"""Dispatch judges a push's content again, by the policy in force when it is sent.
 
-Rule 2 (minimization) reads the push's topic, title, body and data and the settings, nothing
-else: a push accepted under the version still in force passed the very settings that would
-judge it at dispatch, so its content is not scanned again there. Once an admin changes the
-policy, the content is judged afresh, in this process or in a worker started before the change.
-The dispatcher runs by hand on the app's loop (`worker_enabled=False`), as in
-test_final_policy_version.
+An admin's change to rule 2's settings after a push was accepted (a shorter body, a data key no
+longer allowed) stops the push at dispatch, in this process or in a worker started before the
+change. (Skipping the scan for a push accepted under the version still in force was tried and
+taken back: the version names the settings, not the rule's code, which an upgrade may tighten;
+docs/performance.md, "Tried and dropped".) The dispatcher runs by hand on the app's loop
+(`worker_enabled=False`), as in test_final_policy_version.
 """
 
 from __future__ import annotations
