@@ -34,8 +34,11 @@ class PolicySource:
     def refresh(self, conn: Connection) -> None:
         """Catch up with a change another process made (`PUT /v1/admin/policy` is served by
         `serve`; a `consent-gateway worker` beside it would otherwise judge pushes by the rules
-        it started with): one read of the newest version number, the settings only if it moved."""
-        if policy_repo.newest_version(conn) != self.version.version:
+        it started with): one read of the newest version's number and time, the settings only if
+        they moved. The time too: a version this process read in a writer group that was rolled
+        back is not in storage, and another process may commit different settings under its
+        number."""
+        if policy_repo.newest(conn) != (self.version.version, self.version.changed_at):
             self.version = policy_repo.current(conn)
 
     def read_version(self, version: int) -> PolicyVersionRead:
@@ -65,7 +68,7 @@ class PolicySource:
         now = self._clock()
 
         def put(conn: Connection) -> PolicyVersion:
-            newest = policy_repo.newest_version(conn)
+            newest, _ = policy_repo.newest(conn)
             if if_match is not None and policy_etag(newest) not in if_match:
                 raise PreconditionFailed(
                     f"the policy is at version {newest}, not the one If-Match names: read it again",

@@ -10,7 +10,7 @@ import msgspec
 from policies.settings import PolicySettings
 from storage.db import Connection
 
-__all__ = ["PolicyVersion", "StoredVersion", "current", "newest_version", "put", "stored"]
+__all__ = ["PolicyVersion", "StoredVersion", "current", "newest", "put", "stored"]
 
 
 class PolicyVersion(msgspec.Struct, frozen=True):
@@ -51,9 +51,15 @@ def stored(conn: Connection, version: int) -> StoredVersion | None:
     return None if row is None else StoredVersion(int(row[0]), row[1], row[2], row[3])
 
 
-def newest_version(conn: Connection) -> int:
-    """The newest version's number alone: a lookup at the end of the primary key."""
-    return int(conn.execute("SELECT coalesce(max(version), 0) FROM policy_versions").fetchone()[0])
+def newest(conn: Connection) -> tuple[int, str | None]:
+    """The newest version's number and when it was put in force, without its settings: a lookup
+    at the end of the primary key. The time tells apart two settings one number has named: a
+    version read inside a writer group that was then rolled back, and the one another process
+    committed under that number after."""
+    row = conn.execute(
+        "SELECT version, changed_at FROM policy_versions ORDER BY version DESC LIMIT 1"
+    ).fetchone()
+    return (0, None) if row is None else (int(row[0]), row[1])
 
 
 def put(conn: Connection, settings: PolicySettings, changed_by: str, now: datetime) -> PolicyVersion:

@@ -6,6 +6,7 @@ stands in for that process: it is built before the change, then runs a dispatch 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,6 +21,8 @@ from gateway.runtime import Runtime
 from gateway.schemas.complaints import ComplaintCreate
 from gateway.schemas.me import Frequency, PreferencesUpdate, QuietHours
 from gateway.settings import Settings
+from policies.settings import PolicySettings
+from storage.db import Connection
 
 Client = TestClient[Litestar]
 
@@ -99,3 +102,46 @@ def test_a_second_process_files_complaints_and_takes_preferences_under_the_newes
         assert datetime.fromisoformat(until) == clock() + timedelta(days=2)
     finally:
         other.close()
+
+
+def test_a_version_read_in_a_rolled_back_group_gives_way_to_the_one_committed_under_its_number(
+    client: Client,
+    runtime: Runtime,
+    settings: Settings,
+    clock: FakeClock,
+    as_user: Callable[[str], Headers],
+    as_key: Callable[..., Headers],
+) -> None:
+    """A unit that refreshes the policy in the same writer group as an admin's change reads the
+    new version before it is committed; the group then fails (a disk error), and another process
+    commits other settings under the same number. Compared by number alone, this process went on
+    judging by the settings that were never stored."""
+    relaxed, strict = PolicySettings(max_per_day=5), PolicySettings(max_per_week=0)
+    writer = runtime.store.data.writer
+
+    def lost(conn: Connection) -> None:  # what SQLITE_IOERR or SQLITE_FULL do to the group
+        conn.execute("ROLLBACK")
+        raise OSError("disk I/O error")
+
+    async def group_rolled_back() -> None:
+        jobs = [
+            asyncio.ensure_future(runtime.policy.change(relaxed, "admin", None)),
+            asyncio.ensure_future(writer.run(runtime.policy.refresh)),
+        ]
+        await asyncio.sleep(0)
+        await asyncio.gather(*jobs, writer.submit(lost), return_exceptions=True)
+
+    other = Runtime(settings, clock)  # a second `serve` on the same data directory
+    try:
+        client.blocking_portal.call(group_rolled_back)
+        stored = runtime.store.data.reader().execute("SELECT count(*) FROM policy_versions").fetchone()[0]
+        assert (stored, runtime.policy.version.version) == (0, 1)  # read in the group, not stored
+        clock.advance(seconds=1)
+        client.blocking_portal.call(other.policy.change, strict, "admin", None)
+    finally:
+        other.close()
+
+    submitted = _consented_push(client, as_user, as_key("pushes:write"), "bea")
+    assert submitted["outcome"] == "rejected", submitted
+    assert [r["code"] for r in submitted["reasons"]] == ["frequency_capped"]
+    assert runtime.policy.settings == strict
