@@ -29,6 +29,7 @@ from policies.catalog import PURPOSES, TOPIC_PURPOSES, TOPICS, Purpose, Topic, i
 from policies.context import CampaignState, PushRequest, RuleContext, Scheduled, SubjectState
 from policies.decision import Decision, Outcome, Reason, RuleResult
 from policies.engine import decide
+from policies.minimization import content_key
 from policies.pii import find_pii
 from policies.reasons import ALL_REASON_CODES, DISPATCH_ONLY_REASON_CODES
 from policies.settings import PolicySettings
@@ -55,6 +56,7 @@ __all__ = [
     "SubjectState",
     "Topic",
     "check_expiry",
+    "content_key",
     "decide",
     "find_pii",
     "is_marketing",

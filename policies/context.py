@@ -21,6 +21,11 @@ class PushRequest(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     personalized: bool = False
     near_geohash: str | None = None
     ttl_seconds: int = 86400
+    content_cleared: bool = False
+    """The caller knows this content passed rule 2 with the `content_key` in force: dispatch,
+    deciding again a push accepted under the same rule code and settings. The rule reads
+    nothing else, so its verdict cannot have changed, and the content is not scanned again (a
+    PII scan is most of a transactional push's decision at dispatch)."""
 
 
 class Scheduled(msgspec.Struct, frozen=True, gc=False):

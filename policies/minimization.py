@@ -11,7 +11,9 @@ only if it looks like a key (letters, digits, `_.-`) with no personal data in it
 says `data`. Reasons are stored unsealed and outlive erasure.
 """
 
+import hashlib
 import re
+import sys
 import unicodedata
 from datetime import datetime
 
@@ -104,6 +106,22 @@ def _judge(push: PushRequest, settings: PolicySettings) -> RuleResult:
     return reject(*_unique(found)) if found else passed()
 
 
+_CLEARED = passed()
+
+RULE_REVISION = 1
+"""This rule's code, as a number: raised with every change to this module, `policies/pii.py` or
+`policies/settings.py` (tests/unit/policies/test_rule_revision.py holds their text to it)."""
+
+
+def content_key(settings: PolicySettings) -> bytes:
+    """All that rule 2's verdict on a content depends on besides the content: its code
+    (`RULE_REVISION`), the Unicode data and the Python its counts and patterns run on, and the
+    settings. A push accepted with the key in force passed the very rule that would judge it
+    now. Not the policy version: an upgrade may tighten the rule under the same version."""
+    code = f"{RULE_REVISION}|{unicodedata.unidata_version}|{sys.version_info[:3]}|".encode()
+    return hashlib.blake2b(code + msgspec.json.encode(settings), digest_size=8).digest()
+
+
 class ContentVerdicts:
     """This rule's verdict on the last content judged within one unit of decisions (a
     submission, a dispatch round). The rule reads a push's topic, title, body and data and
@@ -118,6 +136,8 @@ class ContentVerdicts:
         self._last: tuple[PushRequest, PolicySettings, RuleResult] | None = None
 
     def of(self, push: PushRequest, settings: PolicySettings) -> RuleResult:
+        if push.content_cleared:
+            return _CLEARED
         last = self._last
         if last is not None and last[1] is settings and _same_content(last[0], push):
             return last[2]

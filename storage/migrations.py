@@ -603,6 +603,13 @@ def _sent_at(db: sqlite_utils.Database) -> None:
     db.table("pushes").add_column("sent_at", str)
 
 
+def _content_key(db: sqlite_utils.Database) -> None:
+    # What an accepted push's content passed rule 2 under (`policies.minimization.content_key`):
+    # dispatch scans it again only under another rule or settings. NULL for every existing row
+    # and for rejected pushes, which dispatch never judges: scanned again.
+    db.table("pushes").add_column("content_key", bytes)
+
+
 def _opted_out(db: sqlite_utils.Database) -> None:
     # A campaign's opt-outs were counted from the subjects' consents as they are now: an erasure
     # (which deletes them) or a later grant took back an opt-out already counted, and an A/B
@@ -662,6 +669,7 @@ DATA_MIGRATIONS: list[Migration] = [
     ("0024_one_subject_index", _one_subject_index),
     ("0025_shorter_idempotency_refs", _shorter_idempotency_refs),
     ("0026_sent_at", _sent_at),
+    ("0027_content_key", _content_key),
 ]
 DIRECTORY_MIGRATIONS: list[Migration] = [
     ("0001_directory", _directory),

@@ -37,6 +37,7 @@ from policies import (
     Reason,
     Scheduled,
     SubjectState,
+    content_key,
     decide,
 )
 from policies.catalog import is_marketing
@@ -91,7 +92,12 @@ def fingerprinted(request: PushCreate, subject_ref: str, ttl_seconds: int | None
 
 
 def policy_request(
-    topic: str, campaign_id: str | None, content: PushContent, ttl_seconds: int
+    topic: str,
+    campaign_id: str | None,
+    content: PushContent,
+    ttl_seconds: int,
+    *,
+    content_cleared: bool = False,
 ) -> PushRequest:
     """What the pipeline judges: the same at submission and, from the sealed content, at dispatch."""
     return PushRequest(
@@ -103,6 +109,7 @@ def policy_request(
         personalized=content.personalized,
         near_geohash=content.near_geohash,
         ttl_seconds=ttl_seconds,
+        content_cleared=content_cleared,
     )
 
 
@@ -354,6 +361,7 @@ class PushService:
         admin lowered the maximum it was accepted under."""
         self._policy.refresh(conn)
         policy = self._policy.settings
+        judged = content_key(policy)
         recorded = self._recorded(conn, prepared)
         states = subject_state.load_many(
             conn, [p.key for p in prepared if p.key is not None], now, policy, self._settings.timezone
@@ -390,7 +398,7 @@ class PushService:
             try:
                 decision = self._decide(p, push, state, campaign, now, policy, unit)
                 planned = decision.deliver_after or now
-                row = None if record is None else self._row(p, record, decision, planned, stamp)
+                row = None if record is None else self._row(p, record, decision, planned, stamp, judged)
             except Exception as exc:  # a defect (`_decide` logs its own): this push's 500 alone
                 if not one_by_one:
                     raise
@@ -465,8 +473,10 @@ class PushService:
             raise
 
     def _row(
-        self, p: _Prepared, record: _Record, decision: Decision, planned: datetime, stamp: str
+        self, p: _Prepared, record: _Record, decision: Decision, planned: datetime, stamp: str, judged: bytes
     ) -> PushRow:
+        """`judged`: the `content_key` of the rules the push was decided by, kept with an accepted
+        push so that dispatch scans its content again only under others."""
         return PushRow(
             push_id=record.push_id,
             key_id=p.key_id,
@@ -489,6 +499,7 @@ class PushService:
             content=None
             if decision.outcome == "rejected"
             else self._seal(p.key, record, decision.allowed_by),
+            content_key=None if decision.outcome == "rejected" else judged,
         )
 
     @staticmethod

@@ -123,6 +123,7 @@ class PushRow(msgspec.Struct, frozen=True, gc=False):
     final_reasons: str | None = None
     final_policy_version: int | None = None  # the policy version `final_reasons` were given under
     sent_at: str | None = None  # when a transactional push sent late was sent (migration 0026)
+    content_key: bytes | None = None  # what its content passed rule 2 under (migration 0027)
 
     @property
     def shown_at(self) -> str:

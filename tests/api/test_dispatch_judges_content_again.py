@@ -1,15 +1,17 @@
-"""Dispatch judges a push's content again, by the policy in force when it is sent.
+"""Dispatch scans a push's content again unless it passed the very rule that would judge it now.
 
-An admin's change to rule 2's settings after a push was accepted (a shorter body, a data key no
-longer allowed) stops the push at dispatch, in this process or in a worker started before the
-change. (Skipping the scan for a push accepted under the version still in force was tried and
-taken back: the version names the settings, not the rule's code, which an upgrade may tighten;
-docs/performance.md, "Tried and dropped".) The dispatcher runs by hand on the app's loop
+Rule 2 (minimization) reads the push's topic, title, body and data, the settings and its own
+code. A push keeps the `content_key` of the code and settings it was accepted under; dispatch
+skips the scan only while that key is in force. An admin's change to the policy (a shorter
+body, a data key no longer allowed) stops the push at dispatch, in this process or in a worker
+started before the change; so does an upgrade that tightens the rule under the same policy
+version (its `RULE_REVISION` raised). The dispatcher runs by hand on the app's loop
 (`worker_enabled=False`), as in test_final_policy_version.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +22,7 @@ from litestar.testing import TestClient
 
 from gateway.runtime import Runtime
 from gateway.settings import Settings
+from policies import minimization
 
 Client = TestClient[Litestar]
 AsKey = Callable[..., Headers]
@@ -99,4 +102,17 @@ def test_a_worker_started_before_the_change_judges_the_content_by_the_new_policy
         worker.close()
     status, reasons, version = ended(client, service, push_id)
     assert (status, version) == ("rejected", 1)
+    assert reasons == [{"code": "payload_field_not_allowed", "field": "deeplink"}]
+
+
+def test_an_upgrade_that_tightens_the_rule_scans_the_pushes_queued_before(
+    client: Client, runtime: Runtime, service: Headers, as_user: AsUser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    push_id = submit(client, service, as_user, "ada")
+    # The new release refuses the data key this push carries, under the same policy version.
+    monkeypatch.setattr(minimization, "RULE_REVISION", minimization.RULE_REVISION + 1)
+    monkeypatch.setattr(minimization, "RESERVED_DATA_KEY", re.compile("deeplink"))
+    assert client.blocking_portal.call(runtime.dispatcher.run_once, "test-worker", 10) == 1
+    status, reasons, version = ended(client, service, push_id)
+    assert (status, version) == ("rejected", 0)
     assert reasons == [{"code": "payload_field_not_allowed", "field": "deeplink"}]

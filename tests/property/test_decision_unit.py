@@ -10,7 +10,8 @@ would defer a push by another subject's night, or let one through in its own.
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from hypothesis import given, settings
+import msgspec
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from policies import (
@@ -43,6 +44,27 @@ def test_judged_together_as_alone(unit: list[tuple[PushRequest, PolicySettings]]
     together = DecisionUnit()
     for push, policy in unit:
         assert decide(push, SUBJECT, None, NOW, policy, together) == decide(push, SUBJECT, None, NOW, policy)
+
+
+# Contents that pass, but for a data key the strict policy refuses.
+passing = st.builds(
+    PushRequest,
+    topic=st.sampled_from(["promotions", "transactional"]),
+    title=st.sampled_from(["Summer sale", "Paid"]),
+    body=st.sampled_from(["20% off today", "Your receipt"]),
+    data=st.sampled_from([{"deeplink": "w://s"}, {}]),
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(passing, st.sampled_from([PolicySettings(), STRICT]))
+def test_content_that_passed_decides_the_same_cleared(push: PushRequest, policy: PolicySettings) -> None:
+    """Dispatch clears a push's content when it was accepted under the policy in force: what
+    the content passed, cleared it must decide exactly the same (verdict, reasons, allowed by)."""
+    decision = decide(push, SUBJECT, None, NOW, policy)
+    assume(not any(reason.code.startswith("payload_") for reason in decision.reasons))  # else never queued
+    cleared = msgspec.structs.replace(push, content_cleared=True)
+    assert decide(cleared, SUBJECT, None, NOW, policy, DecisionUnit()) == decision
 
 
 def test_a_clean_push_after_a_refused_one_of_the_same_title_is_queued() -> None:

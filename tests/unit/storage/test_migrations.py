@@ -479,16 +479,17 @@ def test_idempotency_refs_stored_whole_before_0025_still_find_their_pushes(tmp_p
     assert sorted(key for (key,) in kept) == raw
 
 
-def test_pushes_stored_before_0026_show_their_planned_time(tmp_path: Path) -> None:
+def test_pushes_stored_before_0026_show_their_planned_time_and_are_scanned_again(tmp_path: Path) -> None:
     conn = connect(tmp_path / "gateway.db", secrets.token_bytes(32))
     migrate(conn, [m for m in DATA_MIGRATIONS if m[0] < "0026"])
     conn.execute("BEGIN")
     _push(conn, "psh_1", None)
     conn.execute("COMMIT")
 
-    assert migrate(conn, DATA_MIGRATIONS) == ["0026_sent_at"]
+    assert migrate(conn, DATA_MIGRATIONS) == ["0026_sent_at", "0027_content_key"]
 
     row = pushes.get(conn, "psh_1")
     assert row is not None
     assert (row.sent_at, row.shown_at) == (None, NOW.isoformat())
+    assert row.content_key is None  # dispatch scans its content again
     conn.close()
