@@ -108,17 +108,19 @@ def _judge(push: PushRequest, settings: PolicySettings) -> RuleResult:
 
 _CLEARED = passed()
 
-RULE_REVISION = 1
+RULE_REVISION = 2
 """This rule's code, as a number: raised with every change to this module, `policies/pii.py` or
 `policies/settings.py` (tests/unit/policies/test_rule_revision.py holds their text to it)."""
 
 
 def content_key(settings: PolicySettings) -> bytes:
     """All that rule 2's verdict on a content depends on besides the content: its code
-    (`RULE_REVISION`), the Unicode data and the Python its counts and patterns run on, and the
-    settings. A push accepted with the key in force passed the very rule that would judge it
-    now. Not the policy version: an upgrade may tighten the rule under the same version."""
-    code = f"{RULE_REVISION}|{unicodedata.unidata_version}|{sys.version_info[:3]}|".encode()
+    (`RULE_REVISION`), the Unicode data and the Python its counts and patterns run on, the
+    msgspec that measures the payload, and the settings. A push accepted with the key in force
+    passed the very rule that would judge it now. Not the policy version: an upgrade may
+    tighten the rule under the same version."""
+    runs_on = f"{unicodedata.unidata_version}|{sys.version_info[:3]}|{msgspec.__version__}"
+    code = f"{RULE_REVISION}|{runs_on}|".encode()
     return hashlib.blake2b(code + msgspec.json.encode(settings), digest_size=8).digest()
 
 
