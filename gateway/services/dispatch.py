@@ -78,7 +78,6 @@ from policies import (
     Reason,
     Scheduled,
     SubjectState,
-    content_key,
     decide,
 )
 from policies.catalog import is_marketing
@@ -233,14 +232,6 @@ class Dispatcher:
         # As many sends in flight per provider as its client keeps connections (adapters.py).
         self._slots = {a.name: Slots(settings.worker_concurrency) for a in adapters.values()}
         self._rand = rand
-        self._judged: tuple[PolicySettings | None, bytes] = (None, b"")
-
-    def _content_key(self) -> bytes:
-        """The `content_key` of the settings in force, worked out once per policy read."""
-        settings = self._policy.settings
-        if self._judged[0] is not settings:
-            self._judged = (settings, content_key(settings))
-        return self._judged[1]
 
     async def run_once(self, owner: str, limit: int) -> int:
         """Claim up to `limit` due pushes and dispatch them; returns how many were claimed once
@@ -501,7 +492,7 @@ class Dispatcher:
             return self._end(row, snapshot, "rejected", [Reason(SUBJECT_ERASED)], claim.attempts), None
         # Accepted under the rule's code and settings in force, its content passed the very rule
         # that would judge it now: not scanned again.
-        cleared = row.content_key is not None and row.content_key == self._content_key()
+        cleared = row.content_key is not None and row.content_key == self._policy.content_key
         decision = decide(
             policy_request(row.topic, row.campaign_id, content, remaining, content_cleared=cleared),
             snapshot.state_for(row, key.subject_id),

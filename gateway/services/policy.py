@@ -11,6 +11,7 @@ from gateway.clock import Clock, rfc3339_text_or_none
 from gateway.errors import InvalidInput, NotFound, PreconditionFailed
 from gateway.schemas.audit import PolicyVersionRead
 from gateway.services.campaign_rule import judge_all
+from policies import content_key
 from policies.settings import RESERVED_DATA_KEY, PolicySettings
 from storage.db import Connection
 from storage.repositories import admin_log
@@ -26,10 +27,20 @@ class PolicySource:
         self._store = store
         self._clock = clock
         self.version: PolicyVersion = policy_repo.current(store.data.reader())
+        self._keyed: tuple[PolicyVersion, bytes] | None = None
 
     @property
     def settings(self) -> PolicySettings:
         return self.version.settings
+
+    @property
+    def content_key(self) -> bytes:
+        """`policies.content_key` of the settings in force: what submission stores with an
+        accepted push and dispatch compares it to. Worked out once per version read (~4 us)."""
+        keyed = self._keyed
+        if keyed is None or keyed[0] is not self.version:
+            keyed = self._keyed = (self.version, content_key(self.version.settings))
+        return keyed[1]
 
     def refresh(self, conn: Connection) -> None:
         """Catch up with a change another process made (`PUT /v1/admin/policy` is served by

@@ -37,7 +37,6 @@ from policies import (
     Reason,
     Scheduled,
     SubjectState,
-    content_key,
     decide,
 )
 from policies.catalog import is_marketing
@@ -361,7 +360,7 @@ class PushService:
         admin lowered the maximum it was accepted under."""
         self._policy.refresh(conn)
         policy = self._policy.settings
-        judged = content_key(policy)
+        judged = self._policy.content_key
         recorded = self._recorded(conn, prepared)
         states = subject_state.load_many(
             conn, [p.key for p in prepared if p.key is not None], now, policy, self._settings.timezone

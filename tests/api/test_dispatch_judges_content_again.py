@@ -106,13 +106,23 @@ def test_a_worker_started_before_the_change_judges_the_content_by_the_new_policy
 
 
 def test_an_upgrade_that_tightens_the_rule_scans_the_pushes_queued_before(
-    client: Client, runtime: Runtime, service: Headers, as_user: AsUser, monkeypatch: pytest.MonkeyPatch
+    client: Client,
+    settings: Settings,
+    clock: FakeClock,
+    service: Headers,
+    as_user: AsUser,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     push_id = submit(client, service, as_user, "ada")
-    # The new release refuses the data key this push carries, under the same policy version.
+    # The new release refuses the data key this push carries, under the same policy version,
+    # and runs as a process started after the upgrade.
     monkeypatch.setattr(minimization, "RULE_REVISION", minimization.RULE_REVISION + 1)
     monkeypatch.setattr(minimization, "RESERVED_DATA_KEY", re.compile("deeplink"))
-    assert client.blocking_portal.call(runtime.dispatcher.run_once, "test-worker", 10) == 1
+    upgraded = Runtime(settings, clock)
+    try:
+        assert client.blocking_portal.call(upgraded.dispatcher.run_once, "upgraded-worker", 10) == 1
+    finally:
+        upgraded.close()
     status, reasons, version = ended(client, service, push_id)
     assert (status, version) == ("rejected", 0)
     assert reasons == [{"code": "payload_field_not_allowed", "field": "deeplink"}]
