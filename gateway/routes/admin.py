@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from litestar import Controller, Request, Response, delete, get, post, put
+from litestar import Controller, Request, Response
 from litestar.datastructures import ResponseHeader
 from litestar.params import FromPath, HeaderParameter, JSONBody
 from litestar.status_codes import HTTP_204_NO_CONTENT
@@ -16,6 +16,7 @@ from gateway.clock import rfc3339_text, rfc3339_text_or_none
 from gateway.deps import RuntimeDep
 from gateway.errors import InvalidInput
 from gateway.routes.access import ADMIN
+from gateway.routes.handlers import delete, get, post, put
 from gateway.routes.refusals import refusals
 from gateway.schemas.admin import ApiKeyCreate, ApiKeyCreated, ApiKeyRead, PolicyRead, RotationRead
 from gateway.services.policy import policy_etag

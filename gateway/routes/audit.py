@@ -25,7 +25,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar, get_args
 from urllib.parse import parse_qsl
 
-from litestar import Controller, Litestar, Request, get
+from litestar import Controller, Litestar, Request
 from litestar.enums import ScopeType
 from litestar.exceptions import HTTPException
 from litestar.middleware import ASGIMiddleware
@@ -39,6 +39,7 @@ from gateway.deps import RuntimeDep
 from gateway.errors import InvalidInput
 from gateway.request_log import method_label
 from gateway.routes.access import AUDIT_READ, NOT_ADMIN
+from gateway.routes.handlers import get
 from gateway.routes.refusals import LEDGER_BROKEN, refusals
 from gateway.schemas.audit import (
     AccessLogPage,

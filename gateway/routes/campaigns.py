@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from gateway.auth import Principal
 from gateway.body import Strict
 from gateway.deps import RuntimeDep
 from gateway.routes.access import CAMPAIGN_OPERATORS, CAMPAIGNS_READ, CAMPAIGNS_WRITE
+from gateway.routes.handlers import get, post
 from gateway.routes.refusals import refusals
 from gateway.schemas.pushes import CampaignCreate, CampaignCreated, CampaignRead
 from gateway.schemas.stats import CampaignStats, Metric

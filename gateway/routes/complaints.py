@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from litestar import Controller, post
+from litestar import Controller
 from litestar.params import FromPath, JSONBody
 
 from gateway.body import Strict
 from gateway.deps import RuntimeDep
 from gateway.routes.access import COMPLAINTS_WRITE
+from gateway.routes.handlers import post
 from gateway.routes.refusals import refusals
 from gateway.schemas.complaints import ComplaintRead, Resolution
 

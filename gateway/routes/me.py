@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from litestar import Controller, Request, Response, delete, get, patch, post, put
+from litestar import Controller, Request, Response
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, JSONBody, PathParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
@@ -14,6 +14,7 @@ from gateway.body import Strict
 from gateway.deps import RuntimeDep
 from gateway.errors import InvalidInput
 from gateway.routes.access import USER
+from gateway.routes.handlers import delete, get, patch, post, put
 from gateway.routes.refusals import refusals
 from gateway.schemas.complaints import (
     ComplaintCreate,

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from litestar import Response, get
+from litestar import Response
 from litestar.openapi import ResponseSpec
 from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
 
 from gateway.deps import MetricsDep, RuntimeDep
+from gateway.routes.handlers import get
 from gateway.routes.refusals import MEANING
 from gateway.schemas.errors import ErrorRead
 

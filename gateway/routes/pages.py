@@ -15,11 +15,12 @@ import json
 from functools import cache
 from pathlib import Path
 
-from litestar import Response, get
+from litestar import Response
 from litestar.enums import MediaType
 from litestar.static_files import create_static_files_router
 from litestar.types import ControllerRouterHandler
 
+from gateway.routes.handlers import get
 from gateway.static_files import STATIC_FILES
 from policies.catalog import TOPIC_PURPOSES
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request
 from litestar.params import FromPath, JSONBody
 
 from gateway.auth import Principal
 from gateway.body import Strict
 from gateway.deps import RuntimeDep
 from gateway.routes.access import PUSH_READERS, PUSHES_WRITE
+from gateway.routes.handlers import get, post
 from gateway.routes.refusals import refusals
 from gateway.schemas.pushes import BatchAnswer, BatchCreate, PushAnswer, PushCreate, PushRead
 
