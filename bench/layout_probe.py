@@ -39,6 +39,7 @@ from gateway.clock import system_clock
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 from policies.context import Scheduled, SubjectState
+from policies.engine import StateParts
 from storage import outbox
 from storage.crypto import field_aad
 from storage.db import Connection, in_chunks
@@ -92,7 +93,7 @@ class Probe:
                 conn.execute(statement.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS"))
             for start in range(0, len(keys), 2000):
                 chunk = keys[start : start + 2000]
-                states = subject_state.load_many(conn, chunk, self.now, self.policy, "UTC")
+                states = subject_state.load_many(conn, chunk, self.now, self.policy, "UTC", StateParts.ALL)
                 conn.executemany(
                     "INSERT OR REPLACE INTO subject_rows (subject_id, sealed) VALUES (?, ?)",
                     [(k.subject_id, self._seal_state(k, states[k.subject_id])) for k in chunk],
@@ -102,7 +103,7 @@ class Probe:
 
     def today(self, keys: Sequence[SubjectKey], seq0: int) -> None:
         def unit(conn: Connection) -> None:
-            states = subject_state.load_many(conn, keys, self.now, self.policy, "UTC")
+            states = subject_state.load_many(conn, keys, self.now, self.policy, "UTC", StateParts.ALL)
             rows: list[PushRow] = []
             due: list[tuple[str, datetime]] = []
             for seq, key in enumerate(keys, seq0):

@@ -28,7 +28,7 @@ At dispatch, `check_expiry` gives `expired` for a deferred push released too lat
 from policies.catalog import PURPOSES, TOPIC_PURPOSES, TOPICS, Purpose, Topic, is_marketing
 from policies.context import CampaignState, PushRequest, RuleContext, Scheduled, SubjectState
 from policies.decision import Decision, Outcome, Reason, RuleResult
-from policies.engine import decide
+from policies.engine import StateParts, decide, state_parts_for
 from policies.minimization import content_key
 from policies.pii import find_pii
 from policies.reasons import ALL_REASON_CODES, DISPATCH_ONLY_REASON_CODES
@@ -53,6 +53,7 @@ __all__ = [
     "RuleContext",
     "RuleResult",
     "Scheduled",
+    "StateParts",
     "SubjectState",
     "Topic",
     "check_expiry",
@@ -60,4 +61,5 @@ __all__ = [
     "decide",
     "find_pii",
     "is_marketing",
+    "state_parts_for",
 ]

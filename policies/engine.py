@@ -6,7 +6,9 @@ decide", and a rule that fails must never let a push through, so the caller trea
 exception from `decide` as a deny (and logs it, which this pure code cannot do).
 """
 
+from collections.abc import Iterable
 from datetime import datetime
+from enum import Flag, auto
 
 from policies.catalog import is_marketing
 from policies.complaints import check_campaign_pause, check_complaints
@@ -25,6 +27,34 @@ from policies.unit import DecisionUnit
 
 _TRANSACTIONAL_RULES = (check_personalization, check_location, check_campaign_pause)
 _MARKETING_BEFORE_SENDING = (check_consent, check_topic, check_personalization)
+
+
+class StateParts(Flag):
+    """The parts of a `SubjectState` that `decide` may read for a push, past the subject's status
+    and device count, which rule 1 reads for every push. Callers load only these: the rest of
+    the state is left at its defaults, and a transactional push's subject is spared reading and
+    opening its preferences, mutes and planned pushes."""
+
+    CONSENTS = auto()  # consents
+    LOCATION = auto()  # location_geohash, location_at
+    PREFERENCES = auto()  # topics_off, timezone, quiet_start, quiet_end, max_per_week
+    MUTES = auto()  # muted_until
+    SCHEDULE = auto()  # scheduled
+    ALL = CONSENTS | LOCATION | PREFERENCES | MUTES | SCHEDULE
+
+
+# Rules 6 and 7 read consents and the location whatever the topic; the campaign pause, only the
+# campaign. A change to the rules `decide` runs for a topic changes these with it (a property
+# test holds them to the decisions: tests/property/test_state_parts.py).
+_READ_FOR_TRANSACTIONAL = StateParts.CONSENTS | StateParts.LOCATION
+
+
+def state_parts_for(topics: Iterable[str]) -> StateParts:
+    """What `decide` may read of the subjects' states for pushes of these topics."""
+    parts = StateParts(0)
+    for topic in set(topics):
+        parts |= StateParts.ALL if is_marketing(topic) else _READ_FOR_TRANSACTIONAL
+    return parts
 
 
 def decide(

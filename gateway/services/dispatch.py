@@ -79,6 +79,7 @@ from policies import (
     Scheduled,
     SubjectState,
     decide,
+    state_parts_for,
 )
 from policies.catalog import is_marketing
 from policies.reasons import EXPIRED, QUIET_HOURS, SUBJECT_ERASED
@@ -150,7 +151,8 @@ class _Round:
             {r.subject_id for r in self.rows.values() if r.subject_id is not None}
         )
         keys = list(self.keys.values())
-        self.states = subject_state.load_many(conn, keys, now, policy, tz, claimed=self.claimed)
+        parts = state_parts_for(r.topic for r in self.rows.values())
+        self.states = subject_state.load_many(conn, keys, now, policy, tz, parts, claimed=self.claimed)
         self.devices = devices.list_for_many(conn, keys, active_only=True)
 
     def key(self, row: PushRow) -> SubjectKey | None:

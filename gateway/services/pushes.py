@@ -38,6 +38,7 @@ from policies import (
     Scheduled,
     SubjectState,
     decide,
+    state_parts_for,
 )
 from policies.catalog import is_marketing
 from policies.reasons import QUIET_HOURS
@@ -367,7 +368,12 @@ class PushService:
         judged = self._policy.content_key
         recorded = self._recorded(conn, prepared)
         states = subject_state.load_many(
-            conn, [p.key for p in prepared if p.key is not None], now, policy, self._settings.timezone
+            conn,
+            [p.key for p in prepared if p.key is not None],
+            now,
+            policy,
+            self._settings.timezone,
+            state_parts_for(p.request.topic for p in prepared),
         )
         campaigns_seen: dict[str, CampaignRow | None] = {}
         unit = DecisionUnit()

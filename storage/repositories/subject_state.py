@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 import msgspec
 
 from policies.context import Scheduled, SubjectState
+from policies.engine import StateParts
 from policies.settings import PolicySettings
 from storage.db import Connection, in_chunks
 from storage.directory import SubjectKey
@@ -42,10 +43,13 @@ def load_many(
     now: datetime,
     policy: PolicySettings,
     default_tz: str,
+    parts: StateParts,
     claimed: Collection[str] = (),
 ) -> dict[str, SubjectState]:
-    """subject id → state, for every key given. `claimed`: the pushes a dispatch round reading
-    this holds the leases of, and decides again (a retry among them is still waiting)."""
+    """subject id → state, for every key given, with the `parts` the pushes' rules read
+    (`policies.state_parts_for`) and the others at their defaults: status and devices always.
+    `claimed`: the pushes a dispatch round reading this holds the leases of, and decides again
+    (a retry among them is still waiting)."""
     by_id = {k.subject_id: k for k in keys}
     docs: dict[str, bytes] = {}
     granted: dict[str, set[str]] = defaultdict(set)
@@ -53,60 +57,39 @@ def load_many(
     mutes: dict[str, dict[str, datetime]] = defaultdict(dict)
     device_counts: dict[str, int] = {}
     planned: dict[str, list[Scheduled]] = defaultdict(list)
-    start, end = (now - SCHEDULE_HORIZON).isoformat(), (now + SCHEDULE_HORIZON).isoformat()
     for marks, ids in in_chunks(list(by_id)):
-        for sid, doc in conn.execute(
-            f"SELECT subject_id, doc FROM preferences WHERE subject_id IN ({marks})",  # noqa: S608
-            ids,
-        ):
-            docs[sid] = bytes(doc)
-        for sid, purpose in conn.execute(
-            f"SELECT subject_id, purpose FROM consents WHERE granted = 1 AND subject_id IN ({marks})",  # noqa: S608
-            ids,
-        ):
-            granted[sid].add(purpose)
-        for sid, sealed, at in conn.execute(
-            f"SELECT subject_id, geohash, at FROM locations WHERE subject_id IN ({marks})",  # noqa: S608
-            ids,
-        ):
-            places[sid] = (bytes(sealed), at)
-        for sid, topic, until in conn.execute(
-            f"SELECT subject_id, topic, until FROM mutes WHERE subject_id IN ({marks})",  # noqa: S608
-            ids,
-        ):
-            mutes[sid][topic] = datetime.fromisoformat(until)
+        if StateParts.PREFERENCES in parts:
+            for sid, doc in conn.execute(
+                f"SELECT subject_id, doc FROM preferences WHERE subject_id IN ({marks})",  # noqa: S608
+                ids,
+            ):
+                docs[sid] = bytes(doc)
+        if StateParts.CONSENTS in parts:
+            for sid, purpose in conn.execute(
+                f"SELECT subject_id, purpose FROM consents WHERE granted = 1 AND subject_id IN ({marks})",  # noqa: S608
+                ids,
+            ):
+                granted[sid].add(purpose)
+        if StateParts.LOCATION in parts:
+            for sid, sealed, at in conn.execute(
+                f"SELECT subject_id, geohash, at FROM locations WHERE subject_id IN ({marks})",  # noqa: S608
+                ids,
+            ):
+                places[sid] = (bytes(sealed), at)
+        if StateParts.MUTES in parts:
+            for sid, topic, until in conn.execute(
+                f"SELECT subject_id, topic, until FROM mutes WHERE subject_id IN ({marks})",  # noqa: S608
+                ids,
+            ):
+                mutes[sid][topic] = datetime.fromisoformat(until)
         for sid, count in conn.execute(
             "SELECT subject_id, count(*) FROM devices "  # noqa: S608
             f"WHERE status = 'active' AND subject_id IN ({marks}) GROUP BY subject_id",
             ids,
         ):
             device_counts[sid] = int(count)
-        of_campaigns: list[tuple[str, Scheduled, str, int]] = []
-        rows = conn.execute(PLANNED_MARKETING.format(marks=marks), (*ids, start, end, *ACCEPTED)).fetchall()
-        retrying = _retrying(conn, [r[6] for r in rows if r[3] == "sending"], now, claimed)
-        for sid, at, topic, status, campaign_id, rowid, push_id, expires in rows:
-            waiting = status in WAITING or push_id in retrying
-            if waiting and datetime.fromisoformat(expires) <= now:
-                continue  # its next claim ends it `expired`, however late the worker runs
-            # A retry is decided again when its outbox row is next due, not when first sent.
-            when = max(datetime.fromisoformat(at), retrying[push_id]) if push_id in retrying else None
-            item = Scheduled(
-                when or datetime.fromisoformat(at),
-                topic,
-                waiting,
-                datetime.fromisoformat(expires) if waiting else None,
-                push_id,
-                rowid,
-            )
-            if item.waiting and campaign_id is not None:
-                of_campaigns.append((sid, item, campaign_id, rowid))
-            else:
-                planned[sid].append(item)
-        stopping = {c: campaigns.get(conn, c) for c in {campaign for _, _, campaign, _ in of_campaigns}}
-        for sid, item, campaign_id, rowid in of_campaigns:
-            # A campaign paused since the push was decided stops it at dispatch: it holds no cap.
-            campaign = stopping.get(campaign_id)
-            if campaign is None or not campaign.stops(rowid):
+        if StateParts.SCHEDULE in parts:
+            for sid, item in _planned(conn, marks, ids, now, claimed):
                 planned[sid].append(item)
     states = {}
     for sid, key in by_id.items():
@@ -132,6 +115,43 @@ def load_many(
             scheduled=tuple(planned.get(sid, ())),
         )
     return states
+
+
+def _planned(
+    conn: Connection, marks: str, ids: Sequence[str], now: datetime, claimed: Collection[str]
+) -> list[tuple[str, Scheduled]]:
+    """The marketing pushes the caps count for these subjects (`PLANNED_MARKETING`), each with
+    its subject id."""
+    start, end = (now - SCHEDULE_HORIZON).isoformat(), (now + SCHEDULE_HORIZON).isoformat()
+    found: list[tuple[str, Scheduled]] = []
+    of_campaigns: list[tuple[str, Scheduled, str, int]] = []
+    rows = conn.execute(PLANNED_MARKETING.format(marks=marks), (*ids, start, end, *ACCEPTED)).fetchall()
+    retrying = _retrying(conn, [r[6] for r in rows if r[3] == "sending"], now, claimed)
+    for sid, at, topic, status, campaign_id, rowid, push_id, expires in rows:
+        waiting = status in WAITING or push_id in retrying
+        if waiting and datetime.fromisoformat(expires) <= now:
+            continue  # its next claim ends it `expired`, however late the worker runs
+        # A retry is decided again when its outbox row is next due, not when first sent.
+        when = max(datetime.fromisoformat(at), retrying[push_id]) if push_id in retrying else None
+        item = Scheduled(
+            when or datetime.fromisoformat(at),
+            topic,
+            waiting,
+            datetime.fromisoformat(expires) if waiting else None,
+            push_id,
+            rowid,
+        )
+        if item.waiting and campaign_id is not None:
+            of_campaigns.append((sid, item, campaign_id, rowid))
+        else:
+            found.append((sid, item))
+    stopping = {c: campaigns.get(conn, c) for c in {campaign for _, _, campaign, _ in of_campaigns}}
+    for sid, item, campaign_id, rowid in of_campaigns:
+        # A campaign paused since the push was decided stops it at dispatch: it holds no cap.
+        campaign = stopping.get(campaign_id)
+        if campaign is None or not campaign.stops(rowid):
+            found.append((sid, item))
+    return found
 
 
 def _retrying(

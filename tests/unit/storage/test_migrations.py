@@ -13,6 +13,7 @@ from pathlib import Path
 
 import msgspec
 
+from policies.engine import StateParts
 from policies.settings import PolicySettings
 from storage import outbox
 from storage.crypto import FieldCipher, KeyedHash, Keyring, new_data_key
@@ -420,7 +421,7 @@ def test_one_subject_index_serves_the_caps_without_reading_transactional_pushes(
     keys = [SubjectKey(f"ref_{sid}", sid, FieldCipher(new_data_key())) for sid in ("s_busy", "s_quiet")]
 
     def scheduled() -> dict[str, set[str | None]]:
-        states = subject_state.load_many(conn, keys, NOW, PolicySettings(), "UTC")
+        states = subject_state.load_many(conn, keys, NOW, PolicySettings(), "UTC", StateParts.ALL)
         return {sid: {item.push_id for item in state.scheduled} for sid, state in states.items()}
 
     before = scheduled()
