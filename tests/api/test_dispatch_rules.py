@@ -253,6 +253,28 @@ def test_change_after_queueing_stops_the_push_at_dispatch(
     assert world.run() == 0
 
 
+MARKETING_ONLY = [r for r in RECHECKS if r[0] in ("consent_withdrawn", "topic_turned_off", "complaint_mute")]
+
+
+@pytest.mark.parametrize(("name", "change", "reasons"), MARKETING_ONLY, ids=[r[0] for r in MARKETING_ONLY])
+def test_a_marketing_push_behind_a_transactional_one_in_a_round_is_judged_by_all_it_reads(
+    world: World, name: str, change: Callable[[World, str, Json], None], reasons: list[Json]
+) -> None:
+    """A round reads only the parts of its subjects' state its pushes' topics are judged by
+    (`policies.state_parts_for`): read for the first push's topic alone, the marketing push
+    behind it would be judged by no consents, default preferences and no mutes, and sent."""
+    world.user("dana")
+    first = world.submit("dana", topic="transactional", title="Your receipt", body="Paid at the cafe")
+    push = world.submit("dana")
+    assert (first["outcome"], push["outcome"]) == ("queued", "queued")
+    world.clock.advance(minutes=1)
+    change(world, "dana", push)
+    assert world.run() == 2
+    assert world.read(first["push_id"])["status"] == "delivered"
+    got = world.read(push["push_id"])
+    assert (got["status"], got["reasons"]) == ("rejected", reasons)
+
+
 def test_pushes_of_one_subject_in_one_round_see_what_the_round_did_to_each_other(world: World) -> None:
     """A round reads its subjects' state once. A push it ends must stop counting against the
     caps of the subject's next push in the same round, as if each had read the database."""

@@ -1,5 +1,6 @@
 """`subject_state.load_many` loads each part of a subject's state it is asked for, as a full load
-has it, and leaves the others at their defaults; the status and device count always.
+has it, and leaves the others at their defaults; the status and device count always. And a
+submission asks for what all its pushes read (tests/api/test_dispatch_rules.py: a round too).
 
 tests/property/test_state_parts.py holds the parts to what `decide` reads; this holds storage
 to the parts. A subject is given something in every part (consents, preferences, a location, a
@@ -97,3 +98,32 @@ def test_each_part_is_loaded_as_a_full_load_has_it_and_the_rest_left_at_defaults
             source = full if other == part else bare
             assert {f: getattr(state, f) for f in fields} == {f: getattr(source, f) for f in fields}, part
     assert loaded(StateParts(0)).active_devices == 1
+
+
+def test_a_batch_reads_what_each_of_its_pushes_is_judged_by(
+    client: Client, as_user: Callable[[str], Headers], as_key: Callable[..., Headers]
+) -> None:
+    """A transactional push first in the batch: read for its topic alone, the promotion after it
+    would be judged by default preferences, and queued against the user's choice."""
+    bo = as_user("bo")
+    consent = {"granted": True, "notice_version": "v1"}
+    assert client.put("/v1/me/consents/marketing", json=consent, headers=bo).status_code == 200
+    token = {"platform": "fcm", "token": "fcm-token-bo"}
+    assert client.post("/v1/me/devices", json=token, headers=bo).status_code == 201
+    off = {"topics": {"promotions": False}}
+    assert client.patch("/v1/me/preferences", json=off, headers=bo).status_code == 200
+    common = {"user_id": "bo", "title": "Hello", "body": "Your order shipped", "data": {}}
+    batch = {
+        "pushes": [
+            {"idempotency_key": "b-1", "topic": "transactional", **common},
+            {"idempotency_key": "b-2", "topic": "promotions", **common},
+        ]
+    }
+    answer = client.post("/v1/pushes/batch", json=batch, headers=as_key("pushes:write"))
+    assert answer.status_code == 200, answer.text
+    first, second = answer.json()["results"]
+    assert first["outcome"] == "queued"
+    assert (second["outcome"], second["reasons"]) == (
+        "rejected",
+        [{"code": "topic_opted_out", "topic": "promotions"}],
+    )
