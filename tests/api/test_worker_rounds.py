@@ -117,6 +117,9 @@ def test_a_rounds_results_share_a_commit_with_a_later_claim(
     claim 3; settle 2 + an empty claim; settle 3. Five commits, where a claim and a settle each
     in a commit of their own take seven."""
     monkeypatch.setattr("gateway.worker.IDLE_SECONDS", 60.0)  # no idle claims; `stop` ends the wait
+    # No round goes on alone: on a loaded host a round's sends outlasted the second allowed, it was
+    # recorded in a commit of its own, and the count was six (a fresh clone's `make test`).
+    monkeypatch.setattr("gateway.worker.SLOW_ROUND_SECONDS", 60.0)
     key = as_key("pushes:write")
     ids = queue(client, as_user, key, users(3 * ROUND))
     writer = runtime.store.data.writer
