@@ -35,12 +35,22 @@ class StateParts(Flag):
     the state is left at its defaults, and a transactional push's subject is spared reading and
     opening its preferences, mutes and planned pushes."""
 
-    CONSENTS = auto()  # consents
-    LOCATION = auto()  # location_geohash, location_at
-    PREFERENCES = auto()  # topics_off, timezone, quiet_start, quiet_end, max_per_week
-    MUTES = auto()  # muted_until
-    SCHEDULE = auto()  # scheduled
+    CONSENTS = auto()
+    LOCATION = auto()
+    PREFERENCES = auto()
+    MUTES = auto()
+    SCHEDULE = auto()
     ALL = CONSENTS | LOCATION | PREFERENCES | MUTES | SCHEDULE
+
+
+# The `SubjectState` fields of each part; `status` and `active_devices` are read for every push.
+STATE_FIELDS: dict[StateParts, tuple[str, ...]] = {
+    StateParts.CONSENTS: ("consents",),
+    StateParts.LOCATION: ("location_geohash", "location_at"),
+    StateParts.PREFERENCES: ("topics_off", "timezone", "quiet_start", "quiet_end", "max_per_week"),
+    StateParts.MUTES: ("muted_until",),
+    StateParts.SCHEDULE: ("scheduled",),
+}
 
 
 # Rules 6 and 7 read consents and the location whatever the topic; the campaign pause, only the

@@ -19,19 +19,12 @@ from litestar.testing import TestClient
 
 from gateway.runtime import Runtime
 from policies import PolicySettings, StateParts, SubjectState
+from policies.engine import STATE_FIELDS
 from storage.db import Connection
 from storage.repositories import complaints, subject_state
 
 Client = TestClient[Litestar]
 Headers = dict[str, str]
-
-FIELDS = {
-    StateParts.CONSENTS: ("consents",),
-    StateParts.LOCATION: ("location_geohash", "location_at"),
-    StateParts.PREFERENCES: ("topics_off", "timezone", "quiet_start", "quiet_end", "max_per_week"),
-    StateParts.MUTES: ("muted_until",),
-    StateParts.SCHEDULE: ("scheduled",),
-}
 
 
 @pytest.fixture
@@ -89,12 +82,12 @@ def test_each_part_is_loaded_as_a_full_load_has_it_and_the_rest_left_at_defaults
 ) -> None:
     full = loaded(StateParts.ALL)
     bare = SubjectState(status="active", timezone="UTC")  # the defaults the others are left at
-    for part, fields in FIELDS.items():
+    for part, fields in STATE_FIELDS.items():
         assert all(getattr(full, f) != getattr(bare, f) for f in fields), f"{part} has nothing to show"
-    for part in FIELDS:
+    for part in STATE_FIELDS:
         state = loaded(part)
         assert (state.status, state.active_devices) == ("active", 1)
-        for other, fields in FIELDS.items():
+        for other, fields in STATE_FIELDS.items():
             source = full if other == part else bare
             assert {f: getattr(state, f) for f in fields} == {f: getattr(source, f) for f in fields}, part
     assert loaded(StateParts(0)).active_devices == 1

@@ -25,16 +25,9 @@ from policies import (
     decide,
     state_parts_for,
 )
+from policies.engine import STATE_FIELDS
 
 NOW = datetime(2024, 6, 12, 12, 0, tzinfo=UTC)
-# The fields each part stands for; status and the device count are read for every push.
-FIELDS = {
-    StateParts.CONSENTS: ("consents",),
-    StateParts.LOCATION: ("location_geohash", "location_at"),
-    StateParts.PREFERENCES: ("topics_off", "timezone", "quiet_start", "quiet_end", "max_per_week"),
-    StateParts.MUTES: ("muted_until",),
-    StateParts.SCHEDULE: ("scheduled",),
-}
 ALWAYS = ("status", "active_devices")
 
 moments = st.sampled_from([timedelta(minutes=m) for m in (-20_000, -600, -30, 0, 45, 900)])
@@ -73,9 +66,9 @@ pushes = st.builds(
 
 
 def test_the_parts_cover_every_field_of_the_state() -> None:
-    named = [field for fields in FIELDS.values() for field in fields]
+    named = [field for fields in STATE_FIELDS.values() for field in fields]
     assert sorted((*named, *ALWAYS)) == sorted(SubjectState.__struct_fields__)
-    assert set(FIELDS) == set(StateParts.ALL)
+    assert set(STATE_FIELDS) == set(StateParts.ALL)
 
 
 @settings(max_examples=600, deadline=None)
@@ -93,7 +86,7 @@ def test_parts_not_declared_for_a_topic_do_not_change_its_decision(
     read = state_parts_for([push.topic])
     unread = {
         field: getattr(other, field)
-        for part, fields in FIELDS.items()
+        for part, fields in STATE_FIELDS.items()
         if part not in read
         for field in fields
     }
