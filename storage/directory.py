@@ -25,7 +25,7 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal, NamedTuple
 
@@ -170,11 +170,11 @@ class SubjectDirectory:
         found: dict[str, SubjectKey] = {}
         reader = self._db.reader()
         for marks, chunk in in_chunks(list(refs)):
-            for ref, sid, wrapped in reader.execute(
+            rows = reader.execute(
                 f"SELECT subject_ref, subject_id, wrapped_key FROM subjects WHERE subject_ref IN ({marks})",  # noqa: S608
                 chunk,
-            ):
-                found[ref] = self._remember(ref, sid, wrapped, read_at, refs[ref])
+            ).fetchall()
+            found.update(self._remember(rows, read_at, refs))
         gone = [ref for ref, hit in refs.items() if hit is not None and ref not in found]
         if gone:
             with self._lock:
@@ -265,7 +265,7 @@ class SubjectDirectory:
             return row[0], row[1]
 
         winner_id, winner_key = self._db.writer.run_sync(insert)
-        return self._remember(subject_ref, winner_id, winner_key, read_at)
+        return self._remember([(subject_ref, winner_id, winner_key)], read_at, {})[subject_ref]
 
     async def ensure_from_loop(self, subject_ref: str, now: datetime) -> SubjectKey:
         """`ensure` for code on the event loop: a subject in the cache is answered at once, and a
@@ -426,20 +426,25 @@ class SubjectDirectory:
                 done += self._db.writer.run_sync(write)
 
     def _remember(
-        self, subject_ref: str, subject_id: str, wrapped: bytes, read_at: float, past: _Entry | None = None
-    ) -> SubjectKey:
-        """Cache the subject of a row read after `read_at`. `past` is the ref's entry before this
+        self, rows: Sequence[tuple[str, str, bytes]], read_at: float, past: Mapping[str, _Entry | None]
+    ) -> dict[str, SubjectKey]:
+        """Cache the subjects of (ref, id, wrapped key) rows read after `read_at`, under one hold of
+        the lock for them all (a batch's 500 a chunk). `past` holds a ref's entry from before this
         read, if any: holding the same id, it is the same subject, whose key never changes, so its
         key serves again without an unwrap."""
-        if past is not None and past.subject_id == subject_id:
-            data_key = past.data_key
-        else:
-            data_key = self._keyring.unwrap(wrapped, _wrap_aad(subject_id))
-        entry = _Entry(subject_id, data_key, read_at)
+        entries: dict[str, _Entry] = {}
+        for ref, subject_id, wrapped in rows:
+            hit = past.get(ref)
+            if hit is not None and hit.subject_id == subject_id:
+                data_key = hit.data_key
+            else:
+                data_key = self._keyring.unwrap(wrapped, _wrap_aad(subject_id))
+            entries[ref] = _Entry(subject_id, data_key, read_at)
         with self._lock:
-            if read_at > self._erased.get(subject_ref, -math.inf):  # not a read an erasure raced
-                self._cache[subject_ref] = entry
-                self._cache.move_to_end(subject_ref)
-                while len(self._cache) > _CACHE_SIZE:
-                    self._cache.popitem(last=False)
-        return _live(subject_ref, entry)
+            for ref, entry in entries.items():
+                if read_at > self._erased.get(ref, -math.inf):  # not a read an erasure raced
+                    self._cache[ref] = entry
+                    self._cache.move_to_end(ref)
+            while len(self._cache) > _CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return {ref: _live(ref, entry) for ref, entry in entries.items()}

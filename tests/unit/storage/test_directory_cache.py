@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from storage.crypto import field_aad
+from storage.directory import SubjectDirectory
 from storage.keys import KeyStore
 from storage.store import Store
 
@@ -141,3 +142,23 @@ def test_a_subject_made_just_after_an_erasure_that_raced_it_is_cached_again_at_i
     assert again is not None
     assert again.subject_id == made.subject_id
     assert REF in _cached_refs(serve)  # the next read is cached
+
+
+def test_an_entry_past_its_age_is_read_again_and_keeps_its_key_without_an_unwrap(
+    serve: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past `max_age` the ref's row is read again; holding the same id, it is the same subject,
+    and the key cached before serves (the rows a batch reads again are remembered together)."""
+    directory = SubjectDirectory(serve._directory_db, serve.keys.keyring, max_age=0.0)
+    subject = directory.ensure(REF, NOW)
+    before = directory._cache[REF].read_at
+    sealed = subject.cipher.seal(b"z", AAD)
+
+    def no_unwrap(wrapped: bytes, aad: bytes) -> bytes:
+        raise AssertionError("the entry holds this id: its key should have served again")
+
+    monkeypatch.setattr(serve.keys.keyring, "unwrap", no_unwrap)
+    again = directory.resolve_many([REF])[REF]
+    assert again.subject_id == subject.subject_id
+    assert again.cipher.open(sealed, AAD) == b"z"
+    assert directory._cache[REF].read_at > before  # read again, trusted anew
