@@ -126,9 +126,9 @@ class SubjectDirectory:
         self._db = db
         self._keyring = keyring
         self._max_age = max_age
-        # The cache keeps ids and raw data keys, not ciphers: a cipher holds an OpenSSL context of
-        # ~2.5 KB, which would make a full cache ~145 MiB (docs/performance-history.md, "Memory"), and
-        # builds in ~2.5 µs. What a hit saves is the read and the unwrap.
+        # The cache keeps ids and raw data keys, not ciphers: a cipher that has sealed or opened
+        # holds an OpenSSL context of ~2.5 KB, which would make a full cache ~145 MiB
+        # (docs/performance-history.md, "Memory"). What a hit saves is the read and the unwrap.
         self._cache: OrderedDict[str, _Entry] = OrderedDict()
         # ref → when this process last erased it (monotonic; infinite while the erasure runs): a
         # row read before that moment is not cached, whichever subject it held.
