@@ -162,3 +162,24 @@ def test_an_entry_past_its_age_is_read_again_and_keeps_its_key_without_an_unwrap
     assert again.subject_id == subject.subject_id
     assert again.cipher.open(sealed, AAD) == b"z"
     assert directory._cache[REF].read_at > before  # read again, trusted anew
+
+
+def test_a_batch_read_that_an_erasure_raced_caches_the_other_subjects_only(
+    serve: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows read together are remembered together, each judged by its own ref's erasure: one
+    erased after the rows were read but before they were cached stays out, the others go in."""
+    other = "sub_" + "b" * 52
+    serve.directory.ensure(REF, NOW)
+    serve.directory.ensure(other, NOW)
+    directory = SubjectDirectory(serve._directory_db, serve.keys.keyring)  # nothing cached yet
+    unwrap = serve.keys.keyring.unwrap
+
+    def erased_meanwhile(wrapped: bytes, aad: bytes) -> bytes:
+        monkeypatch.setattr(serve.keys.keyring, "unwrap", unwrap)
+        directory.erase(other, NOW)
+        return unwrap(wrapped, aad)
+
+    monkeypatch.setattr(serve.keys.keyring, "unwrap", erased_meanwhile)
+    directory.resolve_many([REF, other])
+    assert set(directory._cache) == {REF}
