@@ -6,9 +6,57 @@ id, subject_ref, device, or any free text.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+import threading
+import time
+from bisect import bisect_left
+from collections.abc import Iterator, Sequence
+from itertools import accumulate
 
-__all__ = ["Metrics"]
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
+
+__all__ = ["Metrics", "SharedTimeHistogram"]
+
+
+class SharedTimeHistogram(Collector):
+    """A histogram whose observations come many at once with one value: a batch's decisions
+    share one time a push. prometheus_client's `Histogram` takes each in a call of its own, two
+    locks each, ~1.2 µs a decision (2-3% of a dry-run batch's); here a batch is one. It exposes
+    the series a `Histogram` with these buckets would (`_bucket`, `_count`, `_sum`, `_created`)."""
+
+    def __init__(
+        self, name: str, documentation: str, buckets: Sequence[float], registry: CollectorRegistry
+    ) -> None:
+        self._name, self._documentation = name, documentation
+        self._bounds = (*buckets, float("inf"))
+        # `Histogram`'s own spelling of the bounds ("+Inf"); the library leaves it unannotated.
+        self._les = [floatToGoString(bound) for bound in self._bounds]  # type: ignore[no-untyped-call]
+        self._counts = [0] * len(self._bounds)
+        self._sum = 0.0
+        self._created = time.time()
+        self._lock = threading.Lock()
+        registry.register(self)
+
+    def observe(self, value: float, times: int = 1) -> None:
+        """`times` observations of `value`."""
+        index = bisect_left(self._bounds, value)  # the first bound >= value: `le` is inclusive
+        with self._lock:
+            self._counts[index] += times
+            self._sum += value * times
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            counts, total = list(self._counts), self._sum
+        family = HistogramMetricFamily(
+            self._name,
+            self._documentation,
+            buckets=list(zip(self._les, accumulate(counts), strict=True)),
+            sum_value=total,
+        )
+        family.add_sample(f"{self._name}_created", {}, self._created)
+        yield family
 
 
 class Metrics:
@@ -30,10 +78,9 @@ class Metrics:
             "cgw_decision_reasons", "Reasons given in push decisions, by reason code", ["code"],
             registry=self.registry,
         )  # fmt: skip
-        self.decision_seconds = Histogram(
+        self.decision_seconds = SharedTimeHistogram(
             "cgw_decision_seconds", "Time to decide and record one push (batches: per push)",
-            registry=self.registry,
-            buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
+            (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25), self.registry,
         )  # fmt: skip
 
         self.deliveries = Counter(
