@@ -118,7 +118,7 @@ def _as_is(value: T) -> T:
 # Binding a `bytes` or a None cost the driver ~1.5 µs more than a `str` or an int: for any type
 # without an adapter registered it looks for `__adapt__` and `__conform__` by name, two failed
 # attribute lookups a value. A registered adapter is found first, in one dict lookup. A push's
-# row binds a dozen such values, a fifth of a durable batch's decision (docs/performance-history.md,
+# row binds a dozen such values, a sixth of a durable batch's decision (docs/performance-history.md,
 # "Bytes and None bound at a string's cost, three trims, and run AP"). The values bound are the
 # same either way.
 sqlcipher3.register_adapter(bytes, _as_is)
