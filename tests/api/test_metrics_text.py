@@ -203,3 +203,22 @@ def test_idempotent_replays_are_not_counted_as_decisions(
     _, families = scrape(client)
     assert value(families, "cgw_decisions_total", outcome="queued") == 1
     assert value(families, "cgw_decision_seconds_count") == 1
+
+
+def test_each_decision_and_each_reason_counts_once(
+    client: Client, as_user: UserHeaders, as_key: KeyHeaders
+) -> None:
+    """Per label over a whole submission: three unknown subjects are three `subject_unknown`
+    reasons, however the submission's answers are tallied before the counters are raised."""
+    key = as_key("pushes:write")
+    onboard(client, as_user, ADA, consent=False)
+    ghosts = [f"metrics-ghost-{i}-2207" for i in range(3)]
+    answer = batch(client, key, [item(f"g-{u}", u) for u in ghosts] + [item("no-consent", ADA)])
+    assert answer["counts"] == {"rejected": 4, "subject_unknown": 3, "no_consent": 1}
+    single = client.post("/v1/pushes", json=item("g-single", ghosts[0]), headers=key)
+    assert single.json()["outcome"] == "rejected"
+    _, families = scrape(client)
+    assert value(families, "cgw_decisions_total", outcome="rejected") == 5
+    assert value(families, "cgw_decision_reasons_total", code="subject_unknown") == 4
+    assert value(families, "cgw_decision_reasons_total", code="no_consent") == 1
+    assert value(families, "cgw_decision_seconds_count") == 5
