@@ -208,8 +208,9 @@ def test_idempotent_replays_are_not_counted_as_decisions(
 def test_each_decision_and_each_reason_counts_once(
     client: Client, as_user: UserHeaders, as_key: KeyHeaders
 ) -> None:
-    """Per label over a whole submission: three unknown subjects are three `subject_unknown`
-    reasons, however the submission's answers are tallied before the counters are raised."""
+    """Per label over whole submissions: three unknown subjects in a batch and one sent alone
+    are four `subject_unknown` reasons, however the answers are tallied before the counters are
+    raised."""
     key = as_key("pushes:write")
     onboard(client, as_user, ADA, consent=False)
     ghosts = [f"metrics-ghost-{i}-2207" for i in range(3)]
