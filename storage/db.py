@@ -123,6 +123,7 @@ def _as_is(value: T) -> T:
 # same either way.
 sqlcipher3.register_adapter(bytes, _as_is)
 sqlcipher3.register_adapter(type(None), _as_is)
+
 _CIPHER_LOG_LOCK = threading.RLock()  # `quiet_cipher_log`
 
 wrote_in_context: contextvars.ContextVar[bool] = contextvars.ContextVar("wrote_in_context", default=False)
