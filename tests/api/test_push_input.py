@@ -253,6 +253,7 @@ def test_a_413_says_how_large_a_body_the_route_takes(setup: Setup) -> None:
     huge = good(data={f"k{i}": "v" * 4000 for i in range(20)})
     body = assert_problem(setup.client.post("/v1/pushes", json=huge, headers=setup.key), 413)
     assert "(65536 bytes)" in body["detail"]
+    assert body["extra"] == [{"key": "body", "message": body["detail"]}]  # the field, as a 400 names it
 
 
 def test_a_full_batch_of_pushes_the_policies_accept_is_not_too_large(setup: Setup) -> None:
