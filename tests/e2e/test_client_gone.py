@@ -1,0 +1,72 @@
+"""A client that goes away before sending its whole body gets no answer; the request is logged and
+counted as 499 (client closed request), not as a server error, and nothing is recorded.
+
+Over a real socket to `consent-gateway serve`: the disconnect is uvicorn's `http.disconnect`,
+which only a real connection produces."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from support import Server, serve_process
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    with serve_process(tmp_path / "data", tmp_path / "server.stderr", {"CGW_LOG_LEVEL": "info"}) as running:
+        yield running
+
+
+def _statuses(base: str, route: str) -> dict[str, float]:
+    families = {f.name: f for f in text_string_to_metric_families(httpx.get(f"{base}/metrics").text)}
+    return {
+        s.labels["status"]: s.value
+        for s in families["cgw_http_requests"].samples
+        if s.name == "cgw_http_requests_total" and s.labels["route"] == route
+    }
+
+
+def _cut_short(base: str, api_key: str) -> bytes:
+    """POST /v1/pushes announcing 400 bytes of body, sending 20, then closing its side."""
+    address = urlsplit(base)
+    with socket.create_connection((address.hostname, address.port), timeout=10) as conn:
+        conn.sendall(
+            b"POST /v1/pushes HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\n"
+            + f"Authorization: Bearer {api_key}\r\n".encode()
+            + b'Content-Length: 400\r\n\r\n{"idempotency_key":'
+        )
+        conn.shutdown(socket.SHUT_WR)
+        return conn.recv(4096)
+
+
+def test_a_body_cut_short_is_counted_as_499_and_records_nothing(server: Server) -> None:
+    scopes = ("--scope", "pushes:write", "--scope", "audit:read")
+    created = server.cli("keys", "create", "--name", "gone", *scopes)
+    assert created.returncode == 0, created.stderr
+    api_key = created.stdout.strip()
+
+    assert _cut_short(server.base, api_key) == b""  # no answer: there is no one to read it
+
+    deadline = time.monotonic() + 10
+    while "499" not in (counted := _statuses(server.base, "/v1/pushes")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert counted == {"499": 1.0}
+    lines = [json.loads(line) for line in server.stderr().splitlines() if line.startswith("{")]
+    assert [(line["status"], line["route"]) for line in lines if line.get("msg") == "request"
+            and line.get("route") == "/v1/pushes"] == [(499, "/v1/pushes")]  # fmt: skip
+    assert not [line for line in lines if line["level"] == "error"]
+    decisions = httpx.get(
+        f"{server.base}/v1/audit/decisions", headers={"Authorization": f"Bearer {api_key}"}
+    ).json()["decisions"]
+    assert decisions == []
+    server.stop()
