@@ -35,6 +35,7 @@ from gateway.gc_tuning import server_collector
 from gateway.headers import SwaggerPage, security_headers
 from gateway.logs import configure_logging, quiet_server_access_log
 from gateway.metrics import Metrics
+from gateway.query import refuse_stray_query_parameters
 from gateway.request_log import request_log
 from gateway.routes.access import API_KEY, SECURITY_SCHEMES, USER_TOKEN, AccessInTheDocument
 from gateway.routes.admin import AdminController
@@ -115,6 +116,7 @@ def create_app(
             "metrics": Provide(lambda: metrics, sync_to_thread=False),
         },
         middleware=[logged_by_route, durable_answers, auth_middleware],
+        before_request=refuse_stray_query_parameters,
         before_send=[log_unrouted_audit_calls, logged_unrouted, security_headers],
         exception_handlers={
             GatewayError: handle_gateway_error,

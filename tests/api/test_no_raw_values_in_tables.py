@@ -25,7 +25,7 @@ import pytest
 from conftest import Headers
 from litestar import Litestar
 from litestar.testing import TestClient
-from support import WEBPUSH_KEYS, logged, readers, scan_tables
+from support import WEBPUSH_KEYS, assert_problem, logged, readers, scan_tables
 
 from gateway.runtime import Runtime
 
@@ -187,7 +187,9 @@ def _session(
         # An auditor pasting a user id where a subject_ref goes, or in a parameter no route reads.
         pasted = client.get("/v1/audit/decisions", params={"subject_ref": wallet.user_id}, headers=auditor)
         assert pasted.status_code == 400, pasted.text
-        _ok(client.get("/v1/audit/complaints", params={"email": wallet.user_id}, headers=auditor))
+        stray = client.get("/v1/audit/complaints", params={"email": wallet.user_id}, headers=auditor)
+        assert_problem(stray, 400, "email")  # refused, and its value in no answer, log or table
+        assert wallet.user_id not in stray.text
     _ok(client.get("/v1/audit/export", headers=auditor))
     return Session(wallets, texts)
 
