@@ -286,7 +286,7 @@ class PushService:
             content=content,
             key=key,
             status=status,
-            record=None if request.dry_run else self._record(request, subject_ref, content, now),
+            record=None if request.dry_run else self._record(request, subject_ref, content, now, erased),
         )
 
     def _refuse_user_id_labels(self, request: PushCreate, policy: PolicySettings) -> None:
@@ -304,11 +304,16 @@ class PushService:
         if any(key not in allowed and pseudonym(key) == request.subject_ref for key in request.data):
             raise InvalidInput("data: a data key must not hold the push's user_id", "data")
 
-    def _record(self, request: PushCreate, subject_ref: str, content: PushContent, now: datetime) -> _Record:
+    def _record(
+        self, request: PushCreate, subject_ref: str, content: PushContent, now: datetime, erased: bool
+    ) -> _Record:
+        """A push to an erased subject is kept without a fingerprint, as erasure leaves the pushes
+        before it: keyed with the pseudonymization key, which outlives erasure, it would let that
+        key's holder confirm a guess of what was meant for the person (SECURITY.md, "Erasure")."""
         return _Record(
             push_id=pushes.new_push_id(now),
             idempotency_ref=pushes.idempotency_ref(self._idempotency_hash, request.idempotency_key),
-            fingerprint=self._fingerprint(request, subject_ref, request.ttl_seconds),
+            fingerprint=b"" if erased else self._fingerprint(request, subject_ref, request.ttl_seconds),
             subject_ref=subject_ref,
             content=content,
         )

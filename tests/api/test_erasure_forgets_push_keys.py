@@ -110,6 +110,23 @@ def test_a_replay_after_erasure_gets_the_answer_it_was_given(
     assert _submit(client, key, _push(KEPT, "refund-kim-2")) == kept
 
 
+def test_a_push_to_a_user_already_erased_is_kept_without_a_fingerprint(
+    client: Client, runtime: Runtime, as_user: Callable[[str], Headers], as_key: Callable[..., Headers]
+) -> None:
+    """A service that has not heard of the erasure yet sends one more: refused, and kept for its
+    idempotency key as the pushes before the erasure are, without the hash of its content."""
+    key = as_key("pushes:write")
+    _ready(client, as_user, ERASED)
+    assert client.delete("/v1/me", headers=as_user(ERASED)).status_code == 204
+
+    late = _submit(client, key, _push(ERASED, "refund-erin-3"))
+
+    assert [r["code"] for r in late["reasons"]] == ["subject_erased"]
+    assert _hashes(runtime, late["push_id"]) == (_idempotency_hash(runtime, "refund-erin-3"), b"")
+    assert _submit(client, key, _push(ERASED, "refund-erin-3")) == late
+    assert _submit(client, key, {**_push(ERASED, "refund-erin-3"), "body": "another"}) == late
+
+
 def _marketing_with(client: Client, as_user: Callable[[str], Headers], user_id: str, **prefs: Any) -> Headers:
     """A user with a device, marketing consent and these preferences; their headers."""
     _ready(client, as_user, user_id)
