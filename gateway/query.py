@@ -29,8 +29,8 @@ _NAME_SHOWN = 64  # of a parameter's name in the refusal: it is the client's tex
 async def refuse_stray_query_parameters(request: Request[Any, Any, Any]) -> None:
     """`before_request`: runs after the guards, before the handler's arguments are parsed."""
     query = request.scope["query_string"]
-    if not query or not request.scope["path"].startswith(_API):
-        return
+    if not query or not request.scope["path"].startswith(_API) or request.scope["method"] == "OPTIONS":
+        return  # OPTIONS: Litestar's own answer, which reads nothing (a preflight has the query)
     taken = _taken(request.route_handler, frozenset(request.path_params))
     seen: set[str] = set()
     for name, _ in parse_qsl(query.decode("latin-1"), keep_blank_values=True):

@@ -93,3 +93,10 @@ def test_the_refusal_names_a_long_name_cut_short(client: Client, auditor: Header
 def test_pages_and_operations_routes_stay_lenient(client: Client, path: str) -> None:
     """A page reads `?lang=` in the browser; monitors add their own parameters."""
     assert client.get(path).status_code == 200
+
+
+def test_options_names_the_methods_whatever_the_query(client: Client) -> None:
+    """A CORS preflight carries the URL's query; Litestar answers OPTIONS itself, reading none."""
+    answer = client.options("/v1/audit/decisions?subject_ref=x&subject_ref=y")
+    assert answer.status_code == 204
+    assert "GET" in answer.headers["allow"]
