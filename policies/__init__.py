@@ -28,7 +28,7 @@ At dispatch, `check_expiry` gives `expired` for a deferred push released too lat
 from policies.catalog import PURPOSES, TOPIC_PURPOSES, TOPICS, Purpose, Topic, is_marketing
 from policies.context import CampaignState, PushRequest, RuleContext, Scheduled, SubjectState
 from policies.decision import Decision, Outcome, Reason, RuleResult
-from policies.engine import StateParts, decide, state_parts_for
+from policies.engine import PushNeeds, StateParts, decide, state_parts_for
 from policies.minimization import content_key
 from policies.pii import find_pii
 from policies.reasons import ALL_REASON_CODES, DISPATCH_ONLY_REASON_CODES
@@ -48,6 +48,7 @@ __all__ = [
     "Outcome",
     "PolicySettings",
     "Purpose",
+    "PushNeeds",
     "PushRequest",
     "Reason",
     "RuleContext",

@@ -9,6 +9,7 @@ exception from `decide` as a deny (and logs it, which this pure code cannot do).
 from collections.abc import Iterable
 from datetime import datetime
 from enum import Flag, auto
+from typing import NamedTuple
 
 from policies.catalog import is_marketing
 from policies.complaints import check_campaign_pause, check_complaints
@@ -33,7 +34,8 @@ class StateParts(Flag):
     """The parts of a `SubjectState` that `decide` may read for a push, past the subject's status
     and device count, which rule 1 reads for every push. Callers load only these: the rest of
     the state is left at its defaults, and a transactional push's subject is spared reading and
-    opening its preferences, mutes and planned pushes."""
+    opening its preferences, mutes and planned pushes, and its consents and location unless the
+    push is personalized or near a place."""
 
     CONSENTS = auto()
     LOCATION = auto()
@@ -53,17 +55,30 @@ STATE_FIELDS: dict[StateParts, tuple[str, ...]] = {
 }
 
 
-# Rules 6 and 7 read consents and the location whatever the topic; the campaign pause, only the
-# campaign. A change to the rules `decide` runs for a topic changes these with it (a property
-# test holds them to the decisions: tests/property/test_state_parts.py).
-_READ_FOR_TRANSACTIONAL = StateParts.CONSENTS | StateParts.LOCATION
+class PushNeeds(NamedTuple):
+    """What of a push says which parts of its subject's state the rules read. A push whose
+    content is not open yet (a dispatch round reads the states first) is taken as personalized
+    and near a place: the parts the most demanding push of its topic would need."""
+
+    topic: str
+    personalized: bool = True
+    near: bool = True
 
 
-def state_parts_for(topics: Iterable[str]) -> StateParts:
-    """What `decide` may read of the subjects' states for pushes of these topics."""
+def state_parts_for(pushes: Iterable[PushNeeds]) -> StateParts:
+    """What `decide` may read of the subjects' states for these pushes: all of it for a marketing
+    push. A transactional push's rules read only what it asks for: the consents if it is
+    personalized (rule 6), the consents and the location if it is near a place (rule 7); most
+    transactional pushes ask for neither. A change to the rules `decide` runs changes this with
+    it (a property test holds it to the decisions: tests/property/test_state_parts.py)."""
     parts = StateParts(0)
-    for topic in set(topics):
-        parts |= StateParts.ALL if is_marketing(topic) else _READ_FOR_TRANSACTIONAL
+    for push in pushes:
+        if is_marketing(push.topic):
+            return StateParts.ALL
+        if push.personalized:
+            parts |= StateParts.CONSENTS
+        if push.near:
+            parts |= StateParts.CONSENTS | StateParts.LOCATION
     return parts
 
 

@@ -75,6 +75,7 @@ from policies import (
     Decision,
     DecisionUnit,
     PolicySettings,
+    PushNeeds,
     Reason,
     Scheduled,
     SubjectState,
@@ -151,7 +152,7 @@ class _Round:
             {r.subject_id for r in self.rows.values() if r.subject_id is not None}
         )
         keys = list(self.keys.values())
-        parts = state_parts_for(r.topic for r in self.rows.values())
+        parts = state_parts_for(PushNeeds(r.topic) for r in self.rows.values())  # contents not open yet
         self.states = subject_state.load_many(conn, keys, now, policy, tz, parts, claimed=self.claimed)
         self.devices = devices.list_for_many(conn, keys, active_only=True)
 

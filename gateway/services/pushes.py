@@ -33,6 +33,7 @@ from policies import (
     Decision,
     DecisionUnit,
     PolicySettings,
+    PushNeeds,
     PushRequest,
     Reason,
     Scheduled,
@@ -378,7 +379,10 @@ class PushService:
             now,
             policy,
             self._settings.timezone,
-            state_parts_for(p.request.topic for p in prepared),
+            state_parts_for(
+                PushNeeds(p.request.topic, p.content.personalized, p.content.near_geohash is not None)
+                for p in prepared
+            ),
         )
         campaigns_seen: dict[str, CampaignRow | None] = {}
         unit = DecisionUnit()

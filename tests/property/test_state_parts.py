@@ -18,6 +18,7 @@ from policies import (
     TOPICS,
     CampaignState,
     PolicySettings,
+    PushNeeds,
     PushRequest,
     Scheduled,
     StateParts,
@@ -83,7 +84,7 @@ def test_parts_not_declared_for_a_topic_do_not_change_its_decision(
     push: PushRequest, state: SubjectState, other: SubjectState, campaign: CampaignState | None,
     policy: PolicySettings,
 ) -> None:  # fmt: skip
-    read = state_parts_for([push.topic])
+    read = state_parts_for([PushNeeds(push.topic, push.personalized, push.near_geohash is not None)])
     unread = {
         field: getattr(other, field)
         for part, fields in STATE_FIELDS.items()
@@ -94,8 +95,22 @@ def test_parts_not_declared_for_a_topic_do_not_change_its_decision(
     assert decide(push, mixed, campaign, NOW, policy) == decide(push, state, campaign, NOW, policy)
 
 
-def test_a_unit_reads_what_its_topics_read_together() -> None:
+@settings(max_examples=300, deadline=None)
+@given(pushes)
+def test_a_push_whose_content_is_not_open_is_judged_on_what_its_topic_may_need(push: PushRequest) -> None:
+    """Dispatch reads the states before it opens the contents: by topic alone, the parts cover
+    whatever the push turns out to ask for."""
+    read = state_parts_for([PushNeeds(push.topic)])
+    needed = state_parts_for([PushNeeds(push.topic, push.personalized, push.near_geohash is not None)])
+    assert needed & read == needed
+
+
+def test_a_unit_reads_what_its_pushes_read_together() -> None:
+    plain = PushNeeds("transactional", personalized=False, near=False)
     assert state_parts_for([]) == StateParts(0)
-    assert state_parts_for(["transactional"]) == StateParts.CONSENTS | StateParts.LOCATION
-    assert state_parts_for(["transactional", "promotions"]) == StateParts.ALL
-    assert state_parts_for(["no such topic"]) == StateParts.ALL  # the stricter kind, as `is_marketing`
+    assert state_parts_for([plain]) == StateParts(0)  # the subject's status and devices alone
+    assert state_parts_for([plain._replace(personalized=True)]) == StateParts.CONSENTS
+    assert state_parts_for([plain._replace(near=True)]) == StateParts.CONSENTS | StateParts.LOCATION
+    assert state_parts_for([PushNeeds("transactional")]) == StateParts.CONSENTS | StateParts.LOCATION
+    assert state_parts_for([plain, PushNeeds("promotions", False, False)]) == StateParts.ALL
+    assert state_parts_for([PushNeeds("no such topic")]) == StateParts.ALL  # the stricter, as `is_marketing`
