@@ -7,7 +7,6 @@
     ├── NotFound         404     no such thing for this caller
     ├── Conflict         409     the request clashes with current state
     ├── PreconditionFailed 412   an `If-Match` names a version that is no longer current
-    ├── BodyTooLarge     413     the body is over the route's limit (Litestar's refusal, our shape)
     └── Unprocessable    422     e.g. an idempotency key reused with another body
 
     StorageFailedError   503     an fsync failed; no write is accepted until a restart
@@ -37,7 +36,6 @@ from storage.db import StorageBusyError, StorageFailedError, StorageFullError
 __all__ = [
     "STORAGE_FAILED",
     "STORAGE_FULL",
-    "BodyTooLarge",
     "Conflict",
     "Forbidden",
     "GatewayError",
@@ -88,12 +86,6 @@ class PreconditionFailed(GatewayError):
 
 class Unprocessable(GatewayError):
     status_code = 422
-
-
-class BodyTooLarge(GatewayError):
-    """Raised by Litestar as its own exception; this class only gives its answer our shape."""
-
-    status_code = 413
 
 
 def problem(status_code: int, detail: str, field: str | None = None) -> HTTPException:
@@ -211,7 +203,7 @@ def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respon
     if isinstance(exc, RequestEntityTooLarge):
         limit = request.route_handler.resolve_request_max_body_size()
         detail = f"the request body is larger than this route takes ({limit} bytes)"
-        return handle_gateway_error(request, BodyTooLarge(detail, "body"))
+        return create_exception_response(request, problem(413, detail, "body"))
     if isinstance(exc, HTTPException):
         return create_exception_response(request, exc)
     route = str(request.scope.get("path_template") or "unmatched")

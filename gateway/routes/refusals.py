@@ -1,10 +1,11 @@
 """The error answers a route declares in the OpenAPI document (`responses=refusals(...)`).
 
-Every answer below has the one shape `gateway.errors` gives them (`ErrorRead`). Three can come
+Every answer below has the one shape `gateway.errors` gives them (`ErrorRead`). Four can come
 from any route behind a credential, whatever it does, so `refusals()` always declares them:
-401 (the authentication middleware), 403 (the route's guards) and 503 (storage unavailable: a
-write failed its fsync or found the disk full, or a read could not be made durable; see
-`gateway.errors` and `gateway.durability`). A route names the others, those its handler and the
+400 (a query parameter the route does not take, `gateway.query`), 401 (the authentication
+middleware), 403 (the route's guards) and 503 (storage unavailable: a write failed its fsync or
+found the disk full, or a read could not be made durable; see `gateway.errors` and
+`gateway.durability`). A route names the others, those its handler and the
 services it calls raise, with what they mean there when the words below would not do.
 """
 
@@ -33,7 +34,7 @@ MEANING: dict[int, str] = {
     "write; or another process held the write lock too long, with `Retry-After`): the request may "
     "not have been kept. Retry later.",
 }
-WITH_A_CREDENTIAL = (401, 403, 503)
+WITH_A_CREDENTIAL = (400, 401, 403, 503)
 LEDGER_BROKEN = (
     "The ledger does not verify (an event missing, a break in the chain of the events no checkpoint "
     "has signed yet, or a history other than the signed checkpoint's), so nothing is proved or "
