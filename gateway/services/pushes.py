@@ -379,10 +379,11 @@ class PushService:
             now,
             policy,
             self._settings.timezone,
-            # Over the unit's few distinct needs: a `PushNeeds` a push cost a batch 0.8 µs a push.
+            # Over the few distinct needs of the unit's pushes: made for each push, a `PushNeeds`
+            # (a NamedTuple, built in Python) cost a batch 0.8 µs a push, the set 0.09.
             state_parts_for(
-                PushNeeds(*needs)
-                for needs in {
+                PushNeeds(topic, personalized=personalized, near=near)
+                for topic, personalized, near in {
                     (p.request.topic, p.content.personalized, p.content.near_geohash is not None)
                     for p in prepared
                 }

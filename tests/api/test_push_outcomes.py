@@ -390,6 +390,37 @@ def test_quiet_hours_ttl_boundary(world: World, ttl: int, outcome: str) -> None:
     assert answer["reasons"] == [{"code": "quiet_hours", "until": "2026-11-24T08:00:00Z"}]
 
 
+@pytest.mark.parametrize("batch", [False, True], ids=["single", "batch"])
+def test_a_transactional_push_that_asks_for_consents_or_a_place_is_judged_on_them(
+    world: World, batch: bool
+) -> None:
+    """A transactional push's unit reads the consents and the location only for a push that is
+    personalized or near a place (`policies.state_parts_for`). Read for none, these would be
+    judged on a blank state: `no_personalization_consent`, `no_location_consent`."""
+    _located(world)
+    given = world.client.put(
+        "/v1/me/consents/personalization",
+        json={"granted": True, "notice_version": "v1"},
+        headers=world.as_user("u1"),
+    )
+    assert given.status_code == 200, given.text
+    asks: list[Json] = [
+        {"personalized": True},
+        {"near": {"geohash": "wx4g"}},
+        {"personalized": True, "near": {"geohash": "wx4g"}},
+    ]
+    bodies = [
+        world.body("u1", topic="transactional", title="Your order", body="It has shipped", **a) for a in asks
+    ]
+    if batch:
+        answer = world.client.post("/v1/pushes/batch", json={"pushes": bodies}, headers=world.key)
+        assert answer.status_code == 200, answer.text
+        results = answer.json()["results"]
+    else:
+        results = [world.client.post("/v1/pushes", json=b, headers=world.key).json() for b in bodies]
+    assert [r["outcome"] for r in results] == ["queued"] * 3, results
+
+
 @pytest.mark.parametrize(("minutes", "outcome"), [(30, "queued"), (31, "rejected")])
 def test_nearby_offer_with_a_fresh_location(world: World, minutes: int, outcome: str) -> None:
     world.user("u1", purposes=("marketing", "location"))
