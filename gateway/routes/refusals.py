@@ -5,8 +5,8 @@ from any route behind a credential, whatever it does, so `refusals()` always dec
 400 (a query parameter the route does not take, `gateway.query`), 401 (the authentication
 middleware), 403 (the route's guards) and 503 (storage unavailable: a write failed its fsync or
 found the disk full, or a read could not be made durable; see `gateway.errors` and
-`gateway.durability`). A route names the others, those its handler and the
-services it calls raise, with what they mean there when the words below would not do.
+`gateway.durability`). A route names the others, those its handler and the services it calls
+raise, with what they mean there when the words below would not do.
 """
 
 from __future__ import annotations
