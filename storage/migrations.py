@@ -85,11 +85,18 @@ def _refuse_newer(conn: Connection, migrations: Sequence[Migration]) -> None:
 
 
 def _recorded(conn: Connection) -> set[str]:
-    """The names in `_migrations`; none in a database that was never migrated."""
-    table = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_migrations'"
-    if conn.execute(table).fetchone() is None:
-        return set()
-    return {name for (name,) in conn.execute("SELECT name FROM _migrations")}
+    """The names in `_migrations`; none in a database that was never migrated. Read with
+    `when_free`, as the writes are: the writer's connection answers busy at once, and another
+    process starting on the same files may hold a lock that keeps readers out for a moment (one
+    start in a few hundred of two together failed here with "database is locked")."""
+
+    def read() -> set[str]:
+        table = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_migrations'"
+        if conn.execute(table).fetchone() is None:
+            return set()
+        return {name for (name,) in conn.execute("SELECT name FROM _migrations")}
+
+    return when_free(read)
 
 
 def _file_name(conn: Connection) -> str:

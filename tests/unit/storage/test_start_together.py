@@ -7,11 +7,14 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
+import sqlcipher3
 
-from storage.db import StorageBusyError, connect, when_free
+from storage.db import Connection, StorageBusyError, connect, when_free
 from storage.keys import KeyStore
+from storage.migrations import DATA_MIGRATIONS, migrate
 
 pytestmark = pytest.mark.slow
 
@@ -60,3 +63,37 @@ def test_a_lock_held_past_the_start_up_wait_is_storage_busy(tmp_path: Path) -> N
     waiter.execute("ROLLBACK")
     holder.close()
     waiter.close()
+
+
+class _LockedOnce:
+    """A real connection whose first statement meets another process's lock, as SQLite answers a
+    connection without a busy handler (the writer's) while another process checkpoints and
+    removes the WAL on closing its last connection, or switches a new file to WAL."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self.refused = 0
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        if not self.refused:
+            self.refused += 1
+            raise sqlcipher3.OperationalError("database is locked")
+        return self._conn.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+
+def test_the_migrations_read_again_when_another_start_holds_the_file(tmp_path: Path) -> None:
+    """Regression: the migrations' first read, on the writer's connection, failed at once with
+    "database is locked" (the test above, one run in a few hundred); their writes already waited
+    (`when_free`)."""
+    keys = KeyStore.create(tmp_path / "keys.json")
+    conn = connect(tmp_path / "gateway.db", keys.database_key)
+    try:
+        migrate(conn, DATA_MIGRATIONS)
+        locked = _LockedOnce(conn)
+        assert migrate(cast(Connection, locked), DATA_MIGRATIONS) == []  # all recorded, read again
+        assert locked.refused == 1
+    finally:
+        conn.close()
