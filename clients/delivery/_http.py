@@ -54,6 +54,7 @@ from clients.delivery.retry import parse_retry_after
 from clients.delivery.slots import Slots
 
 __all__ = [
+    "MAX_ANSWER_BYTES",
     "Http1Client",
     "Reply",
     "TransportFailure",

@@ -8,6 +8,11 @@ one JWT is reused for 50 minutes.
 Priority: 10 (immediate) only for `transactional`; every marketing topic goes at 5, which
 lets iOS batch it for battery and never wakes a device for an offer. `apns-id` is a UUIDv5 of
 the idempotency key and `apns-collapse-id` the push id, so a retried push is shown once.
+
+Its client holds to what `Http1Client` promises the other providers: no redirect followed
+(httpx's default), no proxy from the environment (a transport of its own ignores it), no cookie
+kept, and no more than `MAX_ANSWER_BYTES` of an answer read, where httpx would keep whatever a
+server set and read an answer of any length into memory.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import asyncio
 import re
 import time
 import uuid
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 
 import httpx
 import jwt
@@ -23,7 +29,14 @@ import msgspec
 from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, EllipticCurvePrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-from clients.delivery._http import Reply, TransportFailure, classify_status, invalid_token, transport_failure
+from clients.delivery._http import (
+    MAX_ANSWER_BYTES,
+    Reply,
+    TransportFailure,
+    classify_status,
+    invalid_token,
+    transport_failure,
+)  # fmt: skip
 from clients.delivery.base import (
     PROVIDER_TIMEOUT_SECONDS,
     Clock,
@@ -90,6 +103,7 @@ class ApnsAdapter:
             transport=transport or httpx.AsyncHTTPTransport(http1=False, http2=True),
             timeout=config.timeout,
             headers={"accept-encoding": "identity"},  # as Http1Client: no coding to get wrong
+            cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])),  # a jar no domain may fill
         )
         self._jwt: str | None = None
         self._jwt_iat = 0.0
@@ -135,13 +149,15 @@ class ApnsAdapter:
         starts it again: a server trickling frames would hold the send, and the worker's round
         with it, for ever."""
         try:
-            async with asyncio.timeout(self._config.timeout):
-                response = await self._client.post(url, content=body, headers=headers)
+            async with (
+                asyncio.timeout(self._config.timeout),
+                self._client.stream("POST", url, content=body, headers=headers) as response,
+            ):
+                return Reply(response.status_code, response.headers, await _whole(response))
         except TimeoutError:
             raise TransportFailure("Timeout") from None
         except httpx.HTTPError as exc:  # no answer, or one httpx cannot read (a garbled gzip body)
             raise TransportFailure(type(exc).__name__) from None
-        return Reply(response.status_code, response.headers, response.content)
 
     def _headers(self, message: DeliveryMessage, token: str) -> dict[str, str]:
         return {
@@ -162,6 +178,16 @@ class ApnsAdapter:
             claims = {"iss": self._config.team_id, "iat": int(now)}
             self._jwt = jwt.encode(claims, self._key, algorithm="ES256", headers={"kid": self._config.key_id})
         return self._jwt
+
+
+async def _whole(response: httpx.Response) -> bytes:
+    """The answer's body, refused once past `MAX_ANSWER_BYTES`: APNs answers a few dozen bytes."""
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        body += chunk
+        if len(body) > MAX_ANSWER_BYTES:
+            raise TransportFailure("AnswerTooLarge")
+    return bytes(body)
 
 
 def _reason(reply: Reply) -> str | None:

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from clients.delivery import ApnsAdapter, ApnsConfig, DeliveryResult
+from clients.delivery._http import MAX_ANSWER_BYTES
 from clients.delivery.apns import apns_id
 
 from .doubles import FakeClock, PlainSecret, make_message
@@ -460,3 +461,45 @@ def test_a_reason_that_is_no_name_is_kept_as_unrecognized(echoed: str) -> None:
     assert send_with(httpx.MockTransport(handler)) == DeliveryResult(
         status="failed", provider_status=400, provider_code="unrecognized"
     )
+
+
+def test_a_cookie_apns_sets_is_not_sent_back() -> None:
+    """As `Http1Client` keeps none: a cookie is state a provider could tie a push's device to
+    the next push's by."""
+    seen: list[str | None] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("cookie"))
+        return httpx.Response(200, headers={"set-cookie": "visitor=v1; Path=/"})
+
+    async def scenario() -> None:
+        adapter = ApnsAdapter(
+            config("http://127.0.0.1:9"), transport=httpx.MockTransport(handler), clock=FakeClock()
+        )
+        try:
+            for _ in range(2):
+                assert (await adapter.send(make_message(FakeClock(), **APNS))).status == "delivered"
+        finally:
+            await adapter.aclose()
+
+    asyncio.run(scenario())
+    assert seen == [None, None]
+
+
+@pytest.mark.parametrize("size", [MAX_ANSWER_BYTES, MAX_ANSWER_BYTES + 1])
+def test_an_answer_past_a_mebibyte_is_not_read(size: int) -> None:
+    """Read whole into memory, an answer of any length was the provider's to choose; cut where
+    `Http1Client` cuts one."""
+    pad = b"x" * (size - len(b'{"reason":"BadCollapseId","pad":""}'))
+    body = b'{"reason":"BadCollapseId","pad":"' + pad + b'"}'
+    assert len(body) == size
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(400, stream=httpx.ByteStream(body))
+
+    expected = (
+        DeliveryResult(status="failed", provider_status=400, provider_code="BadCollapseId")
+        if size <= MAX_ANSWER_BYTES
+        else DeliveryResult(status="retry", provider_code="AnswerTooLarge")
+    )
+    assert send_with(httpx.MockTransport(handler)) == expected
