@@ -5,7 +5,9 @@ page a commit writes. Its default, HMAC-SHA512, is the faster in software; HMAC-
 faster where the processor has SHA extensions. New files take the faster one for the processor
 (`storage.db.PAGE_MAC`); this measures both, interleaved, so the choice can be checked on a
 machine, and with `OPENSSL_ia32cap=":~0x20000000"` (SHA-NI hidden from OpenSSL) as on one without
-them. Used in docs/performance-history.md ("Page MACs by the processor"). About 30 s.
+them. Beside them, the same library on a file with no key: what encryption at rest costs at all,
+as a commit pays it per dirty page (docs/performance-history.md, "Page MACs by the processor"
+and "What encryption at rest costs, tables keyed by subject, and run AV"). About 40 s.
 
     python bench/page_mac.py
 """
@@ -18,16 +20,33 @@ import tempfile
 import time
 from pathlib import Path
 
-from storage.db import PAGE_MAC, SHA256_PAGES, SHA512_PAGES, connect
+import sqlcipher3
+
+from storage.db import PAGE_CACHE_KIB, PAGE_MAC, SHA256_PAGES, SHA512_PAGES, Connection, connect
 
 KEY = os.urandom(32)
 ROWS = 150_000  # ~11,000 pages, each read once by a scan on a fresh connection (from the OS cache)
 ROUNDS = 5
 INSERTS, PER_COMMIT = 10_000, 500
+UNENCRYPTED = "no key"
+
+
+def _open(path: Path, mac: str) -> Connection:
+    if mac != UNENCRYPTED:
+        return connect(path, KEY, page_mac=mac, synchronous="OFF")
+    conn: Connection = sqlcipher3.connect(str(path), isolation_level=None)
+    for pragma in (
+        "journal_mode = WAL",
+        "synchronous = OFF",
+        "secure_delete = ON",
+        f"cache_size = -{PAGE_CACHE_KIB}",
+    ):
+        conn.execute(f"PRAGMA {pragma}")
+    return conn
 
 
 def _filled(path: Path, mac: str) -> None:
-    conn = connect(path, KEY, page_mac=mac, synchronous="OFF")
+    conn = _open(path, mac)
     conn.execute("CREATE TABLE t (k BLOB PRIMARY KEY, v BLOB)")
     conn.execute("BEGIN")
     conn.executemany("INSERT INTO t VALUES (?, ?)", ((os.urandom(16), os.urandom(200)) for _ in range(ROWS)))
@@ -39,7 +58,7 @@ def _filled(path: Path, mac: str) -> None:
 def _round(path: Path, mac: str) -> tuple[float, float]:
     """(µs of CPU a page read by a full scan on a fresh connection, µs a row inserted at a random
     place in commits of `PER_COMMIT`)."""
-    conn = connect(path, KEY, page_mac=mac, synchronous="OFF")
+    conn = _open(path, mac)
     try:
         started = time.process_time()
         conn.execute("SELECT count(*), sum(length(v)) FROM t").fetchone()
@@ -58,7 +77,7 @@ def _round(path: Path, mac: str) -> tuple[float, float]:
 
 
 def main() -> None:
-    macs = (SHA512_PAGES, SHA256_PAGES)
+    macs = (SHA512_PAGES, SHA256_PAGES, UNENCRYPTED)
     with tempfile.TemporaryDirectory() as tmp:
         paths = {mac: Path(tmp) / f"{mac}.db" for mac in macs}
         for mac, path in paths.items():
