@@ -42,11 +42,15 @@ __all__ = [
     "webpush_topic",
 ]
 
+# The hosts subscriptions name, each exactly, but Windows' regional ones ("wns2-par02p.…"): an
+# entry "*.domain" allows its subdomains. No other subdomain: one a user made up ("nx.fcm…",
+# Apple's APNs host "api.push.apple.com") never answers a push, and its failures counted against
+# the service's circuit, shared by every user's pushes to it (`WebPushAdapter.breaker_key`).
 PUSH_SERVICE_HOSTS = (
     "fcm.googleapis.com",  # Chrome, Edge on Android
-    "push.services.mozilla.com",  # Firefox
-    "notify.windows.com",  # Edge on Windows
-    "push.apple.com",  # Safari
+    "updates.push.services.mozilla.com",  # Firefox
+    "*.notify.windows.com",  # Edge on Windows
+    "web.push.apple.com",  # Safari
 )
 _VAPID_LIFETIME = 12 * 3600  # RFC 8292 allows at most 24 h
 # The shape py_vapid accepts, in ASCII: a host or port in other characters ("ä.fcm…", ":٤٤٣") is
@@ -61,7 +65,7 @@ class WebPushConfig(msgspec.Struct, frozen=True, kw_only=True):
     vapid_subject: str
     """Contact for the push service operator: "mailto:..." or an https URL."""
     allowed_hosts: tuple[str, ...] = PUSH_SERVICE_HOSTS
-    """Endpoint hosts allowed, each matching itself and its subdomains."""
+    """Endpoint hosts allowed, each matching itself; one written "*.domain", the domain's subdomains."""
     allow_http: bool = False
     timeout: float = PROVIDER_TIMEOUT_SECONDS
     connections: int = CONNECTIONS
@@ -199,10 +203,7 @@ class WebPushAdapter:
             return f"{self.name} (none)"
         if self.audience_for(endpoint) is None:
             return f"{self.name} (none)"
-        host = (urlsplit(endpoint).hostname or "").lower()
-        service = next(
-            (h for h in self._config.allowed_hosts if host == h or host.endswith("." + h)), "(none)"
-        )
+        service = _service_of(urlsplit(endpoint).hostname or "", self._config.allowed_hosts)
         return f"{self.name} {service}"
 
     def audience_for(self, endpoint: str) -> str | None:
@@ -210,11 +211,24 @@ class WebPushAdapter:
         return push_service_origin(endpoint, self._config.allowed_hosts, self._config.allow_http)
 
 
+def _service_of(host: str, allowed_hosts: tuple[str, ...]) -> str | None:
+    """The entry of `allowed_hosts` a host is on: itself, or "*.domain" for a subdomain of domain
+    (whose labels are none of them empty: ".notify.windows.com" is no host)."""
+    host = host.lower()
+    for entry in allowed_hosts:
+        if host == entry:
+            return entry
+        domain = entry.removeprefix("*")
+        if domain != entry and host.endswith(domain) and "" not in host[: -len(domain)].split("."):
+            return entry
+    return None
+
+
 def push_service_origin(
     endpoint: str, allowed_hosts: tuple[str, ...] = PUSH_SERVICE_HOSTS, allow_http: bool = False
 ) -> str | None:
-    """The endpoint's origin (the VAPID audience) when it is on one of `allowed_hosts` (each
-    matching itself and its subdomains), or None when we must not POST there. The adapter asks
+    """The endpoint's origin (the VAPID audience) when it is on one of `allowed_hosts`
+    (`_service_of`), or None when we must not POST there. The adapter asks
     with its config; `POST /v1/me/devices` with the defaults, the only list the gateway's
     settings ever give it, so that a subscription no push could reach is refused, not kept."""
     try:
@@ -233,7 +247,7 @@ def push_service_origin(
         # Push services listen on 443: another port never connects, and its failures would
         # count against the service's circuit, shared by every user's pushes to it.
         return None
-    if not any(host == h or host.endswith("." + h) for h in allowed_hosts):
+    if _service_of(host, allowed_hosts) is None:
         return None
     # The origin as RFC 6454 serializes it, which RFC 8292 makes the audience: the host in lower
     # case, the scheme's own port left out (`https://FCM.googleapis.com:443/…` gave that `aud`

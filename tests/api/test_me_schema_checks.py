@@ -79,6 +79,11 @@ BAD_WEBPUSH = {
     "unknown_push_service": webpush(endpoint=f"https://push.example.com/{MARK}"),
     "lookalike_suffix": webpush(endpoint=f"https://fcm.googleapis.com.example.com/{MARK}"),
     "lookalike_prefix": webpush(endpoint=f"https://evilfcm.googleapis.com/{MARK}"),
+    # A service with one host allows no subdomain: a made-up one never answers, and its failures
+    # counted against the service's circuit, shared by every user's pushes to it.
+    "made_up_subdomain": webpush(endpoint=f"https://nx.updates.push.services.mozilla.com/{MARK}"),
+    "apns_not_safari": webpush(endpoint=f"https://api.push.apple.com/3/device/{MARK}"),
+    "windows_without_region": webpush(endpoint=f"https://notify.windows.com/w/?token={MARK}"),
     "loopback": webpush(endpoint=f"https://127.0.0.1:8443/{MARK}"),
     "userinfo": webpush(endpoint=f"https://{MARK}@fcm.googleapis.com/fcm/send/x"),
     # Not ASCII in the host or port: the client refuses to send there, and counted as the push

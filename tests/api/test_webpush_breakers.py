@@ -149,7 +149,11 @@ def test_a_services_subdomains_share_its_circuit_and_circuits_stay_few() -> None
         for port in ("", ":443")
     ]
     windows = {key(endpoint) for endpoint in regions}
-    assert windows == {"webpush notify.windows.com"}
+    assert windows == {"webpush *.notify.windows.com"}
     assert key("https://db5.notify.windows.com:8443/w/x") == "webpush (none)"  # not 443: never sent
     assert key("https://fcm.googleapis.com/fcm/send/x") == "webpush fcm.googleapis.com"
     assert key("https://push.example.com/x") == "webpush (none)"  # never sent: no circuit of its own
+    # A made-up subdomain of a service with one host is never sent either: its failures counted
+    # against that service's circuit, and one user's five of them held every user's pushes.
+    assert key("https://nx.fcm.googleapis.com/fcm/send/x") == "webpush (none)"
+    assert key("https://api.push.apple.com/3/device/ab") == "webpush (none)"  # APNs, not Safari's
