@@ -59,6 +59,7 @@ __all__ = [
     "Reply",
     "TransportFailure",
     "classify_status",
+    "credentials_refused",
     "invalid_token",
     "transport_failure",
     "ttl_seconds",
@@ -523,6 +524,18 @@ def transport_failure(code: str) -> DeliveryResult:
     """Timeouts, refused connections, protocol errors: transient."""
     asked = code not in _REFUSED_BEFORE_SENDING
     return DeliveryResult(status="retry", provider_code=code, asked_provider=asked)
+
+
+def credentials_refused(reply: Reply, now: Clock, code: str | None) -> DeliveryResult:
+    """The provider refused our own credential (a service-account key revoked or rotated, a
+    signing key, key id or team mistyped, a clock far off): every push would be refused alike and
+    none is its device's fault, so none is failed for it. A retry counts against the provider's
+    circuit: after a few the circuit opens, and pushes wait unsent, spending no attempt, for the
+    operator to mend the credential; those still within their TTL go out then."""
+    retry_after = parse_retry_after(reply.headers.get("retry-after"), now())
+    return DeliveryResult(
+        status="retry", retry_after=retry_after, provider_status=reply.status, provider_code=code
+    )
 
 
 def invalid_token(reply: Reply, code: str | None) -> DeliveryResult:

@@ -34,6 +34,7 @@ from clients.delivery._http import (
     Reply,
     TransportFailure,
     classify_status,
+    credentials_refused,
     invalid_token,
     transport_failure,
 )  # fmt: skip
@@ -138,6 +139,8 @@ class ApnsAdapter:
                 self._jwt = None
         if reply.status == 410 or reason in _INVALID_REASONS:
             return invalid_token(reply, reason)
+        if reply.status == 403 and reason in _STALE_JWT_REASONS:  # refused fresh too: our key's
+            return credentials_refused(reply, self._clock, reason)
         return classify_status(reply, self._clock, code=reason)
 
     async def aclose(self) -> None:

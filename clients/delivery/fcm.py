@@ -6,7 +6,10 @@ its lifetime before, for a token that lives ten minutes or less), so a busy work
 for one token an hour, not one per push. One token request runs at a time, and the sends
 waiting for it share its answer, a failure too: a round's sends cost one token timeout while
 Google's token endpoint is down, not one each. A 401 means the token died early (revoked, clock
-skew): it is dropped and the send is tried once more with a fresh one.
+skew): it is dropped and the send is tried once more with a fresh one. Refused again, or the
+token endpoint refusing our assertion, is our credential's failure, not the device's: a retry
+(`credentials_refused`). The project's APNs or Web Push credential refused (THIRD_PARTY_AUTH_ERROR)
+fails the push: Android's go on, so it would hold them back as a retry opening FCM's circuit.
 
 FCM v1 has no client-supplied message id, so the idempotency key travels in `data` as
 `cgw_idempotency_key` for the app to drop duplicates. The notification itself is shown once
@@ -35,6 +38,7 @@ from clients.delivery._http import (
     Reply,
     TransportFailure,
     classify_status,
+    credentials_refused,
     invalid_token,
     transport_failure,
     ttl_seconds,
@@ -111,8 +115,11 @@ class _TokenAnswer(msgspec.Struct):
 
 
 _FCM_ERROR = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
-_THIRD_PARTY_AUTH = "THIRD_PARTY_AUTH_ERROR"  # the project's APNs or Web Push credential, not ours
 """The `@type` of the detail that carries FCM's own `errorCode` (UNREGISTERED, QUOTA_EXCEEDED...)."""
+_THIRD_PARTY_AUTH = "THIRD_PARTY_AUTH_ERROR"  # the project's APNs or Web Push credential, not ours
+# The service account without the right to send, for every device alike (Google's status with no
+# FCM error code; a token of another project is SENDER_ID_MISMATCH, the device's).
+_OUR_CREDENTIALS = frozenset({"PERMISSION_DENIED"})
 
 
 class _ErrorDetail(msgspec.Struct):
@@ -236,8 +243,8 @@ class FcmAdapter:
             reply = await self._http.post(self._account.token_uri, {}, form=form)
         except TransportFailure as exc:
             return transport_failure(exc.code)
-        if not 200 <= reply.status < 300:  # 4xx (bad key, revoked account) failed; 5xx/429 retry
-            return classify_status(reply, self._clock, code="oauth_token")
+        if not 200 <= reply.status < 300:  # 4xx: a bad key, a revoked account; 5xx, 429: Google's
+            return credentials_refused(reply, self._clock, "oauth_token")
         try:
             answer = msgspec.json.decode(reply.content, type=_TokenAnswer)
         except msgspec.DecodeError:
@@ -268,13 +275,14 @@ class FcmAdapter:
         misconfiguration would be unrecoverable.
         """
         error = _error_of(reply)
-        if error is None:
-            return classify_status(reply, self._clock)
-        code = provider_code(_error_code(error))
-        gone = any(d.type == _FCM_ERROR and d.error_code == "UNREGISTERED" for d in error.details)
-        about_token = code == "INVALID_ARGUMENT" and "registration token" in error.message.lower()
-        if gone or about_token:
-            return invalid_token(reply, code)
+        code = None if error is None else provider_code(_error_code(error))
+        if error is not None:
+            gone = any(d.type == _FCM_ERROR and d.error_code == "UNREGISTERED" for d in error.details)
+            about_token = code == "INVALID_ARGUMENT" and "registration token" in error.message.lower()
+            if gone or about_token:
+                return invalid_token(reply, code)
+        if (reply.status == 401 and code != _THIRD_PARTY_AUTH) or code in _OUR_CREDENTIALS:
+            return credentials_refused(reply, self._clock, code)  # a fresh access token refused too
         return classify_status(reply, self._clock, code=code)
 
 

@@ -249,7 +249,8 @@ def send_with(transport: httpx.MockTransport, token: str = TOKEN) -> DeliveryRes
             403,
             "InvalidProviderToken",
             {},
-            DeliveryResult(status="failed", provider_status=403, provider_code="InvalidProviderToken"),
+            # Refused fresh too: our signing key, key id or team, not the device.
+            DeliveryResult(status="retry", provider_status=403, provider_code="InvalidProviderToken"),
         ),
         (
             413,

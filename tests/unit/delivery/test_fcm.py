@@ -232,11 +232,13 @@ def test_a_401_drops_the_token_and_retries_once_with_a_fresh_one() -> None:
     ]
 
 
-def test_a_persistent_401_fails_after_one_refresh() -> None:
+def test_a_persistent_401_is_a_retry_after_one_refresh() -> None:
+    """Refused with a fresh token too, it is our credential that fails, for every device alike:
+    failed, each push in flight was dead-lettered while the operator mended the key."""
     google = Google(FakeClock())
     google.refuse_all = True
     results, received = run(google, (0, {}))
-    assert results == [DeliveryResult(status="failed", provider_status=401, provider_code="UNAUTHENTICATED")]
+    assert results == [DeliveryResult(status="retry", provider_status=401, provider_code="UNAUTHENTICATED")]
     assert [r.path.rsplit("/", 1)[-1] for r in received] == [
         "token",
         "messages:send",
@@ -313,6 +315,12 @@ NOT_A_TOKEN = "The registration token is not a valid FCM registration token"
             {},
             DeliveryResult(status="failed", provider_status=403, provider_code="SENDER_ID_MISMATCH"),
         ),
+        (  # the service account lacks the right to send: every device alike, so not failed for one
+            403,
+            google_error(403, "PERMISSION_DENIED", "Permission 'cloudmessaging.messages.create' denied"),
+            {},
+            DeliveryResult(status="retry", provider_status=403, provider_code="PERMISSION_DENIED"),
+        ),
         (404, b"<html>not here</html>", {}, DeliveryResult(status="failed", provider_status=404)),
         (
             429,
@@ -379,9 +387,9 @@ def test_a_404_without_fcms_unregistered_detail_fails_and_keeps_the_device(
 @pytest.mark.parametrize(
     ("token_answer", "expected"),
     [
-        (
+        (  # our key revoked, rotated or mistyped: not the device's fault, so not failed for it
             (400, {"content-type": "application/json"}, b'{"error": "invalid_grant"}'),
-            DeliveryResult(status="failed", provider_status=400, provider_code="oauth_token"),
+            DeliveryResult(status="retry", provider_status=400, provider_code="oauth_token"),
         ),
         (
             (503, {}, b""),
