@@ -120,6 +120,8 @@ _THIRD_PARTY_AUTH = "THIRD_PARTY_AUTH_ERROR"  # the project's APNs or Web Push c
 # The service account without the right to send, for every device alike (Google's status with no
 # FCM error code; a token of another project is SENDER_ID_MISMATCH, the device's).
 _OUR_CREDENTIALS = frozenset({"PERMISSION_DENIED"})
+_QUOTA_EXCEEDED = "QUOTA_EXCEEDED"
+_QUOTA_RETRY_SECONDS = 60.0
 
 
 class _ErrorDetail(msgspec.Struct):
@@ -283,7 +285,12 @@ class FcmAdapter:
                 return invalid_token(reply, code)
         if (reply.status == 401 and code != _THIRD_PARTY_AUTH) or code in _OUR_CREDENTIALS:
             return credentials_refused(reply, self._clock, code)  # a fresh access token refused too
-        return classify_status(reply, self._clock, code=code)
+        result = classify_status(reply, self._clock, code=code)
+        if code == _QUOTA_EXCEEDED and result.retry_after is None:
+            # FCM's ErrorCode reference: retry a sending limit exceeded with exponential backoff
+            # from a minimum initial delay of one minute (the worker's own starts at a second).
+            return msgspec.structs.replace(result, retry_after=_QUOTA_RETRY_SECONDS)
+        return result
 
 
 def _error_of(reply: Reply) -> _Error | None:

@@ -330,6 +330,14 @@ NOT_A_TOKEN = "The registration token is not a valid FCM registration token"
                 status="retry", retry_after=30.0, provider_status=429, provider_code="QUOTA_EXCEEDED"
             ),
         ),
+        (  # no Retry-After: FCM asks for a minute at least before the first retry
+            429,
+            google_error(429, "RESOURCE_EXHAUSTED", "quota", "QUOTA_EXCEEDED"),
+            {},
+            DeliveryResult(
+                status="retry", retry_after=60.0, provider_status=429, provider_code="QUOTA_EXCEEDED"
+            ),
+        ),
         (
             500,
             google_error(500, "INTERNAL", "", "INTERNAL"),
