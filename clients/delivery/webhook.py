@@ -9,6 +9,8 @@ device: a wrong path in CGW_DELIVERY_WEBHOOK_URL, or a relay mid-redeploy, answe
 device alike. Only 410 Gone, which a relay sends on purpose, disables the device; a 404 is tried
 again with backoff (and, as a failure of the relay, counts toward its circuit breaker), so once
 the URL or the relay is fixed the pushes waiting go through and no user has to register again.
+A 401 is the relay refusing our signature (the secret, or a clock far off): every device alike
+again, so it is tried again the same way (`credentials_refused`), not failed for the device.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from clients.delivery._http import (
     Reply,
     TransportFailure,
     classify_status,
+    credentials_refused,
     invalid_token,
     transport_failure,
 )
@@ -157,4 +160,6 @@ class WebhookAdapter:
         if reply.status == 404:
             retry_after = parse_retry_after(reply.headers.get("retry-after"), self._clock())
             return DeliveryResult(status="retry", retry_after=retry_after, provider_status=404)
+        if reply.status == 401:
+            return credentials_refused(reply, self._clock, None)
         return classify_status(reply, self._clock)
