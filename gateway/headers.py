@@ -44,7 +44,14 @@ _API = [
     (b"cache-control", b"no-store"),
     (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
 ]
-_PAGES = [*_EVERYWHERE, (b"cache-control", b"no-cache"), (b"content-security-policy", PAGE_POLICY.encode())]
+# The opener policy too: a site that opened a page (a link in a mail, say) keeps no handle on its
+# window, to send it elsewhere later, as to a sign-in link of someone else's (SECURITY.md, "The pages").
+_PAGES = [
+    *_EVERYWHERE,
+    (b"cache-control", b"no-cache"),
+    (b"content-security-policy", PAGE_POLICY.encode()),
+    (b"cross-origin-opener-policy", b"same-origin"),
+]
 _SCHEMA = [*_EVERYWHERE, (b"cache-control", b"no-cache")]
 _INLINE_POLICY = "cgw.inline_policy"
 """Where `SwaggerPage` leaves its page's policy for `security_headers`, in the request's scope state."""

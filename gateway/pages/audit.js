@@ -4,11 +4,11 @@
 "use strict";
 
 (() => {
-  const { el, api, download, errorText, ApiError } = CGW;
+  const { el, api, download, errorText, ApiError, tabStore } = CGW;
   const KEY = "cgw.audit.key";
   const app = document.getElementById("app");
   const status = document.getElementById("status");
-  let key = sessionStorage.getItem(KEY);
+  let key = tabStore.get(KEY);
 
   // Each listing: its route, the array in its answer, the filters it takes and the columns shown.
   const LISTINGS = {
@@ -65,7 +65,7 @@
   }
 
   function signOut(message) {
-    sessionStorage.removeItem(KEY);
+    tabStore.remove(KEY);
     key = null;
     renderSignIn();
     if (message) say(message, "error");
@@ -77,7 +77,7 @@
     const go = () => {
       if (!input.value.trim()) return;
       key = input.value.trim();
-      sessionStorage.setItem(KEY, key);
+      tabStore.set(KEY, key);
       status.replaceChildren();
       renderTab("ledger");
     };

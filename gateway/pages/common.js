@@ -70,5 +70,22 @@ const CGW = (() => {
     return String(error && error.message ? error.message : error);
   }
 
-  return { el, api, ApiError, download, errorText };
+  // This tab's sessionStorage, or this page's memory where there is none: a browser blocking
+  // storage for the site throws on it, and an Android WebView without DOM storage (its default)
+  // has it null. Thrown on sign-in, it stopped the page with the token left in the address bar.
+  const memory = new Map();
+  const tabStore = {
+    get(key) {
+      try { return sessionStorage.getItem(key); } catch { return memory.get(key) ?? null; }
+    },
+    set(key, value) {
+      try { sessionStorage.setItem(key, value); } catch { memory.set(key, value); }
+    },
+    remove(key) {
+      memory.delete(key);
+      try { sessionStorage.removeItem(key); } catch { /* nothing was kept there */ }
+    },
+  };
+
+  return { el, api, ApiError, download, errorText, tabStore };
 })();

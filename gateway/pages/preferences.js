@@ -5,7 +5,7 @@
 "use strict";
 
 (() => {
-  const { el, api, ApiError, download, errorText } = CGW;
+  const { el, api, ApiError, download, errorText, tabStore } = CGW;
   const TOKEN_KEY = "cgw.preferences.token";
   const NOTICE_VERSION = document.documentElement.dataset.notice;
   const TOPIC_NEEDS = JSON.parse(document.documentElement.dataset.topicNeeds);
@@ -29,16 +29,16 @@
   }
 
   // The wallet app opens /preferences#token=<JWT>: a fragment is never sent to a server, so the
-  // token reaches no log. It moves to this tab's sessionStorage (gone when the tab closes) and
-  // leaves the address bar and history at once.
+  // token reaches no log. It leaves the address bar and this tab's history entry first, then
+  // moves to this tab's sessionStorage (gone when the tab closes; `tabStore`).
   function takeToken() {
     const fragment = new URLSearchParams(location.hash.slice(1));
     const given = fragment.get("token");
     if (given) {
-      sessionStorage.setItem(TOKEN_KEY, given);
       history.replaceState(null, "", location.pathname + location.search);
+      tabStore.set(TOKEN_KEY, given);
     }
-    return sessionStorage.getItem(TOKEN_KEY);
+    return tabStore.get(TOKEN_KEY);
   }
 
   function t(key, vars = {}) {
@@ -174,7 +174,7 @@
   }
 
   function signOut(message) {
-    sessionStorage.removeItem(TOKEN_KEY);
+    tabStore.remove(TOKEN_KEY);
     token = null;
     lang = firstLanguage();  // the person leaving chose theirs; the next one's comes with their view
     renderSignIn();
@@ -235,7 +235,7 @@
     const go = () => {
       if (!input.value.trim()) return;
       token = input.value.trim();
-      sessionStorage.setItem(TOKEN_KEY, token);
+      tabStore.set(TOKEN_KEY, token);
       app.removeAttribute("aria-busy");  // a change of the person before may still be in flight
       status.replaceChildren();
       load().catch(fail);
@@ -574,7 +574,7 @@
       try {
         await call("DELETE", "/v1/me");
         if (!samePerson(token, asked)) return;
-        sessionStorage.removeItem(TOKEN_KEY);
+        tabStore.remove(TOKEN_KEY);
         token = null;
         frame();
         app.replaceChildren(el("section", { id: "erased" }, el("p", { text: t("erased") })));

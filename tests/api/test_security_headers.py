@@ -143,6 +143,7 @@ def test_pages_run_only_their_own_scripts(client: Client, path: str) -> None:
     assert "frame-ancestors 'none'" in policy
     assert "unsafe" not in policy
     assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["cross-origin-opener-policy"] == "same-origin"
 
 
 @pytest.mark.parametrize(

@@ -48,6 +48,29 @@ def test_the_token_leaves_the_address_bar_and_the_page_loads(tab: Tab, gateway: 
     assert tab.errors == []
 
 
+@pytest.mark.parametrize(
+    "storage",
+    [
+        "{ get() { throw new DOMException('blocked for this site', 'SecurityError'); } }",  # Chrome
+        "{ value: null }",  # an Android WebView without DOM storage, its default
+    ],
+    ids=["throws", "null"],
+)
+def test_without_session_storage_the_token_still_leaves_the_address_bar_and_the_page_works(
+    tab: Tab, gateway: Gateway, storage: str
+) -> None:
+    """The storage was written before the address bar was cleared: where it threw, the token
+    stayed in the URL and in the tab's history, and the page stopped there, blank."""
+    tab.page.add_init_script(f"Object.defineProperty(window, 'sessionStorage', {storage});")
+    someone = user()
+    open_as(tab, gateway, someone)
+    assert "token" not in tab.page.url
+    tab.page.locator("input[name=consent-marketing]").check()  # with the token the page kept
+    expect(tab.page.locator("#status")).to_contain_text(re.compile(r"Receipt \S+"))
+    assert preferences(gateway, someone)["consents"]["marketing"]["granted"] is True
+    assert tab.errors == []
+
+
 def test_a_consent_clicked_on_is_recorded_under_the_page_notice(tab: Tab, gateway: Gateway) -> None:
     someone = user()
     open_as(tab, gateway, someone)
