@@ -137,7 +137,9 @@
       result.replaceChildren(el("p", { text: "Verifying…" }));
       try {
         const answer = await call("/v1/audit/ledger/verify");
-        result.replaceChildren(verdict(answer), table(Object.keys(answer), [answer]));
+        const shown = verdict(answer);
+        result.replaceChildren(shown, table(Object.keys(answer), [answer]));
+        say(shown.textContent, answer.ok ? "ok" : "error");  // read out: the table is not
       } catch (error) {
         result.replaceChildren();  // not "Verifying…" beside the error for good
         fail(error);
@@ -213,6 +215,7 @@
         cursor = answer.next_cursor;
         more.hidden = !cursor;
         body.replaceChildren(rows.length ? table(spec.columns, rows) : el("p", { class: "hint", text: "Nothing found." }));
+        say(rows.length ? `${rows.length} shown${cursor ? ", more to load" : ""}.` : "Nothing found.");
       } catch (error) {
         if (mine !== latest) return;
         if (fresh) {  // a refused search shows nothing, not the last one's rows and cursor

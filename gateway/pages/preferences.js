@@ -474,7 +474,9 @@
   function complaintForm(pushId, close) {
     const reasons = ["too_frequent", "irrelevant", "offensive", "no_consent", "privacy", "other"];
     const id = `complaint-${pushId || "general"}`;
-    const reason = el("select", { id: `${id}-reason`, name: "reason", required: true },
+    // What two reasons change besides being sent, said before it is sent, not only after.
+    const effects = el("p", { class: "hint", id: `${id}-effects`, text: t("complaint_effects") });
+    const reason = el("select", { id: `${id}-reason`, name: "reason", required: true, "aria-describedby": effects.id },
       el("option", { value: "" }, t("reason_choose")),
       ...reasons.map((code) => el("option", { value: code }, t(`reason_${code}`))));
     const comment = el("textarea", { id: `${id}-comment`, name: "comment", maxlength: 2000 });
@@ -499,6 +501,7 @@
     };
     return el("div", { class: "complaint-form", id },
       el("div", { class: "row" }, el("label", { for: reason.id, text: t("complaint_reason") }), reason),
+      effects,
       el("label", { for: comment.id, text: t("complaint_comment") }), comment,
       el("button", { class: "danger", onclick: send }, t("complaint_send")));
   }
@@ -564,13 +567,16 @@
   }
 
   function yourData() {
-    const confirm = el("input", { id: "erase-confirm", autocomplete: "off", "aria-label": t("erase_confirm_label") });
+    const confirm = el("input", {
+      id: "erase-confirm", autocomplete: "off", "aria-label": t("erase_confirm_label"), "aria-describedby": "erase-hint",
+    });
     const erase = el("button", { id: "erase", class: "danger", disabled: true }, t("erase"));
     confirm.addEventListener("input", () => { erase.disabled = confirm.value.trim() !== t("erase_word"); });
     // Each ends quietly if another person signed in meanwhile: the erasure's message and
     // sign-out, or a download of the person before's data, are not for them.
     erase.addEventListener("click", async () => {
       const asked = token;
+      erase.disabled = true;  // one erasure in flight: a second click sent the DELETE again
       try {
         await call("DELETE", "/v1/me");
         if (!samePerson(token, asked)) return;
@@ -580,6 +586,7 @@
         app.replaceChildren(el("section", { id: "erased" }, el("p", { text: t("erased") })));
         say(t("erased"));
       } catch (error) {
+        erase.disabled = confirm.value.trim() !== t("erase_word");
         if (samePerson(token, asked)) fail(error);
       }
     });
@@ -595,7 +602,7 @@
     return section("data", t("data_title"), null,
       el("p", { class: "hint", text: t("export_hint") }),
       el("button", { id: "export", class: "secondary", onclick: exportData }, t("export")),
-      el("p", { class: "hint", text: t("erase_hint") }),
+      el("p", { class: "hint", id: "erase-hint", text: t("erase_hint") }),
       el("div", { class: "row" }, confirm, erase));
   }
 

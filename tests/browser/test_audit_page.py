@@ -56,6 +56,7 @@ def test_the_ledger_verifies_and_shows_its_signed_checkpoint(
     assert int(column(tab, "#checkpoint", "tree_size")[0]) >= 1
     tab.page.click("#verify")
     expect(tab.page.locator("#verify-result .badge")).to_have_text("chain intact")
+    expect(tab.page.locator("#status [role=status]")).to_have_text("chain intact")  # read out too
     verified = gateway.http.get("/v1/audit/ledger/verify", headers=auditor).json()
     assert verified["ok"] is True
     assert column(tab, "#verify-result", "head_hash") == [verified["head_hash"]]
@@ -97,6 +98,7 @@ def test_consent_events_are_listed_filtered_and_paged(
     tab.page.fill("#filter-purpose", "location")
     tab.page.click("#search")
     expect(tab.page.locator("#results tbody tr")).to_have_count(1)
+    expect(tab.page.locator("#status [role=status]")).to_have_text("1 shown.")  # read out too
     assert column(tab, "#results", "subject_ref") == [ref]
     assert column(tab, "#results", "action") == ["given"]
     assert tab.errors == []

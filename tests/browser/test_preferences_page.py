@@ -280,8 +280,11 @@ def test_erasure_needs_the_word_and_then_forgets_the_user(tab: Tab, gateway: Gat
     tab.page.fill("#erase-confirm", "delete")
     expect(tab.page.locator("#erase")).to_be_disabled()
     tab.page.fill("#erase-confirm", "DELETE")
-    tab.page.click("#erase")
+    erasures: list[str] = []
+    tab.page.on("request", lambda r: erasures.append(r.url) if r.method == "DELETE" else None)
+    tab.page.dblclick("#erase")  # one erasure sent, not one a click
     expect(tab.page.locator("#erased")).to_have_text("Your data has been deleted.")
+    assert len(erasures) == 1
     assert tab.page.evaluate("sessionStorage.getItem('cgw.preferences.token')") is None
     key = {"Authorization": f"Bearer {gateway.key('pushes:write')}"}
     dry = gateway.http.post(
@@ -541,6 +544,8 @@ def test_a_problem_is_reported_without_a_message_to_point_at(tab: Tab, gateway: 
     tab.page.locator("#complaints").get_by_role("button", name="Report a problem").click()
     reason = tab.page.get_by_label("What is wrong?")
     expect(reason).to_be_focused()
+    # Said before it is sent, and read out with the choice: this reason withdraws the consent.
+    expect(reason).to_have_accessible_description(re.compile("also withdraws your marketing consent"))
     reason.select_option("no_consent")
     tab.page.get_by_label("Anything else (optional)").fill("never signed up")
     tab.page.locator("#complaints").get_by_role("button", name="Send report").click()
