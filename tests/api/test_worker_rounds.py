@@ -169,7 +169,9 @@ def test_the_next_round_is_sent_while_the_last_one_waits_for_its_answers(
     ids = queue(client, as_user, key, users(2))
     run_until(client, Worker(runtime.dispatcher, 1), lambda: statuses(client, key, ids) == ["delivered"] * 2)
     assert slow.received_then == [2]
-    assert hook.push_ids == ids
+    # Each once; in either order: the two rounds' sends run at once, each on a connection of its
+    # own, and which reaches the relay first is the network's (a loaded machine had the second).
+    assert sorted(hook.push_ids) == sorted(ids)
 
 
 def test_a_push_to_a_user_still_being_sent_to_waits_for_that_answer(
