@@ -228,9 +228,9 @@ def push_service_origin(
     endpoint: str, allowed_hosts: tuple[str, ...] = PUSH_SERVICE_HOSTS, allow_http: bool = False
 ) -> str | None:
     """The endpoint's origin (the VAPID audience) when it is on one of `allowed_hosts`
-    (`_service_of`), or None when we must not POST there. The adapter asks
-    with its config; `POST /v1/me/devices` with the defaults, the only list the gateway's
-    settings ever give it, so that a subscription no push could reach is refused, not kept."""
+    (`_service_of`), or None when we must not POST there. The adapter asks with its config;
+    `POST /v1/me/devices` with the defaults, the only list the gateway's settings ever give it,
+    so that a subscription no push could reach is refused, not kept."""
     try:
         parts = urlsplit(endpoint)
     except ValueError:  # e.g. an unbalanced IPv6 bracket
