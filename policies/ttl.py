@@ -13,7 +13,7 @@ push keeps the expiry it was accepted with; only the spec's seven days bound eve
 Reason codes: `expired` (dispatch only).
 """
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from policies import reasons
 from policies.context import PushRequest
@@ -24,10 +24,11 @@ from policies.settings import MAX_TTL_SECONDS, PolicySettings
 def expires_at(push: PushRequest, now: datetime, settings: PolicySettings) -> datetime:
     """The edge validates the TTL against the maximum in force; a TTL out of the spec's range
     here is a caller bug, so it raises. `settings` is unused, kept so every step of the
-    pipeline is called alike."""
+    pipeline is called alike. Counted in UTC: added to a time in a zone, the seconds move its
+    clock reading, and across a change of that zone's offset the moment was an hour off."""
     if not 1 <= push.ttl_seconds <= MAX_TTL_SECONDS:
         raise ValueError(f"ttl_seconds must be within 1..{MAX_TTL_SECONDS}")
-    return now + timedelta(seconds=push.ttl_seconds)
+    return now.astimezone(UTC) + timedelta(seconds=push.ttl_seconds)
 
 
 def check_expiry(expires: datetime, now: datetime) -> Reason | None:

@@ -5,9 +5,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from policies.context import PushRequest
 from policies.frequency import busiest_week
 from policies.quiet_hours import QuietWindow, local_to_utc, window_in_force
 from policies.settings import PolicySettings, hhmm_minutes
+from policies.ttl import expires_at
 
 NEW_YORK = ZoneInfo("America/New_York")
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -97,3 +99,11 @@ def test_a_window_stored_in_other_scripts_digits_means_its_time_and_is_shown_in_
     assert window_in_force("1\u0663:00", "0\u0668:30", PolicySettings()) == ("13:00", "08:30")
     assert hhmm_minutes("1\u0663:00") == 13 * 60
     assert window_in_force("13:00", "08:30", PolicySettings()) == ("13:00", "08:30")
+
+
+def test_a_ttl_is_counted_in_seconds_across_a_change_of_offset() -> None:
+    """Two hours from 00:30 in New York on the night clocks go back is 01:30 EST (06:30 UTC); added
+    to the local clock reading, it was 02:30 EST, an hour more than the push was given."""
+    now = datetime(2026, 11, 1, 0, 30, tzinfo=ZoneInfo("America/New_York"))
+    push = PushRequest(topic="transactional", title="t", body="b", data={}, ttl_seconds=7200)
+    assert expires_at(push, now, PolicySettings()) == datetime(2026, 11, 1, 6, 30, tzinfo=UTC)
