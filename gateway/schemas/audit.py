@@ -221,7 +221,7 @@ class ExportBundle(msgspec.Struct, kw_only=True):
     that tree a prefix of the checkpoint's: so any window checks against the signed root offline.
     """
 
-    type: Literal["consent-gateway/audit-export"] = "consent-gateway/audit-export"
+    type: Literal["consent-gateway/audit-export"]  # required, as `CheckpointClaims.type` is
     exported_at: str
     start: str | None = msgspec.field(name="from", default=None)
     end: str | None = msgspec.field(name="to", default=None)

@@ -81,9 +81,11 @@ KeySource = Callable[[], Mapping[str, Ed25519PublicKey]]
 
 
 class CheckpointClaims(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """The signed payload of a checkpoint; `type` keeps it from passing for any other signed document."""
+    """The signed payload of a checkpoint; `type` keeps it from passing for any other signed
+    document. Required, not defaulted: with a default, a payload naming no type was taken for a
+    checkpoint. Every checkpoint this gateway signed names it."""
 
-    type: Literal["consent-gateway/ledger-checkpoint"] = "consent-gateway/ledger-checkpoint"
+    type: Literal["consent-gateway/ledger-checkpoint"]
     tree_size: int
     root_hash: str
     at: str
@@ -210,7 +212,12 @@ class AuditLedger:
             if latest is not None and latest.tree_size >= tree.frontier.size:
                 return latest, tree
             root = frontier_root(tree.frontier)
-            claims = CheckpointClaims(tree_size=tree.frontier.size, root_hash=root.hex(), at=rfc3339(now))
+            claims = CheckpointClaims(
+                type="consent-gateway/ledger-checkpoint",
+                tree_size=tree.frontier.size,
+                root_hash=root.hex(),
+                at=rfc3339(now),
+            )
             row = CheckpointRow(claims.tree_size, root, claims.at, self._signer.sign(claims))
             audit.insert_checkpoint(conn, row)
             return row, tree
@@ -302,6 +309,7 @@ class AuditLedger:
             proof = consistency_proof(leaves, last, checkpoint.tree_size) if last else []
             prefix = compact_range(leaves, first - 1) if last else Frontier()
         bundle = ExportBundle(
+            type="consent-gateway/audit-export",
             exported_at=rfc3339(self._clock()),
             start=start and rfc3339_text(start),
             end=end and rfc3339_text(end),

@@ -156,6 +156,20 @@ def test_a_checkpoint_signed_by_a_key_not_ours_fails_as_an_unknown_key(
     assert (result["ok"], result["checkpoint_problem"]) == (False, "unknown_key")
 
 
+def test_a_document_of_ours_that_names_no_type_is_no_checkpoint(
+    client: Client, runtime: Runtime, as_user: Any, auditor: Headers
+) -> None:
+    """Signed with our own key, the claims of a checkpoint but no `type`: with a default type it
+    was taken for one, where `type` is what keeps any other signed document from passing."""
+    grow_ledger(client, as_user("alice"), 3)
+    checkpoint = get(client, "/ledger/checkpoint", auditor)
+    claims = {"tree_size": 3, "root_hash": checkpoint["root_hash"], "at": checkpoint["at"]}
+    untyped = runtime.signer.sign(claims)
+    tamper(runtime, ("UPDATE checkpoints SET jws = ? WHERE tree_size = 3", (untyped,)))
+    result = get(client, "/ledger/verify", auditor)
+    assert (result["ok"], result["checkpoint_problem"]) == (False, "bad_signature")
+
+
 def test_no_checkpoint_is_signed_over_a_forged_history(
     client: Client, runtime: Runtime, as_user: Any, auditor: Headers
 ) -> None:
