@@ -246,8 +246,12 @@ def _write_private(path: Path, content: bytes, *, exclusive: bool) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         target = path
     else:
+        # Made anew, never reused: a leftover `.tmp` (an editor's, a backup's) kept its own mode
+        # when opened, 0644 say, and the key store took it at the rename; a link there was
+        # followed. The callers hold the store's lock, so no other writer uses the name meanwhile.
         target = path.with_name(path.name + ".tmp")
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        target.unlink(missing_ok=True)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(content)
         handle.flush()

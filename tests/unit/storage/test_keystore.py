@@ -90,6 +90,28 @@ def test_add_kek_persists_atomically_with_mode_0600(tmp_path: Path) -> None:
     assert KeyStore.load(path).keyring.key_ids == ("kek-1", "kek-2")
 
 
+def test_a_leftover_temporary_file_or_link_lends_the_store_neither_its_mode_nor_its_target(
+    tmp_path: Path,
+) -> None:
+    """The rotation's temporary file was opened as found: a leftover one readable by all made the
+    key store so at the rename, and a link there was written through."""
+    path = tmp_path / "keys.json"
+    store = KeyStore.create(path)
+    leftover = tmp_path / "keys.json.tmp"
+    leftover.write_bytes(b"an editor's backup")
+    leftover.chmod(0o644)
+    store.add_kek()
+    assert _mode(path) == 0o600
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_bytes(b"not the key store's")
+    leftover.symlink_to(elsewhere)
+    store.add_kek()
+    assert _mode(path) == 0o600
+    assert elsewhere.read_bytes() == b"not the key store's"
+    assert not path.is_symlink()
+    assert KeyStore.load(path).keyring.key_ids == ("kek-1", "kek-2", "kek-3")
+
+
 def test_open_keystore_creates_only_when_asked(tmp_path: Path) -> None:
     missing = tmp_path / "keys.json"
     with pytest.raises(KeyStoreError, match="no key store"):
