@@ -206,6 +206,19 @@ class SubjectDirectory:
             found[sid] = SubjectKey(ref, sid, FieldCipher(data_key))
         return found
 
+    def holds(self, subject_id: str) -> bool:
+        """Whether the subject is live now, read past the cache. Asked inside a data-file write's
+        transaction (`Store.write_as`): an erasure deletes the subject's row here before its
+        cleanup takes the data file's write lock, so either this read sees it gone or the cleanup
+        runs after the write and deletes what it wrote."""
+        row = self._db.reader().execute("SELECT 1 FROM subjects WHERE subject_id = ?", (subject_id,))
+        return row.fetchone() is not None
+
+    def forget(self, subject_ref: str) -> None:
+        """Drop the ref's cached entry: its subject was found gone (`holds`)."""
+        with self._lock:
+            self._cache.pop(subject_ref, None)
+
     def status(self, subject_ref: str) -> SubjectStatus:
         if self.resolve(subject_ref) is not None:
             return "active"

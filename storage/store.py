@@ -11,9 +11,11 @@ import logging
 import os
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import datetime
 from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 import msgspec
 from cryptography.hazmat.primitives import hashes
@@ -21,8 +23,8 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from storage import ledger
 from storage.crypto import DecryptionError, KeyedHash
-from storage.db import Connection, Database, is_corrupt, quiet_cipher_log
-from storage.directory import SubjectDirectory, opens
+from storage.db import Connection, Database, StorageBusyError, is_corrupt, quiet_cipher_log
+from storage.directory import SubjectDirectory, SubjectKey, opens
 from storage.keys import KeyStore, KeyStoreError
 from storage.migrations import DATA_MIGRATIONS, DIRECTORY_MIGRATIONS, require_migrated
 from storage.migrations import migrate as apply_migrations
@@ -34,6 +36,9 @@ __all__ = [
 ]  # fmt: skip
 
 log = logging.getLogger("storage.store")
+
+T = TypeVar("T")
+_ERASED_MEANWHILE_TRIES = 3
 
 DATA_FILE = "gateway.db"
 DIRECTORY_FILE = "subjects.db"
@@ -297,6 +302,29 @@ class Store:
             db.renew_readers()
         log.error("corrupt page: a read failed its check; read connections reopened")
 
+    async def write_as(self, subject_ref: str, now: datetime, fn: Callable[[Connection, SubjectKey], T]) -> T:
+        """`fn` in a data writer unit, for the live subject of `subject_ref` (made if there is none).
+
+        A process trusts its cached key of a subject for a second (`SubjectDirectory`), so a write
+        through it just after an erasure made through another process would land under the erased
+        subject's id after the erasure's cleanup, and stay: a device's token tag, a consent's
+        columns, a ledger event after `subject.erased`. So the unit first asks the directory,
+        past the cache, whether the subject still holds (`holds`); if not, the entry is dropped
+        and the write made again for whoever the ref is now, a new subject if the user came back
+        (as `ensure_from_loop` does when the erasure ran in this process)."""
+        for _ in range(_ERASED_MEANWHILE_TRIES):
+            key = await self.directory.ensure_from_loop(subject_ref, now)
+            try:
+                return await self.data.writer.run(partial(self._as_live, key, fn))
+            except _ErasedMeanwhile:
+                self.directory.forget(subject_ref)
+        raise StorageBusyError("the subject was erased again while this write was made for it")
+
+    def _as_live(self, key: SubjectKey, fn: Callable[[Connection, SubjectKey], T], conn: Connection) -> T:
+        if not self.directory.holds(key.subject_id):
+            raise _ErasedMeanwhile
+        return fn(conn, key)
+
     async def durable(self) -> None:
         """Once every commit so far, in both databases, is on disk (see `storage.db`)."""
         await self.data.writer.durable()
@@ -310,6 +338,10 @@ class Store:
     def close(self) -> None:
         self.data.close()
         self._directory_db.close()
+
+
+class _ErasedMeanwhile(Exception):
+    """The subject a write was for was erased, through another process, before the write ran."""
 
 
 @contextlib.contextmanager

@@ -51,19 +51,19 @@ class ComplaintService:
 
     async def file(self, subject_ref: str, body: ComplaintCreate, actor: str) -> ComplaintCreated:
         now = self._clock()
-        key = self._store.directory.resolve(subject_ref)
-        if key is None and body.push_id is not None:
+        if body.push_id is not None and self._store.directory.resolve(subject_ref) is None:
             raise NotFound("no such push of yours", "push_id")
-        key = key or await self._store.directory.ensure_from_loop(subject_ref, now)
         complaint_id = repo.new_id()
-        comment = (
-            None
-            if body.comment is None
-            else key.cipher.seal(body.comment.encode(), text_aad(complaint_id, "comment", key))
-        )
-        created = await self._store.data.writer.run(
-            lambda conn: self._file(conn, key, complaint_id, body, comment, actor, now)
-        )
+
+        def unit(conn: Connection, key: SubjectKey) -> ComplaintCreated:
+            comment = (
+                None
+                if body.comment is None
+                else key.cipher.seal(body.comment.encode(), text_aad(complaint_id, "comment", key))
+            )
+            return self._file(conn, key, complaint_id, body, comment, actor, now)
+
+        created = await self._store.write_as(subject_ref, now, unit)
         self._metrics.complaints.labels(body.reason).inc()
         return created
 

@@ -72,26 +72,25 @@ class DeviceService:
         the same endpoint, whatever the JSON's spelling, and with the keys last given; for apns,
         the same hex in the upper case a row stored before may hold."""
         now = self._clock()
-        key = await self._store.directory.ensure_from_loop(subject_ref, now)
         tag = devices.token_tag(self._store.device_tags, body.platform, body.token)
         earlier = devices.earlier_spellings(body.platform, body.token)
         earlier_tags = [devices.token_tag(self._store.device_tags, body.platform, t) for t in earlier]
 
-        def check_room(conn: Connection) -> None:
+        def check_room(conn: Connection, key: SubjectKey) -> None:
             if devices.count_active(conn, key.subject_id) >= MAX_ACTIVE_DEVICES:
                 raise Conflict(f"at most {MAX_ACTIVE_DEVICES} active devices per user", "token")
 
-        def register(conn: Connection) -> tuple[str, bool]:
+        def register(conn: Connection, key: SubjectKey) -> tuple[str, bool]:
             found = devices.find(conn, key, body.platform, body.token)
             if found is None:
-                check_room(conn)
+                check_room(conn, key)
                 return devices.insert(conn, key, body.platform, body.token, tag, now), True
             devices.registered(conn, found.device_id, tag, now)
             for duplicate in found.duplicates:
                 # One Web Push subscription registered twice before its endpoint named it.
                 devices.delete(conn, key.subject_id, duplicate)
             if found.status != "active":
-                check_room(conn)
+                check_room(conn, key)
                 # Registering a token the provider once called invalid again means the app has it back.
                 devices.set_status(conn, found.device_id, "active", now)
             if not found.current:
@@ -100,7 +99,7 @@ class DeviceService:
                 devices.refresh(conn, key, found.device_id, body.platform, body.token)
             return found.device_id, False
 
-        def unit(conn: Connection) -> tuple[str, bool] | Conflict:
+        def unit(conn: Connection, key: SubjectKey) -> tuple[str, bool] | Conflict:
             # The device is this user's now: another user who registered it (a logout and another
             # login on the same install) no longer gets pushes on it, their payments included.
             # Kept even when this user has no room for another device: only the registration is
@@ -110,11 +109,11 @@ class DeviceService:
                 devices.release_elsewhere(conn, each, key.subject_id, now)
             try:
                 with savepoint(conn, "device"):
-                    return register(conn)
+                    return register(conn, key)
             except Conflict as no_room:
                 return no_room
 
-        done = await self._store.data.writer.run(unit)
+        done = await self._store.write_as(subject_ref, now, unit)
         if isinstance(done, Conflict):
             raise done
         return done
@@ -180,8 +179,10 @@ class DeviceService:
         cell = geohash.encode(body.lat, body.lon, LOCATION_PRECISION)
 
         def unit(conn: Connection) -> None:
-            # Checked inside the write so a concurrent withdrawal cannot slip between check and write.
-            row = consents.current(conn, key.subject_id).get("location") if key else None
+            # Checked inside the write so a concurrent withdrawal cannot slip between check and write,
+            # nor an erasure through another process, whose subject this one's cache may still hold.
+            live = key is not None and self._store.directory.holds(key.subject_id)
+            row = consents.current(conn, key.subject_id).get("location") if key and live else None
             if key is None or row is None or not row.granted:
                 raise Conflict("location consent is not granted", "location")
             locations.put(conn, key, cell, now)

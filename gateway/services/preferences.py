@@ -135,10 +135,9 @@ class PreferenceCenter:
         self._check_against_policy(patch)
         if patch == PreferencesUpdate():
             return self.read(subject_ref)  # nothing asked, nothing changed, nothing recorded
-        key = await self._store.directory.ensure_from_loop(subject_ref, self._clock())
         changes = msgspec.json.encode(patch)
 
-        def unit(conn: Connection) -> PreferencesRead:
+        def unit(conn: Connection, key: SubjectKey) -> PreferencesRead:
             now = self._clock()  # in the unit: events' times follow their order in the ledger
             before = preferences.load(conn, key)
             doc = apply_patch(before, patch)
@@ -152,17 +151,18 @@ class PreferenceCenter:
             granted = consents.current(conn, key.subject_id)
             return self.view(subject_ref, doc, granted, complaints.mutes_for_subject(conn, key.subject_id))
 
-        return await self._store.data.writer.run(unit)
+        return await self._store.write_as(subject_ref, self._clock(), unit)
 
     async def set_consent(
         self, subject_ref: str, purpose: str, body: ConsentUpdate, *, actor: str, source: str
     ) -> ConsentAnswer:
-        key = await self._store.directory.ensure_from_loop(subject_ref, self._clock())
         # The time is read in the unit, so receipts' and events' times follow the ledger's order:
         # read before, concurrent first changes of a new subject (each making it on its own
         # thread) could be written in another order than their times.
-        return await self._store.data.writer.run(
-            lambda conn: self.record_consent(
+        return await self._store.write_as(
+            subject_ref,
+            self._clock(),
+            lambda conn, key: self.record_consent(
                 conn,
                 key,
                 purpose,
@@ -171,7 +171,7 @@ class PreferenceCenter:
                 actor=actor,
                 source=source,
                 now=self._clock(),
-            )
+            ),
         )
 
     def record_consent(

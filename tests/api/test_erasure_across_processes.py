@@ -150,6 +150,59 @@ def test_a_user_who_came_back_through_another_app_gets_their_new_subject_within_
     assert content.title == "t"  # sealed under the new subject's key
 
 
+@pytest.mark.parametrize("write", ["device", "consent", "preferences", "complaint"])
+def test_a_write_through_an_app_still_trusting_its_cache_after_an_erasure_leaves_nothing_behind(
+    client: TestClient[Litestar],
+    runtime: Runtime,
+    settings: Settings,
+    clock: FakeClock,
+    as_user: Callable[[str], Headers],
+    write: str,
+) -> None:
+    """This app trusts its cached key for a minute here (a second by default): a write through it
+    after an erasure made through another app landed under the erased subject's id after the
+    erasure's cleanup, and stayed: a device's token tag, a consent's columns and a ledger event
+    after `subject.erased`. It now goes to whoever the user is now, a new subject."""
+    db = runtime.store._directory_db
+    runtime.store.directory = SubjectDirectory(db, runtime.keys.keyring, max_age=60.0)
+    user = as_user(USER)
+    _register(client.post, user, "fcm-token-erin-first")  # this app holds the subject's key now
+    ref = runtime.store.pseudonyms.subject_ref(USER)
+    erased = runtime.store.directory.resolve(ref)
+    assert erased is not None
+
+    with TestClient(create_app(settings, clock)) as other:
+        assert other.delete("/v1/me", headers=user).status_code == 204
+
+    if write == "device":
+        _register(client.post, user, "fcm-token-erin-again")
+    elif write == "consent":
+        answer = client.put(
+            "/v1/me/consents/marketing", json={"granted": True, "notice_version": "v1"}, headers=user
+        )
+        assert answer.status_code == 200, answer.text
+    elif write == "preferences":
+        answer = client.patch("/v1/me/preferences", json={"timezone": "Asia/Shanghai"}, headers=user)
+        assert answer.status_code == 200, answer.text
+    else:
+        answer = client.post("/v1/me/complaints", json={"reason": "other", "comment": "a note"}, headers=user)
+        assert answer.status_code == 201, answer.text
+
+    conn = runtime.store.data.reader()
+    for table in ("devices", "consents", "preferences", "complaints", "locations", "mutes"):
+        left = conn.execute(f"SELECT count(*) FROM {table} WHERE subject_id = ?", (erased.subject_id,))  # noqa: S608
+        assert left.fetchone()[0] == 0, table
+    after = conn.execute(
+        "SELECT kind FROM ledger WHERE subject_id = ? AND seq > "
+        "(SELECT max(seq) FROM ledger WHERE subject_id = ? AND kind = 'subject.erased')",
+        (erased.subject_id, erased.subject_id),
+    ).fetchall()
+    assert after == []
+    now = runtime.store.directory.resolve(ref)
+    assert now is not None
+    assert now.subject_id != erased.subject_id  # the user came back, anew
+
+
 @pytest.fixture
 def two_servers(tmp_path: Path) -> Iterator[tuple[Server, Server]]:
     """Two `consent-gateway serve` processes on one data dir, without workers: what is queued
