@@ -123,7 +123,7 @@ def _encodable(text: str) -> bool:
 
 
 CREDENTIAL_MAX = 8192
-"""Our keys are 50 characters and a user token a few hundred. PyJWT checks a token's characters
+"""Our API keys are 64 characters and a user token a few hundred. PyJWT checks a token's characters
 one by one in Python, on the event loop and before its signature: an unsigned megabyte would
 hold up every request for a tenth of a second, so longer credentials are refused unread."""
 
