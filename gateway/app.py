@@ -100,6 +100,7 @@ def create_app(
         app.state.runtime = runtime
         worker = Worker(runtime.dispatcher, settings.worker_concurrency) if settings.worker_enabled else None
         task = asyncio.create_task(worker.run()) if worker else None
+        finishing = asyncio.create_task(runtime.finish_rotation())
         try:
             with server_collector() if tune_collector else nullcontext():
                 yield
@@ -107,6 +108,7 @@ def create_app(
             if worker and task:
                 worker.stop()
                 await task
+            await finishing
             await runtime.aclose()
 
     return Litestar(

@@ -110,15 +110,35 @@ class Runtime:
                     f"the key store cannot be written ({exc.strerror or type(exc).__name__}): nothing "
                     "was rotated; rotation needs a writable CGW_KEYSTORE_FILE and room beside it"
                 ) from None
-            rewrapped = await asyncio.to_thread(self.store.directory.rewrap_all)
-            await asyncio.to_thread(self.store.forget_unused_wrapping_keys)
-            now = self.clock()
-            await self.store.data.writer.run(
-                lambda conn: admin_log.record(
-                    conn, now, actor, "encryption_key.rotated", kid, {"rewrapped": rewrapped}
-                )
+            return kid, await self._rewrap(actor, kid)
+
+    async def finish_rotation(self) -> None:
+        """Run at start (`serve`): a rotation cut short (a crash, an unwrap that failed mid-pass)
+        left data keys wrapped only under the key it replaced, the one an operator rotates away
+        from when it leaked, and no entry in the admin log, so nothing said so. It is finished
+        here, logged with `gateway` as its actor. Off the event loop's back, while serving; a
+        failure is logged and leaves it for the next start or rotation."""
+        async with self._rotation:
+            try:
+                if not await asyncio.to_thread(self.store.rotation_unfinished):
+                    return
+                log.warning("a key rotation was not finished: re-wrapping the data keys it left")
+                await self._rewrap("gateway", self.keys.keyring.active)
+            except Exception as exc:  # serving goes on; the keys left still open under the old key
+                log.error("finishing a key rotation failed", extra={"error": type(exc).__name__})
+
+    async def _rewrap(self, actor: str, kid: str) -> int:
+        """Every data key re-wrapped under the active key, the keys no data key uses any more
+        forgotten, and the rotation in the admin log; returns how many were re-wrapped."""
+        rewrapped = await asyncio.to_thread(self.store.directory.rewrap_all)
+        await asyncio.to_thread(self.store.forget_unused_wrapping_keys)
+        now = self.clock()
+        await self.store.data.writer.run(
+            lambda conn: admin_log.record(
+                conn, now, actor, "encryption_key.rotated", kid, {"rewrapped": rewrapped}
             )
-            return kid, rewrapped
+        )
+        return rewrapped
 
     async def aclose(self) -> None:
         for adapter in {id(a): a for a in self.adapters.values()}.values():

@@ -279,6 +279,14 @@ class Store:
         self._keystore_seen = stamp
         return None
 
+    def rotation_unfinished(self) -> bool:
+        """Whether data keys are still wrapped under a key-encryption key that is not the active
+        one: a rotation cut short (a crash, an unwrap that failed mid-pass) or a directory restored
+        from before one. A finished rotation leaves only the active key listed."""
+        listed = self._directory_db.writer.run_alone(_listed_wrapping_keys)
+        old = [prefix for prefix in listed if _kid(prefix) != self.keys.keyring.active]
+        return bool(old) and bool(self._directory_db.writer.run_alone(partial(_samples, prefixes=old)))
+
     def forget_unused_wrapping_keys(self) -> None:
         """After a rotation re-wrapped every data key: the key-encryption keys no data key uses
         any more leave `wrapping_keys`, so that readiness and the next start no longer ask the

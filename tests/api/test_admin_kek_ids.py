@@ -7,6 +7,7 @@ import base64
 import json
 import os
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -136,3 +137,36 @@ def test_a_subject_made_while_a_rotation_runs_is_wrapped_under_the_new_key(
     wraps = [w for (w,) in runtime.store._directory_db.reader().execute("SELECT wrapped_key FROM subjects")]
     assert len(wraps) == 4
     assert {keyring.key_id_of(w) for w in wraps} == {keyring.active}
+
+
+def test_a_rotation_cut_short_is_finished_at_the_next_start(
+    settings: Settings, clock: FakeClock, data_dir: Path
+) -> None:
+    """The new key made active, the process gone before it re-wrapped (a crash): data keys stayed
+    wrapped only under the key rotated away from, the one a leak is rotated away from, and the
+    admin log said nothing. The next start finishes it and logs it as the gateway's."""
+    with TestClient(create_app(settings, clock)) as client:
+        runtime: Runtime = client.app.state.runtime
+        alice = {"Authorization": f"Bearer {runtime.user_tokens.mint('alice', system_clock())}"}
+        granted = client.put(
+            "/v1/me/consents/marketing", headers=alice, json={"granted": True, "notice_version": "v1"}
+        )
+        assert granted.status_code == 200, granted.text  # a data key wrapped under kek-1
+        assert runtime.keys.add_kek() == "kek-2"  # and nothing after it: cut short
+
+    with TestClient(create_app(settings, clock)) as client:
+        runtime = client.app.state.runtime
+        _, secret = runtime.api_keys.create_sync("auditor", ("audit:read",))
+        entries: list[dict[str, object]] = []
+        deadline = time.monotonic() + 10
+        while not entries and time.monotonic() < deadline:
+            time.sleep(0.05)
+            log = client.get("/v1/audit/admin-log", headers={"Authorization": f"Bearer {secret}"})
+            assert log.status_code == 200, log.text
+            entries = [e for e in log.json()["entries"] if e["action"] == "encryption_key.rotated"]
+        assert [(e["actor"], e["target"], e["detail"]) for e in entries] == [
+            ("gateway", "kek-2", {"rewrapped": 1})
+        ]
+        assert not runtime.store.rotation_unfinished()
+        listed = runtime.store._directory_db.reader().execute("SELECT prefix FROM wrapping_keys").fetchall()
+        assert [bytes(p)[2:].decode() for (p,) in listed] == ["kek-2"]
