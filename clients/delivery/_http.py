@@ -59,8 +59,8 @@ __all__ = [
     "Reply",
     "TransportFailure",
     "classify_status",
-    "credentials_refused",
     "invalid_token",
+    "refused_alike",
     "transport_failure",
     "ttl_seconds",
 ]
@@ -526,12 +526,12 @@ def transport_failure(code: str) -> DeliveryResult:
     return DeliveryResult(status="retry", provider_code=code, asked_provider=asked)
 
 
-def credentials_refused(reply: Reply, now: Clock, code: str | None) -> DeliveryResult:
-    """The provider refused our own credential (a service-account key revoked or rotated, a
-    signing key, key id or team mistyped, a clock far off): every push would be refused alike and
-    none is its device's fault, so none is failed for it. A retry counts against the provider's
-    circuit: after a few the circuit opens, and pushes wait unsent, spending no attempt, for the
-    operator to mend the credential; those still within their TTL go out then."""
+def refused_alike(reply: Reply, now: Clock, code: str | None) -> DeliveryResult:
+    """A refusal of ours, not the device's, which every push would meet alike: our own credential
+    refused (a service-account key revoked or rotated, a signing key, key id or team mistyped, a
+    clock far off), or a relay URL that names nothing (404). None is failed for it. A retry counts
+    against the provider's circuit: after a few the circuit opens, and pushes wait unsent, spending
+    no attempt, for the operator to mend it; those still within their TTL go out then."""
     retry_after = parse_retry_after(reply.headers.get("retry-after"), now())
     return DeliveryResult(
         status="retry", retry_after=retry_after, provider_status=reply.status, provider_code=code

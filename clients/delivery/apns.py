@@ -34,8 +34,8 @@ from clients.delivery._http import (
     Reply,
     TransportFailure,
     classify_status,
-    credentials_refused,
     invalid_token,
+    refused_alike,
     transport_failure,
 )  # fmt: skip
 from clients.delivery.base import (
@@ -140,7 +140,7 @@ class ApnsAdapter:
         if reply.status == 410 or reason in _INVALID_REASONS:
             return invalid_token(reply, reason)
         if reply.status == 403 and reason in _STALE_JWT_REASONS:  # refused fresh too: our key's
-            return credentials_refused(reply, self._clock, reason)
+            return refused_alike(reply, self._clock, reason)
         return classify_status(reply, self._clock, code=reason)
 
     async def aclose(self) -> None:

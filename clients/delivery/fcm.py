@@ -8,7 +8,7 @@ waiting for it share its answer, a failure too: a round's sends cost one token t
 Google's token endpoint is down, not one each. A 401 means the token died early (revoked, clock
 skew): it is dropped and the send is tried once more with a fresh one. Refused again, or the
 token endpoint refusing our assertion, is our credential's failure, not the device's: a retry
-(`credentials_refused`). The project's APNs or Web Push credential refused (THIRD_PARTY_AUTH_ERROR)
+(`refused_alike`). The project's APNs or Web Push credential refused (THIRD_PARTY_AUTH_ERROR)
 fails the push: Android's go on, so it would hold them back as a retry opening FCM's circuit.
 
 FCM v1 has no client-supplied message id, so the idempotency key travels in `data` as
@@ -38,8 +38,8 @@ from clients.delivery._http import (
     Reply,
     TransportFailure,
     classify_status,
-    credentials_refused,
     invalid_token,
+    refused_alike,
     transport_failure,
     ttl_seconds,
 )
@@ -246,7 +246,7 @@ class FcmAdapter:
         except TransportFailure as exc:
             return transport_failure(exc.code)
         if not 200 <= reply.status < 300:  # 4xx: a bad key, a revoked account; 5xx, 429: Google's
-            return credentials_refused(reply, self._clock, "oauth_token")
+            return refused_alike(reply, self._clock, "oauth_token")
         try:
             answer = msgspec.json.decode(reply.content, type=_TokenAnswer)
         except msgspec.DecodeError:
@@ -284,7 +284,7 @@ class FcmAdapter:
             if gone or about_token:
                 return invalid_token(reply, code)
         if (reply.status == 401 and code != _THIRD_PARTY_AUTH) or code in _OUR_CREDENTIALS:
-            return credentials_refused(reply, self._clock, code)  # a fresh access token refused too
+            return refused_alike(reply, self._clock, code)  # a fresh access token refused too
         result = classify_status(reply, self._clock, code=code)
         if code == _QUOTA_EXCEEDED and result.retry_after is None:
             # FCM's ErrorCode reference: retry a sending limit exceeded with exponential backoff

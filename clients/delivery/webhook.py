@@ -10,7 +10,7 @@ device alike. Only 410 Gone, which a relay sends on purpose, disables the device
 again with backoff (and, as a failure of the relay, counts toward its circuit breaker), so once
 the URL or the relay is fixed the pushes waiting go through and no user has to register again.
 A 401 is the relay refusing our signature (the secret, or a clock far off): every device alike
-again, so it is tried again the same way (`credentials_refused`), not failed for the device.
+again, so it is tried again the same way (`refused_alike`), not failed for the device.
 """
 
 from __future__ import annotations
@@ -29,12 +29,11 @@ from clients.delivery._http import (
     Reply,
     TransportFailure,
     classify_status,
-    credentials_refused,
     invalid_token,
+    refused_alike,
     transport_failure,
 )
 from clients.delivery.base import PROVIDER_TIMEOUT_SECONDS, Clock, DeliveryMessage, DeliveryResult, SecretText
-from clients.delivery.retry import parse_retry_after
 
 __all__ = ["WebhookAdapter", "WebhookConfig", "WebhookSigner", "sign_webhook", "verify_webhook_signature"]
 
@@ -157,9 +156,6 @@ class WebhookAdapter:
         relay is (or is not), not the device (see the module's docstring)."""
         if reply.status == 410:
             return invalid_token(reply, None)
-        if reply.status == 404:
-            retry_after = parse_retry_after(reply.headers.get("retry-after"), self._clock())
-            return DeliveryResult(status="retry", retry_after=retry_after, provider_status=404)
-        if reply.status == 401:
-            return credentials_refused(reply, self._clock, None)
+        if reply.status in (401, 404):
+            return refused_alike(reply, self._clock, None)
         return classify_status(reply, self._clock)
