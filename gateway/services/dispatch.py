@@ -102,7 +102,9 @@ log = logging.getLogger("gateway.dispatch")
 END_STATES = frozenset({"rejected", "delivered", "failed", "expired"})
 CIRCUIT_OPEN = "CircuitOpen"
 LEASE_ENDING = "LeaseEnding"
-NOT_SENT = frozenset({CIRCUIT_OPEN, LEASE_ENDING, EXPIRED_UNSENT})  # provider codes of sends never started
+ERASED_UNSENT = "SubjectErased"
+# Provider codes of sends never started.
+NOT_SENT = frozenset({CIRCUIT_OPEN, LEASE_ENDING, EXPIRED_UNSENT, ERASED_UNSENT})
 ADAPTER_ERROR = "AdapterError"
 BACKOFF_CAP_SECONDS = 15 * 60.0
 _SETTLED = frozenset({"delivered", "failed"})  # a device's delivery states that are final
@@ -326,7 +328,7 @@ class Dispatcher:
         # claims the push and sends it again. (A lease under twice a send's longest keeps half
         # of itself for sending, and is warned of at start.)
         last_start = now + lease - min(timedelta(seconds=LONGEST_SEND_SECONDS), lease / 2)
-        sent = asyncio.gather(*(self._send_all(s.messages, last_start) for _, s in sends))
+        sent = asyncio.gather(*(self._send_all(s.messages, s.subject_id, last_start) for _, s in sends))
         # Only where every send ends within its lease (`last_start` keeps a send's longest inside
         # it from a lease of twice that): with a shorter one, a claim made while this round still
         # sends could take back its pushes, their leases run out, while their first sends run.
@@ -608,25 +610,31 @@ class Dispatcher:
     # -- step 2: send ------------------------------------------------------------------------
 
     def _send_all(
-        self, messages: tuple[DeliveryMessage, ...], last_start: datetime
+        self, messages: tuple[DeliveryMessage, ...], subject_id: str, last_start: datetime
     ) -> asyncio.Future[list[DeliveryResult]]:
         """A push's sends, one per device, their tasks made now: a round's sends start, and take
         the provider's slots, in the order its pushes were claimed (earliest due first). Most
         pushes have one device, sent without a gather of its own (a gathering future less)."""
         if len(messages) == 1:
-            return asyncio.ensure_future(self._send_one(messages[0], last_start))
-        return asyncio.gather(*(self._send(m, last_start) for m in messages))
+            return asyncio.ensure_future(self._send_one(messages[0], subject_id, last_start))
+        return asyncio.gather(*(self._send(m, subject_id, last_start) for m in messages))
 
-    async def _send_one(self, message: DeliveryMessage, last_start: datetime) -> list[DeliveryResult]:
-        return [await self._send(message, last_start)]
+    async def _send_one(
+        self, message: DeliveryMessage, subject_id: str, last_start: datetime
+    ) -> list[DeliveryResult]:
+        return [await self._send(message, subject_id, last_start)]
 
-    async def _send(self, message: DeliveryMessage, last_start: datetime) -> DeliveryResult:
+    async def _send(self, message: DeliveryMessage, subject_id: str, last_start: datetime) -> DeliveryResult:
         """One send, asked of the breaker only once a connection is free for it: a round holds
         up to ten sends per push, and asked at the round's start, every send queued behind the
         first failing wave would still go to a provider known to be down, a timeout each. Nor
         started past `last_start`: not sent, it waits for the push's next claim. Nor once the
         push has expired, which it may have while the send waited for a connection: the round's
-        claim checked its expiry, but a round's sends may wait most of a lease."""
+        claim checked its expiry, but a round's sends may wait most of a lease. Nor once its
+        user is erased: a round's later sends start seconds after its claim decided them, and
+        an erasure answered meanwhile (in any process) must stop them, not see the user's token
+        and content sent after it. The directory's row is read past its cache, a point read of
+        a few µs a send; the push's next claim ends it erased."""
         adapter = self._adapters[message.platform]
         async with self._slots[adapter.name]:
             now = self._clock()
@@ -634,6 +642,8 @@ class Dispatcher:
                 return DeliveryResult(status="retry", provider_code=LEASE_ENDING)
             if now >= message.expires_at:
                 return DeliveryResult(status="retry", provider_code=EXPIRED_UNSENT)
+            if not self._store.directory.holds(subject_id):
+                return DeliveryResult(status="retry", provider_code=ERASED_UNSENT)
             return await self._send_now(adapter, message)
 
     async def _send_now(self, adapter: DeliveryAdapter, message: DeliveryMessage) -> DeliveryResult:
@@ -704,8 +714,8 @@ class Dispatcher:
                     reopen, self._breaker(self._circuit(sender, message)).reopens_in(now.timestamp())
                 )
                 continue
-            if result.provider_code in (LEASE_ENDING, EXPIRED_UNSENT):
-                continue  # not sent, not an attempt: the next claim sends it, or ends it `expired`
+            if result.provider_code in (LEASE_ENDING, EXPIRED_UNSENT, ERASED_UNSENT):
+                continue  # not sent, not an attempt: the next claim sends it, or ends it `expired` or erased
             attempted = True
             delivered.append(
                 DeliveryRecord(
@@ -726,10 +736,11 @@ class Dispatcher:
         # Waiting on this round's devices only: a device removed or disabled since its last
         # `retry` is no longer sent to, and its old record must not keep the push waiting.
         waiting = skipped or any(states[m.device_id] == "retry" for m in send.messages)
-        # Expired before a send could start: due at once (at its expiry), its next claim ends it
-        # `expired`, or `delivered` if a device has it, even when its attempts are spent.
-        expired = any(r.provider_code == EXPIRED_UNSENT for r in results)
-        if waiting and (attempts < self._settings.delivery_max_attempts or expired):
+        # Expired or erased before a send could start: due at once (at its expiry), its next
+        # claim ends it `expired` or erased, or `delivered` if a device has it, even when its
+        # attempts are spent.
+        ending = any(r.provider_code in (EXPIRED_UNSENT, ERASED_UNSENT) for r in results)
+        if waiting and (attempts < self._settings.delivery_max_attempts or ending):
             delay = (
                 backoff_delay(
                     attempts, self._settings.delivery_backoff_seconds, BACKOFF_CAP_SECONDS, self._rand,
