@@ -386,6 +386,11 @@ class _Checkpointer:
         return 0
 
 
+_NO_DESCRIPTOR = frozenset({errno.EMFILE, errno.ENFILE})
+"""Errors of a WAL's first open that say only that the process or the system had no file
+descriptor free at that moment."""
+
+
 class _Syncer:
     """The thread that makes commits durable: one `fdatasync` of the WAL covers every commit
     made before it started, then the callbacks of those commits run (on this thread).
@@ -393,13 +398,20 @@ class _Syncer:
     `synced` is the highest commit number known durable. Commits are numbered under the
     writer's lock, so a sync after commit n covers every commit before n too. A failure is
     final: a failed fsync may have dropped pages, and WAL recovery stops at the first missing
-    frame, so no later commit is durable either; every later request gets the same error."""
+    frame, so no later commit is durable either; every later request gets the same error.
+
+    The WAL is opened once, at the first sync, and held: opened at each sync, a process out of
+    file descriptors (idle connections held open by a client, say) could not open it, and that
+    passing shortage was taken for a final failure, the gateway refusing every write until
+    restarted. A first open that finds no descriptor free fails only the commits it was to
+    make durable; the next sync tries again."""
 
     def __init__(self, path: Path, key: bytes, page_mac: str, name: str, write_lock: threading.Lock) -> None:
         self._path = path
         self._identity = _identity(path)  # the file the writer opened, before any commit
         self._wal = Path(f"{path}-wal")
-        self._wal_identity: tuple[int, int] | None = None  # the WAL's, once the first commit made it
+        self._wal_fd: int | None = None  # held from the first sync (made after the first commit)
+        self._wal_identity: tuple[int, int] | None = None
         self._checkpointer = _Checkpointer(path, key, page_mac, name, write_lock)
         self.synced = 0
         self.failed: OSError | None = None
@@ -427,7 +439,8 @@ class _Syncer:
                     except queue.Empty:
                         break
                 error, size = (self.failed, 0) if self.failed else self._sync()
-                self.failed = error
+                if error is None or error.errno not in _NO_DESCRIPTOR:
+                    self.failed = error
                 if error is None:
                     self.synced = max([self.synced, *(item[0] for item in batch if item is not None)])
                 for item in batch:
@@ -438,6 +451,8 @@ class _Syncer:
                 if error is None and size > CHECKPOINT_WAL_BYTES:
                     self._checkpointer.request()
         finally:
+            if self._wal_fd is not None:
+                os.close(self._wal_fd)
             self._checkpointer.close()
 
     def moved(self) -> str | None:
@@ -450,26 +465,23 @@ class _Syncer:
         return "missing" if now is None else "replaced"
 
     def _sync(self) -> tuple[OSError | None, int]:
-        """A database file or WAL removed or replaced (`moved`) makes no commit durable: the same
-        final failure as a failed fsync. One `stat` per sync."""
+        """A database file or WAL removed or replaced (`moved`, or the WAL's path no longer
+        naming the file held open) makes no commit durable: the same final failure as a failed
+        fsync. Two `stat`s per sync."""
         if (moved := self.moved()) is not None:
             return OSError(errno.ENOENT, f"{self._path.name} is {moved} on disk"), 0
         try:
-            fd = os.open(self._wal, os.O_RDONLY)
-        except OSError as exc:  # the WAL outlives every commit while the writer is open: removed
-            return exc, 0
-        try:
-            status = os.fstat(fd)
-            if self._wal_identity is None:
-                self._wal_identity = (status.st_dev, status.st_ino)
-            elif (status.st_dev, status.st_ino) != self._wal_identity:
+            if self._wal_fd is None:  # the WAL outlives every commit while the writer is open
+                self._wal_fd = os.open(self._wal, os.O_RDONLY | os.O_CLOEXEC)
+                held = os.fstat(self._wal_fd)
+                self._wal_identity = (held.st_dev, held.st_ino)
+            status = os.stat(self._wal)
+            if (status.st_dev, status.st_ino) != self._wal_identity:
                 return OSError(errno.ENOENT, f"{self._wal.name} was replaced on disk"), 0
-            os.fdatasync(fd)
+            os.fdatasync(self._wal_fd)
             return None, status.st_size
-        except OSError as exc:
+        except OSError as exc:  # removed, or the sync failed
             return exc, 0
-        finally:
-            os.close(fd)
 
 
 def _call_on(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args: Any) -> None:

@@ -5,8 +5,10 @@ is replaced."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import resource
 from collections.abc import Callable
 
 import pytest
@@ -83,3 +85,40 @@ def test_a_write_lock_held_by_another_process_past_the_busy_timeout_answers_503_
     assert client.get("/readyz").status_code == 200  # and it ended nothing
     again = client.put("/v1/me/consents/marketing", json={**CONSENT, "granted": False}, headers=user)
     assert again.status_code == 200
+
+
+def test_a_process_out_of_file_descriptors_for_a_while_is_not_failed_for_good(
+    client: TestClient[Litestar],
+    runtime: Runtime,
+    as_user: Callable[[str], Headers],
+) -> None:
+    """Clients holding idle connections can use up the process's file descriptors. The syncer
+    opened the WAL at each sync, so a commit made then found no descriptor to sync with, and
+    that passing shortage was taken for a failed fsync: every write refused until a restart.
+    Here the descriptors really run out (the soft limit lowered to what is open, the rest
+    filled with /dev/null) while consents are written; once they are free again, writes and
+    readiness are as before."""
+    user = as_user("descriptor-user")
+    assert client.put("/v1/me/consents/marketing", json=CONSENT, headers=user).status_code == 200
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    held: list[int] = []
+    resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 64, hard))
+    try:
+        with contextlib.suppress(OSError):
+            while True:
+                held.append(os.open(os.devnull, os.O_RDONLY))
+        during = [
+            client.put("/v1/me/consents/marketing", json={**CONSENT, "granted": n % 2 == 0}, headers=user)
+            for n in range(3)
+        ]
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert len(held) > 0
+    # During the shortage a write may be answered or refused, never failed for good.
+    assert {r.status_code for r in during} <= {200, 503}, [r.text for r in during]
+    after = client.patch("/v1/me/preferences", json={"locale": "en"}, headers=user)
+    assert after.status_code == 200, after.text
+    assert client.get("/readyz").status_code == 200
+    assert client.get("/healthz").json() == {"status": "ok", "checks": {}}
