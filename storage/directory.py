@@ -214,6 +214,11 @@ class SubjectDirectory:
         row = self._db.reader().execute("SELECT 1 FROM subjects WHERE subject_id = ?", (subject_id,))
         return row.fetchone() is not None
 
+    def holding(self, subject_ids: Iterable[str]) -> set[str]:
+        """The live subjects among `subject_ids`, read past the cache: `holds` for many, in a
+        few IN queries."""
+        return {row[0] for row in self._rows_by_id(subject_ids, "subject_id")}
+
     def forget(self, subject_ref: str) -> None:
         """Drop the ref's cached entry: its subject was found gone (`holds`)."""
         with self._lock:

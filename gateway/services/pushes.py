@@ -223,6 +223,33 @@ class PushService:
             for (key_id, request), ref in zip(items, refs, strict=True)
         ]
 
+    def _as_erased_now(self, prepared: Sequence[_Prepared], now: datetime) -> Sequence[_Prepared]:
+        """The pushes to record, their subjects asked again of the directory past its cache, in the
+        unit: a process trusts a cached key for a second, and a push through it just after an
+        erasure made in another process would be decided against the emptied subject (`no_device`
+        for `subject_erased`) and recorded under its id after the erasure's cleanup, with the
+        fingerprint the cleanup removes. Either this read sees the subject gone, or the cleanup
+        runs after the unit (as `Store.write_as` explains). A push to one gone is prepared again
+        for whoever its user is now: erased, or a new subject if they came back. Dry runs record
+        nothing and are not asked."""
+        recording = {p.key.subject_id for p in prepared if p.key is not None and p.record is not None}
+        if not recording:
+            return prepared
+        directory = self._store.directory
+        gone = recording - directory.holding(recording)
+        if not gone:
+            return prepared
+        again: list[int] = []
+        for i, p in enumerate(prepared):
+            if p.key is not None and p.key.subject_id in gone:
+                directory.forget(p.key.subject_ref)
+                again.append(i)
+        redone = self._prepare_all([(prepared[i].key_id, prepared[i].request) for i in again], now)
+        fresh = list(prepared)
+        for i, p in zip(again, redone, strict=True):
+            fresh[i] = p
+        return fresh
+
     def read(self, push_id: str, key_id: str, campaign_reader: bool) -> PushRead:
         row = pushes.get(self._store.data.reader(), push_id)
         if row is None or not (row.key_id == key_id or (campaign_reader and row.campaign_id is not None)):
@@ -372,6 +399,7 @@ class PushService:
         self._policy.refresh(conn)
         policy = self._policy.settings
         judged = self._policy.content_key
+        prepared = self._as_erased_now(prepared, now)
         recorded = self._recorded(conn, prepared)
         states = subject_state.load_many(
             conn,

@@ -203,6 +203,44 @@ def test_a_write_through_an_app_still_trusting_its_cache_after_an_erasure_leaves
     assert now.subject_id != erased.subject_id  # the user came back, anew
 
 
+@pytest.mark.parametrize("how", ["single", "batch"])
+def test_a_push_through_an_app_still_trusting_its_cache_after_an_erasure_is_refused_as_erased(
+    client: TestClient[Litestar],
+    runtime: Runtime,
+    settings: Settings,
+    clock: FakeClock,
+    as_user: Callable[[str], Headers],
+    as_key: Callable[..., Headers],
+    how: str,
+) -> None:
+    """This app trusts its cached key for a minute here: a push through it after an erasure made
+    through another app was decided against the emptied subject (`no_device`, not
+    `subject_erased`) and recorded under the erased subject's id, with the fingerprint of its
+    content that the erasure's cleanup removes from every push of theirs. It is now refused as
+    erased, linked to no subject, with no fingerprint."""
+    db = runtime.store._directory_db
+    runtime.store.directory = SubjectDirectory(db, runtime.keys.keyring, max_age=60.0)
+    user, service = as_user(USER), as_key("pushes:write")
+    _register(client.post, user, "fcm-token-erin-cached")
+    assert client.post("/v1/pushes", json=_push_body("cached"), headers=service).json()["outcome"] == "queued"
+
+    with TestClient(create_app(settings, clock)) as other:
+        assert other.delete("/v1/me", headers=user).status_code == 204
+
+    if how == "single":
+        answer = client.post("/v1/pushes", json=_push_body("after"), headers=service).json()
+    else:
+        batch = {"pushes": [_push_body("after"), {**_push_body("other"), "user_id": "someone-else"}]}
+        answer = client.post("/v1/pushes/batch", json=batch, headers=service).json()["results"][0]
+    assert (answer["outcome"], answer["reasons"]) == ("rejected", ERASED), answer
+    row = (
+        runtime.store.data.reader()
+        .execute("SELECT subject_id, length(fingerprint) FROM pushes WHERE push_id = ?", (answer["push_id"],))
+        .fetchone()
+    )
+    assert tuple(row) == (None, 0)
+
+
 @pytest.fixture
 def two_servers(tmp_path: Path) -> Iterator[tuple[Server, Server]]:
     """Two `consent-gateway serve` processes on one data dir, without workers: what is queued
