@@ -172,7 +172,7 @@ class MeController(Controller):
 
     @get("/export", operation_id="exportMyData", responses=refusals())
     async def export(self, request: UserRequest, runtime: RuntimeDep) -> ExportRead:
-        return runtime.rights.export(_ref(request))
+        return await runtime.rights.export(_ref(request))
 
     @delete("/", operation_id="eraseMe", status_code=HTTP_204_NO_CONTENT, responses=refusals())
     async def erase(self, request: UserRequest, runtime: RuntimeDep) -> None:
