@@ -57,7 +57,10 @@ def grow_ledger(client: Any, user: dict[str, str], n: int) -> None:
 
 
 def scan_bytes(root: Path, needles: list[str]) -> dict[str, list[str]]:
-    """Which needles occur, as UTF-8 or UTF-16, in which files under root (for privacy tests)."""
+    """Which needles occur, as UTF-8 or UTF-16, in which files under root. The databases are
+    encrypted page by page, so this finds nothing in them however their columns leak: it guards
+    against a file kept in the clear (a log, a sidecar, an unkeyed database). Privacy tests pair
+    it with `scan_tables`, which reads each column through SQLite."""
     found: dict[str, list[str]] = {}
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         blob = path.read_bytes()
