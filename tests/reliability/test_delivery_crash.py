@@ -11,6 +11,11 @@ thread racing the kill, so kills also land during submissions; a chunk whose ans
 is submitted again with the same idempotency keys after the restart (the batch is one
 transaction: all of it was recorded, or none). Accepted = every push_id a batch answer named.
 
+The relay takes RELAY_SECONDS over each answer, so that a round's sends are still waiting for
+their answers during much of each life, and kills land there too, not only on an idle server
+that has delivered all it had: a run where no kill cut a delivery short (no repeat, no request
+cut off mid-body) tested no crash of delivery, and fails.
+
 After the last kill the server runs until the outbox is empty (bounded), then:
 - 0 lost: every accepted push reached the relay (a 2xx answer) for its device;
 - 0 unexpected: nothing reached the relay that was not accepted;
@@ -42,6 +47,7 @@ PER_USER = 10
 CHUNKS = 10  # one per life of the server: 10 kills
 KILLS = CHUNKS
 DRAIN_TIMEOUT = 60.0
+RELAY_SECONDS = 0.3
 
 
 def _chunks(total: int, parts: int) -> list[range]:
@@ -53,7 +59,7 @@ def test_sigkill_under_load_loses_nothing_and_repeats_only_with_the_same_key(
     tmp_path: Any, request: pytest.FixtureRequest
 ) -> None:
     rng = random.Random(20261123)
-    with Receiver(SECRET) as relay:
+    with Receiver(SECRET, delay=RELAY_SECONDS) as relay:
         gw = GatewayProcess(
             tmp_path / "data", relay.url, SECRET,
             CGW_WORKER_LEASE_SECONDS="3", CGW_DELIVERY_BACKOFF_SECONDS="0.2",
@@ -159,5 +165,5 @@ def test_sigkill_under_load_loses_nothing_and_repeats_only_with_the_same_key(
         keys = {k for k, _ in copies}
         assert keys == {f"{push_id}:{device_id}"}, f"{push_id}: repeats with other keys {keys}"
         assert len({raw for _, raw in copies}) == 1, f"{push_id}: a repeat with another body"
-    assert len(kill_points) >= 10
+    assert redeliveries + truncated > 0, "no kill landed while deliveries were in flight"
     assert all(statuses[p] == "delivered" for p in accepted), Counter(statuses[p] for p in accepted)
