@@ -1,5 +1,5 @@
 """Bad input to the push API: each is a 4xx in the one problem shape, naming the field, and
-records nothing (no push row, no outbox row)."""
+records nothing (no row in any table: no push, no outbox row, no subject, no ledger event)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from conftest import FIXED_NOW, FakeClock, Headers
 from litestar import Litestar
 from litestar.testing import TestClient
-from support import assert_problem
+from support import assert_problem, readers
 
 from gateway.app import create_app
 from gateway.clock import system_clock
@@ -45,13 +45,16 @@ class Setup(NamedTuple):
     key: Headers
     campaigns: dict[str, str]  # topic -> campaign_id
 
-    def counts(self) -> tuple[int, int]:
-        conn = self.runtime.store.data.reader()
-        pushes, outbox = (
-            int(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0])  # noqa: S608
-            for t in ("pushes", "outbox")
-        )
-        return pushes, outbox
+    def counts(self) -> dict[str, int]:
+        """Rows in every table of every database (the directory's and the ledger's included):
+        a refusal must write to none of them."""
+        counts: dict[str, int] = {}
+        for name, conn in readers(self.runtime).items():
+            tables = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+            for (table,) in tables:
+                row = conn.execute(f'SELECT count(*) FROM "{table}"').fetchone()  # noqa: S608
+                counts[f"{name}:{table}"] = int(row[0])
+        return counts
 
 
 def prepare(
@@ -275,7 +278,8 @@ def test_valid_baseline_is_accepted(fresh: Setup) -> None:
     answer = fresh.client.post("/v1/pushes", json=good(), headers=fresh.key)
     assert answer.status_code == 200, answer.text
     assert answer.json()["outcome"] == "queued"
-    assert fresh.counts() == (1, 1)
+    counts = fresh.counts()
+    assert (counts["gateway.db:pushes"], counts["gateway.db:outbox"]) == (1, 1)
 
 
 def test_ttl_over_an_admin_lowered_maximum(fresh: Setup, as_key: Callable[..., Headers]) -> None:
@@ -308,7 +312,8 @@ def test_title_over_the_policy_limit_is_a_decision_not_a_4xx(fresh: Setup) -> No
     answer = fresh.client.post("/v1/pushes", json=good(title="x" * 101), headers=fresh.key)
     assert answer.status_code == 200
     assert answer.json()["reasons"] == [{"code": "payload_too_large", "field": "title", "limit": 100}]
-    assert fresh.counts() == (1, 0)
+    counts = fresh.counts()
+    assert (counts["gateway.db:pushes"], counts["gateway.db:outbox"]) == (1, 0)
 
 
 def test_batch_over_10000_items(setup: Setup) -> None:
