@@ -6,9 +6,10 @@ a subject appears only as its `subject_ref`, and as null once the subject is era
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
+from msgspec import Meta
 
 from gateway.schemas.pushes import WireReason
 
@@ -66,11 +67,17 @@ class SubjectRead(msgspec.Struct, kw_only=True):
     as_of: str
     consents: dict[str, PurposeState]
     history: list[AuditEvent]
-    erased_at: str | None = None
-    """The day of the ref's last erasure, as the UTC midnight after it: its moment is the ledger's
-    `subject.erased` event's, which names the subject's internal id, and would link the two. For
-    an erased subject nothing is held from then on (or from now, if sooner); a moment before is
-    answered `granted: null` (the old history is unreadable), for one who came back too."""
+    erased_at: Annotated[
+        str | None,
+        Meta(
+            description="The day of the ref's last erasure, given as the UTC midnight after it "
+            "(so it may read as a moment still to come): the exact moment is kept only in the "
+            "ledger's `subject.erased` event, which names the subject's internal id, and would "
+            "link the two. For an erased subject nothing is held from then on (or from now, if "
+            "sooner); a moment before is answered `granted: null` (the old history is "
+            "unreadable), for one who came back too."
+        ),
+    ] = None
 
 
 class DecisionRead(msgspec.Struct, kw_only=True):

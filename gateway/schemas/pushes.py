@@ -107,8 +107,10 @@ class PushCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, gc=Fa
     dry_run: Annotated[
         bool,
         Meta(
-            description="Decide without recording or counting anything. Refused (400) for a push "
-            "`near` an area: its answer would say where the user is, unrecorded."
+            description="Decide without recording or counting anything, as a new push: the "
+            "`idempotency_key` is not looked up, so a key already used gets what a new push would "
+            "get now (a push it recorded counts against the caps), not the stored answer. Refused "
+            "(400) for a push `near` an area: its answer would say where the user is, unrecorded."
         ),
     ] = False
 
