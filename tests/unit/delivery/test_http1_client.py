@@ -618,7 +618,7 @@ def test_a_black_holed_first_address_costs_the_happy_eyeballs_delay_not_the_time
                 return time.monotonic() - started
 
     took = asyncio.run(scenario())
-    assert HAPPY_EYEBALLS_SECONDS <= took < 2.0
+    assert HAPPY_EYEBALLS_SECONDS <= took < 4.0  # waiting on ::1 alone would take the 5 s timeout
 
 
 def test_an_answer_not_come_by_its_deadline_fails_while_others_go_on(run: Run[Any]) -> None:

@@ -17,6 +17,9 @@ from .test_fcm import TOKEN_OK, service_account
 from .test_webpush import SUBJECT, VAPID_PEM, subscription
 
 TIMEOUT = 0.5
+# Far under the 20 s the trickle takes, far over the timeout: only a bound per read, not per call,
+# fails it, not a loaded machine's scheduling.
+BOUND = 10.0
 TIMED_OUT = DeliveryResult(status="retry", provider_code="Timeout")
 
 
@@ -93,7 +96,7 @@ def test_fcm_calls_are_bounded_as_a_whole(slow: str) -> None:
 
     result, took = timed(slow, send)
     assert result == TIMED_OUT
-    assert took < 1.5
+    assert took < BOUND
 
 
 def test_a_web_push_is_bounded_as_a_whole() -> None:
@@ -114,4 +117,4 @@ def test_a_web_push_is_bounded_as_a_whole() -> None:
 
     result, took = timed("/push/", send)
     assert result == TIMED_OUT
-    assert took < 1.5
+    assert took < BOUND
