@@ -43,8 +43,10 @@ def test_devices_a_cut_round_left_unsent_go_first_at_the_next(world: World) -> N
     rt, portal = world.runtime, world.client.blocking_portal
     adapter = WebhookAdapter(WebhookConfig(url=world.hook.url, secret=Secret(SECRET), connections=1))
     worker = Dispatcher(rt.store, rt.clock, rt.settings, rt.policy, rt.metrics, {"webhook": adapter})
+    deadline = time.monotonic() + 120  # a hang fails, not waits for ever
     try:
         while world.read(push_id)["status"] not in ("failed", "delivered"):
+            assert time.monotonic() < deadline, world.read(push_id)
             portal.call(worker.run_once, "worker-a", 256)
             time.sleep(0.05)
     finally:

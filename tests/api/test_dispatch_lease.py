@@ -64,7 +64,9 @@ def test_a_second_worker_never_sends_what_the_first_is_still_sending(world: Worl
         time.sleep(3.3)  # the first worker's lease is over; it may still be sending
         portal.call(second.run_once, "worker-b", 256)
         running.result(timeout=30)
+        deadline = time.monotonic() + 60  # a hang fails, not waits for ever
         while world.read(push_id)["status"] != "delivered":
+            assert time.monotonic() < deadline, world.read(push_id)
             portal.call(second.run_once, "worker-b", 256)  # what the first left unsent, due again
     finally:
         for adapter in adapters:
