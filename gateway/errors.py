@@ -7,7 +7,8 @@
     ├── NotFound         404     no such thing for this caller
     ├── Conflict         409     the request clashes with current state
     ├── PreconditionFailed 412   an `If-Match` names a version that is no longer current
-    └── Unprocessable    422     e.g. an idempotency key reused with another body
+    ├── Unprocessable    422     e.g. an idempotency key reused with another body
+    └── TooManyRequests  429     a user's changes over their allowance; retry (Retry-After)
 
     StorageFailedError   503     an fsync failed; no write is accepted until a restart
     ├── StorageFullError 503     the disk is full (or refused the write); not kept, retry later
@@ -43,6 +44,7 @@ __all__ = [
     "NotAuthenticated",
     "NotFound",
     "PreconditionFailed",
+    "TooManyRequests",
     "Unprocessable",
     "handle_storage_failure",
     "handle_unexpected",
@@ -88,6 +90,14 @@ class Unprocessable(GatewayError):
     status_code = 422
 
 
+class TooManyRequests(GatewayError):
+    status_code = 429
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
 def problem(status_code: int, detail: str, field: str | None = None) -> HTTPException:
     """An HTTPException in our shape, for code paths that must raise Litestar's own type."""
     extra = [{"key": field, "message": detail}] if field else None
@@ -98,7 +108,11 @@ def handle_gateway_error(_: Request[Any, Any, Any], exc: GatewayError) -> Respon
     body: dict[str, object] = {"status_code": exc.status_code, "detail": exc.detail}
     if exc.field:
         body["extra"] = [{"key": exc.field, "message": exc.detail}]
-    headers = {"WWW-Authenticate": 'Bearer realm="consent-gateway"'} if exc.status_code == 401 else None
+    headers: dict[str, str] | None = None
+    if exc.status_code == 401:
+        headers = {"WWW-Authenticate": 'Bearer realm="consent-gateway"'}
+    elif isinstance(exc, TooManyRequests):
+        headers = {"Retry-After": str(exc.retry_after)}
     return Response(body, status_code=exc.status_code, headers=headers)
 
 

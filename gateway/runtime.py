@@ -23,6 +23,7 @@ from gateway.services.rights import RightsService
 from gateway.services.stats import StatsService
 from gateway.settings import Settings, SettingsError
 from gateway.signing import Signer
+from gateway.user_writes import UserWrites
 from storage.keys import KeyStore
 from storage.repositories import admin_log
 from storage.store import Store, open_keystore
@@ -84,6 +85,7 @@ class Runtime:
         self.devices = DeviceService(self.store, clock)
         self.devices.tag_untagged()
         self.rights = RightsService(self.store, clock, self.preferences)
+        self.user_writes = UserWrites(settings.user_writes_per_hour, clock)
         if finished := self.rights.finish_pending_erasures():
             log.warning("finished erasures cut short after the key went", extra={"count": finished})
         self.metrics = metrics or Metrics()

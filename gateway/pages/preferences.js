@@ -69,6 +69,7 @@
     const english = lang === "en";
     if (!(error instanceof ApiError)) return english ? t("failed", { detail: errorText(error) }) : t("failed_plain");
     if (error.status === 503) return t("error_unavailable");
+    if (error.status === 429) return t("error_too_many");
     if (error.status === 404) return t("error_gone");
     const field = error.field && error.field.split(".").find((part) => `field_${part}` in I18N.en);
     if (field && (!english || VALIDATOR_TEXT.test(error.detail || ""))) {

@@ -53,6 +53,14 @@ def _ref(request: UserRequest) -> str:
     return request.user.subject_ref
 
 
+def _changing(request: UserRequest, runtime: RuntimeDep) -> str:
+    """The user's ref, one of their changes taken (`UserWrites`): for each route that keeps
+    something of theirs, erasure and push events excepted."""
+    ref = _ref(request)
+    runtime.user_writes.take(ref)
+    return ref
+
+
 class MeController(Controller):
     path = "/v1/me"
     guards = [USER.guard]  # noqa: RUF012
@@ -64,16 +72,16 @@ class MeController(Controller):
 
     @patch(
         "/preferences", operation_id="updatePreferences", dto=Strict[PreferencesUpdate], return_dto=None,
-        responses=refusals(400, 413),
+        responses=refusals(400, 413, 429),
     )  # fmt: skip
     async def update_preferences(
         self, request: UserRequest, runtime: RuntimeDep, data: JSONBody[PreferencesUpdate]
     ) -> PreferencesRead:
-        return await runtime.preferences.update(_ref(request), data, request.user.actor)
+        return await runtime.preferences.update(_changing(request, runtime), data, request.user.actor)
 
     @put(
         "/consents/{purpose:str}", operation_id="setConsent", dto=Strict[ConsentUpdate], return_dto=None,
-        responses=refusals(400, 413),
+        responses=refusals(400, 413, 429),
     )  # fmt: skip
     async def set_consent(
         self,
@@ -89,7 +97,7 @@ class MeController(Controller):
                 "notice_version: a notice version must not hold the user's id", "notice_version"
             )
         return await runtime.preferences.set_consent(
-            _ref(request), purpose, data, actor=request.user.actor, source="preference_center"
+            _changing(request, runtime), purpose, data, actor=request.user.actor, source="preference_center"
         )
 
     @get("/consents/history", operation_id="getConsentHistory", responses=refusals())
@@ -103,13 +111,15 @@ class MeController(Controller):
                 DeviceCreated, description="The token was registered already: its device.",
                 generate_examples=False,
             ),
-            **refusals(400, 413, why={409: f"The user has {MAX_ACTIVE_DEVICES} active devices already."}),
+            **refusals(
+                400, 413, 429, why={409: f"The user has {MAX_ACTIVE_DEVICES} active devices already."}
+            ),
         },
     )  # fmt: skip
     async def register_device(
         self, request: UserRequest, runtime: RuntimeDep, data: JSONBody[DeviceCreate]
     ) -> Response[DeviceCreated]:
-        device_id, created = await runtime.devices.register(_ref(request), data)
+        device_id, created = await runtime.devices.register(_changing(request, runtime), data)
         return Response(DeviceCreated(device_id), status_code=HTTP_201_CREATED if created else HTTP_200_OK)
 
     @get("/devices", operation_id="listDevices", responses=refusals())
@@ -118,19 +128,19 @@ class MeController(Controller):
 
     @delete(
         "/devices/{device_id:str}", operation_id="deleteDevice", status_code=HTTP_204_NO_CONTENT,
-        responses=refusals(400, why={404: "The user has no device with this id."}),
+        responses=refusals(400, 429, why={404: "The user has no device with this id."}),
     )  # fmt: skip
     async def delete_device(self, request: UserRequest, runtime: RuntimeDep, device_id: DeviceId) -> None:
-        await runtime.devices.remove(_ref(request), device_id)
+        await runtime.devices.remove(_changing(request, runtime), device_id)
 
     @put(
         "/location", operation_id="setLocation", dto=Strict[LocationUpdate], return_dto=None,
-        responses=refusals(400, 413, why={409: "The user has not granted `location` consent."}),
+        responses=refusals(400, 413, 429, why={409: "The user has not granted `location` consent."}),
     )  # fmt: skip
     async def set_location(
         self, request: UserRequest, runtime: RuntimeDep, data: JSONBody[LocationUpdate]
     ) -> LocationRead:
-        return await runtime.devices.set_location(_ref(request), data)
+        return await runtime.devices.set_location(_changing(request, runtime), data)
 
     @get("/notifications", operation_id="listMyNotifications", responses=refusals())
     async def notifications(self, request: UserRequest, runtime: RuntimeDep) -> list[NotificationRead]:
@@ -142,12 +152,12 @@ class MeController(Controller):
         dto=Strict[ComplaintCreate],
         return_dto=None,
         status_code=201,
-        responses=refusals(400, 413, why={404: NO_PUSH_TO_COMPLAIN_OF}),
+        responses=refusals(400, 413, 429, why={404: NO_PUSH_TO_COMPLAIN_OF}),
     )
     async def file_complaint(
         self, request: UserRequest, runtime: RuntimeDep, data: JSONBody[ComplaintCreate]
     ) -> ComplaintCreated:
-        return await runtime.complaints.file(_ref(request), data, request.user.actor)
+        return await runtime.complaints.file(_changing(request, runtime), data, request.user.actor)
 
     @get("/complaints", operation_id="listMyComplaints", responses=refusals())
     async def list_complaints(self, request: UserRequest, runtime: RuntimeDep) -> list[ComplaintRead]:

@@ -30,6 +30,8 @@ MEANING: dict[int, str] = {
     413: "The body is larger than the gateway takes.",
     422: "`idempotency_key` was already used by this API key with a different body: nothing was "
     "recorded. The same body gets its first answer again.",
+    429: "This user has made more changes than `CGW_USER_WRITES_PER_HOUR` allows: nothing was "
+    "changed; `Retry-After` says in how many seconds the next is allowed.",
     503: "Storage is unavailable (a disk sync failed, until a restart; the disk is full or refused the "
     "write; or another process held the write lock too long, with `Retry-After`): the request may "
     "not have been kept. Retry later.",

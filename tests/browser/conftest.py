@@ -91,7 +91,9 @@ class Gateway:
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     root = tmp_path_factory.mktemp("browser")
-    settings = {"CGW_LOG_LEVEL": "info", "CGW_TIMEZONE": daytime_zone()}
+    # The audit page's paging needs a subject with over a page (100) of consent events, more
+    # changes than one user is let make at once (`CGW_USER_WRITES_PER_HOUR`, tested in tests/api).
+    settings = {"CGW_LOG_LEVEL": "info", "CGW_TIMEZONE": daytime_zone(), "CGW_USER_WRITES_PER_HOUR": "0"}
     with serve_process(root / "data", root / "server.stderr", settings) as server:
         settings_read = Settings.from_env(server.env)
         tokens = user_tokens(settings_read, load_keys(settings_read))

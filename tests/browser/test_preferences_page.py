@@ -361,6 +361,41 @@ def test_a_refused_switch_shows_the_gateways_state_again(tab: Tab, gateway: Gate
     assert [e for e in tab.errors if "status of 503" not in e] == []
 
 
+@pytest.mark.parametrize(
+    ("language", "said"),
+    [
+        ("en", "That is a lot of changes in a short time. Please wait a few minutes and try again."),
+        ("zh-CN", "短时间内修改次数过多，请等几分钟后再试。"),
+    ],
+)
+def test_a_change_over_the_users_allowance_is_told_as_such(
+    tab: Tab, gateway: Gateway, language: str, said: str
+) -> None:
+    """The gateway's 429 (`CGW_USER_WRITES_PER_HOUR`; this server runs without the limit, so its
+    answer is played here, as the API tests make it) read as a generic failure, in Chinese with
+    nothing to say what to do."""
+    someone = user()
+    open_as(tab, gateway, someone)
+    if language != "en":
+        tab.page.select_option("#language", language)
+        expect(tab.page.locator("html")).to_have_attribute("lang", language)
+
+    def too_many(route: Route) -> None:
+        if route.request.method != "PUT":
+            route.continue_()
+            return
+        detail = "too many changes for this user: at most 600 an hour; retry in 6 s"
+        body = json.dumps({"status_code": 429, "detail": detail})
+        route.fulfill(status=429, content_type="application/json", headers={"Retry-After": "6"}, body=body)
+
+    tab.page.route("**/v1/me/consents/*", too_many)
+    switch = tab.page.locator("input[name=consent-personalization]")
+    switch.check()
+    expect(tab.page.locator("#status [role=alert]")).to_have_text(said)
+    expect(switch).not_to_be_checked()
+    assert [e for e in tab.errors if "status of 429" not in e] == []
+
+
 def test_a_blank_weekly_number_is_refused_not_saved_as_zero(tab: Tab, gateway: Gateway) -> None:
     someone = user()
     open_as(tab, gateway, someone)
