@@ -187,9 +187,15 @@ def _serve(settings: Settings) -> int:
     ensure_data_dir(settings)
     first_run = not settings.keystore_path.exists()
     keys = load_keys(settings)
-    # Opened here once, and closed, so that a key store that does not open these databases is one
-    # line and exit 2 now: in uvicorn's lifespan it would be an exception-group traceback.
-    Store(settings.data_dir, keys).close()
+    # Opened here once, and closed, so that a key store that does not open these databases, or
+    # files that cannot be written, is one line and exit 2 now: in uvicorn's lifespan it would be
+    # an exception-group traceback, and a read-only file was found only by the first write.
+    store = Store(settings.data_dir, keys)
+    try:
+        if (name := store.read_only()) is not None:
+            raise SettingsError(f"{name} cannot be written (read-only)", setting="data_dir")
+    finally:
+        store.close()
     host = f"[{settings.host}]" if ":" in settings.host else settings.host  # an IPv6 address
     base = f"http://{host}:{settings.port}"
     lines = [

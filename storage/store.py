@@ -343,6 +343,17 @@ class Store:
         what really reached the disk, can write again (see `storage.db._Syncer`)."""
         return self.data.writer.failure or self._directory_db.writer.failure
 
+    def read_only(self) -> str | None:
+        """The name of a database file that refuses writes for want of permission (a file or a
+        volume made read-only), found by committing the room probe to each (`Writer.has_room`,
+        a page or so more on the file). SQLite opens such a file read-only without a word, and
+        reads work, so a server started on it answered ready until its first write. A full disk
+        is not reported here: it may pass, and reads still serve meanwhile."""
+        for db in (self.data, self._directory_db):
+            if not db.writer.has_room() and db.writer.refused_as == "read-only":
+                return db.path.name
+        return None
+
     def close(self) -> None:
         self.data.close()
         self._directory_db.close()

@@ -8,12 +8,14 @@ not get fresh dev keys next to its databases. Each refusal is one line on stderr
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from support import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -295,3 +297,20 @@ def test_token_takes_a_data_dir_the_server_would_migrate(tmp_path: Path) -> None
     done = _run({"CGW_DATA_DIR": str(data)}, "token", "alice")
     assert done.returncode == 0, done.stderr
     assert done.stdout.count(".") == 2  # a JWT
+
+
+# As root the file's mode is no obstacle: the command runs without the capabilities that pass it.
+WITHOUT_OVERRIDES = ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner"]
+AS_AN_OWNER = WITHOUT_OVERRIDES if os.geteuid() == 0 else []
+
+
+@pytest.mark.skipif(bool(AS_AN_OWNER) and shutil.which("setpriv") is None, reason="needs setpriv as root")
+def test_serve_refuses_a_database_it_cannot_write(gateway_dir: Path) -> None:
+    """SQLite opens a file it may not write read-only, without a word: `serve` started, answered
+    `/readyz` ready, and its first write was a 503 blaming a full disk."""
+    for path in gateway_dir.iterdir():
+        if path.name.startswith("gateway.db"):
+            path.chmod(0o400)
+    env = {"CGW_DATA_DIR": str(gateway_dir), "CGW_PORT": str(free_port()), "CGW_WORKER_ENABLED": "false"}
+    done = subprocess.run([*AS_AN_OWNER, CLI, "serve"], env=env, capture_output=True, text=True, timeout=60)
+    _refused(done, "CGW_DATA_DIR", "gateway.db cannot be written (read-only)")
