@@ -112,29 +112,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # event loop; at the default 5 ms switch interval that wait dominated a push (measured: 1,364
     # vs 1,989 decisions/s in-process at 0.2 ms).
     sys.setswitchinterval(GIL_SWITCH_SECONDS)
+    # Dev keys made by this command: `serve` says so in its banner, any other command (`token`,
+    # `keys create` into an empty dir) after it has run, as loudly, once.
+    makes_dev_keys = settings.keystore_file is None and not settings.keystore_path.exists()
     try:
-        if args.command == "serve":
-            return _serve(settings)
-        if args.command == "keys" and args.keys_command == "list":
-            return _list_keys(settings)
-        if args.command == "keys":
-            _no_new_gateway(settings)
-            return _create_key(settings, args.name, tuple(dict.fromkeys(args.scopes)))
-        if args.command == "worker":
-            _no_new_gateway(settings)
-            return asyncio.run(_worker(settings))
-        if args.command == "token":
-            if settings.keystore_file is None:  # else it reads that key store, nothing of the data dir
-                _no_new_gateway(settings)
-            return _token(settings, args.user_id)
-        if args.audit_command == "export":
-            return asyncio.run(_export(settings, args.start, args.end, args.out))
-        if args.jwks is not None and args.export is None:
-            print("consent-gateway: --jwks is only for checking an --export file", file=sys.stderr)
-            return EXIT_USAGE
-        if args.export is not None:
-            return _verify_export(settings, args.export, args.jwks)
-        return _verify(settings)
+        return _dispatch(args, settings)
     except SettingsError as exc:  # found after the settings were read: still named as given
         print(f"consent-gateway: configuration error: {exc.given_by(flags)}", file=sys.stderr)
         return EXIT_USAGE
@@ -157,6 +139,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"consent-gateway: {where}{exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE
+    finally:
+        if makes_dev_keys and args.command != "serve" and settings.keystore_path.exists():
+            print("\n".join(_dev_keys_made(settings.keystore_path)), file=sys.stderr, flush=True)
+
+
+def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "serve":
+        return _serve(settings)
+    if args.command == "keys" and args.keys_command == "list":
+        return _list_keys(settings)
+    if args.command == "keys":
+        _no_new_gateway(settings)
+        return _create_key(settings, args.name, tuple(dict.fromkeys(args.scopes)))
+    if args.command == "worker":
+        _no_new_gateway(settings)
+        return asyncio.run(_worker(settings))
+    if args.command == "token":
+        if settings.keystore_file is None:  # else it reads that key store, nothing of the data dir
+            _no_new_gateway(settings)
+        return _token(settings, args.user_id)
+    if args.audit_command == "export":
+        return asyncio.run(_export(settings, args.start, args.end, args.out))
+    if args.jwks is not None and args.export is None:
+        print("consent-gateway: --jwks is only for checking an --export file", file=sys.stderr)
+        return EXIT_USAGE
+    if args.export is not None:
+        return _verify_export(settings, args.export, args.jwks)
+    return _verify(settings)
 
 
 def _storage_refusal(exc: StorageFailedError) -> str:
@@ -199,16 +209,7 @@ def _serve(settings: Settings) -> int:
     host = f"[{settings.host}]" if ":" in settings.host else settings.host  # an IPv6 address
     base = f"http://{host}:{settings.port}"
     lines = [
-        *(
-            [
-                "!" * 78,
-                f"!! DEVELOPMENT KEYS were just created in {keys.path} (mode 0600).",
-                "!! Never use them in production: set CGW_KEYSTORE_FILE to a key store you control.",
-                "!" * 78,
-            ]
-            if first_run
-            else []
-        ),
+        *(_dev_keys_made(keys.path) if first_run else []),
         f"Consent Gateway on {base}",
         f"  API docs:   {base}/schema",
         f"  health:     {base}/healthz",
@@ -317,6 +318,15 @@ def _create_key(settings: Settings, name: str, scopes: tuple[str, ...]) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def _dev_keys_made(path: Path) -> list[str]:
+    return [
+        "!" * 78,
+        f"!! DEVELOPMENT KEYS were just created in {path} (mode 0600).",
+        "!! Never use them in production: set CGW_KEYSTORE_FILE to a key store you control.",
+        "!" * 78,
+    ]
 
 
 def _dev_tokens(settings: Settings) -> bool:

@@ -314,3 +314,24 @@ def test_serve_refuses_a_database_it_cannot_write(gateway_dir: Path) -> None:
     env = {"CGW_DATA_DIR": str(gateway_dir), "CGW_PORT": str(free_port()), "CGW_WORKER_ENABLED": "false"}
     done = subprocess.run([*AS_AN_OWNER, CLI, "serve"], env=env, capture_output=True, text=True, timeout=60)
     _refused(done, "CGW_DATA_DIR", "gateway.db cannot be written (read-only)")
+
+
+@pytest.mark.parametrize(
+    "command", [("token", "alice"), ("keys", "create", "--name", "a", "--scope", "admin")]
+)
+def test_any_command_that_makes_dev_keys_says_so_loudly_once(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    """Only `serve` said so, in its banner: keys made by `token` or `keys create` in an empty dir
+    were announced by one JSON log line, and the `serve` after them, finding the key store,
+    said nothing."""
+    data = tmp_path / "data"
+    data.mkdir()
+    env = {"CGW_DATA_DIR": str(data)}
+    first = _run(env, *command)
+    assert first.returncode == 0, first.stderr
+    assert f"DEVELOPMENT KEYS were just created in {data / 'keys.json'}" in first.stderr
+    assert "DEVELOPMENT" not in first.stdout  # what the command prints stays the token or key alone
+    again = _run(env, *command)
+    assert again.returncode == 0, again.stderr
+    assert "DEVELOPMENT KEYS" not in again.stderr
