@@ -194,9 +194,9 @@ def _serve(settings: Settings) -> int:
         raise SettingsError(
             f"no key store at {settings.keystore_file} (when set, it must exist)", setting="keystore_file"
         )
-    ensure_data_dir(settings)
     first_run = not settings.keystore_path.exists()
-    keys = load_keys(settings)
+    keys = load_keys(settings)  # before the data dir is made: a key store refused leaves no trace
+    ensure_data_dir(settings)
     # Opened here once, and closed, so that a key store that does not open these databases, or
     # files that cannot be written, is one line and exit 2 now: in uvicorn's lifespan it would be
     # an exception-group traceback, and a read-only file was found only by the first write.

@@ -335,3 +335,12 @@ def test_any_command_that_makes_dev_keys_says_so_loudly_once(
     again = _run(env, *command)
     assert again.returncode == 0, again.stderr
     assert "DEVELOPMENT KEYS" not in again.stderr
+
+
+def test_serve_with_a_key_store_it_refuses_makes_no_data_dir(tmp_path: Path) -> None:
+    malformed = tmp_path / "keys.pem"
+    malformed.write_text("not a key store\n")
+    data = tmp_path / "data"
+    env = {"CGW_DATA_DIR": str(data), "CGW_KEYSTORE_FILE": str(malformed), "CGW_PORT": str(free_port())}
+    _refused(_run(env, "serve"), "malformed")
+    assert not data.exists()
