@@ -22,6 +22,7 @@ __all__ = [
     "Complaint",
     "Metric",
     "Near",
+    "PauseEvidence",
     "Push",
     "PushAnswer",
     "PushRequest",
@@ -115,6 +116,18 @@ class CampaignCreated(msgspec.Struct, frozen=True):
     campaign_id: str
 
 
+class PauseEvidence(msgspec.Struct, frozen=True, kw_only=True):
+    """The complaint-rate rule's numbers for a campaign it paused."""
+
+    rule: str
+    complaints: int
+    deliveries: int
+    rate: float
+    threshold: float
+    min_deliveries: int
+    since: datetime | None = None
+
+
 class Campaign(msgspec.Struct, frozen=True, kw_only=True):
     campaign_id: str
     name: str
@@ -123,6 +136,7 @@ class Campaign(msgspec.Struct, frozen=True, kw_only=True):
     created_at: datetime
     paused_at: datetime | None
     pause_reason: str | None
+    pause_evidence: PauseEvidence | None = None
 
 
 class VariantStats(msgspec.Struct, frozen=True, kw_only=True):

@@ -252,6 +252,19 @@ class CampaignCreated(msgspec.Struct):
     campaign_id: str
 
 
+class PauseEvidence(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """What the complaint-rate rule paused a campaign on: its complaints and deliveries since
+    `since` (the last time an operator lifted such a pause; absent: since it began)."""
+
+    rule: Literal["complaint_rate"]
+    complaints: int
+    deliveries: int
+    rate: float
+    threshold: float
+    min_deliveries: int
+    since: str | None = None
+
+
 class CampaignRead(msgspec.Struct, kw_only=True):
     campaign_id: str
     name: str
@@ -259,4 +272,11 @@ class CampaignRead(msgspec.Struct, kw_only=True):
     status: Literal["active", "paused"]
     created_at: str
     paused_at: str | None
-    pause_reason: str | None
+    pause_reason: Annotated[
+        str | None,
+        Meta(description="Why it is paused, in words: by whom, or the complaint-rate rule's verdict."),
+    ]
+    pause_evidence: Annotated[
+        PauseEvidence | None,
+        Meta(description="The complaint-rate rule's numbers, for a campaign that rule paused."),
+    ] = None

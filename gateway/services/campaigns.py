@@ -8,9 +8,11 @@ A pause by hand does not shelter a campaign from the rule (`resume`).
 
 from __future__ import annotations
 
+import msgspec
+
 from gateway.clock import Clock, rfc3339_text, rfc3339_text_or_none
 from gateway.errors import Forbidden, NotFound
-from gateway.schemas.pushes import CampaignRead
+from gateway.schemas.pushes import CampaignRead, PauseEvidence
 from gateway.services.campaign_rule import judge_campaign
 from storage.db import Connection
 from storage.repositories import admin_log, campaigns
@@ -22,6 +24,16 @@ __all__ = ["CampaignService"]
 
 
 def _read(row: CampaignRow) -> CampaignRead:
+    """A pause by the complaint-rate rule is kept as its numbers (JSON in `pause_reason`): they
+    are answered as `pause_evidence`, and `pause_reason` says them in words, as it says who
+    paused a campaign by hand."""
+    reason, evidence = row.pause_reason, None
+    if row.pause_rule == COMPLAINT_RATE and reason is not None:
+        evidence = msgspec.json.decode(reason, type=PauseEvidence)
+        reason = (
+            f"complaints about {evidence.complaints} of {evidence.deliveries} deliveries "
+            f"({evidence.rate:.2%}) reached the pause threshold of {evidence.threshold:.2%}"
+        )
     return CampaignRead(
         campaign_id=row.campaign_id,
         name=row.name,
@@ -29,7 +41,8 @@ def _read(row: CampaignRow) -> CampaignRead:
         status=row.status,  # type: ignore[arg-type]
         created_at=rfc3339_text(row.created_at),
         paused_at=rfc3339_text_or_none(row.paused_at),
-        pause_reason=row.pause_reason,
+        pause_reason=reason,
+        pause_evidence=evidence,
     )
 
 

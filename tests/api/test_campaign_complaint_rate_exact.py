@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import msgspec
 from conftest import FakeClock, Headers
 from litestar import Litestar
 from litestar.testing import TestClient
@@ -51,7 +50,11 @@ def test_complaints_exactly_at_the_rate_pause_the_campaign(
         shown: Json = client.get(f"/v1/campaigns/{cid}", headers=reader).json()
         assert shown["status"] == ("paused" if n == 7 else "active"), (n, shown)
 
-    assert msgspec.json.decode(shown["pause_reason"]) == {
+    assert (
+        shown["pause_reason"]
+        == "complaints about 7 of 25 deliveries (28.00%) reached the pause threshold of 28.00%"
+    )
+    assert shown["pause_evidence"] == {
         "rule": "complaint_rate", "complaints": 7, "deliveries": 25, "rate": 0.28, "threshold": 0.28,
         "min_deliveries": 25,
     }  # fmt: skip

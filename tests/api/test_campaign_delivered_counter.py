@@ -22,7 +22,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
 from conftest import FakeClock, Headers
 from litestar import Litestar
@@ -171,7 +170,7 @@ def world(
 
 
 def evidence(shown: Json) -> Json:
-    reason: Json = msgspec.json.decode(shown["pause_reason"])
+    reason: Json = shown["pause_evidence"]
     return reason
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import msgspec
 import pytest
 from conftest import FakeClock, Headers
 from litestar import Litestar
@@ -90,7 +89,7 @@ def act(client: Client, headers: Headers, campaign_id: str, action: str) -> Json
 
 
 def evidence(shown: Json) -> Json:
-    reason: Json = msgspec.json.decode(shown["pause_reason"])
+    reason: Json = shown["pause_evidence"]
     return reason
 
 

@@ -12,7 +12,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
 from conftest import FIXED_NOW, FakeClock, Headers
 from litestar import Litestar
@@ -622,7 +621,7 @@ def test_campaign_pauses_when_complaints_reach_the_rate_after_the_minimum(
     paused = campaign(client, reader, cid)
     assert paused["status"] == "paused"
     assert at(paused["paused_at"]) == clock.now
-    assert msgspec.json.decode(paused["pause_reason"]) == {
+    assert paused["pause_evidence"] == {
         "rule": "complaint_rate", "complaints": 3, "deliveries": 150, "rate": 0.02,
         "threshold": 0.02, "min_deliveries": 100,
     }  # fmt: skip
@@ -666,7 +665,7 @@ def test_a_threshold_lowered_pauses_the_campaigns_now_over_it(
     paused = campaign(client, reader, cid)
     assert paused["status"] == "paused"
     assert at(paused["paused_at"]) == clock.now
-    reason = msgspec.json.decode(paused["pause_reason"])
+    reason = paused["pause_evidence"]
     assert (reason["rule"], reason["complaints"], reason["deliveries"], reason["threshold"]) == (
         "complaint_rate",
         1,
@@ -692,7 +691,7 @@ def test_deliveries_can_bring_a_campaign_with_complaints_past_the_minimum(
     paused = campaign(client, reader, cid)
     assert paused["status"] == "paused"
     # Judged at each delivery: the 100th (2/100 = 2%) paused it.
-    reason = msgspec.json.decode(paused["pause_reason"])
+    reason = paused["pause_evidence"]
     assert (reason["complaints"], reason["deliveries"], reason["rate"]) == (2, 100, 0.02)
 
 
@@ -711,7 +710,7 @@ def test_auto_pause_at_the_default_policy(
     send_campaign(client, runtime, key, cid, users[199:200])
     paused = campaign(client, reader, cid)
     assert paused["status"] == "paused"
-    assert msgspec.json.decode(paused["pause_reason"]) == {
+    assert paused["pause_evidence"] == {
         "rule": "complaint_rate", "complaints": 1, "deliveries": 200, "rate": 0.005,
         "threshold": 0.005, "min_deliveries": 200,
     }  # fmt: skip
