@@ -103,8 +103,9 @@ END_STATES = frozenset({"rejected", "delivered", "failed", "expired"})
 CIRCUIT_OPEN = "CircuitOpen"
 LEASE_ENDING = "LeaseEnding"
 ERASED_UNSENT = "SubjectErased"
-# Provider codes of sends never started.
-NOT_SENT = frozenset({CIRCUIT_OPEN, LEASE_ENDING, EXPIRED_UNSENT, ERASED_UNSENT})
+UNREAD_UNSENT = "SubjectUnread"  # the directory's row could not be read just before the send
+# Provider codes of sends never started: not an attempt, nor a delivery record.
+NOT_SENT = frozenset({CIRCUIT_OPEN, LEASE_ENDING, EXPIRED_UNSENT, ERASED_UNSENT, UNREAD_UNSENT})
 ADAPTER_ERROR = "AdapterError"
 BACKOFF_CAP_SECONDS = 15 * 60.0
 _SETTLED = frozenset({"delivered", "failed"})  # a device's delivery states that are final
@@ -642,7 +643,15 @@ class Dispatcher:
                 return DeliveryResult(status="retry", provider_code=LEASE_ENDING)
             if now >= message.expires_at:
                 return DeliveryResult(status="retry", provider_code=EXPIRED_UNSENT)
-            if not self._store.directory.holds(subject_id):
+            try:
+                held = self._store.directory.holds(subject_id)
+            except Exception as exc:
+                # Raised into the round's gather, it would leave the round unrecorded, and the
+                # sends already made would be made again at its lease's end.
+                self._store.after_failure(exc)  # a damaged page: the readers are renewed
+                log.error("a send's subject could not be read", extra={"exc_type": type(exc).__name__})
+                return DeliveryResult(status="retry", provider_code=UNREAD_UNSENT)
+            if not held:
                 return DeliveryResult(status="retry", provider_code=ERASED_UNSENT)
             return await self._send_now(adapter, message)
 
@@ -714,7 +723,7 @@ class Dispatcher:
                     reopen, self._breaker(self._circuit(sender, message)).reopens_in(now.timestamp())
                 )
                 continue
-            if result.provider_code in (LEASE_ENDING, EXPIRED_UNSENT, ERASED_UNSENT):
+            if result.provider_code in NOT_SENT:
                 continue  # not sent, not an attempt: the next claim sends it, or ends it `expired` or erased
             attempted = True
             delivered.append(

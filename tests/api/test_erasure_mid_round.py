@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import sqlcipher3
 from conftest import FakeClock, Headers
 from litestar import Litestar
 from litestar.testing import TestClient
@@ -72,9 +73,53 @@ def test_sends_not_yet_started_when_the_user_is_erased_are_not_made(
     assert round_.result(timeout=WAIT_SECONDS) == 1
 
     assert len(hook.received) == 1, [b["device_token"] for b in hook.received]
+    # The send not made is no attempt and leaves no delivery record: only the first device's.
+    records = runtime.store.data.reader().execute(
+        "SELECT status FROM deliveries WHERE push_id = ?", (queued["push_id"],)
+    )
+    assert [status for (status,) in records] == ["delivered"]
     # The push waits for its next claim, which finds the user gone: one device has it, so it ends
     # `delivered`, and nothing more is sent.
     clock.advance(seconds=5)
     assert client.blocking_portal.call(runtime.dispatcher.run_once, "test-worker", 10) == 1
     ended = client.get(f"/v1/pushes/{queued['push_id']}", headers=key).json()
     assert (ended["status"], ended["attempts"], len(hook.received)) == ("delivered", 1, 1), ended
+
+
+def test_a_send_whose_subject_cannot_be_read_is_put_off_not_the_round(
+    client: TestClient[Litestar],
+    runtime: Runtime,
+    clock: FakeClock,
+    hook: WebhookRelay,
+    as_user: Callable[[str], Headers],
+    as_key: Callable[..., Headers],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The directory read before a send may fail (a damaged page, a reader that cannot reopen).
+    Raised into the round's sends, it left the whole round unrecorded: the send already made
+    was made again at the lease's end, the device getting the push twice. Now that send alone
+    waits for the next round. The read is made to fail here, once, at the second send."""
+    user, key = as_user(USER), as_key("pushes:write")
+    for token in ("relay-device-first", "relay-device-second"):
+        answer = client.post("/v1/me/devices", json={"platform": "webhook", "token": token}, headers=user)
+        assert answer.status_code == 201, answer.text
+    body = {"idempotency_key": "unread-1", "user_id": USER, "topic": "transactional",
+            "title": "Payment received", "body": "CNY 25.00"}  # fmt: skip
+    queued = client.post("/v1/pushes", json=body, headers=key).json()
+    directory = runtime.store.directory
+    holds, calls = directory.holds, []
+
+    def failing_once(subject_id: str) -> bool:
+        calls.append(subject_id)
+        if len(calls) == 2:
+            raise sqlcipher3.DatabaseError("database disk image is malformed (injected)")
+        return holds(subject_id)
+
+    monkeypatch.setattr(directory, "holds", failing_once)
+    assert client.blocking_portal.call(runtime.dispatcher.run_once, "test-worker", 10) == 1
+    assert [b["device_token"] for b in hook.received] == ["relay-device-first"]
+    clock.advance(seconds=5)
+    assert client.blocking_portal.call(runtime.dispatcher.run_once, "test-worker", 10) == 1
+    assert sorted(b["device_token"] for b in hook.received) == ["relay-device-first", "relay-device-second"]
+    ended = client.get(f"/v1/pushes/{queued['push_id']}", headers=key).json()
+    assert ended["status"] == "delivered", ended
