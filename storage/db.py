@@ -391,6 +391,12 @@ _NO_DESCRIPTOR = frozenset({errno.EMFILE, errno.ENFILE})
 descriptor free at that moment."""
 
 
+def _final(error: OSError) -> bool:
+    """Whether a failed sync fails every commit after it (`_Syncer`): all but a passing want of
+    file descriptors, which fails only the commits that sync was for."""
+    return error.errno not in _NO_DESCRIPTOR
+
+
 class _Syncer:
     """The thread that makes commits durable: one `fdatasync` of the WAL covers every commit
     made before it started, then the callbacks of those commits run (on this thread).
@@ -439,7 +445,7 @@ class _Syncer:
                     except queue.Empty:
                         break
                 error, size = (self.failed, 0) if self.failed else self._sync()
-                if error is None or error.errno not in _NO_DESCRIPTOR:
+                if error is None or _final(error):
                     self.failed = error
                 if error is None:
                     self.synced = max([self.synced, *(item[0] for item in batch if item is not None)])
@@ -824,7 +830,8 @@ class Writer:
         self._in_flight -= 1
         self._schedule()
         if error is not None:
-            self._failed = error
+            if _final(error):
+                self._failed = error
             self._fail(jobs, StorageFailedError(str(error)))
         else:
             for job, (ok, value) in zip(jobs, outcomes, strict=True):
@@ -935,7 +942,7 @@ class Writer:
 
         self._syncer.request(commit, synced)
         done.wait()
-        if failure:
+        if failure and _final(failure[0]):
             self._failed = failure[0]
         if self._loop is not None:  # the loop's `durable()` callers, even one waiting as of now
             _call_on(self._loop, self._release_waiters)

@@ -8,9 +8,11 @@ The only thing replaced is `os.fdatasync` (the OS boundary), to watch, delay or 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import os
+import resource
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
@@ -960,3 +962,38 @@ def test_a_unit_that_reads_a_corrupt_page_fails_alone_and_the_rest_of_its_group_
     finally:
         writer.close()
     assert _tags(path) == ["before", "after"]
+
+
+def test_a_sync_that_finds_no_free_descriptor_fails_only_its_own_commit(path: Path) -> None:
+    """The syncer opens the WAL at its first sync and holds it. A process out of descriptors then
+    (idle connections held open by a client) failed that commit, and the writer took the error
+    for a failed fsync: every later write refused until a restart, while `failure` said nothing.
+    The descriptors really run out here (the soft limit lowered to what is open, the rest filled)."""
+    made = connect(path, KEY)  # the table made before: SQLite has what it needs open, the syncer not
+    made.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, tag TEXT NOT NULL UNIQUE)")
+    made.close()
+    writer = Writer(path, KEY, name="test")
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        held: list[int] = []
+        resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 16, hard))
+        try:
+            with contextlib.suppress(OSError):
+                while True:
+                    held.append(os.open(os.devnull, os.O_RDONLY))
+            with pytest.raises(StorageFailedError, match="Too many open files"):
+                writer.run_sync(_insert("during"))
+        finally:
+            for fd in held:
+                os.close(fd)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        assert writer.failure is None
+
+        async def later() -> int:
+            return await _within(writer.run(_insert("after")), "a later run")
+
+        _run(later())
+        writer.run_sync(_insert("after-sync"))
+        assert _tags(path) == ["during", "after", "after-sync"]  # its row was written, not its sync
+    finally:
+        writer.close()
