@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from storage import ledger
 from storage.crypto import DecryptionError, KeyedHash
-from storage.db import Connection, Database, StorageBusyError, is_corrupt, quiet_cipher_log
+from storage.db import Connection, Database, StorageBusyError, StorageFullError, is_corrupt, quiet_cipher_log
 from storage.directory import SubjectDirectory, SubjectKey, opens
 from storage.keys import KeyStore, KeyStoreError
 from storage.migrations import DATA_MIGRATIONS, DIRECTORY_MIGRATIONS, require_migrated
@@ -345,18 +345,29 @@ class Store:
 
     def read_only(self) -> str | None:
         """The name of a database file that refuses writes for want of permission (a file or a
-        volume made read-only), found by committing the room probe to each (`Writer.has_room`,
-        a page or so more on the file). SQLite opens such a file read-only without a word, and
-        reads work, so a server started on it answered ready until its first write. A full disk
-        is not reported here: it may pass, and reads still serve meanwhile."""
+        volume made read-only). SQLite opens such a file read-only without a word, and reads
+        work, so a server started on it answered ready until its first write. Found by a write
+        that changes nothing (`_write_nothing`): it needs write access, and leaves the file and
+        its WAL as they were. A full disk is not reported: such a write needs no room. Nor is a
+        file another process holds the write lock of: that one can write it."""
         for db in (self.data, self._directory_db):
-            if not db.writer.has_room() and db.writer.refused_as == "read-only":
-                return db.path.name
+            try:
+                db.writer.run_sync(_write_nothing)
+            except StorageFullError:
+                if db.writer.refused_as == "read-only":
+                    return db.path.name
+            except StorageBusyError:
+                continue
         return None
 
     def close(self) -> None:
         self.data.close()
         self._directory_db.close()
+
+
+def _write_nothing(conn: Connection) -> None:
+    """A write transaction that changes no page: refused by a read-only file, free elsewhere."""
+    conn.execute("DELETE FROM _migrations WHERE 0")
 
 
 class _ErasedMeanwhile(Exception):

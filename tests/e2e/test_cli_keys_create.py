@@ -6,11 +6,17 @@ repeat), and the key was made without a word about the scope it lost.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
+import httpx
 import pytest
+from support import free_port
 
 from storage.db import connect
 from storage.keys import KeyStore
@@ -128,3 +134,40 @@ def test_a_data_dir_another_process_is_writing_to_is_one_line_not_a_traceback(tm
     assert refused.stderr.startswith("consent-gateway: the data dir is busy"), refused.stderr[-2000:]
     listed = _cli("keys", "list", "--data-dir", str(data))
     assert [line.split()[-1] for line in listed.stdout.splitlines()] == ["ops"]
+
+
+def test_serve_starts_on_a_data_dir_another_process_holds_the_write_lock_of(tmp_path: Path) -> None:
+    """`serve` checks at start that its files can be written (a read-only file is refused). That
+    check met another process's write lock, held past the busy timeout (5 s), as a refusal, and
+    exited 2 where the start otherwise waits for the lock. The lock is held 7 s here."""
+    data = tmp_path / "data"
+    data.mkdir()
+    made = _cli("keys", "create", "--name", "ops", "--scope", "admin", "--data-dir", str(data))
+    assert made.returncode == 0, made.stderr[-2000:]
+    holder = connect(data / "gateway.db", KeyStore.load(data / "keys.json").database_key)
+    holder.execute("BEGIN IMMEDIATE")
+
+    def release() -> None:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+    released = threading.Timer(7.0, release)
+    port = free_port()
+    env = {**os.environ, "CGW_DATA_DIR": str(data), "CGW_PORT": str(port), "CGW_WORKER_ENABLED": "false"}
+    server = subprocess.Popen(
+        [CLI, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    released.start()
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, server.communicate()[1][-2000:]
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1.0).status_code == 200:
+                    break
+            assert time.monotonic() < deadline, "serve did not answer /healthz in 60 s"
+            time.sleep(0.2)
+    finally:
+        released.join()
+        server.terminate()
+        server.communicate(timeout=30)
