@@ -52,6 +52,16 @@ class PolicySource:
         if policy_repo.newest(conn) != (self.version.version, self.version.changed_at):
             self.version = policy_repo.current(conn)
 
+    def newest(self, conn: Connection) -> PolicySettings:
+        """The settings in force as stored now, without catching this source up (`refresh`): for
+        what only shows them, which may run off the event loop (an export), where assigning
+        `version` could change it under a push unit between its reads of the settings and of
+        `content_key`."""
+        version = self.version
+        if policy_repo.newest(conn) == (version.version, version.changed_at):
+            return version.settings
+        return policy_repo.current(conn).settings
+
     def read_version(self, version: int) -> PolicyVersionRead:
         """Version `version` as stored (the Audit API's `GET /v1/audit/policy/versions/{version}`)."""
         found = policy_repo.stored(self._store.data.reader(), version)

@@ -219,9 +219,9 @@ class PreferenceCenter:
 
     def _newest_policy(self) -> PolicySettings:
         """The policy in force now: another process may have changed it (`PUT /v1/admin/policy`
-        served by another `serve`), and this one may take no push that would have caught it up."""
-        self._policy.refresh(self._store.data.reader())
-        return self._policy.settings
+        served by another `serve`), and this one may take no push that would have caught it up.
+        Read, not caught up (`PolicySource.newest`): the export calls this from a thread."""
+        return self._policy.newest(self._store.data.reader())
 
     def _check_against_policy(self, patch: PreferencesUpdate) -> None:
         policy = self._newest_policy()

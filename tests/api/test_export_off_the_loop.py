@@ -13,11 +13,13 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import Headers
+from conftest import FakeClock, Headers
 from litestar import Litestar
 from litestar.testing import TestClient
 
+from gateway.app import create_app
 from gateway.runtime import Runtime
+from gateway.settings import Settings
 
 
 def test_an_export_is_made_off_the_event_loop(
@@ -46,3 +48,30 @@ def test_an_export_is_made_off_the_event_loop(
     assert answer.json()["consent_history"], "the export holds the consent given"
     assert read_on, "the export did not resolve its subject"
     assert loop_thread not in read_on, (read_on, loop_thread)
+
+
+def test_an_export_in_its_thread_leaves_the_policy_in_force_to_the_loop(
+    client: TestClient[Litestar],
+    runtime: Runtime,
+    settings: Settings,
+    clock: FakeClock,
+    as_user: Callable[[str], Headers],
+    as_key: Callable[..., Headers],
+) -> None:
+    """Showing the user their preferences reads the newest policy (another process may have
+    changed it). From the export's thread that read caught the shared policy source up, and a
+    push unit on the loop could take its settings from one version and its `content_key` from
+    the next. The thread now only reads; the loop's own units catch up, as before."""
+    user = as_user("exporter")
+    consent = {"granted": True, "notice_version": "v1"}
+    assert client.put("/v1/me/consents/marketing", json=consent, headers=user).status_code == 200
+    before = runtime.policy.version
+    with TestClient(create_app(settings, clock)) as other:  # another process's admin
+        changed = other.put("/v1/admin/policy", json={"max_per_week": 2}, headers=as_key("admin"))
+        assert changed.status_code == 200, changed.text
+
+    exported = client.get("/v1/me/export", headers=user)
+
+    assert exported.status_code == 200, exported.text
+    assert exported.json()["preferences"]["frequency"]["max_per_week"] == 2  # the newest, shown
+    assert runtime.policy.version is before
