@@ -26,7 +26,10 @@ from gateway.errors import TooManyRequests
 
 __all__ = ["MOST_USERS", "UserWrites"]
 
-MOST_USERS = 100_000  # ~150 bytes each: ~15 MiB at most
+MOST_USERS = 100_000  # ~300 bytes each with its ref: ~30 MiB at most
+# A change's worth less this is a whole one: the refill's float sums land a hair under 1 after
+# exactly `Retry-After` seconds (27 an hour, 133 s: 0.9999999999999999).
+_ROUNDING = 1e-9
 
 
 class UserWrites:
@@ -45,14 +48,14 @@ class UserWrites:
         now = self._clock().timestamp()
         left, at = self._buckets.pop(subject_ref, (self._burst, now))
         left = min(self._burst, left + max(0.0, now - at) * self._rate)
-        if left < 1.0:
+        if left < 1.0 - _ROUNDING:
             self._buckets[subject_ref] = (left, now)
-            wait = math.ceil((1.0 - left) / self._rate)
+            wait = math.ceil((1.0 - _ROUNDING - left) / self._rate)
             raise TooManyRequests(
                 f"too many changes for this user: at most {round(self._rate * 3600)} an hour; "
                 f"retry in {wait} s",
                 retry_after=wait,
             )
-        self._buckets[subject_ref] = (left - 1.0, now)
+        self._buckets[subject_ref] = (max(0.0, left - 1.0), now)
         if len(self._buckets) > self._most:
             self._buckets.popitem(last=False)

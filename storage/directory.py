@@ -211,8 +211,7 @@ class SubjectDirectory:
         transaction (`Store.write_as`): an erasure deletes the subject's row here before its
         cleanup takes the data file's write lock, so either this read sees it gone or the cleanup
         runs after the write and deletes what it wrote."""
-        row = self._db.reader().execute("SELECT 1 FROM subjects WHERE subject_id = ?", (subject_id,))
-        return row.fetchone() is not None
+        return subject_id in self.holding([subject_id])
 
     def holding(self, subject_ids: Iterable[str]) -> set[str]:
         """The live subjects among `subject_ids`, read past the cache: `holds` for many, in a

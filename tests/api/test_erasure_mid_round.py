@@ -98,7 +98,8 @@ def test_a_send_whose_subject_cannot_be_read_is_put_off_not_the_round(
     """The directory read before a send may fail (a damaged page, a reader that cannot reopen).
     Raised into the round's sends, it left the whole round unrecorded: the send already made
     was made again at the lease's end, the device getting the push twice. Now that send alone
-    waits for the next round. The read is made to fail here, once, at the second send."""
+    waits for the next round. The read is made to fail here, once, at the second of the push's
+    two sends (they start together, in either order)."""
     user, key = as_user(USER), as_key("pushes:write")
     for token in ("relay-device-first", "relay-device-second"):
         answer = client.post("/v1/me/devices", json={"platform": "webhook", "token": token}, headers=user)
@@ -117,7 +118,7 @@ def test_a_send_whose_subject_cannot_be_read_is_put_off_not_the_round(
 
     monkeypatch.setattr(directory, "holds", failing_once)
     assert client.blocking_portal.call(runtime.dispatcher.run_once, "test-worker", 10) == 1
-    assert [b["device_token"] for b in hook.received] == ["relay-device-first"]
+    assert len(hook.received) == 1, hook.received  # the send whose read failed is not made
     clock.advance(seconds=5)
     assert client.blocking_portal.call(runtime.dispatcher.run_once, "test-worker", 10) == 1
     assert sorted(b["device_token"] for b in hook.received) == ["relay-device-first", "relay-device-second"]

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FakeClock, Headers
+from conftest import FIXED_NOW, FakeClock, Headers
 from litestar import Litestar
 from litestar.testing import TestClient
 from support import assert_problem, readers
@@ -113,3 +113,19 @@ def test_users_past_the_most_kept_start_again_and_zero_is_no_limit() -> None:
     unlimited = UserWrites(0, system_clock)
     for _ in range(1000):
         unlimited.take("a")
+
+
+@pytest.mark.parametrize("per_hour", [20, 27, 350, 600])
+def test_a_client_that_waits_as_told_is_let_through(per_hour: int) -> None:
+    """With 27 an hour the refill after exactly `Retry-After` seconds summed to a hair under one
+    change, and the client that waited as told was refused again."""
+    clock = FakeClock(FIXED_NOW)
+    writes = UserWrites(per_hour, clock)
+    for _ in range(30):
+        while True:
+            try:
+                writes.take("a")
+            except TooManyRequests as refused:
+                clock.advance(seconds=refused.retry_after)
+                break
+        writes.take("a")  # waited exactly as long as told
