@@ -210,8 +210,11 @@ class SubjectDirectory:
         """Whether the subject is live now, read past the cache. Asked inside a data-file write's
         transaction (`Store.write_as`): an erasure deletes the subject's row here before its
         cleanup takes the data file's write lock, so either this read sees it gone or the cleanup
-        runs after the write and deletes what it wrote."""
-        return subject_id in self.holding([subject_id])
+        runs after the write and deletes what it wrote. Also asked before each delivery send:
+        one prepared point read, not `holding`'s IN query built for many (a fifth of a send's
+        directory time in a profile of run AW)."""
+        row = self._db.reader().execute("SELECT 1 FROM subjects WHERE subject_id = ?", (subject_id,))
+        return row.fetchone() is not None
 
     def holding(self, subject_ids: Iterable[str]) -> set[str]:
         """The live subjects among `subject_ids`, read past the cache: `holds` for many, in a
