@@ -301,8 +301,19 @@ def _host(raw: str) -> str:
     return raw
 
 
+def _integer(raw: str, says: str) -> int:
+    """`int(raw)` with the refusal in the setting's words, not Python's ("invalid literal for
+    int() with base 10"), and without the space `int` forgives around the digits."""
+    if raw != raw.strip():
+        raise ValueError(says)
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(says) from None
+
+
 def _port(raw: str) -> int:
-    port = int(raw)
+    port = _integer(raw, "must be a port number from 1 to 65535")
     if not 0 < port < 65536:
         raise ValueError(f"port out of range: {port}")
     return port
@@ -356,10 +367,12 @@ def _whole(low: int, high: int) -> Callable[[str], int]:
     starts a process that fails later, one round at a time (a lease past what a date holds), or
     asks for more sockets than any open-files limit allows."""
 
+    says = f"must be a whole number from {low} to {high}"
+
     def parse(raw: str) -> int:
-        value = int(raw)
+        value = _integer(raw, says)
         if not low <= value <= high:
-            raise ValueError(f"must be a whole number from {low} to {high}")
+            raise ValueError(says)
         return value
 
     return parse

@@ -428,3 +428,19 @@ def test_the_cli_refuses_a_data_dir_it_cannot_look_at_in_one_line(tmp_path: Path
     assert (done.returncode, done.stdout) == (2, "")
     assert len(done.stderr.splitlines()) == 1
     assert "--data-dir" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({"CGW_PORT": "abc"}, "CGW_PORT: must be a port number from 1 to 65535"),
+        ({"CGW_PORT": " 80"}, "CGW_PORT: must be a port number from 1 to 65535"),
+        ({"CGW_MAX_BODY_BYTES": "lots"}, "CGW_MAX_BODY_BYTES: must be a whole number from 1 to 67108864"),
+        ({"CGW_USER_WRITES_PER_HOUR": "6e2"}, "CGW_USER_WRITES_PER_HOUR: must be a whole number from 0 to"),
+    ],
+)
+def test_a_number_that_is_none_is_refused_in_the_settings_words(env: dict[str, str], says: str) -> None:
+    """Not Python's ("invalid literal for int() with base 10: 'abc'"), and no spaces forgiven."""
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(env)
+    assert str(caught.value).startswith(says), str(caught.value)
