@@ -137,11 +137,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except OSError as exc:  # the last resort: a path the checks above could not foresee
         where = f"{exc.filename}: " if exc.filename else ""
-        print(f"consent-gateway: {where}{exc.strerror or exc}", file=sys.stderr)
+        if exc.filename and _inside(Path(exc.filename), settings.data_dir):  # e.g. a dir not ours to write
+            named = SettingsError(f"{where}{exc.strerror or exc}", setting="data_dir").given_by(flags)
+            print(f"consent-gateway: configuration error: {named}", file=sys.stderr)
+        else:
+            print(f"consent-gateway: {where}{exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE
     finally:
         if makes_dev_keys and args.command != "serve" and settings.keystore_path.exists():
             print("\n".join(_dev_keys_made(settings.keystore_path)), file=sys.stderr, flush=True)
+
+
+def _inside(path: Path, directory: Path) -> bool:
+    return path.resolve().is_relative_to(directory.resolve())
 
 
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:

@@ -344,3 +344,15 @@ def test_serve_with_a_key_store_it_refuses_makes_no_data_dir(tmp_path: Path) -> 
     env = {"CGW_DATA_DIR": str(data), "CGW_KEYSTORE_FILE": str(malformed), "CGW_PORT": str(free_port())}
     _refused(_run(env, "serve"), "malformed")
     assert not data.exists()
+
+
+@pytest.mark.skipif(bool(AS_AN_OWNER) and shutil.which("setpriv") is None, reason="needs setpriv as root")
+def test_a_data_dir_the_command_may_not_write_is_named_as_given(tmp_path: Path) -> None:
+    """`keys.json: Permission denied` named a file, not the setting to mend."""
+    data = tmp_path / "data"
+    data.mkdir(mode=0o500)
+    done = subprocess.run(
+        [*AS_AN_OWNER, CLI, "token", "alice", "--data-dir", str(data)],
+        env={}, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    _refused(done, "configuration error: --data-dir: ", "Permission denied")
