@@ -145,6 +145,16 @@ def test_deferred_to_the_end_of_berlin_quiet_hours(world: World) -> None:
     assert world.count("outbox") == 1
 
 
+def test_quiet_hours_follow_the_zone_rules_in_force_not_the_hosts(world: World) -> None:
+    """British Columbia keeps UTC-7 all year from 2026-11-01 (tzdata 2026b). Read from a host's
+    older zone files, 04:30 UTC was 20:30 in Vancouver and the push went out, where it is 21:30,
+    inside the quiet window; the gateway takes zones from the `tzdata` package it pins."""
+    world.user("vera", timezone="America/Vancouver")
+    world.clock.advance(hours=18, minutes=30)  # 2026-11-24 04:30 UTC
+    answer = world.submit("vera")
+    assert (answer["outcome"], answer["deliver_after"]) == ("deferred", "2026-11-24T15:00:00Z"), answer
+
+
 def test_deferred_to_the_users_own_quiet_window(world: World) -> None:
     world.user("chen", timezone="Asia/Shanghai", quiet_hours={"start": "17:00", "end": "19:30"})
     world.clock.advance(minutes=30)  # 10:30 UTC = 18:30 in Shanghai
