@@ -125,5 +125,5 @@ def decide(
     results.append(check_complaints(ctx, sent_at, settings))
     results.append(check_campaign_pause(ctx, now, settings))
     results.append(quiet)
-    results.append(check_frequency(ctx, sent_at, settings, unit.quiet))
+    results.append(check_frequency(ctx, now, sent_at, settings, unit.quiet))
     return combine(results, expires)

@@ -41,13 +41,13 @@ def busiest_week(times: list[datetime], at: datetime) -> int:
 
 
 def check_frequency(
-    ctx: RuleContext, at: datetime, settings: PolicySettings, quiet: QuietTimes
+    ctx: RuleContext, now: datetime, at: datetime, settings: PolicySettings, quiet: QuietTimes
 ) -> RuleResult:
     subject = ctx.subject
     counted = [
         (when, item.topic)
         for item in subject.scheduled
-        if not _stopped(item, subject) and (when := _due(item, subject, settings, quiet)) is not None
+        if not _stopped(item, subject) and (when := _due(item, subject, settings, quiet, now)) is not None
     ]
     times = [when for when, _ in counted]
     found = []
@@ -90,17 +90,21 @@ def _too_soon(counted: list[tuple[datetime, str]], topic: str, at: datetime, hou
 
 
 def _due(
-    item: Scheduled, subject: SubjectState, settings: PolicySettings, quiet: QuietTimes
+    item: Scheduled, subject: SubjectState, settings: PolicySettings, quiet: QuietTimes, now: datetime
 ) -> datetime | None:
     """When a push counts: a waiting one is decided again when due, under the user's quiet hours
     and time zone as they are then (as now, here), so one planned by settings changed since is
     deferred again, to its new time, or expires, and counts nowhere (None). Counted at its old
-    time, it refused a push the user wanted on a day it would never go."""
+    time, it refused a push the user wanted on a day it would never go. Due already but not yet
+    sent (the worker behind), it is judged by the quiet hours of now, which dispatch will find:
+    a push due at 20:59 and still waiting at 21:01 goes in the morning, and counted at 20:59 it
+    left that morning's room to the next push, answered `deferred` there and refused then.
+    (Outside quiet hours it still counts at its planned time, as it is about to go.)"""
     if not item.waiting or item.expires_at is None:
         return item.at
     if item.at >= item.expires_at:  # a retry due at its expiry: it ends `expired` then
         return None
-    until = quiet.at(subject, item.at, settings)
+    until = quiet.at(subject, max(item.at, now), settings)
     if isinstance(until, RuleResult):
         return item.at
     return None if until >= item.expires_at else until

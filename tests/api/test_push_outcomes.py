@@ -521,6 +521,19 @@ def test_topic_interval_same_topic_within_24_hours(world: World) -> None:
     assert world.submit("jun")["outcome"] == "queued"
 
 
+def test_a_push_still_waiting_as_quiet_hours_begin_counts_on_the_morning_it_will_go(world: World) -> None:
+    """Queued at 20:59:30 and not sent by 21:00 (the worker behind), the first push goes at 08:00.
+    Counted at 20:59:30 it left Tuesday's one push a day free, and the next was answered
+    `deferred` to 08:00, to be refused there at dispatch: the sender was told it would go."""
+    world.user("ona")
+    world.clock.advance(hours=10, minutes=59, seconds=30)  # 20:59:30 UTC Monday
+    assert world.submit("ona")["outcome"] == "queued"
+    world.clock.advance(seconds=60)  # 21:00:30: quiet, the first push not sent yet
+    second = world.submit("ona", topic="flash_sales")
+    assert second["outcome"] == "rejected", second
+    assert {"code": "frequency_capped", "window": "day", "limit": 1} in second["reasons"]
+
+
 def test_rejected_pushes_do_not_count_against_caps(world: World) -> None:
     world.user("kai")
     assert world.submit("kai", title="x" * 101)["outcome"] == "rejected"
