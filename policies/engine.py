@@ -7,7 +7,7 @@ exception from `decide` as a deny (and logs it, which this pure code cannot do).
 """
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import Flag, auto
 from typing import NamedTuple
 
@@ -100,8 +100,12 @@ def decide(
 ) -> Decision:
     """`unit`: what the unit deciding this push (a submission, a dispatch round) has worked out
     for its pushes so far (policies/unit.py); without it, everything is worked out afresh."""
-    if now.utcoffset() is None:
-        raise ValueError("now must be timezone-aware")
+    if now.tzinfo is not UTC:  # callers pass UTC; any other zone is converted, never used
+        if now.utcoffset() is None:
+            raise ValueError("now must be timezone-aware")
+        # Arithmetic on an aware datetime keeps its zone's wall clock: `now - 7 days` in New York
+        # across a clock change is 167 or 169 hours back, and the caps' windows with it.
+        now = now.astimezone(UTC)
     expires = expires_at(push, now, settings)
     ctx = RuleContext(push=push, subject=subject, campaign=campaign, expires_at=expires)
     first = check_subject(ctx, now, settings)

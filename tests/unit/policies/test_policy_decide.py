@@ -3,6 +3,7 @@
 import unicodedata
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
+from zoneinfo import ZoneInfo
 
 import msgspec
 import pytest
@@ -541,3 +542,24 @@ def test_decide_raises_instead_of_allowing(
     """No reason code means "could not decide", so decide raises and the caller denies."""
     with pytest.raises(error):
         decide(bad_push, bad_subject, None, now, SETTINGS)
+
+
+def test_a_now_in_another_zone_is_the_same_moment_for_every_window() -> None:
+    """`now` given in New York's zone: Python's arithmetic on it keeps the wall clock, so the
+    week before 2024-03-12 12:00 EDT, across the spring change, was 167 hours; three pushes in
+    the 168 hours before it were not all counted, and a fourth was queued. The same moment in
+    UTC is refused; now in any zone is decided as that moment in UTC."""
+    new_york = ZoneInfo("America/New_York")
+    now = datetime(2024, 3, 12, 12, 0, tzinfo=new_york)
+    planned = [datetime(2024, 3, 5, 16, 30, tzinfo=UTC), datetime(2024, 3, 7, 16, tzinfo=UTC),
+               datetime(2024, 3, 9, 16, tzinfo=UTC)]  # fmt: skip
+    them = subject(
+        timezone="America/New_York",
+        scheduled=tuple(Scheduled(at=at, topic="product_tips") for at in planned),
+        location_at=now.astimezone(UTC) - timedelta(minutes=5),
+    )
+    in_new_york = decide(push(), them, None, now, SETTINGS)
+    in_utc = decide(push(), them, None, now.astimezone(UTC), SETTINGS)
+    assert (in_new_york.outcome, in_new_york.reasons) == (in_utc.outcome, in_utc.reasons)
+    assert in_utc.outcome == "rejected"
+    assert in_new_york.expires_at.tzinfo is UTC
