@@ -32,6 +32,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.exceptions.responses import create_exception_response
 
+from gateway.request_log import request_id_of
 from storage.db import StorageBusyError, StorageFailedError, StorageFullError
 
 __all__ = [
@@ -187,14 +188,18 @@ STORAGE_BUSY = (
 BUSY_RETRY_AFTER_SECONDS = 1
 
 
-def handle_storage_failure(_: Request[Any, Any, Any], exc: StorageFailedError) -> Response[dict[str, object]]:
+def handle_storage_failure(
+    request: Request[Any, Any, Any], exc: StorageFailedError
+) -> Response[dict[str, object]]:
     """A disk sync failed, so nothing can be made durable any more, the disk is full, or another
     process held the write lock too long, and this write was undone (see `storage.db`): say
     which, and that it is not the client's fault, rather than a bare 500. The storage error is
     logged. Retry-After only for the lock, which passes: when space or a restart comes is not
     ours to know."""
     if isinstance(exc, StorageBusyError):  # passing: the lock is free again once the other is done
-        logging.getLogger("gateway.storage").warning("storage busy", extra={"error": str(exc)})
+        logging.getLogger("gateway.storage").warning(
+            "storage busy", extra={"error": str(exc), "request_id": request_id_of(request.scope)}
+        )
         return Response(
             {"status_code": 503, "detail": STORAGE_BUSY},
             status_code=503,
@@ -202,7 +207,8 @@ def handle_storage_failure(_: Request[Any, Any, Any], exc: StorageFailedError) -
         )
     full = isinstance(exc, StorageFullError)
     logging.getLogger("gateway.storage").error(
-        "storage full" if full else "storage failed", extra={"error": str(exc)}
+        "storage full" if full else "storage failed",
+        extra={"error": str(exc), "request_id": request_id_of(request.scope)},
     )
     detail = STORAGE_FULL if full else STORAGE_FAILED
     return Response({"status_code": 503, "detail": detail}, status_code=503)
@@ -222,7 +228,8 @@ def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respon
         return create_exception_response(request, exc)
     route = str(request.scope.get("path_template") or "unmatched")
     logging.getLogger("gateway.http").error(
-        "unhandled exception", extra={"exc_type": type(exc).__name__, "route": route}
+        "unhandled exception",
+        extra={"exc_type": type(exc).__name__, "route": route, "request_id": request_id_of(request.scope)},
     )
     if (runtime := request.app.state.get("runtime")) is not None:
         runtime.store.after_failure(exc)

@@ -20,13 +20,20 @@ from litestar.types import ASGIApp, Message, Receive, ReceiveMessage, Scope, Sen
 
 from gateway.metrics import Metrics
 
-__all__ = ["CLIENT_CLOSED", "method_label", "request_log"]
+__all__ = ["CLIENT_CLOSED", "method_label", "request_id_of", "request_log"]
 
-_LOGGED = "cgw.request_logged"
+_LOGGED = "cgw.request_id"  # in the scope's state: the id of a request the middleware logs
 CLIENT_CLOSED = 499
 """The status logged and counted for a request whose client went away before its answer began
 (nginx's "client closed request"). Litestar answers a body cut short with a 500, which no one
 receives: counted as one, a flaky mobile upload read as a server fault in 5xx alerts."""
+
+
+def request_id_of(scope: Scope) -> str | None:
+    """The request's id, as its request line and `x-request-id` give it: for the error handlers'
+    own lines, which would otherwise be matched to a request only by their time."""
+    found = scope.get("state", {}).get(_LOGGED)
+    return found if isinstance(found, str) else None
 
 
 def request_log(metrics: Metrics) -> tuple[Any, Callable[[Message, Scope], Awaitable[None]]]:
@@ -65,7 +72,7 @@ def request_log(metrics: Metrics) -> tuple[Any, Callable[[Message, Scope], Await
             request_id = f"{prefix}{next(counter):x}"
             status = 500
             started = time.perf_counter()
-            scope.setdefault("state", {})[_LOGGED] = True
+            scope.setdefault("state", {})[_LOGGED] = request_id
             gone = False
 
             async def receive_noting_disconnect() -> ReceiveMessage:

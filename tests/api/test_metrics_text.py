@@ -161,6 +161,12 @@ def test_metrics_after_traffic_parse_and_carry_the_operational_series(
     assert families["cgw_open_circuit_breakers"].type == "gauge"
     assert value(families, "cgw_open_circuit_breakers") == 1
 
+    # The process's own, for memory, CPU and open files against their limit.
+    assert value(families, "process_resident_memory_bytes") > 0
+    assert 0 < value(families, "process_open_fds") < value(families, "process_max_fds")
+    assert families["python_gc_collections"].type == "counter"
+    assert "python_info" in families
+
     # Nothing that points at a person, a device, a campaign or a push.
     users = [ADA, BO, CY, GHOST, *flaky]
     secrets = [

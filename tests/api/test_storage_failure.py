@@ -31,6 +31,7 @@ def test_after_a_failed_fsync_writes_answer_503_and_the_gateway_is_neither_ready
     runtime: Runtime,
     as_user: Callable[[str], Headers],
     monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     user = as_user("disk-user")
     assert client.put("/v1/me/consents/marketing", json=CONSENT, headers=user).status_code == 200
@@ -41,6 +42,9 @@ def test_after_a_failed_fsync_writes_answer_503_and_the_gateway_is_neither_ready
     failed = client.put("/v1/me/consents/marketing", json={**CONSENT, "granted": False}, headers=user)
     assert failed.status_code == 503
     assert "storage is unavailable" in failed.json()["detail"]
+    # Its error line names the request, as its request line and `x-request-id` do.
+    [line] = [r for r in caplog.records if r.getMessage() == "storage failed"]
+    assert getattr(line, "request_id", None) == failed.headers["x-request-id"]
 
     monkeypatch.undo()  # the disk is back, but what the kernel kept is unknown: still refused
     again = client.patch("/v1/me/preferences", json={"locale": "de"}, headers=user)
