@@ -289,17 +289,34 @@ def _program() -> str:
 
 
 async def _worker(settings: Settings) -> int:
+    from prometheus_client import start_http_server
+
     from gateway.runtime import Runtime
     from gateway.worker import Worker
 
     runtime = Runtime(settings)
     worker = Worker(runtime.dispatcher, settings.worker_concurrency)
+    metrics_server = None
+    if (port := settings.worker_metrics_port) is not None:
+        # Its deliveries, end states and circuits are counted in this process, which serves no
+        # API: unscraped, a deployment of separate workers showed no delivery at all.
+        try:
+            metrics_server, _ = start_http_server(port, settings.host, registry=runtime.metrics.registry)
+        except OSError as exc:
+            await runtime.aclose()
+            raise SettingsError(
+                f"cannot serve metrics on {settings.host}:{port}: {exc.strerror or exc}",
+                setting="worker_metrics_port",
+            ) from None
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, worker.stop)
     try:
         await worker.run()
     finally:
+        if metrics_server is not None:
+            metrics_server.shutdown()
+            metrics_server.server_close()
         await runtime.aclose()
     return 0
 

@@ -52,6 +52,8 @@ def test_every_variable_is_read(tmp_path: Path, pem_file: Path) -> None:
         "CGW_DELIVERY_WEBHOOK_SECRET": "whsec-" + "x" * 32,
         "CGW_MAX_BODY_BYTES": "1024",
         "CGW_WORKER_ENABLED": "off",
+        "CGW_WORKER_METRICS_PORT": "9464",
+        "CGW_USER_WRITES_PER_HOUR": "60",
         "CGW_LOG_LEVEL": "debug",
         "UNRELATED": "ignored",
     }
@@ -67,6 +69,8 @@ def test_every_variable_is_read(tmp_path: Path, pem_file: Path) -> None:
     assert settings.delivery_webhook_secret == Secret("whsec-" + "x" * 32)
     assert settings.max_body_bytes == 1024
     assert settings.worker_enabled is False
+    assert settings.worker_metrics_port == 9464
+    assert settings.user_writes_per_hour == 60
     assert settings.log_level == "debug"
 
 
