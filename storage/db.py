@@ -1019,7 +1019,15 @@ class Database:
         conn: Connection | None = getattr(local, "conn", None)
         if conn is not None and (local.since == self._readers_since or conn.in_transaction):
             return conn
-        fresh = connect(self.path, self._key, page_mac=self.writer.page_mac, factory=_Reader)
+        try:
+            fresh = connect(self.path, self._key, page_mac=self.writer.page_mac, factory=_Reader)
+        except DatabaseLockedError as exc:
+            # The writer opened this file with this key: a reader that cannot read its first page
+            # now meets a damaged page 1, not a wrong key. Raised as SQLite's own error it is
+            # counted and logged as damage (`is_corrupt`), each time, not as a key refused.
+            if isinstance(exc.__cause__, sqlcipher3.Error):
+                raise exc.__cause__ from None
+            raise
         fresh.execute("PRAGMA query_only = ON")
         # The connection replaced is not closed here: a cursor of this thread may still be reading
         # from it. It closes when nothing holds it any more.

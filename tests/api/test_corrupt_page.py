@@ -629,3 +629,34 @@ def test_an_erasure_held_up_at_start_by_a_lock_still_stops_the_start(
     assert refused.group_contains(storage.db.StorageBusyError)
     with TestClient(create_app(settings, clock)) as client:
         assert client.app.state.runtime.store.directory.pending_erasure(ref) is None  # finished
+
+
+def test_a_damaged_first_page_is_counted_as_damage_at_each_read_not_taken_for_a_wrong_key(
+    settings: Settings, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Page 1 rots while the gateway runs. Readers renewed after a read met damage (as they are)
+    cannot open the file: that refusal was taken for a wrong key (`DatabaseLockedError`), so only
+    the first read was counted as damage and logged as such, the rest as unhandled errors of
+    another kind, sending an operator to the key store."""
+    with TestClient(create_app(settings, clock)) as client:
+        runtime = client.app.state.runtime
+        _, secret = runtime.api_keys.create_sync("page one test", ("pushes:write",))
+        service = {"Authorization": f"Bearer {secret}"}
+        body = {"idempotency_key": "p1", "user_id": "page-one", "topic": "transactional",
+                "title": "t", "body": "b"}  # fmt: skip
+        push_id = client.post("/v1/pushes", json=body, headers=service).json()["push_id"]
+        path = settings.data_dir / DATA_FILE
+        _fold(path, runtime.store.keys.database_key)
+        rot_page(path, 1)
+        caplog.clear()
+        for _ in range(3):
+            runtime.store.data.renew_readers()  # as a read that met the damage leaves them
+            assert client.get(f"/v1/pushes/{push_id}", headers=service).status_code == 500
+        families = {f.name: f for f in text_string_to_metric_families(client.get("/metrics").text)}
+        assert [s.value for s in families["cgw_storage_damaged_page_errors"].samples] == [3.0]
+        said = [r.getMessage() for r in caplog.records]
+        assert said.count("corrupt page: a read failed its check; read connections reopened") == 3, said
+        kinds = {
+            getattr(r, "exc_type", None) for r in caplog.records if r.getMessage() == "unhandled exception"
+        }
+        assert kinds == {"DatabaseError"}, kinds
