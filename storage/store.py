@@ -310,8 +310,18 @@ class Store:
             db.renew_readers()
         log.error("corrupt page: a read failed its check; read connections reopened")
 
-    async def write_as(self, subject_ref: str, now: datetime, fn: Callable[[Connection, SubjectKey], T]) -> T:
-        """`fn` in a data writer unit, for the live subject of `subject_ref` (made if there is none).
+    async def write_as(
+        self,
+        subject_ref: str,
+        now: datetime,
+        fn: Callable[[Connection, SubjectKey], T],
+        *,
+        must_exist: Exception | None = None,
+    ) -> T:
+        """`fn` in a data writer unit, for the live subject of `subject_ref` (made if there is none,
+        unless `must_exist` is given: then that is raised instead, for a write that can only be
+        about something the subject already has, a complaint about a push of theirs: a subject
+        made for it would outlive the refusal, an erased user brought back by a 404).
 
         A process trusts its cached key of a subject for a second (`SubjectDirectory`), so a write
         through it just after an erasure made through another process would land under the erased
@@ -321,7 +331,12 @@ class Store:
         and the write made again for whoever the ref is now, a new subject if the user came back
         (as `ensure_from_loop` does when the erasure ran in this process)."""
         for _ in range(_ERASED_MEANWHILE_TRIES):
-            key = await self.directory.ensure_from_loop(subject_ref, now)
+            if must_exist is None:
+                key = await self.directory.ensure_from_loop(subject_ref, now)
+            elif (found := self.directory.resolve(subject_ref)) is not None:
+                key = found
+            else:
+                raise must_exist
             try:
                 return await self.data.writer.run(partial(self._as_live, key, fn))
             except _ErasedMeanwhile:

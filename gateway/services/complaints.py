@@ -51,8 +51,6 @@ class ComplaintService:
 
     async def file(self, subject_ref: str, body: ComplaintCreate, actor: str) -> ComplaintCreated:
         now = self._clock()
-        if body.push_id is not None and self._store.directory.resolve(subject_ref) is None:
-            raise NotFound("no such push of yours", "push_id")
         complaint_id = repo.new_id()
 
         def unit(conn: Connection, key: SubjectKey) -> ComplaintCreated:
@@ -63,7 +61,9 @@ class ComplaintService:
             )
             return self._file(conn, key, complaint_id, body, comment, actor, now)
 
-        created = await self._store.write_as(subject_ref, now, unit)
+        # About a push of theirs, the user exists already: none is made for it (`must_exist`).
+        unknown = None if body.push_id is None else NotFound("no such push of yours", "push_id")
+        created = await self._store.write_as(subject_ref, now, unit, must_exist=unknown)
         self._metrics.complaints.labels(body.reason).inc()
         return created
 

@@ -203,6 +203,37 @@ def test_a_write_through_an_app_still_trusting_its_cache_after_an_erasure_leaves
     assert now.subject_id != erased.subject_id  # the user came back, anew
 
 
+def test_a_refused_complaint_through_an_app_still_trusting_its_cache_does_not_bring_the_user_back(
+    client: TestClient[Litestar],
+    runtime: Runtime,
+    settings: Settings,
+    clock: FakeClock,
+    as_user: Callable[[str], Headers],
+    as_key: Callable[..., Headers],
+) -> None:
+    """A complaint about a push, through an app still trusting its cached key after an erasure
+    made through another: the write found the subject gone and was made again for a new one,
+    made in the directory before the unit refused the complaint 404 (the push is the erased
+    subject's). The refusal kept that subject: the user was live again, and their later pushes
+    answered `no_device` where `subject_erased` was due. A refused request changes nothing."""
+    db = runtime.store._directory_db
+    runtime.store.directory = SubjectDirectory(db, runtime.keys.keyring, max_age=60.0)
+    user, service = as_user(USER), as_key("pushes:write")
+    _register(client.post, user, "fcm-token-erin-complains")
+    push_id = client.post("/v1/pushes", json=_push_body("complained-of"), headers=service).json()["push_id"]
+
+    with TestClient(create_app(settings, clock)) as other:
+        assert other.delete("/v1/me", headers=user).status_code == 204
+
+    complaint = {"push_id": push_id, "reason": "other"}
+    refused = client.post("/v1/me/complaints", json=complaint, headers=user)
+    assert refused.status_code == 404, refused.text
+    ref = runtime.store.pseudonyms.subject_ref(USER)
+    live = db.reader().execute("SELECT count(*) FROM subjects WHERE subject_ref = ?", (ref,)).fetchone()[0]
+    assert live == 0  # still erased: no subject was made for the refused complaint
+    assert _submitter(client.post, service, "later")()["reasons"] == ERASED
+
+
 @pytest.mark.parametrize("how", ["single", "batch"])
 def test_a_push_through_an_app_still_trusting_its_cache_after_an_erasure_is_refused_as_erased(
     client: TestClient[Litestar],
