@@ -203,9 +203,11 @@ class AuditLedger:
 
     async def checkpoint(self) -> CheckpointRead:
         """The latest checkpoint, after signing a new one if the ledger has grown since it."""
-        now = self._clock()
 
         def unit(conn: Connection) -> tuple[CheckpointRow, TreeHead]:
+            # In the unit: a time read before it could precede events appended meanwhile, by
+            # another process, that the checkpoint covers.
+            now = self._clock()
             latest = audit.latest_checkpoint(conn)
             # only what was appended since the catch-up below, and never a history but the signed one
             tree = advance(self._tree, conn, _anchor(latest))

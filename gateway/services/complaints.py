@@ -50,10 +50,12 @@ class ComplaintService:
         self._metrics = metrics
 
     async def file(self, subject_ref: str, body: ComplaintCreate, actor: str) -> ComplaintCreated:
-        now = self._clock()
         complaint_id = repo.new_id()
 
         def unit(conn: Connection, key: SubjectKey) -> ComplaintCreated:
+            # In the unit: its events' times (a consent withdrawn, a topic muted) follow their
+            # order in the ledger, as a consent change's do (`PreferenceCenter.set_consent`).
+            now = self._clock()
             comment = (
                 None
                 if body.comment is None
@@ -63,7 +65,7 @@ class ComplaintService:
 
         # About a push of theirs, the user exists already: none is made for it (`must_exist`).
         unknown = None if body.push_id is None else NotFound("no such push of yours", "push_id")
-        created = await self._store.write_as(subject_ref, now, unit, must_exist=unknown)
+        created = await self._store.write_as(subject_ref, self._clock(), unit, must_exist=unknown)
         self._metrics.complaints.labels(body.reason).inc()
         return created
 

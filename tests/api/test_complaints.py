@@ -7,7 +7,9 @@ app's own event loop through the TestClient's blocking portal.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from support import apns_token, assert_problem, audience, readers, scan_bytes, s
 
 from gateway.runtime import Runtime
 from storage import ledger
+from storage.db import connect
 from storage.store import DATA_FILE
 
 Client = TestClient[Litestar]
@@ -759,3 +762,36 @@ def test_a_push_refused_before_it_was_meant_for_the_user_cannot_be_complained_of
     assert_problem(client.post("/v1/me/complaints", json=complaint, headers=bob), 404, "push_id")
     assert table_count(runtime, "complaints") == 0
     assert table_count(runtime, "mutes") == 0
+
+
+def test_a_complaints_events_bear_the_time_its_write_ran_not_when_it_was_asked(
+    client: Client, runtime: Runtime, clock: FakeClock, as_user: UserHeaders, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A complaint read the clock before waiting for the write lock, which another process may
+    hold: a consent change committed meanwhile got the lower seq and the later time, so ledger
+    times ran backwards and `?at=` answers read the consent withdrawn before it was. Here another
+    connection holds the write lock while the complaint waits, and the clock moves on meanwhile."""
+    user = onboard(client, as_user, "tock")
+    read = threading.Event()
+    reading = type(clock).__call__  # the fixture's class: conftest may be imported twice
+
+    def noted(self: FakeClock) -> datetime:
+        read.set()
+        return reading(self)
+
+    holder = connect(runtime.store.data.path, runtime.store.keys.database_key)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        monkeypatch.setattr(type(clock), "__call__", noted)
+        with ThreadPoolExecutor(1) as pool:
+            filed = pool.submit(client.post, "/v1/me/complaints", json={"reason": "no_consent"}, headers=user)
+            assert read.wait(30)  # the complaint has read the clock on its way to the held lock
+            clock.advance(seconds=5)
+            holder.execute("ROLLBACK")
+            assert filed.result(timeout=30).status_code == 201
+    finally:
+        if holder.in_transaction:
+            holder.execute("ROLLBACK")
+        holder.close()
+    withdrawn = [e for e in ledger.events(runtime.store.data.reader()) if e.kind == "consent.withdrawn"]
+    assert [at(e.at) for e in withdrawn] == [FIXED_NOW + timedelta(seconds=5)]
