@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -14,7 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -69,6 +70,25 @@ def scan_bytes(root: Path, needles: list[str]) -> dict[str, list[str]]:
                 if encoded in blob:
                     found.setdefault(needle, []).append(path.name)
     return found
+
+
+@contextmanager
+def out_of_descriptors(spare: int) -> Iterator[None]:
+    """This process really out of file descriptors for the block: the soft limit lowered to what
+    is open and `spare` more, and those filled with /dev/null; all given back after."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    held: list[int] = []
+    resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + spare, hard))
+    try:
+        with suppress(OSError):
+            while True:
+                held.append(os.open(os.devnull, os.O_RDONLY))
+        assert held, "no descriptor was left to fill"
+        yield
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def readers(runtime: Runtime) -> dict[str, Connection]:

@@ -41,6 +41,18 @@ def settings(data_dir: Path, hook: WebhookRelay) -> Settings:
     )
 
 
+def queued_to_two_devices(client: TestClient[Litestar], user: Headers, key: Headers) -> str:
+    """A transactional push to USER, who has two webhook devices; its id."""
+    for token in ("relay-device-first", "relay-device-second"):
+        answer = client.post("/v1/me/devices", json={"platform": "webhook", "token": token}, headers=user)
+        assert answer.status_code == 201, answer.text
+    body = {"idempotency_key": "mid-1", "user_id": USER, "topic": "transactional",
+            "title": "Payment received", "body": "CNY 25.00"}  # fmt: skip
+    queued = client.post("/v1/pushes", json=body, headers=key).json()
+    assert queued["outcome"] == "queued", queued
+    return str(queued["push_id"])
+
+
 def test_sends_not_yet_started_when_the_user_is_erased_are_not_made(
     client: TestClient[Litestar],
     runtime: Runtime,
@@ -50,13 +62,7 @@ def test_sends_not_yet_started_when_the_user_is_erased_are_not_made(
     as_key: Callable[..., Headers],
 ) -> None:
     user, key = as_user(USER), as_key("pushes:write")
-    for token in ("relay-device-first", "relay-device-second"):
-        answer = client.post("/v1/me/devices", json={"platform": "webhook", "token": token}, headers=user)
-        assert answer.status_code == 201, answer.text
-    body = {"idempotency_key": "mid-1", "user_id": USER, "topic": "transactional",
-            "title": "Payment received", "body": "CNY 25.00"}  # fmt: skip
-    queued = client.post("/v1/pushes", json=body, headers=key).json()
-    assert queued["outcome"] == "queued", queued
+    push_id = queued_to_two_devices(client, user, key)
 
     first_send, erased = threading.Event(), threading.Event()
 
@@ -75,14 +81,14 @@ def test_sends_not_yet_started_when_the_user_is_erased_are_not_made(
     assert len(hook.received) == 1, [b["device_token"] for b in hook.received]
     # The send not made is no attempt and leaves no delivery record: only the first device's.
     records = runtime.store.data.reader().execute(
-        "SELECT status FROM deliveries WHERE push_id = ?", (queued["push_id"],)
+        "SELECT status FROM deliveries WHERE push_id = ?", (push_id,)
     )
     assert [status for (status,) in records] == ["delivered"]
     # The push waits for its next claim, which finds the user gone: one device has it, so it ends
     # `delivered`, and nothing more is sent.
     clock.advance(seconds=5)
     assert client.blocking_portal.call(runtime.dispatcher.run_once, "test-worker", 10) == 1
-    ended = client.get(f"/v1/pushes/{queued['push_id']}", headers=key).json()
+    ended = client.get(f"/v1/pushes/{push_id}", headers=key).json()
     assert (ended["status"], ended["attempts"], len(hook.received)) == ("delivered", 1, 1), ended
 
 
@@ -101,12 +107,7 @@ def test_a_send_whose_subject_cannot_be_read_is_put_off_not_the_round(
     waits for the next round. The read is made to fail here, once, at the second of the push's
     two sends (they start together, in either order)."""
     user, key = as_user(USER), as_key("pushes:write")
-    for token in ("relay-device-first", "relay-device-second"):
-        answer = client.post("/v1/me/devices", json={"platform": "webhook", "token": token}, headers=user)
-        assert answer.status_code == 201, answer.text
-    body = {"idempotency_key": "unread-1", "user_id": USER, "topic": "transactional",
-            "title": "Payment received", "body": "CNY 25.00"}  # fmt: skip
-    queued = client.post("/v1/pushes", json=body, headers=key).json()
+    push_id = queued_to_two_devices(client, user, key)
     directory = runtime.store.directory
     holds, calls = directory.holds, []
 
@@ -122,5 +123,5 @@ def test_a_send_whose_subject_cannot_be_read_is_put_off_not_the_round(
     clock.advance(seconds=5)
     assert client.blocking_portal.call(runtime.dispatcher.run_once, "test-worker", 10) == 1
     assert sorted(b["device_token"] for b in hook.received) == ["relay-device-first", "relay-device-second"]
-    ended = client.get(f"/v1/pushes/{queued['push_id']}", headers=key).json()
+    ended = client.get(f"/v1/pushes/{push_id}", headers=key).json()
     assert ended["status"] == "delivered", ended

@@ -5,15 +5,14 @@ is replaced."""
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
-import resource
 from collections.abc import Callable
 
 import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
+from support import out_of_descriptors
 
 import storage.db
 from gateway.runtime import Runtime
@@ -104,22 +103,11 @@ def test_a_process_out_of_file_descriptors_for_a_while_is_not_failed_for_good(
     readiness are as before."""
     user = as_user("descriptor-user")
     assert client.put("/v1/me/consents/marketing", json=CONSENT, headers=user).status_code == 200
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    held: list[int] = []
-    resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 64, hard))
-    try:
-        with contextlib.suppress(OSError):
-            while True:
-                held.append(os.open(os.devnull, os.O_RDONLY))
+    with out_of_descriptors(spare=64):
         during = [
             client.put("/v1/me/consents/marketing", json={**CONSENT, "granted": n % 2 == 0}, headers=user)
             for n in range(3)
         ]
-    finally:
-        for fd in held:
-            os.close(fd)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-    assert len(held) > 0
     # During the shortage a write may be answered or refused, never failed for good.
     assert {r.status_code for r in during} <= {200, 503}, [r.text for r in during]
     after = client.patch("/v1/me/preferences", json={"locale": "en"}, headers=user)

@@ -8,11 +8,9 @@ The only thing replaced is `os.fdatasync` (the OS boundary), to watch, delay or 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import logging
 import os
-import resource
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
@@ -22,7 +20,7 @@ from typing import Any, TypeVar
 
 import pytest
 import sqlcipher3
-from support import rot_last_page
+from support import out_of_descriptors, rot_last_page
 
 import storage.db
 from storage.db import Connection, Database, StorageFailedError, Writer, connect, wrote_in_context
@@ -974,19 +972,8 @@ def test_a_sync_that_finds_no_free_descriptor_fails_only_its_own_commit(path: Pa
     made.close()
     writer = Writer(path, KEY, name="test")
     try:
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        held: list[int] = []
-        resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 16, hard))
-        try:
-            with contextlib.suppress(OSError):
-                while True:
-                    held.append(os.open(os.devnull, os.O_RDONLY))
-            with pytest.raises(StorageFailedError, match="Too many open files"):
-                writer.run_sync(_insert("during"))
-        finally:
-            for fd in held:
-                os.close(fd)
-            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        with out_of_descriptors(spare=16), pytest.raises(StorageFailedError, match="Too many open files"):
+            writer.run_sync(_insert("during"))
         assert writer.failure is None
 
         async def later() -> int:
