@@ -116,6 +116,12 @@ class Metrics:
             "Providers whose circuit is open or half-open",
             registry=self.registry,
         )
+        self.outbox_behind = Gauge(
+            "cgw_outbox_oldest_due_seconds",
+            "How long the earliest push due in the outbox has waited past its time, in or out of a "
+            "worker's round (0 if none is due): how far delivery is behind",
+            registry=self.registry,
+        )
         self.damaged_pages = Gauge(
             "cgw_storage_damaged_page_errors",
             "Reads and writes that met a database page failing its check, since start (the file "

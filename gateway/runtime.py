@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 
 from gateway.adapters import build_adapters
 from gateway.auth import UserTokens
@@ -24,6 +25,7 @@ from gateway.services.stats import StatsService
 from gateway.settings import Settings, SettingsError
 from gateway.signing import Signer
 from gateway.user_writes import UserWrites
+from storage import outbox
 from storage.keys import KeyStore
 from storage.repositories import admin_log
 from storage.store import Store, open_keystore
@@ -90,6 +92,7 @@ class Runtime:
             log.warning("finished erasures cut short after the key went", extra={"count": finished})
         self.metrics = metrics or Metrics()
         self.metrics.damaged_pages.set_function(lambda: self.store.damaged_page_errors)
+        self.metrics.outbox_behind.set_function(self._outbox_behind)
         self.pushes = PushService(self.store, clock, settings, self.policy, self.metrics)
         self.campaigns = CampaignService(self.store, clock)
         self.complaints = ComplaintService(self.store, clock, self.policy, self.preferences, self.metrics)
@@ -98,6 +101,15 @@ class Runtime:
         self.adapters = build_adapters(settings)
         self.dispatcher = Dispatcher(self.store, clock, settings, self.policy, self.metrics, self.adapters)
         self._rotation = asyncio.Lock()
+
+    def _outbox_behind(self) -> float:
+        """Seconds the outbox's earliest push is past due, read at each scrape (one index step).
+        A read that fails (a damaged page) is NaN, not a failed `/metrics`."""
+        try:
+            due = outbox.earliest_due(self.store.data.reader())
+        except Exception:
+            return math.nan
+        return 0.0 if due is None else max(0.0, (self.clock() - due).total_seconds())
 
     async def rotate_encryption_key(self, actor: str) -> tuple[str, int]:
         """A new key-encryption key, then every data key re-wrapped under it while serving, and

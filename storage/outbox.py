@@ -58,6 +58,12 @@ def claim(conn: Connection, owner: str, now: datetime, lease: timedelta, limit: 
     return [Claim(str(r[0]), int(r[1]), str(r[2])) for r in rows]
 
 
+def earliest_due(conn: Connection) -> datetime | None:
+    """When the earliest row of the outbox is due, sent or not: one step of its `due_at` index."""
+    row = conn.execute("SELECT min(due_at) FROM outbox").fetchone()
+    return None if row[0] is None else datetime.fromisoformat(row[0])
+
+
 class Reschedule(msgspec.Struct, frozen=True):
     push_id: str
     due_at: datetime

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import Headers
+from conftest import FakeClock, Headers
 from litestar import Litestar
 from litestar.testing import TestClient
 from prometheus_client.metrics_core import Metric
@@ -229,3 +229,21 @@ def test_each_decision_and_each_reason_counts_once(
     assert value(families, "cgw_decision_reasons_total", code="subject_unknown") == 4
     assert value(families, "cgw_decision_reasons_total", code="no_consent") == 1
     assert value(families, "cgw_decision_seconds_count") == 5
+
+
+def test_how_far_delivery_is_behind_is_a_gauge_of_the_outbox(
+    client: Client, runtime: Runtime, clock: FakeClock, as_user: UserHeaders, as_key: KeyHeaders
+) -> None:
+    """Nothing said whether pushes piled up unsent (no worker running, or one far behind): the
+    gauge is how long the earliest due push has waited past its time, 0 once it is sent."""
+    _, families = scrape(client)
+    assert value(families, "cgw_outbox_oldest_due_seconds") == 0
+    onboard(client, as_user, ADA)
+    queued = batch(client, as_key("pushes:write"), [item("lag-1", ADA, topic="transactional")])
+    assert queued["counts"] == {"queued": 1}
+    clock.advance(seconds=90)  # the worker is off: the push waits
+    _, families = scrape(client)
+    assert value(families, "cgw_outbox_oldest_due_seconds") == 90
+    assert dispatch(client, runtime) == 1
+    _, families = scrape(client)
+    assert value(families, "cgw_outbox_oldest_due_seconds") == 0
