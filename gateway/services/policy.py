@@ -49,18 +49,22 @@ class PolicySource:
         they moved. The time too: a version this process read in a writer group that was rolled
         back is not in storage, and another process may commit different settings under its
         number."""
-        if policy_repo.newest(conn) != (self.version.version, self.version.changed_at):
-            self.version = policy_repo.current(conn)
+        self.version = self._newest_version(conn)
 
     def newest(self, conn: Connection) -> PolicySettings:
         """The settings in force as stored now, without catching this source up (`refresh`): for
         what only shows them, which may run off the event loop (an export), where assigning
         `version` could change it under a push unit between its reads of the settings and of
         `content_key`."""
+        return self._newest_version(conn).settings
+
+    def _newest_version(self, conn: Connection) -> PolicyVersion:
+        """The version in force as stored: the one held if storage's newest is still it (one read
+        of its number and time), else read whole."""
         version = self.version
         if policy_repo.newest(conn) == (version.version, version.changed_at):
-            return version.settings
-        return policy_repo.current(conn).settings
+            return version
+        return policy_repo.current(conn)
 
     def read_version(self, version: int) -> PolicyVersionRead:
         """Version `version` as stored (the Audit API's `GET /v1/audit/policy/versions/{version}`)."""
