@@ -67,6 +67,7 @@ from gateway.metrics import Metrics
 from gateway.services import dispatch_writes
 from gateway.services.campaign_rule import may_pause_at_delivery
 from gateway.services.dispatch_writes import PushWrites
+from gateway.services.live_subjects import LiveSubjects
 from gateway.services.policy import PolicySource
 from gateway.services.pushes import policy_request, wire_reasons
 from gateway.settings import Settings
@@ -237,6 +238,7 @@ class Dispatcher:
         self._several = {a.name: a for a in adapters.values() if isinstance(a, SeveralProviders)}
         # As many sends in flight per provider as its client keeps connections (adapters.py).
         self._slots = {a.name: Slots(settings.worker_concurrency) for a in adapters.values()}
+        self._live = LiveSubjects(store)
         self._rand = rand
 
     async def run_once(self, owner: str, limit: int) -> int:
@@ -634,8 +636,7 @@ class Dispatcher:
         claim checked its expiry, but a round's sends may wait most of a lease. Nor once its
         user is erased: a round's later sends start seconds after its claim decided them, and
         an erasure answered meanwhile (in any process) must stop them, not see the user's token
-        and content sent after it. The directory's row is read past its cache, a point read of
-        a few µs a send; the push's next claim ends it erased."""
+        and content sent after it (`LiveSubjects`); the push's next claim ends it erased."""
         adapter = self._adapters[message.platform]
         async with self._slots[adapter.name]:
             now = self._clock()
@@ -643,15 +644,10 @@ class Dispatcher:
                 return DeliveryResult(status="retry", provider_code=LEASE_ENDING)
             if now >= message.expires_at:
                 return DeliveryResult(status="retry", provider_code=EXPIRED_UNSENT)
-            try:
-                held = self._store.directory.holds(subject_id)
-            except Exception as exc:
-                # Raised into the round's gather, it would leave the round unrecorded, and the
-                # sends already made would be made again at its lease's end.
-                self._store.after_failure(exc)  # a damaged page: the readers are renewed
-                log.error("a send's subject could not be read", extra={"exc_type": type(exc).__name__})
+            live = await self._live.ask(subject_id)
+            if live is None:
                 return DeliveryResult(status="retry", provider_code=UNREAD_UNSENT)
-            if not held:
+            if not live:
                 return DeliveryResult(status="retry", provider_code=ERASED_UNSENT)
             return await self._send_now(adapter, message)
 

@@ -13,7 +13,7 @@ behind it.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pytest
@@ -109,15 +109,15 @@ def test_a_send_whose_subject_cannot_be_read_is_put_off_not_the_round(
     user, key = as_user(USER), as_key("pushes:write")
     push_id = queued_to_two_devices(client, user, key)
     directory = runtime.store.directory
-    holds, calls = directory.holds, []
+    holding, calls = directory.holding, []
 
-    def failing_once(subject_id: str) -> bool:
-        calls.append(subject_id)
+    def failing_once(subject_ids: Iterable[str]) -> set[str]:
+        calls.append(list(subject_ids))
         if len(calls) == 2:
             raise sqlcipher3.DatabaseError("database disk image is malformed (injected)")
-        return holds(subject_id)
+        return holding(calls[-1])
 
-    monkeypatch.setattr(directory, "holds", failing_once)
+    monkeypatch.setattr(directory, "holding", failing_once)
     assert client.blocking_portal.call(runtime.dispatcher.run_once, "test-worker", 10) == 1
     assert len(hook.received) == 1, hook.received  # the send whose read failed is not made
     clock.advance(seconds=5)
