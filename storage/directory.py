@@ -210,9 +210,8 @@ class SubjectDirectory:
         """Whether the subject is live now, read past the cache. Asked inside a data-file write's
         transaction (`Store.write_as`): an erasure deletes the subject's row here before its
         cleanup takes the data file's write lock, so either this read sees it gone or the cleanup
-        runs after the write and deletes what it wrote. Also asked before each delivery send:
-        one prepared point read, not `holding`'s IN query built for many (a fifth of a send's
-        directory time in a profile of run AW)."""
+        runs after the write and deletes what it wrote. A delivery round's sends ask `holding`,
+        a wave of them at a time (`gateway.services.live_subjects`)."""
         row = self._db.reader().execute("SELECT 1 FROM subjects WHERE subject_id = ?", (subject_id,))
         return row.fetchone() is not None
 
