@@ -138,8 +138,13 @@ async def run(
         task = asyncio.create_task(one(i, scheduled))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
+    unfinished = 0
     if tasks:
-        await asyncio.wait(tasks, timeout=30)
+        _, pending = await asyncio.wait(tasks, timeout=30)
+        # Not answered 30 s after the last was due: errors, not left out of the latencies silently.
+        unfinished = len(pending)
+        for task in pending:
+            task.cancel()
     elapsed = time.perf_counter() - t0
     latencies.sort()
     ms = [v * 1000 for v in latencies]
@@ -147,7 +152,8 @@ async def run(
         "offered_rps": rate,
         "achieved_rps": round(len(latencies) / elapsed, 1),
         "requests": len(latencies),
-        "errors": errors,
+        "errors": errors + unfinished,
+        "unfinished": unfinished,
         "connections": connections,
         "p50_ms": round(percentile(ms, 50), 3),
         "p90_ms": round(percentile(ms, 90), 3),

@@ -45,6 +45,7 @@ import sampling
 import seed
 import users
 import wrk
+from faults import faults
 from procs import (
     BENCH_DIR,
     LOAD_CORE,
@@ -58,6 +59,7 @@ from procs import (
     pinned,
     uvicorn_argv,
 )
+from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.settings import Settings
 
@@ -220,6 +222,17 @@ def run_json(argv: list[str], env: dict[str, str] | None = None) -> Result:
     raise RuntimeError(f"{argv[2:4]} printed no result:\n{out.stdout}\n{out.stderr}")
 
 
+def scraped(server: Server, name: str, label: str | None = None) -> dict[str, float]:
+    """A metric's samples on the server's own `/metrics`, by the value of `label` ("" without)."""
+    text = httpx.get(f"{server.base}/metrics", timeout=10).text
+    return {
+        sample.labels.get(label, "") if label else "": sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name
+    }
+
+
 def profiled(enabled: bool, pid: int, out: Path, seconds: float, work: Callable[[], Any]) -> tuple[Any, Any]:
     recording = sampling.Recording(pid, out, seconds) if enabled else None
     value = work()
@@ -312,6 +325,8 @@ def phase_http(args: argparse.Namespace, wrk_binary: str, work: Path, logs: Path
             say(f"{name}: constant {rate} req/s ({fraction:.0%} of max) for {args.curve_seconds:g} s ...")
             point = constant_rate(server, path, rate, args.curve_seconds)
             out["load_curve"][name].append({"fraction": fraction, **point})
+    # What the single pushes above came to: wrk and rate.py see a push refused by a rule as a 200.
+    out["gateway_decisions"] = scraped(gateway, "cgw_decisions_total", "outcome")
     out["floor"]["peak_rss_mib"] = watches["floor"].stop()
     out["floor"]["lifetime_peak_rss_mib"] = floor.stop()
 
@@ -383,6 +398,8 @@ def phase_delivery(args: argparse.Namespace, work: Path, logs: Path) -> Result:
     gateway_cpu, receiver_cpu = CpuMeter(gateway.pid), CpuMeter(receiver.pid)
     time.sleep(args.delivery_seconds)
     end_count, elapsed = received(), time.perf_counter() - started
+    # 0 once nothing is due: the outbox ran dry inside the window, which then counted idle time.
+    out["outbox_behind_s_at_end"] = scraped(gateway, "cgw_outbox_oldest_due_seconds").get("", 0.0)
     delivered = end_count - start_count
     out["pushes_per_s"] = round(delivered / elapsed, 1)
     out["delivered_in_window"] = delivered
@@ -474,6 +491,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "campaign" not in args.skip:
             results["campaign"] = phase_campaign(args, work, logs)
     finally:
+        results["faults"] = faults(results)
+        for fault in results["faults"]:
+            say(f"FAULT: {fault}")
         results["total_seconds"] = round(time.perf_counter() - started, 1)
         results["product_at_end"] = product_state()
         out = args.out or BENCH_DIR / "results" / f"{results['date']}.json"
