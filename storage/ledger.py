@@ -42,7 +42,12 @@ __all__ = [
     "VerifyResult",
     "append",
     "body_aad",
+    "consent_events_of_subject",
+    "erasure_recorded",
     "events",
+    "events_between",
+    "events_of_subject",
+    "events_where",
     "first_break",
     "has_columns",
     "head",
@@ -322,12 +327,45 @@ def _events(
         yield _read_raw(row)
 
 
-def events(
+def events(conn: Connection) -> Iterator[LedgerEvent]:
+    """Every event, in seq order."""
+    for event, _ in _events(conn):
+        yield event
+
+
+def events_of_subject(conn: Connection, subject_id: str) -> Iterator[LedgerEvent]:
+    """The subject's events, every kind, in seq order."""
+    return events_where(conn, "WHERE subject_id = ?", (subject_id,))
+
+
+def consent_events_of_subject(conn: Connection, subject_id: str) -> Iterator[LedgerEvent]:
+    """The subject's `consent.*` events, in seq order."""
+    return events_where(conn, "WHERE subject_id = ? AND kind LIKE 'consent.%'", (subject_id,))
+
+
+def events_between(conn: Connection, first: int, last: int) -> Iterator[LedgerEvent]:
+    """The events from seq `first` to seq `last`, both included, in seq order."""
+    return events_where(conn, "WHERE seq BETWEEN ? AND ?", (first, last))
+
+
+def events_where(
     conn: Connection, where: str = "", params: tuple[object, ...] = (), limit: int | None = None
 ) -> Iterator[LedgerEvent]:
-    """Events in seq order; `where` is a fixed SQL fragment from our own code, values go in params."""
+    """Events in seq order; `where` is a fixed SQL fragment built in storage/ (the audit
+    repository's filters), never outside it: values go in params. Callers elsewhere use the
+    named reads above."""
     for event, _ in _events(conn, where, params, limit):
         yield event
+
+
+def erasure_recorded(conn: Connection, subject_id: str) -> bool:
+    """Whether the ledger holds a `subject.erased` event for the subject id already."""
+    return (
+        conn.execute(
+            "SELECT 1 FROM ledger WHERE subject_id = ? AND kind = 'subject.erased' LIMIT 1", (subject_id,)
+        ).fetchone()
+        is not None
+    )
 
 
 def _breaks(event: LedgerEvent, sound: bool, seq: int, prev: bytes) -> int | None:

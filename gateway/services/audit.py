@@ -202,11 +202,7 @@ class AuditService:
                 history=[],
                 erased_at=rfc3339(erased_at),
             )
-        history = list(
-            ledger.events(
-                self._store.data.reader(), "WHERE subject_id = ? AND kind LIKE 'consent.%'", (key.subject_id,)
-            )
-        )
+        history = list(ledger.consent_events_of_subject(self._store.data.reader(), key.subject_id))
         # A user who erased their data and came back is a new subject: before that erasure the
         # history lies with the old one, unlinked and unreadable, so what was held is unknown.
         # From the new subject's first consent event on, the erasure is known to be past: its

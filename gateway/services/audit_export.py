@@ -304,7 +304,7 @@ class AuditLedger:
     ) -> tuple[ExportRead, int]:
         conn = self._store.data.reader()
         first, last = self._span(start, end, checkpoint.tree_size)
-        events = list(ledger.events(conn, "WHERE seq BETWEEN ? AND ?", (first, last)))
+        events = list(ledger.events_between(conn, first, last))
         refs = self._store.directory.refs_for(e.subject_id for e in events)
         with _contiguous():
             leaves = LedgerLeaves(conn, checkpoint.tree_size)

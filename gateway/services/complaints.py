@@ -215,11 +215,7 @@ class ComplaintService:
                 or (push.status != "delivered" and not deliveries.reached(conn, push_id))
             ):
                 raise NotFound("no push delivered to you with this id", "push_id")
-            cur = conn.execute(
-                "INSERT OR IGNORE INTO push_events (push_id, type, at) VALUES (?, ?, ?)",
-                (push_id, event, now.isoformat()),
-            )
-            return EventRecorded(push_id, event, cur.rowcount == 1)
+            return EventRecorded(push_id, event, repo.record_event(conn, push_id, event, now))
 
         return await self._store.data.writer.run(unit)
 

@@ -124,9 +124,7 @@ class PreferenceCenter:
             return []
         return [
             consent_event(event, key)
-            for event in ledger.events(
-                self._store.data.reader(), "WHERE subject_id = ? AND kind LIKE 'consent.%'", (key.subject_id,)
-            )
+            for event in ledger.consent_events_of_subject(self._store.data.reader(), key.subject_id)
         ]
 
     # -- changing ----------------------------------------------------------------------------

@@ -47,27 +47,14 @@ from gateway.services.preferences import PreferenceCenter, consent_event, stored
 from storage import ledger
 from storage.db import Connection, is_corrupt
 from storage.directory import PendingErasure, SubjectKey
-from storage.repositories import complaints, consents, devices, locations, preferences, pushes
+from storage.repositories import complaints, consents, deliveries, devices, locations, preferences, pushes
+from storage.repositories import erasure as erasure_repo
 from storage.repositories.pushes import PushRow
 from storage.store import Store
 
 __all__ = ["RightsService", "erase_subject_data"]
 
 log = logging.getLogger("gateway.rights")
-
-SUBJECT_TABLES = ("preferences", "consents", "devices", "locations", "mutes")
-# A push's reasons (a JSON list of objects) without the details drawn from the user's settings.
-_WITHOUT_SETTINGS = (
-    "CASE WHEN {column} IS NULL THEN NULL ELSE (SELECT json_group_array(json_remove(r.value, '$.until', "
-    "'$.limit')) FROM json_each({column}) r) END"
-)
-_FORGET_SETTINGS_IN_PUSHES = (
-    "UPDATE pushes SET fingerprint = X'', allowed_by = '[]', deliver_after = NULL, "  # noqa: S608 (our SQL)
-    "planned_at = CASE WHEN planned_at IS NULL THEN NULL ELSE created_at END, "
-    f"reasons = {_WITHOUT_SETTINGS.format(column='reasons')}, "
-    f"final_reasons = {_WITHOUT_SETTINGS.format(column='final_reasons')} "
-    "WHERE subject_id = ?"
-)
 
 
 class RightsService:
@@ -93,7 +80,7 @@ class RightsService:
             )  # fmt: skip
         conn = self._store.data.reader()
         sid = key.subject_id
-        history = list(ledger.events(conn, "WHERE subject_id = ?", (sid,)))
+        history = list(ledger.events_of_subject(conn, sid))
         place = locations.get(conn, key)
         mutes = complaints.mutes_for_subject(conn, sid)
         return ExportRead(
@@ -192,28 +179,11 @@ def erase_subject_data(conn: Connection, erasure: PendingErasure) -> bool:
     ledger records `subject.erased` unless it already has (this half may run again after a
     crash). Returns whether it recorded the event."""
     sid = erasure.subject_id
-    for table in SUBJECT_TABLES:
-        conn.execute(f"DELETE FROM {table} WHERE subject_id = ?", (sid,))  # noqa: S608
-    # The subject's pushes stay (caps, statistics, audits), but not what could confirm a guess of
-    # their content: the request's fingerprint is keyed with the pseudonymization key, which
-    # outlives erasure. Nor what tells of the user's settings: the facts that let each through
-    # (their time zone, quiet window and cap), a reason's `until` (their quiet window's end, in
-    # UTC, gives away their time zone) and `limit` (their cap), and a deferral's time (the push's
-    # planned time becomes its creation's). Reason
-    # codes stay. The idempotency key's hash stays, so that a replay still gets an answer (these
-    # details gone from it) and never makes a second push, even after the user came back.
-    conn.execute(_FORGET_SETTINGS_IN_PUSHES, (sid,))
-    # A push deferred to the user's morning waits in the outbox until then: due now instead, it
-    # ends `subject_erased` at the next round, and its row no longer tells when their morning is.
-    conn.execute(
-        "UPDATE outbox SET due_at = (SELECT p.created_at FROM pushes p WHERE p.push_id = outbox.push_id) "
-        "WHERE push_id IN (SELECT push_id FROM pushes WHERE subject_id = ?)",
-        (sid,),
-    )
-    recorded = conn.execute(
-        "SELECT 1 FROM ledger WHERE subject_id = ? AND kind = 'subject.erased' LIMIT 1", (sid,)
-    ).fetchone()
-    if recorded is not None:
+    # In this order, in this one transaction: each statement's why is in `storage.repositories.erasure`.
+    erasure_repo.delete_subject_rows(conn, sid)
+    erasure_repo.forget_settings_in_pushes(conn, sid)
+    erasure_repo.make_deferred_pushes_due(conn, sid)
+    if ledger.erasure_recorded(conn, sid):
         return False
     ledger.append(
         conn,
@@ -245,25 +215,18 @@ def _notifications(conn: Connection, key: SubjectKey) -> list[ExportNotification
 
 
 def _deliveries_for_subject(conn: Connection, subject_id: str) -> dict[str, list[ExportDelivery]]:
-    """push id → the per-device delivery records of the subject's pushes. Joined through
-    `pushes`, since a delivery row names only its push and device: the subject's pushes alone,
-    never another user's. An erased subject's pushes stay, but their subject id is no one's."""
-    rows = conn.execute(
-        "SELECT d.push_id, d.device_id, d.adapter, d.status, d.attempts, d.last_code, d.updated_at "
-        "FROM pushes p JOIN deliveries d ON d.push_id = p.push_id WHERE p.subject_id = ? "
-        "ORDER BY d.push_id, d.updated_at, d.device_id",
-        (subject_id,),
-    )
+    """push id → the per-device delivery records of the subject's pushes (`deliveries.all_for_subject`:
+    the subject's pushes alone, never another user's)."""
     found: dict[str, list[ExportDelivery]] = {}
-    for push_id, device_id, adapter, status, attempts, last_code, updated_at in rows:
-        found.setdefault(push_id, []).append(
+    for d in deliveries.all_for_subject(conn, subject_id):
+        found.setdefault(d.push_id, []).append(
             ExportDelivery(
-                device_id=device_id,
-                adapter=adapter,
-                status=status,
-                attempts=attempts,
-                last_code=last_code,
-                updated_at=rfc3339_text(updated_at),
+                device_id=d.device_id,
+                adapter=d.adapter,
+                status=d.status,
+                attempts=d.attempts,
+                last_code=d.last_code,
+                updated_at=rfc3339_text(d.updated_at),
             )
         )
     return found

@@ -19,6 +19,7 @@ from gateway.errors import InvalidInput, NotFound
 from gateway.schemas.stats import DEFAULT_VARIANT, CampaignStats, Comparison, Metric, VariantStats
 from storage.db import Connection
 from storage.repositories import campaigns
+from storage.repositories import stats as stats_repo
 from storage.store import Store
 
 __all__ = ["StatsService"]
@@ -31,13 +32,6 @@ _RATE_OF: dict[str, str] = {
     "opt_out_rate": "opted_out_after_receipt",
 }
 _SIGNIFICANCE = 0.05
-# Pushes are counted, not people, as `delivered` is: the rate is over deliveries, and a variant
-# sending three pushes a person looked three times better by it. Marked on the push when the
-# withdrawal is written (`pushes.mark_opted_out`), so an erasure or a later grant takes none back.
-_OPTED_OUT_AFTER_RECEIPT = (
-    "SELECT coalesce(variant, ?), count(*) FROM pushes "
-    "WHERE campaign_id = ? AND status = 'delivered' AND opted_out = 1 GROUP BY 1"
-)
 
 
 class StatsService:
@@ -85,42 +79,23 @@ def _add_codes(counts: dict[str, int], reasons: str | None, n: int) -> None:
 
 def _count(conn: Connection, campaign_id: str) -> dict[str, VariantStats]:
     stats: dict[str, VariantStats] = defaultdict(VariantStats)
-    for variant, outcome, status, reasons, final_reasons, n in conn.execute(
-        "SELECT coalesce(variant, ?), outcome, status, reasons, "
-        "CASE WHEN status = 'rejected' THEN final_reasons END, count(*) FROM pushes "
-        "WHERE campaign_id = ? GROUP BY 1, 2, 3, 4, 5",
-        (DEFAULT_VARIANT, campaign_id),
-    ):
-        s = stats[variant]
+    for row in stats_repo.outcome_counts(conn, campaign_id, DEFAULT_VARIANT):
+        s, n = stats[row.variant], row.n
         s.submitted += n
-        setattr(s, outcome, getattr(s, outcome) + n)
-        if outcome == "rejected":
-            _add_codes(s.rejected_by_reason, reasons, n)
-        elif status == "rejected":
+        setattr(s, row.outcome, getattr(s, row.outcome) + n)
+        if row.outcome == "rejected":
+            _add_codes(s.rejected_by_reason, row.reasons, n)
+        elif row.status == "rejected":
             s.stopped_at_dispatch += n
-            _add_codes(s.stopped_at_dispatch_by_reason, final_reasons, n)
-        elif status in ("delivered", "failed", "expired"):
-            setattr(s, status, getattr(s, status) + n)
-    for variant, kind, n in conn.execute(
-        # Delivered pushes only, like the complaints below: an event may come from a device that
-        # has a push still on its way to another, and rates are over deliveries.
-        "SELECT coalesce(p.variant, ?), e.type, count(*) FROM push_events e "
-        "JOIN pushes p ON p.push_id = e.push_id WHERE p.campaign_id = ? AND p.status = 'delivered' "
-        "GROUP BY 1, 2",
-        (DEFAULT_VARIANT, campaign_id),
-    ):
-        setattr(stats[variant], kind, n)
-    for variant, n in conn.execute(
-        # Only complaints about delivered pushes: a user may complain about a push still queued,
-        # and counting it would make the rate over deliveries exceed 1.
-        "SELECT coalesce(c.variant, ?), count(DISTINCT c.push_id) FROM complaints c "
-        "JOIN pushes p ON p.push_id = c.push_id "
-        "WHERE c.campaign_id = ? AND p.status = 'delivered' GROUP BY 1",
-        (DEFAULT_VARIANT, campaign_id),
-    ):
-        stats[variant].complaints = n
-    for variant, n in conn.execute(_OPTED_OUT_AFTER_RECEIPT, (DEFAULT_VARIANT, campaign_id)):
-        stats[variant].opted_out_after_receipt = n
+            _add_codes(s.stopped_at_dispatch_by_reason, row.final_reasons, n)
+        elif row.status in ("delivered", "failed", "expired"):
+            setattr(s, row.status, getattr(s, row.status) + n)
+    for event in stats_repo.event_counts(conn, campaign_id, DEFAULT_VARIANT):
+        setattr(stats[event.variant], event.type, event.n)
+    for complained in stats_repo.complaint_counts(conn, campaign_id, DEFAULT_VARIANT):
+        stats[complained.variant].complaints = complained.n
+    for opted_out in stats_repo.opted_out_after_receipt_counts(conn, campaign_id, DEFAULT_VARIANT):
+        stats[opted_out.variant].opted_out_after_receipt = opted_out.n
     return dict(stats)
 
 

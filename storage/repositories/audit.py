@@ -155,7 +155,7 @@ def _where(
 def ledger_page(conn: Connection, filters: Filter, after: int, limit: int) -> list[ledger.LedgerEvent]:
     """Events after seq `after`, in seq order."""
     where, params = _where(filters, time_column="at", key_column="seq", after=after)
-    return list(ledger.events(conn, where, tuple(params), limit))
+    return list(ledger.events_where(conn, where, tuple(params), limit))
 
 
 def seq_span(conn: Connection, filters: Filter, upto: int) -> tuple[int, int] | None:

@@ -26,6 +26,7 @@ __all__ = [
     "list_for_subject",
     "mute",
     "mutes_for_subject",
+    "record_event",
     "set_status",
 ]
 
@@ -181,3 +182,13 @@ def events_for_subject(conn: Connection, subject_id: str) -> list[PushEvent]:
         (subject_id,),
     )
     return [PushEvent(*r) for r in rows]
+
+
+def record_event(conn: Connection, push_id: str, event: str, at: datetime) -> bool:
+    """Record an engagement event on a push; returns whether it was new. Each type counts once
+    a push: the same event reported again keeps the first one's time."""
+    cur = conn.execute(
+        "INSERT OR IGNORE INTO push_events (push_id, type, at) VALUES (?, ?, ?)",
+        (push_id, event, at.isoformat()),
+    )
+    return cur.rowcount == 1

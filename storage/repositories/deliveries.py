@@ -10,7 +10,7 @@ import msgspec
 
 from storage.db import Connection, in_chunks
 
-__all__ = ["DeliveryRecord", "reached", "record_many", "states_many"]
+__all__ = ["DeliveryRecord", "DeliveryRow", "all_for_subject", "reached", "record_many", "states_many"]
 
 
 def states_many(conn: Connection, push_ids: Sequence[str]) -> dict[str, dict[str, str]]:
@@ -61,3 +61,28 @@ def record_many(conn: Connection, records: Sequence[DeliveryRecord], now: dateti
         "AND (deliveries.status != 'failed' OR excluded.status = 'delivered')",
         [(r.push_id, r.device_id, r.adapter, r.status, r.code, stamp) for r in records],
     )
+
+
+class DeliveryRow(msgspec.Struct, frozen=True):
+    """A device's delivery record for a push, as stored."""
+
+    push_id: str
+    device_id: str
+    adapter: str
+    status: str
+    attempts: int
+    last_code: str | None
+    updated_at: str
+
+
+def all_for_subject(conn: Connection, subject_id: str) -> list[DeliveryRow]:
+    """The per-device delivery records of the subject's pushes, by push. Joined through `pushes`,
+    since a delivery row names only its push and device: the subject's pushes alone, never
+    another user's. An erased subject's pushes stay, but their subject id is no one's."""
+    rows = conn.execute(
+        "SELECT d.push_id, d.device_id, d.adapter, d.status, d.attempts, d.last_code, d.updated_at "
+        "FROM pushes p JOIN deliveries d ON d.push_id = p.push_id WHERE p.subject_id = ? "
+        "ORDER BY d.push_id, d.updated_at, d.device_id",
+        (subject_id,),
+    )
+    return [DeliveryRow(*row) for row in rows]

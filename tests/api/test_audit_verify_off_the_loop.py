@@ -86,7 +86,7 @@ def fill_ledger(runtime: Runtime, clock: FakeClock, events: int) -> None:
     ("route", "reads"),
     [
         ("/v1/audit/ledger/verify", "verify"),  # the chain, and the checkpoint's root
-        ("/v1/audit/export", "events"),  # the events exported, after the checkpoint is made
+        ("/v1/audit/export", "events_between"),  # the events exported, after the checkpoint is made
         (f"/v1/audit/ledger/proof/inclusion?seq=1&size={EVENTS}", "head"),
         (f"/v1/audit/ledger/proof/consistency?from=1&to={EVENTS}", "head"),
     ],

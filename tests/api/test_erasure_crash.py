@@ -21,7 +21,6 @@ from litestar import Litestar
 from litestar.testing import TestClient
 
 from gateway.app import create_app
-from gateway.clock import system_clock
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 from storage import ledger
@@ -49,7 +48,7 @@ def gateway(settings: Settings, clock: FakeClock) -> Iterator[tuple[Client, Runt
 
 
 def user(runtime: Runtime, user_id: str) -> Headers:
-    return {"Authorization": f"Bearer {runtime.user_tokens.mint(user_id, system_clock())}"}
+    return {"Authorization": f"Bearer {runtime.user_tokens.mint(user_id, runtime.clock())}"}
 
 
 def build_up(client: Client, runtime: Runtime, user_id: str) -> str:
@@ -86,9 +85,7 @@ def rows_of(runtime: Runtime, subject_id: str) -> dict[str, int]:
 
 def erasure_events(runtime: Runtime, subject_id: str) -> list[ledger.LedgerEvent]:
     reader = runtime.store.data.reader()
-    return [
-        e for e in ledger.events(reader, "WHERE subject_id = ?", (subject_id,)) if e.kind == "subject.erased"
-    ]
+    return [e for e in ledger.events_of_subject(reader, subject_id) if e.kind == "subject.erased"]
 
 
 def all_events(runtime: Runtime) -> list[ledger.LedgerEvent]:

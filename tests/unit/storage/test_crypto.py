@@ -252,7 +252,7 @@ def _read_back(store: Store, subject_ref: str, seq: int) -> tuple[list[str], tup
     assert subject is not None
     conn = store.data.reader()
     tokens = [d.token for d in devices.list_for(conn, subject)]
-    event = next(ledger.events(conn, "WHERE seq = ?", (seq,)))
+    event = next(ledger.events_between(conn, seq, seq))
     body = event.open_body(subject)
     assert body is not None
     return tokens, locations.get(conn, subject), body

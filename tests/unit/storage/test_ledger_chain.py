@@ -129,7 +129,7 @@ def _swap(conn: Connection, a: int, b: int) -> None:
 
 def _rehash(conn: Connection, seq: int, **changes: object) -> None:
     """The careful forger: change a row and recompute its own hash (but not the rows after it)."""
-    event = next(ledger.events(conn, "WHERE seq = ?", (seq,)))
+    event = next(ledger.events_between(conn, seq, seq))
     forged = msgspec.structs.replace(event, **changes)
     assert forged != event
     _update(conn, seq, "kind", forged.kind)

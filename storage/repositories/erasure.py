@@ -1,0 +1,54 @@
+"""SQL of an erasure's data-file half (`gateway.services.rights.erase_subject_data`): the
+subject's rows deleted, and what their pushes tell of them forgotten.
+
+Each runs inside that half's one transaction, in the order it calls them; each may run again
+after a crash (the cleanup is retried), and then finds nothing left to change.
+"""
+
+from __future__ import annotations
+
+from storage.db import Connection
+
+__all__ = ["SUBJECT_TABLES", "delete_subject_rows", "forget_settings_in_pushes", "make_deferred_pushes_due"]
+
+SUBJECT_TABLES = ("preferences", "consents", "devices", "locations", "mutes")
+# A push's reasons (a JSON list of objects) without the details drawn from the user's settings.
+_WITHOUT_SETTINGS = (
+    "CASE WHEN {column} IS NULL THEN NULL ELSE (SELECT json_group_array(json_remove(r.value, '$.until', "
+    "'$.limit')) FROM json_each({column}) r) END"
+)
+_FORGET_SETTINGS_IN_PUSHES = (
+    "UPDATE pushes SET fingerprint = X'', allowed_by = '[]', deliver_after = NULL, "  # noqa: S608 (our SQL)
+    "planned_at = CASE WHEN planned_at IS NULL THEN NULL ELSE created_at END, "
+    f"reasons = {_WITHOUT_SETTINGS.format(column='reasons')}, "
+    f"final_reasons = {_WITHOUT_SETTINGS.format(column='final_reasons')} "
+    "WHERE subject_id = ?"
+)
+
+
+def delete_subject_rows(conn: Connection, subject_id: str) -> None:
+    """The subject's rows in every table keyed by subject (`SUBJECT_TABLES`), one table after another."""
+    for table in SUBJECT_TABLES:
+        conn.execute(f"DELETE FROM {table} WHERE subject_id = ?", (subject_id,))  # noqa: S608
+
+
+def forget_settings_in_pushes(conn: Connection, subject_id: str) -> None:
+    """The subject's pushes stay (caps, statistics, audits), but not what could confirm a guess of
+    their content: the request's fingerprint is keyed with the pseudonymization key, which
+    outlives erasure. Nor what tells of the user's settings: the facts that let each through
+    (their time zone, quiet window and cap), a reason's `until` (their quiet window's end, in
+    UTC, gives away their time zone) and `limit` (their cap), and a deferral's time (the push's
+    planned time becomes its creation's). Reason codes stay. The idempotency key's hash stays,
+    so that a replay still gets an answer (these details gone from it) and never makes a second
+    push, even after the user came back."""
+    conn.execute(_FORGET_SETTINGS_IN_PUSHES, (subject_id,))
+
+
+def make_deferred_pushes_due(conn: Connection, subject_id: str) -> None:
+    """A push deferred to the user's morning waits in the outbox until then: due now instead, it
+    ends `subject_erased` at the next round, and its row no longer tells when their morning is."""
+    conn.execute(
+        "UPDATE outbox SET due_at = (SELECT p.created_at FROM pushes p WHERE p.push_id = outbox.push_id) "
+        "WHERE push_id IN (SELECT push_id FROM pushes WHERE subject_id = ?)",
+        (subject_id,),
+    )
