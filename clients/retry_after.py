@@ -1,15 +1,22 @@
-"""The Retry-After header, read one way for the delivery adapters and the SDK alike.
+"""When to try again, worked out one way for the delivery workers and the SDK alike: the
+Retry-After header, and exponential backoff with full jitter floored by it.
 
-Its own module, with the standard library only, so that the SDK can use it without importing
-the delivery package and with it the provider clients.
+Full jitter (a uniform draw in [0, exponential step]) spreads a burst of failures over the
+whole window, so a recovering provider or gateway is not hit by every worker at the same
+instant. A Retry-After is a floor, never shortened by the jitter. Pure functions: the random
+source and the current time are parameters. Its own module, with the standard library only, so
+that the SDK can use it without importing the delivery package and with it the provider clients.
 """
 
 from __future__ import annotations
 
 import email.utils
+from collections.abc import Callable
 from datetime import UTC
 
-__all__ = ["parse_retry_after"]
+__all__ = ["backoff_delay", "parse_retry_after"]
+
+_MAX_EXPONENT = 62  # 2**62 already exceeds any sane cap; keeps the float product finite
 
 _MAX_DELTA_DIGITS = 10
 """Over 300 years: no server means a longer wait, and `float` (past ~309 digits) and `int` (past
@@ -36,3 +43,23 @@ def parse_retry_after(header: str | None, now: float) -> float | None:
         return max(0.0, when.timestamp() - now)
     except (TypeError, ValueError, OverflowError):  # OverflowError: a year past C's int
         return None
+
+
+def backoff_delay(
+    attempt: int,
+    base: float,
+    cap: float,
+    rand: Callable[[], float],
+    retry_after: float | None = None,
+) -> float:
+    """Seconds to wait after `attempt` failed attempts (1 = the first try failed).
+
+    The window is `min(cap, base * 2**(attempt-1))`; `rand()` must return a value in [0, 1).
+    """
+    if attempt < 1:
+        raise ValueError("attempt counts failed attempts and starts at 1")
+    window = min(cap, base * 2.0 ** min(attempt - 1, _MAX_EXPONENT))
+    delay = rand() * window
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return delay

@@ -47,6 +47,8 @@ __all__ = [
     "PreconditionFailed",
     "TooManyRequests",
     "Unprocessable",
+    "handle_framework_validation",
+    "handle_gateway_error",
     "handle_storage_failure",
     "handle_unexpected",
     "problem",

@@ -45,16 +45,6 @@ class StateParts(Flag):
     ALL = CONSENTS | LOCATION | PREFERENCES | MUTES | SCHEDULE
 
 
-# The `SubjectState` fields of each part; `status` and `active_devices` are read for every push.
-STATE_FIELDS: dict[StateParts, tuple[str, ...]] = {
-    StateParts.CONSENTS: ("consents",),
-    StateParts.LOCATION: ("location_geohash", "location_at"),
-    StateParts.PREFERENCES: ("topics_off", "timezone", "quiet_start", "quiet_end", "max_per_week"),
-    StateParts.MUTES: ("muted_until",),
-    StateParts.SCHEDULE: ("scheduled",),
-}
-
-
 class PushNeeds(NamedTuple):
     """What of a push says which parts of its subject's state the rules read. A push whose
     content is not open yet (a dispatch round reads the states first) is taken as personalized

@@ -15,12 +15,11 @@ import hashlib
 import re
 import sys
 import unicodedata
-from datetime import datetime
 
 import msgspec
 
 from policies import reasons
-from policies.context import PushRequest, RuleContext
+from policies.context import PushRequest
 from policies.decision import Reason, RuleResult, passed, reject
 from policies.pii import could_hold_pii, find_pii, find_pii_in_label, label_readings
 from policies.settings import RESERVED_DATA_KEY, PolicySettings
@@ -88,10 +87,6 @@ def _pii_reasons(push: PushRequest) -> list[Reason]:
     ]
 
 
-def check_minimization(ctx: RuleContext, now: datetime, settings: PolicySettings) -> RuleResult:
-    return _judge(ctx.push, settings)
-
-
 def _judge(push: PushRequest, settings: PolicySettings) -> RuleResult:
     """The rule reads the push's topic and content and the settings: nothing of its subject,
     campaign or time."""
@@ -108,7 +103,7 @@ def _judge(push: PushRequest, settings: PolicySettings) -> RuleResult:
 
 _CLEARED = passed()
 
-RULE_REVISION = 2
+RULE_REVISION = 3
 """This rule's code, as a number: raised with every change to this module, `policies/pii.py` or
 `policies/settings.py` (tests/unit/policies/test_rule_revision.py holds their text to it)."""
 

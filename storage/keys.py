@@ -99,7 +99,6 @@ class SigningKey(PublicSigningKey):
 class KeyStore:
     def __init__(self, path: Path, data: _File) -> None:
         self.path = path
-        self._data = data
         self._seen = _stamp(path)
         self.keyring = Keyring(_keks(data), data.kek_active, reload=self._changed_keks)
         self.pseudonym_key = _exact(_unb64(data.pseudonym_key, "pseudonym_key"), "pseudonym_key")
@@ -161,7 +160,7 @@ class KeyStore:
             key = os.urandom(KEY_BYTES)
             data = msgspec.structs.replace(current, kek={**current.kek, kid: _b64(key)}, kek_active=kid)
             _write_private(self.path, msgspec.json.format(msgspec.json.encode(data)), exclusive=False)
-            self._data, self._seen = data, _stamp(self.path)
+            self._seen = _stamp(self.path)
             self.keyring.merge(_keks(data), kid)  # the same keyring object everyone holds
         return kid
 
@@ -174,7 +173,7 @@ class KeyStore:
             data = _read(self.path)
         except KeyStoreError:
             return None
-        self._data, self._seen = data, stamp
+        self._seen = stamp
         return _keks(data), data.kek_active
 
 

@@ -31,6 +31,7 @@ from clients.delivery import DeliveryMessage, DeliveryResult
 from gateway.logs import JsonFormatter
 from gateway.runtime import Runtime
 from gateway.schemas.me import ConsentUpdate, DeviceCreate
+from policies import StateParts
 from storage.db import Connection, Database, Writer
 
 
@@ -389,3 +390,15 @@ def audience(client: TestClient[Litestar], runtime: Runtime, prefix: str, n: int
 
     client.blocking_portal.call(setup)
     return users
+
+
+STATE_FIELDS: dict[StateParts, tuple[str, ...]] = {
+    StateParts.CONSENTS: ("consents",),
+    StateParts.LOCATION: ("location_geohash", "location_at"),
+    StateParts.PREFERENCES: ("topics_off", "timezone", "quiet_start", "quiet_end", "max_per_week"),
+    StateParts.MUTES: ("muted_until",),
+    StateParts.SCHEDULE: ("scheduled",),
+}
+"""The `SubjectState` fields of each part (`status` and `active_devices` are read for every push):
+tests/property/test_state_parts.py holds it to `SubjectState` and `decide`,
+tests/api/test_state_parts_loaded.py holds `subject_state.load_many` to it."""

@@ -22,9 +22,9 @@ from clients.delivery.base import (
 from clients.delivery.breaker import BreakerState, CircuitBreaker, is_provider_failure
 from clients.delivery.fcm import FcmAdapter, FcmConfig
 from clients.delivery.file import FileSink, FileSinkConfig
-from clients.delivery.retry import backoff_delay, parse_retry_after
 from clients.delivery.webhook import WebhookAdapter, WebhookConfig, verify_webhook_signature
 from clients.delivery.webpush import WebPushAdapter, WebPushConfig
+from clients.retry_after import backoff_delay, parse_retry_after
 
 __all__ = [
     "EXPIRED_UNSENT",

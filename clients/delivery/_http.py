@@ -50,8 +50,8 @@ import httptools
 import msgspec
 
 from clients.delivery.base import Clock, DeliveryResult
-from clients.delivery.retry import parse_retry_after
 from clients.delivery.slots import Slots
+from clients.retry_after import parse_retry_after
 
 __all__ = [
     "MAX_ANSWER_BYTES",

@@ -15,8 +15,8 @@ Retrying is safe only where a second copy of the request cannot do a second thin
 
 No 4xx is ever retried: the same request gets the same refusal. Backoff is exponential with
 full jitter (a uniform draw in [0, step]), so many services failing together do not come back
-together; it is a line, so the SDK does not import the delivery workers' copy and with it their
-provider clients. Attempts and total time are both bounded.
+together: `clients.retry_after.backoff_delay`, the delivery workers' too. Attempts and total
+time are both bounded.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import Literal
 import httpx
 import msgspec
 
-from clients.retry_after import parse_retry_after
+from clients.retry_after import backoff_delay, parse_retry_after
 
 __all__ = ["DEFAULT_RETRY", "Attempts", "RetryPolicy", "Safety"]
 
@@ -39,7 +39,6 @@ Safety = Literal["idempotent", "unsent_only"]
 _RETRIED_STATUSES = frozenset({502, 503, 504})
 _NO_ANSWER = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
 _NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
-_MAX_EXPONENT = 62  # keeps 2**n finite whatever `attempts` is; the cap applies long before
 
 
 class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
@@ -109,11 +108,7 @@ class Attempts:
         policy = self._policy
         if self.made >= policy.attempts:
             return None
-        delay = self._rand() * min(
-            policy.max_delay, policy.base_delay * 2.0 ** min(self.made - 1, _MAX_EXPONENT)
-        )
-        if floor is not None:
-            delay = max(delay, floor)
+        delay = backoff_delay(self.made, policy.base_delay, policy.max_delay, self._rand, floor)
         if self._clock() + delay - self._started > policy.deadline:
             return None
         self.made += 1

@@ -104,8 +104,8 @@ class AccessInTheDocument(ReceiveRoutePlugin):
     """Writes each guarded operation's security requirements and the first line of its
     description from the route's guards, as routes are registered (before the document is built)."""
 
-    def __init__(self, declared: tuple[Access, ...] = DECLARED) -> None:
-        self._by_guard = {access.guard: access for access in declared}
+    def __init__(self) -> None:
+        self._by_guard = {access.guard: access for access in DECLARED}
 
     def receive_route(self, route: BaseRoute) -> None:
         if not isinstance(route, HTTPRoute):

@@ -272,8 +272,8 @@ def refresh(conn: Connection, key: SubjectKey, device_id: str, platform: str, to
     )
 
 
-def list_for(conn: Connection, key: SubjectKey, *, active_only: bool = False) -> list[DeviceRow]:
-    return list_for_many(conn, [key], active_only=active_only)[key.subject_id]
+def list_for(conn: Connection, key: SubjectKey) -> list[DeviceRow]:
+    return list_for_many(conn, [key])[key.subject_id]
 
 
 def list_for_many(

@@ -16,10 +16,10 @@ import pytest
 from conftest import FakeClock
 from litestar import Litestar
 from litestar.testing import TestClient
+from support import STATE_FIELDS
 
 from gateway.runtime import Runtime
 from policies import PolicySettings, StateParts, SubjectState
-from policies.engine import STATE_FIELDS
 from storage.db import Connection
 from storage.repositories import complaints, subject_state
 

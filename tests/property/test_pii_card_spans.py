@@ -11,7 +11,18 @@ groups and checked anew, as the rule reads, and the two must agree on any run.
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from policies.pii import find_pii, luhn_valid
+from policies.pii import find_pii
+
+
+def luhn_valid(digits: str) -> bool:
+    """The Luhn check as written: double every second digit from the right, sum, divide by 10."""
+    total = 0
+    for index, char in enumerate(reversed(digits)):
+        value = int(char)
+        if index % 2 == 1:
+            value = value * 2 - 9 if value > 4 else value * 2
+        total += value
+    return total % 10 == 0
 
 
 def card_shaped(groups: list[str]) -> bool:

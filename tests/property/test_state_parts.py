@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support import STATE_FIELDS
 
 from policies import (
     PURPOSES,
@@ -26,7 +27,6 @@ from policies import (
     decide,
     state_parts_for,
 )
-from policies.engine import STATE_FIELDS
 
 NOW = datetime(2024, 6, 12, 12, 0, tzinfo=UTC)
 ALWAYS = ("status", "active_devices")

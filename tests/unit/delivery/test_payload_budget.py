@@ -9,14 +9,13 @@ heaviest text the limits allow (three-byte characters) and ids of their real len
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
 
 import msgspec
 import pytest
 
-from policies.context import PushRequest, RuleContext, SubjectState
+from policies.context import PushRequest
 from policies.decision import RuleResult
-from policies.minimization import ENVELOPE_BYTES, PROVIDER_MAX_BYTES, check_minimization
+from policies.minimization import ENVELOPE_BYTES, PROVIDER_MAX_BYTES, ContentVerdicts
 from policies.settings import PolicySettings
 
 from .doubles import FakeClock
@@ -46,10 +45,7 @@ def _heaviest(extra: int = 0) -> dict[str, object]:
 def _verdict(fields: dict[str, object]) -> str:
     push = PushRequest(topic="promotions", title=str(fields["title"]), body=str(fields["body"]),
                        data=dict(fields["data"]))  # type: ignore[call-overload]  # fmt: skip
-    now = datetime(2026, 12, 4, 10, 0, tzinfo=UTC)
-    ctx = RuleContext(push=push, subject=SubjectState(status="active"), campaign=None,
-                      expires_at=now + timedelta(hours=1))  # fmt: skip
-    return check_minimization(ctx, now, PolicySettings()).verdict
+    return ContentVerdicts().of(push, PolicySettings()).verdict
 
 
 def test_the_rule_lets_through_the_heaviest_push_and_not_a_byte_more() -> None:
@@ -93,15 +89,12 @@ def test_the_old_limit_did_not_fit(adapter: str) -> None:
 def test_an_admin_s_lower_limit_is_the_limit(setting: int, room: int) -> None:
     """The envelope caps the limit, it is not taken off it: at the smallest setting a push of
     256 bytes still goes, as it did."""
-    now = datetime(2026, 12, 4, 10, 0, tzinfo=UTC)
     settings = PolicySettings(payload_max_bytes=setting, body_max_chars=4096)
     bare = len(msgspec.json.encode({"title": "Paid", "body": "", "data": {}}))
 
     def verdict(size: int) -> RuleResult:
         push = PushRequest(topic="transactional", title="Paid", body="x" * (size - bare), data={})
-        ctx = RuleContext(push=push, subject=SubjectState(status="active"), campaign=None,
-                          expires_at=now + timedelta(hours=1))  # fmt: skip
-        return check_minimization(ctx, now, settings)
+        return ContentVerdicts().of(push, settings)
 
     assert verdict(room).verdict == "pass"
     assert [r.detail for r in verdict(room + 1).reasons] == [{"field": "payload", "limit": room}]
