@@ -29,6 +29,7 @@ from clients.delivery import (
     WebPushAdapter,
     WebPushConfig,
 )
+from gateway.clock import Clock, system_clock
 from gateway.settings import Secret, Settings, SettingsError
 
 __all__ = ["PLATFORMS", "build_adapters", "check_credentials"]
@@ -42,9 +43,12 @@ SQLite's files, APNs' HTTP/2 connections, logs."""
 log = logging.getLogger("gateway.adapters")
 
 
-def build_adapters(settings: Settings) -> dict[str, DeliveryAdapter]:
+def build_adapters(settings: Settings, clock: Clock = system_clock) -> dict[str, DeliveryAdapter]:
+    """The adapters run on the gateway's `clock`, the one it computed each push's `expires_at`
+    by: FCM's expiry check and TTL, APNs' and Web Push's token times, the webhook's signed
+    timestamp."""
     sink = FileSink(FileSinkConfig(path=settings.data_dir / "deliveries.jsonl"))
-    providers = _providers(settings)
+    providers = _providers(settings, clock)
     _make_room_for(sum(p in providers for p in HTTP1_PROVIDERS) * 2 * settings.worker_concurrency)
     if providers and settings.worker_lease_seconds < 2 * LONGEST_SEND_SECONDS:
         # Not refused: a deployment may choose it. But a round starts sends until only the longer
@@ -88,13 +92,19 @@ def check_credentials(settings: Settings) -> None:
     """Load each configured provider's credentials the way its adapter does, so that
     `Settings.check` refuses a file the adapter cannot use before anything is created.
     The adapters built here are dropped unused: building one opens no connection."""
-    _providers(settings)
+    _providers(settings, system_clock)
 
 
-def _providers(settings: Settings) -> dict[str, DeliveryAdapter]:
+def _unix_seconds(clock: Clock) -> Callable[[], float]:
+    """The gateway's clock as the delivery adapters take one: Unix seconds."""
+    return lambda: clock().timestamp()
+
+
+def _providers(settings: Settings, clock: Clock) -> dict[str, DeliveryAdapter]:
     for platform in PLATFORMS:  # settings built without `check` (tests, embedders) are refused too
         settings.configured(platform)
     adapters: dict[str, DeliveryAdapter] = {}
+    seconds = _unix_seconds(clock)
     # A round's sends to one provider go at once: as many connections as pushes in a round.
     connections = settings.worker_concurrency
     if settings.delivery_webhook_url and settings.delivery_webhook_secret:
@@ -103,7 +113,8 @@ def _providers(settings: Settings) -> dict[str, DeliveryAdapter]:
                 url=settings.delivery_webhook_url,
                 secret=settings.delivery_webhook_secret,
                 connections=connections,
-            )
+            ),
+            clock=seconds,
         )
     if settings.fcm_service_account_file:
         base_url = settings.fcm_base_url
@@ -111,7 +122,8 @@ def _providers(settings: Settings) -> dict[str, DeliveryAdapter]:
             "CGW_FCM_SERVICE_ACCOUNT_FILE",
             settings.fcm_service_account_file,
             lambda text: FcmAdapter(
-                FcmConfig(service_account=Secret(text), base_url=base_url, connections=connections)
+                FcmConfig(service_account=Secret(text), base_url=base_url, connections=connections),
+                clock=seconds,
             ),
         )
     if settings.apns_key_file and settings.apns_key_id and settings.apns_team_id and settings.apns_bundle_id:
@@ -126,7 +138,8 @@ def _providers(settings: Settings) -> dict[str, DeliveryAdapter]:
                     private_key=Secret(text),
                     bundle_id=bundle_id,
                     base_url=settings.apns_base_url,
-                )
+                ),
+                clock=seconds,
             ),
         )
     if settings.webpush_vapid_key_file and settings.webpush_vapid_subject:
@@ -137,7 +150,8 @@ def _providers(settings: Settings) -> dict[str, DeliveryAdapter]:
             lambda text: WebPushAdapter(
                 WebPushConfig(
                     vapid_private_key=Secret(text.strip()), vapid_subject=subject, connections=connections
-                )
+                ),
+                clock=seconds,
             ),
         )
     return adapters

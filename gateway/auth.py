@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from litestar.connection import ASGIConnection
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult, DefineMiddleware
 
+from gateway.clock import system_clock
 from gateway.errors import NotAuthenticated
 from gateway.settings import Secret, SettingsError
 
@@ -67,8 +68,14 @@ class UserTokens:
         else:
             raise ValueError("a JWT secret or public key is required")
 
-    def verify(self, token: str) -> str:
-        """The user_id (`sub`) of a valid token; raises NotAuthenticated otherwise."""
+    def verify(self, token: str, now: datetime | None = None) -> str:
+        """The user_id (`sub`) of a valid token at `now`; raises NotAuthenticated otherwise.
+
+        `now` is the gateway's injected clock's (the middleware passes it), the clock `mint`
+        stamps with: PyJWT's own checks of `exp`, `nbf` and `iat` read the wall clock, so they
+        are off and `_check_times` does them against `now`, with the same leeway and the same
+        errors. The system clock stands in only for callers with no gateway clock (the CLI's
+        self-check)."""
         try:
             claims = jwt.decode(
                 token,
@@ -76,8 +83,14 @@ class UserTokens:
                 algorithms=self._algorithms,
                 audience=self.audience,
                 leeway=LEEWAY_SECONDS,
-                options={"require": ["exp", "sub", "aud"]},
+                options={
+                    "require": ["exp", "sub", "aud"],
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                },
             )
+            _check_times(claims, (system_clock() if now is None else now).timestamp())
         except jwt.PyJWTError:
             raise NotAuthenticated("invalid or expired user token", "Authorization") from None
         sub = claims.get("sub")
@@ -96,6 +109,25 @@ class UserTokens:
             "exp": int((now + ttl).timestamp()),
         }
         return jwt.encode(claims, self._secret, algorithm="HS256")
+
+
+def _check_times(claims: dict[str, Any], now: float) -> None:
+    """PyJWT's checks of `exp`, `nbf` and `iat` (`jwt.api_jwt.PyJWT._validate_exp`, `_nbf`,
+    `_iat`, 2.x) made against `now`, raising the errors PyJWT raises: `exp` is required (`decode`
+    saw to it); a token issued or valid only later than `now` (beyond the leeway) is refused."""
+    if _time_claim(claims, "exp", "Expiration Time") <= now - LEEWAY_SECONDS:
+        raise jwt.ExpiredSignatureError("Signature has expired")
+    if "nbf" in claims and _time_claim(claims, "nbf", "Not Before") > now + LEEWAY_SECONDS:
+        raise jwt.ImmatureSignatureError("The token is not yet valid (nbf)")
+    if "iat" in claims and _time_claim(claims, "iat", "Issued At") > now + LEEWAY_SECONDS:
+        raise jwt.ImmatureSignatureError("The token is not yet valid (iat)")
+
+
+def _time_claim(claims: dict[str, Any], name: str, title: str) -> int:
+    try:
+        return int(claims[name])
+    except (ValueError, TypeError, OverflowError):
+        raise jwt.DecodeError(f"{title} claim ({name}) must be an integer.") from None
 
 
 def load_user_token_key(pem: bytes) -> tuple[Ed25519PublicKey | EllipticCurvePublicKey, str]:
@@ -148,7 +180,7 @@ class AuthMiddleware(AbstractAuthenticationMiddleware):
                 raise NotAuthenticated("unknown or revoked API key", "Authorization")
             principal = Principal(kind="key", key_id=key.key_id, scopes=frozenset(key.scopes))
         else:
-            user_id = runtime.user_tokens.verify(credential)
+            user_id = runtime.user_tokens.verify(credential, runtime.clock())
             principal = Principal(
                 kind="user",
                 subject_ref=runtime.store.pseudonyms.subject_ref(user_id),

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from gateway.clock import rfc3339_text, system_clock
+from gateway.clock import parse_rfc3339, rfc3339_text, system_clock
 from gateway.logs import configure_logging
 from gateway.scopes import SCOPES
 from gateway.settings import Settings, SettingsError
@@ -484,7 +484,7 @@ def _existing_store(settings: Settings, *, signs: bool = False) -> tuple[KeyStor
 
 def _moment(text: str) -> datetime:
     try:
-        moment = datetime.fromisoformat(text)
+        moment = parse_rfc3339(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not an RFC 3339 time; e.g. 2026-11-23T10:00:00Z"

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from policies.decision import rfc3339  # one formatter for the wire, shared with the reason details
 
-__all__ = ["Clock", "rfc3339", "rfc3339_text", "system_clock"]
+__all__ = ["Clock", "parse_rfc3339", "rfc3339", "rfc3339_text", "rfc3339_text_or_none", "system_clock"]
 
 Clock = Callable[[], datetime]
 
@@ -24,3 +24,19 @@ def rfc3339_text(stored: str) -> str:
 def rfc3339_text_or_none(stored: str | None) -> str | None:
     """`rfc3339_text` of a stored time that may be absent."""
     return None if stored is None else rfc3339_text(stored)
+
+
+_UPPER_DESIGNATORS = str.maketrans("tz", "TZ")
+
+
+def parse_rfc3339(text: str) -> datetime:
+    """A time as RFC 3339 writes it, read by `datetime.fromisoformat` once `t` and `z` are made
+    upper-case (RFC 3339 5.6 allows them in lower case; Python refuses a `z`). ValueError for
+    text that is not a real time (`yesterday`, `2026-02-30T10:00:00Z`).
+
+    The shape is not checked: Python also reads ISO 8601 forms RFC 3339 lacks (`2026-11-23`,
+    `+01`, `2026-W48-1`); a caller that must refuse those checks the shape itself (the audit
+    routes' query pattern). A time with no offset, which RFC 3339 does not allow, comes back
+    naive for the caller to refuse in its own words: the CLI at once, the audit API in
+    `aware`, once a window's two bounds are both read."""
+    return datetime.fromisoformat(text.translate(_UPPER_DESIGNATORS))

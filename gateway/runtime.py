@@ -98,7 +98,7 @@ class Runtime:
         self.complaints = ComplaintService(self.store, clock, self.policy, self.preferences, self.metrics)
         self.stats = StatsService(self.store)
         self.audit = AuditService(self.store, clock, self.signer)
-        self.adapters = build_adapters(settings)
+        self.adapters = build_adapters(settings, clock)
         self.dispatcher = Dispatcher(self.store, clock, settings, self.policy, self.metrics, self.adapters)
         self._rotation = asyncio.Lock()
 

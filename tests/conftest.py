@@ -14,11 +14,11 @@ from litestar.testing import TestClient
 from support import WebhookRelay
 
 from gateway.app import create_app
-from gateway.clock import system_clock
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 
 FIXED_NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+TEST_TOKEN_TTL = timedelta(days=400)  # `as_user`: past any move of the clock a test makes
 
 Headers = dict[str, str]
 
@@ -74,7 +74,10 @@ def runtime(client: TestClient[Litestar], app: Litestar) -> Runtime:
 @pytest.fixture
 def as_user(runtime: Runtime) -> Callable[[str], Headers]:
     def headers(user_id: str) -> Headers:
-        return {"Authorization": f"Bearer {runtime.user_tokens.mint(user_id, system_clock())}"}
+        # On the gateway's clock, which checks it, and for as long as a test may move that clock
+        # on (the tests of expiry mint their own).
+        token = runtime.user_tokens.mint(user_id, runtime.clock(), ttl=TEST_TOKEN_TTL)
+        return {"Authorization": f"Bearer {token}"}
 
     return headers
 

@@ -35,6 +35,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from litestar.utils import normalize_path
 
 from gateway.auth import Principal
+from gateway.clock import parse_rfc3339
 from gateway.deps import RuntimeDep
 from gateway.errors import InvalidInput
 from gateway.request_log import method_label
@@ -373,6 +374,6 @@ def _moment(value: str | None, name: str) -> datetime | None:
     if value is None:
         return None
     try:
-        return datetime.fromisoformat(value.upper())  # RFC 3339 allows `t` and `z`; Python does not
+        return parse_rfc3339(value)  # one without an offset is refused by `aware`, as before
     except ValueError:
         raise InvalidInput(f"{name}: {value[:40]!r} is not a time", name) from None

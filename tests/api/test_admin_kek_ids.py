@@ -17,7 +17,6 @@ from litestar import Litestar
 from litestar.testing import TestClient
 
 from gateway.app import create_app
-from gateway.clock import system_clock
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 from storage.keys import KeyStore
@@ -51,7 +50,7 @@ def test_rotation_takes_the_next_kek_number_whatever_else_is_named(
         runtime: Runtime = client.app.state.runtime
         _, secret = runtime.api_keys.create_sync("operator", ("admin",))
         admin = {"Authorization": f"Bearer {secret}"}
-        alice = {"Authorization": f"Bearer {runtime.user_tokens.mint('alice', system_clock())}"}
+        alice = {"Authorization": f"Bearer {runtime.user_tokens.mint('alice', runtime.clock())}"}
         granted = client.put(
             "/v1/me/consents/marketing", headers=alice, json={"granted": True, "notice_version": "v1"}
         )
@@ -147,7 +146,7 @@ def test_a_rotation_cut_short_is_finished_at_the_next_start(
     admin log said nothing. The next start finishes it and logs it as the gateway's."""
     with TestClient(create_app(settings, clock)) as client:
         runtime: Runtime = client.app.state.runtime
-        alice = {"Authorization": f"Bearer {runtime.user_tokens.mint('alice', system_clock())}"}
+        alice = {"Authorization": f"Bearer {runtime.user_tokens.mint('alice', runtime.clock())}"}
         granted = client.put(
             "/v1/me/consents/marketing", headers=alice, json={"granted": True, "notice_version": "v1"}
         )

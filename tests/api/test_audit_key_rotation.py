@@ -24,7 +24,6 @@ from litestar.testing import TestClient
 from support import grow_ledger
 
 from gateway.app import create_app
-from gateway.clock import system_clock
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 from storage.keys import KeyStore, KeyStoreError
@@ -41,7 +40,7 @@ def running(settings: Settings, clock: FakeClock) -> Iterator[tuple[Client, Head
     with TestClient(create_app(settings, clock)) as client:
         runtime: Runtime = client.app.state.runtime
         _, secret = runtime.api_keys.create_sync("auditor", ("audit:read",))
-        user = {"Authorization": f"Bearer {runtime.user_tokens.mint('alice', system_clock())}"}
+        user = {"Authorization": f"Bearer {runtime.user_tokens.mint('alice', runtime.clock())}"}
         yield client, {"Authorization": f"Bearer {secret}"}, user
 
 

@@ -24,7 +24,6 @@ from litestar.testing import TestClient
 from support import assert_problem, grow_ledger
 
 from gateway.app import create_app
-from gateway.clock import system_clock
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 from storage import ledger, merkle
@@ -353,7 +352,7 @@ def test_a_saved_checkpoint_catches_a_restored_old_backup(
         with TestClient(create_app(settings, clock)) as client:
             runtime: Runtime = client.app.state.runtime
             _, secret = runtime.api_keys.create_sync("auditor", ("audit:read",))
-            user = {"Authorization": f"Bearer {runtime.user_tokens.mint('alice', system_clock())}"}
+            user = {"Authorization": f"Bearer {runtime.user_tokens.mint('alice', runtime.clock())}"}
             yield client, runtime, {"Authorization": f"Bearer {secret}"}, user
 
     with running() as (client, runtime, auditor, user):

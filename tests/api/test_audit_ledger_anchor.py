@@ -27,7 +27,6 @@ from litestar.testing import TestClient
 from support import assert_problem, grow_ledger
 
 from gateway.app import create_app
-from gateway.clock import system_clock
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 from gateway.signing import Signer
@@ -214,7 +213,7 @@ def restartable(settings: Settings, clock: FakeClock) -> Running:
 
 def _auditor_and_user(runtime: Runtime) -> tuple[Headers, Headers]:
     _, secret = runtime.api_keys.create_sync("auditor", ("audit:read",))
-    user = {"Authorization": f"Bearer {runtime.user_tokens.mint('alice', system_clock())}"}
+    user = {"Authorization": f"Bearer {runtime.user_tokens.mint('alice', runtime.clock())}"}
     return {"Authorization": f"Bearer {secret}"}, user
 
 

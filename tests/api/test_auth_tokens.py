@@ -1,8 +1,9 @@
 """User JWTs and API keys at the edge: every bad credential is a 401 in the one error shape.
 
 Tokens are built here by hand (PyJWT for the well-formed ones, raw base64 + hmac for the
-hostile ones) and sent to `GET /v1/me/preferences`, the simplest user route. PyJWT checks
-`exp` against the real clock, so times are real time.
+hostile ones) and sent to `GET /v1/me/preferences`, the simplest user route. The gateway
+checks `exp`, `nbf` and `iat` against its own clock: the tokens here, stamped with the real
+clock, go to the app on the real clock (`shared_client`); `client`'s runs on a fixed day.
 """
 
 from __future__ import annotations
@@ -97,7 +98,8 @@ def _hs(secret: str, **overrides: Any) -> str:
     return jwt.encode(_claims(**overrides), secret, algorithm="HS256")
 
 
-def test_a_valid_token_is_accepted(client: TestClient[Litestar], secret: str) -> None:
+def test_a_valid_token_is_accepted(shared_client: TestClient[Litestar], shared_secret: str) -> None:
+    client, secret = shared_client, shared_secret
     response = client.get(ME, headers=_bearer(_hs(secret)))
     assert response.status_code == 200, response.text
     assert response.json()["subject_ref"].startswith("sub_")
@@ -170,7 +172,10 @@ def test_bad_user_tokens_are_401(
     _assert_401(shared_client.get(ME, headers=_bearer(make(shared_secret))))
 
 
-def test_sub_of_exactly_128_characters_is_accepted(client: TestClient[Litestar], secret: str) -> None:
+def test_sub_of_exactly_128_characters_is_accepted(
+    shared_client: TestClient[Litestar], shared_secret: str
+) -> None:
+    client, secret = shared_client, shared_secret
     assert client.get(ME, headers=_bearer(_hs(secret, sub="u" * 128))).status_code == 200
 
 
@@ -205,7 +210,10 @@ def test_an_overlong_credential_is_refused_before_it_is_parsed(
         assert f"at most {CREDENTIAL_MAX} characters" in body["detail"]
 
 
-def test_the_bearer_scheme_is_case_insensitive(client: TestClient[Litestar], secret: str) -> None:
+def test_the_bearer_scheme_is_case_insensitive(
+    shared_client: TestClient[Litestar], shared_secret: str
+) -> None:
+    client, secret = shared_client, shared_secret
     assert client.get(ME, headers={"Authorization": f"bearer {_hs(secret)}"}).status_code == 200
 
 

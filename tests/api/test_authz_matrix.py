@@ -21,7 +21,6 @@ from litestar.routes import HTTPRoute
 from litestar.testing import TestClient
 
 from gateway.app import create_app
-from gateway.clock import system_clock
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 
@@ -119,7 +118,7 @@ def headers_for(matrix_client: TestClient[Litestar]) -> Callable[[str], Headers]
 
     table: dict[str, Headers] = {
         "none": {},
-        "user": {"Authorization": f"Bearer {runtime.user_tokens.mint('matrix-user', system_clock())}"},
+        "user": {"Authorization": f"Bearer {runtime.user_tokens.mint('matrix-user', runtime.clock())}"},
         "service": key(*SERVICE_SCOPES),
         "auditor": key("audit:read"),
         "admin": key("admin"),

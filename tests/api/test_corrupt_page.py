@@ -28,7 +28,6 @@ from support import PAGE_SIZE, WebhookRelay, daytime_zone, rot_page
 
 import storage.db
 from gateway.app import create_app
-from gateway.clock import system_clock
 from gateway.runtime import Runtime
 from gateway.settings import Secret, Settings
 from storage.db import Connection, connect
@@ -105,7 +104,7 @@ def _queued_with_one_rotten(settings: Settings, clock: FakeClock, work: Path) ->
         service = {"Authorization": f"Bearer {secret}"}
         push_ids = []
         for i in range(PUSHES):
-            user = {"Authorization": f"Bearer {runtime.user_tokens.mint(f'rot-{i}', system_clock())}"}
+            user = {"Authorization": f"Bearer {runtime.user_tokens.mint(f'rot-{i}', runtime.clock())}"}
             device = {"platform": "webhook", "token": f"relay-device-rot-{i}"}
             assert client.post("/v1/me/devices", json=device, headers=user).status_code == 201
             push = {
@@ -313,7 +312,7 @@ def test_a_damaged_page_met_by_a_rounds_write_fails_the_round_not_a_request_besi
         _, secret = runtime.api_keys.create_sync("corrupt page test", ("pushes:write",))
         service = {"Authorization": f"Bearer {secret}"}
         for i in range(8):
-            user = {"Authorization": f"Bearer {runtime.user_tokens.mint(f'write-{i}', system_clock())}"}
+            user = {"Authorization": f"Bearer {runtime.user_tokens.mint(f'write-{i}', runtime.clock())}"}
             device = {"platform": "webhook", "token": f"relay-device-write-{i}"}
             assert client.post("/v1/me/devices", json=device, headers=user).status_code == 201
             push = {"idempotency_key": f"write-{i}", "user_id": f"write-{i}", "topic": "transactional",
@@ -398,7 +397,7 @@ def test_an_erasure_cut_short_by_a_damaged_page_does_not_keep_the_gateway_from_s
     with TestClient(create_app(settings, clock)) as client:
         runtime = client.app.state.runtime
         ref = runtime.store.pseudonyms.subject_ref("rot-0")
-        user = {"Authorization": f"Bearer {runtime.user_tokens.mint('rot-0', system_clock())}"}
+        user = {"Authorization": f"Bearer {runtime.user_tokens.mint('rot-0', runtime.clock())}"}
         assert client.delete("/v1/me", headers=user).status_code == 500
         assert runtime.store.directory.pending_erasure(ref) is not None
 
@@ -423,7 +422,7 @@ def _queue(
     client: TestClient[Litestar], service: dict[str, str], user_id: str, devices: int, **push: str
 ) -> str:
     runtime = client.app.state.runtime
-    user = {"Authorization": f"Bearer {runtime.user_tokens.mint(user_id, system_clock())}"}
+    user = {"Authorization": f"Bearer {runtime.user_tokens.mint(user_id, runtime.clock())}"}
     consent = {"granted": True, "notice_version": "v1"}
     assert client.put("/v1/me/consents/marketing", json=consent, headers=user).status_code == 200
     for n in range(devices):
@@ -550,7 +549,7 @@ def test_a_person_who_came_back_is_erased_though_their_earlier_cleanup_cannot_be
     with TestClient(create_app(settings, clock)) as client:
         runtime = client.app.state.runtime
         ref = runtime.store.pseudonyms.subject_ref("rot-0")
-        user = {"Authorization": f"Bearer {runtime.user_tokens.mint('rot-0', system_clock())}"}
+        user = {"Authorization": f"Bearer {runtime.user_tokens.mint('rot-0', runtime.clock())}"}
         assert client.delete("/v1/me", headers=user).status_code == 500  # its cleanup is pending
         assert client.delete("/v1/me", headers=user).status_code == 500  # nothing else to erase yet
         device = {"platform": "webhook", "token": "relay-device-came-back"}
@@ -570,7 +569,7 @@ def test_an_earlier_cleanup_held_up_by_a_lock_is_not_given_up(
     process holding the write lock) answers 503 and is finished by the next request."""
     monkeypatch.setattr(storage.db, "BUSY_TIMEOUT_MS", 200)
     ref = runtime.store.pseudonyms.subject_ref("held")
-    user = {"Authorization": f"Bearer {runtime.user_tokens.mint('held', system_clock())}"}
+    user = {"Authorization": f"Bearer {runtime.user_tokens.mint('held', runtime.clock())}"}
 
     def with_the_lock_held(call: Callable[[], httpx.Response]) -> int:
         other = connect(runtime.store.data.path, runtime.store.keys.database_key)
@@ -607,7 +606,7 @@ def test_an_erasure_held_up_at_start_by_a_lock_still_stops_the_start(
     with TestClient(create_app(settings, clock)) as client:
         runtime = client.app.state.runtime
         ref = runtime.store.pseudonyms.subject_ref("held-at-start")
-        user = {"Authorization": f"Bearer {runtime.user_tokens.mint('held-at-start', system_clock())}"}
+        user = {"Authorization": f"Bearer {runtime.user_tokens.mint('held-at-start', runtime.clock())}"}
         device = {"platform": "webhook", "token": "relay-device-held-at-start"}
         assert client.post("/v1/me/devices", json=device, headers=user).status_code == 201
         data_path, key = runtime.store.data.path, runtime.store.keys.database_key

@@ -20,7 +20,6 @@ from litestar.testing import TestClient
 from support import assert_problem
 
 from gateway.app import create_app
-from gateway.clock import system_clock
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 from policies.settings import PolicySettings
@@ -709,7 +708,7 @@ ME_ROUTES = [
 
 def _bad_credentials(runtime: Runtime) -> dict[str, str | None]:
     secret = runtime.keys.jwt_dev_secret
-    now = int(system_clock().timestamp())
+    now = int(runtime.clock().timestamp())
     good = {"sub": ALICE, "aud": "consent-gateway", "iat": now, "exp": now + 600}
     return {
         "missing": None,
@@ -753,7 +752,7 @@ def test_me_routes_refuse_api_keys(client: Client, runtime: Runtime, as_key: AsK
 
 def test_token_with_an_unencodable_sub_is_a_401(client: Client, runtime: Runtime) -> None:
     """Regression: a lone surrogate in `sub` made pseudonymization raise UnicodeEncodeError (500)."""
-    now = int(system_clock().timestamp())
+    now = int(runtime.clock().timestamp())
     claims = {"sub": "alice\ud800", "aud": "consent-gateway", "iat": now, "exp": now + 600}
     token = jwt.encode(claims, runtime.keys.jwt_dev_secret, algorithm="HS256")
 
@@ -782,7 +781,7 @@ def test_consent_times_follow_the_ledgers_order_for_a_new_users_first_changes(se
     app = create_app(settings, TickingClock())
     with TestClient(app) as client:
         runtime: Runtime = app.state.runtime
-        headers = {"Authorization": f"Bearer {runtime.user_tokens.mint('new-user-ticks', system_clock())}"}
+        headers = {"Authorization": f"Bearer {runtime.user_tokens.mint('new-user-ticks', runtime.clock())}"}
         bodies = [{"granted": i % 2 == 0, "notice_version": NOTICE} for i in range(16)]
         with ThreadPoolExecutor(max_workers=16) as pool:
             answers = list(

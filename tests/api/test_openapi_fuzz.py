@@ -21,7 +21,6 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 from test_authz_matrix import OPERATIONS, PAGES, SERVICE_SCOPES, roles_for
 
-from gateway.clock import system_clock
 from gateway.runtime import Runtime
 
 Headers = dict[str, str]
@@ -44,7 +43,7 @@ def role_headers(api_schema: Any, app: Litestar) -> dict[str, Headers]:
 
     return {
         "none": {},
-        "user": {"Authorization": f"Bearer {runtime.user_tokens.mint('fuzz-user', system_clock())}"},
+        "user": {"Authorization": f"Bearer {runtime.user_tokens.mint('fuzz-user', runtime.clock())}"},
         "service": key(*SERVICE_SCOPES),
         "auditor": key("audit:read"),
         "admin": key("admin"),

@@ -14,7 +14,6 @@ from litestar.testing import TestClient
 from support import assert_problem, readers
 
 from gateway.app import create_app
-from gateway.clock import system_clock
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 
@@ -82,7 +81,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
         runtime: Runtime = app.state.runtime
 
         def as_user(user_id: str) -> Headers:
-            return {"Authorization": f"Bearer {runtime.user_tokens.mint(user_id, system_clock())}"}
+            return {"Authorization": f"Bearer {runtime.user_tokens.mint(user_id, runtime.clock())}"}
 
         def as_key(*scopes: str) -> Headers:
             return {"Authorization": f"Bearer {runtime.api_keys.create_sync('input tests', scopes)[1]}"}

@@ -18,6 +18,7 @@ import json
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -57,9 +58,12 @@ class _Server(ThreadingHTTPServer):
 class Receiver:
     """Context manager; `url` is the hook's URL. Every knob is safe to change while running."""
 
-    def __init__(self, secret: str, *, delay: float = 0.0) -> None:
+    def __init__(self, secret: str, *, delay: float = 0.0, now: Callable[[], float] = time.time) -> None:
+        """`now`: the clock a signature's timestamp is checked against, the gateway's own in a
+        test that runs it on a fake clock (it stamps its sends with that clock)."""
         self.secret = secret
         self.delay = delay
+        self._now = now
         self.hits: list[Hit] = []
         self._lock = threading.Lock()
         self._fail_until = 0.0  # monotonic deadline of the 503 period
@@ -117,7 +121,7 @@ class Receiver:
         headers = {k.lower(): v for k, v in handler.headers.items()}
         stamp = headers.get("x-cgw-timestamp", "")
         ok = verify_webhook_signature(
-            self.secret, stamp, raw, headers.get("x-cgw-signature", ""), now=time.time()
+            self.secret, stamp, raw, headers.get("x-cgw-signature", ""), now=self._now()
         )
         try:
             body = json.loads(raw)

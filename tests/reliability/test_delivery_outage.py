@@ -141,8 +141,8 @@ def test_every_push_is_delivered_soon_after_the_relay_recovers(outage: Outage) -
 
 
 @pytest.fixture
-def relay() -> Iterator[Receiver]:
-    with Receiver(SECRET) as server:
+def relay(clock: FakeClock) -> Iterator[Receiver]:
+    with Receiver(SECRET, now=lambda: clock().timestamp()) as server:
         yield server
 
 
