@@ -151,7 +151,7 @@ def render(results: Result) -> str:
         )
     rss = [
         (
-            f"push server ({_get(results, 'http', 'users') or 0:,} users)",
+            f"push server ({_get(results, 'http', 'users') or 20_000:,} users)",  # older results: 20,000
             _get(results, "http", "gateway", "lifetime_peak_rss_mib"),
         ),
         ("campaign server", _get(results, "campaign", "lifetime_peak_rss_mib")),

@@ -119,8 +119,13 @@ def _check_times(claims: dict[str, Any], now: float) -> None:
         raise jwt.ExpiredSignatureError("Signature has expired")
     if "nbf" in claims and _time_claim(claims, "nbf", "Not Before") > now + LEEWAY_SECONDS:
         raise jwt.ImmatureSignatureError("The token is not yet valid (nbf)")
-    if "iat" in claims and _time_claim(claims, "iat", "Issued At") > now + LEEWAY_SECONDS:
-        raise jwt.ImmatureSignatureError("The token is not yet valid (iat)")
+    if "iat" in claims:
+        try:
+            iat = int(claims["iat"])
+        except (ValueError, TypeError, OverflowError):
+            raise jwt.InvalidIssuedAtError("Issued At claim (iat) must be an integer.") from None
+        if iat > now + LEEWAY_SECONDS:
+            raise jwt.ImmatureSignatureError("The token is not yet valid (iat)")
 
 
 def _time_claim(claims: dict[str, Any], name: str, title: str) -> int:

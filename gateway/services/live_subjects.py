@@ -31,8 +31,8 @@ class LiveSubjects:
 
     def ask(self, subject_id: str) -> asyncio.Future[bool | None]:
         """Whether the subject is live: True or False, or None if the directory could not be read
-        (that send waits for the push's next claim). A future of its own each, so that a send
-        cancelled while it waits (its round's lease ending) cancels no other send's answer."""
+        (the sends of that read wait for their pushes' next claim). A future of its own each, so
+        that a send cancelled while it waits (the loop shutting down) cancels no other's."""
         loop = asyncio.get_running_loop()
         asking = self._asking
         if asking is None or asking.loop is not loop:  # not one left by a loop that stopped
@@ -45,17 +45,20 @@ class LiveSubjects:
     def _answer(self, asked: _Asked) -> None:
         if self._asking is asked:
             self._asking = None
+        live: set[str] | None = None
         try:
-            live: set[str] | None = self._store.directory.holding(sid for sid, _ in asked.sends)
+            live = self._store.directory.holding(sid for sid, _ in asked.sends)
         except Exception as exc:
             # Raised into the round's sends, it would leave the round unrecorded, and the sends
             # already made would be made again at its lease's end.
             self._store.after_failure(exc)  # a damaged page: the readers are renewed
             log.error("sends' subjects could not be read", extra={"exc_type": type(exc).__name__})
-            live = None
-        for subject_id, answer in asked.sends:
-            if not answer.done():
-                answer.set_result(None if live is None else subject_id in live)
+        finally:
+            # Answered whatever happened above: a send left waiting would hold its connection,
+            # and its round, for good.
+            for subject_id, answer in asked.sends:
+                if not answer.done():
+                    answer.set_result(None if live is None else subject_id in live)
 
 
 class _Asked:
