@@ -245,15 +245,17 @@ class Scripted:
 
 class WebhookRelay:
     """A local stand-in for the wallet's push relay: answers each POST with the next status from
-    `answers` (the last one repeats), keeping each body and its Idempotency-Key. `before_answer`,
-    if set, runs in the relay's thread before each answer (a test's way in between a send and
-    its results)."""
+    `answers` (the last one repeats), keeping each body and its Idempotency-Key, and each raw
+    body with its signature headers (`signed`: timestamp, signature, bytes). `before_answer`, if
+    set, runs in the relay's thread before each answer (a test's way in between a send and its
+    results)."""
 
     def __init__(self) -> None:
         self.answers: list[tuple[int, dict[str, str]]] = [(200, {})]
         self.before_answer: Callable[[], None] | None = None
         self.received: list[dict[str, Any]] = []
         self.keys: list[str] = []
+        self.signed: list[tuple[str, str, bytes]] = []
         self._lock = threading.Lock()
         outer = self
 
@@ -265,6 +267,11 @@ class WebhookRelay:
                 with outer._lock:
                     outer.received.append(json.loads(raw))
                     outer.keys.append(self.headers.get("idempotency-key", ""))
+                    stamp, signature = (
+                        self.headers.get("x-cgw-timestamp", ""),
+                        self.headers.get("x-cgw-signature", ""),
+                    )
+                    outer.signed.append((stamp, signature, raw))
                     status, headers = outer.answers.pop(0) if len(outer.answers) > 1 else outer.answers[0]
                 if outer.before_answer is not None:
                     outer.before_answer()

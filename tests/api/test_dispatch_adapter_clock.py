@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import jwt
@@ -25,6 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from litestar import Litestar
 from litestar.testing import TestClient
+from support import WebhookRelay
 
 from clients.delivery import (
     ApnsAdapter,
@@ -40,52 +39,12 @@ from gateway.settings import Secret, Settings
 SECRET = "adapter-clock-webhook-secret-0123456789"
 
 
-class SignedRelay:
-    """The wallet's relay: answers 200 and keeps each request's signature headers and raw body."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[str, str, bytes]] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                raw = self.rfile.read(int(self.headers.get("content-length", "0")))
-                stamp, signature = self.headers["x-cgw-timestamp"], self.headers["x-cgw-signature"]
-                outer.received.append((stamp, signature, raw))
-                self.send_response(200)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: object) -> None:
-                """Quiet."""
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/hook"
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-
 @pytest.fixture
-def relay() -> Iterator[SignedRelay]:
-    server = SignedRelay()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def settings(data_dir: Path, relay: SignedRelay) -> Settings:
+def settings(data_dir: Path, hook: WebhookRelay) -> Settings:
     return Settings(
         data_dir=data_dir,
         worker_enabled=False,
-        delivery_webhook_url=relay.url,
+        delivery_webhook_url=hook.url,
         delivery_webhook_secret=Secret(SECRET),
     )
 
@@ -109,7 +68,7 @@ def test_the_webhook_signature_timestamp_is_the_gateway_clock(
     client: TestClient[Litestar],
     runtime: Runtime,
     clock: FakeClock,
-    relay: SignedRelay,
+    hook: WebhookRelay,
     as_user: Callable[[str], Headers],
     as_key: Callable[..., Headers],
 ) -> None:
@@ -118,12 +77,12 @@ def test_the_webhook_signature_timestamp_is_the_gateway_clock(
     assert client.post("/v1/me/devices", json=device, headers=user).status_code == 201
     for n in range(2):
         _send_one(client, runtime, key, n)
-        stamp, signature, body = relay.received[n]
+        stamp, signature, body = hook.signed[n]
         assert stamp == str(int(clock().timestamp()))
         assert verify_webhook_signature(SECRET, stamp, body, signature, now=clock().timestamp())
         assert json.loads(body)["topic"] == "transactional"
         clock.advance(hours=1)
-    assert [int(stamp) for stamp, _, _ in relay.received] == [
+    assert [int(stamp) for stamp, _, _ in hook.signed] == [
         int((clock() - timedelta(hours=h)).timestamp()) for h in (2, 1)
     ]
 
