@@ -20,14 +20,6 @@ __all__ = [
     "outcome_counts",
 ]
 
-# Pushes are counted, not people, as `delivered` is: the rate is over deliveries, and a variant
-# sending three pushes a person looked three times better by it. Marked on the push when the
-# withdrawal is written (`pushes.mark_opted_out`), so an erasure or a later grant takes none back.
-_OPTED_OUT_AFTER_RECEIPT = (
-    "SELECT coalesce(variant, ?), count(*) FROM pushes "
-    "WHERE campaign_id = ? AND status = 'delivered' AND opted_out = 1 GROUP BY 1"
-)
-
 
 class OutcomeCount(msgspec.Struct, frozen=True):
     """Pushes of one variant with one outcome, status and set of reasons; `final_reasons` only
@@ -89,4 +81,13 @@ def complaint_counts(conn: Connection, campaign_id: str, unnamed: str) -> list[V
 
 def opted_out_after_receipt_counts(conn: Connection, campaign_id: str, unnamed: str) -> list[VariantCount]:
     """Delivered pushes per variant whose recipient withdrew marketing consent after receipt."""
-    return [VariantCount(*row) for row in conn.execute(_OPTED_OUT_AFTER_RECEIPT, (unnamed, campaign_id))]
+    rows = conn.execute(
+        # Pushes are counted, not people, as `delivered` is: the rate is over deliveries, and a
+        # variant sending three pushes a person looked three times better by it. Marked on the
+        # push when the withdrawal is written (`pushes.mark_opted_out`), so an erasure or a later
+        # grant takes none back.
+        "SELECT coalesce(variant, ?), count(*) FROM pushes "
+        "WHERE campaign_id = ? AND status = 'delivered' AND opted_out = 1 GROUP BY 1",
+        (unnamed, campaign_id),
+    )
+    return [VariantCount(*row) for row in rows]
