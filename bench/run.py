@@ -389,11 +389,6 @@ def phase_delivery(args: argparse.Namespace, work: Path, logs: Path) -> Result:
     )  # fmt: skip
     watch = RssWatch(gateway.pid).start()
     time.sleep(2.0)  # the worker's first rounds: connection set-up, caches
-    recording = (
-        sampling.Recording(gateway.pid, logs / "delivery.raw", args.delivery_seconds)
-        if not args.no_profile
-        else None
-    )
     start_count, started = received(), time.perf_counter()
     gateway_cpu, receiver_cpu = CpuMeter(gateway.pid), CpuMeter(receiver.pid)
     time.sleep(args.delivery_seconds)
@@ -405,10 +400,17 @@ def phase_delivery(args: argparse.Namespace, work: Path, logs: Path) -> Result:
     out["delivered_in_window"] = delivered
     out["gateway_cpu"] = gateway_cpu.stop(delivered)
     out["receiver_cpu"] = receiver_cpu.stop(delivered)
-    out["profile"] = recording.wait() if recording else None
+    say(f"delivery: {out['pushes_per_s']:.0f} pushes/s")
+    if not args.no_profile:
+        # After the counted window, not in it: py-spy runs on the load core, the receiver's.
+        seconds = min(args.delivery_seconds, 10.0)
+        say(f"profiling the worker for {seconds:g} s (py-spy, not counted) ...")
+        _, out["profile"] = profiled(
+            True, gateway.pid, logs / "delivery.raw", seconds, functools.partial(time.sleep, seconds)
+        )
     out["peak_rss_mib"] = watch.stop()
     out["lifetime_peak_rss_mib"] = gateway.stop()
-    say(f"delivery: {out['pushes_per_s']:.0f} pushes/s; now the receiver's ceiling ...")
+    say("delivery: now the receiver's ceiling ...")
     # The pushes one worker round claims, and the connections the gateway's client keeps for them.
     concurrency = str(Settings.from_env(os.environ, data_dir=work).worker_concurrency)
     base_argv = [str(VENV_BIN / "python"), str(BENCH_DIR / "ceiling.py"), "--url", url,
