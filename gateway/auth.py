@@ -119,20 +119,19 @@ def _check_times(claims: dict[str, Any], now: float) -> None:
         raise jwt.ExpiredSignatureError("Signature has expired")
     if "nbf" in claims and _time_claim(claims, "nbf", "Not Before") > now + LEEWAY_SECONDS:
         raise jwt.ImmatureSignatureError("The token is not yet valid (nbf)")
-    if "iat" in claims:
-        try:
-            iat = int(claims["iat"])
-        except (ValueError, TypeError, OverflowError):
-            raise jwt.InvalidIssuedAtError("Issued At claim (iat) must be an integer.") from None
-        if iat > now + LEEWAY_SECONDS:
-            raise jwt.ImmatureSignatureError("The token is not yet valid (iat)")
+    iat_malformed = jwt.InvalidIssuedAtError
+    if "iat" in claims and _time_claim(claims, "iat", "Issued At", iat_malformed) > now + LEEWAY_SECONDS:
+        raise jwt.ImmatureSignatureError("The token is not yet valid (iat)")
 
 
-def _time_claim(claims: dict[str, Any], name: str, title: str) -> int:
+def _time_claim(
+    claims: dict[str, Any], name: str, title: str, malformed: type[jwt.PyJWTError] = jwt.DecodeError
+) -> int:
+    """The claim as PyJWT reads it, or PyJWT's error for one that is not an integer."""
     try:
         return int(claims[name])
     except (ValueError, TypeError, OverflowError):
-        raise jwt.DecodeError(f"{title} claim ({name}) must be an integer.") from None
+        raise malformed(f"{title} claim ({name}) must be an integer.") from None
 
 
 def load_user_token_key(pem: bytes) -> tuple[Ed25519PublicKey | EllipticCurvePublicKey, str]:
