@@ -82,8 +82,8 @@ class Metrics:
             registry=self.registry,
         )  # fmt: skip
         self.request_seconds = Histogram(
-            "cgw_http_request_seconds", "HTTP request latency by route template", ["route"],
-            registry=self.registry,
+            "cgw_http_request_seconds", "HTTP request latency by method and route template",
+            ["method", "route"], registry=self.registry,
         )  # fmt: skip
 
         self.decisions = Counter(

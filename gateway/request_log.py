@@ -94,7 +94,7 @@ def request_log(metrics: Metrics) -> tuple[Any, Callable[[Message, Scope], Await
                 elapsed = time.perf_counter() - started
                 route = str(scope.get("path_template") or "unmatched")
                 requests(method, route, str(status)).inc()
-                request_seconds(route).observe(elapsed)
+                request_seconds(method, route).observe(elapsed)
                 log.info(
                     "request",
                     extra={

@@ -99,3 +99,20 @@ def test_the_log_scan_reads_every_field_as_the_process_writes_it(caplog: pytest.
     assert '"device_token":"tok-in-extra"' in lines[0]
     assert "client-side" not in lines[1]
     assert "relay-side" in lines[1]
+
+
+def test_a_routes_latency_is_kept_apart_by_method(client: Client, as_user: Callable[[str], Headers]) -> None:
+    """One template serves reads and writes (`/v1/me/preferences`: GET and PATCH); their
+    latencies mixed in one series would hide a slow write behind fast reads."""
+    me = as_user("alice")
+    client.get("/v1/me/preferences", headers=me)
+    client.get("/v1/me/preferences", headers=me)
+    moved = client.patch("/v1/me/preferences", json={"timezone": "Europe/Berlin"}, headers=me)
+    assert moved.status_code == 200
+    families = {f.name: f for f in text_string_to_metric_families(client.get("/metrics").text)}
+    counts = {
+        s.labels["method"]: s.value
+        for s in families["cgw_http_request_seconds"].samples
+        if s.name == "cgw_http_request_seconds_count" and s.labels["route"] == "/v1/me/preferences"
+    }
+    assert counts == {"GET": 2, "PATCH": 1}
