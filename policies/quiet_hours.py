@@ -36,6 +36,7 @@ class QuietWindow:
         self.start = hhmm_minutes(start)
         self.end = hhmm_minutes(end)
         self.zone = zone
+        self.text = f"{start}-{end} {zone.key}"
 
     def contains(self, moment: datetime) -> bool:
         if self.start == self.end:
@@ -153,11 +154,10 @@ class QuietTimes:
     def __init__(self) -> None:
         self._settings: PolicySettings | None = None
         self._known: dict[tuple[str, str, str, datetime], QuietAnswer] = {}
+        self._windows: dict[tuple[str, str, str], QuietWindow] = {}
 
     def at(self, subject: SubjectState, moment: datetime, settings: PolicySettings) -> QuietAnswer:
-        if settings is not self._settings:
-            self._known.clear()
-            self._settings = settings
+        self._follow(settings)
         # In UTC, and worked out from that: two moments of one zone compare by their wall time,
         # so the two readings of a clock set back would be one key, and a moment of the user's
         # own zone is read by its wall time, so one the clock skips would be judged apart from
@@ -166,16 +166,30 @@ class QuietTimes:
         key = (subject.quiet_start, subject.quiet_end, subject.timezone, instant)
         answer = self._known.get(key)
         if answer is None:
-            answer = self._known[key] = _answer(subject, instant, settings)
+            window = self.window(subject, settings)
+            if not window.contains(instant):
+                answer = passed(f"quiet hours: outside {window.text}")
+            else:
+                answer = window.next_allowed(instant)
+            self._known[key] = answer
         return answer
 
+    def window(self, subject: SubjectState, settings: PolicySettings) -> QuietWindow:
+        """The subject's window in force, placed in its zone: also what dispatch asks again as
+        each send starts, since a round's sends may start most of a lease after its decisions."""
+        self._follow(settings)
+        key = (subject.quiet_start, subject.quiet_end, subject.timezone)
+        window = self._windows.get(key)
+        if window is None:
+            start, end = window_in_force(subject.quiet_start, subject.quiet_end, settings)
+            window = self._windows[key] = QuietWindow(start, end, ZoneInfo(subject.timezone))
+        return window
 
-def _answer(subject: SubjectState, moment: datetime, settings: PolicySettings) -> QuietAnswer:
-    start, end = window_in_force(subject.quiet_start, subject.quiet_end, settings)
-    window = QuietWindow(start, end, ZoneInfo(subject.timezone))
-    if not window.contains(moment):
-        return passed(f"quiet hours: outside {start}-{end} {subject.timezone}")
-    return window.next_allowed(moment)
+    def _follow(self, settings: PolicySettings) -> None:
+        if settings is not self._settings:
+            self._known.clear()
+            self._windows.clear()
+            self._settings = settings
 
 
 def check_quiet_hours(

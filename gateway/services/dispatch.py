@@ -84,6 +84,7 @@ from policies import (
     state_parts_for,
 )
 from policies.catalog import is_marketing
+from policies.quiet_hours import QuietWindow
 from policies.reasons import EXPIRED, QUIET_HOURS, SUBJECT_ERASED
 from storage import outbox
 from storage.db import Connection, Writer, is_corrupt, savepoint
@@ -105,8 +106,9 @@ CIRCUIT_OPEN = "CircuitOpen"
 LEASE_ENDING = "LeaseEnding"
 ERASED_UNSENT = "SubjectErased"
 UNREAD_UNSENT = "SubjectUnread"  # the directory's row could not be read just before the send
+QUIET_UNSENT = "QuietHoursBegun"  # the user's quiet hours began after the claim, before the send
 # Provider codes of sends never started: not an attempt, nor a delivery record.
-NOT_SENT = frozenset({CIRCUIT_OPEN, LEASE_ENDING, EXPIRED_UNSENT, ERASED_UNSENT, UNREAD_UNSENT})
+NOT_SENT = frozenset({CIRCUIT_OPEN, LEASE_ENDING, EXPIRED_UNSENT, ERASED_UNSENT, UNREAD_UNSENT, QUIET_UNSENT})
 ADAPTER_ERROR = "AdapterError"
 BACKOFF_CAP_SECONDS = 15 * 60.0
 _SETTLED = frozenset({"delivered", "failed"})  # a device's delivery states that are final
@@ -119,13 +121,15 @@ class _Send(msgspec.Struct, frozen=True):
     """What step 1 hands to step 2: the messages still to be delivered, and the push's delivery
     records as step 1 read them (step 3 adds this round's results to them). `campaign_id` is
     the push's, for step 3 to count its delivery even when no message is left to send, and for
-    the round claimed meanwhile (`_Holding`), as `subject_id` is."""
+    the round claimed meanwhile (`_Holding`), as `subject_id` is. `quiet`: a marketing push's
+    quiet window, which each send asks again as it starts."""
 
     messages: tuple[DeliveryMessage, ...]
     recorded: dict[str, str]
     campaign_id: str | None
     expires: datetime
     subject_id: str
+    quiet: QuietWindow | None
 
 
 class _Round:
@@ -331,7 +335,7 @@ class Dispatcher:
         # claims the push and sends it again. (A lease under twice a send's longest keeps half
         # of itself for sending, and is warned of at start.)
         last_start = now + lease - min(timedelta(seconds=LONGEST_SEND_SECONDS), lease / 2)
-        sent = asyncio.gather(*(self._send_all(s.messages, s.subject_id, last_start) for _, s in sends))
+        sent = asyncio.gather(*(self._send_all(s, last_start) for _, s in sends))
         # Only where every send ends within its lease (`last_start` keeps a send's longest inside
         # it from a lease of twice that): with a shorter one, a claim made while this round still
         # sends could take back its pushes, their leases run out, while their first sends run.
@@ -501,9 +505,10 @@ class Dispatcher:
         # Accepted under the rule's code and settings in force, its content passed the very rule
         # that would judge it now: not scanned again.
         cleared = row.content_key is not None and row.content_key == self._policy.content_key
+        state = snapshot.state_for(row, key.subject_id)
         decision = decide(
             policy_request(row.topic, row.campaign_id, content, remaining, content_cleared=cleared),
-            snapshot.state_for(row, key.subject_id),
+            state,
             snapshot.campaign(row),
             now,
             self._policy.settings,
@@ -575,6 +580,7 @@ class Dispatcher:
             row.campaign_id,
             expires,
             key.subject_id,
+            snapshot.unit.quiet.window(state, self._policy.settings) if capped else None,
         )
 
     def _end(
@@ -612,22 +618,20 @@ class Dispatcher:
 
     # -- step 2: send ------------------------------------------------------------------------
 
-    def _send_all(
-        self, messages: tuple[DeliveryMessage, ...], subject_id: str, last_start: datetime
-    ) -> asyncio.Future[list[DeliveryResult]]:
+    def _send_all(self, send: _Send, last_start: datetime) -> asyncio.Future[list[DeliveryResult]]:
         """A push's sends, one per device, their tasks made now: a round's sends start, and take
         the provider's slots, in the order its pushes were claimed (earliest due first). Most
         pushes have one device, sent without a gather of its own (a gathering future less)."""
-        if len(messages) == 1:
-            return asyncio.ensure_future(self._send_one(messages[0], subject_id, last_start))
-        return asyncio.gather(*(self._send(m, subject_id, last_start) for m in messages))
+        if len(send.messages) == 1:
+            return asyncio.ensure_future(self._send_one(send.messages[0], send, last_start))
+        return asyncio.gather(*(self._send(m, send, last_start) for m in send.messages))
 
     async def _send_one(
-        self, message: DeliveryMessage, subject_id: str, last_start: datetime
+        self, message: DeliveryMessage, send: _Send, last_start: datetime
     ) -> list[DeliveryResult]:
-        return [await self._send(message, subject_id, last_start)]
+        return [await self._send(message, send, last_start)]
 
-    async def _send(self, message: DeliveryMessage, subject_id: str, last_start: datetime) -> DeliveryResult:
+    async def _send(self, message: DeliveryMessage, send: _Send, last_start: datetime) -> DeliveryResult:
         """One send, asked of the breaker only once a connection is free for it: a round holds
         up to ten sends per push, and asked at the round's start, every send queued behind the
         first failing wave would still go to a provider known to be down, a timeout each. Nor
@@ -636,7 +640,9 @@ class Dispatcher:
         claim checked its expiry, but a round's sends may wait most of a lease. Nor once its
         user is erased: a round's later sends start seconds after its claim decided them, and
         an erasure answered meanwhile (in any process) must stop them, not see the user's token
-        and content sent after it (`LiveSubjects`); the push's next claim ends it erased."""
+        and content sent after it (`LiveSubjects`); the push's next claim ends it erased. Nor,
+        for a marketing push, once the user's quiet hours have begun: claimed at 20:59:50, a
+        send could start at 21:00:30; the push's next claim defers it to the window's end."""
         adapter = self._adapters[message.platform]
         async with self._slots[adapter.name]:
             now = self._clock()
@@ -644,7 +650,9 @@ class Dispatcher:
                 return DeliveryResult(status="retry", provider_code=LEASE_ENDING)
             if now >= message.expires_at:
                 return DeliveryResult(status="retry", provider_code=EXPIRED_UNSENT)
-            live = await self._live.ask(subject_id)
+            if send.quiet is not None and send.quiet.contains(now):
+                return DeliveryResult(status="retry", provider_code=QUIET_UNSENT)
+            live = await self._live.ask(send.subject_id)
             if live is None:
                 return DeliveryResult(status="retry", provider_code=UNREAD_UNSENT)
             if not live:
