@@ -12,7 +12,8 @@ characters is still found: full-width or other scripts' digits and "＠", invisi
 (zero-width spaces and joiners, soft hyphens, direction marks, variation selectors, fillers,
 control characters, a keycap's enclosing mark) dropped from inside a number or an address,
 no-break spaces, tabs and runs of spaces as one space, Unicode dashes as "-", an ideographic full
-stop between Latin letters as a dot ("qq。com"). Text holding URL escapes or HTML character
+stop between Latin letters as a dot ("qq。com"), a middle dot or bullet between digits as a dot
+("138·1234·5678"). Text holding URL escapes or HTML character
 references is read as written and after each pass that decodes it ("alice%40example.com" in a
 deeplink). Not read: a "+" for a space ("4111+1111+1111+1111"), which sums in offers write as
 well. Both `could_hold_pii` and `find_pii` read it so, so the first still rules out only text
@@ -54,9 +55,10 @@ def _email_parts() -> tuple[str, str]:
     letter = rf"(?:[^\W\d_]|[{marks}])"
     local = rf"(?:[^\W{_NO_SPACE_SCRIPTS}]|[{marks}.%+-])"
     # A file's extension is no top-level domain: "banner@2x.png", "a.jpg@672w_378h_1c.webp" (an
-    # image service's parameters) and "promo@2x.mp4" name files, and `image_url` is a data key.
+    # image service's parameters), "promo@2x.mp4" and "terms@v2.pdf" name files, and `image_url`
+    # is a data key. (`.mov` is also a top-level domain, where hardly anyone has an address.)
     # (Not a boundary after the domain: Chinese text runs on after an address with no space.)
-    file = r"(?!(?i:png|jpe?g|gif|webp|svg|avif|heic|bmp|ico|tiff?|json|mp4|webm)\b)"
+    file = r"(?!(?i:png|jpe?g|gif|webp|svg|avif|hei[cf]|jxl|bmp|ico|tiff?|json|lottie|pdf|mp4|webm|mov)\b)"
     return local, rf"@[\w{marks}-]+(?:\.[\w{marks}-]+)*\.{file}{letter}{{2,}}"
 
 
@@ -81,7 +83,8 @@ _E164 = re.compile(
     r")(?!\d)"
 )
 # Mainland China mobile: 11 digits 1[3-9]…, plain or grouped 3-4-4 by one consistent separator
-# (mixed, "Bus 139 0600-2300" and "CA168 0830-1145" read as phones),
+# (mixed, "Bus 139 0600-2300" and "CA168 0830-1145" read as phones), or 3-8 by a space or dash
+# ("138 12345678"; by a dot it reads as a decimal),
 # not part of a longer run of digits (a dot beside it may be a full stop or a version's: flagged).
 # The country code may come first without a "+", as "86" or after the dialing prefix, "0086",
 # glued to the number ("8613800138000"; after a space or a dash the number stands alone already).
@@ -93,7 +96,7 @@ _E164 = re.compile(
 _CN_MOBILE = re.compile(
     "(?:"
     + "|".join(rf"{prefix}1[3-9](?<![\d+]{prefix}1[3-9])" for prefix in ("", "86", "0086"))
-    + r")\d([ .-]?)\d{4}\1\d{4}(?!\d)"
+    + r")\d(?:([ .-]?)\d{4}\1\d{4}|[ -]\d{8})(?!\d)"
 )
 # Digit groups joined by one consistent separator, so "2024-06-15 2024-06-22" stays two runs. A
 # dot too ("4111.1111.1111.1111"): amounts and dates in dots are not card-shaped (`card_spans`).
@@ -329,6 +332,11 @@ _SPACES = re.compile(r"[\t\x0b\x0c\r ]{2,}|[\t\x0b\x0c\r]")
 # An ideographic full stop as a domain's dot: only between Latin letters or digits and a Latin
 # letter ("qq。com"), so that a Chinese sentence's end ("关注WeChat@钱包。欢迎") makes no domain.
 _CJK_DOT = re.compile(r"(?<=[A-Za-z0-9])\u3002(?=[A-Za-z])")
+# Middle dots and bullets (Latin, Greek's folds to it, the hyphenation point, katakana's, which the
+# half-width one folds to, the bullet and the math operators): a separator only between digits,
+# since Japanese lists and names written with them ("セール・お得") must make no domain.
+_MIDDLE_DOT = re.compile("[\u00b7\u2022\u2027\u2219\u22c5\u30fb]")
+_DIGIT_DOT = re.compile("(?<=[0-9])[\u00b7\u2022\u2027\u2219\u22c5\u30fb](?=[0-9])")
 
 
 def _fold(text: str) -> str:
@@ -340,6 +348,8 @@ def _fold(text: str) -> str:
             text = text.translate(folding.table)
         if "\u3002" in text and "@" in text:  # only an address has a domain
             text = _CJK_DOT.sub(".", text)
+        if _MIDDLE_DOT.search(text) is not None:
+            text = _DIGIT_DOT.sub(".", text)
     if "  " in text or _UNTIDY.search(text) is not None:  # one class alone: scanned fast
         text = _SPACES.sub(" ", _CONTROLS.sub("", text))
     return text
