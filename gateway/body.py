@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from collections.abc import Iterable
 from operator import itemgetter
 from types import UnionType
 from typing import Annotated, Any, Generic, TypeVar, Union, get_args, get_origin
@@ -26,7 +27,7 @@ from litestar.exceptions import InvalidAnnotationException
 from litestar.openapi.spec import Reference, Schema
 from litestar.typing import FieldDefinition
 
-from gateway.errors import InvalidInput, without_values
+from gateway.errors import InvalidInput, UnsupportedMediaType, without_values
 
 __all__ = ["Strict", "decode_strict"]
 
@@ -179,8 +180,22 @@ def decode_strict(raw: bytes, model: type[T]) -> T:
     return decoded
 
 
+def _refuse_other_media(headers: Iterable[tuple[bytes, bytes]]) -> None:
+    """A body its client declares as something else (a form, text) is refused, not read as JSON
+    anyway: `text/plain` holding `{"granted": true}` granted a consent. No `Content-Type` at all
+    is read as JSON, which the strict decoding holds it to (RFC 9110 lets a recipient look)."""
+    for name, value in headers:
+        if name == b"content-type":
+            media = value.partition(b";")[0].strip().lower()
+            if media != b"application/json" and not media.endswith(b"+json"):
+                raise UnsupportedMediaType(
+                    "the body must be JSON: Content-Type application/json", "content-type"
+                )
+
+
 class Strict(MsgspecDTO[T], Generic[T]):
     def decode_bytes(self, value: bytes) -> Any:
+        _refuse_other_media(self.asgi_connection.scope["headers"])
         return decode_strict(value, self.model_type)
 
     @classmethod

@@ -47,6 +47,7 @@ __all__ = [
     "PreconditionFailed",
     "TooManyRequests",
     "Unprocessable",
+    "UnsupportedMediaType",
     "handle_framework_validation",
     "handle_gateway_error",
     "handle_storage_failure",
@@ -91,6 +92,10 @@ class PreconditionFailed(GatewayError):
 
 class Unprocessable(GatewayError):
     status_code = 422
+
+
+class UnsupportedMediaType(GatewayError):
+    status_code = 415
 
 
 class TooManyRequests(GatewayError):

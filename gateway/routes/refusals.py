@@ -28,6 +28,7 @@ MEANING: dict[int, str] = {
     409: "The request clashes with the current state.",
     412: "`If-Match` names a version that is no longer current: nothing was changed; read it again.",
     413: "The body is larger than the gateway takes.",
+    415: "The body is declared as another type than JSON (`Content-Type`): nothing was read or changed.",
     422: "`idempotency_key` was already used by this API key with a different body: nothing was "
     "recorded. The same body gets its first answer again.",
     429: "This user has made more changes than `CGW_USER_WRITES_PER_HOUR` allows: nothing was "
@@ -45,9 +46,11 @@ LEDGER_BROKEN = (
 
 
 def refusals(*statuses: int, why: Mapping[int, str] | None = None) -> dict[int, ResponseSpec]:
-    """401, 403 and 503, `statuses`, and the statuses in `why` with the words given there."""
+    """401, 403 and 503, `statuses`, and the statuses in `why` with the words given there. A
+    route that takes a body names 413, and answers 415 too (`gateway.body`): declared with it."""
     said = {**MEANING, **(why or {})}
+    with_body = (415,) if 413 in statuses else ()
     return {
         status: ResponseSpec(ErrorRead, description=said[status], generate_examples=False)
-        for status in sorted({*WITH_A_CREDENTIAL, *statuses, *(why or {})})
+        for status in sorted({*WITH_A_CREDENTIAL, *statuses, *with_body, *(why or {})})
     }
