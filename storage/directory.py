@@ -211,7 +211,7 @@ class SubjectDirectory:
         transaction (`Store.write_as`): an erasure deletes the subject's row here before its
         cleanup takes the data file's write lock, so either this read sees it gone or the cleanup
         runs after the write and deletes what it wrote. A delivery round's sends ask `holding`,
-        a wave of them at a time (`gateway.services.live_subjects`)."""
+        a wave of them at a time (`gateway.services.send_checks`)."""
         row = self._db.reader().execute("SELECT 1 FROM subjects WHERE subject_id = ?", (subject_id,))
         return row.fetchone() is not None
 

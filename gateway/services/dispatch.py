@@ -67,9 +67,9 @@ from gateway.metrics import Metrics
 from gateway.services import dispatch_writes
 from gateway.services.campaign_rule import may_pause_at_delivery
 from gateway.services.dispatch_writes import PushWrites
-from gateway.services.live_subjects import LiveSubjects
 from gateway.services.policy import PolicySource
 from gateway.services.pushes import policy_request, wire_reasons
+from gateway.services.send_checks import SendChecks, Stop
 from gateway.settings import Settings
 from policies import (
     CampaignState,
@@ -107,10 +107,15 @@ LEASE_ENDING = "LeaseEnding"
 ERASED_UNSENT = "SubjectErased"
 UNREAD_UNSENT = "SubjectUnread"  # the directory's row could not be read just before the send
 QUIET_UNSENT = "QuietHoursBegun"  # the user's quiet hours began after the claim, before the send
+PAUSED_UNSENT = "CampaignPaused"  # the push's campaign was paused after the claim, before the send
+_STOPPED: dict[Stop, str] = {"erased": ERASED_UNSENT, "paused": PAUSED_UNSENT, "unread": UNREAD_UNSENT}
 # Provider codes of sends never started: not an attempt, nor a delivery record.
-NOT_SENT = frozenset({CIRCUIT_OPEN, LEASE_ENDING, EXPIRED_UNSENT, ERASED_UNSENT, UNREAD_UNSENT, QUIET_UNSENT})
+NOT_SENT = frozenset(
+    {CIRCUIT_OPEN, LEASE_ENDING, EXPIRED_UNSENT, ERASED_UNSENT, UNREAD_UNSENT, QUIET_UNSENT, PAUSED_UNSENT}
+)
 ADAPTER_ERROR = "AdapterError"
 BACKOFF_CAP_SECONDS = 15 * 60.0
+_ENDING = frozenset({EXPIRED_UNSENT, ERASED_UNSENT, PAUSED_UNSENT})  # sends whose push's next claim ends it
 _SETTLED = frozenset({"delivered", "failed"})  # a device's delivery states that are final
 SEND_LAG = timedelta(minutes=1)
 """How late a push may be sent and still count against the caps at its planned time."""
@@ -122,7 +127,8 @@ class _Send(msgspec.Struct, frozen=True):
     records as step 1 read them (step 3 adds this round's results to them). `campaign_id` is
     the push's, for step 3 to count its delivery even when no message is left to send, and for
     the round claimed meanwhile (`_Holding`), as `subject_id` is. `quiet`: a marketing push's
-    quiet window, which each send asks again as it starts."""
+    quiet window, and `rowid` its place in `pushes`, which a campaign's pause mark is compared
+    with: each send asks again, as it starts, whether they let it go."""
 
     messages: tuple[DeliveryMessage, ...]
     recorded: dict[str, str]
@@ -130,6 +136,7 @@ class _Send(msgspec.Struct, frozen=True):
     expires: datetime
     subject_id: str
     quiet: QuietWindow | None
+    rowid: int
 
 
 class _Round:
@@ -242,7 +249,7 @@ class Dispatcher:
         self._several = {a.name: a for a in adapters.values() if isinstance(a, SeveralProviders)}
         # As many sends in flight per provider as its client keeps connections (adapters.py).
         self._slots = {a.name: Slots(settings.worker_concurrency) for a in adapters.values()}
-        self._live = LiveSubjects(store)
+        self._checks = SendChecks(store)
         self._rand = rand
 
     async def run_once(self, owner: str, limit: int) -> int:
@@ -581,6 +588,7 @@ class Dispatcher:
             expires,
             key.subject_id,
             snapshot.unit.quiet.window(state, self._policy.settings) if capped else None,
+            snapshot.order[row.push_id],
         )
 
     def _end(
@@ -640,9 +648,10 @@ class Dispatcher:
         claim checked its expiry, but a round's sends may wait most of a lease. Nor once its
         user is erased: a round's later sends start seconds after its claim decided them, and
         an erasure answered meanwhile (in any process) must stop them, not see the user's token
-        and content sent after it (`LiveSubjects`); the push's next claim ends it erased. Nor,
-        for a marketing push, once the user's quiet hours have begun: claimed at 20:59:50, a
-        send could start at 21:00:30; the push's next claim defers it to the window's end."""
+        and content sent after it (`SendChecks`); the push's next claim ends it erased. Nor once
+        its campaign is paused, by an operator or the complaint-rate rule: its next claim ends
+        it `campaign_paused`. Nor, for a marketing push, once the user's quiet hours have begun:
+        claimed at 20:59:50, a send could start at 21:00:30; its next claim defers it."""
         adapter = self._adapters[message.platform]
         async with self._slots[adapter.name]:
             now = self._clock()
@@ -652,11 +661,10 @@ class Dispatcher:
                 return DeliveryResult(status="retry", provider_code=EXPIRED_UNSENT)
             if send.quiet is not None and send.quiet.contains(now):
                 return DeliveryResult(status="retry", provider_code=QUIET_UNSENT)
-            live = await self._live.ask(send.subject_id)
-            if live is None:
-                return DeliveryResult(status="retry", provider_code=UNREAD_UNSENT)
-            if not live:
-                return DeliveryResult(status="retry", provider_code=ERASED_UNSENT)
+            campaign = None if send.campaign_id is None else (send.campaign_id, send.rowid)
+            stop = await self._checks.ask(send.subject_id, campaign)
+            if stop is not None:
+                return DeliveryResult(status="retry", provider_code=_STOPPED[stop])
             return await self._send_now(adapter, message)
 
     async def _send_now(self, adapter: DeliveryAdapter, message: DeliveryMessage) -> DeliveryResult:
@@ -749,10 +757,10 @@ class Dispatcher:
         # Waiting on this round's devices only: a device removed or disabled since its last
         # `retry` is no longer sent to, and its old record must not keep the push waiting.
         waiting = skipped or any(states[m.device_id] == "retry" for m in send.messages)
-        # Expired or erased before a send could start: due at once (at its expiry), its next
-        # claim ends it `expired` or erased, or `delivered` if a device has it, even when its
-        # attempts are spent.
-        ending = any(r.provider_code in (EXPIRED_UNSENT, ERASED_UNSENT) for r in results)
+        # Expired, erased or its campaign paused before a send could start: due at once (at its
+        # expiry), its next claim ends it `expired`, erased or `campaign_paused`, or `delivered`
+        # if a device has it, even when its attempts are spent.
+        ending = any(r.provider_code in _ENDING for r in results)
         if waiting and (attempts < self._settings.delivery_max_attempts or ending):
             delay = (
                 backoff_delay(
