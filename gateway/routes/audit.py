@@ -81,11 +81,14 @@ RFC3339 = (
     r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,9})?)?"
     r"([Zz]|[+-][0-9]{2}:[0-9]{2})?$(?!\n)"
 )
-_NUMBER = r"^[0-9]{1,19}$(?!\n)"
 # A number is logged as the gateway writes one: no leading zero, under a billion (no ledger
-# position or page size comes near). A national phone number (`01065529988`, `4155550143`) is
-# longer or starts with 0, and `find_pii` knows only mobiles and international numbers.
+# position, policy version or page size comes near). A national phone number (`01065529988`,
+# `4155550143`) is longer or starts with 0, and `find_pii` knows only mobiles and international
+# numbers.
 _LOGGED_NUMBER = r"^(0|[1-9][0-9]{0,8})$"
+# A tree position or policy version is taken only as the log keeps it: `seq=003` was answered
+# and logged as "not a valid value", so the access log could not say what had been read.
+_NUMBER = _LOGGED_NUMBER + r"(?!\n)"
 _TIME = f"{RFC3339}|{_LOGGED_NUMBER}"  # a time, or the proof routes' tree sizes
 _CODE = r"^[a-z_]{1,64}$"
 LOGGED_SHAPES = {
@@ -139,16 +142,13 @@ At = Annotated[
     ),
 ]
 Code = Annotated[str | None, QueryParameter(max_length=64)]
-# Tree positions are plain decimal digits (the access log keeps `_LOGGED_NUMBER`'s): typed as int,
+# Tree positions are plain decimal digits (`_NUMBER`): typed as int,
 # Litestar also took `1e0` or `1_0`, answered them, and logged them as not valid values.
 Seq = Annotated[str, QueryParameter(pattern=_NUMBER, description="event seq, decimal digits")]
 Size = Annotated[str, QueryParameter(pattern=_NUMBER, description="tree size, decimal digits")]
 FromSize = Annotated[str, QueryParameter(name="from", pattern=_NUMBER, description="tree size, digits")]
 ToSize = Annotated[str, QueryParameter(name="to", pattern=_NUMBER, description="tree size, digits")]
-# At most 18 digits: any such number is a SQLite integer (19 could overflow it).
-Version = Annotated[
-    str, PathParameter(pattern=r"^[0-9]{1,18}$(?!\n)", description="policy version, decimal digits")
-]
+Version = Annotated[str, PathParameter(pattern=_NUMBER, description="policy version, decimal digits")]
 
 
 def _counted(request: AuditRequest, answer: T, count: int) -> T:

@@ -55,8 +55,8 @@ def test_superseded_versions_are_read_with_who_and_when(
 
 def test_unknown_and_bad_versions(client: Client, auditor: Headers) -> None:
     assert_problem(client.get(f"{ROUTE}/1", headers=auditor), 404, "version")
-    assert_problem(client.get(f"{ROUTE}/{'9' * 18}", headers=auditor), 404, "version")
-    for bad in ("x", "-1", "1e0", "+1", "1.0", "9" * 19):
+    assert_problem(client.get(f"{ROUTE}/{'9' * 9}", headers=auditor), 404, "version")
+    for bad in ("x", "-1", "1e0", "+1", "1.0", "01", "9" * 10):
         assert_problem(client.get(f"{ROUTE}/{bad}", headers=auditor), 400, "version")
 
 
