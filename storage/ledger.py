@@ -126,7 +126,9 @@ class Anchor(msgspec.Struct, frozen=True):
 class VerifyResult(msgspec.Struct, frozen=True):
     """`ok` only if the chain holds and the ledger still matches the latest signed checkpoint.
 
-    The first four fields are the chain's own verdict, as they always were. `checkpoint_tree_size`
+    The first four fields are the chain's own verdict: `events` the ledger's events, all of them
+    counted whether or not the chain holds; `head_hash` the hash of the last event the chain
+    holds to (the last of all when it holds); `first_invalid_seq` where it breaks. `checkpoint_tree_size`
     names the checkpoint compared with (None when there is none yet); `checkpoint_problem` says
     why the ledger does not match it: fewer events than it signed, a different Merkle root of its
     first `tree_size` events, a checkpoint whose signature does not hold, or one signed by a key
@@ -397,23 +399,19 @@ def verify(conn: Connection, anchor: Anchor | None = None) -> VerifyResult:
         size = None if anchor is None else anchor.tree_size
         return VerifyResult(False, 0, GENESIS.hex(), None, size, "ledger_missing")
     expected_seq, prev, count = 1, GENESIS, 0
-    broken: VerifyResult | None = None
+    bad: int | None = None
     wanted = 0 if anchor is None else anchor.tree_size
     tree = Frontier()
+    # Read to the end after a break too: `events` is the ledger's count, not how far the chain
+    # held (a break at seq 3 of 12 said `events: 3`, read as a ledger of three events).
     for event, sound in _events(conn):
         count += 1
         if tree.size < wanted:
             tree = frontier_append(tree, leaf_hash(event.hash))
-        if broken is not None:
-            if tree.size >= wanted:
-                break
-            continue
-        if (bad := _breaks(event, sound, expected_seq, prev)) is not None:
-            broken = VerifyResult(False, count, prev.hex(), bad)
-        else:
+        if bad is None and (bad := _breaks(event, sound, expected_seq, prev)) is None:
             prev = event.hash
             expected_seq += 1
-    result = broken or VerifyResult(True, count, prev.hex(), None)
+    result = VerifyResult(bad is None, count, prev.hex(), bad)
     if anchor is None:
         return result
     problem: CheckpointProblem | None = None
