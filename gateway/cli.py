@@ -114,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.setswitchinterval(GIL_SWITCH_SECONDS)
     # Dev keys made by this command: `serve` says so in its banner, any other command (`token`,
     # `keys create` into an empty dir) after it has run, as loudly, once.
-    makes_dev_keys = settings.keystore_file is None and not settings.keystore_path.exists()
+    makes_dev_keys = settings.keystore_file is None and _present(settings.keystore_path) is False
     try:
         return _dispatch(args, settings)
     except SettingsError as exc:  # found after the settings were read: still named as given
@@ -144,8 +144,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"consent-gateway: {where}{exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE
     finally:
-        if makes_dev_keys and args.command != "serve" and settings.keystore_path.exists():
+        if makes_dev_keys and args.command != "serve" and _present(settings.keystore_path):
             print("\n".join(_dev_keys_made(settings.keystore_path)), file=sys.stderr, flush=True)
+
+
+def _present(path: Path) -> bool | None:
+    """Whether `path` exists, or None when this user cannot tell: a data dir `serve` made (0700)
+    asked about by another user, where `Path.exists` raises. The command then meets the same
+    refusal where it opens the file, and says it in one line (`main`); asked here, before that,
+    it was a traceback."""
+    try:
+        return path.exists()
+    except OSError:
+        return None
 
 
 def _inside(path: Path, directory: Path) -> bool:

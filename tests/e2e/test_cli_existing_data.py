@@ -356,3 +356,25 @@ def test_a_data_dir_the_command_may_not_write_is_named_as_given(tmp_path: Path) 
         env={}, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     _refused(done, "configuration error: --data-dir: ", "Permission denied")
+
+
+@pytest.mark.skipif(bool(AS_AN_OWNER) and shutil.which("setpriv") is None, reason="needs setpriv as root")
+@pytest.mark.parametrize("command", [("audit", "verify"), ("keys", "list"), ("token", "alice")])
+def test_a_data_dir_the_command_may_not_search_is_named_as_given(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    """A data dir `serve` made (0700) asked about by another user: whether the key store was
+    there was asked before the one-line refusals, and every command ended in a traceback."""
+    data = tmp_path / "data"
+    data.mkdir()  # empty: the first command sets a gateway up in it
+    made = _run({"CGW_DATA_DIR": str(data)}, "token", "alice")
+    assert made.returncode == 0, made.stderr
+    data.chmod(0o600)  # readable, not searchable: no file inside can even be looked at
+    try:
+        done = subprocess.run(
+            [*AS_AN_OWNER, CLI, *command, "--data-dir", str(data)],
+            env={}, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    finally:
+        data.chmod(0o700)
+    _refused(done, "configuration error: --data-dir: ", "Permission denied")
