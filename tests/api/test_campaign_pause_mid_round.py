@@ -10,25 +10,14 @@ still waiting in the outbox.
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
-from support import WebhookRelay
+from test_dispatch_quiet_mid_round import settings  # noqa: F401 (the fixture: one connection, the relay)
 from test_dispatch_rules import SECRET, World, world  # noqa: F401 (the fixture)
 
 from clients.delivery import WebhookAdapter, WebhookConfig
 from gateway.services.dispatch import Dispatcher
-from gateway.settings import Secret, Settings
+from gateway.settings import Secret
 
 USERS = ("ana", "bo", "cy", "di", "ed")
-
-
-@pytest.fixture
-def settings(data_dir: Path, hook: WebhookRelay) -> Settings:
-    return Settings(
-        data_dir=data_dir, worker_enabled=False, worker_concurrency=1,
-        delivery_webhook_url=hook.url, delivery_webhook_secret=Secret(SECRET),
-    )  # fmt: skip
 
 
 def test_a_pause_answered_mid_round_stops_the_sends_still_to_start(world: World) -> None:  # noqa: F811
