@@ -263,7 +263,11 @@ class _Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self._head_done = True
-        if "content-encoding" in self._headers:  # asked for identity; a coding we would not decode
+        # Asked for identity; a coding we would not decode. Of transfer-codings the parser
+        # decodes chunked alone: `gzip, chunked` came back as a reply of gzipped bytes, and a
+        # provider's error detail in it (FCM's UNREGISTERED) went unread.
+        coded = self._headers.get("transfer-encoding", "chunked").strip().lower() != "chunked"
+        if coded or "content-encoding" in self._headers:
             self._refusal = "ProtocolError"
             raise RuntimeError
 

@@ -217,8 +217,12 @@ def test_headers_are_found_by_lower_case_name_and_repeated_ones_joined(run: Run[
         (b"HTTP/1.1 200 OK\r\n" + b"x-pad: y\r\n" * (MAX_ANSWER_BYTES // 10) + b"\r\n", "AnswerTooLarge"),
         (b"HTTP/1.1 101 Switching Protocols\r\nupgrade: h2c\r\nconnection: upgrade\r\n\r\n", "ProtocolError"),
         (b"HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-length: 2\r\n\r\n{}", "ProtocolError"),
+        (
+            b"HTTP/1.1 404 Not Found\r\ntransfer-encoding: gzip, chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+            "ProtocolError",
+        ),
     ],
-    ids=["cut-short", "not-http", "too-large", "head-too-large", "upgrade", "compressed"],
+    ids=["cut-short", "not-http", "too-large", "head-too-large", "upgrade", "compressed", "transfer-coded"],
 )
 def test_an_answer_that_is_not_whole_or_not_http_is_a_transport_failure(
     answer: bytes, code: str, run: Run[Any]
