@@ -37,7 +37,9 @@ from clients.delivery.base import PROVIDER_TIMEOUT_SECONDS, Clock, DeliveryMessa
 
 __all__ = ["WebhookAdapter", "WebhookConfig", "WebhookSigner", "sign_webhook", "verify_webhook_signature"]
 
-_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+# As the gateway writes one: a leading zero would be signed as read ("017...") by one receiver
+# and as the number ("17...") by another, and this function signs the number.
+_TIMESTAMP = re.compile(r"0|[1-9][0-9]{0,11}")
 """Unix seconds, as sent: ASCII digits only (`int` takes other scripts' digits, and past 4,300
 digits refuses), and 12 of them reach the year 33658."""
 _SIGNATURE = re.compile(r"sha256=[0-9a-f]{64}")
@@ -93,7 +95,8 @@ def verify_webhook_signature(
     Pass the raw request body as received (not re-serialized JSON) and the two headers as strings
     (None for a header that is missing). The headers are the sender's to choose, so anything
     malformed is False, never an exception: a missing header, a timestamp that is not 1-12 ASCII
-    digits, a signature not shaped "sha256=" + 64 lower-case hex digits, a body that is not bytes.
+    digits without a leading zero, a signature not shaped "sha256=" + 64 lower-case hex digits, a
+    body that is not bytes.
     """
     if isinstance(timestamp, int) and not isinstance(timestamp, bool):
         timestamp = str(timestamp) if 0 <= timestamp < 10**12 else None  # str() refuses huge ints

@@ -208,6 +208,7 @@ GOOD = "sha256=" + hmac.new(SECRET.encode(), b"1700000000.{}", hashlib.sha256).h
         pytest.param(1.7e9, b"{}", GOOD, id="float-number-timestamp"),
         pytest.param(True, b"{}", GOOD, id="bool-timestamp"),
         pytest.param("", b"{}", GOOD, id="empty-timestamp"),
+        pytest.param("0" + "1700000000", b"{}", GOOD, id="zero-led-timestamp"),
         pytest.param("1700000000", None, GOOD, id="no-body"),
         pytest.param("1700000000", "{}", GOOD, id="str-body"),
     ],
