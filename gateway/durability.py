@@ -10,19 +10,10 @@ read may never be kept, so the answer becomes the same 503 a failed write gets.
 
 from __future__ import annotations
 
-import msgspec
 from litestar.enums import ScopeType
-from litestar.types import (
-    ASGIApp,
-    HTTPResponseBodyEvent,
-    HTTPResponseStartEvent,
-    Message,
-    Receive,
-    Scope,
-    Send,
-)
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.errors import STORAGE_FAILED
+from gateway.errors import storage_refusal_messages
 from storage.db import StorageFailedError, wrote_in_context
 
 __all__ = ["durable_answers"]
@@ -48,21 +39,13 @@ def durable_answers(app: ASGIApp) -> ASGIApp:
             ):
                 try:
                     await store.durable()
-                except StorageFailedError:
+                except StorageFailedError as exc:
                     refused = True
-                    await _send_storage_failed(send)
+                    for answer in storage_refusal_messages(exc, scope):
+                        await send(answer)
                     return
             await send(message)
 
         await app(scope, receive, send_durably)
 
     return middleware
-
-
-async def _send_storage_failed(send: Send) -> None:
-    body = msgspec.json.encode({"status_code": 503, "detail": STORAGE_FAILED})
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    start: HTTPResponseStartEvent = {"type": "http.response.start", "status": 503, "headers": headers}
-    end: HTTPResponseBodyEvent = {"type": "http.response.body", "body": body, "more_body": False}
-    await send(start)
-    await send(end)

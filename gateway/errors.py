@@ -27,10 +27,12 @@ import logging
 import re
 from typing import Any, ClassVar
 
+import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.exceptions.responses import create_exception_response
+from litestar.types import HTTPResponseBodyEvent, HTTPResponseStartEvent, Scope
 
 from gateway.request_log import request_id_of
 from storage.db import StorageBusyError, StorageFailedError, StorageFullError
@@ -53,6 +55,8 @@ __all__ = [
     "handle_storage_failure",
     "handle_unexpected",
     "problem",
+    "storage_refusal",
+    "storage_refusal_messages",
     "without_values",
 ]
 
@@ -200,25 +204,43 @@ def handle_storage_failure(
 ) -> Response[dict[str, object]]:
     """A disk sync failed, so nothing can be made durable any more, the disk is full, or another
     process held the write lock too long, and this write was undone (see `storage.db`): say
-    which, and that it is not the client's fault, rather than a bare 500. The storage error is
-    logged. Retry-After only for the lock, which passes: when space or a restart comes is not
-    ours to know."""
+    which, and that it is not the client's fault, rather than a bare 500."""
+    body, headers = storage_refusal(exc, request_id_of(request.scope))
+    return Response(body, status_code=503, headers=headers or None)
+
+
+def storage_refusal(
+    exc: StorageFailedError, request_id: str | None
+) -> tuple[dict[str, object], dict[str, str]]:
+    """The 503's body and headers for a storage failure, the failure logged: for the handler
+    above, and for a middleware that meets one once the app has answered, past Litestar's
+    handlers (`gateway.durability`, the audit access log). Retry-After only for the lock, which
+    passes: when space or a restart comes is not ours to know."""
     if isinstance(exc, StorageBusyError):  # passing: the lock is free again once the other is done
         logging.getLogger("gateway.storage").warning(
-            "storage busy", extra={"error": str(exc), "request_id": request_id_of(request.scope)}
+            "storage busy", extra={"error": str(exc), "request_id": request_id}
         )
-        return Response(
-            {"status_code": 503, "detail": STORAGE_BUSY},
-            status_code=503,
-            headers={"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)},
-        )
+        return {"status_code": 503, "detail": STORAGE_BUSY}, {"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)}
     full = isinstance(exc, StorageFullError)
     logging.getLogger("gateway.storage").error(
-        "storage full" if full else "storage failed",
-        extra={"error": str(exc), "request_id": request_id_of(request.scope)},
+        "storage full" if full else "storage failed", extra={"error": str(exc), "request_id": request_id}
     )
-    detail = STORAGE_FULL if full else STORAGE_FAILED
-    return Response({"status_code": 503, "detail": detail}, status_code=503)
+    return {"status_code": 503, "detail": STORAGE_FULL if full else STORAGE_FAILED}, {}
+
+
+def storage_refusal_messages(
+    exc: StorageFailedError, scope: Scope
+) -> tuple[HTTPResponseStartEvent, HTTPResponseBodyEvent]:
+    """`storage_refusal` as the ASGI messages of an answer, for a middleware or hook that meets
+    the failure before the app's answer has started, and sends these instead."""
+    body, headers = storage_refusal(exc, request_id_of(scope))
+    encoded = msgspec.json.encode(body)
+    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(encoded)).encode())]
+    raw += [(name.lower().encode(), value.encode()) for name, value in headers.items()]
+    return (
+        {"type": "http.response.start", "status": 503, "headers": raw},
+        {"type": "http.response.body", "body": encoded, "more_body": False},
+    )
 
 
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:

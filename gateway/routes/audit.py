@@ -37,7 +37,7 @@ from litestar.utils import normalize_path
 from gateway.auth import Principal
 from gateway.clock import parse_rfc3339
 from gateway.deps import RuntimeDep
-from gateway.errors import InvalidInput
+from gateway.errors import InvalidInput, storage_refusal_messages
 from gateway.request_log import method_label
 from gateway.routes.access import AUDIT_READ, NOT_ADMIN
 from gateway.routes.handlers import get
@@ -60,6 +60,7 @@ from gateway.services.audit import read_cursor
 from policies.catalog import Purpose
 from policies.pii import find_pii
 from policies.reasons import ReasonCode
+from storage.db import StorageFailedError
 from storage.ledger import VerifyResult
 from storage.pseudonyms import SUBJECT_REF_PATTERN
 
@@ -68,6 +69,7 @@ __all__ = ["AccessLogMiddleware", "AuditController", "log_unrouted_audit_calls"]
 AUDIT_PATH = "/v1/audit"
 RESULT_COUNT = "audit_result_count"
 LOGGED = "audit_access_logged"  # set in the connection state once the call is in the access log
+_REFUSED_BODY = "audit_refused_body"  # an unrouted call's answer, refused for not being logged
 UNROUTED = f"{AUDIT_PATH}/* (no such route)"
 # Only parameters the routes read are logged (a stray `?email=` must not land in the log), and
 # each value only if it has the shape that parameter takes: the log is append-only, and an
@@ -168,13 +170,27 @@ class AccessLogMiddleware(ASGIMiddleware):
         key_id = principal.key_id
         audit = scope["litestar_app"].state.runtime.audit
 
+        refused = False
+
         async def send_after_logging(message: Message) -> None:
+            nonlocal refused
+            if refused:  # the handler's answer, replaced by the 503 below
+                return
             if message["type"] == "http.response.start":
                 status = message["status"]
                 state = scope.setdefault("state", {})
                 count = state.get(RESULT_COUNT, 0) if status < 400 else 0
-                await audit.log_access(key_id, scope["path_template"], _filters(scope), count)
-                state[LOGGED] = True
+                state[LOGGED] = True  # logged here, or refused for not being logged: not again
+                try:
+                    await audit.log_access(key_id, scope["path_template"], _filters(scope), count)
+                except StorageFailedError as exc:
+                    # A read the log cannot keep is not answered: the 503 a write gets (a full
+                    # disk), not the handler's answer. Raised here, past Litestar's handlers,
+                    # it was the server's plain-text 500.
+                    refused = True
+                    for answer in storage_refusal_messages(exc, scope):
+                        await send(answer)
+                    return
             await send(message)
 
         await next_app(scope, receive, send_after_logging)
@@ -184,6 +200,9 @@ async def log_unrouted_audit_calls(message: Message, scope: Scope) -> None:
     """`before_send`: an API key's call to an audit path that no audit handler answered (the
     router's 404 or 405, or an OPTIONS Litestar answers itself) goes in the access log too, with
     result count 0. A key that does not verify names nobody, as with a 401, and is not logged."""
+    if message["type"] == "http.response.body" and _REFUSED_BODY in scope.get("state", {}):
+        message["body"], message["more_body"] = scope["state"].pop(_REFUSED_BODY), False
+        return
     if message["type"] != "http.response.start" or "/audit" not in scope["path"]:
         return  # every answer passes here: the push path pays a substring test, no more
     path = normalize_path(scope["path"])
@@ -194,8 +213,14 @@ async def log_unrouted_audit_calls(message: Message, scope: Scope) -> None:
         return
     app = scope["litestar_app"]
     key = app.state.runtime.api_keys.verify(presented)
-    if key is not None:
+    if key is None:
+        return
+    try:
         await app.state.runtime.audit.log_access(key.key_id, _unrouted(app, scope, path), _filters(scope), 0)
+    except StorageFailedError as exc:  # as in `AccessLogMiddleware`: the refusal instead
+        start, body = storage_refusal_messages(exc, scope)
+        message["status"], message["headers"] = start["status"], start["headers"]
+        scope.setdefault("state", {})[_REFUSED_BODY] = body["body"]  # for the answer's body, next
 
 
 def _bearer_api_key(scope: Scope) -> str | None:

@@ -160,3 +160,27 @@ def test_files_that_refuse_writes_answer_503_and_readiness_says_read_only(
     _query_only(writer, False)
     assert client.get("/readyz").json() == {"status": "ready", "checks": {"keys": "ok", "database": "ok"}}
     assert client.put("/v1/me/consents/marketing", json=CONSENT, headers=user).status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/v1/audit/consent-events", "/v1/audit/no-such-view"])
+def test_an_audit_read_the_full_disk_cannot_log_is_refused_503_not_500(
+    client: TestClient[Litestar], runtime: Runtime, as_key: Callable[..., Headers], path: str
+) -> None:
+    """Every audit call is written to the access log as its answer starts, past Litestar's
+    handlers: on a full disk the write's error became the server's plain-text 500. A read the
+    log cannot keep is now refused as a write is, and answered again once there is room."""
+    auditor = as_key("audit:read")
+    routed = path == "/v1/audit/consent-events"
+    assert client.get(path, headers=auditor).status_code == (200 if routed else 404)
+    writer = runtime.store.data.writer
+    _max_pages(writer, None)
+    try:
+        for _ in range(500):  # the log's rows fill the pages it has, then it needs another
+            answer = client.get(path, headers=auditor)
+            if answer.status_code != (200 if routed else 404):
+                break
+        body = assert_problem(answer, 503)
+        assert "disk is full" in body["detail"]
+    finally:
+        _max_pages(writer, NO_LIMIT)
+    assert client.get(path, headers=auditor).status_code == (200 if routed else 404)
