@@ -46,8 +46,20 @@
     return text.replace(/\{(\w+)\}/g, (_, name) => String(vars[name] ?? ""));
   }
 
+  // In the person's saved zone, named: the one their quiet hours and caps count in. In the
+  // browser's own, unnamed, a message delivered at 12:59 in Shanghai showed as 11:59 PM beside
+  // "outside your quiet hours (21:00–08:00, Asia/Shanghai)". A zone this browser does not know
+  // (its time-zone data older than the gateway's) falls back to the browser's, named too.
+  let zone = null;
+
   function when(iso) {
-    return iso ? new Date(iso).toLocaleString(lang) : "";
+    if (!iso) return "";
+    const moment = new Date(iso);
+    try {
+      return moment.toLocaleString(lang, { timeZone: zone ?? undefined, timeZoneName: "short" });
+    } catch {
+      return moment.toLocaleString(lang, { timeZoneName: "short" });
+    }
   }
 
   // `note`: a word after the message, as when a change was saved but the view not read again.
@@ -203,6 +215,7 @@
     if (token !== asked) return;
     const [state, devices, notifications, complaints, history] = views;
     if (state.locale && Object.hasOwn(I18N, state.locale)) lang = state.locale;  // null until the person chooses: the browser's meanwhile
+    zone = state.timezone;
     render({ state, devices, notifications, complaints, history });
   }
 

@@ -1189,3 +1189,30 @@ def test_what_is_typed_while_its_own_save_is_on_the_way_stays_typed(tab: Tab, ga
     expect(tab.page.locator("#status")).to_have_text("Saved.")
     assert preferences(gateway, someone)["frequency"]["max_per_week"] == 1
     expect(tab.page.locator("#max-per-week")).to_have_value("2")
+
+
+def test_times_are_shown_in_the_users_zone_named_not_the_browsers(browser: Browser, gateway: Gateway) -> None:
+    """A message delivered at 12:59 in Shanghai showed as 11:59 PM to a browser in New York,
+    beside "outside your quiet hours (21:00–08:00, Asia/Shanghai)"."""
+    someone = user()
+    moved = gateway.http.patch(
+        "/v1/me/preferences", json={"timezone": "Asia/Shanghai"}, headers=gateway.as_user(someone)
+    )
+    assert moved.status_code == 200, moved.text
+    consent = {"granted": True, "notice_version": "v1"}
+    granted = gateway.http.put("/v1/me/consents/marketing", json=consent, headers=gateway.as_user(someone))
+    assert granted.status_code == 200, granted.text
+    at = preferences(gateway, someone)["consents"]["marketing"]["updated_at"]
+    context = browser.new_context(locale="en-US", timezone_id="America/New_York")
+    try:
+        page = context.new_page()
+        page.goto(f"{gateway.server.base}/preferences#token={gateway.token(someone)}")
+        expect(page.locator("#consents")).to_be_visible()
+        shanghai = page.evaluate(
+            "(iso) => new Date(iso).toLocaleString('en', {timeZone: 'Asia/Shanghai', timeZoneName: 'short'})",
+            at,
+        )
+        assert "GMT+8" in shanghai
+        expect(page.locator("#consents")).to_contain_text(shanghai)
+    finally:
+        context.close()
