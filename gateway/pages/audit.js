@@ -137,10 +137,12 @@
       result.replaceChildren(el("p", { text: "Verifying…" }));
       try {
         const answer = await call("/v1/audit/ledger/verify");
+        if (!view.isConnected) return;  // another view chosen meanwhile: its status is not this
         const shown = verdict(answer);
         result.replaceChildren(shown, table(Object.keys(answer), [answer]));
         say(shown.textContent, answer.ok ? "ok" : "error");  // read out: the table is not
       } catch (error) {
+        if (!view.isConnected) return;
         result.replaceChildren();  // not "Verifying…" beside the error for good
         fail(error);
       }
@@ -176,7 +178,7 @@
       const answer = await call("/v1/audit/ledger/checkpoint");
       checkpoint.replaceChildren(table(["tree_size", "root_hash", "at"], [answer]));
     } catch (error) {
-      fail(error);
+      if (view.isConnected) fail(error);
     }
   }
 
@@ -192,6 +194,8 @@
     // is loading, would otherwise add a page twice or mix two searches. More asks for the next
     // page of the search shown, whatever the filters hold now: built from them, it asked another
     // search for the rows after the last one's cursor, and rows of neither were added or skipped.
+    // Nor is an answer shown once another view is chosen: its "100 shown" or its refusal took
+    // the status line (and the screen reader) of the view chosen since.
     const fetchPage = async (fresh) => {
       let filters = searched;
       if (fresh) {
@@ -206,7 +210,7 @@
       status.replaceChildren();  // an earlier refusal is not this request's
       try {
         const answer = await call(`${spec.path}?${query}`);
-        if (mine !== latest) return;
+        if (mine !== latest || !view.isConnected) return;
         if (fresh) {
           rows.length = 0;
           searched = filters;
@@ -217,7 +221,7 @@
         body.replaceChildren(rows.length ? table(spec.columns, rows) : el("p", { class: "hint", text: "Nothing found." }));
         say(rows.length ? `${rows.length} shown${cursor ? ", more to load" : ""}.` : "Nothing found.");
       } catch (error) {
-        if (mine !== latest) return;
+        if (mine !== latest || !view.isConnected) return;
         if (fresh) {  // a refused search shows nothing, not the last one's rows and cursor
           rows.length = 0;
           cursor = null;
@@ -241,18 +245,24 @@
     const ref = el("input", { id: "subject-ref", autocomplete: "off" });
     const at = el("input", { id: "subject-at", placeholder: "2026-11-23T10:00:00Z", autocomplete: "off" });
     const result = el("div", { id: "subject-result" });
+    // Only the newest lookup's answer is shown, as in `listing`: a slow answer for the subject
+    // looked up first replaced the next one's, under the next one's subject_ref.
+    let latest = 0;
     const look = async () => {
       if (!/^sub_[a-z2-7]{52}$/.test(ref.value.trim())) return say("subject_ref: a subject_ref (sub_…) is required", "error");
       const query = at.value.trim() ? `?${new URLSearchParams({ at: at.value.trim() })}` : "";
+      const mine = ++latest;
       status.replaceChildren();
       try {
         const answer = await call(`/v1/audit/subjects/${encodeURIComponent(ref.value.trim())}${query}`);
+        if (mine !== latest || !view.isConnected) return;
         const { history = [], ...state } = answer;
         result.replaceChildren(
           table(Object.keys(state), [state]),
           el("h3", { text: "Consent history" }),
           table(LISTINGS.events.columns, history));
       } catch (error) {
+        if (mine !== latest || !view.isConnected) return;
         result.replaceChildren();  // not the last lookup's answer beside this one's refusal
         fail(error);
       }

@@ -422,3 +422,46 @@ def test_a_failed_verification_says_what_failed(
         expect(tab.page.locator("#verify-result")).to_contain_text("a key this gateway does not list")
     assert column(tab, "#verify-result", "checkpoint_problem") == [problem or ""]
     assert tab.errors == []
+
+
+def test_only_the_latest_lookup_is_shown_and_a_view_left_says_nothing(
+    tab: Tab, gateway: Gateway, auditor: dict[str, str]
+) -> None:
+    """A slow answer for the subject looked up first replaced the next lookup's, under the next
+    one's subject_ref; and a listing left for another view put its "shown" on that view's status."""
+    first = consent(gateway, f"auditee-{secrets.token_hex(4)}", "marketing", True)
+    second = consent(gateway, f"auditee-{secrets.token_hex(4)}", "location", True)
+    sign_in(tab, gateway, auditor)
+    held: list[Route] = []
+
+    def hold_the_first(route: Route) -> None:
+        if first in route.request.url and not held:
+            held.append(route)  # answered below, after the second lookup's answer is shown
+        else:
+            route.continue_()
+
+    tab.page.route("**/v1/audit/subjects/**", hold_the_first)
+    tab.page.click("#tab-subject")
+    tab.page.fill("#subject-ref", first)
+    tab.page.click("#look-up")
+    tab.page.fill("#subject-ref", second)
+    tab.page.click("#look-up")
+    expect(tab.page.locator("#subject-result")).to_contain_text(second)
+    assert len(held) == 1
+    held[0].continue_()
+    tab.page.wait_for_timeout(500)
+    expect(tab.page.locator("#subject-result")).to_contain_text(second)
+    expect(tab.page.locator("#subject-result")).not_to_contain_text(first)
+
+    listed: list[Route] = []
+    tab.page.route("**/v1/audit/consent-events**", lambda route: listed.append(route))
+    tab.page.click("#tab-events")
+    expect(tab.page.locator("#tab-events")).to_have_attribute("aria-current", "page")
+    tab.page.click("#tab-ledger")
+    tab.page.click("#verify")
+    expect(tab.page.locator("#status")).to_contain_text("chain intact")
+    assert len(listed) == 1
+    listed[0].continue_()
+    tab.page.wait_for_timeout(500)
+    expect(tab.page.locator("#status")).to_contain_text("chain intact")
+    assert tab.errors == []
