@@ -237,6 +237,14 @@
   // The language is the person's preference, so it is saved; until they choose one, the page
   // speaks the one asked for (`?lang=`) or the browser's.
   function switchLanguage(value) {
+    if (token && busy === token) {
+      // Turned away as `change` turns a change away, before the page takes the language: taken
+      // first, the refusal came in the new language over a page in the old, and the page then
+      // switched with nothing saved (a reload brought the old one back).
+      document.getElementById("language").value = lang;
+      say(t("busy"), "error");
+      return;
+    }
     lang = value;
     if (!token) return renderSignIn();
     change(() => call("PATCH", "/v1/me/preferences", { locale: value }));
@@ -625,10 +633,18 @@
     if (token) {
       frame();
       app.replaceChildren(el("p", { text: t("loading") }));
-      load().catch(fail);
+      load().catch(failedToLoad);
     } else {
       renderSignIn();
     }
+  }
+
+  // The first view not read (the service down, the network gone): the error said, and a way to
+  // try again in place of "Loading…", which stayed for good under the error.
+  function failedToLoad(error) {
+    fail(error);
+    if (!token || app.querySelector("#consents")) return;  // signed out (a token refused), or shown after all
+    app.replaceChildren(el("button", { id: "retry", onclick: start }, t("try_again")));
   }
 
   // Opened again from the wallet in a tab that shows the page already (another person signing

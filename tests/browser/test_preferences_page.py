@@ -1216,3 +1216,47 @@ def test_times_are_shown_in_the_users_zone_named_not_the_browsers(browser: Brows
         expect(page.locator("#consents")).to_contain_text(shanghai)
     finally:
         context.close()
+
+
+def test_a_first_view_not_read_offers_to_try_again(tab: Tab, gateway: Gateway) -> None:
+    """The service down at the first load left "Loading…" under the error for good."""
+    someone = user()
+    down = {"on": True}
+
+    def busy(route: Route) -> None:
+        if down["on"]:
+            route.fulfill(
+                status=503, content_type="application/json", body='{"status_code": 503, "detail": "busy"}'
+            )
+        else:
+            route.continue_()
+
+    tab.page.route("**/v1/me/notifications", busy)
+    tab.page.goto(f"{gateway.server.base}/preferences#token={gateway.token(someone)}")
+    expect(tab.page.locator("#status [role=alert]")).to_be_visible()
+    expect(tab.page.locator("#app")).not_to_contain_text("Loading")
+    down["on"] = False
+    tab.page.click("#retry")
+    expect(tab.page.locator("#consents")).to_be_visible()
+    assert [e for e in tab.errors if "status of 503" not in e] == []
+
+
+def test_a_language_chosen_while_a_change_saves_is_turned_away_whole(tab: Tab, gateway: Gateway) -> None:
+    """Taken first, the language's refusal came in the new language over the old page, and the
+    page switched when the other change ended, with nothing saved."""
+    someone = user()
+    open_as(tab, gateway, someone)
+    held: list[Route] = []
+    tab.page.route("**/v1/me/consents/**", lambda route: held.append(route))
+    tab.page.locator("input[name=consent-marketing]").click()
+    tab.page.wait_for_function("document.getElementById('app').getAttribute('aria-busy') === 'true'")
+    tab.page.select_option("#language", "zh-CN")
+    expect(tab.page.locator("#status [role=alert]")).to_have_text(
+        "One moment: the last change is still being saved."
+    )
+    expect(tab.page.locator("#language")).to_have_value("en")
+    assert len(held) == 1
+    held[0].continue_()
+    expect(tab.page.locator("#consents-title")).to_have_text("What you agree to")
+    assert preferences(gateway, someone)["locale"] is None
+    assert tab.errors == []
