@@ -568,13 +568,18 @@
       el("ul", { class: "items" }, ...items));
   }
 
+  // Which message a report was about (its topic) and what was done about it (the resolution,
+  // and when): with several reports, a person could tell neither.
   function complaintsView(complaints) {
     const items = complaints.map((complaint) =>
       el("li", {},
         el("strong", { text: t(`reason_${complaint.reason}`) }), " ",
         el("span", { class: "badge", text: t(`complaint_status_${complaint.status}`) }),
-        el("div", { class: "meta", text: when(complaint.created_at) }),
-        complaint.comment ? el("div", { text: complaint.comment }) : null));
+        el("div", { class: "meta", text: [complaint.topic ? t(`topic_${complaint.topic}`) : null, when(complaint.created_at)].filter(Boolean).join(" · ") }),
+        complaint.comment ? el("div", { text: complaint.comment }) : null,
+        complaint.resolution
+          ? el("div", { class: "resolution" }, el("span", { class: "meta", text: `${t("complaint_answer", { time: when(complaint.resolved_at) })} ` }), complaint.resolution)
+          : null));
     const holder = el("div");
     return section("complaints", t("complaints_title"), items.length ? null : t("complaints_none"),
       el("ul", { class: "items" }, ...items), opensComplaint(t("complain_general"), holder, null), holder);

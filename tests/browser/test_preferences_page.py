@@ -1260,3 +1260,32 @@ def test_a_language_chosen_while_a_change_saves_is_turned_away_whole(tab: Tab, g
     expect(tab.page.locator("#consents-title")).to_have_text("What you agree to")
     assert preferences(gateway, someone)["locale"] is None
     assert tab.errors == []
+
+
+def test_a_report_shows_its_message_and_what_was_done_about_it(tab: Tab, gateway: Gateway) -> None:
+    """With several reports a person could tell neither which message each was about nor what the
+    operator answered: `GET /v1/me/complaints` has both, the page showed neither."""
+    someone = user()
+    grant_with_device(gateway, someone)
+    push = sent_push(gateway, someone)
+    delivered(gateway, someone)
+    filed = gateway.http.post(
+        "/v1/me/complaints",
+        json={"push_id": push["push_id"], "reason": "irrelevant"},
+        headers=gateway.as_user(someone),
+    )
+    assert filed.status_code == 201, filed.text
+    operator = {"Authorization": f"Bearer {gateway.key('complaints:write')}"}
+    complaint = filed.json()["complaint_id"]
+    assert gateway.http.post(f"/v1/complaints/{complaint}/acknowledge", headers=operator).status_code == 200
+    answer = {"resolution": "We stopped that series of offers for you."}
+    assert (
+        gateway.http.post(f"/v1/complaints/{complaint}/resolve", json=answer, headers=operator).status_code
+        == 200
+    )
+    open_as(tab, gateway, someone)
+    shown = tab.page.locator("#complaints li")
+    expect(shown).to_contain_text("Promotions")
+    expect(shown).to_contain_text("Our answer")
+    expect(shown).to_contain_text("We stopped that series of offers for you.")
+    assert tab.errors == []
