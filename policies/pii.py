@@ -335,8 +335,9 @@ _CJK_DOT = re.compile(r"(?<=[A-Za-z0-9])\u3002(?=[A-Za-z])")
 # Middle dots and bullets (Latin, Greek's folds to it, the hyphenation point, katakana's, which the
 # half-width one folds to, the bullet and the math operators): a separator only between digits,
 # since Japanese lists and names written with them ("セール・お得") must make no domain.
-_MIDDLE_DOT = re.compile("[\u00b7\u2022\u2027\u2219\u22c5\u30fb]")
-_DIGIT_DOT = re.compile("(?<=[0-9])[\u00b7\u2022\u2027\u2219\u22c5\u30fb](?=[0-9])")
+_MIDDLE_DOTS = "[\u00b7\u2022\u2027\u2219\u22c5\u30fb]"
+_MIDDLE_DOT = re.compile(_MIDDLE_DOTS)
+_DIGIT_DOT = re.compile(f"(?<=[0-9]){_MIDDLE_DOTS}(?=[0-9])")
 
 
 def _fold(text: str) -> str:
