@@ -1,8 +1,8 @@
 """The default sink: one JSON line per delivery in a local file, for development and audits.
 
 It lets the whole pipeline run without provider credentials. The file may be read by people
-who must not learn device tokens, so tokens are masked before they are written: the last four
-characters only, or for Web Push only the push service's origin. Each line is fsynced before
+who must not learn device tokens, so a token is written as the hint a user sees of it in their
+device list (`token_hint`). Each line is fsynced before
 `send` returns, so a delivery reported to the worker survives a crash. A line that cannot be
 written whole (disk full) is cut off again, and the delivery is a retry.
 """
@@ -13,13 +13,13 @@ import asyncio
 import fcntl
 import os
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import msgspec
 
 from clients.delivery.base import DeliveryMessage, DeliveryResult
+from clients.delivery.token_hint import token_hint
 
-__all__ = ["FileSink", "FileSinkConfig", "mask_token"]
+__all__ = ["FileSink", "FileSinkConfig"]
 
 
 class FileSinkConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -41,21 +41,6 @@ class _Line(msgspec.Struct, kw_only=True):
     expires_at: str
 
 
-def mask_token(platform: str, token: str) -> str:
-    """Enough to tell devices apart when debugging, not enough to push to one."""
-    if platform == "webpush":
-        try:
-            endpoint = msgspec.json.decode(token, type=dict[str, object]).get("endpoint")
-        except msgspec.DecodeError:
-            endpoint = None
-        try:
-            parts = urlsplit(endpoint) if isinstance(endpoint, str) else None
-        except ValueError:
-            parts = None
-        return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}" if parts else "****"
-    return "****" + token[-4:] if len(token) > 8 else "****"
-
-
 class FileSink:
     """Appends to `config.path` (created with mode 0600); writes run in a thread, one at a time."""
 
@@ -72,7 +57,7 @@ class FileSink:
             push_id=message.push_id,
             device_id=message.device_id,
             platform=message.platform,
-            token=mask_token(message.platform, message.token),
+            token=token_hint(message.platform, message.token),
             topic=message.topic,
             title=message.title,
             body=message.body,

@@ -6,10 +6,8 @@ import logging
 from collections.abc import Mapping
 from datetime import datetime
 from functools import partial
-from urllib.parse import urlsplit
 
-import msgspec
-
+from clients.delivery.token_hint import token_hint
 from gateway.clock import Clock, rfc3339, rfc3339_text
 from gateway.errors import Conflict, NotFound
 from gateway.schemas.me import DeviceCreate, DeviceRead, LocationRead, LocationUpdate
@@ -19,47 +17,12 @@ from storage.directory import SubjectKey
 from storage.repositories import consents, devices, locations
 from storage.store import Store
 
-__all__ = ["MAX_ACTIVE_DEVICES", "DeviceService", "token_hint"]
+__all__ = ["MAX_ACTIVE_DEVICES", "DeviceService"]
 
 log = logging.getLogger("gateway.devices")
 
 MAX_ACTIVE_DEVICES = 10
 LOCATION_PRECISION = 6
-HINT_HOST_CHARS = 16
-HINT_HIDDEN_CHARS = 16
-
-
-class _Endpoint(msgspec.Struct):
-    endpoint: str
-
-
-def token_hint(platform: str, token: str) -> str:
-    """What a person may see of a token: enough to tell devices apart, not enough to use one."""
-    if platform == "webpush":
-        return _webpush_hint(token)
-    return "…" + token[-4:]
-
-
-def _webpush_hint(token: str) -> str:
-    """The push service's host (as many of its last labels as fit in 16 characters), and the
-    endpoint's last four characters when at least 16 more after the host stay hidden. Never the
-    endpoint: it is a capability URL, as secret as any device token."""
-    try:
-        endpoint = msgspec.json.decode(token, type=_Endpoint).endpoint
-        parts = urlsplit(endpoint)
-        host = parts.hostname
-    except (msgspec.DecodeError, RecursionError, ValueError):
-        return "webpush subscription"
-    if not host or not parts.scheme:
-        return "webpush subscription"
-    labels = host.split(".")
-    shown = labels.pop()
-    while labels and len(labels[-1]) + 1 + len(shown) <= HINT_HOST_CHARS:
-        shown = labels.pop() + "." + shown
-    if len(shown) > HINT_HOST_CHARS:
-        shown = "…" + shown[-(HINT_HOST_CHARS - 1) :]
-    after_host = endpoint[len(f"{parts.scheme}://{parts.netloc}") :]
-    return f"{shown} …{after_host[-4:]}" if len(after_host) >= HINT_HIDDEN_CHARS + 4 else shown
 
 
 class DeviceService:

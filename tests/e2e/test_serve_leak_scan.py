@@ -30,6 +30,8 @@ import httpx
 import pytest
 from support import WEBPUSH_KEYS, Server, WebhookRelay, daytime_zone, serve_process
 
+from clients.delivery.token_hint import token_hint
+
 pytestmark = pytest.mark.slow
 
 HOOK_SECRET = "e2e-leak-scan-webhook-secret-0123456789"
@@ -333,8 +335,13 @@ def test_no_marker_reaches_the_logs_or_metrics(server: Server, hook: WebhookRela
     sink = server.data_dir / "deliveries.jsonl"
     delivered = [json.loads(line) for line in sink.read_text().splitlines()]
     assert sorted(d["platform"] for d in delivered) == ["apns", "fcm", "fcm", "webpush"]
-    masked = {"****" + t[-4:] for t in (tokens["fcm"], tokens["apns"], phone_tokens["fcm"])}
-    assert {d["token"] for d in delivered} == {*masked, "https://fcm.googleapis.com"}
+    sent = {
+        ("fcm", tokens["fcm"]),
+        ("apns", tokens["apns"]),
+        ("fcm", phone_tokens["fcm"]),
+        ("webpush", tokens["webpush"]),
+    }
+    assert {d["token"] for d in delivered} == {token_hint(*sent_to) for sent_to in sent}
     assert _found(sink.read_text(), m.content) == sorted(m.content), "the deliveries are not in the sink"
     assert _leaks(sink.read_text(), m.secret) == {}, "markers other than content in deliveries.jsonl"
     # The relay, which delivers to the device, got the raw token: the value was really used.

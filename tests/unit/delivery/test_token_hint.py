@@ -1,4 +1,4 @@
-"""What `GET /v1/me/devices` shows of a token: enough to tell devices apart, never enough to
+"""What `GET /v1/me/devices` and the file sink show of a token: enough to tell devices apart, never enough to
 push to one. A Web Push endpoint is a capability URL: only its host's last labels show, and its
 last four characters only where many more stay hidden."""
 
@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from gateway.services.devices import token_hint
+from clients.delivery.token_hint import token_hint
 
 KEYS = {"p256dh": "BNcRdreALRFXTkOOUHK1EtK2wtaz5Ry4YfYCA_0QTpQtUb", "auth": "tBHItJPLfX"}
 
