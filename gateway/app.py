@@ -11,6 +11,7 @@ import asyncio
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, nullcontext
+from importlib.metadata import version
 
 from litestar import Litestar
 from litestar.di import Provide
@@ -63,7 +64,7 @@ ROUTES: list[ControllerRouterHandler] = [
         path=SWAGGER_ASSETS, directories=[swagger_ui_path], file_system=STATIC_FILES, name="swagger-ui"
     ),
 ]  # fmt: skip
-VERSION = "0.1.0"
+VERSION = version("consent-gateway")  # the package's, from pyproject.toml
 
 
 def create_app(

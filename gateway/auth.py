@@ -21,11 +21,19 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from litestar.connection import ASGIConnection
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult, DefineMiddleware
 
-from gateway.clock import system_clock
 from gateway.errors import NotAuthenticated
 from gateway.settings import Secret, SettingsError
+from storage.repositories.api_keys import PREFIX as API_KEY_PREFIX
 
-__all__ = ["AuthMiddleware", "Principal", "UserTokens", "auth_middleware", "load_user_token_key"]
+__all__ = [
+    "AuthMiddleware",
+    "Principal",
+    "UserTokens",
+    "auth_middleware",
+    "bearer_credential",
+    "is_api_key",
+    "load_user_token_key",
+]
 
 LEEWAY_SECONDS = 30
 USER_ID_MAX = 128
@@ -68,14 +76,13 @@ class UserTokens:
         else:
             raise ValueError("a JWT secret or public key is required")
 
-    def verify(self, token: str, now: datetime | None = None) -> str:
+    def verify(self, token: str, now: datetime) -> str:
         """The user_id (`sub`) of a valid token at `now`; raises NotAuthenticated otherwise.
 
         `now` is the gateway's injected clock's (the middleware passes it), the clock `mint`
         stamps with: PyJWT's own checks of `exp`, `nbf` and `iat` read the wall clock, so they
         are off and `_check_times` does them against `now`, with the same leeway and the same
-        errors. The system clock stands in only for callers with no gateway clock (the CLI's
-        self-check)."""
+        errors."""
         try:
             claims = jwt.decode(
                 token,
@@ -90,7 +97,7 @@ class UserTokens:
                     "verify_iat": False,
                 },
             )
-            _check_times(claims, (system_clock() if now is None else now).timestamp())
+            _check_times(claims, now.timestamp())
         except jwt.PyJWTError:
             raise NotAuthenticated("invalid or expired user token", "Authorization") from None
         sub = claims.get("sub")
@@ -164,21 +171,30 @@ one by one in Python, on the event loop and before its signature: an unsigned me
 hold up every request for a tenth of a second, so longer credentials are refused unread."""
 
 
+def bearer_credential(header: str) -> str:
+    """The credential an `Authorization` header presents; `NotAuthenticated` when it presents none
+    or one too long to read."""
+    scheme, _, credential = header.partition(" ")
+    credential = credential.strip()
+    if scheme.lower() != "bearer" or not credential:
+        raise NotAuthenticated("a bearer credential is required", "Authorization")
+    if len(credential) > CREDENTIAL_MAX:
+        raise NotAuthenticated(f"a bearer credential is at most {CREDENTIAL_MAX} characters", "Authorization")
+    return credential
+
+
+def is_api_key(credential: str) -> bool:
+    """An API key, not a user token: the two share the header."""
+    return credential.startswith(API_KEY_PREFIX)
+
+
 class AuthMiddleware(AbstractAuthenticationMiddleware):
     async def authenticate_request(
         self, connection: ASGIConnection[Any, Any, Any, Any]
     ) -> AuthenticationResult:
-        header = connection.headers.get("authorization", "")
-        scheme, _, credential = header.partition(" ")
-        credential = credential.strip()
-        if scheme.lower() != "bearer" or not credential:
-            raise NotAuthenticated("a bearer credential is required", "Authorization")
-        if len(credential) > CREDENTIAL_MAX:
-            raise NotAuthenticated(
-                f"a bearer credential is at most {CREDENTIAL_MAX} characters", "Authorization"
-            )
+        credential = bearer_credential(connection.headers.get("authorization", ""))
         runtime = connection.app.state.runtime
-        if credential.startswith("cgw_"):
+        if is_api_key(credential):
             key = runtime.api_keys.verify(credential)
             if key is None:
                 raise NotAuthenticated("unknown or revoked API key", "Authorization")

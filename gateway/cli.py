@@ -406,7 +406,8 @@ def _refused_user_id(settings: Settings, user_id: str) -> str | None:
 
     probe = UserTokens(audience=settings.jwt_audience, secret=os.urandom(32).hex())
     try:
-        probe.verify(probe.mint(user_id, system_clock()))
+        now = system_clock()
+        probe.verify(probe.mint(user_id, now), now)
     except NotAuthenticated as exc:
         return exc.detail
     return None

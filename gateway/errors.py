@@ -7,6 +7,7 @@
     ├── NotFound         404     no such thing for this caller
     ├── Conflict         409     the request clashes with current state
     ├── PreconditionFailed 412   an `If-Match` names a version that is no longer current
+    ├── UnsupportedMediaType 415 a body declared as anything but JSON (`gateway.body`)
     ├── Unprocessable    422     e.g. an idempotency key reused with another body
     └── TooManyRequests  429     a user's changes over their allowance; retry (Retry-After)
 

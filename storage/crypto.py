@@ -23,10 +23,37 @@ from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.hmac import HMAC
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-__all__ = ["DecryptionError", "FieldCipher", "KeyedHash", "Keyring", "field_aad", "new_data_key"]
+__all__ = [
+    "WRAP_PREFIX_SQL",
+    "DecryptionError",
+    "FieldCipher",
+    "KeyedHash",
+    "Keyring",
+    "field_aad",
+    "new_data_key",
+    "wrapping_key_id",
+]
 
 _FIELD_VERSION = b"\x01"
 _WRAP_VERSION = b"\x01"
+
+# A wrapped data key begins with the id of the key-encryption key that wrapped it
+# (`Keyring.wrap`: a version byte, the id's length in one byte, the id). This is that
+# prefix in SQL, over the column named by `{column}`; SQLite has no byte-to-integer function, so the
+# length byte is read through its two hex digits (instr() is a digit's value, 0 for "0").
+WRAP_PREFIX_SQL = (
+    "substr({column}, 1, 2 "
+    "+ 16 * instr('123456789ABCDEF', substr(hex(substr({column}, 2, 1)), 1, 1)) "
+    "+ instr('123456789ABCDEF', substr(hex(substr({column}, 2, 1)), 2, 1)))"
+)
+
+
+def wrapping_key_id(wrapped: bytes) -> str:
+    """The id of the key-encryption key that wrapped `wrapped` (or of which it is the prefix, as
+    `WRAP_PREFIX_SQL` cuts it), whether or not a keyring holds that key; read, not checked."""
+    return wrapped[2 : 2 + wrapped[1]].decode(errors="replace") if len(wrapped) > 1 else ""
+
+
 _NONCE = 12
 KEY_BYTES = 32
 
@@ -179,7 +206,7 @@ class Keyring:
     def key_id_of(self, wrapped: bytes) -> str:
         if len(wrapped) < 2 or wrapped[:1] != _WRAP_VERSION:
             raise DecryptionError
-        kid = wrapped[2 : 2 + wrapped[1]].decode(errors="replace")
+        kid = wrapping_key_id(wrapped)
         if kid not in self._keys and self._reload is not None and (fresh := self._reload()) is not None:
             self.merge(*fresh)
         if kid not in self._keys:

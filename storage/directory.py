@@ -26,14 +26,21 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, NamedTuple
 
 from storage.crypto import DecryptionError, FieldCipher, Keyring, new_data_key
 from storage.db import Connection, Database, in_chunks
-from storage.migrations import erasure_day
 
-__all__ = ["MAX_AGE_SECONDS", "PendingErasure", "SubjectDirectory", "SubjectKey", "SubjectStatus", "opens"]
+__all__ = [
+    "MAX_AGE_SECONDS",
+    "PendingErasure",
+    "SubjectDirectory",
+    "SubjectKey",
+    "SubjectStatus",
+    "erasure_day",
+    "opens",
+]
 
 SubjectStatus = Literal["active", "erased", "unknown"]
 _CACHE_SIZE = 50_000
@@ -42,6 +49,15 @@ _CACHE_SIZE = 50_000
 # to a ~4 µs hit; the re-read, a row in the IN query made for the misses (~6 µs, no unwrap), is
 # paid once per ref in use per second, not on every request.
 MAX_AGE_SECONDS = 1.0
+
+
+def erasure_day(at: datetime) -> str:
+    """What a finished erasure's tombstone says of when it was: the UTC midnight after it. Its
+    moment is also the `subject.erased` ledger event's, which names the subject's internal id, so
+    a tombstone keeping it links the subject_ref to the subject's whole ledger history (an auditor
+    reads both). After, not before, so that "no consent held from then on" stays true."""
+    day = at.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return (day if day == at else day + timedelta(days=1)).isoformat()
 
 
 class SubjectKey:

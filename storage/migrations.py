@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlite_utils
 
+from storage.crypto import WRAP_PREFIX_SQL
 from storage.db import Connection, when_free
+from storage.directory import erasure_day
 
 __all__ = [
-    "DATA_MIGRATIONS", "DIRECTORY_MIGRATIONS", "WRAP_PREFIX_SQL", "SchemaError", "erasure_day", "migrate",
+    "DATA_MIGRATIONS", "DIRECTORY_MIGRATIONS", "SchemaError", "migrate",
     "require_migrated",
 ]  # fmt: skip
 
@@ -194,17 +196,6 @@ def _pending_erasures(db: sqlite_utils.Database) -> None:
     )
 
 
-# A wrapped data key begins with the id of the key-encryption key that wrapped it
-# (`storage.crypto.Keyring.wrap`: a version byte, the id's length in one byte, the id). This is that
-# prefix in SQL, over the column named by `{column}`; SQLite has no byte-to-integer function, so the
-# length byte is read through its two hex digits (instr() is a digit's value, 0 for "0").
-WRAP_PREFIX_SQL = (
-    "substr({column}, 1, 2 "
-    "+ 16 * instr('123456789ABCDEF', substr(hex(substr({column}, 2, 1)), 1, 1)) "
-    "+ instr('123456789ABCDEF', substr(hex(substr({column}, 2, 1)), 2, 1)))"
-)
-
-
 def _wrapping_keys(db: sqlite_utils.Database) -> None:
     # Which key-encryption keys wrap data keys, as wrapped-key prefixes (`WRAP_PREFIX_SQL`): a
     # start refuses a key store lacking one, since every request of those subjects would fail,
@@ -221,15 +212,6 @@ def _wrapping_keys(db: sqlite_utils.Database) -> None:
     existing = WRAP_PREFIX_SQL.format(column="wrapped_key")
     backfill = f"INSERT OR IGNORE INTO wrapping_keys (prefix) SELECT DISTINCT {existing} FROM subjects"  # noqa: S608
     db.execute(backfill)
-
-
-def erasure_day(at: datetime) -> str:
-    """What a finished erasure's tombstone says of when it was: the UTC midnight after it. Its
-    moment is also the `subject.erased` ledger event's, which names the subject's internal id, so
-    a tombstone keeping it links the subject_ref to the subject's whole ledger history (an auditor
-    reads both). After, not before, so that "no consent held from then on" stays true."""
-    day = at.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    return (day if day == at else day + timedelta(days=1)).isoformat()
 
 
 def _erasure_days(db: sqlite_utils.Database) -> None:

@@ -7,14 +7,11 @@ mapping can be kept stable while encryption keys rotate.
 
 from __future__ import annotations
 
-import re
-
 from storage.crypto import KeyedHash
 
-__all__ = ["SUBJECT_REF_PATTERN", "Pseudonymizer", "is_subject_ref"]
+__all__ = ["SUBJECT_REF_PATTERN", "Pseudonymizer"]
 
 SUBJECT_REF_PATTERN = r"^sub_[a-z2-7]{52}$(?!\n)"
-_SUBJECT_REF = re.compile(SUBJECT_REF_PATTERN)
 
 # Python 3.11's `base64.b32encode` is written in Python and cost more than the HMAC itself (4.9
 # against 2.0 µs; 10% of a dry-run decision in docs/performance-history.md, run I). Spreading the digest's
@@ -46,10 +43,6 @@ def _base32(digest: bytes) -> str:
     for high, shift, low in _STEPS:
         n = ((n & high) << shift) | (n & low)
     return n.to_bytes(64, "big")[:52].translate(_LETTERS).decode()
-
-
-def is_subject_ref(value: str) -> bool:
-    return _SUBJECT_REF.fullmatch(value) is not None
 
 
 class Pseudonymizer:

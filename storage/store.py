@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from storage import ledger
-from storage.crypto import DecryptionError, KeyedHash
+from storage.crypto import DecryptionError, KeyedHash, wrapping_key_id
 from storage.db import Connection, Database, StorageBusyError, StorageFullError, is_corrupt, quiet_cipher_log
 from storage.directory import SubjectDirectory, SubjectKey, opens
 from storage.keys import KeyStore, KeyStoreError
@@ -146,13 +146,15 @@ class Store:
         dropped (when `tidy`), so that it is looked for once."""
         listed = self._directory_db.writer.run_alone(_listed_wrapping_keys)
         samples = self._directory_db.writer.run_alone(partial(_samples, prefixes=listed))
-        if lacking := [_kid(prefix) for prefix in samples if not _has_key(self.keys, prefix)]:
+        if lacking := [wrapping_key_id(prefix) for prefix in samples if not _has_key(self.keys, prefix)]:
             raise KeyStoreError(
                 f"the key store {self.keys.path} lacks {', '.join(lacking)}, which wraps data keys in "
                 f"{DIRECTORY_FILE}: set CGW_KEYSTORE_FILE to the key store {self.data_dir} was written with"
             )
         keyring = self.keys.keyring
-        if wrong := [_kid(prefix) for prefix, sample in samples.items() if not opens(keyring, *sample)]:
+        if wrong := [
+            wrapping_key_id(prefix) for prefix, sample in samples.items() if not opens(keyring, *sample)
+        ]:
             raise KeyStoreError(
                 f"{', '.join(wrong)} in the key store {self.keys.path} does not open the data keys it "
                 f"wrapped in {DIRECTORY_FILE}: set CGW_KEYSTORE_FILE to the key store {self.data_dir} "
@@ -273,7 +275,7 @@ class Store:
             on_disk = KeyStore.load(path)
         except (KeyStoreError, OSError):
             return "unreadable"
-        wrapping = {_kid(prefix) for prefix in _listed_wrapping_keys(self._directory_db.reader())}
+        wrapping = {wrapping_key_id(prefix) for prefix in _listed_wrapping_keys(self._directory_db.reader())}
         if not _holds(on_disk, self.keys, wrapping):
             return "replaced"
         self._keystore_seen = stamp
@@ -284,7 +286,7 @@ class Store:
         one: a rotation cut short (a crash, an unwrap that failed mid-pass) or a directory restored
         from before one. A finished rotation leaves only the active key listed."""
         listed = self._directory_db.writer.run_alone(_listed_wrapping_keys)
-        old = [prefix for prefix in listed if _kid(prefix) != self.keys.keyring.active]
+        old = [prefix for prefix in listed if wrapping_key_id(prefix) != self.keys.keyring.active]
         return bool(old) and bool(self._directory_db.writer.run_alone(partial(_samples, prefixes=old)))
 
     def forget_unused_wrapping_keys(self) -> None:
@@ -292,7 +294,7 @@ class Store:
         any more leave `wrapping_keys`, so that readiness and the next start no longer ask the
         key store for them (SECURITY.md says to remove them once the rotation has finished)."""
         listed = self._directory_db.writer.run_alone(_listed_wrapping_keys)
-        if old := [prefix for prefix in listed if _kid(prefix) != self.keys.keyring.active]:
+        if old := [prefix for prefix in listed if wrapping_key_id(prefix) != self.keys.keyring.active]:
             self._directory_db.writer.run_sync(partial(_drop_unused, prefixes=old))
 
     def after_failure(self, exc: BaseException) -> None:
@@ -466,10 +468,6 @@ def _keep_signing_kid(conn: Connection, kid: str) -> None:
 
 def _listed_wrapping_keys(conn: Connection) -> list[bytes]:
     return [bytes(prefix) for (prefix,) in conn.execute("SELECT prefix FROM wrapping_keys")]
-
-
-def _kid(prefix: bytes) -> str:
-    return prefix[2:].decode(errors="replace")
 
 
 def _has_key(keys: KeyStore, prefix: bytes) -> bool:

@@ -1,6 +1,6 @@
 """Shared fixtures: a real app on a real SQLCipher data dir in tmp, a settable clock, and
-credentials for each role. Tokens are minted with the real clock because PyJWT checks
-`exp` against real time; the gateway's own clock is the fake one."""
+credentials for each role. User tokens are minted on the gateway's clock, the settable one,
+which is also the clock it checks them against (`UserTokens.verify`)."""
 
 from __future__ import annotations
 

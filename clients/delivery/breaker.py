@@ -27,7 +27,7 @@ def is_provider_failure(result: DeliveryResult) -> bool:
 class CircuitBreaker:
     """Opens after `failure_threshold` consecutive failures; one probe after `cooldown` seconds."""
 
-    def __init__(self, failure_threshold: int = 5, cooldown: float = 30.0) -> None:
+    def __init__(self, failure_threshold: int, cooldown: float) -> None:
         if failure_threshold < 1 or cooldown < 0:
             raise ValueError("failure_threshold must be >= 1 and cooldown >= 0")
         self._threshold = failure_threshold

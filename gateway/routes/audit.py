@@ -34,10 +34,10 @@ from litestar.params import FromQuery, PathParameter, QueryParameter
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from litestar.utils import normalize_path
 
-from gateway.auth import Principal
+from gateway.auth import Principal, bearer_credential, is_api_key
 from gateway.clock import parse_rfc3339
 from gateway.deps import RuntimeDep
-from gateway.errors import InvalidInput, storage_refusal_messages
+from gateway.errors import InvalidInput, NotAuthenticated, storage_refusal_messages
 from gateway.request_log import method_label
 from gateway.routes.access import AUDIT_READ, NOT_ADMIN
 from gateway.routes.handlers import get
@@ -224,12 +224,15 @@ async def log_unrouted_audit_calls(message: Message, scope: Scope) -> None:
 
 
 def _bearer_api_key(scope: Scope) -> str | None:
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            scheme, _, credential = value.decode("latin-1").partition(" ")
-            credential = credential.strip()
-            return credential if scheme.lower() == "bearer" and credential.startswith("cgw_") else None
-    return None
+    """The API key the call presents, read as the authentication middleware reads it."""
+    header = next(
+        (value.decode("latin-1") for name, value in scope["headers"] if name == b"authorization"), ""
+    )
+    try:
+        credential = bearer_credential(header)
+    except NotAuthenticated:
+        return None
+    return credential if is_api_key(credential) else None
 
 
 def _unrouted(app: Litestar, scope: Scope, path: str) -> str:

@@ -46,8 +46,9 @@ LEDGER_BROKEN = (
 
 
 def refusals(*statuses: int, why: Mapping[int, str] | None = None) -> dict[int, ResponseSpec]:
-    """401, 403 and 503, `statuses`, and the statuses in `why` with the words given there. A
-    route that takes a body names 413, and answers 415 too (`gateway.body`): declared with it."""
+    """400, 401, 403 and 503 (`WITH_A_CREDENTIAL`), `statuses`, and the statuses in `why` with the
+    words given there. A route that takes a body names 413, and answers 415 too (`gateway.body`):
+    declared with it."""
     said = {**MEANING, **(why or {})}
     with_body = (415,) if 413 in statuses else ()
     return {

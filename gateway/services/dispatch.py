@@ -60,6 +60,7 @@ from clients.delivery import (
     DeliveryResult,
     SeveralProviders,
     backoff_delay,
+    is_provider_failure,
 )
 from clients.delivery.slots import Slots
 from gateway.clock import Clock
@@ -80,12 +81,13 @@ from policies import (
     Reason,
     Scheduled,
     SubjectState,
+    check_expiry,
     decide,
     state_parts_for,
 )
 from policies.catalog import is_marketing
 from policies.quiet_hours import QuietWindow
-from policies.reasons import EXPIRED, QUIET_HOURS, SUBJECT_ERASED
+from policies.reasons import EXPIRED, NO_DEVICE, QUIET_HOURS, SUBJECT_ERASED
 from storage import outbox
 from storage.db import Connection, Writer, is_corrupt, savepoint
 from storage.directory import SubjectKey
@@ -491,9 +493,9 @@ class Dispatcher:
         if row is None or row.status in END_STATES:
             return PushWrites(push_id=claim.push_id, finish=True), None
         expires = datetime.fromisoformat(row.expires_at)
+        if (expired := check_expiry(expires, now)) is not None:
+            return self._end(row, snapshot, "expired", [expired], claim.attempts), None
         remaining = math.ceil((expires - now).total_seconds())
-        if remaining <= 0:
-            return self._end(row, snapshot, "expired", [Reason(EXPIRED)], claim.attempts), None
         if claim.attempts >= self._settings.delivery_max_attempts:
             # Its attempts were spent by rounds that lost their lease (a worker killed or hung
             # mid-send): the dead-letter end the last refused attempt would have given it.
@@ -688,7 +690,7 @@ class Dispatcher:
             result = DeliveryResult(status="retry", provider_code=ADAPTER_ERROR)
         was = breaker.state
         if result.asked_provider:
-            breaker.record(result.status != "retry", self._clock().timestamp())
+            breaker.record(not is_provider_failure(result), self._clock().timestamp())
         else:  # nothing learnt of the provider: not a probe's answer, nor a success that closes it
             breaker.release()
         # An outage and its end, said once each: not a failed probe (half open to open again).
@@ -782,7 +784,9 @@ class Dispatcher:
             return writes
         reached = any(s == "delivered" for s in states.values())
         status = "delivered" if reached else "failed"
-        reasons = None if reached or states else msgspec.json.encode([{"code": "no_device"}]).decode()
+        reasons = (
+            None if reached or states else msgspec.json.encode(wire_reasons([Reason(NO_DEVICE)])).decode()
+        )
         version = None if reasons is None else self._policy.version.version
         writes.status = StatusChange(
             push_id=claim.push_id, status=status, attempts=attempts, reasons=reasons, policy_version=version

@@ -34,7 +34,8 @@ def _token(data: Path, user_id: bytes) -> subprocess.CompletedProcess[bytes]:
 def _server_detail(user_id: str) -> str:
     tokens = UserTokens(audience="consent-gateway", secret="s" * 32)
     try:
-        tokens.verify(tokens.mint(user_id, system_clock()))
+        now = system_clock()
+        tokens.verify(tokens.mint(user_id, now), now)
     except NotAuthenticated as exc:
         return exc.detail
     raise AssertionError("the server accepts it")
@@ -56,4 +57,4 @@ def test_a_token_printed_is_one_the_server_accepts(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     keys = KeyStore.load(tmp_path / "keys.json")
     tokens = UserTokens(audience="consent-gateway", secret=keys.jwt_dev_secret)
-    assert tokens.verify(done.stdout.decode().strip()) == user_id
+    assert tokens.verify(done.stdout.decode().strip(), system_clock()) == user_id
