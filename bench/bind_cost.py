@@ -2,7 +2,7 @@
 
 The driver binds a `str`, an int or a float directly; any other value it first offers to
 adapters, and for a type with none registered it looks for `__adapt__` and `__conform__` by
-name, two failed attribute lookups a value. `storage.db` registers pass-through adapters for
+name, two failed attribute lookups a value. `storage.connections` registers pass-through adapters for
 `bytes` and None, which a push's row binds a dozen of (sealed fields, columns not yet set).
 This prints µs per row of a one-column `executemany` into an in-memory table for each type, with
 the adapters and with them taken out of the driver's registry for the measure, each as a ratio
@@ -18,7 +18,7 @@ import time
 
 import sqlcipher3
 
-import storage.db  # noqa: F401  (registers the adapters measured here)
+import storage.connections  # noqa: F401  (registers the adapters measured here)
 
 ROWS = 200_000
 REGISTERED = (bytes, type(None))

@@ -50,7 +50,7 @@ from gateway.services.campaign_rule import count_deliveries
 from gateway.services.complaints import maybe_pause_campaign
 from gateway.settings import Settings
 from policies.complaints import should_pause_campaign
-from storage.db import Connection
+from storage.connections import Connection
 from storage.repositories import campaigns, complaints, pushes
 from storage.repositories.complaints import ComplaintRow
 from storage.repositories.pushes import PushRow

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from storage.db import connect
+from storage.connections import connect
 from storage.keys import KeyStore
 
 

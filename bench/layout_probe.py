@@ -41,8 +41,8 @@ from gateway.settings import Settings
 from policies.context import Scheduled, SubjectState
 from policies.engine import StateParts
 from storage import outbox
+from storage.connections import Connection, in_chunks
 from storage.crypto import field_aad
-from storage.db import Connection, in_chunks
 from storage.directory import SubjectKey
 from storage.repositories import pushes, subject_state
 from storage.repositories.pushes import PushContent, PushRow

@@ -3,7 +3,7 @@
 SQLCipher checks the MAC of every page it reads from the file or the WAL, and makes one for every
 page a commit writes. Its default, HMAC-SHA512, is the faster in software; HMAC-SHA256 is the
 faster where the processor has SHA extensions. New files take the faster one for the processor
-(`storage.db.PAGE_MAC`); this measures both, interleaved, so the choice can be checked on a
+(`storage.connections.PAGE_MAC`); this measures both, interleaved, so the choice can be checked on a
 machine, and with `OPENSSL_ia32cap=":~0x20000000"` (SHA-NI hidden from OpenSSL) as on one without
 them. Beside them, the same library on a file with no key: what encryption at rest costs at all,
 as a commit pays it per dirty page (docs/performance-history.md, "Page MACs by the processor"
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import sqlcipher3
 
-from storage.db import PAGE_CACHE_KIB, PAGE_MAC, SHA256_PAGES, SHA512_PAGES, Connection, connect
+from storage.connections import PAGE_CACHE_KIB, PAGE_MAC, SHA256_PAGES, SHA512_PAGES, Connection, connect
 
 KEY = os.urandom(32)
 ROWS = 150_000  # ~11,000 pages, each read once by a scan on a fresh connection (from the OS cache)

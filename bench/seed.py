@@ -37,8 +37,8 @@ from gateway.clock import system_clock
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 from storage import ledger
+from storage.connections import Connection
 from storage.crypto import FieldCipher, new_data_key
-from storage.db import Connection
 from storage.directory import SubjectKey
 from storage.directory import _wrap_aad as wrap_aad  # the directory's own AAD, so `resolve` unwraps
 from storage.repositories import devices, preferences, pushes

@@ -33,11 +33,12 @@ from typing import Any
 import inproc
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from storage import db
+from storage import connections
+from storage.writer import Writer
 
 PAGE = 4096
-# SQLCipher 4: at the end of each page a 16-byte IV, then the page's MAC (`db.page_mac_of`).
-RESERVE = {db.SHA256_PAGES: 16 + 32, db.SHA512_PAGES: 16 + 64}
+# SQLCipher 4: at the end of each page a 16-byte IV, then the page's MAC (`connections.page_mac_of`).
+RESERVE = {connections.SHA256_PAGES: 16 + 32, connections.SHA512_PAGES: 16 + 64}
 WAL_HEADER, FRAME_HEADER = 32, 24
 TABLE_INTERIOR, INDEX_INTERIOR = 5, 2
 
@@ -90,9 +91,9 @@ def latest_pages(path: Path) -> dict[int, bytes]:
 def owners(path: Path, key: bytes) -> dict[int, str]:
     """Page number → the table or index whose b-tree holds it (overflow pages are not followed:
     no row here is long enough to have any)."""
-    mac = db.page_mac_of(path, key)
+    mac = connections.page_mac_of(path, key)
     usable = PAGE - RESERVE[mac]
-    conn = db.connect(path, key, page_mac=mac)
+    conn = connections.connect(path, key, page_mac=mac)
     try:
         roots = conn.execute("SELECT name, rootpage FROM sqlite_master WHERE rootpage > 0").fetchall()
     finally:
@@ -127,10 +128,10 @@ class Counting:
         self.wal: Wal | None = None
 
     def wrap_writer(self) -> None:
-        flush = db.Writer._flush_group
+        flush = Writer._flush_group
 
         @wraps(flush)
-        def counted(writer: db.Writer) -> None:
+        def counted(writer: Writer) -> None:
             path: Path = writer._path
             if not self.measuring or path.name != "gateway.db":
                 flush(writer)
@@ -143,7 +144,7 @@ class Counting:
             flush(writer)
             self.commits.append(wal.new_pages())
 
-        db.Writer._flush_group = counted  # type: ignore[method-assign,assignment]
+        Writer._flush_group = counted  # type: ignore[method-assign,assignment]
 
     def measured(self, work: Callable[..., Awaitable[str]]) -> Callable[..., Awaitable[str]]:
         @wraps(work)

@@ -51,7 +51,7 @@ from gateway.runtime import Runtime
 from gateway.settings import Settings
 from gateway.static_files import STATIC_FILES
 from gateway.worker import Worker
-from storage.db import StorageFailedError
+from storage.failures import StorageFailedError
 
 __all__ = ["create_app"]
 

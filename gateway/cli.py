@@ -30,7 +30,7 @@ from gateway.clock import parse_rfc3339, rfc3339_text, system_clock
 from gateway.logs import configure_logging
 from gateway.scopes import SCOPES
 from gateway.settings import Settings, SettingsError
-from storage.db import DatabaseLockedError, StorageBusyError, StorageFailedError, StorageFullError
+from storage.failures import DatabaseLockedError, StorageBusyError, StorageFailedError, StorageFullError
 from storage.keys import KeyStoreError
 from storage.migrations import SchemaError
 from storage.store import DataDirError, check_pair

@@ -1,7 +1,7 @@
 """Answers that rest on a read wait until what was read is on disk.
 
 Readers can see a commit in the short time before the sync thread has made it durable
-(`storage.db`). A client shown such data, say a ledger event an auditor then checkpoints,
+(`storage.wal`). A client shown such data, say a ledger event an auditor then checkpoints,
 could see it vanish in a power cut. So before a response starts, a request that wrote
 nothing waits for the commits made so far; one that wrote was answered after its own
 commit's fsync already, which covers everything it read. If the disk has failed, what was
@@ -14,7 +14,8 @@ from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.errors import storage_refusal_messages
-from storage.db import StorageFailedError, wrote_in_context
+from storage.failures import StorageFailedError
+from storage.writer import wrote_in_context
 
 __all__ = ["durable_answers"]
 

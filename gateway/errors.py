@@ -36,7 +36,7 @@ from litestar.exceptions.responses import create_exception_response
 from litestar.types import HTTPResponseBodyEvent, HTTPResponseStartEvent, Scope
 
 from gateway.request_log import request_id_of
-from storage.db import StorageBusyError, StorageFailedError, StorageFullError
+from storage.failures import StorageBusyError, StorageFailedError, StorageFullError
 
 __all__ = [
     "STORAGE_FAILED",
@@ -204,7 +204,7 @@ def handle_storage_failure(
     request: Request[Any, Any, Any], exc: StorageFailedError
 ) -> Response[dict[str, object]]:
     """A disk sync failed, so nothing can be made durable any more, the disk is full, or another
-    process held the write lock too long, and this write was undone (see `storage.db`): say
+    process held the write lock too long, and this write was undone (see `storage.writer`): say
     which, and that it is not the client's fault, rather than a bare 500."""
     body, headers = storage_refusal(exc, request_id_of(request.scope))
     return Response(body, status_code=503, headers=headers or None)

@@ -29,8 +29,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, NamedTuple
 
+from storage.connections import Connection, in_chunks
 from storage.crypto import DecryptionError, FieldCipher, Keyring, new_data_key
-from storage.db import Connection, Database, in_chunks
+from storage.db import Database
 
 __all__ = [
     "MAX_AGE_SECONDS",

@@ -27,8 +27,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from storage.connections import Connection
 from storage.crypto import field_aad
-from storage.db import Connection
 from storage.directory import SubjectKey
 from storage.merkle import Frontier, frontier_append, frontier_root, leaf_hash
 

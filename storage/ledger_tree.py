@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import overload
 
 from storage import ledger
-from storage.db import Connection
+from storage.connections import Connection
 from storage.merkle import Frontier, compact_range, frontier_append, frontier_root, leaf_hash
 
 __all__ = ["LedgerChainError", "LedgerForkError", "LedgerGapError", "LedgerLeaves", "TreeHead", "advance"]

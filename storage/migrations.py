@@ -15,8 +15,8 @@ from pathlib import Path
 
 import sqlite_utils
 
+from storage.connections import Connection, when_free
 from storage.crypto import WRAP_PREFIX_SQL
-from storage.db import Connection, when_free
 from storage.directory import erasure_day
 
 __all__ = [

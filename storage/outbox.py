@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 
 import msgspec
 
-from storage.db import Connection, in_chunks
+from storage.connections import Connection, in_chunks
 
 __all__ = [
     "Claim", "Reschedule", "claim", "enqueue_many", "finish_many", "held_among", "hold", "postpone",

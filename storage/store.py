@@ -22,9 +22,11 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from storage import ledger
+from storage.connections import Connection, quiet_cipher_log
 from storage.crypto import DecryptionError, KeyedHash, wrapping_key_id
-from storage.db import Connection, Database, StorageBusyError, StorageFullError, is_corrupt, quiet_cipher_log
+from storage.db import Database
 from storage.directory import SubjectDirectory, SubjectKey, opens
+from storage.failures import StorageBusyError, StorageFullError, is_corrupt
 from storage.keys import KeyStore, KeyStoreError
 from storage.migrations import DATA_MIGRATIONS, DIRECTORY_MIGRATIONS, require_migrated
 from storage.migrations import migrate as apply_migrations
@@ -298,7 +300,7 @@ class Store:
             self._directory_db.writer.run_sync(partial(_drop_unused, prefixes=old))
 
     def after_failure(self, exc: BaseException) -> None:
-        """What an unexpected error leaves to mend: a corrupt page (`storage.db.is_corrupt`) met by
+        """What an unexpected error leaves to mend: a corrupt page (`storage.failures.is_corrupt`) met by
         a read of either database, which the error does not name, renews both databases' readers.
         Told by the writers too (`Writer._mend`), before they run anything again."""
         if not is_corrupt(exc):
@@ -351,13 +353,13 @@ class Store:
         return fn(conn, key)
 
     async def durable(self) -> None:
-        """Once every commit so far, in both databases, is on disk (see `storage.db`)."""
+        """Once every commit so far, in both databases, is on disk (see `storage.wal`)."""
         await self.data.writer.durable()
         await self._directory_db.writer.durable()
 
     def failure(self) -> OSError | None:
         """A failed sync in either database. Final: only a new process, whose WAL recovery reads
-        what really reached the disk, can write again (see `storage.db._Syncer`)."""
+        what really reached the disk, can write again (see `storage.wal.Syncer`)."""
         return self.data.writer.failure or self._directory_db.writer.failure
 
     def read_only(self) -> str | None:

@@ -32,7 +32,9 @@ from gateway.logs import JsonFormatter
 from gateway.runtime import Runtime
 from gateway.schemas.me import ConsentUpdate, DeviceCreate
 from policies import StateParts
-from storage.db import Connection, Database, Writer
+from storage.connections import Connection
+from storage.db import Database
+from storage.writer import Writer
 
 
 def assert_problem(response: Any, status: int, field: str | None = None) -> dict[str, Any]:

@@ -60,7 +60,7 @@ from gateway.services.audit import read_cursor
 from policies.catalog import Purpose
 from policies.pii import find_pii
 from policies.reasons import ReasonCode
-from storage.db import StorageFailedError
+from storage.failures import StorageFailedError
 from storage.ledger import VerifyResult
 from storage.pseudonyms import SUBJECT_REF_PATTERN
 

@@ -14,7 +14,7 @@ from gateway.errors import Conflict, InvalidInput, NotFound
 from gateway.schemas.admin import KeyName
 from gateway.scopes import SCOPES
 from policies.pii import find_pii_in_label
-from storage.db import Connection
+from storage.connections import Connection
 from storage.repositories import admin_log
 from storage.repositories import api_keys as repo
 from storage.repositories.api_keys import ApiKey

@@ -40,7 +40,7 @@ from gateway.schemas.audit import (
 )
 from gateway.signing import Signer
 from storage import ledger
-from storage.db import Connection
+from storage.connections import Connection
 from storage.keys import KeyStore, KeyStoreError
 from storage.ledger_tree import (
     LedgerChainError,

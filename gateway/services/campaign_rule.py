@@ -13,7 +13,7 @@ import msgspec
 from gateway.clock import rfc3339_text
 from policies.complaints import should_pause_campaign
 from policies.settings import PolicySettings
-from storage.db import Connection
+from storage.connections import Connection
 from storage.repositories import campaigns
 from storage.repositories import complaints as complaints_repo
 

@@ -14,7 +14,7 @@ from gateway.clock import Clock, rfc3339_text, rfc3339_text_or_none
 from gateway.errors import Forbidden, NotFound
 from gateway.schemas.pushes import CampaignRead, PauseEvidence
 from gateway.services.campaign_rule import judge_campaign
-from storage.db import Connection
+from storage.connections import Connection
 from storage.repositories import admin_log, campaigns
 from storage.repositories import policy as policy_repo
 from storage.repositories.campaigns import COMPLAINT_RATE, CampaignRow

@@ -23,7 +23,7 @@ from gateway.services.policy import PolicySource
 from gateway.services.preferences import PreferenceCenter
 from policies.catalog import is_marketing
 from storage import ledger
-from storage.db import Connection
+from storage.connections import Connection
 from storage.directory import SubjectKey
 from storage.repositories import complaints as repo
 from storage.repositories import consents, deliveries, preferences, pushes

@@ -12,7 +12,7 @@ from gateway.clock import Clock, rfc3339, rfc3339_text
 from gateway.errors import Conflict, NotFound
 from gateway.schemas.me import DeviceCreate, DeviceRead, LocationRead, LocationUpdate
 from policies import geohash
-from storage.db import Connection, savepoint
+from storage.connections import Connection, savepoint
 from storage.directory import SubjectKey
 from storage.repositories import consents, devices, locations
 from storage.store import Store

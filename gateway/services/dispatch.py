@@ -89,14 +89,16 @@ from policies.catalog import is_marketing
 from policies.quiet_hours import QuietWindow
 from policies.reasons import EXPIRED, NO_DEVICE, QUIET_HOURS, SUBJECT_ERASED
 from storage import outbox
-from storage.db import Connection, Writer, is_corrupt, savepoint
+from storage.connections import Connection, savepoint
 from storage.directory import SubjectKey
+from storage.failures import is_corrupt
 from storage.outbox import Claim, Reschedule
 from storage.repositories import campaigns, deliveries, devices, pushes, subject_state
 from storage.repositories.deliveries import DeliveryRecord
 from storage.repositories.devices import DeviceRow
 from storage.repositories.pushes import PushContent, PushRow, StatusChange
 from storage.store import Store
+from storage.writer import Writer
 
 __all__ = ["Dispatcher", "Sending", "Settling"]
 

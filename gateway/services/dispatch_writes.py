@@ -18,7 +18,7 @@ import msgspec
 from gateway.services.campaign_rule import count_deliveries
 from gateway.services.policy import PolicySource
 from storage import outbox
-from storage.db import Connection
+from storage.connections import Connection
 from storage.outbox import Reschedule
 from storage.repositories import deliveries, devices, pushes
 from storage.repositories.deliveries import DeliveryRecord

@@ -21,7 +21,9 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Generic, TypeVar
 
-from storage.db import Connection, Writer, is_corrupt, raisable
+from storage.connections import Connection
+from storage.failures import is_corrupt, raisable
+from storage.writer import Writer
 
 __all__ = ["SharedUnit"]
 

@@ -13,7 +13,7 @@ from gateway.schemas.audit import PolicyVersionRead
 from gateway.services.campaign_rule import judge_all
 from policies import content_key
 from policies.settings import RESERVED_DATA_KEY, PolicySettings
-from storage.db import Connection
+from storage.connections import Connection
 from storage.repositories import admin_log
 from storage.repositories import policy as policy_repo
 from storage.repositories.policy import PolicyVersion

@@ -38,7 +38,7 @@ from policies.catalog import PURPOSES, TOPIC_PURPOSES, TOPICS, Topic
 from policies.quiet_hours import window_in_force
 from policies.settings import PolicySettings, quiet_window_minutes
 from storage import ledger
-from storage.db import Connection
+from storage.connections import Connection
 from storage.directory import SubjectKey
 from storage.repositories import complaints, consents, locations, preferences, pushes
 from storage.repositories.complaints import Mute

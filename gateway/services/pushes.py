@@ -44,13 +44,15 @@ from policies import (
 from policies.catalog import is_marketing
 from policies.reasons import QUIET_HOURS
 from storage import outbox
+from storage.connections import Connection, savepoint
 from storage.crypto import KeyedHash
-from storage.db import Connection, is_database_error, savepoint, wrote_in_context
 from storage.directory import SubjectKey, SubjectStatus
+from storage.failures import is_database_error
 from storage.repositories import campaigns, pushes, subject_state
 from storage.repositories.campaigns import CampaignRow
 from storage.repositories.pushes import ACCEPTED, PushContent, PushRow, content_aad
 from storage.store import Store
+from storage.writer import wrote_in_context
 
 __all__ = ["PushService", "fingerprinted", "policy_request", "wire_reasons"]
 

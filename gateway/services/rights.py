@@ -45,8 +45,9 @@ from gateway.schemas.pushes import WireReason
 from gateway.services.complaints import complaint_read
 from gateway.services.preferences import PreferenceCenter, consent_event, stored_answer
 from storage import ledger
-from storage.db import Connection, is_corrupt
+from storage.connections import Connection
 from storage.directory import PendingErasure, SubjectKey
+from storage.failures import is_corrupt
 from storage.repositories import complaints, consents, deliveries, devices, locations, preferences, pushes
 from storage.repositories import erasure as erasure_repo
 from storage.repositories.pushes import PushRow

@@ -17,7 +17,7 @@ import msgspec
 from gateway.abtest import two_proportion
 from gateway.errors import InvalidInput, NotFound
 from gateway.schemas.stats import DEFAULT_VARIANT, CampaignStats, Comparison, Metric, VariantStats
-from storage.db import Connection
+from storage.connections import Connection
 from storage.repositories import campaigns
 from storage.repositories import stats as stats_repo
 from storage.store import Store

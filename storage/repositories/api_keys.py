@@ -13,7 +13,7 @@ from datetime import datetime
 
 import msgspec
 
-from storage.db import Connection
+from storage.connections import Connection
 
 __all__ = ["ApiKey", "create", "list_keys", "parse", "revoke", "verify"]
 

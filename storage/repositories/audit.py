@@ -19,7 +19,7 @@ from typing import Any
 import msgspec
 
 from storage import ledger
-from storage.db import Connection
+from storage.connections import Connection
 
 __all__ = [
     "AccessRow",

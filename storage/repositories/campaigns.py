@@ -27,7 +27,7 @@ from datetime import datetime
 
 import msgspec
 
-from storage.db import Connection
+from storage.connections import Connection
 
 __all__ = [
     "COMPLAINT_RATE",

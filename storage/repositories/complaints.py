@@ -11,8 +11,8 @@ from datetime import datetime
 
 import msgspec
 
+from storage.connections import Connection
 from storage.crypto import field_aad
-from storage.db import Connection
 from storage.directory import SubjectKey
 
 __all__ = [

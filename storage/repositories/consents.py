@@ -7,7 +7,7 @@ from datetime import datetime
 
 import msgspec
 
-from storage.db import Connection
+from storage.connections import Connection
 
 __all__ = ["ConsentRow", "current", "put"]
 

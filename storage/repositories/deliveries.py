@@ -8,7 +8,7 @@ from datetime import datetime
 
 import msgspec
 
-from storage.db import Connection, in_chunks
+from storage.connections import Connection, in_chunks
 
 __all__ = ["DeliveryRecord", "DeliveryRow", "all_for_subject", "reached", "record_many", "states_many"]
 

@@ -17,8 +17,8 @@ from typing import NamedTuple
 
 import msgspec
 
+from storage.connections import Connection, in_chunks
 from storage.crypto import KeyedHash, field_aad
-from storage.db import Connection, in_chunks
 from storage.directory import SubjectKey
 
 __all__ = [

@@ -7,7 +7,7 @@ after a crash (the cleanup is retried), and then finds nothing left to change.
 
 from __future__ import annotations
 
-from storage.db import Connection
+from storage.connections import Connection
 
 __all__ = ["SUBJECT_TABLES", "delete_subject_rows", "forget_settings_in_pushes", "make_deferred_pushes_due"]
 

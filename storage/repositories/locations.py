@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from storage.connections import Connection
 from storage.crypto import field_aad
-from storage.db import Connection
 from storage.directory import SubjectKey
 
 __all__ = ["delete", "geohash_aad", "get", "put"]

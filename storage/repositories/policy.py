@@ -8,7 +8,7 @@ from datetime import datetime
 import msgspec
 
 from policies.settings import PolicySettings
-from storage.db import Connection
+from storage.connections import Connection
 
 __all__ = ["PolicyVersion", "StoredVersion", "current", "newest", "put", "stored"]
 

@@ -15,8 +15,8 @@ from datetime import datetime
 
 import msgspec
 
+from storage.connections import Connection, in_chunks
 from storage.crypto import KeyedHash, field_aad
-from storage.db import Connection, in_chunks
 from storage.directory import SubjectKey
 
 __all__ = [

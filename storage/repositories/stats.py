@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import msgspec
 
-from storage.db import Connection
+from storage.connections import Connection
 
 __all__ = [
     "EventCount",

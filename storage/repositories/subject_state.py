@@ -17,7 +17,7 @@ import msgspec
 from policies.context import Scheduled, SubjectState
 from policies.engine import StateParts
 from policies.settings import PolicySettings
-from storage.db import Connection, in_chunks
+from storage.connections import Connection, in_chunks
 from storage.directory import SubjectKey
 from storage.repositories import campaigns, locations, preferences
 from storage.repositories.preferences import PreferenceDoc

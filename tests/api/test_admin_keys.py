@@ -14,7 +14,7 @@ from support import assert_problem
 
 from gateway.errors import InvalidInput
 from gateway.runtime import Runtime
-from storage.db import Connection
+from storage.connections import Connection
 from storage.repositories import api_keys
 
 Client = TestClient[Litestar]

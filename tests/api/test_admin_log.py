@@ -15,7 +15,7 @@ from litestar.testing import TestClient
 from support import assert_problem
 
 from gateway.runtime import Runtime
-from storage.db import Connection
+from storage.connections import Connection
 
 Client = TestClient[Litestar]
 KEY_NAME = "Hana Kowalczyk deploy key"  # an operator's free text: never in the log

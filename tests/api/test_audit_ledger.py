@@ -27,7 +27,7 @@ from gateway.app import create_app
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 from storage import ledger, merkle
-from storage.db import Connection
+from storage.connections import Connection
 
 Client = TestClient[Litestar]
 Json = dict[str, Any]

@@ -31,7 +31,7 @@ from gateway.runtime import Runtime
 from gateway.settings import Settings
 from gateway.signing import Signer
 from storage import ledger
-from storage.db import Connection
+from storage.connections import Connection
 from storage.keys import SigningKey
 
 Client = TestClient[Litestar]

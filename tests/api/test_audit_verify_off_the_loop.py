@@ -22,7 +22,7 @@ from litestar.testing import TestClient
 
 from gateway.runtime import Runtime
 from storage import ledger
-from storage.db import Connection
+from storage.connections import Connection
 
 Client = TestClient[Litestar]
 EVENTS = 8

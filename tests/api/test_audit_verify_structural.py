@@ -22,7 +22,7 @@ from litestar.testing import TestClient
 from support import grow_ledger
 
 from gateway.runtime import Runtime
-from storage.db import Connection
+from storage.connections import Connection
 
 Client = TestClient[Litestar]
 Json = dict[str, Any]

@@ -32,7 +32,7 @@ from clients.delivery import DeliveryMessage, DeliveryResult
 from gateway.runtime import Runtime
 from gateway.services.dispatch import Dispatcher
 from gateway.settings import Settings
-from storage.db import Connection, connect
+from storage.connections import Connection, connect
 from storage.migrations import DATA_MIGRATIONS, migrate
 from storage.repositories import campaigns, pushes
 from storage.repositories.pushes import PushRow

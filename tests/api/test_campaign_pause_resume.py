@@ -22,7 +22,7 @@ from test_erasure_crash import user as user_token
 from gateway.runtime import Runtime
 from gateway.services.dispatch import Dispatcher
 from gateway.settings import Settings
-from storage.db import Connection
+from storage.connections import Connection
 
 Client = TestClient[Litestar]
 Json = dict[str, Any]

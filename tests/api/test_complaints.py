@@ -22,7 +22,7 @@ from support import apns_token, assert_problem, audience, readers, scan_bytes, s
 
 from gateway.runtime import Runtime
 from storage import ledger
-from storage.db import connect
+from storage.connections import connect
 from storage.store import DATA_FILE
 
 Client = TestClient[Litestar]

@@ -26,11 +26,12 @@ from litestar.testing import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from support import PAGE_SIZE, WebhookRelay, daytime_zone, rot_page
 
-import storage.db
+import storage.connections
+import storage.failures
 from gateway.app import create_app
 from gateway.runtime import Runtime
 from gateway.settings import Secret, Settings
-from storage.db import Connection, connect
+from storage.connections import Connection, connect
 from storage.directory import SubjectKey
 from storage.repositories import api_keys
 from storage.store import DATA_FILE, DIRECTORY_FILE
@@ -567,7 +568,7 @@ def test_an_earlier_cleanup_held_up_by_a_lock_is_not_given_up(
 ) -> None:
     """Only a damaged page gives an earlier cleanup up: one held up by a passing failure (another
     process holding the write lock) answers 503 and is finished by the next request."""
-    monkeypatch.setattr(storage.db, "BUSY_TIMEOUT_MS", 200)
+    monkeypatch.setattr(storage.connections, "BUSY_TIMEOUT_MS", 200)
     ref = runtime.store.pseudonyms.subject_ref("held")
     user = {"Authorization": f"Bearer {runtime.user_tokens.mint('held', runtime.clock())}"}
 
@@ -602,7 +603,7 @@ def test_an_erasure_held_up_at_start_by_a_lock_still_stops_the_start(
     """Only a damaged page lets the gateway start with an erasure left pending: one held up by a
     passing failure (another process holding the write lock) refuses the start, as before, and
     the next start finishes it; started, nothing would have."""
-    monkeypatch.setattr(storage.db, "BUSY_TIMEOUT_MS", 200)
+    monkeypatch.setattr(storage.connections, "BUSY_TIMEOUT_MS", 200)
     with TestClient(create_app(settings, clock)) as client:
         runtime = client.app.state.runtime
         ref = runtime.store.pseudonyms.subject_ref("held-at-start")
@@ -625,7 +626,7 @@ def test_an_erasure_held_up_at_start_by_a_lock_still_stops_the_start(
     finally:
         other.execute("ROLLBACK")
         other.close()
-    assert refused.group_contains(storage.db.StorageBusyError)
+    assert refused.group_contains(storage.failures.StorageBusyError)
     with TestClient(create_app(settings, clock)) as client:
         assert client.app.state.runtime.store.directory.pending_erasure(ref) is None  # finished
 

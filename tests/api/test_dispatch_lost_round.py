@@ -15,7 +15,7 @@ from datetime import timedelta
 from test_dispatch_rules import World, world  # noqa: F401 (the fixture, on this module's clock)
 
 from storage import outbox
-from storage.db import Connection
+from storage.connections import Connection
 
 
 def lose_a_round(world: World, push_id: str) -> None:  # noqa: F811

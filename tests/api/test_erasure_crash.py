@@ -24,7 +24,7 @@ from gateway.app import create_app
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 from storage import ledger
-from storage.db import connect
+from storage.connections import connect
 from storage.migrations import DIRECTORY_MIGRATIONS, migrate
 from storage.store import DIRECTORY_FILE
 

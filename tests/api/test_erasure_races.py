@@ -25,7 +25,7 @@ from litestar import Litestar
 from litestar.testing import TestClient
 
 from gateway.runtime import Runtime
-from storage.db import Connection
+from storage.connections import Connection
 
 Client = TestClient[Litestar]
 

@@ -26,7 +26,7 @@ from litestar.testing import TestClient
 
 from gateway.runtime import Runtime
 from gateway.settings import Settings
-from storage.db import connect
+from storage.connections import connect
 from storage.migrations import DATA_MIGRATIONS, migrate
 from storage.repositories import pushes
 from storage.repositories.pushes import PushRow

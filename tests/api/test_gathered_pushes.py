@@ -21,7 +21,7 @@ from litestar.testing import TestClient
 from support import assert_problem
 
 from gateway.runtime import Runtime
-from storage.db import Connection
+from storage.connections import Connection
 
 Client = TestClient[Litestar]
 Json = dict[str, Any]

@@ -22,7 +22,7 @@ from gateway.schemas.complaints import ComplaintCreate
 from gateway.schemas.me import Frequency, PreferencesUpdate, QuietHours
 from gateway.settings import Settings
 from policies.settings import PolicySettings
-from storage.db import Connection
+from storage.connections import Connection
 
 Client = TestClient[Litestar]
 

@@ -20,7 +20,7 @@ from support import STATE_FIELDS
 
 from gateway.runtime import Runtime
 from policies import PolicySettings, StateParts, SubjectState
-from storage.db import Connection
+from storage.connections import Connection
 from storage.repositories import complaints, subject_state
 
 Client = TestClient[Litestar]

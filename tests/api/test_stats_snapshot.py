@@ -20,7 +20,7 @@ from test_engagement_stats import batch, create_campaign, item
 
 from gateway.clock import system_clock
 from gateway.runtime import Runtime
-from storage.db import Connection
+from storage.connections import Connection
 
 Client = TestClient[Litestar]
 KeyHeaders = Callable[..., Headers]

@@ -14,7 +14,7 @@ from litestar import Litestar
 from litestar.testing import TestClient
 from support import out_of_descriptors
 
-import storage.db
+import storage.connections
 from gateway.runtime import Runtime
 
 Headers = dict[str, str]
@@ -72,8 +72,8 @@ def test_a_write_lock_held_by_another_process_past_the_busy_timeout_answers_503_
     do not retry. It is a passing condition: 503 with Retry-After, nothing kept, nothing ended."""
     user = as_user("busy-user")
     assert client.put("/v1/me/consents/marketing", json=CONSENT, headers=user).status_code == 200
-    monkeypatch.setattr(storage.db, "BUSY_TIMEOUT_MS", 200)
-    other = storage.db.connect(runtime.store.data.path, runtime.store.keys.database_key)
+    monkeypatch.setattr(storage.connections, "BUSY_TIMEOUT_MS", 200)
+    other = storage.connections.connect(runtime.store.data.path, runtime.store.keys.database_key)
     other.execute("BEGIN IMMEDIATE")
     try:
         busy = client.put("/v1/me/consents/marketing", json={**CONSENT, "granted": False}, headers=user)

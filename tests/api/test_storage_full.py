@@ -15,7 +15,9 @@ from litestar.testing import TestClient
 from support import assert_problem
 
 from gateway.runtime import Runtime
-from storage.db import Connection, StorageFullError, Writer
+from storage.connections import Connection
+from storage.failures import StorageFullError
+from storage.writer import Writer
 
 NO_LIMIT = 1073741823  # SQLite's default max_page_count
 CONSENT = {"granted": True, "notice_version": "v1"}

@@ -23,7 +23,7 @@ from litestar import Litestar
 from litestar.testing import TestClient
 from support import WebhookRelay, audience
 
-import storage.db
+import storage.connections
 from gateway.runtime import Runtime
 from gateway.services.campaign_rule import may_pause_at_delivery
 from gateway.services.dispatch import Dispatcher
@@ -412,12 +412,12 @@ def test_rounds_that_keep_failing_are_logged_once_and_their_end_once(
     """Another process holds the write lock, so every claim fails (a full disk does the same).
     The worker logged each failed round with its traceback, five times a second for as long as
     it lasted; now the first one, then the rounds working again, and it waits longer meanwhile."""
-    monkeypatch.setattr(storage.db, "BUSY_TIMEOUT_MS", 20)
+    monkeypatch.setattr(storage.connections, "BUSY_TIMEOUT_MS", 20)
     monkeypatch.setattr("gateway.worker.IDLE_SECONDS", 0.02)
     key = as_key("pushes:write")
     ids = queue(client, as_user, key, users(2))
     worker = Worker(runtime.dispatcher, ROUND)
-    other = storage.db.connect(runtime.store.data.path, runtime.store.keys.database_key)
+    other = storage.connections.connect(runtime.store.data.path, runtime.store.keys.database_key)
     other.execute("BEGIN IMMEDIATE")
     held = True
 
@@ -462,11 +462,11 @@ def test_results_a_failed_commit_dropped_are_recorded_again_not_sent_again(
     commit of their results fails (a full disk does the same). The worker logged it and left the
     pushes to their leases: each would be sent again at every lease, spending an attempt, until a
     push the relay took ended `failed`. Now it records the same results again once it can."""
-    monkeypatch.setattr(storage.db, "BUSY_TIMEOUT_MS", 20)
+    monkeypatch.setattr(storage.connections, "BUSY_TIMEOUT_MS", 20)
     monkeypatch.setattr("gateway.worker.IDLE_SECONDS", 0.02)
     key = as_key("pushes:write")
     ids = queue(client, as_user, key, users(ROUND))
-    other = storage.db.connect(runtime.store.data.path, runtime.store.keys.database_key)
+    other = storage.connections.connect(runtime.store.data.path, runtime.store.keys.database_key)
     arrived, locked = threading.Event(), threading.Event()
 
     def hold_the_lock_first() -> None:  # in the relay's thread, before its first answer
@@ -555,13 +555,13 @@ def test_a_slow_rounds_results_that_cannot_be_recorded_hold_back_the_next_claims
     """Regression (review of 1de52a3): a slow round went on alone, its results could not be
     recorded (the write lock held elsewhere, as a full disk does) past the push's lease, and the
     same worker, claiming meanwhile, took the push back (its owner still) and sent it again."""
-    monkeypatch.setattr(storage.db, "BUSY_TIMEOUT_MS", 20)
+    monkeypatch.setattr(storage.connections, "BUSY_TIMEOUT_MS", 20)
     monkeypatch.setattr("gateway.worker.IDLE_SECONDS", 0.02)
     answered = slow_first_answer(hook, 1.5).started
     key = as_key("pushes:write")
     (push_id,) = queue(client, as_user, key, ["slow-user"])
     worker = Worker(runtime.dispatcher, ROUND)
-    other = storage.db.connect(runtime.store.data.path, runtime.store.keys.database_key)
+    other = storage.connections.connect(runtime.store.data.path, runtime.store.keys.database_key)
     running = client.blocking_portal.start_task_soon(worker.run)
     try:
         assert answered.wait(10)

@@ -210,7 +210,7 @@ def test_a_lost_database_is_refused_by_every_command_not_made_anew(
 
 
 def _record_migration(data: Path, name: str, migration: str) -> None:
-    from storage.db import connect
+    from storage.connections import connect
     from storage.keys import KeyStore
 
     keys = KeyStore.load(data / "keys.json")
@@ -230,7 +230,7 @@ def test_a_database_a_newer_version_migrated_is_refused(gateway_dir: Path, tmp_p
 
 def test_audit_commands_apply_no_pending_migration(tmp_path: Path) -> None:
     """Documented as creating nothing, `audit verify` migrated the files it was checking."""
-    from storage.db import connect
+    from storage.connections import connect
     from storage.keys import KeyStore
     from storage.migrations import DATA_MIGRATIONS, DIRECTORY_MIGRATIONS, migrate
 
@@ -281,7 +281,7 @@ def test_a_key_store_lacking_a_key_of_the_data_keys_is_refused(gateway_dir: Path
 def test_token_takes_a_data_dir_the_server_would_migrate(tmp_path: Path) -> None:
     """Refused ("migrations pending") for the data dir of the version before, which `serve` and
     `keys create` take, migrating it."""
-    from storage.db import connect
+    from storage.connections import connect
     from storage.keys import KeyStore
     from storage.migrations import DATA_MIGRATIONS, DIRECTORY_MIGRATIONS, migrate
 

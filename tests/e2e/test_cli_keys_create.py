@@ -18,7 +18,7 @@ import httpx
 import pytest
 from support import free_port
 
-from storage.db import connect
+from storage.connections import connect
 from storage.keys import KeyStore
 
 pytestmark = pytest.mark.slow

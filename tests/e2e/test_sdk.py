@@ -43,7 +43,7 @@ from clients.sdk import (
     Unreachable,
 )
 from gateway.runtime import Runtime
-from storage.db import Connection
+from storage.connections import Connection
 
 Client = TestClient[Litestar]
 FAST = RetryPolicy(attempts=4, base_delay=0.01, max_delay=0.05, deadline=5.0)

@@ -20,7 +20,7 @@ from support import daytime_zone, free_port
 from gateway.clock import system_clock
 from gateway.runtime import load_keys, user_tokens
 from gateway.settings import Settings
-from storage.db import connect
+from storage.connections import connect
 from storage.store import DATA_FILE
 
 __all__ = ["GatewayProcess"]

@@ -13,7 +13,9 @@ import pytest
 from support import rot_last_page
 
 from gateway.services.gathering import SharedUnit
-from storage.db import Connection, Writer, is_corrupt
+from storage.connections import Connection
+from storage.failures import is_corrupt
+from storage.writer import Writer
 
 KEY = os.urandom(32)
 

@@ -1,6 +1,7 @@
-"""Values bound to statements are stored as they were given, through the adapters `storage.db`
-registers for `bytes` and None to bind them at a string's cost: a sealed field stays a blob of
-the same bytes, a missing one stays NULL, in single statements and in `executemany` alike."""
+"""Values bound to statements are stored as they were given, through the adapters
+`storage.connections` registers for `bytes` and None to bind them at a string's cost: a sealed
+field stays a blob of the same bytes, a missing one stays NULL, in single statements and in
+`executemany` alike."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from storage.db import connect
+from storage.connections import connect
 
 SEALED = os.urandom(48)
 

@@ -27,8 +27,8 @@ from gateway.app import create_app
 from gateway.clock import system_clock
 from gateway.settings import Settings
 from storage import ledger
+from storage.connections import connect
 from storage.crypto import DecryptionError, FieldCipher, KeyedHash, Keyring, field_aad, new_data_key
-from storage.db import connect
 from storage.directory import SubjectKey
 from storage.keys import KeyStore
 from storage.repositories import devices, locations

@@ -13,8 +13,9 @@ from sqlite3 import Cursor
 
 import pytest
 
-import storage.db
-from storage.db import Connection, Database, connect
+import storage.connections
+from storage.connections import Connection, connect
+from storage.db import Database
 
 KEY = os.urandom(32)
 ROWS = 6_000
@@ -47,7 +48,7 @@ def big_db(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_many_connections_share_one_memory_budget(big_db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(storage.db, "SQLITE_MEMORY_BUDGET", 8 * 1024 * 1024)
+    monkeypatch.setattr(storage.connections, "SQLITE_MEMORY_BUDGET", 8 * 1024 * 1024)
     conns = [connect(big_db, KEY) for _ in range(3)]
     before = _rss_mib()
     for conn in conns:
@@ -61,5 +62,5 @@ def test_many_connections_share_one_memory_budget(big_db: Path, monkeypatch: pyt
 
 def test_the_budget_is_set_on_every_connection(tmp_path: Path) -> None:
     conn = connect(tmp_path / "any.db", KEY)
-    assert conn.execute("PRAGMA soft_heap_limit").fetchone() == (storage.db.SQLITE_MEMORY_BUDGET,)
+    assert conn.execute("PRAGMA soft_heap_limit").fetchone() == (storage.connections.SQLITE_MEMORY_BUDGET,)
     conn.close()

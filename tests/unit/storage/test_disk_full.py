@@ -19,7 +19,10 @@ from pathlib import Path
 import pytest
 import sqlcipher3
 
-from storage.db import Connection, Database, StorageFailedError, StorageFullError, Writer, connect
+from storage.connections import Connection, connect
+from storage.db import Database
+from storage.failures import StorageFailedError, StorageFullError
+from storage.writer import Writer
 
 KEY = os.urandom(32)
 WAIT = 5.0  # seconds any await may take before the test calls it a hang

@@ -19,7 +19,7 @@ import pytest
 import sqlcipher3
 
 from storage import ledger
-from storage.db import Connection, connect
+from storage.connections import Connection, connect
 from storage.directory import SubjectKey
 from storage.keys import KeyStore
 from storage.store import DATA_FILE, Store

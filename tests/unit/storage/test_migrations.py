@@ -16,8 +16,8 @@ import msgspec
 from policies.engine import StateParts
 from policies.settings import PolicySettings
 from storage import outbox
+from storage.connections import Connection, connect, in_chunks
 from storage.crypto import FieldCipher, KeyedHash, Keyring, new_data_key
-from storage.db import Connection, connect, in_chunks
 from storage.directory import SubjectKey
 from storage.migrations import DATA_MIGRATIONS, DIRECTORY_MIGRATIONS, migrate
 from storage.repositories import policy, pushes, subject_state

@@ -14,20 +14,14 @@ from pathlib import Path
 
 import pytest
 
-import storage.db
-from storage.db import (
-    PAGE_MAC,
-    SHA256_PAGES,
-    SHA512_PAGES,
-    Database,
-    DatabaseLockedError,
-    Writer,
-    connect,
-    faster_page_mac,
-    page_mac_of,
-)
+import storage.connections
+import storage.wal
+from storage.connections import PAGE_MAC, SHA256_PAGES, SHA512_PAGES, connect, faster_page_mac, page_mac_of
+from storage.db import Database
+from storage.failures import DatabaseLockedError
 from storage.keys import KeyStore
 from storage.store import Store
+from storage.writer import Writer
 
 KEY = os.urandom(32)
 ONE_ROW_LESS = "DELETE FROM t WHERE rowid IN (SELECT min(rowid) FROM t)"  # a write each time
@@ -77,7 +71,7 @@ def test_a_file_made_with_the_other_mac_keeps_it(
     gateway does: had any connection written a page with this processor's MAC, the file would no
     longer open whole with its own; had the checkpoint thread's connection used it, the WAL would
     never fold back."""
-    monkeypatch.setattr(storage.db, "CHECKPOINT_WAL_BYTES", 64 * 1024)
+    monkeypatch.setattr(storage.wal, "CHECKPOINT_WAL_BYTES", 64 * 1024)
     path = tmp_path / "older.db"
     made = connect(path, KEY, page_mac=OTHER_MAC)
     made.execute("CREATE TABLE t (v BLOB)")
@@ -126,7 +120,7 @@ def test_a_wrong_key_is_told_as_before_and_logged(tmp_path: Path, capfd: pytest.
 
 def test_no_file_yet_takes_this_processors_mac(tmp_path: Path) -> None:
     assert page_mac_of(tmp_path / "none.db", KEY) == PAGE_MAC
-    assert storage.db.PAGE_MAC in (SHA256_PAGES, SHA512_PAGES)
+    assert storage.connections.PAGE_MAC in (SHA256_PAGES, SHA512_PAGES)
 
 
 def test_connect_finds_the_mac_of_a_file_itself(tmp_path: Path) -> None:
@@ -147,7 +141,7 @@ def test_a_data_dir_made_on_another_processor_opens_here(
     rather than waiting on it."""
     data = tmp_path / "data"
     with monkeypatch.context() as there:
-        there.setattr(storage.db, "PAGE_MAC", OTHER_MAC)
+        there.setattr(storage.connections, "PAGE_MAC", OTHER_MAC)
         made = Store(data, KeyStore.create(data / "keys.json"))
         made.data.writer.run_sync(lambda conn: conn.execute("CREATE TABLE t (v TEXT)"))
         made.close()

@@ -12,7 +12,8 @@ from typing import Any, cast
 import pytest
 import sqlcipher3
 
-from storage.db import Connection, StorageBusyError, connect, when_free
+from storage.connections import Connection, connect, when_free
+from storage.failures import StorageBusyError
 from storage.keys import KeyStore
 from storage.migrations import DATA_MIGRATIONS, migrate
 

@@ -22,7 +22,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from storage import ledger
-from storage.db import Connection, DatabaseLockedError, connect
+from storage.connections import Connection, connect
+from storage.failures import DatabaseLockedError
 from storage.keys import KeyStore, KeyStoreError
 from storage.migrations import DATA_MIGRATIONS, DIRECTORY_MIGRATIONS, SchemaError, migrate
 from storage.repositories import devices

@@ -22,8 +22,13 @@ import pytest
 import sqlcipher3
 from support import out_of_descriptors, rot_last_page
 
-import storage.db
-from storage.db import Connection, Database, StorageFailedError, Writer, connect, wrote_in_context
+import storage.connections
+import storage.failures
+import storage.wal
+from storage.connections import Connection, connect
+from storage.db import Database
+from storage.failures import StorageFailedError
+from storage.writer import Writer, wrote_in_context
 
 T = TypeVar("T")
 KEY = os.urandom(32)
@@ -402,13 +407,13 @@ def test_a_lock_held_by_another_connection_is_waited_out_without_blocking_the_lo
 def test_a_lock_held_past_the_busy_timeout_fails_the_group_only(
     writer: Writer, path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(storage.db, "BUSY_TIMEOUT_MS", 200)  # shortened so the test stays fast
+    monkeypatch.setattr(storage.connections, "BUSY_TIMEOUT_MS", 200)  # shortened so the test stays fast
     other = connect(path, KEY)
 
     async def scenario() -> None:
         other.execute("BEGIN IMMEDIATE")
         started = time.monotonic()
-        with pytest.raises(storage.db.StorageBusyError, match="locked"):
+        with pytest.raises(storage.failures.StorageBusyError, match="locked"):
             await _within(writer.run(_insert("given-up")), "run against a held lock")
         assert 0.15 < time.monotonic() - started < WAIT
         other.execute("ROLLBACK")
@@ -445,11 +450,11 @@ def test_the_room_probe_on_a_file_with_free_pages_writes_one_page_more_than_they
 def test_run_sync_against_a_lock_held_past_the_busy_timeout_is_a_busy_storage(
     writer: Writer, path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(storage.db, "BUSY_TIMEOUT_MS", 200)
+    monkeypatch.setattr(storage.connections, "BUSY_TIMEOUT_MS", 200)
     other = connect(path, KEY)
     other.execute("BEGIN IMMEDIATE")
     try:
-        with pytest.raises(storage.db.StorageBusyError, match="locked"):
+        with pytest.raises(storage.failures.StorageBusyError, match="locked"):
             writer.run_sync(_insert("given-up"))
     finally:
         other.execute("ROLLBACK")
@@ -651,7 +656,7 @@ def test_the_wal_is_folded_back_while_writes_keep_coming(path: Path, monkeypatch
     """A checkpoint racing appends that never pause never completes on its own, so the writer
     never rewinds the WAL and the file grows with every write (5 GB in a million-subject seeding).
     The sync thread's checkpoint finishes under the write lock, so the WAL stays near its limit."""
-    monkeypatch.setattr(storage.db, "CHECKPOINT_WAL_BYTES", 256 * 1024)
+    monkeypatch.setattr(storage.wal, "CHECKPOINT_WAL_BYTES", 256 * 1024)
     writer = Writer(path, KEY, name="test")
     try:
         writer.run_sync(lambda conn: conn.execute("CREATE TABLE b (id INTEGER PRIMARY KEY, v BLOB)"))
@@ -678,7 +683,7 @@ def test_the_wal_is_folded_back_between_long_transactions_from_threads(
     Threads queued on the write lock (the seeding script's two) begin the next transaction the
     moment the last one commits, before its checkpoint has run, so lock-free passes alone never
     got the WAL rewound: it grew by every transaction (4 GB in two minutes of seeding)."""
-    monkeypatch.setattr(storage.db, "CHECKPOINT_WAL_BYTES", 256 * 1024)
+    monkeypatch.setattr(storage.wal, "CHECKPOINT_WAL_BYTES", 256 * 1024)
     writer = Writer(path, KEY, name="test")
     try:
         writer.run_sync(lambda conn: conn.execute("CREATE TABLE b (id INTEGER PRIMARY KEY, v BLOB)"))
@@ -717,7 +722,7 @@ def test_a_checkpoint_between_writes_takes_no_lock(path: Path, monkeypatch: pyte
     """With writes paused, the checkpoint copies the whole WAL without the write lock (a last pass
     under it held commits back by up to 10 ms at every checkpoint), even a WAL past twice the
     limit, and the next write rewinds the WAL to its start."""
-    monkeypatch.setattr(storage.db, "CHECKPOINT_WAL_BYTES", 64 * 1024)
+    monkeypatch.setattr(storage.wal, "CHECKPOINT_WAL_BYTES", 64 * 1024)
     conn = connect(path, KEY, synchronous="NORMAL")
     conn.execute("PRAGMA wal_autocheckpoint = 0")
     conn.execute(f"PRAGMA journal_size_limit = {64 * 1024}")
@@ -727,7 +732,7 @@ def test_a_checkpoint_between_writes_takes_no_lock(path: Path, monkeypatch: pyte
     wal = Path(f"{path}-wal")
     assert wal.stat().st_size > 4 * 64 * 1024
     lock = _SpyLock()
-    checkpointer = storage.db._Checkpointer(path, KEY, storage.db.PAGE_MAC, "test", lock)  # type: ignore[arg-type]
+    checkpointer = storage.wal._Checkpointer(path, KEY, storage.connections.PAGE_MAC, "test", lock)  # type: ignore[arg-type]
     try:
         checkpointer.request()
         deadline = time.monotonic() + 10
@@ -751,7 +756,7 @@ def test_a_failing_checkpoint_holds_up_no_write(
     system refuses) loses nothing, since the WAL keeps every frame: writes go on being answered
     and durable, and the failure is logged. When checkpoints ran on the sync thread, the error
     ended that thread and every later write waited forever for its fsync."""
-    monkeypatch.setattr(storage.db, "CHECKPOINT_WAL_BYTES", 64 * 1024)
+    monkeypatch.setattr(storage.wal, "CHECKPOINT_WAL_BYTES", 64 * 1024)
     opened = sqlcipher3.connect
 
     def connect_unless_checkpointing(*args: Any, **kwargs: Any) -> Any:
@@ -775,7 +780,7 @@ def test_a_failing_checkpoint_holds_up_no_write(
                     writer.run(lambda conn: conn.execute("INSERT INTO b (v) VALUES (randomblob(8192))")), 10
                 )
 
-        with caplog.at_level("WARNING", logger="storage.db"):
+        with caplog.at_level("WARNING", logger="storage.wal"):
             _run(scenario())
         assert Path(f"{path}-wal").stat().st_size > 64 * 1024  # nothing folded back, nothing lost
         assert any("checkpoint failed" in record.getMessage() for record in caplog.records)
@@ -886,7 +891,7 @@ def _body_length(conn: Connection, row_id: int) -> int | str:
     try:
         return _read(row_id)(conn)
     except sqlcipher3.DatabaseError as exc:
-        return "corrupt" if storage.db.is_corrupt(exc) else repr(exc)
+        return "corrupt" if storage.failures.is_corrupt(exc) else repr(exc)
 
 
 def test_a_reader_that_met_a_corrupt_page_is_replaced_once_renewed(path: Path) -> None:
@@ -954,7 +959,7 @@ def test_a_unit_that_reads_a_corrupt_page_fails_alone_and_the_rest_of_its_group_
     try:
         before, damaged, after, other = _run(scenario())
         assert isinstance(damaged, sqlcipher3.DatabaseError)
-        assert storage.db.is_corrupt(damaged)
+        assert storage.failures.is_corrupt(damaged)
         assert (before, after, other) == (1, 2, 3000)
         assert runs == ["before", "before", "after"]  # undone with the group, then run again
     finally:
