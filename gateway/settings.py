@@ -154,17 +154,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         providers = [provider for provider in _PROVIDERS if self.configured(provider)]
         if self.delivery_webhook_secret is not None and "webhook" in providers:
             _check_secret("CGW_DELIVERY_WEBHOOK_SECRET", self.delivery_webhook_secret, "to sign deliveries")
-        for name in _FILES:
-            path = getattr(self, name)
-            if path is not None:
-                _read_file(_var(name), path)
+        paths = {name: path for name in _FILES if (path := getattr(self, name)) is not None}
+        read = {name: _read_file(_var(name), path) for name, path in paths.items()}
         # Imported here, not at the top: auth and the delivery adapters own what their files must
         # hold, and they import this module (and Litestar, httpx...) themselves.
-        if self.jwt_public_key_file is not None:
+        if (public_key := read.get("jwt_public_key_file")) is not None:
             from gateway.auth import load_user_token_key
 
             try:
-                load_user_token_key(_read_file("CGW_JWT_PUBLIC_KEY_FILE", self.jwt_public_key_file))
+                load_user_token_key(public_key)
             except ValueError as exc:
                 raise SettingsError(f"CGW_JWT_PUBLIC_KEY_FILE: {exc}") from None
         if providers:
@@ -206,8 +204,10 @@ _PROVIDER_OPTIONS: dict[str, tuple[str, ...]] = {
 """Settings with a default that, changed, show the operator meant to use the provider."""
 
 _FILES = ("jwt_public_key_file", "fcm_service_account_file", "apns_key_file", "webpush_vapid_key_file")
-"""File-valued settings, each read once here. The key store (CGW_KEYSTORE_FILE) is not among
-them: it is checked when opened, a `KeyStoreError` that the CLI also turns into one line."""
+"""File-valued settings, each read once by `check` to refuse at start one that cannot be read,
+with one line naming its variable; their owners (auth, the adapters) read them again when they
+load them. The key store (CGW_KEYSTORE_FILE) is not among them: it is checked when opened, a
+`KeyStoreError` that the CLI also turns into one line."""
 
 
 def _var(name: str) -> str:
