@@ -19,7 +19,8 @@ import os
 import secrets
 import socket
 
-from gateway.services.dispatch import Dispatcher, Sending, Settling
+from gateway.services.dispatch import Dispatcher
+from gateway.services.dispatch_rounds import Sending, Settling
 
 __all__ = ["Worker"]
 

@@ -26,7 +26,7 @@ A crash between 2 and 3 leaves the lease to expire; the push is claimed again an
 recorded as delivered are sent again with the same idempotency key. The lost round counts as an
 attempt (`outbox.claim`): a push claimed with its attempts spent ends `failed` in step 1, unsent.
 
-What step 1 reads is read for the whole round at once (`_Round`): the push rows, their subjects'
+What step 1 reads is read for the whole round at once (`Round`): the push rows, their subjects'
 keys, states, devices and delivery records, a few `IN` queries per round instead of a dozen
 queries per push. Within the round the snapshot is kept true to what step 1 concludes: a push
 that ends or is deferred no longer counts (or counts at its new time) against its subject's caps.
@@ -43,8 +43,7 @@ import logging
 import math
 import random
 import time
-from collections import Counter
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import cache, partial
 from typing import TypeVar
@@ -66,41 +65,31 @@ from clients.delivery.slots import Slots
 from gateway.clock import Clock
 from gateway.metrics import Metrics
 from gateway.services import dispatch_writes
-from gateway.services.campaign_rule import may_pause_at_delivery
+from gateway.services.dispatch_round import Round, Send, already_delivered
+from gateway.services.dispatch_rounds import Holding, Sending, Settling
 from gateway.services.dispatch_writes import PushWrites
 from gateway.services.policy import PolicySource
 from gateway.services.pushes import policy_request, wire_reasons
 from gateway.services.send_checks import SendChecks, Stop
 from gateway.settings import Settings
 from policies import (
-    CampaignState,
     Decision,
-    DecisionUnit,
-    PolicySettings,
-    PushNeeds,
     Reason,
-    Scheduled,
-    SubjectState,
     check_expiry,
     decide,
-    state_parts_for,
 )
 from policies.catalog import is_marketing
-from policies.quiet_hours import QuietWindow
 from policies.reasons import EXPIRED, NO_DEVICE, QUIET_HOURS, SUBJECT_ERASED
 from storage import outbox
 from storage.connections import Connection, savepoint
-from storage.directory import SubjectKey
 from storage.failures import is_corrupt
 from storage.outbox import Claim, Reschedule
-from storage.repositories import campaigns, deliveries, devices, pushes, subject_state
 from storage.repositories.deliveries import DeliveryRecord
 from storage.repositories.devices import DeviceRow
 from storage.repositories.pushes import PushContent, PushRow, StatusChange
 from storage.store import Store
-from storage.writer import Writer
 
-__all__ = ["Dispatcher", "Sending", "Settling"]
+__all__ = ["Dispatcher"]
 
 T = TypeVar("T")
 log = logging.getLogger("gateway.dispatch")
@@ -124,104 +113,6 @@ _SETTLED = frozenset({"delivered", "failed"})  # a device's delivery states that
 SEND_LAG = timedelta(minutes=1)
 """How late a push may be sent and still count against the caps at its planned time."""
 UNREADABLE_WAIT = timedelta(hours=1)  # a push whose data fails its check, until tried again
-
-
-class _Send(msgspec.Struct, frozen=True):
-    """What step 1 hands to step 2: the messages still to be delivered, and the push's delivery
-    records as step 1 read them (step 3 adds this round's results to them). `campaign_id` is
-    the push's, for step 3 to count its delivery even when no message is left to send, and for
-    the round claimed meanwhile (`_Holding`), as `subject_id` is. `quiet`: a marketing push's
-    quiet window, and `rowid` its place in `pushes`, which a campaign's pause mark is compared
-    with: each send asks again, as it starts, whether they let it go."""
-
-    messages: tuple[DeliveryMessage, ...]
-    recorded: dict[str, str]
-    campaign_id: str | None
-    expires: datetime
-    subject_id: str
-    quiet: QuietWindow | None
-    rowid: int
-
-
-class _Round:
-    """Step 1's reads for a whole round, made together inside its writer unit: the pushes' own
-    rows, then their subjects' keys, states and devices (`read_subjects`), the reads that fail
-    when a subject's sealed data does not open."""
-
-    def __init__(self, conn: Connection, claims: list[Claim], claimed: Collection[str] = ()) -> None:
-        """`claimed`: the round's pushes not yet written, when this is one of them read alone: a
-        retry among them is waiting, to be decided again by this round or left to its lease."""
-        ids = [c.push_id for c in claims]
-        self.claimed = {*ids, *claimed}
-        # With the order pushes were decided in: a campaign's pause stops those before it, and a
-        # subject's pushes planned at one instant are judged in it (`state_for`).
-        self.rows, self.order = pushes.get_many(conn, ids)
-        self.recorded = deliveries.states_many(conn, ids)
-        wanted = {r.campaign_id for r in self.rows.values() if r.campaign_id is not None}
-        self.campaigns = {cid: campaigns.get(conn, cid) for cid in wanted}
-        self.keys: dict[str, SubjectKey] = {}
-        self.states: dict[str, SubjectState] = {}
-        self.devices: dict[str, list[DeviceRow]] = {}
-        self.unit = DecisionUnit()
-
-    def read_subjects(
-        self, conn: Connection, store: Store, now: datetime, tz: str, policy: PolicySettings
-    ) -> None:
-        self.keys = store.directory.by_subject_ids(
-            {r.subject_id for r in self.rows.values() if r.subject_id is not None}
-        )
-        keys = list(self.keys.values())
-        parts = state_parts_for(PushNeeds(r.topic) for r in self.rows.values())  # contents not open yet
-        self.states = subject_state.load_many(conn, keys, now, policy, tz, parts, claimed=self.claimed)
-        self.devices = devices.list_for_many(conn, keys, active_only=True)
-
-    def key(self, row: PushRow) -> SubjectKey | None:
-        return None if row.subject_id is None else self.keys.get(row.subject_id)
-
-    def campaign(self, row: PushRow) -> CampaignState | None:
-        if row.campaign_id is None:
-            return None
-        campaign = self.campaigns.get(row.campaign_id)
-        return CampaignState(paused=campaign is not None and campaign.stops(self.order[row.push_id]))
-
-    def state_without(self, row: PushRow, subject_id: str) -> SubjectState:
-        """The subject's state with this push left out of its planned pushes: a push must not
-        count against the caps it is judged by."""
-        state = self.states[subject_id]
-        kept = tuple(item for item in state.scheduled if item.push_id != row.push_id)
-        return state if len(kept) == len(state.scheduled) else msgspec.structs.replace(state, scheduled=kept)
-
-    def state_for(self, row: PushRow, subject_id: str) -> SubjectState:
-        """The state the push is judged by: without itself, and without the waiting pushes planned
-        after it (at the same instant, decided after it), each judged again in its turn with this
-        one counted if it goes. Counted, they made a cap lowered since refuse the earliest pushes
-        and keep the latest, and none at all when the latest was then refused for its content."""
-        state = self.states[subject_id]
-        mine = next((item for item in state.scheduled if item.push_id == row.push_id), None)
-        if mine is None:  # not a marketing push in the window: no cap judges it
-            return self.state_without(row, subject_id)
-        kept = tuple(
-            item
-            for item in state.scheduled
-            if item.push_id != row.push_id
-            and not (item.waiting and (item.at, item.order) > (mine.at, mine.order))
-        )
-        return msgspec.structs.replace(state, scheduled=kept)
-
-    def replan(self, row: PushRow, at: datetime | None, *, sending: bool = False) -> None:
-        """Step 1 ended the push (`at` None), deferred it to `at`, or is sending it (planned at
-        `at`): later pushes of the same subject in this round see that, as they would if each had
-        read the database. Sent, it is no longer waiting: it counts whatever the user changed
-        since, and against pushes planned before it (`state_for`)."""
-        if row.subject_id is None or row.subject_id not in self.states:
-            return
-        state = self.state_without(row, row.subject_id)
-        if at is not None and is_marketing(row.topic):
-            expires = None if sending else datetime.fromisoformat(row.expires_at)
-            order = self.order.get(row.push_id, 0)
-            planned = Scheduled(at, row.topic, not sending, expires, row.push_id, order)
-            state = msgspec.structs.replace(state, scheduled=(*state.scheduled, planned))
-        self.states[row.subject_id] = state
 
 
 class Dispatcher:
@@ -282,7 +173,7 @@ class Dispatcher:
         `after`: the round this worker is still sending (`Worker`), whose results this claim
         cannot see. The pushes claimed now that those results could change are put back unsent,
         in their place in the queue (the claim's attempt undone), for a round that sees them
-        (`_Holding`): so a push to a device that has just answered 410 is not sent, none overtakes
+        (`Holding`): so a push to a device that has just answered 410 is not sent, none overtakes
         an earlier push to its subject, and a campaign those deliveries pause stops where it
         would have.
         """
@@ -291,27 +182,27 @@ class Dispatcher:
 
         claimed: list[Claim] = []
 
-        def claim_and_prepare(conn: Connection) -> tuple[list[tuple[Claim, _Send | None]], list[str], int]:
+        def claim_and_prepare(conn: Connection) -> tuple[list[tuple[Claim, Send | None]], list[str], int]:
             claims = claimed[:] = outbox.claim(conn, owner, now, lease, limit)
             if not claims:
                 return [], [], 0
             self._policy.refresh(conn)  # this process may not be the one that changed it
             try:
-                snapshot: _Round | None = self._snapshot(conn, claims, now)
+                snapshot: Round | None = self._snapshot(conn, claims, now)
             except Exception as exc:
                 if is_corrupt(exc):  # the writer undoes the unit; see `_set_aside_damaged`
                     raise
                 # One push whose data cannot be read must not hold back the round: read per push.
                 log.exception("dispatch round read failed; reading each push alone")
                 snapshot = None
-            steps: dict[str, tuple[PushWrites, _Send | None]] = {}
+            steps: dict[str, tuple[PushWrites, Send | None]] = {}
             written: list[PushWrites] = []
             # Read alone, a push reads the round's pushes written before it as they are (one being
             # sent is held, so counts as sent), and the rest, whose step is still to come or failed
             # (left to its lease), as waiting. Kept only then: with a snapshot it went unused, and
             # building it for each push cost a round of 256 pushes 65,536 steps.
             unwritten = dict.fromkeys(c.push_id for c in claims) if snapshot is None else {}
-            held = _Holding(conn, after, self._policy.settings)
+            held = Holding(conn, after, self._policy.settings)
             for c in claims:
                 prepare = partial(self._prepare, conn, c, now, snapshot, list(unwritten), held)
                 step = self._step("prepare", c.push_id, prepare)
@@ -354,7 +245,7 @@ class Dispatcher:
         return taken, Sending(partial(self._settling, owner, sends), sent, sends, overlaps)
 
     def _settling(
-        self, owner: str, sends: list[tuple[Claim, _Send]], results: list[list[DeliveryResult]]
+        self, owner: str, sends: list[tuple[Claim, Send]], results: list[list[DeliveryResult]]
     ) -> Settling:
         """The recording of a round's results, queued in the writer."""
         done = self._clock()
@@ -472,12 +363,12 @@ class Dispatcher:
 
     # -- step 1: decide again, inside the writer ---------------------------------------------
 
-    def _snapshot(self, conn: Connection, claims: list[Claim], now: datetime) -> _Round:
-        snapshot = _Round(conn, claims)
+    def _snapshot(self, conn: Connection, claims: list[Claim], now: datetime) -> Round:
+        snapshot = Round(conn, claims)
         self._read_subjects(conn, snapshot, now)
         return snapshot
 
-    def _read_subjects(self, conn: Connection, snapshot: _Round, now: datetime) -> None:
+    def _read_subjects(self, conn: Connection, snapshot: Round, now: datetime) -> None:
         snapshot.read_subjects(conn, self._store, now, self._settings.timezone, self._policy.settings)
 
     def _prepare(
@@ -485,12 +376,12 @@ class Dispatcher:
         conn: Connection,
         claim: Claim,
         now: datetime,
-        snapshot: _Round | None,
+        snapshot: Round | None,
         claimed: list[str],
         held: Callable[[PushRow], bool] = lambda row: False,
-    ) -> tuple[PushWrites, _Send | None]:
+    ) -> tuple[PushWrites, Send | None]:
         alone = snapshot is None
-        snapshot = snapshot or _Round(conn, [claim], claimed)
+        snapshot = snapshot or Round(conn, [claim], claimed)
         row = snapshot.rows.get(claim.push_id)
         if row is None or row.status in END_STATES:
             return PushWrites(push_id=claim.push_id, finish=True), None
@@ -531,7 +422,7 @@ class Dispatcher:
         if decision.outcome == "rejected" or late:
             return self._end(row, snapshot, "rejected", list(decision.reasons), claim.attempts), None
         if decision.outcome == "deferred" and decision.deliver_after is not None:
-            if _reached(row, snapshot):
+            if already_delivered(row, snapshot):
                 # A device has it: it stays the push the user has (its status, its planned time in
                 # their notifications and caps); only its retry to the other devices waits.
                 wait = Reschedule(row.push_id, decision.deliver_after, claim.attempts)
@@ -570,7 +461,7 @@ class Dispatcher:
         # transactional push, which no cap counts, keeps its planned time and has its `sent_at`
         # set instead, in no index: a backlog of them drained after an outage moved every one.
         sent_at = None
-        if _late(row, now) and not _reached(row, snapshot):
+        if _late(row, now) and not already_delivered(row, snapshot):
             sent_at = now
         if row.planned_at is not None:
             snapshot.replan(row, sent_at or datetime.fromisoformat(row.planned_at), sending=True)
@@ -585,7 +476,7 @@ class Dispatcher:
                 clear_final_reasons=deferred_here,
             ),
         )
-        return sending, _Send(
+        return sending, Send(
             tuple(_message(row, d, content, expires) for d in pending),
             recorded,
             row.campaign_id,
@@ -598,7 +489,7 @@ class Dispatcher:
     def _end(
         self,
         row: PushRow,
-        snapshot: _Round,
+        snapshot: Round,
         status: str,
         reasons: list[Reason] | None,
         attempts: int,
@@ -610,7 +501,7 @@ class Dispatcher:
         `attempts` are the claim's, so a round lost mid-send (its worker killed before the
         answers were written) stays counted: its sends may have reached the user, and a push
         ending `rejected` or `expired` with no attempt would read as one never sent."""
-        reached = _reached(row, snapshot)
+        reached = already_delivered(row, snapshot)
         status = "delivered" if reached else status
         if not reached:
             snapshot.replan(row, None)
@@ -630,7 +521,7 @@ class Dispatcher:
 
     # -- step 2: send ------------------------------------------------------------------------
 
-    def _send_all(self, send: _Send, last_start: datetime) -> asyncio.Future[list[DeliveryResult]]:
+    def _send_all(self, send: Send, last_start: datetime) -> asyncio.Future[list[DeliveryResult]]:
         """A push's sends, one per device, their tasks made now: a round's sends start, and take
         the provider's slots, in the order its pushes were claimed (earliest due first). Most
         pushes have one device, sent without a gather of its own (a gathering future less)."""
@@ -639,11 +530,11 @@ class Dispatcher:
         return asyncio.gather(*(self._send(m, send, last_start) for m in send.messages))
 
     async def _send_one(
-        self, message: DeliveryMessage, send: _Send, last_start: datetime
+        self, message: DeliveryMessage, send: Send, last_start: datetime
     ) -> list[DeliveryResult]:
         return [await self._send(message, send, last_start)]
 
-    async def _send(self, message: DeliveryMessage, send: _Send, last_start: datetime) -> DeliveryResult:
+    async def _send(self, message: DeliveryMessage, send: Send, last_start: datetime) -> DeliveryResult:
         """One send, asked of the breaker only once a connection is free for it: a round holds
         up to ten sends per push, and asked at the round's start, every send queued behind the
         first failing wave would still go to a provider known to be down, a timeout each. Nor
@@ -722,7 +613,7 @@ class Dispatcher:
     # -- step 3: record ----------------------------------------------------------------------
 
     def _settle(
-        self, claim: Claim, send: _Send, results: list[DeliveryResult], held: bool, now: datetime
+        self, claim: Claim, send: Send, results: list[DeliveryResult], held: bool, now: datetime
     ) -> PushWrites:
         """What one push's results write: their records, and the push ended or rescheduled."""
         retry_after, reopen = 0.0, 0.0
@@ -800,138 +691,8 @@ class Dispatcher:
         return writes
 
 
-class Sending:
-    """A round's sends under way (`Dispatcher.start_round`). Once `sent` is done, `settle` queues
-    the recording of their results. `subjects` are those of its pushes, `campaigns` their
-    campaigns with how many of the pushes each (`_Holding`).
-    `overlaps` says whether the lease lets the worker claim the next round before these sends
-    end."""
-
-    def __init__(
-        self,
-        settling: Callable[[list[list[DeliveryResult]]], Settling],
-        sent: asyncio.Future[list[list[DeliveryResult]]],
-        sends: list[tuple[Claim, _Send]],
-        overlaps: bool,
-    ) -> None:
-        self._settling = settling
-        self.sent = sent
-        self.subjects = frozenset(s.subject_id for _, s in sends)
-        self.campaigns = Counter(s.campaign_id for _, s in sends if s.campaign_id is not None)
-        self.overlaps = overlaps
-
-    def settle(self) -> Settling:
-        return self._settling(self.sent.result())
-
-
-class _Holding:
-    """Which of a claim's pushes wait for the round still sending (`after`), being judged
-    otherwise without its results: a push to a subject among its sends (a device may have
-    answered that its token is gone), and a push of a campaign among them that their deliveries
-    could pause (`may_pause_at_delivery`, asked once per campaign and claim). A subject with a
-    push held has its later pushes in the claim held too, so none overtakes it."""
-
-    def __init__(self, conn: Connection, after: Sending | None, policy: PolicySettings) -> None:
-        self._conn, self._after, self._policy = conn, after, policy
-        self._subjects = set() if after is None else set(after.subjects)
-        self._pausable: dict[str, bool] = {}
-
-    def __call__(self, row: PushRow) -> bool:
-        if self._after is None:
-            return False
-        if row.subject_id in self._subjects:
-            return True
-        campaign_id = row.campaign_id
-        deliveries = 0 if campaign_id is None else self._after.campaigns.get(campaign_id, 0)
-        if campaign_id is None or not deliveries:
-            return False
-        if campaign_id not in self._pausable:
-            self._pausable[campaign_id] = may_pause_at_delivery(
-                self._conn, campaign_id, deliveries, self._policy
-            )
-        if self._pausable[campaign_id] and row.subject_id is not None:
-            self._subjects.add(row.subject_id)
-        return self._pausable[campaign_id]
-
-
 class _Undone(Exception):
     """Raised by a unit to have the writer undo it: it was a trial (`Dispatcher._try_alone`)."""
-
-
-class Settling:
-    """A round's results on their way to the database. The sends happened: should the writer's
-    unit fail (a full disk, the write lock held elsewhere, an I/O error), the worker records them
-    again (`again`) rather than leave the pushes to their leases, which would send each again at
-    every lease and spend an attempt, until a push the provider took ended `failed`. The unit only
-    writes if it commits, so running it again is safe; what was recorded is not recorded again.
-
-    A page that fails its check (`is_corrupt`) is not an error that passes: recorded again whole,
-    the round failed for good, and the worker with it, which claims nothing while it records.
-    Then each push is recorded alone, and those whose recording meets the page are set aside
-    (`set_aside`): left to their leases they were sent again at every lease, to the same people."""
-
-    def __init__(
-        self,
-        writer: Writer,
-        work: Callable[[Sequence[int], Connection], list[str]],
-        set_aside: Callable[[Sequence[int], Connection], list[str]],
-        push_ids: list[str],
-        count: Callable[[list[str]], None],
-    ) -> None:
-        self._writer, self._work, self._set_aside, self._count = writer, work, set_aside, count
-        self._push_ids = push_ids
-        self._left = list(range(len(push_ids)))  # the round's pushes not recorded yet, by index
-        self.recorded = self._submit(self._left)
-
-    def again(self) -> None:
-        failure = None if self.recorded.cancelled() else self.recorded.exception()
-        if failure is not None and is_corrupt(failure):
-            self.recorded = asyncio.ensure_future(self._each_alone())
-        else:
-            self.recorded = self._submit(self._left)
-
-    def _submit(self, pushes: Sequence[int]) -> asyncio.Future[list[str]]:
-        chosen = list(pushes)
-        recorded = self._writer.submit(partial(self._work, chosen))
-        recorded.add_done_callback(partial(self._counted, chosen))
-        return recorded
-
-    def _counted(self, chosen: list[int], recorded: asyncio.Future[list[str]]) -> None:
-        if not recorded.cancelled() and recorded.exception() is None:
-            recorded_now = set(chosen)
-            self._left = [i for i in self._left if i not in recorded_now]
-            self._count(recorded.result())
-
-    async def _each_alone(self) -> list[str]:
-        alone = [(i, self._submit([i])) for i in self._left]
-        await asyncio.wait([recorded for _, recorded in alone])
-        ends: list[str] = []
-        damaged: list[int] = []
-        failure: BaseException | None = None
-        for i, recorded in alone:
-            exc = recorded.exception()
-            if exc is None:
-                ends += recorded.result()
-            elif is_corrupt(exc):
-                damaged.append(i)
-            else:
-                failure = failure or exc
-        if damaged:
-            # Should this fail too (the outbox's own page), `again` tries these again: the outbox
-            # damaged stops delivery until the file is restored, whatever is done here.
-            taken = await self._writer.submit(partial(self._set_aside, damaged))
-            gone = set(damaged)
-            self._left = [i for i in self._left if i not in gone]
-            for i in damaged:
-                push_id = self._push_ids[i]
-                then = "taken, none to try again: not sent again" if push_id in taken else "tried again later"
-                log.error(
-                    f"a push's results could not be recorded: a page they need fails its check; {then}",
-                    extra={"push_id": push_id},
-                )
-        if failure is not None:
-            raise failure  # one that passes (a full disk): `again` records what is left
-        return ends
 
 
 def _ends(written: list[PushWrites]) -> list[str]:
@@ -955,11 +716,6 @@ def _undoable(conn: Connection, work: Callable[[], object]) -> Exception | None:
 def _late(row: PushRow, now: datetime) -> bool:
     """Sent more than a minute after the time it is counted at."""
     return row.planned_at is not None and now - datetime.fromisoformat(row.planned_at) > SEND_LAG
-
-
-def _reached(row: PushRow, snapshot: _Round) -> bool:
-    """A device of the user's already has the push."""
-    return "delivered" in snapshot.recorded[row.push_id].values()
 
 
 def _too_late(decision: Decision, expires: datetime) -> bool:
