@@ -337,6 +337,30 @@ def test_es256_config_works(es_client: TestClient[Litestar], es_key: ec.Elliptic
 
 
 @pytest.mark.parametrize(
+    ("private", "algorithm"),
+    [
+        pytest.param(ed25519.Ed25519PrivateKey.generate, "EdDSA", id="Ed25519"),
+        pytest.param(lambda: ec.generate_private_key(ec.SECP256R1()), "ES256", id="ES256"),
+    ],
+)
+def test_a_configured_audience_is_enforced_with_a_public_key(
+    data_dir: Path, tmp_path: Path, private: Callable[[], Any], algorithm: str
+) -> None:
+    """CGW_JWT_AUDIENCE whichever way tokens are checked: a public key's verifier is made apart
+    from the secret's."""
+    key = private()
+    pem_file = tmp_path / "idp-public.pem"
+    pem_file.write_bytes(_pem(key.public_key()))
+    settings = Settings(
+        data_dir=data_dir, worker_enabled=False, jwt_public_key_file=pem_file, jwt_audience="wallet"
+    )
+    with TestClient(create_app(settings)) as client:
+        ours = jwt.encode(_claims(aud="wallet"), key, algorithm=algorithm)
+        assert client.get(ME, headers=_bearer(ours)).status_code == 200
+        _assert_401(client.get(ME, headers=_bearer(jwt.encode(_claims(), key, algorithm=algorithm))))
+
+
+@pytest.mark.parametrize(
     "private",
     [
         pytest.param(lambda: ec.generate_private_key(ec.SECP384R1()), id="P-384"),

@@ -22,10 +22,12 @@ pytestmark = pytest.mark.slow
 CLI = str(Path(sys.executable).with_name("consent-gateway"))
 
 
-def _token(data: Path, user_id: bytes) -> subprocess.CompletedProcess[bytes]:
+def _token(
+    data: Path, user_id: bytes, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
         [CLI.encode(), b"token", user_id, b"--data-dir", str(data).encode()],
-        env={},
+        env=env or {},
         capture_output=True,
         timeout=60,
     )
@@ -58,3 +60,15 @@ def test_a_token_printed_is_one_the_server_accepts(tmp_path: Path) -> None:
     keys = KeyStore.load(tmp_path / "keys.json")
     tokens = UserTokens(audience="consent-gateway", secret=keys.jwt_dev_secret)
     assert tokens.verify(done.stdout.decode().strip(), system_clock()) == user_id
+
+
+def test_the_token_carries_the_configured_audience(tmp_path: Path) -> None:
+    """Every command reads the same variables: a token for a gateway whose CGW_JWT_AUDIENCE is
+    set must be one that gateway accepts."""
+    done = _token(tmp_path, b"alice", {"CGW_JWT_AUDIENCE": "wallet"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    token = done.stdout.decode().strip()
+    keys = KeyStore.load(tmp_path / "keys.json")
+    assert UserTokens(audience="wallet", secret=keys.jwt_dev_secret).verify(token, system_clock()) == "alice"
+    with pytest.raises(NotAuthenticated):
+        UserTokens(audience="consent-gateway", secret=keys.jwt_dev_secret).verify(token, system_clock())
