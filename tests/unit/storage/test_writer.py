@@ -393,7 +393,10 @@ def test_a_lock_held_by_another_connection_is_waited_out_without_blocking_the_lo
             gaps.append(now - last)
             last = now
         assert not task.done()  # still waiting for the other connection
-        assert max(gaps) < 0.05, gaps
+        # A writer that waited inside SQLite would hold the loop for the whole busy timeout (5 s);
+        # the bound is far from that and from a loaded host's scheduling delays (one of 50 ms
+        # failed a run on a busy 2-core machine).
+        assert max(gaps) < 1.0, gaps
         other.execute("COMMIT")
         await _within(task, "run after the other connection committed")
 
