@@ -551,10 +551,14 @@ def test_a_slow_rounds_results_that_cannot_be_recorded_hold_back_the_next_claims
     as_user: Callable[[str], Headers],
     as_key: Callable[..., Headers],
     monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Regression (review of 1de52a3): a slow round went on alone, its results could not be
     recorded (the write lock held elsewhere, as a full disk does) past the push's lease, and the
-    same worker, claiming meanwhile, took the push back (its owner still) and sent it again."""
+    same worker, claiming meanwhile, took the push back (its owner still) and sent it again.
+    The steps are timed by sleeps, so the test also checks that the recording did fail: a lock
+    taken too late would let it pass with nothing tested."""
+    caplog.set_level(logging.ERROR, logger="gateway.worker")
     monkeypatch.setattr(storage.connections, "BUSY_TIMEOUT_MS", 20)
     monkeypatch.setattr("gateway.worker.IDLE_SECONDS", 0.02)
     answered = slow_first_answer(hook, 1.5).started
@@ -583,6 +587,8 @@ def test_a_slow_rounds_results_that_cannot_be_recorded_hold_back_the_next_claims
         client.blocking_portal.call(worker.stop)
         running.result(timeout=15)
     assert hook.push_ids == [push_id]
+    failures = [r for r in caplog.records if "recording a delivery round's results failed" in r.getMessage()]
+    assert failures, "the lock was taken after the results were recorded: the race was not run"
 
 
 def test_with_a_lease_shorter_than_twice_a_send_a_slow_round_is_waited_for(
