@@ -39,7 +39,9 @@ class AdminController(Controller):
     tags = ["admin"]  # noqa: RUF012
 
     @post(
-        "/keys", operation_id="createApiKey", dto=Strict[ApiKeyCreate], return_dto=None, status_code=201,
+        "/keys",
+        summary="Create an API key (its secret is shown once)",
+        operation_id="createApiKey", dto=Strict[ApiKeyCreate], return_dto=None, status_code=201,
         responses=refusals(400, 413),
     )  # fmt: skip
     async def create_key(
@@ -51,7 +53,12 @@ class AdminController(Controller):
         key, secret = await runtime.api_keys.create(data.name, scopes, request.user.actor)
         return ApiKeyCreated(key.key_id, key.name, list(key.scopes), secret, rfc3339_text(key.created_at))
 
-    @get("/keys", operation_id="listApiKeys", responses=refusals())
+    @get(
+        "/keys",
+        summary="Every API key with its scopes, never a secret",
+        operation_id="listApiKeys",
+        responses=refusals(),
+    )
     async def list_keys(self, runtime: RuntimeDep) -> list[ApiKeyRead]:
         """Every API key, oldest first, revoked ones too (`revoked_at`); never a secret."""
         return [
@@ -66,7 +73,9 @@ class AdminController(Controller):
         ]
 
     @delete(
-        "/keys/{key_id:str}", operation_id="revokeApiKey", status_code=HTTP_204_NO_CONTENT,
+        "/keys/{key_id:str}",
+        summary="Revoke an API key",
+        operation_id="revokeApiKey", status_code=HTTP_204_NO_CONTENT,
         responses=refusals(400, why={
             404: "No live API key has this id.",
             409: "This is the last live key with scope `admin`: create another before revoking it.",
@@ -77,7 +86,13 @@ class AdminController(Controller):
     ) -> None:
         await runtime.api_keys.revoke(key_id, request.user.actor)
 
-    @get("/policy", operation_id="getPolicy", response_headers=[ETAG], responses=refusals())
+    @get(
+        "/policy",
+        summary="The policy in force and its version",
+        operation_id="getPolicy",
+        response_headers=[ETAG],
+        responses=refusals(),
+    )
     async def get_policy(self, runtime: RuntimeDep) -> Response[PolicyRead]:
         """Read afresh: another process may have changed the policy, and an ETag this process had
         cached would then be refused by every `If-Match` built from it."""
@@ -86,6 +101,7 @@ class AdminController(Controller):
 
     @put(
         "/policy",
+        summary="Change the policy defaults (a new version)",
         operation_id="putPolicy",
         dto=Strict[PolicySettings],
         return_dto=None,
@@ -115,7 +131,9 @@ class AdminController(Controller):
         return _policy_answer(v)
 
     @post(
-        "/keys/rotate-encryption", operation_id="rotateEncryptionKey", status_code=200,
+        "/keys/rotate-encryption",
+        summary="Rotate the key-encryption key and re-wrap every data key",
+        operation_id="rotateEncryptionKey", status_code=200,
         responses=refusals(why={
             409: "The key store cannot be written (a read-only mount, a full disk): nothing was rotated.",
         }),

@@ -281,7 +281,12 @@ class AuditController(Controller):
     middleware = [AccessLogMiddleware()]  # noqa: RUF012
     tags = ["audit"]  # noqa: RUF012
 
-    @get("/consent-events", operation_id="auditConsentEvents", responses=refusals(400))
+    @get(
+        "/consent-events",
+        summary="Consent events from the ledger, by subject, purpose or time",
+        operation_id="auditConsentEvents",
+        responses=refusals(400),
+    )
     async def consent_events(
         self, request: AuditRequest, runtime: RuntimeDep, subject_ref: SubjectRef = None,
         user_id: Annotated[str | None, QueryParameter(min_length=1, max_length=128)] = None,
@@ -295,7 +300,9 @@ class AuditController(Controller):
         return _counted(request, page, len(page.events))
 
     @get(
-        "/subjects/{subject_ref:str}", operation_id="auditSubject",
+        "/subjects/{subject_ref:str}",
+        summary="One subject's consent history, by subject_ref",
+        operation_id="auditSubject",
         responses=refusals(400, why={404: "No subject, live or erased, has this subject_ref."}),
     )  # fmt: skip
     async def subject(
@@ -306,7 +313,12 @@ class AuditController(Controller):
         answer = runtime.audit.subject(subject_ref, _moment(at, "at"))
         return _counted(request, answer, len(answer.history))
 
-    @get("/decisions", operation_id="auditDecisions", responses=refusals(400))
+    @get(
+        "/decisions",
+        summary="Push decisions with their reasons and policy version",
+        operation_id="auditDecisions",
+        responses=refusals(400),
+    )
     async def decisions(
         self, request: AuditRequest, runtime: RuntimeDep, push_id: Code = None, campaign_id: Code = None,
         subject_ref: SubjectRef = None,
@@ -320,7 +332,12 @@ class AuditController(Controller):
         )  # fmt: skip
         return _counted(request, page, len(page.decisions))
 
-    @get("/complaints", operation_id="auditComplaints", responses=refusals(400))
+    @get(
+        "/complaints",
+        summary="Complaints and how they were handled (no text)",
+        operation_id="auditComplaints",
+        responses=refusals(400),
+    )
     async def complaints(
         self, request: AuditRequest, runtime: RuntimeDep, status: FromQuery[ComplaintStatus | None] = None,
         reason: FromQuery[ComplaintReason | None] = None, campaign_id: Code = None, start: From = None,
@@ -332,19 +349,29 @@ class AuditController(Controller):
         )  # fmt: skip
         return _counted(request, page, len(page.complaints))
 
-    @get("/ledger/verify", operation_id="verifyLedger", responses=refusals())
+    @get(
+        "/ledger/verify",
+        summary="Verify the whole ledger: its chain and its checkpoints",
+        operation_id="verifyLedger",
+        responses=refusals(),
+    )
     async def verify(self, request: AuditRequest, runtime: RuntimeDep) -> VerifyResult:
         result = await runtime.audit.ledger.verify()
         return _counted(request, result, result.events)
 
     @get(
-        "/ledger/checkpoint", operation_id="getLedgerCheckpoint", responses=refusals(why={409: LEDGER_BROKEN})
+        "/ledger/checkpoint",
+        summary="The latest signed checkpoint of the ledger's Merkle tree",
+        operation_id="getLedgerCheckpoint",
+        responses=refusals(why={409: LEDGER_BROKEN}),
     )
     async def checkpoint(self, request: AuditRequest, runtime: RuntimeDep) -> CheckpointRead:
         return _counted(request, await runtime.audit.ledger.checkpoint(), 1)
 
     @get(
-        "/ledger/proof/inclusion", operation_id="getInclusionProof",
+        "/ledger/proof/inclusion",
+        summary="An inclusion proof of one ledger event (RFC 6962)",
+        operation_id="getInclusionProof",
         responses=refusals(400, why={409: LEDGER_BROKEN}),
     )  # fmt: skip
     async def inclusion(
@@ -353,7 +380,9 @@ class AuditController(Controller):
         return _counted(request, await runtime.audit.ledger.inclusion(int(seq), int(size)), 1)
 
     @get(
-        "/ledger/proof/consistency", operation_id="getConsistencyProof",
+        "/ledger/proof/consistency",
+        summary="A consistency proof between two tree sizes (RFC 6962)",
+        operation_id="getConsistencyProof",
         responses=refusals(400, why={409: LEDGER_BROKEN}),
     )  # fmt: skip
     async def consistency(
@@ -363,7 +392,9 @@ class AuditController(Controller):
         return _counted(request, await runtime.audit.ledger.consistency(int(first), int(second)), 1)
 
     @get(
-        "/policy/versions/{version:str}", operation_id="auditPolicyVersion",
+        "/policy/versions/{version:str}",
+        summary="One policy version as it was in force",
+        operation_id="auditPolicyVersion",
         responses=refusals(400, why={404: "No policy version has this number."}),
     )  # fmt: skip
     async def policy_version(
@@ -373,14 +404,24 @@ class AuditController(Controller):
         they were judged by (`policy_version`, `final_policy_version`)."""
         return _counted(request, runtime.policy.read_version(int(version)), 1)
 
-    @get("/access-log", operation_id="auditAccessLog", responses=refusals(400))
+    @get(
+        "/access-log",
+        summary="Who read what through the Audit API",
+        operation_id="auditAccessLog",
+        responses=refusals(400),
+    )
     async def access_log(
         self, request: AuditRequest, runtime: RuntimeDep, cursor: Cursor = None, limit: Limit = "100"
     ) -> AccessLogPage:
         page = runtime.audit.access_log(cursor, int(limit))
         return _counted(request, page, len(page.entries))
 
-    @get("/admin-log", operation_id="auditAdminLog", responses=refusals(400))
+    @get(
+        "/admin-log",
+        summary="Who changed keys, policy or campaigns",
+        operation_id="auditAdminLog",
+        responses=refusals(400),
+    )
     async def admin_log(
         self, request: AuditRequest, runtime: RuntimeDep, cursor: Cursor = None, limit: Limit = "100"
     ) -> AdminLogPage:
@@ -389,7 +430,12 @@ class AuditController(Controller):
         page = runtime.audit.admin_log(cursor, int(limit))
         return _counted(request, page, len(page.entries))
 
-    @get("/export", operation_id="exportAudit", responses=refusals(400, why={409: LEDGER_BROKEN}))
+    @get(
+        "/export",
+        summary="A signed bundle of events in a time range",
+        operation_id="exportAudit",
+        responses=refusals(400, why={409: LEDGER_BROKEN}),
+    )
     async def export(
         self, request: AuditRequest, runtime: RuntimeDep, start: From = None, end: To = None
     ) -> ExportRead:

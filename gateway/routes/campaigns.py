@@ -26,7 +26,9 @@ class CampaignController(Controller):
     tags = ["campaigns"]  # noqa: RUF012
 
     @post(
-        "/", operation_id="createCampaign", dto=Strict[CampaignCreate], return_dto=None, status_code=201,
+        "/",
+        summary="Create a campaign for a marketing topic",
+        operation_id="createCampaign", dto=Strict[CampaignCreate], return_dto=None, status_code=201,
         guards=[CAMPAIGNS_WRITE.guard], responses=refusals(400, 413),
     )  # fmt: skip
     async def create(
@@ -36,14 +38,18 @@ class CampaignController(Controller):
         return CampaignCreated(campaign.campaign_id)
 
     @get(
-        "/{campaign_id:str}", operation_id="getCampaign", guards=[CAMPAIGNS_READ.guard],
+        "/{campaign_id:str}",
+        summary="A campaign's status and why it was paused",
+        operation_id="getCampaign", guards=[CAMPAIGNS_READ.guard],
         responses=refusals(400, why=NO_SUCH_CAMPAIGN),
     )  # fmt: skip
     async def read(self, runtime: RuntimeDep, campaign_id: FromPath[str]) -> CampaignRead:
         return runtime.campaigns.read(campaign_id)
 
     @get(
-        "/{campaign_id:str}/stats", operation_id="getCampaignStats",
+        "/{campaign_id:str}/stats",
+        summary="A campaign's counts by outcome, variant and event",
+        operation_id="getCampaignStats",
         guards=[CAMPAIGNS_READ.guard], responses=refusals(400, why=NO_SUCH_CAMPAIGN),
     )  # fmt: skip
     async def stats(
@@ -57,7 +63,9 @@ class CampaignController(Controller):
         return await runtime.stats.campaign(campaign_id, metric, control)
 
     @post(
-        "/{campaign_id:str}/pause", operation_id="pauseCampaign", status_code=200,
+        "/{campaign_id:str}/pause",
+        summary="Pause a campaign: its queued pushes stop",
+        operation_id="pauseCampaign", status_code=200,
         guards=[CAMPAIGN_OPERATORS.guard], responses=refusals(400, why=NO_SUCH_CAMPAIGN),
     )  # fmt: skip
     async def pause(
@@ -67,7 +75,9 @@ class CampaignController(Controller):
         return await runtime.campaigns.pause(campaign_id, request.user.actor)
 
     @post(
-        "/{campaign_id:str}/resume", operation_id="resumeCampaign", status_code=200,
+        "/{campaign_id:str}/resume",
+        summary="Resume a paused campaign",
+        operation_id="resumeCampaign", status_code=200,
         guards=[CAMPAIGN_OPERATORS.guard],
         responses=refusals(400, why={
             **NO_SUCH_CAMPAIGN,

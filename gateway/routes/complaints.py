@@ -23,14 +23,18 @@ class ComplaintController(Controller):
     tags = ["complaints"]  # noqa: RUF012
 
     @post(
-        "/{complaint_id:str}/acknowledge", operation_id="acknowledgeComplaint", status_code=200,
+        "/{complaint_id:str}/acknowledge",
+        summary="Acknowledge a complaint",
+        operation_id="acknowledgeComplaint", status_code=200,
         responses=refusals(400, why={**NO_SUCH_COMPLAINT, 409: "The complaint is not `open`."}),
     )  # fmt: skip
     async def acknowledge(self, runtime: RuntimeDep, complaint_id: FromPath[str]) -> ComplaintRead:
         return await runtime.complaints.acknowledge(complaint_id)
 
     @post(
-        "/{complaint_id:str}/resolve", operation_id="resolveComplaint", status_code=200,
+        "/{complaint_id:str}/resolve",
+        summary="Resolve a complaint with an answer the user sees",
+        operation_id="resolveComplaint", status_code=200,
         dto=Strict[Resolution], return_dto=None,
         responses=refusals(400, 413, why={**NO_SUCH_COMPLAINT, 409: "The complaint is not `acknowledged`."}),
     )  # fmt: skip

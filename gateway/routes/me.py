@@ -66,12 +66,19 @@ class MeController(Controller):
     guards = [USER.guard]  # noqa: RUF012
     tags = ["preference center"]  # noqa: RUF012
 
-    @get("/preferences", operation_id="getPreferences", responses=refusals())
+    @get(
+        "/preferences",
+        summary="My preferences, consents and their version",
+        operation_id="getPreferences",
+        responses=refusals(),
+    )
     async def get_preferences(self, request: UserRequest, runtime: RuntimeDep) -> PreferencesRead:
         return runtime.preferences.read(_ref(request))
 
     @patch(
-        "/preferences", operation_id="updatePreferences", dto=Strict[PreferencesUpdate], return_dto=None,
+        "/preferences",
+        summary="Change my topics, quiet hours, caps, time zone or language",
+        operation_id="updatePreferences", dto=Strict[PreferencesUpdate], return_dto=None,
         responses=refusals(400, 413, 429),
     )  # fmt: skip
     async def update_preferences(
@@ -80,7 +87,9 @@ class MeController(Controller):
         return await runtime.preferences.update(_changing(request, runtime), data, request.user.actor)
 
     @put(
-        "/consents/{purpose:str}", operation_id="setConsent", dto=Strict[ConsentUpdate], return_dto=None,
+        "/consents/{purpose:str}",
+        summary="Grant or withdraw a consent; returns a signed receipt",
+        operation_id="setConsent", dto=Strict[ConsentUpdate], return_dto=None,
         responses=refusals(400, 413, 429),
     )  # fmt: skip
     async def set_consent(
@@ -100,12 +109,19 @@ class MeController(Controller):
             _changing(request, runtime), purpose, data, actor=request.user.actor, source="preference_center"
         )
 
-    @get("/consents/history", operation_id="getConsentHistory", responses=refusals())
+    @get(
+        "/consents/history",
+        summary="My consent changes, oldest first, each with its receipt id",
+        operation_id="getConsentHistory",
+        responses=refusals(),
+    )
     async def consent_history(self, request: UserRequest, runtime: RuntimeDep) -> list[ConsentEvent]:
         return runtime.preferences.history(_ref(request))
 
     @post(
-        "/devices", operation_id="registerDevice", dto=Strict[DeviceCreate], return_dto=None, status_code=201,
+        "/devices",
+        summary="Register a device to receive pushes",
+        operation_id="registerDevice", dto=Strict[DeviceCreate], return_dto=None, status_code=201,
         responses={
             200: ResponseSpec(
                 DeviceCreated, description="The token was registered already: its device.",
@@ -122,19 +138,28 @@ class MeController(Controller):
         device_id, created = await runtime.devices.register(_changing(request, runtime), data)
         return Response(DeviceCreated(device_id), status_code=HTTP_201_CREATED if created else HTTP_200_OK)
 
-    @get("/devices", operation_id="listDevices", responses=refusals())
+    @get(
+        "/devices",
+        summary="My devices (a hint of each token, never the token)",
+        operation_id="listDevices",
+        responses=refusals(),
+    )
     async def list_devices(self, request: UserRequest, runtime: RuntimeDep) -> list[DeviceRead]:
         return runtime.devices.list(_ref(request))
 
     @delete(
-        "/devices/{device_id:str}", operation_id="deleteDevice", status_code=HTTP_204_NO_CONTENT,
+        "/devices/{device_id:str}",
+        summary="Remove one of my devices",
+        operation_id="deleteDevice", status_code=HTTP_204_NO_CONTENT,
         responses=refusals(400, 429, why={404: "The user has no device with this id."}),
     )  # fmt: skip
     async def delete_device(self, request: UserRequest, runtime: RuntimeDep, device_id: DeviceId) -> None:
         await runtime.devices.remove(_changing(request, runtime), device_id)
 
     @put(
-        "/location", operation_id="setLocation", dto=Strict[LocationUpdate], return_dto=None,
+        "/location",
+        summary="Share my location (kept as a coarse geohash)",
+        operation_id="setLocation", dto=Strict[LocationUpdate], return_dto=None,
         responses=refusals(400, 413, 429, why={409: "The user has not granted `location` consent."}),
     )  # fmt: skip
     async def set_location(
@@ -142,12 +167,18 @@ class MeController(Controller):
     ) -> LocationRead:
         return await runtime.devices.set_location(_changing(request, runtime), data)
 
-    @get("/notifications", operation_id="listMyNotifications", responses=refusals())
+    @get(
+        "/notifications",
+        summary="The pushes accepted for me, newest first, and why each was allowed",
+        operation_id="listMyNotifications",
+        responses=refusals(),
+    )
     async def notifications(self, request: UserRequest, runtime: RuntimeDep) -> list[NotificationRead]:
         return runtime.pushes.notifications(_ref(request))
 
     @post(
         "/complaints",
+        summary="Complain about a push or the messaging",
         operation_id="fileComplaint",
         dto=Strict[ComplaintCreate],
         return_dto=None,
@@ -159,12 +190,19 @@ class MeController(Controller):
     ) -> ComplaintCreated:
         return await runtime.complaints.file(_changing(request, runtime), data, request.user.actor)
 
-    @get("/complaints", operation_id="listMyComplaints", responses=refusals())
+    @get(
+        "/complaints",
+        summary="My complaints and their answers",
+        operation_id="listMyComplaints",
+        responses=refusals(),
+    )
     async def list_complaints(self, request: UserRequest, runtime: RuntimeDep) -> list[ComplaintRead]:
         return runtime.complaints.list_own(_ref(request))
 
     @post(
-        "/pushes/{push_id:str}/events", operation_id="recordPushEvent", status_code=201,
+        "/pushes/{push_id:str}/events",
+        summary="Report that a push was opened, clicked or dismissed",
+        operation_id="recordPushEvent", status_code=201,
         dto=Strict[EventCreate], return_dto=None,
         responses={
             200: ResponseSpec(
@@ -180,10 +218,21 @@ class MeController(Controller):
         recorded = await runtime.complaints.record_event(_ref(request), push_id, data.type)
         return Response(recorded, status_code=HTTP_201_CREATED if recorded.recorded else HTTP_200_OK)
 
-    @get("/export", operation_id="exportMyData", responses=refusals())
+    @get(
+        "/export",
+        summary="Export everything held about me",
+        operation_id="exportMyData",
+        responses=refusals(),
+    )
     async def export(self, request: UserRequest, runtime: RuntimeDep) -> ExportRead:
         return await runtime.rights.export(_ref(request))
 
-    @delete("/", operation_id="eraseMe", status_code=HTTP_204_NO_CONTENT, responses=refusals())
+    @delete(
+        "/",
+        summary="Erase me: my data keys and personal data, for good",
+        operation_id="eraseMe",
+        status_code=HTTP_204_NO_CONTENT,
+        responses=refusals(),
+    )
     async def erase(self, request: UserRequest, runtime: RuntimeDep) -> None:
         await runtime.rights.erase(_ref(request), request.user.actor)

@@ -35,7 +35,9 @@ def _unwell(description: str) -> dict[int, ResponseSpec]:
 
 
 @get(
-    "/healthz", opt=PUBLIC, security=ANONYMOUS, operation_id="health", tags=["operations"],
+    "/healthz",
+    summary="Liveness: the process answers",
+    opt=PUBLIC, security=ANONYMOUS, operation_id="health", tags=["operations"],
     responses=_unwell("Storage has failed for good (`checks.storage`: `failed`): restart the process."),
 )  # fmt: skip
 async def healthz(runtime: RuntimeDep) -> Response[Health]:
@@ -48,7 +50,9 @@ async def healthz(runtime: RuntimeDep) -> Response[Health]:
 
 
 @get(
-    "/readyz", opt=PUBLIC, security=ANONYMOUS, operation_id="ready", tags=["operations"],
+    "/readyz",
+    summary="Readiness: keys load, both databases take a write",
+    opt=PUBLIC, security=ANONYMOUS, operation_id="ready", tags=["operations"],
     responses=_unwell("Not ready: a write would not be kept; `checks` names what failed."),
 )  # fmt: skip
 async def readyz(runtime: RuntimeDep) -> Response[Health]:
@@ -71,6 +75,7 @@ async def readyz(runtime: RuntimeDep) -> Response[Health]:
 
 @get(
     "/metrics",
+    summary="Prometheus metrics (counts only, no identities)",
     opt=PUBLIC,
     security=ANONYMOUS,
     operation_id="metrics",
@@ -83,7 +88,9 @@ async def metrics(metrics: MetricsDep) -> bytes:
 
 
 @get(
-    "/.well-known/jwks.json", opt=PUBLIC, security=ANONYMOUS, operation_id="jwks", tags=["operations"],
+    "/.well-known/jwks.json",
+    summary="The public keys that verify receipts, checkpoints and exports",
+    opt=PUBLIC, security=ANONYMOUS, operation_id="jwks", tags=["operations"],
     responses=UNAVAILABLE,
 )  # fmt: skip
 async def jwks(runtime: RuntimeDep) -> dict[str, Any]:

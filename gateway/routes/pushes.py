@@ -42,7 +42,9 @@ class PushController(Controller):
     tags = ["push API"]  # noqa: RUF012
 
     @post(
-        "/", operation_id="submitPush", dto=Strict[PushCreate], return_dto=None, status_code=200,
+        "/",
+        summary="Submit one push: decided at once, queued, deferred or rejected",
+        operation_id="submitPush", dto=Strict[PushCreate], return_dto=None, status_code=200,
         guards=[PUSHES_WRITE.guard], responses=SUBMISSION_REFUSALS,
     )  # fmt: skip
     async def submit(
@@ -51,7 +53,9 @@ class PushController(Controller):
         return await runtime.pushes.submit(_key_id(request), data)
 
     @post(
-        "/batch", operation_id="submitPushBatch", dto=Strict[BatchCreate], return_dto=None, status_code=200,
+        "/batch",
+        summary="Submit up to 10,000 pushes in one request",
+        operation_id="submitPushBatch", dto=Strict[BatchCreate], return_dto=None, status_code=200,
         guards=[PUSHES_WRITE.guard], request_max_body_size=BATCH_BODY_LIMIT,
         responses=SUBMISSION_REFUSALS,
     )  # fmt: skip
@@ -61,7 +65,7 @@ class PushController(Controller):
         return await runtime.pushes.submit_batch(_key_id(request), data.pushes)
 
     @get(
-        "/{push_id:str}", operation_id="getPush",
+        "/{push_id:str}", summary="A push's status, reasons and attempts", operation_id="getPush",
         guards=[PUSH_READERS.guard],
         responses=refusals(400, why={404: READ_PUSH}),
     )  # fmt: skip

@@ -41,3 +41,24 @@ def test_every_route_is_in_the_changelog(path: str) -> None:
     assert plain in PARAM.sub("{}", CHANGELOG) or f"`{last}`" in CHANGELOG, (
         f"CHANGELOG.md does not mention {path}"
     )
+
+
+def _documented_operations() -> list[tuple[str, str, str | None]]:
+    return sorted(
+        (route.path, method, handler.summary)
+        for route in create_app(Settings()).routes
+        for handler in getattr(route, "route_handlers", [])
+        if handler.include_in_schema
+        and route.path.startswith(("/v1/", "/healthz", "/readyz", "/metrics", "/.well"))
+        for method in handler.http_methods
+        if method != "OPTIONS"
+    )
+
+
+@pytest.mark.parametrize(("path", "method", "summary"), _documented_operations())
+def test_every_operation_says_what_it_does_in_the_openapi_document(
+    path: str, method: str, summary: str | None
+) -> None:
+    """`/schema` is the API's reference: a summary there is a sentence, not the handler's name."""
+    assert summary is not None, f"{method} {path} has no summary"
+    assert " " in summary, f"{method} {path}: {summary!r} reads as a name, not what the operation does"
