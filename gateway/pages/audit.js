@@ -8,6 +8,7 @@
   const KEY = "cgw.audit.key";
   const app = document.getElementById("app");
   const status = document.getElementById("status");
+  CGW.keepFocusClearOf(status);
   let key = tabStore.get(KEY);
 
   // Each listing: its route, the array in its answer, the filters it takes and the columns shown.

@@ -87,5 +87,12 @@ const CGW = (() => {
     },
   };
 
-  return { el, api, ApiError, download, errorText, tabStore };
+  // The status bar stays at the top of the window (sticky) so a message is seen wherever the
+  // person is; the page scrolls a control that takes the focus clear of it, not under it.
+  function keepFocusClearOf(bar) {
+    const clear = () => { document.documentElement.style.scrollPaddingTop = `${bar.offsetHeight}px`; };
+    new ResizeObserver(clear).observe(bar);
+  }
+
+  return { el, api, ApiError, download, errorText, tabStore, keepFocusClearOf };
 })();

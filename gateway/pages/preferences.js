@@ -11,6 +11,7 @@
   const TOPIC_NEEDS = JSON.parse(document.documentElement.dataset.topicNeeds);
   const app = document.getElementById("app");
   const status = document.getElementById("status");
+  CGW.keepFocusClearOf(status);
   let lang = firstLanguage();
   let token = takeToken();
 
@@ -186,12 +187,12 @@
     }
   }
 
-  function signOut(message) {
+  function signOut(message, kind = "ok") {
     tabStore.remove(TOKEN_KEY);
     token = null;
     lang = firstLanguage();  // the person leaving chose theirs; the next one's comes with their view
     renderSignIn();
-    say(message);
+    say(message, kind);
   }
 
   // A load begun before another person signed in (a second link, the form) ends quietly, its
@@ -260,7 +261,16 @@
       tabStore.set(TOKEN_KEY, token);
       app.removeAttribute("aria-busy");  // a change of the person before may still be in flight
       status.replaceChildren();
-      load().catch(fail);
+      const asked = token;
+      // A token pasted here and refused was never a session: said as the error it is, with the
+      // focus back on the field, not as "your session has ended".
+      load().catch((error) => {
+        if (!(error instanceof ApiError && error.status === 401) || token !== asked) return fail(error);
+        signOut(t("token_refused"), "error");
+        const field = document.getElementById("token");
+        field.setAttribute("aria-invalid", "true");
+        field.focus();
+      });
     };
     input.addEventListener("keydown", (event) => event.key === "Enter" && go());
     app.replaceChildren(
@@ -384,7 +394,15 @@
     // Up to the system cap, which the gateway checks (3 unless an admin changed it).
     const perWeek = el("input", { type: "number", id: "max-per-week", min: 0, value: state.frequency.max_per_week });
     const zones = typeof Intl.supportedValuesOf === "function" ? Intl.supportedValuesOf("timeZone") : [];
-    const timezone = el("input", { id: "timezone", list: "zones", value: state.timezone, autocomplete: "off" });
+    // The saved zone decides when quiet hours and a day's limit begin; one that is not this
+    // device's (the gateway's default, UTC, for a person who never chose) is said, with a way to
+    // take the device's.
+    const device = Intl.DateTimeFormat().resolvedOptions().timeZone;
+    const differs = Boolean(device) && device !== state.timezone && (!zones.length || zones.includes(device));
+    const timezone = el("input", {
+      id: "timezone", list: "zones", value: state.timezone, autocomplete: "off",
+      "aria-describedby": differs ? "zone-differs" : null,
+    });
     const fields = { quiet_hours: start, "quiet_hours.end": end, frequency: perWeek, timezone };
     for (const input of Object.values(fields)) input.dataset.shown = input.value;  // typed since: a draft
     // Only what was changed is sent: the stored window sent again with a new zone would be
@@ -412,15 +430,22 @@
       };
       change(() => call("PATCH", "/v1/me/preferences", changes), { keepOnRefusal: true, fields, taken });
     };
+    const useDevice = () => {
+      timezone.value = device;
+      save();
+    };
     return section("timing", t("timing_title"), null,
       // A group named by its caption: a screen reader says "quiet hours" before "from" and "to".
-      el("div", { class: "row", role: "group", "aria-labelledby": "quiet-hours-label" },
+      el("div", { class: "row", role: "group", "aria-labelledby": "quiet-hours-label", "aria-describedby": "quiet-hours-hint" },
         el("span", { id: "quiet-hours-label", text: t("quiet_hours") }),
         el("label", { for: "quiet-start", text: t("quiet_from") }), start,
         el("label", { for: "quiet-end", text: t("quiet_to") }), end),
+      el("p", { class: "hint", id: "quiet-hours-hint", text: t("quiet_hours_hint") }),
       el("div", { class: "row" }, el("label", { for: "max-per-week", text: t("max_per_week") }), perWeek),
       el("div", { class: "row" }, el("label", { for: "timezone", text: t("timezone") }), timezone,
         el("datalist", { id: "zones" }, ...zones.map((zone) => el("option", { value: zone })))),
+      differs ? el("p", { class: "hint", id: "zone-differs" }, t("zone_differs", { saved: state.timezone, device }), " ",
+        el("button", { class: "secondary", id: "use-device-zone", onclick: useDevice }, t("use_device_zone", { device }))) : null,
       el("button", { id: "save-timing", onclick: save }, t("save")));
   }
 
@@ -550,6 +575,8 @@
     return button;
   }
 
+  const SENT = new Set(["sending", "delivered"]);
+
   function notificationsView(notifications) {
     const items = notifications.map((push) => {
       const holder = el("div");
@@ -560,7 +587,8 @@
           t(`topic_${push.topic}`), push.campaign_id ? t("campaign", { id: push.campaign_id }) : null, when(push.at),
           t(`status_${push.status}`),
         ].filter(Boolean).join(" · ") }),
-        push.why.length ? el("div", { class: "meta", text: t("why", { why: clauses(push.why.map(why)) }) }) : null,
+        // Not on its way yet (queued, or waiting for quiet hours to end): why it may go, not why it came.
+        push.why.length ? el("div", { class: "meta", text: t(SENT.has(push.status) ? "why" : "why_allowed", { why: clauses(push.why.map(why)) }) }) : null,
         opensComplaint(t("complain"), holder, push.push_id),
         holder);
     });

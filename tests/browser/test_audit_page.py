@@ -291,6 +291,8 @@ def test_a_view_chosen_from_the_keyboard_keeps_the_focus_and_is_marked_current(
     expect(tab.page.locator("#tab-decisions")).to_have_attribute("aria-current", "page")
     expect(tab.page.locator("#tab-decisions")).to_be_focused()
     assert tab.page.locator("nav.tabs [aria-current]").count() == 1
+    # Its text on the dark of the current tab, legible (the accent blue on it was 2.5:1).
+    expect(tab.page.locator("#tab-decisions")).to_have_css("color", "rgb(255, 255, 255)")
     assert tab.errors == []
 
 

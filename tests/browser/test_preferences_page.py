@@ -1289,3 +1289,71 @@ def test_a_report_shows_its_message_and_what_was_done_about_it(tab: Tab, gateway
     expect(shown).to_contain_text("Our answer")
     expect(shown).to_contain_text("We stopped that series of offers for you.")
     assert tab.errors == []
+
+
+def test_a_saved_zone_not_the_devices_is_said_and_the_devices_can_be_taken(
+    browser: Browser, gateway: Gateway
+) -> None:
+    """Quiet hours and a day's limit follow the saved zone: for a person who never chose one, the
+    gateway's default. On a device elsewhere the page says so, and takes the device's at a click."""
+    user_id = user()
+    saved = preferences(gateway, user_id)["timezone"]
+    assert saved != "Asia/Shanghai"
+    context = browser.new_context(locale="en-US", timezone_id="Asia/Shanghai")
+    try:
+        page = context.new_page()
+        page.goto(f"{gateway.server.base}/preferences#token={gateway.token(user_id)}")
+        hint = page.locator("#zone-differs")
+        expect(hint).to_contain_text(f"counted in {saved}, but this device is set to Asia/Shanghai")
+        expect(page.locator("#timezone")).to_have_attribute("aria-describedby", "zone-differs")
+        page.get_by_role("button", name="Use Asia/Shanghai").click()
+        expect(page.locator("#status")).to_contain_text("Saved.")
+        assert preferences(gateway, user_id)["timezone"] == "Asia/Shanghai"
+        expect(hint).to_have_count(0)
+        page.reload()
+        expect(page.locator("#consents")).to_be_visible()
+        expect(page.locator("#zone-differs")).to_have_count(0)  # the device's zone, saved: nothing to say
+    finally:
+        context.close()
+
+
+def test_a_pasted_token_refused_is_an_error_on_its_field_not_an_ended_session(
+    tab: Tab, gateway: Gateway
+) -> None:
+    tab.page.goto(f"{gateway.server.base}/preferences")
+    tab.page.fill("#token", "not-a-token")
+    tab.page.press("#token", "Enter")
+    expect(tab.page.get_by_role("alert")).to_contain_text("This sign-in token was not accepted")
+    expect(tab.page.locator("#token")).to_be_focused()
+    expect(tab.page.locator("#token")).to_have_attribute("aria-invalid", "true")
+    # The sticky status bar is kept clear of: a control the focus moves to scrolls out from under it.
+    height = tab.page.evaluate("document.getElementById('status').offsetHeight")
+    assert height > 0
+    assert tab.page.evaluate("document.documentElement.style.scrollPaddingTop") == f"{height}px"
+    assert [e for e in tab.errors if "status of 401" not in e] == []
+
+
+def test_a_message_waiting_for_quiet_hours_is_scheduled_and_says_why_it_may_go(
+    tab: Tab, gateway: Gateway
+) -> None:
+    """Listed with the messages sent, a deferred one read "waiting — Why you got it", though the
+    person had not got it."""
+    user_id = user()
+    grant_with_device(gateway, user_id)
+    quiet = {"quiet_hours": {"start": "00:00", "end": "23:59"}}
+    assert (
+        gateway.http.patch("/v1/me/preferences", json=quiet, headers=gateway.as_user(user_id)).status_code
+        == 200
+    )
+    key = {"Authorization": f"Bearer {gateway.key('pushes:write')}"}
+    body = {"idempotency_key": secrets.token_hex(8), "user_id": user_id, "topic": "promotions",
+            "title": "Night sale", "body": "10% off", "ttl_seconds": 172_800}  # fmt: skip
+    answer = gateway.http.post("/v1/pushes", headers=key, json=body)
+    assert answer.json()["outcome"] == "deferred", answer.text
+    open_as(tab, gateway, user_id)
+    item = tab.page.locator(f'li[data-push-id="{answer.json()["push_id"]}"]')
+    expect(item).to_contain_text("scheduled")
+    expect(item).to_contain_text("Why it is allowed:")
+    expect(item).not_to_contain_text("Why you got it")
+    expect(tab.page.get_by_role("heading", name="Your messages")).to_be_visible()
+    assert tab.errors == []
