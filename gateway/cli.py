@@ -62,10 +62,15 @@ def _parser() -> argparse.ArgumentParser:
     # "extend": `--scope a --scope b` adds up, where nargs="+" alone kept only the last flag's.
     create.add_argument("--scope", action="extend", nargs="+", required=True, choices=SCOPES, dest="scopes")
     create.add_argument("--data-dir")
-    listing = keys.add_parser("list", help="list the API keys (ids, scopes, times; never a secret)")
+    listing = keys.add_parser(
+        "list", help="list the API keys (id, live or revoked with its time, scopes, name; never a secret)"
+    )
     listing.add_argument("--data-dir")
 
-    worker = commands.add_parser("worker", help="run only the delivery worker (no HTTP server)")
+    worker = commands.add_parser(
+        "worker",
+        help="run only the delivery worker (no API; its own /metrics on CGW_WORKER_METRICS_PORT if set)",
+    )
     worker.add_argument("--data-dir")
 
     token = commands.add_parser("token", help="print a dev user token (HS256 dev secret)")
@@ -79,7 +84,14 @@ def _parser() -> argparse.ArgumentParser:
         "verify", help="verify the ledger's hash chain offline, or with --export a signed export file"
     )
     verify.add_argument("--data-dir")
-    verify.add_argument("--export", type=Path, help="a file written by `audit export`")
+    verify.add_argument(
+        "--export",
+        type=Path,
+        help=(
+            "a signed export: the file `audit export` writes, the dashboard's audit-export.jws, "
+            'or the API\'s {"jws": ...} answer'
+        ),
+    )
     verify.add_argument(
         "--jwks",
         type=Path,

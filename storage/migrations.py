@@ -74,7 +74,7 @@ def require_migrated(conn: Connection, migrations: Sequence[Migration]) -> None:
     if pending := [name for name, _ in migrations if name not in recorded]:
         raise SchemaError(
             f"{_file_name(conn)} has migrations pending ({', '.join(pending)}), which this command "
-            "does not apply: `consent-gateway serve` applies them"
+            "does not apply: `consent-gateway serve` applies them (as do `worker`, `keys create` and `token`)"
         )
 
 
