@@ -227,8 +227,8 @@
     const picker = el(
       "select",
       { id: "language", "aria-label": t("language"), onchange: (event) => switchLanguage(event.target.value) },
-      el("option", { value: "en", selected: lang === "en" }, "English"),
-      el("option", { value: "zh-CN", selected: lang === "zh-CN" }, "简体中文"),
+      el("option", { value: "en", lang: "en", selected: lang === "en" }, "English"),
+      el("option", { value: "zh-CN", lang: "zh-CN", selected: lang === "zh-CN" }, "简体中文"),
     );
     const controls = [el("label", {}, `${t("language")} `, picker)];
     if (token) controls.push(el("button", { class: "secondary", onclick: () => signOut(t("signed_out")) }, t("sign_out")));
@@ -518,7 +518,7 @@
   // chosen until the person chooses one: the first one, "too many messages", sent by default
   // lowered their weekly number to one. Sent, the form closes (`close`) at once, before the view
   // is read again, so that a read that fails does not leave it to be sent twice.
-  function complaintForm(pushId, close) {
+  function complaintForm(pushId, close, cancel) {
     const reasons = ["too_frequent", "irrelevant", "offensive", "no_consent", "privacy", "other"];
     const id = `complaint-${pushId || "general"}`;
     // What two reasons change besides being sent, said before it is sent, not only after.
@@ -546,11 +546,14 @@
       // Sent, the form is gone with its button: the focus goes to the complaints' heading.
       if (mine && document.activeElement === document.body) focusHeading("complaints");
     };
-    return el("div", { class: "complaint-form", id },
+    // Closed unsent by its Cancel button or Escape, the focus back on the button that opened it.
+    return el("div", { class: "complaint-form", id, onkeydown: (event) => event.key === "Escape" && cancel() },
       el("div", { class: "row" }, el("label", { for: reason.id, text: t("complaint_reason") }), reason),
       effects,
       el("label", { for: comment.id, text: t("complaint_comment") }), comment,
-      el("button", { class: "danger", onclick: send }, t("complaint_send")));
+      el("div", { class: "row" },
+        el("button", { class: "danger", onclick: send }, t("complaint_send")),
+        el("button", { class: "secondary", onclick: cancel }, t("cancel"))));
   }
 
   // The button that opens a form gives way to it, and the focus goes to its first control
@@ -558,9 +561,13 @@
   function opensComplaint(label, holder, pushId) {
     const open = (focus) => {
       button.remove();
-      const form = complaintForm(pushId, () => {
+      const close = () => {
         form.remove();
         if (holder.isConnected) holder.before(button);
+      };
+      const form = complaintForm(pushId, close, () => {
+        close();
+        button.focus();
       });
       holder.replaceChildren(form);
       if (focus) form.querySelector("select").focus();
@@ -638,8 +645,10 @@
         tabStore.remove(TOKEN_KEY);
         token = null;
         frame();
-        app.replaceChildren(el("section", { id: "erased" }, el("p", { text: t("erased") })));
+        const done = el("section", { id: "erased", tabindex: "-1" }, el("p", { text: t("erased") }));
+        app.replaceChildren(done);
         say(t("erased"));
+        done.focus();  // the button pressed is gone with the page: the focus is not left on nothing
       } catch (error) {
         erase.disabled = confirm.value.trim() !== t("erase_word");
         if (samePerson(token, asked)) fail(error);
@@ -649,7 +658,9 @@
       const asked = token;
       try {
         const data = await call("GET", "/v1/me/export");
-        if (samePerson(token, asked)) download("my-data.json", data);
+        if (!samePerson(token, asked)) return;
+        download("my-data.json", data);
+        say(t("export_done"));
       } catch (error) {
         if (samePerson(token, asked)) fail(error);
       }

@@ -269,6 +269,9 @@ def test_export_downloads_the_whole_record(tab: Tab, gateway: Gateway) -> None:
     assert download.value.suggested_filename == "my-data.json"
     exported = json.loads(path.read_text(encoding="utf-8"))
     assert exported["subject_ref"] == preferences(gateway, someone)["subject_ref"]
+    expect(tab.page.get_by_role("status")).to_have_text(
+        "Your data file is downloading."
+    )  # said, not only done
     assert tab.errors == []
 
 
@@ -284,6 +287,7 @@ def test_erasure_needs_the_word_and_then_forgets_the_user(tab: Tab, gateway: Gat
     tab.page.on("request", lambda r: erasures.append(r.url) if r.method == "DELETE" else None)
     tab.page.dblclick("#erase")  # one erasure sent, not one a click
     expect(tab.page.locator("#erased")).to_have_text("Your data has been deleted.")
+    expect(tab.page.locator("#erased")).to_be_focused()  # the button pressed is gone with the page
     assert len(erasures) == 1
     assert tab.page.evaluate("sessionStorage.getItem('cgw.preferences.token')") is None
     key = {"Authorization": f"Bearer {gateway.key('pushes:write')}"}
@@ -1356,4 +1360,41 @@ def test_a_message_waiting_for_quiet_hours_is_scheduled_and_says_why_it_may_go(
     expect(item).to_contain_text("Why it is allowed:")
     expect(item).not_to_contain_text("Why you got it")
     expect(tab.page.get_by_role("heading", name="Your messages")).to_be_visible()
+    assert tab.errors == []
+
+
+def test_a_report_form_closes_unsent_by_cancel_or_escape(tab: Tab, gateway: Gateway) -> None:
+    """Once opened, a report form could only be sent."""
+    someone = user()
+    open_as(tab, gateway, someone)
+    section = tab.page.locator("#complaints")
+    opener = section.get_by_role("button", name="Report a problem")
+    for close in ("click", "escape"):
+        opener.click()
+        form = section.locator(".complaint-form")
+        expect(form).to_have_count(1)
+        if close == "click":
+            form.get_by_role("button", name="Cancel").click()
+        else:
+            tab.page.keyboard.press("Escape")
+        expect(form).to_have_count(0)
+        expect(opener).to_be_focused()
+    assert gateway.http.get("/v1/me/complaints", headers=gateway.as_user(someone)).json() == []  # none sent
+    assert tab.errors == []
+
+
+def test_in_chinese_erasure_is_confirmed_with_a_chinese_word(tab: Tab, gateway: Gateway) -> None:
+    someone = user()
+    tab.page.goto(f"{gateway.server.base}/preferences?lang=zh-CN#token={gateway.token(someone)}")
+    expect(tab.page.locator("#consents")).to_be_visible()
+    expect(tab.page.locator("#erase-hint")).to_contain_text("请输入“删除”确认")
+    tab.page.fill("#erase-confirm", "DELETE")
+    expect(tab.page.locator("#erase")).to_be_disabled()
+    tab.page.fill("#erase-confirm", "删除")
+    expect(tab.page.locator("#erase")).to_be_enabled()
+    # Each language's name is spoken in that language.
+    assert tab.page.locator("#language option").evaluate_all("(options) => options.map((o) => o.lang)") == [
+        "en",
+        "zh-CN",
+    ]
     assert tab.errors == []
