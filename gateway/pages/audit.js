@@ -59,11 +59,17 @@
     return typeof value === "object" ? JSON.stringify(value) : String(value);
   }
 
-  function table(columns, rows) {
-    return el("table", {},
-      el("thead", {}, el("tr", {}, ...columns.map((column) => el("th", { scope: "col", text: column })))),
-      el("tbody", {}, ...rows.map((row) => el("tr", {}, ...columns.map((column) => el("td", { text: cell(row[column]) }))))));
+  // In a region of its own that scrolls sideways, reachable from the keyboard: on a narrow
+  // screen a wide table made the whole page scroll.
+  function table(columns, rows, label) {
+    return el("div", { class: "scroll", role: "region", "aria-label": label, tabindex: "0" },
+      el("table", {},
+        el("thead", {}, el("tr", {}, ...columns.map((column) => el("th", { scope: "col", text: column })))),
+        el("tbody", {}, ...rows.map((row) => el("tr", {}, ...columns.map((column) => el("td", { text: cell(row[column]) })))))));
   }
+
+  // Enter in a field does what the button beside it does.
+  const onEnter = (action) => (event) => event.key === "Enter" && action();
 
   function signOut(message) {
     tabStore.remove(KEY);
@@ -140,7 +146,7 @@
         const answer = await call("/v1/audit/ledger/verify");
         if (!view.isConnected) return;  // another view chosen meanwhile: its status is not this
         const shown = verdict(answer);
-        result.replaceChildren(shown, table(Object.keys(answer), [answer]));
+        result.replaceChildren(shown, table(Object.keys(answer), [answer], "Verification"));
         say(shown.textContent, answer.ok ? "ok" : "error");  // read out: the table is not
       } catch (error) {
         if (!view.isConnected) return;
@@ -177,14 +183,15 @@
           el("button", { id: "export", class: "secondary", onclick: exportEvents }, "Download"))));
     try {
       const answer = await call("/v1/audit/ledger/checkpoint");
-      checkpoint.replaceChildren(table(["tree_size", "root_hash", "at"], [answer]));
+      checkpoint.replaceChildren(table(["tree_size", "root_hash", "at"], [answer], "Signed checkpoint"));
     } catch (error) {
       if (view.isConnected) fail(error);
     }
   }
 
   function listing(view, spec) {
-    const inputs = Object.fromEntries(spec.filters.map((name) => [name, el("input", { id: `filter-${name}`, name, autocomplete: "off" })]));
+    const search = () => fetchPage(true);
+    const inputs = Object.fromEntries(spec.filters.map((name) => [name, el("input", { id: `filter-${name}`, name, autocomplete: "off", onkeydown: onEnter(search) })]));
     const rows = [];
     const body = el("div", { id: "results" });
     const more = el("button", { id: "more", class: "secondary", hidden: true }, "More");
@@ -219,7 +226,7 @@
         rows.push(...answer[spec.items]);
         cursor = answer.next_cursor;
         more.hidden = !cursor;
-        body.replaceChildren(rows.length ? table(spec.columns, rows) : el("p", { class: "hint", text: "Nothing found." }));
+        body.replaceChildren(rows.length ? table(spec.columns, rows, spec.title) : el("p", { class: "hint", text: "Nothing found." }));
         say(rows.length ? `${rows.length} shown${cursor ? ", more to load" : ""}.` : "Nothing found.");
       } catch (error) {
         if (mine !== latest || !view.isConnected) return;
@@ -237,20 +244,25 @@
     more.addEventListener("click", () => fetchPage(false));
     view.append(el("section", {}, el("h2", { text: spec.title }),
       spec.filters.length ? el("div", { class: "row" }, ...spec.filters.flatMap((name) => [el("label", { for: `filter-${name}`, text: name }), inputs[name]]),
-        el("button", { id: "search", onclick: () => fetchPage(true) }, "Search")) : null,
+        el("button", { id: "search", onclick: search }, "Search")) : null,
       body, more));
     fetchPage(true);
   }
 
   function subject(view) {
-    const ref = el("input", { id: "subject-ref", autocomplete: "off" });
-    const at = el("input", { id: "subject-at", placeholder: "2026-11-23T10:00:00Z", autocomplete: "off" });
+    const ref = el("input", { id: "subject-ref", autocomplete: "off", onkeydown: onEnter(() => look()) });
+    const at = el("input", { id: "subject-at", placeholder: "2026-11-23T10:00:00Z", autocomplete: "off", onkeydown: onEnter(() => look()) });
     const result = el("div", { id: "subject-result" });
     // Only the newest lookup's answer is shown, as in `listing`: a slow answer for the subject
     // looked up first replaced the next one's, under the next one's subject_ref.
     let latest = 0;
     const look = async () => {
-      if (!/^sub_[a-z2-7]{52}$/.test(ref.value.trim())) return say("subject_ref: a subject_ref (sub_…) is required", "error");
+      if (!/^sub_[a-z2-7]{52}$/.test(ref.value.trim())) {
+        ref.setAttribute("aria-invalid", "true");
+        ref.focus();
+        return say("subject_ref: a subject_ref (sub_…) is required", "error");
+      }
+      ref.removeAttribute("aria-invalid");
       const query = at.value.trim() ? `?${new URLSearchParams({ at: at.value.trim() })}` : "";
       const mine = ++latest;
       status.replaceChildren();
@@ -259,9 +271,9 @@
         if (mine !== latest || !view.isConnected) return;
         const { history = [], ...state } = answer;
         result.replaceChildren(
-          table(Object.keys(state), [state]),
+          table(Object.keys(state), [state], "The subject's state"),
           el("h3", { text: "Consent history" }),
-          table(LISTINGS.events.columns, history));
+          table(LISTINGS.events.columns, history, "Consent history"));
       } catch (error) {
         if (mine !== latest || !view.isConnected) return;
         result.replaceChildren();  // not the last lookup's answer beside this one's refusal

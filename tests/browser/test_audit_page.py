@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Route, expect
+from playwright.sync_api import Browser, Route, expect
 
 from browser.conftest import Gateway, Tab
 
@@ -182,7 +182,7 @@ def test_a_subject_is_looked_up_now_and_at_a_moment(
     sign_in(tab, gateway, auditor)
     tab.page.click("#tab-subject")
     tab.page.fill("#subject-ref", ref)
-    tab.page.click("#look-up")
+    tab.page.press("#subject-ref", "Enter")  # as the button does
     expect(tab.page.locator("#subject-result")).to_contain_text('"marketing":{"granted":true')
     tab.page.fill("#subject-at", "2020-01-01T00:00:00Z")
     tab.page.click("#look-up")
@@ -263,6 +263,8 @@ def test_a_subject_lookup_needs_a_subject_ref(tab: Tab, gateway: Gateway, audito
     tab.page.fill("#subject-ref", "..")
     tab.page.click("#look-up")
     expect(tab.page.locator("#status [role=alert]")).to_contain_text("subject_ref")
+    expect(tab.page.locator("#subject-ref")).to_have_attribute("aria-invalid", "true")
+    expect(tab.page.locator("#subject-ref")).to_be_focused()
     assert tab.errors == []
 
 
@@ -467,3 +469,32 @@ def test_only_the_latest_lookup_is_shown_and_a_view_left_says_nothing(
     tab.page.wait_for_timeout(500)
     expect(tab.page.locator("#status")).to_contain_text("chain intact")
     assert tab.errors == []
+
+
+def test_on_a_narrow_screen_a_wide_table_scrolls_in_its_own_region(
+    browser: Browser, gateway: Gateway, auditor: dict[str, str]
+) -> None:
+    """At 320 px the decisions' table made the whole page scroll sideways (WCAG 1.4.10)."""
+    someone = f"narrow-{secrets.token_hex(4)}"
+    consent(gateway, someone, "marketing", False)
+    service = {"Authorization": f"Bearer {gateway.key('pushes:write')}"}
+    gateway.http.post(
+        "/v1/pushes",
+        headers=service,
+        json={"idempotency_key": secrets.token_hex(6), "user_id": someone, "topic": "promotions",
+              "title": "Sale", "body": "10% off"},
+    )  # fmt: skip
+    context = browser.new_context(locale="en-US", viewport={"width": 320, "height": 640})
+    try:
+        page = context.new_page()
+        page.goto(f"{gateway.server.base}/audit/")
+        page.fill("#api-key", auditor["Authorization"].removeprefix("Bearer "))
+        page.get_by_role("button", name="Continue").click()
+        page.click("#tab-decisions")
+        region = page.get_by_role("region", name="Decisions")
+        expect(region.locator("tbody tr").first).to_be_visible()
+        assert page.evaluate("document.documentElement.scrollWidth") <= 320
+        assert region.evaluate("(r) => r.scrollWidth > r.clientWidth")  # the table scrolls, inside it
+        assert region.get_attribute("tabindex") == "0"  # reachable from the keyboard
+    finally:
+        context.close()
