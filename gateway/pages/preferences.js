@@ -174,13 +174,23 @@
     return a === b || (Boolean(a) && Boolean(b) && personOf(a) === personOf(b));
   }
 
+  // The refusal said (`say`, before this) is the field's description too: a screen reader reads
+  // it with the field the focus lands on, not only once in the status bar.
   function markInvalid(fields, field) {
-    for (const input of Object.values(fields)) input.removeAttribute("aria-invalid");
+    const said = status.querySelector("p");
+    if (said) said.id = "status-message";
+    for (const input of Object.values(fields)) {
+      input.removeAttribute("aria-invalid");
+      const others = (input.getAttribute("aria-describedby") || "").split(" ").filter((id) => id && id !== "status-message");
+      if (others.length) input.setAttribute("aria-describedby", others.join(" "));
+      else input.removeAttribute("aria-describedby");
+    }
     const parts = (field || "").split(".");
     for (let n = parts.length; n > 0; n -= 1) {
       const input = fields[parts.slice(0, n).join(".")];
       if (input && input.isConnected) {
         input.setAttribute("aria-invalid", "true");
+        if (said) input.setAttribute("aria-describedby", [input.getAttribute("aria-describedby"), said.id].filter(Boolean).join(" "));
         input.focus();
         return;
       }

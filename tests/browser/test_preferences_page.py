@@ -763,6 +763,12 @@ def test_a_weekly_number_refused_by_the_page_marks_its_input(tab: Tab, gateway: 
     expect(tab.page.locator("#status [role=alert]")).to_be_visible()
     expect(tab.page.locator("#max-per-week")).to_have_attribute("aria-invalid", "true")
     expect(tab.page.locator("#max-per-week")).to_be_focused()
+    # The refusal is the field's description: read with the field, not only once in the status bar.
+    expect(tab.page.locator("#max-per-week")).to_have_accessible_description(re.compile("the weekly number"))
+    tab.page.fill("#max-per-week", "2")
+    tab.page.click("#save-timing")
+    expect(tab.page.locator("#status")).to_contain_text("Saved.")
+    expect(tab.page.locator("#max-per-week")).not_to_have_attribute("aria-invalid", "true")
     assert tab.errors == []
 
 
