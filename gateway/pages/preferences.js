@@ -360,19 +360,23 @@
       el("h2", { id: `${id}-title`, text: title }), hint ? el("p", { class: "hint", text: hint }) : null, ...body);
   }
 
+  // Each switch is named by its purpose alone and described by the notice text and the date:
+  // named by all three, a screen reader read a paragraph for every switch as its name.
   function consents(state) {
     const rows = Object.entries(state.consents).map(([purpose, consent]) =>
       el("label", { class: "toggle" },
         el("input", {
           type: "checkbox", name: `consent-${purpose}`, checked: consent.granted,
+          "aria-labelledby": `consent-${purpose}-name`,
+          "aria-describedby": [`consent-${purpose}-text`, consent.updated_at ? `consent-${purpose}-since` : null].filter(Boolean).join(" "),
           onchange: (event) => change(
             () => call("PUT", `/v1/me/consents/${purpose}`, { granted: event.target.checked, notice_version: NOTICE_VERSION }),
             { message: (answer) => t("receipt", { id: answer.receipt.receipt_id }), control: event.target },
           ),
         }),
-        el("span", {}, t(`purpose_${purpose}`),
-          el("small", { text: t(`purpose_${purpose}_text`) }),
-          consent.updated_at ? el("small", { class: "meta", text: t("since", { time: when(consent.updated_at) }) }) : null)));
+        el("span", {}, el("span", { id: `consent-${purpose}-name`, text: t(`purpose_${purpose}`) }),
+          el("small", { id: `consent-${purpose}-text`, text: t(`purpose_${purpose}_text`) }),
+          consent.updated_at ? el("small", { id: `consent-${purpose}-since`, class: "meta", text: t("since", { time: when(consent.updated_at) }) }) : null)));
     return section("consents", t("consents_title"), t("consents_hint"), ...rows);
   }
 

@@ -1404,3 +1404,12 @@ def test_in_chinese_erasure_is_confirmed_with_a_chinese_word(tab: Tab, gateway: 
         "zh-CN",
     ]
     assert tab.errors == []
+
+
+def test_a_consent_switch_is_named_by_its_purpose_and_described_by_its_notice(
+    tab: Tab, gateway: Gateway
+) -> None:
+    open_as(tab, gateway, user())
+    switch = tab.page.get_by_role("checkbox", name="Offers and news (marketing)", exact=True)
+    expect(switch).to_have_accessible_description(re.compile(r"^Push messages about offers"))
+    assert tab.errors == []
