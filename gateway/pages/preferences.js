@@ -53,13 +53,25 @@
   // (its time-zone data older than the gateway's) falls back to the browser's, named too.
   let zone = null;
 
+  // A date and a time to the minute in the person's saved zone, the zone named after them:
+  // "Dec 7, 2026, 2:22 PM GMT+8", "2026年12月7日 14:22（GMT+8）". The locale's default put the
+  // month first as a number in English ("12/7/2026") and the zone between date and time in
+  // Chinese, with seconds nobody needs.
   function when(iso) {
     if (!iso) return "";
     const moment = new Date(iso);
+    const shown = (timeZone) => {
+      const month = lang === "en" ? "short" : "long";
+      const text = moment.toLocaleString(lang, { timeZone, year: "numeric", month, day: "numeric", hour: "numeric", minute: "2-digit" });
+      const name = new Intl.DateTimeFormat(lang, { timeZone, timeZoneName: "short" })
+        .formatToParts(moment).find((part) => part.type === "timeZoneName");
+      if (!name) return text;
+      return lang === "en" ? `${text} ${name.value}` : `${text}（${name.value}）`;
+    };
     try {
-      return moment.toLocaleString(lang, { timeZone: zone ?? undefined, timeZoneName: "short" });
+      return shown(zone ?? undefined);
     } catch {
-      return moment.toLocaleString(lang, { timeZoneName: "short" });
+      return shown(undefined);  // a zone this browser does not know: its own, named
     }
   }
 
@@ -486,7 +498,9 @@
     // screen reader user nothing of which is which.
     const items = devices.map((device) =>
       el("li", {},
-        el("span", { class: "mono", id: `device-${device.device_id}`, text: `${device.platform} ${device.token_hint}` }), " ",
+        // The kind of device in words, then the hint of its token that tells two of a kind apart.
+        el("span", { id: `device-${device.device_id}` }, `${t(`platform_${device.platform}`)} `,
+          el("span", { class: "mono", text: device.token_hint })), " ",
         el("span", { class: "badge", text: t(`device_status_${device.status}`) }), " ",
         el("span", { class: "meta", text: when(device.created_at) }), " ",
         el("button", {
