@@ -68,10 +68,9 @@ def _email() -> re.Pattern[str]:
     return re.compile(rf"(?<!{local}){local}+{domain}")
 
 
-# Between two digits of a number: nothing, one space, dash or dot, a dash, dot or slash between
-# two spaces or beside one, or an area code's parenthesis with or without one. Only the gate
-# below uses it; the phone patterns say where a parenthesis goes.
-_GAP = r"(?:[ .-]| ?[./-] ?|[ .-]?\(|\)[ .-]?)?"
+# Between two digits of a number: nothing, one space, dash or dot, or an area code's parenthesis
+# with or without one. Only the gate below uses it; the phone patterns say where a parenthesis goes.
+_GAP = r"(?:[ .-]|[ .-]?\(|\)[ .-]?)?"
 # E.164: "+", a country code not starting with 0, 8 to 15 digits in all (`_e164_found`), single
 # spaces, dashes or dots between them; the area code, or the "+" and country code, may stand in
 # parentheses ("+1 (202) 555-0143", "+86(10)65529988", "(+86) 138 0013 8000"), which a bonus and
@@ -83,10 +82,9 @@ _E164 = re.compile(
     r"|\+[1-9](?:[ .-]?\d){7,14}"
     r")(?!\d)"
 )
-# Mainland China mobile: 11 digits 1[3-9]…, plain or grouped 3-4-4 by one consistent separator:
-# a space, or a dash, dot or slash with or without a space on either side ("138 - 0013 - 8000",
-# "138/1234/5678"); mixed, "Bus 139 0600-2300" and "CA168 0830-1145" would read as phones. Or
-# 3-8 by a space or dash ("138 12345678"; by a dot it reads as a decimal),
+# Mainland China mobile: 11 digits 1[3-9]…, plain or grouped 3-4-4 by one consistent separator
+# (mixed, "Bus 139 0600-2300" and "CA168 0830-1145" read as phones), or 3-8 by a space or dash
+# ("138 12345678"; by a dot it reads as a decimal),
 # not part of a longer run of digits (a dot beside it may be a full stop or a version's: flagged).
 # The country code may come first without a "+", as "86" or after the dialing prefix, "0086",
 # glued to the number ("8613800138000"; after a space or a dash the number stands alone already).
@@ -98,7 +96,7 @@ _E164 = re.compile(
 _CN_MOBILE = re.compile(
     "(?:"
     + "|".join(rf"{prefix}1[3-9](?<![\d+]{prefix}1[3-9])" for prefix in ("", "86", "0086"))
-    + r")\d(?:( ?[./-] ?| ?)\d{4}\1\d{4}|[ -]\d{8})(?!\d)"
+    + r")\d(?:([ .-]?)\d{4}\1\d{4}|[ -]\d{8})(?!\d)"
 )
 # Digit groups joined by one consistent separator, so "2024-06-15 2024-06-22" stays two runs. A
 # dot too ("4111.1111.1111.1111"): amounts and dates in dots are not card-shaped (`card_spans`).
@@ -114,11 +112,11 @@ _RESIDENT_ID = re.compile(r"(?<!\d)\d{6}(?:([ .-]?)\d{8}\1|([ .-])\d{4}\2\d{4}\2
 _NUMBER_LIKE = re.compile(rf"[0-9](?:{_GAP}[0-9]){{7}}")
 # The gate's shape, looser, in bytes: an ASCII digit as "0", a character a gap may hold as "g",
 # any other byte (a UTF-8 sequence's bytes too) as "x". Every number `_NUMBER_LIKE` finds has
-# this shape, as a gap is at most three of those characters.
+# this shape, as a gap is at most two of those characters.
 _SHAPES = bytes(
-    ord("0") if 0x30 <= b <= 0x39 else ord("g") if chr(b) in " .-/()" else ord("x") for b in range(256)
+    ord("0") if 0x30 <= b <= 0x39 else ord("g") if chr(b) in " .-()" else ord("x") for b in range(256)
 )
-_SHAPE_LIKE = re.compile(rb"0(?:g{0,3}0){7}")
+_SHAPE_LIKE = re.compile(rb"0(?:g{0,2}0){7}")
 
 
 def _number_like(text: str) -> bool:
