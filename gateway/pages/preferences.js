@@ -191,7 +191,9 @@
   function markInvalid(fields, field) {
     const said = status.querySelector("p");
     if (said) said.id = "status-message";
-    for (const input of Object.values(fields)) {
+    // Every field of the page, not only this form's: one refused before, in another form, is not
+    // left marked, nor described by this refusal.
+    for (const input of app.querySelectorAll("[aria-invalid], [aria-describedby~='status-message']")) {
       input.removeAttribute("aria-invalid");
       const others = (input.getAttribute("aria-describedby") || "").split(" ").filter((id) => id && id !== "status-message");
       if (others.length) input.setAttribute("aria-describedby", others.join(" "));
@@ -454,11 +456,13 @@
         if (changes.frequency) state.frequency = { ...state.frequency, ...changes.frequency };
         if (changes.timezone) state.timezone = changes.timezone;
       };
-      change(() => call("PATCH", "/v1/me/preferences", changes), { keepOnRefusal: true, fields, taken });
+      return change(() => call("PATCH", "/v1/me/preferences", changes), { keepOnRefusal: true, fields, taken });
     };
-    const useDevice = () => {
+    // The hint and its button go once saved: the focus goes to the zone the person just chose.
+    const useDevice = async () => {
       timezone.value = device;
-      save();
+      await save();
+      document.getElementById("timezone")?.focus();
     };
     return section("timing", t("timing_title"), null,
       // A group named by its caption: a screen reader says "quiet hours" before "from" and "to".
@@ -610,7 +614,7 @@
     return button;
   }
 
-  const SENT = new Set(["sending", "delivered"]);
+  const WAITING = new Set(["queued", "deferred"]);
 
   function notificationsView(notifications) {
     const items = notifications.map((push) => {
@@ -623,7 +627,7 @@
           t(`status_${push.status}`),
         ].filter(Boolean).join(" · ") }),
         // Not on its way yet (queued, or waiting for quiet hours to end): why it may go, not why it came.
-        push.why.length ? el("div", { class: "meta", text: t(SENT.has(push.status) ? "why" : "why_allowed", { why: clauses(push.why.map(why)) }) }) : null,
+        push.why.length ? el("div", { class: "meta", text: t(WAITING.has(push.status) ? "why_allowed" : "why", { why: clauses(push.why.map(why)) }) }) : null,
         opensComplaint(t("complain"), holder, push.push_id),
         holder);
     });

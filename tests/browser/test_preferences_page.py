@@ -769,6 +769,12 @@ def test_a_weekly_number_refused_by_the_page_marks_its_input(tab: Tab, gateway: 
     expect(tab.page.locator("#max-per-week")).to_be_focused()
     # The refusal is the field's description: read with the field, not only once in the status bar.
     expect(tab.page.locator("#max-per-week")).to_have_accessible_description(re.compile("the weekly number"))
+    # A refusal in another form leaves this field neither marked nor described by it.
+    tab.page.locator("#complaints").get_by_role("button", name="Report a problem").click()
+    tab.page.locator("#complaints .complaint-form").get_by_role("button", name="Send report").click()
+    expect(tab.page.locator("#complaints select")).to_have_attribute("aria-invalid", "true")
+    expect(tab.page.locator("#max-per-week")).not_to_have_attribute("aria-invalid", "true")
+    expect(tab.page.locator("#max-per-week")).not_to_have_attribute("aria-describedby", "status-message")
     tab.page.fill("#max-per-week", "2")
     tab.page.click("#save-timing")
     expect(tab.page.locator("#status")).to_contain_text("Saved.")
@@ -1318,10 +1324,12 @@ def test_a_saved_zone_not_the_devices_is_said_and_the_devices_can_be_taken(
         hint = page.locator("#zone-differs")
         expect(hint).to_contain_text(f"counted in {saved}, but this device is set to Asia/Shanghai")
         expect(page.locator("#timezone")).to_have_attribute("aria-describedby", "zone-differs")
-        page.get_by_role("button", name="Use Asia/Shanghai").click()
+        page.get_by_role("button", name="Use Asia/Shanghai").focus()
+        page.keyboard.press("Enter")
         expect(page.locator("#status")).to_contain_text("Saved.")
         assert preferences(gateway, user_id)["timezone"] == "Asia/Shanghai"
         expect(hint).to_have_count(0)
+        expect(page.locator("#timezone")).to_be_focused()  # the button is gone: not left on nothing
         page.reload()
         expect(page.locator("#consents")).to_be_visible()
         expect(page.locator("#zone-differs")).to_have_count(0)  # the device's zone, saved: nothing to say
