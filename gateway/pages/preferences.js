@@ -62,7 +62,8 @@
     const moment = new Date(iso);
     const shown = (timeZone) => {
       const month = lang === "en" ? "short" : "long";
-      const text = moment.toLocaleString(lang, { timeZone, year: "numeric", month, day: "numeric", hour: "numeric", minute: "2-digit" });
+      const hour = lang === "en" ? "numeric" : "2-digit";  // "2:22 PM"; "08:05", as Chinese times are written
+      const text = moment.toLocaleString(lang, { timeZone, year: "numeric", month, day: "numeric", hour, minute: "2-digit" });
       const name = new Intl.DateTimeFormat(lang, { timeZone, timeZoneName: "short" })
         .formatToParts(moment).find((part) => part.type === "timeZoneName");
       if (!name) return text;
