@@ -385,6 +385,27 @@ def apns_token(seed: str) -> str:
     return hashlib.sha256(seed.encode()).hexdigest()
 
 
+def onboard(
+    client: TestClient[Litestar],
+    as_user: Callable[[str], dict[str, str]],
+    user_id: str,
+    *,
+    consent: bool = True,
+    **prefs: Any,
+) -> dict[str, str]:
+    """A user set up through the API as the wallet would: marketing consent granted (unless not),
+    an APNs device registered, the preferences given if any; returns their headers."""
+    headers = as_user(user_id)
+    if consent:
+        body = {"granted": True, "notice_version": "v1"}
+        assert client.put("/v1/me/consents/marketing", json=body, headers=headers).status_code == 200
+    device = {"platform": "apns", "token": apns_token(user_id)}
+    assert client.post("/v1/me/devices", json=device, headers=headers).status_code == 201
+    if prefs:
+        assert client.patch("/v1/me/preferences", json=prefs, headers=headers).status_code == 200
+    return headers
+
+
 def audience(client: TestClient[Litestar], runtime: Runtime, prefix: str, n: int) -> list[str]:
     """n users with marketing consent and one device each, set up through the same services the
     preference center calls, in one hop onto the app's loop (HTTP per user is the slow part)."""

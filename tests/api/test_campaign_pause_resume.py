@@ -15,7 +15,7 @@ import pytest
 from conftest import FakeClock, Headers
 from litestar import Litestar
 from litestar.testing import TestClient
-from support import Scripted, apns_token, assert_problem
+from support import Scripted, assert_problem, onboard
 from test_erasure_crash import gateway
 from test_erasure_crash import user as user_token
 
@@ -40,15 +40,6 @@ def dispatch(client: Client, runtime: Runtime, limit: int = 1_000) -> int:
     """Run the dispatcher once on the app's event loop (the worker is disabled in tests)."""
     claimed: int = client.blocking_portal.call(runtime.dispatcher.run_once, "test-owner", limit)
     return claimed
-
-
-def onboard(client: Client, as_user: UserHeaders, user_id: str) -> Headers:
-    headers = as_user(user_id)
-    body = {"granted": True, "notice_version": "v1"}
-    assert client.put("/v1/me/consents/marketing", json=body, headers=headers).status_code == 200
-    device = {"platform": "apns", "token": apns_token(user_id)}
-    assert client.post("/v1/me/devices", json=device, headers=headers).status_code == 201
-    return headers
 
 
 def deliver(client: Client, runtime: Runtime, key: Headers, campaign_id: str, user_id: str) -> str:

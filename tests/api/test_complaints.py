@@ -18,7 +18,7 @@ import pytest
 from conftest import FIXED_NOW, FakeClock, Headers
 from litestar import Litestar
 from litestar.testing import TestClient
-from support import apns_token, assert_problem, audience, readers, scan_bytes, scan_tables
+from support import assert_problem, audience, onboard, readers, scan_bytes, scan_tables
 
 from gateway.runtime import Runtime
 from storage import ledger
@@ -40,16 +40,6 @@ def dispatch(client: Client, runtime: Runtime, limit: int = 1_000) -> int:
     """Run the dispatcher once on the app's event loop (the worker is disabled in tests)."""
     claimed: int = client.blocking_portal.call(runtime.dispatcher.run_once, "test-owner", limit)
     return claimed
-
-
-def onboard(client: Client, as_user: UserHeaders, user_id: str, *, consent: bool = True) -> Headers:
-    headers = as_user(user_id)
-    if consent:
-        body = {"granted": True, "notice_version": "v1"}
-        assert client.put("/v1/me/consents/marketing", json=body, headers=headers).status_code == 200
-    device = {"platform": "apns", "token": apns_token(user_id)}
-    assert client.post("/v1/me/devices", json=device, headers=headers).status_code == 201
-    return headers
 
 
 def item(key: str, user_id: str, topic: str = "promotions", **fields: Any) -> Json:

@@ -16,7 +16,7 @@ import pytest
 from conftest import FakeClock, Headers
 from litestar import Litestar
 from litestar.testing import TestClient
-from support import apns_token, assert_problem, audience
+from support import assert_problem, audience, onboard
 
 from gateway.runtime import Runtime
 
@@ -33,20 +33,6 @@ def dispatch(client: Client, runtime: Runtime, limit: int = 1_000) -> int:
     """Run the dispatcher once on the app's event loop (the worker is disabled in tests)."""
     claimed: int = client.blocking_portal.call(runtime.dispatcher.run_once, "test-owner", limit)
     return claimed
-
-
-def onboard(
-    client: Client, as_user: UserHeaders, user_id: str, *, consent: bool = True, **prefs: Any
-) -> Headers:
-    headers = as_user(user_id)
-    if consent:
-        body = {"granted": True, "notice_version": "v1"}
-        assert client.put("/v1/me/consents/marketing", json=body, headers=headers).status_code == 200
-    device = {"platform": "apns", "token": apns_token(user_id)}
-    assert client.post("/v1/me/devices", json=device, headers=headers).status_code == 201
-    if prefs:
-        assert client.patch("/v1/me/preferences", json=prefs, headers=headers).status_code == 200
-    return headers
 
 
 def item(key: str, user_id: str, topic: str = "promotions", **fields: Any) -> Json:

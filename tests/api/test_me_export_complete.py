@@ -16,7 +16,7 @@ import pytest
 from conftest import FakeClock, Headers
 from litestar import Litestar
 from litestar.testing import TestClient
-from support import apns_token
+from support import apns_token, onboard
 
 from gateway.runtime import Runtime
 
@@ -36,18 +36,6 @@ SECTIONS = ("complaints", "notifications", "mutes", "events", "history")
 def ok(response: Any, status: int = 200) -> Any:
     assert response.status_code == status, response.text
     return response.json()
-
-
-def onboard(client: Client, as_user: UserHeaders, user_id: str) -> Headers:
-    headers = as_user(user_id)
-    ok(
-        client.put(
-            "/v1/me/consents/marketing", json={"granted": True, "notice_version": "v1"}, headers=headers
-        )
-    )
-    device = {"platform": "apns", "token": apns_token(user_id)}
-    ok(client.post("/v1/me/devices", json=device, headers=headers), 201)
-    return headers
 
 
 def push(user_id: str, idem: str, topic: str, tag: str, **fields: Any) -> Json:

@@ -13,7 +13,7 @@ import pytest
 from conftest import FakeClock, Headers
 from litestar import Litestar
 from litestar.testing import TestClient
-from support import apns_token, assert_problem
+from support import apns_token, assert_problem, onboard
 
 from gateway.runtime import Runtime
 
@@ -21,16 +21,6 @@ Client = TestClient[Litestar]
 Json = dict[str, Any]
 UserHeaders = Callable[[str], Headers]
 KeyHeaders = Callable[..., Headers]
-
-
-def onboard(client: Client, as_user: UserHeaders, user_id: str, **prefs: Any) -> None:
-    headers = as_user(user_id)
-    consent = {"granted": True, "notice_version": "v1"}
-    assert client.put("/v1/me/consents/marketing", json=consent, headers=headers).status_code == 200
-    device = {"platform": "apns", "token": apns_token(user_id)}
-    assert client.post("/v1/me/devices", json=device, headers=headers).status_code == 201
-    if prefs:
-        assert client.patch("/v1/me/preferences", json=prefs, headers=headers).status_code == 200
 
 
 def item(key: str, user_id: str, **fields: Any) -> Json:

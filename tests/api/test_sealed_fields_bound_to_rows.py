@@ -17,7 +17,7 @@ import pytest
 from conftest import Headers
 from litestar import Litestar
 from litestar.testing import TestClient
-from support import apns_token
+from support import apns_token, onboard
 
 from gateway.runtime import Runtime
 from storage.crypto import DecryptionError
@@ -42,12 +42,7 @@ def _copy(runtime: Runtime, table: str, column: str, id_column: str, source: str
 
 @pytest.fixture
 def user(client: Client, as_user: Callable[[str], Headers]) -> Headers:
-    headers = as_user(USER)
-    body = {"granted": True, "notice_version": "v1"}
-    assert client.put("/v1/me/consents/marketing", json=body, headers=headers).status_code == 200
-    device = {"platform": "apns", "token": apns_token(USER)}
-    assert client.post("/v1/me/devices", json=device, headers=headers).status_code == 201
-    return headers
+    return onboard(client, as_user, USER)
 
 
 def test_a_push_text_copied_to_another_push_does_not_open(
