@@ -15,7 +15,7 @@ from litestar import Litestar
 from litestar.testing import TestClient
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
-from support import apns_token
+from support import apns_token, onboard
 
 from clients.delivery import DeliveryMessage, DeliveryResult
 from gateway.runtime import Runtime
@@ -39,20 +39,6 @@ def dispatch(client: Client, runtime: Runtime, limit: int = 1_000) -> int:
     """Run the dispatcher once on the app's event loop (the worker is disabled in tests)."""
     claimed: int = client.blocking_portal.call(runtime.dispatcher.run_once, "test-owner", limit)
     return claimed
-
-
-def token_of(user_id: str) -> str:
-    return apns_token(user_id)
-
-
-def onboard(client: Client, as_user: UserHeaders, user_id: str, *, consent: bool = True) -> Headers:
-    headers = as_user(user_id)
-    if consent:
-        body = {"granted": True, "notice_version": "v1"}
-        assert client.put("/v1/me/consents/marketing", json=body, headers=headers).status_code == 200
-    device = {"platform": "apns", "token": token_of(user_id)}
-    assert client.post("/v1/me/devices", json=device, headers=headers).status_code == 201
-    return headers
 
 
 def item(key: str, user_id: str, **fields: Any) -> Json:
@@ -172,7 +158,7 @@ def test_metrics_after_traffic_parse_and_carry_the_operational_series(
     secrets = [
         *users,
         *(runtime.store.pseudonyms.subject_ref(u) for u in users),
-        *(token_of(u) for u in users),
+        *(apns_token(u) for u in users),
         CAMPAIGN_NAME,
         campaign_id,
         adas_push,
