@@ -79,8 +79,12 @@ class Round:
         )
         keys = list(self.keys.values())
         parts = state_parts_for(PushNeeds(r.topic) for r in self.rows.values())  # contents not open yet
-        self.states = subject_state.load_many(conn, keys, now, policy, tz, parts, claimed=self.claimed)
+        # The active devices first: the rows for the sends, and their count for the decisions.
         self.devices = devices.list_for_many(conn, keys, active_only=True)
+        counts = {sid: len(rows) for sid, rows in self.devices.items()}
+        self.states = subject_state.load_many(
+            conn, keys, now, policy, tz, parts, claimed=self.claimed, active_devices=counts
+        )
 
     def key(self, row: PushRow) -> SubjectKey | None:
         return None if row.subject_id is None else self.keys.get(row.subject_id)

@@ -9,7 +9,7 @@ batches and campaigns decide thousands of pushes in one unit.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 
 import msgspec
@@ -45,17 +45,20 @@ def load_many(
     default_tz: str,
     parts: StateParts,
     claimed: Collection[str] = (),
+    active_devices: Mapping[str, int] | None = None,
 ) -> dict[str, SubjectState]:
     """subject id → state, for every key given, with the `parts` the pushes' rules read
     (`policies.state_parts_for`) and the others at their defaults: status and devices always.
     `claimed`: the pushes a dispatch round reading this holds the leases of, and decides again
-    (a retry among them is still waiting)."""
+    (a retry among them is still waiting). `active_devices`: each subject's count of active
+    devices, read already in this transaction by a caller that needed the rows (dispatch), so
+    not counted again."""
     by_id = {k.subject_id: k for k in keys}
     docs: dict[str, bytes] = {}
     granted: dict[str, set[str]] = defaultdict(set)
     places: dict[str, tuple[bytes, str]] = {}
     mutes: dict[str, dict[str, datetime]] = defaultdict(dict)
-    device_counts: dict[str, int] = {}
+    device_counts: dict[str, int] = dict(active_devices or {})
     planned: dict[str, list[Scheduled]] = defaultdict(list)
     for marks, ids in in_chunks(list(by_id)):
         if StateParts.PREFERENCES in parts:
@@ -83,11 +86,12 @@ def load_many(
             ):
                 mutes[sid][topic] = datetime.fromisoformat(until)
         # Counted here: the GROUP BY aggregate cost ~0.6 µs a subject more than a row each.
-        for (sid,) in conn.execute(
-            f"SELECT subject_id FROM devices WHERE status = 'active' AND subject_id IN ({marks})",  # noqa: S608
-            ids,
-        ):
-            device_counts[sid] = device_counts.get(sid, 0) + 1
+        if active_devices is None:
+            for (sid,) in conn.execute(
+                f"SELECT subject_id FROM devices WHERE status = 'active' AND subject_id IN ({marks})",  # noqa: S608
+                ids,
+            ):
+                device_counts[sid] = device_counts.get(sid, 0) + 1
         if StateParts.SCHEDULE in parts:
             for sid, item in _planned(conn, marks, ids, now, claimed):
                 planned[sid].append(item)
