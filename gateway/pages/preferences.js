@@ -60,20 +60,32 @@
   function when(iso) {
     if (!iso) return "";
     const moment = new Date(iso);
-    const shown = (timeZone) => {
+    let format;
+    try {
+      format = formatsFor(zone ?? undefined);
+    } catch {
+      format = formatsFor(undefined);  // a zone this browser does not know: its own, named
+    }
+    const text = format.time.format(moment);
+    const name = format.zone.formatToParts(moment).find((part) => part.type === "timeZoneName");
+    if (!name) return text;
+    return lang === "en" ? `${text} ${name.value}` : `${text}（${name.value}）`;
+  }
+
+  // Made once per language and zone, not twice per time shown: a view of 500 messages built a
+  // thousand formatters at each render.
+  const formats = new Map();
+  function formatsFor(timeZone) {
+    const key = `${lang}|${timeZone ?? ""}`;
+    if (!formats.has(key)) {
       const month = lang === "en" ? "short" : "long";
       const hour = lang === "en" ? "numeric" : "2-digit";  // "2:22 PM"; "08:05", as Chinese times are written
-      const text = moment.toLocaleString(lang, { timeZone, year: "numeric", month, day: "numeric", hour, minute: "2-digit" });
-      const name = new Intl.DateTimeFormat(lang, { timeZone, timeZoneName: "short" })
-        .formatToParts(moment).find((part) => part.type === "timeZoneName");
-      if (!name) return text;
-      return lang === "en" ? `${text} ${name.value}` : `${text}（${name.value}）`;
-    };
-    try {
-      return shown(zone ?? undefined);
-    } catch {
-      return shown(undefined);  // a zone this browser does not know: its own, named
+      formats.set(key, {
+        time: new Intl.DateTimeFormat(lang, { timeZone, year: "numeric", month, day: "numeric", hour, minute: "2-digit" }),
+        zone: new Intl.DateTimeFormat(lang, { timeZone, timeZoneName: "short" }),
+      });
     }
+    return formats.get(key);
   }
 
   // `note`: a word after the message, as when a change was saved but the view not read again.
