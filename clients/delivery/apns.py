@@ -3,11 +3,15 @@
 APNs speaks only HTTP/2, so the default transport disables HTTP/1.1: the connection is HTTP/2
 on https, and on an http:// base URL (local tests) it is h2c with prior knowledge. Apple
 rejects a provider token refreshed more than once per 20 minutes or older than an hour, so
-one JWT is reused for 50 minutes.
+one JWT is reused for 50 minutes, and one Apple refuses is replaced only if it is 20 minutes old.
 
 Priority: 10 (immediate) only for `transactional`; every marketing topic goes at 5, which
 lets iOS batch it for battery and never wakes a device for an offer. `apns-id` is a UUIDv5 of
 the idempotency key and `apns-collapse-id` the push id, so a retried push is shown once.
+
+Its connection is kept open between pushes, as Apple asks (it takes connections opened and closed
+again and again for a denial-of-service attack), for up to `KEEPALIVE_SECONDS` idle: httpx's
+default of 5 s opened a new TLS connection for each push of a quiet hour.
 
 Its client holds to what `Http1Client` promises the other providers: no redirect followed
 (httpx's default), no proxy from the environment (a transport of its own ignores it), no cookie
@@ -51,6 +55,13 @@ __all__ = ["APNS_ID_NAMESPACE", "ApnsAdapter", "ApnsConfig", "apns_id", "device_
 
 APNS_ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:consent-gateway:apns-id")
 _JWT_REUSE = 50 * 60
+_JWT_REFRESH_FLOOR = 20 * 60
+KEEPALIVE_SECONDS = 300.0
+"""How long an idle connection is kept: under the 350 s after which AWS's NAT gateways drop an
+idle TCP connection without a word (Google Cloud NAT's is 1,200 s), so a kept connection is
+rarely a dead one that costs a send its timeout."""
+_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=KEEPALIVE_SECONDS)
+"""httpx's own limits but for the keep-alive (a transport of our own takes none of the client's)."""
 _DEVICE_TOKEN = re.compile(r"[0-9A-Fa-f]{16,200}")
 _INVALID_REASONS = frozenset({"Unregistered", "BadDeviceToken"})
 _STALE_JWT_REASONS = frozenset({"ExpiredProviderToken", "InvalidProviderToken"})
@@ -101,7 +112,7 @@ class ApnsAdapter:
         self._base = config.base_url.rstrip("/")
         self._clock = clock
         self._client = httpx.AsyncClient(
-            transport=transport or httpx.AsyncHTTPTransport(http1=False, http2=True),
+            transport=transport or httpx.AsyncHTTPTransport(http1=False, http2=True, limits=_LIMITS),
             timeout=config.timeout,
             headers={"accept-encoding": "identity"},  # as Http1Client: no coding to get wrong
             cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])),  # a jar no domain may fill
@@ -131,12 +142,8 @@ class ApnsAdapter:
             except TransportFailure as exc:
                 return transport_failure(exc.code)
             reason = _reason(reply)
-            if reply.status != 403 or reason not in _STALE_JWT_REASONS:
+            if reply.status != 403 or reason not in _STALE_JWT_REASONS or not self._replaced(token):
                 break
-            if self._jwt == token:
-                # Only the token that failed: the sends in flight with it would each mint their
-                # own, and Apple answers TooManyProviderTokenUpdates to that.
-                self._jwt = None
         if reply.status == 410 or reason in _INVALID_REASONS:
             return invalid_token(reply, reason)
         if reply.status == 403 and reason in _STALE_JWT_REASONS:  # refused fresh too: our key's
@@ -173,6 +180,19 @@ class ApnsAdapter:
             "apns-id": apns_id(message.idempotency_key),
             "content-type": "application/json",
         }
+
+    def _replaced(self, refused: str) -> bool:
+        """Whether a token Apple refused is replaced, for the send to be made once more. Only the
+        token that failed: the sends in flight with it would each mint their own. And not one made
+        less than `_JWT_REFRESH_FLOOR` ago, which Apple answers `TooManyProviderTokenUpdates`:
+        refused that fresh, the fault is our key or clock, which a new token does not mend, and
+        a clock off by an hour made two tokens a send."""
+        if self._jwt != refused:
+            return True  # another send replaced it already
+        if self._clock() - self._jwt_iat < _JWT_REFRESH_FLOOR:
+            return False
+        self._jwt = None
+        return True
 
     def _provider_token(self) -> str:
         now = self._clock()

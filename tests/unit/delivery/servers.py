@@ -102,6 +102,7 @@ class H2cServer(_Recorder):
         self._tasks: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
         self.url = ""
+        self.connections = 0  # opened by clients so far
 
     async def __aenter__(self) -> H2cServer:
         self._server = await asyncio.start_server(self._connection, "127.0.0.1", 0)
@@ -123,6 +124,7 @@ class H2cServer(_Recorder):
         assert task is not None
         self._tasks.add(task)
         self._writers.add(writer)
+        self.connections += 1
         conn = h2.connection.H2Connection(
             config=h2.config.H2Configuration(client_side=False, header_encoding="utf-8")
         )

@@ -122,6 +122,25 @@ def test_sends_over_http2_with_a_verifiable_provider_token_and_apple_headers() -
     }
 
 
+def test_the_connection_is_kept_between_pushes_seconds_apart() -> None:
+    """Apple takes connections opened again and again for an attack; httpx's default closed one
+    idle for 5 s, so each push of a quiet hour came on a new one."""
+
+    async def scenario() -> tuple[list[str], int]:
+        apple = Apple(FakeClock())
+        async with H2cServer(apple) as server:
+            adapter = ApnsAdapter(config(server.url), clock=apple.clock)
+            try:
+                first = await adapter.send(make_message(apple.clock, **APNS))
+                await asyncio.sleep(5.5)
+                second = await adapter.send(make_message(apple.clock, **APNS))
+            finally:
+                await adapter.aclose()
+        return [first.status, second.status], server.connections
+
+    assert asyncio.run(scenario()) == (["delivered", "delivered"], 1)
+
+
 def test_provider_token_is_reused_for_50_minutes_then_replaced() -> None:
     apple = Apple(FakeClock())
     _, received = run(apple, (0, {}), (49 * 60, {}), (60, {}), (60, {}))
@@ -137,7 +156,7 @@ def test_expired_provider_token_is_replaced_once_and_the_push_resent() -> None:
             adapter = ApnsAdapter(config(server.url), clock=apple.clock)
             try:
                 first = await adapter.send(make_message(apple.clock, platform="apns", token=TOKEN))
-                apple.clock.advance(60)
+                apple.clock.advance(21 * 60)
                 apple.not_before = apple.clock.now  # Apple no longer honours the cached JWT
                 second = await adapter.send(make_message(apple.clock, platform="apns", token=TOKEN))
             finally:
@@ -161,7 +180,7 @@ def test_sends_in_flight_with_an_expired_provider_token_replace_it_once() -> Non
             adapter = ApnsAdapter(config(server.url), clock=apple.clock)
             try:
                 await adapter.send(make_message(apple.clock, platform="apns", token=TOKEN))
-                apple.clock.advance(60)
+                apple.clock.advance(21 * 60)
                 apple.not_before = apple.clock.now  # Apple no longer honours the cached JWT
                 results = await asyncio.gather(
                     *(
@@ -180,6 +199,21 @@ def test_sends_in_flight_with_an_expired_provider_token_replace_it_once() -> Non
     tokens = [got.headers["authorization"] for got in received]
     assert len(received) == 1 + 20 + 20  # the first send, then each once refused and once resent
     assert len(set(tokens)) == 2  # the expired one and a single replacement
+
+
+def test_a_token_refused_within_20_minutes_of_its_making_is_not_replaced() -> None:
+    """Refused that fresh, the key or the clock is at fault, and Apple answers a token replaced
+    more often than every 20 minutes with TooManyProviderTokenUpdates: a clock an hour off used
+    to mint two tokens a send. One replacement per 20 minutes, and each send fails as the
+    gateway's own fault, tried again and counted toward the circuit."""
+    apple = Apple(FakeClock())
+    apple.not_before = apple.clock.now + 10**6  # every token the adapter can make is refused
+    results, received = run(apple, *[(5, {})] * 10, (20 * 60, {}), (5, {}))
+    assert {(r.status, r.provider_code) for r in results} == {("retry", "ExpiredProviderToken")}
+    tokens = [got.headers["authorization"] for got in received]
+    assert len(received) == 10 + 2 + 1  # the send 20 minutes on replaces its token once
+    assert len(set(tokens[:10])) == 1
+    assert len(set(tokens)) == 2
 
 
 def test_unregistered_device_is_an_invalid_token() -> None:
@@ -292,7 +326,7 @@ def test_status_classification(
         return httpx.Response(status, content=content, headers=headers)
 
     assert send_with(httpx.MockTransport(handler)) == expected
-    assert len(calls) == (2 if why == "InvalidProviderToken" else 1)
+    assert len(calls) == 1  # a token refused minutes after its making is not replaced
 
 
 def test_connection_refused_is_a_retry() -> None:
