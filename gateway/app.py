@@ -12,8 +12,9 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, nullcontext
 from importlib.metadata import version
+from typing import Any
 
-from litestar import Litestar
+from litestar import Litestar, Request
 from litestar.di import Provide
 from litestar.exceptions import ValidationException
 from litestar.openapi import OpenAPIConfig
@@ -23,6 +24,7 @@ from litestar.types import ControllerRouterHandler
 from swagger_ui_bundle import swagger_ui_path
 
 from gateway.auth import auth_middleware
+from gateway.body import refuse_unread_body
 from gateway.clock import Clock, system_clock
 from gateway.durability import durable_answers
 from gateway.errors import (
@@ -65,6 +67,13 @@ ROUTES: list[ControllerRouterHandler] = [
     ),
 ]  # fmt: skip
 VERSION = version("consent-gateway")  # the package's, from pyproject.toml
+
+
+async def read_strictly(request: Request[Any, Any, Any]) -> None:
+    """`before_request`: what a request sends that its route would not read is refused, not
+    ignored: a query parameter it does not take, a body where it takes none."""
+    await refuse_stray_query_parameters(request)
+    refuse_unread_body(request)
 
 
 def create_app(
@@ -119,7 +128,7 @@ def create_app(
             "metrics": Provide(lambda: metrics, sync_to_thread=False),
         },
         middleware=[logged_by_route, durable_answers, auth_middleware],
-        before_request=refuse_stray_query_parameters,
+        before_request=read_strictly,
         before_send=[log_unrouted_audit_calls, logged_unrouted, security_headers],
         exception_handlers={
             GatewayError: handle_gateway_error,

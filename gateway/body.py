@@ -20,6 +20,7 @@ from types import UnionType
 from typing import Annotated, Any, Generic, TypeVar, Union, get_args, get_origin
 
 import msgspec
+from litestar import Request
 from litestar._openapi.schema_generation import SchemaCreator
 from litestar.dto import MsgspecDTO
 from litestar.dto._backend import DTOBackend
@@ -29,7 +30,7 @@ from litestar.typing import FieldDefinition
 
 from gateway.errors import InvalidInput, UnsupportedMediaType, without_values
 
-__all__ = ["Strict", "decode_strict"]
+__all__ = ["Strict", "decode_strict", "refuse_unread_body"]
 
 T = TypeVar("T", bound=msgspec.Struct)
 _PATH = re.compile(r" - at `\$\.?([^`]*)`$")
@@ -191,6 +192,22 @@ def _refuse_other_media(headers: Iterable[tuple[bytes, bytes]]) -> None:
                 raise UnsupportedMediaType(
                     "the body must be JSON: Content-Type application/json", "content-type"
                 )
+
+
+def refuse_unread_body(request: Request[Any, Any, Any]) -> None:
+    """`before_request`, under `/v1/`: a body sent to a route that reads none is refused 400
+    naming `body`, not ignored. `DELETE /v1/me` with `{"dry_run": true}` erased the user, and a
+    key rotation or a campaign's pause went ahead whatever their body asked, where the same name
+    in the query was refused (`gateway.query`). Known from the headers, before a byte is read:
+    a declared length of zero, as clients send with an empty POST, is no body."""
+    if (
+        not request.scope["path"].startswith("/v1/")
+        or "data" in request.route_handler.parsed_fn_signature.parameters
+    ):
+        return
+    for name, value in request.scope["headers"]:
+        if (name == b"content-length" and value.strip() != b"0") or name == b"transfer-encoding":
+            raise InvalidInput("body: this route takes no body", "body")
 
 
 class Strict(MsgspecDTO[T], Generic[T]):

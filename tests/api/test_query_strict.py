@@ -13,7 +13,7 @@ from litestar import Litestar
 from litestar.testing import TestClient
 from support import assert_problem
 
-from gateway.query import refuse_stray_query_parameters
+from gateway.app import read_strictly
 from gateway.runtime import Runtime
 
 Client = TestClient[Litestar]
@@ -103,7 +103,7 @@ def test_every_api_route_has_the_check(app: Litestar) -> None:
         for handler in getattr(route, "route_handlers", [])
     ]
     assert handlers
-    assert {h.resolve_before_request() for h in handlers} == {refuse_stray_query_parameters}
+    assert {h.resolve_before_request() for h in handlers} == {read_strictly}
 
 
 @pytest.mark.parametrize("path", ["/healthz?probe=1", "/readyz?from=monitor", "/preferences?lang=zh-CN"])
