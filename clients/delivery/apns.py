@@ -65,6 +65,7 @@ _LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepal
 _DEVICE_TOKEN = re.compile(r"[0-9A-Fa-f]{16,200}")
 _INVALID_REASONS = frozenset({"Unregistered", "BadDeviceToken"})
 _STALE_JWT_REASONS = frozenset({"ExpiredProviderToken", "InvalidProviderToken"})
+_DEVICE_THROTTLED = "TooManyRequests"  # "too many requests ... to the same device token"
 
 
 class ApnsConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -148,7 +149,10 @@ class ApnsAdapter:
             return invalid_token(reply, reason)
         if reply.status == 403 and reason in _STALE_JWT_REASONS:  # refused fresh too: our key's
             return refused_alike(reply, self._clock, reason)
-        return classify_status(reply, self._clock, code=reason)
+        result = classify_status(reply, self._clock, code=reason)
+        if reply.status == 429 and reason == _DEVICE_THROTTLED:
+            return msgspec.structs.replace(result, device_throttled=True)
+        return result
 
     async def aclose(self) -> None:
         await self._client.aclose()

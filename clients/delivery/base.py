@@ -112,6 +112,10 @@ class DeliveryResult(msgspec.Struct, frozen=True, kw_only=True):
     asked_provider: bool = True
     """False when the adapter answered without a call to the provider (a token that can never
     be sent to): the provider's circuit breaker learns nothing from it."""
+    device_throttled: bool = False
+    """A `retry` the provider asked for because of this device alone (APNs' `TooManyRequests`:
+    too many pushes to one device token): the provider is working, and its circuit counts it so.
+    Five pushes to one busy phone opened the APNs circuit for every other device."""
 
 
 class DeliveryAdapter(Protocol):

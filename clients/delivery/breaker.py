@@ -4,7 +4,8 @@ closed --(threshold consecutive failures)--> open --(cool-down elapsed, next all
 half_open --(probe succeeds)--> closed;  half_open --(probe fails)--> open (cool-down restarts)
 
 Only failures of the provider count (retry results: 5xx, 429, timeouts, connection errors). An
-invalid token or a rejected payload is the provider working correctly, so it counts as success.
+invalid token, a rejected payload or one device's pushes throttled is the provider working
+correctly, so it counts as success.
 A pure state machine: the caller passes `now`, so the worker and the tests own the clock.
 """
 
@@ -21,7 +22,7 @@ BreakerState = Literal["closed", "open", "half_open"]
 
 def is_provider_failure(result: DeliveryResult) -> bool:
     """The outcome the breaker should record as a failure."""
-    return result.status == "retry"
+    return result.status == "retry" and not result.device_throttled
 
 
 class CircuitBreaker:

@@ -296,9 +296,20 @@ def send_with(transport: httpx.MockTransport, token: str = TOKEN) -> DeliveryRes
             429,
             "TooManyRequests",
             {"retry-after": "12"},
+            # One device's pushes throttled: the provider is working (`device_throttled`).
             DeliveryResult(
-                status="retry", retry_after=12.0, provider_status=429, provider_code="TooManyRequests"
+                status="retry",
+                retry_after=12.0,
+                provider_status=429,
+                provider_code="TooManyRequests",
+                device_throttled=True,
             ),
+        ),
+        (
+            429,
+            "TooManyProviderTokenUpdates",
+            {},
+            DeliveryResult(status="retry", provider_status=429, provider_code="TooManyProviderTokenUpdates"),
         ),
         (
             500,

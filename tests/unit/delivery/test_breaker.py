@@ -107,3 +107,11 @@ def test_a_released_probe_leaves_the_state_and_goes_to_the_next_send() -> None:
     closed.release()  # nor resets the count of failures
     closed.record(False, now=1.0)
     assert state(closed) == "open"
+
+
+def test_one_devices_pushes_throttled_is_no_failure_of_the_provider() -> None:
+    """APNs' 429 `TooManyRequests` is about one device token: five pushes to one busy phone
+    opened the circuit and held back every other device's pushes."""
+    throttled = DeliveryResult(status="retry", provider_status=429, device_throttled=True)
+    assert not is_provider_failure(throttled)
+    assert is_provider_failure(DeliveryResult(status="retry", provider_status=429))
