@@ -195,14 +195,18 @@ class FcmAdapter:
         await self._http.aclose()
 
     def _message_json(self, message: DeliveryMessage) -> dict[str, object]:
+        """Each platform's block carries the push's expiry: FCM keeps a message without one up to
+        four weeks, on Android and for a web app's token alike (its `webpush` block, RFC 8030's
+        headers, where `android.ttl` does not reach)."""
         expires = message.expires_at.timestamp()
+        ttl = ttl_seconds(expires, self._clock())
         return {
             "message": {
                 "token": message.token,
                 "notification": {"title": message.title, "body": message.body},
                 "data": {**message.data, "cgw_idempotency_key": message.idempotency_key},
                 "android": {
-                    "ttl": f"{ttl_seconds(expires, self._clock())}s",
+                    "ttl": f"{ttl}s",
                     "priority": "HIGH" if message.urgent else "NORMAL",
                     "notification": {"tag": message.collapse_id},
                 },
@@ -213,6 +217,7 @@ class FcmAdapter:
                         "apns-collapse-id": message.collapse_id,
                     }
                 },
+                "webpush": {"headers": {"TTL": str(ttl), "Urgency": "high" if message.urgent else "normal"}},
             }
         }
 

@@ -156,9 +156,12 @@ def test_sends_the_documented_v1_message_with_a_bearer_token_from_the_jwt_grant(
                     "apns-collapse-id": "psh_01HZX",
                 }
             },
+            # A web app's token: FCM kept a message without a TTL up to four weeks.
+            "webpush": {"headers": {"TTL": "3600", "Urgency": "normal"}},
         }
     }
     urgent = json.loads(received[2].body)["message"]
+    assert urgent["webpush"]["headers"]["Urgency"] == "high"
     assert urgent["android"]["priority"] == "HIGH"
     assert urgent["apns"]["headers"]["apns-priority"] == "10"
     assert urgent["data"]["cgw_idempotency_key"] == "psh_01HZX:dev_7"
@@ -183,6 +186,7 @@ def test_a_push_that_expired_while_the_token_was_fetched_is_not_sent() -> None:
     assert results[1].status == "delivered"  # the token fetched is kept for the next send
     sent = [json.loads(r.body)["message"] for r in received if r.path != "/token"]
     assert [m["android"]["ttl"] for m in sent] == [f"{3600 - 90}s"]  # as left when it was sent
+    assert [m["webpush"]["headers"]["TTL"] for m in sent] == [f"{3600 - 90}"]
 
 
 def test_access_token_is_cached_until_five_minutes_before_expiry() -> None:
