@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from clients.delivery.base import DeliveryResult
+from clients.delivery.base import LONGEST_SEND_SECONDS, DeliveryResult
 
 __all__ = ["BreakerState", "CircuitBreaker", "is_provider_failure"]
 
@@ -37,6 +37,7 @@ class CircuitBreaker:
         self._failures = 0
         self._opened_at = 0.0
         self._probe_out = False
+        self._probe_started = 0.0
 
     @property
     def state(self) -> BreakerState:
@@ -44,7 +45,12 @@ class CircuitBreaker:
         return self._state
 
     def reopens_in(self, now: float) -> float:
-        """Seconds until an open circuit lets its next probe through (meaningless unless open)."""
+        """Seconds until an open circuit lets its next probe through or, while that probe is out,
+        until it must have ended (a send takes at most `LONGEST_SEND_SECONDS`): the pushes it held
+        back were claimed, opened and decided again every second or so while it ran. Meaningless
+        while closed."""
+        if self._state == "half_open" and self._probe_out:
+            return max(self._probe_started + LONGEST_SEND_SECONDS - now, 0.0)
         return 0.0 if self._cooled(now) else self._opened_at + self._cooldown - now
 
     def allow(self, now: float) -> bool:
@@ -59,6 +65,7 @@ class CircuitBreaker:
         if self._probe_out:
             return False
         self._probe_out = True
+        self._probe_started = now
         return True
 
     def record(self, success: bool, now: float) -> None:

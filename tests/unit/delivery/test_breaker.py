@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from clients.delivery import BreakerState, CircuitBreaker, DeliveryResult, is_provider_failure
+from clients.delivery.base import LONGEST_SEND_SECONDS
 
 
 def state(breaker: CircuitBreaker) -> BreakerState:
@@ -115,3 +116,16 @@ def test_one_devices_pushes_throttled_is_no_failure_of_the_provider() -> None:
     throttled = DeliveryResult(status="retry", provider_status=429, device_throttled=True)
     assert not is_provider_failure(throttled)
     assert is_provider_failure(DeliveryResult(status="retry", provider_status=429))
+
+
+def test_while_its_probe_is_out_the_circuit_reopens_when_the_probe_must_have_ended() -> None:
+    """Not at once: the pushes held back were claimed and decided again every second or so for
+    as long as the probe took."""
+    breaker = CircuitBreaker(failure_threshold=1, cooldown=30.0)
+    breaker.record(False, now=100.0)
+    assert breaker.reopens_in(110.0) == 20.0
+    assert breaker.allow(130.0)  # the probe
+    assert not breaker.allow(131.0)
+    assert breaker.reopens_in(131.0) == LONGEST_SEND_SECONDS - 1
+    breaker.record(True, now=132.0)
+    assert breaker.allow(132.0)
