@@ -97,7 +97,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     worker_concurrency: int = 256
     worker_lease_seconds: int = 60
     worker_metrics_port: int | None = None
-    delivery_max_attempts: int = 8
+    delivery_max_attempts: int = 12
     delivery_backoff_seconds: float = 1.0
     delivery_breaker_threshold: int = 5
     delivery_breaker_cooldown_seconds: float = 30.0
