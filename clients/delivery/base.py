@@ -40,6 +40,7 @@ EXPIRED_UNSENT = "ExpiredUnsent"
 (a wait for a connection, or for FCM's access token): no attempt, and the push ends `expired`."""
 
 _CODE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,47}")
+_HEX_RUN = re.compile(r"[0-9A-Fa-f]{16,}")
 UNRECOGNIZED = "unrecognized"
 
 
@@ -47,10 +48,13 @@ def provider_code(text: str | None) -> str | None:
     """A provider's error code as the worker may keep it (in the deliveries table, through the
     user's erasure, and in their export), or `unrecognized`. FCM's `UNREGISTERED` and APNs'
     `BadDeviceToken` are names; a provider or a proxy that echoes the request's device token
-    (`BAD_TOKEN:<token>`, 64 hex digits) is not, and that must not be stored in clear."""
+    (`BAD_TOKEN:<token>`, 64 hex digits) is not, and that must not be stored in clear. Nor is a
+    token alone, short enough to have a name's shape: an APNs token may be 16 hex digits."""
     if text is None:
         return None
-    return text if _CODE.fullmatch(text) and not text.isdigit() else UNRECOGNIZED
+    if not _CODE.fullmatch(text) or text.isdigit() or _HEX_RUN.fullmatch(text):
+        return UNRECOGNIZED
+    return text
 
 
 class SecretText(Protocol):

@@ -499,7 +499,9 @@ def test_an_answer_httpx_cannot_decode_is_a_result_not_an_exception(status: int)
     assert asked == ["identity"]
 
 
-@pytest.mark.parametrize("echoed", ["BadDeviceToken:" + "ab" * 32, "ab" * 32, "user@example.org"])
+@pytest.mark.parametrize(
+    "echoed", ["BadDeviceToken:" + "ab" * 32, "ab" * 32, "user@example.org", "ab" * 8, "Fe" * 12]
+)
 def test_a_reason_that_is_no_name_is_kept_as_unrecognized(echoed: str) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(400, content=json.dumps({"reason": echoed}).encode())
