@@ -251,12 +251,17 @@ def _write_private(path: Path, content: bytes, *, exclusive: bool) -> None:
         target = path.with_name(path.name + ".tmp")
         target.unlink(missing_ok=True)
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(content)
-        handle.flush()
-        os.fsync(handle.fileno())
-    if target != path:
-        os.replace(target, path)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if target != path:
+            os.replace(target, path)
+    except BaseException:
+        # Ours, and part-written (a full disk): not left for the next start or an operator to find.
+        target.unlink(missing_ok=True)
+        raise
     _fsync_directory(path.parent)
 
 

@@ -4,6 +4,7 @@ way. Such a key store loads and serves; rotating answered 500, parsing `primary`
 from __future__ import annotations
 
 import base64
+import errno
 import json
 import os
 import threading
@@ -87,6 +88,30 @@ def test_a_rotation_the_key_store_cannot_take_is_refused_and_changes_nothing(
     assert runtime.keys.keyring.active == json.loads(before)["kek_active"]
     rotated = client.post("/v1/admin/keys/rotate-encryption", headers=admin)
     assert rotated.status_code == 200, rotated.text
+
+
+def test_a_rotation_refused_by_a_full_disk_leaves_no_part_written_file(
+    client: TestClient[Litestar],
+    runtime: Runtime,
+    as_key: Callable[..., dict[str, str]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The disk filled as the new key store was written: refused 409 as above, and its part-written
+    temporary file was left beside the key store."""
+    admin = as_key("admin")
+    path = runtime.keys.path
+    before = path.read_bytes()
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "fsync", full)
+        refused = client.post("/v1/admin/keys/rotate-encryption", headers=admin)
+    assert refused.status_code == 409, refused.text
+    assert "No space left on device" in refused.json()["detail"]
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in path.parent.iterdir() if p.name.startswith(path.name)) == [path.name]
 
 
 def test_a_subject_made_while_a_rotation_runs_is_wrapped_under_the_new_key(
