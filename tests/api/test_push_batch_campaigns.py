@@ -265,7 +265,7 @@ def test_a_batch_of_exactly_10000_is_decided(
     client: Client, runtime: Runtime, as_user: UserHeaders, key: Headers
 ) -> None:
     onboard(client, as_user, "ivy")
-    items = [item(str(i), f"user-{i % 50}", title="", body="") for i in range(10_000)]
+    items = [item(str(i), f"user-{i % 50}", title="t", body="") for i in range(10_000)]
     items[1_234] = item("1234", "ivy")
     items[9_999] = item("9999", "ivy", topic="flash_sales")
     result = batch(client, key, items)

@@ -182,6 +182,11 @@ BAD = [
     Bad("personalized as a string", lambda s: good(personalized="false"), 400, "personalized"),
     Bad("personalized as a number", lambda s: good(personalized=1), 400, "personalized"),
     Bad("body is a list", lambda s: [good()], 400, "body"),
+    # A blank notification on the user's screen, or text no device shows (some end it at a NUL).
+    Bad("title and body both empty", lambda s: good(title="", body=""), 400, "title"),
+    Bad("title and body only spaces", lambda s: good(title=" \u3000", body="\n\t"), 400, "title"),
+    Bad("NUL in the title", lambda s: good(title="Paid\x00 in full"), 400, "title"),
+    Bad("escape in the body", lambda s: good(body="10% off \x1b[31mtoday"), 400, "body"),
 ]
 
 
@@ -300,6 +305,16 @@ def test_ttl_over_an_admin_lowered_maximum(fresh: Setup, as_key: Callable[..., H
     assert ok.json()["expires_at"] == "2026-11-23T11:00:00Z"
 
 
+def test_a_push_of_a_body_alone_or_of_several_lines_is_accepted(fresh: Setup) -> None:
+    for i, fields in enumerate(
+        [{"title": "", "body": "Paid"}, {"title": "Paid", "body": "CNY 25.00\n\tThanks"}]
+    ):
+        answer = fresh.client.post(
+            "/v1/pushes", json=good(idempotency_key=f"k{i}", **fields), headers=fresh.key
+        )
+        assert answer.status_code == 200, answer.text
+
+
 def test_ttl_at_the_seven_day_limit_is_accepted(fresh: Setup) -> None:
     answer = fresh.client.post("/v1/pushes", json=good(ttl_seconds=604800), headers=fresh.key)
     assert answer.status_code == 200, answer.text
@@ -316,7 +331,7 @@ def test_title_over_the_policy_limit_is_a_decision_not_a_4xx(fresh: Setup) -> No
 
 
 def test_batch_over_10000_items(setup: Setup) -> None:
-    tiny = [{"idempotency_key": str(i), "user_id": "u", "topic": "promotions", "title": "", "body": ""}
+    tiny = [{"idempotency_key": str(i), "user_id": "u", "topic": "promotions", "title": "t", "body": ""}
             for i in range(10_001)]  # fmt: skip
     before = setup.counts()
     answer = setup.client.post("/v1/pushes/batch", json={"pushes": tiny}, headers=setup.key)
