@@ -16,10 +16,10 @@ Scope = Literal[
 ]
 
 
-KeyName = Annotated[str, Meta(min_length=1, max_length=100, pattern=r"^[\w .:-]+$(?!\n)")]
-"""An API key's name, one short printable line as key lists and logs show it. The one rule for the
-API (decoded here) and `keys create` (`gateway.services.api_keys.check_name`). `(?!\n)`: Python's
-`$` also matches before a final newline, and "name\n" got through."""
+KeyName = Annotated[str, Meta(min_length=1, max_length=100, pattern=r"^ *[\w.:-][\w .:-]*$(?!\n)")]
+"""An API key's name, one short printable line as key lists and logs show it, not spaces alone. The
+one rule for the API (decoded here) and `keys create` (`gateway.services.api_keys.check_name`).
+`(?!\n)`: Python's `$` also matches before a final newline, and "name\n" got through."""
 
 
 class ApiKeyCreate(msgspec.Struct, forbid_unknown_fields=True):

@@ -52,6 +52,10 @@ class ComplaintRead(msgspec.Struct, kw_only=True):
 class Resolution(msgspec.Struct, forbid_unknown_fields=True):
     resolution: Annotated[str, Meta(min_length=1, max_length=2000)]
 
+    def __post_init__(self) -> None:
+        if not self.resolution.strip():  # the user reads it as the operator's answer
+            raise ValueError("resolution: say how the complaint was resolved, not spaces alone")
+
 
 class EventCreate(msgspec.Struct, forbid_unknown_fields=True):
     type: Literal["opened", "clicked", "converted", "dismissed"]

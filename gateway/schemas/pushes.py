@@ -237,6 +237,8 @@ class CampaignCreate(msgspec.Struct, forbid_unknown_fields=True):
     topic: Topic
 
     def __post_init__(self) -> None:
+        if not self.name.strip():
+            raise ValueError("name: a campaign name must hold more than spaces")
         if _hides_text(self.name):
             raise ValueError("name: one line, without control, zero-width or bidi characters")
         if kinds := find_pii_in_label(self.name):

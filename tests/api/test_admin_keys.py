@@ -126,3 +126,18 @@ def test_a_key_name_holding_personal_data_is_refused(
         runtime.api_keys.create_sync(name, ("pushes:write",))
     assert refused.value.field == "name"
     assert _keys(runtime) == before
+
+
+@pytest.mark.parametrize("name", ["   ", " "])
+def test_a_key_name_of_spaces_alone_is_refused(
+    client: Client, runtime: Runtime, as_key: Callable[..., Headers], name: str
+) -> None:
+    """Listed under a blank name, a key could not be told from another in the list an operator
+    reads after a leak."""
+    admin = as_key("admin")
+    before = _keys(runtime)
+    response = client.post("/v1/admin/keys", json={"name": name, "scopes": ["pushes:write"]}, headers=admin)
+    assert_problem(response, 400, "name")
+    assert _keys(runtime) == before
+    made = client.post("/v1/admin/keys", json={"name": " svc b", "scopes": ["pushes:write"]}, headers=admin)
+    assert made.status_code == 201, made.text

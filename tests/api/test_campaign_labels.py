@@ -170,3 +170,14 @@ def test_a_short_user_id_inside_an_allowed_key_is_chance(
         "body": "Receipt", "data": {data_key: "1"},
     }  # fmt: skip
     assert client.post("/v1/pushes", json=push, headers=as_key("pushes:write")).status_code == 200
+
+
+@pytest.mark.parametrize("name", ["   ", "\u3000", " \u00a0 "])
+def test_a_campaign_name_of_spaces_alone_is_refused(
+    client: Client, runtime: Runtime, as_key: KeyHeaders, name: str
+) -> None:
+    answer = client.post(
+        "/v1/campaigns", json={"name": name, "topic": "promotions"}, headers=as_key("campaigns:write")
+    )
+    assert_problem(answer, 400, "name")
+    assert _count(runtime, "campaigns") == 0

@@ -412,6 +412,17 @@ def handler(as_key: KeyHeaders) -> Headers:
     return as_key("complaints:write")
 
 
+def test_a_resolution_of_spaces_alone_is_refused_and_leaves_the_complaint_open(
+    client: Client, as_user: UserHeaders, handler: Headers
+) -> None:
+    """The user reads it as the operator's answer: a blank one closed their complaint saying nothing."""
+    ada = onboard(client, as_user, "ada")
+    cid = complain(client, ada, reason="offensive", comment="Rude wording")["complaint_id"]
+    refused = client.post(f"/v1/complaints/{cid}/resolve", json={"resolution": " \n "}, headers=handler)
+    assert_problem(refused, 400, "resolution")
+    assert client.get("/v1/me/complaints", headers=ada).json()[0]["status"] == "open"
+
+
 def test_a_complaint_is_acknowledged_then_resolved_each_step_timed(
     client: Client, clock: FakeClock, as_user: UserHeaders, handler: Headers
 ) -> None:

@@ -66,7 +66,7 @@ def test_scopes_no_key_may_hold_together_are_one_line_not_a_traceback(tmp_path: 
     assert "`admin` and `audit:read` are never given to one key" in done.stderr
 
 
-@pytest.mark.parametrize("name", ["", "x" * 5000, "evil\nname", "<script>", "trailing\n"])
+@pytest.mark.parametrize("name", ["", "x" * 5000, "evil\nname", "<script>", "trailing\n", "   "])
 def test_a_name_the_api_refuses_is_refused_here_too(tmp_path: Path, name: str) -> None:
     data = tmp_path / "data"
     data.mkdir()
