@@ -450,4 +450,6 @@ def _moment(value: str | None, name: str) -> datetime | None:
     try:
         return parse_rfc3339(value)  # one without an offset is refused by `aware`, as before
     except ValueError:
-        raise InvalidInput(f"{name}: {value[:40]!r} is not a time", name) from None
+        raise InvalidInput(
+            f"{name}: not a real time in RFC 3339, such as 2026-11-23T10:00:00Z", name
+        ) from None

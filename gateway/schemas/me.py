@@ -77,7 +77,7 @@ class Frequency(msgspec.Struct, forbid_unknown_fields=True):
 
 def check_timezone(name: str) -> None:
     if not is_iana_zone(name):
-        raise ValueError(f"timezone: {name[:64]!r} is not an IANA time zone name")
+        raise ValueError("timezone: not an IANA time zone name, such as Asia/Shanghai")
 
 
 class PreferencesUpdate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

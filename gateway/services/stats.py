@@ -56,7 +56,7 @@ class StatsService:
             }
         names = sorted(variants)
         if control is not None and control not in variants:
-            raise InvalidInput(f"no variant {control!r} in this campaign", "control")
+            raise InvalidInput("control: no such variant in this campaign", "control")
         base = control or (names[0] if names else DEFAULT_VARIANT)
         comparisons = [
             _compare(metric, base, variants[base], name, variants[name]) for name in names if name != base
