@@ -192,6 +192,11 @@ def _refuse_other_media(headers: Iterable[tuple[bytes, bytes]]) -> None:
                 raise UnsupportedMediaType(
                     "the body must be JSON: Content-Type application/json", "content-type"
                 )
+        elif name == b"content-encoding" and value.strip().lower() != b"identity":
+            # Decoded by nobody: a gzip body read as it came (RFC 9110, section 15.5.16).
+            raise UnsupportedMediaType(
+                "the body must be sent unencoded: no Content-Encoding", "content-encoding"
+            )
 
 
 def refuse_unread_body(request: Request[Any, Any, Any]) -> None:

@@ -36,6 +36,21 @@ def test_a_body_of_another_declared_type_is_refused_and_changes_nothing(
     assert consents.get("marketing", {}).get("granted") is not True
 
 
+@pytest.mark.parametrize("coding", ["gzip", "br", "deflate, gzip"])
+def test_a_body_declared_encoded_is_refused_and_changes_nothing(
+    client: Client, as_user: Callable[[str], Headers], coding: str
+) -> None:
+    """No one decodes it: a body declared gzip was read as it came, as JSON."""
+    alice = as_user("alice")
+    headers = {**alice, "content-type": "application/json", "content-encoding": coding}
+    answer = client.put("/v1/me/consents/marketing", content=GRANT, headers=headers)
+    assert_problem(answer, 415, "content-encoding")
+    consents = client.get("/v1/me/preferences", headers=alice).json()["consents"]
+    assert consents.get("marketing", {}).get("granted") is not True
+    identity = {**alice, "content-type": "application/json", "content-encoding": "identity"}
+    assert client.put("/v1/me/consents/marketing", content=GRANT, headers=identity).status_code == 200
+
+
 @pytest.mark.parametrize(
     "declared", ["application/json", "Application/JSON; charset=utf-8", "application/merge-patch+json", None]
 )
