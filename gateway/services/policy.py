@@ -87,9 +87,11 @@ class PolicySource:
         the first."""
         for topic, keys in settings.allowed_data_keys.items():
             for index, key in enumerate(keys):
+                field = f"allowed_data_keys.{topic}[{index}]"
                 if RESERVED_DATA_KEY.match(key):
-                    field = f"allowed_data_keys.{topic}[{index}]"
                     raise InvalidInput(f"{field}: `{key}` is kept by a push service or the gateway", field)
+                if key in keys[:index]:  # a version that differs from the last by a repeat alone
+                    raise InvalidInput(f"{field}: `{key}` is listed twice", field)
         now = self._clock()
 
         def put(conn: Connection) -> PolicyVersion:

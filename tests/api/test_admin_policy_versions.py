@@ -150,3 +150,13 @@ def test_a_data_key_a_push_service_or_the_gateway_keeps_is_refused(
         client.put("/v1/admin/policy", json=body(allowed_data_keys=ordinary), headers=admin).status_code
         == 200
     )
+
+
+def test_a_data_key_listed_twice_is_refused(client: Client, as_key: AsKey) -> None:
+    """It made a new policy version that allowed nothing the last did not."""
+    admin = as_key("admin")
+    before = client.get("/v1/admin/policy", headers=admin).json()["version"]
+    keys = {"promotions": ["deeplink", "coupon_code", "deeplink"]}
+    answer = client.put("/v1/admin/policy", json=body(allowed_data_keys=keys), headers=admin)
+    assert_problem(answer, 400, "allowed_data_keys.promotions[2]")
+    assert client.get("/v1/admin/policy", headers=admin).json()["version"] == before
