@@ -113,8 +113,41 @@ def _segment(value: str, name: str) -> str:
     return value
 
 
+def _json(document: msgspec.Struct) -> bytes:
+    """The body, or `ValueError` naming the field whose text cannot be UTF-8: a lone surrogate,
+    half of a character (text cut between the two halves of an emoji), raised msgspec's
+    `UnicodeEncodeError`, which named a position but not the argument."""
+    try:
+        return msgspec.json.encode(document)
+    except UnicodeEncodeError:
+        field = _half_character(msgspec.to_builtins(document), "") or "body"
+        raise ValueError(
+            f"{field}: text holding half a character (a lone surrogate) cannot be sent"
+        ) from None
+
+
+def _half_character(node: object, path: str) -> str | None:
+    if isinstance(node, str):
+        return None if node.isascii() or _encodes(node) else path
+    if isinstance(node, dict):
+        items = [(f"{path}.{key}" if path else str(key), value) for key, value in node.items()]
+        keys = [(path or "body", key) for key in node]
+        return next((hit for p, v in (*keys, *items) if (hit := _half_character(v, p))), None)
+    if isinstance(node, list):
+        return next((hit for i, v in enumerate(node) if (hit := _half_character(v, f"{path}[{i}]"))), None)
+    return None
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def push(request: PushRequest) -> Call[PushAnswer]:
-    body = msgspec.json.encode(request)
+    body = _json(request)
     return Call(method="POST", path="/v1/pushes", answer=PushAnswer, safety="idempotent", body=body)
 
 
@@ -122,7 +155,7 @@ def push_batch(pushes: Sequence[PushRequest]) -> Call[BatchAnswer]:
     """Refuses an empty or oversized batch before encoding megabytes the gateway would refuse."""
     if not 1 <= len(pushes) <= BATCH_MAX:
         raise ValueError(f"pushes: a batch holds 1 to {BATCH_MAX} pushes, not {len(pushes)}")
-    body = msgspec.json.encode(_Batch(pushes))
+    body = _json(_Batch(pushes))
     return Call(method="POST", path="/v1/pushes/batch", answer=BatchAnswer, safety="idempotent", body=body)
 
 
@@ -133,7 +166,7 @@ def get_push(push_id: str) -> Call[Push]:
 
 
 def create_campaign(name: str, topic: Topic) -> Call[CampaignCreated]:
-    body = msgspec.json.encode(_CampaignCreate(name, topic))
+    body = _json(_CampaignCreate(name, topic))
     return Call(method="POST", path="/v1/campaigns", answer=CampaignCreated, safety="unsent_only", body=body)
 
 
@@ -169,6 +202,6 @@ def acknowledge_complaint(complaint_id: str) -> Call[Complaint]:
 
 
 def resolve_complaint(complaint_id: str, resolution: str) -> Call[Complaint]:
-    body = msgspec.json.encode(_Resolution(resolution))
+    body = _json(_Resolution(resolution))
     path = f"/v1/complaints/{_segment(complaint_id, 'complaint_id')}/resolve"
     return Call(method="POST", path=path, answer=Complaint, safety="unsent_only", body=body)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import math
 import pickle
+import re
 from typing import Any
 
 import httpx
@@ -23,7 +24,7 @@ from clients.sdk import (
     Unavailable,
     Unreachable,
 )
-from clients.sdk.calls import get_push
+from clients.sdk.calls import create_campaign, get_push, push, push_batch, resolve_complaint
 from clients.sdk.retry import Attempts, Safety
 
 KEY = "cgw_0123456789abcdef_secret"
@@ -282,3 +283,26 @@ def test_an_error_survives_a_trip_through_pickle(error: GatewayError) -> None:
     assert (back.status_code, back.detail, back.field, str(back)) == (
         error.status_code, error.detail, error.field, str(error),
     )  # fmt: skip
+
+
+def _push(**fields: Any) -> PushRequest:
+    return PushRequest(**{"idempotency_key": "k", "topic": "promotions", "title": "t", "body": "b", **fields})
+
+
+@pytest.mark.parametrize(
+    ("call", "field"),
+    [
+        (lambda: push(_push(title="Sale \ud83d")), "title"),
+        (lambda: push(_push(user_id="\udc00")), "user_id"),
+        (lambda: push(_push(data={"deeplink": "wallet://\ud800"})), "data.deeplink"),
+        (lambda: push(_push(data={"deep\ud800": "x"})), "data"),
+        (lambda: push_batch([_push(body="b\ud800" if i == 2 else "b") for i in range(3)]), "pushes[2].body"),
+        (lambda: create_campaign("Winter \udfff", "promotions"), "name"),
+        (lambda: resolve_complaint("cpl_1", "done \ud800"), "resolution"),
+    ],
+)
+def test_text_holding_half_a_character_is_refused_naming_its_field(call: Any, field: str) -> None:
+    """Text cut between the two halves of an emoji cannot be UTF-8: msgspec's UnicodeEncodeError
+    named a position, not the argument (README, "Errors": a ValueError naming it)."""
+    with pytest.raises(ValueError, match=rf"^{re.escape(field)}: text holding half a character"):
+        call()
