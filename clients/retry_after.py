@@ -3,7 +3,7 @@ Retry-After header, and exponential backoff with full jitter floored by it.
 
 Full jitter (a uniform draw in [0, exponential step]) spreads a burst of failures over the
 whole window, so a recovering provider or gateway is not hit by every worker at the same
-instant. A Retry-After is a floor, never shortened by the jitter. Pure functions: the random
+instant. A Retry-After is a floor, never shortened by the jitter, and spread above. Pure functions: the random
 source and the current time are parameters. Its own module, with the standard library only, so
 that the SDK can use it without importing the delivery package and with it the provider clients.
 """
@@ -14,8 +14,10 @@ import email.utils
 from collections.abc import Callable
 from datetime import UTC
 
-__all__ = ["backoff_delay", "parse_retry_after"]
+__all__ = ["RETRY_AFTER_SPREAD", "backoff_delay", "parse_retry_after"]
 
+RETRY_AFTER_SPREAD = 0.25
+"""How much longer than a Retry-After a retry may wait, drawn at random: what it asks is a floor."""
 _MAX_EXPONENT = 62  # 2**62 already exceeds any sane cap; keeps the float product finite
 
 _MAX_DELTA_DIGITS = 10
@@ -55,11 +57,14 @@ def backoff_delay(
     """Seconds to wait after `attempt` failed attempts (1 = the first try failed).
 
     The window is `min(cap, base * 2**(attempt-1))`; `rand()` must return a value in [0, 1).
+    A `retry_after` is waited out, and up to `RETRY_AFTER_SPREAD` of it more.
     """
     if attempt < 1:
         raise ValueError("attempt counts failed attempts and starts at 1")
     window = min(cap, base * 2.0 ** min(attempt - 1, _MAX_EXPONENT))
     delay = rand() * window
     if retry_after is not None:
-        delay = max(delay, retry_after)
+        # Spread over a quarter more: every client told `Retry-After: 1` came back at 1.0 s,
+        # together, which the jitter is there to prevent.
+        delay = max(delay, retry_after * (1 + RETRY_AFTER_SPREAD * rand()))
     return delay

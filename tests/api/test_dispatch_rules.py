@@ -641,7 +641,7 @@ def test_retry_after_is_a_floor_for_the_next_attempt(world: World) -> None:
     assert world.run() == 1
     world.clock.advance(seconds=119)
     assert world.run() == 0
-    world.clock.advance(seconds=2)
+    world.clock.advance(seconds=32)  # waited out, and at most a quarter more (RETRY_AFTER_SPREAD)
     assert world.run() == 1
     assert world.read(push["push_id"])["status"] == "delivered"
 

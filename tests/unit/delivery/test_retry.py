@@ -20,7 +20,16 @@ def test_full_jitter_spans_zero_to_the_capped_exponential_window(attempt: int, w
 def test_retry_after_is_a_floor_not_a_replacement() -> None:
     assert backoff_delay(1, base=1.0, cap=60.0, rand=lambda: 0.0, retry_after=30.0) == 30.0
     assert backoff_delay(7, base=1.0, cap=60.0, rand=lambda: 0.9, retry_after=5.0) == pytest.approx(54.0)
-    assert backoff_delay(1, base=1.0, cap=60.0, rand=lambda: 0.5, retry_after=120.0) == 120.0
+    assert backoff_delay(1, base=1.0, cap=60.0, rand=lambda: 0.5, retry_after=120.0) == 135.0
+
+
+def test_retries_told_the_same_retry_after_are_spread_over_a_quarter_more() -> None:
+    """Every client told `Retry-After: 1` came back at 1.0 s, together."""
+    draws = iter([0.1, 0.0, 0.1, 0.999, 0.1, 0.5])
+    waits = [
+        backoff_delay(1, base=1.0, cap=60.0, rand=lambda: next(draws), retry_after=1.0) for _ in range(3)
+    ]
+    assert waits == pytest.approx([1.0, 1.0 + 0.25 * 0.999, 1.125])
 
 
 def test_attempt_counts_from_one() -> None:
