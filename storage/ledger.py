@@ -138,6 +138,10 @@ class VerifyResult(msgspec.Struct, frozen=True):
     chain is read from; `events` 0) and `checkpoints_missing` (the same of the checkpoints table;
     `checkpoint_tree_size` None). Every gateway has both tables from its first start, so either
     is tampering, and `ok` is false.
+
+    `consents_unbacked` counts the rows of the consent state pushes are decided on that the
+    ledger's latest consent event does not back (`consents.unbacked`; None: the table could not
+    be read): the chain cannot see that state changed behind its back, and `ok` is false too.
     """
 
     ok: bool
@@ -146,6 +150,7 @@ class VerifyResult(msgspec.Struct, frozen=True):
     first_invalid_seq: int | None
     checkpoint_tree_size: int | None = None
     checkpoint_problem: CheckpointProblem | None = None
+    consents_unbacked: int | None = 0
 
 
 def canonical_bytes(

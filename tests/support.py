@@ -51,6 +51,24 @@ def assert_problem(response: Any, status: int, field: str | None = None) -> dict
     return body
 
 
+def verdict(client: Any, auditor: dict[str, str]) -> dict[str, Any]:
+    """`GET /v1/audit/ledger/verify`'s answer."""
+    response = client.get("/v1/audit/ledger/verify", headers=auditor)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def tamper(runtime: Runtime, *statements: str) -> None:
+    """Raw SQL on the data database, as whoever holds its key runs it."""
+
+    def unit(conn: Connection) -> None:
+        for sql in statements:
+            conn.execute(sql)
+
+    runtime.store.data.writer.run_sync(unit)
+
+
 def grow_ledger(client: Any, user: dict[str, str], n: int) -> None:
     """n consent events for one user, alternately a grant and a withdrawal of marketing."""
     for i in range(n):

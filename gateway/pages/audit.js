@@ -132,6 +132,11 @@
       badges.push(badge(false, `chain broken at seq ${answer.first_invalid_seq}`));
     }
     if (answer.checkpoint_problem) badges.push(badge(false, `checkpoint problem: ${answer.checkpoint_problem}`));
+    // The consent state pushes are decided on, held to the ledger's latest consent events.
+    if (answer.consents_unbacked === null) badges.push(badge(false, "consent state unreadable"));
+    else if (answer.consents_unbacked) {
+      badges.push(badge(false, `${answer.consents_unbacked} consent state(s) the ledger does not back`));
+    }
     if (!badges.length) badges.push(answer.ok ? badge(true, "chain intact") : badge(false, "verification failed"));
     const problem = Object.hasOwn(CHECKPOINT_PROBLEMS, answer.checkpoint_problem ?? "") ? CHECKPOINT_PROBLEMS[answer.checkpoint_problem] : null;
     return el("p", {}, ...badges.flatMap((b, n) => (n ? [" ", b] : [b])),

@@ -61,7 +61,7 @@ from storage.merkle import (
     root_hash,
     verify_consistency,
 )
-from storage.repositories import audit
+from storage.repositories import audit, consents
 from storage.repositories.audit import CheckpointRow, Filter
 from storage.store import Store
 
@@ -115,6 +115,21 @@ def _anchor(row: CheckpointRow | None) -> ledger.Anchor | None:
 
 
 def verify_ledger(
+    conn: Connection, keys: Mapping[str, Ed25519PublicKey], reread: KeySource | None = None
+) -> ledger.VerifyResult:
+    """`verify_history`, and the consent state pushes are decided on held to the ledger's latest
+    consent events (`consents.unbacked`): `UPDATE consents SET granted = 1` let marketing through
+    to a user whose ledger said withdrawn, and the chain, which does not read that table, held."""
+    result = _verify_history(conn, keys, reread)
+    if result.checkpoint_problem == "ledger_missing":
+        return result
+    unbacked = consents.unbacked(conn)
+    if unbacked == 0:
+        return result
+    return msgspec.structs.replace(result, ok=False, consents_unbacked=unbacked)
+
+
+def _verify_history(
     conn: Connection, keys: Mapping[str, Ed25519PublicKey], reread: KeySource | None = None
 ) -> ledger.VerifyResult:
     """The hash chain, and the ledger against the latest stored signed checkpoint: its signature

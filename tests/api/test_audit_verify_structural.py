@@ -19,10 +19,9 @@ import pytest
 from conftest import Headers
 from litestar import Litestar
 from litestar.testing import TestClient
-from support import grow_ledger
+from support import grow_ledger, tamper, verdict
 
 from gateway.runtime import Runtime
-from storage.connections import Connection
 
 Client = TestClient[Litestar]
 Json = dict[str, Any]
@@ -32,23 +31,6 @@ CLI = Path(sys.executable).with_name("consent-gateway")
 @pytest.fixture
 def auditor(as_key: Callable[..., Headers]) -> Headers:
     return as_key("audit:read")
-
-
-def verdict(client: Client, auditor: Headers) -> Json:
-    response = client.get("/v1/audit/ledger/verify", headers=auditor)
-    assert response.status_code == 200, response.text
-    body: Json = response.json()
-    return body
-
-
-def tamper(runtime: Runtime, *statements: str) -> None:
-    """Raw SQL on the data database, as whoever holds its key runs it."""
-
-    def unit(conn: Connection) -> None:
-        for sql in statements:
-            conn.execute(sql)
-
-    runtime.store.data.writer.run_sync(unit)
 
 
 def _checkpointed(client: Client, as_user: Any, auditor: Headers, events: int = 3) -> None:

@@ -387,13 +387,15 @@ def test_more_goes_on_with_the_search_shown_not_the_filters_typed_since(
 
 
 @pytest.mark.parametrize(
-    ("first_invalid_seq", "problem", "shown"),
+    ("first_invalid_seq", "problem", "unbacked", "shown"),
     [
-        (7, None, ["chain broken at seq 7"]),
-        (None, "unknown_key", ["checkpoint problem: unknown_key"]),
-        (None, "ledger_shorter", ["checkpoint problem: ledger_shorter"]),
-        (None, "root_differs", ["checkpoint problem: root_differs"]),
-        (7, "root_differs", ["chain broken at seq 7", "checkpoint problem: root_differs"]),
+        (7, None, 0, ["chain broken at seq 7"]),
+        (None, "unknown_key", 0, ["checkpoint problem: unknown_key"]),
+        (None, "ledger_shorter", 0, ["checkpoint problem: ledger_shorter"]),
+        (None, "root_differs", 0, ["checkpoint problem: root_differs"]),
+        (7, "root_differs", 0, ["chain broken at seq 7", "checkpoint problem: root_differs"]),
+        (None, None, 2, ["2 consent state(s) the ledger does not back"]),
+        (None, None, None, ["consent state unreadable"]),
     ],
 )
 def test_a_failed_verification_says_what_failed(
@@ -402,6 +404,7 @@ def test_a_failed_verification_says_what_failed(
     auditor: dict[str, str],
     first_invalid_seq: int | None,
     problem: str | None,
+    unbacked: int | None,
     shown: list[str],
 ) -> None:
     """Regression: every failed verification read "chain broken", a checkpoint the gateway could
@@ -409,7 +412,10 @@ def test_a_failed_verification_says_what_failed(
     sign_in(tab, gateway, auditor)
     expect(tab.page.locator("#checkpoint table")).to_be_visible()
     verified = gateway.http.get("/v1/audit/ledger/verify", headers=auditor).json()
-    failed = verified | {"ok": False, "first_invalid_seq": first_invalid_seq, "checkpoint_problem": problem}
+    failed = verified | {
+        "ok": False, "first_invalid_seq": first_invalid_seq, "checkpoint_problem": problem,
+        "consents_unbacked": unbacked,
+    }  # fmt: skip
 
     def answered(route: Route) -> None:
         route.fulfill(status=200, content_type="application/json", body=json.dumps(failed))
