@@ -82,13 +82,13 @@ def test_verify_reports_a_sound_ledger(
 ) -> None:
     assert get(client, "/ledger/verify", auditor) == {
         "ok": True, "events": 0, "head_hash": "00" * 32, "first_invalid_seq": None,
-        "checkpoint_tree_size": None, "checkpoint_problem": None,
+        "checkpoint_tree_size": None, "checkpoint_problem": None, "consents_unbacked": 0,
     }  # fmt: skip
     grow_ledger(client, as_user("alice"), 3)
     head = ledger.head(runtime.store.data.reader())[1].hex()
     assert get(client, "/ledger/verify", auditor) == {
         "ok": True, "events": 3, "head_hash": head, "first_invalid_seq": None,
-        "checkpoint_tree_size": None, "checkpoint_problem": None,
+        "checkpoint_tree_size": None, "checkpoint_problem": None, "consents_unbacked": 0,
     }  # fmt: skip
 
 
