@@ -208,7 +208,14 @@ def summarize_runs(runs: Sequence[Result]) -> Result:
 def gateway_server(data_dir: Path, logs: Path, name: str, env: dict[str, str] | None = None) -> Server:
     port = free_port()
     argv = [str(VENV_BIN / "consent-gateway"), "serve", "--port", str(port), "--data-dir", str(data_dir)]
-    server = Server(name, argv, port, logs, env={"CGW_WORKER_ENABLED": "false", **(env or {})})
+    # No checkpoint signed mid-phase: the first one after a start hashes the whole seeded ledger.
+    server = Server(
+        name,
+        argv,
+        port,
+        logs,
+        env={"CGW_WORKER_ENABLED": "false", "CGW_CHECKPOINT_SECONDS": "0", **(env or {})},
+    )
     server.wait_ready()
     return server
 

@@ -29,7 +29,9 @@ def settings_for(data_dir: Path) -> Settings:
     quiet hours (21:00-08:00) hold none of a benchmark's marketing pushes whatever the hour."""
     offset = system_clock().hour - 13  # Etc/GMT+N is N hours behind UTC
     zone = "Etc/GMT" if offset == 0 else f"Etc/GMT{offset:+d}"
-    return Settings.from_env({}, data_dir=data_dir, worker_enabled=False, log_level="warning", timezone=zone)
+    return Settings.from_env(
+        {}, data_dir=data_dir, worker_enabled=False, log_level="warning", timezone=zone, checkpoint_seconds=0
+    )
 
 
 async def _populate(runtime: Runtime, users: int, chunk: int) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, nullcontext
+from contextlib import asynccontextmanager, nullcontext, suppress
 from importlib.metadata import version
 from typing import Any
 
@@ -25,6 +25,7 @@ from swagger_ui_bundle import swagger_ui_path
 
 from gateway.auth import auth_middleware
 from gateway.body import refuse_unread_body
+from gateway.checkpoints import sign_checkpoints
 from gateway.clock import Clock, system_clock
 from gateway.durability import durable_answers
 from gateway.errors import (
@@ -111,10 +112,16 @@ def create_app(
         worker = Worker(runtime.dispatcher, settings.worker_concurrency) if settings.worker_enabled else None
         task = asyncio.create_task(worker.run()) if worker else None
         finishing = asyncio.create_task(runtime.finish_rotation())
+        every = settings.checkpoint_seconds
+        signing = asyncio.create_task(sign_checkpoints(runtime.audit.ledger, every)) if every else None
         try:
             with server_collector() if tune_collector else nullcontext():
                 yield
         finally:
+            if signing:
+                signing.cancel()
+                with suppress(asyncio.CancelledError):
+                    await signing
             if worker and task:
                 worker.stop()
                 await task

@@ -97,6 +97,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     worker_concurrency: int = 256
     worker_lease_seconds: int = 60
     worker_metrics_port: int | None = None
+    checkpoint_seconds: int = 300
     delivery_max_attempts: int = 12
     delivery_backoff_seconds: float = 1.0
     delivery_breaker_threshold: int = 5
@@ -463,6 +464,7 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "worker_concurrency": _whole(1, MAX_WORKER_CONCURRENCY),
     "worker_lease_seconds": _whole(1, 86_400),
     "worker_metrics_port": _port,
+    "checkpoint_seconds": _whole(0, 86_400),
     "delivery_max_attempts": _whole(1, 100),
     "delivery_backoff_seconds": _seconds(900),
     "delivery_breaker_threshold": _whole(1, 10_000),

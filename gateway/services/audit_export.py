@@ -246,6 +246,22 @@ class AuditLedger:
             row, self._tree = await self._store.data.writer.run(unit)
         return _read(row)
 
+    async def checkpoint_if_grown(self) -> CheckpointRead | None:
+        """`checkpoint`, if the ledger holds events its latest checkpoint does not cover: what
+        `serve` signs every `CGW_CHECKPOINT_SECONDS` (`gateway.checkpoints`). A ledger holding
+        fewer is refused as `checkpoint` refuses a history that is not the signed one: `checkpoint`
+        signs nothing for it, and answers the latest checkpoint as if all were well."""
+        conn = self._store.data.reader()
+        latest = audit.latest_checkpoint(conn)
+        events, signed = ledger.head(conn)[0], 0 if latest is None else latest.tree_size
+        if events < signed:
+            raise Conflict(
+                f"checkpoint: the ledger holds {events} events, fewer than the {signed} its latest "
+                "checkpoint signed (GET /v1/audit/ledger/verify)",
+                "checkpoint",
+            )
+        return None if events == signed else await self.checkpoint()
+
     def _catch_up(self) -> TreeHead:
         conn = self._store.data.reader()
         return advance(self._tree, conn, _anchor(audit.latest_checkpoint(conn)))
