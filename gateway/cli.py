@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import errno
 import os
 import shlex
@@ -91,6 +92,12 @@ def _parser() -> argparse.ArgumentParser:
             "a signed export: the file `audit export` writes, the dashboard's audit-export.jws, "
             'or the API\'s {"jws": ...} answer'
         ),
+    )
+    verify.add_argument(
+        "--since",
+        type=Path,
+        help="with --export: a checkpoint saved earlier (an earlier export file, or the answer of "
+        "/v1/audit/ledger/checkpoint) that the export's history must extend",
     )
     verify.add_argument(
         "--jwks",
@@ -192,11 +199,12 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return _token(settings, args.user_id)
     if args.audit_command == "export":
         return asyncio.run(_export(settings, args.start, args.end, args.out))
-    if args.jwks is not None and args.export is None:
-        print("consent-gateway: --jwks is only for checking an --export file", file=sys.stderr)
+    if (args.jwks is not None or args.since is not None) and args.export is None:
+        flag = "--jwks" if args.jwks is not None else "--since"
+        print(f"consent-gateway: {flag} is only for checking an --export file", file=sys.stderr)
         return EXIT_USAGE
     if args.export is not None:
-        return _verify_export(settings, args.export, args.jwks)
+        return _verify_export(settings, args.export, args.jwks, args.since)
     return _verify(settings)
 
 
@@ -571,7 +579,7 @@ def _write_out(fd: int, data: bytes, *, truncate: bool) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _verify_export(settings: Settings, path: Path, jwks: Path | None) -> int:
+def _verify_export(settings: Settings, path: Path, jwks: Path | None, since: Path | None) -> int:
     """Offline: needs only public keys — the key store's (current and retired), or with `--jwks`
     the published JWK set alone, so an auditor holds no secret — and never creates keys or
     databases."""
@@ -609,9 +617,47 @@ def _verify_export(settings: Settings, path: Path, jwks: Path | None) -> int:
     except ValueError as exc:
         print(f"consent-gateway: {jwks}: not a JWK set with an Ed25519 key: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    result = verify_export(token, keys)
+    saved = None
+    if since is not None:
+        try:
+            saved = _saved_checkpoint(since.read_bytes())
+        except OSError as exc:
+            print(f"consent-gateway: cannot read {exc.filename}: {exc.strerror}", file=sys.stderr)
+            return EXIT_USAGE
+        except ValueError as exc:  # UnicodeDecodeError too
+            print(f"consent-gateway: --since {since}: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+    result = verify_export(token, keys, saved)
     print(msgspec.json.encode(result).decode())
     return 0 if result.ok else 1
+
+
+class _SavedDocument(msgspec.Struct):
+    type: str
+    checkpoint: _SavedCheckpoint | None = None
+
+
+class _SavedCheckpoint(msgspec.Struct):
+    jws: str
+
+
+def _saved_checkpoint(raw: bytes) -> str:
+    """The compact JWS of the checkpoint in a file an auditor saved: an earlier export's (the file
+    or the API's answer) or the checkpoint route's answer (`{"tree_size", ..., "jws"}`). Read
+    unverified here; `verify_export` checks its signature."""
+    token = _export_token(raw)
+    try:
+        payload = token.split(".")[1]
+        document = msgspec.json.decode(
+            base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)), type=_SavedDocument
+        )
+    except (IndexError, ValueError, msgspec.DecodeError) as exc:  # binascii.Error is a ValueError
+        raise ValueError(f"not an export or a checkpoint this gateway signed: {exc}") from None
+    if document.type == "consent-gateway/ledger-checkpoint":
+        return token
+    if document.type == "consent-gateway/audit-export" and document.checkpoint is not None:
+        return document.checkpoint.jws
+    raise ValueError("not an export or a checkpoint this gateway signed")
 
 
 class _ExportAnswer(msgspec.Struct):

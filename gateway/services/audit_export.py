@@ -380,13 +380,26 @@ def _signed(token: str, public: Ed25519PublicKey, kid: str) -> bytes:
     return payload
 
 
-def verify_export(token: str, keys: Mapping[str, Ed25519PublicKey]) -> ExportCheck:
+def verify_export(token: str, keys: Mapping[str, Ed25519PublicKey], since: str | None = None) -> ExportCheck:
     """Checks an export offline: both signatures, each with the key of `keys` its JWS header's
     `kid` names (an export signed after a key rotation embeds a checkpoint signed before it),
     the hash chain of its events, and that its events are the leaves of the signed checkpoint's
     tree at their seqs: the tree before the first (`prefix`) and the events give the root at the
-    last, which `consistency_proof` ties to the signed root."""
+    last, which `consistency_proof` ties to the signed root.
+
+    With `since`, a checkpoint the auditor saved earlier (its compact JWS), also that this
+    export's history extends it: the root of its first `tree_size` events, worked out from the
+    prefix and the events, is the saved root. That is the external witness a ledger needs against
+    whoever holds the database key and can rewrite it, checkpoint rows included (SECURITY.md)."""
     checked: list[str] = []
+    saved: CheckpointClaims | None = None
+    if since is not None:
+        try:
+            saved = msgspec.json.decode(_signed_by(since, keys), type=CheckpointClaims)
+        except (jwt.PyJWTError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+            return ExportCheck(
+                ok=False, checked=checked, problem=f"the saved checkpoint is not a signed one: {exc}"
+            )
     try:
         bundle = msgspec.json.decode(_signed_by(token, keys), type=ExportBundle)
         checked.append("signature")
@@ -423,6 +436,7 @@ def verify_export(token: str, keys: Mapping[str, Ed25519PublicKey]) -> ExportChe
             )
         prev = e.hash
     checked.append("hash chain")
+    roots: dict[int, bytes] = {}  # the tree's roots the export gives, by size, as `since` needs them
     if events:
         try:
             tree = Frontier(events[0].seq - 1, tuple(bytes.fromhex(h) for h in bundle.prefix))
@@ -435,8 +449,12 @@ def verify_export(token: str, keys: Mapping[str, Ed25519PublicKey]) -> ExportChe
                 checked=checked,
                 problem="the tree before the first event (prefix) or a proof is malformed or missing",
             )
+        if saved is not None and tree.size == saved.tree_size:
+            roots[tree.size] = frontier_root(tree)
         for e in events:
             tree = frontier_append(tree, leaf_hash(e.hash))
+            if saved is not None and tree.size == saved.tree_size:
+                roots[tree.size] = frontier_root(tree)
         if not verify_consistency(events[-1].seq, cp.tree_size, frontier_root(tree), signed_root, proof):
             return ExportCheck(
                 ok=False,
@@ -445,4 +463,35 @@ def verify_export(token: str, keys: Mapping[str, Ed25519PublicKey]) -> ExportChe
                 problem="events do not match the checkpoint's root",
             )
         checked.append("checkpoint root")
+    if saved is not None:
+        roots[cp.tree_size] = bytes.fromhex(cp.root_hash)
+        if (problem := _extends(saved, roots, events, cp.tree_size)) is not None:
+            return ExportCheck(ok=False, events=len(events), checked=checked, problem=problem)
+        checked.append("extends the saved checkpoint")
     return ExportCheck(ok=True, events=len(events), checked=checked)
+
+
+def _extends(
+    saved: CheckpointClaims, roots: Mapping[int, bytes], events: list[ExportEvent], signed: int
+) -> str | None:
+    """Why the export does not show its history extending `saved`, or None. `roots` are the
+    export's tree roots it could work out, by size: before its first event, after each of its
+    events, and the signed checkpoint's."""
+    if saved.tree_size > signed:
+        return (
+            f"the saved checkpoint signed {saved.tree_size} events, more than this export's "
+            f"checkpoint ({signed}): the ledger has lost events since"
+        )
+    root = roots.get(saved.tree_size)
+    if root is None:
+        window = f"seq {events[0].seq} to {events[-1].seq}" if events else "no events"
+        return (
+            f"cannot tell: the saved checkpoint's tree of {saved.tree_size} events does not end "
+            f"inside this export ({window}); export a window holding seq {saved.tree_size}"
+        )
+    if root.hex() != saved.root_hash:
+        return (
+            f"the ledger's first {saved.tree_size} events do not hash to the saved checkpoint's "
+            "root: the history was rewritten since it was saved"
+        )
+    return None
