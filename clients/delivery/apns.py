@@ -190,17 +190,19 @@ class ApnsAdapter:
         token that failed: the sends in flight with it would each mint their own. And not one made
         less than `_JWT_REFRESH_FLOOR` ago, which Apple answers `TooManyProviderTokenUpdates`:
         refused that fresh, the fault is our key or clock, which a new token does not mend, and
-        a clock off by an hour made two tokens a send."""
+        a clock off by an hour made two tokens a send. One made "in the future" (the clock has
+        been stepped back since) is replaced: its age says nothing, and kept it was refused for
+        an hour after the clock was put right."""
         if self._jwt != refused:
             return True  # another send replaced it already
-        if self._clock() - self._jwt_iat < _JWT_REFRESH_FLOOR:
+        if 0 <= self._clock() - self._jwt_iat < _JWT_REFRESH_FLOOR:
             return False
         self._jwt = None
         return True
 
     def _provider_token(self) -> str:
         now = self._clock()
-        if self._jwt is None or now - self._jwt_iat >= _JWT_REUSE:
+        if self._jwt is None or not 0 <= now - self._jwt_iat < _JWT_REUSE:
             self._jwt_iat = now
             claims = {"iss": self._config.team_id, "iat": int(now)}
             self._jwt = jwt.encode(claims, self._key, algorithm="ES256", headers={"kid": self._config.key_id})

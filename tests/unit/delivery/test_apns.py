@@ -216,6 +216,28 @@ def test_a_token_refused_within_20_minutes_of_its_making_is_not_replaced() -> No
     assert len(set(tokens)) == 2
 
 
+def test_a_token_made_while_the_clock_was_ahead_is_replaced_once_it_is_put_right() -> None:
+    """Its age came out negative, under the 20 minutes and the 50, so the token Apple refused was
+    kept, and every send refused, for an hour after the clock was stepped back."""
+    apple = Apple(FakeClock())
+    ours = FakeClock()
+    ours.advance(3600)  # an hour ahead of Apple's
+
+    async def scenario() -> list[DeliveryResult]:
+        async with H2cServer(apple) as server:
+            adapter = ApnsAdapter(config(server.url), clock=ours)
+            try:
+                ahead = await adapter.send(make_message(ours, **APNS))
+                ours.now = apple.clock.now  # put right
+                return [ahead, await adapter.send(make_message(ours, **APNS))]
+            finally:
+                await adapter.aclose()
+
+    ahead, righted = asyncio.run(scenario())
+    assert (ahead.status, ahead.provider_code) == ("retry", "ExpiredProviderToken")
+    assert righted.status == "delivered"
+
+
 def test_unregistered_device_is_an_invalid_token() -> None:
     apple = Apple(FakeClock())
     results, _ = run(apple, (0, {"token": GONE}))
