@@ -53,11 +53,15 @@ def backoff_delay(
     cap: float,
     rand: Callable[[], float],
     retry_after: float | None = None,
+    within: float | None = None,
 ) -> float:
     """Seconds to wait after `attempt` failed attempts (1 = the first try failed).
 
     The window is `min(cap, base * 2**(attempt-1))`; `rand()` must return a value in [0, 1).
-    A `retry_after` is waited out, and up to `RETRY_AFTER_SPREAD` of it more.
+    A `retry_after` is waited out, and up to `RETRY_AFTER_SPREAD` of it more, unless that more
+    would reach `within` (the time the caller has left: a push's expiry, the SDK's deadline)
+    where the `retry_after` alone does not: a spread that ended a push `expired` unsent, or
+    made the SDK give up, would cost more than the burst it spreads.
     """
     if attempt < 1:
         raise ValueError("attempt counts failed attempts and starts at 1")
@@ -66,5 +70,8 @@ def backoff_delay(
     if retry_after is not None:
         # Spread over a quarter more: every client told `Retry-After: 1` came back at 1.0 s,
         # together, which the jitter is there to prevent.
-        delay = max(delay, retry_after * (1 + RETRY_AFTER_SPREAD * rand()))
+        spread = retry_after * (1 + RETRY_AFTER_SPREAD * rand())
+        if within is not None and retry_after < within <= spread:
+            spread = retry_after
+        delay = max(delay, spread)
     return delay

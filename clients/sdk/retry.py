@@ -108,8 +108,9 @@ class Attempts:
         policy = self._policy
         if self.made >= policy.attempts:
             return None
-        delay = backoff_delay(self.made, policy.base_delay, policy.max_delay, self._rand, floor)
-        if self._clock() + delay - self._started > policy.deadline:
+        left = policy.deadline - (self._clock() - self._started)
+        delay = backoff_delay(self.made, policy.base_delay, policy.max_delay, self._rand, floor, left)
+        if delay > left:
             return None
         self.made += 1
         return delay

@@ -657,10 +657,11 @@ class Dispatcher:
         # if a device has it, even when its attempts are spent.
         ending = any(r.provider_code in _ENDING for r in results)
         if waiting and (attempts < self._settings.delivery_max_attempts or ending):
+            left = (send.expires - now).total_seconds()
             delay = (
                 backoff_delay(
                     attempts, self._settings.delivery_backoff_seconds, BACKOFF_CAP_SECONDS, self._rand,
-                    retry_after or None,
+                    retry_after or None, left,
                 )
                 if attempted
                 else max(reopen, 0.0) + self._rand()
@@ -668,11 +669,7 @@ class Dispatcher:
             writes.status = StatusChange(push_id=claim.push_id, status="sending", attempts=attempts)
             # Never past the push's expiry (a provider may ask for any Retry-After): due then, it
             # ends `expired` at its next claim instead of waiting in `sending`.
-            due = (
-                now + timedelta(seconds=delay)
-                if delay < (send.expires - now).total_seconds()
-                else send.expires
-            )
+            due = now + timedelta(seconds=delay) if delay < left else send.expires
             writes.reschedule = Reschedule(claim.push_id, due, attempts)
             return writes
         reached = any(s == "delivered" for s in states.values())

@@ -68,6 +68,11 @@ def test_a_retry_after_is_a_floor_under_the_backoff_and_within_the_deadline() ->
     assert attempts("idempotent").after_status(400, "1") is None  # never a reason to retry a 4xx
 
 
+def test_a_retry_after_that_fits_the_deadline_is_waited_whatever_the_spread() -> None:
+    """25 s fits the 30 s deadline; its spread (31 s) did not, and the call gave up at random."""
+    assert attempts("idempotent", deadline=30.0).after_status(503, "25") == pytest.approx(25.0)
+
+
 def test_no_retry_starts_after_the_deadline() -> None:
     clock = Clock()
     tries = attempts("idempotent", clock, base_delay=1.0, deadline=5.0)

@@ -23,6 +23,16 @@ def test_retry_after_is_a_floor_not_a_replacement() -> None:
     assert backoff_delay(1, base=1.0, cap=60.0, rand=lambda: 0.5, retry_after=120.0) == 135.0
 
 
+def test_the_spread_gives_way_where_it_would_reach_the_time_left() -> None:
+    """A push with 100 s left told to wait 90 s was due at its expiry four times in ten, and
+    ended `expired` unsent: the spread is dropped there, never the Retry-After itself."""
+    wait = backoff_delay(1, base=1.0, cap=60.0, rand=lambda: 0.999, retry_after=90.0, within=100.0)
+    assert wait == 90.0
+    roomy = backoff_delay(1, base=1.0, cap=60.0, rand=lambda: 0.999, retry_after=90.0, within=200.0)
+    assert roomy == pytest.approx(90.0 * (1 + 0.25 * 0.999))
+    assert backoff_delay(1, base=1.0, cap=60.0, rand=lambda: 0.5, retry_after=120.0, within=100.0) == 135.0
+
+
 def test_retries_told_the_same_retry_after_are_spread_over_a_quarter_more() -> None:
     """Every client told `Retry-After: 1` came back at 1.0 s, together."""
     draws = iter([0.1, 0.0, 0.1, 0.999, 0.1, 0.5])
