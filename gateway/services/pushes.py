@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import re
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -437,6 +438,7 @@ class PushService:
                     answers.append((_stored_answer(earlier), False))
                     continue
                 ttl = _ttl(p.request, policy)
+                _refuse_unshowable(p.request)
                 self._refuse_user_id_labels(p.request, policy)
                 push = policy_request(p.request.topic, p.request.campaign_id, p.content, ttl)
                 campaign = self._campaign(conn, p, campaigns_seen)
@@ -615,6 +617,22 @@ def _answer(push_id: str | None, decision: Decision) -> PushAnswer:
         deliver_after=None if decision.deliver_after is None else _wire_time(decision.deliver_after),
         expires_at=_wire_time(decision.expires_at),
     )
+
+
+# Controls but the tab and line breaks a notification's text may hold (C0, DEL and C1): a device
+# shows none of them, and some clients end the text at a NUL.
+_UNSHOWABLE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def _refuse_unshowable(request: PushCreate) -> None:
+    """A blank notification, or text with a control character, is a sender's bug, never a message.
+    Judged after the idempotency lookup, not as the body is decoded: a push accepted before this
+    rule, sent again with its key, gets its first answer, as a replay must."""
+    if not request.title.strip() and not request.body.strip():
+        raise InvalidInput("title: a push needs a title or a body with something to show", "title")
+    for field, text in (("title", request.title), ("body", request.body)):
+        if _UNSHOWABLE.search(text):
+            raise InvalidInput(f"{field}: a control character (NUL, escape...) cannot be shown", field)
 
 
 def _raise_if_the_databases(exc: Exception, conn: Connection) -> None:

@@ -15,6 +15,7 @@ from support import assert_problem, readers
 
 from gateway.app import create_app
 from gateway.runtime import Runtime
+from gateway.services import pushes as push_service
 from gateway.settings import Settings
 
 Client = TestClient[Litestar]
@@ -187,6 +188,7 @@ BAD = [
     Bad("title and body only spaces", lambda s: good(title=" \u3000", body="\n\t"), 400, "title"),
     Bad("NUL in the title", lambda s: good(title="Paid\x00 in full"), 400, "title"),
     Bad("escape in the body", lambda s: good(body="10% off \x1b[31mtoday"), 400, "body"),
+    Bad("C1 control in the body", lambda s: good(body="10% off \x9b31mtoday"), 400, "body"),
 ]
 
 
@@ -233,6 +235,15 @@ def test_batch_cross_field_error_names_the_item(setup: Setup) -> None:
     answer = setup.client.post("/v1/pushes/batch", json={"pushes": items}, headers=setup.key)
     body = assert_problem(answer, 400, "user_id")
     assert [item["key"] for item in body["extra"]] == ["pushes[1].user_id"]
+
+
+def test_a_blank_push_in_a_batch_refuses_the_batch_naming_it(setup: Setup) -> None:
+    before = setup.counts()
+    items = [good(), good(idempotency_key="k-2", title=" ", body="")]
+    answer = setup.client.post("/v1/pushes/batch", json={"pushes": items}, headers=setup.key)
+    body = assert_problem(answer, 400)
+    assert [item["key"] for item in body["extra"]] == ["pushes[1].title"]
+    assert setup.counts() == before
 
 
 def test_a_key_repeated_among_many_is_refused_by_the_bound_on_keys(setup: Setup) -> None:
@@ -313,6 +324,22 @@ def test_a_push_of_a_body_alone_or_of_several_lines_is_accepted(fresh: Setup) ->
             "/v1/pushes", json=good(idempotency_key=f"k{i}", **fields), headers=fresh.key
         )
         assert answer.status_code == 200, answer.text
+
+
+def test_a_blank_push_accepted_before_the_rule_gets_its_first_answer_when_sent_again(
+    fresh: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Refused as its body was decoded, a push queued by an earlier version and sent again with
+    its key got a 400 while it went out: the rule is judged after the idempotency lookup."""
+    blank = good(idempotency_key="before-the-rule", title="", body="")
+    with monkeypatch.context() as earlier:  # the version before the rule
+        earlier.setattr(push_service, "_refuse_unshowable", lambda request: None)
+        first = fresh.client.post("/v1/pushes", json=blank, headers=fresh.key)
+    assert first.status_code == 200, first.text
+    again = fresh.client.post("/v1/pushes", json=blank, headers=fresh.key)
+    assert (again.status_code, again.json()) == (200, first.json())
+    new = fresh.client.post("/v1/pushes", json={**blank, "idempotency_key": "new"}, headers=fresh.key)
+    assert_problem(new, 400, "title")
 
 
 def test_ttl_at_the_seven_day_limit_is_accepted(fresh: Setup) -> None:
