@@ -74,7 +74,7 @@ async def read_strictly(request: Request[Any, Any, Any]) -> None:
     """`before_request`: what a request sends that its route would not read is refused, not
     ignored: a query parameter it does not take, a body where it takes none."""
     await refuse_stray_query_parameters(request)
-    refuse_unread_body(request)
+    await refuse_unread_body(request)
 
 
 def create_app(

@@ -192,27 +192,33 @@ def _refuse_other_media(headers: Iterable[tuple[bytes, bytes]]) -> None:
                 raise UnsupportedMediaType(
                     "the body must be JSON: Content-Type application/json", "content-type"
                 )
-        elif name == b"content-encoding" and value.strip().lower() != b"identity":
+        elif name == b"content-encoding" and value.strip().lower() not in (b"identity", b""):
             # Decoded by nobody: a gzip body read as it came (RFC 9110, section 15.5.16).
             raise UnsupportedMediaType(
                 "the body must be sent unencoded: no Content-Encoding", "content-encoding"
             )
 
 
-def refuse_unread_body(request: Request[Any, Any, Any]) -> None:
+async def refuse_unread_body(request: Request[Any, Any, Any]) -> None:
     """`before_request`, under `/v1/`: a body sent to a route that reads none is refused 400
     naming `body`, not ignored. `DELETE /v1/me` with `{"dry_run": true}` erased the user, and a
     key rotation or a campaign's pause went ahead whatever their body asked, where the same name
-    in the query was refused (`gateway.query`). Known from the headers, before a byte is read:
-    a declared length of zero, as clients send with an empty POST, is no body."""
+    in the query was refused (`gateway.query`). A declared length says it before a byte is read
+    (zero, however written, is no body); a chunked one, as a proxy turning HTTP/2 into HTTP/1.1
+    sends, is read to see whether it holds a byte."""
     if (
         not request.scope["path"].startswith("/v1/")
         or "data" in request.route_handler.parsed_fn_signature.parameters
     ):
         return
-    for name, value in request.scope["headers"]:
-        if (name == b"content-length" and value.strip() != b"0") or name == b"transfer-encoding":
-            raise InvalidInput("body: this route takes no body", "body")
+    headers = dict(request.scope["headers"])
+    length = headers.get(b"content-length")
+    if length is not None:
+        sent = not length.strip().isdigit() or int(length) > 0
+    else:
+        sent = b"transfer-encoding" in headers and bool(await request.body())
+    if sent:
+        raise InvalidInput("body: this route takes no body", "body")
 
 
 class Strict(MsgspecDTO[T], Generic[T]):

@@ -47,8 +47,9 @@ def test_a_body_declared_encoded_is_refused_and_changes_nothing(
     assert_problem(answer, 415, "content-encoding")
     consents = client.get("/v1/me/preferences", headers=alice).json()["consents"]
     assert consents.get("marketing", {}).get("granted") is not True
-    identity = {**alice, "content-type": "application/json", "content-encoding": "identity"}
-    assert client.put("/v1/me/consents/marketing", content=GRANT, headers=identity).status_code == 200
+    for none in ("identity", ""):
+        unencoded = {**alice, "content-type": "application/json", "content-encoding": none}
+        assert client.put("/v1/me/consents/marketing", content=GRANT, headers=unencoded).status_code == 200
 
 
 @pytest.mark.parametrize(
