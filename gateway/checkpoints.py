@@ -7,8 +7,10 @@ since their last visit: a withdrawal deleted from it, and the projection put bac
 the next checkpoint signed the forged history. `serve` now signs one every
 `CGW_CHECKPOINT_SECONDS` (300) when the ledger has grown, so a tail rewritten unseen is at most
 that old; rewriting more needs the checkpoint rows deleted too, which only an external witness
-catches (SECURITY.md). A checkpoint refused (the chain does not hold, or the history is not the
-signed one) is logged as an error each time: it is the alarm.
+catches (SECURITY.md). A checkpoint refused is logged as an error each time: new events whose
+chain does not hold, or fewer events than the latest checkpoint signed. An event already signed
+and changed since is not seen here (a checkpoint adds to the signed tree, it does not hash it
+again): verification finds it.
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 Merkle tree (see `storage.ledger_tree` for what a leaf is), proofs, and signed exports that
 are checked offline with nothing but the gateway's public key.
 
-Checkpoints are made on demand — at `GET /v1/audit/ledger/checkpoint` and at every export —
-and only when the ledger has grown since the latest one, so each tree size is signed once.
+Checkpoints are made at `GET /v1/audit/ledger/checkpoint`, at every export, and by `serve`
+every `CGW_CHECKPOINT_SECONDS` (`gateway.checkpoints`), and only when the ledger has grown since
+the latest one, so each tree size is signed once.
 An auditor keeps the checkpoints they were given: a consistency proof from one of them to a
 newer tree shows the ledger was only appended to, and no rewrite, truncation or restored
 backup can produce such a proof.

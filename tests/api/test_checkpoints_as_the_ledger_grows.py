@@ -36,6 +36,12 @@ def _signed(runtime: Runtime) -> list[int]:
     return [int(row[0]) for row in conn.execute("SELECT tree_size FROM checkpoints ORDER BY tree_size")]
 
 
+def _latest(runtime: Runtime) -> int:
+    """The size the latest checkpoint signed (0: none): a tick may fall between two of a test's
+    events and sign the first, so the tests wait for the size, not for the list of sizes."""
+    return max(_signed(runtime), default=0)
+
+
 def _waited(check: Callable[[], bool], seconds: float = 10.0) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -51,14 +57,15 @@ def test_the_events_are_signed_within_the_interval_and_nothing_more_while_none_c
     time.sleep(1.5)
     assert _signed(runtime) == []  # an empty ledger: nothing to sign
     grow_ledger(client, as_user("alice"), 3)
-    assert _waited(lambda: _signed(runtime) == [3]), _signed(runtime)
+    assert _waited(lambda: _latest(runtime) == 3), _signed(runtime)
     latest = audit.latest_checkpoint(runtime.store.data.reader())
     assert latest is not None
     assert latest.sound
+    signed = _signed(runtime)
     time.sleep(2.5)
-    assert _signed(runtime) == [3]  # the ledger has not grown
+    assert _signed(runtime) == signed  # the ledger has not grown
     grow_ledger(client, as_user("bob"), 1)
-    assert _waited(lambda: _signed(runtime) == [3, 4]), _signed(runtime)
+    assert _waited(lambda: _latest(runtime) == 4), _signed(runtime)
 
 
 @pytest.mark.parametrize(
@@ -80,10 +87,11 @@ def test_a_history_that_does_not_hold_is_not_signed_and_logged_as_an_error(
     statements: tuple[str, ...],
 ) -> None:
     grow_ledger(client, as_user("alice"), 2)
-    assert _waited(lambda: _signed(runtime) == [2])
+    assert _waited(lambda: _latest(runtime) == 2)
+    signed = _signed(runtime)
     tamper(runtime, *statements)
     assert _waited(lambda: "ledger checkpoint refused" in caplog.messages)
-    assert _signed(runtime) == [2]
+    assert _signed(runtime) == signed
 
 
 def test_zero_turns_it_off(data_dir: Path) -> None:
