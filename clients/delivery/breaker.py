@@ -47,10 +47,11 @@ class CircuitBreaker:
     def reopens_in(self, now: float) -> float:
         """Seconds until an open circuit lets its next probe through or, while that probe is out,
         until it must have ended (a send takes at most `LONGEST_SEND_SECONDS`): the pushes it held
-        back were claimed, opened and decided again every second or so while it ran. Meaningless
-        while closed."""
+        back were claimed, opened and decided again every second or so while it ran. At most that
+        long, whatever the clock did meanwhile: stepped back an hour during a probe, it held them
+        an hour. Meaningless while closed."""
         if self._state == "half_open" and self._probe_out:
-            return max(self._probe_started + LONGEST_SEND_SECONDS - now, 0.0)
+            return min(max(self._probe_started + LONGEST_SEND_SECONDS - now, 0.0), LONGEST_SEND_SECONDS)
         return 0.0 if self._cooled(now) else self._opened_at + self._cooldown - now
 
     def allow(self, now: float) -> bool:

@@ -129,3 +129,10 @@ def test_while_its_probe_is_out_the_circuit_reopens_when_the_probe_must_have_end
     assert breaker.reopens_in(131.0) == LONGEST_SEND_SECONDS - 1
     breaker.record(True, now=132.0)
     assert breaker.allow(132.0)
+
+
+def test_a_clock_stepped_back_during_a_probe_holds_nothing_longer_than_a_send() -> None:
+    breaker = CircuitBreaker(failure_threshold=1, cooldown=30.0)
+    breaker.record(False, now=100.0)
+    assert breaker.allow(130.0)  # the probe
+    assert breaker.reopens_in(130.0 - 3600) == LONGEST_SEND_SECONDS
