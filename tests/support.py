@@ -69,6 +69,22 @@ def tamper(runtime: Runtime, *statements: str) -> None:
     runtime.store.data.writer.run_sync(unit)
 
 
+def cli_audit_verify(data_dir: Path) -> tuple[int, str, dict[str, Any]]:
+    """`consent-gateway audit verify` on the data dir, as an operator runs it (no `CGW_*` set):
+    its exit status, its standard error and its report."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CGW_")}
+    command = [
+        str(Path(sys.executable).with_name("consent-gateway")),
+        "audit",
+        "verify",
+        "--data-dir",
+        str(data_dir),
+    ]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+    report: dict[str, Any] = json.loads(done.stdout) if done.stdout.strip() else {}
+    return done.returncode, done.stderr, report
+
+
 def grow_ledger(client: Any, user: dict[str, str], n: int) -> None:
     """n consent events for one user, alternately a grant and a withdrawal of marketing."""
     for i in range(n):

@@ -8,10 +8,6 @@ ledger's latest consent event does not back fails verification (`consents_unback
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,12 +15,11 @@ from typing import Any
 import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
-from support import grow_ledger, tamper, verdict
+from support import cli_audit_verify, grow_ledger, tamper, verdict
 
 from gateway.runtime import Runtime
 
 Client = TestClient[Litestar]
-CLI = Path(sys.executable).with_name("consent-gateway")
 
 
 @pytest.fixture
@@ -85,9 +80,6 @@ def test_cli_audit_verify_reports_it_with_exit_1(
     _withdrawn(client, as_user, auditor)
     tamper(runtime, "UPDATE consents SET granted = 1")
     runtime.store.data.checkpoint()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CGW_")}
-    command = [str(CLI), "audit", "verify", "--data-dir", str(data_dir)]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
-    assert (done.returncode, done.stderr) == (1, ""), done.stdout + done.stderr
-    report = json.loads(done.stdout)
+    status, errors, report = cli_audit_verify(data_dir)
+    assert (status, errors) == (1, ""), report
     assert (report["ok"], report["consents_unbacked"], report["first_invalid_seq"]) == (False, 1, None)

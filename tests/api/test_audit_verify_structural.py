@@ -8,9 +8,6 @@ the problem named (`ledger_missing`, `checkpoints_missing`, `bad_signature`), ex
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,13 +16,12 @@ import pytest
 from conftest import Headers
 from litestar import Litestar
 from litestar.testing import TestClient
-from support import grow_ledger, tamper, verdict
+from support import cli_audit_verify, grow_ledger, tamper, verdict
 
 from gateway.runtime import Runtime
 
 Client = TestClient[Litestar]
 Json = dict[str, Any]
-CLI = Path(sys.executable).with_name("consent-gateway")
 
 
 @pytest.fixture
@@ -148,9 +144,6 @@ def test_cli_audit_verify_reports_structural_tampering_with_exit_1(
     _checkpointed(client, as_user, auditor)
     tamper(runtime, *statements)
     runtime.store.data.checkpoint()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CGW_")}
-    command = [str(CLI), "audit", "verify", "--data-dir", str(data_dir)]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
-    assert (done.returncode, done.stderr) == (1, ""), done.stdout + done.stderr
-    report = json.loads(done.stdout)
+    status, errors, report = cli_audit_verify(data_dir)
+    assert (status, errors) == (1, ""), report
     assert (report["ok"], report["checkpoint_problem"]) == (False, problem)
