@@ -18,6 +18,9 @@ from clients.delivery.base import LONGEST_SEND_SECONDS, DeliveryResult
 __all__ = ["BreakerState", "CircuitBreaker", "is_provider_failure"]
 
 BreakerState = Literal["closed", "open", "half_open"]
+LONGEST_COOLDOWN = 3600.0
+"""The longest a Retry-After may keep a circuit open: what `CGW_DELIVERY_BREAKER_COOLDOWN_SECONDS`
+allows at most. A proxy's "come back tomorrow" must not stop a provider's pushes for a day."""
 
 
 def is_provider_failure(result: DeliveryResult) -> bool:
@@ -36,6 +39,7 @@ class CircuitBreaker:
         self._state: BreakerState = "closed"
         self._failures = 0
         self._opened_at = 0.0
+        self._open_for = cooldown
         self._probe_out = False
         self._probe_started = 0.0
 
@@ -52,7 +56,7 @@ class CircuitBreaker:
         an hour. Meaningless while closed."""
         if self._state == "half_open" and self._probe_out:
             return min(max(self._probe_started + LONGEST_SEND_SECONDS - now, 0.0), LONGEST_SEND_SECONDS)
-        return 0.0 if self._cooled(now) else self._opened_at + self._cooldown - now
+        return 0.0 if self._cooled(now) else self._opened_at + self._open_for - now
 
     def allow(self, now: float) -> bool:
         """May a send start now? In half_open exactly one caller gets True until it records."""
@@ -69,19 +73,22 @@ class CircuitBreaker:
         self._probe_started = now
         return True
 
-    def record(self, success: bool, now: float) -> None:
-        """Feed back a finished send. Results arriving while open are late and ignored."""
+    def record(self, success: bool, now: float, retry_after: float | None = None) -> None:
+        """Feed back a finished send. Results arriving while open are late and ignored. A failure
+        that opens the circuit with a Retry-After keeps it open at least that long (up to
+        `LONGEST_COOLDOWN`): FCM asks a minute at least after QUOTA_EXCEEDED, and a probe at the
+        30 s cool-down was refused and opened it again."""
         if self._state == "open":
             return
         if success:
             self._state = "closed"
             self._failures = 0
         elif self._state == "half_open":
-            self._trip(now)
+            self._trip(now, retry_after)
         else:
             self._failures += 1
             if self._failures >= self._threshold:
-                self._trip(now)
+                self._trip(now, retry_after)
         self._probe_out = False
 
     def release(self) -> None:
@@ -92,9 +99,10 @@ class CircuitBreaker:
     def _cooled(self, now: float) -> bool:
         """The cool-down is over; so it is when `now` is before the circuit opened: the clock
         stepped back, and waiting for it to come round again could take hours."""
-        return not self._opened_at <= now < self._opened_at + self._cooldown
+        return not self._opened_at <= now < self._opened_at + self._open_for
 
-    def _trip(self, now: float) -> None:
+    def _trip(self, now: float, retry_after: float | None) -> None:
         self._state = "open"
         self._opened_at = now
+        self._open_for = max(self._cooldown, min(retry_after or 0.0, LONGEST_COOLDOWN))
         self._failures = 0

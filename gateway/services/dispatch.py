@@ -583,7 +583,7 @@ class Dispatcher:
             result = DeliveryResult(status="retry", provider_code=ADAPTER_ERROR)
         was = breaker.state
         if result.asked_provider:
-            breaker.record(not is_provider_failure(result), self._clock().timestamp())
+            breaker.record(not is_provider_failure(result), self._clock().timestamp(), result.retry_after)
         else:  # nothing learnt of the provider: not a probe's answer, nor a success that closes it
             breaker.release()
         # An outage and its end, said once each: not a failed probe (half open to open again).

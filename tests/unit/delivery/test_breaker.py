@@ -136,3 +136,18 @@ def test_a_clock_stepped_back_during_a_probe_holds_nothing_longer_than_a_send() 
     breaker.record(False, now=100.0)
     assert breaker.allow(130.0)  # the probe
     assert breaker.reopens_in(130.0 - 3600) == LONGEST_SEND_SECONDS
+
+
+def test_a_retry_after_keeps_the_circuit_open_at_least_that_long_within_an_hour() -> None:
+    """FCM asks a minute at least after QUOTA_EXCEEDED: a probe at the 30 s cool-down was refused
+    and opened the circuit again."""
+    breaker = CircuitBreaker(failure_threshold=1, cooldown=30.0)
+    breaker.record(False, now=100.0, retry_after=60.0)
+    assert not breaker.allow(131.0)
+    assert breaker.reopens_in(131.0) == 29.0
+    assert breaker.allow(160.0)
+    breaker.record(False, now=161.0, retry_after=86_400.0)  # a proxy's "tomorrow"
+    assert not breaker.allow(161.0 + 3599.0)
+    assert breaker.allow(161.0 + 3600.0)
+    breaker.record(False, now=4000.0, retry_after=5.0)  # shorter than the cool-down: the cool-down
+    assert not breaker.allow(4029.0)
