@@ -140,8 +140,9 @@ class VerifyResult(msgspec.Struct, frozen=True):
     is tampering, and `ok` is false.
 
     `consents_unbacked` counts the rows of the consent state pushes are decided on that the
-    ledger's latest consent event does not back (`consents.unbacked`; None: the table could not
-    be read): the chain cannot see that state changed behind its back, and `ok` is false too.
+    ledger's latest consent event does not back (`consents.unbacked`; None: not checked, the
+    consents table or the ledger being unreadable): the chain cannot see that state changed
+    behind its back, and `ok` is false too.
     """
 
     ok: bool

@@ -42,6 +42,7 @@ def test_a_dropped_ledger_is_ledger_missing(
     result = verdict(client, auditor)
     assert (result["ok"], result["events"], result["first_invalid_seq"]) == (False, 0, None)
     assert (result["checkpoint_tree_size"], result["checkpoint_problem"]) == (3, "ledger_missing")
+    assert result["consents_unbacked"] is None  # nothing to hold the consent rows to: not checked
 
 
 def test_a_dropped_ledger_without_a_checkpoint_is_not_a_clean_empty_ledger(
