@@ -133,7 +133,7 @@
     }
     if (answer.checkpoint_problem) badges.push(badge(false, `checkpoint problem: ${answer.checkpoint_problem}`));
     // The consent state pushes are decided on, held to the ledger's latest consent events.
-    if (answer.consents_unbacked === null) badges.push(badge(false, "consent state unreadable"));
+    if (answer.consents_unbacked === null) badges.push(badge(false, "consent state not checked"));
     else if (answer.consents_unbacked) {
       badges.push(badge(false, `${answer.consents_unbacked} consent state(s) the ledger does not back`));
     }

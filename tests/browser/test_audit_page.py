@@ -395,7 +395,7 @@ def test_more_goes_on_with_the_search_shown_not_the_filters_typed_since(
         (None, "root_differs", 0, ["checkpoint problem: root_differs"]),
         (7, "root_differs", 0, ["chain broken at seq 7", "checkpoint problem: root_differs"]),
         (None, None, 2, ["2 consent state(s) the ledger does not back"]),
-        (None, None, None, ["consent state unreadable"]),
+        (None, None, None, ["consent state not checked"]),
     ],
 )
 def test_a_failed_verification_says_what_failed(
