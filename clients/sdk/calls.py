@@ -7,12 +7,14 @@ is written here once, and neither client can drift from the other.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Sequence
 from typing import Generic, TypeVar
 
 import httpx
 import msgspec
 
+from clients.retry_after import parse_retry_after
 from clients.sdk.errors import GatewayError, error_from_answer
 from clients.sdk.models import (
     BatchAnswer,
@@ -57,7 +59,15 @@ class Call(msgspec.Struct, Generic[T], frozen=True, kw_only=True):
     body: bytes | None = None
     params: dict[str, str] = {}
 
-    def read(self, status_code: int, content: bytes, reason_phrase: str, *, framed: bool = True) -> T:
+    def read(
+        self,
+        status_code: int,
+        content: bytes,
+        reason_phrase: str,
+        *,
+        framed: bool = True,
+        retry_after: str | None = None,
+    ) -> T:
         """The decoded answer, or the error it stands for. An answer the SDK cannot decode is a
         `GatewayError` too, so services catch one family whatever went wrong.
 
@@ -66,9 +76,10 @@ class Call(msgspec.Struct, Generic[T], frozen=True, kw_only=True):
         do) may have been cut, which httpx cannot see there. It is raised as httpx raises a body
         cut short (`RemoteProtocolError`), so the call's retry rules apply. A framed body arrived
         whole (httpx checks its length), so one that is not JSON (a proxy's or a portal's page) is
-        an error at once."""
+        an error at once. `retry_after` is the answer's header, given to the error it raises."""
         if not 200 <= status_code < 300:
-            raise error_from_answer(status_code, content, reason_phrase)
+            wait = parse_retry_after(retry_after, time.time())
+            raise error_from_answer(status_code, content, reason_phrase, wait)
         try:
             return msgspec.json.decode(content, type=self.answer)
         except msgspec.ValidationError as exc:  # whole JSON, another shape: not a lost answer

@@ -1,6 +1,6 @@
 """What the SDK raises, so a service catches one base and branches on the kind it cares about.
 
-    GatewayError                 status_code, detail, field (the bad field, or None)
+    GatewayError                 status_code, detail, field (the bad field, or None), retry_after
     ├── InvalidInput      400    a value the gateway does not accept; `field` names it
     ├── NotAuthenticated  401    no, bad or revoked API key
     ├── Forbidden         403    the key lacks the scope
@@ -36,6 +36,10 @@ __all__ = [
 
 
 class GatewayError(Exception):
+    retry_after: float | None = None
+    """Seconds the answer's `Retry-After` asked for (a 503 left after the SDK's own retries, a
+    proxy's 429), or None: the caller's own retry can honour it."""
+
     def __init__(self, status_code: int | None, detail: str, field: str | None = None) -> None:
         super().__init__(f"{status_code}: {detail}" if status_code is not None else detail)
         self.status_code = status_code
@@ -46,14 +50,19 @@ class GatewayError(Exception):
         """Pickled by its fields, not its message (`args`), which no subclass's `__init__` takes:
         raised in a process pool's worker, it reached the caller as a TypeError, or with its
         status said twice."""
-        return _restore, (type(self), self.status_code, self.detail, self.field)
+        return _restore, (type(self), self.status_code, self.detail, self.field, self.retry_after)
 
 
 def _restore(
-    kind: type[GatewayError], status_code: int | None, detail: str, field: str | None
+    kind: type[GatewayError],
+    status_code: int | None,
+    detail: str,
+    field: str | None,
+    retry_after: float | None,
 ) -> GatewayError:
     error = kind.__new__(kind)
     GatewayError.__init__(error, status_code, detail, field)
+    error.retry_after = retry_after
     return error
 
 
@@ -119,7 +128,9 @@ class _Problem(msgspec.Struct):
     extra: list[_Item] | None = None
 
 
-def error_from_answer(status_code: int, content: bytes, reason_phrase: str) -> GatewayError:
+def error_from_answer(
+    status_code: int, content: bytes, reason_phrase: str, retry_after: float | None = None
+) -> GatewayError:
     """The exception for an answer that is not a success. A body not in the gateway's shape
     (a proxy's HTML page) still gives the status and the reason phrase."""
     try:
@@ -130,4 +141,6 @@ def error_from_answer(status_code: int, content: bytes, reason_phrase: str) -> G
         detail = problem.detail
         field = next((item.key for item in problem.extra or [] if item.key), None)
     kind = _KINDS.get(status_code)
-    return kind(detail, field) if kind is not None else GatewayError(status_code, detail, field)
+    error = kind(detail, field) if kind is not None else GatewayError(status_code, detail, field)
+    error.retry_after = retry_after
+    return error

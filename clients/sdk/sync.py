@@ -144,10 +144,17 @@ class ConsentGateway:
                     params=call.params,
                     headers=self._endpoint.headers(call),
                 )
-                delay = attempts.after_status(answer.status_code, answer.headers.get("retry-after"))
+                wait = answer.headers.get("retry-after")
+                delay = attempts.after_status(answer.status_code, wait)
                 if delay is None:  # a body cut short raises like a lost answer
                     framed = calls.framed(answer)
-                    return call.read(answer.status_code, answer.content, answer.reason_phrase, framed=framed)
+                    return call.read(
+                        answer.status_code,
+                        answer.content,
+                        answer.reason_phrase,
+                        framed=framed,
+                        retry_after=wait,
+                    )
             except httpx.DecodingError as exc:  # the gateway never encodes its answers
                 raise GatewayError(None, f"an answer that could not be decoded: {exc}") from exc
             except httpx.TransportError as exc:

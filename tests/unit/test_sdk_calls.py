@@ -283,11 +283,42 @@ def test_a_base_url_under_a_path_keeps_it() -> None:
 def test_an_error_survives_a_trip_through_pickle(error: GatewayError) -> None:
     """A process pool sends a worker's exception back pickled: the base kind failed to unpickle
     (the pool broke), and the others came back as '400: 400: ...'."""
+    error.retry_after = 7.0
     back = pickle.loads(pickle.dumps(error))  # noqa: S301 - our own bytes, just made
     assert type(back) is type(error)
-    assert (back.status_code, back.detail, back.field, str(back)) == (
-        error.status_code, error.detail, error.field, str(error),
+    assert (back.status_code, back.detail, back.field, str(back), back.retry_after) == (
+        error.status_code, error.detail, error.field, str(error), 7.0,
     )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("status", "header", "kind", "wait"),
+    [
+        (503, "7", Unavailable, 7.0),  # left after the SDK's own retries (here none)
+        (429, "Wed, 21 Oct 2099 07:28:00 GMT", GatewayError, None),  # a proxy's, far off: a date
+        (400, None, InvalidInput, None),
+    ],
+)
+def test_an_error_carries_the_answers_retry_after(
+    status: int, header: str | None, kind: type[GatewayError], wait: float | None
+) -> None:
+    """So a service's own retry can honour it: the SDK dropped it with the answer."""
+
+    def gateway(request: httpx.Request) -> httpx.Response:
+        headers = {} if header is None else {"retry-after": header}
+        return httpx.Response(status, json={"status_code": status, "detail": "busy"}, headers=headers)
+
+    with (
+        httpx.Client(transport=httpx.MockTransport(gateway)) as http,
+        ConsentGateway("https://example.test", KEY, client=http, retry=RetryPolicy(attempts=1)) as sdk,
+        pytest.raises(kind) as raised,
+    ):
+        sdk.get_push("psh_0123abcd")
+    if header is not None and not header.isdigit():
+        assert raised.value.retry_after is not None
+        assert raised.value.retry_after > 86_400  # the date, as seconds from now
+    else:
+        assert raised.value.retry_after == wait
 
 
 def _push(**fields: Any) -> PushRequest:
