@@ -139,21 +139,15 @@ class AsyncConsentGateway:
                     params=call.params,
                     headers=self._endpoint.headers(call),
                 )
-                wait = answer.headers.get("retry-after")
-                delay = attempts.after_status(answer.status_code, wait)
-                if delay is None:  # a body cut short raises like a lost answer
-                    framed = calls.framed(answer)
-                    return call.read(
-                        answer.status_code,
-                        answer.content,
-                        answer.reason_phrase,
-                        framed=framed,
-                        retry_after=wait,
-                    )
+                outcome = call.settle(answer, attempts)
+                if not isinstance(outcome, calls.Wait):
+                    return outcome
+                delay = outcome.seconds
             except httpx.DecodingError as exc:  # the gateway never encodes its answers
                 raise GatewayError(None, f"an answer that could not be decoded: {exc}") from exc
             except httpx.TransportError as exc:
-                delay = attempts.after_error(exc)
-                if delay is None:
+                again = attempts.after_error(exc)
+                if again is None:
                     raise Unreachable(attempts.gave_up(exc)) from exc
+                delay = again
             await asyncio.sleep(delay)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Sequence
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 import httpx
 import msgspec
@@ -28,7 +28,7 @@ from clients.sdk.models import (
     PushRequest,
     Topic,
 )
-from clients.sdk.retry import Safety
+from clients.sdk.retry import Attempts, Safety
 
 __all__ = [
     "BATCH_MAX",
@@ -51,6 +51,12 @@ BATCH_MAX = 10_000
 T = TypeVar("T", covariant=True)
 
 
+class Wait(NamedTuple):
+    """An answer to try again after (`Call.settle`)."""
+
+    seconds: float
+
+
 class Call(msgspec.Struct, Generic[T], frozen=True, kw_only=True):
     method: str
     path: str
@@ -58,6 +64,17 @@ class Call(msgspec.Struct, Generic[T], frozen=True, kw_only=True):
     safety: Safety
     body: bytes | None = None
     params: dict[str, str] = {}
+
+    def settle(self, answer: httpx.Response, attempts: Attempts) -> T | Wait:
+        """The answer read, or how long to wait before trying again: one step of both clients'
+        retry loops. A body cut short raises like a lost answer (`read`)."""
+        wait = answer.headers.get("retry-after")
+        delay = attempts.after_status(answer.status_code, wait)
+        if delay is not None:
+            return Wait(delay)
+        return self.read(
+            answer.status_code, answer.content, answer.reason_phrase, framed=framed(answer), retry_after=wait
+        )
 
     def read(
         self,
