@@ -146,3 +146,43 @@ def test_fields_ruled_out_together_hold_no_pii_apart(fields: list[list[str]]) ->
     texts = ["".join(pieces) for pieces in fields]
     if not pii.could_hold_pii("\n".join(texts)):
         assert all(_every_detector(text) == [] for text in texts)
+
+
+def _read_the_long_way(text: str) -> bool:
+    """`could_hold_pii` as it reads text that is not plain: every reading, folded."""
+    return any("@" in folded or pii._number_like(folded) for folded in map(pii._fold, pii._readings(text)))
+
+
+# Plain text (ASCII, no "@", escape or control) and the bytes that make text not plain, mostly
+# digits and what a gap or a run of spaces holds, so that numbers half-form and form.
+_PLAIN_ALPHABET = "0123456789" * 3 + "     .-()+_/:xX\n"
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.text(alphabet=_PLAIN_ALPHABET + "@%&#;\t\r\x01\x7f\u00a0\u3000１", max_size=48))
+def test_plain_text_is_judged_as_the_long_way_judges_it(text: str) -> None:
+    assert pii.could_hold_pii(text) is _read_the_long_way(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "4111   1111   1111   1111",  # runs of spaces fold to one: a card
+        "Call 138    0013    8000",
+        "4111 1111\t1111 1111",
+        "4111 1111 1111 1111\r",
+        "a.b@example.org",
+        "a.b%40example.org",
+        "4111&#32;1111&#32;1111&#32;1111",
+        "４１１１ １１１１ １１１１ １１１１",
+        "4111\x7f1111\x7f1111\x7f1111",
+    ],
+)
+def test_text_that_might_hold_pii_is_not_ruled_out(text: str) -> None:
+    assert pii.could_hold_pii(text)
+    assert _read_the_long_way(text)
+
+
+@pytest.mark.parametrize("text", ["Order 1234 is on its way", "Tickets 12 34 56", "v1.2.3-rc(4)\nsee 12345"])
+def test_plain_text_without_a_number_like_shape_is_ruled_out(text: str) -> None:
+    assert not pii.could_hold_pii(text)
