@@ -100,6 +100,15 @@ def _parser() -> argparse.ArgumentParser:
         "/v1/audit/ledger/checkpoint) that the export's history must extend",
     )
     verify.add_argument(
+        "--receipt",
+        type=Path,
+        action="append",
+        default=[],
+        help="with --export: a consent receipt a user was given (its JWS, the consent's answer, or "
+        "the user's data export, for every receipt in it) whose event the export must hold, after "
+        "the history the receipt was signed after; may be given more than once",
+    )
+    verify.add_argument(
         "--jwks",
         type=Path,
         help="with --export: check it with this JWK set (as served at /.well-known/jwks.json) "
@@ -199,12 +208,12 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return _token(settings, args.user_id)
     if args.audit_command == "export":
         return asyncio.run(_export(settings, args.start, args.end, args.out))
-    if (args.jwks is not None or args.since is not None) and args.export is None:
-        flag = "--jwks" if args.jwks is not None else "--since"
+    if (args.jwks is not None or args.since is not None or args.receipt) and args.export is None:
+        flag = "--jwks" if args.jwks is not None else "--since" if args.since is not None else "--receipt"
         print(f"consent-gateway: {flag} is only for checking an --export file", file=sys.stderr)
         return EXIT_USAGE
     if args.export is not None:
-        return _verify_export(settings, args.export, args.jwks, args.since)
+        return _verify_export(settings, args.export, args.jwks, args.since, args.receipt)
     return _verify(settings)
 
 
@@ -579,7 +588,9 @@ def _write_out(fd: int, data: bytes, *, truncate: bool) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _verify_export(settings: Settings, path: Path, jwks: Path | None, since: Path | None) -> int:
+def _verify_export(
+    settings: Settings, path: Path, jwks: Path | None, since: Path | None, receipt_files: list[Path]
+) -> int:
     """Offline: needs only public keys — the key store's (current and retired), or with `--jwks`
     the published JWK set alone, so an auditor holds no secret — and never creates keys or
     databases."""
@@ -627,7 +638,17 @@ def _verify_export(settings: Settings, path: Path, jwks: Path | None, since: Pat
         except ValueError as exc:  # UnicodeDecodeError too
             print(f"consent-gateway: --since {since}: {exc}", file=sys.stderr)
             return EXIT_USAGE
-    result = verify_export(token, keys, saved)
+    receipts: list[str] = []
+    for receipt_file in receipt_files:
+        try:
+            receipts += _receipt_tokens(receipt_file.read_bytes())
+        except OSError as exc:
+            print(f"consent-gateway: cannot read {exc.filename}: {exc.strerror}", file=sys.stderr)
+            return EXIT_USAGE
+        except ValueError as exc:  # UnicodeDecodeError too
+            print(f"consent-gateway: --receipt {receipt_file}: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+    result = verify_export(token, keys, saved, receipts)
     print(msgspec.json.encode(result).decode())
     return 0 if result.ok else 1
 
@@ -662,6 +683,29 @@ def _saved_checkpoint(raw: bytes) -> str:
 
 class _ExportAnswer(msgspec.Struct):
     jws: str
+
+
+class _ReceiptFile(msgspec.Struct):
+    jws: str | None = None
+    receipts: list[_ExportAnswer] | None = None
+
+
+def _receipt_tokens(raw: bytes) -> list[str]:
+    """The compact JWS of each receipt in a file a user kept: the bare JWS, the consent route's
+    answer (`{"receipt", "jws"}`), or their data export (`GET /v1/me/export`, its `receipts`).
+    Read unverified here; `verify_export` checks each signature."""
+    text = raw.decode().strip()
+    if not text.startswith("{"):
+        return [text]
+    try:
+        kept = msgspec.json.decode(text, type=_ReceiptFile)
+    except msgspec.DecodeError as exc:  # ValidationError too
+        raise ValueError(f"not a receipt, a consent's answer or a data export: {exc}") from None
+    if kept.jws is not None:
+        return [kept.jws.strip()]
+    if kept.receipts is not None:
+        return [answer.jws.strip() for answer in kept.receipts]
+    raise ValueError("JSON with neither a receipt's jws nor a data export's receipts")
 
 
 def _export_token(raw: bytes) -> str:

@@ -166,6 +166,11 @@ class ConsentReceipt(msgspec.Struct, kw_only=True):
     receipt made now has it; receipts signed before it was added are given back as signed."""
     state: Literal["given", "withdrawn"]
     ledger_seq: int
+    ledger_prev_hash: str | UnsetType = UNSET
+    """The hash (hex) of the ledger's event before this receipt's: the whole history up to it, as
+    signed for this user. Checked against an export (`audit verify --export F --receipt R`), a
+    receipt is a witness no one holding the database key can forge: a history rewritten before
+    its event no longer holds that hash. Receipts signed before it was added have none."""
 
 
 class ConsentAnswer(msgspec.Struct):

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Literal
@@ -28,6 +29,7 @@ from typing import Literal
 import jwt
 import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from msgspec import UnsetType
 
 from gateway.clock import Clock, rfc3339, rfc3339_text
 from gateway.errors import Conflict, InvalidInput
@@ -39,6 +41,7 @@ from gateway.schemas.audit import (
     ExportRead,
     InclusionProofRead,
 )
+from gateway.schemas.me import ConsentReceipt
 from gateway.signing import Signer
 from storage import ledger
 from storage.connections import Connection
@@ -381,7 +384,12 @@ def _signed(token: str, public: Ed25519PublicKey, kid: str) -> bytes:
     return payload
 
 
-def verify_export(token: str, keys: Mapping[str, Ed25519PublicKey], since: str | None = None) -> ExportCheck:
+def verify_export(
+    token: str,
+    keys: Mapping[str, Ed25519PublicKey],
+    since: str | None = None,
+    receipts: Sequence[str] = (),
+) -> ExportCheck:
     """Checks an export offline: both signatures, each with the key of `keys` its JWS header's
     `kid` names (an export signed after a key rotation embeds a checkpoint signed before it),
     the hash chain of its events, and that its events are the leaves of the signed checkpoint's
@@ -391,7 +399,11 @@ def verify_export(token: str, keys: Mapping[str, Ed25519PublicKey], since: str |
     With `since`, a checkpoint the auditor saved earlier (its compact JWS), also that this
     export's history extends it: the root of its first `tree_size` events, worked out from the
     prefix and the events, is the saved root. That is the external witness a ledger needs against
-    whoever holds the database key and can rewrite it, checkpoint rows included (SECURITY.md)."""
+    whoever holds the database key and can rewrite it, checkpoint rows included (SECURITY.md).
+
+    With `receipts`, consent receipts (their compact JWS) users were given, also that each one's
+    event is in this export as signed, after the history the receipt holds the hash of: every
+    user's receipt is such a witness, kept outside the gateway by its user (`_receipt_problem`)."""
     checked: list[str] = []
     saved: CheckpointClaims | None = None
     if since is not None:
@@ -469,7 +481,57 @@ def verify_export(token: str, keys: Mapping[str, Ed25519PublicKey], since: str |
         if (problem := _extends(saved, roots, events, cp.tree_size)) is not None:
             return ExportCheck(ok=False, events=len(events), checked=checked, problem=problem)
         checked.append("extends the saved checkpoint")
+    if receipts:
+        by_seq = {e.seq: e for e in events}
+        for number, receipt in enumerate(receipts, 1):
+            if (problem := _receipt_problem(receipt, keys, by_seq)) is not None:
+                problem = f"receipt {number}: {problem}"
+                return ExportCheck(ok=False, events=len(events), checked=checked, problem=problem)
+        checked.append("receipts")
     return ExportCheck(ok=True, events=len(events), checked=checked)
+
+
+def _receipt_problem(
+    token: str, keys: Mapping[str, Ed25519PublicKey], events: Mapping[int, ExportEvent]
+) -> str | None:
+    """Why a receipt is not borne out by the export's events, or None. Its event (at its
+    `ledger_seq`) must record this consent, and the event before it hash to its
+    `ledger_prev_hash`: a history rewritten before the event, even re-chained and signed
+    anew, does not. A receipt signed before receipts held that hash is checked by its event
+    alone. The subject is compared only while the export can name it (not after erasure)."""
+    try:
+        receipt = msgspec.json.decode(_signed_by(token, keys), type=ConsentReceipt)
+    except (jwt.PyJWTError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+        return f"not a consent receipt signed by the gateway: {exc}"
+    seq = receipt.ledger_seq
+    event = events.get(seq)
+    if event is None:
+        window = f"seq {min(events)} to {max(events)}" if events else "no events"
+        return (
+            f"cannot tell: its event (seq {seq}) is not in this export ({window}); export a window holding it"
+        )
+    if (
+        not isinstance(receipt.ledger_prev_hash, UnsetType)
+        and event.prev_hash.hex() != receipt.ledger_prev_hash
+    ):
+        return f"the history before its event (seq {seq}) is not the one it was signed after: rewritten since"
+    recorded = (event.kind, event.purpose, event.notice_version, _moment(event.at))
+    given = (
+        f"consent.{receipt.state}",
+        receipt.purpose.id,
+        receipt.notice_version,
+        _moment(receipt.timestamp),
+    )
+    if recorded != given or event.subject_ref not in (None, receipt.subject_ref):
+        return f"the ledger's event at seq {seq} is not this consent"
+    return None
+
+
+def _moment(text: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
 
 
 def _extends(

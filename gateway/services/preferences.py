@@ -189,6 +189,7 @@ class PreferenceCenter:
         the notice version stored: checked when it was given, not again against a PII gate made
         stricter since (which answered the complaint 500 and left the consent given)."""
         dpv, description = PURPOSE_DPV[purpose]
+        last_seq, prev_hash = ledger.head(conn)
         receipt = ConsentReceipt(
             receipt_id=str(uuid.uuid4()),
             timestamp=rfc3339(now),
@@ -200,7 +201,8 @@ class PreferenceCenter:
             notice_version=notice_version,
             granted=granted,
             state="given" if granted else "withdrawn",
-            ledger_seq=ledger.next_seq(conn),
+            ledger_seq=last_seq + 1,
+            ledger_prev_hash=prev_hash.hex(),
         )
         signed = self._signer.sign_parts(receipt)
         answer = ConsentAnswer(receipt, signed.compact())
