@@ -47,7 +47,8 @@ def check_frequency(
     counted = [
         (when, item.topic)
         for item in subject.scheduled
-        if not _stopped(item, subject) and (when := _due(item, subject, settings, quiet, now)) is not None
+        if (when := _due(item, subject, settings, quiet, now)) is not None
+        and not _stopped(item, subject, when)
     ]
     times = [when for when, _ in counted]
     found = []
@@ -110,10 +111,12 @@ def _due(
     return None if until >= item.expires_at else until
 
 
-def _stopped(item: Scheduled, subject: SubjectState) -> bool:
+def _stopped(item: Scheduled, subject: SubjectState, due: datetime) -> bool:
     """Whether dispatch will stop this waiting push for what the user did since: a consent its
     topic needs withdrawn (`no_consent`), its topic switched off (`topic_opted_out`), or muted
-    past its time (`recent_complaint`). (A push made personal or sent near a place also needs
+    past the time it is `due` (`recent_complaint`): past its planned time, a push that quiet hours
+    move to after the mute ends was taken as stopped, and a push answered `deferred` into its
+    day was refused there when it went. (A push made personal or sent near a place also needs
     personalization or location consent: that is sealed in its content, so it still counts.)"""
     if not item.waiting:
         return False
@@ -121,5 +124,5 @@ def _stopped(item: Scheduled, subject: SubjectState) -> bool:
     return (
         not TOPIC_PURPOSES.get(item.topic, frozenset()) <= subject.consents
         or item.topic in subject.topics_off
-        or (until is not None and until > item.at)
+        or (until is not None and until > due)
     )

@@ -563,3 +563,30 @@ def test_a_now_in_another_zone_is_the_same_moment_for_every_window() -> None:
     assert (in_new_york.outcome, in_new_york.reasons) == (in_utc.outcome, in_utc.reasons)
     assert in_utc.outcome == "rejected"
     assert in_new_york.expires_at.tzinfo is UTC
+
+
+def test_a_waiting_push_counts_when_it_goes_after_a_mute_it_was_planned_within() -> None:
+    """Planned at 22:00 under quiet hours set since (21:00-08:00 now), a push goes at 08:00, after
+    its topic's mute ends at 07:00: dispatch sends it then, so it counts that day. Taken as
+    stopped by the mute at its planned time, it let a push of another topic be answered
+    `deferred` to 08:00, which dispatch then refused as over the day's cap."""
+    now = datetime(2025, 6, 10, 21, 30, tzinfo=UTC)
+    waiting = Scheduled(
+        datetime(2025, 6, 10, 22, tzinfo=UTC), "promotions", waiting=True,
+        expires_at=datetime(2025, 6, 11, 18, tzinfo=UTC),
+    )  # fmt: skip
+    them = subject(
+        muted_until={"promotions": datetime(2025, 6, 11, 7, tzinfo=UTC)},
+        scheduled=(waiting,),
+        location_at=now - timedelta(minutes=5),
+    )
+    decision = decide(push(topic="feedback_requests"), them, None, now, SETTINGS)
+    assert (decision.outcome, decision.reasons) == (
+        "rejected",
+        (r("quiet_hours", until="2025-06-11T08:00:00Z"), r("frequency_capped", window="day", limit=1)),
+    )
+    muted_longer = msgspec.structs.replace(
+        them, muted_until={"promotions": datetime(2025, 6, 11, 9, tzinfo=UTC)}
+    )
+    decision = decide(push(topic="feedback_requests"), muted_longer, None, now, SETTINGS)
+    assert (decision.outcome, decision.deliver_after) == ("deferred", datetime(2025, 6, 11, 8, tzinfo=UTC))
