@@ -156,7 +156,8 @@ class VariantStats(msgspec.Struct, frozen=True, kw_only=True):
     dismissed: int = 0
     complaints: int = 0
     opted_out_after_receipt: int = 0
-    rates: dict[str, float] = {}
+    rates: dict[str, float | None] = {}
+    """Each over `delivered`; None with no delivery."""
 
 
 class Comparison(msgspec.Struct, frozen=True, kw_only=True):
@@ -165,12 +166,14 @@ class Comparison(msgspec.Struct, frozen=True, kw_only=True):
     metric: Metric
     control: str
     variant: str
-    control_rate: float
-    variant_rate: float
-    difference: float
+    control_rate: float | None
+    variant_rate: float | None
+    difference: float | None
     ci95: tuple[float, float]
     z: float | None
     p_value: float | None
+    p_value_adjusted: float | None = None
+    """Holm's adjustment over the campaign's comparisons; `significant` is judged on it."""
     significant: bool
     verdict: str
 

@@ -33,22 +33,28 @@ class VariantStats(msgspec.Struct, kw_only=True):
     complaints: int = 0
     opted_out_after_receipt: int = 0
     """Delivered pushes whose recipient withdrew `marketing` consent after one of their devices had it."""
-    rates: dict[str, float] = {}
+    rates: dict[str, float | None] = {}
+    """Each over `delivered`: null with no delivery, where a rate is not 0 but unknown."""
 
 
 class Comparison(msgspec.Struct, kw_only=True):
     metric: Metric
     control: str
     variant: str
-    control_rate: float
-    variant_rate: float
-    difference: float
+    control_rate: float | None
+    """Null, as `variant_rate` and `difference`, for a variant with no delivery."""
+    variant_rate: float | None
+    difference: float | None
     ci95: tuple[float, float]
     z: float | None
     p_value: float | None
+    p_value_adjusted: float | None = None
+    """`p_value` adjusted (Holm) for the campaign's comparisons on this metric the test holds for
+    (the same with one); null where it does not hold (too few deliveries or events)."""
     significant: bool
-    """p < 0.05 and the 95% interval excludes no difference. Near p = 0.05 the two can disagree
-    (they are different methods): then neither is called, and the verdict says borderline."""
+    """`p_value_adjusted` < 0.05 and the 95% interval excludes no difference. Near p = 0.05 the
+    two can disagree (they are different methods): then neither is called, and the verdict says
+    borderline."""
     verdict: str
 
 

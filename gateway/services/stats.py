@@ -14,7 +14,7 @@ from collections import defaultdict
 
 import msgspec
 
-from gateway.abtest import two_proportion
+from gateway.abtest import MIN_EXPECTED, MIN_SAMPLE, TwoProportion, holm, two_proportion
 from gateway.errors import InvalidInput, NotFound
 from gateway.schemas.stats import DEFAULT_VARIANT, CampaignStats, Comparison, Metric, VariantStats
 from storage.connections import Connection
@@ -30,6 +30,13 @@ _RATE_OF: dict[str, str] = {
     "conversion_rate": "converted",
     "complaint_rate": "complaints",
     "opt_out_rate": "opted_out_after_receipt",
+}
+_EVENTS_OF: dict[str, str] = {
+    "open_rate": "opens",
+    "click_through_rate": "clicks",
+    "conversion_rate": "conversions",
+    "complaint_rate": "complaints",
+    "opt_out_rate": "opt-outs",
 }
 _SIGNIFICANCE = 0.05
 
@@ -51,23 +58,38 @@ class StatsService:
             variants = _count(conn, campaign_id)
         for stats in variants.values():
             stats.rates = {
-                name: (getattr(stats, field) / stats.delivered if stats.delivered else 0.0)
+                name: (getattr(stats, field) / stats.delivered if stats.delivered else None)
                 for name, field in _RATE_OF.items()
             }
-        names = sorted(variants)
         if control is not None and control not in variants:
             raise InvalidInput("control: no such variant in this campaign", "control")
-        base = control or (names[0] if names else DEFAULT_VARIANT)
-        comparisons = [
-            _compare(metric, base, variants[base], name, variants[name]) for name in names if name != base
-        ]
         return CampaignStats(
             campaign_id=campaign_id,
             status=row.status,
             metric=metric,
             variants=variants,
-            comparisons=comparisons,
+            comparisons=_comparisons(metric, variants, control or min(variants, default=DEFAULT_VARIANT)),
         )
+
+
+def _comparisons(metric: Metric, variants: dict[str, VariantStats], control: str) -> list[Comparison]:
+    """Each variant against the control. Significance is judged on p-values adjusted over the
+    comparisons the test holds for (`holm`); the others are called nothing anyway."""
+    a = variants.get(control)
+    if a is None:
+        return []
+    field = _RATE_OF[metric]
+    tests = {
+        name: two_proportion(getattr(a, field), a.delivered, getattr(b, field), b.delivered)
+        for name, b in sorted(variants.items())
+        if name != control
+    }
+    family = {name: p for name, test in tests.items() if test.enough_data and (p := test.p_value) is not None}
+    adjusted = dict(zip(family, holm(list(family.values())), strict=True))
+    return [
+        _compare(metric, (control, a), (name, variants[name]), test, adjusted.get(name), len(family))
+        for name, test in tests.items()
+    ]
 
 
 def _add_codes(counts: dict[str, int], reasons: str | None, n: int) -> None:
@@ -99,39 +121,58 @@ def _count(conn: Connection, campaign_id: str) -> dict[str, VariantStats]:
     return dict(stats)
 
 
-def _compare(metric: Metric, control: str, a: VariantStats, variant: str, b: VariantStats) -> Comparison:
-    field = _RATE_OF[metric]
-    test = two_proportion(getattr(a, field), a.delivered, getattr(b, field), b.delivered)
-    # The test and the interval are two methods (pooled z, Newcombe's score interval), and near
-    # p = 0.05 they can disagree: "higher" beside an interval reaching below zero. Called only
-    # where both say so; where they disagree, neither is.
-    tested = test.enough_data and test.p_value is not None and test.p_value < _SIGNIFICANCE
+def _compare(
+    metric: Metric,
+    control_group: tuple[str, VariantStats],
+    variant_group: tuple[str, VariantStats],
+    test: TwoProportion,
+    adjusted: float | None,
+    family: int,
+) -> Comparison:
+    """`adjusted`: the p-value adjusted for the `family` of comparisons made (Holm), None where
+    the test does not hold. Significant needs it under 0.05 and the 95% interval to exclude no
+    difference: the test and the interval are two methods (pooled z, Newcombe's score
+    interval), and near p = 0.05 they can disagree, "higher" beside an interval reaching below
+    zero. Called only where both say so; where they disagree, neither is."""
+    (control, a), (variant, b) = control_group, variant_group
+    tested = adjusted is not None and adjusted < _SIGNIFICANCE
     excludes_zero = test.enough_data and (test.ci_low > 0 or test.ci_high < 0)
     significant = tested and excludes_zero
-    if not test.enough_data:
-        verdict = (
-            f"sample too small to tell: each variant needs at least 30 deliveries and 5 with and 5 without "
-            f"{field} (control {a.delivered} deliveries, {variant} {b.delivered})"
-        )
-    elif significant:
-        direction = "higher" if test.difference > 0 else "lower"
-        verdict = (
-            f"{variant} has a {direction} {metric} than {control}: {test.difference:+.2%} "
-            f"(95% CI {test.ci_low:+.2%} to {test.ci_high:+.2%}, p = {test.p_value:.3g})"
-        )
-    elif tested or excludes_zero:
-        verdict = (
-            f"borderline difference in {metric} between {variant} and {control}: {test.difference:+.2%}; "
-            f"the test (p = {test.p_value:.3g}) and the 95% CI ({test.ci_low:+.2%} to {test.ci_high:+.2%}) "
-            "disagree, so it is not called significant: more deliveries will tell"
-        )
+    if not test.enough_data or test.difference is None:
+        deliveries = f"control {a.delivered} deliveries, {variant} {b.delivered}"
+        if min(a.delivered, b.delivered) < MIN_SAMPLE:
+            verdict = (
+                f"sample too small to tell: each variant needs {MIN_SAMPLE} deliveries or more ({deliveries})"
+            )
+        else:
+            events = _EVENTS_OF[metric]
+            verdict = (
+                f"too few {events} to tell: at the rate of both variants together, each needs at least "
+                f"{MIN_EXPECTED} deliveries expected with {events} and {MIN_EXPECTED} without ({deliveries})"
+            )
     else:
-        verdict = (
-            f"no significant difference in {metric} between {variant} and {control}: {test.difference:+.2%} "
-            f"(95% CI {test.ci_low:+.2%} to {test.ci_high:+.2%}, p = {test.p_value:.3g})"
+        p = f"p = {test.p_value:.3g}" + (
+            f", {adjusted:.3g} adjusted for {family} comparisons" if family > 1 else ""
         )
+        ci = f"95% CI {test.ci_low:+.2%} to {test.ci_high:+.2%}"
+        if significant:
+            direction = "higher" if test.difference > 0 else "lower"
+            verdict = (
+                f"{variant} has a {direction} {metric} than {control}: {test.difference:+.2%} ({ci}, {p})"
+            )
+        elif tested or excludes_zero:
+            verdict = (
+                f"borderline difference in {metric} between {variant} and {control}: {test.difference:+.2%}; "
+                f"the test ({p}) and the {ci} disagree, so it is not called significant: more deliveries "
+                "will tell"
+            )
+        else:
+            verdict = (
+                f"no significant difference in {metric} between {variant} and {control}: "
+                f"{test.difference:+.2%} ({ci}, {p})"
+            )
     return Comparison(
         metric=metric, control=control, variant=variant, control_rate=test.rate_a, variant_rate=test.rate_b,
         difference=test.difference, ci95=(test.ci_low, test.ci_high), z=test.z, p_value=test.p_value,
-        significant=significant, verdict=verdict,
+        p_value_adjusted=adjusted, significant=significant, verdict=verdict,
     )  # fmt: skip

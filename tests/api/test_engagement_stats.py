@@ -291,7 +291,10 @@ def test_a_clear_difference_is_called_significant(
     # Conversion: nobody converted, so the test has nothing to say.
     (conv,) = stats(client, reader, cid, metric="conversion_rate")["comparisons"]
     assert (conv["z"], conv["p_value"], conv["significant"]) == (None, None, False)
-    assert "sample too small" in conv["verdict"]
+    assert conv["verdict"] == (
+        "too few conversions to tell: at the rate of both variants together, each needs at least 5 "
+        "deliveries expected with conversions and 5 without (control 40 deliveries, treatment 40)"
+    )
 
 
 def test_where_the_test_and_the_interval_disagree_neither_is_called(
@@ -421,3 +424,25 @@ def test_stats_refuse_bad_requests(client: Client, as_key: KeyHeaders) -> None:
     for scope in ("pushes:write", "complaints:write", "audit:read"):
         assert_problem(client.get(f"/v1/campaigns/{cid}/stats", headers=as_key(scope)), 403)
     assert client.get(f"/v1/campaigns/{cid}/stats").status_code == 401
+
+
+def test_a_variant_with_no_delivery_has_no_rates_over_http(
+    client: Client, runtime: Runtime, as_user: UserHeaders, as_key: KeyHeaders, key: Headers
+) -> None:
+    """Its only push refused (no such user): its rates are null, not 0.0, and so is the
+    comparison's difference, which read as a drop of the control's whole rate."""
+    writer, reader = as_key("campaigns:write"), as_key("campaigns:read")
+    cid = create_campaign(client, writer)
+    onboard(client, as_user, "ada")
+    batch(
+        client,
+        key,
+        [item("a", "ada", campaign_id=cid, variant="A"), item("c", "ghost", campaign_id=cid, variant="C")],
+    )
+    dispatch(client, runtime)
+    got = stats(client, reader, cid)
+    assert got["variants"]["A"]["rates"]["click_through_rate"] == 0.0
+    assert set(got["variants"]["C"]["rates"].values()) == {None}
+    (compared,) = got["comparisons"]
+    assert (compared["control_rate"], compared["variant_rate"], compared["difference"]) == (0.0, None, None)
+    assert (compared["p_value"], compared["p_value_adjusted"], compared["significant"]) == (None, None, False)

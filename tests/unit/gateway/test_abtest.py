@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.abtest import MIN_FAILURES_SUCCESSES, MIN_SAMPLE, two_proportion
+from gateway.abtest import MIN_EXPECTED, MIN_SAMPLE, holm, two_proportion
 
 
 def pearson_chi_square(x_a: int, n_a: int, x_b: int, n_b: int) -> float:
@@ -46,7 +46,7 @@ def test_physicians_health_study_as_in_agresti() -> None:
     myocardial infarction in 189 of 11,034 on placebo and 104 of 11,037 on aspirin. The book gives
     a difference of proportions of 0.0077 with 95% CI (0.005, 0.011) and Pearson X^2 = 25.01."""
     test = two_proportion(104, 11_037, 189, 11_034)  # A aspirin, B placebo: difference placebo - aspirin
-    assert round(test.difference, 4) == 0.0077
+    assert test.difference == pytest.approx(0.0077, abs=5e-5)
     assert (round(test.ci_low, 3), round(test.ci_high, 3)) == (0.005, 0.011)
     assert test.z is not None
     assert test.z**2 == pytest.approx(25.01, abs=0.01)
@@ -77,6 +77,7 @@ def test_swapping_the_groups_mirrors_the_answer() -> None:
     assert ab.z is not None
     assert ba.z is not None
     assert ba.z == pytest.approx(-ab.z)
+    assert ab.difference is not None
     assert ba.difference == pytest.approx(-ab.difference)
     assert (ba.ci_low, ba.ci_high) == pytest.approx((-ab.ci_high, -ab.ci_low))
     assert ba.p_value == pytest.approx(ab.p_value)
@@ -104,21 +105,45 @@ def test_newcombes_worked_examples(
     assert (test.ci_low, test.ci_high) == pytest.approx(expected, abs=5e-5)
 
 
-def test_enough_data_needs_30_trials_and_5_successes_and_failures_each() -> None:
-    assert (MIN_SAMPLE, MIN_FAILURES_SUCCESSES) == (30, 5)
+def test_enough_data_needs_30_trials_and_5_successes_and_failures_expected_each() -> None:
+    """Expected where the rates are equal (the pooled rate), the normal approximation's condition."""
+    assert (MIN_SAMPLE, MIN_EXPECTED) == (30, 5)
     assert two_proportion(5, 30, 25, 30).enough_data is True
     assert two_proportion(5, 29, 25, 30).enough_data is False  # too few trials
-    assert two_proportion(4, 30, 25, 30).enough_data is False  # too few successes
-    assert two_proportion(5, 30, 26, 30).enough_data is False  # too few failures
+    assert two_proportion(0, 30, 10, 30).enough_data is True  # 5 expected each side
+    assert two_proportion(0, 30, 9, 30).enough_data is False  # 4.5 expected
+    assert two_proportion(30, 30, 20, 30).enough_data is True  # 5 failures expected
+    assert two_proportion(30, 30, 21, 30).enough_data is False
+    # 10 events in 2,000 deliveries: 5 expected in each 1,000, exactly (counted in integers).
+    assert two_proportion(0, 1000, 10, 1000).enough_data is True
+    assert two_proportion(0, 1000, 9, 1000).enough_data is False
     small = two_proportion(2, 4, 3, 4)
     assert small.enough_data is False
     assert small.z == pytest.approx(0.730297, abs=1e-6)  # still computed, but not to be trusted
 
 
+def test_a_clear_difference_in_a_rare_rate_is_tested() -> None:
+    """4 complaints in 10,000 against 60 in 10,000: required of the counts seen (5 each), the
+    test called it "too small to tell" beside its own p of 2e-12."""
+    rare = two_proportion(4, 10_000, 60, 10_000)
+    assert rare.enough_data is True
+    assert rare.p_value is not None
+    assert rare.p_value < 1e-10
+    assert rare.ci_low > 0
+
+
+def test_holm_adjusts_each_p_value_by_its_rank_and_keeps_their_order() -> None:
+    assert holm([]) == []
+    assert holm([0.03]) == [0.03]
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.5, 0.001, 0.2]) == pytest.approx([0.5, 0.003, 0.4])
+    assert holm([0.6, 0.7]) == [1.0, 1.0]
+
+
 def test_nothing_to_compare_gives_no_statistic() -> None:
     empty = two_proportion(0, 0, 3, 10)
     assert (empty.z, empty.p_value, empty.enough_data) == (None, None, False)
-    assert (empty.rate_a, empty.rate_b) == (0.0, 0.3)
+    assert (empty.rate_a, empty.rate_b, empty.difference) == (None, 0.3, None)  # no rate of nothing
     assert (empty.ci_low, empty.ci_high) == (-1.0, 1.0)
     flat = two_proportion(0, 100, 0, 100)
     assert (flat.z, flat.p_value, flat.enough_data, flat.difference) == (None, None, False, 0.0)
@@ -160,7 +185,7 @@ def test_edge_counts_give_an_interval_within_minus_one_to_one(
 ) -> None:
     test = two_proportion(x_a, n_a, x_b, n_b)
     assert (test.ci_low, test.ci_high) == pytest.approx(expected, abs=1e-6)
-    assert -1.0 <= test.ci_low <= test.difference <= test.ci_high <= 1.0
+    assert -1.0 <= test.ci_low <= (test.difference or 0.0) <= test.ci_high <= 1.0
 
 
 @given(
@@ -171,7 +196,10 @@ def test_the_interval_holds_the_difference_and_stays_within_minus_one_to_one(
     a: tuple[int, int], b: tuple[int, int]
 ) -> None:
     test = two_proportion(*a, *b)
-    assert -1.0 <= test.ci_low <= test.difference <= test.ci_high <= 1.0
+    if test.difference is None:  # no trials on a side
+        assert (test.ci_low, test.ci_high) == (-1.0, 1.0)
+    else:
+        assert -1.0 <= test.ci_low <= test.difference <= test.ci_high <= 1.0
 
 
 @pytest.mark.parametrize(("x_a", "n_a", "x_b", "n_b"), [(3, 2, 0, 1), (0, 1, -1, 1), (1, 0, 0, 1)])
