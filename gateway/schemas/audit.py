@@ -172,11 +172,14 @@ class AccessLogPage(msgspec.Struct):
 
 class AdminLogEntry(msgspec.Struct, kw_only=True):
     """One change to how the gateway runs, and who made it: `key:<id>`, `cli` for a command run
-    on the server, or `gateway` for a key rotation it finished at start. `action` is
+    on the server, or `gateway` for a key rotation it finished at start or a campaign its
+    complaint-rate rule paused. `action` is
     `api_key.created` (`detail.scopes`), `api_key.revoked`, `encryption_key.rotated` (`target`
     the new key's id, `detail.rewrapped`), `policy.changed` (`target` the version),
-    `campaign.paused` or `campaign.resumed` (`detail.lifted`: `by hand` or the rule whose pause
-    was lifted)."""
+    `campaign.paused` (by `gateway` when the complaint-rate rule paused it, `detail` the numbers
+    that did: `rule`, `complaints`, `deliveries`, `rate`, `threshold`, `min_deliveries`, and `since`
+    after a resume) or `campaign.resumed` (`detail.lifted`: `by hand` or the rule whose pause was
+    lifted)."""
 
     id: int
     at: str

@@ -14,10 +14,13 @@ from gateway.clock import rfc3339_text
 from policies.complaints import should_pause_campaign
 from policies.settings import PolicySettings
 from storage.connections import Connection
-from storage.repositories import campaigns
+from storage.repositories import admin_log, campaigns
 from storage.repositories import complaints as complaints_repo
 
-__all__ = ["count_deliveries", "judge_all", "judge_campaign", "may_pause_at_delivery"]
+__all__ = ["RULE_ACTOR", "count_deliveries", "judge_all", "judge_campaign", "may_pause_at_delivery"]
+
+RULE_ACTOR = "gateway"
+"""Who the admin log says paused a campaign the rule paused, with the numbers that paused it."""
 
 
 def judge_campaign(conn: Connection, campaign_id: str, policy: PolicySettings, now: datetime) -> bool:
@@ -51,7 +54,10 @@ def judge_campaign(conn: Connection, campaign_id: str, policy: PolicySettings, n
     if since is not None:
         numbers["since"] = rfc3339_text(since)
     reason = msgspec.json.encode(numbers).decode()
-    return campaigns.pause(conn, campaign_id, now, reason, rule=campaigns.COMPLAINT_RATE)
+    paused = campaigns.pause(conn, campaign_id, now, reason, rule=campaigns.COMPLAINT_RATE)
+    if paused:  # kept past the resume, which clears the campaign's own record of it
+        admin_log.record(conn, now, RULE_ACTOR, "campaign.paused", campaign_id, numbers)
+    return paused
 
 
 def may_pause_at_delivery(

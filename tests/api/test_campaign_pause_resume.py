@@ -172,6 +172,20 @@ def test_after_a_resume_the_rule_judges_only_what_happened_since(world: World, a
     assert (again["status"], again["paused_at"]) == ("paused", "2026-11-23T10:08:00Z")
     assert evidence(again) == FIRST_EVIDENCE | {"since": RESUMED}
 
+    # The campaign shows only its latest pause; the admin log keeps each, with its numbers.
+    log = world.client.get("/v1/audit/admin-log", headers=as_key("audit:read"))
+    assert log.status_code == 200, log.text
+    kept = [
+        (e["at"], e["actor"].partition(":")[0], e["action"], e["detail"])
+        for e in log.json()["entries"]
+        if e["target"] == world.cid
+    ]
+    assert kept == [
+        ("2026-11-23T10:01:00Z", "gateway", "campaign.paused", FIRST_EVIDENCE),
+        (RESUMED, "key", "campaign.resumed", {"lifted": "complaint_rate"}),
+        ("2026-11-23T10:08:00Z", "gateway", "campaign.paused", FIRST_EVIDENCE | {"since": RESUMED}),
+    ]
+
 
 def test_late_complaints_about_pushes_delivered_before_a_resume_do_not_pause_it_again(world: World) -> None:
     sent = {user: world.deliver(user) for user in ("ada", "bo", "cy", "dee")}
