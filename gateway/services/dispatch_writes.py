@@ -53,6 +53,9 @@ def write(
     for device_id in dict.fromkeys(d for w in writes for d in w.disable):
         devices.set_status(conn, device_id, "disabled", now)
     # Judged as at each delivery: the one that reaches the minimum may be what pauses the campaign.
+    # By the policy in force now: another process may have changed it since the round's claim
+    # (its own rule judged the campaigns then, before these deliveries were counted).
     delivered = Counter(w.campaign_delivered for w in writes if w.campaign_delivered is not None)
+    settings = policy.newest(conn) if delivered else policy.settings
     for campaign_id, count in delivered.items():
-        count_deliveries(conn, campaign_id, count, policy.settings, now)
+        count_deliveries(conn, campaign_id, count, settings, now)
