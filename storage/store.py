@@ -225,7 +225,7 @@ class Store:
                 parts = msgspec.json.decode(key.cipher.open(body, ledger.body_aad(seq, str(subject_id))))
             except (DecryptionError, msgspec.DecodeError):
                 continue
-            if (receipt_kid := _protected_kid(_protected_segment(parts))) is not None:
+            if (receipt_kid := _receipt_kid(parts)) is not None:
                 return receipt_kid
         return kid
 
@@ -437,15 +437,17 @@ _NEWEST_RECEIPTS = (
 )
 
 
-def _protected_segment(parts: object) -> object:
-    """A stored receipt's protected header segment: `SignedParts`, or the whole compact JWS
-    that receipts were kept as before it (`{"receipt", "jws"}`)."""
+def _receipt_kid(parts: object) -> bytes | None:
+    """The `kid` of a stored receipt: `SignedParts` (its `kid`, or that of its protected header
+    segment), or the whole compact JWS that receipts were kept as before it (`{"receipt", "jws"}`)."""
     if not isinstance(parts, dict):
         return None
+    if isinstance(kid := parts.get("kid"), str):
+        return kid.encode()
     if "protected" in parts:
-        return parts["protected"]
+        return _protected_kid(parts["protected"])
     jws = parts.get("jws")
-    return jws.split(".")[0] if isinstance(jws, str) else None
+    return _protected_kid(jws.split(".")[0]) if isinstance(jws, str) else None
 
 
 def _protected_kid(segment: object) -> bytes | None:

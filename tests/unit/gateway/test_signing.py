@@ -44,10 +44,10 @@ def test_parts_rebuild_the_token_sign_gives_and_it_verifies(key: SigningKey) -> 
     token = parts.compact()
 
     assert token == signer.sign(RECEIPT)  # Ed25519 is deterministic: same key, bytes, header
-    header, _, signature = token.split(".")
-    assert (parts.protected, parts.signature) == (header, signature)
+    _, _, signature = token.split(".")
+    assert (parts.protected, parts.kid, parts.signature) == (None, key.kid, signature)
     decoded = jwt.PyJWS().decode_complete(token, key.public, algorithms=["EdDSA"])
-    assert decoded["header"] == {"alg": "EdDSA", "kid": key.kid, "typ": "JWT"}
+    assert decoded["header"] == {"alg": "EdDSA", "kid": key.kid}  # receipts are no JWTs: no "typ"
     assert decoded["payload"] == bytes(parts.document) == msgspec.json.encode(RECEIPT)
 
 
@@ -57,14 +57,10 @@ def test_stored_parts_hold_the_document_once_and_round_trip(key: SigningKey) -> 
 
     stored = msgspec.json.encode(parts)
 
-    assert json.loads(stored) == {
-        "protected": parts.protected,
-        "document": RECEIPT,
-        "signature": parts.signature,
-    }
+    assert json.loads(stored) == {"kid": key.kid, "document": RECEIPT, "signature": parts.signature}
     assert payload.encode() not in stored
     assert stored.count(b'"receipt_id"') == 1
-    assert len(stored) < len(msgspec.json.encode(RECEIPT)) + 250
+    assert len(stored) < len(msgspec.json.encode(RECEIPT)) + 180
     back = msgspec.json.decode(stored, type=SignedParts)
     assert back == parts
     assert back.compact() == parts.compact()
@@ -90,3 +86,29 @@ def test_a_changed_document_no_longer_verifies(key: SigningKey) -> None:
 
     with pytest.raises(jwt.InvalidSignatureError):
         jwt.PyJWS().decode(forged.compact(), key.public, algorithms=["EdDSA"])
+
+
+def test_parts_kept_with_their_whole_header_before_still_rebuild_their_token(key: SigningKey) -> None:
+    """Receipts signed before the header was kept as its kid carry `"typ": "JWT"` in it, and
+    are stored with the header segment whole: read back, they rebuild the very token given."""
+    token = jwt.PyJWS().encode(
+        msgspec.json.encode(RECEIPT), key.private, algorithm="EdDSA", headers={"kid": key.kid}
+    )
+    header, _, signature = token.split(".")
+    stored = msgspec.json.encode({"protected": header, "document": RECEIPT, "signature": signature})
+    back = msgspec.json.decode(stored, type=SignedParts)
+    assert (back.kid, back.compact()) == (None, token)
+    assert jwt.get_unverified_header(token)["typ"] == "JWT"
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        {"document": RECEIPT, "signature": "x"},
+        {"protected": "x", "kid": "y", "document": RECEIPT, "signature": "x"},
+    ],
+    ids=["neither", "both"],
+)
+def test_parts_keep_either_a_header_or_a_kid(stored: dict[str, object]) -> None:
+    with pytest.raises(msgspec.ValidationError, match="either its protected header or its kid"):
+        msgspec.json.decode(msgspec.json.encode(stored), type=SignedParts)
