@@ -167,10 +167,10 @@ class ConsentReceipt(msgspec.Struct, kw_only=True):
     state: Literal["given", "withdrawn"]
     ledger_seq: int
     ledger_prev_hash: str | UnsetType = UNSET
-    """The hash (hex) of the ledger's event before this receipt's: the whole history up to it, as
-    signed for this user. Checked against an export (`audit verify --export F --receipt R`), a
-    receipt is a witness no one holding the database key can forge: a history rewritten before
-    its event no longer holds that hash. Receipts signed before it was added have none."""
+    """The first 128 bits (hex) of the hash of the ledger's event before this receipt's: the whole
+    history up to it, as signed for this user. Checked against an export (`audit verify --export
+    F --receipt R`), a receipt is a witness no one holding the database key can forge: a history
+    rewritten before its event no longer holds that hash. Receipts signed before it have none."""
 
 
 class ConsentAnswer(msgspec.Struct):

@@ -512,7 +512,7 @@ def _receipt_problem(
         )
     if (
         not isinstance(receipt.ledger_prev_hash, UnsetType)
-        and event.prev_hash.hex() != receipt.ledger_prev_hash
+        and event.prev_hash[: ledger.WITNESS_BYTES].hex() != receipt.ledger_prev_hash
     ):
         return f"the history before its event (seq {seq}) is not the one it was signed after: rewritten since"
     recorded = (event.kind, event.purpose, event.notice_version, _moment(event.at))

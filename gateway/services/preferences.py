@@ -202,7 +202,7 @@ class PreferenceCenter:
             granted=granted,
             state="given" if granted else "withdrawn",
             ledger_seq=last_seq + 1,
-            ledger_prev_hash=prev_hash.hex(),
+            ledger_prev_hash=prev_hash[: ledger.WITNESS_BYTES].hex(),
         )
         signed = self._signer.sign_parts(receipt)
         answer = ConsentAnswer(receipt, signed.compact())
