@@ -154,23 +154,21 @@ def _compare(
         p = f"p = {test.p_value:.3g}" + (
             f", {adjusted:.3g} adjusted for {family} comparisons" if family > 1 else ""
         )
-        ci = f"95% CI {test.ci_low:+.2%} to {test.ci_high:+.2%}"
+        # In percentage points: "+3.10%" read as a relative lift of 3.1%, not 10% against 13.1%.
+        difference = f"{test.difference * 100:+.2f} percentage points"
+        ci = f"95% CI {test.ci_low * 100:+.2f} to {test.ci_high * 100:+.2f}"
         if significant:
             direction = "higher" if test.difference > 0 else "lower"
-            verdict = (
-                f"{variant} has a {direction} {metric} than {control}: {test.difference:+.2%} ({ci}, {p})"
-            )
+            verdict = f"{variant} has a {direction} {metric} than {control}: {difference} ({ci}, {p})"
         elif tested or excludes_zero:
             verdict = (
-                f"borderline difference in {metric} between {variant} and {control}: {test.difference:+.2%}; "
+                f"borderline difference in {metric} between {variant} and {control}: {difference}; "
                 f"the test ({p}) and the {ci} disagree, so it is not called significant: more deliveries "
                 "will tell"
             )
         else:
-            verdict = (
-                f"no significant difference in {metric} between {variant} and {control}: "
-                f"{test.difference:+.2%} ({ci}, {p})"
-            )
+            verdict = f"no significant difference in {metric} between {variant} and {control}: "
+            verdict += f"{difference} ({ci}, {p})"
     return Comparison(
         metric=metric, control=control, variant=variant, control_rate=test.rate_a, variant_rate=test.rate_b,
         difference=test.difference, ci95=(test.ci_low, test.ci_high), z=test.z, p_value=test.p_value,

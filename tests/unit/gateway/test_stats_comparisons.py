@@ -27,7 +27,9 @@ def test_each_more_variant_is_one_more_chance_of_a_false_difference() -> None:
     assert alone.p_value is not None
     assert b.p_value_adjusted == pytest.approx(2 * alone.p_value)
     assert (b.significant, c.significant, c.p_value_adjusted) == (False, False, 1.0)
-    assert b.verdict.startswith("borderline difference in click_through_rate between B and A: +3.10%")
+    assert b.verdict.startswith(
+        "borderline difference in click_through_rate between B and A: +3.10 percentage points; "
+    )
     assert "0.0602 adjusted for 2 comparisons" in b.verdict
 
 
@@ -56,4 +58,6 @@ def test_rare_events_are_tested_at_volume() -> None:
                            "B": VariantStats(delivered=10_000, complaints=60)}, "A",
     )  # fmt: skip
     assert rare.significant is True
-    assert rare.verdict.startswith("B has a higher complaint_rate than A: +0.56%")
+    assert rare.verdict.startswith(
+        "B has a higher complaint_rate than A: +0.56 percentage points (95% CI +0."
+    )
