@@ -106,7 +106,8 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         help="with --export: a consent receipt a user was given (its JWS, the consent's answer, or "
         "the user's data export, for every receipt in it) whose event the export must hold, after "
-        "the history the receipt was signed after; may be given more than once",
+        "the history the receipt was signed after (an export from the ledger's start); may be given "
+        "more than once",
     )
     verify.add_argument(
         "--jwks",
@@ -703,8 +704,10 @@ def _receipt_tokens(raw: bytes) -> list[str]:
         raise ValueError(f"not a receipt, a consent's answer or a data export: {exc}") from None
     if kept.jws is not None:
         return [kept.jws.strip()]
-    if kept.receipts is not None:
+    if kept.receipts:
         return [answer.jws.strip() for answer in kept.receipts]
+    if kept.receipts is not None:
+        raise ValueError("a data export that holds no receipt: nothing to check")
     raise ValueError("JSON with neither a receipt's jws nor a data export's receipts")
 
 

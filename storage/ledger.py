@@ -60,9 +60,11 @@ GENESIS = bytes(32)
 HASH_SIZE = len(GENESIS)
 WITNESS_BYTES = 16
 """How much of the previous event's hash a consent receipt carries (`ledger_prev_hash`): 128
-bits, as hex. Forging a history that keeps them takes a second preimage of 128 bits; the whole
-hash took 86 bytes more of each receipt, which the ledger keeps, and a subject 2,082 bytes of
-database where the limit is 2,048 (bench run BD)."""
+bits, as hex. A history rewritten after a receipt was given must hash to them again, a second
+preimage of 128 bits; whoever writes the event before a receipt's, meaning to swap it later,
+needs two events that collide in 128 bits, about 2^64 hashes. The whole hash took 86 bytes more
+of each receipt, which the ledger keeps (bench run BD: a subject's ledger rows no longer fit
+four to a page)."""
 _COLUMNS = "seq, at, subject_id, kind, purpose, notice_version, actor, source, body, prev_hash, hash"
 _TEXT_COLUMNS = ("at", "subject_id", "kind", "purpose", "notice_version", "actor", "source")
 _NULLABLE = frozenset({"purpose", "notice_version"})

@@ -497,8 +497,11 @@ def _receipt_problem(
     """Why a receipt is not borne out by the export's events, or None. Its event (at its
     `ledger_seq`) must record this consent, and the event before it hash to its
     `ledger_prev_hash`: a history rewritten before the event, even re-chained and signed
-    anew, does not. A receipt signed before receipts held that hash is checked by its event
-    alone. The subject is compared only while the export can name it (not after erasure)."""
+    anew, does not. That holds of the history only where the export's chain starts at the
+    ledger's: a window's chain starts at its first event's own link, which nothing ties to the
+    events before it (an event changed there, unchained, would go unseen), so a window cannot
+    tell. A receipt signed before receipts held that hash is checked by its event alone. The
+    subject is compared only while the export can name it (not after erasure)."""
     try:
         receipt = msgspec.json.decode(_signed_by(token, keys), type=ConsentReceipt)
     except (jwt.PyJWTError, msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -510,11 +513,18 @@ def _receipt_problem(
         return (
             f"cannot tell: its event (seq {seq}) is not in this export ({window}); export a window holding it"
         )
-    if (
-        not isinstance(receipt.ledger_prev_hash, UnsetType)
-        and event.prev_hash[: ledger.WITNESS_BYTES].hex() != receipt.ledger_prev_hash
-    ):
-        return f"the history before its event (seq {seq}) is not the one it was signed after: rewritten since"
+    witnessed = receipt.ledger_prev_hash
+    if not isinstance(witnessed, UnsetType):
+        if min(events) != 1:
+            return (
+                f"cannot tell: it witnesses the history before its event (seq {seq}), and this export "
+                f"starts at seq {min(events)}; export the ledger from its start"
+            )
+        # 128 bits (`ledger.WITNESS_BYTES`); receipts made before that carried all 256.
+        if len(witnessed) not in (2 * ledger.WITNESS_BYTES, 2 * ledger.HASH_SIZE) or not (
+            event.prev_hash.hex().startswith(witnessed)
+        ):
+            return f"the history before its event (seq {seq}) is not the one it was signed after: rewritten"
     recorded = (event.kind, event.purpose, event.notice_version, _moment(event.at))
     given = (
         f"consent.{receipt.state}",

@@ -108,7 +108,7 @@ def test_a_history_rewritten_before_a_receipt_is_caught_by_it(
     report = verify_export(forged, keys, receipts=[again["jws"], kept["jws"]])
     assert (report.ok, report.problem) == (
         False,
-        "receipt 2: the history before its event (seq 3) is not the one it was signed after: rewritten since",
+        "receipt 2: the history before its event (seq 3) is not the one it was signed after: rewritten",
     )
 
 
@@ -145,9 +145,42 @@ def test_a_receipt_must_be_the_gateways_and_its_event_this_consent(
         problem = verify_export(token, keys, receipts=[receipt_token]).problem
         assert problem is not None
         assert problem.startswith(f"receipt 1: {expected}"), problem
-    # A receipt signed before receipts held the ledger's hash is checked by its event alone.
+    # A receipt signed before receipts held the ledger's hash is checked by its event alone; one
+    # that held all 256 bits of it, by all of them.
     older = signed(msgspec.structs.replace(receipt, ledger_prev_hash=msgspec.UNSET))
     assert verify_export(token, keys, receipts=[older]).ok
+    whole = signed(msgspec.structs.replace(receipt, ledger_prev_hash=ledger.GENESIS.hex()))
+    assert verify_export(token, keys, receipts=[whole]).ok
+    cut = signed(msgspec.structs.replace(receipt, ledger_prev_hash=ledger.GENESIS.hex()[:20]))
+    assert verify_export(token, keys, receipts=[cut]).problem == (
+        "receipt 1: the history before its event (seq 1) is not the one it was signed after: rewritten"
+    )
+
+
+def test_a_window_cannot_tell_the_history_a_receipt_witnesses(
+    client: Client, runtime: Runtime, as_user: Callable[[str], Headers], auditor: Headers, clock: FakeClock
+) -> None:
+    """A window's chain starts at its first event's own link, which nothing ties to the events
+    before it: bob's withdrawal turned into a grant in place (no re-chaining), before the window,
+    would go unseen by a window that holds alice's receipt and its link. Only the whole ledger
+    tells, and it does: the chain breaks there."""
+    alice, bob = as_user("alice"), as_user("bob")
+    consent(client, alice, True, clock, 0)  # seq 1
+    consent(client, bob, False, clock, 1)  # seq 2
+    kept = consent(client, alice, False, clock, 2)  # seq 3
+    assert client.get("/v1/audit/ledger/checkpoint", headers=auditor).status_code == 200  # signed: 3 events
+    tamper(runtime, "DROP TRIGGER ledger_no_update", "UPDATE ledger SET kind = 'consent.given' WHERE seq = 2")
+    keys = runtime.signer.public_keys()
+    window = export(client, auditor, **{"from": "2026-11-23T12:00:00Z"})
+    assert verify_export(window, keys).ok  # the window alone holds together
+    assert verify_export(window, keys, receipts=[kept["jws"]]).problem == (
+        "receipt 1: cannot tell: it witnesses the history before its event (seq 3), and this export "
+        "starts at seq 3; export the ledger from its start"
+    )
+    assert (
+        verify_export(export(client, auditor), keys, receipts=[kept["jws"]]).problem
+        == "hash chain breaks at seq 2"
+    )
 
 
 def test_cli_checks_receipts_as_users_keep_them(
@@ -190,9 +223,11 @@ def test_cli_checks_receipts_as_users_keep_them(
     assert json.loads(done.stdout)["checked"][-1] == "receipts"
 
     (tmp_path / "other.json").write_text('{"receipt": {}}')
+    (tmp_path / "none.json").write_text('{"receipts": []}')
     bad = [str(CLI), "audit", "verify", "--receipt", str(tmp_path / "receipt.jws")]
     for command, status, said in (
         ([*base, "--receipt", str(tmp_path / "other.json")], 2, "--receipt"),
+        ([*base, "--receipt", str(tmp_path / "none.json")], 2, "holds no receipt: nothing to check"),
         (bad, 2, "--receipt is only for checking an --export file"),
     ):
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
