@@ -48,7 +48,7 @@ def check_frequency(
         (when, item.topic)
         for item in subject.scheduled
         if (when := _due(item, subject, settings, quiet, now)) is not None
-        and not _stopped(item, subject, when)
+        and not _stopped(item, subject, max(when, now))
     ]
     times = [when for when, _ in counted]
     found = []
@@ -114,10 +114,12 @@ def _due(
 def _stopped(item: Scheduled, subject: SubjectState, due: datetime) -> bool:
     """Whether dispatch will stop this waiting push for what the user did since: a consent its
     topic needs withdrawn (`no_consent`), its topic switched off (`topic_opted_out`), or muted
-    past the time it is `due` (`recent_complaint`): past its planned time, a push that quiet hours
-    move to after the mute ends was taken as stopped, and a push answered `deferred` into its
-    day was refused there when it went. (A push made personal or sent near a place also needs
-    personalization or location consent: that is sealed in its content, so it still counts.)"""
+    past the time dispatch will judge it, `due` and never before now (`recent_complaint`): past
+    its planned time, a push that quiet hours move to after the mute ends was taken as stopped,
+    and a push answered `deferred` into its day was refused there when it went; and one overdue
+    (the worker behind) whose mute ended meanwhile, which goes, let another through its day. (A
+    push made personal or sent near a place also needs personalization or location consent: that
+    is sealed in its content, so it still counts.)"""
     if not item.waiting:
         return False
     until = subject.muted_until.get(item.topic)

@@ -590,3 +590,24 @@ def test_a_waiting_push_counts_when_it_goes_after_a_mute_it_was_planned_within()
     )
     decision = decide(push(topic="feedback_requests"), muted_longer, None, now, SETTINGS)
     assert (decision.outcome, decision.deliver_after) == ("deferred", datetime(2025, 6, 11, 8, tzinfo=UTC))
+
+
+def test_an_overdue_waiting_push_whose_mute_has_ended_counts() -> None:
+    """Planned at 11:00, still waiting at 12:00 (the worker behind), its topic muted until 11:30:
+    dispatch judges the mute when it claims it, after 12:00, and sends it. Compared with the mute
+    at its planned time it was taken as stopped, and a second push was queued into the same day."""
+    now = datetime(2025, 6, 10, 12, 0, tzinfo=UTC)
+    waiting = Scheduled(
+        datetime(2025, 6, 10, 11, tzinfo=UTC), "promotions", waiting=True,
+        expires_at=datetime(2025, 6, 10, 18, tzinfo=UTC),
+    )  # fmt: skip
+    them = subject(
+        muted_until={"promotions": datetime(2025, 6, 10, 11, 30, tzinfo=UTC)},
+        scheduled=(waiting,),
+        location_at=now - timedelta(minutes=5),
+    )
+    decision = decide(push(topic="feedback_requests"), them, None, now, SETTINGS)
+    assert (decision.outcome, decision.reasons) == (
+        "rejected",
+        (r("frequency_capped", window="day", limit=1),),
+    )
