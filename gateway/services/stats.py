@@ -133,7 +133,8 @@ def _compare(
     the test does not hold. Significant needs it under 0.05 and the 95% interval to exclude no
     difference: the test and the interval are two methods (pooled z, Newcombe's score
     interval), and near p = 0.05 they can disagree, "higher" beside an interval reaching below
-    zero. Called only where both say so; where they disagree, neither is."""
+    zero. Called only where both say so; where they disagree, neither is. Where both would call it
+    alone but the adjustment does not, the verdict says that, not that the methods disagree."""
     (control, a), (variant, b) = control_group, variant_group
     tested = adjusted is not None and adjusted < _SIGNIFICANCE
     excludes_zero = test.enough_data and (test.ci_low > 0 or test.ci_high < 0)
@@ -157,9 +158,15 @@ def _compare(
         # In percentage points: "+3.10%" read as a relative lift of 3.1%, not 10% against 13.1%.
         difference = f"{test.difference * 100:+.2f} percentage points"
         ci = f"95% CI {test.ci_low * 100:+.2f} to {test.ci_high * 100:+.2f}"
+        alone = test.p_value is not None and test.p_value < _SIGNIFICANCE and excludes_zero
         if significant:
             direction = "higher" if test.difference > 0 else "lower"
             verdict = f"{variant} has a {direction} {metric} than {control}: {difference} ({ci}, {p})"
+        elif alone:  # both methods say so, but not once the other comparisons are counted
+            verdict = (
+                f"no significant difference in {metric} between {variant} and {control} once adjusted for "
+                f"{family} comparisons: {difference} ({ci}, {p}); alone it would be"
+            )
         elif tested or excludes_zero:
             verdict = (
                 f"borderline difference in {metric} between {variant} and {control}: {difference}; "
