@@ -26,6 +26,7 @@ from gateway.settings import Settings, SettingsError
 from gateway.signing import Signer
 from gateway.user_writes import UserWrites
 from storage import outbox
+from storage.crypto import DecryptionError
 from storage.keys import KeyStore
 from storage.repositories import admin_log
 from storage.store import Store, open_keystore
@@ -124,7 +125,17 @@ class Runtime:
                     f"the key store cannot be written ({exc.strerror or type(exc).__name__}): nothing "
                     "was rotated; rotation needs a writable CGW_KEYSTORE_FILE and room beside it"
                 ) from None
-            return kid, await self._rewrap(actor, kid)
+            try:
+                return kid, await self._rewrap(actor, kid)
+            except DecryptionError:
+                # One data key that does not open ends the pass (skipping it would leave the old key
+                # wrapping only keys that do not open, which the next start takes for a wrong key
+                # store): said as a conflict to resolve, not a 500.
+                raise Conflict(
+                    f"{kid} is active, but a data key in subjects.db does not open (a damaged page, a row "
+                    "changed by hand), so the data keys after it are still wrapped under the previous key; "
+                    "each start tries again. Run consent-gateway audit verify and check subjects.db"
+                ) from None
 
     async def finish_rotation(self) -> None:
         """Run at start (`serve`): a rotation cut short (a crash, an unwrap that failed mid-pass)

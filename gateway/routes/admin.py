@@ -135,7 +135,9 @@ class AdminController(Controller):
         summary="Rotate the key-encryption key and re-wrap every data key",
         operation_id="rotateEncryptionKey", status_code=200,
         responses=refusals(why={
-            409: "The key store cannot be written (a read-only mount, a full disk): nothing was rotated.",
+            409: "The key store cannot be written (a read-only mount, a full disk): nothing was rotated. "
+                 "Or a data key does not open (a damaged page): the new key is active, the keys after it "
+                 "are not yet re-wrapped, and each start tries again.",
         }),
     )  # fmt: skip
     async def rotate(self, request: Request[Principal, Any, Any], runtime: RuntimeDep) -> RotationRead:

@@ -20,6 +20,7 @@ from litestar.testing import TestClient
 from gateway.app import create_app
 from gateway.runtime import Runtime
 from gateway.settings import Settings
+from storage.connections import Connection
 from storage.keys import KeyStore
 
 
@@ -194,3 +195,36 @@ def test_a_rotation_cut_short_is_finished_at_the_next_start(
         assert not runtime.store.rotation_unfinished()
         listed = runtime.store._directory_db.reader().execute("SELECT prefix FROM wrapping_keys").fetchall()
         assert [bytes(p)[2:].decode() for (p,) in listed] == ["kek-2"]
+
+
+def test_a_data_key_that_does_not_open_is_a_conflict_not_a_500(settings: Settings, clock: FakeClock) -> None:
+    """One subject's wrapped key damaged (a byte flipped): the pass ends there. It was a 500 with
+    nothing said; it is a 409 naming what happened and what is left, and the others still open."""
+    with TestClient(create_app(settings, clock)) as client:
+        runtime: Runtime = client.app.state.runtime
+        _, secret = runtime.api_keys.create_sync("operator", ("admin",))
+        users = {name: {"Authorization": f"Bearer {runtime.user_tokens.mint(name, runtime.clock())}"}
+                 for name in ("alice", "bob")}  # fmt: skip
+        for headers in users.values():
+            granted = client.put(
+                "/v1/me/consents/marketing", headers=headers, json={"granted": True, "notice_version": "v1"}
+            )
+            assert granted.status_code == 200, granted.text
+        bob = client.get("/v1/me/preferences", headers=users["bob"]).json()["subject_ref"]
+
+        def damage(conn: Connection) -> None:
+            (wrapped,) = conn.execute(
+                "SELECT wrapped_key FROM subjects WHERE subject_ref = ?", (bob,)
+            ).fetchone()
+            flipped = bytes(wrapped)[:-1] + bytes([bytes(wrapped)[-1] ^ 1])
+            conn.execute("UPDATE subjects SET wrapped_key = ? WHERE subject_ref = ?", (flipped, bob))
+
+        runtime.store._directory_db.writer.run_sync(damage)
+        answer = client.post(
+            "/v1/admin/keys/rotate-encryption", headers={"Authorization": f"Bearer {secret}"}
+        )
+        assert answer.status_code == 409, answer.text
+        assert answer.json()["detail"].startswith(
+            "kek-2 is active, but a data key in subjects.db does not open"
+        )
+        assert client.get("/v1/me/preferences", headers=users["alice"]).status_code == 200
