@@ -21,6 +21,7 @@ import hashlib
 import os
 import re
 import secrets
+import stat
 from collections.abc import Collection, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -117,12 +118,20 @@ class KeyStore:
 
     @classmethod
     def load(cls, path: Path) -> KeyStore:
+        """Refuses a key store anyone may write (mode `o+w`): any local user could swap its
+        signing key or a key-encryption key, and one was served with no word said."""
         try:
             raw = path.read_bytes()
+            mode = path.stat().st_mode
         except FileNotFoundError:
             raise KeyStoreError(f"no key store at {path}") from None
         except OSError as exc:  # a directory, no permission, an I/O error: still one line, exit 2
             raise KeyStoreError(f"cannot read the key store {path}: {exc.strerror or exc}") from None
+        if mode & stat.S_IWOTH:
+            raise KeyStoreError(
+                f"the key store {path} is writable by anyone (mode {stat.S_IMODE(mode):04o}): "
+                "make it the gateway's own (chmod 600)"
+            )
         try:
             data = msgspec.json.decode(raw, type=_File)
             return cls(path, data)

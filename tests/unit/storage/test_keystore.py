@@ -306,3 +306,17 @@ def test_a_wrap_after_another_process_rotated_uses_the_new_key(tmp_path: Path) -
     wrapped = other.keyring.wrap(b"k" * 32, b"aad")
     assert new == "kek-2" == other.keyring.key_id_of(wrapped)
     assert rotating.keyring.unwrap(wrapped, b"aad") == b"k" * 32
+
+
+@pytest.mark.parametrize("mode", [0o666, 0o602, 0o646])
+def test_a_key_store_anyone_may_write_is_refused(tmp_path: Path, mode: int) -> None:
+    """Any local user could swap its signing key or a key-encryption key; it was served."""
+    path = tmp_path / "keys.json"
+    KeyStore.create(path)
+    path.chmod(mode)
+    with pytest.raises(
+        KeyStoreError, match=rf"is writable by anyone \(mode 0{mode:o}\): make it the gateway's own"
+    ):
+        KeyStore.load(path)
+    path.chmod(0o644)  # readable by others, as a secret mounted by an orchestrator may be: loads
+    assert KeyStore.load(path).path == path
