@@ -20,10 +20,10 @@ import signal
 import socket
 import stat
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import msgspec
 
@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 __all__ = ["main"]
 
 EXIT_USAGE = 2
+_Read = TypeVar("_Read")
 GIL_SWITCH_SECONDS = 0.0002
 
 
@@ -630,28 +631,28 @@ def _verify_export(
         print(f"consent-gateway: {jwks}: not a JWK set with an Ed25519 key: {exc}", file=sys.stderr)
         return EXIT_USAGE
     saved = None
-    if since is not None:
-        try:
-            saved = _saved_checkpoint(since.read_bytes())
-        except OSError as exc:
-            print(f"consent-gateway: cannot read {exc.filename}: {exc.strerror}", file=sys.stderr)
-            return EXIT_USAGE
-        except ValueError as exc:  # UnicodeDecodeError too
-            print(f"consent-gateway: --since {since}: {exc}", file=sys.stderr)
-            return EXIT_USAGE
+    if since is not None and (saved := _read_given("--since", since, _saved_checkpoint)) is None:
+        return EXIT_USAGE
     receipts: list[str] = []
     for receipt_file in receipt_files:
-        try:
-            receipts += _receipt_tokens(receipt_file.read_bytes())
-        except OSError as exc:
-            print(f"consent-gateway: cannot read {exc.filename}: {exc.strerror}", file=sys.stderr)
+        if (tokens := _read_given("--receipt", receipt_file, _receipt_tokens)) is None:
             return EXIT_USAGE
-        except ValueError as exc:  # UnicodeDecodeError too
-            print(f"consent-gateway: --receipt {receipt_file}: {exc}", file=sys.stderr)
-            return EXIT_USAGE
+        receipts += tokens
     result = verify_export(token, keys, saved, receipts)
     print(msgspec.json.encode(result).decode())
     return 0 if result.ok else 1
+
+
+def _read_given(flag: str, path: Path, parse: Callable[[bytes], _Read]) -> _Read | None:
+    """`parse` of the file given with `flag`, or None with why it could not be read or parsed
+    printed, as the other flags' problems are."""
+    try:
+        return parse(path.read_bytes())
+    except OSError as exc:
+        print(f"consent-gateway: cannot read {exc.filename}: {exc.strerror}", file=sys.stderr)
+    except ValueError as exc:  # UnicodeDecodeError too
+        print(f"consent-gateway: {flag} {path}: {exc}", file=sys.stderr)
+    return None
 
 
 class _SavedDocument(msgspec.Struct):
