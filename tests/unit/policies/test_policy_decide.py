@@ -565,20 +565,27 @@ def test_a_now_in_another_zone_is_the_same_moment_for_every_window() -> None:
     assert in_new_york.expires_at.tzinfo is UTC
 
 
+def muted_with_a_push_waiting(now: datetime, *, at: str, expires: str, until: str) -> SubjectState:
+    """A subject with a promotions push waiting (planned `at`, expiring at `expires`) and
+    promotions muted `until` (times in UTC)."""
+
+    def utc(text: str) -> datetime:
+        return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+    waiting = Scheduled(utc(at), "promotions", waiting=True, expires_at=utc(expires))
+    return subject(
+        muted_until={"promotions": utc(until)}, scheduled=(waiting,), location_at=now - timedelta(minutes=5)
+    )
+
+
 def test_a_waiting_push_counts_when_it_goes_after_a_mute_it_was_planned_within() -> None:
     """Planned at 22:00 under quiet hours set since (21:00-08:00 now), a push goes at 08:00, after
     its topic's mute ends at 07:00: dispatch sends it then, so it counts that day. Taken as
     stopped by the mute at its planned time, it let a push of another topic be answered
     `deferred` to 08:00, which dispatch then refused as over the day's cap."""
     now = datetime(2025, 6, 10, 21, 30, tzinfo=UTC)
-    waiting = Scheduled(
-        datetime(2025, 6, 10, 22, tzinfo=UTC), "promotions", waiting=True,
-        expires_at=datetime(2025, 6, 11, 18, tzinfo=UTC),
-    )  # fmt: skip
-    them = subject(
-        muted_until={"promotions": datetime(2025, 6, 11, 7, tzinfo=UTC)},
-        scheduled=(waiting,),
-        location_at=now - timedelta(minutes=5),
+    them = muted_with_a_push_waiting(
+        now, at="2025-06-10T22:00", expires="2025-06-11T18:00", until="2025-06-11T07:00"
     )
     decision = decide(push(topic="feedback_requests"), them, None, now, SETTINGS)
     assert (decision.outcome, decision.reasons) == (
@@ -597,14 +604,8 @@ def test_an_overdue_waiting_push_whose_mute_has_ended_counts() -> None:
     dispatch judges the mute when it claims it, after 12:00, and sends it. Compared with the mute
     at its planned time it was taken as stopped, and a second push was queued into the same day."""
     now = datetime(2025, 6, 10, 12, 0, tzinfo=UTC)
-    waiting = Scheduled(
-        datetime(2025, 6, 10, 11, tzinfo=UTC), "promotions", waiting=True,
-        expires_at=datetime(2025, 6, 10, 18, tzinfo=UTC),
-    )  # fmt: skip
-    them = subject(
-        muted_until={"promotions": datetime(2025, 6, 10, 11, 30, tzinfo=UTC)},
-        scheduled=(waiting,),
-        location_at=now - timedelta(minutes=5),
+    them = muted_with_a_push_waiting(
+        now, at="2025-06-10T11:00", expires="2025-06-10T18:00", until="2025-06-10T11:30"
     )
     decision = decide(push(topic="feedback_requests"), them, None, now, SETTINGS)
     assert (decision.outcome, decision.reasons) == (
