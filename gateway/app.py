@@ -68,6 +68,8 @@ ROUTES: list[ControllerRouterHandler] = [
     ),
 ]  # fmt: skip
 VERSION = version("consent-gateway")  # the package's, from pyproject.toml
+SIGNING_KEY_LOOK_SECONDS = 1.0
+"""How often a server looks at the key store for a signing key deployed since (one `stat`)."""
 
 
 async def read_strictly(request: Request[Any, Any, Any]) -> None:
@@ -114,14 +116,16 @@ def create_app(
         finishing = asyncio.create_task(runtime.finish_rotation())
         every = settings.checkpoint_seconds
         signing = asyncio.create_task(sign_checkpoints(runtime.audit.ledger, every)) if every else None
+        following = asyncio.create_task(runtime.follow_signing_key(SIGNING_KEY_LOOK_SECONDS))
         try:
             with server_collector() if tune_collector else nullcontext():
                 yield
         finally:
-            if signing:
-                signing.cancel()
-                with suppress(asyncio.CancelledError):
-                    await signing
+            for periodic in (signing, following):
+                if periodic:
+                    periodic.cancel()
+                    with suppress(asyncio.CancelledError):
+                        await periodic
             if worker and task:
                 worker.stop()
                 await task

@@ -152,6 +152,30 @@ class Runtime:
             except Exception as exc:  # serving goes on; the keys left still open under the old key
                 log.error("finishing a key rotation failed", extra={"error": type(exc).__name__})
 
+    async def follow_signing_key(self, every: float) -> None:
+        """Until cancelled: every `every` seconds, a signing key deployed in the key store since
+        (a new key retiring the one in use, or retired keys added or dropped) is taken up, so
+        that processes serving one data dir sign with, and publish, the same keys within a
+        second of one another, not each from its own restart. A key store a start would refuse
+        is not taken (`Store.newer_signing_key`): `/readyz` says so."""
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self._take_up_signing_key()
+            except Exception as exc:  # a busy or full directory: tried again at the next look
+                log.warning("taking up a new signing key failed", extra={"error": type(exc).__name__})
+
+    async def _take_up_signing_key(self) -> None:
+        key = await asyncio.to_thread(self.store.newer_signing_key)
+        if key is None:
+            return
+        await self.store.use_signing_key(key)
+        self.signer.use(key)
+        log.warning(
+            "signing with the key store's signing key",
+            extra={"kid": key.kid, "retired": [retired.kid for retired in key.retired]},
+        )
+
     async def _rewrap(self, actor: str, kid: str) -> int:
         """Every data key re-wrapped under the active key, the keys no data key uses any more
         forgotten, and the rotation in the admin log; returns how many were re-wrapped."""

@@ -69,29 +69,37 @@ class Signer:
     def kid(self) -> str:
         return self._key.kid
 
+    def use(self, key: SigningKey) -> None:
+        """Sign with `key` from now on, and publish it: a rotation taken up while serving
+        (`Runtime.follow_signing_key`)."""
+        self._key = key
+
     def sign(self, document: object) -> str:
-        return self._sign(msgspec.json.encode(document))
+        return self._sign(msgspec.json.encode(document), self._key)
 
     def sign_parts(self, document: object) -> SignedParts:
         """`sign`, kept in parts for storage; `.compact()` is the token `sign` would give."""
         payload = msgspec.json.encode(document)
-        token = self._sign(payload)
+        key = self._key  # one key for the whole: a rotation may be taken up meanwhile (`use`)
+        token = self._sign(payload, key)
         protected, encoded, signature = token.split(".")
         if encoded != _b64url(payload):  # the token must be rebuildable from the stored bytes
             raise RuntimeError("the JWS payload segment is not the base64url of the signed document")
-        if protected == _header(self._key.kid):
-            return SignedParts(kid=self._key.kid, document=msgspec.Raw(payload), signature=signature)
+        if protected == _header(key.kid):
+            return SignedParts(kid=key.kid, document=msgspec.Raw(payload), signature=signature)
         return SignedParts(protected=protected, document=msgspec.Raw(payload), signature=signature)
 
-    def _sign(self, payload: bytes) -> str:
-        headers = {"kid": self._key.kid, "typ": None}  # PyJWS adds "typ": "JWT" unless told none
-        return self._jws.encode(payload, self._key.private, algorithm="EdDSA", headers=headers)
+    def _sign(self, payload: bytes, key: SigningKey) -> str:
+        headers = {"kid": key.kid, "typ": None}  # PyJWS adds "typ": "JWT" unless told none
+        return self._jws.encode(payload, key.private, algorithm="EdDSA", headers=headers)
 
     def public_keys(self) -> dict[str, Ed25519PublicKey]:
         """The public keys our signatures are checked with, by `kid`: the current one and the
         retired ones, whose old checkpoints, exports and receipts must keep verifying."""
-        return {key.kid: key.public for key in (self._key, *self._key.retired)}
+        current = self._key
+        return {key.kid: key.public for key in (current, *current.retired)}
 
     def jwks(self) -> dict[str, list[dict[str, str]]]:
         """The current key first, then the retired ones (verify only: nothing new is signed)."""
-        return {"keys": [key.jwk() for key in (self._key, *self._key.retired)]}
+        current = self._key
+        return {"keys": [key.jwk() for key in (current, *current.retired)]}

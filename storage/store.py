@@ -27,7 +27,7 @@ from storage.crypto import DecryptionError, KeyedHash, wrapping_key_id
 from storage.db import Database
 from storage.directory import SubjectDirectory, SubjectKey, opens
 from storage.failures import StorageBusyError, StorageFullError, is_corrupt
-from storage.keys import KeyStore, KeyStoreError
+from storage.keys import KeyStore, KeyStoreError, SigningKey
 from storage.migrations import DATA_MIGRATIONS, DIRECTORY_MIGRATIONS, require_migrated
 from storage.migrations import migrate as apply_migrations
 from storage.pseudonyms import Pseudonymizer
@@ -137,6 +137,7 @@ class Store:
             self.close()
             raise
         self._keystore_seen: tuple[int, int, int, int] | None = None  # last found to hold our keys
+        self._signing_seen: tuple[int, int, int, int] | None = _file_stamp(keys.path)
 
     def _require_wrapping_keys(self, *, tidy: bool) -> None:
         """Refuse (`KeyStoreError`) a key store lacking a key-encryption key that wraps data keys
@@ -247,6 +248,35 @@ class Store:
             )
         if record and kept != signing.kid.encode():
             self._directory_db.writer.run_sync(partial(_keep_signing_kid, kid=signing.kid))
+
+    def newer_signing_key(self) -> SigningKey | None:
+        """The key store's signing key, when the file changed since last asked and now holds a
+        signing key other than the one in use, or other retired keys, and would still read what
+        this process wrote (`_holds`: among other things, its signing key retires the one in
+        use). None otherwise: unchanged, unreadable (asked again at the next call), or a store a
+        start would refuse, which readiness reports (`keystore_unready`) and which is not taken:
+        it would leave what this process signed unverifiable."""
+        stamp = _file_stamp(self.keys.path)
+        if stamp is None or stamp == self._signing_seen:
+            return None
+        try:
+            on_disk = KeyStore.load(self.keys.path)
+        except (KeyStoreError, OSError):
+            return None
+        self._signing_seen = stamp
+        wrapping = {wrapping_key_id(prefix) for prefix in _listed_wrapping_keys(self._directory_db.reader())}
+        in_use, offered = self.keys.signing, on_disk.signing
+        if not _holds(on_disk, self.keys, wrapping) or _published(offered) == _published(in_use):
+            return None
+        return offered
+
+    async def use_signing_key(self, key: SigningKey) -> None:
+        """Sign with `key` from now on (`newer_signing_key`), once the directory records it as the
+        key this data dir is signed with, so that a start on a key store that does not list it
+        is refused (`_require_signing_key`) before anything it signed is left unverifiable."""
+        if key.kid != self.keys.signing.kid:
+            await self._directory_db.writer.run(partial(_keep_signing_kid, kid=key.kid))
+        self.keys.signing = key
 
     async def unready(self) -> list[str]:
         """Each database that would not keep a write now, as "<file> <why>" (`Database.unready`)."""
@@ -460,6 +490,20 @@ def _protected_kid(segment: object) -> bytes | None:
         return kid.encode() if isinstance(kid, str) else None
     except (ValueError, RecursionError):  # bad base64 or JSON, a lone surrogate
         return None
+
+
+def _file_stamp(path: Path) -> tuple[int, int, int, int] | None:
+    """What tells a replaced or rewritten file from the one read before, without reading it."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino, status.st_mtime_ns, status.st_size
+
+
+def _published(key: SigningKey) -> tuple[str, ...]:
+    """The kids a signing key puts in the JWKS, current first."""
+    return (key.kid, *(retired.kid for retired in key.retired))
 
 
 def _keep_signing_kid(conn: Connection, kid: str) -> None:

@@ -1,9 +1,11 @@
 """Ledger verification during a rolling restart after a signing-key rotation.
 
 The key store is replaced (a new signing key, the old one retired) while processes run; each
-picks the new key up at its restart. A process not yet restarted meets the latest checkpoint
-signed by a key it does not know: it reads the key store's public keys again before judging,
-and a key the store does not list either is `unknown_key`, not the tamper alarm `bad_signature`."""
+takes the new key up within a second (tests/api/test_signing_key_taken_up.py), or at its
+restart. A process that has not looked yet meets the latest checkpoint signed by a key it does
+not know: it reads the key store's public keys again before judging, and a key the store does
+not list either is `unknown_key`, not the tamper alarm `bad_signature`. Here the running process
+does not look at the key store while the test runs."""
 
 from __future__ import annotations
 
@@ -16,11 +18,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import FakeClock, Headers
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from litestar import Litestar
 from litestar.testing import TestClient
 
+import gateway.app
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 
@@ -36,6 +40,12 @@ def _b64(raw: bytes) -> str:
 
 def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+@pytest.fixture(autouse=True)
+def not_looking(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The running process as one that has not yet looked at the key store since the rotation."""
+    monkeypatch.setattr(gateway.app, "SIGNING_KEY_LOOK_SECONDS", 3600.0)
 
 
 def deploy_new_signing_key(keystore: Path, *, retire_old: bool) -> None:
