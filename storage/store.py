@@ -241,6 +241,11 @@ class Store:
         # Kept since `key_checks`; before, the newest signature kept here tells it.
         stored = kept if kept is not None else self._newest_signer()
         if stored is not None and stored.decode() not in {signing.kid, *(key.kid for key in signing.retired)}:
+            if stored.decode() in {key.x for key in signing.retired}:  # 32 bytes too: it loads
+                raise KeyStoreError(
+                    f"retired_signing_keys in the key store {self.keys.path} lists the old key's kid "
+                    f"{stored.decode()}: list its x instead, the public key of its JWK as the JWKS served it"
+                )
             raise KeyStoreError(
                 f"the signing key in the key store {self.keys.path} neither is nor retires the one "
                 f"{self.data_dir} was signed with: set CGW_KEYSTORE_FILE to the key store it was written "

@@ -267,6 +267,18 @@ def test_a_new_signing_key_deployed_with_the_old_one_retired_is_taken(data_dir: 
         Store(data_dir, _keys(data_dir))
 
 
+def test_a_retired_key_listed_by_its_kid_is_refused_saying_so(data_dir: Path, tmp_path: Path) -> None:
+    """A kid is 32 bytes of base64url too, so it loads as a public key that verifies nothing:
+    the operator pasted the JWK's `kid` where its `x` belongs."""
+    raw = json.loads((data_dir / "keys.json").read_text())
+    old_kid = _keys(data_dir).signing.kid
+    raw["signing_key"] = _b64(Ed25519PrivateKey.generate().private_bytes_raw())
+    raw["retired_signing_keys"] = [old_kid]
+    (tmp_path / "new.json").write_text(json.dumps(raw))
+    with pytest.raises(KeyStoreError, match=f"lists the old key's kid {old_kid}: list its x instead"):
+        Store(data_dir, KeyStore.load(tmp_path / "new.json"))
+
+
 def _as_before_key_checks(
     data: Path, *, checkpoint: bool = True, old_receipt: bool = False, checkpoint_kid: str | None = None
 ) -> None:
