@@ -157,19 +157,18 @@ class Runtime:
         (a new key retiring the one in use, or retired keys added or dropped) is taken up, so
         that processes serving one data dir sign with, and publish, the same keys within a
         second of one another, not each from its own restart. A key store a start would refuse
-        is not taken (`Store.newer_signing_key`): `/readyz` says so."""
+        is not taken (`Store.take_up_signing_key`)."""
         while True:
             await asyncio.sleep(every)
             try:
                 await self._take_up_signing_key()
-            except Exception as exc:  # a busy or full directory: tried again at the next look
+            except Exception as exc:  # an unreadable file, a busy or full directory: looked at again
                 log.warning("taking up a new signing key failed", extra={"error": type(exc).__name__})
 
     async def _take_up_signing_key(self) -> None:
-        key = await asyncio.to_thread(self.store.newer_signing_key)
+        key = await self.store.take_up_signing_key()
         if key is None:
             return
-        await self.store.use_signing_key(key)
         self.signer.use(key)
         log.warning(
             "signing with the key store's signing key",

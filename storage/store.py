@@ -137,7 +137,8 @@ class Store:
             self.close()
             raise
         self._keystore_seen: tuple[int, int, int, int] | None = None  # last found to hold our keys
-        self._signing_seen: tuple[int, int, int, int] | None = _file_stamp(keys.path)
+        # None: the first look reads the file, which may have been replaced since `keys` were read.
+        self._signing_seen: tuple[int, int, int, int] | None = None
 
     def _require_wrapping_keys(self, *, tidy: bool) -> None:
         """Refuse (`KeyStoreError`) a key store lacking a key-encryption key that wraps data keys
@@ -254,34 +255,36 @@ class Store:
         if record and kept != signing.kid.encode():
             self._directory_db.writer.run_sync(partial(_keep_signing_kid, kid=signing.kid))
 
-    def newer_signing_key(self) -> SigningKey | None:
-        """The key store's signing key, when the file changed since last asked and now holds a
-        signing key other than the one in use, or other retired keys, and would still read what
-        this process wrote (`_holds`: among other things, its signing key retires the one in
-        use). None otherwise: unchanged, unreadable (asked again at the next call), or a store a
-        start would refuse, which readiness reports (`keystore_unready`) and which is not taken:
-        it would leave what this process signed unverifiable."""
+    async def take_up_signing_key(self) -> SigningKey | None:
+        """The key store's signing key, taken up: when the file changed since last looked at and
+        now holds a signing key other than the one in use, or other retired keys, and would still
+        read what this process wrote (`_holds`: among other things, its signing key retires the
+        one in use). Recorded first in the directory as the key this data dir is signed with, so
+        that a start on a key store that does not list it is refused (`_require_signing_key`)
+        before anything it signs is left unverifiable. None otherwise: unchanged, or a store a
+        start would refuse, which is not taken (it would leave what this process signed
+        unverifiable), said in the log once and by readiness (`keystore_unready`). On the event
+        loop, not in a thread a shutdown would leave running: a `stat`, and on a change a read of
+        the file and of the directory's few wrapping keys. A look that fails (the file
+        unreadable, the directory busy or full) is looked at again next time."""
         stamp = _file_stamp(self.keys.path)
         if stamp is None or stamp == self._signing_seen:
             return None
-        try:
-            on_disk = KeyStore.load(self.keys.path)
-        except (KeyStoreError, OSError):
-            return None
-        self._signing_seen = stamp
+        on_disk = KeyStore.load(self.keys.path)
         wrapping = {wrapping_key_id(prefix) for prefix in _listed_wrapping_keys(self._directory_db.reader())}
         in_use, offered = self.keys.signing, on_disk.signing
-        if not _holds(on_disk, self.keys, wrapping) or _published(offered) == _published(in_use):
+        if not _holds(on_disk, self.keys, wrapping):
+            self._signing_seen = stamp
+            log.error("the key store's keys not taken up", extra={"reason": _why_not_taken(in_use, offered)})
             return None
+        if _published(offered) == _published(in_use):
+            self._signing_seen = stamp
+            return None
+        if offered.kid != in_use.kid:
+            await self._directory_db.writer.run(partial(_keep_signing_kid, kid=offered.kid))
+        self.keys.signing = offered
+        self._signing_seen = stamp
         return offered
-
-    async def use_signing_key(self, key: SigningKey) -> None:
-        """Sign with `key` from now on (`newer_signing_key`), once the directory records it as the
-        key this data dir is signed with, so that a start on a key store that does not list it
-        is refused (`_require_signing_key`) before anything it signed is left unverifiable."""
-        if key.kid != self.keys.signing.kid:
-            await self._directory_db.writer.run(partial(_keep_signing_kid, kid=key.kid))
-        self.keys.signing = key
 
     async def unready(self) -> list[str]:
         """Each database that would not keep a write now, as "<file> <why>" (`Database.unready`)."""
@@ -504,6 +507,14 @@ def _file_stamp(path: Path) -> tuple[int, int, int, int] | None:
     except OSError:
         return None
     return status.st_dev, status.st_ino, status.st_mtime_ns, status.st_size
+
+
+def _why_not_taken(in_use: SigningKey, offered: SigningKey) -> str:
+    if in_use.kid in {key.kid for key in (offered, *offered.retired)}:
+        return "it would not open what this process wrote (a key other than the signing key changed)"
+    if in_use.kid in {key.x for key in offered.retired}:
+        return f"retired_signing_keys lists the key in use by its kid {in_use.kid}: list its x instead"
+    return f"its signing key neither is nor retires the one in use, {in_use.kid}: list it as retired"
 
 
 def _published(key: SigningKey) -> tuple[str, ...]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -32,10 +33,13 @@ from litestar.testing import TestClient
 from support import Server, serve_process
 
 import gateway.app
+import gateway.runtime
+import storage.connections
 from gateway.app import create_app
 from gateway.runtime import Runtime
 from gateway.settings import Settings
-from storage.keys import KeyStoreError
+from storage.keys import KeyStore, KeyStoreError, PublicSigningKey
+from storage.store import DIRECTORY_FILE
 
 Client = TestClient[Litestar]
 Json = dict[str, Any]
@@ -54,18 +58,26 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def deploy_new_signing_key(keystore: Path, *, retire_old: bool) -> str:
-    """The operator's rotation, the file replaced atomically; returns the key store as it was."""
+def deploy_new_signing_key(keystore: Path, *, retire_old: bool, retired_kid: bool = False) -> str:
+    """The operator's rotation, the file replaced atomically; returns the key store as it was.
+    `retired_kid`: the old key's JWK `kid` pasted where its `x` belongs."""
     before = keystore.read_text()
     stored = json.loads(before)
-    old = Ed25519PrivateKey.from_private_bytes(_unb64(stored["signing_key"]))
+    old = Ed25519PrivateKey.from_private_bytes(_unb64(stored["signing_key"])).public_key()
     stored["signing_key"] = _b64(Ed25519PrivateKey.generate().private_bytes_raw())
-    stored["retired_signing_keys"] = [_b64(old.public_key().public_bytes_raw())] if retire_old else []
+    stored["retired_signing_keys"] = [_b64(old.public_bytes_raw())] if retire_old else []
+    if retired_kid:
+        stored["retired_signing_keys"] = [PublicSigningKey(old).kid]
+    replace_atomically(keystore, json.dumps(stored))
+    return before
+
+
+def replace_atomically(keystore: Path, text: str) -> None:
+    """As SECURITY.md says to: written beside, then renamed over the old file."""
     staged = keystore.with_name("keys.staged.json")
-    staged.write_text(json.dumps(stored))
+    staged.write_text(text)
     staged.chmod(0o600)
     os.replace(staged, keystore)
-    return before
 
 
 def kid_of(token: str) -> str:
@@ -138,21 +150,89 @@ def test_a_new_signing_key_is_taken_up_while_serving(
         Runtime(settings, clock)
 
 
+@pytest.mark.parametrize(
+    ("retired", "said"),
+    [
+        ("none", "neither is nor retires the one in use"),
+        ("by kid", "lists the key in use by its kid"),
+    ],
+)
 def test_a_key_store_that_does_not_retire_the_key_in_use_is_not_taken(
-    serving: tuple[Client, Runtime], clock: FakeClock
+    serving: tuple[Client, Runtime],
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+    retired: str,
+    said: str,
 ) -> None:
     client, runtime = serving
     alice = {"Authorization": f"Bearer {runtime.user_tokens.mint('alice', clock())}"}
     old_kid = kid_of(receipt(client.put, alice))
 
-    deploy_new_signing_key(runtime.keys.path, retire_old=False)
+    with caplog.at_level(logging.ERROR, logger="storage.store"):
+        deploy_new_signing_key(runtime.keys.path, retire_old=False, retired_kid=retired == "by kid")
+        kids = first_published_within(client.get, old_kid, 40 * LOOK_SECONDS)
 
-    kids = first_published_within(client.get, old_kid, 40 * LOOK_SECONDS)
     assert kids == [old_kid]
     assert kid_of(receipt(client.put, alice)) == old_kid
     ready = client.get("/readyz")
     assert ready.status_code == 503, ready.text
     assert "replaced" in ready.text
+    said_so = [r for r in caplog.records if "not taken up" in r.getMessage()]
+    assert len(said_so) == 1  # once for the file's change, not at every look
+    assert said in said_so[0].__dict__["reason"]
+
+
+def test_a_look_that_fails_is_looked_at_again(
+    quick_looks: None,
+    monkeypatch: pytest.MonkeyPatch,
+    settings: Settings,
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Another process holds the directory's write lock as the new key is found, so recording it
+    fails: the key is taken up at a later look, not forgotten with the file's change."""
+    monkeypatch.setattr(storage.connections, "BUSY_TIMEOUT_MS", 20)
+    with TestClient(create_app(settings, clock)) as client:
+        runtime: Runtime = client.app.state.runtime
+        [old_kid] = published(client.get)
+        other = storage.connections.connect(
+            runtime.store.data_dir / DIRECTORY_FILE, runtime.keys.directory_key
+        )
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            with caplog.at_level(logging.WARNING, logger="gateway"):
+                deploy_new_signing_key(runtime.keys.path, retire_old=True)
+                deadline = time.monotonic() + SLACK_SECONDS
+                while "taking up a new signing key failed" not in caplog.text and time.monotonic() < deadline:
+                    time.sleep(0.02)
+            assert "taking up a new signing key failed" in caplog.text
+            assert published(client.get) == [old_kid]
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        kids = first_published_within(client.get, old_kid, SLACK_SECONDS)
+        assert kids[0] != old_kid, "a failed look left the new key for good"
+        assert kids[1:] == [old_kid]
+
+
+def test_a_key_store_replaced_as_the_process_starts_is_taken_up(
+    quick_looks: None, monkeypatch: pytest.MonkeyPatch, settings: Settings, clock: FakeClock
+) -> None:
+    """Replaced after the keys were read and before the start was done: the first look reads the
+    file, whatever it looked like at the start."""
+    with TestClient(create_app(settings, clock)) as client:  # the first start: dev keys, recorded
+        [old_kid] = published(client.get)
+    read_at_start = gateway.runtime.load_keys
+
+    def read_then_replaced(settings: Settings) -> KeyStore:
+        keys = read_at_start(settings)
+        deploy_new_signing_key(keys.path, retire_old=True)
+        return keys
+
+    monkeypatch.setattr(gateway.runtime, "load_keys", read_then_replaced)
+    with TestClient(create_app(settings, clock)) as client:
+        kids = first_published_within(client.get, old_kid, SLACK_SECONDS)
+        assert kids[0] != old_kid, "the key store replaced during the start was never looked at"
 
 
 def test_retired_keys_added_later_are_published(serving: tuple[Client, Runtime]) -> None:
@@ -161,7 +241,7 @@ def test_retired_keys_added_later_are_published(serving: tuple[Client, Runtime])
     stored = json.loads(runtime.keys.path.read_text())
     older = Ed25519PrivateKey.generate().public_key().public_bytes_raw()
     stored["retired_signing_keys"] = [_b64(older)]
-    runtime.keys.path.write_text(json.dumps(stored))
+    replace_atomically(runtime.keys.path, json.dumps(stored))
 
     deadline = time.monotonic() + SLACK_SECONDS
     while len(kids := published(client.get)) == 1 and time.monotonic() < deadline:
