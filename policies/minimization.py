@@ -103,7 +103,7 @@ def _judge(push: PushRequest, settings: PolicySettings) -> RuleResult:
 
 _CLEARED = passed()
 
-RULE_REVISION = 5
+RULE_REVISION = 6
 """This rule's code, as a number: raised with every change to this module, `policies/pii.py` or
 `policies/settings.py` (tests/unit/policies/test_rule_revision.py holds their text to it)."""
 
