@@ -227,7 +227,9 @@ def test_a_push_put_back_keeps_its_place_and_its_attempts(
         return claimed
 
     assert client.blocking_portal.call(two_rounds) == 1
-    assert hook.push_ids == [first, other]
+    # Both sends overlap (the first round's is not awaited before the second round's starts), so
+    # on a loaded machine the relay may hear the second first: which were sent is the point.
+    assert sorted(hook.push_ids) == sorted([first, other])
     assert runtime.store.data.reader().execute(row, (second,)).fetchone() == before
     assert statuses(client, key, [first, other, second]) == ["delivered", "delivered", "queued"]
 
