@@ -6,7 +6,7 @@ decide", and a rule that fails must never let a push through, so the caller trea
 exception from `decide` as a deny (and logs it, which this pure code cannot do).
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from enum import Flag, auto
 from typing import NamedTuple
@@ -15,7 +15,7 @@ from policies.catalog import is_marketing
 from policies.complaints import check_campaign_pause, check_complaints
 from policies.consent import check_consent
 from policies.context import CampaignState, PushRequest, RuleContext, SubjectState
-from policies.decision import Decision, combine, passed
+from policies.decision import Decision, RuleResult, combine, passed
 from policies.frequency import check_frequency
 from policies.location import check_location
 from policies.personalization import check_personalization
@@ -26,7 +26,7 @@ from policies.topics import check_topic
 from policies.ttl import expires_at
 from policies.unit import DecisionUnit
 
-_TRANSACTIONAL_RULES = (check_personalization, check_location, check_campaign_pause)
+_TRANSACTIONAL_RULES = (check_personalization, check_campaign_pause)
 _MARKETING_BEFORE_SENDING = (check_consent, check_topic, check_personalization)
 
 
@@ -106,8 +106,9 @@ def decide(
     results = [first, content]
     if not is_marketing(push.topic):
         results.append(passed("topic:transactional (contract)"))
-        results += [rule(ctx, now, settings) for rule in _TRANSACTIONAL_RULES]
-        return combine(results, expires)
+        personalization, pause = (rule(ctx, now, settings) for rule in _TRANSACTIONAL_RULES)
+        location = _location(ctx, now, settings, results, (personalization, pause))
+        return combine([*results, personalization, location, pause], expires)
     # A push deferred past quiet hours is judged as it will be sent: its location must still be
     # fresh then (a fix from before the window is not, and the push would end `location_stale`
     # after the sender was told `deferred`), a mute that ends before then no longer holds it
@@ -115,9 +116,22 @@ def decide(
     quiet = check_quiet_hours(ctx, now, settings, unit.quiet)
     sent_at = quiet.until or now
     results += [rule(ctx, now, settings) for rule in _MARKETING_BEFORE_SENDING]
-    results.append(check_location(ctx, sent_at, settings))
-    results.append(check_complaints(ctx, sent_at, settings))
-    results.append(check_campaign_pause(ctx, now, settings))
-    results.append(quiet)
-    results.append(check_frequency(ctx, now, sent_at, settings, unit.quiet))
-    return combine(results, expires)
+    after = [
+        check_complaints(ctx, sent_at, settings),
+        check_campaign_pause(ctx, now, settings),
+        quiet,
+        check_frequency(ctx, now, sent_at, settings, unit.quiet),
+    ]
+    results.append(_location(ctx, sent_at, settings, results, after))
+    return combine([*results, *after], expires)
+
+
+def _location(
+    ctx: RuleContext, at: datetime, settings: PolicySettings, *others: Sequence[RuleResult]
+) -> RuleResult:
+    """Rule 7 in its place among the reasons, judged after the others: a push they refuse is
+    refused without its sender learning what the location would have said (policies/location.py)."""
+    refused = ctx.push.near_geohash is not None and any(
+        result.verdict == "reject" for group in others for result in group
+    )
+    return check_location(ctx, at, settings, refused_otherwise=refused)

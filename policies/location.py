@@ -1,8 +1,12 @@
 """Rule 7, location: a push aimed `near` an area needs `location` consent and a fresh location inside it.
 
 Without consent the stored location is not looked at at all, so the only reason is
-`no_location_consent`. A stale location says nothing about where the user is now, so
-`not_nearby` is only judged on a fresh one. An invalid or empty area (an empty prefix
+`no_location_consent`. Nor is it for a push another rule refuses (`refused_otherwise`): its
+sender would otherwise learn whether the user is inside the area with nothing sent, by
+aiming pushes at a campaign it paused itself, or at a user already at their cap, from which
+`not_nearby` was there or not. A sender learns where a user is only from a push that goes
+out, or one refused for location alone. A stale location says nothing about where the user is
+now, so `not_nearby` is only judged on a fresh one. An invalid or empty area (an empty prefix
 would match everyone) counts as not nearby.
 Reason codes: `no_location_consent`, `location_stale`, `not_nearby`.
 """
@@ -16,13 +20,17 @@ from policies.geohash import is_valid
 from policies.settings import PolicySettings
 
 
-def check_location(ctx: RuleContext, now: datetime, settings: PolicySettings) -> RuleResult:
+def check_location(
+    ctx: RuleContext, now: datetime, settings: PolicySettings, *, refused_otherwise: bool
+) -> RuleResult:
     near = ctx.push.near_geohash
     if near is None:
         return passed()
     subject = ctx.subject
     if "location" not in subject.consents:
         return reject(Reason(reasons.NO_LOCATION_CONSENT))
+    if refused_otherwise:
+        return passed()  # not looked at: the push is refused whatever the location says
     max_age = timedelta(minutes=settings.location_max_age_minutes)
     # A timestamp a little ahead of `now` is clock skew between writer and decider; one ahead by
     # more than the freshness allowed (a clock stepped back since) says nothing of where they are.

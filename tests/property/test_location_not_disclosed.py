@@ -1,0 +1,116 @@
+"""A refused push tells its sender nothing of where the user is, unless location alone refused it.
+
+The spec: "Marketers never learn who was near." A walk-through found that every reason was
+answered, so a push refused for another reason still said whether `not_nearby` applied: a
+service aimed `near` pushes at a campaign it had paused itself (`campaign_paused`), or at a user
+already at their cap (`frequency_capped`), and read a user's geohash with nothing sent. Now, for
+any push `near` a place and any state, two stored locations give the same decision whenever
+the push is refused with either by a rule other than location; location facts reach a sender
+only from a push that goes out, or one refused for its location alone.
+"""
+
+from datetime import UTC, datetime, timedelta
+
+import msgspec
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from policies import (
+    PURPOSES,
+    TOPICS,
+    CampaignState,
+    PolicySettings,
+    PushRequest,
+    Scheduled,
+    SubjectState,
+    decide,
+)
+
+NOW = datetime(2024, 6, 12, 12, 0, tzinfo=UTC)
+
+moments = st.sampled_from([timedelta(minutes=m) for m in (-20_000, -600, -30, -5, 0, 45, 900)])
+planned = st.builds(
+    Scheduled,
+    at=moments.map(lambda d: NOW + d),
+    topic=st.sampled_from(TOPICS),
+    waiting=st.booleans(),
+    expires_at=st.just(NOW + timedelta(hours=30)),
+)
+states = st.builds(
+    SubjectState,
+    status=st.just("active"),
+    consents=st.frozensets(st.sampled_from(PURPOSES)),
+    topics_off=st.frozensets(st.sampled_from(TOPICS)),
+    timezone=st.sampled_from(["UTC", "Asia/Shanghai", "America/New_York"]),
+    quiet_start=st.sampled_from(["21:00", "11:00", "00:00"]),
+    quiet_end=st.sampled_from(["08:00", "13:00", "00:00"]),
+    max_per_week=st.integers(0, 4),
+    active_devices=st.integers(0, 2),
+    muted_until=st.dictionaries(st.sampled_from(TOPICS), moments.map(lambda d: NOW + d), max_size=2),
+    scheduled=st.lists(planned, max_size=4).map(tuple),
+)
+locations = st.tuples(
+    st.sampled_from([None, "wtw3sj", "wx4g0b", "wtw3sk"]),
+    st.one_of(st.none(), moments.map(lambda d: NOW + d)),
+)
+pushes = st.builds(
+    PushRequest,
+    topic=st.one_of(st.just("transactional"), st.sampled_from(TOPICS)),
+    title=st.just("Nearby"),
+    body=st.sampled_from(["20% off at the corner store", "Call 13800138000"]),
+    data=st.just({}),
+    campaign_id=st.sampled_from([None, "cmp_1"]),
+    personalized=st.booleans(),
+    near_geohash=st.sampled_from(["wtw3", "wtw3sj", "wx4g"]),
+)
+
+
+@settings(max_examples=800, deadline=None)
+@given(pushes, states, locations, locations, st.booleans(), st.sampled_from([600, 3600, 86_400]))
+def test_a_push_refused_otherwise_answers_alike_wherever_the_user_is(
+    push: PushRequest,
+    state: SubjectState,
+    here: tuple[str | None, datetime | None],
+    there: tuple[str | None, datetime | None],
+    paused: bool,
+    ttl: int,
+) -> None:
+    """Refused otherwise: refused were it aimed at no place at all."""
+    push = msgspec.structs.replace(push, ttl_seconds=ttl)
+    campaign = CampaignState(paused=paused) if push.campaign_id else None
+    policy = PolicySettings()
+    nowhere = decide(msgspec.structs.replace(push, near_geohash=None), state, campaign, NOW, policy)
+    if nowhere.outcome == "rejected":
+        assert decide(push, _at(state, here), campaign, NOW, policy) == decide(
+            push, _at(state, there), campaign, NOW, policy
+        )
+
+
+def _at(state: SubjectState, where: tuple[str | None, datetime | None]) -> SubjectState:
+    geohash, at = where
+    return msgspec.structs.replace(state, location_geohash=geohash, location_at=at)
+
+
+def test_a_push_refused_for_its_location_alone_says_so() -> None:
+    """The other side: location is still judged, and said, when nothing else refuses."""
+    state = SubjectState(
+        status="active",
+        consents=frozenset({"marketing", "location"}),
+        active_devices=1,
+        timezone="UTC",
+        quiet_start="00:00",
+        quiet_end="00:00",
+        location_geohash="wx4g0b",
+        location_at=NOW - timedelta(minutes=5),
+    )
+    push = PushRequest(topic="nearby_offers", title="Nearby", body="20% off", data={}, near_geohash="wtw3")
+    decision = decide(push, state, None, NOW, PolicySettings(min_quiet_minutes=0))
+    assert [reason.code for reason in decision.reasons] == ["not_nearby"]
+    paused = decide(
+        msgspec.structs.replace(push, campaign_id="cmp_1"),
+        state,
+        CampaignState(paused=True),
+        NOW,
+        PolicySettings(),
+    )
+    assert [reason.code for reason in paused.reasons] == ["campaign_paused"]
