@@ -47,6 +47,13 @@ class ComplaintRead(msgspec.Struct, kw_only=True):
     acknowledged_at: str | None
     resolved_at: str | None
     resolution: str | None
+    complainant_erased: Annotated[
+        bool,
+        Meta(
+            description="The complainant erased their data: their comment is gone, and a resolution "
+            "given since is not kept (it was theirs to read, sealed under the key erasure destroyed)."
+        ),
+    ] = False
 
 
 class Resolution(msgspec.Struct, forbid_unknown_fields=True):

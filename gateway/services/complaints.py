@@ -236,4 +236,5 @@ def complaint_read(row: ComplaintRow, key: SubjectKey | None) -> ComplaintRead:
         acknowledged_at=rfc3339_text_or_none(row.acknowledged_at),
         resolved_at=rfc3339_text_or_none(row.resolved_at),
         resolution=None if key is None else row.open_text(key, "resolution"),
+        complainant_erased=key is None,
     )

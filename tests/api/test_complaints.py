@@ -458,6 +458,28 @@ def test_a_complaint_is_acknowledged_then_resolved_each_step_timed(
     assert mine["comment"] == "Rude wording in the title"
 
 
+def test_a_complaint_of_a_user_who_erased_their_data_is_resolved_saying_the_text_is_not_kept(
+    client: Client, as_user: UserHeaders, handler: Headers
+) -> None:
+    """The resolution is the user's to read, sealed under their key; erasure destroyed it. The
+    answer said `resolution: null` as if the text had been lost, with nothing to tell why."""
+    ada = onboard(client, as_user, "ada")
+    cid = complain(client, ada, reason="offensive", comment="Rude wording in the title")["complaint_id"]
+    assert (
+        client.post(f"/v1/complaints/{cid}/acknowledge", headers=handler).json()["complainant_erased"]
+        is False
+    )
+    assert client.delete("/v1/me", headers=ada).status_code == 204
+
+    done = client.post(
+        f"/v1/complaints/{cid}/resolve", json={"resolution": "Wording changed"}, headers=handler
+    )
+    assert done.status_code == 200, done.text
+    closed = done.json()
+    assert (closed["status"], closed["complainant_erased"]) == ("resolved", True)
+    assert (closed["comment"], closed["resolution"]) == (None, None)
+
+
 def test_handling_refuses_wrong_steps_unknown_ids_and_bad_resolutions(
     client: Client, as_user: UserHeaders, handler: Headers
 ) -> None:
