@@ -60,7 +60,13 @@ TOKEN_MAX = 4096
 
 class QuietHours(msgspec.Struct, forbid_unknown_fields=True):
     start: Hhmm
-    end: Hhmm
+    end: Annotated[
+        Hhmm,
+        Meta(
+            description="local time HH:MM; the window may cross midnight, and an end equal to the "
+            "start means no quiet hours (refused when the policy sets `min_quiet_minutes`)"
+        ),
+    ]
 
 
 class Frequency(msgspec.Struct, forbid_unknown_fields=True):
@@ -83,7 +89,16 @@ def check_timezone(name: str) -> None:
 class PreferencesUpdate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     timezone: str | UnsetType = UNSET
     locale: Locale | UnsetType = UNSET
-    topics: dict[Topic, bool] | UnsetType = UNSET
+    topics: (
+        Annotated[
+            dict[Topic, bool],
+            Meta(
+                description="Switches by topic. One turned on before the consents it needs is kept, "
+                "and reads off (`topics` of the answer) until they are given; turned off, it stays off."
+            ),
+        ]
+        | UnsetType
+    ) = UNSET
     quiet_hours: QuietHours | UnsetType = UNSET
     frequency: Frequency | UnsetType = UNSET
 
@@ -111,7 +126,13 @@ class PreferencesRead(msgspec.Struct):
         ),
     ]
     consents: dict[Purpose, ConsentState]
-    topics: dict[Topic, bool]
+    topics: Annotated[
+        dict[Topic, bool],
+        Meta(
+            description="Each topic as pushes are judged now: on only while the consents it needs "
+            "are given and the person has not turned it off."
+        ),
+    ]
     quiet_hours: QuietHours
     frequency: Frequency
     paused_until: Annotated[
