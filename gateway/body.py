@@ -16,8 +16,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 from operator import itemgetter
-from types import UnionType
-from typing import Annotated, Any, Generic, TypeVar, Union, get_args, get_origin
+from typing import Any, Generic, TypeVar, get_args
 
 import msgspec
 from litestar import Request
@@ -28,7 +27,8 @@ from litestar.exceptions import InvalidAnnotationException
 from litestar.openapi.spec import Reference, Schema
 from litestar.typing import FieldDefinition
 
-from gateway.errors import InvalidInput, UnsupportedMediaType, without_values
+from gateway.annotations import bare, choices, field_type, segments
+from gateway.errors import InvalidInput, UnsupportedMediaType, client_text
 
 __all__ = ["Strict", "decode_strict", "refuse_unread_body"]
 
@@ -121,7 +121,6 @@ def _first_repeat(node: Any, path: str) -> str | None:
     return None
 
 
-_SEGMENT = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 # Naming the key parses the body again into a tree: for a push's body (its edge limits come to
 # ~25 KiB), not a batch's of up to 64 MiB, which took seconds of the event loop and gigabytes.
 _NAMING_MAX_BYTES = 64 * 1024
@@ -135,13 +134,13 @@ def _named_value(raw: bytes, model: type, path: str) -> str:
     it; `path` as it was if the walk finds nothing."""
     prefix, _, rest = path.partition("[...]")
     try:
-        node, kind = json.loads(raw), _bare(model)
-        for name, index in _SEGMENT.findall(prefix):
+        node, kind = json.loads(raw), bare(model)
+        for name, index in segments(prefix):
             if name:
                 field = next(f for f in msgspec.structs.fields(kind) if f.encode_name == name)
-                node, kind = node[name], _bare(field.type)
+                node, kind = node[name], bare(field.type)
             else:
-                node, kind = node[int(index)], _bare(get_args(kind)[0])
+                node, kind = node[int(index)], bare(get_args(kind)[0])
         value_type = get_args(kind)[1]
         for key, value in node.items():
             try:
@@ -153,17 +152,6 @@ def _named_value(raw: bytes, model: type, path: str) -> str:
     return path
 
 
-def _bare(kind: Any) -> Any:
-    """The type under `Annotated[...]` and `| None`."""
-    while True:
-        if get_origin(kind) is Annotated:
-            kind = get_args(kind)[0]
-        elif isinstance(kind, UnionType) or get_origin(kind) is Union:
-            kind = next(arg for arg in get_args(kind) if arg is not type(None))
-        else:
-            return kind
-
-
 def decode_strict(raw: bytes, model: type[T]) -> T:
     """`raw` as a `model`, or `InvalidInput` naming the field at fault."""
     if not raw.strip():
@@ -172,13 +160,27 @@ def decode_strict(raw: bytes, model: type[T]) -> T:
         decoded = msgspec.json.decode(raw, type=model, strict=True)
     except msgspec.ValidationError as exc:
         field = _field_of(str(exc))
+        message = client_text(str(exc))
+        if message.startswith("Invalid enum value"):
+            message += _one_of(model, field, key=_KEY.search(str(exc)) is not None)
         if "[...]" in field and len(raw) <= _NAMING_MAX_BYTES:
             field = _named_value(raw, model, field)
-        raise InvalidInput(without_values(str(exc)), field) from None
+        raise InvalidInput(message, field) from None
     except (msgspec.DecodeError, RecursionError) as exc:
         raise InvalidInput(f"malformed JSON: {exc}", "body") from None
     _refuse_duplicate_keys(raw)
     return decoded
+
+
+def _one_of(model: type, field: str, *, key: bool) -> str:
+    """What the refused value could have been (the topics, the platforms...): the message names
+    the field but not, without the value it refused, what it takes. `key`: a mapping's key."""
+    kind = field_type(model, field)
+    if key:
+        args = get_args(kind)
+        kind = args[0] if len(args) == 2 else None
+    values = choices(kind)
+    return f"; one of: {', '.join(values)}" if values else ""
 
 
 def _refuse_other_media(headers: Iterable[tuple[bytes, bytes]]) -> None:

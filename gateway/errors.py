@@ -35,6 +35,7 @@ from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.exceptions.responses import create_exception_response
 from litestar.types import HTTPResponseBodyEvent, HTTPResponseStartEvent, Scope
 
+from gateway.annotations import choices
 from gateway.request_log import request_id_of
 from storage.failures import StorageBusyError, StorageFailedError, StorageFullError
 
@@ -51,6 +52,7 @@ __all__ = [
     "TooManyRequests",
     "Unprocessable",
     "UnsupportedMediaType",
+    "client_text",
     "handle_framework_validation",
     "handle_gateway_error",
     "handle_storage_failure",
@@ -58,7 +60,6 @@ __all__ = [
     "problem",
     "storage_refusal",
     "storage_refusal_messages",
-    "without_values",
 ]
 
 
@@ -145,7 +146,10 @@ def handle_framework_validation(
         key, message = str(item.get("key", "")), str(item.get("message", ""))
         if key == "data" and item.get("source") == "body":
             key, message = "body", "a JSON body is required"
-        extra.append({"key": aliases.get(key, key), "message": without_values(message)})
+        message = client_text(message)
+        if message.startswith("Invalid enum value"):
+            message += _one_of_parameter(request, key)
+        extra.append({"key": aliases.get(key, key), "message": message})
     if not extra and (missing := _MISSING.match(exc.detail)):
         extra.append({"key": missing["name"], "message": f"a required {missing['where']} parameter"})
     if extra:
@@ -163,11 +167,26 @@ def handle_framework_validation(
 _ENUM_VALUE = re.compile(r"""Invalid enum value (?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")""")
 
 
-def without_values(message: str) -> str:
-    """A validator's message without the value it refused ("Invalid enum value 'x'"): a query or
-    a body may hold a user id or an e-mail address. Other messages name types, fields and
-    patterns, which the client needs, and our own never repeat a value."""
-    return _ENUM_VALUE.sub("Invalid enum value given", message)
+def client_text(message: str) -> str:
+    """A validator's message as a client is told it. Without the value it refused ("Invalid enum
+    value 'x'"): a query or a body may hold a user id or an e-mail address. Other messages name
+    types, fields and patterns, which the client needs, and our own never repeat a value. And
+    without the `(?!\\n)` our patterns end with, which only keeps a trailing newline out and
+    left a client reading `$(?!\\n)` as part of what to send."""
+    return _ENUM_VALUE.sub("Invalid enum value given", message).replace(_NO_NEWLINE, "")
+
+
+_NO_NEWLINE = r"(?!\\n)"  # a pattern's `(?!\n)` as msgspec quotes it in its message
+
+
+def _one_of_parameter(request: Request[Any, Any, Any], argument: str) -> str:
+    """What a query or path parameter takes, when a value out of its `Literal` was refused."""
+    try:
+        parameter = request.route_handler.parsed_fn_signature.parameters[argument]
+    except KeyError:
+        return ""
+    values = choices(parameter.annotation)
+    return f"; one of: {', '.join(values)}" if values else ""
 
 
 _MISSING = re.compile(r"Missing required (?P<where>\w+) parameter '(?P<name>[^']+)'")

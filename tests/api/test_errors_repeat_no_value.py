@@ -2,7 +2,7 @@
 
 A time zone, an audit filter's time or a campaign's control variant may be where a client put
 a user id or an e-mail address; three refusals repeated it (`timezone: 'alice@example.com' is not
-an IANA time zone name`), against `gateway.errors.without_values`' rule for every other one.
+an IANA time zone name`), against `gateway.errors.client_text`' rule for every other one.
 """
 
 from __future__ import annotations
