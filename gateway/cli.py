@@ -598,7 +598,7 @@ def _verify_export(
     databases."""
     from gateway.services.audit_export import verify_export
     from gateway.signing import Signer
-    from storage.keys import KeyStore
+    from storage.keys import KeyStore, KeyStoreError
 
     try:
         raw = path.read_bytes()
@@ -624,6 +624,13 @@ def _verify_export(
             keys = Signer(KeyStore.load(settings.keystore_path).signing).public_keys()
         else:
             keys = _published_keys(jwks.read_bytes())
+    except KeyStoreError as exc:  # an auditor away from the server has only the published keys
+        print(
+            f"consent-gateway: {exc}; to check with the published keys alone, save "
+            "/.well-known/jwks.json and pass it as --jwks FILE",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     except OSError as exc:
         print(f"consent-gateway: cannot read {exc.filename}: {exc.strerror}", file=sys.stderr)
         return EXIT_USAGE

@@ -91,3 +91,24 @@ def test_json_without_an_exports_jws_is_named(jwks: Path, tmp_path: Path, text: 
     export = tmp_path / "export.json"
     export.write_text(text)
     refused_naming_export(verify(export, jwks, tmp_path), export)
+
+
+def test_without_a_key_store_or_a_jwks_the_refusal_points_to_jwks(
+    client: Client, as_key: Callable[..., Headers], jwks: Path, tmp_path: Path
+) -> None:
+    """An auditor away from the server has the export and no key store: the refusal said only
+    `no key store at ...`, not that the published key set would do."""
+    export = tmp_path / "export.jws"
+    export.write_text(client.get("/v1/audit/export", headers=as_key("audit:read")).json()["jws"])
+    done = subprocess.run(
+        [str(CLI), "audit", "verify", "--export", str(export)],
+        env={"CGW_DATA_DIR": str(tmp_path / "no-data-dir")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (done.returncode, done.stdout) == (2, ""), done.stderr
+    assert "no key store at" in done.stderr
+    assert "--jwks FILE" in done.stderr
+    assert len(done.stderr.splitlines()) == 1
+    assert not (tmp_path / "no-data-dir").exists()  # nothing created on the way
