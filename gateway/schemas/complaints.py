@@ -30,7 +30,16 @@ class ComplaintCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 class ComplaintCreated(msgspec.Struct):
     complaint_id: str
-    actions_taken: list[str]
+    actions_taken: Annotated[
+        list[str],
+        Meta(
+            description="What the complaint did, in this order, each at most once: `topic_muted` (the "
+            "push's marketing topic, for the policy's `complaint_mute_days`), `weekly_cap_lowered` "
+            "(`too_frequent`: the user's weekly cap set to 1), `marketing_consent_withdrawn` "
+            "(`no_consent`, when it was given) and `flagged_for_review` (`no_consent`). Empty when "
+            "nothing was done (no push named, or a transactional one)."
+        ),
+    ]
 
 
 class ComplaintRead(msgspec.Struct, kw_only=True):
