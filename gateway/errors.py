@@ -81,7 +81,13 @@ class NotAuthenticated(GatewayError):
 
 
 class Forbidden(GatewayError):
+    """The credential is known but may not do this: what is at fault is the `Authorization` it
+    came with, named as a 400 names its field (a client told only the detail had no key to read)."""
+
     status_code = 403
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, "Authorization")
 
 
 class NotFound(GatewayError):

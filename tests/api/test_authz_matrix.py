@@ -176,6 +176,8 @@ def test_authorization_matrix(
                 problems.append(f"{role}: expected {expected}, got {status} {response.text[:120]}")
             elif response.json().get("status_code") != expected:
                 problems.append(f"{role}: refusal not in the error shape: {response.text[:120]}")
+            elif [item["key"] for item in response.json().get("extra", [])] != ["Authorization"]:
+                problems.append(f"{role}: refusal does not name Authorization: {response.text[:120]}")
         if status >= 500:
             problems.append(f"{role}: server error {status} {response.text[:120]}")
     assert not problems, f"{method} {fill(path)}:\n" + "\n".join(problems)
