@@ -16,8 +16,8 @@ any reject beats a deferral, a deferral beats a pass):
  5. topic          - the user has not turned the topic off.               (topics.py)
  6. personalization- a personalized push needs `personalization`.         (personalization.py)
  7. location       - a `near` push needs consent and a fresh, inside fix, (location.py)
-                     fresh still at delivery time for a deferred push; the
-                     fix is not looked at for a push another rule refuses.
+                     judged when the push is sent (`decide(submitted=True)`
+                     leaves it), and not for a push another rule refuses.
  8. complaints     - topic muted after a complaint; campaign paused.      (complaints.py)
                      A paused campaign stops every push that names it.
  9. quiet hours    - defer to the window's end, or reject past expiry.    (quiet_hours.py)

@@ -87,9 +87,13 @@ def decide(
     now: datetime,
     settings: PolicySettings,
     unit: DecisionUnit | None = None,
+    *,
+    submitted: bool = False,
 ) -> Decision:
     """`unit`: what the unit deciding this push (a submission, a dispatch round) has worked out
-    for its pushes so far (policies/unit.py); without it, everything is worked out afresh."""
+    for its pushes so far (policies/unit.py); without it, everything is worked out afresh.
+    `submitted`: the decision answers the push's submission, and so leaves its location to be
+    judged when it is sent (policies/location.py); by default, as at dispatch, it is judged."""
     if now.tzinfo is not UTC:  # callers pass UTC; any other zone is converted, never used
         if now.utcoffset() is None:
             raise ValueError("now must be timezone-aware")
@@ -107,12 +111,11 @@ def decide(
     if not is_marketing(push.topic):
         results.append(passed("topic:transactional (contract)"))
         personalization, pause = (rule(ctx, now, settings) for rule in _TRANSACTIONAL_RULES)
-        location = _location(ctx, now, settings, results, (personalization, pause))
+        location = _location(ctx, now, settings, submitted, results, (personalization, pause))
         return combine([*results, personalization, location, pause], expires)
     # A push deferred past quiet hours is judged as it will be sent: its location must still be
-    # fresh then (a fix from before the window is not, and the push would end `location_stale`
-    # after the sender was told `deferred`), a mute that ends before then no longer holds it
-    # back, and the caps are counted then.
+    # fresh then (judged at dispatch: a fix from before the window is not), a mute that ends
+    # before then no longer holds it back, and the caps are counted then.
     quiet = check_quiet_hours(ctx, now, settings, unit.quiet)
     sent_at = quiet.until or now
     results += [rule(ctx, now, settings) for rule in _MARKETING_BEFORE_SENDING]
@@ -122,16 +125,17 @@ def decide(
         quiet,
         check_frequency(ctx, now, sent_at, settings, unit.quiet),
     ]
-    results.append(_location(ctx, sent_at, settings, results, after))
+    results.append(_location(ctx, sent_at, settings, submitted, results, after))
     return combine([*results, *after], expires)
 
 
 def _location(
-    ctx: RuleContext, at: datetime, settings: PolicySettings, *others: Sequence[RuleResult]
+    ctx: RuleContext, at: datetime, settings: PolicySettings, submitted: bool, *others: Sequence[RuleResult]
 ) -> RuleResult:
-    """Rule 7 in its place among the reasons, judged after the others: a push they refuse is
-    refused without its sender learning what the location would have said (policies/location.py)."""
-    refused = ctx.push.near_geohash is not None and any(
-        result.verdict == "reject" for group in others for result in group
+    """Rule 7 in its place among the reasons, judged after the others and only when the push is
+    sent: the sender of a push the others refuse, or of one just submitted, learns nothing of
+    what the location would have said (policies/location.py)."""
+    look = ctx.push.near_geohash is not None and not (
+        submitted or any(result.verdict == "reject" for group in others for result in group)
     )
-    return check_location(ctx, at, settings, refused_otherwise=refused)
+    return check_location(ctx, at, settings, look=look)

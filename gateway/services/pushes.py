@@ -520,7 +520,7 @@ class PushService:
         unit: DecisionUnit,
     ) -> Decision:
         try:
-            return decide(push, state, campaign, now, policy, unit)
+            return decide(push, state, campaign, now, policy, unit, submitted=True)
         except Exception:
             # A rule that cannot judge must not let the push through: log (no content) and refuse.
             push_id = None if p.record is None else p.record.push_id

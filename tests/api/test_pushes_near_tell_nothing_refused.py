@@ -4,12 +4,16 @@ Reproduces a walk-through's probe over HTTP: with `pushes:write` and `campaigns:
 service made a campaign, paused it, and aimed `near` pushes of that campaign at a user who
 gave `location` consent. Each was refused `campaign_paused`, nothing reached the user, and the
 answer listed `not_nearby` for an area the user was not in and nothing for the one they were:
-their geohash-6, read for free. The same worked against a user already at their cap. Now the
-answers, the pushes read back, and the batch counts are alike wherever the user is.
+their geohash-6, read for free. The same worked against a user already at their cap, and (a
+review of the first fix) against a push the service stopped after its answer, pausing the
+campaign before dispatch. Now location is judged only when a push is sent, and then not for a
+push another rule refuses: the answers, the pushes read back, and the batch counts are alike
+wherever the user is, until a push is sent or refused for its location alone.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +22,8 @@ from conftest import Headers
 from litestar import Litestar
 from litestar.testing import TestClient
 
+from gateway.runtime import Runtime
+
 Client = TestClient[Litestar]
 Json = dict[str, Any]
 
@@ -25,25 +31,23 @@ BEIJING = {"lat": 39.9042, "lon": 116.4074}  # geohash-6 wx4g0b
 INSIDE, OUTSIDE = "wx4g0b", "wx4g0c"
 
 
-def _located_user(client: Client, headers: Headers) -> None:
+def _located_user(client: Client, headers: Headers, device: str = "fcm-token-gus") -> None:
     for purpose in ("marketing", "location"):
         given = client.put(
             f"/v1/me/consents/{purpose}", json={"granted": True, "notice_version": "v1"}, headers=headers
         )
         assert given.status_code == 200, given.text
-    device = client.post(
-        "/v1/me/devices", json={"platform": "fcm", "token": "fcm-token-gus"}, headers=headers
-    )
-    assert device.status_code == 201, device.text
+    registered = client.post("/v1/me/devices", json={"platform": "fcm", "token": device}, headers=headers)
+    assert registered.status_code == 201, registered.text
     located = client.put("/v1/me/location", json=BEIJING, headers=headers)
     assert located.status_code == 200, located.text
     assert located.json()["geohash"] == INSIDE
 
 
-def _push(n: int, geohash: str, **fields: Any) -> Json:
+def _push(n: int, geohash: str, user_id: str = "gus", **fields: Any) -> Json:
     return {
         "idempotency_key": f"probe-{n}",
-        "user_id": "gus",
+        "user_id": user_id,
         "topic": "nearby_offers",
         "title": "Nearby",
         "body": "20% off at a store near you",
@@ -100,9 +104,35 @@ def test_a_push_refused_otherwise_answers_alike_inside_and_outside(
     assert "not_nearby" not in batch.json()["counts"]
 
 
-def test_a_push_refused_for_its_location_alone_still_says_not_nearby(
-    client: Client, as_user: Callable[[str], Headers], as_key: Callable[..., Headers]
+def test_a_push_stopped_after_its_answer_tells_nothing_either(
+    client: Client, runtime: Runtime, as_user: Callable[[str], Headers], as_key: Callable[..., Headers]
+) -> None:
+    """The review of the first fix: answered at submission, `queued` inside and `not_nearby`
+    outside, the service then paused its campaign, and the push inside ended `campaign_paused`
+    at dispatch with nothing sent. Location is now judged only when a push is sent."""
+    for user in ("gus", "hal"):  # both in the same cell; a push each, one aimed inside, one outside
+        _located_user(client, as_user(user), f"fcm-token-{user}")
+    service = as_key("pushes:write", "campaigns:write")
+    created = client.post("/v1/campaigns", json={"name": "probe", "topic": "nearby_offers"}, headers=service)
+    campaign = {"campaign_id": created.json()["campaign_id"]}
+    answers = [
+        client.post("/v1/pushes", json=_push(i, where, user, **campaign), headers=service).json()
+        for i, (where, user) in enumerate(((INSIDE, "gus"), (OUTSIDE, "hal")), start=1)
+    ]
+    assert [(a["outcome"], a["reasons"]) for a in answers] == [("queued", [])] * 2
+    assert client.post(f"/v1/campaigns/{campaign['campaign_id']}/pause", headers=service).status_code == 200
+    asyncio.run(runtime.dispatcher.run_once("test-worker", 100))
+    read = [client.get(f"/v1/pushes/{a['push_id']}", headers=service).json() for a in answers]
+    assert [(r["status"], r["reasons"]) for r in read] == [("rejected", [{"code": "campaign_paused"}])] * 2
+
+
+def test_a_push_refused_for_its_location_alone_says_so_when_sent(
+    client: Client, runtime: Runtime, as_user: Callable[[str], Headers], as_key: Callable[..., Headers]
 ) -> None:
     _located_user(client, as_user("gus"))
-    answer = client.post("/v1/pushes", json=_push(1, OUTSIDE), headers=as_key("pushes:write")).json()
-    assert (answer["outcome"], answer["reasons"]) == ("rejected", [{"code": "not_nearby"}])
+    service = as_key("pushes:write")
+    answer = client.post("/v1/pushes", json=_push(1, OUTSIDE), headers=service).json()
+    assert (answer["outcome"], answer["reasons"]) == ("queued", [])
+    asyncio.run(runtime.dispatcher.run_once("test-worker", 100))
+    read = client.get(f"/v1/pushes/{answer['push_id']}", headers=service).json()
+    assert (read["status"], read["reasons"]) == ("rejected", [{"code": "not_nearby"}])

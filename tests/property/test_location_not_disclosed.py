@@ -1,12 +1,14 @@
-"""A refused push tells its sender nothing of where the user is, unless location alone refused it.
+"""A push's answer tells its sender nothing of where the user is, and a push refused when sent
+says so only when location alone refused it.
 
 The spec: "Marketers never learn who was near." A walk-through found that every reason was
 answered, so a push refused for another reason still said whether `not_nearby` applied: a
 service aimed `near` pushes at a campaign it had paused itself (`campaign_paused`), or at a user
-already at their cap (`frequency_capped`), and read a user's geohash with nothing sent. Now, for
-any push `near` a place and any state, two stored locations give the same decision whenever
-the push is refused with either by a rule other than location; location facts reach a sender
-only from a push that goes out, or one refused for its location alone.
+already at their cap (`frequency_capped`), and read a user's geohash with nothing sent; a
+review then found the service could pause its campaign after a `queued` answer. So location is
+judged only when a push is sent (`decide` not `submitted`), and not for a push another rule
+refuses: for any push `near` a place and any state, a submission's decision is the same
+wherever the user is, and so is a sending's whenever the push would be refused aimed nowhere.
 """
 
 from datetime import UTC, datetime, timedelta
@@ -84,6 +86,41 @@ def test_a_push_refused_otherwise_answers_alike_wherever_the_user_is(
         assert decide(push, _at(state, here), campaign, NOW, policy) == decide(
             push, _at(state, there), campaign, NOW, policy
         )
+
+
+@settings(max_examples=300, deadline=None)
+@given(pushes, states, locations, locations, st.booleans())
+def test_a_submission_answers_alike_wherever_the_user_is(
+    push: PushRequest,
+    state: SubjectState,
+    here: tuple[str | None, datetime | None],
+    there: tuple[str | None, datetime | None],
+    paused: bool,
+) -> None:
+    campaign = CampaignState(paused=paused) if push.campaign_id else None
+    policy = PolicySettings()
+    assert decide(push, _at(state, here), campaign, NOW, policy, submitted=True) == decide(
+        push, _at(state, there), campaign, NOW, policy, submitted=True
+    )
+
+
+def test_a_push_at_the_cap_when_sent_says_nothing_of_where_the_user_is() -> None:
+    """The case the property above meets too rarely to prove (a reviewer's mutation that kept
+    the caps out of the check passed it): a fresh fix inside against one outside."""
+    state = SubjectState(
+        status="active",
+        consents=frozenset({"marketing", "location"}),
+        active_devices=1,
+        timezone="UTC",
+        quiet_start="00:00",
+        quiet_end="00:00",
+        scheduled=(Scheduled(NOW - timedelta(hours=1), "promotions", waiting=False, expires_at=NOW),),
+    )
+    push = PushRequest(topic="nearby_offers", title="Nearby", body="20% off", data={}, near_geohash="wtw3")
+    inside = decide(push, _at(state, ("wtw3sj", NOW)), None, NOW, PolicySettings())
+    outside = decide(push, _at(state, ("wx4g0b", NOW)), None, NOW, PolicySettings())
+    assert [reason.code for reason in inside.reasons] == ["frequency_capped"]
+    assert inside == outside
 
 
 def _at(state: SubjectState, where: tuple[str | None, datetime | None]) -> SubjectState:
