@@ -17,7 +17,7 @@ any reject beats a deferral, a deferral beats a pass):
  6. personalization- a personalized push needs `personalization`.         (personalization.py)
  7. location       - a `near` push needs consent and a fresh, inside fix, (location.py)
                      judged when the push is sent (`decide(submitted=True)`
-                     leaves it), and not for a push another rule refuses.
+                     leaves it), not for one another rule refuses or defers.
  8. complaints     - topic muted after a complaint; campaign paused.      (complaints.py)
                      A paused campaign stops every push that names it.
  9. quiet hours    - defer to the window's end, or reject past expiry.    (quiet_hours.py)

@@ -113,9 +113,9 @@ def decide(
         personalization, pause = (rule(ctx, now, settings) for rule in _TRANSACTIONAL_RULES)
         location = _location(ctx, now, settings, submitted, results, (personalization, pause))
         return combine([*results, personalization, location, pause], expires)
-    # A push deferred past quiet hours is judged as it will be sent: its location must still be
-    # fresh then (judged at dispatch: a fix from before the window is not), a mute that ends
-    # before then no longer holds it back, and the caps are counted then.
+    # A push deferred past quiet hours is judged as it will be sent: a mute that ends before
+    # then no longer holds it back, and the caps are counted then; its location is judged when
+    # it is sent, at the window's end.
     quiet = check_quiet_hours(ctx, now, settings, unit.quiet)
     sent_at = quiet.until or now
     results += [rule(ctx, now, settings) for rule in _MARKETING_BEFORE_SENDING]
@@ -133,9 +133,11 @@ def _location(
     ctx: RuleContext, at: datetime, settings: PolicySettings, submitted: bool, *others: Sequence[RuleResult]
 ) -> RuleResult:
     """Rule 7 in its place among the reasons, judged after the others and only when the push is
-    sent: the sender of a push the others refuse, or of one just submitted, learns nothing of
-    what the location would have said (policies/location.py)."""
+    sent: the sender of one just submitted, or of one the others refuse or defer, learns nothing
+    of what the location would have said (policies/location.py). A deferral too: deferred at
+    dispatch (quiet hours begun) inside the area and refused outside it, a push was then stopped
+    by its campaign's pause before it went."""
     look = ctx.push.near_geohash is not None and not (
-        submitted or any(result.verdict == "reject" for group in others for result in group)
+        submitted or any(result.verdict != "pass" for group in others for result in group)
     )
     return check_location(ctx, at, settings, look=look)

@@ -5,8 +5,9 @@ Without consent the stored location is not looked at at all, so the only reason 
 back to the sender at once, and a sender that could stop the push afterwards (pausing its
 campaign before dispatch) read whether the user was inside the area from `queued` against
 `not_nearby`, with nothing sent. It is judged when the push is about to be sent, and then not
-for a push another rule refuses, whose sender would otherwise learn the same from
-`campaign_paused` or `frequency_capped` with `not_nearby` or without. A sender learns where a
+for a push another rule refuses or defers, whose sender would otherwise learn the same from
+`campaign_paused` or `frequency_capped` with `not_nearby` or without, or from a push deferred
+at dispatch inside the area and refused outside it, then stopped by a pause. A sender learns where a
 user is only from a push that reaches them, or one refused at its sending for location alone.
 A stale location says nothing about where the user is now, so `not_nearby` is only judged on a
 fresh one. An invalid or empty area (an empty prefix would match everyone) counts as not nearby.

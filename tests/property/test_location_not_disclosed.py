@@ -69,7 +69,7 @@ pushes = st.builds(
 
 @settings(max_examples=800, deadline=None)
 @given(pushes, states, locations, locations, st.booleans(), st.sampled_from([600, 3600, 86_400]))
-def test_a_push_refused_otherwise_answers_alike_wherever_the_user_is(
+def test_a_push_refused_or_deferred_otherwise_answers_alike_wherever_the_user_is(
     push: PushRequest,
     state: SubjectState,
     here: tuple[str | None, datetime | None],
@@ -77,12 +77,12 @@ def test_a_push_refused_otherwise_answers_alike_wherever_the_user_is(
     paused: bool,
     ttl: int,
 ) -> None:
-    """Refused otherwise: refused were it aimed at no place at all."""
+    """Refused or deferred otherwise: so were it aimed at no place at all."""
     push = msgspec.structs.replace(push, ttl_seconds=ttl)
     campaign = CampaignState(paused=paused) if push.campaign_id else None
     policy = PolicySettings()
     nowhere = decide(msgspec.structs.replace(push, near_geohash=None), state, campaign, NOW, policy)
-    if nowhere.outcome == "rejected":
+    if nowhere.outcome != "queued":
         assert decide(push, _at(state, here), campaign, NOW, policy) == decide(
             push, _at(state, there), campaign, NOW, policy
         )
@@ -120,6 +120,24 @@ def test_a_push_at_the_cap_when_sent_says_nothing_of_where_the_user_is() -> None
     inside = decide(push, _at(state, ("wtw3sj", NOW)), None, NOW, PolicySettings())
     outside = decide(push, _at(state, ("wx4g0b", NOW)), None, NOW, PolicySettings())
     assert [reason.code for reason in inside.reasons] == ["frequency_capped"]
+    assert inside == outside
+
+
+def test_a_push_deferred_when_sent_says_nothing_of_where_the_user_is() -> None:
+    """A reviewer's probe: quiet hours begun by dispatch, the push inside was deferred and the one
+    outside refused `not_nearby`; a pause then stopped the deferred one before it went."""
+    state = SubjectState(
+        status="active",
+        consents=frozenset({"marketing", "location"}),
+        active_devices=1,
+        timezone="UTC",
+        quiet_start="12:00",
+        quiet_end="12:20",
+    )
+    push = PushRequest(topic="nearby_offers", title="Nearby", body="20% off", data={}, near_geohash="wtw3")
+    inside = decide(push, _at(state, ("wtw3sj", NOW)), None, NOW, PolicySettings())
+    outside = decide(push, _at(state, ("wx4g0b", NOW)), None, NOW, PolicySettings())
+    assert inside.outcome == "deferred"
     assert inside == outside
 
 

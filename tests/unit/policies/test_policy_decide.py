@@ -268,12 +268,13 @@ CASES = [
         subject(location_at=ago(minutes=30)),
         "queued",
     ),
-    Case(
-        "near and fresh now, but deferred past quiet hours it would be stale when sent",
+    Case(  # judged when sent, at the window's end: a deferral says nothing of where the user is
+        "near and fresh now, deferred past quiet hours",
         push(topic="nearby_offers", near_geohash="wx4g"),
         subject(timezone="Asia/Tokyo"),
-        "rejected",
-        (r("location_stale", max_age_minutes=30), r("quiet_hours", until="2024-06-12T23:00:00Z")),
+        "deferred",
+        (r("quiet_hours", until="2024-06-12T23:00:00Z"),),
+        deliver_after=TOKYO_UNTIL,
     ),
     Case(
         "topic muted after a complaint",
