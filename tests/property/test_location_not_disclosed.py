@@ -11,14 +11,15 @@ refuses: for any push `near` a place and any state, a submission's decision is t
 wherever the user is, and so is a sending's whenever the push would be refused aimed nowhere.
 """
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from policy_states import NOW, moments, states
 
 from policies import (
-    PURPOSES,
     TOPICS,
     CampaignState,
     PolicySettings,
@@ -28,29 +29,6 @@ from policies import (
     decide,
 )
 
-NOW = datetime(2024, 6, 12, 12, 0, tzinfo=UTC)
-
-moments = st.sampled_from([timedelta(minutes=m) for m in (-20_000, -600, -30, -5, 0, 45, 900)])
-planned = st.builds(
-    Scheduled,
-    at=moments.map(lambda d: NOW + d),
-    topic=st.sampled_from(TOPICS),
-    waiting=st.booleans(),
-    expires_at=st.just(NOW + timedelta(hours=30)),
-)
-states = st.builds(
-    SubjectState,
-    status=st.just("active"),
-    consents=st.frozensets(st.sampled_from(PURPOSES)),
-    topics_off=st.frozensets(st.sampled_from(TOPICS)),
-    timezone=st.sampled_from(["UTC", "Asia/Shanghai", "America/New_York"]),
-    quiet_start=st.sampled_from(["21:00", "11:00", "00:00"]),
-    quiet_end=st.sampled_from(["08:00", "13:00", "00:00"]),
-    max_per_week=st.integers(0, 4),
-    active_devices=st.integers(0, 2),
-    muted_until=st.dictionaries(st.sampled_from(TOPICS), moments.map(lambda d: NOW + d), max_size=2),
-    scheduled=st.lists(planned, max_size=4).map(tuple),
-)
 locations = st.tuples(
     st.sampled_from([None, "wtw3sj", "wx4g0b", "wtw3sk"]),
     st.one_of(st.none(), moments.map(lambda d: NOW + d)),
@@ -104,17 +82,24 @@ def test_a_submission_answers_alike_wherever_the_user_is(
     )
 
 
-def test_a_push_at_the_cap_when_sent_says_nothing_of_where_the_user_is() -> None:
-    """The case the property above meets too rarely to prove (a reviewer's mutation that kept
-    the caps out of the check passed it): a fresh fix inside against one outside."""
-    state = SubjectState(
+def _consenting(**fields: Any) -> SubjectState:
+    """A user who gave marketing and location consent, with a device; no quiet hours unless given."""
+    base = SubjectState(
         status="active",
         consents=frozenset({"marketing", "location"}),
         active_devices=1,
         timezone="UTC",
         quiet_start="00:00",
         quiet_end="00:00",
-        scheduled=(Scheduled(NOW - timedelta(hours=1), "promotions", waiting=False, expires_at=NOW),),
+    )
+    return msgspec.structs.replace(base, **fields)
+
+
+def test_a_push_at_the_cap_when_sent_says_nothing_of_where_the_user_is() -> None:
+    """The case the property above meets too rarely to prove (a reviewer's mutation that kept
+    the caps out of the check passed it): a fresh fix inside against one outside."""
+    state = _consenting(
+        scheduled=(Scheduled(NOW - timedelta(hours=1), "promotions", waiting=False, expires_at=NOW),)
     )
     push = PushRequest(topic="nearby_offers", title="Nearby", body="20% off", data={}, near_geohash="wtw3")
     inside = decide(push, _at(state, ("wtw3sj", NOW)), None, NOW, PolicySettings())
@@ -126,14 +111,7 @@ def test_a_push_at_the_cap_when_sent_says_nothing_of_where_the_user_is() -> None
 def test_a_push_deferred_when_sent_says_nothing_of_where_the_user_is() -> None:
     """A reviewer's probe: quiet hours begun by dispatch, the push inside was deferred and the one
     outside refused `not_nearby`; a pause then stopped the deferred one before it went."""
-    state = SubjectState(
-        status="active",
-        consents=frozenset({"marketing", "location"}),
-        active_devices=1,
-        timezone="UTC",
-        quiet_start="12:00",
-        quiet_end="12:20",
-    )
+    state = _consenting(quiet_start="12:00", quiet_end="12:20")
     push = PushRequest(topic="nearby_offers", title="Nearby", body="20% off", data={}, near_geohash="wtw3")
     inside = decide(push, _at(state, ("wtw3sj", NOW)), None, NOW, PolicySettings())
     outside = decide(push, _at(state, ("wx4g0b", NOW)), None, NOW, PolicySettings())
@@ -148,16 +126,7 @@ def _at(state: SubjectState, where: tuple[str | None, datetime | None]) -> Subje
 
 def test_a_push_refused_for_its_location_alone_says_so() -> None:
     """The other side: location is still judged, and said, when nothing else refuses."""
-    state = SubjectState(
-        status="active",
-        consents=frozenset({"marketing", "location"}),
-        active_devices=1,
-        timezone="UTC",
-        quiet_start="00:00",
-        quiet_end="00:00",
-        location_geohash="wx4g0b",
-        location_at=NOW - timedelta(minutes=5),
-    )
+    state = _consenting(location_geohash="wx4g0b", location_at=NOW - timedelta(minutes=5))
     push = PushRequest(topic="nearby_offers", title="Nearby", body="20% off", data={}, near_geohash="wtw3")
     decision = decide(push, state, None, NOW, PolicySettings(min_quiet_minutes=0))
     assert [reason.code for reason in decision.reasons] == ["not_nearby"]
