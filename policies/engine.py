@@ -125,7 +125,7 @@ def decide(
         quiet,
         check_frequency(ctx, now, sent_at, settings, unit.quiet),
     ]
-    results.append(_location(ctx, sent_at, settings, submitted, results, after))
+    results.append(_location(ctx, now, settings, submitted, results, after))  # looked at only if sent now
     return combine([*results, *after], expires)
 
 
