@@ -162,7 +162,7 @@ class Runtime:
             await asyncio.sleep(every)
             try:
                 await self._take_up_signing_key()
-            except Exception as exc:  # an unreadable file, a busy or full directory: looked at again
+            except Exception as exc:  # a busy or full directory: looked at again next time
                 log.warning("taking up a new signing key failed", extra={"error": type(exc).__name__})
 
     async def _take_up_signing_key(self) -> None:

@@ -263,14 +263,19 @@ class Store:
         that a start on a key store that does not list it is refused (`_require_signing_key`)
         before anything it signs is left unverifiable. None otherwise: unchanged, or a store a
         start would refuse, which is not taken (it would leave what this process signed
-        unverifiable), said in the log once and by readiness (`keystore_unready`). On the event
-        loop, not in a thread a shutdown would leave running: a `stat`, and on a change a read of
-        the file and of the directory's few wrapping keys. A look that fails (the file
-        unreadable, the directory busy or full) is looked at again next time."""
+        unverifiable), or a file that does not read as a key store, each said in the log once and
+        by readiness (`keystore_unready`). On the event loop, not in a thread a shutdown would
+        leave running: a `stat`, and on a change a read of the file and of the directory's few
+        wrapping keys. A look the directory fails (busy, full) is made again next time."""
         stamp = _file_stamp(self.keys.path)
         if stamp is None or stamp == self._signing_seen:
             return None
-        on_disk = KeyStore.load(self.keys.path)
+        try:
+            on_disk = KeyStore.load(self.keys.path)
+        except KeyStoreError as exc:  # said once for this file; a rewrite that mends it is a new stamp
+            self._signing_seen = stamp
+            log.error("the key store's keys not taken up", extra={"reason": str(exc)})
+            return None
         wrapping = {wrapping_key_id(prefix) for prefix in _listed_wrapping_keys(self._directory_db.reader())}
         in_use, offered = self.keys.signing, on_disk.signing
         if not _holds(on_disk, self.keys, wrapping):

@@ -215,6 +215,25 @@ def test_a_look_that_fails_is_looked_at_again(
         assert kids[1:] == [old_kid]
 
 
+def test_a_key_store_that_does_not_read_is_said_once_and_its_mend_taken_up(
+    serving: tuple[Client, Runtime], caplog: pytest.LogCaptureFixture
+) -> None:
+    client, runtime = serving
+    [old_kid] = published(client.get)
+    good = runtime.keys.path.read_text()
+    with caplog.at_level(logging.ERROR, logger="storage.store"):
+        replace_atomically(runtime.keys.path, good.replace('"signing_key"', '"signing_kee"'))
+        time.sleep(40 * LOOK_SECONDS)  # forty looks at the same broken file
+    said = [r for r in caplog.records if "not taken up" in r.getMessage()]
+    assert len(said) == 1, [r.__dict__.get("reason") for r in said]
+    assert "malformed" in said[0].__dict__["reason"]
+    assert published(client.get) == [old_kid]
+
+    replace_atomically(runtime.keys.path, good)
+    deploy_new_signing_key(runtime.keys.path, retire_old=True)
+    assert first_published_within(client.get, old_kid, SLACK_SECONDS)[1:] == [old_kid]
+
+
 def test_a_key_store_replaced_as_the_process_starts_is_taken_up(
     quick_looks: None, monkeypatch: pytest.MonkeyPatch, settings: Settings, clock: FakeClock
 ) -> None:
