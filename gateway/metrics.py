@@ -90,7 +90,8 @@ class Metrics:
             "cgw_decisions", "Push decisions by outcome", ["outcome"], registry=self.registry
         )
         self.decision_reasons = Counter(
-            "cgw_decision_reasons", "Reasons given in push decisions, by reason code", ["code"],
+            "cgw_decision_reasons", "Reasons given in push decisions, at submission and at dispatch, by code",
+            ["code"],
             registry=self.registry,
         )  # fmt: skip
         self.decision_seconds = SharedTimeHistogram(

@@ -134,6 +134,7 @@ class Dispatcher:
         # Each metric's child by label values, asked of prometheus_client once: its `labels` takes
         # a lock and builds the key on every call, three times a delivered push.
         self._ends = cache(metrics.dispatch_ends.labels)
+        self._decision_reasons = cache(metrics.decision_reasons.labels)
         self._attempts = cache(metrics.deliveries.labels)
         self._send_seconds = cache(metrics.delivery_seconds.labels)
         self._adapters = adapters
@@ -182,7 +183,9 @@ class Dispatcher:
 
         claimed: list[Claim] = []
 
-        def claim_and_prepare(conn: Connection) -> tuple[list[tuple[Claim, Send | None]], list[str], int]:
+        def claim_and_prepare(
+            conn: Connection,
+        ) -> tuple[list[tuple[Claim, Send | None]], list[PushWrites], int]:
             claims = claimed[:] = outbox.claim(conn, owner, now, lease, limit)
             if not claims:
                 return [], [], 0
@@ -218,15 +221,15 @@ class Dispatcher:
             done = {w.push_id for w in written}
             put_back = sum(w.put_back for w in written)
             prepared = [(c, steps[c.push_id][1] if c.push_id in done else None) for c in claims]
-            return prepared, _ends(written), put_back
+            return prepared, _counted(written), put_back
 
         try:
-            prepared, ends, put_back = await self._store.data.writer.run(claim_and_prepare)
+            prepared, counted, put_back = await self._store.data.writer.run(claim_and_prepare)
         except Exception as exc:
             if is_corrupt(exc):  # the writer has renewed the readers (`Store.after_failure`)
                 await self._set_aside_damaged(owner, now + lease, claimed, now)
             raise
-        self._count(ends)
+        self._count(counted)
         taken = len(prepared) - put_back
         sends = [(c, s) for c, s in prepared if s is not None]
         if not sends:
@@ -250,14 +253,14 @@ class Dispatcher:
         """The recording of a round's results, queued in the writer."""
         done = self._clock()
 
-        def settle(pushes: Sequence[int], conn: Connection) -> list[str]:
+        def settle(pushes: Sequence[int], conn: Connection) -> list[PushWrites]:
             chosen = [(sends[i], results[i]) for i in pushes]
             held = outbox.held_among(conn, [c.push_id for (c, _), _ in chosen], owner)
             settled = (
                 self._step("settle", c.push_id, partial(self._settle, c, s, r, c.push_id in held, done))
                 for (c, s), r in chosen
             )
-            return _ends(self._write(conn, owner, "settle", [w for w in settled if w is not None], done))
+            return _counted(self._write(conn, owner, "settle", [w for w in settled if w is not None], done))
 
         def set_aside(pushes: Sequence[int], conn: Connection) -> list[str]:
             """Pushes whose results cannot be recorded: one a device took, with none to try again
@@ -280,10 +283,14 @@ class Dispatcher:
         push_ids = [c.push_id for c, _ in sends]
         return Settling(self._store.data.writer, settle, set_aside, push_ids, self._count)
 
-    def _count(self, ends: list[str]) -> None:
-        """Counted once durable: a unit the writer failed may be run again (`Settling.again`)."""
-        for end in ends:
-            self._ends(end).inc()
+    def _count(self, written: list[PushWrites]) -> None:
+        """Counted once durable: a unit the writer failed may be run again (`Settling.again`).
+        A verdict's reasons join submission's: location is judged here only (`policies.decide`)."""
+        for w in written:
+            if w.ended is not None:
+                self._ends(w.ended).inc()
+            for code in w.reasons:
+                self._decision_reasons(code).inc()
 
     def _step(self, step: str, push_id: str, work: Callable[[], T]) -> T | None:
         """One push's step, which only reads: one that fails is logged and left to its lease (it
@@ -440,6 +447,7 @@ class Dispatcher:
                     policy_version=self._policy.version.version,
                 ),
                 reschedule=Reschedule(row.push_id, decision.deliver_after, claim.attempts),
+                reasons=tuple(r.code for r in decision.reasons),
             )
             return deferred, None
         recorded = snapshot.recorded[row.push_id]
@@ -516,7 +524,12 @@ class Dispatcher:
         # A campaign's delivered push is counted as step 3 counts it at delivery.
         counted = row.campaign_id if reached else None
         return PushWrites(
-            push_id=row.push_id, status=change, finish=True, campaign_delivered=counted, ended=status
+            push_id=row.push_id,
+            status=change,
+            finish=True,
+            campaign_delivered=counted,
+            ended=status,
+            reasons=tuple(r.code for r in reasons or ()),
         )
 
     # -- step 2: send ------------------------------------------------------------------------
@@ -674,15 +687,15 @@ class Dispatcher:
             return writes
         reached = any(s == "delivered" for s in states.values())
         status = "delivered" if reached else "failed"
-        reasons = (
-            None if reached or states else msgspec.json.encode(wire_reasons([Reason(NO_DEVICE)])).decode()
-        )
+        refused = not reached and not states  # no device to send it to
+        reasons = msgspec.json.encode(wire_reasons([Reason(NO_DEVICE)])).decode() if refused else None
         version = None if reasons is None else self._policy.version.version
         writes.status = StatusChange(
             push_id=claim.push_id, status=status, attempts=attempts, reasons=reasons, policy_version=version
         )
         writes.finish = True
         writes.ended = status
+        writes.reasons = (NO_DEVICE,) if refused else ()
         # Counted in the unit that makes the push `delivered`, and judged at each delivery.
         writes.campaign_delivered = send.campaign_id if reached else None
         return writes
@@ -692,8 +705,8 @@ class _Undone(Exception):
     """Raised by a unit to have the writer undo it: it was a trial (`Dispatcher._try_alone`)."""
 
 
-def _ends(written: list[PushWrites]) -> list[str]:
-    return [w.ended for w in written if w.ended is not None]
+def _counted(written: list[PushWrites]) -> list[PushWrites]:
+    return [w for w in written if w.ended is not None or w.reasons]
 
 
 def _undoable(conn: Connection, work: Callable[[], object]) -> Exception | None:

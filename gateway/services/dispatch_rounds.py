@@ -13,6 +13,7 @@ from functools import partial
 from clients.delivery import DeliveryResult
 from gateway.services.campaign_rule import may_pause_at_delivery
 from gateway.services.dispatch_round import Send
+from gateway.services.dispatch_writes import PushWrites
 from policies import PolicySettings
 from storage.connections import Connection
 from storage.failures import is_corrupt
@@ -94,10 +95,10 @@ class Settling:
     def __init__(
         self,
         writer: Writer,
-        work: Callable[[Sequence[int], Connection], list[str]],
+        work: Callable[[Sequence[int], Connection], list[PushWrites]],
         set_aside: Callable[[Sequence[int], Connection], list[str]],
         push_ids: list[str],
-        count: Callable[[list[str]], None],
+        count: Callable[[list[PushWrites]], None],
     ) -> None:
         self._writer, self._work, self._set_aside, self._count = writer, work, set_aside, count
         self._push_ids = push_ids
@@ -111,28 +112,28 @@ class Settling:
         else:
             self.recorded = self._submit(self._left)
 
-    def _submit(self, pushes: Sequence[int]) -> asyncio.Future[list[str]]:
+    def _submit(self, pushes: Sequence[int]) -> asyncio.Future[list[PushWrites]]:
         chosen = list(pushes)
         recorded = self._writer.submit(partial(self._work, chosen))
         recorded.add_done_callback(partial(self._counted, chosen))
         return recorded
 
-    def _counted(self, chosen: list[int], recorded: asyncio.Future[list[str]]) -> None:
+    def _counted(self, chosen: list[int], recorded: asyncio.Future[list[PushWrites]]) -> None:
         if not recorded.cancelled() and recorded.exception() is None:
             recorded_now = set(chosen)
             self._left = [i for i in self._left if i not in recorded_now]
             self._count(recorded.result())
 
-    async def _each_alone(self) -> list[str]:
+    async def _each_alone(self) -> list[PushWrites]:
         alone = [(i, self._submit([i])) for i in self._left]
         await asyncio.wait([recorded for _, recorded in alone])
-        ends: list[str] = []
+        written: list[PushWrites] = []
         damaged: list[int] = []
         failure: BaseException | None = None
         for i, recorded in alone:
             exc = recorded.exception()
             if exc is None:
-                ends += recorded.result()
+                written += recorded.result()
             elif is_corrupt(exc):
                 damaged.append(i)
             else:
@@ -152,4 +153,4 @@ class Settling:
                 )
         if failure is not None:
             raise failure  # one that passes (a full disk): `again` records what is left
-        return ends
+        return written

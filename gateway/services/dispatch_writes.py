@@ -28,8 +28,9 @@ __all__ = ["PushWrites", "write"]
 
 
 class PushWrites(msgspec.Struct, kw_only=True):
-    """One push's writes in a round. `ended` is the end status it reaches, counted in the metrics
-    once written; `campaign_delivered` the campaign whose deliveries it adds to."""
+    """One push's writes in a round. `ended` is the end status it reaches and `reasons` the codes
+    of the verdict it is written with, both counted in the metrics once written;
+    `campaign_delivered` the campaign whose deliveries it adds to."""
 
     push_id: str
     status: StatusChange | None = None
@@ -39,6 +40,7 @@ class PushWrites(msgspec.Struct, kw_only=True):
     disable: tuple[str, ...] = ()
     campaign_delivered: str | None = None
     ended: str | None = None
+    reasons: tuple[str, ...] = ()
     put_back: bool = False  # the claim undone, the push unsent (`Dispatcher.start_round`'s `after`)
 
 

@@ -455,6 +455,11 @@ def test_location_is_judged_when_the_push_is_sent(
     assert world.dispatch() == 1
     read = world.client.get(f"/v1/pushes/{answer['push_id']}", headers=world.key).json()
     assert (read["status"], read["reasons"]) == (status, reasons)
+    # Counted where they are given: at submission no location reason is.
+    registry = world.runtime.metrics.registry
+    for code in ("not_nearby", "location_stale"):
+        given = sum(r["code"] == code for r in reasons)
+        assert (registry.get_sample_value("cgw_decision_reasons_total", {"code": code}) or 0) == given
     if status == "delivered":
         why = world.client.get("/v1/me/notifications", headers=world.as_user("u1")).json()[0]["why"]
         assert "consent:location" in why
