@@ -35,7 +35,8 @@ class StateParts(Flag):
     and device count, which rule 1 reads for every push. Callers load only these: the rest of
     the state is left at its defaults, and a transactional push's subject is spared reading and
     opening its preferences, mutes and planned pushes, and its consents and location unless the
-    push is personalized or near a place; a marketing push's, its location unless it is near one."""
+    push is personalized or near a place; a marketing push's, its location unless it is near one.
+    No push's location is read at submission, where `decide` leaves it unread."""
 
     CONSENTS = auto()
     LOCATION = auto()
@@ -48,11 +49,13 @@ class StateParts(Flag):
 class PushNeeds(NamedTuple):
     """What of a push says which parts of its subject's state the rules read. A push whose
     content is not open yet (a dispatch round reads the states first) is taken as personalized
-    and near a place: the parts the most demanding push of its topic would need."""
+    and near a place: the parts the most demanding push of its topic would need. `submitted` as
+    `decide` takes it: a push judged at submission, whose location is not looked at."""
 
     topic: str
     personalized: bool = True
     near: bool = True
+    submitted: bool = False
 
 
 # What every marketing push's rules read: consent, the topic's switch, quiet hours and the caps
@@ -62,7 +65,8 @@ _MARKETING = StateParts.CONSENTS | StateParts.PREFERENCES | StateParts.MUTES | S
 
 def state_parts_for(pushes: Iterable[PushNeeds]) -> StateParts:
     """What `decide` may read of the subjects' states for these pushes. The location only for a
-    push near a place (rule 7, with the consents); the consents for a personalized one (rule 6);
+    push near a place (rule 7, with the consents) when it is sent, not submitted; the consents
+    for a personalized one (rule 6);
     and for a marketing push what its other rules read. Most transactional pushes need neither
     consents nor location, and most marketing pushes no location. A change to the rules `decide`
     runs changes this with it (a property test holds it to the decisions:
@@ -70,7 +74,7 @@ def state_parts_for(pushes: Iterable[PushNeeds]) -> StateParts:
     parts = StateParts(0)
     for push in pushes:
         if push.near:
-            parts |= StateParts.CONSENTS | StateParts.LOCATION
+            parts |= StateParts.CONSENTS if push.submitted else StateParts.CONSENTS | StateParts.LOCATION
         if is_marketing(push.topic):
             parts |= _MARKETING
         elif push.personalized:

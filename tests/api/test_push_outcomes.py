@@ -466,6 +466,29 @@ def test_location_is_judged_when_the_push_is_sent(
         assert len(why) == len(set(why)), why  # the consent and location rules both named it
 
 
+@pytest.mark.parametrize("batch", [False, True], ids=["single", "batch"])
+def test_a_push_near_a_place_reads_the_users_location_only_when_it_is_sent(world: World, batch: bool) -> None:
+    """Submission leaves the location unjudged (above), so it has no reason to read it: personal
+    data read needlessly is data exposed needlessly."""
+    statements: list[str] = []
+    writer = world.runtime.store.data.writer
+    writer.run_sync(lambda conn: conn.set_trace_callback(statements.append))
+    try:
+        body = world.body(topic="nearby_offers", **_inside(world))
+        if batch:
+            answer = world.client.post("/v1/pushes/batch", json={"pushes": [body]}, headers=world.key)
+            assert answer.json()["results"][0]["outcome"] == "queued", answer.text
+        else:
+            assert world.client.post("/v1/pushes", json=body, headers=world.key).json()["outcome"] == "queued"
+        submitted = len(statements)
+        assert world.dispatch() == 1
+    finally:
+        writer.run_sync(lambda conn: conn.set_trace_callback(None))
+    read = ["FROM locations" in s for s in statements]
+    assert not any(read[:submitted]), statements[:submitted]
+    assert any(read[submitted:])  # as it is sent: so the trace sees the reads it looks for
+
+
 def test_a_dry_run_near_an_area_is_refused_and_tells_nothing(world: World) -> None:
     """Decided and never recorded, dry runs near ever finer geohash prefixes found one user's
     stored location: 87 of them named the whole cell, and no audit showed a thing."""

@@ -4,7 +4,8 @@ Storage loads only those parts (`subject_state.load_many`) and leaves the rest a
 defaults. A part the declaration left out that a rule reads would decide the push on a default:
 a transactional push `near` a place judged without the stored location, say. So for any push
 and any two states, the decision must not change when the parts not declared for it (its topic,
-whether it is personalized, whether it is near a place) are taken from the other state.
+whether it is personalized, whether it is near a place, whether it is judged at submission) are
+taken from the other state.
 """
 
 import msgspec
@@ -53,12 +54,14 @@ def test_the_parts_cover_every_field_of_the_state() -> None:
     states,
     st.sampled_from([None, CampaignState(), CampaignState(paused=True)]),
     st.sampled_from([PolicySettings(), PolicySettings(max_per_day=1, min_quiet_minutes=600)]),
+    st.booleans(),
 )
 def test_parts_not_declared_for_a_push_do_not_change_its_decision(
     push: PushRequest, state: SubjectState, other: SubjectState, campaign: CampaignState | None,
-    policy: PolicySettings,
+    policy: PolicySettings, submitted: bool,
 ) -> None:  # fmt: skip
-    read = state_parts_for([PushNeeds(push.topic, push.personalized, push.near_geohash is not None)])
+    near = push.near_geohash is not None
+    read = state_parts_for([PushNeeds(push.topic, push.personalized, near, submitted)])
     unread = {
         field: getattr(other, field)
         for part, fields in STATE_FIELDS.items()
@@ -66,7 +69,8 @@ def test_parts_not_declared_for_a_push_do_not_change_its_decision(
         for field in fields
     }
     mixed = msgspec.structs.replace(state, **unread)
-    assert decide(push, mixed, campaign, NOW, policy) == decide(push, state, campaign, NOW, policy)
+    judged = decide(push, state, campaign, NOW, policy, submitted=submitted)
+    assert decide(push, mixed, campaign, NOW, policy, submitted=submitted) == judged
 
 
 @settings(max_examples=300, deadline=None)
@@ -85,6 +89,7 @@ def test_a_unit_reads_what_its_pushes_read_together() -> None:
     assert state_parts_for([plain]) == StateParts(0)  # the subject's status and devices alone
     assert state_parts_for([plain._replace(personalized=True)]) == StateParts.CONSENTS
     assert state_parts_for([plain._replace(near=True)]) == StateParts.CONSENTS | StateParts.LOCATION
+    assert state_parts_for([plain._replace(near=True, submitted=True)]) == StateParts.CONSENTS
     assert state_parts_for([PushNeeds("transactional")]) == StateParts.CONSENTS | StateParts.LOCATION
     offer = PushNeeds("promotions", personalized=False, near=False)
     assert state_parts_for([plain, offer]) == StateParts.ALL & ~StateParts.LOCATION
