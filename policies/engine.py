@@ -66,11 +66,10 @@ _MARKETING = StateParts.CONSENTS | StateParts.PREFERENCES | StateParts.MUTES | S
 def state_parts_for(pushes: Iterable[PushNeeds]) -> StateParts:
     """What `decide` may read of the subjects' states for these pushes. The location only for a
     push near a place (rule 7, with the consents) when it is sent, not submitted; the consents
-    for a personalized one (rule 6);
-    and for a marketing push what its other rules read. Most transactional pushes need neither
-    consents nor location, and most marketing pushes no location. A change to the rules `decide`
-    runs changes this with it (a property test holds it to the decisions:
-    tests/property/test_state_parts.py)."""
+    for a personalized one (rule 6); and for a marketing push what its other rules read. Most
+    transactional pushes need neither consents nor location, and most marketing pushes no
+    location. A change to the rules `decide` runs changes this with it (a property test holds it
+    to the decisions: tests/property/test_state_parts.py)."""
     parts = StateParts(0)
     for push in pushes:
         if push.near:
