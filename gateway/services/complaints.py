@@ -201,23 +201,28 @@ class ComplaintService:
         return await self._store.data.writer.run(unit)
 
     async def record_event(self, subject_ref: str, push_id: str, event: str) -> EventRecorded:
+        """Written as the live subject (`Store.write_as`): through a process still trusting its
+        cached key after an erasure made through another, an event would be recorded for the
+        erased user's push after `subject.erased`, and counted in its campaign's statistics."""
         now = self._clock()
-        key = self._store.directory.resolve(subject_ref)
 
-        def unit(conn: Connection) -> EventRecorded:
+        def unit(conn: Connection, key: SubjectKey) -> EventRecorded:
             push = pushes.get(conn, push_id)
             # A push still `sending` to another device may be on this one already: what the user
             # did with it counts (stats count it once the push ends `delivered`, as it will).
             if (
-                key is None
-                or push is None
+                push is None
                 or push.subject_id != key.subject_id
                 or (push.status != "delivered" and not deliveries.reached(conn, push_id))
             ):
-                raise NotFound("no push delivered to you with this id", "push_id")
+                raise _not_delivered()
             return EventRecorded(push_id, event, repo.record_event(conn, push_id, event, now))
 
-        return await self._store.data.writer.run(unit)
+        return await self._store.write_as(subject_ref, now, unit, must_exist=_not_delivered())
+
+
+def _not_delivered() -> NotFound:
+    return NotFound("no push delivered to you with this id", "push_id")
 
 
 def complaint_read(row: ComplaintRow, key: SubjectKey | None) -> ComplaintRead:

@@ -234,6 +234,42 @@ def test_a_refused_complaint_through_an_app_still_trusting_its_cache_does_not_br
     assert _submitter(client.post, service, "later")()["reasons"] == ERASED
 
 
+def test_an_event_through_an_app_still_trusting_its_cache_after_an_erasure_is_not_recorded(
+    client: TestClient[Litestar],
+    runtime: Runtime,
+    settings: Settings,
+    clock: FakeClock,
+    as_user: Callable[[str], Headers],
+    as_key: Callable[..., Headers],
+) -> None:
+    """What the user did with a push, told through an app still trusting its cached key after an
+    erasure made through another: it was recorded for the erased user's push after
+    `subject.erased`, and counted in the campaign's statistics. It is a 404 now, as to any user
+    the push was not delivered to, and brings no subject back."""
+    db = runtime.store._directory_db
+    runtime.store.directory = SubjectDirectory(db, runtime.keys.keyring, max_age=60.0)
+    user, service = as_user(USER), as_key("pushes:write")
+    _register(client.post, user, "fcm-token-erin-opens")
+    push_id = client.post("/v1/pushes", json=_push_body("opened"), headers=service).json()["push_id"]
+    rt = runtime
+    sent = Scripted("scripted-ok", "delivered")
+    dispatcher = Dispatcher(rt.store, rt.clock, rt.settings, rt.policy, rt.metrics, {"fcm": sent})
+    assert client.blocking_portal.call(dispatcher.run_once, "test-worker", 10) == 1
+    assert client.get(f"/v1/pushes/{push_id}", headers=service).json()["status"] == "delivered"
+
+    with TestClient(create_app(settings, clock)) as other:
+        assert other.delete("/v1/me", headers=user).status_code == 204
+
+    clock.advance(seconds=5)
+    refused = client.post(f"/v1/me/pushes/{push_id}/events", json={"type": "converted"}, headers=user)
+    assert refused.status_code == 404, refused.text
+    conn = runtime.store.data.reader()
+    assert conn.execute("SELECT count(*) FROM push_events WHERE push_id = ?", (push_id,)).fetchone()[0] == 0
+    ref = runtime.store.pseudonyms.subject_ref(USER)
+    live = db.reader().execute("SELECT count(*) FROM subjects WHERE subject_ref = ?", (ref,)).fetchone()[0]
+    assert live == 0
+
+
 @pytest.mark.parametrize("how", ["single", "batch"])
 def test_a_push_through_an_app_still_trusting_its_cache_after_an_erasure_is_refused_as_erased(
     client: TestClient[Litestar],
