@@ -183,6 +183,7 @@ def erase_subject_data(conn: Connection, erasure: PendingErasure) -> bool:
     # In this order, in this one transaction: each statement's why is in `storage.repositories.erasure`.
     erasure_repo.delete_subject_rows(conn, sid)
     erasure_repo.forget_settings_in_pushes(conn, sid)
+    erasure_repo.forget_when_pushes_reached_them(conn, sid)
     erasure_repo.make_deferred_pushes_due(conn, sid)
     if ledger.erasure_recorded(conn, sid):
         return False

@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from storage.connections import Connection
 
-__all__ = ["SUBJECT_TABLES", "delete_subject_rows", "forget_settings_in_pushes", "make_deferred_pushes_due"]
+__all__ = [
+    "SUBJECT_TABLES",
+    "delete_subject_rows",
+    "forget_settings_in_pushes",
+    "forget_when_pushes_reached_them",
+    "make_deferred_pushes_due",
+]
 
 SUBJECT_TABLES = ("preferences", "consents", "devices", "locations", "mutes")
 # A push's reasons (a JSON list of objects) without the details drawn from the user's settings.
@@ -44,11 +50,32 @@ def forget_settings_in_pushes(conn: Connection, subject_id: str) -> None:
     conn.execute(_FORGET_SETTINGS_IN_PUSHES, (subject_id,))
 
 
+_THEIR_PUSHES = "push_id IN (SELECT push_id FROM pushes WHERE subject_id = ?)"
+_CREATED = "(SELECT p.created_at FROM pushes p WHERE p.push_id = {table}.push_id)"
+
+
+def forget_when_pushes_reached_them(conn: Connection, subject_id: str) -> None:
+    """A push deferred to the user's morning was sent, delivered and opened then: its row's last
+    change, its deliveries' and its events' times would tell when their quiet window ends, and
+    so their time zone (one sent at a quarter past the hour, a zone of +05:45), as the
+    deferral's time did. Each becomes the push's creation's, for every push of theirs, since
+    one deferred at dispatch keeps no trace of it once sent. So a complaint of theirs about a
+    push created before its campaign's last resume, and delivered after, no longer counts
+    towards the campaign's complaint rate since then (`complaints.count_for_campaign`)."""
+    conn.execute(
+        "UPDATE pushes SET updated_at = created_at, sent_at = NULL WHERE subject_id = ?", (subject_id,)
+    )
+    for table, column in (("deliveries", "updated_at"), ("push_events", "at")):
+        conn.execute(
+            f"UPDATE {table} SET {column} = {_CREATED.format(table=table)} WHERE {_THEIR_PUSHES}",  # noqa: S608
+            (subject_id,),
+        )
+
+
 def make_deferred_pushes_due(conn: Connection, subject_id: str) -> None:
     """A push deferred to the user's morning waits in the outbox until then: due now instead, it
     ends `subject_erased` at the next round, and its row no longer tells when their morning is."""
     conn.execute(
-        "UPDATE outbox SET due_at = (SELECT p.created_at FROM pushes p WHERE p.push_id = outbox.push_id) "
-        "WHERE push_id IN (SELECT push_id FROM pushes WHERE subject_id = ?)",
+        f"UPDATE outbox SET due_at = {_CREATED.format(table='outbox')} WHERE {_THEIR_PUSHES}",  # noqa: S608
         (subject_id,),
     )

@@ -15,6 +15,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from conftest import FakeClock
 from litestar import Litestar
 from litestar.testing import TestClient
 
@@ -215,6 +216,46 @@ def test_erasure_leaves_reasons_their_codes_without_the_users_settings(
     client.blocking_portal.call(runtime.dispatcher.run_once, "test-worker", 100)
     shown = client.get(f"/v1/pushes/{deferred['push_id']}", headers=key).json()
     assert (shown["status"], shown["reasons"]) == ("rejected", [{"code": "subject_erased"}]), shown
+
+
+def test_erasure_leaves_no_time_a_push_reached_the_user_at(
+    client: Client,
+    runtime: Runtime,
+    clock: FakeClock,
+    as_user: Callable[[str], Headers],
+    as_key: Callable[..., Headers],
+) -> None:
+    """A push deferred to the user's morning was sent and opened then. Its row's last change, its
+    delivery's and its event's times were kept: in Kathmandu (+05:45) a morning begins at a
+    quarter past the hour in UTC, which gives their time zone away as the deferral's time did."""
+    key = as_key("pushes:write")
+    headers = _marketing_with(client, as_user, ERASED, timezone="Asia/Kathmandu")
+    clock.advance(hours=6)  # 16:00 UTC, 21:45 in Kathmandu: quiet until 08:00 there, 02:15 UTC
+    marketing = {"topic": "promotions", "title": "Sale", "body": "10% off", "data": {}}
+    deferred = _submit(client, key, _push(ERASED, "sale-morning") | marketing)
+    assert deferred["deliver_after"] == "2026-11-24T02:15:00Z", deferred
+    clock.advance(hours=10, minutes=15, seconds=7)
+    assert client.blocking_portal.call(runtime.dispatcher.run_once, "test-worker", 100) == 1
+    push_id = deferred["push_id"]
+    opened = client.post(f"/v1/me/pushes/{push_id}/events", json={"type": "opened"}, headers=headers)
+    assert opened.status_code == 201, opened.text
+    reader = runtime.store.data.reader()
+    times = (
+        "SELECT p.created_at, p.updated_at, d.updated_at, e.at FROM pushes p "
+        "JOIN deliveries d ON d.push_id = p.push_id JOIN push_events e ON e.push_id = p.push_id "
+        "WHERE p.push_id = ?"
+    )
+    created, *reached = reader.execute(times, (push_id,)).fetchone()
+    assert {t[11:19] for t in reached} == {"02:15:07"}  # what the test is about, before the erasure
+
+    clock.advance(days=2)
+    assert client.delete("/v1/me", headers=headers).status_code == 204
+
+    created_after, *reached = reader.execute(times, (push_id,)).fetchone()
+    assert (created_after, reached) == (created, [created] * 3)
+    shown = client.get(f"/v1/pushes/{push_id}", headers=key).json()
+    assert shown["status"] == "delivered"
+    assert shown["updated_at"] == shown["created_at"], shown
 
 
 def _reasons(runtime: Runtime, push_id: str) -> str:
