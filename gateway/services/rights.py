@@ -79,43 +79,47 @@ class RightsService:
                 devices=[], location=None, complaints=[], notifications=[], mutes=[], events=[],
                 history=[],
             )  # fmt: skip
-        conn = self._store.data.reader()
-        sid = key.subject_id
-        history = list(ledger.events_of_subject(conn, sid))
-        place = locations.get(conn, key)
-        mutes = complaints.mutes_for_subject(conn, sid)
-        return ExportRead(
-            subject_ref=subject_ref,
-            exported_at=rfc3339(now),
-            held=True,
-            preferences=self._center.view(
-                subject_ref, preferences.load(conn, key), consents.current(conn, key.subject_id), mutes
-            ),
-            consent_history=[consent_event(e, key) for e in history if e.kind.startswith("consent.")],
-            receipts=_receipts(history, key),
-            devices=[
-                ExportDevice(
-                    device_id=d.device_id,
-                    platform=d.platform,
-                    token=d.token,
-                    status=d.status,
-                    created_at=rfc3339_text(d.created_at),
-                    disabled_at=rfc3339_text_or_none(d.disabled_at),
-                    registered_at=rfc3339_text_or_none(d.registered_at),
-                )
-                for d in devices.list_for(conn, key)
-            ],
-            location=None if place is None else LocationRead(place[0], len(place[0]), rfc3339_text(place[1])),
-            # `GET /v1/me/complaints`'s own mapping: one for both, not a copy.
-            complaints=[complaint_read(row, key) for row in complaints.list_for_subject(conn, sid)],
-            notifications=_notifications(conn, key),
-            mutes=[ExportMute(m.topic, rfc3339_text(m.until), m.source) for m in mutes],
-            events=[
-                ExportEvent(e.push_id, e.type, rfc3339_text(e.at))
-                for e in complaints.events_for_subject(conn, sid)
-            ],
-            history=[_history_event(e, key) for e in history if not e.kind.startswith("consent.")],
-        )
+        # One snapshot: its reads agree with each other (the current consents with their history,
+        # a push with its deliveries), whatever is written while they are made.
+        with self._store.data.snapshot() as conn:
+            sid = key.subject_id
+            history = list(ledger.events_of_subject(conn, sid))
+            place = locations.get(conn, key)
+            mutes = complaints.mutes_for_subject(conn, sid)
+            return ExportRead(
+                subject_ref=subject_ref,
+                exported_at=rfc3339(now),
+                held=True,
+                preferences=self._center.view(
+                    subject_ref, preferences.load(conn, key), consents.current(conn, key.subject_id), mutes
+                ),
+                consent_history=[consent_event(e, key) for e in history if e.kind.startswith("consent.")],
+                receipts=_receipts(history, key),
+                devices=[
+                    ExportDevice(
+                        device_id=d.device_id,
+                        platform=d.platform,
+                        token=d.token,
+                        status=d.status,
+                        created_at=rfc3339_text(d.created_at),
+                        disabled_at=rfc3339_text_or_none(d.disabled_at),
+                        registered_at=rfc3339_text_or_none(d.registered_at),
+                    )
+                    for d in devices.list_for(conn, key)
+                ],
+                location=None
+                if place is None
+                else LocationRead(place[0], len(place[0]), rfc3339_text(place[1])),
+                # `GET /v1/me/complaints`'s own mapping: one for both, not a copy.
+                complaints=[complaint_read(row, key) for row in complaints.list_for_subject(conn, sid)],
+                notifications=_notifications(conn, key),
+                mutes=[ExportMute(m.topic, rfc3339_text(m.until), m.source) for m in mutes],
+                events=[
+                    ExportEvent(e.push_id, e.type, rfc3339_text(e.at))
+                    for e in complaints.events_for_subject(conn, sid)
+                ],
+                history=[_history_event(e, key) for e in history if not e.kind.startswith("consent.")],
+            )
 
     async def erase(self, subject_ref: str, actor: str) -> None:
         directory = self._store.directory
