@@ -27,7 +27,7 @@ class CampaignController(Controller):
 
     @post(
         "/",
-        summary="Create a campaign for a marketing topic",
+        summary="Create a campaign for a topic",
         operation_id="createCampaign", dto=Strict[CampaignCreate], return_dto=None, status_code=201,
         guards=[CAMPAIGNS_WRITE.guard], responses=refusals(400, 413),
     )  # fmt: skip
