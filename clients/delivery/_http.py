@@ -341,17 +341,20 @@ class Http1Client:
         """One POST to a Web Push service, classified: there 404 and 410 mean the subscription is
         gone (RFC 8030, section 7.3; the endpoint's host is a known push service, never ours to
         misconfigure). The wallet's relay does not get this rule: see clients/delivery/webhook.py.
-        A 401 is our VAPID token refused (RFC 8292, section 4.2: a key rotated or mistyped, a clock
-        far off), which every subscription on that service would meet alike: tried again and
-        counted toward the circuit, not failed for the device. A 403 stays the device's: its
-        subscription was made for another application server key."""
+        A 401 or a 403 is our VAPID token refused, which every subscription on that service would
+        meet alike: tried again and counted toward the circuit, not failed for the device. RFC
+        8292 (section 4.2) answers a token absent with 401 and one invalid (a key rotated or
+        mistyped, a clock far off, a subject refused) with 403, as Apple's service does
+        (`BadJwtToken`); failed for the device, every push to that service was dead-lettered at
+        its first attempt. A 403 can also be one subscription made for another application
+        server key: that push spends its attempts and is dead-lettered, as it was at once."""
         try:
             reply = await self.post(url, headers, content=body)
         except TransportFailure as exc:
             return transport_failure(exc.code)
         if reply.status in (404, 410):
             return invalid_token(reply, None)
-        if reply.status == 401:
+        if reply.status in (401, 403):
             return refused_alike(reply, now, None)
         return classify_status(reply, now)
 

@@ -235,7 +235,7 @@ def test_malformed_subscription_is_an_invalid_token(token: str) -> None:
         (410, {}, DeliveryResult(status="invalid_token", provider_status=410)),
         (400, {}, DeliveryResult(status="failed", provider_status=400)),
         (401, {}, DeliveryResult(status="retry", provider_status=401)),  # our VAPID token: alike for all
-        (403, {}, DeliveryResult(status="failed", provider_status=403)),
+        (403, {}, DeliveryResult(status="retry", provider_status=403)),  # ... absent, or invalid (RFC 8292)
         (413, {}, DeliveryResult(status="failed", provider_status=413)),
         (429, {"retry-after": "90"}, DeliveryResult(status="retry", retry_after=90.0, provider_status=429)),
         (500, {}, DeliveryResult(status="retry", provider_status=500)),
