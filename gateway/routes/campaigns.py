@@ -71,8 +71,11 @@ class CampaignController(Controller):
     async def pause(
         self, request: Request[Principal, Any, Any], runtime: RuntimeDep, campaign_id: FromPath[str]
     ) -> CampaignRead:
-        """An already paused campaign is answered as it is: why it was paused is kept."""
-        return await runtime.campaigns.pause(campaign_id, request.user.actor)
+        """An already paused campaign is answered as it is: why it was paused is kept. A pause by
+        an `admin` key only an `admin` key may lift."""
+        return await runtime.campaigns.pause(
+            campaign_id, request.user.actor, operator="admin" in request.user.scopes
+        )
 
     @post(
         "/{campaign_id:str}/resume",
@@ -81,15 +84,16 @@ class CampaignController(Controller):
         guards=[CAMPAIGN_OPERATORS.guard],
         responses=refusals(400, why={
             **NO_SUCH_CAMPAIGN,
-            403: "The credential is not one this route admits, or the complaint-rate rule paused the "
-            "campaign and the key does not hold `admin`.",
+            403: "The credential is not one this route admits, or the complaint-rate rule or an "
+            "operator (an `admin` key) paused the campaign and the key does not hold `admin`.",
         }),
     )  # fmt: skip
     async def resume(
         self, request: Request[Principal, Any, Any], runtime: RuntimeDep, campaign_id: FromPath[str]
     ) -> CampaignRead:
         """A pause by hand is lifted with `campaigns:write` or `admin`; the complaint-rate rule's
-        pause only with `admin` (operators), else 403. An active campaign is answered as it is."""
+        pause, and an operator's, only with `admin`, else 403. An active campaign is answered as it
+        is."""
         return await runtime.campaigns.resume(
             campaign_id, request.user.actor, operator="admin" in request.user.scopes
         )

@@ -17,7 +17,7 @@ from gateway.services.campaign_rule import judge_campaign
 from storage.connections import Connection
 from storage.repositories import admin_log, campaigns
 from storage.repositories import policy as policy_repo
-from storage.repositories.campaigns import COMPLAINT_RATE, CampaignRow
+from storage.repositories.campaigns import COMPLAINT_RATE, OPERATOR, CampaignRow
 from storage.store import Store
 
 __all__ = ["CampaignService"]
@@ -61,21 +61,23 @@ class CampaignService:
     def read(self, campaign_id: str) -> CampaignRead:
         return _read(_existing(self._store.data.reader(), campaign_id))
 
-    async def pause(self, campaign_id: str, actor: str) -> CampaignRead:
+    async def pause(self, campaign_id: str, actor: str, *, operator: bool) -> CampaignRead:
+        """`operator`: the caller holds `admin`; its pause only an operator may lift."""
         now = self._clock()
 
         def unit(conn: Connection) -> CampaignRead:
             row = _existing(conn, campaign_id)
             if row.status == "paused":
                 return _read(row)
-            campaigns.pause(conn, campaign_id, now, f"paused by {actor}")
+            campaigns.pause(conn, campaign_id, now, f"paused by {actor}", OPERATOR if operator else None)
             admin_log.record(conn, now, actor, "campaign.paused", campaign_id)
             return _read(_existing(conn, campaign_id))
 
         return await self._store.data.writer.run(unit)
 
     async def resume(self, campaign_id: str, actor: str, *, operator: bool) -> CampaignRead:
-        """`operator`: the caller holds `admin`, the only role that may lift the complaint rule's pause.
+        """`operator`: the caller holds `admin`, the only role that may lift the complaint rule's
+        pause, or an operator's.
 
         The rule judges a campaign paused by hand before it is resumed, in the same unit: over
         the threshold, the pause becomes the rule's, which a non-operator may not lift (403,
@@ -83,16 +85,18 @@ class CampaignService:
         the rule's window starting again. The rule reads the policy newest in storage, as a
         resume is rare and another process may have changed it."""
         now = self._clock()
+        refused: list[str] = []  # the rule of a pause this key may not lift
 
         def unit(conn: Connection) -> CampaignRead | None:
             row = _existing(conn, campaign_id)
             if row.status != "paused":
                 return _read(row)
-            if row.pause_rule is None and judge_campaign(
+            if row.pause_rule in (None, OPERATOR) and judge_campaign(
                 conn, campaign_id, policy_repo.current(conn).settings, now
             ):
                 row = _existing(conn, campaign_id)
-            if row.pause_rule == COMPLAINT_RATE and not operator:
+            if row.pause_rule is not None and not operator:
+                refused.append(row.pause_rule)
                 return None  # refused once the rule's pause, if it is new, is committed
             campaigns.resume(conn, campaign_id, now)
             lifted = row.pause_rule or "by hand"
@@ -101,9 +105,10 @@ class CampaignService:
 
         resumed = await self._store.data.writer.run(unit)
         if resumed is None:
+            by = "an operator" if refused[-1] == OPERATOR else "the complaint-rate rule"
             raise Forbidden(
-                "the campaign was paused by the complaint-rate rule: only an operator "
-                "(an API key with scope `admin`) may resume it"
+                f"the campaign was paused by {by}: only an operator (an API key with scope `admin`) "
+                "may resume it"
             )
         return resumed
 

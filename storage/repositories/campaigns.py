@@ -1,10 +1,11 @@
 """Campaigns: a name, one topic, and whether they may send (paused by an operator or by
 the complaint-rate rule).
 
-`pause_rule` names the rule that paused a campaign (NULL for a pause by hand): only an
-operator may lift the rule's pause. `resumed_at` is when an operator last lifted the rule's
-pause: from then on the rule judges only what happened after it, so that resume holds until
-the campaign earns a new pause. A pause by hand and its resume leave the rule's window alone:
+`pause_rule` names the rule that paused a campaign (NULL for a pause by hand, `operator` for
+one an operator made by hand): only an operator may lift the rule's pause, or an operator's.
+`resumed_at` is when an operator last lifted the rule's pause: from then on the rule judges
+only what happened after it, so that resume holds until the campaign earns a new pause. A pause
+by hand (an operator's too) and its resume leave the rule's window alone:
 were they to reset it, pausing and resuming every 199 deliveries would keep the rule from
 ever judging the campaign.
 
@@ -31,6 +32,7 @@ from storage.connections import Connection
 
 __all__ = [
     "COMPLAINT_RATE",
+    "OPERATOR",
     "CampaignRow",
     "complained_of",
     "count_delivery",
@@ -42,6 +44,10 @@ __all__ = [
 
 COMPLAINT_RATE = "complaint_rate"
 """The `pause_rule` of a campaign paused by the complaint-rate rule."""
+OPERATOR = "operator"
+"""The `pause_rule` of a campaign an operator (`admin`) paused by hand: a pause by hand in all but
+who may lift it. Liftable by any `campaigns:write` key, it was undone by another service's key
+after an operator paused the campaigns a leaked key had submitted to."""
 
 _COLUMNS = (
     "campaign_id, name, topic, status, created_by, created_at, paused_at, pause_reason, "
@@ -95,9 +101,13 @@ def get(conn: Connection, campaign_id: str) -> CampaignRow | None:
 def pause(conn: Connection, campaign_id: str, now: datetime, reason: str, rule: str | None = None) -> bool:
     """Pause an active campaign; False if there is none (a paused one keeps why it was paused).
 
-    A rule's pause (`rule` given) also takes over a pause by hand, with its own time and
-    evidence, so that only an operator may lift it; it never replaces another rule's pause."""
-    takes = "status = 'active'" if rule is None else "(status = 'active' OR pause_rule IS NULL)"
+    The complaint-rate rule's pause also takes over a pause by hand, an operator's too, with its
+    own time and evidence, so that only an operator may lift it; it never replaces itself."""
+    takes = (
+        "status = 'active'"
+        if rule != COMPLAINT_RATE
+        else f"(status = 'active' OR pause_rule IS NULL OR pause_rule = '{OPERATOR}')"
+    )
     cur = conn.execute(
         "UPDATE campaigns SET status = 'paused', paused_at = ?, pause_reason = ?, pause_rule = ?, "  # noqa: S608
         f"paused_through = (SELECT coalesce(max(rowid), 0) FROM pushes) WHERE campaign_id = ? AND {takes}",
