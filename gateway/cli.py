@@ -265,7 +265,14 @@ def _serve(settings: Settings) -> int:
         f"  health:     {base}/healthz",
         f"  data:       {settings.data_dir.resolve()} (keys: {keys.path})",
     ]
-    if _dev_tokens(settings):
+    if _dev_tokens(settings) and settings.keystore_file is not None:
+        # Keys of the operator's own, yet tokens checked with a secret no identity service has:
+        # a forgotten setting, to be said rather than answered with a live token on stderr.
+        lines.append(
+            "  WARNING: user tokens are checked with the key store's dev secret: set CGW_JWT_SECRET\n"
+            "    or CGW_JWT_PUBLIC_KEY_FILE to your identity service's"
+        )
+    elif _dev_tokens(settings):
         token = user_tokens(settings, keys).mint("demo-user", system_clock())
         lines.append(f"  dev token for user 'demo-user':\n    {token}")
         # In the fragment: the browser never sends it, so the token stays out of request logs.

@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from gateway.settings import Secret, Settings, SettingsError
+from storage.store import open_keystore
 
 CLI = str(Path(sys.executable).with_name("consent-gateway"))
 GOOD_SECRET = "s" * 32
@@ -336,15 +337,21 @@ def test_cli_token_refuses_unless_the_dev_secret_signs(tmp_path: Path, pem_file:
     assert len(done.stderr.splitlines()) == 1
 
 
-@pytest.mark.parametrize(("variable", "prints_token"), [(None, True), ("CGW_JWT_SECRET", False)])
+@pytest.mark.parametrize(
+    ("variable", "prints_token"), [(None, True), ("CGW_JWT_SECRET", False), ("CGW_KEYSTORE_FILE", False)]
+)
 def test_serve_prints_a_dev_token_only_under_the_dev_secret(
     tmp_path: Path, variable: str | None, prints_token: bool
 ) -> None:
+    """Not with a key store of the operator's own either (a production one, the JWT setting
+    forgotten): a live token would go wherever stderr is collected, and that is said instead."""
     with socket.socket() as probe:  # a free port, in case the server gets as far as listening
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     env = {"CGW_DATA_DIR": str(tmp_path / "data"), "CGW_PORT": str(port), "CGW_WORKER_ENABLED": "false"}
-    if variable is not None:
+    if variable == "CGW_KEYSTORE_FILE":
+        env[variable] = str(open_keystore(tmp_path / "prod-keys.json", create=True)[0].path)
+    elif variable is not None:
         env[variable] = GOOD_SECRET
     with subprocess.Popen([CLI, "serve"], env=env, stderr=subprocess.PIPE, text=True) as server:
         assert server.stderr is not None
@@ -358,6 +365,8 @@ def test_serve_prints_a_dev_token_only_under_the_dev_secret(
             server.terminate()
     assert any("an API key:" in line for line in banner), banner
     assert any("dev token for user 'demo-user'" in line for line in banner) is prints_token
+    warned = any("checked with the key store's dev secret" in line for line in banner)
+    assert warned is (variable == "CGW_KEYSTORE_FILE")
 
 
 @pytest.mark.parametrize(
