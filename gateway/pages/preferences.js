@@ -19,7 +19,9 @@
   // is the Chinese the page has. `?lang=zh` was ignored, where only `zh-CN` exactly was taken.
   function firstLanguage() {
     const asked = new URLSearchParams(location.search).get("lang");
-    return (asked && ours(asked)) || ours(navigator.language || "") || "en";
+    // Every language the browser names, in its order: a Chinese second to another the page lacks.
+    const named = navigator.languages?.length ? navigator.languages : [navigator.language || ""];
+    return (asked && ours(asked)) || named.map(ours).find(Boolean) || "en";
   }
 
   function ours(tag) {
@@ -334,7 +336,7 @@
       timing(data.state),
       location_(data.state),
       devicesView(data.devices),
-      notificationsView(data.notifications),
+      notificationsView(data.notifications, data.state),
       complaintsView(data.complaints),
       historyView(data.history),
       yourData(),
@@ -629,7 +631,23 @@
 
   const WAITING = new Set(["queued", "deferred"]);
 
-  function notificationsView(notifications) {
+  // A waiting message's reasons are what let it through when it was accepted; it is judged again
+  // before it is sent, so a topic switched off or a consent withdrawn since stops it there. Said
+  // as such, rather than "allowed" for a consent the person has just taken back.
+  function stopped(push, state) {
+    const needs = TOPIC_NEEDS[push.topic] || [];
+    return state.topics[push.topic] === false || needs.some((purpose) => !state.consents[purpose]?.granted);
+  }
+
+  // Not on its way yet (queued, or waiting for quiet hours to end): why it may go, not why it came.
+  function reasons(push, state) {
+    const waiting = WAITING.has(push.status);
+    if (waiting && stopped(push, state)) return el("div", { class: "meta", text: t("why_stopped") });
+    if (!push.why.length) return null;
+    return el("div", { class: "meta", text: t(waiting ? "why_allowed" : "why", { why: clauses(push.why.map(why)) }) });
+  }
+
+  function notificationsView(notifications, state) {
     const items = notifications.map((push) => {
       const holder = el("div");
       return el("li", { "data-push-id": push.push_id },
@@ -639,8 +657,7 @@
           t(`topic_${push.topic}`), push.campaign_id ? t("campaign", { id: push.campaign_id }) : null, when(push.at),
           t(`status_${push.status}`),
         ].filter(Boolean).join(" · ") }),
-        // Not on its way yet (queued, or waiting for quiet hours to end): why it may go, not why it came.
-        push.why.length ? el("div", { class: "meta", text: t(WAITING.has(push.status) ? "why_allowed" : "why", { why: clauses(push.why.map(why)) }) }) : null,
+        reasons(push, state),
         opensComplaint(t("complain"), holder, push.push_id),
         holder);
     });
@@ -668,8 +685,13 @@
   function historyView(events) {
     const items = events.filter((event) => event.purpose).map((event) =>
       el("li", {},
-        el("span", { text: `${when(event.at)} · ${t(event.granted ? "given" : "withdrawn")} · ${t(`purpose_${event.purpose}`)}` }),
-        event.notice_version ? el("span", { class: "meta mono", text: ` (${event.notice_version})` }) : null));
+        el("span", { text: [
+          when(event.at), t(event.granted ? "given" : "withdrawn"), t(`purpose_${event.purpose}`),
+          event.source.startsWith("complaint:") ? t("history_by_report") : null,
+        ].filter(Boolean).join(" · ") }),
+        event.notice_version ? el("span", { class: "meta mono", text: ` (${event.notice_version})` }) : null,
+        // The receipt each change was given, to match with the signed one in the data download.
+        event.receipt_id ? el("div", { class: "meta mono", text: t("history_receipt", { id: event.receipt_id }) }) : null));
     return section("history", t("history_title"), items.length ? null : t("history_none"), el("ul", { class: "items" }, ...items));
   }
 

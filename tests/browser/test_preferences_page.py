@@ -445,6 +445,45 @@ def test_in_chinese_the_reasons_and_device_states_are_chinese_too(tab: Tab, gate
     assert [e for e in tab.errors if "status of 400" not in e] == []
 
 
+def test_the_consent_history_shows_each_changes_receipt_and_a_withdrawal_by_report(
+    tab: Tab, gateway: Gateway
+) -> None:
+    """A receipt's number was shown only in the status bar, until the next action replaced it, and a
+    consent withdrawn by a report ("I never agreed to this") read as one withdrawn by hand."""
+    someone = user()
+    grant_with_device(gateway, someone)
+    pushed = sent_push(gateway, someone)
+    report = {"push_id": pushed["push_id"], "reason": "no_consent"}
+    filed = gateway.http.post("/v1/me/complaints", json=report, headers=gateway.as_user(someone))
+    assert filed.status_code == 201, filed.text
+    open_as(tab, gateway, someone)
+    history = gateway.http.get("/v1/me/consents/history", headers=gateway.as_user(someone)).json()
+    shown = tab.page.locator("#history li")
+    expect(shown).to_have_count(3)  # marketing and location given, marketing withdrawn by the report
+    for event, item in zip([e for e in history if e["purpose"]], shown.all(), strict=True):
+        expect(item).to_contain_text(f"receipt {event['receipt_id']}")
+    expect(shown.nth(2)).to_contain_text("withdrew · Offers and news")
+    expect(shown.nth(2)).to_contain_text("after your report")
+    expect(shown.nth(0)).not_to_contain_text("after your report")
+    assert tab.errors == []
+
+
+def test_a_browser_whose_second_language_is_chinese_gets_the_chinese_page(
+    browser: Browser, gateway: Gateway
+) -> None:
+    """Only the first language the browser named was read: French then Chinese got English."""
+    context = browser.new_context(locale="fr-FR")
+    try:
+        page = context.new_page()
+        page.add_init_script(
+            "Object.defineProperty(navigator, 'languages', { get: () => ['fr-FR', 'zh-CN'] });"
+        )
+        page.goto(f"{gateway.server.base}/preferences#token={gateway.token(user())}")
+        expect(page.locator("#consents-title")).to_have_text("您的同意")
+    finally:
+        context.close()
+
+
 @pytest.mark.parametrize("address", ["/preferences?lang=zh-CN", "/preferences"])
 def test_until_a_language_is_chosen_the_page_keeps_the_one_asked_for(
     browser: Browser, gateway: Gateway, address: str
@@ -1373,9 +1412,16 @@ def test_a_message_waiting_for_quiet_hours_is_scheduled_and_says_why_it_may_go(
     open_as(tab, gateway, user_id)
     item = tab.page.locator(f'li[data-push-id="{answer.json()["push_id"]}"]')
     expect(item).to_contain_text("scheduled")
-    expect(item).to_contain_text("Why it is allowed:")
+    expect(item).to_contain_text("Accepted because:")
+    expect(item).to_contain_text("checked again against your settings before it is sent")
     expect(item).not_to_contain_text("Why you got it")
     expect(tab.page.get_by_role("heading", name="Your messages")).to_be_visible()
+
+    # Its consent withdrawn, it is not said to be allowed by it: dispatch will stop it.
+    tab.page.locator("input[name=consent-marketing]").uncheck()
+    expect(tab.page.locator("#status")).to_contain_text(re.compile(r"Receipt \S+"))
+    expect(item).to_contain_text("It will not be sent: your settings have changed since it was accepted.")
+    expect(item).not_to_contain_text("Accepted because:")
     assert tab.errors == []
 
 
