@@ -120,7 +120,7 @@
   }
 
   function fail(error) {
-    if (error instanceof ApiError && error.status === 401) signOut(t("session_over"));
+    if (error instanceof ApiError && error.status === 401) signOut("session_over");
     else say(problem(error), "error");
   }
 
@@ -226,12 +226,14 @@
     }
   }
 
-  function signOut(message, kind = "ok") {
+  // `said` is a message's key, put in words once the language is the sign-in form's: said in the
+  // leaving person's, it stood in English over a Chinese form.
+  function signOut(said, kind = "ok") {
     tabStore.remove(TOKEN_KEY);
     token = null;
     lang = firstLanguage();  // the person leaving chose theirs; the next one's comes with their view
     renderSignIn();
-    say(message, kind);
+    say(t(said), kind);
   }
 
   // A load begun before another person signed in (a second link, the form) ends quietly, its
@@ -270,7 +272,7 @@
       el("option", { value: "zh-CN", lang: "zh-CN", selected: lang === "zh-CN" }, "简体中文"),
     );
     const controls = [el("label", {}, `${t("language")} `, picker)];
-    if (token) controls.push(el("button", { class: "secondary", onclick: () => signOut(t("signed_out")) }, t("sign_out")));
+    if (token) controls.push(el("button", { class: "secondary", onclick: () => signOut("signed_out") }, t("sign_out")));
     document.getElementById("controls").replaceChildren(...controls);
   }
 
@@ -305,7 +307,7 @@
       // focus back on the field, not as "your session has ended".
       load().catch((error) => {
         if (!(error instanceof ApiError && error.status === 401) || token !== asked) return fail(error);
-        signOut(t("token_refused"), "error");
+        signOut("token_refused", "error");
         const field = document.getElementById("token");
         field.setAttribute("aria-invalid", "true");
         field.focus();

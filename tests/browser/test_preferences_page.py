@@ -468,6 +468,24 @@ def test_the_consent_history_shows_each_changes_receipt_and_a_withdrawal_by_repo
     assert tab.errors == []
 
 
+def test_signing_out_says_so_in_the_language_of_the_sign_in_form(browser: Browser, gateway: Gateway) -> None:
+    """The person leaving had chosen English in a Chinese browser: the form came back in Chinese
+    under "You are signed out." in English."""
+    someone = user()
+    chosen = gateway.http.patch("/v1/me/preferences", json={"locale": "en"}, headers=gateway.as_user(someone))
+    assert chosen.status_code == 200, chosen.text
+    context = browser.new_context(locale="zh-CN")
+    try:
+        page = context.new_page()
+        page.goto(f"{gateway.server.base}/preferences#token={gateway.token(someone)}")
+        expect(page.locator("#consents-title")).to_have_text("What you agree to")
+        page.get_by_role("button", name="Sign out").click()
+        expect(page.locator("#status")).to_have_text("您已退出。")
+        assert page.evaluate("document.documentElement.lang") == "zh-CN"
+    finally:
+        context.close()
+
+
 def test_a_browser_whose_second_language_is_chinese_gets_the_chinese_page(
     browser: Browser, gateway: Gateway
 ) -> None:
