@@ -425,7 +425,8 @@
             { control: event.target },
           ),
         }),
-        el("span", {}, t(`topic_${topic}`), missing.length
+        // "Always on" in the list of switches only: a message's topic line named it so too.
+        el("span", {}, t(`topic_${topic}`), topic === "transactional" ? ` ${t("always_on")}` : null, missing.length
           ? el("small", { text: t("topic_needs", { purposes: list(missing.map((purpose) => t(`purpose_${purpose}`))) }) })
           : null,
         paused[topic] ? el("small", { class: "meta", text: t("topic_paused", { time: when(paused[topic]) }) }) : null));

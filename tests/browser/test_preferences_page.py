@@ -445,6 +445,21 @@ def test_in_chinese_the_reasons_and_device_states_are_chinese_too(tab: Tab, gate
     assert [e for e in tab.errors if "status of 400" not in e] == []
 
 
+def test_a_payment_message_is_named_by_its_topic_and_only_the_switch_says_always_on(
+    tab: Tab, gateway: Gateway
+) -> None:
+    """Each message's line took the switch's label: "Payments and account (always on) · ..."."""
+    someone = user()
+    grant_with_device(gateway, someone)
+    pushed = sent_push(gateway, someone, topic="transactional", title="Paid", body="CNY 25.00")
+    open_as(tab, gateway, someone)
+    line = tab.page.locator(f'li[data-push-id="{pushed["push_id"]}"] .meta').first
+    expect(line).to_contain_text("Payments and account · ")
+    expect(line).not_to_contain_text("always on")
+    expect(tab.page.locator("#topics")).to_contain_text("Payments and account (always on)")
+    assert tab.errors == []
+
+
 def test_the_consent_history_shows_each_changes_receipt_and_a_withdrawal_by_report(
     tab: Tab, gateway: Gateway
 ) -> None:
