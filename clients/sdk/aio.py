@@ -41,7 +41,7 @@ class AsyncConsentGateway:
         base_url: str,
         api_key: str,
         *,
-        timeout: float = 10.0,
+        timeout: float | httpx.Timeout = 10.0,
         retry: RetryPolicy = DEFAULT_RETRY,
         client: httpx.AsyncClient | None = None,
     ) -> None:

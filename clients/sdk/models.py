@@ -202,3 +202,6 @@ class Complaint(msgspec.Struct, frozen=True, kw_only=True):
     acknowledged_at: datetime | None
     resolved_at: datetime | None
     resolution: str | None
+    complainant_erased: bool = False
+    """The person who complained erased their data: their comment is gone, and a resolution
+    written now is not kept."""

@@ -43,7 +43,7 @@ class ConsentGateway:
         base_url: str,
         api_key: str,
         *,
-        timeout: float = 10.0,
+        timeout: float | httpx.Timeout = 10.0,
         retry: RetryPolicy = DEFAULT_RETRY,
         client: httpx.Client | None = None,
     ) -> None:

@@ -342,3 +342,17 @@ def test_text_holding_half_a_character_is_refused_naming_its_field(call: Any, fi
     named a position, not the argument (README, "Errors": a ValueError naming it)."""
     with pytest.raises(ValueError, match=rf"^{re.escape(field)}: text holding half a character"):
         call()
+
+
+def test_the_timeout_may_be_httpx_s_own() -> None:
+    """The README calls it httpx's; typed a float, `httpx.Timeout(5, connect=2)` worked but failed
+    a service's `mypy --strict` (which `make typecheck` runs on this file)."""
+    timeout = httpx.Timeout(5.0, connect=2.0)
+    with ConsentGateway("https://example.test", KEY, timeout=timeout) as sdk:
+        assert sdk._http.timeout == timeout
+
+    async def made() -> httpx.Timeout:
+        async with AsyncConsentGateway("https://example.test", KEY, timeout=timeout) as sdk:
+            return sdk._http.timeout
+
+    assert asyncio.run(made()) == timeout

@@ -14,7 +14,7 @@ import msgspec
 import pytest
 
 from clients.sdk import models as sdk
-from gateway.schemas import stats
+from gateway.schemas import complaints, pushes, stats
 from policies import catalog
 
 
@@ -43,3 +43,25 @@ def test_the_sdk_s_topics_are_the_catalog_s() -> None:
 @pytest.mark.parametrize("name", ["VariantStats", "Comparison", "CampaignStats"])
 def test_the_sdk_s_statistics_answers_are_the_gateway_s(name: str) -> None:
     assert _fields(getattr(sdk, name)) == _fields(getattr(stats, name))
+
+
+@pytest.mark.parametrize(
+    ("ours", "theirs"),
+    [
+        (sdk.PushAnswer, pushes.PushAnswer),
+        (sdk.BatchAnswer, pushes.BatchAnswer),
+        (sdk.Push, pushes.PushRead),
+        (sdk.CampaignCreated, pushes.CampaignCreated),
+        (sdk.Campaign, pushes.CampaignRead),
+        (sdk.PauseEvidence, pushes.PauseEvidence),
+        (sdk.Complaint, complaints.ComplaintRead),
+    ],
+    ids=lambda struct: struct.__name__,
+)
+def test_the_sdk_s_answers_carry_every_field_the_gateway_answers(
+    ours: type[msgspec.Struct], theirs: type[msgspec.Struct]
+) -> None:
+    """By name only: the SDK reads times as datetimes and some strings as Literals. `Complaint`
+    lost the gateway's `complainant_erased`: a service could not tell why its resolution went."""
+    names = [field.encode_name for field in msgspec.structs.fields(theirs)]
+    assert [field.encode_name for field in msgspec.structs.fields(ours)] == names
