@@ -381,12 +381,25 @@ def _create_key(settings: Settings, name: str, scopes: tuple[str, ...]) -> int:
     except GatewayError as exc:
         print(f"consent-gateway: {exc.detail}", file=sys.stderr)
         return EXIT_USAGE
+    if sys.stdout is None:  # closed (`>&-`): the secret would be shown nowhere
+        print(
+            "consent-gateway: standard output is closed: a key's secret is shown only there", file=sys.stderr
+        )
+        return EXIT_USAGE
     runtime = Runtime(settings)
     try:
-        key, secret = runtime.api_keys.create_sync(name, scopes)
+        key, _ = runtime.api_keys.create_sync(name, scopes, show=lambda secret: print(secret, flush=True))
+    except OSError as exc:
+        why = exc.strerror or exc
+        print(
+            f"consent-gateway: the key's secret could not be written ({why}): no key was made",
+            file=sys.stderr,
+        )
+        # What stays in stdout's buffer goes nowhere at exit, rather than failing there again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_USAGE
     finally:
         runtime.close()
-    print(secret)
     print(
         f"key id {key.key_id}, scopes {' '.join(key.scopes)}: store it now, it is not shown again",
         file=sys.stderr,

@@ -64,9 +64,24 @@ class ApiKeyRegistry:
         leak, which keys are live, and with what scopes."""
         return repo.list_keys(self._store.data.reader())
 
-    def create_sync(self, name: str, scopes: tuple[str, ...], actor: str = "cli") -> tuple[ApiKey, str]:
-        """`keys create`'s path: the actor is whoever runs commands on the server."""
-        return self._store.data.writer.run_sync(self._creation(name, scopes, actor))
+    def create_sync(
+        self,
+        name: str,
+        scopes: tuple[str, ...],
+        actor: str = "cli",
+        show: Callable[[str], None] = lambda secret: None,
+    ) -> tuple[ApiKey, str]:
+        """`keys create`'s path: the actor is whoever runs commands on the server. `show` writes
+        the secret out inside the unit, so a key whose secret could not be written (a full disk,
+        a closed pipe) is undone rather than left live with a secret nobody saw."""
+        creation = self._creation(name, scopes, actor)
+
+        def unit(conn: Connection) -> tuple[ApiKey, str]:
+            key, secret = creation(conn)
+            show(secret)
+            return key, secret
+
+        return self._store.data.writer.run_sync(unit)
 
     async def create(self, name: str, scopes: tuple[str, ...], actor: str) -> tuple[ApiKey, str]:
         """The admin route's path. It issues no `audit:read` key: an operator holding an admin

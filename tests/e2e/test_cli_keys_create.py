@@ -171,3 +171,32 @@ def test_serve_starts_on_a_data_dir_another_process_holds_the_write_lock_of(tmp_
         released.join()
         server.terminate()
         server.communicate(timeout=30)
+
+
+@pytest.mark.parametrize("stdout", ["full", "closed"])
+def test_a_key_whose_secret_cannot_be_written_is_not_made(tmp_path: Path, stdout: str) -> None:
+    """`> /dev/full` left a live key whose secret nobody saw, and with standard output closed
+    (`>&-`) the command even said it was made: a key no one can use, that someone must revoke."""
+    data = tmp_path / "data"
+    data.mkdir()
+    command = [CLI, "keys", "create", "--name", "lost", "--scope", "pushes:write", "--data-dir", str(data)]
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            command,
+            env={},
+            stdout=full if stdout == "full" else None,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            # The shell's `>&-`: the child starts with no file descriptor 1.
+            preexec_fn=(lambda: os.close(1)) if stdout == "closed" else None,
+        )
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "no key was made" in done.stderr or "standard output is closed" in done.stderr, done.stderr
+    assert "store it now" not in done.stderr
+    listed = subprocess.run(
+        [CLI, "keys", "list", "--data-dir", str(data)], env={}, capture_output=True, text=True, timeout=60
+    )
+    # Refused before a gateway was set up when standard output is closed: there is nothing to list.
+    assert listed.returncode == 0 or "no gateway.db" in listed.stderr, listed.stderr[-2000:]
+    assert "lost" not in listed.stdout
