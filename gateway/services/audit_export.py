@@ -478,7 +478,7 @@ def verify_export(
         checked.append("checkpoint root")
     if saved is not None:
         roots[cp.tree_size] = bytes.fromhex(cp.root_hash)
-        if (problem := _extends(saved, roots, events, cp.tree_size)) is not None:
+        if (problem := _extends(saved, roots, events, cp)) is not None:
             return ExportCheck(ok=False, events=len(events), checked=checked, problem=problem)
         checked.append("extends the saved checkpoint")
     if receipts:
@@ -545,15 +545,22 @@ def _moment(text: str) -> datetime | None:
 
 
 def _extends(
-    saved: CheckpointClaims, roots: Mapping[int, bytes], events: list[ExportEvent], signed: int
+    saved: CheckpointClaims, roots: Mapping[int, bytes], events: list[ExportEvent], signed: CheckpointRead
 ) -> str | None:
     """Why the export does not show its history extending `saved`, or None. `roots` are the
     export's tree roots it could work out, by size: before its first event, after each of its
-    events, and the signed checkpoint's."""
-    if saved.tree_size > signed:
+    events, and the signed checkpoint's (`signed`)."""
+    if saved.tree_size > signed.tree_size:
+        saved_at, signed_at = _moment(saved.at), _moment(signed.at)
+        if saved_at is not None and signed_at is not None and saved_at > signed_at:
+            # The files given the wrong way round, not a ledger that lost events: said as such.
+            return (
+                f"cannot tell: the saved checkpoint (signed {saved.at}) is newer than this export's "
+                f"({signed.at}); pass an export made after it"
+            )
         return (
             f"the saved checkpoint signed {saved.tree_size} events, more than this export's "
-            f"checkpoint ({signed}): the ledger has lost events since"
+            f"checkpoint ({signed.tree_size}): the ledger has lost events since"
         )
     root = roots.get(saved.tree_size)
     if root is None:

@@ -122,6 +122,27 @@ def test_a_saved_checkpoint_outside_the_window_cannot_be_told_and_a_larger_one_i
     assert "the ledger has lost events since" in problem
 
 
+def test_an_export_older_than_the_saved_checkpoint_is_not_called_a_loss(
+    client: Client, runtime: Runtime, as_user: Callable[[str], Headers], auditor: Headers, clock: FakeClock
+) -> None:
+    """The files given the wrong way round (`--export OLD --since NEWER`) read as a ledger that
+    had lost events: a false alarm of tampering, to an auditor, about an intact ledger."""
+    alice = as_user("alice")
+    grow(client, alice, 2, clock)
+    older = export(client, auditor)  # 2 events
+    grow(client, alice, 1, clock)
+    newer = checkpoint_of(export(client, auditor))  # 3 events, signed an hour later
+    report = verify_export(older, runtime.signer.public_keys(), newer)
+    assert report.ok is False
+    assert report.problem is not None
+    assert report.problem.startswith("cannot tell: the saved checkpoint (signed "), report.problem
+    assert report.problem.endswith("; pass an export made after it")
+    assert "lost events" not in report.problem
+    assert verify_export(
+        export(client, auditor), runtime.signer.public_keys(), newer
+    ).ok  # the right way round
+
+
 def test_cli_audit_verify_since_an_earlier_export_or_a_saved_checkpoint(
     client: Client,
     runtime: Runtime,
