@@ -31,7 +31,13 @@ from gateway.clock import parse_rfc3339, rfc3339_text, system_clock
 from gateway.logs import configure_logging
 from gateway.scopes import SCOPES
 from gateway.settings import Settings, SettingsError
-from storage.failures import DatabaseLockedError, StorageBusyError, StorageFailedError, StorageFullError
+from storage.failures import (
+    DatabaseLockedError,
+    StorageBusyError,
+    StorageFailedError,
+    StorageFullError,
+    refusal_kind,
+)
 from storage.keys import KeyStoreError
 from storage.migrations import SchemaError
 from storage.store import DataDirError, check_pair
@@ -163,7 +169,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return EXIT_USAGE
     except StorageFailedError as exc:  # another process's write lock, a full disk: said, not a traceback
-        print(f"consent-gateway: {_storage_refusal(exc)}", file=sys.stderr)
+        if _read_only(exc):  # the data dir's files, not the disk: named as the data dir was given
+            named = SettingsError(f"a database cannot be written (read-only: {exc})", setting="data_dir")
+            print(f"consent-gateway: configuration error: {named.given_by(flags)}", file=sys.stderr)
+        else:
+            print(f"consent-gateway: {_storage_refusal(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as exc:  # the last resort: a path the checks above could not foresee
         where = f"{exc.filename}: " if exc.filename else ""
@@ -217,6 +227,13 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.export is not None:
         return _verify_export(settings, args.export, args.jwks, args.since, args.receipt)
     return _verify(settings)
+
+
+def _read_only(exc: StorageFailedError) -> bool:
+    """A write refused for want of permission (a file or a mount made read-only), which the
+    writer reports as it does a full disk: `serve` checks for it at start, other commands meet it."""
+    cause = exc.__cause__
+    return isinstance(exc, StorageFullError) and cause is not None and refusal_kind(cause) == "read-only"
 
 
 def _storage_refusal(exc: StorageFailedError) -> str:

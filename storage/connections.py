@@ -10,6 +10,8 @@ writer); `connect` alone is for tools and the writer's own threads.
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
 import sqlite3
 import threading
 import time
@@ -193,7 +195,9 @@ def _keyed(path: Path, key: bytes, page_mac: str, factory: type[Any]) -> Connect
         code = getattr(exc, "sqlite_errorcode", None)
         if isinstance(code, int) and code & 0xFF == sqlcipher3.SQLITE_NOTADB:
             raise DatabaseLockedError(f"cannot open {path.name}: wrong key or not a database") from exc
-        raise OSError(f"cannot open {path}: {exc}") from exc
+        # With the path as the error's file name, so a command names the setting that gave it.
+        cannot = "" if os.access(path.parent, os.W_OK) else f" ({path.parent} cannot be written)"
+        raise OSError(errno.EIO, f"cannot open {path.name}: {exc}{cannot}", str(path)) from exc
     return conn
 
 

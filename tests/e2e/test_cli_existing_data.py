@@ -316,6 +316,33 @@ def test_serve_refuses_a_database_it_cannot_write(gateway_dir: Path) -> None:
     _refused(done, "CGW_DATA_DIR", "gateway.db cannot be written (read-only)")
 
 
+@pytest.mark.skipif(bool(AS_AN_OWNER) and shutil.which("setpriv") is None, reason="needs setpriv as root")
+@pytest.mark.parametrize("what", ["files", "directory"])
+@pytest.mark.parametrize(
+    "command", [("keys", "create", "--name", "a", "--scope", "admin"), ("audit", "export", "--out", "OUT")]
+)
+def test_other_commands_name_the_data_dir_they_cannot_write(
+    gateway_dir: Path, tmp_path: Path, command: tuple[str, ...], what: str
+) -> None:
+    """Only `serve` checked: a read-only `gateway.db` was "the disk is full or refused the write",
+    a read-only directory "cannot open gateway.db: unable to open database file", neither naming
+    the data dir, nor the files as read-only."""
+    if what == "files":
+        for path in gateway_dir.iterdir():
+            if path.name.startswith("gateway.db"):
+                path.chmod(0o400)
+    else:
+        gateway_dir.chmod(0o500)
+    args = [str(tmp_path / "export.jws") if part == "OUT" else part for part in command]
+    env = {"CGW_DATA_DIR": str(gateway_dir)}
+    try:
+        done = subprocess.run([*AS_AN_OWNER, CLI, *args], env=env, capture_output=True, text=True, timeout=60)
+    finally:
+        gateway_dir.chmod(0o700)
+    line = _refused(done, "CGW_DATA_DIR")
+    assert "read-only" in line if what == "files" else "cannot be written" in line, line
+
+
 @pytest.mark.parametrize(
     "command", [("token", "alice"), ("keys", "create", "--name", "a", "--scope", "admin")]
 )
