@@ -640,19 +640,12 @@ def _verify_export(
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        print(f"consent-gateway: cannot read {exc.filename}: {exc.strerror}", file=sys.stderr)
+        print(f"consent-gateway: --export {path}: cannot read it: {exc.strerror}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        # Its own step: a UnicodeDecodeError is a ValueError, which the JWK set's check below
-        # reported as a bad --jwks file.
+        # Its own step: a ValueError here is the export's, where the JWK set's check below
+        # reported it as a bad --jwks file.
         token = _export_token(raw)
-    except UnicodeDecodeError:
-        print(
-            f"consent-gateway: --export {path}: not a text file (an export is the compact JWS "
-            "that `audit export` writes)",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
     except ValueError as exc:
         print(f"consent-gateway: --export {path}: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -669,10 +662,11 @@ def _verify_export(
         )
         return EXIT_USAGE
     except OSError as exc:
-        print(f"consent-gateway: cannot read {exc.filename}: {exc.strerror}", file=sys.stderr)
+        given = f"--jwks {jwks}: cannot read it" if jwks is not None else f"cannot read {exc.filename}"
+        print(f"consent-gateway: {given}: {exc.strerror}", file=sys.stderr)
         return EXIT_USAGE
     except ValueError as exc:
-        print(f"consent-gateway: {jwks}: not a JWK set with an Ed25519 key: {exc}", file=sys.stderr)
+        print(f"consent-gateway: --jwks {jwks}: not a JWK set with an Ed25519 key: {exc}", file=sys.stderr)
         return EXIT_USAGE
     saved = None
     if since is not None and (saved := _read_given("--since", since, _saved_checkpoint)) is None:
@@ -693,7 +687,7 @@ def _read_given(flag: str, path: Path, parse: Callable[[bytes], _Read]) -> _Read
     try:
         return parse(path.read_bytes())
     except OSError as exc:
-        print(f"consent-gateway: cannot read {exc.filename}: {exc.strerror}", file=sys.stderr)
+        print(f"consent-gateway: {flag} {path}: cannot read it: {exc.strerror}", file=sys.stderr)
     except ValueError as exc:  # UnicodeDecodeError too
         print(f"consent-gateway: {flag} {path}: {exc}", file=sys.stderr)
     return None
@@ -718,8 +712,8 @@ def _saved_checkpoint(raw: bytes) -> str:
         document = msgspec.json.decode(
             base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)), type=_SavedDocument
         )
-    except (IndexError, ValueError, msgspec.DecodeError) as exc:  # binascii.Error is a ValueError
-        raise ValueError(f"not an export or a checkpoint this gateway signed: {exc}") from None
+    except (IndexError, ValueError, msgspec.DecodeError):  # binascii.Error is a ValueError
+        raise ValueError("not an export or a checkpoint this gateway signed") from None
     if document.type == "consent-gateway/ledger-checkpoint":
         return token
     if document.type == "consent-gateway/audit-export" and document.checkpoint is not None:
@@ -740,7 +734,7 @@ def _receipt_tokens(raw: bytes) -> list[str]:
     """The compact JWS of each receipt in a file a user kept: the bare JWS, the consent route's
     answer (`{"receipt", "jws"}`), or their data export (`GET /v1/me/export`, its `receipts`).
     Read unverified here; `verify_export` checks each signature."""
-    text = raw.decode().strip()
+    text = _text(raw)
     if not text.startswith("{"):
         return [text]
     try:
@@ -756,11 +750,20 @@ def _receipt_tokens(raw: bytes) -> list[str]:
     raise ValueError("JSON with neither a receipt's jws nor a data export's receipts")
 
 
+def _text(raw: bytes) -> str:
+    """A file the gateway wrote (a compact JWS, or JSON holding one) as text; a ValueError, said
+    with its flag, for any other (its decoding error named a byte's position, and no flag)."""
+    try:
+        return raw.decode().strip()
+    except UnicodeDecodeError:
+        raise ValueError("not a text file (the gateway writes these as a compact JWS or JSON)") from None
+
+
 def _export_token(raw: bytes) -> str:
     """The compact JWS of an export file: the file itself, as `audit export` writes it, or the
     `jws` of `GET /v1/audit/export`'s JSON answer, as the auditor dashboard saved it until it
     saved the bare JWS (such files are in auditors' hands)."""
-    text = raw.decode().strip()
+    text = _text(raw)
     if not text.startswith("{"):
         return text
     try:

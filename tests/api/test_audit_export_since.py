@@ -165,3 +165,39 @@ def test_cli_audit_verify_since_an_earlier_export_or_a_saved_checkpoint(
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
         assert (done.returncode, done.stderr) == (0, ""), done.stdout + done.stderr
         assert "extends the saved checkpoint" in json.loads(done.stdout)["checked"]
+
+
+def test_cli_audit_verify_names_the_flag_of_each_file_it_cannot_use(
+    client: Client, as_user: Callable[[str], Headers], auditor: Headers, clock: FakeClock, tmp_path: Path
+) -> None:
+    """A missing `--jwks` or `--since` file said "cannot read F" naming no flag, a binary
+    `--receipt` Python's decoding error, and a `--since` file of plain text "list index out of
+    range"."""
+    grow(client, as_user("alice"), 1, clock)
+    (tmp_path / "new.jws").write_text(export(client, auditor))
+    (tmp_path / "jwks.json").write_text(client.get("/.well-known/jwks.json").text)
+    (tmp_path / "bin.dat").write_bytes(b"\xff\xfe\x00binary")
+    (tmp_path / "garbage.txt").write_text("garbage\n")
+    missing = str(tmp_path / "missing.json")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CGW_")}
+    base = [str(CLI), "audit", "verify", "--export", str(tmp_path / "new.jws")]
+    jwks = ["--jwks", str(tmp_path / "jwks.json")]
+    cases = [
+        (["--jwks", missing], f"--jwks {missing}: cannot read it: No such file or directory"),
+        ([*jwks, "--since", missing], f"--since {missing}: cannot read it: No such file or directory"),
+        (
+            [*jwks, "--receipt", str(tmp_path / "bin.dat")],
+            f"--receipt {tmp_path / 'bin.dat'}: not a text file",
+        ),
+        (
+            [*jwks, "--since", str(tmp_path / "garbage.txt")],
+            f"--since {tmp_path / 'garbage.txt'}: not an export or a checkpoint this gateway signed",
+        ),
+    ]
+    for flags, said in cases:
+        done = subprocess.run(
+            [*base, *flags], env=env, capture_output=True, text=True, timeout=60, check=False
+        )
+        assert (done.returncode, done.stdout) == (2, ""), done.stderr
+        (line,) = done.stderr.splitlines()
+        assert line.startswith(f"consent-gateway: {said}"), line
