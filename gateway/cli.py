@@ -125,7 +125,7 @@ def _parser() -> argparse.ArgumentParser:
     export = audit.add_parser("export", help="write the ledger events of a time range as a signed JWS")
     export.add_argument("--from", dest="start", type=_moment, help="RFC 3339, inclusive")
     export.add_argument("--to", dest="end", type=_moment, help="RFC 3339, exclusive")
-    export.add_argument("--out", type=Path, required=True)
+    export.add_argument("--out", type=_out_path, required=True)
     export.add_argument("--data-dir")
     return parser
 
@@ -395,8 +395,9 @@ def _create_key(settings: Settings, name: str, scopes: tuple[str, ...]) -> int:
     try:  # as the API refuses them, and before a gateway is set up in an empty data dir
         check_name(name)
         check_scopes(scopes)
-    except GatewayError as exc:
-        print(f"consent-gateway: {exc.detail}", file=sys.stderr)
+    except GatewayError as exc:  # named by the flag that gave it, not the API's field
+        flag = {"name": "--name", "scopes": "--scope"}.get(exc.field or "", exc.field)
+        print(f"consent-gateway: {flag}: {exc.detail.removeprefix(f'{exc.field}: ')}", file=sys.stderr)
         return EXIT_USAGE
     if sys.stdout is None:  # closed (`>&-`): the secret would be shown nowhere
         print(
@@ -562,6 +563,13 @@ def _existing_store(settings: Settings, *, signs: bool = False) -> tuple[KeyStor
     return keys, Store(settings.data_dir, keys, migrate=False, signs=signs)
 
 
+def _out_path(text: str) -> Path:
+    """Refused empty, as every other empty flag is: `Path("")` is the current directory."""
+    if not text:
+        raise argparse.ArgumentTypeError("empty: name the file to write")
+    return Path(text)
+
+
 def _moment(text: str) -> datetime:
     try:
         moment = parse_rfc3339(text)
@@ -586,6 +594,9 @@ async def _export(settings: Settings, start: datetime | None, end: datetime | No
     from gateway.services.audit import AuditService
     from gateway.signing import Signer
 
+    if start is not None and end is not None and start > end:  # before the ledger is checkpointed
+        print("consent-gateway: --from: must not be after --to", file=sys.stderr)
+        return EXIT_USAGE
     keys, store = _existing_store(settings, signs=True)  # it signs a checkpoint and the export
     existed = out.exists()
     try:

@@ -91,3 +91,26 @@ def test_an_empty_variable_is_unset_as_documented(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
     assert (tmp_path / "data" / "keys.json").is_file()
+
+
+def test_audit_export_names_its_own_flags(tmp_path: Path) -> None:
+    """`--from` after `--to` was "from: must not be after `to`", the API's field names, and an
+    empty `--out` the current directory ("--out .: Is a directory") where empty flags are refused."""
+    data = tmp_path / "data"
+    data.mkdir()
+    made = subprocess.run(
+        [CLI, "keys", "create", "--name", "ops", "--scope", "admin", "--data-dir", str(data)],
+        env={}, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr[-2000:]
+    out = tmp_path / "export.jws"
+    window = ["--from", "2026-11-24T00:00:00Z", "--to", "2026-11-23T00:00:00Z"]
+    line = _refused(["audit", "export", *window, "--out", str(out), "--data-dir", str(data)], {}, tmp_path)
+    assert line == "consent-gateway: --from: must not be after --to"
+    assert not out.exists()
+    done = subprocess.run(
+        [CLI, "audit", "export", "--out", "", "--data-dir", str(data)],
+        env={}, cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "--out: empty: name the file to write" in done.stderr, done.stderr

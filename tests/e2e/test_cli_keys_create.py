@@ -63,6 +63,7 @@ def test_scopes_no_key_may_hold_together_are_one_line_not_a_traceback(tmp_path: 
     assert done.returncode == 2
     assert done.stdout == ""
     assert "Traceback" not in done.stderr
+    assert done.stderr.startswith("consent-gateway: --scope: ")
     assert "`admin` and `audit:read` are never given to one key" in done.stderr
 
 
@@ -80,7 +81,7 @@ def test_a_name_the_api_refuses_is_refused_here_too(tmp_path: Path, name: str) -
     assert done.returncode == 2, done.stderr[-2000:]
     assert done.stdout == ""
     assert len(done.stderr.splitlines()) == 1, done.stderr[-2000:]
-    assert done.stderr.startswith("consent-gateway: name: 1-100 letters, digits, spaces")
+    assert done.stderr.startswith("consent-gateway: --name: 1-100 letters, digits, spaces")
     assert list(data.iterdir()) == []  # refused before a gateway was set up there
 
 
