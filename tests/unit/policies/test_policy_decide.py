@@ -168,6 +168,20 @@ CASES = [
         ),
     ),
     Case(
+        # A body may hold line breaks, and no detector reads across one: a number broken over
+        # lines reached the device whole. Two short numbers on two lines are still no one's.
+        "a number broken over lines is read as one",
+        push(
+            topic="transactional",
+            title="Order 1234\n5678 shipped",
+            body="Call me: 138\n1234\n5678",
+            data={"deeplink": "Card:\r\n4111\r\n1111\r\n1111\r\n1111"},
+        ),
+        subject(consents=frozenset()),
+        "rejected",
+        (r("payload_pii", field="body", kind="phone"), r("payload_pii", field="data.deeplink", kind="card")),
+    ),
+    Case(
         "transactional minimization still applies",
         push(topic="transactional", title="Paid by 4111111111111111"),
         subject(consents=frozenset()),
