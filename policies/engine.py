@@ -106,10 +106,13 @@ def decide(
     expires = expires_at(push, now, settings)
     ctx = RuleContext(push=push, subject=subject, campaign=campaign, expires_at=expires)
     first = check_subject(ctx, now, settings)
-    if is_terminal(first):
-        return combine([first], expires)
     unit = DecisionUnit() if unit is None else unit
     content = unit.content.of(push, settings)
+    if is_terminal(first):
+        # No subject to judge the push by, but its content and campaign still say what they
+        # say: a sender aiming at stale ids learnt only `subject_unknown`, not that its content
+        # would be refused for anyone. Nothing of a subject is read past this point.
+        return combine([first, content, check_campaign_pause(ctx, now, settings)], expires)
     results = [first, content]
     if not is_marketing(push.topic):
         results.append(passed("topic:transactional (contract)"))

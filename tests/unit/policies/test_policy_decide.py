@@ -67,14 +67,15 @@ TOKYO_UNTIL = datetime(2024, 6, 12, 23, 0, tzinfo=UTC)  # 08:00 next morning in 
 CASES = [
     Case("marketing push with everything granted", push(), subject(), "queued"),
     Case(
-        "unknown subject stops the pipeline",
+        # The rules that read a subject are not run; the content's is, since it reads none.
+        "unknown subject: no rule of a subject, but the content's",
         push(title="x" * 500),
         subject(status="unknown"),
         "rejected",
-        (r("subject_unknown"),),
+        (r("subject_unknown"), r("payload_too_large", field="title", limit=100)),
     ),
     Case(
-        "erased subject stops the pipeline",
+        "erased subject: no rule of a subject",
         push(),
         subject(status="erased", consents=frozenset()),
         "rejected",
@@ -166,6 +167,14 @@ CASES = [
             r("payload_pii", field="data", kind="phone"),
             r("payload_pii", field="data", kind="email"),
         ),
+    ),
+    Case(
+        # The content's reasons are the content's, whoever the push is for.
+        "an erased subject is said first, with what the content carries",
+        push(body="Write to alice@example.com"),
+        subject(status="erased"),
+        "rejected",
+        (r("subject_erased"), r("payload_pii", field="body", kind="email")),
     ),
     Case(
         # A body may hold line breaks, and no detector reads across one: a number broken over
