@@ -169,8 +169,10 @@
         }
         // The bare compact JWS, as `consent-gateway audit export` writes it, which is what
         // `consent-gateway audit verify --export` reads; not the API's {"jws": ...} answer.
+        status.replaceChildren();  // an earlier refusal is not this download's
         const answer = await call(`/v1/audit/export?${query}`);
         download("audit-export.jws", `${answer.jws}\n`, "application/jose");
+        say("Downloaded audit-export.jws.");
       } catch (error) {
         fail(error);
       }
@@ -198,7 +200,8 @@
     const search = () => fetchPage(true);
     const inputs = Object.fromEntries(spec.filters.map((name) => [name, el("input", { id: `filter-${name}`, name, autocomplete: "off", onkeydown: onEnter(search) })]));
     const rows = [];
-    const body = el("div", { id: "results" });
+    // Focusable from script: where the focus goes when More, pressed, is hidden by the last page.
+    const body = el("div", { id: "results", tabindex: "-1" });
     const more = el("button", { id: "more", class: "secondary", hidden: true }, "More");
     let cursor = null;
     let searched = "";  // the filters of the search the rows shown answer, which More goes on with
@@ -219,6 +222,8 @@
       const query = new URLSearchParams(filters);
       if (!fresh && cursor) query.set("cursor", cursor);
       const mine = ++latest;
+      // Disabled while it loads, More loses the focus to the page: it is given back after.
+      const refocus = !fresh && document.activeElement === more;
       more.disabled = true;
       status.replaceChildren();  // an earlier refusal is not this request's
       try {
@@ -243,7 +248,10 @@
         }
         fail(error);
       } finally {
-        if (mine === latest) more.disabled = false;
+        if (mine === latest) {
+          more.disabled = false;
+          if (refocus && view.isConnected) (more.hidden ? body : more).focus();
+        }
       }
     };
     more.addEventListener("click", () => fetchPage(false));
