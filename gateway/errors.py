@@ -38,6 +38,7 @@ from litestar.types import HTTPResponseBodyEvent, HTTPResponseStartEvent, Scope
 from gateway.annotations import choices
 from gateway.request_log import request_id_of
 from storage.failures import StorageBusyError, StorageFailedError, StorageFullError
+from storage.pseudonyms import SUBJECT_REF_PATTERN
 
 __all__ = [
     "STORAGE_FAILED",
@@ -176,10 +177,26 @@ _ENUM_VALUE = re.compile(r"""Invalid enum value (?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|
 def client_text(message: str) -> str:
     """A validator's message as a client is told it. Without the value it refused ("Invalid enum
     value 'x'"): a query or a body may hold a user id or an e-mail address. Other messages name
-    types, fields and patterns, which the client needs, and our own never repeat a value. And
-    without the `(?!\\n)` our patterns end with, which only keeps a trailing newline out and
-    left a client reading `$(?!\\n)` as part of what to send."""
+    types, fields and patterns, which the client needs, and our own never repeat a value. A
+    pattern with a meaning (`described`) is said by it: an auditor who typed a date was shown a
+    regular expression of forty characters. And without the `(?!\\n)` our patterns end with,
+    which only keeps a trailing newline out and left a client reading `$(?!\\n)` as part of what
+    to send."""
+    for quoted, meaning in _MEANINGS.items():
+        message = message.replace(quoted, meaning)
     return _ENUM_VALUE.sub("Invalid enum value given", message).replace(_NO_NEWLINE, "")
+
+
+_MEANINGS: dict[str, str] = {}  # a pattern as msgspec quotes it in a refusal, to what it means
+
+
+def described(pattern: str, meaning: str) -> str:
+    """`pattern`, whose refusals say `meaning` ("an RFC 3339 time, ...") in place of the regex."""
+    _MEANINGS["`str` matching regex '" + pattern.replace("\\", "\\\\") + "'"] = meaning
+    return pattern
+
+
+described(SUBJECT_REF_PATTERN, "a subject_ref: `sub_` and 52 of a-z and 2-7")
 
 
 _NO_NEWLINE = r"(?!\\n)"  # a pattern's `(?!\n)` as msgspec quotes it in its message

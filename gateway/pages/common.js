@@ -66,7 +66,11 @@ const CGW = (() => {
   }
 
   function errorText(error) {
-    if (error instanceof ApiError) return error.field ? `${error.detail} (${error.field})` : error.detail;
+    if (error instanceof ApiError) {
+      // Named once: most details begin with their field already ("from: ... (from)" said it twice).
+      const named = !error.field || error.detail.startsWith(`${error.field}:`);
+      return named ? error.detail : `${error.detail} (${error.field})`;
+    }
     return String(error && error.message ? error.message : error);
   }
 

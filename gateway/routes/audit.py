@@ -37,7 +37,7 @@ from litestar.utils import normalize_path
 from gateway.auth import Principal, bearer_credential, is_api_key
 from gateway.clock import parse_rfc3339
 from gateway.deps import RuntimeDep
-from gateway.errors import InvalidInput, NotAuthenticated, storage_refusal_messages
+from gateway.errors import InvalidInput, NotAuthenticated, described, storage_refusal_messages
 from gateway.request_log import method_label
 from gateway.routes.access import AUDIT_READ, NOT_ADMIN
 from gateway.routes.handlers import get
@@ -79,9 +79,10 @@ UNROUTED = f"{AUDIT_PATH}/* (no such route)"
 # by the service.)
 # Times are taken as text of RFC 3339's shape and read here (`_moment`): typed as datetime,
 # Litestar also read a bare number as Unix seconds (`at=20261123`, an answer about 1970).
-RFC3339 = (
+RFC3339 = described(
     r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,9})?)?"
-    r"([Zz]|[+-][0-9]{2}:[0-9]{2})?$(?!\n)"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})?$(?!\n)",
+    "an RFC 3339 time, such as 2026-11-23T10:00:00Z",
 )
 # A number is logged as the gateway writes one: no leading zero, under a billion (no ledger
 # position, policy version or page size comes near). A national phone number (`01065529988`,

@@ -43,3 +43,16 @@ def test_a_control_variant_refused_is_not_repeated(client: Client, as_key: Calla
     answer = client.get(stats, params={"control": VALUE}, headers=key)
     assert_problem(answer, 400, "control")
     assert "alice" not in answer.text
+
+
+def test_a_pattern_with_a_meaning_is_said_by_it(client: Client, as_key: Callable[..., Headers]) -> None:
+    """An auditor who typed a date, or a name where a subject_ref goes, was shown the pattern's
+    forty-character regular expression."""
+    auditor = as_key("audit:read")
+    for field, value, meaning in (
+        ("from", "2026-12-07", "from: Expected an RFC 3339 time, such as 2026-11-23T10:00:00Z"),
+        ("subject_ref", "bob", "subject_ref: Expected a subject_ref: `sub_` and 52 of a-z and 2-7"),
+    ):
+        answer = client.get("/v1/audit/consent-events", params={field: value}, headers=auditor)
+        assert assert_problem(answer, 400, field)["detail"] == meaning
+        assert "regex" not in answer.text
