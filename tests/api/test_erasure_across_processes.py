@@ -28,6 +28,7 @@ from gateway.app import create_app
 from gateway.runtime import Runtime
 from gateway.services.dispatch import Dispatcher
 from gateway.settings import Settings
+from storage.db import Database
 from storage.directory import MAX_AGE_SECONDS, SubjectDirectory
 from storage.repositories import pushes
 
@@ -78,10 +79,30 @@ def _register(post: Any, user: Headers, token: str) -> None:
     assert answer.status_code == 201, answer.text
 
 
-def _with_short_bound(runtime: Runtime) -> None:
-    """Each request finds the directory on the store: a short bound instead of the default's wait."""
+def _trusting_for(runtime: Runtime, seconds: float) -> Database:
+    """Each request finds the directory on the store: this app trusts a cached key for `seconds`
+    instead of the default's second. Returns the directory's database."""
     db = runtime.store._directory_db
-    runtime.store.directory = SubjectDirectory(db, runtime.keys.keyring, max_age=SHORT_MAX_AGE)
+    runtime.store.directory = SubjectDirectory(db, runtime.keys.keyring, max_age=seconds)
+    return db
+
+
+def _round(client: TestClient[Litestar], runtime: Runtime) -> Scripted:
+    """One delivery round of this app's queued pushes, to a provider that takes every one; it
+    says what it was sent."""
+    sent = Scripted("scripted-ok", "delivered")
+    rt = runtime
+    dispatcher = Dispatcher(rt.store, rt.clock, rt.settings, rt.policy, rt.metrics, {"fcm": sent})
+    assert client.blocking_portal.call(dispatcher.run_once, "test-worker", 10) == 1
+    return sent
+
+
+def _subjects_of(db: Database, runtime: Runtime) -> int:
+    """How many live subjects the user has in the directory (0 once erased, until they come back)."""
+    ref = runtime.store.pseudonyms.subject_ref(USER)
+    return int(
+        db.reader().execute("SELECT count(*) FROM subjects WHERE subject_ref = ?", (ref,)).fetchone()[0]
+    )
 
 
 def test_a_subject_erased_through_another_app_is_refused_within_the_bound(
@@ -92,7 +113,7 @@ def test_a_subject_erased_through_another_app_is_refused_within_the_bound(
     as_user: Callable[[str], Headers],
     as_key: Callable[..., Headers],
 ) -> None:
-    _with_short_bound(runtime)
+    _trusting_for(runtime, SHORT_MAX_AGE)
     user, service = as_user(USER), as_key("pushes:write")
     _register(client.post, user, "fcm-token-erin-x1y2")
     queued = client.post("/v1/pushes", json=_push_body("before"), headers=service).json()
@@ -103,10 +124,7 @@ def test_a_subject_erased_through_another_app_is_refused_within_the_bound(
         assert _submitter(other.post, service, "there")()["reasons"] == ERASED  # at once where it was erased
 
     # The delivery path reads its subjects by id every round: the queued push ends, unsent.
-    sent = Scripted("scripted-ok", "delivered")
-    rt = runtime
-    dispatcher = Dispatcher(rt.store, rt.clock, rt.settings, rt.policy, rt.metrics, {"fcm": sent})
-    assert client.blocking_portal.call(dispatcher.run_once, "test-worker", 10) == 1
+    sent = _round(client, runtime)
     ended = client.get(f"/v1/pushes/{queued['push_id']}", headers=service).json()
     assert (ended["status"], ended["reasons"], sent.sent) == ("rejected", ERASED, [])
 
@@ -126,7 +144,7 @@ def test_a_user_who_came_back_through_another_app_gets_their_new_subject_within_
     as_user: Callable[[str], Headers],
     as_key: Callable[..., Headers],
 ) -> None:
-    _with_short_bound(runtime)
+    _trusting_for(runtime, SHORT_MAX_AGE)
     user, service = as_user(USER), as_key("pushes:write")
     _register(client.post, user, "fcm-token-erin-old1")
     assert client.post("/v1/pushes", json=_push_body("before"), headers=service).json()["outcome"] == "queued"
@@ -163,8 +181,7 @@ def test_a_write_through_an_app_still_trusting_its_cache_after_an_erasure_leaves
     after an erasure made through another app landed under the erased subject's id after the
     erasure's cleanup, and stayed: a device's token tag, a consent's columns and a ledger event
     after `subject.erased`. It now goes to whoever the user is now, a new subject."""
-    db = runtime.store._directory_db
-    runtime.store.directory = SubjectDirectory(db, runtime.keys.keyring, max_age=60.0)
+    _trusting_for(runtime, 60.0)
     user = as_user(USER)
     _register(client.post, user, "fcm-token-erin-first")  # this app holds the subject's key now
     ref = runtime.store.pseudonyms.subject_ref(USER)
@@ -216,8 +233,7 @@ def test_a_refused_complaint_through_an_app_still_trusting_its_cache_does_not_br
     made in the directory before the unit refused the complaint 404 (the push is the erased
     subject's). The refusal kept that subject: the user was live again, and their later pushes
     answered `no_device` where `subject_erased` was due. A refused request changes nothing."""
-    db = runtime.store._directory_db
-    runtime.store.directory = SubjectDirectory(db, runtime.keys.keyring, max_age=60.0)
+    db = _trusting_for(runtime, 60.0)
     user, service = as_user(USER), as_key("pushes:write")
     _register(client.post, user, "fcm-token-erin-complains")
     push_id = client.post("/v1/pushes", json=_push_body("complained-of"), headers=service).json()["push_id"]
@@ -228,9 +244,7 @@ def test_a_refused_complaint_through_an_app_still_trusting_its_cache_does_not_br
     complaint = {"push_id": push_id, "reason": "other"}
     refused = client.post("/v1/me/complaints", json=complaint, headers=user)
     assert refused.status_code == 404, refused.text
-    ref = runtime.store.pseudonyms.subject_ref(USER)
-    live = db.reader().execute("SELECT count(*) FROM subjects WHERE subject_ref = ?", (ref,)).fetchone()[0]
-    assert live == 0  # still erased: no subject was made for the refused complaint
+    assert _subjects_of(db, runtime) == 0  # still erased: no subject was made for the refused complaint
     assert _submitter(client.post, service, "later")()["reasons"] == ERASED
 
 
@@ -246,15 +260,11 @@ def test_an_event_through_an_app_still_trusting_its_cache_after_an_erasure_is_no
     erasure made through another: it was recorded for the erased user's push after
     `subject.erased`, and counted in the campaign's statistics. It is a 404 now, as to any user
     the push was not delivered to, and brings no subject back."""
-    db = runtime.store._directory_db
-    runtime.store.directory = SubjectDirectory(db, runtime.keys.keyring, max_age=60.0)
+    db = _trusting_for(runtime, 60.0)
     user, service = as_user(USER), as_key("pushes:write")
     _register(client.post, user, "fcm-token-erin-opens")
     push_id = client.post("/v1/pushes", json=_push_body("opened"), headers=service).json()["push_id"]
-    rt = runtime
-    sent = Scripted("scripted-ok", "delivered")
-    dispatcher = Dispatcher(rt.store, rt.clock, rt.settings, rt.policy, rt.metrics, {"fcm": sent})
-    assert client.blocking_portal.call(dispatcher.run_once, "test-worker", 10) == 1
+    _round(client, runtime)
     assert client.get(f"/v1/pushes/{push_id}", headers=service).json()["status"] == "delivered"
 
     with TestClient(create_app(settings, clock)) as other:
@@ -265,9 +275,7 @@ def test_an_event_through_an_app_still_trusting_its_cache_after_an_erasure_is_no
     assert refused.status_code == 404, refused.text
     conn = runtime.store.data.reader()
     assert conn.execute("SELECT count(*) FROM push_events WHERE push_id = ?", (push_id,)).fetchone()[0] == 0
-    ref = runtime.store.pseudonyms.subject_ref(USER)
-    live = db.reader().execute("SELECT count(*) FROM subjects WHERE subject_ref = ?", (ref,)).fetchone()[0]
-    assert live == 0
+    assert _subjects_of(db, runtime) == 0
 
 
 @pytest.mark.parametrize("how", ["single", "batch"])
@@ -285,8 +293,7 @@ def test_a_push_through_an_app_still_trusting_its_cache_after_an_erasure_is_refu
     `subject_erased`) and recorded under the erased subject's id, with the fingerprint of its
     content that the erasure's cleanup removes from every push of theirs. It is now refused as
     erased, linked to no subject, with no fingerprint."""
-    db = runtime.store._directory_db
-    runtime.store.directory = SubjectDirectory(db, runtime.keys.keyring, max_age=60.0)
+    _trusting_for(runtime, 60.0)
     user, service = as_user(USER), as_key("pushes:write")
     _register(client.post, user, "fcm-token-erin-cached")
     assert client.post("/v1/pushes", json=_push_body("cached"), headers=service).json()["outcome"] == "queued"
