@@ -40,6 +40,19 @@ def consent(gateway: Gateway, user_id: str, purpose: str, granted: bool) -> str:
     return ref
 
 
+def toggled(gateway: Gateway, times: int) -> None:
+    """A new user gives and withdraws marketing consent `times` changes in all: more than a page
+    of consent events (100) for `times` over 100."""
+    someone = gateway.as_user(f"pager-{secrets.token_hex(3)}")
+    for index in range(times):
+        answer = gateway.http.put(
+            "/v1/me/consents/marketing",
+            json={"granted": index % 2 == 0, "notice_version": "audit-page-1"},
+            headers=someone,
+        )
+        assert answer.status_code == 200, answer.text
+
+
 def column(tab: Tab, table: str, name: str) -> list[str]:
     """The cells of one column of a table the page shows, by the column's heading."""
     headings = tab.page.locator(f"{table} thead th").all_inner_texts()
@@ -233,14 +246,7 @@ def test_a_double_click_on_more_adds_each_page_once(
     tab: Tab, gateway: Gateway, auditor: dict[str, str]
 ) -> None:
     """More than a page (100) of events, each page's request slowed, More double-clicked."""
-    someone = gateway.as_user(f"pager-{secrets.token_hex(3)}")
-    for index in range(105):
-        answer = gateway.http.put(
-            "/v1/me/consents/marketing",
-            json={"granted": index % 2 == 0, "notice_version": "audit-page-1"},
-            headers=someone,
-        )
-        assert answer.status_code == 200, answer.text
+    toggled(gateway, 105)
     listed = gateway.http.get("/v1/audit/consent-events", headers=auditor, params={"limit": 1000})
     total = len(listed.json()["events"])
     assert total > 100
@@ -268,14 +274,7 @@ def test_more_pressed_from_the_keyboard_keeps_the_focus(
 ) -> None:
     """Disabled while its page loaded, More dropped the focus to the page, and hidden by the last
     page left it nowhere: an auditor on the keyboard started again from the top each time."""
-    someone = gateway.as_user(f"keys-{secrets.token_hex(3)}")
-    for index in range(101):
-        answer = gateway.http.put(
-            "/v1/me/consents/marketing",
-            json={"granted": index % 2 == 0, "notice_version": "audit-page-1"},
-            headers=someone,
-        )
-        assert answer.status_code == 200, answer.text
+    toggled(gateway, 101)
     sign_in(tab, gateway, auditor)
     tab.page.click("#tab-events")
     more = tab.page.locator("#more")
