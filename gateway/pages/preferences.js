@@ -459,12 +459,20 @@
         say(t("invalid_field", { field: t("field_max_per_week") }), "error");
         return markInvalid(fields, "frequency");
       }
+      for (const [input, field] of [[start, "quiet_hours"], [end, "quiet_hours.end"]]) {
+        if (!input.value) {  // an emptied box: said here, not sent to be refused
+          say(t("invalid_field", { field: t("field_quiet_hours") }), "error");
+          return markInvalid(fields, field);
+        }
+      }
       const changes = {};
       if (start.value !== state.quiet_hours.start || end.value !== state.quiet_hours.end) {
         changes.quiet_hours = { start: start.value, end: end.value };
       }
       if (Number(cap) !== state.frequency.max_per_week) changes.frequency = { max_per_week: Number(cap) };
       if (timezone.value.trim() !== state.timezone) changes.timezone = timezone.value.trim();
+      // Sent, an empty change said "Saved." and counted against the person's hourly writes.
+      if (!Object.keys(changes).length) return say(t("nothing_changed"));
       // Taken, what was sent is what is saved: the next save compares with it (the view's reload
       // may fail), and what was typed while it was on its way is still a draft.
       const sent = Object.values(fields).map((input) => [input, input.value]);

@@ -461,6 +461,23 @@ def test_a_payment_message_is_named_by_its_topic_and_only_the_switch_says_always
     assert tab.errors == []
 
 
+def test_saving_nothing_changed_or_an_emptied_time_sends_nothing(tab: Tab, gateway: Gateway) -> None:
+    """Save with nothing changed sent `PATCH {}` and said "Saved.", counted against the person's
+    hourly writes; an emptied time box was sent, to be refused by the server."""
+    someone = user()
+    open_as(tab, gateway, someone)
+    sent: list[str] = []
+    tab.page.on("request", lambda r: sent.append(r.method) if r.url.endswith("/v1/me/preferences") else None)
+    tab.page.click("#save-timing")
+    expect(tab.page.locator("#status")).to_have_text("Nothing to save: nothing was changed.")
+    tab.page.fill("#quiet-end", "")
+    tab.page.click("#save-timing")
+    expect(tab.page.locator("#status [role=alert]")).to_have_text("Please check: quiet hours")
+    expect(tab.page.locator("#quiet-end")).to_have_attribute("aria-invalid", "true")
+    assert "PATCH" not in sent
+    assert tab.errors == []
+
+
 def test_the_consent_history_shows_each_changes_receipt_and_a_withdrawal_by_report(
     tab: Tab, gateway: Gateway
 ) -> None:
