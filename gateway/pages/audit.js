@@ -283,10 +283,18 @@
         const answer = await call(`/v1/audit/subjects/${encodeURIComponent(ref.value.trim())}${query}`);
         if (mine !== latest || !view.isConnected) return;
         const { history = [], ...state } = answer;
+        // An erased subject's answer reads wrong without its rule: `erased_at` a moment still to
+        // come, and a consent neither given nor withdrawn.
+        const erased = state.status === "erased"
+          ? el("p", { class: "hint", id: "subject-erased", text: "Erased. Only the day of the erasure is kept: erased_at is the UTC midnight after it. A consent shown granted: null is unknown, not withdrawn: the history before the erasure cannot be read." })
+          : null;
         result.replaceChildren(
           table(Object.keys(state), [state], "The subject's state"),
+          erased,
           el("h3", { text: "Consent history" }),
-          table(LISTINGS.events.columns, history, "Consent history"));
+          history.length ? table(LISTINGS.events.columns, history, "Consent history") : el("p", { class: "hint", text: "No consent events." }));
+        // Said, as listings say their count: a lookup that succeeded was silent to a screen reader.
+        say(`${state.status === "erased" ? "Erased subject" : "Subject"}: ${history.length} consent events.`);
       } catch (error) {
         if (mine !== latest || !view.isConnected) return;
         result.replaceChildren();  // not the last lookup's answer beside this one's refusal

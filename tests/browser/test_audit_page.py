@@ -203,9 +203,27 @@ def test_a_subject_is_looked_up_now_and_at_a_moment(
     tab.page.fill("#subject-ref", ref)
     tab.page.press("#subject-ref", "Enter")  # as the button does
     expect(tab.page.locator("#subject-result")).to_contain_text('"marketing":{"granted":true')
+    expect(tab.page.locator("#status")).to_have_text("Subject: 1 consent events.")  # said, not silent
     tab.page.fill("#subject-at", "2020-01-01T00:00:00Z")
     tab.page.click("#look-up")
     expect(tab.page.locator("#subject-result")).to_contain_text('"marketing":{"granted":false')
+    assert tab.errors == []
+
+
+def test_an_erased_subject_is_shown_with_what_its_answer_means(
+    tab: Tab, gateway: Gateway, auditor: dict[str, str]
+) -> None:
+    """`erased_at` read as a moment still to come, and `granted: null` as neither given nor
+    withdrawn, with nothing on the page to say why."""
+    someone = f"auditee-{secrets.token_hex(4)}"
+    ref = consent(gateway, someone, "marketing", True)
+    assert gateway.http.delete("/v1/me", headers=gateway.as_user(someone)).status_code == 204
+    sign_in(tab, gateway, auditor)
+    tab.page.click("#tab-subject")
+    tab.page.fill("#subject-ref", ref)
+    tab.page.click("#look-up")
+    expect(tab.page.locator("#subject-erased")).to_contain_text("erased_at is the UTC midnight after it")
+    expect(tab.page.locator("#status")).to_have_text(re.compile(r"^Erased subject: \d+ consent events\.$"))
     assert tab.errors == []
 
 
