@@ -160,7 +160,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"consent-gateway: configuration error: {_data_dir_error(exc, flags)}", file=sys.stderr)
         return EXIT_USAGE
     except (KeyStoreError, SchemaError) as exc:
-        print(f"consent-gateway: {exc}", file=sys.stderr)
+        if settings.keystore_file is not None and _present(settings.keystore_file) is False:
+            # Named as `serve` names it: the setting that gave the path, which is the one to mend.
+            named = SettingsError(f"{exc} (when set, it must exist)", setting="keystore_file")
+            print(f"consent-gateway: configuration error: {named}", file=sys.stderr)
+        else:
+            print(f"consent-gateway: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except DatabaseLockedError as exc:
         print(

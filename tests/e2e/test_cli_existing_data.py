@@ -116,6 +116,18 @@ def test_audit_on_an_empty_existing_dir_creates_nothing(tmp_path: Path) -> None:
     assert list(empty.iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    "command", [("token", "u1"), ("worker",), ("keys", "create", "--name", "n", "--scope", "admin")]
+)
+def test_a_key_store_set_but_missing_is_named_by_its_variable(
+    gateway_dir: Path, tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    """Only `serve` named it: the others said "no key store at F", naming nothing to mend."""
+    env = {"CGW_DATA_DIR": str(gateway_dir), "CGW_KEYSTORE_FILE": str(tmp_path / "missing.json")}
+    line = _refused(_run(env, *command), "configuration error: CGW_KEYSTORE_FILE: no key store at")
+    assert line.endswith("(when set, it must exist)")
+
+
 def test_audit_without_the_key_store_creates_nothing(gateway_dir: Path, tmp_path: Path) -> None:
     (gateway_dir / "keys.json").rename(tmp_path / "elsewhere.json")
     before = sorted(p.name for p in gateway_dir.iterdir())
