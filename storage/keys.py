@@ -111,9 +111,11 @@ class KeyStore:
             retired = tuple(PublicSigningKey.from_x(x) for x in data.retired_signing_keys)
         except ValueError as exc:
             raise ValueError(f"retired_signing_keys: {exc}") from None
-        self.signing = SigningKey(
-            Ed25519PrivateKey.from_private_bytes(_unb64(data.signing_key, "signing_key")), retired
-        )
+        private = Ed25519PrivateKey.from_private_bytes(_unb64(data.signing_key, "signing_key"))
+        if PublicSigningKey(private.public_key()).kid in {key.kid for key in retired}:
+            # Dropped from the list, it signed on: a leaked key listed as retired stays in use.
+            raise ValueError("retired_signing_keys lists the signing key itself: a retired key does not sign")
+        self.signing = SigningKey(private, retired)
         self.jwt_dev_secret = data.jwt_dev_secret
 
     @classmethod

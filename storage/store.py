@@ -238,6 +238,8 @@ class Store:
         what it signed meanwhile would not once the right key store is back. A new key deployed
         with the old one retired (SECURITY.md) becomes the one checked against (when `record`)."""
         signing = self.keys.signing
+        if signing.kid in self._directory_db.writer.run_alone(_retired_kids):
+            raise KeyStoreError(_signed_here_before(self.keys.path, signing.kid))
         kept = self._directory_db.writer.run_alone(partial(_stored_check, name="signing_kid"))
         # Kept since `key_checks`; before, the newest signature kept here tells it.
         stored = kept if kept is not None else self._newest_signer()
@@ -253,7 +255,8 @@ class Store:
                 "with, or list the old key under retired_signing_keys"
             )
         if record and kept != signing.kid.encode():
-            self._directory_db.writer.run_sync(partial(_keep_signing_kid, kid=signing.kid))
+            replaced = None if kept is None else kept.decode()
+            self._directory_db.writer.run_sync(partial(_keep_signing_kid, kid=signing.kid, replaced=replaced))
 
     async def take_up_signing_key(self) -> SigningKey | None:
         """The key store's signing key, taken up: when the file changed since last looked at and
@@ -286,7 +289,14 @@ class Store:
             self._signing_seen = stamp
             return None
         if offered.kid != in_use.kid:
-            await self._directory_db.writer.run(partial(_keep_signing_kid, kid=offered.kid))
+            try:
+                await self._directory_db.writer.run(
+                    partial(_keep_signing_kid, kid=offered.kid, replaced=in_use.kid)
+                )
+            except KeyStoreError as exc:  # a key retired here before: not taken, said once
+                self._signing_seen = stamp
+                log.error("the key store's keys not taken up", extra={"reason": str(exc)})
+                return None
         self.keys.signing = offered
         self._signing_seen = stamp
         return offered
@@ -320,8 +330,9 @@ class Store:
             on_disk = KeyStore.load(path)
         except (KeyStoreError, OSError):
             return "unreadable"
-        wrapping = {wrapping_key_id(prefix) for prefix in _listed_wrapping_keys(self._directory_db.reader())}
-        if not _holds(on_disk, self.keys, wrapping):
+        directory = self._directory_db.reader()
+        wrapping = {wrapping_key_id(prefix) for prefix in _listed_wrapping_keys(directory)}
+        if not _holds(on_disk, self.keys, wrapping) or on_disk.signing.kid in _retired_kids(directory):
             return "replaced"
         self._keystore_seen = stamp
         return None
@@ -527,11 +538,37 @@ def _published(key: SigningKey) -> tuple[str, ...]:
     return (key.kid, *(retired.kid for retired in key.retired))
 
 
-def _keep_signing_kid(conn: Connection, kid: str) -> None:
+def _keep_signing_kid(conn: Connection, kid: str, replaced: str | None) -> None:
+    """`kid` as the key this data dir is signed with from now, and `replaced`, the one before, as
+    retired for good: a key store restored from before a rotation (after a leak, say) put the
+    retired key back to signing, and the one it replaced, listed as retired, made that pass."""
+    retired = _retired_kids(conn)
+    if kid in retired:
+        raise KeyStoreError(_signed_here_before(None, kid))
+    if replaced is not None and replaced != kid:
+        _set_check(conn, "retired_signing_kids", " ".join(sorted({*retired, replaced})).encode())
+    _set_check(conn, "signing_kid", kid.encode())
+
+
+def _retired_kids(conn: Connection) -> set[str]:
+    """The kids of the keys this data dir was signed with and which a later key replaced."""
+    value = _stored_check(conn, "retired_signing_kids")
+    return set() if value is None else set(value.decode().split())
+
+
+def _signed_here_before(path: Path | None, kid: str) -> str:
+    where = "" if path is None else f" in the key store {path}"
+    return (
+        f"the signing key{where} ({kid}) was replaced here before, and a retired key does not sign "
+        "again: deploy a new signing key, with this one under retired_signing_keys"
+    )
+
+
+def _set_check(conn: Connection, name: str, value: bytes) -> None:
     conn.execute(
-        "INSERT INTO key_checks (name, value) VALUES ('signing_kid', ?) "
+        "INSERT INTO key_checks (name, value) VALUES (?, ?) "
         "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-        (kid.encode(),),
+        (name, value),
     )
 
 

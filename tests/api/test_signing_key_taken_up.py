@@ -150,6 +150,31 @@ def test_a_new_signing_key_is_taken_up_while_serving(
         Runtime(settings, clock)
 
 
+def test_a_key_replaced_while_serving_is_not_taken_up_again(
+    serving: tuple[Client, Runtime], clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A key store from before the rotation, edited to list the new key as retired, retires the
+    key in use: it was taken up, and the key replaced (a leaked one, say) signed again."""
+    client, runtime = serving
+    alice = {"Authorization": f"Bearer {runtime.user_tokens.mint('alice', clock())}"}
+    old_kid = kid_of(receipt(client.put, alice))
+    before = json.loads(deploy_new_signing_key(runtime.keys.path, retire_old=True))
+    new_kid = first_published_within(client.get, old_kid, SLACK_SECONDS)[0]
+    assert new_kid != old_kid, "the new signing key was not taken up"
+
+    rotated = json.loads(runtime.keys.path.read_text())
+    successor = Ed25519PrivateKey.from_private_bytes(_unb64(rotated["signing_key"])).public_key()
+    back = before | {"retired_signing_keys": [_b64(successor.public_bytes_raw())]}
+    with caplog.at_level(logging.ERROR, logger="storage.store"):
+        replace_atomically(runtime.keys.path, json.dumps(back))
+        time.sleep(3 * LOOK_SECONDS)
+    assert kid_of(receipt(client.put, alice)) == new_kid
+    said_so = [r for r in caplog.records if "not taken up" in r.getMessage()]
+    assert "was replaced here before" in said_so[0].__dict__["reason"]
+    ready = client.get("/readyz")  # the next start would refuse this key store
+    assert (ready.status_code, "replaced" in ready.text) == (503, True), ready.text
+
+
 @pytest.mark.parametrize(
     ("retired", "said"),
     [

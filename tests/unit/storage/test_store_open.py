@@ -263,8 +263,41 @@ def test_a_new_signing_key_deployed_with_the_old_one_retired_is_taken(data_dir: 
     (tmp_path / "new.json").write_text(json.dumps(raw))
     new = KeyStore.load(tmp_path / "new.json")
     Store(data_dir, new).close()
-    with pytest.raises(KeyStoreError, match="neither is nor retires"):
+    with pytest.raises(KeyStoreError, match="was replaced here before"):
         Store(data_dir, _keys(data_dir))
+
+
+def test_a_key_replaced_here_does_not_sign_again_even_listing_its_successor_as_retired(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    """A key store from before a rotation (after a leak, say), edited to retire the new key: it
+    put the retired key back to signing, and every check passed, the last signer being retired."""
+    raw = json.loads((data_dir / "keys.json").read_text())
+    old_key = raw["signing_key"]
+    old = Ed25519PrivateKey.from_private_bytes(_unb64(old_key))
+    successor = Ed25519PrivateKey.generate()
+    raw["signing_key"] = _b64(successor.private_bytes_raw())
+    raw["retired_signing_keys"] = [_b64(old.public_key().public_bytes_raw())]
+    (tmp_path / "new.json").write_text(json.dumps(raw))
+    Store(data_dir, KeyStore.load(tmp_path / "new.json")).close()
+    raw["signing_key"] = old_key
+    raw["retired_signing_keys"] = [_b64(successor.public_key().public_bytes_raw())]
+    (tmp_path / "back.json").write_text(json.dumps(raw))
+    with pytest.raises(
+        KeyStoreError, match="was replaced here before, and a retired key does not sign again"
+    ):
+        Store(data_dir, KeyStore.load(tmp_path / "back.json"))
+
+
+def test_a_signing_key_listed_among_its_own_retired_keys_is_refused(data_dir: Path, tmp_path: Path) -> None:
+    """It was dropped from the list and signed on: a leaked key an operator listed as retired
+    without deploying a new one stayed in use."""
+    raw = json.loads((data_dir / "keys.json").read_text())
+    signing = Ed25519PrivateKey.from_private_bytes(_unb64(raw["signing_key"]))
+    raw["retired_signing_keys"] = [_b64(signing.public_key().public_bytes_raw())]
+    (tmp_path / "self.json").write_text(json.dumps(raw))
+    with pytest.raises(KeyStoreError, match="lists the signing key itself: a retired key does not sign"):
+        KeyStore.load(tmp_path / "self.json")
 
 
 def test_a_retired_key_listed_by_its_kid_is_refused_saying_so(data_dir: Path, tmp_path: Path) -> None:
