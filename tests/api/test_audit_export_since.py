@@ -201,3 +201,16 @@ def test_cli_audit_verify_names_the_flag_of_each_file_it_cannot_use(
         assert (done.returncode, done.stdout) == (2, ""), done.stderr
         (line,) = done.stderr.splitlines()
         assert line.startswith(f"consent-gateway: {said}"), line
+
+
+def test_an_export_of_a_window_without_events_checks_no_chain_and_says_so(
+    client: Client, runtime: Runtime, as_user: Callable[[str], Headers], auditor: Headers, clock: FakeClock
+) -> None:
+    """A window holding only a deleted event verified with "hash chain" among the things checked,
+    over no events at all: nothing of the window is proved (README), and the report now lists
+    only what it did check."""
+    grow(client, as_user("alice"), 3, clock)  # 10:00, 11:00, 12:00
+    empty = export(client, auditor, **{"from": "2026-11-23T10:30:00Z", "to": "2026-11-23T10:45:00Z"})
+    report = verify_export(empty, runtime.signer.public_keys())
+    assert (report.ok, report.events) == (True, 0)
+    assert report.checked == ["signature", "checkpoint signature"]
