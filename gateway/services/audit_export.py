@@ -376,7 +376,11 @@ def _signed_by(token: str, keys: Mapping[str, Ed25519PublicKey]) -> bytes:
 
 
 def _signed(token: str, public: Ed25519PublicKey, kid: str) -> bytes:
-    """The payload of a compact JWS signed (EdDSA) by the key `kid`."""
+    """The payload of a compact JWS signed (EdDSA) by the key `kid`. Refused with a `=` in it:
+    base64url is written unpadded (RFC 7515, section 2), and PyJWT takes the padding, so one
+    signature verified as several tokens."""
+    if "=" in token:
+        raise jwt.DecodeError("base64url padding (=) in a compact JWS (RFC 7515 writes none)")
     decoded = jwt.PyJWS(algorithms=["EdDSA"]).decode_complete(token, public, algorithms=["EdDSA"])
     if decoded["header"].get("kid") != kid:
         raise jwt.InvalidSignatureError("signed by another key")

@@ -214,3 +214,18 @@ def test_an_export_of_a_window_without_events_checks_no_chain_and_says_so(
     report = verify_export(empty, runtime.signer.public_keys())
     assert (report.ok, report.events) == (True, 0)
     assert report.checked == ["signature", "checkpoint signature"]
+
+
+def test_a_token_with_base64url_padding_is_refused(
+    client: Client, runtime: Runtime, as_user: Callable[[str], Headers], auditor: Headers, clock: FakeClock
+) -> None:
+    """RFC 7515 writes base64url unpadded; PyJWT took "==" after the signature, so one signature
+    verified as several different tokens."""
+    grow(client, as_user("alice"), 1, clock)
+    token = export(client, auditor)
+    keys = runtime.signer.public_keys()
+    assert verify_export(token, keys).ok
+    padded = verify_export(token + "==", keys)
+    assert padded.ok is False
+    assert padded.problem is not None
+    assert "padding" in padded.problem
