@@ -162,7 +162,9 @@ def consistency_proof(leaves: LeafHashes, size1: int, size2: int) -> list[bytes]
 
 def verify_inclusion(leaf: bytes, index: int, size: int, proof: Sequence[bytes], root: bytes) -> bool:
     """RFC 9162 §2.1.3.2. The proof must have exactly the length the index and size imply."""
-    if not 0 <= index < size or not _well_formed(leaf, *proof):
+    if not _positions(index, size) or not _proof(proof) or not 0 <= index < size:
+        return False
+    if not _well_formed(leaf, *proof):
         return False
     fn, sn = index, size - 1
     r = leaf
@@ -188,7 +190,9 @@ def verify_consistency(size1: int, size2: int, root1: bytes, root2: bytes, proof
     hash. Growing from size 0 proves nothing and is rejected. Roots are not length-checked: one of the
     wrong length can never equal a computed root.
     """
-    if not 0 <= size1 <= size2 or not _well_formed(*proof):
+    if not _positions(size1, size2) or not _proof(proof) or not 0 <= size1 <= size2:
+        return False
+    if not _well_formed(*proof):
         return False
     if size1 == size2:
         return not proof and root1 == root2 and (size1 > 0 or root1 == _EMPTY_ROOT)
@@ -262,4 +266,14 @@ def _require_hash(h: bytes) -> None:
 def _well_formed(*hashes: bytes) -> bool:
     """Only hashes that get hashed again are checked; a 0- or 9-byte node is garbage, not a shorter
     tree."""
-    return all(len(h) == _HASH_SIZE for h in hashes)
+    return all(isinstance(h, bytes) and len(h) == _HASH_SIZE for h in hashes)
+
+
+def _positions(*numbers: object) -> bool:
+    """Indices and sizes as whole numbers: a float `0.0` proved a leaf, "0" raised TypeError."""
+    return all(isinstance(n, int) and not isinstance(n, bool) for n in numbers)
+
+
+def _proof(proof: object) -> bool:
+    """A proof as a sequence of hashes: None raised TypeError, and a str is a sequence too."""
+    return isinstance(proof, list | tuple)

@@ -278,3 +278,16 @@ def test_leaf_hashes_must_be_hashes() -> None:
         frontier_append(Frontier(), b"not a hash")
     with pytest.raises(ValueError, match="32 bytes"):
         root_hash([LEAVES[0], b"raw event data"])
+
+
+@pytest.mark.parametrize(
+    ("index", "size", "proof"),
+    [("0", 1, []), (0.0, 1, []), (True, 2, []), (0, 1, None), (0, 1, "ab"), (0, 1.0, [])],
+    ids=["str index", "float index", "bool index", "no proof", "str proof", "float size"],
+)
+def test_verifiers_say_false_to_input_of_the_wrong_type(index: object, size: object, proof: object) -> None:
+    """Their input comes from outside (module docstring): "0" and None raised TypeError, and a
+    float index 0.0 proved a leaf."""
+    leaf = leaf_hash(b"event")
+    assert verify_inclusion(leaf, index, size, proof, leaf) is False  # type: ignore[arg-type]
+    assert verify_consistency(index, size, leaf, leaf, proof) is False  # type: ignore[arg-type]
