@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -52,7 +53,8 @@ NoticeVersion = Annotated[
         "`preference-center-2026-12`: 1-64 letters, digits, `.`, `_`, `:`, `+` or `-`. It is kept in "
         "clear in the consent ledger and outlives the user's erasure, so it must name a notice, never "
         "a person: spaces, `@` and other characters are refused, and so is a value that looks like "
-        "personal data (a phone number, say) or holds the user's own id.",
+        "personal data (a phone number, say), holds a run of 10 digits or more, or holds the user's "
+        "own id.",
     ),
 ]
 TOKEN_MAX = 4096
@@ -145,6 +147,9 @@ class PreferencesRead(msgspec.Struct):
     ] = {}
 
 
+_LONG_NUMBER = re.compile(r"[0-9]{10}")
+
+
 class ConsentUpdate(msgspec.Struct, forbid_unknown_fields=True):
     granted: bool
     notice_version: NoticeVersion
@@ -156,6 +161,13 @@ class ConsentUpdate(msgspec.Struct, forbid_unknown_fields=True):
         if kinds:
             raise ValueError(
                 f"notice_version: a notice version must not hold personal data ({', '.join(kinds)})"
+            )
+        if _LONG_NUMBER.search(self.notice_version):
+            # The detectors know mobiles, international numbers and cards: a national phone
+            # number (`015112345678`) or an account (`DE89370400440532013000`) passed, in clear.
+            raise ValueError(
+                "notice_version: a notice version must not hold a number of 10 digits or more "
+                "(it is kept in clear, and such a number may be a person's)"
             )
 
 
