@@ -607,6 +607,11 @@ class Dispatcher:
             log.info("provider circuit closed: delivering again", extra=named)
         self._attempts(adapter.name, result.status).inc()
         self._send_seconds(adapter.name).observe(time.perf_counter() - started)
+        if was == "half_open" and breaker.state == "open":
+            # A probe the provider failed: the outage goes on, and the push waits as those the open
+            # circuit held back do, spending no attempt. Counted, one probe each cool-down ended a
+            # small backlog `failed` within minutes of an outage, with hours of TTL left.
+            return DeliveryResult(status="retry", provider_code=CIRCUIT_OPEN)
         return result
 
     def _circuit(self, adapter: DeliveryAdapter, message: DeliveryMessage) -> str:

@@ -305,6 +305,33 @@ def test_a_provider_outage_and_its_end_are_logged_once_each(
     assert [world.read(p)["status"] for p in pushes] == ["delivered"] * 3
 
 
+def test_a_failed_probe_spends_no_attempt_of_the_push_it_carried(world: World) -> None:
+    """Each cool-down's probe is a real push, and its failure cost that push an attempt: with
+    the provider down minutes, a small backlog ended `failed` with hours of TTL left, though the
+    README says pushes wait an open circuit out without using up their attempts."""
+    world.user("wendy", "webpush", valid_webpush_token())
+    push = world.submit("wendy")
+    provider = Raising()  # down: every call fails
+    dispatcher = world.dispatcher(
+        provider,
+        delivery_breaker_threshold=1,
+        delivery_breaker_cooldown_seconds=30.0,
+        delivery_max_attempts=3,
+    )
+    assert world.run(dispatcher) == 1  # the first send fails and opens the circuit: one attempt
+    for _ in range(6):  # six cool-downs, six probes, all failed
+        world.clock.advance(seconds=31)
+        world.run(dispatcher)
+    assert provider.calls == 7
+    shown = world.read(push)
+    assert (shown["status"], shown["attempts"]) == ("sending", 1)  # still waiting, within its TTL
+    provider_back = Recovering()
+    provider_back.back = True
+    world.clock.advance(seconds=31)
+    world.run(world.dispatcher(provider_back, delivery_breaker_threshold=1))
+    assert world.read(push)["status"] == "delivered"
+
+
 class DownButRefusingLocally(Raising):
     """A push service that is down, behind the real Web Push adapter's own refusal of a
     subscription it cannot encrypt to (made before any call)."""
@@ -344,7 +371,8 @@ def test_a_send_refused_without_asking_the_provider_is_not_the_circuits_probe(wo
     assert world.read(refused)["status"] == "failed"
     assert world.device_status("bella") == "disabled"
     assert provider.calls == 3  # the probe failed and opened the circuit again
-    assert world.read(probe)["status"] == "failed"
+    # A failed probe spends no attempt of its push: it waits the circuit out with the others.
+    assert (world.read(probe)["status"], world.read(probe)["attempts"]) == ("sending", 0)
     got = world.read(waits)
     assert (got["status"], got["attempts"]) == ("sending", 0)  # waits for the next probe
 
