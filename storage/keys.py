@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from storage.crypto import KEY_BYTES, Keyring
 
-__all__ = ["KeyStore", "KeyStoreError", "PublicSigningKey", "SigningKey"]
+__all__ = ["KeyStore", "KeyStoreError", "PublicSigningKey", "SigningKey", "locked"]
 
 DEV_WARNING = "DEVELOPMENT KEYS created by consent-gateway: never use them in production"
 # The ids rotations give. ASCII digits only (`int` takes other scripts' digits too), at most 18.
@@ -165,7 +165,7 @@ class KeyStore:
         Under an exclusive lock on the key store's directory, from the file as it is then: two rotations
         at once (a double click, two processes) each read the other's key instead of both writing
         a different `kek-2`, one of which would be lost with every data key wrapped under it."""
-        with _locked(self.path):
+        with locked(self.path):
             current = _read(self.path)
             kid = _next_kek_id(current.kek)
             key = os.urandom(KEY_BYTES)
@@ -221,10 +221,11 @@ def _read(path: Path) -> _File:
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """An exclusive `flock` for a read-modify-write of the key store, across threads (each call
-    opens its own descriptor) and processes. On the directory, not the file: the file is replaced
-    by a rename, and a lock on the old one would not exclude a writer that opened the new one."""
+def locked(path: Path) -> Iterator[None]:
+    """An exclusive `flock` for a read-modify-write of the key store, or its creation, across
+    threads (each call opens its own descriptor) and processes. On the directory, not the file:
+    the file is replaced by a rename, and a lock on the old one would not exclude a writer that
+    opened the new one."""
     fd = os.open(path.parent, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -246,28 +247,29 @@ def _exact(key: bytes, name: str) -> bytes:
 
 
 def _write_private(path: Path, content: bytes, *, exclusive: bool) -> None:
-    """Write with mode 0600 from the first byte; replace atomically unless `exclusive`.
+    """Write with mode 0600 from the first byte and give it its name whole: replacing the file
+    there, or only where there is none when `exclusive`. A process loading the store meanwhile
+    (a `worker` started with `serve`) finds no file or all of it, never a part-written one.
 
     Durable before it returns: the file's bytes are fsynced, and then its directory, which holds
     the name. Without the directory's fsync a power cut can bring back the old file (or none)
     while the data keys re-wrapped under a new KEK are already committed in the database:
     they could never be unwrapped again."""
-    if exclusive:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        target = path
-    else:
-        # Made anew, never reused: a leftover `.tmp` (an editor's, a backup's) kept its own mode
-        # when opened, 0644 say, and the key store took it at the rename; a link there was
-        # followed. The callers hold the store's lock, so no other writer uses the name meanwhile.
-        target = path.with_name(path.name + ".tmp")
-        target.unlink(missing_ok=True)
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    # Made anew, never reused: a leftover `.tmp` (an editor's, a backup's) kept its own mode
+    # when opened, 0644 say, and the key store took it at the rename; a link there was followed.
+    # The callers hold the store's lock, or make a store no other process has yet.
+    target = path.with_name(path.name + ".tmp")
+    target.unlink(missing_ok=True)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(content)
             handle.flush()
             os.fsync(handle.fileno())
-        if target != path:
+        if exclusive:
+            os.link(target, path)  # FileExistsError where a store is: never overwritten
+            target.unlink()
+        else:
             os.replace(target, path)
     except BaseException:
         # Ours, and part-written (a full disk): not left for the next start or an operator to find.

@@ -27,7 +27,7 @@ from storage.crypto import DecryptionError, KeyedHash, wrapping_key_id
 from storage.db import Database
 from storage.directory import SubjectDirectory, SubjectKey, opens
 from storage.failures import StorageBusyError, StorageFullError, is_corrupt
-from storage.keys import KeyStore, KeyStoreError, SigningKey
+from storage.keys import KeyStore, KeyStoreError, SigningKey, locked
 from storage.migrations import DATA_MIGRATIONS, DIRECTORY_MIGRATIONS, require_migrated
 from storage.migrations import migrate as apply_migrations
 from storage.pseudonyms import Pseudonymizer
@@ -54,12 +54,18 @@ def open_keystore(path: Path, *, create: bool) -> tuple[KeyStore, bool]:
     CGW_KEYSTORE_FILE was forgotten — which new keys cannot open, and the data would look lost."""
     if path.exists() or not create:
         return KeyStore.load(path), False
-    if found := existing_data(path.parent):
-        raise KeyStoreError(
-            f"no key store at {path}, but {path.parent} already holds {found}: "
-            "set CGW_KEYSTORE_FILE to the key store it was written with"
-        )
-    return KeyStore.create(path), True
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # Looked at again under the key store's lock: `serve` and `worker` started together on a new
+    # data dir both found no store, and the one that lost the race to create it stopped.
+    with locked(path):
+        if path.exists():
+            return KeyStore.load(path), False
+        if found := existing_data(path.parent):
+            raise KeyStoreError(
+                f"no key store at {path}, but {path.parent} already holds {found}: "
+                "set CGW_KEYSTORE_FILE to the key store it was written with"
+            )
+        return KeyStore.create(path), True
 
 
 def existing_data(data_dir: Path) -> str | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any, cast
 
@@ -98,3 +99,48 @@ def test_the_migrations_read_again_when_another_start_holds_the_file(tmp_path: P
         assert locked.refused == 1
     finally:
         conn.close()
+
+
+CREATE_KEYS = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from storage.store import open_keystore
+    data = Path(sys.argv[1])
+    (data.parent / sys.argv[2]).touch()
+    while not (data.parent / "go").exists():
+        pass
+    keys, created = open_keystore(data / "keys.json", create=True)
+    print(created, keys.pseudonym_key.hex())
+    """
+)
+
+
+@pytest.mark.parametrize("attempt", range(4))
+def test_processes_starting_together_on_a_new_data_dir_share_one_key_store(
+    tmp_path: Path, attempt: int
+) -> None:
+    """`serve` and `worker` started together on a first run: each found no key store, and the one
+    that lost the race to create it stopped with "File exists" (or read it half-written)."""
+    data = tmp_path / "data"
+    starting = [
+        subprocess.Popen(
+            [sys.executable, "-c", CREATE_KEYS, str(data), f"ready-{n}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(4)
+    ]
+    deadline = time.monotonic() + 60  # all four waiting at the line, so that they meet
+    while len(list(tmp_path.glob("ready-*"))) < 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    (tmp_path / "go").touch()
+    said = []
+    for process in starting:
+        out, errors = process.communicate(timeout=60)
+        assert process.returncode == 0, errors[-2000:]
+        said.append(out.split())
+    assert sorted(created for created, _ in said) == ["False", "False", "False", "True"]
+    assert len({key for _, key in said}) == 1
+    assert sorted(p.name for p in data.iterdir()) == ["keys.json"]
