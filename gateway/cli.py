@@ -562,7 +562,7 @@ def _existing_store(settings: Settings, *, signs: bool = False) -> tuple[KeyStor
     if not settings.keystore_path.exists():
         raise KeyStoreError(
             f"no key store at {settings.keystore_path}: set CGW_KEYSTORE_FILE to the key store "
-            f"of {settings.data_dir} (audit commands create nothing)"
+            f"of {settings.data_dir} (this command creates nothing)"
         )
     keys = KeyStore.load(settings.keystore_path)
     return keys, Store(settings.data_dir, keys, migrate=False, signs=signs)

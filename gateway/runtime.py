@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import stat
 
 from gateway.adapters import build_adapters
 from gateway.auth import UserTokens
@@ -59,6 +60,13 @@ def load_keys(settings: Settings) -> KeyStore:
                 "path": str(keys.path),
                 "advice": "set CGW_KEYSTORE_FILE to production keys before real use",
             },
+        )
+    elif keys.path.stat().st_mode & stat.S_IROTH:
+        # Served, not refused as one anyone may write is: an orchestrator mounts secrets 0644
+        # unless told otherwise, where no other user may be. Said, since elsewhere it is not so.
+        log.warning(
+            "the key store is readable by anyone",
+            extra={"path": str(keys.path), "advice": "chmod 600: it holds every key"},
         )
     return keys
 

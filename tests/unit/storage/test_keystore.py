@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import re
 import socket
@@ -320,3 +321,18 @@ def test_a_key_store_anyone_may_write_is_refused(tmp_path: Path, mode: int) -> N
         KeyStore.load(path)
     path.chmod(0o644)  # readable by others, as a secret mounted by an orchestrator may be: loads
     assert KeyStore.load(path).path == path
+
+
+@pytest.mark.parametrize(("mode", "warned"), [(0o644, True), (0o604, True), (0o640, False), (0o600, False)])
+def test_a_key_store_anyone_may_read_is_served_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, mode: int, warned: bool
+) -> None:
+    """Any local user could read every key: served (a mounted secret may be so where no other
+    user is), but not without a word."""
+    path = tmp_path / "prod-keys.json"
+    KeyStore.create(path)
+    path.chmod(mode)
+    with caplog.at_level(logging.WARNING, logger="gateway"):
+        assert load_keys(Settings(data_dir=tmp_path / "data", keystore_file=path)).path == path
+    said = [r for r in caplog.records if r.getMessage() == "the key store is readable by anyone"]
+    assert bool(said) is warned
