@@ -29,6 +29,7 @@ from litestar.typing import FieldDefinition
 
 from gateway.annotations import bare, choices, field_type, segments
 from gateway.errors import InvalidInput, UnsupportedMediaType, client_text
+from policies.pii import find_pii_in_label
 
 __all__ = ["Strict", "decode_strict", "refuse_unread_body"]
 
@@ -37,6 +38,18 @@ _PATH = re.compile(r" - at `\$\.?([^`]*)`$")
 _KEY = re.compile(r" - at `key` in `\$\.?([^`]*)`$")
 _LEAF = re.compile(r"(?:unknown|missing required) field `([^`]+)`")
 _NAMED = re.compile(r"^([a-z_][a-z0-9_.]*): ")
+
+
+# A key's name as a refusal may repeat it: a field's or a data key's shape, with no personal data.
+# A body's keys are the sender's text: `{"bob@example.com": 1}` was answered "unknown field
+# `bob@example.com`", where values are never repeated (`client_text`). Such a key is not named;
+# the refusal names the object that holds it.
+_NAME_SHAPE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_UNNAMED = "(a name not repeated)"
+
+
+def _nameable(name: str) -> bool:
+    return _NAME_SHAPE.fullmatch(name) is not None and not find_pii_in_label(name)
 
 
 def _field_of(message: str) -> str:
@@ -49,16 +62,25 @@ def _field_of(message: str) -> str:
     path = _PATH.search(message)
     where = path.group(1) if path else ""
     leaf = _LEAF.search(message) or _NAMED.match(message)
-    if leaf:
+    if leaf and _nameable(leaf.group(1)):
         return f"{where}.{leaf.group(1)}" if where else leaf.group(1)
     return where or "body"
+
+
+def _unnamed_leaf(message: str) -> str:
+    """The message without the unknown field's name when that may not be repeated."""
+    leaf = _LEAF.search(message)
+    if leaf and not _nameable(leaf.group(1)):
+        return message.replace(f"`{leaf.group(1)}`", _UNNAMED, 1)
+    return message
 
 
 def _pairs(items: list[tuple[str, Any]]) -> None:
     """Checks one object and keeps nothing of it: the scan needs no tree, only its verdict."""
     if len(dict(items)) != len(items):  # in C, as is naming the repeat: one key 10^6 times is cheap
         name = _repeated(items)
-        raise InvalidInput(f"duplicate key `{name}` in the JSON body", name)
+        shown = f"`{name}`" if _nameable(name) else _UNNAMED
+        raise InvalidInput(f"duplicate key {shown} in the JSON body", name)
 
 
 def _repeated(items: list[tuple[str, Any]]) -> str:
@@ -108,17 +130,23 @@ def _first_repeat(node: Any, path: str) -> str | None:
     if not isinstance(node, _Object):
         return None
     if len(node) > _MOST_PAIRS:
-        name = _repeated(node)
-        return f"{path}.{name}" if path else name
+        return _member(path, _repeated(node))
     for name, value in node:
-        if hit := _first_repeat(value, f"{path}.{name}" if path else name):
+        if hit := _first_repeat(value, _member(path, name)):
             return hit
     names: set[str] = set()
     for name, _ in node:
         if name in names:
-            return f"{path}.{name}" if path else name
+            return _member(path, name)
         names.add(name)
     return None
+
+
+def _member(path: str, name: str) -> str:
+    """The path of an object's member, or of the object when the name may not be repeated."""
+    if not _nameable(name):
+        return path or "body"
+    return f"{path}.{name}" if path else name
 
 
 # Naming the key parses the body again into a tree: for a push's body (its edge limits come to
@@ -160,7 +188,7 @@ def decode_strict(raw: bytes, model: type[T]) -> T:
         decoded = msgspec.json.decode(raw, type=model, strict=True)
     except msgspec.ValidationError as exc:
         field = _field_of(str(exc))
-        message = client_text(str(exc))
+        message = client_text(_unnamed_leaf(str(exc)))
         if message.startswith("Invalid enum value"):
             message += _one_of(model, field, key=_KEY.search(str(exc)) is not None)
         if "[...]" in field and len(raw) <= _NAMING_MAX_BYTES:

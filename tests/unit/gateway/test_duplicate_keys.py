@@ -105,3 +105,32 @@ def test_one_key_repeated_many_times_is_named_by_its_path() -> None:
     assert (refused.value.detail, refused.value.field) == (
         "duplicate key `deeplink` in the JSON body", "pushes[0].data.deeplink",
     )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "key", ["bob@example.com", "13800138000", "4111 1111 1111 1111", "a key with spaces"]
+)
+def test_a_key_that_may_hold_personal_data_is_not_repeated_in_the_refusal(key: str) -> None:
+    """A body's keys are the sender's text: an unknown or repeated one was named word for word,
+    where a refused value never is. The refusal names the object that holds it instead."""
+    unknown = ('{"pushes": [' + PUSH + ", " + json.dumps(key) + ": 1}]}").encode()
+    with pytest.raises(InvalidInput) as refused:
+        decode_strict(unknown, BatchCreate)
+    assert (refused.value.field, key in refused.value.detail) == ("pushes[0]", False)
+    assert "unknown field (a name not repeated)" in refused.value.detail
+
+    repeated = (
+        '{"pushes": [' + PUSH + ', "data": {' + f'{json.dumps(key)}: "a", {json.dumps(key)}: "b"' + "}}]}"
+    ).encode()
+    with pytest.raises(InvalidInput) as refused:
+        decode_strict(repeated, BatchCreate)
+    assert (refused.value.field, refused.value.detail) == (
+        "pushes[0].data", "duplicate key (a name not repeated) in the JSON body",
+    )  # fmt: skip
+
+
+def test_a_key_of_a_field_s_shape_is_still_named() -> None:
+    unknown = ('{"pushes": [' + PUSH + ', "priority": 1}]}').encode()
+    with pytest.raises(InvalidInput) as refused:
+        decode_strict(unknown, BatchCreate)
+    assert (refused.value.field, "`priority`" in refused.value.detail) == ("pushes[0].priority", True)
