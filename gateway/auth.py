@@ -171,10 +171,13 @@ one by one in Python, on the event loop and before its signature: an unsigned me
 hold up every request for a tenth of a second, so longer credentials are refused unread."""
 
 
-def bearer_credential(header: str) -> str:
-    """The credential an `Authorization` header presents; `NotAuthenticated` when it presents none
-    or one too long to read."""
-    scheme, _, credential = header.partition(" ")
+def bearer_credential(headers: list[str]) -> str:
+    """The credential the `Authorization` headers present; `NotAuthenticated` when they present
+    none, one too long to read, or more than one: the first was taken and the others ignored,
+    where a proxy that keeps the last would see another caller than the gateway does."""
+    if len(headers) > 1:
+        raise NotAuthenticated("one Authorization header is allowed, not several", "Authorization")
+    scheme, _, credential = (headers[0] if headers else "").partition(" ")
     credential = credential.strip()
     if scheme.lower() != "bearer" or not credential:
         raise NotAuthenticated("a bearer credential is required", "Authorization")
@@ -192,7 +195,7 @@ class AuthMiddleware(AbstractAuthenticationMiddleware):
     async def authenticate_request(
         self, connection: ASGIConnection[Any, Any, Any, Any]
     ) -> AuthenticationResult:
-        credential = bearer_credential(connection.headers.get("authorization", ""))
+        credential = bearer_credential(connection.headers.getall("authorization", []))
         runtime = connection.app.state.runtime
         if is_api_key(credential):
             key = runtime.api_keys.verify(credential)

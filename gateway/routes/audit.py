@@ -226,11 +226,9 @@ async def log_unrouted_audit_calls(message: Message, scope: Scope) -> None:
 
 def _bearer_api_key(scope: Scope) -> str | None:
     """The API key the call presents, read as the authentication middleware reads it."""
-    header = next(
-        (value.decode("latin-1") for name, value in scope["headers"] if name == b"authorization"), ""
-    )
+    headers = [value.decode("latin-1") for name, value in scope["headers"] if name == b"authorization"]
     try:
-        credential = bearer_credential(header)
+        credential = bearer_credential(headers)
     except NotAuthenticated:
         return None
     return credential if is_api_key(credential) else None

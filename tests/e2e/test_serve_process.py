@@ -71,6 +71,18 @@ def test_serve_consent_receipt_and_logs(server: Server) -> None:
 
         assert http.get("/v1/admin/policy", headers={"Authorization": f"Bearer {api_key}"}).status_code == 200
         assert http.get("/v1/me/preferences", headers={"Authorization": "Bearer nope"}).status_code == 401
+        # Two credentials, over a real connection (the test client joins repeated headers): the
+        # first was taken, so a user's token then an admin key read the preferences, the other
+        # order was 403; a proxy keeping the last header would see another caller. Neither now.
+        for pair in ((user, api_key), (api_key, user)):
+            credentials = [
+                ("Authorization", f"Bearer {c}" if isinstance(c, str) else c["Authorization"]) for c in pair
+            ]
+            two = http.get("/v1/me/preferences", headers=credentials)
+            assert (two.status_code, two.json()["detail"]) == (
+                401,
+                "one Authorization header is allowed, not several",
+            )
         preferences = http.get("/v1/me/preferences", headers=user).json()
         assert preferences["consents"]["marketing"]["granted"] is True
         assert preferences["timezone"] == "Asia/Shanghai"  # CGW_TIMEZONE reached the server
