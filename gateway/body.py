@@ -217,16 +217,29 @@ def _refuse_other_media(headers: Iterable[tuple[bytes, bytes]]) -> None:
     is read as JSON, which the strict decoding holds it to (RFC 9110 lets a recipient look)."""
     for name, value in headers:
         if name == b"content-type":
-            media = value.partition(b";")[0].strip().lower()
+            media, _, parameters = value.lower().partition(b";")
+            media = media.strip()
             if media != b"application/json" and not media.endswith(b"+json"):
                 raise UnsupportedMediaType(
                     "the body must be JSON: Content-Type application/json", "content-type"
                 )
+            if _charset(parameters) not in (None, b"utf-8", b"utf8"):
+                # JSON is UTF-8 (RFC 8259): a body declared UTF-16 was read as UTF-8 anyway.
+                raise UnsupportedMediaType("the body must be UTF-8 JSON: no other charset", "content-type")
         elif name == b"content-encoding" and value.strip().lower() not in (b"identity", b""):
             # Decoded by nobody: a gzip body read as it came (RFC 9110, section 15.5.16).
             raise UnsupportedMediaType(
                 "the body must be sent unencoded: no Content-Encoding", "content-encoding"
             )
+
+
+def _charset(parameters: bytes) -> bytes | None:
+    """The `charset` a media type's parameters declare (`; charset="utf-8"`), or None."""
+    for parameter in parameters.split(b";"):
+        name, _, value = parameter.partition(b"=")
+        if name.strip() == b"charset":
+            return value.strip().strip(b'"')
+    return None
 
 
 async def refuse_unread_body(request: Request[Any, Any, Any]) -> None:

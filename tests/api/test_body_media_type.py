@@ -22,7 +22,14 @@ GRANT = b'{"granted": true, "notice_version": "v1"}'
 
 @pytest.mark.parametrize(
     "declared",
-    ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "application/xml"],
+    [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "application/xml",
+        "application/json; charset=utf-16",  # read as UTF-8 all the same
+        'application/json; Charset="latin1"',
+    ],
 )
 def test_a_body_of_another_declared_type_is_refused_and_changes_nothing(
     client: Client, as_user: Callable[[str], Headers], declared: str
@@ -53,7 +60,15 @@ def test_a_body_declared_encoded_is_refused_and_changes_nothing(
 
 
 @pytest.mark.parametrize(
-    "declared", ["application/json", "Application/JSON; charset=utf-8", "application/merge-patch+json", None]
+    "declared",
+    [
+        "application/json",
+        "Application/JSON; charset=utf-8",
+        'application/json; charset="UTF-8"',
+        "application/json;charset=utf8",
+        "application/merge-patch+json",
+        None,
+    ],
 )
 def test_json_however_declared_or_undeclared_is_read(
     client: Client, as_user: Callable[[str], Headers], declared: str | None
