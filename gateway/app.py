@@ -24,7 +24,7 @@ from litestar.types import ControllerRouterHandler
 from swagger_ui_bundle import swagger_ui_path
 
 from gateway.auth import auth_middleware
-from gateway.body import refuse_unread_body
+from gateway.body import ClosedStructs, refuse_unread_body
 from gateway.checkpoints import sign_checkpoints
 from gateway.clock import Clock, system_clock
 from gateway.durability import durable_answers
@@ -148,7 +148,7 @@ def create_app(
             Exception: handle_unexpected,
         },
         lifespan=[lifespan],
-        plugins=[AccessInTheDocument()],
+        plugins=[AccessInTheDocument(), ClosedStructs()],
         request_max_body_size=settings.max_body_bytes,
         logging_config=None,  # gateway.logs configures JSON logging once per process
         openapi_config=OpenAPIConfig(

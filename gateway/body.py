@@ -21,6 +21,7 @@ from typing import Any, Generic, TypeVar, get_args
 import msgspec
 from litestar import Request
 from litestar._openapi.schema_generation import SchemaCreator
+from litestar._openapi.schema_generation.plugins.struct import StructSchemaPlugin
 from litestar.dto import MsgspecDTO
 from litestar.dto._backend import DTOBackend
 from litestar.exceptions import InvalidAnnotationException
@@ -31,7 +32,7 @@ from gateway.annotations import bare, choices, field_type, segments
 from gateway.errors import InvalidInput, UnsupportedMediaType, client_text
 from policies.pii import find_pii_in_label
 
-__all__ = ["Strict", "decode_strict", "refuse_unread_body"]
+__all__ = ["ClosedStructs", "Strict", "decode_strict", "refuse_unread_body"]
 
 T = TypeVar("T", bound=msgspec.Struct)
 _PATH = re.compile(r" - at `\$\.?([^`]*)`$")
@@ -262,6 +263,18 @@ async def refuse_unread_body(request: Request[Any, Any, Any]) -> None:
         sent = b"transfer-encoding" in headers and bool(await request.body())
     if sent:
         raise InvalidInput("body: this route takes no body", "body")
+
+
+class ClosedStructs(StructSchemaPlugin):
+    """Litestar's own schema of a Struct, with `additionalProperties: false` where the model
+    refuses unknown fields: the document said any other member was allowed, so a client built
+    from it (or a fuzzer) sent bodies the server answered 400."""
+
+    def to_openapi_schema(self, field_definition: FieldDefinition, schema_creator: SchemaCreator) -> Schema:
+        schema = super().to_openapi_schema(field_definition, schema_creator)
+        if field_definition.type_.__struct_config__.forbid_unknown_fields:
+            schema.additional_properties = False
+        return schema
 
 
 class Strict(MsgspecDTO[T], Generic[T]):

@@ -297,3 +297,27 @@ def test_a_guard_the_document_cannot_describe_stops_the_app() -> None:
 
     with pytest.raises(ImproperlyConfiguredException, match=r"gateway\.routes\.access"):
         Litestar([undeclared], plugins=[AccessInTheDocument()])
+
+
+# -- unknown members -----------------------------------------------------------------------------
+
+
+def test_a_body_that_refuses_unknown_members_says_so(
+    document: Document, client: Client, as_user: Any
+) -> None:
+    """The document allowed any other member, which the server answers 400: a client built from
+    it, or a fuzzer, sent such bodies. Every body that refuses them says `additionalProperties:
+    false`, and the refusal is the server's as well as the document's."""
+    closed = {
+        name
+        for name, schema in document["components"]["schemas"].items()
+        if schema.get("additionalProperties") is False
+    }
+    assert {"PushCreate", "BatchCreate", "ConsentUpdate", "PreferencesUpdate", "QuietHours", "Near"} <= closed
+    assert "PushAnswer" not in closed  # an answer may gain members
+    answer = client.put(
+        "/v1/me/consents/marketing",
+        json={"granted": True, "notice_version": "v1", "extra": 1},
+        headers=as_user("alice"),
+    )
+    assert (answer.status_code, answer.json()["extra"][0]["key"]) == (400, "extra")
