@@ -75,6 +75,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     listing.add_argument("--data-dir")
 
+    keystore = commands.add_parser("keystore", help="the key store").add_subparsers(
+        dest="keystore_command", required=True
+    )
+    made = keystore.add_parser(
+        "create",
+        help="write a new key store (fresh keys, mode 0600) for CGW_KEYSTORE_FILE; the file must not exist",
+    )
+    made.add_argument("--out", type=_out_path, required=True)
+
     worker = commands.add_parser(
         "worker",
         help="run only the delivery worker (no API; its own /metrics on CGW_WORKER_METRICS_PORT if set)",
@@ -216,6 +225,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "keys":
         _no_new_gateway(settings)
         return _create_key(settings, args.name, tuple(dict.fromkeys(args.scopes)))
+    if args.command == "keystore":
+        return _create_keystore(args.out)
     if args.command == "worker":
         _no_new_gateway(settings)
         return asyncio.run(_worker(settings))
@@ -434,7 +445,8 @@ def _dev_keys_made(path: Path) -> list[str]:
     return [
         "!" * 78,
         f"!! DEVELOPMENT KEYS were just created in {path} (mode 0600).",
-        "!! Never use them in production: set CGW_KEYSTORE_FILE to a key store you control.",
+        "!! Never use them in production: set CGW_KEYSTORE_FILE to a key store you control",
+        "!! (`consent-gateway keystore create --out FILE` makes one) and keep it apart.",
         "!" * 78,
     ]
 
@@ -443,6 +455,24 @@ def _dev_tokens(settings: Settings) -> bool:
     """User tokens may be minted here only under the key store's dev secret. With
     CGW_JWT_SECRET set they would be real tokens of the identity service, good for any user."""
     return settings.jwt_secret is None and settings.jwt_public_key_file is None
+
+
+def _create_keystore(path: Path) -> int:
+    """A production key store is made as the dev one is, from the OS's generator; what sets it
+    apart is where it is kept, which the operator chooses here (the dev one lands in the data
+    dir). Never over an existing file: its keys may be the only ones some data opens with."""
+    from storage.keys import KEPT_APART, KeyStore
+
+    if path.exists() or path.is_symlink():
+        print(f"consent-gateway: {path} exists: a key store is never overwritten", file=sys.stderr)
+        return EXIT_USAGE
+    KeyStore.create(path, warning=KEPT_APART)
+    print(
+        f"consent-gateway: key store written to {path} (mode 0600): set CGW_KEYSTORE_FILE to it, keep it "
+        "apart from the data dir and its backups, and set CGW_JWT_SECRET or CGW_JWT_PUBLIC_KEY_FILE",
+        file=sys.stderr,
+    )
+    return 0
 
 
 def _token(settings: Settings, user_id: str) -> int:

@@ -32,9 +32,10 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from storage.crypto import KEY_BYTES, Keyring
 
-__all__ = ["KeyStore", "KeyStoreError", "PublicSigningKey", "SigningKey", "locked"]
+__all__ = ["KEPT_APART", "KeyStore", "KeyStoreError", "PublicSigningKey", "SigningKey", "locked"]
 
 DEV_WARNING = "DEVELOPMENT KEYS created by consent-gateway: never use them in production"
+KEPT_APART = "consent-gateway key store: keep it secret (mode 0600), apart from the data and its backups"
 # The ids rotations give. ASCII digits only (`int` takes other scripts' digits too), at most 18.
 _KEK_ID = re.compile(r"kek-([0-9]{1,18})")
 
@@ -141,11 +142,12 @@ class KeyStore:
             raise KeyStoreError(f"key store {path} is malformed: {exc}") from None
 
     @classmethod
-    def create(cls, path: Path) -> KeyStore:
-        """Create fresh dev keys; refuses to overwrite an existing store."""
+    def create(cls, path: Path, warning: str = DEV_WARNING) -> KeyStore:
+        """Create fresh keys (dev keys unless `warning` says otherwise); refuses to overwrite an
+        existing store."""
         data = _File(
             version=1,
-            warning=DEV_WARNING,
+            warning=warning,
             kek_active="kek-1",
             kek={"kek-1": _b64(os.urandom(KEY_BYTES))},
             pseudonym_key=_b64(os.urandom(KEY_BYTES)),
