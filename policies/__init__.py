@@ -7,9 +7,11 @@ callers gather the state, call `decide`, and record the `Decision`. Any exceptio
 Evaluation order (each rule in its own module; every reason that applies is kept;
 any reject beats a deferral, a deferral beats a pass):
 
- 1. subject        - unknown or erased: stop here; no active device.      (subject.py)
+ 0. ttl            - `expires_at = now + ttl_seconds`, before any rule: every decision carries it. (ttl.py)
+ 1. subject        - unknown or erased: nothing of a subject is judged past here, though the
+                     push's content (2) and campaign pause (8) are still reported; no active
+                     device.                                               (subject.py)
  2. minimization   - sizes, allowed data keys, personal data in text.     (minimization.py)
- 3. ttl            - `expires_at = now + ttl_seconds` (computed first: every decision carries it). (ttl.py)
     `transactional` is exempt from 4, 5, 8's topic mute, 9 and 10, but not from 6, 7 or
     8's campaign pause.
  4. consent        - every purpose the topic needs is granted.            (consent.py)

@@ -107,13 +107,13 @@ def decide(
     ctx = RuleContext(push=push, subject=subject, campaign=campaign, expires_at=expires)
     first = check_subject(ctx, now, settings)
     unit = DecisionUnit() if unit is None else unit
-    content = unit.content.of(push, settings)
+    minimization = unit.content.of(push, settings)  # rule 2: judged once per content in a unit
     if is_terminal(first):
         # No subject to judge the push by, but its content and campaign still say what they
         # say: a sender aiming at stale ids learnt only `subject_unknown`, not that its content
         # would be refused for anyone. Nothing of a subject is read past this point.
-        return combine([first, content, check_campaign_pause(ctx, now, settings)], expires)
-    results = [first, content]
+        return combine([first, minimization, check_campaign_pause(ctx, now, settings)], expires)
+    results = [first, minimization]
     if not is_marketing(push.topic):
         results.append(passed("topic:transactional (contract)"))
         personalization, pause = (rule(ctx, now, settings) for rule in _TRANSACTIONAL_RULES)
