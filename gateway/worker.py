@@ -20,7 +20,7 @@ import secrets
 import socket
 
 from gateway.services.dispatch import Dispatcher
-from gateway.services.dispatch_rounds import Sending, Settling
+from gateway.services.dispatch_inflight import Sending, Settling
 
 __all__ = ["Worker"]
 

@@ -65,8 +65,8 @@ from clients.delivery.slots import Slots
 from gateway.clock import Clock
 from gateway.metrics import Metrics
 from gateway.services import dispatch_writes
-from gateway.services.dispatch_round import Round, Send, already_delivered
-from gateway.services.dispatch_rounds import Holding, Sending, Settling
+from gateway.services.dispatch_inflight import Holding, Sending, Settling
+from gateway.services.dispatch_reads import Round, Send, already_delivered
 from gateway.services.dispatch_writes import PushWrites
 from gateway.services.policy import PolicySource
 from gateway.services.pushes import policy_request, wire_reasons

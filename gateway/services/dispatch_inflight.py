@@ -12,7 +12,7 @@ from functools import partial
 
 from clients.delivery import DeliveryResult
 from gateway.services.campaign_rule import may_pause_at_delivery
-from gateway.services.dispatch_round import Send
+from gateway.services.dispatch_reads import Send
 from gateway.services.dispatch_writes import PushWrites
 from policies import PolicySettings
 from storage.connections import Connection
