@@ -19,7 +19,7 @@ import asyncio
 import logging
 
 from gateway.errors import Conflict
-from gateway.services.audit_export import AuditLedger
+from gateway.services.audit_ledger import AuditLedger
 
 __all__ = ["sign_checkpoints"]
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import errno
 import os
 import shlex
@@ -43,8 +42,6 @@ from storage.migrations import SchemaError
 from storage.store import DataDirError, check_pair
 
 if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
     from storage.keys import KeyStore
     from storage.store import Store
 
@@ -536,7 +533,7 @@ def _list_keys(settings: Settings) -> int:
 
 def _verify(settings: Settings) -> int:
     """The hash chain, and the ledger against the latest signed checkpoint (`verify_ledger`)."""
-    from gateway.services.audit_export import verify_ledger
+    from gateway.services.audit_ledger import verify_ledger
     from gateway.signing import Signer
 
     keys, store = _existing_store(settings)
@@ -679,7 +676,8 @@ def _verify_export(
     """Offline: needs only public keys — the key store's (current and retired), or with `--jwks`
     the published JWK set alone, so an auditor holds no secret — and never creates keys or
     databases."""
-    from gateway.services.audit_export import verify_export
+    from gateway.saved_files import export_token, published_keys, receipt_tokens, saved_checkpoint
+    from gateway.services.export_check import verify_export
     from gateway.signing import Signer
     from storage.keys import KeyStore, KeyStoreError
 
@@ -691,7 +689,7 @@ def _verify_export(
     try:
         # Its own step: a ValueError here is the export's, where the JWK set's check below
         # reported it as a bad --jwks file.
-        token = _export_token(raw)
+        token = export_token(raw)
     except ValueError as exc:
         print(f"consent-gateway: --export {path}: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -699,7 +697,7 @@ def _verify_export(
         if jwks is None:
             keys = Signer(KeyStore.load(settings.keystore_path).signing).public_keys()
         else:
-            keys = _published_keys(jwks.read_bytes())
+            keys = published_keys(jwks.read_bytes())
     except KeyStoreError as exc:  # an auditor away from the server has only the published keys
         print(
             f"consent-gateway: {exc}; to check with the published keys alone, save "
@@ -715,11 +713,11 @@ def _verify_export(
         print(f"consent-gateway: --jwks {jwks}: not a JWK set with an Ed25519 key: {exc}", file=sys.stderr)
         return EXIT_USAGE
     saved = None
-    if since is not None and (saved := _read_given("--since", since, _saved_checkpoint)) is None:
+    if since is not None and (saved := _read_given("--since", since, saved_checkpoint)) is None:
         return EXIT_USAGE
     receipts: list[str] = []
     for receipt_file in receipt_files:
-        if (tokens := _read_given("--receipt", receipt_file, _receipt_tokens)) is None:
+        if (tokens := _read_given("--receipt", receipt_file, receipt_tokens)) is None:
             return EXIT_USAGE
         receipts += tokens
     result = verify_export(token, keys, saved, receipts)
@@ -737,109 +735,6 @@ def _read_given(flag: str, path: Path, parse: Callable[[bytes], _Read]) -> _Read
     except ValueError as exc:  # UnicodeDecodeError too
         print(f"consent-gateway: {flag} {path}: {exc}", file=sys.stderr)
     return None
-
-
-class _SavedDocument(msgspec.Struct):
-    type: str
-    checkpoint: _SavedCheckpoint | None = None
-
-
-class _SavedCheckpoint(msgspec.Struct):
-    jws: str
-
-
-def _saved_checkpoint(raw: bytes) -> str:
-    """The compact JWS of the checkpoint in a file an auditor saved: an earlier export's (the file
-    or the API's answer) or the checkpoint route's answer (`{"tree_size", ..., "jws"}`). Read
-    unverified here; `verify_export` checks its signature."""
-    token = _export_token(raw)
-    try:
-        payload = token.split(".")[1]
-        document = msgspec.json.decode(
-            base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)), type=_SavedDocument
-        )
-    except (IndexError, ValueError, msgspec.DecodeError):  # binascii.Error is a ValueError
-        raise ValueError("not an export or a checkpoint this gateway signed") from None
-    if document.type == "consent-gateway/ledger-checkpoint":
-        return token
-    if document.type == "consent-gateway/audit-export" and document.checkpoint is not None:
-        return document.checkpoint.jws
-    raise ValueError("not an export or a checkpoint this gateway signed")
-
-
-class _ExportAnswer(msgspec.Struct):
-    jws: str
-
-
-class _ReceiptFile(msgspec.Struct):
-    jws: str | None = None
-    receipts: list[_ExportAnswer] | None = None
-
-
-def _receipt_tokens(raw: bytes) -> list[str]:
-    """The compact JWS of each receipt in a file a user kept: the bare JWS, the consent route's
-    answer (`{"receipt", "jws"}`), or their data export (`GET /v1/me/export`, its `receipts`).
-    Read unverified here; `verify_export` checks each signature."""
-    text = _text(raw)
-    if not text.startswith("{"):
-        return [text]
-    try:
-        kept = msgspec.json.decode(text, type=_ReceiptFile)
-    except msgspec.DecodeError as exc:  # ValidationError too
-        raise ValueError(f"not a receipt, a consent's answer or a data export: {exc}") from None
-    if kept.jws is not None:
-        return [kept.jws.strip()]
-    if kept.receipts:
-        return [answer.jws.strip() for answer in kept.receipts]
-    if kept.receipts is not None:
-        raise ValueError("a data export that holds no receipt: nothing to check")
-    raise ValueError("JSON with neither a receipt's jws nor a data export's receipts")
-
-
-def _text(raw: bytes) -> str:
-    """A file the gateway wrote (a compact JWS, or JSON holding one) as text; a ValueError, said
-    with its flag, for any other (its decoding error named a byte's position, and no flag)."""
-    try:
-        return raw.decode().strip()
-    except UnicodeDecodeError:
-        raise ValueError("not a text file (the gateway writes these as a compact JWS or JSON)") from None
-
-
-def _export_token(raw: bytes) -> str:
-    """The compact JWS of an export file: the file itself, as `audit export` writes it, or the
-    `jws` of `GET /v1/audit/export`'s JSON answer, as the auditor dashboard saved it until it
-    saved the bare JWS (such files are in auditors' hands)."""
-    text = _text(raw)
-    if not text.startswith("{"):
-        return text
-    try:
-        return msgspec.json.decode(text, type=_ExportAnswer).jws.strip()
-    except msgspec.DecodeError as exc:  # ValidationError too
-        raise ValueError(f"JSON without the jws of an export: {exc}") from None
-
-
-class _Jwk(msgspec.Struct):
-    kty: str
-    crv: str | None = None
-    x: str | None = None
-
-
-class _Jwks(msgspec.Struct):
-    keys: list[_Jwk]
-
-
-def _published_keys(raw: bytes) -> dict[str, Ed25519PublicKey]:
-    """The Ed25519 keys of a JWK set by `kid`, each kid computed (RFC 7638), not taken on trust."""
-    from storage.keys import PublicSigningKey
-
-    try:
-        jwks = msgspec.json.decode(raw, type=_Jwks)
-    except msgspec.DecodeError as exc:
-        raise ValueError(str(exc)) from None
-    found = [PublicSigningKey.from_x(k.x) for k in jwks.keys if (k.kty, k.crv) == ("OKP", "Ed25519") and k.x]
-    if not found:
-        raise ValueError("it has none")
-    return {key.kid: key.public for key in found}
 
 
 if __name__ == "__main__":

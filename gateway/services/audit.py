@@ -34,7 +34,7 @@ from gateway.schemas.audit import (
     PurposeState,
     SubjectRead,
 )
-from gateway.services.audit_export import AuditLedger
+from gateway.services.audit_ledger import AuditLedger
 from gateway.signing import Signer
 from policies.catalog import PURPOSES
 from storage import ledger

@@ -25,7 +25,7 @@ from support import assert_problem
 
 from gateway.routes.audit import NOT_LOGGED
 from gateway.runtime import Runtime
-from gateway.services.audit_export import verify_export
+from gateway.services.export_check import verify_export
 from storage import ledger, merkle
 
 Client = TestClient[Litestar]

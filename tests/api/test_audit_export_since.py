@@ -24,7 +24,7 @@ from litestar.testing import TestClient
 from support import tamper
 
 from gateway.runtime import Runtime
-from gateway.services.audit_export import verify_export
+from gateway.services.export_check import verify_export
 
 Client = TestClient[Litestar]
 CLI = Path(sys.executable).with_name("consent-gateway")

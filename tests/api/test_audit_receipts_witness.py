@@ -28,7 +28,7 @@ from support import tamper
 
 from gateway.runtime import Runtime
 from gateway.schemas.me import ConsentReceipt
-from gateway.services.audit_export import verify_export
+from gateway.services.export_check import verify_export
 from gateway.signing import Signer
 from storage import ledger
 from storage.keys import SigningKey
