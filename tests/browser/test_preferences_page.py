@@ -436,7 +436,7 @@ def test_in_chinese_the_reasons_and_device_states_are_chinese_too(tab: Tab, gate
     gateway.http.patch("/v1/me/preferences", json={"locale": "zh-CN"}, headers=gateway.as_user(someone))
     open_as(tab, gateway, someone)
     notifications = tab.page.locator("#notifications").inner_text()
-    assert re.search("(发送原因|允许发送的原因)：", notifications)  # delivered by now, or still queued
+    assert re.search("(发送原因|接受原因)：", notifications)  # delivered by now, or still queued
     for english in ("quiet hours", "frequency:", "consent:", "topic:"):
         assert english not in notifications
     assert "正常" in tab.page.locator("#devices").inner_text()

@@ -280,6 +280,7 @@ def test_a_key_store_lacking_a_key_of_the_data_keys_is_refused(gateway_dir: Path
     raw = json.loads((gateway_dir / "keys.json").read_text())
     raw["kek"], raw["kek_active"] = {"kek-2": raw["kek"]["kek-1"]}, "kek-2"
     (tmp_path / "other.json").write_text(json.dumps(raw))
+    (tmp_path / "other.json").chmod(0o600)  # a key store as kept: one anyone may read is warned of
     env = {
         "CGW_DATA_DIR": str(gateway_dir),
         "CGW_KEYSTORE_FILE": str(tmp_path / "other.json"),
