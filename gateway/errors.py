@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import msgspec
@@ -58,7 +59,7 @@ __all__ = [
     "handle_gateway_error",
     "handle_storage_failure",
     "handle_unexpected",
-    "problem",
+    "refusal",
     "storage_refusal",
     "storage_refusal_messages",
 ]
@@ -119,16 +120,17 @@ class TooManyRequests(GatewayError):
         self.retry_after = retry_after
 
 
-def problem(status_code: int, detail: str, field: str | None = None) -> HTTPException:
-    """An HTTPException in our shape, for code paths that must raise Litestar's own type."""
-    extra = [{"key": field, "message": detail}] if field else None
-    return HTTPException(status_code=status_code, detail=detail, extra=extra)
+def refusal(status_code: int, detail: str, extra: Sequence[tuple[str, str]] = ()) -> dict[str, object]:
+    """The body of every refusal, 4xx, 503 or 500 (`gateway.schemas.errors.ErrorRead`): `extra`
+    lists the fields or parameters at fault with what was wrong with each."""
+    body: dict[str, object] = {"status_code": status_code, "detail": detail}
+    if extra:
+        body["extra"] = [{"key": key, "message": message} for key, message in extra]
+    return body
 
 
 def handle_gateway_error(_: Request[Any, Any, Any], exc: GatewayError) -> Response[dict[str, object]]:
-    body: dict[str, object] = {"status_code": exc.status_code, "detail": exc.detail}
-    if exc.field:
-        body["extra"] = [{"key": exc.field, "message": exc.detail}]
+    body = refusal(exc.status_code, exc.detail, [(exc.field, exc.detail)] if exc.field else ())
     headers: dict[str, str] | None = None
     if exc.status_code == 401:
         headers = {"WWW-Authenticate": 'Bearer realm="consent-gateway"'}
@@ -146,7 +148,7 @@ def handle_framework_validation(
     is argument `start`), names a missing parameter only in its text, and says "Validation
     failed for GET <path and query>", which echoed the raw query (a `user_id`, say) back."""
     aliases = _aliases(request)
-    extra: list[dict[str, str]] = []
+    extra: list[tuple[str, str]] = []
     for item in exc.extra if isinstance(exc.extra, list) else []:
         if not isinstance(item, dict):
             continue
@@ -156,17 +158,14 @@ def handle_framework_validation(
         message = client_text(message)
         if message.startswith("Invalid enum value"):
             message += _one_of_parameter(request, key)
-        extra.append({"key": aliases.get(key, key), "message": message})
+        extra.append((aliases.get(key, key), message))
     if not extra and (missing := _MISSING.match(exc.detail)):
-        extra.append({"key": missing["name"], "message": f"a required {missing['where']} parameter"})
+        extra.append((missing["name"], f"a required {missing['where']} parameter"))
     if extra:
-        detail = f"{extra[0]['key']}: {extra[0]['message']}"
+        detail = f"{extra[0][0]}: {extra[0][1]}"
     else:
         detail = "the request is not valid" if " for " in exc.detail else exc.detail
-    body: dict[str, object] = {"status_code": exc.status_code, "detail": detail}
-    if extra:
-        body["extra"] = extra
-    return Response(body, status_code=exc.status_code)
+    return Response(refusal(exc.status_code, detail, extra), status_code=exc.status_code)
 
 
 # The one message form msgspec and Litestar put a refused value in, quoted as Python's repr
@@ -263,12 +262,12 @@ def storage_refusal(
         logging.getLogger("gateway.storage").warning(
             "storage busy", extra={"error": str(exc), "request_id": request_id}
         )
-        return {"status_code": 503, "detail": STORAGE_BUSY}, {"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)}
+        return refusal(503, STORAGE_BUSY), {"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)}
     full = isinstance(exc, StorageFullError)
     logging.getLogger("gateway.storage").error(
         "storage full" if full else "storage failed", extra={"error": str(exc), "request_id": request_id}
     )
-    return {"status_code": 503, "detail": STORAGE_FULL if full else STORAGE_FAILED}, {}
+    return refusal(503, STORAGE_FULL if full else STORAGE_FAILED), {}
 
 
 def storage_refusal_messages(
@@ -295,7 +294,7 @@ def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respon
     if isinstance(exc, RequestEntityTooLarge):
         limit = request.route_handler.resolve_request_max_body_size()
         detail = f"the request body is larger than this route takes ({limit} bytes)"
-        return create_exception_response(request, problem(413, detail, "body"))
+        return Response(refusal(413, detail, [("body", detail)]), status_code=413)
     if isinstance(exc, HTTPException):
         return create_exception_response(request, exc)
     route = str(request.scope.get("path_template") or "unmatched")
@@ -305,4 +304,4 @@ def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respon
     )
     if (runtime := request.app.state.get("runtime")) is not None:
         runtime.store.after_failure(exc)
-    return Response({"status_code": 500, "detail": "Internal Server Error"}, status_code=500)
+    return Response(refusal(500, "Internal Server Error"), status_code=500)

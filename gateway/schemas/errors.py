@@ -2,7 +2,7 @@
 `{"status_code", "detail", "extra"?}`, with `extra` naming the field or parameter at fault.
 
 Only the OpenAPI document uses these types (`gateway.routes.refusals`); the answers themselves
-are built by the exception handlers.
+are built by `gateway.errors.refusal`, in this shape.
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
 __all__ = ["ErrorField", "ErrorRead"]
-
-Source = Annotated[str, Meta(description="Where a parameter came from: `query`, `path`, `header` or `body`.")]
 
 
 class ErrorField(msgspec.Struct, kw_only=True):
@@ -28,7 +26,6 @@ class ErrorField(msgspec.Struct, kw_only=True):
         ),
     ]
     message: str
-    source: Source | UnsetType = UNSET
 
 
 class ErrorRead(msgspec.Struct, kw_only=True):

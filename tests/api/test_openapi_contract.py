@@ -150,6 +150,8 @@ def test_every_error_answer_has_the_one_error_shape(document: Document) -> None:
     error = component(document, "ErrorRead")
     assert error["required"] == ["detail", "status_code"]
     assert error["properties"]["extra"]["oneOf"][0]["items"] == {"$ref": "#/components/schemas/ErrorField"}
+    # What an item holds, and no more: a `source` was documented that no answer ever carried.
+    assert set(component(document, "ErrorField")["properties"]) == {"key", "message"}
 
 
 def test_every_route_behind_a_credential_declares_401_403_and_503(document: Document) -> None:
