@@ -6,11 +6,10 @@ ValueError saying what it is not."""
 
 from __future__ import annotations
 
-import base64
-
 import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from storage import b64url
 from storage.keys import PublicSigningKey
 
 __all__ = ["export_token", "published_keys", "receipt_tokens", "saved_checkpoint"]
@@ -32,9 +31,7 @@ def saved_checkpoint(raw: bytes) -> str:
     token = export_token(raw)
     try:
         payload = token.split(".")[1]
-        document = msgspec.json.decode(
-            base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)), type=_SavedDocument
-        )
+        document = msgspec.json.decode(b64url.decode(payload), type=_SavedDocument)
     except (IndexError, ValueError, msgspec.DecodeError):  # binascii.Error is a ValueError
         raise ValueError("not an export or a checkpoint this gateway signed") from None
     if document.type == "consent-gateway/ledger-checkpoint":

@@ -2,26 +2,24 @@
 
 from __future__ import annotations
 
-import base64
 import json
 
 import jwt
 import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from storage import b64url
 from storage.keys import SigningKey
 
 __all__ = ["SignedParts", "Signer"]
 
 
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
 def _header(kid: str) -> str:
     """The protected header segment of our signatures, as PyJWS writes it: `alg` and `kid`,
     sorted, compact. No `typ`: what we sign are receipts, checkpoints and exports, not JWTs."""
-    return _b64url(json.dumps({"alg": "EdDSA", "kid": kid}, separators=(",", ":"), sort_keys=True).encode())
+    return b64url.encode(
+        json.dumps({"alg": "EdDSA", "kid": kid}, separators=(",", ":"), sort_keys=True).encode()
+    )
 
 
 class SignedParts(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -57,7 +55,7 @@ class SignedParts(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     def compact(self) -> str:
         """The compact JWS: `protected.base64url(document).signature`."""
         protected = self.protected if self.kid is None else _header(self.kid)
-        return f"{protected}.{_b64url(bytes(self.document))}.{self.signature}"
+        return f"{protected}.{b64url.encode(bytes(self.document))}.{self.signature}"
 
 
 class Signer:
@@ -83,7 +81,7 @@ class Signer:
         key = self._key  # one key for the whole: a rotation may be taken up meanwhile (`use`)
         token = self._sign(payload, key)
         protected, encoded, signature = token.split(".")
-        if encoded != _b64url(payload):  # the token must be rebuildable from the stored bytes
+        if encoded != b64url.encode(payload):  # the token must be rebuildable from the stored bytes
             raise RuntimeError("the JWS payload segment is not the base64url of the signed document")
         if protected == _header(key.kid):
             return SignedParts(kid=key.kid, document=msgspec.Raw(payload), signature=signature)

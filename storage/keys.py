@@ -14,7 +14,6 @@ gateway creates dev keys next to the data and says so loudly.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import fcntl
 import hashlib
@@ -30,6 +29,7 @@ import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from storage import b64url
 from storage.crypto import KEY_BYTES, Keyring
 
 __all__ = ["KEPT_APART", "KeyStore", "KeyStoreError", "PublicSigningKey", "SigningKey", "locked"]
@@ -58,15 +58,11 @@ class _File(msgspec.Struct, forbid_unknown_fields=True):
     retired_signing_keys: list[str] = []  # absent from stores written before it: nothing retired
 
 
-def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
 def _unb64(text: str, field: str) -> bytes:
     """The field is named when it does not decode: a key store holds half a dozen secrets, and
     "Incorrect padding" alone left an operator to guess which one a stray character broke."""
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        return b64url.decode(text)
     except ValueError:
         raise ValueError(f"{field}: not base64url") from None
 
@@ -76,9 +72,9 @@ class PublicSigningKey:
 
     def __init__(self, public: Ed25519PublicKey) -> None:
         self.public = public
-        self.x = _b64(public.public_bytes(Encoding.Raw, PublicFormat.Raw))
+        self.x = b64url.encode(public.public_bytes(Encoding.Raw, PublicFormat.Raw))
         canonical = f'{{"crv":"Ed25519","kty":"OKP","x":"{self.x}"}}'.encode()
-        self.kid = _b64(hashlib.sha256(canonical).digest())
+        self.kid = b64url.encode(hashlib.sha256(canonical).digest())
 
     @classmethod
     def from_x(cls, x: str) -> PublicSigningKey:
@@ -149,11 +145,11 @@ class KeyStore:
             version=1,
             warning=warning,
             kek_active="kek-1",
-            kek={"kek-1": _b64(os.urandom(KEY_BYTES))},
-            pseudonym_key=_b64(os.urandom(KEY_BYTES)),
-            database_key=_b64(os.urandom(KEY_BYTES)),
-            directory_key=_b64(os.urandom(KEY_BYTES)),
-            signing_key=_b64(Ed25519PrivateKey.generate().private_bytes_raw()),
+            kek={"kek-1": b64url.encode(os.urandom(KEY_BYTES))},
+            pseudonym_key=b64url.encode(os.urandom(KEY_BYTES)),
+            database_key=b64url.encode(os.urandom(KEY_BYTES)),
+            directory_key=b64url.encode(os.urandom(KEY_BYTES)),
+            signing_key=b64url.encode(Ed25519PrivateKey.generate().private_bytes_raw()),
             jwt_dev_secret=secrets.token_urlsafe(48),
             created_at=datetime.now(UTC).isoformat(),
         )
@@ -171,7 +167,9 @@ class KeyStore:
             current = _read(self.path)
             kid = _next_kek_id(current.kek)
             key = os.urandom(KEY_BYTES)
-            data = msgspec.structs.replace(current, kek={**current.kek, kid: _b64(key)}, kek_active=kid)
+            data = msgspec.structs.replace(
+                current, kek={**current.kek, kid: b64url.encode(key)}, kek_active=kid
+            )
             _write_private(self.path, msgspec.json.format(msgspec.json.encode(data)), exclusive=False)
             self._seen = _stamp(self.path)
             self.keyring.merge(_keks(data), kid)  # the same keyring object everyone holds

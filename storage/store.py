@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import fcntl
 import hmac
@@ -21,7 +20,7 @@ import msgspec
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from storage import ledger
+from storage import b64url, ledger
 from storage.connections import Connection, quiet_cipher_log
 from storage.crypto import DecryptionError, KeyedHash, wrapping_key_id
 from storage.db import Database
@@ -515,7 +514,7 @@ def _protected_kid(segment: object) -> bytes | None:
     if not isinstance(segment, str):
         return None
     try:
-        header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+        header = json.loads(b64url.decode(segment))
         kid = header.get("kid") if isinstance(header, dict) else None
         return kid.encode() if isinstance(kid, str) else None
     except (ValueError, RecursionError):  # bad base64 or JSON, a lone surrogate

@@ -10,7 +10,6 @@ checkpoints, proofs, exports) is `AuditLedger`, reachable as `AuditService.ledge
 
 from __future__ import annotations
 
-import base64
 import binascii
 from datetime import UTC, datetime
 from typing import Any
@@ -37,7 +36,7 @@ from gateway.schemas.audit import (
 from gateway.services.audit_ledger import AuditLedger
 from gateway.signing import Signer
 from policies.catalog import PURPOSES
-from storage import ledger
+from storage import b64url, ledger
 from storage.repositories import admin_log, audit
 from storage.repositories.audit import Filter
 from storage.store import Store
@@ -73,13 +72,13 @@ def _window(start: datetime | None, end: datetime | None) -> tuple[str | None, s
 
 
 def _encode_cursor(kind: str, position: int) -> str:
-    return base64.urlsafe_b64encode(f"{kind}:{position}".encode()).decode().rstrip("=")
+    return b64url.encode(f"{kind}:{position}".encode())
 
 
 def read_cursor(cursor: str) -> tuple[str, int] | None:
     """The listing and position a cursor names, or None if the gateway gave out no such cursor."""
     try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        text = b64url.decode(cursor).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         return None
     kind, _, position = text.partition(":")
