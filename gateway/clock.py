@@ -7,7 +7,10 @@ from datetime import UTC, datetime
 
 from policies.decision import rfc3339  # one formatter for the wire, shared with the reason details
 
-__all__ = ["Clock", "parse_rfc3339", "rfc3339", "rfc3339_text", "rfc3339_text_or_none", "system_clock"]
+__all__ = [
+    "Clock", "parse_rfc3339", "rfc3339", "rfc3339_text", "rfc3339_text_or_none", "stored_time",
+    "system_clock",
+]  # fmt: skip
 
 Clock = Callable[[], datetime]
 
@@ -27,6 +30,17 @@ def rfc3339_text_or_none(stored: str | None) -> str | None:
 
 
 _UPPER_DESIGNATORS = str.maketrans("tz", "TZ")
+
+
+def stored_time(text: object) -> datetime | None:
+    """A time as the gateway stores or signs it (`isoformat()`, with its offset), or None for one a
+    tampered row or file holds instead: not text, not a time, or one without an offset, which
+    compared with an aware time raised (a 500, a traceback)."""
+    try:
+        at = datetime.fromisoformat(text)  # type: ignore[arg-type]  # a TypeError if not str
+    except (TypeError, ValueError):
+        return None
+    return at if at.utcoffset() is not None else None
 
 
 def parse_rfc3339(text: str) -> datetime:

@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 
-from gateway.clock import Clock, rfc3339, rfc3339_text, rfc3339_text_or_none
+from gateway.clock import Clock, rfc3339, rfc3339_text, rfc3339_text_or_none, stored_time
 from gateway.errors import InvalidInput, NotFound
 from gateway.schemas.audit import (
     AccessLogEntry,
@@ -107,18 +107,9 @@ def _next_cursor(kind: str, positions: list[int], limit: int) -> str | None:
     return _encode_cursor(kind, positions[limit - 1]) if len(positions) > limit else None
 
 
-def _event_time(event: ledger.LedgerEvent) -> datetime | None:
-    """The event's time, or None for a tampered row (verify names it): not a time, or one
-    without its offset, which compared with the view's moment raised (a 500)."""
-    try:
-        at = datetime.fromisoformat(event.at)
-    except (TypeError, ValueError):
-        return None
-    return at if at.utcoffset() is not None else None
-
-
 def _first_time(events: list[ledger.LedgerEvent]) -> datetime | None:
-    return next((at for event in events if (at := _event_time(event)) is not None), None)
+    """The first event's time that reads as one; a tampered row's is skipped (verify names it)."""
+    return next((at for event in events if (at := stored_time(event.at)) is not None), None)
 
 
 def audit_event(event: ledger.LedgerEvent, subject_ref: str | None) -> AuditEvent:
@@ -214,7 +205,7 @@ class AuditService:
         for event in history:
             if event.purpose not in state:
                 continue
-            at = _event_time(event)
+            at = stored_time(event.at)
             if at is None:  # a tampered row: what it said is unknown
                 state[event.purpose] = PurposeState(None, None, None)
             elif at <= moment:

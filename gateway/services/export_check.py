@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 
 import jwt
 import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from msgspec import UnsetType
 
+from gateway.clock import stored_time
 from gateway.schemas.audit import (
     CheckpointRead,
     ExportBundle,
@@ -191,23 +191,16 @@ def _receipt_problem(
             event.prev_hash.hex().startswith(witnessed)
         ):
             return f"the history before its event (seq {seq}) is not the one it was signed after: rewritten"
-    recorded = (event.kind, event.purpose, event.notice_version, _moment(event.at))
+    recorded = (event.kind, event.purpose, event.notice_version, stored_time(event.at))
     given = (
         f"consent.{receipt.state}",
         receipt.purpose.id,
         receipt.notice_version,
-        _moment(receipt.timestamp),
+        stored_time(receipt.timestamp),
     )
     if recorded != given or event.subject_ref not in (None, receipt.subject_ref):
         return f"the ledger's event at seq {seq} is not this consent"
     return None
-
-
-def _moment(text: str) -> datetime | None:
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        return None
 
 
 def _extends(
@@ -217,7 +210,7 @@ def _extends(
     export's tree roots it could work out, by size: before its first event, after each of its
     events, and the signed checkpoint's (`signed`)."""
     if saved.tree_size > signed.tree_size:
-        saved_at, signed_at = _moment(saved.at), _moment(signed.at)
+        saved_at, signed_at = stored_time(saved.at), stored_time(signed.at)
         if saved_at is not None and signed_at is not None and saved_at > signed_at:
             # The files given the wrong way round, not a ledger that lost events: said as such.
             return (

@@ -1,4 +1,5 @@
-"""One reader of RFC 3339 times for the audit API's windows and the CLI's `audit export`."""
+"""One reader of RFC 3339 times for the audit API's windows and the CLI's `audit export`, and one of
+the times the gateway stored or signed."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from gateway.cli import _moment
-from gateway.clock import parse_rfc3339
+from gateway.clock import parse_rfc3339, stored_time
 
 TEN = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 
@@ -41,3 +42,17 @@ def test_the_cli_reads_lower_case_as_the_api_does_and_still_wants_an_offset() ->
     assert _moment("2026-11-23T10:00:00-01:00").tzinfo == timezone(timedelta(hours=-1))
     with pytest.raises(argparse.ArgumentTypeError, match=r"has no offset; e\.g\. 2026-11-23T10:00:00Z"):
         _moment("2026-11-23T10:00:00")
+
+
+@pytest.mark.parametrize(
+    ("stored", "read"),
+    [
+        ("2026-12-07T10:00:00+00:00", datetime(2026, 12, 7, 10, tzinfo=UTC)),
+        ("2026-12-07T10:00:00", None),  # no offset: a tampered row, never compared with an aware time
+        ("yesterday", None),
+        (None, None),
+        (17, None),
+    ],
+)
+def test_a_stored_time_reads_as_an_aware_one_or_none(stored: object, read: datetime | None) -> None:
+    assert stored_time(stored) == read
