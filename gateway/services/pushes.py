@@ -167,14 +167,14 @@ class PushService:
             with savepoint(conn, "singles"):
                 return self._record_group(conn, items, now)
         except Exception as exc:
-            _raise_if_the_databases(exc, conn)
+            _reraise_if_database_error(exc, conn)
         outcomes: list[tuple[PushAnswer, bool] | Exception] = []
         for item in items:
             try:
                 with savepoint(conn, "single"):
                     outcomes += self._record_group(conn, [item], now)
             except Exception as exc:
-                _raise_if_the_databases(exc, conn)
+                _reraise_if_database_error(exc, conn)
                 outcomes.append(exc)
         return outcomes
 
@@ -635,7 +635,7 @@ def _refuse_unshowable(request: PushCreate) -> None:
             raise InvalidInput(f"{field}: a control character (NUL, escape...) cannot be shown", field)
 
 
-def _raise_if_the_databases(exc: Exception, conn: Connection) -> None:
+def _reraise_if_database_error(exc: Exception, conn: Connection) -> None:
     """Let an error of the database itself, or one after which SQLite gave up the transaction,
     go on to the writer; an error of the data a push read is that push's alone."""
     if is_database_error(exc) or not conn.in_transaction:

@@ -21,6 +21,7 @@ from policies import (
     SubjectState,
     decide,
 )
+from policies import reasons as reason_codes
 
 NOW = datetime(2024, 6, 12, 12, 0, tzinfo=UTC)  # 12:00 in UTC, 21:00 in Tokyo, 20:00 in Shanghai
 SETTINGS = PolicySettings()
@@ -474,6 +475,13 @@ def test_decide(case: Case) -> None:
     assert decision.deliver_after == case.deliver_after
     assert decision.expires_at == NOW + timedelta(seconds=case.push.ttl_seconds)
     assert bool(decision.allowed_by) is (case.outcome != "rejected")
+
+
+def test_the_named_constants_are_the_codes_of_the_type() -> None:
+    """policies/reasons.py spells each code twice, as a constant the rules use and in the
+    `ReasonCode` type the API takes: the two lists may not drift apart."""
+    named = {value for name, value in vars(reason_codes).items() if name.isupper() and isinstance(value, str)}
+    assert named == ALL_REASON_CODES
 
 
 def test_every_submission_reason_code_is_produced() -> None:
