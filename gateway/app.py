@@ -23,6 +23,7 @@ from litestar.static_files import create_static_files_router
 from litestar.types import ControllerRouterHandler
 from swagger_ui_bundle import swagger_ui_path
 
+from gateway.audit_access_log import log_unrouted_audit_calls
 from gateway.auth import auth_middleware
 from gateway.body import ClosedStructs, refuse_unread_body
 from gateway.checkpoints import sign_checkpoints
@@ -43,7 +44,7 @@ from gateway.query import refuse_stray_query_parameters
 from gateway.request_log import request_log
 from gateway.routes.access import API_KEY, SECURITY_SCHEMES, USER_TOKEN, AccessInTheDocument
 from gateway.routes.admin import AdminController
-from gateway.routes.audit import AuditController, log_unrouted_audit_calls
+from gateway.routes.audit import AuditController
 from gateway.routes.campaigns import CampaignController
 from gateway.routes.complaints import ComplaintController
 from gateway.routes.me import MeController

@@ -23,7 +23,7 @@ from litestar.routes import HTTPRoute
 from litestar.testing import TestClient
 from support import assert_problem
 
-from gateway.routes.audit import NOT_LOGGED
+from gateway.audit_access_log import NOT_LOGGED
 from gateway.runtime import Runtime
 from gateway.services.export_check import verify_export
 from storage import ledger, merkle

@@ -13,7 +13,7 @@ from litestar import Litestar
 from litestar.testing import TestClient
 from support import assert_problem
 
-from gateway.routes.audit import NOT_LOGGED
+from gateway.audit_access_log import NOT_LOGGED
 from gateway.schemas.complaints import ComplaintReason, ComplaintStatus
 from policies import ALL_REASON_CODES
 
