@@ -40,6 +40,7 @@ from gateway.gc_tuning import server_collector
 from gateway.headers import SwaggerPage, security_headers
 from gateway.logs import configure_logging, quiet_server_access_log
 from gateway.metrics import Metrics
+from gateway.options import allow_every_method
 from gateway.query import refuse_stray_query_parameters
 from gateway.request_log import request_log
 from gateway.routes.access import API_KEY, SECURITY_SCHEMES, USER_TOKEN, AccessInTheDocument
@@ -141,7 +142,7 @@ def create_app(
         },
         middleware=[logged_by_route, durable_answers, auth_middleware],
         before_request=read_strictly,
-        before_send=[log_unrouted_audit_calls, logged_unrouted, security_headers],
+        before_send=[log_unrouted_audit_calls, logged_unrouted, security_headers, allow_every_method],
         exception_handlers={
             GatewayError: handle_gateway_error,
             ValidationException: handle_framework_validation,

@@ -1,0 +1,28 @@
+"""`OPTIONS` names every method its path takes.
+
+Litestar kept the OPTIONS handler of the first route registered at a path when later handlers
+joined it: `OPTIONS /v1/me/preferences` said `Allow: GET, OPTIONS` with PATCH served there (found
+by a fuzzing review; the complaints, the policy and the API keys said as little).
+"""
+
+from __future__ import annotations
+
+from litestar import Litestar
+from litestar.routes import HTTPRoute
+from litestar.testing import TestClient
+from test_authz_matrix import fill
+
+
+def test_every_path_s_options_allow_every_method_it_serves(
+    client: TestClient[Litestar], app: Litestar
+) -> None:
+    checked = 0
+    for route in app.routes:
+        if not isinstance(route, HTTPRoute) or route.path.startswith("/schema"):
+            continue
+        answer = client.options(fill(route.path))
+        assert answer.status_code == 204, route.path
+        assert answer.headers.get_list("allow") == [", ".join(sorted(route.methods))], route.path
+        checked += 1
+    assert checked > 30
+    assert client.options("/v1/me/preferences").headers["allow"] == "GET, OPTIONS, PATCH"
