@@ -37,7 +37,9 @@ __all__ = ["ClosedStructs", "Strict", "decode_strict", "refuse_unread_body"]
 T = TypeVar("T", bound=msgspec.Struct)
 _PATH = re.compile(r" - at `\$\.?([^`]*)`$")
 _KEY = re.compile(r" - at `key` in `\$\.?([^`]*)`$")
-_LEAF = re.compile(r"(?:unknown|missing required) field `([^`]+)`")
+# The whole name, up to the backtick before msgspec's ` - at ` or the message's end: a key may
+# hold backticks itself, and `x` bob@example.com` was read as `x`, found nameable, and left whole.
+_LEAF = re.compile(r"(?:unknown|missing required) field `(.+?)`(?= - at `|$)")
 _NAMED = re.compile(r"^([a-z_][a-z0-9_.]*): ")
 
 
@@ -175,7 +177,7 @@ def _named_value(raw: bytes, model: type, path: str) -> str:
             try:
                 msgspec.convert(value, value_type, strict=True)
             except msgspec.ValidationError:
-                return f"{prefix}.{key}{rest}"
+                return f"{prefix}.{key}{rest}" if _nameable(key) else prefix
     except (KeyError, IndexError, TypeError, ValueError, AttributeError, StopIteration, RecursionError):
         pass
     return path
@@ -224,7 +226,7 @@ def _refuse_other_media(headers: Iterable[tuple[bytes, bytes]]) -> None:
                 raise UnsupportedMediaType(
                     "the body must be JSON: Content-Type application/json", "content-type"
                 )
-            if _charset(parameters) not in (None, b"utf-8", b"utf8"):
+            if _charset(parameters) not in (None, b"utf-8", b"utf8", b"us-ascii"):
                 # JSON is UTF-8 (RFC 8259): a body declared UTF-16 was read as UTF-8 anyway.
                 raise UnsupportedMediaType("the body must be UTF-8 JSON: no other charset", "content-type")
         elif name == b"content-encoding" and value.strip().lower() not in (b"identity", b""):

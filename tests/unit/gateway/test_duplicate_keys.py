@@ -129,6 +129,30 @@ def test_a_key_that_may_hold_personal_data_is_not_repeated_in_the_refusal(key: s
     )  # fmt: skip
 
 
+@pytest.mark.parametrize("key", ["x` bob@example.com", "x` 4111 1111 1111 1111"])
+def test_a_key_holding_a_backtick_is_read_whole(key: str) -> None:
+    """The name was read up to its first backtick (`x`), which looked like a field's: the rest,
+    an e-mail address, was repeated in the detail."""
+    for raw in ('{"pushes": [' + PUSH + ", " + json.dumps(key) + ": 1}]}", "{" + json.dumps(key) + ": 1}"):
+        with pytest.raises(InvalidInput) as refused:
+            decode_strict(raw.encode(), BatchCreate)
+        assert key.split("` ")[1] not in refused.value.detail
+        assert refused.value.field in ("pushes[0]", "body")
+
+
+def test_a_data_key_whose_value_is_refused_is_named_only_if_it_may_be() -> None:
+    """A value of the wrong type in `data` is named by its key (`data.deeplink`), unless the key
+    may hold personal data: then by the mapping."""
+    named = '{"pushes": [' + PUSH + ', "data": {"deeplink": 5}}]}'
+    unnamed = '{"pushes": [' + PUSH + ', "data": {"bob@example.com": 5}}]}'
+    found = []
+    for raw in (named, unnamed):
+        with pytest.raises(InvalidInput) as refused:
+            decode_strict(raw.encode(), BatchCreate)
+        found.append(refused.value.field)
+    assert found == ["pushes[0].data.deeplink", "pushes[0].data"]
+
+
 def test_a_key_of_a_field_s_shape_is_still_named() -> None:
     unknown = ('{"pushes": [' + PUSH + ', "priority": 1}]}').encode()
     with pytest.raises(InvalidInput) as refused:
