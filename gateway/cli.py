@@ -195,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"consent-gateway: {where}{exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE
     finally:
-        if makes_dev_keys and args.command != "serve" and _present(settings.keystore_path):
+        if makes_dev_keys and args.command not in ("serve", "keystore") and _present(settings.keystore_path):
             print("\n".join(_dev_keys_made(settings.keystore_path)), file=sys.stderr, flush=True)
 
 
@@ -223,7 +223,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         _no_new_gateway(settings)
         return _create_key(settings, args.name, tuple(dict.fromkeys(args.scopes)))
     if args.command == "keystore":
-        return _create_keystore(args.out)
+        return _create_keystore(args.out, settings)
     if args.command == "worker":
         _no_new_gateway(settings)
         return asyncio.run(_worker(settings))
@@ -454,19 +454,28 @@ def _dev_tokens(settings: Settings) -> bool:
     return settings.jwt_secret is None and settings.jwt_public_key_file is None
 
 
-def _create_keystore(path: Path) -> int:
+def _create_keystore(path: Path, settings: Settings) -> int:
     """A production key store is made as the dev one is, from the OS's generator; what sets it
     apart is where it is kept, which the operator chooses here (the dev one lands in the data
-    dir). Never over an existing file: its keys may be the only ones some data opens with."""
+    dir): never in the data dir, whose copies and backups would carry the keys with the data.
+    Never over an existing file: its keys may be the only ones some data opens with."""
     from storage.keys import KEPT_APART, KeyStore
 
     if path.exists() or path.is_symlink():
         print(f"consent-gateway: {path} exists: a key store is never overwritten", file=sys.stderr)
         return EXIT_USAGE
+    if _inside(path.parent, settings.data_dir):
+        print(
+            f"consent-gateway: --out {path} is inside the data dir {settings.data_dir}: keep the key "
+            "store apart from the data and its backups",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     KeyStore.create(path, warning=KEPT_APART)
     print(
-        f"consent-gateway: key store written to {path} (mode 0600): set CGW_KEYSTORE_FILE to it, keep it "
-        "apart from the data dir and its backups, and set CGW_JWT_SECRET or CGW_JWT_PUBLIC_KEY_FILE",
+        f"consent-gateway: key store written to {path.resolve()} (mode 0600): set CGW_KEYSTORE_FILE to "
+        "it, keep it apart from the data dir and its backups, and set CGW_JWT_SECRET or "
+        "CGW_JWT_PUBLIC_KEY_FILE",
         file=sys.stderr,
     )
     return 0

@@ -15,12 +15,14 @@ gateway creates dev keys next to the data and says so loudly.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import os
 import re
 import secrets
 import stat
+import tempfile
 from collections.abc import Collection, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -255,27 +257,65 @@ def _write_private(path: Path, content: bytes, *, exclusive: bool) -> None:
     the name. Without the directory's fsync a power cut can bring back the old file (or none)
     while the data keys re-wrapped under a new KEK are already committed in the database:
     they could never be unwrapped again."""
-    # Made anew, never reused: a leftover `.tmp` (an editor's, a backup's) kept its own mode
-    # when opened, 0644 say, and the key store took it at the rename; a link there was followed.
-    # The callers hold the store's lock, or make a store no other process has yet.
-    target = path.with_name(path.name + ".tmp")
-    target.unlink(missing_ok=True)
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(content)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if exclusive:
-            os.link(target, path)  # FileExistsError where a store is: never overwritten
-            target.unlink()
-        else:
+    if exclusive:
+        _create_whole(path, content)
+    else:
+        # Made anew, never reused: a leftover `.tmp` (an editor's, a backup's) kept its own mode
+        # when opened, 0644 say, and the key store took it at the rename; a link there was
+        # followed. The callers hold the store's lock, so no other writer uses the name meanwhile.
+        target = path.with_name(path.name + ".tmp")
+        target.unlink(missing_ok=True)
+        _write_new(target, content)
+        try:
             os.replace(target, path)
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
+    _fsync_directory(path.parent)
+
+
+# A file system without hard links (vfat, some network and FUSE mounts) refuses `link` thus.
+_NO_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS})
+
+
+def _create_whole(path: Path, content: bytes) -> None:
+    """A new store, linked into place from a file of a name no other writer can take (not the
+    rotation's `.tmp`, which two creators shared: each unlinked the other's, and one came back
+    with keys that were not the ones on disk). FileExistsError where a store is, before anything
+    is written. Where the file system has no hard links, written in place under its own name as
+    before: a reader may then see it part-written, and says the store is malformed."""
+    if path.exists() or path.is_symlink():
+        raise FileExistsError(errno.EEXIST, "a key store is there already", str(path))
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # 0600
+    staged = Path(name)
+    try:
+        _write_fd(fd, content)
+        try:
+            os.link(staged, path)  # FileExistsError where a store came meanwhile: never overwritten
+        except OSError as exc:
+            if exc.errno not in _NO_LINKS:
+                raise
+            _write_new(path, content)
+    finally:
+        staged.unlink(missing_ok=True)
+
+
+def _write_new(path: Path, content: bytes) -> None:
+    """`content` in a file made here, 0600 from the first byte; none left part-written."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        _write_fd(fd, content)
     except BaseException:
         # Ours, and part-written (a full disk): not left for the next start or an operator to find.
-        target.unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
         raise
-    _fsync_directory(path.parent)
+
+
+def _write_fd(fd: int, content: bytes) -> None:
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(content)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def _fsync_directory(directory: Path) -> None:

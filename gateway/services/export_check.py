@@ -191,12 +191,13 @@ def _receipt_problem(
             event.prev_hash.hex().startswith(witnessed)
         ):
             return f"the history before its event (seq {seq}) is not the one it was signed after: rewritten"
-    recorded = (event.kind, event.purpose, event.notice_version, stored_time(event.at))
+    # As moments where both read as one, else as written: two unreadable times are not one.
+    recorded = (event.kind, event.purpose, event.notice_version, stored_time(event.at) or event.at)
     given = (
         f"consent.{receipt.state}",
         receipt.purpose.id,
         receipt.notice_version,
-        stored_time(receipt.timestamp),
+        stored_time(receipt.timestamp) or receipt.timestamp,
     )
     if recorded != given or event.subject_ref not in (None, receipt.subject_ref):
         return f"the ledger's event at seq {seq} is not this consent"

@@ -66,6 +66,7 @@ def test_a_body_declared_encoded_is_refused_and_changes_nothing(
         "Application/JSON; charset=utf-8",
         'application/json; charset="UTF-8"',
         "application/json;charset=utf8",
+        "application/json; charset=us-ascii",  # a subset of UTF-8
         "application/merge-patch+json",
         None,
     ],

@@ -47,6 +47,11 @@ def test_a_key_store_made_apart_serves_a_new_gateway_and_is_never_written_over(t
     assert (again.returncode, path.read_bytes()) == (2, before)
     assert "never overwritten" in again.stderr
     assert _run("keystore", "create", "--out", "").returncode == 2
+    inside = tmp_path / "data" / "keys.json"  # where the data's copies and backups would carry it
+    refused = _run("keystore", "create", "--out", str(inside), env={"CGW_DATA_DIR": str(tmp_path / "data")})
+    assert (refused.returncode, inside.exists()) == (2, False)
+    assert "inside the data dir" in refused.stderr
+    assert "DEVELOPMENT KEYS" not in refused.stderr
 
     data = tmp_path / "data"
     data.mkdir()

@@ -4,6 +4,7 @@ configured location, and a malformed file is a KeyStoreError (exit 2 from the CL
 from __future__ import annotations
 
 import base64
+import errno
 import json
 import logging
 import os
@@ -54,9 +55,31 @@ def test_refuses_to_overwrite(tmp_path: Path) -> None:
     path = tmp_path / "keys.json"
     KeyStore.create(path)
     original = path.read_bytes()
+    rotating = tmp_path / "keys.json.tmp"  # a rotation's file, being written under the lock
+    rotating.write_bytes(b"{}")
     with pytest.raises(FileExistsError):
         KeyStore.create(path)
     assert path.read_bytes() == original
+    # Refused before anything is written, and nobody else's file touched: a create aimed at an
+    # existing store deleted the rotation's `.tmp`, and two creators each deleted the other's.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keys.json", "keys.json.tmp"]
+
+
+def test_created_whole_where_the_file_system_has_no_hard_links(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """vfat, some network and FUSE mounts refuse `link`: the store is then written in place, as
+    it was before it was linked into place, rather than no store at all."""
+
+    def no_links(*_: object) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    path = tmp_path / "keys.json"
+    made = KeyStore.create(path)
+    assert KeyStore.load(path).database_key == made.database_key
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keys.json"]
 
 
 def test_load_round_trips_every_key(tmp_path: Path) -> None:
