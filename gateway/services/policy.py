@@ -101,6 +101,12 @@ class PolicySource:
                     f"the policy is at version {newest}, not the one If-Match names: read it again",
                     "If-Match",
                 )
+            held = policy_repo.current(conn)
+            if held.version > 0 and held.settings == settings:
+                # The same settings again (a tool applying its desired state on a timer): no new
+                # version and no admin-log entry, as a PUT is idempotent (RFC 9110, 9.2.2). Not
+                # for version 0, the running defaults: a PUT of them pins them against upgrades.
+                return held
             version = policy_repo.put(conn, settings, changed_by, now)
             admin_log.record(conn, now, changed_by, "policy.changed", str(version.version))
             # A threshold lowered puts campaigns over it: paused now, not after more deliveries.

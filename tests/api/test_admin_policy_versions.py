@@ -41,6 +41,28 @@ def test_get_and_put_carry_the_version_as_etag(client: Client, as_key: AsKey) ->
     assert put.headers["etag"] == f'"{put.json()["version"]}"'
 
 
+def test_the_same_settings_put_again_make_no_new_version(client: Client, as_key: AsKey) -> None:
+    """A tool applying its desired state on a timer made a version, and an admin-log entry, each
+    time. The defaults put first are still stored (version 0 is whatever the code's defaults
+    are, so a PUT of them pins them); after that, the same settings again change nothing."""
+    admin, auditor = as_key("admin"), as_key("audit:read")
+    versions = [
+        client.put("/v1/admin/policy", headers=admin, json=body()).json()["version"] for _ in range(2)
+    ]
+    versions += [
+        client.put("/v1/admin/policy", headers=admin, json=body(default_ttl_seconds=3600)).json()["version"]
+    ]
+    again = client.put(
+        "/v1/admin/policy",
+        headers=admin | {"If-Match": f'"{versions[-1]}"'},
+        json=body(default_ttl_seconds=3600),
+    )
+    assert (again.status_code, again.headers["etag"]) == (200, f'"{versions[-1]}"')
+    assert versions == [1, 1, 2]
+    logged = client.get("/v1/audit/admin-log", headers=auditor).json()["entries"]
+    assert [entry["action"] for entry in logged].count("policy.changed") == 2
+
+
 def test_a_stale_if_match_is_412_and_changes_nothing(client: Client, as_key: AsKey) -> None:
     admin = as_key("admin")
     seen = client.get("/v1/admin/policy", headers=admin).headers["etag"]
