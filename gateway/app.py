@@ -37,6 +37,7 @@ from gateway.errors import (
     handle_unexpected,
 )
 from gateway.gc_tuning import server_collector
+from gateway.head import answer_head_as_get
 from gateway.headers import SwaggerPage, security_headers
 from gateway.logs import configure_logging, quiet_server_access_log
 from gateway.metrics import Metrics
@@ -134,7 +135,7 @@ def create_app(
             await finishing
             await runtime.aclose()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=ROUTES,
         dependencies={
             "runtime": Provide(current_runtime, sync_to_thread=False),
@@ -170,3 +171,5 @@ def create_app(
             security=[{USER_TOKEN: []}, {API_KEY: []}],
         ),
     )
+    app.asgi_handler = answer_head_as_get(app.asgi_handler)
+    return app

@@ -68,7 +68,6 @@ def request_log(metrics: Metrics) -> tuple[Any, Callable[[Message, Scope], Await
             if scope["type"] != ScopeType.HTTP:
                 await app(scope, receive, send)
                 return
-            method = scope["method"]
             request_id = f"{prefix}{next(counter):x}"
             status = 500
             started = time.perf_counter()
@@ -92,6 +91,7 @@ def request_log(metrics: Metrics) -> tuple[Any, Callable[[Message, Scope], Await
                 await handled(scope, receive_noting_disconnect, send_with_id)
             finally:
                 elapsed = time.perf_counter() - started
+                method = scope["method"]  # read once answered: a HEAD is routed as GET (gateway.head)
                 route = str(scope.get("path_template") or "unmatched")
                 requests(method, route, str(status)).inc()
                 request_seconds(method, route).observe(elapsed)

@@ -198,6 +198,27 @@ def test_options_answers_on_every_route_with_the_routes_methods_and_nothing_else
         assert response.status_code == 204, f"{role}: {response.status_code} {response.text[:120]}"
         # All of them: Litestar 2 lists the methods of the path's first handler alone
         # (litestar-org/litestar#4169, fixed in its version 3), which gateway.options mends.
-        static = {"HEAD"} if path.startswith("/pages/") else set()  # the static files take HEAD
-        assert set(response.headers["allow"].split(", ")) == methods | {"OPTIONS"} | static
+        head = {"HEAD"} if "GET" in methods or path.startswith("/pages/") else set()  # gateway.head
+        assert set(response.headers["allow"].split(", ")) == methods | {"OPTIONS"} | head
         assert response.content == b""
+
+
+GETS = [path for method, path in OPERATIONS if method == "GET"]
+
+
+@pytest.mark.parametrize("path", GETS)
+def test_head_answers_as_get_does_without_the_body(
+    matrix_client: TestClient[Litestar], headers_for: Callable[[str], Headers], path: str
+) -> None:
+    """Load balancers and uptime checks ask `HEAD`; every GET route answered it 405. Each role
+    gets the status and headers its GET gets (the same refusals), and no body."""
+    varying = {"date", "x-request-id", "content-length"}  # the metrics and the access log grow
+    for role in ROLES:
+        got = matrix_client.get(fill(path), headers=headers_for(role))
+        head = matrix_client.head(fill(path), headers=headers_for(role))
+        assert head.status_code == got.status_code, f"{role}: {head.status_code} against {got.status_code}"
+        assert head.content == b"", role
+        assert {k: v for k, v in head.headers.items() if k not in varying} == {
+            k: v for k, v in got.headers.items() if k not in varying
+        }, role
+        assert ("content-length" in head.headers) == ("content-length" in got.headers), role

@@ -22,7 +22,16 @@ def test_every_path_s_options_allow_every_method_it_serves(
             continue
         answer = client.options(fill(route.path))
         assert answer.status_code == 204, route.path
-        assert answer.headers.get_list("allow") == [", ".join(sorted(route.methods))], route.path
+        head = {"HEAD"} if "GET" in route.methods else set()  # gateway.head serves it
+        assert answer.headers.get_list("allow") == [", ".join(sorted(route.methods | head))], route.path
         checked += 1
     assert checked > 30
-    assert client.options("/v1/me/preferences").headers["allow"] == "GET, OPTIONS, PATCH"
+    assert client.options("/v1/me/preferences").headers["allow"] == "GET, HEAD, OPTIONS, PATCH"
+
+
+def test_a_405_names_head_where_get_is_served(client: TestClient[Litestar]) -> None:
+    assert client.post("/healthz").headers.get_list("allow") == ["GET, HEAD, OPTIONS"]
+    refused = client.head("/v1/pushes")  # served for POST alone, so not for HEAD either
+    assert refused.status_code == 405
+    assert refused.headers.get_list("allow") == ["OPTIONS, POST"]
+    assert refused.content == b""
