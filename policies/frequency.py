@@ -9,7 +9,8 @@ A push still waiting that dispatch will stop for what the user did since (a cons
 needs withdrawn, its topic switched off or muted past its time) does not count: counting it
 refused pushes the user wanted, leaving them nothing. (Storage leaves out the waiting pushes
 of a campaign paused since.) A waiting push counts at the time dispatch will send it by the
-user's quiet hours and time zone as they are now, and not at all if that is past its expiry.
+user's quiet hours and time zone as they are now (now, if it is over `SEND_LAG` overdue), and
+not at all if that is past its expiry.
 Reason codes: `frequency_capped` (detail `window`: week or day, and `limit`),
 `topic_interval` (detail `topic`, `hours`).
 """
@@ -25,6 +26,9 @@ from policies.quiet_hours import QuietTimes
 from policies.settings import PolicySettings
 
 WEEK = timedelta(days=7)
+SEND_LAG = timedelta(minutes=1)
+"""How late a push may be sent and still count at its planned time: dispatch moves a marketing
+push sent later than that to the time it is sent, where the caps then count it."""
 
 
 def busiest_week(times: list[datetime], at: datetime) -> int:
@@ -97,17 +101,19 @@ def _due(
     and time zone as they are then (as now, here), so one planned by settings changed since is
     deferred again, to its new time, or expires, and counts nowhere (None). Counted at its old
     time, it refused a push the user wanted on a day it would never go. Due already but not yet
-    sent (the worker behind), it is judged by the quiet hours of now, which dispatch will find:
-    a push due at 20:59 and still waiting at 21:01 goes in the morning, and counted at 20:59 it
-    left that morning's room to the next push, answered `deferred` there and refused then.
-    (Outside quiet hours it still counts at its planned time, as it is about to go.)"""
+    sent (the worker behind), it is judged at now: a push due at 20:59 and still waiting at 21:01
+    goes in the morning, and counted at 20:59 it left that morning's room to the next push,
+    answered `deferred` there and refused then. Outside quiet hours, one overdue by more than
+    `SEND_LAG` is sent, and counted, at the time dispatch reaches it, now at the soonest: one due
+    at 23:59 and waiting at 00:05 takes the new day's room, and counted on the old day it let a
+    push through that dispatch then refused."""
     if not item.waiting or item.expires_at is None:
         return item.at
     if item.at >= item.expires_at:  # a retry due at its expiry: it ends `expired` then
         return None
     until = quiet.at(subject, max(item.at, now), settings)
     if isinstance(until, RuleResult):
-        return item.at
+        return now if now - item.at > SEND_LAG else item.at
     return None if until >= item.expires_at else until
 
 

@@ -79,6 +79,7 @@ from policies import (
     decide,
 )
 from policies.catalog import is_marketing
+from policies.frequency import SEND_LAG
 from policies.reasons import EXPIRED, NO_DEVICE, QUIET_HOURS, SUBJECT_ERASED
 from storage import outbox
 from storage.connections import Connection, savepoint
@@ -110,8 +111,6 @@ ADAPTER_ERROR = "AdapterError"
 BACKOFF_CAP_SECONDS = 15 * 60.0
 _ENDING = frozenset({EXPIRED_UNSENT, ERASED_UNSENT, PAUSED_UNSENT})  # sends whose push's next claim ends it
 _SETTLED = frozenset({"delivered", "failed"})  # a device's delivery states that are final
-SEND_LAG = timedelta(minutes=1)
-"""How late a push may be sent and still count against the caps at its planned time."""
 UNREADABLE_WAIT = timedelta(hours=1)  # a push whose data fails its check, until tried again
 
 

@@ -217,7 +217,7 @@ def _unreadable_push(
     assert client.put("/v1/me/consents/marketing", json=body, headers=headers).status_code == 200
     device = {"platform": "fcm", "token": "fcm-device-of-hana"}
     assert client.post("/v1/me/devices", json=device, headers=headers).status_code == 201
-    zone = {"timezone": "Europe/Berlin"}  # a preferences row to break
+    zone = {"timezone": "Europe/Berlin", "quiet_hours": {"start": "03:00", "end": "07:00"}}  # a row to break
     assert client.patch("/v1/me/preferences", json=zone, headers=headers).status_code == 200
     push = {
         "idempotency_key": "h1",
@@ -285,14 +285,17 @@ def test_a_late_push_sent_in_a_round_counts_against_the_next_one_of_that_round(
     before it that the round was sending too; sent late (planned at now), that one was left out
     of the next push's caps as planned after it, and both went on one day."""
     key = as_key("pushes:write")
-    _onboard(client, as_user, "fcm")
-    first = _push(client, key, "k1", ttl_seconds=3 * 86400)  # Monday 10:00
-    clock.advance(hours=23)  # Tuesday 09:00: no round ran
+    user = _onboard(client, as_user, "fcm")
+    window = {"quiet_hours": {"start": "03:00", "end": "07:00"}}  # none at midnight (UTC)
+    assert client.patch("/v1/me/preferences", json=window, headers=user).status_code == 200
+    clock.advance(hours=13, minutes=59, seconds=30)
+    first = _push(client, key, "k1", ttl_seconds=3 * 86400)  # Monday 23:59:30
+    clock.advance(seconds=50)  # Tuesday: the first, less than a minute late, still counts on Monday
     second = _push(client, key, "k2", topic="flash_sales", ttl_seconds=3 * 86400)
     assert second["outcome"] == "queued", second
     if read_alone:
         _unreadable_push(client, runtime, as_user, key)
-    clock.advance(minutes=30)
+    clock.advance(minutes=30)  # no round ran: the first goes late, on Tuesday
 
     assert _dispatch(client, runtime, fcm="delivered") == 2 + read_alone
 
