@@ -26,6 +26,7 @@ from swagger_ui_bundle import swagger_ui_path
 from gateway.audit_access_log import log_unrouted_audit_calls
 from gateway.auth import auth_middleware
 from gateway.body import ClosedStructs, refuse_unread_body
+from gateway.body_timeout import read_bodies_in_time
 from gateway.checkpoints import sign_checkpoints
 from gateway.clock import Clock, system_clock
 from gateway.durability import durable_answers
@@ -171,5 +172,7 @@ def create_app(
             security=[{USER_TOKEN: []}, {API_KEY: []}],
         ),
     )
-    app.asgi_handler = answer_head_as_get(app.asgi_handler)
+    app.asgi_handler = answer_head_as_get(
+        read_bodies_in_time(app.asgi_handler, settings.body_timeout_seconds)
+    )
     return app

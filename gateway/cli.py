@@ -50,6 +50,9 @@ __all__ = ["main"]
 EXIT_USAGE = 2
 _Read = TypeVar("_Read")
 GIL_SWITCH_SECONDS = 0.0002
+SHUTDOWN_SECONDS = 20
+"""How long `serve` lets requests under way finish after SIGTERM: under the 30 s an orchestrator
+gives before SIGKILL, which would also skip the worker's and the stores' orderly close."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -316,6 +319,7 @@ def _serve(settings: Settings) -> int:
         port=settings.port,
         log_config=None,
         access_log=False,
+        timeout_graceful_shutdown=SHUTDOWN_SECONDS,
     )
     return 0
 

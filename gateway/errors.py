@@ -51,6 +51,7 @@ __all__ = [
     "NotAuthenticated",
     "NotFound",
     "PreconditionFailed",
+    "RequestTimeout",
     "TooManyRequests",
     "Unprocessable",
     "UnsupportedMediaType",
@@ -112,6 +113,10 @@ class UnsupportedMediaType(GatewayError):
     status_code = 415
 
 
+class RequestTimeout(GatewayError):
+    status_code = 408
+
+
 class TooManyRequests(GatewayError):
     status_code = 429
 
@@ -136,6 +141,8 @@ def handle_gateway_error(_: Request[Any, Any, Any], exc: GatewayError) -> Respon
         headers = {"WWW-Authenticate": 'Bearer realm="consent-gateway"'}
     elif isinstance(exc, TooManyRequests):
         headers = {"Retry-After": str(exc.retry_after)}
+    elif isinstance(exc, RequestTimeout):
+        headers = {"Connection": "close"}  # the rest of the body is never read
     return Response(body, status_code=exc.status_code, headers=headers)
 
 
