@@ -432,8 +432,29 @@ def _audience(raw: str) -> str:
 
 
 def _vapid_subject(raw: str) -> str:
-    if not raw.startswith(("mailto:", "https://")):
-        raise ValueError("must be a mailto: address or an https:// URL (RFC 8292)")
+    from clients.delivery.webpush import vapid_subject_problem  # pywebpush, only when it is set
+
+    if problem := vapid_subject_problem(raw):
+        raise ValueError(problem)
+    return raw
+
+
+_APPLE_ID = re.compile(r"[A-Za-z0-9]{10}")
+_BUNDLE_ID = re.compile(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
+
+
+def _apple_id(raw: str) -> str:
+    """An APNs key's Key ID or the Team ID: signed into every provider token (`kid`, `iss`), so
+    one with a space or a tab started, and APNs then refused every push `InvalidProviderToken`."""
+    if not _APPLE_ID.fullmatch(raw):
+        raise ValueError("must be the 10 letters and digits Apple shows for it")
+    return raw
+
+
+def _bundle_id(raw: str) -> str:
+    """The app's bundle ID, sent as every push's `apns-topic`."""
+    if len(raw) > 155 or not _BUNDLE_ID.fullmatch(raw):
+        raise ValueError("must be the app's bundle ID: letters, digits and hyphens in dot-separated parts")
     return raw
 
 
@@ -453,9 +474,9 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "fcm_service_account_file": Path,
     "fcm_base_url": _url,
     "apns_key_file": Path,
-    "apns_key_id": _nonblank,
-    "apns_team_id": _nonblank,
-    "apns_bundle_id": _nonblank,
+    "apns_key_id": _apple_id,
+    "apns_team_id": _apple_id,
+    "apns_bundle_id": _bundle_id,
     "apns_base_url": _url,
     "webpush_vapid_key_file": Path,
     "webpush_vapid_subject": _vapid_subject,

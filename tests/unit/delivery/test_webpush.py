@@ -18,7 +18,8 @@ from clients.delivery.webpush import webpush_topic
 from .doubles import FakeClock, PlainSecret, make_message
 from .servers import Answer, Http1Server, Received
 
-SUBJECT = "mailto:push-ops@example.com"
+# An https contact with a path, as RFC 8292 allows: py_vapid's own check refused it.
+SUBJECT = "https://wallet.example.com/push-contact"
 VAPID_KEY = ec.generate_private_key(ec.SECP256R1())
 VAPID_PEM = VAPID_KEY.private_bytes(
     serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -254,7 +255,9 @@ def test_topic_header_is_short_and_url_safe() -> None:
     assert re.fullmatch(r"[A-Za-z0-9_-]{32}", topic)
 
 
-@pytest.mark.parametrize("subject", ["ops team", "mailto:ops", "http://example.com"])
+@pytest.mark.parametrize(
+    "subject", ["ops team", "mailto:ops", "http://example.com", "https://", "mailto:a b@c"]
+)
 def test_rejects_a_subject_that_is_not_a_contact_uri(subject: str) -> None:
     with pytest.raises(ValueError, match="vapid_subject"):
         WebPushAdapter(WebPushConfig(vapid_private_key=PlainSecret(VAPID_PEM), vapid_subject=subject))

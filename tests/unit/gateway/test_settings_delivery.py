@@ -213,9 +213,51 @@ VALUES: list[Case] = [
     ),
     ("fcm base url without host", lambda f: {"CGW_FCM_BASE_URL": "https://"}, "CGW_FCM_BASE_URL"),
     ("apns key id blank", lambda f: apns_env(f) | {"CGW_APNS_KEY_ID": "  "}, "CGW_APNS_KEY_ID"),
+    # Signed into every provider token, which APNs then refused: a review started with these.
+    ("apns key id spaced", lambda f: apns_env(f) | {"CGW_APNS_KEY_ID": "ABC 123DEF"}, "CGW_APNS_KEY_ID"),
+    ("apns key id short", lambda f: apns_env(f) | {"CGW_APNS_KEY_ID": "ABC123"}, "CGW_APNS_KEY_ID"),
+    ("apns team id tab", lambda f: apns_env(f) | {"CGW_APNS_TEAM_ID": "DEF12\tGHIJ"}, "CGW_APNS_TEAM_ID"),
+    (
+        "apns bundle spaced",
+        lambda f: apns_env(f) | {"CGW_APNS_BUNDLE_ID": "com.example app"},
+        "CGW_APNS_BUNDLE_ID",
+    ),
+    ("apns bundle one part", lambda f: apns_env(f) | {"CGW_APNS_BUNDLE_ID": "wallet"}, "CGW_APNS_BUNDLE_ID"),
+    *(
+        (
+            f"vapid subject {subject}",
+            lambda f, subject=subject: {
+                "CGW_WEBPUSH_VAPID_KEY_FILE": str(f.vapid),
+                "CGW_WEBPUSH_VAPID_SUBJECT": subject,
+            },
+            "CGW_WEBPUSH_VAPID_SUBJECT",
+        )
+        for subject in (
+            "mailto:ops",
+            "mailto:@example.com",
+            "https://",
+            "https://ex ample.com",
+            "http://example.com",
+        )
+    ),
 ]
 
 ALL = PARTIAL + FILES + VALUES
+
+
+@pytest.mark.parametrize(
+    "subject",
+    ["https://example.com/contact", "https://example.com", "mailto:ops@example.com", "mailto:ops@intranet"],
+)
+def test_every_contact_uri_rfc_8292_allows_is_taken(files: Files, tmp_path: Path, subject: str) -> None:
+    """py_vapid's own check refused an https URL with a path and a mail domain with no dot, and
+    the message blamed the key file and asked for what was given."""
+    env = {"CGW_WEBPUSH_VAPID_KEY_FILE": str(files.vapid), "CGW_WEBPUSH_VAPID_SUBJECT": subject}
+    adapters = build_adapters(Settings.from_env(env | {"CGW_DATA_DIR": str(tmp_path)}))
+    try:
+        assert isinstance(adapters["webpush"], WebPushAdapter)
+    finally:
+        close(adapters)
 
 
 @pytest.mark.parametrize(("label", "env", "variable"), ALL, ids=[label for label, _, _ in ALL])
