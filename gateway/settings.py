@@ -304,15 +304,17 @@ def _host(raw: str) -> str:
     return raw
 
 
+_DIGITS = re.compile(r"-?[0-9]+")
+_DECIMAL = re.compile(r"[0-9]+(\.[0-9]*)?([eE][-+]?[0-9]+)?|\.[0-9]+([eE][-+]?[0-9]+)?")
+
+
 def _integer(raw: str, says: str) -> int:
-    """`int(raw)` with the refusal in the setting's words, not Python's ("invalid literal for
-    int() with base 10"), and without the space `int` forgives around the digits."""
-    if raw != raw.strip():
+    """ASCII digits as a number, with the refusal in the setting's words, not Python's ("invalid
+    literal for int() with base 10"). Not whatever `int` takes: the space around the digits, `_`
+    between them (`1_000`), or digits of other scripts (`٨٠٠٠` was port 8000)."""
+    if not _DIGITS.fullmatch(raw):
         raise ValueError(says)
-    try:
-        return int(raw)
-    except ValueError:
-        raise ValueError(says) from None
+    return int(raw)
 
 
 def _port(raw: str) -> int:
@@ -384,10 +386,14 @@ def _whole(low: int, high: int) -> Callable[[str], int]:
 def _seconds(high: float) -> Callable[[str], float]:
     """A positive, finite number of seconds, at most `high` (see `_whole`)."""
 
+    says = f"must be a positive number of seconds, at most {high:g}"
+
     def parse(raw: str) -> float:
+        if not _DECIMAL.fullmatch(raw):  # as `_integer`: no space, `_` or other scripts' digits
+            raise ValueError(says)
         value = float(raw)
-        if not (0 < value <= high):  # also refuses inf, nan and 1e400 (= inf), which float() accepts
-            raise ValueError(f"must be a positive number of seconds, at most {high:g}")
+        if not (0 < value <= high):  # also refuses 1e400 (= inf)
+            raise ValueError(says)
         return value
 
     return parse

@@ -450,6 +450,14 @@ def test_the_cli_refuses_a_data_dir_it_cannot_look_at_in_one_line(tmp_path: Path
         ({"CGW_PORT": " 80"}, "CGW_PORT: must be a port number from 1 to 65535"),
         ({"CGW_MAX_BODY_BYTES": "lots"}, "CGW_MAX_BODY_BYTES: must be a whole number from 1 to 67108864"),
         ({"CGW_USER_WRITES_PER_HOUR": "6e2"}, "CGW_USER_WRITES_PER_HOUR: must be a whole number from 0 to"),
+        # What `int` and `float` take besides ASCII digits: taken, `٨٠٠٠` was port 8000.
+        ({"CGW_PORT": "1_8502"}, "CGW_PORT: must be a port number from 1 to 65535"),
+        ({"CGW_PORT": "\u0668\u0660\u0660\u0660"}, "CGW_PORT: must be a port number from 1 to 65535"),
+        ({"CGW_MAX_BODY_BYTES": "1_000"}, "CGW_MAX_BODY_BYTES: must be a whole number from 1 to 67108864"),
+        ({"CGW_DELIVERY_BACKOFF_SECONDS": " 1"}, "CGW_DELIVERY_BACKOFF_SECONDS: must be a positive number"),
+        ({"CGW_DELIVERY_BACKOFF_SECONDS": "1_0"}, "CGW_DELIVERY_BACKOFF_SECONDS: must be a positive number"),
+        ({"CGW_BODY_TIMEOUT_SECONDS": "\u0663"}, "CGW_BODY_TIMEOUT_SECONDS: must be a positive number"),
+        ({"CGW_BODY_TIMEOUT_SECONDS": "nan"}, "CGW_BODY_TIMEOUT_SECONDS: must be a positive number"),
     ],
 )
 def test_a_number_that_is_none_is_refused_in_the_settings_words(env: dict[str, str], says: str) -> None:
