@@ -558,6 +558,7 @@ def test_user_cap_zero_blocks_all_marketing_but_not_transactional(world: World) 
 def test_topic_interval_same_topic_within_24_hours(world: World) -> None:
     world.user("jun")
     assert world.submit("jun")["outcome"] == "queued"
+    assert world.dispatch() == 1  # sent at 10:00 (left waiting, it would count when it goes)
     world.clock.advance(hours=23)  # 09:00 on the next day: another calendar day, same topic
     again = world.submit("jun")
     assert again["outcome"] == "rejected"
