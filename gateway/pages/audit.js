@@ -196,9 +196,19 @@
     }
   }
 
+  // A filter the route takes from a fixed set (a purpose, an outcome, a reason code) is chosen from
+  // that set, which the server writes into the page from the route itself; the others are typed.
+  const CHOICES = JSON.parse(document.documentElement.dataset.filterChoices);
+  function control(path, name, search) {
+    const values = (CHOICES[path] || {})[name];
+    if (!values) return el("input", { id: `filter-${name}`, name, autocomplete: "off", onkeydown: onEnter(search) });
+    return el("select", { id: `filter-${name}`, name },
+      el("option", { value: "", text: "any" }), values.map((value) => el("option", { value, text: value })));
+  }
+
   function listing(view, spec) {
     const search = () => fetchPage(true);
-    const inputs = Object.fromEntries(spec.filters.map((name) => [name, el("input", { id: `filter-${name}`, name, autocomplete: "off", onkeydown: onEnter(search) })]));
+    const inputs = Object.fromEntries(spec.filters.map((name) => [name, control(spec.path, name, search)]));
     const rows = [];
     // Focusable from script: where the focus goes when More, pressed, is hidden by the last page.
     const body = el("div", { id: "results", tabindex: "-1" });

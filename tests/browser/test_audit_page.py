@@ -114,12 +114,42 @@ def test_consent_events_are_listed_filtered_and_paged(
     tab.page.click("#tab-events")
     expect(tab.page.locator("#results table")).to_be_visible()
     tab.page.fill("#filter-subject_ref", ref)
-    tab.page.fill("#filter-purpose", "location")
+    tab.page.select_option("#filter-purpose", "location")
     tab.page.click("#search")
     expect(tab.page.locator("#results tbody tr")).to_have_count(1)
     expect(tab.page.locator("#status [role=status]")).to_have_text("1 shown.")  # read out too
     assert column(tab, "#results", "subject_ref") == [ref]
     assert column(tab, "#results", "action") == ["given"]
+    assert tab.errors == []
+
+
+def test_the_filters_the_api_takes_from_a_set_are_chosen_from_that_set(
+    tab: Tab, gateway: Gateway, auditor: dict[str, str]
+) -> None:
+    """An auditor typed `rejected` or `frequency_capped` by heart, and a misspelling was refused.
+    Each enumerated filter is a list of exactly the values the route's OpenAPI document gives,
+    after "any"; the others stay typed."""
+    schema = gateway.http.get("/schema/openapi.json").json()["paths"]
+    sign_in(tab, gateway, auditor)
+    chosen = 0
+    for view, path in (("events", "/v1/audit/consent-events"), ("decisions", "/v1/audit/decisions"),
+                       ("complaints", "/v1/audit/complaints")):  # fmt: skip
+        tab.page.click(f"#tab-{view}")
+        expect(tab.page.locator("#results")).to_be_visible()
+        for parameter in schema[path]["get"]["parameters"]:
+            control = tab.page.locator(f"#filter-{parameter['name']}")
+            if not control.count():
+                continue  # a filter the dashboard does not offer
+            name, enum = parameter["name"], parameter["schema"].get("enum")
+            tag = control.evaluate("node => node.tagName")
+            if enum is None:
+                assert tag == "INPUT", name
+                continue
+            assert tag == "SELECT", name
+            shown = control.locator("option").evaluate_all("nodes => nodes.map((n) => n.value)")
+            assert shown == ["", *(value for value in enum if value is not None)], name
+            chosen += 1
+    assert chosen == 5  # purpose; outcome, reason; status, reason
     assert tab.errors == []
 
 
@@ -180,7 +210,7 @@ def test_complaints_show_the_fields_the_audit_api_answers(
     sign_in(tab, gateway, auditor)
     tab.page.click("#tab-complaints")
     expect(tab.page.locator("#results table")).to_be_visible()
-    tab.page.fill("#filter-reason", "no_consent")
+    tab.page.select_option("#filter-reason", "no_consent")
     tab.page.click("#search")
     expect(tab.page.locator("#results tbody td", has_text=complaint_id)).to_have_count(1)
     headings = tab.page.locator("#results thead th").all_inner_texts()
@@ -357,10 +387,11 @@ def test_a_search_after_a_refused_one_clears_the_refusal(
     sign_in(tab, gateway, auditor)
     tab.page.click("#tab-decisions")
     expect(tab.page.locator("#results")).to_be_visible()
-    tab.page.fill("#filter-outcome", "bogus")
+    tab.page.fill("#filter-from", "bogus")
     tab.page.click("#search")
     expect(tab.page.locator("#status [role=alert]")).to_be_visible()
-    tab.page.fill("#filter-outcome", "queued")
+    tab.page.fill("#filter-from", "")
+    tab.page.select_option("#filter-outcome", "queued")
     # The status is cleared at the click: the search's answer is waited for, and must be taken.
     with tab.page.expect_response(lambda r: "/v1/audit/decisions" in r.url) as answered:
         tab.page.click("#search")
