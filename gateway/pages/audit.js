@@ -34,9 +34,15 @@
       title: "Access log", path: "/v1/audit/access-log", items: "entries", filters: [],
       columns: ["id", "at", "key_id", "route", "filters", "result_count"],
     },
+    // Who changed keys, the policy or campaigns: what an auditor reads beside the decisions it
+    // changed (a policy version, a campaign paused by its complaint rate).
+    admin: {
+      title: "Admin log", path: "/v1/audit/admin-log", items: "entries", filters: [],
+      columns: ["id", "at", "actor", "action", "target", "detail"],
+    },
   };
   const TABS = [["ledger", "Ledger"], ["events", "Consent events"], ["decisions", "Decisions"],
-    ["complaints", "Complaints"], ["subject", "Subject"], ["access", "Access log"]];
+    ["complaints", "Complaints"], ["subject", "Subject"], ["access", "Access log"], ["admin", "Admin log"]];
 
   function say(message, kind = "ok") {
     status.replaceChildren(el("p", { class: kind, role: kind === "error" ? "alert" : "status", text: message }));

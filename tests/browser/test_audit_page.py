@@ -272,6 +272,28 @@ def test_the_dashboards_own_calls_are_in_the_access_log(tab: Tab, gateway: Gatew
     assert tab.errors == []
 
 
+def test_the_admin_log_lists_who_changed_what(tab: Tab, gateway: Gateway, auditor: dict[str, str]) -> None:
+    """The dashboard had no view of it: who made keys, changed the policy or paused campaigns."""
+    admin = {"Authorization": f"Bearer {gateway.new_key('admin')}"}
+    made = gateway.http.post(
+        "/v1/admin/keys", headers=admin, json={"name": "seen", "scopes": ["pushes:write"]}
+    )
+    assert made.status_code == 201, made.text
+    sign_in(tab, gateway, auditor)
+    tab.page.click("#tab-admin")
+    expect(tab.page.locator("#results table")).to_be_visible()
+    listed = gateway.http.get("/v1/audit/admin-log", headers=auditor, params={"limit": 1000}).json()[
+        "entries"
+    ]
+    row = next(e for e in listed if e["action"] == "api_key.created" and e["target"] == made.json()["key_id"])
+    expect(tab.page.locator("#results tbody td", has_text=row["target"])).not_to_have_count(0)
+    at = column(tab, "#results", "id").index(str(row["id"]))
+    assert [column(tab, "#results", name)[at] for name in ("actor", "action", "target")] == [
+        row["actor"], "api_key.created", row["target"],
+    ]  # fmt: skip
+    assert tab.errors == []
+
+
 def test_a_key_without_audit_scope_is_told_so_and_not_kept(tab: Tab, gateway: Gateway) -> None:
     """A key that may not read the audit routes signs out, as a refused one does: kept, it showed
     the same refusal on every tab and after a reload."""
