@@ -6,7 +6,8 @@ For each claimed push:
    remaining TTL as its TTL). Rejected: the push ends `rejected` with the new reasons. Deferred
    (its time has not come): back to the outbox for then. Past expiry: `expired`. Otherwise it
    is marked `sending` and its not-yet-delivered devices are read. A withdrawal committed before
-   this unit therefore stops the push; one committed after it finds the push already in flight.
+   this unit therefore stops the push; one committed after it stops the sends not yet started,
+   each of which asks, as it starts, whether what the decision read still holds (`SendChecks`).
    A push deferred before that can now only be refused for its timing (quiet hours reaching
    past its expiry) ends `expired`, as the spec's TTL rule says. A push already delivered to
    one of its devices is never ended rejected, expired or erased: the user has it, so it ends
@@ -70,13 +71,17 @@ from gateway.services.dispatch_reads import Round, Send, already_delivered
 from gateway.services.dispatch_writes import PushWrites
 from gateway.services.policy import PolicySource
 from gateway.services.pushes import policy_request, wire_reasons
-from gateway.services.send_checks import SendChecks, Stop
+from gateway.services.send_checks import Asked, SendChecks, Stop
 from gateway.settings import Settings
 from policies import (
     Decision,
+    PushNeeds,
+    PushRequest,
     Reason,
+    StateParts,
     check_expiry,
     decide,
+    state_parts_for,
 )
 from policies.catalog import is_marketing
 from policies.frequency import SEND_LAG
@@ -102,11 +107,14 @@ ERASED_UNSENT = "SubjectErased"
 UNREAD_UNSENT = "SubjectUnread"  # the directory's row could not be read just before the send
 QUIET_UNSENT = "QuietHoursBegun"  # the user's quiet hours began after the claim, before the send
 PAUSED_UNSENT = "CampaignPaused"  # the push's campaign was paused after the claim, before the send
-_STOPPED: dict[Stop, str] = {"erased": ERASED_UNSENT, "paused": PAUSED_UNSENT, "unread": UNREAD_UNSENT}
+DEVICE_UNSENT = "DeviceGone"  # removed, disabled or taken by another user after the claim
+CHANGED_UNSENT = "ChoicesChanged"  # the user's consents, preferences or complaints, after the claim
+_STOPPED: dict[Stop, str] = {
+    "erased": ERASED_UNSENT, "paused": PAUSED_UNSENT, "device": DEVICE_UNSENT, "changed": CHANGED_UNSENT,
+    "unread": UNREAD_UNSENT,
+}  # fmt: skip
 # Provider codes of sends never started: not an attempt, nor a delivery record.
-NOT_SENT = frozenset(
-    {CIRCUIT_OPEN, LEASE_ENDING, EXPIRED_UNSENT, ERASED_UNSENT, UNREAD_UNSENT, QUIET_UNSENT, PAUSED_UNSENT}
-)
+NOT_SENT = frozenset({CIRCUIT_OPEN, LEASE_ENDING, EXPIRED_UNSENT, *_STOPPED.values(), QUIET_UNSENT})
 ADAPTER_ERROR = "AdapterError"
 BACKOFF_CAP_SECONDS = 15 * 60.0
 _ENDING = frozenset({EXPIRED_UNSENT, ERASED_UNSENT, PAUSED_UNSENT})  # sends whose push's next claim ends it
@@ -414,8 +422,9 @@ class Dispatcher:
         # that would judge it now: not scanned again.
         cleared = row.content_key is not None and row.content_key == self._policy.content_key
         state = snapshot.state_for(row, key.subject_id)
+        request = policy_request(row.topic, row.campaign_id, content, remaining, content_cleared=cleared)
         decision = decide(
-            policy_request(row.topic, row.campaign_id, content, remaining, content_cleared=cleared),
+            request,
             state,
             snapshot.campaign(row),
             now,
@@ -491,6 +500,7 @@ class Dispatcher:
             key.subject_id,
             snapshot.unit.quiet.window(state, self._policy.settings) if capped else None,
             snapshot.order[row.push_id],
+            snapshot.stamps.get(key.subject_id, "") if _reads_choices(request) else None,
         )
 
     def _end(
@@ -557,8 +567,11 @@ class Dispatcher:
         an erasure answered meanwhile (in any process) must stop them, not see the user's token
         and content sent after it (`SendChecks`); the push's next claim ends it erased. Nor once
         its campaign is paused, by an operator or the complaint-rate rule: its next claim ends
-        it `campaign_paused`. Nor, for a marketing push, once the user's quiet hours have begun:
-        claimed at 20:59:50, a send could start at 21:00:30; its next claim defers it."""
+        it `campaign_paused`. Nor once its device was removed, disabled or registered by another
+        user, nor once the user's consents, preferences or complaints changed, if its decision
+        read them: its next claim decides again. Nor, for a marketing push, once the user's
+        quiet hours have begun: claimed at 20:59:50, a send could start at 21:00:30; its next
+        claim defers it."""
         adapter = self._adapters[message.platform]
         async with self._slots[adapter.name]:
             now = self._clock()
@@ -569,7 +582,7 @@ class Dispatcher:
             if send.quiet is not None and send.quiet.contains(now):
                 return DeliveryResult(status="retry", provider_code=QUIET_UNSENT)
             campaign = None if send.campaign_id is None else (send.campaign_id, send.rowid)
-            stop = await self._checks.ask(send.subject_id, campaign)
+            stop = await self._checks.ask(Asked(send.subject_id, message.device_id, campaign, send.seen))
             if stop is not None:
                 return DeliveryResult(status="retry", provider_code=_STOPPED[stop])
             return await self._send_now(adapter, message)
@@ -725,6 +738,16 @@ def _undoable(conn: Connection, work: Callable[[], object]) -> Exception | None:
             raise
         return exc
     return None
+
+
+def _reads_choices(request: PushRequest) -> bool:
+    """Whether the push's decision read its subject's consents, preferences or mutes (a marketing
+    push's, a personalized or `near` one's), which its sends then ask about again."""
+    needs = PushNeeds(request.topic, request.personalized, request.near_geohash is not None)
+    return bool(state_parts_for([needs]) & _CHOICES)
+
+
+_CHOICES = StateParts.CONSENTS | StateParts.PREFERENCES | StateParts.MUTES
 
 
 def _late(row: PushRow, now: datetime) -> bool:

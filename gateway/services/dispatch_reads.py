@@ -38,8 +38,9 @@ class Send(msgspec.Struct, frozen=True):
     records as step 1 read them (step 3 adds this round's results to them). `campaign_id` is
     the push's, for step 3 to count its delivery even when no message is left to send, and for
     the round claimed meanwhile (`Holding`), as `subject_id` is. `quiet`: a marketing push's
-    quiet window, and `rowid` its place in `pushes`, which a campaign's pause mark is compared
-    with: each send asks again, as it starts, whether they let it go."""
+    quiet window, `rowid` its place in `pushes`, which a campaign's pause mark is compared
+    with, and `seen` the subject's choices as its decision read them, if it read them: each send
+    asks again, as it starts, whether they let it go (`SendChecks`)."""
 
     messages: tuple[DeliveryMessage, ...]
     recorded: dict[str, str]
@@ -48,6 +49,7 @@ class Send(msgspec.Struct, frozen=True):
     subject_id: str
     quiet: QuietWindow | None
     rowid: int
+    seen: str | None
 
 
 class Round:
@@ -69,6 +71,7 @@ class Round:
         self.keys: dict[str, SubjectKey] = {}
         self.states: dict[str, SubjectState] = {}
         self.devices: dict[str, list[DeviceRow]] = {}
+        self.stamps: dict[str, str] = {}
         self.unit = DecisionUnit()
 
     def read_subjects(
@@ -85,6 +88,9 @@ class Round:
         self.states = subject_state.load_many(
             conn, keys, now, policy, tz, parts, claimed=self.claimed, active_devices=counts
         )
+        # What the decisions read of the subjects' choices, for the sends to see whether it changed
+        # before they start (`SendChecks`); in this unit, so it is what the states above read.
+        self.stamps = subject_state.choices_stamp(conn, [key.subject_id for key in keys])
 
     def key(self, row: PushRow) -> SubjectKey | None:
         return None if row.subject_id is None else self.keys.get(row.subject_id)

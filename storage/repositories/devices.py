@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import secrets
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import NamedTuple
 
@@ -293,6 +293,21 @@ def list_for_many(
             row = DeviceRow(device_id, platform, opened, status, created_at, disabled_at, registered_at)
             found[sid].append(row)
     return {sid: found.get(sid, []) for sid in by_id}
+
+
+def active_owners(conn: Connection, device_ids: Collection[str]) -> dict[str, str]:
+    """device id → its subject's id, for those of `device_ids` still active: not removed, not
+    disabled, not released to another subject that registered the same token."""
+    found: dict[str, str] = {}
+    for marks, chunk in in_chunks(sorted(set(device_ids))):
+        found.update(
+            conn.execute(
+                "SELECT device_id, subject_id FROM devices "  # noqa: S608
+                f"WHERE device_id IN ({marks}) AND status = 'active'",
+                chunk,
+            ).fetchall()
+        )
+    return found
 
 
 def set_status(conn: Connection, device_id: str, status: str, now: datetime) -> None:

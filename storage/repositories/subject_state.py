@@ -23,7 +23,7 @@ from storage.repositories import campaigns, locations, preferences
 from storage.repositories.preferences import PreferenceDoc
 from storage.repositories.pushes import ACCEPTED, WAITING
 
-__all__ = ["PLANNED_MARKETING", "SCHEDULE_HORIZON", "load_many"]
+__all__ = ["PLANNED_MARKETING", "SCHEDULE_HORIZON", "choices_stamp", "load_many"]
 
 SCHEDULE_HORIZON = timedelta(days=8)
 # What the caps count: the subjects' marketing pushes planned in a window. The topic test is
@@ -178,3 +178,23 @@ def _retrying(
             if not held or push_id in claimed:
                 found[str(push_id)] = datetime.fromisoformat(due_at)
     return found
+
+
+def choices_stamp(conn: Connection, subject_ids: Collection[str]) -> dict[str, str]:
+    """subject id → a stamp of its consents, preferences and complaints (which set its mutes),
+    for those of `subject_ids` with any: what a push's decision read of its subject besides its
+    devices and planned pushes, and any change to them changes it. Of what the rows hold, not of
+    when they were stamped: a preference document is sealed anew each time it is saved (its tag
+    differs), whatever the clocks of the processes that wrote it say."""
+    parts: dict[str, list[str]] = defaultdict(list)
+    for marks, chunk in in_chunks(sorted(set(subject_ids))):
+        for sid, part in conn.execute(
+            "SELECT subject_id, purpose || ':' || granted || ':' || updated_at FROM consents "  # noqa: S608
+            f"WHERE subject_id IN ({marks}) "
+            "UNION ALL SELECT subject_id, hex(substr(doc, -16)) FROM preferences "
+            f"WHERE subject_id IN ({marks}) "
+            f"UNION ALL SELECT subject_id, complaint_id FROM complaints WHERE subject_id IN ({marks})",
+            chunk * 3,
+        ):
+            parts[sid].append(part)
+    return {sid: "|".join(sorted(found)) for sid, found in parts.items()}
