@@ -500,7 +500,7 @@ class Dispatcher:
             key.subject_id,
             snapshot.unit.quiet.window(state, self._policy.settings) if capped else None,
             snapshot.order[row.push_id],
-            snapshot.stamps.get(key.subject_id, "") if _reads_choices(request) else None,
+            snapshot.stamp(conn, key.subject_id) if _reads_choices(request) else None,
         )
 
     def _end(

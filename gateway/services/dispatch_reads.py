@@ -71,7 +71,8 @@ class Round:
         self.keys: dict[str, SubjectKey] = {}
         self.states: dict[str, SubjectState] = {}
         self.devices: dict[str, list[DeviceRow]] = {}
-        self.stamps: dict[str, str] = {}
+        self._stamps: dict[str, str] = {}
+        self._stamped: set[str] = set()
         self.unit = DecisionUnit()
 
     def read_subjects(
@@ -90,7 +91,18 @@ class Round:
         )
         # What the decisions read of the subjects' choices, for the sends to see whether it changed
         # before they start (`SendChecks`); in this unit, so it is what the states above read.
-        self.stamps = subject_state.choices_stamp(conn, [key.subject_id for key in keys])
+        # For the subjects of marketing pushes here, the others' when a push needs it (`stamp`):
+        # a transactional push's decision reads them only if it is personalized or near a place.
+        marketing = {r.subject_id for r in self.rows.values() if r.subject_id and is_marketing(r.topic)}
+        self._stamps = subject_state.choices_stamp(conn, marketing)
+        self._stamped = marketing
+
+    def stamp(self, conn: Connection, subject_id: str) -> str:
+        """The subject's choices as this unit reads them (`subject_state.choices_stamp`)."""
+        if subject_id not in self._stamped:
+            self._stamps |= subject_state.choices_stamp(conn, [subject_id])
+            self._stamped.add(subject_id)
+        return self._stamps.get(subject_id, "")
 
     def key(self, row: PushRow) -> SubjectKey | None:
         return None if row.subject_id is None else self.keys.get(row.subject_id)
