@@ -44,6 +44,9 @@ class Scheduled(msgspec.Struct, frozen=True, gc=False):
     """Which push, and `order` the order it was decided in: dispatch tells a subject's pushes
     apart by them (the rules do not read them)."""
     order: int = 0
+    planned: datetime | None = None
+    """When a retry waiting (`at`, its due time) was planned: dispatch counts a push sent more
+    than a minute after its planned time at the time it sends it (`frequency.SEND_LAG`)."""
 
 
 class SubjectState(msgspec.Struct, frozen=True, kw_only=True, gc=False):

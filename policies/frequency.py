@@ -106,14 +106,16 @@ def _due(
     answered `deferred` there and refused then. Outside quiet hours, one overdue by more than
     `SEND_LAG` is sent, and counted, at the time dispatch reaches it, now at the soonest: one due
     at 23:59 and waiting at 00:05 takes the new day's room, and counted on the old day it let a
-    push through that dispatch then refused."""
+    push through that dispatch then refused. Late by its planned time, as dispatch measures it,
+    not by a retry's due time: a retry due at 23:59:30 of a push planned at 23:50 goes late."""
     if not item.waiting or item.expires_at is None:
         return item.at
     if item.at >= item.expires_at:  # a retry due at its expiry: it ends `expired` then
         return None
     until = quiet.at(subject, max(item.at, now), settings)
     if isinstance(until, RuleResult):
-        return now if now - item.at > SEND_LAG else item.at
+        late = now > item.at and now - (item.planned or item.at) > SEND_LAG
+        return now if late else item.at
     return None if until >= item.expires_at else until
 
 

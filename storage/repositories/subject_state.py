@@ -136,14 +136,16 @@ def _planned(
         if waiting and datetime.fromisoformat(expires) <= now:
             continue  # its next claim ends it `expired`, however late the worker runs
         # A retry is decided again when its outbox row is next due, not when first sent.
-        when = max(datetime.fromisoformat(at), retrying[push_id]) if push_id in retrying else None
+        planned = datetime.fromisoformat(at)
+        when = max(planned, retrying[push_id]) if push_id in retrying else None
         item = Scheduled(
-            when or datetime.fromisoformat(at),
+            when or planned,
             topic,
             waiting,
             datetime.fromisoformat(expires) if waiting else None,
             push_id,
             rowid,
+            planned if when is not None and when != planned else None,
         )
         if item.waiting and campaign_id is not None:
             of_campaigns.append((sid, item, campaign_id, rowid))

@@ -644,3 +644,30 @@ def test_an_overdue_waiting_push_whose_mute_has_ended_counts() -> None:
         "rejected",
         (r("frequency_capped", window="day", limit=1),),
     )
+
+
+def test_an_overdue_retry_counts_when_it_goes_late_by_its_planned_time() -> None:
+    """Planned at 23:50, its retry due at 23:59:30 and still waiting at 00:00:10: dispatch sends
+    it over a minute past its planned time, so on the new day, where it counts. Judged late by
+    the retry's due time, it counted on the old day and let a push into the new one that
+    dispatch then refused. Within a minute of its planned time it keeps that time."""
+    now = datetime(2025, 6, 11, 0, 0, 10, tzinfo=UTC)
+    quiet_at_three = {"quiet_start": "03:00", "quiet_end": "04:00"}
+
+    def with_retry(planned: datetime) -> SubjectState:
+        retry = Scheduled(
+            datetime(2025, 6, 10, 23, 59, 30, tzinfo=UTC), "promotions", waiting=True,
+            expires_at=now + timedelta(hours=6), planned=planned,
+        )  # fmt: skip
+        return subject(scheduled=(retry,), **quiet_at_three)
+
+    late = decide(
+        push(topic="feedback_requests"),
+        with_retry(datetime(2025, 6, 10, 23, 50, tzinfo=UTC)),
+        None,
+        now,
+        SETTINGS,
+    )
+    assert (late.outcome, late.reasons) == ("rejected", (r("frequency_capped", window="day", limit=1),))
+    on_time = with_retry(datetime(2025, 6, 10, 23, 59, 20, tzinfo=UTC))  # sent within its minute
+    assert decide(push(topic="feedback_requests"), on_time, None, now, SETTINGS).outcome == "queued"
