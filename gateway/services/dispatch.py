@@ -501,6 +501,7 @@ class Dispatcher:
             snapshot.unit.quiet.window(state, self._policy.settings) if capped else None,
             snapshot.order[row.push_id],
             snapshot.stamp(conn, key.subject_id) if _reads_choices(request) else None,
+            {d.device_id: d.registered_at for d in pending},
         )
 
     def _end(
@@ -582,7 +583,10 @@ class Dispatcher:
             if send.quiet is not None and send.quiet.contains(now):
                 return DeliveryResult(status="retry", provider_code=QUIET_UNSENT)
             campaign = None if send.campaign_id is None else (send.campaign_id, send.rowid)
-            stop = await self._checks.ask(Asked(send.subject_id, message.device_id, campaign, send.seen))
+            device = message.device_id
+            stop = await self._checks.ask(
+                Asked(send.subject_id, device, send.registered[device], campaign, send.seen)
+            )
             if stop is not None:
                 return DeliveryResult(status="retry", provider_code=_STOPPED[stop])
             return await self._send_now(adapter, message)

@@ -6,8 +6,9 @@ process, must stop the sends still to start:
 - an erasure (they hold the user's tokens and the push's content);
 - a campaign's pause, by an operator or by the complaint-rate rule (an operator who sees
   `paused` expects the campaign to stop, not a round of it to go on);
-- the device removed, disabled, or registered since by another user, whose phone it now is: a
-  review found the last user's push reaching the new one's phone seconds after the handover;
+- the device removed, disabled, or registered since by another user, whose phone it now is (a
+  review found the last user's push reaching the new one's phone seconds after the handover),
+  or again by its user, maybe with new keys the message was not encrypted for;
 - for a push whose decision read them (a marketing push's consent, topic switch and mutes, a
   personalized push's consent), its subject's consents, preferences or complaints changed since
   it was decided: a withdrawal or a topic switched off was answered, and the push still went.
@@ -42,12 +43,14 @@ decided, or what says so could not be read (the send waits for its push's next c
 
 class Asked(NamedTuple):
     """One send's question. `campaign`: the push's campaign and its rowid in `pushes`, which a
-    pause's mark is compared with. `seen`: the subject's `choices_stamp` as its push's decision
-    read it, if that decision read its consents, preferences or mutes (None for one that read
-    only the devices, as most transactional pushes' do)."""
+    pause's mark is compared with. `registered`: when the device's token was last registered, as
+    the claim read it. `seen`: the subject's `choices_stamp` as its push's decision read it, if
+    that decision read its consents, preferences or mutes (None for one that read only the
+    devices, as most transactional pushes' do)."""
 
     subject_id: str
     device_id: str
+    registered: str | None
     campaign: tuple[str, int] | None
     seen: str | None
 
@@ -105,14 +108,14 @@ class SendChecks:
 
 class _Read(NamedTuple):
     live: set[str]
-    owners: dict[str, str]
+    owners: dict[str, tuple[str, str | None]]
     stamps: dict[str, str]
     stopping: dict[str, campaigns.CampaignRow | None]
 
     def verdict(self, send: Asked) -> Stop | None:
         if send.subject_id not in self.live:
             return "erased"
-        if self.owners.get(send.device_id) != send.subject_id:
+        if self.owners.get(send.device_id) != (send.subject_id, send.registered):
             return "device"
         if send.seen is not None and self.stamps.get(send.subject_id, "") != send.seen:
             return "changed"

@@ -295,18 +295,19 @@ def list_for_many(
     return {sid: found.get(sid, []) for sid in by_id}
 
 
-def active_owners(conn: Connection, device_ids: Collection[str]) -> dict[str, str]:
-    """device id → its subject's id, for those of `device_ids` still active: not removed, not
-    disabled, not released to another subject that registered the same token."""
-    found: dict[str, str] = {}
+def active_owners(conn: Connection, device_ids: Collection[str]) -> dict[str, tuple[str, str | None]]:
+    """device id → (its subject's id, when its token was last registered), for those of
+    `device_ids` still active: what a send decided earlier compares with what it read then, so
+    that one to a device removed, disabled, taken by another user or given new keys (a Web Push
+    subscription's, which the old message no longer decrypts under) does not start."""
+    found: dict[str, tuple[str, str | None]] = {}
     for marks, chunk in in_chunks(sorted(set(device_ids))):
-        found.update(
-            conn.execute(
-                "SELECT device_id, subject_id FROM devices "  # noqa: S608
-                f"WHERE device_id IN ({marks}) AND status = 'active'",
-                chunk,
-            ).fetchall()
-        )
+        for device_id, subject_id, registered_at in conn.execute(
+            "SELECT device_id, subject_id, registered_at FROM devices "  # noqa: S608
+            f"WHERE device_id IN ({marks}) AND status = 'active'",
+            chunk,
+        ):
+            found[device_id] = (subject_id, registered_at)
     return found
 
 

@@ -41,10 +41,11 @@ def settings(data_dir: Path, hook: WebhookRelay) -> Settings:
     )
 
 
-def _queued(client: Client, user: Headers, key: Headers, topic: str) -> tuple[str, list[str]]:
+def _queued(client: Client, user: Headers, key: Headers, topic: str, **fields: Any) -> tuple[str, list[str]]:
     """A push of `topic` to USER, who has two webhook devices: its id and the devices'."""
     consent = {"granted": True, "notice_version": "v1"}
-    assert client.put("/v1/me/consents/marketing", json=consent, headers=user).status_code == 200
+    for purpose in ("marketing", "personalization"):
+        assert client.put(f"/v1/me/consents/{purpose}", json=consent, headers=user).status_code == 200
     window = {"quiet_hours": {"start": "03:00", "end": "04:00"}}  # none at 10:00 UTC
     assert client.patch("/v1/me/preferences", json=window, headers=user).status_code == 200
     devices = []
@@ -52,7 +53,14 @@ def _queued(client: Client, user: Headers, key: Headers, topic: str) -> tuple[st
         answer = client.post("/v1/me/devices", json={"platform": "webhook", "token": token}, headers=user)
         assert answer.status_code == 201, answer.text
         devices.append(str(answer.json()["device_id"]))
-    body = {"idempotency_key": "mid-1", "user_id": USER, "topic": topic, "title": "Sale", "body": "Today"}
+    body = {
+        "idempotency_key": "mid-1",
+        "user_id": USER,
+        "topic": topic,
+        "title": "Sale",
+        "body": "Today",
+        **fields,
+    }
     queued = client.post("/v1/pushes", json=body, headers=key).json()
     assert queued["outcome"] == "queued", queued
     return str(queued["push_id"]), devices
@@ -128,6 +136,32 @@ def test_a_choice_made_mid_round_stops_the_sends_still_to_start(
     # The first device has it, so it ends `delivered`, with what stopped the rest.
     assert pushed["status"] == "delivered"
     assert final in [reason["code"] for reason in pushed["reasons"]], pushed
+
+
+def test_a_transactional_push_made_personal_stops_when_personalization_is_withdrawn(
+    client: Client,
+    runtime: Runtime,
+    clock: FakeClock,
+    hook: WebhookRelay,
+    as_user: Callable[[str], Headers],
+    as_key: Callable[..., Headers],
+) -> None:
+    """Its decision read the consents (whatever the topic, a personalized push needs
+    personalization), which a round stamps only when such a push turns up among its pushes."""
+    user, key = as_user(USER), as_key("pushes:write")
+    push_id, _ = _queued(client, user, key, "transactional", personalized=True)
+    withdrawn = {"granted": False, "notice_version": "v1"}
+
+    def withdraw(_: str) -> None:
+        _answered(client.put("/v1/me/consents/personalization", json=withdrawn, headers=user))
+
+    waiting = _round_with(client, runtime, hook, withdraw)
+    assert waiting not in [body["device_token"] for body in hook.received]
+    clock.advance(minutes=5)
+    assert client.blocking_portal.call(runtime.dispatcher.run_once, "test-worker", 10) == 1
+    assert len(hook.received) == 1
+    pushed = _push(client, key, push_id)
+    assert "no_personalization_consent" in [reason["code"] for reason in pushed["reasons"]], pushed
 
 
 def test_a_device_removed_or_handed_to_another_user_mid_round_is_not_sent_to(
