@@ -51,8 +51,9 @@ EXIT_USAGE = 2
 _Read = TypeVar("_Read")
 GIL_SWITCH_SECONDS = 0.0002
 SHUTDOWN_SECONDS = 20
-"""How long `serve` lets requests under way finish after SIGTERM: under the 30 s an orchestrator
-gives before SIGKILL, which would also skip the worker's and the stores' orderly close."""
+"""How long `serve` lets requests under way finish after SIGTERM, before it stops its delivery
+worker (after the round in flight, seconds unless a provider is slow) and closes the stores: so
+that the whole usually fits in the 30 s an orchestrator gives before SIGKILL."""
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -446,7 +446,7 @@ def _vapid_subject(raw: str) -> str:
 
 
 _APPLE_ID = re.compile(r"[A-Za-z0-9]{10}")
-_BUNDLE_ID = re.compile(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
+_BUNDLE_ID = re.compile(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*")
 
 
 def _apple_id(raw: str) -> str:
@@ -460,7 +460,7 @@ def _apple_id(raw: str) -> str:
 def _bundle_id(raw: str) -> str:
     """The app's bundle ID, sent as every push's `apns-topic`."""
     if len(raw) > 155 or not _BUNDLE_ID.fullmatch(raw):
-        raise ValueError("must be the app's bundle ID: letters, digits and hyphens in dot-separated parts")
+        raise ValueError("must be the app's bundle ID: letters, digits, hyphens and periods between them")
     return raw
 
 

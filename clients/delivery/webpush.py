@@ -119,23 +119,26 @@ def subscription_keys_valid(p256dh: str, auth: str) -> bool:
     return len(point) == 65 and point[0] == 4 and len(_base64url(auth)) == 16
 
 
-_MAILTO = re.compile(r"mailto:[^@\s/?#]+@[^@\s/?#]+")
+_MAILTO = re.compile(r"mailto:[^@/?#<>]+@[^@/?#<>]+(\?.*)?", re.IGNORECASE)
 
 
 def vapid_subject_problem(subject: str) -> str | None:
     """What keeps `subject` from being VAPID's contact (RFC 8292, section 2.1: a `mailto:` or an
     `https:` URI), or None. Checked here rather than by py_vapid, whose pattern refuses an https
     URL with a path (`https://example.com/contact`) and a mail domain with no dot, both valid."""
+    problem = "must be a mailto: address (mailto:push-ops@example.com) or an https:// URL (RFC 8292)"
+    if any(c.isspace() or not c.isprintable() or c == "\\" for c in subject):
+        return problem
     if _MAILTO.fullmatch(subject):
         return None
-    if subject.startswith("https://"):
-        try:
-            host = urlsplit(subject).hostname
-        except ValueError:
-            host = None
-        if host and not any(c.isspace() for c in subject):
-            return None
-    return "must be a mailto: address (mailto:push-ops@example.com) or an https:// URL (RFC 8292)"
+    if subject[:8].lower() != "https://":
+        return problem
+    try:
+        parts = urlsplit(subject)
+        _ = parts.port  # out of range or not a number: raises
+    except ValueError:
+        return problem
+    return None if parts.hostname else problem
 
 
 def _load_vapid(text: str) -> Vapid02:

@@ -208,7 +208,7 @@
   function control(path, name, search) {
     const values = (CHOICES[path] || {})[name];
     if (!values) return el("input", { id: `filter-${name}`, name, autocomplete: "off", onkeydown: onEnter(search) });
-    return el("select", { id: `filter-${name}`, name },
+    return el("select", { id: `filter-${name}`, name, onkeydown: onEnter(search) },
       el("option", { value: "", text: "any" }), values.map((value) => el("option", { value, text: value })));
   }
 

@@ -1,5 +1,5 @@
-"""`HEAD` where `GET` is served, as GET answers it less the body (gateway.head), and told apart
-from GET wherever a request is recorded: the request log, the metrics, the audit access log.
+"""`HEAD` where `GET` is served, as GET answers it less the body (gateway.head), told apart from
+GET in the request log and the metrics, and in the audit access log a read of its route.
 Every route and role is in test_authz_matrix.py; a real server's bytes in
 tests/e2e/test_serve_head.py."""
 

@@ -256,8 +256,12 @@ def test_topic_header_is_short_and_url_safe() -> None:
 
 
 @pytest.mark.parametrize(
-    "subject", ["ops team", "mailto:ops", "http://example.com", "https://", "mailto:a b@c"]
-)
+    "subject",
+    [
+        "ops team", "mailto:ops", "http://example.com", "https://", "mailto:a b@c",
+        "mailto:<ops@example.com>", "https://example.com:99999", "https://ex\x01ample.com", "https://example.com\\contact",
+    ],
+)  # fmt: skip
 def test_rejects_a_subject_that_is_not_a_contact_uri(subject: str) -> None:
     with pytest.raises(ValueError, match="vapid_subject"):
         WebPushAdapter(WebPushConfig(vapid_private_key=PlainSecret(VAPID_PEM), vapid_subject=subject))

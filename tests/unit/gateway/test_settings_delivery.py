@@ -222,7 +222,11 @@ VALUES: list[Case] = [
         lambda f: apns_env(f) | {"CGW_APNS_BUNDLE_ID": "com.example app"},
         "CGW_APNS_BUNDLE_ID",
     ),
-    ("apns bundle one part", lambda f: apns_env(f) | {"CGW_APNS_BUNDLE_ID": "wallet"}, "CGW_APNS_BUNDLE_ID"),
+    (
+        "apns bundle empty part",
+        lambda f: apns_env(f) | {"CGW_APNS_BUNDLE_ID": "com..wallet"},
+        "CGW_APNS_BUNDLE_ID",
+    ),
     *(
         (
             f"vapid subject {subject}",
@@ -247,7 +251,15 @@ ALL = PARTIAL + FILES + VALUES
 
 @pytest.mark.parametrize(
     "subject",
-    ["https://example.com/contact", "https://example.com", "mailto:ops@example.com", "mailto:ops@intranet"],
+    [
+        "https://example.com/contact",
+        "https://example.com",
+        "mailto:ops@example.com",
+        "mailto:ops@intranet",
+        "HTTPS://Example.com",
+        "MAILTO:ops@example.com",
+        "mailto:ops@example.com?subject=push",
+    ],
 )
 def test_every_contact_uri_rfc_8292_allows_is_taken(files: Files, tmp_path: Path, subject: str) -> None:
     """py_vapid's own check refused an https URL with a path and a mail domain with no dot, and
