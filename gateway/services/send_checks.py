@@ -43,14 +43,14 @@ decided, or what says so could not be read (the send waits for its push's next c
 
 class Asked(NamedTuple):
     """One send's question. `campaign`: the push's campaign and its rowid in `pushes`, which a
-    pause's mark is compared with. `registered`: when the device's token was last registered, as
-    the claim read it. `seen`: the subject's `choices_stamp` as its push's decision read it, if
+    pause's mark is compared with. `device`: its id and when its token was last registered, as
+    the claim read them. `seen`: the subject's `choices_stamp` as its push's decision read it, if
     that decision read its consents, preferences or mutes (None for one that read only the
-    devices, as most transactional pushes' do)."""
+    devices, as most transactional pushes' do). Either None: not asked about (a send starting
+    right after its claim)."""
 
     subject_id: str
-    device_id: str
-    registered: str | None
+    device: tuple[str, str | None] | None
     campaign: tuple[str, int] | None
     seen: str | None
 
@@ -84,7 +84,7 @@ class SendChecks:
             wanted = {send.campaign[0] for send in sends if send.campaign is not None}
             read = _Read(
                 live=self._store.directory.holding(send.subject_id for send in sends),
-                owners=devices.active_owners(reader, [send.device_id for send in sends]),
+                owners=devices.active_owners(reader, [send.device[0] for send in sends if send.device]),
                 stamps=subject_state.choices_stamp(
                     reader, {s.subject_id for s in sends if s.seen is not None}
                 ),
@@ -115,7 +115,7 @@ class _Read(NamedTuple):
     def verdict(self, send: Asked) -> Stop | None:
         if send.subject_id not in self.live:
             return "erased"
-        if self.owners.get(send.device_id) != (send.subject_id, send.registered):
+        if send.device is not None and self.owners.get(send.device[0]) != (send.subject_id, send.device[1]):
             return "device"
         if send.seen is not None and self.stamps.get(send.subject_id, "") != send.seen:
             return "changed"

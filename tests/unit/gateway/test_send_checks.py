@@ -64,7 +64,7 @@ def test_a_wave_is_answered_by_one_read_live_or_not(store: Store) -> None:
     live = _subject(store, "live-user")
     phone = _device(store, live, "dev_phone")
     assert _wave(
-        store, Asked(live, phone, None, None, None), Asked("s_never_seen", phone, None, None, None)
+        store, Asked(live, (phone, None), None, None), Asked("s_never_seen", (phone, None), None, None)
     ) == [
         None,
         "erased",
@@ -77,7 +77,7 @@ def test_a_device_removed_disabled_or_now_another_user_s_stops_its_send(store: S
     _device(store, live, "dev_off", status="disabled")
     _device(store, other, "dev_handed_over")
     sends = [
-        Asked(live, device, None, None, None) for device in ("dev_removed", "dev_off", "dev_handed_over")
+        Asked(live, (device, None), None, None) for device in ("dev_removed", "dev_off", "dev_handed_over")
     ]
     assert _wave(store, *sends) == ["device", "device", "device"]
 
@@ -89,7 +89,7 @@ def test_a_device_registered_again_since_the_claim_stops_its_send(store: Store) 
     store.data.writer.run_sync(
         lambda conn: conn.execute("UPDATE devices SET registered_at = ? WHERE device_id = ?", ("t1", phone))
     )
-    assert _wave(store, Asked(live, phone, "t1", None, None), Asked(live, phone, "t0", None, None)) == [
+    assert _wave(store, Asked(live, (phone, "t1"), None, None), Asked(live, (phone, "t0"), None, None)) == [
         None,
         "device",
     ]
@@ -104,9 +104,9 @@ def test_choices_changed_since_the_decision_stop_the_sends_whose_decision_read_t
 
     consent(True)
     seen = subject_state.choices_stamp(store.data.reader(), [live])[live]
-    assert _wave(store, Asked(live, phone, None, None, seen)) == [None]
+    assert _wave(store, Asked(live, (phone, None), None, seen)) == [None]
     consent(False)  # withdrawn at the same instant by the clock: the stamp still changes
-    assert _wave(store, Asked(live, phone, None, None, seen), Asked(live, phone, None, None, None)) == [
+    assert _wave(store, Asked(live, (phone, None), None, seen), Asked(live, (phone, None), None, None)) == [
         "changed",
         None,
     ]
@@ -125,7 +125,7 @@ def test_a_campaign_paused_stops_its_sends_and_a_mark_those_decided_before_it(st
     store.data.writer.run_sync(lambda conn: campaigns.pause(conn, paused, NOW, "by hand"))
 
     assert _wave(
-        store, Asked(live, phone, None, (paused, 7), None), Asked(live, phone, None, (running, 7), None)
+        store, Asked(live, (phone, None), (paused, 7), None), Asked(live, (phone, None), (running, 7), None)
     ) == [
         "paused",
         None,
@@ -151,8 +151,8 @@ def test_a_read_that_fails_with_anything_answers_every_send_of_its_wave(
         asking = SendChecks(store)
         answers.extend(
             [
-                asking.ask(Asked("s_one", "d1", None, None, None)),
-                asking.ask(Asked("s_two", "d2", None, ("cmp_x", 1), "x")),
+                asking.ask(Asked("s_one", ("d1", None), None, None)),
+                asking.ask(Asked("s_two", ("d2", None), ("cmp_x", 1), "x")),
             ]
         )
         await asyncio.sleep(0)  # the read's turn
