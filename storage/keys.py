@@ -18,6 +18,7 @@ import contextlib
 import errno
 import fcntl
 import hashlib
+import logging
 import os
 import re
 import secrets
@@ -38,6 +39,7 @@ __all__ = ["KEPT_APART", "KeyStore", "KeyStoreError", "PublicSigningKey", "Signi
 
 DEV_WARNING = "DEVELOPMENT KEYS created by consent-gateway: never use them in production"
 KEPT_APART = "consent-gateway key store: keep it secret (mode 0600), apart from the data and its backups"
+log = logging.getLogger(__name__)
 # The ids rotations give. ASCII digits only (`int` takes other scripts' digits too), at most 18.
 _KEK_ID = re.compile(r"kek-([0-9]{1,18})")
 
@@ -119,8 +121,9 @@ class KeyStore:
 
     @classmethod
     def load(cls, path: Path) -> KeyStore:
-        """Refuses a key store anyone may write (mode `o+w`): any local user could swap its
-        signing key or a key-encryption key, and one was served with no word said."""
+        """Refuses a key store others may write (mode `o+w` or `g+w`): any local user, or any
+        member of its group, could swap its signing key or a key-encryption key, and one was
+        served with no word said."""
         try:
             raw = path.read_bytes()
             mode = path.stat().st_mode
@@ -128,9 +131,10 @@ class KeyStore:
             raise KeyStoreError(f"no key store at {path}") from None
         except OSError as exc:  # a directory, no permission, an I/O error: still one line, exit 2
             raise KeyStoreError(f"cannot read the key store {path}: {exc.strerror or exc}") from None
-        if mode & stat.S_IWOTH:
+        if mode & (stat.S_IWOTH | stat.S_IWGRP):
+            who = "anyone" if mode & stat.S_IWOTH else "its group"
             raise KeyStoreError(
-                f"the key store {path} is writable by anyone (mode {stat.S_IMODE(mode):04o}): "
+                f"the key store {path} is writable by {who} (mode {stat.S_IMODE(mode):04o}): "
                 "make it the gateway's own (chmod 600)"
             )
         try:
@@ -178,16 +182,30 @@ class KeyStore:
         return kid
 
     def _changed_keks(self) -> tuple[dict[str, bytes], str] | None:
-        """The keyring's reload: the file's key-encryption keys if it changed since last read."""
+        """The keyring's reload: the file's key-encryption keys if it changed since last read, and
+        is still this store, rotated maybe: the same database, directory and pseudonym keys, and
+        the same key under each id both hold. Another deployment's store put in its place (a wrong
+        secret mounted) had its active key taken up, and new subjects' data keys wrapped under a
+        key the right store lacks: they were lost once it was put back."""
         stamp = _stamp(self.path)
         if stamp == self._seen:
             return None
         try:
             data = _read(self.path)
-        except KeyStoreError:
+            keks = _keks(data)
+            same = (_unb64(data.database_key, "database_key"), _unb64(data.directory_key, "directory_key"),
+                    _unb64(data.pseudonym_key, "pseudonym_key")) == (
+                self.database_key, self.directory_key, self.pseudonym_key)  # fmt: skip
+        except (KeyStoreError, ValueError):
             return None
         self._seen = stamp
-        return _keks(data), data.kek_active
+        if not (same and self.keyring.agrees(keks)):
+            log.error(
+                "the key store was replaced by another: its key-encryption keys are not taken up",
+                extra={"path": str(self.path), "advice": "put this deployment's key store back"},
+            )
+            return None
+        return keks, data.kek_active
 
 
 def _next_kek_id(taken: Collection[str]) -> str:

@@ -346,16 +346,48 @@ def test_a_key_store_anyone_may_write_is_refused(tmp_path: Path, mode: int) -> N
     assert KeyStore.load(path).path == path
 
 
-@pytest.mark.parametrize(("mode", "warned"), [(0o644, True), (0o604, True), (0o640, False), (0o600, False)])
-def test_a_key_store_anyone_may_read_is_served_with_a_warning(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, mode: int, warned: bool
-) -> None:
-    """Any local user could read every key: served (a mounted secret may be so where no other
-    user is), but not without a word."""
-    path = tmp_path / "prod-keys.json"
+@pytest.mark.parametrize("mode", [0o620, 0o660, 0o670])
+def test_a_key_store_its_group_may_write_is_refused(tmp_path: Path, mode: int) -> None:
+    """Any member of its group could swap its signing key or add a key-encryption key: a review
+    found one of mode 0660 served without a word, where 0666 was refused."""
+    path = tmp_path / "keys.json"
     KeyStore.create(path)
     path.chmod(mode)
-    with caplog.at_level(logging.WARNING, logger="gateway"):
-        assert load_keys(Settings(data_dir=tmp_path / "data", keystore_file=path)).path == path
-    said = [r for r in caplog.records if r.getMessage() == "the key store is readable by anyone"]
-    assert bool(said) is warned
+    with pytest.raises(
+        KeyStoreError, match=rf"is writable by its group \(mode 0{mode:o}\): make it the gateway's own"
+    ):
+        KeyStore.load(path)
+    path.chmod(0o640)  # readable by its group, as a secret mounted for a group is: loads
+    assert KeyStore.load(path).path == path
+
+
+def test_a_key_store_replaced_by_another_lends_no_key_encryption_key(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another deployment's store put in place of this one's while serving (a wrong secret
+    mounted): its active key-encryption key was taken up at the next wrap, so new subjects' data
+    keys were wrapped under a key this deployment's own store lacks, and lost once it was put
+    back. The process keeps wrapping under its own active key, and says so once."""
+    path, other = tmp_path / "keys.json", tmp_path / "other" / "keys.json"
+    other.parent.mkdir()
+    KeyStore.create(path)
+    own = path.read_bytes()
+    serving = KeyStore.load(path)
+    foreign = KeyStore.create(other)
+    foreign.add_kek()
+    foreign.add_kek()  # "kek-3", an id this deployment has not used
+    os.replace(other, path)
+
+    with caplog.at_level(logging.ERROR, logger="storage.keys"):
+        wrapped = [serving.keyring.wrap(b"k" * 32, b"aad") for _ in range(3)]
+    assert {serving.keyring.key_id_of(w) for w in wrapped} == {"kek-1"}
+    assert serving.keyring.key_ids == ("kek-1",)
+    assert len([r for r in caplog.records if "replaced by another" in r.getMessage()]) == 1
+
+    # Its own store put back, then rotated by another process of this deployment: taken up.
+    other.write_bytes(own)
+    other.chmod(0o600)
+    os.replace(other, path)
+    new = KeyStore.load(path).add_kek()
+    assert new == "kek-2"
+    assert serving.keyring.key_id_of(serving.keyring.wrap(b"k" * 32, b"aad")) == "kek-2"
