@@ -9,7 +9,8 @@
     ├── PreconditionFailed 412   an `If-Match` names a version that is no longer current
     ├── UnsupportedMediaType 415 a body declared as anything but JSON (`gateway.body`)
     ├── Unprocessable    422     e.g. an idempotency key reused with another body
-    └── TooManyRequests  429     a user's changes over their allowance; retry (Retry-After)
+    ├── TooManyRequests  429     a user's changes over their allowance; retry (Retry-After)
+    └── BatchesBusy      503     as many batches as a process takes at once; retry (Retry-After)
 
     StorageFailedError   503     an fsync failed; no write is accepted until a restart
     ├── StorageFullError 503     the disk is full (or refused the write); not kept, retry later
@@ -44,6 +45,7 @@ from storage.pseudonyms import SUBJECT_REF_PATTERN
 __all__ = [
     "STORAGE_FAILED",
     "STORAGE_FULL",
+    "BatchesBusy",
     "Conflict",
     "Forbidden",
     "GatewayError",
@@ -52,6 +54,7 @@ __all__ = [
     "NotFound",
     "PreconditionFailed",
     "RequestTimeout",
+    "RetryLater",
     "TooManyRequests",
     "Unprocessable",
     "UnsupportedMediaType",
@@ -117,12 +120,20 @@ class RequestTimeout(GatewayError):
     status_code = 408
 
 
-class TooManyRequests(GatewayError):
-    status_code = 429
+class RetryLater(GatewayError):
+    """Refused for now, not for what the request holds: the answer says when to ask again."""
 
     def __init__(self, detail: str, retry_after: int) -> None:
         super().__init__(detail)
         self.retry_after = retry_after
+
+
+class TooManyRequests(RetryLater):
+    status_code = 429
+
+
+class BatchesBusy(RetryLater):
+    status_code = 503
 
 
 def refusal(status_code: int, detail: str, extra: Sequence[tuple[str, str]] = ()) -> dict[str, object]:
@@ -139,7 +150,7 @@ def handle_gateway_error(_: Request[Any, Any, Any], exc: GatewayError) -> Respon
     headers: dict[str, str] | None = None
     if exc.status_code == 401:
         headers = {"WWW-Authenticate": 'Bearer realm="consent-gateway"'}
-    elif isinstance(exc, TooManyRequests):
+    elif isinstance(exc, RetryLater):
         headers = {"Retry-After": str(exc.retry_after)}
     elif isinstance(exc, RequestTimeout):
         headers = {"Connection": "close"}  # the rest of the body is never read

@@ -9,6 +9,7 @@ import stat
 
 from gateway.adapters import build_adapters
 from gateway.auth import UserTokens
+from gateway.batch_slots import BatchSlots
 from gateway.clock import Clock, system_clock
 from gateway.errors import Conflict
 from gateway.metrics import Metrics
@@ -97,6 +98,7 @@ class Runtime:
         self.devices.tag_untagged()
         self.rights = RightsService(self.store, clock, self.preferences)
         self.user_writes = UserWrites(settings.user_writes_per_hour, clock)
+        self.batch_slots = BatchSlots(settings.max_concurrent_batches)
         if finished := self.rights.finish_pending_erasures():
             log.warning("finished erasures cut short after the key went", extra={"count": finished})
         self.metrics = metrics or Metrics()

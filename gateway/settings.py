@@ -93,6 +93,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     webpush_vapid_subject: str | None = None
     max_body_bytes: int = 64 * 1024
     body_timeout_seconds: float = 10.0
+    max_concurrent_batches: int = 2
     user_writes_per_hour: int = 600
     worker_enabled: bool = True
     worker_concurrency: int = 256
@@ -488,6 +489,7 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "webpush_vapid_subject": _vapid_subject,
     "max_body_bytes": _whole(1, 64 * 1024 * 1024),  # a batch's own limit: no request needs more
     "body_timeout_seconds": _seconds(300),
+    "max_concurrent_batches": _whole(1, 64),
     "user_writes_per_hour": _whole(0, 1_000_000),
     "worker_enabled": _bool,
     "worker_concurrency": _whole(1, MAX_WORKER_CONCURRENCY),

@@ -8,11 +8,12 @@ from litestar import Controller, Request
 from litestar.params import FromPath, JSONBody
 
 from gateway.auth import Principal
+from gateway.batch_slots import one_batch_slot
 from gateway.body import Strict
 from gateway.deps import RuntimeDep
 from gateway.routes.access import PUSH_READERS, PUSHES_WRITE
 from gateway.routes.handlers import get, post
-from gateway.routes.refusals import refusals
+from gateway.routes.refusals import MEANING, refusals
 from gateway.schemas.pushes import BatchAnswer, BatchCreate, PushAnswer, PushCreate, PushRead
 
 __all__ = ["PushController"]
@@ -30,6 +31,11 @@ READ_PUSH = (
 )
 # A batch is refused whole, `extra` naming the push at fault (`pushes[3].campaign_id`).
 SUBMISSION_REFUSALS = refusals(400, 413, 422, why={404: "`campaign_id` names no campaign."})
+BATCHES_BUSY = (
+    f"{MEANING[503]} Or the server is deciding as many batches as it takes at once "
+    "(`CGW_MAX_CONCURRENT_BATCHES`), with `Retry-After`: nothing was read or kept."
+)
+BATCH_REFUSALS = refusals(400, 413, 422, why={404: "`campaign_id` names no campaign.", 503: BATCHES_BUSY})
 
 
 def _key_id(request: KeyRequest) -> str:
@@ -56,8 +62,8 @@ class PushController(Controller):
         "/batch",
         summary="Submit up to 10,000 pushes in one request",
         operation_id="submitPushBatch", dto=Strict[BatchCreate], return_dto=None, status_code=200,
-        guards=[PUSHES_WRITE.guard], request_max_body_size=BATCH_BODY_LIMIT,
-        responses=SUBMISSION_REFUSALS,
+        guards=[PUSHES_WRITE.guard], request_max_body_size=BATCH_BODY_LIMIT, middleware=[one_batch_slot],
+        responses=BATCH_REFUSALS,
     )  # fmt: skip
     async def submit_batch(
         self, request: KeyRequest, runtime: RuntimeDep, data: JSONBody[BatchCreate]

@@ -458,6 +458,10 @@ def test_the_cli_refuses_a_data_dir_it_cannot_look_at_in_one_line(tmp_path: Path
         ({"CGW_DELIVERY_BACKOFF_SECONDS": "1_0"}, "CGW_DELIVERY_BACKOFF_SECONDS: must be a positive number"),
         ({"CGW_BODY_TIMEOUT_SECONDS": "\u0663"}, "CGW_BODY_TIMEOUT_SECONDS: must be a positive number"),
         ({"CGW_BODY_TIMEOUT_SECONDS": "nan"}, "CGW_BODY_TIMEOUT_SECONDS: must be a positive number"),
+        (
+            {"CGW_MAX_CONCURRENT_BATCHES": "0"},
+            "CGW_MAX_CONCURRENT_BATCHES: must be a whole number from 1 to 64",
+        ),
     ],
 )
 def test_a_number_that_is_none_is_refused_in_the_settings_words(env: dict[str, str], says: str) -> None:
