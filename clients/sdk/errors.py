@@ -7,8 +7,9 @@
     ├── NotFound          404    no such push, campaign or complaint for this caller
     ├── Conflict          409    e.g. a complaint already past this step
     ├── Unprocessable     422    e.g. an idempotency key reused with another body
-    ├── Unavailable       503    storage full, busy or failed; raised once retries are spent (at
-    │                            once by calls never retried on an answer: campaigns, complaints)
+    ├── Unavailable       503    storage full, busy or failed, or batches busy; raised once
+    │                            retries are spent (at once by calls never retried on an
+    │                            answer: campaigns, complaints)
     └── Unreachable       —      no answer at all (refused, timed out, cut); status_code None
 
 A policy refusal is not an error: a rejected push is a `PushAnswer` with reasons. Any other

@@ -6,9 +6,9 @@ Retrying is safe only where a second copy of the request cannot do a second thin
   repeat with the first decision; reads; pause and resume, which answer a campaign already in
   that state as it is) are retried on any failure to get an answer (refused, reset, timed
   out, cut mid-answer) and on 502/503/504: the gateway's 503 means storage is full, busy or
-  failed, and the write was not kept (or, after a failed disk sync, may not have been: a repeat
-  is answered with the first decision if it was), and a proxy in front of it says 502/504 for
-  the same "try later".
+  failed, or the server is deciding as many batches as it takes at once, and the write was not
+  kept (or, after a failed disk sync, may not have been: a repeat is answered with the first
+  decision if it was), and a proxy in front of it says 502/504 for the same "try later".
 - `unsent_only` calls (creating a campaign, a complaint step) would happen twice, so they are
   retried only when the request provably never left: the connection was refused or timed out,
   or no pooled connection came free.
