@@ -10,6 +10,7 @@ import json
 import socket
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -17,6 +18,10 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from support import Server, serve_process
+
+from storage.connections import connect
+from storage.keys import KeyStore
+from storage.store import DATA_FILE
 
 pytestmark = pytest.mark.slow
 
@@ -69,4 +74,52 @@ def test_a_body_cut_short_is_counted_as_499_and_records_nothing(server: Server) 
         f"{server.base}/v1/audit/decisions", headers={"Authorization": f"Bearer {api_key}"}
     ).json()["decisions"]
     assert decisions == []
+    server.stop()
+
+
+def test_a_client_gone_while_its_push_is_written_is_counted_as_499_and_its_push_kept(
+    server: Server,
+) -> None:
+    """A client that gave up waiting (its timeout, under load) was counted by the answer no one
+    got, a 200: logs and metrics showed clean answers while clients had none. Its push is kept,
+    and its retry gets the same answer. The wait here: another process holds the write lock."""
+    created = server.cli("keys", "create", "--name", "gone", "--scope", "pushes:write")
+    assert created.returncode == 0, created.stderr
+    auth = {"Authorization": f"Bearer {created.stdout.strip()}"}
+    push = {"idempotency_key": "left-1", "user_id": "user-left", "topic": "transactional",
+            "title": "Payment received", "body": "Your payment was received."}  # fmt: skip
+    keys = KeyStore.load(server.data_dir / "keys.json")
+    other = connect(server.data_dir / DATA_FILE, keys.database_key)
+    other.execute("BEGIN IMMEDIATE")  # a client that waits as long is answered, and counted so
+    with ThreadPoolExecutor(1) as pool:
+        stayed = {**push, "idempotency_key": "stayed"}
+        patient = pool.submit(httpx.post, f"{server.base}/v1/pushes", json=stayed, headers=auth, timeout=30)
+        time.sleep(1.5)
+        other.execute("ROLLBACK")
+        assert patient.result().status_code == 200, patient.result().text
+    assert _statuses(server.base, "/v1/pushes") == {"200": 1.0}
+
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(httpx.ReadTimeout):  # the client gives up, and closes its connection
+            httpx.post(
+                f"{server.base}/v1/pushes", json=push, headers=auth, timeout=httpx.Timeout(10, read=1.5)
+            )
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+
+    deadline = time.monotonic() + 10
+    while "499" not in (counted := _statuses(server.base, "/v1/pushes")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert counted == {"200": 1.0, "499": 1.0}
+    again = httpx.post(f"{server.base}/v1/pushes", json=push, headers=auth)
+    assert again.status_code == 200, again.text
+    assert _statuses(server.base, "/v1/pushes") == {"499": 1.0, "200": 2.0}
+    families = {f.name: f for f in text_string_to_metric_families(httpx.get(f"{server.base}/metrics").text)}
+    decided = [s.value for s in families["cgw_decisions"].samples if s.name == "cgw_decisions_total"]
+    assert sum(decided) == 2  # each decided and kept once: the retry was answered from what was kept
+    lines = [json.loads(line) for line in server.stderr().splitlines() if line.startswith("{")]
+    assert [line["status"] for line in lines if line.get("route") == "/v1/pushes"] == [200, 499, 200]
+    assert not [line for line in lines if line["level"] == "error"]
     server.stop()
