@@ -4,7 +4,7 @@
 "use strict";
 
 (() => {
-  const { el, api, download, errorText, ApiError, tabStore } = CGW;
+  const { el, api, download, errorText, flag, unflag, ApiError, tabStore } = CGW;
   const KEY = "cgw.audit.key";
   const app = document.getElementById("app");
   const status = document.getElementById("status");
@@ -74,25 +74,36 @@
         el("tbody", {}, ...rows.map((row) => el("tr", {}, ...columns.map((column) => el("td", { text: cell(row[column]) })))))));
   }
 
+  // How the time fields are written, said beside each (a placeholder goes once typing starts).
+  const TIMES = "RFC 3339, e.g. 2026-11-01T00:00:00Z";
+  const timeHint = (id) => el("p", { class: "hint", id, text: `Times: ${TIMES}.` });
+
   // Enter in a field does what the button beside it does.
   const onEnter = (action) => (event) => event.key === "Enter" && action();
 
+  // The focus goes to the key field: the button pressed, or the view, is gone with the page.
   function signOut(message) {
     tabStore.remove(KEY);
     key = null;
     renderSignIn();
     if (message) say(message, "error");
+    else say("Signed out.");
+    document.getElementById("api-key").focus();
   }
 
   function renderSignIn() {
     document.getElementById("controls").replaceChildren();
     const input = el("input", { id: "api-key", type: "password", autocomplete: "off", "aria-label": "Auditor API key" });
     const go = () => {
-      if (!input.value.trim()) return;
+      if (!input.value.trim()) {  // said, not a button that does nothing
+        say("Paste an auditor's API key (scope audit:read).", "error");
+        return flag(status, app, input);
+      }
       key = input.value.trim();
       tabStore.set(KEY, key);
       status.replaceChildren();
       renderTab("ledger");
+      document.getElementById("tab-ledger").focus();  // not left on the sign-in form, gone
     };
     input.addEventListener("keydown", (event) => event.key === "Enter" && go());
     app.replaceChildren(el("section", { id: "sign-in" },
@@ -179,8 +190,11 @@
         const answer = await call(`/v1/audit/export?${query}`);
         download("audit-export.jws", `${answer.jws}\n`, "application/jose");
         say("Downloaded audit-export.jws.");
+        unflag(view);
       } catch (error) {
         fail(error);
+        const named = error instanceof ApiError && ["from", "to"].includes(error.field);
+        if (named && view.isConnected) flag(status, view, document.getElementById(`export-${error.field}`));
       }
     };
     view.append(
@@ -191,9 +205,10 @@
       el("section", {}, el("h2", { text: "Signed export" }),
         el("p", { class: "hint", text: "Events in a time range (RFC 3339), signed as a JWS verifiable with /.well-known/jwks.json: consent-gateway audit verify --export audit-export.jws --jwks jwks.json" }),
         el("div", { class: "row" },
-          el("label", { for: "export-from", text: "from" }), el("input", { id: "export-from", placeholder: "2026-11-01T00:00:00Z" }),
-          el("label", { for: "export-to", text: "to" }), el("input", { id: "export-to", placeholder: "2026-12-01T00:00:00Z" }),
-          el("button", { id: "export", class: "secondary", onclick: exportEvents }, "Download"))));
+          el("label", { for: "export-from", text: "from" }), el("input", { id: "export-from", placeholder: "2026-11-01T00:00:00Z", "aria-describedby": "export-times-hint" }),
+          el("label", { for: "export-to", text: "to" }), el("input", { id: "export-to", placeholder: "2026-12-01T00:00:00Z", "aria-describedby": "export-times-hint" }),
+          el("button", { id: "export", class: "secondary", onclick: exportEvents }, "Download")),
+        timeHint("export-times-hint")));
     try {
       const answer = await call("/v1/audit/ledger/checkpoint");
       checkpoint.replaceChildren(table(["tree_size", "root_hash", "at"], [answer], "Signed checkpoint"));
@@ -215,6 +230,8 @@
   function listing(view, spec) {
     const search = () => fetchPage(true);
     const inputs = Object.fromEntries(spec.filters.map((name) => [name, control(spec.path, name, search)]));
+    const timed = ["from", "to"].filter((name) => inputs[name]);
+    for (const name of timed) inputs[name].setAttribute("aria-describedby", "times-hint");
     const rows = [];
     // Focusable from script: where the focus goes when More, pressed, is hidden by the last page.
     const body = el("div", { id: "results", tabindex: "-1" });
@@ -242,6 +259,7 @@
       const refocus = !fresh && document.activeElement === more;
       more.disabled = true;
       status.replaceChildren();  // an earlier refusal is not this request's
+      if (fresh) unflag(view);
       try {
         const answer = await call(`${spec.path}?${query}`);
         if (mine !== latest || !view.isConnected) return;
@@ -263,6 +281,8 @@
           body.replaceChildren();
         }
         fail(error);
+        const named = error instanceof ApiError && error.field && inputs[error.field];
+        if (named && fresh && view.isConnected) flag(status, view, named);
       } finally {
         if (mine === latest) {
           more.disabled = false;
@@ -274,24 +294,27 @@
     view.append(el("section", {}, el("h2", { text: spec.title }),
       spec.filters.length ? el("div", { class: "row" }, ...spec.filters.flatMap((name) => [el("label", { for: `filter-${name}`, text: name }), inputs[name]]),
         el("button", { id: "search", onclick: search }, "Search")) : null,
+      timed.length ? timeHint("times-hint") : null,
       body, more));
     fetchPage(true);
   }
 
   function subject(view) {
     const ref = el("input", { id: "subject-ref", autocomplete: "off", onkeydown: onEnter(() => look()) });
-    const at = el("input", { id: "subject-at", placeholder: "2026-11-23T10:00:00Z", autocomplete: "off", onkeydown: onEnter(() => look()) });
+    const at = el("input", {
+      id: "subject-at", placeholder: "2026-11-23T10:00:00Z", autocomplete: "off", "aria-describedby": "subject-at-hint",
+      onkeydown: onEnter(() => look()),
+    });
     const result = el("div", { id: "subject-result" });
     // Only the newest lookup's answer is shown, as in `listing`: a slow answer for the subject
     // looked up first replaced the next one's, under the next one's subject_ref.
     let latest = 0;
     const look = async () => {
       if (!/^sub_[a-z2-7]{52}$/.test(ref.value.trim())) {
-        ref.setAttribute("aria-invalid", "true");
-        ref.focus();
-        return say("subject_ref: a subject_ref (sub_…) is required", "error");
+        say("subject_ref: a subject_ref (sub_…) is required", "error");
+        return flag(status, view, ref);
       }
-      ref.removeAttribute("aria-invalid");
+      unflag(view);
       const query = at.value.trim() ? `?${new URLSearchParams({ at: at.value.trim() })}` : "";
       const mine = ++latest;
       status.replaceChildren();
@@ -315,11 +338,13 @@
         if (mine !== latest || !view.isConnected) return;
         result.replaceChildren();  // not the last lookup's answer beside this one's refusal
         fail(error);
+        if (error instanceof ApiError && error.field === "at" && view.isConnected) flag(status, view, at);
       }
     };
     view.append(el("section", {}, el("h2", { text: "A subject's consents, now or at a moment" }),
       el("div", { class: "row" }, el("label", { for: "subject-ref", text: "subject_ref" }), ref,
         el("label", { for: "subject-at", text: "at" }), at, el("button", { id: "look-up", onclick: look }, "Look up")),
+      el("p", { class: "hint", id: "subject-at-hint", text: `at, if given: the moment to read the consents at (${TIMES}).` }),
       result));
   }
 

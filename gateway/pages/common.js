@@ -98,5 +98,27 @@ const CGW = (() => {
     new ResizeObserver(clear).observe(bar);
   }
 
-  return { el, api, ApiError, download, errorText, tabStore, keepFocusClearOf };
+  // A refusal that names a field: the field marked invalid and described by the status message
+  // that says why, so a screen reader reads it with the field, which takes the focus. Every
+  // field under `root` marked before is unmarked first: one refused earlier is not left marked,
+  // nor described by this refusal.
+  function flag(status, root, input) {
+    unflag(root);
+    const said = status.querySelector("p");
+    if (said) said.id = "status-message";
+    input.setAttribute("aria-invalid", "true");
+    if (said) input.setAttribute("aria-describedby", [input.getAttribute("aria-describedby"), said.id].filter(Boolean).join(" "));
+    input.focus();
+  }
+
+  function unflag(root) {
+    for (const input of root.querySelectorAll("[aria-invalid], [aria-describedby~='status-message']")) {
+      input.removeAttribute("aria-invalid");
+      const others = (input.getAttribute("aria-describedby") || "").split(" ").filter((id) => id && id !== "status-message");
+      if (others.length) input.setAttribute("aria-describedby", others.join(" "));
+      else input.removeAttribute("aria-describedby");
+    }
+  }
+
+  return { el, api, ApiError, download, errorText, flag, unflag, tabStore, keepFocusClearOf };
 })();

@@ -5,7 +5,7 @@
 "use strict";
 
 (() => {
-  const { el, api, ApiError, download, errorText, tabStore } = CGW;
+  const { el, api, ApiError, download, errorText, flag, unflag, tabStore } = CGW;
   const TOKEN_KEY = "cgw.preferences.token";
   const NOTICE_VERSION = document.documentElement.dataset.notice;
   const TOPIC_NEEDS = JSON.parse(document.documentElement.dataset.topicNeeds);
@@ -107,6 +107,9 @@
 
   function problem(error) {
     const english = lang === "en";
+    // fetch's own TypeError is the network gone: said as the service unreachable, in either
+    // language, not as the browser's "Failed to fetch".
+    if (error instanceof TypeError) return t("error_unavailable");
     if (!(error instanceof ApiError)) return english ? t("failed", { detail: errorText(error) }) : t("failed_plain");
     if (error.status === 503) return t("error_unavailable");
     if (error.status === 429) return t("error_too_many");
@@ -120,7 +123,7 @@
   }
 
   function fail(error) {
-    if (error instanceof ApiError && error.status === 401) signOut("session_over");
+    if (error instanceof ApiError && error.status === 401) signOut("session_over", "error");
     else say(problem(error), "error");
   }
 
@@ -204,36 +207,24 @@
   // The refusal said (`say`, before this) is the field's description too: a screen reader reads
   // it with the field the focus lands on, not only once in the status bar.
   function markInvalid(fields, field) {
-    const said = status.querySelector("p");
-    if (said) said.id = "status-message";
-    // Every field of the page, not only this form's: one refused before, in another form, is not
-    // left marked, nor described by this refusal.
-    for (const input of app.querySelectorAll("[aria-invalid], [aria-describedby~='status-message']")) {
-      input.removeAttribute("aria-invalid");
-      const others = (input.getAttribute("aria-describedby") || "").split(" ").filter((id) => id && id !== "status-message");
-      if (others.length) input.setAttribute("aria-describedby", others.join(" "));
-      else input.removeAttribute("aria-describedby");
-    }
     const parts = (field || "").split(".");
     for (let n = parts.length; n > 0; n -= 1) {
       const input = fields[parts.slice(0, n).join(".")];
-      if (input && input.isConnected) {
-        input.setAttribute("aria-invalid", "true");
-        if (said) input.setAttribute("aria-describedby", [input.getAttribute("aria-describedby"), said.id].filter(Boolean).join(" "));
-        input.focus();
-        return;
-      }
+      if (input && input.isConnected) return flag(status, app, input);
     }
+    unflag(app);  // every field of the page, not only this form's
   }
 
   // `said` is a message's key, put in words once the language is the sign-in form's: said in the
   // leaving person's, it stood in English over a Chinese form.
+  // The focus goes to the sign-in field: the button pressed, or the view, is gone with the page.
   function signOut(said, kind = "ok") {
     tabStore.remove(TOKEN_KEY);
     token = null;
     lang = firstLanguage();  // the person leaving chose theirs; the next one's comes with their view
     renderSignIn();
     say(t(said), kind);
+    document.getElementById("token").focus();
   }
 
   // A load begun before another person signed in (a second link, the form) ends quietly, its
@@ -297,7 +288,10 @@
     frame();
     const input = el("input", { id: "token", type: "password", autocomplete: "off", "aria-label": t("token_label") });
     const go = () => {
-      if (!input.value.trim()) return;
+      if (!input.value.trim()) {  // said, not a button that does nothing
+        say(t("token_missing"), "error");
+        return flag(status, app, input);
+      }
       token = input.value.trim();
       tabStore.set(TOKEN_KEY, token);
       app.removeAttribute("aria-busy");  // a change of the person before may still be in flight
@@ -308,9 +302,7 @@
       load().catch((error) => {
         if (!(error instanceof ApiError && error.status === 401) || token !== asked) return fail(error);
         signOut("token_refused", "error");
-        const field = document.getElementById("token");
-        field.setAttribute("aria-invalid", "true");
-        field.focus();
+        flag(status, app, document.getElementById("token"));
       });
     };
     input.addEventListener("keydown", (event) => event.key === "Enter" && go());
@@ -327,6 +319,7 @@
   // keyboard user is not sent to the top of the page, and what was typed and not sent yet is
   // typed still (`drafts`).
   function render(data) {
+    const first = !app.querySelector("#consents");  // after sign-in, "Loading…" or a retry
     const focused = document.activeElement;
     const again = focused && (focused.id ? `#${CSS.escape(focused.id)}` : focused.name ? `[name="${CSS.escape(focused.name)}"]` : null);
     const kept = drafts();
@@ -346,6 +339,7 @@
     restore(kept);
     const target = again && document.querySelector(again);
     if (target) target.focus();
+    else if (first) focusHeading("consents");  // not left on the sign-in button, gone with its form
   }
 
   // What was typed and not yet sent outlives a rebuild: an open report with its reason and text,
@@ -767,6 +761,7 @@
     fail(error);
     if (!token || app.querySelector("#consents")) return;  // signed out (a token refused), or shown after all
     app.replaceChildren(el("button", { id: "retry", onclick: start }, t("try_again")));
+    document.getElementById("retry").focus();
   }
 
   // Opened again from the wallet in a tab that shows the page already (another person signing
