@@ -112,7 +112,7 @@ class AuditController(Controller):
         purpose: FromQuery[Purpose | None] = None, start: From = None, end: To = None,
         cursor: Cursor = None, limit: Limit = "100",
     ) -> EventPage:  # fmt: skip
-        page = runtime.audit.consent_events(
+        page = await runtime.audit.consent_events(
             subject_ref=subject_ref, user_id=user_id, purpose=purpose, start=_moment(start, "from"),
             end=_moment(end, "to"), cursor=cursor, limit=int(limit),
         )  # fmt: skip
@@ -129,7 +129,7 @@ class AuditController(Controller):
         subject_ref: Annotated[str, PathParameter(pattern=SUBJECT_REF_PATTERN)],
         at: At = None,
     ) -> SubjectRead:  # fmt: skip
-        answer = runtime.audit.subject(subject_ref, _moment(at, "at"))
+        answer = await runtime.audit.subject(subject_ref, _moment(at, "at"))
         return _counted(request, answer, len(answer.history))
 
     @get(
@@ -145,7 +145,7 @@ class AuditController(Controller):
         reason: FromQuery[ReasonCode | None] = None,
         start: From = None, end: To = None, cursor: Cursor = None, limit: Limit = "100",
     ) -> DecisionPage:  # fmt: skip
-        page = runtime.audit.decisions(
+        page = await runtime.audit.decisions(
             push_id=push_id, campaign_id=campaign_id, subject_ref=subject_ref, outcome=outcome, reason=reason,
             start=_moment(start, "from"), end=_moment(end, "to"), cursor=cursor, limit=int(limit),
         )  # fmt: skip
@@ -162,7 +162,7 @@ class AuditController(Controller):
         reason: FromQuery[ComplaintReason | None] = None, campaign_id: Code = None, start: From = None,
         end: To = None, cursor: Cursor = None, limit: Limit = "100",
     ) -> ComplaintPage:  # fmt: skip
-        page = runtime.audit.complaints(
+        page = await runtime.audit.complaints(
             status=status, reason=reason, campaign_id=campaign_id, start=_moment(start, "from"),
             end=_moment(end, "to"), cursor=cursor, limit=int(limit),
         )  # fmt: skip
