@@ -179,11 +179,6 @@ class Keyring:
         if active in self._keys:
             self.active = active
 
-    def agrees(self, keys: Mapping[str, bytes]) -> bool:
-        """Whether each key both hold by id is the same key: a store whose `kek-1` was made anew
-        holds other keys under the same names."""
-        return all(_print(key) == self._prints[kid] for kid, key in keys.items() if kid in self._prints)
-
     @property
     def key_ids(self) -> tuple[str, ...]:
         return tuple(self._keys)

@@ -181,31 +181,38 @@ class KeyStore:
             self.keyring.merge(_keks(data), kid)  # the same keyring object everyone holds
         return kid
 
+    def same_keys(self, other: KeyStore) -> bool:
+        """Whether `other` holds this store's keys, rotated maybe: the same database, directory and
+        pseudonym keys, and the same key under each key-encryption key id both hold (a store whose
+        `kek-1` was made anew holds another key under the same name, and opens none it wrapped)."""
+        mine, theirs = self.keyring.fingerprints, other.keyring.fingerprints
+        return (self.database_key, self.directory_key, self.pseudonym_key) == (
+            other.database_key,
+            other.directory_key,
+            other.pseudonym_key,
+        ) and all(theirs[kid] == mark for kid, mark in mine.items() if kid in theirs)
+
     def _changed_keks(self) -> tuple[dict[str, bytes], str] | None:
-        """The keyring's reload: the file's key-encryption keys if it changed since last read, and
-        is still this store, rotated maybe: the same database, directory and pseudonym keys, and
-        the same key under each id both hold. Another deployment's store put in its place (a wrong
-        secret mounted) had its active key taken up, and new subjects' data keys wrapped under a
-        key the right store lacks: they were lost once it was put back."""
+        """The keyring's reload: the file's key-encryption keys if it changed since last read and
+        still holds this store's keys (`same_keys`). Another deployment's store put in its place (a
+        wrong secret mounted) had its active key taken up, and new subjects' data keys wrapped
+        under a key the right store lacks: they were lost once it was put back."""
         stamp = _stamp(self.path)
         if stamp == self._seen:
             return None
         try:
             data = _read(self.path)
-            keks = _keks(data)
-            same = (_unb64(data.database_key, "database_key"), _unb64(data.directory_key, "directory_key"),
-                    _unb64(data.pseudonym_key, "pseudonym_key")) == (
-                self.database_key, self.directory_key, self.pseudonym_key)  # fmt: skip
+            on_disk = KeyStore(self.path, data)
         except (KeyStoreError, ValueError):
             return None
         self._seen = stamp
-        if not (same and self.keyring.agrees(keks)):
+        if not self.same_keys(on_disk):
             log.error(
                 "the key store was replaced by another: its key-encryption keys are not taken up",
                 extra={"path": str(self.path), "advice": "put this deployment's key store back"},
             )
             return None
-        return keks, data.kek_active
+        return _keks(data), data.kek_active
 
 
 def _next_kek_id(taken: Collection[str]) -> str:

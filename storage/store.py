@@ -612,18 +612,11 @@ def _drop_unused(conn: Connection, prefixes: list[bytes]) -> None:
 
 
 def _holds(on_disk: KeyStore, used: KeyStore, wrapping: set[str]) -> bool:
-    """Whether a start from `on_disk` would read what `used` wrote: the same database and
-    pseudonym keys; every key-encryption key that wraps data keys (`wrapping`, by id), and each
-    one both hold the same by content (a store whose `kek-1` was made anew would open no wrapped
-    key), while one a finished rotation left unused may be gone; and the signing key in use as
-    its current key or a retired one. A signing-key rotation retires the old key; what it signed
+    """Whether a start from `on_disk` would read what `used` wrote: the same keys
+    (`KeyStore.same_keys`); every key-encryption key that wraps data keys (`wrapping`, by id),
+    while one a finished rotation left unused may be gone; and the signing key in use as its
+    current key or a retired one. A signing-key rotation retires the old key; what it signed
     still verifies, so the process signing with it is still fine until it restarts."""
-    same_keys = (on_disk.database_key, on_disk.directory_key, on_disk.pseudonym_key) == (
-        used.database_key,
-        used.directory_key,
-        used.pseudonym_key,
-    )
     signing = {on_disk.signing.kid, *(key.kid for key in on_disk.signing.retired)}
     there = on_disk.keyring.fingerprints
-    same_keks = all(there[kid] == mark for kid, mark in used.keyring.fingerprints.items() if kid in there)
-    return same_keys and used.signing.kid in signing and same_keks and wrapping <= there.keys()
+    return used.same_keys(on_disk) and used.signing.kid in signing and wrapping <= there.keys()

@@ -391,3 +391,38 @@ def test_a_key_store_replaced_by_another_lends_no_key_encryption_key(
     new = KeyStore.load(path).add_kek()
     assert new == "kek-2"
     assert serving.keyring.key_id_of(serving.keyring.wrap(b"k" * 32, b"aad")) == "kek-2"
+
+
+def test_a_store_with_this_ones_keys_but_another_key_encryption_key_lends_none(tmp_path: Path) -> None:
+    """The same database, directory and pseudonym keys, but `kek-1` made anew and a `kek-2`
+    active: a store this process's data keys do not open is not its own rotated."""
+    path = tmp_path / "keys.json"
+    KeyStore.create(path)
+    serving = KeyStore.load(path)
+    forged = json.loads(path.read_bytes())
+    fresh = base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode()
+    forged["kek"] = {"kek-1": fresh, "kek-2": fresh}
+    forged["kek_active"] = "kek-2"
+    staged = tmp_path / "staged.json"
+    staged.write_text(json.dumps(forged))
+    staged.chmod(0o600)
+    os.replace(staged, path)
+
+    wrapped = serving.keyring.wrap(b"k" * 32, b"aad")
+    assert serving.keyring.key_id_of(wrapped) == "kek-1"
+    assert serving.keyring.key_ids == ("kek-1",)
+
+
+@pytest.mark.parametrize(("mode", "warned"), [(0o644, True), (0o604, True), (0o640, False), (0o600, False)])
+def test_a_key_store_anyone_may_read_is_served_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, mode: int, warned: bool
+) -> None:
+    """Any local user could read every key: served (a mounted secret may be so where no other
+    user is), but not without a word."""
+    path = tmp_path / "prod-keys.json"
+    KeyStore.create(path)
+    path.chmod(mode)
+    with caplog.at_level(logging.WARNING, logger="gateway"):
+        assert load_keys(Settings(data_dir=tmp_path / "data", keystore_file=path)).path == path
+    said = [r for r in caplog.records if r.getMessage() == "the key store is readable by anyone"]
+    assert bool(said) is warned
