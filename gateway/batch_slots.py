@@ -8,20 +8,27 @@ a few more would have met the OOM killer, which loses every request in flight. M
 no speed either: a batch's decisions hold the process's one event loop. A batch waiting for a
 slot has not been read, so its bytes wait in its connection, not in the process.
 
-The slot is taken after authentication (a 401 reads no body) and before the body is read, and
-given back once the answer is sent or the request ends otherwise (a 408 for a stalled body).
+The slot is taken after authentication and the route's own guard (a 401 or 403 reads no body
+and waits for nothing) and before the body is read, and given back once the answer is sent or the
+request ends otherwise (a 408 for a stalled body). So a batch holds its slot while its body
+arrives: a service uploading 64 MiB over a slow link holds one for as long as that takes, and
+two such uploads at once make every other batch wait, then retry. A body that stops is cut by
+`CGW_BODY_TIMEOUT_SECONDS`; one still moving is not.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from litestar.connection import ASGIConnection
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from gateway.errors import BatchesBusy
+from gateway.routes.access import PUSHES_WRITE
 
 __all__ = ["WAIT_SECONDS", "BatchSlots", "one_batch_slot"]
 
@@ -57,6 +64,11 @@ def one_batch_slot(app: ASGIApp) -> ASGIApp:
     """Route middleware: `app` (the batch route) run holding one of the runtime's batch slots."""
 
     async def in_slot(scope: Scope, receive: Receive, send: Send) -> None:
+        # The route's guard first (Litestar runs it inside this): a key that may not submit is
+        # refused at once, not after waiting for a slot, and holds none meanwhile.
+        checked = PUSHES_WRITE.guard(ASGIConnection(scope), scope["route_handler"])
+        if inspect.isawaitable(checked):
+            await checked
         slots: BatchSlots = scope["litestar_app"].state.runtime.batch_slots
         async with slots.held():
             await app(scope, receive, send)

@@ -8,9 +8,11 @@
     ├── Conflict         409     the request clashes with current state
     ├── PreconditionFailed 412   an `If-Match` names a version that is no longer current
     ├── UnsupportedMediaType 415 a body declared as anything but JSON (`gateway.body`)
+    ├── RequestTimeout   408     a body that stopped arriving (`gateway.body_timeout`)
     ├── Unprocessable    422     e.g. an idempotency key reused with another body
-    ├── TooManyRequests  429     a user's changes over their allowance; retry (Retry-After)
-    └── BatchesBusy      503     as many batches as a process takes at once; retry (Retry-After)
+    └── RetryLater               refused for now, not for what the request holds (Retry-After)
+        ├── TooManyRequests  429 a user's changes over their allowance
+        └── BatchesBusy      503 as many batches as a process takes at once
 
     StorageFailedError   503     an fsync failed; no write is accepted until a restart
     ├── StorageFullError 503     the disk is full (or refused the write); not kept, retry later

@@ -92,6 +92,12 @@ def test_a_batch_past_the_slots_waits_then_gets_503_and_is_not_kept(server: Serv
         assert "batches" in refused.json()["detail"]
         assert WAIT_SECONDS <= waited < WAIT_SECONDS + 5, waited
         assert _decisions(server.base) == before  # nothing decided, nothing kept
+        reader = server.cli("keys", "create", "--name", "reader", "--scope", "campaigns:read").stdout.strip()
+        asked = time.monotonic()
+        other = {"Authorization": f"Bearer {reader}", "Content-Type": "application/json"}
+        forbidden = httpx.post(f"{server.base}/v1/pushes/batch", content=second, headers=other, timeout=30)
+        assert forbidden.status_code == 403, forbidden.text  # refused at once, not after a wait
+        assert time.monotonic() - asked < WAIT_SECONDS
 
         held.sendall(first[len(first) // 2 :])  # the first batch ends, and is answered
         head, body = _answer(held)
