@@ -7,11 +7,12 @@ text) are never opened — what a consent event means is in its kind, purpose an
 version, which the ledger keeps in clear. The ledger's integrity side (verification,
 checkpoints, proofs, exports) is `AuditLedger`, reachable as `AuditService.ledger`.
 
-Each read runs in a worker thread (`_off_the_loop`), through that thread's own connection
-(`Database.reader` keeps one per thread): a filter few rows match (`reason=`, `outcome=`, a time
-window past most rows) scans the decisions from the cursor on, and on the event loop 125,000
-pushes held every other request, security alerts and the delivery worker's rounds included,
-for 0.2-0.5 s, growing with the table.
+Each read runs in one of two threads of their own (`_off_the_loop`), through that thread's own
+connection (`Database.reader` keeps one per thread): a filter few rows match (`reason=`,
+`outcome=`, a time window past most rows) scans the decisions from the cursor on, and on the
+event loop 125,000 pushes held every other request, security alerts and the delivery worker's
+rounds included, for 0.2-0.5 s, growing with the table. Not the loop's default threads: a
+dashboard's scans would queue ahead of a new user's first write, which waits on one of those.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ import asyncio
 import binascii
 import functools
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import msgspec
 
@@ -54,12 +56,17 @@ __all__ = ["AuditService", "audit_event", "aware", "read_cursor", "time_bound"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+_READS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="cgw-audit-read")
 
 
-def _off_the_loop(read: Callable[P, R]) -> Callable[P, Awaitable[R]]:
+def _off_the_loop(
+    read: Callable[Concatenate[AuditService, P], R],
+) -> Callable[Concatenate[AuditService, P], Awaitable[R]]:
     @functools.wraps(read)
-    async def in_a_thread(*args: P.args, **kwargs: P.kwargs) -> R:
-        return await asyncio.to_thread(read, *args, **kwargs)
+    async def in_a_thread(service: AuditService, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        return await asyncio.get_running_loop().run_in_executor(
+            _READS, functools.partial(read, service, *args, **kwargs)
+        )
 
     return in_a_thread
 

@@ -13,9 +13,11 @@ under the destroyed key, hence unreadable, and keyed by an internal id nothing l
 more) and still verifies, because its chain covers ciphertexts.
 
 The key's destruction is durable before anything else happens, so crypto-shredding never waits
-on the data file. What follows is another file's transaction, so a crash can come between: the
-tombstone then still holds the subject id (`PendingErasure`), and the cleanup is finished by the
-user's retried `DELETE /v1/me` or at the next start (`finish_pending_erasures`). The cleanup may
+on the data file. What follows is another file's transactions (a slice of pushes each, then the
+subject's rows and the ledger event), so a crash can come between: the tombstone then still
+holds the subject id (`PendingErasure`), and the cleanup is finished by the user's retried
+`DELETE /v1/me` (in slices again) or at the next start (`finish_pending_erasures`, in one
+transaction: nothing else is served yet). The cleanup may
 run again after it committed (a crash before the tombstone forgets the id): its deletions find
 nothing, and it records `subject.erased` only if the ledger has no such event for that id yet.
 """
@@ -178,8 +180,8 @@ class RightsService:
     async def _finish(self, erasure: PendingErasure) -> None:
         """The data file's half a slice of pushes a unit (`ERASE_SLICE`), the loop free between
         them: in one unit, on the loop as the writer's SQL is, a user with 20,000 pushes held
-        every other request for 0.7-1.3 s. A crash between slices leaves the erasure pending
-        (its key already gone), finished as a whole by the user's retry or the next start."""
+        every other request for 0.7-1.3 s. A crash or failure between slices leaves the erasure
+        pending (its key already gone), for the user's retry or the next start to finish."""
         writer = self._store.data.writer
         pushes = erasure_repo.subject_pushes(self._store.data.reader(), erasure.subject_id)
         for start in range(0, len(pushes), ERASE_SLICE):
