@@ -30,7 +30,8 @@ CLIENT_CLOSED = 499
 receives: counted as one, a flaky mobile upload read as a server fault in 5xx alerts. A client
 that gave up while its request was decided or written (a timeout under load, which the SDK then
 sends again) was counted by the answer no one got, a 200: under load, logs and metrics showed
-clean answers while clients had none. What was written stays written; a retry gets its answer."""
+clean answers while clients had none. What was written stays written; a retry gets its answer.
+Whatever the app answered (a 503 too), 499 is what is logged: no one received it."""
 LISTEN_AFTER = 0.5
 """Seconds a request runs before the middleware listens for its client leaving: a task for every
 request would cost the fast ones, and a client rarely gives up on one answered sooner."""
@@ -82,13 +83,16 @@ def request_log(metrics: Metrics) -> tuple[Any, Callable[[Message, Scope], Await
             gone = False
             read = _bodiless(scope)  # the app has the whole body: what the server says next is a leave
             due = False  # LISTEN_AFTER has passed
-            unread: list[ReceiveMessage] = []  # a bodiless request's empty body, heard by `listen` first
+            # A bodiless request's one message, heard by `listen` before the app asked for it. One:
+            # HTTP/1.1 framing (`_bodiless`), where the server sends nothing more but a disconnect.
+            unread: ReceiveMessage | None = None
             listening: asyncio.Task[None] | None = None
 
             async def receive_noting_disconnect() -> ReceiveMessage:
-                nonlocal gone, read
-                if unread:
-                    return unread.pop()
+                nonlocal gone, read, unread
+                if unread is not None:
+                    message, unread = unread, None
+                    return message
                 message = await receive()
                 if message["type"] == "http.disconnect":
                     gone = True
@@ -99,13 +103,13 @@ def request_log(metrics: Metrics) -> tuple[Any, Callable[[Message, Scope], Await
                 return message
 
             async def listen() -> None:
-                nonlocal gone
+                nonlocal gone, unread
                 while not gone:
                     message = await receive()
                     if message["type"] == "http.disconnect":
                         gone = True
                     else:
-                        unread.append(message)
+                        unread = message
 
             def start_listening() -> None:
                 """Once due and once the app has its body: before, the app's own reads see a leave."""

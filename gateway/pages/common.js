@@ -31,18 +31,27 @@ const CGW = (() => {
     }
   }
 
+  // fetch refused: the network gone, or the gateway unreachable. A class of its own, since the
+  // TypeError fetch throws is also what a bug of the page's own throws.
+  class NetworkError extends Error {}
+
   // The credential travels in the Authorization header only: never in a URL (logs, history,
   // Referer) and never as a cookie, so no other site can make the browser use it.
   async function api(credential, method, path, body) {
     const headers = { Authorization: `Bearer ${credential}` };
     if (body !== undefined) headers["Content-Type"] = "application/json";
-    const response = await fetch(path, {
-      method,
-      headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
-      cache: "no-store",
-      credentials: "omit",
-    });
+    let response;
+    try {
+      response = await fetch(path, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        cache: "no-store",
+        credentials: "omit",
+      });
+    } catch (error) {
+      throw new NetworkError(String(error && error.message ? error.message : error));
+    }
     if (response.status === 204) return null;
     const payload = await response.json().catch(() => null);
     if (!response.ok) {
@@ -66,6 +75,7 @@ const CGW = (() => {
   }
 
   function errorText(error) {
+    if (error instanceof NetworkError) return "The gateway could not be reached: the network, or the service, is down. Try again later.";
     if (error instanceof ApiError) {
       // Named once: most details begin with their field already ("from: ... (from)" said it twice).
       const named = !error.field || error.detail.startsWith(`${error.field}:`);
@@ -120,5 +130,5 @@ const CGW = (() => {
     }
   }
 
-  return { el, api, ApiError, download, errorText, flag, unflag, tabStore, keepFocusClearOf };
+  return { el, api, ApiError, NetworkError, download, errorText, flag, unflag, tabStore, keepFocusClearOf };
 })();

@@ -5,7 +5,7 @@
 "use strict";
 
 (() => {
-  const { el, api, ApiError, download, errorText, flag, unflag, tabStore } = CGW;
+  const { el, api, ApiError, NetworkError, download, errorText, flag, unflag, tabStore } = CGW;
   const TOKEN_KEY = "cgw.preferences.token";
   const NOTICE_VERSION = document.documentElement.dataset.notice;
   const TOPIC_NEEDS = JSON.parse(document.documentElement.dataset.topicNeeds);
@@ -107,9 +107,8 @@
 
   function problem(error) {
     const english = lang === "en";
-    // fetch's own TypeError is the network gone: said as the service unreachable, in either
-    // language, not as the browser's "Failed to fetch".
-    if (error instanceof TypeError) return t("error_unavailable");
+    // The network gone: said as the service unreachable, not as the browser's "Failed to fetch".
+    if (error instanceof NetworkError) return t("error_unavailable");
     if (!(error instanceof ApiError)) return english ? t("failed", { detail: errorText(error) }) : t("failed_plain");
     if (error.status === 503) return t("error_unavailable");
     if (error.status === 429) return t("error_too_many");

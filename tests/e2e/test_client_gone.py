@@ -123,3 +123,30 @@ def test_a_client_gone_while_its_push_is_written_is_counted_as_499_and_its_push_
     assert [line["status"] for line in lines if line.get("route") == "/v1/pushes"] == [200, 499, 200]
     assert not [line for line in lines if line["level"] == "error"]
     server.stop()
+
+
+def test_a_client_gone_while_its_bodiless_request_waits_is_counted_as_499(server: Server) -> None:
+    """The same for a request with no body (here an erasure, `DELETE /v1/me`): the middleware
+    hears the leave through the request's one message, which the app never asked for."""
+    made = server.cli("token", "user-erasing")
+    assert made.returncode == 0, made.stderr
+    user = {"Authorization": f"Bearer {made.stdout.strip()}"}
+    consent = {"granted": True, "notice_version": "v1"}
+    assert httpx.put(f"{server.base}/v1/me/consents/marketing", json=consent, headers=user).status_code == 200
+    keys = KeyStore.load(server.data_dir / "keys.json")
+    other = connect(server.data_dir / DATA_FILE, keys.database_key)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.delete(f"{server.base}/v1/me", headers=user, timeout=httpx.Timeout(10, read=1.5))
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+
+    deadline = time.monotonic() + 10
+    while "499" not in (counted := _statuses(server.base, "/v1/me")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert counted == {"499": 1.0}
+    preferences = httpx.get(f"{server.base}/v1/me/preferences", headers=user).json()
+    assert preferences["consents"]["marketing"]["granted"] is False  # erased all the same
+    server.stop()
