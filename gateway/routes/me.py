@@ -116,7 +116,7 @@ class MeController(Controller):
         responses=refusals(),
     )
     async def consent_history(self, request: UserRequest, runtime: RuntimeDep) -> list[ConsentEvent]:
-        return runtime.preferences.history(_ref(request))
+        return await runtime.preferences.history(_ref(request))
 
     @post(
         "/devices",
