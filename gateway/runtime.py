@@ -136,7 +136,7 @@ class Runtime:
                     "was rotated; rotation needs a writable CGW_KEYSTORE_FILE and room beside it"
                 ) from None
             try:
-                return kid, await self._rewrap(actor, kid)
+                rewrapped = await self._rewrap(actor, kid)
             except DecryptionError:
                 # One data key that does not open ends the pass (skipping it would leave the old key
                 # wrapping only keys that do not open, which the next start takes for a wrong key
@@ -146,6 +146,11 @@ class Runtime:
                     "changed by hand), so the data keys after it are still wrapped under the previous key; "
                     "each start tries again. Run consent-gateway audit verify and check subjects.db"
                 ) from None
+            # A security event an operator reads in the log too, not only in the admin log's table.
+            log.warning(
+                "key-encryption key rotated", extra={"kek": kid, "rewrapped": rewrapped, "actor": actor}
+            )
+            return kid, rewrapped
 
     async def finish_rotation(self) -> None:
         """Run at start (`serve`): a rotation cut short (a crash, an unwrap that failed mid-pass)

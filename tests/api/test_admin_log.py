@@ -108,3 +108,18 @@ def test_the_log_is_append_only(runtime: Runtime, as_key: Callable[..., Headers]
 
         with pytest.raises(sqlcipher3.DatabaseError, match="append-only"):
             runtime.store.data.writer.run_sync(change)
+
+
+def test_a_key_encryption_key_rotation_is_logged_for_the_operator(
+    client: Client, as_key: Callable[..., Headers], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A security event: it was in the admin log's table only, and the process log, which an
+    operator watches and alerts on, had its request line alone (a review of logs and metrics)."""
+    admin = as_key("admin")
+    with caplog.at_level("INFO", logger="gateway"):
+        rotated = client.post("/v1/admin/keys/rotate-encryption", headers=admin)
+    assert rotated.status_code == 200, rotated.text
+    said = [r for r in caplog.records if r.getMessage() == "key-encryption key rotated"]
+    assert [(r.levelname, r.kek, r.rewrapped, r.actor) for r in said] == [  # type: ignore[attr-defined]
+        ("WARNING", rotated.json()["active_kek_id"], 0, f"key:{key_id(admin)}")
+    ]
