@@ -25,9 +25,11 @@ SLICE = rights.ERASE_SLICE
 PUSHES = 2 * SLICE + SLICE // 2
 
 
-def _many_pushes(
-    client: Client, as_user: Callable[[str], Headers], as_key: Callable[..., Headers]
-) -> Headers:
+@pytest.fixture
+def sam(
+    client: Client, runtime: Runtime, as_user: Callable[[str], Headers], as_key: Callable[..., Headers]
+) -> tuple[Headers, str]:
+    """A user with `PUSHES` pushes recorded: their headers and their subject id."""
     user = as_user("sam")
     device = {"platform": "webhook", "token": "relay-device-sam-0001"}
     assert client.post("/v1/me/devices", json=device, headers=user).status_code == 201
@@ -38,7 +40,9 @@ def _many_pushes(
     ]  # fmt: skip
     answer = client.post("/v1/pushes/batch", json={"pushes": pushes}, headers=as_key("pushes:write"))
     assert answer.status_code == 200, answer.text
-    return user
+    key = runtime.store.directory.resolve(runtime.store.pseudonyms.subject_ref("sam"))
+    assert key is not None
+    return user, key.subject_id
 
 
 def _all_forgotten(runtime: Runtime, subject_id: str) -> None:
@@ -56,14 +60,9 @@ def _all_forgotten(runtime: Runtime, subject_id: str) -> None:
 
 
 def test_a_user_with_many_pushes_is_erased_a_writer_unit_a_slice(
-    client: Client,
-    runtime: Runtime,
-    as_user: Callable[[str], Headers],
-    as_key: Callable[..., Headers],
-    monkeypatch: pytest.MonkeyPatch,
+    client: Client, runtime: Runtime, sam: tuple[Headers, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    user = _many_pushes(client, as_user, as_key)
-    subject_id = runtime.store.directory.resolve(runtime.store.pseudonyms.subject_ref("sam")).subject_id  # type: ignore[union-attr]
+    user, subject_id = sam
     writer = runtime.store.data.writer
     units: list[tuple[str, int]] = []
     run = writer.run
@@ -83,14 +82,9 @@ def test_a_user_with_many_pushes_is_erased_a_writer_unit_a_slice(
 
 
 def test_an_erasure_cut_short_between_slices_is_finished_by_the_users_retry(
-    client: Client,
-    runtime: Runtime,
-    as_user: Callable[[str], Headers],
-    as_key: Callable[..., Headers],
-    monkeypatch: pytest.MonkeyPatch,
+    client: Client, runtime: Runtime, sam: tuple[Headers, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    user = _many_pushes(client, as_user, as_key)
-    subject_id = runtime.store.directory.resolve(runtime.store.pseudonyms.subject_ref("sam")).subject_id  # type: ignore[union-attr]
+    user, subject_id = sam
     forget = erasure.forget_pushes
     calls: list[int] = []
 
