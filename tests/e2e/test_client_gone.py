@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -19,7 +20,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from support import Server, serve_process
 
-from storage.connections import connect
+from storage.connections import Connection, connect
 from storage.keys import KeyStore
 from storage.store import DATA_FILE
 
@@ -77,6 +78,34 @@ def test_a_body_cut_short_is_counted_as_499_and_records_nothing(server: Server) 
     server.stop()
 
 
+@contextmanager
+def _write_lock_held(server: Server) -> Iterator[Connection]:
+    """Another process holding the data file's write lock: a request that writes waits for it."""
+    keys = KeyStore.load(server.data_dir / "keys.json")
+    other = connect(server.data_dir / DATA_FILE, keys.database_key)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        yield other
+    finally:
+        if other.in_transaction:
+            other.execute("ROLLBACK")
+        other.close()
+
+
+def _given_up_while_waiting(server: Server, send: Callable[[httpx.Timeout], object]) -> None:
+    """`send` given a read timeout its request outlasts: the client gives up and closes."""
+    with _write_lock_held(server), pytest.raises(httpx.ReadTimeout):
+        send(httpx.Timeout(10, read=1.5))
+
+
+def _once_499(base: str, route: str) -> dict[str, float]:
+    """The route's counts by status once its 499 is counted (the request ends after its client)."""
+    deadline = time.monotonic() + 10
+    while "499" not in (counted := _statuses(base, route)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return counted
+
+
 def test_a_client_gone_while_its_push_is_written_is_counted_as_499_and_its_push_kept(
     server: Server,
 ) -> None:
@@ -88,31 +117,20 @@ def test_a_client_gone_while_its_push_is_written_is_counted_as_499_and_its_push_
     auth = {"Authorization": f"Bearer {created.stdout.strip()}"}
     push = {"idempotency_key": "left-1", "user_id": "user-left", "topic": "transactional",
             "title": "Payment received", "body": "Your payment was received."}  # fmt: skip
-    keys = KeyStore.load(server.data_dir / "keys.json")
-    other = connect(server.data_dir / DATA_FILE, keys.database_key)
-    other.execute("BEGIN IMMEDIATE")  # a client that waits as long is answered, and counted so
-    with ThreadPoolExecutor(1) as pool:
-        stayed = {**push, "idempotency_key": "stayed"}
+    with _write_lock_held(server) as other, ThreadPoolExecutor(1) as pool:
+        stayed = {**push, "idempotency_key": "stayed"}  # a client that waits as long is answered
         patient = pool.submit(httpx.post, f"{server.base}/v1/pushes", json=stayed, headers=auth, timeout=30)
         time.sleep(1.5)
         other.execute("ROLLBACK")
         assert patient.result().status_code == 200, patient.result().text
     assert _statuses(server.base, "/v1/pushes") == {"200": 1.0}
 
-    other.execute("BEGIN IMMEDIATE")
-    try:
-        with pytest.raises(httpx.ReadTimeout):  # the client gives up, and closes its connection
-            httpx.post(
-                f"{server.base}/v1/pushes", json=push, headers=auth, timeout=httpx.Timeout(10, read=1.5)
-            )
-    finally:
-        other.execute("ROLLBACK")
-        other.close()
+    _given_up_while_waiting(
+        server,
+        lambda timeout: httpx.post(f"{server.base}/v1/pushes", json=push, headers=auth, timeout=timeout),
+    )
 
-    deadline = time.monotonic() + 10
-    while "499" not in (counted := _statuses(server.base, "/v1/pushes")) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert counted == {"200": 1.0, "499": 1.0}
+    assert _once_499(server.base, "/v1/pushes") == {"200": 1.0, "499": 1.0}
     again = httpx.post(f"{server.base}/v1/pushes", json=push, headers=auth)
     assert again.status_code == 200, again.text
     assert _statuses(server.base, "/v1/pushes") == {"499": 1.0, "200": 2.0}
@@ -133,20 +151,11 @@ def test_a_client_gone_while_its_bodiless_request_waits_is_counted_as_499(server
     user = {"Authorization": f"Bearer {made.stdout.strip()}"}
     consent = {"granted": True, "notice_version": "v1"}
     assert httpx.put(f"{server.base}/v1/me/consents/marketing", json=consent, headers=user).status_code == 200
-    keys = KeyStore.load(server.data_dir / "keys.json")
-    other = connect(server.data_dir / DATA_FILE, keys.database_key)
-    other.execute("BEGIN IMMEDIATE")
-    try:
-        with pytest.raises(httpx.ReadTimeout):
-            httpx.delete(f"{server.base}/v1/me", headers=user, timeout=httpx.Timeout(10, read=1.5))
-    finally:
-        other.execute("ROLLBACK")
-        other.close()
+    _given_up_while_waiting(
+        server, lambda timeout: httpx.delete(f"{server.base}/v1/me", headers=user, timeout=timeout)
+    )
 
-    deadline = time.monotonic() + 10
-    while "499" not in (counted := _statuses(server.base, "/v1/me")) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert counted == {"499": 1.0}
+    assert _once_499(server.base, "/v1/me") == {"499": 1.0}
     preferences = httpx.get(f"{server.base}/v1/me/preferences", headers=user).json()
     assert preferences["consents"]["marketing"]["granted"] is False  # erased all the same
     server.stop()
