@@ -15,6 +15,7 @@ from importlib.metadata import version
 from typing import Any
 
 from litestar import Litestar, Request
+from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import ValidationException
 from litestar.openapi import OpenAPIConfig
@@ -40,7 +41,7 @@ from gateway.errors import (
 from gateway.gc_tuning import server_collector
 from gateway.head import answer_head_as_get
 from gateway.headers import SwaggerPage, security_headers
-from gateway.logs import configure_logging, quiet_server_access_log
+from gateway.logs import Streaks, configure_logging, quiet_server_access_log
 from gateway.metrics import Metrics
 from gateway.options import allow_every_method
 from gateway.query import refuse_stray_query_parameters
@@ -152,6 +153,7 @@ def create_app(
             Exception: handle_unexpected,
         },
         lifespan=[lifespan],
+        state=State({"storage_refusals": Streaks()}),  # each app its own: `gateway.errors.storage_refusal`
         plugins=[AccessInTheDocument(), ClosedStructs()],
         request_max_body_size=settings.max_body_bytes,
         logging_config=None,  # gateway.logs configures JSON logging once per process

@@ -40,6 +40,7 @@ from litestar.exceptions.responses import create_exception_response
 from litestar.types import HTTPResponseBodyEvent, HTTPResponseStartEvent, Scope
 
 from gateway.annotations import choices
+from gateway.logs import Streaks
 from gateway.request_log import request_id_of
 from storage.failures import StorageBusyError, StorageFailedError, StorageFullError
 from storage.pseudonyms import SUBJECT_REF_PATTERN
@@ -267,27 +268,34 @@ def handle_storage_failure(
     """A disk sync failed, so nothing can be made durable any more, the disk is full, or another
     process held the write lock too long, and this write was undone (see `storage.writer`): say
     which, and that it is not the client's fault, rather than a bare 500."""
-    body, headers = storage_refusal(exc, request_id_of(request.scope))
+    body, headers = storage_refusal(exc, request.scope)
     return Response(body, status_code=503, headers=headers or None)
 
 
-def storage_refusal(
-    exc: StorageFailedError, request_id: str | None
-) -> tuple[dict[str, object], dict[str, str]]:
+def storage_refusal(exc: StorageFailedError, scope: Scope) -> tuple[dict[str, object], dict[str, str]]:
     """The 503's body and headers for a storage failure, the failure logged: for the handler
     above, and for a middleware that meets one once the app has answered, past Litestar's
     handlers (`gateway.durability`, the audit access log). Retry-After only for the lock, which
-    passes: when space or a restart comes is not ours to know."""
+    passes: when space or a restart comes is not ours to know. Logged once per ten seconds of a
+    streak (`Streaks`), with how many refusals went unlogged: each request's own line is its
+    request line, 503."""
     if isinstance(exc, StorageBusyError):  # passing: the lock is free again once the other is done
-        logging.getLogger("gateway.storage").warning(
-            "storage busy", extra={"error": str(exc), "request_id": request_id}
-        )
+        _said(logging.WARNING, "storage busy", exc, scope)
         return refusal(503, STORAGE_BUSY), {"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)}
     full = isinstance(exc, StorageFullError)
-    logging.getLogger("gateway.storage").error(
-        "storage full" if full else "storage failed", extra={"error": str(exc), "request_id": request_id}
-    )
+    _said(logging.ERROR, "storage full" if full else "storage failed", exc, scope)
     return refusal(503, STORAGE_FULL if full else STORAGE_FAILED), {}
+
+
+def _said(level: int, event: str, exc: StorageFailedError, scope: Scope) -> None:
+    streaks: Streaks | None = getattr(scope["litestar_app"].state, "storage_refusals", None)
+    unsaid = 0 if streaks is None else streaks.unsaid(event)
+    if unsaid is None:
+        return
+    extra: dict[str, object] = {"error": str(exc), "request_id": request_id_of(scope)}
+    if unsaid:
+        extra["unlogged_since"] = unsaid
+    logging.getLogger("gateway.storage").log(level, event, extra=extra)
 
 
 def storage_refusal_messages(
@@ -295,7 +303,7 @@ def storage_refusal_messages(
 ) -> tuple[HTTPResponseStartEvent, HTTPResponseBodyEvent]:
     """`storage_refusal` as the ASGI messages of an answer, for a middleware or hook that meets
     the failure before the app's answer has started, and sends these instead."""
-    body, headers = storage_refusal(exc, request_id_of(scope))
+    body, headers = storage_refusal(exc, scope)
     encoded = msgspec.json.encode(body)
     raw = [(b"content-type", b"application/json"), (b"content-length", str(len(encoded)).encode())]
     raw += [(name.lower().encode(), value.encode()) for name, value in headers.items()]

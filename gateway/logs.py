@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import logging
+import math
 import sys
+import time
 from typing import Any
 
 import msgspec
 
-__all__ = ["JsonFormatter", "configure_logging", "quiet_server_access_log"]
+__all__ = ["JsonFormatter", "Streaks", "configure_logging", "quiet_server_access_log"]
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message",
@@ -81,3 +83,23 @@ def quiet_server_access_log() -> None:
     Called by `serve` and again when the app starts, so that the app served by any runner
     (`uvicorn --factory gateway.app:create_app`) keeps it quiet too."""
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+
+
+class Streaks:
+    """An event said once per `every` seconds while it goes on, with how many times it was not
+    said since: a full disk refused each request with an error line of its own, thousands a
+    second under load, written to what may be the same full disk."""
+
+    def __init__(self, every: float = 10.0) -> None:
+        self._every = every
+        self._said: dict[str, tuple[float, int]] = {}  # event -> (when last said, times unsaid since)
+
+    def unsaid(self, event: str) -> int | None:
+        """None if `event` is not to be said now; else how many times it went unsaid before."""
+        now = time.monotonic()
+        at, since = self._said.get(event, (-math.inf, 0))
+        if now - at < self._every:
+            self._said[event] = (at, since + 1)
+            return None
+        self._said[event] = (now, 0)
+        return since

@@ -33,6 +33,15 @@ def _max_pages(writer: Writer, pages: int | None) -> None:
     writer.run_alone(apply)
 
 
+def _items(user_id: str) -> list[dict[str, str]]:
+    """A batch of 300 pushes: more than the pages a full database has left."""
+    return [
+        {"idempotency_key": f"full-{i}", "user_id": user_id, "topic": "transactional", "title": "x" * 100,
+         "body": "y" * 400}
+        for i in range(300)
+    ]  # fmt: skip
+
+
 def _pushes(runtime: Runtime) -> int:
     return int(runtime.store.data.reader().execute("SELECT count(*) FROM pushes").fetchone()[0])
 
@@ -46,16 +55,7 @@ def test_a_full_disk_answers_503_keeps_nothing_and_heals_once_freed(
     user = as_user("full-disk-user")
     assert client.put("/v1/me/consents/marketing", json=CONSENT, headers=user).status_code == 200
     key = as_key("pushes:write")
-    items = [
-        {
-            "idempotency_key": f"full-{i}",
-            "user_id": "full-disk-user",
-            "topic": "transactional",
-            "title": "x" * 100,
-            "body": "y" * 400,
-        }
-        for i in range(300)
-    ]
+    items = _items("full-disk-user")
     before = _pushes(runtime)
     writer = runtime.store.data.writer
 
@@ -186,3 +186,25 @@ def test_an_audit_read_the_full_disk_cannot_log_is_refused_503_not_500(
     finally:
         _max_pages(writer, NO_LIMIT)
     assert client.get(path, headers=auditor).status_code == (200 if routed else 404)
+
+
+def test_a_full_disk_is_logged_once_a_streak_not_once_a_request(
+    client: TestClient[Litestar],
+    runtime: Runtime,
+    as_key: Callable[..., Headers],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Each refused request had an error line of its own: thousands a second under load, written
+    to what may be the same full disk (a review of logs as an operator reads them). Each request
+    still has its request line, status 503."""
+    key = as_key("pushes:write")
+    _max_pages(runtime.store.data.writer, None)
+    with caplog.at_level("INFO"):
+        for _ in range(3):
+            refused = client.post("/v1/pushes/batch", json={"pushes": _items("streak-user")}, headers=key)
+            assert refused.status_code == 503, refused.text
+    said = [r for r in caplog.records if r.getMessage() == "storage full"]
+    assert [r.levelname for r in said] == ["ERROR"]
+    lines = [r for r in caplog.records if r.getMessage() == "request"]
+    assert [r.status for r in lines] == [503, 503, 503]  # type: ignore[attr-defined]
+    _max_pages(runtime.store.data.writer, NO_LIMIT)
