@@ -245,6 +245,16 @@ def _key_checks(db: sqlite_utils.Database) -> None:
     db.execute("CREATE TABLE key_checks (name TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID")
 
 
+def _erasures_made(db: sqlite_utils.Database) -> None:
+    # How many live subjects were ever erased here, counted in each erasure's transaction: a
+    # process trusting cached keys (`SubjectDirectory`) reads this one row to learn that no
+    # subject was erased anywhere since it read theirs, where it read every cached subject's row
+    # again each second. The tombstones cannot tell it: an erasure followed by a return only
+    # rewrites the ref's tombstone. Starts at 0: the processes that cached keys are not running.
+    db.execute("CREATE TABLE erasures_made (id INTEGER PRIMARY KEY CHECK (id = 1), total INTEGER NOT NULL)")
+    db.execute("INSERT INTO erasures_made (id, total) VALUES (1, 0)")
+
+
 def _stored_erasure_day(stored: str) -> str:
     """`erasure_day` of a stored time; one that does not read as a time (a hand-edited row) gets
     the day after the migration's, rather than stopping every start until it is mended."""
@@ -666,4 +676,5 @@ DIRECTORY_MIGRATIONS: list[Migration] = [
     ("0003_wrapping_keys", _wrapping_keys),
     ("0004_erasure_days", _erasure_days),
     ("0005_key_checks", _key_checks),
+    ("0006_erasures_made", _erasures_made),
 ]

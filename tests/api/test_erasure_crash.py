@@ -254,6 +254,7 @@ def test_a_start_with_nothing_pending_reads_one_partial_index(tmp_path: Path) ->
 
     assert migrate(conn, DIRECTORY_MIGRATIONS) == [
         "0002_pending_erasures", "0003_wrapping_keys", "0004_erasure_days", "0005_key_checks",
+        "0006_erasures_made",
     ]  # fmt: skip
 
     assert conn.execute("SELECT * FROM tombstones").fetchall() == [

@@ -144,15 +144,83 @@ def test_a_subject_made_just_after_an_erasure_that_raced_it_is_cached_again_at_i
     assert REF in _cached_refs(serve)  # the next read is cached
 
 
-def test_an_entry_past_its_age_is_read_again_and_keeps_its_key_without_an_unwrap(
+def _statements(store: Store) -> list[str]:
+    """The statements this thread's reader of the directory runs from now on."""
+    ran: list[str] = []
+    store._directory_db.reader().set_trace_callback(ran.append)
+    return ran
+
+
+def test_an_entry_past_its_age_is_vouched_for_by_the_count_of_erasures_without_its_row(
+    serve: Store, worker: Store
+) -> None:
+    """While nobody is erased, a lookup past `max_age` reads one row, the count of erasures,
+    however many refs it asks about, and trusts its entries for another `max_age`."""
+    refs = [REF, *(f"sub_{n:052d}" for n in range(3))]
+    made = {ref: serve.directory.ensure(ref, NOW).subject_id for ref in refs}
+    directory = SubjectDirectory(serve._directory_db, serve.keys.keyring, max_age=0.0)
+    assert {ref: s.subject_id for ref, s in directory.resolve_many(refs).items()} == made  # cached
+    before = directory._cache[REF].read_at
+    worker.directory.ensure("sub_" + "n" * 52, NOW)  # a new subject elsewhere erases nobody
+
+    ran = _statements(serve)
+    again = directory.resolve_many(refs)
+    assert {ref: s.subject_id for ref, s in again.items()} == made
+    assert ran == ["SELECT total FROM erasures_made"]
+    assert directory._cache[REF].read_at > before  # trusted anew
+
+
+def test_an_erasure_elsewhere_raises_the_count_and_is_seen_past_the_age(serve: Store, worker: Store) -> None:
+    """`worker` stands for a second `serve` that cached the subject: the erasure through `serve`
+    is seen at its next lookup past `max_age`, and so is the user's return as a new subject."""
+    other = "sub_" + "b" * 52
+    serve.directory.ensure(other, NOW)
+    first = serve.directory.ensure(REF, NOW)
+    directory = SubjectDirectory(serve._directory_db, worker.keys.keyring, max_age=0.0)
+    found = directory.resolve(REF)
+    assert found is not None
+    assert found.subject_id == first.subject_id
+
+    serve.directory.erase(REF, NOW)
+    assert directory.resolve(REF) is None
+    assert directory.resolve(other) is not None  # read again, still there
+
+    second = serve.directory.ensure(REF, NOW)
+    back = directory.resolve(REF)
+    assert back is not None
+    assert back.subject_id == second.subject_id != first.subject_id
+    assert back.cipher.open(second.cipher.seal(b"new", AAD), AAD) == b"new"
+
+
+def test_only_the_erasure_of_a_live_subject_counts(serve: Store) -> None:
+    def total() -> int:
+        return int(serve._directory_db.reader().execute("SELECT total FROM erasures_made").fetchone()[0])
+
+    serve.directory.erase(REF, NOW)  # nobody there: a tombstone, no key destroyed
+    assert total() == 0
+    serve.directory.ensure(REF, NOW)
+    serve.directory.erase(REF, NOW)
+    serve.directory.erase(REF, NOW)  # already gone
+    assert total() == 1
+    serve.directory.ensure(REF, NOW)
+    serve.directory.erase(REF, NOW)
+    assert total() == 2
+
+
+def test_an_entry_past_its_age_is_read_again_after_an_erasure_and_keeps_its_key_without_an_unwrap(
     serve: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Past `max_age` the ref's row is read again; holding the same id, it is the same subject,
-    and the key cached before serves (the rows a batch reads again are remembered together)."""
+    """Past `max_age`, with a subject erased since the entry was read, the ref's row is read
+    again; holding the same id, it is the same subject, and the key cached before serves (the
+    rows a batch reads again are remembered together)."""
     directory = SubjectDirectory(serve._directory_db, serve.keys.keyring, max_age=0.0)
     subject = directory.ensure(REF, NOW)
     before = directory._cache[REF].read_at
     sealed = subject.cipher.seal(b"z", AAD)
+    other = "sub_" + "b" * 52
+    serve.directory.ensure(other, NOW)
+    serve.directory.erase(other, NOW)
+    ran = _statements(serve)
 
     def no_unwrap(wrapped: bytes, aad: bytes) -> bytes:
         raise AssertionError("the entry holds this id: its key should have served again")
@@ -161,7 +229,8 @@ def test_an_entry_past_its_age_is_read_again_and_keeps_its_key_without_an_unwrap
     again = directory.resolve_many([REF])[REF]
     assert again.subject_id == subject.subject_id
     assert again.cipher.open(sealed, AAD) == b"z"
-    assert directory._cache[REF].read_at > before  # read again, trusted anew
+    assert any("FROM subjects" in statement for statement in ran)  # the row, read again
+    assert directory._cache[REF].read_at > before  # trusted anew
 
 
 def test_a_batch_read_that_an_erasure_raced_caches_the_other_subjects_only(
