@@ -200,7 +200,8 @@ class SubjectDirectory:
         with self._lock:
             for ref, entry in entries.items():
                 if ref in self._cache and read_at > self._erased.get(ref, -math.inf):
-                    self._cache[ref] = entry._replace(read_at=read_at)
+                    # built, not `_replace`d: a third of the cost, for a batch's thousands
+                    self._cache[ref] = _Entry(entry.subject_id, entry.data_key, read_at, entry.erasures)
         return {ref: _live(ref, entry) for ref, entry in entries.items()}
 
     def _read(self, refs: dict[str, _Entry | None], read_at: float, erasures: int) -> dict[str, SubjectKey]:
