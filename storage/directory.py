@@ -48,7 +48,8 @@ _CACHE_SIZE = 50_000
 # How long a cached entry is trusted with nothing read: the longest an erasure made by another
 # process (a second `serve` on the same data dir) goes unseen here. The check adds ~0.1 µs to a
 # ~4 µs hit. Past it, a lookup reads the count of erasures (one row, once per lookup, however many
-# refs it asks about), and the entries' rows only if an erasure was made since they were read.
+# refs it asks about), and the entries' rows only if an erasure was made since they were read. A
+# lookup with misses reads it too: each entry it makes keeps the count its row was read under.
 MAX_AGE_SECONDS = 1.0
 _ERASURES_MADE = "SELECT total FROM erasures_made"
 
@@ -83,7 +84,7 @@ class SubjectKey:
 class _Entry(NamedTuple):
     """What the cache keeps of a subject: the raw data key, not a cipher (see `SubjectDirectory`),
     when it was last found good (monotonic, taken before the read that did) and the count of
-    erasures read before the row it came from."""
+    erasures read no later than the row it came from."""
 
     subject_id: str
     data_key: bytes
@@ -194,12 +195,12 @@ class SubjectDirectory:
 
     def _vouched(self, entries: dict[str, _Entry], read_at: float) -> dict[str, SubjectKey]:
         """Entries past `max_age` that the count of erasures, read after `read_at`, vouches for:
-        those still cached are trusted for another `max_age` from `read_at`, unless this process
-        began erasing their ref since. An erasure racing the count is answered as one racing the
-        read of a row was: as if it came after."""
+        those still cached, and not replaced meanwhile by a newer read, are trusted for another
+        `max_age` from `read_at`, unless this process began erasing their ref since. An erasure
+        racing the count is answered as one racing the read of a row was: as if it came after."""
         with self._lock:
             for ref, entry in entries.items():
-                if ref in self._cache and read_at > self._erased.get(ref, -math.inf):
+                if self._cache.get(ref) is entry and read_at > self._erased.get(ref, -math.inf):
                     # built, not `_replace`d: a third of the cost, for a batch's thousands
                     self._cache[ref] = _Entry(entry.subject_id, entry.data_key, read_at, entry.erasures)
         return {ref: _live(ref, entry) for ref, entry in entries.items()}
@@ -494,8 +495,8 @@ class SubjectDirectory:
         erasures: int,
         past: Mapping[str, _Entry | None],
     ) -> dict[str, SubjectKey]:
-        """Cache the subjects of (ref, id, wrapped key) rows read after `read_at` and after the
-        count of `erasures`, under one hold of the lock for them all (a batch's 500 a chunk). `past`
+        """Cache the subjects of (ref, id, wrapped key) rows read after `read_at`, and no earlier
+        than the count of `erasures`, under one hold of the lock for them all (a batch's 500 a chunk). `past`
         holds a ref's entry from before this read, if any: holding the same id, it is the same
         subject, whose key never changes, so its key serves again without an unwrap."""
         entries: dict[str, _Entry] = {}

@@ -250,7 +250,8 @@ def _erasures_made(db: sqlite_utils.Database) -> None:
     # process trusting cached keys (`SubjectDirectory`) reads this one row to learn that no
     # subject was erased anywhere since it read theirs, where it read every cached subject's row
     # again each second. The tombstones cannot tell it: an erasure followed by a return only
-    # rewrites the ref's tombstone. Starts at 0: the processes that cached keys are not running.
+    # rewrites the ref's tombstone. Starts at 0: an upgrade stops every process on the data dir
+    # (README), so none holds keys cached under the version before.
     db.execute("CREATE TABLE erasures_made (id INTEGER PRIMARY KEY CHECK (id = 1), total INTEGER NOT NULL)")
     db.execute("INSERT INTO erasures_made (id, total) VALUES (1, 0)")
 

@@ -192,6 +192,29 @@ def test_an_erasure_elsewhere_raises_the_count_and_is_seen_past_the_age(serve: S
     assert back.cipher.open(second.cipher.seal(b"new", AAD), AAD) == b"new"
 
 
+def test_an_entry_vouched_for_does_not_replace_a_newer_one_cached_meanwhile(
+    serve: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lookup that read the count before an erasure and a return elsewhere, while another
+    thread's lookup cached the returned subject, leaves that newer entry in place."""
+    directory = SubjectDirectory(serve._directory_db, serve.keys.keyring, max_age=0.0)
+    first = directory.ensure(REF, NOW)
+    count = directory._erasures_made
+    returned = []
+
+    def read_before_the_erasure() -> int:
+        seen = count()
+        monkeypatch.setattr(directory, "_erasures_made", count)
+        serve.directory.erase(REF, NOW)
+        returned.append(serve.directory.ensure(REF, NOW))
+        assert directory.resolve(REF) is not None  # the other thread's lookup caches it
+        return seen
+
+    monkeypatch.setattr(directory, "_erasures_made", read_before_the_erasure)
+    directory.resolve(REF)  # vouched for by the count it read: the erasure raced it
+    assert directory._cache[REF].subject_id == returned[0].subject_id != first.subject_id
+
+
 def test_only_the_erasure_of_a_live_subject_counts(serve: Store) -> None:
     def total() -> int:
         return int(serve._directory_db.reader().execute("SELECT total FROM erasures_made").fetchone()[0])
