@@ -114,7 +114,8 @@ class Metrics:
         )
         self.open_breakers = Gauge(
             "cgw_open_circuit_breakers",
-            "Providers whose circuit is open or half-open",
+            "Circuits open or half-open, by provider (Web Push has one a push service)",
+            ["provider"],
             registry=self.registry,
         )
         self.outbox_behind = Gauge(

@@ -137,6 +137,7 @@ class DeliveryAdapter(Protocol):
 class SeveralProviders(Protocol):
     """An adapter that sends to several independent services, each to be judged on its own by a
     circuit breaker: Web Push goes to each browser vendor's push service, and one of them down
-    must not hold back the pushes to the others."""
+    must not hold back the pushes to the others. A key is the adapter's name, a space, then the
+    service (`webpush fcm.googleapis.com`): the circuits' gauge counts them under the name."""
 
     def breaker_key(self, message: DeliveryMessage) -> str: ...

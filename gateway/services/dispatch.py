@@ -144,6 +144,7 @@ class Dispatcher:
         self._decision_reasons = cache(metrics.decision_reasons.labels)
         self._attempts = cache(metrics.deliveries.labels)
         self._send_seconds = cache(metrics.delivery_seconds.labels)
+        self._open_circuits = cache(metrics.open_breakers.labels)
         self._adapters = adapters
         # By provider: an adapter's name, or for one of `SeveralProviders` each service it sends
         # to, made as first met. Which adapters those are is asked once: an `isinstance` of a
@@ -240,7 +241,7 @@ class Dispatcher:
         taken = len(prepared) - put_back
         sends = [(c, s) for c, s in prepared if s is not None]
         if not sends:
-            self._metrics.open_breakers.set(sum(b.state != "closed" for b in self._breakers.values()))
+            self._show_circuits()
             return taken, None
         # The last moment a send may start and still end within the lease: a round's sends wait
         # for connections, and one started later could still be running when another worker
@@ -287,7 +288,7 @@ class Dispatcher:
             outbox.postpone(conn, later, done + UNREADABLE_WAIT)
             return [sends[i][0].push_id for i in taken]
 
-        self._metrics.open_breakers.set(sum(b.state != "closed" for b in self._breakers.values()))
+        self._show_circuits()
         push_ids = [c.push_id for c, _ in sends]
         return Settling(self._store.data.writer, settle, set_aside, push_ids, self._count)
 
@@ -636,6 +637,17 @@ class Dispatcher:
         """The circuit breaker a send is judged by: its provider's."""
         several = self._several.get(adapter.name)
         return adapter.name if several is None else several.breaker_key(message)
+
+    def _show_circuits(self) -> None:
+        """Open circuits by provider, each provider shown, 0 while its circuits are closed: which
+        provider is down is what an operator paged by this gauge asks first."""
+        shown = dict.fromkeys((adapter.name for adapter in self._adapters.values()), 0)
+        for circuit, breaker in self._breakers.items():
+            if breaker.state != "closed":
+                provider = circuit.split(" ", 1)[0]  # `SeveralProviders.breaker_key`: the name first
+                shown[provider] = shown.get(provider, 0) + 1
+        for provider, count in shown.items():
+            self._open_circuits(provider).set(count)
 
     def _breaker(self, circuit: str) -> CircuitBreaker:
         breaker = self._breakers.get(circuit)

@@ -121,6 +121,10 @@ def test_one_push_service_down_does_not_hold_back_another(
     assert up.hits == 1
     shown = world.read(healthy)
     assert shown["status"] == "delivered", shown
+    # One of Web Push's two circuits is open, shown under its provider's name.
+    registry = rt.metrics.registry
+    assert registry.get_sample_value("cgw_open_circuit_breakers", {"provider": "webpush"}) == 1
+    assert registry.get_sample_value("cgw_open_circuit_breakers", {"provider": "webhook"}) == 0
     world.client.blocking_portal.call(adapter.aclose)
 
 
