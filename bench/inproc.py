@@ -53,6 +53,7 @@ from procs import LOAD_CORE, Server, free_port, uvicorn_argv
 
 from gateway.app import create_app
 from gateway.clock import Clock, system_clock
+from gateway.schemas.pushes import PushCreate
 from gateway.settings import Secret, Settings
 from policies.catalog import TOPICS
 
@@ -164,6 +165,10 @@ _LAYERS = (
     ("dry-run push: + body, directory, state reads, policies, answer", 200),
     ("durable push: + the writer's group commit", 200),
 )
+# Not a layer: the dry-run push's service alone, its body decoded by msgspec, no request around
+# it. Within a request the same calls cost about twice as much (docs/performance.md, "Where the
+# time goes"): the request's own work between them evicts theirs from the processor's caches.
+_ALONE = ("(apart) the dry-run push's service alone, no request around it", 200)
 
 
 async def _layers(driver: Driver, reader_key: str, count: int, users_n: int, rounds: int = 3) -> str:
@@ -201,17 +206,31 @@ async def _layers(driver: Driver, reader_key: str, count: int, users_n: int, rou
         await asyncio.gather(*(lane() for _ in range(32)))
         return (time.process_time() - cpu) / n * 1e6, off
 
-    for (_, expected), call in zip(_LAYERS, calls("warm"), strict=True):
+    def alone(nonce: str) -> Callable[[int], Awaitable[int]]:
+        """The dry-run push's service called as its route calls it, with no request around it."""
+        pushes = driver.app.state.runtime.pushes
+        key_id = driver.app.state.runtime.api_keys.verify(driver.key).key_id
+
+        async def call(i: int) -> int:
+            body = msgspec.json.encode(_push(nonce, i, users_n, True))
+            request = msgspec.json.decode(body, type=PushCreate)
+            return 200 if (await pushes.submit(key_id, request)).outcome == "queued" else 500
+
+        return call
+
+    cases = [*_LAYERS, _ALONE]
+    for (_, expected), call in zip(cases, [*calls("warm"), alone("warm")], strict=True):
         await measure(call, 300, expected)  # not counted: caches, prepared statements
-    costs: list[list[float]] = [[] for _ in _LAYERS]
+    costs: list[list[float]] = [[] for _ in cases]
     unexpected = 0
     for _ in range(rounds):
-        for index, ((_, expected), call) in enumerate(zip(_LAYERS, calls(secrets.token_hex(4)), strict=True)):
+        nonce = secrets.token_hex(4)
+        for index, ((_, expected), call) in enumerate(zip(cases, [*calls(nonce), alone(nonce)], strict=True)):
             us, off = await measure(call, count, expected)
             costs[index].append(us)
             unexpected += off
     lines = [f"µs CPU per request, {rounds} rounds of {count:,} each (median: the rounds)"]
-    for (name, _), runs in zip(_LAYERS, costs, strict=True):
+    for (name, _), runs in zip(cases, costs, strict=True):
         rounds_text = " / ".join(f"{us:.0f}" for us in runs)
         lines.append(f"  {name:<66} {statistics.median(runs):6.0f}: {rounds_text}")
     lines.append(f"  answers not as expected: {unexpected}")
