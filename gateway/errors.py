@@ -41,6 +41,7 @@ from litestar.types import HTTPResponseBodyEvent, HTTPResponseStartEvent, Scope
 
 from gateway.annotations import choices
 from gateway.logs import Streaks
+from gateway.metrics import UnavailableCause
 from gateway.request_log import request_id_of
 from storage.failures import StorageBusyError, StorageFailedError, StorageFullError
 from storage.pseudonyms import SUBJECT_REF_PATTERN
@@ -148,13 +149,15 @@ def refusal(status_code: int, detail: str, extra: Sequence[tuple[str, str]] = ()
     return body
 
 
-def handle_gateway_error(_: Request[Any, Any, Any], exc: GatewayError) -> Response[dict[str, object]]:
+def handle_gateway_error(request: Request[Any, Any, Any], exc: GatewayError) -> Response[dict[str, object]]:
     body = refusal(exc.status_code, exc.detail, [(exc.field, exc.detail)] if exc.field else ())
     headers: dict[str, str] | None = None
     if exc.status_code == 401:
         headers = {"WWW-Authenticate": 'Bearer realm="consent-gateway"'}
     elif isinstance(exc, RetryLater):
         headers = {"Retry-After": str(exc.retry_after)}
+        if isinstance(exc, BatchesBusy):
+            _count_unavailable(request.scope, "batches_busy")
     elif isinstance(exc, RequestTimeout):
         headers = {"Connection": "close"}  # the rest of the body is never read
     return Response(body, status_code=exc.status_code, headers=headers)
@@ -280,11 +283,22 @@ def storage_refusal(exc: StorageFailedError, scope: Scope) -> tuple[dict[str, ob
     streak (`Streaks`), with how many refusals went unlogged: each request's own line is its
     request line, 503."""
     if isinstance(exc, StorageBusyError):  # passing: the lock is free again once the other is done
+        _count_unavailable(scope, "storage_busy")
         _said(logging.WARNING, "storage busy", exc, scope)
         return refusal(503, STORAGE_BUSY), {"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)}
     full = isinstance(exc, StorageFullError)
+    _count_unavailable(scope, "storage_full" if full else "storage_failed")
     _said(logging.ERROR, "storage full" if full else "storage failed", exc, scope)
     return refusal(503, STORAGE_FULL if full else STORAGE_FAILED), {}
+
+
+def _count_unavailable(scope: Scope, cause: UnavailableCause) -> None:
+    """Every 503 a request gets is counted here by its cause (`cgw_unavailable_answers_total`):
+    a full disk or a failed sync pages someone, a busy lock or batch slot asks a client to retry,
+    and the request count's `status` label alone cannot tell them apart."""
+    runtime = scope["litestar_app"].state.get("runtime")
+    if runtime is not None:  # none before the lifespan made it
+        runtime.metrics.unavailable.labels(cause).inc()
 
 
 def _said(level: int, event: str, exc: StorageFailedError, scope: Scope) -> None:

@@ -11,6 +11,7 @@ import time
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from itertools import accumulate
+from typing import Literal, get_args
 
 from prometheus_client import (
     CollectorRegistry,
@@ -26,7 +27,10 @@ from prometheus_client.core import HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-__all__ = ["Metrics", "SharedTimeHistogram"]
+__all__ = ["UNAVAILABLE_CAUSES", "Metrics", "SharedTimeHistogram", "UnavailableCause"]
+
+UnavailableCause = Literal["storage_failed", "storage_full", "storage_busy", "batches_busy"]
+UNAVAILABLE_CAUSES: tuple[UnavailableCause, ...] = get_args(UnavailableCause)
 
 
 class SharedTimeHistogram(Collector):
@@ -134,6 +138,16 @@ class Metrics:
         self.complaints = Counter(
             "cgw_complaints", "Complaints filed, by reason", ["reason"], registry=self.registry
         )
+        self.unavailable = Counter(
+            "cgw_unavailable_answers",
+            "Requests refused 503, by cause: storage_failed (a disk sync failed: restart), "
+            "storage_full, storage_busy (another process held the write lock), batches_busy (as "
+            "many batches as the process takes at once). Not /readyz's or /healthz's verdicts",
+            ["cause"],
+            registry=self.registry,
+        )
+        for cause in UNAVAILABLE_CAUSES:  # each shown from the start, at 0: what an alert's rate reads
+            self.unavailable.labels(cause)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

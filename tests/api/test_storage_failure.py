@@ -59,6 +59,9 @@ def test_after_a_failed_fsync_writes_answer_503_and_the_gateway_is_neither_ready
     alive = client.get("/healthz")
     assert alive.status_code == 503
     assert alive.json() == {"status": "failed", "checks": {"storage": "failed"}}
+    # The three requests refused, by their cause; the probes' own 503s are their verdicts.
+    counted = runtime.metrics.registry.get_sample_value
+    assert counted("cgw_unavailable_answers_total", {"cause": "storage_failed"}) == 3
 
 
 def test_a_write_lock_held_by_another_process_past_the_busy_timeout_answers_503_with_retry_after(
@@ -83,6 +86,9 @@ def test_a_write_lock_held_by_another_process_past_the_busy_timeout_answers_503_
     assert busy.status_code == 503, busy.text
     assert busy.headers["retry-after"] == "1"
     assert "another process held the database's write lock" in busy.json()["detail"]
+    counted = runtime.metrics.registry.get_sample_value
+    assert counted("cgw_unavailable_answers_total", {"cause": "storage_busy"}) == 1
+    assert counted("cgw_unavailable_answers_total", {"cause": "storage_failed"}) == 0
     kept = client.get("/v1/me/preferences", headers=user).json()["consents"]["marketing"]["granted"]
     assert kept is True  # not kept
     assert client.get("/readyz").status_code == 200  # and it ended nothing

@@ -64,6 +64,10 @@ def test_a_full_disk_answers_503_keeps_nothing_and_heals_once_freed(
     body = assert_problem(full, 503)
     assert "disk is full" in body["detail"]
     assert _pushes(runtime) == before  # answered "not kept", and indeed not kept
+    # Counted by its cause, apart from a busy lock or batch slot a client need only retry.
+    unavailable = runtime.metrics.registry.get_sample_value
+    assert unavailable("cgw_unavailable_answers_total", {"cause": "storage_full"}) == 1
+    assert unavailable("cgw_unavailable_answers_total", {"cause": "storage_busy"}) == 0
     for _ in range(2):  # the room probe that finds none leaves none behind for the next one
         ready = client.get("/readyz")
         assert ready.status_code == 503

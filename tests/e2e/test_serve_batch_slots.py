@@ -45,6 +45,13 @@ def _decisions(base: str) -> float:
     return sum(s.value for s in families["cgw_decisions"].samples if s.name == "cgw_decisions_total")
 
 
+def _unavailable(base: str) -> dict[str, float]:
+    """`cgw_unavailable_answers_total` by cause."""
+    families = {f.name: f for f in text_string_to_metric_families(httpx.get(f"{base}/metrics").text)}
+    found = families["cgw_unavailable_answers"].samples
+    return {s.labels["cause"]: s.value for s in found if s.name == "cgw_unavailable_answers_total"}
+
+
 def _started(server: Server, key: str, body: bytes) -> socket.socket:
     """A batch whose headers and first half have been sent: it holds a slot until the rest comes."""
     where = urlsplit(server.base)
@@ -92,6 +99,9 @@ def test_a_batch_past_the_slots_waits_then_gets_503_and_is_not_kept(server: Serv
         assert "batches" in refused.json()["detail"]
         assert WAIT_SECONDS <= waited < WAIT_SECONDS + 5, waited
         assert _decisions(server.base) == before  # nothing decided, nothing kept
+        assert _unavailable(server.base) == {
+            "batches_busy": 1, "storage_failed": 0, "storage_full": 0, "storage_busy": 0
+        }  # fmt: skip
         reader = server.cli("keys", "create", "--name", "reader", "--scope", "campaigns:read").stdout.strip()
         asked = time.monotonic()
         other = {"Authorization": f"Bearer {reader}", "Content-Type": "application/json"}
