@@ -155,6 +155,7 @@ class Dispatcher:
         self._slots = {a.name: Slots(settings.worker_concurrency) for a in adapters.values()}
         self._checks = SendChecks(store)
         self._rand = rand
+        self._show_circuits()  # each provider at 0 from the start, as before any round
 
     async def run_once(self, owner: str, limit: int) -> int:
         """Claim up to `limit` due pushes and dispatch them; returns how many were claimed once

@@ -74,6 +74,16 @@ def value(families: dict[str, Metric], sample: str, **labels: str) -> float:
     return float(found[0])
 
 
+def test_series_an_alert_reads_are_shown_at_zero_before_anything_happens(client: Client) -> None:
+    """An alert on a rate or a gauge reads nothing at all from a series that is not there yet:
+    each provider's open circuits and each cause of a 503 are shown at 0 from the start."""
+    _, families = scrape(client)
+    assert value(families, "cgw_open_circuit_breakers", provider="file") == 0
+    causes = families["cgw_unavailable_answers"].samples
+    shown = {s.labels["cause"]: s.value for s in causes if s.name == "cgw_unavailable_answers_total"}
+    assert shown == {"storage_failed": 0, "storage_full": 0, "storage_busy": 0, "batches_busy": 0}
+
+
 def test_metrics_after_traffic_parse_and_carry_the_operational_series(
     client: Client,
     runtime: Runtime,
