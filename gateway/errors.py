@@ -293,12 +293,21 @@ def storage_refusal(exc: StorageFailedError, scope: Scope) -> tuple[dict[str, ob
 
 
 def _count_unavailable(scope: Scope, cause: UnavailableCause) -> None:
-    """Every 503 a request gets is counted here by its cause (`cgw_unavailable_answers_total`):
-    a full disk or a failed sync pages someone, a busy lock or batch slot asks a client to retry,
-    and the request count's `status` label alone cannot tell them apart."""
+    """Every 503 a request gets, but `/readyz`'s and `/healthz`'s verdicts, is counted here by its
+    cause (`cgw_unavailable_answers_total`): a full disk or a failed sync pages someone, a busy
+    lock or batch slot asks a client to retry, and the request count's `status` label alone
+    cannot tell them apart. Once a request: an audit read whose handler was refused is refused
+    again when its access cannot be logged (`gateway.audit_access_log`)."""
+    state = scope.setdefault("state", {})
+    if state.get(_UNAVAILABLE_COUNTED):
+        return
+    state[_UNAVAILABLE_COUNTED] = True
     runtime = scope["litestar_app"].state.get("runtime")
     if runtime is not None:  # none before the lifespan made it
         runtime.metrics.unavailable.labels(cause).inc()
+
+
+_UNAVAILABLE_COUNTED = "cgw_unavailable_counted"
 
 
 def _said(level: int, event: str, exc: StorageFailedError, scope: Scope) -> None:

@@ -118,7 +118,7 @@ class Metrics:
         )
         self.open_breakers = Gauge(
             "cgw_open_circuit_breakers",
-            "Circuits open or half-open, by provider (Web Push has one a push service)",
+            "Circuits open or half-open, by provider (Web Push has one per push service)",
             ["provider"],
             registry=self.registry,
         )

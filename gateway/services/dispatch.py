@@ -644,9 +644,9 @@ class Dispatcher:
         provider is down is what an operator paged by this gauge asks first."""
         shown = dict.fromkeys((adapter.name for adapter in self._adapters.values()), 0)
         for circuit, breaker in self._breakers.items():
-            if breaker.state != "closed":
-                provider = circuit.split(" ", 1)[0]  # `SeveralProviders.breaker_key`: the name first
-                shown[provider] = shown.get(provider, 0) + 1
+            provider = circuit.split(" ", 1)[0]  # `SeveralProviders.breaker_key`: the name first
+            if breaker.state != "closed" and provider in shown:  # a label only ever a provider's name
+                shown[provider] += 1
         for provider, count in shown.items():
             self._open_circuits(provider).set(count)
 

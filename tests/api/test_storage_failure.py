@@ -64,6 +64,28 @@ def test_after_a_failed_fsync_writes_answer_503_and_the_gateway_is_neither_ready
     assert counted("cgw_unavailable_answers_total", {"cause": "storage_failed"}) == 3
 
 
+def test_an_audit_write_refused_twice_in_one_request_is_one_503_counted_once(
+    client: TestClient[Litestar],
+    runtime: Runtime,
+    as_user: Callable[[str], Headers],
+    as_key: Callable[..., Headers],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The checkpoint route writes, and so does the access log after it: with storage failed both
+    are refused, and the one 503 its client gets was counted twice."""
+    user = as_user("audit-twice-user")
+    auditor = as_key("audit:read")
+    assert client.put("/v1/me/consents/marketing", json=CONSENT, headers=user).status_code == 200
+    monkeypatch.setattr(os, "fdatasync", _failing_fdatasync)
+    refused = client.put("/v1/me/consents/marketing", json={**CONSENT, "granted": False}, headers=user)
+    assert refused.status_code == 503
+    monkeypatch.undo()
+    counted = runtime.metrics.registry.get_sample_value
+    assert counted("cgw_unavailable_answers_total", {"cause": "storage_failed"}) == 1
+    assert client.get("/v1/audit/ledger/checkpoint", headers=auditor).status_code == 503
+    assert counted("cgw_unavailable_answers_total", {"cause": "storage_failed"}) == 2
+
+
 def test_a_write_lock_held_by_another_process_past_the_busy_timeout_answers_503_with_retry_after(
     client: TestClient[Litestar],
     runtime: Runtime,

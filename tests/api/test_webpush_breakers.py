@@ -33,6 +33,7 @@ class PushService:
 
     def __init__(self, status: int) -> None:
         self.hits = 0
+        self.status = status  # what it answers from now on
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -41,7 +42,7 @@ class PushService:
             def do_POST(self) -> None:
                 self.rfile.read(int(self.headers["content-length"]))
                 outer.hits += 1
-                self.send_response(status)
+                self.send_response(outer.status)
                 self.send_header("content-length", "0")
                 self.end_headers()
 
@@ -125,6 +126,11 @@ def test_one_push_service_down_does_not_hold_back_another(
     registry = rt.metrics.registry
     assert registry.get_sample_value("cgw_open_circuit_breakers", {"provider": "webpush"}) == 1
     assert registry.get_sample_value("cgw_open_circuit_breakers", {"provider": "webhook"}) == 0
+
+    down.status = 201  # the service is back: past the cool-down a probe closes its circuit
+    world.clock.advance(seconds=31)
+    world.run(dispatcher=dispatcher)
+    assert registry.get_sample_value("cgw_open_circuit_breakers", {"provider": "webpush"}) == 0
     world.client.blocking_portal.call(adapter.aclose)
 
 
