@@ -166,7 +166,7 @@ _LAYERS = (
     ("durable push: + the writer's group commit", 200),
 )
 # Not a layer: the dry-run push's service alone, its body decoded by msgspec, no request around
-# it. Within a request the same calls cost about twice as much (docs/performance.md, "Where the
+# it. Within a request the same calls cost 1.5-1.8 times as much (docs/performance.md, "Where the
 # time goes"): the request's own work between them evicts theirs from the processor's caches.
 _ALONE = ("(apart) the dry-run push's service alone, no request around it", 200)
 
